@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Prepare a fresh Debian 12 machine for xnetmon: the Debian tools the monitor and its
+# tests drive for real, then a virtual environment with the project installed.
+# Idempotent: a second run only checks and returns quickly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBIAN_PACKAGES=(
+  iproute2       # ip netns / veth / tc: the lab
+  iputils-ping   # ping: the RTT peer in benchmarks and lab checks
+  iptables       # ip6tables: lab fault injection (loss, slice marking)
+  nftables
+  iperf3         # background load for lab congestion
+  tshark         # independent STAMP decoder in interoperability tests
+  procps
+)
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  # tshark asks whether non-root users may capture; answer once, non-interactively.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | as_root debconf-set-selections
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+VENV=.venv
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+# Reinstall only when the project's declared dependencies changed.
+stamp="$VENV/.xnetmon-installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q -e '.[test]'
+  touch "$stamp"
+fi

@@ -1,0 +1,78 @@
+"""`xnetmon probe stamp`, `xnetmon reflect` and `xnetmon run`, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from tests.support import free_udp_port, running_reflector, xnetmon
+
+
+def test_probe_prints_one_line_per_reply_and_a_ping_like_summary():
+    port = str(free_udp_port())
+    with running_reflector("--bind", "::1", "--port", port, "--stateful"):
+        done = xnetmon("probe", "stamp", "::1", "-p", port, "-c", "3", "-i", "0.05", "--slice", "egov")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"STAMP ::1 (::1) port {port}: slice egov, DSCP 26")
+    replies = [line for line in lines if line.startswith("reply from ::1")]
+    assert [re.search(r"seq=(\d+)", r).group(1) for r in replies] == ["0", "1", "2"]
+    assert all("dscp=26/26" in r for r in replies)
+    assert "3 sent, 3 received, 0.0% loss" in done.stdout
+    assert re.search(r"rtt min/avg/p50/p99/max = [\d.]+/[\d.]+/[\d.]+/[\d.]+/[\d.]+ ms", done.stdout)
+    assert "jitter (IPDV, RFC 3393)" in done.stdout
+
+
+def test_probe_json_is_one_object_per_reply_then_the_summary():
+    port = str(free_udp_port())
+    with running_reflector("--bind", "::1", "--port", port):
+        done = xnetmon("probe", "stamp", "::1", "-p", port, "-c", "2", "-i", "0.05", "--json", "--dscp", "46")
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["seq"] for r in records[:-1]] == [0, 1]
+    assert all(r["rtt_ns"] > 0 and r["reply_dscp"] == 46 for r in records[:-1])
+    assert records[-1]["summary"]["received"] == 2
+
+
+def test_probe_to_a_port_without_reflector_says_so_and_fails():
+    done = xnetmon("probe", "stamp", "::1", "-p", str(free_udp_port()), "-c", "2", "-i", "0.05", "-W", "0.5")
+    assert done.returncode == 1
+    assert "lost (port unreachable from ::1)" in done.stdout
+    assert "2 sent, 0 received, 100.0% loss (forward 2" in done.stdout
+
+
+def test_probe_usage_errors_are_one_clear_line():
+    cases = {
+        ("--slice", "nope"): "unknown slice 'nope' (known slices: video, egov, data, best-effort)",
+        ("--auth-key-file", "/nonexistent/key"): "cannot read key file /nonexistent/key",
+        ("--size", "20"): "--size must be at least",
+        ("--flow-label", "0x100000"): "flow label 1048576 is not in 1..0xFFFFF",
+    }
+    for extra, message in cases.items():
+        done = xnetmon("probe", "stamp", "::1", "-c", "1", *extra)
+        assert done.returncode == 2 and message in done.stderr, (extra, done.stderr)
+        assert "Traceback" not in done.stderr
+    unresolvable = xnetmon("probe", "stamp", "no-such-host.invalid", "-c", "1")
+    assert unresolvable.returncode == 2 and "cannot resolve 'no-such-host.invalid'" in unresolvable.stderr
+
+
+def test_reflect_prints_its_counters_when_stopped(tmp_path):
+    port = str(free_udp_port())
+    with running_reflector("--bind", "::1", "--port", port) as proc:
+        xnetmon("probe", "stamp", "::1", "-p", port, "-c", "2", "-i", "0.05")
+    assert "2 received, 2 reflected, 0 malformed" in proc.stdout.read()
+
+
+def test_reflect_refuses_a_bad_prefix_with_the_key_named():
+    done = xnetmon("reflect", "--allow", "10.0.0.0/33")
+    assert done.returncode == 2 and "allow: '10.0.0.0/33'" in done.stderr
+
+
+def test_run_reports_every_slice_on_loopback():
+    done = xnetmon("run", "--duration", "2.5", "--report-every", "1", "--interval", "0.05")
+    assert done.returncode == 0, done.stderr
+    total = done.stdout.split("total since start")[1]
+    for name in ("video", "egov", "data", "best-effort"):
+        row = re.search(rf"^{name}\s+(\d+)\s+(\d+)\s+([\d.]+)%", total, re.M)
+        assert row, total
+        sent, received, loss = int(row.group(1)), int(row.group(2)), float(row.group(3))
+        assert sent >= 20 and received == sent and loss == 0.0

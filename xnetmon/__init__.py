@@ -1,0 +1,1 @@
+"""The `xnetmon` command: the one place that wires collector, analyzer and lab together."""

@@ -1,0 +1,3 @@
+from xnetmon.cli import main
+
+raise SystemExit(main())

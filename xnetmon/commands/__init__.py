@@ -1,0 +1,1 @@
+"""Sub-commands of `xnetmon`, one module per command family."""

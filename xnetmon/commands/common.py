@@ -1,0 +1,60 @@
+"""Helpers shared by the sub-commands: argument types, target resolution, key files, units."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+from pathlib import Path
+
+from xnetmon.cli import UsageError
+
+
+def milliseconds(ns: int | None) -> str:
+    return "-" if ns is None else f"{ns / 1e6:.3f}"
+
+
+def resolve_target(target: str, *, ipv6_only: bool = False) -> str:
+    """An address literal as is, else the name's first IPv6 address (IPv4 if allowed)."""
+    try:
+        infos = socket.getaddrinfo(target, None, 0, socket.SOCK_DGRAM)
+    except socket.gaierror as exc:
+        raise UsageError(f"cannot resolve {target!r}: {exc.strerror}") from None
+    for family in (socket.AF_INET6, socket.AF_INET):
+        if ipv6_only and family != socket.AF_INET6:
+            continue
+        for info in infos:
+            if info[0] == family:
+                return info[4][0]
+    raise UsageError(f"{target!r} has no IPv6 address")
+
+
+def read_key_file(path: str) -> bytes:
+    """An HMAC key from a file: its bytes, without a trailing newline."""
+    try:
+        key = Path(path).read_bytes().rstrip(b"\r\n")
+    except OSError as exc:
+        raise UsageError(f"cannot read key file {path}: {exc.strerror}") from None
+    if not key:
+        raise UsageError(f"key file {path} is empty")
+    return key
+
+
+def dscp(value: str) -> int:
+    number = int(value, 0)
+    if not 0 <= number <= 63:
+        raise argparse.ArgumentTypeError(f"DSCP {value} is not in 0..63")
+    return number
+
+
+def positive_float(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return number
+
+
+def port_number(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a UDP port")
+    return number

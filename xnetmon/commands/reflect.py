@@ -1,0 +1,73 @@
+"""`xnetmon reflect`: run a STAMP Session-Reflector until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+
+from collector.reflector import Reflector, ReflectorConfig, ReflectorStats
+from collector.wire.stamp import STAMP_PORT
+from xnetmon.cli import UsageError
+from xnetmon.commands.common import dscp, port_number, read_key_file
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "reflect",
+        help="answer STAMP test packets (RFC 8762 Session-Reflector)",
+        description="Run a STAMP Session-Reflector. Replies are never larger than requests.",
+    )
+    p.add_argument("--bind", action="append", metavar="ADDRESS",
+                   help="address to listen on (repeatable; default :: for IPv6 only)")
+    p.add_argument("-p", "--port", type=port_number, default=STAMP_PORT)
+    p.add_argument("--stateful", action="store_true",
+                   help="number replies per session, so senders can tell forward from reverse loss")
+    p.add_argument("--allow", action="append", metavar="PREFIX", default=[],
+                   help="answer only these source prefixes (repeatable)")
+    p.add_argument("--rate-limit", type=float, default=1000.0, metavar="PPS",
+                   help="packets per second answered per source address (0: no limit)")
+    p.add_argument("--auth-key-file", help="authenticated mode: file holding the HMAC key")
+    p.add_argument("--permit-dscp", type=dscp, action="append", metavar="DSCP",
+                   help="DSCPs a sender may ask for in replies (repeatable; default: any)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = ReflectorConfig(
+            bind=tuple(args.bind or ("::",)),
+            port=args.port,
+            stateful=args.stateful,
+            allow=tuple(args.allow),
+            rate_limit_pps=args.rate_limit,
+            auth_key=read_key_file(args.auth_key_file) if args.auth_key_file else None,
+            permitted_dscp=frozenset(args.permit_dscp) if args.permit_dscp else None,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    reflector = Reflector(config)
+    try:
+        reflector.start()
+    except OSError as exc:
+        raise UsageError(f"cannot listen on port {args.port}: {exc.strerror or exc}") from None
+    mode = "stateful" if config.stateful else "stateless"
+    auth = ", authenticated" if config.auth_key else ""
+    where = ", ".join(f"[{a[0]}]:{a[1]}" for a in reflector.addresses)
+    print(f"STAMP reflector ({mode}{auth}) listening on {where}", flush=True)
+    try:
+        reflector.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        reflector.stop()
+        print(describe_stats(reflector.stats))
+    return 0
+
+
+def describe_stats(stats: ReflectorStats) -> str:
+    malformed = sum(stats.malformed.values())
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(stats.malformed.items()))
+    return (
+        f"{stats.received} received, {stats.reflected} reflected, {malformed} malformed"
+        + (f" ({kinds})" if kinds else "")
+        + f", refused: {stats.refused_not_allowed} not allowed, {stats.refused_rate_limited} over rate"
+    )
