@@ -30,6 +30,7 @@ from collector.wire.stamp_reflect import (
     ReflectorPolicy,
     SessionCounters,
     TlvStats,
+    reflect_base_in_place,
     reflect_in_place,
     stamp_transmit_time,
 )
@@ -107,6 +108,10 @@ class Reflector:
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._thread: threading.Thread | None = None
+        self._cmsg_cache: dict[tuple, list] = {}
+        # The common request (44 octets, no TLVs) takes the lean path when nothing else applies.
+        self._plain = not self._authenticated and not config.stateful
+        self._admission_needed = self._allow is not None or config.rate_limit_pps > 0
         self._stopping = False
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -200,6 +205,7 @@ class Reflector:
 
     def _drain(self, sock: socket.socket, wildcard: bool, buf: bytearray, buffers: list[bytearray]) -> None:
         recvmsg_into = sock.recvmsg_into
+        stats = self.stats
         while True:
             try:
                 length, ancdata, flags, address = recvmsg_into(buffers, udpsock.ANCILLARY_SPACE)
@@ -208,55 +214,72 @@ class Reflector:
             except OSError as exc:  # e.g. ICMP errors queued on the socket
                 log.debug("receive error: %s", exc)
                 return
-            self.stats.received += 1
+            stats.received += 1
             try:
                 self._answer(sock, wildcard, buf, length, ancdata, flags, address)
             except StampDecodeError as exc:
-                self.stats.malformed[exc.kind] += 1
+                stats.malformed[exc.kind] += 1
             except Exception:  # a bug must not take the reflector down; count it and go on
                 log.exception("reflecting a datagram failed")
-                self.stats.malformed["internal"] += 1
+                stats.malformed["internal"] += 1
 
     def _answer(self, sock, wildcard: bool, buf: bytearray, length: int, ancdata, flags: int, address) -> None:
         if flags & socket.MSG_TRUNC:
             raise StampDecodeError("oversize", f"datagram larger than {MAX_DATAGRAM} octets")
-        meta = udpsock.parse_ancillary(ancdata)
-        source = address[0]
-        if not self._admitted(source, meta.kernel_ns):
+        kernel_ns, hop_limit, traffic_class, destination = udpsock.ancillary_fields(ancdata)
+        if self._admission_needed and not self._admitted(address[0], kernel_ns):
             return
-        receive_ns = meta.kernel_ns or time.time_ns()
-        session = self._session(source, address[1], buf, length) if self.config.stateful else None
-        context = None
-        if length > self._base_len:  # only TLVs need the addresses and ports
-            context = ReceivedContext(
-                udpsock.packed(source), address[1],
-                meta.destination or udpsock.packed(sock.getsockname()[0]),
-                sock.getsockname()[1], meta.dscp or 0, meta.ecn or 0,
+        receive_ns = kernel_ns or time.time_ns()
+        received_dscp = (traffic_class or 0) >> 2
+        if length == BASE_LEN and self._plain:
+            reflect_base_in_place(buf, receive_ns, self._error_estimate, hop_limit or 0)
+            reply_dscp = received_dscp
+            session = None
+        else:
+            session = self._session(address[0], address[1], buf, length) if self.config.stateful else None
+            context = None
+            if length > self._base_len:  # only TLVs need the addresses and ports
+                local = sock.getsockname()
+                context = ReceivedContext(
+                    udpsock.packed(address[0]), address[1], destination or udpsock.packed(local[0]),
+                    local[1], received_dscp, (traffic_class or 0) & 0x3,
+                )
+            requested = reflect_in_place(
+                buf, length,
+                receive_ns=receive_ns, error_estimate=self._error_estimate, hop_limit=hop_limit or 0,
+                session=session, authenticated=self._authenticated, key=self._key,
+                context=context, policy=self._policy, stats=self.stats.tlv,
             )
-        reply_dscp = reflect_in_place(
-            buf, length,
-            receive_ns=receive_ns, error_estimate=self._error_estimate,
-            hop_limit=meta.hop_limit if meta.hop_limit is not None else 0,
-            session=session, authenticated=self._authenticated, key=self._key,
-            context=context, policy=self._policy, stats=self.stats.tlv,
-        )
-        # The reply travels in the class the sender asked for, else the one it came in:
-        # a slice's probe must come back through the same slice.
-        dscp = reply_dscp if reply_dscp != NO_DSCP_REQUEST else (meta.dscp or 0)
-        cmsgs = [udpsock.traffic_class_cmsg(sock, dscp << 2)]
-        if wildcard and meta.destination:
-            cmsgs.append(udpsock.source_address_cmsg(sock, meta.destination))
-        stamp_transmit_time(
-            buf, length, time.time_ns(),
-            session=session, authenticated=self._authenticated, key=self._key,
-        )
+            # The reply travels in the class the sender asked for, else the one it came in:
+            # a slice's probe must come back through the same slice.
+            reply_dscp = requested if requested != NO_DSCP_REQUEST else received_dscp
+        cmsgs = self._cmsgs(sock, reply_dscp, destination if wildcard else None)
+        if session is None and self._key is None:
+            stamp_transmit_time(buf, length, time.time_ns())
+        else:
+            stamp_transmit_time(
+                buf, length, time.time_ns(), session=session, authenticated=self._authenticated, key=self._key
+            )
         try:
             sock.sendmsg([memoryview(buf)[:length]], cmsgs, 0, address)
         except OSError as exc:
             self.stats.send_errors += 1
-            log.debug("send to %s failed: %s", source, exc)
+            log.debug("send to %s failed: %s", address[0], exc)
             return
         self.stats.reflected += 1
+
+    def _cmsgs(self, sock: socket.socket, dscp: int, source: bytes | None) -> list:
+        """Ancillary data for a reply, cached: a handful of DSCPs and local addresses recur."""
+        key = (sock.family, dscp, source)
+        cmsgs = self._cmsg_cache.get(key)
+        if cmsgs is None:
+            cmsgs = [udpsock.traffic_class_cmsg(sock, dscp << 2)]
+            if source:
+                cmsgs.append(udpsock.source_address_cmsg(sock, source))
+            if len(self._cmsg_cache) > 1024:
+                self._cmsg_cache.clear()
+            self._cmsg_cache[key] = cmsgs
+        return cmsgs
 
     # -- admission and state -------------------------------------------------------------
 

@@ -79,6 +79,14 @@ def enable_receive_metadata(sock: socket.socket, *, packet_info: bool = False) -
 
 
 def parse_ancillary(ancdata: list[tuple[int, int, bytes]]) -> DatagramMeta:
+    return DatagramMeta(*ancillary_fields(ancdata))
+
+
+def ancillary_fields(
+    ancdata: list[tuple[int, int, bytes]],
+) -> tuple[int | None, int | None, int | None, bytes | None]:
+    """(kernel receive ns, hop limit, traffic class, destination) without building an object,
+    for the reflector's per-datagram path."""
     kernel_ns = hop_limit = traffic_class = None
     destination = None
     for level, kind, data in ancdata:
@@ -99,7 +107,7 @@ def parse_ancillary(ancdata: list[tuple[int, int, bytes]]) -> DatagramMeta:
                 traffic_class = data[0]
             elif kind == IP_PKTINFO:
                 destination = bytes(data[8:12])  # struct in_pktinfo: ifindex, spec_dst, addr
-    return DatagramMeta(kernel_ns, hop_limit, traffic_class, destination)
+    return kernel_ns, hop_limit, traffic_class, destination
 
 
 def traffic_class_cmsg(sock: socket.socket, traffic_class: int) -> tuple[int, int, bytes]:

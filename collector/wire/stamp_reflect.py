@@ -26,6 +26,8 @@ from collector.wire.stamp import (
     TWAMP_LIGHT_MIN_LEN,
     base_hmac_ok,
     encode_timestamp,
+    ns_to_ntp,
+    ns_to_ptp,
     TimestampFormat,
     seal,
 )
@@ -128,6 +130,9 @@ def reflect_in_place(
     Returns the DSCP the sender asked for in a Class of Service TLV (when permitted),
     else NO_DSCP_REQUEST. Raises StampDecodeError for a request that gets no reply.
     """
+    if not authenticated and length == BASE_LEN and session is None:
+        reflect_base_in_place(buf, receive_ns, error_estimate, hop_limit)
+        return NO_DSCP_REQUEST
     if authenticated:
         if length < AUTH_BASE_LEN:
             raise StampDecodeError("short", f"{length} octets, authenticated mode needs {AUTH_BASE_LEN}")
@@ -174,6 +179,17 @@ def reflect_in_place(
         full = REFLECTOR_BASE.pack(seq, 0, err, ssid, rx_raw, sseq, sts, serr, 0, hop_limit)
         buf[:length] = full[:length]
     return reply_dscp
+
+
+def reflect_base_in_place(buf: bytearray, receive_ns: int, error_estimate: int, hop_limit: int) -> None:
+    """`reflect_in_place` for the commonest request: unauthenticated, exactly the 44-octet
+    base, answered statelessly. Positional arguments and no TLV walk keep it cheap."""
+    sseq, sts, serr, ssid = SENDER_BASE.unpack_from(buf)
+    if not serr & 0xFF:
+        raise StampDecodeError("error-estimate", "the sender's multiplier is zero")
+    z = serr & _Z_FLAG
+    rx_raw = ns_to_ptp(receive_ns) if z else ns_to_ntp(receive_ns)
+    REFLECTOR_BASE.pack_into(buf, 0, sseq, 0, (error_estimate & ~_Z_FLAG) | z, ssid, rx_raw, sseq, sts, serr, 0, hop_limit)
 
 
 def stamp_transmit_time(
