@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from netaddr import IPAddress, IPNetwork, IPSet
 from netaddr.core import AddrFormatError
 
-from collector import udpsock
+from collector import netsock
 from collector.clock import ClockStatus, read_clock_status
 from collector.wire.stamp import AUTH_BASE_LEN, BASE_LEN, STAMP_PORT
 from collector.wire.stamp_reflect import (
@@ -170,15 +170,15 @@ class Reflector:
             self._thread.join(timeout=0.5)
 
     def _open(self, address: str) -> socket.socket:
-        family = udpsock.family_of(address)
+        family = netsock.family_of(address)
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             wildcard = address in ("::", "0.0.0.0")
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-            udpsock.enable_receive_metadata(sock, packet_info=wildcard)
-            udpsock.set_hop_limit(sock, REPLY_HOP_LIMIT)
+            netsock.enable_receive_metadata(sock, packet_info=wildcard)
+            netsock.set_hop_limit(sock, REPLY_HOP_LIMIT)
             sock.bind((address, self.config.port))
             sock.setblocking(False)
         except OSError:
@@ -208,7 +208,7 @@ class Reflector:
         stats = self.stats
         while True:
             try:
-                length, ancdata, flags, address = recvmsg_into(buffers, udpsock.ANCILLARY_SPACE)
+                length, ancdata, flags, address = recvmsg_into(buffers, netsock.ANCILLARY_SPACE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # e.g. ICMP errors queued on the socket
@@ -226,7 +226,7 @@ class Reflector:
     def _answer(self, sock, wildcard: bool, buf: bytearray, length: int, ancdata, flags: int, address) -> None:
         if flags & socket.MSG_TRUNC:
             raise StampDecodeError("oversize", f"datagram larger than {MAX_DATAGRAM} octets")
-        kernel_ns, hop_limit, traffic_class, destination = udpsock.ancillary_fields(ancdata)
+        kernel_ns, hop_limit, traffic_class, destination = netsock.ancillary_fields(ancdata)
         if self._admission_needed and not self._admitted(address[0], kernel_ns):
             return
         receive_ns = kernel_ns or time.time_ns()
@@ -241,7 +241,7 @@ class Reflector:
             if length > self._base_len:  # only TLVs need the addresses and ports
                 local = sock.getsockname()
                 context = ReceivedContext(
-                    udpsock.packed(address[0]), address[1], destination or udpsock.packed(local[0]),
+                    netsock.packed(address[0]), address[1], destination or netsock.packed(local[0]),
                     local[1], received_dscp, (traffic_class or 0) & 0x3,
                 )
             requested = reflect_in_place(
@@ -273,9 +273,9 @@ class Reflector:
         key = (sock.family, dscp, source)
         cmsgs = self._cmsg_cache.get(key)
         if cmsgs is None:
-            cmsgs = [udpsock.traffic_class_cmsg(sock, dscp << 2)]
+            cmsgs = [netsock.traffic_class_cmsg(sock, dscp << 2)]
             if source:
-                cmsgs.append(udpsock.source_address_cmsg(sock, source))
+                cmsgs.append(netsock.source_address_cmsg(sock, source))
             if len(self._cmsg_cache) > 1024:
                 self._cmsg_cache.clear()
             self._cmsg_cache[key] = cmsgs

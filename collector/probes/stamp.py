@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from collector import udpsock
+from collector import netsock
 from collector.probes.stamp_session import ReplyFacts, SenderSettings, StampSession
 from collector.records import ProbeResult
 
@@ -44,20 +44,20 @@ class StampProbe:
 
     def _open(self) -> socket.socket:
         ep = self.endpoint
-        family = udpsock.family_of(ep.address)
+        family = netsock.family_of(ep.address)
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            udpsock.enable_receive_metadata(sock)
-            udpsock.enable_tx_timestamps(sock)
-            udpsock.enable_icmp_errors(sock)
-            udpsock.set_traffic_class(sock, self.session.settings.dscp << 2)
-            udpsock.set_hop_limit(sock, 255)  # so the reflector's copy tells the forward hop count
+            netsock.enable_receive_metadata(sock)
+            netsock.enable_tx_timestamps(sock)
+            netsock.enable_icmp_errors(sock)
+            netsock.set_traffic_class(sock, self.session.settings.dscp << 2)
+            netsock.set_hop_limit(sock, 255)  # so the reflector's copy tells the forward hop count
             if ep.source:
                 sock.bind((ep.source, 0))
             if ep.flow_label:
                 if family != socket.AF_INET6:
                     raise ValueError("a flow label needs an IPv6 target")
-                udpsock.lease_flow_label(sock, ep.address, ep.flow_label)
+                netsock.lease_flow_label(sock, ep.address, ep.flow_label)
             sock.setblocking(False)
         except BaseException:
             sock.close()
@@ -67,7 +67,7 @@ class StampProbe:
     @property
     def destination(self) -> tuple:
         ep = self.endpoint
-        if udpsock.family_of(ep.address) == socket.AF_INET6:
+        if netsock.family_of(ep.address) == socket.AF_INET6:
             return (ep.address, ep.port, ep.flow_label or 0, 0)
         return (ep.address, ep.port)
 
@@ -98,7 +98,7 @@ class StampProbe:
 
     def _read_error_queue(self) -> None:
         assert self._results is not None
-        stamps, icmp_errors = udpsock.read_error_queue(self._sock)
+        stamps, icmp_errors = netsock.read_error_queue(self._sock)
         for index, kernel_ns in stamps:
             seq = self._sent_seqs.pop(index, None)
             if seq is not None:
@@ -124,13 +124,13 @@ class StampProbe:
         self._read_error_queue()  # first, so that T1 is the kernel's before replies match
         while True:
             try:
-                data, ancdata, _flags, _addr = self._sock.recvmsg(RECEIVE_BUFFER, udpsock.ANCILLARY_SPACE)
+                data, ancdata, _flags, _addr = self._sock.recvmsg(RECEIVE_BUFFER, netsock.ANCILLARY_SPACE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:  # a queued ICMP error surfaced here; its details are on the error queue
                 self._read_error_queue()
                 continue
-            meta = udpsock.parse_ancillary(ancdata)
+            meta = netsock.parse_ancillary(ancdata)
             facts = ReplyFacts(meta.kernel_ns or time.time_ns(), meta.hop_limit, meta.dscp)
             for result in self.session.on_reply(data, facts):
                 self._results.put_nowait(result)

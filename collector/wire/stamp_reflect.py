@@ -316,11 +316,9 @@ def _answer_class_of_service(
 
 
 def _answer_location(buf: bytearray, start: int, end: int, context: ReceivedContext | None) -> bool:
-    """Fill ports and answer each request sub-TLV by rewriting its type (RFC 8972 4.2)."""
-    if context is None:
-        context = ReceivedContext()
-    _U16.pack_into(buf, start, context.destination_port)
-    _U16.pack_into(buf, start + 2, context.source_port)
+    """Fill ports and answer each request sub-TLV by rewriting its type (RFC 8972 4.2).
+    A malformed sub-TLV leaves the whole TLV as received (the caller sets M)."""
+    sub_tlvs = []
     offset = start + 4
     while offset < end:
         if offset + TLV_HEADER_LEN > end:
@@ -329,15 +327,22 @@ def _answer_location(buf: bytearray, start: int, end: int, context: ReceivedCont
         value_at = offset + TLV_HEADER_LEN
         if value_at + sub_len > end or location_sub_tlv_length(sub_type) not in (None, sub_len):
             return False
+        sub_tlvs.append((offset, flags, sub_type, sub_len))
+        offset = value_at + sub_len
+    if context is None:
+        context = ReceivedContext()
+    _U16.pack_into(buf, start, context.destination_port)
+    _U16.pack_into(buf, start + 2, context.source_port)
+    for offset, flags, sub_type, sub_len in sub_tlvs:
         answer = _location_answer(sub_type, context)
         if answer is None:
             buf[offset] = flags | TlvFlag.UNRECOGNIZED
-        else:
-            answer_type, address = answer
-            buf[offset] = flags & _PROCESSED
-            buf[offset + 1] = answer_type
-            buf[value_at : value_at + sub_len] = address.ljust(sub_len, b"\0")[:sub_len]
-        offset = value_at + sub_len
+            continue
+        answer_type, address = answer
+        value_at = offset + TLV_HEADER_LEN
+        buf[offset] = flags & _PROCESSED
+        buf[offset + 1] = answer_type
+        buf[value_at : value_at + sub_len] = address.ljust(sub_len, b"\0")[:sub_len]
     return True
 
 

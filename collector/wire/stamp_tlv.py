@@ -395,7 +395,9 @@ def locate_hmac_tlv(packet: bytes | bytearray | memoryview, base_len: int, end: 
 def write_hmac_tlv(buf: bytearray, base_len: int, end: int, key: bytes) -> None:
     """Fill the HMAC TLV of `buf[:end]`, if it has one, from the octets it covers."""
     placement = locate_hmac_tlv(buf, base_len, end)
-    if placement.offset is not None:
+    # Only a well-formed HMAC TLV is written: a wrong Length must never make us write
+    # past it (over the next TLV, or past the datagram).
+    if placement.offset is not None and placement.well_placed:
         start = placement.offset + TLV_HEADER_LEN
         buf[start : start + HMAC_LEN] = compute_hmac(key, hmac_tlv_text(buf, base_len, placement.offset))
 

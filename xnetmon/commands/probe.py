@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 
-from xnetmon.commands import probe_stamp
-
-PROBE_KINDS = (probe_stamp,)
+# Each kind lives in xnetmon/commands/probe_<kind>.py with its own register(kinds).
+PROBE_KINDS = ("stamp",)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("probe", help="run one probe by hand, like ping")
     kinds = parser.add_subparsers(dest="probe_kind", metavar="KIND", required=True)
-    for module in PROBE_KINDS:
-        module.register(kinds)
+    for kind in PROBE_KINDS:
+        importlib.import_module(f"xnetmon.commands.probe_{kind}").register(kinds)
