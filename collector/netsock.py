@@ -33,7 +33,8 @@ IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 _FLOWLABEL_DST_LABEL = struct.Struct("!16sI")
 _FLOWLABEL_REST = struct.Struct("=BBHHHI")
 _IPV6_FL_A_GET = 0
-_IPV6_FL_S_EXCL = 1
+IPV6_FL_S_EXCL = 1  # the label belongs to one socket
+IPV6_FL_S_USER = 3  # any socket of the same effective user may lease it too
 _IPV6_FL_F_CREATE = 1
 _TIMESPEC = struct.Struct("@qq")
 _INT = struct.Struct("@i")
@@ -110,16 +111,16 @@ def ancillary_fields(
     return kernel_ns, hop_limit, traffic_class, destination
 
 
-def traffic_class_cmsg(sock: socket.socket, traffic_class: int) -> tuple[int, int, bytes]:
+def traffic_class_cmsg(family: int, traffic_class: int) -> tuple[int, int, bytes]:
     """Ancillary item that sets the traffic class (IPv6) or TOS (IPv4) of one datagram."""
-    if sock.family == socket.AF_INET6:
+    if family == socket.AF_INET6:
         return (socket.IPPROTO_IPV6, IPV6_TCLASS, _INT.pack(traffic_class))
     return (socket.IPPROTO_IP, IP_TOS, bytes((traffic_class,)))
 
 
-def source_address_cmsg(sock: socket.socket, packed_source: bytes) -> tuple[int, int, bytes]:
+def source_address_cmsg(family: int, packed_source: bytes) -> tuple[int, int, bytes]:
     """Ancillary item that sends a datagram from a given local address (for wildcard binds)."""
-    if sock.family == socket.AF_INET6:
+    if family == socket.AF_INET6:
         return (socket.IPPROTO_IPV6, IPV6_PKTINFO, packed_source + _INT.pack(0))
     return (socket.IPPROTO_IP, IP_PKTINFO, _INT.pack(0) + packed_source + bytes(4))
 
@@ -138,17 +139,19 @@ def set_hop_limit(sock: socket.socket, hop_limit: int) -> None:
         sock.setsockopt(socket.IPPROTO_IP, IP_TTL, hop_limit)
 
 
-def lease_flow_label(sock: socket.socket, destination: str, label: int) -> None:
+def lease_flow_label(sock: socket.socket, destination: str, label: int, *, share: int = IPV6_FL_S_EXCL) -> None:
     """Reserve an IPv6 flow label towards `destination` and let the socket send it.
 
     Linux only sends a chosen flow label after the flow label manager has leased it to the
-    socket; the label then goes in the flowinfo of each `sendto` address.
+    socket; the label then goes in the flowinfo of each `sendto` address. An exclusive
+    lease lingers a few seconds after its socket closes, during which nobody else gets the
+    label; IPV6_FL_S_USER shares it with every socket of the same user instead.
     """
     if not 0 < label <= FLOW_LABEL_MASK:
         raise ValueError(f"flow label {label} not in 1..{FLOW_LABEL_MASK}")
     request = _FLOWLABEL_DST_LABEL.pack(
         socket.inet_pton(socket.AF_INET6, destination), label
-    ) + _FLOWLABEL_REST.pack(_IPV6_FL_A_GET, _IPV6_FL_S_EXCL, _IPV6_FL_F_CREATE, 0, 0, 0)
+    ) + _FLOWLABEL_REST.pack(_IPV6_FL_A_GET, share, _IPV6_FL_F_CREATE, 0, 0, 0)
     sock.setsockopt(socket.IPPROTO_IPV6, IPV6_FLOWLABEL_MGR, request)
     sock.setsockopt(socket.IPPROTO_IPV6, IPV6_FLOWINFO_SEND, 1)
 
@@ -217,6 +220,8 @@ class IcmpError:
     icmp_code: int
     offender: str | None  # who sent the error
     ipv6: bool
+    kernel_ns: int | None = None  # when the error arrived (SO_TIMESTAMPNS), if the socket asked for it
+    destination: str | None = None  # where our datagram was going (the error queue's msg_name)
 
     def describe(self) -> str:
         table = _ICMP6_MESSAGES if self.ipv6 else _ICMP4_MESSAGES
@@ -248,17 +253,20 @@ def read_error_queue(sock: socket.socket) -> tuple[list[tuple[int, int]], list[I
     errors: list[IcmpError] = []
     while True:
         try:
-            data, ancdata, _flags, _addr = sock.recvmsg(64, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+            data, ancdata, _flags, addr = sock.recvmsg(64, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
             return stamps, errors
         except OSError:
             return stamps, errors
-        kernel_ns = None
+        kernel_ns = received_ns = None
         report = None
         for level, kind, cmsg in ancdata:
             if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPING:
                 seconds, nanoseconds = _SCM_TIMESTAMPING_TRIPLE.unpack_from(cmsg)[:2]
                 kernel_ns = seconds * 1_000_000_000 + nanoseconds
+            elif level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS:
+                seconds, nanoseconds = _TIMESPEC.unpack_from(cmsg)
+                received_ns = seconds * 1_000_000_000 + nanoseconds
             elif (level, kind) in ((socket.IPPROTO_IPV6, _IPV6_RECVERR), (socket.IPPROTO_IP, _IP_RECVERR)):
                 report = cmsg
         if report is None:
@@ -268,5 +276,9 @@ def read_error_queue(sock: socket.socket) -> tuple[list[tuple[int, int]], list[I
             stamps.append((data_field, kernel_ns))
         elif origin in (_SO_EE_ORIGIN_ICMP, _SO_EE_ORIGIN_ICMP6):
             errors.append(
-                IcmpError(bytes(data), icmp_type, icmp_code, _offender(report), origin == _SO_EE_ORIGIN_ICMP6)
+                IcmpError(
+                    bytes(data), icmp_type, icmp_code, _offender(report), origin == _SO_EE_ORIGIN_ICMP6,
+                    kernel_ns=received_ns,
+                    destination=addr[0] if isinstance(addr, tuple) and addr else None,
+                )
             )

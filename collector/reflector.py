@@ -17,11 +17,12 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from netaddr import IPAddress, IPNetwork, IPSet
 from netaddr.core import AddrFormatError
 
-from collector import netsock
+from collector import mmsg, netsock
 from collector.clock import ClockStatus, read_clock_status
 from collector.wire.stamp import AUTH_BASE_LEN, BASE_LEN, STAMP_PORT
 from collector.wire.stamp_reflect import (
@@ -38,6 +39,8 @@ from collector.wire.stamp_tlv import StampDecodeError
 
 log = logging.getLogger(__name__)
 
+# Plain ints: socket's IntFlag/IntEnum arithmetic costs microseconds per datagram.
+_MSG_TRUNC = int(socket.MSG_TRUNC)
 MAX_DATAGRAM = 9216  # jumbo-sized requests are fine; larger ones are truncated and dropped
 REPLY_HOP_LIMIT = 255  # lets the sender count reverse-path hops from the hop limit it sees
 
@@ -80,6 +83,28 @@ class ReflectorStats:
     sessions_evicted: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Endpoint:
+    """A bound socket and what the hot loop needs to know of it, computed once."""
+
+    sock: socket.socket
+    family: int  # a plain int: socket.AddressFamily costs a microsecond per use
+    wildcard: bool  # bound to :: or 0.0.0.0: replies name their source address explicitly
+    packed_address: bytes
+    port: int
+
+    @classmethod
+    def of(cls, sock: socket.socket, address: str) -> _Endpoint:
+        family = int(sock.family)
+        bound = sock.getsockname()
+        return cls(sock, family, address in ("::", "0.0.0.0"), socket.inet_pton(family, bound[0]), bound[1])
+
+
+class _Reply(NamedTuple):
+    session: SessionCounters | None  # the stateful session the reply belongs to
+    cmsgs: list  # its ancillary data: traffic class, and source address for wildcard binds
+
+
 class _TokenBucket:
     __slots__ = ("tokens", "last_ns")
 
@@ -101,8 +126,8 @@ class Reflector:
         self._key = config.auth_key or config.hmac_tlv_key
         self._base_len = AUTH_BASE_LEN if self._authenticated else BASE_LEN
         self._allow = IPSet(config.allow) if config.allow else None
-        self._allow_cache: dict[str, bool] = {}
-        self._buckets: dict[str, _TokenBucket] = {}
+        self._allow_cache: dict[bytes, bool] = {}
+        self._buckets: dict[bytes, _TokenBucket] = {}
         self._sessions: dict[tuple, SessionCounters] = {}
         self._sockets: list[socket.socket] = []
         self._selector = selectors.DefaultSelector()
@@ -125,8 +150,7 @@ class Reflector:
             raise
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         for sock, address in zip(self._sockets, self.config.bind):
-            wildcard = address in ("::", "0.0.0.0")  # replies need an explicit source address
-            self._selector.register(sock, selectors.EVENT_READ, (sock, wildcard))
+            self._selector.register(sock, selectors.EVENT_READ, _Endpoint.of(sock, address))
         self._thread = threading.Thread(target=self._serve, name="stamp-reflector", daemon=True)
         self._thread.start()
         return self
@@ -194,55 +218,103 @@ class Reflector:
     # -- the loop ------------------------------------------------------------------------
 
     def _serve(self) -> None:
+        batch = mmsg.DatagramBatch(size=MAX_DATAGRAM) if mmsg.available() else None
         buf = bytearray(MAX_DATAGRAM)
-        buffers = [buf]
         while not self._stopping:
             for key, _events in self._selector.select():
                 if key.data is None:
                     return
-                sock, wildcard = key.data
-                self._drain(sock, wildcard, buf, buffers)
+                endpoint = key.data
+                if batch is not None:
+                    self._drain_batch(endpoint, batch)
+                else:
+                    self._drain_one_by_one(endpoint, buf)
 
-    def _drain(self, sock: socket.socket, wildcard: bool, buf: bytearray, buffers: list[bytearray]) -> None:
-        recvmsg_into = sock.recvmsg_into
+    def _drain_batch(self, endpoint: _Endpoint, batch: mmsg.DatagramBatch) -> None:
+        """Receive every waiting datagram a burst at a time; answer each burst with one call."""
+        fd = endpoint.sock.fileno()
         stats = self.stats
         while True:
             try:
-                length, ancdata, flags, address = recvmsg_into(buffers, netsock.ANCILLARY_SPACE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # e.g. ICMP errors queued on the socket
+                count = batch.receive(fd)
+            except OSError as exc:  # e.g. an ICMP error queued on the socket
                 log.debug("receive error: %s", exc)
                 return
-            stats.received += 1
-            try:
-                self._answer(sock, wildcard, buf, length, ancdata, flags, address)
-            except StampDecodeError as exc:
-                stats.malformed[exc.kind] += 1
-            except Exception:  # a bug must not take the reflector down; count it and go on
-                log.exception("reflecting a datagram failed")
-                stats.malformed["internal"] += 1
+            if count == 0:
+                return
+            stats.received += count
+            for i in range(count):
+                length = batch.length(i)
+                slot = batch.slots[i]
+                family, source, port = batch.source(i)
+                reply = self._handle(endpoint, slot, length, batch.control(i), batch.flags(i), source, port)
+                if reply is not None:
+                    self._finish(slot, length, reply.session)
+                    batch.queue_reply(i, length, reply.cmsgs)
+            sent, failed = batch.send(fd)
+            stats.reflected += sent
+            stats.send_errors += failed
 
-    def _answer(self, sock, wildcard: bool, buf: bytearray, length: int, ancdata, flags: int, address) -> None:
-        if flags & socket.MSG_TRUNC:
+    def _drain_one_by_one(self, endpoint: _Endpoint, buf: bytearray) -> None:
+        """The portable path: one recvmsg and one sendmsg per datagram."""
+        sock = endpoint.sock
+        buffers = [buf]
+        while True:
+            try:
+                length, ancdata, flags, address = sock.recvmsg_into(buffers, netsock.ANCILLARY_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("receive error: %s", exc)
+                return
+            self.stats.received += 1
+            source = socket.inet_pton(endpoint.family, address[0].split("%")[0])
+            reply = self._handle(endpoint, buf, length, ancdata, flags, source, address[1])
+            if reply is None:
+                continue
+            self._finish(buf, length, reply.session)
+            try:
+                sock.sendmsg([memoryview(buf)[:length]], reply.cmsgs, 0, address)
+            except OSError as exc:
+                self.stats.send_errors += 1
+                log.debug("send to %s failed: %s", address[0], exc)
+                continue
+            self.stats.reflected += 1
+
+    def _handle(
+        self, endpoint: _Endpoint, buf, length: int, ancdata, flags: int, source: bytes, port: int
+    ) -> _Reply | None:
+        """Admit the request and rewrite it into its reply (all but T3); None: send nothing."""
+        try:
+            return self._rewrite(endpoint, buf, length, ancdata, flags, source, port)
+        except StampDecodeError as exc:
+            self.stats.malformed[exc.kind] += 1
+        except Exception:  # a bug must not take the reflector down; count it and go on
+            log.exception("reflecting a datagram failed")
+            self.stats.malformed["internal"] += 1
+        return None
+
+    def _rewrite(
+        self, endpoint: _Endpoint, buf, length: int, ancdata, flags: int, source: bytes, port: int
+    ) -> _Reply | None:
+        if flags & _MSG_TRUNC:
             raise StampDecodeError("oversize", f"datagram larger than {MAX_DATAGRAM} octets")
         kernel_ns, hop_limit, traffic_class, destination = netsock.ancillary_fields(ancdata)
-        if self._admission_needed and not self._admitted(address[0], kernel_ns):
-            return
+        if self._admission_needed and not self._admitted(source, kernel_ns):
+            return None
         receive_ns = kernel_ns or time.time_ns()
         received_dscp = (traffic_class or 0) >> 2
+        session = None
         if length == BASE_LEN and self._plain:
             reflect_base_in_place(buf, receive_ns, self._error_estimate, hop_limit or 0)
             reply_dscp = received_dscp
-            session = None
         else:
-            session = self._session(address[0], address[1], buf, length) if self.config.stateful else None
+            session = self._session(source, port, buf, length) if self.config.stateful else None
             context = None
             if length > self._base_len:  # only TLVs need the addresses and ports
-                local = sock.getsockname()
                 context = ReceivedContext(
-                    netsock.packed(address[0]), address[1], destination or netsock.packed(local[0]),
-                    local[1], received_dscp, (traffic_class or 0) & 0x3,
+                    source, port, destination or endpoint.packed_address, endpoint.port,
+                    received_dscp, (traffic_class or 0) & 0x3,
                 )
             requested = reflect_in_place(
                 buf, length,
@@ -253,29 +325,25 @@ class Reflector:
             # The reply travels in the class the sender asked for, else the one it came in:
             # a slice's probe must come back through the same slice.
             reply_dscp = requested if requested != NO_DSCP_REQUEST else received_dscp
-        cmsgs = self._cmsgs(sock, reply_dscp, destination if wildcard else None)
+        return _Reply(session, self._cmsgs(endpoint.family, reply_dscp, destination if endpoint.wildcard else None))
+
+    def _finish(self, buf, length: int, session: SessionCounters | None) -> None:
+        """Write T3 as late as possible, and seal."""
         if session is None and self._key is None:
             stamp_transmit_time(buf, length, time.time_ns())
         else:
             stamp_transmit_time(
                 buf, length, time.time_ns(), session=session, authenticated=self._authenticated, key=self._key
             )
-        try:
-            sock.sendmsg([memoryview(buf)[:length]], cmsgs, 0, address)
-        except OSError as exc:
-            self.stats.send_errors += 1
-            log.debug("send to %s failed: %s", address[0], exc)
-            return
-        self.stats.reflected += 1
 
-    def _cmsgs(self, sock: socket.socket, dscp: int, source: bytes | None) -> list:
+    def _cmsgs(self, family: int, dscp: int, source: bytes | None) -> list:
         """Ancillary data for a reply, cached: a handful of DSCPs and local addresses recur."""
-        key = (sock.family, dscp, source)
+        key = (family, dscp, source)
         cmsgs = self._cmsg_cache.get(key)
         if cmsgs is None:
-            cmsgs = [netsock.traffic_class_cmsg(sock, dscp << 2)]
+            cmsgs = [netsock.traffic_class_cmsg(family, dscp << 2)]
             if source:
-                cmsgs.append(netsock.source_address_cmsg(sock, source))
+                cmsgs.append(netsock.source_address_cmsg(family, source))
             if len(self._cmsg_cache) > 1024:
                 self._cmsg_cache.clear()
             self._cmsg_cache[key] = cmsgs
@@ -283,11 +351,12 @@ class Reflector:
 
     # -- admission and state -------------------------------------------------------------
 
-    def _admitted(self, source: str, now_ns: int | None) -> bool:
+    def _admitted(self, source: bytes, now_ns: int | None) -> bool:
+        """Allow-list and per-source token bucket, keyed by the packed source address."""
         if self._allow is not None:
             allowed = self._allow_cache.get(source)
             if allowed is None:
-                allowed = IPAddress(source.split("%")[0]) in self._allow
+                allowed = IPAddress(int.from_bytes(source, "big"), 6 if len(source) == 16 else 4) in self._allow
                 if len(self._allow_cache) > 65536:
                     self._allow_cache.clear()
                 self._allow_cache[source] = allowed
@@ -311,7 +380,7 @@ class Reflector:
             bucket.tokens -= 1
         return True
 
-    def _session(self, source: str, port: int, buf: bytearray, length: int) -> SessionCounters:
+    def _session(self, source: bytes, port: int, buf, length: int) -> SessionCounters:
         # RFC 8972 section 3: a session is the SSID together with the sender's address and port.
         offset = 26 if self._authenticated else 14
         ssid = int.from_bytes(buf[offset : offset + 2], "big") if length >= offset + 2 else 0

@@ -205,7 +205,7 @@ def stamp_transmit_time(
     offset = 16 if authenticated else 4
     if length >= offset + 10:  # the timestamp and the error estimate behind it fit
         (err,) = _U16.unpack_from(buf, offset + 8)
-        raw = encode_timestamp(transmit_ns, TimestampFormat.PTP if err & _Z_FLAG else TimestampFormat.NTP)
+        raw = ns_to_ptp(transmit_ns) if err & _Z_FLAG else ns_to_ntp(transmit_ns)
         _U64.pack_into(buf, offset, raw)
     else:
         raw = 0

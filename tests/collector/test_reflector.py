@@ -8,7 +8,7 @@ import time
 import pytest
 
 from collector.reflector import Reflector, ReflectorConfig
-from collector.udpsock import enable_receive_metadata, parse_ancillary, set_traffic_class
+from collector.netsock import enable_receive_metadata, parse_ancillary, set_traffic_class
 from collector.wire.stamp import (
     AUTH_BASE_LEN,
     ErrorEstimate,

@@ -1,0 +1,175 @@
+"""Helpers shared by the benchmarks: statistics, child processes, tables, result files.
+
+Benchmarks are scripts (`.venv/bin/python bench/NAME.py`), not part of the installed
+package; they import this module from their own directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+VENV_BIN = REPO / ".venv" / "bin"
+XNETMON = str(VENV_BIN / "xnetmon") if (VENV_BIN / "xnetmon").exists() else "xnetmon"
+PYTHON = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
+
+
+# -- statistics -----------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0..100) by linear interpolation between closest ranks."""
+    if not values:
+        raise ValueError("percentile of no values")
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return float(ordered[0])
+    rank = (len(ordered) - 1) * q / 100.0
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def median(values: list[float]) -> float:
+    return percentile(values, 50.0)
+
+
+def ratio(a: float, b: float) -> float | None:
+    return a / b if b else None
+
+
+# -- child processes ------------------------------------------------------------------------
+
+
+def free_udp_port(family: int = socket.AF_INET6, address: str = "::1") -> int:
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.bind((address, 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A long-running child (reflector or echo loop) that prints a line containing `ready`
+    once it listens. Stopped with SIGTERM (its statistics go to stdout), then SIGKILL."""
+
+    def __init__(self, argv: list[str], ready: str = "listening", name: str = "server") -> None:
+        self.argv = argv
+        self.ready = ready
+        self.name = name
+        self.proc: subprocess.Popen | None = None
+        self.output = ""
+
+    def start(self, timeout: float = 15.0) -> Server:
+        self.proc = subprocess.Popen(
+            self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+        )
+        deadline = time.monotonic() + timeout
+        seen = []
+        assert self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 0.1)
+            if ready:
+                line = self.proc.stdout.readline()
+                if not line:  # exited
+                    break
+                seen.append(line)
+                if self.ready in line:
+                    return self
+            elif self.proc.poll() is not None:
+                break
+        self.stop()
+        raise RuntimeError(f"{self.name} did not start: {' '.join(self.argv)}\n{''.join(seen)}{self.output}")
+
+    def stop(self) -> str:
+        proc = self.proc
+        if proc is None:
+            return self.output
+        self.proc = None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                out, _ = proc.communicate(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, _ = proc.communicate()
+        else:
+            out, _ = proc.communicate()
+        self.output += out or ""
+        return self.output
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def run(argv: list[str], timeout: float, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(argv)} exited {result.returncode}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+        )
+    return result
+
+
+# -- output ---------------------------------------------------------------------------------
+
+
+def table(headers: list[str], rows: list[list[object]]) -> str:
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(headers, widths)))]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in cells:
+        lines.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        if abs(value) >= 10:
+            return f"{value:.1f}"
+        return f"{value:.2f}"
+    return str(value)
+
+
+def environment() -> dict:
+    return {
+        "host": platform.node(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "loadavg_at_start": list(os.getloadavg()),
+    }
+
+
+def write_result(name: str, payload: dict, output: str | None) -> Path:
+    if output:
+        path = Path(output)
+    else:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        path = RESULTS_DIR / f"{name}-{stamp}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def require_root(what: str) -> None:
+    if os.geteuid() != 0:
+        sys.exit(f"{what} needs root (network namespaces, ping intervals below 0.2 s, CPU pinning)")

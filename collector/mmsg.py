@@ -1,0 +1,192 @@
+"""Batched datagram I/O with Linux recvmmsg(2)/sendmmsg(2), for the reflector's hot loop.
+
+Python's socket module has no recvmmsg, and one `recvmsg` + `sendmsg` per datagram spends
+more time entering the interpreter and the kernel than reflecting. `DatagramBatch` keeps
+preallocated C arrays (mmsghdr, iovec, sockaddr, control buffers) and exposes each slot as
+a memoryview, so a whole burst is received with one call and answered with one call.
+
+Layouts are the x86-64/aarch64 LP64 ABI (struct msghdr is 56 octets, mmsghdr 64).
+`available()` says whether this platform can use it; callers fall back to per-datagram
+calls otherwise.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import socket
+import struct
+
+_MSGHDR = struct.Struct("@PI4xPQPQi4x")  # name, namelen, iov, iovlen, control, controllen, flags
+_MMSGHDR_SIZE = 64
+_MSG_LEN_OFFSET = 56
+_NAMELEN_OFFSET = 8
+_CONTROLLEN_OFFSET = 40
+_FLAGS_OFFSET = 48
+_IOVEC = struct.Struct("@PQ")
+_CMSG_HEADER = struct.Struct("@Qii")  # cmsg_len, cmsg_level, cmsg_type
+_U32 = struct.Struct("@I")
+_U64 = struct.Struct("@Q")
+_INT = struct.Struct("@i")
+_SOCKADDR_SIZE = 28  # sockaddr_in6; sockaddr_in fits too
+_MSG_DONTWAIT = int(socket.MSG_DONTWAIT)
+
+
+def _align(n: int) -> int:
+    return (n + 7) & ~7
+
+
+def available() -> bool:
+    return (
+        os.uname().sysname == "Linux"
+        and struct.calcsize("P") == 8
+        and _MSGHDR.size == 56
+        and _libc() is not None
+    )
+
+
+_LIBC: ctypes.CDLL | None = None
+
+
+def _libc() -> ctypes.CDLL | None:
+    global _LIBC
+    if _LIBC is None:
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            libc.recvmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int, ctypes.c_void_p]
+            libc.sendmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int]
+            _LIBC = libc
+        except (OSError, AttributeError):
+            return None
+    return _LIBC
+
+
+class DatagramBatch:
+    """Up to `capacity` datagrams of up to `size` octets, received and answered in bulk."""
+
+    def __init__(self, capacity: int = 32, size: int = 9216, control: int = 256) -> None:
+        libc = _libc()
+        if libc is None:
+            raise OSError("recvmmsg/sendmmsg are not available")
+        self._recvmmsg = libc.recvmmsg
+        self._sendmmsg = libc.sendmmsg
+        self.capacity, self.size, self.control_size = capacity, size, control
+        self._data = ctypes.create_string_buffer(capacity * size)
+        self._names = ctypes.create_string_buffer(capacity * _SOCKADDR_SIZE)
+        self._rx_control = ctypes.create_string_buffer(capacity * control)
+        self._tx_control = ctypes.create_string_buffer(capacity * control)
+        self._rx_iov = ctypes.create_string_buffer(capacity * _IOVEC.size)
+        self._tx_iov = ctypes.create_string_buffer(capacity * _IOVEC.size)
+        self._rx = ctypes.create_string_buffer(capacity * _MMSGHDR_SIZE)
+        self._tx = ctypes.create_string_buffer(capacity * _MMSGHDR_SIZE)
+        data, names = ctypes.addressof(self._data), ctypes.addressof(self._names)
+        rx_control, rx_iov = ctypes.addressof(self._rx_control), ctypes.addressof(self._rx_iov)
+        tx_control, tx_iov = ctypes.addressof(self._tx_control), ctypes.addressof(self._tx_iov)
+        for i in range(capacity):
+            _IOVEC.pack_into(self._rx_iov, i * _IOVEC.size, data + i * size, size)
+            _IOVEC.pack_into(self._tx_iov, i * _IOVEC.size, data + i * size, 0)
+            _MSGHDR.pack_into(
+                self._rx, i * _MMSGHDR_SIZE, names + i * _SOCKADDR_SIZE, _SOCKADDR_SIZE,
+                rx_iov + i * _IOVEC.size, 1, rx_control + i * control, control, 0,
+            )
+            _MSGHDR.pack_into(
+                self._tx, i * _MMSGHDR_SIZE, names + i * _SOCKADDR_SIZE, _SOCKADDR_SIZE,
+                tx_iov + i * _IOVEC.size, 1, tx_control + i * control, 0, 0,
+            )
+        # recvmmsg overwrites namelen/controllen/flags: restore all slots with one copy.
+        self._rx_template = bytes(self._rx)
+        self._rx_view = memoryview(self._rx).cast("B")
+        self._tx_view = memoryview(self._tx).cast("B")
+        self._tx_iov_view = memoryview(self._tx_iov).cast("B")
+        self._tx_control_view = memoryview(self._tx_control).cast("B")
+        self._rx_control_view = memoryview(self._rx_control).cast("B")
+        self._names_view = memoryview(self._names).cast("B")
+        data_view = memoryview(self._data).cast("B")
+        self.slots = [data_view[i * size : (i + 1) * size] for i in range(capacity)]
+        self._rx_addr = ctypes.addressof(self._rx)
+        self._tx_addr = ctypes.addressof(self._tx)
+        self._names_addr = names
+        self._data_addr = data
+        self._pending = 0  # replies queued for the next send()
+
+    # -- receiving -----------------------------------------------------------------------
+
+    def receive(self, fd: int) -> int:
+        """Receive what is waiting, without blocking; the number of datagrams (0 if none)."""
+        self._rx_view[:] = self._rx_template
+        count = self._recvmmsg(fd, self._rx_addr, self.capacity, _MSG_DONTWAIT, None)
+        if count < 0:
+            err = ctypes.get_errno()
+            if err in (11, 4):  # EAGAIN, EINTR
+                return 0
+            raise OSError(err, os.strerror(err))
+        return count
+
+    def length(self, i: int) -> int:
+        return _U32.unpack_from(self._rx_view, i * _MMSGHDR_SIZE + _MSG_LEN_OFFSET)[0]
+
+    def flags(self, i: int) -> int:
+        return _INT.unpack_from(self._rx_view, i * _MMSGHDR_SIZE + _FLAGS_OFFSET)[0]
+
+    def source(self, i: int) -> tuple[int, bytes, int]:
+        """(family, packed address, port) of datagram i's sender."""
+        base = i * _SOCKADDR_SIZE
+        names = self._names_view
+        family = names[base] | names[base + 1] << 8
+        port = names[base + 2] << 8 | names[base + 3]
+        if family == socket.AF_INET6:
+            return family, bytes(names[base + 8 : base + 24]), port
+        return family, bytes(names[base + 4 : base + 8]), port
+
+    def control(self, i: int) -> list[tuple[int, int, memoryview]]:
+        """Datagram i's ancillary items as (level, type, data), like socket.recvmsg gives."""
+        controllen = _U64.unpack_from(self._rx_view, i * _MMSGHDR_SIZE + _CONTROLLEN_OFFSET)[0]
+        base = i * self.control_size
+        view = self._rx_control_view
+        items = []
+        offset = 0
+        while offset + _CMSG_HEADER.size <= controllen:
+            cmsg_len, level, kind = _CMSG_HEADER.unpack_from(view, base + offset)
+            if cmsg_len < _CMSG_HEADER.size:
+                break
+            start = base + offset + _CMSG_HEADER.size
+            items.append((level, kind, view[start : base + offset + cmsg_len]))
+            offset += _align(cmsg_len)
+        return items
+
+    # -- answering -----------------------------------------------------------------------
+
+    def queue_reply(self, i: int, length: int, cmsgs: list[tuple[int, int, bytes]]) -> None:
+        """Send slot i's first `length` octets back to its sender at the next `send()`."""
+        n = self._pending
+        offset = n * _MMSGHDR_SIZE
+        tx = self._tx_view
+        # Point reply n at slot i's data and sender address.
+        _U64.pack_into(tx, offset, self._names_addr + i * _SOCKADDR_SIZE)
+        _U32.pack_into(tx, offset + _NAMELEN_OFFSET, _U32.unpack_from(self._rx_view, i * _MMSGHDR_SIZE + _NAMELEN_OFFSET)[0])
+        _IOVEC.pack_into(self._tx_iov_view, n * _IOVEC.size, self._data_addr + i * self.size, length)
+        control_base = n * self.control_size
+        used = 0
+        for level, kind, data in cmsgs:
+            cmsg_len = _CMSG_HEADER.size + len(data)
+            _CMSG_HEADER.pack_into(self._tx_control_view, control_base + used, cmsg_len, level, kind)
+            start = control_base + used + _CMSG_HEADER.size
+            self._tx_control_view[start : start + len(data)] = data
+            used += _align(cmsg_len)
+        _U64.pack_into(tx, offset + _CONTROLLEN_OFFSET, used)
+        self._pending = n + 1
+
+    def send(self, fd: int) -> tuple[int, int]:
+        """Send the queued replies and clear the queue; returns (sent, failed)."""
+        pending, self._pending = self._pending, 0
+        index = sent = failed = 0
+        while index < pending:
+            count = self._sendmmsg(fd, self._tx_addr + index * _MMSGHDR_SIZE, pending - index, 0)
+            if count > 0:
+                sent += count
+                index += count
+            else:  # the datagram at `index` could not go (e.g. no route back): skip it
+                failed += 1
+                index += 1
+        return sent, failed
