@@ -7,6 +7,8 @@ records are frozen, slotted dataclasses; pydantic models live at the edges (conf
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 from dataclasses import dataclass
 from enum import Enum
 
@@ -63,3 +65,82 @@ class ProbeResult:
     @property
     def lost(self) -> bool:
         return self.rtt_ns is None
+
+
+# -- paths (Paris traceroute) -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FlowId:
+    """What ECMP hashes on, held constant for every probe of one trace (Paris traceroute).
+
+    For UDP and TCP the ports; for ICMPv6 echo the identifier (`source_port`) with a payload
+    that keeps the checksum constant. The flow label goes into every probe's IPv6 header.
+    """
+
+    protocol: str  # "udp" | "icmp" | "tcp"
+    flow_label: int  # 0: none chosen (the kernel may put its own)
+    source_port: int = 0  # UDP/TCP source port, ICMPv6 echo identifier
+    destination_port: int = 0  # UDP/TCP destination port; 0 for ICMPv6
+
+    def __str__(self) -> str:
+        ports = (
+            f" id {self.source_port}" if self.protocol == "icmp" else f" ports {self.source_port}>{self.destination_port}"
+        )
+        return f"{self.protocol} flow label 0x{self.flow_label:05x}{ports}"
+
+
+class HopAnswer(str, Enum):
+    """What came back for one trace probe."""
+
+    NONE = "none"  # silence: a star
+    TIME_EXCEEDED = "time-exceeded"  # a router on the way
+    REACHED = "reached"  # the target itself answered (echo reply, port unreachable, SYN-ACK, RST)
+    UNREACHABLE = "unreachable"  # a router refused to forward (no route, prohibited): the trace ends there
+
+
+@dataclass(frozen=True, slots=True)
+class HopProbe:
+    """One trace probe's fate at one hop limit. Times in nanoseconds."""
+
+    hop: int  # the hop limit it was sent with
+    seq: int  # its number within the trace
+    sent_ns: int  # wall-clock send time
+    answer: HopAnswer
+    responder: str | None = None  # who answered; None for a star
+    rtt_ns: int | None = None
+    detail: str | None = None  # e.g. "no route to destination" for UNREACHABLE
+    quoted_dscp: int | None = None  # DSCP the probe still carried at the responder (from the ICMP quote)
+
+    @property
+    def lost(self) -> bool:
+        return self.answer is HopAnswer.NONE
+
+
+@dataclass(frozen=True, slots=True)
+class PathObservation:
+    """The hop list one flow took from a source to a target in a slice, when it was seen.
+
+    `hops[i]` is the address that answered at hop limit i+1, None where every probe went
+    unanswered; the last entry is the target when `reached`. The analyzer maps hops to links
+    and compares fingerprints to notice path changes.
+    """
+
+    source: str  # the source site or address
+    target: str
+    slice: str
+    flow: FlowId
+    hops: tuple[str | None, ...]
+    reached: bool
+    observed_ns: int  # wall-clock time the trace finished
+
+    @property
+    def fingerprint(self) -> str:
+        return path_fingerprint(self.hops)
+
+
+def path_fingerprint(hops: tuple[str | None, ...]) -> str:
+    """A stable hash of a hop list: equal hop lists give equal fingerprints on any host and
+    Python version (SHA-256 of a canonical text, not `hash()`, which is salted per process)."""
+    canonical = "\n".join("*" if h is None else ipaddress.ip_address(h).compressed for h in hops)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -32,6 +32,9 @@ SITE_SYSCTLS = {
     "net.ipv6.conf.default.accept_ra": 0,
     # Hop-by-hop traces and fast probes need every ICMPv6 error, not one per second.
     "net.ipv6.icmp.ratelimit": 0,
+    # ...nor a share of the global ICMP budget (burst 50, then 1,000/s): Destination
+    # Unreachable (1) and Time Exceeded (3) are taken out of rate limiting altogether.
+    "net.ipv6.icmp.ratemask": "0,2,4-127",
 }
 
 

@@ -12,6 +12,8 @@ DEBIAN_PACKAGES=(
   nftables
   iperf3         # background load for lab congestion
   tshark         # independent STAMP decoder in interoperability tests
+  traceroute     # traceroute -6: the peer our Paris traceroute's hop lists are checked against
+  fping          # fping -6: the peer of the echo prober in bench/icmp_echo_scale.py
   procps
 )
 

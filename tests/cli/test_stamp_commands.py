@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import time
 
-from tests.support import free_udp_port, running_reflector, xnetmon
+from tests.support import REPO, XNETMON, free_udp_port, running_reflector, xnetmon
 
 
 def test_probe_prints_one_line_per_reply_and_a_ping_like_summary():
@@ -76,3 +79,28 @@ def test_run_reports_every_slice_on_loopback():
         assert row, total
         sent, received, loss = int(row.group(1)), int(row.group(2)), float(row.group(3))
         assert sent >= 20 and received == sent and loss == 0.0
+
+
+def test_ctrl_c_stops_an_endless_probe_with_the_summary():
+    port = str(free_udp_port())
+    with running_reflector("--bind", "::1", "--port", port):
+        proc = subprocess.Popen([*XNETMON, "probe", "stamp", "::1", "-p", port, "-i", "0.05"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert "--- ::1 STAMP statistics ---" in out
+    sent = int(re.search(r"(\d+) sent, (\d+) received", out).group(1))
+    assert sent >= 5 and "Traceback" not in err
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    port = str(free_udp_port())
+    with running_reflector("--bind", "::1", "--port", port):
+        done = subprocess.run(
+            f"{' '.join(XNETMON)} probe stamp ::1 -p {port} -c 200 -i 0.005 | head -1",
+            shell=True, capture_output=True, text=True, cwd=REPO, timeout=60,
+        )
+    assert done.stdout.startswith("STAMP ::1")
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr

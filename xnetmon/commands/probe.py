@@ -6,7 +6,7 @@ import argparse
 import importlib
 
 # Each kind lives in xnetmon/commands/probe_<kind>.py with its own register(kinds).
-PROBE_KINDS = ("stamp",)
+PROBE_KINDS = ("stamp", "ping", "trace")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
