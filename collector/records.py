@@ -138,9 +138,131 @@ class PathObservation:
     def fingerprint(self) -> str:
         return path_fingerprint(self.hops)
 
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (stars as null); `from_dict` reverses it exactly."""
+        return {
+            "source": self.source,
+            "target": self.target,
+            "slice": self.slice,
+            "flow": {name: getattr(self.flow, name) for name in FlowId.__dataclass_fields__},
+            "hops": list(self.hops),
+            "reached": self.reached,
+            "observed_ns": self.observed_ns,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PathObservation:
+        fields = dict(data)
+        fields["flow"] = FlowId(**fields["flow"])
+        fields["hops"] = tuple(fields["hops"])
+        return cls(**fields)
+
 
 def path_fingerprint(hops: tuple[str | None, ...]) -> str:
     """A stable hash of a hop list: equal hop lists give equal fingerprints on any host and
     Python version (SHA-256 of a canonical text, not `hash()`, which is salted per process)."""
     canonical = "\n".join("*" if h is None else ipaddress.ip_address(h).compressed for h in hops)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+# -- interval summaries ------------------------------------------------------------------
+
+# RTT histogram bucket upper bounds in seconds, fixed for every path so that histograms
+# aggregate across paths and slices. Every SLA delay bound is one of them (a verdict then
+# reads a bucket count, not an estimate). 12 finite buckets + the +Inf bucket keep one
+# (path, slice) pair within the metric contract's budget of 25 series.
+RTT_BUCKETS_S: tuple[float, ...] = (
+    0.0005, 0.001, 0.002, 0.005, 0.010, 0.020, 0.030, 0.050, 0.100, 0.150, 0.300, 1.0,
+)
+RTT_BUCKETS_NS: tuple[int, ...] = tuple(round(b * 1e9) for b in RTT_BUCKETS_S)
+
+
+@dataclass(frozen=True, slots=True)
+class PathKey:
+    """One measured path: from a site, to a target, in a slice, with a probe kind."""
+
+    source: str  # site name
+    target: str  # target name
+    slice: str
+    kind: str  # "stamp" | "icmp"
+
+
+@dataclass(frozen=True, slots=True)
+class PathWindow:
+    """One path over one interval: what the analyzer sees instead of per-packet data.
+
+    Probes belong to the window in which they were sent, whenever their fate settles.
+    Windows are aligned on wall-clock multiples of their length, so the windows of every
+    agent line up. `seq` numbers a path's windows so a receiver can drop duplicates and
+    notice gaps. Times and delays are integer nanoseconds.
+    """
+
+    key: PathKey
+    target_address: str
+    seq: int
+    start_ns: int
+    end_ns: int
+    sent: int
+    received: int
+    lost_forward: int
+    lost_reverse: int
+    lost_unknown: int
+    duplicates: int
+    reordered: int  # RFC 4737: replies whose sequence number is below one already received
+    rtt_buckets: tuple[int, ...]  # per RTT_BUCKETS_NS bound, not cumulative; last is +Inf
+    rtt_sum_ns: int
+    rtt_min_ns: int | None
+    rtt_p50_ns: int | None
+    rtt_p90_ns: int | None
+    rtt_p99_ns: int | None
+    rtt_max_ns: int | None
+    ipdv_mean_abs_ns: int | None  # RFC 3393, consecutive sequence numbers
+    pdv_p99_ns: int | None  # RFC 5481: p99 of delay above the window's minimum
+    forward_owd_p50_ns: int | None  # one-way delays, only when both clocks claim sync
+    reverse_owd_p50_ns: int | None
+    clock_error_ns: int | None  # worst summed error estimate of the one-way delays
+    dscp_remarked: int  # replies whose DSCP, at either end, was not the slice's
+    reflector_hop_limit: int | None  # latest hop limit the request arrived with at the far end
+    reply_hop_limit: int | None  # latest hop limit the reply arrived with here
+    path_fingerprint: str | None  # of the latest trace of this path, if any
+    icmp_errors: int  # losses explained by an ICMP error (e.g. no reflector listening)
+
+    @property
+    def lost(self) -> int:
+        return self.lost_forward + self.lost_reverse + self.lost_unknown
+
+    @property
+    def loss_ratio(self) -> float:
+        return self.lost / self.sent if self.sent else 0.0
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict; `from_dict` reverses it exactly."""
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        data["key"] = {name: getattr(self.key, name) for name in PathKey.__dataclass_fields__}
+        data["rtt_buckets"] = list(self.rtt_buckets)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PathWindow:
+        fields = dict(data)
+        fields["key"] = PathKey(**fields["key"])
+        fields["rtt_buckets"] = tuple(fields["rtt_buckets"])
+        return cls(**fields)
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorHealth:
+    """An agent's own state, so that its trouble is never mistaken for the network's."""
+
+    site: str
+    observed_ns: int
+    scheduling_lag_p99_ns: int  # how late probes left compared with their plan, this window
+    scheduling_lag_max_ns: int
+    probes_sent_total: int
+    send_errors_total: int
+    receive_errors_total: int
+    socket_drops_total: int  # datagrams the kernel dropped on our sockets (SO_RXQ_OVFL / /proc)
+    cpu_seconds_total: float
+    sessions: int  # (target, slice, kind) schedules running
+    windows_dropped_total: int  # windows the spool had to discard while the analyzer was away
+    spool_depth: int  # windows waiting to be shipped

@@ -36,6 +36,7 @@ class ProbeSummary:
     rtt_min_ns: int | None
     rtt_avg_ns: int | None
     rtt_p50_ns: int | None
+    rtt_p90_ns: int | None
     rtt_p99_ns: int | None
     rtt_max_ns: int | None
     ipdv_mean_abs_ns: int | None  # the "jitter" engineers ask for
@@ -89,6 +90,7 @@ class ProbeSummary:
             rtt_min_ns=rtt_min,
             rtt_avg_ns=sum(rtts) // len(rtts) if rtts else None,
             rtt_p50_ns=percentile(rtts, 0.50),
+            rtt_p90_ns=percentile(rtts, 0.90),
             rtt_p99_ns=percentile(rtts, 0.99),
             rtt_max_ns=rtts[-1] if rtts else None,
             ipdv_mean_abs_ns=sum(ipdv) // len(ipdv) if ipdv else None,

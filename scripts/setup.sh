@@ -14,6 +14,7 @@ DEBIAN_PACKAGES=(
   tshark         # independent STAMP decoder in interoperability tests
   traceroute     # traceroute -6: the peer our Paris traceroute's hop lists are checked against
   fping          # fping -6: the peer of the echo prober in bench/icmp_echo_scale.py
+  prometheus     # the real scraper in tests/integration: each test starts its own on a loopback port
   procps
 )
 
@@ -29,6 +30,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "wireshark-common wireshark-common/install-setuid boolean false" | as_root debconf-set-selections
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The prometheus package enables a system-wide server on :9090. Nothing in xnetmon uses it
+# (tests start their own with a temporary config and store), so keep it stopped and disabled.
+if [ -x /usr/bin/prometheus ]; then
+  if [ -d /run/systemd/system ]; then
+    if systemctl is-enabled --quiet prometheus.service 2>/dev/null || systemctl is-active --quiet prometheus.service; then
+      as_root systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+    fi
+  elif [ -f /run/prometheus/prometheus.pid ]; then  # sysvinit: its script stops it by pid file
+    as_root /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+    as_root update-rc.d prometheus disable >/dev/null 2>&1 || true
+  fi
 fi
 
 VENV=.venv

@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "xnetmon.commands.run",
     "xnetmon.commands.probe",
     "xnetmon.commands.reflect",
+    "xnetmon.commands.agent",
     "lab.cli",
 )
 

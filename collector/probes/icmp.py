@@ -193,6 +193,20 @@ class EchoProber:
             destination = socket.inet_pton(socket.AF_INET6, error.destination.split("%")[0])
             self._deliver(session.on_error(destination, quoted, reason))
 
+    # -- for a caller that runs its own loop (the agent's scheduler) ----------------------
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def drain(self) -> None:
+        """Read everything waiting on the socket; results wait for `take_results`."""
+        self._drain()
+
+    def take_results(self) -> list[ProbeResult]:
+        results = list(self._ready)
+        self._ready.clear()
+        return results
+
     def _on_readable(self) -> None:
         try:
             self._drain()

@@ -1,16 +1,22 @@
-"""STAMP Session-Sender over a real UDP socket (RFC 8762 section 4.2), driven by asyncio.
+"""STAMP Session-Sender over real UDP sockets (RFC 8762 section 4.2), driven by asyncio.
 
-The socket layer only: per-slice traffic class, IPv6 flow label, source address, kernel
-receive timestamps (SO_TIMESTAMPNS), and T1 read immediately before `sendto`. Matching,
-timeouts and loss attribution live in `stamp_session`.
+The socket layer only. `StampSocket` carries any number of test sessions on one UDP
+socket: each request gets its session's traffic class as per-datagram ancillary data and
+its flow label in the destination's flowinfo, so one socket serves every slice and target;
+replies are routed back by (reflector address, port, SSID). T1 is the kernel's transmit
+timestamp (matched by send order), T4 its receive timestamp. Matching, timeouts and loss
+attribution live in `stamp_session`; `StampProbe` is one session on its own socket, for
+the `probe stamp` command.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import random
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from collector import netsock
@@ -18,6 +24,10 @@ from collector.probes.stamp_session import ReplyFacts, SenderSettings, StampSess
 from collector.records import ProbeResult
 
 RECEIVE_BUFFER = 65535
+_TX_MEMORY = 65536  # send-order indexes kept waiting for their kernel timestamp
+_SSID_OFFSET = 14  # unauthenticated sender packets (RFC 8972 section 3)
+
+ResultHandler = Callable[[StampSession, list[ProbeResult]], None]
 
 
 @dataclass(frozen=True)
@@ -28,51 +38,202 @@ class StampEndpoint:
     flow_label: int | None = None  # IPv6 flow label, leased from the kernel
 
 
-class StampProbe:
-    """One STAMP test session towards one reflector."""
+@dataclass(slots=True)
+class _Route:
+    session: StampSession
+    destination: tuple  # sendto address, flowinfo included
+    cmsgs: list  # the session's traffic class, as ancillary data
 
-    def __init__(self, endpoint: StampEndpoint, settings: SenderSettings) -> None:
-        self.endpoint = endpoint
-        self.session = StampSession(settings)
+
+class StampSocket:
+    """One UDP socket for many STAMP sessions; results go to `on_results(session, results)`."""
+
+    def __init__(self, family: int, source: str | None, on_results: ResultHandler) -> None:
+        self.family = int(family)
+        self.on_results = on_results
         self.send_errors = 0
         self.last_send_error: str | None = None
-        self._sock = self._open()
-        self._results: asyncio.Queue[ProbeResult] | None = None
-        self._sent_seqs: dict[int, int] = {}  # kernel send index -> sequence number
+        self.malformed_replies = 0
+        self._routes: dict[tuple[bytes, int, int], _Route] = {}  # (address, port, SSID)
+        self._by_session: dict[int, tuple[bytes, int, int]] = {}
+        self._by_address: dict[bytes, list[tuple[bytes, int, int]]] = {}  # for errors and SSID 0
+        self._sent: dict[int, tuple[StampSession, int]] = {}  # kernel send index -> (session, seq)
         self._send_index = 0
-        self._failure: Exception | None = None
-
-    def _open(self) -> socket.socket:
-        ep = self.endpoint
-        family = netsock.family_of(ep.address)
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        self._leased_labels: set[int] = set()
+        self._sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            netsock.enable_receive_metadata(sock)
-            netsock.enable_tx_timestamps(sock)
-            netsock.enable_icmp_errors(sock)
-            netsock.set_traffic_class(sock, self.session.settings.dscp << 2)
-            netsock.set_hop_limit(sock, 255)  # so the reflector's copy tells the forward hop count
-            if ep.source:
-                sock.bind((ep.source, 0))
-            if ep.flow_label:
-                if family != socket.AF_INET6:
-                    raise ValueError("a flow label needs an IPv6 target")
-                netsock.lease_flow_label(sock, ep.address, ep.flow_label)
-            sock.setblocking(False)
+            netsock.enable_receive_metadata(self._sock)
+            netsock.enable_tx_timestamps(self._sock)
+            netsock.enable_icmp_errors(self._sock)
+            netsock.set_hop_limit(self._sock, 255)  # so the reflector's copy tells the forward hop count
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            if source:
+                self._sock.bind((source, 0))
+            self._sock.setblocking(False)
         except BaseException:
-            sock.close()
+            self._sock.close()
             raise
-        return sock
+
+    # -- sessions ------------------------------------------------------------------------
+
+    def open_session(self, endpoint: StampEndpoint, settings: SenderSettings) -> StampSession:
+        """A new session towards `endpoint`, with an SSID no other session to it uses."""
+        if endpoint.flow_label and self.family != socket.AF_INET6:
+            raise ValueError("a flow label needs an IPv6 target")
+        packed = socket.inet_pton(self.family, endpoint.address)
+        ssid = settings.ssid
+        if not ssid or (packed, endpoint.port, ssid) in self._routes:
+            ssid = self._free_ssid(packed, endpoint.port)
+        session = StampSession(dataclasses.replace(settings, ssid=ssid))
+        if endpoint.flow_label and endpoint.flow_label not in self._leased_labels:
+            netsock.lease_flow_label(self._sock, endpoint.address, endpoint.flow_label)
+            self._leased_labels.add(endpoint.flow_label)
+        if self.family == socket.AF_INET6:
+            destination: tuple = (endpoint.address, endpoint.port, endpoint.flow_label or 0, 0)
+        else:
+            destination = (endpoint.address, endpoint.port)
+        key = (packed, endpoint.port, ssid)
+        self._routes[key] = _Route(session, destination, [netsock.traffic_class_cmsg(self.family, settings.dscp << 2)])
+        self._by_session[id(session)] = key
+        self._by_address.setdefault(packed, []).append(key)
+        return session
+
+    def close_session(self, session: StampSession) -> None:
+        key = self._by_session.pop(id(session), None)
+        if key is not None:
+            del self._routes[key]
+            keys = self._by_address[key[0]]
+            keys.remove(key)
+            if not keys:
+                del self._by_address[key[0]]
+
+    def _free_ssid(self, packed: bytes, port: int) -> int:
+        while True:
+            ssid = random.randint(1, 0xFFFF)
+            if (packed, port, ssid) not in self._routes:
+                return ssid
 
     @property
-    def destination(self) -> tuple:
-        ep = self.endpoint
-        if netsock.family_of(ep.address) == socket.AF_INET6:
-            return (ep.address, ep.port, ep.flow_label or 0, 0)
-        return (ep.address, ep.port)
+    def session_count(self) -> int:
+        return len(self._routes)
+
+    # -- sending -------------------------------------------------------------------------
+
+    def send(self, session: StampSession) -> int:
+        """Send the session's next request now; returns its sequence number."""
+        route = self._routes[self._by_session[id(session)]]
+        seq, octets = session.request(time.time_ns())
+        try:
+            self._sock.sendmsg([octets], route.cmsgs, 0, route.destination)
+        except OSError as exc:
+            # Refused before a datagram existed (no route, for example): the kernel counted
+            # no send, so the send-order index stays as it is.
+            self.send_errors += 1
+            self.last_send_error = f"{exc.strerror or exc}"
+            return seq
+        self._sent[self._send_index] = (session, seq)
+        self._send_index += 1
+        if len(self._sent) > _TX_MEMORY:  # reports that never came (a datagram dropped locally)
+            for index in sorted(self._sent)[: _TX_MEMORY // 2]:
+                del self._sent[index]
+        return seq
+
+    # -- receiving -----------------------------------------------------------------------
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.add_reader(self._sock.fileno(), self.drain)
+
+    def detach(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.remove_reader(self._sock.fileno())
+
+    def drain(self) -> None:
+        """Read transmit timestamps, ICMP errors and replies until the socket is empty."""
+        self._read_error_queue()  # first, so that T1 is the kernel's before replies match
+        while True:
+            try:
+                data, ancdata, _flags, address = self._sock.recvmsg(RECEIVE_BUFFER, netsock.ANCILLARY_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # a queued ICMP error surfaced here; its details are on the error queue
+                self._read_error_queue()
+                continue
+            route = self._route_of_reply(data, address)
+            if route is None:
+                self.malformed_replies += 1  # not for any session of ours (or too short to tell)
+                continue
+            meta = netsock.parse_ancillary(ancdata)
+            facts = ReplyFacts(meta.kernel_ns or time.time_ns(), meta.hop_limit, meta.dscp)
+            results = route.session.on_reply(data, facts)
+            if results:
+                self.on_results(route.session, results)
+
+    def _read_error_queue(self) -> None:
+        stamps, icmp_errors = netsock.read_error_queue(self._sock)
+        for index, kernel_ns in stamps:
+            sent = self._sent.pop(index, None)
+            if sent is not None:
+                sent[0].on_transmitted(sent[1], kernel_ns)
+        for error in icmp_errors:
+            route = self._route_of_error(error)
+            if route is not None:
+                seq = int.from_bytes(error.payload[:4], "big")
+                results = route.session.on_icmp_error(seq, error.describe())
+                if results:
+                    self.on_results(route.session, results)
+
+    def _route_of_reply(self, data: bytes, address: tuple) -> _Route | None:
+        packed = socket.inet_pton(self.family, address[0].split("%")[0])
+        ssid = int.from_bytes(data[14:16], "big") if len(data) >= _SSID_OFFSET + 2 else 0
+        route = self._routes.get((packed, address[1], ssid))
+        if route is None and ssid == 0:
+            # A reflector without RFC 8972 (or a TWAMP-Light one) returns a zeroed SSID:
+            # unambiguous only when we run a single session to that reflector.
+            keys = [k for k in self._by_address.get(packed, ()) if k[1] == address[1]]
+            route = self._routes[keys[0]] if len(keys) == 1 else None
+        return route
+
+    def _route_of_error(self, error: netsock.IcmpError) -> _Route | None:
+        """The session a quoted request belongs to: by its destination and SSID."""
+        if len(error.payload) < _SSID_OFFSET + 2 or not error.destination:
+            return None
+        packed = socket.inet_pton(self.family, error.destination.split("%")[0])
+        ssid = int.from_bytes(error.payload[14:16], "big")
+        for key in self._by_address.get(packed, ()):
+            if key[2] == ssid:
+                return self._routes[key]
+        return None
 
     def close(self) -> None:
         self._sock.close()
+
+
+class StampProbe:
+    """One STAMP test session towards one reflector, on a socket of its own."""
+
+    def __init__(self, endpoint: StampEndpoint, settings: SenderSettings) -> None:
+        self.endpoint = endpoint
+        self._results: asyncio.Queue[ProbeResult] | None = None
+        self._socket = StampSocket(netsock.family_of(endpoint.address), endpoint.source, self._collect)
+        try:
+            self.session = self._socket.open_session(endpoint, settings)
+        except BaseException:
+            self._socket.close()
+            raise
+        self._failure: Exception | None = None
+
+    @property
+    def send_errors(self) -> int:
+        return self._socket.send_errors
+
+    @property
+    def last_send_error(self) -> str | None:
+        return self._socket.last_send_error
+
+    def close(self) -> None:
+        self._socket.close()
 
     def __enter__(self) -> StampProbe:
         return self
@@ -80,67 +241,28 @@ class StampProbe:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- sending and receiving -----------------------------------------------------------
-
     def send_one(self) -> int:
         """Send the next request now; returns its sequence number."""
-        send_ns = time.time_ns()
-        seq, octets = self.session.request(send_ns)
-        try:
-            self._sock.sendto(octets, self.destination)
-        except OSError as exc:
-            self.send_errors += 1
-            self.last_send_error = f"{exc.strerror or exc}"
-            return seq
-        self._sent_seqs[self._send_index] = seq
-        self._send_index += 1
-        return seq
+        return self._socket.send(self.session)
 
-    def _read_error_queue(self) -> None:
+    def _collect(self, _session: StampSession, results: list[ProbeResult]) -> None:
         assert self._results is not None
-        stamps, icmp_errors = netsock.read_error_queue(self._sock)
-        for index, kernel_ns in stamps:
-            seq = self._sent_seqs.pop(index, None)
-            if seq is not None:
-                self.session.on_transmitted(seq, kernel_ns)
-        if len(self._sent_seqs) > 4096:  # reports that never came (e.g. a send was dropped)
-            for index in sorted(self._sent_seqs)[:-1024]:
-                del self._sent_seqs[index]
-        for error in icmp_errors:
-            if len(error.payload) >= 4:  # our sequence number leads the payload
-                seq = int.from_bytes(error.payload[:4], "big")
-                for result in self.session.on_icmp_error(seq, error.describe()):
-                    self._results.put_nowait(result)
+        for result in results:
+            self._results.put_nowait(result)
 
     def _on_readable(self) -> None:
         try:
-            self._drain()
+            self._socket.drain()
         except Exception as exc:  # a bug: stop the run with it rather than spin on the socket
             self._failure = exc
-            asyncio.get_running_loop().remove_reader(self._sock.fileno())
-
-    def _drain(self) -> None:
-        assert self._results is not None
-        self._read_error_queue()  # first, so that T1 is the kernel's before replies match
-        while True:
-            try:
-                data, ancdata, _flags, _addr = self._sock.recvmsg(RECEIVE_BUFFER, netsock.ANCILLARY_SPACE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:  # a queued ICMP error surfaced here; its details are on the error queue
-                self._read_error_queue()
-                continue
-            meta = netsock.parse_ancillary(ancdata)
-            facts = ReplyFacts(meta.kernel_ns or time.time_ns(), meta.hop_limit, meta.dscp)
-            for result in self.session.on_reply(data, facts):
-                self._results.put_nowait(result)
+            self._socket.detach(asyncio.get_running_loop())
 
     async def run(self, count: int | None, interval_s: float) -> AsyncIterator[ProbeResult]:
         """Send `count` requests (None: until cancelled) every `interval_s`, yielding results
         as they settle; after the last request, wait for its reply or timeout."""
         loop = asyncio.get_running_loop()
         self._results = asyncio.Queue()
-        loop.add_reader(self._sock.fileno(), self._on_readable)
+        loop.add_reader(self._socket.fileno(), self._on_readable)
         sender = asyncio.create_task(self._send_loop(count, interval_s))
         try:
             while True:
@@ -160,7 +282,7 @@ class StampProbe:
                 yield result
         finally:
             sender.cancel()
-            loop.remove_reader(self._sock.fileno())
+            loop.remove_reader(self._socket.fileno())
 
     async def _send_loop(self, count: int | None, interval_s: float) -> None:
         start = time.monotonic()

@@ -1,0 +1,104 @@
+"""Agents on three lab sites probe each other in every slice; a one-way loss fault on one
+link shows up, through a real Prometheus, only on the paths that cross it and only in the
+direction it drops."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack, contextmanager
+
+import pytest
+
+from lab.testing import heal_everything, running_lab
+from tests.prometheus_support import query, running_prometheus, wait_for
+from tests.support import REPO
+
+pytestmark = [pytest.mark.root, pytest.mark.lab, pytest.mark.tool("prometheus")]
+
+SITES = ("cnty1a", "core", "cnty2b")  # cnty1a -> cnty2b crosses core -> prov2
+METRICS_PORT = 9862
+STAMP_PORT = 8620
+
+
+@pytest.fixture(scope="module")
+def lab():
+    with running_lab("small") as up:
+        heal_everything(up)
+        yield up
+        heal_everything(up)
+
+
+def agent_config(lab, site: str) -> str:
+    targets = "\n".join(
+        f"  - {{name: {other}, address: '{lab.address(other)}', port: {STAMP_PORT}}}"
+        for other in SITES if other != site
+    )
+    return f"""
+site: {{name: {site}, addresses: ['{lab.address(site)}']}}
+targets:
+{targets}
+probing: {{interval_s: 0.05, window_s: 1, timeout_s: 0.3, trace: {{enabled: false}}}}
+reflector: {{enabled: true, bind: ['{lab.address(site)}'], port: {STAMP_PORT}, rate_limit_pps: 0}}
+metrics: {{listen: '[{lab.address(site)}]:{METRICS_PORT}'}}
+"""
+
+
+@contextmanager
+def agent(lab, site: str, tmp_path):
+    config = tmp_path / f"{site}.yaml"
+    config.write_text(agent_config(lab, site))
+    log = (tmp_path / f"{site}.log").open("w")
+    proc = subprocess.Popen(lab.exec_argv(site, [sys.executable, "-m", "xnetmon", "agent", "--config", str(config)]),
+                            stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_one_way_link_loss_appears_only_on_the_paths_and_direction_that_cross_it(lab, tmp_path):
+    fault = lab.fault_loss("core-prov2", 0.3, from_site="core")  # core -> prov2 only
+    try:
+        with ExitStack() as stack:
+            for site in SITES:
+                stack.enter_context(agent(lab, site, tmp_path))
+            scrape = [f"[{lab.address(site)}]:{METRICS_PORT}" for site in SITES]
+            netns = lab.namespace("core")
+            prom = stack.enter_context(running_prometheus(tmp_path, *scrape, netns=netns))
+            wait_for(prom, 'sum(up{job="xnet-agent"})', lambda r: list(r.values()) == [3.0], timeout=30, netns=netns)
+            # 6 paths x 4 slices at 20 probes/s: ~20 s gives ~400 probes per path and slice.
+            wait_for(prom, "min(xnet_probe_sent_total)", lambda r: r and min(r.values()) >= 300,
+                     timeout=60, netns=netns)
+            time.sleep(2)
+            sent = query(prom, "sum by (src, dst) (xnet_probe_sent_total)", netns)
+            lost = query(prom, "sum by (direction, dst, src) (xnet_probe_lost_total)", netns)
+            ratio = query(prom, "sum by (src, dst) (xnet_probe_lost_total) / sum by (src, dst) (xnet_probe_sent_total)",
+                          netns)
+            slices = query(prom, 'count by (slice) (xnet_probe_sent_total{src="cnty1a", dst="cnty2b"})', netns)
+    finally:
+        lab.heal(fault)
+    assert len(sent) == 6 and set(slices) == {("best-effort",), ("data",), ("egov",), ("video",)}
+
+    def share(src: str, dst: str, direction: str) -> float:
+        return lost.get((direction, dst, src), 0.0) / sent[(dst, src)]
+
+    crossing_forward = [("cnty1a", "cnty2b"), ("core", "cnty2b")]  # requests cross core -> prov2
+    crossing_reverse = [("cnty2b", "cnty1a"), ("cnty2b", "core")]  # replies cross it
+    untouched = [("cnty1a", "core"), ("core", "cnty1a")]
+    for src, dst in crossing_forward:
+        assert 0.15 < share(src, dst, "forward") < 0.45, (src, dst, lost, sent)
+        assert share(src, dst, "reverse") < 0.03
+    for src, dst in crossing_reverse:
+        assert 0.15 < share(src, dst, "reverse") < 0.45, (src, dst, lost, sent)
+        assert share(src, dst, "forward") < 0.03
+    for src, dst in untouched:
+        assert ratio[(dst, src)] < 0.01, (src, dst, ratio)
