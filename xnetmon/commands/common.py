@@ -6,6 +6,7 @@ import argparse
 import socket
 from pathlib import Path
 
+from collector.slice_catalog import UnknownSliceError, slice_by_name
 from xnetmon.cli import UsageError
 
 
@@ -58,3 +59,26 @@ def port_number(value: str) -> int:
     if not 0 <= number <= 65535:
         raise argparse.ArgumentTypeError(f"{value} is not a UDP port")
     return number
+
+
+def add_marking_arguments(parser: argparse.ArgumentParser, what: str, flow_label_help: str) -> None:
+    """--slice or --dscp, and --flow-label: how every probe command marks its packets."""
+    marking = parser.add_mutually_exclusive_group()
+    marking.add_argument("--slice", help=f"slice name (its DSCP marks {what})")
+    marking.add_argument("--dscp", type=dscp, help=f"DSCP for {what} (0..63)")
+    parser.add_argument("--flow-label", type=lambda v: int(v, 0), help=flow_label_help)
+
+
+def marking_of(args: argparse.Namespace) -> tuple[str, int]:
+    """(slice name, DSCP) from --slice or --dscp ("-" when no slice was named); checks
+    --flow-label too. Mistakes are usage errors with one clear line."""
+    slice_name, dscp_value = "-", args.dscp or 0
+    if args.slice:
+        try:
+            chosen = slice_by_name(args.slice)
+        except UnknownSliceError as exc:
+            raise UsageError(str(exc)) from None
+        slice_name, dscp_value = chosen.name, chosen.dscp
+    if args.flow_label is not None and not 0 < args.flow_label <= 0xFFFFF:
+        raise UsageError(f"flow label {args.flow_label} is not in 1..0xFFFFF")
+    return slice_name, dscp_value

@@ -15,11 +15,10 @@ from dataclasses import asdict
 from collector.probes.icmp import EchoPermissionError, EchoProber, EchoSettings
 from collector.probes.icmp_session import EchoTarget
 from collector.records import ProbeResult
-from collector.slice_catalog import UnknownSliceError, slice_by_name
 from collector.summary import ProbeSummary
 from collector.wire.icmp6 import COOKIE_LEN, HEADER_LEN
 from xnetmon.cli import UsageError
-from xnetmon.commands.common import dscp, milliseconds, positive_float, resolve_target
+from xnetmon.commands.common import add_marking_arguments, marking_of, milliseconds, positive_float, resolve_target
 
 DEFAULT_SIZE = 56  # as iputils: 64 octets of ICMPv6 on the wire
 MAX_SIZE = 65527  # an IPv6 payload length of 65535 less the ICMPv6 header
@@ -35,10 +34,7 @@ def register(kinds: argparse._SubParsersAction) -> None:
         "net.ipv4.ping_group_range allows, a raw socket otherwise. Ctrl-C stops and prints the summary.",
     )
     p.add_argument("target", help="IPv6 address or name")
-    marking = p.add_mutually_exclusive_group()
-    marking.add_argument("--slice", help="slice name (its DSCP marks the requests)")
-    marking.add_argument("--dscp", type=dscp, help="DSCP for the requests (0..63)")
-    p.add_argument("--flow-label", type=lambda v: int(v, 0), help="IPv6 flow label (1..0xFFFFF)")
+    add_marking_arguments(p, "the requests", "IPv6 flow label (1..0xFFFFF)")
     p.add_argument("-c", "--count", type=int, help="stop after COUNT requests (default: until Ctrl-C)")
     p.add_argument("-i", "--interval", type=positive_float, default=1.0, help="seconds between requests")
     p.add_argument("-s", "--size", type=int, default=DEFAULT_SIZE,
@@ -51,15 +47,7 @@ def register(kinds: argparse._SubParsersAction) -> None:
 
 
 def _target(args: argparse.Namespace) -> tuple[EchoTarget, str]:
-    slice_name, dscp_value = "-", args.dscp or 0
-    if args.slice:
-        try:
-            chosen = slice_by_name(args.slice)
-        except UnknownSliceError as exc:
-            raise UsageError(str(exc)) from None
-        slice_name, dscp_value = chosen.name, chosen.dscp
-    if args.flow_label is not None and not 0 < args.flow_label <= 0xFFFFF:
-        raise UsageError(f"flow label {args.flow_label} is not in 1..0xFFFFF")
+    slice_name, dscp_value = marking_of(args)
     if args.count is not None and args.count < 1:
         raise UsageError("count must be at least 1")
     if args.interval < MIN_USER_INTERVAL_S and os.geteuid() != 0:

@@ -12,12 +12,12 @@ from collector.clock import read_clock_status
 from collector.probes.stamp import StampEndpoint, StampProbe
 from collector.probes.stamp_session import SenderSettings
 from collector.records import ProbeResult
-from collector.slice_catalog import UnknownSliceError, slice_by_name
 from collector.summary import ProbeSummary
 from collector.wire.stamp import STAMP_PORT, TimestampFormat
 from xnetmon.cli import UsageError
 from xnetmon.commands.common import (
-    dscp,
+    add_marking_arguments,
+    marking_of,
     milliseconds,
     port_number,
     positive_float,
@@ -34,10 +34,7 @@ def register(kinds: argparse._SubParsersAction) -> None:
         "Ctrl-C stops and prints the summary.",
     )
     p.add_argument("target", help="reflector address or name")
-    marking = p.add_mutually_exclusive_group()
-    marking.add_argument("--slice", help="slice name (its DSCP marks requests and replies)")
-    marking.add_argument("--dscp", type=dscp, help="DSCP for requests and replies (0..63)")
-    p.add_argument("--flow-label", type=lambda v: int(v, 0), help="IPv6 flow label (1..0xFFFFF)")
+    add_marking_arguments(p, "requests and replies", "IPv6 flow label (1..0xFFFFF)")
     p.add_argument("-c", "--count", type=int, help="stop after COUNT requests (default: until Ctrl-C)")
     p.add_argument("-i", "--interval", type=positive_float, default=1.0, help="seconds between requests")
     p.add_argument("-W", "--timeout", type=positive_float, default=2.0, help="seconds before a request counts as lost")
@@ -52,15 +49,7 @@ def register(kinds: argparse._SubParsersAction) -> None:
 
 
 def _settings(args: argparse.Namespace) -> tuple[SenderSettings, str]:
-    slice_name, dscp_value = "-", args.dscp or 0
-    if args.slice:
-        try:
-            chosen = slice_by_name(args.slice)
-        except UnknownSliceError as exc:
-            raise UsageError(str(exc)) from None
-        slice_name, dscp_value = chosen.name, chosen.dscp
-    if args.flow_label is not None and not 0 < args.flow_label <= 0xFFFFF:
-        raise UsageError(f"flow label {args.flow_label} is not in 1..0xFFFFF")
+    slice_name, dscp_value = marking_of(args)
     if args.count is not None and args.count < 1:
         raise UsageError("count must be at least 1")
     if not 0 <= args.ssid <= 0xFFFF:

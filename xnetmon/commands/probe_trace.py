@@ -22,9 +22,8 @@ from collector.probes.trace import (
 )
 from collector.probes.trace_session import PROTOCOLS, HopReport, TraceHop, TraceSettings, merge_paths, report
 from collector.records import FlowId, HopAnswer, HopProbe, PathObservation
-from collector.slice_catalog import UnknownSliceError, slice_by_name
 from xnetmon.cli import UsageError
-from xnetmon.commands.common import dscp, port_number, positive_float, resolve_target
+from xnetmon.commands.common import add_marking_arguments, marking_of, port_number, positive_float, resolve_target
 
 T = TypeVar("T")
 MULTIPATH_FLOWS = 16  # finds up to 4 equal-cost next hops at a hop with 95% confidence (flows_needed)
@@ -51,13 +50,10 @@ def register(kinds: argparse._SubParsersAction) -> None:
         "rounds and prints an mtr-style table per hop.",
     )
     p.add_argument("target", help="IPv6 address or name")
-    marking = p.add_mutually_exclusive_group()
-    marking.add_argument("--slice", help="slice name (its DSCP marks every probe)")
-    marking.add_argument("--dscp", type=dscp, help="DSCP for every probe (0..63)")
+    add_marking_arguments(p, "every probe", "IPv6 flow label (default: a random free one)")
     p.add_argument("--proto", choices=PROTOCOLS, default="udp",
                    help="probe type: udp (no privilege needed), icmp (echo) or tcp (SYN); icmp and tcp need root")
     p.add_argument("-p", "--port", type=port_number, help="destination port (udp: 33434, tcp: 80)")
-    p.add_argument("--flow-label", type=lambda v: int(v, 0), help="IPv6 flow label (default: a random free one)")
     p.add_argument("--multipath", action="store_true", help="trace several flows and show each hop's ECMP next hops")
     p.add_argument("--flows", type=int, default=MULTIPATH_FLOWS, help="flows in --multipath mode")
     p.add_argument("--report", action="store_true", help="mtr-style table over COUNT rounds")
@@ -75,15 +71,7 @@ def register(kinds: argparse._SubParsersAction) -> None:
 
 
 def _settings(args: argparse.Namespace) -> TraceSettings:
-    slice_name, dscp_value = "-", args.dscp or 0
-    if args.slice:
-        try:
-            chosen = slice_by_name(args.slice)
-        except UnknownSliceError as exc:
-            raise UsageError(str(exc)) from None
-        slice_name, dscp_value = chosen.name, chosen.dscp
-    if args.flow_label is not None and not 0 < args.flow_label <= 0xFFFFF:
-        raise UsageError(f"flow label {args.flow_label} is not in 1..0xFFFFF")
+    slice_name, dscp_value = marking_of(args)
     if args.multipath and args.report:
         raise UsageError("--multipath and --report do not combine: a report follows one flow")
     if args.multipath and args.flow_label is not None:

@@ -17,12 +17,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import collector
-from collector.agent import Agent
-from collector.clock import shared_host_clock
-from collector.plan import ConfigError, load_plan
 from collector.records import PathWindow
 from collector.shipment import ShipmentBatch
-from collector.sinks import InProcessSink
 from xnetmon.cli import UsageError
 from xnetmon.commands.common import milliseconds, positive_float
 
@@ -42,6 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # The agent's modules load sockets, pydantic and the exporter: only when running.
+    from collector.agent import Agent
+    from collector.clock import shared_host_clock
+    from collector.plan import ConfigError, load_plan
+    from collector.sinks import InProcessSink
+
     config = Path(args.config) if args.config else EMBEDDED_CONFIG
     try:
         plan = load_plan(config)
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run(agent: Agent, duration: float | None) -> None:
+async def _run(agent, duration: float | None) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, agent.stop)
