@@ -12,6 +12,8 @@ import shutil
 
 import pytest
 
+from lab.testing import heal_everything, running_lab
+
 FORBID_SKIPS = os.environ.get("XNETMON_FORBID_SKIPS") == "1"
 _skipped: list[str] = []
 
@@ -43,3 +45,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             for nodeid in _skipped:
                 reporter.write_line(f"  {nodeid}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def small_lab():
+    """The `small` lab, brought up once per test run and torn down at its end."""
+    with running_lab("small") as lab:
+        yield lab
+
+
+@pytest.fixture
+def lab(small_lab):
+    """The `small` lab with no active fault; faults a test leaves are healed after it."""
+    heal_everything(small_lab)
+    yield small_lab
+    heal_everything(small_lab)

@@ -45,12 +45,17 @@ def running_reflector(*args: str, netns: str | None = None) -> Iterator[subproce
         assert "listening" in banner, f"reflector did not start: {banner!r} {proc.stderr.read()}"
         yield proc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 5) -> None:
+    """SIGTERM (xnetmon prints its summary and cleans up), then SIGKILL if it hangs."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @contextlib.contextmanager

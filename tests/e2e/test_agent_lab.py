@@ -4,7 +4,6 @@ direction it drops."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -12,23 +11,14 @@ from contextlib import ExitStack, contextmanager
 
 import pytest
 
-from lab.testing import heal_everything, running_lab
 from tests.prometheus_support import query, running_prometheus, wait_for
-from tests.support import REPO
+from tests.support import REPO, stop_process
 
 pytestmark = [pytest.mark.root, pytest.mark.lab, pytest.mark.tool("prometheus")]
 
 SITES = ("cnty1a", "core", "cnty2b")  # cnty1a -> cnty2b crosses core -> prov2
 METRICS_PORT = 9862
 STAMP_PORT = 8620
-
-
-@pytest.fixture(scope="module")
-def lab():
-    with running_lab("small") as up:
-        heal_everything(up)
-        yield up
-        heal_everything(up)
 
 
 def agent_config(lab, site: str) -> str:
@@ -56,12 +46,7 @@ def agent(lab, site: str, tmp_path):
     try:
         yield proc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=15)
         log.close()
 
 

@@ -16,27 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from collector.records import path_fingerprint
-from lab.testing import heal_everything, running_lab
 
 pytestmark = [pytest.mark.root, pytest.mark.lab]
 
 # Pairs with paths of 1, 3 and 6 hops; cnty1a -> cnty2b crosses the core.
 PAIRS = [("cnty1a", "city1a"), ("city1a", "core"), ("cnty1a", "cnty2b")]
 TRACEROUTE_FLAGS = {"udp": [], "icmp": ["-I"], "tcp": ["-T"]}
-
-
-@pytest.fixture(scope="session")
-def small_lab():
-    # The run's one `small` lab, shared with any other suite that asks for it.
-    with running_lab("small") as lab:
-        yield lab
-
-
-@pytest.fixture
-def lab(small_lab):
-    heal_everything(small_lab)
-    yield small_lab
-    heal_everything(small_lab)
 
 
 def our_trace(lab, source: str, destination: str, *args: str) -> dict:

@@ -1,25 +1,4 @@
-"""Fixtures for the lab's tests: the `small` topology is brought up once per session.
-
-Every test that uses `lab` gets the lab with no active fault (faults a test leaves, even
-when it fails, are healed after it), and the session ends with the lab torn down and a
-check that none of its namespaces or processes remain.
-"""
-
-from __future__ import annotations
-
-import pytest
-
-from lab.testing import heal_everything, running_lab
-
-
-@pytest.fixture(scope="session")
-def small_lab():
-    with running_lab("small") as lab:
-        yield lab
-
-
-@pytest.fixture
-def lab(small_lab):
-    heal_everything(small_lab)
-    yield small_lab
-    heal_everything(small_lab)
+"""The lab's tests use the `small_lab` and `lab` fixtures of tests/conftest.py: the `small`
+topology is brought up once per session, every test gets it with no active fault, and the
+session ends with the lab torn down and a check that none of its namespaces or processes
+remain."""
