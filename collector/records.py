@@ -220,6 +220,8 @@ class PathWindow:
     pdv_p99_ns: int | None  # RFC 5481: p99 of delay above the window's minimum
     forward_owd_p50_ns: int | None  # one-way delays, only when both clocks claim sync
     reverse_owd_p50_ns: int | None
+    forward_owd_p99_ns: int | None
+    reverse_owd_p99_ns: int | None
     clock_error_ns: int | None  # worst summed error estimate of the one-way delays
     dscp_remarked: int  # replies whose DSCP, at either end, was not the slice's
     reflector_hop_limit: int | None  # latest hop limit the request arrived with at the far end

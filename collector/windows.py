@@ -98,6 +98,8 @@ def summarise(
         pdv_p99_ns=summary.pdv_p99_ns,
         forward_owd_p50_ns=percentile(forward, 0.5),
         reverse_owd_p50_ns=percentile(reverse, 0.5),
+        forward_owd_p99_ns=percentile(forward, 0.99),
+        reverse_owd_p99_ns=percentile(reverse, 0.99),
         clock_error_ns=max(clock_errors) if clock_errors else None,
         dscp_remarked=remarked,
         reflector_hop_limit=latest.reflector_hop_limit if latest else None,

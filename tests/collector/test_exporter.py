@@ -32,7 +32,7 @@ def window(key: PathKey = KEY, seq: int = 1, **fields) -> PathWindow:
         rtt_buckets=(2, 0, 3, 0, 0, 2, 0, 0, 0, 0, 0, 0, 1), rtt_sum_ns=1_031_250_000,
         rtt_min_ns=400_000, rtt_p50_ns=1_500_000, rtt_p90_ns=15_000_000, rtt_p99_ns=1_200_000_000,
         rtt_max_ns=1_200_000_000, ipdv_mean_abs_ns=250_000, pdv_p99_ns=3_000_000,
-        forward_owd_p50_ns=None, reverse_owd_p50_ns=None, clock_error_ns=None, dscp_remarked=0,
+        forward_owd_p50_ns=None, reverse_owd_p50_ns=None, forward_owd_p99_ns=None, reverse_owd_p99_ns=None, clock_error_ns=None, dscp_remarked=0,
         reflector_hop_limit=253, reply_hop_limit=253, path_fingerprint="0123456789abcdef", icmp_errors=0,
     )
     values.update(fields)

@@ -35,7 +35,7 @@ def window(seq: int, target: str = "core", slice_: str = "video") -> PathWindow:
         lost_reverse=0, lost_unknown=0, duplicates=0, reordered=0, rtt_buckets=tuple(buckets),
         rtt_sum_ns=40_000_000, rtt_min_ns=3_000_000, rtt_p50_ns=4_000_000, rtt_p90_ns=4_500_000,
         rtt_p99_ns=4_900_000, rtt_max_ns=4_900_000, ipdv_mean_abs_ns=100_000, pdv_p99_ns=1_900_000,
-        forward_owd_p50_ns=None, reverse_owd_p50_ns=None, clock_error_ns=None, dscp_remarked=0,
+        forward_owd_p50_ns=None, reverse_owd_p50_ns=None, forward_owd_p99_ns=None, reverse_owd_p99_ns=None, clock_error_ns=None, dscp_remarked=0,
         reflector_hop_limit=252, reply_hop_limit=252, path_fingerprint="0123456789abcdef", icmp_errors=0,
     )
 

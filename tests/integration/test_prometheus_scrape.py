@@ -37,7 +37,7 @@ def window(key: PathKey, seq: int, end_ns: int, *, lost_forward: int, lost_rever
         duplicates=0, reordered=0, rtt_buckets=buckets(b0_02=90, b0_05=received - 90),
         rtt_sum_ns=90 * 15_000_000 + (received - 90) * 40_000_000,
         rtt_min_ns=None, rtt_p50_ns=None, rtt_p90_ns=None, rtt_p99_ns=None, rtt_max_ns=None,
-        ipdv_mean_abs_ns=500_000, pdv_p99_ns=30_000_000, forward_owd_p50_ns=None, reverse_owd_p50_ns=None,
+        ipdv_mean_abs_ns=500_000, pdv_p99_ns=30_000_000, forward_owd_p50_ns=None, reverse_owd_p50_ns=None, forward_owd_p99_ns=None, reverse_owd_p99_ns=None,
         clock_error_ns=None, dscp_remarked=0, reflector_hop_limit=None, reply_hop_limit=None,
         path_fingerprint="0123456789abcdef", icmp_errors=0,
     )
