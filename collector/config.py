@@ -521,6 +521,8 @@ def _model_at(root: Any, loc: tuple) -> type[BaseModel] | None:
             annotation = args[0]
         elif isinstance(annotation, type) and issubclass(annotation, BaseModel) and part in annotation.model_fields:
             annotation = annotation.model_fields[part].annotation
+        elif get_origin(annotation) is dict:  # a mapping keyed by names: its values' model
+            annotation = get_args(annotation)[1]
         else:
             return None
     annotation = _unwrap(annotation)

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "xnetmon.commands.probe",
     "xnetmon.commands.reflect",
     "xnetmon.commands.agent",
+    "xnetmon.commands.analyzer",
     "lab.cli",
 )
 

@@ -1,0 +1,171 @@
+"""Running the analyzer: its store from the last snapshot, snapshots while it runs, and
+the API served by uvicorn on an IPv4 or IPv6 socket.
+
+`xnetmon analyzer` uses these, and so can the all-in-one monitor:
+
+    store = open_store(state_dir, policies)          # restored if a snapshot is there
+    keeper = SnapshotKeeper(store, state_dir)        # every 30 s, and at stop()
+    feeder = StoreFeeder(store)                      # all-in-one: Agent(..., sink=InProcessSink(feeder.queue))
+    server = ApiServer(create_app(store, token=...), ("::1", 0))   # serves from a thread
+    ...
+    server.stop(); feeder.stop(); keeper.stop()
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import uvicorn
+
+from analyzer.store import WindowStore
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_NAME = "analyzer-store.json"
+SNAPSHOT_EVERY_S = 30.0
+
+
+def open_store(state_dir: str | Path | None, policies: Mapping[str, object], **options) -> WindowStore:
+    """The store saved in `state_dir` if there is one, else a new one. Raises ValueError
+    naming the file if the snapshot there cannot be read (the operator decides: move it away
+    to start afresh), rather than silently losing the verdicts' history."""
+    if state_dir is not None:
+        path = Path(state_dir) / SNAPSHOT_NAME
+        if path.exists():
+            try:
+                store = WindowStore.restore(path, policies, **options)
+            except OSError as exc:
+                raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+            log.info("analyzer state restored from %s", path)
+            return store
+    return WindowStore(policies, **options)
+
+
+class SnapshotKeeper:
+    """Writes the store's snapshot every `every_s` seconds from a thread, and once more at
+    `stop()`; also advances the store's clock so that verdicts move while no agent reports."""
+
+    def __init__(self, store: WindowStore, state_dir: str | Path, every_s: float = SNAPSHOT_EVERY_S,
+                 tick_s: float = 1.0) -> None:
+        self.store = store
+        self.path = Path(state_dir) / SNAPSHOT_NAME
+        self.every_s = every_s
+        self.tick_s = tick_s
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="xnetmon-analyzer-snapshots", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        next_snapshot = time.monotonic() + self.every_s
+        while not self._stop.wait(self.tick_s):
+            self.store.advance(time.time_ns())
+            if time.monotonic() >= next_snapshot:
+                self.save()
+                next_snapshot = time.monotonic() + self.every_s
+
+    def save(self) -> None:
+        try:
+            self.store.snapshot(self.path)
+        except OSError as exc:  # a full disk must not stop the analyzer; the next try may work
+            self.failures += 1
+            log.error("could not write the analyzer snapshot %s: %s", self.path, exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.save()
+
+
+class StoreFeeder:
+    """All-in-one mode: the agent's batches go into `queue` (give it to
+    `collector.sinks.InProcessSink`) and a thread of their own ingests them, so the probe
+    loop never waits for the store. A full queue makes the sink drop and count batches."""
+
+    def __init__(self, store: WindowStore, max_batches: int = 1000, clock=time.time_ns) -> None:
+        self.store = store
+        self.queue: queue.Queue = queue.Queue(maxsize=max_batches)
+        self.failures = 0
+        self._clock = clock
+        self._thread = threading.Thread(target=self._run, name="xnetmon-analyzer-feeder", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (batch := self.queue.get()) is not None:
+            try:
+                self.store.ingest(batch, self._clock())
+            except Exception:  # one bad batch must not stop the analyzer
+                self.failures += 1
+                log.exception("the analyzer could not take a batch from %s", batch.site)
+            finally:
+                self.queue.task_done()
+
+    def join(self) -> None:
+        """Wait until every batch queued so far is in the store."""
+        self.queue.join()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ingest what is queued, then end the thread."""
+        self.queue.put(None)
+        self._thread.join(timeout)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A bound, listening TCP socket; "::" accepts IPv4 too (v6only off), "" means "::"."""
+    host = host.strip("[]") or "::"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6 and host == "::":
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+class ApiServer:
+    """The app served by uvicorn from a daemon thread; `stop()` ends it. Port 0 picks one."""
+
+    def __init__(self, app, listen: tuple[str, int], *, log_level: str = "warning") -> None:
+        self.socket = listening_socket(*listen)
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]},
+                                       name="xnetmon-analyzer-api", daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started and self.thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not self.server.started:
+            raise RuntimeError("the analyzer API did not start")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.socket.getsockname()[:2]
+        return host, port
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.socket.close()
+
+    def __enter__(self) -> ApiServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,123 @@
+"""`xnetmon analyzer`: the central analyzer — agents' shipments in, SLA verdicts and the API out.
+
+Serves the API (analyzer/api.py; OpenAPI docs at /docs) with uvicorn. With `--token-file`
+agents may post windows and operators may ask for probes; without it the analyzer is
+read-only. With `--state-dir` the store is restored at start and saved every 30 s and at
+exit, so a restart keeps the verdicts (status, error budget, since) and the deduplication.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from xnetmon.cli import UsageError
+from xnetmon.commands.common import positive_float
+
+DEFAULT_LISTEN = "[::1]:9863"
+_LISTEN = re.compile(r"^(?:\[(?P<v6>[^\]]*)\]|(?P<v4>[0-9.]*)):(?P<port>[0-9]{1,5})$")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "analyzer",
+        help="run the central analyzer: windows from agents, SLA verdicts, the HTTP API",
+        description="Take path windows from agents (POST /v1/windows), judge every slice against its "
+        "SLA and serve verdicts, paths and topology over HTTP (docs at /docs). Ctrl-C stops.",
+    )
+    p.add_argument("--listen", default=DEFAULT_LISTEN, metavar="[ADDR]:PORT",
+                   help=f"where to serve the API (default {DEFAULT_LISTEN}; [::]:PORT or :PORT for every address)")
+    p.add_argument("--token-file", metavar="FILE",
+                   help="bearer token agents and operators must send to write; without it the API is read-only")
+    p.add_argument("--policies", metavar="FILE", help="SLA policies (YAML; default: the built-in ones)")
+    p.add_argument("--state-dir", metavar="DIR", help="keep snapshots here, so a restart is not an outage")
+    p.add_argument("--interval", type=positive_float, default=10.0, metavar="SECONDS",
+                   help="the agents' window length (their probing.window_s; default 10)")
+    p.set_defaults(handler=run)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """"[::1]:9863", "[::]:9863", ":9863" (every address) or "127.0.0.1:9863" -> (host, port)."""
+    import ipaddress
+
+    match = _LISTEN.match(value)
+    if match is None:
+        raise UsageError(f'--listen: expected [ADDRESS]:PORT such as "{DEFAULT_LISTEN}", got {value!r}')
+    host = match["v6"] if match["v6"] is not None else match["v4"]
+    host = host or "::"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise UsageError(f"--listen: {host!r} is not an IP address") from None
+    port = int(match["port"])
+    if port > 65535:
+        raise UsageError(f"--listen: {port} is not a TCP port")
+    return host, port
+
+
+def read_token(path: str) -> str:
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        raise UsageError(f"cannot read token file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"token file {path} is not text") from None
+    if not token or any(c.isspace() for c in token):
+        raise UsageError(f"token file {path} must hold one token without spaces")
+    return token
+
+
+def run(args: argparse.Namespace) -> int:
+    host, port = parse_listen(args.listen)
+    token = read_token(args.token_file) if args.token_file else None
+    # FastAPI, uvicorn and the SLA code load only when the analyzer runs.
+    import uvicorn
+
+    from analyzer.api import create_app
+    from analyzer.service import SnapshotKeeper, listening_socket, open_store
+    from analyzer.sla import default_policies, load_policies
+    from collector.config import ConfigError
+
+    try:
+        policies = load_policies(args.policies) if args.policies else default_policies()
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot read policies {args.policies}: {exc.strerror}") from None
+    if args.state_dir:
+        try:
+            Path(args.state_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot use state directory {args.state_dir}: {exc.strerror}") from None
+    try:
+        store = open_store(args.state_dir, policies, interval_s=args.interval)
+    except ValueError as exc:
+        raise UsageError(f"{exc}; move the file away to start with an empty store") from None
+    try:
+        sock = listening_socket(host, port)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {args.listen}: {exc.strerror}") from None
+    app = create_app(store, token=token)
+    keeper = SnapshotKeeper(store, args.state_dir) if args.state_dir else None
+    shown = f"[{host}]" if ":" in host else host
+    bound_port = sock.getsockname()[1]
+    print(f"xnetmon analyzer: API on http://{shown}:{bound_port} (docs /docs), slices {', '.join(sorted(policies))}; "
+          f"{'writes need the token' if token else 'read-only (no --token-file)'}; "
+          f"{'state in ' + args.state_dir if args.state_dir else 'no --state-dir: a restart starts empty'}. "
+          "Ctrl-C stops.", flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+    try:
+        # uvicorn handles Ctrl-C and SIGTERM: it finishes the requests under way, then raises
+        # the signal again for the caller, which here means "stopped as asked".
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+        if keeper is not None:
+            keeper.stop()  # the final snapshot
+    stats = store.stats()
+    print(f"xnetmon analyzer: stopped; {stats['windows_ingested']} windows taken, "
+          f"{stats['windows_duplicate']} duplicates ignored", flush=True)
+    return 0
