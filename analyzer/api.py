@@ -27,10 +27,12 @@ from dataclasses import asdict
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from analyzer import api_models as m
+from analyzer.exporter import AnalyzerSnapshot, analyzer_registry
 from analyzer.intake import MalformedShipment, ShipmentParser
 from analyzer.store import WindowStore
 from analyzer.topology import Topology
@@ -205,6 +207,20 @@ def create_app(store: WindowStore, *, token: str | None, prober: Callable | None
             agents=[m.AgentHealth(site=a.site, last_batch_ns=a.last_batch_ns,
                                   health=None if a.health is None else asdict(a.health)) for a in store.agents()],
         )
+
+    # Prometheus scrapes the same server: the verdicts as metrics, rendered per scrape.
+    def metrics_snapshot() -> AnalyzerSnapshot:
+        return AnalyzerSnapshot(
+            verdicts=[v for v in store.slice_verdicts(clock()) if v is not None],
+            counters=store.stats(),
+            hints=list(hints()) if hints is not None else [],
+        )
+
+    registry = analyzer_registry(metrics_snapshot)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
 

@@ -18,7 +18,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import uvicorn
@@ -137,10 +137,14 @@ def listening_socket(host: str, port: int) -> socket.socket:
 class ApiServer:
     """The app served by uvicorn from a daemon thread; `stop()` ends it. Port 0 picks one."""
 
-    def __init__(self, app, listen: tuple[str, int], *, log_level: str = "warning") -> None:
+    def __init__(self, app, listen: tuple[str, int], *, log_level: str = "warning",
+                 extra_sockets: Sequence[socket.socket] = ()) -> None:
+        """`extra_sockets`: more listening sockets served by the same app, e.g. one opened
+        inside a lab site's namespace so that agents there can ship to this analyzer."""
         self.socket = listening_socket(*listen)
+        self.extra_sockets = list(extra_sockets)
         self.server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]},
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket, *self.extra_sockets]},
                                        name="xnetmon-analyzer-api", daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 10
@@ -162,7 +166,8 @@ class ApiServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
-        self.socket.close()
+        for sock in (self.socket, *self.extra_sockets):
+            sock.close()
 
     def __enter__(self) -> ApiServer:
         return self

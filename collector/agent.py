@@ -115,6 +115,11 @@ class Agent:
             self.reflector.start()
         try:
             self.server = serve_metrics(self.metrics, self.plan.metrics_listen)
+            if self.plan.start_delay_s:
+                try:  # the reflector already answers; probing waits (a stop ends the wait)
+                    await asyncio.wait_for(self._stop.wait(), self.plan.start_delay_s)
+                except asyncio.TimeoutError:
+                    pass
             tasks = [asyncio.create_task(self.scheduler.run(self._stop)),
                      asyncio.create_task(self._health_loop())]
             if self.discovery is not None:

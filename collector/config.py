@@ -243,6 +243,9 @@ class ProbingModel(_Strict):
     timeout_s: Seconds = 2.0
     size: StrictInt | None = Field(default=None, ge=0, le=MAX_PAYLOAD, description="payload octets; None: smallest")
     max_targets: StrictInt = Field(default=DEFAULT_MAX_TARGETS, ge=1)
+    # Seconds between starting the reflector and sending the first probe: agents started
+    # together (a lab, a site's boot) then probe reflectors that are already listening.
+    start_delay_s: float = Field(default=0.0, ge=0.0, le=3600.0)
     trace: TraceModel = Field(default_factory=TraceModel)
 
     @field_validator("window_s")

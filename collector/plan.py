@@ -67,6 +67,7 @@ class AgentPlan:
     spool_dir: str | None
     spool_max_windows: int
     config_path: str  # absolute, so that a reload finds the file whatever the working directory
+    start_delay_s: float = 0.0  # reflector first, probes this much later
 
 
 def load_plan(path: str | Path) -> AgentPlan:
@@ -98,6 +99,7 @@ def resolve_plan(config: AgentConfig) -> AgentPlan:
         spool_dir=_spool_dir(config),
         spool_max_windows=analyzer.spool_max_windows if analyzer else DEFAULT_SPOOL_MAX_WINDOWS,
         config_path=str(config.file.absolute()) if config.file else config.source,
+        start_delay_s=config.probing.start_delay_s,
     )
 
 

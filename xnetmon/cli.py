@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "xnetmon.commands.reflect",
     "xnetmon.commands.agent",
     "xnetmon.commands.analyzer",
+    "xnetmon.commands.status",
     "lab.cli",
 )
 

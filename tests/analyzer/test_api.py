@@ -307,3 +307,26 @@ def test_verdicts_survive_a_store_restored_behind_a_new_app(api, tmp_path):
     again.now = api.now
     assert again.get("/slices/video").json() == before
     assert PathKey("cnty1a", "core", "video", "stamp") in again.store.path_keys("video")
+
+
+def test_metrics_are_served_beside_the_api():
+    """The analyzer's /metrics renders the slice verdicts and intake counters."""
+    import asyncio
+
+    import httpx
+
+    from analyzer.api import create_app
+    from analyzer.sla import default_policies
+    from analyzer.store import WindowStore
+
+    store = WindowStore(default_policies(), interval_s=10)
+    app = create_app(store, token=None)
+
+    async def get() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://analyzer") as client:
+            return await client.get("/metrics")
+
+    response = asyncio.run(get())
+    assert response.status_code == 200
+    assert "xnet_analyzer_windows_ingested_total 0.0" in response.text
+    assert "# HELP xnet_slice_state" in response.text

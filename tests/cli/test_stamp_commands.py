@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 
-from tests.support import REPO, XNETMON, free_udp_port, running_reflector, xnetmon
+from tests.support import REPO, XNETMON, free_udp_port, running_reflector, stop_process, xnetmon
 
 
 def test_probe_prints_one_line_per_reply_and_a_ping_like_summary():
@@ -70,16 +70,40 @@ def test_reflect_refuses_a_bad_prefix_with_the_key_named():
     assert done.returncode == 2 and "allow: '10.0.0.0/33'" in done.stderr
 
 
-def test_run_monitors_every_slice_on_the_embedded_default():
-    done = xnetmon("run", "--duration", "3")
+def test_run_on_loopback_judges_every_slice_and_serves_the_api():
+    done = xnetmon("run", "--loopback", "--duration", "16", "--report-every", "30", timeout=90)
     assert done.returncode == 0, done.stderr
-    assert "metrics on http://[::1]:9862/metrics" in done.stdout
-    total = done.stdout.split("total since start")[1]
+    assert "API      http://[::1]:9863/slices" in done.stdout
+    assert "metrics  http://[::1]:9863/metrics" in done.stdout
+    at_exit = done.stdout.split("at exit")[1]
     for name in ("video", "egov", "data", "best-effort"):
-        row = re.search(rf"^{name}\s+(\d+)\s+(\d+)\s+([\d.]+)%\s+0/0$", total, re.M)
-        assert row, total
-        sent, received, loss = int(row.group(1)), int(row.group(2)), float(row.group(3))
-        assert sent >= 10 and received == sent and loss == 0.0
+        row = re.search(rf"\b{name}\s+│ (\S+)", at_exit)
+        assert row and row.group(1) == "ok", at_exit
+
+
+def test_status_asks_a_running_analyzer(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("t0ken")
+    port = str(free_udp_port())
+    proc = subprocess.Popen([*XNETMON, "analyzer", "--listen", f"[::1]:{port}", "--token-file", str(token)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            done = xnetmon("status", "--analyzer", f"http://[::1]:{port}", "--json")
+            if done.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert done.returncode == 0, done.stderr
+        assert {s["name"] for s in json.loads(done.stdout)} == {"video", "egov", "data", "best-effort"}
+        table = xnetmon("status", "--analyzer", f"http://[::1]:{port}", "--slice", "video")
+        assert "two-way-delay-percentile p99" in table.stdout and "no-data" in table.stdout
+        unknown = xnetmon("status", "--analyzer", f"http://[::1]:{port}", "--slice", "nope")
+        assert unknown.returncode == 2 and "unknown slice 'nope'" in unknown.stderr
+    finally:
+        stop_process(proc)
+    away = xnetmon("status", "--analyzer", f"http://[::1]:{port}")
+    assert away.returncode == 2 and "no analyzer answers at" in away.stderr
 
 
 def test_ctrl_c_stops_an_endless_probe_with_the_summary():

@@ -1,26 +1,24 @@
-"""`xnetmon run`: the all-in-one monitor, on the embedded default unless given a configuration.
+"""`xnetmon run`: the all-in-one monitor, with a live per-slice status table.
 
-Runs the site agent in this process (reflector, per-slice probing, path windows, /metrics)
-and prints each window's per-slice table until Ctrl-C or --duration. The embedded default
-(collector/examples/embedded.yaml) probes this machine's own reflector over loopback in
-every slice, so a new user sees real numbers at once. Later parts (the analyzer, its API
-and SLA verdicts) join this command.
+On this machine as root it brings up the lab's `small` topology (or uses the lab that is
+already up), runs an agent on several sites and the analyzer, and shows each slice's SLA
+status as the analyzer judges it; without root, or when the lab cannot be built, it
+monitors this machine over loopback instead (collector/examples/embedded.yaml). The API and
+/metrics URLs are printed; Ctrl-C stops everything it started.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
+import contextlib
+import os
+import shutil
+import tempfile
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
 import collector
-from collector.records import PathWindow
-from collector.shipment import ShipmentBatch
-from xnetmon.cli import UsageError
-from xnetmon.commands.common import milliseconds, positive_float
+from xnetmon.commands.common import positive_float
 
 EMBEDDED_CONFIG = Path(collector.__file__).parent / "examples" / "embedded.yaml"
 
@@ -28,89 +26,104 @@ EMBEDDED_CONFIG = Path(collector.__file__).parent / "examples" / "embedded.yaml"
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "run",
-        help="the all-in-one monitor (default: this machine over loopback, every slice)",
-        description="Run the site agent in this process and print per-slice delay, loss and jitter "
-        "for every window. Ctrl-C stops.",
+        help="the all-in-one monitor: agents, analyzer, API and /metrics, with a live status table",
+        description="Monitor the lab's small topology (as root; brought up if needed) or, without root "
+        "or with --loopback, this machine over loopback. Ctrl-C stops.",
     )
-    p.add_argument("--config", help=f"an agent configuration (default: {EMBEDDED_CONFIG.name}, loopback)")
+    p.add_argument("--loopback", action="store_true", help="monitor this machine over loopback, not the lab")
+    p.add_argument("--config", help="an agent configuration to run in this process (implies --loopback)")
     p.add_argument("--duration", type=positive_float, help="stop after this many seconds")
+    p.add_argument("--report-every", type=positive_float, default=5.0, metavar="SECONDS",
+                   help="when the output is not a terminal: print the table this often")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    # The agent's modules load sockets, pydantic and the exporter: only when running.
-    from collector.agent import Agent
-    from collector.clock import shared_host_clock
-    from collector.plan import ConfigError, load_plan
-    from collector.sinks import InProcessSink
+    from rich.console import Console
 
-    config = Path(args.config) if args.config else EMBEDDED_CONFIG
-    try:
-        plan = load_plan(config)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
-    totals = SliceTotals()
-    # On loopback, sender and reflector read one clock: one-way delays are exact.
-    clock = shared_host_clock() if not args.config else None
-    agent = Agent(plan, sink=InProcessSink(lambda batch: _print_batch(batch, totals)), clock=clock)
-    host, port = plan.metrics_listen
-    print(f"xnetmon: site {plan.site}, {len(plan.probes)} probe schedules, a table every {plan.window_s:g} s; "
-          f"metrics on http://[{host}]:{port}/metrics. Ctrl-C stops.", flush=True)
-    try:
-        asyncio.run(_run(agent, args.duration))
-    except KeyboardInterrupt:
-        pass
-    print("\ntotal since start")
-    totals.print()
+    console = Console(width=None if Console().is_terminal else 132)  # logs and pipes: no wrapping
+    with tempfile.TemporaryDirectory(prefix="xnetmon-run-") as workdir, contextlib.ExitStack() as stack:
+        deployment = _deploy(args, Path(workdir), stack, console)
+        console.print(f"xnetmon: monitoring {deployment.shape} ({', '.join(deployment.sites)}), "
+                      f"{deployment.interval_s:g} s intervals")
+        console.print(f"  API      {deployment.api_url}/slices  (docs: {deployment.api_url}/docs)")
+        console.print(f"  metrics  {deployment.metrics_url}")
+        console.print("  Ctrl-C stops.")
+        try:
+            _watch(deployment, args, console)
+        except KeyboardInterrupt:
+            pass
+        _print_table(deployment, console, "at exit")
     return 0
 
 
-async def _run(agent, duration: float | None) -> None:
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, agent.stop)
-    if duration is not None:
-        loop.call_later(duration, agent.stop)
-    await agent.run()
+def _deploy(args, workdir: Path, stack: contextlib.ExitStack, console):
+    from collector.clock import shared_host_clock
+    from xnetmon.allinone import lab_deployment, loopback_deployment
+
+    lab = None if (args.loopback or args.config) else _lab_or_none(stack, console)
+    if lab is not None:
+        return stack.enter_context(lab_deployment(lab, workdir))
+    config = Path(args.config) if args.config else EMBEDDED_CONFIG
+    # On loopback, sender and reflector read one clock: one-way delays are exact.
+    clock = None if args.config else shared_host_clock()
+    return stack.enter_context(loopback_deployment(config, workdir, clock=clock))
 
 
-class SliceTotals:
-    """Counts per slice since start, for the closing table."""
+def _lab_or_none(stack: contextlib.ExitStack, console):
+    """The lab that is up, else a `small` lab brought up now (and down at exit); None when
+    this machine cannot build one (not root, or no `ip`)."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        console.print("xnetmon: not root, so no lab: monitoring loopback instead")
+        return None
+    from lab.lab import Lab, LabError
 
-    def __init__(self) -> None:
-        self.by_slice: dict[str, list[int]] = {}  # sent, received, forward lost, reverse lost
-
-    def add(self, windows: Iterable[PathWindow]) -> None:
-        for w in windows:
-            row = self.by_slice.setdefault(w.key.slice, [0, 0, 0, 0])
-            row[0] += w.sent
-            row[1] += w.received
-            row[2] += w.lost_forward
-            row[3] += w.lost_reverse
-
-    def print(self) -> None:
-        print(f"{'slice':<12} {'sent':>6} {'recv':>6} {'loss':>7} {'fwd/rev lost':>12}")
-        for name, (sent, received, forward, reverse) in self.by_slice.items():
-            loss = (sent - received) / sent if sent else 0.0
-            print(f"{name:<12} {sent:>6} {received:>6} {loss:>7.1%} {f'{forward}/{reverse}':>12}", flush=True)
-
-
-_HEADER = (f"{'slice':<12} {'sent':>6} {'recv':>6} {'loss':>7} {'fwd/rev lost':>12} "
-           f"{'rtt p50':>9} {'rtt p99':>9} {'jitter':>9}  (ms)")
+    try:
+        lab = Lab.current()
+        console.print("xnetmon: using the lab that is already up")
+        return lab
+    except LabError:
+        pass  # none is up: bring one up
+    try:
+        lab = Lab.from_name("small")
+        seconds = lab.up()
+    except (LabError, OSError) as exc:
+        console.print(f"xnetmon: the lab could not be built ({exc}): monitoring loopback instead")
+        return None
+    console.print(f"xnetmon: lab `small` up in {seconds:.1f} s; it comes down at exit")
+    stack.callback(lab.down)
+    return lab
 
 
-def _print_batch(batch: ShipmentBatch, totals: SliceTotals) -> None:
-    totals.add(batch.windows)
-    by_end: dict[int, list[PathWindow]] = {}
-    for w in batch.windows:
-        by_end.setdefault(w.end_ns, []).append(w)
-    for end_ns, windows in sorted(by_end.items()):
-        print(time.strftime("\n%H:%M:%S", time.localtime(end_ns / 1e9)), f"({len(windows)} paths)")
-        print(_HEADER)
-        for w in windows:
-            print(
-                f"{w.key.slice:<12} {w.sent:>6} {w.received:>6} {w.loss_ratio:>7.1%} "
-                f"{f'{w.lost_forward}/{w.lost_reverse}':>12} {milliseconds(w.rtt_p50_ns):>9} "
-                f"{milliseconds(w.rtt_p99_ns):>9} {milliseconds(w.ipdv_mean_abs_ns):>9}",
-                flush=True,
-            )
+def _watch(deployment, args, console) -> None:
+    from rich.live import Live
+
+    deadline = time.monotonic() + args.duration if args.duration else None
+
+    def remaining() -> float:
+        return float("inf") if deadline is None else deadline - time.monotonic()
+
+    if console.is_terminal:
+        with Live(_table(deployment), console=console, refresh_per_second=2) as live:
+            while remaining() > 0:
+                time.sleep(min(1.0, max(0.0, remaining())))
+                live.update(_table(deployment))
+        return
+    while remaining() > 0:
+        time.sleep(min(args.report_every, max(0.0, remaining())))
+        if remaining() > 0:
+            _print_table(deployment, console, time.strftime("%H:%M:%S"))
+
+
+def _table(deployment, title: str | None = None):
+    from xnetmon.status_view import AnalyzerUnreachable, fetch, slice_table
+
+    try:
+        slices = fetch(deployment.api_url)
+    except AnalyzerUnreachable as exc:
+        return str(exc)
+    return slice_table(slices, title=title or time.strftime("%H:%M:%S"))
+
+
+def _print_table(deployment, console, title: str) -> None:
+    console.print(_table(deployment, title))

@@ -1,0 +1,62 @@
+"""The analyzer's verdicts on the lab: healthy slices read ok; starving one slice on one
+link breaches that slice only, and only on the paths over that link; healing brings it back
+to ok once the hysteresis and the burn-rate lookbacks let it go."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from xnetmon.allinone import lab_deployment
+from xnetmon.status_view import fetch
+
+pytestmark = [pytest.mark.root, pytest.mark.lab]
+
+SLICES = ("best-effort", "data", "egov", "video")
+# Paths between these sides cross core-prov2 (county 1x and core on one side, county 2x on the other).
+WEST, EAST = {"core", "cnty1a", "cnty1b"}, {"cnty2a", "cnty2b"}
+
+
+def statuses(url: str) -> dict[str, str]:
+    return {s["name"]: s["status"] for s in fetch(url)}
+
+
+def wait_until(url: str, condition, timeout: float, what: str) -> dict[str, str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = statuses(url)
+        if condition(seen):
+            return seen
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {timeout:.0f} s; statuses: {seen}")
+        time.sleep(1)
+
+
+def crosses(path: dict) -> bool:
+    ends = {path["source"], path["target"]}
+    return bool(ends & WEST) and bool(ends & EAST)
+
+
+def test_starving_one_slice_on_one_link_breaches_only_that_slice_and_its_paths_there(lab, tmp_path):
+    with lab_deployment(lab, tmp_path) as deployment:
+        url = deployment.api_url
+        wait_until(url, lambda s: set(s) == set(SLICES) and all(v == "ok" for v in s.values()), 90,
+                   "every slice reading ok")
+        fault = lab.fault_slice_starve("core-prov2", "video")
+        try:
+            seen = wait_until(url, lambda s: s["video"] == "breached", 45, "video breaching")
+            assert all(seen[name] == "ok" for name in SLICES if name != "video"), seen
+            paths = fetch(url, "/paths?slice=video&limit=100")["paths"]
+            by_crossing = {True: set(), False: set()}
+            for p in paths:
+                by_crossing[crosses(p["path"])].add(p["verdict"]["status"])
+            assert by_crossing[True] and by_crossing[True] <= {"breached", "at-risk"}, by_crossing
+            assert by_crossing[False] == {"ok"}, by_crossing
+        finally:
+            lab.heal(fault)
+        healed = time.monotonic()
+        wait_until(url, lambda s: s["video"] == "ok", 90, "video returning to ok after healing")
+        recovery_s = time.monotonic() - healed
+    # The lab policies' ticket lookback is 30 s and the hysteresis 3 intervals.
+    assert recovery_s > 3
