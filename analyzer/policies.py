@@ -41,7 +41,7 @@ from pydantic import (
     model_validator,
 )
 
-from collector.config import ConfigError, _load_yaml, describe_errors
+from collector.config import ConfigError, describe_errors, load_yaml, read_config_text
 from collector.records import RTT_BUCKETS_NS, RTT_BUCKETS_S
 from collector.slice_catalog import DEFAULT_SLICES
 
@@ -334,18 +334,12 @@ class PolicyFileModel(_Strict):
 def load_policies(path: str | Path) -> dict[str, SlaPolicy]:
     """Read a policy file: slice name -> SlaPolicy. Raises ConfigError naming FILE and KEY."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([f"{path}: cannot read: not UTF-8 text"]) from None
-    return parse_policies(text, source=str(path))
+    return parse_policies(read_config_text(path), source=str(path))
 
 
 def parse_policies(text: str, source: str = "<policies>") -> dict[str, SlaPolicy]:
     """Validate policy text; `source` names it in messages."""
-    data = _load_yaml(text, source)
+    data = load_yaml(text, source)
     if not isinstance(data, dict):
         raise ConfigError([f"{source}: expected a mapping with a 'policies' key, got {type(data).__name__}"])
     try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from collector.records import RTT_BUCKETS_NS, PathWindow
+from collector.records import RTT_BUCKETS_NS, LossCounts, PathWindow
 
 
 def _max(values: Iterable[int | None]) -> int | None:
@@ -23,7 +23,7 @@ def _max(values: Iterable[int | None]) -> int | None:
 
 
 @dataclass(frozen=True, slots=True)
-class IntervalStats:
+class IntervalStats(LossCounts):
     """One interval [start_ns, end_ns) of one slice or path, summed over its windows."""
 
     start_ns: int
@@ -42,13 +42,6 @@ class IntervalStats:
     worst_clock_error_ns: int | None
     unavailable_paths: int  # paths whose loss this interval exceeded the unavailability level
 
-    @property
-    def lost(self) -> int:
-        return self.lost_forward + self.lost_reverse + self.lost_unknown
-
-    @property
-    def loss_ratio(self) -> float:
-        return self.lost / self.sent if self.sent else 0.0
 
     def fraction_within(self, bound_ns: int) -> float | None:
         """Share of replies with RTT <= bound (a bucket bound); None without replies."""

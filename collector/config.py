@@ -363,23 +363,27 @@ def parse_listen(value: str) -> tuple[str, int]:
 # Loading: YAML text -> AgentConfig, or ConfigError with every problem.
 
 
-def load_config(path: str | Path) -> AgentConfig:
-    """Read and validate an agent configuration file; relative paths in it are relative to it."""
-    path = Path(path)
+def read_config_text(path: Path) -> str:
+    """A configuration file's text, or ConfigError saying why it cannot be read."""
     try:
-        text = path.read_text()
+        return path.read_text()
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError:
         raise ConfigError([f"{path}: cannot read: not UTF-8 text"]) from None
-    config = parse_config(text, source=str(path), base_dir=path.parent)
+
+
+def load_config(path: str | Path) -> AgentConfig:
+    """Read and validate an agent configuration file; relative paths in it are relative to it."""
+    path = Path(path)
+    config = parse_config(read_config_text(path), source=str(path), base_dir=path.parent)
     config._file = path
     return config
 
 
 def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None) -> AgentConfig:
     """Validate configuration text; `source` names it in messages, `base_dir` anchors relative paths."""
-    return validate_config(_load_yaml(text, source), source, base_dir)
+    return validate_config(load_yaml(text, source), source, base_dir)
 
 
 def validate_config(data: Any, source: str = "<config>", base_dir: Path | None = None) -> AgentConfig:
@@ -430,7 +434,7 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _load_yaml(text: str, source: str) -> Any:
+def load_yaml(text: str, source: str) -> Any:
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:

@@ -187,8 +187,26 @@ class PathKey:
     kind: str  # "stamp" | "icmp"
 
 
+class LossCounts:
+    """`lost` and `loss_ratio` for any record with sent and lost_forward/reverse/unknown."""
+
+    __slots__ = ()
+    sent: int
+    lost_forward: int
+    lost_reverse: int
+    lost_unknown: int
+
+    @property
+    def lost(self) -> int:
+        return self.lost_forward + self.lost_reverse + self.lost_unknown
+
+    @property
+    def loss_ratio(self) -> float:
+        return self.lost / self.sent if self.sent else 0.0
+
+
 @dataclass(frozen=True, slots=True)
-class PathWindow:
+class PathWindow(LossCounts):
     """One path over one interval: what the analyzer sees instead of per-packet data.
 
     Probes belong to the window in which they were sent, whenever their fate settles.
@@ -228,14 +246,6 @@ class PathWindow:
     reply_hop_limit: int | None  # latest hop limit the reply arrived with here
     path_fingerprint: str | None  # of the latest trace of this path, if any
     icmp_errors: int  # losses explained by an ICMP error (e.g. no reflector listening)
-
-    @property
-    def lost(self) -> int:
-        return self.lost_forward + self.lost_reverse + self.lost_unknown
-
-    @property
-    def loss_ratio(self) -> float:
-        return self.lost / self.sent if self.sent else 0.0
 
     def to_dict(self) -> dict:
         """A JSON-ready dict; `from_dict` reverses it exactly."""

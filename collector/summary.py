@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from collector.records import LossDirection, ProbeResult
+from collector.records import LossCounts, LossDirection, ProbeResult
 
 
 def percentile(sorted_values: list[int], fraction: float) -> int | None:
@@ -25,7 +25,7 @@ def percentile(sorted_values: list[int], fraction: float) -> int | None:
 
 
 @dataclass(frozen=True, slots=True)
-class ProbeSummary:
+class ProbeSummary(LossCounts):
     sent: int
     received: int
     duplicates: int
@@ -43,13 +43,6 @@ class ProbeSummary:
     ipdv_max_abs_ns: int | None
     pdv_p99_ns: int | None  # p99 delay above the minimum
 
-    @property
-    def lost(self) -> int:
-        return self.lost_forward + self.lost_reverse + self.lost_unknown
-
-    @property
-    def loss_ratio(self) -> float:
-        return self.lost / self.sent if self.sent else 0.0
 
     @classmethod
     def from_results(cls, results: Iterable[ProbeResult]) -> ProbeSummary:
