@@ -243,14 +243,19 @@ class Reflector:
             if count == 0:
                 return
             stats.received += count
+            replies = []
             for i in range(count):
                 length = batch.length(i)
                 slot = batch.slots[i]
                 family, source, port = batch.source(i)
                 reply = self._handle(endpoint, slot, length, batch.control(i), batch.flags(i), source, port)
                 if reply is not None:
-                    self._finish(slot, length, reply.session)
-                    batch.queue_reply(i, length, reply.cmsgs)
+                    replies.append((i, slot, length, reply))
+            # T3 for the whole burst just before it leaves, so no reply carries the time spent
+            # handling the requests behind it.
+            for i, slot, length, reply in replies:
+                self._finish(slot, length, reply.session)
+                batch.queue_reply(i, length, reply.cmsgs)
             sent, failed = batch.send(fd)
             stats.reflected += sent
             stats.send_errors += failed

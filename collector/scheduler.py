@@ -32,7 +32,8 @@ from collector.summary import percentile
 from collector.windows import WindowBuilder
 
 EARLY_NS = 500_000
-HOUSEKEEPING_NS = 100_000_000  # how often windows are closed and echo timeouts checked
+HOUSEKEEPING_NS = 100_000_000  # how often echo timeouts are checked
+CLOSE_CHUNK = 500  # window builders checked per turn of the loop, so closing never stalls probing
 WindowHandler = Callable[[list[PathWindow]], None]
 
 
@@ -96,6 +97,11 @@ class Scheduler:
         self._counter = 0  # heap tie-breaker
         self._wake = asyncio.Event()
         self._retired_builders: list[WindowBuilder] = []
+        # Windows end together (wall-clock aligned), so builders are checked once per window,
+        # when the slowest to settle is due, a chunk per loop turn.
+        self._next_close_ns = 0
+        self._closing: list[_Schedule] = []
+        self._max_settle_ns = 0
         for probe in probes:
             self._add(probe)
 
@@ -139,6 +145,7 @@ class Scheduler:
         # loss direction (one more timeout), and our own check granularity (one step).
         settle_ns = 2 * timeout_ns + step_ns + HOUSEKEEPING_NS
         builder = WindowBuilder(key, probe.target.address, self.window_ns, settle_ns, probe.slice.dscp)
+        self._max_settle_ns = max(self._max_settle_ns, settle_ns)
         spread = zlib.crc32(repr(schedule_key(probe)).encode()) % step_ns
         now = time.time_ns()
         first_due = now - now % step_ns + spread
@@ -231,11 +238,12 @@ class Scheduler:
                 now = time.time_ns()
                 self._fire_due(now)
                 if now >= next_housekeeping:
-                    self._housekeeping(now)
+                    self._check_echo_timeouts(now)
                     next_housekeeping = now + HOUSEKEEPING_NS
+                self._close_windows(now)
                 next_due = self._heap[0][0] if self._heap else now + HOUSEKEEPING_NS
-                wait_ns = min(next_due - EARLY_NS, next_housekeeping) - time.time_ns()
-                if wait_ns > 0:
+                wait_ns = min(next_due - EARLY_NS, next_housekeeping, self._next_close_ns) - time.time_ns()
+                if wait_ns > 0 and not self._closing:
                     self._wake.clear()
                     try:
                         await asyncio.wait_for(self._wake.wait(), wait_ns / 1e9)
@@ -275,19 +283,31 @@ class Scheduler:
         elif self._echo is not None and schedule.echo_index is not None:
             self._echo.send(schedule.echo_index)
 
-    def _housekeeping(self, now: int) -> None:
-        if self._echo is not None:
-            for result in self._echo.session.expire(now):
-                schedule = self._by_echo_target.get((result.target, result.slice))
-                if schedule is not None:
-                    schedule.builder.add(result)
-            self._collect_echo()
+    def _check_echo_timeouts(self, now: int) -> None:
+        if self._echo is None:
+            return
+        for result in self._echo.session.expire(now):
+            schedule = self._by_echo_target.get((result.target, result.slice))
+            if schedule is not None:
+                schedule.builder.add(result)
+        self._collect_echo()
+
+    def _close_windows(self, now: int) -> None:
+        """Hand out settled windows: once per window length, CLOSE_CHUNK builders a turn."""
+        if not self._closing:
+            if now < self._next_close_ns:
+                return
+            self._closing = list(self._schedules.values())
+            boundary = (now // self.window_ns + 1) * self.window_ns
+            self._next_close_ns = boundary + self._max_settle_ns
+        chunk, self._closing = self._closing[:CLOSE_CHUNK], self._closing[CLOSE_CHUNK:]
         windows: list[PathWindow] = []
-        for schedule in self._schedules.values():
+        for schedule in chunk:
             windows += schedule.builder.close_ready(now)
-        for builder in self._retired_builders:
-            windows += builder.close_all()
-        self._retired_builders.clear()
+        if not self._closing:
+            for builder in self._retired_builders:
+                windows += builder.close_all()
+            self._retired_builders.clear()
         if windows:
             self.on_windows(windows)
 

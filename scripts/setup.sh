@@ -14,6 +14,7 @@ DEBIAN_PACKAGES=(
   tshark         # independent STAMP decoder in interoperability tests
   traceroute     # traceroute -6: the peer our Paris traceroute's hop lists are checked against
   fping          # fping -6: the peer of the echo prober in bench/icmp_echo_scale.py
+  prometheus-smokeping-prober  # smokeping_prober (binary prometheus-smokeping-prober): the peer in bench/agent_scale.py
   prometheus     # the real scraper in tests/integration: each test starts its own on a loopback port
   procps
 )

@@ -116,6 +116,8 @@ class EchoProber:
         sock = self._sock
         netsock.enable_receive_metadata(sock)
         netsock.enable_tx_timestamps(sock)
+        # Thousands of targets answer in bursts: room for them while the loop is busy.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         if self.socket_kind is SocketKind.PING:
             netsock.enable_icmp_errors(sock)  # a ping socket reports errors on the error queue
         else:
