@@ -298,8 +298,10 @@ class Scheduler:
             if now < self._next_close_ns:
                 return
             self._closing = list(self._schedules.values())
-            boundary = (now // self.window_ns + 1) * self.window_ns
-            self._next_close_ns = boundary + self._max_settle_ns
+            # Windows become ready at (end of a window) + settle: the first such time after
+            # now (settle may be longer than a window, so count from now - settle).
+            settle = self._max_settle_ns
+            self._next_close_ns = ((now - settle) // self.window_ns + 1) * self.window_ns + settle
         chunk, self._closing = self._closing[:CLOSE_CHUNK], self._closing[CLOSE_CHUNK:]
         windows: list[PathWindow] = []
         for schedule in chunk:

@@ -105,3 +105,25 @@ def test_icmp_echo_schedules_share_one_socket():
     for w in windows:
         received[w.key.slice] = received.get(w.key.slice, 0) + w.received
     assert set(received) == {"video", "egov"} and min(received.values()) >= 20
+
+
+def test_windows_are_handed_out_one_window_after_another_when_settling_outlasts_a_window():
+    windows_with_delay = []
+
+    def collect(windows):
+        now = time.time_ns()
+        windows_with_delay.extend((now - w.end_ns, w) for w in windows)
+
+    config = ReflectorConfig(bind=("::1",), port=0, rate_limit_pps=0, clock=shared_host_clock())
+    with Reflector(config) as reflector:
+        # 0.5 s windows; settling takes 2 x 0.4 s timeout + 0.05 s step + 0.1 s: longer than a window.
+        probe = PlannedProbe(Target("t", "::1", reflector.port), VIDEO, "stamp", 0.05, 1, 0.4, None, None)
+        scheduler = Scheduler("here", [probe], 0.5, collect, clock=shared_host_clock())
+        try:
+            run_for(scheduler, 4.0)
+        finally:
+            scheduler.close()
+    settle_ns = 2 * 400_000_000 + 50_000_000 + 100_000_000
+    delays = [delay for delay, w in windows_with_delay[:-1]]  # the last ones are flushed at the stop
+    assert len(delays) >= 4
+    assert all(delay < settle_ns + 200_000_000 for delay in delays), delays  # none waits an extra window
