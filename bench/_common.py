@@ -173,3 +173,91 @@ def write_result(name: str, payload: dict, output: str | None) -> Path:
 def require_root(what: str) -> None:
     if os.geteuid() != 0:
         sys.exit(f"{what} needs root (network namespaces, ping intervals below 0.2 s, CPU pinning)")
+
+
+# -- two namespaces joined by a veth pair --------------------------------------------------
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=30)
+
+
+def namespaces() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def in_namespace(ns: str, *argv: str) -> list[str]:
+    return ["ip", "netns", "exec", ns, *argv]
+
+
+def set_sysctl(ns: str, setting: str) -> None:
+    subprocess.run(in_namespace(ns, "sysctl", "-qw", setting), check=True)
+
+
+def add_loopback_addresses(ns: str, addresses: list[str]) -> None:
+    """Many /128s on a namespace's loopback in one `ip -batch` (thousands in well under a second)."""
+    batch = "".join(f"address add {a}/128 dev lo nodad\n" for a in addresses)
+    subprocess.run(["ip", "-n", ns, "-batch", "-"], input=batch, text=True, check=True)
+
+
+class NamespacePair:
+    """Two namespaces joined by a veth pair with one /64, for a benchmark's peers: created on
+    entry (after removing what a crashed run with the same names left), removed on exit with
+    every process still inside. Subclasses add targets, routes and sysctls in `configure()`
+    and may name another address for `reach_address`, pinged from `ns_a` before the run."""
+
+    def __init__(self, ns_a: str, ns_b: str, if_a: str, if_b: str, addr_a: str, addr_b: str) -> None:
+        self.ns_a, self.ns_b = ns_a, ns_b
+        self.if_a, self.if_b = if_a[:15], if_b[:15]  # interface names are at most 15 octets
+        self.addr_a, self.addr_b = addr_a, addr_b
+
+    def __enter__(self):
+        self.remove()
+        try:
+            for ns in (self.ns_a, self.ns_b):
+                ip("netns", "add", ns)
+                ip("-n", ns, "link", "set", "lo", "up")
+            ip("link", "add", self.if_a, "netns", self.ns_a, "type", "veth",
+               "peer", "name", self.if_b, "netns", self.ns_b)
+            for ns, dev, address in ((self.ns_a, self.if_a, self.addr_a), (self.ns_b, self.if_b, self.addr_b)):
+                ip("-n", ns, "addr", "add", f"{address}/64", "dev", dev, "nodad")
+                ip("-n", ns, "link", "set", dev, "up")
+            self.configure()
+            self.wait_reachable()
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def configure(self) -> None:
+        """What the benchmark adds on top of the pair (targets, routes, sysctls)."""
+
+    @property
+    def reach_address(self) -> str:
+        return self.addr_b
+
+    def wait_reachable(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            probe = subprocess.run(in_namespace(self.ns_a, "ping", "-6", "-n", "-c", "1", "-W", "1", self.reach_address),
+                                   capture_output=True, text=True)
+            if probe.returncode == 0:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.reach_address} not reachable from {self.ns_a}")
+
+    def remove(self) -> None:
+        present = namespaces()
+        for ns in (self.ns_a, self.ns_b):
+            if ns not in present:
+                continue
+            for pid in subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()

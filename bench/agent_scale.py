@@ -63,80 +63,31 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # -- the two namespaces --------------------------------------------------------------------
 
 
-class ScaleTestbed:
+class ScaleTestbed(c.NamespacePair):
     """xb-scale-TAG-p (the probers) and xb-scale-TAG-t (targets on its loopback), joined by a veth pair."""
 
     def __init__(self, targets: int, tag: str) -> None:
-        self.prober_ns = f"xb-scale-{tag}-p"
-        self.target_ns = f"xb-scale-{tag}-t"
-        self.if_p = f"xbsp{tag}"[:15]
-        self.if_t = f"xbst{tag}"[:15]
+        super().__init__(f"xb-scale-{tag}-p", f"xb-scale-{tag}-t", f"xbsp{tag}", f"xbst{tag}", LINK_P, LINK_T)
+        self.prober_ns, self.target_ns = self.ns_a, self.ns_b
         self.addresses = [f"{TARGET_PREFIX}{i:x}" for i in range(1, targets + 1)]
 
-    def __enter__(self) -> ScaleTestbed:
-        self.remove()  # a leftover from a crashed run with the same tag
-        try:
-            for ns in (self.prober_ns, self.target_ns):
-                _ip("netns", "add", ns)
-                _ip("-n", ns, "link", "set", "lo", "up")
-            _ip("link", "add", self.if_p, "netns", self.prober_ns, "type", "veth",
-                "peer", "name", self.if_t, "netns", self.target_ns)
-            _ip("-n", self.prober_ns, "addr", "add", f"{LINK_P}/64", "dev", self.if_p, "nodad")
-            _ip("-n", self.target_ns, "addr", "add", f"{LINK_T}/64", "dev", self.if_t, "nodad")
-            _ip("-n", self.prober_ns, "link", "set", self.if_p, "up")
-            _ip("-n", self.target_ns, "link", "set", self.if_t, "up")
-            batch = "".join(f"address add {a}/128 dev lo nodad\n" for a in self.addresses)
-            subprocess.run(["ip", "-n", self.target_ns, "-batch", "-"], input=batch, text=True, check=True)
-            _ip("-n", self.prober_ns, "route", "add", TARGET_NET, "via", LINK_T)
-            # Replies and errors free of rate limits; ping sockets open to root in the prober
-            # namespace (both probers then use one, as they would unprivileged).
-            self.sysctl(self.target_ns, "net.ipv6.icmp.ratelimit=0")
-            self.sysctl(self.prober_ns, "net.ipv6.icmp.ratelimit=0")
-            self.sysctl(self.prober_ns, "net.ipv4.ping_group_range=0 2147483647")
-            self._wait_reachable()
-        except BaseException:
-            self.remove()
-            raise
-        return self
+    def configure(self) -> None:
+        c.add_loopback_addresses(self.target_ns, self.addresses)
+        c.ip("-n", self.prober_ns, "route", "add", TARGET_NET, "via", LINK_T)
+        # Replies and errors free of rate limits; ping sockets open to root in the prober
+        # namespace (both probers then use one, as they would unprivileged).
+        c.set_sysctl(self.target_ns, "net.ipv6.icmp.ratelimit=0")
+        c.set_sysctl(self.prober_ns, "net.ipv6.icmp.ratelimit=0")
+        c.set_sysctl(self.prober_ns, "net.ipv4.ping_group_range=0 2147483647")
 
-    @staticmethod
-    def sysctl(ns: str, setting: str) -> None:
-        subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", setting], check=True)
+    @property
+    def reach_address(self) -> str:
+        return self.addresses[-1]
 
-    def _wait_reachable(self) -> None:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            done = subprocess.run(["ip", "netns", "exec", self.prober_ns, "ping", "-6", "-n", "-c", "1", "-W", "1",
-                                   self.addresses[-1]], capture_output=True)
-            if done.returncode == 0:
-                return
-        raise RuntimeError(f"{self.addresses[-1]} not reachable from {self.prober_ns}")
-
-    def exec(self, ns: str, *argv: str) -> list[str]:
-        return ["ip", "netns", "exec", ns, *argv]
-
-    def remove(self) -> None:
-        for ns in (self.prober_ns, self.target_ns):
-            if ns in _namespaces():
-                pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
-                for pid in pids:
-                    try:
-                        os.kill(int(pid), signal.SIGKILL)
-                    except (ProcessLookupError, ValueError):
-                        pass
-                subprocess.run(["ip", "netns", "del", ns], check=False)
-
-    def __exit__(self, *exc: object) -> None:
-        self.remove()
+    exec = staticmethod(c.in_namespace)
+    sysctl = staticmethod(c.set_sysctl)
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
-
-
-def _namespaces() -> set[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
 # -- what the parent reads of a process ------------------------------------------------------

@@ -48,71 +48,25 @@ _FPING_LINE = re.compile(r"^(\S+)\s+:\s+(.*)$")
 # -- the two namespaces --------------------------------------------------------------------
 
 
-class EchoTestbed:
+class EchoTestbed(c.NamespacePair):
     """xb-echo-s-TAG (the prober) and xb-echo-t-TAG (the targets on its loopback), joined by a veth pair."""
 
     def __init__(self, targets: int, tag: str) -> None:
-        self.source_ns = f"xb-echo-s-{tag}"
-        self.target_ns = f"xb-echo-t-{tag}"
-        self.if_s = f"xbes{tag}"[:15]
-        self.if_t = f"xbet{tag}"[:15]
+        super().__init__(f"xb-echo-s-{tag}", f"xb-echo-t-{tag}", f"xbes{tag}", f"xbet{tag}", LINK_S, LINK_T)
+        self.source_ns, self.target_ns = self.ns_a, self.ns_b
         self.addresses = [f"{TARGET_PREFIX}{i:x}" for i in range(1, targets + 1)]
 
-    def __enter__(self) -> EchoTestbed:
-        self.remove()  # a leftover from a crashed run with the same tag
-        try:
-            for ns in (self.source_ns, self.target_ns):
-                _ip("netns", "add", ns)
-                _ip("-n", ns, "link", "set", "lo", "up")
-            _ip("link", "add", self.if_s, "netns", self.source_ns, "type", "veth",
-                "peer", "name", self.if_t, "netns", self.target_ns)
-            _ip("-n", self.source_ns, "addr", "add", f"{LINK_S}/64", "dev", self.if_s, "nodad")
-            _ip("-n", self.target_ns, "addr", "add", f"{LINK_T}/64", "dev", self.if_t, "nodad")
-            _ip("-n", self.source_ns, "link", "set", self.if_s, "up")
-            _ip("-n", self.target_ns, "link", "set", self.if_t, "up")
-            batch = "".join(f"address add {a}/128 dev lo nodad\n" for a in self.addresses)
-            subprocess.run(["ip", "-n", self.target_ns, "-batch", "-"], input=batch, text=True, check=True)
-            _ip("-n", self.source_ns, "route", "add", f"{TARGET_PREFIX}/64", "via", LINK_T)
-            # Echo replies are not rate limited by default; errors would be. Keep both free.
-            subprocess.run(["ip", "netns", "exec", self.target_ns, "sysctl", "-qw", "net.ipv6.icmp.ratelimit=0"],
-                           check=True)
-            self._wait_reachable()
-        except BaseException:
-            self.remove()
-            raise
-        return self
+    def configure(self) -> None:
+        c.add_loopback_addresses(self.target_ns, self.addresses)
+        c.ip("-n", self.source_ns, "route", "add", f"{TARGET_PREFIX}/64", "via", LINK_T)
+        # Echo replies are not rate limited by default; errors would be. Keep both free.
+        c.set_sysctl(self.target_ns, "net.ipv6.icmp.ratelimit=0")
 
-    def _wait_reachable(self) -> None:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            done = subprocess.run(["ip", "netns", "exec", self.source_ns, "ping", "-6", "-n", "-c", "1", "-W", "1",
-                                   self.addresses[-1]], capture_output=True)
-            if done.returncode == 0:
-                return
-        raise RuntimeError(f"{self.addresses[-1]} not reachable from {self.source_ns}")
-
-    def remove(self) -> None:
-        for ns in (self.source_ns, self.target_ns):
-            if ns in _namespaces():
-                pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
-                for pid in pids:
-                    try:
-                        os.kill(int(pid), 9)
-                    except (ProcessLookupError, ValueError):
-                        pass
-                subprocess.run(["ip", "netns", "del", ns], check=False)
-
-    def __exit__(self, *exc: object) -> None:
-        self.remove()
+    @property
+    def reach_address(self) -> str:
+        return self.addresses[-1]
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
-
-
-def _namespaces() -> set[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
 # -- running one tool ------------------------------------------------------------------------

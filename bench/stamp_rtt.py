@@ -24,7 +24,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -54,66 +53,12 @@ class Path_:
     namespaces: list[str] = field(default_factory=list)
 
 
-class VethPair:
+class VethPair(c.NamespacePair):
     """Two namespaces joined by a veth pair with ULA addresses; removed on exit, even on error."""
 
     def __init__(self, tag: str, net: str = "fd00:beef::") -> None:
-        self.ns_a = f"xb-rtt-{tag}-a"
-        self.ns_b = f"xb-rtt-{tag}-b"
-        self.if_a = f"xbr{tag}a"[:15]
-        self.if_b = f"xbr{tag}b"[:15]
-        self.addr_a = f"{net}1"
-        self.addr_b = f"{net}2"
+        super().__init__(f"xb-rtt-{tag}-a", f"xb-rtt-{tag}-b", f"xbr{tag}a", f"xbr{tag}b", f"{net}1", f"{net}2")
 
-    def __enter__(self) -> VethPair:
-        self.remove()  # a leftover from a crashed run with the same tag
-        try:
-            for ns in (self.ns_a, self.ns_b):
-                _ip("netns", "add", ns)
-                _ip("-n", ns, "link", "set", "lo", "up")
-            _ip("link", "add", self.if_a, "netns", self.ns_a, "type", "veth",
-                "peer", "name", self.if_b, "netns", self.ns_b)
-            _ip("-n", self.ns_a, "addr", "add", f"{self.addr_a}/64", "dev", self.if_a, "nodad")
-            _ip("-n", self.ns_b, "addr", "add", f"{self.addr_b}/64", "dev", self.if_b, "nodad")
-            _ip("-n", self.ns_a, "link", "set", self.if_a, "up")
-            _ip("-n", self.ns_b, "link", "set", self.if_b, "up")
-            self._wait_reachable()
-        except BaseException:
-            self.remove()
-            raise
-        return self
-
-    def _wait_reachable(self) -> None:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            probe = subprocess.run(
-                ["ip", "netns", "exec", self.ns_a, PING, "-6", "-n", "-c", "1", "-W", "1", self.addr_b],
-                capture_output=True, text=True,
-            )
-            if probe.returncode == 0:
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.addr_b} not reachable from {self.ns_a}")
-
-    def remove(self) -> None:
-        existing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        for ns in (self.ns_a, self.ns_b):
-            if not re.search(rf"^{re.escape(ns)}(\s|$)", existing, re.M):
-                continue
-            pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
-            for pid in pids:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-
-    def __exit__(self, *exc: object) -> None:
-        self.remove()
-
-
-def _ip(*args: str) -> None:
-    c.run(["ip", *args], timeout=10)
 
 
 # -- the two tools --------------------------------------------------------------------------
