@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 import subprocess
 import sys
@@ -44,6 +45,7 @@ class Deployment:
     sites: tuple[str, ...]
     api_url: str
     interval_s: float
+    token_file: Path  # writes (POST /probe) need this bearer token
 
     @property
     def metrics_url(self) -> str:
@@ -68,6 +70,29 @@ analyzer: {{url: '{analyzer_url}', token_file: '{token_file}', spool_dir: '{toke
 """
 
 
+class CommandProber:
+    """`POST /probe` for the all-in-one: runs `xnetmon probe stamp|ping --json` from the named
+    agent's site (inside its namespace on the lab) and returns the probe's summary."""
+
+    def __init__(self, sites: Sequence[str], argv_in_site, stamp_port: int) -> None:
+        self.sites = tuple(sites)
+        self.argv_in_site = argv_in_site  # (site, argv) -> argv run there
+        self.stamp_port = stamp_port
+
+    def __call__(self, request) -> dict:
+        if request.agent not in self.sites:
+            raise ValueError(f"no agent on {request.agent!r} here (agents: {', '.join(self.sites)})")
+        kind_args = ["stamp", "-p", str(self.stamp_port)] if request.kind == "stamp" else ["ping"]
+        argv = [sys.executable, "-m", "xnetmon", "probe", *kind_args, request.target, "--slice", request.slice,
+                "-c", str(request.count), "-i", "0.1", "--json"]
+        done = subprocess.run(self.argv_in_site(request.agent, argv), capture_output=True, text=True,
+                              timeout=60 + request.count)
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        if not lines or '"summary"' not in lines[-1]:
+            raise ValueError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "the probe printed nothing")
+        return json.loads(lines[-1])  # {"summary": {...}}; the API echoes the request beside it
+
+
 @contextlib.contextmanager
 def lab_deployment(lab, workdir: Path, sites: Sequence[str] = LAB_SITES) -> Iterator[Deployment]:
     """Agents on `sites` of an up lab and the analyzer, until the block ends."""
@@ -77,7 +102,9 @@ def lab_deployment(lab, workdir: Path, sites: Sequence[str] = LAB_SITES) -> Iter
                        catch_up_s=FRESH_CATCH_UP_INTERVALS * LAB_INTERVAL_S)
     keeper = SnapshotKeeper(store, workdir)
     in_lab = listening_socket_in(lab.namespace("core"), lab.address("core"), API_PORT)
-    server = ApiServer(create_app(store, token=token_file.read_text()), ("::1", API_PORT), extra_sockets=[in_lab])
+    prober = CommandProber(sites, lab.exec_argv, LAB_STAMP_PORT)
+    app = create_app(store, token=token_file.read_text(), prober=prober)
+    server = ApiServer(app, ("::1", API_PORT), extra_sockets=[in_lab])
     analyzer_in_lab = f"http://[{lab.address('core')}]:{API_PORT}"
     agents: list[subprocess.Popen] = []
     try:
@@ -88,7 +115,7 @@ def lab_deployment(lab, workdir: Path, sites: Sequence[str] = LAB_SITES) -> Iter
             argv = lab.exec_argv(site, [sys.executable, "-m", "xnetmon", "agent", "--config", str(config)])
             agents.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
             log.close()
-        yield Deployment("lab small", tuple(sites), server.url, LAB_INTERVAL_S)
+        yield Deployment("lab small", tuple(sites), server.url, LAB_INTERVAL_S, token_file)
     finally:
         for proc in agents:
             proc.terminate()
@@ -110,17 +137,21 @@ def loopback_deployment(config: Path, workdir: Path, *, clock=None) -> Iterator[
     from collector.sinks import InProcessSink
 
     plan = load_plan(config)
+    token_file = workdir / "token"
+    token_file.write_text(secrets.token_urlsafe(24))
     store = open_store(None, default_policies(), interval_s=plan.window_s,
                        catch_up_s=FRESH_CATCH_UP_INTERVALS * plan.window_s)
     keeper = SnapshotKeeper(store, workdir)
     feeder = StoreFeeder(store)
-    server = ApiServer(create_app(store, token=None), ("::1", API_PORT))
+    stamp_port = plan.reflector.port if plan.reflector is not None else 862
+    prober = CommandProber((plan.site,), lambda _site, argv: argv, stamp_port)
+    server = ApiServer(create_app(store, token=token_file.read_text(), prober=prober), ("::1", API_PORT))
     agent = Agent(plan, sink=InProcessSink(feeder.queue), clock=clock)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_until_complete, args=(agent.run(),), name="xnetmon-agent", daemon=True)
     thread.start()
     try:
-        yield Deployment("loopback", (plan.site,), server.url, plan.window_s)
+        yield Deployment("loopback", (plan.site,), server.url, plan.window_s, token_file)
     finally:
         loop.call_soon_threadsafe(agent.stop)
         thread.join(timeout=15)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
 
 from xnetmon.allinone import lab_deployment
@@ -43,6 +44,16 @@ def test_starving_one_slice_on_one_link_breaches_only_that_slice_and_its_paths_t
         url = deployment.api_url
         wait_until(url, lambda s: set(s) == set(SLICES) and all(v == "ok" for v in s.values()), 90,
                    "every slice reading ok")
+        # An on-demand probe from a named agent, as an engineer would ask the analyzer for one.
+        token = (tmp_path / "token").read_text()
+        asked = httpx.post(f"{url}/probe", json={"agent": "cnty1a", "target": lab.address("cnty2b"),
+                                                  "kind": "stamp", "slice": "egov", "count": 5},
+                           headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        assert asked.status_code == 200, asked.text
+        assert asked.json()["result"]["summary"]["received"] == 5
+        refused = httpx.post(f"{url}/probe", json={"agent": "cnty1a", "target": lab.address("core"),
+                                                    "slice": "egov"}, timeout=10)
+        assert refused.status_code == 401
         fault = lab.fault_slice_starve("core-prov2", "video")
         try:
             seen = wait_until(url, lambda s: s["video"] == "breached", 45, "video breaching")
