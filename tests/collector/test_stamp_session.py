@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import pytest
 
+from tests.stamp_support import reflect_request
 from collector.records import LossDirection
 from collector.probes.stamp_session import ReplyFacts, SenderSettings, StampSession
 from collector.wire.stamp import ErrorEstimate, decode_sender, ns_to_ntp
-from collector.wire.stamp_reflect import SessionCounters, reflect_in_place, stamp_transmit_time
+from collector.wire.stamp_reflect import SessionCounters
 from collector.wire.stamp_tlv import ClassOfService, DirectMeasurement, ExtraPadding, TlvFlag
 
 T0 = 1_700_000_000_000_000_000
 SYNCED = ErrorEstimate.from_seconds(1e-6, synchronized=True)
 
 
-def reflect(octets: bytes, *, receive_ns: int, transmit_ns: int, session=None, stateless_dm=False) -> bytes:
-    buf = bytearray(octets)
-    reflect_in_place(buf, len(buf), receive_ns=receive_ns, error_estimate=SYNCED.encode(),
-                     hop_limit=60, session=session)
-    stamp_transmit_time(buf, len(buf), transmit_ns, session=session)
-    return bytes(buf)
+def reflect(octets: bytes, *, receive_ns: int, transmit_ns: int, session=None) -> bytes:
+    reply, _dscp = reflect_request(octets, receive_ns=receive_ns, transmit_ns=transmit_ns,
+                                   error_estimate=SYNCED.encode(), hop_limit=60, session=session)
+    return reply
 
 
 def facts(receive_ns: int) -> ReplyFacts:

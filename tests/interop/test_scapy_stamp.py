@@ -26,6 +26,7 @@ from scapy.contrib.stamp import (
     STAMPTestTLV,
 )
 
+from tests.stamp_support import reflect_request
 from collector.clock import shared_host_clock
 from collector.reflector import Reflector, ReflectorConfig
 from collector.wire.stamp import (
@@ -39,7 +40,7 @@ from collector.wire.stamp import (
     ns_to_ntp,
     ntp_to_ns,
 )
-from collector.wire.stamp_reflect import ReceivedContext, SessionCounters, reflect_in_place, stamp_transmit_time
+from collector.wire.stamp_reflect import ReceivedContext, SessionCounters
 from collector.wire.stamp_tlv import (
     ClassOfService,
     DirectMeasurement,
@@ -78,13 +79,9 @@ def expected_tlvs(tlvs) -> list[tuple[int, int, int, bytes]]:
 
 
 def reflect(request: bytes, *, session=None, context=None, hop_limit=61) -> bytes:
-    buf = bytearray(request)
-    reflect_in_place(
-        buf, len(buf), receive_ns=RX_NS, error_estimate=REFLECTOR_ERR.encode(), hop_limit=hop_limit,
-        session=session, context=context,
-    )
-    stamp_transmit_time(buf, len(buf), TX_NS, session=session)
-    return bytes(buf)
+    reply, _dscp = reflect_request(request, receive_ns=RX_NS, transmit_ns=TX_NS, error_estimate=REFLECTOR_ERR.encode(),
+                                   hop_limit=hop_limit, session=session, context=context)
+    return reply
 
 
 def sender(seq: int, fmt: TimestampFormat = TimestampFormat.NTP, tlvs=(), ssid: int = 0x1234) -> SenderPacket:

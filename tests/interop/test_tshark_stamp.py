@@ -32,6 +32,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import wrpcap
 
+from tests.stamp_support import reflect_request
 from collector.wire.stamp import (
     ErrorEstimate,
     ReflectorPacket,
@@ -43,7 +44,7 @@ from collector.wire.stamp import (
     ntp_to_ns,
     ptp_to_ns,
 )
-from collector.wire.stamp_reflect import ReceivedContext, SessionCounters, reflect_in_place, stamp_transmit_time
+from collector.wire.stamp_reflect import ReceivedContext, SessionCounters
 from collector.wire.stamp_tlv import ClassOfService, ExtraPadding
 
 pytestmark = pytest.mark.tool("tshark")
@@ -100,13 +101,9 @@ def assert_ntp_shown(text: str, raw: int) -> None:
 
 
 def reflected(request: bytes, *, hop_limit: int = 61, error_estimate: ErrorEstimate, session=None, context=None) -> bytes:
-    buf = bytearray(request)
-    reflect_in_place(
-        buf, len(buf), receive_ns=RX_NS, error_estimate=error_estimate.encode(), hop_limit=hop_limit,
-        session=session, context=context,
-    )
-    stamp_transmit_time(buf, len(buf), TX_NS, session=session)
-    return bytes(buf)
+    reply, _dscp = reflect_request(request, receive_ns=RX_NS, transmit_ns=TX_NS, error_estimate=error_estimate.encode(),
+                                   hop_limit=hop_limit, session=session, context=context)
+    return reply
 
 
 def request(seq: int, fmt: TimestampFormat = TimestampFormat.NTP, tlvs=(), ssid: int = 0x0102) -> bytes:

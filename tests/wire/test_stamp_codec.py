@@ -10,6 +10,7 @@ import struct
 
 import pytest
 
+from tests.stamp_support import reflect_request
 from collector.wire.stamp import (
     AUTH_BASE_LEN,
     BASE_LEN,
@@ -101,14 +102,10 @@ def reflect(
     tx_ns: int = TX_NS,
 ) -> tuple[bytes, int]:
     """The reply to `request` and the DSCP the reflector returned for it."""
-    buf = bytearray(request)
-    dscp = reflect_in_place(
-        buf, len(buf), receive_ns=rx_ns, error_estimate=error_estimate, hop_limit=hop_limit,
-        session=session, authenticated=authenticated, key=key, context=context, policy=policy,
-        stats=stats,
+    return reflect_request(
+        request, receive_ns=rx_ns, transmit_ns=tx_ns, error_estimate=error_estimate, hop_limit=hop_limit,
+        session=session, authenticated=authenticated, key=key, context=context, policy=policy, stats=stats,
     )
-    stamp_transmit_time(buf, len(buf), tx_ns, session=session, authenticated=authenticated, key=key)
-    return bytes(buf), dscp
 
 
 def tlv_at(packet: bytes, offset: int) -> tuple[int, int, int, bytes]:

@@ -13,6 +13,7 @@ import struct
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from tests.stamp_support import reflect_request
 from collector.wire.stamp import (
     AUTH_BASE_LEN,
     BASE_LEN,
@@ -249,12 +250,11 @@ def test_reflect_in_place_on_arbitrary_octets_keeps_length_or_raises_stamp_decod
 @given(senders, st.booleans(), st.integers(1, 255), st.integers(0, 2**62), st.integers(0, 2**62))
 def test_reflecting_an_encoded_request_gives_back_the_sender_fields(packet, stateful, hop_limit, rx_ns, tx_ns):
     request = encode_sender(packet)
-    buf = bytearray(request)
     session = SessionCounters(next_seq=17) if stateful else None
-    reflect_in_place(buf, len(buf), receive_ns=rx_ns, error_estimate=0x8001, hop_limit=hop_limit, session=session)
-    stamp_transmit_time(buf, len(buf), tx_ns, session=session)
-    assert len(buf) == len(request)
-    reply = decode_reflector(bytes(buf))
+    octets, _dscp = reflect_request(request, receive_ns=rx_ns, transmit_ns=tx_ns, error_estimate=0x8001,
+                                    hop_limit=hop_limit, session=session)
+    assert len(octets) == len(request)
+    reply = decode_reflector(octets)
     fmt = packet.error_estimate.timestamp_format
     assert (reply.sender_seq, reply.sender_timestamp, reply.sender_error_estimate) == (
         packet.seq, packet.timestamp, packet.error_estimate,
