@@ -16,6 +16,10 @@ DEBIAN_PACKAGES=(
   fping          # fping -6: the peer of the echo prober in bench/icmp_echo_scale.py
   prometheus-smokeping-prober  # smokeping_prober (binary prometheus-smokeping-prober): the peer in bench/agent_scale.py
   prometheus     # the real scraper in tests/integration: each test starts its own on a loopback port
+  prometheus-alertmanager  # alert routing in tests/integration; amtool checks dashboards/alertmanager.yml
+  softflowd      # a real IPFIX / NetFlow v9 exporter for the flow receiver's tests
+  pmacct         # pmacctd + nfprobe: a second, independent exporter
+  nfdump         # nfcapd: the peer in bench/ipfix_decode.py
   procps
 )
 
@@ -33,18 +37,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# The prometheus package enables a system-wide server on :9090. Nothing in xnetmon uses it
-# (tests start their own with a temporary config and store), so keep it stopped and disabled.
-if [ -x /usr/bin/prometheus ]; then
+# Debian starts system-wide daemons for some of these packages (prometheus on :9090,
+# alertmanager on :9093, nfcapd, pmacctd, softflowd). Nothing in xnetmon uses them: tests
+# start their own on loopback ports with temporary configs, so keep the daemons stopped.
+SYSTEM_DAEMONS=(prometheus prometheus-alertmanager nfdump pmacctd softflowd)
+for service in "${SYSTEM_DAEMONS[@]}"; do
   if [ -d /run/systemd/system ]; then
-    if systemctl is-enabled --quiet prometheus.service 2>/dev/null || systemctl is-active --quiet prometheus.service; then
-      as_root systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+    if systemctl is-enabled --quiet "$service.service" 2>/dev/null || systemctl is-active --quiet "$service.service"; then
+      as_root systemctl disable --now "$service.service" >/dev/null 2>&1 || true
     fi
-  elif [ -f /run/prometheus/prometheus.pid ]; then  # sysvinit: its script stops it by pid file
-    as_root /etc/init.d/prometheus stop >/dev/null 2>&1 || true
-    as_root update-rc.d prometheus disable >/dev/null 2>&1 || true
+  elif [ -x "/etc/init.d/$service" ]; then  # sysvinit: the script knows its own pid file
+    as_root "/etc/init.d/$service" stop >/dev/null 2>&1 || true
+    as_root update-rc.d "$service" disable >/dev/null 2>&1 || true
   fi
-fi
+done
 
 VENV=.venv
 if [ ! -x "$VENV/bin/python" ]; then
