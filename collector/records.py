@@ -278,3 +278,34 @@ class CollectorHealth:
     sessions: int  # (target, slice, kind) schedules running
     windows_dropped_total: int  # windows the spool had to discard while the analyzer was away
     spool_depth: int  # windows waiting to be shipped
+
+
+# -- flows (export receiver, packet capture) --------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRecord:
+    """One flow as an exporter or a capture saw it, classified into a slice.
+
+    `packets` and `bytes` are already scaled by the sampling rate (`sampling_rate` says by
+    how much; 1 when unsampled), so records from differently sampled exporters add up.
+    Addresses are text (compressed IPv6 or dotted IPv4). Times are wall-clock ns.
+    """
+
+    exporter: str            # exporter address, or "capture:<interface or file>"
+    observation_domain: int  # IPFIX observation domain / NetFlow v9 source id / sFlow sub-agent (0 for captures)
+    source: str
+    destination: str
+    protocol: int            # IP protocol number (6 TCP, 17 UDP, 58 ICMPv6)
+    source_port: int
+    destination_port: int
+    dscp: int
+    flow_label: int
+    slice: str
+    packets: int
+    bytes: int
+    start_ns: int
+    end_ns: int
+    sampling_rate: int = 1
+    direction: str = "unknown"  # "in" | "out" (towards / away from the site's prefixes) | "unknown"
+    segments: tuple[str, ...] = ()  # SRv6 segment list (IE 497 / SRH), when present
