@@ -24,34 +24,42 @@ def free_tcp_port(host: str) -> int:
 
 
 @contextlib.contextmanager
-def running_prometheus(tmp_path: Path, *targets: str, netns: str | None = None) -> Iterator[str]:
-    """Our own Prometheus on a free loopback port, scraping `targets` every second; yields its
-    URL. With `netns` it runs inside that network namespace (query it with the same netns)."""
+def running_prometheus(tmp_path: Path, *targets: str, netns: str | None = None,
+                       config_text: str | None = None) -> Iterator[str]:
+    """Our own Prometheus on a free loopback port, scraping `targets` every second (or as
+    `config_text` says); yields its URL. With `netns` it runs inside that network namespace
+    (query it with the same netns)."""
     port = free_tcp_port("127.0.0.1")
     config = tmp_path / "prometheus.yml"
     listed = ", ".join(f"'{t}'" for t in targets)
-    config.write_text(
+    config.write_text(config_text or (
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         "scrape_configs:\n"
         f"  - job_name: xnet-agent\n    static_configs: [{{targets: [{listed}]}}]\n"
-    )
-    log = (tmp_path / "prometheus.log").open("w")
-    proc = subprocess.Popen(
-        _in(netns, ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]),
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    ))
+    argv = ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+    with serving(argv, f"http://127.0.0.1:{port}", tmp_path / "prometheus.log", netns) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serving(argv: list[str], url: str, log_path: Path, netns: str | None = None) -> Iterator[str]:
+    """Run a Prometheus-style server (`argv`, in `netns` when given) until the block ends;
+    yields `url` once its /-/ready answers."""
+    name = Path(argv[0]).name
+    log = log_path.open("w")
+    proc = subprocess.Popen(_in(netns, argv), stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 15
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"prometheus exited: {(tmp_path / 'prometheus.log').read_text()[-2000:]}")
+                pytest.fail(f"{name} exited: {log_path.read_text()[-2000:]}")
             with contextlib.suppress(OSError, ValueError):
                 if _get(f"{url}/-/ready", netns, parse=False) is not None:
                     break
             if time.monotonic() > deadline:
-                pytest.fail("prometheus did not become ready within 15 s")
+                pytest.fail(f"{name} did not become ready within 15 s")
             time.sleep(0.2)
         yield url
     finally:
