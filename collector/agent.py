@@ -44,6 +44,7 @@ class Agent:
                           plan.source_address)
             if plan.trace_enabled else None
         )
+        self.flows = _flow_receiver(plan)
         self.server: MetricsServer | None = None
         self.windows_total = 0
         self._observations: list[PathObservation] = []
@@ -114,7 +115,9 @@ class Agent:
         if self.reflector is not None:
             self.reflector.start()
         try:
-            self.server = serve_metrics(self.metrics, self.plan.metrics_listen)
+            if self.flows is not None:
+                self.flows.start()
+            self.server = serve_metrics(self.metrics, self.plan.metrics_listen, flows=self.flows)
             if self.plan.start_delay_s:
                 try:  # the reflector already answers; probing waits (a stop ends the wait)
                     await asyncio.wait_for(self._stop.wait(), self.plan.start_delay_s)
@@ -131,6 +134,8 @@ class Agent:
                 self.server.stop()
             if self.reflector is not None:
                 self.reflector.stop()
+            if self.flows is not None:
+                self.flows.stop()
             if self.sink is not None:
                 await loop.run_in_executor(None, self.sink.close)
 
@@ -141,6 +146,14 @@ class Agent:
                 await asyncio.wait_for(self._stop.wait(), self.plan.window_s)
             except asyncio.TimeoutError:
                 self._refresh_health()
+
+
+def _flow_receiver(plan: AgentPlan):
+    if plan.flows is None:
+        return None
+    from collector.flows.receiver import FlowReceiver
+
+    return FlowReceiver(plan.flows)
 
 
 def _sink_for(plan: AgentPlan) -> WindowSink | None:

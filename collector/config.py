@@ -291,6 +291,22 @@ class AnalyzerModel(_Strict):
         return value
 
 
+class FlowsModel(_Strict):
+    """The flow export receiver (IPFIX, NetFlow v9, sFlow): counters on the agent's /metrics."""
+
+    listen: list[str] = Field(default_factory=lambda: ["[::]:4739"], min_length=1)
+    state_dir: str | None = None  # templates and sampling rates kept here across restarts
+    default_sampling: dict[IPAddressText, Annotated[float, Field(ge=1)]] = Field(default_factory=dict)
+    template_timeout_s: Seconds = 1800.0
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_addresses(cls, value: list[str]) -> list[str]:
+        for item in value:
+            parse_listen(item)
+        return _no_repeats(value)
+
+
 class AgentConfig(_Strict):
     site: SiteModel
     slices: list[SliceModel] = Field(default_factory=lambda: [_catalogue_entry(s) for s in DEFAULT_SLICES])
@@ -299,6 +315,7 @@ class AgentConfig(_Strict):
     reflector: ReflectorModel = Field(default_factory=ReflectorModel)
     metrics: MetricsModel = Field(default_factory=MetricsModel)
     analyzer: AnalyzerModel | None = None
+    flows: FlowsModel | None = None
 
     # Where the file came from: its label in messages, and the base of relative paths.
     _source: str = PrivateAttr(default="<config>")

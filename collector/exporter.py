@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
+from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import start_http_server
@@ -28,6 +29,9 @@ from prometheus_client.utils import floatToGoString
 
 from collector.metrics_state import MetricsSnapshot, MetricsState
 from collector.records import RTT_BUCKETS_S
+
+if TYPE_CHECKING:  # the flow receiver is optional: imported only by agents that run one
+    from collector.flows.receiver import FlowReceiver
 
 PATH_LABELS = ["src", "dst", "slice", "probe"]
 # 7 counters (sent, received, lost x 3 directions, duplicates, reordered), the RTT histogram
@@ -46,8 +50,9 @@ def _version() -> str:
 class AgentCollector(Collector):
     """Renders whatever snapshot `state` holds at the moment of the scrape."""
 
-    def __init__(self, state: MetricsState) -> None:
+    def __init__(self, state: MetricsState, flows: FlowReceiver | None = None) -> None:
         self._state = state
+        self._flows = flows
         self._build = (_version(), platform.python_version())
 
     def describe(self) -> list[Metric]:
@@ -64,6 +69,7 @@ class AgentCollector(Collector):
         yield from _path_families(snapshot)
         yield from _collector_families(snapshot)
         yield from _reflector_families(snapshot)
+        yield from _flow_and_malformed_families(snapshot, self._flows)
 
 
 def _path_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
@@ -204,27 +210,40 @@ def _reflector_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
     packets.add_metric(["refused_rate_limited"], counters.refused_rate_limited)
     packets.add_metric(["send_error"], counters.send_errors)
     yield packets
+
+
+def _flow_and_malformed_families(snapshot: MetricsSnapshot, flows: FlowReceiver | None) -> Iterator[Metric]:
+    """The flow receiver's families, and one malformed-packets family for STAMP and flows."""
+    if snapshot.reflector is None and flows is None:
+        return
     malformed = CounterMetricFamily(
         "xnet_malformed_packets_total",
         "Packets dropped because they could not be decoded, by protocol and what was wrong with them.",
         labels=["protocol", "kind"],
     )
-    for kind, count in counters.malformed:
+    for kind, count in snapshot.reflector.malformed if snapshot.reflector is not None else ():
         malformed.add_metric(["stamp", kind], count)
+    if flows is not None:
+        from collector.flows.metrics import flow_families, malformed_counts
+
+        yield from flow_families(flows)
+        for (protocol, kind), count in malformed_counts(flows):
+            malformed.add_metric([protocol, kind], count)
     yield malformed
 
 
 # -- serving -----------------------------------------------------------------------------
 
 
-def agent_registry(state: MetricsState, *, process_metrics: bool = True) -> CollectorRegistry:
+def agent_registry(state: MetricsState, *, process_metrics: bool = True,
+                   flows: FlowReceiver | None = None) -> CollectorRegistry:
     """A registry of its own (never the global one) holding the agent's collector.
 
     `process_*` metrics are kept by default: resident memory tracks the memory per
     (target, slice) pair, and start time explains a reset of every counter at once.
     """
     registry = CollectorRegistry()
-    registry.register(AgentCollector(state))
+    registry.register(AgentCollector(state, flows))
     if process_metrics:
         ProcessCollector(registry=registry)
     return registry
@@ -261,11 +280,18 @@ class MetricsServer:
 
 
 def serve_metrics(
-    state: MetricsState, listen: tuple[str, int], *, process_metrics: bool = True
+    state: MetricsState, listen: tuple[str, int], *, process_metrics: bool = True,
+    flows: FlowReceiver | None = None,
 ) -> MetricsServer:
     """Serve `state` on http://HOST:PORT/metrics from a daemon thread. HOST may be an IPv6
-    address, bracketed or not ("::1", "[::1]", "::" for every address); port 0 picks one."""
+    address, bracketed or not ("::1", "[::1]", "::" for every address); port 0 picks one.
+    With a flow receiver, its metrics join /metrics and /flows/top serves its top talkers."""
     host, port = listen
     host = host.strip("[]")
-    httpd, thread = start_http_server(port, addr=host, registry=agent_registry(state, process_metrics=process_metrics))
+    registry = agent_registry(state, process_metrics=process_metrics, flows=flows)
+    if flows is not None:
+        from collector.flows.http import serve_metrics_and_top
+
+        return MetricsServer(*serve_metrics_and_top(registry, flows, (host, port)))
+    httpd, thread = start_http_server(port, addr=host, registry=registry)
     return MetricsServer(httpd, thread)

@@ -139,6 +139,10 @@ class DatagramBatch:
             return family, bytes(names[base + 8 : base + 24]), port
         return family, bytes(names[base + 4 : base + 8]), port
 
+    def address(self, i: int) -> memoryview:
+        """Datagram i's sender as the raw sockaddr (of whatever family the socket has)."""
+        return self._names_view[i * _SOCKADDR_SIZE:(i + 1) * _SOCKADDR_SIZE]
+
     def control(self, i: int) -> list[tuple[int, int, memoryview]]:
         """Datagram i's ancillary items as (level, type, data), like socket.recvmsg gives."""
         controllen = _U64.unpack_from(self._rx_view, i * _MMSGHDR_SIZE + _CONTROLLEN_OFFSET)[0]

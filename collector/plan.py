@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from collector.config import (
     DEFAULT_SPOOL_MAX_WINDOWS,
@@ -26,6 +27,9 @@ from collector.reflector import ReflectorConfig
 from collector.target_sources import expand
 from collector.wire.icmp6 import COOKIE_LEN
 from collector.wire.stamp import STAMP_PORT
+
+if TYPE_CHECKING:  # imported when a plan has a flows section: the receiver pulls in numpy
+    from collector.flows.receiver import ReceiverSettings
 
 __all__ = ["AgentPlan", "ConfigError", "PlannedProbe", "load_plan", "resolve_plan", "stable_flow_label"]
 
@@ -68,6 +72,7 @@ class AgentPlan:
     spool_max_windows: int
     config_path: str  # absolute, so that a reload finds the file whatever the working directory
     start_delay_s: float = 0.0  # reflector first, probes this much later
+    flows: ReceiverSettings | None = None  # the flow export receiver, when configured
 
 
 def load_plan(path: str | Path) -> AgentPlan:
@@ -100,6 +105,7 @@ def resolve_plan(config: AgentConfig) -> AgentPlan:
         spool_max_windows=analyzer.spool_max_windows if analyzer else DEFAULT_SPOOL_MAX_WINDOWS,
         config_path=str(config.file.absolute()) if config.file else config.source,
         start_delay_s=config.probing.start_delay_s,
+        flows=_flows(config),
     )
 
 
@@ -208,6 +214,22 @@ def _read_secret(config: AgentConfig, key: str, relative: str, problems: list[st
         problems.append(f"{key}: {path} is empty")
         return None
     return secret
+
+
+def _flows(config: AgentConfig) -> ReceiverSettings | None:
+    flows = config.flows
+    if flows is None:
+        return None
+    from collector.flows.receiver import ReceiverSettings
+
+    return ReceiverSettings(
+        listen=[parse_listen(item) for item in flows.listen],
+        state_dir=config.path_of(flows.state_dir) if flows.state_dir else None,
+        default_sampling=dict(flows.default_sampling),
+        template_timeout_s=flows.template_timeout_s,
+        slice_rules=[{"slice": s.name, "dscp": s.dscp} for s in config.slices],
+        rules_source=config.source,
+    )
 
 
 DEFAULT_SPOOL_ROOT = "/var/lib/xnetmon/spool"

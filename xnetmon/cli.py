@@ -21,6 +21,8 @@ COMMAND_MODULES = (
     "xnetmon.commands.analyzer",
     "xnetmon.commands.status",
     "lab.cli",
+    "xnetmon.commands.capture",
+    "xnetmon.commands.flows",
 )
 
 

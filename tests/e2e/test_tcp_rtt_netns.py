@@ -1,0 +1,148 @@
+"""Passive TCP RTT of a real connection against the sending kernel's own RTT (`ss -ti`).
+
+Three namespaces: sender -- router -- receiver, over veth pairs. The router forwards to
+the receiver through a token bucket (tbf) at `RATE`, and the sender keeps about
+`IN_FLIGHT` octets in flight (a fixed send buffer, cubic), so a steady queue of tens of
+milliseconds builds in the router. (The bucket is not on the sender itself, where TCP
+small queues would keep the queue to a packet or two.) The capture point is the
+receiver's end. There, the receiver's TSvals (on its ACKs) come back echoed by data
+segments that waited in the router's queue: those samples measure the path beyond the
+capture point, queue included, which is what the sender's kernel sees as its RTT.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import statistics
+import subprocess
+import threading
+import time
+
+import pytest
+
+from collector.flows.tcp_rtt import PassiveTcpRtt
+from tests.capture_support import Capture, created_in
+from tests.support import network_namespace
+
+pytestmark = pytest.mark.root
+
+RATE = "20mbit"
+IN_FLIGHT = 48 * 1024  # send buffer; the kernel doubles it for its bookkeeping
+TRANSFER = 6 * 1024 * 1024
+PORT = 5201
+# family: (sender's subnet, receiver's subnet, prefix length); the router is ::1 / .1 in both
+SUBNETS = {"ipv6": ("fd00:7c:1::", "fd00:7c:2::", 64), "ipv4": ("10.77.1.", "10.77.2.", 24)}
+
+
+def ip(namespace: str, *args: str) -> None:
+    subprocess.run(["ip", "-n", namespace, *args], check=True)
+
+
+def kernel_rtt_ms(namespace: str, destination: str) -> float | None:
+    """The smoothed RTT the sender's kernel keeps for the connection, from `ss -ti`."""
+    peer = f"[{destination}]:{PORT}" if ":" in destination else f"{destination}:{PORT}"
+    out = subprocess.run(["ip", "netns", "exec", namespace, "ss", "-tin", "dst", peer],
+                         capture_output=True, text=True).stdout
+    found = re.search(r"\brtt:([\d.]+)/", out)
+    return float(found.group(1)) if found else None
+
+
+def wire(sender: str, router: str, receiver: str, family: str) -> tuple[str, str]:
+    """sender --veth-- router --veth-- receiver, the router's way to the receiver through a
+    token bucket; returns the sender's and the receiver's addresses."""
+    sender_net, receiver_net, length = SUBNETS[family]
+    ip(sender, "link", "add", "tx0", "type", "veth", "peer", "name", "r0", "netns", router)
+    ip(receiver, "link", "add", "rx0", "type", "veth", "peer", "name", "r1", "netns", router)
+    for namespace, interface, address in ((sender, "tx0", sender_net + "2"), (router, "r0", sender_net + "1"),
+                                          (router, "r1", receiver_net + "1"), (receiver, "rx0", receiver_net + "2")):
+        ip(namespace, "addr", "add", f"{address}/{length}", "dev", interface, *(["nodad"] if family == "ipv6" else []))
+        # segments of wire size, so that every TSval and every queue slot is one real packet
+        ip(namespace, "link", "set", interface, "up", "gso_max_size", "1500")
+    for namespace, gateway in ((sender, sender_net + "1"), (receiver, receiver_net + "1")):
+        ip(namespace, "route", "add", "default", "via", gateway)
+    forwarding = "net.ipv6.conf.all.forwarding=1" if family == "ipv6" else "net.ipv4.ip_forward=1"
+    subprocess.run(["ip", "netns", "exec", router, "sysctl", "-qw", forwarding], check=True)
+    subprocess.run(["ip", "netns", "exec", router, "tc", "qdisc", "add", "dev", "r1", "root", "tbf",
+                    "rate", RATE, "burst", "16kb", "latency", "500ms"], check=True)
+    sender_address, receiver_address = sender_net + "2", receiver_net + "2"
+    # links up and neighbours resolved before the handshake, so that no SYN waits for them
+    for _ in range(10):
+        ping = subprocess.run(["ip", "netns", "exec", sender, "ping", "-c", "1", "-W", "1", receiver_address],
+                              capture_output=True)
+        if ping.returncode == 0:
+            return sender_address, receiver_address
+    raise AssertionError(f"{receiver_address} unreachable from the sender: {ping.stdout!r}")
+
+
+@pytest.mark.parametrize("family", ["ipv6", "ipv4"])
+def test_passive_rtt_agrees_with_the_senders_kernel(family):
+    af = socket.AF_INET6 if family == "ipv6" else socket.AF_INET
+    with network_namespace() as receiver, network_namespace() as router, network_namespace() as sender:
+        sender_address, receiver_address = wire(sender, router, receiver, family)
+
+        def listen():
+            sock = socket.socket(af, socket.SOCK_STREAM)
+            sock.bind((receiver_address, PORT))
+            sock.listen(1)
+            return sock
+
+        def connect():
+            sock = socket.socket(af, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, IN_FLIGHT)
+            # cubic keeps the window (here: the send buffer) in flight; bbr would cycle the queue
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"cubic")
+            sock.connect((receiver_address, PORT))
+            return sock
+
+        meter = PassiveTcpRtt(remote_prefix_len=128, remote_prefix_len_v4=32)
+        capture = Capture(receiver, "rx0", "both", meter.observe)
+        server = created_in(receiver, listen)
+        client = created_in(sender, connect)
+        peer, _ = server.accept()
+        received = []
+        reader = threading.Thread(target=lambda: received.append(_drain(peer)))
+        reader.start()
+        kernel, done = [], threading.Event()
+
+        def poll_kernel():
+            while not done.is_set():
+                value = kernel_rtt_ms(sender, receiver_address)
+                if value is not None:
+                    kernel.append(value)
+                time.sleep(0.1)
+
+        poller = threading.Thread(target=poll_kernel)
+        poller.start()
+        try:
+            client.sendall(b"\x00" * TRANSFER)
+        finally:
+            done.set()
+            poller.join()
+            client.close()
+            reader.join(timeout=10)
+            peer.close()
+            server.close()
+            dropped = capture.stop()
+
+    assert dropped == 0 and received == [TRANSFER]
+    report = meter.report()
+    sender_prefix = f"{sender_address}/{128 if family == 'ipv6' else 32}"  # the echoing host
+    beyond = report.by_prefix[("best-effort", sender_prefix)]
+    steady_kernel_ms = statistics.median(kernel[1:-3])  # not the handshake's, nor those after the queue drained
+    passive_mean_ms = beyond.sum_s / beyond.samples * 1000
+    assert beyond.samples >= 100
+    assert steady_kernel_ms > 10, "the queue did not build; the comparison would be of two near-zeros"
+    # The kernel's RTT also holds the receiver's ACK delay, which no capture point before the
+    # receiver's socket can see; the bound allows for it.
+    assert abs(passive_mean_ms - steady_kernel_ms) <= 0.3 * steady_kernel_ms + 2.0, (passive_mean_ms, steady_kernel_ms)
+    assert steady_kernel_ms / 2 <= beyond.p50_s * 1000 <= steady_kernel_ms * 1.5  # the histogram's estimate
+    assert beyond.min_s * 1000 <= steady_kernel_ms
+    assert report.by_slice["best-effort"].retransmissions == 0  # the bucket queues, it never drops here
+
+
+def _drain(sock) -> int:
+    total = 0
+    while chunk := sock.recv(1 << 16):
+        total += len(chunk)
+    return total

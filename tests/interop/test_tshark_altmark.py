@@ -1,0 +1,84 @@
+"""Packets our alternate-marking sender puts on the wire, as tshark decodes them.
+
+The sender runs in a namespace of its own and tshark captures its loopback. tshark 4.0 has
+no Alternate Marking dissector: it shows option 0x12 as an unknown option of the Hop-by-Hop
+or Destination Options header, with its type, length and payload. The test reads
+FlowMonID, L and D out of tshark's payload by the bit layout of RFC 9343 section 3, and
+checks that they equal both what the sender meant to send and what `find_altmark` reads
+from the same frames.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from scapy.utils import rdpcap
+
+from collector.flows.altmark import AltMark, find_altmark
+from collector.flows.altmark_sender import Marker
+from tests.support import REPO, network_namespace, stop_process
+
+pytestmark = [pytest.mark.root, pytest.mark.tool("tshark")]
+
+PER_HEADER = 10
+BLOCK = 3
+FLOWS = {"hop-by-hop": 0xABCDE, "destination": 0x00017}
+FIELDS = ["ipv6.hopopts.nxt", "ipv6.dstopts.nxt", "ipv6.opt.type", "ipv6.opt.length", "ipv6.opt.unknown"]
+
+
+def expected_marks(flow_mon_id: int) -> list[AltMark]:
+    marker = Marker(flow_mon_id, block_packets=BLOCK)
+    return [marker.next(0)[1] for _ in range(PER_HEADER)]
+
+
+def rfc9343_fields(payload_hex: str) -> AltMark:
+    bits = f"{int(payload_hex, 16):032b}"  # FlowMonID (20 bits), L, D, reserved (10 bits)
+    assert bits[22:] == "0" * 10, "reserved bits must be sent as zero"
+    return AltMark(int(bits[:20], 2), int(bits[20]), bits[21] == "1")
+
+
+def test_tshark_reads_the_marks_we_send(tmp_path):
+    pcap = tmp_path / "marked.pcap"
+    with network_namespace() as namespace:
+        # "ip6 and not icmp6": our packets (Next Header 0 or 60), not the port-unreachable replies
+        tshark = subprocess.Popen(
+            ["ip", "netns", "exec", namespace, "tshark", "-i", "lo", "-F", "pcap", "-w", str(pcap),
+             "-f", "ip6 and not icmp6", "-c", str(2 * PER_HEADER)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            for line in tshark.stderr:  # dumpcap says so once the filter is in place
+                if "Capturing on" in line:
+                    break
+            for header, flow_mon_id in FLOWS.items():
+                argv = [sys.executable, "-m", "collector.flows.altmark_sender", "::1", "--flow-mon-id",
+                        str(flow_mon_id), "--count", str(PER_HEADER), "--block-packets", str(BLOCK),
+                        "--interval-ms", "1", "--header", header]
+                sent = subprocess.run(["ip", "netns", "exec", namespace, *argv], capture_output=True, text=True,
+                                      timeout=30, cwd=REPO)
+                assert sent.returncode == 0, sent.stderr
+            tshark.wait(timeout=20)
+        finally:
+            if tshark.poll() is None:
+                stop_process(tshark)
+
+    fields = subprocess.run(
+        ["tshark", "-r", str(pcap), "-T", "fields", "-E", "occurrence=a", "-E", "separator=\t",
+         *[arg for field in FIELDS for arg in ("-e", field)]],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()
+    frames = [bytes(frame) for frame in rdpcap(str(pcap))]
+    assert len(fields) == len(frames) == 2 * PER_HEADER
+
+    for index, (line, frame) in enumerate(zip(fields, frames)):
+        header = "hop-by-hop" if index < PER_HEADER else "destination"
+        hop_by_hop_next, destination_next, option_type, length, payload = line.split("\t")
+        assert (hop_by_hop_next != "", destination_next != "") == (header == "hop-by-hop", header == "destination")
+        assert (int(option_type, 16), int(length)) == (0x12, 4)
+        theirs = rfc9343_fields(payload)
+        assert theirs == expected_marks(FLOWS[header])[index % PER_HEADER]
+        assert find_altmark(frame, 14) == theirs
+    colours = [rfc9343_fields(line.split("\t")[4]).loss_flag for line in fields[:PER_HEADER]]
+    assert colours == [0, 0, 0, 1, 1, 1, 0, 0, 0, 1]
