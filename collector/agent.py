@@ -45,6 +45,7 @@ class Agent:
             if plan.trace_enabled else None
         )
         self.flows = _flow_receiver(plan)
+        self.captures = _captures(plan, self.flows)
         self.server: MetricsServer | None = None
         self.windows_total = 0
         self._observations: list[PathObservation] = []
@@ -101,6 +102,10 @@ class Agent:
         added, removed = self.scheduler.reload(plan.probes)
         if self.discovery is not None:
             self.discovery.update(plan.probes)
+        if self.captures is not None:
+            self.captures.reload(plan.capture)
+        elif plan.capture is not None:
+            log.warning("a new capture section starts with the agent's next start, not on reload")
         self.plan = plan
         log.info("configuration reloaded: %d schedules added, %d removed", added, removed)
         return True
@@ -117,7 +122,10 @@ class Agent:
         try:
             if self.flows is not None:
                 self.flows.start()
-            self.server = serve_metrics(self.metrics, self.plan.metrics_listen, flows=self.flows)
+            if self.captures is not None:
+                self.captures.start()
+            self.server = serve_metrics(self.metrics, self.plan.metrics_listen, flows=self.flows,
+                                        captures=self.captures)
             if self.plan.start_delay_s:
                 try:  # the reflector already answers; probing waits (a stop ends the wait)
                     await asyncio.wait_for(self._stop.wait(), self.plan.start_delay_s)
@@ -136,6 +144,8 @@ class Agent:
                 self.reflector.stop()
             if self.flows is not None:
                 self.flows.stop()
+            if self.captures is not None:
+                self.captures.stop()
             if self.sink is not None:
                 await loop.run_in_executor(None, self.sink.close)
 
@@ -153,7 +163,18 @@ def _flow_receiver(plan: AgentPlan):
         return None
     from collector.flows.receiver import FlowReceiver
 
-    return FlowReceiver(plan.flows)
+    # With captures too, one classifier: their records and the exports count in the same slices.
+    return FlowReceiver(plan.flows, classifier=plan.capture.classifier if plan.capture is not None else None)
+
+
+def _captures(plan: AgentPlan, flows):
+    if plan.capture is None:
+        return None
+    from collector.flows.agent_capture import AgentCaptures
+
+    if flows is None:
+        return AgentCaptures(plan.capture)
+    return AgentCaptures(plan.capture, flows.counters, flows.lock)  # one set of counters, one /flows/top
 
 
 def _sink_for(plan: AgentPlan) -> WindowSink | None:
@@ -167,6 +188,11 @@ def run_agent(plan: AgentPlan) -> int:
     """`xnetmon agent`: run until SIGINT/SIGTERM; SIGHUP reloads the configuration."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     agent = Agent(plan)
+    capture_errors: tuple[type[Exception], ...] = ()  # an interface that cannot be captured
+    if plan.capture is not None:
+        from collector.flows.agent_capture import CaptureError
+
+        capture_errors = (CaptureError,)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -177,5 +203,9 @@ def run_agent(plan: AgentPlan) -> int:
                  len(plan.probes), *plan.metrics_listen)
         await agent.run()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except capture_errors as exc:
+        log.error("%s", exc)
+        return 1
     return 0

@@ -47,6 +47,7 @@ MAX_PAYLOAD = 65527  # an IPv6 payload of 65535 less the UDP or ICMPv6 header
 # Names become label values and, in target files, the first word of a line.
 NAME = re.compile(r"^\S{1,253}$")
 SLICE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+INTERFACE = re.compile(r"^[^\s/:]{1,15}$")  # the kernel's IFNAMSIZ less the final NUL
 LISTEN = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<v4>[0-9.]+)):(?P<port>[0-9]{1,5})$")
 
 ProbeKind = Literal["stamp", "icmp"]
@@ -105,10 +106,17 @@ def _no_repeats(values: list) -> list:
     return values
 
 
+def _interface_name(value: str) -> str:
+    if not INTERFACE.match(value):
+        raise ValueError(f"{value!r} is not an interface name: give 1 to 15 characters without spaces or '/'")
+    return value
+
+
 IPAddressText = Annotated[str, AfterValidator(_ip_address)]
 IPPrefixText = Annotated[str, AfterValidator(_ip_prefix)]
 NameText = Annotated[str, AfterValidator(_name)]
 SliceNameRef = Annotated[str, AfterValidator(_known_slice)]
+InterfaceName = Annotated[str, AfterValidator(_interface_name)]
 
 
 # ---------------------------------------------------------------------------------------
@@ -307,6 +315,38 @@ class FlowsModel(_Strict):
         return _no_repeats(value)
 
 
+class CaptureInterfaceModel(_Strict):
+    """One interface the agent samples packets from (AF_PACKET; the agent needs CAP_NET_RAW)."""
+
+    interface: InterfaceName
+    sample: StrictInt = Field(default=1, ge=1, le=1_000_000, description="1:N random sampling")
+    tcp_rtt: bool = False
+    altmark_point: NameText | None = None
+    active_timeout_s: Seconds = 60.0  # how late /metrics may be for a long flow
+    idle_timeout_s: Seconds = 15.0
+
+    @model_validator(mode="after")
+    def _rtt_sees_every_packet(self) -> CaptureInterfaceModel:
+        if self.tcp_rtt and self.sample != 1:
+            # pping matches each timestamp with its echo: sampled packets would rarely pair
+            raise ValueError(f"tcp_rtt needs every packet: expected sample 1 with tcp_rtt true, got sample {self.sample}")
+        return self
+
+
+class CaptureModel(_Strict):
+    """Packet sampling from interfaces: flow counters, passive TCP RTT, alternate marking."""
+
+    interfaces: list[CaptureInterfaceModel] = Field(min_length=1)
+    slices: str | None = None  # rules file (collector/slices.py); also classifies the flow receiver's records
+
+    @field_validator("interfaces")
+    @classmethod
+    def _one_capture_per_interface(cls, value: list[CaptureInterfaceModel]) -> list[CaptureInterfaceModel]:
+        _no_repeats([entry.interface for entry in value])
+        _no_repeats([entry.altmark_point for entry in value if entry.altmark_point is not None])
+        return value
+
+
 class AgentConfig(_Strict):
     site: SiteModel
     slices: list[SliceModel] = Field(default_factory=lambda: [_catalogue_entry(s) for s in DEFAULT_SLICES])
@@ -316,6 +356,7 @@ class AgentConfig(_Strict):
     metrics: MetricsModel = Field(default_factory=MetricsModel)
     analyzer: AnalyzerModel | None = None
     flows: FlowsModel | None = None
+    capture: CaptureModel | None = None
 
     # Where the file came from: its label in messages, and the base of relative paths.
     _source: str = PrivateAttr(default="<config>")

@@ -30,7 +30,8 @@ from prometheus_client.utils import floatToGoString
 from collector.metrics_state import MetricsSnapshot, MetricsState
 from collector.records import RTT_BUCKETS_S
 
-if TYPE_CHECKING:  # the flow receiver is optional: imported only by agents that run one
+if TYPE_CHECKING:  # flow receiver and captures are optional: imported only by agents that run them
+    from collector.flows.agent_capture import AgentCaptures
     from collector.flows.receiver import FlowReceiver
 
 PATH_LABELS = ["src", "dst", "slice", "probe"]
@@ -50,9 +51,11 @@ def _version() -> str:
 class AgentCollector(Collector):
     """Renders whatever snapshot `state` holds at the moment of the scrape."""
 
-    def __init__(self, state: MetricsState, flows: FlowReceiver | None = None) -> None:
+    def __init__(self, state: MetricsState, flows: FlowReceiver | None = None,
+                 captures: AgentCaptures | None = None) -> None:
         self._state = state
         self._flows = flows
+        self._captures = captures
         self._build = (_version(), platform.python_version())
 
     def describe(self) -> list[Metric]:
@@ -69,7 +72,7 @@ class AgentCollector(Collector):
         yield from _path_families(snapshot)
         yield from _collector_families(snapshot)
         yield from _reflector_families(snapshot)
-        yield from _flow_and_malformed_families(snapshot, self._flows)
+        yield from _flow_and_malformed_families(snapshot, self._flows, self._captures)
 
 
 def _path_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
@@ -212,9 +215,11 @@ def _reflector_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
     yield packets
 
 
-def _flow_and_malformed_families(snapshot: MetricsSnapshot, flows: FlowReceiver | None) -> Iterator[Metric]:
-    """The flow receiver's families, and one malformed-packets family for STAMP and flows."""
-    if snapshot.reflector is None and flows is None:
+def _flow_and_malformed_families(snapshot: MetricsSnapshot, flows: FlowReceiver | None,
+                                 captures: AgentCaptures | None = None) -> Iterator[Metric]:
+    """The flow receiver's and the captures' families, and one malformed-packets family for
+    STAMP, flow exports and captured packets."""
+    if snapshot.reflector is None and flows is None and captures is None:
         return
     malformed = CounterMetricFamily(
         "xnet_malformed_packets_total",
@@ -223,27 +228,45 @@ def _flow_and_malformed_families(snapshot: MetricsSnapshot, flows: FlowReceiver 
     )
     for kind, count in snapshot.reflector.malformed if snapshot.reflector is not None else ():
         malformed.add_metric(["stamp", kind], count)
+    if flows is not None or captures is not None:
+        yield from _traffic_families(flows, captures)
     if flows is not None:
-        from collector.flows.metrics import flow_families, malformed_counts
+        from collector.flows.metrics import malformed_counts
 
-        yield from flow_families(flows)
         for (protocol, kind), count in malformed_counts(flows):
             malformed.add_metric([protocol, kind], count)
+    if captures is not None:
+        for (protocol, kind), count in captures.malformed_counts():
+            malformed.add_metric([protocol, kind], count)
     yield malformed
+
+
+def _traffic_families(flows: FlowReceiver | None, captures: AgentCaptures | None) -> Iterator[Metric]:
+    """One xnet_flow_* set for both: when the agent has a receiver, the captures count into
+    its TrafficCounters, so its totals hold theirs; the captures add their sampling rates."""
+    from collector.flows.metrics import FlowFigures, flow_families, receiver_figures
+
+    figures = receiver_figures(flows) if flows is not None else FlowFigures(captures.totals(), {})
+    if captures is not None:
+        figures = FlowFigures(figures.totals, {**figures.sampling_rates, **captures.sampling_rates()},
+                              figures.templates, figures.datagrams)
+    yield from flow_families(figures)
+    if captures is not None:
+        yield from captures.families()
 
 
 # -- serving -----------------------------------------------------------------------------
 
 
 def agent_registry(state: MetricsState, *, process_metrics: bool = True,
-                   flows: FlowReceiver | None = None) -> CollectorRegistry:
+                   flows: FlowReceiver | None = None, captures: AgentCaptures | None = None) -> CollectorRegistry:
     """A registry of its own (never the global one) holding the agent's collector.
 
     `process_*` metrics are kept by default: resident memory tracks the memory per
     (target, slice) pair, and start time explains a reset of every counter at once.
     """
     registry = CollectorRegistry()
-    registry.register(AgentCollector(state, flows))
+    registry.register(AgentCollector(state, flows, captures))
     if process_metrics:
         ProcessCollector(registry=registry)
     return registry
@@ -281,17 +304,19 @@ class MetricsServer:
 
 def serve_metrics(
     state: MetricsState, listen: tuple[str, int], *, process_metrics: bool = True,
-    flows: FlowReceiver | None = None,
+    flows: FlowReceiver | None = None, captures: AgentCaptures | None = None,
 ) -> MetricsServer:
     """Serve `state` on http://HOST:PORT/metrics from a daemon thread. HOST may be an IPv6
     address, bracketed or not ("::1", "[::1]", "::" for every address); port 0 picks one.
-    With a flow receiver, its metrics join /metrics and /flows/top serves its top talkers."""
+    With a flow receiver or packet captures, their metrics join /metrics and /flows/top
+    serves the top talkers (of both: they share one set of counters)."""
     host, port = listen
     host = host.strip("[]")
-    registry = agent_registry(state, process_metrics=process_metrics, flows=flows)
-    if flows is not None:
+    registry = agent_registry(state, process_metrics=process_metrics, flows=flows, captures=captures)
+    traffic = flows if flows is not None else captures
+    if traffic is not None:
         from collector.flows.http import serve_metrics_and_top
 
-        return MetricsServer(*serve_metrics_and_top(registry, flows, (host, port)))
+        return MetricsServer(*serve_metrics_and_top(registry, traffic, (host, port)))
     httpd, thread = start_http_server(port, addr=host, registry=registry)
     return MetricsServer(httpd, thread)

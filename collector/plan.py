@@ -28,7 +28,8 @@ from collector.target_sources import expand
 from collector.wire.icmp6 import COOKIE_LEN
 from collector.wire.stamp import STAMP_PORT
 
-if TYPE_CHECKING:  # imported when a plan has a flows section: the receiver pulls in numpy
+if TYPE_CHECKING:  # imported when a plan has a flows or capture section: they pull in numpy
+    from collector.flows.agent_capture import CaptureSettings
     from collector.flows.receiver import ReceiverSettings
 
 __all__ = ["AgentPlan", "ConfigError", "PlannedProbe", "load_plan", "resolve_plan", "stable_flow_label"]
@@ -73,6 +74,7 @@ class AgentPlan:
     config_path: str  # absolute, so that a reload finds the file whatever the working directory
     start_delay_s: float = 0.0  # reflector first, probes this much later
     flows: ReceiverSettings | None = None  # the flow export receiver, when configured
+    capture: CaptureSettings | None = None  # packet sampling from interfaces, when configured
 
 
 def load_plan(path: str | Path) -> AgentPlan:
@@ -85,6 +87,7 @@ def resolve_plan(config: AgentConfig) -> AgentPlan:
     probes = _probes(config, problems)
     reflector = _reflector(config, problems)
     token = _analyzer_token(config, problems)
+    capture = _capture(config, problems)
     if problems:
         raise ConfigError([f"{config.source}: {p}" for p in problems])
     trace = config.probing.trace
@@ -106,6 +109,7 @@ def resolve_plan(config: AgentConfig) -> AgentPlan:
         config_path=str(config.file.absolute()) if config.file else config.source,
         start_delay_s=config.probing.start_delay_s,
         flows=_flows(config),
+        capture=capture,
     )
 
 
@@ -230,6 +234,34 @@ def _flows(config: AgentConfig) -> ReceiverSettings | None:
         slice_rules=[{"slice": s.name, "dscp": s.dscp} for s in config.slices],
         rules_source=config.source,
     )
+
+
+def _capture(config: AgentConfig, problems: list[str]) -> CaptureSettings | None:
+    """The capture section with its slice classifier compiled: from the `slices` rules file,
+    else the slices section's DSCPs (the flow receiver's rules), so both count alike."""
+    section = config.capture
+    if section is None:
+        return None
+    from collector.flows.agent_capture import CaptureSettings, InterfaceCapture
+    from collector.slices import SliceClassifier
+
+    if section.slices is not None:
+        path = config.path_of(section.slices)
+        try:
+            classifier = SliceClassifier.from_file(path)
+        except ConfigError as exc:
+            problems.extend(f"capture.slices: {problem}" for problem in exc.problems)
+            return None
+        source = f"the rules in {path}"
+    else:
+        classifier = SliceClassifier.from_rules([{"slice": s.name, "dscp": s.dscp} for s in config.slices],
+                                                source=config.source)
+        source = "DSCP, as the slices section says"
+    interfaces = tuple(
+        InterfaceCapture(e.interface, e.sample, e.tcp_rtt, e.altmark_point, e.active_timeout_s, e.idle_timeout_s)
+        for e in section.interfaces
+    )
+    return CaptureSettings(interfaces, classifier, source)
 
 
 DEFAULT_SPOOL_ROOT = "/var/lib/xnetmon/spool"

@@ -153,6 +153,7 @@ class LiveCapture:
                         pass
                 if time.monotonic() >= next_expiry:
                     next_expiry = time.monotonic() + expire_every_s
+                    self._read_kernel_drops()  # a long-running capture reports its drops as they happen
                     finished = self.aggregator.expire(time.time_ns())
                     if finished:
                         deliver(finished)

@@ -16,6 +16,8 @@ import json
 import socket
 import threading
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from typing import Protocol
 from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -23,13 +25,23 @@ from prometheus_client import make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import CollectorRegistry
 
-from collector.flows.receiver import FlowReceiver
+from collector.flows.traffic import TrafficCounters
+from collector.slices import SliceClassifier
 
 TOP_PATH = "/flows/top"
 MAX_LIMIT = 1000
 
 
-def top_talkers_answer(receiver: FlowReceiver, query: str) -> tuple[int, dict]:
+class TrafficSource(Protocol):
+    """What the endpoint reads: the flow receiver, or the agent's packet captures."""
+
+    classifier: SliceClassifier
+    counters: TrafficCounters
+
+    def reading(self) -> AbstractContextManager: ...
+
+
+def top_talkers_answer(receiver: TrafficSource, query: str) -> tuple[int, dict]:
     """(HTTP status, JSON body) for the query string of a /flows/top request."""
     params = parse_qs(query)
     names = receiver.classifier.names
@@ -50,7 +62,7 @@ def top_talkers_answer(receiver: FlowReceiver, query: str) -> tuple[int, dict]:
     }
 
 
-def metrics_and_top_app(registry: CollectorRegistry, receiver: FlowReceiver) -> Callable:
+def metrics_and_top_app(registry: CollectorRegistry, receiver: TrafficSource) -> Callable:
     metrics_app = make_wsgi_app(registry)
 
     def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
@@ -74,7 +86,7 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-def serve_metrics_and_top(registry: CollectorRegistry, receiver: FlowReceiver,
+def serve_metrics_and_top(registry: CollectorRegistry, receiver: TrafficSource,
                           listen: tuple[str, int]) -> tuple[WSGIServer, threading.Thread]:
     """Serve /metrics and /flows/top on HOST:PORT (IPv6 or IPv4) from a daemon thread."""
     host, port = listen

@@ -12,21 +12,36 @@ renders it for `xnetmon flows collect`.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from collector.flows.receiver import FlowReceiver
+from collector.flows.traffic import TrafficTotals
 
 MALFORMED_HELP = "Packets dropped because they could not be decoded, by protocol and what was wrong with them."
 
 
-def flow_families(receiver: FlowReceiver) -> Iterator[Metric]:
+@dataclass(frozen=True, slots=True)
+class FlowFigures:
+    """One scrape's copy of what the flow families show."""
+
+    totals: dict[tuple[str, str, str], TrafficTotals]  # (slice, exporter, direction)
+    sampling_rates: dict[str, float]  # exporter -> 1-in-N in use
+    templates: dict[str, int] = field(default_factory=dict)  # exporter -> templates held
+    datagrams: dict[tuple[str, str], int] = field(default_factory=dict)  # (exporter, protocol)
+
+
+def receiver_figures(receiver: FlowReceiver) -> FlowFigures:
     with receiver.reading():
-        totals = receiver.counters.totals()
-        rates = dict(receiver.state.sampling.in_use)
-        templates = receiver.state.templates.counts_by_exporter()
-        datagrams = dict(receiver.datagrams)
+        return FlowFigures(receiver.counters.totals(), dict(receiver.state.sampling.in_use),
+                           receiver.state.templates.counts_by_exporter(), dict(receiver.datagrams))
+
+
+def flow_families(source: FlowReceiver | FlowFigures) -> Iterator[Metric]:
+    figures = source if isinstance(source, FlowFigures) else receiver_figures(source)
+    totals, rates, templates, datagrams = figures.totals, figures.sampling_rates, figures.templates, figures.datagrams
     labels = ["slice", "exporter", "direction"]
     octets = CounterMetricFamily("xnet_flow_bytes", "Bytes the slice carried, from flow records, scaled by the "
                                  "sampling rate.", labels=labels)

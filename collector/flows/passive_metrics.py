@@ -45,13 +45,21 @@ class PassiveCollector(Collector):
         return []  # dynamic series: nothing to pre-register
 
     def collect(self) -> Iterator[Metric]:
-        if self._tcp_rtt is not None:
-            yield from _tcp_families(self._tcp_rtt)
-        if self._points or self._segments:
-            yield from _altmark_families(self._points, self._segments)
+        yield from passive_families((self._tcp_rtt,) if self._tcp_rtt is not None else (), self._points,
+                                    self._segments)
 
 
-def _tcp_families(meter: PassiveTcpRtt) -> Iterator[Metric]:
+def passive_families(tcp_meters: Sequence[PassiveTcpRtt], points: Sequence[MarkingPoint] = (),
+                     segments: Sequence[SegmentLoss] = ()) -> Iterator[Metric]:
+    """The families of any number of meters: an agent capturing several interfaces sums its
+    RTT meters per slice, so the series stay one per slice."""
+    if tcp_meters:
+        yield from _tcp_families(tcp_meters)
+    if points or segments:
+        yield from _altmark_families(points, segments)
+
+
+def _tcp_families(meters: Sequence[PassiveTcpRtt]) -> Iterator[Metric]:
     rtt = HistogramMetricFamily(
         "xnet_passive_rtt_seconds",
         "Round-trip time of real TCP traffic measured passively at a capture point (TCP timestamps "
@@ -63,13 +71,19 @@ def _tcp_families(meter: PassiveTcpRtt) -> Iterator[Metric]:
         "TCP segments seen again at the capture point (sequence space already seen): losses beyond it.",
         labels=["slice"],
     )
-    for slice_name, summary in meter.report().by_slice.items():
+    summed: dict[str, tuple[list[int], float, int]] = {}  # slice -> (buckets, sum, retransmissions)
+    for meter in meters:
+        for slice_name, summary in meter.report().by_slice.items():
+            buckets, total_s, resent = summed.get(slice_name, ([0] * len(_LE), 0.0, 0))
+            buckets = [a + b for a, b in zip(buckets, summary.bucket_counts)]
+            summed[slice_name] = (buckets, total_s + summary.sum_s, resent + summary.retransmissions)
+    for slice_name, (counts, total_s, resent) in sorted(summed.items()):
         cumulative, buckets = 0, []
-        for le, count in zip(_LE, summary.bucket_counts):
+        for le, count in zip(_LE, counts):
             cumulative += count
             buckets.append((le, cumulative))
-        rtt.add_metric([slice_name], buckets, summary.sum_s)
-        retransmissions.add_metric([slice_name], summary.retransmissions)
+        rtt.add_metric([slice_name], buckets, total_s)
+        retransmissions.add_metric([slice_name], resent)
     yield rtt
     yield retransmissions
 

@@ -64,6 +64,25 @@ def test_check_lists_a_small_plan_whole(tmp_path):
                                                                 "1", "2s", "-"]
 
 
+def test_check_shows_the_capture_section(tmp_path):
+    (tmp_path / "rules.yaml").write_text("rules: [{slice: video, dscp: 34}]\n")
+    config = tmp_path / "agent.yaml"
+    config.write_text("site: {name: a}\ncapture:\n  slices: rules.yaml\n  interfaces:\n"
+                      "    - {interface: eth0, tcp_rtt: true, altmark_point: edge}\n"
+                      "    - {interface: eth1, sample: 100, idle_timeout_s: 5}\n")
+    done = xnetmon("agent", "--config", str(config), "--check")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    start = lines.index("capture    eth0         sampling 1:1, passive TCP RTT, alternate-marking point edge; "
+                        "records end after 60 s, or 15 s idle")
+    assert lines[start + 1] == "           eth1         sampling 1:100; records end after 60 s, or 5 s idle"
+    assert lines[start + 2] == f"           packets classified into slices by the rules in {tmp_path / 'rules.yaml'}"
+    without = tmp_path / "plain.yaml"
+    without.write_text("site: {name: a}\n")
+    assert not any(line.startswith("capture") for line in xnetmon("agent", "--config", str(without), "--check")
+                   .stdout.splitlines())
+
+
 def test_config_problems_are_listed_one_per_line_with_exit_2_and_no_traceback(tmp_path):
     config = tmp_path / "agent.yaml"
     config.write_text("site: {name: a}\nprobing: {interval_s: 0}\n"

@@ -234,7 +234,7 @@ ERROR_CASES = {
     "unknown top-level key": (
         "site: {name: a}\nsinks: {}\n",
         ["agent.yaml: sinks: unknown key 'sinks' (keys here are: site, slices, targets, probing, reflector, metrics,"
-         " analyzer, flows)"],
+         " analyzer, flows, capture)"],
     ),
     "missing site": ("targets: []\n", ["agent.yaml: site: required key is missing"]),
     "empty file": ("", ["agent.yaml: site: required key is missing"]),

@@ -68,6 +68,7 @@ def describe_plan(config: AgentConfig, plan: AgentPlan) -> str:
     lines.append(f"reflector  {_reflector(plan)}")
     lines.append(f"metrics    http://{_host_port(*plan.metrics_listen)}/metrics")
     lines.append(f"analyzer   {_analyzer(plan)}")
+    lines += _capture(plan)
     lines.append("")
     lines += _counts(config, plan)
     if plan.probes:
@@ -107,6 +108,23 @@ def _analyzer(plan: AgentPlan) -> str:
     token = "with a token" if plan.analyzer_token else "without a token"
     spool = f"spool in {plan.spool_dir}"
     return f"{plan.analyzer_url} {token}; {spool}, at most {plan.spool_max_windows} windows"
+
+
+def _capture(plan: AgentPlan) -> list[str]:
+    capture = plan.capture
+    if capture is None:
+        return []
+    lines = []
+    for i, entry in enumerate(capture.interfaces):
+        detail = f"sampling 1:{entry.sample}"
+        if entry.tcp_rtt:
+            detail += ", passive TCP RTT"
+        if entry.altmark_point:
+            detail += f", alternate-marking point {entry.altmark_point}"
+        detail += f"; records end after {entry.active_timeout_s:g} s, or {entry.idle_timeout_s:g} s idle"
+        lines.append(f"{'capture' if i == 0 else '':<10} {entry.interface:<12} {detail}")
+    lines.append(f"{'':<10} packets classified into slices by {capture.rules_source}")
+    return lines
 
 
 def _host_port(address: str, port: int) -> str:

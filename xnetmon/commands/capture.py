@@ -73,9 +73,10 @@ def _positive_int(value: str) -> int:
     return number
 
 
-def _setup(args: argparse.Namespace, exporter: str, sampling_rate: int):
+def _setup(args: argparse.Namespace, sampling_rate: int):
+    """The slice classifier and the capture options the arguments ask for."""
     from collector.config import ConfigError
-    from collector.flows.aggregate import FlowAggregator
+    from collector.flows.capture_setup import CaptureOptions
     from collector.flows.dissect import DEFAULT_SLICE_OPTION
     from collector.slices import SliceClassifier
 
@@ -85,29 +86,27 @@ def _setup(args: argparse.Namespace, exporter: str, sampling_rate: int):
         raise UsageError(str(exc)) from None
     if args.slice_option is not None and not 0 <= args.slice_option <= 255:
         raise UsageError(f"--slice-option {args.slice_option:#x} is not an option type (0..0xff)")
-    try:
-        aggregator = FlowAggregator(exporter, classifier, sampling_rate=sampling_rate,
-                                    active_timeout_s=args.active_timeout, idle_timeout_s=args.idle_timeout)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    observers = []
-    if args.tcp_rtt:
-        from collector.flows.tcp_rtt import PassiveTcpRtt
-        observers.append(PassiveTcpRtt(classifier))
-    if args.altmark_point:
-        from collector.flows.altmark import MarkingPoint
-        observers.append(MarkingPoint(args.altmark_point))
-    option = DEFAULT_SLICE_OPTION if args.slice_option is None else args.slice_option
-    return aggregator, tuple(observers), option
+    options = CaptureOptions(
+        sampling_rate=sampling_rate, tcp_rtt=args.tcp_rtt, altmark_point=args.altmark_point,
+        slice_option_type=DEFAULT_SLICE_OPTION if args.slice_option is None else args.slice_option,
+        active_timeout_s=args.active_timeout, idle_timeout_s=args.idle_timeout,
+    )
+    return classifier, options
 
 
 def run_read(args: argparse.Namespace) -> int:
+    from collector.flows.capture_setup import capture_meters
     from collector.flows.pcap import CaptureFileError, read_flows
 
-    aggregator, observers, option = _setup(args, f"capture:{args.file}", 1)
+    classifier, options = _setup(args, 1)
     try:
-        result = read_flows(args.file, aggregator, per_packet=args.per_packet, slice_option_type=option,
-                            observers=observers)
+        meters = capture_meters(f"capture:{args.file}", classifier, options)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    observers = meters.observers
+    try:
+        result = read_flows(args.file, meters.aggregator, per_packet=args.per_packet,
+                            slice_option_type=options.slice_option_type, observers=observers)
     except CaptureFileError as exc:
         raise UsageError(str(exc)) from None
     summary = {
@@ -125,16 +124,17 @@ def run_read(args: argparse.Namespace) -> int:
 def run_live(args: argparse.Namespace) -> int:
     if args.netns:
         _reexec_in_namespace(args.netns)
-    from collector.flows.capture import LiveCapture, Sampler
+    from collector.flows.capture_setup import open_live_capture
 
-    aggregator, observers, option = _setup(args, f"capture:{args.interface}", args.sample)
+    classifier, options = _setup(args, args.sample)
     try:
-        capture = LiveCapture(args.interface, aggregator, sampler=Sampler(args.sample, args.seed),
-                              observers=observers, slice_option_type=option)
+        capture, meters = open_live_capture(args.interface, classifier, options, seed=args.seed)
     except PermissionError:
         raise UsageError("live capture needs root (CAP_NET_RAW)") from None
     except OSError as exc:
         raise UsageError(f"cannot capture on {args.interface}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     # On stderr, so that --json output stays one document; tests wait for this line.
     print(f"capturing on {args.interface}, sampling 1:{args.sample}", file=sys.stderr, flush=True)
     with capture:
@@ -153,7 +153,7 @@ def run_live(args: argparse.Namespace) -> int:
         "malformed": stats.malformed,
         "kernel_drops": stats.kernel_drops,
     }
-    _report(args, summary, capture.records, observers)
+    _report(args, summary, capture.records, meters.observers)
     return 0
 
 
