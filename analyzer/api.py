@@ -10,8 +10,9 @@
   404 unknown slice, 413 body over `max_body_bytes`.
 - `GET /paths` refuses unknown `slice`, `src` or `dst` values with 400 and the known
   names, rather than answering an empty list that looks like "no such paths".
-- `GET /hints` answers what `hints()` returns (objects with the fields of `api_models.Hint`);
-  until the root-cause analysis provides it, the list is empty.
+- `GET /hints` answers what `hints()` returns (objects with the fields of `api_models.Hint`,
+  e.g. analyzer.service.RootCauseRunner.hints); without it the list is empty. `/slices` and
+  `/slices/{name}` carry the hints that affect each slice.
 - `POST /probe` runs `prober(request)` (sync or async; it returns a JSON-ready dict and
   raises ValueError for a request it cannot run) when the analyzer runs next to an agent;
   otherwise 503.
@@ -120,9 +121,17 @@ def create_app(store: WindowStore, *, token: str | None, prober: Callable | None
 
     # -- reads ------------------------------------------------------------------------------
 
-    @app.get("/slices", response_model=list[m.SliceSummary], summary="Every slice: SLA status, budget, worst path")
+    def current_hints() -> list[m.Hint]:
+        return [m.Hint.model_validate(h, from_attributes=True) for h in (hints() if hints else ())]
+
+    def hints_of(slice_name: str, found: list[m.Hint]) -> list[m.Hint]:
+        return [h for h in found if slice_name in h.slices]
+
+    @app.get("/slices", response_model=list[m.SliceSummary],
+             summary="Every slice: SLA status, budget, worst path, root-cause hints")
     def list_slices() -> list[m.SliceSummary]:
         now = clock()
+        found = current_hints()
         summaries = []
         for name in store.slice_names():
             verdict = _verdict(store.slice_verdict(name, now))
@@ -132,10 +141,12 @@ def create_app(store: WindowStore, *, token: str | None, prober: Callable | None
                 name=name, status=verdict.status, since_ns=verdict.since_ns,
                 error_budget_remaining=verdict.error_budget_remaining, burn_rates=verdict.burn_rates,
                 paths=len(store.path_keys(name)), worst_path=None if worst is None else _path_summary(worst),
+                hints=hints_of(name, found),
             ))
         return summaries
 
-    @app.get("/slices/{name}", response_model=m.SliceDetail, summary="One slice: verdict, objectives, worst paths",
+    @app.get("/slices/{name}", response_model=m.SliceDetail,
+             summary="One slice: verdict, objectives, worst paths, root-cause hints",
              responses={404: {"model": m.Problem, "description": "unknown slice; the known ones are listed"}})
     def get_slice(name: str) -> m.SliceDetail:
         known = store.slice_names()
@@ -148,6 +159,7 @@ def create_app(store: WindowStore, *, token: str | None, prober: Callable | None
             name=name, verdict=_verdict(store.slice_verdict(name, clock())), paths=len(store.path_keys(name)),
             worst_by_loss=[_path_summary(w) for w in lossy[:WORST_PATHS]],
             worst_by_p99=[_path_summary(w) for w in slowest[:WORST_PATHS]],
+            hints=hints_of(name, current_hints()),
         )
 
     @app.get("/paths", response_model=m.PathList, summary="Paths with their verdicts, newest window and fingerprint",
@@ -172,7 +184,7 @@ def create_app(store: WindowStore, *, token: str | None, prober: Callable | None
         return m.PathList(total=len(chosen), paths=[_path_detail(store, k, now) for k in chosen[:limit]])
 
     @app.get("/hints", response_model=list[m.Hint], summary="Root-cause hints, newest first",
-             description="Filled by the root-cause analysis; an empty list until it runs.",
+             description="From the root-cause analysis, once per closed interval; empty when it does not run.",
              responses={400: {"model": m.Problem, "description": "unknown kind"}})
     def list_hints(
         slice: str | None = Query(None, description="only hints affecting this slice"),
@@ -181,9 +193,8 @@ def create_app(store: WindowStore, *, token: str | None, prober: Callable | None
     ) -> list[m.Hint]:
         if kind is not None and kind not in m.HINT_KINDS:
             raise HTTPException(400, f"kind: unknown hint kind {kind!r} (kinds are: {', '.join(m.HINT_KINDS)})")
-        found = [m.Hint.model_validate(h, from_attributes=True) for h in (hints() if hints else ())]
         return sorted(
-            (h for h in found if (slice is None or slice in h.slices) and (kind is None or h.kind == kind)
+            (h for h in current_hints() if (slice is None or slice in h.slices) and (kind is None or h.kind == kind)
              and (since is None or h.last_seen_ns >= since)),
             key=lambda h: h.last_seen_ns, reverse=True,
         )

@@ -11,9 +11,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from analyzer.rootcause.model import HINT_KINDS
+
 Status = Literal["ok", "at-risk", "breached", "no-data", "no-policy"]
-HINT_KINDS = ("link-loss", "link-down", "node-down", "congestion", "latency-shift", "path-change",
-              "slice-isolation", "probe-host", "reflector-down", "one-direction")
 
 
 class Problem(BaseModel):
@@ -97,6 +97,18 @@ class PathSummary(BaseModel):
     latest: WindowSummary
 
 
+class Hint(BaseModel):
+    """A root-cause hint (DESIGN.md "RootCauseHint"), from analyzer.rootcause."""
+
+    kind: Literal[HINT_KINDS]  # type: ignore[valid-type]
+    suspects: list[str] = Field(description="links (a>b) or nodes; several when probes cannot tell them apart")
+    slices: list[str] = Field(description="affected slices")
+    confidence: float = Field(ge=0, le=1)
+    evidence: list[str] = Field(description="which paths, which numbers")
+    first_seen_ns: int
+    last_seen_ns: int
+
+
 class SliceSummary(BaseModel):
     name: str
     status: Status
@@ -105,6 +117,7 @@ class SliceSummary(BaseModel):
     burn_rates: dict[str, float]
     paths: int = Field(description="paths known in the slice")
     worst_path: PathSummary | None = Field(description="highest loss in its newest window, then highest p99 RTT")
+    hints: list[Hint] = Field(default_factory=list, description="current root-cause hints affecting the slice")
 
 
 class SliceDetail(BaseModel):
@@ -113,6 +126,8 @@ class SliceDetail(BaseModel):
     paths: int
     worst_by_loss: list[PathSummary] = Field(description="paths with loss in their newest window, worst first")
     worst_by_p99: list[PathSummary] = Field(description="paths by p99 RTT of their newest window, worst first")
+    hints: list[Hint] = Field(default_factory=list, description="current root-cause hints affecting the slice, "
+                              "most confident first")
 
 
 class PathDetail(BaseModel):
@@ -127,18 +142,6 @@ class PathDetail(BaseModel):
 class PathList(BaseModel):
     total: int = Field(description="paths matching the filters (the list may be cut at `limit`)")
     paths: list[PathDetail]
-
-
-class Hint(BaseModel):
-    """A root-cause hint (DESIGN.md "RootCauseHint"); the root-cause analysis fills the list."""
-
-    kind: Literal[HINT_KINDS]  # type: ignore[valid-type]
-    suspects: list[str] = Field(description="links (a>b) or nodes; several when probes cannot tell them apart")
-    slices: list[str] = Field(description="affected slices")
-    confidence: float = Field(ge=0, le=1)
-    evidence: list[str] = Field(description="which paths, which numbers")
-    first_seen_ns: int
-    last_seen_ns: int
 
 
 class TopologyNode(BaseModel):

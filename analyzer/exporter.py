@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from analyzer.rootcause.hints import hint_rows
+
 STATES = ("ok", "at-risk", "breached", "no-data")
 
 
@@ -23,7 +25,7 @@ class AnalyzerSnapshot:
 
     verdicts: Sequence = ()
     counters: Mapping[str, int] = field(default_factory=dict)  # e.g. windows_ingested -> n
-    hints: Sequence = ()  # root-cause hints: objects with slice, kind, suspect, confidence
+    hints: Sequence = ()  # root-cause hints: objects with kind, suspects, slices, confidence
 
 
 COUNTER_HELP = {
@@ -113,8 +115,8 @@ def _hint_family(hints: Sequence) -> Metric:
         "(link-loss, congestion, path-change, probe-host, ...), suspect which link, node or host.",
         labels=["slice", "kind", "suspect"],
     )
-    for hint in hints:
-        family.add_metric([hint.slice, hint.kind, hint.suspect], hint.confidence)
+    for row in hint_rows(hints):
+        family.add_metric([row.slice, row.kind, row.suspect], row.confidence)
     return family
 
 

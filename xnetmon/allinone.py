@@ -2,18 +2,31 @@
 
 Two shapes. On the lab (root, and the `small` topology can be built or is already up): one
 agent per chosen site, each a process inside its site's namespace (`ip netns exec`) probing
-the other sites in every slice and shipping to the analyzer; the analyzer runs here and
-listens both on the host's loopback (for the operator) and inside the core site (for the
-agents). On loopback (no root, or no lab): one agent in this process probing its own
-reflector, feeding the analyzer directly. Either way the operator reads the same API.
+the other sites in every slice and shipping to the analyzer; beside it the site's STAMP
+reflector runs as a process of its own (`xnetmon reflect`), so that a dead reflector and a
+dead agent are two different faults, as on real sites (a dead reflector: STAMP towards its
+site fails while the site's own agent still probes out and back through the same links).
+The analyzer runs here, names traced hops after the lab's sites (its topology file) for
+root-cause hints, and listens both on the host's loopback (for the operator) and inside the
+core site (for the agents). On loopback (no root, or no lab): one agent in this process
+probing its own reflector, feeding the analyzer directly. Either way the operator reads the
+same API, root-cause hints included.
+
+Flows: where softflowd is installed, each lab site runs one per link of the site, exporting
+IPFIX to the site's agent (its flow receiver on the site's address, FLOW_PORT), and on
+loopback as root one captures `lo` for the in-process agent (xnetmon/flow_export.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+import os
 import secrets
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -23,8 +36,10 @@ from pathlib import Path
 
 from analyzer.api import create_app
 from analyzer.policies import LAB_POLICY_FILE
-from analyzer.service import ApiServer, SnapshotKeeper, StoreFeeder, open_store
+from analyzer.rootcause.evidence import names_from_lab_topology
+from analyzer.service import ApiServer, RootCauseRunner, SnapshotKeeper, StoreFeeder, open_store
 from analyzer.sla import default_policies, load_policies
+from xnetmon.flow_export import FLOW_PORT, SoftflowdFleet, softflowd_available, wait_until_bound
 from xnetmon.nsocket import listening_socket_in
 
 API_PORT = 9863
@@ -32,6 +47,9 @@ AGENT_METRICS_PORT = 9862
 LAB_STAMP_PORT = 8620
 LAB_SITES = ("core", "cnty1a", "cnty1b", "cnty2a", "cnty2b")  # every county pair crosses the core
 LAB_INTERVAL_S = 1.0  # the lab policies judge seconds-long lookbacks
+# Agents trace again at once when hop limits change; a reroute over as many hops shows only
+# in a trace, and root-cause hints should name it within a few intervals.
+LAB_TRACE_PERIOD_S = 2.0
 AGENT_START_DELAY_S = 4.0  # every site's reflector is up before any site probes
 # A fresh analyzer has no spools to wait for: close intervals by time after two of them.
 FRESH_CATCH_UP_INTERVALS = 2
@@ -46,6 +64,9 @@ class Deployment:
     api_url: str
     interval_s: float
     token_file: Path  # writes (POST /probe) need this bearer token
+    inference: RootCauseRunner | None = None  # root-cause hints (times per interval, for tests and benchmarks)
+    flows: str = "no flow exports"  # where flow exports go, or why there are none, for the operator
+    exporters: SoftflowdFleet | None = None  # the softflowd processes (CPU per site, for tests)
 
     @property
     def metrics_url(self) -> str:
@@ -53,7 +74,16 @@ class Deployment:
 
 
 def agent_config(lab, site: str, sites: Sequence[str], analyzer_url: str, token_file: Path) -> str:
-    """An agent on `site` that probes every other site's loopback in every slice."""
+    """An agent on `site` that probes every other site's loopback in every slice; the site's
+    reflector is a process of its own (`reflector_argv`). Its flow receiver keeps softflowd's
+    templates on disk, so an agent a fault restarts decodes the next export at once, and it
+    samples its own links' packets too (exporter "capture:IFACE")."""
+    # Every packet of the site's links, classified by its DSCP (softflowd's IPFIX carries no
+    # traffic class, so its records all land in best-effort), with passive TCP RTT on.
+    captures = ", ".join(
+        f"{{interface: {link.interface(site)}, sample: 1, tcp_rtt: true, idle_timeout_s: 5, active_timeout_s: 10}}"
+        for link in lab.topology.links_of(site)
+    )
     targets = "\n".join(
         f"  - {{name: {other}, address: '{lab.address(other)}', port: {LAB_STAMP_PORT}}}"
         for other in sites if other != site
@@ -63,11 +93,19 @@ site: {{name: {site}, addresses: ['{lab.address(site)}']}}
 targets:
 {targets}
 probing: {{interval_s: 0.1, window_s: {LAB_INTERVAL_S}, timeout_s: 0.3, start_delay_s: {AGENT_START_DELAY_S},
-          trace: {{enabled: true, period_s: 120}}}}
-reflector: {{enabled: true, bind: ['{lab.address(site)}'], port: {LAB_STAMP_PORT}, rate_limit_pps: 0}}
+          trace: {{enabled: true, period_s: {LAB_TRACE_PERIOD_S}}}}}
+reflector: {{enabled: false}}
 metrics: {{listen: '[{lab.address(site)}]:{AGENT_METRICS_PORT}'}}
+flows: {{listen: ['[{lab.address(site)}]:{FLOW_PORT}'], state_dir: '{token_file.parent / ("flows-" + site)}'}}
+capture: {{interfaces: [{captures}]}}
 analyzer: {{url: '{analyzer_url}', token_file: '{token_file}', spool_dir: '{token_file.parent / ("spool-" + site)}'}}
 """
+
+
+def reflector_argv(lab, site: str) -> list[str]:
+    """The site's STAMP reflector (stateful: senders tell forward from reverse loss)."""
+    return [sys.executable, "-m", "xnetmon", "reflect", "--stateful", "--bind", lab.address(site),
+            "-p", str(LAB_STAMP_PORT), "--rate-limit", "0"]
 
 
 class CommandProber:
@@ -94,8 +132,11 @@ class CommandProber:
 
 
 @contextlib.contextmanager
-def lab_deployment(lab, workdir: Path, sites: Sequence[str] = LAB_SITES) -> Iterator[Deployment]:
-    """Agents on `sites` of an up lab and the analyzer, until the block ends."""
+def lab_deployment(lab, workdir: Path, sites: Sequence[str] = LAB_SITES,
+                   api_port: int = API_PORT) -> Iterator[Deployment]:
+    """Reflectors and agents on `sites` of an up lab and the analyzer, until the block ends.
+    The operator's API listens on [::1]:`api_port` (0: any free port, for tests running side
+    by side); the agents' on the core site's address, port API_PORT, inside the lab."""
     token_file = workdir / "token"
     token_file.write_text(secrets.token_urlsafe(24))
     store = open_store(None, load_policies(LAB_POLICY_FILE), interval_s=LAB_INTERVAL_S,
@@ -103,30 +144,103 @@ def lab_deployment(lab, workdir: Path, sites: Sequence[str] = LAB_SITES) -> Iter
     keeper = SnapshotKeeper(store, workdir)
     in_lab = listening_socket_in(lab.namespace("core"), lab.address("core"), API_PORT)
     prober = CommandProber(sites, lab.exec_argv, LAB_STAMP_PORT)
-    app = create_app(store, token=token_file.read_text(), prober=prober)
-    server = ApiServer(app, ("::1", API_PORT), extra_sockets=[in_lab])
+    inference = RootCauseRunner(store, declared_names=names_from_lab_topology(lab.topology))
+    app = create_app(store, token=token_file.read_text(), prober=prober, hints=inference.hints)
+    server = ApiServer(app, ("::1", api_port), extra_sockets=[in_lab])
     analyzer_in_lab = f"http://[{lab.address('core')}]:{API_PORT}"
-    agents: list[subprocess.Popen] = []
+    processes: list[subprocess.Popen] = []  # reflectors first: they answer before any agent probes
+    exporters = SoftflowdFleet(workdir)
     try:
+        for site in sites:
+            with (workdir / f"reflector-{site}.log").open("w") as log:
+                processes.append(subprocess.Popen(lab.exec_argv(site, reflector_argv(lab, site)),
+                                               stdout=log, stderr=subprocess.STDOUT))
         for site in sites:
             config = workdir / f"agent-{site}.yaml"
             config.write_text(agent_config(lab, site, sites, analyzer_in_lab, token_file))
             log = (workdir / f"agent-{site}.log").open("w")
             argv = lab.exec_argv(site, [sys.executable, "-m", "xnetmon", "agent", "--config", str(config)])
-            agents.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
+            processes.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
             log.close()
-        yield Deployment("lab small", tuple(sites), server.url, LAB_INTERVAL_S, token_file)
+        agents = dict(zip(sites, processes[len(sites):]))
+        flows = _start_site_exporters(lab, agents, exporters)
+        yield Deployment("lab small", tuple(sites), server.url, LAB_INTERVAL_S, token_file, inference,
+                         flows, exporters)
     finally:
-        for proc in agents:
+        exporters.stop()  # first: it exports what it holds while the agents still listen
+        for proc in processes:
+            _resume(proc)  # a fault may have stopped it (SIGSTOP): it must see the SIGTERM
             proc.terminate()
-        for proc in agents:
+        for proc in processes:
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
         server.stop()
+        inference.stop()
         keeper.stop()
+
+
+def _start_site_exporters(lab, agents: dict[str, subprocess.Popen], exporters: SoftflowdFleet) -> str:
+    """softflowd on every link of each site, once the site's agent receives flows (an export
+    sent earlier would lose its template until softflowd sends it again, 16 datagrams on)."""
+    if not softflowd_available():
+        return "no flow exports: softflowd is not installed (apt-get install softflowd)"
+    receiving = wait_until_bound({site: proc.pid for site, proc in agents.items()}, FLOW_PORT)
+    for site in agents:
+        if site in receiving:
+            for link in lab.topology.links_of(site):
+                exporters.start(site, link.interface(site), (lab.address(site), FLOW_PORT), lab.exec_argv)
+    missing = sorted(set(agents) - receiving)
+    where = (f"IPFIX from softflowd on each site's links -> the site's agent, port {FLOW_PORT}; "
+             f"top talkers at http://[SITE]:{AGENT_METRICS_PORT}/flows/top?slice=NAME")
+    return where + (f" (no flows on {', '.join(missing)}: the agent never listened)" if missing else "")
+
+
+def _with_loopback_flows(plan):
+    """The plan with a flow receiver on [::1]:FLOW_PORT for softflowd on `lo`, and None; or the
+    plan as it is and why there are no flows from softflowd here."""
+    if plan.flows is not None:
+        return plan, "the flow receiver of the agent's configuration (no softflowd started here)"
+    if not softflowd_available():
+        return plan, "no flow exports: softflowd is not installed (apt-get install softflowd)"
+    if os.geteuid() != 0:
+        return plan, "no flow exports: softflowd needs root to capture lo"
+    if not _udp_port_free("::1", FLOW_PORT):
+        return plan, f"no flow exports: [::1]:{FLOW_PORT} is taken by another flow receiver"
+    from collector.flows.receiver import ReceiverSettings
+
+    return dataclasses.replace(plan, flows=ReceiverSettings(listen=[("::1", FLOW_PORT)])), None
+
+
+def _start_loopback_exporter(exporters: SoftflowdFleet, metrics_listen: tuple[str, int]) -> str:
+    if not wait_until_bound({"local": os.getpid()}, FLOW_PORT):
+        return "no flow exports: the agent's flow receiver did not start"
+    # Its own exports cross lo too: leave them out, or each export would be a flow to export.
+    exporters.start("local", "lo", ("::1", FLOW_PORT), lambda _site, argv: list(argv),
+                    bpf=f"ip6 and not udp port {FLOW_PORT}")
+    return (f"IPFIX from softflowd on lo -> the agent, [::1]:{FLOW_PORT}; "
+            f"top talkers at http://{_host_port(*metrics_listen)}/flows/top?slice=NAME")
+
+
+def _host_port(host: str, port: int) -> str:
+    host = host.strip("[]")
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _udp_port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _resume(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, signal.SIGCONT)
 
 
 @contextlib.contextmanager
@@ -136,7 +250,7 @@ def loopback_deployment(config: Path, workdir: Path, *, clock=None) -> Iterator[
     from collector.plan import load_plan
     from collector.sinks import InProcessSink
 
-    plan = load_plan(config)
+    plan, flows_note = _with_loopback_flows(load_plan(config))
     token_file = workdir / "token"
     token_file.write_text(secrets.token_urlsafe(24))
     store = open_store(None, default_policies(), interval_s=plan.window_s,
@@ -145,17 +259,25 @@ def loopback_deployment(config: Path, workdir: Path, *, clock=None) -> Iterator[
     feeder = StoreFeeder(store)
     stamp_port = plan.reflector.port if plan.reflector is not None else 862
     prober = CommandProber((plan.site,), lambda _site, argv: argv, stamp_port)
-    server = ApiServer(create_app(store, token=token_file.read_text(), prober=prober), ("::1", API_PORT))
+    inference = RootCauseRunner(store)
+    server = ApiServer(create_app(store, token=token_file.read_text(), prober=prober, hints=inference.hints),
+                       ("::1", API_PORT))
     agent = Agent(plan, sink=InProcessSink(feeder.queue), clock=clock)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_until_complete, args=(agent.run(),), name="xnetmon-agent", daemon=True)
     thread.start()
+    exporters = SoftflowdFleet(workdir)
     try:
-        yield Deployment("loopback", (plan.site,), server.url, plan.window_s, token_file)
+        if flows_note is None:
+            flows_note = _start_loopback_exporter(exporters, plan.metrics_listen)
+        yield Deployment("loopback", (plan.site,), server.url, plan.window_s, token_file, inference,
+                         flows_note, exporters)
     finally:
+        exporters.stop()
         loop.call_soon_threadsafe(agent.stop)
         thread.join(timeout=15)
         loop.close()
         server.stop()
+        inference.stop()
         feeder.stop()
         keeper.stop()

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "xnetmon.commands.agent",
     "xnetmon.commands.analyzer",
     "xnetmon.commands.status",
+    "xnetmon.commands.why",
     "lab.cli",
     "xnetmon.commands.capture",
     "xnetmon.commands.flows",

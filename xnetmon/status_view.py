@@ -1,5 +1,6 @@
 """The per-slice status table, from an analyzer's `GET /slices`: for `xnetmon status` and
-the live view of `xnetmon run`."""
+the live view of `xnetmon run`, with each slice's root-cause hints in a row under it; and
+hints in plain words (`describe_hint`), which `xnetmon why` uses too."""
 
 from __future__ import annotations
 
@@ -61,6 +62,38 @@ def _page_pair(burns: dict) -> str:
     return "  ".join(f"{label} {rate:.1f}" for label, rate in pair) or "-"
 
 
+KIND_WORDS = {
+    "link-loss": "loss on {}", "link-down": "{} down", "node-down": "{} down", "congestion": "congestion on {}",
+    "latency-shift": "a delay step on {}", "path-change": "a path change at {}",
+    "slice-isolation": "the slice starved on {} (other slices fine there)", "probe-host": "trouble of {}",
+    "reflector-down": "{} not answering", "one-direction": "a fault in one direction on {}",
+}
+
+
+def clock_time(ns: int | None) -> str:
+    return "-" if not ns else time.strftime("%H:%M:%S", time.localtime(ns / 1e9))
+
+
+def component_words(name: str) -> str:
+    """"a>b" -> "link a>b", "host:x" -> "the probing agent on x", "service:x" -> "the
+    reflector of x", anything else -> "node NAME"."""
+    if name.startswith("host:"):
+        return f"the probing agent on {name[5:]}"
+    if name.startswith("service:"):
+        return f"the reflector of {name[8:]}"
+    return f"link {name}" if ">" in name else f"node {name}"
+
+
+def describe_hint(hint: dict) -> str:
+    """"loss on link prov2>city2a (confidence 0.90), affecting video, egov, since 10:42:03"."""
+    suspects = [component_words(s) for s in hint["suspects"]]
+    where = suspects[0] if len(suspects) == 1 else (
+        f"one of {', '.join(suspects)} (the probes cannot tell them apart)")
+    return (f"{KIND_WORDS.get(hint['kind'], hint['kind'] + ' at {}').format(where)} "
+            f"(confidence {hint['confidence']:.2f}), "
+            f"affecting {', '.join(hint['slices'])}, since {clock_time(hint.get('first_seen_ns'))}")
+
+
 def slice_table(slices: list[dict], title: str | None = None) -> Table:
     table = Table(title=title, title_justify="left", expand=False)
     table.add_column("slice", no_wrap=True, min_width=11)
@@ -81,6 +114,9 @@ def slice_table(slices: list[dict], title: str | None = None) -> Table:
             str(s.get("paths", 0)),
             _worst(s.get("worst_path")),
         )
+        for hint in s.get("hints") or ():
+            table.add_row("", Text("hint", style="cyan"), _ago(hint.get("first_seen_ns"), now),
+                          "", "", "", describe_hint(hint))
     return table
 
 

@@ -50,6 +50,8 @@ class PathEvidence:
     baseline_jitter_s: float | None = None
     path_changed: bool = False        # the hop-list fingerprint changed this epoch
     delay_delta_s: float | None = None  # RTT step that came with the path change
+    previous_forward: tuple[str, ...] | None = None  # components before the change, when known
+    previous_reverse: tuple[str, ...] | None = None  # (they name what the traffic left)
 
     @property
     def loss(self) -> float:

@@ -59,9 +59,10 @@ def test_serves_takes_shipments_and_keeps_state_across_a_restart(tmp_path):
 
 def test_without_a_token_file_it_serves_read_only(tmp_path):
     port = free_tcp_port()
-    proc = start("--listen", f"[::1]:{port}")
+    proc = start("--listen", f"[::1]:{port}", "--topology", "small")
     try:
         assert httpx.post(f"http://[::1]:{port}/v1/windows", content=b"{}", timeout=5).status_code == 403
+        assert httpx.get(f"http://[::1]:{port}/hints", timeout=5).json() == []  # inference runs, nothing to say
         time.sleep(0.1)
     finally:
         stop_process(proc)
@@ -73,6 +74,7 @@ def test_without_a_token_file_it_serves_read_only(tmp_path):
     (["--listen", "[::1]"], "--listen: expected [ADDRESS]:PORT"),
     (["--token-file", "/nonexistent/token"], "cannot read token file /nonexistent/token"),
     (["--policies", "/nonexistent/policies.yaml"], "/nonexistent/policies.yaml"),
+    (["--topology", "/nonexistent/net.yaml"], "--topology: /nonexistent/net.yaml: cannot read"),
 ])
 def test_mistakes_are_one_clear_line(args, message):
     result = xnetmon("analyzer", *args, timeout=30)

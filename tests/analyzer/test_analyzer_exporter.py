@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from analyzer.exporter import AnalyzerSnapshot, analyzer_registry
+from analyzer.rootcause.hints import Hint
 from analyzer.sla import ObjectiveVerdict, SlaVerdict
 
 
@@ -20,14 +19,6 @@ def verdict(slice_name: str, status: str, **extra) -> SlaVerdict:
     )
     return SlaVerdict(slice_name, None, status, objectives, 0.25, (("5m", 20.0), ("1h", 15.5)),
                       1_700_000_000_000_000_000, 1_700_000_100_000_000_000, 42, **extra)
-
-
-@dataclass
-class Hint:
-    slice: str
-    kind: str
-    suspect: str
-    confidence: float
 
 
 def samples(snapshot: AnalyzerSnapshot) -> dict[tuple, float]:
@@ -68,10 +59,15 @@ def test_delay_above_the_largest_bucket_is_plus_infinity():
     assert got[("xnet_slice_sla_objective_observed", (("objective", "two-way-delay-percentile"), ("slice", "data")))] == math.inf
 
 
-def test_root_cause_hints_and_counters():
-    hints = [Hint("video", "link-loss", "prov2-city2b", 0.9)]
+def test_root_cause_hints_give_one_series_per_slice_kind_and_suspect_and_counters():
+    hints = [Hint("link-loss", ("prov2>city2b", "city2b>cnty2b"), ("egov", "video"), 0.9, (), 1, 2),
+             Hint("link-loss", ("prov2>city2b",), ("video",), 0.5, (), 1, 2)]
     got = samples(AnalyzerSnapshot(hints=hints, counters={"windows_ingested": 120, "windows_duplicate": 3}))
-    assert got[("xnet_rootcause_hint", (("kind", "link-loss"), ("slice", "video"), ("suspect", "prov2-city2b")))] == 0.9
+    rows = {labels: value for (name, labels), value in got.items() if name == "xnet_rootcause_hint"}
+    assert rows == {
+        (("kind", "link-loss"), ("slice", slice_), ("suspect", suspect)): 0.9
+        for slice_ in ("egov", "video") for suspect in ("prov2>city2b", "city2b>cnty2b")
+    }  # the stronger hint wins the shared row
     assert got[("xnet_analyzer_windows_ingested_total", ())] == 120
     assert got[("xnet_analyzer_windows_duplicate_total", ())] == 3
     assert got[("xnet_analyzer_batches_rejected_total", ())] == 0

@@ -330,3 +330,29 @@ def test_metrics_are_served_beside_the_api():
     assert response.status_code == 200
     assert "xnet_analyzer_windows_ingested_total 0.0" in response.text
     assert "# HELP xnet_slice_state" in response.text
+
+
+def test_slices_carry_the_hints_that_affect_them_most_confident_first():
+    from analyzer.rootcause.hints import HintTracker
+    from analyzer.rootcause.model import Diagnosis
+
+    tracker = HintTracker()
+    tracker.update([Diagnosis("link-loss", ("prov2>city2a",), ("egov", "video"), 0.9, ("4 of 6 paths lost 40%",)),
+                    Diagnosis("latency-shift", ("core>prov1",), ("video",), 0.6)], T0 * 10**10)
+    api = Api(hints=tracker.hints)
+    lossy_video(api, intervals=2)
+    summaries = {s["name"]: s for s in api.get("/slices").json()}
+    assert [(h["kind"], h["suspects"]) for h in summaries["video"]["hints"]] == [
+        ("link-loss", ["prov2>city2a"]), ("latency-shift", ["core>prov1"])]
+    assert [h["kind"] for h in summaries["egov"]["hints"]] == ["link-loss"]
+    assert summaries["data"]["hints"] == []
+    detail = api.get("/slices/video").json()
+    assert detail["hints"][0]["evidence"] == ["4 of 6 paths lost 40%"]
+    assert detail["hints"][0]["first_seen_ns"] == T0 * 10**10
+    assert api.get("/slices/egov").json()["hints"][0]["slices"] == ["egov", "video"]
+
+
+def test_slices_have_no_hints_without_root_cause_analysis(api):
+    lossy_video(api, intervals=1)
+    assert all(s["hints"] == [] for s in api.get("/slices").json())
+    assert api.get("/slices/video").json()["hints"] == []

@@ -1,8 +1,9 @@
 """No silent empty panel: Prometheus scrapes `xnetmon run` on the lab, and every PromQL
 expression of every dashboard panel, every recording rule and every alert's signal returns
-data. Expressions about metrics that only exist with flows, hints of a kind, or an
-embedded reflector are listed in MAY_BE_EMPTY with the reason; they are excused only while
-their metric is absent altogether, and checked whenever it is present."""
+data. Expressions about metrics that only exist with passive TCP RTT, alternate marking,
+hints of a kind, or an embedded reflector are listed in MAY_BE_EMPTY with the reason; they
+are excused only while their metric is absent altogether, and checked whenever it is present.
+The Flows dashboard's traffic panels fill from the softflowd exports `xnetmon run` sets up."""
 
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ from xnetmon.allinone import LAB_STAMP_PORT
 pytestmark = [pytest.mark.root, pytest.mark.lab, pytest.mark.tool("prometheus")]
 
 RATE_INTERVAL = f"{4 * SCRAPE_INTERVAL_S}s"  # Grafana's $__rate_interval: four scrape intervals
-FLOWS = "the lab's all-in-one receives no flow exports (no flow receiver in `xnetmon run` yet)"
+# softflowd exports each site's traffic to its agent (xnet_flow_*), but nothing in `xnetmon run`
+# observes TCP round trips or alternate marking: `xnetmon capture --tcp-rtt / --altmark-point` do.
+PASSIVE = "nothing in the lab's all-in-one measures passive TCP RTT (`xnetmon capture --tcp-rtt` does)"
+ALTMARK = "nothing in the lab's all-in-one marks or counts alternate marking (`xnetmon capture --altmark-point` does)"
 REFLECTOR = ("the lab's all-in-one runs each site's reflector as its own `xnetmon reflect` process, which "
              "serves no /metrics; agents with an embedded reflector export these")
 # A piece of an expression -> (the series whose total absence excuses an empty answer, why).
@@ -28,13 +32,13 @@ REFLECTOR = ("the lab's all-in-one runs each site's reflector as its own `xnetmo
 MAY_BE_EMPTY = {
     'kind="node-down"': ('xnet_rootcause_hint{kind="node-down"}',
                          "node-down hints exist only while a node is down (test_alerting_lab takes one down)"),
-    "xnet_flow_": ('{__name__=~"xnet_flow_.*"}', FLOWS),
-    "xnet_passive_rtt_seconds": ('{__name__=~"xnet_passive_rtt_seconds.*"}', FLOWS),
-    "xnet_tcp_retransmissions_total": ("xnet_tcp_retransmissions_total", FLOWS),
-    "xnet_altmark_": ('{__name__=~"xnet_altmark_.*"}', FLOWS),
+    "xnet_passive_rtt_seconds": ('{__name__=~"xnet_passive_rtt_seconds.*"}', PASSIVE),
+    "xnet_tcp_retransmissions_total": ("xnet_tcp_retransmissions_total", PASSIVE),
+    "xnet_altmark_": ('{__name__=~"xnet_altmark_.*"}', ALTMARK),
     "xnet_rootcause_hint": ("xnet_rootcause_hint", "no root-cause engine in `xnetmon run`"),
     "xnet_reflector_packets_total": ("xnet_reflector_packets_total", REFLECTOR),
-    "xnet_malformed_packets_total": ("xnet_malformed_packets_total", REFLECTOR + " (and no flow receiver)"),
+    "xnet_malformed_packets_total": ("xnet_malformed_packets_total",
+                                     REFLECTOR + " (the agents' flow receivers count only undecodable exports)"),
 }
 
 

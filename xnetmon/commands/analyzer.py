@@ -4,6 +4,9 @@ Serves the API (analyzer/api.py; OpenAPI docs at /docs) with uvicorn. With `--to
 agents may post windows and operators may ask for probes; without it the analyzer is
 read-only. With `--state-dir` the store is restored at start and saved every 30 s and at
 exit, so a restart keeps the verdicts (status, error budget, since) and the deduplication.
+Root-cause hints (GET /hints, on the slices, and xnet_rootcause_hint) are inferred once per
+closed interval; `--topology FILE` (the lab's topology format) names traced hop addresses
+after their sites, so hints say "prov2>city2a" rather than addresses.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--state-dir", metavar="DIR", help="keep snapshots here, so a restart is not an outage")
     p.add_argument("--interval", type=positive_float, default=10.0, metavar="SECONDS",
                    help="the agents' window length (their probing.window_s; default 10)")
+    p.add_argument("--topology", metavar="FILE",
+                   help="declared topology (lab topology YAML, or a built-in lab topology's name): names hop "
+                   "addresses after sites in root-cause hints")
     p.set_defaults(handler=run)
 
 
@@ -75,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from analyzer.api import create_app
-    from analyzer.service import SnapshotKeeper, listening_socket, open_store
+    from analyzer.rootcause.evidence import load_declared_names
+    from analyzer.service import RootCauseRunner, SnapshotKeeper, listening_socket, open_store
     from analyzer.sla import default_policies, load_policies
     from collector.config import ConfigError
 
@@ -85,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     except OSError as exc:
         raise UsageError(f"cannot read policies {args.policies}: {exc.strerror}") from None
+    try:
+        declared = load_declared_names(args.topology) if args.topology else None
+    except ValueError as exc:  # lab.topology.TopologyError names the file and the key
+        raise UsageError(f"--topology: {exc}") from None
     if args.state_dir:
         try:
             Path(args.state_dir).mkdir(parents=True, exist_ok=True)
@@ -98,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
         sock = listening_socket(host, port)
     except OSError as exc:
         raise UsageError(f"cannot listen on {args.listen}: {exc.strerror}") from None
-    app = create_app(store, token=token)
+    inference = RootCauseRunner(store, declared_names=declared)
+    app = create_app(store, token=token, hints=inference.hints)
     keeper = SnapshotKeeper(store, args.state_dir) if args.state_dir else None
     shown = f"[{host}]" if ":" in host else host
     bound_port = sock.getsockname()[1]
@@ -115,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         pass
     finally:
         sock.close()
+        inference.stop()
         if keeper is not None:
             keeper.stop()  # the final snapshot
     stats = store.stats()

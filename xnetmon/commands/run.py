@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"  API      {deployment.api_url}/slices  (docs: {deployment.api_url}/docs)")
         console.print(f"  metrics  {deployment.metrics_url}")
         console.print(f"  token    {deployment.token_file} (for POST /probe: an on-demand probe from an agent)")
+        console.print(f"  flows    {deployment.flows}")
         console.print("  Ctrl-C stops.")
         try:
             _watch(deployment, args, console)

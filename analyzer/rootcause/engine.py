@@ -1,0 +1,501 @@
+"""The inference engine: one epoch of path evidence in, a ranked list of diagnoses out.
+
+Stateless and deterministic: the same epoch gives the same diagnoses whatever the order
+of its paths (ties are broken by component name). First and last seen, and clearing, are
+the caller's (analyzer.rootcause.hints).
+
+Stages, each over the rows of `observations` (a STAMP path split by direction is two rows):
+
+1. Host self-telemetry: an unhealthy agent is a `probe-host` diagnosis at once, and its
+   paths take no part in localisation (they would blame the network for the host).
+2. Hard failures: Boolean tomography, the greedy set cover of Tomo / SCFS
+   (Duffield; `boolean`). Bad rows lost (nearly) every probe (`failed_loss`); rows that
+   lost less than `good_loss` clear their components; rows in between are partial loss,
+   left to the next stage, and so is a class that failed on fewer than half its rows. Per slice, so a component that
+   blackholes one slice is not cleared by another slice's healthy rows; classes found in
+   several slices are merged afterwards.
+3. Gray loss, all slices together: loss-rate tomography by non-negative least squares on
+   -log(1 - loss) (NetBouncer, Tan et al., NSDI'19; `lossrate`) over the rows the hard stage
+   did not explain, with a Poisson test against background loss for every candidate
+   before and after explaining away. All slices together because a 0.1% loss needs every
+   probe through the link to be seen at all; the slices it touches are found afterwards by
+   a per-slice test.
+4. Delay steps: the same Boolean cover (across slices, then per slice) over round-trip rows (RTT crosses both
+   directions), bad when the median RTT rose by `delay_step_s` (or `delay_jitter_factor`
+   baseline jitters) above its baseline, good when it stayed within half of that. A delay
+   class that overlaps a loss finding is that finding's delay (congestion), not a second fault.
+5. Path changes: the greedy cover again, over the changed paths with the components each
+   left (from `previous_forward` / `previous_reverse`); without them, the changed paths'
+   sources are named.
+
+Pseudo-components ("host:", "service:") are candidates in every stage only when their
+counterpart paths are healthy: for "host:S" the paths towards S from other agents (they
+cross S's links but not its agent), for "service:S" the paths from S's agent (they cross
+S's links but not its reflector). Lossy or slow counterparts mean the trouble is in the
+network near S, and a real component explains it. Where both could explain the same
+failed rows, the cover prefers the real one (`boolean`).
+
+Classification of a localised class, first match wins: a class of `host:` members only is
+`probe-host`, of `service:` members only `reflector-down` (a class mixing them with nodes or
+links is classified by its nodes and links, the pseudo members kept because no probe splits
+them off, as its evidence says: a county cut off behind its only link loses its reflector's
+answers with it); degraded in some slices while the other slices through the same class show
+RTT or jitter up without loss is `congestion` (the link's queue is full and the scheduler
+protects some slices' shares, not their delay), degraded in some slices while the others are
+healthy in loss and delay is `slice-isolation`; a hard failure of a class with a
+node in it is `node-down`, else `link-down`; gray loss with RTT and jitter up on the same
+paths is `congestion`; gray loss on directed links whose opposite directions are probed and
+clean is `one-direction`; other gray loss is `link-loss`; a delay step alone `latency-shift`.
+One-direction is a kind of its own only for partial loss: a link that is down in one
+direction is still `link-down` (that is what needs acting on), with the direction named in
+the evidence.
+
+Confidence grows with the evidence (bad paths explained, or how far below `alpha` the loss
+test went) and shrinks with ambiguity (each extra member of the class costs a quarter).
+Anything not significant is never reported, so a healthy epoch gives [].
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from analyzer.rootcause.boolean import cover_all_then_per_slice
+from analyzer.rootcause.lossrate import GrayFinding, localise_gray
+from analyzer.rootcause.model import Diagnosis, Epoch, PathEvidence
+from analyzer.rootcause.observations import (
+    BOTH, FORWARD, PSEUDO_PREFIXES, REVERSE, Observations, loss_observations, round_trip_observations,
+)
+from analyzer.rootcause.pathchange import path_change_diagnoses
+from analyzer.rootcause.significance import poisson_tail
+from analyzer.rootcause.wording import ambiguity, describe, percent
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Thresholds; the defaults suit the lab and the national simulation (bench/rootcause)."""
+
+    # loss ratio each directed link may have without blame (the simulation's background is 1e-4)
+    background_loss_per_link: float = 1e-4
+    # hard failure: a row lost at least this share of its probes (with at least min_failed_sent sent);
+    # a down component passes nothing, so anything that lets a few probes through is partial loss
+    failed_loss: float = 0.98
+    min_failed_sent: int = 5
+    # a row that lost less than this share clears its components of a hard failure (rows in
+    # between, e.g. behind an agent losing 90%, neither need explaining nor clear anyone)
+    good_loss: float = 0.5
+    # a hard-failure class must have failed on at least this share of its rows in the slices it hit
+    min_failed_share: float = 0.5
+    # good rows a hard-failure class may lie on (0: strict Tomo; raise for flapping routes)
+    good_tolerance: int = 0
+    # gray loss: significance per component (about 1e4 components: ~1e-2 false alarms per epoch at most)
+    alpha: float = 1e-6
+    # gray loss: smallest excess loss ratio, and smallest number of excess losses, worth a diagnosis
+    min_loss_rate: float = 2e-4
+    min_excess_losses: float = 4.0
+    # delay step: RTT median above baseline by this much (or this many baseline jitters, if larger)
+    delay_step_s: float = 0.003
+    delay_jitter_factor: float = 4.0
+    min_delay_paths: int = 2
+    # congestion: jitter at least this multiple of baseline and this much above it
+    jitter_rise: float = 2.0
+    jitter_min_rise_s: float = 0.0005
+    # a slice counts as healthy through a class when its losses are this unlikely under the fault's rate
+    slice_healthy_alpha: float = 1e-3
+    # congestion: at least this share of the loss-free slices' paths through the class is slower or jitterier
+    congestion_share: float = 0.5
+    # a pseudo-component's counterpart paths are unhealthy when their losses are this unlikely
+    # under background, or when this share of them is slower than their baseline
+    counterpart_alpha: float = 1e-3
+    counterpart_slow_share: float = 0.5
+
+
+_PRECEDENCE = ("probe-host", "reflector-down", "slice-isolation", "node-down", "link-down", "congestion",
+               "one-direction", "link-loss", "latency-shift", "path-change")
+
+
+def diagnose(epoch: Epoch, config: EngineConfig = EngineConfig()) -> list[Diagnosis]:
+    paths = epoch.paths
+    diagnoses: list[Diagnosis] = []
+    unhealthy = {h.site: h for h in epoch.hosts if not h.healthy}
+    diagnoses += _host_diagnoses(paths, unhealthy)
+    if paths:
+        observations = loss_observations(paths, config.background_loss_per_link)
+        excluded = _rows_from(observations, paths, unhealthy)
+        context = _Context(paths, observations, excluded, config)
+        loss_findings = context.hard_failures() + context.gray_losses()
+        diagnoses += loss_findings
+        diagnoses += context.delay_steps(loss_findings)
+        diagnoses += path_change_diagnoses(paths, unhealthy)
+    return sorted(diagnoses, key=lambda d: (-d.confidence, _PRECEDENCE.index(d.kind), d.suspects))
+
+
+def _host_diagnoses(paths: tuple[PathEvidence, ...], unhealthy: dict) -> list[Diagnosis]:
+    found = []
+    for site, health in sorted(unhealthy.items()):
+        slices = tuple(sorted({p.slice for p in paths if p.source == site}))
+        found.append(Diagnosis("probe-host", (f"host:{site}",), slices, 0.9,
+                               (f"agent on {site} reports itself unhealthy: {health.reason or 'no reason given'}",)))
+    return found
+
+
+def _rows_from(observations: Observations, paths: tuple[PathEvidence, ...], sites: dict) -> np.ndarray:
+    if not sites:
+        return np.zeros(len(observations.sent), dtype=bool)
+    from_site = np.fromiter((p.source in sites for p in paths), dtype=bool, count=len(paths))
+    return from_site[observations.path]
+
+
+@dataclass
+class _Context:
+    paths: tuple[PathEvidence, ...]
+    observations: Observations
+    excluded: np.ndarray
+    config: EngineConfig
+    explained: np.ndarray = field(init=False)
+    _delays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = field(init=False, default=None)
+
+    allowed: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.explained = np.zeros(len(self.observations.sent), dtype=bool)
+        self.allowed = self._pseudo_allowed()
+
+    # -- pseudo-components -----------------------------------------------------------------
+
+    def _pseudo_allowed(self) -> np.ndarray:
+        """Column mask: real components always, a pseudo-component when its counterpart
+        paths are present and healthy (see the module's docstring). Without counterparts
+        (no other agent probes S, or S's agent is silent) nothing clears the network near S,
+        so the pseudo-component is not a candidate either."""
+        obs, config = self.observations, self.config
+        allowed = np.ones(len(obs.names), dtype=bool)
+        excluded_paths = set(obs.path[self.excluded].tolist())
+        for column, name in enumerate(obs.names):
+            if not name.startswith(PSEUDO_PREFIXES):
+                continue
+            site = name.split(":", 1)[1]
+            if name.startswith("host:"):
+                counterparts = [i for i, p in enumerate(self.paths) if p.target_site == site and p.source != site]
+            else:
+                counterparts = [i for i, p in enumerate(self.paths) if p.source == site]
+            counterparts = [i for i in counterparts if i not in excluded_paths and self.paths[i].sent > 0]
+            allowed[column] = bool(counterparts) and self._healthy(counterparts)
+        return allowed
+
+    def _healthy(self, path_indices: list[int]) -> bool:
+        obs, config = self.observations, self.config
+        rows = np.flatnonzero(np.isin(obs.path, path_indices))
+        if len(rows) == 0:
+            return False
+        if (obs.loss[rows] >= config.good_loss).any():
+            return False
+        lost = float(obs.lost[rows].sum())
+        expected = float((obs.sent[rows] * obs.background[rows]).sum())
+        if poisson_tail(np.asarray([lost]), np.asarray([expected]))[0] < config.counterpart_alpha:
+            return False
+        excess, threshold, _, _ = self._delay_arrays()
+        indices = np.asarray(path_indices)
+        known = indices[~np.isnan(excess[indices])]
+        slow = int((excess[known] >= threshold[known]).sum())
+        return not (len(known) and slow >= config.counterpart_slow_share * len(known))
+
+    def _link_wide_delay(self, through: np.ndarray, degraded: set[int]) -> tuple[bool, str | None]:
+        """Whether the slices through a class that lost nothing still queue there: RTT or
+        jitter up against their baseline on at least `congestion_share` of their paths. That
+        is a full link whose scheduler protects those slices' shares but not their delay;
+        a starved slice class leaves the other slices' delay alone."""
+        obs, config = self.observations, self.config
+        excess, threshold, jitter, baseline_jitter = self._delay_arrays()
+        paths = np.unique(obs.path[through[~np.isin(obs.slice_of_row[through], list(degraded))]])
+        known = paths[~np.isnan(excess[paths])]
+        if len(known) == 0:
+            return False, None
+        slower = excess[known] >= threshold[known]
+        jitterier = (~np.isnan(jitter[known]) & ~np.isnan(baseline_jitter[known])
+                     & (jitter[known] >= config.jitter_rise * np.nan_to_num(baseline_jitter[known]))
+                     & (jitter[known] - np.nan_to_num(baseline_jitter[known]) >= config.jitter_min_rise_s))
+        up = slower | jitterier
+        if up.sum() < config.congestion_share * len(known):
+            return False, None
+        return True, (f"{int(up.sum())} of {len(known)} paths of the other slices through the same components "
+                      f"show RTT (median +{float(np.median(excess[known])) * 1e3:.1f} ms) or jitter up "
+                      f"without loss: the link's queue, not one slice's share")
+
+    # -- stage 2: hard failures ------------------------------------------------------------
+
+    def hard_failures(self) -> list[Diagnosis]:
+        obs, config = self.observations, self.config
+        loss = obs.loss
+        usable = ~self.excluded
+        failed = usable & (loss >= config.failed_loss) & (obs.sent >= config.min_failed_sent)
+        if not failed.any():
+            return []
+        good = usable & (loss < config.good_loss)
+        found = []
+        for columns in cover_all_then_per_slice(obs, failed, good, config.good_tolerance, self.allowed):
+            through = obs.rows_of(columns[0])
+            rows = through[failed[through]]
+            slice_ids = {int(s) for s in np.unique(obs.slice_of_row[rows])}
+            in_hit_slices = through[np.isin(obs.slice_of_row[through], list(slice_ids))]
+            if len(rows) < config.min_failed_share * len(in_hit_slices):
+                continue  # mostly partial loss around it: the loss-rate stage explains it better
+            # every row of a hit slice through a down class is its doing, whatever the row lost
+            self.explained[in_hit_slices] = True
+            found.append(self._hard_diagnosis(columns, rows, slice_ids, good))
+        return found
+
+    def _hard_diagnosis(self, columns: tuple[int, ...], bad_rows: np.ndarray, slice_ids: set[int],
+                        good: np.ndarray) -> Diagnosis:
+        obs = self.observations
+        names = tuple(obs.names[c] for c in columns)
+        through = obs.rows_of(columns[0])
+        healthy_slices = {int(s) for s in np.unique(obs.slice_of_row[through[good[through]]])} - slice_ids
+        slices = self._slice_names(slice_ids)
+        kind = _pseudo_kind(names)
+        queue_sentence = None
+        if kind is None:
+            if healthy_slices:
+                congested, queue_sentence = self._link_wide_delay(through, slice_ids)
+                kind = "congestion" if congested else "slice-isolation"
+            elif any(_is_node(n) for n in names):
+                kind = "node-down"
+            else:
+                kind = "link-down"
+        bad_paths = np.unique(obs.path[bad_rows])
+        all_paths = np.unique(obs.path[through])
+        loss = float(obs.lost[bad_rows].sum() / obs.sent[bad_rows].sum())
+        evidence = [f"{len(bad_paths)} of {len(all_paths)} paths through {describe(names)} lost {percent(loss)} "
+                    f"({self._directions(bad_rows)}); {self._elsewhere(through)}"]
+        if queue_sentence:
+            evidence.append(queue_sentence)
+        elif healthy_slices:
+            evidence.append(f"healthy through the same components: {', '.join(self._slice_names(healthy_slices))}")
+        evidence += _class_sentence(names)
+        confidence = (1.0 - 0.5 ** len(bad_paths)) * ambiguity(len(names))
+        return Diagnosis(kind, names, slices, round(confidence, 3), tuple(evidence))
+
+    # -- stage 3: gray loss ----------------------------------------------------------------
+
+    def gray_losses(self) -> list[Diagnosis]:
+        config = self.config
+        active = ~self.excluded & ~self.explained
+        findings = localise_gray(self.observations, active, config.alpha, config.min_loss_rate,
+                                 config.min_excess_losses, self.allowed)
+        found_names = {self.observations.names[c] for f in findings for c in f.columns}
+        return [self._gray_diagnosis(f, active, found_names) for f in findings]
+
+    def _gray_diagnosis(self, finding: GrayFinding, active: np.ndarray, found_names: set[str]) -> Diagnosis:
+        obs, config = self.observations, self.config
+        names = tuple(obs.names[c] for c in finding.columns)
+        degraded, healthy = self._slice_scope(finding)
+        slices = self._slice_names(degraded)
+        kind = _pseudo_kind(names)
+        delay_sentence = None
+        if kind is None:
+            congested, delay_sentence = self._congested(finding.rows)
+            if healthy:
+                # checked before slice-isolation: a full link delays the slices it does not drop
+                congested, delay_sentence = self._link_wide_delay(finding.rows, degraded)
+                kind = "congestion" if congested else "slice-isolation"
+            elif congested:
+                kind = "congestion"
+            elif self._one_direction(names, finding.rows, active, found_names):
+                kind = "one-direction"
+            else:
+                kind = "link-loss"
+        rows = finding.rows
+        lossy = rows[obs.lost[rows] > obs.sent[rows] * obs.background[rows]]
+        all_paths = np.unique(obs.path[rows])
+        evidence = [f"{len(np.unique(obs.path[lossy]))} of {len(all_paths)} paths through {describe(names)} "
+                    f"lost {percent(finding.rate)} ({self._directions(rows)}): {finding.lost:.0f} probes lost "
+                    f"where {finding.expected:.1f} were expected ({_p_value(finding.p_value)}); {self._elsewhere(rows)}"]
+        if delay_sentence:
+            evidence.append(delay_sentence)
+        elif healthy:
+            evidence.append(f"healthy through the same components: {', '.join(self._slice_names(healthy))}")
+        evidence += _class_sentence(names)
+        strength = min(1.0, math.log10(max(finding.p_value, 1e-300)) / (2.0 * math.log10(config.alpha)))
+        confidence = (0.5 + 0.5 * max(strength, 0.0)) * ambiguity(len(names))
+        return Diagnosis(kind, names, slices, round(confidence, 3), tuple(evidence))
+
+    def _slice_scope(self, finding: GrayFinding) -> tuple[set[int], set[int]]:
+        """Slices whose rows through the class are degraded, and slices shown healthy: their
+        losses are too few for the class's loss rate (a lower-tail test, so a slice is not
+        called healthy merely for having few probes)."""
+        obs, config = self.observations, self.config
+        rows = finding.rows
+        slice_ids = obs.slice_of_row[rows]
+        present = [int(s) for s in np.unique(slice_ids)]
+        if len(present) < 2:
+            return set(present), set()
+        sent = {s: float(obs.sent[rows][slice_ids == s].sum()) for s in present}
+        lost = {s: float(obs.lost[rows][slice_ids == s].sum()) for s in present}
+        base = {s: float((obs.sent[rows] * obs.background[rows])[slice_ids == s].sum()) for s in present}
+        degraded = {s for s in present if poisson_tail(np.asarray([lost[s]]), np.asarray([base[s]]))[0] < 1e-3}
+        if not degraded:
+            return set(present), set()
+        rate = min((lost[s] - base[s]) / sent[s] for s in degraded)
+        healthy = {s for s in present if s not in degraded and
+                   stats.poisson.cdf(lost[s], base[s] + rate * sent[s]) < config.slice_healthy_alpha}
+        if not healthy:
+            return set(present), set()
+        return set(present) - healthy, healthy
+
+    def _one_direction(self, names: tuple[str, ...], suspect_rows: np.ndarray, active: np.ndarray,
+                       found_names: set[str]) -> bool:
+        obs = self.observations
+        if not all(_is_link(n) for n in names):
+            return False
+        for name in names:
+            a, b = name.split(">", 1)
+            opposite = f"{b}>{a}"
+            column = obs.column_of(opposite)
+            if opposite in found_names or column is None:
+                return False
+            rows = obs.rows_of(column)
+            # rows crossing both directions (echo) carry the suspect's own loss: only the others can clear
+            rows = rows[active[rows] & ~np.isin(rows, suspect_rows)]
+            if len(rows) == 0:
+                return False
+            lost = obs.lost[rows].sum()
+            expected = (obs.sent[rows] * obs.background[rows]).sum()
+            if poisson_tail(np.asarray([lost]), np.asarray([expected]))[0] < 1e-3:
+                return False
+        return True
+
+    def _congested(self, rows: np.ndarray) -> tuple[bool, str | None]:
+        excess, threshold, jitter, baseline_jitter = self._delay_arrays()
+        paths = np.unique(self.observations.path[rows])
+        known = paths[~np.isnan(excess[paths])]
+        if len(known) == 0:
+            return False, None
+        rise = float(np.median(excess[known]))
+        if rise < float(np.median(threshold[known])):
+            return False, None
+        with_jitter = known[~np.isnan(jitter[known]) & ~np.isnan(baseline_jitter[known])]
+        if len(with_jitter) == 0:
+            return False, None
+        now, before = float(np.median(jitter[with_jitter])), float(np.median(baseline_jitter[with_jitter]))
+        if now < before * self.config.jitter_rise or now - before < self.config.jitter_min_rise_s:
+            return False, None
+        return True, (f"RTT up {rise * 1e3:.1f} ms and jitter {now * 1e3:.1f} ms (baseline {before * 1e3:.1f} ms) "
+                      f"on {len(known)} of those paths")
+
+    # -- stage 4: delay steps --------------------------------------------------------------
+
+    def _delay_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per path: RTT excess over baseline, the step that counts, jitter, baseline jitter (NaN: unknown)."""
+        if self._delays is None:
+            nan = math.nan
+            config = self.config
+            count = len(self.paths)
+            excess = np.fromiter(((p.delay_s - p.baseline_delay_s)
+                                  if p.delay_s is not None and p.baseline_delay_s is not None and not p.path_changed
+                                  else nan for p in self.paths), dtype=np.float64, count=count)
+            jitter = np.fromiter((nan if p.jitter_s is None else p.jitter_s for p in self.paths),
+                                 dtype=np.float64, count=count)
+            baseline_jitter = np.fromiter((nan if p.baseline_jitter_s is None else p.baseline_jitter_s
+                                           for p in self.paths), dtype=np.float64, count=count)
+            threshold = np.maximum(config.delay_step_s, config.delay_jitter_factor * np.nan_to_num(baseline_jitter))
+            self._delays = (excess, threshold, jitter, baseline_jitter)
+        return self._delays
+
+    def delay_steps(self, loss_findings: list[Diagnosis]) -> list[Diagnosis]:
+        excess, threshold, _, _ = self._delay_arrays()
+        known = ~np.isnan(excess)
+        if self.excluded.any():
+            known &= ~np.bincount(self.observations.path[self.excluded], minlength=len(self.paths)).astype(bool)
+        slow_paths = known & (excess >= threshold)
+        if slow_paths.sum() < self.config.min_delay_paths:
+            return []
+        rtt = round_trip_observations(self.observations, np.flatnonzero(known), len(self.paths))
+        slow = slow_paths[rtt.path]
+        normal = (excess[rtt.path] < threshold[rtt.path] / 2)
+        blamed = {name for d in loss_findings for name in d.suspects}
+        found = []
+        for columns in cover_all_then_per_slice(rtt, slow, normal, allowed=self.allowed):
+            names = tuple(rtt.names[c] for c in columns)
+            if blamed.intersection(names):
+                continue  # the delay of a loss already found (congestion is judged there)
+            diagnosis = self._delay_diagnosis(rtt, names, columns, slow, normal, excess)
+            if diagnosis is not None:
+                found.append(diagnosis)
+        return found
+
+    def _delay_diagnosis(self, rtt: Observations, names, columns, slow, normal, excess) -> Diagnosis | None:
+        through = rtt.rows_of(columns[0])
+        rows = through[slow[through]]
+        slice_ids = {int(s) for s in np.unique(rtt.slice_of_row[rows])}
+        healthy = {int(s) for s in np.unique(rtt.slice_of_row[through[normal[through]]])} - slice_ids
+        if len(rows) < self.config.min_delay_paths:
+            return None
+        kind = _pseudo_kind(names) or ("slice-isolation" if healthy else "latency-shift")
+        step = float(np.median(excess[rtt.path[rows]]))
+        evidence = [f"RTT up {step * 1e3:.1f} ms (median) on {len(rows)} of {len(through)} paths through "
+                    f"{describe(names)}, without loss"]
+        if healthy:
+            evidence.append(f"healthy through the same components: {', '.join(self._slice_names(healthy))}")
+        evidence += _class_sentence(names)
+        confidence = (1.0 - 0.5 ** len(rows)) * ambiguity(len(names))
+        return Diagnosis(kind, names, tuple(sorted(rtt.slices[s] for s in slice_ids)), round(confidence, 3),
+                         tuple(evidence))
+
+    # -- wording helpers -------------------------------------------------------------------
+
+    def _slice_names(self, slice_ids: Iterable[int]) -> tuple[str, ...]:
+        return tuple(sorted(self.observations.slices[s] for s in slice_ids))
+
+    def _directions(self, rows: np.ndarray) -> str:
+        """Which legs the losses were measured on: STAMP splits out and back, echo cannot."""
+        counts = np.bincount(self.observations.direction[rows], minlength=3)
+        parts = [f"{counts[d]} {label}" for d, label in ((FORWARD, "outward"), (REVERSE, "return"),
+                                                         (BOTH, "round-trip")) if counts[d]]
+        return ", ".join(parts) + (" measurement" if len(rows) == 1 else " measurements")
+
+    def _elsewhere(self, rows: np.ndarray) -> str:
+        obs = self.observations
+        other = np.ones(len(obs.sent), dtype=bool)
+        other[rows] = False
+        other &= ~self.excluded
+        sent = float(obs.sent[other].sum())
+        lost = float(obs.lost[other].sum())
+        return f"other paths lost {percent(lost / sent if sent else 0.0)}"
+
+
+def _pseudo_kind(names: tuple[str, ...]) -> str | None:
+    """The host's or the reflector's kind, for a class of pseudo-components only: a class
+    with a node or link in it is classified by those (the network cuts the host or reflector
+    off; it is not the host's or reflector's fault)."""
+    if not names or not all(n.startswith(PSEUDO_PREFIXES) for n in names):
+        return None
+    if any(n.startswith("host:") for n in names):
+        return "probe-host"
+    return "reflector-down"
+
+
+def _is_link(name: str) -> bool:
+    return ">" in name and not name.startswith(("host:", "service:"))
+
+
+def _is_node(name: str) -> bool:
+    return ">" not in name and not name.startswith(("host:", "service:"))
+
+
+def _p_value(p: float) -> str:
+    return f"p={p:.1e}" if p >= 1e-300 else "p<1e-300"
+
+
+def _class_sentence(names: tuple[str, ...]) -> list[str]:
+    if len(names) < 2:
+        return []
+    sentences = [f"end-to-end probes cannot tell apart: {', '.join(names)}"]
+    pseudo = [n for n in names if n.startswith(PSEUDO_PREFIXES)]
+    if pseudo and len(pseudo) < len(names):
+        sentences.append(f"{', '.join(pseudo)} kept in the class only because every probe through it crosses the "
+                         f"network components too: classified by those (a site cut off cannot answer or ship)")
+    return sentences

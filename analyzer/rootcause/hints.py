@@ -1,0 +1,102 @@
+"""Root-cause hints over time: the engine's diagnoses, epoch by epoch, become hints with a
+first and a last seen time, kept while the fault lasts and cleared once it has healed.
+
+The engine (analyzer.rootcause.engine) is stateless: each epoch it says what explains that
+interval. A hint is one (kind, suspects) seen in successive epochs; its slices, confidence
+and evidence are the latest epoch's. It stays while it is diagnosed and for
+`CLEAR_AFTER_EPOCHS - 1` epochs without it (one quiet interval is not a healed fault: a
+window with no loss out of a 20%-loss link happens), and goes at the `CLEAR_AFTER_EPOCHS`-th
+consecutive epoch without it: 2 intervals, so a healed fault leaves the list in about two
+intervals (2 s on the lab, 20 s with 10 s intervals).
+
+`hints()` answers objects with the fields of `analyzer.api_models.Hint`; `hint_rows()` flattens
+them into one row per (slice, kind, suspect), the labels of `xnet_rootcause_hint` (value: the
+confidence, the highest when two hints share a row). Thread-safe: the inference thread feeds,
+the API reads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+CLEAR_AFTER_EPOCHS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Hint:
+    """A RootCauseHint (DESIGN.md): a diagnosis with first and last seen times (ns)."""
+
+    kind: str
+    suspects: tuple[str, ...]
+    slices: tuple[str, ...]
+    confidence: float
+    evidence: tuple[str, ...]
+    first_seen_ns: int
+    last_seen_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class HintRow:
+    slice: str
+    kind: str
+    suspect: str
+    confidence: float
+
+
+@dataclass(slots=True)
+class _Tracked:
+    hint: Hint
+    missing: int = 0  # consecutive epochs without it
+
+
+class HintTracker:
+    def __init__(self, clear_after_epochs: int = CLEAR_AFTER_EPOCHS) -> None:
+        if clear_after_epochs < 1:
+            raise ValueError(f"clear_after_epochs must be at least 1, got {clear_after_epochs}")
+        self.clear_after_epochs = clear_after_epochs
+        self._lock = threading.Lock()
+        self._tracked: dict[tuple[str, tuple[str, ...]], _Tracked] = {}
+        self._current: tuple[Hint, ...] = ()
+
+    def update(self, diagnoses: Iterable, at_ns: int) -> tuple[Hint, ...]:
+        """Feed one epoch's diagnoses (analyzer.rootcause.model.Diagnosis), in epoch order;
+        returns the hints current after it."""
+        with self._lock:
+            seen = set()
+            for d in diagnoses:
+                key = (d.kind, tuple(sorted(d.suspects)))
+                if key in seen:  # the engine named it twice: keep the first (its most confident)
+                    continue
+                seen.add(key)
+                before = self._tracked.get(key)
+                first = before.hint.first_seen_ns if before is not None else at_ns
+                self._tracked[key] = _Tracked(Hint(d.kind, tuple(d.suspects), tuple(sorted(d.slices)),
+                                                   round(float(d.confidence), 3), tuple(d.evidence), first, at_ns))
+            for key in [k for k in self._tracked if k not in seen]:
+                tracked = self._tracked[key]
+                tracked.missing += 1
+                if tracked.missing >= self.clear_after_epochs:
+                    del self._tracked[key]
+            self._current = tuple(sorted((t.hint for t in self._tracked.values()),
+                                         key=lambda h: (-h.confidence, h.first_seen_ns, h.kind, h.suspects)))
+            return self._current
+
+    def hints(self) -> tuple[Hint, ...]:
+        """The current hints, most confident first."""
+        return self._current
+
+    def rows(self) -> list[HintRow]:
+        return hint_rows(self._current)
+
+
+def hint_rows(hints: Iterable) -> list[HintRow]:
+    """One row per (slice, kind, suspect) of objects with kind, suspects, slices and confidence."""
+    best: dict[tuple[str, str, str], float] = {}
+    for hint in hints:
+        for slice_name in hint.slices:
+            for suspect in hint.suspects:
+                key = (slice_name, hint.kind, suspect)
+                best[key] = max(best.get(key, 0.0), hint.confidence)
+    return [HintRow(s, k, suspect, c) for (s, k, suspect), c in sorted(best.items())]

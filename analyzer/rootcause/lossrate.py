@@ -1,0 +1,148 @@
+"""Loss-rate tomography for gray loss: which classes carry a loss rate above background.
+
+Model (NetBouncer, Tan et al., NSDI'19): a row's success rate is the product of its
+components' success rates, so y = -log(1 - loss) is additive, y_row = sum of x_component,
+and the rates are the non-negative least-squares solution of y = A x. Choices here:
+
+1. Candidates first. A component is a candidate only when the rows through it lost
+   significantly more than background predicts (one-sided Poisson tail of the summed
+   losses below `alpha`, and an excess rate of at least `min_rate`). Columns elsewhere are
+   fixed at zero, which keeps the system to the few hundred columns near the trouble.
+2. Equivalence classes are one column each (identical columns make NNLS arbitrary).
+3. A round-trip row crosses a node or the agent's host twice, so its design entry is 2.
+   Rows with the same candidate classes and crossings are summed before fitting (sent and lost
+   are sufficient statistics), and each is weighted by the inverse standard deviation of
+   -log(1 - p_hat), sqrt(n (1 - p) / p), so a row of 10,000 probes counts more than one of 100.
+4. Explaining away: the fit spreads loss over neighbours that share rows with the culprit.
+   Every class the fit keeps must still be significant given the others (its rows' losses
+   against background plus what the other classes' rates predict). The least significant
+   failing class is dropped and the fit redone until all pass (after `_MAX_REFITS` fits,
+   all failing classes go at once, which bounds the time on a badly tangled epoch).
+5. At most `MAX_CANDIDATES` candidates, the most significant: a loss on a core link makes
+   every component sharing many of its paths significant, and the culprit is always among
+   the strongest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import optimize
+
+from analyzer.rootcause.boolean import equivalence_classes
+from analyzer.rootcause.observations import Observations
+from analyzer.rootcause.significance import poisson_tail
+
+MAX_CANDIDATES = 300  # bounds the fit when a busy core link makes hundreds of neighbours significant
+_MAX_REFITS = 8       # then every class still failing is dropped at once
+
+
+@dataclass(frozen=True, slots=True)
+class GrayFinding:
+    columns: tuple[int, ...]    # the equivalence class
+    rate: float                 # estimated loss ratio of the class
+    p_value: float              # its losses given background and the other findings
+    rows: np.ndarray            # active rows through the class
+    lost: float                 # losses on those rows
+    expected: float             # what background and the other findings explain of them
+
+
+def candidate_columns(observations: Observations, active: np.ndarray, alpha: float, min_rate: float,
+                      min_excess: float, allowed: np.ndarray | None = None) -> np.ndarray:
+    """Columns whose active rows lost significantly more than background, the most
+    significant `MAX_CANDIDATES` of them (among `allowed` columns, when given)."""
+    weight = active.astype(np.float64)
+    matrix_t = observations.matrix.T
+    lost = matrix_t @ (observations.lost * weight)
+    expected = matrix_t @ (observations.sent * observations.background * weight)
+    sent = matrix_t @ (observations.sent * weight)
+    excess = lost - expected
+    worth = (excess >= min_excess) & (excess >= min_rate * sent)
+    if allowed is not None:
+        worth &= allowed[:len(worth)]
+    maybe = np.flatnonzero(worth)
+    if len(maybe) == 0:
+        return maybe
+    tails = poisson_tail(lost[maybe], expected[maybe])
+    significant = tails < alpha
+    maybe, tails = maybe[significant], tails[significant]
+    if len(maybe) > MAX_CANDIDATES:
+        keep = np.lexsort((maybe, tails))[:MAX_CANDIDATES]
+        maybe = np.sort(maybe[keep])
+    return maybe
+
+
+def localise_gray(observations: Observations, active: np.ndarray, alpha: float, min_rate: float,
+                  min_excess: float, allowed: np.ndarray | None = None) -> list[GrayFinding]:
+    columns = candidate_columns(observations, active, alpha, min_rate, min_excess, allowed)
+    if len(columns) == 0:
+        return []
+    classes = equivalence_classes(observations, columns)
+    representative = np.asarray([cls[0] for cls in classes])
+    sub = observations.crossings[:, representative].tocsr()
+    sub.sort_indices()
+    rows = np.flatnonzero(active & (np.diff(sub.indptr) > 0))
+    if len(rows) == 0:
+        return []
+    groups: dict[tuple, int] = {}
+    group_of_row = np.empty(len(rows), dtype=np.int64)
+    indices, data, indptr = sub.indices, sub.data, sub.indptr
+    for i, row in enumerate(rows.tolist()):
+        start, end = indptr[row], indptr[row + 1]
+        key = (indices[start:end].tobytes(), data[start:end].tobytes())
+        group_of_row[i] = groups.setdefault(key, len(groups))
+    design = np.zeros((len(groups), len(classes)))
+    for (columns, crossed), g in groups.items():
+        design[g, np.frombuffer(columns, dtype=indices.dtype)] = np.frombuffer(crossed, dtype=data.dtype)
+    sent = np.bincount(group_of_row, observations.sent[rows], len(groups))
+    lost = np.bincount(group_of_row, observations.lost[rows], len(groups))
+    # background of a group: the sent-weighted mean of its rows' background ratios
+    background = np.bincount(group_of_row, observations.sent[rows] * observations.background[rows], len(groups)) / sent
+    observed = np.minimum(lost / sent, 0.999)
+    y = -np.log1p(-observed) + np.log1p(-background)
+    p = np.maximum(observed, np.maximum(background, 1.0 / sent))
+    weight = np.sqrt(sent * (1.0 - p) / p)
+    keep = np.ones(len(classes), dtype=bool)
+    for _ in range(_MAX_REFITS):
+        x = np.zeros(len(classes))
+        if keep.any():
+            x[keep], _ = optimize.nnls(design[:, keep] * weight[:, None], y * weight, maxiter=50 * len(classes))
+        tails, own = _explained_away(design, x, sent, lost, background)
+        failing = keep & ((x <= 0) | (tails >= alpha) | (own < min_rate))
+        if not failing.any():
+            break
+        worst = max(np.flatnonzero(failing), key=lambda i: (x[i] <= 0, tails[i], -own[i]))
+        keep[worst] = False
+    else:
+        keep &= ~failing
+    findings = []
+    group_rows = [[] for _ in groups]
+    for i, row in enumerate(rows):
+        group_rows[group_of_row[i]].append(row)
+    for i in np.flatnonzero(keep):
+        members = np.flatnonzero(design[:, i])
+        class_rows = np.sort(np.concatenate([np.asarray(group_rows[g], dtype=np.int64) for g in members]))
+        others = x.copy()
+        others[i] = 0.0
+        expected = float(np.sum(sent[members] * (1 - (1 - background[members]) * np.exp(-(design[members] @ others)))))
+        findings.append(GrayFinding(classes[i], float(-np.expm1(-x[i])), float(tails[i]), class_rows,
+                                    float(lost[members].sum()), expected))
+    return findings
+
+
+def _explained_away(design: np.ndarray, x: np.ndarray, sent: np.ndarray, lost: np.ndarray,
+                    background: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per class: the tail probability of its rows' losses given everything but itself,
+    and the excess loss ratio left for it to explain."""
+    total = design @ x
+    tails = np.ones(len(x))
+    own = np.zeros(len(x))
+    for i in np.flatnonzero(x > 0):
+        members = design[:, i] > 0
+        without = total[members] - x[i]
+        expected = float(np.sum(sent[members] * (1 - (1 - background[members]) * np.exp(-without))))
+        observed = float(lost[members].sum())
+        tails[i] = float(poisson_tail(np.asarray([observed]), np.asarray([expected]))[0])
+        own[i] = (observed - expected) / float(sent[members].sum())
+    return tails, own

@@ -1,0 +1,120 @@
+"""HintTracker: diagnoses epoch by epoch become hints with first/last seen times that stay
+while the fault lasts (a quiet epoch is not a healing) and clear soon after it heals; and
+the runner that feeds them once per closed interval."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from analyzer.api_models import Hint as HintModel
+from analyzer.rootcause.hints import CLEAR_AFTER_EPOCHS, HintRow, HintTracker, hint_rows
+from analyzer.rootcause.model import Diagnosis, Epoch, PathEvidence
+
+S = 1_000_000_000
+
+
+def loss(suspects=("prov2>city2a",), slices=("video",), confidence=0.9) -> Diagnosis:
+    return Diagnosis("link-loss", suspects, slices, confidence, ("cnty1a>cnty2a/video/stamp lost 4/10",))
+
+
+def test_a_hint_keeps_its_first_seen_takes_the_latest_details_and_clears_after_quiet_epochs():
+    tracker = HintTracker()
+    tracker.update([loss(confidence=0.6)], 10 * S)
+    [hint] = tracker.update([loss(slices=("video", "egov"), confidence=0.9)], 11 * S)
+    assert (hint.first_seen_ns, hint.last_seen_ns) == (10 * S, 11 * S)
+    assert hint.slices == ("egov", "video") and hint.confidence == 0.9 and hint.suspects == ("prov2>city2a",)
+    for n in range(1, CLEAR_AFTER_EPOCHS):  # quiet epochs short of the limit: still there, as last seen
+        [kept] = tracker.update([], (11 + n) * S)
+        assert kept.last_seen_ns == 11 * S
+    assert tracker.update([], (11 + CLEAR_AFTER_EPOCHS) * S) == ()
+    assert tracker.hints() == () and tracker.rows() == []
+
+
+def test_a_quiet_epoch_in_the_middle_does_not_restart_the_hint():
+    tracker = HintTracker()
+    tracker.update([loss()], 1 * S)
+    tracker.update([], 2 * S)
+    [hint] = tracker.update([loss()], 3 * S)
+    assert hint.first_seen_ns == 1 * S
+
+
+def test_hints_are_told_apart_by_kind_and_suspects_and_ordered_by_confidence():
+    tracker = HintTracker()
+    hints = tracker.update([loss(("b>c", "a>b"), confidence=0.5), Diagnosis("congestion", ("a>b",), ("data",), 0.8),
+                            loss(("a>b", "b>c"), confidence=0.4)], 5 * S)
+    assert [(h.kind, h.suspects) for h in hints] == [("congestion", ("a>b",)), ("link-loss", ("b>c", "a>b"))]
+    assert tracker.rows() == [HintRow("data", "congestion", "a>b", 0.8), HintRow("video", "link-loss", "a>b", 0.5),
+                              HintRow("video", "link-loss", "b>c", 0.5)]
+    # What the API makes of them.
+    assert HintModel.model_validate(hints[1], from_attributes=True).suspects == ["b>c", "a>b"]
+
+
+def test_rows_keep_the_strongest_confidence_per_slice_kind_and_suspect():
+    tracker = HintTracker()
+    tracker.update([loss(("x",), confidence=0.3), loss(("x", "y"), confidence=0.7)], S)
+    assert hint_rows(tracker.hints()) == [HintRow("video", "link-loss", "x", 0.7), HintRow("video", "link-loss", "y", 0.7)]
+
+
+def test_clearing_needs_at_least_one_epoch():
+    with pytest.raises(ValueError, match="at least 1"):
+        HintTracker(clear_after_epochs=0)
+
+
+def test_fed_by_a_stand_in_engine_the_tracker_follows_a_fault_and_its_healing():
+    def diagnose(epoch: Epoch) -> list[Diagnosis]:  # stands in for analyzer.rootcause.engine
+        bad = [p for p in epoch.paths if p.loss > 0.2]
+        return [loss(suspects=(bad[0].forward[3],), slices=tuple({p.slice for p in bad}))] if bad else []
+
+    def epoch(at_s: int, lost: int) -> Epoch:
+        path = PathEvidence("cnty1a>core/video/stamp", "cnty1a", "core", "core", "video",
+                            ("host:cnty1a", "cnty1a", "cnty1a>city1a", "city1a", "city1a>prov1"), None, 10, lost)
+        return Epoch((path,), (), at_s * S)
+
+    tracker = HintTracker()
+    timeline = [0, 0, 5, 4, 6, 0, 0, 0]
+    present = [bool(tracker.update(diagnose(epoch(t, lost)), t * S)) for t, lost in enumerate(timeline)]
+    assert present == [False, False, True, True, True, True, False, False]
+    tracker.update(diagnose(epoch(9, 5)), 9 * S)
+    [hint] = tracker.hints()
+    assert hint.first_seen_ns == 9 * S and hint.suspects == ("city1a",)  # a new fault: a new first seen
+
+
+def test_the_runner_infers_once_per_closed_interval_in_its_own_thread_and_survives_a_failing_engine():
+    from dataclasses import replace
+
+    from analyzer.service import RootCauseRunner
+    from analyzer.store import WindowStore
+    from collector.records import PathObservation
+    from tests.analyzer.analyzer_support import batch, observation, window
+
+    store = WindowStore({}, interval_s=0.2, catch_up_s=0)
+    interval_ns = store.interval_ns
+    calls = []
+
+    def diagnose(epoch: Epoch) -> list[Diagnosis]:
+        calls.append(epoch.at_ns)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in the engine")
+        return [loss(suspects=(p.forward[3],), slices=(p.slice,)) for p in epoch.paths if p.lost]
+
+    runner = RootCauseRunner(store, declared_names={"fd00::a": "city1a"}, diagnose=diagnose)
+    try:
+        traced: PathObservation = observation(hops=("fd00::a", "fd00::1"))
+        deadline = time.monotonic() + 5
+        while not runner.hints() and time.monotonic() < deadline:
+            number = time.time_ns() // interval_ns - 1
+            lossy = replace(window(number, lost=4), start_ns=number * interval_ns, end_ns=(number + 1) * interval_ns)
+            store.ingest(batch(lossy, observations=(traced,)), time.time_ns())
+            time.sleep(0.05)
+        [hint] = runner.hints()
+    finally:
+        runner.stop()
+    assert hint.suspects == ("city1a",) and hint.slices == ("video",)
+    assert runner.failures == 1 and runner.epochs >= 2
+    assert calls == sorted(set(calls))  # one inference per closed interval, in order
+    assert runner.worst_seconds >= runner.last_seconds > 0
+    at_ns, diagnoses, _ = runner.recent[-1]
+    assert at_ns == runner.last_epoch.at_ns and diagnoses
+    assert runner.last_epoch.paths[0].path_id == "cnty1a>core/video/stamp"

@@ -1,0 +1,40 @@
+"""Smoke test of bench/rootcause: a tiny network and a few trials of every class through
+`python -m bench.rootcause` write a result of the documented shape with scores in [0, 1].
+Structure and sanity only, never the targets (those come from a full run, bench/README.md)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+METHODS = {"ours", "007", "tomo", "netbouncer"}
+
+
+def test_rootcause_bench_smoke(tmp_path: Path) -> None:
+    output = tmp_path / "result.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.rootcause", "--trials", "2", "--scale", "0.05", "--seed", "3",
+         "--json", str(output)],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "F1 lenient" in result.stdout and "netbouncer" in result.stdout
+    data = json.loads(output.read_text())
+    assert data["network"]["nodes"] > 50 and data["network"]["paths"] > 100
+    assert set(data["per_class"]) == {"gray-loss", "blackhole", "node-down", "partial-node", "latency", "congestion",
+                                      "single-slice", "probe-host", "reflector-down", "reroute", "multi", "healthy"}
+    for fault_class, per_method in data["per_class"].items():
+        assert set(per_method) == METHODS
+        for figures in per_method.values():
+            assert figures["trials"] == 2
+            for scoring in ("strict", "lenient"):
+                f1 = figures[scoring]["f1"]
+                assert f1 is None or 0.0 <= f1 <= 1.0
+            assert figures["seconds_median"] > 0
+    ours = data["pooled"]["all classes"]["ours"]
+    assert 0.0 <= ours["lenient"]["f1"] <= 1.0 and 0.0 <= ours["kind_accuracy"] <= 1.0
+    assert data["per_class"]["healthy"]["ours"]["healthy_epochs"] == 2
+    assert isinstance(data["targets"]["beats_every_baseline_lenient_f1"]["met"], bool)

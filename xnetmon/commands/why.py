@@ -1,0 +1,91 @@
+"""`xnetmon why SLICE`: the current explanation of a slice's state, in plain words.
+
+Asks a running analyzer for the slice (`GET /slices/NAME`: its verdict and the root-cause
+hints that affect it) and prints what an operator paged for it wants to read next:
+
+    video: breached since 10:42:05 (two-way-delay-percentile p99 212 ms > 150 ms).
+    Most likely: loss on link prov2>city2a (confidence 0.90), affecting video, egov, since 10:42:03.
+    Evidence: ...
+
+Exit status: 0 when the slice is ok (or has no data or no policy), 1 when it is degraded
+(at-risk or breached), 2 on error (no analyzer, unknown slice), as `xnetmon status` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from xnetmon.cli import UsageError
+from xnetmon.commands.status import DEFAULT_ANALYZER
+
+DEGRADED = ("at-risk", "breached")
+EVIDENCE_SHOWN = 3  # sentences per hint; --json has them all
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "why",
+        help="why a slice is in its state: its verdict and the most likely root cause, in words",
+        description="Print the slice's SLA status, the objectives it misses and the root-cause hints that "
+        "affect it, from a running analyzer. Exit status 0 ok, 1 degraded (at-risk or breached), 2 error.",
+    )
+    p.add_argument("slice", help="the slice's name, e.g. video")
+    p.add_argument("--analyzer", default=DEFAULT_ANALYZER, metavar="URL",
+                   help=f"the analyzer's API (default {DEFAULT_ANALYZER})")
+    p.add_argument("--json", action="store_true", help="the slice's verdict and hints as the analyzer gives them")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from xnetmon.status_view import AnalyzerUnreachable, fetch
+
+    try:
+        detail = fetch(args.analyzer, f"/slices/{args.slice}")
+    except AnalyzerUnreachable as exc:
+        raise UsageError(str(exc)) from None
+    if args.json:
+        print(json.dumps({"name": detail["name"], "verdict": detail["verdict"], "hints": detail.get("hints", [])},
+                         indent=2))
+    else:
+        print(explain(detail))
+    return 1 if detail["verdict"]["status"] in DEGRADED else 0
+
+
+def explain(detail: dict) -> str:
+    """The slice's state and its hints as a few sentences."""
+    from xnetmon.status_view import clock_time, describe_hint
+
+    name, verdict, hints = detail["name"], detail["verdict"], detail.get("hints") or []
+    status = verdict["status"]
+    if status == "no-policy":
+        lines = [f"{name}: no SLA policy names this slice, so it has no verdict."]
+    elif status == "no-data":
+        lines = [f"{name}: no data yet (no probes judged in its recent intervals)."]
+    else:
+        missed = [_objective_words(o) for o in verdict.get("objectives", []) if o.get("met") is False]
+        reason = f" ({'; '.join(missed)})" if missed else ""
+        lines = [f"{name}: {status} since {clock_time(verdict.get('since_ns'))}{reason}."]
+    if hints:
+        first, *others = hints
+        lines.append(f"Most likely: {describe_hint(first)}.")
+        lines.extend(f"Evidence: {sentence}" for sentence in first.get("evidence", [])[:EVIDENCE_SHOWN])
+        lines.extend(f"Also: {describe_hint(h)}." for h in others)
+    elif status in DEGRADED:
+        lines.append("No root-cause hint yet: the probes do not point at one part of the network "
+                     "(look at `xnetmon status --slice " + name + "` and the worst paths).")
+    else:
+        lines.append("No root-cause hint: nothing in the network is suspected.")
+    return "\n".join(lines)
+
+
+def _objective_words(objective: dict) -> str:
+    """"two-way-delay-percentile p99 212 ms > 150 ms", "two-way-packet-loss 3.0% > 0.1%"."""
+    name, observed, bound = objective["name"], objective.get("observed"), objective["bound"]
+    label = name + (f" p{objective['percentile']:g}" if objective.get("percentile") else "")
+    if "delay" in name:
+        show = (lambda v: f"{v * 1000:.0f} ms" if v != float("inf") else "over 1 s")
+    else:
+        show = (lambda v: f"{v:.2%}")
+    relation = "<" if name == "availability" else ">"
+    return f"{label} {'-' if observed is None else show(observed)} {relation} {show(bound)}"
