@@ -44,7 +44,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -53,6 +52,7 @@ from pathlib import Path
 
 from analyzer.fast_records import builder
 from analyzer.series import IntervalStats
+from collector.files import write_atomically
 from collector.records import CollectorHealth, PathKey, PathObservation, PathWindow
 from collector.shipment import ShipmentBatch
 
@@ -432,18 +432,7 @@ class WindowStore:
             state = self._state()
         # Encoding and writing happen outside the lock: ingest goes on meanwhile.
         text = json.dumps(state, separators=(",", ":"))
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w") as out:
-                out.write(text)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_atomically(path, text)
         return len(text)
 
     def _state(self) -> dict:

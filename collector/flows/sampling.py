@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 
 from collector.flows import information_elements as ie
-from collector.flows.templates import write_atomically
+from collector.files import write_atomically
 
 
 def rate_from_options(record: dict[int, int | bytes]) -> float | None:

@@ -21,12 +21,12 @@ template id), as RFC 7011 section 8 and RFC 3954 section 5 scope template ids. T
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from collector.files import write_atomically
 
 VARIABLE_LENGTH = 0xFFFF
 DEFAULT_TEMPLATE_TIMEOUT_S = 1800.0
@@ -216,18 +216,3 @@ class TemplateCache:
                 self._templates[key] = (template, float(entry["learned"]))
         except (OSError, ValueError, KeyError, TypeError):
             self._templates.clear()
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` with `text` so that a crash leaves the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
