@@ -21,10 +21,11 @@ from xnetmon.allinone import LAB_STAMP_PORT
 pytestmark = [pytest.mark.root, pytest.mark.lab, pytest.mark.tool("prometheus")]
 
 RATE_INTERVAL = f"{4 * SCRAPE_INTERVAL_S}s"  # Grafana's $__rate_interval: four scrape intervals
-# softflowd exports each site's traffic to its agent (xnet_flow_*), but nothing in `xnetmon run`
-# observes TCP round trips or alternate marking: `xnetmon capture --tcp-rtt / --altmark-point` do.
-PASSIVE = "nothing in the lab's all-in-one measures passive TCP RTT (`xnetmon capture --tcp-rtt` does)"
-ALTMARK = "nothing in the lab's all-in-one marks or counts alternate marking (`xnetmon capture --altmark-point` does)"
+# Each lab agent captures its links with passive TCP RTT on, but the only TCP there is the
+# agents' shipments to the analyzer, whose samples may not have ended a flow record yet; and
+# nothing in `xnetmon run` marks traffic (`collector.flows.altmark_sender` does).
+PASSIVE = "the lab's only TCP is the agents' shipments; their RTT samples may not have arrived yet"
+ALTMARK = "nothing in the lab's all-in-one sends alternate-marked traffic (collector.flows.altmark_sender does)"
 REFLECTOR = ("the lab's all-in-one runs each site's reflector as its own `xnetmon reflect` process, which "
              "serves no /metrics; agents with an embedded reflector export these")
 # A piece of an expression -> (the series whose total absence excuses an empty answer, why).
@@ -35,7 +36,7 @@ MAY_BE_EMPTY = {
     "xnet_passive_rtt_seconds": ('{__name__=~"xnet_passive_rtt_seconds.*"}', PASSIVE),
     "xnet_tcp_retransmissions_total": ("xnet_tcp_retransmissions_total", PASSIVE),
     "xnet_altmark_": ('{__name__=~"xnet_altmark_.*"}', ALTMARK),
-    "xnet_rootcause_hint": ("xnet_rootcause_hint", "no root-cause engine in `xnetmon run`"),
+    "xnet_rootcause_hint": ("xnet_rootcause_hint", "a healthy lab has no root-cause hint (faults make them)"),
     "xnet_reflector_packets_total": ("xnet_reflector_packets_total", REFLECTOR),
     "xnet_malformed_packets_total": ("xnet_malformed_packets_total",
                                      REFLECTOR + " (the agents' flow receivers count only undecodable exports)"),
