@@ -57,7 +57,9 @@ def greedy_cover(observations: Observations, bad: np.ndarray, good: np.ndarray, 
     """Explain the rows where `bad` is set with classes on at most `good_tolerance` good rows.
 
     `bad` and `good` are boolean row masks (a row may be neither: ambiguous rows neither
-    need explaining nor clear anyone). `allowed`, a boolean column mask, limits candidates.
+    need explaining nor clear anyone). `allowed`, a boolean column mask, limits candidates:
+    a class is one when any of its members is allowed, so a member that is not allowed stays
+    in a class it cannot be told from, but is never chosen on its own.
     """
     if not bad.any():
         return []
@@ -65,13 +67,13 @@ def greedy_cover(observations: Observations, bad: np.ndarray, good: np.ndarray, 
     bad_count = matrix.T @ bad.astype(np.float64)
     good_count = matrix.T @ good.astype(np.float64)
     candidate = (bad_count > 0) & (good_count <= good_tolerance)
-    if allowed is not None:
-        candidate &= allowed
     columns = np.flatnonzero(candidate)
     if len(columns) == 0:
         return []
     names = observations.names
     classes = equivalence_classes(observations, columns)
+    if allowed is not None:
+        classes = [cls for cls in classes if allowed[list(cls)].any()]
     bad_rows_of = {}
     footprint = {}
     # a class of pseudo-components only: a mixed class is as real as its nodes and links

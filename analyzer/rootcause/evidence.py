@@ -4,7 +4,9 @@ built from what the analyzer's `WindowStore` holds.
 For every path (source, target, slice, kind) the epoch carries the newest window that ended by
 the store's `judged_through_ns`, the components its probes crossed, and its healthy baseline.
 A path without a window in the last `STALE_INTERVALS` intervals is left out (it has nothing to
-say about now), except when its agent is silent: then it comes with nothing sent, so that
+say about now), and so are all the paths of an agent none of whose windows reached the newest
+interval any agent shipped for (an agent cut off or stopped, not yet silent for long), except
+when its agent is silent: then it comes with nothing sent, so that
 the agent's probe-host hint names the slices it measures. Choices:
 
 - Components come from traces (PathObservations). Hop addresses are named through a name book:
@@ -213,13 +215,23 @@ class EvidenceBuilder:
         self._update_routes(store.observations(), names)
         # The target's agent's trace back to the source, by (agent site, named end, slice).
         back = {(source, route.nodes[-1], slice_): route for (source, _t, slice_), route in self._routes.items()}
-        paths = []
+        closed = []
         for w in latest:
             if w.end_ns > at_ns:  # already in an open interval: take the one that closed
                 w = next((r for r in reversed(store.recent_windows(w.key)) if r.end_ns <= at_ns), None)
                 if w is None:
                     continue
-            measured = w.end_ns > oldest_end
+            closed.append(w)
+        # An agent none of whose windows reached the newest interval others shipped for is
+        # cut off or stopped (it is not yet silent for long): its older windows describe the
+        # network before the trouble and would clear the components now failing.
+        newest: dict[str, int] = {}
+        for w in closed:
+            newest[w.key.source] = max(newest.get(w.key.source, 0), w.end_ns)
+        freshest = max(newest.values(), default=0)
+        paths = []
+        for w in closed:
+            measured = w.end_ns > oldest_end and newest[w.key.source] >= freshest
             if not measured and w.key.source not in silent:
                 continue
             evidence = self._path(w, names, sites, back, measured)

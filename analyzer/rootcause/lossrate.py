@@ -49,19 +49,16 @@ class GrayFinding:
 
 
 def candidate_columns(observations: Observations, active: np.ndarray, alpha: float, min_rate: float,
-                      min_excess: float, allowed: np.ndarray | None = None) -> np.ndarray:
+                      min_excess: float) -> np.ndarray:
     """Columns whose active rows lost significantly more than background, the most
-    significant `MAX_CANDIDATES` of them (among `allowed` columns, when given)."""
+    significant `MAX_CANDIDATES` of them."""
     weight = active.astype(np.float64)
     matrix_t = observations.matrix.T
     lost = matrix_t @ (observations.lost * weight)
     expected = matrix_t @ (observations.sent * observations.background * weight)
     sent = matrix_t @ (observations.sent * weight)
     excess = lost - expected
-    worth = (excess >= min_excess) & (excess >= min_rate * sent)
-    if allowed is not None:
-        worth &= allowed[:len(worth)]
-    maybe = np.flatnonzero(worth)
+    maybe = np.flatnonzero((excess >= min_excess) & (excess >= min_rate * sent))
     if len(maybe) == 0:
         return maybe
     tails = poisson_tail(lost[maybe], expected[maybe])
@@ -75,10 +72,16 @@ def candidate_columns(observations: Observations, active: np.ndarray, alpha: flo
 
 def localise_gray(observations: Observations, active: np.ndarray, alpha: float, min_rate: float,
                   min_excess: float, allowed: np.ndarray | None = None) -> list[GrayFinding]:
-    columns = candidate_columns(observations, active, alpha, min_rate, min_excess, allowed)
+    """Gray-loss findings; `allowed` (a boolean column mask) as in `boolean.greedy_cover`:
+    a class is a candidate when any of its members is allowed."""
+    columns = candidate_columns(observations, active, alpha, min_rate, min_excess)
     if len(columns) == 0:
         return []
     classes = equivalence_classes(observations, columns)
+    if allowed is not None:
+        classes = [cls for cls in classes if allowed[list(cls)].any()]
+        if not classes:
+            return []
     representative = np.asarray([cls[0] for cls in classes])
     sub = observations.crossings[:, representative].tocsr()
     sub.sort_indices()

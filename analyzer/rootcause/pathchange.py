@@ -3,16 +3,17 @@
 A changed path that knows its previous route (`previous_forward` / `previous_reverse`) left
 the components of the old route that are not on the new one. Either may be missing alone:
 a path whose route changed only on the way back has `previous_reverse` and no
-`previous_forward`, and its unchanged forward route counts as its own previous one. The explanation of a set of
-changes is the greedy set cover (as in `boolean`) of the changed paths by those left
-components: the link that went away is on every path that moved off it, while the other
-left components (the rest of an old detour) are on fewer. Links are tried first and
-nodes only for changes no link explains: a route moves because a link failed or its cost
-changed, and the nodes behind it are left as a consequence. Components left by exactly the
-same changed paths form one class, since nothing separates them.
+`previous_forward`, and its unchanged forward route counts as its own previous one.
+The explanation of a set of changes is the greedy set cover (as in `boolean`) of the
+changed paths by those left components: the link that went away is on every path that
+moved off it, while the other left components (the rest of an old detour) are on fewer.
+Links are tried first and nodes only for changes no link explains: a route moves because
+a link failed or its cost changed, and the nodes behind it are left as a consequence.
+Components left by exactly the same changed paths form one class, since nothing
+separates them.
 
-Changed paths without a previous route in either direction can only be named by their ends: one diagnosis
-lists their sources.
+Changed paths without a previous route in either direction can only be named by their
+ends: one diagnosis lists their sources.
 """
 
 from __future__ import annotations

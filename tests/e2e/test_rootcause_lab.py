@@ -23,6 +23,10 @@ Choices, made once here:
   not answer, as a hung one; healing resumes it). "A broken agent" is an agent that stopped
   working (SIGSTOP of the site's agent process: no probes, no shipments, its reflector still
   answers): the analyzer must blame that agent's host ("host:SITE", probe-host), not the network.
+- `congest` overloads a link with best-effort traffic; the per-slice queues keep the other
+  slices whole, so "congestion" and "slice-isolation" both count as right, provided the
+  hint's slices are best-effort alone. Telling the two apart needs the link's load (flows),
+  which inference does not read yet.
 - Faults are strong enough to be seen in one interval of 10 probes per path, and the loss
   rate (10% each way) stays below the engine's hard-failure level.
 
@@ -62,6 +66,7 @@ class Case:
     culprits: set[str]  # right suspects: a right hint names at least one
     touched: set[str] = field(default_factory=set)  # parts the fault touches: every hint names one
     slice: str | None = None  # a right hint affects this slice
+    slice_alone: bool = False  # ... and no other
     link: str | None = None  # the faulty link, "a-b"
     fault_id: str = ""
 
@@ -126,7 +131,11 @@ def make_fault(kind: str, lab, rng: random.Random) -> Case:
             case.touched |= {site, f"host:{site}", f"service:{site}"}
         case.fault_id = lab.fault_down(link_name)
     elif kind == "congest":
-        case = link_case("congest", lab, rng.choice(links), {"congestion"})
+        # The load is best-effort traffic, and the lab's per-slice HTB classes keep the other
+        # slices' shares: they see no queue, so probes alone cannot tell this overload from a
+        # starved best-effort class. Either kind is right here, scoped to best-effort only.
+        case = link_case("congest", lab, rng.choice(links), {"congestion", "slice-isolation"})
+        case.slice, case.slice_alone = "best-effort", True
         case.fault_id = lab.fault_congest(case.link)
     elif kind == "slice-starve":
         case = link_case("slice-starve", lab, rng.choice(links), {"slice-isolation"})
@@ -168,7 +177,8 @@ def hints(url: str) -> list[dict]:
 
 def is_right(case: Case, hint: dict) -> bool:
     return (hint["kind"] in case.kinds and bool(set(hint["suspects"]) & case.culprits)
-            and (case.slice is None or case.slice in hint["slices"]))
+            and (case.slice is None or case.slice in hint["slices"])
+            and (not case.slice_alone or set(hint["slices"]) == {case.slice}))
 
 
 def wait_steady(url: str, timeout: float) -> None:

@@ -319,3 +319,15 @@ def test_a_changed_route_back_marks_the_path_changed_with_the_reverse_route_it_l
     assert there.path_changed and there.previous_forward is None and there.previous_reverse == back_route
     assert "prov2" in there.reverse
     assert back.path_changed and back.previous_forward == ("host:core", *back_route, "service:cnty1a")
+
+
+def test_an_agent_that_stopped_shipping_before_it_counts_as_silent_has_its_older_windows_left_out():
+    # cut off behind its link: its last windows are from before the outage and would clear the link
+    feed = Feed()
+    feed.ship("cnty1a", w(T0), observations=[traced()])
+    feed.ship("core", w(T0, source="core", target="cnty1a"), observations=[traced("core", "cnty1a", DOWN_HOPS)])
+    assert {p.source for p in feed.epoch(T0).paths} == {"cnty1a", "core"}
+    feed.ship("core", w(T0 + 1, source="core", target="cnty1a", lost=10))
+    epoch = feed.epoch(T0 + 1)
+    assert {h.site: h.healthy for h in epoch.hosts}["cnty1a"]  # not silent for long yet
+    assert [p.source for p in epoch.paths] == ["core"]

@@ -1,0 +1,105 @@
+"""Classification and localisation around the ends of paths and the scope of a fault: a site
+cut off behind its link, a full link against a starved slice, pseudo-components that only
+soak up what real components explain, and route changes seen on the way back only."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from analyzer.rootcause.engine import diagnose
+from analyzer.rootcause.model import Epoch
+from analyzer.rootcause.pathchange import path_change_diagnoses
+from tests.analyzer.rootcause.engine_topology import mesh
+
+BASE_RTT = 0.010
+
+
+def crosses(path, *parts: str) -> bool:
+    return any(part in path.forward or part in path.reverse for part in parts)
+
+
+def named(diagnoses) -> set[str]:
+    return {name for d in diagnoses for name in d.suspects}
+
+
+def test_a_site_cut_off_behind_its_link_is_link_or_node_down_with_its_reflector_kept_in_the_class() -> None:
+    # b1's uplink is down: its agent ships nothing, the paths towards it lose everything
+    paths = [p for p in mesh(loss={"p2>b1": 1.0, "b1>p2": 1.0}) if p.source != "b1"]
+    diagnoses = diagnose(Epoch(tuple(paths)))
+    assert [d.kind for d in diagnoses] == ["node-down"]
+    assert {"p2>b1", "b1", "service:b1"} <= set(diagnoses[0].suspects)
+    assert any("service:b1 kept in the class" in sentence for sentence in diagnoses[0].evidence)
+
+
+def with_delay(paths, link_parts, hit_slices, loss_slices, rtt_up: float, jitter: float):
+    out = []
+    for p in paths:
+        hit = crosses(p, *link_parts) and p.slice in hit_slices
+        out.append(replace(p, delay_s=BASE_RTT + (rtt_up if hit else 0.0), baseline_delay_s=BASE_RTT,
+                           jitter_s=jitter if hit else 0.0005, baseline_jitter_s=0.0005))
+    return out
+
+
+def test_one_slice_losing_on_a_link_that_delays_every_slice_is_congestion_scoped_to_that_slice() -> None:
+    # a full link: best-effort dropped, the protected slices queue behind it without loss
+    paths = (mesh(slices=("video", "egov", "data")) + mesh(slices=("best-effort",), loss={"p2>r": 0.05}))
+    paths = with_delay(paths, ("p2>r", "r>p2"), {"video", "egov", "data", "best-effort"}, {"best-effort"},
+                       0.004, 0.005)
+    diagnoses = diagnose(Epoch(tuple(paths)))
+    assert [(d.kind, d.slices) for d in diagnoses] == [("congestion", ("best-effort",))]
+    assert "p2>r" in diagnoses[0].suspects
+    assert any("without loss" in sentence for sentence in diagnoses[0].evidence)
+
+
+def test_one_slice_losing_while_the_others_keep_their_delay_is_slice_isolation() -> None:
+    paths = (mesh(slices=("video", "egov", "data")) + mesh(slices=("best-effort",), loss={"p2>r": 0.05}))
+    paths = with_delay(paths, ("p2>r", "r>p2"), {"best-effort"}, {"best-effort"}, 0.004, 0.005)
+    diagnoses = diagnose(Epoch(tuple(paths)))
+    assert [(d.kind, d.slices) for d in diagnoses] == [("slice-isolation", ("best-effort",))]
+
+
+def test_loss_on_both_directions_of_a_sites_link_is_not_put_on_its_host() -> None:
+    # the paths towards a1 cross the same link without crossing host:a1, and they lose too
+    diagnoses = diagnose(Epoch(tuple(mesh(loss={"p1>a1": 0.05, "a1>p1": 0.05}))))
+    assert diagnoses
+    assert not any(name.startswith(("host:", "service:")) for name in named(diagnoses))
+    assert {"p1>a1", "a1>p1", "a1"} & named(diagnoses)
+
+
+def test_a_slice_blackholed_on_a_sites_link_is_not_put_on_its_host_or_reflector() -> None:
+    paths = mesh(slices=("video", "egov", "data")) + mesh(slices=("best-effort",), loss={"p2>b1": 1.0, "b1>p2": 1.0})
+    diagnoses = diagnose(Epoch(tuple(paths)))
+    assert [d.kind for d in diagnoses] == ["slice-isolation"]
+    assert not any(name.startswith(("host:", "service:")) for name in named(diagnoses))
+
+
+def test_a_host_is_still_blamed_when_the_paths_towards_its_site_are_healthy() -> None:
+    diagnoses = diagnose(Epoch(tuple(mesh(loss={"host:b1": 0.3}))))
+    assert [(d.kind, d.suspects) for d in diagnoses] == [("probe-host", ("host:b1",))]
+
+
+def detour_back(parts: tuple[str, ...]) -> tuple[str, ...]:
+    """A return route via x instead of the direct link from c2 to c1."""
+    return tuple(part for c in parts for part in (("c2>x", "x", "x>c1") if c == "c2>c1" else (c,)))
+
+
+def test_a_route_changed_on_the_way_back_only_names_the_reverse_link_it_left() -> None:
+    paths = []
+    for p in mesh(slices=("video",)):
+        if "c2>c1" in p.reverse:  # the forward route stays: previous_forward is None
+            paths.append(replace(p, reverse=detour_back(p.reverse), path_changed=True,
+                                 previous_forward=None, previous_reverse=p.reverse))
+        else:
+            paths.append(p)
+    diagnoses = path_change_diagnoses(tuple(paths), set())
+    assert [d.suspects for d in diagnoses] == [("c2>c1",)]
+    assert "previous route unknown" not in diagnoses[0].evidence[0]
+
+
+def test_a_starved_slice_losing_part_of_its_probes_the_other_way_is_fitted_on_its_own() -> None:
+    # best-effort: (nearly) nothing passes c1>p1, some is lost on p1>c1; the other slices are healthy
+    paths = mesh(slices=("video", "egov", "data")) + mesh(slices=("best-effort",),
+                                                          loss={"c1>p1": 0.99, "p1>c1": 0.05})
+    diagnoses = diagnose(Epoch(tuple(paths)))
+    assert [(d.kind, d.suspects, d.slices) for d in diagnoses] == [
+        ("slice-isolation", ("c1>p1",), ("best-effort",)), ("slice-isolation", ("p1>c1",), ("best-effort",))]
