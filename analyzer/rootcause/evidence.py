@@ -65,7 +65,10 @@ MAX_LAG_S = 1.0  # a probe sent late still measures the network; a second late s
 PRUNE_EVERY_EPOCHS = 100
 SILENT = "no shipment for"
 SEND_ERROR_SHARE = 0.5
-EXCUSING_LOSS = 0.2  # paths towards a silent agent's site losing this much excuse its silence
+# Paths towards a silent agent's site losing this much excuse its silence: one probe in an
+# interval of ten. A stopped agent's site still answers cleanly; trouble on the way there
+# (the way its shipments go too) shows first as a lost probe or two.
+EXCUSING_LOSS = 0.1
 
 
 def _follows(nodes: list[str], route: tuple[str, ...]) -> bool:

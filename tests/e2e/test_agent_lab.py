@@ -22,6 +22,8 @@ STAMP_PORT = 8620
 
 
 def agent_config(lab, site: str) -> str:
+    # The agents start together: each waits until every site's reflector answers, or its
+    # first probes to a site whose agent is still starting count as lost.
     targets = "\n".join(
         f"  - {{name: {other}, address: '{lab.address(other)}', port: {STAMP_PORT}}}"
         for other in SITES if other != site
@@ -30,7 +32,7 @@ def agent_config(lab, site: str) -> str:
 site: {{name: {site}, addresses: ['{lab.address(site)}']}}
 targets:
 {targets}
-probing: {{interval_s: 0.05, window_s: 1, timeout_s: 0.3, trace: {{enabled: false}}}}
+probing: {{interval_s: 0.05, window_s: 1, timeout_s: 0.3, start_delay_s: 2, trace: {{enabled: false}}}}
 reflector: {{enabled: true, bind: ['{lab.address(site)}'], port: {STAMP_PORT}, rate_limit_pps: 0}}
 metrics: {{listen: '[{lab.address(site)}]:{METRICS_PORT}'}}
 """
