@@ -63,6 +63,8 @@ def test_one_way_link_loss_appears_only_on_the_paths_and_direction_that_cross_it
             prom = stack.enter_context(running_prometheus(tmp_path, *scrape, netns=netns))
             wait_for(prom, 'sum(up{job="xnet-agent"})', lambda r: list(r.values()) == [3.0], timeout=30, netns=netns)
             # 6 paths x 4 slices at 20 probes/s: ~20 s gives ~400 probes per path and slice.
+            # Every path and slice reporting (agents start probing after their start delay), then enough probes.
+            wait_for(prom, "count(xnet_probe_sent_total)", lambda r: list(r.values()) == [24.0], timeout=60, netns=netns)
             wait_for(prom, "min(xnet_probe_sent_total)", lambda r: r and min(r.values()) >= 300,
                      timeout=60, netns=netns)
             time.sleep(2)
