@@ -5,7 +5,7 @@ one lab fault of each kind on a randomly chosen link or site, and the API's /hin
 For each fault (issue 7, "Evidence 1"):
 - the right kind with the right suspect, or an equivalence class containing it, appears
   within 3 intervals: the hint's first_seen (the end of the interval whose evidence showed
-  it) at most 3 intervals after the fault was made;
+  it) at most 3 intervals after the end of the interval the fault was made in;
 - nothing is blamed on healthy parts: while the fault lasts, every hint names at least one
   part the fault touches (the faulty link in either direction and its ends; the sites and
   services a fault cuts off, which can neither ship nor answer; the old and new routes of
@@ -266,7 +266,10 @@ def test_each_fault_gets_the_right_hint_within_3_intervals_blames_nothing_health
     FIGURES[kind] = {"hint_s": hint_s, "hint": f"{right['kind']} {','.join(right['suspects'])}"}
     print(f"  hint after {hint_s:.1f} s: {right['kind']} {right['suspects']} {right['slices']} "
           f"({right['confidence']}): {right['evidence'][:1]}")
-    assert right["first_seen_ns"] - made_ns <= HINT_WITHIN_INTERVALS * LAB_INTERVAL_S * 1e9
+    # Within 3 intervals of the one the fault was made in (that one may hold a moment of it).
+    interval_ns = int(LAB_INTERVAL_S * 1e9)
+    made_interval_end = (made_ns // interval_ns + 1) * interval_ns
+    assert right["first_seen_ns"] - made_interval_end <= HINT_WITHIN_INTERVALS * interval_ns
     # While the fault lasts, nothing is blamed on parts it does not touch.
     watch_until = time.monotonic() + 3 * LAB_INTERVAL_S
     while time.monotonic() < watch_until:
