@@ -161,7 +161,7 @@ def test_live_interface_of_a_namespace_pair(tmp_path):
             assert _softflowd_processed(control) > measured, "softflowd never read its capture"
             subprocess.run(["softflowctl", "-c", str(control), "expire-all"], check=True, timeout=10,
                            capture_output=True)
-            time.sleep(1.5)
+            time.sleep(3)  # the export leaves at softflowd's next wake-up
         finally:
             if softflowd is not None:
                 stop_process(softflowd)
