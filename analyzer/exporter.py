@@ -21,7 +21,7 @@ STATES = ("ok", "at-risk", "breached", "no-data")
 
 @dataclass(frozen=True)
 class AnalyzerSnapshot:
-    """What one scrape shows: slice verdicts (analyzer.sla.SlaVerdict, path None) and counters."""
+    """What one scrape shows: slice verdicts (analyzer.sla.verdicts.SlaVerdict, path None) and counters."""
 
     verdicts: Sequence = ()
     counters: Mapping[str, int] = field(default_factory=dict)  # e.g. windows_ingested -> n

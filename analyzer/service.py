@@ -25,7 +25,7 @@ from pathlib import Path
 
 import uvicorn
 
-from analyzer.store import WindowStore
+from analyzer.store.memory import WindowStore
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class RootCauseRunner:
 
 class StoreFeeder:
     """All-in-one mode: the agent's batches go into `queue` (give it to
-    `collector.sinks.InProcessSink`) and a thread of their own ingests them, so the probe
+    `collector.outputs.sinks.InProcessSink`) and a thread of their own ingests them, so the probe
     loop never waits for the store. A full queue makes the sink drop and count batches."""
 
     def __init__(self, store: WindowStore, max_batches: int = 1000, clock=time.time_ns) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from collector.records import PathObservation
+from collector.contract.records import PathObservation
 
 
 @dataclass(frozen=True, slots=True)

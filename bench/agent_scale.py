@@ -7,7 +7,7 @@ namespace xb-scale-PID-t, reached over a veth pair from namespace xb-scale-PID-p
 prober runs; both namespaces are created here and removed at the end, also on error, Ctrl-C
 or SIGTERM. In each repetition, one after the other (the order rotates):
 
-- icmp:  `collector.scheduler.Scheduler`, every target as a PlannedProbe of kind "icmp"
+- icmp:  `collector.agent.scheduler.Scheduler`, every target as a PlannedProbe of kind "icmp"
          (one echo socket), in a child process;
 - smokeping: `smokeping_prober -i 1s` over the same targets (one pinger per host);
 - stamp: the same Scheduler with kind "stamp" (one UDP socket) against one
@@ -415,10 +415,10 @@ def child(kind: str, targets_file: Path, port: int, window_s: float, profile: Pa
     state = {"measuring": False, "received": 0, "duplicates": 0, "rtt_over": 0, "rtt_max": 0,
              "lag_max": 0, "windows": 0, "t0": 0, "t1": 0, "sent0": 0, "sent1": 0}
 
-    import collector.scheduler as scheduler_module
-    from collector.plan import PlannedProbe
-    from collector.records import Slice, Target
-    from collector.windows import WindowBuilder
+    import collector.agent.scheduler as scheduler_module
+    from collector.agent.plan import PlannedProbe
+    from collector.contract.records import Slice, Target
+    from collector.agent.windows import WindowBuilder
 
     class TappedBuilder(WindowBuilder):
         """Every result also lands in the benchmark's RTT histogram (received in the measured interval)."""

@@ -3,15 +3,15 @@
 side with the plain-dict baselines in the same run.
 
 Workload: PATHS paths (4 slices, spread over AGENTS agents) for INTERVALS intervals; each
-agent ships one body per interval, encoded as `collector.shipment` does, so a run ingests
+agent ships one body per interval, encoded as `collector.contract.shipment` does, so a run ingests
 PATHS x INTERVALS windows. Stages, each timed in CPU seconds of this process (the machines
 are shared: wall time would count the neighbours), medians over repetitions:
 
 - json:        `json.loads` of the bodies: plain dicts, the floor of any Python ingest
-- decode:      `collector.shipment.decode_batch` (dicts -> PathWindow.from_dict): the plain-dict baseline
-- parse:       `analyzer.intake.ShipmentParser.parse`: the same, with every field checked
+- decode:      `collector.contract.shipment.decode_batch` (dicts -> PathWindow.from_dict): the plain-dict baseline
+- parse:       `analyzer.api.intake.ShipmentParser.parse`: the same, with every field checked
 - store:       `WindowStore.ingest` of parsed batches: dedup, interval closing, IntervalStats
-               and the real `analyzer.sla` trackers per slice and per path ("first sight":
+               and the real `analyzer.sla.verdicts` trackers per slice and per path ("first sight":
                the first interval, which also creates every path's tracker)
 - parse+store: what `POST /v1/windows` does per body, less HTTP
 - parse+store, slice verdicts only: the same without per-path trackers (their share)
@@ -36,11 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import _common as c  # noqa: E402
 
-from analyzer.intake import ShipmentParser  # noqa: E402
-from analyzer.sla import SlaTracker, default_policies  # noqa: E402
-from analyzer.store import WindowStore  # noqa: E402
-from collector.records import RTT_BUCKETS_NS, PathKey, PathWindow  # noqa: E402
-from collector.shipment import ShipmentBatch, decode_batch, dumps, encode_batch  # noqa: E402
+from analyzer.api.intake import ShipmentParser  # noqa: E402
+from analyzer.sla.verdicts import SlaTracker, default_policies  # noqa: E402
+from analyzer.store.memory import WindowStore  # noqa: E402
+from collector.contract.records import RTT_BUCKETS_NS, PathKey, PathWindow  # noqa: E402
+from collector.contract.shipment import ShipmentBatch, decode_batch, dumps, encode_batch  # noqa: E402
 
 SLICES = ("video", "egov", "data", "best-effort")
 INTERVAL_NS = 10_000_000_000

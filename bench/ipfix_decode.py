@@ -5,7 +5,7 @@ The capture: `--datagrams` IPFIX messages of `--records` flow records each (the 
 IPv6 template plus ipDiffServCodePoint and flowLabelIPv6; the template in the first
 message), with addresses, ports, DSCPs and counters varying from record to record.
 
-- ours, decode: `collector.flows.ipfix.decode_ipfix` over every message (bytes -> flow
+- ours, decode: `collector.flow_export.ipfix.decode_ipfix` over every message (bytes -> flow
   columns with every field normalised), CPU time of this process;
 - ours, receiver: `FlowReceiver.handle_datagram`, i.e. decode plus slice classification,
   per-slice counters and top talkers;
@@ -41,11 +41,11 @@ from _common import REPO, environment, free_udp_port, median, ratio, table, writ
 
 sys.path.insert(0, str(REPO))
 
-from collector.flows.export_state import ExportState  # noqa: E402
-from collector.flows.ipfix import decode_ipfix  # noqa: E402
-from collector.flows.receiver import FlowReceiver  # noqa: E402
-from collector.flows.sampling import SamplingTable  # noqa: E402
-from collector.flows.templates import TemplateCache  # noqa: E402
+from collector.flow_export.export_state import ExportState  # noqa: E402
+from collector.flow_export.ipfix import decode_ipfix  # noqa: E402
+from collector.flow_export.receiver import FlowReceiver  # noqa: E402
+from collector.flow_export.sampling import SamplingTable  # noqa: E402
+from collector.flow_export.templates import TemplateCache  # noqa: E402
 
 # (element, length): softflowd's IPv6 template with DSCP and flow label added
 FIELDS = [(27, 16), (28, 16), (22, 4), (21, 4), (1, 4), (2, 4), (10, 4), (14, 4), (61, 1), (136, 1),

@@ -9,7 +9,7 @@ slice-ID option, 0.5% an SRH, and 1% are IPv4, so the per-packet path is exercis
 Every tool does the same job: read every packet, classify it into a slice by DSCP and
 aggregate packets and IP bytes per flow (5-tuple, DSCP, flow label).
 
-- ours:             `collector.flows.pcap.read_flows` in this process (the vectorised path)
+- ours:             `collector.capture.pcap.read_flows` in this process (the vectorised path)
 - ours per-packet:  the same with `per_packet=True` (dissect_ip + FlowAggregator.add), the reference
 - xnetmon command:  `xnetmon capture read FILE --json`, the whole command including start-up
 - dpkt loop:        dpkt.pcap.Reader + dpkt.ethernet.Ethernet per packet, a DSCP table and a dict
@@ -44,9 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import _common as c  # noqa: E402
 
-from collector.flows.aggregate import FlowAggregator  # noqa: E402
-from collector.flows.pcap import read_flows  # noqa: E402
-from collector.slices import SliceClassifier  # noqa: E402
+from collector.capture.aggregate import FlowAggregator  # noqa: E402
+from collector.capture.pcap import read_flows  # noqa: E402
+from collector.traffic.classifier import SliceClassifier  # noqa: E402
 
 TARGET = 400_000
 SNAPLEN = 128
@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _count_packets(path: Path) -> int:
-    from collector.flows.pcap import index_capture
+    from collector.capture.pcap import index_capture
 
     return len(index_capture(path))
 

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from analyzer.policies import DEFAULT_POLICY_FILE, ConfigError
+from analyzer.sla.policies import DEFAULT_POLICY_FILE, ConfigError
 from dashboards.build import GENERATED_DIR, build, stale, write
 from dashboards.config import DEFAULT_RUNBOOK_BASE_URL, load_config
 

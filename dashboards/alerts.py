@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client.utils import floatToGoString
 
-from analyzer.sla import duration_label
+from analyzer.sla.verdicts import duration_label
 from dashboards import rules
 from dashboards.config import MixinConfig
 

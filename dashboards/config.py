@@ -1,7 +1,7 @@
 """The one configuration every generated file comes from: the slices' SLA policies and a
 few deployment facts (job names, scrape interval, where the runbooks live).
 
-The policies are `analyzer.policies` ones, read from the same YAML file the analyzer uses,
+The policies are `analyzer.sla.policies` ones, read from the same YAML file the analyzer uses,
 so the alert thresholds and burn windows are always the ones the analyzer judges by.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from analyzer.policies import DEFAULT_POLICY_FILE, LOSS, TWO_WAY_DELAY, Objective, SlaPolicy, load_policies
-from analyzer.sla import duration_label
+from analyzer.sla.policies import DEFAULT_POLICY_FILE, LOSS, TWO_WAY_DELAY, Objective, SlaPolicy, load_policies
+from analyzer.sla.verdicts import duration_label
 
 DEFAULT_RUNBOOK_BASE_URL = "dashboards/runbooks"  # a path in the repository; point it at your Git web UI
 

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from xnetmon.nsocket import NETNS_DIR, _setns
+from xnetmon.netns_sockets import NETNS_DIR, _setns
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4

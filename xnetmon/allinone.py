@@ -14,7 +14,7 @@ same API, root-cause hints included.
 
 Flows: where softflowd is installed, each lab site runs one per link of the site, exporting
 IPFIX to the site's agent (its flow receiver on the site's address, FLOW_PORT), and on
-loopback as root one captures `lo` for the in-process agent (xnetmon/flow_export.py).
+loopback as root one captures `lo` for the in-process agent (xnetmon/softflowd.py).
 """
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from analyzer.api import create_app
-from analyzer.policies import LAB_POLICY_FILE
+from analyzer.api.app import create_app
+from analyzer.sla.policies import LAB_POLICY_FILE
 from analyzer.rootcause.evidence import names_from_lab_topology
 from analyzer.service import ApiServer, RootCauseRunner, SnapshotKeeper, StoreFeeder, open_store
-from analyzer.sla import default_policies, load_policies
-from xnetmon.flow_export import FLOW_PORT, SoftflowdFleet, softflowd_available, wait_until_bound
-from xnetmon.nsocket import listening_socket_in
+from analyzer.sla.verdicts import default_policies, load_policies
+from xnetmon.softflowd import FLOW_PORT, SoftflowdFleet, softflowd_available, wait_until_bound
+from xnetmon.netns_sockets import listening_socket_in
 
 API_PORT = 9863
 AGENT_METRICS_PORT = 9862
@@ -209,7 +209,7 @@ def _with_loopback_flows(plan):
         return plan, "no flow exports: softflowd needs root to capture lo"
     if not _udp_port_free("::1", FLOW_PORT):
         return plan, f"no flow exports: [::1]:{FLOW_PORT} is taken by another flow receiver"
-    from collector.flows.receiver import ReceiverSettings
+    from collector.flow_export.receiver import ReceiverSettings
 
     return dataclasses.replace(plan, flows=ReceiverSettings(listen=[("::1", FLOW_PORT)])), None
 
@@ -246,9 +246,9 @@ def _resume(proc: subprocess.Popen) -> None:
 @contextlib.contextmanager
 def loopback_deployment(config: Path, workdir: Path, *, clock=None) -> Iterator[Deployment]:
     """One agent in this process on `config` (loopback), feeding the analyzer directly."""
-    from collector.agent import Agent
-    from collector.plan import load_plan
-    from collector.sinks import InProcessSink
+    from collector.agent.runner import Agent
+    from collector.agent.plan import load_plan
+    from collector.outputs.sinks import InProcessSink
 
     plan, flows_note = _with_loopback_flows(load_plan(config))
     token_file = workdir / "token"

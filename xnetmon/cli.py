@@ -21,7 +21,7 @@ COMMAND_MODULES = (
     "xnetmon.commands.analyzer",
     "xnetmon.commands.status",
     "xnetmon.commands.why",
-    "lab.cli",
+    "xnetmon.commands.lab",
     "xnetmon.commands.capture",
     "xnetmon.commands.flows",
 )

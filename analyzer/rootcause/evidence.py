@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from analyzer.rootcause.model import Epoch, HostHealth, PathEvidence, link_name
-from collector.records import PathKey, PathObservation, PathWindow
+from collector.contract.records import PathKey, PathObservation, PathWindow
 
 STALE_INTERVALS = 3
 SILENT_INTERVALS = 2  # agents ship every interval: two without a shipment is a silent agent

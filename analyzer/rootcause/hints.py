@@ -9,7 +9,7 @@ window with no loss out of a 20%-loss link happens), and goes at the `CLEAR_AFTE
 consecutive epoch without it: 2 intervals, so a healed fault leaves the list in about two
 intervals (2 s on the lab, 20 s with 10 s intervals).
 
-`hints()` answers objects with the fields of `analyzer.api_models.Hint`; `hint_rows()` flattens
+`hints()` answers objects with the fields of `analyzer.api.models.Hint`; `hint_rows()` flattens
 them into one row per (slice, kind, suspect), the labels of `xnet_rootcause_hint` (value: the
 confidence, the highest when two hints share a row). Thread-safe: the inference thread feeds,
 the API reads.

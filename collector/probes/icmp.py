@@ -25,10 +25,10 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from enum import Enum
 
-from collector import netsock
+from collector.system import measurement_sockets
 from collector.probes.icmp_session import EchoSession, EchoTarget, Key
 from collector.probes.stamp_session import ReplyFacts
-from collector.records import ProbeResult
+from collector.contract.records import ProbeResult
 from collector.wire.icmp6 import ECHO_REPLY, ERROR_TYPES, Icmp6DecodeError, decode_echo, decode_error, error_name
 
 RECEIVE_BUFFER = 65535
@@ -114,12 +114,12 @@ class EchoProber:
 
     def _prepare_socket(self) -> int:
         sock = self._sock
-        netsock.enable_receive_metadata(sock)
-        netsock.enable_tx_timestamps(sock)
+        measurement_sockets.enable_receive_metadata(sock)
+        measurement_sockets.enable_tx_timestamps(sock)
         # Thousands of targets answer in bursts: room for them while the loop is busy.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         if self.socket_kind is SocketKind.PING:
-            netsock.enable_icmp_errors(sock)  # a ping socket reports errors on the error queue
+            measurement_sockets.enable_icmp_errors(sock)  # a ping socket reports errors on the error queue
         else:
             sock.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, echo_reply_filter())
         sock.bind((self.settings.source or "::", 0))
@@ -136,12 +136,12 @@ class EchoProber:
         if target.flow_label:
             if target.flow_label not in self._leased:
                 # Shared with our own user's sockets: a rerun within the lease's linger time works.
-                netsock.lease_flow_label(self._sock, destination[0].split("%")[0], target.flow_label,
-                                         share=netsock.IPV6_FL_S_USER)
+                measurement_sockets.lease_flow_label(self._sock, destination[0].split("%")[0], target.flow_label,
+                                         share=measurement_sockets.IPV6_FL_S_USER)
                 self._leased.add(target.flow_label)
         index = self.session.add_target(target)
         self._destinations.append((destination[0], 0, target.flow_label or 0, destination[3]))
-        self._cmsgs.append([netsock.traffic_class_cmsg(self._sock.family, target.dscp << 2)])
+        self._cmsgs.append([measurement_sockets.traffic_class_cmsg(self._sock.family, target.dscp << 2)])
         return index
 
     def close(self) -> None:
@@ -173,7 +173,7 @@ class EchoProber:
         self._ready.extend(results)
 
     def _read_error_queue(self) -> None:
-        stamps, errors = netsock.read_error_queue(self._sock)
+        stamps, errors = measurement_sockets.read_error_queue(self._sock)
         session = self.session
         for index, kernel_ns in stamps:
             key = self._sent_keys.pop(index, None)
@@ -222,7 +222,7 @@ class EchoProber:
         results: list[ProbeResult] = []
         while True:
             try:
-                data, ancdata, _flags, address = sock.recvmsg(RECEIVE_BUFFER, netsock.ANCILLARY_SPACE)
+                data, ancdata, _flags, address = sock.recvmsg(RECEIVE_BUFFER, measurement_sockets.ANCILLARY_SPACE)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:  # a queued ICMP error surfaced here; its details are on the error queue
@@ -232,7 +232,7 @@ class EchoProber:
             if data and data[0] in ERROR_TYPES:  # raw sockets: the error message itself
                 results += self._on_error_message(sender, data)
                 continue
-            kernel_ns, hop_limit, traffic_class, _dst = netsock.ancillary_fields(ancdata)
+            kernel_ns, hop_limit, traffic_class, _dst = measurement_sockets.ancillary_fields(ancdata)
             facts = ReplyFacts(kernel_ns or time.time_ns(), hop_limit,
                                None if traffic_class is None else traffic_class >> 2)
             source = socket.inet_pton(socket.AF_INET6, sender.split("%")[0])

@@ -17,7 +17,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from collector.probes.stamp_session import ReplyFacts
-from collector.records import LossDirection, ProbeResult
+from collector.contract.records import LossDirection, ProbeResult
 from collector.wire.icmp6 import (
     ECHO_REPLY,
     ECHO_REQUEST,

@@ -19,9 +19,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from collector import netsock
+from collector.system import measurement_sockets
 from collector.probes.stamp_session import ReplyFacts, SenderSettings, StampSession
-from collector.records import ProbeResult
+from collector.contract.records import ProbeResult
 
 RECEIVE_BUFFER = 65535
 _TX_MEMORY = 65536  # send-order indexes kept waiting for their kernel timestamp
@@ -62,10 +62,10 @@ class StampSocket:
         self._leased_labels: set[int] = set()
         self._sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            netsock.enable_receive_metadata(self._sock)
-            netsock.enable_tx_timestamps(self._sock)
-            netsock.enable_icmp_errors(self._sock)
-            netsock.set_hop_limit(self._sock, 255)  # so the reflector's copy tells the forward hop count
+            measurement_sockets.enable_receive_metadata(self._sock)
+            measurement_sockets.enable_tx_timestamps(self._sock)
+            measurement_sockets.enable_icmp_errors(self._sock)
+            measurement_sockets.set_hop_limit(self._sock, 255)  # so the reflector's copy tells the forward hop count
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             if source:
                 self._sock.bind((source, 0))
@@ -86,14 +86,14 @@ class StampSocket:
             ssid = self._free_ssid(packed, endpoint.port)
         session = StampSession(dataclasses.replace(settings, ssid=ssid))
         if endpoint.flow_label and endpoint.flow_label not in self._leased_labels:
-            netsock.lease_flow_label(self._sock, endpoint.address, endpoint.flow_label)
+            measurement_sockets.lease_flow_label(self._sock, endpoint.address, endpoint.flow_label)
             self._leased_labels.add(endpoint.flow_label)
         if self.family == socket.AF_INET6:
             destination: tuple = (endpoint.address, endpoint.port, endpoint.flow_label or 0, 0)
         else:
             destination = (endpoint.address, endpoint.port)
         key = (packed, endpoint.port, ssid)
-        self._routes[key] = _Route(session, destination, [netsock.traffic_class_cmsg(self.family, settings.dscp << 2)])
+        self._routes[key] = _Route(session, destination, [measurement_sockets.traffic_class_cmsg(self.family, settings.dscp << 2)])
         self._by_session[id(session)] = key
         self._by_address.setdefault(packed, []).append(key)
         return session
@@ -154,7 +154,7 @@ class StampSocket:
         self._read_error_queue()  # first, so that T1 is the kernel's before replies match
         while True:
             try:
-                data, ancdata, _flags, address = self._sock.recvmsg(RECEIVE_BUFFER, netsock.ANCILLARY_SPACE)
+                data, ancdata, _flags, address = self._sock.recvmsg(RECEIVE_BUFFER, measurement_sockets.ANCILLARY_SPACE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:  # a queued ICMP error surfaced here; its details are on the error queue
@@ -164,14 +164,14 @@ class StampSocket:
             if route is None:
                 self.malformed_replies += 1  # not for any session of ours (or too short to tell)
                 continue
-            meta = netsock.parse_ancillary(ancdata)
+            meta = measurement_sockets.parse_ancillary(ancdata)
             facts = ReplyFacts(meta.kernel_ns or time.time_ns(), meta.hop_limit, meta.dscp)
             results = route.session.on_reply(data, facts)
             if results:
                 self.on_results(route.session, results)
 
     def _read_error_queue(self) -> None:
-        stamps, icmp_errors = netsock.read_error_queue(self._sock)
+        stamps, icmp_errors = measurement_sockets.read_error_queue(self._sock)
         for index, kernel_ns in stamps:
             sent = self._sent.pop(index, None)
             if sent is not None:
@@ -195,7 +195,7 @@ class StampSocket:
             route = self._routes[keys[0]] if len(keys) == 1 else None
         return route
 
-    def _route_of_error(self, error: netsock.IcmpError) -> _Route | None:
+    def _route_of_error(self, error: measurement_sockets.IcmpError) -> _Route | None:
         """The session a quoted request belongs to: by its destination and SSID."""
         if len(error.payload) < _SSID_OFFSET + 2 or not error.destination:
             return None
@@ -216,7 +216,7 @@ class StampProbe:
     def __init__(self, endpoint: StampEndpoint, settings: SenderSettings) -> None:
         self.endpoint = endpoint
         self._results: asyncio.Queue[ProbeResult] | None = None
-        self._socket = StampSocket(netsock.family_of(endpoint.address), endpoint.source, self._collect)
+        self._socket = StampSocket(measurement_sockets.family_of(endpoint.address), endpoint.source, self._collect)
         try:
             self.session = self._socket.open_session(endpoint, settings)
         except BaseException:

@@ -23,7 +23,7 @@ import struct
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from collector.records import LossDirection, ProbeResult
+from collector.contract.records import LossDirection, ProbeResult
 from collector.wire.stamp import (
     AUTH_BASE_LEN,
     BASE_LEN,

@@ -26,10 +26,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from collector import netsock
+from collector.system import measurement_sockets
 from collector.probes.trace_match import FlowSet, match_icmp6, match_tcp, match_udp_error
 from collector.probes.trace_session import TCP_PORT, UDP_PORT, Answer, TraceSession, TraceSettings
-from collector.records import FlowId, HopProbe, PathObservation
+from collector.contract.records import FlowId, HopProbe, PathObservation
 from collector.wire import icmp6, trace6
 
 RECEIVE_BUFFER = 2048
@@ -63,7 +63,7 @@ def _icmp6_filter(allowed: Sequence[int]) -> bytes:
 
 
 def _hop_limit_cmsg(hop: int) -> list[tuple[int, int, bytes]]:
-    return [(socket.IPPROTO_IPV6, netsock.IPV6_HOPLIMIT, _INT.pack(hop))]
+    return [(socket.IPPROTO_IPV6, measurement_sockets.IPV6_HOPLIMIT, _INT.pack(hop))]
 
 
 def _lease_some_label(sock: socket.socket, destination: str, wanted: int | None, rng: random.Random) -> int:
@@ -75,7 +75,7 @@ def _lease_some_label(sock: socket.socket, destination: str, wanted: int | None,
     for attempt in range(_LEASE_ATTEMPTS):
         label = wanted if wanted is not None and attempt == 0 else rng.randint(1, 0x7FFFF)
         try:
-            netsock.lease_flow_label(sock, destination, label, share=netsock.IPV6_FL_S_USER)
+            measurement_sockets.lease_flow_label(sock, destination, label, share=measurement_sockets.IPV6_FL_S_USER)
             return label
         except OSError as exc:
             if wanted is not None or exc.errno not in (errno.EEXIST, errno.EPERM, errno.EBUSY):
@@ -127,9 +127,9 @@ class UdpTransport(TraceTransport):
             for wanted in flow_labels:
                 sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
                 self._sockets.append(sock)
-                netsock.enable_receive_metadata(sock)  # SO_TIMESTAMPNS stamps error-queue messages too
-                netsock.enable_icmp_errors(sock)
-                netsock.set_traffic_class(sock, dscp << 2)
+                measurement_sockets.enable_receive_metadata(sock)  # SO_TIMESTAMPNS stamps error-queue messages too
+                measurement_sockets.enable_icmp_errors(sock)
+                measurement_sockets.set_traffic_class(sock, dscp << 2)
                 sock.bind((endpoint.source or "::", 0))
                 label = _lease_some_label(sock, endpoint.address, wanted, rng)
                 sock.setblocking(False)
@@ -145,7 +145,7 @@ class UdpTransport(TraceTransport):
     def _reader(self, flow: int, sock: socket.socket) -> Callable[[], list[Answer]]:
         def read() -> list[Answer]:
             now = time.time_ns()
-            _stamps, errors = netsock.read_error_queue(sock)
+            _stamps, errors = measurement_sockets.read_error_queue(sock)
             answers = [a for a in (match_udp_error(e, flow, now) for e in errors) if a is not None]
             while True:  # nothing is expected here, but a target that answers must not spin the loop
                 try:
@@ -220,8 +220,8 @@ class RawTransport(TraceTransport):
     def _raw(self, proto: int) -> socket.socket:
         sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, proto)
         self._sockets.append(sock)
-        netsock.enable_receive_metadata(sock)
-        netsock.set_traffic_class(sock, self._dscp_octet)
+        measurement_sockets.enable_receive_metadata(sock)
+        measurement_sockets.set_traffic_class(sock, self._dscp_octet)
         if self.endpoint.source:
             sock.bind((self.endpoint.source, 0))
         sock.setblocking(False)
@@ -237,12 +237,12 @@ class RawTransport(TraceTransport):
         got = []
         while True:
             try:
-                data, ancdata, _flags, addr = sock.recvmsg(RECEIVE_BUFFER, netsock.ANCILLARY_SPACE)
+                data, ancdata, _flags, addr = sock.recvmsg(RECEIVE_BUFFER, measurement_sockets.ANCILLARY_SPACE)
             except (BlockingIOError, InterruptedError):
                 return got
             except OSError:
                 continue
-            meta = netsock.parse_ancillary(ancdata)
+            meta = measurement_sockets.parse_ancillary(ancdata)
             got.append((data, _strip_scope(addr[0]), meta.kernel_ns or time.time_ns()))
 
     def _read_icmp(self) -> list[Answer]:

@@ -18,7 +18,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from collector.records import FlowId, HopAnswer, HopProbe, PathObservation
+from collector.contract.records import FlowId, HopAnswer, HopProbe, PathObservation
 
 PROTOCOLS = ("udp", "icmp", "tcp")
 UDP_PORT = 33434  # the traditional traceroute port: nobody listens there, so targets answer port unreachable

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tests.dashboards.dashboard_support import dashboards, panel_queries, runnable
+from tests.dashboard_support import dashboards, panel_queries, runnable
 
 DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
 # Grafana's unit ids (packages/grafana-data valueFormats) the dashboards may use.

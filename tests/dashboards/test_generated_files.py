@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from analyzer.policies import LAB_POLICY_FILE
+from analyzer.sla.policies import LAB_POLICY_FILE
 from dashboards.__main__ import main
 from dashboards.alerts import alert_rules
 from dashboards.build import GENERATED_DIR, build, stale

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from collector.flows.altmark import MarkingPoint, block_loss
+from collector.capture.altmark import MarkingPoint, block_loss
 from tests.capture_support import Capture
 from tests.support import REPO
 
@@ -40,7 +40,7 @@ def rule_drops(lab, fault_id: str) -> int:
 
 
 def send_marked(lab, header: str) -> dict:
-    argv = [sys.executable, "-m", "collector.flows.altmark_sender", lab.address(RECEIVER),
+    argv = [sys.executable, "-m", "collector.capture.altmark_sender", lab.address(RECEIVER),
             "--flow-mon-id", str(FLOW_MON_ID), "--count", str(PACKETS), "--block-packets", str(BLOCK),
             "--interval-ms", "0.3", "--dscp", str(VIDEO_DSCP), "--header", header,
             "--source", lab.address(SENDER)]

@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from collector.flows.tcp_rtt import PassiveTcpRtt
+from collector.capture.tcp_rtt import PassiveTcpRtt
 from tests.capture_support import Capture, created_in
 from tests.support import network_namespace
 

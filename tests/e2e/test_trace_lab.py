@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from collector.records import path_fingerprint
+from collector.contract.records import path_fingerprint
 
 pytestmark = [pytest.mark.root, pytest.mark.lab]
 

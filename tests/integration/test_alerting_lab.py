@@ -21,7 +21,7 @@ import pytest
 from dashboards.build import build, write
 from dashboards.config import load_config
 from dashboards.rules import TOP_HINT
-from tests.integration.lab_monitoring import monitored_lab, running_alertmanager
+from tests.lab_monitoring import monitored_lab, running_alertmanager
 from tests.prometheus_support import _get
 
 pytestmark = pytest.mark.tool("prometheus-alertmanager")

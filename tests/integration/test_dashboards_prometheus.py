@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from dashboards.alerts import alert_rules
-from tests.dashboards.dashboard_support import panel_queries, runnable
-from tests.integration.lab_monitoring import SCRAPE_INTERVAL_S, monitored_lab
+from tests.dashboard_support import panel_queries, runnable
+from tests.lab_monitoring import SCRAPE_INTERVAL_S, monitored_lab
 from xnetmon.allinone import LAB_STAMP_PORT
 
 pytestmark = [pytest.mark.root, pytest.mark.lab, pytest.mark.tool("prometheus")]
@@ -23,9 +23,9 @@ pytestmark = [pytest.mark.root, pytest.mark.lab, pytest.mark.tool("prometheus")]
 RATE_INTERVAL = f"{4 * SCRAPE_INTERVAL_S}s"  # Grafana's $__rate_interval: four scrape intervals
 # Each lab agent captures its links with passive TCP RTT on, but the only TCP there is the
 # agents' shipments to the analyzer, whose samples may not have ended a flow record yet; and
-# nothing in `xnetmon run` marks traffic (`collector.flows.altmark_sender` does).
+# nothing in `xnetmon run` marks traffic (`collector.capture.altmark_sender` does).
 PASSIVE = "the lab's only TCP is the agents' shipments; their RTT samples may not have arrived yet"
-ALTMARK = "nothing in the lab's all-in-one sends alternate-marked traffic (collector.flows.altmark_sender does)"
+ALTMARK = "nothing in the lab's all-in-one sends alternate-marked traffic (collector.capture.altmark_sender does)"
 REFLECTOR = ("the lab's all-in-one runs each site's reflector as its own `xnetmon reflect` process, which "
              "serves no /metrics; agents with an embedded reflector export these")
 # A piece of an expression -> (the series whose total absence excuses an empty answer, why).

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from analyzer.api import create_app
+from analyzer.api.app import create_app
 from analyzer.service import ApiServer
-from analyzer.sla import default_policies
-from analyzer.store import WindowStore
-from tests.analyzer.analyzer_support import T0, settled, window
+from analyzer.sla.verdicts import default_policies
+from analyzer.store.memory import WindowStore
+from tests.analyzer_support import T0, settled, window
 from tests.prometheus_support import running_prometheus, wait_for
 
 pytestmark = pytest.mark.tool("prometheus")

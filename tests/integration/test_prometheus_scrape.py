@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from collector.exporter import serve_metrics
-from collector.metrics_state import MetricsState
-from collector.records import RTT_BUCKETS_S, PathKey, PathWindow
+from collector.outputs.prometheus.agent import serve_metrics
+from collector.outputs.prometheus.state import MetricsState
+from collector.contract.records import RTT_BUCKETS_S, PathKey, PathWindow
 from tests.prometheus_support import query, running_prometheus, wait_for
 
 pytestmark = pytest.mark.tool("prometheus")

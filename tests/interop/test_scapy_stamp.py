@@ -27,8 +27,8 @@ from scapy.contrib.stamp import (
 )
 
 from tests.stamp_support import reflect_request
-from collector.clock import shared_host_clock
-from collector.reflector import Reflector, ReflectorConfig
+from collector.system.clock import shared_host_clock
+from collector.reflector.session_reflector import Reflector, ReflectorConfig
 from collector.wire.stamp import (
     ErrorEstimate,
     ReflectorPacket,

@@ -17,8 +17,8 @@ import time
 import pytest
 import yaml
 
-from collector.flows.receiver import FlowReceiver, ReceiverSettings
-from collector.slices import SliceClassifier
+from collector.flow_export.receiver import FlowReceiver, ReceiverSettings
+from collector.traffic.classifier import SliceClassifier
 from tests.flow_export_support import (
     PREFIX_RULES,
     SLICE_DSCP,

@@ -16,8 +16,8 @@ import sys
 import pytest
 from scapy.utils import rdpcap
 
-from collector.flows.altmark import AltMark, find_altmark
-from collector.flows.altmark_sender import Marker
+from collector.capture.altmark import AltMark, find_altmark
+from collector.capture.altmark_sender import Marker
 from tests.support import REPO, network_namespace, stop_process
 
 pytestmark = [pytest.mark.root, pytest.mark.tool("tshark")]
@@ -53,7 +53,7 @@ def test_tshark_reads_the_marks_we_send(tmp_path):
                 if "Capturing on" in line:
                     break
             for header, flow_mon_id in FLOWS.items():
-                argv = [sys.executable, "-m", "collector.flows.altmark_sender", "::1", "--flow-mon-id",
+                argv = [sys.executable, "-m", "collector.capture.altmark_sender", "::1", "--flow-mon-id",
                         str(flow_mon_id), "--count", str(PER_HEADER), "--block-packets", str(BLOCK),
                         "--interval-ms", "1", "--header", header]
                 sent = subprocess.run(["ip", "netns", "exec", namespace, *argv], capture_output=True, text=True,

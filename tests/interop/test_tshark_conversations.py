@@ -20,8 +20,8 @@ from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6, TCP, UD
 from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
 
-from collector.flows.aggregate import FlowAggregator
-from collector.flows.pcap import read_flows
+from collector.capture.aggregate import FlowAggregator
+from collector.capture.pcap import read_flows
 
 # Explicit addresses: without them scapy resolves them on the network, slowly.
 MAC_A, MAC_B = "02:00:00:00:00:01", "02:00:00:00:00:02"

@@ -11,8 +11,8 @@ import threading
 import pytest
 from scapy.all import UDP, IPv6, Raw, wrpcap
 
-from collector.flows.receiver import FlowReceiver, flow_records
-from collector.slices import SliceClassifier
+from collector.flow_export.receiver import FlowReceiver, flow_records
+from collector.traffic.classifier import SliceClassifier
 from tests.flow_export_support import (
     V6_FIELDS,
     data_set,

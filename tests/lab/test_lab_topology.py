@@ -8,7 +8,7 @@ import pytest
 import yaml
 from netaddr import IPAddress, IPNetwork
 
-from collector.slice_catalog import DEFAULT_SLICES
+from collector.contract.slice_catalog import DEFAULT_SLICES
 from lab import faults, qos, routing
 from lab.state import Fault, LabState
 from lab.topology import TopologyError, builtin_names, load, parse

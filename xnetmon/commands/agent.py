@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from collector.config import PROBE_KINDS, AgentConfig, ConfigError, load_config
-from collector.plan import AgentPlan, resolve_plan
+from collector.agent.config import PROBE_KINDS, AgentConfig, ConfigError, load_config
+from collector.agent.plan import AgentPlan, resolve_plan
 from xnetmon.cli import UsageError
 
 FIRST_PROBES_SHOWN = 20
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         print(describe_plan(config, plan))
         return 0
-    from collector.agent import run_agent  # the run loop: sockets, scheduler, exporter
+    from collector.agent.runner import run_agent  # the run loop: sockets, scheduler, exporter
 
     return run_agent(plan)
 

@@ -1,6 +1,6 @@
 """`xnetmon analyzer`: the central analyzer — agents' shipments in, SLA verdicts and the API out.
 
-Serves the API (analyzer/api.py; OpenAPI docs at /docs) with uvicorn. With `--token-file`
+Serves the API (analyzer/api/app.py; OpenAPI docs at /docs) with uvicorn. With `--token-file`
 agents may post windows and operators may ask for probes; without it the analyzer is
 read-only. With `--state-dir` the store is restored at start and saved every 30 s and at
 exit, so a restart keeps the verdicts (status, error budget, since) and the deduplication.
@@ -80,11 +80,11 @@ def run(args: argparse.Namespace) -> int:
     # FastAPI, uvicorn and the SLA code load only when the analyzer runs.
     import uvicorn
 
-    from analyzer.api import create_app
+    from analyzer.api.app import create_app
     from analyzer.rootcause.evidence import load_declared_names
     from analyzer.service import RootCauseRunner, SnapshotKeeper, listening_socket, open_store
-    from analyzer.sla import default_policies, load_policies
-    from collector.config import ConfigError
+    from analyzer.sla.verdicts import default_policies, load_policies
+    from collector.agent.config import ConfigError
 
     try:
         policies = load_policies(args.policies) if args.policies else default_policies()

@@ -2,7 +2,7 @@
 
 Both classify every (sampled) packet into a slice, aggregate packets into flow records and
 print per-slice totals and the top flows (`--json`: every flow record). The totals come
-from `collector.flows.traffic.TrafficCounters`, the same counters flow exports feed.
+from `collector.traffic.counters.TrafficCounters`, the same counters flow exports feed.
 `--tcp-rtt` adds passive TCP round-trip times per slice, `--altmark-point NAME` the
 alternate-marking counters of this capture point; both see every packet, also when
 sampling (they make a file read packet by packet, which is slower).
@@ -75,10 +75,10 @@ def _positive_int(value: str) -> int:
 
 def _setup(args: argparse.Namespace, sampling_rate: int):
     """The slice classifier and the capture options the arguments ask for."""
-    from collector.config import ConfigError
-    from collector.flows.capture_setup import CaptureOptions
-    from collector.flows.dissect import DEFAULT_SLICE_OPTION
-    from collector.slices import SliceClassifier
+    from collector.agent.config import ConfigError
+    from collector.capture.points import CaptureOptions
+    from collector.wire.dissect import DEFAULT_SLICE_OPTION
+    from collector.traffic.classifier import SliceClassifier
 
     try:
         classifier = SliceClassifier.from_file(args.slices) if args.slices else SliceClassifier.default()
@@ -95,8 +95,8 @@ def _setup(args: argparse.Namespace, sampling_rate: int):
 
 
 def run_read(args: argparse.Namespace) -> int:
-    from collector.flows.capture_setup import capture_meters
-    from collector.flows.pcap import CaptureFileError, read_flows
+    from collector.capture.points import capture_meters
+    from collector.capture.pcap import CaptureFileError, read_flows
 
     classifier, options = _setup(args, 1)
     try:
@@ -124,7 +124,7 @@ def run_read(args: argparse.Namespace) -> int:
 def run_live(args: argparse.Namespace) -> int:
     if args.netns:
         _reexec_in_namespace(args.netns)
-    from collector.flows.capture_setup import open_live_capture
+    from collector.capture.points import open_live_capture
 
     classifier, options = _setup(args, args.sample)
     try:
@@ -179,7 +179,7 @@ def _reexec_in_namespace(namespace: str) -> None:
 
 
 def _report(args: argparse.Namespace, summary: dict, records: list, observers: tuple) -> None:
-    from collector.flows.traffic import TrafficCounters
+    from collector.traffic.counters import TrafficCounters
 
     counters = TrafficCounters()
     for record in records:

@@ -6,7 +6,7 @@ import argparse
 import socket
 from pathlib import Path
 
-from collector.slice_catalog import UnknownSliceError, slice_by_name
+from collector.contract.slice_catalog import UnknownSliceError, slice_by_name
 from xnetmon.cli import UsageError
 
 

@@ -55,7 +55,7 @@ def parse_sampling(values: list[str]) -> dict[str, float]:
 
 
 def _listen(value: str, option: str) -> tuple[str, int]:
-    from collector.config import parse_listen
+    from collector.agent.config import parse_listen
 
     try:
         return parse_listen(value)
@@ -64,8 +64,8 @@ def _listen(value: str, option: str) -> tuple[str, int]:
 
 
 def _classifier(path: Path | None):
-    from collector.config import ConfigError
-    from collector.slices import SliceClassifier
+    from collector.agent.config import ConfigError
+    from collector.traffic.classifier import SliceClassifier
 
     if path is None:
         return None
@@ -76,8 +76,8 @@ def _classifier(path: Path | None):
 
 
 def run_collect(args: argparse.Namespace) -> int:
-    from collector.flows.metrics import flow_registry
-    from collector.flows.receiver import FlowReceiver, ReceiverSettings
+    from collector.outputs.prometheus.flows import flow_registry
+    from collector.flow_export.receiver import FlowReceiver, ReceiverSettings
 
     settings = ReceiverSettings(
         listen=[_listen(v, "--listen") for v in (args.listen or ["[::]:4739"])],
@@ -92,7 +92,7 @@ def run_collect(args: argparse.Namespace) -> int:
     server = None
     try:
         if args.metrics_listen:
-            from collector.flows.http import serve_metrics_and_top
+            from collector.outputs.http import serve_metrics_and_top
 
             try:
                 server = serve_metrics_and_top(flow_registry(receiver), receiver,

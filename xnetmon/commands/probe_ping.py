@@ -14,8 +14,8 @@ from dataclasses import asdict
 
 from collector.probes.icmp import EchoPermissionError, EchoProber, EchoSettings
 from collector.probes.icmp_session import EchoTarget
-from collector.records import ProbeResult
-from collector.summary import ProbeSummary
+from collector.contract.records import ProbeResult
+from collector.probes.summary import ProbeSummary
 from collector.wire.icmp6 import COOKIE_LEN, HEADER_LEN
 from xnetmon.cli import UsageError
 from xnetmon.commands.common import add_marking_arguments, marking_of, milliseconds, positive_float, resolve_target

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from collector.reflector import Reflector, ReflectorConfig, ReflectorStats
+from collector.reflector.session_reflector import Reflector, ReflectorConfig, ReflectorStats
 from collector.wire.stamp import STAMP_PORT
 from xnetmon.cli import UsageError
 from xnetmon.commands.common import dscp, port_number, read_key_file

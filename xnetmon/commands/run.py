@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _deploy(args, workdir: Path, stack: contextlib.ExitStack, console):
-    from collector.clock import shared_host_clock
+    from collector.system.clock import shared_host_clock
     from xnetmon.allinone import lab_deployment, loopback_deployment
 
     lab = None if (args.loopback or args.config) else _lab_or_none(stack, console)

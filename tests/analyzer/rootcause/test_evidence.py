@@ -11,10 +11,10 @@ import pytest
 
 from analyzer.rootcause import evidence as ev
 from analyzer.rootcause.evidence import EvidenceBuilder, load_declared_names, names_from_lab_topology
-from analyzer.store import WindowStore
-from collector.records import PathKey
+from analyzer.store.memory import WindowStore
+from collector.contract.records import PathKey
 from lab.topology import load
-from tests.analyzer.analyzer_support import T0, W, batch, health, observation, settled, window
+from tests.analyzer_support import T0, W, batch, health, observation, settled, window
 
 SMALL = load("small")
 NAMES = names_from_lab_topology(SMALL)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from analyzer.api_models import Hint as HintModel
+from analyzer.api.models import Hint as HintModel
 from analyzer.rootcause.hints import CLEAR_AFTER_EPOCHS, HintRow, HintTracker, hint_rows
 from analyzer.rootcause.model import Diagnosis, Epoch, PathEvidence
 
@@ -85,9 +85,9 @@ def test_the_runner_infers_once_per_closed_interval_in_its_own_thread_and_surviv
     from dataclasses import replace
 
     from analyzer.service import RootCauseRunner
-    from analyzer.store import WindowStore
-    from collector.records import PathObservation
-    from tests.analyzer.analyzer_support import batch, observation, window
+    from analyzer.store.memory import WindowStore
+    from collector.contract.records import PathObservation
+    from tests.analyzer_support import batch, observation, window
 
     store = WindowStore({}, interval_s=0.2, catch_up_s=0)
     interval_ns = store.interval_ns

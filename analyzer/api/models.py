@@ -1,0 +1,207 @@
+"""The analyzer API's request and response bodies (pydantic: the edge, and the OpenAPI docs).
+
+Times are integer nanoseconds since the epoch (`*_ns`), delays seconds (`*_s`), loss and
+budget ratios 0..1, as everywhere in xnetmon.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from analyzer.rootcause.model import HINT_KINDS
+
+Status = Literal["ok", "at-risk", "breached", "no-data", "no-policy"]
+
+
+class Problem(BaseModel):
+    detail: str = Field(description="what was wrong, naming the field or value at fault")
+
+
+class WindowsAccepted(BaseModel):
+    """What the analyzer did with one shipment."""
+
+    accepted: int = Field(description="new windows taken (late ones included)")
+    duplicates: int = Field(description="windows seen before (delivery is at least once) and ignored")
+    stale: int = Field(description="windows older than the path's dedup horizon (64 intervals) and ignored")
+    late: int = Field(description="accepted after their slice's interval had closed: "
+                                  "in path views, not the slice verdict")
+    future: int = Field(description="starting more than 5 minutes after the analyzer's clock (a wrong agent clock) "
+                        "and ignored")
+    observations: int
+    health: bool = Field(description="whether the shipment carried the agent's health")
+
+
+class ShipmentBody(BaseModel):
+    """The agent -> analyzer batch (collector/contract/shipment.py). Windows, observations and health
+    are `PathWindow`, `PathObservation` and `CollectorHealth` of collector/contract/records.py as
+    `to_dict()` writes them; fields the analyzer does not know are ignored."""
+
+    site: str
+    created_ns: int = 0
+    windows: list[dict]
+    observations: list[dict] = []
+    health: dict | None = None
+
+
+class Objective(BaseModel):
+    name: str = Field(description="IETF network-slice objective, e.g. two-way-delay-percentile")
+    bound: float = Field(description="seconds for delays; highest loss ratio; lowest available share")
+    percentile: float | None = None
+    observed: float | None = Field(description="the latest interval's value; null when nothing to judge")
+    met: bool | None
+
+
+class Verdict(BaseModel):
+    status: Status
+    reason: str | None = Field(None, description="why there is no verdict (no-policy)")
+    since_ns: int | None = Field(None, description="when the current status began")
+    evaluated_ns: int | None = None
+    error_budget_remaining: float | None = Field(None, description="1 untouched, 0 or below spent")
+    burn_rates: dict[str, float] = Field(default_factory=dict, description="lookback window -> burn rate")
+    objectives: list[Objective] = []
+    intervals: int | None = Field(None, description="intervals the verdict has judged")
+
+
+class PathRef(BaseModel):
+    source: str = Field(description="the probing site")
+    target: str
+    slice: str
+    kind: str = Field(description="probe kind: stamp | icmp")
+
+
+class WindowSummary(BaseModel):
+    """A path's newest window."""
+
+    seq: int
+    start_ns: int
+    end_ns: int
+    sent: int
+    received: int
+    lost_forward: int
+    lost_reverse: int
+    lost_unknown: int
+    loss_ratio: float
+    rtt_p50_s: float | None
+    rtt_p99_s: float | None
+    ipdv_s: float | None
+    pdv_p99_s: float | None
+    path_fingerprint: str | None
+
+
+class PathSummary(BaseModel):
+    path: PathRef
+    target_address: str
+    latest: WindowSummary
+
+
+class Hint(BaseModel):
+    """A root-cause hint (DESIGN.md "RootCauseHint"), from analyzer.rootcause."""
+
+    kind: Literal[HINT_KINDS]  # type: ignore[valid-type]
+    suspects: list[str] = Field(description="links (a>b) or nodes; several when probes cannot tell them apart")
+    slices: list[str] = Field(description="affected slices")
+    confidence: float = Field(ge=0, le=1)
+    evidence: list[str] = Field(description="which paths, which numbers")
+    first_seen_ns: int
+    last_seen_ns: int
+
+
+class SliceSummary(BaseModel):
+    name: str
+    status: Status
+    since_ns: int | None
+    error_budget_remaining: float | None
+    burn_rates: dict[str, float]
+    paths: int = Field(description="paths known in the slice")
+    worst_path: PathSummary | None = Field(description="highest loss in its newest window, then highest p99 RTT")
+    hints: list[Hint] = Field(default_factory=list, description="current root-cause hints affecting the slice")
+
+
+class SliceDetail(BaseModel):
+    name: str
+    verdict: Verdict
+    paths: int
+    worst_by_loss: list[PathSummary] = Field(description="paths with loss in their newest window, worst first")
+    worst_by_p99: list[PathSummary] = Field(description="paths by p99 RTT of their newest window, worst first")
+    hints: list[Hint] = Field(default_factory=list, description="current root-cause hints affecting the slice, "
+                              "most confident first")
+
+
+class PathDetail(BaseModel):
+    path: PathRef
+    target_address: str | None
+    verdict: Verdict
+    latest: WindowSummary | None
+    fingerprint: str | None = Field(description="of the latest traced hop list (else the newest window's)")
+    traced_ns: int | None = Field(description="when that trace finished")
+
+
+class PathList(BaseModel):
+    total: int = Field(description="paths matching the filters (the list may be cut at `limit`)")
+    paths: list[PathDetail]
+
+
+class TopologyNode(BaseModel):
+    id: str = Field(description="a site name or a hop address")
+    role: Literal["site", "router", "target"]
+
+
+class PathUse(BaseModel):
+    source: str
+    target: str
+    slice: str
+    fingerprint: str
+
+
+class TopologyLink(BaseModel):
+    a: str = Field(description="the end nearer the probing site")
+    b: str
+    hidden_hops: int = Field(description="silent hops (*) between a and b")
+    paths: list[PathUse]
+
+
+class Topology(BaseModel):
+    nodes: list[TopologyNode]
+    links: list[TopologyLink]
+    observations: int = Field(description="traced paths the picture is made of")
+
+
+class AgentHealth(BaseModel):
+    site: str
+    last_batch_ns: int = Field(description="when this analyzer last received a shipment from it")
+    health: dict | None = Field(description="its latest CollectorHealth (collector/contract/records.py)")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    writes: bool = Field(description="whether shipments and probes are accepted (a token is configured)")
+    store: dict[str, int]
+    agents: list[AgentHealth]
+
+
+class ProbeRequest(BaseModel):
+    """An on-demand probe from a named agent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent: str = Field(min_length=1, description="the site whose agent sends the probes")
+    target: str = Field(description="the address to probe (an IP address, not a name)")
+    kind: Literal["stamp", "icmp"] = "stamp"
+    slice: str = Field(min_length=1, description="the slice whose marking the probes carry")
+    count: int = Field(10, ge=1, le=1000, description="probe packets to send")
+
+    @field_validator("target")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        try:
+            return ipaddress.ip_address(value).compressed
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address") from None
+
+
+class ProbeResponse(BaseModel):
+    request: ProbeRequest
+    result: dict = Field(description="what the agent's probe reported (its summary)")

@@ -1,0 +1,81 @@
+"""What the analyzer keeps per interval: a slice's (or one path's) windows added together.
+
+`IntervalStats` is the contract between the store (which builds them as windows arrive)
+and the SLA evaluation (which reads them). Everything in it adds up across paths exactly:
+counts, and RTT histograms on the fixed buckets of `collector.contract.records.RTT_BUCKETS_S`, whose
+bounds include every SLA delay bound, so "p99 <= bound" is read exactly as "at least 99% of
+replies fell in buckets at or below the bound". Values that do not add up (jitter,
+one-way delay percentiles) are kept as the worst path's value, which is what an SLA on
+the slice must answer for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from collector.contract.records import RTT_BUCKETS_NS, LossCounts, PathWindow
+
+
+def _max(values: Iterable[int | None]) -> int | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalStats(LossCounts):
+    """One interval [start_ns, end_ns) of one slice or path, summed over its windows."""
+
+    start_ns: int
+    end_ns: int
+    paths: int  # windows that were added (one per path that reported)
+    sent: int
+    received: int
+    lost_forward: int
+    lost_reverse: int
+    lost_unknown: int
+    rtt_buckets: tuple[int, ...]  # per RTT_BUCKETS_NS bound, not cumulative; last is +Inf
+    worst_ipdv_mean_abs_ns: int | None
+    worst_pdv_p99_ns: int | None
+    worst_forward_owd_p99_ns: int | None
+    worst_reverse_owd_p99_ns: int | None
+    worst_clock_error_ns: int | None
+    unavailable_paths: int  # paths whose loss this interval exceeded the unavailability level
+
+
+    def fraction_within(self, bound_ns: int) -> float | None:
+        """Share of replies with RTT <= bound (a bucket bound); None without replies."""
+        total = sum(self.rtt_buckets)
+        if total == 0:
+            return None
+        index = RTT_BUCKETS_NS.index(bound_ns)  # ValueError: not a bucket bound
+        return sum(self.rtt_buckets[: index + 1]) / total
+
+    @classmethod
+    def of(cls, windows: Iterable[PathWindow], unavailable_loss: float = 0.75) -> IntervalStats:
+        """Sum windows of one interval. A path is unavailable in the interval when its loss
+        ratio exceeds `unavailable_loss` (ITU-T Y.1540 / RFC 7680 practice)."""
+        windows = list(windows)
+        if not windows:
+            raise ValueError("an interval needs at least one window")
+        buckets = [0] * (len(RTT_BUCKETS_NS) + 1)
+        for w in windows:
+            for i, count in enumerate(w.rtt_buckets):
+                buckets[i] += count
+        return cls(
+            start_ns=min(w.start_ns for w in windows),
+            end_ns=max(w.end_ns for w in windows),
+            paths=len(windows),
+            sent=sum(w.sent for w in windows),
+            received=sum(w.received for w in windows),
+            lost_forward=sum(w.lost_forward for w in windows),
+            lost_reverse=sum(w.lost_reverse for w in windows),
+            lost_unknown=sum(w.lost_unknown for w in windows),
+            rtt_buckets=tuple(buckets),
+            worst_ipdv_mean_abs_ns=_max(w.ipdv_mean_abs_ns for w in windows),
+            worst_pdv_p99_ns=_max(w.pdv_p99_ns for w in windows),
+            worst_forward_owd_p99_ns=_max(w.forward_owd_p99_ns for w in windows),
+            worst_reverse_owd_p99_ns=_max(w.reverse_owd_p99_ns for w in windows),
+            worst_clock_error_ns=_max(w.clock_error_ns for w in windows),
+            unavailable_paths=sum(1 for w in windows if w.sent and w.loss_ratio > unavailable_loss),
+        )

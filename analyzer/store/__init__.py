@@ -1,0 +1,1 @@
+"""The analyzer's memory of path windows, and its persistence."""

@@ -1,0 +1,344 @@
+"""The probe plan, running: every (target, slice, probe kind) on its own schedule.
+
+One asyncio task and one heap of due times serve every schedule, so ten thousand targets
+cost ten thousand heap entries, not ten thousand tasks. Each schedule's first probe is
+placed at a stable, hash-spread point of its interval, so probes never leave in a burst and
+keep their places across restarts. Probes go out up to EARLY_NS before their planned time:
+the event loop's timers have millisecond granularity, and leaving a little early is
+harmless where leaving late shows up as scheduling lag. STAMP sessions of every slice and
+target share one UDP socket per address family; ICMPv6 echo targets share one echo socket.
+Results are folded into per-path windows (collector.agent.windows) that are handed to
+`on_windows` once settled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from collector.system import measurement_sockets
+from collector.system.clock import ClockStatus, read_clock_status
+from collector.agent.plan import PlannedProbe
+from collector.probes.icmp import EchoProber, EchoSettings
+from collector.probes.icmp_session import EchoTarget
+from collector.probes.stamp import StampEndpoint, StampSocket
+from collector.probes.stamp_session import SenderSettings, StampSession
+from collector.contract.records import PathKey, PathWindow, ProbeResult
+from collector.probes.summary import percentile
+from collector.agent.windows import WindowBuilder
+
+EARLY_NS = 500_000
+HOUSEKEEPING_NS = 100_000_000  # how often echo timeouts are checked
+CLOSE_CHUNK = 500  # window builders checked per turn of the loop, so closing never stalls probing
+WindowHandler = Callable[[list[PathWindow]], None]
+
+
+def schedule_key(probe: PlannedProbe) -> tuple:
+    """What identifies a schedule across reloads: the same key keeps its counters."""
+    t = probe.target
+    return (t.name, t.address, t.port, probe.slice.name, probe.kind)
+
+
+@dataclass(eq=False)
+class _Schedule:
+    probe: PlannedProbe
+    key: PathKey
+    builder: WindowBuilder
+    step_ns: int  # between two probes of this schedule
+    next_due_ns: int
+    stamp: StampSession | None = None
+    stamp_socket: StampSocket | None = None
+    echo_index: int | None = None
+    retired: bool = False
+
+
+@dataclass
+class SchedulerTelemetry:
+    """The scheduler's own health, read by the agent for CollectorHealth."""
+
+    probes_sent: int = 0
+    lag_samples: list[int] = field(default_factory=list)  # since the last take_lag()
+    lag_p99_ns: int = 0
+    lag_max_ns: int = 0
+
+    def take_lag(self) -> None:
+        samples = sorted(self.lag_samples)
+        self.lag_samples = []
+        self.lag_p99_ns = percentile(samples, 0.99) or 0
+        self.lag_max_ns = samples[-1] if samples else 0
+
+
+class Scheduler:
+    def __init__(
+        self,
+        site: str,
+        probes: Sequence[PlannedProbe],
+        window_s: float,
+        on_windows: WindowHandler,
+        source_address: str | None = None,
+        clock: ClockStatus | None = None,
+    ) -> None:
+        self.site = site
+        self.window_ns = int(window_s * 1e9)
+        self.on_windows = on_windows
+        self.source_address = source_address
+        self.clock = clock or read_clock_status()
+        self.telemetry = SchedulerTelemetry()
+        self._schedules: dict[tuple, _Schedule] = {}
+        self._by_session: dict[int, _Schedule] = {}
+        self._by_echo_target: dict[tuple[str, str], _Schedule] = {}
+        self._stamp_sockets: dict[int, StampSocket] = {}
+        self._echo: EchoProber | None = None
+        self._heap: list[tuple[int, int, _Schedule]] = []
+        self._counter = 0  # heap tie-breaker
+        self._wake = asyncio.Event()
+        self._retired_builders: list[WindowBuilder] = []
+        # Windows end together (wall-clock aligned), so builders are checked once per window,
+        # when the slowest to settle is due, a chunk per loop turn.
+        self._next_close_ns = 0
+        self._closing: list[_Schedule] = []
+        self._max_settle_ns = 0
+        for probe in probes:
+            self._add(probe)
+
+    # -- the plan ------------------------------------------------------------------------
+
+    @property
+    def sessions(self) -> int:
+        return len(self._schedules)
+
+    @property
+    def send_errors(self) -> int:
+        errors = sum(s.send_errors for s in self._stamp_sockets.values())
+        return errors + (self._echo.send_errors if self._echo else 0)
+
+    @property
+    def receive_errors(self) -> int:
+        """Replies that matched nothing of ours, or did not parse."""
+        errors = sum(s.malformed_replies for s in self._stamp_sockets.values())
+        if self._echo is not None:
+            errors += self._echo.session.malformed_replies
+        return errors
+
+    def reload(self, probes: Sequence[PlannedProbe]) -> tuple[int, int]:
+        """Apply a new plan: schedules that stay keep their sessions and open windows;
+        removed ones stop and their windows are closed out. Returns (added, removed)."""
+        wanted = {schedule_key(p): p for p in probes}
+        removed = [k for k in self._schedules if k not in wanted]
+        for key in removed:
+            self._retire(self._schedules.pop(key))
+        added = [p for k, p in wanted.items() if k not in self._schedules]
+        for probe in added:
+            self._add(probe)
+        self._wake.set()
+        return len(added), len(removed)
+
+    def _add(self, probe: PlannedProbe) -> None:
+        step_ns = max(1, int(probe.interval_s * 1e9 / max(1, probe.packets_per_interval)))
+        timeout_ns = int(probe.timeout_s * 1e9)
+        key = PathKey(self.site, probe.target.name, probe.slice.name, probe.kind)
+        # Every probe settles within: its timeout, the wait for a later reply to tell the
+        # loss direction (one more timeout), and our own check granularity (one step).
+        settle_ns = 2 * timeout_ns + step_ns + HOUSEKEEPING_NS
+        builder = WindowBuilder(key, probe.target.address, self.window_ns, settle_ns, probe.slice.dscp)
+        self._max_settle_ns = max(self._max_settle_ns, settle_ns)
+        spread = zlib.crc32(repr(schedule_key(probe)).encode()) % step_ns
+        now = time.time_ns()
+        first_due = now - now % step_ns + spread
+        if first_due < now:
+            first_due += step_ns
+        schedule = _Schedule(probe, key, builder, step_ns, first_due)
+        if probe.kind == "stamp":
+            self._open_stamp(schedule, timeout_ns)
+        elif probe.kind == "icmp":
+            self._open_echo(schedule, timeout_ns)
+        else:
+            raise ValueError(f"unknown probe kind {probe.kind!r}")
+        self._schedules[schedule_key(probe)] = schedule
+        self._push(schedule)
+
+    def _open_stamp(self, schedule: _Schedule, timeout_ns: int) -> None:
+        probe = schedule.probe
+        family = int(measurement_sockets.family_of(probe.target.address))
+        sock = self._stamp_sockets.get(family)
+        if sock is None:
+            source = self.source_address if self.source_address and measurement_sockets.family_of(self.source_address) == family else None
+            sock = self._stamp_sockets[family] = StampSocket(family, source, self._on_stamp_results)
+        settings = SenderSettings(
+            target=probe.target.name,
+            slice=probe.slice.name,
+            dscp=probe.slice.dscp,
+            size=probe.size,
+            timeout_ns=timeout_ns,
+            error_estimate=self.clock.error_estimate(),
+        )
+        endpoint = StampEndpoint(probe.target.address, probe.target.port, None, probe.flow_label)
+        schedule.stamp = sock.open_session(endpoint, settings)
+        schedule.stamp_socket = sock
+        self._by_session[id(schedule.stamp)] = schedule
+
+    def _open_echo(self, schedule: _Schedule, timeout_ns: int) -> None:
+        probe = schedule.probe
+        if self._echo is None:
+            self._echo = EchoProber(EchoSettings(source=self.source_address, timeout_ns=timeout_ns))
+        target = EchoTarget(probe.target.name, probe.target.address, probe.slice.name, probe.slice.dscp, probe.flow_label)
+        schedule.echo_index = self._echo.add_target(target)
+        self._by_echo_target[(probe.target.name, probe.slice.name)] = schedule
+
+    def _retire(self, schedule: _Schedule) -> None:
+        schedule.retired = True  # its heap entry is skipped when it comes up
+        if schedule.stamp is not None and schedule.stamp_socket is not None:
+            schedule.builder.add_all(schedule.stamp.flush())
+            schedule.stamp_socket.close_session(schedule.stamp)
+            del self._by_session[id(schedule.stamp)]
+        if schedule.echo_index is not None:
+            self._by_echo_target.pop((schedule.probe.target.name, schedule.probe.slice.name), None)
+        self._retired_builders.append(schedule.builder)
+
+    def _push(self, schedule: _Schedule) -> None:
+        self._counter += 1
+        heapq.heappush(self._heap, (schedule.next_due_ns, self._counter, schedule))
+
+    # -- results -------------------------------------------------------------------------
+
+    def _on_stamp_results(self, session: StampSession, results: list[ProbeResult]) -> None:
+        schedule = self._by_session.get(id(session))
+        if schedule is not None:
+            schedule.builder.add_all(results)
+
+    def _collect_echo(self) -> None:
+        if self._echo is None:
+            return
+        for result in self._echo.take_results():
+            schedule = self._by_echo_target.get((result.target, result.slice))
+            if schedule is not None:
+                schedule.builder.add(result)
+
+    def _drain_echo(self) -> None:
+        assert self._echo is not None
+        self._echo.drain()
+        self._collect_echo()
+
+    # -- running -------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Probe until `stop` is set, then flush every session and hand out the last windows."""
+        loop = asyncio.get_running_loop()
+        for sock in self._stamp_sockets.values():
+            sock.attach(loop)
+        if self._echo is not None:
+            loop.add_reader(self._echo.fileno(), self._drain_echo)
+        next_housekeeping = time.time_ns() + HOUSEKEEPING_NS
+        try:
+            while not stop.is_set():
+                now = time.time_ns()
+                self._fire_due(now)
+                if now >= next_housekeeping:
+                    self._check_echo_timeouts(now)
+                    next_housekeeping = now + HOUSEKEEPING_NS
+                self._close_windows(now)
+                next_due = self._heap[0][0] if self._heap else now + HOUSEKEEPING_NS
+                wait_ns = min(next_due - EARLY_NS, next_housekeeping, self._next_close_ns) - time.time_ns()
+                if wait_ns > 0 and not self._closing:
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), wait_ns / 1e9)
+                    except asyncio.TimeoutError:
+                        pass
+                else:
+                    await asyncio.sleep(0)  # behind: still let replies in between bursts
+        finally:
+            for sock in self._stamp_sockets.values():
+                sock.detach(loop)
+            if self._echo is not None:
+                loop.remove_reader(self._echo.fileno())
+        self._shutdown()
+
+    def _fire_due(self, now: int) -> None:
+        heap = self._heap
+        horizon = now + EARLY_NS
+        fired = 0
+        while heap and heap[0][0] <= horizon and fired < 256:  # bounded, so replies are read too
+            due, _n, schedule = heapq.heappop(heap)
+            if schedule.retired:
+                continue
+            self._fire(schedule, due)
+            schedule.next_due_ns = due + schedule.step_ns
+            self._push(schedule)
+            fired += 1
+
+    def _fire(self, schedule: _Schedule, due_ns: int) -> None:
+        now = time.time_ns()
+        self.telemetry.lag_samples.append(max(0, now - due_ns))
+        self.telemetry.probes_sent += 1
+        if schedule.stamp is not None:
+            # Expire here: each session is visited once per step, which bounds the work.
+            schedule.builder.add_all(schedule.stamp.expire(now))
+            assert schedule.stamp_socket is not None
+            schedule.stamp_socket.send(schedule.stamp)
+        elif self._echo is not None and schedule.echo_index is not None:
+            self._echo.send(schedule.echo_index)
+
+    def _check_echo_timeouts(self, now: int) -> None:
+        if self._echo is None:
+            return
+        for result in self._echo.session.expire(now):
+            schedule = self._by_echo_target.get((result.target, result.slice))
+            if schedule is not None:
+                schedule.builder.add(result)
+        self._collect_echo()
+
+    def _close_windows(self, now: int) -> None:
+        """Hand out settled windows: once per window length, CLOSE_CHUNK builders a turn."""
+        if not self._closing:
+            if now < self._next_close_ns:
+                return
+            self._closing = list(self._schedules.values())
+            # Windows become ready at (end of a window) + settle: the first such time after
+            # now (settle may be longer than a window, so count from now - settle).
+            settle = self._max_settle_ns
+            self._next_close_ns = ((now - settle) // self.window_ns + 1) * self.window_ns + settle
+        chunk, self._closing = self._closing[:CLOSE_CHUNK], self._closing[CLOSE_CHUNK:]
+        windows: list[PathWindow] = []
+        for schedule in chunk:
+            windows += schedule.builder.close_ready(now)
+        if not self._closing:
+            for builder in self._retired_builders:
+                windows += builder.close_all()
+            self._retired_builders.clear()
+        if windows:
+            self.on_windows(windows)
+
+    def _shutdown(self) -> None:
+        windows: list[PathWindow] = []
+        for schedule in self._schedules.values():
+            if schedule.stamp is not None:
+                schedule.builder.add_all(schedule.stamp.flush())
+        if self._echo is not None:
+            self._collect_echo()
+            for result in self._echo.session.flush():
+                schedule = self._by_echo_target.get((result.target, result.slice))
+                if schedule is not None:
+                    schedule.builder.add(result)
+        for schedule in self._schedules.values():
+            windows += schedule.builder.close_all()
+        for builder in self._retired_builders:
+            windows += builder.close_all()
+        if windows:
+            self.on_windows(windows)
+
+    def set_fingerprint(self, target: str, slice_name: str, fingerprint: str) -> None:
+        """The latest trace of a (target, slice): its windows carry the fingerprint."""
+        for schedule in self._schedules.values():
+            if schedule.probe.target.name == target and schedule.probe.slice.name == slice_name:
+                schedule.builder.fingerprint = fingerprint
+
+    def close(self) -> None:
+        for sock in self._stamp_sockets.values():
+            sock.close()
+        if self._echo is not None:
+            self._echo.close()

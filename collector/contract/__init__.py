@@ -1,0 +1,1 @@
+"""The record contract between xnetmon's parts, and its one wire codec."""

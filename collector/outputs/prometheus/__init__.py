@@ -1,0 +1,1 @@
+"""Every Prometheus renderer of the agent: probe paths, flows, passive meters; each a custom Collector over a snapshot."""

@@ -1,0 +1,322 @@
+"""The agent's /metrics: a custom Collector over `MetricsState`'s snapshot, and its server.
+
+Each scrape reads one immutable `MetricsSnapshot` and yields fresh metric families built
+from it (prometheus.io, "Writing exporters"): no global metric objects, so a path that
+leaves the snapshot leaves /metrics. The names and labels are the metric contract of
+DESIGN.md; every path carries exactly `SERIES_PER_PATH` series, the cardinality budget.
+"""
+
+from __future__ import annotations
+
+import platform
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from typing import TYPE_CHECKING
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
+
+from collector.outputs.prometheus.state import MetricsSnapshot, MetricsState
+from collector.contract.records import RTT_BUCKETS_S
+
+if TYPE_CHECKING:  # flow receiver and captures are optional: imported only by agents that run them
+    from collector.capture.agent_captures import AgentCaptures
+    from collector.flow_export.receiver import FlowReceiver
+
+PATH_LABELS = ["src", "dst", "slice", "probe"]
+# 7 counters (sent, received, lost x 3 directions, duplicates, reordered), the RTT histogram
+# (12 buckets + +Inf + _sum + _count), 2 delay-variation gauges, path info.
+SERIES_PER_PATH = 7 + (len(RTT_BUCKETS_S) + 1 + 2) + 2 + 1
+_LE = [floatToGoString(b) for b in RTT_BUCKETS_S] + ["+Inf"]
+
+
+def _version() -> str:
+    try:
+        return metadata.version("xnetmon")
+    except metadata.PackageNotFoundError:  # running from a checkout that was never installed
+        return "unknown"
+
+
+class AgentCollector(Collector):
+    """Renders whatever snapshot `state` holds at the moment of the scrape."""
+
+    def __init__(self, state: MetricsState, flows: FlowReceiver | None = None,
+                 captures: AgentCaptures | None = None) -> None:
+        self._state = state
+        self._flows = flows
+        self._captures = captures
+        self._build = (_version(), platform.python_version())
+
+    def describe(self) -> list[Metric]:
+        return []  # dynamic series: nothing to pre-register, and no collect() at registration
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self._state.snapshot  # one read: the whole scrape sees one picture
+        build = GaugeMetricFamily(
+            "xnet_build_info", "Always 1; the labels name the running xnetmon and Python versions.",
+            labels=["version", "python"],
+        )
+        build.add_metric(list(self._build), 1)
+        yield build
+        yield from _path_families(snapshot)
+        yield from _collector_families(snapshot)
+        yield from _reflector_families(snapshot)
+        yield from _flow_and_malformed_families(snapshot, self._flows, self._captures)
+
+
+def _path_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
+    sent = CounterMetricFamily(
+        "xnet_probe_sent_total", "Probe packets sent on the path from site src to target dst in the slice.",
+        labels=PATH_LABELS,
+    )
+    received = CounterMetricFamily(
+        "xnet_probe_received_total", "Probe replies received in time on the path (duplicates not counted).",
+        labels=PATH_LABELS,
+    )
+    lost = CounterMetricFamily(
+        "xnet_probe_lost_total",
+        "Probe packets lost on the path, by direction: forward (the reflector never saw the request), "
+        "reverse (the reflector answered, the reply never arrived), unknown (no reflector counters to tell).",
+        labels=[*PATH_LABELS, "direction"],
+    )
+    duplicates = CounterMetricFamily(
+        "xnet_probe_duplicates_total", "Extra copies of probe replies received on the path.", labels=PATH_LABELS,
+    )
+    reordered = CounterMetricFamily(
+        "xnet_probe_reordered_total",
+        "Probe replies that arrived after a reply to a later probe (RFC 4737 reordering).",
+        labels=PATH_LABELS,
+    )
+    rtt = HistogramMetricFamily(
+        "xnet_rtt_seconds",
+        "Round-trip time of the path's received probes in seconds; for STAMP the reflector's "
+        "own residence time is taken out. Bucket bounds include every SLA delay bound.",
+        labels=PATH_LABELS,
+    )
+    variation = GaugeMetricFamily(
+        "xnet_delay_variation_seconds",
+        "Delay variation over the path's latest window in seconds: type ipdv is the mean absolute "
+        "difference between consecutive probes (RFC 3393), type pdv_p99 the 99th percentile of "
+        "delay above the window's minimum (RFC 5481). Absent when the window had too few replies.",
+        labels=[*PATH_LABELS, "type"],
+    )
+    info = GaugeMetricFamily(
+        "xnet_path_info",
+        "Always 1; address is the target's address, fingerprint identifies the latest traced hop "
+        "list (empty before the first trace). A new fingerprint means the path changed.",
+        labels=[*PATH_LABELS, "address", "fingerprint"],
+    )
+    for totals in snapshot.paths.values():
+        key = totals.key
+        labels = [key.source, key.target, key.slice, key.kind]
+        sent.add_metric(labels, totals.sent)
+        received.add_metric(labels, totals.received)
+        lost.add_metric([*labels, "forward"], totals.lost_forward)
+        lost.add_metric([*labels, "reverse"], totals.lost_reverse)
+        lost.add_metric([*labels, "unknown"], totals.lost_unknown)
+        duplicates.add_metric(labels, totals.duplicates)
+        reordered.add_metric(labels, totals.reordered)
+        cumulative, buckets = 0, []
+        for le, count in zip(_LE, totals.rtt_buckets):
+            cumulative += count
+            buckets.append((le, cumulative))
+        rtt.add_metric(labels, buckets, totals.rtt_sum_ns / 1e9)  # _count is the +Inf bucket
+        if totals.ipdv_ns is not None:
+            variation.add_metric([*labels, "ipdv"], totals.ipdv_ns / 1e9)
+        if totals.pdv_p99_ns is not None:
+            variation.add_metric([*labels, "pdv_p99"], totals.pdv_p99_ns / 1e9)
+        info.add_metric([*labels, totals.address, totals.fingerprint], 1)
+    yield from (sent, received, lost, duplicates, reordered, rtt, variation, info)
+
+
+def _collector_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
+    """The agent's own health, labelled by site: a slow or starved agent must be told
+    apart from a slow network."""
+    last_window = GaugeMetricFamily(
+        "xnet_collector_last_window_timestamp_seconds",
+        "Unix time at which the newest path window in these metrics ended. If time() minus this "
+        "grows past a few probe intervals, the agent has stopped producing measurements.",
+        labels=["src"],
+    )
+    for site, end_ns in sorted(snapshot.last_window_end_ns.items()):
+        last_window.add_metric([site], end_ns / 1e9)
+    yield last_window
+    if not snapshot.health:
+        return
+    lag = GaugeMetricFamily(
+        "xnet_collector_scheduling_lag_seconds",
+        "How late probes left compared with their schedule during the latest window, in seconds "
+        "(quantile 1 is the maximum). High values mean the agent, not the network, is slow.",
+        labels=["src", "quantile"],
+    )
+    counters = {
+        "probes_sent": ("Probe packets the agent sent, all paths together.", "probes_sent_total"),
+        "send_errors": ("Probe sends the kernel refused (no route, full buffers...).", "send_errors_total"),
+        "receive_errors": ("Errors while reading probe replies from the agent's sockets.", "receive_errors_total"),
+        "socket_drops": (
+            "Datagrams the kernel dropped because the agent's sockets were full: replies lost "
+            "here look like reverse loss but are the agent's own.", "socket_drops_total",
+        ),
+        "cpu_seconds": ("CPU time the agent has used (user and system), in seconds.", "cpu_seconds_total"),
+        "windows_dropped": (
+            "Path windows discarded because the spool for the analyzer was full.", "windows_dropped_total",
+        ),
+    }
+    counter_families = {
+        name: (CounterMetricFamily(f"xnet_collector_{name}_total", doc, labels=["src"]), field)
+        for name, (doc, field) in counters.items()
+    }
+    sessions = GaugeMetricFamily(
+        "xnet_collector_sessions", "Probe schedules running: one per (target, slice, probe kind).", labels=["src"],
+    )
+    spool = GaugeMetricFamily(
+        "xnet_collector_spool_windows", "Path windows waiting in the spool to be shipped to the analyzer.",
+        labels=["src"],
+    )
+    for site, health in sorted(snapshot.health.items()):
+        lag.add_metric([site, "0.99"], health.scheduling_lag_p99_ns / 1e9)
+        lag.add_metric([site, "1"], health.scheduling_lag_max_ns / 1e9)
+        for family, field in counter_families.values():
+            family.add_metric([site], getattr(health, field))
+        sessions.add_metric([site], health.sessions)
+        spool.add_metric([site], health.spool_depth)
+    yield lag
+    yield from (family for family, _ in counter_families.values())
+    yield sessions
+    yield spool
+
+
+def _reflector_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
+    counters = snapshot.reflector
+    if counters is None:
+        return
+    packets = CounterMetricFamily(
+        "xnet_reflector_packets_total",
+        "STAMP requests this agent's reflector handled, by result: reflected, refused_not_allowed "
+        "(source outside the allow list), refused_rate_limited, send_error. Undecodable requests "
+        "are counted in xnet_malformed_packets_total.",
+        labels=["result"],
+    )
+    packets.add_metric(["reflected"], counters.reflected)
+    packets.add_metric(["refused_not_allowed"], counters.refused_not_allowed)
+    packets.add_metric(["refused_rate_limited"], counters.refused_rate_limited)
+    packets.add_metric(["send_error"], counters.send_errors)
+    yield packets
+
+
+def _flow_and_malformed_families(snapshot: MetricsSnapshot, flows: FlowReceiver | None,
+                                 captures: AgentCaptures | None = None) -> Iterator[Metric]:
+    """The flow receiver's and the captures' families, and one malformed-packets family for
+    STAMP, flow exports and captured packets."""
+    if snapshot.reflector is None and flows is None and captures is None:
+        return
+    malformed = CounterMetricFamily(
+        "xnet_malformed_packets_total",
+        "Packets dropped because they could not be decoded, by protocol and what was wrong with them.",
+        labels=["protocol", "kind"],
+    )
+    for kind, count in snapshot.reflector.malformed if snapshot.reflector is not None else ():
+        malformed.add_metric(["stamp", kind], count)
+    if flows is not None or captures is not None:
+        yield from _traffic_families(flows, captures)
+    if flows is not None:
+        from collector.outputs.prometheus.flows import malformed_counts
+
+        for (protocol, kind), count in malformed_counts(flows):
+            malformed.add_metric([protocol, kind], count)
+    if captures is not None:
+        for (protocol, kind), count in captures.malformed_counts():
+            malformed.add_metric([protocol, kind], count)
+    yield malformed
+
+
+def _traffic_families(flows: FlowReceiver | None, captures: AgentCaptures | None) -> Iterator[Metric]:
+    """One xnet_flow_* set for both: when the agent has a receiver, the captures count into
+    its TrafficCounters, so its totals hold theirs; the captures add their sampling rates."""
+    from collector.outputs.prometheus.flows import FlowFigures, flow_families, receiver_figures
+
+    figures = receiver_figures(flows) if flows is not None else FlowFigures(captures.totals(), {})
+    if captures is not None:
+        figures = FlowFigures(figures.totals, {**figures.sampling_rates, **captures.sampling_rates()},
+                              figures.templates, figures.datagrams)
+    yield from flow_families(figures)
+    if captures is not None:
+        yield from captures.families()
+
+
+# -- serving -----------------------------------------------------------------------------
+
+
+def agent_registry(state: MetricsState, *, process_metrics: bool = True,
+                   flows: FlowReceiver | None = None, captures: AgentCaptures | None = None) -> CollectorRegistry:
+    """A registry of its own (never the global one) holding the agent's collector.
+
+    `process_*` metrics are kept by default: resident memory tracks the memory per
+    (target, slice) pair, and start time explains a reset of every counter at once.
+    """
+    registry = CollectorRegistry()
+    registry.register(AgentCollector(state, flows, captures))
+    if process_metrics:
+        ProcessCollector(registry=registry)
+    return registry
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsServer:
+    """A running /metrics endpoint; `stop()` closes its socket and ends its thread."""
+
+    httpd: WSGIServer
+    thread: threading.Thread
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound (host, port): useful after asking for port 0."""
+        host, port = self.httpd.server_address[:2]
+        return host, port
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"http://[{host}]:{port}/metrics" if ":" in host else f"http://{host}:{port}/metrics"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+    def __enter__(self) -> MetricsServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve_metrics(
+    state: MetricsState, listen: tuple[str, int], *, process_metrics: bool = True,
+    flows: FlowReceiver | None = None, captures: AgentCaptures | None = None,
+) -> MetricsServer:
+    """Serve `state` on http://HOST:PORT/metrics from a daemon thread. HOST may be an IPv6
+    address, bracketed or not ("::1", "[::1]", "::" for every address); port 0 picks one.
+    With a flow receiver or packet captures, their metrics join /metrics and /flows/top
+    serves the top talkers (of both: they share one set of counters)."""
+    host, port = listen
+    host = host.strip("[]")
+    registry = agent_registry(state, process_metrics=process_metrics, flows=flows, captures=captures)
+    traffic = flows if flows is not None else captures
+    if traffic is not None:
+        from collector.outputs.http import serve_metrics_and_top
+
+        return MetricsServer(*serve_metrics_and_top(registry, traffic, (host, port)))
+    httpd, thread = start_http_server(port, addr=host, registry=registry)
+    return MetricsServer(httpd, thread)

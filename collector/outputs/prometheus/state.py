@@ -1,0 +1,195 @@
+"""What the agent's /metrics shows, held as one immutable snapshot.
+
+The agent loop folds each interval's `PathWindow`s into per-path running totals (Prometheus
+counters never go down) and records the latest self-telemetry and reflector counters. Every
+change builds a new `MetricsSnapshot` and swaps one reference, so a scrape reads a
+consistent picture without taking a lock, and a slow scrape never holds up the agent.
+
+Paths that stop reporting are dropped after `stale_after_windows` of their own window
+lengths (default 3: a removed target leaves /metrics within 30 s at the default 10 s
+interval, while one late or missing window does not reset a path's counters).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from collector.contract.records import RTT_BUCKETS_NS, CollectorHealth, PathKey, PathWindow
+
+if TYPE_CHECKING:  # the reflector module opens sockets; the metrics need only its counters
+    from collector.reflector.session_reflector import ReflectorStats
+
+def _empty() -> Mapping:
+    return MappingProxyType({})  # read-only, so no snapshot can be changed after the swap
+
+
+@dataclass(frozen=True, slots=True)
+class PathTotals:
+    """One path's counters since it was first seen, and its latest gauges."""
+
+    key: PathKey
+    address: str
+    fingerprint: str  # "" until the path has been traced
+    last_seq: int
+    window_ns: int  # length of the path's windows: the unit of staleness
+    last_end_ns: int  # wall-clock end of the newest window folded in
+    sent: int
+    received: int
+    lost_forward: int
+    lost_reverse: int
+    lost_unknown: int
+    duplicates: int
+    reordered: int
+    rtt_buckets: tuple[int, ...]  # per bucket, not cumulative; last is +Inf
+    rtt_sum_ns: int
+    ipdv_ns: int | None  # of the newest window; None when it had too few replies
+    pdv_p99_ns: int | None
+
+    @classmethod
+    def first(cls, window: PathWindow) -> PathTotals:
+        return cls(
+            key=window.key,
+            address=window.target_address,
+            fingerprint=window.path_fingerprint or "",
+            last_seq=window.seq,
+            window_ns=window.end_ns - window.start_ns,
+            last_end_ns=window.end_ns,
+            sent=window.sent,
+            received=window.received,
+            lost_forward=window.lost_forward,
+            lost_reverse=window.lost_reverse,
+            lost_unknown=window.lost_unknown,
+            duplicates=window.duplicates,
+            reordered=window.reordered,
+            rtt_buckets=tuple(window.rtt_buckets),
+            rtt_sum_ns=window.rtt_sum_ns,
+            ipdv_ns=window.ipdv_mean_abs_ns,
+            pdv_p99_ns=window.pdv_p99_ns,
+        )
+
+    def plus(self, window: PathWindow) -> PathTotals:
+        return PathTotals(
+            key=self.key,
+            address=window.target_address,
+            # A window without a trace keeps the last known path rather than blanking it.
+            fingerprint=window.path_fingerprint or self.fingerprint,
+            last_seq=window.seq,
+            window_ns=window.end_ns - window.start_ns,
+            last_end_ns=max(self.last_end_ns, window.end_ns),
+            sent=self.sent + window.sent,
+            received=self.received + window.received,
+            lost_forward=self.lost_forward + window.lost_forward,
+            lost_reverse=self.lost_reverse + window.lost_reverse,
+            lost_unknown=self.lost_unknown + window.lost_unknown,
+            duplicates=self.duplicates + window.duplicates,
+            reordered=self.reordered + window.reordered,
+            rtt_buckets=tuple(a + b for a, b in zip(self.rtt_buckets, window.rtt_buckets)),
+            rtt_sum_ns=self.rtt_sum_ns + window.rtt_sum_ns,
+            ipdv_ns=window.ipdv_mean_abs_ns,
+            pdv_p99_ns=window.pdv_p99_ns,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReflectorCounters:
+    """A copy of the reflector's running counters (`collector.reflector.session_reflector.ReflectorStats`)."""
+
+    reflected: int = 0
+    refused_not_allowed: int = 0
+    refused_rate_limited: int = 0
+    send_errors: int = 0
+    malformed: tuple[tuple[str, int], ...] = ()  # (kind, count), sorted by kind
+
+    @classmethod
+    def of(cls, stats: ReflectorStats) -> ReflectorCounters:
+        """Copy a live `ReflectorStats`; its ints are written by the reflector thread alone."""
+        return cls(
+            reflected=stats.reflected,
+            refused_not_allowed=stats.refused_not_allowed,
+            refused_rate_limited=stats.refused_rate_limited,
+            send_errors=stats.send_errors,
+            # dict() copies the Counter in one step under the GIL, even while the thread adds kinds
+            malformed=tuple(sorted(dict(stats.malformed).items())),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSnapshot:
+    """Everything one scrape renders. Never mutated: the state swaps in a new one."""
+
+    paths: Mapping[PathKey, PathTotals] = field(default_factory=_empty)
+    health: Mapping[str, CollectorHealth] = field(default_factory=_empty)  # by site
+    reflector: ReflectorCounters | None = None  # None: this agent runs no reflector
+    last_window_end_ns: Mapping[str, int] = field(default_factory=_empty)  # by source site
+
+
+class MetricsState:
+    """Folds windows and telemetry into snapshots. Writers may call from any thread; they
+    serialise on a lock. Readers take `snapshot` and never lock."""
+
+    def __init__(self, *, stale_after_windows: int = 3, clock: Callable[[], int] = time.time_ns) -> None:
+        if stale_after_windows < 1:
+            raise ValueError(f"stale_after_windows: expected at least 1, got {stale_after_windows}")
+        self.stale_after_windows = stale_after_windows
+        self._clock = clock  # wall clock, the time base windows are aligned on
+        self._lock = threading.Lock()
+        self._snapshot = MetricsSnapshot()
+
+    @property
+    def snapshot(self) -> MetricsSnapshot:
+        return self._snapshot
+
+    def apply(self, windows: Iterable[PathWindow], now_ns: int | None = None) -> None:
+        """Fold one batch of windows (one interval's, ideally: each call copies the path
+        table once) into the totals, then drop paths that have gone quiet. A window whose
+        `seq` is not above the last one folded for its path is a repeat and is ignored."""
+        windows = list(windows)
+        for window in windows:
+            if len(window.rtt_buckets) != len(RTT_BUCKETS_NS) + 1:
+                raise ValueError(
+                    f"window of {window.key}: {len(window.rtt_buckets)} RTT buckets, "
+                    f"expected {len(RTT_BUCKETS_NS) + 1} (RTT_BUCKETS_NS and +Inf)"
+                )
+        with self._lock:
+            old = self._snapshot
+            paths = dict(old.paths)
+            last_end = dict(old.last_window_end_ns)
+            for window in windows:
+                totals = paths.get(window.key)
+                if totals is None:
+                    paths[window.key] = PathTotals.first(window)
+                elif window.seq > totals.last_seq:
+                    paths[window.key] = totals.plus(window)
+                else:
+                    continue
+                source = window.key.source
+                last_end[source] = max(last_end.get(source, 0), window.end_ns)
+            now = self._clock() if now_ns is None else now_ns
+            paths = {key: t for key, t in paths.items() if not self._stale(t, now)}
+            self._swap(old, paths=MappingProxyType(paths), last_window_end_ns=MappingProxyType(last_end))
+
+    def set_health(self, health: CollectorHealth) -> None:
+        """Record the agent's latest self-telemetry (one per site the process probes from)."""
+        with self._lock:
+            old = self._snapshot
+            health_by_site = dict(old.health)
+            health_by_site[health.site] = health
+            self._swap(old, health=MappingProxyType(health_by_site))
+
+    def set_reflector(self, stats: ReflectorStats | ReflectorCounters) -> None:
+        """Record the reflector's counters: a `ReflectorStats` (copied now) or `ReflectorCounters`."""
+        counters = stats if isinstance(stats, ReflectorCounters) else ReflectorCounters.of(stats)
+        with self._lock:
+            old = self._snapshot
+            self._swap(old, reflector=counters)
+
+    def _stale(self, totals: PathTotals, now_ns: int) -> bool:
+        return now_ns - totals.last_end_ns > self.stale_after_windows * max(totals.window_ns, 1)
+
+    def _swap(self, old: MetricsSnapshot, **changes) -> None:
+        self._snapshot = replace(old, **changes)  # one reference store: readers see old or new

@@ -1,0 +1,357 @@
+"""Where an agent's windows go: the analyzer in the same process, or one across the network.
+
+The agent loop calls `sink.submit(batch)` once per closed interval and `sink.close()` on
+shutdown; sinks know nothing of probes. Counters are in windows, for the exporter and
+for `CollectorHealth`:
+
+- `delivered_total`  accepted by the analyzer
+- `rejected_total`   refused for good by the analyzer (HTTP 4xx), never retried
+- `dropped_total`    discarded by the agent (spool full, or the spool could not be written)
+- `spool_depth`      waiting to be delivered
+
+The HTTP wire format is described in `collector.contract.shipment`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import httpx
+
+from collector.contract.shipment import ShipmentBatch, assemble_body, window_json
+from collector.outputs.spool import DEFAULT_SEGMENT_BYTES, WindowSpool
+
+log = logging.getLogger(__name__)
+
+WINDOWS_PATH = "/v1/windows"
+# Windows encoded between two voluntary releases of the GIL (~1 ms of work), so that the
+# shipping thread never keeps the probe loop waiting longer than that.
+WINDOWS_PER_GIL_SLICE = 100
+MAX_LOGGED_BODY = 500  # characters of an analyzer's refusal worth putting in a log line
+
+
+@runtime_checkable
+class WindowSink(Protocol):
+    """A one-way destination for batches."""
+
+    @property
+    def delivered_total(self) -> int: ...
+
+    @property
+    def dropped_total(self) -> int: ...
+
+    @property
+    def rejected_total(self) -> int: ...
+
+    @property
+    def spool_depth(self) -> int: ...
+
+    def submit(self, batch: ShipmentBatch) -> None:
+        """Take a batch and return at once: no network or disk I/O in the caller's thread."""
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Deliver what can be delivered within `timeout` seconds, then stop."""
+
+
+class InProcessSink:
+    """All-in-one mode: batches go to the analyzer running in this process.
+
+    `deliver` is either a callable, run in the submitting thread (so it must only hand the
+    batch on, never block), or a queue (`queue.Queue` or `asyncio.Queue`) that receives the
+    batch without waiting; a full queue drops the batch, counted.
+    """
+
+    spool_depth = 0  # nothing waits here
+
+    def __init__(self, deliver: Callable[[ShipmentBatch], object] | queue.Queue | asyncio.Queue) -> None:
+        self._deliver = deliver
+        self.delivered_total = 0
+        self.dropped_total = 0
+        self.rejected_total = 0
+        self._closed = False
+
+    def submit(self, batch: ShipmentBatch) -> None:
+        if self._closed:
+            raise RuntimeError("submit() on a closed sink")
+        windows = len(batch.windows)
+        if hasattr(self._deliver, "put_nowait"):
+            try:
+                self._deliver.put_nowait(batch)
+            except (queue.Full, asyncio.QueueFull):
+                log.warning("analyzer queue full: dropped a batch of %d windows from %s", windows, batch.site)
+                self.dropped_total += windows
+                return
+        else:
+            try:
+                self._deliver(batch)
+            except Exception:
+                # The analyzer's bug must not stop the probes: count it and go on.
+                log.exception("in-process analyzer failed on a batch of %d windows from %s", windows, batch.site)
+                self.rejected_total += windows
+                return
+        self.delivered_total += windows
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._closed = True
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential retry delays with jitter and a cap."""
+
+    initial_s: float = 0.5
+    cap_s: float = 30.0
+    multiplier: float = 2.0
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before retry number `attempt` (0-based). Half of each delay is
+        random, so thousands of agents do not all return in step after an analyzer outage."""
+        ceiling = min(self.cap_s, self.initial_s * self.multiplier ** min(attempt, 64))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+class Outcome(enum.Enum):
+    DELIVERED = "delivered"
+    REJECTED = "rejected"  # refused for good: sending the same body again cannot succeed
+    RETRY = "retry"
+
+
+def classify(status: int) -> Outcome:
+    """2xx delivered; 408 and 429 (come back later) and 5xx retried; any other 4xx rejected.
+    Anything else (1xx, a redirect) is a misconfiguration worth retrying: the spool is bounded."""
+    if 200 <= status < 300:
+        return Outcome.DELIVERED
+    if 400 <= status < 500 and status not in (408, 429):
+        return Outcome.REJECTED
+    return Outcome.RETRY
+
+
+_CLOSE = object()  # wakes the shipping thread when close() is called
+
+
+class HttpSink:
+    """Ships batches to an analyzer's `POST {url}/v1/windows`, through an on-disk spool.
+
+    `submit()` hands the batch to a background thread, which appends it to the spool in
+    `spool_dir` (see `collector.outputs.spool` for the durability trade-off) and then POSTs the
+    oldest spooled batch until the analyzer answers 2xx. When the analyzer is away, batches
+    wait in the spool, at most `max_windows` windows (the oldest go first, counted in
+    `dropped_total`), and are delivered in order when it returns, including by a new
+    HttpSink on the same `spool_dir` after a restart. Batches larger than
+    `max_windows_per_post` are cut into several POSTs. Encoding yields the GIL every
+    `WINDOWS_PER_GIL_SLICE` windows, so a large batch never stalls the probe loop for long.
+
+    Opening the spool reads what a previous run left, so construct the sink before the
+    event loop gets busy (or in `asyncio.to_thread`). `transport` is httpx's seam for tests.
+    """
+
+    def __init__(self, url: str, token: str, spool_dir: str | Path, max_windows: int = 100_000, *,
+                 timeout_s: float = 10.0, backoff: Backoff = Backoff(), max_windows_per_post: int = 5_000,
+                 segment_bytes: int = DEFAULT_SEGMENT_BYTES, transport: httpx.BaseTransport | None = None) -> None:
+        self.endpoint = url.rstrip("/") + WINDOWS_PATH
+        self.timeout_s = timeout_s
+        self.backoff = backoff
+        self.max_windows_per_post = max_windows_per_post
+        self.delivered_total = 0
+        self.rejected_total = 0
+        self._spool = WindowSpool(spool_dir, max_windows, segment_bytes=segment_bytes)
+        self._unspooled_dropped = 0  # windows lost because the spool could not be written
+        self._handoff: queue.SimpleQueue = queue.SimpleQueue()
+        self._handoff_windows = 0
+        self._handoff_lock = threading.Lock()
+        self._closing = threading.Event()
+        self._deadline = float("inf")
+        self._away_since: float | None = None  # monotonic time the analyzer stopped answering
+        self._client = httpx.Client(
+            timeout=timeout_s,
+            transport=transport,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                     "User-Agent": "xnetmon-agent"},
+        )
+        self._thread = threading.Thread(target=self._run, name="xnetmon-http-sink", daemon=True)
+        self._thread.start()
+
+    # -- counters ---------------------------------------------------------------------------
+
+    @property
+    def dropped_total(self) -> int:
+        return self._spool.dropped_windows_total + self._unspooled_dropped
+
+    @property
+    def spool_depth(self) -> int:
+        return self._spool.pending_windows + self._handoff_windows
+
+    @property
+    def corrupt_total(self) -> int:
+        """Spool lines that could not be read back (a crash mid-write leaves one)."""
+        return self._spool.corrupt_records_total
+
+    # -- the caller's side ------------------------------------------------------------------
+
+    def submit(self, batch: ShipmentBatch) -> None:
+        if self._closing.is_set():
+            raise RuntimeError("submit() on a closed sink")
+        with self._handoff_lock:
+            self._handoff_windows += len(batch.windows)
+        self._handoff.put(batch)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Deliver what can be delivered within `timeout` seconds, then stop. What is left
+        stays in the spool for the next HttpSink on the same directory."""
+        if not self._closing.is_set():
+            self._deadline = time.monotonic() + timeout
+            self._closing.set()
+            self._handoff.put(_CLOSE)
+        self._thread.join(timeout + 1.0)
+        if self._thread.is_alive():
+            log.warning("HTTP sink to %s still busy after %.1f s; it stops after the current request",
+                        self.endpoint, timeout)
+
+    # -- the shipping thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        attempt = 0
+        try:
+            while True:
+                self._spool_handoffs()
+                if self._closing.is_set() and (not self._spool or time.monotonic() >= self._deadline):
+                    break
+                body = self._spool.head()
+                if body is None:
+                    self._wait(None)
+                    continue
+                outcome, retry_after = self._post(body)
+                if outcome is Outcome.RETRY:
+                    self._wait(max(self.backoff.delay(attempt), min(retry_after, self.backoff.cap_s)))
+                    attempt += 1
+                else:
+                    attempt = 0
+                    self._spool.pop_head()
+        except Exception:
+            log.exception("HTTP sink to %s stopped; spooled windows wait for the next start", self.endpoint)
+        finally:
+            self._spool_handoffs()  # whatever was submitted waits on disk for the next start
+            if self._spool:
+                log.info("HTTP sink to %s stopped with %d window(s) in spool %s",
+                         self.endpoint, self._spool.pending_windows, self._spool.directory)
+            self._spool.close()
+            self._client.close()
+
+    def _wait(self, seconds: float | None) -> None:
+        """Sleep `seconds` (None: until a batch arrives), spooling batches as they arrive,
+        so that they are durable and the bound holds even while a retry waits."""
+        end = None if seconds is None else time.monotonic() + seconds
+        while True:
+            if self._closing.is_set():
+                end = self._deadline if end is None else min(end, self._deadline)
+            remaining = None if end is None else end - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return
+            try:
+                item = self._handoff.get(timeout=remaining)
+            except queue.Empty:
+                return
+            if item is _CLOSE:
+                return
+            self._spool_batch(item)
+            if seconds is None:
+                return
+
+    def _spool_handoffs(self) -> None:
+        while True:
+            try:
+                item = self._handoff.get_nowait()
+            except queue.Empty:
+                return
+            if item is not _CLOSE:
+                self._spool_batch(item)
+
+    def _spool_batch(self, batch: ShipmentBatch) -> None:
+        # Leave the hand-off count first: spool_depth may read low for an instant, never
+        # high, so it never shows windows the bound has already dropped.
+        with self._handoff_lock:
+            self._handoff_windows -= len(batch.windows)
+        spooled = 0
+        try:
+            for body, windows in self._bodies(batch):
+                self._spool.append(body, windows)
+                spooled += windows
+        except Exception as exc:  # a full disk must not stop delivery of what is spooled
+            log.error("could not spool a batch from %s in %s (%s); dropped %d window(s)",
+                      batch.site, self._spool.directory, exc, len(batch.windows) - spooled)
+            self._unspooled_dropped += len(batch.windows) - spooled
+
+    def _bodies(self, batch: ShipmentBatch):
+        """(wire body, window count) parts of at most `max_windows_per_post` windows, in order;
+        observations and health ride with the first part."""
+        step = self.max_windows_per_post
+        for start in range(0, max(len(batch.windows), 1), step):
+            encoded = []
+            for window in batch.windows[start : start + step]:
+                encoded.append(window_json(window))
+                if len(encoded) % WINDOWS_PER_GIL_SLICE == 0:
+                    time.sleep(0)  # let the event loop run
+            yield assemble_body(batch, encoded, with_extras=start == 0), len(encoded)
+
+    def _post(self, body: bytes) -> tuple[Outcome, float]:
+        """POST one body; returns the outcome and the analyzer's Retry-After in seconds (or 0)."""
+        windows = self._spool.head_windows
+        timeout = self.timeout_s
+        if self._closing.is_set():
+            timeout = max(0.1, min(timeout, self._deadline - time.monotonic()))
+        try:
+            response = self._client.post(self.endpoint, content=body, timeout=timeout)
+        except httpx.HTTPError as exc:
+            self._note_away(f"{type(exc).__name__}: {exc}")
+            return Outcome.RETRY, 0.0
+        outcome = classify(response.status_code)
+        if outcome is Outcome.DELIVERED:
+            self._note_back()
+            self.delivered_total += windows
+        elif outcome is Outcome.RETRY:
+            self._note_away(f"HTTP {response.status_code}")
+            return outcome, _retry_after_seconds(response)
+        else:
+            self._note_back()
+            self.rejected_total += windows
+            self._log_rejection(response, windows)
+        return outcome, 0.0
+
+    def _log_rejection(self, response: httpx.Response, windows: int) -> None:
+        text = response.text[:MAX_LOGGED_BODY]
+        if response.status_code in (401, 403):
+            log.error("analyzer %s refused the agent's token (HTTP %d): check the analyzer token in the "
+                      "agent's config; dropped a batch of %d window(s). Analyzer said: %s",
+                      self.endpoint, response.status_code, windows, text)
+        else:
+            log.error("analyzer %s rejected a batch of %d window(s) with HTTP %d; dropped, not retried. "
+                      "Analyzer said: %s", self.endpoint, windows, response.status_code, text)
+
+    def _note_away(self, reason: str) -> None:
+        if self._away_since is None:
+            self._away_since = time.monotonic()
+            log.warning("analyzer %s unavailable (%s); windows wait in spool %s",
+                        self.endpoint, reason, self._spool.directory)
+
+    def _note_back(self) -> None:
+        if self._away_since is not None:
+            log.info("analyzer %s answers again after %.1f s; %d window(s) to catch up",
+                     self.endpoint, time.monotonic() - self._away_since, self._spool.pending_windows)
+            self._away_since = None
+
+
+def _retry_after_seconds(response: httpx.Response) -> float:
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", 0)))
+    except ValueError:
+        return 0.0  # an HTTP date: rare from an API; the backoff decides

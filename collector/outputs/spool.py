@@ -1,0 +1,324 @@
+"""A bounded on-disk queue of encoded batches, so windows survive an analyzer outage and
+an agent restart.
+
+Layout of a spool directory:
+
+    00000000000000000042.jsonl   segments, named after the id of their first record;
+    00000000000000000107.jsonl   append-only, one JSON line per record:
+                                 {"id":107,"windows":5,"crc32":2841739,"batch":<wire body>}
+    cursor.json                  {"next_id": 97, "skip_windows": 3}: where delivery resumes
+    lock                         flock'd while a spool is open, so two agents never share one
+
+Durability: every append is fsync'd (per batch, not per segment) before it counts as
+spooled. An agent spools about one batch per interval (10 s by default), so that is one disk
+flush per interval, and in exchange a spooled batch survives a crash or a power loss; only
+batches still in the sink's memory hand-off can be lost (normally milliseconds' worth; at
+most one request timeout's worth while a POST hangs). Fsync per segment would save flushes
+only at batch rates an agent never reaches, and would put a whole segment at risk.
+The cursor is replaced atomically but not fsync'd: after a power loss it may point back a
+little, which re-sends a few batches, and receivers deduplicate windows by (key, seq).
+Delivery is therefore at least once.
+
+The body (see collector.contract.shipment) is stored as the exact bytes to POST, with a CRC-32 of
+them, so delivery and restart read a record back without parsing it. A crash mid-write
+leaves a truncated last line; a damaged disk may leave garbage. Such lines are skipped and
+counted (`corrupt_records_total`), and new records always go to a new segment, so they are
+never glued to a broken line.
+
+Bound: when more than `max_windows` windows (or records) wait, the oldest windows go
+first, window by window (`dropped_windows_total`); a record whose windows are all dropped
+goes with its observations and health. The spool belongs to one thread; other threads
+may read its counters.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SEGMENT_SUFFIX = ".jsonl"
+CURSOR_NAME = "cursor.json"
+LOCK_NAME = "lock"
+DEFAULT_SEGMENT_BYTES = 4 << 20
+
+
+class SpoolError(RuntimeError):
+    """The spool directory cannot be used (permissions, or another agent holds it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    """Where one spooled batch lives; its body stays on disk until it is needed."""
+
+    id: int
+    segment: Path
+    offset: int
+    length: int
+    windows: int
+
+
+class WindowSpool:
+    """First in, first out; `head()` is the oldest batch, `pop_head()` removes it."""
+
+    def __init__(self, directory: str | os.PathLike, max_windows: int, *,
+                 segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> None:
+        if max_windows < 1:
+            raise ValueError(f"max_windows must be at least 1, not {max_windows}")
+        self.directory = Path(directory)
+        self.max_windows = max_windows
+        self.segment_bytes = segment_bytes
+        self.pending_windows = 0
+        self.dropped_windows_total = 0
+        self.corrupt_records_total = 0
+        self._records: collections.deque[_Record] = collections.deque()
+        self._skip_windows = 0  # of the head record: dropped by the bound, not to be sent
+        self._next_id = 0
+        self._writer = None
+        self._writer_path: Path | None = None
+        self._writer_size = 0
+        self._lock_file = self._lock_directory()
+        self._recover()
+        self.dropped_windows_total += self._enforce_bound()
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def append(self, body: bytes, windows: int) -> int:
+        """Spool one wire body holding `windows` windows, durably; returns how many old
+        windows the bound dropped to make room."""
+        header = f'{{"id":{self._next_id},"windows":{windows},"crc32":{zlib.crc32(body)},"batch":'
+        line = header.encode() + body + b"}\n"
+        writer = self._writer_for_next_line()
+        try:
+            writer.write(line)
+            writer.flush()
+            os.fsync(writer.fileno())
+        except OSError:
+            self._close_writer()  # a half-written line must not be continued by the next record
+            raise
+        self._records.append(_Record(self._next_id, self._writer_path, self._writer_size, len(line), windows))
+        self._writer_size += len(line)
+        self._next_id += 1
+        self.pending_windows += windows
+        dropped = self._enforce_bound()
+        self.dropped_windows_total += dropped
+        return dropped
+
+    def _writer_for_next_line(self):
+        if self._writer is not None and self._writer_size < self.segment_bytes:
+            return self._writer
+        self._close_writer()
+        path = self.directory / f"{self._next_id:020d}{SEGMENT_SUFFIX}"
+        self._writer = open(path, "xb")  # ids only grow, so a name is never reused
+        self._writer_path, self._writer_size = path, 0
+        _fsync_directory(self.directory)  # the new name itself must survive a power loss
+        return self._writer
+
+    def _close_writer(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(OSError):
+                self._writer.close()
+        self._writer, self._writer_path, self._writer_size = None, None, 0
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def head(self) -> bytes | None:
+        """The oldest body still to deliver (without windows the bound dropped), or None."""
+        while self._records:
+            record = self._records[0]
+            body = self._read(record)
+            if body is None:
+                log.error("spool %s: record %d in %s is unreadable; skipped",
+                          self.directory, record.id, record.segment.name)
+                self.corrupt_records_total += 1
+                self.pop_head()
+                continue
+            if self._skip_windows:  # rare: only after the bound cut into this record
+                data = json.loads(body)
+                data["windows"] = data["windows"][self._skip_windows:]
+                body = json.dumps(data, separators=(",", ":")).encode()
+            return body
+        return None
+
+    @property
+    def head_windows(self) -> int:
+        """How many windows `head()` holds."""
+        return self._records[0].windows - self._skip_windows if self._records else 0
+
+    def pop_head(self) -> None:
+        """Forget the oldest batch: delivered, or refused for good."""
+        record = self._records.popleft()
+        self.pending_windows -= record.windows - self._skip_windows
+        self._skip_windows = 0
+        self._save_cursor()
+        if not self._records or self._records[0].segment != record.segment:
+            self._remove_segment(record.segment)
+
+    def _read(self, record: _Record) -> bytes | None:
+        try:
+            with open(record.segment, "rb") as f:
+                f.seek(record.offset)
+                parsed = _parse_line(f.read(record.length))
+        except OSError:
+            return None
+        if parsed is None or parsed[:2] != (record.id, record.windows):
+            return None
+        return parsed[2]
+
+    # -- the bound ------------------------------------------------------------------------
+
+    def _enforce_bound(self) -> int:
+        dropped = 0
+        while self._records and (self.pending_windows > self.max_windows
+                                 or len(self._records) > self.max_windows):
+            remaining = self._records[0].windows - self._skip_windows
+            excess = self.pending_windows - self.max_windows
+            if 0 < excess < remaining:  # the oldest record loses only its oldest windows
+                self._skip_windows += excess
+                self.pending_windows -= excess
+                dropped += excess
+                self._save_cursor()
+            else:
+                dropped += remaining
+                self.pop_head()
+        return dropped
+
+    # -- restart ------------------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        next_id, skip = self._load_cursor()
+        highest = next_id - 1
+        for segment in self._segments():
+            highest = max(highest, int(segment.stem))
+            offset, kept = 0, False
+            with open(segment, "rb") as f:
+                for line in f:
+                    parsed = _parse_line(line)
+                    if parsed is None:
+                        self.corrupt_records_total += 1
+                    else:
+                        record_id, windows, _ = parsed
+                        highest = max(highest, record_id)
+                        if record_id >= next_id and (not self._records or record_id > self._records[-1].id):
+                            self._records.append(_Record(record_id, segment, offset, len(line), windows))
+                            kept = True
+                    offset += len(line)
+            if not kept:
+                self._remove_segment(segment)
+        self._next_id = highest + 1
+        if self._records and self._records[0].id == next_id:
+            self._skip_windows = min(skip, self._records[0].windows)
+        self.pending_windows = sum(r.windows for r in self._records) - self._skip_windows
+        if self.corrupt_records_total:
+            log.warning("spool %s: skipped %d unreadable line(s) (a crash mid-write leaves one)",
+                        self.directory, self.corrupt_records_total)
+        if self._records:
+            log.info("spool %s: %d batch(es), %d window(s) left by a previous run",
+                     self.directory, len(self._records), self.pending_windows)
+
+    def _segments(self) -> list[Path]:
+        found = [p for p in self.directory.glob(f"*{SEGMENT_SUFFIX}") if p.stem.isdigit()]
+        return sorted(found, key=lambda p: int(p.stem))
+
+    def _load_cursor(self) -> tuple[int, int]:
+        try:
+            data = json.loads((self.directory / CURSOR_NAME).read_text())
+            next_id, skip = data["next_id"], data["skip_windows"]
+            if type(next_id) is int and type(skip) is int and next_id >= 0 and skip >= 0:
+                return next_id, skip
+        except FileNotFoundError:
+            return 0, 0
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        # Starting over re-sends what is left; receivers drop the repeats.
+        log.warning("spool %s: unreadable %s; delivering every spooled batch again", self.directory, CURSOR_NAME)
+        return 0, 0
+
+    def _save_cursor(self) -> None:
+        next_id = self._records[0].id if self._records else self._next_id
+        tmp = self.directory / (CURSOR_NAME + ".tmp")
+        try:
+            tmp.write_text(json.dumps({"next_id": next_id, "skip_windows": self._skip_windows}))
+            os.replace(tmp, self.directory / CURSOR_NAME)
+        except OSError as exc:  # e.g. a full disk: a stale cursor only means sending some batches again
+            log.warning("spool %s: cannot save %s: %s", self.directory, CURSOR_NAME, exc)
+
+    def _remove_segment(self, segment: Path) -> None:
+        if segment == self._writer_path:
+            if self._records:
+                return  # still being written and read
+            self._close_writer()
+        try:
+            segment.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # it is read again at the next start, and its records skipped
+            log.warning("spool %s: cannot remove delivered segment %s: %s", self.directory, segment.name, exc)
+
+    # -- ownership ------------------------------------------------------------------------
+
+    def _lock_directory(self):
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            lock_file = open(self.directory / LOCK_NAME, "a")
+        except OSError as exc:
+            raise SpoolError(f"cannot use spool directory {self.directory}: {exc}") from exc
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.close()
+            raise SpoolError(f"spool directory {self.directory} is in use by another sink "
+                             f"(each agent needs its own spool_dir)") from None
+        return lock_file
+
+    def close(self) -> None:
+        """Release the directory; what is left is delivered by the next spool opened on it."""
+        self._close_writer()
+        self._lock_file.close()
+
+    def __enter__(self) -> WindowSpool:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def _parse_line(line: bytes) -> tuple[int, int, bytes] | None:
+    """(id, windows, body) of an intact record line; None for a truncated or damaged one."""
+    if not line.endswith(b"}\n"):
+        return None  # cut short by a crash mid-write
+    cut = line.find(b',"batch":')
+    if cut < 0:
+        return None
+    try:
+        header = json.loads(line[:cut] + b"}")
+    except ValueError:
+        return None
+    if not isinstance(header, dict):
+        return None
+    record_id, windows, crc = header.get("id"), header.get("windows"), header.get("crc32")
+    if not all(type(v) is int and v >= 0 for v in (record_id, windows, crc)):
+        return None
+    body = line[cut + len(b',"batch":') : -2]
+    if zlib.crc32(body) != crc:
+        return None
+    return record_id, windows, body
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

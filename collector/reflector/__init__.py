@@ -1,0 +1,1 @@
+"""The STAMP Session-Reflector: answers test packets from other sites."""

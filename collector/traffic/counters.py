@@ -1,0 +1,182 @@
+"""Per-slice traffic counters and top talkers, with bounded memory.
+
+Counters are kept per (slice, exporter, direction): bytes, packets and flow records, all
+already scaled by sampling. That is the label set of `xnet_flow_*_total`: exporters and
+slices are few, directions three, so the series count stays small however many flows pass.
+
+Top talkers per slice use the weighted Space-Saving sketch (Metwally et al., 2005), with
+evictions batched (`SpaceSaving`): at most 2 x `capacity` source addresses are held per
+slice, any address with more than total/capacity bytes is kept, and each reported count
+overestimates the truth by at most its `error`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+
+from collector.contract.records import FlowRecord
+
+DEFAULT_TALKER_CAPACITY = 1000
+_V4_MAPPED = bytes(10) + b"\xff\xff"
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficTotals:
+    bytes: int
+    packets: int
+    flows: int
+
+
+@dataclass(frozen=True, slots=True)
+class Talker:
+    address: str
+    bytes: int   # an overestimate by at most `error`
+    error: int
+
+
+class SpaceSaving:
+    """Heaviest keys of a weighted stream in at most 2 x `capacity` entries.
+
+    Space-Saving with batched eviction: a new key starts at `floor` (the largest count ever
+    evicted, which bounds what it may have had before) plus its weight; when the table
+    reaches twice the capacity, one sort keeps the `capacity` heaviest and raises `floor`.
+    Counts never underestimate, and overestimate by at most their `error`; a key heavier
+    than total / capacity is never evicted. One sort per `capacity` new keys costs less
+    than a heap operation per key."""
+
+    __slots__ = ("capacity", "_counts", "_errors", "floor", "total")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._counts: dict[bytes, int] = {}
+        self._errors: dict[bytes, int] = {}
+        self.floor = 0
+        self.total = 0
+
+    def add(self, key: bytes, weight: int) -> None:
+        self.total += weight
+        counts = self._counts
+        count = counts.get(key)
+        if count is not None:
+            counts[key] = count + weight
+            return
+        counts[key] = self.floor + weight
+        self._errors[key] = self.floor
+        if len(counts) >= 2 * self.capacity:
+            self._evict()
+
+    def add_many(self, keys: list[bytes], weights: list[int]) -> None:
+        """`add` for each (key, weight), in one loop with local names."""
+        counts, errors, floor = self._counts, self._errors, self.floor
+        limit = 2 * self.capacity
+        for key, weight in zip(keys, weights):
+            count = counts.get(key)
+            if count is not None:
+                counts[key] = count + weight
+                continue
+            counts[key] = floor + weight
+            errors[key] = floor
+            if len(counts) >= limit:
+                self._evict()
+                counts, errors, floor = self._counts, self._errors, self.floor
+        self.total += sum(weights)
+
+    def _evict(self) -> None:
+        ranked = sorted(self._counts.items(), key=lambda item: item[1], reverse=True)
+        kept, dropped = ranked[:self.capacity], ranked[self.capacity:]
+        if dropped:
+            self.floor = max(self.floor, dropped[0][1])
+        errors = self._errors
+        self._counts = dict(kept)
+        self._errors = {key: errors[key] for key, _ in kept}
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    def top(self, limit: int) -> list[tuple[bytes, int, int]]:
+        ranked = sorted(self._counts.items(), key=lambda item: item[1], reverse=True)[:limit]
+        return [(key, count, self._errors[key]) for key, count in ranked]
+
+
+def address_text(address: bytes) -> str:
+    if address[:12] == _V4_MAPPED:
+        return socket.inet_ntop(socket.AF_INET, address[12:])
+    return ipaddress.IPv6Address(address).compressed
+
+
+def address_octets(text: str) -> bytes:
+    address = ipaddress.ip_address(text)
+    return address.packed if address.version == 6 else _V4_MAPPED + address.packed
+
+
+class TrafficCounters:
+    """What the slices carried, per exporter and direction, and who sent the most."""
+
+    def __init__(self, talker_capacity: int = DEFAULT_TALKER_CAPACITY) -> None:
+        self.talker_capacity = talker_capacity
+        self._totals: dict[tuple[str, str, str], list[int]] = {}  # key -> [bytes, packets, flows]
+        self._talkers: dict[str, SpaceSaving] = {}
+
+    def add(self, record: FlowRecord) -> None:
+        """One flow record (packets and bytes already scaled by sampling)."""
+        self.count(record.slice, record.exporter, record.direction, record.packets, record.bytes,
+                   address_octets(record.source))
+
+    def count(self, slice_name: str, exporter: str, direction: str, packets: int, octets: int,
+              source: bytes) -> None:
+        """The hot-path form of `add`: the source as 16 octets (IPv4 as IPv4-mapped)."""
+        totals = self._totals.get((slice_name, exporter, direction))
+        if totals is None:
+            totals = self._totals[(slice_name, exporter, direction)] = [0, 0, 0]
+        totals[0] += octets
+        totals[1] += packets
+        totals[2] += 1
+        talkers = self._talkers.get(slice_name)
+        if talkers is None:
+            talkers = self._talkers[slice_name] = SpaceSaving(self.talker_capacity)
+        talkers.add(source, octets)
+
+    def count_columns(self, slices: list[str], exporter: str, directions: list[str], packets: list[int],
+                      octets: list[int], sources: list[bytes]) -> None:
+        """`count` for a whole decoded data set at once (equal-length lists): one loop with
+        local names for the totals, one `add_many` per slice for the talkers."""
+        totals = self._totals
+        for name, direction, n_packets, n_octets in zip(slices, directions, packets, octets):
+            key = (name, exporter, direction)
+            values = totals.get(key)
+            if values is None:
+                values = totals[key] = [0, 0, 0]
+            values[0] += n_octets
+            values[1] += n_packets
+            values[2] += 1
+        names = set(slices)
+        for name in names:
+            sketch = self._talkers.get(name)
+            if sketch is None:
+                sketch = self._talkers[name] = SpaceSaving(self.talker_capacity)
+            if len(names) == 1:
+                sketch.add_many(sources, octets)
+            else:
+                sketch.add_many([s for s, n in zip(sources, slices) if n == name],
+                                [o for o, n in zip(octets, slices) if n == name])
+
+    def totals(self) -> dict[tuple[str, str, str], TrafficTotals]:
+        """(slice, exporter, direction) -> totals so far."""
+        return {key: TrafficTotals(*values) for key, values in list(self._totals.items())}
+
+    def by_slice(self) -> dict[str, TrafficTotals]:
+        summed: dict[str, list[int]] = {}
+        for (slice_name, _, _), values in list(self._totals.items()):
+            into = summed.setdefault(slice_name, [0, 0, 0])
+            for i, value in enumerate(values):
+                into[i] += value
+        return {name: TrafficTotals(*values) for name, values in summed.items()}
+
+    def top_talkers(self, slice: str, limit: int = 10) -> list[Talker]:
+        """The source addresses that sent the most bytes in the slice, heaviest first."""
+        talkers = self._talkers.get(slice)
+        if talkers is None:
+            return []
+        return [Talker(address_text(key), count, error) for key, count, error in talkers.top(limit)]

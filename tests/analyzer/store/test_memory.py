@@ -1,0 +1,296 @@
+"""WindowStore: deduplication, interval closing, verdict routing, bounds, snapshot/restore."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tracemalloc
+
+import pytest
+
+from analyzer.sla.series import IntervalStats
+from analyzer.sla.verdicts import default_policies
+from analyzer.store.memory import DEDUP_HORIZON, MAX_OPEN_INTERVALS, WindowStore
+from collector.contract.records import PathKey
+from tests.analyzer_support import (
+    T0, W, Policy, RecordingTracker, batch, health, observation, settled, window,
+)
+
+VIDEO = PathKey("cnty1a", "core", "video", "stamp")
+
+
+def recording_store(**options) -> WindowStore:
+    options.setdefault("catch_up_s", 0)
+    return WindowStore({"video": Policy("video"), "egov": Policy("egov")}, tracker_type=RecordingTracker, **options)
+
+
+def slice_tracker(store: WindowStore, name: str) -> RecordingTracker:
+    return store._slices[name].tracker
+
+
+def path_tracker(store: WindowStore, key: PathKey) -> RecordingTracker:
+    return store._paths[key].tracker
+
+
+# -- deduplication -----------------------------------------------------------------------
+
+
+def test_a_batch_sent_twice_is_counted_once():
+    store = recording_store()
+    sent = batch(window(T0), window(T0, target="edge"))
+    first = store.ingest(sent, settled(T0))
+    again = store.ingest(sent, settled(T0))
+    assert (first.accepted, first.duplicates) == (2, 0)
+    assert (again.accepted, again.duplicates) == (0, 2)
+    assert store.stats()["windows_ingested"] == 2 and store.stats()["windows_duplicate"] == 2
+
+
+def test_windows_a_little_out_of_order_are_taken_once_each():
+    store = recording_store(catch_up_s=3600)  # nothing closes by time: only dedup is seen
+    for seq in (T0 + 5, T0 + 3, T0 + 4, T0 + 3, T0 + 5, T0 + 6, T0 + 4):
+        store.ingest(batch(window(seq)), settled(T0 + 6))
+    stats = store.stats()
+    assert (stats["windows_ingested"], stats["windows_duplicate"]) == (4, 3)
+
+
+def test_windows_older_than_the_dedup_horizon_are_dropped_as_stale():
+    store = recording_store()
+    store.ingest(batch(window(T0 + DEDUP_HORIZON)), settled(T0 + DEDUP_HORIZON))
+    result = store.ingest(batch(window(T0), window(T0 + 1)), settled(T0 + DEDUP_HORIZON))
+    assert (result.accepted, result.stale) == (1, 1)  # T0 + 1 is still within the 64 remembered
+
+
+def test_paths_are_deduplicated_separately():
+    store = recording_store()
+    result = store.ingest(batch(window(T0), window(T0, source="cnty2b"), window(T0, kind="icmp")), settled(T0))
+    assert result.accepted == 3
+
+
+# -- closing intervals -------------------------------------------------------------------
+
+
+def test_an_interval_closes_once_every_path_of_the_previous_one_reported():
+    store = recording_store(catch_up_s=3600)
+    paths = ("core", "edge", "far")
+    store.ingest(batch(*(window(T0, target=t) for t in paths)), settled(T0))
+    tracker = slice_tracker(store, "video")
+    assert tracker.added == []  # the very first interval waits until its paths moved on
+    store.ingest(batch(*(window(T0 + 1, target=t) for t in paths)), settled(T0 + 1))
+    assert [s.paths for s in tracker.added] == [3, 3]  # T0, then T0+1: its paths are T0's
+    store.ingest(batch(window(T0 + 2, target="core"), window(T0 + 2, target="edge")), settled(T0 + 2))
+    assert len(tracker.added) == 2  # T0+2 waits for "far"
+    store.ingest(batch(window(T0 + 2, target="far")), settled(T0 + 2))
+    assert [s.paths for s in tracker.added] == [3, 3, 3]
+
+
+def test_an_interval_missing_a_path_closes_after_the_grace():
+    store = recording_store(grace_intervals=1.5)
+    store.ingest(batch(window(T0, target="core"), window(T0, target="edge")), settled(T0))
+    store.ingest(batch(window(T0 + 1, target="core"), window(T0 + 1, target="edge")), settled(T0 + 1))
+    store.ingest(batch(window(T0 + 2, target="core")), settled(T0 + 2))  # "edge" went quiet
+    tracker = slice_tracker(store, "video")
+    closed_before = len(tracker.added)
+    store.advance((T0 + 3) * W + W + W // 2 - 1)  # T0+2 ends at T0+3; 1.5 intervals later, less 1 ns
+    assert len(tracker.added) == closed_before
+    store.advance((T0 + 3) * W + W + W // 2)
+    assert len(tracker.added) == closed_before + 1 and tracker.added[-1].paths == 1
+
+
+def test_a_window_for_a_closed_interval_is_late_and_feeds_only_its_path():
+    store = recording_store()
+    store.ingest(batch(window(T0)), settled(T0))
+    store.advance(settled(T0 + 5))
+    slice_before = len(slice_tracker(store, "video").added)
+    result = store.ingest(batch(window(T0 + 1, target="edge")), settled(T0 + 5))
+    assert (result.accepted, result.late) == (1, 1)
+    assert len(slice_tracker(store, "video").added) == slice_before
+    assert len(path_tracker(store, PathKey("cnty1a", "edge", "video", "stamp")).added) == 1
+
+
+def test_after_a_start_time_alone_closes_nothing_until_the_catch_up_has_passed():
+    # Agents drain their spools after an analyzer outage; each old interval must still get
+    # every agent's windows, though its grace passed long ago.
+    store = recording_store(catch_up_s=45)
+    now = settled(T0 + 30)
+    store.ingest(batch(window(T0, source="a"), window(T0, source="b")), now)
+    store.ingest(batch(window(T0 + 1, source="a")), now)  # agent b is slower to catch up
+    store.ingest(batch(window(T0 + 1, source="b")), now + W)
+    added = slice_tracker(store, "video").added
+    assert [s.paths for s in added] == [2, 2]  # both agents' windows in both intervals
+    store.ingest(batch(window(T0 + 2, source="a")), now + W)
+    assert [s.paths for s in added] == [2, 2]  # T0+2 waits for b, though its grace passed long ago
+    store.advance(now + 46 * 10**9)
+    assert [s.paths for s in added] == [2, 2, 1]
+
+
+def test_slice_and_path_trackers_get_their_own_sums_in_time_order():
+    store = recording_store()
+    for seq in range(T0, T0 + 4):
+        store.ingest(batch(window(seq, lost=1), window(seq, target="edge", lost=3),
+                           window(seq, slice_="egov")), settled(seq))
+    store.advance(settled(T0 + 6))
+    video = slice_tracker(store, "video").added
+    assert [s.start_ns for s in video] == [seq * W for seq in range(T0, T0 + 4)]
+    assert all(s.paths == 2 and s.sent == 20 and s.lost == 4 for s in video)
+    core = path_tracker(store, VIDEO).added
+    assert all(s.paths == 1 and s.lost == 1 for s in core) and len(core) == 4
+    assert all(s.paths == 1 for s in slice_tracker(store, "egov").added)
+    assert slice_tracker(store, "video").added[0] == IntervalStats.of(
+        [window(T0, lost=1), window(T0, target="edge", lost=3)])
+
+
+def test_interval_sums_use_the_policy_unavailability_level():
+    store = WindowStore({"video": Policy("video", unavailable_loss=0.2)}, tracker_type=RecordingTracker, catch_up_s=0)
+    store.ingest(batch(window(T0, lost=3)), settled(T0))
+    store.advance(settled(T0 + 3))
+    assert slice_tracker(store, "video").added[0].unavailable_paths == 1
+
+
+def test_a_slice_without_policy_is_kept_without_verdict():
+    store = recording_store()
+    store.ingest(batch(window(T0, slice_="lab-experiment")), settled(T0))
+    assert "lab-experiment" in store.slice_names()
+    assert store.slice_verdict("lab-experiment", settled(T0)) is None
+    assert store.path_verdict(PathKey("cnty1a", "core", "lab-experiment", "stamp"), settled(T0)) is None
+    assert store.latest_windows("lab-experiment")[0].seq == T0
+
+
+def test_a_slice_with_a_policy_and_no_windows_reads_no_data():
+    store = WindowStore(default_policies(), catch_up_s=0)
+    assert store.slice_verdict("egov", settled(T0)).status == "no-data"
+    assert {v.slice for v in store.slice_verdicts(settled(T0))} == {"video", "egov", "data", "best-effort"}
+
+
+def test_real_trackers_turn_a_lossy_slice_breached_and_leave_the_others_ok():
+    store = WindowStore(default_policies(), catch_up_s=0)
+    for seq in range(T0, T0 + 12):
+        store.ingest(batch(window(seq, lost=8), window(seq, target="edge"), window(seq, slice_="egov")), settled(seq))
+    now = settled(T0 + 12)
+    assert store.slice_verdict("video", now).status == "breached"
+    assert store.slice_verdict("egov", now).status == "ok"
+    assert store.path_verdict(VIDEO, now).status == "breached"
+    assert store.path_verdict(PathKey("cnty1a", "edge", "video", "stamp"), now).status == "ok"
+
+
+# -- what else is kept -------------------------------------------------------------------
+
+
+def test_latest_observation_per_path_and_latest_health_per_agent():
+    store = recording_store()
+    store.ingest(batch(window(T0), observations=(observation(hops=("fd00::a",)),), health=health()), settled(T0))
+    newer = observation(hops=("fd00::b",), observed_ns=(T0 + 1) * W)
+    store.ingest(batch(window(T0 + 1), observations=(newer,)), settled(T0 + 1))  # health rides only the first part
+    assert store.observations() == [newer]
+    (agent,) = store.agents()
+    assert agent.health == health() and agent.last_batch_ns == settled(T0 + 1)
+
+
+def test_history_and_open_intervals_are_bounded():
+    store = recording_store(history=5, catch_up_s=10**6)
+    for seq in range(T0, T0 + MAX_OPEN_INTERVALS + 10):
+        store.ingest(batch(window(seq, source=f"s{seq % 2}")), settled(seq))  # never complete, never due
+    assert len(store.recent_windows(PathKey("s0", "core", "video", "stamp"))) == 5
+    assert store.stats()["open_intervals"] <= MAX_OPEN_INTERVALS
+
+
+def test_paths_silent_for_a_day_are_forgotten():
+    store = recording_store(forget_after_s=600)
+    store.ingest(batch(window(T0), window(T0, target="gone")), settled(T0))
+    for seq in range(T0 + 1, T0 + 70):
+        store.ingest(batch(window(seq)), settled(seq))
+    assert store.path_keys("video") == [VIDEO] and store.stats()["paths_forgotten"] == 1
+
+
+def test_memory_per_path_stays_within_the_documented_figure():
+    """The module docstring's figure: ~15 KB a path with 12 windows of history and a real
+    SLA tracker (~5 KB each); 24 KB leaves room for allocator noise."""
+    store = WindowStore(default_policies(), catch_up_s=0)
+    paths = 500
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for seq in range(T0, T0 + 20):
+            store.ingest(batch(*(window(seq, target=f"t{i}") for i in range(paths))), settled(seq))
+        per_path = (tracemalloc.get_traced_memory()[0] - before) / paths
+    finally:
+        tracemalloc.stop()
+    print(f"store memory per path: {per_path / 1024:.1f} KB", file=sys.stderr)
+    assert per_path < 24 * 1024
+
+
+# -- snapshot and restore ----------------------------------------------------------------
+
+
+def feed(store: WindowStore, seqs, **window_options) -> None:
+    for seq in seqs:
+        store.ingest(batch(window(seq, **window_options), window(seq, target="edge"),
+                           observations=(observation(),), health=health()), settled(seq))
+
+
+def test_a_restart_keeps_verdicts_and_deduplication(tmp_path):
+    policies = default_policies()
+    store = WindowStore(policies, catch_up_s=0)
+    feed(store, range(T0, T0 + 10), lost=8)
+    now = settled(T0 + 10)
+    before = store.slice_verdict("video", now)
+    path_before = store.path_verdict(VIDEO, now)
+    assert before.status == "breached"
+    store.snapshot(tmp_path / "state.json")
+
+    restored = WindowStore.restore(tmp_path / "state.json", policies, catch_up_s=0)
+    assert restored.slice_verdict("video", now) == before
+    assert restored.path_verdict(VIDEO, now) == path_before
+    assert restored.observations() == store.observations() and restored.agents() == store.agents()
+    assert restored.latest_window(VIDEO) == store.latest_window(VIDEO)
+    resent = restored.ingest(batch(window(T0 + 9, lost=8), window(T0 + 9, target="edge")), now)
+    assert (resent.accepted, resent.duplicates) == (0, 2)
+    assert restored.stats()["windows_ingested"] == store.stats()["windows_ingested"]
+    feed(restored, range(T0 + 10, T0 + 12), lost=8)  # trackers go on from where they were
+    assert restored.slice_verdict("video", settled(T0 + 12)).intervals == before.intervals + 2
+
+
+def test_windows_of_open_intervals_survive_a_restart(tmp_path):
+    store = recording_store(catch_up_s=3600)
+    store.ingest(batch(window(T0), window(T0, target="edge")), settled(T0))
+    store.ingest(batch(window(T0 + 1)), settled(T0 + 1))  # T0 closes; T0+1 waits for "edge"
+    store.snapshot(tmp_path / "state.json")
+    restored = WindowStore.restore(tmp_path / "state.json", store.policies, tracker_type=RecordingTracker,
+                                   catch_up_s=3600)
+    restored.ingest(batch(window(T0 + 1, target="edge")), settled(T0 + 1))
+    added = slice_tracker(restored, "video").added
+    assert added[-1].paths == 2 and added[-1].start_ns == (T0 + 1) * W
+
+
+def test_a_snapshot_is_replaced_atomically_and_is_json(tmp_path):
+    store = recording_store()
+    feed(store, range(T0, T0 + 3))
+    target = tmp_path / "state.json"
+    store.snapshot(target)
+    store.snapshot(target)
+    assert json.loads(target.read_text())["format"] == "xnetmon-analyzer-store"
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temporary left behind
+
+
+def test_a_damaged_snapshot_is_refused_naming_the_file(tmp_path):
+    target = tmp_path / "state.json"
+    target.write_text('{"format": "xnetmon-analyzer-store", "version": 1, "interval_s": 10, "paths": [{}]}')
+    with pytest.raises(ValueError, match="state.json: damaged snapshot"):
+        WindowStore.restore(target, {}, tracker_type=RecordingTracker)
+    target.write_text("not json")
+    with pytest.raises(ValueError, match="state.json: not a store snapshot"):
+        WindowStore.restore(target, {}, tracker_type=RecordingTracker)
+
+
+def test_a_snapshot_of_another_interval_length_is_refused(tmp_path):
+    store = recording_store()
+    feed(store, range(T0, T0 + 2))
+    store.snapshot(tmp_path / "state.json")
+    with pytest.raises(ValueError, match="saved with 10.0 s intervals, not 5.0 s"):
+        WindowStore.restore(tmp_path / "state.json", store.policies, tracker_type=RecordingTracker, interval_s=5.0)
+
+
+def test_a_window_from_far_ahead_of_the_analyzer_clock_is_dropped():
+    store = recording_store()
+    result = store.ingest(batch(window(T0), window(T0 + 40, target="skewed")), settled(T0))
+    assert (result.accepted, result.future) == (1, 1) and store.stats()["windows_future"] == 1
+    assert store.judged_through_ns <= settled(T0)

@@ -1,0 +1,95 @@
+"""The agent on loopback: windows, health and traced paths reach the sink and /metrics;
+a reload keeps running schedules and refuses a broken file."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import urllib.request
+from pathlib import Path
+
+from collector.agent.runner import Agent
+from collector.system.clock import shared_host_clock
+from collector.agent.plan import load_plan
+from collector.outputs.sinks import InProcessSink
+from tests.support import free_udp_port
+
+CONFIG = """
+site: {{name: here}}
+targets:
+  - name: lo
+    address: "::1"
+    port: {port}
+    probes: [stamp]
+    slices: [{slices}]
+probing: {{interval_s: 0.05, window_s: 0.5, timeout_s: 0.2, trace: {{enabled: true, period_s: 60}}}}
+reflector: {{enabled: true, bind: ["::1"], port: {port}, rate_limit_pps: 0}}
+metrics: {{listen: "[::1]:{metrics}"}}
+"""
+
+
+def write_config(path: Path, port: int, metrics: int, slices: str) -> None:
+    path.write_text(CONFIG.format(port=port, metrics=metrics, slices=slices))
+
+
+def run_agent_for(agent: Agent, seconds: float, during=None) -> None:
+    async def main():
+        task = asyncio.create_task(agent.run())
+        await asyncio.sleep(seconds / 2)
+        if during is not None:
+            during()
+        await asyncio.sleep(seconds / 2)
+        agent.stop()
+        await task
+
+    asyncio.run(main())
+
+
+def test_agent_ships_windows_health_and_paths_and_serves_metrics(tmp_path):
+    port, metrics_port = free_udp_port(), free_udp_port()
+    config = tmp_path / "agent.yaml"
+    write_config(config, port, metrics_port, "video, egov")
+    batches: queue.Queue = queue.Queue()
+    agent = Agent(load_plan(config), sink=InProcessSink(batches), clock=shared_host_clock())
+    scraped = []
+
+    def scrape():
+        with urllib.request.urlopen(f"http://[::1]:{metrics_port}/metrics", timeout=5) as response:
+            scraped.append(response.read().decode())
+
+    run_agent_for(agent, 3.0, during=scrape)
+    shipped = []
+    while not batches.empty():
+        shipped.append(batches.get())
+    windows = [w for b in shipped for w in b.windows]
+    assert {w.key.slice for w in windows} == {"video", "egov"}
+    assert sum(w.sent for w in windows) >= 2 * 50 and all(w.received == w.sent for w in windows)
+    assert all(b.health is not None and b.health.site == "here" for b in shipped)
+    observations = [o for b in shipped for o in b.observations]
+    assert {o.slice for o in observations} == {"video", "egov"} and all(o.reached for o in observations)
+    last_of_each_slice = {w.key.slice: w for w in windows}.values()
+    # Windows closed after the trace carry its fingerprint.
+    assert {w.path_fingerprint for w in last_of_each_slice} == {observations[0].fingerprint}
+    assert 'xnet_probe_sent_total{dst="lo",probe="stamp",slice="video",src="here"}' in scraped[0]
+    assert 'xnet_collector_sessions{src="here"} 2.0' in scraped[0]
+
+
+def test_reload_keeps_running_schedules_and_refuses_a_broken_file(tmp_path):
+    port, metrics_port = free_udp_port(), free_udp_port()
+    config = tmp_path / "agent.yaml"
+    write_config(config, port, metrics_port, "video")
+    agent = Agent(load_plan(config), sink=InProcessSink(queue.Queue()), clock=shared_host_clock())
+    video_session = next(iter(agent.scheduler._schedules.values())).stamp
+    outcomes = []
+
+    def edit_and_reload():
+        config.write_text("site: [not, a, mapping]\n")
+        outcomes.append(agent.reload())
+        write_config(config, port, metrics_port, "video, data")
+        outcomes.append(agent.reload())
+
+    run_agent_for(agent, 2.0, during=edit_and_reload)
+    assert outcomes == [False, True]
+    slices = {s.probe.slice.name: s for s in agent.scheduler._schedules.values()}
+    assert set(slices) == {"video", "data"}
+    assert slices["video"].stamp is video_session  # kept, with its sequence numbers

@@ -1,0 +1,48 @@
+"""Sampling rates from options records (IE 34, 50, 305/306), per sampler, defaults."""
+
+from __future__ import annotations
+
+from collector.flow_export.receiver import FlowReceiver
+from collector.flow_export.sampling import SamplingTable, rate_from_options
+from tests.flow_export_support import V6_FIELDS, data_set, ipfix_message, ipfix_template_set, record, v6_values
+
+
+def test_rate_from_each_kind_of_option():
+    assert rate_from_options({34: 100}) == 100.0
+    assert rate_from_options({50: 64}) == 64.0
+    assert rate_from_options({305: 1, 306: 9}) == 10.0
+    assert rate_from_options({305: 2, 306: 3}) == 2.5
+    assert rate_from_options({48: 1}) is None
+
+
+def test_sampler_specific_rate_then_domain_then_default():
+    table = SamplingTable({"192.0.2.1": 50})
+    assert table.rate("192.0.2.1", 0) == 50 and table.rate("192.0.2.2", 0) == 1
+    table.learn("192.0.2.1", 0, {48: 7, 34: 10})
+    table.learn("192.0.2.1", 0, {48: 8, 34: 1000})
+    assert table.rate("192.0.2.1", 0, sampler=7) == 10
+    assert table.rate("192.0.2.1", 0) == 1000  # the latest announced for the domain
+    assert table.rate("192.0.2.1", 1) == 50     # another domain: the configured default
+
+
+def test_rates_persist(tmp_path):
+    table = SamplingTable()
+    table.learn("2001:db8::1", 3, {302: 4, 305: 1, 306: 99})
+    table.save(tmp_path / "s.json")
+    again = SamplingTable()
+    again.load(tmp_path / "s.json")
+    assert again.rate("2001:db8::1", 3, sampler=4) == 100
+
+
+def test_ipfix_psamp_options_scale_records_that_name_their_selector():
+    receiver = FlowReceiver()
+    options_fields = [(302, 4), (305, 4), (306, 4)]
+    flow_fields = V6_FIELDS + [(302, 4)]
+    options = data_set(300, [record(options_fields, {302: 9, 305: 1, 306: 19})])
+    flows = data_set(256, [record(flow_fields, {**v6_values("2001:db8::1", "2001:db8::2", octets=100, packets=1),
+                                                302: 9})])
+    receiver.handle_datagram(ipfix_message([ipfix_template_set(300, options_fields, scope_count=1),
+                                            ipfix_template_set(256, flow_fields), options, flows]), "2001:db8::e", 4739)
+    video = receiver.counters.by_slice()["video"]
+    assert (video.bytes, video.packets) == (2000, 20)
+    assert receiver.state.sampling.in_use["2001:db8::e"] == 20

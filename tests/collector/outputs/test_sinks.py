@@ -1,0 +1,372 @@
+"""Sinks: the wire format, the in-process sink, and HttpSink against a real HTTP receiver
+that can answer errors and be stopped and restarted on the same port (analyzer outages)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import queue
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from collector.contract.records import (
+    RTT_BUCKETS_NS, CollectorHealth, FlowId, PathKey, PathObservation, PathWindow,
+)
+from collector.contract.shipment import ShipmentBatch, assemble_body, decode_batch, dumps, encode_batch, window_json
+from collector.outputs.sinks import Backoff, HttpSink, InProcessSink, Outcome, WindowSink, classify
+
+TOKEN = "s3cret"
+FAST = Backoff(initial_s=0.01, cap_s=0.05)  # keeps outage tests quick
+W = 10_000_000_000
+
+
+def window(seq: int, target: str = "core", slice_: str = "video") -> PathWindow:
+    buckets = [0] * (len(RTT_BUCKETS_NS) + 1)
+    buckets[3] = 10
+    return PathWindow(
+        key=PathKey("cnty1a", target, slice_, "stamp"), target_address="fd00::1", seq=seq,
+        start_ns=seq * W, end_ns=(seq + 1) * W, sent=10, received=10, lost_forward=0,
+        lost_reverse=0, lost_unknown=0, duplicates=0, reordered=0, rtt_buckets=tuple(buckets),
+        rtt_sum_ns=40_000_000, rtt_min_ns=3_000_000, rtt_p50_ns=4_000_000, rtt_p90_ns=4_500_000,
+        rtt_p99_ns=4_900_000, rtt_max_ns=4_900_000, ipdv_mean_abs_ns=100_000, pdv_p99_ns=1_900_000,
+        forward_owd_p50_ns=None, reverse_owd_p50_ns=None, forward_owd_p99_ns=None, reverse_owd_p99_ns=None, clock_error_ns=None, dscp_remarked=0,
+        reflector_hop_limit=252, reply_hop_limit=252, path_fingerprint="0123456789abcdef", icmp_errors=0,
+    )
+
+
+def batch(*seqs: int, **extra) -> ShipmentBatch:
+    return ShipmentBatch("cnty1a", tuple(window(s) for s in seqs), created_ns=17 * W, **extra)
+
+
+OBSERVATION = PathObservation("cnty1a", "core", "video", FlowId("udp", 0x12345, 33434, 862),
+                              ("fd00::1", None, "fd00::2"), True, 17 * W)
+HEALTH = CollectorHealth("cnty1a", 17 * W, 200_000, 900_000, 1000, 0, 0, 0, 1.5, 12, 0, 0)
+
+
+def wait_until(condition, timeout: float = 5.0) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
+
+
+# -- a real receiver --------------------------------------------------------------------------
+
+
+class _Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+    daemon_threads = True
+
+
+class Receiver:
+    """An analyzer stand-in on [::1]: checks the token, answers scripted statuses, records
+    every request and the windows of every batch it accepted."""
+
+    def __init__(self) -> None:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://[::1]:{self.port}"
+        self.script: collections.deque[int] = collections.deque()
+        self.requests: list[tuple[int, dict, dict]] = []  # (status, headers, body)
+        self.accepted: list[dict] = []
+        self._server: _Server | None = None
+
+    @property
+    def window_ids(self) -> list[tuple[str, int]]:
+        return [(w["key"]["target"], w["seq"]) for b in self.accepted for w in b["windows"]]
+
+    def answer(self, *statuses: int) -> None:
+        self.script.extend(statuses)
+
+    def start(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if self.path != "/v1/windows":
+                    status, reply = 404, {"error": "no such endpoint"}
+                elif self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                    status, reply = 401, {"error": "invalid bearer token"}
+                else:
+                    status = receiver.script.popleft() if receiver.script else 200
+                    reply = {"error": "malformed window: seq missing"} if status == 400 else {}
+                receiver.requests.append((status, dict(self.headers), body))
+                if 200 <= status < 300:
+                    receiver.accepted.append(body)
+                payload = json.dumps(reply).encode()
+                self.send_response(status)
+                if status == 429:
+                    self.send_header("Retry-After", "0")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self._server = _Server(("::1", self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def make_sink(tmp_path):
+    sinks: list[HttpSink] = []
+
+    def make(url: str, token: str = TOKEN, max_windows: int = 1000, **options) -> HttpSink:
+        options.setdefault("backoff", FAST)
+        options.setdefault("timeout_s", 2.0)
+        sink = HttpSink(url, token, tmp_path / "spool", max_windows, **options)
+        sinks.append(sink)
+        return sink
+
+    yield make
+    for sink in sinks:
+        sink.close(timeout=0)
+
+
+# -- the wire format ----------------------------------------------------------------------------
+
+
+def test_a_batch_round_trips_through_json():
+    original = batch(1, 2, observations=(OBSERVATION,), health=HEALTH)
+    wire = json.loads(json.dumps(encode_batch(original)))
+    assert set(wire) == {"site", "created_ns", "windows", "observations", "health"}
+    assert wire["observations"][0]["hops"] == ["fd00::1", None, "fd00::2"]
+    assert decode_batch(wire) == original
+
+
+def test_decoding_ignores_fields_a_newer_agent_added():
+    wire = encode_batch(batch(1, observations=(OBSERVATION,), health=HEALTH))
+    for record in (wire["windows"][0], wire["observations"][0], wire["health"]):
+        record["added_later"] = 1
+    assert decode_batch(wire) == batch(1, observations=(OBSERVATION,), health=HEALTH)
+
+
+def test_path_observation_round_trips_through_its_dict():
+    assert PathObservation.from_dict(json.loads(json.dumps(OBSERVATION.to_dict()))) == OBSERVATION
+
+
+def test_a_body_assembled_window_by_window_is_the_encoded_batch():
+    original = batch(1, 2, observations=(OBSERVATION,), health=HEALTH)
+    assembled = assemble_body(original, [window_json(w) for w in original.windows])
+    assert assembled == dumps(encode_batch(original)).encode()
+    later_part = json.loads(assemble_body(original, [window_json(window(3))], with_extras=False))
+    assert (later_part["observations"], later_part["health"]) == ([], None)
+
+
+# -- policies --------------------------------------------------------------------------------------
+
+
+def test_response_policy():
+    assert [classify(s) for s in (200, 202, 204)] == [Outcome.DELIVERED] * 3
+    assert [classify(s) for s in (400, 401, 403, 404, 413, 422)] == [Outcome.REJECTED] * 6
+    assert [classify(s) for s in (408, 429, 500, 502, 503, 301)] == [Outcome.RETRY] * 6
+
+
+def test_backoff_grows_with_jitter_up_to_a_cap():
+    backoff = Backoff(initial_s=1.0, cap_s=8.0)
+    for attempt, ceiling in [(0, 1.0), (1, 2.0), (2, 4.0), (3, 8.0), (10, 8.0), (10_000, 8.0)]:
+        delays = [backoff.delay(attempt) for _ in range(50)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len(set(delays)) > 1
+
+
+# -- in-process ------------------------------------------------------------------------------------
+
+
+def test_in_process_sink_hands_batches_to_a_callable():
+    seen = []
+    sink = InProcessSink(seen.append)
+    assert isinstance(sink, WindowSink)
+    sink.submit(batch(1, 2))
+    assert seen == [batch(1, 2)]
+    assert (sink.delivered_total, sink.spool_depth) == (2, 0)
+
+
+def test_in_process_sink_counts_an_analyzer_failure_and_goes_on():
+    def broken(_):
+        raise ValueError("bug")
+
+    sink = InProcessSink(broken)
+    sink.submit(batch(1))
+    assert (sink.delivered_total, sink.rejected_total) == (0, 1)
+
+
+def test_in_process_sink_feeds_a_queue_and_drops_when_full():
+    q: queue.Queue = queue.Queue(maxsize=1)
+    sink = InProcessSink(q)
+    sink.submit(batch(1))
+    sink.submit(batch(2, 3))
+    assert [w.seq for w in q.get_nowait().windows] == [1]
+    assert (sink.delivered_total, sink.dropped_total) == (1, 2)
+    sink.close()
+    with pytest.raises(RuntimeError):
+        sink.submit(batch(4))
+
+
+def test_in_process_sink_feeds_an_asyncio_queue():
+    q: asyncio.Queue = asyncio.Queue()
+    InProcessSink(q).submit(batch(1))
+    assert q.get_nowait().windows[0].seq == 1
+
+
+# -- HTTP ------------------------------------------------------------------------------------------
+
+
+def test_delivers_batches_with_the_bearer_token(receiver, make_sink):
+    receiver.start()
+    sink = make_sink(receiver.url)
+    assert isinstance(sink, WindowSink)
+    sink.submit(batch(1, 2, observations=(OBSERVATION,), health=HEALTH))
+    sink.submit(batch(3))
+    wait_until(lambda: sink.delivered_total == 3)
+    assert receiver.window_ids == [("core", 1), ("core", 2), ("core", 3)]
+    _, headers, first = receiver.requests[0]
+    assert headers["Authorization"] == f"Bearer {TOKEN}"
+    assert headers["Content-Type"] == "application/json"
+    assert decode_batch(first) == batch(1, 2, observations=(OBSERVATION,), health=HEALTH)
+    assert (sink.spool_depth, sink.dropped_total, sink.rejected_total) == (0, 0, 0)
+
+
+def test_analyzer_outage_loses_and_duplicates_nothing(receiver, make_sink):
+    receiver.start()
+    sink = make_sink(receiver.url)
+    sink.submit(batch(0))
+    wait_until(lambda: sink.delivered_total == 1)
+
+    receiver.stop()  # the analyzer goes away for a while
+    for seq in range(1, 21):
+        sink.submit(ShipmentBatch("cnty1a", (window(seq, "core"), window(seq, "prov3")), created_ns=seq))
+    wait_until(lambda: sink.spool_depth == 40)
+    time.sleep(0.2)  # several failed retries
+    assert sink.delivered_total == 1
+
+    receiver.start()  # same port
+    wait_until(lambda: sink.delivered_total == 41)
+    expected = [("core", 0)] + [(t, s) for s in range(1, 21) for t in ("core", "prov3")]
+    assert receiver.window_ids == expected  # each exactly once, in order
+    assert (sink.spool_depth, sink.dropped_total, sink.rejected_total) == (0, 0, 0)
+
+
+def test_5xx_and_429_are_retried_until_delivered(receiver, make_sink):
+    receiver.answer(500, 503, 429)
+    receiver.start()
+    sink = make_sink(receiver.url)
+    sink.submit(batch(1))
+    sink.submit(batch(2))
+    wait_until(lambda: sink.delivered_total == 2)
+    assert [status for status, _, _ in receiver.requests] == [500, 503, 429, 200, 200]
+    assert receiver.window_ids == [("core", 1), ("core", 2)]
+
+
+def test_400_is_rejected_not_retried_and_counted(receiver, make_sink, caplog):
+    receiver.answer(400)
+    receiver.start()
+    sink = make_sink(receiver.url)
+    with caplog.at_level(logging.ERROR, logger="collector.outputs.sinks"):
+        sink.submit(batch(1, 2))
+        sink.submit(batch(3))
+        wait_until(lambda: sink.delivered_total == 1)
+    assert sink.rejected_total == 2
+    assert [status for status, _, _ in receiver.requests] == [400, 200]  # never sent again
+    assert receiver.window_ids == [("core", 3)]
+    assert "HTTP 400" in caplog.text and "malformed window: seq missing" in caplog.text
+
+
+def test_a_bad_token_is_rejected_with_a_clear_message(receiver, make_sink, caplog):
+    receiver.start()
+    sink = make_sink(receiver.url, token="wrong")
+    with caplog.at_level(logging.ERROR, logger="collector.outputs.sinks"):
+        sink.submit(batch(1))
+        wait_until(lambda: sink.rejected_total == 1)
+    assert len(receiver.requests) == 1 and receiver.accepted == []
+    assert "refused the agent's token (HTTP 401)" in caplog.text
+    assert "invalid bearer token" in caplog.text
+    assert "wrong" not in caplog.text  # the token itself never reaches a log
+
+
+def test_a_full_spool_drops_the_oldest_windows_and_delivers_the_rest_in_order(receiver, make_sink):
+    sink = make_sink(receiver.url, max_windows=5)  # receiver not started yet
+    for seq in range(0, 12, 2):
+        sink.submit(batch(seq, seq + 1))  # 12 windows for a 5-window spool
+    wait_until(lambda: sink.dropped_total == 7)
+    assert sink.spool_depth == 5
+    receiver.start()
+    wait_until(lambda: sink.delivered_total == 5)
+    assert receiver.window_ids == [("core", s) for s in range(7, 12)]
+    assert sink.dropped_total == 7
+
+
+def test_a_new_sink_delivers_what_a_stopped_one_left_in_order(receiver, make_sink):
+    first = make_sink(receiver.url)  # receiver down
+    for seq in range(5):
+        first.submit(batch(seq))
+    first.close(timeout=0.2)
+    with pytest.raises(RuntimeError):
+        first.submit(batch(99))
+
+    second = make_sink(receiver.url)  # would fail if the first still held the spool
+    assert second.spool_depth == 5
+    second.submit(batch(5))
+    receiver.start()
+    wait_until(lambda: second.delivered_total == 6)
+    assert receiver.window_ids == [("core", s) for s in range(6)]
+
+
+def test_damaged_spool_lines_are_skipped_and_counted_not_fatal(receiver, make_sink, tmp_path):
+    first = make_sink(receiver.url)
+    for seq in range(3):
+        first.submit(batch(seq))
+    first.close(timeout=0)
+    [segment] = (tmp_path / "spool").glob("*.jsonl")
+    lines = segment.read_bytes().splitlines(keepends=True)
+    segment.write_bytes(lines[0] + b"garbage\n" + lines[1][:40] + b"\n" + lines[2] + lines[2][:25])
+
+    receiver.start()
+    second = make_sink(receiver.url)
+    wait_until(lambda: second.delivered_total == 2)
+    assert receiver.window_ids == [("core", 0), ("core", 2)]
+    assert second.corrupt_total == 3  # garbage, the cut-short line 1, the crash mid-write at the end
+
+
+def test_close_gives_up_on_an_absent_analyzer_within_its_timeout(receiver, make_sink):
+    sink = make_sink(receiver.url)
+    sink.submit(batch(1))
+    started = time.monotonic()
+    sink.close(timeout=0.3)
+    assert time.monotonic() - started < 1.0
+    assert sink.spool_depth == 1 and sink.delivered_total == 0
+
+
+def test_a_big_batch_goes_out_as_several_posts(receiver, make_sink):
+    receiver.start()
+    sink = make_sink(receiver.url, max_windows_per_post=4)
+    sink.submit(batch(*range(10), observations=(OBSERVATION,), health=HEALTH))
+    wait_until(lambda: sink.delivered_total == 10)
+    assert [len(b["windows"]) for b in receiver.accepted] == [4, 4, 2]
+    assert [len(b["observations"]) for b in receiver.accepted] == [1, 0, 0]
+    assert [b["health"] is not None for b in receiver.accepted] == [True, False, False]
+    assert receiver.window_ids == [("core", s) for s in range(10)]

@@ -1,0 +1,166 @@
+"""WindowSpool: order, the bound, restarts, damaged lines, ownership of the directory."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from collector.outputs.spool import CURSOR_NAME, SpoolError, WindowSpool
+
+
+def add(spool: WindowSpool, *seqs: int) -> int:
+    """Spool a body holding windows with these seqs; returns the windows the bound dropped."""
+    body = {"site": "cnty1a", "windows": [{"seq": s} for s in seqs], "observations": [], "health": None}
+    return spool.append(json.dumps(body).encode(), len(seqs))
+
+
+def drain(spool: WindowSpool) -> list[int]:
+    """Every window seq left, oldest first, popping as a delivering sink would."""
+    seqs = []
+    while (head := spool.head()) is not None:
+        windows = json.loads(head)["windows"]
+        assert len(windows) == spool.head_windows
+        seqs += [w["seq"] for w in windows]
+        spool.pop_head()
+    return seqs
+
+
+def segments(directory) -> list[str]:
+    return sorted(p.name for p in directory.glob("*.jsonl"))
+
+
+@pytest.fixture
+def open_spool(tmp_path):
+    """Opens spools on tmp_path (as a restarted agent would) and closes them all at the end."""
+    opened: list[WindowSpool] = []
+
+    def open_(max_windows: int = 100, **options) -> WindowSpool:
+        opened.append(WindowSpool(tmp_path, max_windows, **options))
+        return opened[-1]
+
+    yield open_
+    for spool in opened:
+        spool.close()
+
+
+def test_first_in_first_out(open_spool):
+    spool = open_spool(100)
+    add(spool, 1, 2)
+    add(spool, 3)
+    assert (len(spool), spool.pending_windows) == (2, 3)
+    assert [w["seq"] for w in json.loads(spool.head())["windows"]] == [1, 2]
+    assert drain(spool) == [1, 2, 3]
+    assert (len(spool), spool.pending_windows) == (0, 0)
+
+
+def test_a_reopened_spool_resumes_where_delivery_stopped(open_spool):
+    spool = open_spool(100)
+    for seq in range(5):
+        add(spool, seq)
+    spool.pop_head()
+    spool.pop_head()
+    spool.close()
+
+    again = open_spool(100)
+    assert again.pending_windows == 3
+    add(again, 5)
+    assert drain(again) == [2, 3, 4, 5]
+
+
+def test_the_bound_drops_the_oldest_windows_one_by_one(open_spool):
+    spool = open_spool(4)
+    assert add(spool, 0, 1, 2) == 0
+    assert add(spool, 3, 4, 5) == 2  # the oldest record keeps only its newest window
+    assert (spool.pending_windows, spool.dropped_windows_total) == (4, 2)
+    assert json.loads(spool.head())["windows"] == [{"seq": 2}]
+    spool.close()
+
+    again = open_spool(4)  # the partial drop survives a restart
+    assert drain(again) == [2, 3, 4, 5]
+
+
+def test_the_bound_also_limits_batches_without_windows(open_spool):
+    spool = open_spool(3)
+    for _ in range(5):
+        add(spool)  # health or observations only
+    assert len(spool) == 3 and spool.dropped_windows_total == 0
+
+
+def test_a_smaller_bound_after_a_restart_applies_at_once(open_spool):
+    spool = open_spool(100)
+    for seq in range(6):
+        add(spool, seq)
+    spool.close()
+    again = open_spool(2)
+    assert again.dropped_windows_total == 4
+    assert drain(again) == [4, 5]
+
+
+def test_segments_roll_and_go_once_delivered(open_spool, tmp_path):
+    spool = open_spool(100, segment_bytes=150)
+    for seq in range(6):
+        add(spool, seq)
+    assert len(segments(tmp_path)) >= 3
+    assert drain(spool) == list(range(6))
+    assert segments(tmp_path) == []
+    add(spool, 6)  # a fresh segment after everything went
+    assert drain(spool) == [6]
+
+
+def test_truncated_and_garbage_lines_are_skipped_and_counted(open_spool, tmp_path):
+    spool = open_spool(100)
+    add(spool, 0)
+    add(spool, 1)
+    spool.close()
+    [segment] = tmp_path.glob("*.jsonl")
+    with open(segment, "ab") as f:
+        f.write(b"\x00\x00not json\n")
+        f.write(b'{"id":99,"windows":0,"crc32":1,"batch":{}}\n')  # well-formed, wrong checksum
+        f.write(segment.read_bytes()[:30])  # a crash mid-write
+
+    again = open_spool(100)
+    assert again.corrupt_records_total == 3
+    add(again, 3)  # never glued to the truncated line
+    assert drain(again) == [0, 1, 3]
+
+    again.close()
+    reopened = open_spool(100)  # delivered segments, damage and all, are gone
+    assert (reopened.pending_windows, reopened.corrupt_records_total) == (0, 0)
+
+
+def test_a_record_damaged_after_it_was_spooled_is_skipped_at_delivery(open_spool, tmp_path):
+    spool = open_spool(100)
+    add(spool, 0)
+    add(spool, 1)
+    [segment] = tmp_path.glob("*.jsonl")
+    data = bytearray(segment.read_bytes())
+    data[60:64] = b"####"  # inside the first body: only the checksum can tell
+    segment.write_bytes(bytes(data))
+    assert drain(spool) == [1]
+    assert spool.corrupt_records_total == 1
+
+
+def test_an_unreadable_cursor_means_sending_again_not_losing(open_spool, tmp_path):
+    spool = open_spool(100)
+    for seq in range(3):
+        add(spool, seq)
+    spool.pop_head()
+    spool.close()
+    (tmp_path / CURSOR_NAME).write_text("{trunc")
+    assert drain(open_spool(100)) == [0, 1, 2]  # receivers drop repeats
+
+
+def test_one_directory_serves_one_spool_at_a_time(open_spool):
+    first = open_spool(10)
+    with pytest.raises(SpoolError, match="in use by another sink"):
+        open_spool(10)
+    first.close()
+    open_spool(10).close()
+
+
+def test_a_directory_that_cannot_be_created_is_named(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SpoolError, match=str(blocker)):
+        WindowSpool(blocker / "spool", max_windows=10)

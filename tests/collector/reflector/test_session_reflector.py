@@ -1,0 +1,190 @@
+"""The reflector over real UDP sockets on loopback: answers, state, policy, and bad input."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from collector.reflector.session_reflector import Reflector, ReflectorConfig
+from collector.system.measurement_sockets import enable_receive_metadata, parse_ancillary, set_traffic_class
+from collector.wire.stamp import (
+    AUTH_BASE_LEN,
+    ErrorEstimate,
+    SenderPacket,
+    decode_reflector,
+    encode_sender,
+    ns_to_ntp,
+)
+from collector.wire.stamp_tlv import ClassOfService, DirectMeasurement, ExtraPadding, HmacTlv
+
+KEY = b"extranet-test-key"
+
+
+def eventually(condition, timeout: float = 2.0) -> bool:
+    """The reflector counts a reply after sending it, so the client may see it first."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def request(seq: int, *, ssid: int = 9, tlvs=(), key=None, authenticated=False) -> bytes:
+    packet = SenderPacket(seq, ns_to_ntp(time.time_ns()), ErrorEstimate(), ssid, tuple(tlvs))
+    return encode_sender(packet, key, authenticated=authenticated)
+
+
+class Client:
+    def __init__(self, port: int, family=socket.AF_INET6, host="::1") -> None:
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        enable_receive_metadata(self.sock)
+        self.sock.settimeout(1.0)
+        self.target = (host, port)
+
+    def ask(self, octets: bytes):
+        self.sock.sendto(octets, self.target)
+        data, anc, _flags, _addr = self.sock.recvmsg(4096, 256)
+        return data, parse_ancillary(anc)
+
+    def silent(self, octets: bytes, wait: float = 0.3) -> bool:
+        self.sock.sendto(octets, self.target)
+        self.sock.settimeout(wait)
+        try:
+            self.sock.recv(4096)
+        except socket.timeout:
+            return True
+        finally:
+            self.sock.settimeout(1.0)
+        return False
+
+
+@pytest.fixture
+def reflector_factory():
+    running = []
+
+    def start(**overrides) -> Reflector:
+        config = ReflectorConfig(**{"bind": ("::1",), "port": 0, **overrides})
+        running.append(Reflector(config).start())
+        return running[-1]
+
+    yield start
+    for reflector in running:
+        reflector.stop()
+
+
+def test_stateless_reflector_echoes_the_senders_number(reflector_factory):
+    client = Client(reflector_factory().port)
+    for seq in (5, 9):
+        data, meta = client.ask(request(seq))
+        reply = decode_reflector(data)
+        assert reply.seq == seq and reply.sender_seq == seq and reply.ssid == 9
+        assert len(data) == 44 and meta.hop_limit == 255
+
+
+def test_stateful_reflector_numbers_each_session_from_zero(reflector_factory):
+    r = reflector_factory(stateful=True)
+    a, b = Client(r.port), Client(r.port)
+    assert [decode_reflector(a.ask(request(s))[0]).seq for s in (10, 11, 12)] == [0, 1, 2]
+    assert decode_reflector(b.ask(request(40))[0]).seq == 0  # another source port: another session
+    assert decode_reflector(a.ask(request(13, ssid=10))[0]).seq == 0  # another SSID too
+    assert r.session_count == 3
+
+
+def test_direct_measurement_counts_the_sessions_packets(reflector_factory):
+    client = Client(reflector_factory(stateful=True).port)
+    for seq in range(3):
+        data, _ = client.ask(request(seq, tlvs=[DirectMeasurement(sender_tx=seq + 1)]))
+    dm = decode_reflector(data).tlv(DirectMeasurement)
+    assert (dm.sender_tx, dm.reflector_rx, dm.reflector_tx) == (3, 3, 3)
+
+
+def test_reply_uses_the_requested_dscp_and_reports_the_received_one(reflector_factory):
+    client = Client(reflector_factory().port)
+    set_traffic_class(client.sock, 26 << 2)
+    data, meta = client.ask(request(1, tlvs=[ClassOfService(dscp1=46)]))
+    cos = decode_reflector(data).tlv(ClassOfService)
+    assert cos.dscp2 == 26 and cos.rp == 0 and cos.flags == 0
+    assert meta.dscp == 46
+
+
+def test_reply_without_class_of_service_comes_back_in_the_received_class(reflector_factory):
+    client = Client(reflector_factory().port)
+    set_traffic_class(client.sock, 34 << 2)
+    _data, meta = client.ask(request(1))
+    assert meta.dscp == 34
+
+
+def test_refused_dscp_sets_rp_and_keeps_the_received_class(reflector_factory):
+    client = Client(reflector_factory(permitted_dscp=frozenset({0, 26})).port)
+    set_traffic_class(client.sock, 26 << 2)
+    data, meta = client.ask(request(1, tlvs=[ClassOfService(dscp1=46)]))
+    assert decode_reflector(data).tlv(ClassOfService).rp == 1
+    assert meta.dscp == 26
+
+
+def test_reply_is_never_larger_than_the_request(reflector_factory):
+    client = Client(reflector_factory().port)
+    for octets in (request(1)[:41], request(2), request(3, tlvs=[ExtraPadding(1000)])):
+        data, _ = client.ask(octets)
+        assert len(data) == len(octets)
+
+
+def test_malformed_datagrams_are_counted_and_the_reflector_keeps_answering(reflector_factory):
+    r = reflector_factory()
+    client = Client(r.port)
+    assert client.silent(b"short")
+    zero_multiplier = bytearray(request(1))
+    zero_multiplier[13] = 0
+    assert client.silent(bytes(zero_multiplier))
+    assert decode_reflector(client.ask(request(2))[0]).sender_seq == 2
+    assert r.stats.malformed == {"short": 1, "error-estimate": 1}
+    assert eventually(lambda: r.stats.reflected == 1)
+
+
+def test_allow_list_refuses_other_sources(reflector_factory):
+    r = reflector_factory(allow=("2001:db8::/32",))
+    assert Client(r.port).silent(request(1))
+    assert r.stats.refused_not_allowed == 1
+    r2 = reflector_factory(allow=("::1/128",))
+    assert Client(r2.port).ask(request(1))[0]
+
+
+def test_rate_limit_per_source(reflector_factory):
+    r = reflector_factory(rate_limit_pps=1, rate_burst=3)
+    client = Client(r.port)
+    answered = 0
+    for seq in range(6):
+        client.sock.sendto(request(seq), client.target)
+    client.sock.settimeout(0.3)
+    try:
+        while True:
+            client.sock.recv(4096)
+            answered += 1
+    except socket.timeout:
+        pass
+    assert answered == 3 and r.stats.refused_rate_limited == 3
+
+
+def test_authenticated_mode_answers_only_correct_hmacs(reflector_factory):
+    r = reflector_factory(auth_key=KEY)
+    client = Client(r.port)
+    data, _ = client.ask(request(7, key=KEY, authenticated=True, tlvs=[HmacTlv()]))
+    reply = decode_reflector(data, authenticated=True)
+    assert len(data) == AUTH_BASE_LEN + 20 and reply.sender_seq == 7
+    assert client.silent(request(8, key=b"wrong key", authenticated=True))
+    assert r.stats.malformed["auth"] == 1
+
+
+def test_ipv4_binding_answers_ipv4_senders(reflector_factory):
+    r = reflector_factory(bind=("127.0.0.1",))
+    client = Client(r.port, socket.AF_INET, "127.0.0.1")
+    data, meta = client.ask(request(3))
+    assert decode_reflector(data).sender_seq == 3 and meta.hop_limit == 255
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ValueError, match="allow: 'not-a-prefix'"):
+        ReflectorConfig(allow=("not-a-prefix",))

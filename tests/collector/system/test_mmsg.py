@@ -1,0 +1,82 @@
+"""Batched receive and reply with recvmmsg/sendmmsg, and the reflector's per-datagram fallback."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from collector.system import mmsg
+
+from collector.system import measurement_sockets
+from collector.reflector.session_reflector import Reflector, ReflectorConfig
+from collector.wire.stamp import ErrorEstimate, SenderPacket, decode_reflector, encode_sender, ns_to_ntp
+
+pytestmark = pytest.mark.skipif(not mmsg.available(), reason="recvmmsg/sendmmsg need Linux on a 64-bit ABI")
+
+
+@pytest.fixture
+def pair():
+    server = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    server.bind(("::1", 0))
+    measurement_sockets.enable_receive_metadata(server)
+    client = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    client.bind(("::1", 0))
+    client.settimeout(1.0)
+    measurement_sockets.set_traffic_class(client, 26 << 2)
+    yield server, client
+    server.close()
+    client.close()
+
+
+def test_a_burst_is_received_in_one_call_with_sender_and_metadata(pair):
+    server, client = pair
+    for i in range(5):
+        client.sendto(bytes([i]) * (10 + i), server.getsockname())
+    time.sleep(0.05)
+    batch = mmsg.DatagramBatch(capacity=8, size=2048)
+    assert batch.receive(server.fileno()) == 5
+    for i in range(5):
+        assert batch.length(i) == 10 + i
+        assert bytes(batch.slots[i][: batch.length(i)]) == bytes([i]) * (10 + i)
+        family, address, port = batch.source(i)
+        assert (family, address, port) == (socket.AF_INET6, socket.inet_pton(socket.AF_INET6, "::1"),
+                                           client.getsockname()[1])
+        kernel_ns, hop_limit, traffic_class, _ = measurement_sockets.ancillary_fields(batch.control(i))
+        assert abs(kernel_ns - time.time_ns()) < 5e9 and hop_limit == 64 and traffic_class == 26 << 2
+    assert batch.receive(server.fileno()) == 0  # nothing left, and no blocking
+
+
+def test_replies_go_back_in_one_call_with_their_own_traffic_class(pair):
+    server, client = pair
+    measurement_sockets.enable_receive_metadata(client)
+    for i in range(3):
+        client.sendto(b"request-%d" % i, server.getsockname())
+    time.sleep(0.05)
+    batch = mmsg.DatagramBatch(capacity=4, size=2048)
+    count = batch.receive(server.fileno())
+    for i in range(count):
+        batch.slots[i][:5] = b"reply"
+        batch.queue_reply(i, batch.length(i), [measurement_sockets.traffic_class_cmsg(socket.AF_INET6, (10 + i) << 2)])
+    assert batch.send(server.fileno()) == (3, 0)
+    replies = []
+    for _ in range(3):
+        data, anc, _flags, _addr = client.recvmsg(100, 256)
+        replies.append((data, measurement_sockets.parse_ancillary(anc).dscp))
+    assert replies == [(b"reply" + b"st-%d" % i, 10 + i) for i in range(3)]
+
+
+def test_reflector_answers_the_same_without_batching(monkeypatch):
+    monkeypatch.setattr(mmsg, "available", lambda: False)
+    with Reflector(ReflectorConfig(bind=("::1",), port=0, stateful=True)) as reflector:
+        client = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        client.settimeout(1.0)
+        seqs = []
+        for seq in (4, 5):
+            client.sendto(encode_sender(SenderPacket(seq, ns_to_ntp(time.time_ns()), ErrorEstimate(), 3)),
+                          ("::1", reflector.port))
+            reply = decode_reflector(client.recv(100))
+            seqs.append((reply.seq, reply.sender_seq))
+        client.close()
+    assert seqs == [(0, 4), (1, 5)]

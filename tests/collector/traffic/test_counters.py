@@ -1,0 +1,43 @@
+"""Per-slice counters and the Space-Saving top talkers."""
+
+from __future__ import annotations
+
+import random
+
+from collector.traffic.counters import SpaceSaving, TrafficCounters, address_octets
+from collector.contract.records import FlowRecord
+
+
+def flow(source: str, slice_name: str, octets: int, direction: str = "in") -> FlowRecord:
+    return FlowRecord("2001:db8::e", 1, source, "2001:db8::2", 17, 1, 2, 34, 0, slice_name, 1, octets, 0, 0,
+                      direction=direction)
+
+
+def test_counters_per_slice_exporter_and_direction():
+    counters = TrafficCounters()
+    counters.add(flow("2001:db8::1", "video", 100))
+    counters.add(flow("2001:db8::1", "video", 50, "out"))
+    counters.add(flow("192.0.2.1", "egov", 7))
+    totals = counters.totals()
+    assert totals[("video", "2001:db8::e", "in")].bytes == 100
+    assert totals[("video", "2001:db8::e", "out")].flows == 1
+    assert counters.by_slice()["video"].bytes == 150
+    assert [t.address for t in counters.top_talkers("egov")] == ["192.0.2.1"]
+    assert counters.top_talkers("data") == []
+
+
+def test_space_saving_finds_heavy_hitters_in_bounded_memory():
+    rng = random.Random(7)
+    sketch = SpaceSaving(capacity=20)
+    exact: dict[bytes, int] = {}
+    heavy = [address_octets(f"2001:db8::{i}") for i in range(1, 4)]
+    for _ in range(20_000):
+        key = rng.choice(heavy) if rng.random() < 0.5 else address_octets(f"2001:db8:1::{rng.randrange(5000)}")
+        weight = rng.randrange(1, 1500)
+        sketch.add(key, weight)
+        exact[key] = exact.get(key, 0) + weight
+    top = sketch.top(3)
+    assert {key for key, _, _ in top} == set(heavy)
+    assert len(sketch) < 40  # bounded: twice the capacity at most
+    for key, count, error in top:
+        assert count - error <= exact[key] <= count  # the guarantee of the sketch

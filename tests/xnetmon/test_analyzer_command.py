@@ -1,0 +1,92 @@
+"""`xnetmon analyzer` as a user runs it: serves on [::1], takes a shipment with the token,
+keeps its state across a restart, and says what is wrong in one line."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from collector.contract.shipment import dumps, encode_batch
+from tests.analyzer_support import T0, batch, window
+from tests.support import REPO, XNETMON, stop_process, xnetmon
+
+
+def free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+        sock.bind(("::1", 0))
+        return sock.getsockname()[1]
+
+
+def start(*args: str) -> subprocess.Popen:
+    proc = subprocess.Popen([*XNETMON, "analyzer", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=REPO)
+    banner = proc.stdout.readline()
+    assert "API on http://[::1]:" in banner, f"analyzer did not start: {banner!r} {proc.stderr.read()}"
+    return proc
+
+
+def test_serves_takes_shipments_and_keeps_state_across_a_restart(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    port = free_tcp_port()
+    args = ("--listen", f"[::1]:{port}", "--token-file", str(token), "--state-dir", str(tmp_path / "state"))
+    url = f"http://[::1]:{port}"
+    body = dumps(encode_batch(batch(*(window(seq) for seq in range(T0, T0 + 3)))))
+    proc = start(*args)
+    try:
+        response = httpx.post(f"{url}/v1/windows", content=body, headers={"Authorization": "Bearer t0ken"}, timeout=5)
+        assert response.status_code == 200 and response.json()["accepted"] == 3
+        assert httpx.post(f"{url}/v1/windows", content=body, timeout=5).status_code == 401
+        assert "video" in {s["name"] for s in httpx.get(f"{url}/slices", timeout=5).json()}
+    finally:
+        stop_process(proc)
+    assert proc.returncode == 0 and "3 windows taken" in proc.stdout.read()
+    assert json.loads((tmp_path / "state" / "analyzer-store.json").read_text())["counters"]["windows_ingested"] == 3
+
+    proc = start(*args)
+    try:
+        again = httpx.post(f"{url}/v1/windows", content=body, headers={"Authorization": "Bearer t0ken"}, timeout=5)
+        assert again.json()["duplicates"] == 3  # the restarted analyzer remembers what it had
+        assert httpx.get(f"{url}/healthz", timeout=5).json()["store"]["windows_ingested"] == 3
+    finally:
+        stop_process(proc)
+
+
+def test_without_a_token_file_it_serves_read_only(tmp_path):
+    port = free_tcp_port()
+    proc = start("--listen", f"[::1]:{port}", "--topology", "small")
+    try:
+        assert httpx.post(f"http://[::1]:{port}/v1/windows", content=b"{}", timeout=5).status_code == 403
+        assert httpx.get(f"http://[::1]:{port}/hints", timeout=5).json() == []  # inference runs, nothing to say
+        time.sleep(0.1)
+    finally:
+        stop_process(proc)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--listen", "[fe80::zz]:80"], "--listen: 'fe80::zz' is not an IP address"),
+    (["--listen", "localhost:80"], "--listen: expected [ADDRESS]:PORT"),
+    (["--listen", "[::1]"], "--listen: expected [ADDRESS]:PORT"),
+    (["--token-file", "/nonexistent/token"], "cannot read token file /nonexistent/token"),
+    (["--policies", "/nonexistent/policies.yaml"], "/nonexistent/policies.yaml"),
+    (["--topology", "/nonexistent/net.yaml"], "--topology: /nonexistent/net.yaml: cannot read"),
+])
+def test_mistakes_are_one_clear_line(args, message):
+    result = xnetmon("analyzer", *args, timeout=30)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("xnetmon analyzer: ") and message in lines[0], result.stderr
+
+
+def test_a_damaged_snapshot_is_reported_not_overwritten(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "analyzer-store.json").write_text("{broken")
+    result = xnetmon("analyzer", "--listen", f"[::1]:{free_tcp_port()}", "--state-dir", str(state), timeout=30)
+    assert result.returncode == 2 and "not a store snapshot" in result.stderr and "move the file away" in result.stderr
+    assert (state / "analyzer-store.json").read_text() == "{broken"
