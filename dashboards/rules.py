@@ -2,7 +2,7 @@
 alerts and the dashboards' summary panels read.
 
 Names follow Prometheus' `level:metric:operations` convention. Loss is derived from the
-agents' counters (DESIGN.md: ratios live in recording rules), summed before dividing so
+agents' counters (docs/architecture.md: ratios live in recording rules), summed before dividing so
 that a ratio over many paths weighs each path by its probes. Windows: the fast one (three
 scrapes, for the total-loss alert), 5m for per-path alerts and tables, 1h for trends.
 """

@@ -288,7 +288,7 @@ def kill(lab: "Lab", fault: Fault, site: str, match: str, signame: str, restart:
     fault.summary = f"{len(victims)} process(es) matching {match!r} on {site} {action}"
 
 
-# The root-cause hint kind (DESIGN.md, RootCauseHint) that each fault should produce:
+# The root-cause hint kind (docs/architecture.md, RootCauseHint) that each fault should produce:
 # the ground truth the analyzer's tests compare against.
 HINT_KINDS = {
     "loss": "link-loss",

@@ -98,7 +98,7 @@ class PathSummary(BaseModel):
 
 
 class Hint(BaseModel):
-    """A root-cause hint (DESIGN.md "RootCauseHint"), from analyzer.rootcause."""
+    """A root-cause hint (docs/architecture.md, "The data that flows"), from analyzer.rootcause."""
 
     kind: Literal[HINT_KINDS]  # type: ignore[valid-type]
     suspects: list[str] = Field(description="links (a>b) or nodes; several when probes cannot tell them apart")

@@ -26,7 +26,7 @@ CLEAR_AFTER_EPOCHS = 2
 
 @dataclass(frozen=True, slots=True)
 class Hint:
-    """A RootCauseHint (DESIGN.md): a diagnosis with first and last seen times (ns)."""
+    """A RootCauseHint (docs/architecture.md): a diagnosis with first and last seen times (ns)."""
 
     kind: str
     suspects: tuple[str, ...]

@@ -1,6 +1,6 @@
 """Seeded hierarchical extranets and their shortest-path routing with ECMP.
 
-Shape at scale 1 (the national extranet of DESIGN.md): 4 core routers in a full mesh;
+Shape at scale 1 (the national extranet): 4 core routers in a full mesh;
 31 provinces with 2 routers each, both joined to each other and each to 2 of the cores;
 330 cities with 2 routers each, joined to each other and each to both routers of its
 province; 2,800 counties with one router each, 70% dual-homed to both routers of their

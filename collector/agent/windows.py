@@ -1,4 +1,4 @@
-"""Per-path interval summaries: ProbeResults in, PathWindows out (DESIGN.md "Data that flows").
+"""Per-path interval summaries: ProbeResults in, PathWindows out (docs/architecture.md, "The data that flows").
 
 A probe belongs to the window in which it was sent, whatever time its fate settles; a
 window is closed once every probe in it has had time to settle (its end plus the settle

@@ -1,6 +1,6 @@
 """The records that flow between xnetmon's parts.
 
-These names are the contract of DESIGN.md ("Data that flows"): collectors produce them,
+These names are the contract of docs/architecture.md ("The data that flows"): collectors produce them,
 the analyzer consumes them. Fields may grow; existing ones keep their meaning. Hot-path
 records are frozen, slotted dataclasses; pydantic models live at the edges (config, API).
 """

@@ -1,6 +1,6 @@
 """The slices xnetmon knows out of the box, and lookup by name.
 
-These are the embedded default (DESIGN.md "The extranet we model"): the same names, DSCPs
+These are the embedded default (the extranet xnetmon models): the same names, DSCPs
 and slice IDs are used by the lab topologies, the demo monitor and the probe commands.
 A site's configuration may define its own; this catalogue is what a bare command uses.
 """

@@ -3,7 +3,7 @@
 Each scrape reads one immutable `MetricsSnapshot` and yields fresh metric families built
 from it (prometheus.io, "Writing exporters"): no global metric objects, so a path that
 leaves the snapshot leaves /metrics. The names and labels are the metric contract of
-DESIGN.md; every path carries exactly `SERIES_PER_PATH` series, the cardinality budget.
+docs/architecture.md; every path carries exactly `SERIES_PER_PATH` series, the cardinality budget.
 """
 
 from __future__ import annotations
