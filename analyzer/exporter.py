@@ -28,10 +28,15 @@ class AnalyzerSnapshot:
     hints: Sequence = ()  # root-cause hints: objects with kind, suspects, slices, confidence
 
 
-COUNTER_HELP = {
-    "windows_ingested": "Path windows accepted from agents.",
-    "windows_duplicate": "Path windows received again (agents deliver at least once) and ignored.",
-    "batches_rejected": "Shipments refused: bad token, malformed body or too large.",
+COUNTERS = {  # store counter -> (metric, help); full names, so a metric can be searched for
+    "windows_ingested": ("xnet_analyzer_windows_ingested_total", "Path windows accepted from agents."),
+    "windows_duplicate": (
+        "xnet_analyzer_windows_duplicate_total",
+        "Path windows received again (agents deliver at least once) and ignored.",
+    ),
+    "batches_rejected": (
+        "xnet_analyzer_batches_rejected_total", "Shipments refused: bad token, malformed body or too large.",
+    ),
 }
 
 
@@ -46,9 +51,9 @@ class AnalyzerCollector(Collector):
         snapshot = self._snapshot()
         yield from _slice_families(snapshot.verdicts)
         yield _hint_family(snapshot.hints)
-        for name, help_text in COUNTER_HELP.items():
-            family = CounterMetricFamily(f"xnet_analyzer_{name}", help_text)
-            family.add_metric([], snapshot.counters.get(name, 0))
+        for counter, (metric, help_text) in COUNTERS.items():
+            family = CounterMetricFamily(metric, help_text)
+            family.add_metric([], snapshot.counters.get(counter, 0))
             yield family
 
 

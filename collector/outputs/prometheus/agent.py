@@ -160,22 +160,21 @@ def _collector_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
         "(quantile 1 is the maximum). High values mean the agent, not the network, is slow.",
         labels=["src", "quantile"],
     )
-    counters = {
-        "probes_sent": ("Probe packets the agent sent, all paths together.", "probes_sent_total"),
-        "send_errors": ("Probe sends the kernel refused (no route, full buffers...).", "send_errors_total"),
-        "receive_errors": ("Errors while reading probe replies from the agent's sockets.", "receive_errors_total"),
-        "socket_drops": (
+    counters = {  # metric -> (help, CollectorHealth field); full names, so a metric can be searched for
+        "xnet_collector_probes_sent_total": ("Probe packets the agent sent, all paths together.", "probes_sent_total"),
+        "xnet_collector_send_errors_total": ("Probe sends the kernel refused (no route, full buffers...).", "send_errors_total"),
+        "xnet_collector_receive_errors_total": ("Errors while reading probe replies from the agent's sockets.", "receive_errors_total"),
+        "xnet_collector_socket_drops_total": (
             "Datagrams the kernel dropped because the agent's sockets were full: replies lost "
             "here look like reverse loss but are the agent's own.", "socket_drops_total",
         ),
-        "cpu_seconds": ("CPU time the agent has used (user and system), in seconds.", "cpu_seconds_total"),
-        "windows_dropped": (
+        "xnet_collector_cpu_seconds_total": ("CPU time the agent has used (user and system), in seconds.", "cpu_seconds_total"),
+        "xnet_collector_windows_dropped_total": (
             "Path windows discarded because the spool for the analyzer was full.", "windows_dropped_total",
         ),
     }
     counter_families = {
-        name: (CounterMetricFamily(f"xnet_collector_{name}_total", doc, labels=["src"]), field)
-        for name, (doc, field) in counters.items()
+        name: (CounterMetricFamily(name, doc, labels=["src"]), field) for name, (doc, field) in counters.items()
     }
     sessions = GaugeMetricFamily(
         "xnet_collector_sessions", "Probe schedules running: one per (target, slice, probe kind).", labels=["src"],
