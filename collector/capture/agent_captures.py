@@ -4,9 +4,9 @@ Each interface is a `LiveCapture` (AF_PACKET, 1:N random sampling) wired as `xne
 live` wires it (`collector.capture.points`). Its flow records go into the agent's
 `TrafficCounters` as exporter "capture:IFACE", the counters the flow receiver feeds when the
 agent has one (same lock, same classifier, so one /flows/top and one set of xnet_flow_*
-series serve both). Its passive TCP RTT and alternate-marking meters are rendered with
-`passive_families`; packets received, sampled and dropped by the kernel with
-`capture_families`; undecodable packets go to the agent's one malformed-packets family.
+series serve both). Its counters (`capture_stats`) and its passive TCP RTT and alternate-marking meters
+(`meters`) are rendered by `collector.outputs.prometheus`; undecodable packets go to the
+agent's one malformed-packets family.
 
 A capture's packets reach the counters when its flow record ends, so `active_timeout_s`
 bounds how late /metrics is for a long flow. SIGHUP: interfaces whose settings changed are
@@ -21,11 +21,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from prometheus_client.core import CounterMetricFamily, Metric
-
-from collector.capture.live import LiveCapture
+from collector.capture.altmark import MarkingPoint
+from collector.capture.live import CaptureStats, LiveCapture
 from collector.capture.points import CaptureMeters, CaptureOptions, open_live_capture
-from collector.outputs.prometheus.passive import passive_families
+from collector.capture.tcp_rtt import PassiveTcpRtt
 from collector.traffic.counters import TrafficCounters, TrafficTotals
 from collector.contract.records import FlowRecord
 from collector.traffic.classifier import SliceClassifier
@@ -190,35 +189,14 @@ class AgentCaptures:
                     counts[(protocol, "undecodable")] = counts.get((protocol, "undecodable"), 0) + meter.malformed
         return sorted(counts.items())
 
-    def families(self) -> Iterator[Metric]:
-        """The capture counters, then the passive RTT and marking families."""
+    def capture_stats(self) -> list[tuple[str, CaptureStats]]:
+        """(exporter, counters) of every running capture, by interface."""
+        running = sorted(self._running.values(), key=lambda r: r.settings.interface)
+        return [(r.settings.exporter, r.capture.stats) for r in running]
+
+    def meters(self) -> tuple[list[PassiveTcpRtt], list[MarkingPoint]]:
+        """The passive TCP RTT meters and alternate-marking points of the running captures."""
         running = list(self._running.values())
-        yield from capture_families(running)
         tcp = [r.meters.tcp_rtt for r in running if r.meters.tcp_rtt is not None]
         points = [r.meters.marking for r in running if r.meters.marking is not None]
-        yield from passive_families(tcp, points)
-
-
-def capture_families(running: list[_Running]) -> Iterator[Metric]:
-    packets = CounterMetricFamily(
-        "xnet_capture_packets",
-        "Packets a capture received on its interface, sampled or not (exporter = capture:IFACE).",
-        labels=["exporter"],
-    )
-    sampled = CounterMetricFamily(
-        "xnet_capture_sampled_packets", "Packets a capture dissected and classified (one in N on average).",
-        labels=["exporter"],
-    )
-    drops = CounterMetricFamily(
-        "xnet_capture_kernel_drops",
-        "Packets the kernel could not queue for the capture (its socket was full): traffic the flow "
-        "counters miss.",
-        labels=["exporter"],
-    )
-    for r in sorted(running, key=lambda r: r.settings.interface):
-        stats = r.capture.stats
-        exporter = [r.settings.exporter]
-        packets.add_metric(exporter, stats.packets)
-        sampled.add_metric(exporter, stats.sampled)
-        drops.add_metric(exporter, stats.kernel_drops)
-    yield from (packets, sampled, drops)
+        return tcp, points

@@ -251,7 +251,10 @@ def _traffic_families(flows: FlowReceiver | None, captures: AgentCaptures | None
                               figures.templates, figures.datagrams)
     yield from flow_families(figures)
     if captures is not None:
-        yield from captures.families()
+        from collector.outputs.prometheus.passive import capture_families, passive_families
+
+        yield from capture_families(captures.capture_stats())
+        yield from passive_families(*captures.meters())
 
 
 # -- serving -----------------------------------------------------------------------------

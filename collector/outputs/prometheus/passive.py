@@ -1,8 +1,10 @@
-"""Prometheus metrics of passive TCP RTT and alternate marking: a custom Collector.
+"""Prometheus metrics of packet captures: their counters, passive TCP RTT and alternate marking.
 
 Each scrape reads the meters as they are and yields fresh families (prometheus.io,
 "Writing exporters"), as `collector/outputs/prometheus/agent.py` does for the probes:
 
+- `xnet_capture_{packets,sampled_packets,kernel_drops}_total{exporter}`: what each capture
+  received, dissected, and lost in the kernel (`capture_families`).
 - `xnet_passive_rtt_seconds{slice}`: histogram on `collector.contract.records.RTT_BUCKETS_S` of the
   passive RTT samples (`collector.capture.tcp_rtt`); per slice only, the remote prefixes stay
   in the report and the API, so that the series count does not grow with the traffic.
@@ -26,6 +28,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from collector.capture.altmark import MarkingPoint, SegmentLoss
+from collector.capture.live import CaptureStats
 from collector.capture.tcp_rtt import PassiveTcpRtt
 from collector.contract.records import RTT_BUCKETS_S
 
@@ -108,3 +111,27 @@ def _altmark_families(points: Sequence[MarkingPoint], segments: Sequence[Segment
         segment.poll()
         loss.add_metric([segment.name], segment.lost_packets)
     yield loss
+
+
+def capture_families(captures: Sequence[tuple[str, CaptureStats]]) -> Iterator[Metric]:
+    """Packets each capture (exporter `capture:IFACE`) received, sampled and lost in the kernel."""
+    packets = CounterMetricFamily(
+        "xnet_capture_packets",
+        "Packets a capture received on its interface, sampled or not (exporter = capture:IFACE).",
+        labels=["exporter"],
+    )
+    sampled = CounterMetricFamily(
+        "xnet_capture_sampled_packets", "Packets a capture dissected and classified (one in N on average).",
+        labels=["exporter"],
+    )
+    drops = CounterMetricFamily(
+        "xnet_capture_kernel_drops",
+        "Packets the kernel could not queue for the capture (its socket was full): traffic the flow "
+        "counters miss.",
+        labels=["exporter"],
+    )
+    for exporter, stats in captures:
+        packets.add_metric([exporter], stats.packets)
+        sampled.add_metric([exporter], stats.sampled)
+        drops.add_metric([exporter], stats.kernel_drops)
+    yield from (packets, sampled, drops)
