@@ -13,6 +13,9 @@
 - `GET /hints` answers what `hints()` returns (objects with the fields of `api_models.Hint`,
   e.g. analyzer.service.RootCauseRunner.hints); without it the list is empty. `/slices` and
   `/slices/{name}` carry the hints that affect each slice.
+- `GET /topology` names traced hops as the hints do (analyzer.traced_links): after their sites
+  where `site_names` ({address: site}) or a target probed under an agent's site name tells
+  the address, else by address.
 - `POST /probe` runs `prober(request)` (sync or async; it returns a JSON-ready dict and
   raises ValueError for a request it cannot run) when the analyzer runs next to an agent;
   otherwise 503.
@@ -23,7 +26,7 @@ from __future__ import annotations
 import hmac
 import inspect
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict
 
 from fastapi import FastAPI, HTTPException, Query, Request
@@ -36,7 +39,8 @@ from analyzer.api import models as m
 from analyzer.exporter import AnalyzerSnapshot, analyzer_registry
 from analyzer.api.intake import MalformedShipment, ShipmentParser
 from analyzer.store.memory import WindowStore
-from analyzer.topology import Topology
+from analyzer.traced_links import by_canonical_address, hop_names
+from analyzer.traced_topology import TracedTopology
 from collector.contract.records import PathKey, PathWindow
 
 MAX_BODY_BYTES = 32 << 20  # an agent posts at most 5,000 windows (~4 MB) at a time
@@ -51,13 +55,14 @@ _WRITE_ERRORS = {
 
 def create_app(store: WindowStore, *, token: str | None, prober: Callable | None = None,
                hints: Callable[[], Iterable] | None = None, clock: Callable[[], int] = time.time_ns,
-               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+               max_body_bytes: int = MAX_BODY_BYTES, site_names: Mapping[str, str] | None = None) -> FastAPI:
     app = FastAPI(
         title="xnetmon analyzer",
         summary="Per-slice SLA verdicts of an IPv6 extranet from the agents' path windows.",
         version="1",
     )
     parser = ShipmentParser()
+    declared_names = by_canonical_address(site_names)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -199,11 +204,12 @@ def create_app(store: WindowStore, *, token: str | None, prober: Callable | None
             key=lambda h: h.last_seen_ns, reverse=True,
         )
 
-    @app.get("/topology", response_model=m.Topology, summary="Nodes and links from the latest traced paths")
-    def get_topology() -> m.Topology:
+    @app.get("/topology", response_model=m.TopologyResponse, summary="Nodes and links from the latest traced paths")
+    def get_topology() -> m.TopologyResponse:
         observations = store.observations()
-        topology = Topology.from_observations(observations)
-        return m.Topology(
+        names = hop_names(declared_names, store.latest_windows(), {a.site for a in store.agents()})
+        topology = TracedTopology.from_observations(observations, names)
+        return m.TopologyResponse(
             nodes=[m.TopologyNode(id=node, role=role) for node, role in sorted(topology.nodes.items())],
             links=[m.TopologyLink(a=link.a, b=link.b, hidden_hops=link.hidden_hops,
                                   paths=[m.PathUse(**asdict(use)) for use in uses])
