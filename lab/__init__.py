@@ -4,6 +4,6 @@
 """
 
 from lab.lab import Lab, LabError
-from lab.topology import Topology, TopologyError, load
+from lab.topology import LabTopology, TopologyError, load
 
-__all__ = ["Lab", "LabError", "Topology", "TopologyError", "load"]
+__all__ = ["Lab", "LabError", "LabTopology", "TopologyError", "load"]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from lab import qos, routing
 from lab.state import Fault, LabState
-from lab.topology import Link, Topology, TopologyError
+from lab.topology import Link, LabTopology, TopologyError
 
 if TYPE_CHECKING:
     from lab.lab import Lab
@@ -43,7 +43,7 @@ class Direction:
     receiver: str
 
 
-def directions(topology: Topology, link_name: str, from_site: str | None) -> tuple[Direction, ...]:
+def directions(topology: LabTopology, link_name: str, from_site: str | None) -> tuple[Direction, ...]:
     link = _link(topology, link_name)
     if from_site is None:
         return (Direction(link, link.a, link.b), Direction(link, link.b, link.a))
@@ -52,7 +52,7 @@ def directions(topology: Topology, link_name: str, from_site: str | None) -> tup
     return (Direction(link, from_site, link.peer(from_site)),)
 
 
-def _link(topology: Topology, name: str) -> Link:
+def _link(topology: LabTopology, name: str) -> Link:
     try:
         return topology.link(name)
     except TopologyError as exc:
@@ -64,7 +64,7 @@ def _check(condition: bool, message: str) -> None:
         raise FaultError(message)
 
 
-def _slice_dscp(topology: Topology, slice_name: str | None) -> int | None:
+def _slice_dscp(topology: LabTopology, slice_name: str | None) -> int | None:
     if slice_name is None:
         return None
     try:
@@ -90,7 +90,7 @@ def down_sites(state: LabState) -> frozenset[str]:
     return frozenset(f.params["site"] for f in state.faults if f.kind == "down" and "site" in f.params)
 
 
-def end_settings(topology: Topology, state: LabState, link: Link, sender: str) -> qos.EndSettings:
+def end_settings(topology: LabTopology, state: LabState, link: Link, sender: str) -> qos.EndSettings:
     settings = qos.base_settings(link)
     starved: dict[str, int] = {}
     for fault in state.faults:

@@ -27,7 +27,7 @@ from lab import build, netns, qos, routing
 from lab.errors import LabError
 from lab.netns import CommandFailed
 from lab.state import Fault, LabState, Process, StateStore
-from lab.topology import NAMESPACE_PREFIX, NAMESPACE_PREFIX_PATTERN, Link, Topology, TopologyError, parse, source_text
+from lab.topology import NAMESPACE_PREFIX, NAMESPACE_PREFIX_PATTERN, Link, LabTopology, TopologyError, parse, source_text
 
 
 class Lab:
@@ -35,7 +35,7 @@ class Lab:
 
     def __init__(
         self,
-        topology: Topology,
+        topology: LabTopology,
         source: str,
         yaml_text: str,
         store: StateStore | None = None,

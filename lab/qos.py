@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lab.topology import Link, Slice, Topology
+from lab.topology import Link, Slice, LabTopology
 
 DEFAULT_FIFO_PACKETS = 1000  # the veth's own txqueuelen
 LOAD_FRAME_BYTES = 1250  # an iperf3 `-l 1200` datagram with its UDP, IPv6 and Ethernet headers
@@ -70,7 +70,7 @@ def _leaf(settings: EndSettings, device: str, slice_: Slice, verb: str) -> str:
     return f"qdisc {verb} dev {device} parent 1:{minor:x}{handle} {fifo}"
 
 
-def setup_lines(topology: Topology, link: Link, site: str) -> list[str]:
+def setup_lines(topology: LabTopology, link: Link, site: str) -> list[str]:
     """tc batch lines that build the tree on `site`'s end of `link`."""
     device = link.interface(site)
     settings = base_settings(link)
@@ -96,7 +96,7 @@ def setup_lines(topology: Topology, link: Link, site: str) -> list[str]:
     return lines
 
 
-def change_lines(topology: Topology, link: Link, site: str, settings: EndSettings) -> list[str]:
+def change_lines(topology: LabTopology, link: Link, site: str, settings: EndSettings) -> list[str]:
     """tc batch lines that set an existing tree to `settings`."""
     device = link.interface(site)
     lines = [

@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
-from lab.topology import Link, Topology
+from lab.topology import Link, LabTopology
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +25,7 @@ class Route:
     source: str
 
 
-def _usable(topology: Topology, down_links: frozenset[str], down_sites: frozenset[str]) -> list[Link]:
+def _usable(topology: LabTopology, down_links: frozenset[str], down_sites: frozenset[str]) -> list[Link]:
     return [
         link
         for link in topology.links
@@ -34,7 +34,7 @@ def _usable(topology: Topology, down_links: frozenset[str], down_sites: frozense
 
 
 def shortest_paths(
-    topology: Topology,
+    topology: LabTopology,
     source: str,
     down_links: frozenset[str] = frozenset(),
     down_sites: frozenset[str] = frozenset(),
@@ -61,7 +61,7 @@ def shortest_paths(
 
 
 def path(
-    topology: Topology,
+    topology: LabTopology,
     source: str,
     destination: str,
     down_links: frozenset[str] = frozenset(),
@@ -70,12 +70,12 @@ def path(
     return shortest_paths(topology, source, down_links, down_sites).get(destination)
 
 
-def path_links(topology: Topology, hops: tuple[str, ...]) -> tuple[str, ...]:
+def path_links(topology: LabTopology, hops: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(topology.link_between(a, b).name for a, b in zip(hops, hops[1:]))
 
 
 def alternate_path(
-    topology: Topology,
+    topology: LabTopology,
     source: str,
     destination: str,
     via: str | None = None,
@@ -104,7 +104,7 @@ def alternate_path(
 
 
 def _path_via(
-    topology: Topology,
+    topology: LabTopology,
     source: str,
     destination: str,
     via: str,
@@ -131,11 +131,11 @@ def _path_via(
     return min(options, key=lambda hops: (cost_of(topology, hops), len(hops), hops))
 
 
-def cost_of(topology: Topology, hops: tuple[str, ...]) -> int:
+def cost_of(topology: LabTopology, hops: tuple[str, ...]) -> int:
     return sum(topology.link_between(a, b).cost for a, b in zip(hops, hops[1:]))
 
 
-def next_hop_route(topology: Topology, site: str, prefix: str, peer: str) -> Route:
+def next_hop_route(topology: LabTopology, site: str, prefix: str, peer: str) -> Route:
     link = topology.link_between(site, peer)
     return Route(
         site=site,
@@ -149,7 +149,7 @@ def next_hop_route(topology: Topology, site: str, prefix: str, peer: str) -> Rou
 
 
 def routes(
-    topology: Topology,
+    topology: LabTopology,
     down_links: frozenset[str] = frozenset(),
     down_sites: frozenset[str] = frozenset(),
 ) -> dict[str, list[Route]]:

@@ -189,7 +189,7 @@ NAMESPACE_PREFIX_PATTERN = re.compile(r"^xl[a-z0-9]{0,10}-$")
 
 
 @dataclass(frozen=True, slots=True)
-class Topology:
+class LabTopology:
     name: str
     description: str
     sites: tuple[Site, ...]
@@ -265,7 +265,7 @@ class Topology:
         return None
 
 
-def from_model(model: TopologyModel) -> Topology:
+def from_model(model: TopologyModel) -> LabTopology:
     sites = tuple(Site(s.name, s.role, i) for i, s in enumerate(model.sites))
     links = tuple(
         Link(f"{l.a}-{l.b}", l.a, l.b, l.cost, l.bandwidth_mbit or model.bandwidth_mbit, i)
@@ -277,10 +277,10 @@ def from_model(model: TopologyModel) -> Topology:
         plan = AddressPlan.build(a.prefix, len(sites), len(links), loopbacks=a.loopbacks, links=a.links, hosts=a.hosts)
     except AddressPlanError as exc:
         raise ValueError(f"addressing: {exc}") from None
-    return Topology(model.name, model.description, sites, links, slices, plan)
+    return LabTopology(model.name, model.description, sites, links, slices, plan)
 
 
-def parse(text: str, source: str = "<topology>") -> Topology:
+def parse(text: str, source: str = "<topology>") -> LabTopology:
     """Validate a topology given as YAML text; errors name `source` and the key."""
     try:
         data = yaml.safe_load(text)
@@ -326,6 +326,6 @@ def source_text(name_or_path: str) -> tuple[str, str]:
     return resource.read_text(), f"lab/topologies/{name_or_path}.yaml"
 
 
-def load(name_or_path: str) -> Topology:
+def load(name_or_path: str) -> LabTopology:
     """A built-in topology by name ("tiny", "small") or a YAML file by path."""
     return parse(*source_text(name_or_path))

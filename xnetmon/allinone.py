@@ -144,8 +144,10 @@ def lab_deployment(lab, workdir: Path, sites: Sequence[str] = LAB_SITES,
     keeper = SnapshotKeeper(store, workdir)
     in_lab = listening_socket_in(lab.namespace("core"), lab.address("core"), API_PORT)
     prober = CommandProber(sites, lab.exec_argv, LAB_STAMP_PORT)
-    inference = RootCauseRunner(store, declared_names=names_from_lab_topology(lab.topology))
-    app = create_app(store, token=token_file.read_text(), prober=prober, hints=inference.hints)
+    site_names = names_from_lab_topology(lab.topology)
+    inference = RootCauseRunner(store, declared_names=site_names)
+    app = create_app(store, token=token_file.read_text(), prober=prober, hints=inference.hints,
+                     site_names=site_names)
     server = ApiServer(app, ("::1", api_port), extra_sockets=[in_lab])
     analyzer_in_lab = f"http://[{lab.address('core')}]:{API_PORT}"
     processes: list[subprocess.Popen] = []  # reflectors first: they answer before any agent probes

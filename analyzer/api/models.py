@@ -145,8 +145,9 @@ class PathList(BaseModel):
 
 
 class TopologyNode(BaseModel):
-    id: str = Field(description="a site name or a hop address")
-    role: Literal["site", "router", "target"]
+    id: str = Field(description="a site name (as root-cause hints name it) or a hop address")
+    role: Literal["site", "router", "target"] = Field(
+        description="site: an agent traces from it; target: a reached trace ends there; router: otherwise")
 
 
 class PathUse(BaseModel):
@@ -163,7 +164,7 @@ class TopologyLink(BaseModel):
     paths: list[PathUse]
 
 
-class Topology(BaseModel):
+class TopologyResponse(BaseModel):
     nodes: list[TopologyNode]
     links: list[TopologyLink]
     observations: int = Field(description="traced paths the picture is made of")

@@ -12,11 +12,12 @@ the agent's probe-host hint names the slices it measures. Choices:
 - Components come from traces (PathObservations). Hop addresses are named through a name book:
   a declared topology (the lab's topology file: every site's loopback, host and link addresses)
   and, without one, the target addresses agents probe under a site's name. Unknown addresses
-  stay addresses. Silent hops are skipped, so the link joins the answering neighbours (as in
-  analyzer.topology). A trace that did not reach its target does not replace the last one that
-  did: during an outage the failing path still crossed what it crossed before. Nor does a trace
-  whose answering hops are the known route's with some silent (trace probes lost on a lossy
-  link): only a route that differs is a path change.
+  stay addresses. Silent hops are skipped, so the link joins the answering neighbours; the
+  names and links come from analyzer.traced_links, as GET /topology's do. A trace that did not
+  reach its target does not replace the last one that did: during an outage the failing path
+  still crossed what it crossed before. Nor does a trace whose answering hops are the known
+  route's with some silent (trace probes lost on a lossy link): only a route that differs is a
+  path change.
 - A path never traced is left out: blaming the ends of a path whose middle is unknown would
   accuse healthy sites.
 - Pseudo-components as the model says: "host:<source>" first on every path, "service:<target>"
@@ -44,8 +45,6 @@ Jitter is the window's RFC 5481 PDV p99 (the SLA's delay-variation measure), del
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 import statistics
 import time
 from collections import deque
@@ -53,6 +52,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from analyzer.rootcause.model import Epoch, HostHealth, PathEvidence, link_name
+from analyzer.traced_links import by_canonical_address, hop_names, name_of, traced_route
+from analyzer.traced_links import canonical as _canonical
 from collector.contract.records import PathKey, PathObservation, PathWindow
 
 STALE_INTERVALS = 3
@@ -85,14 +86,6 @@ def _degraded(p: PathEvidence) -> bool:
         return False
     factor, slack = HEALTHY_SLACK
     return p.delay_s > p.baseline_delay_s * factor + slack
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _canonical(address: str) -> str:
-    try:
-        return ipaddress.ip_address(address).compressed
-    except ValueError:
-        return address
 
 
 def names_from_lab_topology(topology) -> dict[str, str]:
@@ -146,22 +139,12 @@ class EvidenceBuilder:
     def __init__(self, store, declared_names: Mapping[str, str] | None = None,
                  clock: Callable[[], int] = time.time_ns) -> None:
         self.store = store
-        self.declared = {_canonical(a): n for a, n in (declared_names or {}).items()}
+        self.declared = by_canonical_address(declared_names)
         self.clock = clock
         self.epochs = 0
         self._memory: dict[PathKey, _PathMemory] = {}
         self._routes: dict[tuple[str, str, str], _Route] = {}
         self._counters: dict[str, tuple[int, int, int]] = {}  # site -> (probes sent, send errors, socket drops)
-
-    # -- names --------------------------------------------------------------------------------
-
-    def _names(self, windows: Iterable[PathWindow], sites: set[str]) -> dict[str, str]:
-        names = {}
-        for w in windows:  # a target probed under a site's name is that site
-            if w.key.target in sites:
-                names[_canonical(w.target_address)] = w.key.target
-        names.update(self.declared)
-        return names
 
     # -- routes -------------------------------------------------------------------------------
 
@@ -170,7 +153,7 @@ class EvidenceBuilder:
             if not o.reached:
                 continue
             # Agents trace from their source address: the site is the name of that address.
-            source = names.get(_canonical(o.source), o.source)
+            source = name_of(o.source, names)
             key = (source, o.target, o.slice)
             known = self._routes.get(key)
             if known is not None and known.observation is o:
@@ -179,13 +162,7 @@ class EvidenceBuilder:
             if known is not None and known.fingerprint == fingerprint:
                 known.observation = o
                 continue
-            nodes = [source]
-            for hop in o.hops:
-                if hop is None:
-                    continue
-                name = names.get(_canonical(hop), _canonical(hop))
-                if name != nodes[-1]:
-                    nodes.append(name)
+            nodes = traced_route(o, names).nodes
             if known is not None and None in o.hops and _follows(nodes, known.nodes):
                 known.observation = o  # probes lost on the way, not a new route
                 continue
@@ -193,9 +170,9 @@ class EvidenceBuilder:
             for a, b in zip(nodes, nodes[1:]):
                 components += [link_name(a, b), b]
             if known is None:
-                self._routes[key] = _Route(o, fingerprint, tuple(nodes), tuple(components))
+                self._routes[key] = _Route(o, fingerprint, nodes, tuple(components))
             else:
-                self._routes[key] = _Route(o, fingerprint, tuple(nodes), tuple(components),
+                self._routes[key] = _Route(o, fingerprint, nodes, tuple(components),
                                            previous=known.components, changed_at=self.epochs)
 
     def _changed(self, route: _Route | None) -> bool:
@@ -213,7 +190,7 @@ class EvidenceBuilder:
         sites = {a.site for a in agents}
         silent = self._silent(agents, interval_ns)
         latest = store.latest_windows()
-        names = self._names(latest, sites)
+        names = hop_names(self.declared, latest, sites)
         self.epochs += 1
         self._update_routes(store.observations(), names)
         # The target's agent's trace back to the source, by (agent site, named end, slice).

@@ -32,7 +32,7 @@ from bench.rootcause.faults import CLASSES, SINGLE_CLASSES, FaultDrawer  # noqa:
 from bench.rootcause.plan import probe_plan  # noqa: E402
 from bench.rootcause.score import Tally  # noqa: E402
 from bench.rootcause.simulate import Impairments, World  # noqa: E402
-from bench.rootcause.topology import generate  # noqa: E402
+from bench.rootcause.national_topology import generate  # noqa: E402
 
 METHODS = {"ours": diagnose, **BASELINES}
 TARGETS = {"f1_single": 0.95, "f1_multi": 0.90, "kind_accuracy": 0.9, "false_alarms_per_1000": 1.0,

@@ -14,7 +14,7 @@ import random
 import zlib
 from dataclasses import dataclass
 
-from bench.rootcause.topology import Network
+from bench.rootcause.national_topology import NationalTopology
 
 SLICES = ("video", "egov", "data", "best-effort")
 PROBES_PER_EPOCH = 100
@@ -37,7 +37,7 @@ class PlannedPath:
         return zlib.crc32(self.path_id.encode())
 
 
-def probe_plan(network: Network, seed: int, slices: tuple[str, ...] = SLICES) -> list[PlannedPath]:
+def probe_plan(network: NationalTopology, seed: int, slices: tuple[str, ...] = SLICES) -> list[PlannedPath]:
     rng = random.Random(seed * 7919 + 1)
     by_level: dict[str, list[str]] = {}
     for name in network.nodes:

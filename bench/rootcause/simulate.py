@@ -32,7 +32,7 @@ from scipy import sparse
 
 from analyzer.rootcause.model import Epoch, PathEvidence, link_name
 from bench.rootcause.plan import PROBES_PER_EPOCH, SLICES, PlannedPath
-from bench.rootcause.topology import Network
+from bench.rootcause.national_topology import NationalTopology
 
 BACKGROUND_LOSS = 1e-4
 
@@ -62,7 +62,7 @@ class Impairments:
 class World:
     """A network with its plan routed: per path, its components and clean evidence."""
 
-    def __init__(self, network: Network, plan: list[PlannedPath], seed: int) -> None:
+    def __init__(self, network: NationalTopology, plan: list[PlannedPath], seed: int) -> None:
         self.network = network
         self.plan = plan
         rng = random.Random(seed * 104729 + 3)

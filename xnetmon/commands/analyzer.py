@@ -6,7 +6,7 @@ read-only. With `--state-dir` the store is restored at start and saved every 30 
 exit, so a restart keeps the verdicts (status, error budget, since) and the deduplication.
 Root-cause hints (GET /hints, on the slices, and xnet_rootcause_hint) are inferred once per
 closed interval; `--topology FILE` (the lab's topology format) names traced hop addresses
-after their sites, so hints say "prov2>city2a" rather than addresses.
+after their sites, so hints and GET /topology say "prov2>city2a" rather than addresses.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="the agents' window length (their probing.window_s; default 10)")
     p.add_argument("--topology", metavar="FILE",
                    help="declared topology (lab topology YAML, or a built-in lab topology's name): names hop "
-                   "addresses after sites in root-cause hints")
+                   "addresses after sites in root-cause hints and GET /topology")
     p.set_defaults(handler=run)
 
 
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot listen on {args.listen}: {exc.strerror}") from None
     inference = RootCauseRunner(store, declared_names=declared)
-    app = create_app(store, token=token, hints=inference.hints)
+    app = create_app(store, token=token, hints=inference.hints, site_names=declared)
     keeper = SnapshotKeeper(store, args.state_dir) if args.state_dir else None
     shown = f"[{host}]" if ":" in host else host
     bound_port = sock.getsockname()[1]

@@ -29,7 +29,7 @@ PAIR_COST = 5
 
 
 @dataclass
-class Network:
+class NationalTopology:
     nodes: list[str]
     level: dict[str, str]                      # node -> core | province | city | county
     parent_site: dict[str, str]                # router -> the site it belongs to (prov7, city12, cnty301)
@@ -65,10 +65,10 @@ class Network:
             path.append(names[node])
         return path
 
-    def without(self, links: frozenset[tuple[str, str]]) -> Network:
+    def without(self, links: frozenset[tuple[str, str]]) -> NationalTopology:
         """The same network with these directed links out of routing (a reroute), own route cache."""
         cut = {(self._index[a], self._index[b]) for a, b in links}
-        other = Network(self.nodes, self.level, self.parent_site, self.adjacency, self.sites)
+        other = NationalTopology(self.nodes, self.level, self.parent_site, self.adjacency, self.sites)
         other._neighbours = [[(v, c) for v, c in hops if (u, v) not in cut] for u, hops in enumerate(self._neighbours)]
         return other
 
@@ -92,7 +92,7 @@ def dijkstra(neighbours: list[list[tuple[int, int]]], target: int) -> array:
     return array("i", (-1 if d == unreached else d for d in distance))
 
 
-def generate(seed: int, scale: float = 1.0) -> Network:
+def generate(seed: int, scale: float = 1.0) -> NationalTopology:
     rng = random.Random(seed)
     provinces = max(2, round(31 * scale))
     cities = max(provinces, round(330 * scale))
@@ -145,4 +145,5 @@ def generate(seed: int, scale: float = 1.0) -> Network:
                 join(router, up, UPLINK_COST)
         else:
             join(router, rng.choice(city), UPLINK_COST)
-    return Network(nodes=list(adjacency), level=level, parent_site=parent_site, adjacency=adjacency, sites=sites)
+    return NationalTopology(nodes=list(adjacency), level=level, parent_site=parent_site, adjacency=adjacency,
+                            sites=sites)

@@ -1,0 +1,23 @@
+"""What every router of the API serves from: the store and the analyzer's parts beside it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from analyzer.api import models as m
+from analyzer.store.memory import WindowStore
+
+
+@dataclass(frozen=True, slots=True)
+class ApiContext:
+    store: WindowStore
+    token: str | None  # None: writes are refused
+    clock: Callable[[], int]
+    prober: Callable | None  # runs POST /probe; None: no agent beside this analyzer
+    hints: Callable[[], Iterable] | None  # the current root-cause hints; None: inference does not run
+    site_names: Mapping[str, str]  # address -> site, keyed by analyzer.traced_links.by_canonical_address
+    max_body_bytes: int
+
+    def current_hints(self) -> list[m.Hint]:
+        return [m.Hint.model_validate(h, from_attributes=True) for h in (self.hints() if self.hints else ())]

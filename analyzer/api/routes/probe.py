@@ -1,0 +1,42 @@
+"""POST /probe: an on-demand probe from a named agent, when one runs beside this analyzer."""
+
+from __future__ import annotations
+
+import inspect
+
+from fastapi import APIRouter, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
+
+from analyzer.api import models as m
+from analyzer.api.auth import WRITE_ERRORS, require_token
+from analyzer.api.context import ApiContext
+from analyzer.api.views import listed
+
+
+def router(api: ApiContext) -> APIRouter:
+    routes = APIRouter()
+
+    @routes.post(
+        "/probe", response_model=m.ProbeResponse, summary="Run an on-demand probe from a named agent",
+        responses={**WRITE_ERRORS, 400: {"model": m.Problem, "description": "bad request"},
+                   503: {"model": m.Problem, "description": "no agent can run probes from this analyzer"}},
+    )
+    async def post_probe(request: Request, probe: m.ProbeRequest) -> m.ProbeResponse:
+        require_token(request, api.token)
+        prober = api.prober
+        if prober is None:
+            raise HTTPException(503, "no agent can run probes from this analyzer "
+                                     "(only the all-in-one monitor, xnetmon run, has one)")
+        known = api.store.slice_names()
+        if known and probe.slice not in known:
+            raise HTTPException(400, f"slice: unknown slice {probe.slice!r} (slices are: {listed(known)})")
+        try:
+            if inspect.iscoroutinefunction(prober):
+                result = await prober(probe)
+            else:
+                result = await run_in_threadpool(prober, probe)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        return m.ProbeResponse(request=probe, result=dict(result))
+
+    return routes

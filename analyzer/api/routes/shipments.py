@@ -1,0 +1,62 @@
+"""POST /v1/windows: an agent's shipment of path windows into the store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+
+from fastapi import APIRouter, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
+
+from analyzer.api import models as m
+from analyzer.api.auth import WRITE_ERRORS, require_token
+from analyzer.api.context import ApiContext
+from analyzer.api.intake import MalformedShipment, ShipmentParser
+from analyzer.store.memory import WindowStore
+
+
+def router(api: ApiContext) -> APIRouter:
+    routes = APIRouter()
+    parser = ShipmentParser()
+
+    @routes.post(
+        "/v1/windows", response_model=m.WindowsAccepted, summary="Take an agent's shipment of path windows",
+        description="The body is collector/contract/shipment.py's JSON. Windows already received are ignored "
+                    "(delivery is at least once), so an agent may always send again.",
+        responses={**WRITE_ERRORS, 400: {"model": m.Problem, "description": "malformed body; the field is named"},
+                   413: {"model": m.Problem, "description": "body too large"}},
+        openapi_extra={"requestBody": {"required": True, "content": {
+            "application/json": {"schema": m.ShipmentBody.model_json_schema()}}}},
+    )
+    async def post_windows(request: Request) -> m.WindowsAccepted:
+        try:
+            require_token(request, api.token)
+            body = await _read_body(request, api.max_body_bytes)
+            result = await run_in_threadpool(_parse_and_ingest, parser, api.store, body, api.clock)
+        except HTTPException:
+            api.store.note_rejected()
+            raise
+        return m.WindowsAccepted(**asdict(result))
+
+    return routes
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"body of {declared} bytes is over the limit of {limit} bytes: "
+                                 "send fewer windows per request")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(413, f"body over the limit of {limit} bytes: send fewer windows per request")
+    return bytes(body)
+
+
+def _parse_and_ingest(parser: ShipmentParser, store: WindowStore, body: bytes, clock: Callable[[], int]):
+    try:
+        batch = parser.parse(body)
+    except MalformedShipment as exc:
+        raise HTTPException(400, f"malformed shipment: {exc}") from None
+    return store.ingest(batch, clock())
