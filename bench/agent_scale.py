@@ -415,15 +415,17 @@ def child(kind: str, targets_file: Path, port: int, window_s: float, profile: Pa
     state = {"measuring": False, "received": 0, "duplicates": 0, "rtt_over": 0, "rtt_max": 0,
              "lag_max": 0, "windows": 0, "t0": 0, "t1": 0, "sent0": 0, "sent1": 0}
 
-    import collector.agent.scheduler as scheduler_module
     from collector.agent.plan import PlannedProbe
+    from collector.agent.scheduler import Scheduler
     from collector.contract.records import Slice, Target
-    from collector.agent.windows import WindowBuilder
 
-    class TappedBuilder(WindowBuilder):
-        """Every result also lands in the benchmark's RTT histogram (received in the measured interval)."""
+    housekeeping: list[tuple[int, int]] = []  # (duration ns, windows closed) of each closing pass measured
 
-        def add(self, result):  # noqa: ANN001
+    class Observer:
+        """The scheduler's results in the benchmark's RTT histogram, its closing passes timed
+        (both only in the measured interval)."""
+
+        def on_result(self, result) -> None:  # noqa: ANN001
             if state["measuring"] and result.rtt_ns is not None:
                 if result.duplicate:
                     state["duplicates"] += 1
@@ -436,20 +438,11 @@ def child(kind: str, targets_file: Path, port: int, window_s: float, profile: Pa
                         state["rtt_over"] += 1
                     if result.rtt_ns > state["rtt_max"]:
                         state["rtt_max"] = result.rtt_ns
-            super().add(result)
 
-    scheduler_module.WindowBuilder = TappedBuilder
-    housekeeping: list[tuple[int, int]] = []  # (duration ns, windows closed) of each closing pass measured
-    original_close = scheduler_module.Scheduler._close_windows
+        def on_windows_closed(self, windows: int, duration_ns: int) -> None:
+            if state["measuring"] and len(housekeeping) < 100_000:
+                housekeeping.append((duration_ns, windows))
 
-    def timed_close(self, now):  # noqa: ANN001
-        before_windows, start = state["windows"], time.perf_counter_ns()
-        original_close(self, now)
-        closed = state["windows"] - before_windows
-        if state["measuring"] and closed and len(housekeeping) < 100_000:
-            housekeeping.append((time.perf_counter_ns() - start, closed))
-
-    scheduler_module.Scheduler._close_windows = timed_close
     addresses = targets_file.read_text().split()
     rss_baseline = vmrss()
 
@@ -462,7 +455,7 @@ def child(kind: str, targets_file: Path, port: int, window_s: float, profile: Pa
         built = time.monotonic()
         best_effort = Slice("best-effort", 0)
         probes = [PlannedProbe(Target(a, a, port), best_effort, kind, 1.0, 1, 2.0, None, None) for a in addresses]
-        scheduler = scheduler_module.Scheduler("bench", probes, window_s, on_windows)
+        scheduler = Scheduler("bench", probes, window_s, on_windows, observer=Observer())
         del probes
         build_s = time.monotonic() - built
         rss_built = vmrss()
@@ -503,7 +496,8 @@ def child(kind: str, targets_file: Path, port: int, window_s: float, profile: Pa
         await runner
         drops = _socket_drops()  # while our sockets are still open, so still listed
         scheduler.close()
-        socket_kind = scheduler._echo.socket_kind.value if scheduler._echo is not None else "udp"
+        echo_socket = scheduler.probers["icmp"].socket_kind  # None: no echo target, STAMP over UDP
+        socket_kind = echo_socket.value if echo_socket is not None else "udp"
         lag_count = sum(lag_bins) + sum(lag_coarse)
         print(json.dumps({
             "pairs": scheduler.sessions,

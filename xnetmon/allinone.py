@@ -109,7 +109,7 @@ def reflector_argv(lab, site: str) -> list[str]:
 
 
 class CommandProber:
-    """`POST /probe` for the all-in-one: runs `xnetmon probe stamp|ping --json` from the named
+    """`POST /probe` for the all-in-one: runs `xnetmon probe stamp|icmp --json` from the named
     agent's site (inside its namespace on the lab) and returns the probe's summary."""
 
     def __init__(self, sites: Sequence[str], argv_in_site, stamp_port: int) -> None:
@@ -120,9 +120,9 @@ class CommandProber:
     def __call__(self, request) -> dict:
         if request.agent not in self.sites:
             raise ValueError(f"no agent on {request.agent!r} here (agents: {', '.join(self.sites)})")
-        kind_args = ["stamp", "-p", str(self.stamp_port)] if request.kind == "stamp" else ["ping"]
-        argv = [sys.executable, "-m", "xnetmon", "probe", *kind_args, request.target, "--slice", request.slice,
-                "-c", str(request.count), "-i", "0.1", "--json"]
+        port_args = ["-p", str(self.stamp_port)] if request.kind == "stamp" else []
+        argv = [sys.executable, "-m", "xnetmon", "probe", request.kind, *port_args, request.target,
+                "--slice", request.slice, "-c", str(request.count), "-i", "0.1", "--json"]
         done = subprocess.run(self.argv_in_site(request.agent, argv), capture_output=True, text=True,
                               timeout=60 + request.count)
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]

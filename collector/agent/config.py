@@ -35,9 +35,10 @@ from pydantic import (
 
 from collector.contract.records import Slice
 from collector.contract.slice_catalog import DEFAULT_SLICES
+from collector.probes.registry import PROBERS
 from collector.wire.stamp import STAMP_PORT
 
-PROBE_KINDS = ("stamp", "icmp")
+PROBE_KINDS = tuple(PROBERS)  # what `targets[].probes` may name
 DEFAULT_METRICS_LISTEN = "[::1]:9862"  # loopback: exposing the agent is the operator's choice
 DEFAULT_MAX_TARGETS = 100_000
 DEFAULT_SPOOL_MAX_WINDOWS = 100_000
@@ -50,7 +51,7 @@ SLICE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 INTERFACE = re.compile(r"^[^\s/:]{1,15}$")  # the kernel's IFNAMSIZ less the final NUL
 LISTEN = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<v4>[0-9.]+)):(?P<port>[0-9]{1,5})$")
 
-ProbeKind = Literal["stamp", "icmp"]
+ProbeKind = Literal[PROBE_KINDS]  # type: ignore[valid-type]
 StrictInt = Annotated[int, Field(strict=True)]
 Seconds = Annotated[float, Field(strict=True, gt=0)]
 
@@ -216,10 +217,12 @@ class TargetModel(_Strict):
 
     @field_validator("port")
     @classmethod
-    def _stamp_port(cls, value: int, info: ValidationInfo) -> int:
+    def _port_has_a_use(cls, value: int, info: ValidationInfo) -> int:
         probes = info.data.get("probes")
-        if probes is not None and "stamp" not in probes:
-            raise ValueError(f"only STAMP probes use a port, and this entry has probes {probes}")
+        users = [prober for prober in PROBERS.values() if prober.uses_port]
+        if probes is not None and not any(prober.kind in probes for prober in users):
+            titles = " or ".join(prober.title for prober in users)
+            raise ValueError(f"only {titles} probes use a port, and this entry has probes {probes}")
         return value
 
     @model_validator(mode="after")

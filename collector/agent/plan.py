@@ -21,11 +21,10 @@ from collector.agent.config import (
     load_config,
     parse_listen,
 )
-from collector.probes.stamp_session import SenderSettings
+from collector.probes.registry import PROBERS
 from collector.contract.records import Slice, Target
 from collector.reflector.session_reflector import ReflectorConfig
 from collector.agent.target_sources import expand
-from collector.wire.icmp6 import COOKIE_LEN
 from collector.wire.stamp import STAMP_PORT
 
 if TYPE_CHECKING:  # imported when a plan has a flows or capture section: they pull in numpy
@@ -34,11 +33,6 @@ if TYPE_CHECKING:  # imported when a plan has a flows or capture section: they p
 
 __all__ = ["AgentPlan", "ConfigError", "PlannedProbe", "load_plan", "resolve_plan", "stable_flow_label"]
 
-# The smallest payload each probe kind can send (the `size` setting is payload octets).
-MINIMUM_SIZE = {
-    "stamp": SenderSettings(target="", slice="").minimum_size(),  # base packet + the TLVs every request carries
-    "icmp": COOKIE_LEN,  # the echo cookie that matches replies to requests
-}
 MAX_DUPLICATE_REPORTS = 20
 
 
@@ -48,7 +42,7 @@ class PlannedProbe:
 
     target: Target
     slice: Slice
-    kind: str  # "stamp" | "icmp"
+    kind: str  # a kind of collector.probes.registry.PROBERS
     interval_s: float
     packets_per_interval: int
     timeout_s: float
@@ -170,10 +164,11 @@ def _size_problems(config: AgentConfig, index: int, entry: TargetModel) -> list[
     if size is None:
         return []
     key = f"targets[{index}].size" if entry.size is not None else f"probing.size (used by targets[{index}])"
+    # The `size` setting is payload octets: at least what each kind's requests always carry.
     return [
-        f"{key}: {size} octets is less than the {MINIMUM_SIZE[kind]} octets {kind} probes need"
+        f"{key}: {size} octets is less than the {PROBERS[kind].minimum_size} octets {kind} probes need"
         for kind in entry.probes
-        if size < MINIMUM_SIZE[kind]
+        if size < PROBERS[kind].minimum_size
     ]
 
 

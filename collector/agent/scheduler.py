@@ -5,10 +5,11 @@ cost ten thousand heap entries, not ten thousand tasks. Each schedule's first pr
 placed at a stable, hash-spread point of its interval, so probes never leave in a burst and
 keep their places across restarts. Probes go out up to EARLY_NS before their planned time:
 the event loop's timers have millisecond granularity, and leaving a little early is
-harmless where leaving late shows up as scheduling lag. STAMP sessions of every slice and
-target share one UDP socket per address family; ICMPv6 echo targets share one echo socket.
-Results are folded into per-path windows (collector.agent.windows) that are handed to
-`on_windows` once settled.
+harmless where leaving late shows up as scheduling lag. The scheduler knows no probe kind:
+each planned probe's kind names its prober in `collector.probes.registry`, which owns the
+sockets (shared by every schedule of the kind) and hands each settled result to its
+schedule. Results are folded into per-path windows (collector.agent.windows) that are
+handed to `on_windows` once settled.
 """
 
 from __future__ import annotations
@@ -17,24 +18,32 @@ import asyncio
 import heapq
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from collector.system import measurement_sockets
 from collector.system.clock import ClockStatus, read_clock_status
 from collector.agent.plan import PlannedProbe
-from collector.probes.icmp import EchoProber, EchoSettings
-from collector.probes.icmp_session import EchoTarget
-from collector.probes.stamp import StampEndpoint, StampSocket
-from collector.probes.stamp_session import SenderSettings, StampSession
+from collector.probes.base import Prober, ProberContext, ProbeSpec, ProbeTarget, ResultHandler
+from collector.probes.registry import PROBERS
 from collector.contract.records import PathKey, PathWindow, ProbeResult
 from collector.probes.summary import percentile
 from collector.agent.windows import WindowBuilder
 
 EARLY_NS = 500_000
-HOUSEKEEPING_NS = 100_000_000  # how often echo timeouts are checked
+HOUSEKEEPING_NS = 100_000_000  # how often probers check their timeouts
 CLOSE_CHUNK = 500  # window builders checked per turn of the loop, so closing never stalls probing
 WindowHandler = Callable[[list[PathWindow]], None]
+
+
+class SchedulerObserver(Protocol):
+    """What a benchmark may watch of a running scheduler, besides its telemetry."""
+
+    def on_result(self, result: ProbeResult) -> None:
+        """Every settled result, as it reaches its window."""
+
+    def on_windows_closed(self, windows: int, duration_ns: int) -> None:
+        """A closing pass that handed out windows, and how long it held the loop."""
 
 
 def schedule_key(probe: PlannedProbe) -> tuple:
@@ -43,16 +52,14 @@ def schedule_key(probe: PlannedProbe) -> tuple:
     return (t.name, t.address, t.port, probe.slice.name, probe.kind)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Schedule:
     probe: PlannedProbe
     key: PathKey
     builder: WindowBuilder
     step_ns: int  # between two probes of this schedule
     next_due_ns: int
-    stamp: StampSession | None = None
-    stamp_socket: StampSocket | None = None
-    echo_index: int | None = None
+    target: ProbeTarget  # its share of its kind's prober
     retired: bool = False
 
 
@@ -81,6 +88,9 @@ class Scheduler:
         on_windows: WindowHandler,
         source_address: str | None = None,
         clock: ClockStatus | None = None,
+        *,
+        probers: Mapping[str, Callable[[ProberContext], Prober]] = PROBERS,
+        observer: SchedulerObserver | None = None,
     ) -> None:
         self.site = site
         self.window_ns = int(window_s * 1e9)
@@ -88,11 +98,11 @@ class Scheduler:
         self.source_address = source_address
         self.clock = clock or read_clock_status()
         self.telemetry = SchedulerTelemetry()
+        self.observer = observer
+        # One prober per kind; each opens its sockets only with its first target.
+        context = ProberContext(source_address, self.clock)
+        self.probers: dict[str, Prober] = {kind: make(context) for kind, make in probers.items()}
         self._schedules: dict[tuple, _Schedule] = {}
-        self._by_session: dict[int, _Schedule] = {}
-        self._by_echo_target: dict[tuple[str, str], _Schedule] = {}
-        self._stamp_sockets: dict[int, StampSocket] = {}
-        self._echo: EchoProber | None = None
         self._heap: list[tuple[int, int, _Schedule]] = []
         self._counter = 0  # heap tie-breaker
         self._wake = asyncio.Event()
@@ -113,16 +123,12 @@ class Scheduler:
 
     @property
     def send_errors(self) -> int:
-        errors = sum(s.send_errors for s in self._stamp_sockets.values())
-        return errors + (self._echo.send_errors if self._echo else 0)
+        return sum(p.send_errors for p in self.probers.values())
 
     @property
     def receive_errors(self) -> int:
         """Replies that matched nothing of ours, or did not parse."""
-        errors = sum(s.malformed_replies for s in self._stamp_sockets.values())
-        if self._echo is not None:
-            errors += self._echo.session.malformed_replies
-        return errors
+        return sum(p.receive_errors for p in self.probers.values())
 
     def reload(self, probes: Sequence[PlannedProbe]) -> tuple[int, int]:
         """Apply a new plan: schedules that stay keep their sessions and open windows;
@@ -138,6 +144,9 @@ class Scheduler:
         return len(added), len(removed)
 
     def _add(self, probe: PlannedProbe) -> None:
+        prober = self.probers.get(probe.kind)
+        if prober is None:
+            raise ValueError(f"unknown probe kind {probe.kind!r}")
         step_ns = max(1, int(probe.interval_s * 1e9 / max(1, probe.packets_per_interval)))
         timeout_ns = int(probe.timeout_s * 1e9)
         key = PathKey(self.site, probe.target.name, probe.slice.name, probe.kind)
@@ -151,94 +160,47 @@ class Scheduler:
         first_due = now - now % step_ns + spread
         if first_due < now:
             first_due += step_ns
-        schedule = _Schedule(probe, key, builder, step_ns, first_due)
-        if probe.kind == "stamp":
-            self._open_stamp(schedule, timeout_ns)
-        elif probe.kind == "icmp":
-            self._open_echo(schedule, timeout_ns)
-        else:
-            raise ValueError(f"unknown probe kind {probe.kind!r}")
+        spec = ProbeSpec(probe.target, probe.slice, probe.size, probe.flow_label, timeout_ns)
+        target = prober.add(spec, self._result_handler(builder))
+        schedule = _Schedule(probe, key, builder, step_ns, first_due, target)
         self._schedules[schedule_key(probe)] = schedule
         self._push(schedule)
 
-    def _open_stamp(self, schedule: _Schedule, timeout_ns: int) -> None:
-        probe = schedule.probe
-        family = int(measurement_sockets.family_of(probe.target.address))
-        sock = self._stamp_sockets.get(family)
-        if sock is None:
-            source = self.source_address if self.source_address and measurement_sockets.family_of(self.source_address) == family else None
-            sock = self._stamp_sockets[family] = StampSocket(family, source, self._on_stamp_results)
-        settings = SenderSettings(
-            target=probe.target.name,
-            slice=probe.slice.name,
-            dscp=probe.slice.dscp,
-            size=probe.size,
-            timeout_ns=timeout_ns,
-            error_estimate=self.clock.error_estimate(),
-        )
-        endpoint = StampEndpoint(probe.target.address, probe.target.port, None, probe.flow_label)
-        schedule.stamp = sock.open_session(endpoint, settings)
-        schedule.stamp_socket = sock
-        self._by_session[id(schedule.stamp)] = schedule
+    def _result_handler(self, builder: WindowBuilder) -> ResultHandler:
+        observer = self.observer
+        if observer is None:
+            return builder.add
 
-    def _open_echo(self, schedule: _Schedule, timeout_ns: int) -> None:
-        probe = schedule.probe
-        if self._echo is None:
-            self._echo = EchoProber(EchoSettings(source=self.source_address, timeout_ns=timeout_ns))
-        target = EchoTarget(probe.target.name, probe.target.address, probe.slice.name, probe.slice.dscp, probe.flow_label)
-        schedule.echo_index = self._echo.add_target(target)
-        self._by_echo_target[(probe.target.name, probe.slice.name)] = schedule
+        def observed(result: ProbeResult) -> None:
+            observer.on_result(result)
+            builder.add(result)
+
+        return observed
 
     def _retire(self, schedule: _Schedule) -> None:
         schedule.retired = True  # its heap entry is skipped when it comes up
-        if schedule.stamp is not None and schedule.stamp_socket is not None:
-            schedule.builder.add_all(schedule.stamp.flush())
-            schedule.stamp_socket.close_session(schedule.stamp)
-            del self._by_session[id(schedule.stamp)]
-        if schedule.echo_index is not None:
-            self._by_echo_target.pop((schedule.probe.target.name, schedule.probe.slice.name), None)
+        schedule.target.stop()
         self._retired_builders.append(schedule.builder)
 
     def _push(self, schedule: _Schedule) -> None:
         self._counter += 1
         heapq.heappush(self._heap, (schedule.next_due_ns, self._counter, schedule))
 
-    # -- results -------------------------------------------------------------------------
-
-    def _on_stamp_results(self, session: StampSession, results: list[ProbeResult]) -> None:
-        schedule = self._by_session.get(id(session))
-        if schedule is not None:
-            schedule.builder.add_all(results)
-
-    def _collect_echo(self) -> None:
-        if self._echo is None:
-            return
-        for result in self._echo.take_results():
-            schedule = self._by_echo_target.get((result.target, result.slice))
-            if schedule is not None:
-                schedule.builder.add(result)
-
-    def _drain_echo(self) -> None:
-        assert self._echo is not None
-        self._echo.drain()
-        self._collect_echo()
-
     # -- running -------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         """Probe until `stop` is set, then flush every session and hand out the last windows."""
         loop = asyncio.get_running_loop()
-        for sock in self._stamp_sockets.values():
-            sock.attach(loop)
-        if self._echo is not None:
-            loop.add_reader(self._echo.fileno(), self._drain_echo)
+        for prober in self.probers.values():
+            prober.attach(loop)
         next_housekeeping = time.time_ns() + HOUSEKEEPING_NS
         try:
             while not stop.is_set():
                 now = time.time_ns()
                 self._fire_due(now)
                 if now >= next_housekeeping:
-                    self._check_echo_timeouts(now)
+                    for prober in self.probers.values():
+                        prober.expire(now)
                     next_housekeeping = now + HOUSEKEEPING_NS
                 self._close_windows(now)
                 next_due = self._heap[0][0] if self._heap else now + HOUSEKEEPING_NS
@@ -252,10 +214,8 @@ class Scheduler:
                 else:
                     await asyncio.sleep(0)  # behind: still let replies in between bursts
         finally:
-            for sock in self._stamp_sockets.values():
-                sock.detach(loop)
-            if self._echo is not None:
-                loop.remove_reader(self._echo.fileno())
+            for prober in self.probers.values():
+                prober.detach(loop)
         self._shutdown()
 
     def _fire_due(self, now: int) -> None:
@@ -275,28 +235,14 @@ class Scheduler:
         now = time.time_ns()
         self.telemetry.lag_samples.append(max(0, now - due_ns))
         self.telemetry.probes_sent += 1
-        if schedule.stamp is not None:
-            # Expire here: each session is visited once per step, which bounds the work.
-            schedule.builder.add_all(schedule.stamp.expire(now))
-            assert schedule.stamp_socket is not None
-            schedule.stamp_socket.send(schedule.stamp)
-        elif self._echo is not None and schedule.echo_index is not None:
-            self._echo.send(schedule.echo_index)
-
-    def _check_echo_timeouts(self, now: int) -> None:
-        if self._echo is None:
-            return
-        for result in self._echo.session.expire(now):
-            schedule = self._by_echo_target.get((result.target, result.slice))
-            if schedule is not None:
-                schedule.builder.add(result)
-        self._collect_echo()
+        schedule.target.send(now)
 
     def _close_windows(self, now: int) -> None:
         """Hand out settled windows: once per window length, CLOSE_CHUNK builders a turn."""
+        if not self._closing and now < self._next_close_ns:
+            return
+        started_ns = time.perf_counter_ns() if self.observer is not None else 0
         if not self._closing:
-            if now < self._next_close_ns:
-                return
             self._closing = list(self._schedules.values())
             # Windows become ready at (end of a window) + settle: the first such time after
             # now (settle may be longer than a window, so count from now - settle).
@@ -312,18 +258,13 @@ class Scheduler:
             self._retired_builders.clear()
         if windows:
             self.on_windows(windows)
+            if self.observer is not None:
+                self.observer.on_windows_closed(len(windows), time.perf_counter_ns() - started_ns)
 
     def _shutdown(self) -> None:
         windows: list[PathWindow] = []
-        for schedule in self._schedules.values():
-            if schedule.stamp is not None:
-                schedule.builder.add_all(schedule.stamp.flush())
-        if self._echo is not None:
-            self._collect_echo()
-            for result in self._echo.session.flush():
-                schedule = self._by_echo_target.get((result.target, result.slice))
-                if schedule is not None:
-                    schedule.builder.add(result)
+        for prober in self.probers.values():
+            prober.flush()
         for schedule in self._schedules.values():
             windows += schedule.builder.close_all()
         for builder in self._retired_builders:
@@ -338,7 +279,5 @@ class Scheduler:
                 schedule.builder.fingerprint = fingerprint
 
     def close(self) -> None:
-        for sock in self._stamp_sockets.values():
-            sock.close()
-        if self._echo is not None:
-            self._echo.close()
+        for prober in self.probers.values():
+            prober.close()

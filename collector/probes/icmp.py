@@ -2,7 +2,8 @@
 
 The socket layer only: which socket the system allows, per-target traffic class and flow
 label, kernel transmit (T1) and receive (T4) timestamps, ICMPv6 errors. Matching, timeouts
-and duplicates live in `icmp_session`.
+and duplicates live in `icmp_session`. `EchoProber` runs on its own (the `probe icmp`
+command); `IcmpProber` is the `icmp` kind for the agent's scheduler, over one `EchoProber`.
 
 Sockets, in order of preference:
 - a Linux ping socket (SOCK_DGRAM, IPPROTO_ICMPV6), open to the groups listed in
@@ -24,12 +25,22 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from enum import Enum
+from typing import ClassVar
 
 from collector.system import measurement_sockets
+from collector.probes.base import ProberContext, ProbeSpec, ResultHandler
 from collector.probes.icmp_session import EchoSession, EchoTarget, Key
 from collector.probes.stamp_session import ReplyFacts
 from collector.contract.records import ProbeResult
-from collector.wire.icmp6 import ECHO_REPLY, ERROR_TYPES, Icmp6DecodeError, decode_echo, decode_error, error_name
+from collector.wire.icmp6 import (
+    COOKIE_LEN,
+    ECHO_REPLY,
+    ERROR_TYPES,
+    Icmp6DecodeError,
+    decode_echo,
+    decode_error,
+    error_name,
+)
 
 RECEIVE_BUFFER = 65535
 ICMP6_FILTER = 1  # linux/icmpv6.h, at level IPPROTO_ICMPV6
@@ -298,3 +309,92 @@ class EchoProber:
         deadline = time.monotonic() + self.settings.timeout_ns / 1e9
         while self.session.outstanding and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+
+
+class IcmpProber:
+    """The `icmp` kind for the agent's scheduler: every target of every slice shares one echo
+    socket, opened with the first target (whose timeout is then every target's)."""
+
+    kind: ClassVar[str] = "icmp"
+    title: ClassVar[str] = "ICMPv6 echo"
+    minimum_size: ClassVar[int] = COOKIE_LEN  # the echo cookie that matches replies to requests
+    uses_port: ClassVar[bool] = False
+
+    def __init__(self, context: ProberContext) -> None:
+        self.context = context
+        self.echo: EchoProber | None = None
+        self._handlers: dict[tuple[str, str], ResultHandler] = {}  # by (target, slice), as results name them
+
+    @property
+    def socket_kind(self) -> SocketKind | None:
+        return self.echo.socket_kind if self.echo is not None else None
+
+    @property
+    def send_errors(self) -> int:
+        return self.echo.send_errors if self.echo is not None else 0
+
+    @property
+    def receive_errors(self) -> int:
+        return self.echo.session.malformed_replies if self.echo is not None else 0
+
+    def add(self, spec: ProbeSpec, on_result: ResultHandler) -> _EchoSchedule:
+        if self.echo is None:
+            self.echo = EchoProber(EchoSettings(source=self.context.source_address, timeout_ns=spec.timeout_ns))
+        target = EchoTarget(spec.target.name, spec.target.address, spec.slice.name, spec.slice.dscp, spec.flow_label)
+        index = self.echo.add_target(target)
+        key = (spec.target.name, spec.slice.name)
+        self._handlers[key] = on_result
+        return _EchoSchedule(self.echo, index, key, self._handlers)
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.echo is not None:
+            loop.add_reader(self.echo.fileno(), self._drain)
+
+    def detach(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.echo is not None:
+            loop.remove_reader(self.echo.fileno())
+
+    def _drain(self) -> None:
+        assert self.echo is not None
+        self.echo.drain()
+        self._hand_out(self.echo.take_results())
+
+    def expire(self, now_ns: int) -> None:
+        if self.echo is None:
+            return
+        self._hand_out(self.echo.session.expire(now_ns))
+        self._hand_out(self.echo.take_results())
+
+    def flush(self) -> None:
+        if self.echo is None:
+            return
+        self._hand_out(self.echo.take_results())
+        self._hand_out(self.echo.session.flush())
+
+    def _hand_out(self, results: list[ProbeResult]) -> None:
+        handlers = self._handlers
+        for result in results:
+            handler = handlers.get((result.target, result.slice))
+            if handler is not None:
+                handler(result)
+
+    def close(self) -> None:
+        if self.echo is not None:
+            self.echo.close()
+
+
+@dataclass(slots=True, eq=False)
+class _EchoSchedule:
+    """One target of the scheduler's on the shared echo socket."""
+
+    echo: EchoProber
+    index: int  # in the echo session's targets
+    key: tuple[str, str]
+    handlers: dict[tuple[str, str], ResultHandler]  # its prober's, left on stop
+
+    def send(self, now_ns: int) -> None:
+        self.echo.send(self.index)
+
+    def stop(self) -> None:
+        # The session keeps the target's slot (indexes are positions); its late results go nowhere.
+        self.handlers.pop(self.key, None)

@@ -5,8 +5,9 @@ socket: each request gets its session's traffic class as per-datagram ancillary 
 its flow label in the destination's flowinfo, so one socket serves every slice and target;
 replies are routed back by (reflector address, port, SSID). T1 is the kernel's transmit
 timestamp (matched by send order), T4 its receive timestamp. Matching, timeouts and loss
-attribution live in `stamp_session`; `StampProbe` is one session on its own socket, for
-the `probe stamp` command.
+attribution live in `stamp_session`. `StampProber` is the `stamp` kind for the agent's
+scheduler (one socket per address family for every session); `StampProbe` is one session
+on its own socket, for the `probe stamp` command.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from collector.system import measurement_sockets
+from collector.probes.base import ProberContext, ProbeSpec, ResultHandler
 from collector.probes.stamp_session import ReplyFacts, SenderSettings, StampSession
 from collector.contract.records import ProbeResult
 
@@ -27,7 +30,7 @@ RECEIVE_BUFFER = 65535
 _TX_MEMORY = 65536  # send-order indexes kept waiting for their kernel timestamp
 _SSID_OFFSET = 14  # unauthenticated sender packets (RFC 8972 section 3)
 
-ResultHandler = Callable[[StampSession, list[ProbeResult]], None]
+SessionResultHandler = Callable[[StampSession, list[ProbeResult]], None]
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ class _Route:
 class StampSocket:
     """One UDP socket for many STAMP sessions; results go to `on_results(session, results)`."""
 
-    def __init__(self, family: int, source: str | None, on_results: ResultHandler) -> None:
+    def __init__(self, family: int, source: str | None, on_results: SessionResultHandler) -> None:
         self.family = int(family)
         self.on_results = on_results
         self.send_errors = 0
@@ -208,6 +211,99 @@ class StampSocket:
 
     def close(self) -> None:
         self._sock.close()
+
+
+class StampProber:
+    """The `stamp` kind for the agent's scheduler: every session of every slice and target
+    shares one UDP socket per address family."""
+
+    kind: ClassVar[str] = "stamp"
+    title: ClassVar[str] = "STAMP"
+    # The base packet and the TLVs every request carries.
+    minimum_size: ClassVar[int] = SenderSettings(target="", slice="").minimum_size()
+    uses_port: ClassVar[bool] = True
+
+    def __init__(self, context: ProberContext) -> None:
+        self.context = context
+        self._sockets: dict[int, StampSocket] = {}  # by address family, opened with its first target
+        self._targets: dict[int, _StampTarget] = {}  # by id() of the session
+
+    @property
+    def send_errors(self) -> int:
+        return sum(s.send_errors for s in self._sockets.values())
+
+    @property
+    def receive_errors(self) -> int:
+        return sum(s.malformed_replies for s in self._sockets.values())
+
+    def add(self, spec: ProbeSpec, on_result: ResultHandler) -> _StampTarget:
+        family = int(measurement_sockets.family_of(spec.target.address))
+        sock = self._sockets.get(family)
+        if sock is None:
+            source = self.context.source_address
+            if source and measurement_sockets.family_of(source) != family:
+                source = None
+            sock = self._sockets[family] = StampSocket(family, source, self._on_results)
+        settings = SenderSettings(
+            target=spec.target.name,
+            slice=spec.slice.name,
+            dscp=spec.slice.dscp,
+            size=spec.size,
+            timeout_ns=spec.timeout_ns,
+            error_estimate=self.context.clock.error_estimate(),
+        )
+        endpoint = StampEndpoint(spec.target.address, spec.target.port, None, spec.flow_label)
+        session = sock.open_session(endpoint, settings)
+        target = self._targets[id(session)] = _StampTarget(sock, session, on_result, self._targets)
+        return target
+
+    def _on_results(self, session: StampSession, results: list[ProbeResult]) -> None:
+        target = self._targets.get(id(session))
+        if target is not None:
+            for result in results:
+                target.on_result(result)
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sock in self._sockets.values():
+            sock.attach(loop)
+
+    def detach(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sock in self._sockets.values():
+            sock.detach(loop)
+
+    def expire(self, now_ns: int) -> None:
+        """Nothing to do: each session expires its requests when it is next sent."""
+
+    def flush(self) -> None:
+        for target in self._targets.values():
+            for result in target.session.flush():
+                target.on_result(result)
+
+    def close(self) -> None:
+        for sock in self._sockets.values():
+            sock.close()
+
+
+@dataclass(slots=True, eq=False)
+class _StampTarget:
+    """One STAMP session of the scheduler's."""
+
+    socket: StampSocket
+    session: StampSession
+    on_result: ResultHandler
+    sessions: dict[int, _StampTarget]  # its prober's, left on stop
+
+    def send(self, now_ns: int) -> None:
+        # Expire here: each session is visited once per step, which bounds the work.
+        for result in self.session.expire(now_ns):
+            self.on_result(result)
+        self.socket.send(self.session)
+
+    def stop(self) -> None:
+        for result in self.session.flush():
+            self.on_result(result)
+        self.socket.close_session(self.session)
+        del self.sessions[id(self.session)]
 
 
 class StampProbe:

@@ -21,3 +21,10 @@ def test_an_unknown_agent_is_a_bad_request_naming_the_agents():
     prober = CommandProber(("core", "cnty1a"), lambda _site, argv: argv, 8620)
     with pytest.raises(ValueError, match="no agent on 'prov9' here \\(agents: core, cnty1a\\)"):
         prober(ProbeRequest(agent="prov9", target="::1", kind="stamp", slice="video", count=1))
+
+
+@pytest.mark.root  # raw sockets (ping sockets are off for root's group here)
+def test_an_icmp_probe_runs_the_command_of_that_kind():
+    prober = CommandProber(("local",), lambda _site, argv: argv, 9)
+    answer = prober(ProbeRequest(agent="local", target="::1", kind="icmp", slice="video", count=2))
+    assert answer["summary"]["sent"] == 2 and answer["summary"]["received"] == 2

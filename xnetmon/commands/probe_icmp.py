@@ -1,4 +1,4 @@
-"""`xnetmon probe ping TARGET`: ICMPv6 echo in a slice, printed like iputils ping."""
+"""`xnetmon probe icmp TARGET` (or `probe ping`): ICMPv6 echo in a slice, printed like iputils ping."""
 
 from __future__ import annotations
 
@@ -27,11 +27,14 @@ MIN_USER_INTERVAL_S = 0.002  # as iputils: ping sockets must not let any user fl
 
 def register(kinds: argparse._SubParsersAction) -> None:
     p = kinds.add_parser(
-        "ping",
-        help="ICMPv6 echo to a target, marked for a slice (like ping -6)",
+        "icmp",
+        aliases=["ping"],  # what engineers type
+        help="ICMPv6 echo to a target, marked for a slice (like ping -6; `probe ping` is the same)",
         description="Send ICMPv6 Echo Requests marked with a slice's DSCP (and a flow label) and print "
         "each reply and a summary like iputils ping. Uses an unprivileged ping socket where "
-        "net.ipv4.ping_group_range allows, a raw socket otherwise. Ctrl-C stops and prints the summary.",
+        "net.ipv4.ping_group_range allows, a raw socket otherwise. Ctrl-C stops and prints the summary. "
+        "`xnetmon probe ping` is another name for this command; `icmp` is the probe kind's name in "
+        "agent configurations and metrics.",
     )
     p.add_argument("target", help="IPv6 address or name")
     add_marking_arguments(p, "the requests", "IPv6 flow label (1..0xFFFFF)")

@@ -1,0 +1,159 @@
+"""The scheduler through its seams, without sockets: any kind its probers table gives it
+runs on the same ticks and windows, and an observer sees every result and closing pass."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from collector.agent.plan import PlannedProbe
+from collector.agent.scheduler import Scheduler
+from collector.contract.records import PathWindow, ProbeResult, Slice, Target
+from collector.probes.base import ProberContext, ProbeSpec, ResultHandler
+from collector.system.clock import shared_host_clock
+
+VIDEO = Slice("video", 34, 1)
+
+
+class LoopbackProber:
+    """A made-up kind that answers every request at once, 1 ms after it left."""
+
+    kind = "loopback"
+    title = "loopback"
+    minimum_size = 0
+    uses_port = False
+    send_errors = 0
+    receive_errors = 0
+
+    def __init__(self, context: ProberContext) -> None:
+        self.context = context
+        self.targets: dict[str, _LoopbackTarget] = {}
+        self.attached: list[asyncio.AbstractEventLoop] = []
+        self.detached: list[asyncio.AbstractEventLoop] = []
+        self.flushes = 0
+        self.closed = False
+        self.sent = asyncio.Event()  # set at each send, for tests to wait on
+
+    def add(self, spec: ProbeSpec, on_result: ResultHandler) -> _LoopbackTarget:
+        target = self.targets[spec.target.name] = _LoopbackTarget(self, spec, on_result)
+        return target
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.attached.append(loop)
+
+    def detach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.detached.append(loop)
+
+    def expire(self, now_ns: int) -> None:
+        pass
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _LoopbackTarget:
+    def __init__(self, prober: LoopbackProber, spec: ProbeSpec, on_result: ResultHandler) -> None:
+        self.prober, self.spec, self.on_result = prober, spec, on_result
+        self.sends = 0
+        self.sends_after_stop = 0
+        self.stopped = 0
+
+    def send(self, now_ns: int) -> None:
+        if self.stopped:
+            self.sends_after_stop += 1
+        self.sends += 1
+        self.on_result(ProbeResult(self.spec.target.name, self.spec.slice.name, self.sends, now_ns, 1_000_000))
+        self.prober.sent.set()
+
+    def stop(self) -> None:
+        self.stopped += 1
+
+
+def planned(name: str, kind: str = "loopback") -> PlannedProbe:
+    return PlannedProbe(Target(name, "::1", 9), VIDEO, kind, 0.02, 1, 0.05, None, None)
+
+
+def scheduler_of(probes: list[PlannedProbe], on_windows: Callable[[list[PathWindow]], None], **kw) -> Scheduler:
+    return Scheduler("here", probes, 0.2, on_windows, clock=shared_host_clock(), probers={"loopback": LoopbackProber},
+                     **kw)
+
+
+def run(scheduler: Scheduler, script: Callable[[], Awaitable[None]]) -> None:
+    """Run the scheduler while `script` runs, then stop it."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(scheduler.run(stop))
+        try:
+            await script()
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+
+    asyncio.run(main())
+
+
+async def sends_until(prober: LoopbackProber, condition: Callable[[], bool]) -> None:
+    while not condition():
+        prober.sent.clear()
+        await asyncio.wait_for(prober.sent.wait(), 10)
+
+
+def test_a_kind_from_the_probers_table_runs_on_the_shared_ticks_and_windows():
+    windows: list[PathWindow] = []
+    scheduler = scheduler_of([planned("a"), planned("b")], windows.extend)
+    prober = scheduler.probers["loopback"]
+    assert prober.context.clock is scheduler.clock
+    a, b = prober.targets["a"], prober.targets["b"]
+
+    async def script() -> None:
+        await sends_until(prober, lambda: a.sends >= 10 and b.sends >= 10)
+        scheduler.reload([planned("a")])
+        await sends_until(prober, lambda: a.sends >= b.sends + 10)
+
+    try:
+        run(scheduler, script)
+    finally:
+        scheduler.close()
+    assert (b.stopped, b.sends_after_stop, a.stopped) == (1, 0, 0)
+    assert len(prober.attached) == 1 and prober.detached == prober.attached and prober.flushes == 1 and prober.closed
+    assert {w.key.kind for w in windows} == {"loopback"}
+    for name, target in (("a", a), ("b", b)):
+        path = [w for w in windows if w.key.target == name]
+        assert sum(w.sent for w in path) == sum(w.received for w in path) == target.sends  # every result, once
+    assert scheduler.telemetry.probes_sent == a.sends + b.sends
+
+
+def test_a_kind_missing_from_the_probers_table_is_refused():
+    with pytest.raises(ValueError, match="unknown probe kind 'nope'"):
+        scheduler_of([planned("a", kind="nope")], lambda w: None)
+
+
+def test_an_observer_sees_every_result_and_every_closing_pass():
+    class Observer:
+        def __init__(self) -> None:
+            self.results: list[ProbeResult] = []
+            self.passes: list[tuple[int, int]] = []
+
+        def on_result(self, result: ProbeResult) -> None:
+            self.results.append(result)
+
+        def on_windows_closed(self, windows: int, duration_ns: int) -> None:
+            self.passes.append((windows, duration_ns))
+
+    batches: list[list[PathWindow]] = []
+    observer = Observer()
+    scheduler = scheduler_of([planned("a"), planned("b")], batches.append, observer=observer)
+    try:
+        run(scheduler, lambda: sends_until(scheduler.probers["loopback"], lambda: len(observer.passes) >= 2))
+    finally:
+        scheduler.close()
+    # Every batch but the last, which the shutdown hands out, came from a closing pass.
+    assert [n for n, _ in observer.passes] == [len(b) for b in batches[:-1]]
+    assert all(duration > 0 for _, duration in observer.passes)
+    assert len(observer.results) == sum(w.sent for b in batches for w in b) == scheduler.telemetry.probes_sent
