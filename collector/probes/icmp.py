@@ -324,6 +324,7 @@ class IcmpProber:
         self.context = context
         self.echo: EchoProber | None = None
         self._handlers: dict[tuple[str, str], ResultHandler] = {}  # by (target, slice), as results name them
+        self._loop: asyncio.AbstractEventLoop | None = None  # while attached: a socket opened later joins it
 
     @property
     def socket_kind(self) -> SocketKind | None:
@@ -340,6 +341,8 @@ class IcmpProber:
     def add(self, spec: ProbeSpec, on_result: ResultHandler) -> _EchoSchedule:
         if self.echo is None:
             self.echo = EchoProber(EchoSettings(source=self.context.source_address, timeout_ns=spec.timeout_ns))
+            if self._loop is not None:  # a reload brought the first echo target
+                self._loop.add_reader(self.echo.fileno(), self._drain)
         target = EchoTarget(spec.target.name, spec.target.address, spec.slice.name, spec.slice.dscp, spec.flow_label)
         index = self.echo.add_target(target)
         key = (spec.target.name, spec.slice.name)
@@ -347,10 +350,12 @@ class IcmpProber:
         return _EchoSchedule(self.echo, index, key, self._handlers)
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
         if self.echo is not None:
             loop.add_reader(self.echo.fileno(), self._drain)
 
     def detach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = None
         if self.echo is not None:
             loop.remove_reader(self.echo.fileno())
 

@@ -227,6 +227,7 @@ class StampProber:
         self.context = context
         self._sockets: dict[int, StampSocket] = {}  # by address family, opened with its first target
         self._targets: dict[int, _StampTarget] = {}  # by id() of the session
+        self._loop: asyncio.AbstractEventLoop | None = None  # while attached: a socket opened later joins it
 
     @property
     def send_errors(self) -> int:
@@ -244,6 +245,8 @@ class StampProber:
             if source and measurement_sockets.family_of(source) != family:
                 source = None
             sock = self._sockets[family] = StampSocket(family, source, self._on_results)
+            if self._loop is not None:  # a reload brought the first target of this family
+                sock.attach(self._loop)
         settings = SenderSettings(
             target=spec.target.name,
             slice=spec.slice.name,
@@ -264,10 +267,12 @@ class StampProber:
                 target.on_result(result)
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
         for sock in self._sockets.values():
             sock.attach(loop)
 
     def detach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = None
         for sock in self._sockets.values():
             sock.detach(loop)
 
