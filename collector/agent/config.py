@@ -34,10 +34,12 @@ from pydantic import (
 from collector.contract.records import Slice
 from collector.contract.slice_catalog import DEFAULT_SLICES
 from collector.system.config_files import ConfigError, describe_errors, load_yaml, read_config_text
+from collector.system.listen_address import parse_listen
 from collector.wire.stamp import STAMP_PORT
 
 PROBE_KINDS = ("stamp", "icmp")
 DEFAULT_METRICS_LISTEN = "[::1]:9862"  # loopback: exposing the agent is the operator's choice
+DEFAULT_FLOWS_LISTEN = "[::]:4739"  # exporters are other hosts
 DEFAULT_MAX_TARGETS = 100_000
 DEFAULT_SPOOL_MAX_WINDOWS = 100_000
 MAX_FLOW_LABEL = 0xFFFFF
@@ -47,7 +49,6 @@ MAX_PAYLOAD = 65527  # an IPv6 payload of 65535 less the UDP or ICMPv6 header
 NAME = re.compile(r"^\S{1,253}$")
 SLICE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 INTERFACE = re.compile(r"^[^\s/:]{1,15}$")  # the kernel's IFNAMSIZ less the final NUL
-LISTEN = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<v4>[0-9.]+)):(?P<port>[0-9]{1,5})$")
 
 ProbeKind = Literal["stamp", "icmp"]
 StrictInt = Annotated[int, Field(strict=True)]
@@ -271,8 +272,12 @@ class MetricsModel(_Strict):
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
-        parse_listen(value)
+        parse_listen(value, DEFAULT_METRICS_LISTEN)
         return value
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return parse_listen(self.listen, DEFAULT_METRICS_LISTEN)
 
 
 class AnalyzerModel(_Strict):
@@ -292,7 +297,7 @@ class AnalyzerModel(_Strict):
 class FlowsModel(_Strict):
     """The flow export receiver (IPFIX, NetFlow v9, sFlow): counters on the agent's /metrics."""
 
-    listen: list[str] = Field(default_factory=lambda: ["[::]:4739"], min_length=1)
+    listen: list[str] = Field(default_factory=lambda: [DEFAULT_FLOWS_LISTEN], min_length=1)
     state_dir: str | None = None  # templates and sampling rates kept here across restarts
     default_sampling: dict[IPAddressText, Annotated[float, Field(ge=1)]] = Field(default_factory=dict)
     template_timeout_s: Seconds = 1800.0
@@ -301,8 +306,12 @@ class FlowsModel(_Strict):
     @classmethod
     def _listen_addresses(cls, value: list[str]) -> list[str]:
         for item in value:
-            parse_listen(item)
+            parse_listen(item, DEFAULT_FLOWS_LISTEN)
         return _no_repeats(value)
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return [parse_listen(item, DEFAULT_FLOWS_LISTEN) for item in self.listen]
 
 
 class CaptureInterfaceModel(_Strict):
@@ -391,20 +400,6 @@ class AgentConfig(_Strict):
 
 def _catalogue_entry(s: Slice) -> SliceModel:
     return SliceModel(name=s.name, dscp=s.dscp, slice_id=s.slice_id)
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """"[::1]:9862" or "127.0.0.1:9862" -> (address, port)."""
-    match = LISTEN.match(value)
-    address = match and (match["v6"] or match["v4"])
-    try:
-        ipaddress.ip_address(address or "")
-    except ValueError:
-        raise ValueError(f'expected "[ADDRESS]:PORT" such as "{DEFAULT_METRICS_LISTEN}", got {value!r}') from None
-    port = int(match["port"])
-    if port > 65535:
-        raise ValueError(f"{port} is not a TCP port")
-    return address, port
 
 
 # ---------------------------------------------------------------------------------------

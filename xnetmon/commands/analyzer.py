@@ -12,14 +12,12 @@ after their sites, so hints say "prov2>city2a" rather than addresses.
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 from xnetmon.cli import UsageError
-from xnetmon.commands.common import positive_float
+from xnetmon.commands.common import listen_address, positive_float
 
 DEFAULT_LISTEN = "[::1]:9863"
-_LISTEN = re.compile(r"^(?:\[(?P<v6>[^\]]*)\]|(?P<v4>[0-9.]*)):(?P<port>[0-9]{1,5})$")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,25 +41,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    """"[::1]:9863", "[::]:9863", ":9863" (every address) or "127.0.0.1:9863" -> (host, port)."""
-    import ipaddress
-
-    match = _LISTEN.match(value)
-    if match is None:
-        raise UsageError(f'--listen: expected [ADDRESS]:PORT such as "{DEFAULT_LISTEN}", got {value!r}')
-    host = match["v6"] if match["v6"] is not None else match["v4"]
-    host = host or "::"
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise UsageError(f"--listen: {host!r} is not an IP address") from None
-    port = int(match["port"])
-    if port > 65535:
-        raise UsageError(f"--listen: {port} is not a TCP port")
-    return host, port
-
-
 def read_token(path: str) -> str:
     try:
         token = Path(path).read_text().strip()
@@ -75,7 +54,7 @@ def read_token(path: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    host, port = parse_listen(args.listen)
+    host, port = listen_address(args.listen, "--listen", DEFAULT_LISTEN)
     token = read_token(args.token_file) if args.token_file else None
     # FastAPI, uvicorn and the SLA code load only when the analyzer runs.
     import uvicorn
@@ -84,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from analyzer.rootcause.evidence import load_declared_names
     from analyzer.service import RootCauseRunner, SnapshotKeeper, listening_socket, open_store
     from analyzer.sla.verdicts import default_policies, load_policies
-    from collector.agent.config import ConfigError
+    from collector.system.config_files import ConfigError
 
     try:
         policies = load_policies(args.policies) if args.policies else default_policies()
