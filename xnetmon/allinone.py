@@ -36,11 +36,11 @@ from pathlib import Path
 
 from analyzer.api.app import create_app
 from analyzer.sla.policies import LAB_POLICY_FILE
-from analyzer.rootcause.evidence import names_from_lab_topology
 from analyzer.service import ApiServer, RootCauseRunner, SnapshotKeeper, StoreFeeder, open_store
 from analyzer.sla.verdicts import default_policies, load_policies
-from xnetmon.softflowd import FLOW_PORT, SoftflowdFleet, softflowd_available, wait_until_bound
+from xnetmon.lab_sites import sites_by_address
 from xnetmon.netns_sockets import listening_socket_in
+from xnetmon.softflowd import FLOW_PORT, SoftflowdFleet, softflowd_available, wait_until_bound
 
 API_PORT = 9863
 AGENT_METRICS_PORT = 9862
@@ -144,7 +144,7 @@ def lab_deployment(lab, workdir: Path, sites: Sequence[str] = LAB_SITES,
     keeper = SnapshotKeeper(store, workdir)
     in_lab = listening_socket_in(lab.namespace("core"), lab.address("core"), API_PORT)
     prober = CommandProber(sites, lab.exec_argv, LAB_STAMP_PORT)
-    inference = RootCauseRunner(store, declared_names=names_from_lab_topology(lab.topology))
+    inference = RootCauseRunner(store, declared_names=sites_by_address(lab.topology))
     app = create_app(store, token=token_file.read_text(), prober=prober, hints=inference.hints)
     server = ApiServer(app, ("::1", api_port), extra_sockets=[in_lab])
     analyzer_in_lab = f"http://[{lab.address('core')}]:{API_PORT}"

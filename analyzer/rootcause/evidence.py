@@ -10,8 +10,9 @@ when its agent is silent: then it comes with nothing sent, so that
 the agent's probe-host hint names the slices it measures. Choices:
 
 - Components come from traces (PathObservations). Hop addresses are named through a name book:
-  a declared topology (the lab's topology file: every site's loopback, host and link addresses)
-  and, without one, the target addresses agents probe under a site's name. Unknown addresses
+  declared names, a plain address -> site mapping (xnetmon.lab_sites makes one from the lab's
+  topology file: every site's loopback, host and link addresses), and the target addresses
+  agents probe under a site's name. Unknown addresses
   stay addresses. Silent hops are skipped, so the link joins the answering neighbours (as in
   analyzer.topology). A trace that did not reach its target does not replace the last one that
   did: during an outage the failing path still crossed what it crossed before. Nor does a trace
@@ -93,27 +94,6 @@ def _canonical(address: str) -> str:
         return ipaddress.ip_address(address).compressed
     except ValueError:
         return address
-
-
-def names_from_lab_topology(topology) -> dict[str, str]:
-    """Address -> site for a lab topology (lab.topology.Topology): loopbacks, host addresses and
-    both ends of every link, so traced hops read as site names."""
-    names = {}
-    for site in topology.sites:
-        names[_canonical(topology.loopback(site.name))] = site.name
-        names[_canonical(topology.host_address(site.name))] = site.name
-    for link in topology.links:
-        for end in link.ends:
-            names[_canonical(topology.link_address(link.name, end))] = end
-    return names
-
-
-def load_declared_names(path: str) -> dict[str, str]:
-    """Address -> site from a topology file in the lab's format (or a built-in lab topology's
-    name). Raises ValueError naming the file and the key at fault."""
-    from lab.topology import load
-
-    return names_from_lab_topology(load(path))
 
 
 @dataclass(slots=True)

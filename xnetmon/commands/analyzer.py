@@ -60,10 +60,10 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from analyzer.api.app import create_app
-    from analyzer.rootcause.evidence import load_declared_names
     from analyzer.service import RootCauseRunner, SnapshotKeeper, listening_socket, open_store
     from analyzer.sla.verdicts import default_policies, load_policies
     from collector.system.config_files import ConfigError
+    from xnetmon.lab_sites import load_sites_by_address
 
     try:
         policies = load_policies(args.policies) if args.policies else default_policies()
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot read policies {args.policies}: {exc.strerror}") from None
     try:
-        declared = load_declared_names(args.topology) if args.topology else None
+        declared = load_sites_by_address(args.topology) if args.topology else None
     except ValueError as exc:  # lab.topology.TopologyError names the file and the key
         raise UsageError(f"--topology: {exc}") from None
     if args.state_dir:
