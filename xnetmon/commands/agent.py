@@ -13,7 +13,7 @@ from collections import Counter
 from collector.agent.config import PROBE_KINDS, AgentConfig, load_config
 from collector.agent.plan import AgentPlan, resolve_plan
 from collector.system.config_files import ConfigError
-from xnetmon.cli import UsageError
+from xnetmon.errors import UsageError
 
 FIRST_PROBES_SHOWN = 20
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from xnetmon.cli import UsageError
+from xnetmon.errors import UsageError
 from xnetmon.commands.common import listen_address, positive_float
 
 DEFAULT_LISTEN = "[::1]:9863"

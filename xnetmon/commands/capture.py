@@ -16,7 +16,7 @@ import os
 import sys
 from dataclasses import asdict
 
-from xnetmon.cli import UsageError
+from xnetmon.errors import UsageError
 
 TOP_FLOWS = 10
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from collector.contract.slice_catalog import UnknownSliceError, slice_by_name
 from collector.system.listen_address import parse_listen
-from xnetmon.cli import UsageError
+from xnetmon.errors import UsageError
 
 
 def milliseconds(ns: int | None) -> str:

@@ -10,7 +10,7 @@ import argparse
 import time
 from pathlib import Path
 
-from xnetmon.cli import UsageError
+from xnetmon.errors import UsageError
 from xnetmon.commands.common import listen_address
 
 DEFAULT_LISTEN = "[::]:4739"
