@@ -57,10 +57,7 @@ def run(args: argparse.Namespace) -> int:
     host, port = listen_address(args.listen, "--listen", DEFAULT_LISTEN)
     token = read_token(args.token_file) if args.token_file else None
     # FastAPI, uvicorn and the SLA code load only when the analyzer runs.
-    import uvicorn
-
-    from analyzer.api.app import create_app
-    from analyzer.service import RootCauseRunner, SnapshotKeeper, listening_socket, open_store
+    from analyzer.service import AnalyzerService
     from analyzer.sla.verdicts import default_policies, load_policies
     from collector.system.config_files import ConfigError
     from xnetmon.lab_sites import load_sites_by_address
@@ -81,35 +78,25 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(f"cannot use state directory {args.state_dir}: {exc.strerror}") from None
     try:
-        store = open_store(args.state_dir, policies, interval_s=args.interval)
+        service = AnalyzerService(policies, (host, port), state_dir=args.state_dir or None, declared_names=declared,
+                                  token=token, interval_s=args.interval)
     except ValueError as exc:
         raise UsageError(f"{exc}; move the file away to start with an empty store") from None
-    try:
-        sock = listening_socket(host, port)
     except OSError as exc:
         raise UsageError(f"cannot listen on {args.listen}: {exc.strerror}") from None
-    inference = RootCauseRunner(store, declared_names=declared)
-    app = create_app(store, token=token, hints=inference.hints)
-    keeper = SnapshotKeeper(store, args.state_dir) if args.state_dir else None
     shown = f"[{host}]" if ":" in host else host
-    bound_port = sock.getsockname()[1]
+    bound_port = service.socket.getsockname()[1]
     print(f"xnetmon analyzer: API on http://{shown}:{bound_port} (docs /docs), slices {', '.join(sorted(policies))}; "
           f"{'writes need the token' if token else 'read-only (no --token-file)'}; "
           f"{'state in ' + args.state_dir if args.state_dir else 'no --state-dir: a restart starts empty'}. "
           "Ctrl-C stops.", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
     try:
-        # uvicorn handles Ctrl-C and SIGTERM: it finishes the requests under way, then raises
-        # the signal again for the caller, which here means "stopped as asked".
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:
+        service.serve()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stopped as asked
         pass
     finally:
-        sock.close()
-        inference.stop()
-        if keeper is not None:
-            keeper.stop()  # the final snapshot
-    stats = store.stats()
+        service.stop()  # with the final snapshot
+    stats = service.store.stats()
     print(f"xnetmon analyzer: stopped; {stats['windows_ingested']} windows taken, "
           f"{stats['windows_duplicate']} duplicates ignored", flush=True)
     return 0
