@@ -1,15 +1,17 @@
-"""Running the analyzer: its store from the last snapshot, snapshots while it runs, and
-the API served by uvicorn on an IPv4 or IPv6 socket.
+"""Running the analyzer: its store from the last snapshot, snapshots while it runs, root-cause
+inference, and the API served by uvicorn on an IPv4 or IPv6 socket.
 
-`xnetmon analyzer` uses these, and so can the all-in-one monitor:
+Every command assembles it one way, `AnalyzerService` (`xnetmon analyzer` serves in the
+foreground, the all-in-one from a thread, with an agent in the same process feeding it):
 
-    store = open_store(state_dir, policies)          # restored if a snapshot is there
-    keeper = SnapshotKeeper(store, state_dir)        # every 30 s, and at stop()
-    feeder = StoreFeeder(store)                      # all-in-one: Agent(..., sink=InProcessSink(feeder.queue))
-    inference = RootCauseRunner(store)               # hints once per closed interval
-    server = ApiServer(create_app(store, token=..., hints=inference.hints), ("::1", 0))   # serves from a thread
-    ...
-    server.stop(); inference.stop(); feeder.stop(); keeper.stop()
+    service = AnalyzerService(policies, ("::1", 0), state_dir=..., declared_names=..., token=...,
+                              feed=True, interval_s=10)   # store restored if a snapshot is there
+    server = service.serve_in_thread()                   # or service.serve(): until Ctrl-C
+    ...  Agent(..., sink=InProcessSink(service.feeder.queue))
+    service.stop()                                       # API, inference, queued batches, last snapshot
+
+Its parts stand alone too: open_store, SnapshotKeeper (every 30 s, and at stop()),
+StoreFeeder, RootCauseRunner (hints once per closed interval), ApiServer.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import uvicorn
 
+from analyzer.api.app import create_app
 from analyzer.store.memory import WindowStore
 
 log = logging.getLogger(__name__)
@@ -201,16 +204,22 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-class ApiServer:
-    """The app served by uvicorn from a daemon thread; `stop()` ends it. Port 0 picks one."""
+def uvicorn_server(app, log_level: str = "warning") -> uvicorn.Server:
+    """uvicorn as the analyzer runs it: no access log, no lifespan events."""
+    return uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off"))
 
-    def __init__(self, app, listen: tuple[str, int], *, log_level: str = "warning",
+
+class ApiServer:
+    """The app served by uvicorn from a daemon thread; `stop()` ends it and closes its sockets.
+    `listen` is (host, port), port 0 picking one, or a listening socket."""
+
+    def __init__(self, app, listen: tuple[str, int] | socket.socket, *, log_level: str = "warning",
                  extra_sockets: Sequence[socket.socket] = ()) -> None:
         """`extra_sockets`: more listening sockets served by the same app, e.g. one opened
         inside a lab site's namespace so that agents there can ship to this analyzer."""
-        self.socket = listening_socket(*listen)
+        self.socket = listen if isinstance(listen, socket.socket) else listening_socket(*listen)
         self.extra_sockets = list(extra_sockets)
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off"))
+        self.server = uvicorn_server(app, log_level)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket, *self.extra_sockets]},
                                        name="xnetmon-analyzer-api", daemon=True)
         self.thread.start()
@@ -241,3 +250,52 @@ class ApiServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class AnalyzerService:
+    """The analyzer, assembled the same way by every command: the store (restored from
+    `state_dir`'s snapshot when there is one; `store_options` such as interval_s and
+    catch_up_s go to it), the socket its API listens on, a SnapshotKeeper writing to
+    `state_dir` (none without one), a StoreFeeder when `feed` (an agent in this process
+    ships through its queue), root-cause inference naming traced hops after
+    `declared_names` (address -> site), and the API app (writes need `token`; `prober`
+    answers POST /probe).
+
+    Raises ValueError when the snapshot cannot be read and OSError when `listen` cannot be
+    bound, both before any thread starts."""
+
+    def __init__(self, policies: Mapping[str, object], listen: tuple[str, int], *,
+                 state_dir: str | Path | None = None, declared_names: Mapping[str, str] | None = None,
+                 token: str | None = None, prober: Callable | None = None, feed: bool = False,
+                 **store_options) -> None:
+        self.store = open_store(state_dir, policies, **store_options)
+        self.socket = listening_socket(*listen)
+        self.keeper = SnapshotKeeper(self.store, state_dir) if state_dir is not None else None
+        self.feeder = StoreFeeder(self.store) if feed else None
+        self.inference = RootCauseRunner(self.store, declared_names=declared_names)
+        self.app = create_app(self.store, token=token, prober=prober, hints=self.inference.hints,
+                              site_names=declared_names)
+        self._server: ApiServer | None = None
+
+    def serve_in_thread(self, *, extra_sockets: Sequence[socket.socket] = ()) -> ApiServer:
+        """The API from a daemon thread, on its socket and `extra_sockets`, until `stop()`."""
+        self._server = ApiServer(self.app, self.socket, extra_sockets=extra_sockets)
+        return self._server
+
+    def serve(self) -> None:
+        """The API in this thread until Ctrl-C or SIGTERM: uvicorn finishes the requests under
+        way, then raises the signal again (KeyboardInterrupt) for the caller."""
+        uvicorn_server(self.app).run(sockets=[self.socket])
+
+    def stop(self) -> None:
+        """The API first (no new batches), then inference, the batches still queued, and the
+        last snapshot."""
+        if self._server is not None:
+            self._server.stop()
+        else:
+            self.socket.close()
+        self.inference.stop()
+        if self.feeder is not None:
+            self.feeder.stop()
+        if self.keeper is not None:
+            self.keeper.stop()

@@ -34,13 +34,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from analyzer.api.app import create_app
+from analyzer.service import AnalyzerService, RootCauseRunner
 from analyzer.sla.policies import LAB_POLICY_FILE
-from analyzer.rootcause.evidence import names_from_lab_topology
-from analyzer.service import ApiServer, RootCauseRunner, SnapshotKeeper, StoreFeeder, open_store
 from analyzer.sla.verdicts import default_policies, load_policies
-from xnetmon.softflowd import FLOW_PORT, SoftflowdFleet, softflowd_available, wait_until_bound
+from xnetmon.lab_sites import sites_by_address
 from xnetmon.netns_sockets import listening_socket_in
+from xnetmon.softflowd import FLOW_PORT, SoftflowdFleet, softflowd_available, wait_until_bound
 
 API_PORT = 9863
 AGENT_METRICS_PORT = 9862
@@ -136,19 +135,16 @@ def lab_deployment(lab, workdir: Path, sites: Sequence[str] = LAB_SITES,
                    api_port: int = API_PORT) -> Iterator[Deployment]:
     """Reflectors and agents on `sites` of an up lab and the analyzer, until the block ends.
     The operator's API listens on [::1]:`api_port` (0: any free port, for tests running side
-    by side); the agents' on the core site's address, port API_PORT, inside the lab."""
+    by side); the agents' on the core site's address, port API_PORT, inside the lab. The
+    analyzer's snapshots go to `workdir` (a new directory: the analyzer starts empty)."""
     token_file = workdir / "token"
     token_file.write_text(secrets.token_urlsafe(24))
-    store = open_store(None, load_policies(LAB_POLICY_FILE), interval_s=LAB_INTERVAL_S,
-                       catch_up_s=FRESH_CATCH_UP_INTERVALS * LAB_INTERVAL_S)
-    keeper = SnapshotKeeper(store, workdir)
     in_lab = listening_socket_in(lab.namespace("core"), lab.address("core"), API_PORT)
-    prober = CommandProber(sites, lab.exec_argv, LAB_STAMP_PORT)
-    site_names = names_from_lab_topology(lab.topology)
-    inference = RootCauseRunner(store, declared_names=site_names)
-    app = create_app(store, token=token_file.read_text(), prober=prober, hints=inference.hints,
-                     site_names=site_names)
-    server = ApiServer(app, ("::1", api_port), extra_sockets=[in_lab])
+    service = AnalyzerService(load_policies(LAB_POLICY_FILE), ("::1", api_port), state_dir=workdir,
+                              declared_names=sites_by_address(lab.topology), token=token_file.read_text(),
+                              prober=CommandProber(sites, lab.exec_argv, LAB_STAMP_PORT),
+                              interval_s=LAB_INTERVAL_S, catch_up_s=FRESH_CATCH_UP_INTERVALS * LAB_INTERVAL_S)
+    server = service.serve_in_thread(extra_sockets=[in_lab])
     analyzer_in_lab = f"http://[{lab.address('core')}]:{API_PORT}"
     processes: list[subprocess.Popen] = []  # reflectors first: they answer before any agent probes
     exporters = SoftflowdFleet(workdir)
@@ -166,7 +162,7 @@ def lab_deployment(lab, workdir: Path, sites: Sequence[str] = LAB_SITES,
             log.close()
         agents = dict(zip(sites, processes[len(sites):]))
         flows = _start_site_exporters(lab, agents, exporters)
-        yield Deployment("lab small", tuple(sites), server.url, LAB_INTERVAL_S, token_file, inference,
+        yield Deployment("lab small", tuple(sites), server.url, LAB_INTERVAL_S, token_file, service.inference,
                          flows, exporters)
     finally:
         exporters.stop()  # first: it exports what it holds while the agents still listen
@@ -179,9 +175,7 @@ def lab_deployment(lab, workdir: Path, sites: Sequence[str] = LAB_SITES,
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        server.stop()
-        inference.stop()
-        keeper.stop()
+        service.stop()
 
 
 def _start_site_exporters(lab, agents: dict[str, subprocess.Popen], exporters: SoftflowdFleet) -> str:
@@ -247,7 +241,8 @@ def _resume(proc: subprocess.Popen) -> None:
 
 @contextlib.contextmanager
 def loopback_deployment(config: Path, workdir: Path, *, clock=None) -> Iterator[Deployment]:
-    """One agent in this process on `config` (loopback), feeding the analyzer directly."""
+    """One agent in this process on `config` (loopback), feeding the analyzer directly; the
+    analyzer's snapshots go to `workdir` (a new directory: the analyzer starts empty)."""
     from collector.agent.runner import Agent
     from collector.agent.plan import load_plan
     from collector.outputs.sinks import InProcessSink
@@ -255,16 +250,13 @@ def loopback_deployment(config: Path, workdir: Path, *, clock=None) -> Iterator[
     plan, flows_note = _with_loopback_flows(load_plan(config))
     token_file = workdir / "token"
     token_file.write_text(secrets.token_urlsafe(24))
-    store = open_store(None, default_policies(), interval_s=plan.window_s,
-                       catch_up_s=FRESH_CATCH_UP_INTERVALS * plan.window_s)
-    keeper = SnapshotKeeper(store, workdir)
-    feeder = StoreFeeder(store)
     stamp_port = plan.reflector.port if plan.reflector is not None else 862
-    prober = CommandProber((plan.site,), lambda _site, argv: argv, stamp_port)
-    inference = RootCauseRunner(store)
-    server = ApiServer(create_app(store, token=token_file.read_text(), prober=prober, hints=inference.hints),
-                       ("::1", API_PORT))
-    agent = Agent(plan, sink=InProcessSink(feeder.queue), clock=clock)
+    service = AnalyzerService(default_policies(), ("::1", API_PORT), state_dir=workdir, feed=True,
+                              token=token_file.read_text(),
+                              prober=CommandProber((plan.site,), lambda _site, argv: argv, stamp_port),
+                              interval_s=plan.window_s, catch_up_s=FRESH_CATCH_UP_INTERVALS * plan.window_s)
+    server = service.serve_in_thread()
+    agent = Agent(plan, sink=InProcessSink(service.feeder.queue), clock=clock)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_until_complete, args=(agent.run(),), name="xnetmon-agent", daemon=True)
     thread.start()
@@ -272,14 +264,11 @@ def loopback_deployment(config: Path, workdir: Path, *, clock=None) -> Iterator[
     try:
         if flows_note is None:
             flows_note = _start_loopback_exporter(exporters, plan.metrics_listen)
-        yield Deployment("loopback", (plan.site,), server.url, plan.window_s, token_file, inference,
+        yield Deployment("loopback", (plan.site,), server.url, plan.window_s, token_file, service.inference,
                          flows_note, exporters)
     finally:
         exporters.stop()
         loop.call_soon_threadsafe(agent.stop)
         thread.join(timeout=15)
         loop.close()
-        server.stop()
-        inference.stop()
-        feeder.stop()
-        keeper.stop()
+        service.stop()

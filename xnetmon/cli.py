@@ -13,6 +13,8 @@ import os
 import signal
 import sys
 
+from xnetmon.errors import UsageError
+
 COMMAND_MODULES = (
     "xnetmon.commands.run",
     "xnetmon.commands.probe",
@@ -25,10 +27,6 @@ COMMAND_MODULES = (
     "xnetmon.commands.capture",
     "xnetmon.commands.flows",
 )
-
-
-class UsageError(Exception):
-    """A mistake the user can fix; printed without a traceback, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,14 +10,14 @@ when its agent is silent: then it comes with nothing sent, so that
 the agent's probe-host hint names the slices it measures. Choices:
 
 - Components come from traces (PathObservations). Hop addresses are named through a name book:
-  a declared topology (the lab's topology file: every site's loopback, host and link addresses)
-  and, without one, the target addresses agents probe under a site's name. Unknown addresses
-  stay addresses. Silent hops are skipped, so the link joins the answering neighbours; the
-  names and links come from analyzer.traced_links, as GET /topology's do. A trace that did not
-  reach its target does not replace the last one that did: during an outage the failing path
-  still crossed what it crossed before. Nor does a trace whose answering hops are the known
-  route's with some silent (trace probes lost on a lossy link): only a route that differs is a
-  path change.
+  declared names, a plain address -> site mapping (xnetmon.lab_sites makes one from the lab's
+  topology file: every site's loopback, host and link addresses), and the target addresses
+  agents probe under a site's name. Unknown addresses stay addresses. Silent hops are skipped,
+  so the link joins the answering neighbours; the names and links come from
+  analyzer.traced_links, as GET /topology's do. A trace that did not reach its target does not
+  replace the last one that did: during an outage the failing path still crossed what it
+  crossed before. Nor does a trace whose answering hops are the known route's with some silent
+  (trace probes lost on a lossy link): only a route that differs is a path change.
 - A path never traced is left out: blaming the ends of a path whose middle is unknown would
   accuse healthy sites.
 - Pseudo-components as the model says: "host:<source>" first on every path, "service:<target>"
@@ -52,8 +52,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from analyzer.rootcause.model import Epoch, HostHealth, PathEvidence, link_name
-from analyzer.traced_links import by_canonical_address, hop_names, name_of, traced_route
-from analyzer.traced_links import canonical as _canonical
+from analyzer.traced_links import by_canonical_address, canonical, hop_names, name_of, traced_route
 from collector.contract.records import PathKey, PathObservation, PathWindow
 
 STALE_INTERVALS = 3
@@ -88,25 +87,6 @@ def _degraded(p: PathEvidence) -> bool:
     return p.delay_s > p.baseline_delay_s * factor + slack
 
 
-def names_from_lab_topology(topology) -> dict[str, str]:
-    """Address -> site for a lab topology (lab.topology.Topology): loopbacks, host addresses and
-    both ends of every link, so traced hops read as site names."""
-    names = {}
-    for site in topology.sites:
-        names[_canonical(topology.loopback(site.name))] = site.name
-        names[_canonical(topology.host_address(site.name))] = site.name
-    for link in topology.links:
-        for end in link.ends:
-            names[_canonical(topology.link_address(link.name, end))] = end
-    return names
-
-
-def load_declared_names(path: str) -> dict[str, str]:
-    """Address -> site from a topology file in the lab's format (or a built-in lab topology's
-    name). Raises ValueError naming the file and the key at fault."""
-    from lab.topology import load
-
-    return names_from_lab_topology(load(path))
 
 
 @dataclass(slots=True)
@@ -235,7 +215,7 @@ class EvidenceBuilder:
         route = self._routes.get((key.source, key.target, key.slice))
         if route is None:
             return None
-        target_site = names.get(_canonical(w.target_address)) or (key.target if key.target in sites else None)
+        target_site = names.get(canonical(w.target_address)) or (key.target if key.target in sites else None)
         ends = (f"host:{key.source}",), (f"service:{key.target}",) if key.kind == "stamp" else ()
         reverse_route = back.get((target_site, key.source, key.slice)) if target_site else None
         path_id = f"{key.source}>{key.target}/{key.slice}/{key.kind}"

@@ -20,7 +20,7 @@ The file (see `analyzer/policies.yaml`, the defaults below) maps slice names to 
           - {long_s: 3600, short_s: 300, factor: 14.4, severity: page}
 
 Every problem is reported at once, one line each, as `FILE: KEY.PATH: what was expected`
-(the agent configuration's format, `collector.agent.config`).
+(the format of every configuration file, `collector.system.config_files`).
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ from pydantic import (
     model_validator,
 )
 
-from collector.agent.config import ConfigError, describe_errors, load_yaml, read_config_text
 from collector.contract.records import RTT_BUCKETS_NS, RTT_BUCKETS_S
 from collector.contract.slice_catalog import DEFAULT_SLICES
+from collector.system.config_files import ConfigError, describe_errors, load_yaml, read_config_text
 
 TWO_WAY_DELAY = "two-way-delay-percentile"
 ONE_WAY_DELAY = "one-way-delay-percentile"

@@ -12,13 +12,11 @@ relative to the directory of the configuration file, not to the working director
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal
 
-import yaml
 from netaddr import IPNetwork
 from netaddr.core import AddrFormatError
 from pydantic import (
@@ -36,10 +34,13 @@ from pydantic import (
 from collector.contract.records import Slice
 from collector.contract.slice_catalog import DEFAULT_SLICES
 from collector.probes.registry import PROBERS
+from collector.system.config_files import ConfigError, describe_errors, load_yaml, read_config_text
+from collector.system.listen_address import parse_listen
 from collector.wire.stamp import STAMP_PORT
 
 PROBE_KINDS = tuple(PROBERS)  # what `targets[].probes` may name
 DEFAULT_METRICS_LISTEN = "[::1]:9862"  # loopback: exposing the agent is the operator's choice
+DEFAULT_FLOWS_LISTEN = "[::]:4739"  # exporters are other hosts
 DEFAULT_MAX_TARGETS = 100_000
 DEFAULT_SPOOL_MAX_WINDOWS = 100_000
 MAX_FLOW_LABEL = 0xFFFFF
@@ -49,20 +50,10 @@ MAX_PAYLOAD = 65527  # an IPv6 payload of 65535 less the UDP or ICMPv6 header
 NAME = re.compile(r"^\S{1,253}$")
 SLICE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 INTERFACE = re.compile(r"^[^\s/:]{1,15}$")  # the kernel's IFNAMSIZ less the final NUL
-LISTEN = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<v4>[0-9.]+)):(?P<port>[0-9]{1,5})$")
 
 ProbeKind = Literal[PROBE_KINDS]  # type: ignore[valid-type]
 StrictInt = Annotated[int, Field(strict=True)]
 Seconds = Annotated[float, Field(strict=True, gt=0)]
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot run. `problems` holds one line per problem, each naming
-    the file and the key; `str()` is those lines."""
-
-    def __init__(self, problems: list[str] | tuple[str, ...]) -> None:
-        self.problems = tuple(problems)
-        super().__init__("\n".join(self.problems))
 
 
 # ---------------------------------------------------------------------------------------
@@ -284,8 +275,12 @@ class MetricsModel(_Strict):
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
-        parse_listen(value)
+        parse_listen(value, DEFAULT_METRICS_LISTEN)
         return value
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return parse_listen(self.listen, DEFAULT_METRICS_LISTEN)
 
 
 class AnalyzerModel(_Strict):
@@ -305,7 +300,7 @@ class AnalyzerModel(_Strict):
 class FlowsModel(_Strict):
     """The flow export receiver (IPFIX, NetFlow v9, sFlow): counters on the agent's /metrics."""
 
-    listen: list[str] = Field(default_factory=lambda: ["[::]:4739"], min_length=1)
+    listen: list[str] = Field(default_factory=lambda: [DEFAULT_FLOWS_LISTEN], min_length=1)
     state_dir: str | None = None  # templates and sampling rates kept here across restarts
     default_sampling: dict[IPAddressText, Annotated[float, Field(ge=1)]] = Field(default_factory=dict)
     template_timeout_s: Seconds = 1800.0
@@ -314,8 +309,12 @@ class FlowsModel(_Strict):
     @classmethod
     def _listen_addresses(cls, value: list[str]) -> list[str]:
         for item in value:
-            parse_listen(item)
+            parse_listen(item, DEFAULT_FLOWS_LISTEN)
         return _no_repeats(value)
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return [parse_listen(item, DEFAULT_FLOWS_LISTEN) for item in self.listen]
 
 
 class CaptureInterfaceModel(_Strict):
@@ -406,32 +405,8 @@ def _catalogue_entry(s: Slice) -> SliceModel:
     return SliceModel(name=s.name, dscp=s.dscp, slice_id=s.slice_id)
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    """"[::1]:9862" or "127.0.0.1:9862" -> (address, port)."""
-    match = LISTEN.match(value)
-    address = match and (match["v6"] or match["v4"])
-    try:
-        ipaddress.ip_address(address or "")
-    except ValueError:
-        raise ValueError(f'expected "[ADDRESS]:PORT" such as "{DEFAULT_METRICS_LISTEN}", got {value!r}') from None
-    port = int(match["port"])
-    if port > 65535:
-        raise ValueError(f"{port} is not a TCP port")
-    return address, port
-
-
 # ---------------------------------------------------------------------------------------
 # Loading: YAML text -> AgentConfig, or ConfigError with every problem.
-
-
-def read_config_text(path: Path) -> str:
-    """A configuration file's text, or ConfigError saying why it cannot be read."""
-    try:
-        return path.read_text()
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([f"{path}: cannot read: not UTF-8 text"]) from None
 
 
 def load_config(path: str | Path) -> AgentConfig:
@@ -476,135 +451,3 @@ def _declared_slice_names(data: dict) -> list[str] | None:
     return [s["name"] for s in declared]
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: dict[Any, yaml.Mark] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"key {key!r} appears twice (first on line {seen[key].line + 1})", key_node.start_mark
-            )
-        seen[key] = key_node.start_mark
-    return loader.construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def load_yaml(text: str, source: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        raise ConfigError([f"{where}: invalid YAML: {exc.problem or exc.context}"]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{source}: invalid YAML: {exc}"]) from None
-
-
-# ---------------------------------------------------------------------------------------
-# pydantic's errors -> "KEY.PATH: what was expected, got what"
-
-
-def key_path(loc: tuple) -> str:
-    """('targets', 3, 'slices', 0) -> 'targets[3].slices[0]'."""
-    path = ""
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path
-
-
-def describe_errors(exc: ValidationError, root: Any) -> list[str]:
-    """One "KEY.PATH: message" per error; `root` is the validated type, to list known keys."""
-    problems = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        where = key_path(loc)
-        problems.append(f"{where}: {_message(err, root, loc)}" if where else _message(err, root, loc))
-    return problems
-
-
-_TYPE_MESSAGES = {
-    "model_type": "expected a mapping (key: value lines)",
-    "model_attributes_type": "expected a mapping (key: value lines)",
-    "dict_type": "expected a mapping (key: value lines)",
-    "list_type": "expected a list",
-    "tuple_type": "expected a list",
-}
-
-
-def _message(err: dict, root: Any, loc: tuple) -> str:
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        return _unknown_key(root, loc)
-    if kind in ("too_short", "too_long"):
-        ctx = err.get("ctx", {})
-        bound = ctx.get("min_length") if kind == "too_short" else ctx.get("max_length")
-        least = "at least" if kind == "too_short" else "at most"
-        return f"expected {least} {bound} item{'' if bound == 1 else 's'}, got {ctx.get('actual_length')}"
-    if kind in ("value_error", "assertion_error"):
-        return err["msg"].split(", ", 1)[1] if ", " in err["msg"] else err["msg"]
-    if kind == "missing":
-        return "item missing" if loc and isinstance(loc[-1], int) else "required key is missing"
-    message = _TYPE_MESSAGES.get(kind) or err["msg"]
-    if message.startswith("Input should be "):
-        # "Input should be a valid integer, unable to parse ..." -> "expected a valid integer"
-        message = "expected " + re.sub(r", (unable|got|invalid)\b.*$", "", message.removeprefix("Input should be "))
-    return f"{message}, got {_shown(err.get('input'))}"
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _unknown_key(root: Any, loc: tuple) -> str:
-    key = str(loc[-1])
-    model = _model_at(root, loc[:-1])
-    if model is None:
-        return f"unknown key {key!r}"
-    keys = list(model.model_fields)
-    close = difflib.get_close_matches(key, keys, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown key {key!r}{hint} (keys here are: {', '.join(keys)})"
-
-
-def _model_at(root: Any, loc: tuple) -> type[BaseModel] | None:
-    """The model class that validates the mapping at `loc`, to list its keys."""
-    annotation: Any = root
-    for part in loc:
-        annotation = _unwrap(annotation)
-        if isinstance(part, int):
-            args = get_args(annotation)
-            if not args:
-                return None
-            annotation = args[0]
-        elif isinstance(annotation, type) and issubclass(annotation, BaseModel) and part in annotation.model_fields:
-            annotation = annotation.model_fields[part].annotation
-        elif get_origin(annotation) is dict:  # a mapping keyed by names: its values' model
-            annotation = get_args(annotation)[1]
-        else:
-            return None
-    annotation = _unwrap(annotation)
-    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-
-
-def _unwrap(annotation: Any) -> Any:
-    """`X | None` -> X; `Annotated[X, ...]` -> X."""
-    while True:
-        args = get_args(annotation)
-        if get_origin(annotation) is Annotated:
-            annotation = args[0]
-        elif args and type(None) in args and get_origin(annotation) is not list:
-            rest = [a for a in args if a is not type(None)]
-            annotation = rest[0]
-        else:
-            return annotation

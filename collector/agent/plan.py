@@ -19,7 +19,6 @@ from collector.agent.config import (
     ConfigError,
     TargetModel,
     load_config,
-    parse_listen,
 )
 from collector.probes.registry import PROBERS
 from collector.contract.records import Slice, Target
@@ -95,7 +94,7 @@ def resolve_plan(config: AgentConfig) -> AgentPlan:
         trace_period_s=trace.period_s,
         trace_proto=trace.proto,
         reflector=reflector,
-        metrics_listen=parse_listen(config.metrics.listen),
+        metrics_listen=config.metrics.address,
         analyzer_url=analyzer.url if analyzer else None,
         analyzer_token=token,
         spool_dir=_spool_dir(config),
@@ -222,7 +221,7 @@ def _flows(config: AgentConfig) -> ReceiverSettings | None:
     from collector.flow_export.receiver import ReceiverSettings
 
     return ReceiverSettings(
-        listen=[parse_listen(item) for item in flows.listen],
+        listen=flows.addresses,
         state_dir=config.path_of(flows.state_dir) if flows.state_dir else None,
         default_sampling=dict(flows.default_sampling),
         template_timeout_s=flows.template_timeout_s,

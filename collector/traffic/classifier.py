@@ -37,8 +37,8 @@ import numpy as np
 from netaddr import IPNetwork, IPSet
 from netaddr.core import AddrFormatError
 
-from collector.agent.config import ConfigError, load_yaml, read_config_text
 from collector.contract.slice_catalog import DEFAULT_SLICES
+from collector.system.config_files import ConfigError, load_yaml, read_config_text
 
 MATCH_KEYS = ("source", "destination", "dscp", "flow_label", "sid", "slice_id")
 MAX_FLOW_LABEL = 0xFFFFF

@@ -70,8 +70,8 @@ def test_without_a_token_file_it_serves_read_only(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--listen", "[fe80::zz]:80"], "--listen: 'fe80::zz' is not an IP address"),
-    (["--listen", "localhost:80"], "--listen: expected [ADDRESS]:PORT"),
-    (["--listen", "[::1]"], "--listen: expected [ADDRESS]:PORT"),
+    (["--listen", "localhost:80"], '--listen: expected "[ADDRESS]:PORT" such as "[::1]:9863"'),
+    (["--listen", "[::1]"], '--listen: expected "[ADDRESS]:PORT" such as "[::1]:9863"'),
     (["--token-file", "/nonexistent/token"], "cannot read token file /nonexistent/token"),
     (["--policies", "/nonexistent/policies.yaml"], "/nonexistent/policies.yaml"),
     (["--topology", "/nonexistent/net.yaml"], "--topology: /nonexistent/net.yaml: cannot read"),

@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from collector.agent.config import PROBE_KINDS, AgentConfig, ConfigError, load_config
+from collector.agent.config import PROBE_KINDS, AgentConfig, load_config
 from collector.agent.plan import AgentPlan, resolve_plan
-from xnetmon.cli import UsageError
+from collector.system.config_files import ConfigError
+from xnetmon.errors import UsageError
 
 FIRST_PROBES_SHOWN = 20
 

@@ -12,14 +12,12 @@ after their sites, so hints and GET /topology say "prov2>city2a" rather than add
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
-from xnetmon.cli import UsageError
-from xnetmon.commands.common import positive_float
+from xnetmon.errors import UsageError
+from xnetmon.commands.common import listen_address, positive_float
 
 DEFAULT_LISTEN = "[::1]:9863"
-_LISTEN = re.compile(r"^(?:\[(?P<v6>[^\]]*)\]|(?P<v4>[0-9.]*)):(?P<port>[0-9]{1,5})$")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,25 +41,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    """"[::1]:9863", "[::]:9863", ":9863" (every address) or "127.0.0.1:9863" -> (host, port)."""
-    import ipaddress
-
-    match = _LISTEN.match(value)
-    if match is None:
-        raise UsageError(f'--listen: expected [ADDRESS]:PORT such as "{DEFAULT_LISTEN}", got {value!r}')
-    host = match["v6"] if match["v6"] is not None else match["v4"]
-    host = host or "::"
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise UsageError(f"--listen: {host!r} is not an IP address") from None
-    port = int(match["port"])
-    if port > 65535:
-        raise UsageError(f"--listen: {port} is not a TCP port")
-    return host, port
-
-
 def read_token(path: str) -> str:
     try:
         token = Path(path).read_text().strip()
@@ -75,16 +54,13 @@ def read_token(path: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    host, port = parse_listen(args.listen)
+    host, port = listen_address(args.listen, "--listen", DEFAULT_LISTEN)
     token = read_token(args.token_file) if args.token_file else None
     # FastAPI, uvicorn and the SLA code load only when the analyzer runs.
-    import uvicorn
-
-    from analyzer.api.app import create_app
-    from analyzer.rootcause.evidence import load_declared_names
-    from analyzer.service import RootCauseRunner, SnapshotKeeper, listening_socket, open_store
+    from analyzer.service import AnalyzerService
     from analyzer.sla.verdicts import default_policies, load_policies
-    from collector.agent.config import ConfigError
+    from collector.system.config_files import ConfigError
+    from xnetmon.lab_sites import load_sites_by_address
 
     try:
         policies = load_policies(args.policies) if args.policies else default_policies()
@@ -93,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot read policies {args.policies}: {exc.strerror}") from None
     try:
-        declared = load_declared_names(args.topology) if args.topology else None
+        declared = load_sites_by_address(args.topology) if args.topology else None
     except ValueError as exc:  # lab.topology.TopologyError names the file and the key
         raise UsageError(f"--topology: {exc}") from None
     if args.state_dir:
@@ -102,35 +78,25 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(f"cannot use state directory {args.state_dir}: {exc.strerror}") from None
     try:
-        store = open_store(args.state_dir, policies, interval_s=args.interval)
+        service = AnalyzerService(policies, (host, port), state_dir=args.state_dir or None, declared_names=declared,
+                                  token=token, interval_s=args.interval)
     except ValueError as exc:
         raise UsageError(f"{exc}; move the file away to start with an empty store") from None
-    try:
-        sock = listening_socket(host, port)
     except OSError as exc:
         raise UsageError(f"cannot listen on {args.listen}: {exc.strerror}") from None
-    inference = RootCauseRunner(store, declared_names=declared)
-    app = create_app(store, token=token, hints=inference.hints, site_names=declared)
-    keeper = SnapshotKeeper(store, args.state_dir) if args.state_dir else None
     shown = f"[{host}]" if ":" in host else host
-    bound_port = sock.getsockname()[1]
+    bound_port = service.socket.getsockname()[1]
     print(f"xnetmon analyzer: API on http://{shown}:{bound_port} (docs /docs), slices {', '.join(sorted(policies))}; "
           f"{'writes need the token' if token else 'read-only (no --token-file)'}; "
           f"{'state in ' + args.state_dir if args.state_dir else 'no --state-dir: a restart starts empty'}. "
           "Ctrl-C stops.", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
     try:
-        # uvicorn handles Ctrl-C and SIGTERM: it finishes the requests under way, then raises
-        # the signal again for the caller, which here means "stopped as asked".
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:
+        service.serve()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stopped as asked
         pass
     finally:
-        sock.close()
-        inference.stop()
-        if keeper is not None:
-            keeper.stop()  # the final snapshot
-    stats = store.stats()
+        service.stop()  # with the final snapshot
+    stats = service.store.stats()
     print(f"xnetmon analyzer: stopped; {stats['windows_ingested']} windows taken, "
           f"{stats['windows_duplicate']} duplicates ignored", flush=True)
     return 0

@@ -16,7 +16,7 @@ import os
 import sys
 from dataclasses import asdict
 
-from xnetmon.cli import UsageError
+from xnetmon.errors import UsageError
 
 TOP_FLOWS = 10
 
@@ -75,7 +75,7 @@ def _positive_int(value: str) -> int:
 
 def _setup(args: argparse.Namespace, sampling_rate: int):
     """The slice classifier and the capture options the arguments ask for."""
-    from collector.agent.config import ConfigError
+    from collector.system.config_files import ConfigError
     from collector.capture.points import CaptureOptions
     from collector.wire.dissect import DEFAULT_SLICE_OPTION
     from collector.traffic.classifier import SliceClassifier

@@ -1,4 +1,4 @@
-"""Helpers shared by the sub-commands: argument types, target resolution, key files, units."""
+"""Helpers shared by the sub-commands: argument types, listen addresses, target resolution, key files, units."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import socket
 from pathlib import Path
 
 from collector.contract.slice_catalog import UnknownSliceError, slice_by_name
-from xnetmon.cli import UsageError
+from collector.system.listen_address import parse_listen
+from xnetmon.errors import UsageError
 
 
 def milliseconds(ns: int | None) -> str:
@@ -52,6 +53,14 @@ def positive_float(value: str) -> float:
     if number <= 0:
         raise argparse.ArgumentTypeError(f"{value} is not a positive number")
     return number
+
+
+def listen_address(value: str, option: str, example: str) -> tuple[str, int]:
+    """An option's "[ADDR]:PORT" -> (address, port); a mistake is a usage error naming the option."""
+    try:
+        return parse_listen(value, example)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
 
 
 def port_number(value: str) -> int:

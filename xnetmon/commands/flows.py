@@ -10,7 +10,10 @@ import argparse
 import time
 from pathlib import Path
 
-from xnetmon.cli import UsageError
+from xnetmon.errors import UsageError
+from xnetmon.commands.common import listen_address
+
+DEFAULT_LISTEN = "[::]:4739"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "bytes, packets and flows per slice. Any listen port takes all three protocols.",
     )
     collect.add_argument("--listen", action="append", metavar="[ADDR]:PORT",
-                         help="UDP address to receive on (repeatable; default [::]:4739)")
+                         help=f"UDP address to receive on (repeatable; default {DEFAULT_LISTEN})")
     collect.add_argument("--metrics-listen", metavar="[ADDR]:PORT",
                          help="serve /metrics and /flows/top on this address")
     collect.add_argument("--slices", type=Path, metavar="FILE",
@@ -54,17 +57,8 @@ def parse_sampling(values: list[str]) -> dict[str, float]:
     return rates
 
 
-def _listen(value: str, option: str) -> tuple[str, int]:
-    from collector.agent.config import parse_listen
-
-    try:
-        return parse_listen(value)
-    except ValueError as exc:
-        raise UsageError(f"{option}: {exc}") from None
-
-
 def _classifier(path: Path | None):
-    from collector.agent.config import ConfigError
+    from collector.system.config_files import ConfigError
     from collector.traffic.classifier import SliceClassifier
 
     if path is None:
@@ -80,7 +74,7 @@ def run_collect(args: argparse.Namespace) -> int:
     from collector.flow_export.receiver import FlowReceiver, ReceiverSettings
 
     settings = ReceiverSettings(
-        listen=[_listen(v, "--listen") for v in (args.listen or ["[::]:4739"])],
+        listen=[listen_address(v, "--listen", DEFAULT_LISTEN) for v in (args.listen or [DEFAULT_LISTEN])],
         state_dir=args.state_dir,
         default_sampling=parse_sampling(args.default_sampling),
     )
@@ -96,7 +90,7 @@ def run_collect(args: argparse.Namespace) -> int:
 
             try:
                 server = serve_metrics_and_top(flow_registry(receiver), receiver,
-                                               _listen(args.metrics_listen, "--metrics-listen"))
+                                               listen_address(args.metrics_listen, "--metrics-listen", DEFAULT_LISTEN))
             except OSError as exc:
                 raise UsageError(f"cannot serve metrics: {exc.strerror or exc}") from None
         where = ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in receiver.addresses)

@@ -17,6 +17,8 @@ import os
 import subprocess
 import sys
 
+from xnetmon.errors import UsageError
+
 DEFAULT_TOPOLOGY = "small"
 
 
@@ -119,16 +121,12 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 
 def _needs_root() -> None:
-    from xnetmon.cli import UsageError
-
     if os.geteuid() != 0:
         raise UsageError("the lab creates network namespaces and needs root")
 
 
 def _guarded(work):
     """Run `work()`, turning the lab's own errors into UsageError (message, no traceback)."""
-    from xnetmon.cli import UsageError
-
     from lab.lab import LabError
     from lab.topology import TopologyError
 
@@ -212,8 +210,6 @@ def render_status(report: dict) -> str:
 
 
 def _exec(args: argparse.Namespace) -> int:
-    from xnetmon.cli import UsageError
-
     argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     if not argv:
         raise UsageError("lab exec SITE -- CMD: give a command to run")
@@ -260,8 +256,6 @@ def _fault(args: argparse.Namespace, method: str, *positional, **keywords) -> in
 
 
 def _heal(args: argparse.Namespace) -> int:
-    from xnetmon.cli import UsageError
-
     if bool(args.fault_id) == bool(args.all):
         raise UsageError("lab heal: give one FAULT-ID or --all")
     _needs_root()

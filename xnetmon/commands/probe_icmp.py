@@ -17,7 +17,7 @@ from collector.probes.icmp_session import EchoTarget
 from collector.contract.records import ProbeResult
 from collector.probes.summary import ProbeSummary
 from collector.wire.icmp6 import COOKIE_LEN, HEADER_LEN
-from xnetmon.cli import UsageError
+from xnetmon.errors import UsageError
 from xnetmon.commands.common import add_marking_arguments, marking_of, milliseconds, positive_float, resolve_target
 
 DEFAULT_SIZE = 56  # as iputils: 64 octets of ICMPv6 on the wire

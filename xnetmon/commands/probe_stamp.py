@@ -14,7 +14,7 @@ from collector.probes.stamp_session import SenderSettings
 from collector.contract.records import ProbeResult
 from collector.probes.summary import ProbeSummary
 from collector.wire.stamp import STAMP_PORT, TimestampFormat
-from xnetmon.cli import UsageError
+from xnetmon.errors import UsageError
 from xnetmon.commands.common import (
     add_marking_arguments,
     marking_of,

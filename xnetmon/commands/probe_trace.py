@@ -22,7 +22,7 @@ from collector.probes.trace import (
 )
 from collector.probes.trace_session import PROTOCOLS, HopReport, TraceHop, TraceSettings, merge_paths, report
 from collector.contract.records import FlowId, HopAnswer, HopProbe, PathObservation
-from xnetmon.cli import UsageError
+from xnetmon.errors import UsageError
 from xnetmon.commands.common import add_marking_arguments, marking_of, port_number, positive_float, resolve_target
 
 T = TypeVar("T")

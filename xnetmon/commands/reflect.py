@@ -6,7 +6,7 @@ import argparse
 
 from collector.reflector.session_reflector import Reflector, ReflectorConfig, ReflectorStats
 from collector.wire.stamp import STAMP_PORT
-from xnetmon.cli import UsageError
+from xnetmon.errors import UsageError
 from xnetmon.commands.common import dscp, port_number, read_key_file
 
 

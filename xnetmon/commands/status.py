@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from xnetmon.cli import UsageError
+from xnetmon.errors import UsageError
 
 DEFAULT_ANALYZER = "http://[::1]:9863"
 

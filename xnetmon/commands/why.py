@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from xnetmon.cli import UsageError
+from xnetmon.errors import UsageError
 from xnetmon.commands.status import DEFAULT_ANALYZER
 
 DEGRADED = ("at-risk", "breached")

@@ -10,14 +10,15 @@ from dataclasses import replace
 import pytest
 
 from analyzer.rootcause import evidence as ev
-from analyzer.rootcause.evidence import EvidenceBuilder, load_declared_names, names_from_lab_topology
+from analyzer.rootcause.evidence import EvidenceBuilder
 from analyzer.store.memory import WindowStore
 from collector.contract.records import PathKey
 from lab.topology import load
 from tests.analyzer_support import T0, W, batch, health, observation, settled, window
+from xnetmon.lab_sites import sites_by_address
 
 SMALL = load("small")
-NAMES = names_from_lab_topology(SMALL)
+NAMES = sites_by_address(SMALL)
 
 
 def at(site: str, link: str | None = None) -> str:
@@ -216,14 +217,6 @@ def test_a_silent_agent_whose_site_the_network_does_not_reach_is_not_blamed():
         epoch = feed.epoch(seq)
     assert all(h.healthy for h in epoch.hosts)
     assert [p.path_id for p in epoch.paths] == ["core>cnty1a/video/stamp"]
-
-
-def test_declared_topology_file_errors_name_the_file(tmp_path):
-    bad = tmp_path / "net.yaml"
-    bad.write_text("name: x\nsites: []\n")
-    with pytest.raises(ValueError, match="net.yaml"):
-        load_declared_names(str(bad))
-    assert load_declared_names("small")[SMALL.loopback("prov2")] == "prov2"
 
 
 def test_an_epoch_of_5000_paths_builds_in_well_under_an_interval():

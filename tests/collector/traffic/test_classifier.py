@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.agent.config import ConfigError
+from collector.system.config_files import ConfigError
 from collector.traffic.classifier import SliceClassifier, split_address
 
 

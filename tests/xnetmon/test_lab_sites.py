@@ -1,0 +1,28 @@
+"""A lab topology translated for the analyzer: address -> site, from a file or a built-in name."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.topology import load
+from xnetmon.lab_sites import load_sites_by_address, sites_by_address
+
+SMALL = load("small")
+
+
+def test_every_address_of_a_site_names_it():
+    sites = sites_by_address(SMALL)
+    assert sites[SMALL.loopback("core")] == "core"
+    assert sites[SMALL.host_address("cnty1a")] == "cnty1a"
+    # Both ends of a link: a traced hop is the interface that answered.
+    assert sites[SMALL.link_address("prov1-city1a", "prov1")] == "prov1"
+    assert sites[SMALL.link_address("prov1-city1a", "city1a")] == "city1a"
+    assert len(sites) == 2 * len(SMALL.sites) + 2 * len(SMALL.links)
+
+
+def test_declared_topology_file_errors_name_the_file(tmp_path):
+    bad = tmp_path / "net.yaml"
+    bad.write_text("name: x\nsites: []\n")
+    with pytest.raises(ValueError, match="net.yaml"):
+        load_sites_by_address(str(bad))
+    assert load_sites_by_address("small")[SMALL.loopback("prov2")] == "prov2"
