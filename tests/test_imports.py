@@ -15,7 +15,8 @@ The arrows point one way:
 
 Imports are read with `ast` from every module of those packages: imports inside functions
 count, and so do `importlib.import_module(...)` calls, whose names are literals or f-strings
-over a literal tuple the call iterates (xnetmon/cli.py, xnetmon/commands/probe.py); a name
+over a literal tuple the call iterates (xnetmon/cli.py), or over a tuple of names another
+project module defines (xnetmon/commands/probe.py: collector.probes.registry.KINDS); a name
 that cannot be resolved fails the test. Imports under `if TYPE_CHECKING:` are left out:
 they never run, so they cannot make a cycle. An import counts against the module it names
 (`from a import b` against a.b when that is a module), not the packages above it that
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import importlib
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,9 +84,14 @@ def _walk(node: ast.AST, parents: tuple[ast.AST, ...] = ()):
 
 
 def _literal_strings(node: ast.AST, constants: dict[str, ast.AST]) -> list[str] | None:
-    """The strings of a literal tuple or list, or of a module constant bound to one."""
+    """The strings of a literal tuple or list, or of a module constant bound to one (in this
+    module, or taken with `from PROJECT_MODULE import NAME`: then its value is read at run time)."""
     if isinstance(node, ast.Name) and node.id in constants:
         node = constants[node.id]
+    if isinstance(node, ast.ImportFrom):  # a constant another project module defines
+        value = getattr(importlib.import_module(node.module or ""), node.names[0].name, None)
+        is_strings = isinstance(value, (tuple, list)) and all(isinstance(v, str) for v in value)
+        return list(value) if is_strings else None
     if isinstance(node, (ast.Tuple, ast.List)) and all(
         isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts
     ):
@@ -129,8 +136,13 @@ def _imports_of(module: str, path: Path) -> tuple[list[Import], list[str]]:
     """The project modules `module` imports, and the dynamic imports that could not be resolved
     to modules of the project."""
     tree = ast.parse(path.read_text(), str(path))
-    constants = {t.id: n.value for n in tree.body if isinstance(n, ast.Assign)
-                 for t in n.targets if isinstance(t, ast.Name)}
+    constants: dict[str, ast.AST] = {t.id: n.value for n in tree.body if isinstance(n, ast.Assign)
+                                     for t in n.targets if isinstance(t, ast.Name)}
+    for n in tree.body:  # names taken from other project modules, one ImportFrom per name
+        if isinstance(n, ast.ImportFrom) and not n.level and (n.module or "").split(".")[0] in PACKAGES:
+            for alias in n.names:
+                constants.setdefault(alias.asname or alias.name,
+                                     ast.ImportFrom(module=n.module, names=[ast.alias(alias.name)], level=0))
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: list[tuple[str, int]] = []
     unresolved = []
@@ -193,7 +205,7 @@ def test_the_reader_sees_function_level_and_importlib_imports():
     at the top of a module."""
     edges = {(i.importer, i.imported) for i in _graph()[0]}
     assert ("xnetmon.cli", "xnetmon.commands.analyzer") in edges  # importlib over COMMAND_MODULES
-    assert ("xnetmon.commands.probe", "xnetmon.commands.probe_trace") in edges  # f-string over PROBE_KINDS
+    assert ("xnetmon.commands.probe", "xnetmon.commands.probe_trace") in edges  # f-string over registry.KINDS
     assert ("xnetmon.commands.analyzer", "analyzer.service") in edges  # inside the handler
 
 

@@ -10,14 +10,15 @@ import httpx
 
 from analyzer.api.app import create_app
 from analyzer.rootcause.engine import diagnose
-from analyzer.rootcause.evidence import EvidenceBuilder, names_from_lab_topology
+from analyzer.rootcause.evidence import EvidenceBuilder
 from analyzer.rootcause.hints import HintTracker
 from analyzer.store.memory import WindowStore
 from lab.topology import load
 from tests.analyzer_support import T0, W, batch, observation, settled, window
+from xnetmon.lab_sites import sites_by_address
 
 SMALL = load("small")
-NAMES = names_from_lab_topology(SMALL)
+NAMES = sites_by_address(SMALL)
 # cnty1a -> core as the small lab routes it, traced from cnty1a's host address, and back.
 UP_HOPS = (SMALL.link_address("city1a-cnty1a", "city1a"), SMALL.link_address("prov1-city1a", "prov1"),
            SMALL.link_address("core-prov1", "core"))
