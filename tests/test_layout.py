@@ -4,9 +4,10 @@ The twin of `PKG/.../name.py` is `tests/PKG/.../test_name.py`. Two spellings are
 - `test_<package>_<name>.py` (package: the module's directory), for modules whose basename
   another module already uses: test files have no __init__.py, so their basenames must be
   unique across tests/ (pytest's prepend import mode);
-- `test_<name>_<aspect>.py`, for a module whose tests are split by aspect, as long as
-  `<name>_<aspect>` is not itself a module beside it (`test_trace_match.py` is the twin of
-  `trace_match.py`, never a part of `trace.py`'s).
+- `test_<name>_<aspect>.py`, for a module whose tests are split by aspect, as long as neither
+  `<name>_<aspect>` nor `<aspect>` is itself a module beside it (`test_trace_match.py` is the
+  twin of `trace_match.py`, never a part of `trace.py`'s; `tests/lab/test_lab_build.py` is
+  `lab/build.py`'s, not a part of `lab/lab.py`'s).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ def is_twin(test_stem: str, module: Path, siblings: set[str]) -> bool:
     name = test_stem.removeprefix("test_")
     if name in (module.stem, f"{module.parent.name}_{module.stem}"):
         return True
-    return name.startswith(f"{module.stem}_") and name not in siblings
+    aspect = name.removeprefix(f"{module.stem}_")
+    # test_lab_build.py in tests/lab/ is build.py's twin (the package-prefixed spelling), not an aspect of lab.py
+    return aspect != name and name not in siblings and aspect not in siblings
 
 
 def twins(module: Path) -> list[Path]:
