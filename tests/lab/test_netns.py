@@ -84,9 +84,9 @@ def test_a_namespace_is_found_and_a_detached_process_runs_in_it_until_stopped(tm
         log = tmp_path / "logs" / "sleeper.log"
         pid = netns.spawn_detached(name, ["sh", "-c", "echo started; exec sleep 3600"], log)
         deadline = time.monotonic() + 10
-        while netns.pids_in(name) != [pid] and time.monotonic() < deadline:
+        while "started" not in log.read_text() and time.monotonic() < deadline:  # its shell has run
             time.sleep(0.01)
-        assert netns.pids_in(name) == [pid]
+        assert netns.pids_in(name) == [pid] and netns.cmdline(pid) == ["sleep", "3600"]
         netns.stop(pid, netns.start_time(pid), grace=2)
-        assert netns.pids_in(name) == [] and "started" in log.read_text()
+        assert netns.pids_in(name) == []
     assert not netns.exists(name) and netns.namespace_inode(name) is None
