@@ -1,7 +1,12 @@
-"""STAMP test helper: a request turned into its reply the way the reflector does it."""
+"""STAMP test helpers: a request turned into its reply the way the reflector does it, and
+whether a reflector on loopback answers."""
 
 from __future__ import annotations
 
+import socket
+import time
+
+from collector.wire.stamp import ErrorEstimate, SenderPacket, encode_sender, ns_to_ntp
 from collector.wire.stamp_reflect import (
     ReceivedContext,
     ReflectorPolicy,
@@ -34,3 +39,13 @@ def reflect_request(
     )
     stamp_transmit_time(buf, len(buf), transmit_ns, session=session, authenticated=authenticated, key=key)
     return bytes(buf), dscp
+
+
+def reflector_answers(port: int, key: bytes | None = None, host: str = "::1") -> bool:
+    """Whether the reflector on [host]:port answers one STAMP request (authenticated with `key`)."""
+    request = encode_sender(SenderPacket(1, ns_to_ntp(time.time_ns()), ErrorEstimate(), 7), key,
+                            authenticated=key is not None)
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(10)
+        sock.sendto(request, (host, port))
+        return len(sock.recv(2048)) == len(request)

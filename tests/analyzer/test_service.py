@@ -1,17 +1,127 @@
-"""The analyzer as every command assembles it: what an agent in the same process feeds in is
-served and survives a restart; a damaged snapshot or a taken port fails before it starts."""
+"""Running the analyzer: the store from its snapshot, snapshots from a thread, the in-process
+feeder, the API's listening sockets and server, and the service every command assembles from
+them (what an agent in the same process feeds in is served and survives a restart; a damaged
+snapshot or a taken port fails before it starts)."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
 import httpx
 import pytest
 
-from analyzer.service import SNAPSHOT_NAME, AnalyzerService, listening_socket
+from analyzer.service import (
+    SNAPSHOT_NAME,
+    AnalyzerService,
+    ApiServer,
+    SnapshotKeeper,
+    StoreFeeder,
+    listening_socket,
+    open_store,
+)
 from analyzer.sla.verdicts import default_policies
-from tests.analyzer_support import W, batch, window
+from collector.contract.shipment import ShipmentBatch
+from tests.analyzer_support import T0, W, batch, window
+
+
+def wait_until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def new_store(state_dir=None):
+    return open_store(state_dir, default_policies(), catch_up_s=0)
+
+
+def test_a_store_is_new_without_a_snapshot_and_restored_from_one(tmp_path):
+    assert new_store(None).stats()["windows_ingested"] == 0
+    store = new_store(tmp_path)  # a state directory with no snapshot yet
+    store.ingest(batch(window(T0), window(T0 + 1)), (T0 + 2) * W)
+    keeper = SnapshotKeeper(store, tmp_path, every_s=3600, tick_s=3600)
+    keeper.stop()  # writes the snapshot once more at the end
+    restored = new_store(tmp_path)
+    assert restored.latest_window(window(T0).key) == window(T0 + 1)
+    assert restored.stats()["windows_ingested"] == 2
+
+
+def test_a_snapshot_that_cannot_be_read_stops_the_start_naming_the_file(tmp_path):
+    (tmp_path / SNAPSHOT_NAME).mkdir()
+    with pytest.raises(ValueError, match=f"cannot read {tmp_path / SNAPSHOT_NAME}: Is a directory"):
+        new_store(tmp_path)
+
+
+def test_the_keeper_writes_snapshots_while_it_runs(tmp_path):
+    keeper = SnapshotKeeper(new_store(tmp_path), tmp_path, every_s=0.0, tick_s=0.01)
+    try:
+        wait_until((tmp_path / SNAPSHOT_NAME).exists)
+    finally:
+        keeper.stop()
+    assert keeper.failures == 0
+
+
+def test_a_snapshot_that_cannot_be_written_is_counted_and_the_keeper_goes_on(tmp_path):
+    not_a_directory = tmp_path / "state"
+    not_a_directory.write_text("")
+    keeper = SnapshotKeeper(new_store(), not_a_directory, every_s=0.0, tick_s=0.01)
+    try:
+        wait_until(lambda: keeper.failures >= 2)  # one failed save does not end the thread
+    finally:
+        keeper.stop()
+
+
+def test_the_feeder_ingests_in_order_and_a_bad_batch_does_not_stop_it():
+    store = new_store()
+    feeder = StoreFeeder(store, clock=lambda: (T0 + 3) * W)
+    feeder.queue.put(batch(window(T0)))
+    feeder.queue.put(ShipmentBatch("cnty1a", (None,)))  # not a window
+    feeder.queue.put(batch(window(T0 + 1)))
+    feeder.join()
+    feeder.stop()
+    assert feeder.failures == 1
+    assert store.latest_window(window(T0).key) == window(T0 + 1)
+
+
+def test_the_unspecified_address_listens_on_ipv6_and_ipv4_alike():
+    sock = listening_socket("", 0)
+    try:
+        assert sock.family == socket.AF_INET6 and sock.getsockname()[0] == "::"
+        assert sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 0
+        port = sock.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+    finally:
+        sock.close()
+    ipv4 = listening_socket("127.0.0.1", 0)
+    ipv4.close()
+    assert ipv4.family == socket.AF_INET
+
+
+def test_a_port_in_use_is_an_error():
+    taken = listening_socket("[::1]", 0)
+    try:
+        with pytest.raises(OSError):
+            listening_socket("::1", taken.getsockname()[1])
+    finally:
+        taken.close()
+
+
+async def hello(scope, receive, send) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+@pytest.mark.parametrize("host, shown", [("::1", "[::1]"), ("127.0.0.1", "127.0.0.1")])
+def test_the_api_server_serves_on_the_port_it_picked_until_stopped(host, shown):
+    with ApiServer(hello, (host, 0)) as server:
+        port = server.address[1]
+        assert port > 0 and server.url == f"http://{shown}:{port}"
+        assert httpx.get(server.url, timeout=5).text == "hello"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://{shown}:{port}", timeout=5)
 
 
 def test_what_an_agent_feeds_in_is_served_and_kept_across_a_restart(tmp_path):

@@ -10,7 +10,6 @@ from dataclasses import replace
 
 import pytest
 
-from analyzer.sla.hysteresis import Hysteresis
 from analyzer.sla.series import IntervalStats
 from analyzer.sla.verdicts import (
     BurnWindow,
@@ -287,24 +286,6 @@ def test_a_flapping_path_never_changes_status():
         end = feed(tracker, "bbg", end)
         verdict = tracker.verdict(end * S)
         assert (verdict.status, verdict.since_ns) == ("ok", 0)
-
-
-@pytest.mark.parametrize(("raws", "reported"), [
-    ("ok ok ok", "ok"),
-    ("ok ok", "no-data"),  # leaving no-data takes hold intervals too
-    ("ok ok ok at-risk breached at-risk", "at-risk"),  # worse: the mildest of the run
-    ("ok ok ok breached breached breached", "breached"),
-    ("ok ok ok breached breached breached ok at-risk ok", "at-risk"),  # better: the worst of the run
-    ("ok ok ok at-risk ok at-risk ok at-risk", "ok"),
-    ("ok ok ok no-data no-data ok no-data no-data", "ok"),
-    ("ok ok ok no-data no-data no-data", "no-data"),
-    ("at-risk ok breached", "ok"),  # from no-data: the mildest
-])
-def test_hysteresis_rules(raws, reported):
-    machine = Hysteresis(3)
-    for i, raw in enumerate(raws.split()):
-        machine.step(raw, i)
-    assert machine.status == reported
 
 
 # ---------------------------------------------------------------------------------------

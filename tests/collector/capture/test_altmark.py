@@ -17,7 +17,7 @@ from collector.capture.altmark import (
     encode_altmark,
     find_altmark,
 )
-from collector.capture.altmark_sender import Marker, options_header
+from collector.capture.altmark_sender import options_header
 
 MS = 1_000_000
 
@@ -187,23 +187,6 @@ def test_observe_counts_packets_and_malformed_options():
     point.flush()
     assert [(b.colour, b.packets, b.delay_marks_ns) for b in point.blocks()] == [(0, 3, (MS,)), (1, 3, ())]
     assert point.malformed == 2
-
-
-def test_marker_by_packets_puts_one_delay_mark_mid_block():
-    marker = Marker(9, block_packets=4)
-    marks = [marker.next(0) for _ in range(8)]
-    assert [m.loss_flag for _, m in marks] == [0, 0, 0, 0, 1, 1, 1, 1]
-    assert [m.delay_flag for _, m in marks] == [False, False, True, False] * 2
-    assert [block for block, _ in marks] == [0] * 4 + [1] * 4
-
-
-def test_marker_by_time_switches_on_the_clock():
-    marker = Marker(9, block_ms=10)
-    marks = [marker.next(at * MS)[1] for at in (0, 3, 6, 9, 12, 16, 19, 21)]
-    assert [m.loss_flag for m in marks] == [0, 0, 0, 0, 1, 1, 1, 0]
-    assert [m.delay_flag for m in marks] == [False, False, True, False, False, True, False, False]
-    with pytest.raises(ValueError):
-        Marker(9)
 
 
 @settings(max_examples=1500, deadline=None)

@@ -1,4 +1,4 @@
-"""Sinks: the wire format, the in-process sink, and HttpSink against a real HTTP receiver
+"""Sinks: the in-process sink, and HttpSink against a real HTTP receiver
 that can answer errors and be stopped and restarted on the same port (analyzer outages)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from collector.contract.records import (
     RTT_BUCKETS_NS, CollectorHealth, FlowId, PathKey, PathObservation, PathWindow,
 )
-from collector.contract.shipment import ShipmentBatch, assemble_body, decode_batch, dumps, encode_batch, window_json
+from collector.contract.shipment import ShipmentBatch, decode_batch
 from collector.outputs.sinks import Backoff, HttpSink, InProcessSink, Outcome, WindowSink, classify
 
 TOKEN = "s3cret"
@@ -145,36 +145,6 @@ def make_sink(tmp_path):
     yield make
     for sink in sinks:
         sink.close(timeout=0)
-
-
-# -- the wire format ----------------------------------------------------------------------------
-
-
-def test_a_batch_round_trips_through_json():
-    original = batch(1, 2, observations=(OBSERVATION,), health=HEALTH)
-    wire = json.loads(json.dumps(encode_batch(original)))
-    assert set(wire) == {"site", "created_ns", "windows", "observations", "health"}
-    assert wire["observations"][0]["hops"] == ["fd00::1", None, "fd00::2"]
-    assert decode_batch(wire) == original
-
-
-def test_decoding_ignores_fields_a_newer_agent_added():
-    wire = encode_batch(batch(1, observations=(OBSERVATION,), health=HEALTH))
-    for record in (wire["windows"][0], wire["observations"][0], wire["health"]):
-        record["added_later"] = 1
-    assert decode_batch(wire) == batch(1, observations=(OBSERVATION,), health=HEALTH)
-
-
-def test_path_observation_round_trips_through_its_dict():
-    assert PathObservation.from_dict(json.loads(json.dumps(OBSERVATION.to_dict()))) == OBSERVATION
-
-
-def test_a_body_assembled_window_by_window_is_the_encoded_batch():
-    original = batch(1, 2, observations=(OBSERVATION,), health=HEALTH)
-    assembled = assemble_body(original, [window_json(w) for w in original.windows])
-    assert assembled == dumps(encode_batch(original)).encode()
-    later_part = json.loads(assemble_body(original, [window_json(window(3))], with_extras=False))
-    assert (later_part["observations"], later_part["health"]) == ([], None)
 
 
 # -- policies --------------------------------------------------------------------------------------

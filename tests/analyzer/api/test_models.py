@@ -1,0 +1,50 @@
+"""The API's bodies at the edge: what a probe request and a hint accept, and what they refuse."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from analyzer.api.models import Hint, ProbeRequest, ShipmentBody, Verdict
+from analyzer.rootcause.model import HINT_KINDS
+
+
+def test_a_probe_request_writes_its_target_address_in_canonical_form_with_defaults():
+    request = ProbeRequest(agent="cnty1a", target="2001:DB8:0::0:1", slice="video")
+    assert (request.target, request.kind, request.count) == ("2001:db8::1", "stamp", 10)
+    assert ProbeRequest(agent="a", target="192.0.2.1", slice="egov", kind="icmp").target == "192.0.2.1"
+
+
+@pytest.mark.parametrize("change, error", [
+    ({"target": "core.example"}, "'core.example' is not an IP address"),
+    ({"count": 0}, "greater than or equal to 1"),
+    ({"count": 1001}, "less than or equal to 1000"),
+    ({"agent": ""}, "at least 1 character"),
+    ({"kind": "trace"}, "'stamp' or 'icmp'"),
+    ({"when": "now"}, "Extra inputs are not permitted"),
+])
+def test_a_probe_request_refuses_what_no_agent_could_do(change, error):
+    with pytest.raises(ValidationError, match=error):
+        ProbeRequest(**{"agent": "a", "target": "::1", "slice": "video", **change})
+
+
+def test_a_hint_takes_only_the_engines_kinds_and_a_confidence_from_0_to_1():
+    fields = {"suspects": ["a>b"], "slices": ["video"], "evidence": [], "first_seen_ns": 1, "last_seen_ns": 2}
+    assert [Hint(kind=kind, confidence=1.0, **fields).kind for kind in HINT_KINDS] == list(HINT_KINDS)
+    with pytest.raises(ValidationError):
+        Hint(kind="gremlins", confidence=0.5, **fields)
+    with pytest.raises(ValidationError):
+        Hint(kind="link-loss", confidence=1.5, **fields)
+
+
+def test_a_shipment_needs_a_site_and_windows_and_ignores_what_it_does_not_know():
+    body = ShipmentBody.model_validate({"site": "a", "windows": [], "agent_version": "9.9"})
+    assert (body.observations, body.health, body.created_ns) == ([], None, 0)
+    with pytest.raises(ValidationError, match="windows"):
+        ShipmentBody.model_validate({"site": "a"})
+
+
+def test_a_verdict_status_is_one_of_the_documented_ones():
+    assert Verdict(status="no-policy", reason="no policy for slice x").burn_rates == {}
+    with pytest.raises(ValidationError):
+        Verdict(status="fine")

@@ -1,0 +1,43 @@
+"""The fast record builder: the very record the constructor makes, and a refusal for
+records it cannot build that way."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import pytest
+
+from analyzer.sla.series import IntervalStats
+from analyzer.store.fast_records import builder
+from collector.contract.records import PathKey
+from tests.analyzer_support import T0, window
+
+
+def fields_of(record) -> dict:
+    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+
+
+def test_a_built_record_equals_and_hashes_as_the_constructed_one_and_stays_frozen():
+    expected = IntervalStats.of([window(T0), window(T0, target="edge", lost=4)])
+    built = builder(IntervalStats)(fields_of(expected))
+    assert type(built) is IntervalStats and built == expected and hash(built) == hash(expected)
+    assert built.loss_ratio == expected.loss_ratio  # methods and properties work on it
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.sent = 0
+
+
+def test_a_missing_field_is_an_error_not_an_unset_slot():
+    with pytest.raises(KeyError, match="kind"):
+        builder(PathKey)({"source": "a", "target": "b", "slice": "video"})
+
+
+def test_records_without_slots_and_plain_classes_are_refused():
+    @dataclass(frozen=True)
+    class Unslotted:
+        value: int
+
+    with pytest.raises(TypeError, match="Unslotted is not a slotted dataclass"):
+        builder(Unslotted)
+    with pytest.raises(TypeError, match="dict is not a slotted dataclass"):
+        builder(dict)

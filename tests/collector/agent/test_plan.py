@@ -1,0 +1,71 @@
+"""The resolved plan's parts that tests/collector/agent/test_config.py (targets, defaults and
+every problem's wording) leaves out: the flow receiver and capture sections, where windows
+wait while the analyzer is away, and the smallest probe each kind can send."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from collector.agent.config import parse_config
+from collector.agent.plan import DEFAULT_SPOOL_ROOT, MINIMUM_SIZE, AgentPlan, resolve_plan, stable_flow_label
+from collector.probes.stamp_session import SenderSettings
+from collector.wire.icmp6 import COOKIE_LEN
+
+
+def plan_of(text: str, base_dir: Path | None = None) -> AgentPlan:
+    return resolve_plan(parse_config(textwrap.dedent(text), source="agent.yaml", base_dir=base_dir))
+
+
+def test_the_flows_section_becomes_receiver_settings_with_the_slices_dscps(tmp_path):
+    plan = plan_of("""\
+        site: {name: cnty1a}
+        slices: [{name: video, dscp: 34}, {name: other, dscp: 0}]
+        flows: {listen: ["[::1]:4739", "127.0.0.1:2055"], state_dir: flows, default_sampling: {"2001:db8::e": 64},
+                template_timeout_s: 600}
+    """, base_dir=tmp_path)
+    flows = plan.flows
+    assert flows.listen == [("::1", 4739), ("127.0.0.1", 2055)]
+    assert flows.state_dir == tmp_path / "flows"
+    assert (flows.default_sampling, flows.template_timeout_s) == ({"2001:db8::e": 64.0}, 600.0)
+    assert flows.slice_rules == [{"slice": "video", "dscp": 34}, {"slice": "other", "dscp": 0}]
+    assert flows.rules_source == "agent.yaml"
+    assert plan_of("site: {name: a}\n").flows is None
+
+
+def test_the_capture_section_classifies_by_the_slices_dscps_unless_a_rules_file_says_otherwise(tmp_path):
+    by_dscp = plan_of("""\
+        site: {name: cnty1a}
+        capture: {interfaces: [{interface: eth0, sample: 100}, {interface: eth1, tcp_rtt: true, altmark_point: e1}]}
+    """).capture
+    assert by_dscp.classifier.names == ("video", "egov", "data", "best-effort")
+    assert by_dscp.rules_source == "DSCP, as the slices section says"
+    assert [(i.interface, i.sample, i.tcp_rtt, i.altmark_point) for i in by_dscp.interfaces] == [
+        ("eth0", 100, False, None), ("eth1", 1, True, "e1")]
+    (tmp_path / "rules.yaml").write_text("rules:\n  - {slice: voice, dscp: 46}\ndefault: rest\n")
+    by_rules = plan_of("site: {name: a}\ncapture: {interfaces: [{interface: eth0}], slices: rules.yaml}\n",
+                       base_dir=tmp_path).capture
+    assert by_rules.classifier.names == ("voice", "rest")
+    assert by_rules.rules_source == f"the rules in {tmp_path / 'rules.yaml'}"
+
+
+def test_windows_wait_in_a_spool_per_site_unless_one_is_configured():
+    plan = plan_of("site: {name: cnty1a}\nanalyzer: {url: 'http://centre:8080'}\n")
+    assert plan.spool_dir == f"{DEFAULT_SPOOL_ROOT}/cnty1a"
+    assert plan_of("site: {name: cnty1a}\n").spool_dir is None  # nothing to ship, nothing to keep
+
+
+def test_the_smallest_probes_are_a_bare_stamp_request_and_an_echo_cookie():
+    assert MINIMUM_SIZE == {"stamp": SenderSettings("", "").minimum_size(), "icmp": COOKIE_LEN}
+    plan = plan_of(f"""\
+        site: {{name: a}}
+        targets: [{{name: t, address: "::1", probes: [stamp, icmp], size: {max(MINIMUM_SIZE.values())},
+                    slices: [video]}}]
+    """)
+    assert [(p.kind, p.size) for p in plan.probes] == [("stamp", 68), ("icmp", 68)]
+
+
+def test_a_flow_label_falls_anywhere_in_a_one_label_range_only_on_that_label():
+    assert {stable_flow_label(f"fd00::{n:x}", "video", (0x777, 0x777)) for n in range(50)} == {0x777}
+    labels = {stable_flow_label(f"fd00::{n:x}", "video", (1, 4)) for n in range(200)}
+    assert labels == {1, 2, 3, 4}  # every label of a small range is used

@@ -1,0 +1,102 @@
+"""/flows/top and /metrics on one real HTTP server on a free loopback port."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry, Counter
+
+from collector.contract.records import FlowRecord
+from collector.outputs.http import MAX_LIMIT, TOP_PATH, serve_metrics_and_top
+from collector.traffic.classifier import SliceClassifier
+from collector.traffic.counters import TrafficCounters
+
+
+class CountedTraffic:
+    """A traffic source like the flow receiver: counters read under its lock."""
+
+    def __init__(self) -> None:
+        self.classifier = SliceClassifier.default()
+        self.counters = TrafficCounters()
+        self.lock = threading.Lock()
+        self.reads = 0
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        with self.lock:
+            self.reads += 1
+            yield
+
+    def carried(self, source: str, slice_name: str, octets: int) -> None:
+        self.counters.add(FlowRecord("2001:db8::e", 1, source, "2001:db8::2", 17, 1, 2, 34, 0, slice_name, 1,
+                                     octets, 0, 0, direction="in"))
+
+
+@contextlib.contextmanager
+def serving(traffic: CountedTraffic, host: str = "::1") -> Iterator[tuple[httpx.Client, CollectorRegistry]]:
+    registry = CollectorRegistry()
+    httpd, thread = serve_metrics_and_top(registry, traffic, (f"[{host}]" if ":" in host else host, 0))
+    shown = f"[{host}]" if ":" in host else host
+    try:
+        with httpx.Client(base_url=f"http://{shown}:{httpd.server_port}", timeout=10) as client:
+            yield client, registry
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def traffic() -> CountedTraffic:
+    source = CountedTraffic()
+    for address, octets in (("2001:db8::1", 900), ("2001:db8::2", 300), ("2001:db8::3", 600)):
+        source.carried(address, "video", octets)
+    source.carried("2001:db8::9", "egov", 5)
+    return source
+
+
+def test_top_talkers_of_a_slice_heaviest_first_with_the_slice_total(traffic):
+    with serving(traffic) as (client, _):
+        answer = client.get(TOP_PATH, params={"slice": "video", "limit": "2"})
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
+    assert answer.json() == {"slice": "video", "limit": 2, "total_bytes": 1800, "talkers": [
+        {"address": "2001:db8::1", "bytes": 900, "error": 0}, {"address": "2001:db8::3", "bytes": 600, "error": 0}]}
+    assert traffic.reads == 1
+
+
+def test_a_quiet_slice_answers_with_no_talkers_and_the_default_limit(traffic):
+    with serving(traffic) as (client, _):
+        assert client.get(f"{TOP_PATH}?slice=data").json() == {
+            "slice": "data", "limit": 10, "total_bytes": 0, "talkers": []}
+
+
+@pytest.mark.parametrize("query, error", [
+    ("slice=vid", "unknown slice 'vid' (slices are: video, egov, data, best-effort)"),
+    ("limit=3", "the slice parameter is missing (slices are: video, egov, data, best-effort)"),
+    ("slice=video&limit=0", f"limit must be a whole number from 1 to {MAX_LIMIT}, got '0'"),
+    ("slice=video&limit=1001", f"limit must be a whole number from 1 to {MAX_LIMIT}, got '1001'"),
+    ("slice=video&limit=-5", f"limit must be a whole number from 1 to {MAX_LIMIT}, got '-5'"),
+])
+def test_a_bad_query_is_a_400_that_says_what_is_expected_without_reading_counters(traffic, query, error):
+    with serving(traffic) as (client, _):
+        answer = client.get(f"{TOP_PATH}?{query}")
+    assert (answer.status_code, answer.json()) == (400, {"error": error})
+    assert traffic.reads == 0
+
+
+def test_only_get_is_answered_on_the_top_path(traffic):
+    with serving(traffic) as (client, _):
+        answer = client.post(f"{TOP_PATH}?slice=video")
+    assert answer.status_code == 405 and answer.headers["allow"] == "GET"
+
+
+def test_every_other_path_is_the_registrys_metrics_on_the_same_port_over_ipv4_too(traffic):
+    with serving(traffic, host="127.0.0.1") as (client, registry):
+        Counter("xnet_test_scrapes", "Scrapes seen by the test.", registry=registry).inc(3)
+        body = client.get("/metrics").text
+    assert "xnet_test_scrapes_total 3.0" in body.splitlines()
+    assert traffic.reads == 0

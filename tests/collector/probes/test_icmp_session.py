@@ -1,0 +1,79 @@
+"""The echo session's bookkeeping beyond matching (which tests/collector/probes/test_icmp.py
+covers): an identifier learnt after bind, scoped addresses, a sequence number reused after
+wrapping, and the bounded memory of answered requests."""
+
+from __future__ import annotations
+
+import socket
+
+from collector.probes.icmp_session import _DUPLICATE_MEMORY, EchoSession, EchoTarget
+from collector.probes.stamp_session import ReplyFacts
+from collector.wire.icmp6 import ECHO_REPLY, Echo, decode_echo, encode_echo
+
+T0 = 1_700_000_000_000_000_000
+MS = 1_000_000
+ADDRESS = "fd00::1"
+SOURCE = socket.inet_pton(socket.AF_INET6, ADDRESS)
+
+
+def reply_to(request: bytes) -> bytes:
+    echo = decode_echo(request)
+    return encode_echo(Echo(ECHO_REPLY, echo.identifier, echo.sequence, echo.payload))
+
+
+def facts(receive_ns: int) -> ReplyFacts:
+    return ReplyFacts(receive_ns=receive_ns, hop_limit=61, dscp=26)
+
+
+def one_target(timeout_ns: int = 100 * MS) -> EchoSession:
+    session = EchoSession(identifier=0, cookie=0xC00C1E, timeout_ns=timeout_ns)
+    session.add_target(EchoTarget("core", ADDRESS, "egov", 26))
+    return session
+
+
+def test_an_identifier_learnt_after_bind_goes_into_every_later_request_and_match():
+    session = one_target()
+    session.identifier = 0x1_2345  # a ping socket's port, here wider than 16 bits to show the mask
+    _, _, octets = session.request(0, T0)
+    assert session.identifier == 0x2345 and decode_echo(octets).identifier == 0x2345
+    [result] = session.on_reply(SOURCE, reply_to(octets), facts(T0 + MS))
+    assert (result.target, result.slice, result.rtt_ns) == ("core", "egov", MS)
+
+
+def test_a_scoped_address_is_matched_on_the_address_alone():
+    assert EchoTarget("lan", "fe80::1%eth0").packed == socket.inet_pton(socket.AF_INET6, "fe80::1")
+
+
+def test_an_old_deadline_does_not_expire_a_newer_request_reusing_its_wire_sequence():
+    session = one_target(timeout_ns=100 * MS)
+    _, old_key, _ = session.request(0, T0)
+    session.on_send_error(old_key, "send failed")
+    session._next_seq[0] = 65537  # the next request carries sequence 1 on the wire again
+    _, new_key, octets = session.request(0, T0 + 50 * MS)
+    assert new_key == old_key
+    assert session.expire(T0 + 100 * MS) == []  # the first request's deadline: not the new one's
+    [result] = session.on_reply(SOURCE, reply_to(octets), facts(T0 + 60 * MS))
+    assert result.seq == 65537 and not result.lost
+
+
+def test_settled_requests_ignore_later_transmit_times_and_send_errors():
+    session = one_target()
+    _, key, octets = session.request(0, T0)
+    session.on_reply(SOURCE, reply_to(octets), facts(T0 + MS))
+    session.on_transmitted(key, T0 + 500)
+    assert session.on_send_error(key, "too late") == []
+    assert session.flush() == []
+
+
+def test_duplicates_are_recognised_only_within_the_bounded_memory():
+    session = one_target()
+    other = session.add_target(EchoTarget("edge", "fd00::2"))
+    _, _, first = session.request(0, T0)
+    session.on_reply(SOURCE, reply_to(first), facts(T0 + MS))
+    for _ in range(_DUPLICATE_MEMORY):  # as many answered requests again, to another target
+        _, _, octets = session.request(other, T0)
+        session.on_reply(socket.inet_pton(socket.AF_INET6, "fd00::2"), reply_to(octets), facts(T0 + MS))
+    [again] = session.on_reply(socket.inet_pton(socket.AF_INET6, "fd00::2"), reply_to(octets), facts(T0 + 2 * MS))
+    assert again.duplicate and again.target == "edge"
+    assert session.on_reply(SOURCE, reply_to(first), facts(T0 + 2 * MS)) == []  # forgotten: late
+    assert session.late_replies == 1

@@ -1,0 +1,114 @@
+"""The STAMP sender's socket layer against a real reflector on loopback: one probe on its own
+socket, many sessions sharing one socket, replies without an SSID, and ICMP errors."""
+
+from __future__ import annotations
+
+import asyncio
+import select
+import socket
+import threading
+import time
+
+import pytest
+
+from collector.contract.records import LossDirection, ProbeResult
+from collector.probes.stamp import StampEndpoint, StampProbe, StampSocket
+from collector.probes.stamp_session import SenderSettings, StampSession
+from collector.reflector.session_reflector import Reflector, ReflectorConfig
+from collector.system.clock import shared_host_clock
+from collector.wire.stamp import ErrorEstimate
+from tests.stamp_support import reflect_request
+
+
+def reflector(stateful: bool = True) -> Reflector:
+    return Reflector(ReflectorConfig(bind=("::1",), port=0, stateful=stateful, rate_limit_pps=0,
+                                     clock=shared_host_clock()))
+
+
+def readable(stamp_socket: StampSocket) -> select.poll:
+    """A poller that wakes when replies or kernel reports wait on the socket."""
+    poller = select.poll()
+    poller.register(stamp_socket.fileno(), select.POLLIN | select.POLLERR)
+    return poller
+
+
+async def collect(probe: StampProbe, count: int) -> list[ProbeResult]:
+    return [result async for result in probe.run(count, 0.001)]
+
+
+def test_a_probe_measures_every_request_with_kernel_times_and_the_slice_marking():
+    with reflector(stateful=False) as server, StampProbe(StampEndpoint("::1", server.port),
+                                                         SenderSettings("core", "video", dscp=34)) as probe:
+        before = time.time_ns()
+        results = asyncio.run(collect(probe, 5))
+    assert [r.seq for r in results] == [0, 1, 2, 3, 4]
+    assert all(r.target == "core" and r.slice == "video" and not r.lost for r in results)
+    assert all(0 < r.rtt_ns < 1_000_000_000 and r.sent_ns >= before for r in results)
+    assert {(r.reflector_dscp, r.reply_dscp) for r in results} == {(34, 34)}  # both ways in the slice's class
+    assert [r.reflector_seq for r in results] == [0, 1, 2, 3, 4]  # a stateless reflector echoes ours
+    assert probe.send_errors == 0
+
+
+def test_sessions_sharing_one_socket_each_get_their_own_replies():
+    settled: dict[str, list[ProbeResult]] = {}
+    done = threading.Event()
+
+    def on_results(session: StampSession, results: list[ProbeResult]) -> None:
+        settled.setdefault(session.settings.slice, []).extend(results)
+        if sum(map(len, settled.values())) == 6:
+            done.set()
+
+    with reflector() as server:
+        shared = StampSocket(socket.AF_INET6, None, on_results)
+        try:
+            sessions = [shared.open_session(StampEndpoint("::1", server.port), SenderSettings("core", name, dscp))
+                        for name, dscp in (("video", 34), ("egov", 26), ("data", 18))]
+            assert shared.session_count == 3 and len({s.settings.ssid for s in sessions}) == 3
+            for session in sessions * 2:
+                shared.send(session)
+            poller = readable(shared)
+            while not done.is_set() and poller.poll(5000):
+                shared.drain()
+        finally:
+            shared.close()
+    assert {name: [(r.seq, r.reflector_dscp) for r in rs] for name, rs in settled.items()} == {
+        "video": [(0, 34), (1, 34)], "egov": [(0, 26), (1, 26)], "data": [(0, 18), (1, 18)]}
+
+
+def test_a_reply_with_a_zeroed_ssid_reaches_the_only_session_to_that_reflector():
+    """A TWAMP-Light style reflector returns SSID 0."""
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as light:
+        light.bind(("::1", 0))
+        light.settimeout(5)
+
+        def answer_once() -> None:
+            request, sender = light.recvfrom(2048)
+            reply, _ = reflect_request(request, receive_ns=time.time_ns(), transmit_ns=time.time_ns(),
+                                       error_estimate=ErrorEstimate().encode())
+            light.sendto(reply[:14] + b"\x00\x00" + reply[16:], sender)
+
+        answering = threading.Thread(target=answer_once)
+        answering.start()
+        with StampProbe(StampEndpoint("::1", light.getsockname()[1]), SenderSettings("light", "video")) as probe:
+            [result] = asyncio.run(collect(probe, 1))
+        answering.join(5)
+    assert not result.lost and result.target == "light"
+
+
+def test_a_target_without_a_reflector_is_lost_with_the_icmp_reason():
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as closed:
+        closed.bind(("::1", 0))
+        port = closed.getsockname()[1]
+    with StampProbe(StampEndpoint("::1", port), SenderSettings("nobody", "egov", timeout_ns=5_000_000_000)) as probe:
+        [result] = asyncio.run(collect(probe, 1))
+    assert result.lost and result.icmp_error == "port unreachable from ::1"
+    assert result.loss is LossDirection.FORWARD  # the request never reached a reflector
+
+
+def test_a_flow_label_needs_an_ipv6_target():
+    shared = StampSocket(socket.AF_INET, None, lambda session, results: None)
+    try:
+        with pytest.raises(ValueError, match="IPv6"):
+            shared.open_session(StampEndpoint("127.0.0.1", 862, flow_label=0x12345), SenderSettings("t", "video"))
+    finally:
+        shared.close()

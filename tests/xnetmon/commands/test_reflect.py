@@ -1,0 +1,59 @@
+"""`xnetmon reflect`: its banner says the mode it runs in, its summary every counter, and
+what keeps it from starting is one line."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+
+from collector.reflector.session_reflector import ReflectorStats
+from tests.stamp_support import reflector_answers
+from tests.support import REPO, XNETMON, stop_process, xnetmon
+from xnetmon.commands.reflect import describe_stats
+
+
+def test_the_summary_counts_every_fate_and_names_malformed_kinds():
+    stats = ReflectorStats(received=10, reflected=6, refused_not_allowed=1, refused_rate_limited=2)
+    assert describe_stats(stats) == "10 received, 6 reflected, 0 malformed, refused: 1 not allowed, 2 over rate"
+    stats.malformed["short"] += 2
+    stats.malformed["bad-hmac"] += 1
+    assert describe_stats(stats).startswith("10 received, 6 reflected, 3 malformed (bad-hmac 1, short 2), refused:")
+
+
+def test_the_banner_names_the_mode_and_every_address_and_the_summary_follows_the_stop(tmp_path):
+    key = tmp_path / "key"
+    key.write_text("s3cret\n")
+    proc = subprocess.Popen([*XNETMON, "reflect", "--bind", "::1", "--bind", "127.0.0.1", "--port", "0",
+                             "--stateful", "--auth-key-file", str(key)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        banner = proc.stdout.readline()
+        found = re.fullmatch(r"STAMP reflector \(stateful, authenticated\) listening on \[::1\]:(\d+), "
+                             r"\[127\.0\.0\.1\]:\d+\n", banner)
+        assert found, banner
+        assert reflector_answers(int(found.group(1)), key=b"s3cret")  # serving: a stop now is the orderly one
+    finally:
+        stop_process(proc)
+    assert proc.returncode == 0
+    # A stop right after a reply may print the summary before the serving thread has counted that
+    # reply as sent (the count follows the send); the request received is always counted.
+    assert re.fullmatch(r"1 received, [01] reflected, 0 malformed, refused: 0 not allowed, 0 over rate\n",
+                        proc.stdout.read())
+
+
+def test_what_keeps_it_from_starting_is_one_line(tmp_path):
+    (tmp_path / "empty").write_text("\n")
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as taken:
+        taken.bind(("::1", 0))
+        port = str(taken.getsockname()[1])
+        cases = {
+            ("--bind", "::1", "--port", port): f"xnetmon reflect: cannot listen on port {port}: Address already in use",
+            ("--auth-key-file", str(tmp_path / "empty")): f"xnetmon reflect: key file {tmp_path / 'empty'} is empty",
+            ("--port", "70000"): "is not a UDP port",
+            ("--permit-dscp", "64"): "DSCP 64 is not in 0..63",
+        }
+        for argv, message in cases.items():
+            done = xnetmon("reflect", *argv)
+            assert done.returncode == 2 and message in done.stderr, (argv, done.stderr)
+            assert "Traceback" not in done.stderr

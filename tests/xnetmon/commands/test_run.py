@@ -1,0 +1,52 @@
+"""`xnetmon run`'s watching and choosing, without a deployment of its own: the status table
+printed every --report-every seconds from a real analyzer API, what it says when the
+analyzer is away, and loopback chosen when there is no root. (tests/xnetmon/test_stamp_commands.py
+runs the whole monitor on loopback.)"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+from types import SimpleNamespace
+
+from rich.console import Console
+
+from analyzer.api.app import create_app
+from analyzer.service import ApiServer
+from analyzer.sla.verdicts import default_policies
+from analyzer.store.memory import WindowStore
+from tests.analyzer_support import T0, batch, settled, window
+from xnetmon.commands import run as run_command
+
+
+def console() -> tuple[Console, io.StringIO]:
+    out = io.StringIO()
+    return Console(file=out, width=132), out
+
+
+def test_without_a_terminal_the_table_is_printed_every_report_period_until_the_duration():
+    store = WindowStore(default_policies(), catch_up_s=0)
+    store.ingest(batch(window(T0)), settled(T0))
+    with ApiServer(create_app(store, token=None, clock=lambda: settled(T0)), ("::1", 0)) as server:
+        shown, out = console()
+        run_command._watch(SimpleNamespace(api_url=server.url),
+                           argparse.Namespace(duration=0.5, report_every=0.2), shown)
+    tables = out.getvalue().count("┃ slice")
+    assert 1 <= tables <= 2  # after 0.2 s, and after 0.4 s unless fetching the first took long; never a third
+    assert "video" in out.getvalue() and "best-effort" in out.getvalue()
+
+
+def test_an_analyzer_that_is_away_is_said_in_place_of_the_table():
+    shown, out = console()
+    run_command._print_table(SimpleNamespace(api_url="http://[::1]:1"), shown, "at exit")
+    assert out.getvalue().startswith("no analyzer answers at http://[::1]:1")
+
+
+def test_without_root_it_monitors_loopback_and_says_why(monkeypatch):
+    monkeypatch.setattr(run_command.os, "geteuid", lambda: 1000)
+    shown, out = console()
+    with contextlib.ExitStack() as stack:
+        assert run_command._lab_or_none(stack, shown) is None
+    assert out.getvalue() == "xnetmon: not root, so no lab: monitoring loopback instead\n"
+    assert run_command.EMBEDDED_CONFIG.is_file()  # what it then runs
