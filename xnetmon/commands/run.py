@@ -19,6 +19,7 @@ from pathlib import Path
 
 import collector
 from xnetmon.commands.common import positive_float
+from xnetmon.errors import UsageError
 
 EMBEDDED_CONFIG = Path(collector.__file__).parent / "examples" / "embedded.yaml"
 
@@ -43,7 +44,11 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console(width=None if Console().is_terminal else 132)  # logs and pipes: no wrapping
     with tempfile.TemporaryDirectory(prefix="xnetmon-run-") as workdir, contextlib.ExitStack() as stack:
-        deployment = _deploy(args, Path(workdir), stack, console)
+        try:
+            deployment = _deploy(args, Path(workdir), stack, console)
+        except OSError as exc:  # the API's or the agent's port: most often another monitor holds it
+            raise UsageError(f"cannot start the monitor: {exc.strerror or exc}; is another `xnetmon run` "
+                             f"or analyzer running on this machine?") from None
         console.print(f"xnetmon: monitoring {deployment.shape} ({', '.join(deployment.sites)}), "
                       f"{deployment.interval_s:g} s intervals")
         console.print(f"  API      {deployment.api_url}/slices  (docs: {deployment.api_url}/docs)")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import socket
+import subprocess
 from types import SimpleNamespace
 
 from rich.console import Console
@@ -17,6 +19,8 @@ from analyzer.service import ApiServer
 from analyzer.sla.verdicts import default_policies
 from analyzer.store.memory import WindowStore
 from tests.analyzer_support import T0, batch, settled, window
+from tests.support import REPO, XNETMON
+from xnetmon.allinone import API_PORT
 from xnetmon.commands import run as run_command
 
 
@@ -50,3 +54,18 @@ def test_without_root_it_monitors_loopback_and_says_why(monkeypatch):
         assert run_command._lab_or_none(stack, shown) is None
     assert out.getvalue() == "xnetmon: not root, so no lab: monitoring loopback instead\n"
     assert run_command.EMBEDDED_CONFIG.is_file()  # what it then runs
+
+
+def test_a_port_another_monitor_holds_is_a_usage_error_not_a_traceback():
+    holder = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    try:
+        with contextlib.suppress(OSError):  # already held by another monitor: the same case
+            holder.bind(("::1", API_PORT))
+            holder.listen()
+        done = subprocess.run([*XNETMON, "run", "--loopback", "--duration", "30"], capture_output=True,
+                              text=True, timeout=120, cwd=REPO)
+    finally:
+        holder.close()
+    assert done.returncode == 2, done.stderr
+    assert "cannot start the monitor: Address already in use" in done.stderr
+    assert "Traceback" not in done.stderr
