@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as c  # noqa: E402
+import _common as c
 
 TARGET_PREFIX = "fd00:5ca1::"
 TARGET_NET = "fd00:5ca1::/112"
@@ -122,7 +122,7 @@ def _hist_percentile(counts: list[int], q: float, coarse: list[int] | None = Non
     total = sum(counts) + sum(coarse)
     if not total:
         return None
-    rank = max(1, int(round(total * q / 100.0 + 0.4999)))
+    rank = max(1, round(total * q / 100.0 + 0.4999))
     seen = 0
     for i, n in enumerate(counts):
         seen += n
@@ -159,7 +159,7 @@ def _bins_to_buckets(bins: list[int], over: int) -> list[float]:
     running = 0
     index = 0
     for bound in BUCKETS_S:
-        limit = min(int(round(bound * 1e6)), len(bins))
+        limit = min(round(bound * 1e6), len(bins))
         while index < limit:
             running += bins[index]
             index += 1
@@ -417,13 +417,13 @@ def child(kind: str, targets_file: Path, port: int, window_s: float, profile: Pa
 
     import collector.agent.scheduler as scheduler_module
     from collector.agent.plan import PlannedProbe
-    from collector.contract.records import Slice, Target
     from collector.agent.windows import WindowBuilder
+    from collector.contract.records import Slice, Target
 
     class TappedBuilder(WindowBuilder):
         """Every result also lands in the benchmark's RTT histogram (received in the measured interval)."""
 
-        def add(self, result):  # noqa: ANN001
+        def add(self, result):
             if state["measuring"] and result.rtt_ns is not None:
                 if result.duplicate:
                     state["duplicates"] += 1
@@ -442,7 +442,7 @@ def child(kind: str, targets_file: Path, port: int, window_s: float, profile: Pa
     housekeeping: list[tuple[int, int]] = []  # (duration ns, windows closed) of each closing pass measured
     original_close = scheduler_module.Scheduler._close_windows
 
-    def timed_close(self, now):  # noqa: ANN001
+    def timed_close(self, now):
         before_windows, start = state["windows"], time.perf_counter_ns()
         original_close(self, now)
         closed = state["windows"] - before_windows
@@ -498,7 +498,7 @@ def child(kind: str, targets_file: Path, port: int, window_s: float, profile: Pa
         while not stop.is_set():  # what the agent does on every batch of windows, once a second
             try:
                 await asyncio.wait_for(stop.wait(), 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 drain_lag()
         await runner
         drops = _socket_drops()  # while our sockets are still open, so still listed

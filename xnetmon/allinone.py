@@ -35,12 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analyzer.api.app import create_app
-from analyzer.sla.policies import LAB_POLICY_FILE
 from analyzer.rootcause.evidence import names_from_lab_topology
 from analyzer.service import ApiServer, RootCauseRunner, SnapshotKeeper, StoreFeeder, open_store
+from analyzer.sla.policies import LAB_POLICY_FILE
 from analyzer.sla.verdicts import default_policies, load_policies
-from xnetmon.softflowd import FLOW_PORT, SoftflowdFleet, softflowd_available, wait_until_bound
 from xnetmon.netns_sockets import listening_socket_in
+from xnetmon.softflowd import FLOW_PORT, SoftflowdFleet, softflowd_available, wait_until_bound
 
 API_PORT = 9863
 AGENT_METRICS_PORT = 9862
@@ -246,8 +246,8 @@ def _resume(proc: subprocess.Popen) -> None:
 @contextlib.contextmanager
 def loopback_deployment(config: Path, workdir: Path, *, clock=None) -> Iterator[Deployment]:
     """One agent in this process on `config` (loopback), feeding the analyzer directly."""
-    from collector.agent.runner import Agent
     from collector.agent.plan import load_plan
+    from collector.agent.runner import Agent
     from collector.outputs.sinks import InProcessSink
 
     plan, flows_note = _with_loopback_flows(load_plan(config))

@@ -33,8 +33,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from analyzer.api import models as m
-from analyzer.exporter import AnalyzerSnapshot, analyzer_registry
 from analyzer.api.intake import MalformedShipment, ShipmentParser
+from analyzer.exporter import AnalyzerSnapshot, analyzer_registry
 from analyzer.store.memory import WindowStore
 from analyzer.topology import Topology
 from collector.contract.records import PathKey, PathWindow

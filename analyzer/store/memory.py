@@ -50,11 +50,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from analyzer.store.fast_records import builder
 from analyzer.sla.series import IntervalStats
-from collector.system.files import write_atomically
+from analyzer.store.fast_records import builder
 from collector.contract.records import CollectorHealth, PathKey, PathObservation, PathWindow
 from collector.contract.shipment import ShipmentBatch
+from collector.system.files import write_atomically
 
 log = logging.getLogger(__name__)
 

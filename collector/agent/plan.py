@@ -21,10 +21,10 @@ from collector.agent.config import (
     load_config,
     parse_listen,
 )
-from collector.probes.stamp_session import SenderSettings
-from collector.contract.records import Slice, Target
-from collector.reflector.session_reflector import ReflectorConfig
 from collector.agent.target_sources import expand
+from collector.contract.records import Slice, Target
+from collector.probes.stamp_session import SenderSettings
+from collector.reflector.session_reflector import ReflectorConfig
 from collector.wire.icmp6 import COOKIE_LEN
 from collector.wire.stamp import STAMP_PORT
 

@@ -20,16 +20,16 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from collector.system import measurement_sockets
-from collector.system.clock import ClockStatus, read_clock_status
 from collector.agent.plan import PlannedProbe
+from collector.agent.windows import WindowBuilder
+from collector.contract.records import PathKey, PathWindow, ProbeResult
 from collector.probes.icmp import EchoProber, EchoSettings
 from collector.probes.icmp_session import EchoTarget
 from collector.probes.stamp import StampEndpoint, StampSocket
 from collector.probes.stamp_session import SenderSettings, StampSession
-from collector.contract.records import PathKey, PathWindow, ProbeResult
 from collector.probes.summary import percentile
-from collector.agent.windows import WindowBuilder
+from collector.system import measurement_sockets
+from collector.system.clock import ClockStatus, read_clock_status
 
 EARLY_NS = 500_000
 HOUSEKEEPING_NS = 100_000_000  # how often echo timeouts are checked
@@ -247,7 +247,7 @@ class Scheduler:
                     self._wake.clear()
                     try:
                         await asyncio.wait_for(self._wake.wait(), wait_ns / 1e9)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
                 else:
                     await asyncio.sleep(0)  # behind: still let replies in between bursts

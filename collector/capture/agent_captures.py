@@ -25,10 +25,10 @@ from prometheus_client.core import CounterMetricFamily, Metric
 
 from collector.capture.live import LiveCapture
 from collector.capture.points import CaptureMeters, CaptureOptions, open_live_capture
-from collector.outputs.prometheus.passive import passive_families
-from collector.traffic.counters import TrafficCounters, TrafficTotals
 from collector.contract.records import FlowRecord
+from collector.outputs.prometheus.passive import passive_families
 from collector.traffic.classifier import SliceClassifier
+from collector.traffic.counters import TrafficCounters, TrafficTotals
 
 log = logging.getLogger(__name__)
 

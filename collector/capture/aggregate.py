@@ -31,9 +31,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from collector.wire.dissect import PacketBatch, PacketFields
 from collector.contract.records import FlowRecord
 from collector.traffic.classifier import SliceClassifier
+from collector.wire.dissect import PacketBatch, PacketFields
 
 DEFAULT_ACTIVE_TIMEOUT_S = 1800.0
 DEFAULT_IDLE_TIMEOUT_S = 15.0

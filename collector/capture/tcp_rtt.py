@@ -37,10 +37,10 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
-from collector.wire.dissect import IPV4_MAPPED_PREFIX, dissect_ip
-from collector.wire.ipv6_ext import EXTENSION_HEADERS, MalformedPacket, walk_extension_headers
 from collector.contract.records import RTT_BUCKETS_NS, RTT_BUCKETS_S
 from collector.traffic.classifier import SliceClassifier
+from collector.wire.dissect import IPV4_MAPPED_PREFIX, dissect_ip
+from collector.wire.ipv6_ext import EXTENSION_HEADERS, MalformedPacket, walk_extension_headers
 
 PROTO_TCP = 6
 MAX_PENDING_TSVALS = 512

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from collector.contract.records import FlowRecord
 from collector.flow_export.datasets import MalformedSet
 from collector.flow_export.export_state import DecodedFlows, ExportState
 from collector.flow_export.ipfix import decode_ipfix
@@ -35,9 +36,8 @@ from collector.flow_export.netflow9 import decode_netflow9
 from collector.flow_export.sampling import SamplingTable
 from collector.flow_export.sflow import decode_sflow
 from collector.flow_export.templates import DEFAULT_PENDING_LIMIT, DEFAULT_TEMPLATE_TIMEOUT_S, TemplateCache
-from collector.traffic.counters import TrafficCounters, address_text
-from collector.contract.records import FlowRecord
 from collector.traffic.classifier import SliceClassifier
+from collector.traffic.counters import TrafficCounters, address_text
 
 log = logging.getLogger(__name__)
 

@@ -120,7 +120,7 @@ class WindowSpool:
             return self._writer
         self._close_writer()
         path = self.directory / f"{self._next_id:020d}{SEGMENT_SUFFIX}"
-        self._writer = open(path, "xb")  # ids only grow, so a name is never reused
+        self._writer = open(path, "xb")  # noqa: SIM115 - kept open across appends; ids only grow, so a name is never reused
         self._writer_path, self._writer_size = path, 0
         _fsync_directory(self.directory)  # the new name itself must survive a power loss
         return self._writer
@@ -271,7 +271,7 @@ class WindowSpool:
     def _lock_directory(self):
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            lock_file = open(self.directory / LOCK_NAME, "a")
+            lock_file = open(self.directory / LOCK_NAME, "a")  # noqa: SIM115 - held for the spool's lifetime
         except OSError as exc:
             raise SpoolError(f"cannot use spool directory {self.directory}: {exc}") from exc
         try:

@@ -25,10 +25,10 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from enum import Enum
 
-from collector.system import measurement_sockets
+from collector.contract.records import ProbeResult
 from collector.probes.icmp_session import EchoSession, EchoTarget, Key
 from collector.probes.stamp_session import ReplyFacts
-from collector.contract.records import ProbeResult
+from collector.system import measurement_sockets
 from collector.wire.icmp6 import ECHO_REPLY, ERROR_TYPES, Icmp6DecodeError, decode_echo, decode_error, error_name
 
 RECEIVE_BUFFER = 65535

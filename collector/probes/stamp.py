@@ -19,9 +19,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from collector.system import measurement_sockets
-from collector.probes.stamp_session import ReplyFacts, SenderSettings, StampSession
 from collector.contract.records import ProbeResult
+from collector.probes.stamp_session import ReplyFacts, SenderSettings, StampSession
+from collector.system import measurement_sockets
 
 RECEIVE_BUFFER = 65535
 _TX_MEMORY = 65536  # send-order indexes kept waiting for their kernel timestamp
@@ -269,7 +269,7 @@ class StampProbe:
                 try:
                     result = await asyncio.wait_for(self._results.get(), timeout=0.05)
                     yield result
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 for result in self.session.expire(time.time_ns()):
                     yield result

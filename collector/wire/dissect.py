@@ -103,7 +103,7 @@ def ip_offset_in_ethernet(frame: bytes | memoryview) -> int | None:
             raise MalformedPacket("truncated or too many VLAN tags")
         ethertype = _ETHERTYPE.unpack_from(frame, offset + 2)[0]
         offset += 4
-    if ethertype == ETHERTYPE_IPV6 or ethertype == ETHERTYPE_IPV4:
+    if ethertype in (ETHERTYPE_IPV6, ETHERTYPE_IPV4):
         return offset
     return None
 

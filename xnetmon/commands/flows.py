@@ -76,8 +76,8 @@ def _classifier(path: Path | None):
 
 
 def run_collect(args: argparse.Namespace) -> int:
-    from collector.outputs.prometheus.flows import flow_registry
     from collector.flow_export.receiver import FlowReceiver, ReceiverSettings
+    from collector.outputs.prometheus.flows import flow_registry
 
     settings = ReceiverSettings(
         listen=[_listen(v, "--listen") for v in (args.listen or ["[::]:4739"])],

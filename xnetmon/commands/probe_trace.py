@@ -12,6 +12,7 @@ from collections.abc import Coroutine
 from dataclasses import asdict
 from typing import Any, TypeVar
 
+from collector.contract.records import FlowId, HopAnswer, HopProbe, PathObservation
 from collector.probes.trace import (
     RawSocketPermissionError,
     TraceEndpoint,
@@ -21,7 +22,6 @@ from collector.probes.trace import (
     trace_rounds,
 )
 from collector.probes.trace_session import PROTOCOLS, HopReport, TraceHop, TraceSettings, merge_paths, report
-from collector.contract.records import FlowId, HopAnswer, HopProbe, PathObservation
 from xnetmon.cli import UsageError
 from xnetmon.commands.common import add_marking_arguments, marking_of, port_number, positive_float, resolve_target
 

@@ -27,8 +27,8 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
-from collector.outputs.prometheus.state import MetricsSnapshot, MetricsState
 from collector.contract.records import RTT_BUCKETS_S
+from collector.outputs.prometheus.state import MetricsSnapshot, MetricsState
 
 if TYPE_CHECKING:  # flow receiver and captures are optional: imported only by agents that run them
     from collector.capture.agent_captures import AgentCaptures

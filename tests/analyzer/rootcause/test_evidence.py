@@ -221,7 +221,7 @@ def test_a_silent_agent_whose_site_the_network_does_not_reach_is_not_blamed():
 def test_declared_topology_file_errors_name_the_file(tmp_path):
     bad = tmp_path / "net.yaml"
     bad.write_text("name: x\nsites: []\n")
-    with pytest.raises(ValueError, match="net.yaml"):
+    with pytest.raises(ValueError, match=r"net\.yaml"):
         load_declared_names(str(bad))
     assert load_declared_names("small")[SMALL.loopback("prov2")] == "prov2"
 

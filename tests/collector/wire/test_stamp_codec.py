@@ -10,7 +10,6 @@ import struct
 
 import pytest
 
-from tests.stamp_support import reflect_request
 from collector.wire.stamp import (
     AUTH_BASE_LEN,
     BASE_LEN,
@@ -62,8 +61,9 @@ from collector.wire.stamp_tlv import (
     encode_tlvs,
     hmac_tlv_ok,
 )
+from tests.stamp_support import reflect_request
 
-U, M, I = 0x80, 0x40, 0x20
+U, M, I = 0x80, 0x40, 0x20  # noqa: E741 - the TLV flags' names in RFC 8972
 KEY = b"k" * 32
 OTHER_KEY = b"x" * 32
 RX_NS = 1_700_000_000_250_000_000
