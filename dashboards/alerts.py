@@ -66,7 +66,7 @@ class AlertRule:
     cases: tuple[Case, ...] = ()
 
     def rule(self, config: MixinConfig) -> dict:
-        body = {"alert": self.name, "expr": self.expr}
+        body: dict[str, object] = {"alert": self.name, "expr": self.expr}
         if self.for_ != "0s":
             body["for"] = self.for_
         body["labels"] = {"severity": self.severity, "scope": self.scope, **self.labels}
@@ -229,6 +229,7 @@ def path_alerts(config: MixinConfig) -> list[AlertRule]:
         if delay is not None:
             # The share of replies slower than the bound, read exactly from the bucket at the bound
             # (every delay bound is a bucket bound), against the share the percentile allows.
+            assert delay.percentile is not None  # the delay objective is a percentile (policies check it)
             allowed = round(1 - delay.percentile / 100, 6)
             alerts.append(_path_threshold(
                 config, "XnetPathLatencyHigh", slice_name, _slow_share(slice_name, delay.bound), allowed,

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 ROUTE_PROTO = "77"  # marks the routes the lab installs, so it can replace exactly those
 LINK_UP_TIMEOUT = 10.0
 
-SITE_SYSCTLS = {
+SITE_SYSCTLS: dict[str, str | int] = {
     "net.ipv6.conf.all.forwarding": 1,
     # No duplicate address detection: addresses are usable at once, and unique by plan.
     "net.ipv6.conf.all.accept_dad": 0,

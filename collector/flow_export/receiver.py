@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from collector.contract.records import FlowRecord
 from collector.flow_export.datasets import MalformedSet
@@ -185,7 +186,7 @@ class FlowReceiver:
         try:
             while not self._stop.is_set():
                 for key, _ in selector.select(timeout=0.2):
-                    self._drain(key.fileobj)
+                    self._drain(cast(socket.socket, key.fileobj))  # only sockets are registered
                 now = time.time()
                 if now - self._housekeeping_at >= HOUSEKEEPING_S:
                     self._housekeeping_at = now

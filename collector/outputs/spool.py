@@ -42,6 +42,7 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ class WindowSpool:
         except OSError:
             self._close_writer()  # a half-written line must not be continued by the next record
             raise
+        assert self._writer_path is not None  # set with the writer
         self._records.append(_Record(self._next_id, self._writer_path, self._writer_size, len(line), windows))
         self._writer_size += len(line)
         self._next_id += 1
@@ -308,12 +310,16 @@ def _parse_line(line: bytes) -> tuple[int, int, bytes] | None:
     if not isinstance(header, dict):
         return None
     record_id, windows, crc = header.get("id"), header.get("windows"), header.get("crc32")
-    if not all(type(v) is int and v >= 0 for v in (record_id, windows, crc)):
+    if not (_is_count(record_id) and _is_count(windows) and _is_count(crc)):
         return None
     body = line[cut + len(b',"batch":') : -2]
     if zlib.crc32(body) != crc:
         return None
     return record_id, windows, body
+
+
+def _is_count(value: object) -> TypeGuard[int]:
+    return type(value) is int and value >= 0
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -130,7 +130,7 @@ def quoted_ports(transport: bytes) -> tuple[int, int] | None:
     """Source and destination port of a quoted UDP or TCP header."""
     if len(transport) < 4:
         return None
-    return struct.unpack_from("!HH", transport)  # type: ignore[return-value]
+    return struct.unpack_from("!HH", transport)
 
 
 def quoted_tcp_seq(transport: bytes) -> int | None:
