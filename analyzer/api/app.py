@@ -25,6 +25,7 @@ import inspect
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -43,7 +44,7 @@ MAX_BODY_BYTES = 32 << 20  # an agent posts at most 5,000 windows (~4 MB) at a t
 WORST_PATHS = 5
 MAX_NAMES_IN_ERROR = 20
 
-_WRITE_ERRORS = {
+_WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": m.Problem, "description": "missing or wrong bearer token"},
     403: {"model": m.Problem, "description": "writes are disabled: no token configured"},
 }
@@ -154,7 +155,8 @@ def create_app(store: WindowStore, *, token: str | None, prober: Callable | None
             raise HTTPException(404, f"unknown slice {name!r} (slices are: {_names(known) or 'none yet'})")
         windows = store.latest_windows(name)
         lossy = sorted((w for w in windows if w.lost), key=lambda w: (w.loss_ratio, w.lost), reverse=True)
-        slowest = sorted((w for w in windows if w.rtt_p99_ns is not None), key=lambda w: w.rtt_p99_ns, reverse=True)
+        slowest = sorted((w for w in windows if w.rtt_p99_ns is not None), key=lambda w: w.rtt_p99_ns or 0,
+                         reverse=True)
         return m.SliceDetail(
             name=name, verdict=_verdict(store.slice_verdict(name, clock())), paths=len(store.path_keys(name)),
             worst_by_loss=[_path_summary(w) for w in lossy[:WORST_PATHS]],

@@ -32,6 +32,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from collector.contract.records import Slice
 from collector.contract.slice_catalog import DEFAULT_SLICES
@@ -159,6 +160,10 @@ class SliceModel(_Strict):
         return Slice(self.name, self.dscp, self.slice_id)
 
 
+def _stamp_only() -> list[ProbeKind]:
+    return ["stamp"]
+
+
 class TargetModel(_Strict):
     """One entry of `targets`: exactly one of `address` (with `name`), `file` or `cidr`."""
 
@@ -168,7 +173,7 @@ class TargetModel(_Strict):
     cidr: str | None = None
     name_prefix: str | None = None
     count: StrictInt | None = Field(default=None, ge=1, description="cidr: only the first COUNT addresses")
-    probes: list[ProbeKind] = Field(default_factory=lambda: ["stamp"], min_length=1)
+    probes: list[ProbeKind] = Field(default_factory=_stamp_only, min_length=1)
     slices: list[SliceNameRef] | None = Field(default=None, min_length=1)
     port: StrictInt | None = Field(default=None, ge=1, le=65535)
     # Per-entry overrides of the `probing` defaults.
@@ -411,6 +416,7 @@ def parse_listen(value: str) -> tuple[str, int]:
         ipaddress.ip_address(address or "")
     except ValueError:
         raise ValueError(f'expected "[ADDRESS]:PORT" such as "{DEFAULT_METRICS_LISTEN}", got {value!r}') from None
+    assert match is not None and address  # ip_address("") raised above
     port = int(match["port"])
     if port > 65535:
         raise ValueError(f"{port} is not a TCP port")
@@ -534,7 +540,7 @@ _TYPE_MESSAGES = {
 }
 
 
-def _message(err: dict, root: Any, loc: tuple) -> str:
+def _message(err: ErrorDetails, root: Any, loc: tuple) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         return _unknown_key(root, loc)

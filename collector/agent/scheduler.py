@@ -321,9 +321,9 @@ class Scheduler:
         if self._echo is not None:
             self._collect_echo()
             for result in self._echo.session.flush():
-                schedule = self._by_echo_target.get((result.target, result.slice))
-                if schedule is not None:
-                    schedule.builder.add(result)
+                owner = self._by_echo_target.get((result.target, result.slice))
+                if owner is not None:
+                    owner.builder.add(result)
         for schedule in self._schedules.values():
             windows += schedule.builder.close_all()
         for builder in self._retired_builders:

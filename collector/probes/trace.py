@@ -234,7 +234,7 @@ class RawTransport(TraceTransport):
         return found
 
     def _drain(self, sock: socket.socket) -> list[tuple[bytes, str, int]]:
-        got = []
+        got: list[tuple[bytes, str, int]] = []
         while True:
             try:
                 data, ancdata, _flags, addr = sock.recvmsg(RECEIVE_BUFFER, measurement_sockets.ANCILLARY_SPACE)

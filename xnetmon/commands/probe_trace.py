@@ -182,6 +182,7 @@ def _hop_line(hop: TraceHop, dscp_sent: int) -> str:
         if probe.responder != shown:
             parts.append(f" {probe.responder}")
             shown = probe.responder
+        assert probe.rtt_ns is not None  # a probe with a responder has its round-trip time
         parts.append(f"  {probe.rtt_ns / 1e6:.3f} ms")
         flag = _flag(probe)
         if flag:
@@ -223,8 +224,8 @@ def _print_multipath(
     for fingerprint, members in paths.items():
         example = observations[members[0]]
         hops = " > ".join(h or "*" for h in example.hops)
-        flows = ", ".join(f"0x{observations[i].flow.flow_label:05x}" for i in members)
-        print(f"  {fingerprint}  {hops}  (flow labels {flows})")
+        labels = ", ".join(f"0x{observations[i].flow.flow_label:05x}" for i in members)
+        print(f"  {fingerprint}  {hops}  (flow labels {labels})")
 
 
 # -- the mtr-style report -----------------------------------------------------------------------
