@@ -42,7 +42,7 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeGuard
+from typing import BinaryIO, TypeGuard
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class WindowSpool:
         self._records: collections.deque[_Record] = collections.deque()
         self._skip_windows = 0  # of the head record: dropped by the bound, not to be sent
         self._next_id = 0
-        self._writer = None
+        self._writer: BinaryIO | None = None
         self._writer_path: Path | None = None
         self._writer_size = 0
         self._lock_file = self._lock_directory()
@@ -122,7 +122,8 @@ class WindowSpool:
             return self._writer
         self._close_writer()
         path = self.directory / f"{self._next_id:020d}{SEGMENT_SUFFIX}"
-        self._writer = open(path, "xb")  # noqa: SIM115 - kept open across appends; ids only grow, so a name is never reused
+        # Kept open across appends; ids only grow, so a name is never reused.
+        self._writer = open(path, "xb")  # noqa: SIM115
         self._writer_path, self._writer_size = path, 0
         _fsync_directory(self.directory)  # the new name itself must survive a power loss
         return self._writer
