@@ -24,11 +24,15 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from analyzer.api.app import create_app
 from analyzer.store.memory import WindowStore
+
+if TYPE_CHECKING:
+    from analyzer.rootcause.model import Epoch
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +109,9 @@ class RootCauseRunner:
         from analyzer.rootcause.hints import HintTracker
 
         if diagnose is None:
-            from analyzer.rootcause.engine import diagnose
+            from analyzer.rootcause.engine import diagnose as engine_diagnose
+
+            diagnose = engine_diagnose
         self.store = store
         self.builder = EvidenceBuilder(store, declared_names)
         self.tracker = HintTracker()
@@ -116,7 +122,7 @@ class RootCauseRunner:
         self.last_seconds = 0.0
         self.worst_seconds = 0.0
         self.recent: collections.deque = collections.deque(maxlen=self.RECENT_EPOCHS)
-        self.last_epoch = None
+        self.last_epoch: Epoch | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="xnetmon-analyzer-rootcause", daemon=True)
         self._thread.start()

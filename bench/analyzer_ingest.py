@@ -34,13 +34,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import _common as c  # noqa: E402
+import _common as c
 
-from analyzer.api.intake import ShipmentParser  # noqa: E402
-from analyzer.sla.verdicts import SlaTracker, default_policies  # noqa: E402
-from analyzer.store.memory import WindowStore  # noqa: E402
-from collector.contract.records import RTT_BUCKETS_NS, PathKey, PathWindow  # noqa: E402
-from collector.contract.shipment import ShipmentBatch, decode_batch, dumps, encode_batch  # noqa: E402
+from analyzer.api.intake import ShipmentParser
+from analyzer.sla.verdicts import SlaTracker, default_policies
+from analyzer.store.memory import WindowStore
+from collector.contract.records import RTT_BUCKETS_NS, PathKey, PathWindow
+from collector.contract.shipment import ShipmentBatch, decode_batch, dumps, encode_batch
 
 SLICES = ("video", "egov", "data", "best-effort")
 INTERVAL_NS = 10_000_000_000
@@ -120,7 +120,8 @@ def run_stages(bodies: list[tuple[int, bytes]], agents: int, paths: int) -> dict
         parser = ShipmentParser()
         for now, b in first:
             store.ingest(parser.parse(b), now)
-        figures[name] = steady / cpu(lambda: [store.ingest(parser.parse(b), now) for now, b in rest])
+        figures[name] = steady / cpu(
+            lambda store=store, parser=parser: [store.ingest(parser.parse(b), now) for now, b in rest])
         stats = store.stats()
         assert stats["windows_late"] == 0 and stats["intervals_closed"] >= len(SLICES) * (len(bodies) // agents - 1)
     figures["resend"] = windows / cpu(lambda: [store.ingest(parser.parse(b), now) for now, b in bodies])

@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as c  # noqa: E402
+import _common as c
 
 TARGET_PREFIX = "fd00:cafe::"
 LINK_S, LINK_T = "fd00:ec0::1", "fd00:ec0::2"

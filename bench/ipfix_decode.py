@@ -37,15 +37,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, environment, free_udp_port, median, ratio, table, write_result  # noqa: E402
+from _common import REPO, environment, free_udp_port, median, ratio, table, write_result
 
 sys.path.insert(0, str(REPO))
 
-from collector.flow_export.export_state import ExportState  # noqa: E402
-from collector.flow_export.ipfix import decode_ipfix  # noqa: E402
-from collector.flow_export.receiver import FlowReceiver  # noqa: E402
-from collector.flow_export.sampling import SamplingTable  # noqa: E402
-from collector.flow_export.templates import TemplateCache  # noqa: E402
+from collector.flow_export.export_state import ExportState
+from collector.flow_export.ipfix import decode_ipfix
+from collector.flow_export.receiver import FlowReceiver
+from collector.flow_export.sampling import SamplingTable
+from collector.flow_export.templates import TemplateCache
 
 # (element, length): softflowd's IPv6 template with DSCP and flow label added
 FIELDS = [(27, 16), (28, 16), (22, 4), (21, 4), (1, 4), (2, 4), (10, 4), (14, 4), (61, 1), (136, 1),

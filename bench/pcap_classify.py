@@ -42,11 +42,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import _common as c  # noqa: E402
+import _common as c
 
-from collector.capture.aggregate import FlowAggregator  # noqa: E402
-from collector.capture.pcap import read_flows  # noqa: E402
-from collector.traffic.classifier import SliceClassifier  # noqa: E402
+from collector.capture.aggregate import FlowAggregator
+from collector.capture.pcap import read_flows
+from collector.traffic.classifier import SliceClassifier
 
 TARGET = 400_000
 SNAPLEN = 128

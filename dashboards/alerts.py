@@ -66,7 +66,7 @@ class AlertRule:
     cases: tuple[Case, ...] = ()
 
     def rule(self, config: MixinConfig) -> dict:
-        body = {"alert": self.name, "expr": self.expr}
+        body: dict[str, object] = {"alert": self.name, "expr": self.expr}
         if self.for_ != "0s":
             body["for"] = self.for_
         body["labels"] = {"severity": self.severity, "scope": self.scope, **self.labels}
@@ -95,6 +95,7 @@ def rendered_hint(kind: str | None = None, suspect: str = "", confidence_pct: st
 
 
 HINT_SERIES = 'xnet_rootcause_hint{slice="%s",kind="link-loss",suspect="core>prov2"}'
+MALFORMED_STAMP_SERIES = 'xnet_malformed_packets_total{job="xnet-agent",instance="a:9862",protocol="stamp",kind="short"}'
 
 
 def firing_case(name: str, given: dict[str, str], eval_time: str, labels: dict, *, summary: str, description: str,
@@ -115,9 +116,10 @@ def slice_down(config: MixinConfig) -> AlertRule:
     url = config.runbook_url("XnetSliceDown")
     labels = {"severity": "critical", "scope": "slice", "slice": "video"}
     every_probe, none = "0+150x40", "0+0x40"  # per 15 s step: 150 probes sent; all of them lost, or none
+    lost_forward = 'xnet_probe_lost_total{src="cnty1a",dst="cnty2b",slice="video",probe="stamp",direction="forward"}'
     given = {  # cnty1a→cnty2b loses everything, cnty1a→core nothing
         'xnet_probe_sent_total{src="cnty1a",dst="cnty2b",slice="video",probe="stamp"}': every_probe,
-        'xnet_probe_lost_total{src="cnty1a",dst="cnty2b",slice="video",probe="stamp",direction="forward"}': every_probe,
+        lost_forward: every_probe,
         'xnet_probe_sent_total{src="cnty1a",dst="core",slice="video",probe="stamp"}': every_probe,
         'xnet_probe_lost_total{src="cnty1a",dst="core",slice="video",probe="stamp",direction="forward"}': none,
     }
@@ -134,8 +136,7 @@ def slice_down(config: MixinConfig) -> AlertRule:
                     runbook_url=url),
         Case("slice down: heavy but not total loss stays silent", {
             'xnet_probe_sent_total{src="cnty1a",dst="cnty2b",slice="video",probe="stamp"}': every_probe,
-            'xnet_probe_lost_total{src="cnty1a",dst="cnty2b",slice="video",probe="stamp",direction="forward"}':
-                "0+140x40"}, "5m"),
+            lost_forward: "0+140x40"}, "5m"),
     )
     return AlertRule(
         "XnetSliceDown", f"count by (slice) ({rules.path_loss(fast)} >= {PATH_DOWN_RATIO:g}) > 0", "critical", "slice",
@@ -228,6 +229,7 @@ def path_alerts(config: MixinConfig) -> list[AlertRule]:
         if delay is not None:
             # The share of replies slower than the bound, read exactly from the bucket at the bound
             # (every delay bound is a bucket bound), against the share the percentile allows.
+            assert delay.percentile is not None  # the delay objective is a percentile (policies check it)
             allowed = round(1 - delay.percentile / 100, 6)
             alerts.append(_path_threshold(
                 config, "XnetPathLatencyHigh", slice_name, _slow_share(slice_name, delay.bound), allowed,
@@ -423,10 +425,8 @@ def health_alerts(config: MixinConfig) -> list[AlertRule]:
                     "info", "10m", "{{ $labels.instance }} receives malformed {{ $labels.protocol }} packets",
                     "{{ $labels.instance }} drops undecodable {{ $labels.protocol }} packets ({{ $labels.kind }}): "
                     "a misconfigured sender, another protocol on the port, or a scan.",
-                    {'xnet_malformed_packets_total{job="xnet-agent",instance="a:9862",protocol="stamp",kind="short"}':
-                     "0+100x80"},
-                    {'xnet_malformed_packets_total{job="xnet-agent",instance="a:9862",protocol="stamp",kind="short"}':
-                     "3x80"},
+                    {MALFORMED_STAMP_SERIES: "0+100x80"},
+                    {MALFORMED_STAMP_SERIES: "3x80"},
                     {"job": "xnet-agent", "instance": "a:9862", "protocol": "stamp", "kind": "short"}),
     ]
     return [_health_rule(config, spec) for spec in specs]

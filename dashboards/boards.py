@@ -9,7 +9,18 @@ xnet_altmark_*), which appear once flows are received.
 from __future__ import annotations
 
 from dashboards.grafana import (
-    JOB, PATH, SITE, SLICE, Panel, Query, dashboard, loss_by_direction, loss_ratio, percentiles, rate, rtt_quantile,
+    JOB,
+    PATH,
+    SITE,
+    SLICE,
+    Panel,
+    Query,
+    dashboard,
+    loss_by_direction,
+    loss_ratio,
+    percentiles,
+    rate,
+    rtt_quantile,
     summed,
 )
 
@@ -122,8 +133,8 @@ def path_detail() -> dict:
               (Query(loss_by_direction("slice, src, dst", PATH), "{{src}}→{{dst}} {{direction}}"),)),
         Panel("Hop lists seen", "Number of different traced hop lists (path fingerprints) in the time range: "
               "more than one means the path changed.", "none",
-              (Query(f'count by (slice, src, dst) (count_over_time(xnet_path_info{{{PATH}, fingerprint!=""}}[$__range]))',
-                     "{{src}}→{{dst}}", instant=True),), type="stat"),
+              (Query(f'count by (slice, src, dst) (count_over_time(xnet_path_info{{{PATH}, fingerprint!=""}}'
+                     '[$__range]))', "{{src}}→{{dst}}", instant=True),), type="stat"),
         Panel("Path fingerprint and address", "The target's address and the latest traced hop list's "
               "fingerprint; a new row means a new path.", "none",
               (Query(f"max by (slice, src, dst, address, fingerprint) (xnet_path_info{{{PATH}}})", instant=True,

@@ -38,7 +38,7 @@ class AddressPlan:
         loopbacks: str | None = None,
         links: str | None = None,
         hosts: str | None = None,
-    ) -> "AddressPlan":
+    ) -> AddressPlan:
         whole = _network("addressing.prefix", prefix)
         if whole.prefixlen != 48:
             raise AddressPlanError(f"prefix {prefix} must be a /48 (got /{whole.prefixlen})")

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 ROUTE_PROTO = "77"  # marks the routes the lab installs, so it can replace exactly those
 LINK_UP_TIMEOUT = 10.0
 
-SITE_SYSCTLS = {
+SITE_SYSCTLS: dict[str, str | int] = {
     "net.ipv6.conf.all.forwarding": 1,
     # No duplicate address detection: addresses are usable at once, and unique by plan.
     "net.ipv6.conf.all.accept_dad": 0,
@@ -38,7 +38,7 @@ SITE_SYSCTLS = {
 }
 
 
-def create(lab: "Lab") -> None:
+def create(lab: Lab) -> None:
     """Create namespaces, veths, addresses, queues and routes (the record exists already)."""
     topo = lab.topology
     sites = [s.name for s in topo.sites]
@@ -71,7 +71,7 @@ def create(lab: "Lab") -> None:
     install_routes(lab, frozenset(), frozenset())
 
 
-def install_routes(lab: "Lab", down_links: frozenset[str], down_sites: frozenset[str]) -> None:
+def install_routes(lab: Lab, down_links: frozenset[str], down_sites: frozenset[str]) -> None:
     table = routing.routes(lab.topology, down_links, down_sites)
     commands = []
     for site, routes in table.items():
@@ -84,7 +84,7 @@ def install_routes(lab: "Lab", down_links: frozenset[str], down_sites: frozenset
     netns.run_all(commands)
 
 
-def wait_links_up(lab: "Lab", ends: set[tuple[str, str]]) -> None:
+def wait_links_up(lab: Lab, ends: set[tuple[str, str]]) -> None:
     """Wait until the kernel reports each (link, site) end operationally up.
 
     A veth passes no traffic until the kernel's link watcher has activated its queues,
@@ -109,12 +109,12 @@ def wait_links_up(lab: "Lab", ends: set[tuple[str, str]]) -> None:
         if not waiting:
             return
         if time.monotonic() > deadline:
-            names = ", ".join(sorted(f"{lab.interface(l, s)}@{s}" for l, s in waiting))
+            names = ", ".join(sorted(f"{lab.interface(link, s)}@{s}" for link, s in waiting))
             raise LabError(f"links not up after {LINK_UP_TIMEOUT:g} s: {names}")
         time.sleep(0.05)
 
 
-def set_links(lab: "Lab", state: LabState) -> None:
+def set_links(lab: Lab, state: LabState) -> None:
     """Links down where an active fault says so, up everywhere else."""
     dl, ds = faults.down_links(state), faults.down_sites(state)
     lines: dict[str, list[str]] = {s: [] for s in lab.sites}
@@ -125,7 +125,7 @@ def set_links(lab: "Lab", state: LabState) -> None:
             lines[end].append(f"link set {link.interface(end)} {'down' if is_down else 'up'}")
             if not is_down:
                 coming_up.add((link.name, end))
-    netns.run_all((netns.ip_batch_argv(lab.namespace(s)), batch(l)) for s, l in lines.items())
+    netns.run_all((netns.ip_batch_argv(lab.namespace(s)), batch(site_lines)) for s, site_lines in lines.items())
     wait_links_up(lab, coming_up)
 
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import gc
 import errno
+import gc
 import os
 import select
 import signal
@@ -94,7 +94,7 @@ class DelayLine:
         self.seq += 1
         self.sock.send(_message(kind, self.queue, attrs, self.seq, NLM_F_REQUEST | NLM_F_ACK))
         reply = self.sock.recv(65536)
-        length, kind_, _, _, _ = NLMSG_HEADER.unpack_from(reply)
+        _length, kind_, _, _, _ = NLMSG_HEADER.unpack_from(reply)
         if kind_ == NLMSG_ERROR:
             code = -struct.unpack_from("=i", reply, NLMSG_HEADER.size)[0]
             if code:

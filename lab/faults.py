@@ -120,7 +120,7 @@ def reroute_path(state: LabState, source: str, destination: str) -> tuple[str, .
 # Builders. Each returns the Fault record; the caller has already allocated `fault_id`.
 
 
-def loss(lab: "Lab", fault: Fault, link: str, rate: float, from_site: str | None, slice_name: str | None) -> None:
+def loss(lab: Lab, fault: Fault, link: str, rate: float, from_site: str | None, slice_name: str | None) -> None:
     _check(0 < rate <= 1, f"loss rate must be in (0, 1], got {rate}")
     topology = lab.topology
     dscp = _slice_dscp(topology, slice_name)
@@ -140,7 +140,7 @@ def loss(lab: "Lab", fault: Fault, link: str, rate: float, from_site: str | None
     fault.summary = f"{what} on {_arrows(dirs)}"
 
 
-def down(lab: "Lab", fault: Fault, target: str) -> None:
+def down(lab: Lab, fault: Fault, target: str) -> None:
     """A link ("a-b") or a site goes down; routing reconverges around it (see Lab.converge)."""
     topology = lab.topology
     if "-" in target:
@@ -157,7 +157,7 @@ def down(lab: "Lab", fault: Fault, target: str) -> None:
 
 
 def congest(
-    lab: "Lab",
+    lab: Lab,
     fault: Fault,
     link: str,
     rate_mbit: float,
@@ -193,7 +193,7 @@ def congest(
     }
 
 
-def slice_starve(lab: "Lab", fault: Fault, link: str, slice_name: str, rate_kbit: int, from_site: str | None) -> None:
+def slice_starve(lab: Lab, fault: Fault, link: str, slice_name: str, rate_kbit: int, from_site: str | None) -> None:
     topology = lab.topology
     _slice_dscp(topology, slice_name)
     _check(1 <= rate_kbit <= 1000, f"starved rate must be 1..1000 kbit/s, got {rate_kbit}")
@@ -202,7 +202,7 @@ def slice_starve(lab: "Lab", fault: Fault, link: str, slice_name: str, rate_kbit
     fault.summary = f"slice {slice_name} cut to {rate_kbit} kbit/s on {_arrows(dirs)}, other slices unchanged"
 
 
-def reroute(lab: "Lab", fault: Fault, state: LabState, source: str, destination: str, via: str | None) -> None:
+def reroute(lab: Lab, fault: Fault, state: LabState, source: str, destination: str, via: str | None) -> None:
     topology = lab.topology
     for site in (source, destination) + ((via,) if via else ()):
         try:
@@ -243,7 +243,7 @@ def reroute(lab: "Lab", fault: Fault, state: LabState, source: str, destination:
     fault.summary = f"{source}<->{destination} moved from {'>'.join(current or ())} to {'>'.join(hops)}"
 
 
-def delay(lab: "Lab", fault: Fault, link: str, delay_ms: float, from_site: str | None, slice_name: str | None) -> None:
+def delay(lab: Lab, fault: Fault, link: str, delay_ms: float, from_site: str | None, slice_name: str | None) -> None:
     _check(0 < delay_ms <= 2000, f"delay must be in (0, 2000] ms, got {delay_ms}")
     topology = lab.topology
     dscp = _slice_dscp(topology, slice_name)
@@ -273,7 +273,7 @@ def delay(lab: "Lab", fault: Fault, link: str, delay_ms: float, from_site: str |
 SIGNALS = {"TERM": signal.SIGTERM, "KILL": signal.SIGKILL, "STOP": signal.SIGSTOP, "INT": signal.SIGINT}
 
 
-def kill(lab: "Lab", fault: Fault, site: str, match: str, signame: str, restart: bool) -> None:
+def kill(lab: Lab, fault: Fault, site: str, match: str, signame: str, restart: bool) -> None:
     topology = lab.topology
     try:
         topology.site(site)

@@ -8,7 +8,8 @@
     lab.down()
 
 Every site is a network namespace named `xl-<site>` (the prefix can be changed, so
-that test runs do not collide); every link a veth pair whose ends are called `to-<peer>`. The CLI (`xnetmon lab ...`) is a thin layer over this class.
+that test runs do not collide); every link a veth pair whose ends are called `to-<peer>`. The
+CLI (`xnetmon lab ...`) is a thin layer over this class.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-from lab import faults as _faults
 from lab import build, netns, qos, routing
+from lab import faults as _faults
 from lab.errors import LabError
 from lab.netns import CommandFailed
 from lab.state import Fault, LabState, Process, StateStore
@@ -52,13 +53,13 @@ class Lab:
     # -- construction ---------------------------------------------------------------------
 
     @classmethod
-    def from_name(cls, name_or_path: str, store: StateStore | None = None, prefix: str = NAMESPACE_PREFIX) -> "Lab":
+    def from_name(cls, name_or_path: str, store: StateStore | None = None, prefix: str = NAMESPACE_PREFIX) -> Lab:
         """A built-in topology ("tiny", "small") or a YAML file; raises TopologyError."""
         text, label = source_text(name_or_path)
         return cls(parse(text, label), name_or_path, text, store, prefix)
 
     @classmethod
-    def current(cls, store: StateStore | None = None) -> "Lab":
+    def current(cls, store: StateStore | None = None) -> Lab:
         """The lab that is up now, as recorded in the state file."""
         store = store or StateStore()
         state = store.load()
@@ -476,7 +477,7 @@ def _resume_stopped(fault: Fault) -> None:
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 __all__ = ["Lab", "LabError", "TopologyError"]

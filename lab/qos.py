@@ -100,7 +100,8 @@ def change_lines(topology: LabTopology, link: Link, site: str, settings: EndSett
     """tc batch lines that set an existing tree to `settings`."""
     device = link.interface(site)
     lines = [
-        f"class change dev {device} parent 1: classid 1:1 htb rate {settings.rate_kbit}kbit ceil {settings.rate_kbit}kbit"
+        f"class change dev {device} parent 1: classid 1:1 htb rate {settings.rate_kbit}kbit"
+        f" ceil {settings.rate_kbit}kbit"
     ]
     for slice_ in topology.slices:
         rate, ceil = _slice_rates(settings, slice_)

@@ -47,7 +47,7 @@ def shortest_paths(
     if source in down_sites:
         return {source: (source,)}
     best: dict[str, tuple[int, int, tuple[str, ...]]] = {}
-    heap = [(0, 0, (source,))]
+    heap: list[tuple[int, int, tuple[str, ...]]] = [(0, 0, (source,))]
     while heap:
         cost, hops, path = heapq.heappop(heap)
         node = path[-1]

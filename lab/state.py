@@ -50,7 +50,7 @@ class Fault:
     processes: list[Process] = field(default_factory=list)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Fault":
+    def from_json(cls, data: dict[str, Any]) -> Fault:
         data = dict(data)
         data["processes"] = [Process(**p) for p in data.get("processes", [])]
         return cls(**data)
@@ -72,7 +72,7 @@ class LabState:
         return json.dumps(asdict(self), indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "LabState":
+    def from_json(cls, text: str) -> LabState:
         data = json.loads(text)
         data["faults"] = [Fault.from_json(f) for f in data.get("faults", [])]
         data["processes"] = [Process(**p) for p in data.get("processes", [])]

@@ -70,7 +70,7 @@ def _tear_down(lab: Lab, topology: str) -> None:
 
 def remove_stale_labs() -> list[str]:
     """Tear down labs recorded by test runs whose process is gone (killed mid-run)."""
-    removed = []
+    removed: list[str] = []
     if not TEST_STATE_DIR.is_dir():
         return removed
     for directory in sorted(TEST_STATE_DIR.iterdir()):

@@ -96,7 +96,7 @@ class TopologyModel(_Strict):
     slices: list[SliceModel] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "TopologyModel":
+    def _consistent(self) -> TopologyModel:
         names = [s.name for s in self.sites]
         _no_duplicates("sites", names)
         known = set(names)
@@ -268,8 +268,8 @@ class LabTopology:
 def from_model(model: TopologyModel) -> LabTopology:
     sites = tuple(Site(s.name, s.role, i) for i, s in enumerate(model.sites))
     links = tuple(
-        Link(f"{l.a}-{l.b}", l.a, l.b, l.cost, l.bandwidth_mbit or model.bandwidth_mbit, i)
-        for i, l in enumerate(model.links)
+        Link(f"{link.a}-{link.b}", link.a, link.b, link.cost, link.bandwidth_mbit or model.bandwidth_mbit, i)
+        for i, link in enumerate(model.links)
     )
     slices = tuple(Slice(s.name, s.dscp, s.id, s.share) for s in model.slices)
     a = model.addressing

@@ -56,10 +56,13 @@ VENV=.venv
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-# Reinstall only when the project's declared dependencies changed.
+# The exact versions (and hashes) the tests passed with come from requirements.lock
+# (`make lock` refreshes it from pyproject.toml); the project itself goes on top without
+# dependencies. Reinstall only when the lock or the project's metadata changed.
 stamp="$VENV/.xnetmon-installed"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ requirements.lock -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q -e '.[test]'
+  "$VENV/bin/pip" install -q --require-hashes -r requirements.lock
+  "$VENV/bin/pip" install -q --no-deps -e .
   touch "$stamp"
 fi

@@ -133,7 +133,7 @@ def write_slice_pcap(path: Path, flows_per_slice: int = 3, packets_per_flow: int
 
     packets = []
     t = 1_700_000_000.0
-    for slice_index, (name, dscp) in enumerate(SLICE_DSCP.items(), start=1):
+    for slice_index, dscp in enumerate(SLICE_DSCP.values(), start=1):
         for flow in range(flows_per_slice):
             transport = TCP(sport=40000 + flow, dport=443, flags="A") if flow % 2 else UDP(sport=50000 + flow, dport=5004)
             for n in range(packets_per_flow):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import httpx
+from rich.console import JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
@@ -124,7 +125,9 @@ def objective_table(detail: dict) -> Table:
     """One slice's objectives: the latest interval's value against each bound."""
     verdict = detail["verdict"]
     table = Table(title=f"{detail['name']}: objectives of the latest interval", title_justify="left")
-    for name, justify in (("objective", "left"), ("observed", "right"), ("bound", "right"), ("met", "left")):
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("objective", "left"), ("observed", "right"), ("bound", "right"), ("met", "left"))
+    for name, justify in columns:
         table.add_column(name, justify=justify)
     for o in verdict.get("objectives", []):
         unit_is_time = "delay" in o["name"]

@@ -169,7 +169,7 @@ def _observation(data: object, index: int) -> PathObservation:
     try:
         data["flow"] = flow
         observation = PathObservation.from_dict(data)
-        observation.fingerprint  # a hop that is not an address fails here, not in /topology
+        observation.fingerprint  # noqa: B018 - a hop that is not an address fails here, not in /topology
     except ValueError as exc:
         raise MalformedShipment(f"{where}.hops", str(exc)) from None
     return observation

@@ -68,7 +68,13 @@ from analyzer.rootcause.boolean import cover_all_then_per_slice
 from analyzer.rootcause.lossrate import GrayFinding, localise_gray
 from analyzer.rootcause.model import Diagnosis, Epoch, PathEvidence
 from analyzer.rootcause.observations import (
-    BOTH, FORWARD, PSEUDO_PREFIXES, REVERSE, Observations, loss_observations, round_trip_observations,
+    BOTH,
+    FORWARD,
+    PSEUDO_PREFIXES,
+    REVERSE,
+    Observations,
+    loss_observations,
+    round_trip_observations,
 )
 from analyzer.rootcause.pathchange import path_change_diagnoses
 from analyzer.rootcause.significance import poisson_tail

@@ -255,7 +255,7 @@ class EvidenceBuilder:
             delay_s=delay, baseline_delay_s=memory.baseline_delay, jitter_s=jitter,
             baseline_jitter_s=memory.baseline_jitter, path_changed=changed, delay_delta_s=delta,
             previous_forward=(*ends[0], *route.previous, *ends[1]) if forward_changed else None,
-            previous_reverse=reverse_route.previous if reverse_changed else None,
+            previous_reverse=reverse_route.previous if reverse_changed and reverse_route is not None else None,
         )
 
     @staticmethod

@@ -120,10 +120,10 @@ def localise_gray(observations: Observations, active: np.ndarray, alpha: float, 
     else:
         keep &= ~failing
     findings = []
-    group_rows = [[] for _ in groups]
-    for i, row in enumerate(rows):
+    group_rows: list[list[int]] = [[] for _ in groups]
+    for i, row in enumerate(rows.tolist()):
         group_rows[group_of_row[i]].append(row)
-    for i in np.flatnonzero(keep):
+    for i in np.flatnonzero(keep).tolist():
         members = np.flatnonzero(design[:, i])
         class_rows = np.sort(np.concatenate([np.asarray(group_rows[g], dtype=np.int64) for g in members]))
         others = x.copy()

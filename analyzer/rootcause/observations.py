@@ -43,7 +43,7 @@ class _Interner:
         self.columns: dict[str, int] = {}
         self.names: list[str] = []
         self.is_link: list[bool] = []
-        self.routes: dict[tuple, tuple[np.ndarray, int]] = {}
+        self.routes: dict[tuple, tuple[np.ndarray, np.ndarray, int]] = {}
         self.lock = threading.Lock()
 
     def route(self, direction: int, first: tuple[str, ...], second: tuple[str, ...] | None
@@ -136,22 +136,30 @@ def loss_observations(paths: tuple[PathEvidence, ...], background_per_link: floa
     direction: list[int] = []
     slice_names: dict[str, int] = {}
     slice_of: list[int] = []
+
+    def add_row(routed: tuple[np.ndarray, np.ndarray, int], row_sent: int, row_lost: int, path_index: int,
+                row_direction: int, slice_id: int) -> None:
+        columns, crossed, count = routed
+        pieces.append(columns)
+        counts.append(crossed)
+        links.append(count)
+        sent.append(row_sent)
+        lost.append(row_lost)
+        path_of.append(path_index)
+        direction.append(row_direction)
+        slice_of.append(slice_id)
+
     for index, p in enumerate(paths):
         if p.sent <= 0:
             continue
         slice_id = slice_names.setdefault(p.slice, len(slice_names))
         if p.forward_lost is not None and p.reverse_lost is not None:
-            columns, crossed, count = route(FORWARD, p.forward, None)
-            pieces.append(columns), counts.append(crossed), links.append(count), sent.append(p.sent), lost.append(p.forward_lost)
-            path_of.append(index), direction.append(FORWARD), slice_of.append(slice_id)
+            add_row(route(FORWARD, p.forward, None), p.sent, p.forward_lost, index, FORWARD, slice_id)
             if p.reverse is not None and p.sent > p.forward_lost:
-                columns, crossed, count = route(REVERSE, p.reverse, p.forward)
-                pieces.append(columns), counts.append(crossed), links.append(count), sent.append(p.sent - p.forward_lost)
-                lost.append(p.reverse_lost), path_of.append(index), direction.append(REVERSE), slice_of.append(slice_id)
+                add_row(route(REVERSE, p.reverse, p.forward), p.sent - p.forward_lost, p.reverse_lost, index,
+                        REVERSE, slice_id)
         else:
-            columns, crossed, count = route(BOTH, p.forward, p.reverse)
-            pieces.append(columns), counts.append(crossed), links.append(count), sent.append(p.sent), lost.append(p.lost)
-            path_of.append(index), direction.append(BOTH), slice_of.append(slice_id)
+            add_row(route(BOTH, p.forward, p.reverse), p.sent, p.lost, index, BOTH, slice_id)
     link_counts = np.asarray(links, dtype=np.float64)
     return _assemble(pieces, counts, np.asarray(sent, dtype=np.float64), np.asarray(lost, dtype=np.float64),
                      1.0 - (1.0 - background_per_link) ** link_counts, path_of, direction, slice_of, slice_names)

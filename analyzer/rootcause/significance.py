@@ -13,10 +13,10 @@ from scipy import stats
 
 def binomial_tail(lost: np.ndarray, sent: np.ndarray, ratio: np.ndarray) -> np.ndarray:
     """P(X >= lost) for X ~ Binomial(sent, ratio), elementwise."""
-    return stats.binom.sf(np.asarray(lost) - 1, np.asarray(sent), np.clip(ratio, 1e-12, 1.0))
+    return np.asarray(stats.binom.sf(np.asarray(lost) - 1, np.asarray(sent), np.clip(ratio, 1e-12, 1.0)))
 
 
 def poisson_tail(observed: np.ndarray, expected: np.ndarray) -> np.ndarray:
     """P(X >= observed) for X ~ Poisson(expected), elementwise (observed may be fractional)."""
     observed = np.ceil(np.asarray(observed, dtype=np.float64) - 1e-9)
-    return stats.poisson.sf(observed - 1, np.maximum(np.asarray(expected, dtype=np.float64), 1e-12))
+    return np.asarray(stats.poisson.sf(observed - 1, np.maximum(np.asarray(expected, dtype=np.float64), 1e-12)))

@@ -57,9 +57,24 @@ DEFAULT_POLICY_FILE = Path(__file__).parents[1] / "policies.yaml"  # the default
 LAB_POLICY_FILE = Path(__file__).parents[1] / "examples" / "lab-policies.yaml"  # seconds-long lookbacks
 
 __all__ = [
-    "AVAILABILITY", "DEFAULT_BURN_WINDOWS", "DEFAULT_POLICY_FILE", "LAB_POLICY_FILE", "DELAY_VARIATION", "LOSS", "OBJECTIVE_NAMES",
-    "ONE_WAY_DELAY", "TWO_WAY_DELAY", "BurnWindow", "ConfigError", "Objective", "SlaPolicy", "default_policies",
-    "load_policies", "parse_policies", "policy_from_dict", "policy_to_dict",
+    "AVAILABILITY",
+    "DEFAULT_BURN_WINDOWS",
+    "DEFAULT_POLICY_FILE",
+    "DELAY_VARIATION",
+    "LAB_POLICY_FILE",
+    "LOSS",
+    "OBJECTIVE_NAMES",
+    "ONE_WAY_DELAY",
+    "TWO_WAY_DELAY",
+    "BurnWindow",
+    "ConfigError",
+    "Objective",
+    "SlaPolicy",
+    "default_policies",
+    "load_policies",
+    "parse_policies",
+    "policy_from_dict",
+    "policy_to_dict",
 ]
 
 

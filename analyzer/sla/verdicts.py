@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 from analyzer.sla.hysteresis import Hysteresis
 from analyzer.sla.lookback import Lookback
@@ -359,9 +360,9 @@ class SlaTracker:
         return sum(lookback.nbytes() for lookback in self._burn.values()) + self._compliance.nbytes()
 
 
-def _encode(value: float | None) -> float | str | None:
+def _encode(value: float | None) -> float | Literal["inf"] | None:
     return "inf" if value == math.inf else value  # strict JSON has no infinity
 
 
-def _decode(value: float | str | None) -> float | None:
+def _decode(value: float | Literal["inf"] | None) -> float | None:
     return math.inf if value == "inf" else value

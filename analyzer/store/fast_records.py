@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import fields, is_dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -21,7 +21,7 @@ def builder(record_type: type[T]) -> Callable[[dict], T]:
         raise TypeError(f"{record_type.__name__} is not a slotted dataclass")
     if hasattr(record_type, "__post_init__"):
         raise TypeError(f"{record_type.__name__} has __post_init__, which a direct build would skip")
-    namespace = {"new": object.__new__, "record": record_type}
+    namespace: dict[str, Any] = {"new": object.__new__, "record": record_type}
     lines = ["def build(fields):", "    record_ = new(record)"]
     for field in fields(record_type):
         namespace[f"set_{field.name}"] = record_type.__dict__[field.name].__set__

@@ -49,14 +49,23 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any, Protocol
 
-from analyzer.store.fast_records import builder
 from analyzer.sla.series import IntervalStats
-from collector.system.files import write_atomically
+from analyzer.store.fast_records import builder
 from collector.contract.records import CollectorHealth, PathKey, PathObservation, PathWindow
 from collector.contract.shipment import ShipmentBatch
+from collector.system.files import write_atomically
 
 log = logging.getLogger(__name__)
+
+
+class TrackerType(Protocol):
+    """What the store needs of its tracker class: analyzer.sla.verdicts.SlaTracker, or a stand-in."""
+
+    def __call__(self, policy: Any, interval_s: float, path: PathKey | None = None) -> Any: ...
+
+    def from_state(self, state: dict, policy: Any) -> Any: ...
 
 DEDUP_HORIZON = 64  # seqs below a path's newest that are remembered (bits of the mask)
 _MASK = (1 << DEDUP_HORIZON) - 1
@@ -126,9 +135,11 @@ class WindowStore:
     def __init__(self, policies: Mapping[str, object] | None = None, *, interval_s: float = 10.0,
                  grace_intervals: float = 1.5, catch_up_s: float = 45.0, history: int = HISTORY_WINDOWS,
                  forget_after_s: float = 86_400.0, max_ahead_s: float = 300.0,
-                 tracker_type: type | None = None) -> None:
+                 tracker_type: TrackerType | None = None) -> None:
         if tracker_type is None:
-            from analyzer.sla.verdicts import SlaTracker as tracker_type
+            from analyzer.sla.verdicts import SlaTracker
+
+            tracker_type = SlaTracker
         self.policies = dict(policies or {})
         self.interval_s = interval_s
         self.interval_ns = round(interval_s * 1e9)
@@ -162,7 +173,7 @@ class WindowStore:
                 self._observations[(observation.source, observation.target, observation.slice)] = observation
             result.observations = len(batch.observations)
             previous = self._agents.get(batch.site)
-            health = batch.health if batch.health is not None else (previous and previous.health)
+            health = batch.health if batch.health is not None else (previous.health if previous is not None else None)
             self._agents[batch.site] = AgentSeen(batch.site, now_ns, health)
             result.health = batch.health is not None
             self.counters["batches_accepted"] += 1

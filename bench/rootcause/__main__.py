@@ -25,8 +25,8 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from bench._common import environment, table, write_result  # noqa: E402
 from analyzer.rootcause.engine import diagnose  # noqa: E402
+from bench._common import environment, table, write_result  # noqa: E402
 from bench.rootcause.baselines import BASELINES  # noqa: E402
 from bench.rootcause.faults import CLASSES, SINGLE_CLASSES, FaultDrawer  # noqa: E402
 from bench.rootcause.plan import probe_plan  # noqa: E402

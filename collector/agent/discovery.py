@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from collector.agent.plan import PlannedProbe
+from collector.contract.records import PathObservation, PathWindow
 from collector.probes.trace import TraceEndpoint, trace
 from collector.probes.trace_session import TraceSettings
-from collector.contract.records import PathObservation, PathWindow
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class PathDiscovery:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), max(0.01, min(wait_ns / 1e9, 1.0)))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _trace(self, path: _Path) -> None:

@@ -14,18 +14,18 @@ import logging
 import signal
 import time
 
-from collector.system import selfstats
-from collector.system.clock import ClockStatus
 from collector.agent.config import ConfigError
 from collector.agent.discovery import PathDiscovery
+from collector.agent.plan import AgentPlan, load_plan
+from collector.agent.scheduler import Scheduler
+from collector.contract.records import CollectorHealth, PathObservation, PathWindow
+from collector.contract.shipment import ShipmentBatch
 from collector.outputs.prometheus.agent import MetricsServer, serve_metrics
 from collector.outputs.prometheus.state import MetricsState
-from collector.agent.plan import AgentPlan, load_plan
-from collector.contract.records import CollectorHealth, PathObservation, PathWindow
-from collector.reflector.session_reflector import Reflector
-from collector.agent.scheduler import Scheduler
-from collector.contract.shipment import ShipmentBatch
 from collector.outputs.sinks import HttpSink, WindowSink
+from collector.reflector.session_reflector import Reflector
+from collector.system import selfstats
+from collector.system.clock import ClockStatus
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class Agent:
             if self.plan.start_delay_s:
                 try:  # the reflector already answers; probing waits (a stop ends the wait)
                     await asyncio.wait_for(self._stop.wait(), self.plan.start_delay_s)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             tasks = [asyncio.create_task(self.scheduler.run(self._stop)),
                      asyncio.create_task(self._health_loop())]
@@ -154,7 +154,7 @@ class Agent:
         while not self._stop.is_set():
             try:
                 await asyncio.wait_for(self._stop.wait(), self.plan.window_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._refresh_health()
 
 

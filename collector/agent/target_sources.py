@@ -35,6 +35,7 @@ def expand(config: AgentConfig, index: int, entry: TargetModel, room: int) -> Ex
     """Expand `targets[index]`; `room` is how many targets the limit still allows."""
     key = f"targets[{index}]"
     if entry.address is not None:
+        assert entry.name is not None  # the model requires a name with an address
         return Expansion(pairs=[(entry.name, entry.address)])
     if entry.file is not None:
         return _from_file(config, f"{key}.file", entry.file)
@@ -42,6 +43,7 @@ def expand(config: AgentConfig, index: int, entry: TargetModel, room: int) -> Ex
 
 
 def _from_cidr(config: AgentConfig, key: str, entry: TargetModel, room: int) -> Expansion:
+    assert entry.cidr is not None  # the model requires one of address, file or cidr
     network = IPNetwork(entry.cidr)
     size = network.size if entry.count is None else min(entry.count, network.size)
     if entry.count is not None and entry.count > network.size:

@@ -64,6 +64,7 @@ def summarise(
     answered = [r for r in results if not r.lost and not r.duplicate]
     buckets = [0] * (len(RTT_BUCKETS_NS) + 1)
     for r in answered:
+        assert r.rtt_ns is not None  # answered: not lost
         buckets[bisect.bisect_left(RTT_BUCKETS_NS, r.rtt_ns)] += 1  # a bound is inclusive (le)
     forward = sorted(r.forward_owd_ns for r in answered if r.forward_owd_ns is not None)
     reverse = sorted(r.reverse_owd_ns for r in answered if r.reverse_owd_ns is not None)

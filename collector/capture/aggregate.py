@@ -31,9 +31,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from collector.wire.dissect import PacketBatch, PacketFields
 from collector.contract.records import FlowRecord
 from collector.traffic.classifier import SliceClassifier
+from collector.wire.dissect import PacketBatch, PacketFields
 
 DEFAULT_ACTIVE_TIMEOUT_S = 1800.0
 DEFAULT_IDLE_TIMEOUT_S = 15.0
@@ -159,7 +159,9 @@ class FlowAggregator:
         segment_start = times[starts]
         # A flow's first segment that continues an open record counts from that record's start.
         for g in np.flatnonzero(continues).tolist():
-            segment_start[segment[group_starts[g]]] = prior[g].start
+            open_record = prior[g]
+            assert open_record is not None  # `continues` marks the flows with an open record
+            segment_start[segment[group_starts[g]]] = open_record.start
         record_start = segment_start[segment]
         for s in np.unique(segment[times - record_start >= self.active_ns]).tolist():
             end = starts[s + 1] if s + 1 < len(starts) else len(times)

@@ -246,7 +246,7 @@ def block_loss(upstream: MarkingPoint | tuple[Block, ...], downstream: MarkingPo
         blocks.append(block)
     pairs: dict[tuple[int, int], tuple[Block, Block]] = {}
     for down in down_blocks:
-        middles, blocks = by_colour.get((down.flow_mon_id, down.colour), ((), ()))
+        middles, blocks = by_colour.get((down.flow_mon_id, down.colour), ([], []))
         index = bisect.bisect_left(middles, _middle(down))
         candidates = [blocks[i] for i in (index - 1, index) if 0 <= i < len(blocks)
                       and blocks[i].first_ns - max_delay_ns <= down.last_ns

@@ -50,6 +50,7 @@ class Marker:
             block, position = divmod(self._sent, self._block_packets)
             delay = position == self._block_packets // 2
         else:
+            assert self._block_ns is not None  # the constructor takes exactly one of the two
             if self._start_ns is None:
                 self._start_ns = now_ns
             block, elapsed = divmod(now_ns - self._start_ns, self._block_ns)

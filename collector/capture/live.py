@@ -35,10 +35,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from collector.capture.aggregate import FlowAggregator
+from collector.contract.records import FlowRecord
+from collector.system.mmsg import DatagramBatch
 from collector.wire.dissect import DEFAULT_SLICE_OPTION, dissect_ip, ip_offset_in_ethernet, malformed_kind
 from collector.wire.ipv6_ext import MalformedPacket
-from collector.system.mmsg import DatagramBatch
-from collector.contract.records import FlowRecord
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263

@@ -96,7 +96,7 @@ class PacketIndex:
 
     def frame(self, index: int) -> memoryview:
         start = int(self.offsets[index])
-        return memoryview(self.data)[start:start + int(self.captured[index])]
+        return memoryview(self.data)[start:start + int(self.captured[index])]  # type: ignore[arg-type]  # numpy declares ndarray.__buffer__ for Python >= 3.12 only
 
 
 def index_capture(path: str | Path) -> PacketIndex:
@@ -384,7 +384,7 @@ def read_flows(path: str | Path, aggregator: FlowAggregator, *, per_packet: bool
     ip_lengths = index.offsets[has_ip] + index.captured[has_ip] - ip[has_ip]
     dissected = 0
     if per_packet or observers:
-        view = memoryview(index.data)
+        view = memoryview(index.data)  # type: ignore[arg-type]  # numpy declares ndarray.__buffer__ for Python >= 3.12 only
         for row, start, length in zip(has_ip.tolist(), ip[has_ip].tolist(), ip_lengths.tolist()):
             packet = view[start:start + length]
             ts_ns = int(index.ts_ns[row])

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from collector.capture.aggregate import DEFAULT_ACTIVE_TIMEOUT_S, DEFAULT_IDLE_TIMEOUT_S, FlowAggregator
 from collector.capture.altmark import MarkingPoint
 from collector.capture.live import LiveCapture, Sampler
-from collector.wire.dissect import DEFAULT_SLICE_OPTION
 from collector.capture.tcp_rtt import PassiveTcpRtt
 from collector.traffic.classifier import SliceClassifier
+from collector.wire.dissect import DEFAULT_SLICE_OPTION
 
 
 @dataclass(frozen=True, slots=True)

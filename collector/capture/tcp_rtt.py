@@ -37,10 +37,10 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
-from collector.wire.dissect import IPV4_MAPPED_PREFIX, dissect_ip
-from collector.wire.ipv6_ext import EXTENSION_HEADERS, MalformedPacket, walk_extension_headers
 from collector.contract.records import RTT_BUCKETS_NS, RTT_BUCKETS_S
 from collector.traffic.classifier import SliceClassifier
+from collector.wire.dissect import IPV4_MAPPED_PREFIX, dissect_ip
+from collector.wire.ipv6_ext import EXTENSION_HEADERS, MalformedPacket, walk_extension_headers
 
 PROTO_TCP = 6
 MAX_PENDING_TSVALS = 512
@@ -110,9 +110,9 @@ class _Distribution:
 
     def summary(self) -> RttSummary:
         samples = sum(self.counts)
-        quantiles = [self._quantile(q, samples) for q in (0.5, 0.9, 0.99)]
+        p50, p90, p99 = (self._quantile(q, samples) for q in (0.5, 0.9, 0.99))
         return RttSummary(
-            samples, _seconds(self.min_ns), *quantiles, _seconds(self.max_ns), self.sum_ns / 1e9,
+            samples, _seconds(self.min_ns), p50, p90, p99, _seconds(self.max_ns), self.sum_ns / 1e9,
             tuple(self.counts), self.retransmissions,
         )
 
@@ -292,6 +292,7 @@ class PassiveTcpRtt:
         return direction
 
     def _remote_prefix(self, address: bytes) -> str:
+        network: ipaddress.IPv4Network | ipaddress.IPv6Network
         if address.startswith(IPV4_MAPPED_PREFIX):
             network = ipaddress.IPv4Network((address[12:], self._prefix_len_v4), strict=False)
         else:

@@ -29,8 +29,12 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from collector.contract.records import CollectorHealth, PathObservation, PathWindow
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +72,7 @@ def decode_batch(body: dict) -> ShipmentBatch:
     )
 
 
-def _known(record_type: type, data: dict) -> dict:
+def _known(record_type: type[DataclassInstance], data: dict) -> dict:
     """The fields of `data` that `record_type` has: a newer agent's extras are left out."""
     return {name: value for name, value in data.items() if name in record_type.__dataclass_fields__}
 

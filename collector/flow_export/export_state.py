@@ -12,7 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from collector.flow_export import information_elements as ie
-from collector.flow_export.datasets import FlowColumns, MalformedSet, TimeContext, decode_columns, decode_element_records
+from collector.flow_export.datasets import (
+    FlowColumns,
+    MalformedSet,
+    TimeContext,
+    decode_columns,
+    decode_element_records,
+)
 from collector.flow_export.sampling import SamplingTable
 from collector.flow_export.templates import Template, TemplateCache, TemplateKey
 

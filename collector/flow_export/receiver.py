@@ -27,7 +27,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
+from collector.contract.records import FlowRecord
 from collector.flow_export.datasets import MalformedSet
 from collector.flow_export.export_state import DecodedFlows, ExportState
 from collector.flow_export.ipfix import decode_ipfix
@@ -35,9 +37,8 @@ from collector.flow_export.netflow9 import decode_netflow9
 from collector.flow_export.sampling import SamplingTable
 from collector.flow_export.sflow import decode_sflow
 from collector.flow_export.templates import DEFAULT_PENDING_LIMIT, DEFAULT_TEMPLATE_TIMEOUT_S, TemplateCache
-from collector.traffic.counters import TrafficCounters, address_text
-from collector.contract.records import FlowRecord
 from collector.traffic.classifier import SliceClassifier
+from collector.traffic.counters import TrafficCounters, address_text
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ class FlowReceiver:
         try:
             while not self._stop.is_set():
                 for key, _ in selector.select(timeout=0.2):
-                    self._drain(key.fileobj)
+                    self._drain(cast(socket.socket, key.fileobj))  # only sockets are registered
                 now = time.time()
                 if now - self._housekeeping_at >= HOUSEKEEPING_S:
                     self._housekeeping_at = now

@@ -25,8 +25,8 @@ import struct
 from collections.abc import Callable
 
 from collector.flow_export.datasets import FlowColumns
-from collector.wire.dissect import dissect_ethernet, dissect_ip
 from collector.flow_export.export_state import DecodedFlows, MalformedMessage
+from collector.wire.dissect import dissect_ethernet, dissect_ip
 from collector.wire.ipv6_ext import MalformedPacket
 
 VERSION = 5

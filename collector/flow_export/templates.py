@@ -188,7 +188,7 @@ class TemplateCache:
     def maybe_save(self, now: float) -> None:
         """Save if something changed and the last save is more than a second old, or if the
         last save is more than a minute old (templates refreshed since have newer times)."""
-        if self.path is None or not self._templates and not self._dirty:
+        if self.path is None or (not self._templates and not self._dirty):
             return
         since = now - self._saved_at
         if (self._dirty and since >= SAVE_EVERY_S) or since >= REFRESH_SAVE_S:

@@ -25,8 +25,8 @@ from prometheus_client import make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import CollectorRegistry
 
-from collector.traffic.counters import TrafficCounters
 from collector.traffic.classifier import SliceClassifier
+from collector.traffic.counters import TrafficCounters
 
 TOP_PATH = "/flows/top"
 MAX_LIMIT = 1000

@@ -42,6 +42,7 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, TypeGuard
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class WindowSpool:
         self._records: collections.deque[_Record] = collections.deque()
         self._skip_windows = 0  # of the head record: dropped by the bound, not to be sent
         self._next_id = 0
-        self._writer = None
+        self._writer: BinaryIO | None = None
         self._writer_path: Path | None = None
         self._writer_size = 0
         self._lock_file = self._lock_directory()
@@ -107,6 +108,7 @@ class WindowSpool:
         except OSError:
             self._close_writer()  # a half-written line must not be continued by the next record
             raise
+        assert self._writer_path is not None  # set with the writer
         self._records.append(_Record(self._next_id, self._writer_path, self._writer_size, len(line), windows))
         self._writer_size += len(line)
         self._next_id += 1
@@ -120,7 +122,8 @@ class WindowSpool:
             return self._writer
         self._close_writer()
         path = self.directory / f"{self._next_id:020d}{SEGMENT_SUFFIX}"
-        self._writer = open(path, "xb")  # ids only grow, so a name is never reused
+        # Kept open across appends; ids only grow, so a name is never reused.
+        self._writer = open(path, "xb")  # noqa: SIM115
         self._writer_path, self._writer_size = path, 0
         _fsync_directory(self.directory)  # the new name itself must survive a power loss
         return self._writer
@@ -271,7 +274,7 @@ class WindowSpool:
     def _lock_directory(self):
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            lock_file = open(self.directory / LOCK_NAME, "a")
+            lock_file = open(self.directory / LOCK_NAME, "a")  # noqa: SIM115 - held for the spool's lifetime
         except OSError as exc:
             raise SpoolError(f"cannot use spool directory {self.directory}: {exc}") from exc
         try:
@@ -308,12 +311,16 @@ def _parse_line(line: bytes) -> tuple[int, int, bytes] | None:
     if not isinstance(header, dict):
         return None
     record_id, windows, crc = header.get("id"), header.get("windows"), header.get("crc32")
-    if not all(type(v) is int and v >= 0 for v in (record_id, windows, crc)):
+    if not (_is_count(record_id) and _is_count(windows) and _is_count(crc)):
         return None
     body = line[cut + len(b',"batch":') : -2]
     if zlib.crc32(body) != crc:
         return None
     return record_id, windows, body
+
+
+def _is_count(value: object) -> TypeGuard[int]:
+    return type(value) is int and value >= 0
 
 
 def _fsync_directory(directory: Path) -> None:

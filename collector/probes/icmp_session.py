@@ -16,8 +16,8 @@ import socket
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
-from collector.probes.stamp_session import ReplyFacts
 from collector.contract.records import LossDirection, ProbeResult
+from collector.probes.stamp_session import ReplyFacts
 from collector.wire.icmp6 import (
     ECHO_REPLY,
     ECHO_REQUEST,

@@ -39,12 +39,12 @@ from collector.wire.stamp import (
     seal,
 )
 from collector.wire.stamp_tlv import (
+    TLV_HEADER_LEN,
     ClassOfService,
     DirectMeasurement,
     ExtraPadding,
     HmacTlv,
     StampDecodeError,
-    TLV_HEADER_LEN,
     TlvFlag,
     hmac_tlv_ok,
 )

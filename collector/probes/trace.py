@@ -26,10 +26,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from collector.system import measurement_sockets
+from collector.contract.records import FlowId, HopProbe, PathObservation
 from collector.probes.trace_match import FlowSet, match_icmp6, match_tcp, match_udp_error
 from collector.probes.trace_session import TCP_PORT, UDP_PORT, Answer, TraceSession, TraceSettings
-from collector.contract.records import FlowId, HopProbe, PathObservation
+from collector.system import measurement_sockets
 from collector.wire import icmp6, trace6
 
 RECEIVE_BUFFER = 2048
@@ -234,7 +234,7 @@ class RawTransport(TraceTransport):
         return found
 
     def _drain(self, sock: socket.socket) -> list[tuple[bytes, str, int]]:
-        got = []
+        got: list[tuple[bytes, str, int]] = []
         while True:
             try:
                 data, ancdata, _flags, addr = sock.recvmsg(RECEIVE_BUFFER, measurement_sockets.ANCILLARY_SPACE)
@@ -367,7 +367,7 @@ class TraceRunner:
                 wake.clear()
                 try:
                     await asyncio.wait_for(wake.wait(), timeout=min(wait_s, 0.05) or 0.001)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             for sock, _read in readers:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from collector.system.measurement_sockets import IcmpError
-from collector.probes.trace_session import Answer
 from collector.contract.records import FlowId, HopAnswer
+from collector.probes.trace_session import Answer
+from collector.system.measurement_sockets import IcmpError
 from collector.wire import icmp6, trace6
 
 _PORT_UNREACHABLE = (icmp6.DESTINATION_UNREACHABLE, 4)

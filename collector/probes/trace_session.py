@@ -295,9 +295,9 @@ def flows_needed(branches: int, confidence: float = 0.95) -> int:
 
 
 __all__ = [
+    "PROTOCOLS",
     "Answer",
     "HopReport",
-    "PROTOCOLS",
     "TraceHop",
     "TraceSession",
     "TraceSettings",

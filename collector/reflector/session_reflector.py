@@ -22,9 +22,7 @@ from typing import NamedTuple
 from netaddr import IPAddress, IPNetwork, IPSet
 from netaddr.core import AddrFormatError
 
-from collector.system import mmsg
-
-from collector.system import measurement_sockets
+from collector.system import measurement_sockets, mmsg
 from collector.system.clock import ClockStatus, read_clock_status
 from collector.wire.stamp import AUTH_BASE_LEN, BASE_LEN, STAMP_PORT
 from collector.wire.stamp_reflect import (
@@ -249,7 +247,7 @@ class Reflector:
             for i in range(count):
                 length = batch.length(i)
                 slot = batch.slots[i]
-                family, source, port = batch.source(i)
+                _family, source, port = batch.source(i)
                 reply = self._handle(endpoint, slot, length, batch.control(i), batch.flags(i), source, port)
                 if reply is not None:
                     replies.append((i, slot, length, reply))

@@ -1,5 +1,5 @@
-"""Datagram sockets for measurement (UDP, ICMPv6 ping sockets): kernel receive timestamps, hop limit and traffic class of
-each datagram, per-packet traffic class on send, and IPv6 flow labels.
+"""Datagram sockets for measurement (UDP, ICMPv6 ping sockets): kernel receive timestamps, hop limit and
+traffic class of each datagram, per-packet traffic class on send, and IPv6 flow labels.
 
 Linux-specific socket options that Python's `socket` module does not name are spelled out
 here once, with their values from the kernel headers.

@@ -31,7 +31,7 @@ import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 from netaddr import IPNetwork, IPSet
@@ -83,9 +83,7 @@ class AddressRanges:
         Whole /64s are looked up by `searchsorted` on the top half; a range's partial /64s
         at either end (prefixes longer than /64, IPv4-mapped ones) are few and are checked
         one by one."""
-        if self._wide is None:
-            self._split()
-        wide_starts, wide_ends = self._wide
+        wide_starts, wide_ends = self._wide if self._wide is not None else self._split()
         if len(wide_starts):
             index = np.searchsorted(wide_starts, high, side="right") - 1
             inside = (index >= 0) & (high <= wide_ends[np.maximum(index, 0)])
@@ -95,7 +93,7 @@ class AddressRanges:
             inside |= (high == np.uint64(top)) & (low >= np.uint64(first)) & (low <= np.uint64(last))
         return inside
 
-    def _split(self) -> None:
+    def _split(self) -> tuple[np.ndarray, np.ndarray]:
         wide_starts, wide_ends, narrow = [], [], []
         for start, end in zip(self.starts, self.ends):
             first_top, last_top = start >> 64, end >> 64
@@ -110,6 +108,7 @@ class AddressRanges:
                 wide_ends.append(last_top)
         self._wide = (np.array(wide_starts, dtype=np.uint64), np.array(wide_ends, dtype=np.uint64))
         self._narrow = narrow
+        return self._wide
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +179,7 @@ class SliceClassifier:
         return cls.from_rules(data.get("rules"), default=default, source=source)
 
     @classmethod
-    def from_rules(cls, rules: list[dict], *, default: str = "best-effort", source: str = "<rules>",
+    def from_rules(cls, rules: object, *, default: str = "best-effort", source: str = "<rules>",
                    names: tuple[str, ...] | None = None) -> SliceClassifier:
         """Compiles `rules` (see the module docstring). Every problem is reported at once as
         `SOURCE: rules[I].KEY: what was expected`, in a ConfigError."""
@@ -210,7 +209,7 @@ class SliceClassifier:
             flow_labels = _flow_label_ranges(rule, where, problems)
             sids = _sid_networks(rule, where, problems)
             slice_ids = _integers(rule, "slice_id", MAX_SLICE_ID, where, problems)
-            if len(problems) > errors_before:
+            if len(problems) > errors_before or not isinstance(name, str):
                 continue
             if name not in all_names:
                 all_names.append(name)
@@ -321,7 +320,7 @@ def _as_list(value: Any) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

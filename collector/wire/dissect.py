@@ -103,7 +103,7 @@ def ip_offset_in_ethernet(frame: bytes | memoryview) -> int | None:
             raise MalformedPacket("truncated or too many VLAN tags")
         ethertype = _ETHERTYPE.unpack_from(frame, offset + 2)[0]
         offset += 4
-    if ethertype == ETHERTYPE_IPV6 or ethertype == ETHERTYPE_IPV4:
+    if ethertype in (ETHERTYPE_IPV6, ETHERTYPE_IPV4):
         return offset
     return None
 
@@ -261,7 +261,7 @@ def dissect_batch(data: np.ndarray, ip_offsets: np.ndarray, ip_lengths: np.ndarr
     marks: dict[int, tuple[bytes | None, int | None]] = {}
     dropped = np.zeros(count, dtype=bool)
     slow_rows, slow_addresses, slow_columns = [], [], []
-    view = memoryview(data)
+    view = memoryview(data)  # type: ignore[arg-type]  # numpy declares ndarray.__buffer__ for Python >= 3.12 only
     for row in np.flatnonzero(~fast).tolist():
         start = int(ip_offsets[row])
         try:
@@ -284,7 +284,10 @@ def dissect_batch(data: np.ndarray, ip_offsets: np.ndarray, ip_lengths: np.ndarr
         position = np.cumsum(~dropped) - 1
         marks = {int(position[row]): value for row, value in marks.items()}
         high_low, columns = high_low[:, kept], columns[:, kept]
-    return PacketBatch(kept, *high_low, *columns, marks=marks, malformed=malformed)
+    src_high, src_low, dst_high, dst_low = high_low
+    dscp, flow_label, protocol, source_port, destination_port, length, tcp_flags = columns
+    return PacketBatch(kept, src_high, src_low, dst_high, dst_low, dscp, flow_label, protocol, source_port,
+                       destination_port, length, tcp_flags, marks=marks, malformed=malformed)
 
 
 def _ipv6_fixed(words: np.ndarray, version: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -16,6 +16,7 @@ import math
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TypeVar
 
 from collector.wire.stamp_tlv import (
     HMAC_LEN,
@@ -26,6 +27,8 @@ from collector.wire.stamp_tlv import (
     encode_tlvs,
     write_hmac_tlv,
 )
+
+_T = TypeVar("_T")
 
 STAMP_PORT = 862
 BASE_LEN = 44  # unauthenticated sender and reflector base packets are both 44 octets
@@ -180,7 +183,8 @@ class ReflectorPacket:
     hmac: bytes | None = None
     truncated: bool = False  # a reply to a short TWAMP-Light request (fewer fields)
 
-    def tlv(self, cls: type) -> Tlv | None:
+    def tlv(self, cls: type[_T]) -> _T | None:
+        """The first TLV of type `cls`."""
         return next((t for t in self.tlvs if isinstance(t, cls)), None)
 
 

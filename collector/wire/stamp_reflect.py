@@ -24,11 +24,11 @@ from collector.wire.stamp import (
     SENDER_BASE,
     STAMP_PORT,
     TWAMP_LIGHT_MIN_LEN,
+    TimestampFormat,
     base_hmac_ok,
     encode_timestamp,
     ns_to_ntp,
     ns_to_ptp,
-    TimestampFormat,
     seal,
 )
 from collector.wire.stamp_tlv import (

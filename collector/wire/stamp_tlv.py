@@ -309,7 +309,8 @@ def decode_tlv_value(tlv_type: int, flags: int, value: bytes) -> Tlv:
             word >> 26, (word >> 20) & 0x3F, (word >> 18) & 0x3, (word >> 16) & 0x3, flags
         )
     if tlv_type == TlvType.DIRECT_MEASUREMENT:
-        return DirectMeasurement(*struct.unpack("!III", value), flags=flags)
+        sender_tx, reflector_rx, reflector_tx = struct.unpack("!III", value)
+        return DirectMeasurement(sender_tx, reflector_rx, reflector_tx, flags)
     if tlv_type == TlvType.ACCESS_REPORT:
         return AccessReport(value[0] >> 4, value[1], flags)
     if tlv_type == TlvType.FOLLOW_UP_TELEMETRY:

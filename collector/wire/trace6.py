@@ -7,8 +7,8 @@ TCP segments. Echo messages themselves are `collector.wire.icmp6`'s.
 
 Every probe of one trace keeps the fields that ECMP hashes on constant: ports, ICMPv6
 identifier, and for echo the checksum too (a payload word compensates the sequence
-number), because some routers hash the first words of the transport header. Probes are told apart by fields outside that: the UDP payload, the echo
-sequence number, the TCP sequence number.
+number), because some routers hash the first words of the transport header. Probes are told
+apart by fields outside that: the UDP payload, the echo sequence number, the TCP sequence number.
 
 Checksums of ICMPv6 and TCP are left zero: the kernel fills them in on raw sockets
 (always for ICMPv6, with IPV6_CHECKSUM for TCP), since it knows the source address.
@@ -130,7 +130,7 @@ def quoted_ports(transport: bytes) -> tuple[int, int] | None:
     """Source and destination port of a quoted UDP or TCP header."""
     if len(transport) < 4:
         return None
-    return struct.unpack_from("!HH", transport)  # type: ignore[return-value]
+    return struct.unpack_from("!HH", transport)
 
 
 def quoted_tcp_seq(transport: bytes) -> int | None:

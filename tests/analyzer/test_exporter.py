@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 

@@ -47,7 +47,7 @@ def test_agent_scale_smoke(tmp_path: Path) -> None:
         r = run[tool]
         assert r["pairs"] == TARGETS
         assert r["wall_s"] > 0 and r["cpu_s"] >= 0 and r["cpu_per_wall_s"] >= 0
-        assert r["expected"] > 0 and 0 < r["received"] and r["received_ratio"] > 0
+        assert r["expected"] > 0 and r["received"] > 0 and r["received_ratio"] > 0
         assert r["rtt_p50_us"] > 0 and r["rtt_spread_us"] >= 0 and r["rtt_spread_us_buckets"] >= 0
         assert r["rss_bytes"] > 0
         summary = result["tools"][tool]

@@ -26,7 +26,7 @@ def test_rootcause_bench_smoke(tmp_path: Path) -> None:
     assert data["network"]["nodes"] > 50 and data["network"]["paths"] > 100
     assert set(data["per_class"]) == {"gray-loss", "blackhole", "node-down", "partial-node", "latency", "congestion",
                                       "single-slice", "probe-host", "reflector-down", "reroute", "multi", "healthy"}
-    for fault_class, per_method in data["per_class"].items():
+    for per_method in data["per_class"].values():
         assert set(per_method) == METHODS
         for figures in per_method.values():
             assert figures["trials"] == 2

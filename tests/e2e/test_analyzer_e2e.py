@@ -14,13 +14,13 @@ import httpx
 from analyzer.api.app import create_app
 from analyzer.service import ApiServer, SnapshotKeeper, StoreFeeder, open_store
 from analyzer.sla.verdicts import default_policies
-from collector.agent.runner import Agent
-from collector.system.clock import shared_host_clock
 from collector.agent.plan import load_plan
+from collector.agent.runner import Agent
+from collector.agent.windows import WindowBuilder
 from collector.contract.records import LossDirection, PathKey, ProbeResult
 from collector.contract.shipment import ShipmentBatch
 from collector.outputs.sinks import Backoff, HttpSink, InProcessSink
-from collector.agent.windows import WindowBuilder
+from collector.system.clock import shared_host_clock
 from tests.analyzer_support import T0, W, health
 from tests.support import free_udp_port
 

@@ -33,7 +33,7 @@ def test_forward_and_reverse_loss_are_told_apart():
                   "-m", "statistic", "--mode", "nth", "--every", "5", "--packet", "0", "-j", "DROP")
         ip6tables(ns, "-A", "INPUT", "-p", "udp", "--sport", "8620",
                   "-m", "statistic", "--mode", "nth", "--every", "4", "--packet", "1", "-j", "DROP")
-        results, summary = probe_json(ns, "-p", "8620", "-c", "40", "-i", "0.01", "-W", "0.3")
+        _results, summary = probe_json(ns, "-p", "8620", "-c", "40", "-i", "0.01", "-W", "0.3")
     assert summary["sent"] == 40 and summary["received"] == 24
     lost = summary["lost_forward"] + summary["lost_reverse"] + summary["lost_unknown"]
     assert lost == 16

@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pytest
 
@@ -157,7 +157,7 @@ def test_alertmanager_holds_back_path_alerts_while_their_slice_is_down(tmp_path)
         while True:
             states = {(a["labels"]["alertname"], a["labels"]["slice"]): a["status"]["state"]
                       for a in _get(f"{url}/api/v2/alerts", None)}
-            if len(states) == 3 and "unprocessed" not in states.values() or time.monotonic() > deadline:
+            if (len(states) == 3 and "unprocessed" not in states.values()) or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
     assert states == {("XnetSliceDown", "data"): "active", ("XnetPathLossHigh", "data"): "suppressed",

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
+from collector.contract.records import RTT_BUCKETS_S, PathKey, PathWindow
 from collector.outputs.prometheus.agent import serve_metrics
 from collector.outputs.prometheus.state import MetricsState
-from collector.contract.records import RTT_BUCKETS_S, PathKey, PathWindow
 from tests.prometheus_support import query, running_prometheus, wait_for
 
 pytestmark = pytest.mark.tool("prometheus")
@@ -84,4 +84,4 @@ def test_prometheus_scrapes_the_agent_and_promql_reads_back_the_numbers(tmp_path
         assert len(info) == 1 and "fd00:1::2" in next(iter(info))
         # The stalled-agent signal: seconds since the newest window ended.
         age = query(prom, "time() - xnet_collector_last_window_timestamp_seconds")
-        assert 0 <= list(age.values())[0] < 10
+        assert 0 <= next(iter(age.values())) < 10

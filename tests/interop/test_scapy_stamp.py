@@ -26,9 +26,8 @@ from scapy.contrib.stamp import (
     STAMPTestTLV,
 )
 
-from tests.stamp_support import reflect_request
-from collector.system.clock import shared_host_clock
 from collector.reflector.session_reflector import Reflector, ReflectorConfig
+from collector.system.clock import shared_host_clock
 from collector.wire.stamp import (
     ErrorEstimate,
     ReflectorPacket,
@@ -52,6 +51,7 @@ from collector.wire.stamp_tlv import (
     UnknownTlv,
     encode_tlv,
 )
+from tests.stamp_support import reflect_request
 
 U, M = 0x80, 0x40
 RX_NS = 1_700_000_000_250_000_000
@@ -184,9 +184,9 @@ def test_scapy_built_request_is_answered_with_the_sender_fields(z):
     reply = STAMPSessionReflectorTestUnauthenticated(reflect(data, hop_limit=17))
     assert (reply.seq, reply.seq_sender, reply.ssid, reply.ttl_sender) == (1000, 1000, 0x5151, 17)
     assert raw(reply, "ts_sender") == raw(STAMPSessionSenderTestUnauthenticated(data), "ts")
-    assert (reply.err_estimate_sender.S, reply.err_estimate_sender.Z) == (1, z)
+    assert (1, z) == (reply.err_estimate_sender.S, reply.err_estimate_sender.Z)
     assert (reply.err_estimate_sender.scale, reply.err_estimate_sender.multiplier) == (3, 9)
-    assert reply.err_estimate.Z == z
+    assert z == reply.err_estimate.Z
     fmt = TimestampFormat(z)
     assert (raw(reply, "ts_rx"), raw(reply, "ts")) == (encode_timestamp(RX_NS, fmt), encode_timestamp(TX_NS, fmt))
 

@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6, TCP, UDP
+from scapy.layers.inet6 import TCP, UDP, ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
 

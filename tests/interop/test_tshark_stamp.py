@@ -32,7 +32,6 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import wrpcap
 
-from tests.stamp_support import reflect_request
 from collector.wire.stamp import (
     ErrorEstimate,
     ReflectorPacket,
@@ -46,6 +45,7 @@ from collector.wire.stamp import (
 )
 from collector.wire.stamp_reflect import ReceivedContext, SessionCounters
 from collector.wire.stamp_tlv import ClassOfService, ExtraPadding
+from tests.stamp_support import reflect_request
 
 pytestmark = pytest.mark.tool("tshark")
 

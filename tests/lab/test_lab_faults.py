@@ -113,7 +113,7 @@ def test_overlapping_down_faults_heal_in_any_order(lab):
     site = lab.fault_down("prov1")
     link = lab.fault_down("core-prov1")
     lab.heal(site)  # prov1 comes back, but its link to the core stays down
-    states = {l["name"]: l["state"] for l in lab.status()["links"]}
+    states = {link["name"]: link["state"] for link in lab.status()["links"]}
     assert states["core-prov1"] == "down" and states["prov1-prov2"] == "up"
     assert full_path(lab, "prov1", "core") == ("prov1", "prov2", "core")
     lab.heal(link)

@@ -69,10 +69,10 @@ def test_address_plan_is_unique_and_inside_the_prefix(name):
     plan = topology.plan
     addresses = [topology.loopback(s.name) for s in topology.sites]
     addresses += [topology.host_address(s.name) for s in topology.sites]
-    addresses += [topology.link_address(l.name, end) for l in topology.links for end in l.ends]
+    addresses += [topology.link_address(link.name, end) for link in topology.links for end in link.ends]
     assert len(set(addresses)) == len(addresses)
     assert all(IPAddress(a) in plan.prefix for a in addresses)
-    networks = [IPNetwork(topology.link_prefix(l.name)) for l in topology.links]
+    networks = [IPNetwork(topology.link_prefix(link.name)) for link in topology.links]
     networks += [IPNetwork(topology.host_prefix(s.name)) for s in topology.sites]
     networks += [IPNetwork(topology.loopback(s.name) + "/128") for s in topology.sites]
     for x, y in itertools.combinations(networks, 2):
@@ -121,7 +121,7 @@ def test_bad_topologies_are_refused_with_a_message_naming_the_problem(text, mess
 
 
 def test_unknown_topology_lists_the_builtin_ones():
-    with pytest.raises(TopologyError, match="built-in ones are .*small.*tiny"):
+    with pytest.raises(TopologyError, match=r"built-in ones are .*small.*tiny"):
         load("huge")
     with pytest.raises(TopologyError, match="cannot read"):
         load("/nonexistent/topology.yaml")
@@ -146,8 +146,8 @@ def test_routes_cover_every_other_site_and_link():
             if other.name != site.name:
                 assert small.loopback(other.name) + "/128" in prefixes
                 assert small.host_prefix(other.name) in prefixes
-        attached = {small.link_prefix(l.name) for l in small.links_of(site.name)}
-        assert {small.link_prefix(l.name) for l in small.links} - attached <= prefixes
+        attached = {small.link_prefix(link.name) for link in small.links_of(site.name)}
+        assert {small.link_prefix(link.name) for link in small.links} - attached <= prefixes
         assert all(r.source == small.loopback(site.name) for r in table[site.name])
 
 
@@ -189,7 +189,7 @@ def test_htb_tree_has_a_class_and_filter_per_slice():
 
 def test_fault_on_a_missing_link_is_refused_by_name():
     tiny = load("tiny")
-    with pytest.raises(faults.FaultError, match="no link 'r1-r3' .*links are: r1-r2, r2-r3"):
+    with pytest.raises(faults.FaultError, match=r"no link 'r1-r3' .*links are: r1-r2, r2-r3"):
         faults.directions(tiny, "r1-r3", None)
     with pytest.raises(faults.FaultError, match="'r3' is not an end of link r1-r2"):
         faults.directions(tiny, "r2-r1", "r3")

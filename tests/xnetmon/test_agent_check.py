@@ -137,7 +137,7 @@ def fake_run_loop(monkeypatch):
 
 
 def test_without_check_the_resolved_plan_is_handed_to_run_agent(fake_run_loop):
-    module, received = fake_run_loop
+    _module, received = fake_run_loop
     assert main(["agent", "--config", str(LAB_EXAMPLE)]) == 0
     (plan,) = received
     assert plan.site == "cnty1a" and len(plan.probes) == 80

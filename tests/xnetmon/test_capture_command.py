@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from scapy.layers.inet6 import HBHOptUnknown, IPv6, IPv6ExtHdrHopByHop, TCP, UDP
+from scapy.layers.inet6 import TCP, UDP, HBHOptUnknown, IPv6, IPv6ExtHdrHopByHop
 from scapy.utils import wrpcap
 
 from tests.support import XNETMON, network_namespace, stop_process, xnetmon
@@ -40,7 +40,7 @@ def capture_file(tmp_path_factory) -> Path:
     """UDP in two slices, a TCP exchange with timestamps (one RTT sample) and packets carrying
     the alternate-marking option (FlowMonID 7, colour 1)."""
     packets = []
-    for i in range(10):
+    for _ in range(10):
         packets.append(IPv6(src=A, dst=B, tc=34 << 2) / UDP(sport=5000, dport=862) / (b"v" * 60))
         packets.append(IPv6(src=A, dst=B, tc=26 << 2) / UDP(sport=5001, dport=862) / (b"e" * 160))
     packets.append(IPv6(src=A, dst=B) / TCP(sport=40000, dport=443, flags="S", options=[("Timestamp", (100, 0))]))

@@ -119,8 +119,8 @@ def test_without_privilege_raw_probes_say_what_to_do_and_udp_works():
 
 
 def test_hop_lines_flag_refusals_and_remarked_dscp():
-    from collector.probes.trace_session import TraceHop
     from collector.contract.records import HopAnswer, HopProbe
+    from collector.probes.trace_session import TraceHop
     from xnetmon.commands.probe_trace import _hop_line
 
     probes = (

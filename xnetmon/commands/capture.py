@@ -77,8 +77,8 @@ def _setup(args: argparse.Namespace, sampling_rate: int):
     """The slice classifier and the capture options the arguments ask for."""
     from collector.system.config_files import ConfigError
     from collector.capture.points import CaptureOptions
-    from collector.wire.dissect import DEFAULT_SLICE_OPTION
     from collector.traffic.classifier import SliceClassifier
+    from collector.wire.dissect import DEFAULT_SLICE_OPTION
 
     try:
         classifier = SliceClassifier.from_file(args.slices) if args.slices else SliceClassifier.default()
@@ -95,8 +95,8 @@ def _setup(args: argparse.Namespace, sampling_rate: int):
 
 
 def run_read(args: argparse.Namespace) -> int:
-    from collector.capture.points import capture_meters
     from collector.capture.pcap import CaptureFileError, read_flows
+    from collector.capture.points import capture_meters
 
     classifier, options = _setup(args, 1)
     try:

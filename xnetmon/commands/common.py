@@ -26,7 +26,7 @@ def resolve_target(target: str, *, ipv6_only: bool = False) -> str:
             continue
         for info in infos:
             if info[0] == family:
-                return info[4][0]
+                return str(info[4][0])  # str already for AF_INET and AF_INET6
     raise UsageError(f"{target!r} has no IPv6 address")
 
 

@@ -70,8 +70,8 @@ def _classifier(path: Path | None):
 
 
 def run_collect(args: argparse.Namespace) -> int:
-    from collector.outputs.prometheus.flows import flow_registry
     from collector.flow_export.receiver import FlowReceiver, ReceiverSettings
+    from collector.outputs.prometheus.flows import flow_registry
 
     settings = ReceiverSettings(
         listen=[listen_address(v, "--listen", DEFAULT_LISTEN) for v in (args.listen or [DEFAULT_LISTEN])],

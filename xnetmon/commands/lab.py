@@ -129,6 +129,7 @@ def _guarded(work):
     """Run `work()`, turning the lab's own errors into UsageError (message, no traceback)."""
     from lab.lab import LabError
     from lab.topology import TopologyError
+    from xnetmon.cli import UsageError
 
     try:
         return work()
@@ -152,7 +153,6 @@ def _up(args: argparse.Namespace) -> int:
 
 def _down(args: argparse.Namespace) -> int:
     from lab.lab import Lab
-
     from lab.state import StateStore
 
     _needs_root()
@@ -189,13 +189,15 @@ def render_status(report: dict) -> str:
     lines.append("")
     lines.append(f"{'SITE':<8} {'ROLE':<9} {'NAMESPACE':<16} {'LOOPBACK':<24} {'HOST PREFIX':<26} STATE")
     for s in report["sites"]:
-        lines.append(f"{s['name']:<8} {s['role']:<9} {s['namespace']:<16} {s['loopback']:<24} {s['host_prefix']:<26} {s['state']}")
+        lines.append(f"{s['name']:<8} {s['role']:<9} {s['namespace']:<16} {s['loopback']:<24} "
+                     f"{s['host_prefix']:<26} {s['state']}")
     lines.append("")
     lines.append(f"{'LINK':<14} {'COST':>4} {'MBIT':>6} {'PREFIX':<26} {'ENDS':<40} STATE")
     for link in report["links"]:
         ends = "  ".join(f"{e['interface']}@{site}" for site, e in link["ends"].items())
         lines.append(
-            f"{link['name']:<14} {link['cost']:>4} {link['bandwidth_mbit']:>6g} {link['prefix']:<26} {ends:<40} {link['state']}"
+            f"{link['name']:<14} {link['cost']:>4} {link['bandwidth_mbit']:>6g} {link['prefix']:<26} {ends:<40} "
+            f"{link['state']}"
         )
     lines.append("")
     lines.append("SLICES  " + ", ".join(f"{s['name']} (dscp {s['dscp']}, id {s['id']}, {s['share']:g}%)" for s in report["slices"]))

@@ -12,9 +12,9 @@ import sys
 import time
 from dataclasses import asdict
 
+from collector.contract.records import ProbeResult
 from collector.probes.icmp import EchoPermissionError, EchoProber, EchoSettings
 from collector.probes.icmp_session import EchoTarget
-from collector.contract.records import ProbeResult
 from collector.probes.summary import ProbeSummary
 from collector.wire.icmp6 import COOKIE_LEN, HEADER_LEN
 from xnetmon.errors import UsageError

@@ -8,11 +8,11 @@ import json
 import sys
 from dataclasses import asdict
 
-from collector.system.clock import read_clock_status
+from collector.contract.records import ProbeResult
 from collector.probes.stamp import StampEndpoint, StampProbe
 from collector.probes.stamp_session import SenderSettings
-from collector.contract.records import ProbeResult
 from collector.probes.summary import ProbeSummary
+from collector.system.clock import read_clock_status
 from collector.wire.stamp import STAMP_PORT, TimestampFormat
 from xnetmon.errors import UsageError
 from xnetmon.commands.common import (

@@ -83,9 +83,11 @@ def _objective_words(objective: dict) -> str:
     """"two-way-delay-percentile p99 212 ms > 150 ms", "two-way-packet-loss 3.0% > 0.1%"."""
     name, observed, bound = objective["name"], objective.get("observed"), objective["bound"]
     label = name + (f" p{objective['percentile']:g}" if objective.get("percentile") else "")
-    if "delay" in name:
-        show = (lambda v: f"{v * 1000:.0f} ms" if v != float("inf") else "over 1 s")
-    else:
-        show = (lambda v: f"{v:.2%}")
+
+    def show(value: float) -> str:
+        if "delay" in name:
+            return f"{value * 1000:.0f} ms" if value != float("inf") else "over 1 s"
+        return f"{value:.2%}"
+
     relation = "<" if name == "availability" else ">"
     return f"{label} {'-' if observed is None else show(observed)} {relation} {show(bound)}"

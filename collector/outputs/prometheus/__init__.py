@@ -1,1 +1,2 @@
-"""Every Prometheus renderer of the agent: probe paths, flows, passive meters; each a custom Collector over a snapshot."""
+"""Every Prometheus renderer of the agent: probe paths, flows, passive meters; each a custom Collector
+over a snapshot."""

@@ -27,8 +27,8 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
-from collector.outputs.prometheus.state import MetricsSnapshot, MetricsState
 from collector.contract.records import RTT_BUCKETS_S
+from collector.outputs.prometheus.state import MetricsSnapshot, MetricsState
 
 if TYPE_CHECKING:  # flow receiver and captures are optional: imported only by agents that run them
     from collector.capture.agent_captures import AgentCaptures
@@ -245,7 +245,11 @@ def _traffic_families(flows: FlowReceiver | None, captures: AgentCaptures | None
     its TrafficCounters, so its totals hold theirs; the captures add their sampling rates."""
     from collector.outputs.prometheus.flows import FlowFigures, flow_families, receiver_figures
 
-    figures = receiver_figures(flows) if flows is not None else FlowFigures(captures.totals(), {})
+    if flows is not None:
+        figures = receiver_figures(flows)
+    else:
+        assert captures is not None  # called only when the agent has one or the other
+        figures = FlowFigures(captures.totals(), {})
     if captures is not None:
         figures = FlowFigures(figures.totals, {**figures.sampling_rates, **captures.sampling_rates()},
                               figures.templates, figures.datagrams)
@@ -285,7 +289,7 @@ class MetricsServer:
     def address(self) -> tuple[str, int]:
         """The bound (host, port): useful after asking for port 0."""
         host, port = self.httpd.server_address[:2]
-        return host, port
+        return str(host), port  # str already: the server is AF_INET or AF_INET6
 
     @property
     def url(self) -> str:

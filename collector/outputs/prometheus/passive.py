@@ -81,11 +81,12 @@ def _tcp_families(meters: Sequence[PassiveTcpRtt]) -> Iterator[Metric]:
             buckets = [a + b for a, b in zip(buckets, summary.bucket_counts)]
             summed[slice_name] = (buckets, total_s + summary.sum_s, resent + summary.retransmissions)
     for slice_name, (counts, total_s, resent) in sorted(summed.items()):
-        cumulative, buckets = 0, []
+        cumulative = 0
+        histogram: list[tuple[str, float]] = []
         for le, count in zip(_LE, counts):
             cumulative += count
-            buckets.append((le, cumulative))
-        rtt.add_metric([slice_name], buckets, total_s)
+            histogram.append((le, cumulative))
+        rtt.add_metric([slice_name], histogram, total_s)
         retransmissions.add_metric([slice_name], resent)
     yield rtt
     yield retransmissions

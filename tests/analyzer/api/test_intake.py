@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from analyzer.store.fast_records import builder
 from analyzer.api.intake import MalformedShipment, ShipmentParser
 from analyzer.sla.series import IntervalStats
+from analyzer.store.fast_records import builder
 from analyzer.store.memory import window_stats
 from collector.contract.records import RTT_BUCKETS_NS, PathWindow
 from collector.contract.shipment import decode_batch, dumps, encode_batch

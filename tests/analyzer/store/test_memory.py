@@ -13,7 +13,15 @@ from analyzer.sla.verdicts import default_policies
 from analyzer.store.memory import DEDUP_HORIZON, MAX_OPEN_INTERVALS, WindowStore
 from collector.contract.records import PathKey
 from tests.analyzer_support import (
-    T0, W, Policy, RecordingTracker, batch, health, observation, settled, window,
+    T0,
+    Policy,
+    RecordingTracker,
+    W,
+    batch,
+    health,
+    observation,
+    settled,
+    window,
 )
 
 VIDEO = PathKey("cnty1a", "core", "video", "stamp")
@@ -274,10 +282,10 @@ def test_a_snapshot_is_replaced_atomically_and_is_json(tmp_path):
 def test_a_damaged_snapshot_is_refused_naming_the_file(tmp_path):
     target = tmp_path / "state.json"
     target.write_text('{"format": "xnetmon-analyzer-store", "version": 1, "interval_s": 10, "paths": [{}]}')
-    with pytest.raises(ValueError, match="state.json: damaged snapshot"):
+    with pytest.raises(ValueError, match=r"state\.json: damaged snapshot"):
         WindowStore.restore(target, {}, tracker_type=RecordingTracker)
     target.write_text("not json")
-    with pytest.raises(ValueError, match="state.json: not a store snapshot"):
+    with pytest.raises(ValueError, match=r"state\.json: not a store snapshot"):
         WindowStore.restore(target, {}, tracker_type=RecordingTracker)
 
 
@@ -285,7 +293,7 @@ def test_a_snapshot_of_another_interval_length_is_refused(tmp_path):
     store = recording_store()
     feed(store, range(T0, T0 + 2))
     store.snapshot(tmp_path / "state.json")
-    with pytest.raises(ValueError, match="saved with 10.0 s intervals, not 5.0 s"):
+    with pytest.raises(ValueError, match=r"saved with 10\.0 s intervals, not 5\.0 s"):
         WindowStore.restore(tmp_path / "state.json", store.policies, tracker_type=RecordingTracker, interval_s=5.0)
 
 

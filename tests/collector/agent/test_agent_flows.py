@@ -12,11 +12,11 @@ import urllib.request
 
 import pytest
 
-from collector.agent.runner import Agent
-from collector.system.clock import shared_host_clock
 from collector.agent.config import ConfigError
 from collector.agent.plan import load_plan
+from collector.agent.runner import Agent
 from collector.outputs.sinks import InProcessSink
+from collector.system.clock import shared_host_clock
 from tests.flow_export_support import V6_FIELDS, data_set, ipfix_message, ipfix_template_set, record, v6_values
 from tests.support import free_udp_port
 

@@ -10,8 +10,8 @@ import pytest
 from collector.agent.config import AgentConfig, ConfigError, load_config, parse_config, validate_config
 from collector.agent.plan import AgentPlan, PlannedProbe, load_plan, resolve_plan, stable_flow_label
 from collector.contract.records import Slice, Target
-from collector.reflector.session_reflector import ReflectorConfig
 from collector.contract.slice_catalog import DEFAULT_SLICES
+from collector.reflector.session_reflector import ReflectorConfig
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "collector" / "examples"
 SLICES_ARE = "(slices are: video, egov, data, best-effort)"
@@ -228,8 +228,9 @@ ERROR_CASES = {
     ),
     "unknown key with a suggestion": (
         "site: {name: a}\ntargets: [{name: x, adress: '::1'}]\n",
-        ["agent.yaml: targets[0].adress: unknown key 'adress'; did you mean 'address'? (keys here are: name, address,"
-         " file, cidr, name_prefix, count, probes, slices, port, interval_s, packets_per_interval, timeout_s, size)"],
+        ["agent.yaml: targets[0].adress: unknown key 'adress'; did you mean 'address'?"
+         " (keys here are: name, address, file, cidr, name_prefix, count, probes, slices, port, interval_s,"
+         " packets_per_interval, timeout_s, size)"],
     ),
     "unknown top-level key": (
         "site: {name: a}\nsinks: {}\n",
@@ -251,7 +252,8 @@ ERROR_CASES = {
         "site: {name: a}\nslices: [{name: v, dscp: 64, slice_id: -1, flow_label_range: [0, 5]}, {name: w, dscp: 0,"
         " flow_label_range: [1, 2, 3]}]\nprobing: {interval_s: 0, packets_per_interval: 0}\n",
         ["agent.yaml: slices[0].dscp: expected less than or equal to 63, got 64",
-         "agent.yaml: slices[0].flow_label_range: expected [low, high] with 1 <= low <= high <= 0xFFFFF, got [0x0, 0x5]",
+         "agent.yaml: slices[0].flow_label_range: expected [low, high] with 1 <= low <= high <= 0xFFFFF,"
+         " got [0x0, 0x5]",
          "agent.yaml: slices[0].slice_id: expected greater than or equal to 0, got -1",
          "agent.yaml: slices[1].flow_label_range: expected at most 2 items, got 3",
          "agent.yaml: probing.interval_s: expected greater than 0, got 0",
@@ -423,7 +425,7 @@ def test_unreadable_files_are_problems_not_crashes(tmp_path):
         f"agent.yaml: targets[1].file: cannot read {tmp_path}/adir: Is a directory",
     ]
     (tmp_path / "agent.yaml").write_bytes(b"site: {name: caf\xe9}\n")
-    with pytest.raises(ConfigError, match="agent.yaml: cannot read: not UTF-8 text"):
+    with pytest.raises(ConfigError, match=r"agent\.yaml: cannot read: not UTF-8 text"):
         load_config(tmp_path / "agent.yaml")
 
 

@@ -8,10 +8,10 @@ import queue
 import urllib.request
 from pathlib import Path
 
-from collector.agent.runner import Agent
-from collector.system.clock import shared_host_clock
 from collector.agent.plan import load_plan
+from collector.agent.runner import Agent
 from collector.outputs.sinks import InProcessSink
+from collector.system.clock import shared_host_clock
 from tests.support import free_udp_port
 
 CONFIG = """

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-from collector.system.clock import shared_host_clock
 from collector.agent.plan import PlannedProbe
+from collector.agent.scheduler import Scheduler
 from collector.contract.records import Slice, Target
 from collector.reflector.session_reflector import Reflector, ReflectorConfig
-from collector.agent.scheduler import Scheduler
+from collector.system.clock import shared_host_clock
 
 VIDEO = Slice("video", 34, 1)
 EGOV = Slice("egov", 26, 2)

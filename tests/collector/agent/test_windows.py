@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collector.contract.records import RTT_BUCKETS_NS, LossDirection, PathKey, ProbeResult
 from collector.agent.windows import WindowBuilder
+from collector.contract.records import RTT_BUCKETS_NS, LossDirection, PathKey, ProbeResult
 
 KEY = PathKey("cnty1a", "core", "video", "stamp")
 W = 10_000_000_000  # 10 s

@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import IP, UDP
-from scapy.layers.inet6 import HBHOptUnknown, IPv6, IPv6ExtHdrHopByHop, TCP
+from scapy.layers.inet6 import TCP, HBHOptUnknown, IPv6, IPv6ExtHdrHopByHop
 
 from collector.capture.aggregate import FlowAggregator
-from collector.wire.dissect import dissect_batch, dissect_ip
 from collector.traffic.classifier import SliceClassifier
+from collector.wire.dissect import dissect_batch, dissect_ip
 
 S = 1_000_000_000
 FLOWS = [

@@ -67,7 +67,7 @@ def test_scapy_pcap_reads_every_packet(scapy_pcap: Path) -> None:
     packets = mixed_packets()
     ts_ns, captured, wire, linktypes, frames = _index_fields(scapy_pcap)
     assert frames == [bytes(p) for p in packets]
-    assert ts_ns == [int(round(float(p.time) * 1e6)) * 1000 for p in packets]
+    assert ts_ns == [round(float(p.time) * 1e6) * 1000 for p in packets]
     assert captured == wire == [len(bytes(p)) for p in packets]
     assert set(linktypes) == {1}
     result = read_flows(scapy_pcap, FlowAggregator("capture:test"))
@@ -131,7 +131,7 @@ def test_big_endian_pcap(scapy_pcap: Path, tmp_path: Path) -> None:
 def test_raw_ip_and_linux_cooked_link_types_give_the_same_flows(scapy_pcap: Path, tmp_path: Path) -> None:
     ip_packets = [p for p in mixed_packets() if p.haslayer(IPv6) or p.haslayer(IP)]
     layers = [p[IPv6] if p.haslayer(IPv6) else p[IP] for p in ip_packets]
-    times = [(int(p.time), int(round((float(p.time) % 1) * 1e6))) for p in ip_packets]
+    times = [(int(p.time), round((float(p.time) % 1) * 1e6)) for p in ip_packets]
     files = {}
     for name, linktype, wrap in (
         ("raw", 101, lambda ip: ip),

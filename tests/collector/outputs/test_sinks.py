@@ -16,7 +16,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from collector.contract.records import (
-    RTT_BUCKETS_NS, CollectorHealth, FlowId, PathKey, PathObservation, PathWindow,
+    RTT_BUCKETS_NS,
+    CollectorHealth,
+    FlowId,
+    PathKey,
+    PathObservation,
+    PathWindow,
 )
 from collector.contract.shipment import ShipmentBatch, decode_batch
 from collector.outputs.sinks import Backoff, HttpSink, InProcessSink, Outcome, WindowSink, classify

@@ -14,10 +14,10 @@ import textwrap
 
 import pytest
 
+from collector.contract.records import LossDirection
 from collector.probes.icmp import EchoProber, EchoSettings, SocketKind, echo_reply_filter
 from collector.probes.icmp_session import EchoSession, EchoTarget
 from collector.probes.stamp_session import ReplyFacts
-from collector.contract.records import LossDirection
 from collector.wire.icmp6 import ECHO_REPLY, ECHO_REQUEST, Echo, decode_echo, encode_echo, make_payload
 from tests.support import REPO, in_netns, network_namespace
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.stamp_support import reflect_request
 from collector.contract.records import LossDirection
 from collector.probes.stamp_session import ReplyFacts, SenderSettings, StampSession
 from collector.wire.stamp import ErrorEstimate, decode_sender, ns_to_ntp
 from collector.wire.stamp_reflect import SessionCounters
 from collector.wire.stamp_tlv import ClassOfService, DirectMeasurement, ExtraPadding, TlvFlag
+from tests.stamp_support import reflect_request
 
 T0 = 1_700_000_000_000_000_000
 SYNCED = ErrorEstimate.from_seconds(1e-6, synchronized=True)

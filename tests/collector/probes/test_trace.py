@@ -6,10 +6,10 @@ import asyncio
 import socket
 import time
 
+from collector.contract.records import FlowId, HopAnswer
 from collector.probes.trace import TraceRunner, TraceTransport
 from collector.probes.trace_match import FlowSet
 from collector.probes.trace_session import Answer, TraceSession, TraceSettings, report
-from collector.contract.records import FlowId, HopAnswer
 
 R1, R2, TARGET = "2001:db8::1", "2001:db8::2", "2001:db8:9::1"
 

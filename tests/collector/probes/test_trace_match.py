@@ -5,10 +5,10 @@ from __future__ import annotations
 from scapy.layers.inet import TCP, UDP
 from scapy.layers.inet6 import ICMPv6DestUnreach, ICMPv6EchoReply, ICMPv6EchoRequest, ICMPv6TimeExceeded, IPv6
 
-from collector.system.measurement_sockets import IcmpError
+from collector.contract.records import FlowId, HopAnswer
 from collector.probes.trace_match import FlowSet, classify, match_icmp6, match_tcp, match_udp_error
 from collector.probes.trace_session import Answer
-from collector.contract.records import FlowId, HopAnswer
+from collector.system.measurement_sockets import IcmpError
 from collector.wire import trace6
 
 ME, TARGET, ROUTER = "2001:db8::10", "2001:db8:9::1", "2001:db8:5::1"

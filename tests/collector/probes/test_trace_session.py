@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from collector.contract.records import FlowId, HopAnswer, HopProbe, PathObservation, path_fingerprint
 from collector.probes.trace_session import (
     Answer,
     TraceHop,
@@ -13,7 +14,6 @@ from collector.probes.trace_session import (
     merge_paths,
     report,
 )
-from collector.contract.records import FlowId, HopAnswer, HopProbe, PathObservation, path_fingerprint
 
 FLOW = FlowId("udp", 0x12345, 40000, 33434)
 R1, R2, R3, TARGET = "2001:db8::1", "2001:db8::2", "2001:db8::3", "2001:db8:9::1"

@@ -54,7 +54,7 @@ class Client:
         self.sock.settimeout(wait)
         try:
             self.sock.recv(4096)
-        except socket.timeout:
+        except TimeoutError:
             return True
         finally:
             self.sock.settimeout(1.0)
@@ -163,7 +163,7 @@ def test_rate_limit_per_source(reflector_factory):
         while True:
             client.sock.recv(4096)
             answered += 1
-    except socket.timeout:
+    except TimeoutError:
         pass
     assert answered == 3 and r.stats.refused_rate_limited == 3
 

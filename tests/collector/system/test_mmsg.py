@@ -7,10 +7,8 @@ import time
 
 import pytest
 
-from collector.system import mmsg
-
-from collector.system import measurement_sockets
 from collector.reflector.session_reflector import Reflector, ReflectorConfig
+from collector.system import measurement_sockets, mmsg
 from collector.wire.stamp import ErrorEstimate, SenderPacket, decode_reflector, encode_sender, ns_to_ntp
 
 pytestmark = pytest.mark.skipif(not mmsg.available(), reason="recvmmsg/sendmmsg need Linux on a 64-bit ABI")

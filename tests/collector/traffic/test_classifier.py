@@ -102,7 +102,8 @@ def test_first_matching_rule_wins_and_keys_of_one_rule_all_must_match() -> None:
     ([{"slice": "v", "sid": "10.0.0.0/8"}],
      "slices.yaml: rules[0].sid: expected an IPv6 prefix (SRv6 SIDs are IPv6), got '10.0.0.0/8'"),
     ([{"slice": "v", "flow_label": [9, 3]}],
-     "slices.yaml: rules[0].flow_label: expected [low, high] with 0 <= low <= high <= 0xfffff, or a list of them, got [9, 3]"),
+     "slices.yaml: rules[0].flow_label: expected [low, high] with 0 <= low <= high <= 0xfffff,"
+     " or a list of them, got [9, 3]"),
     ([{"slice": "v", "slice_id": -1}], "slices.yaml: rules[0].slice_id: expected 0..4294967295, got -1"),
     ([{"dscp": 1}], "slices.yaml: rules[0].slice: expected a slice name, got None"),
     ([{"slice": "v"}], "slices.yaml: rules[0]: expected at least one match key"),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from collector.traffic.counters import SpaceSaving, TrafficCounters, address_octets
 from collector.contract.records import FlowRecord
+from collector.traffic.counters import SpaceSaving, TrafficCounters, address_octets
 
 
 def flow(source: str, slice_name: str, octets: int, direction: str = "in") -> FlowRecord:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import socket
 
 import pytest
+from scapy.layers.inet import UDP
 from scapy.layers.inet6 import (
-    IPv6,
     ICMPv6DestUnreach,
     ICMPv6EchoReply,
     ICMPv6EchoRequest,
     ICMPv6TimeExceeded,
+    IPv6,
     IPv6ExtHdrHopByHop,
 )
-from scapy.layers.inet import UDP
 
 from collector.wire.icmp6 import (
     COOKIE_LEN,

@@ -13,7 +13,6 @@ import struct
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.stamp_support import reflect_request
 from collector.wire.stamp import (
     AUTH_BASE_LEN,
     BASE_LEN,
@@ -27,9 +26,9 @@ from collector.wire.stamp import (
     encode_sender,
     encode_timestamp,
     ns_to_ntp,
+    ns_to_ptp,
     ntp_to_ns,
     ptp_to_ns,
-    ns_to_ptp,
 )
 from collector.wire.stamp_reflect import (
     ReceivedContext,
@@ -53,6 +52,7 @@ from collector.wire.stamp_tlv import (
     decode_tlvs,
     encode_tlvs,
 )
+from tests.stamp_support import reflect_request
 
 KEY = b"property-key-0123456789abcdef!!"
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -12,9 +12,9 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from collector.contract.records import RTT_BUCKETS_S, CollectorHealth, PathKey, PathWindow
 from collector.outputs.prometheus.agent import SERIES_PER_PATH, AgentCollector, agent_registry, serve_metrics
 from collector.outputs.prometheus.state import MetricsState, ReflectorCounters
-from collector.contract.records import RTT_BUCKETS_S, CollectorHealth, PathKey, PathWindow
 from collector.reflector.session_reflector import ReflectorStats
 
 S = 1_000_000_000  # ns per second

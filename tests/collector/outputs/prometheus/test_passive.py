@@ -6,8 +6,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector.capture.altmark import AltMark, MarkingPoint, SegmentLoss
-from collector.outputs.prometheus.passive import PassiveCollector
 from collector.capture.tcp_rtt import PassiveTcpRtt
+from collector.outputs.prometheus.passive import PassiveCollector
 from tests.collector.capture.test_tcp_rtt import MS, down, handshake, up
 
 RTT_BUCKET_COUNT = 12 + 1  # RTT_BUCKETS_S and +Inf
