@@ -256,6 +256,7 @@ def loopback_deployment(config: Path, workdir: Path, *, clock=None) -> Iterator[
                               prober=CommandProber((plan.site,), lambda _site, argv: argv, stamp_port),
                               interval_s=plan.window_s, catch_up_s=FRESH_CATCH_UP_INTERVALS * plan.window_s)
     server = service.serve_in_thread()
+    assert service.feeder is not None  # feed=True
     agent = Agent(plan, sink=InProcessSink(service.feeder.queue), clock=clock)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_until_complete, args=(agent.run(),), name="xnetmon-agent", daemon=True)

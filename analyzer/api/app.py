@@ -56,8 +56,9 @@ def create_app(store: WindowStore, *, token: str | None, prober: Callable | None
     return app
 
 
-async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _bad_request(request: Request, exc: Exception) -> JSONResponse:
     """400 naming the field, where FastAPI would answer 422."""
+    assert isinstance(exc, RequestValidationError)  # registered for that class only
     problems = ["{}: {}".format(".".join(str(p) for p in e["loc"][1:]) or e["loc"][0], e["msg"])
                 for e in exc.errors()]
     return JSONResponse({"detail": "; ".join(problems)}, status_code=400)

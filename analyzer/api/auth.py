@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hmac
+from typing import Any
 
 from fastapi import HTTPException, Request
 
 from analyzer.api import models as m
 
-WRITE_ERRORS = {
+WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": m.Problem, "description": "missing or wrong bearer token"},
     403: {"model": m.Problem, "description": "writes are disabled: no token configured"},
 }

@@ -48,7 +48,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from analyzer.rootcause.model import Epoch, HostHealth, PathEvidence, link_name
@@ -71,7 +71,7 @@ SEND_ERROR_SHARE = 0.5
 EXCUSING_LOSS = 0.1
 
 
-def _follows(nodes: list[str], route: tuple[str, ...]) -> bool:
+def _follows(nodes: Sequence[str], route: Sequence[str]) -> bool:
     """Whether `nodes` are `route`'s nodes in order with some left out (silent hops)."""
     remaining = iter(route)
     return all(node in remaining for node in nodes)

@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from collector.system import measurement_sockets
 from collector.probes.base import ProberContext, ProbeSpec, ResultHandler
@@ -143,7 +143,9 @@ class EchoProber:
         """Register a target; its requests carry its slice's DSCP and flow label."""
         if not 0 <= target.dscp <= 63:
             raise ValueError(f"DSCP {target.dscp} is not in 0..63")
-        destination = socket.getaddrinfo(target.address, 0, socket.AF_INET6, socket.SOCK_DGRAM)[0][4]
+        # AF_INET6 socket addresses are (address, port, flowinfo, scope_id).
+        destination = cast(tuple[str, int, int, int],
+                           socket.getaddrinfo(target.address, 0, socket.AF_INET6, socket.SOCK_DGRAM)[0][4])
         if target.flow_label:
             if target.flow_label not in self._leased:
                 # Shared with our own user's sockets: a rerun within the lease's linger time works.

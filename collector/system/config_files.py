@@ -13,6 +13,7 @@ from typing import Annotated, Any, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 
 class ConfigError(ValueError):
@@ -99,7 +100,7 @@ _TYPE_MESSAGES = {
 }
 
 
-def _message(err: dict, root: Any, loc: tuple) -> str:
+def _message(err: ErrorDetails, root: Any, loc: tuple) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         return _unknown_key(root, loc)

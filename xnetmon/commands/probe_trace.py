@@ -176,7 +176,7 @@ def _hop_line(hop: TraceHop, dscp_sent: int) -> str:
     shown = None
     remarked: set[int] = set()
     for probe in hop.probes:
-        if probe.responder is None:
+        if probe.responder is None or probe.rtt_ns is None:
             parts.append(" *")
             continue
         if probe.responder != shown:
@@ -222,9 +222,9 @@ def _print_multipath(
     print(f"{len(paths)} distinct path(s) over {len(observations)} flows:")
     for fingerprint, members in paths.items():
         example = observations[members[0]]
-        hops = " > ".join(h or "*" for h in example.hops)
-        flows = ", ".join(f"0x{observations[i].flow.flow_label:05x}" for i in members)
-        print(f"  {fingerprint}  {hops}  (flow labels {flows})")
+        route = " > ".join(h or "*" for h in example.hops)
+        labels = ", ".join(f"0x{observations[i].flow.flow_label:05x}" for i in members)
+        print(f"  {fingerprint}  {route}  (flow labels {labels})")
 
 
 # -- the mtr-style report -----------------------------------------------------------------------

@@ -43,7 +43,7 @@ def router(api: ApiContext) -> APIRouter:
             raise HTTPException(404, f"unknown slice {name!r} (slices are: {listed(known) or 'none yet'})")
         windows = store.latest_windows(name)
         lossy = sorted((w for w in windows if w.lost), key=lambda w: (w.loss_ratio, w.lost), reverse=True)
-        slowest = sorted((w for w in windows if w.rtt_p99_ns is not None), key=lambda w: w.rtt_p99_ns, reverse=True)
+        slowest = sorted((w for w in windows if w.rtt_p99_ns is not None), key=lambda w: w.rtt_p99_ns or 0, reverse=True)
         return m.SliceDetail(
             name=name, verdict=verdict(store.slice_verdict(name, api.clock())), paths=len(store.path_keys(name)),
             worst_by_loss=[path_summary(w) for w in lossy[:WORST_PATHS]],
