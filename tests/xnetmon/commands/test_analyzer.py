@@ -10,8 +10,14 @@ import httpx
 import pytest
 
 from tests.support import REPO, XNETMON, stop_process
-from xnetmon.cli import UsageError
-from xnetmon.commands.analyzer import parse_listen, read_token
+from xnetmon.commands.analyzer import DEFAULT_LISTEN, read_token
+from xnetmon.commands.common import listen_address
+from xnetmon.errors import UsageError
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """--listen as the command reads it."""
+    return listen_address(value, "--listen", DEFAULT_LISTEN)
 
 
 @pytest.mark.parametrize("value, expected", [

@@ -6,7 +6,8 @@ import argparse
 
 import pytest
 
-from xnetmon.commands.probe import PROBE_KINDS, register
+from collector.probes.registry import KINDS
+from xnetmon.commands.probe import register
 
 
 def probe_parser() -> argparse.ArgumentParser:
@@ -20,8 +21,8 @@ def test_every_kind_is_a_sub_command_with_its_own_handler():
     for kind, target in (("stamp", "::1"), ("ping", "::1"), ("trace", "::1")):
         args = parser.parse_args(["probe", kind, target])
         assert args.probe_kind == kind and callable(args.handler)
-    handlers = {parser.parse_args(["probe", kind, "::1"]).handler for kind in PROBE_KINDS}
-    assert len(handlers) == len(PROBE_KINDS)
+    handlers = {parser.parse_args(["probe", kind, "::1"]).handler for kind in KINDS}
+    assert len(handlers) == len(KINDS)
 
 
 def test_a_kind_is_required_and_unknown_kinds_are_refused(capsys):

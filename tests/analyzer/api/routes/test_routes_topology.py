@@ -1,12 +1,10 @@
-"""GET /topology and the root-cause hints name the same nodes and links for the same traced
-path: both take them from analyzer.traced_links with the same address-to-site mapping."""
+"""GET /topology (analyzer.api.routes.topology): links between consecutive answering hops with the
+paths over them, and the same names for nodes and links as the root-cause hints give the same
+traced path (both take them from analyzer.traced_links with the same address-to-site mapping)."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
-
-import httpx
 
 from analyzer.api.app import create_app
 from analyzer.rootcause.engine import diagnose
@@ -15,6 +13,7 @@ from analyzer.rootcause.hints import HintTracker
 from analyzer.store.memory import WindowStore
 from lab.topology import load
 from tests.analyzer_support import T0, W, batch, observation, settled, window
+from tests.api_support import Api, call
 from xnetmon.lab_sites import sites_by_address
 
 SMALL = load("small")
@@ -27,12 +26,20 @@ DOWN_HOPS = (SMALL.link_address("core-prov1", "prov1"), SMALL.link_address("prov
 UP_LINKS = {"cnty1a>city1a", "city1a>prov1", "prov1>core"}
 
 
-def get(app, url: str) -> httpx.Response:
-    async def call() -> httpx.Response:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://analyzer") as client:
-            return await client.get(url)
-
-    return asyncio.run(call())
+def test_topology_links_consecutive_hops_and_names_the_paths_over_them():
+    api = Api()
+    api.ship(batch(window(T0), observations=(
+        observation(hops=("fd00::a", None, "fd00::1")),
+        observation(target="edge", hops=("fd00::a", "fd00::e")),
+    )))
+    topology = api.get("/topology").json()
+    assert topology["observations"] == 2
+    roles = {n["id"]: n["role"] for n in topology["nodes"]}
+    assert roles == {"cnty1a": "site", "fd00::a": "router", "fd00::1": "target", "fd00::e": "target"}
+    links = {(link["a"], link["b"]): link for link in topology["links"]}
+    assert set(links) == {("cnty1a", "fd00::a"), ("fd00::a", "fd00::1"), ("fd00::a", "fd00::e")}
+    assert links[("fd00::a", "fd00::1")]["hidden_hops"] == 1
+    assert [p["target"] for p in links[("cnty1a", "fd00::a")]["paths"]] == ["core", "edge"]
 
 
 def test_the_apis_links_and_a_hints_suspects_name_the_same_traced_path_alike():
@@ -57,12 +64,12 @@ def test_the_apis_links_and_a_hints_suspects_name_the_same_traced_path_alike():
         epoch = builder.build(at_ns=(seq + 1) * W)
         tracker.update(diagnose(epoch), epoch.at_ns)
 
-    topology = get(app, "/topology").json()
+    topology = call(app, "GET", "/topology").json()
     links = {f"{link['a']}>{link['b']}": link for link in topology["links"]}
     up = {name for name, link in links.items() if any(p["target"] == "core" for p in link["paths"])}
     assert up == UP_LINKS
     assert {n["id"]: n["role"] for n in topology["nodes"]} == {
         "cnty1a": "site", "city1a": "router", "prov1": "router", "core": "site"}
-    hints = get(app, "/hints").json()
+    hints = call(app, "GET", "/hints").json()
     link_suspects = [set(h["suspects"]) for h in hints if any(">" in s for s in h["suspects"])]
     assert link_suspects == [UP_LINKS]

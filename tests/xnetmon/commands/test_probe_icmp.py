@@ -1,5 +1,5 @@
-"""`xnetmon probe ping`'s own arithmetic and lines: iputils' mdev, and how a reply, a
-duplicate, a loss and an ICMP error print. (tests/xnetmon/test_ping_command.py runs it.)"""
+"""`xnetmon probe icmp`'s (alias `ping`) own arithmetic and lines: iputils' mdev, and how a
+reply, a duplicate, a loss and an ICMP error print. (tests/xnetmon/test_ping_command.py runs it.)"""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import statistics
 
 from collector.contract.records import LossDirection, ProbeResult
-from xnetmon.commands.probe_ping import _print_result, mean_deviation_ns
+from xnetmon.commands.probe_icmp import _print_result, mean_deviation_ns
 
 ARGS = argparse.Namespace(json=False, size=56)
 

@@ -1,0 +1,55 @@
+"""POST /probe (analyzer.api.routes.probe): the prober run, sync or async, its refusal, no prober,
+the token, and bad requests refused naming the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.api_support import AUTH, Api
+
+PROBE = {"agent": "cnty1a", "target": "fd00::1", "kind": "stamp", "slice": "video", "count": 5}
+
+
+def test_probe_runs_the_prober_when_there_is_one():
+    seen = []
+
+    def prober(request):
+        seen.append(request)
+        return {"sent": request.count, "received": request.count}
+
+    api = Api(prober=prober)
+    response = api.post("/probe", json=PROBE, headers=AUTH)
+    assert response.status_code == 200 and response.json()["result"] == {"sent": 5, "received": 5}
+    assert seen[0].target == "fd00::1"
+
+
+def test_probe_accepts_an_async_prober_and_reports_its_refusal():
+    async def prober(request):
+        raise ValueError(f"no agent named {request.agent!r} here")
+
+    response = Api(prober=prober).post("/probe", json=PROBE, headers=AUTH)
+    assert response.status_code == 400 and response.json()["detail"] == "no agent named 'cnty1a' here"
+
+
+def test_probe_without_a_prober_is_503():
+    api = Api()
+    response = api.post("/probe", json=PROBE, headers=AUTH)
+    assert response.status_code == 503 and "no agent can run probes from this analyzer" in response.json()["detail"]
+
+
+def test_probe_needs_the_token():
+    api = Api()
+    assert api.post("/probe", json=PROBE).status_code == 401
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"target": "core.example"}, "target: Value error, 'core.example' is not an IP address"),
+    ({"kind": "udp"}, "kind: Input should be 'stamp' or 'icmp'"),
+    ({"count": 0}, "count: Input should be greater than or equal to 1"),
+    ({"slice": "vidoe"}, "slice: unknown slice 'vidoe' (slices are: best-effort, data, egov, video)"),
+    ({"extra": 1}, "extra: Extra inputs are not permitted"),
+])
+def test_bad_probe_requests_are_400_naming_the_field(change, reason):
+    api = Api(prober=lambda request: {})
+    response = api.post("/probe", json={**PROBE, **change}, headers=AUTH)
+    assert response.status_code == 400 and response.json()["detail"] == reason

@@ -1,0 +1,73 @@
+"""POST /v1/windows (analyzer.api.routes.shipments): a shipment taken and counted once, the token
+it needs, and every refusal naming its reason: the field, the JSON, the size."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from collector.contract.shipment import encode_batch
+from tests.analyzer_support import T0, batch, window
+from tests.api_support import AUTH, Api
+
+
+def test_a_shipment_is_taken_and_counted_and_a_resend_is_not():
+    api = Api()
+    shipment = batch(window(T0), window(T0, target="edge"))
+    first = api.ship(shipment)
+    assert first.status_code == 200
+    assert first.json() == {"accepted": 2, "duplicates": 0, "stale": 0, "late": 0, "future": 0, "observations": 0,
+                            "health": False}
+    assert api.ship(shipment).json()["duplicates"] == 2
+
+
+def test_writes_need_the_bearer_token():
+    api = Api()
+    missing = api.ship(batch(window(T0)), headers={})
+    assert missing.status_code == 401 and "missing bearer token" in missing.json()["detail"]
+    assert missing.headers["www-authenticate"].startswith("Bearer")
+    wrong = api.ship(batch(window(T0)), headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.json()["detail"] == "wrong bearer token"
+    assert api.store.stats()["windows_ingested"] == 0 and api.store.stats()["batches_rejected"] == 2
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda b: b.pop("site"), "site"),
+    (lambda b: b["windows"][1].pop("sent"), "windows[1].sent"),
+    (lambda b: b["windows"][0].update(sent="ten"), "windows[0].sent"),
+    (lambda b: b["windows"][0].update(received=-1), "windows[0].received"),
+    (lambda b: b["windows"][0].update(rtt_buckets=[1, 2]), "windows[0].rtt_buckets"),
+    (lambda b: b["windows"][0]["key"].pop("slice"), "windows[0].key.slice"),
+    (lambda b: b["windows"][0].update(end_ns=0), "windows[0].end_ns"),
+    (lambda b: b.update(windows={}), "windows"),
+    (lambda b: b.update(health={"site": "x"}), "health.observed_ns"),
+    (lambda b: b.update(observations=[{"source": 1}]), "observations[0].target"),
+])
+def test_a_malformed_shipment_is_refused_naming_the_field(mutate, field):
+    api = Api()
+    body = encode_batch(batch(window(T0), window(T0, target="edge")))
+    mutate(body)
+    response = api.post("/v1/windows", content=json.dumps(body), headers=AUTH)
+    assert response.status_code == 400
+    assert f"malformed shipment: {field}:" in response.json()["detail"]
+
+
+def test_a_body_that_is_not_json_is_refused():
+    api = Api()
+    response = api.post("/v1/windows", content=b"\x00garbage", headers=AUTH)
+    assert response.status_code == 400 and "not JSON" in response.json()["detail"]
+
+
+def test_a_body_over_the_limit_is_refused_with_413():
+    api = Api(max_body_bytes=2000)
+    response = api.ship(batch(*(window(T0, target=f"t{i}") for i in range(10))))
+    assert response.status_code == 413 and "over the limit of 2000 bytes" in response.json()["detail"]
+
+
+def test_fields_a_newer_agent_added_are_ignored():
+    api = Api()
+    body = encode_batch(batch(window(T0)))
+    body["windows"][0]["next_year_field"] = 1
+    body["future"] = True
+    assert api.post("/v1/windows", content=json.dumps(body), headers=AUTH).json()["accepted"] == 1
