@@ -129,7 +129,6 @@ def _guarded(work):
     """Run `work()`, turning the lab's own errors into UsageError (message, no traceback)."""
     from lab.lab import LabError
     from lab.topology import TopologyError
-    from xnetmon.cli import UsageError
 
     try:
         return work()
