@@ -34,9 +34,9 @@ from starlette.concurrency import run_in_threadpool
 
 from analyzer.api import models as m
 from analyzer.exporter import AnalyzerSnapshot, analyzer_registry
-from analyzer.api.intake import MalformedShipment, ShipmentParser
 from analyzer.store.memory import WindowStore
 from analyzer.topology import Topology
+from collector.contract.codec import MalformedShipment, ShipmentParser
 from collector.contract.records import PathKey, PathWindow
 
 MAX_BODY_BYTES = 32 << 20  # an agent posts at most 5,000 windows (~4 MB) at a time

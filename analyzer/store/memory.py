@@ -47,14 +47,15 @@ import os
 import threading
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-from analyzer.store.fast_records import builder
 from analyzer.sla.series import IntervalStats
-from collector.system.files import write_atomically
+from collector.contract.codec import ShipmentParser, collector_health, dumps, observation, record_dict
+from collector.contract.fast_records import builder
 from collector.contract.records import CollectorHealth, PathKey, PathObservation, PathWindow
 from collector.contract.shipment import ShipmentBatch
+from collector.system.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -431,13 +432,12 @@ class WindowStore:
         with self._lock:
             state = self._state()
         # Encoding and writing happen outside the lock: ingest goes on meanwhile.
-        text = json.dumps(state, separators=(",", ":"))
+        text = dumps(state)
         write_atomically(path, text)
         return len(text)
 
     def _state(self) -> dict:
-        # Windows are immutable, so their dicts can be made after the lock is released;
-        # trackers are not, so their states are taken now.
+        # Taken under the lock: trackers and the open intervals change with every ingest.
         return {
             "format": SNAPSHOT_FORMAT,
             "version": SNAPSHOT_VERSION,
@@ -447,28 +447,28 @@ class WindowStore:
                 {
                     "name": s.name,
                     "closed_upto": s.closed_upto,
-                    "expected": [_key_dict(p.key) for p in s.expected],
+                    "expected": [record_dict(p.key) for p in s.expected],
                     "tracker": None if s.tracker is None else s.tracker.to_state(),
-                    "pending": [w.to_dict() for windows, _ in s.pending.values() for w in windows],
+                    "pending": [record_dict(w) for windows, _ in s.pending.values() for w in windows],
                 }
                 for s in self._slices.values()
             ],
             "paths": [
                 {
-                    "key": _key_dict(p.key),
+                    "key": record_dict(p.key),
                     "max_seq": p.max_seq,
                     "seen_mask": p.seen_mask,
                     "fed": p.fed,
                     "last_seen_ns": p.last_seen_ns,
-                    "latest": None if p.latest is None else p.latest.to_dict(),
+                    "latest": None if p.latest is None else record_dict(p.latest),
                     "tracker": None if p.tracker is None else p.tracker.to_state(),
                 }
                 for p in self._paths.values()
             ],
-            "observations": [o.to_dict() for o in self._observations.values()],
+            "observations": [record_dict(o) for o in self._observations.values()],
             "agents": [
                 {"site": a.site, "last_batch_ns": a.last_batch_ns,
-                 "health": None if a.health is None else asdict(a.health)}
+                 "health": None if a.health is None else record_dict(a.health)}
                 for a in self._agents.values()
             ],
             "counters": dict(self.counters),
@@ -501,38 +501,29 @@ class WindowStore:
         return store
 
     def _load(self, state: dict) -> None:
-        keys: dict[tuple, PathKey] = {}
-
-        def key_of(data: dict) -> PathKey:
-            parts = (data["source"], data["target"], data["slice"], data["kind"])
-            return keys.setdefault(parts, PathKey(*parts))
-
-        def window_of(data: dict) -> PathWindow:
-            window = PathWindow.from_dict(data)
-            return replace(window, key=key_of(data["key"]))  # one PathKey object per path
-
-        for entry in state["paths"]:
-            key = key_of(entry["key"])
+        decode = ShipmentParser()  # one PathKey object per path, shared by its windows
+        for i, entry in enumerate(state["paths"]):
+            key = decode.key(entry["key"], f"paths[{i}].key")
             path = self._new_path(key)
             path.max_seq, path.seen_mask, path.fed = entry["max_seq"], entry["seen_mask"], entry["fed"]
             path.last_seen_ns = entry["last_seen_ns"]
             if entry["latest"] is not None:
-                path.latest = window_of(entry["latest"])
+                path.latest = decode.window(entry["latest"], f"paths[{i}].latest")
                 path.interval = path.latest.start_ns // self.interval_ns
                 path.recent.append(path.latest)
             path.tracker = self._restored_tracker(path.tracker, entry["tracker"], self.policies.get(key.slice), key)
-        for entry in state["slices"]:
+        for i, entry in enumerate(state["slices"]):
             slice_state = self._slices.get(entry["name"])
             if slice_state is None:
                 policy = self.policies.get(entry["name"])
                 tracker = None if policy is None else self.tracker_type(policy, self.interval_s)
                 slice_state = self._slices[entry["name"]] = _SliceState(entry["name"], policy, tracker)
             slice_state.closed_upto = entry["closed_upto"]
-            expected = (self._paths.get(key_of(k)) for k in entry["expected"])
+            expected = (self._paths.get(decode.key(k, f"slices[{i}].expected")) for k in entry["expected"])
             slice_state.expected = frozenset(p for p in expected if p is not None)
             slice_state.tracker = self._restored_tracker(slice_state.tracker, entry["tracker"], slice_state.policy)
-            for data in entry["pending"]:
-                window = window_of(data)
+            for j, data in enumerate(entry["pending"]):
+                window = decode.window(data, f"slices[{i}].pending[{j}]")
                 number = window.start_ns // self.interval_ns
                 path = self._paths[window.key]
                 windows, paths = slice_state.pending.setdefault(number, ([], []))
@@ -544,11 +535,11 @@ class WindowStore:
             ordered = sorted(path.recent, key=lambda w: w.seq)
             path.recent.clear()
             path.recent.extend(ordered)
-        for data in state["observations"]:
-            observation = PathObservation.from_dict(data)
-            self._observations[(observation.source, observation.target, observation.slice)] = observation
-        for entry in state["agents"]:
-            health = None if entry["health"] is None else CollectorHealth(**entry["health"])
+        for i, data in enumerate(state["observations"]):
+            seen = observation(data, f"observations[{i}]")
+            self._observations[(seen.source, seen.target, seen.slice)] = seen
+        for i, entry in enumerate(state["agents"]):
+            health = None if entry["health"] is None else collector_health(entry["health"], f"agents[{i}].health")
             self._agents[entry["site"]] = AgentSeen(entry["site"], entry["last_batch_ns"], health)
         self._judged_through_ns = state["judged_through_ns"]
         for name, value in state["counters"].items():
@@ -564,10 +555,6 @@ class WindowStore:
             log.warning("SLA state of %s does not fit its policy any more (%s); it starts afresh",
                         key or policy, exc)
             return fresh
-
-
-def _key_dict(key: PathKey) -> dict:
-    return {"source": key.source, "target": key.target, "slice": key.slice, "kind": key.kind}
 
 
 def _unavailable_loss(policy) -> float:

@@ -12,8 +12,8 @@ import pytest
 from analyzer.api.app import create_app
 from analyzer.sla.verdicts import default_policies
 from analyzer.store.memory import WindowStore
+from collector.contract.codec import encode_body
 from collector.contract.records import PathKey
-from collector.contract.shipment import dumps, encode_batch
 from tests.analyzer_support import T0, batch, health, observation, settled, window
 
 TOKEN = "s3cret"
@@ -44,7 +44,7 @@ class Api:
 
     def ship(self, shipment, *, headers=AUTH) -> httpx.Response:
         self.now = settled(max((w.seq for w in shipment.windows), default=T0))
-        return self.post("/v1/windows", content=dumps(encode_batch(shipment)), headers=headers)
+        return self.post("/v1/windows", content=encode_body(shipment), headers=headers)
 
 
 def lossy_video(api: Api, intervals: int = 8) -> None:
@@ -102,7 +102,7 @@ def test_without_a_token_the_analyzer_is_read_only():
     (lambda b: b.update(observations=[{"source": 1}]), "observations[0].target"),
 ])
 def test_a_malformed_shipment_is_refused_naming_the_field(api, mutate, field):
-    body = encode_batch(batch(window(T0), window(T0, target="edge")))
+    body = json.loads(encode_body(batch(window(T0), window(T0, target="edge"))))
     mutate(body)
     response = api.post("/v1/windows", content=json.dumps(body), headers=AUTH)
     assert response.status_code == 400
@@ -121,7 +121,7 @@ def test_a_body_over_the_limit_is_refused_with_413():
 
 
 def test_fields_a_newer_agent_added_are_ignored(api):
-    body = encode_batch(batch(window(T0)))
+    body = json.loads(encode_body(batch(window(T0))))
     body["windows"][0]["next_year_field"] = 1
     body["future"] = True
     assert api.post("/v1/windows", content=json.dumps(body), headers=AUTH).json()["accepted"] == 1

@@ -1,4 +1,5 @@
-"""WindowStore: deduplication, interval closing, verdict routing, bounds, snapshot/restore."""
+"""WindowStore: deduplication, interval closing, verdict routing, bounds, snapshot/restore,
+one window's sums."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import sys
 import tracemalloc
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from analyzer.sla.series import IntervalStats
 from analyzer.sla.verdicts import default_policies
-from analyzer.store.memory import DEDUP_HORIZON, MAX_OPEN_INTERVALS, WindowStore
-from collector.contract.records import PathKey
+from analyzer.store.memory import DEDUP_HORIZON, MAX_OPEN_INTERVALS, WindowStore, window_stats
+from collector.contract.codec import record_dict
+from collector.contract.records import RTT_BUCKETS_NS, PathKey, PathWindow
 from tests.analyzer_support import (
     T0, W, Policy, RecordingTracker, batch, health, observation, settled, window,
 )
@@ -294,3 +298,19 @@ def test_a_window_from_far_ahead_of_the_analyzer_clock_is_dropped():
     result = store.ingest(batch(window(T0), window(T0 + 40, target="skewed")), settled(T0))
     assert (result.accepted, result.future) == (1, 1) and store.stats()["windows_future"] == 1
     assert store.judged_through_ns <= settled(T0)
+
+optional_ns = st.none() | st.integers(0, 10**10)
+
+
+@given(sent=st.integers(0, 1000), lost=st.integers(0, 1000), buckets=st.lists(st.integers(0, 100),
+       min_size=len(RTT_BUCKETS_NS) + 1, max_size=len(RTT_BUCKETS_NS) + 1), ipdv=optional_ns, pdv=optional_ns,
+       owd=optional_ns, clock=optional_ns, level=st.floats(0, 1))
+def test_one_window_stats_equal_interval_stats_of_it(sent, lost, buckets, ipdv, pdv, owd, clock, level):
+    lost = min(lost, sent)
+    fields = record_dict(window(T0)) | {
+        "key": window(T0).key, "sent": sent, "received": sent - lost, "lost_reverse": lost, "lost_forward": 0,
+        "rtt_buckets": tuple(buckets), "ipdv_mean_abs_ns": ipdv, "pdv_p99_ns": pdv, "forward_owd_p99_ns": owd,
+        "reverse_owd_p99_ns": owd, "clock_error_ns": clock,
+    }
+    w = PathWindow(**fields)
+    assert window_stats(w, level) == IntervalStats.of([w], level)

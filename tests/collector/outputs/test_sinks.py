@@ -1,5 +1,6 @@
-"""Sinks: the wire format, the in-process sink, and HttpSink against a real HTTP receiver
-that can answer errors and be stopped and restarted on the same port (analyzer outages)."""
+"""Sinks: the in-process sink, and HttpSink against a real HTTP receiver that can answer
+errors and be stopped and restarted on the same port (analyzer outages). The wire format
+itself is tested with its codec (tests/collector/contract/test_codec.py)."""
 
 from __future__ import annotations
 
@@ -15,29 +16,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from collector.contract.records import (
-    RTT_BUCKETS_NS, CollectorHealth, FlowId, PathKey, PathObservation, PathWindow,
-)
-from collector.contract.shipment import ShipmentBatch, assemble_body, decode_batch, dumps, encode_batch, window_json
+from collector.contract.codec import ShipmentParser
+from collector.contract.records import CollectorHealth, FlowId, PathObservation
+from collector.contract.shipment import ShipmentBatch
 from collector.outputs.sinks import Backoff, HttpSink, InProcessSink, Outcome, WindowSink, classify
+from tests.analyzer_support import W, window
 
 TOKEN = "s3cret"
 FAST = Backoff(initial_s=0.01, cap_s=0.05)  # keeps outage tests quick
-W = 10_000_000_000
-
-
-def window(seq: int, target: str = "core", slice_: str = "video") -> PathWindow:
-    buckets = [0] * (len(RTT_BUCKETS_NS) + 1)
-    buckets[3] = 10
-    return PathWindow(
-        key=PathKey("cnty1a", target, slice_, "stamp"), target_address="fd00::1", seq=seq,
-        start_ns=seq * W, end_ns=(seq + 1) * W, sent=10, received=10, lost_forward=0,
-        lost_reverse=0, lost_unknown=0, duplicates=0, reordered=0, rtt_buckets=tuple(buckets),
-        rtt_sum_ns=40_000_000, rtt_min_ns=3_000_000, rtt_p50_ns=4_000_000, rtt_p90_ns=4_500_000,
-        rtt_p99_ns=4_900_000, rtt_max_ns=4_900_000, ipdv_mean_abs_ns=100_000, pdv_p99_ns=1_900_000,
-        forward_owd_p50_ns=None, reverse_owd_p50_ns=None, forward_owd_p99_ns=None, reverse_owd_p99_ns=None, clock_error_ns=None, dscp_remarked=0,
-        reflector_hop_limit=252, reply_hop_limit=252, path_fingerprint="0123456789abcdef", icmp_errors=0,
-    )
 
 
 def batch(*seqs: int, **extra) -> ShipmentBatch:
@@ -147,36 +133,6 @@ def make_sink(tmp_path):
         sink.close(timeout=0)
 
 
-# -- the wire format ----------------------------------------------------------------------------
-
-
-def test_a_batch_round_trips_through_json():
-    original = batch(1, 2, observations=(OBSERVATION,), health=HEALTH)
-    wire = json.loads(json.dumps(encode_batch(original)))
-    assert set(wire) == {"site", "created_ns", "windows", "observations", "health"}
-    assert wire["observations"][0]["hops"] == ["fd00::1", None, "fd00::2"]
-    assert decode_batch(wire) == original
-
-
-def test_decoding_ignores_fields_a_newer_agent_added():
-    wire = encode_batch(batch(1, observations=(OBSERVATION,), health=HEALTH))
-    for record in (wire["windows"][0], wire["observations"][0], wire["health"]):
-        record["added_later"] = 1
-    assert decode_batch(wire) == batch(1, observations=(OBSERVATION,), health=HEALTH)
-
-
-def test_path_observation_round_trips_through_its_dict():
-    assert PathObservation.from_dict(json.loads(json.dumps(OBSERVATION.to_dict()))) == OBSERVATION
-
-
-def test_a_body_assembled_window_by_window_is_the_encoded_batch():
-    original = batch(1, 2, observations=(OBSERVATION,), health=HEALTH)
-    assembled = assemble_body(original, [window_json(w) for w in original.windows])
-    assert assembled == dumps(encode_batch(original)).encode()
-    later_part = json.loads(assemble_body(original, [window_json(window(3))], with_extras=False))
-    assert (later_part["observations"], later_part["health"]) == ([], None)
-
-
 # -- policies --------------------------------------------------------------------------------------
 
 
@@ -247,7 +203,7 @@ def test_delivers_batches_with_the_bearer_token(receiver, make_sink):
     _, headers, first = receiver.requests[0]
     assert headers["Authorization"] == f"Bearer {TOKEN}"
     assert headers["Content-Type"] == "application/json"
-    assert decode_batch(first) == batch(1, 2, observations=(OBSERVATION,), health=HEALTH)
+    assert ShipmentParser().from_dict(first) == batch(1, 2, observations=(OBSERVATION,), health=HEALTH)
     assert (sink.spool_depth, sink.dropped_total, sink.rejected_total) == (0, 0, 0)
 
 
@@ -259,7 +215,7 @@ def test_analyzer_outage_loses_and_duplicates_nothing(receiver, make_sink):
 
     receiver.stop()  # the analyzer goes away for a while
     for seq in range(1, 21):
-        sink.submit(ShipmentBatch("cnty1a", (window(seq, "core"), window(seq, "prov3")), created_ns=seq))
+        sink.submit(ShipmentBatch("cnty1a", (window(seq, target="core"), window(seq, target="prov3")), created_ns=seq))
     wait_until(lambda: sink.spool_depth == 40)
     time.sleep(0.2)  # several failed retries
     assert sink.delivered_total == 1
