@@ -26,6 +26,7 @@ from pathlib import Path
 import uvicorn
 
 from analyzer.store.memory import WindowStore
+from analyzer.store.snapshot import restore_snapshot, save_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def open_store(state_dir: str | Path | None, policies: Mapping[str, object], **o
         path = Path(state_dir) / SNAPSHOT_NAME
         if path.exists():
             try:
-                store = WindowStore.restore(path, policies, **options)
+                store = restore_snapshot(path, policies, **options)
             except OSError as exc:
                 raise ValueError(f"cannot read {path}: {exc.strerror}") from None
             log.info("analyzer state restored from %s", path)
@@ -74,7 +75,7 @@ class SnapshotKeeper:
 
     def save(self) -> None:
         try:
-            self.store.snapshot(self.path)
+            save_snapshot(self.store, self.path)
         except OSError as exc:  # a full disk must not stop the analyzer; the next try may work
             self.failures += 1
             log.error("could not write the analyzer snapshot %s: %s", self.path, exc)
