@@ -30,6 +30,7 @@ import uvicorn
 
 from analyzer.api.app import create_app
 from analyzer.store.memory import WindowStore
+from analyzer.store.snapshot import restore_snapshot, save_snapshot
 
 if TYPE_CHECKING:
     from analyzer.rootcause.model import Epoch
@@ -48,7 +49,7 @@ def open_store(state_dir: str | Path | None, policies: Mapping[str, object], **o
         path = Path(state_dir) / SNAPSHOT_NAME
         if path.exists():
             try:
-                store = WindowStore.restore(path, policies, **options)
+                store = restore_snapshot(path, policies, **options)
             except OSError as exc:
                 raise ValueError(f"cannot read {path}: {exc.strerror}") from None
             log.info("analyzer state restored from %s", path)
@@ -81,7 +82,7 @@ class SnapshotKeeper:
 
     def save(self) -> None:
         try:
-            self.store.snapshot(self.path)
+            save_snapshot(self.store, self.path)
         except OSError as exc:  # a full disk must not stop the analyzer; the next try may work
             self.failures += 1
             log.error("could not write the analyzer snapshot %s: %s", self.path, exc)

@@ -1,7 +1,8 @@
-"""Windows, batches and a recording SLA tracker for the analyzer service's tests."""
+"""Windows, batches, a recording SLA tracker and stores that use it, for the analyzer's tests."""
 
 from __future__ import annotations
 
+from analyzer.store.memory import WindowStore
 from collector.contract.records import RTT_BUCKETS_NS, CollectorHealth, FlowId, PathKey, PathObservation, PathWindow
 from collector.contract.shipment import ShipmentBatch
 
@@ -76,3 +77,13 @@ class Policy:
     def __init__(self, slice_name: str, unavailable_loss: float = 0.75) -> None:
         self.slice = slice_name
         self.unavailable_loss = unavailable_loss
+
+
+def recording_store(**options) -> WindowStore:
+    """A store whose trackers record what they are fed, for slices video and egov."""
+    options.setdefault("catch_up_s", 0)
+    return WindowStore({"video": Policy("video"), "egov": Policy("egov")}, tracker_type=RecordingTracker, **options)
+
+
+def slice_tracker(store: WindowStore, name: str) -> RecordingTracker:
+    return store._slices[name].tracker

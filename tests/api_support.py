@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from analyzer.api.app import create_app
 from analyzer.sla.verdicts import default_policies
 from analyzer.store.memory import WindowStore
-from collector.contract.shipment import dumps, encode_batch
+from collector.contract.codec import encode_body
 from tests.analyzer_support import T0, batch, health, observation, settled, window
 
 TOKEN = "s3cret"
@@ -47,7 +47,7 @@ class Api:
 
     def ship(self, shipment, *, headers=AUTH) -> httpx.Response:
         self.now = settled(max((w.seq for w in shipment.windows), default=T0))
-        return self.post("/v1/windows", content=dumps(encode_batch(shipment)), headers=headers)
+        return self.post("/v1/windows", content=encode_body(shipment), headers=headers)
 
 
 def lossy_video(api: Api, intervals: int = 8) -> None:

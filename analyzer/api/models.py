@@ -2,16 +2,26 @@
 
 Times are integer nanoseconds since the epoch (`*_ns`), delays seconds (`*_s`), loss and
 budget ratios 0..1, as everywhere in xnetmon.
+
+The models that show the contract's records (`ShipmentBody`, `PathRef`, `WindowSummary`)
+are generated from their dataclasses (`contract_fields`): a field added to a record is in
+the API with the record's type, and a field of the record named here that goes away stops
+the import.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from types import NoneType, UnionType
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from analyzer.rootcause.model import HINT_KINDS
+from collector.contract.records import PathKey, PathWindow
+from collector.contract.shipment import ShipmentBatch
 
 Status = Literal["ok", "at-risk", "breached", "no-data", "no-policy"]
 
@@ -34,16 +44,42 @@ class WindowsAccepted(BaseModel):
     health: bool = Field(description="whether the shipment carried the agent's health")
 
 
-class ShipmentBody(BaseModel):
-    """The agent -> analyzer batch (collector/contract/shipment.py). Windows, observations and health
-    are `PathWindow`, `PathObservation` and `CollectorHealth` of collector/contract/records.py as
-    `to_dict()` writes them; fields the analyzer does not know are ignored."""
+def _json_type(hint: Any) -> Any:
+    """A contract type as the API documents it: records are JSON objects, tuples arrays."""
+    if dataclasses.is_dataclass(hint):
+        return dict
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is tuple:
+        return list[_json_type(args[0])]
+    if origin is UnionType and NoneType in args:
+        (inner,) = (a for a in args if a is not NoneType)
+        return _json_type(inner) | None
+    return hint
 
-    site: str
-    created_ns: int = 0
-    windows: list[dict]
-    observations: list[dict] = []
-    health: dict | None = None
+
+def contract_fields(record_type: type, names: Sequence[str] | None = None, *,
+                    descriptions: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """`create_model` field definitions for a contract record's fields (all of them, or
+    `names` in that order) with the record's declared types and defaults."""
+    hints = get_type_hints(record_type, include_extras=True)
+    declared = {f.name: f for f in dataclasses.fields(record_type)}
+    descriptions = descriptions or {}
+    definitions = {}
+    for name in declared if names is None else names:
+        default = declared[name].default
+        definitions[name] = (_json_type(hints[name]), Field(... if default is dataclasses.MISSING else default,
+                                                            description=descriptions.get(name)))
+    return definitions
+
+
+ShipmentBody = create_model(
+    "ShipmentBody",
+    __doc__="The agent -> analyzer batch: `ShipmentBatch` (collector/contract/shipment.py) in the wire form of "
+            "collector/contract/codec.py. Windows, observations and health are `PathWindow`, `PathObservation` "
+            "and `CollectorHealth` of collector/contract/records.py, each an object of its fields by name; "
+            "fields the analyzer does not know are ignored.",
+    **contract_fields(ShipmentBatch),
+)
 
 
 class Objective(BaseModel):
@@ -65,30 +101,23 @@ class Verdict(BaseModel):
     intervals: int | None = Field(None, description="intervals the verdict has judged")
 
 
-class PathRef(BaseModel):
-    source: str = Field(description="the probing site")
-    target: str
-    slice: str
-    kind: str = Field(description="probe kind: stamp | icmp")
+PathRef = create_model(
+    "PathRef",
+    **contract_fields(PathKey, descriptions={"source": "the probing site", "kind": "probe kind: stamp | icmp"}),
+)
 
-
-class WindowSummary(BaseModel):
-    """A path's newest window."""
-
-    seq: int
-    start_ns: int
-    end_ns: int
-    sent: int
-    received: int
-    lost_forward: int
-    lost_reverse: int
-    lost_unknown: int
-    loss_ratio: float
-    rtt_p50_s: float | None
-    rtt_p99_s: float | None
-    ipdv_s: float | None
-    pdv_p99_s: float | None
-    path_fingerprint: str | None
+WindowSummary = create_model(
+    "WindowSummary",
+    __doc__="A path's newest window.",
+    **contract_fields(PathWindow, ("seq", "start_ns", "end_ns", "sent", "received", "lost_forward", "lost_reverse",
+                                   "lost_unknown")),
+    loss_ratio=(float, ...),
+    rtt_p50_s=(float | None, ...),
+    rtt_p99_s=(float | None, ...),
+    ipdv_s=(float | None, ...),
+    pdv_p99_s=(float | None, ...),
+    **contract_fields(PathWindow, ("path_fingerprint",)),
+)
 
 
 class PathSummary(BaseModel):

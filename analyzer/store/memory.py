@@ -37,27 +37,22 @@ target, slice); health: the latest per site.
 
 Thread safety: one lock around every method, so an in-process agent thread may ingest
 while the API reads. Reads return fresh containers of immutable records.
+
+Persistence across restarts (snapshot and restore) is `analyzer.store.snapshot`.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import os
 import threading
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from analyzer.sla.series import IntervalStats
-from analyzer.store.fast_records import builder
+from collector.contract.fast_records import builder
 from collector.contract.records import CollectorHealth, PathKey, PathObservation, PathWindow
 from collector.contract.shipment import ShipmentBatch
-from collector.system.files import write_atomically
-
-log = logging.getLogger(__name__)
 
 
 class TrackerType(Protocol):
@@ -71,8 +66,6 @@ DEDUP_HORIZON = 64  # seqs below a path's newest that are remembered (bits of th
 _MASK = (1 << DEDUP_HORIZON) - 1
 HISTORY_WINDOWS = 12
 MAX_OPEN_INTERVALS = 64
-SNAPSHOT_FORMAT = "xnetmon-analyzer-store"
-SNAPSHOT_VERSION = 1
 
 
 @dataclass(slots=True)
@@ -245,16 +238,21 @@ class WindowStore:
         return result
 
     def _new_path(self, key: PathKey) -> _PathState:
-        slice_state = self._slices.get(key.slice)
-        if slice_state is None:
-            policy = self.policies.get(key.slice)
-            tracker = None if policy is None else self.tracker_type(policy, self.interval_s)
-            slice_state = self._slices[key.slice] = _SliceState(key.slice, policy, tracker)
+        slice_state = self._slice(key.slice)
         policy = slice_state.policy
         tracker = None if policy is None else self.tracker_type(policy, self.interval_s, path=key)
         path = self._paths[key] = _PathState(key, self.history, tracker)
         slice_state.paths.add(path)
         return path
+
+    def _slice(self, name: str) -> _SliceState:
+        """The slice's state, made (with its policy's tracker) when the name is first seen."""
+        slice_state = self._slices.get(name)
+        if slice_state is None:
+            policy = self.policies.get(name)
+            tracker = None if policy is None else self.tracker_type(policy, self.interval_s)
+            slice_state = self._slices[name] = _SliceState(name, policy, tracker)
+        return slice_state
 
     # -- closing intervals ------------------------------------------------------------------
 
@@ -431,154 +429,6 @@ class WindowStore:
                 "agents": len(self._agents),
                 **self.counters,
             }
-
-    # -- snapshot and restore ---------------------------------------------------------------
-
-    def snapshot(self, path: str | os.PathLike) -> int:
-        """Write the store's state to `path` as JSON, atomically (a crash leaves the previous
-        snapshot whole). Kept: trackers, dedup state, open intervals, each path's newest
-        window, observations, agents, counters; the rest of a path's history is not
-        (views restart from the newest window). Returns the bytes written."""
-        with self._lock:
-            state = self._state()
-        # Encoding and writing happen outside the lock: ingest goes on meanwhile.
-        text = json.dumps(state, separators=(",", ":"))
-        write_atomically(path, text)
-        return len(text)
-
-    def _state(self) -> dict:
-        # Windows are immutable, so their dicts can be made after the lock is released;
-        # trackers are not, so their states are taken now.
-        return {
-            "format": SNAPSHOT_FORMAT,
-            "version": SNAPSHOT_VERSION,
-            "interval_s": self.interval_s,
-            "judged_through_ns": self._judged_through_ns,
-            "slices": [
-                {
-                    "name": s.name,
-                    "closed_upto": s.closed_upto,
-                    "expected": [_key_dict(p.key) for p in s.expected],
-                    "tracker": None if s.tracker is None else s.tracker.to_state(),
-                    "pending": [w.to_dict() for windows, _ in s.pending.values() for w in windows],
-                }
-                for s in self._slices.values()
-            ],
-            "paths": [
-                {
-                    "key": _key_dict(p.key),
-                    "max_seq": p.max_seq,
-                    "seen_mask": p.seen_mask,
-                    "fed": p.fed,
-                    "last_seen_ns": p.last_seen_ns,
-                    "latest": None if p.latest is None else p.latest.to_dict(),
-                    "tracker": None if p.tracker is None else p.tracker.to_state(),
-                }
-                for p in self._paths.values()
-            ],
-            "observations": [o.to_dict() for o in self._observations.values()],
-            "agents": [
-                {"site": a.site, "last_batch_ns": a.last_batch_ns,
-                 "health": None if a.health is None else asdict(a.health)}
-                for a in self._agents.values()
-            ],
-            "counters": dict(self.counters),
-        }
-
-    @classmethod
-    def restore(cls, path: str | os.PathLike, policies: Mapping[str, object] | None = None,
-                **options) -> WindowStore:
-        """A store from `snapshot(path)`'s file, with today's `policies` and `options` (as
-        for the constructor). Trackers continue where they were (status, budget, since);
-        a tracker whose state no longer fits its policy starts afresh, logged.
-        Raises OSError or ValueError (with the file's name) if the file cannot be used."""
-        try:
-            state = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not a store snapshot ({exc})") from None
-        if not isinstance(state, dict) or state.get("format") != SNAPSHOT_FORMAT:
-            raise ValueError(f"{path}: not an xnetmon analyzer snapshot")
-        if state.get("version") != SNAPSHOT_VERSION:
-            raise ValueError(f"{path}: snapshot version {state.get('version')}, this analyzer reads {SNAPSHOT_VERSION}")
-        saved_interval = state.get("interval_s")
-        if options.setdefault("interval_s", saved_interval) != saved_interval:
-            raise ValueError(f"{path}: saved with {saved_interval} s intervals, not {options['interval_s']} s; "
-                             "its verdicts cannot continue at another interval")
-        store = cls(policies, **options)
-        try:
-            store._load(state)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: damaged snapshot ({type(exc).__name__}: {exc})") from None
-        return store
-
-    def _load(self, state: dict) -> None:
-        keys: dict[tuple, PathKey] = {}
-
-        def key_of(data: dict) -> PathKey:
-            parts = (data["source"], data["target"], data["slice"], data["kind"])
-            return keys.setdefault(parts, PathKey(*parts))
-
-        def window_of(data: dict) -> PathWindow:
-            window = PathWindow.from_dict(data)
-            return replace(window, key=key_of(data["key"]))  # one PathKey object per path
-
-        for entry in state["paths"]:
-            key = key_of(entry["key"])
-            path = self._new_path(key)
-            path.max_seq, path.seen_mask, path.fed = entry["max_seq"], entry["seen_mask"], entry["fed"]
-            path.last_seen_ns = entry["last_seen_ns"]
-            if entry["latest"] is not None:
-                path.latest = window_of(entry["latest"])
-                path.interval = path.latest.start_ns // self.interval_ns
-                path.recent.append(path.latest)
-            path.tracker = self._restored_tracker(path.tracker, entry["tracker"], self.policies.get(key.slice), key)
-        for entry in state["slices"]:
-            slice_state = self._slices.get(entry["name"])
-            if slice_state is None:
-                policy = self.policies.get(entry["name"])
-                tracker = None if policy is None else self.tracker_type(policy, self.interval_s)
-                slice_state = self._slices[entry["name"]] = _SliceState(entry["name"], policy, tracker)
-            slice_state.closed_upto = entry["closed_upto"]
-            expected = (self._paths.get(key_of(k)) for k in entry["expected"])
-            slice_state.expected = frozenset(p for p in expected if p is not None)
-            slice_state.tracker = self._restored_tracker(slice_state.tracker, entry["tracker"], slice_state.policy)
-            for data in entry["pending"]:
-                window = window_of(data)
-                number = window.start_ns // self.interval_ns
-                path = self._paths[window.key]
-                windows, paths = slice_state.pending.setdefault(number, ([], []))
-                windows.append(window)
-                paths.append(path)
-                if window.seq != path.max_seq:  # the newest is there already
-                    path.recent.append(window)
-        for path in self._paths.values():  # history oldest first, as ingest leaves it
-            ordered = sorted(path.recent, key=lambda w: w.seq)
-            path.recent.clear()
-            path.recent.extend(ordered)
-        for data in state["observations"]:
-            observation = PathObservation.from_dict(data)
-            self._observations[(observation.source, observation.target, observation.slice)] = observation
-        for entry in state["agents"]:
-            health = None if entry["health"] is None else CollectorHealth(**entry["health"])
-            self._agents[entry["site"]] = AgentSeen(entry["site"], entry["last_batch_ns"], health)
-        self._judged_through_ns = state["judged_through_ns"]
-        for name, value in state["counters"].items():
-            if name in self.counters:
-                self.counters[name] = value
-
-    def _restored_tracker(self, fresh, saved: dict | None, policy, key: PathKey | None = None):
-        if policy is None or saved is None:
-            return fresh
-        try:
-            return self.tracker_type.from_state(saved, policy)
-        except (KeyError, TypeError, ValueError) as exc:
-            log.warning("SLA state of %s does not fit its policy any more (%s); it starts afresh",
-                        key or policy, exc)
-            return fresh
-
-
-def _key_dict(key: PathKey) -> dict:
-    return {"source": key.source, "target": key.target, "slice": key.slice, "kind": key.kind}
 
 
 def _unavailable_loss(policy) -> float:

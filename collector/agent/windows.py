@@ -15,6 +15,10 @@ from collections.abc import Iterable
 from collector.contract.records import RTT_BUCKETS_NS, PathKey, PathWindow, ProbeResult
 from collector.probes.summary import ProbeSummary, percentile
 
+# What a window takes over from its probes' ProbeSummary: the fields both records have
+# (counts, RTT percentiles, delay variation), which mean the same in both.
+_FROM_SUMMARY = tuple(name for name in PathWindow.__dataclass_fields__ if name in ProbeSummary.__dataclass_fields__)
+
 
 class WindowBuilder:
     """Collects one path's results into windows and hands out the ones that are settled."""
@@ -76,27 +80,14 @@ def summarise(
     )
     latest = max(answered, key=lambda r: r.sent_ns, default=None)
     return PathWindow(
+        **{name: getattr(summary, name) for name in _FROM_SUMMARY},
         key=key,
         target_address=target_address,
         seq=number,
         start_ns=number * window_ns,
         end_ns=(number + 1) * window_ns,
-        sent=summary.sent,
-        received=summary.received,
-        lost_forward=summary.lost_forward,
-        lost_reverse=summary.lost_reverse,
-        lost_unknown=summary.lost_unknown,
-        duplicates=summary.duplicates,
-        reordered=summary.reordered,
         rtt_buckets=tuple(buckets),
         rtt_sum_ns=sum(r.rtt_ns for r in answered),  # type: ignore[misc]
-        rtt_min_ns=summary.rtt_min_ns,
-        rtt_p50_ns=summary.rtt_p50_ns,
-        rtt_p90_ns=summary.rtt_p90_ns,
-        rtt_p99_ns=summary.rtt_p99_ns,
-        rtt_max_ns=summary.rtt_max_ns,
-        ipdv_mean_abs_ns=summary.ipdv_mean_abs_ns,
-        pdv_p99_ns=summary.pdv_p99_ns,
         forward_owd_p50_ns=percentile(forward, 0.5),
         reverse_owd_p50_ns=percentile(reverse, 0.5),
         forward_owd_p99_ns=percentile(forward, 0.99),

@@ -11,6 +11,12 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass
 from enum import Enum
+from typing import Annotated
+
+from annotated_types import Ge
+
+# Field types that say more than `int`: the codec checks them and the API's schema shows them.
+Count = Annotated[int, Ge(0)]  # a number of packets or events: never negative, adds up over time
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,25 +144,6 @@ class PathObservation:
     def fingerprint(self) -> str:
         return path_fingerprint(self.hops)
 
-    def to_dict(self) -> dict:
-        """A JSON-ready dict (stars as null); `from_dict` reverses it exactly."""
-        return {
-            "source": self.source,
-            "target": self.target,
-            "slice": self.slice,
-            "flow": {name: getattr(self.flow, name) for name in FlowId.__dataclass_fields__},
-            "hops": list(self.hops),
-            "reached": self.reached,
-            "observed_ns": self.observed_ns,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> PathObservation:
-        fields = dict(data)
-        fields["flow"] = FlowId(**fields["flow"])
-        fields["hops"] = tuple(fields["hops"])
-        return cls(**fields)
-
 
 def path_fingerprint(hops: tuple[str | None, ...]) -> str:
     """A stable hash of a hop list: equal hop lists give equal fingerprints on any host and
@@ -206,13 +193,29 @@ class LossCounts:
 
 
 @dataclass(frozen=True, slots=True)
-class PathWindow(LossCounts):
+class PathCounts(LossCounts):
+    """What a path delivered over a span of time: packets and their fates, and the RTT
+    histogram with its sum. Spans add up: a path's totals are the sums of its windows'."""
+
+    sent: Count
+    received: Count
+    lost_forward: Count
+    lost_reverse: Count
+    lost_unknown: Count
+    duplicates: Count
+    reordered: Count  # RFC 4737: replies whose sequence number is below one already received
+    rtt_buckets: tuple[Count, ...]  # per RTT_BUCKETS_NS bound, not cumulative; last is +Inf
+    rtt_sum_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class PathWindow(PathCounts):
     """One path over one interval: what the analyzer sees instead of per-packet data.
 
     Probes belong to the window in which they were sent, whenever their fate settles.
     Windows are aligned on wall-clock multiples of their length, so the windows of every
     agent line up. `seq` numbers a path's windows so a receiver can drop duplicates and
-    notice gaps. Times and delays are integer nanoseconds.
+    notice gaps. Times and delays are integer nanoseconds. Its counts (`PathCounts`) come first.
     """
 
     key: PathKey
@@ -220,15 +223,6 @@ class PathWindow(LossCounts):
     seq: int
     start_ns: int
     end_ns: int
-    sent: int
-    received: int
-    lost_forward: int
-    lost_reverse: int
-    lost_unknown: int
-    duplicates: int
-    reordered: int  # RFC 4737: replies whose sequence number is below one already received
-    rtt_buckets: tuple[int, ...]  # per RTT_BUCKETS_NS bound, not cumulative; last is +Inf
-    rtt_sum_ns: int
     rtt_min_ns: int | None
     rtt_p50_ns: int | None
     rtt_p90_ns: int | None
@@ -241,25 +235,11 @@ class PathWindow(LossCounts):
     forward_owd_p99_ns: int | None
     reverse_owd_p99_ns: int | None
     clock_error_ns: int | None  # worst summed error estimate of the one-way delays
-    dscp_remarked: int  # replies whose DSCP, at either end, was not the slice's
+    dscp_remarked: Count  # replies whose DSCP, at either end, was not the slice's
     reflector_hop_limit: int | None  # latest hop limit the request arrived with at the far end
     reply_hop_limit: int | None  # latest hop limit the reply arrived with here
     path_fingerprint: str | None  # of the latest trace of this path, if any
-    icmp_errors: int  # losses explained by an ICMP error (e.g. no reflector listening)
-
-    def to_dict(self) -> dict:
-        """A JSON-ready dict; `from_dict` reverses it exactly."""
-        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        data["key"] = {name: getattr(self.key, name) for name in PathKey.__dataclass_fields__}
-        data["rtt_buckets"] = list(self.rtt_buckets)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> PathWindow:
-        fields = dict(data)
-        fields["key"] = PathKey(**fields["key"])
-        fields["rtt_buckets"] = tuple(fields["rtt_buckets"])
-        return cls(**fields)
+    icmp_errors: Count  # losses explained by an ICMP error (e.g. no reflector listening)
 
 
 @dataclass(frozen=True, slots=True)

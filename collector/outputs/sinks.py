@@ -9,7 +9,7 @@ for `CollectorHealth`:
 - `dropped_total`    discarded by the agent (spool full, or the spool could not be written)
 - `spool_depth`      waiting to be delivered
 
-The HTTP wire format is described in `collector.contract.shipment`.
+The HTTP wire format is described in `collector.contract.codec`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from typing import Protocol, runtime_checkable
 
 import httpx
 
-from collector.contract.shipment import ShipmentBatch, assemble_body, window_json
+from collector.contract.codec import assemble_body, window_json
+from collector.contract.shipment import ShipmentBatch
 from collector.outputs.spool import DEFAULT_SEGMENT_BYTES, WindowSpool
 
 log = logging.getLogger(__name__)

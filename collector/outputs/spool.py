@@ -19,7 +19,7 @@ The cursor is replaced atomically but not fsync'd: after a power loss it may poi
 little, which re-sends a few batches, and receivers deduplicate windows by (key, seq).
 Delivery is therefore at least once.
 
-The body (see collector.contract.shipment) is stored as the exact bytes to POST, with a CRC-32 of
+The body (see collector.contract.codec) is stored as the exact bytes to POST, with a CRC-32 of
 them, so delivery and restart read a record back without parsing it. A crash mid-write
 leaves a truncated last line; a damaged disk may leave garbage. Such lines are skipped and
 counted (`corrupt_records_total`), and new records always go to a new segment, so they are
@@ -43,6 +43,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TypeGuard
+
+from collector.contract.codec import dumps
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +152,7 @@ class WindowSpool:
             if self._skip_windows:  # rare: only after the bound cut into this record
                 data = json.loads(body)
                 data["windows"] = data["windows"][self._skip_windows:]
-                body = json.dumps(data, separators=(",", ":")).encode()
+                body = dumps(data).encode()
             return body
         return None
 

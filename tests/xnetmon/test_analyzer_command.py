@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from collector.contract.shipment import dumps, encode_batch
+from collector.contract.codec import encode_body
 from tests.analyzer_support import T0, batch, window
 from tests.support import REPO, XNETMON, stop_process, xnetmon
 
@@ -36,7 +36,7 @@ def test_serves_takes_shipments_and_keeps_state_across_a_restart(tmp_path):
     port = free_tcp_port()
     args = ("--listen", f"[::1]:{port}", "--token-file", str(token), "--state-dir", str(tmp_path / "state"))
     url = f"http://[::1]:{port}"
-    body = dumps(encode_batch(batch(*(window(seq) for seq in range(T0, T0 + 3)))))
+    body = encode_body(batch(*(window(seq) for seq in range(T0, T0 + 3))))
     proc = start(*args)
     try:
         response = httpx.post(f"{url}/v1/windows", content=body, headers={"Authorization": "Bearer t0ken"}, timeout=5)

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from analyzer.api import models as m
 from analyzer.api.auth import WRITE_ERRORS, require_token
 from analyzer.api.context import ApiContext
-from analyzer.api.intake import MalformedShipment, ShipmentParser
+from collector.contract.codec import MalformedShipment, ShipmentParser
 from analyzer.store.memory import WindowStore
 
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from collector.contract.records import RTT_BUCKETS_NS, CollectorHealth, PathKey, PathWindow
+from collector.contract.records import RTT_BUCKETS_NS, CollectorHealth, PathCounts, PathKey, PathWindow
 
 if TYPE_CHECKING:  # the reflector module opens sockets; the metrics need only its counters
     from collector.reflector.session_reflector import ReflectorStats
@@ -28,9 +28,14 @@ def _empty() -> Mapping:
     return MappingProxyType({})  # read-only, so no snapshot can be changed after the swap
 
 
+# PathCounts fields add up window by window; the RTT histogram adds up bucket by bucket.
+_COUNTS = tuple(f.name for f in fields(PathCounts) if f.name != "rtt_buckets")
+
+
 @dataclass(frozen=True, slots=True)
-class PathTotals:
-    """One path's counters since it was first seen, and its latest gauges."""
+class PathTotals(PathCounts):
+    """One path's counts since it was first seen (`PathCounts`, summed over its windows),
+    and its latest gauges."""
 
     key: PathKey
     address: str
@@ -38,42 +43,28 @@ class PathTotals:
     last_seq: int
     window_ns: int  # length of the path's windows: the unit of staleness
     last_end_ns: int  # wall-clock end of the newest window folded in
-    sent: int
-    received: int
-    lost_forward: int
-    lost_reverse: int
-    lost_unknown: int
-    duplicates: int
-    reordered: int
-    rtt_buckets: tuple[int, ...]  # per bucket, not cumulative; last is +Inf
-    rtt_sum_ns: int
     ipdv_ns: int | None  # of the newest window; None when it had too few replies
     pdv_p99_ns: int | None
 
     @classmethod
     def first(cls, window: PathWindow) -> PathTotals:
         return cls(
+            **{name: getattr(window, name) for name in _COUNTS},
+            rtt_buckets=tuple(window.rtt_buckets),
             key=window.key,
             address=window.target_address,
             fingerprint=window.path_fingerprint or "",
             last_seq=window.seq,
             window_ns=window.end_ns - window.start_ns,
             last_end_ns=window.end_ns,
-            sent=window.sent,
-            received=window.received,
-            lost_forward=window.lost_forward,
-            lost_reverse=window.lost_reverse,
-            lost_unknown=window.lost_unknown,
-            duplicates=window.duplicates,
-            reordered=window.reordered,
-            rtt_buckets=tuple(window.rtt_buckets),
-            rtt_sum_ns=window.rtt_sum_ns,
             ipdv_ns=window.ipdv_mean_abs_ns,
             pdv_p99_ns=window.pdv_p99_ns,
         )
 
     def plus(self, window: PathWindow) -> PathTotals:
         return PathTotals(
+            **{name: getattr(self, name) + getattr(window, name) for name in _COUNTS},
+            rtt_buckets=tuple(a + b for a, b in zip(self.rtt_buckets, window.rtt_buckets)),
             key=self.key,
             address=window.target_address,
             # A window without a trace keeps the last known path rather than blanking it.
@@ -81,15 +72,6 @@ class PathTotals:
             last_seq=window.seq,
             window_ns=window.end_ns - window.start_ns,
             last_end_ns=max(self.last_end_ns, window.end_ns),
-            sent=self.sent + window.sent,
-            received=self.received + window.received,
-            lost_forward=self.lost_forward + window.lost_forward,
-            lost_reverse=self.lost_reverse + window.lost_reverse,
-            lost_unknown=self.lost_unknown + window.lost_unknown,
-            duplicates=self.duplicates + window.duplicates,
-            reordered=self.reordered + window.reordered,
-            rtt_buckets=tuple(a + b for a, b in zip(self.rtt_buckets, window.rtt_buckets)),
-            rtt_sum_ns=self.rtt_sum_ns + window.rtt_sum_ns,
             ipdv_ns=window.ipdv_mean_abs_ns,
             pdv_p99_ns=window.pdv_p99_ns,
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 from analyzer.api.app import create_app
 from analyzer.sla.verdicts import default_policies
 from analyzer.store.memory import WindowStore
+from analyzer.store.snapshot import restore_snapshot, save_snapshot
 from collector.contract.records import PathKey
 from tests.analyzer_support import T0, batch, window
 from tests.api_support import AUTH, TOKEN, Api, lossy_video
@@ -48,9 +49,9 @@ def test_verdicts_survive_a_store_restored_behind_a_new_app(tmp_path):
     api = Api()
     lossy_video(api)
     before = api.get("/slices/video").json()
-    api.store.snapshot(tmp_path / "state.json")
+    save_snapshot(api.store, tmp_path / "state.json")
     again = Api()
-    again.store = WindowStore.restore(tmp_path / "state.json", default_policies(), catch_up_s=0)
+    again.store = restore_snapshot(tmp_path / "state.json", default_policies(), catch_up_s=0)
     again.app = create_app(again.store, token=TOKEN, clock=lambda: again.now)
     again.now = api.now
     assert again.get("/slices/video").json() == before

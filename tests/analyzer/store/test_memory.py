@@ -1,17 +1,18 @@
-"""WindowStore: deduplication, interval closing, verdict routing, bounds, snapshot/restore."""
+"""WindowStore: deduplication, interval closing, verdict routing, bounds, one window's sums."""
 
 from __future__ import annotations
 
-import json
 import sys
 import tracemalloc
 
-import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from analyzer.sla.series import IntervalStats
 from analyzer.sla.verdicts import default_policies
-from analyzer.store.memory import DEDUP_HORIZON, MAX_OPEN_INTERVALS, WindowStore
-from collector.contract.records import PathKey
+from analyzer.store.memory import DEDUP_HORIZON, MAX_OPEN_INTERVALS, WindowStore, window_stats
+from collector.contract.codec import record_dict
+from collector.contract.records import RTT_BUCKETS_NS, PathKey, PathWindow
 from tests.analyzer_support import (
     T0,
     Policy,
@@ -20,20 +21,13 @@ from tests.analyzer_support import (
     batch,
     health,
     observation,
+    recording_store,
     settled,
+    slice_tracker,
     window,
 )
 
 VIDEO = PathKey("cnty1a", "core", "video", "stamp")
-
-
-def recording_store(**options) -> WindowStore:
-    options.setdefault("catch_up_s", 0)
-    return WindowStore({"video": Policy("video"), "egov": Policy("egov")}, tracker_type=RecordingTracker, **options)
-
-
-def slice_tracker(store: WindowStore, name: str) -> RecordingTracker:
-    return store._slices[name].tracker
 
 
 def path_tracker(store: WindowStore, key: PathKey) -> RecordingTracker:
@@ -226,79 +220,25 @@ def test_memory_per_path_stays_within_the_documented_figure():
     assert per_path < 24 * 1024
 
 
-# -- snapshot and restore ----------------------------------------------------------------
-
-
-def feed(store: WindowStore, seqs, **window_options) -> None:
-    for seq in seqs:
-        store.ingest(batch(window(seq, **window_options), window(seq, target="edge"),
-                           observations=(observation(),), health=health()), settled(seq))
-
-
-def test_a_restart_keeps_verdicts_and_deduplication(tmp_path):
-    policies = default_policies()
-    store = WindowStore(policies, catch_up_s=0)
-    feed(store, range(T0, T0 + 10), lost=8)
-    now = settled(T0 + 10)
-    before = store.slice_verdict("video", now)
-    path_before = store.path_verdict(VIDEO, now)
-    assert before.status == "breached"
-    store.snapshot(tmp_path / "state.json")
-
-    restored = WindowStore.restore(tmp_path / "state.json", policies, catch_up_s=0)
-    assert restored.slice_verdict("video", now) == before
-    assert restored.path_verdict(VIDEO, now) == path_before
-    assert restored.observations() == store.observations() and restored.agents() == store.agents()
-    assert restored.latest_window(VIDEO) == store.latest_window(VIDEO)
-    resent = restored.ingest(batch(window(T0 + 9, lost=8), window(T0 + 9, target="edge")), now)
-    assert (resent.accepted, resent.duplicates) == (0, 2)
-    assert restored.stats()["windows_ingested"] == store.stats()["windows_ingested"]
-    feed(restored, range(T0 + 10, T0 + 12), lost=8)  # trackers go on from where they were
-    assert restored.slice_verdict("video", settled(T0 + 12)).intervals == before.intervals + 2
-
-
-def test_windows_of_open_intervals_survive_a_restart(tmp_path):
-    store = recording_store(catch_up_s=3600)
-    store.ingest(batch(window(T0), window(T0, target="edge")), settled(T0))
-    store.ingest(batch(window(T0 + 1)), settled(T0 + 1))  # T0 closes; T0+1 waits for "edge"
-    store.snapshot(tmp_path / "state.json")
-    restored = WindowStore.restore(tmp_path / "state.json", store.policies, tracker_type=RecordingTracker,
-                                   catch_up_s=3600)
-    restored.ingest(batch(window(T0 + 1, target="edge")), settled(T0 + 1))
-    added = slice_tracker(restored, "video").added
-    assert added[-1].paths == 2 and added[-1].start_ns == (T0 + 1) * W
-
-
-def test_a_snapshot_is_replaced_atomically_and_is_json(tmp_path):
-    store = recording_store()
-    feed(store, range(T0, T0 + 3))
-    target = tmp_path / "state.json"
-    store.snapshot(target)
-    store.snapshot(target)
-    assert json.loads(target.read_text())["format"] == "xnetmon-analyzer-store"
-    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temporary left behind
-
-
-def test_a_damaged_snapshot_is_refused_naming_the_file(tmp_path):
-    target = tmp_path / "state.json"
-    target.write_text('{"format": "xnetmon-analyzer-store", "version": 1, "interval_s": 10, "paths": [{}]}')
-    with pytest.raises(ValueError, match=r"state\.json: damaged snapshot"):
-        WindowStore.restore(target, {}, tracker_type=RecordingTracker)
-    target.write_text("not json")
-    with pytest.raises(ValueError, match=r"state\.json: not a store snapshot"):
-        WindowStore.restore(target, {}, tracker_type=RecordingTracker)
-
-
-def test_a_snapshot_of_another_interval_length_is_refused(tmp_path):
-    store = recording_store()
-    feed(store, range(T0, T0 + 2))
-    store.snapshot(tmp_path / "state.json")
-    with pytest.raises(ValueError, match=r"saved with 10\.0 s intervals, not 5\.0 s"):
-        WindowStore.restore(tmp_path / "state.json", store.policies, tracker_type=RecordingTracker, interval_s=5.0)
-
-
 def test_a_window_from_far_ahead_of_the_analyzer_clock_is_dropped():
     store = recording_store()
     result = store.ingest(batch(window(T0), window(T0 + 40, target="skewed")), settled(T0))
     assert (result.accepted, result.future) == (1, 1) and store.stats()["windows_future"] == 1
     assert store.judged_through_ns <= settled(T0)
+
+
+optional_ns = st.none() | st.integers(0, 10**10)
+
+
+@given(sent=st.integers(0, 1000), lost=st.integers(0, 1000), buckets=st.lists(st.integers(0, 100),
+       min_size=len(RTT_BUCKETS_NS) + 1, max_size=len(RTT_BUCKETS_NS) + 1), ipdv=optional_ns, pdv=optional_ns,
+       owd=optional_ns, clock=optional_ns, level=st.floats(0, 1))
+def test_one_window_stats_equal_interval_stats_of_it(sent, lost, buckets, ipdv, pdv, owd, clock, level):
+    lost = min(lost, sent)
+    fields = record_dict(window(T0)) | {
+        "key": window(T0).key, "sent": sent, "received": sent - lost, "lost_reverse": lost, "lost_forward": 0,
+        "rtt_buckets": tuple(buckets), "ipdv_mean_abs_ns": ipdv, "pdv_p99_ns": pdv, "forward_owd_p99_ns": owd,
+        "reverse_owd_p99_ns": owd, "clock_error_ns": clock,
+    }
+    w = PathWindow(**fields)
+    assert window_stats(w, level) == IntervalStats.of([w], level)

@@ -8,7 +8,8 @@ import textwrap
 from pathlib import Path
 
 from collector.agent.config import parse_config
-from collector.agent.plan import DEFAULT_SPOOL_ROOT, MINIMUM_SIZE, AgentPlan, resolve_plan, stable_flow_label
+from collector.agent.plan import DEFAULT_SPOOL_ROOT, AgentPlan, resolve_plan, stable_flow_label
+from collector.probes.registry import PROBERS
 from collector.probes.stamp_session import SenderSettings
 from collector.wire.icmp6 import COOKIE_LEN
 
@@ -56,10 +57,11 @@ def test_windows_wait_in_a_spool_per_site_unless_one_is_configured():
 
 
 def test_the_smallest_probes_are_a_bare_stamp_request_and_an_echo_cookie():
-    assert MINIMUM_SIZE == {"stamp": SenderSettings("", "").minimum_size(), "icmp": COOKIE_LEN}
+    minimum_size = {kind: prober.minimum_size for kind, prober in PROBERS.items()}
+    assert minimum_size == {"stamp": SenderSettings("", "").minimum_size(), "icmp": COOKIE_LEN}
     plan = plan_of(f"""\
         site: {{name: a}}
-        targets: [{{name: t, address: "::1", probes: [stamp, icmp], size: {max(MINIMUM_SIZE.values())},
+        targets: [{{name: t, address: "::1", probes: [stamp, icmp], size: {max(minimum_size.values())},
                     slices: [video]}}]
     """)
     assert [(p.kind, p.size) for p in plan.probes] == [("stamp", 68), ("icmp", 68)]

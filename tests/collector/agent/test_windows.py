@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from collector.agent.windows import WindowBuilder
 from collector.contract.records import RTT_BUCKETS_NS, LossDirection, PathKey, ProbeResult
 
@@ -82,10 +84,10 @@ def test_one_way_delays_clock_error_remarking_and_latest_hop_limits():
     assert w.path_fingerprint == "abcdef0123456789"
 
 
-def test_window_round_trips_through_its_dict():
-    from collector.contract.records import PathWindow
+def test_window_round_trips_through_its_json():
+    from collector.contract.codec import ShipmentParser, window_json
 
     b = builder()
     b.add_all([ok(0, T + 1, 100), lost(1, T + 2, LossDirection.FORWARD)])
     [w] = b.close_all()
-    assert PathWindow.from_dict(w.to_dict()) == w
+    assert ShipmentParser().window(json.loads(window_json(w)), "window") == w

@@ -1,5 +1,6 @@
-"""Sinks: the in-process sink, and HttpSink against a real HTTP receiver
-that can answer errors and be stopped and restarted on the same port (analyzer outages)."""
+"""Sinks: the in-process sink, and HttpSink against a real HTTP receiver that can answer
+errors and be stopped and restarted on the same port (analyzer outages). The wire format
+itself is tested with its codec (tests/collector/contract/test_codec.py)."""
 
 from __future__ import annotations
 
@@ -15,34 +16,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from collector.contract.records import (
-    RTT_BUCKETS_NS,
-    CollectorHealth,
-    FlowId,
-    PathKey,
-    PathObservation,
-    PathWindow,
-)
-from collector.contract.shipment import ShipmentBatch, decode_batch
+from collector.contract.codec import ShipmentParser
+from collector.contract.records import CollectorHealth, FlowId, PathObservation
+from collector.contract.shipment import ShipmentBatch
 from collector.outputs.sinks import Backoff, HttpSink, InProcessSink, Outcome, WindowSink, classify
+from tests.analyzer_support import W, window
 
 TOKEN = "s3cret"
 FAST = Backoff(initial_s=0.01, cap_s=0.05)  # keeps outage tests quick
-W = 10_000_000_000
-
-
-def window(seq: int, target: str = "core", slice_: str = "video") -> PathWindow:
-    buckets = [0] * (len(RTT_BUCKETS_NS) + 1)
-    buckets[3] = 10
-    return PathWindow(
-        key=PathKey("cnty1a", target, slice_, "stamp"), target_address="fd00::1", seq=seq,
-        start_ns=seq * W, end_ns=(seq + 1) * W, sent=10, received=10, lost_forward=0,
-        lost_reverse=0, lost_unknown=0, duplicates=0, reordered=0, rtt_buckets=tuple(buckets),
-        rtt_sum_ns=40_000_000, rtt_min_ns=3_000_000, rtt_p50_ns=4_000_000, rtt_p90_ns=4_500_000,
-        rtt_p99_ns=4_900_000, rtt_max_ns=4_900_000, ipdv_mean_abs_ns=100_000, pdv_p99_ns=1_900_000,
-        forward_owd_p50_ns=None, reverse_owd_p50_ns=None, forward_owd_p99_ns=None, reverse_owd_p99_ns=None, clock_error_ns=None, dscp_remarked=0,
-        reflector_hop_limit=252, reply_hop_limit=252, path_fingerprint="0123456789abcdef", icmp_errors=0,
-    )
 
 
 def batch(*seqs: int, **extra) -> ShipmentBatch:
@@ -222,7 +203,7 @@ def test_delivers_batches_with_the_bearer_token(receiver, make_sink):
     _, headers, first = receiver.requests[0]
     assert headers["Authorization"] == f"Bearer {TOKEN}"
     assert headers["Content-Type"] == "application/json"
-    assert decode_batch(first) == batch(1, 2, observations=(OBSERVATION,), health=HEALTH)
+    assert ShipmentParser().from_dict(first) == batch(1, 2, observations=(OBSERVATION,), health=HEALTH)
     assert (sink.spool_depth, sink.dropped_total, sink.rejected_total) == (0, 0, 0)
 
 
@@ -234,7 +215,7 @@ def test_analyzer_outage_loses_and_duplicates_nothing(receiver, make_sink):
 
     receiver.stop()  # the analyzer goes away for a while
     for seq in range(1, 21):
-        sink.submit(ShipmentBatch("cnty1a", (window(seq, "core"), window(seq, "prov3")), created_ns=seq))
+        sink.submit(ShipmentBatch("cnty1a", (window(seq, target="core"), window(seq, target="prov3")), created_ns=seq))
     wait_until(lambda: sink.spool_depth == 40)
     time.sleep(0.2)  # several failed retries
     assert sink.delivered_total == 1

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from collector.contract.shipment import encode_batch
+from collector.contract.codec import encode_body
 from tests.analyzer_support import T0, batch, window
 from tests.api_support import AUTH, Api
 
@@ -46,7 +46,7 @@ def test_writes_need_the_bearer_token():
 ])
 def test_a_malformed_shipment_is_refused_naming_the_field(mutate, field):
     api = Api()
-    body = encode_batch(batch(window(T0), window(T0, target="edge")))
+    body = json.loads(encode_body(batch(window(T0), window(T0, target="edge"))))
     mutate(body)
     response = api.post("/v1/windows", content=json.dumps(body), headers=AUTH)
     assert response.status_code == 400
@@ -67,7 +67,7 @@ def test_a_body_over_the_limit_is_refused_with_413():
 
 def test_fields_a_newer_agent_added_are_ignored():
     api = Api()
-    body = encode_batch(batch(window(T0)))
+    body = json.loads(encode_body(batch(window(T0))))
     body["windows"][0]["next_year_field"] = 1
     body["future"] = True
     assert api.post("/v1/windows", content=json.dumps(body), headers=AUTH).json()["accepted"] == 1

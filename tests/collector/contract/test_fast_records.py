@@ -1,5 +1,5 @@
-"""The fast record builder: the very record the constructor makes, and a refusal for
-records it cannot build that way."""
+"""The fast record builder: the very record the constructor makes, and a refusal for records
+it cannot build that way."""
 
 from __future__ import annotations
 
@@ -8,10 +8,24 @@ from dataclasses import dataclass
 
 import pytest
 
-from analyzer.sla.series import IntervalStats
-from analyzer.store.fast_records import builder
-from collector.contract.records import PathKey
+from collector.contract.codec import record_dict
+from collector.contract.fast_records import builder
+from collector.contract.records import PathKey, PathWindow
 from tests.analyzer_support import T0, window
+
+
+def test_the_fast_builder_refuses_records_it_would_build_wrongly():
+    @dataclass(frozen=True, slots=True)
+    class Checked:
+        value: int
+
+        def __post_init__(self) -> None:
+            assert self.value >= 0
+
+    with pytest.raises(TypeError, match="__post_init__"):
+        builder(Checked)
+    assert builder(PathWindow)(record_dict(window(T0)) | {"key": window(T0).key, "rtt_buckets": window(T0).rtt_buckets}) \
+        == window(T0)
 
 
 def fields_of(record) -> dict:
@@ -19,9 +33,9 @@ def fields_of(record) -> dict:
 
 
 def test_a_built_record_equals_and_hashes_as_the_constructed_one_and_stays_frozen():
-    expected = IntervalStats.of([window(T0), window(T0, target="edge", lost=4)])
-    built = builder(IntervalStats)(fields_of(expected))
-    assert type(built) is IntervalStats and built == expected and hash(built) == hash(expected)
+    expected = window(T0, target="edge", lost=4)
+    built = builder(PathWindow)(fields_of(expected))
+    assert type(built) is PathWindow and built == expected and hash(built) == hash(expected)
     assert built.loss_ratio == expected.loss_ratio  # methods and properties work on it
     with pytest.raises(dataclasses.FrozenInstanceError):
         built.sent = 0

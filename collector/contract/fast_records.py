@@ -1,4 +1,4 @@
-"""Building frozen dataclass records fast, for the analyzer's per-window hot path.
+"""Building frozen dataclass records fast, for the per-window hot paths.
 
 A frozen dataclass's own __init__ sets each field through object.__setattr__: for
 PathWindow's 33 fields that is ~8 us a window, more than parsing its JSON. `builder(cls)`
@@ -24,7 +24,8 @@ def builder(record_type: type[T]) -> Callable[[dict], T]:
     namespace: dict[str, Any] = {"new": object.__new__, "record": record_type}
     lines = ["def build(fields):", "    record_ = new(record)"]
     for field in fields(record_type):
-        namespace[f"set_{field.name}"] = record_type.__dict__[field.name].__set__
+        # The slot's descriptor, found along the MRO: an inherited field's lives in its base class.
+        namespace[f"set_{field.name}"] = getattr(record_type, field.name).__set__
         lines.append(f"    set_{field.name}(record_, fields[{field.name!r}])")
     lines.append("    return record_")
     exec("\n".join(lines), namespace)
