@@ -102,8 +102,20 @@ class _Endpoint:
         return cls(sock, family, address in ("::", "0.0.0.0"), socket.inet_pton(family, bound[0]), bound[1])
 
 
+@dataclass(slots=True, eq=False)
+class _Session:
+    """A stateful session: its counters, and its reply that waits for T3 in the current burst.
+
+    `stamp_transmit_time` gives a reply its number as it writes T3, so a session's next
+    request may be rewritten only once the reply before it is stamped."""
+
+    counters: SessionCounters = field(default_factory=SessionCounters)
+    waiting: bytearray | memoryview | None = None  # the buffer of the reply not stamped yet
+    waiting_length: int = 0
+
+
 class _Reply(NamedTuple):
-    session: SessionCounters | None  # the stateful session the reply belongs to
+    session: _Session | None  # the stateful session the reply belongs to
     cmsgs: list  # its ancillary data: traffic class, and source address for wildcard binds
 
 
@@ -130,7 +142,7 @@ class Reflector:
         self._allow = IPSet(config.allow) if config.allow else None
         self._allow_cache: dict[bytes, bool] = {}
         self._buckets: dict[bytes, _TokenBucket] = {}
-        self._sessions: dict[tuple, SessionCounters] = {}
+        self._sessions: dict[tuple, _Session] = {}
         self._sockets: list[socket.socket] = []
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -254,7 +266,8 @@ class Reflector:
                 if reply is not None:
                     replies.append((i, slot, length, reply))
             # T3 for the whole burst just before it leaves, so no reply carries the time spent
-            # handling the requests behind it.
+            # handling the requests behind it; only a stateful reply followed in the burst by its
+            # session's next request is stamped before that request takes the next number.
             for i, slot, length, reply in replies:
                 self._finish(slot, length, reply.session)
                 batch.queue_reply(i, length, reply.cmsgs)
@@ -317,6 +330,10 @@ class Reflector:
             reply_dscp = received_dscp
         else:
             session = self._session(source, port, buf, length) if self.config.stateful else None
+            if session is not None and session.waiting is not None:
+                # The session's previous request came in the same burst: its reply takes its
+                # number first, so that this one takes the next.
+                self._stamp_waiting(session)
             context = None
             if length > self._base_len:  # only TLVs need the addresses and ports
                 context = ReceivedContext(
@@ -326,22 +343,35 @@ class Reflector:
             requested = reflect_in_place(
                 buf, length,
                 receive_ns=receive_ns, error_estimate=self._error_estimate, hop_limit=hop_limit or 0,
-                session=session, authenticated=self._authenticated, key=self._key,
+                session=session.counters if session is not None else None,
+                authenticated=self._authenticated, key=self._key,
                 context=context, policy=self._policy, stats=self.stats.tlv,
             )
+            if session is not None:
+                session.waiting, session.waiting_length = buf, length
             # The reply travels in the class the sender asked for, else the one it came in:
             # a slice's probe must come back through the same slice.
             reply_dscp = requested if requested != NO_DSCP_REQUEST else received_dscp
         return _Reply(session, self._cmsgs(endpoint.family, reply_dscp, destination if endpoint.wildcard else None))
 
-    def _finish(self, buf, length: int, session: SessionCounters | None) -> None:
-        """Write T3 as late as possible, and seal."""
-        if session is None and self._key is None:
-            stamp_transmit_time(buf, length, time.time_ns())
-        else:
-            stamp_transmit_time(
-                buf, length, time.time_ns(), session=session, authenticated=self._authenticated, key=self._key
-            )
+    def _finish(self, buf, length: int, session: _Session | None) -> None:
+        """Write T3 as late as possible, and seal. A stateful reply that a later request of
+        its session, in the same burst, had stamped already is left as it is."""
+        if session is None:
+            if self._key is None:
+                stamp_transmit_time(buf, length, time.time_ns())
+            else:
+                stamp_transmit_time(buf, length, time.time_ns(), authenticated=self._authenticated, key=self._key)
+        elif session.waiting is buf:
+            self._stamp_waiting(session)
+
+    def _stamp_waiting(self, session: _Session) -> None:
+        """T3 and seal for the session's waiting reply, which advances the session's counters."""
+        stamp_transmit_time(
+            session.waiting, session.waiting_length, time.time_ns(),
+            session=session.counters, authenticated=self._authenticated, key=self._key,
+        )
+        session.waiting = None
 
     def _cmsgs(self, family: int, dscp: int, source: bytes | None) -> list:
         """Ancillary data for a reply, cached: a handful of DSCPs and local addresses recur."""
@@ -387,7 +417,7 @@ class Reflector:
             bucket.tokens -= 1
         return True
 
-    def _session(self, source: bytes, port: int, buf, length: int) -> SessionCounters:
+    def _session(self, source: bytes, port: int, buf, length: int) -> _Session:
         # RFC 8972 section 3: a session is the SSID together with the sender's address and port.
         offset = 26 if self._authenticated else 14
         ssid = int.from_bytes(buf[offset : offset + 2], "big") if length >= offset + 2 else 0
@@ -397,7 +427,7 @@ class Reflector:
             if len(self._sessions) >= self.config.max_sessions:
                 del self._sessions[next(iter(self._sessions))]
                 self.stats.sessions_evicted += 1
-            session = self._sessions[key] = SessionCounters()
+            session = self._sessions[key] = _Session()
         return session
 
     @property
