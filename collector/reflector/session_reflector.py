@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 _MSG_TRUNC = int(socket.MSG_TRUNC)
 MAX_DATAGRAM = 9216  # jumbo-sized requests are fine; larger ones are truncated and dropped
 REPLY_HOP_LIMIT = 255  # lets the sender count reverse-path hops from the hop limit it sees
+STOP_WAIT_S = 5.0  # how long a stop waits for the serving thread to finish its batch
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,10 @@ class Reflector:
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._thread: threading.Thread | None = None
+        # Set by the serving thread as its last act: from then on the counters are final. Waited
+        # on instead of Thread.join, which in Python 3.11 can take a thread for stopped while it
+        # still runs when a signal interrupts the join (the main thread's Ctrl-C or SIGTERM).
+        self._served = threading.Event()
         self._cmsg_cache: dict[tuple, list] = {}
         # The common request (44 octets, no TLVs) takes the lean path when nothing else applies.
         self._plain = not self._authenticated and not config.stateful
@@ -178,7 +183,7 @@ class Reflector:
         except OSError:
             pass
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._served.wait(timeout=STOP_WAIT_S)
         self._close_sockets()
         self._selector.close()
         self._wake_r.close()
@@ -204,8 +209,10 @@ class Reflector:
         reflector if it is not running yet. The caller stops it."""
         if self._thread is None:
             self.start()
-        while self._thread is not None and self._thread.is_alive():
-            self._thread.join(timeout=0.5)
+        # A timed wait: a signal the kernel gave to the serving thread still gets its Python
+        # handler run in this one within half a second.
+        while not self._served.wait(timeout=0.5):
+            pass
 
     def _open(self, address: str) -> socket.socket:
         family = measurement_sockets.family_of(address)
@@ -234,21 +241,24 @@ class Reflector:
     def _serve(self) -> None:
         batch = mmsg.DatagramBatch(size=MAX_DATAGRAM) if mmsg.available() else None
         buf = bytearray(MAX_DATAGRAM)
-        while not self._stopping:
-            for key, _events in self._selector.select():
-                if key.data is None:
-                    return
-                endpoint = key.data
-                if batch is not None:
-                    self._drain_batch(endpoint, batch)
-                else:
-                    self._drain_one_by_one(endpoint, buf)
+        try:
+            while not self._stopping:
+                for key, _events in self._selector.select():
+                    if key.data is None:
+                        return
+                    endpoint = key.data
+                    if batch is not None:
+                        self._drain_batch(endpoint, batch)
+                    else:
+                        self._drain_one_by_one(endpoint, buf)
+        finally:
+            self._served.set()
 
     def _drain_batch(self, endpoint: _Endpoint, batch: mmsg.DatagramBatch) -> None:
         """Receive every waiting datagram a burst at a time; answer each burst with one call."""
         fd = endpoint.sock.fileno()
         stats = self.stats
-        while True:
+        while not self._stopping:  # a flood must not hold off a stop
             try:
                 count = batch.receive(fd)
             except OSError as exc:  # e.g. an ICMP error queued on the socket
@@ -279,7 +289,7 @@ class Reflector:
         """The portable path: one recvmsg and one sendmsg per datagram."""
         sock = endpoint.sock
         buffers = [buf]
-        while True:
+        while not self._stopping:
             try:
                 length, ancdata, flags, address = sock.recvmsg_into(buffers, measurement_sockets.ANCILLARY_SPACE)
             except (BlockingIOError, InterruptedError):
