@@ -17,7 +17,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from netaddr import IPAddress, IPNetwork, IPSet
 from netaddr.core import AddrFormatError
@@ -111,7 +111,7 @@ class _Session:
     request may be rewritten only once the reply before it is stamped."""
 
     counters: SessionCounters = field(default_factory=SessionCounters)
-    waiting: bytearray | memoryview | None = None  # the buffer of the reply not stamped yet
+    waiting: Any = None  # the buffer (bytearray or batch slot) of the reply not stamped yet
     waiting_length: int = 0
 
 
@@ -340,9 +340,9 @@ class Reflector:
             reply_dscp = received_dscp
         else:
             session = self._session(source, port, buf, length) if self.config.stateful else None
-            if session is not None and session.waiting is not None:
-                # The session's previous request came in the same burst: its reply takes its
-                # number first, so that this one takes the next.
+            if session is not None:
+                # The session's previous request may have come in the same burst: its reply
+                # takes its number first, so that this one takes the next.
                 self._stamp_waiting(session)
             context = None
             if length > self._base_len:  # only TLVs need the addresses and ports
@@ -376,12 +376,13 @@ class Reflector:
             self._stamp_waiting(session)
 
     def _stamp_waiting(self, session: _Session) -> None:
-        """T3 and seal for the session's waiting reply, which advances the session's counters."""
-        stamp_transmit_time(
-            session.waiting, session.waiting_length, time.time_ns(),
-            session=session.counters, authenticated=self._authenticated, key=self._key,
-        )
-        session.waiting = None
+        """T3 and seal for the session's waiting reply, if any, which advances its counters."""
+        if session.waiting is not None:
+            stamp_transmit_time(
+                session.waiting, session.waiting_length, time.time_ns(),
+                session=session.counters, authenticated=self._authenticated, key=self._key,
+            )
+            session.waiting = None
 
     def _cmsgs(self, family: int, dscp: int, source: bytes | None) -> list:
         """Ancillary data for a reply, cached: a handful of DSCPs and local addresses recur."""

@@ -6,8 +6,8 @@ import argparse
 
 from collector.reflector.session_reflector import Reflector, ReflectorConfig, ReflectorStats
 from collector.wire.stamp import STAMP_PORT
-from xnetmon.errors import UsageError
 from xnetmon.commands.common import dscp, port_number, read_key_file
+from xnetmon.errors import UsageError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
