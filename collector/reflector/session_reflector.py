@@ -357,12 +357,13 @@ class Reflector:
                 authenticated=self._authenticated, key=self._key,
                 context=context, policy=self._policy, stats=self.stats.tlv,
             )
-            if session is not None:
-                session.waiting, session.waiting_length = buf, length
             # The reply travels in the class the sender asked for, else the one it came in:
             # a slice's probe must come back through the same slice.
             reply_dscp = requested if requested != NO_DSCP_REQUEST else received_dscp
-        return _Reply(session, self._cmsgs(endpoint.family, reply_dscp, destination if endpoint.wildcard else None))
+        cmsgs = self._cmsgs(endpoint.family, reply_dscp, destination if endpoint.wildcard else None)
+        if session is not None:  # last: a request that raised leaves nothing waiting
+            session.waiting, session.waiting_length = buf, length
+        return _Reply(session, cmsgs)
 
     def _finish(self, buf, length: int, session: _Session | None) -> None:
         """Write T3 as late as possible, and seal. A stateful reply that a later request of
