@@ -17,7 +17,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from netaddr import IPAddress, IPNetwork, IPSet
 from netaddr.core import AddrFormatError
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 _MSG_TRUNC = int(socket.MSG_TRUNC)
 MAX_DATAGRAM = 9216  # jumbo-sized requests are fine; larger ones are truncated and dropped
 REPLY_HOP_LIMIT = 255  # lets the sender count reverse-path hops from the hop limit it sees
+STOP_WAIT_S = 5.0  # how long a stop waits for the serving thread to finish its batch
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,20 @@ class _Endpoint:
         return cls(sock, family, address in ("::", "0.0.0.0"), socket.inet_pton(family, bound[0]), bound[1])
 
 
+@dataclass(slots=True, eq=False)
+class _Session:
+    """A stateful session: its counters, and its reply that waits for T3 in the current burst.
+
+    `stamp_transmit_time` gives a reply its number as it writes T3, so a session's next
+    request may be rewritten only once the reply before it is stamped."""
+
+    counters: SessionCounters = field(default_factory=SessionCounters)
+    waiting: Any = None  # the buffer (bytearray or batch slot) of the reply not stamped yet
+    waiting_length: int = 0
+
+
 class _Reply(NamedTuple):
-    session: SessionCounters | None  # the stateful session the reply belongs to
+    session: _Session | None  # the stateful session the reply belongs to
     cmsgs: list  # its ancillary data: traffic class, and source address for wildcard binds
 
 
@@ -128,11 +141,15 @@ class Reflector:
         self._allow = IPSet(config.allow) if config.allow else None
         self._allow_cache: dict[bytes, bool] = {}
         self._buckets: dict[bytes, _TokenBucket] = {}
-        self._sessions: dict[tuple, SessionCounters] = {}
+        self._sessions: dict[tuple, _Session] = {}
         self._sockets: list[socket.socket] = []
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._thread: threading.Thread | None = None
+        # Set by the serving thread as its last act: from then on the counters are final. Waited
+        # on instead of Thread.join, which in Python 3.11 can take a thread for stopped while it
+        # still runs when a signal interrupts the join (the main thread's Ctrl-C or SIGTERM).
+        self._served = threading.Event()
         self._cmsg_cache: dict[tuple, list] = {}
         # The common request (44 octets, no TLVs) takes the lean path when nothing else applies.
         self._plain = not self._authenticated and not config.stateful
@@ -164,7 +181,7 @@ class Reflector:
         except OSError:
             pass
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._served.wait(timeout=STOP_WAIT_S)
         self._close_sockets()
         self._selector.close()
         self._wake_r.close()
@@ -190,8 +207,10 @@ class Reflector:
         reflector if it is not running yet. The caller stops it."""
         if self._thread is None:
             self.start()
-        while self._thread is not None and self._thread.is_alive():
-            self._thread.join(timeout=0.5)
+        # A timed wait: a signal the kernel gave to the serving thread still gets its Python
+        # handler run in this one within half a second.
+        while not self._served.wait(timeout=0.5):
+            pass
 
     def _open(self, address: str) -> socket.socket:
         family = measurement_sockets.family_of(address)
@@ -220,21 +239,24 @@ class Reflector:
     def _serve(self) -> None:
         batch = mmsg.DatagramBatch(size=MAX_DATAGRAM) if mmsg.available() else None
         buf = bytearray(MAX_DATAGRAM)
-        while not self._stopping:
-            for key, _events in self._selector.select():
-                if key.data is None:
-                    return
-                endpoint = key.data
-                if batch is not None:
-                    self._drain_batch(endpoint, batch)
-                else:
-                    self._drain_one_by_one(endpoint, buf)
+        try:
+            while not self._stopping:
+                for key, _events in self._selector.select():
+                    if key.data is None:
+                        return
+                    endpoint = key.data
+                    if batch is not None:
+                        self._drain_batch(endpoint, batch)
+                    else:
+                        self._drain_one_by_one(endpoint, buf)
+        finally:
+            self._served.set()
 
     def _drain_batch(self, endpoint: _Endpoint, batch: mmsg.DatagramBatch) -> None:
         """Receive every waiting datagram a burst at a time; answer each burst with one call."""
         fd = endpoint.sock.fileno()
         stats = self.stats
-        while True:
+        while not self._stopping:  # a flood must not hold off a stop
             try:
                 count = batch.receive(fd)
             except OSError as exc:  # e.g. an ICMP error queued on the socket
@@ -252,7 +274,8 @@ class Reflector:
                 if reply is not None:
                     replies.append((i, slot, length, reply))
             # T3 for the whole burst just before it leaves, so no reply carries the time spent
-            # handling the requests behind it.
+            # handling the requests behind it; only a stateful reply followed in the burst by its
+            # session's next request is stamped before that request takes the next number.
             for i, slot, length, reply in replies:
                 self._finish(slot, length, reply.session)
                 batch.queue_reply(i, length, reply.cmsgs)
@@ -264,7 +287,7 @@ class Reflector:
         """The portable path: one recvmsg and one sendmsg per datagram."""
         sock = endpoint.sock
         buffers = [buf]
-        while True:
+        while not self._stopping:
             try:
                 length, ancdata, flags, address = sock.recvmsg_into(buffers, measurement_sockets.ANCILLARY_SPACE)
             except (BlockingIOError, InterruptedError):
@@ -315,6 +338,10 @@ class Reflector:
             reply_dscp = received_dscp
         else:
             session = self._session(source, port, buf, length) if self.config.stateful else None
+            if session is not None:
+                # The session's previous request may have come in the same burst: its reply
+                # takes its number first, so that this one takes the next.
+                self._stamp_waiting(session)
             context = None
             if length > self._base_len:  # only TLVs need the addresses and ports
                 context = ReceivedContext(
@@ -324,22 +351,37 @@ class Reflector:
             requested = reflect_in_place(
                 buf, length,
                 receive_ns=receive_ns, error_estimate=self._error_estimate, hop_limit=hop_limit or 0,
-                session=session, authenticated=self._authenticated, key=self._key,
+                session=session.counters if session is not None else None,
+                authenticated=self._authenticated, key=self._key,
                 context=context, policy=self._policy, stats=self.stats.tlv,
             )
             # The reply travels in the class the sender asked for, else the one it came in:
             # a slice's probe must come back through the same slice.
             reply_dscp = requested if requested != NO_DSCP_REQUEST else received_dscp
-        return _Reply(session, self._cmsgs(endpoint.family, reply_dscp, destination if endpoint.wildcard else None))
+        cmsgs = self._cmsgs(endpoint.family, reply_dscp, destination if endpoint.wildcard else None)
+        if session is not None:  # last: a request that raised leaves nothing waiting
+            session.waiting, session.waiting_length = buf, length
+        return _Reply(session, cmsgs)
 
-    def _finish(self, buf, length: int, session: SessionCounters | None) -> None:
-        """Write T3 as late as possible, and seal."""
-        if session is None and self._key is None:
-            stamp_transmit_time(buf, length, time.time_ns())
-        else:
+    def _finish(self, buf, length: int, session: _Session | None) -> None:
+        """Write T3 as late as possible, and seal. A stateful reply that a later request of
+        its session, in the same burst, had stamped already is left as it is."""
+        if session is None:
+            if self._key is None:
+                stamp_transmit_time(buf, length, time.time_ns())
+            else:
+                stamp_transmit_time(buf, length, time.time_ns(), authenticated=self._authenticated, key=self._key)
+        elif session.waiting is buf:
+            self._stamp_waiting(session)
+
+    def _stamp_waiting(self, session: _Session) -> None:
+        """T3 and seal for the session's waiting reply, if any, which advances its counters."""
+        if session.waiting is not None:
             stamp_transmit_time(
-                buf, length, time.time_ns(), session=session, authenticated=self._authenticated, key=self._key
+                session.waiting, session.waiting_length, time.time_ns(),
+                session=session.counters, authenticated=self._authenticated, key=self._key,
             )
+            session.waiting = None
 
     def _cmsgs(self, family: int, dscp: int, source: bytes | None) -> list:
         """Ancillary data for a reply, cached: a handful of DSCPs and local addresses recur."""
@@ -385,7 +427,7 @@ class Reflector:
             bucket.tokens -= 1
         return True
 
-    def _session(self, source: bytes, port: int, buf, length: int) -> SessionCounters:
+    def _session(self, source: bytes, port: int, buf, length: int) -> _Session:
         # RFC 8972 section 3: a session is the SSID together with the sender's address and port.
         offset = 26 if self._authenticated else 14
         ssid = int.from_bytes(buf[offset : offset + 2], "big") if length >= offset + 2 else 0
@@ -395,7 +437,7 @@ class Reflector:
             if len(self._sessions) >= self.config.max_sessions:
                 del self._sessions[next(iter(self._sessions))]
                 self.stats.sessions_evicted += 1
-            session = self._sessions[key] = SessionCounters()
+            session = self._sessions[key] = _Session()
         return session
 
     @property

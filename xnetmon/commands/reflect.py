@@ -6,15 +6,17 @@ import argparse
 
 from collector.reflector.session_reflector import Reflector, ReflectorConfig, ReflectorStats
 from collector.wire.stamp import STAMP_PORT
-from xnetmon.errors import UsageError
 from xnetmon.commands.common import dscp, port_number, read_key_file
+from xnetmon.errors import UsageError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "reflect",
         help="answer STAMP test packets (RFC 8762 Session-Reflector)",
-        description="Run a STAMP Session-Reflector. Replies are never larger than requests.",
+        description="Run a STAMP Session-Reflector until Ctrl-C or SIGTERM, then print its counters. "
+                    "Replies are never larger than requests. Exit status: 0 once stopped, "
+                    "2 when it cannot start.",
     )
     p.add_argument("--bind", action="append", metavar="ADDRESS",
                    help="address to listen on (repeatable; default :: for IPv6 only)")
@@ -49,18 +51,23 @@ def run(args: argparse.Namespace) -> int:
         reflector.start()
     except OSError as exc:
         raise UsageError(f"cannot listen on port {args.port}: {exc.strerror or exc}") from None
-    mode = "stateful" if config.stateful else "stateless"
-    auth = ", authenticated" if config.auth_key else ""
-    where = ", ".join(f"[{a[0]}]:{a[1]}" for a in reflector.addresses)
-    print(f"STAMP reflector ({mode}{auth}) listening on {where}", flush=True)
     try:
+        # From the banner on, a stop (Ctrl-C, SIGTERM), whenever it comes, ends with the summary.
+        print(describe_banner(config, reflector.addresses), flush=True)
         reflector.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
-        reflector.stop()
+        reflector.stop()  # returns once the serving thread has counted every reply it sent
         print(describe_stats(reflector.stats))
     return 0
+
+
+def describe_banner(config: ReflectorConfig, addresses: list[tuple]) -> str:
+    mode = "stateful" if config.stateful else "stateless"
+    auth = ", authenticated" if config.auth_key else ""
+    where = ", ".join(f"[{a[0]}]:{a[1]}" for a in addresses)
+    return f"STAMP reflector ({mode}{auth}) listening on {where}"
 
 
 def describe_stats(stats: ReflectorStats) -> str:
