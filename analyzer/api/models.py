@@ -50,7 +50,7 @@ def _json_type(hint: Any) -> Any:
         return dict
     origin, args = get_origin(hint), get_args(hint)
     if origin is tuple:
-        return list[_json_type(args[0])]
+        return list[_json_type(args[0])]  # type: ignore[misc]  # built at run time, for pydantic
     if origin is UnionType and NoneType in args:
         (inner,) = (a for a in args if a is not NoneType)
         return _json_type(inner) | None

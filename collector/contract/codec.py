@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import fields, is_dataclass, replace
 from types import NoneType, UnionType
-from typing import get_args, get_origin, get_type_hints
+from typing import cast, get_args, get_origin, get_type_hints
 
 from collector.contract.fast_records import builder
 from collector.contract.records import (
@@ -54,12 +54,14 @@ def dumps(value: object) -> str:
 
 def _value_encoder(hint: object) -> Callable[[object], object] | None:
     """How a value of type `hint` becomes JSON-ready, or None where it already is."""
-    if is_dataclass(hint):
+    if isinstance(hint, type) and is_dataclass(hint):
         return _record_encoder(hint)
     origin, args = get_origin(hint), get_args(hint)
     if origin is tuple:
         item = _value_encoder(args[0])
-        return list if item is None else (lambda values: [item(v) for v in values])
+        if item is None:
+            return lambda values: list(cast(Iterable[object], values))
+        return lambda values: [item(v) for v in cast(Iterable[object], values)]
     if origin is UnionType and NoneType in args:
         (inner,) = (a for a in args if a is not NoneType)
         encode = _value_encoder(inner)
@@ -85,7 +87,7 @@ def _record_encoder(record_type: type) -> Callable[[object], dict]:
             value = f"encode_{name}({value})"
         items.append(f"{name!r}: {value}")
     exec(f"def encode(record):\n    return {{{', '.join(items)}}}", namespace)
-    return namespace["encode"]
+    return cast(Callable[[object], dict], namespace["encode"])
 
 
 _encoders: dict[type, Callable[[object], dict]] = {}
@@ -270,7 +272,7 @@ def _place(where: str, name: str | None) -> str:
     return where if name is None else f"{where}.{name}"
 
 
-def _known_fields(data: dict, names: frozenset | dict, where: str) -> dict:
+def _known_fields(data: dict, names: Collection[str], where: str) -> dict:
     """Fields the record has (a newer agent's extras are left out); a missing one is an error."""
     missing = [name for name in names if name not in data]
     if missing:
@@ -306,7 +308,7 @@ def _object(data: object, record_type: type, where: str) -> dict:
     """`data`'s fields of `record_type`, when it is a JSON object that has them all."""
     if type(data) is not dict:
         raise MalformedShipment(where, "expected an object")
-    return _known_fields(data, record_type.__dataclass_fields__, where)
+    return _known_fields(data, [f.name for f in fields(record_type)], where)
 
 
 def _check_strings_and_ints(data: dict, where: str, strings: tuple[str, ...], ints: tuple[str, ...]) -> None:
