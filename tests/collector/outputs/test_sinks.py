@@ -20,6 +20,7 @@ from collector.contract.records import (
 )
 from collector.contract.shipment import ShipmentBatch, assemble_body, decode_batch, dumps, encode_batch, window_json
 from collector.outputs.sinks import Backoff, HttpSink, InProcessSink, Outcome, WindowSink, classify
+from tests.support import wait_until
 
 TOKEN = "s3cret"
 FAST = Backoff(initial_s=0.01, cap_s=0.05)  # keeps outage tests quick
@@ -49,12 +50,17 @@ OBSERVATION = PathObservation("cnty1a", "core", "video", FlowId("udp", 0x12345, 
 HEALTH = CollectorHealth("cnty1a", 17 * W, 200_000, 900_000, 1000, 0, 0, 0, 1.5, 12, 0, 0)
 
 
-def wait_until(condition, timeout: float = 5.0) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
+class CountingBackoff:
+    """FAST's delays, counting the retries they space out: each follows a failed delivery."""
+
+    cap_s = FAST.cap_s
+
+    def __init__(self) -> None:
+        self.retries = 0
+
+    def delay(self, attempt: int) -> float:
+        self.retries += 1
+        return FAST.delay(attempt)
 
 
 # -- a real receiver --------------------------------------------------------------------------
@@ -253,7 +259,8 @@ def test_delivers_batches_with_the_bearer_token(receiver, make_sink):
 
 def test_analyzer_outage_loses_and_duplicates_nothing(receiver, make_sink):
     receiver.start()
-    sink = make_sink(receiver.url)
+    backoff = CountingBackoff()
+    sink = make_sink(receiver.url, backoff=backoff)
     sink.submit(batch(0))
     wait_until(lambda: sink.delivered_total == 1)
 
@@ -261,7 +268,7 @@ def test_analyzer_outage_loses_and_duplicates_nothing(receiver, make_sink):
     for seq in range(1, 21):
         sink.submit(ShipmentBatch("cnty1a", (window(seq, "core"), window(seq, "prov3")), created_ns=seq))
     wait_until(lambda: sink.spool_depth == 40)
-    time.sleep(0.2)  # several failed retries
+    wait_until(lambda: backoff.retries >= 3)  # several failed retries
     assert sink.delivered_total == 1
 
     receiver.start()  # same port
