@@ -109,6 +109,20 @@ def wait_until_drained(pid: int, timeout: float = DEADLINE_S) -> None:
     wait_until(drained, timeout, what=f"process {pid} reading all it captured")
 
 
+class CountingBackoff:
+    """A collector.outputs.sinks.Backoff that counts the retries it spaces out (each follows
+    a failed delivery), so that a test waits for failed attempts instead of sleeping."""
+
+    def __init__(self, backoff) -> None:
+        self._backoff = backoff
+        self.cap_s = backoff.cap_s
+        self.retries = 0
+
+    def delay(self, attempt: int) -> float:
+        self.retries += 1
+        return self._backoff.delay(attempt)
+
+
 class LineReader:
     """The lines a process writes to a pipe, read by a thread as they come, so that a test
     waits for a line (the Nth reply, a ready message) instead of sleeping."""

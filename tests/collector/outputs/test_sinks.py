@@ -20,7 +20,7 @@ from collector.contract.records import (
 )
 from collector.contract.shipment import ShipmentBatch, assemble_body, decode_batch, dumps, encode_batch, window_json
 from collector.outputs.sinks import Backoff, HttpSink, InProcessSink, Outcome, WindowSink, classify
-from tests.support import wait_until
+from tests.support import CountingBackoff, wait_until
 
 TOKEN = "s3cret"
 FAST = Backoff(initial_s=0.01, cap_s=0.05)  # keeps outage tests quick
@@ -48,19 +48,6 @@ def batch(*seqs: int, **extra) -> ShipmentBatch:
 OBSERVATION = PathObservation("cnty1a", "core", "video", FlowId("udp", 0x12345, 33434, 862),
                               ("fd00::1", None, "fd00::2"), True, 17 * W)
 HEALTH = CollectorHealth("cnty1a", 17 * W, 200_000, 900_000, 1000, 0, 0, 0, 1.5, 12, 0, 0)
-
-
-class CountingBackoff:
-    """FAST's delays, counting the retries they space out: each follows a failed delivery."""
-
-    cap_s = FAST.cap_s
-
-    def __init__(self) -> None:
-        self.retries = 0
-
-    def delay(self, attempt: int) -> float:
-        self.retries += 1
-        return FAST.delay(attempt)
 
 
 # -- a real receiver --------------------------------------------------------------------------
@@ -259,7 +246,7 @@ def test_delivers_batches_with_the_bearer_token(receiver, make_sink):
 
 def test_analyzer_outage_loses_and_duplicates_nothing(receiver, make_sink):
     receiver.start()
-    backoff = CountingBackoff()
+    backoff = CountingBackoff(FAST)
     sink = make_sink(receiver.url, backoff=backoff)
     sink.submit(batch(0))
     wait_until(lambda: sink.delivered_total == 1)
