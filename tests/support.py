@@ -62,6 +62,18 @@ def cpu_wait_ns() -> int:
     return total
 
 
+class Stopwatch:
+    """The wall time of a piece of work less the time the machine kept this process from a
+    CPU meanwhile: the work's own duration, which a loaded machine does not inflate."""
+
+    def __init__(self) -> None:
+        self._started_ns, self._waited_ns = time.perf_counter_ns(), cpu_wait_ns()
+
+    def seconds(self) -> float:
+        waited_ns = cpu_wait_ns() - self._waited_ns
+        return (time.perf_counter_ns() - self._started_ns - waited_ns) / 1e9
+
+
 def run_until(run: Callable[[], Awaitable[object]], stop: Callable[[], None], done: Callable[[], object],
               during: tuple[Callable[[], object], Callable[[], None]] | None = None) -> None:
     """Run the coroutine `run()` until `done()` holds, then `stop()` it and wait for its end.
