@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.support import in_netns, network_namespace, xnetmon
+from tests.support import in_netns, network_namespace, wait_until, xnetmon
 
 pytestmark = [pytest.mark.root, pytest.mark.tool("ping")]
 
@@ -48,10 +48,8 @@ def veth_pair() -> Iterator[Veth]:
 
 
 def _wait_until_reachable(netns: str, address: str) -> None:
-    deadline = time.monotonic() + 10
-    while subprocess.run(in_netns(netns, ["ping", "-6", "-n", "-c", "1", "-W", "1", address]),
-                         capture_output=True).returncode != 0:
-        assert time.monotonic() < deadline, f"{address} not reachable from {netns}"
+    wait_until(lambda: subprocess.run(in_netns(netns, ["ping", "-6", "-n", "-c", "1", "-W", "1", address]),
+                                      capture_output=True).returncode == 0, what=f"{address} reachable from {netns}")
 
 
 def ours(netns: str, target: str, *args: str) -> tuple[list[dict], dict]:
