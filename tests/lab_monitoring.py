@@ -77,7 +77,7 @@ def monitored_lab(lab, tmp_path: Path, *, alerting: bool = False) -> Iterator[Mo
     config = lab_mixin(mixin_dir)
     netns = lab.namespace("core")
     with contextlib.ExitStack() as stack:
-        stack.enter_context(lab_deployment(lab, run_dir))
+        stack.enter_context(lab_deployment(lab, run_dir, api_port=0))  # any free port: other runs may hold 9863
         alertmanager = None
         if alerting:
             alertmanager = stack.enter_context(running_alertmanager(tmp_path, mixin_dir / "alertmanager.yml", netns))

@@ -42,7 +42,7 @@ def crosses(path: dict) -> bool:
 
 
 def test_starving_one_slice_on_one_link_breaches_only_that_slice_and_its_paths_there(lab, tmp_path):
-    with lab_deployment(lab, tmp_path) as deployment:
+    with lab_deployment(lab, tmp_path, api_port=0) as deployment:  # any free port: other runs may hold 9863
         url = deployment.api_url
         wait_for_statuses(url, lambda s: set(s) == set(SLICES) and all(v == "ok" for v in s.values()),
                           "every slice reading ok")

@@ -89,7 +89,9 @@ def _wait_reachable(ns: str, address: str) -> None:
 
 
 def trace(ns: str, *args: str) -> dict:
-    done = xnetmon("probe", "trace", LOOPBACK["d"], "--json", "-W", "0.5", *args, netns=ns)
+    # Every probe here is answered: the timeout only bounds a lost one, and a loaded machine
+    # must not turn a late answer into a star (another path fingerprint).
+    done = xnetmon("probe", "trace", LOOPBACK["d"], "--json", "-W", "5", *args, netns=ns)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
