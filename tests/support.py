@@ -99,28 +99,6 @@ def nothing_in_flight(scheduler) -> bool:
     return all(s.stamp.outstanding == 0 for s in scheduler._schedules.values() if s.stamp is not None)
 
 
-def wait_until_drained(pid: int, timeout: float = DEADLINE_S) -> None:
-    """Until process `pid` has read every frame queued on its packet sockets and waits in
-    poll() for more: a capture stopped then has counted all that crossed before."""
-    def sockets() -> set[str]:
-        inodes = set()
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            with contextlib.suppress(OSError):
-                target = os.readlink(fd)
-                if target.startswith("socket:["):
-                    inodes.add(target[8:-1])
-        return inodes
-
-    def drained() -> bool:
-        mine = sockets()
-        rows = [line.split() for line in Path(f"/proc/{pid}/net/packet").read_text().splitlines()[1:]]
-        queued = sum(int(row[6]) for row in rows if row[8] in mine)  # Rmem, by Inode
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return queued == 0 and state == "S" and "poll" in Path(f"/proc/{pid}/wchan").read_text()
-
-    wait_until(drained, timeout, what=f"process {pid} reading all it captured")
-
-
 class CountingBackoff:
     """A collector.outputs.sinks.Backoff that counts the retries it spaces out (each follows
     a failed delivery), so that a test waits for failed attempts instead of sleeping."""
@@ -178,7 +156,7 @@ def in_netns(netns: str | None, argv: list[str]) -> list[str]:
     return ["ip", "netns", "exec", netns, *argv] if netns else argv
 
 
-def xnetmon(*args: str, netns: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+def xnetmon(*args: str, netns: str | None = None, timeout: float = DEADLINE_S) -> subprocess.CompletedProcess:
     return subprocess.run(
         in_netns(netns, [*XNETMON, *args]), capture_output=True, text=True, timeout=timeout, cwd=REPO
     )

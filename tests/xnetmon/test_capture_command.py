@@ -11,7 +11,8 @@ import pytest
 from scapy.layers.inet6 import HBHOptUnknown, IPv6, IPv6ExtHdrHopByHop, TCP, UDP
 from scapy.utils import wrpcap
 
-from tests.support import DEADLINE_S, XNETMON, network_namespace, stop_process, wait_until_drained, xnetmon
+from tests.capture_support import wait_until_drained
+from tests.support import DEADLINE_S, XNETMON, network_namespace, stop_process, xnetmon
 
 A, B = "fd00:1::1", "fd00:2::2"
 

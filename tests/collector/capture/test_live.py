@@ -13,7 +13,8 @@ import textwrap
 import pytest
 
 from collector.capture.live import Sampler
-from tests.support import REPO, network_namespace, stop_process, wait_until, wait_until_drained
+from tests.capture_support import wait_until_drained
+from tests.support import REPO, network_namespace, stop_process, wait_until
 
 A, B = "fd00:cafe::1", "fd00:cafe::2"
 SLICES = {"video": (34, 100), "egov": (26, 200), "data": (18, 300), "best-effort": (0, 400)}  # DSCP, payload
