@@ -21,6 +21,7 @@ DEBIAN_PACKAGES=(
   pmacct         # pmacctd + nfprobe: a second, independent exporter
   nfdump         # nfcapd: the peer in bench/ipfix_decode.py
   procps
+  stress-ng      # the CPU hog of `make test-under-load`: the suite must pass beside it
 )
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

@@ -1,5 +1,5 @@
 """A small AF_PACKET capture for tests (one interface inside a network namespace, in a thread),
-and sockets made inside a namespace.
+sockets made inside a namespace, and a wait until a capturing process has read all it captured.
 
 Every Ethernet frame carrying IPv6 or IPv4 that crosses the interface in the chosen
 direction is handed to `handler(ts_ns, frame, offset)` with the kernel's receive timestamp
@@ -9,12 +9,16 @@ kernel's count of frames the socket dropped, so a test can insist that nothing w
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import struct
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
+from tests.support import DEADLINE_S, wait_until
 from xnetmon.netns_sockets import NETNS_DIR, _setns
 
 ETH_P_ALL = 0x0003
@@ -96,3 +100,25 @@ class Capture:
         _, dropped = struct.unpack("II", self._socket.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
         self._socket.close()
         return dropped
+
+
+def wait_until_drained(pid: int, timeout: float = DEADLINE_S) -> None:
+    """Until process `pid` has read every frame queued on its packet sockets and waits in
+    poll() for more: a capture stopped then has counted all that crossed before."""
+    def sockets() -> set[str]:
+        inodes = set()
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        return inodes
+
+    def drained() -> bool:
+        mine = sockets()
+        rows = [line.split() for line in Path(f"/proc/{pid}/net/packet").read_text().splitlines()[1:]]
+        queued = sum(int(row[6]) for row in rows if row[8] in mine)  # Rmem, by Inode
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return queued == 0 and state == "S" and "poll" in Path(f"/proc/{pid}/wchan").read_text()
+
+    wait_until(drained, timeout, what=f"process {pid} reading all it captured")

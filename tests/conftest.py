@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 
 import pytest
 
@@ -16,6 +17,13 @@ from lab.testing import heal_everything, running_lab
 
 FORBID_SKIPS = os.environ.get("XNETMON_FORBID_SKIPS") == "1"
 _skipped: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A run started in the background (`pytest &` in a script) inherits SIGINT ignored, and
+    # so would every process it starts: the Ctrl-C tests' commands would never see theirs.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -9,12 +9,14 @@ separate from the decoders they test.
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import struct
 import subprocess
-import time
 from collections import defaultdict
 from pathlib import Path
+
+from tests.support import DEADLINE_S, wait_until
 
 SLICE_DSCP = {"video": 34, "egov": 26, "data": 18, "best-effort": 0}
 # Each slice's traffic goes to its own destination prefix, as an addressing plan would
@@ -172,7 +174,7 @@ def pcap_truth(path: Path) -> dict[str, tuple[int, int]]:
 
 
 def softflowd_from_pcap(pcap: Path, collector: tuple[str, int], version: str, workdir: Path,
-                        extra: tuple[str, ...] = (), timeout: float = 30.0) -> str:
+                        extra: tuple[str, ...] = (), timeout: float = DEADLINE_S) -> str:
     """Run softflowd over `pcap`, exporting to `collector`; return its statistics output.
 
     softflowd 1.1.0 in file mode waits on its control socket between reads, so the capture
@@ -183,14 +185,14 @@ def softflowd_from_pcap(pcap: Path, collector: tuple[str, int], version: str, wo
     argv = ["softflowd", "-d", "-r", str(pcap), "-n", f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
             "-v", version, "-c", str(control), "-p", str(workdir / f"softflowd-{version}.pid"), *extra]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + timeout
+
+    def finished() -> bool:
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as poke:
+            poke.connect(str(control))
+        return proc.poll() is not None
+
     try:
-        while proc.poll() is None and time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as poke:
-                poke.connect(str(control))
-            time.sleep(0.05)
-        if proc.poll() is None:
-            raise AssertionError(f"softflowd did not finish {pcap} in {timeout} s")
+        wait_until(finished, timeout, what=f"softflowd finishing {pcap}")
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -198,10 +200,9 @@ def softflowd_from_pcap(pcap: Path, collector: tuple[str, int], version: str, wo
     return output
 
 
-def wait_for(condition, timeout: float = 10.0, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
+def exported_datagrams(softflowd_statistics: str) -> int:
+    """The export datagrams softflowd says it sent, from its statistics (its output at exit,
+    or `softflowctl statistics`): "Flows exported: 12 (12 records) in 1 packets"."""
+    match = re.search(r"^Flows exported: \d+ \(\d+ records\) in (\d+) packets", softflowd_statistics, re.MULTILINE)
+    assert match, softflowd_statistics
+    return int(match[1])

@@ -29,6 +29,11 @@ class Monitored:
     def query(self, promql: str) -> dict[tuple, float]:
         return query(self.prometheus, promql, self.netns)
 
+    def wait_for_scrapes_after(self, at: float) -> None:
+        """Until Prometheus has scraped every target successfully since the Unix time `at`."""
+        wait_for(self.prometheus, f"count(timestamp(up == 1) > {at:.3f})",
+                 lambda r: list(r.values()) == [float(len(LAB_SITES) + 1)], netns=self.netns)
+
     def alerts(self) -> list[dict]:
         """Alertmanager's alerts (active, inhibited or silenced; resolved ones are left out)."""
         return _get(f"{self.alertmanager}/api/v2/alerts", self.netns)
@@ -72,11 +77,11 @@ def monitored_lab(lab, tmp_path: Path, *, alerting: bool = False) -> Iterator[Mo
     config = lab_mixin(mixin_dir)
     netns = lab.namespace("core")
     with contextlib.ExitStack() as stack:
-        stack.enter_context(lab_deployment(lab, run_dir))
+        stack.enter_context(lab_deployment(lab, run_dir, api_port=0))  # any free port: other runs may hold 9863
         alertmanager = None
         if alerting:
             alertmanager = stack.enter_context(running_alertmanager(tmp_path, mixin_dir / "alertmanager.yml", netns))
         prometheus = stack.enter_context(running_prometheus(
             tmp_path, netns=netns, config_text=prometheus_config(lab, mixin_dir, config, alertmanager)))
-        wait_for(prometheus, "up == 1", lambda r: len(r) == len(LAB_SITES) + 1, timeout=60, netns=netns)
+        wait_for(prometheus, "up == 1", lambda r: len(r) == len(LAB_SITES) + 1, netns=netns)
         yield Monitored(config, prometheus, alertmanager, netns)

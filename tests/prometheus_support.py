@@ -7,13 +7,14 @@ import contextlib
 import json
 import socket
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support import DEADLINE_S, wait_until
 
 
 def free_tcp_port(host: str) -> int:
@@ -50,22 +51,21 @@ def serving(argv: list[str], url: str, log_path: Path, netns: str | None = None)
     name = Path(argv[0]).name
     log = log_path.open("w")
     proc = subprocess.Popen(_in(netns, argv), stdout=log, stderr=subprocess.STDOUT)
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            pytest.fail(f"{name} exited: {log_path.read_text()[-2000:]}")
+        with contextlib.suppress(OSError, ValueError):
+            return _get(f"{url}/-/ready", netns, parse=False) is not None
+        return False
+
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"{name} exited: {log_path.read_text()[-2000:]}")
-            with contextlib.suppress(OSError, ValueError):
-                if _get(f"{url}/-/ready", netns, parse=False) is not None:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"{name} did not become ready within 15 s")
-            time.sleep(0.2)
+        wait_until(ready, interval=0.2, what=f"{name} ready")
         yield url
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=DEADLINE_S)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -89,20 +89,24 @@ def _get(url: str, netns: str | None, parse: bool = True):
     return json.loads(body) if parse else body
 
 
-def query(url: str, promql: str, netns: str | None = None) -> dict[tuple, float]:
-    """An instant query; each result keyed by its labels' values in label-name order."""
-    body = _get(f"{url}/api/v1/query?" + urllib.parse.urlencode({"query": promql}), netns)
+def query(url: str, promql: str, netns: str | None = None, at: float | None = None) -> dict[tuple, float]:
+    """An instant query (now, or at the Unix time `at`); each result keyed by its labels'
+    values in label-name order."""
+    params = {"query": promql} if at is None else {"query": promql, "time": f"{at:.3f}"}
+    body = _get(f"{url}/api/v1/query?" + urllib.parse.urlencode(params), netns)
     assert body["status"] == "success", body
     return {tuple(v for _, v in sorted(item["metric"].items())): float(item["value"][1])
             for item in body["data"]["result"]}
 
 
-def wait_for(url: str, promql: str, ready, timeout: float = 15, netns: str | None = None) -> dict[tuple, float]:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = query(url, promql, netns)
-        if ready(result):
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"{promql!r} never gave the expected answer; last: {result}")
-        time.sleep(0.25)
+def wait_for(url: str, promql: str, ready, timeout: float = DEADLINE_S, netns: str | None = None) -> dict[tuple, float]:
+    """The answer to `promql` once `ready(answer)` holds."""
+    last: dict[tuple, float] = {}
+
+    def answered() -> bool:
+        nonlocal last
+        last = query(url, promql, netns)
+        return ready(last)
+
+    wait_until(answered, timeout, interval=0.25, what=lambda: f"{promql!r} never gave the expected answer; last: {last}")
+    return last

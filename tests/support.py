@@ -1,19 +1,148 @@
-"""Helpers for tests that run xnetmon as a user would: processes, free ports, namespaces."""
+"""Helpers for tests that run xnetmon as a user would: processes, free ports, namespaces,
+and waits on events (never fixed sleeps), so that the suite holds on a loaded machine."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import IO, TypeVar
 
 XNETMON = [sys.executable, "-m", "xnetmon"]
 REPO = Path(__file__).resolve().parent.parent
+# How long a wait may take before the test fails. It only bounds a failure: a wait returns
+# as soon as its event happens, so a loaded machine makes a test slower, never wrong.
+DEADLINE_S = 120.0
+
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], timeout: float = DEADLINE_S, interval: float = 0.05,
+               what: str | Callable[[], str] = "the awaited event") -> T:
+    """Poll `condition` until it returns something truthy, and return that; fail the test
+    (AssertionError naming `what`) once `timeout` seconds have passed without it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what() if callable(what) else what}: not within {timeout:g} s")
+        time.sleep(interval)
+
+
+async def wait_until_async(condition: Callable[[], T], timeout: float = DEADLINE_S, interval: float = 0.01,
+                           what: str = "the awaited event") -> T:
+    """`wait_until` for a test's coroutine: the event loop keeps running while it waits."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:g} s")
+        await asyncio.sleep(interval)
+    return value
+
+
+def cpu_wait_ns() -> int:
+    """How long this process's threads have waited for a CPU so far (the run-queue delay of
+    /proc/self/task/*/schedstat). Between two readings: lateness a loaded machine caused,
+    which a test of timeliness excuses so that it holds the code, not the machine, to its bound."""
+    total = 0
+    for stat in Path("/proc/self/task").glob("*/schedstat"):
+        with contextlib.suppress(OSError):  # a thread that has just ended
+            total += int(stat.read_text().split()[1])
+    return total
+
+
+class Stopwatch:
+    """The wall time of a piece of work less the time the machine kept this process from a
+    CPU meanwhile: the work's own duration, which a loaded machine does not inflate."""
+
+    def __init__(self) -> None:
+        self._started_ns, self._waited_ns = time.perf_counter_ns(), cpu_wait_ns()
+
+    def seconds(self) -> float:
+        waited_ns = cpu_wait_ns() - self._waited_ns
+        return (time.perf_counter_ns() - self._started_ns - waited_ns) / 1e9
+
+
+def run_until(run: Callable[[], Awaitable[object]], stop: Callable[[], None], done: Callable[[], object],
+              during: tuple[Callable[[], object], Callable[[], None]] | None = None) -> None:
+    """Run the coroutine `run()` until `done()` holds, then `stop()` it and wait for its end.
+    `during` is (event, action): `action()` runs once `event()` holds, before `done`."""
+    async def main() -> None:
+        task = asyncio.create_task(run())
+        try:
+            if during is not None:
+                event, action = during
+                await wait_until_async(event, what="the event to act on")
+                action()
+            await wait_until_async(done, what="the event to stop on")
+        finally:
+            stop()
+            await task
+
+    asyncio.run(main())
+
+
+def nothing_in_flight(scheduler) -> bool:
+    """No STAMP probe of a collector.agent.scheduler.Scheduler awaits its reply: a stop now
+    counts none as lost for having been stopped."""
+    return all(s.stamp.outstanding == 0 for s in scheduler._schedules.values() if s.stamp is not None)
+
+
+class CountingBackoff:
+    """A collector.outputs.sinks.Backoff that counts the retries it spaces out (each follows
+    a failed delivery), so that a test waits for failed attempts instead of sleeping."""
+
+    def __init__(self, backoff) -> None:
+        self._backoff = backoff
+        self.cap_s = backoff.cap_s
+        self.retries = 0
+
+    def delay(self, attempt: int) -> float:
+        self.retries += 1
+        return self._backoff.delay(attempt)
+
+
+class LineReader:
+    """The lines a process writes to a pipe, read by a thread as they come, so that a test
+    waits for a line (the Nth reply, a ready message) instead of sleeping."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.lines.append(line)
+
+    def matching(self, predicate: Callable[[str], bool]) -> list[str]:
+        return [line for line in list(self.lines) if predicate(line)]
+
+    def wait_for(self, predicate: Callable[[str], bool], count: int = 1, timeout: float = DEADLINE_S) -> list[str]:
+        """The first `count` lines that satisfy `predicate`, once there are that many."""
+        def enough() -> list[str] | None:
+            found = self.matching(predicate)
+            return found[:count] if len(found) >= count else None
+
+        return wait_until(enough, timeout, what=lambda: f"{count} matching line(s); output so far: "
+                                                        f"{''.join(self.lines)[-2000:]!r}")
+
+    def text(self, timeout: float = DEADLINE_S) -> str:
+        """Everything the process wrote, once the pipe has closed (the process ended)."""
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"the output did not end within {timeout:g} s"
+        return "".join(self.lines)
 
 
 def free_udp_port(host: str = "::1") -> int:
@@ -27,7 +156,7 @@ def in_netns(netns: str | None, argv: list[str]) -> list[str]:
     return ["ip", "netns", "exec", netns, *argv] if netns else argv
 
 
-def xnetmon(*args: str, netns: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+def xnetmon(*args: str, netns: str | None = None, timeout: float = DEADLINE_S) -> subprocess.CompletedProcess:
     return subprocess.run(
         in_netns(netns, [*XNETMON, *args]), capture_output=True, text=True, timeout=timeout, cwd=REPO
     )
@@ -48,7 +177,7 @@ def running_reflector(*args: str, netns: str | None = None) -> Iterator[subproce
         stop_process(proc)
 
 
-def stop_process(proc: subprocess.Popen, timeout: float = 5) -> None:
+def stop_process(proc: subprocess.Popen, timeout: float = 60) -> None:
     """SIGTERM (xnetmon prints its summary and cleans up), then SIGKILL if it hangs."""
     proc.send_signal(signal.SIGTERM)
     try:

@@ -32,7 +32,7 @@ def test_agent_scale_smoke(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(BENCH / "agent_scale.py"), "--targets", str(TARGETS), "--duration", str(DURATION),
          "--warmup", "1", "--reps", "1", "--output", str(out), "--quiet"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=300,  # bounds a hang only: a loaded machine is slower
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ratio icmp/smokeping" in done.stdout and "ratio stamp/smokeping" in done.stdout

@@ -17,7 +17,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
-def _run(script: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def _run(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:  # bounds a hang only
     return subprocess.run(
         [sys.executable, str(BENCH / script), *args, "--quiet"],
         capture_output=True, text=True, timeout=timeout,

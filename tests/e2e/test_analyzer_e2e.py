@@ -5,8 +5,6 @@ the analyzer restarts from its snapshot: no window lost, none counted twice."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 
 import httpx
@@ -22,20 +20,12 @@ from collector.contract.shipment import ShipmentBatch
 from collector.outputs.sinks import Backoff, HttpSink, InProcessSink
 from collector.system.clock import shared_host_clock
 from tests.analyzer_support import T0, W, health
-from tests.support import free_udp_port
+from tests.support import CountingBackoff, free_udp_port, nothing_in_flight, run_until, wait_until
 
 TOKEN = "e2e-token"
 FAST = Backoff(initial_s=0.02, cap_s=0.2)
 PATHS = (PathKey("cnty1a", "core", "video", "stamp"), PathKey("cnty1a", "edge", "video", "stamp"),
          PathKey("cnty1a", "core", "egov", "stamp"))
-
-
-def wait_until(condition, timeout: float = 10.0) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 def built_batch(seq: int) -> ShipmentBatch:
@@ -96,7 +86,8 @@ def test_an_analyzer_outage_loses_no_window_and_counts_none_twice(tmp_path):
     state = tmp_path / "state"
     first = Analyzer(state)
     port = first.server.address[1]
-    sink = HttpSink(first.url, TOKEN, tmp_path / "spool", backoff=FAST)
+    backoff = CountingBackoff(FAST)
+    sink = HttpSink(first.url, TOKEN, tmp_path / "spool", backoff=backoff)
     try:
         for seq in range(T0, T0 + 5):
             sink.submit(built_batch(seq))
@@ -111,7 +102,7 @@ def test_an_analyzer_outage_loses_no_window_and_counts_none_twice(tmp_path):
         for seq in range(T0 + 4, T0 + 10):  # T0+4 again: its response "was lost"
             sink.submit(built_batch(seq))
         wait_until(lambda: sink.spool_depth == 6 * len(PATHS))  # the agent keeps them on disk
-        time.sleep(0.3)
+        wait_until(lambda: backoff.retries >= 3)  # and fails to deliver them, again and again
         assert sink.delivered_total == 5 * len(PATHS)
 
         second = Analyzer(state, port)
@@ -153,14 +144,8 @@ def test_a_real_agent_on_loopback_reaches_a_served_analyzer(tmp_path):
     sink = HttpSink(server.url, TOKEN, tmp_path / "spool", backoff=FAST)
     agent = Agent(load_plan(config), sink=sink, clock=shared_host_clock())
 
-    async def run_for(seconds: float) -> None:
-        task = asyncio.create_task(agent.run())
-        await asyncio.sleep(seconds)
-        agent.stop()
-        await task
-
-    try:
-        asyncio.run(run_for(3.5))
+    try:  # until ten windows are delivered, at a moment no probe awaits its reply (the stop loses none)
+        run_until(agent.run, agent.stop, lambda: sink.delivered_total >= 10 and nothing_in_flight(agent.scheduler))
         sink.close()
         wait_until(lambda: store.stats()["windows_ingested"] >= 10)
         slices = {s["name"]: s for s in httpx.get(server.url + "/slices", timeout=5).json()}

@@ -9,6 +9,7 @@ import time
 import httpx
 import pytest
 
+from tests.support import wait_until
 from xnetmon.allinone import lab_deployment
 from xnetmon.status_view import fetch
 
@@ -23,15 +24,16 @@ def statuses(url: str) -> dict[str, str]:
     return {s["name"]: s["status"] for s in fetch(url)}
 
 
-def wait_until(url: str, condition, timeout: float, what: str) -> dict[str, str]:
-    deadline = time.monotonic() + timeout
-    while True:
+def wait_for_statuses(url: str, condition, what: str) -> dict[str, str]:
+    seen: dict[str, str] = {}
+
+    def met() -> bool:
+        nonlocal seen
         seen = statuses(url)
-        if condition(seen):
-            return seen
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {timeout:.0f} s; statuses: {seen}")
-        time.sleep(1)
+        return condition(seen)
+
+    wait_until(met, interval=1, what=lambda: f"{what} (statuses: {seen})")
+    return seen
 
 
 def crosses(path: dict) -> bool:
@@ -40,10 +42,10 @@ def crosses(path: dict) -> bool:
 
 
 def test_starving_one_slice_on_one_link_breaches_only_that_slice_and_its_paths_there(lab, tmp_path):
-    with lab_deployment(lab, tmp_path) as deployment:
+    with lab_deployment(lab, tmp_path, api_port=0) as deployment:  # any free port: other runs may hold 9863
         url = deployment.api_url
-        wait_until(url, lambda s: set(s) == set(SLICES) and all(v == "ok" for v in s.values()), 90,
-                   "every slice reading ok")
+        wait_for_statuses(url, lambda s: set(s) == set(SLICES) and all(v == "ok" for v in s.values()),
+                          "every slice reading ok")
         # An on-demand probe from a named agent, as an engineer would ask the analyzer for one.
         token = (tmp_path / "token").read_text()
         asked = httpx.post(f"{url}/probe", json={"agent": "cnty1a", "target": lab.address("cnty2b"),
@@ -56,7 +58,7 @@ def test_starving_one_slice_on_one_link_breaches_only_that_slice_and_its_paths_t
         assert refused.status_code == 401
         fault = lab.fault_slice_starve("core-prov2", "video")
         try:
-            seen = wait_until(url, lambda s: s["video"] == "breached", 45, "video breaching")
+            seen = wait_for_statuses(url, lambda s: s["video"] == "breached", "video breaching")
             assert all(seen[name] == "ok" for name in SLICES if name != "video"), seen
             paths = fetch(url, "/paths?slice=video&limit=100")["paths"]
             by_crossing = {True: set(), False: set()}
@@ -67,7 +69,7 @@ def test_starving_one_slice_on_one_link_breaches_only_that_slice_and_its_paths_t
         finally:
             lab.heal(fault)
         healed = time.monotonic()
-        wait_until(url, lambda s: s["video"] == "ok", 90, "video returning to ok after healing")
+        wait_for_statuses(url, lambda s: s["video"] == "ok", "video returning to ok after healing")
         recovery_s = time.monotonic() - healed
     # The lab policies' ticket lookback is 30 s and the hysteresis 3 intervals.
     assert recovery_s > 3

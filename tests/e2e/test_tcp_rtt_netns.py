@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import socket
 import statistics
+import struct
 import subprocess
 import threading
 import time
@@ -23,7 +24,7 @@ import pytest
 
 from collector.capture.tcp_rtt import PassiveTcpRtt
 from tests.capture_support import Capture, created_in
-from tests.support import network_namespace
+from tests.support import DEADLINE_S, network_namespace, wait_until
 
 pytestmark = pytest.mark.root
 
@@ -48,6 +49,14 @@ def kernel_rtt_ms(namespace: str, destination: str) -> float | None:
     return float(found.group(1)) if found else None
 
 
+def sender_retransmissions(sock: socket.socket) -> tuple[int] | None:
+    """(segments the kernel retransmitted,) once nothing it sent is unacknowledged (TCP_INFO's
+    tcpi_unacked and tcpi_total_retrans); None before."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    unacked, total_retrans = struct.unpack_from("=I", info, 24)[0], struct.unpack_from("=I", info, 100)[0]
+    return None if unacked else (total_retrans,)
+
+
 def wire(sender: str, router: str, receiver: str, family: str) -> tuple[str, str]:
     """sender --veth-- router --veth-- receiver, the router's way to the receiver through a
     token bucket; returns the sender's and the receiver's addresses."""
@@ -67,12 +76,10 @@ def wire(sender: str, router: str, receiver: str, family: str) -> tuple[str, str
                     "rate", RATE, "burst", "16kb", "latency", "500ms"], check=True)
     sender_address, receiver_address = sender_net + "2", receiver_net + "2"
     # links up and neighbours resolved before the handshake, so that no SYN waits for them
-    for _ in range(10):
-        ping = subprocess.run(["ip", "netns", "exec", sender, "ping", "-c", "1", "-W", "1", receiver_address],
-                              capture_output=True)
-        if ping.returncode == 0:
-            return sender_address, receiver_address
-    raise AssertionError(f"{receiver_address} unreachable from the sender: {ping.stdout!r}")
+    wait_until(lambda: subprocess.run(["ip", "netns", "exec", sender, "ping", "-c", "1", "-W", "1", receiver_address],
+                                      capture_output=True).returncode == 0,
+               what=f"{receiver_address} reachable from the sender")
+    return sender_address, receiver_address
 
 
 @pytest.mark.parametrize("family", ["ipv6", "ipv4"])
@@ -116,11 +123,15 @@ def test_passive_rtt_agrees_with_the_senders_kernel(family):
         poller.start()
         try:
             client.sendall(b"\x00" * TRANSFER)
+            done.set()  # the queue drains from here: no kernel RTT of the tail
+            client.shutdown(socket.SHUT_WR)
+            [retransmitted] = wait_until(lambda: sender_retransmissions(client),
+                                         what="the sender's data and FIN acknowledged")
         finally:
             done.set()
             poller.join()
             client.close()
-            reader.join(timeout=10)
+            reader.join(timeout=DEADLINE_S)
             peer.close()
             server.close()
             dropped = capture.stop()
@@ -138,7 +149,9 @@ def test_passive_rtt_agrees_with_the_senders_kernel(family):
     assert abs(passive_mean_ms - steady_kernel_ms) <= 0.3 * steady_kernel_ms + 2.0, (passive_mean_ms, steady_kernel_ms)
     assert steady_kernel_ms / 2 <= beyond.p50_s * 1000 <= steady_kernel_ms * 1.5  # the histogram's estimate
     assert beyond.min_s * 1000 <= steady_kernel_ms
-    assert report.by_slice["best-effort"].retransmissions == 0  # the bucket queues, it never drops here
+    # The bucket queues, it never drops here; but a loaded machine can hold an ACK past the
+    # sender's timeout, and the sender retransmits. The capture counts none it did not make.
+    assert report.by_slice["best-effort"].retransmissions <= retransmitted
 
 
 def _drain(sock) -> int:

@@ -23,6 +23,7 @@ from dashboards.config import load_config
 from dashboards.rules import TOP_HINT
 from tests.lab_monitoring import monitored_lab, running_alertmanager
 from tests.prometheus_support import _get
+from tests.support import wait_until
 
 pytestmark = pytest.mark.tool("prometheus-alertmanager")
 
@@ -81,22 +82,16 @@ def wait_for_alert(mon, name: str, slice_name: str, timeout: float) -> tuple[flo
                 f"{mon.query(top_hint)}: {alert['annotations']['description']}")
 
 
-def wait_until_not_pending(mon, name: str, slice_name: str, timeout: float = 120) -> None:
+def wait_until_not_pending(mon, name: str, slice_name: str) -> None:
     """Neither pending nor firing in Prometheus, so the clock starts from a clean slate."""
-    deadline = time.monotonic() + timeout
-    while mon.query(f'ALERTS{{alertname="{name}", slice="{slice_name}"}}'):
-        if time.monotonic() > deadline:
-            pytest.fail(f"{name} for {slice_name} still pending or firing before its fault")
-        time.sleep(1)
+    wait_until(lambda: not mon.query(f'ALERTS{{alertname="{name}", slice="{slice_name}"}}'), interval=1,
+               what=f"{name} for {slice_name} neither pending nor firing before its fault")
 
 
-def wait_until_quiet(mon, timeout: float = 120) -> None:
+def wait_until_quiet(mon) -> None:
     """No slice alert in Alertmanager: the start-up intervals have left every lookback."""
-    deadline = time.monotonic() + timeout
-    while [a for a in mon.alerts() if a["labels"].get("scope") in {"slice", "node"}]:
-        if time.monotonic() > deadline:
-            pytest.fail(f"slice alerts still firing before any fault: {mon.alerts()}")
-        time.sleep(1)
+    wait_until(lambda: not [a for a in mon.alerts() if a["labels"].get("scope") in {"slice", "node"}], interval=1,
+               what=lambda: f"no slice alert before any fault; there: {mon.alerts()}")
 
 
 @pytest.mark.root
@@ -153,12 +148,11 @@ def test_alertmanager_holds_back_path_alerts_while_their_slice_is_down(tmp_path)
             alert("XnetPathLossHigh", slice="data", src="cnty1a", dst="cnty2b", severity="warning", scope="path"),
             alert("XnetPathLossHigh", slice="egov", src="cnty1a", dst="cnty2b", severity="warning", scope="path"),
         ])
-        deadline = time.monotonic() + 15
-        while True:
+        def processed() -> dict | None:
             states = {(a["labels"]["alertname"], a["labels"]["slice"]): a["status"]["state"]
                       for a in _get(f"{url}/api/v2/alerts", None)}
-            if (len(states) == 3 and "unprocessed" not in states.values()) or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+            return states if len(states) == 3 and "unprocessed" not in states.values() else None
+
+        states = wait_until(processed, interval=0.2, what="Alertmanager processing the three alerts")
     assert states == {("XnetSliceDown", "data"): "active", ("XnetPathLossHigh", "data"): "suppressed",
                       ("XnetPathLossHigh", "egov"): "active"}

@@ -16,6 +16,7 @@ import yaml
 from dashboards.alerts import alert_rules
 from tests.dashboard_support import panel_queries, runnable
 from tests.lab_monitoring import SCRAPE_INTERVAL_S, monitored_lab
+from tests.support import wait_until
 from xnetmon.allinone import LAB_STAMP_PORT
 
 pytestmark = [pytest.mark.root, pytest.mark.lab, pytest.mark.tool("prometheus")]
@@ -64,24 +65,34 @@ def test_every_panel_rule_and_alert_expression_returns_data_on_the_lab(lab, tmp_
         # Loss on one link for the slices' loss panels to have something to show; a hint engine,
         # when present, has something to blame.
         fault = lab.fault_loss("core-prov2", 0.3, slice="egov")
-        time.sleep(3 * SCRAPE_INTERVAL_S)
+        mon.wait_for_scrapes_after(time.time())  # the garbage counted, the loss under way
         send_garbage_to_the_core_reflector(lab)  # a second sample, so rate() sees an increase
-        time.sleep(3 * SCRAPE_INTERVAL_S)
+        mon.wait_for_scrapes_after(time.time())
         rules = yaml.safe_load((tmp_path / "mixin" / "rules.yml").read_text())["groups"]
         expressions = [(f"{uid} / {title}", runnable(expr, RATE_INTERVAL)) for uid, title, expr in panel_queries()]
         expressions += [(f"recording rule {r['record']}", r["record"]) for g in rules for r in g["rules"]]
         expressions += [(f"alert {a.name} signal", s) for a in alert_rules(mon.config) for s in a.signals]
         expressions += [(f"alert {a.name} expression", a.expr) for a in alert_rules(mon.config)]  # must parse
         empty, excused = [], []
-        for where, expr in expressions:
-            result = mon.query(expr)  # fails the test on a PromQL error
-            if result or where.endswith("expression"):
-                continue
-            why = reason_to_be_empty(mon, expr)
-            if why is None:
-                empty.append(where)
-            else:
-                excused.append(f"{where}: {why}")
+
+        def every_expression_answers() -> bool:
+            """Rules evaluate on their own clock and rate windows fill scrape by scrape: check
+            until every expression answers or has a listed reason not to, and those are few."""
+            empty.clear()
+            excused.clear()
+            for where, expr in expressions:
+                result = mon.query(expr)  # fails the test on a PromQL error
+                if result or where.endswith("expression"):
+                    continue
+                why = reason_to_be_empty(mon, expr)
+                if why is None:
+                    empty.append(where)
+                else:
+                    excused.append(f"{where}: {why}")
+            return not empty and len(excused) < len(expressions) // 3
+
+        wait_until(every_expression_answers, interval=SCRAPE_INTERVAL_S,
+                   what=lambda: f"data for every expression; without: {empty}; excused: {len(excused)}")
         lab.heal(fault)
     print(f"\n{len(expressions)} expressions checked; {len(excused)} empty for a listed reason:")
     print("\n".join(f"  {line}" for line in excused))

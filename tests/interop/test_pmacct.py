@@ -13,13 +13,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 import yaml
 
 from tests.flow_export_support import PREFIX_RULES, SLICE_DSCP
-from tests.support import REPO, XNETMON, in_netns, network_namespace, stop_process
+from tests.support import DEADLINE_S, REPO, XNETMON, LineReader, in_netns, network_namespace, stop_process
 
 pytestmark = [pytest.mark.root, pytest.mark.tool("pmacctd")]
 TRAFFIC_PORT = 9100
@@ -42,6 +41,11 @@ print(json.dumps(sent))
 """
 
 
+def _packets_collected(line: str) -> int:
+    """The packets of one of `xnetmon flows collect --json`'s tables (0 for other lines)."""
+    return sum(t["packets"] for t in json.loads(line)["slices"].values()) if line.startswith("{") else 0
+
+
 @pytest.mark.parametrize("version", ["9", "10"])
 def test_pmacctd_nfprobe_totals_per_slice(tmp_path, version):
     config = tmp_path / "pmacctd.conf"
@@ -60,24 +64,27 @@ def test_pmacctd_nfprobe_totals_per_slice(tmp_path, version):
                            check=True)
         collector = subprocess.Popen(in_netns(ns, [*XNETMON, "flows", "collect", "--listen", "[::1]:4739",
                                                    "--slices", str(rules),
-                                                   "--interval", "3600", "--json"]),
+                                                   "--interval", "1", "--json"]),
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        collected = LineReader(collector.stdout)
         pmacctd = None
         try:
-            assert "receiving" in collector.stdout.readline(), collector.stderr.read()
+            collected.wait_for(lambda line: "receiving" in line)
             pmacctd = subprocess.Popen(in_netns(ns, ["pmacctd", "-f", str(config)]),
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            time.sleep(2.0)  # pmacctd opens its capture
+            log = LineReader(pmacctd.stdout)
+            log.wait_for(lambda line: "link type is" in line)  # its capture is open
+            log.wait_for(lambda line: "Exporting flows to" in line)  # and its nfprobe plugin ready
             sent = json.loads(subprocess.run(in_netns(ns, [sys.executable, "-c", SENDER]), capture_output=True,
-                                             text=True, check=True, timeout=60).stdout)
-            time.sleep(3.0)  # flows expire (1 s timeouts) and are exported
-            stop_process(pmacctd, timeout=10)  # whatever is left goes out at shutdown
-            time.sleep(1.0)
+                                             text=True, check=True, timeout=DEADLINE_S).stdout)
+            # Flows expire (1 s timeouts) and are exported: wait until the collector counted every packet sent.
+            collected.wait_for(lambda line: _packets_collected(line) >= len(sent) * PACKETS_PER_SLICE)
+            stop_process(pmacctd)  # whatever is left goes out at shutdown
         finally:
             if pmacctd is not None and pmacctd.poll() is None:
                 stop_process(pmacctd)
             stop_process(collector)
-        final = json.loads(collector.stdout.read().strip().splitlines()[-1])
+        final = json.loads(collected.text().strip().splitlines()[-1])
     got = {name: [t["bytes"], t["packets"]] for name, t in final["slices"].items()}
-    assert got == sent, (got, sent, pmacctd.stdout.read()[-2000:])
+    assert got == sent, (got, sent, log.text()[-2000:])
     assert final["malformed"] == 0

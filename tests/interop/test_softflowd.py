@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 import yaml
@@ -23,11 +22,11 @@ from tests.flow_export_support import (
     PREFIX_RULES,
     SLICE_DSCP,
     pcap_truth,
+    exported_datagrams,
     softflowd_from_pcap,
-    wait_for,
     write_slice_pcap,
 )
-from tests.support import REPO, XNETMON, in_netns, network_namespace, stop_process
+from tests.support import DEADLINE_S, REPO, XNETMON, LineReader, in_netns, network_namespace, stop_process, wait_until
 
 pytestmark = pytest.mark.tool("softflowd")
 
@@ -47,9 +46,15 @@ def per_slice(receiver: FlowReceiver) -> dict[str, tuple[int, int]]:
         return {name: (t.bytes, t.packets) for name, t in receiver.counters.by_slice().items()}
 
 
-def settle(receiver: FlowReceiver, expected_packets: int) -> dict[str, tuple[int, int]]:
-    wait_for(lambda: sum(p for _, p in per_slice(receiver).values()) >= expected_packets, timeout=10)
-    time.sleep(0.3)  # anything late would show up as a mismatch, not be missed
+def settle(receiver: FlowReceiver, softflowd_output: str) -> dict[str, tuple[int, int]]:
+    """The totals once the receiver has handled every datagram softflowd says it exported."""
+    exported = exported_datagrams(softflowd_output)
+
+    def handled() -> int:
+        with receiver.reading():  # held while a datagram is decoded and counted
+            return sum(receiver.datagrams.values())
+
+    wait_until(lambda: handled() >= exported, what=f"the receiver handling softflowd's {exported} datagram(s)")
     return per_slice(receiver)
 
 
@@ -59,8 +64,7 @@ def test_totals_from_a_capture_equal_the_ground_truth(tmp_path, version, protoco
     write_slice_pcap(pcap)
     truth = pcap_truth(pcap)
     with receive() as receiver:
-        softflowd_from_pcap(pcap, receiver.addresses[0], version, tmp_path)
-        got = settle(receiver, sum(p for _, p in truth.values()))
+        got = settle(receiver, softflowd_from_pcap(pcap, receiver.addresses[0], version, tmp_path))
         assert got == truth
         assert set(got) == set(SLICE_DSCP)
         with receiver.reading():
@@ -76,8 +80,8 @@ def test_sampled_totals_within_the_sampling_error_bound(tmp_path, version):
     truth = pcap_truth(pcap)
     largest_packet = 40 + 8 + 20 + 40 + 13 * 49 + 20  # IPv6 + TCP header + the largest payload, rounded up
     with receive() as receiver:
-        softflowd_from_pcap(pcap, receiver.addresses[0], version, tmp_path, extra=("-s", str(rate)))
-        got = settle(receiver, sum(p for _, p in truth.values()) * 9 // 10)
+        got = settle(receiver, softflowd_from_pcap(pcap, receiver.addresses[0], version, tmp_path,
+                                                   extra=("-s", str(rate))))
         with receiver.reading():
             assert receiver.state.sampling.in_use == {"::1": rate}  # announced in softflowd's options
     for name, (octets, packets) in truth.items():
@@ -109,10 +113,19 @@ print(json.dumps(sent))
 """ % LIVE_PORT
 
 
+def _softflowd_statistics(control) -> str:
+    return subprocess.run(["softflowctl", "-c", str(control), "statistics"], capture_output=True, text=True,
+                          timeout=DEADLINE_S).stdout
+
+
 def _softflowd_processed(control) -> int:
-    out = subprocess.run(["softflowctl", "-c", str(control), "statistics"], capture_output=True, text=True,
-                         timeout=10).stdout
+    out = _softflowd_statistics(control)
     return next((int(line.split()[-1]) for line in out.splitlines() if line.startswith("Packets processed")), 0)
+
+
+def _collected_datagrams(line: str) -> int:
+    """The datagrams count of one of `xnetmon flows collect --json`'s tables (0 for other lines)."""
+    return json.loads(line)["datagrams"] if line.startswith("{") else 0
 
 
 @pytest.mark.root
@@ -124,7 +137,8 @@ def test_live_interface_of_a_namespace_pair(tmp_path):
     softflowd 1.1.0 reads its capture ring only in whole blocks, so after the measured
     traffic we send filler (to FILLER_PREFIX, its own slice here) until softflowd has
     processed more packets than we measured: the ring is in order, so ours were all seen.
-    Then `softflowctl expire-all` exports every flow."""
+    Then `softflowctl expire-all` exports every flow, which leaves at softflowd's next wake-up;
+    the test waits until the collector has every datagram softflowd counts as exported."""
     rules = tmp_path / "slices.yaml"
     rules.write_text(yaml.safe_dump({"rules": [*PREFIX_RULES, {"slice": "filler", "destination": FILLER_PREFIX}],
                                      "default": "best-effort"}))
@@ -140,33 +154,43 @@ def test_live_interface_of_a_namespace_pair(tmp_path):
                            check=True)
             subprocess.run(["ip", "-n", a, "route", "add", prefix, "via", "fd00:f10::2"], check=True)
         collector = subprocess.Popen(in_netns(a, [*XNETMON, "flows", "collect", "--listen", "[::1]:4739",
-                                                  "--slices", str(rules), "--interval", "3600", "--json"]),
+                                                  "--slices", str(rules), "--interval", "1", "--json"]),
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        collected = LineReader(collector.stdout)
         softflowd = None
         try:
-            assert "receiving" in collector.stdout.readline(), collector.stderr.read()
+            collected.wait_for(lambda line: "receiving" in line)
             softflowd = subprocess.Popen(in_netns(a, [
                 "softflowd", "-d", "-i", "xf-a", "-n", "[::1]:4739", "-v", "10", "-c", str(control),
                 "-p", str(tmp_path / "softflowd.pid"), f"ip6 and udp and dst port {LIVE_PORT}"]),
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            assert wait_for(control.exists, timeout=10)
-            time.sleep(0.5)
+            wait_until(control.exists, what="softflowd's control socket")  # made once its capture is open
             sent = json.loads(subprocess.run(in_netns(a, [sys.executable, "-c", LIVE_SENDER, json.dumps(SLICE_DSCP)]),
-                                             capture_output=True, text=True, check=True, timeout=60).stdout)
+                                             capture_output=True, text=True, check=True, timeout=DEADLINE_S).stdout)
             measured = sum(p for _, p in sent.values())
             filler = filler_command(a)
-            deadline = time.monotonic() + 30
-            while _softflowd_processed(control) <= measured and time.monotonic() < deadline:
-                subprocess.run(filler, check=True, timeout=30)
-            assert _softflowd_processed(control) > measured, "softflowd never read its capture"
-            subprocess.run(["softflowctl", "-c", str(control), "expire-all"], check=True, timeout=10,
+
+            def read_past_ours() -> bool:
+                if _softflowd_processed(control) > measured:
+                    return True
+                subprocess.run(filler, check=True, timeout=DEADLINE_S)
+                return False
+
+            wait_until(read_past_ours, what="softflowd reading its capture past our packets")
+            subprocess.run(["softflowctl", "-c", str(control), "expire-all"], check=True, timeout=DEADLINE_S,
                            capture_output=True)
-            time.sleep(3)  # the export leaves at softflowd's next wake-up
+
+            def all_exported() -> str | None:
+                statistics = _softflowd_statistics(control)
+                return statistics if "Number of active flows: 0" in statistics else None
+
+            exported = exported_datagrams(wait_until(all_exported, what="softflowd exporting every flow"))
+            collected.wait_for(lambda line: _collected_datagrams(line) >= exported)
         finally:
             if softflowd is not None:
                 stop_process(softflowd)
             stop_process(collector)
-        final = json.loads(collector.stdout.read().strip().splitlines()[-1])
+        final = json.loads(collected.text().strip().splitlines()[-1])
     got = {name: [t["bytes"], t["packets"]] for name, t in final["slices"].items() if name in SLICE_DSCP}
     assert got == sent
     assert final["malformed"] == 0

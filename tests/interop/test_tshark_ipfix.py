@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import threading
 
 import pytest
 from scapy.all import UDP, IPv6, Raw, wrpcap
@@ -16,6 +15,7 @@ from collector.traffic.classifier import SliceClassifier
 from tests.flow_export_support import (
     V6_FIELDS,
     data_set,
+    exported_datagrams,
     ipfix_message,
     ipfix_template_set,
     record,
@@ -23,6 +23,7 @@ from tests.flow_export_support import (
     v6_values,
     write_slice_pcap,
 )
+from tests.support import DEADLINE_S
 
 pytestmark = pytest.mark.tool("tshark")
 PORT = 4739
@@ -64,22 +65,11 @@ def our_records(datagrams: list[bytes]) -> list[tuple]:
 def test_softflowd_datagrams_decode_alike(tmp_path):
     pcap = tmp_path / "slices.pcap"
     write_slice_pcap(pcap)
-    datagrams: list[bytes] = []
     with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sink:
         sink.bind(("::1", 0))
-        sink.settimeout(2.0)
-
-        def drain() -> None:
-            try:
-                while True:
-                    datagrams.append(sink.recv(65535))
-            except OSError:
-                pass
-
-        reader = threading.Thread(target=drain)
-        reader.start()
-        softflowd_from_pcap(pcap, sink.getsockname()[:2], "10", tmp_path)
-        reader.join()
+        sink.settimeout(DEADLINE_S)  # bounds a missing datagram only
+        output = softflowd_from_pcap(pcap, sink.getsockname()[:2], "10", tmp_path)
+        datagrams = [sink.recv(65535) for _ in range(exported_datagrams(output))]  # as many as softflowd sent
     ours = our_records(datagrams)
     assert len(ours) == 12  # 3 flows in each of 4 slices
     assert ours == tshark_records(datagrams, tmp_path)

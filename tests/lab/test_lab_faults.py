@@ -13,6 +13,7 @@ import pytest
 
 from lab import LabError
 from lab.measure import hops, ping
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.lab]
 
@@ -191,17 +192,22 @@ def test_delay_of_one_slice(lab):
 
 def test_kill_stops_a_process_on_a_site_and_heal_restarts_it(lab):
     argv = ["sleep", "3600.5"]  # a stand-in for a reflector: unmistakable in `ps`
+
+    def in_city2b() -> bool:  # a process just started enters the site's namespace a moment later
+        return len(lab.processes_matching("city2b", "sleep 3600.5")) == 1
+
     lab.spawn("city2b", argv, "reflector")
-    assert len(lab.processes_matching("city2b", "sleep 3600.5")) == 1
+    wait_until(in_city2b, what="the process started in city2b")
     assert lab.processes_matching("city2a", "sleep 3600.5") == []
     fault = lab.fault_kill("city2b", "sleep 3600.5")
     assert lab.processes_matching("city2b", "sleep 3600.5") == []
     lab.heal(fault)
-    assert len(lab.processes_matching("city2b", "sleep 3600.5")) == 1
+    wait_until(in_city2b, what="the process restarted in city2b")
 
 
 def test_kill_with_stop_is_undone_with_cont(lab):
     pid = lab.spawn("city2b", ["sleep", "3600.25"], "agent")
+    wait_until(lambda: lab.processes_matching("city2b", "sleep 3600.25"), what="the process started in city2b")
     fault = lab.fault_kill("city2b", "sleep 3600.25", signal="STOP")
     assert _state_letter(pid) == "T"
     lab.heal(fault)

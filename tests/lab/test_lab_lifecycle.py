@@ -7,7 +7,6 @@ session's `small` lab and also prove that tearing one down leaves the other alon
 from __future__ import annotations
 
 import subprocess
-import time
 
 import pytest
 
@@ -15,6 +14,7 @@ from lab import Lab, LabError, netns
 from lab.measure import ping
 from lab.state import LabState, StateStore
 from lab.testing import run_prefix
+from tests.support import DEADLINE_S, wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.lab]
 
@@ -63,13 +63,11 @@ def test_up_on_a_half_created_lab_cleans_up_first(tiny):
     subprocess.run(["ip", "netns", "add", r1], check=True)
     stray = subprocess.Popen(["ip", "netns", "exec", r1, "sleep", "3600.5"])
     try:
-        deadline = time.monotonic() + 5
-        while stray.pid not in netns.pids_in(r1) and time.monotonic() < deadline:
-            time.sleep(0.01)  # until it has entered the namespace
+        wait_until(lambda: stray.pid in netns.pids_in(r1), interval=0.01, what="the stray entering the namespace")
         assert not tiny.is_up
         tiny.up()
         assert tiny.is_up
-        assert stray.wait(timeout=5) is not None  # stopped by the clean-up
+        assert stray.wait(timeout=DEADLINE_S) is not None  # stopped by the clean-up
         assert ping(tiny, "r3", "r1", count=3).loss == 0
     finally:
         if stray.poll() is None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from scapy.layers.inet6 import TCP, UDP, HBHOptUnknown, IPv6, IPv6ExtHdrHopByHop
 from scapy.utils import wrpcap
 
-from tests.support import XNETMON, network_namespace, stop_process, xnetmon
+from tests.capture_support import wait_until_drained
+from tests.support import DEADLINE_S, XNETMON, network_namespace, stop_process, xnetmon
 
 A, B = "fd00:1::1", "fd00:2::2"
 
@@ -110,14 +110,15 @@ def test_unreadable_files_are_usage_errors(tmp_path: Path) -> None:
 @pytest.mark.root
 def test_live_capture_inside_a_namespace() -> None:
     with network_namespace() as ns:
-        proc = subprocess.Popen([*XNETMON, "capture", "live", "lo", "--netns", ns, "--json", "--duration", "30",
-                                 "--tcp-rtt"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([*XNETMON, "capture", "live", "lo", "--netns", ns, "--json", "--duration",
+                                 str(DEADLINE_S), "--tcp-rtt"],  # stopped once drained; the duration bounds a failure
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             assert "capturing on lo, sampling 1:1" in proc.stderr.readline()
             subprocess.run(["ip", "netns", "exec", ns, "ping", "-6", "-n", "-c", "5", "-i", "0.2", "-Q", "0x88", "::1"],
                            check=True, capture_output=True, timeout=30)
             subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", TCP_EXCHANGE], check=True, timeout=30)
-            time.sleep(0.3)
+            wait_until_drained(proc.pid)  # every packet of the exchange counted
         finally:
             stop_process(proc)  # SIGTERM: the command ends its records and prints them
         document = json.loads(proc.stdout.read())

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 
 from tests.flow_export_support import V6_FIELDS, data_set, ipfix_message, ipfix_template_set, record, v6_values
-from tests.support import REPO, XNETMON, free_udp_port, stop_process, xnetmon
+from tests.support import REPO, XNETMON, free_udp_port, stop_process, wait_until, xnetmon
 
 
 def fetch(url: str) -> tuple[int, str]:
@@ -37,12 +36,12 @@ def test_collect_counts_slices_and_serves_metrics_and_top_talkers(tmp_path):
         with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
             sock.sendto(ipfix_message([ipfix_template_set(256, V6_FIELDS), data_set(256, rows)]), ("::1", port))
             sock.sendto(b"\x00\x0a\x00", ("::1", port))  # malformed
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        def both_handled() -> str | None:  # the malformed datagram came second
             status, text = fetch(f"http://[::1]:{metrics_port}/metrics")
-            if status == 200 and 'xnet_malformed_packets_total{kind="truncated",protocol="ipfix"} 1.0' in text:
-                break
-            time.sleep(0.1)
+            handled = status == 200 and 'xnet_malformed_packets_total{kind="truncated",protocol="ipfix"} 1.0' in text
+            return text if handled else None
+
+        text = wait_until(both_handled, interval=0.1, what="both datagrams counted in /metrics")
         assert 'xnet_flow_bytes_total{direction="in",exporter="::1",slice="video"} 2600.0' in text
         assert 'xnet_flow_sampling_rate{exporter="::1"} 2.0' in text
         assert 'xnet_flow_templates{exporter="::1"} 1.0' in text

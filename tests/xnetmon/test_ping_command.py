@@ -6,11 +6,10 @@ import json
 import re
 import signal
 import subprocess
-import time
 
 import pytest
 
-from tests.support import REPO, XNETMON, in_netns, network_namespace, xnetmon
+from tests.support import REPO, XNETMON, LineReader, in_netns, network_namespace, xnetmon
 
 pytestmark = pytest.mark.root  # raw sockets (ping sockets are off for root's group here)
 
@@ -75,14 +74,12 @@ def test_without_permission_it_says_what_to_do():
 def test_ctrl_c_prints_the_summary():
     proc = subprocess.Popen([*XNETMON, "probe", "ping", "::1", "-i", "0.05"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=REPO)
+    output = LineReader(proc.stdout)
     try:
-        replies = 0
-        deadline = time.monotonic() + 20
-        while replies < 3 and time.monotonic() < deadline:
-            if " bytes from ::1" in proc.stdout.readline():
-                replies += 1
+        output.wait_for(lambda line: " bytes from ::1" in line, count=3)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
+        out, err = output.text(), proc.stderr.read()
+        proc.wait()
     finally:
         proc.kill()
     assert proc.returncode == 0, err

@@ -6,9 +6,10 @@ import json
 import re
 import signal
 import subprocess
-import time
 
-from tests.support import REPO, XNETMON, free_udp_port, running_reflector, stop_process, xnetmon
+from tests.support import (
+    DEADLINE_S, REPO, XNETMON, LineReader, free_udp_port, running_reflector, stop_process, wait_until, xnetmon,
+)
 
 
 def test_probe_prints_one_line_per_reply_and_a_ping_like_summary():
@@ -73,21 +74,23 @@ def test_reflect_refuses_a_bad_prefix_with_the_key_named():
 def test_run_on_loopback_judges_every_slice_and_serves_the_api():
     proc = subprocess.Popen([*XNETMON, "run", "--loopback", "--report-every", "3600"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    statuses: dict = {}
+
+    def every_slice_ok() -> bool:
+        nonlocal statuses
+        assert proc.poll() is None, "xnetmon run ended early"
+        done = xnetmon("status", "--json")  # the run's own API, on the default [::1]:9863
+        if done.returncode == 0:
+            statuses = {s["name"]: s["status"] for s in json.loads(done.stdout)}
+        return bool(statuses) and all(v == "ok" for v in statuses.values())
+
     try:
-        deadline = time.monotonic() + 90
-        statuses: dict = {}
-        while time.monotonic() < deadline and proc.poll() is None:
-            done = xnetmon("status", "--json")  # the run's own API, on the default [::1]:9863
-            if done.returncode == 0:
-                statuses = {s["name"]: s["status"] for s in json.loads(done.stdout)}
-                if statuses and all(v == "ok" for v in statuses.values()):
-                    break
-            time.sleep(1)
+        wait_until(every_slice_ok, interval=1, what=lambda: f"every slice ok (last seen: {statuses})")
         assert set(statuses) == {"video", "egov", "data", "best-effort"}, statuses
         assert all(v == "ok" for v in statuses.values()), statuses
     finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=DEADLINE_S)
     assert proc.returncode == 0, err
     assert "API      http://[::1]:9863/slices" in out and "metrics  http://[::1]:9863/metrics" in out
     at_exit = out.split("at exit")[1]
@@ -101,14 +104,13 @@ def test_status_asks_a_running_analyzer(tmp_path):
     port = str(free_udp_port())
     proc = subprocess.Popen([*XNETMON, "analyzer", "--listen", f"[::1]:{port}", "--token-file", str(token)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+
+    def answered():
+        done = xnetmon("status", "--analyzer", f"http://[::1]:{port}", "--json")
+        return done if done.returncode == 0 else None
+
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            done = xnetmon("status", "--analyzer", f"http://[::1]:{port}", "--json")
-            if done.returncode == 0 or time.monotonic() > deadline:
-                break
-            time.sleep(0.3)
-        assert done.returncode == 0, done.stderr
+        done = wait_until(answered, interval=0.3, what="the analyzer answering `xnetmon status`")
         assert {s["name"] for s in json.loads(done.stdout)} == {"video", "egov", "data", "best-effort"}
         table = xnetmon("status", "--analyzer", f"http://[::1]:{port}", "--slice", "video")
         assert "two-way-delay-percentile p99" in table.stdout and "no-data" in table.stdout
@@ -125,9 +127,13 @@ def test_ctrl_c_stops_an_endless_probe_with_the_summary():
     with running_reflector("--bind", "::1", "--port", port):
         proc = subprocess.Popen([*XNETMON, "probe", "stamp", "::1", "-p", port, "-i", "0.05"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-        time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
+        output = LineReader(proc.stdout)
+        try:  # Ctrl-C once five probes have had their line (a reply or a loss), however long that took
+            output.wait_for(lambda line: re.search(r"\bseq=\d+", line) is not None, count=5)
+        finally:
+            proc.send_signal(signal.SIGINT)
+        out, err = output.text(), proc.stderr.read()
+        proc.wait()
     assert proc.returncode == 0, err
     assert "--- ::1 STAMP statistics ---" in out
     sent = int(re.search(r"(\d+) sent, (\d+) received", out).group(1))

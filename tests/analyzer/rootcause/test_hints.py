@@ -88,6 +88,7 @@ def test_the_runner_infers_once_per_closed_interval_in_its_own_thread_and_surviv
     from analyzer.store.memory import WindowStore
     from collector.contract.records import PathObservation
     from tests.analyzer_support import batch, observation, window
+    from tests.support import wait_until
 
     store = WindowStore({}, interval_s=0.2, catch_up_s=0)
     interval_ns = store.interval_ns
@@ -102,12 +103,16 @@ def test_the_runner_infers_once_per_closed_interval_in_its_own_thread_and_surviv
     runner = RootCauseRunner(store, declared_names={"fd00::a": "city1a"}, diagnose=diagnose)
     try:
         traced: PathObservation = observation(hops=("fd00::a", "fd00::1"))
-        deadline = time.monotonic() + 5
-        while not runner.hints() and time.monotonic() < deadline:
+
+        def ship_until_hinted() -> bool:  # a lossy window of the interval just past, until a hint shows
+            if runner.hints():
+                return True
             number = time.time_ns() // interval_ns - 1
             lossy = replace(window(number, lost=4), start_ns=number * interval_ns, end_ns=(number + 1) * interval_ns)
             store.ingest(batch(lossy, observations=(traced,)), time.time_ns())
-            time.sleep(0.05)
+            return False
+
+        wait_until(ship_until_hinted, what="a hint")
         [hint] = runner.hints()
     finally:
         runner.stop()

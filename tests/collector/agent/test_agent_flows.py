@@ -18,7 +18,7 @@ from collector.agent.runner import Agent
 from collector.outputs.sinks import InProcessSink
 from collector.system.clock import shared_host_clock
 from tests.flow_export_support import V6_FIELDS, data_set, ipfix_message, ipfix_template_set, record, v6_values
-from tests.support import free_udp_port
+from tests.support import DEADLINE_S, free_udp_port, wait_until, wait_until_async
 
 CONFIG = """
 site: {{name: here}}
@@ -40,22 +40,24 @@ def test_agent_runs_the_receiver_and_exports_its_metrics(tmp_path):
     agent = Agent(plan, sink=InProcessSink(queue.Queue()), clock=shared_host_clock())
     scraped: list[str] = []
 
+    def handled() -> int:
+        with agent.flows.reading():  # held while a datagram is decoded and counted
+            return sum(agent.flows.datagrams.values())
+
     def send_and_scrape() -> None:
         rows = [record(V6_FIELDS, v6_values("2001:db8::1", "2001:db8::2", dscp=26, octets=100, packets=1))]
         with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
             sock.sendto(ipfix_message([ipfix_template_set(256, V6_FIELDS), data_set(256, rows)]), ("::1", flows))
             sock.sendto(b"\x00\x09\x00", ("::1", flows))
-        import time
-
-        time.sleep(0.5)
-        with urllib.request.urlopen(f"http://[::1]:{metrics}/metrics", timeout=5) as answer:
+        wait_until(lambda: handled() == 2, what="both datagrams handled by the agent's receiver")
+        with urllib.request.urlopen(f"http://[::1]:{metrics}/metrics", timeout=DEADLINE_S) as answer:
             scraped.append(answer.read().decode())
-        with urllib.request.urlopen(f"http://[::1]:{metrics}/flows/top?slice=egov", timeout=5) as answer:
+        with urllib.request.urlopen(f"http://[::1]:{metrics}/flows/top?slice=egov", timeout=DEADLINE_S) as answer:
             scraped.append(answer.read().decode())
 
     async def main() -> None:
         task = asyncio.create_task(agent.run())
-        await asyncio.sleep(0.5)
+        await wait_until_async(lambda: agent.server is not None, what="the agent's receiver and /metrics up")
         await asyncio.get_running_loop().run_in_executor(None, send_and_scrape)
         agent.stop()
         await task

@@ -3,7 +3,6 @@ a reload keeps running schedules and refuses a broken file."""
 
 from __future__ import annotations
 
-import asyncio
 import queue
 import urllib.request
 from pathlib import Path
@@ -13,6 +12,7 @@ from collector.agent.runner import Agent
 from collector.outputs.sinks import InProcessSink
 from collector.system.clock import shared_host_clock
 from tests.support import free_udp_port
+from tests.support import DEADLINE_S, free_udp_port, nothing_in_flight, run_until
 
 CONFIG = """
 site: {{name: here}}
@@ -32,35 +32,26 @@ def write_config(path: Path, port: int, metrics: int, slices: str) -> None:
     path.write_text(CONFIG.format(port=port, metrics=metrics, slices=slices))
 
 
-def run_agent_for(agent: Agent, seconds: float, during=None) -> None:
-    async def main():
-        task = asyncio.create_task(agent.run())
-        await asyncio.sleep(seconds / 2)
-        if during is not None:
-            during()
-        await asyncio.sleep(seconds / 2)
-        agent.stop()
-        await task
-
-    asyncio.run(main())
-
-
 def test_agent_ships_windows_health_and_paths_and_serves_metrics(tmp_path):
     port, metrics_port = free_udp_port(), free_udp_port()
     config = tmp_path / "agent.yaml"
     write_config(config, port, metrics_port, "video, egov")
-    batches: queue.Queue = queue.Queue()
-    agent = Agent(load_plan(config), sink=InProcessSink(batches), clock=shared_host_clock())
+    shipped: list = []
+    agent = Agent(load_plan(config), sink=InProcessSink(shipped.append), clock=shared_host_clock())
     scraped = []
 
     def scrape():
-        with urllib.request.urlopen(f"http://[::1]:{metrics_port}/metrics", timeout=5) as response:
+        with urllib.request.urlopen(f"http://[::1]:{metrics_port}/metrics", timeout=DEADLINE_S) as response:
             scraped.append(response.read().decode())
 
-    run_agent_for(agent, 3.0, during=scrape)
-    shipped = []
-    while not batches.empty():
-        shipped.append(batches.get())
+    def enough_shipped() -> bool:
+        """2.5 s worth of probes shipped, both slices traced, and no probe awaiting its reply."""
+        sent = sum(w.sent for b in list(shipped) for w in b.windows)
+        traced = {o.slice for b in list(shipped) for o in b.observations}
+        return sent >= 2 * 50 and traced == {"video", "egov"} and nothing_in_flight(agent.scheduler)
+
+    # Scrape once the first windows of both slices are counted; stop once enough was shipped.
+    run_until(agent.run, agent.stop, enough_shipped, during=(lambda: agent.windows_total >= 2, scrape))
     windows = [w for b in shipped for w in b.windows]
     assert {w.key.slice for w in windows} == {"video", "egov"}
     assert sum(w.sent for w in windows) >= 2 * 50 and all(w.received == w.sent for w in windows)
@@ -80,15 +71,21 @@ def test_reload_keeps_running_schedules_and_refuses_a_broken_file(tmp_path):
     write_config(config, port, metrics_port, "video")
     agent = Agent(load_plan(config), sink=InProcessSink(queue.Queue()), clock=shared_host_clock())
     video_session = next(iter(agent.scheduler._schedules.values())).target.session
-    outcomes = []
+    outcomes, probes_at_reload = [], []
+
+    def probes_sent() -> int:
+        return agent.scheduler.telemetry.probes_sent
 
     def edit_and_reload():
         config.write_text("site: [not, a, mapping]\n")
         outcomes.append(agent.reload())
         write_config(config, port, metrics_port, "video, data")
         outcomes.append(agent.reload())
+        probes_at_reload.append(probes_sent())
 
-    run_agent_for(agent, 2.0, during=edit_and_reload)
+    # Reload once the first plan probes; stop once the reloaded plan has probed too.
+    run_until(agent.run, agent.stop, lambda: probes_sent() >= probes_at_reload[0] + 2 * 10,
+              during=(lambda: probes_sent() >= 10, edit_and_reload))
     assert outcomes == [False, True]
     slices = {s.probe.slice.name: s for s in agent.scheduler._schedules.values()}
     assert set(slices) == {"video", "data"}

@@ -24,7 +24,7 @@ from collector.agent.config import ConfigError
 from collector.agent.plan import load_plan
 from tests.capture_support import created_in
 from tests.flow_export_support import V6_FIELDS, data_set, ipfix_message, ipfix_template_set, record, v6_values
-from tests.support import REPO, XNETMON, network_namespace, stop_process
+from tests.support import DEADLINE_S, REPO, XNETMON, network_namespace, stop_process, wait_until
 
 A, B = "fd00:cafe:8::1", "fd00:cafe:8::2"
 IF_A, IF_B = "xac-a", "xac-b"
@@ -52,18 +52,14 @@ def _veth_pair(ns_a: str, ns_b: str) -> None:
     for ns, dev, address in ((ns_a, IF_A, A), (ns_b, IF_B, B)):
         subprocess.run(["ip", "-n", ns, "addr", "add", f"{address}/64", "dev", dev, "nodad"], check=True)
         subprocess.run(["ip", "-n", ns, "link", "set", dev, "up"], check=True)
-    for _ in range(50):
-        if subprocess.run(["ip", "netns", "exec", ns_a, "ping", "-6", "-c", "1", "-W", "1", B],
-                          capture_output=True).returncode == 0:
-            return
-        time.sleep(0.1)
-    raise AssertionError("veth pair not reachable")
+    wait_until(lambda: subprocess.run(["ip", "netns", "exec", ns_a, "ping", "-6", "-c", "1", "-W", "1", B],
+                                      capture_output=True).returncode == 0, interval=0.1, what="the veth pair reachable")
 
 
 def _get(ns: str, path: str) -> tuple[int, str]:
     """GET http://[::1]:METRICS_PORT/PATH inside the namespace."""
-    sock = created_in(ns, lambda: socket.create_connection(("::1", METRICS_PORT), timeout=5))
-    connection = http.client.HTTPConnection("::1", METRICS_PORT, timeout=5)
+    sock = created_in(ns, lambda: socket.create_connection(("::1", METRICS_PORT), timeout=DEADLINE_S))
+    connection = http.client.HTTPConnection("::1", METRICS_PORT, timeout=DEADLINE_S)
     connection.sock = sock
     try:
         connection.request("GET", path)
@@ -90,18 +86,19 @@ def _value(text: str, name: str, **labels: str) -> float | None:
     return found
 
 
-def _wait_for(ns: str, ready, timeout: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout
-    text = ""
-    while time.monotonic() < deadline:
+def _wait_for(ns: str, ready) -> str:
+    """The agent's /metrics once `ready(text)` holds."""
+    last = ""
+
+    def scraped() -> str | None:
+        nonlocal last
         try:
-            text = _scrape(ns)
+            last = _scrape(ns)
         except OSError:
-            text = ""
-        if text and ready(text):
-            return text
-        time.sleep(0.3)
-    raise AssertionError(f"not seen within {timeout} s; last scrape:\n{text[-3000:]}")
+            last = ""
+        return last if last and ready(last) else None
+
+    return wait_until(scraped, interval=0.3, what=lambda: f"the awaited metrics; last scrape:\n{last[-3000:]}")
 
 
 def _udp_receivers(ns_b: str) -> list[socket.socket]:
@@ -236,7 +233,7 @@ def test_agent_captures_its_interface_into_flow_and_passive_rtt_metrics(tmp_path
             assert _value(text, "xnet_flow_packets_total", slice="egov", exporter=exporter) == PER_SLICE
             assert "xnet_passive_rtt_seconds" not in text  # that meter went with the old capture
         finally:
-            stop_process(agent, timeout=10)
+            stop_process(agent)
             for sock in receivers:
                 sock.close()
         _, err = agent.communicate()

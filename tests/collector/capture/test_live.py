@@ -9,12 +9,12 @@ import math
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
 from collector.capture.live import Sampler
-from tests.support import REPO, network_namespace, stop_process
+from tests.capture_support import wait_until_drained
+from tests.support import REPO, network_namespace, stop_process, wait_until
 
 A, B = "fd00:cafe::1", "fd00:cafe::2"
 SLICES = {"video": (34, 100), "egov": (26, 200), "data": (18, 300), "best-effort": (0, 400)}  # DSCP, payload
@@ -61,12 +61,9 @@ def _veth_pair(ns_a: str, ns_b: str) -> None:
     for ns, dev, address in ((ns_a, "xc-a", A), (ns_b, "xc-b", B)):
         subprocess.run(["ip", "-n", ns, "addr", "add", f"{address}/64", "dev", dev, "nodad"], check=True)
         subprocess.run(["ip", "-n", ns, "link", "set", dev, "up"], check=True)
-    for _ in range(50):  # neighbour discovery done, so no packet waits in the unresolved queue
-        if subprocess.run(["ip", "netns", "exec", ns_a, "ping", "-6", "-c", "1", "-W", "1", B],
-                          capture_output=True).returncode == 0:
-            return
-        time.sleep(0.1)
-    raise AssertionError("veth pair not reachable")
+    # Neighbour discovery done, so no packet waits in the unresolved queue.
+    wait_until(lambda: subprocess.run(["ip", "netns", "exec", ns_a, "ping", "-6", "-c", "1", "-W", "1", B],
+                                      capture_output=True).returncode == 0, interval=0.1, what="the veth pair reachable")
 
 
 def _capture_while_sending(rate: int, per_slice: int) -> dict:
@@ -79,7 +76,7 @@ def _capture_while_sending(rate: int, per_slice: int) -> dict:
             assert capturer.stdout.readline().strip() == "ready", capturer.stderr.read()
             subprocess.run(["ip", "netns", "exec", ns_a, sys.executable, "-c", SENDER, B, str(per_slice)],
                            check=True, timeout=300)
-            time.sleep(0.5)  # the last packets reach the capture
+            wait_until_drained(capturer.pid)  # the last packets counted
             out, err = capturer.communicate("stop\n", timeout=120)
         finally:
             if capturer.poll() is None:

@@ -11,7 +11,6 @@ import logging
 import queue
 import socket
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -21,6 +20,7 @@ from collector.contract.records import CollectorHealth, FlowId, PathObservation
 from collector.contract.shipment import ShipmentBatch
 from collector.outputs.sinks import Backoff, HttpSink, InProcessSink, Outcome, WindowSink, classify
 from tests.analyzer_support import W, window
+from tests.support import CountingBackoff, Stopwatch, wait_until
 
 TOKEN = "s3cret"
 FAST = Backoff(initial_s=0.01, cap_s=0.05)  # keeps outage tests quick
@@ -33,14 +33,6 @@ def batch(*seqs: int, **extra) -> ShipmentBatch:
 OBSERVATION = PathObservation("cnty1a", "core", "video", FlowId("udp", 0x12345, 33434, 862),
                               ("fd00::1", None, "fd00::2"), True, 17 * W)
 HEALTH = CollectorHealth("cnty1a", 17 * W, 200_000, 900_000, 1000, 0, 0, 0, 1.5, 12, 0, 0)
-
-
-def wait_until(condition, timeout: float = 5.0) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 # -- a real receiver --------------------------------------------------------------------------
@@ -209,7 +201,8 @@ def test_delivers_batches_with_the_bearer_token(receiver, make_sink):
 
 def test_analyzer_outage_loses_and_duplicates_nothing(receiver, make_sink):
     receiver.start()
-    sink = make_sink(receiver.url)
+    backoff = CountingBackoff(FAST)
+    sink = make_sink(receiver.url, backoff=backoff)
     sink.submit(batch(0))
     wait_until(lambda: sink.delivered_total == 1)
 
@@ -217,7 +210,7 @@ def test_analyzer_outage_loses_and_duplicates_nothing(receiver, make_sink):
     for seq in range(1, 21):
         sink.submit(ShipmentBatch("cnty1a", (window(seq, target="core"), window(seq, target="prov3")), created_ns=seq))
     wait_until(lambda: sink.spool_depth == 40)
-    time.sleep(0.2)  # several failed retries
+    wait_until(lambda: backoff.retries >= 3)  # several failed retries
     assert sink.delivered_total == 1
 
     receiver.start()  # same port
@@ -311,9 +304,9 @@ def test_damaged_spool_lines_are_skipped_and_counted_not_fatal(receiver, make_si
 def test_close_gives_up_on_an_absent_analyzer_within_its_timeout(receiver, make_sink):
     sink = make_sink(receiver.url)
     sink.submit(batch(1))
-    started = time.monotonic()
+    watch = Stopwatch()  # the machine's share excused
     sink.close(timeout=0.3)
-    assert time.monotonic() - started < 1.0
+    assert watch.seconds() < 1.0
     assert sink.spool_depth == 1 and sink.delivered_total == 0
 
 

@@ -21,8 +21,18 @@ from collector.wire.stamp import (
     ns_to_ntp,
 )
 from collector.wire.stamp_tlv import ClassOfService, DirectMeasurement, ExtraPadding, FollowUpTelemetry, HmacTlv
+from collector.wire.stamp_tlv import ClassOfService, DirectMeasurement, ExtraPadding, HmacTlv
+from tests.support import DEADLINE_S, wait_until
 
 KEY = b"extranet-test-key"
+
+
+def handled(reflector: Reflector) -> int:
+    """Requests the reflector is done with: answered, refused or found malformed. It counts a
+    reply after sending it, so the client may see the reply first."""
+    stats = reflector.stats
+    return (stats.reflected + stats.send_errors + stats.refused_not_allowed + stats.refused_rate_limited
+            + sum(stats.malformed.values()))
 
 
 def request(seq: int, *, ssid: int = 9, tlvs=(), key=None, authenticated=False) -> bytes:
@@ -34,7 +44,7 @@ class Client:
     def __init__(self, port: int, family=socket.AF_INET6, host="::1") -> None:
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         enable_receive_metadata(self.sock)
-        self.sock.settimeout(1.0)
+        self.sock.settimeout(DEADLINE_S)  # bounds a missing reply only
         self.target = (host, port)
 
     def ask(self, octets: bytes):
@@ -42,16 +52,16 @@ class Client:
         data, anc, _flags, _addr = self.sock.recvmsg(4096, 256)
         return data, parse_ancillary(anc)
 
-    def silent(self, octets: bytes, wait: float = 0.3) -> bool:
+    def silent(self, octets: bytes, reflector: Reflector) -> bool:
+        """True if the reflector, once done with `octets`, sent nothing back."""
+        before = handled(reflector)
         self.sock.sendto(octets, self.target)
-        self.sock.settimeout(wait)
-        try:
-            self.sock.recv(4096)
-        except TimeoutError:
-            return True
-        finally:
-            self.sock.settimeout(1.0)
-        return False
+        wait_until(lambda: handled(reflector) > before, what="the reflector handling the request")
+        return not self.waiting()  # a reply would have arrived before the request was counted
+
+    def waiting(self) -> bool:
+        """A datagram is there to read."""
+        return bool(select.select([self.sock], [], [], 0)[0])
 
 
 @pytest.fixture
@@ -199,10 +209,10 @@ def test_reply_is_never_larger_than_the_request(reflector_factory):
 def test_malformed_datagrams_are_counted_and_the_reflector_keeps_answering(reflector_factory):
     r = reflector_factory()
     client = Client(r.port)
-    assert client.silent(b"short")
+    assert client.silent(b"short", r)
     zero_multiplier = bytearray(request(1))
     zero_multiplier[13] = 0
-    assert client.silent(bytes(zero_multiplier))
+    assert client.silent(bytes(zero_multiplier), r)
     assert decode_reflector(client.ask(request(2))[0]).sender_seq == 2
     r.stop()  # the reply is counted once sent, which the client may see first; a stop waits for it
     assert r.stats.malformed == {"short": 1, "error-estimate": 1}
@@ -211,7 +221,7 @@ def test_malformed_datagrams_are_counted_and_the_reflector_keeps_answering(refle
 
 def test_allow_list_refuses_other_sources(reflector_factory):
     r = reflector_factory(allow=("2001:db8::/32",))
-    assert Client(r.port).silent(request(1))
+    assert Client(r.port).silent(request(1), r)
     assert r.stats.refused_not_allowed == 1
     r2 = reflector_factory(allow=("::1/128",))
     assert Client(r2.port).ask(request(1))[0]
@@ -223,13 +233,10 @@ def test_rate_limit_per_source(reflector_factory):
     answered = 0
     for seq in range(6):
         client.sock.sendto(request(seq), client.target)
-    client.sock.settimeout(0.3)
-    try:
-        while True:
-            client.sock.recv(4096)
-            answered += 1
-    except TimeoutError:
-        pass
+    wait_until(lambda: handled(r) == 6, what="the reflector handling all six requests")
+    while client.waiting():
+        client.sock.recv(4096)
+        answered += 1
     assert answered == 3 and r.stats.refused_rate_limited == 3
 
 
@@ -239,7 +246,7 @@ def test_authenticated_mode_answers_only_correct_hmacs(reflector_factory):
     data, _ = client.ask(request(7, key=KEY, authenticated=True, tlvs=[HmacTlv()]))
     reply = decode_reflector(data, authenticated=True)
     assert len(data) == AUTH_BASE_LEN + 20 and reply.sender_seq == 7
-    assert client.silent(request(8, key=b"wrong key", authenticated=True))
+    assert client.silent(request(8, key=b"wrong key", authenticated=True), r)
     assert r.stats.malformed["auth"] == 1
 
 

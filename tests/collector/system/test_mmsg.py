@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import socket
 import time
 
@@ -10,8 +11,15 @@ import pytest
 from collector.reflector.session_reflector import Reflector, ReflectorConfig
 from collector.system import measurement_sockets, mmsg
 from collector.wire.stamp import ErrorEstimate, SenderPacket, decode_reflector, encode_sender, ns_to_ntp
+from tests.support import DEADLINE_S, wait_until
 
 pytestmark = pytest.mark.skipif(not mmsg.available(), reason="recvmmsg/sendmmsg need Linux on a 64-bit ABI")
+
+
+def arrived(server: socket.socket) -> None:
+    """Until the burst is there to read. Loopback queues each datagram at the receiver within
+    its sendto, in order: once the first is readable, the burst sent before is whole."""
+    wait_until(lambda: select.select([server], [], [], 0)[0], what="the burst at the receiver")
 
 
 @pytest.fixture
@@ -21,7 +29,7 @@ def pair():
     measurement_sockets.enable_receive_metadata(server)
     client = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     client.bind(("::1", 0))
-    client.settimeout(1.0)
+    client.settimeout(DEADLINE_S)  # bounds a missing reply only
     measurement_sockets.set_traffic_class(client, 26 << 2)
     yield server, client
     server.close()
@@ -32,7 +40,7 @@ def test_a_burst_is_received_in_one_call_with_sender_and_metadata(pair):
     server, client = pair
     for i in range(5):
         client.sendto(bytes([i]) * (10 + i), server.getsockname())
-    time.sleep(0.05)
+    arrived(server)
     batch = mmsg.DatagramBatch(capacity=8, size=2048)
     assert batch.receive(server.fileno()) == 5
     for i in range(5):
@@ -51,7 +59,7 @@ def test_replies_go_back_in_one_call_with_their_own_traffic_class(pair):
     measurement_sockets.enable_receive_metadata(client)
     for i in range(3):
         client.sendto(b"request-%d" % i, server.getsockname())
-    time.sleep(0.05)
+    arrived(server)
     batch = mmsg.DatagramBatch(capacity=4, size=2048)
     count = batch.receive(server.fileno())
     for i in range(count):
@@ -69,7 +77,7 @@ def test_reflector_answers_the_same_without_batching(monkeypatch):
     monkeypatch.setattr(mmsg, "available", lambda: False)
     with Reflector(ReflectorConfig(bind=("::1",), port=0, stateful=True)) as reflector:
         client = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-        client.settimeout(1.0)
+        client.settimeout(DEADLINE_S)  # bounds a missing reply only
         seqs = []
         for seq in (4, 5):
             client.sendto(encode_sender(SenderPacket(seq, ns_to_ntp(time.time_ns()), ErrorEstimate(), 3)),
