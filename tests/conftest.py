@@ -68,3 +68,11 @@ def lab(small_lab):
     heal_everything(small_lab)
     yield small_lab
     heal_everything(small_lab)
+
+
+@pytest.fixture(autouse=True)
+def own_sigterm():
+    """Commands run in-process (cli.main) install their SIGTERM handler; the test run keeps its own."""
+    before = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, before)

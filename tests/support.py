@@ -95,8 +95,9 @@ def run_until(run: Callable[[], Awaitable[object]], stop: Callable[[], None], do
 
 def nothing_in_flight(scheduler) -> bool:
     """No STAMP probe of a collector.agent.scheduler.Scheduler awaits its reply: a stop now
-    counts none as lost for having been stopped."""
-    return all(s.stamp.outstanding == 0 for s in scheduler._schedules.values() if s.stamp is not None)
+    counts none as lost for having been stopped. (A STAMP schedule's target holds its session.)"""
+    sessions = (getattr(s.target, "session", None) for s in scheduler._schedules.values())
+    return all(session.outstanding == 0 for session in sessions if session is not None)
 
 
 class CountingBackoff:

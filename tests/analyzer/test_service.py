@@ -24,13 +24,7 @@ from analyzer.service import (
 from analyzer.sla.verdicts import default_policies
 from collector.contract.shipment import ShipmentBatch
 from tests.analyzer_support import T0, W, batch, window
-
-
-def wait_until(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
+from tests.support import wait_until
 
 
 def new_store(state_dir=None):

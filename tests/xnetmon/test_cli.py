@@ -6,19 +6,10 @@ from __future__ import annotations
 import signal
 import subprocess
 
-import pytest
 
 from tests.stamp_support import reflector_answers
 from tests.support import REPO, XNETMON
 from xnetmon.cli import COMMAND_MODULES, build_parser, main
-
-
-@pytest.fixture
-def own_sigterm():
-    """main() installs its SIGTERM handler; the test run keeps its own."""
-    before = signal.getsignal(signal.SIGTERM)
-    yield
-    signal.signal(signal.SIGTERM, before)
 
 
 def test_every_command_module_adds_its_command():

@@ -5,20 +5,11 @@ error is not taken for the user's mistake."""
 from __future__ import annotations
 
 import argparse
-import signal
 
 import pytest
 
 from xnetmon import cli
 from xnetmon.errors import UsageError
-
-
-@pytest.fixture(autouse=True)
-def own_sigterm():
-    """main() installs its SIGTERM handler; the test run keeps its own."""
-    before = signal.getsignal(signal.SIGTERM)
-    yield
-    signal.signal(signal.SIGTERM, before)
 
 
 def failing_with(error: Exception) -> argparse.ArgumentParser:

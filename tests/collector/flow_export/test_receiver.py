@@ -19,8 +19,8 @@ from tests.flow_export_support import (
     v6_values,
     v9_packet,
     v9_template_flowset,
-    wait_for,
 )
+from tests.support import wait_until
 
 ROW = record(V6_FIELDS, v6_values("2001:db8::1", "2001:db8::2", octets=1000, packets=2))
 IPFIX = ipfix_message([ipfix_template_set(256, V6_FIELDS), data_set(256, [ROW])])
@@ -47,7 +47,7 @@ def test_every_listen_address_is_served_and_exporters_are_named_by_their_address
         assert v6[0] == "::1" and v4[0] == "127.0.0.1" and v6[1] > 0 and v4[1] > 0
         send(IPFIX, v6)
         send(NETFLOW9, v4)
-        assert wait_for(lambda: datagrams_seen(receiver) == 2)
+        wait_until(lambda: datagrams_seen(receiver) == 2, what="the receiver counting both datagrams")
     assert dict(receiver.datagrams) == {("::1", "ipfix"): 1, ("127.0.0.1", "netflow9"): 1}
     assert receiver.counters.by_slice()["video"].bytes == 2000
     assert receiver.addresses == []  # stopping closed the sockets
@@ -58,7 +58,7 @@ def test_one_port_takes_every_protocol_and_counts_what_is_none_of_them():
         [address] = receiver.addresses
         for datagram in (IPFIX, NETFLOW9, SFLOW, b"\x00\x07garbage"):
             send(datagram, address)
-        assert wait_for(lambda: datagrams_seen(receiver) == 3 and receiver.malformed)
+        wait_until(lambda: datagrams_seen(receiver) == 3 and receiver.malformed, what="the malformed datagram counted")
     assert sorted(protocol for _, protocol in receiver.datagrams) == ["ipfix", "netflow9", "sflow"]
     assert dict(receiver.malformed) == {("unknown", "version"): 1}
 

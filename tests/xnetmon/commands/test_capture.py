@@ -5,7 +5,6 @@ the command on slice captures and live in a namespace.)"""
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 
 import pytest
@@ -15,13 +14,6 @@ from collector.capture.altmark import AltMark, encode_altmark
 from tests.flow_export_support import write_slice_pcap
 from xnetmon.cli import main
 from xnetmon.commands.capture import _table
-
-
-@pytest.fixture(autouse=True)
-def own_sigterm():
-    before = signal.getsignal(signal.SIGTERM)
-    yield
-    signal.signal(signal.SIGTERM, before)
 
 
 def marked_capture(path: Path) -> Path:

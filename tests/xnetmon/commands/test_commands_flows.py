@@ -5,7 +5,6 @@ refuses. (tests/xnetmon/test_flows_command.py runs `flows collect` against expor
 from __future__ import annotations
 
 import json
-import signal
 
 import pytest
 
@@ -13,13 +12,6 @@ from collector.flow_export.receiver import FlowReceiver, ReceiverSettings
 from tests.flow_export_support import V6_FIELDS, data_set, ipfix_message, ipfix_template_set, record, v6_values
 from xnetmon.cli import UsageError, main
 from xnetmon.commands.flows import parse_sampling, print_table
-
-
-@pytest.fixture(autouse=True)
-def own_sigterm():
-    before = signal.getsignal(signal.SIGTERM)
-    yield
-    signal.signal(signal.SIGTERM, before)
 
 
 def fed() -> FlowReceiver:

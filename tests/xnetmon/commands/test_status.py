@@ -4,7 +4,6 @@ the analyzer's JSON for scripts, and no analyzer at all."""
 from __future__ import annotations
 
 import json
-import signal
 
 import pytest
 
@@ -25,13 +24,6 @@ def analyzer():
     now = settled(T0 + 7)
     with ApiServer(create_app(store, token=None, clock=lambda: now), ("::1", 0)) as server:
         yield server.url
-
-
-@pytest.fixture(autouse=True)
-def own_sigterm():
-    before = signal.getsignal(signal.SIGTERM)
-    yield
-    signal.signal(signal.SIGTERM, before)
 
 
 def rows(text: str) -> dict[str, list[str]]:
