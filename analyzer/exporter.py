@@ -35,7 +35,8 @@ COUNTERS = {  # store counter -> (metric, help); full names, so a metric can be 
         "Path windows received again (agents deliver at least once) and ignored.",
     ),
     "batches_rejected": (
-        "xnet_analyzer_batches_rejected_total", "Shipments refused: bad token, malformed body or too large.",
+        "xnet_analyzer_batches_rejected_total",
+        "Shipments refused: bad token, malformed body or too large.",
     ),
 }
 
@@ -93,7 +94,8 @@ def _slice_families(verdicts: Sequence) -> Iterator[Metric]:
         labels=["slice", "window"],
     )
     since = GaugeMetricFamily(
-        "xnet_slice_state_since_timestamp_seconds", "Unix time at which the slice entered its current state.",
+        "xnet_slice_state_since_timestamp_seconds",
+        "Unix time at which the slice entered its current state.",
         labels=["slice"],
     )
     for verdict in sorted(verdicts, key=lambda v: v.slice):

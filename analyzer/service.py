@@ -61,8 +61,9 @@ class SnapshotKeeper:
     """Writes the store's snapshot every `every_s` seconds from a thread, and once more at
     `stop()`; also advances the store's clock so that verdicts move while no agent reports."""
 
-    def __init__(self, store: WindowStore, state_dir: str | Path, every_s: float = SNAPSHOT_EVERY_S,
-                 tick_s: float = 1.0) -> None:
+    def __init__(
+        self, store: WindowStore, state_dir: str | Path, every_s: float = SNAPSHOT_EVERY_S, tick_s: float = 1.0
+    ) -> None:
         self.store = store
         self.path = Path(state_dir) / SNAPSHOT_NAME
         self.every_s = every_s
@@ -104,8 +105,14 @@ class RootCauseRunner:
 
     RECENT_EPOCHS = 30
 
-    def __init__(self, store: WindowStore, *, declared_names: Mapping[str, str] | None = None,
-                 diagnose: Callable | None = None, poll_s: float | None = None) -> None:
+    def __init__(
+        self,
+        store: WindowStore,
+        *,
+        declared_names: Mapping[str, str] | None = None,
+        diagnose: Callable | None = None,
+        poll_s: float | None = None,
+    ) -> None:
         from analyzer.rootcause.evidence import EvidenceBuilder
         from analyzer.rootcause.hints import HintTracker
 
@@ -220,15 +227,25 @@ class ApiServer:
     """The app served by uvicorn from a daemon thread; `stop()` ends it and closes its sockets.
     `listen` is (host, port), port 0 picking one, or a listening socket."""
 
-    def __init__(self, app, listen: tuple[str, int] | socket.socket, *, log_level: str = "warning",
-                 extra_sockets: Sequence[socket.socket] = ()) -> None:
+    def __init__(
+        self,
+        app,
+        listen: tuple[str, int] | socket.socket,
+        *,
+        log_level: str = "warning",
+        extra_sockets: Sequence[socket.socket] = (),
+    ) -> None:
         """`extra_sockets`: more listening sockets served by the same app, e.g. one opened
         inside a lab site's namespace so that agents there can ship to this analyzer."""
         self.socket = listen if isinstance(listen, socket.socket) else listening_socket(*listen)
         self.extra_sockets = list(extra_sockets)
         self.server = uvicorn_server(app, log_level)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket, *self.extra_sockets]},
-                                       name="xnetmon-analyzer-api", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.run,
+            kwargs={"sockets": [self.socket, *self.extra_sockets]},
+            name="xnetmon-analyzer-api",
+            daemon=True,
+        )
         self.thread.start()
         deadline = time.monotonic() + 10
         while not self.server.started and self.thread.is_alive() and time.monotonic() < deadline:
@@ -271,17 +288,26 @@ class AnalyzerService:
     Raises ValueError when the snapshot cannot be read and OSError when `listen` cannot be
     bound, both before any thread starts."""
 
-    def __init__(self, policies: Mapping[str, object], listen: tuple[str, int], *,
-                 state_dir: str | Path | None = None, declared_names: Mapping[str, str] | None = None,
-                 token: str | None = None, prober: Callable | None = None, feed: bool = False,
-                 **store_options) -> None:
+    def __init__(
+        self,
+        policies: Mapping[str, object],
+        listen: tuple[str, int],
+        *,
+        state_dir: str | Path | None = None,
+        declared_names: Mapping[str, str] | None = None,
+        token: str | None = None,
+        prober: Callable | None = None,
+        feed: bool = False,
+        **store_options,
+    ) -> None:
         self.store = open_store(state_dir, policies, **store_options)
         self.socket = listening_socket(*listen)
         self.keeper = SnapshotKeeper(self.store, state_dir) if state_dir is not None else None
         self.feeder = StoreFeeder(self.store) if feed else None
         self.inference = RootCauseRunner(self.store, declared_names=declared_names)
-        self.app = create_app(self.store, token=token, prober=prober, hints=self.inference.hints,
-                              site_names=declared_names)
+        self.app = create_app(
+            self.store, token=token, prober=prober, hints=self.inference.hints, site_names=declared_names
+        )
         self._server: ApiServer | None = None
 
     def serve_in_thread(self, *, extra_sockets: Sequence[socket.socket] = ()) -> ApiServer:

@@ -38,8 +38,9 @@ class TracedTopology:
     links: dict[TracedLink, list[PathUse]] = field(default_factory=dict)
 
     @classmethod
-    def from_observations(cls, observations: Iterable[PathObservation],
-                          names: Mapping[str, str] | None = None) -> TracedTopology:
+    def from_observations(
+        cls, observations: Iterable[PathObservation], names: Mapping[str, str] | None = None
+    ) -> TracedTopology:
         """`names`: address -> site (analyzer.traced_links.hop_names); without, hops stay addresses."""
         topology = cls()
         for observation in sorted(observations, key=lambda o: (o.source, o.target, o.slice)):

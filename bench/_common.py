@@ -72,7 +72,11 @@ class Server:
 
     def start(self, timeout: float = 15.0) -> Server:
         self.proc = subprocess.Popen(
-            self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+            self.argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
         )
         deadline = time.monotonic() + timeout
         seen = []
@@ -218,8 +222,20 @@ class NamespacePair:
             for ns in (self.ns_a, self.ns_b):
                 ip("netns", "add", ns)
                 ip("-n", ns, "link", "set", "lo", "up")
-            ip("link", "add", self.if_a, "netns", self.ns_a, "type", "veth",
-               "peer", "name", self.if_b, "netns", self.ns_b)
+            ip(
+                "link",
+                "add",
+                self.if_a,
+                "netns",
+                self.ns_a,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                self.if_b,
+                "netns",
+                self.ns_b,
+            )
             for ns, dev, address in ((self.ns_a, self.if_a, self.addr_a), (self.ns_b, self.if_b, self.addr_b)):
                 ip("-n", ns, "addr", "add", f"{address}/64", "dev", dev, "nodad")
                 ip("-n", ns, "link", "set", dev, "up")
@@ -240,8 +256,11 @@ class NamespacePair:
     def wait_reachable(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            probe = subprocess.run(in_namespace(self.ns_a, "ping", "-6", "-n", "-c", "1", "-W", "1", self.reach_address),
-                                   capture_output=True, text=True)
+            probe = subprocess.run(
+                in_namespace(self.ns_a, "ping", "-6", "-n", "-c", "1", "-W", "1", self.reach_address),
+                capture_output=True,
+                text=True,
+            )
             if probe.returncode == 0:
                 return
             time.sleep(0.1)

@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as c  # noqa: E402
+import _common as c
 
 TARGET_PREFIX = "fd00:5ca1::"
 TARGET_NET = "fd00:5ca1::/112"
@@ -52,9 +52,43 @@ SMOKEPING_PORT = 9374
 TOOLS = ("icmp", "smokeping", "stamp")
 # Histogram bounds (seconds) given to smokeping_prober; our RTTs are also put on them so that
 # the spread of both tools is read the same way (each tool's exact spread is in the JSON too).
-BUCKETS_S = [b / 1e6 for b in (10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 120, 140, 160, 180, 200, 250, 300,
-                               400, 500, 750, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 250000, 1000000,
-                               2500000, 5000000, 10000000)]
+BUCKETS_S = [
+    b / 1e6
+    for b in (
+        10,
+        20,
+        30,
+        40,
+        50,
+        60,
+        70,
+        80,
+        90,
+        100,
+        120,
+        140,
+        160,
+        180,
+        200,
+        250,
+        300,
+        400,
+        500,
+        750,
+        1000,
+        2000,
+        5000,
+        10000,
+        20000,
+        50000,
+        100000,
+        250000,
+        1000000,
+        2500000,
+        5000000,
+        10000000,
+    )
+]
 HIST_US = 100_000  # our histograms: 1 us bins up to 100 ms, then 1 ms bins up to 100 s (the max is kept exactly)
 COARSE_MS = 99_900
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -88,15 +122,13 @@ class ScaleTestbed(c.NamespacePair):
     sysctl = staticmethod(c.set_sysctl)
 
 
-
-
 # -- what the parent reads of a process ------------------------------------------------------
 
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process, from /proc/PID/stat."""
     stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "; state is fields[0]
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "; state is fields[0]
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
@@ -122,7 +154,7 @@ def _hist_percentile(counts: list[int], q: float, coarse: list[int] | None = Non
     total = sum(counts) + sum(coarse)
     if not total:
         return None
-    rank = max(1, int(round(total * q / 100.0 + 0.4999)))
+    rank = max(1, round(total * q / 100.0 + 0.4999))
     seen = 0
     for i, n in enumerate(counts):
         seen += n
@@ -159,7 +191,7 @@ def _bins_to_buckets(bins: list[int], over: int) -> list[float]:
     running = 0
     index = 0
     for bound in BUCKETS_S:
-        limit = min(int(round(bound * 1e6)), len(bins))
+        limit = min(round(bound * 1e6), len(bins))
         while index < limit:
             running += bins[index]
             index += 1
@@ -214,10 +246,29 @@ def _sample(pid: int) -> tuple[float, float]:
     return time.monotonic(), cpu_seconds(pid)
 
 
-def run_ours(bed: ScaleTestbed, kind: str, targets_file: Path, warmup: float, duration: float,
-             window_s: float, reflector_pid: int | None, profile: Path | None = None) -> dict:
-    argv = bed.exec(bed.prober_ns, c.PYTHON, str(Path(__file__).resolve()), "--child", kind,
-                    "--targets-file", str(targets_file), "--port", str(STAMP_PORT), "--window", str(window_s))
+def run_ours(
+    bed: ScaleTestbed,
+    kind: str,
+    targets_file: Path,
+    warmup: float,
+    duration: float,
+    window_s: float,
+    reflector_pid: int | None,
+    profile: Path | None = None,
+) -> dict:
+    argv = bed.exec(
+        bed.prober_ns,
+        c.PYTHON,
+        str(Path(__file__).resolve()),
+        "--child",
+        kind,
+        "--targets-file",
+        str(targets_file),
+        "--port",
+        str(STAMP_PORT),
+        "--window",
+        str(window_s),
+    )
     if profile is not None:
         argv += ["--profile", str(profile)]
     prober = Measured(argv, ready="running")
@@ -282,14 +333,25 @@ def run_ours(bed: ScaleTestbed, kind: str, targets_file: Path, warmup: float, du
     return result
 
 
-def run_smokeping(bed: ScaleTestbed, binary: str, tmp: Path, warmup: float, duration: float,
-                  privileged: bool, start_timeout: float) -> dict:
+def run_smokeping(
+    bed: ScaleTestbed, binary: str, tmp: Path, warmup: float, duration: float, privileged: bool, start_timeout: float
+) -> dict:
     config = tmp / "smokeping.yml"
-    config.write_text("targets:\n- hosts:\n" + "".join(f"  - \"{a}\"\n" for a in bed.addresses)
-                      + "  interval: 1s\n  network: ip6\n  protocol: icmp\n")
-    argv = bed.exec(bed.prober_ns, binary, f"--config.file={config}", "-i", "1s",
-                    f"--web.listen-address=[::1]:{SMOKEPING_PORT}",
-                    "--buckets=" + ",".join(f"{b:g}" for b in BUCKETS_S), "--log.level=info")
+    config.write_text(
+        "targets:\n- hosts:\n"
+        + "".join(f'  - "{a}"\n' for a in bed.addresses)
+        + "  interval: 1s\n  network: ip6\n  protocol: icmp\n"
+    )
+    argv = bed.exec(
+        bed.prober_ns,
+        binary,
+        f"--config.file={config}",
+        "-i",
+        "1s",
+        f"--web.listen-address=[::1]:{SMOKEPING_PORT}",
+        "--buckets=" + ",".join(f"{b:g}" for b in BUCKETS_S),
+        "--log.level=info",
+    )
     if privileged:
         argv.append("--privileged")
     hosts = len(bed.addresses)
@@ -359,16 +421,22 @@ def run_smokeping(bed: ScaleTestbed, binary: str, tmp: Path, warmup: float, dura
     }
 
 
-_SCRAPE = ("import sys, urllib.request; "
-           "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=60).read().decode())")
+_SCRAPE = (
+    "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=60).read().decode())"
+)
 _BUCKET = re.compile(r'^smokeping_response_duration_seconds_bucket\{.*le="([^"]+)".*\}\s+(\S+)$')
 _REQUESTS = re.compile(r"^smokeping_requests_total\{.*\}\s+(\S+)$")
 
 
 def _scrape(bed: ScaleTestbed) -> dict:
     start = time.monotonic()
-    text = subprocess.run(bed.exec(bed.prober_ns, c.PYTHON, "-c", _SCRAPE, f"http://[::1]:{SMOKEPING_PORT}/metrics"),
-                          capture_output=True, text=True, timeout=120, check=True).stdout
+    text = subprocess.run(
+        bed.exec(bed.prober_ns, c.PYTHON, "-c", _SCRAPE, f"http://[::1]:{SMOKEPING_PORT}/metrics"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     took = time.monotonic() - start
     by_le: dict[float, float] = {}
     requests = 0.0
@@ -412,8 +480,19 @@ def child(kind: str, targets_file: Path, port: int, window_s: float, profile: Pa
     rtt_bins = [0] * HIST_US
     lag_bins = [0] * HIST_US
     lag_coarse = [0] * COARSE_MS
-    state = {"measuring": False, "received": 0, "duplicates": 0, "rtt_over": 0, "rtt_max": 0,
-             "lag_max": 0, "windows": 0, "t0": 0, "t1": 0, "sent0": 0, "sent1": 0}
+    state = {
+        "measuring": False,
+        "received": 0,
+        "duplicates": 0,
+        "rtt_over": 0,
+        "rtt_max": 0,
+        "lag_max": 0,
+        "windows": 0,
+        "t0": 0,
+        "t1": 0,
+        "sent0": 0,
+        "sent1": 0,
+    }
 
     from collector.agent.plan import PlannedProbe
     from collector.agent.scheduler import Scheduler
@@ -425,7 +504,7 @@ def child(kind: str, targets_file: Path, port: int, window_s: float, profile: Pa
         """The scheduler's results in the benchmark's RTT histogram, its closing passes timed
         (both only in the measured interval)."""
 
-        def on_result(self, result) -> None:  # noqa: ANN001
+        def on_result(self, result) -> None:
             if state["measuring"] and result.rtt_ns is not None:
                 if result.duplicate:
                     state["duplicates"] += 1
@@ -491,7 +570,7 @@ def child(kind: str, targets_file: Path, port: int, window_s: float, profile: Pa
         while not stop.is_set():  # what the agent does on every batch of windows, once a second
             try:
                 await asyncio.wait_for(stop.wait(), 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 drain_lag()
         await runner
         drops = _socket_drops()  # while our sockets are still open, so still listed
@@ -499,27 +578,31 @@ def child(kind: str, targets_file: Path, port: int, window_s: float, profile: Pa
         echo_socket = scheduler.probers["icmp"].socket_kind  # None: no echo target, STAMP over UDP
         socket_kind = echo_socket.value if echo_socket is not None else "udp"
         lag_count = sum(lag_bins) + sum(lag_coarse)
-        print(json.dumps({
-            "pairs": scheduler.sessions,
-            "probes_sent": state["sent1"] - state["sent0"],
-            "measured_s": (state["t1"] - state["t0"]) / 1e9,
-            "received": state["received"],
-            "duplicates": state["duplicates"],
-            "rtt_bins": _trim(rtt_bins),
-            "rtt_over": state["rtt_over"],
-            "rtt_max_us": state["rtt_max"] / 1000,
-            "lag_samples": lag_count,
-            "lag_p50_us": _hist_percentile(lag_bins, 50, lag_coarse),
-            "lag_p99_us": _hist_percentile(lag_bins, 99, lag_coarse),
-            "lag_max_us": state["lag_max"] / 1000,
-            "rss_baseline_bytes": rss_baseline,
-            "rss_after_build_bytes": rss_built,
-            "socket_drops": drops,
-            "housekeeping": _housekeeping_summary(housekeeping),
-            "plan_build_s": build_s,
-            "windows": state["windows"],
-            "socket": socket_kind,
-        }))
+        print(
+            json.dumps(
+                {
+                    "pairs": scheduler.sessions,
+                    "probes_sent": state["sent1"] - state["sent0"],
+                    "measured_s": (state["t1"] - state["t0"]) / 1e9,
+                    "received": state["received"],
+                    "duplicates": state["duplicates"],
+                    "rtt_bins": _trim(rtt_bins),
+                    "rtt_over": state["rtt_over"],
+                    "rtt_max_us": state["rtt_max"] / 1000,
+                    "lag_samples": lag_count,
+                    "lag_p50_us": _hist_percentile(lag_bins, 50, lag_coarse),
+                    "lag_p99_us": _hist_percentile(lag_bins, 99, lag_coarse),
+                    "lag_max_us": state["lag_max"] / 1000,
+                    "rss_baseline_bytes": rss_baseline,
+                    "rss_after_build_bytes": rss_built,
+                    "socket_drops": drops,
+                    "housekeeping": _housekeeping_summary(housekeeping),
+                    "plan_build_s": build_s,
+                    "windows": state["windows"],
+                    "socket": socket_kind,
+                }
+            )
+        )
 
     if profile is not None:
         import cProfile
@@ -556,8 +639,11 @@ def _housekeeping_summary(passes: list[tuple[int, int]]) -> dict:
     if plain:
         out |= {"plain_p50_ms": c.median(plain), "plain_max_ms": max(plain)}
     if closing:
-        out |= {"closing_p50_ms": c.median(closing), "closing_max_ms": max(closing),
-                "windows_per_closing_pass": sum(w for _d, w in passes if w) / len(closing)}
+        out |= {
+            "closing_p50_ms": c.median(closing),
+            "closing_max_ms": max(closing),
+            "windows_per_closing_pass": sum(w for _d, w in passes if w) / len(closing),
+        }
     return out
 
 
@@ -580,24 +666,27 @@ def measure(args: argparse.Namespace, smokeping: str | None, verbose: bool) -> d
         targets_file.write_text("\n".join(bed.addresses) + "\n")
         reflector = None
         if "stamp" in tools:
-            argv = bed.exec(bed.target_ns, c.XNETMON, "reflect", "--bind", "::", "--port", str(STAMP_PORT),
-                            "--rate-limit", "0")
+            argv = bed.exec(
+                bed.target_ns, c.XNETMON, "reflect", "--bind", "::", "--port", str(STAMP_PORT), "--rate-limit", "0"
+            )
             reflector = c.Server(argv, ready="listening", name="reflector").start()
         try:
             for rep in range(args.reps):
-                order = tools[rep % len(tools):] + tools[: rep % len(tools)]
+                order = tools[rep % len(tools) :] + tools[: rep % len(tools)]
                 run: dict = {"order": order}
                 for tool in order:
                     if tool == "smokeping" and any("failed" in r["smokeping"] for r in runs):
                         run[tool] = {"failed": "skipped: it failed to start in an earlier repetition"}
                     elif tool == "smokeping":
-                        run[tool] = run_smokeping(bed, smokeping, tmp, args.warmup, args.duration, args.privileged,
-                                                  args.start_timeout)
+                        run[tool] = run_smokeping(
+                            bed, smokeping, tmp, args.warmup, args.duration, args.privileged, args.start_timeout
+                        )
                     else:
                         pid = reflector.proc.pid if tool == "stamp" and reflector and reflector.proc else None
                         profile = args.profile_dir / f"{tool}-{rep + 1}.prof" if args.profile_dir else None
-                        run[tool] = run_ours(bed, tool, targets_file, args.warmup, args.duration, args.window, pid,
-                                             profile)
+                        run[tool] = run_ours(
+                            bed, tool, targets_file, args.warmup, args.duration, args.window, pid, profile
+                        )
                     if verbose:
                         _progress(rep, tool, run[tool])
                 runs.append(run)
@@ -614,8 +703,9 @@ def measure(args: argparse.Namespace, smokeping: str | None, verbose: bool) -> d
                 o = summary[tool]
                 ratios[f"{tool}/smokeping"] = {
                     "cpu_per_wall_s": c.ratio(o["median_cpu_per_wall_s"], s["median_cpu_per_wall_s"]),
-                    "rtt_spread_buckets": c.ratio(o["median_rtt_spread_us_buckets"] or 0,
-                                                  s["median_rtt_spread_us_buckets"] or 0),
+                    "rtt_spread_buckets": c.ratio(
+                        o["median_rtt_spread_us_buckets"] or 0, s["median_rtt_spread_us_buckets"] or 0
+                    ),
                     "received_ratio": c.ratio(o["median_received_ratio"], s["median_received_ratio"]),
                     "rss": c.ratio(o["median_rss_bytes"], s["median_rss_bytes"]),
                 }
@@ -630,10 +720,24 @@ def _summarise(results: list[dict]) -> dict:
         values = [r[key] for r in good if r.get(key) is not None]
         return c.median(values) if values else None
 
-    summary = {f"median_{key}": med(key) for key in (
-        "cpu_per_wall_s", "lag_p99_us", "lag_max_us", "rtt_p50_us", "rtt_spread_us", "rtt_p50_us_buckets",
-        "rtt_spread_us_buckets", "received_ratio", "rss_bytes", "rss_per_pair_bytes", "rss_per_pair_idle_bytes",
-        "socket_drops", "reflector_cpu_per_wall_s")}
+    summary = {
+        f"median_{key}": med(key)
+        for key in (
+            "cpu_per_wall_s",
+            "lag_p99_us",
+            "lag_max_us",
+            "rtt_p50_us",
+            "rtt_spread_us",
+            "rtt_p50_us_buckets",
+            "rtt_spread_us_buckets",
+            "received_ratio",
+            "rss_bytes",
+            "rss_per_pair_bytes",
+            "rss_per_pair_idle_bytes",
+            "socket_drops",
+            "reflector_cpu_per_wall_s",
+        )
+    }
     summary["measured_runs"] = len(good)
     if failed:
         summary["failed"] = failed[0]["failed"]
@@ -650,9 +754,12 @@ def _progress(rep: int, tool: str, r: dict) -> None:
         print(f"rep {rep + 1} {tool:9s} FAILED: {r['failed']}{extra}", flush=True)
         return
     lag = "n/a" if r["lag_p99_us"] is None else f"{r['lag_p99_us']:.0f}/{r['lag_max_us']:.0f}"
-    print(f"rep {rep + 1} {tool:9s} cpu {r['cpu_per_wall_s']:.3f} s/s, lag p99/max {lag} us, "
-          f"RTT p50 {_num(r['rtt_p50_us'])} us spread {_num(r['rtt_spread_us'])} us, "
-          f"received {r['received_ratio']:.1%}, RSS {r['rss_bytes'] / 2**20:.1f} MiB", flush=True)
+    print(
+        f"rep {rep + 1} {tool:9s} cpu {r['cpu_per_wall_s']:.3f} s/s, lag p99/max {lag} us, "
+        f"RTT p50 {_num(r['rtt_p50_us'])} us spread {_num(r['rtt_spread_us'])} us, "
+        f"received {r['received_ratio']:.1%}, RSS {r['rss_bytes'] / 2**20:.1f} MiB",
+        flush=True,
+    )
 
 
 def _num(value: float | None) -> str:
@@ -665,22 +772,61 @@ def report(result: dict, targets: int) -> str:
     for tool, s in result["tools"].items():
         name = {"icmp": "xnetmon icmp", "stamp": "xnetmon stamp", "smokeping": "smokeping_prober"}[tool]
         if not s["measured_runs"]:
-            rows.append([name, s.get("failed_start_cpu_per_wall_s"), None, None, None, None, None, "failed",
-                         (s.get("failed_start_rss_bytes") or 0) / 2**20 or None, None])
+            rows.append(
+                [
+                    name,
+                    s.get("failed_start_cpu_per_wall_s"),
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    "failed",
+                    (s.get("failed_start_rss_bytes") or 0) / 2**20 or None,
+                    None,
+                ]
+            )
             notes.append(f"{name}: {s['failed']}")
             continue
         per_pair = None if tool == "smokeping" else s["median_rss_per_pair_bytes"]
-        rows.append([name, s["median_cpu_per_wall_s"], s["median_lag_p99_us"], s["median_lag_max_us"],
-                     s["median_rtt_p50_us_buckets"], s["median_rtt_spread_us_buckets"], s["median_rtt_spread_us"],
-                     None if s["median_received_ratio"] is None else f"{s['median_received_ratio']:.1%}",
-                     s["median_rss_bytes"] / 2**20, per_pair])
-    lines = [f"{targets:,} targets at 1 packet/s each, medians over repetitions",
-             c.table(["prober", "CPU s/s", "lag p99 us", "lag max us", "RTT p50 us", "p99-p50 us",
-                      "p99-p50 exact", "replies", "RSS MiB", "B/pair"], rows)]
+        rows.append(
+            [
+                name,
+                s["median_cpu_per_wall_s"],
+                s["median_lag_p99_us"],
+                s["median_lag_max_us"],
+                s["median_rtt_p50_us_buckets"],
+                s["median_rtt_spread_us_buckets"],
+                s["median_rtt_spread_us"],
+                None if s["median_received_ratio"] is None else f"{s['median_received_ratio']:.1%}",
+                s["median_rss_bytes"] / 2**20,
+                per_pair,
+            ]
+        )
+    lines = [
+        f"{targets:,} targets at 1 packet/s each, medians over repetitions",
+        c.table(
+            [
+                "prober",
+                "CPU s/s",
+                "lag p99 us",
+                "lag max us",
+                "RTT p50 us",
+                "p99-p50 us",
+                "p99-p50 exact",
+                "replies",
+                "RSS MiB",
+                "B/pair",
+            ],
+            rows,
+        ),
+    ]
     lines += notes
     for name, r in result["ratios"].items():
-        lines.append(f"ratio {name}: CPU {_ratio(r['cpu_per_wall_s'])}, RTT spread {_ratio(r['rtt_spread_buckets'])}, "
-                     f"replies {_ratio(r['received_ratio'])}, RSS {_ratio(r['rss'])}")
+        lines.append(
+            f"ratio {name}: CPU {_ratio(r['cpu_per_wall_s'])}, RTT spread {_ratio(r['rtt_spread_buckets'])}, "
+            f"replies {_ratio(r['received_ratio'])}, RSS {_ratio(r['rss'])}"
+        )
     if "stamp" in result["tools"] and result["tools"]["stamp"]["median_reflector_cpu_per_wall_s"] is not None:
         reflector = result["tools"]["stamp"]["median_reflector_cpu_per_wall_s"]
         lines.append(f"reflector CPU during the stamp runs: {reflector:.3f} s/s")
@@ -702,12 +848,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds each prober runs before it is measured")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset of icmp,smokeping,stamp")
-    parser.add_argument("--start-timeout", type=float, default=60.0,
-                        help="seconds smokeping_prober may take to start every pinger and listen (else: failed)")
+    parser.add_argument(
+        "--start-timeout",
+        type=float,
+        default=60.0,
+        help="seconds smokeping_prober may take to start every pinger and listen (else: failed)",
+    )
     parser.add_argument("--window", type=float, default=10.0, help="our PathWindow length, seconds")
     parser.add_argument("--privileged", action="store_true", help="smokeping_prober on raw sockets (--privileged)")
-    parser.add_argument("--profile-dir", type=Path,
-                        help="run our children under cProfile and write TOOL-REP.prof here (slows them down)")
+    parser.add_argument(
+        "--profile-dir",
+        type=Path,
+        help="run our children under cProfile and write TOOL-REP.prof here (slows them down)",
+    )
     parser.add_argument("--output", help="result file (default bench/results/agent_scale-TIME.json)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no per-repetition lines")
     parser.add_argument("--child", choices=("icmp", "stamp"), help=argparse.SUPPRESS)
@@ -734,9 +887,16 @@ def main(argv: list[str] | None = None) -> int:
     result = measure(args, smokeping, not args.quiet)
     payload = {
         "benchmark": "agent_scale",
-        "parameters": {"targets": args.targets, "duration_s": args.duration, "warmup_s": args.warmup,
-                       "reps": args.reps, "tools": args.tools, "window_s": args.window,
-                       "smokeping_privileged": args.privileged, "buckets_s": BUCKETS_S},
+        "parameters": {
+            "targets": args.targets,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "reps": args.reps,
+            "tools": args.tools,
+            "window_s": args.window,
+            "smokeping_privileged": args.privileged,
+            "buckets_s": BUCKETS_S,
+        },
         "environment": env,
         **result,
     }

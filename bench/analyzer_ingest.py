@@ -56,14 +56,37 @@ def make_window(key: PathKey, seq: int, rng: random.Random) -> PathWindow:
     for _ in range(sent - lost):
         buckets[rng.choice((2, 3, 3, 4))] += 1
     return PathWindow(
-        key=key, target_address=f"fd00::{rng.randrange(1, 0xffff):x}", seq=seq, start_ns=seq * INTERVAL_NS,
-        end_ns=(seq + 1) * INTERVAL_NS, sent=sent, received=sent - lost, lost_forward=lost, lost_reverse=0,
-        lost_unknown=0, duplicates=0, reordered=0, rtt_buckets=tuple(buckets), rtt_sum_ns=40_000_000,
-        rtt_min_ns=2_100_000, rtt_p50_ns=3_900_000, rtt_p90_ns=4_700_000, rtt_p99_ns=4_950_000,
-        rtt_max_ns=4_990_000, ipdv_mean_abs_ns=120_000, pdv_p99_ns=2_800_000, forward_owd_p50_ns=1_900_000,
-        reverse_owd_p50_ns=2_000_000, forward_owd_p99_ns=2_400_000, reverse_owd_p99_ns=2_500_000,
-        clock_error_ns=40_000, dscp_remarked=0, reflector_hop_limit=250, reply_hop_limit=250,
-        path_fingerprint="0123456789abcdef", icmp_errors=0,
+        key=key,
+        target_address=f"fd00::{rng.randrange(1, 0xFFFF):x}",
+        seq=seq,
+        start_ns=seq * INTERVAL_NS,
+        end_ns=(seq + 1) * INTERVAL_NS,
+        sent=sent,
+        received=sent - lost,
+        lost_forward=lost,
+        lost_reverse=0,
+        lost_unknown=0,
+        duplicates=0,
+        reordered=0,
+        rtt_buckets=tuple(buckets),
+        rtt_sum_ns=40_000_000,
+        rtt_min_ns=2_100_000,
+        rtt_p50_ns=3_900_000,
+        rtt_p90_ns=4_700_000,
+        rtt_p99_ns=4_950_000,
+        rtt_max_ns=4_990_000,
+        ipdv_mean_abs_ns=120_000,
+        pdv_p99_ns=2_800_000,
+        forward_owd_p50_ns=1_900_000,
+        reverse_owd_p50_ns=2_000_000,
+        forward_owd_p99_ns=2_400_000,
+        reverse_owd_p99_ns=2_500_000,
+        clock_error_ns=40_000,
+        dscp_remarked=0,
+        reflector_hop_limit=250,
+        reply_hop_limit=250,
+        path_fingerprint="0123456789abcdef",
+        icmp_errors=0,
     )
 
 
@@ -71,8 +94,9 @@ def make_bodies(paths: int, agents: int, intervals: int) -> list[tuple[int, byte
     """(arrival time, body): one body per agent per interval, in time order, each arriving
     a second after its interval ended."""
     rng = random.Random(7)
-    keys = [PathKey(f"site{i % agents}", f"t{i // len(SLICES)}", SLICES[i % len(SLICES)], "stamp")
-            for i in range(paths)]
+    keys = [
+        PathKey(f"site{i % agents}", f"t{i // len(SLICES)}", SLICES[i % len(SLICES)], "stamp") for i in range(paths)
+    ]
     bodies = []
     for seq in range(FIRST, FIRST + intervals):
         for agent in range(agents):
@@ -130,7 +154,8 @@ def run_stages(bodies: list[tuple[int, bytes]], agents: int, paths: int) -> dict
         for now, b in first:
             store.ingest(parser.parse(b), now)
         figures[name] = steady / cpu(
-            lambda store=store, parser=parser: [store.ingest(parser.parse(b), now) for now, b in rest])
+            lambda store=store, parser=parser: [store.ingest(parser.parse(b), now) for now, b in rest]
+        )
         stats = store.stats()
         assert stats["windows_late"] == 0 and stats["intervals_closed"] >= len(SLICES) * (len(bodies) // agents - 1)
     figures["resend"] = windows / cpu(lambda: [store.ingest(parser.parse(b), now) for now, b in bodies])
@@ -156,16 +181,20 @@ def main() -> int:
     result = {
         "benchmark": "analyzer_ingest",
         "environment": c.environment(),
-        "parameters": vars(args) | {"windows_per_rep": windows, "body_bytes_per_window":
-                                    sum(len(b) for _, b in bodies) / windows},
+        "parameters": vars(args)
+        | {"windows_per_rep": windows, "body_bytes_per_window": sum(len(b) for _, b in bodies) / windows},
         "windows_per_cpu_second": medians,
         "repetitions": reps,
         "target": {"parse+store": TARGET, "met": medians["parse+store"] >= TARGET},
     }
     path = c.write_result("analyzer_ingest", result, args.output)
     if not args.quiet:
-        print(c.table(["stage", "windows/CPU s", "vs json.loads"],
-                      [[stage, rate, c.ratio(rate, medians["json"])] for stage, rate in medians.items()]))
+        print(
+            c.table(
+                ["stage", "windows/CPU s", "vs json.loads"],
+                [[stage, rate, c.ratio(rate, medians["json"])] for stage, rate in medians.items()],
+            )
+        )
         print(f"\ntarget {TARGET:,}/s per core for parse+store: {'met' if result['target']['met'] else 'NOT met'}")
         print(f"result: {path}")
     return 0

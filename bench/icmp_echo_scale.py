@@ -67,8 +67,6 @@ class EchoTestbed(c.NamespacePair):
         return self.addresses[-1]
 
 
-
-
 # -- running one tool ------------------------------------------------------------------------
 
 
@@ -96,19 +94,49 @@ def _measured(argv: list[str], timeout: float) -> tuple[str, str, float]:
 
 
 def run_ours(bed: EchoTestbed, targets_file: Path, count: int, interval: float) -> dict:
-    argv = ["ip", "netns", "exec", bed.source_ns, c.PYTHON, str(Path(__file__).resolve()), "--child",
-            "--targets-file", str(targets_file), "--count", str(count), "--interval", str(interval)]
+    argv = [
+        "ip",
+        "netns",
+        "exec",
+        bed.source_ns,
+        c.PYTHON,
+        str(Path(__file__).resolve()),
+        "--child",
+        "--targets-file",
+        str(targets_file),
+        "--count",
+        str(count),
+        "--interval",
+        str(interval),
+    ]
     stdout, _stderr, cpu = _measured(argv, timeout=count * interval + 60)
     child = json.loads(stdout)
-    return _describe(child["rtts_ns"], child["sent"], cpu) | {"cpu_probing_s": child["cpu_probing_s"],
-                                                              "socket": child["socket"]}
+    return _describe(child["rtts_ns"], child["sent"], cpu) | {
+        "cpu_probing_s": child["cpu_probing_s"],
+        "socket": child["socket"],
+    }
 
 
 def run_fping(bed: EchoTestbed, targets_file: Path, count: int, interval: float) -> dict:
     period_ms = interval * 1000
     gap_ms = period_ms / len(bed.addresses)
-    argv = ["ip", "netns", "exec", bed.source_ns, "fping", "-6", "-q", "-C", str(count),
-            "-p", f"{period_ms:g}", "-i", f"{gap_ms:g}", "-f", str(targets_file)]
+    argv = [
+        "ip",
+        "netns",
+        "exec",
+        bed.source_ns,
+        "fping",
+        "-6",
+        "-q",
+        "-C",
+        str(count),
+        "-p",
+        f"{period_ms:g}",
+        "-i",
+        f"{gap_ms:g}",
+        "-f",
+        str(targets_file),
+    ]
     _stdout, stderr, cpu = _measured(argv, timeout=count * interval + 60)
     rtts: list[int] = []
     answered_targets = 0
@@ -178,9 +206,12 @@ def measure(targets: int, count: int, interval: float, reps: int, verbose: bool)
                 run[tool] = (run_ours if tool == "xnetmon" else run_fping)(bed, targets_file, count, interval)
                 if verbose:
                     r = run[tool]
-                    print(f"rep {rep + 1} {tool:8s} {r['received']}/{r['sent']} replies, "
-                          f"{r['cpu_s_per_1000_probes']:.3f} CPU s per 1,000 probes, "
-                          f"p50 {_us(r['p50_us'])} us, p99-p50 {_us(r['spread_us'])} us", flush=True)
+                    print(
+                        f"rep {rep + 1} {tool:8s} {r['received']}/{r['sent']} replies, "
+                        f"{r['cpu_s_per_1000_probes']:.3f} CPU s per 1,000 probes, "
+                        f"p50 {_us(r['p50_us'])} us, p99-p50 {_us(r['spread_us'])} us",
+                        flush=True,
+                    )
             runs.append(run)
         namespaces = [bed.source_ns, bed.target_ns]
     tools = {}
@@ -192,13 +223,15 @@ def measure(targets: int, count: int, interval: float, reps: int, verbose: bool)
             "median_received_ratio": c.median([r[tool]["received"] / r[tool]["sent"] for r in runs]),
         }
     tools["xnetmon"]["median_cpu_probing_s_per_1000_probes"] = c.median(
-        [r["xnetmon"]["cpu_probing_s"] / r["xnetmon"]["sent"] * 1000 for r in runs])
+        [r["xnetmon"]["cpu_probing_s"] / r["xnetmon"]["sent"] * 1000 for r in runs]
+    )
     return {
         "runs": runs,
         "tools": tools,
         "ratios": {
-            "cpu_per_probe": c.ratio(tools["xnetmon"]["median_cpu_s_per_1000_probes"],
-                                     tools["fping"]["median_cpu_s_per_1000_probes"]),
+            "cpu_per_probe": c.ratio(
+                tools["xnetmon"]["median_cpu_s_per_1000_probes"], tools["fping"]["median_cpu_s_per_1000_probes"]
+            ),
             "rtt_spread": c.ratio(tools["xnetmon"]["median_spread_us"], tools["fping"]["median_spread_us"]),
         },
         "namespaces": namespaces,
@@ -236,16 +269,32 @@ def main(argv: list[str] | None = None) -> int:
     }
     path = c.write_result("icmp_echo_scale", payload, args.output)
     x, f = result["tools"]["xnetmon"], result["tools"]["fping"]
-    print(c.table(
-        ["tool", "CPU s / 1,000 probes", "p50 us", "p99-p50 us", "received"],
-        [["xnetmon", x["median_cpu_s_per_1000_probes"], x["median_p50_us"], x["median_spread_us"],
-          f"{x['median_received_ratio']:.1%}"],
-         ["fping", f["median_cpu_s_per_1000_probes"], f["median_p50_us"], f["median_spread_us"],
-          f"{f['median_received_ratio']:.1%}"]],
-    ))
+    print(
+        c.table(
+            ["tool", "CPU s / 1,000 probes", "p50 us", "p99-p50 us", "received"],
+            [
+                [
+                    "xnetmon",
+                    x["median_cpu_s_per_1000_probes"],
+                    x["median_p50_us"],
+                    x["median_spread_us"],
+                    f"{x['median_received_ratio']:.1%}",
+                ],
+                [
+                    "fping",
+                    f["median_cpu_s_per_1000_probes"],
+                    f["median_p50_us"],
+                    f["median_spread_us"],
+                    f"{f['median_received_ratio']:.1%}",
+                ],
+            ],
+        )
+    )
     ratios = result["ratios"]
-    print(f"ratios xnetmon/fping: CPU per probe {_ratio(ratios['cpu_per_probe'])}, "
-          f"RTT spread {_ratio(ratios['rtt_spread'])} (medians of {args.reps} repetitions)")
+    print(
+        f"ratios xnetmon/fping: CPU per probe {_ratio(ratios['cpu_per_probe'])}, "
+        f"RTT spread {_ratio(ratios['rtt_spread'])} (medians of {args.reps} repetitions)"
+    )
     print(f"result: {path}")
     return 0
 

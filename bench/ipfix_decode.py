@@ -48,11 +48,27 @@ from collector.flow_export.sampling import SamplingTable
 from collector.flow_export.templates import TemplateCache
 
 # (element, length): softflowd's IPv6 template with DSCP and flow label added
-FIELDS = [(27, 16), (28, 16), (22, 4), (21, 4), (1, 4), (2, 4), (10, 4), (14, 4), (61, 1), (136, 1),
-          (7, 2), (11, 2), (4, 1), (6, 1), (195, 1), (31, 4)]
+FIELDS = [
+    (27, 16),
+    (28, 16),
+    (22, 4),
+    (21, 4),
+    (1, 4),
+    (2, 4),
+    (10, 4),
+    (14, 4),
+    (61, 1),
+    (136, 1),
+    (7, 2),
+    (11, 2),
+    (4, 1),
+    (6, 1),
+    (195, 1),
+    (31, 4),
+]
 RECORD = struct.Struct("!16s16sIIIIIIBBHHBBBI")
 DSCPS = (34, 26, 18, 0, 46)
-SOURCE_PREFIX = bytes.fromhex("20010db8ff00")       # 2001:db8:ff00::/48
+SOURCE_PREFIX = bytes.fromhex("20010db8ff00")  # 2001:db8:ff00::/48
 DESTINATION_PREFIX = bytes.fromhex("20010db80000")  # 2001:db8::/32, a slice in the next octet
 
 
@@ -63,11 +79,26 @@ def build_capture(datagrams: int, records: int, seed: int = 1) -> list[bytes]:
     messages = []
     for index in range(datagrams):
         body = b"".join(
-            RECORD.pack(SOURCE_PREFIX + rng.randbytes(10), DESTINATION_PREFIX + bytes([rng.randrange(1, 5)]) + rng.randbytes(9),
-                        1000, 2000, rng.randrange(40, 10**6), rng.randrange(1, 1000), 1, 2, 0, 1,
-                        rng.randrange(1024, 65535), 443, rng.choice((6, 17)), 0x10, rng.choice(DSCPS),
-                        rng.randrange(1 << 20))
-            for _ in range(records))
+            RECORD.pack(
+                SOURCE_PREFIX + rng.randbytes(10),
+                DESTINATION_PREFIX + bytes([rng.randrange(1, 5)]) + rng.randbytes(9),
+                1000,
+                2000,
+                rng.randrange(40, 10**6),
+                rng.randrange(1, 1000),
+                1,
+                2,
+                0,
+                1,
+                rng.randrange(1024, 65535),
+                443,
+                rng.choice((6, 17)),
+                0x10,
+                rng.choice(DSCPS),
+                rng.randrange(1 << 20),
+            )
+            for _ in range(records)
+        )
         sets = (template_set if index == 0 else b"") + struct.pack("!HH", 256, 4 + len(body)) + body
         messages.append(struct.pack("!HHIII", 10, 16 + len(sets), 1_800_000_000 + index, index * records, 1) + sets)
     return messages
@@ -113,8 +144,11 @@ def nfcapd_run(capture: list[bytes], repeat: int) -> tuple[float, int] | None:
         return None
     port = free_udp_port()
     with tempfile.TemporaryDirectory(prefix="xb-nfcapd-") as directory:
-        proc = subprocess.Popen(["nfcapd", "-w", directory, "-b", "::1", "-6", "-p", str(port), "-B", str(64 << 20),
-                                 "-t", "3600"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            ["nfcapd", "-w", directory, "-b", "::1", "-6", "-p", str(port), "-B", str(64 << 20), "-t", "3600"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             time.sleep(1.0)  # it binds and sets up its file
             before = _cpu_seconds(proc.pid)
@@ -134,8 +168,9 @@ def nfcapd_run(capture: list[bytes], repeat: int) -> tuple[float, int] | None:
         finally:
             proc.terminate()
             proc.wait(timeout=10)
-        stored = subprocess.run(["nfdump", "-R", directory, "-q", "-o", "fmt:%pkt"], capture_output=True,
-                                text=True, timeout=120).stdout
+        stored = subprocess.run(
+            ["nfdump", "-R", directory, "-q", "-o", "fmt:%pkt"], capture_output=True, text=True, timeout=120
+        ).stdout
         return cpu, sum(1 for line in stored.splitlines() if line.strip())
 
 
@@ -167,14 +202,19 @@ def main() -> None:
     if nfcapd is not None:
         print(f"nfcapd stored {nfcapd[1]} of {expected * args.nfcapd_repeat} records using {nfcapd[0]:.3f} CPU s")
     payload = {
-        "benchmark": "ipfix_decode", "environment": environment(),
-        "parameters": vars(args), "records": expected, "rounds": runs,
+        "benchmark": "ipfix_decode",
+        "environment": environment(),
+        "parameters": vars(args),
+        "records": expected,
+        "rounds": runs,
         "nfcapd": {"cpu_s": nfcapd[0], "records": nfcapd[1]} if nfcapd else None,
         "medians_records_per_s": medians,
-        "ratios": {"ours_decode_vs_netflow": ratio(medians["ours-decode"], medians["netflow"]),
-                   "ours_receiver_vs_netflow": ratio(medians["ours-receiver"], medians["netflow"]),
-                   "ours_decode_vs_nfcapd": ratio(medians["ours-decode"], medians.get("nfcapd") or 0),
-                   "ours_receiver_vs_nfcapd": ratio(medians["ours-receiver"], medians.get("nfcapd") or 0)},
+        "ratios": {
+            "ours_decode_vs_netflow": ratio(medians["ours-decode"], medians["netflow"]),
+            "ours_receiver_vs_netflow": ratio(medians["ours-receiver"], medians["netflow"]),
+            "ours_decode_vs_nfcapd": ratio(medians["ours-decode"], medians.get("nfcapd") or 0),
+            "ours_receiver_vs_nfcapd": ratio(medians["ours-receiver"], medians.get("nfcapd") or 0),
+        },
     }
     print(f"result: {write_result('ipfix_decode', payload, args.output)}")
 

@@ -59,7 +59,7 @@ SLICE_OPTION = 0x1E
 
 def _flow_headers(rng: random.Random, index: int) -> tuple[bytes, int]:
     """(Ethernet + IP + transport headers with a zero length field, offset of that field)."""
-    ethernet = bytes.fromhex("020000000002" "020000000001")
+    ethernet = bytes.fromhex("020000000002020000000001")
     dscp = rng.choice(SLICE_DSCPS)
     kind = rng.random()
     protocol = rng.choices((6, 17, 58), (60, 35, 5))[0]
@@ -73,8 +73,19 @@ def _flow_headers(rng: random.Random, index: int) -> tuple[bytes, int]:
     if kind < 0.01:  # IPv4
         if protocol == 58:
             protocol, transport = 1, struct.pack("!BBHHH", 8, 0, 0, index & 0xFFFF, 1)
-        header = struct.pack("!BBHHHBBH4s4s", 0x45, dscp << 2, 0, index & 0xFFFF, 0, 64, protocol, 0,
-                             bytes([10, 1, index >> 8 & 0xFF, index & 0xFF]), bytes([10, 2, 0, rng.randrange(1, 250)]))
+        header = struct.pack(
+            "!BBHHHBBH4s4s",
+            0x45,
+            dscp << 2,
+            0,
+            index & 0xFFFF,
+            0,
+            64,
+            protocol,
+            0,
+            bytes([10, 1, index >> 8 & 0xFF, index & 0xFF]),
+            bytes([10, 2, 0, rng.randrange(1, 250)]),
+        )
         return ethernet + b"\x08\x00" + header + transport, 14 + 2
     extension = b""
     next_header = protocol
@@ -82,7 +93,11 @@ def _flow_headers(rng: random.Random, index: int) -> tuple[bytes, int]:
         extension = bytes([protocol, 0, SLICE_OPTION, 4]) + struct.pack("!I", 1 + index % 4)
         next_header = 0
     elif kind < 0.025:  # SRH with two segments, the active one in the destination
-        extension = bytes([protocol, 4, 4, 1, 1, 0, 0, 0]) + _address(0xFD00_0005_0000_0002, 1) + _address(0xFD00_0005_0000_0001, 1)
+        extension = (
+            bytes([protocol, 4, 4, 1, 1, 0, 0, 0])
+            + _address(0xFD00_0005_0000_0002, 1)
+            + _address(0xFD00_0005_0000_0001, 1)
+        )
         next_header = 43
     source = _address(0xFD00_0000_0000_0000 | (dscp << 16) | (index >> 8), index & 0xFF)
     destination = _address(0xFD00_0010_0000_0000 | rng.randrange(1, 64), rng.randrange(1, 1 << 16))
@@ -111,9 +126,9 @@ def write_capture(path: Path, packets: int, flows: int, seed: int = 1) -> None:
             payload = rng.randrange(0, 1200)
             ip_len = len(headers) - 14 + payload
             length = ip_len - 40 if headers[12:14] == b"\x86\xdd" else ip_len  # IPv6 counts the payload only
-            frame = headers[:length_at] + struct.pack("!H", length) + headers[length_at + 2:]
+            frame = headers[:length_at] + struct.pack("!H", length) + headers[length_at + 2 :]
             wire = len(frame) + payload
-            captured = (frame + bytes(max(0, SNAPLEN - len(frame))))[:min(SNAPLEN, wire)]
+            captured = (frame + bytes(max(0, SNAPLEN - len(frame))))[: min(SNAPLEN, wire)]
             microsecond += rng.randrange(1, 20)
             if microsecond >= 1_000_000:
                 second, microsecond = second + 1, microsecond - 1_000_000
@@ -169,8 +184,23 @@ def dpkt_loop(path: Path) -> int:
     return seen
 
 
-TSHARK_FIELDS = ("ipv6.src", "ipv6.dst", "ip.src", "ip.dst", "ipv6.nxt", "ip.proto", "tcp.srcport", "tcp.dstport",
-                 "udp.srcport", "udp.dstport", "ipv6.tclass.dscp", "ip.dsfield.dscp", "ipv6.flow", "ipv6.plen", "ip.len")
+TSHARK_FIELDS = (
+    "ipv6.src",
+    "ipv6.dst",
+    "ip.src",
+    "ip.dst",
+    "ipv6.nxt",
+    "ip.proto",
+    "tcp.srcport",
+    "tcp.dstport",
+    "udp.srcport",
+    "udp.dstport",
+    "ipv6.tclass.dscp",
+    "ip.dsfield.dscp",
+    "ipv6.flow",
+    "ipv6.plen",
+    "ip.len",
+)
 
 
 def tshark_fields(path: Path) -> int:
@@ -183,12 +213,21 @@ def tshark_fields(path: Path) -> int:
     seen = 0
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         for line in proc.stdout:
-            (src6, dst6, src4, dst4, nxt, proto, tsport, tdport, usport, udport,
-             dscp6, dscp4, label, plen, ip_len) = line.rstrip("\n").split("\t")
+            (src6, dst6, src4, dst4, nxt, proto, tsport, tdport, usport, udport, dscp6, dscp4, label, plen, ip_len) = (
+                line.rstrip("\n").split("\t")
+            )
             dscp = int(dscp6 or dscp4 or 0)
             length = int(plen) + 40 if plen else int(ip_len or 0)
-            key = (src6 or src4, dst6 or dst4, nxt or proto, tsport or usport, tdport or udport, dscp,
-                   label, slice_of[dscp])
+            key = (
+                src6 or src4,
+                dst6 or dst4,
+                nxt or proto,
+                tsport or usport,
+                tdport or udport,
+                dscp,
+                label,
+                slice_of[dscp],
+            )
             _count(flows, key, length)
             seen += 1
         errors = proc.stderr.read()
@@ -217,8 +256,10 @@ def measure(run: Callable[[Path], int], path: Path) -> tuple[float, float, int]:
     seen = run(path)
     wall = time.perf_counter() - wall
     after, children_after = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = sum(b.ru_utime + b.ru_stime - a.ru_utime - a.ru_stime
-              for a, b in ((before, after), (children_before, children_after)))
+    cpu = sum(
+        b.ru_utime + b.ru_stime - a.ru_utime - a.ru_stime
+        for a, b in ((before, after), (children_before, children_after))
+    )
     return cpu, wall, seen
 
 
@@ -255,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         runs: dict[str, list[dict]] = {tool: [] for tool in tools}
         for rep in range(args.reps):
             # Rotate the order each repetition so no tool always runs on a warm (or cold) machine.
-            for tool in tools[rep % len(tools):] + tools[:rep % len(tools)]:
+            for tool in tools[rep % len(tools) :] + tools[: rep % len(tools)]:
                 cpu, wall, seen = measure(TOOLS[tool], path)
                 runs[tool].append({"cpu_s": cpu, "wall_s": wall, "packets_reported": seen})
         file_size = path.stat().st_size
@@ -263,12 +304,20 @@ def main(argv: list[str] | None = None) -> int:
     rates = {tool: c.median([packets / r["cpu_s"] for r in rs]) for tool, rs in runs.items()}
     wall_rates = {tool: c.median([packets / r["wall_s"] for r in rs]) for tool, rs in runs.items()}
     ours_rate = rates.get("ours")
-    rows = [[tool, rates[tool], wall_rates[tool], c.ratio(ours_rate, rates[tool]) if ours_rate else None] for tool in tools]
+    rows = [
+        [tool, rates[tool], wall_rates[tool], c.ratio(ours_rate, rates[tool]) if ours_rate else None] for tool in tools
+    ]
     payload = {
         "benchmark": "pcap_classify",
         "environment": c.environment(),
-        "parameters": {"packets": packets, "flows": args.flows, "reps": args.reps, "snaplen": SNAPLEN,
-                       "file_octets": file_size, "pcap": args.pcap},
+        "parameters": {
+            "packets": packets,
+            "flows": args.flows,
+            "reps": args.reps,
+            "snaplen": SNAPLEN,
+            "file_octets": file_size,
+            "pcap": args.pcap,
+        },
         "packets_per_cpu_second": rates,
         "packets_per_wall_second": wall_rates,
         "ratio_ours_to": {tool: c.ratio(ours_rate, rate) for tool, rate in rates.items()} if ours_rate else {},

@@ -59,11 +59,14 @@ def servers(address: str, cpu: int) -> tuple[dict[str, c.Server], dict[str, int]
         ports[name] = c.free_udp_port(address=address)
     reflect = [c.XNETMON, "reflect", "--bind", address, "--rate-limit", "0"]
     return {
-        "echo": c.Server([*pin, c.PYTHON, str(c.BENCH_DIR / "echo_floor.py"), "--bind", address,
-                          "--port", str(ports["echo"])], name="echo floor"),
+        "echo": c.Server(
+            [*pin, c.PYTHON, str(c.BENCH_DIR / "echo_floor.py"), "--bind", address, "--port", str(ports["echo"])],
+            name="echo floor",
+        ),
         "stateless": c.Server([*pin, *reflect, "--port", str(ports["stateless"])], name="reflector (stateless)"),
-        "stateful": c.Server([*pin, *reflect, "--port", str(ports["stateful"]), "--stateful"],
-                             name="reflector (stateful)"),
+        "stateful": c.Server(
+            [*pin, *reflect, "--port", str(ports["stateful"]), "--stateful"], name="reflector (stateful)"
+        ),
     }, ports
 
 
@@ -74,11 +77,27 @@ LABELS = {
 }
 
 
-def blast(blaster: str, address: str, port: int, cpu: int, seconds: float, warmup: float, window: int,
-          server_pid: int) -> dict:
+def blast(
+    blaster: str, address: str, port: int, cpu: int, seconds: float, warmup: float, window: int, server_pid: int
+) -> dict:
     before = cpu_seconds(server_pid)
-    done = c.run(["taskset", "-c", str(cpu), blaster, address, str(port), "-s", str(seconds),
-                  "-W", str(warmup), "-w", str(window)], timeout=seconds + warmup + 30)
+    done = c.run(
+        [
+            "taskset",
+            "-c",
+            str(cpu),
+            blaster,
+            address,
+            str(port),
+            "-s",
+            str(seconds),
+            "-W",
+            str(warmup),
+            "-w",
+            str(window),
+        ],
+        timeout=seconds + warmup + 30,
+    )
     after = cpu_seconds(server_pid)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["server_cpu_seconds"] = round(after - before, 3)
@@ -121,17 +140,31 @@ def main(argv: list[str] | None = None) -> int:
             for server in procs.values():
                 server.start()
             for rep in range(args.reps):
-                order = names[rep % 3:] + names[:rep % 3]
+                order = names[rep % 3 :] + names[: rep % 3]
                 entry = {"rep": rep + 1, "order": order}
                 for name in order:
                     assert procs[name].proc is not None
-                    entry[name] = blast(blaster, args.address, ports[name], args.generator_cpu,
-                                        args.seconds, args.warmup, args.window, procs[name].proc.pid)
+                    entry[name] = blast(
+                        blaster,
+                        args.address,
+                        ports[name],
+                        args.generator_cpu,
+                        args.seconds,
+                        args.warmup,
+                        args.window,
+                        procs[name].proc.pid,
+                    )
                 runs.append(entry)
                 if not args.quiet:
-                    print(f"  rep {rep + 1}/{args.reps}: " + ", ".join(
-                        f"{n} {entry[n]['pps']:,.0f} pps (server cpu {entry[n]['server_cpu_share']:.0%}, "
-                        f"generator cpu {entry[n]['generator_cpu_share']:.0%})" for n in names), flush=True)
+                    print(
+                        f"  rep {rep + 1}/{args.reps}: "
+                        + ", ".join(
+                            f"{n} {entry[n]['pps']:,.0f} pps (server cpu {entry[n]['server_cpu_share']:.0%}, "
+                            f"generator cpu {entry[n]['generator_cpu_share']:.0%})"
+                            for n in names
+                        ),
+                        flush=True,
+                    )
         finally:
             for name, server in procs.items():
                 server_output[name] = server.stop().strip().splitlines()[-1:]
@@ -149,11 +182,13 @@ def main(argv: list[str] | None = None) -> int:
             "ratio_to_echo": c.median(ratios) if ratios else None,  # median of per-repetition ratios
             "ratio_of_medians": c.ratio(c.median(pps), c.median([r["echo"]["pps"] for r in runs])),
             "median_replies_per_cpu_second": _median_or_none([r[name]["replies_per_server_cpu_second"] for r in runs]),
-            "cpu_efficiency_ratio_to_echo": _median_or_none([
-                c.ratio(r[name]["replies_per_server_cpu_second"], r["echo"]["replies_per_server_cpu_second"])
-                for r in runs
-                if r[name]["replies_per_server_cpu_second"] and r["echo"]["replies_per_server_cpu_second"]
-            ]),
+            "cpu_efficiency_ratio_to_echo": _median_or_none(
+                [
+                    c.ratio(r[name]["replies_per_server_cpu_second"], r["echo"]["replies_per_server_cpu_second"])
+                    for r in runs
+                    if r[name]["replies_per_server_cpu_second"] and r["echo"]["replies_per_server_cpu_second"]
+                ]
+            ),
             "median_server_cpu_share": c.median([r[name]["server_cpu_share"] for r in runs]),
             "median_generator_cpu_share": c.median([r[name]["generator_cpu_share"] for r in runs]),
             "timeouts": sum(r[name]["timeouts"] for r in runs),
@@ -166,9 +201,15 @@ def main(argv: list[str] | None = None) -> int:
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "duration_s": round(time.time() - started, 1),
         "parameters": {
-            "reps": args.reps, "seconds": args.seconds, "warmup_s": args.warmup, "window": args.window,
-            "address": args.address, "server_cpu": args.server_cpu, "generator_cpu": args.generator_cpu,
-            "packet_octets": 44, "ports": ports,
+            "reps": args.reps,
+            "seconds": args.seconds,
+            "warmup_s": args.warmup,
+            "window": args.window,
+            "address": args.address,
+            "server_cpu": args.server_cpu,
+            "generator_cpu": args.generator_cpu,
+            "packet_octets": 44,
+            "ports": ports,
         },
         "targets": {"stateless_ratio_to_echo_min": TARGET_RATIO},
         "environment": c.environment(),
@@ -186,25 +227,54 @@ def main(argv: list[str] | None = None) -> int:
 
 def render(payload: dict) -> str:
     p = payload["parameters"]
-    head = (f"Reflector throughput, server pinned to CPU {p['server_cpu']}, generator to CPU {p['generator_cpu']}: "
-            f"{p['reps']} reps x {p['seconds']:g} s (after {p['warmup_s']:g} s warm-up), window {p['window']}, "
-            f"{p['packet_octets']}-octet STAMP requests to {p['address']}")
+    head = (
+        f"Reflector throughput, server pinned to CPU {p['server_cpu']}, generator to CPU {p['generator_cpu']}: "
+        f"{p['reps']} reps x {p['seconds']:g} s (after {p['warmup_s']:g} s warm-up), window {p['window']}, "
+        f"{p['packet_octets']}-octet STAMP requests to {p['address']}"
+    )
     rows = []
     for name, s in payload["servers"].items():
         verdict = "-"
         if name == "stateless" and s["ratio_to_echo"] is not None:
             verdict = "met" if s["ratio_to_echo"] >= TARGET_RATIO else "MISSED"
-        rows.append([s["label"], s["median_pps"], s["min_pps"], s["max_pps"], s["ratio_to_echo"],
-                     s["median_replies_per_cpu_second"], s["cpu_efficiency_ratio_to_echo"],
-                     f"{s['median_server_cpu_share']:.0%}", f"{s['median_generator_cpu_share']:.0%}",
-                     s["timeouts"], verdict])
-    body = c.table(["server", "median pps", "min pps", "max pps", "x echo", "per cpu-s", "x echo/cpu", "server cpu", "gen cpu", "stalls",
-                    f">={TARGET_RATIO:g}"], rows)
-    note = ("x echo: median over repetitions of (server pps / echo pps in the same repetition);\n"
-            "per cpu-s: replies per CPU-second the server used (its cost per packet, less disturbed by other\n"
-            "load on a shared machine); x echo/cpu: the same as a ratio to the echo loop, per repetition;\n"
-            "server cpu / gen cpu: CPU time over wall time during the measurement (1 CPU = 100%);\n"
-            "stalls: times the whole window went unanswered for 20 ms (drops) and was sent again.")
+        rows.append(
+            [
+                s["label"],
+                s["median_pps"],
+                s["min_pps"],
+                s["max_pps"],
+                s["ratio_to_echo"],
+                s["median_replies_per_cpu_second"],
+                s["cpu_efficiency_ratio_to_echo"],
+                f"{s['median_server_cpu_share']:.0%}",
+                f"{s['median_generator_cpu_share']:.0%}",
+                s["timeouts"],
+                verdict,
+            ]
+        )
+    body = c.table(
+        [
+            "server",
+            "median pps",
+            "min pps",
+            "max pps",
+            "x echo",
+            "per cpu-s",
+            "x echo/cpu",
+            "server cpu",
+            "gen cpu",
+            "stalls",
+            f">={TARGET_RATIO:g}",
+        ],
+        rows,
+    )
+    note = (
+        "x echo: median over repetitions of (server pps / echo pps in the same repetition);\n"
+        "per cpu-s: replies per CPU-second the server used (its cost per packet, less disturbed by other\n"
+        "load on a shared machine); x echo/cpu: the same as a ratio to the echo loop, per repetition;\n"
+        "server cpu / gen cpu: CPU time over wall time during the measurement (1 CPU = 100%);\n"
+        "stalls: times the whole window went unanswered for 20 ms (drops) and was sent again."
+    )
     return f"{head}\n\n{body}\n\n{note}"
 
 

@@ -60,13 +60,26 @@ class VethPair(c.NamespacePair):
         super().__init__(f"xb-rtt-{tag}-a", f"xb-rtt-{tag}-b", f"xbr{tag}a", f"xbr{tag}b", f"{net}1", f"{net}2")
 
 
-
 # -- the two tools --------------------------------------------------------------------------
 
 
 def run_ours(path: Path_, count: int, interval: float) -> dict:
-    argv = [*path.sender_prefix, c.XNETMON, "probe", "stamp", path.target, "-p", str(path.port),
-            "-c", str(count), "-i", str(interval), "-W", "1", "--json"]
+    argv = [
+        *path.sender_prefix,
+        c.XNETMON,
+        "probe",
+        "stamp",
+        path.target,
+        "-p",
+        str(path.port),
+        "-c",
+        str(count),
+        "-i",
+        str(interval),
+        "-W",
+        "1",
+        "--json",
+    ]
     done = c.run(argv, timeout=count * interval + 60)
     rtts, summary = [], {}
     for line in done.stdout.splitlines():
@@ -104,8 +117,12 @@ def describe(rtts: list[float], sent: int) -> dict:
         return {"n": 0, "lost": sent, "p50_us": None, "p99_us": None, "spread_us": None, "min_us": None}
     p50, p99 = c.median(rtts), c.percentile(rtts, 99)
     return {
-        "n": len(rtts), "lost": max(0, sent - len(rtts)),
-        "min_us": min(rtts), "p50_us": p50, "p99_us": p99, "spread_us": p99 - p50,
+        "n": len(rtts),
+        "lost": max(0, sent - len(rtts)),
+        "min_us": min(rtts),
+        "p50_us": p50,
+        "p99_us": p99,
+        "spread_us": p99 - p50,
     }
 
 
@@ -114,8 +131,17 @@ def describe(rtts: list[float], sent: int) -> dict:
 
 def measure_path(path: Path_, rounds: int, count: int, interval: float, verbose: bool) -> dict:
     reflector = c.Server(
-        [*path.reflector_prefix, c.XNETMON, "reflect", "--bind", path.reflector_bind,
-         "--port", str(path.port), "--rate-limit", "0"],
+        [
+            *path.reflector_prefix,
+            c.XNETMON,
+            "reflect",
+            "--bind",
+            path.reflector_bind,
+            "--port",
+            str(path.port),
+            "--rate-limit",
+            "0",
+        ],
         name="reflector",
     )
     per_round = []
@@ -133,9 +159,13 @@ def measure_path(path: Path_, rounds: int, count: int, interval: float, verbose:
                 entry[name] = describe(got["rtt_us"], got["sent"])
             per_round.append(entry)
             if verbose:
-                print(f"  {path.name} round {r + 1}/{rounds} ({' first, '.join(order)} second): "
-                      + ", ".join(f"{n} p50 {_fmt(entry[n]['p50_us'])} us p99-p50 {_fmt(entry[n]['spread_us'])} us"
-                                  for n in TOOLS), flush=True)
+                print(
+                    f"  {path.name} round {r + 1}/{rounds} ({' first, '.join(order)} second): "
+                    + ", ".join(
+                        f"{n} p50 {_fmt(entry[n]['p50_us'])} us p99-p50 {_fmt(entry[n]['spread_us'])} us" for n in TOOLS
+                    ),
+                    flush=True,
+                )
     reflector_stats = reflector.output.strip().splitlines()[-1:] if reflector.output else []
     return summarise(path, per_round, samples, reflector_stats)
 
@@ -156,8 +186,11 @@ def summarise(path: Path_, per_round: list[dict], samples: dict[str, list[float]
             "round_spread_median_us": c.median(spreads) if spreads else None,
             "pooled": pooled,
         }
-    diffs = [e["xnetmon"]["p50_us"] - e["ping"]["p50_us"] for e in per_round
-             if e["xnetmon"]["p50_us"] is not None and e["ping"]["p50_us"] is not None]
+    diffs = [
+        e["xnetmon"]["p50_us"] - e["ping"]["p50_us"]
+        for e in per_round
+        if e["xnetmon"]["p50_us"] is not None and e["ping"]["p50_us"] is not None
+    ]
     ours, ping = tools["xnetmon"], tools["ping"]
     median_diff = c.median(diffs) if diffs else None
     spread_ratio = c.ratio(ours["spread_us"], ping["spread_us"]) if ours["spread_us"] is not None else None
@@ -212,7 +245,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             with VethPair(str(os.getpid())) as veth:
                 path = Path_(
-                    "veth", veth.addr_b, veth.addr_b, args.port,
+                    "veth",
+                    veth.addr_b,
+                    veth.addr_b,
+                    args.port,
                     sender_prefix=["ip", "netns", "exec", veth.ns_a],
                     reflector_prefix=["ip", "netns", "exec", veth.ns_b],
                     description=f"veth between namespaces {veth.ns_a} and {veth.ns_b}",
@@ -242,29 +278,57 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def render(payload: dict) -> str:
     p = payload["parameters"]
-    head = (f"STAMP RTT vs ping -6: {p['rounds']} rounds x {p['count']} probes at {p['interval_s'] * 1000:g} ms, "
-            f"tools alternate going first")
+    head = (
+        f"STAMP RTT vs ping -6: {p['rounds']} rounds x {p['count']} probes at {p['interval_s'] * 1000:g} ms, "
+        f"tools alternate going first"
+    )
     rows = []
     for r in payload["paths"]:
         for name in TOOLS:
             t = r["tools"][name]
-            rows.append([r["path"], name, t["median_us"], t["pooled"]["p99_us"], t["spread_us"],
-                         t["round_spread_median_us"], t["pooled"]["lost"]])
-    tools_table = c.table(
-        ["path", "tool", "median us", "p99 us", "p99-p50 us", "p99-p50/round", "lost"], rows)
+            rows.append(
+                [
+                    r["path"],
+                    name,
+                    t["median_us"],
+                    t["pooled"]["p99_us"],
+                    t["spread_us"],
+                    t["round_spread_median_us"],
+                    t["pooled"]["lost"],
+                ]
+            )
+    tools_table = c.table(["path", "tool", "median us", "p99 us", "p99-p50 us", "p99-p50/round", "lost"], rows)
     rows = []
     for r in payload["paths"]:
         cmp = r["comparison"]
-        rows.append([
-            r["path"], cmp["median_diff_us"], cmp["median_ratio"], cmp["spread_diff_us"], cmp["spread_ratio"],
-            _verdict(cmp["median_within_target"]), _verdict(cmp["spread_within_target"]),
-        ])
+        rows.append(
+            [
+                r["path"],
+                cmp["median_diff_us"],
+                cmp["median_ratio"],
+                cmp["spread_diff_us"],
+                cmp["spread_ratio"],
+                _verdict(cmp["median_within_target"]),
+                _verdict(cmp["spread_within_target"]),
+            ]
+        )
     cmp_table = c.table(
-        ["path", "ours-ping us", "median ratio", "spread diff us", "spread ratio",
-         f"|diff|<={TARGET_MEDIAN_DIFF_US:g}us", "spread<=ping"], rows)
-    note = ("median: median over rounds of each round's median; p99, p99-p50: over every sample of the run;\n"
-            "p99-p50/round: median over rounds of each round's spread; ours-ping: median over rounds of the\n"
-            "difference of round medians; ratios are ours/ping.")
+        [
+            "path",
+            "ours-ping us",
+            "median ratio",
+            "spread diff us",
+            "spread ratio",
+            f"|diff|<={TARGET_MEDIAN_DIFF_US:g}us",
+            "spread<=ping",
+        ],
+        rows,
+    )
+    note = (
+        "median: median over rounds of each round's median; p99, p99-p50: over every sample of the run;\n"
+        "p99-p50/round: median over rounds of each round's spread; ours-ping: median over rounds of the\n"
+        "difference of round medians; ratios are ours/ping."
+    )
     return f"{head}\n\n{tools_table}\n\n{cmp_table}\n\n{note}"
 
 

@@ -32,8 +32,9 @@ def example_config(config: MixinConfig) -> dict:
             name = f"{slice_name}-{kind}"
             receivers.append(_receiver(name))
             by_severity.append({"matchers": [f'severity="{severity}"'], "receiver": name})
-        slice_routes.append({"matchers": [f'slice="{slice_name}"'], "receiver": f"{slice_name}-tickets",
-                             "routes": by_severity})
+        slice_routes.append(
+            {"matchers": [f'slice="{slice_name}"'], "receiver": f"{slice_name}-tickets", "routes": by_severity}
+        )
     return {
         "route": {
             "receiver": "noc-tickets",
@@ -47,11 +48,17 @@ def example_config(config: MixinConfig) -> dict:
             ],
         },
         "inhibit_rules": [
-            {"source_matchers": ['alertname=~"XnetSliceDown|XnetSliceErrorBudgetBurn"', 'severity="critical"'],
-             "target_matchers": ['scope="path"'], "equal": ["slice"]},
+            {
+                "source_matchers": ['alertname=~"XnetSliceDown|XnetSliceErrorBudgetBurn"', 'severity="critical"'],
+                "target_matchers": ['scope="path"'],
+                "equal": ["slice"],
+            },
             {"source_matchers": ['alertname="XnetNodeDown"'], "target_matchers": ['scope="path"'], "equal": ["slice"]},
-            {"source_matchers": ['severity="critical"'], "target_matchers": ['severity=~"warning|info"'],
-             "equal": ["alertname", "slice"]},
+            {
+                "source_matchers": ['severity="critical"'],
+                "target_matchers": ['severity=~"warning|info"'],
+                "equal": ["alertname", "slice"],
+            },
         ],
         "receivers": receivers,
     }

@@ -44,11 +44,21 @@ class Panel:
 
 def _variable(name: str, label: str, query: str, *, multi: bool = True) -> dict:
     return {
-        "name": name, "label": label, "type": "query", "datasource": DATASOURCE,
-        "query": {"query": query, "refId": f"{name}-values"}, "definition": query,
-        "refresh": 2, "sort": 1, "multi": multi, "includeAll": multi, "allValue": ".*" if multi else None,
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": DATASOURCE,
+        "query": {"query": query, "refId": f"{name}-values"},
+        "definition": query,
+        "refresh": 2,
+        "sort": 1,
+        "multi": multi,
+        "includeAll": multi,
+        "allValue": ".*" if multi else None,
         "current": {"selected": True, "text": ["All"], "value": ["$__all"]} if multi else {},
-        "hide": 0, "options": [], "regex": "",
+        "hide": 0,
+        "options": [],
+        "regex": "",
     }
 
 
@@ -56,36 +66,70 @@ def variables(single_path: bool = False) -> list[dict]:
     """datasource, job, slice, src, dst; `single_path` makes slice/src/dst pick one value."""
     multi = not single_path
     return [
-        {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
-         "current": {}, "hide": 0, "refresh": 1, "regex": "", "options": []},
+        {
+            "name": "datasource",
+            "label": "Data source",
+            "type": "datasource",
+            "query": "prometheus",
+            "current": {},
+            "hide": 0,
+            "refresh": 1,
+            "regex": "",
+            "options": [],
+        },
         # Agents export xnet_build_info, the analyzer xnet_slice_state: list both jobs.
         _variable("job", "Job", 'label_values({__name__=~"xnet_build_info|xnet_slice_state"}, job)'),
         _variable("slice", "Slice", f"label_values(xnet_probe_sent_total{{{JOB}}}, slice)", multi=multi),
-        _variable("src", "Source site", f'label_values(xnet_probe_sent_total{{{JOB}, slice=~"$slice"}}, src)',
-                  multi=multi),
-        _variable("dst", "Target", f'label_values(xnet_probe_sent_total{{{JOB}, slice=~"$slice", src=~"$src"}}, dst)',
-                  multi=multi),
+        _variable(
+            "src", "Source site", f'label_values(xnet_probe_sent_total{{{JOB}, slice=~"$slice"}}, src)', multi=multi
+        ),
+        _variable(
+            "dst",
+            "Target",
+            f'label_values(xnet_probe_sent_total{{{JOB}, slice=~"$slice", src=~"$src"}}, dst)',
+            multi=multi,
+        ),
     ]
 
 
 def _panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict:
     targets = []
     for index, query in enumerate(panel.queries):
-        targets.append({
-            "refId": chr(ord("A") + index), "datasource": DATASOURCE, "expr": query.expr,
-            "legendFormat": query.legend or "__auto", "instant": query.instant, "range": not query.instant,
-            "format": query.format, "editorMode": "code",
-        })
+        targets.append(
+            {
+                "refId": chr(ord("A") + index),
+                "datasource": DATASOURCE,
+                "expr": query.expr,
+                "legendFormat": query.legend or "__auto",
+                "instant": query.instant,
+                "range": not query.instant,
+                "format": query.format,
+                "editorMode": "code",
+            }
+        )
     return {
-        "id": panel_id, "type": panel.type, "title": panel.title, "description": panel.description,
-        "datasource": DATASOURCE, "gridPos": {"h": PANEL_HEIGHT, "w": panel.width, "x": x, "y": y},
+        "id": panel_id,
+        "type": panel.type,
+        "title": panel.title,
+        "description": panel.description,
+        "datasource": DATASOURCE,
+        "gridPos": {"h": PANEL_HEIGHT, "w": panel.width, "x": x, "y": y},
         "fieldConfig": {"defaults": {"unit": panel.unit, **panel.field_config}, "overrides": []},
-        "options": panel.options, "targets": targets, "transformations": list(panel.transformations),
+        "options": panel.options,
+        "targets": targets,
+        "transformations": list(panel.transformations),
     }
 
 
-def dashboard(uid: str, title: str, description: str, panels: list[Panel], *, single_path: bool = False,
-              tags: tuple[str, ...] = ()) -> dict:
+def dashboard(
+    uid: str,
+    title: str,
+    description: str,
+    panels: list[Panel],
+    *,
+    single_path: bool = False,
+    tags: tuple[str, ...] = (),
+) -> dict:
     laid_out, x, y = [], 0, 0
     for panel_id, panel in enumerate(panels, start=1):
         if x + panel.width > 24:
@@ -93,13 +137,32 @@ def dashboard(uid: str, title: str, description: str, panels: list[Panel], *, si
         laid_out.append(_panel_json(panel, panel_id, x, y))
         x += panel.width
     return {
-        "uid": uid, "title": title, "description": description, "tags": ["xnetmon", *tags],
-        "schemaVersion": SCHEMA_VERSION, "version": 1, "editable": True, "graphTooltip": 1,
-        "time": {"from": "now-1h", "to": "now"}, "timezone": "", "refresh": "30s",
-        "timepicker": {}, "fiscalYearStartMonth": 0, "liveNow": False, "weekStart": "",
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["xnetmon", *tags],
+        "schemaVersion": SCHEMA_VERSION,
+        "version": 1,
+        "editable": True,
+        "graphTooltip": 1,
+        "time": {"from": "now-1h", "to": "now"},
+        "timezone": "",
+        "refresh": "30s",
+        "timepicker": {},
+        "fiscalYearStartMonth": 0,
+        "liveNow": False,
+        "weekStart": "",
         "annotations": {"list": []},
-        "links": [{"type": "dashboards", "tags": ["xnetmon"], "asDropdown": True, "title": "xnetmon",
-                   "includeVars": True, "keepTime": True}],
+        "links": [
+            {
+                "type": "dashboards",
+                "tags": ["xnetmon"],
+                "asDropdown": True,
+                "title": "xnetmon",
+                "includeVars": True,
+                "keepTime": True,
+            }
+        ],
         "templating": {"list": variables(single_path)},
         "panels": laid_out,
     }
@@ -115,13 +178,17 @@ def summed(metric: str, by: str, selector: str, legend: str = "", **query) -> Qu
 
 
 def loss_ratio(by: str, selector: str) -> str:
-    return (f"sum by ({by}) ({rate('xnet_probe_lost_total', selector)})\n"
-            f"/ sum by ({by}) ({rate('xnet_probe_sent_total', selector)})")
+    return (
+        f"sum by ({by}) ({rate('xnet_probe_lost_total', selector)})\n"
+        f"/ sum by ({by}) ({rate('xnet_probe_sent_total', selector)})"
+    )
 
 
 def loss_by_direction(by: str, selector: str) -> str:
-    return (f"sum by ({by}, direction) ({rate('xnet_probe_lost_total', selector)})\n"
-            f"/ ignoring (direction) group_left sum by ({by}) ({rate('xnet_probe_sent_total', selector)})")
+    return (
+        f"sum by ({by}, direction) ({rate('xnet_probe_lost_total', selector)})\n"
+        f"/ ignoring (direction) group_left sum by ({by}) ({rate('xnet_probe_sent_total', selector)})"
+    )
 
 
 def rtt_quantile(q: float, by: str, selector: str) -> str:

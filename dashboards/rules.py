@@ -34,8 +34,10 @@ PATH_RTT_P99 = "slice_src_dst:xnet_rtt_seconds:p99_rate5m"
 def loss_ratio(by: str, window: str) -> str:
     # A probe is counted lost one timeout after it was counted sent, so over a short window
     # just after loss starts the ratio can pass 1: clamp it, a path cannot lose more than all.
-    return (f"clamp_max(\n  sum by ({by}) (rate(xnet_probe_lost_total[{window}]))\n"
-            f"  / sum by ({by}) (rate(xnet_probe_sent_total[{window}])),\n  1\n)")
+    return (
+        f"clamp_max(\n  sum by ({by}) (rate(xnet_probe_lost_total[{window}]))\n"
+        f"  / sum by ({by}) (rate(xnet_probe_sent_total[{window}])),\n  1\n)"
+    )
 
 
 def rtt_quantile(percentile: float, by: str, window: str) -> str:
@@ -50,15 +52,21 @@ def recording_groups(config: MixinConfig) -> list[dict]:
         {"record": PATH_RTT_P99, "expr": rtt_quantile(0.99, "slice, src, dst", "5m")},
     ]
     slices = [{"record": slice_loss(w), "expr": loss_ratio("slice", w)} for w in dict.fromkeys((fast, "5m", "1h"))]
-    slices.append({"record": "slice_direction:xnet_probe_loss:ratio_rate5m",
-                   "expr": "sum by (slice, direction) (rate(xnet_probe_lost_total[5m]))\n"
-                           "/ ignoring (direction) group_left sum by (slice) (rate(xnet_probe_sent_total[5m]))"})
+    slices.append(
+        {
+            "record": "slice_direction:xnet_probe_loss:ratio_rate5m",
+            "expr": "sum by (slice, direction) (rate(xnet_probe_lost_total[5m]))\n"
+            "/ ignoring (direction) group_left sum by (slice) (rate(xnet_probe_sent_total[5m]))",
+        }
+    )
     slices += [{"record": slice_rtt(p), "expr": rtt_quantile(p, "slice", "5m")} for p in PERCENTILES]
     # One hint per slice, the most confident, so an annotation can quote it in one line.
-    slices.append({"record": TOP_HINT,
-                   "expr": "topk by (slice) (1, max by (slice, kind, suspect) (xnet_rootcause_hint))"})
-    agents = [{"record": LAST_WINDOW_AGE,
-               "expr": "time() - max by (src) (xnet_collector_last_window_timestamp_seconds)"}]
+    slices.append(
+        {"record": TOP_HINT, "expr": "topk by (slice) (1, max by (slice, kind, suspect) (xnet_rootcause_hint))"}
+    )
+    agents = [
+        {"record": LAST_WINDOW_AGE, "expr": "time() - max by (src) (xnet_collector_last_window_timestamp_seconds)"}
+    ]
     return [
         {"name": "xnet-paths.rules", "rules": paths},
         {"name": "xnet-slices.rules", "rules": slices},

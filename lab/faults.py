@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from lab import qos, routing
 from lab.state import Fault, LabState
-from lab.topology import Link, LabTopology, TopologyError
+from lab.topology import LabTopology, Link, TopologyError
 
 if TYPE_CHECKING:
     from lab.lab import Lab
@@ -169,13 +169,19 @@ def congest(
     topology = lab.topology
     dirs = directions(topology, link, from_site)
     found = dirs[0].link
-    _check(0 < rate_mbit < found.bandwidth_mbit, f"congest rate must be below the link's {found.bandwidth_mbit:g} Mbit/s")
+    _check(
+        0 < rate_mbit < found.bandwidth_mbit, f"congest rate must be below the link's {found.bandwidth_mbit:g} Mbit/s"
+    )
     _check(0 < queue_ms <= 5000, f"queue must be in (0, 5000] ms, got {queue_ms}")
     _check(load_factor > 1, f"load factor must exceed 1 to fill the queue, got {load_factor}")
     dscp = _slice_dscp(topology, slice_name) or 0
     fault.params.update(
-        link=found.name, rate_mbit=rate_mbit, queue_ms=queue_ms, load_factor=load_factor,
-        senders=[d.sender for d in dirs], slice=slice_name or topology.default_slice.name,
+        link=found.name,
+        rate_mbit=rate_mbit,
+        queue_ms=queue_ms,
+        load_factor=load_factor,
+        senders=[d.sender for d in dirs],
+        slice=slice_name or topology.default_slice.name,
     )
     fault.summary = (
         f"{_arrows(dirs)} cut to {rate_mbit:g} Mbit/s with a {queue_ms:g} ms queue,"
@@ -215,7 +221,9 @@ def reroute(lab: Lab, fault: Fault, state: LabState, source: str, destination: s
     hops = routing.alternate_path(topology, source, destination, via, dl, ds)
     if hops is None or hops == current:
         how = f" through {via}" if via else ""
-        raise FaultError(f"no alternate path from {source} to {destination}{how} (current path {'>'.join(current or ())})")
+        raise FaultError(
+            f"no alternate path from {source} to {destination}{how} (current path {'>'.join(current or ())})"
+        )
     number = int(fault.id.rsplit("-", 1)[1])
     table, pref = str(TABLE_BASE + number), str(TABLE_BASE + number)
     for path in (hops, tuple(reversed(hops))):
@@ -282,8 +290,13 @@ def kill(lab: Lab, fault: Fault, site: str, match: str, signame: str, restart: b
     _check(signame in SIGNALS, f"signal must be one of {', '.join(SIGNALS)}, got {signame!r}")
     victims = lab.processes_matching(site, match)
     _check(bool(victims), f"no process in site {site} has {match!r} in its command line")
-    fault.params.update(site=site, match=match, signal=signame, restart=restart and signame != "STOP",
-                        killed=[{"pid": pid, "argv": argv, "cwd": cwd} for pid, argv, cwd in victims])
+    fault.params.update(
+        site=site,
+        match=match,
+        signal=signame,
+        restart=restart and signame != "STOP",
+        killed=[{"pid": pid, "argv": argv, "cwd": cwd} for pid, argv, cwd in victims],
+    )
     action = "stopped (SIGSTOP)" if signame == "STOP" else f"killed (SIG{signame})"
     fault.summary = f"{len(victims)} process(es) matching {match!r} on {site} {action}"
 

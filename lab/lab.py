@@ -28,7 +28,15 @@ from lab import faults as _faults
 from lab.errors import LabError
 from lab.netns import CommandFailed
 from lab.state import Fault, LabState, Process, StateStore
-from lab.topology import NAMESPACE_PREFIX, NAMESPACE_PREFIX_PATTERN, Link, LabTopology, TopologyError, parse, source_text
+from lab.topology import (
+    NAMESPACE_PREFIX,
+    NAMESPACE_PREFIX_PATTERN,
+    LabTopology,
+    Link,
+    TopologyError,
+    parse,
+    source_text,
+)
 
 
 class Lab:
@@ -111,8 +119,9 @@ class Lab:
 
     # -- running things in sites ------------------------------------------------------------
 
-    def exec(self, site: str, argv: Sequence[str], *, check: bool = False, timeout: float = 60,
-             input: str | None = None) -> subprocess.CompletedProcess:
+    def exec(
+        self, site: str, argv: Sequence[str], *, check: bool = False, timeout: float = 60, input: str | None = None
+    ) -> subprocess.CompletedProcess:
         """Run a command inside a site and wait for it (text output captured)."""
         return netns.run(self.exec_argv(site, argv), stdin=input, check=check, timeout=timeout)
 
@@ -210,7 +219,9 @@ class Lab:
         inside = [(pid, None) for ns in mine for pid in netns.pids_in(ns) if pid != os.getpid()]
         netns.stop_all(inside, grace=1.0)
         if mine:
-            netns.run(netns.ip_batch_argv(None, force=True), stdin="".join(f"netns del {ns}\n" for ns in mine), check=False)
+            netns.run(
+                netns.ip_batch_argv(None, force=True), stdin="".join(f"netns del {ns}\n" for ns in mine), check=False
+            )
         self.store.clear()
         left = [ns for ns in mine if netns.exists(ns)]
         if left:
@@ -251,7 +262,9 @@ class Lab:
             pinned = _faults.reroute_path(state, source, destination)
             if pinned is not None:
                 return pinned
-            return routing.path(self.topology, source, destination, _faults.down_links(state), _faults.down_sites(state))
+            return routing.path(
+                self.topology, source, destination, _faults.down_links(state), _faults.down_sites(state)
+            )
         return routing.path(self.topology, source, destination)
 
     def status(self) -> dict:
@@ -266,18 +279,25 @@ class Lab:
             "prefix": str(topo.plan.prefix),
             "sites": [
                 {
-                    "name": s.name, "role": s.role.value, "namespace": self.namespace(s.name),
-                    "loopback": topo.loopback(s.name), "host_prefix": topo.host_prefix(s.name),
+                    "name": s.name,
+                    "role": s.role.value,
+                    "namespace": self.namespace(s.name),
+                    "loopback": topo.loopback(s.name),
+                    "host_prefix": topo.host_prefix(s.name),
                     "state": "down" if s.name in ds else "up",
                 }
                 for s in topo.sites
             ],
             "links": [
                 {
-                    "name": link.name, "cost": link.cost, "bandwidth_mbit": link.bandwidth_mbit,
+                    "name": link.name,
+                    "cost": link.cost,
+                    "bandwidth_mbit": link.bandwidth_mbit,
                     "prefix": topo.link_prefix(link.name),
-                    "ends": {end: {"interface": link.interface(end), "address": topo.link_address(link.name, end)}
-                             for end in link.ends},
+                    "ends": {
+                        end: {"interface": link.interface(end), "address": topo.link_address(link.name, end)}
+                        for end in link.ends
+                    },
                     "state": "down" if link.name in dl or link.a in ds or link.b in ds else "up",
                 }
                 for link in topo.links
@@ -285,8 +305,13 @@ class Lab:
             "slices": [{"name": s.name, "dscp": s.dscp, "id": s.slice_id, "share": s.share} for s in topo.slices],
             "faults": [
                 {
-                    "id": f.id, "kind": f.kind, "started_at": f.started_at, "summary": f.summary,
-                    "targets": _faults.targets(f), "hint_kind": _faults.hint_kind(f), "params": f.params,
+                    "id": f.id,
+                    "kind": f.kind,
+                    "started_at": f.started_at,
+                    "summary": f.summary,
+                    "targets": _faults.targets(f),
+                    "hint_kind": _faults.hint_kind(f),
+                    "params": f.params,
                 }
                 for f in (state.faults if state else [])
             ],
@@ -345,8 +370,15 @@ class Lab:
         ready = self.store.directory / f"{fault.id}-{site}.ready"
         ready.unlink(missing_ok=True)
         argv = [
-            sys.executable, "-m", "lab.delay",
-            "--queue", str(queue), "--delay-ms", f"{delay_ms:g}", "--ready-file", str(ready),
+            sys.executable,
+            "-m",
+            "lab.delay",
+            "--queue",
+            str(queue),
+            "--delay-ms",
+            f"{delay_ms:g}",
+            "--ready-file",
+            str(ready),
         ]
         process = self._spawn(site, argv, f"delay-{fault.id}")
         fault.processes.append(process)
@@ -365,8 +397,22 @@ class Lab:
         server_argv = ["iperf3", "-s", "-B", server_address, "-p", str(load["port"])]
         fault.processes.append(self._spawn(server, server_argv, f"iperf3-server-{fault.id}"))
         client_argv = [
-            "iperf3", "-c", server_address, "-B", self.link_address(link, client), "-p", str(load["port"]),
-            "-u", "-b", load["bitrate"], "-l", "1200", "-t", "86400", "-S", str(load["tos"]),
+            "iperf3",
+            "-c",
+            server_address,
+            "-B",
+            self.link_address(link, client),
+            "-p",
+            str(load["port"]),
+            "-u",
+            "-b",
+            load["bitrate"],
+            "-l",
+            "1200",
+            "-t",
+            "86400",
+            "-S",
+            str(load["tos"]),
         ] + (["--bidir"] if load["bidir"] else [])
         deadline = time.monotonic() + 5
         while True:  # the server needs a moment to listen; a client that finds none exits at once
@@ -444,8 +490,16 @@ class Lab:
         """A link ("a-b") or a whole site down; routing reconverges (or blackholes) around it."""
         return self._inject("down", _faults.down, target)
 
-    def fault_congest(self, link: str, *, rate_mbit: float = 2.0, queue_ms: float = 100.0, load_factor: float = 1.5,
-                      from_site: str | None = None, slice: str | None = None) -> str:
+    def fault_congest(
+        self,
+        link: str,
+        *,
+        rate_mbit: float = 2.0,
+        queue_ms: float = 100.0,
+        load_factor: float = 1.5,
+        from_site: str | None = None,
+        slice: str | None = None,
+    ) -> str:
         """Cut a link to `rate_mbit` with a `queue_ms` queue and overload it with iperf3 UDP."""
         return self._inject("congest", _faults.congest, link, rate_mbit, queue_ms, load_factor, from_site, slice)
 

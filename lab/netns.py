@@ -30,14 +30,18 @@ class CommandFailed(RuntimeError):
         super().__init__(f"`{shown}` failed with status {returncode}{detail}")
 
 
-def run(argv: Sequence[str], *, stdin: str | None = None, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+def run(
+    argv: Sequence[str], *, stdin: str | None = None, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess:
     done = subprocess.run(list(argv), input=stdin, capture_output=True, text=True, timeout=timeout)
     if check and done.returncode != 0:
         raise CommandFailed(argv, done.returncode, done.stderr, stdin)
     return done
 
 
-def run_all(commands: Iterable[tuple[Sequence[str], str | None]], *, check: bool = True) -> list[subprocess.CompletedProcess]:
+def run_all(
+    commands: Iterable[tuple[Sequence[str], str | None]], *, check: bool = True
+) -> list[subprocess.CompletedProcess]:
     """Run independent commands concurrently (one per namespace, typically) and wait for all."""
     started = []
     for argv, stdin in commands:

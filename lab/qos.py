@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lab.topology import Link, Slice, LabTopology
+from lab.topology import LabTopology, Link, Slice
 
 DEFAULT_FIFO_PACKETS = 1000  # the veth's own txqueuelen
 LOAD_FRAME_BYTES = 1250  # an iperf3 `-l 1200` datagram with its UDP, IPv6 and Ethernet headers

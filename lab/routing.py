@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
-from lab.topology import Link, LabTopology
+from lab.topology import LabTopology, Link
 
 
 @dataclass(frozen=True, slots=True)

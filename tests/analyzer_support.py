@@ -10,23 +10,54 @@ W = 10_000_000_000  # one 10 s interval in ns
 T0 = 170_000_000  # an interval number in 2023, so times look real
 
 
-def window(seq: int, *, source: str = "cnty1a", target: str = "core", slice_: str = "video", kind: str = "stamp",
-           sent: int = 10, lost: int = 0, rtt_bucket: int = 3, p99_ns: int = 4_900_000) -> PathWindow:
+def window(
+    seq: int,
+    *,
+    source: str = "cnty1a",
+    target: str = "core",
+    slice_: str = "video",
+    kind: str = "stamp",
+    sent: int = 10,
+    lost: int = 0,
+    rtt_bucket: int = 3,
+    p99_ns: int = 4_900_000,
+) -> PathWindow:
     received = sent - lost
     buckets = [0] * (len(RTT_BUCKETS_NS) + 1)
     buckets[rtt_bucket] = received
     answered = received > 0
     return PathWindow(
-        key=PathKey(source, target, slice_, kind), target_address="fd00::1", seq=seq,
-        start_ns=seq * W, end_ns=(seq + 1) * W, sent=sent, received=received, lost_forward=lost,
-        lost_reverse=0, lost_unknown=0, duplicates=0, reordered=0, rtt_buckets=tuple(buckets),
-        rtt_sum_ns=4_000_000 * received, rtt_min_ns=3_000_000 if answered else None,
-        rtt_p50_ns=4_000_000 if answered else None, rtt_p90_ns=4_500_000 if answered else None,
-        rtt_p99_ns=p99_ns if answered else None, rtt_max_ns=p99_ns if answered else None,
-        ipdv_mean_abs_ns=100_000 if answered else None, pdv_p99_ns=1_900_000 if answered else None,
-        forward_owd_p50_ns=None, reverse_owd_p50_ns=None, forward_owd_p99_ns=None, reverse_owd_p99_ns=None,
-        clock_error_ns=None, dscp_remarked=0, reflector_hop_limit=252, reply_hop_limit=252,
-        path_fingerprint="0123456789abcdef", icmp_errors=0,
+        key=PathKey(source, target, slice_, kind),
+        target_address="fd00::1",
+        seq=seq,
+        start_ns=seq * W,
+        end_ns=(seq + 1) * W,
+        sent=sent,
+        received=received,
+        lost_forward=lost,
+        lost_reverse=0,
+        lost_unknown=0,
+        duplicates=0,
+        reordered=0,
+        rtt_buckets=tuple(buckets),
+        rtt_sum_ns=4_000_000 * received,
+        rtt_min_ns=3_000_000 if answered else None,
+        rtt_p50_ns=4_000_000 if answered else None,
+        rtt_p90_ns=4_500_000 if answered else None,
+        rtt_p99_ns=p99_ns if answered else None,
+        rtt_max_ns=p99_ns if answered else None,
+        ipdv_mean_abs_ns=100_000 if answered else None,
+        pdv_p99_ns=1_900_000 if answered else None,
+        forward_owd_p50_ns=None,
+        reverse_owd_p50_ns=None,
+        forward_owd_p99_ns=None,
+        reverse_owd_p99_ns=None,
+        clock_error_ns=None,
+        dscp_remarked=0,
+        reflector_hop_limit=252,
+        reply_hop_limit=252,
+        path_fingerprint="0123456789abcdef",
+        icmp_errors=0,
     )
 
 
@@ -34,8 +65,13 @@ def batch(*windows: PathWindow, site: str = "cnty1a", **extra) -> ShipmentBatch:
     return ShipmentBatch(site, tuple(windows), created_ns=windows[-1].end_ns if windows else 0, **extra)
 
 
-def observation(source: str = "cnty1a", target: str = "core", slice_: str = "video",
-                hops: tuple = ("fd00::a", None, "fd00::1"), observed_ns: int = T0 * W) -> PathObservation:
+def observation(
+    source: str = "cnty1a",
+    target: str = "core",
+    slice_: str = "video",
+    hops: tuple = ("fd00::a", None, "fd00::1"),
+    observed_ns: int = T0 * W,
+) -> PathObservation:
     return PathObservation(source, target, slice_, FlowId("udp", 0x12345, 33434, 862), hops, True, observed_ns)
 
 

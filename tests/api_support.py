@@ -21,6 +21,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 def call(app: FastAPI, method: str, url: str, **kwargs) -> httpx.Response:
     """One request to `app`, in-process."""
+
     async def send() -> httpx.Response:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://analyzer") as client:
             return await client.request(method, url, **kwargs)
@@ -53,6 +54,13 @@ class Api:
 def lossy_video(api: Api, intervals: int = 8) -> None:
     """`intervals` intervals: video core path losing 80%, video edge path clean, egov clean."""
     for seq in range(T0, T0 + intervals):
-        response = api.ship(batch(window(seq, lost=8), window(seq, target="edge", p99_ns=9_000_000),
-                                  window(seq, slice_="egov"), observations=(observation(),), health=health()))
+        response = api.ship(
+            batch(
+                window(seq, lost=8),
+                window(seq, target="edge", p99_ns=9_000_000),
+                window(seq, slice_="egov"),
+                observations=(observation(),),
+                health=health(),
+            )
+        )
         assert response.status_code == 200, response.text

@@ -64,8 +64,9 @@ def _packet_socket(interface: str) -> socket.socket:
 class Capture:
     """Frames of one direction ("in", "out" or "both") on an interface, until `stop()`."""
 
-    def __init__(self, namespace: str, interface: str, direction: str,
-                 handler: Callable[[int, bytes, int], None]) -> None:
+    def __init__(
+        self, namespace: str, interface: str, direction: str, handler: Callable[[int, bytes, int], None]
+    ) -> None:
         self._socket = created_in(namespace, lambda: _packet_socket(interface))
         self._socket.settimeout(0.1)
         self._direction = direction
@@ -88,8 +89,11 @@ class Capture:
                 continue
             if frame[12:14] not in IP_ETHERTYPES:
                 continue
-            seconds, nanoseconds = next(struct.unpack("qq", data[:16]) for level, kind, data in ancillary
-                                        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS)
+            seconds, nanoseconds = next(
+                struct.unpack("qq", data[:16])
+                for level, kind, data in ancillary
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS
+            )
             self.frames += 1
             self._handler(seconds * 1_000_000_000 + nanoseconds, frame, ETHERNET_HEADER_LEN)
 
@@ -105,6 +109,7 @@ class Capture:
 def wait_until_drained(pid: int, timeout: float = DEADLINE_S) -> None:
     """Until process `pid` has read every frame queued on its packet sockets and waits in
     poll() for more: a capture stopped then has counted all that crossed before."""
+
     def sockets() -> set[str]:
         inodes = set()
         for fd in Path(f"/proc/{pid}/fd").iterdir():

@@ -21,8 +21,12 @@ from tests.support import DEADLINE_S, wait_until
 SLICE_DSCP = {"video": 34, "egov": 26, "data": 18, "best-effort": 0}
 # Each slice's traffic goes to its own destination prefix, as an addressing plan would
 # have it: softflowd exports no IPv6 traffic class, so interop tests classify by prefix.
-SLICE_PREFIX = {"video": "2001:db8:1::/48", "egov": "2001:db8:2::/48", "data": "2001:db8:3::/48",
-                "best-effort": "2001:db8:4::/48"}
+SLICE_PREFIX = {
+    "video": "2001:db8:1::/48",
+    "egov": "2001:db8:2::/48",
+    "data": "2001:db8:3::/48",
+    "best-effort": "2001:db8:4::/48",
+}
 PREFIX_RULES = [{"slice": name, "destination": prefix} for name, prefix in SLICE_PREFIX.items()]
 
 
@@ -62,23 +66,62 @@ def record(fields: list[tuple[int, int]], values: dict[int, int | bytes]) -> byt
 
 
 # The template of the unit tests: IPv6 5-tuple, DSCP, flow label, counters, times, direction.
-V6_FIELDS = [(27, 16), (28, 16), (4, 1), (7, 2), (11, 2), (195, 1), (31, 4), (1, 8), (2, 8),
-             (152, 8), (153, 8), (61, 1)]
+V6_FIELDS = [
+    (27, 16),
+    (28, 16),
+    (4, 1),
+    (7, 2),
+    (11, 2),
+    (195, 1),
+    (31, 4),
+    (1, 8),
+    (2, 8),
+    (152, 8),
+    (153, 8),
+    (61, 1),
+]
 
 
-def v6_values(src: str, dst: str, *, dscp: int = 34, flow_label: int = 0x12345, octets: int = 1500,
-              packets: int = 3, sport: int = 1000, dport: int = 2000, protocol: int = 17,
-              direction: int = 0, start_ms: int = 1_800_000_000_000) -> dict[int, int | bytes]:
-    return {27: socket.inet_pton(socket.AF_INET6, src), 28: socket.inet_pton(socket.AF_INET6, dst),
-            4: protocol, 7: sport, 11: dport, 195: dscp, 31: flow_label, 1: octets, 2: packets,
-            152: start_ms, 153: start_ms + 500, 61: direction}
+def v6_values(
+    src: str,
+    dst: str,
+    *,
+    dscp: int = 34,
+    flow_label: int = 0x12345,
+    octets: int = 1500,
+    packets: int = 3,
+    sport: int = 1000,
+    dport: int = 2000,
+    protocol: int = 17,
+    direction: int = 0,
+    start_ms: int = 1_800_000_000_000,
+) -> dict[int, int | bytes]:
+    return {
+        27: socket.inet_pton(socket.AF_INET6, src),
+        28: socket.inet_pton(socket.AF_INET6, dst),
+        4: protocol,
+        7: sport,
+        11: dport,
+        195: dscp,
+        31: flow_label,
+        1: octets,
+        2: packets,
+        152: start_ms,
+        153: start_ms + 500,
+        61: direction,
+    }
 
 
 # -- NetFlow v9 -----------------------------------------------------------------------------
 
 
-def v9_packet(flowsets: list[bytes], source_id: int = 7, unix_secs: int = 1_800_000_000,
-              uptime_ms: int = 3_600_000, sequence: int = 0) -> bytes:
+def v9_packet(
+    flowsets: list[bytes],
+    source_id: int = 7,
+    unix_secs: int = 1_800_000_000,
+    uptime_ms: int = 3_600_000,
+    sequence: int = 0,
+) -> bytes:
     return struct.pack("!HHIIII", 9, len(flowsets), uptime_ms, unix_secs, sequence, source_id) + b"".join(flowsets)
 
 
@@ -87,7 +130,9 @@ def v9_template_flowset(template_id: int, fields: list[tuple[int, int]]) -> byte
     return struct.pack("!HH", 0, 4 + len(record_)) + record_
 
 
-def v9_options_template_flowset(template_id: int, scope: list[tuple[int, int]], options: list[tuple[int, int]]) -> bytes:
+def v9_options_template_flowset(
+    template_id: int, scope: list[tuple[int, int]], options: list[tuple[int, int]]
+) -> bytes:
     body = struct.pack("!HHH", template_id, 4 * len(scope), 4 * len(options))
     body += b"".join(struct.pack("!HH", *f) for f in scope + options)
     body += bytes(-(len(body) + 4) % 4)
@@ -137,12 +182,22 @@ def write_slice_pcap(path: Path, flows_per_slice: int = 3, packets_per_flow: int
     t = 1_700_000_000.0
     for slice_index, dscp in enumerate(SLICE_DSCP.values(), start=1):
         for flow in range(flows_per_slice):
-            transport = TCP(sport=40000 + flow, dport=443, flags="A") if flow % 2 else UDP(sport=50000 + flow, dport=5004)
+            transport = (
+                TCP(sport=40000 + flow, dport=443, flags="A") if flow % 2 else UDP(sport=50000 + flow, dport=5004)
+            )
             for n in range(packets_per_flow):
-                packet = (Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
-                          / IPv6(src=f"2001:db8:ff::{flow + 1}", dst=f"2001:db8:{slice_index}::{flow + 1}",
-                                 tc=dscp << 2, fl=(slice_index << 16) | flow, hlim=64)
-                          / transport / Raw(bytes(40 + 13 * ((n * 7 + flow) % 50))))
+                packet = (
+                    Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+                    / IPv6(
+                        src=f"2001:db8:ff::{flow + 1}",
+                        dst=f"2001:db8:{slice_index}::{flow + 1}",
+                        tc=dscp << 2,
+                        fl=(slice_index << 16) | flow,
+                        hlim=64,
+                    )
+                    / transport
+                    / Raw(bytes(40 + 13 * ((n * 7 + flow) % 50)))
+                )
                 packet.time = t
                 t += 0.001
                 packets.append(packet)
@@ -173,8 +228,14 @@ def pcap_truth(path: Path) -> dict[str, tuple[int, int]]:
 # -- softflowd over a capture ---------------------------------------------------------------
 
 
-def softflowd_from_pcap(pcap: Path, collector: tuple[str, int], version: str, workdir: Path,
-                        extra: tuple[str, ...] = (), timeout: float = DEADLINE_S) -> str:
+def softflowd_from_pcap(
+    pcap: Path,
+    collector: tuple[str, int],
+    version: str,
+    workdir: Path,
+    extra: tuple[str, ...] = (),
+    timeout: float = DEADLINE_S,
+) -> str:
     """Run softflowd over `pcap`, exporting to `collector`; return its statistics output.
 
     softflowd 1.1.0 in file mode waits on its control socket between reads, so the capture
@@ -182,8 +243,21 @@ def softflowd_from_pcap(pcap: Path, collector: tuple[str, int], version: str, wo
     exits at the end of the file, after exporting every flow)."""
     control = workdir / f"softflowd-{version}.ctl"
     host, port = collector
-    argv = ["softflowd", "-d", "-r", str(pcap), "-n", f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
-            "-v", version, "-c", str(control), "-p", str(workdir / f"softflowd-{version}.pid"), *extra]
+    argv = [
+        "softflowd",
+        "-d",
+        "-r",
+        str(pcap),
+        "-n",
+        f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        "-v",
+        version,
+        "-c",
+        str(control),
+        "-p",
+        str(workdir / f"softflowd-{version}.pid"),
+        *extra,
+    ]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def finished() -> bool:

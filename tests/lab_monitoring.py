@@ -31,8 +31,12 @@ class Monitored:
 
     def wait_for_scrapes_after(self, at: float) -> None:
         """Until Prometheus has scraped every target successfully since the Unix time `at`."""
-        wait_for(self.prometheus, f"count(timestamp(up == 1) > {at:.3f})",
-                 lambda r: list(r.values()) == [float(len(LAB_SITES) + 1)], netns=self.netns)
+        wait_for(
+            self.prometheus,
+            f"count(timestamp(up == 1) > {at:.3f})",
+            lambda r: list(r.values()) == [float(len(LAB_SITES) + 1)],
+            netns=self.netns,
+        )
 
     def alerts(self) -> list[dict]:
         """Alertmanager's alerts (active, inhibited or silenced; resolved ones are left out)."""
@@ -47,13 +51,14 @@ def lab_mixin(out: Path) -> MixinConfig:
 
 def prometheus_config(lab, mixin_dir: Path, config: MixinConfig, alertmanager: str | None) -> str:
     agents = ", ".join(f"'[{lab.address(site)}]:{AGENT_METRICS_PORT}'" for site in LAB_SITES)
-    alerting = ("alerting: {alertmanagers: [{static_configs: [{targets: ['%s']}]}]}\n"
-                % alertmanager.removeprefix("http://") if alertmanager else "")
+    alerting = (
+        "alerting: {alertmanagers: [{static_configs: [{targets: ['%s']}]}]}\n" % alertmanager.removeprefix("http://")
+        if alertmanager
+        else ""
+    )
     return (
         f"global: {{scrape_interval: {SCRAPE_INTERVAL_S}s, evaluation_interval: {SCRAPE_INTERVAL_S}s}}\n"
-        f"rule_files: ['{mixin_dir / 'rules.yml'}', '{mixin_dir / 'alerts.yml'}']\n"
-        + alerting +
-        "scrape_configs:\n"
+        f"rule_files: ['{mixin_dir / 'rules.yml'}', '{mixin_dir / 'alerts.yml'}']\n" + alerting + "scrape_configs:\n"
         f"  - job_name: {config.agent_job}\n    static_configs: [{{targets: [{agents}]}}]\n"
         f"  - job_name: {config.analyzer_job}\n"
         f"    static_configs: [{{targets: ['[{lab.address('core')}]:{API_PORT}']}}]\n"
@@ -63,8 +68,14 @@ def prometheus_config(lab, mixin_dir: Path, config: MixinConfig, alertmanager: s
 def running_alertmanager(tmp_path: Path, config_file: Path, netns: str | None):
     """Our own Alertmanager (Debian's prometheus-alertmanager) on a free loopback port, no cluster."""
     url = f"http://127.0.0.1:{free_tcp_port('127.0.0.1')}"
-    argv = ["prometheus-alertmanager", f"--config.file={config_file}", f"--storage.path={tmp_path / 'am-data'}",
-            f"--web.listen-address={url.removeprefix('http://')}", "--cluster.listen-address=", "--log.level=warn"]
+    argv = [
+        "prometheus-alertmanager",
+        f"--config.file={config_file}",
+        f"--storage.path={tmp_path / 'am-data'}",
+        f"--web.listen-address={url.removeprefix('http://')}",
+        "--cluster.listen-address=",
+        "--log.level=warn",
+    ]
     return serving(argv, url, tmp_path / "alertmanager.log", netns)
 
 
@@ -81,7 +92,10 @@ def monitored_lab(lab, tmp_path: Path, *, alerting: bool = False) -> Iterator[Mo
         alertmanager = None
         if alerting:
             alertmanager = stack.enter_context(running_alertmanager(tmp_path, mixin_dir / "alertmanager.yml", netns))
-        prometheus = stack.enter_context(running_prometheus(
-            tmp_path, netns=netns, config_text=prometheus_config(lab, mixin_dir, config, alertmanager)))
+        prometheus = stack.enter_context(
+            running_prometheus(
+                tmp_path, netns=netns, config_text=prometheus_config(lab, mixin_dir, config, alertmanager)
+            )
+        )
         wait_for(prometheus, "up == 1", lambda r: len(r) == len(LAB_SITES) + 1, netns=netns)
         yield Monitored(config, prometheus, alertmanager, netns)

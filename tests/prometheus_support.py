@@ -25,21 +25,30 @@ def free_tcp_port(host: str) -> int:
 
 
 @contextlib.contextmanager
-def running_prometheus(tmp_path: Path, *targets: str, netns: str | None = None,
-                       config_text: str | None = None) -> Iterator[str]:
+def running_prometheus(
+    tmp_path: Path, *targets: str, netns: str | None = None, config_text: str | None = None
+) -> Iterator[str]:
     """Our own Prometheus on a free loopback port, scraping `targets` every second (or as
     `config_text` says); yields its URL. With `netns` it runs inside that network namespace
     (query it with the same netns)."""
     port = free_tcp_port("127.0.0.1")
     config = tmp_path / "prometheus.yml"
     listed = ", ".join(f"'{t}'" for t in targets)
-    config.write_text(config_text or (
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "scrape_configs:\n"
-        f"  - job_name: xnet-agent\n    static_configs: [{{targets: [{listed}]}}]\n"
-    ))
-    argv = ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+    config.write_text(
+        config_text
+        or (
+            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+            "scrape_configs:\n"
+            f"  - job_name: xnet-agent\n    static_configs: [{{targets: [{listed}]}}]\n"
+        )
+    )
+    argv = [
+        "prometheus",
+        f"--config.file={config}",
+        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=warn",
+    ]
     with serving(argv, f"http://127.0.0.1:{port}", tmp_path / "prometheus.log", netns) as url:
         yield url
 
@@ -95,8 +104,9 @@ def query(url: str, promql: str, netns: str | None = None, at: float | None = No
     params = {"query": promql} if at is None else {"query": promql, "time": f"{at:.3f}"}
     body = _get(f"{url}/api/v1/query?" + urllib.parse.urlencode(params), netns)
     assert body["status"] == "success", body
-    return {tuple(v for _, v in sorted(item["metric"].items())): float(item["value"][1])
-            for item in body["data"]["result"]}
+    return {
+        tuple(v for _, v in sorted(item["metric"].items())): float(item["value"][1]) for item in body["data"]["result"]
+    }
 
 
 def wait_for(url: str, promql: str, ready, timeout: float = DEADLINE_S, netns: str | None = None) -> dict[tuple, float]:
@@ -108,5 +118,7 @@ def wait_for(url: str, promql: str, ready, timeout: float = DEADLINE_S, netns: s
         last = query(url, promql, netns)
         return ready(last)
 
-    wait_until(answered, timeout, interval=0.25, what=lambda: f"{promql!r} never gave the expected answer; last: {last}")
+    wait_until(
+        answered, timeout, interval=0.25, what=lambda: f"{promql!r} never gave the expected answer; last: {last}"
+    )
     return last

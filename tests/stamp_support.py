@@ -34,8 +34,17 @@ def reflect_request(
     """The reply to `request` (T2 = receive_ns, T3 = transmit_ns) and the DSCP it asked for."""
     buf = bytearray(request)
     dscp = reflect_in_place(
-        buf, len(buf), receive_ns=receive_ns, error_estimate=error_estimate, hop_limit=hop_limit,
-        session=session, authenticated=authenticated, key=key, context=context, policy=policy, stats=stats,
+        buf,
+        len(buf),
+        receive_ns=receive_ns,
+        error_estimate=error_estimate,
+        hop_limit=hop_limit,
+        session=session,
+        authenticated=authenticated,
+        key=key,
+        context=context,
+        policy=policy,
+        stats=stats,
     )
     stamp_transmit_time(buf, len(buf), transmit_ns, session=session, authenticated=authenticated, key=key)
     return bytes(buf), dscp
@@ -43,8 +52,9 @@ def reflect_request(
 
 def reflector_answers(port: int, key: bytes | None = None, host: str = "::1") -> bool:
     """Whether the reflector on [host]:port answers one STAMP request (authenticated with `key`)."""
-    request = encode_sender(SenderPacket(1, ns_to_ntp(time.time_ns()), ErrorEstimate(), 7), key,
-                            authenticated=key is not None)
+    request = encode_sender(
+        SenderPacket(1, ns_to_ntp(time.time_ns()), ErrorEstimate(), 7), key, authenticated=key is not None
+    )
     with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
         sock.settimeout(10)
         sock.sendto(request, (host, port))

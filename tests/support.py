@@ -26,8 +26,12 @@ DEADLINE_S = 120.0
 T = TypeVar("T")
 
 
-def wait_until(condition: Callable[[], T], timeout: float = DEADLINE_S, interval: float = 0.05,
-               what: str | Callable[[], str] = "the awaited event") -> T:
+def wait_until(
+    condition: Callable[[], T],
+    timeout: float = DEADLINE_S,
+    interval: float = 0.05,
+    what: str | Callable[[], str] = "the awaited event",
+) -> T:
     """Poll `condition` until it returns something truthy, and return that; fail the test
     (AssertionError naming `what`) once `timeout` seconds have passed without it."""
     deadline = time.monotonic() + timeout
@@ -40,8 +44,9 @@ def wait_until(condition: Callable[[], T], timeout: float = DEADLINE_S, interval
         time.sleep(interval)
 
 
-async def wait_until_async(condition: Callable[[], T], timeout: float = DEADLINE_S, interval: float = 0.01,
-                           what: str = "the awaited event") -> T:
+async def wait_until_async(
+    condition: Callable[[], T], timeout: float = DEADLINE_S, interval: float = 0.01, what: str = "the awaited event"
+) -> T:
     """`wait_until` for a test's coroutine: the event loop keeps running while it waits."""
     deadline = time.monotonic() + timeout
     while not (value := condition()):
@@ -74,10 +79,15 @@ class Stopwatch:
         return (time.perf_counter_ns() - self._started_ns - waited_ns) / 1e9
 
 
-def run_until(run: Callable[[], Awaitable[object]], stop: Callable[[], None], done: Callable[[], object],
-              during: tuple[Callable[[], object], Callable[[], None]] | None = None) -> None:
+def run_until(
+    run: Callable[[], Awaitable[object]],
+    stop: Callable[[], None],
+    done: Callable[[], object],
+    during: tuple[Callable[[], object], Callable[[], None]] | None = None,
+) -> None:
     """Run the coroutine `run()` until `done()` holds, then `stop()` it and wait for its end.
     `during` is (event, action): `action()` runs once `event()` holds, before `done`."""
+
     async def main() -> None:
         task = asyncio.create_task(run())
         try:
@@ -132,12 +142,14 @@ class LineReader:
 
     def wait_for(self, predicate: Callable[[str], bool], count: int = 1, timeout: float = DEADLINE_S) -> list[str]:
         """The first `count` lines that satisfy `predicate`, once there are that many."""
+
         def enough() -> list[str] | None:
             found = self.matching(predicate)
             return found[:count] if len(found) >= count else None
 
-        return wait_until(enough, timeout, what=lambda: f"{count} matching line(s); output so far: "
-                                                        f"{''.join(self.lines)[-2000:]!r}")
+        return wait_until(
+            enough, timeout, what=lambda: f"{count} matching line(s); output so far: {''.join(self.lines)[-2000:]!r}"
+        )
 
     def text(self, timeout: float = DEADLINE_S) -> str:
         """Everything the process wrote, once the pipe has closed (the process ended)."""
@@ -158,9 +170,7 @@ def in_netns(netns: str | None, argv: list[str]) -> list[str]:
 
 
 def xnetmon(*args: str, netns: str | None = None, timeout: float = DEADLINE_S) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        in_netns(netns, [*XNETMON, *args]), capture_output=True, text=True, timeout=timeout, cwd=REPO
-    )
+    return subprocess.run(in_netns(netns, [*XNETMON, *args]), capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
 @contextlib.contextmanager
@@ -168,7 +178,10 @@ def running_reflector(*args: str, netns: str | None = None) -> Iterator[subproce
     """`xnetmon reflect ARGS` until the block ends; yields once it is listening."""
     proc = subprocess.Popen(
         in_netns(netns, [*XNETMON, "reflect", *args]),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
     )
     try:
         banner = proc.stdout.readline()

@@ -106,8 +106,11 @@ def _values(node: ast.AST, parents: tuple[ast.AST, ...], constants: dict[str, as
         return [node.value]
     if isinstance(node, ast.Name):
         for loop in reversed(parents):
-            if isinstance(loop, (ast.For, ast.comprehension)) and isinstance(loop.target, ast.Name) \
-                    and loop.target.id == node.id:
+            if (
+                isinstance(loop, (ast.For, ast.comprehension))
+                and isinstance(loop.target, ast.Name)
+                and loop.target.id == node.id
+            ):
                 return _literal_strings(loop.iter, constants)
         bound = constants.get(node.id)
         return [bound.value] if isinstance(bound, ast.Constant) and isinstance(bound.value, str) else None
@@ -127,22 +130,27 @@ def _values(node: ast.AST, parents: tuple[ast.AST, ...], constants: dict[str, as
 
 def _is_import_module(call: ast.Call) -> bool:
     func = call.func
-    return (isinstance(func, ast.Attribute) and func.attr == "import_module"
-            and isinstance(func.value, ast.Name) and func.value.id == "importlib") or (
-        isinstance(func, ast.Name) and func.id == "import_module")
+    return (
+        isinstance(func, ast.Attribute)
+        and func.attr == "import_module"
+        and isinstance(func.value, ast.Name)
+        and func.value.id == "importlib"
+    ) or (isinstance(func, ast.Name) and func.id == "import_module")
 
 
 def _imports_of(module: str, path: Path) -> tuple[list[Import], list[str]]:
     """The project modules `module` imports, and the dynamic imports that could not be resolved
     to modules of the project."""
     tree = ast.parse(path.read_text(), str(path))
-    constants: dict[str, ast.AST] = {t.id: n.value for n in tree.body if isinstance(n, ast.Assign)
-                                     for t in n.targets if isinstance(t, ast.Name)}
+    constants: dict[str, ast.AST] = {
+        t.id: n.value for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)
+    }
     for n in tree.body:  # names taken from other project modules, one ImportFrom per name
         if isinstance(n, ast.ImportFrom) and not n.level and (n.module or "").split(".")[0] in PACKAGES:
             for alias in n.names:
-                constants.setdefault(alias.asname or alias.name,
-                                     ast.ImportFrom(module=n.module, names=[ast.alias(alias.name)], level=0))
+                constants.setdefault(
+                    alias.asname or alias.name, ast.ImportFrom(module=n.module, names=[ast.alias(alias.name)], level=0)
+                )
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: list[tuple[str, int]] = []
     unresolved = []
@@ -160,12 +168,17 @@ def _imports_of(module: str, path: Path) -> tuple[list[Import], list[str]]:
         elif isinstance(node, ast.Call) and _is_import_module(node) and node.args:
             names = _values(node.args[0], parents, constants)
             if names is None:
-                unresolved.append(f"{module} ({path.relative_to(ROOT)}:{node.lineno}): "
-                                  f"importlib.import_module({ast.unparse(node.args[0])})")
+                unresolved.append(
+                    f"{module} ({path.relative_to(ROOT)}:{node.lineno}): "
+                    f"importlib.import_module({ast.unparse(node.args[0])})"
+                )
             else:
                 found += [(name, node.lineno) for name in names]
-                unresolved += [f"{module} ({path.relative_to(ROOT)}:{node.lineno}): no module {name}"
-                               for name in names if name.split(".")[0] in PACKAGES and name not in _modules()]
+                unresolved += [
+                    f"{module} ({path.relative_to(ROOT)}:{node.lineno}): no module {name}"
+                    for name in names
+                    if name.split(".")[0] in PACKAGES and name not in _modules()
+                ]
     imports = {}  # one per line and module imported: `from a import b, c` is one import of a
     for name, line in found:
         target = _known(name)
@@ -190,14 +203,18 @@ def _within(module: str, *packages: str) -> bool:
 
 def _breaking(importers: str, allowed=lambda imported: True, forbidden: tuple[str, ...] = ()) -> list[str]:
     imports, _ = _graph()
-    return [str(i) for i in imports
-            if _within(i.importer, importers) and (_within(i.imported, *forbidden) or not allowed(i.imported))]
+    return [
+        str(i)
+        for i in imports
+        if _within(i.importer, importers) and (_within(i.imported, *forbidden) or not allowed(i.imported))
+    ]
 
 
 def test_every_dynamic_import_names_a_module_the_test_can_read():
     _, unresolved = _graph()
-    assert not unresolved, ("name these with a literal or a literal tuple, of modules that exist:\n"
-                            + "\n".join(unresolved))
+    assert not unresolved, "name these with a literal or a literal tuple, of modules that exist:\n" + "\n".join(
+        unresolved
+    )
 
 
 def test_the_reader_sees_function_level_and_importlib_imports():
@@ -225,17 +242,26 @@ def test_wire_codecs_stand_alone():
 
 
 def test_analyzer_takes_only_the_contract_and_shared_helpers_of_the_collector():
-    bad = _breaking("analyzer", forbidden=("xnetmon", "lab", "dashboards"),
-                    allowed=lambda imported: not _within(imported, "collector")
-                    or _within(imported, "collector.contract", "collector.system"))
-    assert not bad, ("analyzer imports from collector only collector.contract and collector.system, "
-                     "nothing of xnetmon, lab, dashboards:\n" + "\n".join(bad))
+    bad = _breaking(
+        "analyzer",
+        forbidden=("xnetmon", "lab", "dashboards"),
+        allowed=lambda imported: (
+            not _within(imported, "collector") or _within(imported, "collector.contract", "collector.system")
+        ),
+    )
+    assert not bad, (
+        "analyzer imports from collector only collector.contract and collector.system, "
+        "nothing of xnetmon, lab, dashboards:\n" + "\n".join(bad)
+    )
 
 
 def test_dashboards_read_only_the_sla_policies_of_the_analyzer():
     # dashboards generates alert and recording rules from the SLA policies: analyzer.sla.
-    bad = _breaking("dashboards", forbidden=("xnetmon", "lab"),
-                    allowed=lambda imported: not _within(imported, "analyzer") or _within(imported, "analyzer.sla"))
+    bad = _breaking(
+        "dashboards",
+        forbidden=("xnetmon", "lab"),
+        allowed=lambda imported: not _within(imported, "analyzer") or _within(imported, "analyzer.sla"),
+    )
     assert not bad, "dashboards imports analyzer.sla only, and nothing of xnetmon, lab:\n" + "\n".join(bad)
 
 
@@ -278,8 +304,12 @@ def _cycles(imports: tuple[Import, ...]) -> list[list[str]]:
 
 
 def test_cycle_finder_finds_a_cycle():
-    loop = (Import("a", "b", "a.py:1"), Import("b", "c", "b.py:1"), Import("c", "a", "c.py:1"),
-            Import("c", "d", "c.py:2"))
+    loop = (
+        Import("a", "b", "a.py:1"),
+        Import("b", "c", "b.py:1"),
+        Import("c", "a", "c.py:1"),
+        Import("c", "d", "c.py:2"),
+    )
     assert _cycles(loop) == [["a", "b", "c"]]
 
 
@@ -288,6 +318,9 @@ def test_no_import_cycle():
     report = []
     for component in _cycles(imports):
         members = set(component)
-        report.append(" <-> ".join(component) + ":\n" + "\n".join(
-            f"  {i}" for i in imports if i.importer in members and i.imported in members))
+        report.append(
+            " <-> ".join(component)
+            + ":\n"
+            + "\n".join(f"  {i}" for i in imports if i.importer in members and i.imported in members)
+        )
     assert not report, "import cycles (a module graph must be a tree of layers):\n" + "\n".join(report)

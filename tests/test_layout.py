@@ -27,8 +27,9 @@ WITHOUT_TWIN = {
 
 
 def modules() -> list[Path]:
-    return sorted(p.relative_to(REPO) for package in PACKAGES for p in (REPO / package).rglob("*.py")
-                  if p.name not in NOT_MODULES)
+    return sorted(
+        p.relative_to(REPO) for package in PACKAGES for p in (REPO / package).rglob("*.py") if p.name not in NOT_MODULES
+    )
 
 
 def is_twin(test_stem: str, module: Path, siblings: set[str]) -> bool:
@@ -47,9 +48,11 @@ def twins(module: Path) -> list[Path]:
 
 def test_every_module_has_a_twin_test_file():
     missing = [m for m in modules() if str(m) not in WITHOUT_TWIN and not twins(m)]
-    assert not missing, (f"{len(missing)} modules have no twin test file (tests/<package>/.../test_<name>.py; "
-                         "see the docstring of tests/test_layout.py):\n"
-                         + "\n".join(f"  {m}  ->  tests/{m.parent}/test_{m.stem}.py" for m in missing))
+    assert not missing, (
+        f"{len(missing)} modules have no twin test file (tests/<package>/.../test_<name>.py; "
+        "see the docstring of tests/test_layout.py):\n"
+        + "\n".join(f"  {m}  ->  tests/{m.parent}/test_{m.stem}.py" for m in missing)
+    )
 
 
 def test_the_modules_without_a_twin_exist_and_have_none():

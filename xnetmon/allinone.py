@@ -85,7 +85,8 @@ def agent_config(lab, site: str, sites: Sequence[str], analyzer_url: str, token_
     )
     targets = "\n".join(
         f"  - {{name: {other}, address: '{lab.address(other)}', port: {LAB_STAMP_PORT}}}"
-        for other in sites if other != site
+        for other in sites
+        if other != site
     )
     return f"""# written by xnetmon run for the lab site {site}
 site: {{name: {site}, addresses: ['{lab.address(site)}']}}
@@ -103,8 +104,19 @@ analyzer: {{url: '{analyzer_url}', token_file: '{token_file}', spool_dir: '{toke
 
 def reflector_argv(lab, site: str) -> list[str]:
     """The site's STAMP reflector (stateful: senders tell forward from reverse loss)."""
-    return [sys.executable, "-m", "xnetmon", "reflect", "--stateful", "--bind", lab.address(site),
-            "-p", str(LAB_STAMP_PORT), "--rate-limit", "0"]
+    return [
+        sys.executable,
+        "-m",
+        "xnetmon",
+        "reflect",
+        "--stateful",
+        "--bind",
+        lab.address(site),
+        "-p",
+        str(LAB_STAMP_PORT),
+        "--rate-limit",
+        "0",
+    ]
 
 
 class CommandProber:
@@ -120,19 +132,37 @@ class CommandProber:
         if request.agent not in self.sites:
             raise ValueError(f"no agent on {request.agent!r} here (agents: {', '.join(self.sites)})")
         port_args = ["-p", str(self.stamp_port)] if request.kind == "stamp" else []
-        argv = [sys.executable, "-m", "xnetmon", "probe", request.kind, *port_args, request.target,
-                "--slice", request.slice, "-c", str(request.count), "-i", "0.1", "--json"]
-        done = subprocess.run(self.argv_in_site(request.agent, argv), capture_output=True, text=True,
-                              timeout=60 + request.count)
+        argv = [
+            sys.executable,
+            "-m",
+            "xnetmon",
+            "probe",
+            request.kind,
+            *port_args,
+            request.target,
+            "--slice",
+            request.slice,
+            "-c",
+            str(request.count),
+            "-i",
+            "0.1",
+            "--json",
+        ]
+        done = subprocess.run(
+            self.argv_in_site(request.agent, argv), capture_output=True, text=True, timeout=60 + request.count
+        )
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         if not lines or '"summary"' not in lines[-1]:
-            raise ValueError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "the probe printed nothing")
+            raise ValueError(
+                done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "the probe printed nothing"
+            )
         return json.loads(lines[-1])  # {"summary": {...}}; the API echoes the request beside it
 
 
 @contextlib.contextmanager
-def lab_deployment(lab, workdir: Path, sites: Sequence[str] = LAB_SITES,
-                   api_port: int = API_PORT) -> Iterator[Deployment]:
+def lab_deployment(
+    lab, workdir: Path, sites: Sequence[str] = LAB_SITES, api_port: int = API_PORT
+) -> Iterator[Deployment]:
     """Reflectors and agents on `sites` of an up lab and the analyzer, until the block ends.
     The operator's API listens on [::1]:`api_port` (0: any free port, for tests running side
     by side); the agents' on the core site's address, port API_PORT, inside the lab. The
@@ -140,10 +170,16 @@ def lab_deployment(lab, workdir: Path, sites: Sequence[str] = LAB_SITES,
     token_file = workdir / "token"
     token_file.write_text(secrets.token_urlsafe(24))
     in_lab = listening_socket_in(lab.namespace("core"), lab.address("core"), API_PORT)
-    service = AnalyzerService(load_policies(LAB_POLICY_FILE), ("::1", api_port), state_dir=workdir,
-                              declared_names=sites_by_address(lab.topology), token=token_file.read_text(),
-                              prober=CommandProber(sites, lab.exec_argv, LAB_STAMP_PORT),
-                              interval_s=LAB_INTERVAL_S, catch_up_s=FRESH_CATCH_UP_INTERVALS * LAB_INTERVAL_S)
+    service = AnalyzerService(
+        load_policies(LAB_POLICY_FILE),
+        ("::1", api_port),
+        state_dir=workdir,
+        declared_names=sites_by_address(lab.topology),
+        token=token_file.read_text(),
+        prober=CommandProber(sites, lab.exec_argv, LAB_STAMP_PORT),
+        interval_s=LAB_INTERVAL_S,
+        catch_up_s=FRESH_CATCH_UP_INTERVALS * LAB_INTERVAL_S,
+    )
     server = service.serve_in_thread(extra_sockets=[in_lab])
     analyzer_in_lab = f"http://[{lab.address('core')}]:{API_PORT}"
     processes: list[subprocess.Popen] = []  # reflectors first: they answer before any agent probes
@@ -151,8 +187,11 @@ def lab_deployment(lab, workdir: Path, sites: Sequence[str] = LAB_SITES,
     try:
         for site in sites:
             with (workdir / f"reflector-{site}.log").open("w") as log:
-                processes.append(subprocess.Popen(lab.exec_argv(site, reflector_argv(lab, site)),
-                                               stdout=log, stderr=subprocess.STDOUT))
+                processes.append(
+                    subprocess.Popen(
+                        lab.exec_argv(site, reflector_argv(lab, site)), stdout=log, stderr=subprocess.STDOUT
+                    )
+                )
         for site in sites:
             config = workdir / f"agent-{site}.yaml"
             config.write_text(agent_config(lab, site, sites, analyzer_in_lab, token_file))
@@ -160,10 +199,11 @@ def lab_deployment(lab, workdir: Path, sites: Sequence[str] = LAB_SITES,
             argv = lab.exec_argv(site, [sys.executable, "-m", "xnetmon", "agent", "--config", str(config)])
             processes.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
             log.close()
-        agents = dict(zip(sites, processes[len(sites):]))
+        agents = dict(zip(sites, processes[len(sites) :]))
         flows = _start_site_exporters(lab, agents, exporters)
-        yield Deployment("lab small", tuple(sites), server.url, LAB_INTERVAL_S, token_file, service.inference,
-                         flows, exporters)
+        yield Deployment(
+            "lab small", tuple(sites), server.url, LAB_INTERVAL_S, token_file, service.inference, flows, exporters
+        )
     finally:
         exporters.stop()  # first: it exports what it holds while the agents still listen
         for proc in processes:
@@ -189,8 +229,10 @@ def _start_site_exporters(lab, agents: dict[str, subprocess.Popen], exporters: S
             for link in lab.topology.links_of(site):
                 exporters.start(site, link.interface(site), (lab.address(site), FLOW_PORT), lab.exec_argv)
     missing = sorted(set(agents) - receiving)
-    where = (f"IPFIX from softflowd on each site's links -> the site's agent, port {FLOW_PORT}; "
-             f"top talkers at http://[SITE]:{AGENT_METRICS_PORT}/flows/top?slice=NAME")
+    where = (
+        f"IPFIX from softflowd on each site's links -> the site's agent, port {FLOW_PORT}; "
+        f"top talkers at http://[SITE]:{AGENT_METRICS_PORT}/flows/top?slice=NAME"
+    )
     return where + (f" (no flows on {', '.join(missing)}: the agent never listened)" if missing else "")
 
 
@@ -214,10 +256,13 @@ def _start_loopback_exporter(exporters: SoftflowdFleet, metrics_listen: tuple[st
     if not wait_until_bound({"local": os.getpid()}, FLOW_PORT):
         return "no flow exports: the agent's flow receiver did not start"
     # Its own exports cross lo too: leave them out, or each export would be a flow to export.
-    exporters.start("local", "lo", ("::1", FLOW_PORT), lambda _site, argv: list(argv),
-                    bpf=f"ip6 and not udp port {FLOW_PORT}")
-    return (f"IPFIX from softflowd on lo -> the agent, [::1]:{FLOW_PORT}; "
-            f"top talkers at http://{_host_port(*metrics_listen)}/flows/top?slice=NAME")
+    exporters.start(
+        "local", "lo", ("::1", FLOW_PORT), lambda _site, argv: list(argv), bpf=f"ip6 and not udp port {FLOW_PORT}"
+    )
+    return (
+        f"IPFIX from softflowd on lo -> the agent, [::1]:{FLOW_PORT}; "
+        f"top talkers at http://{_host_port(*metrics_listen)}/flows/top?slice=NAME"
+    )
 
 
 def _host_port(host: str, port: int) -> str:
@@ -243,18 +288,24 @@ def _resume(proc: subprocess.Popen) -> None:
 def loopback_deployment(config: Path, workdir: Path, *, clock=None) -> Iterator[Deployment]:
     """One agent in this process on `config` (loopback), feeding the analyzer directly; the
     analyzer's snapshots go to `workdir` (a new directory: the analyzer starts empty)."""
-    from collector.agent.runner import Agent
     from collector.agent.plan import load_plan
+    from collector.agent.runner import Agent
     from collector.outputs.sinks import InProcessSink
 
     plan, flows_note = _with_loopback_flows(load_plan(config))
     token_file = workdir / "token"
     token_file.write_text(secrets.token_urlsafe(24))
     stamp_port = plan.reflector.port if plan.reflector is not None else 862
-    service = AnalyzerService(default_policies(), ("::1", API_PORT), state_dir=workdir, feed=True,
-                              token=token_file.read_text(),
-                              prober=CommandProber((plan.site,), lambda _site, argv: argv, stamp_port),
-                              interval_s=plan.window_s, catch_up_s=FRESH_CATCH_UP_INTERVALS * plan.window_s)
+    service = AnalyzerService(
+        default_policies(),
+        ("::1", API_PORT),
+        state_dir=workdir,
+        feed=True,
+        token=token_file.read_text(),
+        prober=CommandProber((plan.site,), lambda _site, argv: argv, stamp_port),
+        interval_s=plan.window_s,
+        catch_up_s=FRESH_CATCH_UP_INTERVALS * plan.window_s,
+    )
     server = service.serve_in_thread()
     assert service.feeder is not None  # feed=True
     agent = Agent(plan, sink=InProcessSink(service.feeder.queue), clock=clock)
@@ -265,8 +316,9 @@ def loopback_deployment(config: Path, workdir: Path, *, clock=None) -> Iterator[
     try:
         if flows_note is None:
             flows_note = _start_loopback_exporter(exporters, plan.metrics_listen)
-        yield Deployment("loopback", (plan.site,), server.url, plan.window_s, token_file, service.inference,
-                         flows_note, exporters)
+        yield Deployment(
+            "loopback", (plan.site,), server.url, plan.window_s, token_file, service.inference, flows_note, exporters
+        )
     finally:
         exporters.stop()
         loop.call_soon_threadsafe(agent.stop)

@@ -37,14 +37,29 @@ def softflowd_available() -> bool:
     return shutil.which("softflowd") is not None
 
 
-def softflowd_argv(interface: str, collector: tuple[str, int], control: Path, pidfile: Path,
-                   bpf: str = "ip6") -> list[str]:
+def softflowd_argv(
+    interface: str, collector: tuple[str, int], control: Path, pidfile: Path, bpf: str = "ip6"
+) -> list[str]:
     """softflowd in the foreground on `interface`, exporting IPFIX to `collector`; its control
     socket (`softflowctl -c`) and pid file go where the caller says, not to /var/run."""
     host, port = collector
     timeouts = [arg for name, seconds in SOFTFLOWD_TIMEOUTS.items() for arg in ("-t", f"{name}={seconds}")]
-    return ["softflowd", "-d", "-i", interface, "-n", f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
-            "-v", "10", "-c", str(control), "-p", str(pidfile), *timeouts, bpf]
+    return [
+        "softflowd",
+        "-d",
+        "-i",
+        interface,
+        "-n",
+        f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        "-v",
+        "10",
+        "-c",
+        str(control),
+        "-p",
+        str(pidfile),
+        *timeouts,
+        bpf,
+    ]
 
 
 def udp_port_bound(pid: int, port: int) -> bool:
@@ -88,11 +103,18 @@ class SoftflowdFleet:
         self.workdir = workdir
         self.exporters: list[Exporter] = []
 
-    def start(self, site: str, interface: str, collector: tuple[str, int],
-              in_site: Callable[[str, Sequence[str]], list[str]], bpf: str = "ip6") -> Exporter:
+    def start(
+        self,
+        site: str,
+        interface: str,
+        collector: tuple[str, int],
+        in_site: Callable[[str, Sequence[str]], list[str]],
+        bpf: str = "ip6",
+    ) -> Exporter:
         name = f"softflowd-{site}-{interface}"
-        argv = in_site(site, softflowd_argv(interface, collector, self.workdir / f"{name}.ctl",
-                                            self.workdir / f"{name}.pid", bpf))
+        argv = in_site(
+            site, softflowd_argv(interface, collector, self.workdir / f"{name}.ctl", self.workdir / f"{name}.pid", bpf)
+        )
         with (self.workdir / f"{name}.log").open("w") as log:
             process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         exporter = Exporter(site, interface, process)

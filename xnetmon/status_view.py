@@ -64,10 +64,16 @@ def _page_pair(burns: dict) -> str:
 
 
 KIND_WORDS = {
-    "link-loss": "loss on {}", "link-down": "{} down", "node-down": "{} down", "congestion": "congestion on {}",
-    "latency-shift": "a delay step on {}", "path-change": "a path change at {}",
-    "slice-isolation": "the slice starved on {} (other slices fine there)", "probe-host": "trouble of {}",
-    "reflector-down": "{} not answering", "one-direction": "a fault in one direction on {}",
+    "link-loss": "loss on {}",
+    "link-down": "{} down",
+    "node-down": "{} down",
+    "congestion": "congestion on {}",
+    "latency-shift": "a delay step on {}",
+    "path-change": "a path change at {}",
+    "slice-isolation": "the slice starved on {} (other slices fine there)",
+    "probe-host": "trouble of {}",
+    "reflector-down": "{} not answering",
+    "one-direction": "a fault in one direction on {}",
 }
 
 
@@ -76,7 +82,7 @@ def clock_time(ns: int | None) -> str:
 
 
 def component_words(name: str) -> str:
-    """"a>b" -> "link a>b", "host:x" -> "the probing agent on x", "service:x" -> "the
+    """ "a>b" -> "link a>b", "host:x" -> "the probing agent on x", "service:x" -> "the
     reflector of x", anything else -> "node NAME"."""
     if name.startswith("host:"):
         return f"the probing agent on {name[5:]}"
@@ -86,13 +92,14 @@ def component_words(name: str) -> str:
 
 
 def describe_hint(hint: dict) -> str:
-    """"loss on link prov2>city2a (confidence 0.90), affecting video, egov, since 10:42:03"."""
+    """ "loss on link prov2>city2a (confidence 0.90), affecting video, egov, since 10:42:03"."""
     suspects = [component_words(s) for s in hint["suspects"]]
-    where = suspects[0] if len(suspects) == 1 else (
-        f"one of {', '.join(suspects)} (the probes cannot tell them apart)")
-    return (f"{KIND_WORDS.get(hint['kind'], hint['kind'] + ' at {}').format(where)} "
-            f"(confidence {hint['confidence']:.2f}), "
-            f"affecting {', '.join(hint['slices'])}, since {clock_time(hint.get('first_seen_ns'))}")
+    where = suspects[0] if len(suspects) == 1 else (f"one of {', '.join(suspects)} (the probes cannot tell them apart)")
+    return (
+        f"{KIND_WORDS.get(hint['kind'], hint['kind'] + ' at {}').format(where)} "
+        f"(confidence {hint['confidence']:.2f}), "
+        f"affecting {', '.join(hint['slices'])}, since {clock_time(hint.get('first_seen_ns'))}"
+    )
 
 
 def slice_table(slices: list[dict], title: str | None = None) -> Table:
@@ -116,8 +123,9 @@ def slice_table(slices: list[dict], title: str | None = None) -> Table:
             _worst(s.get("worst_path")),
         )
         for hint in s.get("hints") or ():
-            table.add_row("", Text("hint", style="cyan"), _ago(hint.get("first_seen_ns"), now),
-                          "", "", "", describe_hint(hint))
+            table.add_row(
+                "", Text("hint", style="cyan"), _ago(hint.get("first_seen_ns"), now), "", "", "", describe_hint(hint)
+            )
     return table
 
 
@@ -126,7 +134,11 @@ def objective_table(detail: dict) -> Table:
     verdict = detail["verdict"]
     table = Table(title=f"{detail['name']}: objectives of the latest interval", title_justify="left")
     columns: tuple[tuple[str, JustifyMethod], ...] = (
-        ("objective", "left"), ("observed", "right"), ("bound", "right"), ("met", "left"))
+        ("objective", "left"),
+        ("observed", "right"),
+        ("bound", "right"),
+        ("met", "left"),
+    )
     for name, justify in columns:
         table.add_column(name, justify=justify)
     for o in verdict.get("objectives", []):
@@ -137,6 +149,9 @@ def objective_table(detail: dict) -> Table:
             o["name"] + (f" p{o['percentile']:g}" if o.get("percentile") else ""),
             "-" if o.get("observed") is None else show(o["observed"]),
             show(o["bound"]),
-            Text("-" if met is None else ("yes" if met else "NO"), style="" if met is None else ("green" if met else "bold red")),
+            Text(
+                "-" if met is None else ("yes" if met else "NO"),
+                style="" if met is None else ("green" if met else "bold red"),
+            ),
         )
     return table

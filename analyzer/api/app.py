@@ -40,17 +40,31 @@ from analyzer.traced_links import by_canonical_address
 MAX_BODY_BYTES = 32 << 20  # an agent posts at most 5,000 windows (~4 MB) at a time
 
 
-def create_app(store: WindowStore, *, token: str | None, prober: Callable | None = None,
-               hints: Callable[[], Iterable] | None = None, clock: Callable[[], int] = time.time_ns,
-               max_body_bytes: int = MAX_BODY_BYTES, site_names: Mapping[str, str] | None = None) -> FastAPI:
+def create_app(
+    store: WindowStore,
+    *,
+    token: str | None,
+    prober: Callable | None = None,
+    hints: Callable[[], Iterable] | None = None,
+    clock: Callable[[], int] = time.time_ns,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    site_names: Mapping[str, str] | None = None,
+) -> FastAPI:
     app = FastAPI(
         title="xnetmon analyzer",
         summary="Per-slice SLA verdicts of an IPv6 extranet from the agents' path windows.",
         version="1",
     )
     app.add_exception_handler(RequestValidationError, _bad_request)
-    api = ApiContext(store=store, token=token, clock=clock, prober=prober, hints=hints,
-                     site_names=by_canonical_address(site_names), max_body_bytes=max_body_bytes)
+    api = ApiContext(
+        store=store,
+        token=token,
+        clock=clock,
+        prober=prober,
+        hints=hints,
+        site_names=by_canonical_address(site_names),
+        max_body_bytes=max_body_bytes,
+    )
     for resource in RESOURCES:
         app.include_router(resource.router(api))
     return app
@@ -59,6 +73,5 @@ def create_app(store: WindowStore, *, token: str | None, prober: Callable | None
 async def _bad_request(request: Request, exc: Exception) -> JSONResponse:
     """400 naming the field, where FastAPI would answer 422."""
     assert isinstance(exc, RequestValidationError)  # registered for that class only
-    problems = ["{}: {}".format(".".join(str(p) for p in e["loc"][1:]) or e["loc"][0], e["msg"])
-                for e in exc.errors()]
+    problems = ["{}: {}".format(".".join(str(p) for p in e["loc"][1:]) or e["loc"][0], e["msg"]) for e in exc.errors()]
     return JSONResponse({"detail": "; ".join(problems)}, status_code=400)

@@ -17,11 +17,15 @@ WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
 
 def require_token(request: Request, token: str | None) -> None:
     if token is None:
-        raise HTTPException(403, "writes are disabled: this analyzer runs without a token "
-                                 "(start it with --token-file to accept shipments and probes)")
+        raise HTTPException(
+            403,
+            "writes are disabled: this analyzer runs without a token "
+            "(start it with --token-file to accept shipments and probes)",
+        )
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not given:
-        raise HTTPException(401, "missing bearer token: send 'Authorization: Bearer TOKEN'",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401, "missing bearer token: send 'Authorization: Bearer TOKEN'", headers={"WWW-Authenticate": "Bearer"}
+        )
     if not hmac.compare_digest(given.strip().encode(), token.encode()):
         raise HTTPException(401, "wrong bearer token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})

@@ -36,10 +36,12 @@ class WindowsAccepted(BaseModel):
     accepted: int = Field(description="new windows taken (late ones included)")
     duplicates: int = Field(description="windows seen before (delivery is at least once) and ignored")
     stale: int = Field(description="windows older than the path's dedup horizon (64 intervals) and ignored")
-    late: int = Field(description="accepted after their slice's interval had closed: "
-                                  "in path views, not the slice verdict")
-    future: int = Field(description="starting more than 5 minutes after the analyzer's clock (a wrong agent clock) "
-                        "and ignored")
+    late: int = Field(
+        description="accepted after their slice's interval had closed: in path views, not the slice verdict"
+    )
+    future: int = Field(
+        description="starting more than 5 minutes after the analyzer's clock (a wrong agent clock) and ignored"
+    )
     observations: int
     health: bool = Field(description="whether the shipment carried the agent's health")
 
@@ -57,8 +59,9 @@ def _json_type(hint: Any) -> Any:
     return hint
 
 
-def contract_fields(record_type: type, names: Sequence[str] | None = None, *,
-                    descriptions: Mapping[str, str] | None = None) -> dict[str, Any]:
+def contract_fields(
+    record_type: type, names: Sequence[str] | None = None, *, descriptions: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """`create_model` field definitions for a contract record's fields (all of them, or
     `names` in that order) with the record's declared types and defaults."""
     hints = get_type_hints(record_type, include_extras=True)
@@ -67,17 +70,19 @@ def contract_fields(record_type: type, names: Sequence[str] | None = None, *,
     definitions = {}
     for name in declared if names is None else names:
         default = declared[name].default
-        definitions[name] = (_json_type(hints[name]), Field(... if default is dataclasses.MISSING else default,
-                                                            description=descriptions.get(name)))
+        definitions[name] = (
+            _json_type(hints[name]),
+            Field(... if default is dataclasses.MISSING else default, description=descriptions.get(name)),
+        )
     return definitions
 
 
 ShipmentBody = create_model(
     "ShipmentBody",
     __doc__="The agent -> analyzer batch: `ShipmentBatch` (collector/contract/shipment.py) in the wire form of "
-            "collector/contract/codec.py. Windows, observations and health are `PathWindow`, `PathObservation` "
-            "and `CollectorHealth` of collector/contract/records.py, each an object of its fields by name; "
-            "fields the analyzer does not know are ignored.",
+    "collector/contract/codec.py. Windows, observations and health are `PathWindow`, `PathObservation` "
+    "and `CollectorHealth` of collector/contract/records.py, each an object of its fields by name; "
+    "fields the analyzer does not know are ignored.",
     **contract_fields(ShipmentBatch),
 )
 
@@ -109,8 +114,9 @@ PathRef = create_model(
 WindowSummary = create_model(
     "WindowSummary",
     __doc__="A path's newest window.",
-    **contract_fields(PathWindow, ("seq", "start_ns", "end_ns", "sent", "received", "lost_forward", "lost_reverse",
-                                   "lost_unknown")),
+    **contract_fields(
+        PathWindow, ("seq", "start_ns", "end_ns", "sent", "received", "lost_forward", "lost_reverse", "lost_unknown")
+    ),
     loss_ratio=(float, ...),
     rtt_p50_s=(float | None, ...),
     rtt_p99_s=(float | None, ...),
@@ -155,8 +161,9 @@ class SliceDetail(BaseModel):
     paths: int
     worst_by_loss: list[PathSummary] = Field(description="paths with loss in their newest window, worst first")
     worst_by_p99: list[PathSummary] = Field(description="paths by p99 RTT of their newest window, worst first")
-    hints: list[Hint] = Field(default_factory=list, description="current root-cause hints affecting the slice, "
-                              "most confident first")
+    hints: list[Hint] = Field(
+        default_factory=list, description="current root-cause hints affecting the slice, most confident first"
+    )
 
 
 class PathDetail(BaseModel):
@@ -176,7 +183,8 @@ class PathList(BaseModel):
 class TopologyNode(BaseModel):
     id: str = Field(description="a site name (as root-cause hints name it) or a hop address")
     role: Literal["site", "router", "target"] = Field(
-        description="site: an agent traces from it; target: a reached trace ends there; router: otherwise")
+        description="site: an agent traces from it; target: a reached trace ends there; router: otherwise"
+    )
 
 
 class PathUse(BaseModel):

@@ -24,10 +24,20 @@ def _seconds(ns: int | None) -> float | None:
 
 def window_summary(w: PathWindow) -> m.WindowSummary:
     return m.WindowSummary(
-        seq=w.seq, start_ns=w.start_ns, end_ns=w.end_ns, sent=w.sent, received=w.received,
-        lost_forward=w.lost_forward, lost_reverse=w.lost_reverse, lost_unknown=w.lost_unknown,
-        loss_ratio=w.loss_ratio, rtt_p50_s=_seconds(w.rtt_p50_ns), rtt_p99_s=_seconds(w.rtt_p99_ns),
-        ipdv_s=_seconds(w.ipdv_mean_abs_ns), pdv_p99_s=_seconds(w.pdv_p99_ns), path_fingerprint=w.path_fingerprint,
+        seq=w.seq,
+        start_ns=w.start_ns,
+        end_ns=w.end_ns,
+        sent=w.sent,
+        received=w.received,
+        lost_forward=w.lost_forward,
+        lost_reverse=w.lost_reverse,
+        lost_unknown=w.lost_unknown,
+        loss_ratio=w.loss_ratio,
+        rtt_p50_s=_seconds(w.rtt_p50_ns),
+        rtt_p99_s=_seconds(w.rtt_p99_ns),
+        ipdv_s=_seconds(w.ipdv_mean_abs_ns),
+        pdv_p99_s=_seconds(w.pdv_p99_ns),
+        path_fingerprint=w.path_fingerprint,
     )
 
 
@@ -43,7 +53,8 @@ def path_detail(store: WindowStore, key: PathKey, now: int) -> m.PathDetail:
     latest = store.latest_window(key)
     traced = store.observation(key.source, key.target, key.slice)
     return m.PathDetail(
-        path=path_ref(key), target_address=None if latest is None else latest.target_address,
+        path=path_ref(key),
+        target_address=None if latest is None else latest.target_address,
         verdict=verdict(store.path_verdict(key, now)),
         latest=None if latest is None else window_summary(latest),
         fingerprint=traced.fingerprint if traced else (latest.path_fingerprint if latest else None),
@@ -56,9 +67,14 @@ def verdict(found) -> m.Verdict:
     if found is None:
         return m.Verdict(status="no-policy", reason="no SLA policy names this slice (see --policies)")
     return m.Verdict(
-        status=found.status, since_ns=found.since_ns, evaluated_ns=found.evaluated_ns,
-        error_budget_remaining=found.error_budget_remaining, burn_rates=dict(found.burn_rates),
-        objectives=[m.Objective(name=o.name, bound=o.bound, percentile=o.percentile, observed=o.observed, met=o.met)
-                    for o in found.objectives],
+        status=found.status,
+        since_ns=found.since_ns,
+        evaluated_ns=found.evaluated_ns,
+        error_budget_remaining=found.error_budget_remaining,
+        burn_rates=dict(found.burn_rates),
+        objectives=[
+            m.Objective(name=o.name, bound=o.bound, percentile=o.percentile, observed=o.observed, met=o.met)
+            for o in found.objectives
+        ],
         intervals=found.intervals,
     )

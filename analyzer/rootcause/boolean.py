@@ -36,10 +36,10 @@ from analyzer.rootcause.observations import PSEUDO_PREFIXES, Observations
 class Cover:
     """One class chosen by the cover and the bad rows it explains."""
 
-    columns: tuple[int, ...]    # the equivalence class, ordered by name
-    rows: np.ndarray            # bad rows it explains (first come in the greedy order)
-    all_bad_rows: np.ndarray    # every bad row through the class
-    good_rows: int              # good rows through the class (within tolerance)
+    columns: tuple[int, ...]  # the equivalence class, ordered by name
+    rows: np.ndarray  # bad rows it explains (first come in the greedy order)
+    all_bad_rows: np.ndarray  # every bad row through the class
+    good_rows: int  # good rows through the class (within tolerance)
 
 
 def equivalence_classes(observations: Observations, columns) -> list[tuple[int, ...]]:
@@ -48,12 +48,16 @@ def equivalence_classes(observations: Observations, columns) -> list[tuple[int, 
     for column in columns:
         groups.setdefault(observations.column_key(int(column)), []).append(int(column))
     names = observations.names
-    return sorted((tuple(sorted(g, key=names.__getitem__)) for g in groups.values()),
-                  key=lambda cls: names[cls[0]])
+    return sorted((tuple(sorted(g, key=names.__getitem__)) for g in groups.values()), key=lambda cls: names[cls[0]])
 
 
-def greedy_cover(observations: Observations, bad: np.ndarray, good: np.ndarray, good_tolerance: int = 0,
-                 allowed: np.ndarray | None = None) -> list[Cover]:
+def greedy_cover(
+    observations: Observations,
+    bad: np.ndarray,
+    good: np.ndarray,
+    good_tolerance: int = 0,
+    allowed: np.ndarray | None = None,
+) -> list[Cover]:
     """Explain the rows where `bad` is set with classes on at most `good_tolerance` good rows.
 
     `bad` and `good` are boolean row masks (a row may be neither: ambiguous rows neither
@@ -103,8 +107,13 @@ def greedy_cover(observations: Observations, bad: np.ndarray, good: np.ndarray, 
     return chosen
 
 
-def cover_all_then_per_slice(observations: Observations, bad: np.ndarray, good: np.ndarray,
-                             good_tolerance: int = 0, allowed: np.ndarray | None = None) -> list[tuple[int, ...]]:
+def cover_all_then_per_slice(
+    observations: Observations,
+    bad: np.ndarray,
+    good: np.ndarray,
+    good_tolerance: int = 0,
+    allowed: np.ndarray | None = None,
+) -> list[tuple[int, ...]]:
     """Classes explaining `bad` rows: across slices first, then per slice for the rest
     (`allowed` as in `greedy_cover`)."""
     chosen = greedy_cover(observations, bad, good, good_tolerance, allowed)
@@ -114,6 +123,7 @@ def cover_all_then_per_slice(observations: Observations, bad: np.ndarray, good: 
     classes = {cover.columns for cover in chosen}
     for slice_id in np.unique(observations.slice_of_row[left]):
         in_slice = observations.slice_of_row == slice_id
-        classes.update(c.columns for c in greedy_cover(observations, left & in_slice, good & in_slice, good_tolerance,
-                                                           allowed))
+        classes.update(
+            c.columns for c in greedy_cover(observations, left & in_slice, good & in_slice, good_tolerance, allowed)
+        )
     return sorted(classes, key=lambda columns: observations.names[columns[0]])

@@ -123,8 +123,18 @@ class EngineConfig:
     counterpart_slow_share: float = 0.5
 
 
-_PRECEDENCE = ("probe-host", "reflector-down", "slice-isolation", "node-down", "link-down", "congestion",
-               "one-direction", "link-loss", "latency-shift", "path-change")
+_PRECEDENCE = (
+    "probe-host",
+    "reflector-down",
+    "slice-isolation",
+    "node-down",
+    "link-down",
+    "congestion",
+    "one-direction",
+    "link-loss",
+    "latency-shift",
+    "path-change",
+)
 
 
 def diagnose(epoch: Epoch, config: EngineConfig = EngineConfig()) -> list[Diagnosis]:
@@ -147,8 +157,15 @@ def _host_diagnoses(paths: tuple[PathEvidence, ...], unhealthy: dict) -> list[Di
     found = []
     for site, health in sorted(unhealthy.items()):
         slices = tuple(sorted({p.slice for p in paths if p.source == site}))
-        found.append(Diagnosis("probe-host", (f"host:{site}",), slices, 0.9,
-                               (f"agent on {site} reports itself unhealthy: {health.reason or 'no reason given'}",)))
+        found.append(
+            Diagnosis(
+                "probe-host",
+                (f"host:{site}",),
+                slices,
+                0.9,
+                (f"agent on {site} reports itself unhealthy: {health.reason or 'no reason given'}",),
+            )
+        )
     return found
 
 
@@ -217,12 +234,15 @@ class _Context:
             # slice by slice: a loss of one slice near S is not cleared by the other slices' health
             slice_of = slice_of_path[counterparts]
             slice_ids = np.unique(slice_of)
-            tails = poisson_tail(np.asarray([lost[counterparts][slice_of == s].sum() for s in slice_ids]),
-                                 np.asarray([expected[counterparts][slice_of == s].sum() for s in slice_ids]))
+            tails = poisson_tail(
+                np.asarray([lost[counterparts][slice_of == s].sum() for s in slice_ids]),
+                np.asarray([expected[counterparts][slice_of == s].sum() for s in slice_ids]),
+            )
             measured = int(known[counterparts].sum())
             slower = int(slow[counterparts].sum())
-            allowed[column] = (bool((tails >= config.counterpart_alpha).all())
-                               and not (measured and slower >= config.counterpart_slow_share * measured))
+            allowed[column] = bool((tails >= config.counterpart_alpha).all()) and not (
+                measured and slower >= config.counterpart_slow_share * measured
+            )
         return allowed
 
     def _link_wide_delay(self, through: np.ndarray, degraded: set[int]) -> tuple[bool, str | None]:
@@ -237,15 +257,20 @@ class _Context:
         if len(known) == 0:
             return False, None
         slower = excess[known] >= threshold[known]
-        jitterier = (~np.isnan(jitter[known]) & ~np.isnan(baseline_jitter[known])
-                     & (jitter[known] >= config.jitter_rise * np.nan_to_num(baseline_jitter[known]))
-                     & (jitter[known] - np.nan_to_num(baseline_jitter[known]) >= config.jitter_min_rise_s))
+        jitterier = (
+            ~np.isnan(jitter[known])
+            & ~np.isnan(baseline_jitter[known])
+            & (jitter[known] >= config.jitter_rise * np.nan_to_num(baseline_jitter[known]))
+            & (jitter[known] - np.nan_to_num(baseline_jitter[known]) >= config.jitter_min_rise_s)
+        )
         up = slower | jitterier
         if up.sum() < max(config.min_delay_paths, config.congestion_share * len(known)):
             return False, None
-        return True, (f"{int(up.sum())} of {len(known)} paths of the other slices through the same components "
-                      f"show RTT (median +{float(np.median(excess[known])) * 1e3:.1f} ms) or jitter up "
-                      f"without loss: the link's queue, not one slice's share")
+        return True, (
+            f"{int(up.sum())} of {len(known)} paths of the other slices through the same components "
+            f"show RTT (median +{float(np.median(excess[known])) * 1e3:.1f} ms) or jitter up "
+            f"without loss: the link's queue, not one slice's share"
+        )
 
     # -- stage 2: hard failures ------------------------------------------------------------
 
@@ -273,8 +298,9 @@ class _Context:
             found.append(diagnosis)
         return found
 
-    def _hard_diagnosis(self, columns: tuple[int, ...], bad_rows: np.ndarray, slice_ids: set[int],
-                        good: np.ndarray) -> Diagnosis:
+    def _hard_diagnosis(
+        self, columns: tuple[int, ...], bad_rows: np.ndarray, slice_ids: set[int], good: np.ndarray
+    ) -> Diagnosis:
         obs = self.observations
         names = tuple(obs.names[c] for c in columns)
         through = obs.rows_of(columns[0])
@@ -293,8 +319,10 @@ class _Context:
         bad_paths = np.unique(obs.path[bad_rows])
         all_paths = np.unique(obs.path[through])
         loss = float(obs.lost[bad_rows].sum() / obs.sent[bad_rows].sum())
-        evidence = [f"{len(bad_paths)} of {len(all_paths)} paths through {describe(names)} lost {percent(loss)} "
-                    f"({self._directions(bad_rows)}); {self._elsewhere(through)}"]
+        evidence = [
+            f"{len(bad_paths)} of {len(all_paths)} paths through {describe(names)} lost {percent(loss)} "
+            f"({self._directions(bad_rows)}); {self._elsewhere(through)}"
+        ]
         if queue_sentence:
             evidence.append(queue_sentence)
         elif healthy_slices:
@@ -326,11 +354,18 @@ class _Context:
     def _fit_gray(self, active: np.ndarray, limited: set[int]) -> list[GrayFinding]:
         obs, config = self.observations, self.config
         alone = np.isin(obs.slice_of_row, sorted(limited))
-        findings = localise_gray(obs, active & ~alone, config.alpha, config.min_loss_rate,
-                                 config.min_excess_losses, self.allowed)
+        findings = localise_gray(
+            obs, active & ~alone, config.alpha, config.min_loss_rate, config.min_excess_losses, self.allowed
+        )
         for slice_id in sorted(limited):
-            for finding in localise_gray(obs, active & (obs.slice_of_row == slice_id), config.alpha,
-                                         config.min_loss_rate, config.min_excess_losses, self.allowed):
+            for finding in localise_gray(
+                obs,
+                active & (obs.slice_of_row == slice_id),
+                config.alpha,
+                config.min_loss_rate,
+                config.min_excess_losses,
+                self.allowed,
+            ):
                 # scoped against every slice through the class, as the pooled findings are
                 through = obs.rows_of(finding.columns[0])
                 findings.append(replace(finding, rows=through[active[through]]))
@@ -358,9 +393,11 @@ class _Context:
         rows = finding.rows
         lossy = rows[obs.lost[rows] > obs.sent[rows] * obs.background[rows]]
         all_paths = np.unique(obs.path[rows])
-        evidence = [f"{len(np.unique(obs.path[lossy]))} of {len(all_paths)} paths through {describe(names)} "
-                    f"lost {percent(finding.rate)} ({self._directions(rows)}): {finding.lost:.0f} probes lost "
-                    f"where {finding.expected:.1f} were expected ({_p_value(finding.p_value)}); {self._elsewhere(rows)}"]
+        evidence = [
+            f"{len(np.unique(obs.path[lossy]))} of {len(all_paths)} paths through {describe(names)} "
+            f"lost {percent(finding.rate)} ({self._directions(rows)}): {finding.lost:.0f} probes lost "
+            f"where {finding.expected:.1f} were expected ({_p_value(finding.p_value)}); {self._elsewhere(rows)}"
+        ]
         if delay_sentence:
             evidence.append(delay_sentence)
         elif healthy:
@@ -387,14 +424,18 @@ class _Context:
         if not degraded:
             return set(present), set()
         rate = min((lost[s] - base[s]) / sent[s] for s in degraded)
-        healthy = {s for s in present if s not in degraded and
-                   stats.poisson.cdf(lost[s], base[s] + rate * sent[s]) < config.slice_healthy_alpha}
+        healthy = {
+            s
+            for s in present
+            if s not in degraded and stats.poisson.cdf(lost[s], base[s] + rate * sent[s]) < config.slice_healthy_alpha
+        }
         if not healthy:
             return set(present), set()
         return set(present) - healthy, healthy
 
-    def _one_direction(self, names: tuple[str, ...], suspect_rows: np.ndarray, active: np.ndarray,
-                       found_names: set[str]) -> bool:
+    def _one_direction(
+        self, names: tuple[str, ...], suspect_rows: np.ndarray, active: np.ndarray, found_names: set[str]
+    ) -> bool:
         obs = self.observations
         if not all(_is_link(n) for n in names):
             return False
@@ -430,8 +471,10 @@ class _Context:
         now, before = float(np.median(jitter[with_jitter])), float(np.median(baseline_jitter[with_jitter]))
         if now < before * self.config.jitter_rise or now - before < self.config.jitter_min_rise_s:
             return False, None
-        return True, (f"RTT up {rise * 1e3:.1f} ms and jitter {now * 1e3:.1f} ms (baseline {before * 1e3:.1f} ms) "
-                      f"on {len(known)} of those paths")
+        return True, (
+            f"RTT up {rise * 1e3:.1f} ms and jitter {now * 1e3:.1f} ms (baseline {before * 1e3:.1f} ms) "
+            f"on {len(known)} of those paths"
+        )
 
     # -- stage 4: delay steps --------------------------------------------------------------
 
@@ -441,13 +484,24 @@ class _Context:
             nan = math.nan
             config = self.config
             count = len(self.paths)
-            excess = np.fromiter(((p.delay_s - p.baseline_delay_s)
-                                  if p.delay_s is not None and p.baseline_delay_s is not None and not p.path_changed
-                                  else nan for p in self.paths), dtype=np.float64, count=count)
-            jitter = np.fromiter((nan if p.jitter_s is None else p.jitter_s for p in self.paths),
-                                 dtype=np.float64, count=count)
-            baseline_jitter = np.fromiter((nan if p.baseline_jitter_s is None else p.baseline_jitter_s
-                                           for p in self.paths), dtype=np.float64, count=count)
+            excess = np.fromiter(
+                (
+                    (p.delay_s - p.baseline_delay_s)
+                    if p.delay_s is not None and p.baseline_delay_s is not None and not p.path_changed
+                    else nan
+                    for p in self.paths
+                ),
+                dtype=np.float64,
+                count=count,
+            )
+            jitter = np.fromiter(
+                (nan if p.jitter_s is None else p.jitter_s for p in self.paths), dtype=np.float64, count=count
+            )
+            baseline_jitter = np.fromiter(
+                (nan if p.baseline_jitter_s is None else p.baseline_jitter_s for p in self.paths),
+                dtype=np.float64,
+                count=count,
+            )
             threshold = np.maximum(config.delay_step_s, config.delay_jitter_factor * np.nan_to_num(baseline_jitter))
             self._delays = (excess, threshold, jitter, baseline_jitter)
         return self._delays
@@ -462,7 +516,7 @@ class _Context:
             return []
         rtt = round_trip_observations(self.observations, np.flatnonzero(known), len(self.paths))
         slow = slow_paths[rtt.path]
-        normal = (excess[rtt.path] < threshold[rtt.path] / 2)
+        normal = excess[rtt.path] < threshold[rtt.path] / 2
         blamed = {name for d in loss_findings for name in d.suspects}
         found = []
         for columns in cover_all_then_per_slice(rtt, slow, normal, allowed=self.allowed):
@@ -483,14 +537,17 @@ class _Context:
             return None
         kind = _pseudo_kind(names) or ("slice-isolation" if healthy else "latency-shift")
         step = float(np.median(excess[rtt.path[rows]]))
-        evidence = [f"RTT up {step * 1e3:.1f} ms (median) on {len(rows)} of {len(through)} paths through "
-                    f"{describe(names)}, without loss"]
+        evidence = [
+            f"RTT up {step * 1e3:.1f} ms (median) on {len(rows)} of {len(through)} paths through "
+            f"{describe(names)}, without loss"
+        ]
         if healthy:
             evidence.append(f"healthy through the same components: {', '.join(self._slice_names(healthy))}")
         evidence += _class_sentence(names)
         confidence = (1.0 - 0.5 ** len(rows)) * ambiguity(len(names))
-        return Diagnosis(kind, names, tuple(sorted(rtt.slices[s] for s in slice_ids)), round(confidence, 3),
-                         tuple(evidence))
+        return Diagnosis(
+            kind, names, tuple(sorted(rtt.slices[s] for s in slice_ids)), round(confidence, 3), tuple(evidence)
+        )
 
     # -- wording helpers -------------------------------------------------------------------
 
@@ -500,8 +557,11 @@ class _Context:
     def _directions(self, rows: np.ndarray) -> str:
         """Which legs the losses were measured on: STAMP splits out and back, echo cannot."""
         counts = np.bincount(self.observations.direction[rows], minlength=3)
-        parts = [f"{counts[d]} {label}" for d, label in ((FORWARD, "outward"), (REVERSE, "return"),
-                                                         (BOTH, "round-trip")) if counts[d]]
+        parts = [
+            f"{counts[d]} {label}"
+            for d, label in ((FORWARD, "outward"), (REVERSE, "return"), (BOTH, "round-trip"))
+            if counts[d]
+        ]
         return ", ".join(parts) + (" measurement" if len(rows) == 1 else " measurements")
 
     def _elsewhere(self, rows: np.ndarray) -> str:
@@ -543,6 +603,8 @@ def _class_sentence(names: tuple[str, ...]) -> list[str]:
     sentences = [f"end-to-end probes cannot tell apart: {', '.join(names)}"]
     pseudo = [n for n in names if n.startswith(PSEUDO_PREFIXES)]
     if pseudo and len(pseudo) < len(names):
-        sentences.append(f"{', '.join(pseudo)} kept in the class only because every probe through it crosses the "
-                         f"network components too: classified by those (a site cut off cannot answer or ship)")
+        sentences.append(
+            f"{', '.join(pseudo)} kept in the class only because every probe through it crosses the "
+            f"network components too: classified by those (a site cut off cannot answer or ship)"
+        )
     return sentences

@@ -87,8 +87,6 @@ def _degraded(p: PathEvidence) -> bool:
     return p.delay_s > p.baseline_delay_s * factor + slack
 
 
-
-
 @dataclass(slots=True)
 class _PathMemory:
     delays: deque = field(default_factory=lambda: deque(maxlen=BASELINE_WINDOWS))
@@ -116,8 +114,9 @@ class EvidenceBuilder:
     """Turns the store's state into one Epoch per closed interval; keeps baselines and routes
     between epochs (call `build` once per interval, in order)."""
 
-    def __init__(self, store, declared_names: Mapping[str, str] | None = None,
-                 clock: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self, store, declared_names: Mapping[str, str] | None = None, clock: Callable[[], int] = time.time_ns
+    ) -> None:
         self.store = store
         self.declared = by_canonical_address(declared_names)
         self.clock = clock
@@ -152,11 +151,14 @@ class EvidenceBuilder:
             if known is None:
                 self._routes[key] = _Route(o, fingerprint, nodes, tuple(components))
             else:
-                self._routes[key] = _Route(o, fingerprint, nodes, tuple(components),
-                                           previous=known.components, changed_at=self.epochs)
+                self._routes[key] = _Route(
+                    o, fingerprint, nodes, tuple(components), previous=known.components, changed_at=self.epochs
+                )
 
     def _changed(self, route: _Route | None) -> bool:
-        return route is not None and route.changed_at is not None and self.epochs - route.changed_at < CHANGE_HOLD_EPOCHS
+        return (
+            route is not None and route.changed_at is not None and self.epochs - route.changed_at < CHANGE_HOLD_EPOCHS
+        )
 
     # -- one epoch ----------------------------------------------------------------------------
 
@@ -209,8 +211,9 @@ class EvidenceBuilder:
                 del self._memory[key]
         return Epoch(tuple(paths), self._hosts(agents, silent), at_ns)
 
-    def _path(self, w: PathWindow, names: Mapping[str, str], sites: set[str], back: Mapping,
-              measured: bool) -> PathEvidence | None:
+    def _path(
+        self, w: PathWindow, names: Mapping[str, str], sites: set[str], back: Mapping, measured: bool
+    ) -> PathEvidence | None:
         key = w.key
         route = self._routes.get((key.source, key.target, key.slice))
         if route is None:
@@ -223,8 +226,17 @@ class EvidenceBuilder:
         if not measured:
             # A silent agent's path: nothing measured this epoch, but it names the slices the
             # agent's trouble touches (inference sets an unhealthy host's paths aside).
-            return PathEvidence(path_id, key.source, key.target, target_site, key.slice,
-                                (*ends[0], *route.components, *ends[1]), reverse, sent=0, lost=0)
+            return PathEvidence(
+                path_id,
+                key.source,
+                key.target,
+                target_site,
+                key.slice,
+                (*ends[0], *route.components, *ends[1]),
+                reverse,
+                sent=0,
+                lost=0,
+            )
         memory = self._memory.get(key)
         if memory is None:
             memory = self._memory[key] = _PathMemory()
@@ -247,13 +259,23 @@ class EvidenceBuilder:
         self._learn(memory, w, delay, jitter)
         directional = key.kind == "stamp" and w.lost_unknown == 0
         return PathEvidence(
-            path_id=path_id, source=key.source, target=key.target,
-            target_site=target_site, slice=key.slice, forward=(*ends[0], *route.components, *ends[1]),
-            reverse=reverse, sent=w.sent, lost=w.lost,
+            path_id=path_id,
+            source=key.source,
+            target=key.target,
+            target_site=target_site,
+            slice=key.slice,
+            forward=(*ends[0], *route.components, *ends[1]),
+            reverse=reverse,
+            sent=w.sent,
+            lost=w.lost,
             forward_lost=w.lost_forward if directional else None,
             reverse_lost=w.lost_reverse if directional else None,
-            delay_s=delay, baseline_delay_s=memory.baseline_delay, jitter_s=jitter,
-            baseline_jitter_s=memory.baseline_jitter, path_changed=changed, delay_delta_s=delta,
+            delay_s=delay,
+            baseline_delay_s=memory.baseline_delay,
+            jitter_s=jitter,
+            baseline_jitter_s=memory.baseline_jitter,
+            path_changed=changed,
+            delay_delta_s=delta,
             previous_forward=(*ends[0], *route.previous, *ends[1]) if forward_changed else None,
             previous_reverse=reverse_route.previous if reverse_changed and reverse_route is not None else None,
         )

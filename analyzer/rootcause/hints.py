@@ -72,15 +72,28 @@ class HintTracker:
                 seen.add(key)
                 before = self._tracked.get(key)
                 first = before.hint.first_seen_ns if before is not None else at_ns
-                self._tracked[key] = _Tracked(Hint(d.kind, tuple(d.suspects), tuple(sorted(d.slices)),
-                                                   round(float(d.confidence), 3), tuple(d.evidence), first, at_ns))
+                self._tracked[key] = _Tracked(
+                    Hint(
+                        d.kind,
+                        tuple(d.suspects),
+                        tuple(sorted(d.slices)),
+                        round(float(d.confidence), 3),
+                        tuple(d.evidence),
+                        first,
+                        at_ns,
+                    )
+                )
             for key in [k for k in self._tracked if k not in seen]:
                 tracked = self._tracked[key]
                 tracked.missing += 1
                 if tracked.missing >= self.clear_after_epochs:
                     del self._tracked[key]
-            self._current = tuple(sorted((t.hint for t in self._tracked.values()),
-                                         key=lambda h: (-h.confidence, h.first_seen_ns, h.kind, h.suspects)))
+            self._current = tuple(
+                sorted(
+                    (t.hint for t in self._tracked.values()),
+                    key=lambda h: (-h.confidence, h.first_seen_ns, h.kind, h.suspects),
+                )
+            )
             return self._current
 
     def hints(self) -> tuple[Hint, ...]:

@@ -35,21 +35,22 @@ from analyzer.rootcause.observations import Observations
 from analyzer.rootcause.significance import poisson_tail
 
 MAX_CANDIDATES = 300  # bounds the fit when a busy core link makes hundreds of neighbours significant
-_MAX_REFITS = 8       # then every class still failing is dropped at once
+_MAX_REFITS = 8  # then every class still failing is dropped at once
 
 
 @dataclass(frozen=True, slots=True)
 class GrayFinding:
-    columns: tuple[int, ...]    # the equivalence class
-    rate: float                 # estimated loss ratio of the class
-    p_value: float              # its losses given background and the other findings
-    rows: np.ndarray            # active rows through the class
-    lost: float                 # losses on those rows
-    expected: float             # what background and the other findings explain of them
+    columns: tuple[int, ...]  # the equivalence class
+    rate: float  # estimated loss ratio of the class
+    p_value: float  # its losses given background and the other findings
+    rows: np.ndarray  # active rows through the class
+    lost: float  # losses on those rows
+    expected: float  # what background and the other findings explain of them
 
 
-def candidate_columns(observations: Observations, active: np.ndarray, alpha: float, min_rate: float,
-                      min_excess: float) -> np.ndarray:
+def candidate_columns(
+    observations: Observations, active: np.ndarray, alpha: float, min_rate: float, min_excess: float
+) -> np.ndarray:
     """Columns whose active rows lost significantly more than background, the most
     significant `MAX_CANDIDATES` of them."""
     weight = active.astype(np.float64)
@@ -70,8 +71,14 @@ def candidate_columns(observations: Observations, active: np.ndarray, alpha: flo
     return maybe
 
 
-def localise_gray(observations: Observations, active: np.ndarray, alpha: float, min_rate: float,
-                  min_excess: float, allowed: np.ndarray | None = None) -> list[GrayFinding]:
+def localise_gray(
+    observations: Observations,
+    active: np.ndarray,
+    alpha: float,
+    min_rate: float,
+    min_excess: float,
+    allowed: np.ndarray | None = None,
+) -> list[GrayFinding]:
     """Gray-loss findings; `allowed` (a boolean column mask) as in `boolean.greedy_cover`:
     a class is a candidate when any of its members is allowed."""
     columns = candidate_columns(observations, active, alpha, min_rate, min_excess)
@@ -129,13 +136,17 @@ def localise_gray(observations: Observations, active: np.ndarray, alpha: float, 
         others = x.copy()
         others[i] = 0.0
         expected = float(np.sum(sent[members] * (1 - (1 - background[members]) * np.exp(-(design[members] @ others)))))
-        findings.append(GrayFinding(classes[i], float(-np.expm1(-x[i])), float(tails[i]), class_rows,
-                                    float(lost[members].sum()), expected))
+        findings.append(
+            GrayFinding(
+                classes[i], float(-np.expm1(-x[i])), float(tails[i]), class_rows, float(lost[members].sum()), expected
+            )
+        )
     return findings
 
 
-def _explained_away(design: np.ndarray, x: np.ndarray, sent: np.ndarray, lost: np.ndarray,
-                    background: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _explained_away(
+    design: np.ndarray, x: np.ndarray, sent: np.ndarray, lost: np.ndarray, background: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Per class: the tail probability of its rows' losses given everything but itself,
     and the excess loss ratio left for it to explain."""
     total = design @ x

@@ -21,8 +21,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-HINT_KINDS = ("link-loss", "link-down", "node-down", "congestion", "latency-shift", "path-change",
-              "slice-isolation", "probe-host", "reflector-down", "one-direction")
+HINT_KINDS = (
+    "link-loss",
+    "link-down",
+    "node-down",
+    "congestion",
+    "latency-shift",
+    "path-change",
+    "slice-isolation",
+    "probe-host",
+    "reflector-down",
+    "one-direction",
+)
 
 
 def link_name(a: str, b: str) -> str:
@@ -33,22 +43,22 @@ def link_name(a: str, b: str) -> str:
 class PathEvidence:
     """One probed path over one epoch (an analyzer interval), with its healthy baseline."""
 
-    path_id: str                      # unique, e.g. "cnty1a>cnty2b/video/stamp"
-    source: str                       # the probing agent's site
-    target: str                       # the target's name
-    target_site: str | None           # the site the target sits in, when known
+    path_id: str  # unique, e.g. "cnty1a>cnty2b/video/stamp"
+    source: str  # the probing agent's site
+    target: str  # the target's name
+    target_site: str | None  # the site the target sits in, when known
     slice: str
-    forward: tuple[str, ...]          # components source -> target (nodes and links, in order)
-    reverse: tuple[str, ...] | None   # components target -> source, when known (else: unknown)
+    forward: tuple[str, ...]  # components source -> target (nodes and links, in order)
+    reverse: tuple[str, ...] | None  # components target -> source, when known (else: unknown)
     sent: int
-    lost: int                         # all probes lost this epoch, either direction
-    forward_lost: int | None = None   # STAMP stateful reflector: lost on the way out
-    reverse_lost: int | None = None   # lost on the way back
-    delay_s: float | None = None      # median RTT this epoch (None: nothing came back)
-    baseline_delay_s: float | None = None   # median RTT while healthy (None: not learnt yet)
-    jitter_s: float | None = None     # PDV/IPDV this epoch
+    lost: int  # all probes lost this epoch, either direction
+    forward_lost: int | None = None  # STAMP stateful reflector: lost on the way out
+    reverse_lost: int | None = None  # lost on the way back
+    delay_s: float | None = None  # median RTT this epoch (None: nothing came back)
+    baseline_delay_s: float | None = None  # median RTT while healthy (None: not learnt yet)
+    jitter_s: float | None = None  # PDV/IPDV this epoch
     baseline_jitter_s: float | None = None
-    path_changed: bool = False        # the hop-list fingerprint changed this epoch
+    path_changed: bool = False  # the hop-list fingerprint changed this epoch
     delay_delta_s: float | None = None  # RTT step that came with the path change
     previous_forward: tuple[str, ...] | None = None  # components before the change, when known
     previous_reverse: tuple[str, ...] | None = None  # (they name what the traffic left)
@@ -64,7 +74,7 @@ class HostHealth:
 
     site: str
     healthy: bool
-    reason: str = ""                  # e.g. "scheduling lag 2.1 s", "send errors 40/s"
+    reason: str = ""  # e.g. "scheduling lag 2.1 s", "send errors 40/s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +90,8 @@ class Epoch:
 class Diagnosis:
     """One conclusion: a RootCauseHint without its first/last-seen times."""
 
-    kind: str                          # one of HINT_KINDS
-    suspects: tuple[str, ...]          # one component, or the equivalence class probes cannot split
-    slices: tuple[str, ...]            # affected slices
-    confidence: float                  # 0..1
+    kind: str  # one of HINT_KINDS
+    suspects: tuple[str, ...]  # one component, or the equivalence class probes cannot split
+    slices: tuple[str, ...]  # affected slices
+    confidence: float  # 0..1
     evidence: tuple[str, ...] = field(default=())  # plain sentences: which paths, which numbers

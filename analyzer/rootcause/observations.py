@@ -46,8 +46,9 @@ class _Interner:
         self.routes: dict[tuple, tuple[np.ndarray, np.ndarray, int]] = {}
         self.lock = threading.Lock()
 
-    def route(self, direction: int, first: tuple[str, ...], second: tuple[str, ...] | None
-              ) -> tuple[np.ndarray, np.ndarray, int]:
+    def route(
+        self, direction: int, first: tuple[str, ...], second: tuple[str, ...] | None
+    ) -> tuple[np.ndarray, np.ndarray, int]:
         key = (direction, first, second)
         found = self.routes.get(key)
         if found is None:
@@ -58,8 +59,9 @@ class _Interner:
                 self.routes[key] = found
         return found
 
-    def _build(self, direction: int, first: tuple[str, ...], second: tuple[str, ...] | None
-               ) -> tuple[np.ndarray, np.ndarray, int]:
+    def _build(
+        self, direction: int, first: tuple[str, ...], second: tuple[str, ...] | None
+    ) -> tuple[np.ndarray, np.ndarray, int]:
         """Columns of a row, how often the row's probes cross each, and its number of links."""
         if direction == FORWARD:
             names = list(first)
@@ -73,8 +75,11 @@ class _Interner:
             crossings[column] = crossings.get(column, 0) + 1
         columns = sorted(crossings)
         links = sum(crossings[c] for c in columns if self.is_link[c])
-        return (np.asarray(columns, dtype=np.int32), np.asarray([crossings[c] for c in columns], dtype=np.float64),
-                links)
+        return (
+            np.asarray(columns, dtype=np.int32),
+            np.asarray([crossings[c] for c in columns], dtype=np.float64),
+            links,
+        )
 
     def _column(self, name: str) -> int:
         column = self.columns.get(name)
@@ -93,16 +98,16 @@ _INTERNER = _Interner()
 class Observations:
     """Rows of one epoch. Arrays are indexed by row; `matrix` is rows x components."""
 
-    names: tuple[str, ...]      # column -> component name
-    matrix: sparse.csr_matrix   # 1 where the row's probes crossed the component
+    names: tuple[str, ...]  # column -> component name
+    matrix: sparse.csr_matrix  # 1 where the row's probes crossed the component
     crossings: sparse.csr_matrix  # how many times they crossed it (2: there and back), for rate fitting
     by_column: sparse.csc_matrix
-    sent: np.ndarray            # float64
-    lost: np.ndarray            # float64
-    background: np.ndarray      # expected loss ratio of the row when nothing is wrong
-    path: np.ndarray            # int32: index into the epoch's paths
-    direction: np.ndarray       # int8: BOTH, FORWARD or REVERSE
-    slice_of_row: np.ndarray    # int16: index into `slices`
+    sent: np.ndarray  # float64
+    lost: np.ndarray  # float64
+    background: np.ndarray  # expected loss ratio of the row when nothing is wrong
+    path: np.ndarray  # int32: index into the epoch's paths
+    direction: np.ndarray  # int8: BOTH, FORWARD or REVERSE
+    slice_of_row: np.ndarray  # int16: index into `slices`
     slices: tuple[str, ...]
 
     @property
@@ -110,10 +115,10 @@ class Observations:
         return np.divide(self.lost, self.sent, out=np.zeros_like(self.lost), where=self.sent > 0)
 
     def columns_of(self, row: int) -> np.ndarray:
-        return self.matrix.indices[self.matrix.indptr[row]:self.matrix.indptr[row + 1]]
+        return self.matrix.indices[self.matrix.indptr[row] : self.matrix.indptr[row + 1]]
 
     def rows_of(self, column: int) -> np.ndarray:
-        return self.by_column.indices[self.by_column.indptr[column]:self.by_column.indptr[column + 1]]
+        return self.by_column.indices[self.by_column.indptr[column] : self.by_column.indptr[column + 1]]
 
     def column_of(self, name: str) -> int | None:
         column = _INTERNER.columns.get(name)
@@ -137,8 +142,14 @@ def loss_observations(paths: tuple[PathEvidence, ...], background_per_link: floa
     slice_names: dict[str, int] = {}
     slice_of: list[int] = []
 
-    def add_row(routed: tuple[np.ndarray, np.ndarray, int], row_sent: int, row_lost: int, path_index: int,
-                row_direction: int, slice_id: int) -> None:
+    def add_row(
+        routed: tuple[np.ndarray, np.ndarray, int],
+        row_sent: int,
+        row_lost: int,
+        path_index: int,
+        row_direction: int,
+        slice_id: int,
+    ) -> None:
         columns, crossed, count = routed
         pieces.append(columns)
         counts.append(crossed)
@@ -156,13 +167,28 @@ def loss_observations(paths: tuple[PathEvidence, ...], background_per_link: floa
         if p.forward_lost is not None and p.reverse_lost is not None:
             add_row(route(FORWARD, p.forward, None), p.sent, p.forward_lost, index, FORWARD, slice_id)
             if p.reverse is not None and p.sent > p.forward_lost:
-                add_row(route(REVERSE, p.reverse, p.forward), p.sent - p.forward_lost, p.reverse_lost, index,
-                        REVERSE, slice_id)
+                add_row(
+                    route(REVERSE, p.reverse, p.forward),
+                    p.sent - p.forward_lost,
+                    p.reverse_lost,
+                    index,
+                    REVERSE,
+                    slice_id,
+                )
         else:
             add_row(route(BOTH, p.forward, p.reverse), p.sent, p.lost, index, BOTH, slice_id)
     link_counts = np.asarray(links, dtype=np.float64)
-    return _assemble(pieces, counts, np.asarray(sent, dtype=np.float64), np.asarray(lost, dtype=np.float64),
-                     1.0 - (1.0 - background_per_link) ** link_counts, path_of, direction, slice_of, slice_names)
+    return _assemble(
+        pieces,
+        counts,
+        np.asarray(sent, dtype=np.float64),
+        np.asarray(lost, dtype=np.float64),
+        1.0 - (1.0 - background_per_link) ** link_counts,
+        path_of,
+        direction,
+        slice_of,
+        slice_names,
+    )
 
 
 def round_trip_observations(observations: Observations, indices: np.ndarray, path_count: int) -> Observations:
@@ -177,9 +203,16 @@ def round_trip_observations(observations: Observations, indices: np.ndarray, pat
     slice_of_path[observations.path] = observations.slice_of_row
     zeros = np.zeros(len(indices))
     return Observations(
-        names=observations.names, matrix=merged, crossings=crossings, by_column=merged.tocsc(), sent=zeros,
-        lost=zeros, background=zeros, path=np.asarray(indices, dtype=np.int32),
-        direction=np.full(len(indices), BOTH, dtype=np.int8), slice_of_row=slice_of_path[indices],
+        names=observations.names,
+        matrix=merged,
+        crossings=crossings,
+        by_column=merged.tocsc(),
+        sent=zeros,
+        lost=zeros,
+        background=zeros,
+        path=np.asarray(indices, dtype=np.int32),
+        direction=np.full(len(indices), BOTH, dtype=np.int8),
+        slice_of_row=slice_of_path[indices],
         slices=observations.slices,
     )
 
@@ -194,7 +227,15 @@ def _assemble(pieces, counts, sent, lost, background, path_of, direction, slice_
     matrix = sparse.csr_matrix((np.ones(len(indices)), indices, indptr), shape=shape)
     crossings = sparse.csr_matrix((np.concatenate(counts) if counts else np.zeros(0), indices, indptr), shape=shape)
     return Observations(
-        names=names, matrix=matrix, crossings=crossings, by_column=matrix.tocsc(), sent=sent, lost=lost, background=background,
-        path=np.asarray(path_of, dtype=np.int32), direction=np.asarray(direction, dtype=np.int8),
-        slice_of_row=np.asarray(slice_of, dtype=np.int16), slices=tuple(slice_names),
+        names=names,
+        matrix=matrix,
+        crossings=crossings,
+        by_column=matrix.tocsc(),
+        sent=sent,
+        lost=lost,
+        background=background,
+        path=np.asarray(path_of, dtype=np.int32),
+        direction=np.asarray(direction, dtype=np.int8),
+        slice_of_row=np.asarray(slice_of, dtype=np.int16),
+        slices=tuple(slice_names),
     )

@@ -48,9 +48,18 @@ def path_change_diagnoses(paths: tuple[PathEvidence, ...], excluded_sites) -> li
     found += _cover(changed, rest)
     if unknown:
         sources = tuple(sorted({p.source for p in unknown}))
-        found.append(Diagnosis("path-change", sources, _slices(unknown), round(0.5 * ambiguity(len(sources)), 3),
-                               (f"{len(unknown)} paths from {describe(sources)} changed route (previous route unknown)"
-                                + _delay_clause(unknown),)))
+        found.append(
+            Diagnosis(
+                "path-change",
+                sources,
+                _slices(unknown),
+                round(0.5 * ambiguity(len(sources)), 3),
+                (
+                    f"{len(unknown)} paths from {describe(sources)} changed route (previous route unknown)"
+                    + _delay_clause(unknown),
+                ),
+            )
+        )
     return found
 
 

@@ -60,8 +60,9 @@ class Hysteresis:
             self.status, self.since_ns, self.run_count = self.run_status, self.run_start_ns, 0
 
     def copy(self) -> Hysteresis:
-        return Hysteresis(self.hold, self.status, self.since_ns, self.run_kind, self.run_status,
-                          self.run_start_ns, self.run_count)
+        return Hysteresis(
+            self.hold, self.status, self.since_ns, self.run_kind, self.run_status, self.run_start_ns, self.run_count
+        )
 
     def to_state(self) -> dict:
         return {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "hold"}

@@ -26,8 +26,18 @@ SLOTS = 60
 class Lookback:
     """Judged intervals, bad intervals and (optionally) unavailable share over `length_ns`."""
 
-    __slots__ = ("length_ns", "slot_ns", "slots", "head", "judged", "bad", "unavailable",
-                 "total_judged", "total_bad", "total_unavailable")
+    __slots__ = (
+        "length_ns",
+        "slot_ns",
+        "slots",
+        "head",
+        "judged",
+        "bad",
+        "unavailable",
+        "total_judged",
+        "total_bad",
+        "total_unavailable",
+    )
 
     def __init__(self, length_ns: int, interval_ns: int, track_unavailable: bool = False) -> None:
         intervals = max(1, round(length_ns / interval_ns))

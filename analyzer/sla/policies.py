@@ -239,8 +239,14 @@ def policy_from_dict(data: dict) -> SlaPolicy:
 
 
 _POLICY_KEYS = (
-    "slice", "objectives", "objective_ratio", "compliance_window_s", "unavailable_loss", "max_clock_error_s",
-    "burn_windows", "hysteresis_intervals",
+    "slice",
+    "objectives",
+    "objective_ratio",
+    "compliance_window_s",
+    "unavailable_loss",
+    "max_clock_error_s",
+    "burn_windows",
+    "hysteresis_intervals",
 )
 
 
@@ -318,8 +324,10 @@ class PolicyModel(_Strict):
         return value
 
     def to_policy(self, slice_name: str) -> SlaPolicy:
-        windows = DEFAULT_BURN_WINDOWS if self.burn_windows is None else tuple(
-            BurnWindow(w.long_s, w.short_s, w.factor, w.severity) for w in self.burn_windows
+        windows = (
+            DEFAULT_BURN_WINDOWS
+            if self.burn_windows is None
+            else tuple(BurnWindow(w.long_s, w.short_s, w.factor, w.severity) for w in self.burn_windows)
         )
         return SlaPolicy(
             slice=slice_name,

@@ -42,7 +42,6 @@ class IntervalStats(LossCounts):
     worst_clock_error_ns: int | None
     unavailable_paths: int  # paths whose loss this interval exceeded the unavailability level
 
-
     def fraction_within(self, bound_ns: int) -> float | None:
         """Share of replies with RTT <= bound (a bucket bound); None without replies."""
         total = sum(self.rtt_buckets)

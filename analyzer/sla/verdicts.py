@@ -88,8 +88,18 @@ from analyzer.sla.series import IntervalStats
 from collector.contract.records import RTT_BUCKETS_NS, PathKey
 
 __all__ = [
-    "DEFAULT_BURN_WINDOWS", "BurnWindow", "ConfigError", "Objective", "ObjectiveVerdict", "SlaPolicy",
-    "SlaTracker", "SlaVerdict", "default_policies", "duration_label", "interval_compliance", "load_policies",
+    "DEFAULT_BURN_WINDOWS",
+    "BurnWindow",
+    "ConfigError",
+    "Objective",
+    "ObjectiveVerdict",
+    "SlaPolicy",
+    "SlaTracker",
+    "SlaVerdict",
+    "default_policies",
+    "duration_label",
+    "interval_compliance",
+    "load_policies",
     "unavailable_share",
 ]
 
@@ -195,9 +205,23 @@ def duration_label(seconds: float) -> str:
 class SlaTracker:
     """Verdicts for one slice (path None) or one path under one policy."""
 
-    __slots__ = ("policy", "interval_s", "interval_ns", "path", "_burn", "_alarms", "_compliance",
-                 "_window_intervals", "_allowed_bad", "_availability_bound", "_hysteresis", "_latest",
-                 "_last_start_ns", "_last_end_ns", "_intervals")
+    __slots__ = (
+        "policy",
+        "interval_s",
+        "interval_ns",
+        "path",
+        "_burn",
+        "_alarms",
+        "_compliance",
+        "_window_intervals",
+        "_allowed_bad",
+        "_availability_bound",
+        "_hysteresis",
+        "_latest",
+        "_last_start_ns",
+        "_last_end_ns",
+        "_intervals",
+    )
 
     def __init__(self, policy: SlaPolicy, interval_s: float, path: PathKey | None = None) -> None:
         if not interval_s > 0:
@@ -209,8 +233,12 @@ class SlaTracker:
         # One Lookback per distinct burn lookback, keyed by its label, in the windows' order.
         self._burn = {duration_label(s): Lookback(round(s * 1e9), self.interval_ns) for s in policy.lookbacks_s}
         self._alarms = tuple(  # (long, short, factor, is a page), resolved once: add() is hot
-            (self._burn[duration_label(w.long_s)], self._burn[duration_label(w.short_s)], w.factor,
-             w.severity == "page")
+            (
+                self._burn[duration_label(w.long_s)],
+                self._burn[duration_label(w.short_s)],
+                w.factor,
+                w.severity == "page",
+            )
             for w in policy.burn_windows
         )
         self._compliance = Lookback(round(policy.compliance_window_s * 1e9), self.interval_ns, track_unavailable=True)
@@ -292,8 +320,9 @@ class SlaTracker:
         return share, share >= self._availability_bound
 
     def _objectives(self, now_ns: int) -> tuple[ObjectiveVerdict, ...]:
-        latest = self._latest or tuple(ObjectiveVerdict(o.name, o.bound, o.percentile, None, None)
-                                       for o in self.policy.objectives)
+        latest = self._latest or tuple(
+            ObjectiveVerdict(o.name, o.bound, o.percentile, None, None) for o in self.policy.objectives
+        )
         observed, met = self._availability(now_ns)
         return tuple(
             ObjectiveVerdict(v.name, v.bound, v.percentile, observed, met) if v.name == AVAILABILITY else v
@@ -316,15 +345,15 @@ class SlaTracker:
             "version": STATE_VERSION,
             "policy": policy_to_dict(self.policy),
             "interval_s": self.interval_s,
-            "path": None if self.path is None else [
-                self.path.source, self.path.target, self.path.slice, self.path.kind
-            ],
+            "path": None
+            if self.path is None
+            else [self.path.source, self.path.target, self.path.slice, self.path.kind],
             "intervals": self._intervals,
             "last_start_ns": self._last_start_ns,
             "last_end_ns": self._last_end_ns,
-            "latest": None if self._latest is None else [
-                [v.name, v.bound, v.percentile, _encode(v.observed), v.met] for v in self._latest
-            ],
+            "latest": None
+            if self._latest is None
+            else [[v.name, v.bound, v.percentile, _encode(v.observed), v.met] for v in self._latest],
             "hysteresis": self._hysteresis.to_state(),
             "burn": {label: lookback.to_state() for label, lookback in self._burn.items()},
             "compliance": self._compliance.to_state(),

@@ -62,6 +62,7 @@ class TrackerType(Protocol):
 
     def from_state(self, state: dict, policy: Any) -> Any: ...
 
+
 DEDUP_HORIZON = 64  # seqs below a path's newest that are remembered (bits of the mask)
 _MASK = (1 << DEDUP_HORIZON) - 1
 HISTORY_WINDOWS = 12
@@ -125,10 +126,18 @@ class WindowStore:
     """See the module docstring. `policies` maps slice name -> SlaPolicy. `tracker_type`
     is `analyzer.sla.verdicts.SlaTracker` unless given (tests give stand-ins)."""
 
-    def __init__(self, policies: Mapping[str, object] | None = None, *, interval_s: float = 10.0,
-                 grace_intervals: float = 1.5, catch_up_s: float = 45.0, history: int = HISTORY_WINDOWS,
-                 forget_after_s: float = 86_400.0, max_ahead_s: float = 300.0,
-                 tracker_type: TrackerType | None = None) -> None:
+    def __init__(
+        self,
+        policies: Mapping[str, object] | None = None,
+        *,
+        interval_s: float = 10.0,
+        grace_intervals: float = 1.5,
+        catch_up_s: float = 45.0,
+        history: int = HISTORY_WINDOWS,
+        forget_after_s: float = 86_400.0,
+        max_ahead_s: float = 300.0,
+        tracker_type: TrackerType | None = None,
+    ) -> None:
         if tracker_type is None:
             from analyzer.sla.verdicts import SlaTracker
 
@@ -143,8 +152,19 @@ class WindowStore:
         self.max_ahead_ns = round(max_ahead_s * 1e9)
         self.tracker_type = tracker_type
         self.counters: dict[str, int] = dict.fromkeys(
-            ("batches_accepted", "batches_rejected", "windows_ingested", "windows_duplicate", "windows_stale",
-             "windows_late", "windows_future", "intervals_closed", "paths_forgotten"), 0)
+            (
+                "batches_accepted",
+                "batches_rejected",
+                "windows_ingested",
+                "windows_duplicate",
+                "windows_stale",
+                "windows_late",
+                "windows_future",
+                "intervals_closed",
+                "paths_forgotten",
+            ),
+            0,
+        )
         self._lock = threading.RLock()
         self._paths: dict[PathKey, _PathState] = {}
         self._slices: dict[str, _SliceState] = {}
@@ -442,11 +462,22 @@ _build_stats = builder(IntervalStats)
 def window_stats(w: PathWindow, unavailable_loss: float = 0.75) -> IntervalStats:
     """`IntervalStats.of([w], unavailable_loss)` in a fifth of the time: one per path per
     interval is the store's hottest call (tests check both give equal results)."""
-    return _build_stats({
-        "start_ns": w.start_ns, "end_ns": w.end_ns, "paths": 1, "sent": w.sent, "received": w.received,
-        "lost_forward": w.lost_forward, "lost_reverse": w.lost_reverse, "lost_unknown": w.lost_unknown,
-        "rtt_buckets": w.rtt_buckets, "worst_ipdv_mean_abs_ns": w.ipdv_mean_abs_ns,
-        "worst_pdv_p99_ns": w.pdv_p99_ns, "worst_forward_owd_p99_ns": w.forward_owd_p99_ns,
-        "worst_reverse_owd_p99_ns": w.reverse_owd_p99_ns, "worst_clock_error_ns": w.clock_error_ns,
-        "unavailable_paths": 1 if w.sent and w.loss_ratio > unavailable_loss else 0,
-    })
+    return _build_stats(
+        {
+            "start_ns": w.start_ns,
+            "end_ns": w.end_ns,
+            "paths": 1,
+            "sent": w.sent,
+            "received": w.received,
+            "lost_forward": w.lost_forward,
+            "lost_reverse": w.lost_reverse,
+            "lost_unknown": w.lost_unknown,
+            "rtt_buckets": w.rtt_buckets,
+            "worst_ipdv_mean_abs_ns": w.ipdv_mean_abs_ns,
+            "worst_pdv_p99_ns": w.pdv_p99_ns,
+            "worst_forward_owd_p99_ns": w.forward_owd_p99_ns,
+            "worst_reverse_owd_p99_ns": w.reverse_owd_p99_ns,
+            "worst_clock_error_ns": w.clock_error_ns,
+            "unavailable_paths": 1 if w.sent and w.loss_ratio > unavailable_loss else 0,
+        }
+    )

@@ -42,8 +42,7 @@ def save_snapshot(store: WindowStore, path: str | os.PathLike) -> int:
     return len(text)
 
 
-def restore_snapshot(path: str | os.PathLike, policies: Mapping[str, object] | None = None,
-                     **options) -> WindowStore:
+def restore_snapshot(path: str | os.PathLike, policies: Mapping[str, object] | None = None, **options) -> WindowStore:
     """A store from `save_snapshot`'s file, with today's `policies` and `options` (as for
     the `WindowStore` constructor). Trackers continue where they were (status, budget,
     since); a tracker whose state no longer fits its policy starts afresh, logged.
@@ -58,8 +57,10 @@ def restore_snapshot(path: str | os.PathLike, policies: Mapping[str, object] | N
         raise ValueError(f"{path}: snapshot version {state.get('version')}, this analyzer reads {SNAPSHOT_VERSION}")
     saved_interval = state.get("interval_s")
     if options.setdefault("interval_s", saved_interval) != saved_interval:
-        raise ValueError(f"{path}: saved with {saved_interval} s intervals, not {options['interval_s']} s; "
-                         "its verdicts cannot continue at another interval")
+        raise ValueError(
+            f"{path}: saved with {saved_interval} s intervals, not {options['interval_s']} s; "
+            "its verdicts cannot continue at another interval"
+        )
     store = WindowStore(policies, **options)
     try:
         _load(store, state)
@@ -99,8 +100,11 @@ def _state(store: WindowStore) -> dict:
         ],
         "observations": [record_dict(o) for o in store._observations.values()],
         "agents": [
-            {"site": a.site, "last_batch_ns": a.last_batch_ns,
-             "health": None if a.health is None else record_dict(a.health)}
+            {
+                "site": a.site,
+                "last_batch_ns": a.last_batch_ns,
+                "health": None if a.health is None else record_dict(a.health),
+            }
             for a in store._agents.values()
         ],
         "counters": dict(store.counters),
@@ -156,6 +160,5 @@ def _restored_tracker(store: WindowStore, fresh, saved: dict | None, policy, key
     try:
         return store.tracker_type.from_state(saved, policy)
     except (KeyError, TypeError, ValueError) as exc:
-        log.warning("SLA state of %s does not fit its policy any more (%s); it starts afresh",
-                    key or policy, exc)
+        log.warning("SLA state of %s does not fit its policy any more (%s); it starts afresh", key or policy, exc)
         return fresh

@@ -29,14 +29,19 @@ from analyzer.rootcause.engine import diagnose  # noqa: E402
 from bench._common import environment, table, write_result  # noqa: E402
 from bench.rootcause.baselines import BASELINES  # noqa: E402
 from bench.rootcause.faults import CLASSES, SINGLE_CLASSES, FaultDrawer  # noqa: E402
+from bench.rootcause.national_topology import generate  # noqa: E402
 from bench.rootcause.plan import probe_plan  # noqa: E402
 from bench.rootcause.score import Tally  # noqa: E402
 from bench.rootcause.simulate import Impairments, World  # noqa: E402
-from bench.rootcause.national_topology import generate  # noqa: E402
 
 METHODS = {"ours": diagnose, **BASELINES}
-TARGETS = {"f1_single": 0.95, "f1_multi": 0.90, "kind_accuracy": 0.9, "false_alarms_per_1000": 1.0,
-           "seconds_per_epoch": 1.0}
+TARGETS = {
+    "f1_single": 0.95,
+    "f1_multi": 0.90,
+    "kind_accuracy": 0.9,
+    "false_alarms_per_1000": 1.0,
+    "seconds_per_epoch": 1.0,
+}
 
 _WORLD: World | None = None
 _DRAWER: FaultDrawer | None = None
@@ -64,8 +69,16 @@ def run_trial(job: tuple[int, str, int, tuple[str, ...]]) -> tuple[str, dict[str
     return fault_class, tallies
 
 
-def run(trials: int, seed: int, classes: list[str], methods: list[str], scale: float, workers: int,
-        progress=None, budget_s: float | None = None) -> dict:
+def run(
+    trials: int,
+    seed: int,
+    classes: list[str],
+    methods: list[str],
+    scale: float,
+    workers: int,
+    progress=None,
+    budget_s: float | None = None,
+) -> dict:
     global _WORLD, _DRAWER
     started = time.perf_counter()
     _WORLD = build_world(seed, scale)
@@ -86,8 +99,7 @@ def run(trials: int, seed: int, classes: list[str], methods: list[str], scale: f
     network = _WORLD.network
     summary = {c: {m: t.summary() for m, t in per_method.items()} for c, per_method in per_class.items()}
     pooled = {}
-    for label, members in (("single faults", [c for c in classes if c in SINGLE_CLASSES]),
-                           ("all classes", classes)):
+    for label, members in (("single faults", [c for c in classes if c in SINGLE_CLASSES]), ("all classes", classes)):
         if members:
             pooled[label] = {}
             for m in methods:
@@ -97,11 +109,22 @@ def run(trials: int, seed: int, classes: list[str], methods: list[str], scale: f
                 pooled[label][m] = total.summary()
     return {
         "benchmark": "rootcause",
-        "parameters": {"trials_per_class": trials, "seed": seed, "scale": scale, "classes": classes,
-                       "methods": methods, "workers": workers, "budget_s": budget_s},
-        "network": {"nodes": len(network.nodes), "physical_links": len(network.physical_links()),
-                    "directed_links": 2 * len(network.physical_links()), "paths": len(_WORLD.plan),
-                    "build_seconds": round(build_seconds, 1)},
+        "parameters": {
+            "trials_per_class": trials,
+            "seed": seed,
+            "scale": scale,
+            "classes": classes,
+            "methods": methods,
+            "workers": workers,
+            "budget_s": budget_s,
+        },
+        "network": {
+            "nodes": len(network.nodes),
+            "physical_links": len(network.physical_links()),
+            "directed_links": 2 * len(network.physical_links()),
+            "paths": len(_WORLD.plan),
+            "build_seconds": round(build_seconds, 1),
+        },
         "per_class": summary,
         "pooled": pooled,
         "targets": _targets(summary, pooled),
@@ -133,8 +156,9 @@ def _targets(summary: dict, pooled: dict) -> dict:
     if ours_multi:
         out["f1_multi_lenient"] = _target(ours_multi["lenient"]["f1"], TARGETS["f1_multi"], above=True)
     if ours_healthy:
-        out["false_alarms_per_1000"] = _target(ours_healthy["false_alarms_per_1000_healthy"],
-                                               TARGETS["false_alarms_per_1000"], above=False)
+        out["false_alarms_per_1000"] = _target(
+            ours_healthy["false_alarms_per_1000_healthy"], TARGETS["false_alarms_per_1000"], above=False
+        )
     if all_ours:
         out["seconds_per_epoch_p95"] = _target(all_ours["seconds_p95"], TARGETS["seconds_per_epoch"], above=False)
         beaten = {}
@@ -151,20 +175,43 @@ def _target(value, bound, above: bool) -> dict:
 
 
 def render(result: dict) -> str:
-    headers = ["class", "method", "F1 strict", "F1 lenient", "P lenient", "R lenient", "top-1", "top-3", "kind",
-               "slices", "FA/1000", "ms p50", "ms p95"]
+    headers = [
+        "class",
+        "method",
+        "F1 strict",
+        "F1 lenient",
+        "P lenient",
+        "R lenient",
+        "top-1",
+        "top-3",
+        "kind",
+        "slices",
+        "FA/1000",
+        "ms p50",
+        "ms p95",
+    ]
     rows = []
     sections = [(c, result["per_class"][c]) for c in result["parameters"]["classes"]]
     sections += [(label, figures) for label, figures in result["pooled"].items()]
     for label, per_method in sections:
         for method, s in per_method.items():
-            rows.append([label, method, s["strict"]["f1"], s["lenient"]["f1"], s["lenient"]["precision"],
-                         s["lenient"]["recall"], s["top1"], s["top3"],
-                         s["kind_accuracy"] if method == "ours" else None,
-                         s["slice_accuracy"] if method == "ours" else None,
-                         s["false_alarms_per_1000_healthy"],
-                         None if s["seconds_median"] is None else s["seconds_median"] * 1e3,
-                         None if s["seconds_p95"] is None else s["seconds_p95"] * 1e3])
+            rows.append(
+                [
+                    label,
+                    method,
+                    s["strict"]["f1"],
+                    s["lenient"]["f1"],
+                    s["lenient"]["precision"],
+                    s["lenient"]["recall"],
+                    s["top1"],
+                    s["top3"],
+                    s["kind_accuracy"] if method == "ours" else None,
+                    s["slice_accuracy"] if method == "ours" else None,
+                    s["false_alarms_per_1000_healthy"],
+                    None if s["seconds_median"] is None else s["seconds_median"] * 1e3,
+                    None if s["seconds_p95"] is None else s["seconds_p95"] * 1e3,
+                ]
+            )
     return table(headers, [[_cell(v) for v in row] for row in rows])
 
 
@@ -205,11 +252,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quiet:
         net = result["network"]
         done = {c: per_method[methods[0]]["trials"] for c, per_method in result["per_class"].items()}
-        print(f"network: {net['nodes']} nodes, {net['physical_links']} links ({net['directed_links']} directed), "
-              f"{net['paths']} paths; seed {args.seed}; trials per class: "
-              + ", ".join(f"{c} {n}" for c, n in done.items()))
+        print(
+            f"network: {net['nodes']} nodes, {net['physical_links']} links ({net['directed_links']} directed), "
+            f"{net['paths']} paths; seed {args.seed}; trials per class: "
+            + ", ".join(f"{c} {n}" for c, n in done.items())
+        )
         print(render(result))
-        print("targets: " + "; ".join(f"{k}: {'met' if v.get('met') else 'NOT met'}" for k, v in result["targets"].items()))
+        print(
+            "targets: "
+            + "; ".join(f"{k}: {'met' if v.get('met') else 'NOT met'}" for k, v in result["targets"].items())
+        )
         print(f"result: {path}")
     return 0
 

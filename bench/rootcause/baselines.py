@@ -53,12 +53,15 @@ def failed_rows(observations: Observations, alpha: float = FAILED_ROW_ALPHA) -> 
 def _ranked(observations: Observations, scores: dict[int, float], slices: tuple[str, ...]) -> list[Diagnosis]:
     top = max(scores.values(), default=1.0) or 1.0
     ordered = sorted(scores.items(), key=lambda item: (-item[1], observations.names[item[0]]))
-    return [Diagnosis("link-loss", (observations.names[c],), slices, round(min(1.0, score / top), 3))
-            for c, score in ordered]
+    return [
+        Diagnosis("link-loss", (observations.names[c],), slices, round(min(1.0, score / top), 3))
+        for c, score in ordered
+    ]
 
 
-def vote_007(epoch: Epoch, alpha: float = FAILED_ROW_ALPHA, vote_min: float = VOTE_MIN,
-             vote_share: float = VOTE_SHARE) -> list[Diagnosis]:
+def vote_007(
+    epoch: Epoch, alpha: float = FAILED_ROW_ALPHA, vote_min: float = VOTE_MIN, vote_share: float = VOTE_SHARE
+) -> list[Diagnosis]:
     observations = loss_observations(epoch.paths, BACKGROUND_PER_LINK)
     failed = failed_rows(observations, alpha)
     if not failed.any():
@@ -92,8 +95,12 @@ def tomo_greedy(epoch: Epoch, alpha: float = FAILED_ROW_ALPHA) -> list[Diagnosis
     return _ranked(observations, scores, observations.slices)
 
 
-def netbouncer(epoch: Epoch, lam: float = NETBOUNCER_LAMBDA, threshold: float = NETBOUNCER_THRESHOLD,
-               iterations: int = NETBOUNCER_ITERATIONS) -> list[Diagnosis]:
+def netbouncer(
+    epoch: Epoch,
+    lam: float = NETBOUNCER_LAMBDA,
+    threshold: float = NETBOUNCER_THRESHOLD,
+    iterations: int = NETBOUNCER_ITERATIONS,
+) -> list[Diagnosis]:
     observations = loss_observations(epoch.paths, BACKGROUND_PER_LINK)
     matrix = observations.matrix
     y = -np.log1p(-np.minimum(observations.loss, 0.999))

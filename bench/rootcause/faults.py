@@ -32,8 +32,18 @@ from analyzer.rootcause.model import link_name
 from bench.rootcause.plan import SLICES
 from bench.rootcause.simulate import Impairments, World
 
-SINGLE_CLASSES = ("gray-loss", "blackhole", "node-down", "partial-node", "latency", "congestion", "single-slice",
-                  "probe-host", "reflector-down", "reroute")
+SINGLE_CLASSES = (
+    "gray-loss",
+    "blackhole",
+    "node-down",
+    "partial-node",
+    "latency",
+    "congestion",
+    "single-slice",
+    "probe-host",
+    "reflector-down",
+    "reroute",
+)
 CLASSES = SINGLE_CLASSES + ("multi", "healthy")
 
 
@@ -49,19 +59,28 @@ class FaultDrawer:
     def __init__(self, world: World) -> None:
         self.world = world
         network = world.network
-        probed = {c for parts in world.forward_parts for c in parts} | {c for parts in world.reverse_parts for c in parts}
-        self.links = [(a, b) for a, b in network.physical_links()
-                      if link_name(a, b) in probed and link_name(b, a) in probed]
+        probed = {c for parts in world.forward_parts for c in parts} | {
+            c for parts in world.reverse_parts for c in parts
+        }
+        self.links = [
+            (a, b) for a, b in network.physical_links() if link_name(a, b) in probed and link_name(b, a) in probed
+        ]
         self.routers = sorted(n for n in network.nodes if network.level[n] != "core" and n in probed)
-        self.hubs = sorted(n for n in self.routers if network.level[n] in ("province", "city")
-                           and len(network.adjacency[n]) >= 3)
+        self.hubs = sorted(
+            n for n in self.routers if network.level[n] in ("province", "city") and len(network.adjacency[n]) >= 3
+        )
         self.agents = sorted({p.source for p in world.plan})
         stamp_targets = {p.target for p in world.plan if p.stamp}
         echo_targets = {p.target for p in world.plan if not p.stamp}
         self.reflectors = sorted(stamp_targets & echo_targets)
         # a reroute needs another way round: both ends keep another neighbour
-        self.reroutable = [(a, b) for a, b in self.links if network.level[a] != network.level[b]
-                           and len(network.adjacency[a]) >= 2 and len(network.adjacency[b]) >= 2]
+        self.reroutable = [
+            (a, b)
+            for a, b in self.links
+            if network.level[a] != network.level[b]
+            and len(network.adjacency[a]) >= 2
+            and len(network.adjacency[b]) >= 2
+        ]
 
     def draw(self, fault_class: str, rng: random.Random, impairments: Impairments) -> list[Truth]:
         if fault_class == "healthy":

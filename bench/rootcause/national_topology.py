@@ -31,9 +31,9 @@ PAIR_COST = 5
 @dataclass
 class NationalTopology:
     nodes: list[str]
-    level: dict[str, str]                      # node -> core | province | city | county
-    parent_site: dict[str, str]                # router -> the site it belongs to (prov7, city12, cnty301)
-    adjacency: dict[str, dict[str, int]]       # node -> neighbour -> cost
+    level: dict[str, str]  # node -> core | province | city | county
+    parent_site: dict[str, str]  # router -> the site it belongs to (prov7, city12, cnty301)
+    adjacency: dict[str, dict[str, int]]  # node -> neighbour -> cost
     sites: dict[str, list[str]] = field(default_factory=dict)  # site -> its routers
     _index: dict[str, int] = field(default_factory=dict)
     _neighbours: list[list[tuple[int, int]]] = field(default_factory=list)
@@ -41,8 +41,7 @@ class NationalTopology:
 
     def __post_init__(self) -> None:
         self._index = {name: i for i, name in enumerate(self.nodes)}
-        self._neighbours = [sorted((self._index[v], c) for v, c in self.adjacency[name].items())
-                            for name in self.nodes]
+        self._neighbours = [sorted((self._index[v], c) for v, c in self.adjacency[name].items()) for name in self.nodes]
 
     def physical_links(self) -> list[tuple[str, str]]:
         return sorted((a, b) for a in self.adjacency for b in self.adjacency[a] if a < b)
@@ -115,7 +114,7 @@ def generate(seed: int, scale: float = 1.0) -> NationalTopology:
 
     cores = [node(f"core{i + 1}", "core", f"core{i + 1}") for i in range(4)]
     for i, a in enumerate(cores):
-        for b in cores[i + 1:]:
+        for b in cores[i + 1 :]:
             join(a, b, UPLINK_COST)
     province_routers = []
     for p in range(provinces):
@@ -145,5 +144,6 @@ def generate(seed: int, scale: float = 1.0) -> NationalTopology:
                 join(router, up, UPLINK_COST)
         else:
             join(router, rng.choice(city), UPLINK_COST)
-    return NationalTopology(nodes=list(adjacency), level=level, parent_site=parent_site, adjacency=adjacency,
-                            sites=sites)
+    return NationalTopology(
+        nodes=list(adjacency), level=level, parent_site=parent_site, adjacency=adjacency, sites=sites
+    )

@@ -52,17 +52,29 @@ def probe_plan(network: NationalTopology, seed: int, slices: tuple[str, ...] = S
         ups = sorted(n for n in network.adjacency[county] if network.level[n] == "city")
         city_pair = network.sites[city_site[ups[0]]]
         pairs += [(county, r) for r in city_pair]
-        pairs += [(county, t) for t in _others(rng, by_level["county"], 2, lambda t, city_pair=city_pair: t not in
-                                              network.adjacency or set(network.adjacency[t]).isdisjoint(city_pair))]
+        pairs += [
+            (county, t)
+            for t in _others(
+                rng,
+                by_level["county"],
+                2,
+                lambda t, city_pair=city_pair: (
+                    t not in network.adjacency or set(network.adjacency[t]).isdisjoint(city_pair)
+                ),
+            )
+        ]
     for city in by_level["city"]:
         pairs += [(city, p) for p in province_of_city[city]]
-        pairs += [(city, t) for t in _others(rng, by_level["city"], 5,
-                                             lambda t, city=city: city_site[t] != city_site[city])]
+        pairs += [
+            (city, t) for t in _others(rng, by_level["city"], 5, lambda t, city=city: city_site[t] != city_site[city])
+        ]
     for province in by_level["province"]:
         pairs += [(province, c) for c in by_level["core"]]
         site = network.parent_site[province]
-        pairs += [(province, t) for t in _others(rng, by_level["province"], 10,
-                                                  lambda t, site=site: network.parent_site[t] != site)]
+        pairs += [
+            (province, t)
+            for t in _others(rng, by_level["province"], 10, lambda t, site=site: network.parent_site[t] != site)
+        ]
     for core in by_level["core"]:
         pairs += [(core, t) for t in by_level["core"] if t != core]
     plan = []

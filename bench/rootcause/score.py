@@ -96,8 +96,9 @@ class Tally:
             "kind_accuracy": _share(self.kind_right, self.kind_pairs),
             "slice_accuracy": _share(self.slice_right, self.kind_pairs),
             "healthy_epochs": self.healthy_trials,
-            "false_alarms_per_1000_healthy": (1000.0 * self.healthy_alarms / self.healthy_trials
-                                              if self.healthy_trials else None),
+            "false_alarms_per_1000_healthy": (
+                1000.0 * self.healthy_alarms / self.healthy_trials if self.healthy_trials else None
+            ),
             "seconds_median": percentile(ordered, 50) if ordered else None,
             "seconds_p95": percentile(ordered, 95) if ordered else None,
         }
@@ -111,5 +112,5 @@ def _f1(precision: float | None, recall: float | None) -> float | None:
     if precision is None and recall is None:
         return None
     precision = 1.0 if precision is None else precision  # nothing predicted, nothing wrong
-    recall = 1.0 if recall is None else recall          # nothing to find, nothing missed
+    recall = 1.0 if recall is None else recall  # nothing to find, nothing missed
     return 2 * precision * recall / (precision + recall) if precision + recall else 0.0

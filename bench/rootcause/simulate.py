@@ -31,8 +31,8 @@ import numpy as np
 from scipy import sparse
 
 from analyzer.rootcause.model import Epoch, PathEvidence, link_name
-from bench.rootcause.plan import PROBES_PER_EPOCH, SLICES, PlannedPath
 from bench.rootcause.national_topology import NationalTopology
+from bench.rootcause.plan import PROBES_PER_EPOCH, SLICES, PlannedPath
 
 BACKGROUND_LOSS = 1e-4
 
@@ -107,31 +107,51 @@ class World:
             cols = sorted({self._column(c) for c in parts})
             indices += cols
             indptr[i + 1] = len(indices)
-        return sparse.csr_matrix((np.ones(len(indices)), np.asarray(indices, dtype=np.int64), indptr),
-                                 shape=(len(rows), 1 << 16))
+        return sparse.csr_matrix(
+            (np.ones(len(indices)), np.asarray(indices, dtype=np.int64), indptr), shape=(len(rows), 1 << 16)
+        )
 
     def _rtt(self, forward: tuple[str, ...], reverse: tuple[str, ...]) -> float:
         return sum(self.propagation.get(c, 0.0) for c in forward) + sum(self.propagation.get(c, 0.0) for c in reverse)
 
-    def _evidence(self, i: int, forward_lost: int, reverse_lost: int, *, delay_s: float | None = None,
-                  jitter_s: float | None = None, forward=None, reverse=None, previous=None,
-                  delay_delta_s: float | None = None) -> PathEvidence:
+    def _evidence(
+        self,
+        i: int,
+        forward_lost: int,
+        reverse_lost: int,
+        *,
+        delay_s: float | None = None,
+        jitter_s: float | None = None,
+        forward=None,
+        reverse=None,
+        previous=None,
+        delay_delta_s: float | None = None,
+    ) -> PathEvidence:
         p = self.plan[i]
         lost = forward_lost + reverse_lost
         received = PROBES_PER_EPOCH - lost
         split = p.stamp and received > 0
         base = float(self.baseline_rtt[i])
         return PathEvidence(
-            path_id=p.path_id, source=p.source, target=p.target, target_site=self.network.parent_site[p.target],
-            slice=p.slice, forward=forward or self.forward_parts[i], reverse=reverse or self.reverse_parts[i],
-            sent=PROBES_PER_EPOCH, lost=lost,
-            forward_lost=forward_lost if split else None, reverse_lost=reverse_lost if split else None,
+            path_id=p.path_id,
+            source=p.source,
+            target=p.target,
+            target_site=self.network.parent_site[p.target],
+            slice=p.slice,
+            forward=forward or self.forward_parts[i],
+            reverse=reverse or self.reverse_parts[i],
+            sent=PROBES_PER_EPOCH,
+            lost=lost,
+            forward_lost=forward_lost if split else None,
+            reverse_lost=reverse_lost if split else None,
             delay_s=None if received == 0 else (delay_s if delay_s is not None else base + float(self.rtt_offset[i])),
             baseline_delay_s=base,
             jitter_s=None if received == 0 else (jitter_s if jitter_s is not None else float(self.baseline_jitter[i])),
             baseline_jitter_s=float(self.baseline_jitter[i]),
-            path_changed=previous is not None, delay_delta_s=delay_delta_s,
-            previous_forward=previous[0] if previous else None, previous_reverse=previous[1] if previous else None,
+            path_changed=previous is not None,
+            delay_delta_s=delay_delta_s,
+            previous_forward=previous[0] if previous else None,
+            previous_reverse=previous[1] if previous else None,
         )
 
     def paths_crossing(self, component: str) -> list[int]:
@@ -156,8 +176,9 @@ class World:
         forward_links, reverse_links = self.forward_links.copy(), self.reverse_links.copy()
         for i, (forward, reverse, _) in rerouted.items():
             forward_x[i] = self._sum(forward, impairments.loss, i, lambda v: -np.log1p(-min(v, 1.0 - 1e-12)))
-            reverse_x[i] = self._sum(reverse + self._reverse_pseudo(i), impairments.loss, i,
-                                     lambda v: -np.log1p(-min(v, 1.0 - 1e-12)))
+            reverse_x[i] = self._sum(
+                reverse + self._reverse_pseudo(i), impairments.loss, i, lambda v: -np.log1p(-min(v, 1.0 - 1e-12))
+            )
             forward_links[i] = sum(">" in c for c in forward)
             reverse_links[i] = sum(">" in c for c in reverse)
         forward_keep = np.exp(-forward_x) * (1 - BACKGROUND_LOSS) ** forward_links
@@ -175,16 +196,26 @@ class World:
             if i in rerouted:
                 forward, reverse, base = rerouted[i]
                 step = self._sum(forward + reverse, impairments.delay_s, i, float)
-                paths[i] = self._evidence(i, fl, rl, delay_s=base + float(self.rtt_offset[i]) + step,
-                                          jitter_s=float(self.baseline_jitter[i]) + self._sum(
-                                              forward + reverse, impairments.jitter_s, i, float),
-                                          forward=forward, reverse=reverse,
-                                          previous=(self.forward_parts[i], self.reverse_parts[i]),
-                                          delay_delta_s=base - float(self.baseline_rtt[i]))
+                paths[i] = self._evidence(
+                    i,
+                    fl,
+                    rl,
+                    delay_s=base + float(self.rtt_offset[i]) + step,
+                    jitter_s=float(self.baseline_jitter[i])
+                    + self._sum(forward + reverse, impairments.jitter_s, i, float),
+                    forward=forward,
+                    reverse=reverse,
+                    previous=(self.forward_parts[i], self.reverse_parts[i]),
+                    delay_delta_s=base - float(self.baseline_rtt[i]),
+                )
             else:
                 paths[i] = self._evidence(
-                    i, fl, rl, delay_s=float(self.baseline_rtt[i] + self.rtt_offset[i] + extra_delay[i]),
-                    jitter_s=float(self.baseline_jitter[i] + extra_jitter[i]))
+                    i,
+                    fl,
+                    rl,
+                    delay_s=float(self.baseline_rtt[i] + self.rtt_offset[i] + extra_delay[i]),
+                    jitter_s=float(self.baseline_jitter[i] + extra_jitter[i]),
+                )
         return Epoch(tuple(paths))
 
     def _per_slice(self, values: dict, convert) -> np.ndarray | None:

@@ -47,8 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         for trial in range(args.trials):
             impairments = Impairments()
             truths = drawer.draw(fault_class, random.Random(f"{args.seed}/{fault_class}/{trial}"), impairments)
-            epochs.append((truths, world.epoch(impairments, np.random.default_rng((args.seed, CLASSES.index(fault_class),
-                                                                                    trial)))))
+            epochs.append(
+                (
+                    truths,
+                    world.epoch(impairments, np.random.default_rng((args.seed, CLASSES.index(fault_class), trial))),
+                )
+            )
     for name in args.methods.split(","):
         method, grid = GRIDS[name]
         rows = []
@@ -58,8 +62,15 @@ def main(argv: list[str] | None = None) -> int:
             for truths, epoch in epochs:
                 tally.add(truths, method(epoch, **params), 0.0)
             s = tally.summary()
-            rows.append([name, " ".join(f"{k}={v}" for k, v in params.items()), f"{s['lenient']['f1']:.3f}",
-                         f"{s['strict']['f1']:.3f}", f"{s['false_alarms_per_1000_healthy']:.0f}"])
+            rows.append(
+                [
+                    name,
+                    " ".join(f"{k}={v}" for k, v in params.items()),
+                    f"{s['lenient']['f1']:.3f}",
+                    f"{s['strict']['f1']:.3f}",
+                    f"{s['false_alarms_per_1000_healthy']:.0f}",
+                ]
+            )
         print(table(["method", "parameters", "F1 lenient", "F1 strict", "FA/1000"], rows), flush=True)
     return 0
 

@@ -255,7 +255,9 @@ class ProbingModel(_Strict):
     def _window_holds_an_interval(cls, value: float, info: ValidationInfo) -> float:
         interval = info.data.get("interval_s")
         if interval is not None and value < interval:
-            raise ValueError(f"expected at least interval_s ({interval:g}), got {value:g}: windows would hold no probes")
+            raise ValueError(
+                f"expected at least interval_s ({interval:g}), got {value:g}: windows would hold no probes"
+            )
         return value
 
 
@@ -331,7 +333,9 @@ class CaptureInterfaceModel(_Strict):
     def _rtt_sees_every_packet(self) -> CaptureInterfaceModel:
         if self.tcp_rtt and self.sample != 1:
             # pping matches each timestamp with its echo: sampled packets would rarely pair
-            raise ValueError(f"tcp_rtt needs every packet: expected sample 1 with tcp_rtt true, got sample {self.sample}")
+            raise ValueError(
+                f"tcp_rtt needs every packet: expected sample 1 with tcp_rtt true, got sample {self.sample}"
+            )
         return self
 
 
@@ -339,7 +343,9 @@ class CaptureModel(_Strict):
     """Packet sampling from interfaces: flow counters, passive TCP RTT, alternate marking."""
 
     interfaces: list[CaptureInterfaceModel] = Field(min_length=1)
-    slices: str | None = None  # rules file (collector/traffic/classifier.py); also classifies the flow receiver's records
+    slices: str | None = (
+        None  # rules file (collector/traffic/classifier.py); also classifies the flow receiver's records
+    )
 
     @field_validator("interfaces")
     @classmethod
@@ -427,8 +433,9 @@ def validate_config(data: Any, source: str = "<config>", base_dir: Path | None =
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError([f"{source}: expected a mapping with site, targets and the other sections, "
-                           f"got {type(data).__name__}"])
+        raise ConfigError(
+            [f"{source}: expected a mapping with site, targets and the other sections, got {type(data).__name__}"]
+        )
     try:
         config = AgentConfig.model_validate(data, context={"slice_names": _declared_slice_names(data)})
     except ValidationError as exc:
@@ -445,9 +452,8 @@ def _declared_slice_names(data: dict) -> list[str] | None:
     if "slices" not in data:
         return [s.name for s in DEFAULT_SLICES]
     declared = data["slices"]
-    if not isinstance(declared, list) or not all(isinstance(s, dict) and isinstance(s.get("name"), str)
-                                                 for s in declared):
+    if not isinstance(declared, list) or not all(
+        isinstance(s, dict) and isinstance(s.get("name"), str) for s in declared
+    ):
         return None
     return [s["name"] for s in declared]
-
-

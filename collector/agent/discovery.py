@@ -67,8 +67,9 @@ class PathDiscovery:
             del self._paths[key]
         for i, (key, p) in enumerate(sorted(wanted.items())):
             if key not in self._paths:
-                self._paths[key] = _Path(p.target.name, p.target.address, p.slice.name, p.slice.dscp,
-                                         p.flow_label, now + i * 50_000_000)
+                self._paths[key] = _Path(
+                    p.target.name, p.target.address, p.slice.name, p.slice.dscp, p.flow_label, now + i * 50_000_000
+                )
 
     def note_windows(self, windows: Sequence[PathWindow]) -> None:
         """A changed hop limit on a path means the path changed: trace it again now."""
@@ -79,8 +80,14 @@ class PathDiscovery:
             seen = (w.reflector_hop_limit, w.reply_hop_limit)
             before = path.hop_limits.get(w.key.kind)
             if before is not None and seen != before:
-                log.info("hop limits to %s in %s (%s) changed %s -> %s: tracing again", path.target,
-                         path.slice, w.key.kind, before, seen)
+                log.info(
+                    "hop limits to %s in %s (%s) changed %s -> %s: tracing again",
+                    path.target,
+                    path.slice,
+                    w.key.kind,
+                    before,
+                    seen,
+                )
                 path.next_due_ns = 0
                 self._wake.set()
             path.hop_limits[w.key.kind] = seen
@@ -102,11 +109,19 @@ class PathDiscovery:
                 pass
 
     async def _trace(self, path: _Path) -> None:
-        settings = TraceSettings(path.target, path.slice, dscp=path.dscp, protocol=self.protocol,
-                                 probes_per_hop=1, max_hops=32, timeout_ns=500_000_000)
+        settings = TraceSettings(
+            path.target,
+            path.slice,
+            dscp=path.dscp,
+            protocol=self.protocol,
+            probes_per_hop=1,
+            max_hops=32,
+            timeout_ns=500_000_000,
+        )
         try:
-            [result] = await trace(settings, TraceEndpoint(path.address, source=self.source),
-                                   flow_label=path.flow_label)
+            [result] = await trace(
+                settings, TraceEndpoint(path.address, source=self.source), flow_label=path.flow_label
+            )
         except (OSError, ValueError) as exc:
             self.trace_failures += 1
             log.warning("trace to %s in %s failed: %s", path.target, path.slice, exc)
@@ -114,7 +129,8 @@ class PathDiscovery:
         self.traces_run += 1
         observation = result.observation
         if path.fingerprint is not None and observation.fingerprint != path.fingerprint:
-            log.info("path to %s in %s changed: %s -> %s", path.target, path.slice, path.fingerprint,
-                     observation.fingerprint)
+            log.info(
+                "path to %s in %s changed: %s -> %s", path.target, path.slice, path.fingerprint, observation.fingerprint
+            )
         path.fingerprint = observation.fingerprint
         self.on_observation(observation)

@@ -20,10 +20,10 @@ from collector.agent.config import (
     TargetModel,
     load_config,
 )
-from collector.probes.registry import PROBERS
-from collector.contract.records import Slice, Target
-from collector.reflector.session_reflector import ReflectorConfig
 from collector.agent.target_sources import expand
+from collector.contract.records import Slice, Target
+from collector.probes.registry import PROBERS
+from collector.reflector.session_reflector import ReflectorConfig
 from collector.wire.stamp import STAMP_PORT
 
 if TYPE_CHECKING:  # imported when a plan has a flows or capture section: they pull in numpy
@@ -248,8 +248,9 @@ def _capture(config: AgentConfig, problems: list[str]) -> CaptureSettings | None
             return None
         source = f"the rules in {path}"
     else:
-        classifier = SliceClassifier.from_rules([{"slice": s.name, "dscp": s.dscp} for s in config.slices],
-                                                source=config.source)
+        classifier = SliceClassifier.from_rules(
+            [{"slice": s.name, "dscp": s.dscp} for s in config.slices], source=config.source
+        )
         source = "DSCP, as the slices section says"
     interfaces = tuple(
         InterfaceCapture(e.interface, e.sample, e.tcp_rtt, e.altmark_point, e.active_timeout_s, e.idle_timeout_s)

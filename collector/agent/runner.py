@@ -36,13 +36,11 @@ class Agent:
         self.metrics = MetricsState()
         self.sink = sink if sink is not None else _sink_for(plan)
         self.reflector = Reflector(plan.reflector) if plan.reflector is not None else None
-        self.scheduler = Scheduler(
-            plan.site, plan.probes, plan.window_s, self._on_windows, plan.source_address, clock
-        )
+        self.scheduler = Scheduler(plan.site, plan.probes, plan.window_s, self._on_windows, plan.source_address, clock)
         self.discovery = (
-            PathDiscovery(plan.probes, plan.trace_period_s, plan.trace_proto, self._on_observation,
-                          plan.source_address)
-            if plan.trace_enabled else None
+            PathDiscovery(plan.probes, plan.trace_period_s, plan.trace_proto, self._on_observation, plan.source_address)
+            if plan.trace_enabled
+            else None
         )
         self.flows = _flow_receiver(plan)
         self.captures = _captures(plan, self.flows)
@@ -124,15 +122,15 @@ class Agent:
                 self.flows.start()
             if self.captures is not None:
                 self.captures.start()
-            self.server = serve_metrics(self.metrics, self.plan.metrics_listen, flows=self.flows,
-                                        captures=self.captures)
+            self.server = serve_metrics(
+                self.metrics, self.plan.metrics_listen, flows=self.flows, captures=self.captures
+            )
             if self.plan.start_delay_s:
                 try:  # the reflector already answers; probing waits (a stop ends the wait)
                     await asyncio.wait_for(self._stop.wait(), self.plan.start_delay_s)
                 except TimeoutError:
                     pass
-            tasks = [asyncio.create_task(self.scheduler.run(self._stop)),
-                     asyncio.create_task(self._health_loop())]
+            tasks = [asyncio.create_task(self.scheduler.run(self._stop)), asyncio.create_task(self._health_loop())]
             if self.discovery is not None:
                 tasks.append(asyncio.create_task(self.discovery.run(self._stop)))
             await asyncio.gather(*tasks)
@@ -199,8 +197,12 @@ def run_agent(plan: AgentPlan) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, agent.stop)
         loop.add_signal_handler(signal.SIGHUP, agent.reload)
-        log.info("agent %s: %d schedules, metrics on http://[%s]:%d/metrics", plan.site,
-                 len(plan.probes), *plan.metrics_listen)
+        log.info(
+            "agent %s: %d schedules, metrics on http://[%s]:%d/metrics",
+            plan.site,
+            len(plan.probes),
+            *plan.metrics_listen,
+        )
         await agent.run()
 
     try:

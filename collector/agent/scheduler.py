@@ -22,13 +22,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from collector.system.clock import ClockStatus, read_clock_status
 from collector.agent.plan import PlannedProbe
+from collector.agent.windows import WindowBuilder
+from collector.contract.records import PathKey, PathWindow, ProbeResult
 from collector.probes.base import Prober, ProberContext, ProbeSpec, ProbeTarget, ResultHandler
 from collector.probes.registry import PROBERS
-from collector.contract.records import PathKey, PathWindow, ProbeResult
 from collector.probes.summary import percentile
-from collector.agent.windows import WindowBuilder
+from collector.system.clock import ClockStatus, read_clock_status
 
 EARLY_NS = 500_000
 HOUSEKEEPING_NS = 100_000_000  # how often probers check their timeouts
@@ -209,7 +209,7 @@ class Scheduler:
                     self._wake.clear()
                     try:
                         await asyncio.wait_for(self._wake.wait(), wait_ns / 1e9)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
                 else:
                     await asyncio.sleep(0)  # behind: still let replies in between bursts

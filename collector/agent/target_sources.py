@@ -47,14 +47,18 @@ def _from_cidr(config: AgentConfig, key: str, entry: TargetModel, room: int) -> 
     network = IPNetwork(entry.cidr)
     size = network.size if entry.count is None else min(entry.count, network.size)
     if entry.count is not None and entry.count > network.size:
-        return Expansion(problems=[f"{key}: count {entry.count} is more than the {network.size} addresses of {network}"])
+        return Expansion(
+            problems=[f"{key}: count {entry.count} is more than the {network.size} addresses of {network}"]
+        )
     limit = config.probing.max_targets
     if size > room:
-        return Expansion(problems=[
-            f"{key}: {network} expands to {size} targets, more than probing.max_targets ({limit}) allows"
-            + (f" after the {limit - room} before it" if room < limit else "")
-            + "; use a longer prefix, a count, or raise probing.max_targets"
-        ])
+        return Expansion(
+            problems=[
+                f"{key}: {network} expands to {size} targets, more than probing.max_targets ({limit}) allows"
+                + (f" after the {limit - room} before it" if room < limit else "")
+                + "; use a longer prefix, a count, or raise probing.max_targets"
+            ]
+        )
     addresses = (str(a) for a in islice(network, size))
     if entry.name_prefix is None:
         return Expansion(pairs=[(a, a) for a in addresses])

@@ -74,7 +74,8 @@ def summarise(
     reverse = sorted(r.reverse_owd_ns for r in answered if r.reverse_owd_ns is not None)
     clock_errors = [r.clock_error_ns for r in answered if r.clock_error_ns is not None]
     remarked = sum(
-        1 for r in answered
+        1
+        for r in answered
         if (r.reflector_dscp is not None and r.reflector_dscp != slice_dscp)
         or (r.reply_dscp is not None and r.reply_dscp != slice_dscp)
     )

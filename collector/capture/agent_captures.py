@@ -25,9 +25,9 @@ from collector.capture.altmark import MarkingPoint
 from collector.capture.live import CaptureStats, LiveCapture
 from collector.capture.points import CaptureMeters, CaptureOptions, open_live_capture
 from collector.capture.tcp_rtt import PassiveTcpRtt
-from collector.traffic.counters import TrafficCounters, TrafficTotals
 from collector.contract.records import FlowRecord
 from collector.traffic.classifier import SliceClassifier
+from collector.traffic.counters import TrafficCounters, TrafficTotals
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,13 @@ class InterfaceCapture:
         return f"capture:{self.interface}"
 
     def options(self) -> CaptureOptions:
-        return CaptureOptions(sampling_rate=self.sample, tcp_rtt=self.tcp_rtt, altmark_point=self.altmark_point,
-                              active_timeout_s=self.active_timeout_s, idle_timeout_s=self.idle_timeout_s)
+        return CaptureOptions(
+            sampling_rate=self.sample,
+            tcp_rtt=self.tcp_rtt,
+            altmark_point=self.altmark_point,
+            active_timeout_s=self.active_timeout_s,
+            idle_timeout_s=self.idle_timeout_s,
+        )
 
 
 @dataclass(frozen=True)
@@ -68,8 +73,7 @@ class CaptureSettings:
 class _Running:
     """One interface's capture and its thread."""
 
-    def __init__(self, settings: InterfaceCapture, capture: LiveCapture, meters: CaptureMeters,
-                 deliver) -> None:
+    def __init__(self, settings: InterfaceCapture, capture: LiveCapture, meters: CaptureMeters, deliver) -> None:
         self.settings = settings
         self.capture = capture
         self.meters = meters
@@ -95,8 +99,9 @@ def _stop_all(running: list[_Running]) -> None:
 class AgentCaptures:
     """Every configured interface capture, feeding `counters` under `lock`."""
 
-    def __init__(self, settings: CaptureSettings, counters: TrafficCounters | None = None,
-                 lock: threading.Lock | None = None) -> None:
+    def __init__(
+        self, settings: CaptureSettings, counters: TrafficCounters | None = None, lock: threading.Lock | None = None
+    ) -> None:
         self.settings = settings
         self.classifier = settings.classifier
         self.counters = counters if counters is not None else TrafficCounters()

@@ -53,9 +53,17 @@ class _OpenFlow:
 
 
 class FlowAggregator:
-    def __init__(self, exporter: str, classifier: SliceClassifier | None = None, *, sampling_rate: int = 1,
-                 active_timeout_s: float = DEFAULT_ACTIVE_TIMEOUT_S, idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
-                 max_flows: int = DEFAULT_MAX_FLOWS, observation_domain: int = 0) -> None:
+    def __init__(
+        self,
+        exporter: str,
+        classifier: SliceClassifier | None = None,
+        *,
+        sampling_rate: int = 1,
+        active_timeout_s: float = DEFAULT_ACTIVE_TIMEOUT_S,
+        idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+        max_flows: int = DEFAULT_MAX_FLOWS,
+        observation_domain: int = 0,
+    ) -> None:
         if sampling_rate < 1:
             raise ValueError(f"sampling rate must be 1 or more (1:N), got {sampling_rate}")
         if active_timeout_s <= 0 or idle_timeout_s < 0:
@@ -77,10 +85,19 @@ class FlowAggregator:
     # -- one packet --------------------------------------------------------------------------
 
     def add(self, ts_ns: int, fields: PacketFields) -> None:
-        slice_index = self.classifier.classify_index(fields.source, fields.destination, fields.dscp,
-                                                     fields.flow_label, fields.active_sid, fields.slice_id)
-        key = (fields.source, fields.destination, fields.protocol, fields.source_port,
-               fields.destination_port, fields.dscp, fields.flow_label, slice_index)
+        slice_index = self.classifier.classify_index(
+            fields.source, fields.destination, fields.dscp, fields.flow_label, fields.active_sid, fields.slice_id
+        )
+        key = (
+            fields.source,
+            fields.destination,
+            fields.protocol,
+            fields.source_port,
+            fields.destination_port,
+            fields.dscp,
+            fields.flow_label,
+            slice_index,
+        )
         flow = self._open.get(key)
         if flow is not None and (ts_ns - flow.last > self.idle_ns or ts_ns - flow.start >= self.active_ns):
             self._finish(key, flow)
@@ -102,14 +119,26 @@ class FlowAggregator:
         count = len(batch.kept)
         if not count:
             return
-        slices = self.classifier.classify_arrays(batch.src_high, batch.src_low, batch.dst_high, batch.dst_low,
-                                                 batch.dscp, batch.flow_label).astype(np.int64)
+        slices = self.classifier.classify_arrays(
+            batch.src_high, batch.src_low, batch.dst_high, batch.dst_low, batch.dscp, batch.flow_label
+        ).astype(np.int64)
         for row, (active_sid, slice_id) in batch.marks.items():
             source, destination = _address_bytes(batch, row)
-            slices[row] = self.classifier.classify_index(source, destination, int(batch.dscp[row]),
-                                                         int(batch.flow_label[row]), active_sid, slice_id)
-        key_columns = (batch.src_high, batch.src_low, batch.dst_high, batch.dst_low, batch.protocol,
-                       batch.source_port, batch.destination_port, batch.dscp, batch.flow_label, slices)
+            slices[row] = self.classifier.classify_index(
+                source, destination, int(batch.dscp[row]), int(batch.flow_label[row]), active_sid, slice_id
+            )
+        key_columns = (
+            batch.src_high,
+            batch.src_low,
+            batch.dst_high,
+            batch.dst_low,
+            batch.protocol,
+            batch.source_port,
+            batch.destination_port,
+            batch.dscp,
+            batch.flow_label,
+            slices,
+        )
         group, first_rows, order = _group_rows(key_columns)  # order: by flow, arrival order within
         group, times, lengths = group[order], ts_ns[order], batch.length[order]
         group_starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
@@ -140,8 +169,13 @@ class FlowAggregator:
             if flow is not None:
                 prior[g] = None  # only a flow's first segment meets its open record
                 if continues[g]:
-                    record = _OpenFlow(flow.start, record.last, max(flow.end, record.end),
-                                       flow.packets + record.packets, flow.bytes + record.bytes)
+                    record = _OpenFlow(
+                        flow.start,
+                        record.last,
+                        max(flow.end, record.end),
+                        flow.packets + record.packets,
+                        flow.bytes + record.bytes,
+                    )
                 else:
                     self._finish(key, flow)
             if is_last_of_group[s]:
@@ -150,8 +184,14 @@ class FlowAggregator:
                 self._finished.append(self._record(key, record))
         self._bound()
 
-    def _cut_active(self, cut: np.ndarray, times: np.ndarray, group_starts: np.ndarray,
-                    prior: list[_OpenFlow | None], continues: np.ndarray) -> None:
+    def _cut_active(
+        self,
+        cut: np.ndarray,
+        times: np.ndarray,
+        group_starts: np.ndarray,
+        prior: list[_OpenFlow | None],
+        continues: np.ndarray,
+    ) -> None:
         """Adds the active-timeout cuts to `cut`. A cut restarts the clock, so this is sequential,
         but only for the few records that last that long."""
         segment = np.cumsum(cut) - 1
@@ -203,23 +243,42 @@ class FlowAggregator:
         source, destination, protocol, source_port, destination_port, dscp, flow_label, slice_index = key
         rate = self.sampling_rate
         return FlowRecord(
-            exporter=self.exporter, observation_domain=self.observation_domain,
-            source=address_text(source), destination=address_text(destination), protocol=protocol,
-            source_port=source_port, destination_port=destination_port, dscp=dscp, flow_label=flow_label,
-            slice=self.classifier.names[slice_index], packets=flow.packets * rate, bytes=flow.bytes * rate,
-            start_ns=flow.start, end_ns=flow.end, sampling_rate=rate,
+            exporter=self.exporter,
+            observation_domain=self.observation_domain,
+            source=address_text(source),
+            destination=address_text(destination),
+            protocol=protocol,
+            source_port=source_port,
+            destination_port=destination_port,
+            dscp=dscp,
+            flow_label=flow_label,
+            slice=self.classifier.names[slice_index],
+            packets=flow.packets * rate,
+            bytes=flow.bytes * rate,
+            start_ns=flow.start,
+            end_ns=flow.end,
+            sampling_rate=rate,
         )
 
     @staticmethod
     def _key_of(batch: PacketBatch, row: int, slice_index: int) -> FlowKey:
         source, destination = _address_bytes(batch, row)
-        return (source, destination, int(batch.protocol[row]), int(batch.source_port[row]),
-                int(batch.destination_port[row]), int(batch.dscp[row]), int(batch.flow_label[row]), slice_index)
+        return (
+            source,
+            destination,
+            int(batch.protocol[row]),
+            int(batch.source_port[row]),
+            int(batch.destination_port[row]),
+            int(batch.dscp[row]),
+            int(batch.flow_label[row]),
+            slice_index,
+        )
 
 
 def _address_bytes(batch: PacketBatch, row: int) -> tuple[bytes, bytes]:
-    raw = struct.pack("!QQQQ", int(batch.src_high[row]), int(batch.src_low[row]),
-                      int(batch.dst_high[row]), int(batch.dst_low[row]))
+    raw = struct.pack(
+        "!QQQQ", int(batch.src_high[row]), int(batch.src_low[row]), int(batch.dst_high[row]), int(batch.dst_low[row])
+    )
     return raw[:16], raw[16:]
 
 

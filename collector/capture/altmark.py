@@ -123,8 +123,15 @@ class _OpenBlock:
             self.delay_marks_ns.append(ts_ns)
 
     def final(self, flow_mon_id: int) -> Block:
-        return Block(flow_mon_id, self.sequence, self.colour, self.packets, self.first_ns, self.last_ns,
-                     tuple(self.delay_marks_ns))
+        return Block(
+            flow_mon_id,
+            self.sequence,
+            self.colour,
+            self.packets,
+            self.first_ns,
+            self.last_ns,
+            tuple(self.delay_marks_ns),
+        )
 
 
 class _Flow:
@@ -192,8 +199,10 @@ class MarkingPoint:
         """Whether a packet of the previous block's colour belongs to it rather than starting
         the next block: the current block is less than half a block old, in time and in packets.
         (Time alone misleads when a sender catches up in a burst; packets alone when the rate drops.)"""
-        return (2 * (ts_ns - current.first_ns) < current.first_ns - previous.first_ns
-                and 2 * current.packets < previous.packets)
+        return (
+            2 * (ts_ns - current.first_ns) < current.first_ns - previous.first_ns
+            and 2 * current.packets < previous.packets
+        )
 
     def flush(self) -> None:
         """End the measurement: the open blocks become final."""
@@ -234,8 +243,12 @@ class BlockLoss:
         return self.upstream_packets - self.downstream_packets
 
 
-def block_loss(upstream: MarkingPoint | tuple[Block, ...], downstream: MarkingPoint | tuple[Block, ...],
-               *, max_delay_ns: int = 1_000_000_000) -> list[BlockLoss]:
+def block_loss(
+    upstream: MarkingPoint | tuple[Block, ...],
+    downstream: MarkingPoint | tuple[Block, ...],
+    *,
+    max_delay_ns: int = 1_000_000_000,
+) -> list[BlockLoss]:
     """Pair the final blocks of two points (or two block lists) and give each pair's loss and delay."""
     up_blocks = upstream.blocks() if isinstance(upstream, MarkingPoint) else upstream
     down_blocks = downstream.blocks() if isinstance(downstream, MarkingPoint) else downstream
@@ -248,9 +261,13 @@ def block_loss(upstream: MarkingPoint | tuple[Block, ...], downstream: MarkingPo
     for down in down_blocks:
         middles, blocks = by_colour.get((down.flow_mon_id, down.colour), ([], []))
         index = bisect.bisect_left(middles, _middle(down))
-        candidates = [blocks[i] for i in (index - 1, index) if 0 <= i < len(blocks)
-                      and blocks[i].first_ns - max_delay_ns <= down.last_ns
-                      and down.first_ns <= blocks[i].last_ns + max_delay_ns]
+        candidates = [
+            blocks[i]
+            for i in (index - 1, index)
+            if 0 <= i < len(blocks)
+            and blocks[i].first_ns - max_delay_ns <= down.last_ns
+            and down.first_ns <= blocks[i].last_ns + max_delay_ns
+        ]
         if not candidates:
             continue
         up = min(candidates, key=lambda b: abs(_middle(b) - _middle(down)))
@@ -270,8 +287,17 @@ def _pair(up: Block, down: Block) -> BlockLoss:
     delay = None
     if marks and marks == len(down.delay_marks_ns):
         delay = sum(d - u for u, d in zip(up.delay_marks_ns, down.delay_marks_ns)) / marks
-    return BlockLoss(up.flow_mon_id, up.colour, up.sequence, down.sequence, up.first_ns, up.packets, down.packets,
-                     delay, marks if delay is not None else 0)
+    return BlockLoss(
+        up.flow_mon_id,
+        up.colour,
+        up.sequence,
+        down.sequence,
+        up.first_ns,
+        up.packets,
+        down.packets,
+        delay,
+        marks if delay is not None else 0,
+    )
 
 
 class SegmentLoss:
@@ -289,8 +315,11 @@ class SegmentLoss:
 
     def poll(self) -> list[BlockLoss]:
         """The pairs that became final since the last poll; adds them to the totals."""
-        fresh = [pair for pair in block_loss(self.upstream, self.downstream, max_delay_ns=self._max_delay_ns)
-                 if pair.upstream_sequence > self._reported.get(pair.flow_mon_id, -1)]
+        fresh = [
+            pair
+            for pair in block_loss(self.upstream, self.downstream, max_delay_ns=self._max_delay_ns)
+            if pair.upstream_sequence > self._reported.get(pair.flow_mon_id, -1)
+        ]
         for pair in fresh:
             self._reported[pair.flow_mon_id] = max(pair.upstream_sequence, self._reported.get(pair.flow_mon_id, -1))
             self.lost_packets += max(pair.lost, 0)

@@ -84,8 +84,17 @@ class SendReport:
 class AltMarkSender:
     """Marked UDP datagrams to one destination from one socket (one flow, one FlowMonID)."""
 
-    def __init__(self, destination: str, port: int, marker: Marker, *, header: str = "hop-by-hop",
-                 dscp: int = 0, source: str | None = None, payload_size: int = 64) -> None:
+    def __init__(
+        self,
+        destination: str,
+        port: int,
+        marker: Marker,
+        *,
+        header: str = "hop-by-hop",
+        dscp: int = 0,
+        source: str | None = None,
+        payload_size: int = 64,
+    ) -> None:
         if header not in HEADERS:
             raise ValueError(f"header must be one of {', '.join(HEADERS)}")
         self._destination = (destination, port)
@@ -108,8 +117,9 @@ class AltMarkSender:
                     time.sleep(delay)
             block, mark = self._marker.next(time.monotonic_ns())
             payload = _PAYLOAD.pack(PAYLOAD_MAGIC, sequence) + self._padding
-            self._socket.sendmsg([payload], [(socket.IPPROTO_IPV6, self._level, options_header(mark))], 0,
-                                 self._destination)
+            self._socket.sendmsg(
+                [payload], [(socket.IPPROTO_IPV6, self._level, options_header(mark))], 0, self._destination
+            )
             report.add(block, mark)
         return report
 
@@ -124,7 +134,9 @@ class AltMarkSender:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m collector.capture.altmark_sender", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m collector.capture.altmark_sender", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("destination", help="IPv6 address to send to")
     parser.add_argument("--port", type=int, default=9, help="UDP destination port (default 9, discard)")
     parser.add_argument("--flow-mon-id", type=int, required=True, help="FlowMonID, 0..1048575")
@@ -140,8 +152,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         marker = Marker(args.flow_mon_id, block_packets=args.block_packets, block_ms=args.block_ms)
-        with AltMarkSender(args.destination, args.port, marker, header=args.header, dscp=args.dscp,
-                           source=args.source, payload_size=args.size) as sender:
+        with AltMarkSender(
+            args.destination,
+            args.port,
+            marker,
+            header=args.header,
+            dscp=args.dscp,
+            source=args.source,
+            payload_size=args.size,
+        ) as sender:
             report = sender.send(args.count, args.interval_ms / 1000)
     except (ValueError, OSError) as exc:
         print(f"altmark_sender: {exc}", file=sys.stderr)

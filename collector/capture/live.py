@@ -94,8 +94,16 @@ class CaptureStats:
 class LiveCapture:
     """Reads packets from `interface` into `aggregator` until `stop()` or the duration ends."""
 
-    def __init__(self, interface: str, aggregator: FlowAggregator, *, sampler: Sampler | None = None,
-                 observers: tuple = (), slice_option_type: int = DEFAULT_SLICE_OPTION, batch: int = 64) -> None:
+    def __init__(
+        self,
+        interface: str,
+        aggregator: FlowAggregator,
+        *,
+        sampler: Sampler | None = None,
+        observers: tuple = (),
+        slice_option_type: int = DEFAULT_SLICE_OPTION,
+        batch: int = 64,
+    ) -> None:
         self.interface = interface
         self.aggregator = aggregator
         self.sampler = sampler or Sampler(aggregator.sampling_rate)
@@ -132,8 +140,13 @@ class LiveCapture:
     def stop(self) -> None:
         self._stopping = True
 
-    def run(self, duration_s: float | None = None, *, on_records: Callable[[list[FlowRecord]], None] | None = None,
-            expire_every_s: float = 1.0) -> list[FlowRecord]:
+    def run(
+        self,
+        duration_s: float | None = None,
+        *,
+        on_records: Callable[[list[FlowRecord]], None] | None = None,
+        expire_every_s: float = 1.0,
+    ) -> list[FlowRecord]:
         """Captures for `duration_s` (or until stop()); ends every record at the end and
         returns all finished records. `on_records` gets them as they end instead."""
         deliver = on_records or self.records.extend

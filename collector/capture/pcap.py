@@ -96,7 +96,7 @@ class PacketIndex:
 
     def frame(self, index: int) -> memoryview:
         start = int(self.offsets[index])
-        return memoryview(self.data)[start:start + int(self.captured[index])]  # type: ignore[arg-type]  # numpy declares ndarray.__buffer__ for Python >= 3.12 only
+        return memoryview(self.data)[start : start + int(self.captured[index])]  # type: ignore[arg-type]  # numpy declares ndarray.__buffer__ for Python >= 3.12 only
 
 
 def index_capture(path: str | Path) -> PacketIndex:
@@ -132,7 +132,7 @@ def _walk_records(mapped: mmap.mmap, order: str) -> list[int]:
     if order == "<" and struct.pack("=I", 1) == struct.pack("<I", 1):
         # Native order: read the length through 32-bit views at the four alignments.
         whole = memoryview(mapped)
-        words = [whole[shift:shift + (end - shift) // 4 * 4].cast("I") for shift in range(4)]
+        words = [whole[shift : shift + (end - shift) // 4 * 4].cast("I") for shift in range(4)]
         try:
             while position + PCAP_RECORD_HEADER_LEN <= end:
                 field = position + 8
@@ -162,15 +162,23 @@ def _index_pcap(name: str, mapped: mmap.mmap, data: np.ndarray, order: str, nano
     bad = np.flatnonzero((captured > MAX_PACKET_LEN) | (headers + PCAP_RECORD_HEADER_LEN + captured > len(mapped)))
     if len(bad):
         malformed["bad-record-length" if captured[bad[0]] > MAX_PACKET_LEN else "truncated-record"] += 1
-        headers = headers[:bad[0]]
+        headers = headers[: bad[0]]
     elif len(headers) and headers[-1] + PCAP_RECORD_HEADER_LEN + captured[-1] != len(mapped):
         malformed["truncated-record"] += 1  # a piece of a record header at the end
     elif not len(headers) and len(mapped) != PCAP_GLOBAL_HEADER_LEN:
         malformed["truncated-record"] += 1
     seconds, fraction, captured, wire = gather_rows(data, headers, 4, order + "u4").astype(np.int64).T
     ts_ns = seconds * 1_000_000_000 + (fraction if nanoseconds else fraction * 1000)
-    return PacketIndex(name, data, headers + PCAP_RECORD_HEADER_LEN, captured, wire, ts_ns,
-                       np.full(len(headers), linktype, dtype=np.int32), malformed)
+    return PacketIndex(
+        name,
+        data,
+        headers + PCAP_RECORD_HEADER_LEN,
+        captured,
+        wire,
+        ts_ns,
+        np.full(len(headers), linktype, dtype=np.int32),
+        malformed,
+    )
 
 
 @dataclass(slots=True)
@@ -244,7 +252,7 @@ def _interface(mapped: mmap.mmap, position: int, block_len: int, order: str) -> 
         if code == PCAPNG_OPTION_TSRESOL and length >= 1:
             resolution = mapped[option + 4]
             exponent = resolution & 0x7F
-            ticks = 2 ** exponent if resolution & 0x80 else 10 ** exponent
+            ticks = 2**exponent if resolution & 0x80 else 10**exponent
         option += 4 + (length + 3) // 4 * 4
     return linktype, snaplen, ticks
 
@@ -261,8 +269,9 @@ def _section_packets(data: np.ndarray, section: _Section, malformed: Counter) ->
     blocks = np.array(section.packet_blocks, dtype=np.int64)
     block_len = gather(data, blocks + 4, u32).astype(np.int64)
     is_enhanced = gather(data, blocks, u32) == PCAPNG_ENHANCED_PACKET
-    interface = np.where(is_enhanced, gather(data, blocks + 8, u32).astype(np.int64),
-                         gather(data, blocks + 8, u16).astype(np.int64))
+    interface = np.where(
+        is_enhanced, gather(data, blocks + 8, u32).astype(np.int64), gather(data, blocks + 8, u16).astype(np.int64)
+    )
     ticks = (gather(data, blocks + 12, u32).astype(np.uint64) << np.uint64(32)) | gather(data, blocks + 16, u32)
     captured = gather(data, blocks + 20, u32).astype(np.int64)
     wire = gather(data, blocks + 24, u32).astype(np.int64)
@@ -300,8 +309,9 @@ def _ticks_to_ns(ticks: np.ndarray, per_second: np.ndarray) -> np.ndarray:
             ts_ns[chosen] = ticks[chosen].astype(np.int64) * (1_000_000_000 // rate)
         else:  # finer than ns, or a power of two: whole seconds plus the rounded-down rest
             whole, rest = np.divmod(ticks[chosen], np.uint64(rate))
-            ts_ns[chosen] = (whole.astype(np.int64) * 1_000_000_000
-                             + (rest.astype(np.float64) * (1e9 / rate)).astype(np.int64))
+            ts_ns[chosen] = whole.astype(np.int64) * 1_000_000_000 + (rest.astype(np.float64) * (1e9 / rate)).astype(
+                np.int64
+            )
     return ts_ns
 
 
@@ -323,8 +333,11 @@ def locate_ip(index: PacketIndex) -> tuple[np.ndarray, Counter, Counter]:
     raw = np.isin(linktypes, list(RAW_IP_LINKTYPES)) & (captured > 0)
     ip[raw] = offsets[raw]
     # (link type, header length, where the EtherType-like protocol field sits)
-    for linktype, header_len, field in ((LINKTYPE_ETHERNET, 14, 12), (LINKTYPE_LINUX_SLL, 16, 14),
-                                        (LINKTYPE_LINUX_SLL2, 20, 0)):
+    for linktype, header_len, field in (
+        (LINKTYPE_ETHERNET, 14, 12),
+        (LINKTYPE_LINUX_SLL, 16, 14),
+        (LINKTYPE_LINUX_SLL2, 20, 0),
+    ):
         chosen = np.flatnonzero((linktypes == linktype) & (captured >= header_len))
         protocol = gather(data, offsets[chosen] + field, be16)
         is_ip = (protocol == ETHERTYPE_IPV6) | (protocol == ETHERTYPE_IPV4)
@@ -340,7 +353,9 @@ def locate_ip(index: PacketIndex) -> tuple[np.ndarray, Counter, Counter]:
     unsupported = ~np.isin(linktypes, list(SUPPORTED_LINKTYPES))
     short = ~unsupported & (ip == NOT_IP) & (captured < _link_header_len(linktypes))
     skipped["unsupported-linktype"] = int(np.count_nonzero(unsupported))
-    skipped["not-ip"] = int(np.count_nonzero(ip == NOT_IP)) - skipped["unsupported-linktype"] - int(np.count_nonzero(short))
+    skipped["not-ip"] = (
+        int(np.count_nonzero(ip == NOT_IP)) - skipped["unsupported-linktype"] - int(np.count_nonzero(short))
+    )
     malformed = Counter({"truncated-link-header": int(np.count_nonzero(short))})
     return ip, +skipped, +malformed
 
@@ -369,8 +384,14 @@ class CaptureFlows:
     malformed: Counter  # kind -> damaged records or packets (xnet_malformed_packets_total{protocol="pcap"})
 
 
-def read_flows(path: str | Path, aggregator: FlowAggregator, *, per_packet: bool = False,
-               slice_option_type: int = DEFAULT_SLICE_OPTION, observers: tuple = ()) -> CaptureFlows:
+def read_flows(
+    path: str | Path,
+    aggregator: FlowAggregator,
+    *,
+    per_packet: bool = False,
+    slice_option_type: int = DEFAULT_SLICE_OPTION,
+    observers: tuple = (),
+) -> CaptureFlows:
     """Reads every packet of `path` into `aggregator` and ends its records at the end.
 
     The default path dissects with `dissect_batch` and aggregates with `add_batch`;
@@ -386,7 +407,7 @@ def read_flows(path: str | Path, aggregator: FlowAggregator, *, per_packet: bool
     if per_packet or observers:
         view = memoryview(index.data)  # type: ignore[arg-type]  # numpy declares ndarray.__buffer__ for Python >= 3.12 only
         for row, start, length in zip(has_ip.tolist(), ip[has_ip].tolist(), ip_lengths.tolist()):
-            packet = view[start:start + length]
+            packet = view[start : start + length]
             ts_ns = int(index.ts_ns[row])
             for observer in observers:
                 observer.observe(ts_ns, packet, 0)
@@ -399,9 +420,10 @@ def read_flows(path: str | Path, aggregator: FlowAggregator, *, per_packet: bool
             dissected += 1
     else:
         for begin in range(0, len(has_ip), CHUNK_PACKETS):
-            rows = has_ip[begin:begin + CHUNK_PACKETS]
-            batch = dissect_batch(index.data, ip[rows], ip_lengths[begin:begin + CHUNK_PACKETS],
-                                  slice_option_type=slice_option_type)
+            rows = has_ip[begin : begin + CHUNK_PACKETS]
+            batch = dissect_batch(
+                index.data, ip[rows], ip_lengths[begin : begin + CHUNK_PACKETS], slice_option_type=slice_option_type
+            )
             aggregator.add_batch(index.ts_ns[rows][batch.kept], batch)
             malformed.update(batch.malformed)
             dissected += len(batch.kept)

@@ -42,8 +42,13 @@ class CaptureMeters:
 
 def capture_meters(exporter: str, classifier: SliceClassifier, options: CaptureOptions) -> CaptureMeters:
     """ValueError when a rate or timeout is out of range."""
-    aggregator = FlowAggregator(exporter, classifier, sampling_rate=options.sampling_rate,
-                                active_timeout_s=options.active_timeout_s, idle_timeout_s=options.idle_timeout_s)
+    aggregator = FlowAggregator(
+        exporter,
+        classifier,
+        sampling_rate=options.sampling_rate,
+        active_timeout_s=options.active_timeout_s,
+        idle_timeout_s=options.idle_timeout_s,
+    )
     return CaptureMeters(
         aggregator,
         PassiveTcpRtt(classifier) if options.tcp_rtt else None,
@@ -51,11 +56,17 @@ def capture_meters(exporter: str, classifier: SliceClassifier, options: CaptureO
     )
 
 
-def open_live_capture(interface: str, classifier: SliceClassifier, options: CaptureOptions,
-                      seed: int | None = None) -> tuple[LiveCapture, CaptureMeters]:
+def open_live_capture(
+    interface: str, classifier: SliceClassifier, options: CaptureOptions, seed: int | None = None
+) -> tuple[LiveCapture, CaptureMeters]:
     """A bound AF_PACKET capture of `interface` (exporter "capture:IFACE") and its meters.
     PermissionError without CAP_NET_RAW, OSError when the interface is not there."""
     meters = capture_meters(f"capture:{interface}", classifier, options)
-    capture = LiveCapture(interface, meters.aggregator, sampler=Sampler(options.sampling_rate, seed),
-                          observers=meters.observers, slice_option_type=options.slice_option_type)
+    capture = LiveCapture(
+        interface,
+        meters.aggregator,
+        sampler=Sampler(options.sampling_rate, seed),
+        observers=meters.observers,
+        slice_option_type=options.slice_option_type,
+    )
     return capture, meters

@@ -112,8 +112,15 @@ class _Distribution:
         samples = sum(self.counts)
         p50, p90, p99 = (self._quantile(q, samples) for q in (0.5, 0.9, 0.99))
         return RttSummary(
-            samples, _seconds(self.min_ns), p50, p90, p99, _seconds(self.max_ns), self.sum_ns / 1e9,
-            tuple(self.counts), self.retransmissions,
+            samples,
+            _seconds(self.min_ns),
+            p50,
+            p90,
+            p99,
+            _seconds(self.max_ns),
+            self.sum_ns / 1e9,
+            tuple(self.counts),
+            self.retransmissions,
         )
 
     def _quantile(self, q: float, samples: int) -> float | None:
@@ -124,8 +131,7 @@ class _Distribution:
         for index, count in enumerate(self.counts):
             if count and seen + count >= rank:
                 low = max(RTT_BUCKETS_S[index - 1] if index else 0.0, self.min_ns / 1e9)
-                high = min(RTT_BUCKETS_S[index] if index < len(RTT_BUCKETS_S) else self.max_ns / 1e9,
-                           self.max_ns / 1e9)
+                high = min(RTT_BUCKETS_S[index] if index < len(RTT_BUCKETS_S) else self.max_ns / 1e9, self.max_ns / 1e9)
                 return low + (high - low) * max(rank - seen, 0) / count
             seen += count
         return self.max_ns / 1e9
@@ -198,9 +204,16 @@ class _Direction:
 class PassiveTcpRtt:
     """Feed every TCP packet of a capture point to `observe`; read `report()` any time."""
 
-    def __init__(self, classifier: SliceClassifier | None = None, *, remote_prefix_len: int = 48,
-                 max_flows: int = 100_000, remote_prefix_len_v4: int = 24, idle_timeout_s: float = 120.0,
-                 max_prefixes: int = 10_000) -> None:
+    def __init__(
+        self,
+        classifier: SliceClassifier | None = None,
+        *,
+        remote_prefix_len: int = 48,
+        max_flows: int = 100_000,
+        remote_prefix_len_v4: int = 24,
+        idle_timeout_s: float = 120.0,
+        max_prefixes: int = 10_000,
+    ) -> None:
         if not 0 <= remote_prefix_len <= 128 or not 0 <= remote_prefix_len_v4 <= 32:
             raise ValueError("remote prefix lengths must be 0..128 (IPv6) and 0..32 (IPv4)")
         if max_flows < 1:
@@ -237,8 +250,9 @@ class PassiveTcpRtt:
                 return
             ip_end = offset + 40 + payload_length
         elif version == 4:
-            version_ihl, total_length, fragment, protocol, source4, destination4 = \
-                _IPV4_FIXED.unpack_from(packet, offset)
+            version_ihl, total_length, fragment, protocol, source4, destination4 = _IPV4_FIXED.unpack_from(
+                packet, offset
+            )
             if protocol != PROTO_TCP or fragment & 0x1FFF:
                 return
             header_length = (version_ihl & 0x0F) * 4
@@ -280,8 +294,9 @@ class PassiveTcpRtt:
             del self._directions[next(iter(self._directions))]
             self.evicted += 1
         fields = dissect_ip(packet, offset)
-        slice_name = self._classifier.classify(fields.source, fields.destination, fields.dscp, fields.flow_label,
-                                               fields.active_sid, fields.slice_id)
+        slice_name = self._classifier.classify(
+            fields.source, fields.destination, fields.dscp, fields.flow_label, fields.active_sid, fields.slice_id
+        )
         prefix = self._remote_prefix(key[1])
         distribution = self._distributions.get((slice_name, prefix))
         if distribution is None:
@@ -316,7 +331,8 @@ class PassiveTcpRtt:
         return RttReport(
             {name: d.summary() for name, d in sorted(by_slice.items())},
             {key: d.summary() for key, d in sorted(distributions, key=lambda item: item[0])},
-            len(self._directions), self.malformed,
+            len(self._directions),
+            self.malformed,
         )
 
 

@@ -35,7 +35,13 @@ from typing import cast, get_args, get_origin, get_type_hints
 
 from collector.contract.fast_records import builder
 from collector.contract.records import (
-    RTT_BUCKETS_NS, CollectorHealth, Count, FlowId, PathKey, PathObservation, PathWindow,
+    RTT_BUCKETS_NS,
+    CollectorHealth,
+    Count,
+    FlowId,
+    PathKey,
+    PathObservation,
+    PathWindow,
 )
 from collector.contract.shipment import ShipmentBatch
 
@@ -116,12 +122,12 @@ def assemble_body(batch: ShipmentBatch, windows_json: Sequence[str], *, with_ext
     members = []
     for name, encode in _BATCH_FIELDS:
         if name == "windows":
-            text = f'[{",".join(windows_json)}]'
+            text = f"[{','.join(windows_json)}]"
         else:
             value = getattr(batch, name)
             text = dumps(value if encode is None else encode(value))
         members.append(f'"{name}":{text}')
-    return f'{{{",".join(members)}}}'.encode()
+    return f"{{{','.join(members)}}}".encode()
 
 
 def encode_body(batch: ShipmentBatch) -> bytes:
@@ -160,12 +166,14 @@ def _names_by_type(record_type: type, *types: object) -> tuple[tuple[str, ...], 
 
 # Each record's field names, grouped by the check their declared type needs.
 (_W_COUNTS, _W_INTS, _W_OPTIONAL_INTS, _W_BUCKETS, _W_STRINGS, _W_OPTIONAL_STRINGS, _W_KEYS) = _names_by_type(
-    PathWindow, Count, int, int | None, tuple[Count, ...], str, str | None, PathKey)
+    PathWindow, Count, int, int | None, tuple[Count, ...], str, str | None, PathKey
+)
 _WINDOW_FIELDS = frozenset(PathWindow.__dataclass_fields__)
 (_KEY_FIELDS,) = _names_by_type(PathKey, str)
 _key_parts = operator.itemgetter(*_KEY_FIELDS)
 (_O_STRINGS, _O_INTS, _O_BOOLS, _O_HOPS, _O_FLOWS) = _names_by_type(
-    PathObservation, str, int, bool, tuple[str | None, ...], FlowId)
+    PathObservation, str, int, bool, tuple[str | None, ...], FlowId
+)
 (_F_STRINGS, _F_INTS) = _names_by_type(FlowId, str, int)
 _HEALTH_TYPES = _declared_types(CollectorHealth, str, int, float)
 
@@ -232,9 +240,14 @@ class ShipmentParser:
             raise MalformedShipment(f"{where}.end_ns", "expected a window end after its start")
         for name in _W_BUCKETS:
             buckets = data[name]
-            if type(buckets) is not list or len(buckets) != BUCKETS or any(type(b) is not int or b < 0 for b in buckets):
-                raise MalformedShipment(f"{where}.{name}", f"expected a list of {BUCKETS} non-negative integers "
-                                        "(RTT_BUCKETS_S and +Inf)")
+            if (
+                type(buckets) is not list
+                or len(buckets) != BUCKETS
+                or any(type(b) is not int or b < 0 for b in buckets)
+            ):
+                raise MalformedShipment(
+                    f"{where}.{name}", f"expected a list of {BUCKETS} non-negative integers (RTT_BUCKETS_S and +Inf)"
+                )
             data[name] = tuple(buckets)
         for name in _W_STRINGS:
             if type(data[name]) is not str:
@@ -261,7 +274,9 @@ class ShipmentParser:
         if key is None:
             for part, value in zip(_KEY_FIELDS, parts):
                 if type(value) is not str or not value:
-                    raise MalformedShipment(f"{_place(where, name)}.{part}", f"expected a non-empty string, got {value!r}")
+                    raise MalformedShipment(
+                        f"{_place(where, name)}.{part}", f"expected a non-empty string, got {value!r}"
+                    )
             if len(self._keys) >= MAX_KEYS_REMEMBERED:
                 self._keys.clear()
             key = self._keys[parts] = PathKey(*parts)
@@ -298,7 +313,7 @@ def observation(data: object, where: str) -> PathObservation:
         data[name] = FlowId(**flow)
     decoded = PathObservation(**data)
     try:
-        decoded.fingerprint  # a hop that is not an address fails here, not in /topology
+        _ = decoded.fingerprint  # a hop that is not an address fails here, not in /topology
     except ValueError as exc:
         raise MalformedShipment(f"{where}.{_O_HOPS[0]}", str(exc)) from None
     return decoded

@@ -91,7 +91,9 @@ class FlowId:
 
     def __str__(self) -> str:
         ports = (
-            f" id {self.source_port}" if self.protocol == "icmp" else f" ports {self.source_port}>{self.destination_port}"
+            f" id {self.source_port}"
+            if self.protocol == "icmp"
+            else f" ports {self.source_port}>{self.destination_port}"
         )
         return f"{self.protocol} flow label 0x{self.flow_label:05x}{ports}"
 
@@ -159,7 +161,18 @@ def path_fingerprint(hops: tuple[str | None, ...]) -> str:
 # reads a bucket count, not an estimate). 12 finite buckets + the +Inf bucket keep one
 # (path, slice) pair within the metric contract's budget of 25 series.
 RTT_BUCKETS_S: tuple[float, ...] = (
-    0.0005, 0.001, 0.002, 0.005, 0.010, 0.020, 0.030, 0.050, 0.100, 0.150, 0.300, 1.0,
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.010,
+    0.020,
+    0.030,
+    0.050,
+    0.100,
+    0.150,
+    0.300,
+    1.0,
 )
 RTT_BUCKETS_NS: tuple[int, ...] = tuple(round(b * 1e9) for b in RTT_BUCKETS_S)
 
@@ -272,11 +285,11 @@ class FlowRecord:
     Addresses are text (compressed IPv6 or dotted IPv4). Times are wall-clock ns.
     """
 
-    exporter: str            # exporter address, or "capture:<interface or file>"
+    exporter: str  # exporter address, or "capture:<interface or file>"
     observation_domain: int  # IPFIX observation domain / NetFlow v9 source id / sFlow sub-agent (0 for captures)
     source: str
     destination: str
-    protocol: int            # IP protocol number (6 TCP, 17 UDP, 58 ICMPv6)
+    protocol: int  # IP protocol number (6 TCP, 17 UDP, 58 ICMPv6)
     source_port: int
     destination_port: int
     dscp: int

@@ -39,31 +39,31 @@ class MalformedSet(ValueError):
 class TimeContext:
     """What turns a message's relative times into wall-clock milliseconds."""
 
-    export_ms: int                   # the message's export time
-    sysuptime_base_ms: int | None    # wall-clock ms at which the exporter's uptime was 0, if known
+    export_ms: int  # the message's export time
+    sysuptime_base_ms: int | None  # wall-clock ms at which the exporter's uptime was 0, if known
 
 
 @dataclass(frozen=True, slots=True)
 class FlowColumns:
     """The flow records of one data set, one list per field (all of equal length)."""
 
-    source: list[bytes]            # 16 octets, IPv4 as IPv4-mapped
+    source: list[bytes]  # 16 octets, IPv4 as IPv4-mapped
     destination: list[bytes]
     protocol: list[int]
     source_port: list[int]
     destination_port: list[int]
     dscp: list[int]
     flow_label: list[int]
-    packets: list[int]             # as exported: not yet scaled by sampling
+    packets: list[int]  # as exported: not yet scaled by sampling
     octets: list[int]
     start_ms: list[int]
     end_ms: list[int]
-    direction: list[str]           # "in" | "out" | "unknown"
+    direction: list[str]  # "in" | "out" | "unknown"
     segments: list[tuple[bytes, ...]] | None  # SRv6 segment lists, when the template has IE 497
-    sampler: list[int] | None      # samplerId / selectorId per record, when the template has one
+    sampler: list[int] | None  # samplerId / selectorId per record, when the template has one
     sampling_interval: list[int] | None  # IE 34 per record, when data records carry it themselves
     active_sid: list[bytes | None] | None = None  # sFlow: from the sampled packet's SRH
-    slice_id: list[int | None] | None = None      # sFlow: from the sampled packet's slice-ID option
+    slice_id: list[int | None] | None = None  # sFlow: from the sampled packet's slice-ID option
 
     def __len__(self) -> int:
         return len(self.octets)
@@ -73,25 +73,27 @@ class FlowColumns:
 class Layout:
     """A compiled template: how to read its data records."""
 
-    struct: struct.Struct | None       # None: variable-length fields, walk record by record
+    struct: struct.Struct | None  # None: variable-length fields, walk record by record
     columns: tuple[tuple[str, int], ...]  # (column, element) per unpacked value (fixed layouts)
-    chosen: tuple[tuple[str, int], ...]   # (column, element) the template feeds
-    record_length: int                 # fixed layouts; the minimum for variable ones
-    odd_integers: frozenset[str]       # columns sent in 3, 5, 6 or 7 octets: unpacked as bytes
+    chosen: tuple[tuple[str, int], ...]  # (column, element) the template feeds
+    record_length: int  # fixed layouts; the minimum for variable ones
+    odd_integers: frozenset[str]  # columns sent in 3, 5, 6 or 7 octets: unpacked as bytes
 
 
 @lru_cache(maxsize=4096)
 def compile_layout(template: Template) -> Layout:
-    usable = [(e, n) for i, (e, n, enterprise) in enumerate(template.fields)
-              if enterprise == 0 and (template.scope_elements or i >= template.scope_count)]
+    usable = [
+        (e, n)
+        for i, (e, n, enterprise) in enumerate(template.fields)
+        if enterprise == 0 and (template.scope_elements or i >= template.scope_count)
+    ]
     chosen = ie.column_elements([e for e, _ in usable])
     wanted = {element for element in chosen.values()}
     if not template.fixed_length:
         return Layout(None, (), tuple(chosen.items()), template.minimum_record_length, frozenset())
     codes, columns, odd = ["!"], [], set()
     for index, (element, length, enterprise) in enumerate(template.fields):
-        feeds = (enterprise == 0 and element in wanted
-                 and (template.scope_elements or index >= template.scope_count))
+        feeds = enterprise == 0 and element in wanted and (template.scope_elements or index >= template.scope_count)
         if feeds and element in wanted:
             wanted.discard(element)  # the first occurrence of an element is the one read
             column = ie.COLUMN_OF[element]
@@ -186,7 +188,7 @@ def split_segments(octets: bytes | int) -> tuple[bytes, ...]:
     """IE 497's octet array -> 16-octet segments in SRH order (a partial tail is dropped)."""
     if not isinstance(octets, bytes | bytearray):
         return ()
-    return tuple(bytes(octets[i:i + 16]) for i in range(0, len(octets) - 15, 16))
+    return tuple(bytes(octets[i : i + 16]) for i in range(0, len(octets) - 15, 16))
 
 
 def decode_element_records(template: Template, data: bytes | memoryview) -> list[dict[int, int | bytes]]:
@@ -209,12 +211,12 @@ def decode_element_records(template: Template, data: bytes | memoryview) -> list
                 if length == 255:
                     if offset + 2 > end:
                         raise MalformedSet("record-length", "variable-length field runs past its set")
-                    length = int.from_bytes(view[offset:offset + 2], "big")
+                    length = int.from_bytes(view[offset : offset + 2], "big")
                     offset += 2
             if offset + length > end:
                 raise MalformedSet("record-length", "record runs past the end of its set")
             if enterprise == 0:
-                value = bytes(view[offset:offset + length])
+                value = bytes(view[offset : offset + length])
                 key = element if template.scope_elements or index >= template.scope_count else -element
                 if key not in record:
                     record[key] = value if element in ie.OCTET_ARRAYS and key > 0 else int.from_bytes(value, "big")

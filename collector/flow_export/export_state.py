@@ -31,19 +31,20 @@ class MalformedMessage(MalformedSet):
 class DecodedFlows:
     """The flow records of one data set, with the sampling that applies to them."""
 
-    protocol: str         # "ipfix" | "netflow9" | "sflow"
+    protocol: str  # "ipfix" | "netflow9" | "sflow"
     exporter: str
     domain: int
     columns: FlowColumns
-    rate: float           # 1 in N, for every record unless `rates` is given
+    rate: float  # 1 in N, for every record unless `rates` is given
     rates: list[float] | None = None  # per record, when records name samplers or carry IE 34
 
 
 class ExportState:
     """Templates and sampling of every exporter, and the decoding that needs them."""
 
-    def __init__(self, templates: TemplateCache, sampling: SamplingTable,
-                 count_malformed: Callable[[str, str], None]) -> None:
+    def __init__(
+        self, templates: TemplateCache, sampling: SamplingTable, count_malformed: Callable[[str, str], None]
+    ) -> None:
         self.templates = templates
         self.sampling = sampling
         self._count_malformed = count_malformed
@@ -61,16 +62,18 @@ class ExportState:
                 self._count_malformed(protocol, exc.kind)
         return decoded
 
-    def data_set(self, protocol: str, key: TemplateKey, data: bytes | memoryview, times: TimeContext,
-                 now: float) -> list[DecodedFlows]:
+    def data_set(
+        self, protocol: str, key: TemplateKey, data: bytes | memoryview, times: TimeContext, now: float
+    ) -> list[DecodedFlows]:
         template = self.templates.get(key, now)
         if template is None:
             self.templates.park(protocol, key, data, times, now)
             return []
         return self._decode(protocol, key, template, data, times)
 
-    def _decode(self, protocol: str, key: TemplateKey, template: Template, data: bytes | memoryview,
-                times: TimeContext) -> list[DecodedFlows]:
+    def _decode(
+        self, protocol: str, key: TemplateKey, template: Template, data: bytes | memoryview, times: TimeContext
+    ) -> list[DecodedFlows]:
         exporter, _, domain, _ = key
         if template.is_options:
             for record in decode_element_records(template, data):

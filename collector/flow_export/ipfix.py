@@ -34,8 +34,9 @@ ENTERPRISE_BIT = 0x8000
 PROTOCOL = "ipfix"
 
 
-def decode_ipfix(datagram: bytes | memoryview, exporter: str, port: int, state: ExportState,
-                 now: float) -> list[DecodedFlows]:
+def decode_ipfix(
+    datagram: bytes | memoryview, exporter: str, port: int, state: ExportState, now: float
+) -> list[DecodedFlows]:
     """Every data set of one message, decoded; templates and options go into `state`."""
     view = memoryview(datagram)
     if len(view) < HEADER.size:
@@ -56,7 +57,7 @@ def decode_ipfix(datagram: bytes | memoryview, exporter: str, port: int, state: 
         set_id, set_length = SET_HEADER.unpack_from(view, offset)
         if set_length < SET_HEADER.size or offset + set_length > length:
             raise MalformedMessage("set-length", f"set {set_id} says {set_length} octets, {length - offset} left")
-        body = view[offset + SET_HEADER.size: offset + set_length]
+        body = view[offset + SET_HEADER.size : offset + set_length]
         if set_id >= FIRST_DATA_SET:
             decoded.extend(state.data_set(PROTOCOL, (exporter, port, domain, set_id), body, times, now))
         elif set_id in (TEMPLATE_SET, OPTIONS_TEMPLATE_SET):
@@ -67,8 +68,9 @@ def decode_ipfix(datagram: bytes | memoryview, exporter: str, port: int, state: 
     return decoded
 
 
-def _template_set(body: memoryview, options: bool, exporter: str, port: int, domain: int,
-                  state: ExportState, now: float) -> list[DecodedFlows]:
+def _template_set(
+    body: memoryview, options: bool, exporter: str, port: int, domain: int, state: ExportState, now: float
+) -> list[DecodedFlows]:
     decoded: list[DecodedFlows] = []
     offset, end = 0, len(body)
     while end - offset >= 4:  # less than a record header left: padding (section 3.3.1)
@@ -89,7 +91,7 @@ def _template_set(body: memoryview, options: bool, exporter: str, port: int, dom
         if options:
             if end - offset < 2:
                 raise MalformedMessage("template", "options template record cut short")
-            scope_count = int.from_bytes(body[offset:offset + 2], "big")
+            scope_count = int.from_bytes(body[offset : offset + 2], "big")
             offset += 2
             if not 0 < scope_count <= field_count:
                 raise MalformedMessage("template", f"scope field count {scope_count} of {field_count} fields")

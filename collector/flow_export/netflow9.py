@@ -29,8 +29,9 @@ TEMPLATE_FLOWSET, OPTIONS_TEMPLATE_FLOWSET, FIRST_DATA_FLOWSET = 0, 1, 256
 PROTOCOL = "netflow9"
 
 
-def decode_netflow9(datagram: bytes | memoryview, exporter: str, port: int, state: ExportState,
-                    now: float) -> list[DecodedFlows]:
+def decode_netflow9(
+    datagram: bytes | memoryview, exporter: str, port: int, state: ExportState, now: float
+) -> list[DecodedFlows]:
     view = memoryview(datagram)
     if len(view) < HEADER.size:
         raise MalformedMessage("truncated", f"{len(view)} octets is shorter than the NetFlow v9 header")
@@ -45,9 +46,10 @@ def decode_netflow9(datagram: bytes | memoryview, exporter: str, port: int, stat
             raise MalformedMessage("set-length", "a flowset header runs past the end of the packet")
         flowset_id, flowset_length = FLOWSET_HEADER.unpack_from(view, offset)
         if flowset_length < FLOWSET_HEADER.size or offset + flowset_length > end:
-            raise MalformedMessage("set-length", f"flowset {flowset_id} says {flowset_length} octets, "
-                                                 f"{end - offset} left")
-        body = view[offset + FLOWSET_HEADER.size: offset + flowset_length]
+            raise MalformedMessage(
+                "set-length", f"flowset {flowset_id} says {flowset_length} octets, {end - offset} left"
+            )
+        body = view[offset + FLOWSET_HEADER.size : offset + flowset_length]
         if flowset_id >= FIRST_DATA_FLOWSET:
             decoded.extend(state.data_set(PROTOCOL, (exporter, port, source_id, flowset_id), body, times, now))
         elif flowset_id == TEMPLATE_FLOWSET:
@@ -69,8 +71,9 @@ def _fields(body: memoryview, offset: int, count: int, template_id: int) -> tupl
     return fields
 
 
-def _templates(body: memoryview, exporter: str, port: int, domain: int, state: ExportState,
-               now: float) -> list[DecodedFlows]:
+def _templates(
+    body: memoryview, exporter: str, port: int, domain: int, state: ExportState, now: float
+) -> list[DecodedFlows]:
     decoded: list[DecodedFlows] = []
     offset = 0
     while len(body) - offset >= 4:  # less than a record header: padding
@@ -80,22 +83,25 @@ def _templates(body: memoryview, exporter: str, port: int, domain: int, state: E
             raise MalformedMessage("template", f"template id {template_id} with {field_count} fields")
         fields = _fields(body, offset, field_count, template_id)
         offset += field_count * FIELD.size
-        decoded.extend(state.learn_template(PROTOCOL, (exporter, port, domain, template_id),
-                                            Template(template_id, fields), now))
+        decoded.extend(
+            state.learn_template(PROTOCOL, (exporter, port, domain, template_id), Template(template_id, fields), now)
+        )
     return decoded
 
 
-def _options_templates(body: memoryview, exporter: str, port: int, domain: int, state: ExportState,
-                       now: float) -> list[DecodedFlows]:
+def _options_templates(
+    body: memoryview, exporter: str, port: int, domain: int, state: ExportState, now: float
+) -> list[DecodedFlows]:
     decoded: list[DecodedFlows] = []
     offset = 0
     while len(body) - offset >= OPTIONS_HEADER.size + FIELD.size:  # else padding
         template_id, scope_length, option_length = OPTIONS_HEADER.unpack_from(body, offset)
         offset += OPTIONS_HEADER.size
-        if (template_id < FIRST_DATA_FLOWSET or scope_length % 4 or option_length % 4
-                or scope_length == 0):
-            raise MalformedMessage("template", f"options template {template_id} with scope length "
-                                               f"{scope_length} and option length {option_length}")
+        if template_id < FIRST_DATA_FLOWSET or scope_length % 4 or option_length % 4 or scope_length == 0:
+            raise MalformedMessage(
+                "template",
+                f"options template {template_id} with scope length {scope_length} and option length {option_length}",
+            )
         scope_count, option_count = scope_length // 4, option_length // 4
         fields = _fields(body, offset, scope_count + option_count, template_id)
         offset += scope_length + option_length

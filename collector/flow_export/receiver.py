@@ -56,17 +56,25 @@ class ReceiverSettings:
     pending_limit: int = DEFAULT_PENDING_LIMIT
     talker_capacity: int = 1000
     slice_rules: list[dict] | None = None  # SliceClassifier.from_rules; None: the default catalogue
-    rules_source: str = "<rules>"          # named in errors about the rules
+    rules_source: str = "<rules>"  # named in errors about the rules
 
 
 class FlowReceiver:
-    def __init__(self, settings: ReceiverSettings | None = None, classifier: SliceClassifier | None = None,
-                 *, on_flows: Callable[[DecodedFlows], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: ReceiverSettings | None = None,
+        classifier: SliceClassifier | None = None,
+        *,
+        on_flows: Callable[[DecodedFlows], None] | None = None,
+    ) -> None:
         self.settings = settings or ReceiverSettings()
         if classifier is None:
             rules = self.settings.slice_rules
-            classifier = (SliceClassifier.from_rules(rules, source=self.settings.rules_source)
-                          if rules else SliceClassifier.default())
+            classifier = (
+                SliceClassifier.from_rules(rules, source=self.settings.rules_source)
+                if rules
+                else SliceClassifier.default()
+            )
         self.classifier = classifier
         self.counters = TrafficCounters(self.settings.talker_capacity)
         self.malformed: Counter[tuple[str, str]] = Counter()
@@ -74,9 +82,11 @@ class FlowReceiver:
         self.lock = threading.Lock()
         state_dir = self.settings.state_dir
         self._sampling_path = state_dir / "sampling.json" if state_dir else None
-        templates = TemplateCache(state_dir / "templates.json" if state_dir else None,
-                                  timeout_s=self.settings.template_timeout_s,
-                                  pending_limit=self.settings.pending_limit)
+        templates = TemplateCache(
+            state_dir / "templates.json" if state_dir else None,
+            timeout_s=self.settings.template_timeout_s,
+            pending_limit=self.settings.pending_limit,
+        )
         sampling = SamplingTable(self.settings.default_sampling)
         if self._sampling_path is not None:
             sampling.load(self._sampling_path)
@@ -125,8 +135,17 @@ class FlowReceiver:
         if c.active_sid is None and c.slice_id is None:
             slices = [classify(*fields) for fields in zip(c.source, c.destination, c.dscp, c.flow_label)]
         else:
-            slices = [classify(*fields) for fields in zip(c.source, c.destination, c.dscp, c.flow_label,
-                                                          c.active_sid or [None] * len(c), c.slice_id or [None] * len(c))]
+            slices = [
+                classify(*fields)
+                for fields in zip(
+                    c.source,
+                    c.destination,
+                    c.dscp,
+                    c.flow_label,
+                    c.active_sid or [None] * len(c),
+                    c.slice_id or [None] * len(c),
+                )
+            ]
         packets, octets = c.packets, c.octets
         if flows.rates is not None:
             packets = [round(n * r) for n, r in zip(packets, flows.rates)]
@@ -250,14 +269,22 @@ def flow_records(flows: DecodedFlows, classifier: SliceClassifier) -> list[FlowR
     slice_ids = c.slice_id or [None] * n
     return [
         FlowRecord(
-            exporter=flows.exporter, observation_domain=flows.domain,
-            source=address_text(c.source[i]), destination=address_text(c.destination[i]),
-            protocol=c.protocol[i], source_port=c.source_port[i], destination_port=c.destination_port[i],
-            dscp=c.dscp[i], flow_label=c.flow_label[i],
+            exporter=flows.exporter,
+            observation_domain=flows.domain,
+            source=address_text(c.source[i]),
+            destination=address_text(c.destination[i]),
+            protocol=c.protocol[i],
+            source_port=c.source_port[i],
+            destination_port=c.destination_port[i],
+            dscp=c.dscp[i],
+            flow_label=c.flow_label[i],
             slice=classifier.classify(c.source[i], c.destination[i], c.dscp[i], c.flow_label[i], sids[i], slice_ids[i]),
-            packets=round(c.packets[i] * rates[i]), bytes=round(c.octets[i] * rates[i]),
-            start_ns=c.start_ms[i] * 1_000_000, end_ns=c.end_ms[i] * 1_000_000,
-            sampling_rate=max(1, round(rates[i])), direction=c.direction[i],
+            packets=round(c.packets[i] * rates[i]),
+            bytes=round(c.octets[i] * rates[i]),
+            start_ns=c.start_ms[i] * 1_000_000,
+            end_ns=c.end_ms[i] * 1_000_000,
+            sampling_rate=max(1, round(rates[i])),
+            direction=c.direction[i],
             segments=tuple(address_text(s) for s in segments[i]),
         )
         for i in range(n)

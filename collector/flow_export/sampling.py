@@ -26,6 +26,7 @@ from collector.system.files import write_atomically
 
 def rate_from_options(record: dict[int, int | bytes]) -> float | None:
     """The 1-in-N rate an options record announces, or None if it announces none."""
+
     def number(element: int) -> int | None:
         value = record.get(element)
         return value if isinstance(value, int) else None
@@ -89,8 +90,10 @@ class SamplingTable:
     # -- persistence (beside the templates) ------------------------------------------------
 
     def save(self, path: Path) -> None:
-        data = {"domains": [[e, d, r] for (e, d), r in self._domain.items()],
-                "samplers": [[e, d, s, r] for (e, d, s), r in self._sampler.items()]}
+        data = {
+            "domains": [[e, d, r] for (e, d), r in self._domain.items()],
+            "samplers": [[e, d, s, r] for (e, d, s), r in self._sampler.items()],
+        }
         write_atomically(path, json.dumps(data))
         self.changed = False
 

@@ -32,18 +32,19 @@ from collector.wire.ipv6_ext import MalformedPacket
 VERSION = 5
 PROTOCOL = "sflow"
 WORD = struct.Struct("!I")
-FLOW_SAMPLE = struct.Struct("!IIIIIIII")           # seq, source id, rate, pool, drops, in, out, records
+FLOW_SAMPLE = struct.Struct("!IIIIIIII")  # seq, source id, rate, pool, drops, in, out, records
 EXPANDED_FLOW_SAMPLE = struct.Struct("!IIIIIIIIIII")  # seq, id type, id index, rate, pool, drops,
-                                                       # in format, in value, out format, out value, records
+# in format, in value, out format, out value, records
 RECORD_HEADER = struct.Struct("!II")
-RAW_HEADER = struct.Struct("!IIII")                # protocol, frame length, stripped, header length
+RAW_HEADER = struct.Struct("!IIII")  # protocol, frame length, stripped, header length
 FORMAT_FLOW_SAMPLE, FORMAT_EXPANDED_FLOW_SAMPLE, FORMAT_RAW_HEADER = 1, 3, 1
 HEADER_ETHERNET, HEADER_IPV4, HEADER_IPV6 = 1, 11, 12
 MAX_SAMPLES = 10_000  # far above what fits in a datagram: refuses absurd counts early
 
 
-def decode_sflow(datagram: bytes | memoryview, exporter: str, now: float,
-                 count_malformed: Callable[[str, str], None]) -> list[DecodedFlows]:
+def decode_sflow(
+    datagram: bytes | memoryview, exporter: str, now: float, count_malformed: Callable[[str, str], None]
+) -> list[DecodedFlows]:
     """The sampled packets of one datagram as one batch of flow columns (empty when none)."""
     view = memoryview(datagram)
     reader = _Reader(view)
@@ -77,24 +78,39 @@ def decode_sflow(datagram: bytes | memoryview, exporter: str, now: float,
     now_ms = int(now * 1000)
     count = len(packets)
     columns = FlowColumns(
-        source=[p.source for p in packets], destination=[p.destination for p in packets],
-        protocol=[p.protocol for p in packets], source_port=[p.source_port for p in packets],
-        destination_port=[p.destination_port for p in packets], dscp=[p.dscp for p in packets],
-        flow_label=[p.flow_label for p in packets], packets=[1] * count, octets=[p.length for p in packets],
-        start_ms=[now_ms] * count, end_ms=[now_ms] * count, direction=["unknown"] * count,
-        segments=None, sampler=None, sampling_interval=None,
-        active_sid=[p.active_sid for p in packets], slice_id=[p.slice_id for p in packets],
+        source=[p.source for p in packets],
+        destination=[p.destination for p in packets],
+        protocol=[p.protocol for p in packets],
+        source_port=[p.source_port for p in packets],
+        destination_port=[p.destination_port for p in packets],
+        dscp=[p.dscp for p in packets],
+        flow_label=[p.flow_label for p in packets],
+        packets=[1] * count,
+        octets=[p.length for p in packets],
+        start_ms=[now_ms] * count,
+        end_ms=[now_ms] * count,
+        direction=["unknown"] * count,
+        segments=None,
+        sampler=None,
+        sampling_interval=None,
+        active_sid=[p.active_sid for p in packets],
+        slice_id=[p.slice_id for p in packets],
     )
     return [DecodedFlows(PROTOCOL, exporter, sub_agent, columns, rates[-1], rates)]
 
 
-def _flow_sample(sample: memoryview, fixed: struct.Struct, packets: list, rates: list[float],
-                 count_malformed: Callable[[str, str], None]) -> None:
+def _flow_sample(
+    sample: memoryview,
+    fixed: struct.Struct,
+    packets: list,
+    rates: list[float],
+    count_malformed: Callable[[str, str], None],
+) -> None:
     if len(sample) < fixed.size:
         raise MalformedMessage("sample-length", "flow sample shorter than its fixed fields")
     values = fixed.unpack_from(sample)
     rate, record_count = values[2 if fixed is FLOW_SAMPLE else 3], values[-1]
-    reader = _Reader(sample[fixed.size:])
+    reader = _Reader(sample[fixed.size :])
     for _ in range(record_count):
         record_format, length = reader.word(), reader.word()
         record = reader.take(length)
@@ -105,7 +121,7 @@ def _flow_sample(sample: memoryview, fixed: struct.Struct, packets: list, rates:
         header_protocol, _frame_length, _stripped, header_length = RAW_HEADER.unpack_from(record)
         if header_length > len(record) - RAW_HEADER.size:
             raise MalformedMessage("record-length", "raw packet header longer than its record")
-        header = record[RAW_HEADER.size:RAW_HEADER.size + header_length]
+        header = record[RAW_HEADER.size : RAW_HEADER.size + header_length]
         try:
             if header_protocol == HEADER_ETHERNET:
                 fields = dissect_ethernet(header)
@@ -149,6 +165,6 @@ class _Reader:
     def take(self, count: int) -> memoryview:
         if count > self.remaining:
             raise MalformedMessage("truncated", f"{count} octets announced, {self.remaining} left")
-        chunk = self.view[self.offset:self.offset + count]
+        chunk = self.view[self.offset : self.offset + count]
         self.offset += count
         return chunk

@@ -44,7 +44,7 @@ class Template:
 
     template_id: int
     fields: tuple[tuple[int, int, int], ...]  # (element id, length, enterprise number; 0 = IANA)
-    scope_count: int = 0         # options templates: the first scope_count fields are the scope
+    scope_count: int = 0  # options templates: the first scope_count fields are the scope
     scope_elements: bool = True  # False for NetFlow v9, whose scope fields are scope types, not elements
 
     @property
@@ -61,13 +61,21 @@ class Template:
         return sum(1 if length == VARIABLE_LENGTH else length for _, length, _ in self.fields)
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.template_id, "fields": [list(f) for f in self.fields],
-                "scope_count": self.scope_count, "scope_elements": self.scope_elements}
+        return {
+            "id": self.template_id,
+            "fields": [list(f) for f in self.fields],
+            "scope_count": self.scope_count,
+            "scope_elements": self.scope_elements,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Template:
-        return cls(int(data["id"]), tuple((int(e), int(n), int(p)) for e, n, p in data["fields"]),
-                   int(data["scope_count"]), bool(data["scope_elements"]))
+        return cls(
+            int(data["id"]),
+            tuple((int(e), int(n), int(p)) for e, n, p in data["fields"]),
+            int(data["scope_count"]),
+            bool(data["scope_elements"]),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +95,13 @@ class TemplateCache:
     `now` arguments are wall-clock seconds (time.time()): they are persisted, so they must
     mean the same after a restart."""
 
-    def __init__(self, path: Path | str | None = None, *, timeout_s: float = DEFAULT_TEMPLATE_TIMEOUT_S,
-                 pending_limit: int = DEFAULT_PENDING_LIMIT) -> None:
+    def __init__(
+        self,
+        path: Path | str | None = None,
+        *,
+        timeout_s: float = DEFAULT_TEMPLATE_TIMEOUT_S,
+        pending_limit: int = DEFAULT_PENDING_LIMIT,
+    ) -> None:
         self.path = Path(path) if path is not None else None
         self.timeout_s = timeout_s
         self._templates: dict[TemplateKey, tuple[Template, float]] = {}
@@ -137,8 +150,9 @@ class TemplateCache:
 
     def withdraw_all(self, exporter: str, port: int, domain: int, *, options: bool) -> int:
         """Forget every data template (options=False) or options template of a domain."""
-        doomed = [k for k, (t, _) in self._templates.items()
-                  if k[:3] == (exporter, port, domain) and t.is_options == options]
+        doomed = [
+            k for k, (t, _) in self._templates.items() if k[:3] == (exporter, port, domain) and t.is_options == options
+        ]
         for key in doomed:
             del self._templates[key]
         self._dirty = self._dirty or bool(doomed)
@@ -197,8 +211,10 @@ class TemplateCache:
     def save(self, now: float) -> None:
         if self.path is None:
             return
-        entries = [{"exporter": k[0], "port": k[1], "domain": k[2], "learned": learned, **t.to_json()}
-                   for k, (t, learned) in self._templates.items()]
+        entries = [
+            {"exporter": k[0], "port": k[1], "domain": k[2], "learned": learned, **t.to_json()}
+            for k, (t, learned) in self._templates.items()
+        ]
         write_atomically(self.path, json.dumps({"format": FILE_FORMAT, "templates": entries}))
         self._dirty = False
         self._saved_at = now

@@ -57,7 +57,9 @@ def top_talkers_answer(receiver: TrafficSource, query: str) -> tuple[int, dict]:
         talkers = receiver.counters.top_talkers(slice_name, limit)
         total = receiver.counters.by_slice().get(slice_name)
     return 200, {
-        "slice": slice_name, "limit": limit, "total_bytes": total.bytes if total else 0,
+        "slice": slice_name,
+        "limit": limit,
+        "total_bytes": total.bytes if total else 0,
         "talkers": [{"address": t.address, "bytes": t.bytes, "error": t.error} for t in talkers],
     }
 
@@ -74,8 +76,7 @@ def metrics_and_top_app(registry: CollectorRegistry, receiver: TrafficSource) ->
         status, body = top_talkers_answer(receiver, environ.get("QUERY_STRING", ""))
         text = json.dumps(body).encode()
         reason = "OK" if status == 200 else "Bad Request"
-        start_response(f"{status} {reason}", [("Content-Type", "application/json"),
-                                             ("Content-Length", str(len(text)))])
+        start_response(f"{status} {reason}", [("Content-Type", "application/json"), ("Content-Length", str(len(text)))])
         return [text]
 
     return app
@@ -86,8 +87,9 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-def serve_metrics_and_top(registry: CollectorRegistry, receiver: TrafficSource,
-                          listen: tuple[str, int]) -> tuple[WSGIServer, threading.Thread]:
+def serve_metrics_and_top(
+    registry: CollectorRegistry, receiver: TrafficSource, listen: tuple[str, int]
+) -> tuple[WSGIServer, threading.Thread]:
     """Serve /metrics and /flows/top on HOST:PORT (IPv6 or IPv4) from a daemon thread."""
     host, port = listen
     host = host.strip("[]")

@@ -156,9 +156,19 @@ class HttpSink:
     event loop gets busy (or in `asyncio.to_thread`). `transport` is httpx's seam for tests.
     """
 
-    def __init__(self, url: str, token: str, spool_dir: str | Path, max_windows: int = 100_000, *,
-                 timeout_s: float = 10.0, backoff: Backoff = Backoff(), max_windows_per_post: int = 5_000,
-                 segment_bytes: int = DEFAULT_SEGMENT_BYTES, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        spool_dir: str | Path,
+        max_windows: int = 100_000,
+        *,
+        timeout_s: float = 10.0,
+        backoff: Backoff = Backoff(),
+        max_windows_per_post: int = 5_000,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.endpoint = url.rstrip("/") + WINDOWS_PATH
         self.timeout_s = timeout_s
         self.backoff = backoff
@@ -176,8 +186,11 @@ class HttpSink:
         self._client = httpx.Client(
             timeout=timeout_s,
             transport=transport,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
-                     "User-Agent": "xnetmon-agent"},
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/json",
+                "User-Agent": "xnetmon-agent",
+            },
         )
         self._thread = threading.Thread(target=self._run, name="xnetmon-http-sink", daemon=True)
         self._thread.start()
@@ -215,8 +228,9 @@ class HttpSink:
             self._handoff.put(_CLOSE)
         self._thread.join(timeout + 1.0)
         if self._thread.is_alive():
-            log.warning("HTTP sink to %s still busy after %.1f s; it stops after the current request",
-                        self.endpoint, timeout)
+            log.warning(
+                "HTTP sink to %s still busy after %.1f s; it stops after the current request", self.endpoint, timeout
+            )
 
     # -- the shipping thread ----------------------------------------------------------------
 
@@ -243,8 +257,12 @@ class HttpSink:
         finally:
             self._spool_handoffs()  # whatever was submitted waits on disk for the next start
             if self._spool:
-                log.info("HTTP sink to %s stopped with %d window(s) in spool %s",
-                         self.endpoint, self._spool.pending_windows, self._spool.directory)
+                log.info(
+                    "HTTP sink to %s stopped with %d window(s) in spool %s",
+                    self.endpoint,
+                    self._spool.pending_windows,
+                    self._spool.directory,
+                )
             self._spool.close()
             self._client.close()
 
@@ -288,8 +306,13 @@ class HttpSink:
                 self._spool.append(body, windows)
                 spooled += windows
         except Exception as exc:  # a full disk must not stop delivery of what is spooled
-            log.error("could not spool a batch from %s in %s (%s); dropped %d window(s)",
-                      batch.site, self._spool.directory, exc, len(batch.windows) - spooled)
+            log.error(
+                "could not spool a batch from %s in %s (%s); dropped %d window(s)",
+                batch.site,
+                self._spool.directory,
+                exc,
+                len(batch.windows) - spooled,
+            )
             self._unspooled_dropped += len(batch.windows) - spooled
 
     def _bodies(self, batch: ShipmentBatch):
@@ -331,23 +354,38 @@ class HttpSink:
     def _log_rejection(self, response: httpx.Response, windows: int) -> None:
         text = response.text[:MAX_LOGGED_BODY]
         if response.status_code in (401, 403):
-            log.error("analyzer %s refused the agent's token (HTTP %d): check the analyzer token in the "
-                      "agent's config; dropped a batch of %d window(s). Analyzer said: %s",
-                      self.endpoint, response.status_code, windows, text)
+            log.error(
+                "analyzer %s refused the agent's token (HTTP %d): check the analyzer token in the "
+                "agent's config; dropped a batch of %d window(s). Analyzer said: %s",
+                self.endpoint,
+                response.status_code,
+                windows,
+                text,
+            )
         else:
-            log.error("analyzer %s rejected a batch of %d window(s) with HTTP %d; dropped, not retried. "
-                      "Analyzer said: %s", self.endpoint, windows, response.status_code, text)
+            log.error(
+                "analyzer %s rejected a batch of %d window(s) with HTTP %d; dropped, not retried. Analyzer said: %s",
+                self.endpoint,
+                windows,
+                response.status_code,
+                text,
+            )
 
     def _note_away(self, reason: str) -> None:
         if self._away_since is None:
             self._away_since = time.monotonic()
-            log.warning("analyzer %s unavailable (%s); windows wait in spool %s",
-                        self.endpoint, reason, self._spool.directory)
+            log.warning(
+                "analyzer %s unavailable (%s); windows wait in spool %s", self.endpoint, reason, self._spool.directory
+            )
 
     def _note_back(self) -> None:
         if self._away_since is not None:
-            log.info("analyzer %s answers again after %.1f s; %d window(s) to catch up",
-                     self.endpoint, time.monotonic() - self._away_since, self._spool.pending_windows)
+            log.info(
+                "analyzer %s answers again after %.1f s; %d window(s) to catch up",
+                self.endpoint,
+                time.monotonic() - self._away_since,
+                self._spool.pending_windows,
+            )
             self._away_since = None
 
 

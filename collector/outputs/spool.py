@@ -72,8 +72,9 @@ class _Record:
 class WindowSpool:
     """First in, first out; `head()` is the oldest batch, `pop_head()` removes it."""
 
-    def __init__(self, directory: str | os.PathLike, max_windows: int, *,
-                 segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> None:
+    def __init__(
+        self, directory: str | os.PathLike, max_windows: int, *, segment_bytes: int = DEFAULT_SEGMENT_BYTES
+    ) -> None:
         if max_windows < 1:
             raise ValueError(f"max_windows must be at least 1, not {max_windows}")
         self.directory = Path(directory)
@@ -144,14 +145,15 @@ class WindowSpool:
             record = self._records[0]
             body = self._read(record)
             if body is None:
-                log.error("spool %s: record %d in %s is unreadable; skipped",
-                          self.directory, record.id, record.segment.name)
+                log.error(
+                    "spool %s: record %d in %s is unreadable; skipped", self.directory, record.id, record.segment.name
+                )
                 self.corrupt_records_total += 1
                 self.pop_head()
                 continue
             if self._skip_windows:  # rare: only after the bound cut into this record
                 data = json.loads(body)
-                data["windows"] = data["windows"][self._skip_windows:]
+                data["windows"] = data["windows"][self._skip_windows :]
                 body = dumps(data).encode()
             return body
         return None
@@ -185,8 +187,7 @@ class WindowSpool:
 
     def _enforce_bound(self) -> int:
         dropped = 0
-        while self._records and (self.pending_windows > self.max_windows
-                                 or len(self._records) > self.max_windows):
+        while self._records and (self.pending_windows > self.max_windows or len(self._records) > self.max_windows):
             remaining = self._records[0].windows - self._skip_windows
             excess = self.pending_windows - self.max_windows
             if 0 < excess < remaining:  # the oldest record loses only its oldest windows
@@ -226,11 +227,18 @@ class WindowSpool:
             self._skip_windows = min(skip, self._records[0].windows)
         self.pending_windows = sum(r.windows for r in self._records) - self._skip_windows
         if self.corrupt_records_total:
-            log.warning("spool %s: skipped %d unreadable line(s) (a crash mid-write leaves one)",
-                        self.directory, self.corrupt_records_total)
+            log.warning(
+                "spool %s: skipped %d unreadable line(s) (a crash mid-write leaves one)",
+                self.directory,
+                self.corrupt_records_total,
+            )
         if self._records:
-            log.info("spool %s: %d batch(es), %d window(s) left by a previous run",
-                     self.directory, len(self._records), self.pending_windows)
+            log.info(
+                "spool %s: %d batch(es), %d window(s) left by a previous run",
+                self.directory,
+                len(self._records),
+                self.pending_windows,
+            )
 
     def _segments(self) -> list[Path]:
         found = [p for p in self.directory.glob(f"*{SEGMENT_SUFFIX}") if p.stem.isdigit()]
@@ -283,8 +291,9 @@ class WindowSpool:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock_file.close()
-            raise SpoolError(f"spool directory {self.directory} is in use by another sink "
-                             f"(each agent needs its own spool_dir)") from None
+            raise SpoolError(
+                f"spool directory {self.directory} is in use by another sink (each agent needs its own spool_dir)"
+            ) from None
         return lock_file
 
     def close(self) -> None:

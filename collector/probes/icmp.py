@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import ClassVar, cast
 
-from collector.system import measurement_sockets
+from collector.contract.records import ProbeResult
 from collector.probes.base import ProberContext, ProbeSpec, ResultHandler
 from collector.probes.icmp_session import EchoSession, EchoTarget, Key
 from collector.probes.stamp_session import ReplyFacts
-from collector.contract.records import ProbeResult
+from collector.system import measurement_sockets
 from collector.wire.icmp6 import (
     COOKIE_LEN,
     ECHO_REPLY,
@@ -144,13 +144,18 @@ class EchoProber:
         if not 0 <= target.dscp <= 63:
             raise ValueError(f"DSCP {target.dscp} is not in 0..63")
         # AF_INET6 socket addresses are (address, port, flowinfo, scope_id).
-        destination = cast(tuple[str, int, int, int],
-                           socket.getaddrinfo(target.address, 0, socket.AF_INET6, socket.SOCK_DGRAM)[0][4])
+        destination = cast(
+            tuple[str, int, int, int], socket.getaddrinfo(target.address, 0, socket.AF_INET6, socket.SOCK_DGRAM)[0][4]
+        )
         if target.flow_label:
             if target.flow_label not in self._leased:
                 # Shared with our own user's sockets: a rerun within the lease's linger time works.
-                measurement_sockets.lease_flow_label(self._sock, destination[0].split("%")[0], target.flow_label,
-                                         share=measurement_sockets.IPV6_FL_S_USER)
+                measurement_sockets.lease_flow_label(
+                    self._sock,
+                    destination[0].split("%")[0],
+                    target.flow_label,
+                    share=measurement_sockets.IPV6_FL_S_USER,
+                )
                 self._leased.add(target.flow_label)
         index = self.session.add_target(target)
         self._destinations.append((destination[0], 0, target.flow_label or 0, destination[3]))
@@ -246,8 +251,9 @@ class EchoProber:
                 results += self._on_error_message(sender, data)
                 continue
             kernel_ns, hop_limit, traffic_class, _dst = measurement_sockets.ancillary_fields(ancdata)
-            facts = ReplyFacts(kernel_ns or time.time_ns(), hop_limit,
-                               None if traffic_class is None else traffic_class >> 2)
+            facts = ReplyFacts(
+                kernel_ns or time.time_ns(), hop_limit, None if traffic_class is None else traffic_class >> 2
+            )
             source = socket.inet_pton(socket.AF_INET6, sender.split("%")[0])
             results += session.on_reply(source, data, facts)
         self._deliver(results)

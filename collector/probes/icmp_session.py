@@ -60,8 +60,7 @@ class _Pending:
 class EchoSession:
     """Outstanding requests of every target, their replies, timeouts and duplicates."""
 
-    def __init__(self, identifier: int, cookie: int, payload_size: int = 56,
-                 timeout_ns: int = 2_000_000_000) -> None:
+    def __init__(self, identifier: int, cookie: int, payload_size: int = 56, timeout_ns: int = 2_000_000_000) -> None:
         self.cookie = cookie & 0xFFFFFFFF
         self.payload_size = payload_size
         self.timeout_ns = timeout_ns
@@ -180,8 +179,9 @@ class EchoSession:
 
     def _lost(self, pending: _Pending, reason: str | None) -> ProbeResult:
         target = self.targets[pending.index]
-        return ProbeResult(target.name, target.slice, pending.seq, pending.sent_ns, None,
-                           LossDirection.UNKNOWN, icmp_error=reason)
+        return ProbeResult(
+            target.name, target.slice, pending.seq, pending.sent_ns, None, LossDirection.UNKNOWN, icmp_error=reason
+        )
 
     def _answer(self, pending: _Pending, facts: ReplyFacts, duplicate: bool = False) -> ProbeResult:
         target = self.targets[pending.index]

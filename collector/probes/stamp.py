@@ -21,10 +21,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from collector.system import measurement_sockets
+from collector.contract.records import ProbeResult
 from collector.probes.base import ProberContext, ProbeSpec, ResultHandler
 from collector.probes.stamp_session import ReplyFacts, SenderSettings, StampSession
-from collector.contract.records import ProbeResult
+from collector.system import measurement_sockets
 
 RECEIVE_BUFFER = 65535
 _TX_MEMORY = 65536  # send-order indexes kept waiting for their kernel timestamp
@@ -96,7 +96,9 @@ class StampSocket:
         else:
             destination = (endpoint.address, endpoint.port)
         key = (packed, endpoint.port, ssid)
-        self._routes[key] = _Route(session, destination, [measurement_sockets.traffic_class_cmsg(self.family, settings.dscp << 2)])
+        self._routes[key] = _Route(
+            session, destination, [measurement_sockets.traffic_class_cmsg(self.family, settings.dscp << 2)]
+        )
         self._by_session[id(session)] = key
         self._by_address.setdefault(packed, []).append(key)
         return session
@@ -370,7 +372,7 @@ class StampProbe:
                 try:
                     result = await asyncio.wait_for(self._results.get(), timeout=0.05)
                     yield result
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 for result in self.session.expire(time.time_ns()):
                     yield result

@@ -43,7 +43,6 @@ class ProbeSummary(LossCounts):
     ipdv_max_abs_ns: int | None
     pdv_p99_ns: int | None  # p99 delay above the minimum
 
-
     @classmethod
     def from_results(cls, results: Iterable[ProbeResult]) -> ProbeSummary:
         firsts: dict[int, ProbeResult] = {}

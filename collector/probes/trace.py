@@ -288,7 +288,9 @@ class TraceRunner:
     offset in ns). Probes of all sessions share the window `parallel` and one 16-bit
     sequence space, so rounds of one flow can overlap (the report mode)."""
 
-    def __init__(self, transport: TraceTransport, sessions: Sequence[tuple[int, TraceSession, int]], parallel: int = 16):
+    def __init__(
+        self, transport: TraceTransport, sessions: Sequence[tuple[int, TraceSession, int]], parallel: int = 16
+    ):
         self.transport = transport
         self.sessions = list(sessions)
         self.parallel = parallel
@@ -316,7 +318,9 @@ class TraceRunner:
             wake.set()
 
     def _send_due(self, now_ns: int, started_ns: int) -> None:
-        active = [(i, s) for i, (_f, s, start) in enumerate(self.sessions) if started_ns + start <= now_ns and not s.done]
+        active = [
+            (i, s) for i, (_f, s, start) in enumerate(self.sessions) if started_ns + start <= now_ns and not s.done
+        ]
         while active:
             in_flight = sum(s.outstanding for _f, s, _t in self.sessions)
             progressed = False

@@ -345,15 +345,25 @@ class Reflector:
             context = None
             if length > self._base_len:  # only TLVs need the addresses and ports
                 context = ReceivedContext(
-                    source, port, destination or endpoint.packed_address, endpoint.port,
-                    received_dscp, (traffic_class or 0) & 0x3,
+                    source,
+                    port,
+                    destination or endpoint.packed_address,
+                    endpoint.port,
+                    received_dscp,
+                    (traffic_class or 0) & 0x3,
                 )
             requested = reflect_in_place(
-                buf, length,
-                receive_ns=receive_ns, error_estimate=self._error_estimate, hop_limit=hop_limit or 0,
+                buf,
+                length,
+                receive_ns=receive_ns,
+                error_estimate=self._error_estimate,
+                hop_limit=hop_limit or 0,
                 session=session.counters if session is not None else None,
-                authenticated=self._authenticated, key=self._key,
-                context=context, policy=self._policy, stats=self.stats.tlv,
+                authenticated=self._authenticated,
+                key=self._key,
+                context=context,
+                policy=self._policy,
+                stats=self.stats.tlv,
             )
             # The reply travels in the class the sender asked for, else the one it came in:
             # a slice's probe must come back through the same slice.
@@ -378,8 +388,12 @@ class Reflector:
         """T3 and seal for the session's waiting reply, if any, which advances its counters."""
         if session.waiting is not None:
             stamp_transmit_time(
-                session.waiting, session.waiting_length, time.time_ns(),
-                session=session.counters, authenticated=self._authenticated, key=self._key,
+                session.waiting,
+                session.waiting_length,
+                time.time_ns(),
+                session=session.counters,
+                authenticated=self._authenticated,
+                key=self._key,
             )
             session.waiting = None
 

@@ -13,7 +13,7 @@ EVERY_ADDRESS = "::"
 
 
 def parse_listen(value: str, example: str) -> tuple[str, int]:
-    """"[::1]:9863", "[::]:9863", ":9863" or "127.0.0.1:9863" -> (address, port). Raises
+    """ "[::1]:9863", "[::]:9863", ":9863" or "127.0.0.1:9863" -> (address, port). Raises
     ValueError saying what was expected, with `example` (the caller's default) as a valid form."""
     match = _FORM.match(value)
     if match is None:

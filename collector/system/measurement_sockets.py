@@ -149,9 +149,9 @@ def lease_flow_label(sock: socket.socket, destination: str, label: int, *, share
     """
     if not 0 < label <= FLOW_LABEL_MASK:
         raise ValueError(f"flow label {label} not in 1..{FLOW_LABEL_MASK}")
-    request = _FLOWLABEL_DST_LABEL.pack(
-        socket.inet_pton(socket.AF_INET6, destination), label
-    ) + _FLOWLABEL_REST.pack(_IPV6_FL_A_GET, share, _IPV6_FL_F_CREATE, 0, 0, 0)
+    request = _FLOWLABEL_DST_LABEL.pack(socket.inet_pton(socket.AF_INET6, destination), label) + _FLOWLABEL_REST.pack(
+        _IPV6_FL_A_GET, share, _IPV6_FL_F_CREATE, 0, 0, 0
+    )
     sock.setsockopt(socket.IPPROTO_IPV6, IPV6_FLOWLABEL_MGR, request)
     sock.setsockopt(socket.IPPROTO_IPV6, IPV6_FLOWINFO_SEND, 1)
 
@@ -277,7 +277,11 @@ def read_error_queue(sock: socket.socket) -> tuple[list[tuple[int, int]], list[I
         elif origin in (_SO_EE_ORIGIN_ICMP, _SO_EE_ORIGIN_ICMP6):
             errors.append(
                 IcmpError(
-                    bytes(data), icmp_type, icmp_code, _offender(report), origin == _SO_EE_ORIGIN_ICMP6,
+                    bytes(data),
+                    icmp_type,
+                    icmp_code,
+                    _offender(report),
+                    origin == _SO_EE_ORIGIN_ICMP6,
                     kernel_ns=received_ns,
                     destination=addr[0] if isinstance(addr, tuple) and addr else None,
                 )

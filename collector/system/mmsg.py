@@ -38,12 +38,7 @@ def _align(n: int) -> int:
 
 
 def available() -> bool:
-    return (
-        os.uname().sysname == "Linux"
-        and struct.calcsize("P") == 8
-        and _MSGHDR.size == 56
-        and _libc() is not None
-    )
+    return os.uname().sysname == "Linux" and struct.calcsize("P") == 8 and _MSGHDR.size == 56 and _libc() is not None
 
 
 _LIBC: ctypes.CDLL | None = None
@@ -87,12 +82,26 @@ class DatagramBatch:
             _IOVEC.pack_into(self._rx_iov, i * _IOVEC.size, data + i * size, size)
             _IOVEC.pack_into(self._tx_iov, i * _IOVEC.size, data + i * size, 0)
             _MSGHDR.pack_into(
-                self._rx, i * _MMSGHDR_SIZE, names + i * _SOCKADDR_SIZE, _SOCKADDR_SIZE,
-                rx_iov + i * _IOVEC.size, 1, rx_control + i * control, control, 0,
+                self._rx,
+                i * _MMSGHDR_SIZE,
+                names + i * _SOCKADDR_SIZE,
+                _SOCKADDR_SIZE,
+                rx_iov + i * _IOVEC.size,
+                1,
+                rx_control + i * control,
+                control,
+                0,
             )
             _MSGHDR.pack_into(
-                self._tx, i * _MMSGHDR_SIZE, names + i * _SOCKADDR_SIZE, _SOCKADDR_SIZE,
-                tx_iov + i * _IOVEC.size, 1, tx_control + i * control, 0, 0,
+                self._tx,
+                i * _MMSGHDR_SIZE,
+                names + i * _SOCKADDR_SIZE,
+                _SOCKADDR_SIZE,
+                tx_iov + i * _IOVEC.size,
+                1,
+                tx_control + i * control,
+                0,
+                0,
             )
         # recvmmsg overwrites namelen/controllen/flags: restore all slots with one copy.
         self._rx_template = bytes(self._rx)
@@ -141,7 +150,7 @@ class DatagramBatch:
 
     def address(self, i: int) -> memoryview:
         """Datagram i's sender as the raw sockaddr (of whatever family the socket has)."""
-        return self._names_view[i * _SOCKADDR_SIZE:(i + 1) * _SOCKADDR_SIZE]
+        return self._names_view[i * _SOCKADDR_SIZE : (i + 1) * _SOCKADDR_SIZE]
 
     def control(self, i: int) -> list[tuple[int, int, memoryview]]:
         """Datagram i's ancillary items as (level, type, data), like socket.recvmsg gives."""
@@ -168,7 +177,9 @@ class DatagramBatch:
         tx = self._tx_view
         # Point reply n at slot i's data and sender address.
         _U64.pack_into(tx, offset, self._names_addr + i * _SOCKADDR_SIZE)
-        _U32.pack_into(tx, offset + _NAMELEN_OFFSET, _U32.unpack_from(self._rx_view, i * _MMSGHDR_SIZE + _NAMELEN_OFFSET)[0])
+        _U32.pack_into(
+            tx, offset + _NAMELEN_OFFSET, _U32.unpack_from(self._rx_view, i * _MMSGHDR_SIZE + _NAMELEN_OFFSET)[0]
+        )
         _IOVEC.pack_into(self._tx_iov_view, n * _IOVEC.size, self._data_addr + i * self.size, length)
         control_base = n * self.control_size
         used = 0

@@ -129,8 +129,13 @@ class SliceClassifier:
 
     __slots__ = ("names", "default_name", "default_index", "_rules", "_dscp_table", "_sid_lengths", "_sid_owner")
 
-    def __init__(self, names: tuple[str, ...], default_name: str, rules: tuple[_Rule, ...],
-                 sid_prefixes: Sequence[tuple[IPNetwork, int]] = ()) -> None:
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        default_name: str,
+        rules: tuple[_Rule, ...],
+        sid_prefixes: Sequence[tuple[IPNetwork, int]] = (),
+    ) -> None:
         self.names = names
         self.default_name = default_name
         self.default_index = names.index(default_name)
@@ -160,8 +165,12 @@ class SliceClassifier:
     def default(cls) -> SliceClassifier:
         """The catalogue's DSCP rules (collector/contract/slice_catalog.py); any other DSCP is best effort."""
         rules = [{"slice": s.name, "dscp": s.dscp} for s in DEFAULT_SLICES if s.name != "best-effort"]
-        return cls.from_rules(rules, default="best-effort", source="collector/contract/slice_catalog.py",
-                              names=tuple(s.name for s in DEFAULT_SLICES))
+        return cls.from_rules(
+            rules,
+            default="best-effort",
+            source="collector/contract/slice_catalog.py",
+            names=tuple(s.name for s in DEFAULT_SLICES),
+        )
 
     @classmethod
     def from_file(cls, path: str | Path) -> SliceClassifier:
@@ -179,8 +188,14 @@ class SliceClassifier:
         return cls.from_rules(data.get("rules"), default=default, source=source)
 
     @classmethod
-    def from_rules(cls, rules: object, *, default: str = "best-effort", source: str = "<rules>",
-                   names: tuple[str, ...] | None = None) -> SliceClassifier:
+    def from_rules(
+        cls,
+        rules: object,
+        *,
+        default: str = "best-effort",
+        source: str = "<rules>",
+        names: tuple[str, ...] | None = None,
+    ) -> SliceClassifier:
         """Compiles `rules` (see the module docstring). Every problem is reported at once as
         `SOURCE: rules[I].KEY: what was expected`, in a ConfigError."""
         if not isinstance(rules, list):
@@ -215,15 +230,17 @@ class SliceClassifier:
                 all_names.append(name)
             index = len(compiled)
             sid_prefixes.extend((network, index) for network in sids or ())
-            compiled.append(_Rule(
-                slice_index=all_names.index(name),
-                source=source_ranges,
-                destination=destination_ranges,
-                dscp_mask=sum(1 << d for d in dscps) if dscps is not None else None,
-                flow_labels=flow_labels,
-                sid=sids is not None,
-                slice_ids=frozenset(slice_ids) if slice_ids is not None else None,
-            ))
+            compiled.append(
+                _Rule(
+                    slice_index=all_names.index(name),
+                    source=source_ranges,
+                    destination=destination_ranges,
+                    dscp_mask=sum(1 << d for d in dscps) if dscps is not None else None,
+                    flow_labels=flow_labels,
+                    sid=sids is not None,
+                    slice_ids=frozenset(slice_ids) if slice_ids is not None else None,
+                )
+            )
         if problems:
             raise ConfigError(problems)
         if default not in all_names:
@@ -232,16 +249,30 @@ class SliceClassifier:
 
     # -- classification ----------------------------------------------------------------------
 
-    def classify(self, src: bytes, dst: bytes, dscp: int, flow_label: int = 0,
-                 active_sid: bytes | None = None, slice_id: int | None = None) -> str:
+    def classify(
+        self,
+        src: bytes,
+        dst: bytes,
+        dscp: int,
+        flow_label: int = 0,
+        active_sid: bytes | None = None,
+        slice_id: int | None = None,
+    ) -> str:
         """The slice of one packet. `src`/`dst` are 16 octets (IPv4 as IPv4-mapped)."""
         table = self._dscp_table
         if table is not None:
             return table[dscp]
         return self.names[self.classify_index(src, dst, dscp, flow_label, active_sid, slice_id)]
 
-    def classify_index(self, src: bytes, dst: bytes, dscp: int, flow_label: int = 0,
-                       active_sid: bytes | None = None, slice_id: int | None = None) -> int:
+    def classify_index(
+        self,
+        src: bytes,
+        dst: bytes,
+        dscp: int,
+        flow_label: int = 0,
+        active_sid: bytes | None = None,
+        slice_id: int | None = None,
+    ) -> int:
         """As `classify`, but the index of the slice in `names`."""
         sid_rule = self._sid_rule(active_sid) if active_sid is not None and self._sid_owner else -1
         src_int = dst_int = None  # converted only if a rule looks at addresses
@@ -276,8 +307,15 @@ class SliceClassifier:
                 return rule
         return -1
 
-    def classify_arrays(self, src_high: np.ndarray, src_low: np.ndarray, dst_high: np.ndarray,
-                        dst_low: np.ndarray, dscp: np.ndarray, flow_label: np.ndarray) -> np.ndarray:
+    def classify_arrays(
+        self,
+        src_high: np.ndarray,
+        src_low: np.ndarray,
+        dst_high: np.ndarray,
+        dst_low: np.ndarray,
+        dscp: np.ndarray,
+        flow_label: np.ndarray,
+    ) -> np.ndarray:
         """Slice indexes (into `names`) for many packets that carry no SRH and no slice-ID
         option (so `sid` and `slice_id` rules cannot match them). Addresses are split into
         their top and bottom 64 bits (uint64 arrays); gives what `classify_index` gives."""
@@ -359,12 +397,16 @@ def _is_pair(value: Any) -> bool:
     return isinstance(value, list) and len(value) == 2 and all(_is_int(v) for v in value)
 
 
-def _networks(rule: dict, key: str, where: str, problems: list[str], *, ipv6_only: bool = False) -> list[IPNetwork] | None:
+def _networks(
+    rule: dict, key: str, where: str, problems: list[str], *, ipv6_only: bool = False
+) -> list[IPNetwork] | None:
     if key not in rule:
         return None
     values = _as_list(rule[key])
     if not values:
-        problems.append(f"{where}.{key}: expected a prefix such as fd00::/48 or a non-empty list of them, got an empty list")
+        problems.append(
+            f"{where}.{key}: expected a prefix such as fd00::/48 or a non-empty list of them, got an empty list"
+        )
     networks = []
     for value in values:
         try:

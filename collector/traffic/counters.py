@@ -32,7 +32,7 @@ class TrafficTotals:
 @dataclass(frozen=True, slots=True)
 class Talker:
     address: str
-    bytes: int   # an overestimate by at most `error`
+    bytes: int  # an overestimate by at most `error`
     error: int
 
 
@@ -85,7 +85,7 @@ class SpaceSaving:
 
     def _evict(self) -> None:
         ranked = sorted(self._counts.items(), key=lambda item: item[1], reverse=True)
-        kept, dropped = ranked[:self.capacity], ranked[self.capacity:]
+        kept, dropped = ranked[: self.capacity], ranked[self.capacity :]
         if dropped:
             self.floor = max(self.floor, dropped[0][1])
         errors = self._errors
@@ -121,11 +121,11 @@ class TrafficCounters:
 
     def add(self, record: FlowRecord) -> None:
         """One flow record (packets and bytes already scaled by sampling)."""
-        self.count(record.slice, record.exporter, record.direction, record.packets, record.bytes,
-                   address_octets(record.source))
+        self.count(
+            record.slice, record.exporter, record.direction, record.packets, record.bytes, address_octets(record.source)
+        )
 
-    def count(self, slice_name: str, exporter: str, direction: str, packets: int, octets: int,
-              source: bytes) -> None:
+    def count(self, slice_name: str, exporter: str, direction: str, packets: int, octets: int, source: bytes) -> None:
         """The hot-path form of `add`: the source as 16 octets (IPv4 as IPv4-mapped)."""
         totals = self._totals.get((slice_name, exporter, direction))
         if totals is None:
@@ -138,8 +138,15 @@ class TrafficCounters:
             talkers = self._talkers[slice_name] = SpaceSaving(self.talker_capacity)
         talkers.add(source, octets)
 
-    def count_columns(self, slices: list[str], exporter: str, directions: list[str], packets: list[int],
-                      octets: list[int], sources: list[bytes]) -> None:
+    def count_columns(
+        self,
+        slices: list[str],
+        exporter: str,
+        directions: list[str],
+        packets: list[int],
+        octets: list[int],
+        sources: list[bytes],
+    ) -> None:
         """`count` for a whole decoded data set at once (equal-length lists): one loop with
         local names for the totals, one `add_many` per slice for the talkers."""
         totals = self._totals
@@ -159,8 +166,9 @@ class TrafficCounters:
             if len(names) == 1:
                 sketch.add_many(sources, octets)
             else:
-                sketch.add_many([s for s, n in zip(sources, slices) if n == name],
-                                [o for o, n in zip(octets, slices) if n == name])
+                sketch.add_many(
+                    [s for s, n in zip(sources, slices) if n == name], [o for o, n in zip(octets, slices) if n == name]
+                )
 
     def totals(self) -> dict[tuple[str, str, str], TrafficTotals]:
         """(slice, exporter, direction) -> totals so far."""

@@ -82,7 +82,9 @@ class PacketFields:
     slice_id: int | None  # the Hop-by-Hop slice-ID option's value, when present
 
 
-def dissect_ethernet(frame: bytes | memoryview, *, slice_option_type: int = DEFAULT_SLICE_OPTION) -> PacketFields | None:
+def dissect_ethernet(
+    frame: bytes | memoryview, *, slice_option_type: int = DEFAULT_SLICE_OPTION
+) -> PacketFields | None:
     """The IP packet in an Ethernet II frame (VLAN tags skipped); None when it carries no IP."""
     offset = ip_offset_in_ethernet(frame)
     if offset is None:
@@ -108,8 +110,9 @@ def ip_offset_in_ethernet(frame: bytes | memoryview) -> int | None:
     return None
 
 
-def dissect_ip(packet: bytes | memoryview, offset: int = 0, *,
-               slice_option_type: int = DEFAULT_SLICE_OPTION) -> PacketFields:
+def dissect_ip(
+    packet: bytes | memoryview, offset: int = 0, *, slice_option_type: int = DEFAULT_SLICE_OPTION
+) -> PacketFields:
     """The fields of the IPv6 or IPv4 packet that starts at `offset`."""
     if offset < 0 or len(packet) <= offset:
         raise MalformedPacket("no IP header")
@@ -142,15 +145,27 @@ def _dissect_ipv6(packet: bytes | memoryview, offset: int, slice_option_type: in
     else:
         protocol, upper = next_header, offset + 40
     source_port, destination_port, tcp_flags = _transport(packet, upper, protocol)
-    return PacketFields(source, destination, (first_word >> 22) & 0x3F, first_word & 0xFFFFF, protocol,
-                        source_port, destination_port, length, tcp_flags, active_sid, slice_id)
+    return PacketFields(
+        source,
+        destination,
+        (first_word >> 22) & 0x3F,
+        first_word & 0xFFFFF,
+        protocol,
+        source_port,
+        destination_port,
+        length,
+        tcp_flags,
+        active_sid,
+        slice_id,
+    )
 
 
 def _dissect_ipv4(packet: bytes | memoryview, offset: int) -> PacketFields:
     if len(packet) < offset + 20:
         raise MalformedPacket("truncated IPv4 header")
-    version_ihl, tos, total_length, _, fragment, _, protocol, _, source, destination = \
-        _IPV4_FIXED.unpack_from(packet, offset)
+    version_ihl, tos, total_length, _, fragment, _, protocol, _, source, destination = _IPV4_FIXED.unpack_from(
+        packet, offset
+    )
     header_length = (version_ihl & 0x0F) * 4
     if header_length < 20 or total_length < header_length or len(packet) < offset + header_length:
         raise MalformedPacket("bad IPv4 header or total length")
@@ -158,8 +173,19 @@ def _dissect_ipv4(packet: bytes | memoryview, offset: int) -> PacketFields:
         ports = (0, 0, 0)
     else:
         ports = _transport(packet, offset + header_length, protocol)
-    return PacketFields(IPV4_MAPPED_PREFIX + source, IPV4_MAPPED_PREFIX + destination, tos >> 2, 0,
-                        protocol, ports[0], ports[1], total_length, ports[2], None, None)
+    return PacketFields(
+        IPV4_MAPPED_PREFIX + source,
+        IPV4_MAPPED_PREFIX + destination,
+        tos >> 2,
+        0,
+        protocol,
+        ports[0],
+        ports[1],
+        total_length,
+        ports[2],
+        None,
+        None,
+    )
 
 
 def _transport(packet: bytes | memoryview, offset: int, protocol: int) -> tuple[int, int, int]:
@@ -238,8 +264,14 @@ class PacketBatch:
     malformed: Counter = field(default_factory=Counter)  # kind -> packets dropped
 
 
-def dissect_batch(data: np.ndarray, ip_offsets: np.ndarray, ip_lengths: np.ndarray, *,
-                  slice_option_type: int = DEFAULT_SLICE_OPTION, per_packet: bool = False) -> PacketBatch:
+def dissect_batch(
+    data: np.ndarray,
+    ip_offsets: np.ndarray,
+    ip_lengths: np.ndarray,
+    *,
+    slice_option_type: int = DEFAULT_SLICE_OPTION,
+    per_packet: bool = False,
+) -> PacketBatch:
     """Dissects the IP packets at `ip_offsets` of `data` (uint8), each `ip_lengths` octets
     long as captured. `per_packet=True` sends every packet through `dissect_ip` (the
     reference the fixed-offset path is tested against)."""
@@ -265,15 +297,24 @@ def dissect_batch(data: np.ndarray, ip_offsets: np.ndarray, ip_lengths: np.ndarr
     for row in np.flatnonzero(~fast).tolist():
         start = int(ip_offsets[row])
         try:
-            fields = dissect_ip(view[start:start + int(ip_lengths[row])], slice_option_type=slice_option_type)
+            fields = dissect_ip(view[start : start + int(ip_lengths[row])], slice_option_type=slice_option_type)
         except MalformedPacket as exc:
             malformed[malformed_kind(exc)] += 1
             dropped[row] = True
             continue
         slow_rows.append(row)
         slow_addresses.append(fields.source + fields.destination)
-        slow_columns.append((fields.dscp, fields.flow_label, fields.protocol, fields.source_port,
-                             fields.destination_port, fields.length, fields.tcp_flags))
+        slow_columns.append(
+            (
+                fields.dscp,
+                fields.flow_label,
+                fields.protocol,
+                fields.source_port,
+                fields.destination_port,
+                fields.length,
+                fields.tcp_flags,
+            )
+        )
         if fields.active_sid is not None or fields.slice_id is not None:
             marks[row] = (fields.active_sid, fields.slice_id)
     if slow_rows:
@@ -286,8 +327,22 @@ def dissect_batch(data: np.ndarray, ip_offsets: np.ndarray, ip_lengths: np.ndarr
         high_low, columns = high_low[:, kept], columns[:, kept]
     src_high, src_low, dst_high, dst_low = high_low
     dscp, flow_label, protocol, source_port, destination_port, length, tcp_flags = columns
-    return PacketBatch(kept, src_high, src_low, dst_high, dst_low, dscp, flow_label, protocol, source_port,
-                       destination_port, length, tcp_flags, marks=marks, malformed=malformed)
+    return PacketBatch(
+        kept,
+        src_high,
+        src_low,
+        dst_high,
+        dst_low,
+        dscp,
+        flow_label,
+        protocol,
+        source_port,
+        destination_port,
+        length,
+        tcp_flags,
+        marks=marks,
+        malformed=malformed,
+    )
 
 
 def _ipv6_fixed(words: np.ndarray, version: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -297,13 +352,17 @@ def _ipv6_fixed(words: np.ndarray, version: np.ndarray, lengths: np.ndarray) -> 
     rows = np.flatnonzero((version == 6) & (needed > 0) & (lengths >= needed))
     words, next_header = words[rows], next_header[rows]
     first = words[:, 0]
-    return rows, words[:, 1:5].T, _columns(
-        dscp=(first >> np.uint64(54)) & np.uint64(0x3F),
-        flow_label=(first >> np.uint64(32)) & np.uint64(0xFFFFF),
-        protocol=next_header,
-        upper=words[:, 5],
-        tcp_flags=(words[:, 6] >> np.uint64(16)) & np.uint64(0xFF),
-        length=40 + ((first >> np.uint64(16)) & np.uint64(0xFFFF)),
+    return (
+        rows,
+        words[:, 1:5].T,
+        _columns(
+            dscp=(first >> np.uint64(54)) & np.uint64(0x3F),
+            flow_label=(first >> np.uint64(32)) & np.uint64(0xFFFFF),
+            protocol=next_header,
+            upper=words[:, 5],
+            tcp_flags=(words[:, 6] >> np.uint64(16)) & np.uint64(0xFF),
+            length=40 + ((first >> np.uint64(16)) & np.uint64(0xFFFF)),
+        ),
     )
 
 
@@ -316,20 +375,29 @@ def _ipv4_fixed(words: np.ndarray, version: np.ndarray, lengths: np.ndarray) -> 
     header_length = (first >> np.uint64(56)) & np.uint64(0x0F)
     later_fragment = (first & np.uint64(0x1FFF)) != 0
     needed = _IPV4_NEEDED[protocol]
-    rows = np.flatnonzero((version == 4) & (header_length == 5) & (total_length >= 20) & ~later_fragment
-                          & (lengths >= needed))
+    rows = np.flatnonzero(
+        (version == 4) & (header_length == 5) & (total_length >= 20) & ~later_fragment & (lengths >= needed)
+    )
     words, protocol, first = words[rows], protocol[rows], first[rows]
-    addresses = np.stack([
-        np.zeros(len(rows), dtype=np.uint64), _IPV4_MAPPED_HIGH | (words[:, 1] & np.uint64(0xFFFFFFFF)),
-        np.zeros(len(rows), dtype=np.uint64), _IPV4_MAPPED_HIGH | (words[:, 2] >> np.uint64(32)),
-    ])
-    return rows, addresses, _columns(
-        dscp=(first >> np.uint64(50)) & np.uint64(0x3F),
-        flow_label=np.zeros(len(rows), dtype=np.uint64),
-        protocol=protocol,
-        upper=words[:, 2] << np.uint64(32),  # octets 20-23 (the ports) as the top of a word
-        tcp_flags=(words[:, 4] >> np.uint64(48)) & np.uint64(0xFF),  # octet 33
-        length=total_length[rows],
+    addresses = np.stack(
+        [
+            np.zeros(len(rows), dtype=np.uint64),
+            _IPV4_MAPPED_HIGH | (words[:, 1] & np.uint64(0xFFFFFFFF)),
+            np.zeros(len(rows), dtype=np.uint64),
+            _IPV4_MAPPED_HIGH | (words[:, 2] >> np.uint64(32)),
+        ]
+    )
+    return (
+        rows,
+        addresses,
+        _columns(
+            dscp=(first >> np.uint64(50)) & np.uint64(0x3F),
+            flow_label=np.zeros(len(rows), dtype=np.uint64),
+            protocol=protocol,
+            upper=words[:, 2] << np.uint64(32),  # octets 20-23 (the ports) as the top of a word
+            tcp_flags=(words[:, 4] >> np.uint64(48)) & np.uint64(0xFF),  # octet 33
+            length=total_length[rows],
+        ),
     )
 
 
@@ -337,13 +405,19 @@ def _columns(*, dscp, flow_label, protocol, upper, tcp_flags, length) -> np.ndar
     """The seven integer columns of PacketBatch, from the upper-layer header's first word."""
     has_ports, is_icmp = _HAS_PORTS[protocol], _IS_ICMP[protocol]
     zero = np.uint64(0)
-    return np.stack([
-        dscp, flow_label, protocol,
-        np.where(has_ports, upper >> np.uint64(48), zero),
-        np.where(has_ports, (upper >> np.uint64(32)) & np.uint64(0xFFFF), np.where(is_icmp, upper >> np.uint64(48), zero)),
-        length,
-        np.where(protocol == TCP, tcp_flags, zero),
-    ]).astype(np.int64)
+    return np.stack(
+        [
+            dscp,
+            flow_label,
+            protocol,
+            np.where(has_ports, upper >> np.uint64(48), zero),
+            np.where(
+                has_ports, (upper >> np.uint64(32)) & np.uint64(0xFFFF), np.where(is_icmp, upper >> np.uint64(48), zero)
+            ),
+            length,
+            np.where(protocol == TCP, tcp_flags, zero),
+        ]
+    ).astype(np.int64)
 
 
 def malformed_kind(exc: MalformedPacket) -> str:

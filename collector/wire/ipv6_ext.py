@@ -96,8 +96,9 @@ def walk_extension_headers(packet: bytes | memoryview, offset: int = 0) -> Exten
             if header_end > end:
                 raise MalformedPacket("truncated Fragment header")
         else:
-            return ExtensionChain(next_header, position, hop_by_hop, tuple(destination),
-                                  segments, segments_left, fragment)
+            return ExtensionChain(
+                next_header, position, hop_by_hop, tuple(destination), segments, segments_left, fragment
+            )
         if count == MAX_EXTENSION_HEADERS:
             break
 
@@ -112,8 +113,9 @@ def walk_extension_headers(packet: bytes | memoryview, offset: int = 0) -> Exten
             fragment_offset = struct.unpack_from("!H", view, position + 2)[0] >> 3
             if fragment_offset:
                 # the upper-layer header is in the first fragment, not here
-                return ExtensionChain(FRAGMENT, header_end, hop_by_hop, tuple(destination),
-                                      segments, segments_left, fragment)
+                return ExtensionChain(
+                    FRAGMENT, header_end, hop_by_hop, tuple(destination), segments, segments_left, fragment
+                )
         next_header = view[position]
         position = header_end
     raise MalformedPacket(f"more than {MAX_EXTENSION_HEADERS} extension headers")
@@ -143,7 +145,7 @@ def _options(view: memoryview, position: int, end: int) -> tuple[tuple[int, byte
         if data_end > end:
             raise MalformedPacket("option longer than its header")
         if option_type != PADN:
-            options.append((option_type, bytes(view[position + 2:data_end])))
+            options.append((option_type, bytes(view[position + 2 : data_end])))
         position = data_end
     return tuple(options)
 
@@ -160,6 +162,5 @@ def _segment_routing_header(view: memoryview, position: int, end: int) -> tuple[
         raise MalformedPacket("SRH segment list longer than the header")
     if segments_left > last_entry + 1:
         raise MalformedPacket("SRH Segments Left beyond the segment list")
-    segments = tuple(bytes(view[start:start + _SEGMENT_LEN])
-                     for start in range(list_start, list_end, _SEGMENT_LEN))
+    segments = tuple(bytes(view[start : start + _SEGMENT_LEN]) for start in range(list_start, list_end, _SEGMENT_LEN))
     return segments, segments_left

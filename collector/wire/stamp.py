@@ -115,12 +115,7 @@ class ErrorEstimate:
         return (self.multiplier * 1_000_000_000 << self.scale) >> 32
 
     def encode(self) -> int:
-        return (
-            (int(self.synchronized) << 15)
-            | (int(self.timestamp_format) << 14)
-            | (self.scale << 8)
-            | self.multiplier
-        )
+        return (int(self.synchronized) << 15) | (int(self.timestamp_format) << 14) | (self.scale << 8) | self.multiplier
 
     @classmethod
     def decode(cls, raw: int) -> ErrorEstimate:
@@ -228,9 +223,7 @@ def decode_sender(data: bytes | memoryview, *, authenticated: bool = False) -> S
         if n < AUTH_BASE_LEN:
             raise StampDecodeError("short", f"{n} octets, authenticated sender needs {AUTH_BASE_LEN}")
         seq, ts, err, ssid, mac = SENDER_AUTH.unpack_from(data)
-        return SenderPacket(
-            seq, ts, ErrorEstimate.decode(err), ssid, decode_tlvs(data[AUTH_BASE_LEN:]), bytes(mac)
-        )
+        return SenderPacket(seq, ts, ErrorEstimate.decode(err), ssid, decode_tlvs(data[AUTH_BASE_LEN:]), bytes(mac))
     if n < TWAMP_LIGHT_MIN_LEN:
         raise StampDecodeError("short", f"{n} octets, a sender packet needs {TWAMP_LIGHT_MIN_LEN}")
     if n < BASE_LEN:  # TWAMP-Light: no SSID, no TLVs
@@ -240,9 +233,7 @@ def decode_sender(data: bytes | memoryview, *, authenticated: bool = False) -> S
     return SenderPacket(seq, ts, ErrorEstimate.decode(err), ssid, decode_tlvs(data[BASE_LEN:]))
 
 
-def encode_reflector(
-    packet: ReflectorPacket, key: bytes | None = None, *, authenticated: bool = False
-) -> bytes:
+def encode_reflector(packet: ReflectorPacket, key: bytes | None = None, *, authenticated: bool = False) -> bytes:
     fields = (
         packet.seq,
         packet.timestamp,
@@ -267,8 +258,17 @@ def decode_reflector(data: bytes | memoryview, *, authenticated: bool = False) -
             raise StampDecodeError("short", f"{n} octets, authenticated reflector needs {AUTH_BASE_LEN}")
         seq, ts, err, ssid, rx, sseq, sts, serr, ttl, mac = REFLECTOR_AUTH.unpack_from(data)
         return ReflectorPacket(
-            seq, ts, ErrorEstimate.decode(err), ssid, rx, sseq, sts, ErrorEstimate.decode(serr),
-            ttl, decode_tlvs(data[AUTH_BASE_LEN:]), bytes(mac),
+            seq,
+            ts,
+            ErrorEstimate.decode(err),
+            ssid,
+            rx,
+            sseq,
+            sts,
+            ErrorEstimate.decode(serr),
+            ttl,
+            decode_tlvs(data[AUTH_BASE_LEN:]),
+            bytes(mac),
         )
     if n >= BASE_LEN:
         seq, ts, err, ssid, rx, sseq, sts, serr, _mbz, ttl = REFLECTOR_BASE.unpack_from(data)
@@ -281,8 +281,16 @@ def decode_reflector(data: bytes | memoryview, *, authenticated: bool = False) -
     else:
         raise StampDecodeError("short", f"{n} octets, a reflector packet needs {TWAMP_REFLECTOR_LEN}")
     return ReflectorPacket(
-        seq, ts, ErrorEstimate.decode(err), ssid, rx, sseq, sts, ErrorEstimate.decode(serr), ttl,
-        tlvs, None, truncated,
+        seq,
+        ts,
+        ErrorEstimate.decode(err),
+        ssid,
+        rx,
+        sseq,
+        sts,
+        ErrorEstimate.decode(serr),
+        ttl,
+        tlvs,
+        None,
+        truncated,
     )
-
-

@@ -164,7 +164,14 @@ def reflect_in_place(
     reply_dscp = NO_DSCP_REQUEST
     if length > base_len:
         reply_dscp = _reflect_tlvs(
-            buf, base_len, length, authenticated, key, context, session, policy,
+            buf,
+            base_len,
+            length,
+            authenticated,
+            key,
+            context,
+            session,
+            policy,
             stats if stats is not None else TlvStats(),
         )
     if authenticated:
@@ -189,7 +196,9 @@ def reflect_base_in_place(buf: bytearray, receive_ns: int, error_estimate: int, 
         raise StampDecodeError("error-estimate", "the sender's multiplier is zero")
     z = serr & _Z_FLAG
     rx_raw = ns_to_ptp(receive_ns) if z else ns_to_ntp(receive_ns)
-    REFLECTOR_BASE.pack_into(buf, 0, sseq, 0, (error_estimate & ~_Z_FLAG) | z, ssid, rx_raw, sseq, sts, serr, 0, hop_limit)
+    REFLECTOR_BASE.pack_into(
+        buf, 0, sseq, 0, (error_estimate & ~_Z_FLAG) | z, ssid, rx_raw, sseq, sts, serr, 0, hop_limit
+    )
 
 
 def stamp_transmit_time(

@@ -28,8 +28,6 @@ class StampDecodeError(ValueError):
         self.detail = detail
 
 
-
-
 class TlvType(IntEnum):
     EXTRA_PADDING = 1
     LOCATION = 2
@@ -127,11 +125,7 @@ class Location:
     @classmethod
     def request(cls, *sub_types: LocationSubTlvType) -> Location:
         """What a sender sends: the sub-TLVs it asks for, zero-filled."""
-        return cls(
-            sub_tlvs=tuple(
-                LocationSubTlv(t, bytes(location_sub_tlv_length(t) or 0)) for t in sub_types
-            )
-        )
+        return cls(sub_tlvs=tuple(LocationSubTlv(t, bytes(location_sub_tlv_length(t) or 0)) for t in sub_types))
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,10 +139,7 @@ class TimestampInformation:
     type: int = field(default=TlvType.TIMESTAMP_INFORMATION, init=False)
 
     def value(self) -> bytes:
-        return (
-            bytes((self.sync_source_in, self.method_in, self.sync_source_out, self.method_out))
-            + self.extra
-        )
+        return bytes((self.sync_source_in, self.method_in, self.sync_source_out, self.method_out)) + self.extra
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,12 +155,7 @@ class ClassOfService:
     type: int = field(default=TlvType.CLASS_OF_SERVICE, init=False)
 
     def value(self) -> bytes:
-        word = (
-            (self.dscp1 & 0x3F) << 26
-            | (self.dscp2 & 0x3F) << 20
-            | (self.ecn & 0x3) << 18
-            | (self.rp & 0x3) << 16
-        )
+        word = (self.dscp1 & 0x3F) << 26 | (self.dscp2 & 0x3F) << 20 | (self.ecn & 0x3) << 18 | (self.rp & 0x3) << 16
         return _U32.pack(word)
 
 
@@ -305,9 +291,7 @@ def decode_tlv_value(tlv_type: int, flags: int, value: bytes) -> Tlv:
         return TimestampInformation(value[0], value[1], value[2], value[3], bytes(value[4:]), flags)
     if tlv_type == TlvType.CLASS_OF_SERVICE:
         (word,) = _U32.unpack(value)
-        return ClassOfService(
-            word >> 26, (word >> 20) & 0x3F, (word >> 18) & 0x3, (word >> 16) & 0x3, flags
-        )
+        return ClassOfService(word >> 26, (word >> 20) & 0x3F, (word >> 18) & 0x3, (word >> 16) & 0x3, flags)
     if tlv_type == TlvType.DIRECT_MEASUREMENT:
         sender_tx, reflector_rx, reflector_tx = struct.unpack("!III", value)
         return DirectMeasurement(sender_tx, reflector_rx, reflector_tx, flags)
@@ -341,9 +325,7 @@ def decode_tlvs(data: bytes | memoryview) -> tuple[Tlv, ...]:
             tlvs.append(UnknownTlv(tlv_type, bytes(data[offset:end]), flags))
             break
         if offset + length > end:
-            raise StampDecodeError(
-                "tlv-truncated", f"TLV type {tlv_type} claims {length} octets, {end - offset} left"
-            )
+            raise StampDecodeError("tlv-truncated", f"TLV type {tlv_type} claims {length} octets, {end - offset} left")
         tlvs.append(decode_tlv_value(tlv_type, flags, bytes(data[offset : offset + length])))
         offset += length
     return tuple(tlvs)

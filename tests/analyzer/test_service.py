@@ -120,8 +120,9 @@ def test_the_api_server_serves_on_the_port_it_picked_until_stopped(host, shown):
 
 def test_what_an_agent_feeds_in_is_served_and_kept_across_a_restart(tmp_path):
     now = time.time_ns() // W  # windows of the last intervals: the feeder ingests at the wall clock
-    service = AnalyzerService(default_policies(), ("::1", 0), state_dir=tmp_path, feed=True, token="secret",
-                              catch_up_s=0)
+    service = AnalyzerService(
+        default_policies(), ("::1", 0), state_dir=tmp_path, feed=True, token="secret", catch_up_s=0
+    )
     try:
         url = service.serve_in_thread().url
         service.feeder.queue.put(batch(window(now - 2), window(now - 1)))

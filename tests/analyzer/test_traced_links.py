@@ -49,4 +49,3 @@ def test_targets_probed_under_an_agents_site_name_are_that_site_and_the_declared
     assert hop_names({}, windows[:1], {"cnty1a", "cnty2a"}) == {"fd00::1": "cnty2a"}
     assert hop_names({}, windows[1:], {"cnty1a", "cnty2a"}) == {}  # core runs no agent
     assert hop_names({"fd00::1": "prov1"}, windows, {"cnty2a"}) == {"fd00::1": "prov1"}
-

@@ -44,7 +44,11 @@ def test_the_traced_topology_names_links_as_the_route_does_and_a_site_stays_a_si
     back = observation(source="cnty2a", target="cnty1a", hops=("fd00::b", "fd00::5"))
     topology = TracedTopology.from_observations([there, back], {**NAMES, "fd00::2": "cnty2a"})
     assert topology.nodes == {"cnty1a": "site", "city1a": "router", "cnty2a": "site"}
-    assert set(topology.links) == {TracedLink("cnty1a", "city1a", 0), TracedLink("city1a", "cnty2a", 1),
-                                   TracedLink("cnty2a", "city1a", 0), TracedLink("city1a", "cnty1a", 0)}
+    assert set(topology.links) == {
+        TracedLink("cnty1a", "city1a", 0),
+        TracedLink("city1a", "cnty2a", 1),
+        TracedLink("cnty2a", "city1a", 0),
+        TracedLink("city1a", "cnty1a", 0),
+    }
     [use] = topology.links[TracedLink("cnty1a", "city1a", 0)]
     assert (use.source, use.target, use.fingerprint) == ("fd00::5", "cnty2a", there.fingerprint)

@@ -30,9 +30,24 @@ def _namespaces() -> set[str]:
 def test_agent_scale_smoke(tmp_path: Path) -> None:
     out = tmp_path / "agent.json"
     done = subprocess.run(
-        [sys.executable, str(BENCH / "agent_scale.py"), "--targets", str(TARGETS), "--duration", str(DURATION),
-         "--warmup", "1", "--reps", "1", "--output", str(out), "--quiet"],
-        capture_output=True, text=True, timeout=300,  # bounds a hang only: a loaded machine is slower
+        [
+            sys.executable,
+            str(BENCH / "agent_scale.py"),
+            "--targets",
+            str(TARGETS),
+            "--duration",
+            str(DURATION),
+            "--warmup",
+            "1",
+            "--reps",
+            "1",
+            "--output",
+            str(out),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,  # bounds a hang only: a loaded machine is slower
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ratio icmp/smokeping" in done.stdout and "ratio stamp/smokeping" in done.stdout

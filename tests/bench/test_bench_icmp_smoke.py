@@ -25,9 +25,24 @@ def _namespaces() -> set[str]:
 def test_icmp_echo_scale_smoke(tmp_path: Path) -> None:
     out = tmp_path / "echo.json"
     done = subprocess.run(
-        [sys.executable, str(BENCH / "icmp_echo_scale.py"), "--targets", "10", "--count", "2",
-         "--interval", "0.2", "--reps", "1", "--output", str(out), "--quiet"],
-        capture_output=True, text=True, timeout=300,  # bounds a hang only: a loaded machine is slower
+        [
+            sys.executable,
+            str(BENCH / "icmp_echo_scale.py"),
+            "--targets",
+            "10",
+            "--count",
+            "2",
+            "--interval",
+            "0.2",
+            "--reps",
+            "1",
+            "--output",
+            str(out),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,  # bounds a hang only: a loaded machine is slower
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ratios xnetmon/fping" in done.stdout

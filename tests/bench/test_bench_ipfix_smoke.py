@@ -14,9 +14,25 @@ from tests.support import REPO
 @pytest.mark.tool("nfcapd", "nfdump")
 def test_ipfix_decode_benchmark_reports_ratios(tmp_path):
     output = tmp_path / "result.json"
-    run = subprocess.run([sys.executable, str(REPO / "bench" / "ipfix_decode.py"), "--datagrams", "300",
-                          "--records", "10", "--rounds", "1", "--nfcapd-repeat", "2", "--output", str(output)],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "ipfix_decode.py"),
+            "--datagrams",
+            "300",
+            "--records",
+            "10",
+            "--rounds",
+            "1",
+            "--nfcapd-repeat",
+            "2",
+            "--output",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     result = json.loads(output.read_text())
     assert result["records"] == 3000

@@ -18,9 +18,21 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 def test_pcap_classify_smoke(tmp_path: Path) -> None:
     output = tmp_path / "result.json"
     result = subprocess.run(
-        [sys.executable, str(BENCH / "pcap_classify.py"), "--packets", "3000", "--flows", "100", "--reps", "1",
-         "--output", str(output)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(BENCH / "pcap_classify.py"),
+            "--packets",
+            "3000",
+            "--flows",
+            "100",
+            "--reps",
+            "1",
+            "--output",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     assert "ours/tool" in result.stdout

@@ -16,16 +16,42 @@ METHODS = {"ours", "007", "tomo", "netbouncer"}
 def test_rootcause_bench_smoke(tmp_path: Path) -> None:
     output = tmp_path / "result.json"
     result = subprocess.run(
-        [sys.executable, "-m", "bench.rootcause", "--trials", "2", "--scale", "0.05", "--seed", "3",
-         "--json", str(output)],
-        capture_output=True, text=True, timeout=300, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "bench.rootcause",
+            "--trials",
+            "2",
+            "--scale",
+            "0.05",
+            "--seed",
+            "3",
+            "--json",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
     )
     assert result.returncode == 0, result.stderr
     assert "F1 lenient" in result.stdout and "netbouncer" in result.stdout
     data = json.loads(output.read_text())
     assert data["network"]["nodes"] > 50 and data["network"]["paths"] > 100
-    assert set(data["per_class"]) == {"gray-loss", "blackhole", "node-down", "partial-node", "latency", "congestion",
-                                      "single-slice", "probe-host", "reflector-down", "reroute", "multi", "healthy"}
+    assert set(data["per_class"]) == {
+        "gray-loss",
+        "blackhole",
+        "node-down",
+        "partial-node",
+        "latency",
+        "congestion",
+        "single-slice",
+        "probe-host",
+        "reflector-down",
+        "reroute",
+        "multi",
+        "healthy",
+    }
     for per_method in data["per_class"].values():
         assert set(per_method) == METHODS
         for figures in per_method.values():

@@ -20,7 +20,9 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 def _run(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:  # bounds a hang only
     return subprocess.run(
         [sys.executable, str(BENCH / script), *args, "--quiet"],
-        capture_output=True, text=True, timeout=timeout,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -76,8 +78,7 @@ def test_stamp_rtt_smoke(tmp_path: Path) -> None:
 @pytest.mark.tool("taskset")
 def test_reflector_throughput_smoke(tmp_path: Path) -> None:
     out = tmp_path / "throughput.json"
-    done = _run("reflector_throughput.py", "--reps", "1", "--seconds", "0.5", "--warmup", "0.2",
-                "--output", str(out))
+    done = _run("reflector_throughput.py", "--reps", "1", "--seconds", "0.5", "--warmup", "0.2", "--output", str(out))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "x echo" in done.stdout
     result = json.loads(out.read_text())

@@ -15,8 +15,10 @@ def test_every_slice_gets_a_receiver_per_severity_and_every_receiver_a_webhook()
     example = example_config(config)
     names = [r["name"] for r in example["receivers"]]
     assert len(names) == len(set(names)) == 2 + len(config.policies) * len(SEVERITY_RECEIVERS)
-    assert all(r["webhook_configs"] == [{"url": WEBHOOK.format(name=r["name"]), "send_resolved": True}]
-               for r in example["receivers"])
+    assert all(
+        r["webhook_configs"] == [{"url": WEBHOOK.format(name=r["name"]), "send_resolved": True}]
+        for r in example["receivers"]
+    )
     routed = {route["receiver"] for route in example["route"]["routes"]}
     routed |= {sub["receiver"] for route in example["route"]["routes"] for sub in route.get("routes", ())}
     assert routed | {example["route"]["receiver"]} == set(names)  # no receiver is left unused
@@ -38,8 +40,14 @@ def test_amtool_accepts_the_example_alertmanager_config():
 @pytest.mark.tool("amtool")
 def test_alertmanager_routes_by_slice_then_severity():
     def receiver(**labels: str) -> str:
-        argv = ["amtool", "config", "routes", "test", "--config.file=alertmanager.yml",
-                *(f"{k}={v}" for k, v in labels.items())]
+        argv = [
+            "amtool",
+            "config",
+            "routes",
+            "test",
+            "--config.file=alertmanager.yml",
+            *(f"{k}={v}" for k, v in labels.items()),
+        ]
         done = run_tool(argv)
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()

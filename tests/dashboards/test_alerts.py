@@ -16,8 +16,15 @@ RUNBOOKS = Path(__file__).parents[2] / "dashboards" / "runbooks"
 def test_alerts_follow_the_naming_and_annotation_conventions():
     rules = generated_alerts()
     names = {rule["alert"] for rule in rules}
-    assert {"XnetSliceDown", "XnetSliceErrorBudgetBurn", "XnetNodeDown", "XnetAgentDown",
-            "XnetCollectorSchedulingLag", "XnetCollectorSpoolGrowing", "XnetMalformedPackets"} <= names
+    assert {
+        "XnetSliceDown",
+        "XnetSliceErrorBudgetBurn",
+        "XnetNodeDown",
+        "XnetAgentDown",
+        "XnetCollectorSchedulingLag",
+        "XnetCollectorSpoolGrowing",
+        "XnetMalformedPackets",
+    } <= names
     for rule in rules:
         assert rule["alert"].startswith("Xnet") and rule["alert"][4].isupper(), rule["alert"]
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}
@@ -35,12 +42,14 @@ def test_alerts_follow_the_naming_and_annotation_conventions():
 def test_burn_rate_alerts_are_generated_from_each_slices_policy():
     config = load_config(LAB_POLICY_FILE, scrape_interval_s=5)
     burns = [a for a in alert_rules(config) if a.name == "XnetSliceErrorBudgetBurn"]
-    windows = {(a.labels["slice"], a.labels["long_window"], a.labels["short_window"], a.severity, a.for_)
-               for a in burns}
+    windows = {
+        (a.labels["slice"], a.labels["long_window"], a.labels["short_window"], a.severity, a.for_) for a in burns
+    }
     assert ("video", "1m", "5s", "critical", "2s") in windows and ("egov", "5m", "30s", "warning", "12s") in windows
     assert len(burns) == 4 * 3
     assert next(a for a in alert_rules(config) if a.name == "XnetSliceDown").signals == (
-        "slice_src_dst:xnet_probe_loss:ratio_rate15s",)
+        "slice_src_dst:xnet_probe_loss:ratio_rate15s",
+    )
 
 
 def test_every_alert_has_its_cases_and_lands_in_one_group():

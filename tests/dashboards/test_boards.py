@@ -150,8 +150,10 @@ def test_the_schema_check_refuses_a_broken_dashboard():
     broken = dict(BOARDS[0], panels=[dict(BOARDS[0]["panels"][0], gridPos={"h": 8, "w": 30, "x": 0, "y": 0})])
     with pytest.raises(ValueError):
         DashboardModel.model_validate(broken)
-    overlapping = dict(BOARDS[0], panels=[BOARDS[0]["panels"][0], dict(BOARDS[0]["panels"][1], id=99,
-                                                                         gridPos=BOARDS[0]["panels"][0]["gridPos"])])
+    overlapping = dict(
+        BOARDS[0],
+        panels=[BOARDS[0]["panels"][0], dict(BOARDS[0]["panels"][1], id=99, gridPos=BOARDS[0]["panels"][0]["gridPos"])],
+    )
     with pytest.raises(ValueError):
         DashboardModel.model_validate(overlapping)
 
@@ -164,7 +166,9 @@ def test_template_variables(board):
     for name in ("job", "slice", "src", "dst"):
         variable = variables[name]
         assert variable["type"] == "query" and variable["datasource"] == DATASOURCE_REF, name
-        assert re.fullmatch(r"label_values\(((xnet_\w+)?(\{[^}]*\})?, )?" + name + r"\)", variable["query"]["query"]), name
+        assert re.fullmatch(r"label_values\(((xnet_\w+)?(\{[^}]*\})?, )?" + name + r"\)", variable["query"]["query"]), (
+            name
+        )
     assert variables["job"]["multi"] and variables["job"]["includeAll"]
 
 
@@ -206,7 +210,8 @@ def test_queries_use_rate_interval_job_and_aggregate_counters(uid, title, expr):
 
 def test_the_lint_helpers_catch_what_they_should():
     assert RANGE_FUNCTION.findall('rate(xnet_probe_sent_total{job=~"$job"}[5m])') == [
-        ("rate", "xnet_probe_sent_total", "5m")]
+        ("rate", "xnet_probe_sent_total", "5m")
+    ]
     assert SELECTOR.findall("sum(xnet_probe_sent_total)") == [("xnet_probe_sent_total", "")]
 
 

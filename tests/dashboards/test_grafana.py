@@ -17,14 +17,19 @@ from dashboards.grafana import (
 
 
 def panel(title: str, width: int, queries: int = 1) -> Panel:
-    return Panel(title, f"What {title} shows.", "s", tuple(Query(f"up{{n='{i}'}}") for i in range(queries)),
-                 width=width)
+    return Panel(
+        title, f"What {title} shows.", "s", tuple(Query(f"up{{n='{i}'}}") for i in range(queries)), width=width
+    )
 
 
 def test_panels_fill_rows_of_24_left_to_right_and_wrap_when_full():
     board = dashboard("uid-1", "Title", "About.", [panel("a", 12), panel("b", 8), panel("c", 8), panel("d", 24)])
     assert [(p["title"], p["gridPos"]["x"], p["gridPos"]["y"]) for p in board["panels"]] == [
-        ("a", 0, 0), ("b", 12, 0), ("c", 0, PANEL_HEIGHT), ("d", 0, 2 * PANEL_HEIGHT)]
+        ("a", 0, 0),
+        ("b", 12, 0),
+        ("c", 0, PANEL_HEIGHT),
+        ("d", 0, 2 * PANEL_HEIGHT),
+    ]
     assert [p["id"] for p in board["panels"]] == [1, 2, 3, 4]
 
 
@@ -49,6 +54,10 @@ def test_variables_come_in_the_linters_order_and_a_path_board_picks_one_path():
 def test_query_helpers_rate_over_the_dashboard_interval_with_the_variables():
     assert summed("xnet_probe_sent_total", "slice", PATH).expr == (
         'sum by (slice) (rate(xnet_probe_sent_total{job=~"$job", slice=~"$slice", src=~"$src", dst=~"$dst"}'
-        "[$__rate_interval]))")
+        "[$__rate_interval]))"
+    )
     assert [q.legend for q in percentiles("slice", PATH, "{{slice}}")] == [
-        "{{slice}} p50", "{{slice}} p90", "{{slice}} p99"]
+        "{{slice}} p50",
+        "{{slice}} p90",
+        "{{slice}} p99",
+    ]

@@ -21,10 +21,14 @@ def test_each_case_becomes_one_test_of_its_alert():
     tests = promtool_tests([alert])
     assert (tests["rule_files"], tests["evaluation_interval"]) == (list(RULE_FILES), "1m")
     first, second = tests["tests"]
-    assert first == {"name": "XnetExample: fires", "interval": "1m",
-                     "input_series": [{"series": 'up{job="x"}', "values": "0x10"}],
-                     "alert_rule_test": [{"eval_time": "5m", "alertname": "XnetExample",
-                                          "exp_alerts": [{"exp_labels": {"severity": "warning"}}]}]}
+    assert first == {
+        "name": "XnetExample: fires",
+        "interval": "1m",
+        "input_series": [{"series": 'up{job="x"}', "values": "0x10"}],
+        "alert_rule_test": [
+            {"eval_time": "5m", "alertname": "XnetExample", "exp_alerts": [{"exp_labels": {"severity": "warning"}}]}
+        ],
+    }
     assert second["alert_rule_test"][0]["exp_alerts"] == [] and second["interval"] == "15s"
 
 

@@ -27,7 +27,8 @@ def agent_config(lab, site: str) -> str:
     # first probes to a site whose agent is still starting count as lost.
     targets = "\n".join(
         f"  - {{name: {other}, address: '{lab.address(other)}', port: {STAMP_PORT}}}"
-        for other in SITES if other != site
+        for other in SITES
+        if other != site
     )
     return f"""
 site: {{name: {site}, addresses: ['{lab.address(site)}']}}
@@ -50,8 +51,12 @@ def agent(lab, site: str, tmp_path):
     config = tmp_path / f"{site}.yaml"
     config.write_text(agent_config(lab, site))
     log = (tmp_path / f"{site}.log").open("w")
-    proc = subprocess.Popen(lab.exec_argv(site, [sys.executable, "-m", "xnetmon", "agent", "--config", str(config)]),
-                            stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    proc = subprocess.Popen(
+        lab.exec_argv(site, [sys.executable, "-m", "xnetmon", "agent", "--config", str(config)]),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+    )
     try:
         yield proc
     finally:

@@ -47,8 +47,9 @@ def test_agents_receive_softflowd_exports_of_their_probe_traffic(lab, tmp_path):
 
         started = time.monotonic()
         for site in sites:  # after the agents' start, the 4 s start delay, a capture block, maxlife 5 s, expint 1 s
-            wait_until(lambda site=site: total(lab, site, "xnet_flow_bytes_total") > 0, interval=1,
-                       what=f"flows on {site}")
+            wait_until(
+                lambda site=site: total(lab, site, "xnet_flow_bytes_total") > 0, interval=1, what=f"flows on {site}"
+            )
         print(f"\nflows on every site {time.monotonic() - started:.1f} s after softflowd started")
         # Every probe a site sent before now leaves by one of its links, so its exports must
         # count at least as many outgoing packets soon after (reflector replies, traces and
@@ -56,8 +57,11 @@ def test_agents_receive_softflowd_exports_of_their_probe_traffic(lab, tmp_path):
         sent = {site: total(lab, site, "xnet_probe_sent_total") for site in sites}
         assert all(sent.values()), sent
         for site in sites:
-            wait_until(lambda site=site: total(lab, site, "xnet_flow_packets_total", direction="out") >= sent[site],
-                       interval=1, what=f"{site}'s exports covering its {sent[site]:.0f} probes")
+            wait_until(
+                lambda site=site: total(lab, site, "xnet_flow_packets_total", direction="out") >= sent[site],
+                interval=1,
+                what=f"{site}'s exports covering its {sent[site]:.0f} probes",
+            )
 
         for site in sites:
             series = samples(lab, site, "xnet_flow_bytes_total")

@@ -39,10 +39,26 @@ def rule_drops(lab, fault_id: str) -> int:
 
 
 def send_marked(lab, header: str) -> dict:
-    argv = [sys.executable, "-m", "collector.capture.altmark_sender", lab.address(RECEIVER),
-            "--flow-mon-id", str(FLOW_MON_ID), "--count", str(PACKETS), "--block-packets", str(BLOCK),
-            "--interval-ms", "0.3", "--dscp", str(VIDEO_DSCP), "--header", header,
-            "--source", lab.address(SENDER)]
+    argv = [
+        sys.executable,
+        "-m",
+        "collector.capture.altmark_sender",
+        lab.address(RECEIVER),
+        "--flow-mon-id",
+        str(FLOW_MON_ID),
+        "--count",
+        str(PACKETS),
+        "--block-packets",
+        str(BLOCK),
+        "--interval-ms",
+        "0.3",
+        "--dscp",
+        str(VIDEO_DSCP),
+        "--header",
+        header,
+        "--source",
+        lab.address(SENDER),
+    ]
     done = subprocess.run(lab.exec_argv(SENDER, argv), capture_output=True, text=True, timeout=60, cwd=REPO)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -55,7 +71,7 @@ def test_block_loss_sums_to_the_packets_the_fault_dropped(lab, header):
     video_frames = []
 
     def upstream_point(ts_ns: int, frame: bytes, offset: int) -> None:
-        if frame[offset] >> 4 == 6 and (int.from_bytes(frame[offset:offset + 2], "big") >> 6) & 0x3F == VIDEO_DSCP:
+        if frame[offset] >> 4 == 6 and (int.from_bytes(frame[offset : offset + 2], "big") >> 6) & 0x3F == VIDEO_DSCP:
             video_frames.append(ts_ns)
         upstream.observe(ts_ns, frame, offset)
 

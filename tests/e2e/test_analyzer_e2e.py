@@ -24,8 +24,11 @@ from tests.support import CountingBackoff, free_udp_port, nothing_in_flight, run
 
 TOKEN = "e2e-token"
 FAST = Backoff(initial_s=0.02, cap_s=0.2)
-PATHS = (PathKey("cnty1a", "core", "video", "stamp"), PathKey("cnty1a", "edge", "video", "stamp"),
-         PathKey("cnty1a", "core", "egov", "stamp"))
+PATHS = (
+    PathKey("cnty1a", "core", "video", "stamp"),
+    PathKey("cnty1a", "edge", "video", "stamp"),
+    PathKey("cnty1a", "core", "egov", "stamp"),
+)
 
 
 def built_batch(seq: int) -> ShipmentBatch:
@@ -36,8 +39,16 @@ def built_batch(seq: int) -> ShipmentBatch:
         builder = WindowBuilder(key, "fd00::1", W, settle_ns=0, slice_dscp=34 if key.slice == "video" else 26)
         for i in range(10):
             lost = key.target == "core" and key.slice == "video" and i < 2
-            builder.add(ProbeResult(key.target, key.slice, i, seq * W + i * W // 10, None if lost else 3_000_000 + i,
-                                    loss=LossDirection.FORWARD if lost else LossDirection.NONE))
+            builder.add(
+                ProbeResult(
+                    key.target,
+                    key.slice,
+                    i,
+                    seq * W + i * W // 10,
+                    None if lost else 3_000_000 + i,
+                    loss=LossDirection.FORWARD if lost else LossDirection.NONE,
+                )
+            )
         windows += builder.close_ready((seq + 1) * W)
     return ShipmentBatch("cnty1a", tuple(windows), health=health(), created_ns=(seq + 1) * W)
 
@@ -97,7 +108,11 @@ def test_an_analyzer_outage_loses_no_window_and_counts_none_twice(tmp_path):
         restored = open_store(state, default_policies(), catch_up_s=0).slice_verdict("video", T0 * W)
         shown = before["verdict"]  # a restart is not an outage: the verdict continues as it was
         assert (restored.status, restored.since_ns, restored.error_budget_remaining, restored.intervals) == (
-            shown["status"], shown["since_ns"], shown["error_budget_remaining"], shown["intervals"])
+            shown["status"],
+            shown["since_ns"],
+            shown["error_budget_remaining"],
+            shown["intervals"],
+        )
 
         for seq in range(T0 + 4, T0 + 10):  # T0+4 again: its response "was lost"
             sink.submit(built_batch(seq))

@@ -44,17 +44,22 @@ def crosses(path: dict) -> bool:
 def test_starving_one_slice_on_one_link_breaches_only_that_slice_and_its_paths_there(lab, tmp_path):
     with lab_deployment(lab, tmp_path, api_port=0) as deployment:  # any free port: other runs may hold 9863
         url = deployment.api_url
-        wait_for_statuses(url, lambda s: set(s) == set(SLICES) and all(v == "ok" for v in s.values()),
-                          "every slice reading ok")
+        wait_for_statuses(
+            url, lambda s: set(s) == set(SLICES) and all(v == "ok" for v in s.values()), "every slice reading ok"
+        )
         # An on-demand probe from a named agent, as an engineer would ask the analyzer for one.
         token = (tmp_path / "token").read_text()
-        asked = httpx.post(f"{url}/probe", json={"agent": "cnty1a", "target": lab.address("cnty2b"),
-                                                  "kind": "stamp", "slice": "egov", "count": 5},
-                           headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        asked = httpx.post(
+            f"{url}/probe",
+            json={"agent": "cnty1a", "target": lab.address("cnty2b"), "kind": "stamp", "slice": "egov", "count": 5},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        )
         assert asked.status_code == 200, asked.text
         assert asked.json()["result"]["summary"]["received"] == 5
-        refused = httpx.post(f"{url}/probe", json={"agent": "cnty1a", "target": lab.address("core"),
-                                                    "slice": "egov"}, timeout=10)
+        refused = httpx.post(
+            f"{url}/probe", json={"agent": "cnty1a", "target": lab.address("core"), "slice": "egov"}, timeout=10
+        )
         assert refused.status_code == 401
         fault = lab.fault_slice_starve("core-prov2", "video")
         try:

@@ -34,8 +34,10 @@ class Veth:
 def veth_pair() -> Iterator[Veth]:
     with network_namespace() as near, network_namespace() as far:
         ifname = f"xe{near[3:9]}"
-        subprocess.run(["ip", "link", "add", ifname, "netns", near, "type", "veth",
-                        "peer", "name", "far0", "netns", far], check=True)
+        subprocess.run(
+            ["ip", "link", "add", ifname, "netns", near, "type", "veth", "peer", "name", "far0", "netns", far],
+            check=True,
+        )
         subprocess.run(["ip", "-n", near, "link", "set", ifname, "name", "near0"], check=True)
         for ns, dev, address in ((near, "near0", NEAR), (far, "far0", FAR)):
             subprocess.run(["ip", "-n", ns, "address", "add", f"{address}/64", "dev", dev, "nodad"], check=True)
@@ -48,8 +50,15 @@ def veth_pair() -> Iterator[Veth]:
 
 
 def _wait_until_reachable(netns: str, address: str) -> None:
-    wait_until(lambda: subprocess.run(in_netns(netns, ["ping", "-6", "-n", "-c", "1", "-W", "1", address]),
-                                      capture_output=True).returncode == 0, what=f"{address} reachable from {netns}")
+    wait_until(
+        lambda: (
+            subprocess.run(
+                in_netns(netns, ["ping", "-6", "-n", "-c", "1", "-W", "1", address]), capture_output=True
+            ).returncode
+            == 0
+        ),
+        what=f"{address} reachable from {netns}",
+    )
 
 
 def ours(netns: str, target: str, *args: str) -> tuple[list[dict], dict]:
@@ -61,8 +70,12 @@ def ours(netns: str, target: str, *args: str) -> tuple[list[dict], dict]:
 
 def iputils(netns: str, target: str, count: int, interval: float) -> dict[int, int]:
     """icmp_seq -> RTT in ns, from `ping -6`."""
-    done = subprocess.run(in_netns(netns, ["ping", "-6", "-n", "-c", str(count), "-i", str(interval), target]),
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        in_netns(netns, ["ping", "-6", "-n", "-c", str(count), "-i", str(interval), target]),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return {int(m.group(1)): int(float(m.group(2)) * 1e6) for m in _PING_TIME.finditer(done.stdout)}
 
 
@@ -92,20 +105,42 @@ def test_veth_rtt_agrees_with_iputils():
 def test_slice_dscp_and_flow_label_are_on_the_wire(socket_kind):
     with veth_pair() as veth:
         if socket_kind == "ping":
-            subprocess.run(in_netns(veth.near, ["sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"]),
-                           check=True)
+            subprocess.run(in_netns(veth.near, ["sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"]), check=True)
         capture = subprocess.Popen(
-            in_netns(veth.far, ["tshark", "-i", "far0", "-f", "icmp6 and (ip6[40] == 128 or ip6[40] == 129)",
-                                "-c", "6", "-l", "-T", "fields",
-                                "-e", "icmpv6.type", "-e", "ipv6.tclass", "-e", "ipv6.flow", "-e", "icmpv6.echo.sequence_number"]),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            in_netns(
+                veth.far,
+                [
+                    "tshark",
+                    "-i",
+                    "far0",
+                    "-f",
+                    "icmp6 and (ip6[40] == 128 or ip6[40] == 129)",
+                    "-c",
+                    "6",
+                    "-l",
+                    "-T",
+                    "fields",
+                    "-e",
+                    "icmpv6.type",
+                    "-e",
+                    "ipv6.tclass",
+                    "-e",
+                    "ipv6.flow",
+                    "-e",
+                    "icmpv6.echo.sequence_number",
+                ],
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         try:
             deadline = time.monotonic() + DEADLINE_S
             while "Capturing on" not in capture.stderr.readline():
                 assert time.monotonic() < deadline and capture.poll() is None, "tshark did not start"
-            results, summary = ours(veth.near, FAR, "-c", "3", "-i", "0.1", "--slice", "video",
-                                    "--flow-label", "0x12345")
+            results, summary = ours(
+                veth.near, FAR, "-c", "3", "-i", "0.1", "--slice", "video", "--flow-label", "0x12345"
+            )
             out, _ = capture.communicate(timeout=DEADLINE_S)
         finally:
             capture.kill()
@@ -130,8 +165,7 @@ def test_a_target_without_route_shows_total_loss_and_exit_status_1():
 def test_a_router_without_onward_route_is_named_in_the_loss(socket_kind):
     with veth_pair() as veth:
         if socket_kind == "ping":
-            subprocess.run(in_netns(veth.near, ["sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"]),
-                           check=True)
+            subprocess.run(in_netns(veth.near, ["sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"]), check=True)
         results, summary = ours(veth.near, UNROUTED, "-c", "3", "-i", "0.1", "-W", "1")
     assert summary["socket"] == socket_kind
     assert summary["received"] == 0 and summary["errors"] == 3
@@ -142,9 +176,31 @@ def test_a_router_without_onward_route_is_named_in_the_loss(socket_kind):
 def test_dropped_requests_are_lost_for_both_tools():
     with veth_pair() as veth:
         # Every second echo request dropped on arrival at FAR: exactly half of each run is lost.
-        subprocess.run(in_netns(veth.far, ["ip6tables", "-A", "INPUT", "-p", "icmpv6", "--icmpv6-type", "echo-request",
-                                           "-m", "statistic", "--mode", "nth", "--every", "2", "--packet", "0",
-                                           "-j", "DROP"]), check=True)
+        subprocess.run(
+            in_netns(
+                veth.far,
+                [
+                    "ip6tables",
+                    "-A",
+                    "INPUT",
+                    "-p",
+                    "icmpv6",
+                    "--icmpv6-type",
+                    "echo-request",
+                    "-m",
+                    "statistic",
+                    "--mode",
+                    "nth",
+                    "--every",
+                    "2",
+                    "--packet",
+                    "0",
+                    "-j",
+                    "DROP",
+                ],
+            ),
+            check=True,
+        )
         results, summary = ours(veth.near, FAR, "-c", "10", "-i", "0.05", "-W", "5")  # late is not lost
         theirs = iputils(veth.near, FAR, 10, 0.05)
     assert summary["sent"] == 10 and summary["received"] == 5 and summary["lost_unknown"] == 5

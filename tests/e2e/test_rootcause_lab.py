@@ -88,7 +88,9 @@ def probed_routes(lab) -> list[tuple[str, ...]]:
 
 def crossed_links(lab) -> list[str]:
     """Links on the probed routes between the deployment's sites, by name ("a-b")."""
-    return sorted({lab.topology.link_between(a, b).name for route in probed_routes(lab) for a, b in zip(route, route[1:])})
+    return sorted(
+        {lab.topology.link_between(a, b).name for route in probed_routes(lab) for a, b in zip(route, route[1:])}
+    )
 
 
 def inseparable_ends(lab, link_name: str) -> set[str]:
@@ -107,8 +109,11 @@ def cut_off(lab, link_name: str) -> list[str]:
     """Probing sites that a down `link_name` leaves without any route to core."""
     from lab import routing
 
-    return [site for site in LAB_SITES if site != "core"
-            and routing.path(lab.topology, site, "core", frozenset({link_name})) is None]
+    return [
+        site
+        for site in LAB_SITES
+        if site != "core" and routing.path(lab.topology, site, "core", frozenset({link_name})) is None
+    ]
 
 
 def link_case(name: str, lab, link_name: str, kinds: set[str]) -> Case:
@@ -153,8 +158,13 @@ def make_fault(kind: str, lab, rng: random.Random) -> Case:
             after = lab.path(source, destination)
             break
         left = route_parts(before) - route_parts(after)
-        case = Case("reroute", {"path-change"}, left | {source, destination},
-                    route_parts(before) | route_parts(after), fault_id=fault_id)
+        case = Case(
+            "reroute",
+            {"path-change"},
+            left | {source, destination},
+            route_parts(before) | route_parts(after),
+            fault_id=fault_id,
+        )
     elif kind == "delay":
         case = link_case("delay", lab, rng.choice(links), {"latency-shift"})
         case.fault_id = lab.fault_delay(case.link, 20)
@@ -176,9 +186,12 @@ def hints(url: str) -> list[dict]:
 
 
 def is_right(case: Case, hint: dict) -> bool:
-    return (hint["kind"] in case.kinds and bool(set(hint["suspects"]) & case.culprits)
-            and (case.slice is None or case.slice in hint["slices"])
-            and (not case.slice_alone or set(hint["slices"]) == {case.slice}))
+    return (
+        hint["kind"] in case.kinds
+        and bool(set(hint["suspects"]) & case.culprits)
+        and (case.slice is None or case.slice in hint["slices"])
+        and (not case.slice_alone or set(hint["slices"]) == {case.slice})
+    )
 
 
 def wait_steady(deployment) -> None:
@@ -216,8 +229,10 @@ def recent_diagnoses(deployment, epochs: int = 6) -> str:
     lossy = sum(1 for p in paths if p.lost)
     slower = sum(1 for p in paths if p.delay_s and p.baseline_delay_s and p.delay_s > p.baseline_delay_s + 0.003)
     unknown = sum(1 for p in paths if p.baseline_delay_s is None)
-    lines.append(f"  latest evidence: {len(paths)} paths, {lossy} lossy, {slower} slower than their baseline, "
-                 f"{unknown} without a baseline")
+    lines.append(
+        f"  latest evidence: {len(paths)} paths, {lossy} lossy, {slower} slower than their baseline, "
+        f"{unknown} without a baseline"
+    )
     return "\n".join(lines)
 
 
@@ -245,12 +260,16 @@ def deployment(small_lab, tmp_path_factory):
         wait_steady(deployed)
         yield deployed
         inference = deployed.inference
-        print(f"\ninference: {inference.epochs} intervals, {inference.failures} failures, "
-              f"worst {inference.worst_seconds * 1000:.0f} ms per interval")
+        print(
+            f"\ninference: {inference.epochs} intervals, {inference.failures} failures, "
+            f"worst {inference.worst_seconds * 1000:.0f} ms per interval"
+        )
     print("\nfault            time to hint   time to clear   hint")
     for name, figures in FIGURES.items():
-        print(f"{name:<16} {figures['hint_s']:>8.1f} s   {figures.get('clear_s', float('nan')):>9.1f} s   "
-              f"{figures['hint']}")
+        print(
+            f"{name:<16} {figures['hint_s']:>8.1f} s   {figures.get('clear_s', float('nan')):>9.1f} s   "
+            f"{figures['hint']}"
+        )
 
 
 KINDS = ["loss", "down", "congest", "slice-starve", "reroute", "delay", "reflector", "agent"]
@@ -273,13 +292,20 @@ def test_each_fault_gets_the_right_hint_within_3_intervals_blames_nothing_health
         return next((h for h in seen if is_right(case, h)), None)
 
     # How soon is judged below, by the hint's own interval: the wait only bounds a failure.
-    right = wait_until(right_hint, interval=POLL_S, what=lambda: (
-        f"{case.name}: a {case.kinds} hint naming {sorted(case.culprits)}; hints: {seen}\n"
-        f"inference by interval:\n{recent_diagnoses(deployment)}"))
+    right = wait_until(
+        right_hint,
+        interval=POLL_S,
+        what=lambda: (
+            f"{case.name}: a {case.kinds} hint naming {sorted(case.culprits)}; hints: {seen}\n"
+            f"inference by interval:\n{recent_diagnoses(deployment)}"
+        ),
+    )
     hint_s = time.monotonic() - started
     FIGURES[kind] = {"hint_s": hint_s, "hint": f"{right['kind']} {','.join(right['suspects'])}"}
-    print(f"  hint after {hint_s:.1f} s: {right['kind']} {right['suspects']} {right['slices']} "
-          f"({right['confidence']}): {right['evidence'][:1]}")
+    print(
+        f"  hint after {hint_s:.1f} s: {right['kind']} {right['suspects']} {right['slices']} "
+        f"({right['confidence']}): {right['evidence'][:1]}"
+    )
     # Within 3 intervals of the one the fault was made in (that one may hold a moment of it).
     interval_ns = int(LAB_INTERVAL_S * 1e9)
     made_interval_end = (made_ns // interval_ns + 1) * interval_ns
@@ -289,8 +315,9 @@ def test_each_fault_gets_the_right_hint_within_3_intervals_blames_nothing_health
 
     def watched_3_intervals() -> bool:
         wrong = [h for h in hints(url) if not set(h["suspects"]) & case.touched]
-        assert not wrong, (f"{case.name}: hints blaming healthy parts: {wrong}\n"
-                           f"inference by interval:\n{recent_diagnoses(deployment)}")
+        assert not wrong, (
+            f"{case.name}: hints blaming healthy parts: {wrong}\ninference by interval:\n{recent_diagnoses(deployment)}"
+        )
         return intervals_since(deployment, watched_from) >= 3
 
     wait_until(watched_3_intervals, interval=POLL_S, what="3 intervals of inference during the fault")
@@ -301,8 +328,9 @@ def test_each_fault_gets_the_right_hint_within_3_intervals_blames_nothing_health
     def cleared() -> bool:
         if not any(set(h["suspects"]) & case.touched for h in hints(url)):
             return True
-        assert intervals_since(deployment, healed_through) < CLEAR_WITHIN_INTERVALS, \
+        assert intervals_since(deployment, healed_through) < CLEAR_WITHIN_INTERVALS, (
             f"{case.name}: hints stay after healing: {hints(url)}"
+        )
         return False
 
     wait_until(cleared, interval=POLL_S, what=f"{case.name}: hints clearing after healing")

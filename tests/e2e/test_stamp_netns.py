@@ -26,15 +26,51 @@ def probe_json(netns: str, *args: str) -> tuple[list[dict], dict]:
 
 @pytest.mark.tool("ip6tables")
 def test_forward_and_reverse_loss_are_told_apart():
-    with network_namespace() as ns, running_reflector("--stateful", "--bind", "::1", "--port", "8620",
-                                                      "--rate-limit", "0", netns=ns):
+    with (
+        network_namespace() as ns,
+        running_reflector("--stateful", "--bind", "::1", "--port", "8620", "--rate-limit", "0", netns=ns),
+    ):
         # Every 5th request and every 4th reply dropped by the kernel: 8 + 8 of 40.
-        ip6tables(ns, "-A", "INPUT", "-p", "udp", "--dport", "8620",
-                  "-m", "statistic", "--mode", "nth", "--every", "5", "--packet", "0", "-j", "DROP")
-        ip6tables(ns, "-A", "INPUT", "-p", "udp", "--sport", "8620",
-                  "-m", "statistic", "--mode", "nth", "--every", "4", "--packet", "1", "-j", "DROP")
+        ip6tables(
+            ns,
+            "-A",
+            "INPUT",
+            "-p",
+            "udp",
+            "--dport",
+            "8620",
+            "-m",
+            "statistic",
+            "--mode",
+            "nth",
+            "--every",
+            "5",
+            "--packet",
+            "0",
+            "-j",
+            "DROP",
+        )
+        ip6tables(
+            ns,
+            "-A",
+            "INPUT",
+            "-p",
+            "udp",
+            "--sport",
+            "8620",
+            "-m",
+            "statistic",
+            "--mode",
+            "nth",
+            "--every",
+            "4",
+            "--packet",
+            "1",
+            "-j",
+            "DROP",
+        )
         # -W: a reply the kernel let through must count as received however late a loaded machine makes it.
-        results, summary = probe_json(ns, "-p", "8620", "-c", "40", "-i", "0.01", "-W", "5")
+        _results, summary = probe_json(ns, "-p", "8620", "-c", "40", "-i", "0.01", "-W", "5")
     assert summary["sent"] == 40 and summary["received"] == 24
     lost = summary["lost_forward"] + summary["lost_reverse"] + summary["lost_unknown"]
     assert lost == 16
@@ -47,16 +83,38 @@ def test_forward_and_reverse_loss_are_told_apart():
 def test_slice_dscp_and_flow_label_are_on_the_wire_both_ways():
     with network_namespace() as ns, running_reflector("--bind", "::1", "--port", "8621", netns=ns):
         capture = subprocess.Popen(
-            in_netns(ns, ["tshark", "-i", "lo", "-f", "udp port 8621", "-c", "4", "-l",
-                          "-T", "fields", "-e", "udp.dstport", "-e", "ipv6.tclass", "-e", "ipv6.flow"]),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            in_netns(
+                ns,
+                [
+                    "tshark",
+                    "-i",
+                    "lo",
+                    "-f",
+                    "udp port 8621",
+                    "-c",
+                    "4",
+                    "-l",
+                    "-T",
+                    "fields",
+                    "-e",
+                    "udp.dstport",
+                    "-e",
+                    "ipv6.tclass",
+                    "-e",
+                    "ipv6.flow",
+                ],
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         try:
             deadline = time.monotonic() + DEADLINE_S
             while "Capturing on" not in capture.stderr.readline():
                 assert time.monotonic() < deadline and capture.poll() is None, "tshark did not start"
-            _results, summary = probe_json(ns, "-p", "8621", "-c", "2", "-i", "0.1",
-                                           "--slice", "video", "--flow-label", "0x12345")
+            _results, summary = probe_json(
+                ns, "-p", "8621", "-c", "2", "-i", "0.1", "--slice", "video", "--flow-label", "0x12345"
+            )
             out, _ = capture.communicate(timeout=DEADLINE_S)
         finally:
             capture.kill()

@@ -43,8 +43,9 @@ def ip(namespace: str, *args: str) -> None:
 def kernel_rtt_ms(namespace: str, destination: str) -> float | None:
     """The smoothed RTT the sender's kernel keeps for the connection, from `ss -ti`."""
     peer = f"[{destination}]:{PORT}" if ":" in destination else f"{destination}:{PORT}"
-    out = subprocess.run(["ip", "netns", "exec", namespace, "ss", "-tin", "dst", peer],
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["ip", "netns", "exec", namespace, "ss", "-tin", "dst", peer], capture_output=True, text=True
+    ).stdout
     found = re.search(r"\brtt:([\d.]+)/", out)
     return float(found.group(1)) if found else None
 
@@ -63,8 +64,12 @@ def wire(sender: str, router: str, receiver: str, family: str) -> tuple[str, str
     sender_net, receiver_net, length = SUBNETS[family]
     ip(sender, "link", "add", "tx0", "type", "veth", "peer", "name", "r0", "netns", router)
     ip(receiver, "link", "add", "rx0", "type", "veth", "peer", "name", "r1", "netns", router)
-    for namespace, interface, address in ((sender, "tx0", sender_net + "2"), (router, "r0", sender_net + "1"),
-                                          (router, "r1", receiver_net + "1"), (receiver, "rx0", receiver_net + "2")):
+    for namespace, interface, address in (
+        (sender, "tx0", sender_net + "2"),
+        (router, "r0", sender_net + "1"),
+        (router, "r1", receiver_net + "1"),
+        (receiver, "rx0", receiver_net + "2"),
+    ):
         ip(namespace, "addr", "add", f"{address}/{length}", "dev", interface, *(["nodad"] if family == "ipv6" else []))
         # segments of wire size, so that every TSval and every queue slot is one real packet
         ip(namespace, "link", "set", interface, "up", "gso_max_size", "1500")
@@ -72,13 +77,39 @@ def wire(sender: str, router: str, receiver: str, family: str) -> tuple[str, str
         ip(namespace, "route", "add", "default", "via", gateway)
     forwarding = "net.ipv6.conf.all.forwarding=1" if family == "ipv6" else "net.ipv4.ip_forward=1"
     subprocess.run(["ip", "netns", "exec", router, "sysctl", "-qw", forwarding], check=True)
-    subprocess.run(["ip", "netns", "exec", router, "tc", "qdisc", "add", "dev", "r1", "root", "tbf",
-                    "rate", RATE, "burst", "16kb", "latency", "500ms"], check=True)
+    subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            router,
+            "tc",
+            "qdisc",
+            "add",
+            "dev",
+            "r1",
+            "root",
+            "tbf",
+            "rate",
+            RATE,
+            "burst",
+            "16kb",
+            "latency",
+            "500ms",
+        ],
+        check=True,
+    )
     sender_address, receiver_address = sender_net + "2", receiver_net + "2"
     # links up and neighbours resolved before the handshake, so that no SYN waits for them
-    wait_until(lambda: subprocess.run(["ip", "netns", "exec", sender, "ping", "-c", "1", "-W", "1", receiver_address],
-                                      capture_output=True).returncode == 0,
-               what=f"{receiver_address} reachable from the sender")
+    wait_until(
+        lambda: (
+            subprocess.run(
+                ["ip", "netns", "exec", sender, "ping", "-c", "1", "-W", "1", receiver_address], capture_output=True
+            ).returncode
+            == 0
+        ),
+        what=f"{receiver_address} reachable from the sender",
+    )
     return sender_address, receiver_address
 
 
@@ -125,8 +156,9 @@ def test_passive_rtt_agrees_with_the_senders_kernel(family):
             client.sendall(b"\x00" * TRANSFER)
             done.set()  # the queue drains from here: no kernel RTT of the tail
             client.shutdown(socket.SHUT_WR)
-            [retransmitted] = wait_until(lambda: sender_retransmissions(client),
-                                         what="the sender's data and FIN acknowledged")
+            [retransmitted] = wait_until(
+                lambda: sender_retransmissions(client), what="the sender's data and FIN acknowledged"
+            )
         finally:
             done.set()
             poller.join()

@@ -51,18 +51,45 @@ def diamond(hash_policy: int):
         ns = {node: stack.enter_context(network_namespace()) for node in NODES}
         for node, name in ns.items():
             subprocess.run(
-                in_netns(name, ["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1",
-                                "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0",
-                                "net.ipv6.icmp.ratelimit=0", f"net.ipv6.fib_multipath_hash_policy={hash_policy}",
-                                # Time Exceeded and Destination Unreachable (types 3 and 1) out of the
-                                # mask: no per-host limit, and no global one (50 burst, 1,000/s) either.
-                                "net.ipv6.icmp.ratemask=0,2,4-127"]),
-                check=True, capture_output=True,
+                in_netns(
+                    name,
+                    [
+                        "sysctl",
+                        "-q",
+                        "-w",
+                        "net.ipv6.conf.all.forwarding=1",
+                        "net.ipv6.conf.all.accept_dad=0",
+                        "net.ipv6.conf.default.accept_dad=0",
+                        "net.ipv6.icmp.ratelimit=0",
+                        f"net.ipv6.fib_multipath_hash_policy={hash_policy}",
+                        # Time Exceeded and Destination Unreachable (types 3 and 1) out of the
+                        # mask: no per-host limit, and no global one (50 burst, 1,000/s) either.
+                        "net.ipv6.icmp.ratemask=0,2,4-127",
+                    ],
+                ),
+                check=True,
+                capture_output=True,
             )
             ip(name, "addr", "add", f"{LOOPBACK[node]}/128", "dev", "lo")
         for link, (a, b, _prefix) in LINKS.items():
-            subprocess.run(["ip", "link", "add", f"{link}-{a}", "netns", ns[a], "type", "veth",
-                            "peer", "name", f"{link}-{b}", "netns", ns[b]], check=True)
+            subprocess.run(
+                [
+                    "ip",
+                    "link",
+                    "add",
+                    f"{link}-{a}",
+                    "netns",
+                    ns[a],
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    f"{link}-{b}",
+                    "netns",
+                    ns[b],
+                ],
+                check=True,
+            )
             for node in (a, b):
                 ip(ns[node], "addr", "add", f"{end(link, node)}/64", "dev", f"{link}-{node}", "nodad")
                 ip(ns[node], "link", "set", f"{link}-{node}", "up")
@@ -71,8 +98,24 @@ def diamond(hash_policy: int):
         ip(ns["r"], "route", "add", LOOPBACK["s"], "via", peer("sr", "r"), "src", LOOPBACK["r"])
         ip(ns["r"], "route", "add", LOOPBACK["b1"], "via", peer("rb1", "r"), "src", LOOPBACK["r"])
         ip(ns["r"], "route", "add", LOOPBACK["b2"], "via", peer("rb2", "r"), "src", LOOPBACK["r"])
-        ip(ns["r"], "route", "add", LOOPBACK["d"], "src", LOOPBACK["r"],
-           "nexthop", "via", peer("rb1", "r"), "dev", "rb1-r", "nexthop", "via", peer("rb2", "r"), "dev", "rb2-r")
+        ip(
+            ns["r"],
+            "route",
+            "add",
+            LOOPBACK["d"],
+            "src",
+            LOOPBACK["r"],
+            "nexthop",
+            "via",
+            peer("rb1", "r"),
+            "dev",
+            "rb1-r",
+            "nexthop",
+            "via",
+            peer("rb2", "r"),
+            "dev",
+            "rb2-r",
+        )
         for branch in ("b1", "b2"):
             ip(ns[branch], "route", "add", LOOPBACK["d"], "via", peer(f"{branch}d", branch), "src", LOOPBACK[branch])
             ip(ns[branch], "route", "add", everyone, "via", peer(f"r{branch}", branch), "src", LOOPBACK[branch])
@@ -83,9 +126,16 @@ def diamond(hash_policy: int):
 
 def _wait_reachable(ns: str, address: str) -> None:
     """veths pass traffic only once the kernel has brought them up, a moment after `link set up`."""
-    wait_until(lambda: subprocess.run(in_netns(ns, ["ping", "-6", "-n", "-c", "1", "-W", "0.2", address]),
-                                      capture_output=True).returncode == 0, interval=0.1,
-               what=f"{address} reachable from {ns}")
+    wait_until(
+        lambda: (
+            subprocess.run(
+                in_netns(ns, ["ping", "-6", "-n", "-c", "1", "-W", "0.2", address]), capture_output=True
+            ).returncode
+            == 0
+        ),
+        interval=0.1,
+        what=f"{address} reachable from {ns}",
+    )
 
 
 def trace(ns: str, *args: str) -> dict:
@@ -125,8 +175,12 @@ def test_with_a_five_tuple_hash_classic_traceroute_wanders_and_paris_does_not():
     with diamond(hash_policy=1) as ns:
         classic_lines = []
         for _ in range(3):
-            done = subprocess.run(in_netns(ns["s"], ["traceroute", "-6", "-n", "-q", "8", "-w", "0.5", LOOPBACK["d"]]),
-                                  capture_output=True, text=True, check=True)
+            done = subprocess.run(
+                in_netns(ns["s"], ["traceroute", "-6", "-n", "-q", "8", "-w", "0.5", LOOPBACK["d"]]),
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             classic_lines.append(done.stdout.splitlines()[2])  # hop 2
         ours = [trace(ns["s"], "-q", "8")["flows"][0]["hops"][1] for _ in range(3)]
         multipath = trace(ns["s"], "--multipath", "--flows", "16")

@@ -33,8 +33,19 @@ def our_trace(lab, source: str, destination: str, *args: str) -> dict:
 
 def their_trace(lab, source: str, destination: str, protocol: str) -> list[str | None]:
     """Debian traceroute's hop list: the first address on each hop line, None for a silent hop."""
-    argv = ["traceroute", "-6", "-n", "-q", "3", "-w", "1", "-m", "12", *TRACEROUTE_FLAGS[protocol],
-            lab.address(destination)]
+    argv = [
+        "traceroute",
+        "-6",
+        "-n",
+        "-q",
+        "3",
+        "-w",
+        "1",
+        "-m",
+        "12",
+        *TRACEROUTE_FLAGS[protocol],
+        lab.address(destination),
+    ]
     done = lab.exec(source, argv, timeout=60)
     assert done.returncode == 0, done.stderr
     hops = []
@@ -102,8 +113,10 @@ def test_report_shows_loss_from_the_hop_after_the_lossy_link(lab):
 
 
 def test_report_text_is_the_mtr_table(lab):
-    done = lab.exec("cnty1a", [sys.executable, "-m", "xnetmon", "probe", "trace", lab.address("core"),
-                               "--report", "-c", "5", "-i", "0.02"])
+    done = lab.exec(
+        "cnty1a",
+        [sys.executable, "-m", "xnetmon", "probe", "trace", lab.address("core"), "--report", "-c", "5", "-i", "0.02"],
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert re.match(r"^HOST: \S+\s+Loss%   Snt   Last   Avg  Best  Wrst StDev$", lines[1])
@@ -127,5 +140,7 @@ def test_every_probe_keeps_the_slice_marking(lab, protocol):
     assert not video["flows"][0]["path"]["reached"]
     assert egov["flows"][0]["path"]["hops"] == lab_hops(lab, source, destination)
     if protocol == "icmp":  # the routers' quotes show the DSCP each probe still had there
-        seen = {p["quoted_dscp"] for h in egov["flows"][0]["hops"] for p in h["probes"] if p["answer"] == "time-exceeded"}
+        seen = {
+            p["quoted_dscp"] for h in egov["flows"][0]["hops"] for p in h["probes"] if p["answer"] == "time-exceeded"
+        }
         assert seen == {26}

@@ -41,18 +41,44 @@ class Scenario:
 HINT_RESEND_S = 75  # Prometheus resends firing alerts, with fresh annotations, every minute
 
 SCENARIOS = (
-    Scenario("slice-starve video on core-prov2", lambda lab: lab.fault_slice_starve("core-prov2", "video"),
-             "XnetSliceErrorBudgetBurn", "video", "", 90),
-    Scenario("loss 30% of egov on core-prov2", lambda lab: lab.fault_loss("core-prov2", 0.3, slice="egov"),
-             "XnetSliceErrorBudgetBurn", "egov", "", 90),
-    Scenario("down: node city2b (cuts off cnty2b)", lambda lab: lab.fault_down("city2b"),
-             "XnetSliceDown", "data", "cnty2b", 60),
+    Scenario(
+        "slice-starve video on core-prov2",
+        lambda lab: lab.fault_slice_starve("core-prov2", "video"),
+        "XnetSliceErrorBudgetBurn",
+        "video",
+        "",
+        90,
+    ),
+    Scenario(
+        "loss 30% of egov on core-prov2",
+        lambda lab: lab.fault_loss("core-prov2", 0.3, slice="egov"),
+        "XnetSliceErrorBudgetBurn",
+        "egov",
+        "",
+        90,
+    ),
+    Scenario(
+        "down: node city2b (cuts off cnty2b)",
+        lambda lab: lab.fault_down("city2b"),
+        "XnetSliceDown",
+        "data",
+        "cnty2b",
+        60,
+    ),
 )
 
 
 def firing(alerts: list[dict], name: str, slice_name: str) -> dict | None:
-    return next((a for a in alerts if a["labels"].get("alertname") == name and a["labels"].get("slice") == slice_name
-                 and a["labels"].get("severity") == "critical"), None)
+    return next(
+        (
+            a
+            for a in alerts
+            if a["labels"].get("alertname") == name
+            and a["labels"].get("slice") == slice_name
+            and a["labels"].get("severity") == "critical"
+        ),
+        None,
+    )
 
 
 def quotes_a_hint(alert: dict | None) -> bool:
@@ -76,22 +102,32 @@ def wait_for_alert(mon, name: str, slice_name: str, timeout: float) -> tuple[flo
             return elapsed, alert, None, None  # no hint for this slice to quote
         time.sleep(0.5)
     if alert is None:
-        pytest.fail(f"{name} for slice {slice_name} not in Alertmanager within {timeout:.0f} s; "
-                    f"there: {[(a['labels'].get('alertname'), a['labels'].get('slice')) for a in mon.alerts()]}")
-    pytest.fail(f"{name} for slice {slice_name} fired after {elapsed:.1f} s but never quoted the slice's hint "
-                f"{mon.query(top_hint)}: {alert['annotations']['description']}")
+        pytest.fail(
+            f"{name} for slice {slice_name} not in Alertmanager within {timeout:.0f} s; "
+            f"there: {[(a['labels'].get('alertname'), a['labels'].get('slice')) for a in mon.alerts()]}"
+        )
+    pytest.fail(
+        f"{name} for slice {slice_name} fired after {elapsed:.1f} s but never quoted the slice's hint "
+        f"{mon.query(top_hint)}: {alert['annotations']['description']}"
+    )
 
 
 def wait_until_not_pending(mon, name: str, slice_name: str) -> None:
     """Neither pending nor firing in Prometheus, so the clock starts from a clean slate."""
-    wait_until(lambda: not mon.query(f'ALERTS{{alertname="{name}", slice="{slice_name}"}}'), interval=1,
-               what=f"{name} for {slice_name} neither pending nor firing before its fault")
+    wait_until(
+        lambda: not mon.query(f'ALERTS{{alertname="{name}", slice="{slice_name}"}}'),
+        interval=1,
+        what=f"{name} for {slice_name} neither pending nor firing before its fault",
+    )
 
 
 def wait_until_quiet(mon) -> None:
     """No slice alert in Alertmanager: the start-up intervals have left every lookback."""
-    wait_until(lambda: not [a for a in mon.alerts() if a["labels"].get("scope") in {"slice", "node"}], interval=1,
-               what=lambda: f"no slice alert before any fault; there: {mon.alerts()}")
+    wait_until(
+        lambda: not [a for a in mon.alerts() if a["labels"].get("scope") in {"slice", "node"}],
+        interval=1,
+        what=lambda: f"no slice alert before any fault; there: {mon.alerts()}",
+    )
 
 
 @pytest.mark.root
@@ -105,16 +141,19 @@ def test_faults_reach_alertmanager_with_the_slice_and_the_hint(lab, tmp_path):
             wait_until_not_pending(mon, scenario.alert, scenario.slice)
             fault = scenario.inject(lab)
             try:
-                elapsed, alert, hint_elapsed, hinted = wait_for_alert(mon, scenario.alert, scenario.slice,
-                                                                      timeout=scenario.bound_s + HINT_RESEND_S)
+                elapsed, alert, hint_elapsed, hinted = wait_for_alert(
+                    mon, scenario.alert, scenario.slice, timeout=scenario.bound_s + HINT_RESEND_S
+                )
             finally:
                 lab.heal(fault)
             assert elapsed < scenario.bound_s, f"{scenario.alert} took {elapsed:.1f} s"
             description = (hinted or alert)["annotations"]["description"]
             figures.append((scenario, elapsed, hint_elapsed, hinted or alert))
             assert alert["annotations"]["runbook_url"].endswith(f"/{scenario.alert}.md")
-            assert f"slice {scenario.slice}" in alert["annotations"]["summary"].lower() or \
-                f"Slice {scenario.slice}" in alert["annotations"]["summary"]
+            assert (
+                f"slice {scenario.slice}" in alert["annotations"]["summary"].lower()
+                or f"Slice {scenario.slice}" in alert["annotations"]["summary"]
+            )
             assert "Root-cause hint: " in description and "error expanding template" not in description, description
             if scenario.site:
                 assert f"→{scenario.site}" in description, description
@@ -123,13 +162,19 @@ def test_faults_reach_alertmanager_with_the_slice_and_the_hint(lab, tmp_path):
         labels = alert["labels"]
         window = f" ({labels['long_window']}/{labels['short_window']})" if "long_window" in labels else ""
         hint = f"hint quoted at {hint_elapsed:.1f} s" if hint_elapsed is not None else "no hint for the slice"
-        print(f"  {scenario.fault:38s} {scenario.alert}{window} slice={labels['slice']}: firing at {elapsed:.1f} s, "
-              f"{hint} [{alert['status']['state']}]\n    {alert['annotations']['description']}")
+        print(
+            f"  {scenario.fault:38s} {scenario.alert}{window} slice={labels['slice']}: firing at {elapsed:.1f} s, "
+            f"{hint} [{alert['status']['state']}]\n    {alert['annotations']['description']}"
+        )
 
 
 def post_alerts(url: str, alerts: list[dict]) -> None:
-    request = urllib.request.Request(f"{url}/api/v2/alerts", data=json.dumps(alerts).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{url}/api/v2/alerts",
+        data=json.dumps(alerts).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=5) as response:
         assert response.status == 200
 
@@ -143,16 +188,25 @@ def test_alertmanager_holds_back_path_alerts_while_their_slice_is_down(tmp_path)
         return {"labels": {"alertname": name, **labels}, "annotations": {"summary": name}}
 
     with running_alertmanager(tmp_path, tmp_path / "mixin" / "alertmanager.yml", None) as url:
-        post_alerts(url, [
-            alert("XnetSliceDown", slice="data", severity="critical", scope="slice"),
-            alert("XnetPathLossHigh", slice="data", src="cnty1a", dst="cnty2b", severity="warning", scope="path"),
-            alert("XnetPathLossHigh", slice="egov", src="cnty1a", dst="cnty2b", severity="warning", scope="path"),
-        ])
+        post_alerts(
+            url,
+            [
+                alert("XnetSliceDown", slice="data", severity="critical", scope="slice"),
+                alert("XnetPathLossHigh", slice="data", src="cnty1a", dst="cnty2b", severity="warning", scope="path"),
+                alert("XnetPathLossHigh", slice="egov", src="cnty1a", dst="cnty2b", severity="warning", scope="path"),
+            ],
+        )
+
         def processed() -> dict | None:
-            states = {(a["labels"]["alertname"], a["labels"]["slice"]): a["status"]["state"]
-                      for a in _get(f"{url}/api/v2/alerts", None)}
+            states = {
+                (a["labels"]["alertname"], a["labels"]["slice"]): a["status"]["state"]
+                for a in _get(f"{url}/api/v2/alerts", None)
+            }
             return states if len(states) == 3 and "unprocessed" not in states.values() else None
 
         states = wait_until(processed, interval=0.2, what="Alertmanager processing the three alerts")
-    assert states == {("XnetSliceDown", "data"): "active", ("XnetPathLossHigh", "data"): "suppressed",
-                      ("XnetPathLossHigh", "egov"): "active"}
+    assert states == {
+        ("XnetSliceDown", "data"): "active",
+        ("XnetPathLossHigh", "data"): "suppressed",
+        ("XnetPathLossHigh", "egov"): "active",
+    }

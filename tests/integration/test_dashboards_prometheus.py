@@ -27,27 +27,35 @@ RATE_INTERVAL = f"{4 * SCRAPE_INTERVAL_S}s"  # Grafana's $__rate_interval: four 
 # nothing in `xnetmon run` marks traffic (`collector.capture.altmark_sender` does).
 PASSIVE = "the lab's only TCP is the agents' shipments; their RTT samples may not have arrived yet"
 ALTMARK = "nothing in the lab's all-in-one sends alternate-marked traffic (collector.capture.altmark_sender does)"
-REFLECTOR = ("the lab's all-in-one runs each site's reflector as its own `xnetmon reflect` process, which "
-             "serves no /metrics; agents with an embedded reflector export these")
+REFLECTOR = (
+    "the lab's all-in-one runs each site's reflector as its own `xnetmon reflect` process, which "
+    "serves no /metrics; agents with an embedded reflector export these"
+)
 # A piece of an expression -> (the series whose total absence excuses an empty answer, why).
 # First match wins. Whenever the series exist, the expression must return data.
 MAY_BE_EMPTY = {
-    'kind="node-down"': ('xnet_rootcause_hint{kind="node-down"}',
-                         "node-down hints exist only while a node is down (test_alerting_lab takes one down)"),
+    'kind="node-down"': (
+        'xnet_rootcause_hint{kind="node-down"}',
+        "node-down hints exist only while a node is down (test_alerting_lab takes one down)",
+    ),
     "xnet_passive_rtt_seconds": ('{__name__=~"xnet_passive_rtt_seconds.*"}', PASSIVE),
     "xnet_tcp_retransmissions_total": ("xnet_tcp_retransmissions_total", PASSIVE),
     "xnet_altmark_": ('{__name__=~"xnet_altmark_.*"}', ALTMARK),
     "xnet_rootcause_hint": ("xnet_rootcause_hint", "a healthy lab has no root-cause hint (faults make them)"),
     "xnet_reflector_packets_total": ("xnet_reflector_packets_total", REFLECTOR),
-    "xnet_malformed_packets_total": ("xnet_malformed_packets_total",
-                                     REFLECTOR + " (the agents' flow receivers count only undecodable exports)"),
+    "xnet_malformed_packets_total": (
+        "xnet_malformed_packets_total",
+        REFLECTOR + " (the agents' flow receivers count only undecodable exports)",
+    ),
 }
 
 
 def send_garbage_to_the_core_reflector(lab) -> None:
     """Undecodable datagrams to a STAMP reflector, so the malformed-packet series exist."""
-    code = ("import socket; s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
-            f"for _ in range(20): s.sendto(b'not stamp', ('{lab.address('core')}', {LAB_STAMP_PORT}))")
+    code = (
+        "import socket; s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
+        f"for _ in range(20): s.sendto(b'not stamp', ('{lab.address('core')}', {LAB_STAMP_PORT}))"
+    )
     lab.exec("cnty1a", [sys.executable, "-c", code], check=True)
 
 
@@ -91,8 +99,11 @@ def test_every_panel_rule_and_alert_expression_returns_data_on_the_lab(lab, tmp_
                     excused.append(f"{where}: {why}")
             return not empty and len(excused) < len(expressions) // 3
 
-        wait_until(every_expression_answers, interval=SCRAPE_INTERVAL_S,
-                   what=lambda: f"data for every expression; without: {empty}; excused: {len(excused)}")
+        wait_until(
+            every_expression_answers,
+            interval=SCRAPE_INTERVAL_S,
+            what=lambda: f"data for every expression; without: {empty}; excused: {len(excused)}",
+        )
         lab.heal(fault)
     print(f"\n{len(expressions)} expressions checked; {len(excused)} empty for a listed reason:")
     print("\n".join(f"  {line}" for line in excused))

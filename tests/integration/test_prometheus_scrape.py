@@ -32,30 +32,54 @@ def window(key: PathKey, seq: int, end_ns: int, *, lost_forward: int, lost_rever
     """100 probes; the replies land 90 in (10 ms, 20 ms] and the rest in (30 ms, 50 ms]."""
     received = 100 - lost_forward - lost_reverse
     return PathWindow(
-        key=key, target_address="fd00:1::2", seq=seq, start_ns=end_ns - WINDOW_NS, end_ns=end_ns,
-        sent=100, received=received, lost_forward=lost_forward, lost_reverse=lost_reverse, lost_unknown=0,
-        duplicates=0, reordered=0, rtt_buckets=buckets(b0_02=90, b0_05=received - 90),
+        key=key,
+        target_address="fd00:1::2",
+        seq=seq,
+        start_ns=end_ns - WINDOW_NS,
+        end_ns=end_ns,
+        sent=100,
+        received=received,
+        lost_forward=lost_forward,
+        lost_reverse=lost_reverse,
+        lost_unknown=0,
+        duplicates=0,
+        reordered=0,
+        rtt_buckets=buckets(b0_02=90, b0_05=received - 90),
         rtt_sum_ns=90 * 15_000_000 + (received - 90) * 40_000_000,
-        rtt_min_ns=None, rtt_p50_ns=None, rtt_p90_ns=None, rtt_p99_ns=None, rtt_max_ns=None,
-        ipdv_mean_abs_ns=500_000, pdv_p99_ns=30_000_000, forward_owd_p50_ns=None, reverse_owd_p50_ns=None, forward_owd_p99_ns=None, reverse_owd_p99_ns=None,
-        clock_error_ns=None, dscp_remarked=0, reflector_hop_limit=None, reply_hop_limit=None,
-        path_fingerprint="0123456789abcdef", icmp_errors=0,
+        rtt_min_ns=None,
+        rtt_p50_ns=None,
+        rtt_p90_ns=None,
+        rtt_p99_ns=None,
+        rtt_max_ns=None,
+        ipdv_mean_abs_ns=500_000,
+        pdv_p99_ns=30_000_000,
+        forward_owd_p50_ns=None,
+        reverse_owd_p50_ns=None,
+        forward_owd_p99_ns=None,
+        reverse_owd_p99_ns=None,
+        clock_error_ns=None,
+        dscp_remarked=0,
+        reflector_hop_limit=None,
+        reply_hop_limit=None,
+        path_fingerprint="0123456789abcdef",
+        icmp_errors=0,
     )
 
 
 def apply_round(state: MetricsState, seq: int) -> None:
     end = time.time_ns()
-    state.apply([
-        window(VIDEO, seq, end, lost_forward=3, lost_reverse=2),  # 5 % loss, 3 of it forward
-        window(EGOV, seq, end, lost_forward=0, lost_reverse=0),
-    ])
+    state.apply(
+        [
+            window(VIDEO, seq, end, lost_forward=3, lost_reverse=2),  # 5 % loss, 3 of it forward
+            window(EGOV, seq, end, lost_forward=0, lost_reverse=0),
+        ]
+    )
 
 
 def test_prometheus_scrapes_the_agent_and_promql_reads_back_the_numbers(tmp_path):
     state = MetricsState()
     apply_round(state, 1)
-    with serve_metrics(state, ("::1", 0)) as server, \
-            running_prometheus(tmp_path, f"[::1]:{server.address[1]}") as prom:
+    with serve_metrics(state, ("::1", 0)) as server, running_prometheus(tmp_path, f"[::1]:{server.address[1]}") as prom:
         wait_for(prom, 'up{job="xnet-agent"}', lambda r: list(r.values()) == [1.0])
         rounds = 4
         for seq in range(1, rounds + 1):  # counters that grow between scrapes, for rate(): each round scraped
@@ -64,8 +88,9 @@ def test_prometheus_scrapes_the_agent_and_promql_reads_back_the_numbers(tmp_path
             wait_for(prom, 'xnet_probe_sent_total{slice="video"}', lambda r, seq=seq: list(r.values()) == [100.0 * seq])
 
         # The loss ratio by slice, as the recording rules derive it from the counters.
-        ratio = query(prom, "sum by (slice) (rate(xnet_probe_lost_total[1m]))"
-                            " / sum by (slice) (rate(xnet_probe_sent_total[1m]))")
+        ratio = query(
+            prom, "sum by (slice) (rate(xnet_probe_lost_total[1m])) / sum by (slice) (rate(xnet_probe_sent_total[1m]))"
+        )
         assert ratio[("video",)] == pytest.approx(0.05) and ratio[("egov",)] == 0
 
         lost = query(prom, 'sum by (direction) (xnet_probe_lost_total{slice="video"})')

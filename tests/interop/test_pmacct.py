@@ -55,28 +55,56 @@ def test_pmacctd_nfprobe_totals_per_slice(tmp_path, version):
         "plugins: nfprobe\nnfprobe_receiver: [::1]:4739\n"
         f"nfprobe_version: {version}\n"
         "nfprobe_timeouts: tcp=1:udp=1:maxlife=1:expint=1:general=1\n"
-        "aggregate: src_host, dst_host, src_port, dst_port, proto, tos\n")
+        "aggregate: src_host, dst_host, src_port, dst_port, proto, tos\n"
+    )
     rules = tmp_path / "slices.yaml"
     rules.write_text(yaml.safe_dump({"rules": PREFIX_RULES, "default": "best-effort"}))
     with network_namespace() as ns:
         for index in range(1, len(SLICE_DSCP) + 1):  # each slice's prefix, local to the namespace
-            subprocess.run(["ip", "-n", ns, "addr", "add", f"2001:db8:{index}::1/48", "dev", "lo", "nodad"],
-                           check=True)
-        collector = subprocess.Popen(in_netns(ns, [*XNETMON, "flows", "collect", "--listen", "[::1]:4739",
-                                                   "--slices", str(rules),
-                                                   "--interval", "1", "--json"]),
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+            subprocess.run(["ip", "-n", ns, "addr", "add", f"2001:db8:{index}::1/48", "dev", "lo", "nodad"], check=True)
+        collector = subprocess.Popen(
+            in_netns(
+                ns,
+                [
+                    *XNETMON,
+                    "flows",
+                    "collect",
+                    "--listen",
+                    "[::1]:4739",
+                    "--slices",
+                    str(rules),
+                    "--interval",
+                    "1",
+                    "--json",
+                ],
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
         collected = LineReader(collector.stdout)
         pmacctd = None
         try:
             collected.wait_for(lambda line: "receiving" in line)
-            pmacctd = subprocess.Popen(in_netns(ns, ["pmacctd", "-f", str(config)]),
-                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            pmacctd = subprocess.Popen(
+                in_netns(ns, ["pmacctd", "-f", str(config)]),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
             log = LineReader(pmacctd.stdout)
             log.wait_for(lambda line: "link type is" in line)  # its capture is open
             log.wait_for(lambda line: "Exporting flows to" in line)  # and its nfprobe plugin ready
-            sent = json.loads(subprocess.run(in_netns(ns, [sys.executable, "-c", SENDER]), capture_output=True,
-                                             text=True, check=True, timeout=DEADLINE_S).stdout)
+            sent = json.loads(
+                subprocess.run(
+                    in_netns(ns, [sys.executable, "-c", SENDER]),
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=DEADLINE_S,
+                ).stdout
+            )
             # Flows expire (1 s timeouts) and are exported: wait until the collector counted every packet sent.
             collected.wait_for(lambda line: _packets_collected(line) >= len(sent) * PACKETS_PER_SLICE)
             stop_process(pmacctd)  # whatever is left goes out at shutdown

@@ -79,8 +79,15 @@ def expected_tlvs(tlvs) -> list[tuple[int, int, int, bytes]]:
 
 
 def reflect(request: bytes, *, session=None, context=None, hop_limit=61) -> bytes:
-    reply, _dscp = reflect_request(request, receive_ns=RX_NS, transmit_ns=TX_NS, error_estimate=REFLECTOR_ERR.encode(),
-                                   hop_limit=hop_limit, session=session, context=context)
+    reply, _dscp = reflect_request(
+        request,
+        receive_ns=RX_NS,
+        transmit_ns=TX_NS,
+        error_estimate=REFLECTOR_ERR.encode(),
+        hop_limit=hop_limit,
+        session=session,
+        context=context,
+    )
     return reply
 
 
@@ -115,17 +122,28 @@ def test_scapy_reads_our_ntp_sender_timestamp_as_the_same_instant():
 @pytest.mark.parametrize("tlvs", [(), SENDER_TLVS], ids=["base", "tlvs"])
 def test_scapy_dissects_our_encoded_reflector_packet_to_the_same_fields(fmt, tlvs):
     packet = ReflectorPacket(
-        seq=0x01020304, timestamp=encode_timestamp(TX_NS, fmt), error_estimate=ErrorEstimate(True, fmt, 1, 2),
-        ssid=0x0BAD, receive_timestamp=encode_timestamp(RX_NS, fmt), sender_seq=0x0A0B0C0D,
-        sender_timestamp=encode_timestamp(T1_NS, fmt), sender_error_estimate=ErrorEstimate(False, fmt, 63, 255),
-        sender_ttl=254, tlvs=tuple(t for t in tlvs),
+        seq=0x01020304,
+        timestamp=encode_timestamp(TX_NS, fmt),
+        error_estimate=ErrorEstimate(True, fmt, 1, 2),
+        ssid=0x0BAD,
+        receive_timestamp=encode_timestamp(RX_NS, fmt),
+        sender_seq=0x0A0B0C0D,
+        sender_timestamp=encode_timestamp(T1_NS, fmt),
+        sender_error_estimate=ErrorEstimate(False, fmt, 63, 255),
+        sender_ttl=254,
+        tlvs=tuple(t for t in tlvs),
     )
     dissected = STAMPSessionReflectorTestUnauthenticated(encode_reflector(packet))
     assert (dissected.seq, dissected.ssid, dissected.seq_sender, dissected.ttl_sender) == (
-        0x01020304, 0x0BAD, 0x0A0B0C0D, 254,
+        0x01020304,
+        0x0BAD,
+        0x0A0B0C0D,
+        254,
     )
     assert (raw(dissected, "ts"), raw(dissected, "ts_rx"), raw(dissected, "ts_sender")) == (
-        packet.timestamp, packet.receive_timestamp, packet.sender_timestamp,
+        packet.timestamp,
+        packet.receive_timestamp,
+        packet.sender_timestamp,
     )
     assert estimate_of(dissected.err_estimate) == packet.error_estimate
     assert estimate_of(dissected.err_estimate_sender) == packet.sender_error_estimate
@@ -163,7 +181,9 @@ def test_scapy_sees_our_reply_tlv_flags_and_values():
 def scapy_request(seq: int = 7, *, tlvs=(), z: int = 0, ssid: int = 0x5151):
     ts = 2_208_988_800 + T1_NS / 1e9 if z == 0 else (1_699_999_999 << 32) | 500_000_000
     packet = STAMPSessionSenderTestUnauthenticated(
-        seq=seq, err_estimate=ScapyErrorEstimate(S=1, Z=z, scale=3, multiplier=9), ssid=ssid,
+        seq=seq,
+        err_estimate=ScapyErrorEstimate(S=1, Z=z, scale=3, multiplier=9),
+        ssid=ssid,
         tlv_objects=list(tlvs),
     )
     packet.ts = ts  # after err_estimate: scapy picks the type of `ts` from Z when it is assigned
@@ -240,8 +260,10 @@ def test_scapy_built_request_cut_to_twamp_light_41_octets_gets_a_41_octet_reply(
 
 def test_scapy_built_requests_in_a_stateful_session_get_consecutive_reflector_numbers():
     session = SessionCounters()
-    seqs = [STAMPSessionReflectorTestUnauthenticated(reflect(bytes(scapy_request(s)), session=session)).seq
-            for s in (10, 20, 30)]
+    seqs = [
+        STAMPSessionReflectorTestUnauthenticated(reflect(bytes(scapy_request(s)), session=session)).seq
+        for s in (10, 20, 30)
+    ]
     assert seqs == [0, 1, 2]
 
 
@@ -274,8 +296,14 @@ def exchange(sock: socket.socket, port: int, data: bytes) -> tuple[bytes, int | 
     """Send `data` to the reflector; the reply and the traffic class it arrived with."""
     sock.sendto(data, ("::1", port))
     reply, ancdata, _flags, _address = sock.recvmsg(2048, socket.CMSG_SPACE(4))
-    tclass = next((struct.unpack("@i", d[:4])[0] for lvl, kind, d in ancdata
-                   if lvl == socket.IPPROTO_IPV6 and kind == IPV6_TCLASS), None)
+    tclass = next(
+        (
+            struct.unpack("@i", d[:4])[0]
+            for lvl, kind, d in ancdata
+            if lvl == socket.IPPROTO_IPV6 and kind == IPV6_TCLASS
+        ),
+        None,
+    )
     return reply, tclass
 
 
@@ -323,8 +351,10 @@ def test_live_reflector_fills_location_with_loopback_addresses_and_ports(client)
 
 def test_live_stateful_reflector_numbers_replies_per_session(client):
     with Reflector(live_config(stateful=True)) as reflector:
-        seqs = [STAMPSessionReflectorTestUnauthenticated(exchange(client, reflector.port, bytes(scapy_request(s)))[0]).seq
-                for s in (100, 200, 300)]
+        seqs = [
+            STAMPSessionReflectorTestUnauthenticated(exchange(client, reflector.port, bytes(scapy_request(s)))[0]).seq
+            for s in (100, 200, 300)
+        ]
     assert seqs == [0, 1, 2]
 
 

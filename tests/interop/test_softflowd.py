@@ -21,8 +21,8 @@ from collector.traffic.classifier import SliceClassifier
 from tests.flow_export_support import (
     PREFIX_RULES,
     SLICE_DSCP,
-    pcap_truth,
     exported_datagrams,
+    pcap_truth,
     softflowd_from_pcap,
     write_slice_pcap,
 )
@@ -80,8 +80,9 @@ def test_sampled_totals_within_the_sampling_error_bound(tmp_path, version):
     truth = pcap_truth(pcap)
     largest_packet = 40 + 8 + 20 + 40 + 13 * 49 + 20  # IPv6 + TCP header + the largest payload, rounded up
     with receive() as receiver:
-        got = settle(receiver, softflowd_from_pcap(pcap, receiver.addresses[0], version, tmp_path,
-                                                   extra=("-s", str(rate))))
+        got = settle(
+            receiver, softflowd_from_pcap(pcap, receiver.addresses[0], version, tmp_path, extra=("-s", str(rate)))
+        )
         with receiver.reading():
             assert receiver.state.sampling.in_use == {"::1": rate}  # announced in softflowd's options
     for name, (octets, packets) in truth.items():
@@ -96,7 +97,8 @@ def test_sampled_totals_within_the_sampling_error_bound(tmp_path, version):
 
 LIVE_PORT = 9100
 FILLER_PREFIX = "2001:db8:ff00::/48"
-LIVE_SENDER = """
+LIVE_SENDER = (
+    """
 import json, socket, sys
 dscps = json.loads(sys.argv[1])
 sent = {}
@@ -110,12 +112,15 @@ for index, (name, dscp) in enumerate(dscps.items(), start=1):
         octets += 40 + 8 + len(payload)
     sent[name] = [octets, 40]
 print(json.dumps(sent))
-""" % LIVE_PORT
+"""
+    % LIVE_PORT
+)
 
 
 def _softflowd_statistics(control) -> str:
-    return subprocess.run(["softflowctl", "-c", str(control), "statistics"], capture_output=True, text=True,
-                          timeout=DEADLINE_S).stdout
+    return subprocess.run(
+        ["softflowctl", "-c", str(control), "statistics"], capture_output=True, text=True, timeout=DEADLINE_S
+    ).stdout
 
 
 def _softflowd_processed(control) -> int:
@@ -140,33 +145,82 @@ def test_live_interface_of_a_namespace_pair(tmp_path):
     Then `softflowctl expire-all` exports every flow, which leaves at softflowd's next wake-up;
     the test waits until the collector has every datagram softflowd counts as exported."""
     rules = tmp_path / "slices.yaml"
-    rules.write_text(yaml.safe_dump({"rules": [*PREFIX_RULES, {"slice": "filler", "destination": FILLER_PREFIX}],
-                                     "default": "best-effort"}))
+    rules.write_text(
+        yaml.safe_dump(
+            {"rules": [*PREFIX_RULES, {"slice": "filler", "destination": FILLER_PREFIX}], "default": "best-effort"}
+        )
+    )
     control = tmp_path / "softflowd.ctl"
     with network_namespace() as a, network_namespace() as b:
-        subprocess.run(["ip", "link", "add", "xf-a", "netns", a, "type", "veth", "peer", "name", "xf-b", "netns", b],
-                       check=True)
+        subprocess.run(
+            ["ip", "link", "add", "xf-a", "netns", a, "type", "veth", "peer", "name", "xf-b", "netns", b], check=True
+        )
         for ns, dev, address in ((a, "xf-a", "fd00:f10::1"), (b, "xf-b", "fd00:f10::2")):
             subprocess.run(["ip", "-n", ns, "addr", "add", f"{address}/64", "dev", dev, "nodad"], check=True)
             subprocess.run(["ip", "-n", ns, "link", "set", dev, "up"], check=True)
         for prefix in [*(p for p in (r["destination"] for r in PREFIX_RULES)), FILLER_PREFIX]:
-            subprocess.run(["ip", "-n", b, "addr", "add", prefix.replace("::/48", "::1/48"), "dev", "lo", "nodad"],
-                           check=True)
+            subprocess.run(
+                ["ip", "-n", b, "addr", "add", prefix.replace("::/48", "::1/48"), "dev", "lo", "nodad"], check=True
+            )
             subprocess.run(["ip", "-n", a, "route", "add", prefix, "via", "fd00:f10::2"], check=True)
-        collector = subprocess.Popen(in_netns(a, [*XNETMON, "flows", "collect", "--listen", "[::1]:4739",
-                                                  "--slices", str(rules), "--interval", "1", "--json"]),
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        collector = subprocess.Popen(
+            in_netns(
+                a,
+                [
+                    *XNETMON,
+                    "flows",
+                    "collect",
+                    "--listen",
+                    "[::1]:4739",
+                    "--slices",
+                    str(rules),
+                    "--interval",
+                    "1",
+                    "--json",
+                ],
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
         collected = LineReader(collector.stdout)
         softflowd = None
         try:
             collected.wait_for(lambda line: "receiving" in line)
-            softflowd = subprocess.Popen(in_netns(a, [
-                "softflowd", "-d", "-i", "xf-a", "-n", "[::1]:4739", "-v", "10", "-c", str(control),
-                "-p", str(tmp_path / "softflowd.pid"), f"ip6 and udp and dst port {LIVE_PORT}"]),
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            softflowd = subprocess.Popen(
+                in_netns(
+                    a,
+                    [
+                        "softflowd",
+                        "-d",
+                        "-i",
+                        "xf-a",
+                        "-n",
+                        "[::1]:4739",
+                        "-v",
+                        "10",
+                        "-c",
+                        str(control),
+                        "-p",
+                        str(tmp_path / "softflowd.pid"),
+                        f"ip6 and udp and dst port {LIVE_PORT}",
+                    ],
+                ),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
             wait_until(control.exists, what="softflowd's control socket")  # made once its capture is open
-            sent = json.loads(subprocess.run(in_netns(a, [sys.executable, "-c", LIVE_SENDER, json.dumps(SLICE_DSCP)]),
-                                             capture_output=True, text=True, check=True, timeout=DEADLINE_S).stdout)
+            sent = json.loads(
+                subprocess.run(
+                    in_netns(a, [sys.executable, "-c", LIVE_SENDER, json.dumps(SLICE_DSCP)]),
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=DEADLINE_S,
+                ).stdout
+            )
             measured = sum(p for _, p in sent.values())
             filler = filler_command(a)
 
@@ -177,8 +231,9 @@ def test_live_interface_of_a_namespace_pair(tmp_path):
                 return False
 
             wait_until(read_past_ours, what="softflowd reading its capture past our packets")
-            subprocess.run(["softflowctl", "-c", str(control), "expire-all"], check=True, timeout=DEADLINE_S,
-                           capture_output=True)
+            subprocess.run(
+                ["softflowctl", "-c", str(control), "expire-all"], check=True, timeout=DEADLINE_S, capture_output=True
+            )
 
             def all_exported() -> str | None:
                 statistics = _softflowd_statistics(control)
@@ -198,6 +253,8 @@ def test_live_interface_of_a_namespace_pair(tmp_path):
 
 def filler_command(ns: str) -> list[str]:
     """A command that sends 200 filler datagrams of 1,400 octets from namespace `ns`."""
-    code = ("import socket\ns = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
-            f"for _ in range(200): s.sendto(bytes(1400), ('{FILLER_PREFIX.replace('::/48', '::1')}', {LIVE_PORT}))\n")
+    code = (
+        "import socket\ns = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
+        f"for _ in range(200): s.sendto(bytes(1400), ('{FILLER_PREFIX.replace('::/48', '::1')}', {LIVE_PORT}))\n"
+    )
     return in_netns(ns, [sys.executable, "-c", code])

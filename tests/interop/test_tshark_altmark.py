@@ -44,20 +44,51 @@ def test_tshark_reads_the_marks_we_send(tmp_path):
     with network_namespace() as namespace:
         # "ip6 and not icmp6": our packets (Next Header 0 or 60), not the port-unreachable replies
         tshark = subprocess.Popen(
-            ["ip", "netns", "exec", namespace, "tshark", "-i", "lo", "-F", "pcap", "-w", str(pcap),
-             "-f", "ip6 and not icmp6", "-c", str(2 * PER_HEADER)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                "ip",
+                "netns",
+                "exec",
+                namespace,
+                "tshark",
+                "-i",
+                "lo",
+                "-F",
+                "pcap",
+                "-w",
+                str(pcap),
+                "-f",
+                "ip6 and not icmp6",
+                "-c",
+                str(2 * PER_HEADER),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         try:
             for line in tshark.stderr:  # dumpcap says so once the filter is in place
                 if "Capturing on" in line:
                     break
             for header, flow_mon_id in FLOWS.items():
-                argv = [sys.executable, "-m", "collector.capture.altmark_sender", "::1", "--flow-mon-id",
-                        str(flow_mon_id), "--count", str(PER_HEADER), "--block-packets", str(BLOCK),
-                        "--interval-ms", "1", "--header", header]
-                sent = subprocess.run(["ip", "netns", "exec", namespace, *argv], capture_output=True, text=True,
-                                      timeout=30, cwd=REPO)
+                argv = [
+                    sys.executable,
+                    "-m",
+                    "collector.capture.altmark_sender",
+                    "::1",
+                    "--flow-mon-id",
+                    str(flow_mon_id),
+                    "--count",
+                    str(PER_HEADER),
+                    "--block-packets",
+                    str(BLOCK),
+                    "--interval-ms",
+                    "1",
+                    "--header",
+                    header,
+                ]
+                sent = subprocess.run(
+                    ["ip", "netns", "exec", namespace, *argv], capture_output=True, text=True, timeout=30, cwd=REPO
+                )
                 assert sent.returncode == 0, sent.stderr
             tshark.wait(timeout=20)
         finally:
@@ -65,9 +96,21 @@ def test_tshark_reads_the_marks_we_send(tmp_path):
                 stop_process(tshark)
 
     fields = subprocess.run(
-        ["tshark", "-r", str(pcap), "-T", "fields", "-E", "occurrence=a", "-E", "separator=\t",
-         *[arg for field in FIELDS for arg in ("-e", field)]],
-        capture_output=True, text=True, check=True,
+        [
+            "tshark",
+            "-r",
+            str(pcap),
+            "-T",
+            "fields",
+            "-E",
+            "occurrence=a",
+            "-E",
+            "separator=\t",
+            *[arg for field in FIELDS for arg in ("-e", field)],
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.splitlines()
     frames = [bytes(frame) for frame in rdpcap(str(pcap))]
     assert len(fields) == len(frames) == 2 * PER_HEADER

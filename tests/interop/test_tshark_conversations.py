@@ -26,7 +26,9 @@ from collector.capture.pcap import read_flows
 # Explicit addresses: without them scapy resolves them on the network, slowly.
 MAC_A, MAC_B = "02:00:00:00:00:01", "02:00:00:00:00:02"
 
-LINE = re.compile(r"^(\S+)\s+<->\s+(\S+)\s+([\d,]+)\s+([\d,]+) bytes\s+([\d,]+)\s+([\d,]+) bytes\s+([\d,]+)\s+([\d,]+) bytes")
+LINE = re.compile(
+    r"^(\S+)\s+<->\s+(\S+)\s+([\d,]+)\s+([\d,]+) bytes\s+([\d,]+)\s+([\d,]+) bytes\s+([\d,]+)\s+([\d,]+) bytes"
+)
 
 
 def _traffic() -> list:
@@ -55,8 +57,13 @@ def _traffic() -> list:
 
 def _tshark_conversations(path: Path, kind: str) -> dict[tuple[str, str], tuple[int, int]]:
     """(from, to) -> (frames, bytes) in that direction, from `tshark -q -z conv,KIND`."""
-    out = subprocess.run(["tshark", "-n", "-r", str(path), "-q", "-z", f"conv,{kind}"],
-                         capture_output=True, text=True, check=True, timeout=120).stdout
+    out = subprocess.run(
+        ["tshark", "-n", "-r", str(path), "-q", "-z", f"conv,{kind}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
     directions: dict[tuple[str, str], tuple[int, int]] = {}
     for line in out.splitlines():
         match = LINE.match(line)
@@ -65,7 +72,10 @@ def _tshark_conversations(path: Path, kind: str) -> dict[tuple[str, str], tuple[
             continue
         left, right, back_frames, back_bytes, forth_frames, forth_bytes = match.groups()[:6]
         number = lambda text: int(text.replace(",", ""))  # noqa: E731
-        for key, frames, octets in (((left, right), forth_frames, forth_bytes), ((right, left), back_frames, back_bytes)):
+        for key, frames, octets in (
+            ((left, right), forth_frames, forth_bytes),
+            ((right, left), back_frames, back_bytes),
+        ):
             if number(frames):
                 directions[key] = (number(frames), number(octets))
     return directions

@@ -50,9 +50,21 @@ from tests.stamp_support import reflect_request
 pytestmark = pytest.mark.tool("tshark")
 
 FIELDS = [
-    "seq_number", "timestamp", "error_estimate", "error_estimate.s", "error_estimate.z",
-    "error_estimate.scale", "error_estimate.multiplier", "mbz1", "receive_timestamp",
-    "sender_seq_number", "sender_timestamp", "sender_error_estimate", "mbz2", "sender_ttl", "padding",
+    "seq_number",
+    "timestamp",
+    "error_estimate",
+    "error_estimate.s",
+    "error_estimate.z",
+    "error_estimate.scale",
+    "error_estimate.multiplier",
+    "mbz1",
+    "receive_timestamp",
+    "sender_seq_number",
+    "sender_timestamp",
+    "sender_error_estimate",
+    "mbz2",
+    "sender_ttl",
+    "padding",
 ]
 RX_NS = 1_700_000_000_250_000_000
 TX_NS = 1_700_000_000_750_123_456
@@ -74,8 +86,21 @@ def tshark_decode(tmp_path, payloads: list[bytes], *, sport: int = 862, dport: i
     ]
     pcap = tmp_path / "stamp.pcap"
     wrpcap(str(pcap), frames)
-    command = ["tshark", "-r", str(pcap), "-d", "udp.port==862,twamp.test", "-T", "fields",
-               "-E", "separator=|", "-E", "occurrence=a", "-E", "aggregator=;"]
+    command = [
+        "tshark",
+        "-r",
+        str(pcap),
+        "-d",
+        "udp.port==862,twamp.test",
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=;",
+    ]
     for name in FIELDS:
         command += ["-e", f"twamp.test.{name}"]
     out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=60).stdout
@@ -100,9 +125,18 @@ def assert_ntp_shown(text: str, raw: int) -> None:
     assert 0 <= expected - shown_ns(text) <= 1  # tshark truncates the fraction
 
 
-def reflected(request: bytes, *, hop_limit: int = 61, error_estimate: ErrorEstimate, session=None, context=None) -> bytes:
-    reply, _dscp = reflect_request(request, receive_ns=RX_NS, transmit_ns=TX_NS, error_estimate=error_estimate.encode(),
-                                   hop_limit=hop_limit, session=session, context=context)
+def reflected(
+    request: bytes, *, hop_limit: int = 61, error_estimate: ErrorEstimate, session=None, context=None
+) -> bytes:
+    reply, _dscp = reflect_request(
+        request,
+        receive_ns=RX_NS,
+        transmit_ns=TX_NS,
+        error_estimate=error_estimate.encode(),
+        hop_limit=hop_limit,
+        session=session,
+        context=context,
+    )
     return reply
 
 
@@ -180,11 +214,15 @@ def test_tshark_reads_a_41_octet_twamp_light_reply(tmp_path):
 
 def test_tshark_reads_our_encoded_reflector_packet(tmp_path):
     packet = ReflectorPacket(
-        seq=0xFFFFFFFE, timestamp=encode_timestamp(TX_NS, TimestampFormat.NTP),
-        error_estimate=ErrorEstimate(True, TimestampFormat.NTP, 63, 255), ssid=0xFFFF,
-        receive_timestamp=encode_timestamp(RX_NS, TimestampFormat.NTP), sender_seq=0x80000000,
+        seq=0xFFFFFFFE,
+        timestamp=encode_timestamp(TX_NS, TimestampFormat.NTP),
+        error_estimate=ErrorEstimate(True, TimestampFormat.NTP, 63, 255),
+        ssid=0xFFFF,
+        receive_timestamp=encode_timestamp(RX_NS, TimestampFormat.NTP),
+        sender_seq=0x80000000,
         sender_timestamp=encode_timestamp(T1_NS, TimestampFormat.NTP),
-        sender_error_estimate=ErrorEstimate(False, TimestampFormat.NTP, 0, 1), sender_ttl=255,
+        sender_error_estimate=ErrorEstimate(False, TimestampFormat.NTP, 0, 1),
+        sender_ttl=255,
     )
     (row,) = tshark_decode(tmp_path, [encode_reflector(packet)])
     assert (row["seq_number"], row["sender_seq_number"], row["sender_ttl"]) == (str(0xFFFFFFFE), str(0x80000000), "255")

@@ -22,10 +22,25 @@ QUEUE = 7
 
 
 def delay_line(namespace: str, delay_ms: float, ready: Path) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "lab.delay", "--queue", str(QUEUE), "--delay-ms", str(delay_ms),
-            "--ready-file", str(ready)]
-    return subprocess.Popen(in_netns(namespace, argv), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    argv = [
+        sys.executable,
+        "-m",
+        "lab.delay",
+        "--queue",
+        str(QUEUE),
+        "--delay-ms",
+        str(delay_ms),
+        "--ready-file",
+        str(ready),
+    ]
+    return subprocess.Popen(
+        in_netns(namespace, argv),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
 
 
 @contextlib.contextmanager
@@ -47,15 +62,33 @@ def serving(namespace: str, delay_ms: float, tmp_path: Path) -> Iterator[subproc
 
 
 def ping_rtts_ms(namespace: str, count: int) -> list[float]:
-    done = subprocess.run(in_netns(namespace, ["ping", "-6", "-n", "-c", str(count), "-i", "0.05", "-W", "2", "::1"]),
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        in_netns(namespace, ["ping", "-6", "-n", "-c", str(count), "-i", "0.05", "-W", "2", "::1"]),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     return [float(ms) for ms in re.findall(r"time=([\d.]+) ms", done.stdout)]
 
 
 def test_requests_wait_the_set_delay_and_the_line_stops_cleanly(tmp_path):
     with network_namespace() as namespace:
-        rule = ["-t", "mangle", "-A", "POSTROUTING", "-o", "lo", "-p", "ipv6-icmp", "--icmpv6-type", "echo-request",
-                "-j", "NFQUEUE", "--queue-num", str(QUEUE)]
+        rule = [
+            "-t",
+            "mangle",
+            "-A",
+            "POSTROUTING",
+            "-o",
+            "lo",
+            "-p",
+            "ipv6-icmp",
+            "--icmpv6-type",
+            "echo-request",
+            "-j",
+            "NFQUEUE",
+            "--queue-num",
+            str(QUEUE),
+        ]
         subprocess.run(in_netns(namespace, ["ip6tables", "-w", *rule]), check=True)
         with serving(namespace, 40, tmp_path) as line:
             rtts = ping_rtts_ms(namespace, 5)

@@ -34,8 +34,11 @@ def test_batch_input_is_one_line_per_command():
 
 def test_every_site_is_a_router_without_duplicate_address_detection(lab):
     for site in ("core", "cnty1a"):
-        shown = lab.exec(site, ["sysctl", "-n", "net.ipv6.conf.all.forwarding", "net.ipv6.conf.all.accept_dad",
-                                "net.ipv6.icmp.ratelimit"], check=True).stdout.split()
+        shown = lab.exec(
+            site,
+            ["sysctl", "-n", "net.ipv6.conf.all.forwarding", "net.ipv6.conf.all.accept_dad", "net.ipv6.icmp.ratelimit"],
+            check=True,
+        ).stdout.split()
         assert shown == ["1", "0", "0"], site
 
 
@@ -47,8 +50,17 @@ def test_the_installed_routes_are_the_routing_table(lab):
 def test_new_routes_replace_exactly_the_labs_own(lab):
     site, link = "city1a", "core-prov1"
     peer = lab.topology.link_between("city1a", "prov1")
-    foreign = ["ip", "-6", "route", "add", "2001:db8:77::/64", "via", lab.link_address(peer.name, "prov1"),
-               "dev", lab.interface(peer.name, site)]
+    foreign = [
+        "ip",
+        "-6",
+        "route",
+        "add",
+        "2001:db8:77::/64",
+        "via",
+        lab.link_address(peer.name, "prov1"),
+        "dev",
+        lab.interface(peer.name, site),
+    ]
     lab.exec(site, foreign, check=True)
     try:
         build.install_routes(lab, frozenset({link}), frozenset())

@@ -228,7 +228,10 @@ def _raw_rules(lab) -> dict[str, str]:
     "inject, message",
     [
         (lambda lab: lab.fault_loss("core-cnty1a", 0.1), "no link 'core-cnty1a'"),
-        (lambda lab: lab.fault_loss("core-prov1", 0.1, from_site="city1a"), "'city1a' is not an end of link core-prov1"),
+        (
+            lambda lab: lab.fault_loss("core-prov1", 0.1, from_site="city1a"),
+            "'city1a' is not an end of link core-prov1",
+        ),
         (lambda lab: lab.fault_loss("core-prov1", 1.5), "loss rate must be in (0, 1]"),
         (lambda lab: lab.fault_loss("core-prov1", 0.1, slice="gold"), "no slice 'gold'"),
         (lambda lab: lab.fault_down("atlantis"), "no site 'atlantis'"),
@@ -256,7 +259,8 @@ def test_status_lists_active_faults_with_start_times_and_heal_all_clears_them(la
     assert all(f["started_at"].endswith("Z") and f["summary"] for f in listed)
     assert listed[1]["params"]["link"] == "prov1-prov2"
     assert [(f["hint_kind"], f["targets"]) for f in listed] == [
-        ("link-loss", ["core-prov2"]), ("link-down", ["prov1-prov2"])
+        ("link-loss", ["core-prov2"]),
+        ("link-down", ["prov1-prov2"]),
     ]
     assert lab.heal_all() == [second, first]
     assert lab.status()["faults"] == []

@@ -8,11 +8,25 @@ from lab.state import DEFAULT_DIR, Fault, LabState, Process, StateStore, state_d
 
 
 def recorded() -> LabState:
-    delay = Fault("delay-1", "delay", "2024-05-01T12:00:00Z", {"link": "r1-r2", "delay_ms": 40.0}, "+40 ms on r1>r2",
-                  undo=[["ip6tables", "-D", "x"]], processes=[Process(4242, 777, "r1", ["python", "-m", "lab.delay"],
-                                                                      "delay-delay-1")])
-    return LabState("tiny", "name: tiny\n", namespaces=["xl-r1"], complete=True, up_seconds=1.5, faults=[delay],
-                    processes=[Process(99, None, "r2", ["sleep", "1"], "reflector")], next_fault=2)
+    delay = Fault(
+        "delay-1",
+        "delay",
+        "2024-05-01T12:00:00Z",
+        {"link": "r1-r2", "delay_ms": 40.0},
+        "+40 ms on r1>r2",
+        undo=[["ip6tables", "-D", "x"]],
+        processes=[Process(4242, 777, "r1", ["python", "-m", "lab.delay"], "delay-delay-1")],
+    )
+    return LabState(
+        "tiny",
+        "name: tiny\n",
+        namespaces=["xl-r1"],
+        complete=True,
+        up_seconds=1.5,
+        faults=[delay],
+        processes=[Process(99, None, "r2", ["sleep", "1"], "reflector")],
+        next_fault=2,
+    )
 
 
 def test_a_state_reads_back_exactly_from_its_file(tmp_path):

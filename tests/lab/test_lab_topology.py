@@ -95,10 +95,14 @@ def test_interfaces_fit_linux_names():
     [
         (TINY.replace("{a: b, b: c}", "{a: b, b: zz}"), "links[1].b: unknown site 'zz'"),
         (TINY.replace("share: 30", "share: 90"), "shares add up to 110%"),
-        (TINY.replace('{prefix: "fd00:1:2::/48"}', '{prefix: "fd00:1:2::/48", links: "fd00:1:2::/56"}'),
-         "overlaps links block fd00:1:2::/56"),
-        (TINY.replace('{prefix: "fd00:1:2::/48"}', '{prefix: "fd00:1:2::/48", hosts: "fd00:9::/56"}'),
-         "outside the lab prefix"),
+        (
+            TINY.replace('{prefix: "fd00:1:2::/48"}', '{prefix: "fd00:1:2::/48", links: "fd00:1:2::/56"}'),
+            "overlaps links block fd00:1:2::/56",
+        ),
+        (
+            TINY.replace('{prefix: "fd00:1:2::/48"}', '{prefix: "fd00:1:2::/48", hosts: "fd00:9::/56"}'),
+            "outside the lab prefix",
+        ),
         (TINY.replace("fd00:1:2::/48", "2a00:1::/48"), "neither ULA"),
         (TINY.replace("fd00:1:2::/48", "fd00:1:2::/56"), "must be a /48"),
         (TINY.replace("{a: b, b: c}", "{a: b, b: a}"), "a second link between 'b' and 'a'"),
@@ -165,9 +169,16 @@ def test_alternate_path_differs_and_honours_via():
 def test_queue_settings_combine_the_active_faults_per_direction():
     small = load("small")
     link = small.link("prov1-city1a")
-    congest = Fault("congest-1", "congest", "t", {"link": link.name, "senders": ["prov1"], "rate_mbit": 2, "queue_ms": 50}, "")
-    starve = Fault("slice-starve-2", "slice-starve", "t",
-                   {"link": link.name, "senders": ["prov1", "city1a"], "slice": "video", "rate_kbit": 8}, "")
+    congest = Fault(
+        "congest-1", "congest", "t", {"link": link.name, "senders": ["prov1"], "rate_mbit": 2, "queue_ms": 50}, ""
+    )
+    starve = Fault(
+        "slice-starve-2",
+        "slice-starve",
+        "t",
+        {"link": link.name, "senders": ["prov1", "city1a"], "slice": "video", "rate_kbit": 8},
+        "",
+    )
     state = LabState("small", "", faults=[congest, starve])
     assert faults.end_settings(small, state, link, "prov1") == qos.EndSettings(2000, 50, (("video", 8),))
     assert faults.end_settings(small, state, link, "city1a") == qos.EndSettings(100_000, None, (("video", 8),))

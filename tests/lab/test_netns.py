@@ -12,8 +12,12 @@ import pytest
 from lab import netns
 from tests.support import network_namespace
 
-IGNORES_SIGTERM = [sys.executable, "-c", "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-                   "print('ready', flush=True); time.sleep(3600)"]
+IGNORES_SIGTERM = [
+    sys.executable,
+    "-c",
+    "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "print('ready', flush=True); time.sleep(3600)",
+]
 
 
 def test_argv_builders_run_ip_tc_and_sysctl_in_the_namespace():
@@ -22,15 +26,25 @@ def test_argv_builders_run_ip_tc_and_sysctl_in_the_namespace():
     assert netns.ip_batch_argv(None, force=True) == ["ip", "-force", "-batch", "-"]
     assert netns.tc_batch_argv("xl-r2") == ["tc", "-n", "xl-r2", "-batch", "-"]
     assert netns.sysctl_argv("xl-r1", {"net.ipv6.conf.all.forwarding": 1}) == [
-        "ip", "netns", "exec", "xl-r1", "sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"]
+        "ip",
+        "netns",
+        "exec",
+        "xl-r1",
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv6.conf.all.forwarding=1",
+    ]
 
 
 def test_a_failed_command_names_itself_its_status_its_error_and_its_batch():
     with pytest.raises(netns.CommandFailed) as caught:
         netns.run(["sh", "-c", "cat >/dev/null; echo 'bad line' >&2; exit 3"], stdin="a\nb\n")
     assert caught.value.returncode == 3 and caught.value.stderr == "bad line"
-    assert str(caught.value) == "`sh -c 'cat >/dev/null; echo '\"'\"'bad line'\"'\"' >&2; exit 3'` failed with " \
-                                "status 3: bad line (batch input was 2 lines)"
+    assert (
+        str(caught.value) == "`sh -c 'cat >/dev/null; echo '\"'\"'bad line'\"'\"' >&2; exit 3'` failed with "
+        "status 3: bad line (batch input was 2 lines)"
+    )
     assert netns.run(["sh", "-c", "exit 4"], check=False).returncode == 4
 
 
@@ -38,9 +52,13 @@ def test_batches_run_at_once_all_finish_and_the_first_failure_is_raised(tmp_path
     # each command waits for the other's file: only running them together lets both finish
     a, b = tmp_path / "a", tmp_path / "b"
     wait_for = "touch {mine}; for i in $(seq 500); do [ -e {other} ] && exit 0; sleep 0.01; done; exit 1"
-    results = netns.run_all([(["sh", "-c", wait_for.format(mine=a, other=b)], None),
-                             (["sh", "-c", wait_for.format(mine=b, other=a)], None),
-                             (["cat"], "piped\n")])
+    results = netns.run_all(
+        [
+            (["sh", "-c", wait_for.format(mine=a, other=b)], None),
+            (["sh", "-c", wait_for.format(mine=b, other=a)], None),
+            (["cat"], "piped\n"),
+        ]
+    )
     assert [r.returncode for r in results] == [0, 0, 0] and results[2].stdout == "piped\n"
     with pytest.raises(netns.CommandFailed, match="status 5"):
         netns.run_all([(["sh", "-c", "exit 5"], None), (["touch", str(tmp_path / "c")], None)])

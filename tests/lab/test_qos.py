@@ -20,8 +20,9 @@ def test_a_tree_has_the_link_rate_a_class_per_slice_and_a_filter_per_marked_slic
     assert lines[1] == f"class add dev {DEVICE} parent 1: classid 1:1 htb rate {rate}kbit ceil {rate}kbit"
     video = TINY.slice("video")
     assert class_id(video) == "1:11"
-    assert (f"class add dev {DEVICE} parent 1:1 classid 1:11 htb rate 30000kbit ceil {rate}kbit quantum {QUANTUM}"
-            in lines)
+    assert (
+        f"class add dev {DEVICE} parent 1:1 classid 1:11 htb rate 30000kbit ceil {rate}kbit quantum {QUANTUM}" in lines
+    )
     assert f"qdisc add dev {DEVICE} parent 1:11 handle 11: pfifo limit 1000" in lines
     filters = [line for line in lines if line.startswith("filter")]
     assert len(filters) == 3  # the DSCP-0 slice is the default class

@@ -51,11 +51,15 @@ def test_every_site_routes_to_every_other_loopback_host_network_and_foreign_link
     table = routes(TINY)
     r1 = {r.prefix: r for r in table["r1"]}
     assert set(r1) == {f"{TINY.loopback(s)}/128" for s in ("r2", "r3")} | {
-        TINY.host_prefix(s) for s in ("r2", "r3")} | {TINY.link_prefix(path_links(TINY, ("r2", "r3"))[0])}
+        TINY.host_prefix(s) for s in ("r2", "r3")
+    } | {TINY.link_prefix(path_links(TINY, ("r2", "r3"))[0])}
     to_r3 = r1[f"{TINY.loopback('r3')}/128"]
     first = TINY.link_between("r1", "r2")
     assert (to_r3.next_hop, to_r3.interface, to_r3.source) == (
-        TINY.link_address(first.name, "r2"), first.interface("r1"), TINY.loopback("r1"))
+        TINY.link_address(first.name, "r2"),
+        first.interface("r1"),
+        TINY.loopback("r1"),
+    )
 
 
 def test_a_down_site_gets_no_routes_and_nobody_routes_through_it():

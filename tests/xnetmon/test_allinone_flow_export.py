@@ -42,8 +42,9 @@ def test_without_softflowd_the_loopback_monitor_runs_without_flows_and_says_why(
 @pytest.mark.tool("softflowd")
 def test_the_fleet_starts_softflowd_and_leaves_no_process_behind(tmp_path):
     fleet = SoftflowdFleet(tmp_path)
-    exporter = fleet.start("local", "lo", ("::1", free_udp_port()), lambda _site, argv: list(argv),
-                           bpf="ip6 and udp port 9")
+    exporter = fleet.start(
+        "local", "lo", ("::1", free_udp_port()), lambda _site, argv: list(argv), bpf="ip6 and udp port 9"
+    )
     try:
         assert exporter.process.poll() is None
         assert (tmp_path / "softflowd-local-lo.log").exists()

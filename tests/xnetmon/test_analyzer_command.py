@@ -22,8 +22,9 @@ def free_tcp_port() -> int:
 
 
 def start(*args: str) -> subprocess.Popen:
-    proc = subprocess.Popen([*XNETMON, "analyzer", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=REPO)
+    proc = subprocess.Popen(
+        [*XNETMON, "analyzer", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO
+    )
     banner = proc.stdout.readline()
     assert "API on http://[::1]:" in banner, f"analyzer did not start: {banner!r} {proc.stderr.read()}"
     return proc
@@ -66,14 +67,17 @@ def test_without_a_token_file_it_serves_read_only(tmp_path):
         stop_process(proc)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--listen", "[fe80::zz]:80"], "--listen: 'fe80::zz' is not an IP address"),
-    (["--listen", "localhost:80"], '--listen: expected "[ADDRESS]:PORT" such as "[::1]:9863"'),
-    (["--listen", "[::1]"], '--listen: expected "[ADDRESS]:PORT" such as "[::1]:9863"'),
-    (["--token-file", "/nonexistent/token"], "cannot read token file /nonexistent/token"),
-    (["--policies", "/nonexistent/policies.yaml"], "/nonexistent/policies.yaml"),
-    (["--topology", "/nonexistent/net.yaml"], "--topology: /nonexistent/net.yaml: cannot read"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--listen", "[fe80::zz]:80"], "--listen: 'fe80::zz' is not an IP address"),
+        (["--listen", "localhost:80"], '--listen: expected "[ADDRESS]:PORT" such as "[::1]:9863"'),
+        (["--listen", "[::1]"], '--listen: expected "[ADDRESS]:PORT" such as "[::1]:9863"'),
+        (["--token-file", "/nonexistent/token"], "cannot read token file /nonexistent/token"),
+        (["--policies", "/nonexistent/policies.yaml"], "/nonexistent/policies.yaml"),
+        (["--topology", "/nonexistent/net.yaml"], "--topology: /nonexistent/net.yaml: cannot read"),
+    ],
+)
 def test_mistakes_are_one_clear_line(args, message):
     result = xnetmon("analyzer", *args, timeout=30)
     assert result.returncode == 2

@@ -47,8 +47,11 @@ def capture_file(tmp_path_factory) -> Path:
     packets.append(IPv6(src=B, dst=A) / TCP(sport=443, dport=40000, flags="SA", options=[("Timestamp", (900, 100))]))
     mark = (7 << 12 | 1 << 11).to_bytes(4, "big")
     for _ in range(3):
-        packets.append(IPv6(src=A, dst=B) / IPv6ExtHdrHopByHop(options=[HBHOptUnknown(otype=0x12, optdata=mark)])
-                       / UDP(sport=6000, dport=6000))
+        packets.append(
+            IPv6(src=A, dst=B)
+            / IPv6ExtHdrHopByHop(options=[HBHOptUnknown(otype=0x12, optdata=mark)])
+            / UDP(sport=6000, dport=6000)
+        )
     for i, packet in enumerate(packets):
         packet.time = 1_700_000_000 + i * 0.001
     path = tmp_path_factory.mktemp("capture") / "traffic.pcap"
@@ -110,13 +113,31 @@ def test_unreadable_files_are_usage_errors(tmp_path: Path) -> None:
 @pytest.mark.root
 def test_live_capture_inside_a_namespace() -> None:
     with network_namespace() as ns:
-        proc = subprocess.Popen([*XNETMON, "capture", "live", "lo", "--netns", ns, "--json", "--duration",
-                                 str(DEADLINE_S), "--tcp-rtt"],  # stopped once drained; the duration bounds a failure
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [
+                *XNETMON,
+                "capture",
+                "live",
+                "lo",
+                "--netns",
+                ns,
+                "--json",
+                "--duration",
+                str(DEADLINE_S),
+                "--tcp-rtt",
+            ],  # stopped once drained; the duration bounds a failure
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert "capturing on lo, sampling 1:1" in proc.stderr.readline()
-            subprocess.run(["ip", "netns", "exec", ns, "ping", "-6", "-n", "-c", "5", "-i", "0.2", "-Q", "0x88", "::1"],
-                           check=True, capture_output=True, timeout=30)
+            subprocess.run(
+                ["ip", "netns", "exec", ns, "ping", "-6", "-n", "-c", "5", "-i", "0.2", "-Q", "0x88", "::1"],
+                check=True,
+                capture_output=True,
+                timeout=30,
+            )
             subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", TCP_EXCHANGE], check=True, timeout=30)
             wait_until_drained(proc.pid)  # every packet of the exchange counted
         finally:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import subprocess
 
-
 from tests.stamp_support import reflector_answers
 from tests.support import REPO, XNETMON
 from xnetmon.cli import COMMAND_MODULES, build_parser, main
@@ -29,8 +28,12 @@ def test_a_usage_error_is_one_line_naming_the_command(capsys, own_sigterm):
 
 
 def test_a_reader_that_goes_away_ends_the_command_quietly():
-    proc = subprocess.Popen([*XNETMON, "probe", "ping", "::1", "--count", "100000", "--interval", "0.01"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    proc = subprocess.Popen(
+        [*XNETMON, "probe", "ping", "::1", "--count", "100000", "--interval", "0.01"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
     proc.stdout.readline()
     proc.stdout.close()  # like `| head -1`
     assert proc.wait(30) == 141
@@ -38,8 +41,13 @@ def test_a_reader_that_goes_away_ends_the_command_quietly():
 
 
 def test_sigterm_ends_a_command_as_ctrl_c_does():
-    proc = subprocess.Popen([*XNETMON, "reflect", "--bind", "::1", "--port", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=REPO)
+    proc = subprocess.Popen(
+        [*XNETMON, "reflect", "--bind", "::1", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     port = int(proc.stdout.readline().rsplit(":", 1)[1])
     assert reflector_answers(port)  # serving, so the command is where it handles an interrupt
     proc.send_signal(signal.SIGTERM)

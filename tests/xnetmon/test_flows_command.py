@@ -23,19 +23,42 @@ def fetch(url: str) -> tuple[int, str]:
 
 def test_collect_counts_slices_and_serves_metrics_and_top_talkers(tmp_path):
     port, metrics_port = free_udp_port(), free_udp_port()
-    proc = subprocess.Popen([*XNETMON, "flows", "collect", "--listen", f"[::1]:{port}", "--listen", "127.0.0.1:0",
-                             "--metrics-listen", f"[::1]:{metrics_port}", "--state-dir", str(tmp_path),
-                             "--default-sampling", "::1=2", "--interval", "60", "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    proc = subprocess.Popen(
+        [
+            *XNETMON,
+            "flows",
+            "collect",
+            "--listen",
+            f"[::1]:{port}",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            f"[::1]:{metrics_port}",
+            "--state-dir",
+            str(tmp_path),
+            "--default-sampling",
+            "::1=2",
+            "--interval",
+            "60",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     try:
         banner = proc.stdout.readline()
         assert "receiving flow exports on [::1]" in banner and "127.0.0.1:" in banner, banner + proc.stderr.read()
-        rows = [record(V6_FIELDS, v6_values("2001:db8::1", "2001:db8::2", dscp=34, octets=1000, packets=2)),
-                record(V6_FIELDS, v6_values("2001:db8::7", "2001:db8::2", dscp=34, octets=300, packets=1)),
-                record(V6_FIELDS, v6_values("2001:db8::3", "2001:db8::4", dscp=18, octets=10, packets=1))]
+        rows = [
+            record(V6_FIELDS, v6_values("2001:db8::1", "2001:db8::2", dscp=34, octets=1000, packets=2)),
+            record(V6_FIELDS, v6_values("2001:db8::7", "2001:db8::2", dscp=34, octets=300, packets=1)),
+            record(V6_FIELDS, v6_values("2001:db8::3", "2001:db8::4", dscp=18, octets=10, packets=1)),
+        ]
         with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
             sock.sendto(ipfix_message([ipfix_template_set(256, V6_FIELDS), data_set(256, rows)]), ("::1", port))
             sock.sendto(b"\x00\x0a\x00", ("::1", port))  # malformed
+
         def both_handled() -> str | None:  # the malformed datagram came second
             status, text = fetch(f"http://[::1]:{metrics_port}/metrics")
             handled = status == 200 and 'xnet_malformed_packets_total{kind="truncated",protocol="ipfix"} 1.0' in text

@@ -58,8 +58,12 @@ def test_fault_status_exec_path_and_heal(xnetmon, lab, monkeypatch):
     report = json.loads(out)
     assert [f["id"] for f in report["faults"]] == [fault_id]
     assert report["sites"][0] == {
-        "name": "core", "role": "core", "namespace": lab.namespace("core"), "loopback": lab.address("core"),
-        "host_prefix": lab.host_prefix("core"), "state": "up",
+        "name": "core",
+        "role": "core",
+        "namespace": lab.namespace("core"),
+        "loopback": lab.address("core"),
+        "host_prefix": lab.host_prefix("core"),
+        "state": "up",
     }
     code, out, _ = xnetmon("lab", "status")
     assert fault_id in out and lab.namespace("cnty2b") in out and "video (dscp 34, id 1, 30%)" in out

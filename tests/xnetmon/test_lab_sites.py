@@ -23,6 +23,6 @@ def test_every_address_of_a_site_names_it():
 def test_declared_topology_file_errors_name_the_file(tmp_path):
     bad = tmp_path / "net.yaml"
     bad.write_text("name: x\nsites: []\n")
-    with pytest.raises(ValueError, match="net.yaml"):
+    with pytest.raises(ValueError, match=r"net\.yaml"):
         load_sites_by_address(str(bad))
     assert load_sites_by_address("small")[SMALL.loopback("prov2")] == "prov2"

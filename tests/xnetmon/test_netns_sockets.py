@@ -38,7 +38,6 @@ def test_the_socket_listens_in_the_namespace_and_serves_from_this_thread():
 def test_errors_in_the_namespace_reach_the_caller():
     with pytest.raises(FileNotFoundError):
         listening_socket_in("xt-no-such-namespace", "::1", 0)
-    with network_namespace() as namespace:
-        with pytest.raises(OSError) as caught:
-            listening_socket_in(namespace, "2001:db8::1", 0)  # not an address of that namespace
+    with network_namespace() as namespace, pytest.raises(OSError) as caught:
+        listening_socket_in(namespace, "2001:db8::1", 0)  # not an address of that namespace
     assert caught.value.errno == errno.EADDRNOTAVAIL

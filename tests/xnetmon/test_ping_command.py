@@ -63,17 +63,42 @@ def test_without_permission_it_says_what_to_do():
     # As nobody, in a namespace whose ping_group_range admits no group (the sysctl is per namespace).
     with network_namespace() as ns:
         subprocess.run(in_netns(ns, ["sysctl", "-qw", "net.ipv4.ping_group_range=1 0"]), check=True)
-        done = subprocess.run(in_netns(ns, ["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups",
-                                            *XNETMON, "probe", "ping", "::1", "-c", "1"]),
-                              capture_output=True, text=True, timeout=30, cwd=REPO)
+        done = subprocess.run(
+            in_netns(
+                ns,
+                [
+                    "setpriv",
+                    "--reuid",
+                    "nobody",
+                    "--regid",
+                    "nogroup",
+                    "--clear-groups",
+                    *XNETMON,
+                    "probe",
+                    "ping",
+                    "::1",
+                    "-c",
+                    "1",
+                ],
+            ),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=REPO,
+        )
     assert done.returncode == 2, done.stderr
     assert "run as root, or allow ping sockets: sysctl -w net.ipv4.ping_group_range='0 2147483647'" in done.stderr
     assert "Traceback" not in done.stderr
 
 
 def test_ctrl_c_prints_the_summary():
-    proc = subprocess.Popen([*XNETMON, "probe", "ping", "::1", "-i", "0.05"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=REPO)
+    proc = subprocess.Popen(
+        [*XNETMON, "probe", "ping", "::1", "-i", "0.05"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     output = LineReader(proc.stdout)
     try:
         output.wait_for(lambda line: " bytes from ::1" in line, count=3)
@@ -88,7 +113,26 @@ def test_ctrl_c_prints_the_summary():
 
 
 def test_a_non_root_user_cannot_flood():
-    done = subprocess.run(["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups",
-                           *XNETMON, "probe", "ping", "::1", "-c", "1", "-i", "0.001"],
-                          capture_output=True, text=True, timeout=30, cwd=REPO)
+    done = subprocess.run(
+        [
+            "setpriv",
+            "--reuid",
+            "nobody",
+            "--regid",
+            "nogroup",
+            "--clear-groups",
+            *XNETMON,
+            "probe",
+            "ping",
+            "::1",
+            "-c",
+            "1",
+            "-i",
+            "0.001",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+    )
     assert done.returncode == 2 and "cannot flood: the shortest interval for a non-root user is 2 ms" in done.stderr

@@ -8,7 +8,15 @@ import signal
 import subprocess
 
 from tests.support import (
-    DEADLINE_S, REPO, XNETMON, LineReader, free_udp_port, running_reflector, stop_process, wait_until, xnetmon,
+    DEADLINE_S,
+    REPO,
+    XNETMON,
+    LineReader,
+    free_udp_port,
+    running_reflector,
+    stop_process,
+    wait_until,
+    xnetmon,
 )
 
 
@@ -72,8 +80,13 @@ def test_reflect_refuses_a_bad_prefix_with_the_key_named():
 
 
 def test_run_on_loopback_judges_every_slice_and_serves_the_api():
-    proc = subprocess.Popen([*XNETMON, "run", "--loopback", "--report-every", "3600"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    proc = subprocess.Popen(
+        [*XNETMON, "run", "--loopback", "--report-every", "3600"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     statuses: dict = {}
 
     def every_slice_ok() -> bool:
@@ -102,8 +115,13 @@ def test_status_asks_a_running_analyzer(tmp_path):
     token = tmp_path / "token"
     token.write_text("t0ken")
     port = str(free_udp_port())
-    proc = subprocess.Popen([*XNETMON, "analyzer", "--listen", f"[::1]:{port}", "--token-file", str(token)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    proc = subprocess.Popen(
+        [*XNETMON, "analyzer", "--listen", f"[::1]:{port}", "--token-file", str(token)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
 
     def answered():
         done = xnetmon("status", "--analyzer", f"http://[::1]:{port}", "--json")
@@ -125,8 +143,13 @@ def test_status_asks_a_running_analyzer(tmp_path):
 def test_ctrl_c_stops_an_endless_probe_with_the_summary():
     port = str(free_udp_port())
     with running_reflector("--bind", "::1", "--port", port):
-        proc = subprocess.Popen([*XNETMON, "probe", "stamp", "::1", "-p", port, "-i", "0.05"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        proc = subprocess.Popen(
+            [*XNETMON, "probe", "stamp", "::1", "-p", port, "-i", "0.05"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
         output = LineReader(proc.stdout)
         try:  # Ctrl-C once five probes have had their line (a reply or a loss), however long that took
             output.wait_for(lambda line: re.search(r"\bseq=\d+", line) is not None, count=5)
@@ -145,7 +168,11 @@ def test_output_into_a_closed_pipe_ends_quietly():
     with running_reflector("--bind", "::1", "--port", port):
         done = subprocess.run(
             f"{' '.join(XNETMON)} probe stamp ::1 -p {port} -c 200 -i 0.005 | head -1",
-            shell=True, capture_output=True, text=True, cwd=REPO, timeout=60,
+            shell=True,
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=60,
         )
     assert done.stdout.startswith("STAMP ::1")
     assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr

@@ -18,8 +18,11 @@ def test_trace_prints_a_line_per_hop_and_the_path_fingerprint():
     done = xnetmon("probe", "trace", "::1", "--slice", "egov")
     assert done.returncode == 0, done.stderr
     banner, hop, fingerprint = done.stdout.splitlines()
-    assert re.match(r"^traceroute to ::1 \(::1\), 30 hops max, udp flow label 0x[0-9a-f]{5} ports \d+>33434, "
-                    r"slice egov \(DSCP 26\)$", banner)
+    assert re.match(
+        r"^traceroute to ::1 \(::1\), 30 hops max, udp flow label 0x[0-9a-f]{5} ports \d+>33434, "
+        r"slice egov \(DSCP 26\)$",
+        banner,
+    )
     assert re.match(r"^ 1  ::1  \d+\.\d{3} ms  \d+\.\d{3} ms  \d+\.\d{3} ms$", hop)
     assert fingerprint == f"path fingerprint {path_fingerprint(('::1',))} (1 hop, destination reached)"
 
@@ -107,8 +110,13 @@ def test_usage_errors_are_one_line_without_traceback(args, message):
 @pytest.mark.tool("setpriv")
 def test_without_privilege_raw_probes_say_what_to_do_and_udp_works():
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*UNPRIVILEGED, *XNETMON, "probe", "trace", "::1", *args],
-                              capture_output=True, text=True, timeout=60, cwd=REPO)
+        return subprocess.run(
+            [*UNPRIVILEGED, *XNETMON, "probe", "trace", "::1", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+        )
 
     for protocol in ("icmp", "tcp"):
         refused = run("--proto", protocol)

@@ -29,9 +29,18 @@ def analyzer():
     for seq in range(T0, T0 + 8):
         store.ingest(batch(window(seq, lost=8), window(seq, slice_="egov")), settled(seq))
     tracker = HintTracker()
-    tracker.update([Diagnosis("link-loss", ("prov2>city2a",), ("egov", "video"), 0.9,
-                              ("3 of 4 paths through prov2>city2a lost 80% (forward)",
-                               "paths elsewhere lost nothing"))], FIRST_SEEN_NS)
+    tracker.update(
+        [
+            Diagnosis(
+                "link-loss",
+                ("prov2>city2a",),
+                ("egov", "video"),
+                0.9,
+                ("3 of 4 paths through prov2>city2a lost 80% (forward)", "paths elsewhere lost nothing"),
+            )
+        ],
+        FIRST_SEEN_NS,
+    )
     with ApiServer(create_app(store, token=None, hints=tracker.hints, clock=lambda: now), ("::1", 0)) as server:
         yield server.url
 
@@ -41,7 +50,9 @@ def test_a_breached_slice_is_explained_with_its_most_likely_cause_and_exits_1(an
     assert done.returncode == 1, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("video: breached since ") and "two-way-packet-loss 80.00% > 0.10%" in lines[0]
-    assert lines[1].startswith("Most likely: loss on link prov2>city2a (confidence 0.90), affecting egov, video, since ")
+    assert lines[1].startswith(
+        "Most likely: loss on link prov2>city2a (confidence 0.90), affecting egov, video, since "
+    )
     assert lines[2] == "Evidence: 3 of 4 paths through prov2>city2a lost 80% (forward)"
     assert lines[3] == "Evidence: paths elsewhere lost nothing"
 
@@ -67,11 +78,18 @@ def test_unknown_slice_and_missing_analyzer_are_errors_with_exit_2(analyzer):
 
 
 def test_a_degraded_slice_without_a_hint_says_none_points_anywhere():
-    detail = {"name": "video", "hints": [], "verdict": {
-        "status": "at-risk", "since_ns": FIRST_SEEN_NS,
-        "objectives": [{"name": "two-way-delay-percentile", "percentile": 99, "bound": 0.15, "observed": 0.3,
-                        "met": False},
-                       {"name": "availability", "percentile": None, "bound": 0.9999, "observed": 0.99, "met": False}]}}
+    detail = {
+        "name": "video",
+        "hints": [],
+        "verdict": {
+            "status": "at-risk",
+            "since_ns": FIRST_SEEN_NS,
+            "objectives": [
+                {"name": "two-way-delay-percentile", "percentile": 99, "bound": 0.15, "observed": 0.3, "met": False},
+                {"name": "availability", "percentile": None, "bound": 0.9999, "observed": 0.99, "met": False},
+            ],
+        },
+    }
     text = explain(detail)
     assert "(two-way-delay-percentile p99 300 ms > 150 ms; availability 99.00% < 99.99%)" in text
     assert "No root-cause hint yet" in text

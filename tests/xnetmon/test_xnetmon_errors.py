@@ -14,6 +14,7 @@ from xnetmon.errors import UsageError
 
 def failing_with(error: Exception) -> argparse.ArgumentParser:
     """The entry point's parser with one command, `fix`, whose handler raises `error`."""
+
     def handler(args: argparse.Namespace) -> int:
         raise error
 

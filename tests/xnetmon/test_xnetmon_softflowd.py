@@ -15,8 +15,10 @@ import pytest
 from tests.support import free_udp_port, in_netns, network_namespace
 from xnetmon.softflowd import SOFTFLOWD_TIMEOUTS, SoftflowdFleet, cpu_seconds, softflowd_argv, wait_until_bound
 
-BIND_AND_WAIT = ("import socket, sys; s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); "
-                 "s.bind(('::1', int(sys.argv[1]))); print('bound', flush=True); sys.stdin.read()")
+BIND_AND_WAIT = (
+    "import socket, sys; s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); "
+    "s.bind(('::1', int(sys.argv[1]))); print('bound', flush=True); sys.stdin.read()"
+)
 BUSY = "import sys\nwhile True: pass"
 
 
@@ -31,8 +33,12 @@ def test_the_argv_exports_ipfix_to_an_ipv4_collector_with_every_short_timeout(tm
 def test_a_port_is_looked_for_in_the_namespace_of_the_process_that_bound_it():
     port = free_udp_port()
     with network_namespace() as namespace:
-        inside = subprocess.Popen(in_netns(namespace, [sys.executable, "-c", BIND_AND_WAIT, str(port)]),
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        inside = subprocess.Popen(
+            in_netns(namespace, [sys.executable, "-c", BIND_AND_WAIT, str(port)]),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         idle = subprocess.Popen(in_netns(namespace, ["sleep", "60"]))
         try:
             assert inside.stdout.readline() == "bound\n"

@@ -25,8 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run a site agent from a YAML configuration file, or check the file with --check.",
     )
     p.add_argument("--config", required=True, metavar="FILE", help="the agent's YAML configuration")
-    p.add_argument("--check", action="store_true",
-                   help="validate the file and print the resolved plan; send nothing")
+    p.add_argument("--check", action="store_true", help="validate the file and print the resolved plan; send nothing")
     p.set_defaults(handler=run)
 
 
@@ -167,6 +166,9 @@ def _first_probes(plan: AgentPlan) -> list[str]:
         for p in shown
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    title = f"first {len(shown)} of {len(plan.probes)} probe schedules" if len(plan.probes) > len(shown) \
+    title = (
+        f"first {len(shown)} of {len(plan.probes)} probe schedules"
+        if len(plan.probes) > len(shown)
         else "probe schedules"
+    )
     return [title] + ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]

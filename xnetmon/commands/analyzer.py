@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from xnetmon.errors import UsageError
 from xnetmon.commands.common import listen_address, positive_float
+from xnetmon.errors import UsageError
 
 DEFAULT_LISTEN = "[::1]:9863"
 
@@ -27,17 +27,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Take path windows from agents (POST /v1/windows), judge every slice against its "
         "SLA and serve verdicts, paths and topology over HTTP (docs at /docs). Ctrl-C stops.",
     )
-    p.add_argument("--listen", default=DEFAULT_LISTEN, metavar="[ADDR]:PORT",
-                   help=f"where to serve the API (default {DEFAULT_LISTEN}; [::]:PORT or :PORT for every address)")
-    p.add_argument("--token-file", metavar="FILE",
-                   help="bearer token agents and operators must send to write; without it the API is read-only")
+    p.add_argument(
+        "--listen",
+        default=DEFAULT_LISTEN,
+        metavar="[ADDR]:PORT",
+        help=f"where to serve the API (default {DEFAULT_LISTEN}; [::]:PORT or :PORT for every address)",
+    )
+    p.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="bearer token agents and operators must send to write; without it the API is read-only",
+    )
     p.add_argument("--policies", metavar="FILE", help="SLA policies (YAML; default: the built-in ones)")
     p.add_argument("--state-dir", metavar="DIR", help="keep snapshots here, so a restart is not an outage")
-    p.add_argument("--interval", type=positive_float, default=10.0, metavar="SECONDS",
-                   help="the agents' window length (their probing.window_s; default 10)")
-    p.add_argument("--topology", metavar="FILE",
-                   help="declared topology (lab topology YAML, or a built-in lab topology's name): names hop "
-                   "addresses after sites in root-cause hints and GET /topology")
+    p.add_argument(
+        "--interval",
+        type=positive_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="the agents' window length (their probing.window_s; default 10)",
+    )
+    p.add_argument(
+        "--topology",
+        metavar="FILE",
+        help="declared topology (lab topology YAML, or a built-in lab topology's name): names hop "
+        "addresses after sites in root-cause hints and GET /topology",
+    )
     p.set_defaults(handler=run)
 
 
@@ -78,18 +93,27 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(f"cannot use state directory {args.state_dir}: {exc.strerror}") from None
     try:
-        service = AnalyzerService(policies, (host, port), state_dir=args.state_dir or None, declared_names=declared,
-                                  token=token, interval_s=args.interval)
+        service = AnalyzerService(
+            policies,
+            (host, port),
+            state_dir=args.state_dir or None,
+            declared_names=declared,
+            token=token,
+            interval_s=args.interval,
+        )
     except ValueError as exc:
         raise UsageError(f"{exc}; move the file away to start with an empty store") from None
     except OSError as exc:
         raise UsageError(f"cannot listen on {args.listen}: {exc.strerror}") from None
     shown = f"[{host}]" if ":" in host else host
     bound_port = service.socket.getsockname()[1]
-    print(f"xnetmon analyzer: API on http://{shown}:{bound_port} (docs /docs), slices {', '.join(sorted(policies))}; "
-          f"{'writes need the token' if token else 'read-only (no --token-file)'}; "
-          f"{'state in ' + args.state_dir if args.state_dir else 'no --state-dir: a restart starts empty'}. "
-          "Ctrl-C stops.", flush=True)
+    print(
+        f"xnetmon analyzer: API on http://{shown}:{bound_port} (docs /docs), slices {', '.join(sorted(policies))}; "
+        f"{'writes need the token' if token else 'read-only (no --token-file)'}; "
+        f"{'state in ' + args.state_dir if args.state_dir else 'no --state-dir: a restart starts empty'}. "
+        "Ctrl-C stops.",
+        flush=True,
+    )
     try:
         service.serve()
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stopped as asked
@@ -97,6 +121,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         service.stop()  # with the final snapshot
     stats = service.store.stats()
-    print(f"xnetmon analyzer: stopped; {stats['windows_ingested']} windows taken, "
-          f"{stats['windows_duplicate']} duplicates ignored", flush=True)
+    print(
+        f"xnetmon analyzer: stopped; {stats['windows_ingested']} windows taken, "
+        f"{stats['windows_duplicate']} duplicates ignored",
+        flush=True,
+    )
     return 0

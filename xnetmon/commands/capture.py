@@ -30,20 +30,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     commands = p.add_subparsers(dest="capture_command", metavar="{read,live}", required=True)
 
-    read = commands.add_parser("read", help="a pcap or pcapng file",
-                               description="Classify and aggregate every packet of a pcap or pcapng file.")
+    read = commands.add_parser(
+        "read",
+        help="a pcap or pcapng file",
+        description="Classify and aggregate every packet of a pcap or pcapng file.",
+    )
     read.add_argument("file", help="pcap or pcapng (Ethernet, raw IP, Linux cooked SLL/SLL2)")
-    read.add_argument("--per-packet", action="store_true",
-                      help="dissect packet by packet instead of the vectorised path (same result, slower)")
+    read.add_argument(
+        "--per-packet",
+        action="store_true",
+        help="dissect packet by packet instead of the vectorised path (same result, slower)",
+    )
     _common_arguments(read)
     read.set_defaults(handler=run_read)
 
-    live = commands.add_parser("live", help="an interface (AF_PACKET, root)",
-                               description="Capture from an interface with 1:N random packet sampling: every "
-                               "packet is counted, one in N on average is classified and aggregated.")
+    live = commands.add_parser(
+        "live",
+        help="an interface (AF_PACKET, root)",
+        description="Capture from an interface with 1:N random packet sampling: every "
+        "packet is counted, one in N on average is classified and aggregated.",
+    )
     live.add_argument("interface")
-    live.add_argument("--sample", type=_positive_int, default=1, metavar="N",
-                      help="dissect one packet in N on average (random, as sFlow); flows are scaled by N (default 1)")
+    live.add_argument(
+        "--sample",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="dissect one packet in N on average (random, as sFlow); flows are scaled by N (default 1)",
+    )
     live.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: until Ctrl-C)")
     live.add_argument("--netns", metavar="NAME", help="capture inside this network namespace (ip netns name)")
     live.add_argument("--seed", type=int, help="seed of the sampler, for repeatable runs")
@@ -53,16 +67,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slices", metavar="FILE", help="slice rules (YAML: rules, default); default: the DSCP catalogue")
-    p.add_argument("--slice-option", type=lambda v: int(v, 0), metavar="TYPE",
-                   help="Hop-by-Hop option type of the slice ID (default 0x1e)")
-    p.add_argument("--active-timeout", type=float, default=1800.0, metavar="S",
-                   help="end a flow record this long after its first packet (default 1800)")
-    p.add_argument("--idle-timeout", type=float, default=15.0, metavar="S",
-                   help="end a flow record after this long without a packet (default 15)")
+    p.add_argument(
+        "--slice-option",
+        type=lambda v: int(v, 0),
+        metavar="TYPE",
+        help="Hop-by-Hop option type of the slice ID (default 0x1e)",
+    )
+    p.add_argument(
+        "--active-timeout",
+        type=float,
+        default=1800.0,
+        metavar="S",
+        help="end a flow record this long after its first packet (default 1800)",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="end a flow record after this long without a packet (default 15)",
+    )
     p.add_argument("--top", type=int, default=TOP_FLOWS, metavar="N", help=f"flows shown (default {TOP_FLOWS})")
     p.add_argument("--tcp-rtt", action="store_true", help="passive TCP RTT and retransmissions per slice")
-    p.add_argument("--altmark-point", metavar="NAME",
-                   help="count alternate-marking blocks (RFC 9341/9343) as measurement point NAME")
+    p.add_argument(
+        "--altmark-point",
+        metavar="NAME",
+        help="count alternate-marking blocks (RFC 9341/9343) as measurement point NAME",
+    )
     p.add_argument("--json", action="store_true", help="totals and every flow record as JSON")
 
 
@@ -75,8 +106,8 @@ def _positive_int(value: str) -> int:
 
 def _setup(args: argparse.Namespace, sampling_rate: int):
     """The slice classifier and the capture options the arguments ask for."""
-    from collector.system.config_files import ConfigError
     from collector.capture.points import CaptureOptions
+    from collector.system.config_files import ConfigError
     from collector.traffic.classifier import SliceClassifier
     from collector.wire.dissect import DEFAULT_SLICE_OPTION
 
@@ -87,9 +118,12 @@ def _setup(args: argparse.Namespace, sampling_rate: int):
     if args.slice_option is not None and not 0 <= args.slice_option <= 255:
         raise UsageError(f"--slice-option {args.slice_option:#x} is not an option type (0..0xff)")
     options = CaptureOptions(
-        sampling_rate=sampling_rate, tcp_rtt=args.tcp_rtt, altmark_point=args.altmark_point,
+        sampling_rate=sampling_rate,
+        tcp_rtt=args.tcp_rtt,
+        altmark_point=args.altmark_point,
         slice_option_type=DEFAULT_SLICE_OPTION if args.slice_option is None else args.slice_option,
-        active_timeout_s=args.active_timeout, idle_timeout_s=args.idle_timeout,
+        active_timeout_s=args.active_timeout,
+        idle_timeout_s=args.idle_timeout,
     )
     return classifier, options
 
@@ -105,8 +139,13 @@ def run_read(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     observers = meters.observers
     try:
-        result = read_flows(args.file, meters.aggregator, per_packet=args.per_packet,
-                            slice_option_type=options.slice_option_type, observers=observers)
+        result = read_flows(
+            args.file,
+            meters.aggregator,
+            per_packet=args.per_packet,
+            slice_option_type=options.slice_option_type,
+            observers=observers,
+        )
     except CaptureFileError as exc:
         raise UsageError(str(exc)) from None
     summary = {
@@ -162,7 +201,7 @@ def _reexec_in_namespace(namespace: str) -> None:
     argv = sys.argv[1:]
     for i, arg in enumerate(argv):
         if arg == "--netns":
-            del argv[i:i + 2]
+            del argv[i : i + 2]
             break
         if arg.startswith("--netns="):
             del argv[i]
@@ -193,7 +232,7 @@ def _report(args: argparse.Namespace, summary: dict, records: list, observers: t
         json.dump(document, sys.stdout, indent=2)
         print()
         return
-    _print_text(summary, slices, flows[:args.top], extras)
+    _print_text(summary, slices, flows[: args.top], extras)
 
 
 _JSON_KEYS = {"PassiveTcpRtt": "tcp_rtt", "MarkingPoint": "altmark"}
@@ -223,8 +262,11 @@ def _observer_report(observer) -> dict:
 
 
 def _print_text(summary: dict, slices: dict, top: list, extras: dict) -> None:
-    counts = ", ".join(f"{key.replace('_', ' ')} {value:,}" for key, value in summary.items()
-                       if isinstance(value, int) and key not in ("sampling_rate",))
+    counts = ", ".join(
+        f"{key.replace('_', ' ')} {value:,}"
+        for key, value in summary.items()
+        if isinstance(value, int) and key not in ("sampling_rate",)
+    )
     print(f"{summary['source']}: {counts}, sampling 1:{summary['sampling_rate']}")
     for label in ("skipped", "malformed"):
         if summary.get(label):
@@ -233,19 +275,41 @@ def _print_text(summary: dict, slices: dict, top: list, extras: dict) -> None:
     _table(["slice", "flows", "packets", "bytes"], rows)
     if top:
         print(f"\ntop {len(top)} flows by bytes")
-        _table(["source", "destination", "proto", "sport", "dport", "dscp", "label", "slice", "packets", "bytes"],
-               [[r.source, r.destination, r.protocol, r.source_port, r.destination_port, r.dscp,
-                 f"{r.flow_label:#x}", r.slice, r.packets, r.bytes] for r in top])
+        _table(
+            ["source", "destination", "proto", "sport", "dport", "dscp", "label", "slice", "packets", "bytes"],
+            [
+                [
+                    r.source,
+                    r.destination,
+                    r.protocol,
+                    r.source_port,
+                    r.destination_port,
+                    r.dscp,
+                    f"{r.flow_label:#x}",
+                    r.slice,
+                    r.packets,
+                    r.bytes,
+                ]
+                for r in top
+            ],
+        )
     rtt = extras.get("PassiveTcpRtt")
     if rtt is not None:
         print("\npassive TCP RTT")
-        _table(["slice", "samples", "min ms", "p50 ms", "p90 ms", "p99 ms", "retransmissions"],
-               [[name, s["samples"], *(_ms(s[k]) for k in ("min_s", "p50_s", "p90_s", "p99_s")), s["retransmissions"]]
-                for name, s in rtt["slices"].items()])
+        _table(
+            ["slice", "samples", "min ms", "p50 ms", "p90 ms", "p99 ms", "retransmissions"],
+            [
+                [name, s["samples"], *(_ms(s[k]) for k in ("min_s", "p50_s", "p90_s", "p99_s")), s["retransmissions"]]
+                for name, s in rtt["slices"].items()
+            ],
+        )
     marks = extras.get("MarkingPoint")
     if marks is not None:
         print(f"\nalternate marking at {marks['point']}: {len(marks['blocks'])} blocks")
-        _table(["flow mon id", "colour", "packets"], [[p["flow_mon_id"], p["colour"], p["packets"]] for p in marks["packets"]])
+        _table(
+            ["flow mon id", "colour", "packets"],
+            [[p["flow_mon_id"], p["colour"], p["packets"]] for p in marks["packets"]],
+        )
 
 
 def _ms(seconds: float | None) -> str:

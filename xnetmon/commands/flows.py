@@ -10,8 +10,8 @@ import argparse
 import time
 from pathlib import Path
 
-from xnetmon.errors import UsageError
 from xnetmon.commands.common import listen_address
+from xnetmon.errors import UsageError
 
 DEFAULT_LISTEN = "[::]:4739"
 
@@ -20,19 +20,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     flows = subparsers.add_parser("flows", help="flow export receiver (IPFIX, NetFlow v9, sFlow)")
     commands = flows.add_subparsers(dest="flows_command", metavar="COMMAND")
     collect = commands.add_parser(
-        "collect", help="receive flow exports and print traffic per slice",
+        "collect",
+        help="receive flow exports and print traffic per slice",
         description="Receive IPFIX (RFC 7011), NetFlow v9 (RFC 3954) and sFlow v5 on UDP and count "
-                    "bytes, packets and flows per slice. Any listen port takes all three protocols.",
+        "bytes, packets and flows per slice. Any listen port takes all three protocols.",
     )
-    collect.add_argument("--listen", action="append", metavar="[ADDR]:PORT",
-                         help=f"UDP address to receive on (repeatable; default {DEFAULT_LISTEN})")
-    collect.add_argument("--metrics-listen", metavar="[ADDR]:PORT",
-                         help="serve /metrics and /flows/top on this address")
-    collect.add_argument("--slices", type=Path, metavar="FILE",
-                         help="slice rules (YAML: rules, default); default: the catalogue's DSCPs")
+    collect.add_argument(
+        "--listen",
+        action="append",
+        metavar="[ADDR]:PORT",
+        help=f"UDP address to receive on (repeatable; default {DEFAULT_LISTEN})",
+    )
+    collect.add_argument(
+        "--metrics-listen", metavar="[ADDR]:PORT", help="serve /metrics and /flows/top on this address"
+    )
+    collect.add_argument(
+        "--slices", type=Path, metavar="FILE", help="slice rules (YAML: rules, default); default: the catalogue's DSCPs"
+    )
     collect.add_argument("--state-dir", type=Path, help="keep templates and sampling rates here across restarts")
-    collect.add_argument("--default-sampling", action="append", default=[], metavar="EXPORTER=N",
-                         help="1-in-N sampling of an exporter that does not report its rate (repeatable)")
+    collect.add_argument(
+        "--default-sampling",
+        action="append",
+        default=[],
+        metavar="EXPORTER=N",
+        help="1-in-N sampling of an exporter that does not report its rate (repeatable)",
+    )
     collect.add_argument("--interval", type=float, default=10.0, help="seconds between tables (default 10)")
     collect.add_argument("--duration", type=float, help="stop after this many seconds")
     collect.add_argument("--json", action="store_true", help="print each table as one JSON line")
@@ -50,7 +62,9 @@ def parse_sampling(values: list[str]) -> dict[str, float]:
             address = ipaddress.ip_address(exporter.strip("[]")).compressed
             number = float(rate)
         except ValueError:
-            raise UsageError(f"--default-sampling {value!r}: expected EXPORTER_ADDRESS=N, e.g. 2001:db8::1=100") from None
+            raise UsageError(
+                f"--default-sampling {value!r}: expected EXPORTER_ADDRESS=N, e.g. 2001:db8::1=100"
+            ) from None
         if number < 1:
             raise UsageError(f"--default-sampling {value!r}: N must be at least 1")
         rates[address] = number
@@ -89,8 +103,11 @@ def run_collect(args: argparse.Namespace) -> int:
             from collector.outputs.http import serve_metrics_and_top
 
             try:
-                server = serve_metrics_and_top(flow_registry(receiver), receiver,
-                                               listen_address(args.metrics_listen, "--metrics-listen", DEFAULT_LISTEN))
+                server = serve_metrics_and_top(
+                    flow_registry(receiver),
+                    receiver,
+                    listen_address(args.metrics_listen, "--metrics-listen", DEFAULT_LISTEN),
+                )
             except OSError as exc:
                 raise UsageError(f"cannot serve metrics: {exc.strerror or exc}") from None
         where = ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in receiver.addresses)
@@ -126,10 +143,17 @@ def print_table(receiver, as_json: bool) -> None:
     rows = {name: per_slice.get(name) for name in receiver.classifier.names}
     counts = {name: (t.bytes, t.packets, t.flows) if t else (0, 0, 0) for name, t in rows.items()}
     if as_json:
-        print(json.dumps({
-            "slices": {name: dict(zip(("bytes", "packets", "flows"), c)) for name, c in counts.items()},
-            "datagrams": datagrams, "malformed": malformed, "sampling": rates,
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "slices": {name: dict(zip(("bytes", "packets", "flows"), c)) for name, c in counts.items()},
+                    "datagrams": datagrams,
+                    "malformed": malformed,
+                    "sampling": rates,
+                }
+            ),
+            flush=True,
+        )
         return
     lines = [f"{'slice':<12} {'bytes':>14} {'packets':>12} {'flows':>10}"]
     lines += [f"{name:<12} {b:>14} {p:>12} {f:>10}" for name, (b, p, f) in counts.items()]

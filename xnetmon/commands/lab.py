@@ -1,12 +1,12 @@
 """`xnetmon lab ...`: a thin command line over `lab.Lab`.
 
-    xnetmon lab up [TOPOLOGY]            tiny, small, or a .yaml path (default: small)
-    xnetmon lab down
-    xnetmon lab status [--json]
-    xnetmon lab exec SITE -- CMD ...
-    xnetmon lab path SRC DST             the hop list routing gives now
-    xnetmon lab fault KIND ...           loss, down, congest, slice-starve, reroute, delay, kill
-    xnetmon lab heal FAULT-ID | --all
+xnetmon lab up [TOPOLOGY]            tiny, small, or a .yaml path (default: small)
+xnetmon lab down
+xnetmon lab status [--json]
+xnetmon lab exec SITE -- CMD ...
+xnetmon lab path SRC DST             the hop list routing gives now
+xnetmon lab fault KIND ...           loss, down, congest, slice-starve, reroute, delay, kill
+xnetmon lab heal FAULT-ID | --all
 """
 
 from __future__ import annotations
@@ -81,15 +81,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     congest.add_argument("--queue-ms", type=float, default=100.0, help="queueing delay of a full queue (default 100)")
     congest.add_argument("--load", type=float, default=1.5, dest="load_factor", help="load / rate (default 1.5)")
     congest.add_argument("--slice", help="slice of the load (default: best effort)")
-    congest.set_defaults(handler=lambda a: _fault(
-        a, "fault_congest", a.link, rate_mbit=a.rate_mbit, queue_ms=a.queue_ms, load_factor=a.load_factor,
-        from_site=a.from_site, slice=a.slice))
+    congest.set_defaults(
+        handler=lambda a: _fault(
+            a,
+            "fault_congest",
+            a.link,
+            rate_mbit=a.rate_mbit,
+            queue_ms=a.queue_ms,
+            load_factor=a.load_factor,
+            from_site=a.from_site,
+            slice=a.slice,
+        )
+    )
 
     starve = link_fault("slice-starve", "cut one slice's share of a link to almost nothing")
     starve.add_argument("--slice", required=True)
     starve.add_argument("--rate-kbit", type=int, default=8, help="what the slice keeps (default 8 kbit/s)")
-    starve.set_defaults(handler=lambda a: _fault(
-        a, "fault_slice_starve", a.link, a.slice, rate_kbit=a.rate_kbit, from_site=a.from_site))
+    starve.set_defaults(
+        handler=lambda a: _fault(a, "fault_slice_starve", a.link, a.slice, rate_kbit=a.rate_kbit, from_site=a.from_site)
+    )
 
     reroute = kinds.add_parser("reroute", help="move traffic between two sites onto an alternate path")
     reroute.add_argument("source")
@@ -100,16 +110,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     delay = link_fault("delay", "a fixed added delay on a link (NFQUEUE delay line; see lab/README.md)")
     delay.add_argument("--ms", type=float, required=True, dest="delay_ms", help="added delay per direction")
     delay.add_argument("--slice", help="only this slice's packets (by DSCP)")
-    delay.set_defaults(handler=lambda a: _fault(
-        a, "fault_delay", a.link, a.delay_ms, from_site=a.from_site, slice=a.slice))
+    delay.set_defaults(
+        handler=lambda a: _fault(a, "fault_delay", a.link, a.delay_ms, from_site=a.from_site, slice=a.slice)
+    )
 
     kill = kinds.add_parser("kill", help="signal processes on a site (a reflector, an agent)")
     kill.add_argument("site")
     kill.add_argument("match", help="substring of the command line")
     kill.add_argument("--signal", default="TERM", choices=["TERM", "KILL", "INT", "STOP"])
     kill.add_argument("--no-restart", action="store_true", help="heal does not start it again")
-    kill.set_defaults(handler=lambda a: _fault(
-        a, "fault_kill", a.site, a.match, signal=a.signal, restart=not a.no_restart))
+    kill.set_defaults(
+        handler=lambda a: _fault(a, "fault_kill", a.site, a.match, signal=a.signal, restart=not a.no_restart)
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -188,8 +200,10 @@ def render_status(report: dict) -> str:
     lines.append("")
     lines.append(f"{'SITE':<8} {'ROLE':<9} {'NAMESPACE':<16} {'LOOPBACK':<24} {'HOST PREFIX':<26} STATE")
     for s in report["sites"]:
-        lines.append(f"{s['name']:<8} {s['role']:<9} {s['namespace']:<16} {s['loopback']:<24} "
-                     f"{s['host_prefix']:<26} {s['state']}")
+        lines.append(
+            f"{s['name']:<8} {s['role']:<9} {s['namespace']:<16} {s['loopback']:<24} "
+            f"{s['host_prefix']:<26} {s['state']}"
+        )
     lines.append("")
     lines.append(f"{'LINK':<14} {'COST':>4} {'MBIT':>6} {'PREFIX':<26} {'ENDS':<40} STATE")
     for link in report["links"]:
@@ -199,7 +213,10 @@ def render_status(report: dict) -> str:
             f"{link['state']}"
         )
     lines.append("")
-    lines.append("SLICES  " + ", ".join(f"{s['name']} (dscp {s['dscp']}, id {s['id']}, {s['share']:g}%)" for s in report["slices"]))
+    lines.append(
+        "SLICES  "
+        + ", ".join(f"{s['name']} (dscp {s['dscp']}, id {s['id']}, {s['share']:g}%)" for s in report["slices"])
+    )
     lines.append("")
     if report["faults"]:
         lines.append(f"{'FAULT':<16} {'SINCE':<25} WHAT")

@@ -17,8 +17,8 @@ from collector.probes.icmp import EchoPermissionError, EchoProber, EchoSettings
 from collector.probes.icmp_session import EchoTarget
 from collector.probes.summary import ProbeSummary
 from collector.wire.icmp6 import COOKIE_LEN, HEADER_LEN
-from xnetmon.errors import UsageError
 from xnetmon.commands.common import add_marking_arguments, marking_of, milliseconds, positive_float, resolve_target
+from xnetmon.errors import UsageError
 
 DEFAULT_SIZE = 56  # as iputils: 64 octets of ICMPv6 on the wire
 MAX_SIZE = 65527  # an IPv6 payload length of 65535 less the ICMPv6 header
@@ -40,10 +40,14 @@ def register(kinds: argparse._SubParsersAction) -> None:
     add_marking_arguments(p, "the requests", "IPv6 flow label (1..0xFFFFF)")
     p.add_argument("-c", "--count", type=int, help="stop after COUNT requests (default: until Ctrl-C)")
     p.add_argument("-i", "--interval", type=positive_float, default=1.0, help="seconds between requests")
-    p.add_argument("-s", "--size", type=int, default=DEFAULT_SIZE,
-                   help=f"echo data octets (default {DEFAULT_SIZE}, at least {COOKIE_LEN})")
-    p.add_argument("-W", "--timeout", type=positive_float, default=2.0,
-                   help="seconds before a request counts as lost")
+    p.add_argument(
+        "-s",
+        "--size",
+        type=int,
+        default=DEFAULT_SIZE,
+        help=f"echo data octets (default {DEFAULT_SIZE}, at least {COOKIE_LEN})",
+    )
+    p.add_argument("-W", "--timeout", type=positive_float, default=2.0, help="seconds before a request counts as lost")
     p.add_argument("-S", "--source", help="local address to send from")
     p.add_argument("--json", action="store_true", help="one JSON object per reply, then the summary")
     p.set_defaults(handler=run)
@@ -54,7 +58,9 @@ def _target(args: argparse.Namespace) -> tuple[EchoTarget, str]:
     if args.count is not None and args.count < 1:
         raise UsageError("count must be at least 1")
     if args.interval < MIN_USER_INTERVAL_S and os.geteuid() != 0:
-        raise UsageError(f"cannot flood: the shortest interval for a non-root user is {MIN_USER_INTERVAL_S * 1000:g} ms")
+        raise UsageError(
+            f"cannot flood: the shortest interval for a non-root user is {MIN_USER_INTERVAL_S * 1000:g} ms"
+        )
     if not COOKIE_LEN <= args.size <= MAX_SIZE:
         raise UsageError(f"--size must be in {COOKIE_LEN}..{MAX_SIZE} octets")
     try:
@@ -126,8 +132,11 @@ def _print_result(args: argparse.Namespace, address: str, r: ProbeResult) -> Non
         print(f"no answer yet for icmp_seq={r.seq}", flush=True)
     else:
         dup = " (DUP!)" if r.duplicate else ""
-        print(f"{args.size + HEADER_LEN} bytes from {address}: icmp_seq={r.seq} hlim={r.reply_hop_limit} "
-              f"time={milliseconds(r.rtt_ns)} ms{dup}", flush=True)
+        print(
+            f"{args.size + HEADER_LEN} bytes from {address}: icmp_seq={r.seq} hlim={r.reply_hop_limit} "
+            f"time={milliseconds(r.rtt_ns)} ms{dup}",
+            flush=True,
+        )
 
 
 def mean_deviation_ns(results: list[ProbeResult]) -> int | None:
@@ -139,16 +148,30 @@ def mean_deviation_ns(results: list[ProbeResult]) -> int | None:
     return int(math.sqrt(max(0.0, sum(x * x for x in rtts) / len(rtts) - mean * mean)))
 
 
-def _print_summary(args: argparse.Namespace, address: str, s: ProbeSummary, results: list[ProbeResult],
-                   prober: EchoProber, elapsed_ms: int) -> None:
+def _print_summary(
+    args: argparse.Namespace,
+    address: str,
+    s: ProbeSummary,
+    results: list[ProbeResult],
+    prober: EchoProber,
+    elapsed_ms: int,
+) -> None:
     errors = sum(1 for r in results if r.icmp_error and not r.duplicate)
     mdev = mean_deviation_ns(results)
     if args.json:
         record = asdict(s)
-        record.update(target=args.target, address=address, loss_ratio=s.loss_ratio, errors=errors,
-                      rtt_mdev_ns=mdev, send_errors=prober.send_errors, socket=prober.socket_kind.value,
-                      identifier=prober.session.identifier, foreign_replies=prober.session.foreign_replies,
-                      late_replies=prober.session.late_replies)
+        record.update(
+            target=args.target,
+            address=address,
+            loss_ratio=s.loss_ratio,
+            errors=errors,
+            rtt_mdev_ns=mdev,
+            send_errors=prober.send_errors,
+            socket=prober.socket_kind.value,
+            identifier=prober.session.identifier,
+            foreign_replies=prober.session.foreign_replies,
+            late_replies=prober.session.late_replies,
+        )
         print(json.dumps({"summary": record}), flush=True)
         return
     extras = ""
@@ -157,8 +180,13 @@ def _print_summary(args: argparse.Namespace, address: str, s: ProbeSummary, resu
     if errors:
         extras += f", +{errors} errors"
     print(f"\n--- {args.target} ping statistics ---")
-    print(f"{s.sent} packets transmitted, {s.received} received{extras}, "
-          f"{s.loss_ratio * 100:g}% packet loss, time {elapsed_ms}ms")
+    print(
+        f"{s.sent} packets transmitted, {s.received} received{extras}, "
+        f"{s.loss_ratio * 100:g}% packet loss, time {elapsed_ms}ms"
+    )
     if s.received:
-        print("rtt min/avg/max/mdev = "
-              + "/".join(milliseconds(v) for v in (s.rtt_min_ns, s.rtt_avg_ns, s.rtt_max_ns, mdev)) + " ms")
+        print(
+            "rtt min/avg/max/mdev = "
+            + "/".join(milliseconds(v) for v in (s.rtt_min_ns, s.rtt_avg_ns, s.rtt_max_ns, mdev))
+            + " ms"
+        )

@@ -14,7 +14,6 @@ from collector.probes.stamp_session import SenderSettings
 from collector.probes.summary import ProbeSummary
 from collector.system.clock import read_clock_status
 from collector.wire.stamp import STAMP_PORT, TimestampFormat
-from xnetmon.errors import UsageError
 from xnetmon.commands.common import (
     add_marking_arguments,
     marking_of,
@@ -24,6 +23,7 @@ from xnetmon.commands.common import (
     read_key_file,
     resolve_target,
 )
+from xnetmon.errors import UsageError
 
 
 def register(kinds: argparse._SubParsersAction) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Coroutine
 from dataclasses import asdict
 from typing import Any, TypeVar
 
+from collector.contract.records import FlowId, HopAnswer, HopProbe, PathObservation
 from collector.probes.trace import (
     RawSocketPermissionError,
     TraceEndpoint,
@@ -21,9 +22,8 @@ from collector.probes.trace import (
     trace_rounds,
 )
 from collector.probes.trace_session import PROTOCOLS, HopReport, TraceHop, TraceSettings, merge_paths, report
-from collector.contract.records import FlowId, HopAnswer, HopProbe, PathObservation
-from xnetmon.errors import UsageError
 from xnetmon.commands.common import add_marking_arguments, marking_of, port_number, positive_float, resolve_target
+from xnetmon.errors import UsageError
 
 T = TypeVar("T")
 MULTIPATH_FLOWS = 16  # finds up to 4 equal-cost next hops at a hop with 95% confidence (flows_needed)
@@ -51,16 +51,24 @@ def register(kinds: argparse._SubParsersAction) -> None:
     )
     p.add_argument("target", help="IPv6 address or name")
     add_marking_arguments(p, "every probe", "IPv6 flow label (default: a random free one)")
-    p.add_argument("--proto", choices=PROTOCOLS, default="udp",
-                   help="probe type: udp (no privilege needed), icmp (echo) or tcp (SYN); icmp and tcp need root")
+    p.add_argument(
+        "--proto",
+        choices=PROTOCOLS,
+        default="udp",
+        help="probe type: udp (no privilege needed), icmp (echo) or tcp (SYN); icmp and tcp need root",
+    )
     p.add_argument("-p", "--port", type=port_number, help="destination port (udp: 33434, tcp: 80)")
     p.add_argument("--multipath", action="store_true", help="trace several flows and show each hop's ECMP next hops")
     p.add_argument("--flows", type=int, default=MULTIPATH_FLOWS, help="flows in --multipath mode")
     p.add_argument("--report", action="store_true", help="mtr-style table over COUNT rounds")
     p.add_argument("-c", "--count", type=int, default=10, help="rounds for --report")
     p.add_argument("-i", "--interval", type=positive_float, default=0.25, help="seconds between --report rounds")
-    p.add_argument("-q", "--queries", type=int,
-                   help="probes per hop (default 3; 1 per flow with --multipath, 1 per round with --report)")
+    p.add_argument(
+        "-q",
+        "--queries",
+        type=int,
+        help="probes per hop (default 3; 1 per flow with --multipath, 1 per round with --report)",
+    )
     p.add_argument("-f", "--first-hop", type=int, default=1, help="hop limit to start from")
     p.add_argument("-m", "--max-hops", type=int, default=30, help="largest hop limit")
     p.add_argument("-W", "--timeout", type=positive_float, default=1.0, help="seconds to wait for each answer")
@@ -150,14 +158,20 @@ def _print_trace(
             "slice": settings.slice,
             "dscp": settings.dscp,
             "flows": [
-                {"flow": asdict(r.observation.flow), "hops": [_hop_json(h) for h in r.session.hops()],
-                 "path": _path_json(r.observation)}
+                {
+                    "flow": asdict(r.observation.flow),
+                    "hops": [_hop_json(h) for h in r.session.hops()],
+                    "path": _path_json(r.observation),
+                }
                 for r in results
             ],
         }
         if args.multipath:
-            document["next_hops"] = [{"hop": hop, "responders": m}
-                                     for hop, m in enumerate(merge_paths(observations), 1) if hop >= settings.first_hop]
+            document["next_hops"] = [
+                {"hop": hop, "responders": m}
+                for hop, m in enumerate(merge_paths(observations), 1)
+                if hop >= settings.first_hop
+            ]
         print(json.dumps(document))
     elif args.multipath:
         _print_multipath(args, settings, endpoint.address, observations)
@@ -231,7 +245,10 @@ def _print_multipath(
 
 
 def _print_report(
-    args: argparse.Namespace, settings: TraceSettings, endpoint: TraceEndpoint, flow: FlowId,
+    args: argparse.Namespace,
+    settings: TraceSettings,
+    endpoint: TraceEndpoint,
+    flow: FlowId,
     rounds: list[list[HopProbe]],
 ) -> int:
     rows = report(rounds)
@@ -298,8 +315,13 @@ def _hop_json(hop: TraceHop) -> dict:
         "hop": hop.hop,
         "address": hop.address,
         "probes": [
-            {"responder": p.responder, "rtt_ns": p.rtt_ns, "answer": p.answer.value, "detail": p.detail,
-             "quoted_dscp": p.quoted_dscp}
+            {
+                "responder": p.responder,
+                "rtt_ns": p.rtt_ns,
+                "answer": p.answer.value,
+                "detail": p.detail,
+                "quoted_dscp": p.quoted_dscp,
+            }
             for p in hop.probes
         ],
     }

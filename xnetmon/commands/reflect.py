@@ -15,21 +15,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "reflect",
         help="answer STAMP test packets (RFC 8762 Session-Reflector)",
         description="Run a STAMP Session-Reflector until Ctrl-C or SIGTERM, then print its counters. "
-                    "Replies are never larger than requests. Exit status: 0 once stopped, "
-                    "2 when it cannot start.",
+        "Replies are never larger than requests. Exit status: 0 once stopped, "
+        "2 when it cannot start.",
     )
-    p.add_argument("--bind", action="append", metavar="ADDRESS",
-                   help="address to listen on (repeatable; default :: for IPv6 only)")
+    p.add_argument(
+        "--bind", action="append", metavar="ADDRESS", help="address to listen on (repeatable; default :: for IPv6 only)"
+    )
     p.add_argument("-p", "--port", type=port_number, default=STAMP_PORT)
-    p.add_argument("--stateful", action="store_true",
-                   help="number replies per session, so senders can tell forward from reverse loss")
-    p.add_argument("--allow", action="append", metavar="PREFIX", default=[],
-                   help="answer only these source prefixes (repeatable)")
-    p.add_argument("--rate-limit", type=float, default=1000.0, metavar="PPS",
-                   help="packets per second answered per source address (0: no limit)")
+    p.add_argument(
+        "--stateful",
+        action="store_true",
+        help="number replies per session, so senders can tell forward from reverse loss",
+    )
+    p.add_argument(
+        "--allow", action="append", metavar="PREFIX", default=[], help="answer only these source prefixes (repeatable)"
+    )
+    p.add_argument(
+        "--rate-limit",
+        type=float,
+        default=1000.0,
+        metavar="PPS",
+        help="packets per second answered per source address (0: no limit)",
+    )
     p.add_argument("--auth-key-file", help="authenticated mode: file holding the HMAC key")
-    p.add_argument("--permit-dscp", type=dscp, action="append", metavar="DSCP",
-                   help="DSCPs a sender may ask for in replies (repeatable; default: any)")
+    p.add_argument(
+        "--permit-dscp",
+        type=dscp,
+        action="append",
+        metavar="DSCP",
+        help="DSCPs a sender may ask for in replies (repeatable; default: any)",
+    )
     p.set_defaults(handler=run)
 
 

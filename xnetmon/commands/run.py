@@ -34,8 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--loopback", action="store_true", help="monitor this machine over loopback, not the lab")
     p.add_argument("--config", help="an agent configuration to run in this process (implies --loopback)")
     p.add_argument("--duration", type=positive_float, help="stop after this many seconds")
-    p.add_argument("--report-every", type=positive_float, default=5.0, metavar="SECONDS",
-                   help="when the output is not a terminal: print the table this often")
+    p.add_argument(
+        "--report-every",
+        type=positive_float,
+        default=5.0,
+        metavar="SECONDS",
+        help="when the output is not a terminal: print the table this often",
+    )
     p.set_defaults(handler=run)
 
 
@@ -47,10 +52,14 @@ def run(args: argparse.Namespace) -> int:
         try:
             deployment = _deploy(args, Path(workdir), stack, console)
         except OSError as exc:  # the API's or the agent's port: most often another monitor holds it
-            raise UsageError(f"cannot start the monitor: {exc.strerror or exc}; is another `xnetmon run` "
-                             f"or analyzer running on this machine?") from None
-        console.print(f"xnetmon: monitoring {deployment.shape} ({', '.join(deployment.sites)}), "
-                      f"{deployment.interval_s:g} s intervals")
+            raise UsageError(
+                f"cannot start the monitor: {exc.strerror or exc}; is another `xnetmon run` "
+                f"or analyzer running on this machine?"
+            ) from None
+        console.print(
+            f"xnetmon: monitoring {deployment.shape} ({', '.join(deployment.sites)}), "
+            f"{deployment.interval_s:g} s intervals"
+        )
         console.print(f"  API      {deployment.api_url}/slices  (docs: {deployment.api_url}/docs)")
         console.print(f"  metrics  {deployment.metrics_url}")
         console.print(f"  token    {deployment.token_file} (for POST /probe: an on-demand probe from an agent)")

@@ -17,8 +17,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Print each slice's SLA status, error budget, burn rates and worst path, as the "
         "analyzer judges them. --slice shows one slice's objectives too.",
     )
-    p.add_argument("--analyzer", default=DEFAULT_ANALYZER, metavar="URL",
-                   help=f"the analyzer's API (default {DEFAULT_ANALYZER}, where xnetmon run and xnetmon analyzer listen)")
+    p.add_argument(
+        "--analyzer",
+        default=DEFAULT_ANALYZER,
+        metavar="URL",
+        help=f"the analyzer's API (default {DEFAULT_ANALYZER}, where xnetmon run and xnetmon analyzer listen)",
+    )
     p.add_argument("--slice", help="one slice, with its objectives")
     p.add_argument("--json", action="store_true", help="the analyzer's JSON, for scripts")
     p.set_defaults(handler=run)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from xnetmon.errors import UsageError
 from xnetmon.commands.status import DEFAULT_ANALYZER
+from xnetmon.errors import UsageError
 
 DEGRADED = ("at-risk", "breached")
 EVIDENCE_SHOWN = 3  # sentences per hint; --json has them all
@@ -31,8 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "affect it, from a running analyzer. Exit status 0 ok, 1 degraded (at-risk or breached), 2 error.",
     )
     p.add_argument("slice", help="the slice's name, e.g. video")
-    p.add_argument("--analyzer", default=DEFAULT_ANALYZER, metavar="URL",
-                   help=f"the analyzer's API (default {DEFAULT_ANALYZER})")
+    p.add_argument(
+        "--analyzer", default=DEFAULT_ANALYZER, metavar="URL", help=f"the analyzer's API (default {DEFAULT_ANALYZER})"
+    )
     p.add_argument("--json", action="store_true", help="the slice's verdict and hints as the analyzer gives them")
     p.set_defaults(handler=run)
 
@@ -45,8 +46,11 @@ def run(args: argparse.Namespace) -> int:
     except AnalyzerUnreachable as exc:
         raise UsageError(str(exc)) from None
     if args.json:
-        print(json.dumps({"name": detail["name"], "verdict": detail["verdict"], "hints": detail.get("hints", [])},
-                         indent=2))
+        print(
+            json.dumps(
+                {"name": detail["name"], "verdict": detail["verdict"], "hints": detail.get("hints", [])}, indent=2
+            )
+        )
     else:
         print(explain(detail))
     return 1 if detail["verdict"]["status"] in DEGRADED else 0
@@ -72,15 +76,17 @@ def explain(detail: dict) -> str:
         lines.extend(f"Evidence: {sentence}" for sentence in first.get("evidence", [])[:EVIDENCE_SHOWN])
         lines.extend(f"Also: {describe_hint(h)}." for h in others)
     elif status in DEGRADED:
-        lines.append("No root-cause hint yet: the probes do not point at one part of the network "
-                     "(look at `xnetmon status --slice " + name + "` and the worst paths).")
+        lines.append(
+            "No root-cause hint yet: the probes do not point at one part of the network "
+            "(look at `xnetmon status --slice " + name + "` and the worst paths)."
+        )
     else:
         lines.append("No root-cause hint: nothing in the network is suspected.")
     return "\n".join(lines)
 
 
 def _objective_words(objective: dict) -> str:
-    """"two-way-delay-percentile p99 212 ms > 150 ms", "two-way-packet-loss 3.0% > 0.1%"."""
+    """ "two-way-delay-percentile p99 212 ms > 150 ms", "two-way-packet-loss 3.0% > 0.1%"."""
     name, observed, bound = objective["name"], objective.get("observed"), objective["bound"]
     label = name + (f" p{objective['percentile']:g}" if objective.get("percentile") else "")
 

@@ -14,13 +14,18 @@ def router(api: ApiContext) -> APIRouter:
     routes = APIRouter()
     store = api.store
 
-    @routes.get("/healthz", response_model=m.Health,
-                summary="Liveness, store figures, agents seen and their health")
+    @routes.get("/healthz", response_model=m.Health, summary="Liveness, store figures, agents seen and their health")
     def healthz() -> m.Health:
         return m.Health(
-            status="ok", writes=api.token is not None, store=store.stats(),
-            agents=[m.AgentHealth(site=a.site, last_batch_ns=a.last_batch_ns,
-                                  health=None if a.health is None else asdict(a.health)) for a in store.agents()],
+            status="ok",
+            writes=api.token is not None,
+            store=store.stats(),
+            agents=[
+                m.AgentHealth(
+                    site=a.site, last_batch_ns=a.last_batch_ns, health=None if a.health is None else asdict(a.health)
+                )
+                for a in store.agents()
+            ],
         )
 
     return routes

@@ -11,9 +11,13 @@ from analyzer.api.context import ApiContext
 def router(api: ApiContext) -> APIRouter:
     routes = APIRouter()
 
-    @routes.get("/hints", response_model=list[m.Hint], summary="Root-cause hints, newest first",
-                description="From the root-cause analysis, once per closed interval; empty when it does not run.",
-                responses={400: {"model": m.Problem, "description": "unknown kind"}})
+    @routes.get(
+        "/hints",
+        response_model=list[m.Hint],
+        summary="Root-cause hints, newest first",
+        description="From the root-cause analysis, once per closed interval; empty when it does not run.",
+        responses={400: {"model": m.Problem, "description": "unknown kind"}},
+    )
     def list_hints(
         slice: str | None = Query(None, description="only hints affecting this slice"),
         kind: str | None = Query(None, description=f"one of: {', '.join(m.HINT_KINDS)}"),
@@ -22,9 +26,15 @@ def router(api: ApiContext) -> APIRouter:
         if kind is not None and kind not in m.HINT_KINDS:
             raise HTTPException(400, f"kind: unknown hint kind {kind!r} (kinds are: {', '.join(m.HINT_KINDS)})")
         return sorted(
-            (h for h in api.current_hints() if (slice is None or slice in h.slices)
-             and (kind is None or h.kind == kind) and (since is None or h.last_seen_ns >= since)),
-            key=lambda h: h.last_seen_ns, reverse=True,
+            (
+                h
+                for h in api.current_hints()
+                if (slice is None or slice in h.slices)
+                and (kind is None or h.kind == kind)
+                and (since is None or h.last_seen_ns >= since)
+            ),
+            key=lambda h: h.last_seen_ns,
+            reverse=True,
         )
 
     return routes

@@ -17,16 +17,22 @@ def router(api: ApiContext) -> APIRouter:
     routes = APIRouter()
 
     @routes.post(
-        "/probe", response_model=m.ProbeResponse, summary="Run an on-demand probe from a named agent",
-        responses={**WRITE_ERRORS, 400: {"model": m.Problem, "description": "bad request"},
-                   503: {"model": m.Problem, "description": "no agent can run probes from this analyzer"}},
+        "/probe",
+        response_model=m.ProbeResponse,
+        summary="Run an on-demand probe from a named agent",
+        responses={
+            **WRITE_ERRORS,
+            400: {"model": m.Problem, "description": "bad request"},
+            503: {"model": m.Problem, "description": "no agent can run probes from this analyzer"},
+        },
     )
     async def post_probe(request: Request, probe: m.ProbeRequest) -> m.ProbeResponse:
         require_token(request, api.token)
         prober = api.prober
         if prober is None:
-            raise HTTPException(503, "no agent can run probes from this analyzer "
-                                     "(only the all-in-one monitor, xnetmon run, has one)")
+            raise HTTPException(
+                503, "no agent can run probes from this analyzer (only the all-in-one monitor, xnetmon run, has one)"
+            )
         known = api.store.slice_names()
         if known and probe.slice not in known:
             raise HTTPException(400, f"slice: unknown slice {probe.slice!r} (slices are: {listed(known)})")

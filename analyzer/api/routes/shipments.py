@@ -11,8 +11,8 @@ from starlette.concurrency import run_in_threadpool
 from analyzer.api import models as m
 from analyzer.api.auth import WRITE_ERRORS, require_token
 from analyzer.api.context import ApiContext
-from collector.contract.codec import MalformedShipment, ShipmentParser
 from analyzer.store.memory import WindowStore
+from collector.contract.codec import MalformedShipment, ShipmentParser
 
 
 def router(api: ApiContext) -> APIRouter:
@@ -20,13 +20,22 @@ def router(api: ApiContext) -> APIRouter:
     parser = ShipmentParser()
 
     @routes.post(
-        "/v1/windows", response_model=m.WindowsAccepted, summary="Take an agent's shipment of path windows",
+        "/v1/windows",
+        response_model=m.WindowsAccepted,
+        summary="Take an agent's shipment of path windows",
         description="The body is collector/contract/shipment.py's JSON. Windows already received are ignored "
-                    "(delivery is at least once), so an agent may always send again.",
-        responses={**WRITE_ERRORS, 400: {"model": m.Problem, "description": "malformed body; the field is named"},
-                   413: {"model": m.Problem, "description": "body too large"}},
-        openapi_extra={"requestBody": {"required": True, "content": {
-            "application/json": {"schema": m.ShipmentBody.model_json_schema()}}}},
+        "(delivery is at least once), so an agent may always send again.",
+        responses={
+            **WRITE_ERRORS,
+            400: {"model": m.Problem, "description": "malformed body; the field is named"},
+            413: {"model": m.Problem, "description": "body too large"},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": m.ShipmentBody.model_json_schema()}},
+            }
+        },
     )
     async def post_windows(request: Request) -> m.WindowsAccepted:
         try:
@@ -44,8 +53,9 @@ def router(api: ApiContext) -> APIRouter:
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"body of {declared} bytes is over the limit of {limit} bytes: "
-                                 "send fewer windows per request")
+        raise HTTPException(
+            413, f"body of {declared} bytes is over the limit of {limit} bytes: send fewer windows per request"
+        )
     body = bytearray()
     async for chunk in request.stream():
         body += chunk

@@ -16,17 +16,19 @@ def router(api: ApiContext) -> APIRouter:
     routes = APIRouter()
     store = api.store
 
-    @routes.get("/topology", response_model=m.TopologyResponse,
-                summary="Nodes and links from the latest traced paths")
+    @routes.get("/topology", response_model=m.TopologyResponse, summary="Nodes and links from the latest traced paths")
     def get_topology() -> m.TopologyResponse:
         observations = store.observations()
         names = hop_names(api.site_names, store.latest_windows(), {a.site for a in store.agents()})
         topology = TracedTopology.from_observations(observations, names)
         return m.TopologyResponse(
             nodes=[m.TopologyNode(id=node, role=role) for node, role in sorted(topology.nodes.items())],
-            links=[m.TopologyLink(a=link.a, b=link.b, hidden_hops=link.hidden_hops,
-                                  paths=[m.PathUse(**asdict(use)) for use in uses])
-                   for link, uses in sorted(topology.links.items(), key=lambda item: (item[0].a, item[0].b))],
+            links=[
+                m.TopologyLink(
+                    a=link.a, b=link.b, hidden_hops=link.hidden_hops, paths=[m.PathUse(**asdict(use)) for use in uses]
+                )
+                for link, uses in sorted(topology.links.items(), key=lambda item: (item[0].a, item[0].b))
+            ],
             observations=len(observations),
         )
 

@@ -51,8 +51,9 @@ def _version() -> str:
 class AgentCollector(Collector):
     """Renders whatever snapshot `state` holds at the moment of the scrape."""
 
-    def __init__(self, state: MetricsState, flows: FlowReceiver | None = None,
-                 captures: AgentCaptures | None = None) -> None:
+    def __init__(
+        self, state: MetricsState, flows: FlowReceiver | None = None, captures: AgentCaptures | None = None
+    ) -> None:
         self._state = state
         self._flows = flows
         self._captures = captures
@@ -64,7 +65,8 @@ class AgentCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         snapshot = self._state.snapshot  # one read: the whole scrape sees one picture
         build = GaugeMetricFamily(
-            "xnet_build_info", "Always 1; the labels name the running xnetmon and Python versions.",
+            "xnet_build_info",
+            "Always 1; the labels name the running xnetmon and Python versions.",
             labels=["version", "python"],
         )
         build.add_metric(list(self._build), 1)
@@ -77,11 +79,13 @@ class AgentCollector(Collector):
 
 def _path_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
     sent = CounterMetricFamily(
-        "xnet_probe_sent_total", "Probe packets sent on the path from site src to target dst in the slice.",
+        "xnet_probe_sent_total",
+        "Probe packets sent on the path from site src to target dst in the slice.",
         labels=PATH_LABELS,
     )
     received = CounterMetricFamily(
-        "xnet_probe_received_total", "Probe replies received in time on the path (duplicates not counted).",
+        "xnet_probe_received_total",
+        "Probe replies received in time on the path (duplicates not counted).",
         labels=PATH_LABELS,
     )
     lost = CounterMetricFamily(
@@ -91,7 +95,9 @@ def _path_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
         labels=[*PATH_LABELS, "direction"],
     )
     duplicates = CounterMetricFamily(
-        "xnet_probe_duplicates_total", "Extra copies of probe replies received on the path.", labels=PATH_LABELS,
+        "xnet_probe_duplicates_total",
+        "Extra copies of probe replies received on the path.",
+        labels=PATH_LABELS,
     )
     reordered = CounterMetricFamily(
         "xnet_probe_reordered_total",
@@ -162,25 +168,39 @@ def _collector_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
     )
     counters = {  # metric -> (help, CollectorHealth field); full names, so a metric can be searched for
         "xnet_collector_probes_sent_total": ("Probe packets the agent sent, all paths together.", "probes_sent_total"),
-        "xnet_collector_send_errors_total": ("Probe sends the kernel refused (no route, full buffers...).", "send_errors_total"),
-        "xnet_collector_receive_errors_total": ("Errors while reading probe replies from the agent's sockets.", "receive_errors_total"),
+        "xnet_collector_send_errors_total": (
+            "Probe sends the kernel refused (no route, full buffers...).",
+            "send_errors_total",
+        ),
+        "xnet_collector_receive_errors_total": (
+            "Errors while reading probe replies from the agent's sockets.",
+            "receive_errors_total",
+        ),
         "xnet_collector_socket_drops_total": (
             "Datagrams the kernel dropped because the agent's sockets were full: replies lost "
-            "here look like reverse loss but are the agent's own.", "socket_drops_total",
+            "here look like reverse loss but are the agent's own.",
+            "socket_drops_total",
         ),
-        "xnet_collector_cpu_seconds_total": ("CPU time the agent has used (user and system), in seconds.", "cpu_seconds_total"),
+        "xnet_collector_cpu_seconds_total": (
+            "CPU time the agent has used (user and system), in seconds.",
+            "cpu_seconds_total",
+        ),
         "xnet_collector_windows_dropped_total": (
-            "Path windows discarded because the spool for the analyzer was full.", "windows_dropped_total",
+            "Path windows discarded because the spool for the analyzer was full.",
+            "windows_dropped_total",
         ),
     }
     counter_families = {
         name: (CounterMetricFamily(name, doc, labels=["src"]), field) for name, (doc, field) in counters.items()
     }
     sessions = GaugeMetricFamily(
-        "xnet_collector_sessions", "Probe schedules running: one per (target, slice, probe kind).", labels=["src"],
+        "xnet_collector_sessions",
+        "Probe schedules running: one per (target, slice, probe kind).",
+        labels=["src"],
     )
     spool = GaugeMetricFamily(
-        "xnet_collector_spool_windows", "Path windows waiting in the spool to be shipped to the analyzer.",
+        "xnet_collector_spool_windows",
+        "Path windows waiting in the spool to be shipped to the analyzer.",
         labels=["src"],
     )
     for site, health in sorted(snapshot.health.items()):
@@ -214,8 +234,9 @@ def _reflector_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
     yield packets
 
 
-def _flow_and_malformed_families(snapshot: MetricsSnapshot, flows: FlowReceiver | None,
-                                 captures: AgentCaptures | None = None) -> Iterator[Metric]:
+def _flow_and_malformed_families(
+    snapshot: MetricsSnapshot, flows: FlowReceiver | None, captures: AgentCaptures | None = None
+) -> Iterator[Metric]:
     """The flow receiver's and the captures' families, and one malformed-packets family for
     STAMP, flow exports and captured packets."""
     if snapshot.reflector is None and flows is None and captures is None:
@@ -251,8 +272,12 @@ def _traffic_families(flows: FlowReceiver | None, captures: AgentCaptures | None
         assert captures is not None  # called only when the agent has one or the other
         figures = FlowFigures(captures.totals(), {})
     if captures is not None:
-        figures = FlowFigures(figures.totals, {**figures.sampling_rates, **captures.sampling_rates()},
-                              figures.templates, figures.datagrams)
+        figures = FlowFigures(
+            figures.totals,
+            {**figures.sampling_rates, **captures.sampling_rates()},
+            figures.templates,
+            figures.datagrams,
+        )
     yield from flow_families(figures)
     if captures is not None:
         from collector.outputs.prometheus.passive import capture_families, passive_families
@@ -264,8 +289,13 @@ def _traffic_families(flows: FlowReceiver | None, captures: AgentCaptures | None
 # -- serving -----------------------------------------------------------------------------
 
 
-def agent_registry(state: MetricsState, *, process_metrics: bool = True,
-                   flows: FlowReceiver | None = None, captures: AgentCaptures | None = None) -> CollectorRegistry:
+def agent_registry(
+    state: MetricsState,
+    *,
+    process_metrics: bool = True,
+    flows: FlowReceiver | None = None,
+    captures: AgentCaptures | None = None,
+) -> CollectorRegistry:
     """A registry of its own (never the global one) holding the agent's collector.
 
     `process_*` metrics are kept by default: resident memory tracks the memory per
@@ -309,8 +339,12 @@ class MetricsServer:
 
 
 def serve_metrics(
-    state: MetricsState, listen: tuple[str, int], *, process_metrics: bool = True,
-    flows: FlowReceiver | None = None, captures: AgentCaptures | None = None,
+    state: MetricsState,
+    listen: tuple[str, int],
+    *,
+    process_metrics: bool = True,
+    flows: FlowReceiver | None = None,
+    captures: AgentCaptures | None = None,
 ) -> MetricsServer:
     """Serve `state` on http://HOST:PORT/metrics from a daemon thread. HOST may be an IPv6
     address, bracketed or not ("::1", "[::1]", "::" for every address); port 0 picks one.

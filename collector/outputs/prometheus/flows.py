@@ -35,34 +35,48 @@ class FlowFigures:
 
 def receiver_figures(receiver: FlowReceiver) -> FlowFigures:
     with receiver.reading():
-        return FlowFigures(receiver.counters.totals(), dict(receiver.state.sampling.in_use),
-                           receiver.state.templates.counts_by_exporter(), dict(receiver.datagrams))
+        return FlowFigures(
+            receiver.counters.totals(),
+            dict(receiver.state.sampling.in_use),
+            receiver.state.templates.counts_by_exporter(),
+            dict(receiver.datagrams),
+        )
 
 
 def flow_families(source: FlowReceiver | FlowFigures) -> Iterator[Metric]:
     figures = source if isinstance(source, FlowFigures) else receiver_figures(source)
     totals, rates, templates, datagrams = figures.totals, figures.sampling_rates, figures.templates, figures.datagrams
     labels = ["slice", "exporter", "direction"]
-    octets = CounterMetricFamily("xnet_flow_bytes", "Bytes the slice carried, from flow records, scaled by the "
-                                 "sampling rate.", labels=labels)
-    packets = CounterMetricFamily("xnet_flow_packets", "Packets the slice carried, from flow records, scaled by "
-                                  "the sampling rate.", labels=labels)
-    records = CounterMetricFamily("xnet_flow_records", "Flow records (or sFlow packet samples) received for the "
-                                  "slice.", labels=labels)
+    octets = CounterMetricFamily(
+        "xnet_flow_bytes", "Bytes the slice carried, from flow records, scaled by the sampling rate.", labels=labels
+    )
+    packets = CounterMetricFamily(
+        "xnet_flow_packets", "Packets the slice carried, from flow records, scaled by the sampling rate.", labels=labels
+    )
+    records = CounterMetricFamily(
+        "xnet_flow_records", "Flow records (or sFlow packet samples) received for the slice.", labels=labels
+    )
     for (slice_name, exporter, direction), t in sorted(totals.items()):
         octets.add_metric([slice_name, exporter, direction], t.bytes)
         packets.add_metric([slice_name, exporter, direction], t.packets)
         records.add_metric([slice_name, exporter, direction], t.flows)
-    sampling = GaugeMetricFamily("xnet_flow_sampling_rate", "The 1-in-N sampling rate applied to the exporter's "
-                                 "latest records (1: unsampled).", labels=["exporter"])
+    sampling = GaugeMetricFamily(
+        "xnet_flow_sampling_rate",
+        "The 1-in-N sampling rate applied to the exporter's latest records (1: unsampled).",
+        labels=["exporter"],
+    )
     for exporter, rate in sorted(rates.items()):
         sampling.add_metric([exporter], rate)
-    template_count = GaugeMetricFamily("xnet_flow_templates", "Templates and options templates held for the "
-                                       "exporter.", labels=["exporter"])
+    template_count = GaugeMetricFamily(
+        "xnet_flow_templates", "Templates and options templates held for the exporter.", labels=["exporter"]
+    )
     for exporter, count in sorted(templates.items()):
         template_count.add_metric([exporter], count)
-    datagram_count = CounterMetricFamily("xnet_flow_datagrams", "Export datagrams received, by exporter and "
-                                         "protocol (ipfix, netflow9, sflow).", labels=["exporter", "protocol"])
+    datagram_count = CounterMetricFamily(
+        "xnet_flow_datagrams",
+        "Export datagrams received, by exporter and protocol (ipfix, netflow9, sflow).",
+        labels=["exporter", "protocol"],
+    )
     for (exporter, protocol), count in sorted(datagrams.items()):
         datagram_count.add_metric([exporter, protocol], count)
     yield from (octets, packets, records, sampling, template_count, datagram_count)

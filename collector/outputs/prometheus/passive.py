@@ -38,8 +38,12 @@ _LE = [floatToGoString(bound) for bound in RTT_BUCKETS_S] + ["+Inf"]
 class PassiveCollector(Collector):
     """Renders the passive RTT meter, the marking points and the segments between them."""
 
-    def __init__(self, tcp_rtt: PassiveTcpRtt | None = None, points: Sequence[MarkingPoint] = (),
-                 segments: Sequence[SegmentLoss] = ()) -> None:
+    def __init__(
+        self,
+        tcp_rtt: PassiveTcpRtt | None = None,
+        points: Sequence[MarkingPoint] = (),
+        segments: Sequence[SegmentLoss] = (),
+    ) -> None:
         self._tcp_rtt = tcp_rtt
         self._points = tuple(points)
         self._segments = tuple(segments)
@@ -48,12 +52,12 @@ class PassiveCollector(Collector):
         return []  # dynamic series: nothing to pre-register
 
     def collect(self) -> Iterator[Metric]:
-        yield from passive_families((self._tcp_rtt,) if self._tcp_rtt is not None else (), self._points,
-                                    self._segments)
+        yield from passive_families((self._tcp_rtt,) if self._tcp_rtt is not None else (), self._points, self._segments)
 
 
-def passive_families(tcp_meters: Sequence[PassiveTcpRtt], points: Sequence[MarkingPoint] = (),
-                     segments: Sequence[SegmentLoss] = ()) -> Iterator[Metric]:
+def passive_families(
+    tcp_meters: Sequence[PassiveTcpRtt], points: Sequence[MarkingPoint] = (), segments: Sequence[SegmentLoss] = ()
+) -> Iterator[Metric]:
     """The families of any number of meters: an agent capturing several interfaces sums its
     RTT meters per slice, so the series stay one per slice."""
     if tcp_meters:
@@ -122,13 +126,13 @@ def capture_families(captures: Sequence[tuple[str, CaptureStats]]) -> Iterator[M
         labels=["exporter"],
     )
     sampled = CounterMetricFamily(
-        "xnet_capture_sampled_packets", "Packets a capture dissected and classified (one in N on average).",
+        "xnet_capture_sampled_packets",
+        "Packets a capture dissected and classified (one in N on average).",
         labels=["exporter"],
     )
     drops = CounterMetricFamily(
         "xnet_capture_kernel_drops",
-        "Packets the kernel could not queue for the capture (its socket was full): traffic the flow "
-        "counters miss.",
+        "Packets the kernel could not queue for the capture (its socket was full): traffic the flow counters miss.",
         labels=["exporter"],
     )
     for exporter, stats in captures:

@@ -24,6 +24,7 @@ from collector.contract.records import RTT_BUCKETS_NS, CollectorHealth, PathCoun
 if TYPE_CHECKING:  # the reflector module opens sockets; the metrics need only its counters
     from collector.reflector.session_reflector import ReflectorStats
 
+
 def _empty() -> Mapping:
     return MappingProxyType({})  # read-only, so no snapshot can be changed after the swap
 

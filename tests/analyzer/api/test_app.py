@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from analyzer.api.app import create_app
 from analyzer.sla.verdicts import default_policies
-from analyzer.store.memory import WindowStore
 from analyzer.store.snapshot import restore_snapshot, save_snapshot
 from collector.contract.records import PathKey
 from tests.analyzer_support import T0, batch, window
@@ -35,8 +34,16 @@ def test_the_openapi_document_describes_every_endpoint():
     api = Api()
     document = api.get("/openapi.json").json()
     paths = document["paths"]
-    for path, method in [("/v1/windows", "post"), ("/probe", "post"), ("/slices", "get"), ("/slices/{name}", "get"),
-                         ("/paths", "get"), ("/hints", "get"), ("/topology", "get"), ("/healthz", "get")]:
+    for path, method in [
+        ("/v1/windows", "post"),
+        ("/probe", "post"),
+        ("/slices", "get"),
+        ("/slices/{name}", "get"),
+        ("/paths", "get"),
+        ("/hints", "get"),
+        ("/topology", "get"),
+        ("/healthz", "get"),
+    ]:
         assert paths[path][method]["summary"], path
     body = paths["/v1/windows"]["post"]["requestBody"]["content"]["application/json"]
     assert "windows" in body["schema"]["properties"]

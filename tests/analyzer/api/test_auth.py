@@ -39,7 +39,10 @@ def test_the_right_bearer_token_writes_whatever_the_schemes_case(authorization):
 @pytest.mark.parametrize("authorization", [None, "", TOKEN, f"Basic {TOKEN}", "Bearer"])
 def test_a_missing_bearer_token_is_401_saying_how_to_send_one(authorization):
     assert write(writable(TOKEN), authorization) == (
-        401, "missing bearer token: send 'Authorization: Bearer TOKEN'", "Bearer")
+        401,
+        "missing bearer token: send 'Authorization: Bearer TOKEN'",
+        "Bearer",
+    )
 
 
 @pytest.mark.parametrize("authorization", ["Bearer s3cre", "Bearer s3cret2", "Bearer S3CRET"])
@@ -51,8 +54,10 @@ def test_a_wrong_bearer_token_is_401_invalid_token(authorization):
 def test_without_a_token_configured_every_write_is_403(authorization):
     status, detail, challenge = write(writable(None), authorization)
     assert (status, challenge) == (403, None)
-    assert detail == ("writes are disabled: this analyzer runs without a token "
-                      "(start it with --token-file to accept shipments and probes)")
+    assert detail == (
+        "writes are disabled: this analyzer runs without a token "
+        "(start it with --token-file to accept shipments and probes)"
+    )
 
 
 def test_the_openapi_document_names_both_refusals():

@@ -16,8 +16,9 @@ from analyzer.store.memory import WindowStore
 
 
 def context(hints=None) -> ApiContext:
-    return ApiContext(store=WindowStore({}), token=None, clock=lambda: 0, prober=None, hints=hints,
-                      site_names={}, max_body_bytes=1000)
+    return ApiContext(
+        store=WindowStore({}), token=None, clock=lambda: 0, prober=None, hints=hints, site_names={}, max_body_bytes=1000
+    )
 
 
 def test_without_root_cause_analysis_there_are_no_hints():
@@ -26,11 +27,19 @@ def test_without_root_cause_analysis_there_are_no_hints():
 
 def test_the_trackers_hints_become_the_apis_hint_models_field_for_field():
     tracker = HintTracker()
-    tracker.update([Diagnosis("link-loss", ("prov2>city2a",), ("egov", "video"), 0.9, ("4 of 6 paths lost 40%",))],
-                   1_000)
+    tracker.update(
+        [Diagnosis("link-loss", ("prov2>city2a",), ("egov", "video"), 0.9, ("4 of 6 paths lost 40%",))], 1_000
+    )
     (hint,) = context(tracker.hints).current_hints()
-    assert hint == m.Hint(kind="link-loss", suspects=["prov2>city2a"], slices=["egov", "video"], confidence=0.9,
-                          evidence=["4 of 6 paths lost 40%"], first_seen_ns=1_000, last_seen_ns=1_000)
+    assert hint == m.Hint(
+        kind="link-loss",
+        suspects=["prov2>city2a"],
+        slices=["egov", "video"],
+        confidence=0.9,
+        evidence=["4 of 6 paths lost 40%"],
+        first_seen_ns=1_000,
+        last_seen_ns=1_000,
+    )
 
 
 def test_a_hint_the_api_cannot_show_is_refused_not_passed_on():

@@ -22,14 +22,17 @@ def test_a_probe_request_writes_its_target_address_in_canonical_form_with_defaul
     assert ProbeRequest(agent="a", target="192.0.2.1", slice="egov", kind="icmp").target == "192.0.2.1"
 
 
-@pytest.mark.parametrize("change, error", [
-    ({"target": "core.example"}, "'core.example' is not an IP address"),
-    ({"count": 0}, "greater than or equal to 1"),
-    ({"count": 1001}, "less than or equal to 1000"),
-    ({"agent": ""}, "at least 1 character"),
-    ({"kind": "trace"}, "'stamp' or 'icmp'"),
-    ({"when": "now"}, "Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    "change, error",
+    [
+        ({"target": "core.example"}, "'core.example' is not an IP address"),
+        ({"count": 0}, "greater than or equal to 1"),
+        ({"count": 1001}, "less than or equal to 1000"),
+        ({"agent": ""}, "at least 1 character"),
+        ({"kind": "trace"}, "'stamp' or 'icmp'"),
+        ({"when": "now"}, "Extra inputs are not permitted"),
+    ],
+)
 def test_a_probe_request_refuses_what_no_agent_could_do(change, error):
     with pytest.raises(ValidationError, match=error):
         ProbeRequest(**{"agent": "a", "target": "::1", "slice": "video", **change})
@@ -72,8 +75,11 @@ def test_a_path_ref_is_a_path_key():
 
 def test_a_window_summary_shows_window_fields_with_their_declared_types():
     schema = m.WindowSummary.model_json_schema()["properties"]
-    assert {"seq", "sent", "lost_unknown", "path_fingerprint"} <= set(schema) <= set(PathWindow.__dataclass_fields__) | {
-        "loss_ratio", "rtt_p50_s", "rtt_p99_s", "ipdv_s", "pdv_p99_s"}
+    assert (
+        {"seq", "sent", "lost_unknown", "path_fingerprint"}
+        <= set(schema)
+        <= set(PathWindow.__dataclass_fields__) | {"loss_ratio", "rtt_p50_s", "rtt_p99_s", "ipdv_s", "pdv_p99_s"}
+    )
     assert schema["sent"]["minimum"] == 0  # a Count, as PathWindow declares it
     assert "minimum" not in schema["seq"]
 

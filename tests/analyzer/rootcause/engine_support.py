@@ -24,8 +24,16 @@ def survival(parts, loss: dict[str, float]) -> float:
     return kept
 
 
-def probe(nodes: list[str], slice_: str = "video", loss: dict[str, float] | None = None, sent: int = 1000,
-          stamp: bool = True, split: bool = True, service_down: bool = False, **extra) -> PathEvidence:
+def probe(
+    nodes: list[str],
+    slice_: str = "video",
+    loss: dict[str, float] | None = None,
+    sent: int = 1000,
+    stamp: bool = True,
+    split: bool = True,
+    service_down: bool = False,
+    **extra,
+) -> PathEvidence:
     """One path from nodes[0] to nodes[-1]: STAMP (ends at service:<target>) or echo."""
     loss = loss or {}
     source, target = nodes[0], nodes[-1]
@@ -41,6 +49,16 @@ def probe(nodes: list[str], slice_: str = "video", loss: dict[str, float] | None
     lost = forward_lost + reverse_lost
     known = stamp and split and lost < sent
     return PathEvidence(
-        path_id=f"{source}>{target}/{slice_}/{'stamp' if stamp else 'echo'}", source=source, target=target,
-        target_site=target, slice=slice_, forward=forward, reverse=reverse, sent=sent, lost=lost,
-        forward_lost=forward_lost if known else None, reverse_lost=reverse_lost if known else None, **extra)
+        path_id=f"{source}>{target}/{slice_}/{'stamp' if stamp else 'echo'}",
+        source=source,
+        target=target,
+        target_site=target,
+        slice=slice_,
+        forward=forward,
+        reverse=reverse,
+        sent=sent,
+        lost=lost,
+        forward_lost=forward_lost if known else None,
+        reverse_lost=reverse_lost if known else None,
+        **extra,
+    )

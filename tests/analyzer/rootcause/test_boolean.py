@@ -9,8 +9,10 @@ from tests.analyzer.rootcause.tomography_support import columns, path
 
 
 def test_components_on_the_same_rows_form_one_class() -> None:
-    paths = (path(["a", "a>r", "r", "r>b", "b"], ["b", "b>r", "r", "r>a", "a"]),
-             path(["c", "c>r", "r", "r>b", "b"], ["b", "b>r", "r", "r>c", "c"]))
+    paths = (
+        path(["a", "a>r", "r", "r>b", "b"], ["b", "b>r", "r", "r>a", "a"]),
+        path(["c", "c>r", "r", "r>b", "b"], ["b", "b>r", "r", "r>c", "c"]),
+    )
     obs = loss_observations(paths, 1e-4)
     classes = equivalence_classes(obs, columns(obs, "r>b", "b>r", "b", "a>r"))
     named = sorted(tuple(obs.names[c] for c in cls) for cls in classes)
@@ -18,9 +20,11 @@ def test_components_on_the_same_rows_form_one_class() -> None:
 
 
 def test_greedy_cover_explains_failed_rows_with_a_component_on_no_good_row() -> None:
-    paths = (path(["a", "a>x", "x", "x>b", "b"], ["b", "b>x", "x", "x>a", "a"], lost=1000),
-             path(["c", "c>x", "x", "x>b", "b"], ["b", "b>x", "x", "x>c", "c"], lost=1000),
-             path(["c", "c>x", "x", "x>d", "d"], ["d", "d>x", "x", "x>c", "c"], lost=0))
+    paths = (
+        path(["a", "a>x", "x", "x>b", "b"], ["b", "b>x", "x", "x>a", "a"], lost=1000),
+        path(["c", "c>x", "x", "x>b", "b"], ["b", "b>x", "x", "x>c", "c"], lost=1000),
+        path(["c", "c>x", "x", "x>d", "d"], ["d", "d>x", "x", "x>c", "c"], lost=0),
+    )
     obs = loss_observations(paths, 1e-4)
     bad = obs.loss >= 0.98
     covers = greedy_cover(obs, bad, ~bad)
@@ -29,10 +33,15 @@ def test_greedy_cover_explains_failed_rows_with_a_component_on_no_good_row() -> 
 
 
 def test_a_fault_of_one_slice_is_not_cleared_by_the_healthy_rows_of_the_others() -> None:
-    routes = ((["a", "a>x", "x", "x>b", "b"], ["b", "b>x", "x", "x>a", "a"]),
-              (["c", "c>x", "x", "x>b", "b"], ["b", "b>x", "x", "x>c", "c"]))
-    paths = tuple(path(f, r, lost=1000 if slice_ == "video" else 0, slice_=slice_)
-                  for slice_ in ("video", "egov") for f, r in routes)
+    routes = (
+        (["a", "a>x", "x", "x>b", "b"], ["b", "b>x", "x", "x>a", "a"]),
+        (["c", "c>x", "x", "x>b", "b"], ["b", "b>x", "x", "x>c", "c"]),
+    )
+    paths = tuple(
+        path(f, r, lost=1000 if slice_ == "video" else 0, slice_=slice_)
+        for slice_ in ("video", "egov")
+        for f, r in routes
+    )
     paths += (path(["c", "c>x", "x", "x>d", "d"], ["d", "d>x", "x", "x>c", "c"]),)  # video through x, healthy
     obs = loss_observations(paths, 1e-4)
     bad = obs.loss >= 0.98

@@ -41,8 +41,9 @@ def test_all_paths_from_one_agent_failing_is_probe_host() -> None:
 
 def test_unhealthy_agent_telemetry_is_probe_host_and_its_paths_blame_nothing() -> None:
     paths = mesh(loss={"host:a1": 1.0})
-    diagnoses = diagnose(Epoch(tuple(paths), hosts=(HostHealth("a1", False, "scheduling lag 2.1 s"),
-                                                     HostHealth("b1", True))))
+    diagnoses = diagnose(
+        Epoch(tuple(paths), hosts=(HostHealth("a1", False, "scheduling lag 2.1 s"), HostHealth("b1", True)))
+    )
     assert kinds(diagnoses) == [("probe-host", ("host:a1",))]
     assert "scheduling lag 2.1 s" in diagnoses[0].evidence[0]
 
@@ -62,8 +63,16 @@ def test_one_slice_blackholed_is_slice_isolation() -> None:
 
 
 def test_delay_step_without_loss_is_latency_shift() -> None:
-    paths = [replace(p, delay_s=BASE_RTT + (0.02 if crosses(p, "p1>c1") else 0.0), baseline_delay_s=BASE_RTT,
-                     jitter_s=0.0005, baseline_jitter_s=0.0005) for p in mesh()]
+    paths = [
+        replace(
+            p,
+            delay_s=BASE_RTT + (0.02 if crosses(p, "p1>c1") else 0.0),
+            baseline_delay_s=BASE_RTT,
+            jitter_s=0.0005,
+            baseline_jitter_s=0.0005,
+        )
+        for p in mesh()
+    ]
     diagnoses = diagnose(Epoch(tuple(paths)))
     assert [d.kind for d in diagnoses] == ["latency-shift"]
     assert "p1>c1" in diagnoses[0].suspects and len(diagnoses[0].suspects) <= 2
@@ -74,8 +83,15 @@ def test_loss_with_delay_and_jitter_up_is_congestion() -> None:
     paths = []
     for p in mesh(loss={"p1>c1": 0.02}):
         hit = crosses(p, "p1>c1")
-        paths.append(replace(p, delay_s=BASE_RTT + (0.03 if hit else 0.0), baseline_delay_s=BASE_RTT,
-                             jitter_s=0.005 if hit else 0.0005, baseline_jitter_s=0.0005))
+        paths.append(
+            replace(
+                p,
+                delay_s=BASE_RTT + (0.03 if hit else 0.0),
+                baseline_delay_s=BASE_RTT,
+                jitter_s=0.005 if hit else 0.0005,
+                baseline_jitter_s=0.0005,
+            )
+        )
     diagnoses = diagnose(Epoch(tuple(paths)))
     assert kinds(diagnoses) == [("congestion", ("p1>c1",))]
 
@@ -89,8 +105,17 @@ def test_path_change_names_the_link_the_paths_left() -> None:
     paths = []
     for p in mesh(slices=("video",)):
         if crosses(p, "c1>c2"):
-            paths.append(replace(p, forward=detour(p.forward), reverse=detour(p.reverse), path_changed=True,
-                                 delay_delta_s=0.004, previous_forward=p.forward, previous_reverse=p.reverse))
+            paths.append(
+                replace(
+                    p,
+                    forward=detour(p.forward),
+                    reverse=detour(p.reverse),
+                    path_changed=True,
+                    delay_delta_s=0.004,
+                    previous_forward=p.forward,
+                    previous_reverse=p.reverse,
+                )
+            )
         else:
             paths.append(p)
     diagnoses = diagnose(Epoch(tuple(paths)))

@@ -39,8 +39,7 @@ def test_healthy_epoch_with_background_loss_gives_nothing() -> None:
         links = sum(1 for c in p.forward + p.reverse if ">" in c and not c.startswith(("host:", "service:")))
         forward_lost = int(rng.binomial(100, 1 - (1 - 1e-4) ** (links / 2)))
         reverse_lost = int(rng.binomial(100 - forward_lost, 1 - (1 - 1e-4) ** (links / 2)))
-        paths.append(replace(p, lost=forward_lost + reverse_lost, forward_lost=forward_lost,
-                             reverse_lost=reverse_lost))
+        paths.append(replace(p, lost=forward_lost + reverse_lost, forward_lost=forward_lost, reverse_lost=reverse_lost))
     assert sum(p.lost for p in paths) > 0  # background is really there
     assert diagnose(Epoch(tuple(paths))) == []
 

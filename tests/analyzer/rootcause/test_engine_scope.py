@@ -35,16 +35,22 @@ def with_delay(paths, link_parts, hit_slices, loss_slices, rtt_up: float, jitter
     out = []
     for p in paths:
         hit = crosses(p, *link_parts) and p.slice in hit_slices
-        out.append(replace(p, delay_s=BASE_RTT + (rtt_up if hit else 0.0), baseline_delay_s=BASE_RTT,
-                           jitter_s=jitter if hit else 0.0005, baseline_jitter_s=0.0005))
+        out.append(
+            replace(
+                p,
+                delay_s=BASE_RTT + (rtt_up if hit else 0.0),
+                baseline_delay_s=BASE_RTT,
+                jitter_s=jitter if hit else 0.0005,
+                baseline_jitter_s=0.0005,
+            )
+        )
     return out
 
 
 def test_one_slice_losing_on_a_link_that_delays_every_slice_is_congestion_scoped_to_that_slice() -> None:
     # a full link: best-effort dropped, the protected slices queue behind it without loss
-    paths = (mesh(slices=("video", "egov", "data")) + mesh(slices=("best-effort",), loss={"p2>r": 0.05}))
-    paths = with_delay(paths, ("p2>r", "r>p2"), {"video", "egov", "data", "best-effort"}, {"best-effort"},
-                       0.004, 0.005)
+    paths = mesh(slices=("video", "egov", "data")) + mesh(slices=("best-effort",), loss={"p2>r": 0.05})
+    paths = with_delay(paths, ("p2>r", "r>p2"), {"video", "egov", "data", "best-effort"}, {"best-effort"}, 0.004, 0.005)
     diagnoses = diagnose(Epoch(tuple(paths)))
     assert [(d.kind, d.slices) for d in diagnoses] == [("congestion", ("best-effort",))]
     assert "p2>r" in diagnoses[0].suspects
@@ -52,7 +58,7 @@ def test_one_slice_losing_on_a_link_that_delays_every_slice_is_congestion_scoped
 
 
 def test_one_slice_losing_while_the_others_keep_their_delay_is_slice_isolation() -> None:
-    paths = (mesh(slices=("video", "egov", "data")) + mesh(slices=("best-effort",), loss={"p2>r": 0.05}))
+    paths = mesh(slices=("video", "egov", "data")) + mesh(slices=("best-effort",), loss={"p2>r": 0.05})
     paths = with_delay(paths, ("p2>r", "r>p2"), {"best-effort"}, {"best-effort"}, 0.004, 0.005)
     diagnoses = diagnose(Epoch(tuple(paths)))
     assert [(d.kind, d.slices) for d in diagnoses] == [("slice-isolation", ("best-effort",))]
@@ -87,8 +93,15 @@ def test_a_route_changed_on_the_way_back_only_names_the_reverse_link_it_left() -
     paths = []
     for p in mesh(slices=("video",)):
         if "c2>c1" in p.reverse:  # the forward route stays: previous_forward is None
-            paths.append(replace(p, reverse=detour_back(p.reverse), path_changed=True,
-                                 previous_forward=None, previous_reverse=p.reverse))
+            paths.append(
+                replace(
+                    p,
+                    reverse=detour_back(p.reverse),
+                    path_changed=True,
+                    previous_forward=None,
+                    previous_reverse=p.reverse,
+                )
+            )
         else:
             paths.append(p)
     diagnoses = path_change_diagnoses(tuple(paths), set())
@@ -98,8 +111,9 @@ def test_a_route_changed_on_the_way_back_only_names_the_reverse_link_it_left() -
 
 def test_a_starved_slice_losing_part_of_its_probes_the_other_way_is_fitted_on_its_own() -> None:
     # best-effort: (nearly) nothing passes c1>p1, some is lost on p1>c1; the other slices are healthy
-    paths = mesh(slices=("video", "egov", "data")) + mesh(slices=("best-effort",),
-                                                          loss={"c1>p1": 0.99, "p1>c1": 0.05})
+    paths = mesh(slices=("video", "egov", "data")) + mesh(slices=("best-effort",), loss={"c1>p1": 0.99, "p1>c1": 0.05})
     diagnoses = diagnose(Epoch(tuple(paths)))
     assert [(d.kind, d.suspects, d.slices) for d in diagnoses] == [
-        ("slice-isolation", ("c1>p1",), ("best-effort",)), ("slice-isolation", ("p1>c1",), ("best-effort",))]
+        ("slice-isolation", ("c1>p1",), ("best-effort",)),
+        ("slice-isolation", ("p1>c1",), ("best-effort",)),
+    ]

@@ -14,8 +14,8 @@ from analyzer.store.memory import WindowStore
 from collector.contract.records import PathKey
 from lab.topology import load
 from tests.analyzer_support import T0, W, batch, health, observation, settled, window
-from xnetmon.lab_sites import sites_by_address
 from tests.support import Stopwatch
+from xnetmon.lab_sites import sites_by_address
 
 SMALL = load("small")
 NAMES = sites_by_address(SMALL)
@@ -33,8 +33,15 @@ UP_ROUTE = ("cnty1a", "cnty1a>city1a", "city1a", "city1a>prov1", "prov1", "prov1
 
 
 def w(seq: int, *, source="cnty1a", target="core", slice_="video", kind="stamp", **fields):
-    base = window(seq, source=source, target=target, slice_=slice_, kind=kind, sent=fields.pop("sent", 10),
-                  lost=fields.pop("lost", 0))
+    base = window(
+        seq,
+        source=source,
+        target=target,
+        slice_=slice_,
+        kind=kind,
+        sent=fields.pop("sent", 10),
+        lost=fields.pop("lost", 0),
+    )
     return replace(base, target_address=SMALL.loopback(target), **fields)
 
 
@@ -79,8 +86,15 @@ def test_without_a_declared_topology_sites_are_learnt_from_targets_and_routers_s
     [first] = feed.epoch(T0).paths  # core>cnty1a was never traced
     router = UP_HOPS[0]
     # The silent hop is skipped: the link joins the answering neighbours.
-    assert first.forward == ("host:cnty1a", "cnty1a", f"cnty1a>{router}", router, f"{router}>core", "core",
-                             "service:core")
+    assert first.forward == (
+        "host:cnty1a",
+        "cnty1a",
+        f"cnty1a>{router}",
+        router,
+        f"{router}>core",
+        "core",
+        "service:core",
+    )
 
 
 def test_untraced_and_stale_paths_are_left_out_and_the_closed_interval_is_the_one_used():
@@ -143,8 +157,11 @@ def test_baseline_is_the_median_of_healthy_windows_and_freezes_while_degraded():
     feed = Feed()
     delays_ms = [4, 5, 6, 5, 4]
     for i, delay in enumerate(delays_ms):
-        feed.ship("cnty1a", w(T0 + i, rtt_p50_ns=delay * 1_000_000, pdv_p99_ns=1_000_000),
-                  observations=[traced()] if i == 0 else ())
+        feed.ship(
+            "cnty1a",
+            w(T0 + i, rtt_p50_ns=delay * 1_000_000, pdv_p99_ns=1_000_000),
+            observations=[traced()] if i == 0 else (),
+        )
         [path] = feed.epoch(T0 + i).paths
     assert path.baseline_delay_s == pytest.approx(0.005) and path.baseline_jitter_s == pytest.approx(0.001)
     assert path.delay_s == pytest.approx(0.004)
@@ -171,9 +188,9 @@ def test_a_new_route_counts_as_changed_for_a_while_with_its_delay_step_then_is_l
             assert path.previous_forward == ("host:cnty1a", *UP_ROUTE, "service:core")
     assert "prov2" in path.forward and "prov1" not in path.forward
     assert path.previous_forward is None and path.previous_reverse is None
-    hold = seen[:ev.CHANGE_HOLD_EPOCHS]
+    hold = seen[: ev.CHANGE_HOLD_EPOCHS]
     assert all(changed and delta == pytest.approx(0.005) for changed, delta, _ in hold)
-    after = seen[ev.CHANGE_HOLD_EPOCHS:]
+    after = seen[ev.CHANGE_HOLD_EPOCHS :]
     assert not any(changed for changed, _, _ in after)
     assert after[-1][2] == pytest.approx(0.009)  # the new route's own baseline
 
@@ -183,8 +200,11 @@ def test_host_health_from_silence_lag_and_growing_error_counters():
     calm = health("cnty1a")
     feed.ship("cnty1a", w(T0), health_=calm, observations=[traced()])
     feed.ship("core", w(T0, source="core", target="cnty1a"), health_=health("core"))
-    feed.ship("cnty2a", w(T0, source="cnty2a", target="core"),
-              health_=replace(health("cnty2a"), scheduling_lag_p99_ns=1_600_000_000))
+    feed.ship(
+        "cnty2a",
+        w(T0, source="cnty2a", target="core"),
+        health_=replace(health("cnty2a"), scheduling_lag_p99_ns=1_600_000_000),
+    )
     hosts = {h.site: h for h in feed.epoch(T0).hosts}
     assert hosts["cnty1a"].healthy and hosts["core"].healthy
     assert not hosts["cnty2a"].healthy and hosts["cnty2a"].reason == "scheduling lag p99 1.60 s"
@@ -235,8 +255,9 @@ def test_an_epoch_of_5000_paths_builds_in_well_under_an_interval():
     timings = []
     for seq in range(T0, T0 + 4):
         if seq > T0:
-            feed.store.ingest(batch(*(replace(x, seq=seq, start_ns=seq * W, end_ns=(seq + 1) * W) for x in windows)),
-                              settled(seq))
+            feed.store.ingest(
+                batch(*(replace(x, seq=seq, start_ns=seq * W, end_ns=(seq + 1) * W) for x in windows)), settled(seq)
+            )
         watch = Stopwatch()  # the machine's share excused
         epoch = feed.epoch(seq)
         timings.append(watch.seconds())
@@ -260,6 +281,7 @@ def national_store(lossy_city: int | None = None, seq: int = T0) -> tuple[list, 
     """5,000 paths over a tree (250 counties under 25 cities under 5 provinces under a core):
     each county probes 5 others in 4 slices. Windows of interval `seq`; the paths leaving or
     reaching `lossy_city`'s first county lose 3 of 10 probes."""
+
     def chain(county: int) -> list[str]:
         return [f"fd00::c{county:x}", f"fd00::a{county // 10:x}", f"fd00::b{county // 50:x}", "fd00::1"]
 
@@ -272,8 +294,12 @@ def national_store(lossy_city: int | None = None, seq: int = T0) -> tuple[list, 
             lossy = lossy_city is not None and lossy_city * 10 in (i, j)
             for slice_ in ("video", "egov", "data", "best-effort"):
                 observations.append(observation(source=f"fd00::c{i:x}", target=f"s{j}", slice_=slice_, hops=hops))
-                windows.append(replace(window(seq, source=f"s{i}", target=f"s{j}", slice_=slice_, lost=3 if lossy else 0),
-                                       target_address=f"fd00::c{j:x}"))
+                windows.append(
+                    replace(
+                        window(seq, source=f"s{i}", target=f"s{j}", slice_=slice_, lost=3 if lossy else 0),
+                        target_address=f"fd00::c{j:x}",
+                    )
+                )
     return observations, windows
 
 
@@ -293,8 +319,10 @@ def test_inference_with_the_real_engine_keeps_up_with_5000_paths():
         timings.append(watch.seconds())
     assert len(epoch.paths) == 5000
     assert [h.kind for h in hints] and all("s30" in h.suspects for h in hints), hints  # the county, its only site
-    print(f"evidence and inference, 5,000 paths: healthy {max(timings[1:4]) * 1000:.0f} ms, "
-          f"with a lossy county {max(timings[4:]) * 1000:.0f} ms per interval")
+    print(
+        f"evidence and inference, 5,000 paths: healthy {max(timings[1:4]) * 1000:.0f} ms, "
+        f"with a lossy county {max(timings[4:]) * 1000:.0f} ms per interval"
+    )
     assert max(timings[1:]) < 2.0
 
 

@@ -42,11 +42,20 @@ def test_a_quiet_epoch_in_the_middle_does_not_restart_the_hint():
 
 def test_hints_are_told_apart_by_kind_and_suspects_and_ordered_by_confidence():
     tracker = HintTracker()
-    hints = tracker.update([loss(("b>c", "a>b"), confidence=0.5), Diagnosis("congestion", ("a>b",), ("data",), 0.8),
-                            loss(("a>b", "b>c"), confidence=0.4)], 5 * S)
+    hints = tracker.update(
+        [
+            loss(("b>c", "a>b"), confidence=0.5),
+            Diagnosis("congestion", ("a>b",), ("data",), 0.8),
+            loss(("a>b", "b>c"), confidence=0.4),
+        ],
+        5 * S,
+    )
     assert [(h.kind, h.suspects) for h in hints] == [("congestion", ("a>b",)), ("link-loss", ("b>c", "a>b"))]
-    assert tracker.rows() == [HintRow("data", "congestion", "a>b", 0.8), HintRow("video", "link-loss", "a>b", 0.5),
-                              HintRow("video", "link-loss", "b>c", 0.5)]
+    assert tracker.rows() == [
+        HintRow("data", "congestion", "a>b", 0.8),
+        HintRow("video", "link-loss", "a>b", 0.5),
+        HintRow("video", "link-loss", "b>c", 0.5),
+    ]
     # What the API makes of them.
     assert HintModel.model_validate(hints[1], from_attributes=True).suspects == ["b>c", "a>b"]
 
@@ -54,7 +63,10 @@ def test_hints_are_told_apart_by_kind_and_suspects_and_ordered_by_confidence():
 def test_rows_keep_the_strongest_confidence_per_slice_kind_and_suspect():
     tracker = HintTracker()
     tracker.update([loss(("x",), confidence=0.3), loss(("x", "y"), confidence=0.7)], S)
-    assert hint_rows(tracker.hints()) == [HintRow("video", "link-loss", "x", 0.7), HintRow("video", "link-loss", "y", 0.7)]
+    assert hint_rows(tracker.hints()) == [
+        HintRow("video", "link-loss", "x", 0.7),
+        HintRow("video", "link-loss", "y", 0.7),
+    ]
 
 
 def test_clearing_needs_at_least_one_epoch():
@@ -68,8 +80,17 @@ def test_fed_by_a_stand_in_engine_the_tracker_follows_a_fault_and_its_healing():
         return [loss(suspects=(bad[0].forward[3],), slices=tuple({p.slice for p in bad}))] if bad else []
 
     def epoch(at_s: int, lost: int) -> Epoch:
-        path = PathEvidence("cnty1a>core/video/stamp", "cnty1a", "core", "core", "video",
-                            ("host:cnty1a", "cnty1a", "cnty1a>city1a", "city1a", "city1a>prov1"), None, 10, lost)
+        path = PathEvidence(
+            "cnty1a>core/video/stamp",
+            "cnty1a",
+            "core",
+            "core",
+            "video",
+            ("host:cnty1a", "cnty1a", "cnty1a>city1a", "city1a", "city1a>prov1"),
+            None,
+            10,
+            lost,
+        )
         return Epoch((path,), (), at_s * S)
 
     tracker = HintTracker()

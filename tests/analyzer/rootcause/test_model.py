@@ -6,9 +6,17 @@ from analyzer.rootcause.model import HINT_KINDS, PathEvidence, link_name
 
 
 def evidence(sent: int, lost: int) -> PathEvidence:
-    return PathEvidence(path_id="a>b/video/stamp", source="a", target="b", target_site="b", slice="video",
-                        forward=("host:a", "a", link_name("a", "b"), "b", "service:b"),
-                        reverse=("b", link_name("b", "a"), "a"), sent=sent, lost=lost)
+    return PathEvidence(
+        path_id="a>b/video/stamp",
+        source="a",
+        target="b",
+        target_site="b",
+        slice="video",
+        forward=("host:a", "a", link_name("a", "b"), "b", "service:b"),
+        reverse=("b", link_name("b", "a"), "a"),
+        sent=sent,
+        lost=lost,
+    )
 
 
 def test_a_link_is_named_the_way_packets_crossed_it():

@@ -8,8 +8,9 @@ from tests.analyzer.rootcause.tomography_support import path
 
 
 def test_split_loss_gives_two_rows_and_pseudo_components_join_the_return_row() -> None:
-    stamp = path(["host:a", "a", "a>b", "b", "service:b"], ["b", "b>a", "a"], sent=100, lost=7,
-                 forward_lost=3, reverse_lost=4)
+    stamp = path(
+        ["host:a", "a", "a>b", "b", "service:b"], ["b", "b>a", "a"], sent=100, lost=7, forward_lost=3, reverse_lost=4
+    )
     echo = path(["host:a", "a", "a>b", "b"], ["b", "b>a", "a"], sent=100, lost=5)
     obs = loss_observations((stamp, echo), 1e-4)
     assert obs.direction.tolist() == [FORWARD, REVERSE, BOTH]

@@ -12,24 +12,45 @@ from analyzer.rootcause.pathchange import path_change_diagnoses
 from tests.analyzer.rootcause.engine_support import components
 
 
-def moved(source: str, target: str, before: list[str] | None, after: list[str], *, slice_: str = "video",
-          delta_s: float | None = None) -> PathEvidence:
-    return PathEvidence(path_id=f"{source}>{target}/{slice_}", source=source, target=target, target_site=target,
-                        slice=slice_, forward=components(after), reverse=components(after[::-1]), sent=100, lost=0,
-                        path_changed=True, delay_delta_s=delta_s,
-                        previous_forward=components(before) if before else None,
-                        previous_reverse=components(before[::-1]) if before else None)
+def moved(
+    source: str,
+    target: str,
+    before: list[str] | None,
+    after: list[str],
+    *,
+    slice_: str = "video",
+    delta_s: float | None = None,
+) -> PathEvidence:
+    return PathEvidence(
+        path_id=f"{source}>{target}/{slice_}",
+        source=source,
+        target=target,
+        target_site=target,
+        slice=slice_,
+        forward=components(after),
+        reverse=components(after[::-1]),
+        sent=100,
+        lost=0,
+        path_changed=True,
+        delay_delta_s=delta_s,
+        previous_forward=components(before) if before else None,
+        previous_reverse=components(before[::-1]) if before else None,
+    )
 
 
 def test_the_link_every_moved_path_left_is_the_explanation_not_the_rest_of_the_old_route():
-    paths = (moved("a", "b", ["a", "r", "b"], ["a", "s", "b"], delta_s=0.004),
-             moved("c", "b", ["c", "r", "b"], ["c", "s", "b"], slice_="egov", delta_s=0.002))
+    paths = (
+        moved("a", "b", ["a", "r", "b"], ["a", "s", "b"], delta_s=0.004),
+        moved("c", "b", ["c", "r", "b"], ["c", "s", "b"], slice_="egov", delta_s=0.002),
+    )
     [only] = path_change_diagnoses(paths, set())  # not a>r or c>r (one path each), nor the node r
     assert only.kind == "path-change" and only.suspects == ("b>r", "r>b")
     assert only.slices == ("egov", "video")
-    assert only.evidence == ("2 paths moved off b>r = r>b, RTT +3.0 ms (median)",
-                             "end-to-end probes cannot tell apart: b>r, r>b")
-    assert only.confidence == pytest.approx((1 - 0.5 ** 2) * 0.8)
+    assert only.evidence == (
+        "2 paths moved off b>r = r>b, RTT +3.0 ms (median)",
+        "end-to-end probes cannot tell apart: b>r, r>b",
+    )
+    assert only.confidence == pytest.approx((1 - 0.5**2) * 0.8)
 
 
 def test_nodes_are_named_only_for_changes_no_link_explains():

@@ -15,7 +15,7 @@ def test_binomial_tail_is_the_chance_of_at_least_that_many_losses():
     lost, sent, ratio = np.array([0, 1, 2, 10]), np.array([10, 10, 2, 10]), np.array([0.1, 0.1, 0.5, 0.1])
     got = binomial_tail(lost, sent, ratio)
     assert got[0] == 1.0  # at least none: certain
-    assert got[1] == pytest.approx(1 - 0.9 ** 10)
+    assert got[1] == pytest.approx(1 - 0.9**10)
     assert got[2] == pytest.approx(0.25)
     assert got[3] == pytest.approx(1e-10)
 
@@ -28,7 +28,7 @@ def test_a_zero_background_ratio_makes_any_loss_vanishingly_unlikely_not_an_erro
 def test_poisson_tail_rounds_fractional_observations_up():
     expected = np.array([2.0, 2.0, 2.0])
     got = poisson_tail(np.array([3, 2.2, 3.0000000001]), expected)
-    at_least_3 = 1 - sum(math.exp(-2) * 2 ** k / math.factorial(k) for k in range(3))
+    at_least_3 = 1 - sum(math.exp(-2) * 2**k / math.factorial(k) for k in range(3))
     assert got[0] == pytest.approx(at_least_3)
     assert got[1] == pytest.approx(at_least_3)  # 2.2 losses: at least 3 whole ones
     assert got[2] == pytest.approx(at_least_3)  # float dust above a whole number does not round up

@@ -8,17 +8,20 @@ import pytest
 from analyzer.sla.hysteresis import Hysteresis
 
 
-@pytest.mark.parametrize(("raws", "reported"), [
-    ("ok ok ok", "ok"),
-    ("ok ok", "no-data"),  # leaving no-data takes hold intervals too
-    ("ok ok ok at-risk breached at-risk", "at-risk"),  # worse: the mildest of the run
-    ("ok ok ok breached breached breached", "breached"),
-    ("ok ok ok breached breached breached ok at-risk ok", "at-risk"),  # better: the worst of the run
-    ("ok ok ok at-risk ok at-risk ok at-risk", "ok"),
-    ("ok ok ok no-data no-data ok no-data no-data", "ok"),
-    ("ok ok ok no-data no-data no-data", "no-data"),
-    ("at-risk ok breached", "ok"),  # from no-data: the mildest
-])
+@pytest.mark.parametrize(
+    ("raws", "reported"),
+    [
+        ("ok ok ok", "ok"),
+        ("ok ok", "no-data"),  # leaving no-data takes hold intervals too
+        ("ok ok ok at-risk breached at-risk", "at-risk"),  # worse: the mildest of the run
+        ("ok ok ok breached breached breached", "breached"),
+        ("ok ok ok breached breached breached ok at-risk ok", "at-risk"),  # better: the worst of the run
+        ("ok ok ok at-risk ok at-risk ok at-risk", "ok"),
+        ("ok ok ok no-data no-data ok no-data no-data", "ok"),
+        ("ok ok ok no-data no-data no-data", "no-data"),
+        ("at-risk ok breached", "ok"),  # from no-data: the mildest
+    ],
+)
 def test_hysteresis_rules(raws, reported):
     machine = Hysteresis(3)
     for i, raw in enumerate(raws.split()):
@@ -47,6 +50,12 @@ def test_a_copy_continues_alone_and_the_state_holds_everything_but_the_hold():
     copy = machine.copy()
     copy.step("breached", 5)
     assert (machine.status, copy.status) == ("ok", "breached")
-    assert machine.to_state() == {"status": "ok", "since_ns": 0, "run_kind": "worse", "run_status": "breached",
-                                  "run_start_ns": 3, "run_count": 2}
+    assert machine.to_state() == {
+        "status": "ok",
+        "since_ns": 0,
+        "run_kind": "worse",
+        "run_status": "breached",
+        "run_start_ns": 3,
+        "run_count": 2,
+    }
     assert Hysteresis(3, **machine.to_state()) == machine

@@ -14,10 +14,17 @@ INTERVAL = 10 * S
 MINUTE, HOUR, DAY = 60 * S, 3600 * S, 86400 * S
 
 
-@pytest.mark.parametrize("length, slot, slots", [
-    (5 * MINUTE, 10 * S, 30), (30 * MINUTE, 30 * S, 60), (HOUR, 60 * S, 60),
-    (6 * HOUR, 6 * MINUTE, 60), (3 * DAY, 72 * MINUTE, 60), (30 * DAY, 12 * HOUR, 60),
-])
+@pytest.mark.parametrize(
+    "length, slot, slots",
+    [
+        (5 * MINUTE, 10 * S, 30),
+        (30 * MINUTE, 30 * S, 60),
+        (HOUR, 60 * S, 60),
+        (6 * HOUR, 6 * MINUTE, 60),
+        (3 * DAY, 72 * MINUTE, 60),
+        (30 * DAY, 12 * HOUR, 60),
+    ],
+)
 def test_bucket_geometry_is_the_docstrings_table_at_10_s(length, slot, slots):
     lookback = Lookback(length, INTERVAL)
     assert (lookback.slot_ns, lookback.slots) == (slot, slots)

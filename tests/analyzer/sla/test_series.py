@@ -15,8 +15,9 @@ MS = 1_000_000
 
 
 def test_counts_and_histograms_add_up_across_paths():
-    stats = IntervalStats.of([window(T0, sent=10, lost=1, rtt_bucket=3), window(T0, target="edge", sent=20, lost=0,
-                                                                                 rtt_bucket=5)])
+    stats = IntervalStats.of(
+        [window(T0, sent=10, lost=1, rtt_bucket=3), window(T0, target="edge", sent=20, lost=0, rtt_bucket=5)]
+    )
     assert (stats.start_ns, stats.end_ns, stats.paths) == (T0 * W, (T0 + 1) * W, 2)
     assert (stats.sent, stats.received, stats.lost, stats.loss_ratio) == (30, 29, 1, pytest.approx(1 / 30))
     assert stats.rtt_buckets[3] == 9 and stats.rtt_buckets[5] == 20 and sum(stats.rtt_buckets) == 29
@@ -25,8 +26,13 @@ def test_counts_and_histograms_add_up_across_paths():
 
 def test_values_that_do_not_add_up_keep_the_worst_path_and_ignore_the_missing():
     quiet = replace(window(T0), forward_owd_p99_ns=None, clock_error_ns=None)
-    jittery = replace(window(T0, target="edge"), ipdv_mean_abs_ns=7 * MS, pdv_p99_ns=9 * MS,
-                      forward_owd_p99_ns=3 * MS, clock_error_ns=MS // 10)
+    jittery = replace(
+        window(T0, target="edge"),
+        ipdv_mean_abs_ns=7 * MS,
+        pdv_p99_ns=9 * MS,
+        forward_owd_p99_ns=3 * MS,
+        clock_error_ns=MS // 10,
+    )
     stats = IntervalStats.of([quiet, jittery])
     assert (stats.worst_ipdv_mean_abs_ns, stats.worst_pdv_p99_ns) == (7 * MS, 9 * MS)
     assert (stats.worst_forward_owd_p99_ns, stats.worst_reverse_owd_p99_ns) == (3 * MS, None)

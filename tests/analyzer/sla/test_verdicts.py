@@ -44,9 +44,20 @@ def hist(**counts: int) -> tuple[int, ...]:
     return tuple(buckets)
 
 
-def stats(start_s: float = 0, length_s: float = 1, *, sent: int = 100, lost: int = 0, buckets=None, paths: int = 1,
-          pdv_s: float | None = 0.001, fwd_s: float | None = None, rev_s: float | None = None,
-          clock_s: float | None = None, unavailable_paths: int | None = None) -> IntervalStats:
+def stats(
+    start_s: float = 0,
+    length_s: float = 1,
+    *,
+    sent: int = 100,
+    lost: int = 0,
+    buckets=None,
+    paths: int = 1,
+    pdv_s: float | None = 0.001,
+    fwd_s: float | None = None,
+    rev_s: float | None = None,
+    clock_s: float | None = None,
+    unavailable_paths: int | None = None,
+) -> IntervalStats:
     received = sent - lost
     if buckets is None:
         buckets = hist(b0_01=received) if received else hist()
@@ -54,10 +65,21 @@ def stats(start_s: float = 0, length_s: float = 1, *, sent: int = 100, lost: int
         unavailable_paths = paths if sent and lost / sent > 0.75 else 0
     ns = lambda s: None if s is None else round(s * S)  # noqa: E731
     return IntervalStats(
-        start_ns=round(start_s * S), end_ns=round((start_s + length_s) * S), paths=paths, sent=sent,
-        received=received, lost_forward=lost, lost_reverse=0, lost_unknown=0, rtt_buckets=buckets,
-        worst_ipdv_mean_abs_ns=None, worst_pdv_p99_ns=ns(pdv_s), worst_forward_owd_p99_ns=ns(fwd_s),
-        worst_reverse_owd_p99_ns=ns(rev_s), worst_clock_error_ns=ns(clock_s), unavailable_paths=unavailable_paths,
+        start_ns=round(start_s * S),
+        end_ns=round((start_s + length_s) * S),
+        paths=paths,
+        sent=sent,
+        received=received,
+        lost_forward=lost,
+        lost_reverse=0,
+        lost_unknown=0,
+        rtt_buckets=buckets,
+        worst_ipdv_mean_abs_ns=None,
+        worst_pdv_p99_ns=ns(pdv_s),
+        worst_forward_owd_p99_ns=ns(fwd_s),
+        worst_reverse_owd_p99_ns=ns(rev_s),
+        worst_clock_error_ns=ns(clock_s),
+        unavailable_paths=unavailable_paths,
     )
 
 
@@ -108,8 +130,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("objective", "interval", "observed", "met"), [c[1:] for c in CASES],
-                         ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("objective", "interval", "observed", "met"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_each_objective_met_violated_or_not_judged(objective, interval, observed, met):
     verdict = judge(objective, interval)
     assert (verdict.name, verdict.bound, verdict.percentile) == (objective.name, objective.bound, objective.percentile)
@@ -159,8 +182,12 @@ def feed(tracker: SlaTracker, pattern: str, start: int = 0) -> int:
 
 
 def quiet_policy(**kwargs) -> SlaPolicy:
-    defaults = dict(objective_ratio=0.5, compliance_window_s=100_000,
-                    burn_windows=(BurnWindow(60, 10, QUIET, "page"),), hysteresis_intervals=1)
+    defaults = dict(
+        objective_ratio=0.5,
+        compliance_window_s=100_000,
+        burn_windows=(BurnWindow(60, 10, QUIET, "page"),),
+        hysteresis_intervals=1,
+    )
     return policy(Objective(LOSS, 0.01), **(defaults | kwargs))
 
 
@@ -215,8 +242,10 @@ def test_default_burn_labels():
     assert all(rate == 0.0 for _, rate in verdict.burn_rates)
 
 
-@pytest.mark.parametrize(("seconds", "label"), [(3600, "1h"), (300, "5m"), (21600, "6h"), (1800, "30m"),
-                                                (259200, "3d"), (2, "2s"), (0.5, "500ms"), (90, "90s")])
+@pytest.mark.parametrize(
+    ("seconds", "label"),
+    [(3600, "1h"), (300, "5m"), (21600, "6h"), (1800, "30m"), (259200, "3d"), (2, "2s"), (0.5, "500ms"), (90, "90s")],
+)
 def test_duration_labels(seconds, label):
     assert duration_label(seconds) == label
 
@@ -236,9 +265,13 @@ STATUS_CASES = [
 @pytest.mark.parametrize(("pattern", "status"), [c[1:] for c in STATUS_CASES], ids=[c[0] for c in STATUS_CASES])
 def test_page_ticket_ok(pattern, status):
     # Budget 10%: pages at 50% bad (1m & 10s), 30% bad (40s & 20s); tickets at 10% bad (50s & 30s).
-    p = policy(Objective(LOSS, 0.01), objective_ratio=0.9, compliance_window_s=100_000,
-               burn_windows=(BurnWindow(60, 10, 5, "page"), BurnWindow(40, 20, 3, "page"),
-                             BurnWindow(50, 30, 1, "ticket")), hysteresis_intervals=1)
+    p = policy(
+        Objective(LOSS, 0.01),
+        objective_ratio=0.9,
+        compliance_window_s=100_000,
+        burn_windows=(BurnWindow(60, 10, 5, "page"), BurnWindow(40, 20, 3, "page"), BurnWindow(50, 30, 1, "ticket")),
+        hysteresis_intervals=1,
+    )
     tracker = SlaTracker(p, 1)
     end = feed(tracker, pattern)
     assert tracker.verdict(end * S).status == status
@@ -247,8 +280,13 @@ def test_page_ticket_ok(pattern, status):
 def test_availability_over_the_window_breaches_on_its_own():
     # 1000 s window, 99% available: 10 unavailable intervals allowed. Loss is not an objective,
     # so unavailable intervals are bad only through availability.
-    p = policy(Objective(AVAIL, 0.99), objective_ratio=0.5, compliance_window_s=1000,
-               burn_windows=(BurnWindow(60, 10, QUIET, "page"),), hysteresis_intervals=1)
+    p = policy(
+        Objective(AVAIL, 0.99),
+        objective_ratio=0.5,
+        compliance_window_s=1000,
+        burn_windows=(BurnWindow(60, 10, QUIET, "page"),),
+        hysteresis_intervals=1,
+    )
     tracker = SlaTracker(p, 1)
     end = feed(tracker, "g" * 100 + "u" * 10 + "g")
     verdict = tracker.verdict(end * S)
@@ -348,13 +386,37 @@ def window(source: str, *, sent: int = 100, lost: int = 0, rtt_s: float = 0.01, 
     buckets[bucket(rtt_s)] = received
     rtt = round(rtt_s * S) if received else None
     return PathWindow(
-        key=PathKey(source, "core", "video", "stamp"), target_address="fd00::1", seq=seq, start_ns=seq * 10 * S,
-        end_ns=(seq + 1) * 10 * S, sent=sent, received=received, lost_forward=lost, lost_reverse=0, lost_unknown=0,
-        duplicates=0, reordered=0, rtt_buckets=tuple(buckets), rtt_sum_ns=(rtt or 0) * received, rtt_min_ns=rtt,
-        rtt_p50_ns=rtt, rtt_p90_ns=rtt, rtt_p99_ns=rtt, rtt_max_ns=rtt, ipdv_mean_abs_ns=1000 if rtt else None,
-        pdv_p99_ns=1000 if rtt else None, forward_owd_p50_ns=None, reverse_owd_p50_ns=None, forward_owd_p99_ns=None,
-        reverse_owd_p99_ns=None, clock_error_ns=None, dscp_remarked=0, reflector_hop_limit=None,
-        reply_hop_limit=None, path_fingerprint=None, icmp_errors=0,
+        key=PathKey(source, "core", "video", "stamp"),
+        target_address="fd00::1",
+        seq=seq,
+        start_ns=seq * 10 * S,
+        end_ns=(seq + 1) * 10 * S,
+        sent=sent,
+        received=received,
+        lost_forward=lost,
+        lost_reverse=0,
+        lost_unknown=0,
+        duplicates=0,
+        reordered=0,
+        rtt_buckets=tuple(buckets),
+        rtt_sum_ns=(rtt or 0) * received,
+        rtt_min_ns=rtt,
+        rtt_p50_ns=rtt,
+        rtt_p90_ns=rtt,
+        rtt_p99_ns=rtt,
+        rtt_max_ns=rtt,
+        ipdv_mean_abs_ns=1000 if rtt else None,
+        pdv_p99_ns=1000 if rtt else None,
+        forward_owd_p50_ns=None,
+        reverse_owd_p50_ns=None,
+        forward_owd_p99_ns=None,
+        reverse_owd_p99_ns=None,
+        clock_error_ns=None,
+        dscp_remarked=0,
+        reflector_hop_limit=None,
+        reply_hop_limit=None,
+        path_fingerprint=None,
+        icmp_errors=0,
     )
 
 
@@ -395,7 +457,11 @@ def test_slice_and_path_trackers_judge_separately():
     assert slice_tracker.verdict(now).path is None
     assert slice_tracker.verdict(now).status == "breached"  # 7.5% loss burns the budget fast
     assert {name: t.verdict(now).status for name, t in path_trackers.items()} == {
-        "site0": "ok", "site1": "ok", "site2": "ok", "site3": "breached"}
+        "site0": "ok",
+        "site1": "ok",
+        "site2": "ok",
+        "site3": "breached",
+    }
     assert path_trackers["site3"].verdict(now).path == PathKey("site3", "core", "video", "stamp")
 
 
@@ -483,7 +549,8 @@ def test_lab_policies_show_a_fault_and_its_healing_within_a_minute():
 
     policies = load_policies(LAB_POLICY_FILE)
     assert {name: p.objectives for name, p in policies.items()} == {
-        name: p.objectives for name, p in default_policies().items()}
+        name: p.objectives for name, p in default_policies().items()
+    }
     tracker = SlaTracker(policies["video"], 1)
     starved = dict(sent=100, lost=40, buckets=hist(b1_0=60))  # a starved class: ~1 s RTT and drops
     changes = []

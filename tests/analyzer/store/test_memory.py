@@ -128,8 +128,9 @@ def test_after_a_start_time_alone_closes_nothing_until_the_catch_up_has_passed()
 def test_slice_and_path_trackers_get_their_own_sums_in_time_order():
     store = recording_store()
     for seq in range(T0, T0 + 4):
-        store.ingest(batch(window(seq, lost=1), window(seq, target="edge", lost=3),
-                           window(seq, slice_="egov")), settled(seq))
+        store.ingest(
+            batch(window(seq, lost=1), window(seq, target="edge", lost=3), window(seq, slice_="egov")), settled(seq)
+        )
     store.advance(settled(T0 + 6))
     video = slice_tracker(store, "video").added
     assert [s.start_ns for s in video] == [seq * W for seq in range(T0, T0 + 4)]
@@ -138,7 +139,8 @@ def test_slice_and_path_trackers_get_their_own_sums_in_time_order():
     assert all(s.paths == 1 and s.lost == 1 for s in core) and len(core) == 4
     assert all(s.paths == 1 for s in slice_tracker(store, "egov").added)
     assert slice_tracker(store, "video").added[0] == IntervalStats.of(
-        [window(T0, lost=1), window(T0, target="edge", lost=3)])
+        [window(T0, lost=1), window(T0, target="edge", lost=3)]
+    )
 
 
 def test_interval_sums_use_the_policy_unavailability_level():
@@ -230,15 +232,30 @@ def test_a_window_from_far_ahead_of_the_analyzer_clock_is_dropped():
 optional_ns = st.none() | st.integers(0, 10**10)
 
 
-@given(sent=st.integers(0, 1000), lost=st.integers(0, 1000), buckets=st.lists(st.integers(0, 100),
-       min_size=len(RTT_BUCKETS_NS) + 1, max_size=len(RTT_BUCKETS_NS) + 1), ipdv=optional_ns, pdv=optional_ns,
-       owd=optional_ns, clock=optional_ns, level=st.floats(0, 1))
+@given(
+    sent=st.integers(0, 1000),
+    lost=st.integers(0, 1000),
+    buckets=st.lists(st.integers(0, 100), min_size=len(RTT_BUCKETS_NS) + 1, max_size=len(RTT_BUCKETS_NS) + 1),
+    ipdv=optional_ns,
+    pdv=optional_ns,
+    owd=optional_ns,
+    clock=optional_ns,
+    level=st.floats(0, 1),
+)
 def test_one_window_stats_equal_interval_stats_of_it(sent, lost, buckets, ipdv, pdv, owd, clock, level):
     lost = min(lost, sent)
     fields = record_dict(window(T0)) | {
-        "key": window(T0).key, "sent": sent, "received": sent - lost, "lost_reverse": lost, "lost_forward": 0,
-        "rtt_buckets": tuple(buckets), "ipdv_mean_abs_ns": ipdv, "pdv_p99_ns": pdv, "forward_owd_p99_ns": owd,
-        "reverse_owd_p99_ns": owd, "clock_error_ns": clock,
+        "key": window(T0).key,
+        "sent": sent,
+        "received": sent - lost,
+        "lost_reverse": lost,
+        "lost_forward": 0,
+        "rtt_buckets": tuple(buckets),
+        "ipdv_mean_abs_ns": ipdv,
+        "pdv_p99_ns": pdv,
+        "forward_owd_p99_ns": owd,
+        "reverse_owd_p99_ns": owd,
+        "clock_error_ns": clock,
     }
     w = PathWindow(**fields)
     assert window_stats(w, level) == IntervalStats.of([w], level)

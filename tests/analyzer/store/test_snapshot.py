@@ -12,7 +12,16 @@ from analyzer.store.memory import WindowStore
 from analyzer.store.snapshot import restore_snapshot, save_snapshot
 from collector.contract.records import PathKey
 from tests.analyzer_support import (
-    T0, W, RecordingTracker, batch, health, observation, recording_store, settled, slice_tracker, window,
+    T0,
+    RecordingTracker,
+    W,
+    batch,
+    health,
+    observation,
+    recording_store,
+    settled,
+    slice_tracker,
+    window,
 )
 
 VIDEO = PathKey("cnty1a", "core", "video", "stamp")
@@ -20,8 +29,15 @@ VIDEO = PathKey("cnty1a", "core", "video", "stamp")
 
 def feed(store: WindowStore, seqs, **window_options) -> None:
     for seq in seqs:
-        store.ingest(batch(window(seq, **window_options), window(seq, target="edge"),
-                           observations=(observation(),), health=health()), settled(seq))
+        store.ingest(
+            batch(
+                window(seq, **window_options),
+                window(seq, target="edge"),
+                observations=(observation(),),
+                health=health(),
+            ),
+            settled(seq),
+        )
 
 
 def test_a_restart_keeps_verdicts_and_deduplication(tmp_path):
@@ -51,8 +67,7 @@ def test_windows_of_open_intervals_survive_a_restart(tmp_path):
     store.ingest(batch(window(T0), window(T0, target="edge")), settled(T0))
     store.ingest(batch(window(T0 + 1)), settled(T0 + 1))  # T0 closes; T0+1 waits for "edge"
     save_snapshot(store, tmp_path / "state.json")
-    restored = restore_snapshot(tmp_path / "state.json", store.policies, tracker_type=RecordingTracker,
-                                catch_up_s=3600)
+    restored = restore_snapshot(tmp_path / "state.json", store.policies, tracker_type=RecordingTracker, catch_up_s=3600)
     restored.ingest(batch(window(T0 + 1, target="edge")), settled(T0 + 1))
     added = slice_tracker(restored, "video").added
     assert added[-1].paths == 2 and added[-1].start_ns == (T0 + 1) * W
@@ -71,10 +86,10 @@ def test_a_snapshot_is_replaced_atomically_and_is_json(tmp_path):
 def test_a_damaged_snapshot_is_refused_naming_the_file(tmp_path):
     target = tmp_path / "state.json"
     target.write_text('{"format": "xnetmon-analyzer-store", "version": 1, "interval_s": 10, "paths": [{}]}')
-    with pytest.raises(ValueError, match="state.json: damaged snapshot"):
+    with pytest.raises(ValueError, match=r"state\.json: damaged snapshot"):
         restore_snapshot(target, {}, tracker_type=RecordingTracker)
     target.write_text("not json")
-    with pytest.raises(ValueError, match="state.json: not a store snapshot"):
+    with pytest.raises(ValueError, match=r"state\.json: not a store snapshot"):
         restore_snapshot(target, {}, tracker_type=RecordingTracker)
 
 
@@ -86,7 +101,9 @@ def test_a_window_in_a_snapshot_is_checked_as_a_shipped_one_is(tmp_path):
     state = json.loads(target.read_text())
     state["paths"][0]["latest"]["sent"] = "ten"
     target.write_text(json.dumps(state))
-    with pytest.raises(ValueError, match=r"state.json: damaged snapshot .*paths\[0\]\.latest\.sent: expected a non-negative"):
+    with pytest.raises(
+        ValueError, match=r"state.json: damaged snapshot .*paths\[0\]\.latest\.sent: expected a non-negative"
+    ):
         restore_snapshot(target, store.policies, tracker_type=RecordingTracker)
 
 
@@ -94,5 +111,5 @@ def test_a_snapshot_of_another_interval_length_is_refused(tmp_path):
     store = recording_store()
     feed(store, range(T0, T0 + 2))
     save_snapshot(store, tmp_path / "state.json")
-    with pytest.raises(ValueError, match="saved with 10.0 s intervals, not 5.0 s"):
+    with pytest.raises(ValueError, match=r"saved with 10\.0 s intervals, not 5\.0 s"):
         restore_snapshot(tmp_path / "state.json", store.policies, tracker_type=RecordingTracker, interval_s=5.0)

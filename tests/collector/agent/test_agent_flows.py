@@ -73,7 +73,7 @@ def test_agent_runs_the_receiver_and_exports_its_metrics(tmp_path):
 
 def test_flows_section_errors_name_file_and_key(tmp_path):
     config = tmp_path / "agent.yaml"
-    config.write_text("site: {name: here}\nflows:\n  listen: [\"nowhere\"]\n  default_sampling: {\"::1\": 0}\n")
+    config.write_text('site: {name: here}\nflows:\n  listen: ["nowhere"]\n  default_sampling: {"::1": 0}\n')
     with pytest.raises(ConfigError) as error:
         load_plan(config)
     text = str(error.value)

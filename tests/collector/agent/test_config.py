@@ -82,7 +82,10 @@ def test_probes_go_target_by_target_in_catalogue_order_whatever_order_a_target_l
           - {name: x, address: "::1", slices: [best-effort, video], probes: [stamp, icmp]}
     """)
     assert [(p.slice.name, p.kind) for p in plan.probes] == [
-        ("video", "stamp"), ("video", "icmp"), ("best-effort", "stamp"), ("best-effort", "icmp"),
+        ("video", "stamp"),
+        ("video", "icmp"),
+        ("best-effort", "stamp"),
+        ("best-effort", "icmp"),
     ]
 
 
@@ -100,7 +103,8 @@ def test_own_slices_replace_the_catalogue():
 def test_reflector_analyzer_and_metrics_settings(tmp_path):
     (tmp_path / "reflector.key").write_bytes(b"s3cret\n")
     (tmp_path / "token").write_text("  abc123  \n")
-    plan = plan_of("""\
+    plan = plan_of(
+        """\
         site: {name: a}
         reflector: {bind: ["::1", "127.0.0.1"], port: 8620, stateful: false, allow: ["fd00::/8"],
                     rate_limit_pps: 0, auth_key_file: reflector.key}
@@ -108,9 +112,15 @@ def test_reflector_analyzer_and_metrics_settings(tmp_path):
         analyzer: {url: "https://analyzer.example:8443/v1", token_file: token, spool_dir: spool,
                    spool_max_windows: 500}
         probing: {trace: {enabled: false, period_s: 60, proto: icmp}}
-    """, base_dir=tmp_path)
+    """,
+        base_dir=tmp_path,
+    )
     assert plan.reflector == ReflectorConfig(
-        bind=("::1", "127.0.0.1"), port=8620, stateful=False, allow=("fd00::/8",), rate_limit_pps=0.0,
+        bind=("::1", "127.0.0.1"),
+        port=8620,
+        stateful=False,
+        allow=("fd00::/8",),
+        rate_limit_pps=0.0,
         auth_key=b"s3cret",
     )
     assert plan.metrics_listen == ("127.0.0.1", 0)
@@ -140,17 +150,23 @@ def test_load_plan_records_the_absolute_path_and_reads_files_beside_the_config(t
 
 def test_a_text_file_gives_one_target_per_line_ignoring_comments_and_blanks(tmp_path):
     (tmp_path / "sites.txt").write_text("# lab sites\ncore fd78:6e6d:5300::1\n\n  prov1   fd78:6e6d:5300::2  # p\n")
-    plan = plan_of("""\
+    plan = plan_of(
+        """\
         site: {name: a}
         targets: [{file: sites.txt, slices: [egov], port: 8620}]
-    """, base_dir=tmp_path)
+    """,
+        base_dir=tmp_path,
+    )
     assert [p.target for p in plan.probes] == [
-        Target("core", "fd78:6e6d:5300::1", 8620), Target("prov1", "fd78:6e6d:5300::2", 8620),
+        Target("core", "fd78:6e6d:5300::1", 8620),
+        Target("prov1", "fd78:6e6d:5300::2", 8620),
     ]
 
 
 def test_a_yaml_file_is_a_list_of_name_address_mappings(tmp_path):
-    (tmp_path / "sites.yaml").write_text("- {name: core, address: 'fd78:6e6d:5300::1'}\n- {name: v4, address: 10.0.0.1}\n")
+    (tmp_path / "sites.yaml").write_text(
+        "- {name: core, address: 'fd78:6e6d:5300::1'}\n- {name: v4, address: 10.0.0.1}\n"
+    )
     plan = plan_of("site: {name: a}\ntargets: [{file: sites.yaml, slices: [data]}]\n", base_dir=tmp_path)
     assert [p.target.name for p in plan.probes] == ["core", "v4"]
 
@@ -161,14 +177,18 @@ def test_a_cidr_expands_to_every_address_named_by_offset():
         targets: [{cidr: "fd00::/126", name_prefix: "h-", slices: [video]}]
     """)
     assert [(p.target.name, p.target.address) for p in plan.probes] == [
-        ("h-0", "fd00::"), ("h-1", "fd00::1"), ("h-2", "fd00::2"), ("h-3", "fd00::3"),
+        ("h-0", "fd00::"),
+        ("h-1", "fd00::1"),
+        ("h-2", "fd00::2"),
+        ("h-3", "fd00::3"),
     ]
 
 
 def test_a_cidr_with_count_takes_the_first_addresses_and_without_prefix_names_them_by_address():
     plan = plan_of("site: {name: a}\ntargets: [{cidr: 'fd00::100/120', count: 2, slices: [video]}]\n")
     assert [(p.target.name, p.target.address) for p in plan.probes] == [
-        ("fd00::100", "fd00::100"), ("fd00::101", "fd00::101"),
+        ("fd00::100", "fd00::100"),
+        ("fd00::101", "fd00::101"),
     ]
 
 
@@ -229,50 +249,63 @@ ERROR_CASES = {
     ),
     "unknown key with a suggestion": (
         "site: {name: a}\ntargets: [{name: x, adress: '::1'}]\n",
-        ["agent.yaml: targets[0].adress: unknown key 'adress'; did you mean 'address'?"
-         " (keys here are: name, address, file, cidr, name_prefix, count, probes, slices, port, interval_s,"
-         " packets_per_interval, timeout_s, size)"],
+        [
+            "agent.yaml: targets[0].adress: unknown key 'adress'; did you mean 'address'?"
+            " (keys here are: name, address, file, cidr, name_prefix, count, probes, slices, port, interval_s,"
+            " packets_per_interval, timeout_s, size)"
+        ],
     ),
     "unknown top-level key": (
         "site: {name: a}\nsinks: {}\n",
-        ["agent.yaml: sinks: unknown key 'sinks' (keys here are: site, slices, targets, probing, reflector, metrics,"
-         " analyzer, flows, capture)"],
+        [
+            "agent.yaml: sinks: unknown key 'sinks' (keys here are: site, slices, targets, probing, reflector, metrics,"
+            " analyzer, flows, capture)"
+        ],
     ),
     "missing site": ("targets: []\n", ["agent.yaml: site: required key is missing"]),
     "empty file": ("", ["agent.yaml: site: required key is missing"]),
     "not a mapping": (
-        "- a\n", ["agent.yaml: expected a mapping with site, targets and the other sections, got list"],
+        "- a\n",
+        ["agent.yaml: expected a mapping with site, targets and the other sections, got list"],
     ),
     "not an IP address": (
         "site: {name: a, addresses: [me]}\ntargets: [{name: x, address: core.example}]\n",
-        ["agent.yaml: site.addresses[0]: 'me' is not an IP address (names are not resolved: give the address)",
-         "agent.yaml: targets[0].address: 'core.example' is not an IP address (names are not resolved: give the"
-         " address)"],
+        [
+            "agent.yaml: site.addresses[0]: 'me' is not an IP address (names are not resolved: give the address)",
+            "agent.yaml: targets[0].address: 'core.example' is not an IP address (names are not resolved: give the"
+            " address)",
+        ],
     ),
     "ranges": (
         "site: {name: a}\nslices: [{name: v, dscp: 64, slice_id: -1, flow_label_range: [0, 5]}, {name: w, dscp: 0,"
         " flow_label_range: [1, 2, 3]}]\nprobing: {interval_s: 0, packets_per_interval: 0}\n",
-        ["agent.yaml: slices[0].dscp: expected less than or equal to 63, got 64",
-         "agent.yaml: slices[0].flow_label_range: expected [low, high] with 1 <= low <= high <= 0xFFFFF,"
-         " got [0x0, 0x5]",
-         "agent.yaml: slices[0].slice_id: expected greater than or equal to 0, got -1",
-         "agent.yaml: slices[1].flow_label_range: expected at most 2 items, got 3",
-         "agent.yaml: probing.interval_s: expected greater than 0, got 0",
-         "agent.yaml: probing.packets_per_interval: expected greater than or equal to 1, got 0"],
+        [
+            "agent.yaml: slices[0].dscp: expected less than or equal to 63, got 64",
+            "agent.yaml: slices[0].flow_label_range: expected [low, high] with 1 <= low <= high <= 0xFFFFF,"
+            " got [0x0, 0x5]",
+            "agent.yaml: slices[0].slice_id: expected greater than or equal to 0, got -1",
+            "agent.yaml: slices[1].flow_label_range: expected at most 2 items, got 3",
+            "agent.yaml: probing.interval_s: expected greater than 0, got 0",
+            "agent.yaml: probing.packets_per_interval: expected greater than or equal to 1, got 0",
+        ],
     ),
     "flow label range above 20 bits": (
         "site: {name: a}\nslices: [{name: v, dscp: 0, flow_label_range: [1, 0x100000]}]\n",
-        ["agent.yaml: slices[0].flow_label_range: expected [low, high] with 1 <= low <= high <= 0xFFFFF,"
-         " got [0x1, 0x100000]"],
+        [
+            "agent.yaml: slices[0].flow_label_range: expected [low, high] with 1 <= low <= high <= 0xFFFFF,"
+            " got [0x1, 0x100000]"
+        ],
     ),
     "types": (
         "site: {name: a}\nprobing: {window_s: abc, timeout_s: true}\nreflector: {port: '862', enabled: maybe}\n"
         "targets: {name: x}\n",
-        ["agent.yaml: targets: expected a list, got a mapping",
-         "agent.yaml: probing.window_s: expected a valid number, got 'abc'",
-         "agent.yaml: probing.timeout_s: expected a valid number, got True",
-         "agent.yaml: reflector.enabled: expected a valid boolean, got 'maybe'",
-         "agent.yaml: reflector.port: expected a valid integer, got '862'"],
+        [
+            "agent.yaml: targets: expected a list, got a mapping",
+            "agent.yaml: probing.window_s: expected a valid number, got 'abc'",
+            "agent.yaml: probing.timeout_s: expected a valid number, got True",
+            "agent.yaml: reflector.enabled: expected a valid boolean, got 'maybe'",
+            "agent.yaml: reflector.port: expected a valid integer, got '862'",
+        ],
     ),
     "duplicate slices": (
         "site: {name: a}\nslices: [{name: v, dscp: 1}, {name: v, dscp: 2}]\n",
@@ -286,23 +319,27 @@ ERROR_CASES = {
         "site: {name: a}\ntargets: [{probes: [stamp]}, {name: x, address: '::1', file: f}, {file: f, name_prefix: h},"
         " {name: y, address: '::2', probes: [icmp], port: 9}, {address: '::3'}, {cidr: '::/120', name: z},"
         " {cidr: 'fd00::5/64'}, {cidr: 'fd00::1'}]\n",
-        ["agent.yaml: targets[0]: expected one of address (with name), file or cidr",
-         "agent.yaml: targets[1].file: an entry takes one of address, file or cidr; this one also has address",
-         "agent.yaml: targets[2].name_prefix: name_prefix goes with cidr, and this entry has no cidr",
-         "agent.yaml: targets[3].port: only STAMP probes use a port, and this entry has probes ['icmp']",
-         "agent.yaml: targets[4]: an address entry needs a name",
-         "agent.yaml: targets[5]: name goes with address; a file names its targets, a cidr uses name_prefix",
-         "agent.yaml: targets[6].cidr: fd00::5/64 has host bits set; the prefix is fd00::/64",
-         "agent.yaml: targets[7].cidr: 'fd00::1' is not a CIDR prefix such as fd00::/120"],
+        [
+            "agent.yaml: targets[0]: expected one of address (with name), file or cidr",
+            "agent.yaml: targets[1].file: an entry takes one of address, file or cidr; this one also has address",
+            "agent.yaml: targets[2].name_prefix: name_prefix goes with cidr, and this entry has no cidr",
+            "agent.yaml: targets[3].port: only STAMP probes use a port, and this entry has probes ['icmp']",
+            "agent.yaml: targets[4]: an address entry needs a name",
+            "agent.yaml: targets[5]: name goes with address; a file names its targets, a cidr uses name_prefix",
+            "agent.yaml: targets[6].cidr: fd00::5/64 has host bits set; the prefix is fd00::/64",
+            "agent.yaml: targets[7].cidr: 'fd00::1' is not a CIDR prefix such as fd00::/120",
+        ],
     ),
     "probe kinds and slices lists": (
         "site: {name: a}\ntargets: [{name: x, address: '::1', probes: [stamp, stamp], slices: [video, video]},"
         " {name: y, address: '::2', probes: [], slices: []}, {name: z, address: '::3', probes: [tcp]}]\n",
-        ["agent.yaml: targets[0].probes: 'stamp' appears twice",
-         "agent.yaml: targets[0].slices: 'video' appears twice",
-         "agent.yaml: targets[1].probes: expected at least 1 item, got 0",
-         "agent.yaml: targets[1].slices: expected at least 1 item, got 0",
-         "agent.yaml: targets[2].probes[0]: expected 'stamp' or 'icmp', got 'tcp'"],
+        [
+            "agent.yaml: targets[0].probes: 'stamp' appears twice",
+            "agent.yaml: targets[0].slices: 'video' appears twice",
+            "agent.yaml: targets[1].probes: expected at least 1 item, got 0",
+            "agent.yaml: targets[1].slices: expected at least 1 item, got 0",
+            "agent.yaml: targets[2].probes[0]: expected 'stamp' or 'icmp', got 'tcp'",
+        ],
     ),
     "window shorter than interval": (
         "site: {name: a}\nprobing: {interval_s: 20}\n",
@@ -311,44 +348,56 @@ ERROR_CASES = {
     "trace, metrics, analyzer, reflector": (
         "site: {name: a}\nprobing: {trace: {period: 5, proto: sctp}}\nmetrics: {listen: '::1:9862'}\n"
         "analyzer: {url: 'ftp://x', spool_max_windows: 0}\nreflector: {allow: ['10.0.0.0/33'], rate_limit_pps: -1}\n",
-        ["agent.yaml: probing.trace.proto: expected 'udp', 'icmp' or 'tcp', got 'sctp'",
-         "agent.yaml: probing.trace.period: unknown key 'period'; did you mean 'period_s'? (keys here are: enabled,"
-         " period_s, proto)",
-         "agent.yaml: reflector.allow[0]: '10.0.0.0/33' is not an IP prefix such as fd00::/64",
-         "agent.yaml: reflector.rate_limit_pps: expected greater than or equal to 0, got -1",
-         "agent.yaml: metrics.listen: expected \"[ADDRESS]:PORT\" such as \"[::1]:9862\", got '::1:9862'",
-         "agent.yaml: analyzer.url: expected an http:// or https:// URL, got 'ftp://x'",
-         "agent.yaml: analyzer.spool_max_windows: expected greater than or equal to 1, got 0"],
+        [
+            "agent.yaml: probing.trace.proto: expected 'udp', 'icmp' or 'tcp', got 'sctp'",
+            "agent.yaml: probing.trace.period: unknown key 'period'; did you mean 'period_s'? (keys here are: enabled,"
+            " period_s, proto)",
+            "agent.yaml: reflector.allow[0]: '10.0.0.0/33' is not an IP prefix such as fd00::/64",
+            "agent.yaml: reflector.rate_limit_pps: expected greater than or equal to 0, got -1",
+            'agent.yaml: metrics.listen: expected "[ADDRESS]:PORT" such as "[::1]:9862", got \'::1:9862\'',
+            "agent.yaml: analyzer.url: expected an http:// or https:// URL, got 'ftp://x'",
+            "agent.yaml: analyzer.spool_max_windows: expected greater than or equal to 1, got 0",
+        ],
     ),
     "analyzer without url": ("site: {name: a}\nanalyzer: {}\n", ["agent.yaml: analyzer.url: required key is missing"]),
     "names": (
         "site: {name: 'a b'}\nslices: [{name: Video, dscp: 1}]\n",
-        ["agent.yaml: site.name: 'a b' is not a name: give 1 to 253 characters without spaces",
-         "agent.yaml: slices[0].name: slice name 'Video' must be a lowercase letter then lowercase letters, digits,"
-         " hyphens"],
+        [
+            "agent.yaml: site.name: 'a b' is not a name: give 1 to 253 characters without spaces",
+            "agent.yaml: slices[0].name: slice name 'Video' must be a lowercase letter then lowercase letters, digits,"
+            " hyphens",
+        ],
     ),
     "duplicate target names": (
         "site: {name: a}\ntargets: [{name: core, address: '::1'}, {name: edge, address: '::2'},"
         " {name: core, address: '::3'}, {cidr: 'fd00::/127', name_prefix: c}, {cidr: 'fd00::/127', name_prefix: c}]\n",
-        ["agent.yaml: targets[2].name: duplicate target name 'core' (first at targets[0].name)",
-         "agent.yaml: targets[4].cidr: duplicate target name 'c0' (first at targets[3].cidr)",
-         "agent.yaml: targets[4].cidr: duplicate target name 'c1' (first at targets[3].cidr)"],
+        [
+            "agent.yaml: targets[2].name: duplicate target name 'core' (first at targets[0].name)",
+            "agent.yaml: targets[4].cidr: duplicate target name 'c0' (first at targets[3].cidr)",
+            "agent.yaml: targets[4].cidr: duplicate target name 'c1' (first at targets[3].cidr)",
+        ],
     ),
     "sizes below what a probe kind needs": (
         "site: {name: a}\nprobing: {size: 20}\ntargets: [{name: x, address: '::1', probes: [stamp, icmp]},"
         " {name: y, address: '::2', probes: [icmp], size: 4}, {name: z, address: '::3', size: 68}]\n",
-        ["agent.yaml: probing.size (used by targets[0]): 20 octets is less than the 68 octets stamp probes need",
-         "agent.yaml: targets[1].size: 4 octets is less than the 8 octets icmp probes need"],
+        [
+            "agent.yaml: probing.size (used by targets[0]): 20 octets is less than the 68 octets stamp probes need",
+            "agent.yaml: targets[1].size: 4 octets is less than the 8 octets icmp probes need",
+        ],
     ),
     "cidr over the limit": (
         "site: {name: a}\ntargets: [{cidr: 'fd00::/64'}]\n",
-        ["agent.yaml: targets[0].cidr: fd00::/64 expands to 18446744073709551616 targets, more than"
-         " probing.max_targets (100000) allows; use a longer prefix, a count, or raise probing.max_targets"],
+        [
+            "agent.yaml: targets[0].cidr: fd00::/64 expands to 18446744073709551616 targets, more than"
+            " probing.max_targets (100000) allows; use a longer prefix, a count, or raise probing.max_targets"
+        ],
     ),
     "cidr over what the limit leaves": (
         "site: {name: a}\nprobing: {max_targets: 300}\ntargets: [{cidr: 'fd00::/120'}, {cidr: 'fd01::/120'}]\n",
-        ["agent.yaml: targets[1].cidr: fd01::/120 expands to 256 targets, more than probing.max_targets (300) allows"
-         " after the 256 before it; use a longer prefix, a count, or raise probing.max_targets"],
+        [
+            "agent.yaml: targets[1].cidr: fd01::/120 expands to 256 targets, more than probing.max_targets (300) allows"
+            " after the 256 before it; use a longer prefix, a count, or raise probing.max_targets"
+        ],
     ),
     "name prefix with a space": (
         "site: {name: a}\ntargets: [{cidr: 'fd00::/126', name_prefix: 'h '}]\n",
@@ -371,7 +420,8 @@ def test_problems_in_target_files_name_the_entry_the_file_and_the_line(tmp_path)
     (tmp_path / "bad.yaml").write_text("- {name: a, adress: '::1'}\n- {name: b, address: nope}\n")
     (tmp_path / "broken.yaml").write_text("- {name: a\n")
     (tmp_path / "scalar.yml").write_text("just text\n")
-    problems = problems_of("""\
+    problems = problems_of(
+        """\
         site: {name: a}
         targets:
           - {file: bad.txt}
@@ -379,9 +429,11 @@ def test_problems_in_target_files_name_the_entry_the_file_and_the_line(tmp_path)
           - {file: bad.yaml}
           - {file: broken.yaml}
           - {file: scalar.yml}
-    """, base_dir=tmp_path)
+    """,
+        base_dir=tmp_path,
+    )
     assert problems == [
-        f'agent.yaml: targets[0].file: {tmp_path}/bad.txt:2: expected "NAME ADDRESS", got \'one two three\'',
+        f"agent.yaml: targets[0].file: {tmp_path}/bad.txt:2: expected \"NAME ADDRESS\", got 'one two three'",
         f"agent.yaml: targets[0].file: {tmp_path}/bad.txt:3: 'notanaddr' is not an IP address",
         "agent.yaml: targets[0].file: duplicate target name 'core' (first at targets[0].file)",
         f"agent.yaml: targets[1].file: cannot read {tmp_path}/missing.txt: No such file or directory",
@@ -415,8 +467,9 @@ def test_a_wholly_wrong_targets_file_is_cut_short(tmp_path):
 
 def test_files_count_against_the_target_limit(tmp_path):
     (tmp_path / "many.txt").write_text("".join(f"h{i} fd00::{i:x}\n" for i in range(5)))
-    problems = problems_of("site: {name: a}\nprobing: {max_targets: 4}\ntargets: [{file: many.txt}]\n",
-                           base_dir=tmp_path)
+    problems = problems_of(
+        "site: {name: a}\nprobing: {max_targets: 4}\ntargets: [{file: many.txt}]\n", base_dir=tmp_path
+    )
     assert problems == ["agent.yaml: targets: 5 targets in all, more than probing.max_targets (4)"]
 
 
@@ -428,11 +481,14 @@ def test_many_duplicate_names_are_cut_short():
 
 def test_unreadable_and_empty_secret_files_are_named(tmp_path):
     (tmp_path / "empty.key").write_bytes(b"\n")
-    problems = problems_of("""\
+    problems = problems_of(
+        """\
         site: {name: a}
         reflector: {auth_key_file: empty.key}
         analyzer: {url: "http://centre:8080", token_file: /nonexistent/token}
-    """, base_dir=tmp_path)
+    """,
+        base_dir=tmp_path,
+    )
     assert problems == [
         f"agent.yaml: reflector.auth_key_file: {tmp_path}/empty.key is empty",
         "agent.yaml: analyzer.token_file: cannot read /nonexistent/token: No such file or directory",
@@ -441,15 +497,17 @@ def test_unreadable_and_empty_secret_files_are_named(tmp_path):
 
 def test_structure_problems_come_first_and_resolution_waits_for_them(tmp_path):
     # A file whose structure is wrong is not read further: its targets files are not opened.
-    problems = problems_of("site: {name: a}\nprobing: {interval_s: -1}\ntargets: [{file: missing.txt}]\n",
-                           base_dir=tmp_path)
+    problems = problems_of(
+        "site: {name: a}\nprobing: {interval_s: -1}\ntargets: [{file: missing.txt}]\n", base_dir=tmp_path
+    )
     assert problems == ["agent.yaml: probing.interval_s: expected greater than 0, got -1"]
 
 
 def test_a_config_built_in_code_is_checked_as_thoroughly():
     # Without the slice names validate_config passes to pydantic, resolution still catches them.
-    config = AgentConfig.model_validate({"site": {"name": "a"}, "targets": [{"name": "x", "address": "::1",
-                                                                             "slices": ["vidoe"]}]})
+    config = AgentConfig.model_validate(
+        {"site": {"name": "a"}, "targets": [{"name": "x", "address": "::1", "slices": ["vidoe"]}]}
+    )
     with pytest.raises(ConfigError) as caught:
         resolve_plan(config)
     assert caught.value.problems == (f"<config>: targets[0].slices: unknown slice 'vidoe' {SLICES_ARE}",)

@@ -61,8 +61,12 @@ def test_every_ipv6_path_is_traced_at_start_and_ipv4_targets_are_left_out():
     async def scenario():
         traced = Traced()
         # "a-v4" sorts first, so it would be traced first if discovery followed it
-        discovery = PathDiscovery([planned("a-v4", "127.0.0.1"), planned("core", "::1"),
-                                   planned("core", "::1", Slice("egov", 26))], HOUR_S, "udp", traced)
+        discovery = PathDiscovery(
+            [planned("a-v4", "127.0.0.1"), planned("core", "::1"), planned("core", "::1", Slice("egov", 26))],
+            HOUR_S,
+            "udp",
+            traced,
+        )
         await running(discovery, lambda: traced.until(2))
         assert sorted((o.target, o.slice) for o in traced.observations) == [("core", "egov"), ("core", "video")]
         assert all(o.reached and o.hops == ("::1",) for o in traced.observations)

@@ -19,12 +19,15 @@ def plan_of(text: str, base_dir: Path | None = None) -> AgentPlan:
 
 
 def test_the_flows_section_becomes_receiver_settings_with_the_slices_dscps(tmp_path):
-    plan = plan_of("""\
+    plan = plan_of(
+        """\
         site: {name: cnty1a}
         slices: [{name: video, dscp: 34}, {name: other, dscp: 0}]
         flows: {listen: ["[::1]:4739", "127.0.0.1:2055"], state_dir: flows, default_sampling: {"2001:db8::e": 64},
                 template_timeout_s: 600}
-    """, base_dir=tmp_path)
+    """,
+        base_dir=tmp_path,
+    )
     flows = plan.flows
     assert flows.listen == [("::1", 4739), ("127.0.0.1", 2055)]
     assert flows.state_dir == tmp_path / "flows"
@@ -42,10 +45,13 @@ def test_the_capture_section_classifies_by_the_slices_dscps_unless_a_rules_file_
     assert by_dscp.classifier.names == ("video", "egov", "data", "best-effort")
     assert by_dscp.rules_source == "DSCP, as the slices section says"
     assert [(i.interface, i.sample, i.tcp_rtt, i.altmark_point) for i in by_dscp.interfaces] == [
-        ("eth0", 100, False, None), ("eth1", 1, True, "e1")]
+        ("eth0", 100, False, None),
+        ("eth1", 1, True, "e1"),
+    ]
     (tmp_path / "rules.yaml").write_text("rules:\n  - {slice: voice, dscp: 46}\ndefault: rest\n")
-    by_rules = plan_of("site: {name: a}\ncapture: {interfaces: [{interface: eth0}], slices: rules.yaml}\n",
-                       base_dir=tmp_path).capture
+    by_rules = plan_of(
+        "site: {name: a}\ncapture: {interfaces: [{interface: eth0}], slices: rules.yaml}\n", base_dir=tmp_path
+    ).capture
     assert by_rules.classifier.names == ("voice", "rest")
     assert by_rules.rules_source == f"the rules in {tmp_path / 'rules.yaml'}"
 

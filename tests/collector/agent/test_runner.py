@@ -11,7 +11,6 @@ from collector.agent.plan import load_plan
 from collector.agent.runner import Agent
 from collector.outputs.sinks import InProcessSink
 from collector.system.clock import shared_host_clock
-from tests.support import free_udp_port
 from tests.support import DEADLINE_S, free_udp_port, nothing_in_flight, run_until
 
 CONFIG = """
@@ -84,8 +83,12 @@ def test_reload_keeps_running_schedules_and_refuses_a_broken_file(tmp_path):
         probes_at_reload.append(probes_sent())
 
     # Reload once the first plan probes; stop once the reloaded plan has probed too.
-    run_until(agent.run, agent.stop, lambda: probes_sent() >= probes_at_reload[0] + 2 * 10,
-              during=(lambda: probes_sent() >= 10, edit_and_reload))
+    run_until(
+        agent.run,
+        agent.stop,
+        lambda: probes_sent() >= probes_at_reload[0] + 2 * 10,
+        during=(lambda: probes_sent() >= 10, edit_and_reload),
+    )
     assert outcomes == [False, True]
     slices = {s.probe.slice.name: s for s in agent.scheduler._schedules.values()}
     assert set(slices) == {"video", "data"}

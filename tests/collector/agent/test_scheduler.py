@@ -10,7 +10,6 @@ from collector.agent.scheduler import Scheduler
 from collector.contract.records import Slice, Target
 from collector.reflector.session_reflector import Reflector, ReflectorConfig
 from collector.system.clock import shared_host_clock
-from collector.agent.scheduler import Scheduler
 from tests import support
 
 VIDEO = Slice("video", 34, 1)
@@ -34,7 +33,9 @@ def test_every_path_gets_consecutive_windows_with_its_probes():
         scheduler = Scheduler("here", probes, 0.5, windows.extend, clock=shared_host_clock())
         waited = support.cpu_wait_ns()
         try:  # 2.1 s worth of probes, whatever time the machine took to send them
-            run_until(scheduler, lambda: scheduler.telemetry.probes_sent >= 6 * 42 and support.nothing_in_flight(scheduler))
+            run_until(
+                scheduler, lambda: scheduler.telemetry.probes_sent >= 6 * 42 and support.nothing_in_flight(scheduler)
+            )
         finally:
             waited = support.cpu_wait_ns() - waited
             scheduler.close()
@@ -76,13 +77,20 @@ def test_reload_keeps_staying_schedules_and_closes_removed_ones():
         kept_session = next(s for s in scheduler._schedules.values() if s.probe is keep).target.session
         changes = []
         try:  # reload once both first schedules have probed; stop once every target's windows are out
-            run_until(scheduler, lambda: {w.key.target for w in windows} == {"keep", "drop", "new"},
-                      during=(lambda: scheduler.telemetry.probes_sent >= 2 * 10,
-                              lambda: changes.append(scheduler.reload([keep, new]))))
+            run_until(
+                scheduler,
+                lambda: {w.key.target for w in windows} == {"keep", "drop", "new"},
+                during=(
+                    lambda: scheduler.telemetry.probes_sent >= 2 * 10,
+                    lambda: changes.append(scheduler.reload([keep, new])),
+                ),
+            )
         finally:
             scheduler.close()
     assert changes == [(1, 1)]
-    assert next(s for s in scheduler._schedules.values() if s.probe.target.name == "keep").target.session is kept_session
+    assert (
+        next(s for s in scheduler._schedules.values() if s.probe.target.name == "keep").target.session is kept_session
+    )
     targets = {w.key.target for w in windows}
     assert targets == {"keep", "drop", "new"}
     last_drop = max(w.end_ns for w in windows if w.key.target == "drop")

@@ -79,8 +79,9 @@ def planned(name: str, kind: str = "loopback") -> PlannedProbe:
 
 
 def scheduler_of(probes: list[PlannedProbe], on_windows: Callable[[list[PathWindow]], None], **kw) -> Scheduler:
-    return Scheduler("here", probes, 0.2, on_windows, clock=shared_host_clock(), probers={"loopback": LoopbackProber},
-                     **kw)
+    return Scheduler(
+        "here", probes, 0.2, on_windows, clock=shared_host_clock(), probers={"loopback": LoopbackProber}, **kw
+    )
 
 
 def run(scheduler: Scheduler, script: Callable[[], Awaitable[None]]) -> None:

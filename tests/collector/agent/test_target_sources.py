@@ -10,8 +10,11 @@ from collector.agent.target_sources import MAX_PROBLEMS_PER_FILE, expand
 
 
 def config_with(entry: dict, tmp_path: Path, max_targets: int = 100) -> AgentConfig:
-    return validate_config({"site": {"name": "a"}, "probing": {"max_targets": max_targets}, "targets": [entry]},
-                           source="agent.yaml", base_dir=tmp_path)
+    return validate_config(
+        {"site": {"name": "a"}, "probing": {"max_targets": max_targets}, "targets": [entry]},
+        source="agent.yaml",
+        base_dir=tmp_path,
+    )
 
 
 def expanded(entry: dict, tmp_path: Path, room: int = 100, max_targets: int = 100):
@@ -73,8 +76,10 @@ def test_a_cidr_fits_the_room_the_limit_leaves_or_says_what_took_the_rest(tmp_pa
     assert len(expanded({"cidr": "fd00::/124"}, tmp_path, room=16).pairs) == 16
     whole_limit = expanded({"cidr": "fd00::/124"}, tmp_path, room=10, max_targets=10)
     assert whole_limit.pairs == []
-    assert whole_limit.problems == ["targets[0].cidr: fd00::/124 expands to 16 targets, more than "
-                                    "probing.max_targets (10) allows; use a longer prefix, a count, "
-                                    "or raise probing.max_targets"]
+    assert whole_limit.problems == [
+        "targets[0].cidr: fd00::/124 expands to 16 targets, more than "
+        "probing.max_targets (10) allows; use a longer prefix, a count, "
+        "or raise probing.max_targets"
+    ]
     after_others = expanded({"cidr": "fd00::/124"}, tmp_path, room=15, max_targets=100)
     assert "more than probing.max_targets (100) allows after the 85 before it;" in after_others.problems[0]

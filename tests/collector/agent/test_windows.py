@@ -38,12 +38,17 @@ def test_probes_belong_to_the_window_they_were_sent_in_and_close_after_settling(
 
 def test_loss_by_direction_duplicates_and_reordering():
     b = builder()
-    b.add_all([
-        ok(0, T + 1, 100), ok(2, T + 3, 100), ok(1, T + 2, 100),  # 1 arrives after 2: reordered
-        lost(3, T + 4, LossDirection.FORWARD), lost(4, T + 5, LossDirection.REVERSE),
-        lost(5, T + 6, LossDirection.UNKNOWN, icmp_error="port unreachable from ::1"),
-        ProbeResult("core", "video", 0, T + 1, 120_000, duplicate=True),
-    ])
+    b.add_all(
+        [
+            ok(0, T + 1, 100),
+            ok(2, T + 3, 100),
+            ok(1, T + 2, 100),  # 1 arrives after 2: reordered
+            lost(3, T + 4, LossDirection.FORWARD),
+            lost(4, T + 5, LossDirection.REVERSE),
+            lost(5, T + 6, LossDirection.UNKNOWN, icmp_error="port unreachable from ::1"),
+            ProbeResult("core", "video", 0, T + 1, 120_000, duplicate=True),
+        ]
+    )
     [w] = b.close_all()
     assert (w.sent, w.received, w.lost_forward, w.lost_reverse, w.lost_unknown) == (6, 3, 1, 1, 1)
     assert (w.duplicates, w.reordered, w.icmp_errors) == (1, 1, 1)
@@ -72,10 +77,34 @@ def test_rtt_percentiles_ipdv_and_pdv():
 
 def test_one_way_delays_clock_error_remarking_and_latest_hop_limits():
     b = builder()
-    b.add(ok(0, T + 1, 100, forward_owd_ns=40_000, reverse_owd_ns=60_000, clock_error_ns=2_000,
-             reflector_dscp=34, reply_dscp=34, reflector_hop_limit=250, reply_hop_limit=251))
-    b.add(ok(1, T + 2, 100, forward_owd_ns=50_000, reverse_owd_ns=50_000, clock_error_ns=3_000,
-             reflector_dscp=0, reply_dscp=34, reflector_hop_limit=252, reply_hop_limit=253))
+    b.add(
+        ok(
+            0,
+            T + 1,
+            100,
+            forward_owd_ns=40_000,
+            reverse_owd_ns=60_000,
+            clock_error_ns=2_000,
+            reflector_dscp=34,
+            reply_dscp=34,
+            reflector_hop_limit=250,
+            reply_hop_limit=251,
+        )
+    )
+    b.add(
+        ok(
+            1,
+            T + 2,
+            100,
+            forward_owd_ns=50_000,
+            reverse_owd_ns=50_000,
+            clock_error_ns=3_000,
+            reflector_dscp=0,
+            reply_dscp=34,
+            reflector_hop_limit=252,
+            reply_hop_limit=253,
+        )
+    )
     b.fingerprint = "abcdef0123456789"
     [w] = b.close_all()
     assert (w.forward_owd_p50_ns, w.reverse_owd_p50_ns, w.clock_error_ns) == (40_000, 50_000, 3_000)

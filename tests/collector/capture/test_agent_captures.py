@@ -45,15 +45,23 @@ capture:
 FLOWS = f'flows: {{listen: ["[::1]:{FLOWS_PORT}"]}}\n'
 
 
-
 def _veth_pair(ns_a: str, ns_b: str) -> None:
-    subprocess.run(["ip", "link", "add", IF_A, "netns", ns_a, "type", "veth", "peer", "name", IF_B, "netns", ns_b],
-                   check=True)
+    subprocess.run(
+        ["ip", "link", "add", IF_A, "netns", ns_a, "type", "veth", "peer", "name", IF_B, "netns", ns_b], check=True
+    )
     for ns, dev, address in ((ns_a, IF_A, A), (ns_b, IF_B, B)):
         subprocess.run(["ip", "-n", ns, "addr", "add", f"{address}/64", "dev", dev, "nodad"], check=True)
         subprocess.run(["ip", "-n", ns, "link", "set", dev, "up"], check=True)
-    wait_until(lambda: subprocess.run(["ip", "netns", "exec", ns_a, "ping", "-6", "-c", "1", "-W", "1", B],
-                                      capture_output=True).returncode == 0, interval=0.1, what="the veth pair reachable")
+    wait_until(
+        lambda: (
+            subprocess.run(
+                ["ip", "netns", "exec", ns_a, "ping", "-6", "-c", "1", "-W", "1", B], capture_output=True
+            ).returncode
+            == 0
+        ),
+        interval=0.1,
+        what="the veth pair reachable",
+    )
 
 
 def _get(ns: str, path: str) -> tuple[int, str]:
@@ -103,11 +111,13 @@ def _wait_for(ns: str, ready) -> str:
 
 def _udp_receivers(ns_b: str) -> list[socket.socket]:
     """Bound ports on B, so no port-unreachable error comes back across the capture."""
+
     def bound(port: int) -> socket.socket:
         sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         sock.bind((B, port))
         return sock
+
     return [created_in(ns_b, lambda port=port: bound(port)) for _, _, port in UDP.values()]
 
 
@@ -130,6 +140,7 @@ def _send_udp(ns_a: str) -> None:
 
 def _tcp_exchange(ns_a: str, ns_b: str) -> None:
     """Request and answer, EXCHANGES times, in the data slice both ways (timestamps are on by default)."""
+
     def listening() -> socket.socket:
         sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, TCP_DSCP << 2)  # the SYN-ACK's class
@@ -191,33 +202,42 @@ def test_agent_captures_its_interface_into_flow_and_passive_rtt_metrics(tmp_path
     with network_namespace() as ns_a, network_namespace() as ns_b:
         _veth_pair(ns_a, ns_b)
         receivers = _udp_receivers(ns_b)
-        agent = subprocess.Popen(["ip", "netns", "exec", ns_b, *XNETMON, "agent", "--config", str(config)],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        agent = subprocess.Popen(
+            ["ip", "netns", "exec", ns_b, *XNETMON, "agent", "--config", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
         try:
             _wait_for(ns_b, lambda text: _value(text, "xnet_flow_sampling_rate", exporter=exporter) == 1.0)
             _tcp_exchange(ns_a, ns_b)
             _send_udp(ns_a)
 
             def counted(text: str) -> bool:
-                return all(_value(text, "xnet_flow_packets_total", slice=name, exporter=exporter) == PER_SLICE
-                           for name in UDP)
+                return all(
+                    _value(text, "xnet_flow_packets_total", slice=name, exporter=exporter) == PER_SLICE for name in UDP
+                )
 
             text = _wait_for(ns_b, counted)
             for name, (_, size, _) in UDP.items():
-                assert _value(text, "xnet_flow_bytes_total", slice=name, exporter=exporter) == \
-                    PER_SLICE * (40 + 8 + size)
+                assert _value(text, "xnet_flow_bytes_total", slice=name, exporter=exporter) == PER_SLICE * (
+                    40 + 8 + size
+                )
             assert _value(text, "xnet_flow_packets_total", slice="data", exporter=exporter) >= 2 * EXCHANGES
             assert _value(text, "xnet_passive_rtt_seconds_count", slice="data") > 0
-            assert _value(text, "xnet_passive_rtt_seconds_bucket", slice="data", le="+Inf") == \
-                _value(text, "xnet_passive_rtt_seconds_count", slice="data")
+            assert _value(text, "xnet_passive_rtt_seconds_bucket", slice="data", le="+Inf") == _value(
+                text, "xnet_passive_rtt_seconds_count", slice="data"
+            )
             assert _value(text, "xnet_capture_packets_total", exporter=exporter) >= 2 * PER_SLICE + 2 * EXCHANGES
             assert _value(text, "xnet_capture_kernel_drops_total", exporter=exporter) == 0
             assert text.count("# TYPE xnet_malformed_packets_total counter") == 1
             expected = [{"address": A, "bytes": PER_SLICE * (40 + 8 + 200), "error": 0}]
             if with_flows:  # one set of counters: the export's talker beside the capture's
                 _export_one_record(ns_b)
-                text = _wait_for(ns_b, lambda t: _value(t, "xnet_flow_bytes_total", slice="egov", exporter="::1")
-                                 == 100)
+                text = _wait_for(
+                    ns_b, lambda t: _value(t, "xnet_flow_bytes_total", slice="egov", exporter="::1") == 100
+                )
                 assert _value(text, "xnet_flow_packets_total", slice="egov", exporter=exporter) == PER_SLICE
                 assert _value(text, "xnet_flow_sampling_rate", exporter="::1") == 1.0
                 assert text.count("# TYPE xnet_flow_bytes_total counter") == 1
@@ -287,8 +307,9 @@ def test_capture_slices_file_errors_name_both_files(tmp_path: Path) -> None:
 def test_an_interface_that_is_not_there_stops_the_agent_with_a_message(tmp_path: Path) -> None:
     config = tmp_path / "agent.yaml"
     config.write_text(CONFIG.format(port=free_tcp_port(), interface="xnm-absent0", sample=1, tcp_rtt="false"))
-    done = subprocess.run([*XNETMON, "agent", "--config", str(config)], capture_output=True, text=True,
-                          timeout=60, cwd=REPO)
+    done = subprocess.run(
+        [*XNETMON, "agent", "--config", str(config)], capture_output=True, text=True, timeout=60, cwd=REPO
+    )
     assert done.returncode == 1
     assert "capture on xnm-absent0: no interface 'xnm-absent0' in this network namespace" in done.stderr
     assert "Traceback" not in done.stderr

@@ -18,8 +18,11 @@ FLOWS = [
     bytes(IPv6(src="fd00::1", dst="fd00::2", tc=34 << 2, fl=7) / UDP(sport=1, dport=2) / (b"v" * 100)),
     bytes(IPv6(src="fd00::1", dst="fd00::2", tc=26 << 2) / TCP(sport=3, dport=4)),
     bytes(IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=5, dport=6)),
-    bytes(IPv6(src="fd00::3", dst="fd00::4") / IPv6ExtHdrHopByHop(options=[HBHOptUnknown(otype=0x1E, optdata=b"\0\0\0\3")])
-          / UDP(sport=7, dport=8)),
+    bytes(
+        IPv6(src="fd00::3", dst="fd00::4")
+        / IPv6ExtHdrHopByHop(options=[HBHOptUnknown(otype=0x1E, optdata=b"\0\0\0\3")])
+        / UDP(sport=7, dport=8)
+    ),
 ]
 
 
@@ -31,7 +34,7 @@ def feed_one_by_one(aggregator: FlowAggregator, packets: list[tuple[int, bytes]]
 
 def feed_in_batches(aggregator: FlowAggregator, packets: list[tuple[int, bytes]], size: int) -> list:
     for begin in range(0, len(packets), size):
-        part = packets[begin:begin + size]
+        part = packets[begin : begin + size]
         buffer = np.frombuffer(b"".join(p for _, p in part), dtype=np.uint8)
         lengths = np.array([len(p) for _, p in part], dtype=np.int64)
         offsets = np.r_[0, np.cumsum(lengths)[:-1]].astype(np.int64)
@@ -57,17 +60,37 @@ def test_sampling_scales_packets_and_bytes_and_fields_are_kept() -> None:
     records = feed_one_by_one(FlowAggregator("capture:eth0", sampling_rate=100), [(5, FLOWS[0]), (6, FLOWS[0])])
     (record,) = records
     assert (record.packets, record.bytes, record.sampling_rate) == (200, 200 * 148, 100)
-    assert (record.exporter, record.source, record.destination, record.protocol) == ("capture:eth0", "fd00::1", "fd00::2", 17)
-    assert (record.source_port, record.destination_port, record.dscp, record.flow_label, record.slice) == (1, 2, 34, 7, "video")
+    assert (record.exporter, record.source, record.destination, record.protocol) == (
+        "capture:eth0",
+        "fd00::1",
+        "fd00::2",
+        17,
+    )
+    assert (record.source_port, record.destination_port, record.dscp, record.flow_label, record.slice) == (
+        1,
+        2,
+        34,
+        7,
+        "video",
+    )
 
 
 def test_slices_from_dscp_ipv4_and_slice_id() -> None:
-    classifier = SliceClassifier.from_rules([{"slice": "data", "slice_id": 3}, {"slice": "video", "dscp": 34},
-                                             {"slice": "egov", "destination": "192.0.2.0/24"}])
+    classifier = SliceClassifier.from_rules(
+        [
+            {"slice": "data", "slice_id": 3},
+            {"slice": "video", "dscp": 34},
+            {"slice": "egov", "destination": "192.0.2.0/24"},
+        ]
+    )
     for feed in (lambda a, p: feed_one_by_one(a, p), lambda a, p: feed_in_batches(a, p, 10)):
         records = feed(FlowAggregator("x", classifier), [(i, packet) for i, packet in enumerate(FLOWS)])
         assert sorted((r.source, r.slice) for r in records) == [
-            ("192.0.2.1", "egov"), ("fd00::1", "best-effort"), ("fd00::1", "video"), ("fd00::3", "data")]
+            ("192.0.2.1", "egov"),
+            ("fd00::1", "best-effort"),
+            ("fd00::1", "video"),
+            ("fd00::3", "data"),
+        ]
 
 
 def test_expire_ends_idle_and_old_records_only() -> None:
@@ -95,8 +118,11 @@ def test_bad_settings_are_refused() -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 8 * S)), min_size=1, max_size=80),
-       st.integers(1, 30), st.booleans())
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 8 * S)), min_size=1, max_size=80),
+    st.integers(1, 30),
+    st.booleans(),
+)
 def test_batches_give_the_records_of_one_by_one(steps, batch_size: int, sorted_times: bool) -> None:
     """Any packet order and gaps (also time going backwards), any batch size, same records."""
     times = np.cumsum([gap for _, gap in steps]) if sorted_times else [gap for _, gap in steps]

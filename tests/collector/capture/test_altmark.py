@@ -31,8 +31,12 @@ def rfc9343_data(flow_mon_id: int, loss: int, delay: int) -> bytes:
 def marked(flow_mon_id=7, loss=0, delay=0, *, where="hop-by-hop", size=20):
     option = HBHOptUnknown(otype=0x12, optdata=rfc9343_data(flow_mon_id, loss, delay))
     header = IPv6ExtHdrHopByHop if where == "hop-by-hop" else IPv6ExtHdrDestOpt
-    return bytes(IPv6(src="2001:db8:1::1", dst="2001:db8:2::2") / header(options=[PadN(optdata=b"\x00\x00"), option])
-                 / UDP(sport=1000, dport=9) / (b"x" * size))
+    return bytes(
+        IPv6(src="2001:db8:1::1", dst="2001:db8:2::2")
+        / header(options=[PadN(optdata=b"\x00\x00"), option])
+        / UDP(sport=1000, dport=9)
+        / (b"x" * size)
+    )
 
 
 @pytest.mark.parametrize("where", ["hop-by-hop", "destination"])

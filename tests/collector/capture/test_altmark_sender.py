@@ -49,8 +49,9 @@ def test_each_datagram_carries_its_mark_in_the_options_header_and_its_sequence(h
         receiver.settimeout(5)
         receiver.setsockopt(socket.IPPROTO_IPV6, RECEIVE_OPTIONS[header], 1)
         receiver.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVTCLASS, 1)
-        with AltMarkSender("::1", receiver.getsockname()[1], Marker(77, block_packets=2), header=header,
-                           dscp=34, payload_size=32) as sender:
+        with AltMarkSender(
+            "::1", receiver.getsockname()[1], Marker(77, block_packets=2), header=header, dscp=34, payload_size=32
+        ) as sender:
             report = sender.send(4)
         received = [receiver.recvmsg(128, 256) for _ in range(4)]
     assert (report.sent, report.per_block, report.delay_marked) == (4, [2, 2], 2)
@@ -72,9 +73,30 @@ def test_the_command_prints_its_report_as_json_and_refuses_a_bad_flow_mon_id(cap
     with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as receiver:
         receiver.bind(("::1", 0))
         port = str(receiver.getsockname()[1])
-        assert main(["::1", "--port", port, "--flow-mon-id", "5", "--block-packets", "3", "--count", "7",
-                     "--interval-ms", "0", "--header", "destination"]) == 0
-        assert json.loads(capsys.readouterr().out) == {"sent": 7, "per_block": [3, 3, 1],
-                                                       "delay_marked": 2}  # the last block ends before its middle
+        assert (
+            main(
+                [
+                    "::1",
+                    "--port",
+                    port,
+                    "--flow-mon-id",
+                    "5",
+                    "--block-packets",
+                    "3",
+                    "--count",
+                    "7",
+                    "--interval-ms",
+                    "0",
+                    "--header",
+                    "destination",
+                ]
+            )
+            == 0
+        )
+        assert json.loads(capsys.readouterr().out) == {
+            "sent": 7,
+            "per_block": [3, 3, 1],
+            "delay_marked": 2,
+        }  # the last block ends before its middle
         assert main(["::1", "--port", port, "--flow-mon-id", "-1", "--block-ms", "5", "--count", "1"]) == 2
         assert capsys.readouterr().err.startswith("altmark_sender: ")

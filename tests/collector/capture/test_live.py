@@ -56,26 +56,41 @@ CAPTURER = textwrap.dedent("""
 
 
 def _veth_pair(ns_a: str, ns_b: str) -> None:
-    subprocess.run(["ip", "link", "add", "xc-a", "netns", ns_a, "type", "veth", "peer", "name", "xc-b", "netns", ns_b],
-                   check=True)
+    subprocess.run(
+        ["ip", "link", "add", "xc-a", "netns", ns_a, "type", "veth", "peer", "name", "xc-b", "netns", ns_b], check=True
+    )
     for ns, dev, address in ((ns_a, "xc-a", A), (ns_b, "xc-b", B)):
         subprocess.run(["ip", "-n", ns, "addr", "add", f"{address}/64", "dev", dev, "nodad"], check=True)
         subprocess.run(["ip", "-n", ns, "link", "set", dev, "up"], check=True)
     # Neighbour discovery done, so no packet waits in the unresolved queue.
-    wait_until(lambda: subprocess.run(["ip", "netns", "exec", ns_a, "ping", "-6", "-c", "1", "-W", "1", B],
-                                      capture_output=True).returncode == 0, interval=0.1, what="the veth pair reachable")
+    wait_until(
+        lambda: (
+            subprocess.run(
+                ["ip", "netns", "exec", ns_a, "ping", "-6", "-c", "1", "-W", "1", B], capture_output=True
+            ).returncode
+            == 0
+        ),
+        interval=0.1,
+        what="the veth pair reachable",
+    )
 
 
 def _capture_while_sending(rate: int, per_slice: int) -> dict:
     with network_namespace() as ns_a, network_namespace() as ns_b:
         _veth_pair(ns_a, ns_b)
-        capturer = subprocess.Popen(["ip", "netns", "exec", ns_b, sys.executable, "-c", CAPTURER, "xc-b", str(rate), A],
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                    cwd=REPO)
+        capturer = subprocess.Popen(
+            ["ip", "netns", "exec", ns_b, sys.executable, "-c", CAPTURER, "xc-b", str(rate), A],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
         try:
             assert capturer.stdout.readline().strip() == "ready", capturer.stderr.read()
-            subprocess.run(["ip", "netns", "exec", ns_a, sys.executable, "-c", SENDER, B, str(per_slice)],
-                           check=True, timeout=300)
+            subprocess.run(
+                ["ip", "netns", "exec", ns_a, sys.executable, "-c", SENDER, B, str(per_slice)], check=True, timeout=300
+            )
             wait_until_drained(capturer.pid)  # the last packets counted
             out, err = capturer.communicate("stop\n", timeout=120)
         finally:

@@ -33,12 +33,30 @@ def mixed_packets() -> list:
         ip6 = IPv6(src=f"fd00:1::{i % 4 + 1}", dst=f"fd00:2::{i % 3 + 1}", tc=dscp << 2, fl=i % 2)
         upper = (TCP(sport=40000 + i % 3, dport=443, flags="A"), UDP(sport=5000, dport=862), ICMPv6EchoRequest())[i % 3]
         packets.append(Ether(src=MAC_A, dst=MAC_B) / ip6 / upper / (b"p" * (i * 7 % 300)))
-    packets.append(Ether(src=MAC_A, dst=MAC_B) / IPv6(src="fd00:1::9", dst="fd00:2::9")
-                   / IPv6ExtHdrHopByHop(options=[HBHOptUnknown(otype=0x1E, optdata=b"\x00\x00\x00\x02")]) / UDP(sport=1, dport=2))
-    packets.append(Ether(src=MAC_A, dst=MAC_B) / IPv6(src="fd00:1::9", dst="fd00:5::1")
-                   / IPv6ExtHdrSegmentRouting(addresses=["fd00:6::1", "fd00:5::1"], segleft=1) / TCP(sport=3, dport=4))
-    packets.append(Ether(src=MAC_A, dst=MAC_B) / IP(src="192.0.2.1", dst="192.0.2.2", tos=26 << 2) / UDP(sport=53, dport=53) / b"dns")
-    packets.append(Ether(src=MAC_A, dst=MAC_B) / Dot1Q(vlan=10) / IPv6(src="fd00:1::1", dst="fd00:2::1", tc=34 << 2) / UDP(sport=9, dport=9))
+    packets.append(
+        Ether(src=MAC_A, dst=MAC_B)
+        / IPv6(src="fd00:1::9", dst="fd00:2::9")
+        / IPv6ExtHdrHopByHop(options=[HBHOptUnknown(otype=0x1E, optdata=b"\x00\x00\x00\x02")])
+        / UDP(sport=1, dport=2)
+    )
+    packets.append(
+        Ether(src=MAC_A, dst=MAC_B)
+        / IPv6(src="fd00:1::9", dst="fd00:5::1")
+        / IPv6ExtHdrSegmentRouting(addresses=["fd00:6::1", "fd00:5::1"], segleft=1)
+        / TCP(sport=3, dport=4)
+    )
+    packets.append(
+        Ether(src=MAC_A, dst=MAC_B)
+        / IP(src="192.0.2.1", dst="192.0.2.2", tos=26 << 2)
+        / UDP(sport=53, dport=53)
+        / b"dns"
+    )
+    packets.append(
+        Ether(src=MAC_A, dst=MAC_B)
+        / Dot1Q(vlan=10)
+        / IPv6(src="fd00:1::1", dst="fd00:2::1", tc=34 << 2)
+        / UDP(sport=9, dport=9)
+    )
     packets.append(Ether(src=MAC_A, dst=MAC_B) / ARP())
     for i, packet in enumerate(packets):
         packet.time = T0 + i * 0.25 + 0.000001 * i
@@ -71,7 +89,12 @@ def test_scapy_pcap_reads_every_packet(scapy_pcap: Path) -> None:
     assert captured == wire == [len(bytes(p)) for p in packets]
     assert set(linktypes) == {1}
     result = read_flows(scapy_pcap, FlowAggregator("capture:test"))
-    assert (result.packets, result.ip_packets, dict(result.skipped), dict(result.malformed)) == (65, 64, {"not-ip": 1}, {})
+    assert (result.packets, result.ip_packets, dict(result.skipped), dict(result.malformed)) == (
+        65,
+        64,
+        {"not-ip": 1},
+        {},
+    )
     assert sum(r.packets for r in result.records) == 64
 
 
@@ -86,12 +109,15 @@ def test_scapy_pcapng_reads_like_the_pcap(scapy_pcap: Path, tmp_path: Path) -> N
 
 @pytest.mark.tool("editcap")
 @pytest.mark.tool("tshark")
-@pytest.mark.parametrize("argv", [
-    ["editcap", "-F", "pcapng"],
-    ["editcap", "-F", "nsecpcap"],
-    ["tshark", "-F", "pcapng", "-w"],
-    ["tshark", "-F", "pcap", "-w"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["editcap", "-F", "pcapng"],
+        ["editcap", "-F", "nsecpcap"],
+        ["tshark", "-F", "pcapng", "-w"],
+        ["tshark", "-F", "pcap", "-w"],
+    ],
+)
 def test_files_written_by_wireshark_tools_read_identically(scapy_pcap: Path, tmp_path: Path, argv: list[str]) -> None:
     out = tmp_path / "converted"
     if argv[0] == "tshark":
@@ -106,15 +132,18 @@ def test_files_written_by_wireshark_tools_read_identically(scapy_pcap: Path, tmp
 @pytest.mark.tool("editcap")
 def test_nanosecond_timestamps_survive_in_pcap_and_pcapng(tmp_path: Path) -> None:
     nanosecond_pcap = tmp_path / "ns.pcap"
-    _write_pcap(nanosecond_pcap, [(T0, 123456789, bytes(Ether(src=MAC_A, dst=MAC_B) / IPv6() / UDP()))], nanoseconds=True)
+    _write_pcap(
+        nanosecond_pcap, [(T0, 123456789, bytes(Ether(src=MAC_A, dst=MAC_B) / IPv6() / UDP()))], nanoseconds=True
+    )
     converted = tmp_path / "ns.pcapng"
     subprocess.run(["editcap", "-F", "pcapng", str(nanosecond_pcap), str(converted)], check=True, timeout=60)
     assert index_capture(nanosecond_pcap).ts_ns.tolist() == [T0 * 10**9 + 123456789]
     assert index_capture(converted).ts_ns.tolist() == [T0 * 10**9 + 123456789]
 
 
-def _write_pcap(path: Path, records: list[tuple[int, int, bytes]], *, order: str = "<", nanoseconds: bool = False,
-                linktype: int = 1) -> None:
+def _write_pcap(
+    path: Path, records: list[tuple[int, int, bytes]], *, order: str = "<", nanoseconds: bool = False, linktype: int = 1
+) -> None:
     magic = 0xA1B23C4D if nanoseconds else 0xA1B2C3D4
     body = b"".join(struct.pack(order + "IIII", s, f, len(d), len(d)) + d for s, f, d in records)
     path.write_bytes(struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, 65535, linktype) + body)
@@ -160,7 +189,13 @@ def test_damage_is_counted_and_what_came_before_is_read(scapy_pcap: Path, tmp_pa
     assert (result.packets, result.malformed["bad-record-length"]) == (0, 1)
 
     short_ip = tmp_path / "short.pcap"
-    _write_pcap(short_ip, [(T0, 0, bytes(Ether(src=MAC_A, dst=MAC_B) / IPv6() / TCP())[:14 + 40 + 6]), (T0, 1, bytes(Ether(src=MAC_A, dst=MAC_B) / IPv6() / UDP()))])
+    _write_pcap(
+        short_ip,
+        [
+            (T0, 0, bytes(Ether(src=MAC_A, dst=MAC_B) / IPv6() / TCP())[: 14 + 40 + 6]),
+            (T0, 1, bytes(Ether(src=MAC_A, dst=MAC_B) / IPv6() / UDP())),
+        ],
+    )
     for per_packet in (False, True):
         result = read_flows(short_ip, FlowAggregator("x"), per_packet=per_packet)
         assert (result.ip_packets, dict(result.malformed)) == (1, {"truncated": 1})
@@ -196,7 +231,7 @@ def test_vectorised_and_per_packet_paths_agree_across_chunks_and_timeouts(tmp_pa
         now += int(rng.exponential(400_000))  # mean 0.4 s, so some gaps beyond the idle timeout
         frame = templates[int(rng.integers(len(templates)))]
         if rng.random() < 0.02:
-            frame = frame[:int(rng.integers(14, len(frame)))]  # cut short: malformed or fewer octets
+            frame = frame[: int(rng.integers(14, len(frame)))]  # cut short: malformed or fewer octets
         records.append((now // 10**6, now % 10**6, frame))
     path = tmp_path / "long.pcap"
     _write_pcap(path, records)
@@ -226,12 +261,16 @@ def test_pcapng_sections_in_both_byte_orders_and_every_packet_block(tmp_path: Pa
         + _block(">", 1, struct.pack(">HHI", 1, 0, 0) + struct.pack(">HHB3x", 9, 1, 9) + struct.pack(">HH", 0, 0))
         + _block(">", 6, struct.pack(">IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF, len(frame), len(frame)) + frame)
         + _block(">", 0x0BAD, b"skip me")
-        + _block(">", 2, struct.pack(">HHIIII", 0, 0, ticks >> 32, (ticks & 0xFFFFFFFF) + 1, len(frame), len(frame)) + frame)
+        + _block(
+            ">", 2, struct.pack(">HHIIII", 0, 0, ticks >> 32, (ticks & 0xFFFFFFFF) + 1, len(frame), len(frame)) + frame
+        )
     )
     binary_ticks = T0 * 1024 + 512  # half a second in 2^-10 s ticks
     little = (
         _block("<", 0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
-        + _block("<", 1, struct.pack("<HHI", 101, 0, 20) + struct.pack("<HHB3x", 9, 1, 0x80 | 10) + struct.pack("<HH", 0, 0))
+        + _block(
+            "<", 1, struct.pack("<HHI", 101, 0, 20) + struct.pack("<HHB3x", 9, 1, 0x80 | 10) + struct.pack("<HH", 0, 0)
+        )
         + _block("<", 6, struct.pack("<IIIII", 0, binary_ticks >> 32, binary_ticks & 0xFFFFFFFF, 48, 48) + frame[14:62])
         + _block("<", 3, struct.pack("<I", len(frame) - 14) + frame[14:34])  # Simple: cut at the snap length 20
     )

@@ -24,8 +24,9 @@ def test_a_plain_capture_has_only_its_aggregator():
 
 
 def test_passive_meters_see_every_packet_rtt_first():
-    meters = capture_meters("capture:eth0", CLASSIFIER, CaptureOptions(sampling_rate=10, tcp_rtt=True,
-                                                                       altmark_point="edge-in"))
+    meters = capture_meters(
+        "capture:eth0", CLASSIFIER, CaptureOptions(sampling_rate=10, tcp_rtt=True, altmark_point="edge-in")
+    )
     assert isinstance(meters.tcp_rtt, PassiveTcpRtt) and isinstance(meters.marking, MarkingPoint)
     assert meters.observers == (meters.tcp_rtt, meters.marking) and meters.marking.name == "edge-in"
 
@@ -53,7 +54,9 @@ def test_a_live_capture_on_loopback_feeds_the_aggregator_and_the_marking_point()
             capture.stop()
             runner.join(10)
     assert {key: n for key, n in meters.marking.packets.items() if key[0] == 0xABCDE} == {
-        (0xABCDE, 0): 3, (0xABCDE, 1): 3}
+        (0xABCDE, 0): 3,
+        (0xABCDE, 1): 3,
+    }
     [flow] = [r for r in capture.records if r.destination_port == 9 and r.dscp == 26 and r.packets == 6]
     assert (flow.slice, flow.exporter) == ("egov", "capture:lo")
 

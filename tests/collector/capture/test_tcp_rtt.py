@@ -18,8 +18,21 @@ MS = 1_000_000
 VIDEO_TCLASS = 34 << 2
 
 
-def segment(source, destination, flags, seq=0, ack=0, tsval=None, tsecr=0, payload=b"", *,
-            sport=40000, dport=443, tclass=0, extension=None):
+def segment(
+    source,
+    destination,
+    flags,
+    seq=0,
+    ack=0,
+    tsval=None,
+    tsecr=0,
+    payload=b"",
+    *,
+    sport=40000,
+    dport=443,
+    tclass=0,
+    extension=None,
+):
     options = [("NOP", None), ("NOP", None), ("Timestamp", (tsval, tsecr))] if tsval is not None else []
     tcp = TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack, options=options)
     if ":" in source:
@@ -131,8 +144,7 @@ def test_sequence_numbers_wrap():
 def test_ipv4_uses_its_own_prefix_length():
     packets = [
         (0.0, segment("192.0.2.10", "198.51.100.20", "S", seq=1, tsval=10)),
-        (7.0, segment("198.51.100.20", "192.0.2.10", "SA", seq=1, ack=2, tsval=70, tsecr=10,
-                      sport=443, dport=40000)),
+        (7.0, segment("198.51.100.20", "192.0.2.10", "SA", seq=1, ack=2, tsval=70, tsecr=10, sport=443, dport=40000)),
     ]
     report = feed(PassiveTcpRtt(remote_prefix_len_v4=16), packets)
     assert report.by_prefix[("best-effort", "198.51.0.0/16")].min_s == pytest.approx(0.007)
@@ -147,8 +159,7 @@ def test_extension_headers_before_tcp_are_walked():
 
 
 def test_slices_come_from_the_classifier():
-    classifier = SliceClassifier.from_rules([{"slice": "egov", "destination": ["2001:db8:2::/48"]}],
-                                            default="data")
+    classifier = SliceClassifier.from_rules([{"slice": "egov", "destination": ["2001:db8:2::/48"]}], default="data")
     report = feed(PassiveTcpRtt(classifier), handshake())
     assert set(report.by_slice) == {"egov", "data"}
 

@@ -10,11 +10,20 @@ from dataclasses import dataclass, fields
 import pytest
 
 from collector.contract.codec import (
-    MalformedShipment, ShipmentParser, _declared_types, assemble_body, collector_health, dumps, encode_body,
-    observation, record_dict, window_json,
+    MalformedShipment,
+    ShipmentParser,
+    _declared_types,
+    assemble_body,
+    collector_health,
+    dumps,
+    encode_body,
+    observation,
+    record_dict,
+    window_json,
 )
 from collector.contract.records import CollectorHealth, FlowId, PathObservation, PathWindow
-from tests.analyzer_support import T0, batch, health, observation as an_observation, window
+from tests.analyzer_support import T0, batch, health, window
+from tests.analyzer_support import observation as an_observation
 
 OBSERVATION = an_observation(hops=("fd00::1", None, "fd00::2"))
 
@@ -32,8 +41,7 @@ def test_a_batch_round_trips_through_json():
 
 
 def test_parsing_gives_the_encoded_batch_back():
-    shipment = batch(window(T0), window(T0, target="edge", lost=10), observations=(an_observation(),),
-                     health=health())
+    shipment = batch(window(T0), window(T0, target="edge", lost=10), observations=(an_observation(),), health=health())
     parsed = ShipmentParser().parse(encode_body(shipment))
     assert parsed == shipment
     assert [hash(w) for w in parsed.windows] == [hash(w) for w in shipment.windows]
@@ -100,9 +108,14 @@ def test_a_window_boolean_is_not_taken_for_a_count():
         ShipmentParser().from_dict(body)
 
 
-@pytest.mark.parametrize("record, where", [
-    (PathWindow, "windows[0]"), (PathObservation, "observations[0]"), (CollectorHealth, "health"),
-])
+@pytest.mark.parametrize(
+    "record, where",
+    [
+        (PathWindow, "windows[0]"),
+        (PathObservation, "observations[0]"),
+        (CollectorHealth, "health"),
+    ],
+)
 def test_every_field_of_every_record_is_checked(record, where):
     """A list where its type wants anything else: each field, also one added later, is refused by name."""
     for field in fields(record):

@@ -24,8 +24,9 @@ def test_the_fast_builder_refuses_records_it_would_build_wrongly():
 
     with pytest.raises(TypeError, match="__post_init__"):
         builder(Checked)
-    assert builder(PathWindow)(record_dict(window(T0)) | {"key": window(T0).key, "rtt_buckets": window(T0).rtt_buckets}) \
-        == window(T0)
+    assert builder(PathWindow)(
+        record_dict(window(T0)) | {"key": window(T0).key, "rtt_buckets": window(T0).rtt_buckets}
+    ) == window(T0)
 
 
 def fields_of(record) -> dict:

@@ -4,7 +4,6 @@ and the fixed RTT buckets every histogram shares."""
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import pytest
 
@@ -15,8 +14,6 @@ from collector.contract.records import (
     HopAnswer,
     HopProbe,
     LossDirection,
-    PathObservation,
-    PathWindow,
     ProbeResult,
 )
 from tests.analyzer_support import T0, window

@@ -25,10 +25,19 @@ V6_A, V6_B = socket.inet_pton(socket.AF_INET6, "2001:db8::1"), socket.inet_pton(
 
 
 def test_a_fixed_template_reads_wanted_fields_and_skips_enterprise_and_unknown_ones():
-    template = Template(256, ((27, 16, 0), (28, 16, 0), (1, 4, 0), (9999, 6, 0), (1, 8, 32473), (5, 1, 0),
-                              (2, 3, 0), (61, 1, 0)))
-    record = V6_A + V6_B + struct.pack("!I", 1500) + bytes(6) + bytes(8) + bytes([26 << 2 | 1]) \
-        + (70_000).to_bytes(3, "big") + bytes([1])
+    template = Template(
+        256, ((27, 16, 0), (28, 16, 0), (1, 4, 0), (9999, 6, 0), (1, 8, 32473), (5, 1, 0), (2, 3, 0), (61, 1, 0))
+    )
+    record = (
+        V6_A
+        + V6_B
+        + struct.pack("!I", 1500)
+        + bytes(6)
+        + bytes(8)
+        + bytes([26 << 2 | 1])
+        + (70_000).to_bytes(3, "big")
+        + bytes([1])
+    )
     columns = decode_columns(template, record * 2 + bytes(3), TIMES)  # 3 octets of set padding
     assert len(columns) == 2
     assert (columns.source, columns.destination) == ([V6_A] * 2, [V6_B] * 2)
@@ -61,10 +70,13 @@ def test_variable_length_records_are_walked_one_by_one_with_their_segment_lists(
     assert compile_layout(template).struct is None
 
 
-@pytest.mark.parametrize("data", [
-    V6_A + bytes([40]) + bytes(20),  # the field claims more than the set holds
-    V6_A + bytes([255, 0]),  # the 3-octet length is cut
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        V6_A + bytes([40]) + bytes(20),  # the field claims more than the set holds
+        V6_A + bytes([255, 0]),  # the 3-octet length is cut
+    ],
+)
 def test_a_record_running_past_its_set_is_malformed(data):
     template = Template(400, ((27, 16, 0), (497, VARIABLE_LENGTH, 0)))
     with pytest.raises(MalformedSet) as caught:
@@ -79,8 +91,9 @@ def test_a_template_of_empty_fields_is_malformed_not_an_endless_loop():
 
 
 def test_options_records_keep_netflow9_scope_types_apart_from_elements():
-    template = Template(257, ((1, 4, 0), (ie.SAMPLING_INTERVAL, 4, 0), (ie.SAMPLER_ID, 1, 0)), scope_count=1,
-                        scope_elements=False)
+    template = Template(
+        257, ((1, 4, 0), (ie.SAMPLING_INTERVAL, 4, 0), (ie.SAMPLER_ID, 1, 0)), scope_count=1, scope_elements=False
+    )
     records = decode_element_records(template, struct.pack("!IIB", 7, 100, 3) * 2)
     assert records == [{-1: 7, ie.SAMPLING_INTERVAL: 100, ie.SAMPLER_ID: 3}] * 2
 

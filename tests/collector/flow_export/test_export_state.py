@@ -49,8 +49,11 @@ def test_parked_data_that_does_not_fit_its_template_is_counted_not_raised():
 
 def test_options_records_set_the_sampling_rate_and_the_uptime_origin():
     export, _ = state()
-    options = Template(300, ((ie.SAMPLER_ID, 1, 0), (ie.SAMPLING_INTERVAL, 4, 0),
-                             (ie.SYSTEM_INIT_TIME_MILLISECONDS, 8, 0)), scope_count=1)
+    options = Template(
+        300,
+        ((ie.SAMPLER_ID, 1, 0), (ie.SAMPLING_INTERVAL, 4, 0), (ie.SYSTEM_INIT_TIME_MILLISECONDS, 8, 0)),
+        scope_count=1,
+    )
     export.learn_template("ipfix", OPTIONS_KEY, options, NOW)
     assert export.data_set("ipfix", OPTIONS_KEY, struct.pack("!BIQ", 1, 50, 1_700_000_000_000), TIMES, NOW) == []
     export.learn_template("ipfix", KEY, FLOWS, NOW)

@@ -22,8 +22,11 @@ from tests.flow_export_support import (
 
 EXPORTER = "2001:db8::e"
 ROW = record(V6_FIELDS, v6_values("2001:db8::1", "2001:db8::2"))
-FRAME = bytes.fromhex("020000000002020000000001 86dd".replace(" ", "")) + bytes.fromhex(
-    "68812345002c1140" + "20010db8000000000000000000000001" + "20010db8000000000000000000000002") + bytes(44)
+FRAME = (
+    bytes.fromhex("020000000002020000000001 86dd".replace(" ", ""))
+    + bytes.fromhex("68812345002c1140" + "20010db8000000000000000000000001" + "20010db8000000000000000000000002")
+    + bytes(44)
+)
 VALID = {
     "ipfix": ipfix_message([ipfix_template_set(256, V6_FIELDS), data_set(256, [ROW, ROW])]),
     "netflow9": v9_packet([v9_template_flowset(256, V6_FIELDS), data_set(256, [ROW])]),
@@ -46,7 +49,7 @@ def test_every_truncation_of_a_valid_datagram_is_counted_never_raised():
             # a cut on a set boundary of v9 (no length in its header) may decode fewer records;
             # anything else must be counted
             assert records > 0 or malformed_total(receiver) == before + 1 or (protocol == "netflow9"), (protocol, cut)
-        assert ("internal" not in {kind for _, kind in receiver.malformed}), receiver.malformed
+        assert "internal" not in {kind for _, kind in receiver.malformed}, receiver.malformed
 
 
 @FUZZ
@@ -71,8 +74,10 @@ def test_random_bodies_after_a_valid_version_never_raise(version, body):
 
 
 @FUZZ
-@given(st.lists(st.tuples(st.integers(0, 600), st.sampled_from([1, 2, 3, 4, 5, 8, 16, 0xFFFF])), min_size=1,
-                max_size=12), st.binary(max_size=200))
+@given(
+    st.lists(st.tuples(st.integers(0, 600), st.sampled_from([1, 2, 3, 4, 5, 8, 16, 0xFFFF])), min_size=1, max_size=12),
+    st.binary(max_size=200),
+)
 def test_arbitrary_templates_with_arbitrary_data_never_raise(fields, payload):
     receiver = FlowReceiver()
     message = ipfix_message([ipfix_template_set(300, fields), data_set(300, [payload])])

@@ -36,15 +36,24 @@ def totals(receiver: FlowReceiver) -> dict[str, tuple[int, int, int]]:
 def test_ipv6_records_are_decoded_and_counted_per_slice():
     receiver = FlowReceiver()
     got = collect(receiver)
-    rows = [record(V6_FIELDS, v6_values("2001:db8::1", "2001:db8::2", dscp=34, octets=1000, packets=2)),
-            record(V6_FIELDS, v6_values("2001:db8::3", "2001:db8::4", dscp=26, octets=500, packets=1,
-                                        flow_label=0xABCDE, direction=1))]
+    rows = [
+        record(V6_FIELDS, v6_values("2001:db8::1", "2001:db8::2", dscp=34, octets=1000, packets=2)),
+        record(
+            V6_FIELDS,
+            v6_values("2001:db8::3", "2001:db8::4", dscp=26, octets=500, packets=1, flow_label=0xABCDE, direction=1),
+        ),
+    ]
     message = ipfix_message([ipfix_template_set(256, V6_FIELDS), data_set(256, rows, padding=3)])
     assert receiver.handle_datagram(message, EXPORTER, 4739, NOW) == 2
     assert totals(receiver) == {"video": (1000, 2, 1), "egov": (500, 1, 1)}
     first, second = flow_records(got[0], SliceClassifier.default())
     assert (first.source, first.destination, first.protocol, first.source_port, first.destination_port) == (
-        "2001:db8::1", "2001:db8::2", 17, 1000, 2000)
+        "2001:db8::1",
+        "2001:db8::2",
+        17,
+        1000,
+        2000,
+    )
     assert (first.dscp, first.flow_label, first.slice, first.direction) == (34, 0x12345, "video", "in")
     assert first.start_ns == 1_800_000_000_000 * 1_000_000 and first.end_ns - first.start_ns == 500_000_000
     assert (second.flow_label, second.slice, second.direction, second.observation_domain) == (0xABCDE, "egov", "out", 1)
@@ -53,12 +62,24 @@ def test_ipv6_records_are_decoded_and_counted_per_slice():
 
 def test_ipv4_tos_reduced_size_and_seconds():
     fields = [(8, 4), (12, 4), (4, 1), (5, 1), (1, 4), (2, 3), (150, 4), (151, 4)]
-    values = {8: socket.inet_aton("192.0.2.1"), 12: socket.inet_aton("198.51.100.7"), 4: 6, 5: 18 << 2,
-              1: 70_000, 2: 0x010203, 150: 1_800_000_000, 151: 1_800_000_003}
+    values = {
+        8: socket.inet_aton("192.0.2.1"),
+        12: socket.inet_aton("198.51.100.7"),
+        4: 6,
+        5: 18 << 2,
+        1: 70_000,
+        2: 0x010203,
+        150: 1_800_000_000,
+        151: 1_800_000_003,
+    }
     receiver = FlowReceiver()
     got = collect(receiver)
-    receiver.handle_datagram(ipfix_message([ipfix_template_set(300, fields), data_set(300, [record(fields, values)])]),
-                             "192.0.2.254", 4739, NOW)
+    receiver.handle_datagram(
+        ipfix_message([ipfix_template_set(300, fields), data_set(300, [record(fields, values)])]),
+        "192.0.2.254",
+        4739,
+        NOW,
+    )
     (flow,) = flow_records(got[0], SliceClassifier.default())
     assert (flow.source, flow.destination, flow.dscp, flow.slice) == ("192.0.2.1", "198.51.100.7", 18, "data")
     assert (flow.bytes, flow.packets) == (70_000, 0x010203)
@@ -68,8 +89,13 @@ def test_ipv4_tos_reduced_size_and_seconds():
 def test_variable_length_segment_list_ie_497():
     fields = [(27, 16), (28, 16), (195, 1), (1, 8), (2, 8), (497, 0xFFFF)]
     segments = [socket.inet_pton(socket.AF_INET6, a) for a in ("fc00:0:3::", "fc00:0:2::", "fc00:0:1::")]
-    base = {27: socket.inet_pton(socket.AF_INET6, "2001:db8::1"), 28: socket.inet_pton(socket.AF_INET6, "2001:db8::2"),
-            195: 34, 1: 100, 2: 1}
+    base = {
+        27: socket.inet_pton(socket.AF_INET6, "2001:db8::1"),
+        28: socket.inet_pton(socket.AF_INET6, "2001:db8::2"),
+        195: 34,
+        1: 100,
+        2: 1,
+    }
     short = record(fields[:-1], base) + bytes([48]) + b"".join(segments)
     long_ = record(fields[:-1], base) + bytes([255]) + (48).to_bytes(2, "big") + b"".join(segments)
     template = ipfix_template_set(400, fields)
@@ -119,13 +145,16 @@ def test_expired_template_is_not_used():
     assert receiver.handle_datagram(ipfix_message([data_set(256, rows)]), EXPORTER, 4739, late) == 0
 
 
-@pytest.mark.parametrize("mutate, kind", [
-    (lambda m: m[:10], "truncated"),
-    (lambda m: m + b"\x00", "length"),
-    (lambda m: b"\x00\x0b" + m[2:], "unknown"),
-    (lambda m: m[:16] + b"\x00\x01\x00\x08" + m[20:], "set-id"),
-    (lambda m: m[:18] + b"\xff\xff" + m[20:], "set-length"),
-])
+@pytest.mark.parametrize(
+    "mutate, kind",
+    [
+        (lambda m: m[:10], "truncated"),
+        (lambda m: m + b"\x00", "length"),
+        (lambda m: b"\x00\x0b" + m[2:], "unknown"),
+        (lambda m: m[:16] + b"\x00\x01\x00\x08" + m[20:], "set-id"),
+        (lambda m: m[:18] + b"\xff\xff" + m[20:], "set-length"),
+    ],
+)
 def test_malformed_messages_are_counted_by_kind(mutate, kind):
     receiver = FlowReceiver()
     message = ipfix_message([ipfix_template_set(256, V6_FIELDS)])
@@ -149,9 +178,18 @@ def test_uptime_times_count_from_the_system_init_time_of_options():
     values = {**v6_values("2001:db8::1", "2001:db8::2"), 22: 1500, 21: 2500}
     receiver = FlowReceiver()
     got = collect(receiver)
-    receiver.handle_datagram(ipfix_message([
-        ipfix_template_set(300, options_fields, scope_count=1), ipfix_template_set(256, flow_fields),
-        data_set(300, [record(options_fields, {143: 1, 160: init_ms})]),
-        data_set(256, [record(flow_fields, values)])]), EXPORTER, 4739, NOW)
+    receiver.handle_datagram(
+        ipfix_message(
+            [
+                ipfix_template_set(300, options_fields, scope_count=1),
+                ipfix_template_set(256, flow_fields),
+                data_set(300, [record(options_fields, {143: 1, 160: init_ms})]),
+                data_set(256, [record(flow_fields, values)]),
+            ]
+        ),
+        EXPORTER,
+        4739,
+        NOW,
+    )
     (flow,) = flow_records(got[0], SliceClassifier.default())
     assert (flow.start_ns, flow.end_ns) == ((init_ms + 1500) * 1_000_000, (init_ms + 2500) * 1_000_000)

@@ -25,8 +25,9 @@ from tests.support import wait_until
 ROW = record(V6_FIELDS, v6_values("2001:db8::1", "2001:db8::2", octets=1000, packets=2))
 IPFIX = ipfix_message([ipfix_template_set(256, V6_FIELDS), data_set(256, [ROW])])
 NETFLOW9 = v9_packet([v9_template_flowset(256, V6_FIELDS), data_set(256, [ROW])])
-FRAME = bytes.fromhex("020000000002020000000001" "86dd" "68812345002c1140"
-                      "20010db8000000000000000000000001" "20010db8000000000000000000000002") + bytes(44)
+FRAME = bytes.fromhex(
+    "02000000000202000000000186dd68812345002c114020010db800000000000000000000000120010db8000000000000000000000002"
+) + bytes(44)
 SFLOW = sflow_datagram([sflow_flow_sample([FRAME], rate=10)])
 
 
@@ -76,9 +77,17 @@ def test_learnt_sampling_and_templates_are_kept_across_a_restart(tmp_path):
     settings = ReceiverSettings(listen=[], state_dir=tmp_path)
     options_fields = [(48, 2), (34, 4)]
     first = FlowReceiver(settings)
-    first.handle_datagram(ipfix_message([ipfix_template_set(300, options_fields, scope_count=1),
-                                         data_set(300, [record(options_fields, {48: 1, 34: 100})]),
-                                         ipfix_template_set(256, V6_FIELDS)]), "2001:db8::e", 4739)
+    first.handle_datagram(
+        ipfix_message(
+            [
+                ipfix_template_set(300, options_fields, scope_count=1),
+                data_set(300, [record(options_fields, {48: 1, 34: 100})]),
+                ipfix_template_set(256, V6_FIELDS),
+            ]
+        ),
+        "2001:db8::e",
+        4739,
+    )
     first.stop()
     assert {p.name for p in tmp_path.iterdir()} == {"sampling.json", "templates.json"}
     second = FlowReceiver(settings)

@@ -22,7 +22,7 @@ def test_sampler_specific_rate_then_domain_then_default():
     table.learn("192.0.2.1", 0, {48: 8, 34: 1000})
     assert table.rate("192.0.2.1", 0, sampler=7) == 10
     assert table.rate("192.0.2.1", 0) == 1000  # the latest announced for the domain
-    assert table.rate("192.0.2.1", 1) == 50     # another domain: the configured default
+    assert table.rate("192.0.2.1", 1) == 50  # another domain: the configured default
 
 
 def test_rates_persist(tmp_path):
@@ -39,10 +39,21 @@ def test_ipfix_psamp_options_scale_records_that_name_their_selector():
     options_fields = [(302, 4), (305, 4), (306, 4)]
     flow_fields = V6_FIELDS + [(302, 4)]
     options = data_set(300, [record(options_fields, {302: 9, 305: 1, 306: 19})])
-    flows = data_set(256, [record(flow_fields, {**v6_values("2001:db8::1", "2001:db8::2", octets=100, packets=1),
-                                                302: 9})])
-    receiver.handle_datagram(ipfix_message([ipfix_template_set(300, options_fields, scope_count=1),
-                                            ipfix_template_set(256, flow_fields), options, flows]), "2001:db8::e", 4739)
+    flows = data_set(
+        256, [record(flow_fields, {**v6_values("2001:db8::1", "2001:db8::2", octets=100, packets=1), 302: 9})]
+    )
+    receiver.handle_datagram(
+        ipfix_message(
+            [
+                ipfix_template_set(300, options_fields, scope_count=1),
+                ipfix_template_set(256, flow_fields),
+                options,
+                flows,
+            ]
+        ),
+        "2001:db8::e",
+        4739,
+    )
     video = receiver.counters.by_slice()["video"]
     assert (video.bytes, video.packets) == (2000, 20)
     assert receiver.state.sampling.in_use["2001:db8::e"] == 20

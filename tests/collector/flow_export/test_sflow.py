@@ -15,17 +15,25 @@ from tests.flow_export_support import sflow_counter_sample, sflow_datagram, sflo
 
 
 def frame(dscp: int, size: int, label: int = 0x1234) -> bytes:
-    return bytes(Ether() / IPv6(src="2001:db8::1", dst="2001:db8::2", tc=dscp << 2, fl=label)
-                 / UDP(sport=1, dport=2) / Raw(bytes(size)))
+    return bytes(
+        Ether()
+        / IPv6(src="2001:db8::1", dst="2001:db8::2", tc=dscp << 2, fl=label)
+        / UDP(sport=1, dport=2)
+        / Raw(bytes(size))
+    )
 
 
 def test_flow_samples_scaled_by_their_own_rate():
     receiver = FlowReceiver()
     got = []
     receiver.on_flows = got.append
-    datagram = sflow_datagram([sflow_flow_sample([frame(34, 100), frame(26, 52)], rate=256),
-                               sflow_counter_sample(),
-                               sflow_flow_sample([frame(34, 100)], rate=512, expanded=True)])
+    datagram = sflow_datagram(
+        [
+            sflow_flow_sample([frame(34, 100), frame(26, 52)], rate=256),
+            sflow_counter_sample(),
+            sflow_flow_sample([frame(34, 100)], rate=512, expanded=True),
+        ]
+    )
     assert receiver.handle_datagram(datagram, "2001:db8::99", 6343) == 3
     slices = receiver.counters.by_slice()
     ip_length = 40 + 8 + 100
@@ -51,10 +59,31 @@ def test_truncated_and_garbled_sflow_is_counted():
 def test_tshark_reads_the_test_datagrams_as_we_do(tmp_path):
     datagram = sflow_datagram([sflow_flow_sample([frame(34, 100), frame(18, 10)], rate=128)])
     pcap = tmp_path / "sflow.pcap"
-    wrpcap(str(pcap), [Ether() / IPv6(src="2001:db8::99", dst="2001:db8::fe") / UDP(sport=6343, dport=6343) / Raw(datagram)])
-    out = subprocess.run(["tshark", "-r", str(pcap), "-d", "udp.port==6343,sflow", "-T", "fields",
-                          "-e", "sflow.flow_sample.sampling_rate", "-e", "ipv6.src", "-e", "ipv6.tclass.dscp"],
-                         capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    wrpcap(
+        str(pcap),
+        [Ether() / IPv6(src="2001:db8::99", dst="2001:db8::fe") / UDP(sport=6343, dport=6343) / Raw(datagram)],
+    )
+    out = subprocess.run(
+        [
+            "tshark",
+            "-r",
+            str(pcap),
+            "-d",
+            "udp.port==6343,sflow",
+            "-T",
+            "fields",
+            "-e",
+            "sflow.flow_sample.sampling_rate",
+            "-e",
+            "ipv6.src",
+            "-e",
+            "ipv6.tclass.dscp",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
     rate, addresses, dscps = out.split("\t")
     receiver = FlowReceiver()
     got = []

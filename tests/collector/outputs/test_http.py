@@ -32,8 +32,11 @@ class CountedTraffic:
             yield
 
     def carried(self, source: str, slice_name: str, octets: int) -> None:
-        self.counters.add(FlowRecord("2001:db8::e", 1, source, "2001:db8::2", 17, 1, 2, 34, 0, slice_name, 1,
-                                     octets, 0, 0, direction="in"))
+        self.counters.add(
+            FlowRecord(
+                "2001:db8::e", 1, source, "2001:db8::2", 17, 1, 2, 34, 0, slice_name, 1, octets, 0, 0, direction="in"
+            )
+        )
 
 
 @contextlib.contextmanager
@@ -63,24 +66,38 @@ def test_top_talkers_of_a_slice_heaviest_first_with_the_slice_total(traffic):
     with serving(traffic) as (client, _):
         answer = client.get(TOP_PATH, params={"slice": "video", "limit": "2"})
     assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
-    assert answer.json() == {"slice": "video", "limit": 2, "total_bytes": 1800, "talkers": [
-        {"address": "2001:db8::1", "bytes": 900, "error": 0}, {"address": "2001:db8::3", "bytes": 600, "error": 0}]}
+    assert answer.json() == {
+        "slice": "video",
+        "limit": 2,
+        "total_bytes": 1800,
+        "talkers": [
+            {"address": "2001:db8::1", "bytes": 900, "error": 0},
+            {"address": "2001:db8::3", "bytes": 600, "error": 0},
+        ],
+    }
     assert traffic.reads == 1
 
 
 def test_a_quiet_slice_answers_with_no_talkers_and_the_default_limit(traffic):
     with serving(traffic) as (client, _):
         assert client.get(f"{TOP_PATH}?slice=data").json() == {
-            "slice": "data", "limit": 10, "total_bytes": 0, "talkers": []}
+            "slice": "data",
+            "limit": 10,
+            "total_bytes": 0,
+            "talkers": [],
+        }
 
 
-@pytest.mark.parametrize("query, error", [
-    ("slice=vid", "unknown slice 'vid' (slices are: video, egov, data, best-effort)"),
-    ("limit=3", "the slice parameter is missing (slices are: video, egov, data, best-effort)"),
-    ("slice=video&limit=0", f"limit must be a whole number from 1 to {MAX_LIMIT}, got '0'"),
-    ("slice=video&limit=1001", f"limit must be a whole number from 1 to {MAX_LIMIT}, got '1001'"),
-    ("slice=video&limit=-5", f"limit must be a whole number from 1 to {MAX_LIMIT}, got '-5'"),
-])
+@pytest.mark.parametrize(
+    "query, error",
+    [
+        ("slice=vid", "unknown slice 'vid' (slices are: video, egov, data, best-effort)"),
+        ("limit=3", "the slice parameter is missing (slices are: video, egov, data, best-effort)"),
+        ("slice=video&limit=0", f"limit must be a whole number from 1 to {MAX_LIMIT}, got '0'"),
+        ("slice=video&limit=1001", f"limit must be a whole number from 1 to {MAX_LIMIT}, got '1001'"),
+        ("slice=video&limit=-5", f"limit must be a whole number from 1 to {MAX_LIMIT}, got '-5'"),
+    ],
+)
 def test_a_bad_query_is_a_400_that_says_what_is_expected_without_reading_counters(traffic, query, error):
     with serving(traffic) as (client, _):
         answer = client.get(f"{TOP_PATH}?{query}")

@@ -30,8 +30,9 @@ def batch(*seqs: int, **extra) -> ShipmentBatch:
     return ShipmentBatch("cnty1a", tuple(window(s) for s in seqs), created_ns=17 * W, **extra)
 
 
-OBSERVATION = PathObservation("cnty1a", "core", "video", FlowId("udp", 0x12345, 33434, 862),
-                              ("fd00::1", None, "fd00::2"), True, 17 * W)
+OBSERVATION = PathObservation(
+    "cnty1a", "core", "video", FlowId("udp", 0x12345, 33434, 862), ("fd00::1", None, "fd00::2"), True, 17 * W
+)
 HEALTH = CollectorHealth("cnty1a", 17 * W, 200_000, 900_000, 1000, 0, 0, 0, 1.5, 12, 0, 0)
 
 

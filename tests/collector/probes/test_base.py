@@ -38,8 +38,20 @@ class EveryMember:
     def close(self) -> None: ...
 
 
-MEMBERS = ("kind", "title", "minimum_size", "uses_port", "send_errors", "receive_errors",
-           "add", "attach", "detach", "expire", "flush", "close")
+MEMBERS = (
+    "kind",
+    "title",
+    "minimum_size",
+    "uses_port",
+    "send_errors",
+    "receive_errors",
+    "add",
+    "attach",
+    "detach",
+    "expire",
+    "flush",
+    "close",
+)
 
 
 @pytest.mark.parametrize("prober_type", [StampProber, IcmpProber], ids=lambda t: t.__name__)

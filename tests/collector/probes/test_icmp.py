@@ -33,8 +33,14 @@ def packed(address: str) -> bytes:
 def reply_to(request: bytes, *, identifier: int | None = None, payload: bytes | None = None) -> bytes:
     """What a target sends back: the request turned into a reply (checksum left to the kernel)."""
     echo = decode_echo(request)
-    return encode_echo(Echo(ECHO_REPLY, echo.identifier if identifier is None else identifier,
-                            echo.sequence, echo.payload if payload is None else payload))
+    return encode_echo(
+        Echo(
+            ECHO_REPLY,
+            echo.identifier if identifier is None else identifier,
+            echo.sequence,
+            echo.payload if payload is None else payload,
+        )
+    )
 
 
 def facts(receive_ns: int) -> ReplyFacts:
@@ -59,7 +65,10 @@ def test_request_carries_identifier_per_target_sequence_and_cookie():
     assert (seq_a, seq_b) == (1, 1)  # each target numbers its own requests, from 1 like ping
     assert key_a == (packed("fd00::1"), 1) and key_b == (packed("fd00::2"), 1)
     assert [(decode_echo(o).type, decode_echo(o).identifier, decode_echo(o).sequence) for o in (a1, a2, b1)] == [
-        (ECHO_REQUEST, 0x4242, 1), (ECHO_REQUEST, 0x4242, 2), (ECHO_REQUEST, 0x4242, 1)]
+        (ECHO_REQUEST, 0x4242, 1),
+        (ECHO_REQUEST, 0x4242, 2),
+        (ECHO_REQUEST, 0x4242, 1),
+    ]
     assert decode_echo(a1).payload == make_payload(COOKIE, 56)
     assert session.outstanding == 3
 
@@ -173,7 +182,7 @@ def test_a_thousand_targets_share_one_identifier_and_replies_in_any_order_match(
 
 
 def test_raw_filter_passes_echo_replies_and_errors_only():
-    words = [int.from_bytes(echo_reply_filter()[i:i + 4], sys.byteorder) for i in range(0, 32, 4)]
+    words = [int.from_bytes(echo_reply_filter()[i : i + 4], sys.byteorder) for i in range(0, 32, 4)]
     blocked = {t for t in range(256) if words[t >> 5] >> (t & 31) & 1}
     assert set(range(256)) - blocked == {1, 2, 3, 4, 129}
 

@@ -21,8 +21,9 @@ from tests.stamp_support import reflect_request
 
 
 def reflector(stateful: bool = True) -> Reflector:
-    return Reflector(ReflectorConfig(bind=("::1",), port=0, stateful=stateful, rate_limit_pps=0,
-                                     clock=shared_host_clock()))
+    return Reflector(
+        ReflectorConfig(bind=("::1",), port=0, stateful=stateful, rate_limit_pps=0, clock=shared_host_clock())
+    )
 
 
 def readable(stamp_socket: StampSocket) -> select.poll:
@@ -37,8 +38,10 @@ async def collect(probe: StampProbe, count: int) -> list[ProbeResult]:
 
 
 def test_a_probe_measures_every_request_with_kernel_times_and_the_slice_marking():
-    with reflector(stateful=False) as server, StampProbe(StampEndpoint("::1", server.port),
-                                                         SenderSettings("core", "video", dscp=34)) as probe:
+    with (
+        reflector(stateful=False) as server,
+        StampProbe(StampEndpoint("::1", server.port), SenderSettings("core", "video", dscp=34)) as probe,
+    ):
         before = time.time_ns()
         results = asyncio.run(collect(probe, 5))
     assert [r.seq for r in results] == [0, 1, 2, 3, 4]
@@ -61,8 +64,10 @@ def test_sessions_sharing_one_socket_each_get_their_own_replies():
     with reflector() as server:
         shared = StampSocket(socket.AF_INET6, None, on_results)
         try:
-            sessions = [shared.open_session(StampEndpoint("::1", server.port), SenderSettings("core", name, dscp))
-                        for name, dscp in (("video", 34), ("egov", 26), ("data", 18))]
+            sessions = [
+                shared.open_session(StampEndpoint("::1", server.port), SenderSettings("core", name, dscp))
+                for name, dscp in (("video", 34), ("egov", 26), ("data", 18))
+            ]
             assert shared.session_count == 3 and len({s.settings.ssid for s in sessions}) == 3
             for session in sessions * 2:
                 shared.send(session)
@@ -72,7 +77,10 @@ def test_sessions_sharing_one_socket_each_get_their_own_replies():
         finally:
             shared.close()
     assert {name: [(r.seq, r.reflector_dscp) for r in rs] for name, rs in settled.items()} == {
-        "video": [(0, 34), (1, 34)], "egov": [(0, 26), (1, 26)], "data": [(0, 18), (1, 18)]}
+        "video": [(0, 34), (1, 34)],
+        "egov": [(0, 26), (1, 26)],
+        "data": [(0, 18), (1, 18)],
+    }
 
 
 def test_a_reply_with_a_zeroed_ssid_reaches_the_only_session_to_that_reflector():
@@ -83,8 +91,9 @@ def test_a_reply_with_a_zeroed_ssid_reaches_the_only_session_to_that_reflector()
 
         def answer_once() -> None:
             request, sender = light.recvfrom(2048)
-            reply, _ = reflect_request(request, receive_ns=time.time_ns(), transmit_ns=time.time_ns(),
-                                       error_estimate=ErrorEstimate().encode())
+            reply, _ = reflect_request(
+                request, receive_ns=time.time_ns(), transmit_ns=time.time_ns(), error_estimate=ErrorEstimate().encode()
+            )
             light.sendto(reply[:14] + b"\x00\x00" + reply[16:], sender)
 
         answering = threading.Thread(target=answer_once)

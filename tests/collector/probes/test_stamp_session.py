@@ -16,8 +16,14 @@ SYNCED = ErrorEstimate.from_seconds(1e-6, synchronized=True)
 
 
 def reflect(octets: bytes, *, receive_ns: int, transmit_ns: int, session=None) -> bytes:
-    reply, _dscp = reflect_request(octets, receive_ns=receive_ns, transmit_ns=transmit_ns,
-                                   error_estimate=SYNCED.encode(), hop_limit=60, session=session)
+    reply, _dscp = reflect_request(
+        octets,
+        receive_ns=receive_ns,
+        transmit_ns=transmit_ns,
+        error_estimate=SYNCED.encode(),
+        hop_limit=60,
+        session=session,
+    )
     return reply
 
 
@@ -109,8 +115,7 @@ def run_with_drops(drop_forward: set[int], drop_reverse: set[int], n: int = 10) 
         seq, octets = session.request(T0 + i * 10_000)
         if seq in drop_forward:
             continue
-        reply = reflect(octets, receive_ns=T0 + i * 10_000 + 100, transmit_ns=T0 + i * 10_000 + 200,
-                        session=reflector)
+        reply = reflect(octets, receive_ns=T0 + i * 10_000 + 100, transmit_ns=T0 + i * 10_000 + 200, session=reflector)
         if seq in drop_reverse:
             continue
         results += session.expire(T0 + i * 10_000 + 300)

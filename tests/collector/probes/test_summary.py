@@ -24,10 +24,15 @@ def test_percentile_is_nearest_rank():
 
 
 def test_loss_counts_by_direction_and_ratio():
-    s = ProbeSummary.from_results([
-        ok(0, 100), lost(1, LossDirection.FORWARD), lost(2, LossDirection.REVERSE),
-        lost(3, LossDirection.UNKNOWN), ok(4, 100),
-    ])
+    s = ProbeSummary.from_results(
+        [
+            ok(0, 100),
+            lost(1, LossDirection.FORWARD),
+            lost(2, LossDirection.REVERSE),
+            lost(3, LossDirection.UNKNOWN),
+            ok(4, 100),
+        ]
+    )
     assert (s.sent, s.received, s.lost_forward, s.lost_reverse, s.lost_unknown) == (5, 2, 1, 1, 1)
     assert s.loss_ratio == 0.6
 

@@ -10,7 +10,6 @@ from collector.contract.records import FlowId, HopAnswer
 from collector.probes.trace import TraceRunner, TraceTransport
 from collector.probes.trace_match import FlowSet
 from collector.probes.trace_session import Answer, TraceSession, TraceSettings, report
-from collector.contract.records import FlowId, HopAnswer
 from tests.support import Stopwatch
 
 R1, R2, TARGET = "2001:db8::1", "2001:db8::2", "2001:db8:9::1"
@@ -49,8 +48,13 @@ class SimulatedPath(TraceTransport):
         self.sent.append((flow, seq, hop))
         if self.silent(flow, seq, hop):
             return
-        who, kind = (R1, HopAnswer.TIME_EXCEEDED) if hop == 1 else (R2, HopAnswer.TIME_EXCEEDED) if hop == 2 else (
-            TARGET, HopAnswer.REACHED)
+        who, kind = (
+            (R1, HopAnswer.TIME_EXCEEDED)
+            if hop == 1
+            else (R2, HopAnswer.TIME_EXCEEDED)
+            if hop == 2
+            else (TARGET, HopAnswer.REACHED)
+        )
         self._pending.append(Answer(flow, seq, who, time.time_ns() + 1000, kind))
         self._signal.send(b"!")
 

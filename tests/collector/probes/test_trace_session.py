@@ -146,10 +146,7 @@ def test_fingerprints_are_stable_and_canonical():
 
 
 def rounds_of(*paths: list[tuple[str | None, HopAnswer, int | None]]) -> list[list[HopProbe]]:
-    return [
-        [HopProbe(hop, hop, 0, kind, who, rtt) for hop, (who, kind, rtt) in enumerate(path, 1)]
-        for path in paths
-    ]
+    return [[HopProbe(hop, hop, 0, kind, who, rtt) for hop, (who, kind, rtt) in enumerate(path, 1)] for path in paths]
 
 
 TE, END, LOST = HopAnswer.TIME_EXCEEDED, HopAnswer.REACHED, HopAnswer.NONE
@@ -179,8 +176,11 @@ def test_report_of_a_path_that_never_ends_keeps_its_answered_hops():
 
 
 def test_report_lists_other_responders_of_a_hop():
-    rows = report(rounds_of([(R1, TE, MS), (TARGET, END, MS)], [(R2, TE, MS), (TARGET, END, MS)],
-                            [(R2, TE, MS), (TARGET, END, MS)]))
+    rows = report(
+        rounds_of(
+            [(R1, TE, MS), (TARGET, END, MS)], [(R2, TE, MS), (TARGET, END, MS)], [(R2, TE, MS), (TARGET, END, MS)]
+        )
+    )
     assert rows[0].address == R2 and rows[0].others == (R1,)
 
 
@@ -201,8 +201,14 @@ def test_flows_needed_follows_the_mda_bound():
 
 @pytest.mark.parametrize(
     "bad",
-    [dict(protocol="sctp"), dict(first_hop=0), dict(first_hop=9, max_hops=8), dict(max_hops=256),
-     dict(probes_per_hop=0), dict(dscp=64)],
+    [
+        dict(protocol="sctp"),
+        dict(first_hop=0),
+        dict(first_hop=9, max_hops=8),
+        dict(max_hops=256),
+        dict(probes_per_hop=0),
+        dict(dscp=64),
+    ],
 )
 def test_settings_refuse_nonsense(bad):
     with pytest.raises(ValueError):

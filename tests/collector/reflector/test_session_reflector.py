@@ -21,7 +21,6 @@ from collector.wire.stamp import (
     ns_to_ntp,
 )
 from collector.wire.stamp_tlv import ClassOfService, DirectMeasurement, ExtraPadding, FollowUpTelemetry, HmacTlv
-from collector.wire.stamp_tlv import ClassOfService, DirectMeasurement, ExtraPadding, HmacTlv
 from tests.support import DEADLINE_S, wait_until
 
 KEY = b"extranet-test-key"
@@ -31,8 +30,13 @@ def handled(reflector: Reflector) -> int:
     """Requests the reflector is done with: answered, refused or found malformed. It counts a
     reply after sending it, so the client may see the reply first."""
     stats = reflector.stats
-    return (stats.reflected + stats.send_errors + stats.refused_not_allowed + stats.refused_rate_limited
-            + sum(stats.malformed.values()))
+    return (
+        stats.reflected
+        + stats.send_errors
+        + stats.refused_not_allowed
+        + stats.refused_rate_limited
+        + sum(stats.malformed.values())
+    )
 
 
 def request(seq: int, *, ssid: int = 9, tlvs=(), key=None, authenticated=False) -> bytes:
@@ -144,10 +148,14 @@ def test_requests_of_a_session_received_in_one_batch_take_consecutive_numbers(ss
     # The n-th request of its session (from 0), for each request of the burst.
     nth = [ssids[:i].count(ssid) for i, ssid in enumerate(ssids)]
     try:
-        send_burst(client, server, [
-            request(100 + i, ssid=ssid, tlvs=[DirectMeasurement(sender_tx=nth[i] + 1), FollowUpTelemetry()])
-            for i, ssid in enumerate(ssids)
-        ])
+        send_burst(
+            client,
+            server,
+            [
+                request(100 + i, ssid=ssid, tlvs=[DirectMeasurement(sender_tx=nth[i] + 1), FollowUpTelemetry()])
+                for i, ssid in enumerate(ssids)
+            ],
+        )
         reflector._drain_batch(_Endpoint.of(server, "::1"), batch)
         replies = [decode_reflector(client.recv(4096)) for _ in ssids]
     finally:

@@ -39,4 +39,4 @@ def test_ends_sharing_one_kernel_clock_are_synchronised_to_software_timestamping
 @pytest.mark.parametrize("error_s", [1e-9, 2.5e-5, 0.003, 1.0])
 def test_the_error_estimate_never_understates_the_clocks_error_by_more_than_its_resolution(error_s):
     estimate = ClockStatus(True, error_s, SyncSource.NTP).error_estimate()
-    assert estimate.seconds >= error_s * 0.99 and estimate.seconds <= error_s * 1.01 + 2 ** -32
+    assert estimate.seconds >= error_s * 0.99 and estimate.seconds <= error_s * 1.01 + 2**-32

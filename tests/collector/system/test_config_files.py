@@ -68,11 +68,15 @@ def test_a_config_error_is_its_problems_one_per_line():
 # -- YAML ------------------------------------------------------------------------------------
 
 YAML_CASES = {
-    "syntax": ("site: {name: a}\ntargets:\n  - name: x\n     address: '::1'\n",
-               "agent.yaml:4:13: invalid YAML: mapping values are not allowed here"),
+    "syntax": (
+        "site: {name: a}\ntargets:\n  - name: x\n     address: '::1'\n",
+        "agent.yaml:4:13: invalid YAML: mapping values are not allowed here",
+    ),
     "unclosed": ("site: {name: a\n", "agent.yaml:2:1: invalid YAML: expected ',' or '}', but got '<stream end>'"),
-    "key twice": ("site: {name: a}\nprobing: {}\nsite: {name: b}\n",
-                  "agent.yaml:3:1: invalid YAML: key 'site' appears twice (first on line 1)"),
+    "key twice": (
+        "site: {name: a}\nprobing: {}\nsite: {name: b}\n",
+        "agent.yaml:3:1: invalid YAML: key 'site' appears twice (first on line 1)",
+    ),
 }
 
 
@@ -94,8 +98,10 @@ def test_a_key_twice_in_a_nested_mapping_is_refused_and_one_key_in_two_mappings_
 def test_yaml_builds_no_python_objects():
     with pytest.raises(ConfigError) as caught:
         load_yaml("x: !!python/object/apply:os.system ['true']\n", "x.yaml")
-    assert caught.value.problems == ("x.yaml:1:4: invalid YAML: could not determine a constructor for the tag "
-                                     "'tag:yaml.org,2002:python/object/apply:os.system'",)
+    assert caught.value.problems == (
+        "x.yaml:1:4: invalid YAML: could not determine a constructor for the tag "
+        "'tag:yaml.org,2002:python/object/apply:os.system'",
+    )
 
 
 # -- pydantic's errors -----------------------------------------------------------------------
@@ -109,7 +115,8 @@ def test_key_paths_index_lists_and_dot_keys():
 
 def test_an_unknown_key_lists_the_keys_of_its_mapping_and_suggests_the_closest():
     assert problems({"name": "a", "ports": [{"number": 1}], "prot": 1}) == [
-        "prot: unknown key 'prot'; did you mean 'ports'? (keys here are: name, ports, options, peer, span)"]
+        "prot: unknown key 'prot'; did you mean 'ports'? (keys here are: name, ports, options, peer, span)"
+    ]
 
 
 def test_the_known_keys_are_found_through_lists_mappings_by_name_and_optionals():
@@ -128,7 +135,9 @@ def test_missing_keys_and_items_lengths_and_a_validators_own_words():
     assert problems({"name": "a", "ports": []}) == ["ports: expected at least 1 item, got 0"]
     assert problems({"name": "a", "ports": [{"number": 1}] * 5}) == ["ports: expected at most 4 items, got 5"]
     assert problems({"name": "a b", "ports": [{"number": 1}], "span": [1]}) == [
-        "name: 'a b' has a space", "span[1]: item missing"]
+        "name: 'a b' has a space",
+        "span[1]: item missing",
+    ]
 
 
 def test_a_wrong_type_or_range_says_what_was_expected_and_what_came_cut_to_sixty_characters():

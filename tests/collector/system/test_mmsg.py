@@ -47,8 +47,11 @@ def test_a_burst_is_received_in_one_call_with_sender_and_metadata(pair):
         assert batch.length(i) == 10 + i
         assert bytes(batch.slots[i][: batch.length(i)]) == bytes([i]) * (10 + i)
         family, address, port = batch.source(i)
-        assert (family, address, port) == (socket.AF_INET6, socket.inet_pton(socket.AF_INET6, "::1"),
-                                           client.getsockname()[1])
+        assert (family, address, port) == (
+            socket.AF_INET6,
+            socket.inet_pton(socket.AF_INET6, "::1"),
+            client.getsockname()[1],
+        )
         kernel_ns, hop_limit, traffic_class, _ = measurement_sockets.ancillary_fields(batch.control(i))
         assert abs(kernel_ns - time.time_ns()) < 5e9 and hop_limit == 64 and traffic_class == 26 << 2
     assert batch.receive(server.fileno()) == 0  # nothing left, and no blocking
@@ -80,8 +83,9 @@ def test_reflector_answers_the_same_without_batching(monkeypatch):
         client.settimeout(DEADLINE_S)  # bounds a missing reply only
         seqs = []
         for seq in (4, 5):
-            client.sendto(encode_sender(SenderPacket(seq, ns_to_ntp(time.time_ns()), ErrorEstimate(), 3)),
-                          ("::1", reflector.port))
+            client.sendto(
+                encode_sender(SenderPacket(seq, ns_to_ntp(time.time_ns()), ErrorEstimate(), 3)), ("::1", reflector.port)
+            )
             reply = decode_reflector(client.recv(100))
             seqs.append((reply.seq, reply.sender_seq))
         client.close()

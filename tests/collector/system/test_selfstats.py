@@ -16,8 +16,10 @@ def test_cpu_time_grows_while_the_process_works():
 
 def test_drops_on_a_full_receive_buffer_are_the_datagrams_that_never_arrived():
     before = udp_socket_drops()
-    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as receiver, \
-            socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sender:
+    with (
+        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as receiver,
+        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sender,
+    ):
         receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         receiver.bind(("::1", 0))
         sent = 200

@@ -28,14 +28,22 @@ def test_default_follows_the_catalogue_dscps() -> None:
     classifier = SliceClassifier.default()
     assert classifier.names == ("video", "egov", "data", "best-effort")
     assert [classifier.classify(ANY, ANY, d) for d in (34, 26, 18, 0, 46, 63)] == [
-        "video", "egov", "data", "best-effort", "best-effort", "best-effort"]
+        "video",
+        "egov",
+        "data",
+        "best-effort",
+        "best-effort",
+        "best-effort",
+    ]
 
 
 def test_prefix_rules_match_source_and_destination_including_ipv4() -> None:
-    classifier = SliceClassifier.from_rules([
-        {"slice": "egov", "destination": ["fd00:10::/32", "10.1.0.0/16"]},
-        {"slice": "data", "source": "fd00:20::/48"},
-    ])
+    classifier = SliceClassifier.from_rules(
+        [
+            {"slice": "egov", "destination": ["fd00:10::/32", "10.1.0.0/16"]},
+            {"slice": "data", "source": "fd00:20::/48"},
+        ]
+    )
     assert classifier.classify(ANY, a("fd00:10:ffff::9"), 0) == "egov"
     assert classifier.classify(ANY, a("10.1.200.3"), 0) == "egov"
     assert classifier.classify(ANY, a("10.2.0.1"), 0) == "best-effort"
@@ -45,10 +53,12 @@ def test_prefix_rules_match_source_and_destination_including_ipv4() -> None:
 
 
 def test_flow_label_ranges() -> None:
-    classifier = SliceClassifier.from_rules([
-        {"slice": "video", "flow_label": [0x10000, 0x1FFFF]},
-        {"slice": "egov", "flow_label": [[5, 5], 7]},
-    ])
+    classifier = SliceClassifier.from_rules(
+        [
+            {"slice": "video", "flow_label": [0x10000, 0x1FFFF]},
+            {"slice": "egov", "flow_label": [[5, 5], 7]},
+        ]
+    )
     assert classifier.classify(ANY, ANY, 0, flow_label=0x10000) == "video"
     assert classifier.classify(ANY, ANY, 0, flow_label=0x1FFFF) == "video"
     assert classifier.classify(ANY, ANY, 0, flow_label=0x20000) == "best-effort"
@@ -58,10 +68,12 @@ def test_flow_label_ranges() -> None:
 
 
 def test_sid_rules_take_the_longest_prefix_of_the_active_segment() -> None:
-    classifier = SliceClassifier.from_rules([
-        {"slice": "egov", "sid": "fd00:5::/48"},
-        {"slice": "video", "sid": "fd00:5:0:1::/64"},
-    ])
+    classifier = SliceClassifier.from_rules(
+        [
+            {"slice": "egov", "sid": "fd00:5::/48"},
+            {"slice": "video", "sid": "fd00:5:0:1::/64"},
+        ]
+    )
     assert classifier.classify(ANY, ANY, 0, active_sid=a("fd00:5:0:1::100")) == "video"
     assert classifier.classify(ANY, ANY, 0, active_sid=a("fd00:5:0:2::100")) == "egov"
     assert classifier.classify(ANY, ANY, 0, active_sid=a("fd00:6::1")) == "best-effort"
@@ -93,23 +105,34 @@ def test_first_matching_rule_wins_and_keys_of_one_rule_all_must_match() -> None:
     assert reordered.classify(ANY, a("fd00:1::1"), 26) == "video"
 
 
-@pytest.mark.parametrize(("rules", "expected"), [
-    ([{"slice": "v", "dscp": 1}, {"slice": "v", "dscp": 2}, {"slice": "v", "dscp": 64}],
-     "slices.yaml: rules[2].dscp: expected 0..63, got 64"),
-    ([{"slice": "v", "dscp": [1, "af41"]}], "slices.yaml: rules[0].dscp: expected 0..63, got 'af41'"),
-    ([{"slice": "v", "destination": "fd00::/129"}],
-     "slices.yaml: rules[0].destination: expected a prefix such as fd00::/48, got 'fd00::/129'"),
-    ([{"slice": "v", "sid": "10.0.0.0/8"}],
-     "slices.yaml: rules[0].sid: expected an IPv6 prefix (SRv6 SIDs are IPv6), got '10.0.0.0/8'"),
-    ([{"slice": "v", "flow_label": [9, 3]}],
-     "slices.yaml: rules[0].flow_label: expected [low, high] with 0 <= low <= high <= 0xfffff,"
-     " or a list of them, got [9, 3]"),
-    ([{"slice": "v", "slice_id": -1}], "slices.yaml: rules[0].slice_id: expected 0..4294967295, got -1"),
-    ([{"dscp": 1}], "slices.yaml: rules[0].slice: expected a slice name, got None"),
-    ([{"slice": "v"}], "slices.yaml: rules[0]: expected at least one match key"),
-    ([{"slice": "v", "dcsp": 1}], "slices.yaml: rules[0].dcsp: unknown key"),
-    (["video"], "slices.yaml: rules[0]: expected a mapping with slice and match keys, got 'video'"),
-])
+@pytest.mark.parametrize(
+    ("rules", "expected"),
+    [
+        (
+            [{"slice": "v", "dscp": 1}, {"slice": "v", "dscp": 2}, {"slice": "v", "dscp": 64}],
+            "slices.yaml: rules[2].dscp: expected 0..63, got 64",
+        ),
+        ([{"slice": "v", "dscp": [1, "af41"]}], "slices.yaml: rules[0].dscp: expected 0..63, got 'af41'"),
+        (
+            [{"slice": "v", "destination": "fd00::/129"}],
+            "slices.yaml: rules[0].destination: expected a prefix such as fd00::/48, got 'fd00::/129'",
+        ),
+        (
+            [{"slice": "v", "sid": "10.0.0.0/8"}],
+            "slices.yaml: rules[0].sid: expected an IPv6 prefix (SRv6 SIDs are IPv6), got '10.0.0.0/8'",
+        ),
+        (
+            [{"slice": "v", "flow_label": [9, 3]}],
+            "slices.yaml: rules[0].flow_label: expected [low, high] with 0 <= low <= high <= 0xfffff,"
+            " or a list of them, got [9, 3]",
+        ),
+        ([{"slice": "v", "slice_id": -1}], "slices.yaml: rules[0].slice_id: expected 0..4294967295, got -1"),
+        ([{"dscp": 1}], "slices.yaml: rules[0].slice: expected a slice name, got None"),
+        ([{"slice": "v"}], "slices.yaml: rules[0]: expected at least one match key"),
+        ([{"slice": "v", "dcsp": 1}], "slices.yaml: rules[0].dcsp: unknown key"),
+        (["video"], "slices.yaml: rules[0]: expected a mapping with slice and match keys, got 'video'"),
+    ],
+)
 def test_bad_rules_name_the_source_and_the_key(rules: list, expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
         SliceClassifier.from_rules(rules, source="slices.yaml")
@@ -141,14 +164,36 @@ MIXED_RULES = [
     {"slice": "video", "slice_id": 1},
     {"slice": "egov", "dscp": 26},
 ]
-INTERESTING = ["fd00:1::5", "fd00:1:0:1::9", "fd00:1:0:1::10", "192.0.2.77", "192.0.3.1", "fd00:2::1",
-               "fd00:3:ffff:ffff:ffff:ffff:ffff:ffff", "fd00:3::7", "fd00:3::8", "10.9.9.9", "11.0.0.1", "::1", "::"]
+INTERESTING = [
+    "fd00:1::5",
+    "fd00:1:0:1::9",
+    "fd00:1:0:1::10",
+    "192.0.2.77",
+    "192.0.3.1",
+    "fd00:2::1",
+    "fd00:3:ffff:ffff:ffff:ffff:ffff:ffff",
+    "fd00:3::7",
+    "fd00:3::8",
+    "10.9.9.9",
+    "11.0.0.1",
+    "::1",
+    "::",
+]
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(INTERESTING), st.sampled_from(INTERESTING),
-                          st.integers(0, 63), st.sampled_from([0, 99, 100, 150, 200, 201, 0xFFFF5, 0xFFFFF])),
-                min_size=1, max_size=40))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(INTERESTING),
+            st.sampled_from(INTERESTING),
+            st.integers(0, 63),
+            st.sampled_from([0, 99, 100, 150, 200, 201, 0xFFFF5, 0xFFFFF]),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
 def test_classify_arrays_equals_classify(packets) -> None:
     classifier = SliceClassifier.from_rules(MIXED_RULES)
     sources = [a(p[0]) for p in packets]

@@ -9,8 +9,9 @@ from collector.traffic.counters import SpaceSaving, TrafficCounters, address_oct
 
 
 def flow(source: str, slice_name: str, octets: int, direction: str = "in") -> FlowRecord:
-    return FlowRecord("2001:db8::e", 1, source, "2001:db8::2", 17, 1, 2, 34, 0, slice_name, 1, octets, 0, 0,
-                      direction=direction)
+    return FlowRecord(
+        "2001:db8::e", 1, source, "2001:db8::2", 17, 1, 2, 34, 0, slice_name, 1, octets, 0, 0, direction=direction
+    )
 
 
 def test_counters_per_slice_exporter_and_direction():

@@ -9,7 +9,7 @@ from collector.wire.stamp import ErrorEstimate, SenderPacket, TimestampFormat, e
 from collector.wire.stamp_reflect import ReceivedContext, ReflectorPolicy, SessionCounters, TlvStats
 from tests.stamp_support import reflect_request
 
-U, M, I = 0x80, 0x40, 0x20  # TLV flags: Unrecognized, Malformed, Integrity failed
+U, M, I = 0x80, 0x40, 0x20  # noqa: E741  # the TLV flags by their RFC 8972 letters: Unrecognized, Malformed, Integrity failed
 KEY = b"k" * 32
 OTHER_KEY = b"x" * 32
 RX_NS = 1_700_000_000_250_000_000
@@ -50,8 +50,17 @@ def reflect(
 ) -> tuple[bytes, int]:
     """The reply to `request` and the DSCP the reflector returned for it."""
     return reflect_request(
-        request, receive_ns=rx_ns, transmit_ns=tx_ns, error_estimate=error_estimate, hop_limit=hop_limit,
-        session=session, authenticated=authenticated, key=key, context=context, policy=policy, stats=stats,
+        request,
+        receive_ns=rx_ns,
+        transmit_ns=tx_ns,
+        error_estimate=error_estimate,
+        hop_limit=hop_limit,
+        session=session,
+        authenticated=authenticated,
+        key=key,
+        context=context,
+        policy=policy,
+        stats=stats,
     )
 
 

@@ -39,11 +39,22 @@ def slice_option(slice_id: int, option_type: int = DEFAULT_SLICE_OPTION) -> HBHO
 
 
 def test_ipv6_tcp() -> None:
-    packet = bytes(IPv6(src=SRC, dst=DST, tc=34 << 2 | 1, fl=0xABCDE) / TCP(sport=40000, dport=443, flags="SA") / (b"x" * 100))
+    packet = bytes(
+        IPv6(src=SRC, dst=DST, tc=34 << 2 | 1, fl=0xABCDE) / TCP(sport=40000, dport=443, flags="SA") / (b"x" * 100)
+    )
     assert dissect_ip(packet) == PacketFields(
-        source=packed(SRC), destination=packed(DST), dscp=34, flow_label=0xABCDE, protocol=6,
-        source_port=40000, destination_port=443, length=40 + 20 + 100, tcp_flags=0x12,
-        active_sid=None, slice_id=None)
+        source=packed(SRC),
+        destination=packed(DST),
+        dscp=34,
+        flow_label=0xABCDE,
+        protocol=6,
+        source_port=40000,
+        destination_port=443,
+        length=40 + 20 + 100,
+        tcp_flags=0x12,
+        active_sid=None,
+        slice_id=None,
+    )
 
 
 def test_ipv6_udp_in_ethernet_with_vlan_tag_and_trailing_padding() -> None:
@@ -71,12 +82,22 @@ def test_hop_by_hop_slice_id_option() -> None:
 
 def test_segment_routing_header_gives_the_active_segment() -> None:
     segments = ["fd00:5:0:3::1", "fd00:5:0:2::1", "fd00:5:0:1::1"]  # on the wire: last segment first
-    packet = (IPv6(src=SRC, dst="fd00:5:0:2::1") / IPv6ExtHdrHopByHop(options=[slice_option(3)])
-              / IPv6ExtHdrSegmentRouting(addresses=segments, segleft=1)
-              / IPv6ExtHdrDestOpt() / TCP(sport=5, dport=6, flags="S"))
+    packet = (
+        IPv6(src=SRC, dst="fd00:5:0:2::1")
+        / IPv6ExtHdrHopByHop(options=[slice_option(3)])
+        / IPv6ExtHdrSegmentRouting(addresses=segments, segleft=1)
+        / IPv6ExtHdrDestOpt()
+        / TCP(sport=5, dport=6, flags="S")
+    )
     fields = dissect_ip(bytes(packet))
     assert fields.active_sid == packed("fd00:5:0:2::1")
-    assert (fields.slice_id, fields.protocol, fields.source_port, fields.destination_port, fields.tcp_flags) == (3, 6, 5, 6, 2)
+    assert (fields.slice_id, fields.protocol, fields.source_port, fields.destination_port, fields.tcp_flags) == (
+        3,
+        6,
+        5,
+        6,
+        2,
+    )
     assert fields.length == len(bytes(packet))
 
 
@@ -88,9 +109,16 @@ def test_fragments() -> None:
 
 
 def test_ipv4_is_ipv4_mapped() -> None:
-    packet = bytes(Ether(src=MAC_A, dst=MAC_B) / IP(src="192.0.2.1", dst="198.51.100.2", tos=18 << 2) / UDP(sport=53, dport=5353) / (b"q" * 10))
+    packet = bytes(
+        Ether(src=MAC_A, dst=MAC_B)
+        / IP(src="192.0.2.1", dst="198.51.100.2", tos=18 << 2)
+        / UDP(sport=53, dport=5353)
+        / (b"q" * 10)
+    )
     fields = dissect_ethernet(packet)
-    assert fields == PacketFields(packed("192.0.2.1"), packed("198.51.100.2"), 18, 0, 17, 53, 5353, 20 + 8 + 10, 0, None, None)
+    assert fields == PacketFields(
+        packed("192.0.2.1"), packed("198.51.100.2"), 18, 0, 17, 53, 5353, 20 + 8 + 10, 0, None, None
+    )
     icmp = dissect_ip(bytes(IP(src="192.0.2.1", dst="192.0.2.2") / ICMP(type=3, code=1)))
     assert (icmp.protocol, icmp.destination_port) == (1, 3 << 8 | 1)
     later = dissect_ip(bytes(IP(src="192.0.2.1", dst="192.0.2.2", frag=10, proto=6) / (b"r" * 8)))
@@ -101,12 +129,15 @@ def test_non_ip_ethernet_is_none() -> None:
     assert dissect_ethernet(bytes(Ether(src=MAC_A, dst=MAC_B, type=0x0806) / (b"\x00" * 28))) is None
 
 
-@pytest.mark.parametrize(("packet", "needed"), [
-    (bytes(IPv6(src=SRC, dst=DST) / TCP()), 40 + 14),  # up to the TCP flags
-    (bytes(IPv6(src=SRC, dst=DST) / IPv6ExtHdrHopByHop(options=[slice_option(1)]) / UDP()), 40 + 8 + 4),  # ports
-    (bytes(IPv6(src=SRC, dst=DST) / IPv6ExtHdrSegmentRouting(addresses=[DST]) / UDP()), 40 + 24 + 4),
-    (bytes(IP(src="192.0.2.1", dst="192.0.2.2") / TCP()), 20 + 14),
-])
+@pytest.mark.parametrize(
+    ("packet", "needed"),
+    [
+        (bytes(IPv6(src=SRC, dst=DST) / TCP()), 40 + 14),  # up to the TCP flags
+        (bytes(IPv6(src=SRC, dst=DST) / IPv6ExtHdrHopByHop(options=[slice_option(1)]) / UDP()), 40 + 8 + 4),  # ports
+        (bytes(IPv6(src=SRC, dst=DST) / IPv6ExtHdrSegmentRouting(addresses=[DST]) / UDP()), 40 + 24 + 4),
+        (bytes(IP(src="192.0.2.1", dst="192.0.2.2") / TCP()), 20 + 14),
+    ],
+)
 def test_every_truncation_raises_malformed_packet(packet: bytes, needed: int) -> None:
     """Cut anywhere before the last field read, a packet is malformed; from there on, it reads."""
     for cut in range(needed):
@@ -114,11 +145,13 @@ def test_every_truncation_raises_malformed_packet(packet: bytes, needed: int) ->
             dissect_ip(packet[:cut])
     assert dissect_ip(packet[:needed]) == dissect_ip(packet)
     with pytest.raises(MalformedPacket):
-        dissect_ethernet(bytes(Ether(src=MAC_A, dst=MAC_B, type=0x86DD)) + packet[:needed - 1])
+        dissect_ethernet(bytes(Ether(src=MAC_A, dst=MAC_B, type=0x86DD)) + packet[: needed - 1])
 
 
 def test_slice_option_of_the_wrong_length_is_malformed() -> None:
-    packet = IPv6() / IPv6ExtHdrHopByHop(options=[HBHOptUnknown(otype=DEFAULT_SLICE_OPTION, optdata=b"\x01\x02")]) / UDP()
+    packet = (
+        IPv6() / IPv6ExtHdrHopByHop(options=[HBHOptUnknown(otype=DEFAULT_SLICE_OPTION, optdata=b"\x01\x02")]) / UDP()
+    )
     with pytest.raises(MalformedPacket, match="slice-ID option"):
         dissect_ip(bytes(packet))
 
@@ -128,14 +161,20 @@ def _ipv6_like() -> st.SearchStrategy[bytes]:
     first checks; the rest is arbitrary."""
     return st.builds(
         lambda nh, plen, rest: bytes([0x60, 0, 0, 0]) + plen.to_bytes(2, "big") + bytes([nh, 64]) + b"\x20" * 32 + rest,
-        st.sampled_from([0, 6, 17, 43, 44, 50, 51, 58, 59, 60, 135, 253]), st.integers(0, 0xFFFF), st.binary(max_size=200))
+        st.sampled_from([0, 6, 17, 43, 44, 50, 51, 58, 59, 60, 135, 253]),
+        st.integers(0, 0xFFFF),
+        st.binary(max_size=200),
+    )
 
 
 @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(st.binary(max_size=120), _ipv6_like(), st.builds(lambda b: bytes([0x45]) + b, st.binary(max_size=80))))
 def test_fuzz_only_malformed_packet_escapes(data: bytes) -> None:
-    for call in (lambda: dissect_ip(data), lambda: dissect_ethernet(b"\x00" * 12 + b"\x86\xdd" + data),
-                 lambda: dissect_ethernet(data)):
+    for call in (
+        lambda: dissect_ip(data),
+        lambda: dissect_ethernet(b"\x00" * 12 + b"\x86\xdd" + data),
+        lambda: dissect_ethernet(data),
+    ):
         try:
             result = call()
         except MalformedPacket:
@@ -148,9 +187,23 @@ def _batch_rows(packets: list[bytes], per_packet: bool) -> tuple:
     lengths = np.array([len(p) for p in packets], dtype=np.int64)
     offsets = np.r_[0, np.cumsum(lengths)[:-1]].astype(np.int64)
     batch = dissect_batch(buffer, offsets, lengths, per_packet=per_packet)
-    columns = [getattr(batch, name).tolist() for name in (
-        "kept", "src_high", "src_low", "dst_high", "dst_low", "dscp", "flow_label", "protocol", "source_port",
-        "destination_port", "length", "tcp_flags")]
+    columns = [
+        getattr(batch, name).tolist()
+        for name in (
+            "kept",
+            "src_high",
+            "src_low",
+            "dst_high",
+            "dst_low",
+            "dscp",
+            "flow_label",
+            "protocol",
+            "source_port",
+            "destination_port",
+            "length",
+            "tcp_flags",
+        )
+    ]
     return columns, batch.marks, dict(batch.malformed)
 
 
@@ -158,8 +211,11 @@ def _header_like(version: int) -> st.SearchStrategy[bytes]:
     """Packets whose first octets look like an IPv6 or IPv4 header, the rest arbitrary."""
     if version == 6:
         return _ipv6_like()
-    return st.builds(lambda ihl, rest: bytes([0x40 | ihl]) + rest,
-                     st.sampled_from([5, 5, 5, 6, 4]), st.binary(min_size=0, max_size=90))
+    return st.builds(
+        lambda ihl, rest: bytes([0x40 | ihl]) + rest,
+        st.sampled_from([5, 5, 5, 6, 4]),
+        st.binary(min_size=0, max_size=90),
+    )
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -77,7 +77,7 @@ def test_cookie_is_the_payload_prefix():
     payload = make_payload(0xCAFE, 56)
     assert len(payload) == 56 and has_cookie(payload, 0xCAFE)
     assert not has_cookie(payload, 0xCAFF)
-    assert not has_cookie(payload[:COOKIE_LEN - 1], 0xCAFE)
+    assert not has_cookie(payload[: COOKIE_LEN - 1], 0xCAFE)
     assert not has_cookie(b"\0" * 56, 0)  # ping's own payload is not ours
     with pytest.raises(ValueError, match="below the 8 octets"):
         make_payload(1, COOKIE_LEN - 1)

@@ -51,10 +51,18 @@ def test_offset_skips_a_link_layer_header():
 
 
 def test_hop_by_hop_options_leave_out_padding():
-    packet = IPv6(src=SRC, dst=DST) / IPv6ExtHdrHopByHop(options=[
-        Pad1(), HBHOptUnknown(otype=ALTMARK, optdata=b"\x12\x34\x58\x00"), PadN(optdata=b"\x00" * 3),
-        HBHOptUnknown(otype=0x3E, optdata=b"\x00\x00\x00\x07"),
-    ]) / UDP(dport=862)
+    packet = (
+        IPv6(src=SRC, dst=DST)
+        / IPv6ExtHdrHopByHop(
+            options=[
+                Pad1(),
+                HBHOptUnknown(otype=ALTMARK, optdata=b"\x12\x34\x58\x00"),
+                PadN(optdata=b"\x00" * 3),
+                HBHOptUnknown(otype=0x3E, optdata=b"\x00\x00\x00\x07"),
+            ]
+        )
+        / UDP(dport=862)
+    )
     chain = walk(packet)
     assert chain.hop_by_hop == ((ALTMARK, b"\x12\x34\x58\x00"), (0x3E, b"\x00\x00\x00\x07"))
     assert chain.upper_protocol == 17
@@ -62,11 +70,13 @@ def test_hop_by_hop_options_leave_out_padding():
 
 
 def test_destination_options_from_both_headers_are_collected():
-    packet = (IPv6(src=SRC, dst=DST)
-              / IPv6ExtHdrDestOpt(options=[HBHOptUnknown(otype=ALTMARK, optdata=b"\x00\x00\x10\x00")])
-              / IPv6ExtHdrRouting(addresses=["2001:db8::9"])
-              / IPv6ExtHdrDestOpt(options=[HBHOptUnknown(otype=0x1E, optdata=b"ab")])
-              / TCP())
+    packet = (
+        IPv6(src=SRC, dst=DST)
+        / IPv6ExtHdrDestOpt(options=[HBHOptUnknown(otype=ALTMARK, optdata=b"\x00\x00\x10\x00")])
+        / IPv6ExtHdrRouting(addresses=["2001:db8::9"])
+        / IPv6ExtHdrDestOpt(options=[HBHOptUnknown(otype=0x1E, optdata=b"ab")])
+        / TCP()
+    )
     chain = walk(packet)
     assert chain.destination == ((ALTMARK, b"\x00\x00\x10\x00"), (0x1E, b"ab"))
     assert chain.segments == () and chain.segments_left == 0  # a type-0 header is not an SRH
@@ -75,9 +85,9 @@ def test_destination_options_from_both_headers_are_collected():
 
 def test_segment_routing_header_gives_its_segment_list():
     sids = ["2001:db8:ff::3", "2001:db8:ff::2", "2001:db8:ff::1"]
-    packet = (IPv6(src=SRC, dst=sids[1])
-              / IPv6ExtHdrSegmentRouting(addresses=sids, segleft=1, lastentry=2)
-              / UDP(dport=53))
+    packet = (
+        IPv6(src=SRC, dst=sids[1]) / IPv6ExtHdrSegmentRouting(addresses=sids, segleft=1, lastentry=2) / UDP(dport=53)
+    )
     chain = walk(packet)
     assert chain.segments == tuple(ipaddress.IPv6Address(sid).packed for sid in sids)
     assert chain.segments_left == 1
@@ -137,30 +147,41 @@ def test_hop_by_hop_after_another_header_is_refused():
 
 @pytest.mark.parametrize("cut", [39, 41, 47, 50])
 def test_truncation_is_malformed(cut):
-    packet = bytes(IPv6(src=SRC, dst=DST) / IPv6ExtHdrHopByHop(
-        options=[HBHOptUnknown(otype=ALTMARK, optdata=b"\x00" * 4)]) / IPv6ExtHdrFragment() / UDP())
+    packet = bytes(
+        IPv6(src=SRC, dst=DST)
+        / IPv6ExtHdrHopByHop(options=[HBHOptUnknown(otype=ALTMARK, optdata=b"\x00" * 4)])
+        / IPv6ExtHdrFragment()
+        / UDP()
+    )
     with pytest.raises(MalformedPacket):
         walk_extension_headers(packet[:cut])
 
 
 def test_option_longer_than_its_header_is_malformed():
-    raw = bytearray(bytes(IPv6(src=SRC, dst=DST) / IPv6ExtHdrHopByHop(
-        options=[HBHOptUnknown(otype=ALTMARK, optdata=b"\x00" * 4)]) / UDP()))
+    raw = bytearray(
+        bytes(
+            IPv6(src=SRC, dst=DST)
+            / IPv6ExtHdrHopByHop(options=[HBHOptUnknown(otype=ALTMARK, optdata=b"\x00" * 4)])
+            / UDP()
+        )
+    )
     raw[40 + 3] = 200  # the option's data length now runs past the 8-octet header
     with pytest.raises(MalformedPacket, match="option"):
         walk_extension_headers(bytes(raw))
 
 
 def test_segments_left_beyond_the_list_is_malformed():
-    packet = IPv6(src=SRC, dst=DST) / IPv6ExtHdrSegmentRouting(
-        addresses=["2001:db8::1"], segleft=2, lastentry=0) / UDP()
+    packet = (
+        IPv6(src=SRC, dst=DST) / IPv6ExtHdrSegmentRouting(addresses=["2001:db8::1"], segleft=2, lastentry=0) / UDP()
+    )
     with pytest.raises(MalformedPacket, match="Segments Left"):
         walk(packet)
 
 
 def test_last_entry_beyond_the_header_is_malformed():
-    packet = IPv6(src=SRC, dst=DST) / IPv6ExtHdrSegmentRouting(
-        addresses=["2001:db8::1"], segleft=0, lastentry=3) / UDP()
+    packet = (
+        IPv6(src=SRC, dst=DST) / IPv6ExtHdrSegmentRouting(addresses=["2001:db8::1"], segleft=0, lastentry=3) / UDP()
+    )
     with pytest.raises(MalformedPacket, match="segment list"):
         walk(packet)
 

@@ -30,7 +30,7 @@ from collector.wire.stamp import (
     ptp_to_ns,
 )
 from collector.wire.stamp_tlv import ExtraPadding, StampDecodeError
-from tests.collector.wire.stamp_codec_support import U, KEY, OTHER_KEY, TS
+from tests.collector.wire.stamp_codec_support import KEY, OTHER_KEY, TS, U
 
 # ---------------------------------------------------------------------------------------
 # Base packet layouts: every field at its RFC offset, every MBZ octet zero
@@ -56,27 +56,43 @@ def _reflector(authenticated: bool) -> bytes:
 
 LAYOUTS = {
     "sender-unauthenticated": (
-        lambda: _sender(False), 44,
+        lambda: _sender(False),
+        44,
         {0: SEQ.to_bytes(4, "big"), 4: TS.to_bytes(8, "big"), 12: b"\xa1\x42", 14: b"\xbe\xef"},
     ),
     "sender-authenticated": (
-        lambda: _sender(True), 112,
+        lambda: _sender(True),
+        112,
         {0: SEQ.to_bytes(4, "big"), 16: TS.to_bytes(8, "big"), 24: b"\xa1\x42", 26: b"\xbe\xef"},
     ),
     "reflector-unauthenticated": (
-        lambda: _reflector(False), 44,
+        lambda: _reflector(False),
+        44,
         {
-            0: SEQ.to_bytes(4, "big"), 4: TS.to_bytes(8, "big"), 12: b"\xa1\x42", 14: b"\xbe\xef",
-            16: RX.to_bytes(8, "big"), 24: b"\x0a\x0b\x0c\x0d", 28: STS.to_bytes(8, "big"),
-            36: b"\x45\x10", 40: bytes([TTL]),
+            0: SEQ.to_bytes(4, "big"),
+            4: TS.to_bytes(8, "big"),
+            12: b"\xa1\x42",
+            14: b"\xbe\xef",
+            16: RX.to_bytes(8, "big"),
+            24: b"\x0a\x0b\x0c\x0d",
+            28: STS.to_bytes(8, "big"),
+            36: b"\x45\x10",
+            40: bytes([TTL]),
         },
     ),
     "reflector-authenticated": (
-        lambda: _reflector(True), 112,
+        lambda: _reflector(True),
+        112,
         {
-            0: SEQ.to_bytes(4, "big"), 16: TS.to_bytes(8, "big"), 24: b"\xa1\x42", 26: b"\xbe\xef",
-            32: RX.to_bytes(8, "big"), 48: b"\x0a\x0b\x0c\x0d", 64: STS.to_bytes(8, "big"),
-            72: b"\x45\x10", 80: bytes([TTL]),
+            0: SEQ.to_bytes(4, "big"),
+            16: TS.to_bytes(8, "big"),
+            24: b"\xa1\x42",
+            26: b"\xbe\xef",
+            32: RX.to_bytes(8, "big"),
+            48: b"\x0a\x0b\x0c\x0d",
+            64: STS.to_bytes(8, "big"),
+            72: b"\x45\x10",
+            80: bytes([TTL]),
         },
     ),
 }
@@ -187,7 +203,11 @@ def test_ntp_known_values(ns, raw):
 
 @pytest.mark.parametrize(
     ("ns", "raw"),
-    [(0, 0), (1_500_000_000, (1 << 32) | 500_000_000), (1_700_000_000_123_456_789, (1_700_000_000 << 32) | 123_456_789)],
+    [
+        (0, 0),
+        (1_500_000_000, (1 << 32) | 500_000_000),
+        (1_700_000_000_123_456_789, (1_700_000_000 << 32) | 123_456_789),
+    ],
 )
 def test_ptp_known_values(ns, raw):
     assert ns_to_ptp(ns) == raw

@@ -82,9 +82,7 @@ tlvs = st.one_of(
 tlv_lists = st.lists(tlvs, max_size=5).map(tuple)
 
 senders = st.builds(SenderPacket, u32, u64, error_estimates, u16, tlv_lists)
-reflectors = st.builds(
-    ReflectorPacket, u32, u64, error_estimates, u16, u64, u32, u64, error_estimates, u8, tlv_lists
-)
+reflectors = st.builds(ReflectorPacket, u32, u64, error_estimates, u16, u64, u32, u64, error_estimates, u8, tlv_lists)
 
 
 def _zero_hmac_digests(tlv_tuple):
@@ -234,8 +232,15 @@ def test_reflect_in_place_on_arbitrary_octets_keeps_length_or_raises_stamp_decod
     context = ReceivedContext(bytes(16), 40000, bytes(range(16)), 862, dscp=10, ecn=1)
     try:
         reflect_in_place(
-            buf, len(data), receive_ns=1, error_estimate=0x0001, hop_limit=64, session=session,
-            authenticated=authenticated, key=key, context=context,
+            buf,
+            len(data),
+            receive_ns=1,
+            error_estimate=0x0001,
+            hop_limit=64,
+            session=session,
+            authenticated=authenticated,
+            key=key,
+            context=context,
             policy=ReflectorPolicy(permitted_dscp=permitted),
         )
         stamp_transmit_time(buf, len(data), 2, session=session, authenticated=authenticated, key=key)
@@ -251,13 +256,16 @@ def test_reflect_in_place_on_arbitrary_octets_keeps_length_or_raises_stamp_decod
 def test_reflecting_an_encoded_request_gives_back_the_sender_fields(packet, stateful, hop_limit, rx_ns, tx_ns):
     request = encode_sender(packet)
     session = SessionCounters(next_seq=17) if stateful else None
-    octets, _dscp = reflect_request(request, receive_ns=rx_ns, transmit_ns=tx_ns, error_estimate=0x8001,
-                                    hop_limit=hop_limit, session=session)
+    octets, _dscp = reflect_request(
+        request, receive_ns=rx_ns, transmit_ns=tx_ns, error_estimate=0x8001, hop_limit=hop_limit, session=session
+    )
     assert len(octets) == len(request)
     reply = decode_reflector(octets)
     fmt = packet.error_estimate.timestamp_format
     assert (reply.sender_seq, reply.sender_timestamp, reply.sender_error_estimate) == (
-        packet.seq, packet.timestamp, packet.error_estimate,
+        packet.seq,
+        packet.timestamp,
+        packet.error_estimate,
     )
     assert reply.seq == (17 if stateful else packet.seq)
     assert (reply.ssid, reply.sender_ttl) == (packet.ssid, hop_limit)
@@ -272,11 +280,16 @@ def test_reflecting_an_encoded_request_gives_back_the_sender_fields(packet, stat
 def test_reflecting_an_authenticated_request_gives_back_the_sender_fields(packet, hop_limit):
     request = encode_sender(packet, KEY, authenticated=True)
     buf = bytearray(request)
-    reflect_in_place(buf, len(buf), receive_ns=5, error_estimate=0x0001, hop_limit=hop_limit, authenticated=True, key=KEY)
+    reflect_in_place(
+        buf, len(buf), receive_ns=5, error_estimate=0x0001, hop_limit=hop_limit, authenticated=True, key=KEY
+    )
     stamp_transmit_time(buf, len(buf), 6, authenticated=True, key=KEY)
     reply = decode_reflector(bytes(buf), authenticated=True)
     assert (reply.sender_seq, reply.sender_timestamp, reply.sender_error_estimate, reply.sender_ttl) == (
-        packet.seq, packet.timestamp, packet.error_estimate, hop_limit,
+        packet.seq,
+        packet.timestamp,
+        packet.error_estimate,
+        hop_limit,
     )
     assert len(buf) == len(request)
 

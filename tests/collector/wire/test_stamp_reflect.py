@@ -47,17 +47,17 @@ from collector.wire.stamp_tlv import (
     hmac_tlv_ok,
 )
 from tests.collector.wire.stamp_codec_support import (
-    U,
-    M,
-    I,
     KEY,
     OTHER_KEY,
-    RX_NS,
-    TX_NS,
-    T1_NS,
     REFLECTOR_ERR,
-    sender_bytes,
+    RX_NS,
+    T1_NS,
+    TX_NS,
+    I,
+    M,
+    U,
     reflect,
+    sender_bytes,
     tlv_at,
 )
 
@@ -291,11 +291,16 @@ IPV6_DST = bytes.fromhex("20010db8000000000000000000000002")
 
 def test_location_fills_ports_and_answers_ipv6_requests_by_rewriting_types():
     context = ReceivedContext(IPV6_SRC, 50000, IPV6_DST, 862)
-    request = sender_bytes(1, tlvs=(Location.request(
-        LocationSubTlvType.SOURCE_MAC_REQUEST,
-        LocationSubTlvType.DESTINATION_IP_REQUEST,
-        LocationSubTlvType.SOURCE_IP_REQUEST,
-    ),))
+    request = sender_bytes(
+        1,
+        tlvs=(
+            Location.request(
+                LocationSubTlvType.SOURCE_MAC_REQUEST,
+                LocationSubTlvType.DESTINATION_IP_REQUEST,
+                LocationSubTlvType.SOURCE_IP_REQUEST,
+            ),
+        ),
+    )
     reply, _ = reflect(request, context=context)
     assert len(reply) == len(request)
     flags, tlv_type, length, value = tlv_at(reply, 44)
@@ -308,9 +313,9 @@ def test_location_fills_ports_and_answers_ipv6_requests_by_rewriting_types():
 
 def test_location_answers_ipv4_requests_with_address_then_mbz():
     context = ReceivedContext(bytes([192, 0, 2, 1]), 40000, bytes([192, 0, 2, 2]), 862)
-    request = sender_bytes(1, tlvs=(Location.request(
-        LocationSubTlvType.DESTINATION_IP_REQUEST, LocationSubTlvType.SOURCE_IP_REQUEST
-    ),))
+    request = sender_bytes(
+        1, tlvs=(Location.request(LocationSubTlvType.DESTINATION_IP_REQUEST, LocationSubTlvType.SOURCE_IP_REQUEST),)
+    )
     location = decode_reflector(reflect(request, context=context)[0]).tlvs[0]
     assert (location.destination_port, location.source_port) == (862, 40000)
     assert [(s.sub_type, s.address) for s in location.sub_tlvs] == [
@@ -452,7 +457,9 @@ def test_authenticated_tlvs_with_hmac_tlv_are_answered_and_reply_verifies():
 
 
 def test_reply_length_always_equals_request_length_with_tlvs():
-    request = sender_bytes(1, tlvs=(ExtraPadding(100), ClassOfService(1), Location.request(LocationSubTlvType.SOURCE_IP_REQUEST)))
+    request = sender_bytes(
+        1, tlvs=(ExtraPadding(100), ClassOfService(1), Location.request(LocationSubTlvType.SOURCE_IP_REQUEST))
+    )
     reply, _ = reflect(request)
     assert len(reply) == len(request)
 

@@ -28,7 +28,7 @@ from collector.wire.stamp_tlv import (
     encode_tlv,
     encode_tlvs,
 )
-from tests.collector.wire.stamp_codec_support import U, M, TS, sender_bytes
+from tests.collector.wire.stamp_codec_support import TS, M, U, sender_bytes
 
 # ---------------------------------------------------------------------------------------
 # TLV value layouts (RFC 8972 section 4)
@@ -79,8 +79,16 @@ def test_tlv_decodes_from_rfc_layout(tlv, expected):
 
 
 def test_sender_sets_u_and_nothing_else_on_every_tlv_by_default():
-    tlvs = (ExtraPadding(1), Location(), TimestampInformation(), ClassOfService(), DirectMeasurement(),
-            AccessReport(), FollowUpTelemetry(), HmacTlv())
+    tlvs = (
+        ExtraPadding(1),
+        Location(),
+        TimestampInformation(),
+        ClassOfService(),
+        DirectMeasurement(),
+        AccessReport(),
+        FollowUpTelemetry(),
+        HmacTlv(),
+    )
     assert {encode_tlv(t)[0] for t in tlvs} == {U}
 
 

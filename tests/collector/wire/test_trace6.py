@@ -45,8 +45,9 @@ def test_scapy_computes_the_same_constant_echo_checksum():
     """An independent checksum: scapy fills it in over the same pseudo-header."""
     sums = set()
     for seq in (0, 7, 40000):
-        packet = IPv6(bytes(IPv6(src=SRC, dst=DST) / ICMPv6EchoRequest(id=0x4242, seq=seq,
-                                                                        data=trace6.echo_payload(seq, 8))))
+        packet = IPv6(
+            bytes(IPv6(src=SRC, dst=DST) / ICMPv6EchoRequest(id=0x4242, seq=seq, data=trace6.echo_payload(seq, 8)))
+        )
         sums.add(packet[ICMPv6EchoRequest].cksum)
         assert packet[ICMPv6EchoRequest].seq == seq
     assert len(sums) == 1
@@ -59,7 +60,9 @@ def test_tcp_syn_is_a_bare_syn_with_our_ports_and_sequence_number():
 
 
 def test_a_time_exceeded_quote_gives_the_probe_and_the_dscp_it_still_carried():
-    probe = IPv6(src=SRC, dst=DST, tc=34 << 2, fl=0x12345, hlim=1) / UDP(sport=40000, dport=33434) / trace6.udp_payload(9)
+    probe = (
+        IPv6(src=SRC, dst=DST, tc=34 << 2, fl=0x12345, hlim=1) / UDP(sport=40000, dport=33434) / trace6.udp_payload(9)
+    )
     message = bytes(IPv6(src="2001:db8::1", dst=SRC) / ICMPv6TimeExceeded() / probe)[40:]
     quote = trace6.parse_quote(message[8:])
     assert quote is not None

@@ -26,16 +26,23 @@ def report(text: str, tmp_path) -> list[str]:
 def test_an_authenticated_open_reflector_and_a_token_read_as_such(tmp_path):
     (tmp_path / "key").write_text("k3y\n")
     (tmp_path / "token").write_text("t0ken\n")
-    lines = report("""\
+    lines = report(
+        """\
         site: {name: a, addresses: ["2001:db8::a"]}
         reflector: {bind: ["2001:db8::a", "192.0.2.1"], port: 8620, stateful: false, rate_limit_pps: 0,
                     auth_key_file: key}
         analyzer: {url: "https://centre.example/v1", token_file: token, spool_dir: spool, spool_max_windows: 50}
         probing: {trace: {enabled: false}}
-    """, tmp_path)
-    assert "reflector  stateless, authenticated, on [2001:db8::a]:8620, 192.0.2.1:8620; answers any source; " \
-           "no rate limit" in lines
-    assert f"analyzer   https://centre.example/v1 with a token; spool in {tmp_path / 'spool'}, at most 50 windows" in lines
+    """,
+        tmp_path,
+    )
+    assert (
+        "reflector  stateless, authenticated, on [2001:db8::a]:8620, 192.0.2.1:8620; answers any source; "
+        "no rate limit" in lines
+    )
+    assert (
+        f"analyzer   https://centre.example/v1 with a token; spool in {tmp_path / 'spool'}, at most 50 windows" in lines
+    )
     assert "trace      off" in lines
     assert "0 probe schedules to 0 targets, 0 packets/s in all" in lines
 
@@ -51,15 +58,22 @@ def test_many_problems_are_counted_and_listed_one_per_line():
 def test_an_agent_runs_from_its_file_and_shows_its_probes_on_metrics(tmp_path):
     reflector_port, metrics_port = free_udp_port(), free_tcp_port("::1")
     config = tmp_path / "agent.yaml"
-    config.write_text(textwrap.dedent(f"""\
+    config.write_text(
+        textwrap.dedent(f"""\
         site: {{name: here}}
         reflector: {{bind: ["::1"], port: {reflector_port}}}
         metrics: {{listen: "[::1]:{metrics_port}"}}
         probing: {{interval_s: 0.2, window_s: 1, timeout_s: 0.5, trace: {{enabled: false}}}}
         targets: [{{name: self, address: "::1", port: {reflector_port}, slices: [video]}}]
-    """))
-    proc = subprocess.Popen([*XNETMON, "agent", "--config", str(config)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=REPO)
+    """)
+    )
+    proc = subprocess.Popen(
+        [*XNETMON, "agent", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     sent = 'xnet_probe_sent_total{dst="self",probe="stamp",slice="video",src="here"}'
     try:
         deadline = time.monotonic() + 60

@@ -20,10 +20,16 @@ def parse_listen(value: str) -> tuple[str, int]:
     return listen_address(value, "--listen", DEFAULT_LISTEN)
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("[::1]:9863", ("::1", 9863)), ("[::]:80", ("::", 80)), (":9863", ("::", 9863)),
-    ("127.0.0.1:8080", ("127.0.0.1", 8080)), ("[fe80::1%lo]:1", ("fe80::1%lo", 1)),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("[::1]:9863", ("::1", 9863)),
+        ("[::]:80", ("::", 80)),
+        (":9863", ("::", 9863)),
+        ("127.0.0.1:8080", ("127.0.0.1", 8080)),
+        ("[fe80::1%lo]:1", ("fe80::1%lo", 1)),
+    ],
+)
 def test_listen_addresses_and_every_address_when_none_is_given(value, expected):
     assert parse_listen(value) == expected
 
@@ -47,16 +53,32 @@ def test_a_token_file_holds_one_token_without_spaces(tmp_path):
 
 def test_it_says_where_it_serves_and_what_it_took_when_stopped(tmp_path):
     (tmp_path / "token").write_text("t0ken\n")
-    proc = subprocess.Popen([*XNETMON, "analyzer", "--listen", "[::1]:0", "--token-file", str(tmp_path / "token"),
-                             "--state-dir", str(tmp_path / "state")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    proc = subprocess.Popen(
+        [
+            *XNETMON,
+            "analyzer",
+            "--listen",
+            "[::1]:0",
+            "--token-file",
+            str(tmp_path / "token"),
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     try:
         banner = proc.stdout.readline()
         url = re.search(r"http://\[::1\]:\d+", banner).group(0)
         assert httpx.get(f"{url}/healthz", timeout=10).json()["writes"] is True  # serving
     finally:
         stop_process(proc, timeout=15)
-    assert re.match(r"xnetmon analyzer: API on http://\[::1\]:\d+ \(docs /docs\), "
-                    r"slices best-effort, data, egov, video; writes need the token; state in ", banner), banner
+    assert re.match(
+        r"xnetmon analyzer: API on http://\[::1\]:\d+ \(docs /docs\), "
+        r"slices best-effort, data, egov, video; writes need the token; state in ",
+        banner,
+    ), banner
     assert proc.stdout.read() == "xnetmon analyzer: stopped; 0 windows taken, 0 duplicates ignored\n"
     assert (tmp_path / "state" / "analyzer-store.json").exists()  # the snapshot at exit

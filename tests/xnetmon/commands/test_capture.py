@@ -21,10 +21,15 @@ def marked_capture(path: Path) -> Path:
     packets = []
     for n in range(6):
         option = encode_altmark(AltMark(42, n // 3, n % 3 == 1))
-        packet = (Ether() / IPv6(src="2001:db8::1", dst="2001:db8::2", tc=26 << 2)
-                  / IPv6ExtHdrDestOpt(nh=17, autopad=0, options=[]) / UDP(sport=5000, dport=9) / Raw(b"x" * 20))
+        packet = (
+            Ether()
+            / IPv6(src="2001:db8::1", dst="2001:db8::2", tc=26 << 2)
+            / IPv6ExtHdrDestOpt(nh=17, autopad=0, options=[])
+            / UDP(sport=5000, dport=9)
+            / Raw(b"x" * 20)
+        )
         raw = bytearray(bytes(packet))
-        raw[14 + 40 + 2:14 + 40 + 8] = option  # the options header holds only the mark
+        raw[14 + 40 + 2 : 14 + 40 + 8] = option  # the options header holds only the mark
         frame = Ether(bytes(raw))
         frame.time = 1_700_000_000 + n * 0.001
         packets.append(frame)
@@ -33,12 +38,13 @@ def marked_capture(path: Path) -> Path:
 
 
 def test_a_marked_capture_reports_its_packets_per_colour(tmp_path, capsys):
-    assert main(["capture", "read", str(marked_capture(tmp_path / "m.pcap")), "--altmark-point", "edge",
-                 "--json"]) == 0
+    assert main(["capture", "read", str(marked_capture(tmp_path / "m.pcap")), "--altmark-point", "edge", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["altmark"]["point"] == "edge"
-    assert report["altmark"]["packets"] == [{"flow_mon_id": 42, "colour": 0, "packets": 3},
-                                            {"flow_mon_id": 42, "colour": 1, "packets": 3}]
+    assert report["altmark"]["packets"] == [
+        {"flow_mon_id": 42, "colour": 0, "packets": 3},
+        {"flow_mon_id": 42, "colour": 1, "packets": 3},
+    ]
     assert report["slices"]["egov"]["packets"] == 6
     assert main(["capture", "read", str(tmp_path / "m.pcap"), "--altmark-point", "edge"]) == 0
     assert "alternate marking at edge: " in capsys.readouterr().out
@@ -55,14 +61,20 @@ def test_top_limits_the_flows_shown(tmp_path, capsys):
 
 def test_numbers_align_right_and_text_left(capsys):
     _table(["slice", "packets"], [["video", 1234], ["best-effort", 5]])
-    assert capsys.readouterr().out.splitlines() == ["slice        packets", "video          1,234",
-                                                    "best-effort        5"]
+    assert capsys.readouterr().out.splitlines() == [
+        "slice        packets",
+        "video          1,234",
+        "best-effort        5",
+    ]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--slice-option", "0x1ff"], "--slice-option 0x1ff is not an option type (0..0xff)"),
-    (["--idle-timeout", "-1"], "xnetmon capture: "),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--slice-option", "0x1ff"], "--slice-option 0x1ff is not an option type (0..0xff)"),
+        (["--idle-timeout", "-1"], "xnetmon capture: "),
+    ],
+)
 def test_options_out_of_range_are_usage_errors(tmp_path, capsys, argv, message):
     capture = tmp_path / "slices.pcap"
     write_slice_pcap(capture, flows_per_slice=1, packets_per_flow=1)

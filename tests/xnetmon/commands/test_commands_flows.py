@@ -17,8 +17,9 @@ from xnetmon.commands.flows import parse_sampling, print_table
 def fed() -> FlowReceiver:
     receiver = FlowReceiver(ReceiverSettings(listen=[], default_sampling={"2001:db8::e": 10}))
     rows = [record(V6_FIELDS, v6_values("2001:db8::1", "2001:db8::2", dscp=34, octets=1000, packets=2))]
-    receiver.handle_datagram(ipfix_message([ipfix_template_set(256, V6_FIELDS), data_set(256, rows)]),
-                             "2001:db8::e", 4739)
+    receiver.handle_datagram(
+        ipfix_message([ipfix_template_set(256, V6_FIELDS), data_set(256, rows)]), "2001:db8::e", 4739
+    )
     receiver.handle_datagram(b"\x00\x0a", "2001:db8::e", 4739)
     return receiver
 
@@ -53,10 +54,13 @@ def test_without_a_sub_command_it_prints_its_help(capsys):
     assert "collect" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--listen", "localhost:4739"], "xnetmon flows: --listen: "),
-    (["--listen", "[::1]:0", "--metrics-listen", "nowhere"], "xnetmon flows: --metrics-listen: "),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--listen", "localhost:4739"], "xnetmon flows: --listen: "),
+        (["--listen", "[::1]:0", "--metrics-listen", "nowhere"], "xnetmon flows: --metrics-listen: "),
+    ],
+)
 def test_addresses_that_are_not_addresses_are_usage_errors(capsys, argv, message):
     assert main(["flows", "collect", *argv, "--duration", "0"]) == 2
     assert capsys.readouterr().err.startswith(message)

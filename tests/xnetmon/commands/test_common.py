@@ -28,7 +28,12 @@ def marking(*argv: str) -> tuple[str, int]:
 
 def test_number_types_take_their_range_and_refuse_the_rest():
     assert (dscp("0x22"), dscp("63"), port_number("0"), port_number("65535"), positive_float("0.5")) == (
-        34, 63, 0, 65535, 0.5)
+        34,
+        63,
+        0,
+        65535,
+        0.5,
+    )
     for parse, bad in ((dscp, "64"), (port_number, "65536"), (positive_float, "0"), (positive_float, "-1")):
         with pytest.raises(argparse.ArgumentTypeError):
             parse(bad)
@@ -41,11 +46,14 @@ def test_a_slice_gives_its_name_and_dscp_and_a_bare_dscp_no_slice():
     assert marking("--flow-label", "0xFFFFF") == ("-", 0)
 
 
-@pytest.mark.parametrize("argv, error", [
-    (["--slice", "vidoe"], "unknown slice 'vidoe' (known slices: video, egov, data, best-effort)"),
-    (["--flow-label", "0"], "flow label 0 is not in 1..0xFFFFF"),
-    (["--flow-label", "0x100000"], "flow label 1048576 is not in 1..0xFFFFF"),
-])
+@pytest.mark.parametrize(
+    "argv, error",
+    [
+        (["--slice", "vidoe"], "unknown slice 'vidoe' (known slices: video, egov, data, best-effort)"),
+        (["--flow-label", "0"], "flow label 0 is not in 1..0xFFFFF"),
+        (["--flow-label", "0x100000"], "flow label 1048576 is not in 1..0xFFFFF"),
+    ],
+)
 def test_marking_mistakes_are_usage_errors(argv, error):
     with pytest.raises(UsageError) as caught:
         marking(*argv)
@@ -62,7 +70,7 @@ def test_targets_resolve_to_addresses_preferring_ipv6():
     assert resolve_target("127.0.0.1") == "127.0.0.1"
     with pytest.raises(UsageError, match="has no IPv6 address"):
         resolve_target("127.0.0.1", ipv6_only=True)
-    with pytest.raises(UsageError, match="cannot resolve 'no-such-host.invalid'"):
+    with pytest.raises(UsageError, match=r"cannot resolve 'no-such-host\.invalid'"):
         resolve_target("no-such-host.invalid")
 
 
@@ -72,7 +80,7 @@ def test_a_key_file_loses_its_trailing_newline_and_must_hold_something(tmp_path)
     assert read_key_file(str(tmp_path / "key")) == b"s3cret"
     with pytest.raises(UsageError, match="is empty"):
         read_key_file(str(tmp_path / "empty"))
-    with pytest.raises(UsageError, match="cannot read key file .*: No such file or directory"):
+    with pytest.raises(UsageError, match=r"cannot read key file .*: No such file or directory"):
         read_key_file(str(tmp_path / "missing"))
 
 

@@ -13,8 +13,16 @@ ARGS = argparse.Namespace(json=False, size=56)
 
 
 def reply(seq: int, rtt_ns: int | None, **extra) -> ProbeResult:
-    return ProbeResult("core", "video", seq, 0, rtt_ns, LossDirection.NONE if rtt_ns else LossDirection.UNKNOWN,
-                       reply_hop_limit=61, **extra)
+    return ProbeResult(
+        "core",
+        "video",
+        seq,
+        0,
+        rtt_ns,
+        LossDirection.NONE if rtt_ns else LossDirection.UNKNOWN,
+        reply_hop_limit=61,
+        **extra,
+    )
 
 
 def test_mdev_is_the_standard_deviation_of_the_round_trips_without_duplicates():

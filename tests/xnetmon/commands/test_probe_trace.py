@@ -32,8 +32,18 @@ def test_the_fingerprint_line_counts_hops_and_says_whether_the_target_answered()
 
 
 def test_a_report_row_shows_loss_and_times_in_ms_and_a_silent_hop_as_question_marks():
-    row = HopReport(2, R1, (), sent=10, received=9, last_ns=1_500_000, avg_ns=1_250_000, best_ns=1_000_000,
-                    worst_ns=2_000_000, stdev_ns=300_000)
+    row = HopReport(
+        2,
+        R1,
+        (),
+        sent=10,
+        received=9,
+        last_ns=1_500_000,
+        avg_ns=1_250_000,
+        best_ns=1_000_000,
+        worst_ns=2_000_000,
+        stdev_ns=300_000,
+    )
     assert _report_line(row, 24) == f"  2.|-- {R1:<24}  10.0%    10    1.5   1.2   1.0   2.0   0.3"
     silent = HopReport(3, None, (), 10, 0, None, None, None, None, None)
     assert _report_line(silent, 3) == "  3.|-- ??? 100.0%    10    0.0   0.0   0.0   0.0   0.0"
@@ -50,8 +60,10 @@ def test_a_report_is_reached_only_when_its_last_hop_answered_as_the_target():
 
 
 def test_refusals_get_traceroutes_flags():
-    assert [_flag(HopProbe(1, 0, 0, HopAnswer.UNREACHABLE, R1, detail=d)) for d in
-            ("no route to destination", "administratively prohibited", "something new")] == ["!N", "!X", "!?"]
+    assert [
+        _flag(HopProbe(1, 0, 0, HopAnswer.UNREACHABLE, R1, detail=d))
+        for d in ("no route to destination", "administratively prohibited", "something new")
+    ] == ["!N", "!X", "!?"]
     assert _flag(HopProbe(1, 0, 0, HopAnswer.TIME_EXCEEDED, R1)) is None
 
 
@@ -60,7 +72,11 @@ def test_multipath_lists_each_hops_next_hops_and_the_distinct_paths(capsys):
     _print_multipath(argparse.Namespace(target="core"), SETTINGS, T, flows)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"traceroute to core ({T}), 8 hops max, udp, 3 flows (multipath), slice video (DSCP 34)"
-    assert lines[1:5] == [f" 1  {R1}  (3 of 3 flows)", f" 2  {R2}  (2 of 3 flows)", f"    {R3}  (1 of 3 flows)",
-                          f" 3  {T}  (3 of 3 flows)"]
+    assert lines[1:5] == [
+        f" 1  {R1}  (3 of 3 flows)",
+        f" 2  {R2}  (2 of 3 flows)",
+        f"    {R3}  (1 of 3 flows)",
+        f" 3  {T}  (3 of 3 flows)",
+    ]
     assert lines[5] == "2 distinct path(s) over 3 flows:"
     assert lines[6].endswith(f"{R1} > {R2} > {T}  (flow labels 0x00001, 0x00003)")

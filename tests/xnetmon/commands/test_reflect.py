@@ -28,13 +28,32 @@ def test_the_summary_counts_every_fate_and_names_malformed_kinds():
 def test_the_banner_names_the_mode_and_every_address_and_the_summary_follows_the_stop(tmp_path):
     key = tmp_path / "key"
     key.write_text("s3cret\n")
-    proc = subprocess.Popen([*XNETMON, "reflect", "--bind", "::1", "--bind", "127.0.0.1", "--port", "0",
-                             "--stateful", "--auth-key-file", str(key)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    proc = subprocess.Popen(
+        [
+            *XNETMON,
+            "reflect",
+            "--bind",
+            "::1",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--stateful",
+            "--auth-key-file",
+            str(key),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     try:
         banner = proc.stdout.readline()
-        found = re.fullmatch(r"STAMP reflector \(stateful, authenticated\) listening on \[::1\]:(\d+), "
-                             r"\[127\.0\.0\.1\]:\d+\n", banner)
+        found = re.fullmatch(
+            r"STAMP reflector \(stateful, authenticated\) listening on \[::1\]:(\d+), "
+            r"\[127\.0\.0\.1\]:\d+\n",
+            banner,
+        )
         assert found, banner
         assert reflector_answers(int(found.group(1)), key=b"s3cret")
     finally:
@@ -58,9 +77,11 @@ def test_a_sigterm_as_the_banner_goes_out_still_ends_with_the_summary(monkeypatc
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert status == 0
-    assert re.fullmatch(r"STAMP reflector \(stateless\) listening on \[::1\]:\d+\n"
-                        r"0 received, 0 reflected, 0 malformed, refused: 0 not allowed, 0 over rate\n",
-                        capsys.readouterr().out)
+    assert re.fullmatch(
+        r"STAMP reflector \(stateless\) listening on \[::1\]:\d+\n"
+        r"0 received, 0 reflected, 0 malformed, refused: 0 not allowed, 0 over rate\n",
+        capsys.readouterr().out,
+    )
 
 
 def test_what_keeps_it_from_starting_is_one_line(tmp_path):

@@ -34,8 +34,9 @@ def test_without_a_terminal_the_table_is_printed_every_report_period_until_the_d
     store.ingest(batch(window(T0)), settled(T0))
     with ApiServer(create_app(store, token=None, clock=lambda: settled(T0)), ("::1", 0)) as server:
         shown, out = console()
-        run_command._watch(SimpleNamespace(api_url=server.url),
-                           argparse.Namespace(duration=0.5, report_every=0.2), shown)
+        run_command._watch(
+            SimpleNamespace(api_url=server.url), argparse.Namespace(duration=0.5, report_every=0.2), shown
+        )
     tables = out.getvalue().count("┃ slice")
     assert 1 <= tables <= 2  # after 0.2 s, and after 0.4 s unless fetching the first took long; never a third
     assert "video" in out.getvalue() and "best-effort" in out.getvalue()
@@ -62,8 +63,9 @@ def test_a_port_another_monitor_holds_is_a_usage_error_not_a_traceback():
         with contextlib.suppress(OSError):  # already held by another monitor: the same case
             holder.bind(("::1", API_PORT))
             holder.listen()
-        done = subprocess.run([*XNETMON, "run", "--loopback", "--duration", "30"], capture_output=True,
-                              text=True, timeout=120, cwd=REPO)
+        done = subprocess.run(
+            [*XNETMON, "run", "--loopback", "--duration", "30"], capture_output=True, text=True, timeout=120, cwd=REPO
+        )
     finally:
         holder.close()
     assert done.returncode == 2, done.stderr

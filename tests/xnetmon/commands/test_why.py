@@ -5,20 +5,32 @@ from __future__ import annotations
 
 from xnetmon.commands.why import EVIDENCE_SHOWN, explain
 
-HINT = {"kind": "congestion", "suspects": ["prov1>core"], "slices": ["video"], "confidence": 0.7,
-        "first_seen_ns": None, "evidence": [f"sentence {n}" for n in range(5)]}
+HINT = {
+    "kind": "congestion",
+    "suspects": ["prov1>core"],
+    "slices": ["video"],
+    "confidence": 0.7,
+    "first_seen_ns": None,
+    "evidence": [f"sentence {n}" for n in range(5)],
+}
 
 
 def detail(status: str, objectives=(), hints=()) -> dict:
-    return {"name": "video", "verdict": {"status": status, "since_ns": None, "objectives": list(objectives)},
-            "hints": list(hints)}
+    return {
+        "name": "video",
+        "verdict": {"status": status, "since_ns": None, "objectives": list(objectives)},
+        "hints": list(hints),
+    }
 
 
 def test_a_slice_without_policy_or_data_says_so():
-    assert explain(detail("no-policy")).splitlines()[0] == "video: no SLA policy names this slice, so it has no verdict."
+    assert (
+        explain(detail("no-policy")).splitlines()[0] == "video: no SLA policy names this slice, so it has no verdict."
+    )
     assert explain(detail("no-data")).splitlines() == [
         "video: no data yet (no probes judged in its recent intervals).",
-        "No root-cause hint: nothing in the network is suspected."]
+        "No root-cause hint: nothing in the network is suspected.",
+    ]
 
 
 def test_missed_objectives_read_with_their_units_and_direction():
@@ -29,8 +41,10 @@ def test_missed_objectives_read_with_their_units_and_direction():
         {"name": "one-way-delay-percentile", "percentile": 95.0, "observed": 0.001, "bound": 0.1, "met": True},
     ]
     first = explain(detail("breached", missed)).splitlines()[0]
-    assert first == ("video: breached since - (two-way-delay-percentile p99 over 1 s > 150 ms; "
-                     "availability 98.00% < 99.90%; two-way-packet-loss - > 0.10%).")
+    assert first == (
+        "video: breached since - (two-way-delay-percentile p99 over 1 s > 150 ms; "
+        "availability 98.00% < 99.90%; two-way-packet-loss - > 0.10%)."
+    )
 
 
 def test_a_degraded_slice_without_hints_points_at_the_status_command():
@@ -43,5 +57,5 @@ def test_the_first_hint_comes_with_some_evidence_and_the_others_follow():
     second = {**HINT, "kind": "link-down", "suspects": ["a>b"], "confidence": 0.4, "evidence": ["other"]}
     lines = explain(detail("breached", hints=[HINT, second])).splitlines()
     assert lines[1].startswith("Most likely: congestion on link prov1>core (confidence 0.70)")
-    assert lines[2:2 + EVIDENCE_SHOWN] == [f"Evidence: sentence {n}" for n in range(EVIDENCE_SHOWN)]
+    assert lines[2 : 2 + EVIDENCE_SHOWN] == [f"Evidence: sentence {n}" for n in range(EVIDENCE_SHOWN)]
     assert lines[-1].startswith("Also: link a>b down (confidence 0.40)") and len(lines) == 3 + EVIDENCE_SHOWN

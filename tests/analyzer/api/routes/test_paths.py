@@ -23,12 +23,15 @@ def test_paths_filter_and_carry_verdict_window_and_fingerprint():
     assert len(api.get("/paths", params={"src": "cnty1a", "limit": 1}).json()["paths"]) == 1
 
 
-@pytest.mark.parametrize("params, reason", [
-    ({"slice": "vidoe"}, "slice: no path has slice 'vidoe' (known: best-effort, data, egov, video)"),
-    ({"src": "nowhere"}, "src: no path has src 'nowhere' (known: cnty1a)"),
-    ({"dst": "mars"}, "dst: no path has dst 'mars' (known: core, edge)"),
-    ({"limit": 0}, "limit: Input should be greater than or equal to 1"),
-])
+@pytest.mark.parametrize(
+    "params, reason",
+    [
+        ({"slice": "vidoe"}, "slice: no path has slice 'vidoe' (known: best-effort, data, egov, video)"),
+        ({"src": "nowhere"}, "src: no path has src 'nowhere' (known: cnty1a)"),
+        ({"dst": "mars"}, "dst: no path has dst 'mars' (known: core, edge)"),
+        ({"limit": 0}, "limit: Input should be greater than or equal to 1"),
+    ],
+)
 def test_unknown_path_filters_are_400_with_the_known_values(params, reason):
     api = Api()
     lossy_video(api, intervals=1)

@@ -42,13 +42,16 @@ def test_probe_needs_the_token():
     assert api.post("/probe", json=PROBE).status_code == 401
 
 
-@pytest.mark.parametrize("change, reason", [
-    ({"target": "core.example"}, "target: Value error, 'core.example' is not an IP address"),
-    ({"kind": "udp"}, "kind: Input should be 'stamp' or 'icmp'"),
-    ({"count": 0}, "count: Input should be greater than or equal to 1"),
-    ({"slice": "vidoe"}, "slice: unknown slice 'vidoe' (slices are: best-effort, data, egov, video)"),
-    ({"extra": 1}, "extra: Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ({"target": "core.example"}, "target: Value error, 'core.example' is not an IP address"),
+        ({"kind": "udp"}, "kind: Input should be 'stamp' or 'icmp'"),
+        ({"count": 0}, "count: Input should be greater than or equal to 1"),
+        ({"slice": "vidoe"}, "slice: unknown slice 'vidoe' (slices are: best-effort, data, egov, video)"),
+        ({"extra": 1}, "extra: Extra inputs are not permitted"),
+    ],
+)
 def test_bad_probe_requests_are_400_naming_the_field(change, reason):
     api = Api(prober=lambda request: {})
     response = api.post("/probe", json={**PROBE, **change}, headers=AUTH)

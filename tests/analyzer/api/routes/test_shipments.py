@@ -17,8 +17,15 @@ def test_a_shipment_is_taken_and_counted_and_a_resend_is_not():
     shipment = batch(window(T0), window(T0, target="edge"))
     first = api.ship(shipment)
     assert first.status_code == 200
-    assert first.json() == {"accepted": 2, "duplicates": 0, "stale": 0, "late": 0, "future": 0, "observations": 0,
-                            "health": False}
+    assert first.json() == {
+        "accepted": 2,
+        "duplicates": 0,
+        "stale": 0,
+        "late": 0,
+        "future": 0,
+        "observations": 0,
+        "health": False,
+    }
     assert api.ship(shipment).json()["duplicates"] == 2
 
 
@@ -32,18 +39,21 @@ def test_writes_need_the_bearer_token():
     assert api.store.stats()["windows_ingested"] == 0 and api.store.stats()["batches_rejected"] == 2
 
 
-@pytest.mark.parametrize("mutate, field", [
-    (lambda b: b.pop("site"), "site"),
-    (lambda b: b["windows"][1].pop("sent"), "windows[1].sent"),
-    (lambda b: b["windows"][0].update(sent="ten"), "windows[0].sent"),
-    (lambda b: b["windows"][0].update(received=-1), "windows[0].received"),
-    (lambda b: b["windows"][0].update(rtt_buckets=[1, 2]), "windows[0].rtt_buckets"),
-    (lambda b: b["windows"][0]["key"].pop("slice"), "windows[0].key.slice"),
-    (lambda b: b["windows"][0].update(end_ns=0), "windows[0].end_ns"),
-    (lambda b: b.update(windows={}), "windows"),
-    (lambda b: b.update(health={"site": "x"}), "health.observed_ns"),
-    (lambda b: b.update(observations=[{"source": 1}]), "observations[0].target"),
-])
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda b: b.pop("site"), "site"),
+        (lambda b: b["windows"][1].pop("sent"), "windows[1].sent"),
+        (lambda b: b["windows"][0].update(sent="ten"), "windows[0].sent"),
+        (lambda b: b["windows"][0].update(received=-1), "windows[0].received"),
+        (lambda b: b["windows"][0].update(rtt_buckets=[1, 2]), "windows[0].rtt_buckets"),
+        (lambda b: b["windows"][0]["key"].pop("slice"), "windows[0].key.slice"),
+        (lambda b: b["windows"][0].update(end_ns=0), "windows[0].end_ns"),
+        (lambda b: b.update(windows={}), "windows"),
+        (lambda b: b.update(health={"site": "x"}), "health.observed_ns"),
+        (lambda b: b.update(observations=[{"source": 1}]), "observations[0].target"),
+    ],
+)
 def test_a_malformed_shipment_is_refused_naming_the_field(mutate, field):
     api = Api()
     body = json.loads(encode_body(batch(window(T0), window(T0, target="edge"))))

@@ -52,13 +52,20 @@ def test_an_unknown_slice_is_404_with_the_known_names():
 
 def test_slices_carry_the_hints_that_affect_them_most_confident_first():
     tracker = HintTracker()
-    tracker.update([Diagnosis("link-loss", ("prov2>city2a",), ("egov", "video"), 0.9, ("4 of 6 paths lost 40%",)),
-                    Diagnosis("latency-shift", ("core>prov1",), ("video",), 0.6)], T0 * 10**10)
+    tracker.update(
+        [
+            Diagnosis("link-loss", ("prov2>city2a",), ("egov", "video"), 0.9, ("4 of 6 paths lost 40%",)),
+            Diagnosis("latency-shift", ("core>prov1",), ("video",), 0.6),
+        ],
+        T0 * 10**10,
+    )
     api = Api(hints=tracker.hints)
     lossy_video(api, intervals=2)
     summaries = {s["name"]: s for s in api.get("/slices").json()}
     assert [(h["kind"], h["suspects"]) for h in summaries["video"]["hints"]] == [
-        ("link-loss", ["prov2>city2a"]), ("latency-shift", ["core>prov1"])]
+        ("link-loss", ["prov2>city2a"]),
+        ("latency-shift", ["core>prov1"]),
+    ]
     assert [h["kind"] for h in summaries["egov"]["hints"]] == ["link-loss"]
     assert summaries["data"]["hints"] == []
     detail = api.get("/slices/video").json()

@@ -26,14 +26,38 @@ def window(key: PathKey = KEY, seq: int = 1, **fields) -> PathWindow:
     """A 10 s window ending at T0 + seq * 10 s: 10 sent, 8 back, 1 lost forward, 1 unknown."""
     start = T0 + (seq - 1) * 10 * S
     values = dict(
-        key=key, target_address="fd00:1::2", seq=seq, start_ns=start, end_ns=start + 10 * S,
-        sent=10, received=8, lost_forward=1, lost_reverse=0, lost_unknown=1, duplicates=1, reordered=2,
+        key=key,
+        target_address="fd00:1::2",
+        seq=seq,
+        start_ns=start,
+        end_ns=start + 10 * S,
+        sent=10,
+        received=8,
+        lost_forward=1,
+        lost_reverse=0,
+        lost_unknown=1,
+        duplicates=1,
+        reordered=2,
         # 8 replies: 2 under 0.5 ms, 3 in (1 ms, 2 ms], 2 in (10 ms, 20 ms], 1 above 1 s
-        rtt_buckets=(2, 0, 3, 0, 0, 2, 0, 0, 0, 0, 0, 0, 1), rtt_sum_ns=1_031_250_000,
-        rtt_min_ns=400_000, rtt_p50_ns=1_500_000, rtt_p90_ns=15_000_000, rtt_p99_ns=1_200_000_000,
-        rtt_max_ns=1_200_000_000, ipdv_mean_abs_ns=250_000, pdv_p99_ns=3_000_000,
-        forward_owd_p50_ns=None, reverse_owd_p50_ns=None, forward_owd_p99_ns=None, reverse_owd_p99_ns=None, clock_error_ns=None, dscp_remarked=0,
-        reflector_hop_limit=253, reply_hop_limit=253, path_fingerprint="0123456789abcdef", icmp_errors=0,
+        rtt_buckets=(2, 0, 3, 0, 0, 2, 0, 0, 0, 0, 0, 0, 1),
+        rtt_sum_ns=1_031_250_000,
+        rtt_min_ns=400_000,
+        rtt_p50_ns=1_500_000,
+        rtt_p90_ns=15_000_000,
+        rtt_p99_ns=1_200_000_000,
+        rtt_max_ns=1_200_000_000,
+        ipdv_mean_abs_ns=250_000,
+        pdv_p99_ns=3_000_000,
+        forward_owd_p50_ns=None,
+        reverse_owd_p50_ns=None,
+        forward_owd_p99_ns=None,
+        reverse_owd_p99_ns=None,
+        clock_error_ns=None,
+        dscp_remarked=0,
+        reflector_hop_limit=253,
+        reply_hop_limit=253,
+        path_fingerprint="0123456789abcdef",
+        icmp_errors=0,
     )
     values.update(fields)
     return PathWindow(**values)
@@ -41,9 +65,18 @@ def window(key: PathKey = KEY, seq: int = 1, **fields) -> PathWindow:
 
 def health(site: str = "bj-core", **fields) -> CollectorHealth:
     values = dict(
-        site=site, observed_ns=T0, scheduling_lag_p99_ns=250_000, scheduling_lag_max_ns=4_000_000,
-        probes_sent_total=1200, send_errors_total=3, receive_errors_total=1, socket_drops_total=7,
-        cpu_seconds_total=12.5, sessions=40, windows_dropped_total=2, spool_depth=5,
+        site=site,
+        observed_ns=T0,
+        scheduling_lag_p99_ns=250_000,
+        scheduling_lag_max_ns=4_000_000,
+        probes_sent_total=1200,
+        send_errors_total=3,
+        receive_errors_total=1,
+        socket_drops_total=7,
+        cpu_seconds_total=12.5,
+        sessions=40,
+        windows_dropped_total=2,
+        spool_depth=5,
     )
     values.update(fields)
     return CollectorHealth(**values)
@@ -69,8 +102,14 @@ def samples(state: MetricsState):
 def test_windows_fold_into_counters():
     state = MetricsState()
     state.apply([window(seq=1)], now_ns=T0 + 10 * S)
-    state.apply([window(seq=2, sent=20, received=17, lost_forward=0, lost_reverse=3, lost_unknown=0,
-                        duplicates=0, reordered=1)], now_ns=T0 + 20 * S)
+    state.apply(
+        [
+            window(
+                seq=2, sent=20, received=17, lost_forward=0, lost_reverse=3, lost_unknown=0, duplicates=0, reordered=1
+            )
+        ],
+        now_ns=T0 + 20 * S,
+    )
     p = path_labels()
     assert value(state, "xnet_probe_sent_total", **p) == 30
     assert value(state, "xnet_probe_received_total", **p) == 25
@@ -92,8 +131,11 @@ def test_rtt_histogram_is_cumulative_on_the_contract_bounds():
     state = MetricsState()
     state.apply([window(seq=1), window(seq=2)], now_ns=T0 + 20 * S)
     p = path_labels()
-    buckets = [(s.labels["le"], s.value) for s in samples(state)
-               if s.name == "xnet_rtt_seconds_bucket" and s.labels["dst"] == KEY.target]
+    buckets = [
+        (s.labels["le"], s.value)
+        for s in samples(state)
+        if s.name == "xnet_rtt_seconds_bucket" and s.labels["dst"] == KEY.target
+    ]
     assert [float(le) for le, _ in buckets] == [*RTT_BUCKETS_S, float("inf")]
     # per window (2, 0, 3, 0, 0, 2, 0 ... 0, 1), two windows, cumulated over the bounds
     assert [v for _, v in buckets] == [4, 4, 10, 10, 10, 14, 14, 14, 14, 14, 14, 14, 16]
@@ -197,8 +239,14 @@ def test_every_metric_is_documented_and_named_by_the_conventions():
     state.set_reflector(ReflectorCounters())
     families = list(AgentCollector(state).collect())
     names = {f.name for f in families}
-    assert {"xnet_build_info", "xnet_probe_sent", "xnet_rtt_seconds", "xnet_path_info",
-            "xnet_collector_last_window_timestamp_seconds", "xnet_reflector_packets"} <= names
+    assert {
+        "xnet_build_info",
+        "xnet_probe_sent",
+        "xnet_rtt_seconds",
+        "xnet_path_info",
+        "xnet_collector_last_window_timestamp_seconds",
+        "xnet_reflector_packets",
+    } <= names
     for family in families:
         assert family.name.startswith("xnet_") and len(family.documentation) > 20, family.name
     text = generate_latest(registry_of(state)).decode()

@@ -17,8 +17,12 @@ KEY = window(T0).key
 
 def test_totals_add_counts_and_keep_the_latest_gauges():
     first = window(T0, sent=10, lost=2, rtt_bucket=3)
-    second = dataclasses.replace(window(T0 + 1, sent=20, lost=0, rtt_bucket=5), path_fingerprint=None,
-                                 target_address="fd00::9", ipdv_mean_abs_ns=None)
+    second = dataclasses.replace(
+        window(T0 + 1, sent=20, lost=0, rtt_bucket=5),
+        path_fingerprint=None,
+        target_address="fd00::9",
+        ipdv_mean_abs_ns=None,
+    )
     totals = PathTotals.first(first).plus(second)
     assert (totals.sent, totals.received, totals.lost_forward) == (30, 28, 2)
     assert totals.rtt_buckets[3] == 8 and totals.rtt_buckets[5] == 20
@@ -70,8 +74,7 @@ def test_reflector_counters_are_a_sorted_copy():
     stats.malformed["bad-hmac"] += 1
     counters = ReflectorCounters.of(stats)
     stats.malformed["zzz"] += 1
-    assert counters == ReflectorCounters(reflected=4, refused_not_allowed=1,
-                                         malformed=(("bad-hmac", 1), ("short", 2)))
+    assert counters == ReflectorCounters(reflected=4, refused_not_allowed=1, malformed=(("bad-hmac", 1), ("short", 2)))
 
 
 def test_a_published_snapshot_never_changes():
