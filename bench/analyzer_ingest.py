@@ -40,6 +40,7 @@ import _common as c
 from analyzer.sla.verdicts import SlaTracker, default_policies
 from analyzer.store.memory import WindowStore
 from collector.contract.codec import ShipmentParser, encode_body
+from collector.contract.examples import example_window
 from collector.contract.records import RTT_BUCKETS_NS, PathKey, PathWindow
 from collector.contract.shipment import ShipmentBatch
 
@@ -50,43 +51,26 @@ TARGET = 50_000
 
 
 def make_window(key: PathKey, seq: int, rng: random.Random) -> PathWindow:
+    """Ten probes, now and then one lost, from agents whose clocks are synchronised (one-way delays)."""
     sent = 10
     lost = 1 if rng.random() < 0.05 else 0
     buckets = [0] * (len(RTT_BUCKETS_NS) + 1)
     for _ in range(sent - lost):
         buckets[rng.choice((2, 3, 3, 4))] += 1
-    return PathWindow(
-        key=key,
+    return example_window(
+        key,
+        seq,
+        interval_ns=INTERVAL_NS,
         target_address=f"fd00::{rng.randrange(1, 0xFFFF):x}",
-        seq=seq,
-        start_ns=seq * INTERVAL_NS,
-        end_ns=(seq + 1) * INTERVAL_NS,
         sent=sent,
         received=sent - lost,
         lost_forward=lost,
-        lost_reverse=0,
-        lost_unknown=0,
-        duplicates=0,
-        reordered=0,
         rtt_buckets=tuple(buckets),
-        rtt_sum_ns=40_000_000,
-        rtt_min_ns=2_100_000,
-        rtt_p50_ns=3_900_000,
-        rtt_p90_ns=4_700_000,
-        rtt_p99_ns=4_950_000,
-        rtt_max_ns=4_990_000,
-        ipdv_mean_abs_ns=120_000,
-        pdv_p99_ns=2_800_000,
         forward_owd_p50_ns=1_900_000,
         reverse_owd_p50_ns=2_000_000,
         forward_owd_p99_ns=2_400_000,
         reverse_owd_p99_ns=2_500_000,
         clock_error_ns=40_000,
-        dscp_remarked=0,
-        reflector_hop_limit=250,
-        reply_hop_limit=250,
-        path_fingerprint="0123456789abcdef",
-        icmp_errors=0,
     )
 
 

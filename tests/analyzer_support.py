@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from analyzer.store.memory import WindowStore
+from collector.contract.examples import example_health, example_window
 from collector.contract.records import RTT_BUCKETS_NS, CollectorHealth, FlowId, PathKey, PathObservation, PathWindow
 from collector.contract.shipment import ShipmentBatch
 
@@ -25,39 +26,25 @@ def window(
     received = sent - lost
     buckets = [0] * (len(RTT_BUCKETS_NS) + 1)
     buckets[rtt_bucket] = received
-    answered = received > 0
-    return PathWindow(
-        key=PathKey(source, target, slice_, kind),
-        target_address="fd00::1",
-        seq=seq,
-        start_ns=seq * W,
-        end_ns=(seq + 1) * W,
+    delays = {
+        "rtt_min_ns": 3_000_000,
+        "rtt_p50_ns": 4_000_000,
+        "rtt_p90_ns": 4_500_000,
+        "rtt_p99_ns": p99_ns,
+        "rtt_max_ns": p99_ns,
+        "ipdv_mean_abs_ns": 100_000,
+        "pdv_p99_ns": 1_900_000,
+    }
+    return example_window(
+        PathKey(source, target, slice_, kind),
+        seq,
+        interval_ns=W,
         sent=sent,
         received=received,
         lost_forward=lost,
-        lost_reverse=0,
-        lost_unknown=0,
-        duplicates=0,
-        reordered=0,
         rtt_buckets=tuple(buckets),
         rtt_sum_ns=4_000_000 * received,
-        rtt_min_ns=3_000_000 if answered else None,
-        rtt_p50_ns=4_000_000 if answered else None,
-        rtt_p90_ns=4_500_000 if answered else None,
-        rtt_p99_ns=p99_ns if answered else None,
-        rtt_max_ns=p99_ns if answered else None,
-        ipdv_mean_abs_ns=100_000 if answered else None,
-        pdv_p99_ns=1_900_000 if answered else None,
-        forward_owd_p50_ns=None,
-        reverse_owd_p50_ns=None,
-        forward_owd_p99_ns=None,
-        reverse_owd_p99_ns=None,
-        clock_error_ns=None,
-        dscp_remarked=0,
-        reflector_hop_limit=252,
-        reply_hop_limit=252,
-        path_fingerprint="0123456789abcdef",
-        icmp_errors=0,
+        **(delays if received else dict.fromkeys(delays)),  # no reply, no delays
     )
 
 
@@ -76,7 +63,7 @@ def observation(
 
 
 def health(site: str = "cnty1a", observed_ns: int = T0 * W, spool_depth: int = 0) -> CollectorHealth:
-    return CollectorHealth(site, observed_ns, 200_000, 900_000, 1000, 0, 0, 0, 1.5, 12, 0, spool_depth)
+    return example_health(site, observed_ns=observed_ns, spool_depth=spool_depth)
 
 
 def settled(seq: int) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 from collections.abc import Mapping, Sequence
 from types import NoneType, UnionType
 from typing import Any, Literal, get_args, get_origin, get_type_hints
@@ -20,6 +21,8 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from analyzer.rootcause.model import HINT_KINDS
+from collector.contract.codec import encode_body
+from collector.contract.examples import EXAMPLE_KEY, example_health, example_window
 from collector.contract.records import PathKey, PathWindow
 from collector.contract.shipment import ShipmentBatch
 
@@ -77,12 +80,17 @@ def contract_fields(
     return definitions
 
 
+# The OpenAPI example of a body: one window and the agent's health, as an agent ships them.
+_EXAMPLE_SHIPMENT = ShipmentBatch(
+    EXAMPLE_KEY.source, (example_window(),), health=example_health(), created_ns=example_health().observed_ns
+)
 ShipmentBody = create_model(
     "ShipmentBody",
     __doc__="The agent -> analyzer batch: `ShipmentBatch` (collector/contract/shipment.py) in the wire form of "
     "collector/contract/codec.py. Windows, observations and health are `PathWindow`, `PathObservation` "
     "and `CollectorHealth` of collector/contract/records.py, each an object of its fields by name; "
     "fields the analyzer does not know are ignored.",
+    __config__=ConfigDict(json_schema_extra={"examples": [json.loads(encode_body(_EXAMPLE_SHIPMENT))]}),
     **contract_fields(ShipmentBatch),
 )
 

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from collector.contract.examples import example_window
 from collector.contract.records import RTT_BUCKETS_S, PathKey, PathWindow
 from collector.outputs.prometheus.agent import serve_metrics
 from collector.outputs.prometheus.state import MetricsState
@@ -31,38 +32,19 @@ def buckets(**by_bound: int) -> tuple[int, ...]:
 def window(key: PathKey, seq: int, end_ns: int, *, lost_forward: int, lost_reverse: int) -> PathWindow:
     """100 probes; the replies land 90 in (10 ms, 20 ms] and the rest in (30 ms, 50 ms]."""
     received = 100 - lost_forward - lost_reverse
-    return PathWindow(
-        key=key,
-        target_address="fd00:1::2",
-        seq=seq,
+    return example_window(
+        key,
+        seq,
         start_ns=end_ns - WINDOW_NS,
         end_ns=end_ns,
+        target_address="fd00:1::2",
         sent=100,
         received=received,
         lost_forward=lost_forward,
         lost_reverse=lost_reverse,
         lost_unknown=0,
-        duplicates=0,
-        reordered=0,
         rtt_buckets=buckets(b0_02=90, b0_05=received - 90),
         rtt_sum_ns=90 * 15_000_000 + (received - 90) * 40_000_000,
-        rtt_min_ns=None,
-        rtt_p50_ns=None,
-        rtt_p90_ns=None,
-        rtt_p99_ns=None,
-        rtt_max_ns=None,
-        ipdv_mean_abs_ns=500_000,
-        pdv_p99_ns=30_000_000,
-        forward_owd_p50_ns=None,
-        reverse_owd_p50_ns=None,
-        forward_owd_p99_ns=None,
-        reverse_owd_p99_ns=None,
-        clock_error_ns=None,
-        dscp_remarked=0,
-        reflector_hop_limit=None,
-        reply_hop_limit=None,
-        path_fingerprint="0123456789abcdef",
-        icmp_errors=0,
     )
 
 

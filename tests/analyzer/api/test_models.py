@@ -12,6 +12,8 @@ from pydantic import ValidationError, create_model
 from analyzer.api import models as m
 from analyzer.api.models import Hint, ProbeRequest, ShipmentBody, Verdict
 from analyzer.rootcause.model import HINT_KINDS
+from collector.contract.codec import ShipmentParser
+from collector.contract.examples import example_health, example_window
 from collector.contract.records import PathKey, PathWindow
 from collector.contract.shipment import ShipmentBatch
 
@@ -66,6 +68,12 @@ def test_the_shipment_body_has_the_batch_fields():
     assert schema["required"] == ["site", "windows"]
     assert schema["properties"]["windows"]["items"]["type"] == "object"
     assert schema["properties"]["health"]["anyOf"][1] == {"type": "null"}
+
+
+def test_the_shipment_body_documents_an_example_the_analyzer_takes():
+    (example,) = m.ShipmentBody.model_json_schema()["examples"]
+    shipment = ShipmentParser().from_dict(example)
+    assert (shipment.windows, shipment.health) == ((example_window(),), example_health())
 
 
 def test_a_path_ref_is_a_path_key():

@@ -21,6 +21,7 @@ from analyzer.sla.verdicts import (
     duration_label,
     interval_compliance,
 )
+from collector.contract.examples import example_window
 from collector.contract.records import RTT_BUCKETS_S, PathKey, PathWindow
 
 S = 10**9  # one second in ns
@@ -384,39 +385,20 @@ def window(source: str, *, sent: int = 100, lost: int = 0, rtt_s: float = 0.01, 
     received = sent - lost
     buckets = [0] * (len(RTT_BUCKETS_S) + 1)
     buckets[bucket(rtt_s)] = received
-    rtt = round(rtt_s * S) if received else None
-    return PathWindow(
-        key=PathKey(source, "core", "video", "stamp"),
-        target_address="fd00::1",
-        seq=seq,
-        start_ns=seq * 10 * S,
-        end_ns=(seq + 1) * 10 * S,
+    variation = 1000 if received else None
+    return example_window(
+        PathKey(source, "core", "video", "stamp"),
+        seq,
+        interval_ns=10 * S,
         sent=sent,
         received=received,
         lost_forward=lost,
-        lost_reverse=0,
-        lost_unknown=0,
-        duplicates=0,
-        reordered=0,
         rtt_buckets=tuple(buckets),
-        rtt_sum_ns=(rtt or 0) * received,
-        rtt_min_ns=rtt,
-        rtt_p50_ns=rtt,
-        rtt_p90_ns=rtt,
-        rtt_p99_ns=rtt,
-        rtt_max_ns=rtt,
-        ipdv_mean_abs_ns=1000 if rtt else None,
-        pdv_p99_ns=1000 if rtt else None,
-        forward_owd_p50_ns=None,
-        reverse_owd_p50_ns=None,
+        ipdv_mean_abs_ns=variation,
+        pdv_p99_ns=variation,
         forward_owd_p99_ns=None,
         reverse_owd_p99_ns=None,
         clock_error_ns=None,
-        dscp_remarked=0,
-        reflector_hop_limit=None,
-        reply_hop_limit=None,
-        path_fingerprint=None,
-        icmp_errors=0,
     )
 
 

@@ -12,6 +12,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from collector.contract.examples import example_window
 from collector.contract.records import RTT_BUCKETS_S, CollectorHealth, PathKey, PathWindow
 from collector.outputs.prometheus.agent import SERIES_PER_PATH, AgentCollector, agent_registry, serve_metrics
 from collector.outputs.prometheus.state import MetricsState, ReflectorCounters
@@ -26,11 +27,9 @@ def window(key: PathKey = KEY, seq: int = 1, **fields) -> PathWindow:
     """A 10 s window ending at T0 + seq * 10 s: 10 sent, 8 back, 1 lost forward, 1 unknown."""
     start = T0 + (seq - 1) * 10 * S
     values = dict(
-        key=key,
-        target_address="fd00:1::2",
-        seq=seq,
         start_ns=start,
         end_ns=start + 10 * S,
+        target_address="fd00:1::2",
         sent=10,
         received=8,
         lost_forward=1,
@@ -41,26 +40,9 @@ def window(key: PathKey = KEY, seq: int = 1, **fields) -> PathWindow:
         # 8 replies: 2 under 0.5 ms, 3 in (1 ms, 2 ms], 2 in (10 ms, 20 ms], 1 above 1 s
         rtt_buckets=(2, 0, 3, 0, 0, 2, 0, 0, 0, 0, 0, 0, 1),
         rtt_sum_ns=1_031_250_000,
-        rtt_min_ns=400_000,
-        rtt_p50_ns=1_500_000,
-        rtt_p90_ns=15_000_000,
-        rtt_p99_ns=1_200_000_000,
-        rtt_max_ns=1_200_000_000,
-        ipdv_mean_abs_ns=250_000,
-        pdv_p99_ns=3_000_000,
-        forward_owd_p50_ns=None,
-        reverse_owd_p50_ns=None,
-        forward_owd_p99_ns=None,
-        reverse_owd_p99_ns=None,
-        clock_error_ns=None,
-        dscp_remarked=0,
-        reflector_hop_limit=253,
-        reply_hop_limit=253,
         path_fingerprint="0123456789abcdef",
-        icmp_errors=0,
     )
-    values.update(fields)
-    return PathWindow(**values)
+    return example_window(key, seq, **(values | fields))
 
 
 def health(site: str = "bj-core", **fields) -> CollectorHealth:
