@@ -16,7 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from collector.contract.codec import ShipmentParser
-from collector.contract.records import CollectorHealth, FlowId, PathObservation
+from collector.contract.examples import example_health
+from collector.contract.records import FlowId, PathObservation
 from collector.contract.shipment import ShipmentBatch
 from collector.outputs.sinks import Backoff, HttpSink, InProcessSink, Outcome, WindowSink, classify
 from tests.analyzer_support import W, window
@@ -33,7 +34,7 @@ def batch(*seqs: int, **extra) -> ShipmentBatch:
 OBSERVATION = PathObservation(
     "cnty1a", "core", "video", FlowId("udp", 0x12345, 33434, 862), ("fd00::1", None, "fd00::2"), True, 17 * W
 )
-HEALTH = CollectorHealth("cnty1a", 17 * W, 200_000, 900_000, 1000, 0, 0, 0, 1.5, 12, 0, 0)
+HEALTH = example_health(observed_ns=17 * W)
 
 
 # -- a real receiver --------------------------------------------------------------------------
