@@ -77,9 +77,10 @@ def test_one_flow_traces_the_path_and_stops_at_the_target():
 def test_silent_probes_become_stars_after_the_timeout():
     path = SimulatedPath(silent=lambda flow, seq, hop: hop == 2)
     session = TraceSession(settings(timeout_ns=50_000_000), path.flows.flows[0])
-    watch = Stopwatch()  # the machine's share excused
+    started, watch = time.monotonic(), Stopwatch()  # the machine's share excused from the upper bound
     asyncio.run(TraceRunner(path, [(0, session, 0)]).run())
-    assert 0.04 < watch.seconds() < 1.0
+    assert time.monotonic() - started > 0.04  # the timeout passed, which no load shortens
+    assert watch.seconds() < 1.0
     assert session.observation("s", 0).hops == (R1, None, TARGET)
 
 
