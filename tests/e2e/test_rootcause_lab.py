@@ -186,13 +186,14 @@ def wait_steady(deployment) -> None:
     """Until every agent ships, every slice reads ok and no hint is shown (agents report a
     scheduling lag as long as their start delay in their first windows)."""
     url = deployment.api_url
+    seen: dict = {}
 
     def steady() -> bool:
-        agents = httpx.get(f"{url}/healthz", timeout=5).json()["agents"]
-        statuses = {s["status"] for s in httpx.get(f"{url}/slices", timeout=5).json()}
-        return len(agents) == len(LAB_SITES) and statuses == {"ok"}
+        seen["agents"] = sorted(a["site"] for a in httpx.get(f"{url}/healthz", timeout=5).json()["agents"])
+        seen["slices"] = {s["name"]: s["status"] for s in httpx.get(f"{url}/slices", timeout=5).json()}
+        return len(seen["agents"]) == len(LAB_SITES) and set(seen["slices"].values()) == {"ok"}
 
-    wait_until(steady, interval=1, what="the deployment settling")
+    wait_until(steady, interval=1, what=lambda: f"the deployment settling (last seen: {seen})")
     wait_quiet(deployment)
 
 
