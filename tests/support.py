@@ -56,12 +56,13 @@ async def wait_until_async(
     return value
 
 
-def cpu_wait_ns() -> int:
-    """How long this process's threads have waited for a CPU so far (the run-queue delay of
-    /proc/self/task/*/schedstat). Between two readings: lateness a loaded machine caused,
-    which a test of timeliness excuses so that it holds the code, not the machine, to its bound."""
+def cpu_wait_ns(pid: int | str = "self") -> int:
+    """How long a process's threads (this one's by default) have waited for a CPU so far: the
+    run-queue delay of /proc/PID/task/*/schedstat, 0 once it is gone. Between two readings:
+    lateness a loaded machine caused, which a test of timeliness excuses so that it holds the
+    code, not the machine, to its bound."""
     total = 0
-    for stat in Path("/proc/self/task").glob("*/schedstat"):
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
         with contextlib.suppress(OSError):  # a thread that has just ended
             total += int(stat.read_text().split()[1])
     return total
@@ -144,8 +145,12 @@ class LineReader:
         """The first `count` lines that satisfy `predicate`, once there are that many."""
 
         def enough() -> list[str] | None:
+            ended = not self._thread.is_alive()  # read before the lines: none can follow
             found = self.matching(predicate)
-            return found[:count] if len(found) >= count else None
+            if len(found) >= count:
+                return found[:count]
+            assert not ended, f"the output ended before {count} matching line(s): {''.join(self.lines)[-2000:]!r}"
+            return None
 
         return wait_until(
             enough, timeout, what=lambda: f"{count} matching line(s); output so far: {''.join(self.lines)[-2000:]!r}"

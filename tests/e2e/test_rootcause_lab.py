@@ -35,6 +35,7 @@ Figures (time to hint, time to clear, inference time per interval) are printed; 
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import time
@@ -45,7 +46,7 @@ import pytest
 
 from lab.lab import LabError
 from lab.testing import heal_everything
-from tests.support import wait_until
+from tests.support import cpu_wait_ns, wait_until
 from xnetmon.allinone import LAB_INTERVAL_S, LAB_SITES, lab_deployment
 
 pytestmark = [pytest.mark.root, pytest.mark.lab]
@@ -198,13 +199,14 @@ def wait_steady(deployment) -> None:
     """Until every agent ships, every slice reads ok and no hint is shown (agents report a
     scheduling lag as long as their start delay in their first windows)."""
     url = deployment.api_url
+    seen: dict = {}
 
     def steady() -> bool:
-        agents = httpx.get(f"{url}/healthz", timeout=5).json()["agents"]
-        statuses = {s["status"] for s in httpx.get(f"{url}/slices", timeout=5).json()}
-        return len(agents) == len(LAB_SITES) and statuses == {"ok"}
+        seen["agents"] = sorted(a["site"] for a in httpx.get(f"{url}/healthz", timeout=5).json()["agents"])
+        seen["slices"] = {s["name"]: s["status"] for s in httpx.get(f"{url}/slices", timeout=5).json()}
+        return len(seen["agents"]) == len(LAB_SITES) and set(seen["slices"].values()) == {"ok"}
 
-    wait_until(steady, interval=1, what="the deployment settling")
+    wait_until(steady, interval=1, what=lambda: f"the deployment settling (last seen: {seen})")
     wait_quiet(deployment)
 
 
@@ -217,6 +219,21 @@ def inferred_through_ns(deployment) -> int:
 
 def intervals_since(deployment, through_ns: int) -> float:
     return (inferred_through_ns(deployment) - through_ns) / (LAB_INTERVAL_S * 1e9)
+
+
+class DeploymentWait:
+    """The time the deployment waited for a CPU since this was made, in whole intervals: the
+    slowest of its agents and reflectors (they work side by side) and then the analyzer (in
+    this process). A loaded machine delays the evidence by that much, not the engine."""
+
+    def __init__(self, lab, deployment) -> None:
+        pids = [pid for site in deployment.sites for pid, _argv, _cwd in lab.processes_matching(site, "xnetmon")]
+        self._started = {pid: cpu_wait_ns(pid) for pid in pids}
+        self._own = cpu_wait_ns()
+
+    def intervals(self) -> int:
+        sites_ns = max((max(0, cpu_wait_ns(pid) - ns) for pid, ns in self._started.items()), default=0)
+        return math.ceil((sites_ns + cpu_wait_ns() - self._own) / (LAB_INTERVAL_S * 1e9))
 
 
 def recent_diagnoses(deployment, epochs: int = 6) -> str:
@@ -282,6 +299,7 @@ def test_each_fault_gets_the_right_hint_within_3_intervals_blames_nothing_health
     rng = random.Random(f"{SEED}-{kind}")
     made_ns = time.time_ns()
     started = time.monotonic()
+    waited = DeploymentWait(lab, deployment)
     case = make_fault(kind, lab, rng)
     print(f"\n{case.name}: {lab.state().fault(case.fault_id).summary}")
     seen = []
@@ -306,10 +324,15 @@ def test_each_fault_gets_the_right_hint_within_3_intervals_blames_nothing_health
         f"  hint after {hint_s:.1f} s: {right['kind']} {right['suspects']} {right['slices']} "
         f"({right['confidence']}): {right['evidence'][:1]}"
     )
-    # Within 3 intervals of the one the fault was made in (that one may hold a moment of it).
+    # Within 3 intervals of the one the fault was made in (that one may hold a moment of it),
+    # plus those the machine kept the deployment from a CPU.
     interval_ns = int(LAB_INTERVAL_S * 1e9)
     made_interval_end = (made_ns // interval_ns + 1) * interval_ns
-    assert right["first_seen_ns"] - made_interval_end <= HINT_WITHIN_INTERVALS * interval_ns
+    late = waited.intervals()
+    assert right["first_seen_ns"] - made_interval_end <= (HINT_WITHIN_INTERVALS + late) * interval_ns, (
+        f"{case.name}: hint first seen {(right['first_seen_ns'] - made_interval_end) / interval_ns:.0f} intervals "
+        f"after the fault's, {late} of them excused for the machine"
+    )
     # While the fault lasts (3 intervals of inference), nothing is blamed on parts it does not touch.
     watched_from = inferred_through_ns(deployment)
 

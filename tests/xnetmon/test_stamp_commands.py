@@ -8,7 +8,6 @@ import signal
 import subprocess
 
 from tests.support import (
-    DEADLINE_S,
     REPO,
     XNETMON,
     LineReader,
@@ -87,6 +86,7 @@ def test_run_on_loopback_judges_every_slice_and_serves_the_api():
         text=True,
         cwd=REPO,
     )
+    output = LineReader(proc.stdout)
     statuses: dict = {}
 
     def every_slice_ok() -> bool:
@@ -98,12 +98,18 @@ def test_run_on_loopback_judges_every_slice_and_serves_the_api():
         return bool(statuses) and all(v == "ok" for v in statuses.values())
 
     try:
+        # Its own API first: another run on this machine may answer on the default port meanwhile.
+        output.wait_for(lambda line: "API      http://[::1]:9863/slices" in line)
         wait_until(every_slice_ok, interval=1, what=lambda: f"every slice ok (last seen: {statuses})")
         assert set(statuses) == {"video", "egov", "data", "best-effort"}, statuses
         assert all(v == "ok" for v in statuses.values()), statuses
     finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=DEADLINE_S)
+        try:
+            out, err = output.text(), proc.stderr.read()
+        finally:
+            proc.kill()  # only if Ctrl-C did not end it, which has failed the test: leave nothing running
+            proc.wait()
     assert proc.returncode == 0, err
     assert "API      http://[::1]:9863/slices" in out and "metrics  http://[::1]:9863/metrics" in out
     at_exit = out.split("at exit")[1]
@@ -155,8 +161,11 @@ def test_ctrl_c_stops_an_endless_probe_with_the_summary():
             output.wait_for(lambda line: re.search(r"\bseq=\d+", line) is not None, count=5)
         finally:
             proc.send_signal(signal.SIGINT)
-        out, err = output.text(), proc.stderr.read()
-        proc.wait()
+            try:
+                out, err = output.text(), proc.stderr.read()
+            finally:
+                proc.kill()  # only if Ctrl-C did not end it, which has failed the test
+                proc.wait()
     assert proc.returncode == 0, err
     assert "--- ::1 STAMP statistics ---" in out
     sent = int(re.search(r"(\d+) sent, (\d+) received", out).group(1))
