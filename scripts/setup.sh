@@ -22,6 +22,8 @@ DEBIAN_PACKAGES=(
   nfdump         # nfcapd: the peer in bench/ipfix_decode.py
   procps
   stress-ng      # the CPU hog of `make test-under-load`: the suite must pass beside it
+  nats-server    # the bus (NATS JetStream) between agents and analyzers; tests start their own
+  victoria-metrics  # long-term metrics: Prometheus remote-writes to it; tests start their own
 )
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -41,7 +43,7 @@ fi
 # Debian starts system-wide daemons for some of these packages (prometheus on :9090,
 # alertmanager on :9093, nfcapd, pmacctd, softflowd). Nothing in xnetmon uses them: tests
 # start their own on loopback ports with temporary configs, so keep the daemons stopped.
-SYSTEM_DAEMONS=(prometheus prometheus-alertmanager nfdump pmacctd softflowd)
+SYSTEM_DAEMONS=(prometheus prometheus-alertmanager nfdump pmacctd softflowd nats-server victoria-metrics)
 for service in "${SYSTEM_DAEMONS[@]}"; do
   if [ -d /run/systemd/system ]; then
     if systemctl is-enabled --quiet "$service.service" 2>/dev/null || systemctl is-active --quiet "$service.service"; then
