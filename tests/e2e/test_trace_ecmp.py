@@ -35,6 +35,13 @@ def ip(ns: str, *args: str) -> None:
     subprocess.run(["ip", "-n", ns, *args], check=True, capture_output=True)
 
 
+def prefix_route_present(ns: str, device: str, prefix: str) -> bool:
+    shown = subprocess.run(
+        ["ip", "-n", ns, "-6", "route", "show", "dev", device], check=True, capture_output=True, text=True
+    ).stdout
+    return f"{prefix}/64" in shown
+
+
 def end(link: str, node: str) -> str:
     a, _b, prefix = LINKS[link]
     return prefix + ("1" if node == a else "2")
@@ -93,6 +100,16 @@ def diamond(hash_policy: int):
             for node in (a, b):
                 ip(ns[node], "addr", "add", f"{end(link, node)}/64", "dev", f"{link}-{node}", "nodad")
                 ip(ns[node], "link", "set", f"{link}-{node}", "up")
+        # The kernel installs a link's prefix route only once it sees carrier, which it
+        # propagates asynchronously: a route via a neighbour added before then is refused.
+        for link, (a, b, prefix) in LINKS.items():
+            for node in (a, b):
+                wait_until(
+                    lambda node=node, link=link, prefix=prefix: prefix_route_present(
+                        ns[node], f"{link}-{node}", prefix
+                    ),
+                    what=f"the prefix route of {link}-{node}",
+                )
         everyone = "2001:db8:ff::/64"
         ip(ns["s"], "route", "add", everyone, "via", peer("sr", "s"), "src", LOOPBACK["s"])
         ip(ns["r"], "route", "add", LOOPBACK["s"], "via", peer("sr", "r"), "src", LOOPBACK["r"])
