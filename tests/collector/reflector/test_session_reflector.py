@@ -35,6 +35,9 @@ def handled(reflector: Reflector) -> int:
         + stats.send_errors
         + stats.refused_not_allowed
         + stats.refused_rate_limited
+        + stats.refused_global_rate_limited
+        + stats.refused_replay
+        + stats.refused_stale
         + sum(stats.malformed.values())
     )
 
