@@ -31,12 +31,12 @@ class ReplayWindow:
     top_seq: int = -1  # the newest number answered; -1 before the first
     seen: int = 0  # bit i set: top_seq - i was answered
     top_ts_ns: int = 0  # the newest sender timestamp answered
-    floor_ts_ns: int = 0  # the timestamp of the request that (re)started the numbering
+    floor_ts_ns: int = 0  # the timestamp of the request that restarted the numbering
 
     def admit(self, seq: int, ts_ns: int) -> bool:
         """True for a request not answered before (and record it); False for a replay."""
         if self.top_seq < 0:
-            self._restart(seq, ts_ns)
+            self.top_seq, self.seen, self.top_ts_ns = seq, 1, ts_ns
             return True
         if ts_ns < self.floor_ts_ns:
             return False  # signed before the numbering restarted
