@@ -177,6 +177,7 @@ class Reflector:
         self._cmsg_cache: dict[tuple, list] = {}
         # The common request (44 octets, no TLVs) takes the lean path when nothing else applies.
         self._plain = not self._authenticated and not config.stateful
+        self._stateful = config.stateful
         self._stopping = False
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -374,8 +375,11 @@ class Reflector:
             reflect_base_in_place(buf, receive_ns, self._error_estimate, hop_limit or 0)
             reply_dscp = received_dscp
         else:
-            if self.config.stateful:
-                session = found or self._unauthenticated_session(source, port, buf, length, receive_ns)
+            if self._stateful:
+                # RFC 8972 section 3: a session is the SSID together with the sender's address and port.
+                session = found or self.sessions.get(
+                    (source, port, int.from_bytes(buf[14:16], "big") if length >= 16 else 0), receive_ns, False
+                )
             if session is not None:
                 # The session's previous request may have come in the same burst: its reply
                 # takes its number first, so that this one takes the next.
@@ -479,16 +483,11 @@ class Reflector:
         ):
             self.stats.refused_stale += 1
             return None
-        session = self.sessions.get((source, port, ssid), receive_ns, authenticated=True)
+        session = self.sessions.get((source, port, ssid), receive_ns, True)
         if not session.replay.admit(seq, ts_ns):
             self.stats.refused_replay += 1
             return None
         return session
-
-    def _unauthenticated_session(self, source: bytes, port: int, buf, length: int, receive_ns: int) -> Session:
-        # RFC 8972 section 3: a session is the SSID together with the sender's address and port.
-        ssid = int.from_bytes(buf[14:16], "big") if length >= 16 else 0
-        return self.sessions.get((source, port, ssid), receive_ns, authenticated=False)
 
     @property
     def session_count(self) -> int:

@@ -59,7 +59,8 @@ class SessionTable:
         self.evicted_probation = 0
         self.evicted_idle = 0
 
-    def get(self, key: tuple, now_ns: int, *, authenticated: bool) -> Session:
+    def get(self, key: tuple, now_ns: int, authenticated: bool) -> Session:
+        """The session of `key`, made (on probation) if new; `authenticated`: its request verified."""
         session = self._established.get(key)
         if session is not None:
             session.last_ns = now_ns
