@@ -56,6 +56,7 @@ _MSG_TRUNC = int(socket.MSG_TRUNC)
 MAX_DATAGRAM = 9216  # jumbo-sized requests are fine; larger ones are truncated and dropped
 REPLY_HOP_LIMIT = 255  # lets the sender count reverse-path hops from the hop limit it sees
 STOP_WAIT_S = 5.0  # how long a stop waits for the serving thread to finish its batch
+ALLOW_CACHE_SIZE = 65_536  # allow-list verdicts kept by source address
 _SYNCHRONIZED = 0x8000  # the S bit of an Error Estimate
 _PTP = 0x4000  # its Z bit
 
@@ -461,8 +462,9 @@ class Reflector:
         allowed = self._allow_cache.get(source)
         if allowed is None:
             allowed = IPAddress(int.from_bytes(source, "big"), 6 if len(source) == 16 else 4) in self._allow
-            if len(self._allow_cache) > 65536:
-                self._allow_cache.clear()  # a cache: dropping it costs lookups, never a verdict
+            if len(self._allow_cache) >= ALLOW_CACHE_SIZE:
+                # The oldest goes, not all: a spray of sources must not cost every sender its entry.
+                del self._allow_cache[next(iter(self._allow_cache))]
             self._allow_cache[source] = allowed
         return allowed
 

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from collector.reflector import session_reflector
 from collector.reflector.session_reflector import MAX_DATAGRAM, Reflector, ReflectorConfig, _Endpoint
 from collector.system import mmsg
 from collector.system.clock import shared_host_clock
@@ -397,3 +398,14 @@ def test_a_signed_request_older_than_the_freshness_window_is_stale(reflector_fac
     assert agent.silent(signed(120), r)  # recorded two minutes ago: a new session does not make it new
     assert r.stats.refused_stale == 1
     assert decode_reflector(agent.ask(signed(0))[0], authenticated=True).sender_seq == 1
+
+
+def test_a_spray_of_sources_does_not_empty_the_allow_list_cache(reflector_factory, monkeypatch):
+    monkeypatch.setattr(session_reflector, "ALLOW_CACHE_SIZE", 100)
+    r = reflector_factory(bind=("127.0.0.1",), allow=("127.0.0.1/32",), global_rate_limit_pps=0)
+    agent = Client(r.port, socket.AF_INET, "127.0.0.1")
+    assert answered(agent, request(1), r)
+    spray(r, [request(0)] * 99, first_source="127.1.0.0")  # fills the cache to its bound
+    assert b"\x7f\x00\x00\x01" in r._allow_cache and len(r._allow_cache) == 100
+    spray(r, [request(0)] * 10, first_source="127.2.0.0")  # beyond it: only the oldest entries go
+    assert len(r._allow_cache) == 100 and r.stats.refused_not_allowed == 109
