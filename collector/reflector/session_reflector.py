@@ -302,7 +302,11 @@ class Reflector:
             # handling the requests behind it; only a stateful reply followed in the burst by its
             # session's next request is stamped before that request takes the next number.
             for i, slot, length, reply in replies:
-                self._finish(slot, length, reply.session)
+                try:
+                    self._finish(slot, length, reply.session)
+                except Exception:  # the same guard as _handle's: this reply is dropped, the rest go
+                    self._internal_error("sealing a reply")
+                    continue
                 batch.queue_reply(i, length, reply.cmsgs)
             sent, failed = batch.send(fd)
             stats.reflected += sent
@@ -325,7 +329,11 @@ class Reflector:
             reply = self._handle(endpoint, buf, length, ancdata, flags, source, address[1])
             if reply is None:
                 continue
-            self._finish(buf, length, reply.session)
+            try:
+                self._finish(buf, length, reply.session)
+            except Exception:
+                self._internal_error("sealing a reply")
+                continue
             try:
                 sock.sendmsg([memoryview(buf)[:length]], reply.cmsgs, 0, address)
             except OSError as exc:
@@ -343,9 +351,12 @@ class Reflector:
         except StampDecodeError as exc:
             self.stats.malformed[exc.kind] += 1
         except Exception:  # a bug must not take the reflector down; count it and go on
-            log.exception("reflecting a datagram failed")
-            self.stats.malformed["internal"] += 1
+            self._internal_error("reflecting a datagram")
         return None
+
+    def _internal_error(self, doing: str) -> None:
+        log.exception("%s failed", doing)
+        self.stats.malformed["internal"] += 1
 
     def _rewrite(
         self, endpoint: _Endpoint, buf, length: int, ancdata, flags: int, source: bytes, port: int
@@ -430,16 +441,16 @@ class Reflector:
 
     def _stamp_waiting(self, session: Session) -> None:
         """T3 and seal for the session's waiting reply, if any, which advances its counters."""
-        if session.waiting is not None:
+        waiting, session.waiting = session.waiting, None  # first: a failure must not leave it waiting
+        if waiting is not None:
             stamp_transmit_time(
-                session.waiting,
+                waiting,
                 session.waiting_length,
                 time.time_ns(),
                 session=session.counters,
                 authenticated=self._authenticated,
                 key=self._key,
             )
-            session.waiting = None
 
     def _cmsgs(self, family: int, dscp: int, source: bytes | None) -> list:
         """Ancillary data for a reply, cached: a handful of DSCPs and local addresses recur."""

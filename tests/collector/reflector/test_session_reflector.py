@@ -409,3 +409,25 @@ def test_a_spray_of_sources_does_not_empty_the_allow_list_cache(reflector_factor
     assert b"\x7f\x00\x00\x01" in r._allow_cache and len(r._allow_cache) == 100
     spray(r, [request(0)] * 10, first_source="127.2.0.0")  # beyond it: only the oldest entries go
     assert len(r._allow_cache) == 100 and r.stats.refused_not_allowed == 109
+
+
+@pytest.mark.parametrize("stateful", [False, True], ids=["stateless", "stateful"])
+def test_a_failure_while_sealing_a_reply_is_counted_and_the_reflector_keeps_answering(
+    reflector_factory, monkeypatch, stateful
+):
+    real = session_reflector.stamp_transmit_time
+    calls = []
+
+    def fails_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a sealing bug")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(session_reflector, "stamp_transmit_time", fails_once)
+    r = reflector_factory(stateful=stateful, auth_key=KEY)
+    client = Client(r.port)
+    assert client.silent(request(1, key=KEY, authenticated=True), r)
+    assert r.stats.malformed["internal"] == 1
+    reply = decode_reflector(client.ask(request(2, key=KEY, authenticated=True))[0], authenticated=True)
+    assert reply.sender_seq == 2
