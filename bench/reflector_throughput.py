@@ -3,7 +3,7 @@
 
 Three servers run as separate processes pinned to one CPU (`taskset -c SERVER_CPU`):
 the minimal echo loop of bench/echo_floor.py, `xnetmon reflect` stateless and
-`xnetmon reflect --stateful`, both with `--rate-limit 0`. One load generator, the C
+`xnetmon reflect --stateful`, both without rate limits. One load generator, the C
 program bench/udp_blaster.c (compiled here with gcc into a temporary directory), pinned
 to the other CPU, keeps a window of valid 44-octet STAMP test packets in flight against
 each server in turn and counts replies over a fixed time after a warm-up. Every
@@ -57,7 +57,7 @@ def servers(address: str, cpu: int) -> tuple[dict[str, c.Server], dict[str, int]
     ports = {}
     for name in ("echo", "stateless", "stateful"):
         ports[name] = c.free_udp_port(address=address)
-    reflect = [c.XNETMON, "reflect", "--bind", address, "--rate-limit", "0"]
+    reflect = [c.XNETMON, "reflect", "--bind", address, "--rate-limit", "0", "--global-rate-limit", "0"]
     return {
         "echo": c.Server(
             [*pin, c.PYTHON, str(c.BENCH_DIR / "echo_floor.py"), "--bind", address, "--port", str(ports["echo"])],

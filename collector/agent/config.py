@@ -267,7 +267,8 @@ class ReflectorModel(_Strict):
     port: StrictInt = Field(default=STAMP_PORT, ge=0, le=65535)
     stateful: bool = True  # lets senders tell forward from reverse loss
     allow: list[IPPrefixText] = Field(default_factory=list)
-    rate_limit_pps: Annotated[float, Field(strict=True, ge=0)] = 1000.0
+    rate_limit_pps: Annotated[float, Field(strict=True, ge=0, le=1e9)] = 1000.0
+    global_rate_limit_pps: Annotated[float, Field(strict=True, ge=0, le=1e9)] = 20_000.0
     auth_key_file: str | None = None
 
 

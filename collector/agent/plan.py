@@ -185,6 +185,7 @@ def _reflector(config: AgentConfig, problems: list[str]) -> ReflectorConfig | No
             stateful=settings.stateful,
             allow=tuple(settings.allow),
             rate_limit_pps=settings.rate_limit_pps,
+            global_rate_limit_pps=settings.global_rate_limit_pps,
             auth_key=key,
         )
     except ValueError as exc:  # already checked by the model; kept so nothing escapes unnamed

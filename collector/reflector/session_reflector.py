@@ -1,8 +1,10 @@
 """STAMP Session-Reflector (RFC 8762 section 4.3, RFC 8972): sockets, policy, counters.
 
 One thread drains every bound socket through a selector. Per datagram: admission (source
-allow-list, per-source rate limit), the in-place rewrite of `wire.stamp_reflect`, the
-transmit timestamp, and a `sendmsg` with the reply's traffic class. The reply is the
+allow-list; in authenticated mode the HMAC and the replay window, before anything is
+charged; then the per-prefix and global rate limits of `rate_limit`), the in-place rewrite
+of `wire.stamp_reflect`, the transmit timestamp, and a `sendmsg` with the reply's traffic
+class. The reply is the
 request's length and goes only to the request's source, so the reflector cannot amplify.
 Malformed or refused datagrams are counted by kind and dropped; nothing raises out of
 the loop.
@@ -17,19 +19,29 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from netaddr import IPAddress, IPNetwork, IPSet
 from netaddr.core import AddrFormatError
 
+from collector.reflector.rate_limit import RATE_LIMITED, RateLimiter, RateLimits
+from collector.reflector.replay import stale
+from collector.reflector.sessions import Session, SessionLimits, SessionTable
 from collector.system import measurement_sockets, mmsg
 from collector.system.clock import ClockStatus, read_clock_status
-from collector.wire.stamp import AUTH_BASE_LEN, BASE_LEN, STAMP_PORT
+from collector.wire.stamp import (
+    AUTH_BASE_LEN,
+    BASE_LEN,
+    SENDER_AUTH,
+    STAMP_PORT,
+    base_hmac_ok,
+    ntp_to_ns,
+    ptp_to_ns,
+)
 from collector.wire.stamp_reflect import (
     NO_DSCP_REQUEST,
     ReceivedContext,
     ReflectorPolicy,
-    SessionCounters,
     TlvStats,
     reflect_base_in_place,
     reflect_in_place,
@@ -44,6 +56,9 @@ _MSG_TRUNC = int(socket.MSG_TRUNC)
 MAX_DATAGRAM = 9216  # jumbo-sized requests are fine; larger ones are truncated and dropped
 REPLY_HOP_LIMIT = 255  # lets the sender count reverse-path hops from the hop limit it sees
 STOP_WAIT_S = 5.0  # how long a stop waits for the serving thread to finish its batch
+ALLOW_CACHE_SIZE = 65_536  # allow-list verdicts kept by source address
+_SYNCHRONIZED = 0x8000  # the S bit of an Error Estimate
+_PTP = 0x4000  # its Z bit
 
 
 @dataclass(frozen=True)
@@ -52,12 +67,19 @@ class ReflectorConfig:
     port: int = STAMP_PORT
     stateful: bool = False
     allow: tuple[str, ...] = ()  # source prefixes answered; empty answers everyone
-    rate_limit_pps: float = 1000.0  # per source address; 0 disables the limit
+    rate_limit_pps: float = 1000.0  # per source prefix; 0 disables the limit
     rate_burst: int = 200
+    global_rate_limit_pps: float = 20_000.0  # every source together; 0 disables the limit
+    global_rate_burst: int = 2_000
+    rate_prefix_v6: int = 64  # the prefix that shares one budget
+    rate_prefix_v4: int = 32
+    rate_table_size: int = 65_536  # prefixes with a budget of their own; the rest share one
     auth_key: bytes | None = None  # authenticated mode (112-octet base + HMAC)
     hmac_tlv_key: bytes | None = None  # verify/fill HMAC TLVs in unauthenticated mode
     permitted_dscp: frozenset[int] | None = None  # Class of Service DSCP1 honoured; None: all
-    max_sessions: int = 100_000  # stateful session table bound; oldest evicted beyond it
+    max_sessions: int = 100_000  # established sessions; one gives way only when idle
+    max_new_sessions: int = 50_000  # sessions on probation; the oldest evicted beyond it
+    replay_max_age_s: float = 60.0  # authenticated requests older than this are stale (both clocks synced)
     clock: ClockStatus | None = None  # None: read the kernel's NTP state at start
 
     def __post_init__(self) -> None:
@@ -68,6 +90,24 @@ class ReflectorConfig:
                 raise ValueError(f"allow: {prefix!r} is not an IP prefix ({exc})") from None
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port: {self.port} is not a UDP port")
+        if not 0 < self.replay_max_age_s <= 86_400:
+            raise ValueError(f"replay_max_age_s: expected 0..86400 seconds, got {self.replay_max_age_s}")
+        self.rate_limits()
+        self.session_limits()
+
+    def rate_limits(self) -> RateLimits:
+        return RateLimits(
+            per_prefix_pps=self.rate_limit_pps,
+            burst=self.rate_burst,
+            global_pps=self.global_rate_limit_pps,
+            global_burst=self.global_rate_burst,
+            prefix_v6=self.rate_prefix_v6,
+            prefix_v4=self.rate_prefix_v4,
+            table_size=self.rate_table_size,
+        )
+
+    def session_limits(self) -> SessionLimits:
+        return SessionLimits(max_established=self.max_sessions, max_probation=self.max_new_sessions)
 
 
 @dataclass
@@ -77,11 +117,13 @@ class ReflectorStats:
     received: int = 0
     reflected: int = 0
     refused_not_allowed: int = 0
-    refused_rate_limited: int = 0
+    refused_rate_limited: int = 0  # over the source prefix's budget
+    refused_global_rate_limited: int = 0  # over the reflector's overall budget
+    refused_replay: int = 0  # authenticated, and answered already
+    refused_stale: int = 0  # authenticated, and older than replay_max_age_s
     send_errors: int = 0
     malformed: Counter = field(default_factory=Counter)  # kind -> count
     tlv: TlvStats = field(default_factory=TlvStats)
-    sessions_evicted: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,29 +143,9 @@ class _Endpoint:
         return cls(sock, family, address in ("::", "0.0.0.0"), socket.inet_pton(family, bound[0]), bound[1])
 
 
-@dataclass(slots=True, eq=False)
-class _Session:
-    """A stateful session: its counters, and its reply that waits for T3 in the current burst.
-
-    `stamp_transmit_time` gives a reply its number as it writes T3, so a session's next
-    request may be rewritten only once the reply before it is stamped."""
-
-    counters: SessionCounters = field(default_factory=SessionCounters)
-    waiting: Any = None  # the buffer (bytearray or batch slot) of the reply not stamped yet
-    waiting_length: int = 0
-
-
 class _Reply(NamedTuple):
-    session: _Session | None  # the stateful session the reply belongs to
+    session: Session | None  # the stateful session the reply belongs to
     cmsgs: list  # its ancillary data: traffic class, and source address for wildcard binds
-
-
-class _TokenBucket:
-    __slots__ = ("tokens", "last_ns")
-
-    def __init__(self, burst: float, now_ns: int) -> None:
-        self.tokens = burst
-        self.last_ns = now_ns
 
 
 class Reflector:
@@ -140,8 +162,11 @@ class Reflector:
         self._base_len = AUTH_BASE_LEN if self._authenticated else BASE_LEN
         self._allow = IPSet(config.allow) if config.allow else None
         self._allow_cache: dict[bytes, bool] = {}
-        self._buckets: dict[bytes, _TokenBucket] = {}
-        self._sessions: dict[tuple, _Session] = {}
+        limits = config.rate_limits()
+        self._limiter = RateLimiter(limits, time.time_ns()) if limits.enabled else None
+        self.sessions = SessionTable(config.session_limits())
+        # Freshness by the clock needs both clocks synchronised; the sender says so in its S bit.
+        self._max_age_ns = int(config.replay_max_age_s * 1e9) if clock.synchronized else None
         self._sockets: list[socket.socket] = []
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -153,7 +178,7 @@ class Reflector:
         self._cmsg_cache: dict[tuple, list] = {}
         # The common request (44 octets, no TLVs) takes the lean path when nothing else applies.
         self._plain = not self._authenticated and not config.stateful
-        self._admission_needed = self._allow is not None or config.rate_limit_pps > 0
+        self._stateful = config.stateful
         self._stopping = False
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -277,7 +302,11 @@ class Reflector:
             # handling the requests behind it; only a stateful reply followed in the burst by its
             # session's next request is stamped before that request takes the next number.
             for i, slot, length, reply in replies:
-                self._finish(slot, length, reply.session)
+                try:
+                    self._finish(slot, length, reply.session)
+                except Exception:  # the same guard as _handle's: this reply is dropped, the rest go
+                    self._internal_error("sealing a reply")
+                    continue
                 batch.queue_reply(i, length, reply.cmsgs)
             sent, failed = batch.send(fd)
             stats.reflected += sent
@@ -300,7 +329,11 @@ class Reflector:
             reply = self._handle(endpoint, buf, length, ancdata, flags, source, address[1])
             if reply is None:
                 continue
-            self._finish(buf, length, reply.session)
+            try:
+                self._finish(buf, length, reply.session)
+            except Exception:
+                self._internal_error("sealing a reply")
+                continue
             try:
                 sock.sendmsg([memoryview(buf)[:length]], reply.cmsgs, 0, address)
             except OSError as exc:
@@ -318,9 +351,12 @@ class Reflector:
         except StampDecodeError as exc:
             self.stats.malformed[exc.kind] += 1
         except Exception:  # a bug must not take the reflector down; count it and go on
-            log.exception("reflecting a datagram failed")
-            self.stats.malformed["internal"] += 1
+            self._internal_error("reflecting a datagram")
         return None
+
+    def _internal_error(self, doing: str) -> None:
+        log.exception("%s failed", doing)
+        self.stats.malformed["internal"] += 1
 
     def _rewrite(
         self, endpoint: _Endpoint, buf, length: int, ancdata, flags: int, source: bytes, port: int
@@ -328,16 +364,34 @@ class Reflector:
         if flags & _MSG_TRUNC:
             raise StampDecodeError("oversize", f"datagram larger than {MAX_DATAGRAM} octets")
         kernel_ns, hop_limit, traffic_class, destination = measurement_sockets.ancillary_fields(ancdata)
-        if self._admission_needed and not self._admitted(source, kernel_ns):
-            return None
         receive_ns = kernel_ns or time.time_ns()
+        if self._allow is not None and not self._allowed(source):
+            self.stats.refused_not_allowed += 1
+            return None
+        found = None
+        if self._authenticated:  # before any budget is charged: a forgery costs its sender's victim nothing
+            found = self._authenticated_session(buf, length, source, port, receive_ns)
+            if found is None:
+                return None
+        if self._limiter is not None:
+            refusal = self._limiter.admit(source, receive_ns)
+            if refusal is not None:
+                if refusal is RATE_LIMITED:
+                    self.stats.refused_rate_limited += 1
+                else:
+                    self.stats.refused_global_rate_limited += 1
+                return None
         received_dscp = (traffic_class or 0) >> 2
         session = None
         if length == BASE_LEN and self._plain:
             reflect_base_in_place(buf, receive_ns, self._error_estimate, hop_limit or 0)
             reply_dscp = received_dscp
         else:
-            session = self._session(source, port, buf, length) if self.config.stateful else None
+            if self._stateful:
+                # RFC 8972 section 3: a session is the SSID together with the sender's address and port.
+                session = found or self.sessions.get(
+                    (source, port, int.from_bytes(buf[14:16], "big") if length >= 16 else 0), receive_ns, False
+                )
             if session is not None:
                 # The session's previous request may have come in the same burst: its reply
                 # takes its number first, so that this one takes the next.
@@ -360,6 +414,7 @@ class Reflector:
                 hop_limit=hop_limit or 0,
                 session=session.counters if session is not None else None,
                 authenticated=self._authenticated,
+                verified=self._authenticated,
                 key=self._key,
                 context=context,
                 policy=self._policy,
@@ -373,7 +428,7 @@ class Reflector:
             session.waiting, session.waiting_length = buf, length
         return _Reply(session, cmsgs)
 
-    def _finish(self, buf, length: int, session: _Session | None) -> None:
+    def _finish(self, buf, length: int, session: Session | None) -> None:
         """Write T3 as late as possible, and seal. A stateful reply that a later request of
         its session, in the same burst, had stamped already is left as it is."""
         if session is None:
@@ -384,18 +439,18 @@ class Reflector:
         elif session.waiting is buf:
             self._stamp_waiting(session)
 
-    def _stamp_waiting(self, session: _Session) -> None:
+    def _stamp_waiting(self, session: Session) -> None:
         """T3 and seal for the session's waiting reply, if any, which advances its counters."""
-        if session.waiting is not None:
+        waiting, session.waiting = session.waiting, None  # first: a failure must not leave it waiting
+        if waiting is not None:
             stamp_transmit_time(
-                session.waiting,
+                waiting,
                 session.waiting_length,
                 time.time_ns(),
                 session=session.counters,
                 authenticated=self._authenticated,
                 key=self._key,
             )
-            session.waiting = None
 
     def _cmsgs(self, family: int, dscp: int, source: bytes | None) -> list:
         """Ancillary data for a reply, cached: a handful of DSCPs and local addresses recur."""
@@ -412,48 +467,41 @@ class Reflector:
 
     # -- admission and state -------------------------------------------------------------
 
-    def _admitted(self, source: bytes, now_ns: int | None) -> bool:
-        """Allow-list and per-source token bucket, keyed by the packed source address."""
-        if self._allow is not None:
-            allowed = self._allow_cache.get(source)
-            if allowed is None:
-                allowed = IPAddress(int.from_bytes(source, "big"), 6 if len(source) == 16 else 4) in self._allow
-                if len(self._allow_cache) > 65536:
-                    self._allow_cache.clear()
-                self._allow_cache[source] = allowed
-            if not allowed:
-                self.stats.refused_not_allowed += 1
-                return False
-        rate = self.config.rate_limit_pps
-        if rate > 0:
-            now = now_ns or time.time_ns()
-            bucket = self._buckets.get(source)
-            if bucket is None:
-                if len(self._buckets) > 65536:
-                    self._buckets.clear()
-                bucket = self._buckets[source] = _TokenBucket(self.config.rate_burst, now)
-            elapsed = max(0, now - bucket.last_ns)
-            bucket.tokens = min(self.config.rate_burst, bucket.tokens + elapsed * rate / 1e9)
-            bucket.last_ns = now
-            if bucket.tokens < 1:
-                self.stats.refused_rate_limited += 1
-                return False
-            bucket.tokens -= 1
-        return True
+    def _allowed(self, source: bytes) -> bool:
+        """The allow-list, cached by the packed source address."""
+        assert self._allow is not None
+        allowed = self._allow_cache.get(source)
+        if allowed is None:
+            allowed = IPAddress(int.from_bytes(source, "big"), 6 if len(source) == 16 else 4) in self._allow
+            if len(self._allow_cache) >= ALLOW_CACHE_SIZE:
+                # The oldest goes, not all: a spray of sources must not cost every sender its entry.
+                del self._allow_cache[next(iter(self._allow_cache))]
+            self._allow_cache[source] = allowed
+        return allowed
 
-    def _session(self, source: bytes, port: int, buf, length: int) -> _Session:
-        # RFC 8972 section 3: a session is the SSID together with the sender's address and port.
-        offset = 26 if self._authenticated else 14
-        ssid = int.from_bytes(buf[offset : offset + 2], "big") if length >= offset + 2 else 0
-        key = (source, port, ssid)
-        session = self._sessions.get(key)
-        if session is None:
-            if len(self._sessions) >= self.config.max_sessions:
-                del self._sessions[next(iter(self._sessions))]
-                self.stats.sessions_evicted += 1
-            session = self._sessions[key] = _Session()
+    def _authenticated_session(self, buf, length: int, source: bytes, port: int, receive_ns: int) -> Session | None:
+        """Verify an authenticated request and refuse it if stale or answered already; its session
+        (whose replay window now holds it), or None when refused (counted)."""
+        if length < AUTH_BASE_LEN:
+            raise StampDecodeError("short", f"{length} octets, authenticated mode needs {AUTH_BASE_LEN}")
+        assert self._key is not None
+        if not base_hmac_ok(memoryview(buf)[:length], self._key):
+            raise StampDecodeError("auth", "the base packet's HMAC does not verify")
+        seq, raw_ts, error_estimate, ssid, _mac = SENDER_AUTH.unpack_from(buf)
+        ts_ns = ptp_to_ns(raw_ts) if error_estimate & _PTP else ntp_to_ns(raw_ts)
+        if (
+            self._max_age_ns is not None
+            and error_estimate & _SYNCHRONIZED
+            and stale(ts_ns, receive_ns, self._max_age_ns)
+        ):
+            self.stats.refused_stale += 1
+            return None
+        session = self.sessions.get((source, port, ssid), receive_ns, True)
+        if not session.replay.admit(seq, ts_ns):
+            self.stats.refused_replay += 1
+            return None
         return session
 
     @property
     def session_count(self) -> int:
-        return len(self._sessions)
+        return len(self.sessions)

@@ -116,6 +116,7 @@ def reflect_in_place(
     hop_limit: int,
     session: SessionCounters | None = None,
     authenticated: bool = False,
+    verified: bool = False,
     key: bytes | None = None,
     context: ReceivedContext | None = None,
     policy: ReflectorPolicy = ReflectorPolicy(),
@@ -127,6 +128,7 @@ def reflect_in_place(
     and the counters are advanced; None is stateless and reuses the sender's number.
     `error_estimate` is the reflector's encoded Error Estimate; its Z flag is replaced by
     the request's so that the sender reads every timestamp in the format it chose.
+    `verified` says the caller checked the base packet's HMAC already (authenticated mode).
     Returns the DSCP the sender asked for in a Class of Service TLV (when permitted),
     else NO_DSCP_REQUEST. Raises StampDecodeError for a request that gets no reply.
     """
@@ -136,7 +138,7 @@ def reflect_in_place(
     if authenticated:
         if length < AUTH_BASE_LEN:
             raise StampDecodeError("short", f"{length} octets, authenticated mode needs {AUTH_BASE_LEN}")
-        if key is None or not base_hmac_ok(memoryview(buf)[:length], key):
+        if key is None or not (verified or base_hmac_ok(memoryview(buf)[:length], key)):
             raise StampDecodeError("auth", "the base packet's HMAC does not verify")
         sseq, sts, serr, ssid, _mac = SENDER_AUTH.unpack_from(buf)
         base_len = AUTH_BASE_LEN

@@ -35,7 +35,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=1000.0,
         metavar="PPS",
-        help="packets per second answered per source address (0: no limit)",
+        help="packets per second answered per source prefix, /64 for IPv6 (0: no limit)",
+    )
+    p.add_argument(
+        "--global-rate-limit",
+        type=float,
+        default=20_000.0,
+        metavar="PPS",
+        help="packets per second answered from all sources together (0: no limit)",
     )
     p.add_argument("--auth-key-file", help="authenticated mode: file holding the HMAC key")
     p.add_argument(
@@ -56,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
             stateful=args.stateful,
             allow=tuple(args.allow),
             rate_limit_pps=args.rate_limit,
+            global_rate_limit_pps=args.global_rate_limit,
             auth_key=read_key_file(args.auth_key_file) if args.auth_key_file else None,
             permitted_dscp=frozenset(args.permit_dscp) if args.permit_dscp else None,
         )
@@ -92,4 +100,7 @@ def describe_stats(stats: ReflectorStats) -> str:
         f"{stats.received} received, {stats.reflected} reflected, {malformed} malformed"
         + (f" ({kinds})" if kinds else "")
         + f", refused: {stats.refused_not_allowed} not allowed, {stats.refused_rate_limited} over rate"
+        + (f", {stats.refused_global_rate_limited} over global rate" if stats.refused_global_rate_limited else "")
+        + (f", {stats.refused_replay} replayed" if stats.refused_replay else "")
+        + (f", {stats.refused_stale} stale" if stats.refused_stale else "")
     )

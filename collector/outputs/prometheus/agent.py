@@ -223,13 +223,18 @@ def _reflector_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
     packets = CounterMetricFamily(
         "xnet_reflector_packets_total",
         "STAMP requests this agent's reflector handled, by result: reflected, refused_not_allowed "
-        "(source outside the allow list), refused_rate_limited, send_error. Undecodable requests "
-        "are counted in xnet_malformed_packets_total.",
+        "(source outside the allow list), refused_rate_limited (over its source prefix's budget), "
+        "refused_global_rate_limited (over the reflector's overall budget), refused_replay "
+        "(authenticated, answered already), refused_stale (authenticated, too old), send_error. "
+        "Undecodable or unauthenticated requests are counted in xnet_malformed_packets_total.",
         labels=["result"],
     )
     packets.add_metric(["reflected"], counters.reflected)
     packets.add_metric(["refused_not_allowed"], counters.refused_not_allowed)
     packets.add_metric(["refused_rate_limited"], counters.refused_rate_limited)
+    packets.add_metric(["refused_global_rate_limited"], counters.refused_global_rate_limited)
+    packets.add_metric(["refused_replay"], counters.refused_replay)
+    packets.add_metric(["refused_stale"], counters.refused_stale)
     packets.add_metric(["send_error"], counters.send_errors)
     yield packets
 

@@ -85,6 +85,9 @@ class ReflectorCounters:
     reflected: int = 0
     refused_not_allowed: int = 0
     refused_rate_limited: int = 0
+    refused_global_rate_limited: int = 0
+    refused_replay: int = 0
+    refused_stale: int = 0
     send_errors: int = 0
     malformed: tuple[tuple[str, int], ...] = ()  # (kind, count), sorted by kind
 
@@ -95,6 +98,9 @@ class ReflectorCounters:
             reflected=stats.reflected,
             refused_not_allowed=stats.refused_not_allowed,
             refused_rate_limited=stats.refused_rate_limited,
+            refused_global_rate_limited=stats.refused_global_rate_limited,
+            refused_replay=stats.refused_replay,
+            refused_stale=stats.refused_stale,
             send_errors=stats.send_errors,
             # dict() copies the Counter in one step under the GIL, even while the thread adds kinds
             malformed=tuple(sorted(dict(stats.malformed).items())),

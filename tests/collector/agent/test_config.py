@@ -107,7 +107,7 @@ def test_reflector_analyzer_and_metrics_settings(tmp_path):
         """\
         site: {name: a}
         reflector: {bind: ["::1", "127.0.0.1"], port: 8620, stateful: false, allow: ["fd00::/8"],
-                    rate_limit_pps: 0, auth_key_file: reflector.key}
+                    rate_limit_pps: 0, global_rate_limit_pps: 5000, auth_key_file: reflector.key}
         metrics: {listen: "127.0.0.1:0"}
         analyzer: {url: "https://analyzer.example:8443/v1", token_file: token, spool_dir: spool,
                    spool_max_windows: 500}
@@ -121,6 +121,7 @@ def test_reflector_analyzer_and_metrics_settings(tmp_path):
         stateful=False,
         allow=("fd00::/8",),
         rate_limit_pps=0.0,
+        global_rate_limit_pps=5000.0,
         auth_key=b"s3cret",
     )
     assert plan.metrics_listen == ("127.0.0.1", 0)

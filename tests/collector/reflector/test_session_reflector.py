@@ -9,9 +9,11 @@ import time
 
 import pytest
 
+from collector.reflector import session_reflector
 from collector.reflector.session_reflector import MAX_DATAGRAM, Reflector, ReflectorConfig, _Endpoint
 from collector.system import mmsg
-from collector.system.measurement_sockets import enable_receive_metadata, parse_ancillary, set_traffic_class
+from collector.system.clock import shared_host_clock
+from collector.system.measurement_sockets import IP_PKTINFO, enable_receive_metadata, parse_ancillary, set_traffic_class
 from collector.wire.stamp import (
     AUTH_BASE_LEN,
     ErrorEstimate,
@@ -35,6 +37,9 @@ def handled(reflector: Reflector) -> int:
         + stats.send_errors
         + stats.refused_not_allowed
         + stats.refused_rate_limited
+        + stats.refused_global_rate_limited
+        + stats.refused_replay
+        + stats.refused_stale
         + sum(stats.malformed.values())
     )
 
@@ -268,3 +273,161 @@ def test_ipv4_binding_answers_ipv4_senders(reflector_factory):
 def test_config_errors_name_the_key():
     with pytest.raises(ValueError, match="allow: 'not-a-prefix'"):
         ReflectorConfig(allow=("not-a-prefix",))
+
+
+# -- hostile input: forged, sprayed, spoofed and replayed requests ---------------------------
+
+SPRAY_CHUNK = 1000  # requests in flight at once: well within the reflector's receive buffer
+
+
+def spray(reflector: Reflector, requests: list[bytes], first_source: str = "127.1.0.0") -> None:
+    """Send each request from its own loopback source address, counting up from
+    `first_source` (IPv4: all of 127/8 is local, so replies stay on this host), as an
+    attacker who forges source addresses would; return once the reflector is done with all."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    target = ("127.0.0.1", reflector.port)
+    base = struct.unpack("!I", socket.inet_aton(first_source))[0]
+    before = handled(reflector)
+    try:
+        sock.bind(("0.0.0.0", 0))
+        for i, octets in enumerate(requests):
+            source = struct.pack("!I", base + i)
+            pktinfo = struct.pack("@i4s4s", 0, source, bytes(4))  # ipi_spec_dst: the source address
+            sock.sendmsg([octets], [(socket.IPPROTO_IP, IP_PKTINFO, pktinfo)], 0, target)
+            if (i + 1) % SPRAY_CHUNK == 0 or i + 1 == len(requests):
+                wait_until(lambda done=before + i + 1: handled(reflector) >= done, interval=0.002, what="the spray")
+    finally:
+        sock.close()
+
+
+def answered(client: Client, octets: bytes, reflector: Reflector) -> bool:
+    """Whether the reflector answered `octets` (the reply, if any, is read)."""
+    if client.silent(octets, reflector):
+        return False
+    client.sock.recv(4096)
+    return True
+
+
+def test_forged_unsigned_requests_do_not_spend_a_signed_senders_budget(reflector_factory):
+    # 300 unsigned requests from the agent's own address (another port), then its signed probes.
+    r = reflector_factory(auth_key=KEY, rate_limit_pps=1, rate_burst=200)
+    agent, forger = Client(r.port), Client(r.port)
+    for seq in range(300):
+        forger.sock.sendto(request(seq, authenticated=True, key=b"not the key"), forger.target)
+    wait_until(lambda: handled(r) == 300, what="the reflector handling the forgeries")
+    assert r.stats.malformed["auth"] == 300 and r.stats.refused_rate_limited == 0
+    replies = [
+        decode_reflector(agent.ask(request(s, key=KEY, authenticated=True))[0], authenticated=True) for s in range(5)
+    ]
+    assert [reply.sender_seq for reply in replies] == list(range(5))
+
+
+def test_spraying_source_addresses_resets_nobodys_bucket(reflector_factory):
+    # A source spends its burst; 65,538 other sources (more than the bucket table holds) follow.
+    r = reflector_factory(bind=("127.0.0.1",), rate_limit_pps=0.001, rate_burst=3, global_rate_limit_pps=0)
+    abuser = Client(r.port, socket.AF_INET, "127.0.0.1")
+    assert [answered(abuser, request(s), r) for s in range(4)] == [True, True, True, False]
+    spray(r, [request(0)] * 65_538)
+    assert r.stats.reflected > 65_536  # the sprayed sources are answered, within their own budgets
+    assert not answered(abuser, request(5), r)  # the abuser's bucket is still empty
+    assert r._limiter is not None and r._limiter.tracked_prefixes == 65_536  # bounded
+
+
+def test_addresses_of_one_prefix_share_one_budget(reflector_factory):
+    r = reflector_factory(bind=("127.0.0.1",), rate_limit_pps=0.001, rate_burst=3, rate_prefix_v4=24)
+    spray(r, [request(s) for s in range(10)], first_source="127.0.1.1")  # ten addresses of one /24
+    assert r.stats.refused_rate_limited == 7
+
+
+def test_a_spray_of_sources_is_held_to_the_global_limit(reflector_factory):
+    r = reflector_factory(bind=("127.0.0.1",), global_rate_limit_pps=0.001, global_rate_burst=100)
+    spray(r, [request(0)] * 1000)
+    assert r.stats.refused_global_rate_limited == 900 and r.stats.refused_rate_limited == 0
+    r.stop()  # replies are counted once sent
+    assert r.stats.reflected + r.stats.send_errors == 100
+
+
+def test_spoofed_sessions_do_not_evict_an_established_session(reflector_factory):
+    r = reflector_factory(bind=("127.0.0.1",), stateful=True, rate_limit_pps=0, global_rate_limit_pps=0)
+    agent = Client(r.port, socket.AF_INET, "127.0.0.1")
+    assert [decode_reflector(agent.ask(request(s))[0]).seq for s in range(3)] == [0, 1, 2]
+    spray(r, [request(0)] * 100_001)  # one new session per spoofed address, beyond the default bound
+    assert decode_reflector(agent.ask(request(3))[0]).seq == 3  # the agent's session kept its numbering
+    assert r.session_count <= 150_000
+
+
+def test_a_replayed_signed_request_is_refused(reflector_factory):
+    r = reflector_factory(auth_key=KEY, stateful=True, clock=shared_host_clock())
+    agent, attacker = Client(r.port), Client(r.port)
+    recorded = [request(s, key=KEY, authenticated=True) for s in range(3)]
+    for octets in recorded:
+        assert decode_reflector(agent.ask(octets)[0], authenticated=True).sender_seq >= 0
+    # Byte for byte again, from the agent's own address and port (as a man in the middle would).
+    attacker.sock.close()
+    for octets in recorded:
+        assert agent.silent(octets, r)
+    assert r.stats.refused_replay == 3
+    # A request the reflector has not seen is still answered, also when it comes late.
+    late = request(7, key=KEY, authenticated=True)
+    assert decode_reflector(agent.ask(request(8, key=KEY, authenticated=True))[0], authenticated=True).sender_seq == 8
+    assert decode_reflector(agent.ask(late)[0], authenticated=True).sender_seq == 7
+    assert agent.silent(late, r)
+    assert r.stats.refused_replay == 4
+
+
+def test_a_sender_that_numbers_again_from_zero_is_answered(reflector_factory):
+    r = reflector_factory(auth_key=KEY, clock=shared_host_clock())
+    agent = Client(r.port)
+    for seq in (100, 101, 0):  # 0: the sender restarted on the same port; its timestamp is newer
+        assert (
+            decode_reflector(agent.ask(request(seq, key=KEY, authenticated=True))[0], authenticated=True).sender_seq
+            == seq
+        )
+    assert r.stats.refused_replay == 0
+
+
+def test_a_signed_request_older_than_the_freshness_window_is_stale(reflector_factory):
+    r = reflector_factory(auth_key=KEY, clock=shared_host_clock(), replay_max_age_s=30)
+    agent = Client(r.port)
+    synced = ErrorEstimate(synchronized=True)
+
+    def signed(age_s: float) -> bytes:
+        sent_ns = time.time_ns() - int(age_s * 1e9)
+        return encode_sender(SenderPacket(1, ns_to_ntp(sent_ns), synced, 9, ()), KEY, authenticated=True)
+
+    assert agent.silent(signed(120), r)  # recorded two minutes ago: a new session does not make it new
+    assert r.stats.refused_stale == 1
+    assert decode_reflector(agent.ask(signed(0))[0], authenticated=True).sender_seq == 1
+
+
+def test_a_spray_of_sources_does_not_empty_the_allow_list_cache(reflector_factory, monkeypatch):
+    monkeypatch.setattr(session_reflector, "ALLOW_CACHE_SIZE", 100)
+    r = reflector_factory(bind=("127.0.0.1",), allow=("127.0.0.1/32",), global_rate_limit_pps=0)
+    agent = Client(r.port, socket.AF_INET, "127.0.0.1")
+    assert answered(agent, request(1), r)
+    spray(r, [request(0)] * 99, first_source="127.1.0.0")  # fills the cache to its bound
+    assert b"\x7f\x00\x00\x01" in r._allow_cache and len(r._allow_cache) == 100
+    spray(r, [request(0)] * 10, first_source="127.2.0.0")  # beyond it: only the oldest entries go
+    assert len(r._allow_cache) == 100 and r.stats.refused_not_allowed == 109
+
+
+@pytest.mark.parametrize("stateful", [False, True], ids=["stateless", "stateful"])
+def test_a_failure_while_sealing_a_reply_is_counted_and_the_reflector_keeps_answering(
+    reflector_factory, monkeypatch, stateful
+):
+    real = session_reflector.stamp_transmit_time
+    calls = []
+
+    def fails_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a sealing bug")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(session_reflector, "stamp_transmit_time", fails_once)
+    r = reflector_factory(stateful=stateful, auth_key=KEY)
+    client = Client(r.port)
+    assert client.silent(request(1, key=KEY, authenticated=True), r)
+    assert r.stats.malformed["internal"] == 1
+    reply = decode_reflector(client.ask(request(2, key=KEY, authenticated=True))[0], authenticated=True)
+    assert reply.sender_seq == 2

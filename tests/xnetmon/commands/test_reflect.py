@@ -23,6 +23,8 @@ def test_the_summary_counts_every_fate_and_names_malformed_kinds():
     stats.malformed["short"] += 2
     stats.malformed["bad-hmac"] += 1
     assert describe_stats(stats).startswith("10 received, 6 reflected, 3 malformed (bad-hmac 1, short 2), refused:")
+    stats.refused_global_rate_limited, stats.refused_replay, stats.refused_stale = 4, 5, 6
+    assert describe_stats(stats).endswith("2 over rate, 4 over global rate, 5 replayed, 6 stale")
 
 
 def test_the_banner_names_the_mode_and_every_address_and_the_summary_follows_the_stop(tmp_path):

@@ -201,6 +201,7 @@ def test_collector_health_and_last_window_time():
 
 def test_reflector_counters_are_copied_when_set():
     stats = ReflectorStats(received=20, reflected=14, refused_not_allowed=2, refused_rate_limited=1, send_errors=1)
+    stats.refused_global_rate_limited, stats.refused_replay, stats.refused_stale = 3, 4, 5
     stats.malformed["short"] += 1
     stats.malformed["bad-hmac"] += 1
     state = MetricsState()
@@ -210,6 +211,9 @@ def test_reflector_counters_are_copied_when_set():
     assert value(state, "xnet_reflector_packets_total", result="refused_not_allowed") == 2
     assert value(state, "xnet_reflector_packets_total", result="refused_rate_limited") == 1
     assert value(state, "xnet_reflector_packets_total", result="send_error") == 1
+    assert value(state, "xnet_reflector_packets_total", result="refused_global_rate_limited") == 3
+    assert value(state, "xnet_reflector_packets_total", result="refused_replay") == 4
+    assert value(state, "xnet_reflector_packets_total", result="refused_stale") == 5
     assert value(state, "xnet_malformed_packets_total", protocol="stamp", kind="short") == 1
     assert value(state, "xnet_malformed_packets_total", protocol="stamp", kind="bad-hmac") == 1
 
