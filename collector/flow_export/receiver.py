@@ -137,6 +137,13 @@ class FlowReceiver:
             if exporter not in self._exporters:
                 refusal = self._admit(exporter)
                 if refusal is not None:
+                    if not self.refused[refusal]:  # once per reason: a flood must not flood the log
+                        log.warning(
+                            "refusing flow exports from %s (%s); further refusals are only counted "
+                            "in xnet_flow_refused_total",
+                            exporter,
+                            refusal,
+                        )
                     self.refused[refusal] += 1
                     return 0
             protocol = _protocol_of(data)

@@ -141,11 +141,11 @@ class TemplateCache:
         """Store (or refresh) a template; return the parked data sets that waited for it.
         A new template beyond a bound is refused (counted) and returns nothing."""
         previous = self._templates.get(key)
+        refusal = self._refusal(key[0], template, new=previous is None)
+        if refusal is not None:
+            self.refused[refusal] += 1
+            return []
         if previous is None:
-            refusal = self._refusal(key[0], template)
-            if refusal is not None:
-                self.refused[refusal] += 1
-                return []
             self._per_exporter[key[0]] += 1
         self._templates[key] = (template, now)
         if previous is None or previous[0] != template:
@@ -158,12 +158,12 @@ class TemplateCache:
         del self._pending_keys[key]
         return claimed
 
-    def _refusal(self, exporter: str, template: Template) -> str | None:
-        if len(template.fields) > MAX_TEMPLATE_FIELDS:
+    def _refusal(self, exporter: str, template: Template, *, new: bool) -> str | None:
+        if len(template.fields) > MAX_TEMPLATE_FIELDS:  # a replacement too: it would grow the cache as much
             return "template-size"
-        if self._per_exporter[exporter] >= self.max_per_exporter:
+        if new and self._per_exporter[exporter] >= self.max_per_exporter:
             return "template-limit"
-        if len(self._templates) >= self.max_templates:
+        if new and len(self._templates) >= self.max_templates:
             return "template-total"
         return None
 

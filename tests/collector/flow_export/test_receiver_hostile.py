@@ -97,11 +97,14 @@ def test_templates_beyond_the_bounds_are_refused_counted_and_memory_stays_bounde
     assert grown < bound * 5 * 1024 + (4 << 20), f"{grown / 2**20:.1f} MiB traced during the flood"
 
 
-def test_a_template_with_more_fields_than_any_real_one_is_refused():
+def test_a_template_with_more_fields_than_any_real_one_is_refused_even_as_a_replacement():
+    exporter = ("127.0.0.1", free_udp_port("127.0.0.1"))
     with FlowReceiver(ReceiverSettings(listen=LISTEN)) as receiver:
         [address] = receiver.addresses
-        send_from(receiver, address, [(("127.0.0.1", 0), many_templates(1, MAX_TEMPLATE_FIELDS + 1)[0])])
-        assert len(receiver.state.templates) == 0 and receiver.refusals() == {"template-size": 1}
+        send_from(receiver, address, [(exporter, IPFIX), (exporter, many_templates(1, MAX_TEMPLATE_FIELDS + 1)[0])])
+        assert len(receiver.state.templates) == 1 and receiver.refusals() == {"template-size": 1}
+        send_from(receiver, address, [(exporter, ipfix_message([data_set(256, [ROW])]))])
+        assert receiver.counters.by_slice()["video"].bytes == 2000  # the template it had still decodes
 
 
 def test_a_spoofed_exporter_on_another_port_cannot_change_the_real_one_s_sampling_rate():
