@@ -122,6 +122,10 @@ class TemplateCache:
         self.max_templates = max_templates
         self.max_per_exporter = max_per_exporter
         self._templates: dict[TemplateKey, tuple[Template, float]] = {}
+        # the keys of each (exporter, port, domain): a withdrawal of all its templates touches
+        # only them (a datagram holds up to 16,000 withdrawals; each scanning every template
+        # held would keep the receiver busy for seconds)
+        self._by_source: dict[SourceKey, set[TemplateKey]] = {}
         self._per_exporter: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()  # new templates beyond a bound, by reason
         self._pending: deque[PendingSet] = deque()
@@ -147,6 +151,7 @@ class TemplateCache:
             return []
         if previous is None:
             self._per_exporter[key[0]] += 1
+            self._by_source.setdefault(key[:3], set()).add(key)
         self._templates[key] = (template, now)
         if previous is None or previous[0] != template:
             self._dirty = True
@@ -169,6 +174,10 @@ class TemplateCache:
 
     def _forget(self, key: TemplateKey) -> None:
         del self._templates[key]
+        source = key[:3]
+        self._by_source[source].discard(key)
+        if not self._by_source[source]:
+            del self._by_source[source]
         exporter = key[0]
         self._per_exporter[exporter] -= 1
         if self._per_exporter[exporter] <= 0:
@@ -195,9 +204,8 @@ class TemplateCache:
 
     def withdraw_all(self, exporter: str, port: int, domain: int, *, options: bool) -> int:
         """Forget every data template (options=False) or options template of a domain."""
-        doomed = [
-            k for k, (t, _) in self._templates.items() if k[:3] == (exporter, port, domain) and t.is_options == options
-        ]
+        keys = self._by_source.get((exporter, port, domain), ())
+        doomed = [k for k in keys if self._templates[k][0].is_options == options]
         for key in doomed:
             self._forget(key)
         self._dirty = self._dirty or bool(doomed)
