@@ -280,3 +280,36 @@ def exported_datagrams(softflowd_statistics: str) -> int:
     match = re.search(r"^Flows exported: \d+ \(\d+ records\) in (\d+) packets", softflowd_statistics, re.MULTILINE)
     assert match, softflowd_statistics
     return int(match[1])
+
+
+# -- sending from chosen sources: hostile exporters -------------------------------------------
+
+
+def handled(receiver) -> int:
+    """Datagrams the receiver has dealt with: counted per exporter, or refused before decoding."""
+    with receiver.reading():
+        return sum(receiver.datagrams.values()) + sum(receiver.refused.values())
+
+
+def send_from(
+    receiver, destination: tuple[str, int], datagrams: list[tuple[tuple[str, int], bytes]], batch: int = 32
+) -> None:
+    """Send each (source address and port, datagram) from a socket bound to that source (any
+    127.0.0.0/8 address is this host's, so IPv4 loopback gives as many exporters as wanted),
+    `batch` at a time, waiting until the receiver handled each batch: the kernel's socket
+    buffer never overflows, so every datagram sent is one the receiver saw."""
+    start = handled(receiver)
+    for offset in range(0, len(datagrams), batch):
+        for (address, port), datagram in datagrams[offset : offset + batch]:
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            with socket.socket(family, socket.SOCK_DGRAM) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((address, port))
+                sock.sendto(datagram, destination)
+        wait_for_handled(receiver, start + min(offset + batch, len(datagrams)))
+
+
+def wait_for_handled(receiver, count: int) -> None:
+    wait_until(
+        lambda: handled(receiver) >= count, what=lambda: f"{count} datagrams handled, {handled(receiver)} so far"
+    )

@@ -40,7 +40,7 @@ from collector.wire.stamp import STAMP_PORT
 
 PROBE_KINDS = tuple(PROBERS)  # what `targets[].probes` may name
 DEFAULT_METRICS_LISTEN = "[::1]:9862"  # loopback: exposing the agent is the operator's choice
-DEFAULT_FLOWS_LISTEN = "[::]:4739"  # exporters are other hosts
+DEFAULT_FLOWS_LISTEN = "[::1]:4739"  # loopback: receiving from other hosts is the operator's choice
 DEFAULT_MAX_TARGETS = 100_000
 DEFAULT_SPOOL_MAX_WINDOWS = 100_000
 MAX_FLOW_LABEL = 0xFFFFF
@@ -76,6 +76,17 @@ def _ip_prefix(value: str) -> str:
     return str(network)
 
 
+def _whole_prefix(value: str) -> str:
+    """After _ip_prefix: a prefix without host bits (2001:db8::/48, not 2001:db8::1/48)."""
+    try:
+        ipaddress.ip_network(value)
+    except ValueError:
+        raise ValueError(
+            f"{value} has host bits set; the prefix is {ipaddress.ip_network(value, strict=False)}"
+        ) from None
+    return value
+
+
 def _name(value: str) -> str:
     if not NAME.match(value):
         raise ValueError(f"{value!r} is not a name: give 1 to 253 characters without spaces")
@@ -106,6 +117,7 @@ def _interface_name(value: str) -> str:
 
 IPAddressText = Annotated[str, AfterValidator(_ip_address)]
 IPPrefixText = Annotated[str, AfterValidator(_ip_prefix)]
+NetworkText = Annotated[str, AfterValidator(_ip_prefix), AfterValidator(_whole_prefix)]
 NameText = Annotated[str, AfterValidator(_name)]
 SliceNameRef = Annotated[str, AfterValidator(_known_slice)]
 InterfaceName = Annotated[str, AfterValidator(_interface_name)]
@@ -307,6 +319,12 @@ class FlowsModel(_Strict):
     state_dir: str | None = None  # templates and sampling rates kept here across restarts
     default_sampling: dict[IPAddressText, Annotated[float, Field(ge=1)]] = Field(default_factory=dict)
     template_timeout_s: Seconds = 1800.0
+    # Prefixes of the exporters accepted; datagrams from elsewhere are refused and counted.
+    # None: any source (only sensible with a loopback or otherwise filtered listen address).
+    exporters: list[NetworkText] | None = Field(default=None, min_length=1)
+    max_exporters: StrictInt = Field(default=1024, ge=1, le=1_000_000)
+    max_templates: StrictInt = Field(default=4096, ge=1, le=1_000_000)
+    max_templates_per_exporter: StrictInt = Field(default=256, ge=1, le=65_536)
 
     @field_validator("listen")
     @classmethod

@@ -226,6 +226,10 @@ def _flows(config: AgentConfig) -> ReceiverSettings | None:
         state_dir=config.path_of(flows.state_dir) if flows.state_dir else None,
         default_sampling=dict(flows.default_sampling),
         template_timeout_s=flows.template_timeout_s,
+        exporters=flows.exporters,
+        max_exporters=flows.max_exporters,
+        max_templates=flows.max_templates,
+        max_templates_per_exporter=flows.max_templates_per_exporter,
         slice_rules=[{"slice": s.name, "dscp": s.dscp} for s in config.slices],
         rules_source=config.source,
     )

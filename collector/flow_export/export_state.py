@@ -20,7 +20,7 @@ from collector.flow_export.datasets import (
     decode_element_records,
 )
 from collector.flow_export.sampling import SamplingTable
-from collector.flow_export.templates import Template, TemplateCache, TemplateKey
+from collector.flow_export.templates import SourceKey, Template, TemplateCache, TemplateKey
 
 
 class MalformedMessage(MalformedSet):
@@ -48,9 +48,10 @@ class ExportState:
         self.templates = templates
         self.sampling = sampling
         self._count_malformed = count_malformed
-        # (exporter, domain) -> systemInitTimeMilliseconds from options: the origin of
-        # IPFIX flowStart/EndSysUpTime (softflowd times its IPFIX flows that way)
-        self.system_init_ms: dict[tuple[str, int], int] = {}
+        # (exporter, port, domain) -> systemInitTimeMilliseconds from options: the origin of
+        # IPFIX flowStart/EndSysUpTime (softflowd times its IPFIX flows that way); keyed and
+        # bounded like the sampling rates, which come in the same options records
+        self.system_init_ms: dict[SourceKey, int] = {}
 
     def learn_template(self, protocol: str, key: TemplateKey, template: Template, now: float) -> list[DecodedFlows]:
         """Store a template; decode the data that was waiting for it."""
@@ -74,24 +75,27 @@ class ExportState:
     def _decode(
         self, protocol: str, key: TemplateKey, template: Template, data: bytes | memoryview, times: TimeContext
     ) -> list[DecodedFlows]:
-        exporter, _, domain, _ = key
+        exporter, port, domain, _ = key
+        source = (exporter, port, domain)
         if template.is_options:
             for record in decode_element_records(template, data):
-                self.sampling.learn(exporter, domain, record)
+                self.sampling.learn(source, record)
                 init_ms = record.get(ie.SYSTEM_INIT_TIME_MILLISECONDS)
-                if isinstance(init_ms, int):
-                    self.system_init_ms[(exporter, domain)] = init_ms
+                if isinstance(init_ms, int) and (
+                    source in self.system_init_ms or len(self.system_init_ms) < self.sampling.limit
+                ):
+                    self.system_init_ms[source] = init_ms
             return []
-        if times.sysuptime_base_ms is None and (exporter, domain) in self.system_init_ms:
-            times = replace(times, sysuptime_base_ms=self.system_init_ms[(exporter, domain)])
+        if times.sysuptime_base_ms is None and source in self.system_init_ms:
+            times = replace(times, sysuptime_base_ms=self.system_init_ms[source])
         columns = decode_columns(template, data, times)
         if not len(columns):
             return []
         rates = None
         if columns.sampling_interval is not None:
-            rates = [float(n) if n else self.sampling.rate(exporter, domain) for n in columns.sampling_interval]
+            rates = [float(n) if n else self.sampling.rate(source) for n in columns.sampling_interval]
             self.sampling.note_rate(exporter, rates[-1])
         elif columns.sampler is not None:
-            rates = [self.sampling.rate(exporter, domain, s) for s in columns.sampler]
-        rate = rates[-1] if rates else self.sampling.rate(exporter, domain)
+            rates = [self.sampling.rate(source, s) for s in columns.sampler]
+        rate = rates[-1] if rates else self.sampling.rate(source)
         return [DecodedFlows(protocol, exporter, domain, columns, rate, rates)]

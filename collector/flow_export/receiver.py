@@ -6,10 +6,18 @@ first 16 bits are the version for IPFIX (10) and v9 (9), the first 32 bits for s
 Each decoded data set is classified into slices record by record (`SliceClassifier`),
 scaled by its sampling rate and added to `TrafficCounters`.
 
+Before anything of a datagram is read, its source must be admitted: on the exporter
+allow-list (`exporters`, prefixes; none: any address) and, when new, within `max_exporters`
+exporters (every exporter adds series to /metrics). A refused datagram is counted by reason
+(`refused`: "not-allowed", "exporter-limit") and leaves nothing else behind. Templates and
+learnt rates are bounded too (templates.py, sampling.py) and their refusals counted alike.
+
 A datagram that cannot be decoded is counted under (protocol, kind) and dropped; nothing
 a datagram holds can stop the thread (an unexpected error is counted as kind "internal"
-and logged once per protocol). Templates and learnt sampling rates are saved in `state_dir`
-(templates.json, sampling.json) and read back at start.
+and logged once per protocol), and an error in the thread's own loop is counted in
+`errors["receive"]` and the loop carries on. Templates and learnt sampling rates are saved
+in `state_dir` (templates.json, sampling.json) by a thread of their own (state_saver.py),
+never under the lock during I/O; a failed save is counted in `errors["state-save"]`.
 
 Everything the thread changes is guarded by one lock, held per datagram; readers
 (/metrics scrapes, the top-talkers endpoint, the command's table) take it briefly to copy.
@@ -30,13 +38,21 @@ from pathlib import Path
 from typing import cast
 
 from collector.contract.records import FlowRecord
+from collector.flow_export.allow_list import ExporterAllowList
 from collector.flow_export.datasets import MalformedSet
 from collector.flow_export.export_state import DecodedFlows, ExportState
 from collector.flow_export.ipfix import decode_ipfix
 from collector.flow_export.netflow9 import decode_netflow9
 from collector.flow_export.sampling import SamplingTable
 from collector.flow_export.sflow import decode_sflow
-from collector.flow_export.templates import DEFAULT_PENDING_LIMIT, DEFAULT_TEMPLATE_TIMEOUT_S, TemplateCache
+from collector.flow_export.state_saver import StateSaver
+from collector.flow_export.templates import (
+    DEFAULT_MAX_TEMPLATES,
+    DEFAULT_MAX_TEMPLATES_PER_EXPORTER,
+    DEFAULT_PENDING_LIMIT,
+    DEFAULT_TEMPLATE_TIMEOUT_S,
+    TemplateCache,
+)
 from collector.traffic.classifier import SliceClassifier
 from collector.traffic.counters import TrafficCounters, address_text
 
@@ -45,13 +61,19 @@ log = logging.getLogger(__name__)
 RECEIVE_BUFFER = 8 << 20  # exporters send in bursts at the end of each expiry interval
 MAX_DATAGRAM = 65535
 HOUSEKEEPING_S = 1.0
+DEFAULT_MAX_EXPORTERS = 1024
 
 
 @dataclass
 class ReceiverSettings:
-    listen: list[tuple[str, int]] = field(default_factory=lambda: [("::", 4739)])
+    # loopback unless configured: exposing the receiver to other hosts is the operator's choice
+    listen: list[tuple[str, int]] = field(default_factory=lambda: [("::1", 4739)])
     state_dir: Path | None = None
     default_sampling: dict[str, float] = field(default_factory=dict)  # exporter address -> N
+    exporters: list[str] | None = None  # allow-list of prefixes; None: any exporter
+    max_exporters: int = DEFAULT_MAX_EXPORTERS
+    max_templates: int = DEFAULT_MAX_TEMPLATES
+    max_templates_per_exporter: int = DEFAULT_MAX_TEMPLATES_PER_EXPORTER
     template_timeout_s: float = DEFAULT_TEMPLATE_TIMEOUT_S
     pending_limit: int = DEFAULT_PENDING_LIMIT
     talker_capacity: int = 1000
@@ -79,18 +101,25 @@ class FlowReceiver:
         self.counters = TrafficCounters(self.settings.talker_capacity)
         self.malformed: Counter[tuple[str, str]] = Counter()
         self.datagrams: Counter[tuple[str, str]] = Counter()  # (exporter, protocol)
+        self.refused: Counter[str] = Counter()  # datagrams refused before decoding, by reason
+        self.errors: Counter[str] = Counter()  # background failures, by component
         self.lock = threading.Lock()
+        self.allow_list = ExporterAllowList(self.settings.exporters)
+        self._exporters: set[str] = set()  # admitted exporter addresses
         state_dir = self.settings.state_dir
-        self._sampling_path = state_dir / "sampling.json" if state_dir else None
+        sampling_path = state_dir / "sampling.json" if state_dir else None
         templates = TemplateCache(
             state_dir / "templates.json" if state_dir else None,
             timeout_s=self.settings.template_timeout_s,
             pending_limit=self.settings.pending_limit,
+            max_templates=self.settings.max_templates,
+            max_per_exporter=self.settings.max_templates_per_exporter,
         )
         sampling = SamplingTable(self.settings.default_sampling)
-        if self._sampling_path is not None:
-            sampling.load(self._sampling_path)
+        if sampling_path is not None:
+            sampling.load(sampling_path)
         self.state = ExportState(templates, sampling, self._count_malformed)
+        self.saver = StateSaver(self.lock, templates, sampling, sampling_path, self._count_save_error)
         self.on_flows = on_flows
         self._pending_dropped_seen: Counter[str] = Counter()
         self._logged_protocols: set[str] = set()
@@ -105,6 +134,18 @@ class FlowReceiver:
         """Decode and count one datagram; the number of flow records it carried (0 if malformed)."""
         now = time.time() if now is None else now
         with self.lock:
+            if exporter not in self._exporters:
+                refusal = self._admit(exporter)
+                if refusal is not None:
+                    if not self.refused[refusal]:  # once per reason: a flood must not flood the log
+                        log.warning(
+                            "refusing flow exports from %s (%s); further refusals are only counted "
+                            "in xnet_flow_refused_total",
+                            exporter,
+                            refusal,
+                        )
+                    self.refused[refusal] += 1
+                    return 0
             protocol = _protocol_of(data)
             if protocol is None:
                 self._count_malformed("unknown", "version")
@@ -128,6 +169,23 @@ class FlowReceiver:
                 return 0
             self._note_pending_drops()
             return sum(self._count(flows) for flows in decoded)
+
+    def _admit(self, exporter: str) -> str | None:
+        """Admit a new exporter, or say why not."""
+        if not self.allow_list.allows(exporter):
+            return "not-allowed"
+        if len(self._exporters) >= self.settings.max_exporters:
+            return "exporter-limit"
+        self._exporters.add(exporter)
+        return None
+
+    def refusals(self) -> dict[str, int]:
+        """Everything refused by reason: datagrams, templates and learnt rates (lock held)."""
+        counts = Counter(self.refused)
+        counts.update(self.state.templates.refused)
+        if self.state.sampling.refused:
+            counts["sampling-limit"] = self.state.sampling.refused
+        return dict(counts)
 
     def _count(self, flows: DecodedFlows) -> int:
         c = flows.columns
@@ -162,6 +220,9 @@ class FlowReceiver:
     def _count_malformed(self, protocol: str, kind: str) -> None:
         self.malformed[(protocol, kind)] += 1
 
+    def _count_save_error(self) -> None:
+        self.errors["state-save"] += 1
+
     def _note_pending_drops(self) -> None:
         dropped = self.state.templates.pending_dropped
         if dropped != self._pending_dropped_seen:  # data whose template never came in time
@@ -170,14 +231,11 @@ class FlowReceiver:
             self._pending_dropped_seen = Counter(dropped)
 
     def housekeeping(self, now: float | None = None) -> None:
-        """Expire templates and parked data; save what changed."""
+        """Expire templates and parked data (saving is the saver thread's)."""
         now = time.time() if now is None else now
         with self.lock:
             self.state.templates.expire(now)
             self._note_pending_drops()
-            self.state.templates.maybe_save(now)
-            if self._sampling_path is not None and self.state.sampling.changed:
-                self.state.sampling.save(self._sampling_path)
 
     # -- sockets ----------------------------------------------------------------------------
 
@@ -192,6 +250,7 @@ class FlowReceiver:
         self._stop.clear()
         self._thread = threading.Thread(target=self._serve, name="flow-receiver", daemon=True)
         self._thread.start()
+        self.saver.start()
         return self
 
     @property
@@ -204,14 +263,22 @@ class FlowReceiver:
             selector.register(sock, selectors.EVENT_READ)
         try:
             while not self._stop.is_set():
-                for key, _ in selector.select(timeout=0.2):
-                    self._drain(cast(socket.socket, key.fileobj))  # only sockets are registered
-                now = time.time()
-                if now - self._housekeeping_at >= HOUSEKEEPING_S:
-                    self._housekeeping_at = now
-                    self.housekeeping(now)
+                try:
+                    self._serve_once(selector)
+                except Exception:  # counted, logged, and the receiving goes on
+                    with self.lock:
+                        self.errors["receive"] += 1
+                    log.exception("flow receiver")
         finally:
             selector.close()
+
+    def _serve_once(self, selector: selectors.BaseSelector) -> None:
+        for key, _ in selector.select(timeout=0.2):
+            self._drain(cast(socket.socket, key.fileobj))  # only sockets are registered
+        now = time.time()
+        if now - self._housekeeping_at >= HOUSEKEEPING_S:
+            self._housekeeping_at = now
+            self.housekeeping(now)
 
     def _drain(self, sock: socket.socket) -> None:
         for _ in range(256):  # then let the other sockets have a turn
@@ -233,11 +300,7 @@ class FlowReceiver:
             self._thread.join(timeout=5)
             self._thread = None
         self.close_sockets()
-        now = time.time()
-        with self.lock:
-            self.state.templates.save(now)
-            if self._sampling_path is not None:
-                self.state.sampling.save(self._sampling_path)
+        self.saver.stop()
 
     def close_sockets(self) -> None:
         for sock in self._sockets:

@@ -13,7 +13,7 @@ from pathlib import Path
 from xnetmon.commands.common import listen_address
 from xnetmon.errors import UsageError
 
-DEFAULT_LISTEN = "[::]:4739"
+DEFAULT_LISTEN = "[::1]:4739"  # loopback: receiving from other hosts is asked for
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,6 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     collect.add_argument(
         "--slices", type=Path, metavar="FILE", help="slice rules (YAML: rules, default); default: the catalogue's DSCPs"
+    )
+    collect.add_argument(
+        "--exporter",
+        action="append",
+        metavar="PREFIX",
+        help="accept exports only from this prefix (repeatable); others are refused and counted (default: any)",
     )
     collect.add_argument("--state-dir", type=Path, help="keep templates and sampling rates here across restarts")
     collect.add_argument(
@@ -71,6 +77,15 @@ def parse_sampling(values: list[str]) -> dict[str, float]:
     return rates
 
 
+def parse_exporters(values: list[str] | None) -> list[str] | None:
+    from collector.flow_export.allow_list import ExporterAllowList
+
+    try:
+        return list(ExporterAllowList(values).prefixes or ()) if values else None
+    except ValueError as exc:
+        raise UsageError(f"--exporter: {exc}") from None
+
+
 def _classifier(path: Path | None):
     from collector.system.config_files import ConfigError
     from collector.traffic.classifier import SliceClassifier
@@ -91,6 +106,7 @@ def run_collect(args: argparse.Namespace) -> int:
         listen=[listen_address(v, "--listen", DEFAULT_LISTEN) for v in (args.listen or [DEFAULT_LISTEN])],
         state_dir=args.state_dir,
         default_sampling=parse_sampling(args.default_sampling),
+        exporters=parse_exporters(args.exporter),
     )
     receiver = FlowReceiver(settings, _classifier(args.slices))
     try:

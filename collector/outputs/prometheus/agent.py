@@ -11,7 +11,7 @@ from __future__ import annotations
 import platform
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIServer
@@ -277,12 +277,7 @@ def _traffic_families(flows: FlowReceiver | None, captures: AgentCaptures | None
         assert captures is not None  # called only when the agent has one or the other
         figures = FlowFigures(captures.totals(), {})
     if captures is not None:
-        figures = FlowFigures(
-            figures.totals,
-            {**figures.sampling_rates, **captures.sampling_rates()},
-            figures.templates,
-            figures.datagrams,
-        )
+        figures = replace(figures, sampling_rates={**figures.sampling_rates, **captures.sampling_rates()})
     yield from flow_families(figures)
     if captures is not None:
         from collector.outputs.prometheus.passive import capture_families, passive_families

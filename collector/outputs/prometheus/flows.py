@@ -31,6 +31,8 @@ class FlowFigures:
     sampling_rates: dict[str, float]  # exporter -> 1-in-N in use
     templates: dict[str, int] = field(default_factory=dict)  # exporter -> templates held
     datagrams: dict[tuple[str, str], int] = field(default_factory=dict)  # (exporter, protocol)
+    refused: dict[str, int] = field(default_factory=dict)  # reason -> datagrams, templates or rates refused
+    errors: dict[str, int] = field(default_factory=dict)  # component -> background failures
 
 
 def receiver_figures(receiver: FlowReceiver) -> FlowFigures:
@@ -40,6 +42,8 @@ def receiver_figures(receiver: FlowReceiver) -> FlowFigures:
             dict(receiver.state.sampling.in_use),
             receiver.state.templates.counts_by_exporter(),
             dict(receiver.datagrams),
+            receiver.refusals(),
+            dict(receiver.errors),
         )
 
 
@@ -79,7 +83,24 @@ def flow_families(source: FlowReceiver | FlowFigures) -> Iterator[Metric]:
     )
     for (exporter, protocol), count in sorted(datagrams.items()):
         datagram_count.add_metric([exporter, protocol], count)
-    yield from (octets, packets, records, sampling, template_count, datagram_count)
+    refused = CounterMetricFamily(
+        "xnet_flow_refused",
+        "What the flow receiver refused, by reason: datagrams from outside the exporter allow-list (not-allowed) "
+        "or beyond the exporter bound (exporter-limit), templates beyond a bound (template-limit, template-total, "
+        "template-size), sampling rates beyond the bound (sampling-limit).",
+        labels=["reason"],
+    )
+    for reason, count in sorted(figures.refused.items()):
+        refused.add_metric([reason], count)
+    errors = CounterMetricFamily(
+        "xnet_flow_receiver_errors",
+        "Failures of the flow receiver's background work, by component (state-save: templates and sampling "
+        "rates could not be written; receive: the receiving loop met an error and went on).",
+        labels=["component"],
+    )
+    for component, count in sorted(figures.errors.items()):
+        errors.add_metric([component], count)
+    yield from (octets, packets, records, sampling, template_count, datagram_count, refused, errors)
 
 
 def malformed_counts(receiver: FlowReceiver) -> list[tuple[tuple[str, str], int]]:

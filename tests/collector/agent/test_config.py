@@ -404,6 +404,14 @@ ERROR_CASES = {
         "site: {name: a}\ntargets: [{cidr: 'fd00::/126', name_prefix: 'h '}]\n",
         ["agent.yaml: targets[0].name_prefix: 'h ' would make names with spaces; give a prefix without spaces"],
     ),
+    "flow exporters that are not prefixes, and bounds of nothing": (
+        "site: {name: a}\nflows: {exporters: ['2001:db8::1/48', exporter.example], max_templates: 0}\n",
+        [
+            "agent.yaml: flows.exporters[0]: 2001:db8::1/48 has host bits set; the prefix is 2001:db8::/48",
+            "agent.yaml: flows.exporters[1]: 'exporter.example' is not an IP prefix such as fd00::/64",
+            "agent.yaml: flows.max_templates: expected greater than or equal to 1, got 0",
+        ],
+    ),
     "count beyond the prefix": (
         "site: {name: a}\ntargets: [{cidr: 'fd00::/126', count: 5}]\n",
         ["agent.yaml: targets[0].cidr: count 5 is more than the 4 addresses of fd00::/126"],

@@ -34,7 +34,24 @@ def test_the_flows_section_becomes_receiver_settings_with_the_slices_dscps(tmp_p
     assert (flows.default_sampling, flows.template_timeout_s) == ({"2001:db8::e": 64.0}, 600.0)
     assert flows.slice_rules == [{"slice": "video", "dscp": 34}, {"slice": "other", "dscp": 0}]
     assert flows.rules_source == "agent.yaml"
+    assert (flows.exporters, flows.max_exporters, flows.max_templates, flows.max_templates_per_exporter) == (
+        None,
+        1024,
+        4096,
+        256,
+    )
     assert plan_of("site: {name: a}\n").flows is None
+
+
+def test_the_flows_section_bounds_the_receiver_and_lists_its_exporters():
+    flows = plan_of("""\
+        site: {name: cnty1a}
+        flows: {exporters: ["2001:db8:ff::/48", 192.0.2.7], max_exporters: 10, max_templates: 100,
+                max_templates_per_exporter: 20}
+    """).flows
+    assert flows.listen == [("::1", 4739)]  # loopback unless configured
+    assert flows.exporters == ["2001:db8:ff::/48", "192.0.2.7/32"]
+    assert (flows.max_exporters, flows.max_templates, flows.max_templates_per_exporter) == (10, 100, 20)
 
 
 def test_the_capture_section_classifies_by_the_slices_dscps_unless_a_rules_file_says_otherwise(tmp_path):

@@ -75,3 +75,14 @@ def test_an_empty_set_decodes_to_nothing():
     export, _ = state()
     export.learn_template("ipfix", KEY, FLOWS, NOW)
     assert export.data_set("ipfix", KEY, b"\x00\x00\x00", TIMES, NOW) == []  # padding only
+
+
+def test_uptime_origins_are_kept_per_exporter_port_and_domain_and_bounded():
+    export = ExportState(TemplateCache(), SamplingTable(limit=3), lambda p, k: None)
+    init = Template(300, ((149, 4, 0), (ie.SYSTEM_INIT_TIME_MILLISECONDS, 8, 0)), scope_count=1)  # 149: domain id
+    for port in range(4739, 4749):  # one exporter address, ten source ports: ten sources
+        key = (EXPORTER, port, 1, 300)
+        export.learn_template("ipfix", key, init, NOW)
+        export.data_set("ipfix", key, struct.pack("!IQ", 1, 1_700_000_000_000 + port), TIMES, NOW)
+    assert len(export.system_init_ms) == 3
+    assert export.system_init_ms[(EXPORTER, 4739, 1)] == 1_700_000_000_000 + 4739

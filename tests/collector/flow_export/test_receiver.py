@@ -102,3 +102,20 @@ def test_data_whose_template_never_came_is_counted_once_it_expires():
     assert not receiver.malformed  # still waiting
     receiver.housekeeping(now=1061.0)
     assert dict(receiver.malformed) == {("ipfix", "no-template"): 1}
+
+
+def test_an_error_in_the_receiving_loop_is_counted_and_the_loop_goes_on():
+    failures = iter([RuntimeError("a consumer's bug")])
+
+    def consumer(flows) -> None:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+
+    with FlowReceiver(ReceiverSettings(listen=[("::1", 0)]), on_flows=consumer) as receiver:
+        [address] = receiver.addresses
+        send(IPFIX, address)
+        wait_until(lambda: receiver.errors["receive"] == 1, what="the error counted")
+        send(IPFIX, address)
+        wait_until(lambda: datagrams_seen(receiver) == 2, what="the next datagram received")
+        assert receiver._thread is not None and receiver._thread.is_alive()

@@ -11,7 +11,7 @@ import pytest
 from collector.flow_export.receiver import FlowReceiver, ReceiverSettings
 from tests.flow_export_support import V6_FIELDS, data_set, ipfix_message, ipfix_template_set, record, v6_values
 from xnetmon.cli import UsageError, main
-from xnetmon.commands.flows import parse_sampling, print_table
+from xnetmon.commands.flows import parse_exporters, parse_sampling, print_table
 
 
 def fed() -> FlowReceiver:
@@ -59,6 +59,7 @@ def test_without_a_sub_command_it_prints_its_help(capsys):
     [
         (["--listen", "localhost:4739"], "xnetmon flows: --listen: "),
         (["--listen", "[::1]:0", "--metrics-listen", "nowhere"], "xnetmon flows: --metrics-listen: "),
+        (["--listen", "[::1]:0", "--exporter", "2001:db8::1/48"], "xnetmon flows: --exporter: exporter prefix "),
     ],
 )
 def test_addresses_that_are_not_addresses_are_usage_errors(capsys, argv, message):
@@ -72,3 +73,8 @@ def test_a_bad_rules_file_names_its_problem(tmp_path, capsys):
     assert main(["flows", "collect", "--listen", "[::1]:0", "--slices", str(rules), "--duration", "0"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("xnetmon flows: --slices:\n") and "dscp" in err
+
+
+def test_exporter_prefixes_become_the_allow_list_and_none_allows_any():
+    assert parse_exporters(["2001:db8:ff::/48", "192.0.2.7"]) == ["2001:db8:ff::/48", "192.0.2.7/32"]
+    assert parse_exporters(None) is None

@@ -98,6 +98,8 @@ def test_family_types_are_counters_and_gauges_as_named():
         "xnet_flow_sampling_rate": "gauge",
         "xnet_flow_templates": "gauge",
         "xnet_flow_datagrams": "counter",
+        "xnet_flow_refused": "counter",
+        "xnet_flow_receiver_errors": "counter",
         "xnet_malformed_packets": "counter",
     }
 
@@ -123,6 +125,8 @@ def test_figures_without_traffic_render_every_family_with_no_series():
         "xnet_flow_sampling_rate",
         "xnet_flow_templates",
         "xnet_flow_datagrams",
+        "xnet_flow_refused",
+        "xnet_flow_receiver_errors",
     ]
     assert all(f.samples == [] for f in families)
     [bytes_family, *_] = flow_families(
