@@ -5,7 +5,8 @@ VictoriaMetrics as from one Prometheus over the same data: same label sets, same
 
 The data: a fixed extranet (paths losing and slow by slice, agents lagging, silent or spooling,
 flows, two analyzer replicas judging alike), every counter growing linearly in time and every
-sample on a 15 s grid. 75 minutes of history are backfilled into both Prometheus servers
+sample on a 15 s grid. 75 minutes of history (reaching a minute past the start, so the live
+scrapes continue it without a gap) are backfilled into both Prometheus servers
 (promtool's blocks) and imported into VictoriaMetrics under each replica's label; the live
 part is scraped by both Prometheus servers (timestamps honoured, so both scrape the same grid)
 and remote-written. Expressions are evaluated halfway between grid points, so no sample sits
@@ -66,6 +67,7 @@ pytestmark = [pytest.mark.tool("prometheus"), pytest.mark.tool("promtool"), pyte
 
 STEP_S = 15  # the data's grid, and the scrape interval the mixin is built for
 HISTORY_S = 75 * 60  # the longest window (1h) at the first instant, with room
+STARTUP_S = 4 * STEP_S  # time to write the history and start the servers, with room for a loaded machine
 RATE_INTERVAL = f"{4 * STEP_S}s"  # Grafana's $__rate_interval: four scrape intervals
 REPLICAS = ("prometheus-a", "prometheus-b")
 INSTANTS = 3  # live grid points judged, halfway to the next
@@ -232,11 +234,11 @@ def _line(name: str, labels: Labels, value: float, timestamp: str) -> str:
 @dataclass(frozen=True)
 class Timeline:
     start: int  # the first grid point of the history
-    now: int  # the last grid point of the history: live scrapes take over after it
+    end: int  # the last grid point of the history: live scrapes take over after it
     path_change: int  # when cnty1a→core's hop list changes (within the path-changed alert's 15m)
 
     def grid(self) -> range:
-        return range(self.start, self.now + 1, STEP_S)
+        return range(self.start, self.end + 1, STEP_S)
 
     def samples(self, t: int) -> list[tuple[str, Labels, float]]:
         return samples_at(t, self.start, self.path_change)
@@ -263,7 +265,7 @@ def live(timeline: Timeline) -> str:
     """What the exposition server answers now: the current grid point's values. The history's
     last point, served until the grid moves on, is refused by Prometheus as older than its
     blocks: it is stored once, from the backfill."""
-    t = max(timeline.now, int(time.time()) // STEP_S * STEP_S)
+    t = max(timeline.end, int(time.time()) // STEP_S * STEP_S)
     return timeline.exposition(t)
 
 
@@ -339,7 +341,7 @@ def wait_until_both_hold(prometheus: str, vm: str, at: float) -> None:
     before `at` as Prometheus a (raw and recorded series, remote-written). Alert states change
     on each replica's own evaluation clock: they are left out."""
     fresh = '{__name__=~".+", __name__!~"ALERTS.*"}'
-    wait_until(lambda: time.time() > at + 1, STEP_S * 3, interval=0.25, what=f"the clock past {at}")
+    wait_until(lambda: time.time() > at + 1, at + STEP_S - time.time(), interval=0.25, what=f"the clock past {at}")
     # last_over_time keeps each series' name (count_over_time would collapse them in Prometheus);
     # NaN samples (a quantile of no replies) are left out: VictoriaMetrics does not store them.
     [(_, expected)] = instant(prometheus, f"count(last_over_time({fresh}[{STEP_S}s]) >= -Inf)", at=at).items()
@@ -395,9 +397,14 @@ def differences(prom: dict[Labels, float], vm: dict[Labels, float]) -> list[str]
 def test_every_rule_alert_and_panel_answers_the_same_from_victoria_metrics_as_from_prometheus(tmp_path):
     assert load_config().scrape_interval_s == STEP_S  # the committed mixin's fast window fits the grid
     grid_now = int(time.time()) // STEP_S * STEP_S
-    timeline = Timeline(start=grid_now - HISTORY_S, now=grid_now, path_change=grid_now - 8 * 60)
+    # The history reaches past the servers' start, so the live scrapes continue it without a
+    # gap (at a gap wider than a step Prometheus stops extrapolating a rate to the window's edge).
+    end = grid_now + STARTUP_S
+    timeline = Timeline(start=end - HISTORY_S, end=end, path_change=end - 8 * 60)
     with the_pair_and_the_store(tmp_path, timeline) as (prometheus, vm):
-        first_live = (int(time.time()) // STEP_S + 1) * STEP_S  # the first grid point both replicas scrape
+        # The first grid point both replicas scrape; a start slower than STARTUP_S leaves a gap.
+        first_live = max(int(time.time()) // STEP_S + 1, end // STEP_S + 1) * STEP_S
+        assert first_live == end + STEP_S, f"the servers took over {STARTUP_S} s to start"
         found = expressions()
         answered: set[str] = set()
         unequal: list[str] = []
