@@ -33,6 +33,7 @@ from prometheus_client.utils import floatToGoString
 from analyzer.sla.verdicts import duration_label
 from dashboards import rules
 from dashboards.config import MixinConfig
+from dashboards.promql import counter_rate, one_replica
 
 PATH_DOWN_RATIO = 0.99  # "total loss": at most one reply in a hundred probes
 NODE_DOWN_CONFIDENCE = 0.5
@@ -177,7 +178,7 @@ def slice_down(config: MixinConfig) -> AlertRule:
     )
     return AlertRule(
         "XnetSliceDown",
-        f"count by (slice) ({rules.path_loss(fast)} >= {PATH_DOWN_RATIO:g}) > 0",
+        f"count by (slice) ({one_replica(rules.path_loss(fast))} >= {PATH_DOWN_RATIO:g}) > 0",
         "critical",
         "slice",
         summary.format(slice="{{ $labels.slice }}"),
@@ -322,7 +323,7 @@ def path_alerts(config: MixinConfig) -> list[AlertRule]:
                     config,
                     "XnetPathLossHigh",
                     slice_name,
-                    f'{rules.path_loss("5m")}{{slice="{slice_name}"}}',
+                    one_replica(f'{rules.path_loss("5m")}{{slice="{slice_name}"}}'),
                     bound,
                     "lost {value} of its probes over 5m",
                     f"{bound:.2%} loss",
@@ -354,9 +355,10 @@ def path_alerts(config: MixinConfig) -> list[AlertRule]:
 
 def _slow_share(slice_name: str, bound: float) -> str:
     by, sel = "slice, src, dst", f'slice="{slice_name}"'
+    at_bound = f'xnet_rtt_seconds_bucket{{{sel}, le="{floatToGoString(bound)}"}}'
     return (
-        f'1 - (sum by ({by}) (rate(xnet_rtt_seconds_bucket{{{sel}, le="{floatToGoString(bound)}"}}[5m]))\n'
-        f"/ sum by ({by}) (rate(xnet_rtt_seconds_count{{{sel}}}[5m])))"
+        f"1 - (sum by ({by}) ({counter_rate(at_bound, '5m')})\n"
+        f"/ sum by ({by}) ({counter_rate(f'xnet_rtt_seconds_count{{{sel}}}', '5m')}))"
     )
 
 
@@ -512,7 +514,9 @@ def path_changed(config: MixinConfig) -> AlertRule:
     )
     return AlertRule(
         name,
-        'count by (slice, src, dst, probe) (count_over_time(xnet_path_info{fingerprint!=""}[15m])) > 1',
+        # Distinct fingerprints, so the replicas of a Prometheus HA pair are not counted as paths.
+        "count by (slice, src, dst, probe) (count by (slice, src, dst, probe, fingerprint) "
+        '(count_over_time(xnet_path_info{fingerprint!=""}[15m]))) > 1',
         "info",
         "path",
         summary.format(src="{{ $labels.src }}", dst="{{ $labels.dst }}", slice="{{ $labels.slice }}"),
@@ -570,7 +574,7 @@ def health_alerts(config: MixinConfig) -> list[AlertRule]:
         ),
         HealthAlert(
             "XnetAgentDown",
-            f'up{{job="{agent}"}}',
+            one_replica(f'up{{job="{agent}"}}'),
             "== 0",
             "warning",
             "1m",
@@ -623,7 +627,7 @@ def health_alerts(config: MixinConfig) -> list[AlertRule]:
         ),
         HealthAlert(
             "XnetCollectorWindowsDropped",
-            "sum by (src) (increase(xnet_collector_windows_dropped_total[10m]))",
+            f"sum by (src) ({counter_rate('xnet_collector_windows_dropped_total', '10m', 'increase')})",
             "> 0",
             "warning",
             "0s",
@@ -635,8 +639,8 @@ def health_alerts(config: MixinConfig) -> list[AlertRule]:
         ),
         HealthAlert(
             "XnetProbeSendErrors",
-            "sum by (src) (rate(xnet_collector_send_errors_total[5m]))\n"
-            "/ sum by (src) (rate(xnet_collector_probes_sent_total[5m]))",
+            f"sum by (src) ({counter_rate('xnet_collector_send_errors_total', '5m')})\n"
+            f"/ sum by (src) ({counter_rate('xnet_collector_probes_sent_total', '5m')})",
             "> 0.01",
             "warning",
             "10m",
@@ -656,7 +660,7 @@ def health_alerts(config: MixinConfig) -> list[AlertRule]:
         ),
         HealthAlert(
             "XnetMalformedPackets",
-            "sum by (job, instance, protocol, kind) (rate(xnet_malformed_packets_total[5m]))",
+            f"sum by (job, instance, protocol, kind) ({counter_rate('xnet_malformed_packets_total', '5m')})",
             "> 0.1",
             "info",
             "10m",

@@ -90,7 +90,12 @@ def overview() -> dict:
             "What the root-cause engine blames now, per slice: kind (link-loss, "
             "node-down, congestion...), the suspect link or node, and its confidence.",
             "percentunit",
-            (Query(f"xnet_rootcause_hint{{{SLICE}}} > 0", instant=True, format="table"),),
+            # One row per hint, however many analyzer replicas (and Prometheus replicas) report it.
+            (
+                Query(
+                    f"max by (slice, kind, suspect) (xnet_rootcause_hint{{{SLICE}}}) > 0", instant=True, format="table"
+                ),
+            ),
             type="table",
             options=TABLE,
         ),
@@ -264,8 +269,9 @@ def path_detail() -> dict:
             "none",
             (
                 Query(
-                    f'count by (slice, src, dst) (count_over_time(xnet_path_info{{{PATH}, fingerprint!=""}}'
-                    "[$__range]))",
+                    # Distinct fingerprints: not one per probe kind, analyzer or Prometheus replica.
+                    "count by (slice, src, dst) (count by (slice, src, dst, fingerprint) "
+                    f'(count_over_time(xnet_path_info{{{PATH}, fingerprint!=""}}[$__range])))',
                     "{{src}}→{{dst}}",
                     instant=True,
                 ),
@@ -497,12 +503,13 @@ def collector_health() -> dict:
         ),
         Panel(
             "Analyzer intake",
-            "Path windows the analyzer accepted, ignored as duplicates, and shipments it refused, per second.",
+            "Path windows each analyzer accepted, ignored as duplicates, and shipments it refused, per second "
+            "(replicas each judge every window: their intakes are shown side by side, not added).",
             "ops",
             (
-                summed("xnet_analyzer_windows_ingested_total", "job", JOB, "ingested"),
-                summed("xnet_analyzer_windows_duplicate_total", "job", JOB, "duplicates"),
-                summed("xnet_analyzer_batches_rejected_total", "job", JOB, "rejected batches"),
+                summed("xnet_analyzer_windows_ingested_total", "instance", JOB, "{{instance}} ingested"),
+                summed("xnet_analyzer_windows_duplicate_total", "instance", JOB, "{{instance}} duplicates"),
+                summed("xnet_analyzer_batches_rejected_total", "instance", JOB, "{{instance}} rejected batches"),
             ),
         ),
         Panel(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dashboards import alertmanager, boards
+from dashboards import alertmanager, boards, prometheus, victoriametrics
 from dashboards.alerts import alert_groups, alert_rules
 from dashboards.config import MixinConfig
 from dashboards.render import to_json, to_yaml
@@ -24,6 +24,9 @@ def build(config: MixinConfig) -> dict[str, str]:
         "tests.yml": to_yaml(promtool_tests(alert_rules(config)), HEADER),
         "alertmanager.yml": to_yaml(alertmanager.example_config(config), HEADER + alertmanager.COMMENT),
         "grafana/provisioning.yml": to_yaml(boards.provisioning(), HEADER),
+        "grafana/datasources.yml": to_yaml(victoriametrics.datasources(config.scrape_interval_s), HEADER),
+        "prometheus.yml": to_yaml(prometheus.example_config(config), HEADER + prometheus.COMMENT),
+        "victoria-metrics.default": HEADER + victoriametrics.default_file(),
     }
     for dashboard in boards.all_dashboards():
         files[f"grafana/{dashboard['uid']}.json"] = to_json(dashboard)

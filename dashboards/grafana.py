@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dashboards.promql import counter_rate
+
 SCHEMA_VERSION = 39
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 PANEL_HEIGHT = 8
@@ -169,7 +171,7 @@ def dashboard(
 
 
 def rate(metric: str, selector: str) -> str:
-    return f"rate({metric}{{{selector}}}[$__rate_interval])"
+    return counter_rate(f"{metric}{{{selector}}}", "$__rate_interval")
 
 
 def summed(metric: str, by: str, selector: str, legend: str = "", **query) -> Query:

@@ -10,6 +10,7 @@ scrapes, for the total-loss alert), 5m for per-path alerts and tables, 1h for tr
 from __future__ import annotations
 
 from dashboards.config import MixinConfig
+from dashboards.promql import counter_rate
 
 PERCENTILES = (0.5, 0.9, 0.99)
 TOP_HINT = "slice:xnet_rootcause_hint:top"
@@ -35,13 +36,13 @@ def loss_ratio(by: str, window: str) -> str:
     # A probe is counted lost one timeout after it was counted sent, so over a short window
     # just after loss starts the ratio can pass 1: clamp it, a path cannot lose more than all.
     return (
-        f"clamp_max(\n  sum by ({by}) (rate(xnet_probe_lost_total[{window}]))\n"
-        f"  / sum by ({by}) (rate(xnet_probe_sent_total[{window}])),\n  1\n)"
+        f"clamp_max(\n  sum by ({by}) ({counter_rate('xnet_probe_lost_total', window)})\n"
+        f"  / sum by ({by}) ({counter_rate('xnet_probe_sent_total', window)}),\n  1\n)"
     )
 
 
 def rtt_quantile(percentile: float, by: str, window: str) -> str:
-    return f"histogram_quantile({percentile:g}, sum by ({by}, le) (rate(xnet_rtt_seconds_bucket[{window}])))"
+    return f"histogram_quantile({percentile:g}, sum by ({by}, le) ({counter_rate('xnet_rtt_seconds_bucket', window)}))"
 
 
 def recording_groups(config: MixinConfig) -> list[dict]:
@@ -55,8 +56,8 @@ def recording_groups(config: MixinConfig) -> list[dict]:
     slices.append(
         {
             "record": "slice_direction:xnet_probe_loss:ratio_rate5m",
-            "expr": "sum by (slice, direction) (rate(xnet_probe_lost_total[5m]))\n"
-            "/ ignoring (direction) group_left sum by (slice) (rate(xnet_probe_sent_total[5m]))",
+            "expr": f"sum by (slice, direction) ({counter_rate('xnet_probe_lost_total', '5m')})\n"
+            f"/ ignoring (direction) group_left sum by (slice) ({counter_rate('xnet_probe_sent_total', '5m')})",
         }
     )
     slices += [{"record": slice_rtt(p), "expr": rtt_quantile(p, "slice", "5m")} for p in PERCENTILES]

@@ -1,15 +1,18 @@
-"""A real Prometheus for tests: the Debian package's binary on a free loopback port, with
-helpers for instant PromQL queries."""
+"""A real Prometheus (and VictoriaMetrics) for tests: the Debian packages' binaries on free
+loopback ports, a static exposition server for them to scrape, and helpers for instant PromQL
+queries."""
 
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import socket
 import subprocess
+import threading
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -98,15 +101,21 @@ def _get(url: str, netns: str | None, parse: bool = True):
     return json.loads(body) if parse else body
 
 
+def instant(
+    url: str, promql: str, netns: str | None = None, at: float | None = None, **params: str
+) -> dict[tuple[tuple[str, str], ...], float]:
+    """An instant query (now, or at the Unix time `at`; `params` go along, e.g. VictoriaMetrics'
+    `nocache`); each result keyed by its (label, value) pairs in label-name order."""
+    params = {"query": promql, **params} if at is None else {"query": promql, "time": f"{at:.3f}", **params}
+    body = _get(f"{url}/api/v1/query?" + urllib.parse.urlencode(params), netns)
+    assert body["status"] == "success", body
+    return {tuple(sorted(item["metric"].items())): float(item["value"][1]) for item in body["data"]["result"]}
+
+
 def query(url: str, promql: str, netns: str | None = None, at: float | None = None) -> dict[tuple, float]:
     """An instant query (now, or at the Unix time `at`); each result keyed by its labels'
     values in label-name order."""
-    params = {"query": promql} if at is None else {"query": promql, "time": f"{at:.3f}"}
-    body = _get(f"{url}/api/v1/query?" + urllib.parse.urlencode(params), netns)
-    assert body["status"] == "success", body
-    return {
-        tuple(v for _, v in sorted(item["metric"].items())): float(item["value"][1]) for item in body["data"]["result"]
-    }
+    return {tuple(v for _, v in labels): value for labels, value in instant(url, promql, netns, at).items()}
 
 
 def wait_for(url: str, promql: str, ready, timeout: float = DEADLINE_S, netns: str | None = None) -> dict[tuple, float]:
@@ -122,3 +131,53 @@ def wait_for(url: str, promql: str, ready, timeout: float = DEADLINE_S, netns: s
         answered, timeout, interval=0.25, what=lambda: f"{promql!r} never gave the expected answer; last: {last}"
     )
     return last
+
+
+@contextlib.contextmanager
+def running_victoria_metrics(tmp_path: Path, flags: list[str]) -> Iterator[str]:
+    """Our own VictoriaMetrics (Debian's victoria-metrics) with `flags`, storing in `tmp_path`
+    and listening on a free loopback port; yields its URL."""
+    port = free_tcp_port("127.0.0.1")
+    argv = [
+        "victoria-metrics",
+        *flags,
+        f"-storageDataPath={tmp_path / 'victoria-metrics'}",
+        f"-httpListenAddr=127.0.0.1:{port}",
+        "-loggerLevel=WARN",
+    ]
+    with serving(argv, f"http://127.0.0.1:{port}", tmp_path / "victoria-metrics.log") as url:
+        yield url
+
+
+def post(url: str, body: bytes) -> int:
+    """POST `body` (e.g. an import into VictoriaMetrics); the HTTP status."""
+    with urllib.request.urlopen(urllib.request.Request(url, data=body, method="POST"), timeout=60) as response:
+        return response.status
+
+
+@contextlib.contextmanager
+def exposition_server(render: Callable[[], str]) -> Iterator[str]:
+    """A static exposition server on a free loopback port: every GET answers `render()` in
+    Prometheus' text format; yields its `host:port` to scrape."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = render().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, name="exposition", daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -53,8 +53,8 @@ def test_variables_come_in_the_linters_order_and_a_path_board_picks_one_path():
 
 def test_query_helpers_rate_over_the_dashboard_interval_with_the_variables():
     assert summed("xnet_probe_sent_total", "slice", PATH).expr == (
-        'sum by (slice) (rate(xnet_probe_sent_total{job=~"$job", slice=~"$slice", src=~"$src", dst=~"$dst"}'
-        "[$__rate_interval]))"
+        "sum by (slice) (max without (replica) "
+        '(rate(xnet_probe_sent_total{job=~"$job", slice=~"$slice", src=~"$src", dst=~"$dst"}[$__rate_interval])))'
     )
     assert [q.legend for q in percentiles("slice", PATH, "{{slice}}")] == [
         "{{slice}} p50",

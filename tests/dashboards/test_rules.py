@@ -38,5 +38,6 @@ def test_every_recorded_series_an_alert_compares_is_recorded():
 
 def test_a_loss_ratio_sums_before_dividing_and_never_passes_one():
     expr = loss_ratio("slice", "5m")
-    assert expr.startswith("clamp_max(\n  sum by (slice) (rate(xnet_probe_lost_total[5m]))")
-    assert "/ sum by (slice) (rate(xnet_probe_sent_total[5m]))" in expr and expr.endswith(",\n  1\n)")
+    assert expr.startswith("clamp_max(\n  sum by (slice) (max without (replica) (rate(xnet_probe_lost_total[5m])))")
+    assert "/ sum by (slice) (max without (replica) (rate(xnet_probe_sent_total[5m])))" in expr
+    assert expr.endswith(",\n  1\n)")
