@@ -1,0 +1,97 @@
+"""nats-server with JetStream, started by this process on free ports: for the all-in-one
+deployment and for tests. Its configuration comes from `xnetmon.bus_setup` (TLS with
+client certificates, per-site permissions); `stop()` and `start()` again keep the ports
+and the store, as a restarted server would.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from xnetmon.bus_setup import ServerPorts, server_config
+
+NATS_SERVER = "nats-server"
+READY_TIMEOUT_S = 30.0
+
+
+class NatsServer:
+    """nats-server on `host` with the PKI and sites of `pki_dir`, its store in `work_dir`."""
+
+    def __init__(self, pki_dir: str | Path, work_dir: str | Path, host: str = "127.0.0.1") -> None:
+        binary = shutil.which(NATS_SERVER) or shutil.which(NATS_SERVER, path="/usr/sbin:/usr/bin")
+        if binary is None:
+            raise FileNotFoundError("nats-server is not installed (Debian package nats-server)")
+        self.binary = binary
+        self.host = host
+        self.work_dir = Path(work_dir)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.ports = ServerPorts(host, _free_port(host), host, _free_port(host))
+        self.config_file = self.work_dir / "nats-server.conf"
+        self.config_file.write_text(server_config(pki_dir, self.ports, self.work_dir / "jetstream"))
+        self.config_file.chmod(0o600)
+        self.log_file = self.work_dir / "nats-server.log"
+        self._process: subprocess.Popen | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"tls://{_bracketed(self.host)}:{self.ports.port}"
+
+    @property
+    def monitor_url(self) -> str:
+        return f"http://{_bracketed(self.host)}:{self.ports.monitor_port}"
+
+    def start(self) -> None:
+        """Start it (again) and wait until it answers its health check with JetStream up."""
+        with open(self.log_file, "ab") as log:
+            self._process = subprocess.Popen(
+                [self.binary, "-c", str(self.config_file)], stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not self._healthy():
+            if self._process.poll() is not None:
+                raise RuntimeError(f"nats-server exited with {self._process.returncode}; see {self.log_file}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"nats-server not ready within {READY_TIMEOUT_S:g} s; see {self.log_file}")
+            time.sleep(0.05)
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.monitor_url + "/healthz?js-enabled-only=true", timeout=1) as answer:
+                return answer.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+    def __enter__(self) -> NatsServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _free_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
