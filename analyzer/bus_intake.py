@@ -156,6 +156,8 @@ class BusIntake:
         return batch
 
     async def _on_error(self, exc: Exception) -> None:
+        if self._stop.is_set():
+            return  # TLS teardown noise while closing
         self.errors_total += 1
         if self.errors_total <= MAX_ERRORS_LOGGED:
             log.warning("bus intake %s: %s: %s", self.durable, type(exc).__name__, exc)

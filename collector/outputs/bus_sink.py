@@ -52,6 +52,7 @@ class BusSink(SpoolingSink):
         max_windows_per_post: int = 5_000,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
     ) -> None:
+        self.site = check_site(site)  # before the spool is opened: a bad name leaves nothing behind
         super().__init__(
             "bus " + ",".join(endpoint.servers),
             spool_dir,
@@ -61,7 +62,6 @@ class BusSink(SpoolingSink):
             max_windows_per_post=max_windows_per_post,
             segment_bytes=segment_bytes,
         )
-        self.site = check_site(site)
         self.bus = endpoint
         self.duplicates_total = 0  # bodies the stream already held (an ack lost earlier)
         self.server_errors_total = 0  # errors the server reported on the connection
@@ -70,6 +70,7 @@ class BusSink(SpoolingSink):
         self._loop_thread.start()
         self._client: Client | None = None
         self._connecting: asyncio.Future | None = None
+        self._spool_closed = False
         self._start()
 
     def _bodies(self, batch: ShipmentBatch):
@@ -125,11 +126,15 @@ class BusSink(SpoolingSink):
         return self._client
 
     async def _on_error(self, exc: Exception) -> None:
+        if self._closing.is_set() and self._spool_closed:
+            return  # TLS teardown noise while closing
         self.server_errors_total += 1
         if self.server_errors_total <= MAX_ERRORS_LOGGED:
             log.warning("bus connection of site %s: %s: %s", self.site, type(exc).__name__, exc)
 
     def _close_transport(self) -> None:
+        self._spool_closed = True
+
         async def close() -> None:
             if self._connecting is not None and not self._connecting.done():
                 self._connecting.cancel()
