@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from collector.bus.connection import BusEndpoint, inbox_prefix
+from collector.bus.connection import BusEndpoint, inbox_prefix, site_identity
 from collector.bus.subjects import check_site, site_subjects
 
 ANALYZER = "analyzer"
@@ -48,10 +48,6 @@ class ServerPorts:
 def user_of(identity: str) -> str:
     """The user nats-server maps a certificate to: its subject (RFC 2253)."""
     return f"CN=xnet-{identity}"
-
-
-def site_identity(site: str) -> str:
-    return f"site-{check_site(site)}"
 
 
 def init(directory: str | Path, names: tuple[str, ...] = DEFAULT_NAMES) -> Path:

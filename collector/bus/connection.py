@@ -15,6 +15,11 @@ from pathlib import Path
 INBOX_PREFIX = "_XNET_INBOX"
 
 
+def site_identity(site: str) -> str:
+    """A site's identity on the bus: its certificate's name and its inbox prefix."""
+    return f"site-{site}"
+
+
 def inbox_prefix(identity: str) -> str:
     return f"{INBOX_PREFIX}.{identity}"
 
