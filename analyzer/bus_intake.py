@@ -54,15 +54,20 @@ class BusIntake:
         *,
         limits: StreamLimits = StreamLimits(),
         clock: Callable[[], int] = time.time_ns,
+        in_thread: Callable[[], None] | None = None,
     ) -> None:
+        """`in_thread` runs first in the intake's thread, before any socket is opened (the
+        all-in-one moves the thread into the lab's namespace, where the bus is)."""
         self.store = store
         self.bus = endpoint
         self.durable = durable
         self.limits = limits
         self.messages_total = 0  # messages taken from the stream, refused ones included
         self.errors_total = 0  # failures of the loop itself (lost connection, a store bug)
+        self.refusals_logged = 0  # the first MAX_ERRORS_LOGGED refusals are logged, all are counted
         self.connected = threading.Event()
         self._clock = clock
+        self._in_thread = in_thread
         self._parser = ShipmentParser()
         self._stop = threading.Event()
         self._loop = asyncio.new_event_loop()
@@ -71,6 +76,8 @@ class BusIntake:
         self._thread.start()
 
     def _serve(self) -> None:
+        if self._in_thread is not None:
+            self._in_thread()
         with contextlib.suppress(asyncio.CancelledError):
             self._loop.run_until_complete(self._task)
         self._loop.close()
@@ -102,7 +109,7 @@ class BusIntake:
             while not self._stop.is_set():
                 try:
                     messages = await subscription.fetch(FETCH_BATCH, timeout=0.5)
-                except NatsTimeout:
+                except (TimeoutError, NatsTimeout):  # nothing new within the wait
                     continue
                 except Exception as exc:  # the connection is away: the client reconnects
                     await self._on_error(exc)
@@ -139,18 +146,22 @@ class BusIntake:
             batch = self._parser.parse(data)
         except (BadSubject, MalformedShipment) as exc:
             self.store.note_refused("malformed", 1)  # its windows cannot be told: the message counts
-            log.warning("refused a bus message on %s: %s", subject, exc)
+            self.refusals_logged += 1
+            if self.refusals_logged <= MAX_ERRORS_LOGGED:
+                log.warning("refused a bus message on %s: %s", subject, exc)
             return None
+        # An observation's source may be an address, so the windows and health tell the site.
         forged = batch.site != site or any(w.key.source != site for w in batch.windows)
-        forged = forged or any(o.source != site for o in batch.observations)
-        if forged:
+        if forged or (batch.health is not None and batch.health.site != site):
             self.store.note_refused("source-mismatch", len(batch.windows))
-            log.warning(
-                "refused %d window(s) on %s: the body names another site than the subject's %s",
-                len(batch.windows),
-                subject,
-                site,
-            )
+            self.refusals_logged += 1
+            if self.refusals_logged <= MAX_ERRORS_LOGGED:
+                log.warning(
+                    "refused %d window(s) on %s: the body names another site than the subject's %s",
+                    len(batch.windows),
+                    subject,
+                    site,
+                )
             return None
         self.store.ingest(batch, self._clock())
         return batch

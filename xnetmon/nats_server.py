@@ -10,20 +10,30 @@ import shutil
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from xnetmon.bus_setup import ServerPorts, server_config
 
 NATS_SERVER = "nats-server"
 READY_TIMEOUT_S = 30.0
+READY_LINE = b"Server is ready"
 
 
 class NatsServer:
     """nats-server on `host` with the PKI and sites of `pki_dir`, its store in `work_dir`."""
 
-    def __init__(self, pki_dir: str | Path, work_dir: str | Path, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        pki_dir: str | Path,
+        work_dir: str | Path,
+        host: str = "127.0.0.1",
+        *,
+        ports: ServerPorts | None = None,
+        wrap: Callable[[list[str]], list[str]] = list,
+    ) -> None:
+        """`ports`: free ones on `host` unless given; `wrap` turns the command into the one
+        to run (the all-in-one runs it inside the lab's core namespace)."""
         binary = shutil.which(NATS_SERVER) or shutil.which(NATS_SERVER, path="/usr/sbin:/usr/bin")
         if binary is None:
             raise FileNotFoundError("nats-server is not installed (Debian package nats-server)")
@@ -31,7 +41,8 @@ class NatsServer:
         self.host = host
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.ports = ServerPorts(host, _free_port(host), host, _free_port(host))
+        self.ports = ports or ServerPorts(host, _free_port(host), host, _free_port(host))
+        self.wrap = wrap
         self.config_file = self.work_dir / "nats-server.conf"
         self.config_file.write_text(server_config(pki_dir, self.ports, self.work_dir / "jetstream"))
         self.config_file.chmod(0o600)
@@ -48,13 +59,15 @@ class NatsServer:
         return f"http://{_bracketed(self.host)}:{self.ports.monitor_port}"
 
     def start(self) -> None:
-        """Start it (again) and wait until it answers its health check with JetStream up."""
+        """Start it (again) and wait until it says it is ready (after JetStream is up): its
+        log, not its monitoring port, which may be in another namespace."""
+        offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         with open(self.log_file, "ab") as log:
             self._process = subprocess.Popen(
-                [self.binary, "-c", str(self.config_file)], stdout=log, stderr=subprocess.STDOUT
+                self.wrap([self.binary, "-c", str(self.config_file)]), stdout=log, stderr=subprocess.STDOUT
             )
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while not self._healthy():
+        while not self._ready(offset):
             if self._process.poll() is not None:
                 raise RuntimeError(f"nats-server exited with {self._process.returncode}; see {self.log_file}")
             if time.monotonic() > deadline:
@@ -62,12 +75,10 @@ class NatsServer:
                 raise RuntimeError(f"nats-server not ready within {READY_TIMEOUT_S:g} s; see {self.log_file}")
             time.sleep(0.05)
 
-    def _healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.monitor_url + "/healthz?js-enabled-only=true", timeout=1) as answer:
-                return answer.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
+    def _ready(self, offset: int) -> bool:
+        with open(self.log_file, "rb") as log:
+            log.seek(offset)
+            return READY_LINE in log.read()
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:

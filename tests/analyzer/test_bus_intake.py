@@ -77,6 +77,8 @@ def test_a_forged_path_source_on_the_sites_own_subject_is_refused_and_counted(bu
     forged = encode_body(ShipmentBatch("cnty1a", (window(T0, source="cnty2b"), window(T0 + 1, source="cnty2b"))))
     publish_as(bus, "cnty1a", "cnty1a", forged)
     publish_as(bus, "cnty1a", "cnty1a", b'{"site": "cnty1a", "windows": [{"seq": "x"}]}')
+    forged_health = encode_body(ShipmentBatch("cnty1a", (), health=health("cnty2b")))
+    publish_as(bus, "cnty1a", "cnty1a", forged_health)
     honest = encode_body(ShipmentBatch("cnty1a", (window(T0),)))
     publish_as(bus, "cnty1a", "cnty1a", honest)
     wait_until(lambda: store.counters["windows_ingested"] == 1, what="the honest window in the store")
@@ -84,6 +86,7 @@ def test_a_forged_path_source_on_the_sites_own_subject_is_refused_and_counted(bu
     assert store.counters["windows_refused_source_mismatch"] == 2
     assert store.counters["windows_refused_malformed"] == 1
     assert [k.source for k in store.path_keys()] == ["cnty1a"]
+    assert [agent.health for agent in store.agents()] == [None]  # the forged health never landed
     text = generate_latest(analyzer_registry(lambda: AnalyzerSnapshot(counters=store.stats()))).decode()
     assert 'xnet_analyzer_windows_refused_total{reason="source-mismatch"} 2.0' in text
     assert 'xnet_analyzer_windows_refused_total{reason="malformed"} 1.0' in text
