@@ -37,7 +37,9 @@ from collector.contract.shipment import ShipmentBatch
 
 log = logging.getLogger(__name__)
 
-FETCH_BATCH = 256  # messages per pull: each is up to one spooled body
+FETCH_BATCH = 256  # messages per pull while a backlog lasts: each is up to one spooled body
+IDLE_WAIT_S = 0.5  # a pull for one message: returns as soon as it arrives
+BACKLOG_WAIT_S = 0.02  # a pull for many: how long it may hold what arrives after the backlog
 ACK_WAIT_S = 60.0  # a message not acked within this is delivered again
 MAX_ACK_PENDING = 4096
 MAX_ERRORS_LOGGED = 20
@@ -106,15 +108,21 @@ class BusIntake:
                 ),
             )
             self.connected.set()
+            size = 1
             while not self._stop.is_set():
+                # A pull for many waits out its whole timeout once the backlog is taken, holding
+                # the messages that arrive meanwhile; so idle waits pull one (back at once), and
+                # pulls for many follow while a backlog lasts, with a short wait.
                 try:
-                    messages = await subscription.fetch(FETCH_BATCH, timeout=0.5)
+                    messages = await subscription.fetch(size, timeout=IDLE_WAIT_S if size == 1 else BACKLOG_WAIT_S)
                 except (TimeoutError, NatsTimeout):  # nothing new within the wait
+                    size = 1
                     continue
                 except Exception as exc:  # the connection is away: the client reconnects
                     await self._on_error(exc)
                     await asyncio.sleep(0.5)
                     continue
+                size = FETCH_BATCH
                 for message in messages:
                     await self._take(message)
         finally:
