@@ -30,5 +30,5 @@ def test_bus_intake_smoke(tmp_path: Path) -> None:
     for path in ("bus", "http"):
         assert [r["windows"] for r in data["rounds"][path]] == [120]
         assert data["medians"][path]["windows_per_second"] > 0
-    assert data["medians"]["bus"]["server_cpu_seconds"] >= 0
+    assert data["medians"]["bus"]["server_cpu_seconds"] >= 0 and data["medians"]["http"]["windows_per_cpu_second"] > 0
     assert isinstance(data["target"]["met"], bool) and data["bus_over_http"] > 0
