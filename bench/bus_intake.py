@@ -4,7 +4,8 @@ analyzer's store, through NATS JetStream (BusSink -> nats-server -> BusIntake) a
 HTTP (HttpSink -> POST /v1/windows), on the same windows, side by side in one run.
 
 Workload: SITES agents, each with PATHS paths over 4 slices, INTERVALS intervals; each agent
-submits one batch per interval to its own sink (its own spool, as on a site), all at once,
+submits one batch per interval to its own sink (its own spool, as on a site; connected
+first by a health report), all at once,
 and the clock runs until the store has taken every window (ingested or judged too old:
 each window counted once). Both ends run in this process, as in the all-in-one; the bus
 path has TLS with per-site certificates, the HTTP path plain HTTP on loopback. Reported per
@@ -35,7 +36,7 @@ from analyzer.bus_intake import BusIntake
 from analyzer.service import ApiServer
 from analyzer.sla.verdicts import default_policies
 from analyzer.store.memory import WindowStore
-from collector.contract.examples import example_window
+from collector.contract.examples import example_health, example_window
 from collector.contract.records import PathKey
 from collector.contract.shipment import ShipmentBatch
 from collector.outputs.bus_sink import BusSink
@@ -79,6 +80,18 @@ def wait_for(store: WindowStore, total: int) -> None:
         time.sleep(0.002)
 
 
+def warm_up(sinks: dict, store: WindowStore) -> None:
+    """Each sink delivers its site's health first: connections are up (TLS handshakes done)
+    before the clock starts, as on sites that have shipped for a while."""
+    for site, sink in sinks.items():
+        sink.submit(ShipmentBatch(site, (), health=example_health(site)))
+    deadline = time.monotonic() + DEADLINE_S
+    while len(store.agents()) < len(sinks):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the sinks did not connect")
+        time.sleep(0.002)
+
+
 def process_cpu(pid: int | None = None) -> float:
     if pid is None:
         times = os.times()
@@ -99,7 +112,8 @@ def run_bus(batches: list[ShipmentBatch], workdir: Path, pki: Path, total: int) 
             )
             for site in sites
         }
-        pid = server._process.pid if server._process else None
+        warm_up(sinks, store)
+        pid = server.pid
         cpu0, server_cpu0, t0 = process_cpu(), process_cpu(pid), time.perf_counter()
         for batch in batches:
             sinks[batch.site].submit(batch)
@@ -117,6 +131,7 @@ def run_http(batches: list[ShipmentBatch], workdir: Path, total: int) -> dict:
     store = WindowStore(default_policies())
     with ApiServer(create_app(store, token=TOKEN), ("::1", 0)) as server:
         sinks = {site: HttpSink(server.url, TOKEN, workdir / f"spool-{site}", backoff=FAST) for site in sites}
+        warm_up(sinks, store)
         cpu0, t0 = process_cpu(), time.perf_counter()
         for batch in batches:
             sinks[batch.site].submit(batch)

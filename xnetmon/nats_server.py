@@ -55,6 +55,11 @@ class NatsServer:
         return f"tls://{_bracketed(self.host)}:{self.ports.port}"
 
     @property
+    def pid(self) -> int | None:
+        """The running server's process id (for its CPU time), None while stopped."""
+        return self._process.pid if self._process is not None else None
+
+    @property
     def monitor_url(self) -> str:
         return f"http://{_bracketed(self.host)}:{self.ports.monitor_port}"
 
