@@ -7,6 +7,7 @@ and the store, as a restarted server would.
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -43,9 +44,9 @@ class NatsServer:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.ports = ports or ServerPorts(host, _free_port(host), host, _free_port(host))
         self.wrap = wrap
+        self.pki_dir = Path(pki_dir)
         self.config_file = self.work_dir / "nats-server.conf"
-        self.config_file.write_text(server_config(pki_dir, self.ports, self.work_dir / "jetstream"))
-        self.config_file.chmod(0o600)
+        self._write_config()
         self.log_file = self.work_dir / "nats-server.log"
         self._process: subprocess.Popen | None = None
         self.start()
@@ -62,6 +63,17 @@ class NatsServer:
     @property
     def monitor_url(self) -> str:
         return f"http://{_bracketed(self.host)}:{self.ports.monitor_port}"
+
+    def _write_config(self) -> None:
+        self.config_file.write_text(server_config(self.pki_dir, self.ports, self.work_dir / "jetstream"))
+        self.config_file.chmod(0o600)
+
+    def reload(self) -> None:
+        """Take the sites added to the PKI directory since the start: the configuration is
+        written again and the server reloads it (SIGHUP) without dropping a connection."""
+        self._write_config()
+        if self._process is not None:
+            self._process.send_signal(signal.SIGHUP)
 
     def start(self) -> None:
         """Start it (again) and wait until it says it is ready (after JetStream is up): its

@@ -116,10 +116,12 @@ class BusSink(SpoolingSink):
         return bool(ack.duplicate)
 
     def _connected(self) -> asyncio.Future:
-        """The one connection attempt, started once; it retries until the server answers."""
-        if self._connecting is None:
-            self._connecting = asyncio.ensure_future(self._connect())
-        return self._connecting
+        """The connection: one attempt at a time, retrying until the server answers; a new
+        one once an attempt failed for good or the client closed (the server refused it)."""
+        attempt = self._connecting
+        if attempt is None or (attempt.done() and (attempt.exception() is not None or attempt.result().is_closed)):
+            attempt = self._connecting = asyncio.ensure_future(self._connect())
+        return attempt
 
     async def _connect(self) -> Client:
         self._client = await nats.connect(**self.bus.connect_options(), error_cb=self._on_error)

@@ -149,3 +149,18 @@ def test_a_site_name_that_is_no_subject_token_is_refused(tmp_path):
     with pytest.raises(ValueError, match="subject token"):
         BusSink(endpoint, "cnty.1a", tmp_path / "spool")
     assert not (tmp_path / "spool").exists() or not any((tmp_path / "spool").iterdir())
+
+
+def test_a_site_unknown_to_the_server_waits_in_its_spool_until_the_server_knows_it(bus, tmp_path):
+    """Its certificate is from the bus's CA but the server has no permissions for it yet:
+    refused; once the operator adds it and the server reloads, the spooled windows go."""
+    pki, server = bus
+    bus_setup.add_site(pki, "cnty3c")  # written after the server started: not in its configuration
+    sink = sink_for(bus, tmp_path, site="cnty3c", timeout_s=0.5)
+    sink.submit(batch(7, site="cnty3c"))
+    wait_until(lambda: sink.server_errors_total > 0, what="the server refusing the unknown site")
+    assert sink.delivered_total == 0 and sink.spool_depth == 2
+    server.reload()
+    wait_until(lambda: sink.delivered_total == 2, what="the spooled windows delivered after the reload")
+    sink.close()
+    assert windows_in_stream(bus) == [("core", 7), ("cnty2b", 7)]
