@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from analyzer.rootcause.hints import hint_rows
+from analyzer.store.memory import REFUSAL_COUNTERS
 
 STATES = ("ok", "at-risk", "breached", "no-data")
 
@@ -56,6 +57,14 @@ class AnalyzerCollector(Collector):
             family = CounterMetricFamily(metric, help_text)
             family.add_metric([], snapshot.counters.get(counter, 0))
             yield family
+        refused = CounterMetricFamily(
+            "xnet_analyzer_windows_refused_total",
+            "Path windows refused on their way in, by reason (a path source other than the sending site, malformed).",
+            labels=["reason"],
+        )
+        for reason, counter in REFUSAL_COUNTERS.items():
+            refused.add_metric([reason], snapshot.counters.get(counter, 0))
+        yield refused
 
 
 def _slice_families(verdicts: Sequence) -> Iterator[Metric]:

@@ -6,11 +6,13 @@ the other sites in every slice and shipping to the analyzer; beside it the site'
 reflector runs as a process of its own (`xnetmon reflect`), so that a dead reflector and a
 dead agent are two different faults, as on real sites (a dead reflector: STAMP towards its
 site fails while the site's own agent still probes out and back through the same links).
-The analyzer runs here, names traced hops after the lab's sites (its topology file) for
-root-cause hints, and listens both on the host's loopback (for the operator) and inside the
-core site (for the agents). On loopback (no root, or no lab): one agent in this process
-probing its own reflector, feeding the analyzer directly. Either way the operator reads the
-same API, root-cause hints included.
+The agents publish their windows to the bus, nats-server with JetStream inside the core
+site, each with its own certificate (a throwaway CA made for the run). The analyzer runs
+here, consumes the bus from a thread that joined the core site's namespace, names traced
+hops after the lab's sites (its topology file) for root-cause hints, and listens both on
+the host's loopback (for the operator) and inside the core site. On loopback (no root, or
+no lab): one agent in this process probing its own reflector, feeding the analyzer
+directly. Either way the operator reads the same API, root-cause hints included.
 
 Flows: where softflowd is installed, each lab site runs one per link of the site, exporting
 IPFIX to the site's agent (its flow receiver on the site's address, FLOW_PORT), and on
@@ -34,16 +36,21 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from analyzer.bus_intake import BusIntake
 from analyzer.service import AnalyzerService, RootCauseRunner
 from analyzer.sla.policies import LAB_POLICY_FILE
 from analyzer.sla.verdicts import default_policies, load_policies
+from xnetmon import bus_setup
 from xnetmon.lab_sites import sites_by_address
-from xnetmon.netns_sockets import listening_socket_in
+from xnetmon.nats_server import NatsServer
+from xnetmon.netns_sockets import enter_namespace, listening_socket_in
 from xnetmon.softflowd import FLOW_PORT, SoftflowdFleet, softflowd_available, wait_until_bound
 
 API_PORT = 9863
 AGENT_METRICS_PORT = 9862
 LAB_STAMP_PORT = 8620
+BUS_PORT = 4222  # nats-server inside the lab's core site
+BUS_MONITOR_PORT = 8222
 LAB_SITES = ("core", "cnty1a", "cnty1b", "cnty2a", "cnty2b")  # every county pair crosses the core
 LAB_INTERVAL_S = 1.0  # the lab policies judge seconds-long lookbacks
 # Agents trace again at once when hop limits change; a reroute over as many hops shows only
@@ -66,17 +73,19 @@ class Deployment:
     inference: RootCauseRunner | None = None  # root-cause hints (times per interval, for tests and benchmarks)
     flows: str = "no flow exports"  # where flow exports go, or why there are none, for the operator
     exporters: SoftflowdFleet | None = None  # the softflowd processes (CPU per site, for tests)
+    bus: str = "none: windows go to the analyzer in this process"  # where the bus is, for the operator
 
     @property
     def metrics_url(self) -> str:
         return f"{self.api_url}/metrics"
 
 
-def agent_config(lab, site: str, sites: Sequence[str], analyzer_url: str, token_file: Path) -> str:
+def agent_config(lab, site: str, sites: Sequence[str], bus_url: str, pki: Path, workdir: Path) -> str:
     """An agent on `site` that probes every other site's loopback in every slice; the site's
     reflector is a process of its own (`reflector_argv`). Its flow receiver keeps softflowd's
     templates on disk, so an agent a fault restarts decodes the next export at once, and it
-    samples its own links' packets too (exporter "capture:IFACE")."""
+    samples its own links' packets too (exporter "capture:IFACE"). It publishes to the bus at
+    `bus_url` with the site's own certificate from `pki`."""
     # Every packet of the site's links, classified by its DSCP (softflowd's IPFIX carries no
     # traffic class, so its records all land in best-effort), with passive TCP RTT on.
     captures = ", ".join(
@@ -96,9 +105,10 @@ probing: {{interval_s: 0.1, window_s: {LAB_INTERVAL_S}, timeout_s: 0.3, start_de
           trace: {{enabled: true, period_s: {LAB_TRACE_PERIOD_S}}}}}
 reflector: {{enabled: false}}
 metrics: {{listen: '[{lab.address(site)}]:{AGENT_METRICS_PORT}'}}
-flows: {{listen: ['[{lab.address(site)}]:{FLOW_PORT}'], state_dir: '{token_file.parent / ("flows-" + site)}'}}
+flows: {{listen: ['[{lab.address(site)}]:{FLOW_PORT}'], state_dir: '{workdir / ("flows-" + site)}'}}
 capture: {{interfaces: [{captures}]}}
-analyzer: {{url: '{analyzer_url}', token_file: '{token_file}', spool_dir: '{token_file.parent / ("spool-" + site)}'}}
+bus: {{servers: ['{bus_url}'], ca_file: '{pki / "ca.pem"}', cert_file: '{pki / "sites" / (site + ".pem")}',
+      key_file: '{pki / "sites" / (site + "-key.pem")}', spool_dir: '{workdir / ("spool-" + site)}'}}
 """
 
 
@@ -163,10 +173,14 @@ class CommandProber:
 def lab_deployment(
     lab, workdir: Path, sites: Sequence[str] = LAB_SITES, api_port: int = API_PORT
 ) -> Iterator[Deployment]:
-    """Reflectors and agents on `sites` of an up lab and the analyzer, until the block ends.
-    The operator's API listens on [::1]:`api_port` (0: any free port, for tests running side
-    by side); the agents' on the core site's address, port API_PORT, inside the lab. The
-    analyzer's snapshots go to `workdir` (a new directory: the analyzer starts empty)."""
+    """Reflectors and agents on `sites` of an up lab, the bus and the analyzer, until the block
+    ends. The operator's API listens on [::1]:`api_port` (0: any free port, for tests running
+    side by side); the API also on the core site's address, port API_PORT, inside the lab.
+    The bus is nats-server with JetStream inside the core site (BUS_PORT, monitoring on
+    BUS_MONITOR_PORT), with a throwaway CA and one certificate per site in `workdir`/bus:
+    each agent publishes with its own identity, the analyzer consumes from a thread inside
+    the core namespace. The analyzer's snapshots and the bus's store go to `workdir` (a new
+    directory: the analyzer starts empty)."""
     token_file = workdir / "token"
     token_file.write_text(secrets.token_urlsafe(24))
     in_lab = listening_socket_in(lab.namespace("core"), lab.address("core"), API_PORT)
@@ -181,10 +195,17 @@ def lab_deployment(
         catch_up_s=FRESH_CATCH_UP_INTERVALS * LAB_INTERVAL_S,
     )
     server = service.serve_in_thread(extra_sockets=[in_lab])
-    analyzer_in_lab = f"http://[{lab.address('core')}]:{API_PORT}"
     processes: list[subprocess.Popen] = []  # reflectors first: they answer before any agent probes
     exporters = SoftflowdFleet(workdir)
+    bus_server: NatsServer | None = None
+    intake: BusIntake | None = None
     try:
+        bus_server, pki = _start_lab_bus(lab, sites, workdir)
+        intake = BusIntake(
+            service.store,
+            bus_setup.analyzer_endpoint(pki, (bus_server.url,)),
+            in_thread=lambda: enter_namespace(lab.namespace("core")),
+        )
         for site in sites:
             with (workdir / f"reflector-{site}.log").open("w") as log:
                 processes.append(
@@ -194,15 +215,27 @@ def lab_deployment(
                 )
         for site in sites:
             config = workdir / f"agent-{site}.yaml"
-            config.write_text(agent_config(lab, site, sites, analyzer_in_lab, token_file))
+            config.write_text(agent_config(lab, site, sites, bus_server.url, pki, workdir))
             log = (workdir / f"agent-{site}.log").open("w")
             argv = lab.exec_argv(site, [sys.executable, "-m", "xnetmon", "agent", "--config", str(config)])
             processes.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
             log.close()
         agents = dict(zip(sites, processes[len(sites) :]))
         flows = _start_site_exporters(lab, agents, exporters)
+        bus_note = (
+            f"{bus_server.url} in namespace {lab.namespace('core')}, monitoring {bus_server.monitor_url}/jsz "
+            f"(ip netns exec {lab.namespace('core')} curl ...); certificates in {pki}"
+        )
         yield Deployment(
-            "lab small", tuple(sites), server.url, LAB_INTERVAL_S, token_file, service.inference, flows, exporters
+            "lab small",
+            tuple(sites),
+            server.url,
+            LAB_INTERVAL_S,
+            token_file,
+            service.inference,
+            flows,
+            exporters,
+            bus_note,
         )
     finally:
         exporters.stop()  # first: it exports what it holds while the agents still listen
@@ -215,7 +248,22 @@ def lab_deployment(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        if intake is not None:
+            intake.stop()
+        if bus_server is not None:
+            bus_server.stop()
         service.stop()
+
+
+def _start_lab_bus(lab, sites: Sequence[str], workdir: Path) -> tuple[NatsServer, Path]:
+    """nats-server inside the core site with a throwaway CA and a certificate per site."""
+    core = lab.address("core")
+    pki = bus_setup.init(workdir / "bus", names=(core,))
+    for site in sites:
+        bus_setup.add_site(pki, site)
+    ports = bus_setup.ServerPorts(core, BUS_PORT, core, BUS_MONITOR_PORT)
+    server = NatsServer(pki, workdir / "bus-server", core, ports=ports, wrap=lambda argv: lab.exec_argv("core", argv))
+    return server, pki
 
 
 def _start_site_exporters(lab, agents: dict[str, subprocess.Popen], exporters: SoftflowdFleet) -> str:

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "xnetmon.commands.lab",
     "xnetmon.commands.capture",
     "xnetmon.commands.flows",
+    "xnetmon.commands.bus",
 )
 
 

@@ -26,14 +26,20 @@ def _setns(fd: int) -> None:
         raise OSError(err, f"setns: {os.strerror(err)}")
 
 
+def enter_namespace(namespace: str) -> None:
+    """Move the calling thread into `namespace` (ip netns name): every socket it opens from
+    now on lives there. Only for a thread that does nothing else afterwards."""
+    with open(NETNS_DIR / namespace, "rb") as ns:
+        _setns(ns.fileno())
+
+
 def listening_socket_in(namespace: str, address: str, port: int, backlog: int = 128) -> socket.socket:
     """A TCP socket bound to [address]:port and listening, inside `namespace` (ip netns name)."""
     result: dict[str, object] = {}
 
     def create() -> None:
         try:
-            with open(NETNS_DIR / namespace, "rb") as ns:
-                _setns(ns.fileno())
+            enter_namespace(namespace)
             family = socket.AF_INET6 if ":" in address else socket.AF_INET
             sock = socket.socket(family, socket.SOCK_STREAM)
             try:

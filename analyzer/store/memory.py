@@ -54,6 +54,12 @@ from collector.contract.fast_records import builder
 from collector.contract.records import CollectorHealth, PathKey, PathObservation, PathWindow
 from collector.contract.shipment import ShipmentBatch
 
+# Why windows are refused before the store takes them -> the counter that counts them.
+REFUSAL_COUNTERS = {
+    "source-mismatch": "windows_refused_source_mismatch",  # a path source other than the sending site
+    "malformed": "windows_refused_malformed",  # a body the codec refuses
+}
+
 
 class TrackerType(Protocol):
     """What the store needs of its tracker class: analyzer.sla.verdicts.SlaTracker, or a stand-in."""
@@ -162,6 +168,7 @@ class WindowStore:
                 "windows_future",
                 "intervals_closed",
                 "paths_forgotten",
+                *REFUSAL_COUNTERS.values(),
             ),
             0,
         )
@@ -199,6 +206,11 @@ class WindowStore:
             result = self._add_windows(windows, now_ns)
             self._advance(now_ns)
             return result
+
+    def note_refused(self, reason: str, windows: int) -> None:
+        """Windows refused on their way in (`REFUSAL_COUNTERS` names the reasons)."""
+        with self._lock:
+            self.counters[REFUSAL_COUNTERS[reason]] += windows
 
     def note_rejected(self) -> None:
         """A batch refused before it reached the store (bad token, malformed, too large)."""

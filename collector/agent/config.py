@@ -312,6 +312,26 @@ class AnalyzerModel(_Strict):
         return value
 
 
+class BusModel(_Strict):
+    """The NATS JetStream bus instead of an analyzer's URL: the site's certificate and key
+    (from `xnetmon bus add-site`) are its identity; the CA file checks the server."""
+
+    servers: list[str] = Field(min_length=1)
+    ca_file: str
+    cert_file: str
+    key_file: str
+    spool_dir: str | None = None
+    spool_max_windows: StrictInt = Field(default=DEFAULT_SPOOL_MAX_WINDOWS, ge=1)
+
+    @field_validator("servers")
+    @classmethod
+    def _servers(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not re.match(r"^(tls|nats)://[^/\s]+$", item):
+                raise ValueError(f"expected tls://HOST:PORT or nats://HOST:PORT, got {item!r}")
+        return _no_repeats(value)
+
+
 class FlowsModel(_Strict):
     """The flow export receiver (IPFIX, NetFlow v9, sFlow): counters on the agent's /metrics."""
 
@@ -382,6 +402,7 @@ class AgentConfig(_Strict):
     reflector: ReflectorModel = Field(default_factory=ReflectorModel)
     metrics: MetricsModel = Field(default_factory=MetricsModel)
     analyzer: AnalyzerModel | None = None
+    bus: BusModel | None = None
     flows: FlowsModel | None = None
     capture: CaptureModel | None = None
 
@@ -389,6 +410,12 @@ class AgentConfig(_Strict):
     _source: str = PrivateAttr(default="<config>")
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _file: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> AgentConfig:
+        if self.analyzer is not None and self.bus is not None:
+            raise ValueError("give analyzer (HTTP) or bus, not both: an agent ships to one destination")
+        return self
 
     @field_validator("slices")
     @classmethod

@@ -9,6 +9,7 @@ Every problem found on the way is reported at once in one `ConfigError`.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +22,8 @@ from collector.agent.config import (
     load_config,
 )
 from collector.agent.target_sources import expand
+from collector.bus.connection import BusEndpoint, site_identity
+from collector.bus.subjects import BadSubject, check_site
 from collector.contract.records import Slice, Target
 from collector.probes.registry import PROBERS
 from collector.reflector.session_reflector import ReflectorConfig
@@ -68,6 +71,7 @@ class AgentPlan:
     start_delay_s: float = 0.0  # reflector first, probes this much later
     flows: ReceiverSettings | None = None  # the flow export receiver, when configured
     capture: CaptureSettings | None = None  # packet sampling from interfaces, when configured
+    bus: BusEndpoint | None = None  # the bus instead of analyzer_url, when configured
 
 
 def load_plan(path: str | Path) -> AgentPlan:
@@ -81,10 +85,11 @@ def resolve_plan(config: AgentConfig) -> AgentPlan:
     reflector = _reflector(config, problems)
     token = _analyzer_token(config, problems)
     capture = _capture(config, problems)
+    bus = _bus(config, problems)
     if problems:
         raise ConfigError([f"{config.source}: {p}" for p in problems])
     trace = config.probing.trace
-    analyzer = config.analyzer
+    analyzer = config.analyzer or config.bus
     return AgentPlan(
         site=config.site.name,
         source_address=config.site.addresses[0] if config.site.addresses else None,
@@ -95,7 +100,7 @@ def resolve_plan(config: AgentConfig) -> AgentPlan:
         trace_proto=trace.proto,
         reflector=reflector,
         metrics_listen=config.metrics.address,
-        analyzer_url=analyzer.url if analyzer else None,
+        analyzer_url=config.analyzer.url if config.analyzer else None,
         analyzer_token=token,
         spool_dir=_spool_dir(config),
         spool_max_windows=analyzer.spool_max_windows if analyzer else DEFAULT_SPOOL_MAX_WINDOWS,
@@ -103,6 +108,7 @@ def resolve_plan(config: AgentConfig) -> AgentPlan:
         start_delay_s=config.probing.start_delay_s,
         flows=_flows(config),
         capture=capture,
+        bus=bus,
     )
 
 
@@ -201,6 +207,22 @@ def _analyzer_token(config: AgentConfig, problems: list[str]) -> str | None:
     return secret.decode(errors="replace").strip() if secret is not None else None
 
 
+def _bus(config: AgentConfig, problems: list[str]) -> BusEndpoint | None:
+    """The bus endpoint, its certificate files readable and the site a subject token."""
+    bus = config.bus
+    if bus is None:
+        return None
+    try:
+        check_site(config.site.name)
+    except BadSubject as exc:
+        problems.append(f"site.name: {exc}")
+    ca, cert, key = (config.path_of(getattr(bus, name)) for name in ("ca_file", "cert_file", "key_file"))
+    for name, path in (("ca_file", ca), ("cert_file", cert), ("key_file", key)):
+        if not os.access(path, os.R_OK):
+            problems.append(f"bus.{name}: cannot read {path}")
+    return BusEndpoint(tuple(bus.servers), site_identity(config.site.name), ca_file=ca, cert_file=cert, key_file=key)
+
+
 def _read_secret(config: AgentConfig, key: str, relative: str, problems: list[str]) -> bytes | None:
     """A key or token file's bytes without the trailing newline, or a problem."""
     path = config.path_of(relative)
@@ -268,8 +290,8 @@ DEFAULT_SPOOL_ROOT = "/var/lib/xnetmon/spool"
 
 
 def _spool_dir(config: AgentConfig) -> str | None:
-    """Where windows wait while the analyzer is away: as configured, else one per site."""
-    analyzer = config.analyzer
+    """Where windows wait while the analyzer (or the bus) is away: as configured, else one per site."""
+    analyzer = config.analyzer or config.bus
     if analyzer is None:
         return None
     if analyzer.spool_dir:

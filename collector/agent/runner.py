@@ -176,6 +176,11 @@ def _captures(plan: AgentPlan, flows):
 
 
 def _sink_for(plan: AgentPlan) -> WindowSink | None:
+    if plan.bus is not None:
+        from collector.outputs.bus_sink import BusSink
+
+        assert plan.spool_dir is not None  # resolve_plan gives one whenever there is a bus
+        return BusSink(plan.bus, plan.site, plan.spool_dir, plan.spool_max_windows)
     if not plan.analyzer_url:
         return None
     assert plan.spool_dir is not None  # resolve_plan gives one whenever there is an analyzer

@@ -140,26 +140,27 @@ def classify(status: int) -> Outcome:
 _CLOSE = object()  # wakes the shipping thread when close() is called
 
 
-class HttpSink:
-    """Ships batches to an analyzer's `POST {url}/v1/windows`, through an on-disk spool.
+class SpoolingSink:
+    """Ships batches to a destination through an on-disk spool; `HttpSink` and
+    `collector.outputs.bus_sink.BusSink` are its two destinations, which say how a batch
+    becomes bodies (`_bodies`), how one body is sent (`_post`) and what to close.
 
     `submit()` hands the batch to a background thread, which appends it to the spool in
-    `spool_dir` (see `collector.outputs.spool` for the durability trade-off) and then POSTs the
-    oldest spooled batch until the analyzer answers 2xx. When the analyzer is away, batches
+    `spool_dir` (see `collector.outputs.spool` for the durability trade-off) and then sends the
+    oldest spooled body until the destination takes it. When the destination is away, bodies
     wait in the spool, at most `max_windows` windows (the oldest go first, counted in
-    `dropped_total`), and are delivered in order when it returns, including by a new
-    HttpSink on the same `spool_dir` after a restart. Batches larger than
-    `max_windows_per_post` are cut into several POSTs. Encoding yields the GIL every
-    `WINDOWS_PER_GIL_SLICE` windows, so a large batch never stalls the probe loop for long.
+    `dropped_total`), and are delivered in order when it returns, including by a new sink
+    on the same `spool_dir` after a restart. Batches larger than `max_windows_per_post` are
+    cut into several bodies. Encoding yields the GIL every `WINDOWS_PER_GIL_SLICE` windows,
+    so a large batch never stalls the probe loop for long.
 
     Opening the spool reads what a previous run left, so construct the sink before the
-    event loop gets busy (or in `asyncio.to_thread`). `transport` is httpx's seam for tests.
+    event loop gets busy (or in `asyncio.to_thread`).
     """
 
     def __init__(
         self,
-        url: str,
-        token: str,
+        endpoint: str,
         spool_dir: str | Path,
         max_windows: int = 100_000,
         *,
@@ -167,9 +168,8 @@ class HttpSink:
         backoff: Backoff = Backoff(),
         max_windows_per_post: int = 5_000,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
-        transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.endpoint = url.rstrip("/") + WINDOWS_PATH
+        self.endpoint = endpoint  # where the bodies go, for log lines
         self.timeout_s = timeout_s
         self.backoff = backoff
         self.max_windows_per_post = max_windows_per_post
@@ -182,18 +182,19 @@ class HttpSink:
         self._handoff_lock = threading.Lock()
         self._closing = threading.Event()
         self._deadline = float("inf")
-        self._away_since: float | None = None  # monotonic time the analyzer stopped answering
-        self._client = httpx.Client(
-            timeout=timeout_s,
-            transport=transport,
-            headers={
-                "Authorization": f"Bearer {token}",
-                "Content-Type": "application/json",
-                "User-Agent": "xnetmon-agent",
-            },
-        )
-        self._thread = threading.Thread(target=self._run, name="xnetmon-http-sink", daemon=True)
+        self._away_since: float | None = None  # monotonic time the destination stopped answering
+
+    def _start(self) -> None:
+        """Called by a destination's __init__ once it can send."""
+        self._thread = threading.Thread(target=self._run, name=f"xnetmon-{type(self).__name__}", daemon=True)
         self._thread.start()
+
+    def _post(self, body: bytes) -> tuple[Outcome, float]:
+        """Send one body; the outcome and how long the destination asked to wait (or 0)."""
+        raise NotImplementedError
+
+    def _close_transport(self) -> None:
+        """Release the destination's connection; called once by the shipping thread."""
 
     # -- counters ---------------------------------------------------------------------------
 
@@ -221,7 +222,7 @@ class HttpSink:
 
     def close(self, timeout: float = 5.0) -> None:
         """Deliver what can be delivered within `timeout` seconds, then stop. What is left
-        stays in the spool for the next HttpSink on the same directory."""
+        stays in the spool for the next sink on the same directory."""
         if not self._closing.is_set():
             self._deadline = time.monotonic() + timeout
             self._closing.set()
@@ -229,7 +230,7 @@ class HttpSink:
         self._thread.join(timeout + 1.0)
         if self._thread.is_alive():
             log.warning(
-                "HTTP sink to %s still busy after %.1f s; it stops after the current request", self.endpoint, timeout
+                "sink to %s still busy after %.1f s; it stops after the current request", self.endpoint, timeout
             )
 
     # -- the shipping thread ----------------------------------------------------------------
@@ -253,18 +254,18 @@ class HttpSink:
                     attempt = 0
                     self._spool.pop_head()
         except Exception:
-            log.exception("HTTP sink to %s stopped; spooled windows wait for the next start", self.endpoint)
+            log.exception("sink to %s stopped; spooled windows wait for the next start", self.endpoint)
         finally:
             self._spool_handoffs()  # whatever was submitted waits on disk for the next start
             if self._spool:
                 log.info(
-                    "HTTP sink to %s stopped with %d window(s) in spool %s",
+                    "sink to %s stopped with %d window(s) in spool %s",
                     self.endpoint,
                     self._spool.pending_windows,
                     self._spool.directory,
                 )
             self._spool.close()
-            self._client.close()
+            self._close_transport()
 
     def _wait(self, seconds: float | None) -> None:
         """Sleep `seconds` (None: until a batch arrives), spooling batches as they arrive,
@@ -327,6 +328,62 @@ class HttpSink:
                     time.sleep(0)  # let the event loop run
             yield assemble_body(batch, encoded, with_extras=start == 0), len(encoded)
 
+    def _note_away(self, reason: str) -> None:
+        if self._away_since is None:
+            self._away_since = time.monotonic()
+            log.warning("%s unavailable (%s); windows wait in spool %s", self.endpoint, reason, self._spool.directory)
+
+    def _note_back(self) -> None:
+        if self._away_since is not None:
+            log.info(
+                "%s answers again after %.1f s; %d window(s) to catch up",
+                self.endpoint,
+                time.monotonic() - self._away_since,
+                self._spool.pending_windows,
+            )
+            self._away_since = None
+
+
+class HttpSink(SpoolingSink):
+    """Ships batches to an analyzer's `POST {url}/v1/windows`. `transport` is httpx's seam
+    for tests."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        spool_dir: str | Path,
+        max_windows: int = 100_000,
+        *,
+        timeout_s: float = 10.0,
+        backoff: Backoff = Backoff(),
+        max_windows_per_post: int = 5_000,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            url.rstrip("/") + WINDOWS_PATH,
+            spool_dir,
+            max_windows,
+            timeout_s=timeout_s,
+            backoff=backoff,
+            max_windows_per_post=max_windows_per_post,
+            segment_bytes=segment_bytes,
+        )
+        self._client = httpx.Client(
+            timeout=timeout_s,
+            transport=transport,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/json",
+                "User-Agent": "xnetmon-agent",
+            },
+        )
+        self._start()
+
+    def _close_transport(self) -> None:
+        self._client.close()
+
     def _post(self, body: bytes) -> tuple[Outcome, float]:
         """POST one body; returns the outcome and the analyzer's Retry-After in seconds (or 0)."""
         windows = self._spool.head_windows
@@ -370,23 +427,6 @@ class HttpSink:
                 response.status_code,
                 text,
             )
-
-    def _note_away(self, reason: str) -> None:
-        if self._away_since is None:
-            self._away_since = time.monotonic()
-            log.warning(
-                "analyzer %s unavailable (%s); windows wait in spool %s", self.endpoint, reason, self._spool.directory
-            )
-
-    def _note_back(self) -> None:
-        if self._away_since is not None:
-            log.info(
-                "analyzer %s answers again after %.1f s; %d window(s) to catch up",
-                self.endpoint,
-                time.monotonic() - self._away_since,
-                self._spool.pending_windows,
-            )
-            self._away_since = None
 
 
 def _retry_after_seconds(response: httpx.Response) -> float:

@@ -11,8 +11,11 @@ import httpx
 import pytest
 
 from collector.contract.codec import encode_body
+from collector.outputs.bus_sink import BusSink
 from tests.analyzer_support import T0, batch, window
-from tests.support import REPO, XNETMON, stop_process, xnetmon
+from tests.bus_support import running_bus
+from tests.support import REPO, XNETMON, stop_process, wait_until, xnetmon
+from xnetmon import bus_setup
 
 
 def free_tcp_port() -> int:
@@ -92,3 +95,30 @@ def test_a_damaged_snapshot_is_reported_not_overwritten(tmp_path):
     result = xnetmon("analyzer", "--listen", f"[::1]:{free_tcp_port()}", "--state-dir", str(state), timeout=30)
     assert result.returncode == 2 and "not a store snapshot" in result.stderr and "move the file away" in result.stderr
     assert (state / "analyzer-store.json").read_text() == "{broken"
+
+
+@pytest.mark.tool("nats-server")
+def test_consumes_the_bus_as_its_replica(tmp_path):
+    with running_bus(tmp_path) as (pki, server):
+        port = free_tcp_port()
+        proc = start("--listen", f"[::1]:{port}", "--bus", server.url, "--bus-dir", str(pki), "--replica", "a")
+        sink = BusSink(bus_setup.site_endpoint(pki, "cnty1a", (server.url,)), "cnty1a", tmp_path / "spool")
+        try:
+            assert "consuming the bus" in proc.stdout.readline()
+            sink.submit(batch(*(window(seq) for seq in range(T0, T0 + 3))))
+
+            def taken() -> int:
+                return httpx.get(f"http://[::1]:{port}/healthz", timeout=5).json()["store"]["windows_ingested"]
+
+            wait_until(lambda: taken() == 3, what="the windows from the bus in the analyzer")
+        finally:
+            sink.close()
+            stop_process(proc)
+        assert proc.returncode == 0 and "3 windows taken" in proc.stdout.read()
+
+
+def test_bus_options_go_together(tmp_path):
+    alone = xnetmon("analyzer", "--bus", "tls://127.0.0.1:4222")
+    assert alone.returncode == 2 and "--bus and --bus-dir go together" in alone.stderr
+    empty = xnetmon("analyzer", "--bus", "tls://127.0.0.1:4222", "--bus-dir", str(tmp_path))
+    assert empty.returncode == 2 and "xnetmon bus init" in empty.stderr

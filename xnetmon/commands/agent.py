@@ -103,6 +103,11 @@ def _reflector(plan: AgentPlan) -> str:
 
 
 def _analyzer(plan: AgentPlan) -> str:
+    if plan.bus is not None:
+        where = ", ".join(plan.bus.servers)
+        return (
+            f"bus {where} as {plan.bus.cert_file}; spool in {plan.spool_dir}, at most {plan.spool_max_windows} windows"
+        )
     if plan.analyzer_url is None:
         return "none (windows stay on this agent)"
     token = "with a token" if plan.analyzer_token else "without a token"

@@ -7,6 +7,9 @@ exit, so a restart keeps the verdicts (status, error budget, since) and the dedu
 Root-cause hints (GET /hints, on the slices, and xnet_rootcause_hint) are inferred once per
 closed interval; `--topology FILE` (the lab's topology format) names traced hop addresses
 after their sites, so hints and GET /topology say "prov2>city2a" rather than addresses.
+With `--bus URL --bus-dir DIR` it also consumes the NATS JetStream bus (analyzer/bus_intake.py)
+with the analyzer certificate of `xnetmon bus init DIR`, as the durable consumer `--replica`:
+each replica of a pair has its own name and sees every window.
 """
 
 from __future__ import annotations
@@ -53,6 +56,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="declared topology (lab topology YAML, or a built-in lab topology's name): names hop "
         "addresses after sites in root-cause hints and GET /topology",
     )
+    p.add_argument(
+        "--bus",
+        action="append",
+        metavar="URL",
+        help="consume windows from the bus at tls://HOST:PORT (repeatable: the servers of a cluster)",
+    )
+    p.add_argument(
+        "--bus-dir", metavar="DIR", help="the directory of `xnetmon bus init`: ca.pem, analyzer.pem/-key.pem"
+    )
+    p.add_argument(
+        "--replica",
+        default="analyzer",
+        metavar="NAME",
+        help="this analyzer's durable consumer on the bus (default analyzer; one name per replica)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -70,6 +88,10 @@ def read_token(path: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     host, port = listen_address(args.listen, "--listen", DEFAULT_LISTEN)
+    if bool(args.bus) != bool(args.bus_dir):
+        raise UsageError("--bus and --bus-dir go together: the servers, and the certificates to reach them")
+    if args.bus_dir and not (Path(args.bus_dir) / "analyzer.pem").exists():
+        raise UsageError(f"--bus-dir {args.bus_dir} has no analyzer.pem: run `xnetmon bus init {args.bus_dir}`")
     token = read_token(args.token_file) if args.token_file else None
     # FastAPI, uvicorn and the SLA code load only when the analyzer runs.
     from analyzer.service import AnalyzerService
@@ -114,11 +136,14 @@ def run(args: argparse.Namespace) -> int:
         "Ctrl-C stops.",
         flush=True,
     )
+    intake = _bus_intake(args, service.store)
     try:
         service.serve()
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stopped as asked
         pass
     finally:
+        if intake is not None:
+            intake.stop()
         service.stop()  # with the final snapshot
     stats = service.store.stats()
     print(
@@ -127,3 +152,19 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     return 0
+
+
+def _bus_intake(args: argparse.Namespace, store):
+    if not args.bus:
+        return None
+    from analyzer.bus_intake import BusIntake
+    from collector.bus.subjects import BadSubject, check_site
+    from xnetmon import bus_setup
+
+    try:
+        check_site(args.replica)  # a consumer name is one subject token too
+    except BadSubject as exc:
+        raise UsageError(f"--replica: {exc}") from None
+    intake = BusIntake(store, bus_setup.analyzer_endpoint(args.bus_dir, tuple(args.bus)), args.replica)
+    print(f"xnetmon analyzer: consuming the bus at {', '.join(args.bus)} as {args.replica}", flush=True)
+    return intake

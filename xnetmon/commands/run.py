@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"  metrics  {deployment.metrics_url}")
         console.print(f"  token    {deployment.token_file} (for POST /probe: an on-demand probe from an agent)")
         console.print(f"  flows    {deployment.flows}")
+        console.print(f"  bus      {deployment.bus}")
         console.print("  Ctrl-C stops.")
         try:
             _watch(deployment, args, console)

@@ -7,10 +7,13 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from collector.agent.config import parse_config
 from collector.agent.plan import DEFAULT_SPOOL_ROOT, AgentPlan, resolve_plan, stable_flow_label
 from collector.probes.registry import PROBERS
 from collector.probes.stamp_session import SenderSettings
+from collector.system.config_files import ConfigError
 from collector.wire.icmp6 import COOKIE_LEN
 
 
@@ -94,3 +97,30 @@ def test_a_flow_label_falls_anywhere_in_a_one_label_range_only_on_that_label():
     assert {stable_flow_label(f"fd00::{n:x}", "video", (0x777, 0x777)) for n in range(50)} == {0x777}
     labels = {stable_flow_label(f"fd00::{n:x}", "video", (1, 4)) for n in range(200)}
     assert labels == {1, 2, 3, 4}  # every label of a small range is used
+
+
+BUS = "bus: {servers: ['tls://[fd00::1]:4222'], ca_file: ca.pem, cert_file: s.pem, key_file: s-key.pem}\n"
+
+
+def test_the_bus_section_becomes_the_sites_bus_identity_relative_to_the_file(tmp_path):
+    for name in ("ca.pem", "s.pem", "s-key.pem"):
+        (tmp_path / name).write_text("x")
+    plan = plan_of("site: {name: cnty1a}\n" + BUS, base_dir=tmp_path)
+    assert plan.bus is not None and plan.analyzer_url is None
+    assert plan.bus.servers == ("tls://[fd00::1]:4222",) and plan.bus.identity == "site-cnty1a"
+    assert (plan.bus.ca_file, plan.bus.cert_file, plan.bus.key_file) == (
+        tmp_path / "ca.pem",
+        tmp_path / "s.pem",
+        tmp_path / "s-key.pem",
+    )
+    assert plan.spool_dir == f"{DEFAULT_SPOOL_ROOT}/cnty1a"
+
+
+def test_a_bus_without_readable_files_or_beside_an_analyzer_is_refused(tmp_path):
+    with pytest.raises(ConfigError) as missing:
+        plan_of("site: {name: cnty1a}\n" + BUS, base_dir=tmp_path)
+    assert "bus.ca_file: cannot read" in str(missing.value) and "bus.key_file: cannot read" in str(missing.value)
+    with pytest.raises(ConfigError, match="not both"):
+        plan_of("site: {name: cnty1a}\nanalyzer: {url: 'http://centre:8080'}\n" + BUS, base_dir=tmp_path)
+    with pytest.raises(ConfigError, match="tls://HOST:PORT"):
+        plan_of("site: {name: cnty1a}\n" + BUS.replace("tls://", "http://"), base_dir=tmp_path)

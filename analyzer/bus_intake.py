@@ -1,0 +1,182 @@
+"""The analyzer's side of the bus: a durable pull consumer on the stream that feeds the same
+store ingest as `POST /v1/windows`, through the same codec.
+
+Each message is decoded (`collector.contract.codec.ShipmentParser`), checked against the
+site its subject names (the server lets a site publish only on its own subjects, so the
+subject is the site's identity; a body naming another source is a forgery or a bug), put
+into the store and only then acknowledged: an analyzer that dies before the ack gets the
+message again, and the store drops windows it already holds by (path key, seq). Refused
+messages are terminated (never redelivered) and their windows counted by reason
+(`xnet_analyzer_windows_refused_total`). The consumer's position lives in the server under
+its durable name, so a restarted analyzer resumes where it stopped.
+
+nats-py is asyncio: the intake runs its own event loop on a thread of its own; ingest
+happens on that thread, under the store's lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import nats
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import BadRequestError
+
+from analyzer.store.memory import WindowStore
+from collector.bus.connection import BusEndpoint
+from collector.bus.stream import STREAM_NAME, StreamLimits, stream_config
+from collector.bus.subjects import PREFIX, BadSubject, parse_subject
+from collector.contract.codec import MalformedShipment, ShipmentParser
+from collector.contract.shipment import ShipmentBatch
+
+log = logging.getLogger(__name__)
+
+FETCH_BATCH = 256  # messages per pull while a backlog lasts: each is up to one spooled body
+IDLE_WAIT_S = 0.5  # a pull for one message: returns as soon as it arrives
+BACKLOG_WAIT_S = 0.02  # a pull for many: how long it may hold what arrives after the backlog
+ACK_WAIT_S = 60.0  # a message not acked within this is delivered again
+MAX_ACK_PENDING = 4096
+MAX_ERRORS_LOGGED = 20
+
+
+class BusIntake:
+    """Consumes the stream as `durable` (one name per analyzer replica) into `store` until `stop()`."""
+
+    def __init__(
+        self,
+        store: WindowStore,
+        endpoint: BusEndpoint,
+        durable: str = "analyzer",
+        *,
+        limits: StreamLimits = StreamLimits(),
+        clock: Callable[[], int] = time.time_ns,
+        in_thread: Callable[[], None] | None = None,
+    ) -> None:
+        """`in_thread` runs first in the intake's thread, before any socket is opened (the
+        all-in-one moves the thread into the lab's namespace, where the bus is)."""
+        self.store = store
+        self.bus = endpoint
+        self.durable = durable
+        self.limits = limits
+        self.messages_total = 0  # messages taken from the stream, refused ones included
+        self.errors_total = 0  # failures of the loop itself (lost connection, a store bug)
+        self.refusals_logged = 0  # the first MAX_ERRORS_LOGGED refusals are logged, all are counted
+        self.connected = threading.Event()
+        self._clock = clock
+        self._in_thread = in_thread
+        self._parser = ShipmentParser()
+        self._stop = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._task = self._loop.create_task(self._run())
+        self._thread = threading.Thread(target=self._serve, name=f"xnetmon-bus-intake-{durable}", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        if self._in_thread is not None:
+            self._in_thread()
+        with contextlib.suppress(asyncio.CancelledError):
+            self._loop.run_until_complete(self._task)
+        self._loop.close()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the messages fetched, then close; a connection still being tried is given up."""
+        self._stop.set()
+        if not self.connected.is_set():
+            self._loop.call_soon_threadsafe(self._task.cancel)
+        self._thread.join(timeout)
+
+    async def _run(self) -> None:
+        client = await nats.connect(**self.bus.connect_options(), error_cb=self._on_error)
+        try:
+            js = client.jetstream()
+            await self._ensure_stream(js)
+            subscription = await js.pull_subscribe(
+                f"{PREFIX}.>",
+                durable=self.durable,
+                stream=STREAM_NAME,
+                config=ConsumerConfig(
+                    ack_policy=AckPolicy.EXPLICIT,
+                    deliver_policy=DeliverPolicy.ALL,
+                    ack_wait=ACK_WAIT_S,
+                    max_ack_pending=MAX_ACK_PENDING,
+                ),
+            )
+            self.connected.set()
+            size = 1
+            while not self._stop.is_set():
+                # A pull for many waits out its whole timeout once the backlog is taken, holding
+                # the messages that arrive meanwhile; so idle waits pull one (back at once), and
+                # pulls for many follow while a backlog lasts, with a short wait.
+                try:
+                    messages = await subscription.fetch(size, timeout=IDLE_WAIT_S if size == 1 else BACKLOG_WAIT_S)
+                except (TimeoutError, NatsTimeout):  # nothing new within the wait
+                    size = 1
+                    continue
+                except Exception as exc:  # the connection is away: the client reconnects
+                    await self._on_error(exc)
+                    await asyncio.sleep(0.5)
+                    continue
+                size = FETCH_BATCH
+                for message in messages:
+                    await self._take(message)
+        finally:
+            await client.close()
+
+    async def _ensure_stream(self, js) -> None:
+        config = stream_config(self.limits)
+        try:
+            await js.add_stream(config)
+        except BadRequestError:  # it exists with other limits: the operator's are kept
+            log.info("stream %s exists with other limits; kept as it is", STREAM_NAME)
+
+    async def _take(self, message) -> None:
+        self.messages_total += 1
+        try:
+            batch = self._accept(message.subject, message.data)
+        except Exception as exc:  # a store bug must not stop the intake: the message comes again
+            await self._on_error(exc)
+            return
+        if batch is None:
+            await message.term()
+        else:
+            await message.ack()
+
+    def _accept(self, subject: str, data: bytes) -> ShipmentBatch | None:
+        """Ingest one message's batch; None when it is refused (and counted)."""
+        try:
+            _, site = parse_subject(subject)
+            batch = self._parser.parse(data)
+        except (BadSubject, MalformedShipment) as exc:
+            self.store.note_refused("malformed", 1)  # its windows cannot be told: the message counts
+            self.refusals_logged += 1
+            if self.refusals_logged <= MAX_ERRORS_LOGGED:
+                log.warning("refused a bus message on %s: %s", subject, exc)
+            return None
+        # An observation's source may be an address, so the windows and health tell the site.
+        forged = batch.site != site or any(w.key.source != site for w in batch.windows)
+        if forged or (batch.health is not None and batch.health.site != site):
+            self.store.note_refused("source-mismatch", len(batch.windows))
+            self.refusals_logged += 1
+            if self.refusals_logged <= MAX_ERRORS_LOGGED:
+                log.warning(
+                    "refused %d window(s) on %s: the body names another site than the subject's %s",
+                    len(batch.windows),
+                    subject,
+                    site,
+                )
+            return None
+        self.store.ingest(batch, self._clock())
+        return batch
+
+    async def _on_error(self, exc: Exception) -> None:
+        if self._stop.is_set():
+            return  # TLS teardown noise while closing
+        self.errors_total += 1
+        if self.errors_total <= MAX_ERRORS_LOGGED:
+            log.warning("bus intake %s: %s: %s", self.durable, type(exc).__name__, exc)

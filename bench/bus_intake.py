@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""Bus intake against HTTP intake: path windows per second from agents' sinks into the
+analyzer's store, through NATS JetStream (BusSink -> nats-server -> BusIntake) and through
+HTTP (HttpSink -> POST /v1/windows), on the same windows, side by side in one run.
+
+Workload: SITES agents, each with PATHS paths over 4 slices, INTERVALS intervals; each agent
+submits one batch per interval to its own sink (its own spool, as on a site; connected
+first by a health report), all at once,
+and the clock runs until the store has taken every window (ingested or judged too old:
+each window counted once). Both ends run in this process, as in the all-in-one; the bus
+path has TLS with per-site certificates, the HTTP path plain HTTP on loopback. Reported per
+repetition and as medians: windows per wall second, this process's CPU seconds, and for
+the bus nats-server's CPU seconds; the order alternates between repetitions.
+
+    .venv/bin/python bench/bus_intake.py                                 # 20 sites x 500 paths x 6 intervals, 3 reps
+    .venv/bin/python bench/bus_intake.py --sites 4 --paths 50 --intervals 2 --reps 1
+
+No root needed. The target (issue 14): the bus at least as fast as HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import _common as c
+
+from analyzer.api.app import create_app
+from analyzer.bus_intake import BusIntake
+from analyzer.service import ApiServer
+from analyzer.sla.verdicts import default_policies
+from analyzer.store.memory import WindowStore
+from collector.contract.examples import example_health, example_window
+from collector.contract.records import PathKey
+from collector.contract.shipment import ShipmentBatch
+from collector.outputs.bus_sink import BusSink
+from collector.outputs.sinks import Backoff, HttpSink
+from xnetmon import bus_setup
+from xnetmon.nats_server import NatsServer
+
+SLICES = ("video", "egov", "data", "best-effort")
+INTERVAL_NS = 10_000_000_000
+TOKEN = "bench-token"
+TAKEN = ("windows_ingested", "windows_duplicate", "windows_stale", "windows_future")  # late ones are ingested too
+DEADLINE_S = 600.0
+FAST = Backoff(initial_s=0.05, cap_s=0.5)
+
+
+def make_batches(sites: int, paths: int, intervals: int) -> list[ShipmentBatch]:
+    """One batch per site per interval, the latest intervals before now, interval by interval."""
+    now = time.time_ns() // INTERVAL_NS
+    batches = []
+    for seq in range(now - intervals, now):
+        for s in range(sites):
+            site = f"site{s:04d}"
+            windows = tuple(
+                example_window(PathKey(site, f"target{p:04d}", SLICES[p % len(SLICES)], "stamp"), seq)
+                for p in range(paths)
+            )
+            batches.append(ShipmentBatch(site, windows, created_ns=(seq + 1) * INTERVAL_NS))
+    return batches
+
+
+def taken(store: WindowStore) -> int:
+    stats = store.stats()
+    return sum(stats[name] for name in TAKEN)
+
+
+def wait_for(store: WindowStore, total: int) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while taken(store) < total:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {taken(store)} of {total} windows reached the store in {DEADLINE_S:g} s")
+        time.sleep(0.002)
+
+
+def warm_up(sinks: dict, store: WindowStore) -> None:
+    """Each sink delivers its site's health first: connections are up (TLS handshakes done)
+    before the clock starts, as on sites that have shipped for a while."""
+    for site, sink in sinks.items():
+        sink.submit(ShipmentBatch(site, (), health=example_health(site)))
+    deadline = time.monotonic() + DEADLINE_S
+    while len(store.agents()) < len(sinks):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the sinks did not connect")
+        time.sleep(0.002)
+
+
+def process_cpu(pid: int | None = None) -> float:
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_bus(batches: list[ShipmentBatch], workdir: Path, pki: Path, total: int) -> dict:
+    sites = sorted({b.site for b in batches})
+    with NatsServer(pki, workdir / "server") as server:
+        store = WindowStore(default_policies())
+        intake = BusIntake(store, bus_setup.analyzer_endpoint(pki, (server.url,)), "bench")
+        intake.connected.wait(30)
+        sinks = {
+            site: BusSink(
+                bus_setup.site_endpoint(pki, site, (server.url,)), site, workdir / f"spool-{site}", backoff=FAST
+            )
+            for site in sites
+        }
+        warm_up(sinks, store)
+        pid = server.pid
+        cpu0, server_cpu0, t0 = process_cpu(), process_cpu(pid), time.perf_counter()
+        for batch in batches:
+            sinks[batch.site].submit(batch)
+        wait_for(store, total)
+        seconds = time.perf_counter() - t0
+        cpu, server_cpu = process_cpu() - cpu0, process_cpu(pid) - server_cpu0
+        for sink in sinks.values():
+            sink.close()
+        intake.stop()
+    return {"seconds": seconds, "cpu_seconds": cpu, "server_cpu_seconds": server_cpu, "windows": taken(store)}
+
+
+def run_http(batches: list[ShipmentBatch], workdir: Path, total: int) -> dict:
+    sites = sorted({b.site for b in batches})
+    store = WindowStore(default_policies())
+    with ApiServer(create_app(store, token=TOKEN), ("::1", 0)) as server:
+        sinks = {site: HttpSink(server.url, TOKEN, workdir / f"spool-{site}", backoff=FAST) for site in sites}
+        warm_up(sinks, store)
+        cpu0, t0 = process_cpu(), time.perf_counter()
+        for batch in batches:
+            sinks[batch.site].submit(batch)
+        wait_for(store, total)
+        seconds = time.perf_counter() - t0
+        cpu = process_cpu() - cpu0
+        for sink in sinks.values():
+            sink.close()
+    return {"seconds": seconds, "cpu_seconds": cpu, "server_cpu_seconds": 0.0, "windows": taken(store)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sites", type=int, default=20)
+    parser.add_argument("--paths", type=int, default=500, help="paths per site")
+    parser.add_argument("--intervals", type=int, default=6)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--output")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args()
+    batches = make_batches(args.sites, args.paths, args.intervals)
+    total = sum(len(b.windows) for b in batches)
+    rounds: dict[str, list[dict]] = {"bus": [], "http": []}
+    with tempfile.TemporaryDirectory(prefix="xnetmon-bench-bus-") as tmp:
+        root = Path(tmp)
+        pki = bus_setup.init(root / "pki")
+        for site in sorted({b.site for b in batches}):
+            bus_setup.add_site(pki, site)
+        for rep in range(args.reps):
+            order = ("bus", "http") if rep % 2 == 0 else ("http", "bus")
+            for path in order:
+                workdir = root / f"{path}-{rep}"
+                result = run_bus(batches, workdir, pki, total) if path == "bus" else run_http(batches, workdir, total)
+                result["windows_per_second"] = total / result["seconds"]
+                # the machines are shared: CPU seconds (ours and nats-server's) are the steadier figure
+                result["windows_per_cpu_second"] = total / (result["cpu_seconds"] + result["server_cpu_seconds"])
+                rounds[path].append(result)
+    medians = {
+        path: {
+            key: c.median([r[key] for r in results])
+            for key in ("windows_per_second", "windows_per_cpu_second", "seconds", "cpu_seconds", "server_cpu_seconds")
+        }
+        for path, results in rounds.items()
+    }
+    bus_over_http = c.ratio(medians["bus"]["windows_per_second"], medians["http"]["windows_per_second"])
+    bus_over_http_cpu = c.ratio(medians["bus"]["windows_per_cpu_second"], medians["http"]["windows_per_cpu_second"])
+    payload = {
+        "benchmark": "bus_intake",
+        "environment": c.environment(),
+        "parameters": {
+            "sites": args.sites,
+            "paths": args.paths,
+            "intervals": args.intervals,
+            "reps": args.reps,
+            "windows_per_rep": total,
+        },
+        "rounds": rounds,
+        "medians": medians,
+        "bus_over_http": bus_over_http,
+        "bus_over_http_per_cpu_second": bus_over_http_cpu,
+        "target": {"what": "bus windows/s >= HTTP windows/s", "met": bool(bus_over_http and bus_over_http >= 1.0)},
+    }
+    path = c.write_result("bus_intake", payload, args.output)
+    if not args.quiet:
+        rows = [
+            [
+                name,
+                m["windows_per_second"],
+                m["windows_per_cpu_second"],
+                m["seconds"],
+                m["cpu_seconds"],
+                m["server_cpu_seconds"],
+            ]
+            for name, m in medians.items()
+        ]
+        headers = ["intake", "windows/s", "windows/cpu s", "wall s", "cpu s (this process)", "cpu s (nats-server)"]
+        print(c.table(headers, rows))
+        print(
+            f"bus / http windows/s: {bus_over_http:.2f}, per CPU second: {bus_over_http_cpu:.2f}  "
+            f"({total} windows a repetition; result {path})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

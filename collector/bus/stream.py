@@ -1,0 +1,45 @@
+"""The one JetStream stream every site publishes into and every analyzer reads.
+
+Limits (`StreamLimits`, defaults sized for the national extranet):
+- file storage, so a server restart loses nothing acknowledged;
+- `max_age` 24 h: analyzers may be away for a day and still catch up from their consumer;
+- `max_bytes` 10 GiB: ~2,800 sites' windows for well over a day at 10 s intervals;
+  past it the oldest messages go (discard old), as the agents' spools do;
+- `duplicate_window` 10 min: an agent re-sends after a lost ack as soon as the bus answers
+  again; a later repeat is caught by the analyzer's dedup by (path key, seq);
+- `max_msg_size` 8 MiB: a body of 5,000 windows is ~3 MiB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+
+from collector.bus.subjects import STREAM_SUBJECTS
+
+STREAM_NAME = "XNET"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamLimits:
+    max_age_s: float = 24 * 3600.0
+    max_bytes: int = 10 << 30
+    duplicate_window_s: float = 600.0
+    max_msg_size: int = 8 << 20
+    replicas: int = 1
+
+
+def stream_config(limits: StreamLimits = StreamLimits()) -> StreamConfig:
+    return StreamConfig(
+        name=STREAM_NAME,
+        subjects=list(STREAM_SUBJECTS),
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        max_age=limits.max_age_s,
+        max_bytes=limits.max_bytes,
+        max_msg_size=limits.max_msg_size,
+        duplicate_window=limits.duplicate_window_s,
+        num_replicas=limits.replicas,
+    )

@@ -1,0 +1,34 @@
+"""Smoke test of bench/bus_intake.py: a tiny run through a real nats-server and a real HTTP
+intake writes a result of the documented shape with every window delivered on both paths.
+Structure and sanity only, never the target (that comes from a full run, see bench/README.md)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.mark.tool("nats-server")
+def test_bus_intake_smoke(tmp_path: Path) -> None:
+    output = tmp_path / "result.json"
+    argv = ["--sites", "3", "--paths", "20", "--intervals", "2", "--reps", "1", "--output", str(output), "--quiet"]
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "bus_intake.py"), *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,  # bounds a hang only: a loaded machine is slower
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(output.read_text())
+    assert data["parameters"]["windows_per_rep"] == 120
+    for path in ("bus", "http"):
+        assert [r["windows"] for r in data["rounds"][path]] == [120]
+        assert data["medians"][path]["windows_per_second"] > 0
+    assert data["medians"]["bus"]["server_cpu_seconds"] >= 0 and data["medians"]["http"]["windows_per_cpu_second"] > 0
+    assert isinstance(data["target"]["met"], bool) and data["bus_over_http"] > 0

@@ -1,0 +1,22 @@
+"""The stream definition: file storage, the limits chosen, every site's subjects."""
+
+from __future__ import annotations
+
+from nats.js.api import DiscardPolicy, StorageType
+
+from collector.bus.stream import STREAM_NAME, StreamLimits, stream_config
+
+
+def test_the_stream_keeps_every_kind_on_file_within_its_limits():
+    config = stream_config()
+    assert config.name == STREAM_NAME
+    assert config.subjects == ["xnet.windows.*", "xnet.observations.*", "xnet.health.*"]
+    assert config.storage is StorageType.FILE and config.discard is DiscardPolicy.OLD
+    assert (config.max_age, config.duplicate_window) == (86_400.0, 600.0)
+    assert config.max_bytes == 10 << 30 and config.max_msg_size == 8 << 20
+
+
+def test_limits_can_be_chosen():
+    config = stream_config(StreamLimits(max_age_s=60, max_bytes=1 << 20, duplicate_window_s=5, replicas=3))
+    assert (config.max_age, config.max_bytes, config.duplicate_window, config.num_replicas) == (60, 1 << 20, 5, 3)
+    assert config.as_dict()["max_age"] == 60 * 10**9  # nanoseconds on the wire

@@ -1,0 +1,24 @@
+"""`xnetmon bus init` and `xnetmon bus add-site` as an operator runs them."""
+
+from __future__ import annotations
+
+from tests.support import xnetmon
+
+
+def test_init_then_add_site_tell_what_they_wrote(tmp_path):
+    init = xnetmon("bus", "init", str(tmp_path), "--name", "bus.example.net")
+    assert init.returncode == 0, init.stderr
+    assert "nats-server.conf" in init.stdout and (tmp_path / "server.pem").exists()
+    added = xnetmon("bus", "add-site", str(tmp_path), "cnty1a")
+    assert added.returncode == 0, added.stderr
+    assert "cnty1a-key.pem" in added.stdout
+    assert "xnet.windows.cnty1a" in (tmp_path / "nats-server.conf").read_text()
+
+
+def test_a_bad_site_name_or_a_missing_ca_is_a_usage_error(tmp_path):
+    missing = xnetmon("bus", "add-site", str(tmp_path), "cnty1a")
+    assert missing.returncode == 2 and "bus init" in missing.stderr
+    xnetmon("bus", "init", str(tmp_path))
+    bad = xnetmon("bus", "add-site", str(tmp_path), "cnty.1a")
+    assert bad.returncode == 2 and "subject token" in bad.stderr
+    assert not list(tmp_path.glob("sites/cnty*"))
