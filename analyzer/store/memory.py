@@ -17,6 +17,11 @@
   sums the windows with `IntervalStats.of` for the slice's tracker, and per path for each
   path's tracker. A window for an interval already closed is `late`: it stays in its
   path's history and feeds its path's tracker (when in order), not the slice's.
+- A path's first `warm_up_windows` windows (deployments take `PATH_WARM_UP_WINDOWS`, 2)
+  from the first one the store sees of it are its warm-up: neighbour discovery, a
+  reflector starting, cold caches make the first probes of a path slow or lost, which
+  says nothing about the network's SLA. They are kept in the path's history but feed no
+  tracker, and are counted as `warm_up`. A path restored from a snapshot is not new.
 - Verdicts are evaluated at `judged_through_ns`, the end of the newest closed interval,
   not at the wall clock (analyzer.sla.verdicts: an interval still being shipped is not missing).
 - After a start or restore, closing by time waits `catch_up_s` (default 45 s, longer than
@@ -67,6 +72,7 @@ DEDUP_HORIZON = 64  # seqs below a path's newest that are remembered (bits of th
 _MASK = (1 << DEDUP_HORIZON) - 1
 HISTORY_WINDOWS = 12
 MAX_OPEN_INTERVALS = 64
+PATH_WARM_UP_WINDOWS = 2  # what deployments leave out of a new path's verdicts (the store's default is 0)
 
 
 @dataclass(slots=True)
@@ -78,6 +84,7 @@ class IngestResult:
     stale: int = 0  # older than the dedup horizon of their path: dropped
     late: int = 0  # accepted after their slice interval closed: in path views, not the slice verdict
     future: int = 0  # starting implausibly far ahead of the analyzer's clock: dropped
+    warm_up: int = 0  # a new path's first windows: in path views, not in verdicts
     observations: int = 0
     health: bool = False
 
@@ -90,7 +97,18 @@ class AgentSeen:
 
 
 class _PathState:
-    __slots__ = ("key", "recent", "latest", "interval", "max_seq", "seen_mask", "fed", "tracker", "last_seen_ns")
+    __slots__ = (
+        "key",
+        "recent",
+        "latest",
+        "interval",
+        "max_seq",
+        "seen_mask",
+        "fed",
+        "tracker",
+        "last_seen_ns",
+        "warm_until_seq",
+    )
 
     def __init__(self, key: PathKey, history: int, tracker) -> None:
         self.key = key
@@ -102,6 +120,7 @@ class _PathState:
         self.fed = -1  # last interval number given to the tracker
         self.tracker = tracker
         self.last_seen_ns = 0  # store clock of the latest accepted window: for forgetting
+        self.warm_until_seq = -1  # windows below this seq are the path's warm-up
 
 
 class _SliceState:
@@ -136,6 +155,7 @@ class WindowStore:
         history: int = HISTORY_WINDOWS,
         forget_after_s: float = 86_400.0,
         max_ahead_s: float = 300.0,
+        warm_up_windows: int = 0,
         tracker_type: TrackerType | None = None,
     ) -> None:
         if tracker_type is None:
@@ -151,6 +171,7 @@ class WindowStore:
         self.forget_after_ns = round(forget_after_s * 1e9)
         self.max_ahead_ns = round(max_ahead_s * 1e9)
         self.tracker_type = tracker_type
+        self.warm_up_windows = warm_up_windows
         self.counters: dict[str, int] = dict.fromkeys(
             (
                 "batches_accepted",
@@ -160,6 +181,7 @@ class WindowStore:
                 "windows_stale",
                 "windows_late",
                 "windows_future",
+                "windows_warm_up",
                 "intervals_closed",
                 "paths_forgotten",
             ),
@@ -229,6 +251,8 @@ class WindowStore:
                     continue
                 path.seen_mask |= bit
             else:
+                if path.max_seq < 0:  # the first window of a path new to the store
+                    path.warm_until_seq = seq + self.warm_up_windows
                 shift = -behind
                 path.seen_mask = ((path.seen_mask << shift) | 1) & _MASK if shift < DEDUP_HORIZON else 1
                 path.max_seq = seq
@@ -237,6 +261,9 @@ class WindowStore:
             path.recent.append(window)
             path.last_seen_ns = now_ns
             result.accepted += 1
+            if seq < path.warm_until_seq:
+                result.warm_up += 1
+                continue
             slice_state = self._slices[window.key.slice]
             number = window.start_ns // interval_ns
             if number <= slice_state.closed_upto:
@@ -255,6 +282,7 @@ class WindowStore:
         counters["windows_stale"] += result.stale
         counters["windows_late"] += result.late
         counters["windows_future"] += result.future
+        counters["windows_warm_up"] += result.warm_up
         return result
 
     def _new_path(self, key: PathKey) -> _PathState:

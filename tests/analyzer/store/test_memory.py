@@ -259,3 +259,21 @@ def test_one_window_stats_equal_interval_stats_of_it(sent, lost, buckets, ipdv, 
     }
     w = PathWindow(**fields)
     assert window_stats(w, level) == IntervalStats.of([w], level)
+
+
+# -- a new path's warm-up ----------------------------------------------------------------
+
+
+def test_a_new_paths_first_windows_feed_no_verdict_but_show_in_its_history():
+    # Neighbour discovery and a reflector starting make a path's first probes slow or lost.
+    store = recording_store(warm_up_windows=2)
+    for seq in range(T0, T0 + 5):
+        store.ingest(batch(window(seq, lost=10 if seq == T0 else 0)), settled(seq))
+    assert [s.start_ns // W for s in path_tracker(store, VIDEO).added] == [T0 + 2, T0 + 3, T0 + 4]
+    assert [s.start_ns // W for s in slice_tracker(store, "video").added] == [T0 + 2, T0 + 3, T0 + 4]
+    assert len(store.recent_windows(VIDEO)) == 5
+    assert store.stats()["windows_warm_up"] == 2
+    # A second path appearing later has its own warm-up; the first path's windows count on.
+    edge = PathKey("cnty1a", "edge", "video", "stamp")
+    store.ingest(batch(window(T0 + 5), window(T0 + 5, target="edge")), settled(T0 + 5))
+    assert len(path_tracker(store, VIDEO).added) == 4 and path_tracker(store, edge).added == []
