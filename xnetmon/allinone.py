@@ -37,7 +37,7 @@ from pathlib import Path
 from analyzer.service import AnalyzerService, RootCauseRunner
 from analyzer.sla.policies import LAB_POLICY_FILE
 from analyzer.sla.verdicts import default_policies, load_policies
-from analyzer.store.memory import PATH_WARM_UP_WINDOWS
+from analyzer.store.memory import PATH_WARM_UP_WINDOWS, SHARED_STALL_INTERVALS
 from xnetmon.lab_sites import sites_by_address
 from xnetmon.netns_sockets import listening_socket_in
 from xnetmon.softflowd import FLOW_PORT, SoftflowdFleet, softflowd_available, wait_until_bound
@@ -181,6 +181,7 @@ def lab_deployment(
         interval_s=LAB_INTERVAL_S,
         catch_up_s=FRESH_CATCH_UP_INTERVALS * LAB_INTERVAL_S,
         warm_up_windows=PATH_WARM_UP_WINDOWS,
+        stall_intervals=SHARED_STALL_INTERVALS,
     )
     server = service.serve_in_thread(extra_sockets=[in_lab])
     analyzer_in_lab = f"http://[{lab.address('core')}]:{API_PORT}"
@@ -308,6 +309,7 @@ def loopback_deployment(config: Path, workdir: Path, *, clock=None) -> Iterator[
         interval_s=plan.window_s,
         catch_up_s=FRESH_CATCH_UP_INTERVALS * plan.window_s,
         warm_up_windows=PATH_WARM_UP_WINDOWS,
+        stall_intervals=SHARED_STALL_INTERVALS,
     )
     server = service.serve_in_thread()
     assert service.feeder is not None  # feed=True

@@ -7,7 +7,10 @@ the caller's (analyzer.rootcause.hints).
 Stages, each over the rows of `observations` (a STAMP path split by direction is two rows):
 
 1. Host self-telemetry: an unhealthy agent is a `probe-host` diagnosis at once, and its
-   paths take no part in localisation (they would blame the network for the host).
+   paths take no part in localisation (they would blame the network for the host). When
+   every agent (two or more) is unhealthy at once, that is one fact, not one fault per
+   agent: the machine they share, or the analyzer's intake, stalled. It is one diagnosis
+   naming them all, at `SHARED_STALL_CONFIDENCE`.
 2. Hard failures: Boolean tomography, the greedy set cover of Tomo / SCFS
    (Duffield; `boolean`). Bad rows lost (nearly) every probe (`failed_loss`); rows that
    lost less than `good_loss` clear their components; rows in between are partial loss,
@@ -141,7 +144,7 @@ def diagnose(epoch: Epoch, config: EngineConfig = EngineConfig()) -> list[Diagno
     paths = epoch.paths
     diagnoses: list[Diagnosis] = []
     unhealthy = {h.site: h for h in epoch.hosts if not h.healthy}
-    diagnoses += _host_diagnoses(paths, unhealthy)
+    diagnoses += _host_diagnoses(paths, unhealthy, len(epoch.hosts))
     if paths:
         observations = loss_observations(paths, config.background_loss_per_link)
         excluded = _rows_from(observations, paths, unhealthy)
@@ -153,7 +156,24 @@ def diagnose(epoch: Epoch, config: EngineConfig = EngineConfig()) -> list[Diagno
     return sorted(diagnoses, key=lambda d: (-d.confidence, _PRECEDENCE.index(d.kind), d.suspects))
 
 
-def _host_diagnoses(paths: tuple[PathEvidence, ...], unhealthy: dict) -> list[Diagnosis]:
+SHARED_STALL_CONFIDENCE = 0.5
+
+
+def _host_diagnoses(paths: tuple[PathEvidence, ...], unhealthy: dict, hosts: int) -> list[Diagnosis]:
+    if len(unhealthy) >= 2 and len(unhealthy) == hosts:
+        reasons = sorted({h.reason or "no reason given" for h in unhealthy.values()})
+        return [
+            Diagnosis(
+                "probe-host",
+                tuple(f"host:{site}" for site in sorted(unhealthy)),
+                tuple(sorted({p.slice for p in paths})),
+                SHARED_STALL_CONFIDENCE,
+                (
+                    f"every agent ({len(unhealthy)}) reports itself unhealthy at once ({'; '.join(reasons[:3])}): "
+                    "one cause they share, the machine they run on or the analyzer's intake, not a fault of each",
+                ),
+            )
+        ]
     found = []
     for site, health in sorted(unhealthy.items()):
         slices = tuple(sorted({p.slice for p in paths if p.source == site}))

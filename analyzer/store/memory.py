@@ -24,6 +24,11 @@
   tracker, and are counted as `warm_up`. A path restored from a snapshot is not new.
 - Verdicts are evaluated at `judged_through_ns`, the end of the newest closed interval,
   not at the wall clock (analyzer.sla.verdicts: an interval still being shipped is not missing).
+- A stall of every agent at once (the machine they share, or this analyzer's intake, held
+  up for a moment) is not a gap in the network's data: while no path at all has reported
+  past an interval, closing by time waits up to `stall_intervals` more intervals
+  (deployments take `SHARED_STALL_INTERVALS`, 5; the store's default is 0) before it
+  closes that interval and the ones after it without their windows.
 - After a start or restore, closing by time waits `catch_up_s` (default 45 s, longer than
   an agent's 30 s retry cap) so that agents draining their spools after an analyzer
   outage all get their windows into the intervals they belong to; meanwhile intervals
@@ -73,6 +78,7 @@ _MASK = (1 << DEDUP_HORIZON) - 1
 HISTORY_WINDOWS = 12
 MAX_OPEN_INTERVALS = 64
 PATH_WARM_UP_WINDOWS = 2  # what deployments leave out of a new path's verdicts (the store's default is 0)
+SHARED_STALL_INTERVALS = 5  # how long deployments wait out a stall of every agent (the store's default is 0)
 
 
 @dataclass(slots=True)
@@ -156,6 +162,7 @@ class WindowStore:
         forget_after_s: float = 86_400.0,
         max_ahead_s: float = 300.0,
         warm_up_windows: int = 0,
+        stall_intervals: int = 0,
         tracker_type: TrackerType | None = None,
     ) -> None:
         if tracker_type is None:
@@ -172,6 +179,8 @@ class WindowStore:
         self.max_ahead_ns = round(max_ahead_s * 1e9)
         self.tracker_type = tracker_type
         self.warm_up_windows = warm_up_windows
+        self.stall_intervals = stall_intervals
+        self._newest_interval = -1  # the newest interval any path has reported in
         self.counters: dict[str, int] = dict.fromkeys(
             (
                 "batches_accepted",
@@ -258,6 +267,8 @@ class WindowStore:
                 path.max_seq = seq
                 path.latest = window
                 path.interval = window.start_ns // interval_ns
+                if path.interval > self._newest_interval:
+                    self._newest_interval = path.interval
             path.recent.append(window)
             path.last_seen_ns = now_ns
             result.accepted += 1
@@ -316,6 +327,8 @@ class WindowStore:
         by_time = now_ns >= self._time_closing_from_ns
         # Interval n ends at (n + 1) * interval; it is due once its grace has passed too.
         due = (now_ns - self.grace_ns) // self.interval_ns - 1
+        if 0 <= self._newest_interval < due < self._newest_interval + self.stall_intervals:
+            due = self._newest_interval  # every agent is behind: a stall they share, not the network
         for slice_state in self._slices.values():
             if by_time and slice_state.closed_upto < due:
                 self._close_through(slice_state, due)

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     # FastAPI, uvicorn and the SLA code load only when the analyzer runs.
     from analyzer.service import AnalyzerService
     from analyzer.sla.verdicts import default_policies, load_policies
-    from analyzer.store.memory import PATH_WARM_UP_WINDOWS
+    from analyzer.store.memory import PATH_WARM_UP_WINDOWS, SHARED_STALL_INTERVALS
     from collector.system.config_files import ConfigError
     from xnetmon.lab_sites import load_sites_by_address
 
@@ -102,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
             token=token,
             interval_s=args.interval,
             warm_up_windows=PATH_WARM_UP_WINDOWS,
+            stall_intervals=SHARED_STALL_INTERVALS,
         )
     except ValueError as exc:
         raise UsageError(f"{exc}; move the file away to start with an empty store") from None
