@@ -36,7 +36,12 @@ the agent's probe-host hint names the slices it measures. Choices:
   shipped for `SILENT_INTERVALS` intervals (a dead or frozen agent), its scheduling lag p99 is
   above `MAX_LAG_S`, at least `SEND_ERROR_SHARE` of the probes it sent since the previous
   epoch failed to leave (a few failing is the network: no route to one target), or its
-  sockets dropped replies. Agents ship over the network they measure, so a silent agent
+  sockets dropped at least `SOCKET_DROP_SHARE` of that many replies.
+- Losses an agent counts as its own are not the network's: probes the kernel refused to send
+  (they time out as lost) and replies its sockets dropped (a busy host) since the previous
+  epoch are taken off its paths' losses, the most lossy first, before inference sees them,
+  so that a loaded agent is neither a gray-loss `probe-host` nor a lossy link.
+- Agents ship over the network they measure, so a silent agent
   whose site the paths towards it show unreachable or slow (loss of `EXCUSING_LOSS`, or a
   delay above the baseline) is not blamed: the network is.
 
@@ -49,7 +54,7 @@ import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from analyzer.rootcause.model import Epoch, HostHealth, PathEvidence, link_name
 from analyzer.traced_links import by_canonical_address, canonical, hop_names, name_of, traced_route
@@ -65,6 +70,9 @@ MAX_LAG_S = 1.0  # a probe sent late still measures the network; a second late s
 PRUNE_EVERY_EPOCHS = 100
 SILENT = "no shipment for"
 SEND_ERROR_SHARE = 0.5
+# A loaded host drops a few replies on its sockets: discounted from its paths, not a fault of
+# its own until they are a tenth of what it sent.
+SOCKET_DROP_SHARE = 0.1
 # Paths towards a silent agent's site losing this much excuse its silence: one probe in an
 # interval of ten. A stopped agent's site still answers cleanly; trouble on the way there
 # (the way its shipments go too) shows first as a lost probe or two.
@@ -171,6 +179,7 @@ class EvidenceBuilder:
         agents = store.agents()
         sites = {a.site for a in agents}
         silent = self._silent(agents, interval_ns)
+        own = self._own_counts(agents)
         latest = store.latest_windows()
         names = hop_names(self.declared, latest, sites)
         self.epochs += 1
@@ -201,6 +210,7 @@ class EvidenceBuilder:
                 paths.append(evidence)
         # An agent whose site the network does not reach well cannot ship either: its silence is
         # the network's doing (the paths towards its site show it), not its host's.
+        paths = _discount_own_losses(paths, own)
         excused = {p.target_site for p in paths if p.sent and p.target_site in silent and _degraded(p)}
         if excused:
             silent = {site: s for site, s in silent.items() if site not in excused}
@@ -209,7 +219,7 @@ class EvidenceBuilder:
             known = set(store.path_keys())
             for key in [k for k in self._memory if k not in known]:
                 del self._memory[key]
-        return Epoch(tuple(paths), self._hosts(agents, silent), at_ns)
+        return Epoch(tuple(paths), self._hosts(agents, silent, own), at_ns)
 
     def _path(
         self, w: PathWindow, names: Mapping[str, str], sites: set[str], back: Mapping, measured: bool
@@ -307,7 +317,25 @@ class EvidenceBuilder:
                 silent[agent.site] = silent_s
         return silent
 
-    def _hosts(self, agents, silent: Mapping[str, float]) -> tuple[HostHealth, ...]:
+    def _own_counts(self, agents) -> dict[str, tuple[int, int, int]]:
+        """Per agent site: (probes sent, send errors, socket drops) since the previous epoch,
+        for agents whose counters were seen then too."""
+        own = {}
+        for agent in agents:
+            health = agent.health
+            if health is None:
+                continue
+            counters = (health.probes_sent_total, health.send_errors_total, health.socket_drops_total)
+            before = self._counters.get(agent.site)
+            self._counters[agent.site] = counters
+            if before is not None:
+                sent, errors, drops = (max(0, now - then) for now, then in zip(counters, before))
+                own[agent.site] = (sent, errors, drops)
+        return own
+
+    def _hosts(
+        self, agents, silent: Mapping[str, float], own: Mapping[str, tuple[int, int, int]]
+    ) -> tuple[HostHealth, ...]:
         hosts = []
         for agent in agents:
             problems = []
@@ -318,16 +346,40 @@ class EvidenceBuilder:
                 lag_s = health.scheduling_lag_p99_ns / 1e9
                 if lag_s > MAX_LAG_S:
                     problems.append(f"scheduling lag p99 {lag_s:.2f} s")
-                counters = (health.probes_sent_total, health.send_errors_total, health.socket_drops_total)
-                before = self._counters.get(agent.site)
-                self._counters[agent.site] = counters
-                if before is not None:
-                    sent, errors, drops = (now - then for now, then in zip(counters, before))
-                    # Some sends fail when the network has no route to a target: that is the
-                    # network's doing. An agent failing most of its sends is in trouble itself.
-                    if errors > 0 and errors >= sent * SEND_ERROR_SHARE:
-                        problems.append(f"send errors {errors} of {sent} probes since the last interval")
-                    if drops > 0:
-                        problems.append(f"socket drops {drops} since the last interval")
+            if agent.site in own:
+                sent, errors, drops = own[agent.site]
+                # Some sends fail when the network has no route to a target: that is the
+                # network's doing. An agent failing most of its sends is in trouble itself.
+                if errors > 0 and errors >= sent * SEND_ERROR_SHARE:
+                    problems.append(f"send errors {errors} of {sent} probes since the last interval")
+                if drops > 0 and drops >= sent * SOCKET_DROP_SHARE:
+                    problems.append(f"socket drops {drops} of {sent} probes since the last interval")
             hosts.append(HostHealth(agent.site, not problems, "; ".join(problems)))
         return tuple(hosts)
+
+
+def _discount_own_losses(paths: list[PathEvidence], own: Mapping[str, tuple[int, int, int]]) -> list[PathEvidence]:
+    """Paths with the losses their agent counted as its own taken off (see the module docstring)."""
+    left = {site: errors + drops for site, (_sent, errors, drops) in own.items() if errors + drops}
+    if not left:
+        return paths
+    order = sorted(range(len(paths)), key=lambda i: (-paths[i].lost, paths[i].path_id))
+    discounted = list(paths)
+    for i in order:
+        p = paths[i]
+        budget = left.get(p.source, 0)
+        if budget <= 0 or p.lost <= 0:
+            continue
+        taken = min(budget, p.lost)
+        left[p.source] = budget - taken
+        _sent, errors, _drops = own[p.source]
+        # send errors were lost on the way out, socket drops on the way back
+        out = min(taken, errors, p.forward_lost or 0)
+        back = min(taken - out, p.reverse_lost or 0)
+        discounted[i] = replace(
+            p,
+            lost=p.lost - taken,
+            forward_lost=None if p.forward_lost is None else p.forward_lost - out,
+            reverse_lost=None if p.reverse_lost is None else p.reverse_lost - back,
+        )
+    return discounted
