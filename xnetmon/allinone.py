@@ -25,10 +25,12 @@ import dataclasses
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -73,9 +75,12 @@ class Deployment:
         return f"{self.api_url}/metrics"
 
 
-def agent_config(lab, site: str, sites: Sequence[str], analyzer_url: str, token_file: Path) -> str:
+def agent_config(
+    lab, site: str, sites: Sequence[str], analyzer_url: str, token_file: Path, spools: Path | None = None
+) -> str:
     """An agent on `site` that probes every other site's loopback in every slice; the site's
-    reflector is a process of its own (`reflector_argv`). Its flow receiver keeps softflowd's
+    reflector is a process of its own (`reflector_argv`). Its spool lies in `spools` (default:
+    beside the token file). Its flow receiver keeps softflowd's
     templates on disk, so an agent a fault restarts decodes the next export at once, and it
     samples its own links' packets too (exporter "capture:IFACE")."""
     # Every packet of the site's links, classified by its DSCP (softflowd's IPFIX carries no
@@ -84,6 +89,7 @@ def agent_config(lab, site: str, sites: Sequence[str], analyzer_url: str, token_
         f"{{interface: {link.interface(site)}, sample: 1, tcp_rtt: true, idle_timeout_s: 5, active_timeout_s: 10}}"
         for link in lab.topology.links_of(site)
     )
+    spool_dir = (spools or token_file.parent) / f"spool-{site}"
     targets = "\n".join(
         f"  - {{name: {other}, address: '{lab.address(other)}', port: {LAB_STAMP_PORT}}}"
         for other in sites
@@ -99,7 +105,7 @@ reflector: {{enabled: false}}
 metrics: {{listen: '[{lab.address(site)}]:{AGENT_METRICS_PORT}'}}
 flows: {{listen: ['[{lab.address(site)}]:{FLOW_PORT}'], state_dir: '{token_file.parent / ("flows-" + site)}'}}
 capture: {{interfaces: [{captures}]}}
-analyzer: {{url: '{analyzer_url}', token_file: '{token_file}', spool_dir: '{token_file.parent / ("spool-" + site)}'}}
+analyzer: {{url: '{analyzer_url}', token_file: '{token_file}', spool_dir: '{spool_dir}'}}
 """
 
 
@@ -187,6 +193,7 @@ def lab_deployment(
     analyzer_in_lab = f"http://[{lab.address('core')}]:{API_PORT}"
     processes: list[subprocess.Popen] = []  # reflectors first: they answer before any agent probes
     exporters = SoftflowdFleet(workdir)
+    spools = _spool_root()
     try:
         for site in sites:
             with (workdir / f"reflector-{site}.log").open("w") as log:
@@ -197,7 +204,7 @@ def lab_deployment(
                 )
         for site in sites:
             config = workdir / f"agent-{site}.yaml"
-            config.write_text(agent_config(lab, site, sites, analyzer_in_lab, token_file))
+            config.write_text(agent_config(lab, site, sites, analyzer_in_lab, token_file, spools))
             log = (workdir / f"agent-{site}.log").open("w")
             argv = lab.exec_argv(site, [sys.executable, "-m", "xnetmon", "agent", "--config", str(config)])
             processes.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
@@ -219,6 +226,16 @@ def lab_deployment(
                 proc.kill()
                 proc.wait()
         service.stop()
+        shutil.rmtree(spools, ignore_errors=True)
+
+
+def _spool_root() -> Path:
+    """Where the lab agents keep their spools: in memory (tmpfs) where there is one. Their
+    analyzer runs on the same machine and starts empty, so a spool that survives a power
+    loss buys nothing, while every append's fsync on a busy disk held up all five agents'
+    shipments at once (every agent silent, every slice no-data: issue 20)."""
+    shared_memory = Path("/dev/shm")
+    return Path(tempfile.mkdtemp(prefix="xnetmon-spools-", dir=shared_memory if shared_memory.is_dir() else None))
 
 
 def _start_site_exporters(lab, agents: dict[str, subprocess.Popen], exporters: SoftflowdFleet) -> str:

@@ -36,7 +36,8 @@ the agent's probe-host hint names the slices it measures. Choices:
   shipped for `SILENT_INTERVALS` intervals (a dead or frozen agent), its scheduling lag p99 is
   above `MAX_LAG_S`, at least `SEND_ERROR_SHARE` of the probes it sent since the previous
   epoch failed to leave (a few failing is the network: no route to one target), or its
-  sockets dropped at least `SOCKET_DROP_SHARE` of that many replies.
+  sockets dropped at least `SOCKET_DROP_SHARE` of that many replies. Every agent silent at
+  once blames none of them (the analyzer's intake or their shared host stalled: a warning).
 - Losses an agent counts as its own are not the network's: probes the kernel refused to send
   (they time out as lost) and replies its sockets dropped (a busy host) since the previous
   epoch are taken off its paths' losses, the most lossy first, before inference sees them,
@@ -50,6 +51,7 @@ Jitter is the window's RFC 5481 PDV p99 (the SLA's delay-variation measure), del
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from collections import deque
@@ -59,6 +61,8 @@ from dataclasses import dataclass, field, replace
 from analyzer.rootcause.model import Epoch, HostHealth, PathEvidence, link_name
 from analyzer.traced_links import by_canonical_address, canonical, hop_names, name_of, traced_route
 from collector.contract.records import PathKey, PathObservation, PathWindow
+
+log = logging.getLogger(__name__)
 
 STALE_INTERVALS = 3
 SILENT_INTERVALS = 2  # agents ship every interval: two without a shipment is a silent agent
@@ -132,6 +136,7 @@ class EvidenceBuilder:
         self._memory: dict[PathKey, _PathMemory] = {}
         self._routes: dict[tuple[str, str, str], _Route] = {}
         self._counters: dict[str, tuple[int, int, int]] = {}  # site -> (probes sent, send errors, socket drops)
+        self._all_silent = False  # every agent was silent at the previous epoch (warned once)
 
     # -- routes -------------------------------------------------------------------------------
 
@@ -308,14 +313,21 @@ class EvidenceBuilder:
     # -- hosts --------------------------------------------------------------------------------
 
     def _silent(self, agents, interval_ns: int) -> dict[str, float]:
-        """Agents without a shipment for `SILENT_INTERVALS` intervals: site -> seconds silent."""
+        """Agents without a shipment for `SILENT_INTERVALS` intervals: site -> seconds silent.
+        Every agent (two or more) silent at once says nothing of any of them: this analyzer's
+        intake, or the machine they all run on, stalled. That is a warning in the log, and
+        none of them is silent."""
         now = self.clock()
         silent = {}
         for agent in agents:
             silent_s = (now - agent.last_batch_ns) / 1e9
             if silent_s > SILENT_INTERVALS * interval_ns / 1e9:
                 silent[agent.site] = silent_s
-        return silent
+        everyone = len(silent) >= 2 and len(silent) == len(agents)
+        if everyone and not self._all_silent:
+            log.warning("every agent (%d) silent at once: the analyzer's intake or their host stalled", len(silent))
+        self._all_silent = everyone
+        return {} if everyone else silent
 
     def _own_counts(self, agents) -> dict[str, tuple[int, int, int]]:
         """Per agent site: (probes sent, send errors, socket drops) since the previous epoch,

@@ -368,3 +368,18 @@ def test_losses_an_agent_counts_as_its_own_are_taken_off_its_paths():
     feed.ship("cnty1a", lossy, other, health_=busy)
     (path,) = [p for p in feed.epoch(T0 + 1).paths if p.target == "core"]
     assert (path.lost, path.forward_lost, path.reverse_lost) == (0, 0, 0)
+
+
+def test_every_agent_silent_at_once_blames_none_of_them(caplog):
+    # The all-in-one's agents share the machine (and the analyzer): a stall of it silences all.
+    feed = Feed()
+    feed.ship("cnty1a", w(T0), observations=[traced()], health_=health("cnty1a"))
+    feed.ship("core", w(T0, source="core", target="cnty1a"), health_=health("core"))
+    feed.epoch(T0)
+    with caplog.at_level("WARNING", logger="analyzer.rootcause.evidence"):
+        hosts = feed.epoch(T0 + 4).hosts  # nobody shipped for 3 intervals
+    assert [h.healthy for h in hosts] == [True, True]
+    assert "every agent (2) silent at once" in caplog.text
+    feed.ship("core", w(T0 + 5, source="core", target="cnty1a"), health_=health("core"))
+    hosts = {h.site: h for h in feed.epoch(T0 + 5).hosts}  # core is back, cnty1a still silent: its own
+    assert hosts["core"].healthy and not hosts["cnty1a"].healthy
