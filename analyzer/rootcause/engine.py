@@ -126,7 +126,7 @@ class EngineConfig:
     counterpart_slow_share: float = 0.5
     # gray loss on a host or reflector alone below this rate is its own drops under load (a busy
     # user-space reflector or agent drops a few datagrams), not a fault worth a hint
-    pseudo_min_loss: float = 0.1
+    pseudo_min_loss: float = 0.15
 
 
 _PRECEDENCE = (

@@ -38,10 +38,11 @@ the agent's probe-host hint names the slices it measures. Choices:
   epoch failed to leave (a few failing is the network: no route to one target), or its
   sockets dropped at least `SOCKET_DROP_SHARE` of that many replies. Every agent silent at
   once blames none of them (the analyzer's intake or their shared host stalled: a warning).
-- Losses an agent counts as its own are not the network's: probes the kernel refused to send
-  (they time out as lost) and replies its sockets dropped (a busy host) since the previous
-  epoch are taken off its paths' losses, the most lossy first, before inference sees them,
-  so that a loaded agent is neither a gray-loss `probe-host` nor a lossy link.
+- Losses an agent counts as its own are not the network's: replies its sockets dropped (a
+  busy host) since the previous epoch are taken off its paths' losses, the most lossy
+  first, before inference sees them, so that a loaded agent is neither a gray-loss
+  `probe-host` nor a lossy link. Refused sends are not: the kernel refuses a send when the
+  network has no route, which is the network's loss (a link down).
 - Agents ship over the network they measure, so a silent agent
   whose site the paths towards it show unreachable or slow (loss of `EXCUSING_LOSS`, or a
   delay above the baseline) is not blamed: the network is.
@@ -372,7 +373,7 @@ class EvidenceBuilder:
 
 def _discount_own_losses(paths: list[PathEvidence], own: Mapping[str, tuple[int, int, int]]) -> list[PathEvidence]:
     """Paths with the losses their agent counted as its own taken off (see the module docstring)."""
-    left = {site: errors + drops for site, (_sent, errors, drops) in own.items() if errors + drops}
+    left = {site: drops for site, (_sent, _errors, drops) in own.items() if drops}
     if not left:
         return paths
     order = sorted(range(len(paths)), key=lambda i: (-paths[i].lost, paths[i].path_id))
@@ -384,14 +385,11 @@ def _discount_own_losses(paths: list[PathEvidence], own: Mapping[str, tuple[int,
             continue
         taken = min(budget, p.lost)
         left[p.source] = budget - taken
-        _sent, errors, _drops = own[p.source]
-        # send errors were lost on the way out, socket drops on the way back
-        out = min(taken, errors, p.forward_lost or 0)
-        back = min(taken - out, p.reverse_lost or 0)
+        # dropped replies were lost on the way back, as far as the reflector's numbers tell
+        back = min(taken, p.reverse_lost or 0)
         discounted[i] = replace(
             p,
             lost=p.lost - taken,
-            forward_lost=None if p.forward_lost is None else p.forward_lost - out,
             reverse_lost=None if p.reverse_lost is None else p.reverse_lost - back,
         )
     return discounted

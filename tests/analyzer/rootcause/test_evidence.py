@@ -357,17 +357,23 @@ def test_an_agent_that_stopped_shipping_before_it_counts_as_silent_has_its_older
 
 
 def test_losses_an_agent_counts_as_its_own_are_taken_off_its_paths():
-    # A busy host: its sockets dropped 3 replies, and the kernel refused 1 send, this interval.
+    # A busy host: its sockets dropped 3 replies this interval; the kernel also refused a send,
+    # which is a missing route, the network's loss, and stays.
     feed = Feed()
     calm = health("cnty1a")
     feed.ship("cnty1a", w(T0), w(T0, target="cnty2a"), health_=calm, observations=[traced()])
     feed.epoch(T0)
     lossy = w(T0 + 1, lost=4, lost_forward=1, lost_reverse=3)
     other = w(T0 + 1, target="cnty2a", lost=2, lost_forward=0, lost_reverse=2)
-    busy = replace(calm, probes_sent_total=calm.probes_sent_total + 100, send_errors_total=1, socket_drops_total=3)
+    busy = replace(
+        calm,
+        probes_sent_total=calm.probes_sent_total + 100,
+        send_errors_total=calm.send_errors_total + 1,
+        socket_drops_total=calm.socket_drops_total + 3,
+    )
     feed.ship("cnty1a", lossy, other, health_=busy)
     (path,) = [p for p in feed.epoch(T0 + 1).paths if p.target == "core"]
-    assert (path.lost, path.forward_lost, path.reverse_lost) == (0, 0, 0)
+    assert (path.lost, path.forward_lost, path.reverse_lost) == (1, 1, 0)
 
 
 def test_every_agent_silent_at_once_blames_none_of_them(caplog):
