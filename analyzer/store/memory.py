@@ -59,7 +59,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from analyzer.sla.series import IntervalStats
+from analyzer.sla.series import IntervalStats, resolved_p99
 from collector.contract.fast_records import builder
 from collector.contract.records import CollectorHealth, PathKey, PathObservation, PathWindow
 from collector.contract.shipment import ShipmentBatch
@@ -515,9 +515,9 @@ def window_stats(w: PathWindow, unavailable_loss: float = 0.75) -> IntervalStats
             "lost_unknown": w.lost_unknown,
             "rtt_buckets": w.rtt_buckets,
             "worst_ipdv_mean_abs_ns": w.ipdv_mean_abs_ns,
-            "worst_pdv_p99_ns": w.pdv_p99_ns,
-            "worst_forward_owd_p99_ns": w.forward_owd_p99_ns,
-            "worst_reverse_owd_p99_ns": w.reverse_owd_p99_ns,
+            "worst_pdv_p99_ns": resolved_p99(w.pdv_p99_ns, w.received),
+            "worst_forward_owd_p99_ns": resolved_p99(w.forward_owd_p99_ns, w.received),
+            "worst_reverse_owd_p99_ns": resolved_p99(w.reverse_owd_p99_ns, w.received),
             "worst_clock_error_ns": w.clock_error_ns,
             "unavailable_paths": 1 if w.sent and w.loss_ratio > unavailable_loss else 0,
         }
