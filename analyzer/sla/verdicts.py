@@ -32,7 +32,8 @@ Events: loss and two-way delay bound a share of events (probes, replies). An int
 events cannot resolve the bound (160 probes against 0.1%: one lost probe reads 0.6%) is
 not judged on them; its events are pooled with the next interval's and judged together,
 until the pool resolves the bound or spans the shortest burn lookback (at least
-`MIN_POOLED_INTERVALS`). `observed` is then the pool's. A steady loss above the bound
+`MIN_POOLED_INTERVALS`). `observed` is then the pool's, and a pool found in violation counts
+as that many bad intervals (in the slot of its last). A steady loss above the bound
 shows within a few intervals; one lost probe on a healthy path never fails an interval.
 
 A slice interval sums its paths, so one bad path of many dilutes into the slice's delay
@@ -263,6 +264,7 @@ class SlaTracker:
         "_pooled",
         "_pooled_count",
         "_pool_limit",
+        "_events_bad",
     )
 
     def __init__(self, policy: SlaPolicy, interval_s: float, path: PathKey | None = None) -> None:
@@ -300,6 +302,7 @@ class SlaTracker:
         self._pooled_count = 0
         shortest = min(policy.lookbacks_s, default=0.0)
         self._pool_limit = max(MIN_POOLED_INTERVALS, round(shortest / interval_s))
+        self._events_bad = False  # the latest resolved judgement of loss or delay was a violation
 
     def add(self, stats: IntervalStats) -> None:
         """Count one interval; an interval not newer than the last one is ignored."""
@@ -311,9 +314,15 @@ class SlaTracker:
         pooled = stats if self._pooled is None or not judged else _pooled_with(self._pooled, stats)
         objectives = tuple(_judge(self.policy, o, stats, pooled) for o in self.policy.objectives)
         bad = judged and any(o.met is False for o in objectives)
+        bad_intervals = int(bad)
         if judged:
             unresolved = any(o.met is None and o.observed is not None for o in objectives if o.name in EVENT_OBJECTIVES)
             self._pooled_count += 1
+            if any(o.met is False for o in objectives if o.name in EVENT_OBJECTIVES):
+                bad_intervals = self._pooled_count  # the extended interval was bad: every interval of it
+                self._events_bad = True
+            elif not unresolved:
+                self._events_bad = False
             if not unresolved or self._pooled_count >= self._pool_limit:
                 self._pooled, self._pooled_count = None, 0
             else:
@@ -322,13 +331,14 @@ class SlaTracker:
                 self._first_start_ns = stats.start_ns
         unavailable = unavailable_share(self.policy, stats)
         for lookback in self._burn.values():
-            lookback.add(stats.start_ns, judged, bad, unavailable)
-        self._compliance.add(stats.start_ns, judged, bad, unavailable)
+            lookback.add(stats.start_ns, judged, bad_intervals, unavailable)
+        self._compliance.add(stats.start_ns, judged, bad_intervals, unavailable)
         self._latest = objectives
         self._last_start_ns = stats.start_ns
         self._last_end_ns = max(stats.end_ns, stats.start_ns + 1)
         self._intervals += 1
-        raw = self._raw_status(self._last_end_ns, bad) if judged else "no-data"
+        # an unresolved interval after a violation is still at risk until its pool resolves
+        raw = self._raw_status(self._last_end_ns, bad or self._events_bad) if judged else "no-data"
         self._hysteresis.step(raw, stats.start_ns)
 
     def verdict(self, now_ns: int) -> SlaVerdict:
@@ -420,6 +430,7 @@ class SlaTracker:
             "burn": {label: lookback.to_state() for label, lookback in self._burn.items()},
             "compliance": self._compliance.to_state(),
             "first_start_ns": self._first_start_ns,
+            "events_bad": self._events_bad,
             "pooled": None if self._pooled is None else [self._pooled_count, *_event_counts(self._pooled)],
         }
 
@@ -447,6 +458,7 @@ class SlaTracker:
                 lookback.restore(state["burn"][label])
         tracker._compliance.restore(state["compliance"])
         tracker._first_start_ns = state.get("first_start_ns")
+        tracker._events_bad = state.get("events_bad", False)
         pooled = state.get("pooled")
         if pooled is not None:
             tracker._pooled_count, tracker._pooled = pooled[0], _from_event_counts(*pooled[1:])
