@@ -27,10 +27,12 @@ import dataclasses
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -40,6 +42,7 @@ from analyzer.bus_intake import BusIntake
 from analyzer.service import AnalyzerService, RootCauseRunner
 from analyzer.sla.policies import LAB_POLICY_FILE
 from analyzer.sla.verdicts import default_policies, load_policies
+from analyzer.store.memory import PATH_WARM_UP_WINDOWS, SHARED_STALL_INTERVALS
 from xnetmon import bus_setup
 from xnetmon.lab_sites import sites_by_address
 from xnetmon.nats_server import NatsServer
@@ -80,18 +83,22 @@ class Deployment:
         return f"{self.api_url}/metrics"
 
 
-def agent_config(lab, site: str, sites: Sequence[str], bus_url: str, pki: Path, workdir: Path) -> str:
+def agent_config(
+    lab, site: str, sites: Sequence[str], bus_url: str, pki: Path, workdir: Path, spools: Path | None = None
+) -> str:
     """An agent on `site` that probes every other site's loopback in every slice; the site's
-    reflector is a process of its own (`reflector_argv`). Its flow receiver keeps softflowd's
-    templates on disk, so an agent a fault restarts decodes the next export at once, and it
-    samples its own links' packets too (exporter "capture:IFACE"). It publishes to the bus at
-    `bus_url` with the site's own certificate from `pki`."""
+    reflector is a process of its own (`reflector_argv`). Its spool lies in `spools` (default:
+    `workdir`). Its flow receiver keeps softflowd's templates on disk, so an agent a fault
+    restarts decodes the next export at once, and it samples its own links' packets too
+    (exporter "capture:IFACE"). It publishes to the bus at `bus_url` with the site's own
+    certificate from `pki`."""
     # Every packet of the site's links, classified by its DSCP (softflowd's IPFIX carries no
     # traffic class, so its records all land in best-effort), with passive TCP RTT on.
     captures = ", ".join(
         f"{{interface: {link.interface(site)}, sample: 1, tcp_rtt: true, idle_timeout_s: 5, active_timeout_s: 10}}"
         for link in lab.topology.links_of(site)
     )
+    spool_dir = (spools or workdir) / f"spool-{site}"
     targets = "\n".join(
         f"  - {{name: {other}, address: '{lab.address(other)}', port: {LAB_STAMP_PORT}}}"
         for other in sites
@@ -108,7 +115,7 @@ metrics: {{listen: '[{lab.address(site)}]:{AGENT_METRICS_PORT}'}}
 flows: {{listen: ['[{lab.address(site)}]:{FLOW_PORT}'], state_dir: '{workdir / ("flows-" + site)}'}}
 capture: {{interfaces: [{captures}]}}
 bus: {{servers: ['{bus_url}'], ca_file: '{pki / "ca.pem"}', cert_file: '{pki / "sites" / (site + ".pem")}',
-      key_file: '{pki / "sites" / (site + "-key.pem")}', spool_dir: '{workdir / ("spool-" + site)}'}}
+      key_file: '{pki / "sites" / (site + "-key.pem")}', spool_dir: '{spool_dir}'}}
 """
 
 
@@ -193,12 +200,15 @@ def lab_deployment(
         prober=CommandProber(sites, lab.exec_argv, LAB_STAMP_PORT),
         interval_s=LAB_INTERVAL_S,
         catch_up_s=FRESH_CATCH_UP_INTERVALS * LAB_INTERVAL_S,
+        warm_up_windows=PATH_WARM_UP_WINDOWS,
+        stall_intervals=SHARED_STALL_INTERVALS,
     )
     server = service.serve_in_thread(extra_sockets=[in_lab])
     processes: list[subprocess.Popen] = []  # reflectors first: they answer before any agent probes
     exporters = SoftflowdFleet(workdir)
     bus_server: NatsServer | None = None
     intake: BusIntake | None = None
+    spools = _spool_root()
     try:
         bus_server, pki = _start_lab_bus(lab, sites, workdir)
         intake = BusIntake(
@@ -215,7 +225,7 @@ def lab_deployment(
                 )
         for site in sites:
             config = workdir / f"agent-{site}.yaml"
-            config.write_text(agent_config(lab, site, sites, bus_server.url, pki, workdir))
+            config.write_text(agent_config(lab, site, sites, bus_server.url, pki, workdir, spools))
             log = (workdir / f"agent-{site}.log").open("w")
             argv = lab.exec_argv(site, [sys.executable, "-m", "xnetmon", "agent", "--config", str(config)])
             processes.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
@@ -253,6 +263,16 @@ def lab_deployment(
         if bus_server is not None:
             bus_server.stop()
         service.stop()
+        shutil.rmtree(spools, ignore_errors=True)
+
+
+def _spool_root() -> Path:
+    """Where the lab agents keep their spools: in memory (tmpfs) where there is one. Their
+    analyzer runs on the same machine and starts empty, so a spool that survives a power
+    loss buys nothing, while every append's fsync on a busy disk held up all five agents'
+    shipments at once (every agent silent, every slice no-data: issue 20)."""
+    shared_memory = Path("/dev/shm")
+    return Path(tempfile.mkdtemp(prefix="xnetmon-spools-", dir=shared_memory if shared_memory.is_dir() else None))
 
 
 def _start_lab_bus(lab, sites: Sequence[str], workdir: Path) -> tuple[NatsServer, Path]:
@@ -353,6 +373,8 @@ def loopback_deployment(config: Path, workdir: Path, *, clock=None) -> Iterator[
         prober=CommandProber((plan.site,), lambda _site, argv: argv, stamp_port),
         interval_s=plan.window_s,
         catch_up_s=FRESH_CATCH_UP_INTERVALS * plan.window_s,
+        warm_up_windows=PATH_WARM_UP_WINDOWS,
+        stall_intervals=SHARED_STALL_INTERVALS,
     )
     server = service.serve_in_thread()
     assert service.feeder is not None  # feed=True

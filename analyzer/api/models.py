@@ -112,6 +112,7 @@ class Verdict(BaseModel):
     burn_rates: dict[str, float] = Field(default_factory=dict, description="lookback window -> burn rate")
     objectives: list[Objective] = []
     intervals: int | None = Field(None, description="intervals the verdict has judged")
+    warming: bool = Field(False, description="the burn lookbacks are not yet filled: a fresh slice or path")
 
 
 PathRef = create_model(

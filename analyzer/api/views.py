@@ -77,4 +77,5 @@ def verdict(found) -> m.Verdict:
             for o in found.objectives
         ],
         intervals=found.intervals,
+        warming=found.warming,
     )

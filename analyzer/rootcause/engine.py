@@ -7,7 +7,10 @@ the caller's (analyzer.rootcause.hints).
 Stages, each over the rows of `observations` (a STAMP path split by direction is two rows):
 
 1. Host self-telemetry: an unhealthy agent is a `probe-host` diagnosis at once, and its
-   paths take no part in localisation (they would blame the network for the host).
+   paths take no part in localisation (they would blame the network for the host). When
+   every agent (two or more) is unhealthy at once, that is one fact, not one fault per
+   agent: the machine they share, or the analyzer's intake, stalled. It is one diagnosis
+   naming them all, at `SHARED_STALL_CONFIDENCE`.
 2. Hard failures: Boolean tomography, the greedy set cover of Tomo / SCFS
    (Duffield; `boolean`). Bad rows lost (nearly) every probe (`failed_loss`); rows that
    lost less than `good_loss` clear their components; rows in between are partial loss,
@@ -121,6 +124,9 @@ class EngineConfig:
     # under background, or when this share of them is slower than their baseline
     counterpart_alpha: float = 1e-3
     counterpart_slow_share: float = 0.5
+    # gray loss on a host or reflector alone below this rate is its own drops under load (a busy
+    # user-space reflector or agent drops a few datagrams), not a fault worth a hint
+    pseudo_min_loss: float = 0.15
 
 
 _PRECEDENCE = (
@@ -141,7 +147,7 @@ def diagnose(epoch: Epoch, config: EngineConfig = EngineConfig()) -> list[Diagno
     paths = epoch.paths
     diagnoses: list[Diagnosis] = []
     unhealthy = {h.site: h for h in epoch.hosts if not h.healthy}
-    diagnoses += _host_diagnoses(paths, unhealthy)
+    diagnoses += _host_diagnoses(paths, unhealthy, len(epoch.hosts))
     if paths:
         observations = loss_observations(paths, config.background_loss_per_link)
         excluded = _rows_from(observations, paths, unhealthy)
@@ -153,7 +159,24 @@ def diagnose(epoch: Epoch, config: EngineConfig = EngineConfig()) -> list[Diagno
     return sorted(diagnoses, key=lambda d: (-d.confidence, _PRECEDENCE.index(d.kind), d.suspects))
 
 
-def _host_diagnoses(paths: tuple[PathEvidence, ...], unhealthy: dict) -> list[Diagnosis]:
+SHARED_STALL_CONFIDENCE = 0.5
+
+
+def _host_diagnoses(paths: tuple[PathEvidence, ...], unhealthy: dict, hosts: int) -> list[Diagnosis]:
+    if len(unhealthy) >= 2 and len(unhealthy) == hosts:
+        reasons = sorted({h.reason or "no reason given" for h in unhealthy.values()})
+        return [
+            Diagnosis(
+                "probe-host",
+                tuple(f"host:{site}" for site in sorted(unhealthy)),
+                tuple(sorted({p.slice for p in paths})),
+                SHARED_STALL_CONFIDENCE,
+                (
+                    f"every agent ({len(unhealthy)}) reports itself unhealthy at once ({'; '.join(reasons[:3])}): "
+                    "one cause they share, the machine they run on or the analyzer's intake, not a fault of each",
+                ),
+            )
+        ]
     found = []
     for site, health in sorted(unhealthy.items()):
         slices = tuple(sorted({p.slice for p in paths if p.source == site}))
@@ -247,30 +270,47 @@ class _Context:
 
     def _link_wide_delay(self, through: np.ndarray, degraded: set[int]) -> tuple[bool, str | None]:
         """Whether the slices through a class that lost nothing still queue there: RTT or
-        jitter up against their baseline on at least `congestion_share` of their paths. That
-        is a full link whose scheduler protects those slices' shares but not their delay;
-        a starved slice class leaves the other slices' delay alone."""
+        jitter up against their baseline on at least `congestion_share` of their paths, and
+        on clearly more of them than of the paths elsewhere. That is a full link whose
+        scheduler protects those slices' shares but not their delay; a starved slice class
+        leaves the other slices' delay alone. When delay is up as much elsewhere (a loaded
+        probing host slows every path), the queue cannot be told from it: the class is then
+        slice isolation, and its evidence says congestion is not ruled out."""
         obs, config = self.observations, self.config
-        excess, threshold, jitter, baseline_jitter = self._delay_arrays()
+        excess, _, _, _ = self._delay_arrays()
         paths = np.unique(obs.path[through[~np.isin(obs.slice_of_row[through], list(degraded))]])
         known = paths[~np.isnan(excess[paths])]
         if len(known) == 0:
             return False, None
-        slower = excess[known] >= threshold[known]
-        jitterier = (
-            ~np.isnan(jitter[known])
-            & ~np.isnan(baseline_jitter[known])
-            & (jitter[known] >= config.jitter_rise * np.nan_to_num(baseline_jitter[known]))
-            & (jitter[known] - np.nan_to_num(baseline_jitter[known]) >= config.jitter_min_rise_s)
-        )
-        up = slower | jitterier
+        up = self._delay_up(known)
         if up.sum() < max(config.min_delay_paths, config.congestion_share * len(known)):
             return False, None
+        elsewhere = np.setdiff1d(np.flatnonzero(~np.isnan(excess)), np.unique(obs.path[through]))
+        share, share_elsewhere = float(up.mean()), float(self._delay_up(elsewhere).mean()) if len(elsewhere) else 0.0
+        if share - share_elsewhere < config.congestion_share:
+            return False, (
+                f"{int(up.sum())} of {len(known)} paths of the other slices through the same components show "
+                f"RTT or jitter up, but so do {share_elsewhere:.0%} of the paths elsewhere: congestion is not "
+                f"ruled out, nor told apart from a loaded probing host"
+            )
         return True, (
             f"{int(up.sum())} of {len(known)} paths of the other slices through the same components "
             f"show RTT (median +{float(np.median(excess[known])) * 1e3:.1f} ms) or jitter up "
-            f"without loss: the link's queue, not one slice's share"
+            f"without loss ({share_elsewhere:.0%} of the paths elsewhere): the link's queue, not one slice's share"
         )
+
+    def _delay_up(self, paths: np.ndarray) -> np.ndarray:
+        """Per path (of known delay): slower than its baseline, or jitterier."""
+        config = self.config
+        excess, threshold, jitter, baseline_jitter = self._delay_arrays()
+        slower = excess[paths] >= threshold[paths]
+        jitterier = (
+            ~np.isnan(jitter[paths])
+            & ~np.isnan(baseline_jitter[paths])
+            & (jitter[paths] >= config.jitter_rise * np.nan_to_num(baseline_jitter[paths]))
+            & (jitter[paths] - np.nan_to_num(baseline_jitter[paths]) >= config.jitter_min_rise_s)
+        )
+        return slower | jitterier
 
     # -- stage 2: hard failures ------------------------------------------------------------
 
@@ -348,8 +388,18 @@ class _Context:
                 limited |= degraded
         if limited != self.slice_limited:
             findings = self._fit_gray(active, limited)
-        found_names = {self.observations.names[c] for f in findings for c in f.columns}
+        obs = self.observations
+        findings = [f for f in findings if not self._own_drops(f)]
+        found_names = {obs.names[c] for f in findings for c in f.columns}
         return [self._gray_diagnosis(f, active, found_names) for f in findings]
+
+    def _own_drops(self, finding: GrayFinding) -> bool:
+        """A host's or reflector's partial loss too light for a fault: its own drops under load."""
+        obs = self.observations
+        if _pseudo_kind(tuple(obs.names[c] for c in finding.columns)) is None:
+            return False
+        sent = float(obs.sent[finding.rows].sum())
+        return sent > 0 and float(obs.lost[finding.rows].sum()) / sent < self.config.pseudo_min_loss
 
     def _fit_gray(self, active: np.ndarray, limited: set[int]) -> list[GrayFinding]:
         obs, config = self.observations, self.config

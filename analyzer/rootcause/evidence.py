@@ -36,7 +36,14 @@ the agent's probe-host hint names the slices it measures. Choices:
   shipped for `SILENT_INTERVALS` intervals (a dead or frozen agent), its scheduling lag p99 is
   above `MAX_LAG_S`, at least `SEND_ERROR_SHARE` of the probes it sent since the previous
   epoch failed to leave (a few failing is the network: no route to one target), or its
-  sockets dropped replies. Agents ship over the network they measure, so a silent agent
+  sockets dropped at least `SOCKET_DROP_SHARE` of that many replies. Every agent silent at
+  once blames none of them (the analyzer's intake or their shared host stalled: a warning).
+- Losses an agent counts as its own are not the network's: replies its sockets dropped (a
+  busy host) since the previous epoch are taken off its paths' losses, the most lossy
+  first, before inference sees them, so that a loaded agent is neither a gray-loss
+  `probe-host` nor a lossy link. Refused sends are not: the kernel refuses a send when the
+  network has no route, which is the network's loss (a link down).
+- Agents ship over the network they measure, so a silent agent
   whose site the paths towards it show unreachable or slow (loss of `EXCUSING_LOSS`, or a
   delay above the baseline) is not blamed: the network is.
 
@@ -45,15 +52,18 @@ Jitter is the window's RFC 5481 PDV p99 (the SLA's delay-variation measure), del
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from analyzer.rootcause.model import Epoch, HostHealth, PathEvidence, link_name
 from analyzer.traced_links import by_canonical_address, canonical, hop_names, name_of, traced_route
 from collector.contract.records import PathKey, PathObservation, PathWindow
+
+log = logging.getLogger(__name__)
 
 STALE_INTERVALS = 3
 SILENT_INTERVALS = 2  # agents ship every interval: two without a shipment is a silent agent
@@ -65,6 +75,9 @@ MAX_LAG_S = 1.0  # a probe sent late still measures the network; a second late s
 PRUNE_EVERY_EPOCHS = 100
 SILENT = "no shipment for"
 SEND_ERROR_SHARE = 0.5
+# A loaded host drops a few replies on its sockets: discounted from its paths, not a fault of
+# its own until they are a tenth of what it sent.
+SOCKET_DROP_SHARE = 0.1
 # Paths towards a silent agent's site losing this much excuse its silence: one probe in an
 # interval of ten. A stopped agent's site still answers cleanly; trouble on the way there
 # (the way its shipments go too) shows first as a lost probe or two.
@@ -124,6 +137,7 @@ class EvidenceBuilder:
         self._memory: dict[PathKey, _PathMemory] = {}
         self._routes: dict[tuple[str, str, str], _Route] = {}
         self._counters: dict[str, tuple[int, int, int]] = {}  # site -> (probes sent, send errors, socket drops)
+        self._all_silent = False  # every agent was silent at the previous epoch (warned once)
 
     # -- routes -------------------------------------------------------------------------------
 
@@ -171,6 +185,7 @@ class EvidenceBuilder:
         agents = store.agents()
         sites = {a.site for a in agents}
         silent = self._silent(agents, interval_ns)
+        own = self._own_counts(agents)
         latest = store.latest_windows()
         names = hop_names(self.declared, latest, sites)
         self.epochs += 1
@@ -201,6 +216,7 @@ class EvidenceBuilder:
                 paths.append(evidence)
         # An agent whose site the network does not reach well cannot ship either: its silence is
         # the network's doing (the paths towards its site show it), not its host's.
+        paths = _discount_own_losses(paths, own)
         excused = {p.target_site for p in paths if p.sent and p.target_site in silent and _degraded(p)}
         if excused:
             silent = {site: s for site, s in silent.items() if site not in excused}
@@ -209,7 +225,7 @@ class EvidenceBuilder:
             known = set(store.path_keys())
             for key in [k for k in self._memory if k not in known]:
                 del self._memory[key]
-        return Epoch(tuple(paths), self._hosts(agents, silent), at_ns)
+        return Epoch(tuple(paths), self._hosts(agents, silent, own), at_ns)
 
     def _path(
         self, w: PathWindow, names: Mapping[str, str], sites: set[str], back: Mapping, measured: bool
@@ -298,16 +314,41 @@ class EvidenceBuilder:
     # -- hosts --------------------------------------------------------------------------------
 
     def _silent(self, agents, interval_ns: int) -> dict[str, float]:
-        """Agents without a shipment for `SILENT_INTERVALS` intervals: site -> seconds silent."""
+        """Agents without a shipment for `SILENT_INTERVALS` intervals: site -> seconds silent.
+        Every agent (two or more) silent at once says nothing of any of them: this analyzer's
+        intake, or the machine they all run on, stalled. That is a warning in the log, and
+        none of them is silent."""
         now = self.clock()
         silent = {}
         for agent in agents:
             silent_s = (now - agent.last_batch_ns) / 1e9
             if silent_s > SILENT_INTERVALS * interval_ns / 1e9:
                 silent[agent.site] = silent_s
-        return silent
+        everyone = len(silent) >= 2 and len(silent) == len(agents)
+        if everyone and not self._all_silent:
+            log.warning("every agent (%d) silent at once: the analyzer's intake or their host stalled", len(silent))
+        self._all_silent = everyone
+        return {} if everyone else silent
 
-    def _hosts(self, agents, silent: Mapping[str, float]) -> tuple[HostHealth, ...]:
+    def _own_counts(self, agents) -> dict[str, tuple[int, int, int]]:
+        """Per agent site: (probes sent, send errors, socket drops) since the previous epoch,
+        for agents whose counters were seen then too."""
+        own = {}
+        for agent in agents:
+            health = agent.health
+            if health is None:
+                continue
+            counters = (health.probes_sent_total, health.send_errors_total, health.socket_drops_total)
+            before = self._counters.get(agent.site)
+            self._counters[agent.site] = counters
+            if before is not None:
+                sent, errors, drops = (max(0, now - then) for now, then in zip(counters, before))
+                own[agent.site] = (sent, errors, drops)
+        return own
+
+    def _hosts(
+        self, agents, silent: Mapping[str, float], own: Mapping[str, tuple[int, int, int]]
+    ) -> tuple[HostHealth, ...]:
         hosts = []
         for agent in agents:
             problems = []
@@ -318,16 +359,37 @@ class EvidenceBuilder:
                 lag_s = health.scheduling_lag_p99_ns / 1e9
                 if lag_s > MAX_LAG_S:
                     problems.append(f"scheduling lag p99 {lag_s:.2f} s")
-                counters = (health.probes_sent_total, health.send_errors_total, health.socket_drops_total)
-                before = self._counters.get(agent.site)
-                self._counters[agent.site] = counters
-                if before is not None:
-                    sent, errors, drops = (now - then for now, then in zip(counters, before))
-                    # Some sends fail when the network has no route to a target: that is the
-                    # network's doing. An agent failing most of its sends is in trouble itself.
-                    if errors > 0 and errors >= sent * SEND_ERROR_SHARE:
-                        problems.append(f"send errors {errors} of {sent} probes since the last interval")
-                    if drops > 0:
-                        problems.append(f"socket drops {drops} since the last interval")
+            if agent.site in own:
+                sent, errors, drops = own[agent.site]
+                # Some sends fail when the network has no route to a target: that is the
+                # network's doing. An agent failing most of its sends is in trouble itself.
+                if errors > 0 and errors >= sent * SEND_ERROR_SHARE:
+                    problems.append(f"send errors {errors} of {sent} probes since the last interval")
+                if drops > 0 and drops >= sent * SOCKET_DROP_SHARE:
+                    problems.append(f"socket drops {drops} of {sent} probes since the last interval")
             hosts.append(HostHealth(agent.site, not problems, "; ".join(problems)))
         return tuple(hosts)
+
+
+def _discount_own_losses(paths: list[PathEvidence], own: Mapping[str, tuple[int, int, int]]) -> list[PathEvidence]:
+    """Paths with the losses their agent counted as its own taken off (see the module docstring)."""
+    left = {site: drops for site, (_sent, _errors, drops) in own.items() if drops}
+    if not left:
+        return paths
+    order = sorted(range(len(paths)), key=lambda i: (-paths[i].lost, paths[i].path_id))
+    discounted = list(paths)
+    for i in order:
+        p = paths[i]
+        budget = left.get(p.source, 0)
+        if budget <= 0 or p.lost <= 0:
+            continue
+        taken = min(budget, p.lost)
+        left[p.source] = budget - taken
+        # dropped replies were lost on the way back, as far as the reflector's numbers tell
+        back = min(taken, p.reverse_lost or 0)
+        discounted[i] = replace(
+            p,
+            lost=p.lost - taken,
+            reverse_lost=None if p.reverse_lost is None else p.reverse_lost - back,
+        )
+    return discounted

@@ -54,8 +54,9 @@ class Lookback:
         self.total_bad = 0
         self.total_unavailable = 0.0
 
-    def add(self, start_ns: int, judged: bool, bad: bool, unavailable: float) -> None:
-        """Count one interval (intervals come in time order)."""
+    def add(self, start_ns: int, judged: bool, bad: int, unavailable: float) -> None:
+        """Count one interval (intervals come in time order); `bad` is how many bad intervals
+        it settles (more than 1 for an interval judged with unresolved ones before it)."""
         bucket = start_ns // self.slot_ns
         if bucket != self.head:
             self._advance(bucket)
@@ -65,8 +66,8 @@ class Lookback:
         self.judged[i] += 1
         self.total_judged += 1
         if bad:
-            self.bad[i] += 1
-            self.total_bad += 1
+            self.bad[i] += bad
+            self.total_bad += bad
         if self.unavailable is not None and unavailable:
             self.unavailable[i] += unavailable
             self.total_unavailable += unavailable

@@ -6,7 +6,9 @@ counts, and RTT histograms on the fixed buckets of `collector.contract.records.R
 bounds include every SLA delay bound, so "p99 <= bound" is read exactly as "at least 99% of
 replies fell in buckets at or below the bound". Values that do not add up (jitter,
 one-way delay percentiles) are kept as the worst path's value, which is what an SLA on
-the slice must answer for.
+the slice must answer for; a window's 99th percentiles count only when it has
+`MIN_P99_REPLIES` replies (the p99 of ten replies is their maximum: one late reply of a
+busy host, not a percentile).
 """
 
 from __future__ import annotations
@@ -15,6 +17,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from collector.contract.records import RTT_BUCKETS_NS, LossCounts, PathWindow
+
+MIN_P99_REPLIES = 100
+
+
+def resolved_p99(value: int | None, received: int) -> int | None:
+    """A window's p99 (delay variation, one-way delay), or None when too few replies make it."""
+    return value if received >= MIN_P99_REPLIES else None
 
 
 def _max(values: Iterable[int | None]) -> int | None:
@@ -72,9 +81,9 @@ class IntervalStats(LossCounts):
             lost_unknown=sum(w.lost_unknown for w in windows),
             rtt_buckets=tuple(buckets),
             worst_ipdv_mean_abs_ns=_max(w.ipdv_mean_abs_ns for w in windows),
-            worst_pdv_p99_ns=_max(w.pdv_p99_ns for w in windows),
-            worst_forward_owd_p99_ns=_max(w.forward_owd_p99_ns for w in windows),
-            worst_reverse_owd_p99_ns=_max(w.reverse_owd_p99_ns for w in windows),
+            worst_pdv_p99_ns=_max(resolved_p99(w.pdv_p99_ns, w.received) for w in windows),
+            worst_forward_owd_p99_ns=_max(resolved_p99(w.forward_owd_p99_ns, w.received) for w in windows),
+            worst_reverse_owd_p99_ns=_max(resolved_p99(w.reverse_owd_p99_ns, w.received) for w in windows),
             worst_clock_error_ns=_max(w.clock_error_ns for w in windows),
             unavailable_paths=sum(1 for w in windows if w.sent and w.loss_ratio > unavailable_loss),
         )

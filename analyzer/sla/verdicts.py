@@ -8,13 +8,17 @@ Per interval, each objective is met, violated, or not judged (`met is None`: no 
 - `two-way-delay-percentile`: from the summed RTT histogram. The bound is an RTT bucket
   bound, so "p99 <= 150 ms" is read exactly as "at least 99% of replies fell in buckets
   at or below 150 ms". `observed` is the smallest bucket bound holding the percentile
-  (`math.inf` when it lies above the largest bound, 1 s). No replies: not judged.
+  (`math.inf` when it lies above the largest bound, 1 s). No replies: not judged. Above
+  the bound it is violated only when the replies above it are too many for the allowed
+  1% to explain (analyzer.sla.resolution), else not judged: see "events" below.
 - `one-way-delay-percentile` (p99): the worst path's forward or reverse one-way p99,
   whichever is larger, judged only when the worst clock error estimate is known and
   within `max_clock_error_s`; otherwise not judged, never guessed.
 - `two-way-delay-variation-percentile` (p99): the worst path's RFC 5481 PDV p99 (delay
   above the window's minimum). Too few replies for a PDV: not judged.
-- `two-way-packet-loss`: lost / sent <= bound. Nothing sent: not judged.
+- `two-way-packet-loss`: lost / sent <= bound; above it, violated only when the losses are
+  too many for the bound to explain (analyzer.sla.resolution), else not judged. Nothing
+  sent: not judged.
 - `availability`: an interval's unavailable share is 1 when the interval's summed loss
   exceeds `unavailable_loss` (ITU-T Y.1540 / RFC 7680 practice), else the share of its
   reporting paths that exceeded it (`IntervalStats.unavailable_paths / paths`; the store
@@ -23,6 +27,14 @@ Per interval, each objective is met, violated, or not judged (`met is None`: no 
   compliance window (what the verdict shows) it compares `1 - unavailable / W` with the
   bound, W being the window's length in intervals — measured like the error budget, so
   an early blip spends a little of the month's allowance instead of reading as 0%.
+
+Events: loss and two-way delay bound a share of events (probes, replies). An interval whose
+events cannot resolve the bound (160 probes against 0.1%: one lost probe reads 0.6%) is
+not judged on them; its events are pooled with the next interval's and judged together,
+until the pool resolves the bound or spans the shortest burn lookback (at least
+`MIN_POOLED_INTERVALS`). `observed` is then the pool's, and a pool found in violation counts
+as that many bad intervals (in the slot of its last). A steady loss above the bound
+shows within a few intervals; one lost probe on a healthy path never fails an interval.
 
 A slice interval sums its paths, so one bad path of many dilutes into the slice's delay
 histogram and loss, while delay variation, one-way delay and availability answer for the
@@ -33,8 +45,12 @@ Over time (intervals arrive in order; an older or repeated one is ignored):
 - An interval with probes is *judged*; it is *bad* when any judged objective is violated.
 - Error budget: (1 - objective_ratio) * W bad intervals per compliance window;
   `error_budget_remaining = 1 - bad / allowed` (1 untouched, <= 0 spent).
-- Burn rate over a lookback = (bad / judged intervals in it) / (1 - objective_ratio); 0
-  without judged intervals. Labels come from the durations ("1h", "5m", "30s", "500ms").
+- Burn rate over a lookback = (bad intervals in it / the lookback's length in intervals)
+  / (1 - objective_ratio): over the whole length, so the lookback of a fresh tracker (or
+  one with gaps) counts its unseen intervals as good, and one bad interval among the first
+  few is one interval's burn, not a full window's. `warming` is True until the first burn
+  window's long lookback has passed since the first interval with probes. Labels come
+  from the durations ("1h", "5m", "30s", "500ms").
 - Status of one interval (raw), judged at the interval's end:
   `breached` when a page burn window fires (long AND short lookback above its factor:
   1h & 5m > 14.4, 6h & 30m > 6 by default), the error budget is spent, or availability
@@ -63,7 +79,7 @@ about 9 us on one core of the development machine.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from analyzer.sla.hysteresis import Hysteresis
@@ -84,6 +100,7 @@ from analyzer.sla.policies import (
     policy_from_dict,
     policy_to_dict,
 )
+from analyzer.sla.resolution import shows_excess
 from analyzer.sla.series import IntervalStats
 from collector.contract.records import RTT_BUCKETS_NS, PathKey
 
@@ -104,6 +121,10 @@ __all__ = [
 ]
 
 STATE_VERSION = 1
+# Objectives over events (probes, replies): judged on the interval extended back while its
+# events cannot resolve the bound (analyzer.sla.resolution); the others on the interval alone.
+EVENT_OBJECTIVES = (LOSS, TWO_WAY_DELAY)
+MIN_POOLED_INTERVALS = 10  # an unresolved interval pools with up to this many (or the shortest lookback)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +147,9 @@ class SlaVerdict:
     since_ns: int  # when the reported status began
     evaluated_ns: int
     intervals: int  # intervals seen
+    # True until the tracker has seen its first burn window's long lookback through: its
+    # burn rates count the time before its first interval as good (see the module docstring)
+    warming: bool = False
 
 
 # ---------------------------------------------------------------------------------------
@@ -147,13 +171,18 @@ def unavailable_share(policy: SlaPolicy, stats: IntervalStats) -> float:
     return min(1.0, stats.unavailable_paths / stats.paths)
 
 
-def _judge(policy: SlaPolicy, objective: Objective, stats: IntervalStats) -> ObjectiveVerdict:
+def _judge(
+    policy: SlaPolicy, objective: Objective, stats: IntervalStats, pooled: IntervalStats | None = None
+) -> ObjectiveVerdict:
+    """One objective on one interval; loss and two-way delay on `pooled` (the interval with
+    the unresolved intervals before it, analyzer.sla.resolution) when given."""
     observed: float | None = None
     met: bool | None = None
     name, bound = objective.name, objective.bound
+    events = stats if pooled is None else pooled
     if stats.sent > 0:
         if name == TWO_WAY_DELAY:
-            observed, met = _delay_percentile(stats.rtt_buckets, objective.percentile, bound)
+            observed, met = _delay_percentile(events.rtt_buckets, objective.percentile, bound)
         elif name == ONE_WAY_DELAY:
             error = stats.worst_clock_error_ns
             if error is not None and error <= policy.max_clock_error_s * 1e9:
@@ -164,10 +193,11 @@ def _judge(policy: SlaPolicy, objective: Objective, stats: IntervalStats) -> Obj
             if stats.worst_pdv_p99_ns is not None:
                 observed = stats.worst_pdv_p99_ns / 1e9
         elif name == LOSS:
-            observed = stats.loss_ratio
+            observed = events.loss_ratio
+            met = True if observed <= bound else (False if shows_excess(events.lost, events.sent, bound) else None)
         elif name == AVAILABILITY:
             observed = 1.0 - unavailable_share(policy, stats)
-        if observed is not None and met is None:
+        if observed is not None and met is None and name not in EVENT_OBJECTIVES:
             met = observed >= bound if name == AVAILABILITY else observed <= bound
     return ObjectiveVerdict(name, bound, objective.percentile, observed, met)
 
@@ -175,18 +205,26 @@ def _judge(policy: SlaPolicy, objective: Objective, stats: IntervalStats) -> Obj
 def _delay_percentile(
     buckets: tuple[int, ...], percentile: float | None, bound: float
 ) -> tuple[float | None, bool | None]:
-    """(smallest bucket bound holding the percentile, whether that is within `bound`)."""
+    """(smallest bucket bound holding the percentile, whether that is within `bound`; None
+    when it is not and too few replies lie above the bound to show it, see resolution)."""
     total = sum(buckets)
     if total == 0:
         return None, None
-    needed = (percentile or 100.0) / 100 * total * (1 - 1e-12)  # 99 of 100 is p99, float or not
+    share = (percentile or 100.0) / 100
+    needed = share * total * (1 - 1e-12)  # 99 of 100 is p99, float or not
     bound_ns = round(bound * 1e9)
     cumulative = 0
     for upper_ns, count in zip(RTT_BUCKETS_NS, buckets):
         cumulative += count
         if cumulative >= needed:
-            return upper_ns / 1e9, upper_ns <= bound_ns
-    return math.inf, False
+            if upper_ns <= bound_ns:
+                return upper_ns / 1e9, True
+            observed = upper_ns / 1e9
+            break
+    else:
+        observed = math.inf
+    slow = total - sum(count for upper_ns, count in zip(RTT_BUCKETS_NS, buckets) if upper_ns <= bound_ns)
+    return observed, False if shows_excess(slow, total, 1 - share) else None
 
 
 def duration_label(seconds: float) -> str:
@@ -221,6 +259,12 @@ class SlaTracker:
         "_last_start_ns",
         "_last_end_ns",
         "_intervals",
+        "_first_start_ns",
+        "_warm_ns",
+        "_pooled",
+        "_pooled_count",
+        "_pool_limit",
+        "_events_bad",
     )
 
     def __init__(self, policy: SlaPolicy, interval_s: float, path: PathKey | None = None) -> None:
@@ -251,6 +295,14 @@ class SlaTracker:
         self._last_start_ns: int | None = None
         self._last_end_ns: int | None = None
         self._intervals = 0
+        self._first_start_ns: int | None = None
+        self._warm_ns = round(policy.burn_windows[0].long_s * 1e9) if policy.burn_windows else 0
+        # the unresolved intervals' events (analyzer.sla.resolution), judged with the next one
+        self._pooled: IntervalStats | None = None
+        self._pooled_count = 0
+        shortest = min(policy.lookbacks_s, default=0.0)
+        self._pool_limit = max(MIN_POOLED_INTERVALS, round(shortest / interval_s))
+        self._events_bad = False  # the latest resolved judgement of loss or delay was a violation
 
     def add(self, stats: IntervalStats) -> None:
         """Count one interval; an interval not newer than the last one is ignored."""
@@ -258,18 +310,35 @@ class SlaTracker:
             return
         if self._last_end_ns is not None and stats.start_ns - self._last_end_ns >= self.interval_ns:
             self._step_missing(self._hysteresis, stats.start_ns)
-        objectives = interval_compliance(self.policy, stats)
         judged = stats.sent > 0 and stats.paths > 0
+        pooled = stats if self._pooled is None or not judged else _pooled_with(self._pooled, stats)
+        objectives = tuple(_judge(self.policy, o, stats, pooled) for o in self.policy.objectives)
         bad = judged and any(o.met is False for o in objectives)
+        bad_intervals = int(bad)
+        if judged:
+            unresolved = any(o.met is None and o.observed is not None for o in objectives if o.name in EVENT_OBJECTIVES)
+            self._pooled_count += 1
+            if any(o.met is False for o in objectives if o.name in EVENT_OBJECTIVES):
+                bad_intervals = self._pooled_count  # the extended interval was bad: every interval of it
+                self._events_bad = True
+            elif not unresolved:
+                self._events_bad = False
+            if not unresolved or self._pooled_count >= self._pool_limit:
+                self._pooled, self._pooled_count = None, 0
+            else:
+                self._pooled = pooled
+            if self._first_start_ns is None:
+                self._first_start_ns = stats.start_ns
         unavailable = unavailable_share(self.policy, stats)
         for lookback in self._burn.values():
-            lookback.add(stats.start_ns, judged, bad, unavailable)
-        self._compliance.add(stats.start_ns, judged, bad, unavailable)
+            lookback.add(stats.start_ns, judged, bad_intervals, unavailable)
+        self._compliance.add(stats.start_ns, judged, bad_intervals, unavailable)
         self._latest = objectives
         self._last_start_ns = stats.start_ns
         self._last_end_ns = max(stats.end_ns, stats.start_ns + 1)
         self._intervals += 1
-        raw = self._raw_status(self._last_end_ns, bad) if judged else "no-data"
+        # an unresolved interval after a violation is still at risk until its pool resolves
+        raw = self._raw_status(self._last_end_ns, bad or self._events_bad) if judged else "no-data"
         self._hysteresis.step(raw, stats.start_ns)
 
     def verdict(self, now_ns: int) -> SlaVerdict:
@@ -287,6 +356,7 @@ class SlaTracker:
             since_ns=machine.since_ns,
             evaluated_ns=now_ns,
             intervals=self._intervals,
+            warming=self._first_start_ns is None or now_ns - self._first_start_ns < self._warm_ns,
         )
 
     # -- the pieces of a verdict ----------------------------------------------------------
@@ -303,8 +373,10 @@ class SlaTracker:
         return "at-risk" if ticket or latest_bad else "ok"
 
     def _burn_rate(self, lookback: Lookback, now_ns: int) -> float:
-        judged, bad, _ = lookback.totals(now_ns)
-        return bad / judged / (1 - self.policy.objective_ratio) if judged else 0.0
+        # Over the lookback's full length, not the intervals it holds: a fresh tracker's one
+        # bad interval is one bad interval of the window, not a whole window's worth.
+        _, bad, _ = lookback.totals(now_ns)
+        return bad / max(1.0, lookback.length_ns / self.interval_ns) / (1 - self.policy.objective_ratio)
 
     def _budget_remaining(self, now_ns: int) -> float:
         _, bad, _ = self._compliance.totals(now_ns)
@@ -357,6 +429,9 @@ class SlaTracker:
             "hysteresis": self._hysteresis.to_state(),
             "burn": {label: lookback.to_state() for label, lookback in self._burn.items()},
             "compliance": self._compliance.to_state(),
+            "first_start_ns": self._first_start_ns,
+            "events_bad": self._events_bad,
+            "pooled": None if self._pooled is None else [self._pooled_count, *_event_counts(self._pooled)],
         }
 
     @classmethod
@@ -382,11 +457,41 @@ class SlaTracker:
             if label in state["burn"]:
                 lookback.restore(state["burn"][label])
         tracker._compliance.restore(state["compliance"])
+        tracker._first_start_ns = state.get("first_start_ns")
+        tracker._events_bad = state.get("events_bad", False)
+        pooled = state.get("pooled")
+        if pooled is not None:
+            tracker._pooled_count, tracker._pooled = pooled[0], _from_event_counts(*pooled[1:])
         return tracker
 
     def nbytes(self) -> int:
         """Bytes of the tracker's counters (what grows with lookbacks and windows)."""
         return sum(lookback.nbytes() for lookback in self._burn.values()) + self._compliance.nbytes()
+
+
+def _pooled_with(pooled: IntervalStats, stats: IntervalStats) -> IntervalStats:
+    """`stats` with the events of `pooled` added (what loss and two-way delay are judged on)."""
+    return replace(
+        stats,
+        sent=pooled.sent + stats.sent,
+        received=pooled.received + stats.received,
+        lost_forward=pooled.lost_forward + stats.lost_forward,
+        lost_reverse=pooled.lost_reverse + stats.lost_reverse,
+        lost_unknown=pooled.lost_unknown + stats.lost_unknown,
+        rtt_buckets=tuple(a + b for a, b in zip(pooled.rtt_buckets, stats.rtt_buckets)),
+    )
+
+
+def _event_counts(stats: IntervalStats) -> list:
+    losses = [stats.lost_forward, stats.lost_reverse, stats.lost_unknown]
+    return [stats.sent, stats.received, *losses, list(stats.rtt_buckets)]
+
+
+def _from_event_counts(
+    sent: int, received: int, lost_forward: int, lost_reverse: int, lost_unknown: int, buckets: list[int]
+) -> IntervalStats:
+    losses = (lost_forward, lost_reverse, lost_unknown)
+    return IntervalStats(0, 1, 1, sent, received, *losses, tuple(buckets), None, None, None, None, None, 0)
 
 
 def _encode(value: float | None) -> float | Literal["inf"] | None:

@@ -17,8 +17,18 @@
   sums the windows with `IntervalStats.of` for the slice's tracker, and per path for each
   path's tracker. A window for an interval already closed is `late`: it stays in its
   path's history and feeds its path's tracker (when in order), not the slice's.
+- A path's first `warm_up_windows` windows (deployments take `PATH_WARM_UP_WINDOWS`, 2)
+  from the first one the store sees of it are its warm-up: neighbour discovery, a
+  reflector starting, cold caches make the first probes of a path slow or lost, which
+  says nothing about the network's SLA. They are kept in the path's history but feed no
+  tracker, and are counted as `warm_up`. A path restored from a snapshot is not new.
 - Verdicts are evaluated at `judged_through_ns`, the end of the newest closed interval,
   not at the wall clock (analyzer.sla.verdicts: an interval still being shipped is not missing).
+- A stall of every agent at once (the machine they share, or this analyzer's intake, held
+  up for a moment) is not a gap in the network's data: while no path at all has reported
+  past an interval, closing by time waits up to `stall_intervals` more intervals
+  (deployments take `SHARED_STALL_INTERVALS`, 5; the store's default is 0) before it
+  closes that interval and the ones after it without their windows.
 - After a start or restore, closing by time waits `catch_up_s` (default 45 s, longer than
   an agent's 30 s retry cap) so that agents draining their spools after an analyzer
   outage all get their windows into the intervals they belong to; meanwhile intervals
@@ -49,7 +59,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from analyzer.sla.series import IntervalStats
+from analyzer.sla.series import IntervalStats, resolved_p99
 from collector.contract.fast_records import builder
 from collector.contract.records import CollectorHealth, PathKey, PathObservation, PathWindow
 from collector.contract.shipment import ShipmentBatch
@@ -73,6 +83,8 @@ DEDUP_HORIZON = 64  # seqs below a path's newest that are remembered (bits of th
 _MASK = (1 << DEDUP_HORIZON) - 1
 HISTORY_WINDOWS = 12
 MAX_OPEN_INTERVALS = 64
+PATH_WARM_UP_WINDOWS = 2  # what deployments leave out of a new path's verdicts (the store's default is 0)
+SHARED_STALL_INTERVALS = 5  # how long deployments wait out a stall of every agent (the store's default is 0)
 
 
 @dataclass(slots=True)
@@ -84,6 +96,7 @@ class IngestResult:
     stale: int = 0  # older than the dedup horizon of their path: dropped
     late: int = 0  # accepted after their slice interval closed: in path views, not the slice verdict
     future: int = 0  # starting implausibly far ahead of the analyzer's clock: dropped
+    warm_up: int = 0  # a new path's first windows: in path views, not in verdicts
     observations: int = 0
     health: bool = False
 
@@ -96,7 +109,18 @@ class AgentSeen:
 
 
 class _PathState:
-    __slots__ = ("key", "recent", "latest", "interval", "max_seq", "seen_mask", "fed", "tracker", "last_seen_ns")
+    __slots__ = (
+        "key",
+        "recent",
+        "latest",
+        "interval",
+        "max_seq",
+        "seen_mask",
+        "fed",
+        "tracker",
+        "last_seen_ns",
+        "warm_until_seq",
+    )
 
     def __init__(self, key: PathKey, history: int, tracker) -> None:
         self.key = key
@@ -108,6 +132,7 @@ class _PathState:
         self.fed = -1  # last interval number given to the tracker
         self.tracker = tracker
         self.last_seen_ns = 0  # store clock of the latest accepted window: for forgetting
+        self.warm_until_seq = -1  # windows below this seq are the path's warm-up
 
 
 class _SliceState:
@@ -142,6 +167,8 @@ class WindowStore:
         history: int = HISTORY_WINDOWS,
         forget_after_s: float = 86_400.0,
         max_ahead_s: float = 300.0,
+        warm_up_windows: int = 0,
+        stall_intervals: int = 0,
         tracker_type: TrackerType | None = None,
     ) -> None:
         if tracker_type is None:
@@ -157,6 +184,9 @@ class WindowStore:
         self.forget_after_ns = round(forget_after_s * 1e9)
         self.max_ahead_ns = round(max_ahead_s * 1e9)
         self.tracker_type = tracker_type
+        self.warm_up_windows = warm_up_windows
+        self.stall_intervals = stall_intervals
+        self._newest_interval = -1  # the newest interval any path has reported in
         self.counters: dict[str, int] = dict.fromkeys(
             (
                 "batches_accepted",
@@ -166,6 +196,7 @@ class WindowStore:
                 "windows_stale",
                 "windows_late",
                 "windows_future",
+                "windows_warm_up",
                 "intervals_closed",
                 "paths_forgotten",
                 *REFUSAL_COUNTERS.values(),
@@ -241,14 +272,21 @@ class WindowStore:
                     continue
                 path.seen_mask |= bit
             else:
+                if path.max_seq < 0:  # the first window of a path new to the store
+                    path.warm_until_seq = seq + self.warm_up_windows
                 shift = -behind
                 path.seen_mask = ((path.seen_mask << shift) | 1) & _MASK if shift < DEDUP_HORIZON else 1
                 path.max_seq = seq
                 path.latest = window
                 path.interval = window.start_ns // interval_ns
+                if path.interval > self._newest_interval:
+                    self._newest_interval = path.interval
             path.recent.append(window)
             path.last_seen_ns = now_ns
             result.accepted += 1
+            if seq < path.warm_until_seq:
+                result.warm_up += 1
+                continue
             slice_state = self._slices[window.key.slice]
             number = window.start_ns // interval_ns
             if number <= slice_state.closed_upto:
@@ -267,6 +305,7 @@ class WindowStore:
         counters["windows_stale"] += result.stale
         counters["windows_late"] += result.late
         counters["windows_future"] += result.future
+        counters["windows_warm_up"] += result.warm_up
         return result
 
     def _new_path(self, key: PathKey) -> _PathState:
@@ -300,6 +339,8 @@ class WindowStore:
         by_time = now_ns >= self._time_closing_from_ns
         # Interval n ends at (n + 1) * interval; it is due once its grace has passed too.
         due = (now_ns - self.grace_ns) // self.interval_ns - 1
+        if 0 <= self._newest_interval < due < self._newest_interval + self.stall_intervals:
+            due = self._newest_interval  # every agent is behind: a stall they share, not the network
         for slice_state in self._slices.values():
             if by_time and slice_state.closed_upto < due:
                 self._close_through(slice_state, due)
@@ -486,9 +527,9 @@ def window_stats(w: PathWindow, unavailable_loss: float = 0.75) -> IntervalStats
             "lost_unknown": w.lost_unknown,
             "rtt_buckets": w.rtt_buckets,
             "worst_ipdv_mean_abs_ns": w.ipdv_mean_abs_ns,
-            "worst_pdv_p99_ns": w.pdv_p99_ns,
-            "worst_forward_owd_p99_ns": w.forward_owd_p99_ns,
-            "worst_reverse_owd_p99_ns": w.reverse_owd_p99_ns,
+            "worst_pdv_p99_ns": resolved_p99(w.pdv_p99_ns, w.received),
+            "worst_forward_owd_p99_ns": resolved_p99(w.forward_owd_p99_ns, w.received),
+            "worst_reverse_owd_p99_ns": resolved_p99(w.reverse_owd_p99_ns, w.received),
             "worst_clock_error_ns": w.clock_error_ns,
             "unavailable_paths": 1 if w.sent and w.loss_ratio > unavailable_loss else 0,
         }

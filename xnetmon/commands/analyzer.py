@@ -96,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     # FastAPI, uvicorn and the SLA code load only when the analyzer runs.
     from analyzer.service import AnalyzerService
     from analyzer.sla.verdicts import default_policies, load_policies
+    from analyzer.store.memory import PATH_WARM_UP_WINDOWS, SHARED_STALL_INTERVALS
     from collector.system.config_files import ConfigError
     from xnetmon.lab_sites import load_sites_by_address
 
@@ -122,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
             declared_names=declared,
             token=token,
             interval_s=args.interval,
+            warm_up_windows=PATH_WARM_UP_WINDOWS,
+            stall_intervals=SHARED_STALL_INTERVALS,
         )
     except ValueError as exc:
         raise UsageError(f"{exc}; move the file away to start with an empty store") from None

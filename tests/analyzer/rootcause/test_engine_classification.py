@@ -126,3 +126,27 @@ def test_path_change_names_the_link_the_paths_left() -> None:
 
 def test_components_helper_interleaves_nodes_and_links() -> None:
     assert components(["a", "b", "c"]) == ("a", "a>b", "b", "b>c", "c")
+
+
+def test_every_agent_unhealthy_at_once_is_one_diagnosis_not_one_per_agent() -> None:
+    # The all-in-one's agents share one machine: a stall of it silences them all at once.
+    paths = mesh()
+    hosts = tuple(HostHealth(site, False, "no shipment for 2.4 s") for site in SITES)
+    diagnoses = diagnose(Epoch(tuple(paths), hosts=hosts))
+    assert kinds(diagnoses) == [("probe-host", tuple(sorted(f"host:{s}" for s in SITES)))]
+    assert diagnoses[0].confidence < 0.9 and "at once" in diagnoses[0].evidence[0]
+    # One agent of several in trouble is still that agent's host.
+    hosts = (HostHealth(SITES[0], False, "no shipment for 2.4 s"), *(HostHealth(s, True) for s in SITES[1:]))
+    assert kinds(diagnose(Epoch(tuple(paths), hosts=hosts))) == [("probe-host", (f"host:{SITES[0]}",))]
+
+
+def test_a_reflector_dropping_a_few_requests_under_load_is_not_reflector_down() -> None:
+    # A CPU hog starves the user-space reflector on b1: 5% of the requests to it go unanswered.
+    stamp = [p for p in mesh(slices=("video",)) if p.target != "b1"]
+    stamp += [probe(route(s, "b1"), "video", loss={"service:b1": 0.05}) for s in SITES if s != "b1"]
+    echo = mesh(slices=("video",), stamp=False)
+    assert diagnose(Epoch(tuple(stamp + echo))) == []
+    # Half of them unanswered is the reflector's trouble all the same.
+    stamp = [p for p in stamp if p.target != "b1"]
+    stamp += [probe(route(s, "b1"), "video", loss={"service:b1": 0.5}) for s in SITES if s != "b1"]
+    assert kinds(diagnose(Epoch(tuple(stamp + echo)))) == [("reflector-down", ("service:b1",))]

@@ -64,6 +64,19 @@ def test_one_slice_losing_while_the_others_keep_their_delay_is_slice_isolation()
     assert [(d.kind, d.slices) for d in diagnoses] == [("slice-isolation", ("best-effort",))]
 
 
+def test_a_starved_slice_on_a_loaded_host_is_slice_isolation_with_congestion_not_ruled_out() -> None:
+    # a CPU hog beside the agents jitters every path alike: no evidence of a queue on the link
+    paths = mesh(slices=("video", "egov", "data")) + mesh(slices=("best-effort",), loss={"p2>r": 0.05})
+    everywhere = {"video", "egov", "data", "best-effort"}
+    paths = [
+        replace(p, delay_s=BASE_RTT, baseline_delay_s=BASE_RTT, jitter_s=0.005, baseline_jitter_s=0.0005) for p in paths
+    ]
+    assert everywhere == {p.slice for p in paths}
+    diagnoses = diagnose(Epoch(tuple(paths)))
+    assert [(d.kind, d.slices) for d in diagnoses] == [("slice-isolation", ("best-effort",))]
+    assert any("congestion is not ruled out" in sentence for sentence in diagnoses[0].evidence)
+
+
 def test_loss_on_both_directions_of_a_sites_link_is_not_put_on_its_host() -> None:
     # the paths towards a1 cross the same link without crossing host:a1, and they lose too
     diagnoses = diagnose(Epoch(tuple(mesh(loss={"p1>a1": 0.05, "a1>p1": 0.05}))))

@@ -25,9 +25,9 @@ def test_counts_and_histograms_add_up_across_paths():
 
 
 def test_values_that_do_not_add_up_keep_the_worst_path_and_ignore_the_missing():
-    quiet = replace(window(T0), forward_owd_p99_ns=None, clock_error_ns=None)
+    quiet = replace(window(T0, sent=200), forward_owd_p99_ns=None, clock_error_ns=None)
     jittery = replace(
-        window(T0, target="edge"),
+        window(T0, target="edge", sent=200),
         ipdv_mean_abs_ns=7 * MS,
         pdv_p99_ns=9 * MS,
         forward_owd_p99_ns=3 * MS,
@@ -37,6 +37,15 @@ def test_values_that_do_not_add_up_keep_the_worst_path_and_ignore_the_missing():
     assert (stats.worst_ipdv_mean_abs_ns, stats.worst_pdv_p99_ns) == (7 * MS, 9 * MS)
     assert (stats.worst_forward_owd_p99_ns, stats.worst_reverse_owd_p99_ns) == (3 * MS, None)
     assert stats.worst_clock_error_ns == MS // 10
+
+
+def test_a_p99_of_too_few_replies_is_no_p99():
+    # Ten replies: their p99 is their maximum, one late reply of a busy host.
+    few = replace(window(T0, sent=10), pdv_p99_ns=40 * MS, forward_owd_p99_ns=40 * MS, reverse_owd_p99_ns=40 * MS)
+    many = replace(window(T0, target="edge", sent=200), pdv_p99_ns=2 * MS)
+    stats = IntervalStats.of([few, many])
+    assert stats.worst_pdv_p99_ns == 2 * MS
+    assert (stats.worst_forward_owd_p99_ns, stats.worst_reverse_owd_p99_ns) == (None, None)
 
 
 def test_a_path_is_unavailable_only_above_the_loss_level_and_only_when_it_sent():

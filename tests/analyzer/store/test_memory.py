@@ -259,3 +259,48 @@ def test_one_window_stats_equal_interval_stats_of_it(sent, lost, buckets, ipdv, 
     }
     w = PathWindow(**fields)
     assert window_stats(w, level) == IntervalStats.of([w], level)
+
+
+# -- a new path's warm-up ----------------------------------------------------------------
+
+
+def test_a_new_paths_first_windows_feed_no_verdict_but_show_in_its_history():
+    # Neighbour discovery and a reflector starting make a path's first probes slow or lost.
+    store = recording_store(warm_up_windows=2)
+    for seq in range(T0, T0 + 5):
+        store.ingest(batch(window(seq, lost=10 if seq == T0 else 0)), settled(seq))
+    assert [s.start_ns // W for s in path_tracker(store, VIDEO).added] == [T0 + 2, T0 + 3, T0 + 4]
+    assert [s.start_ns // W for s in slice_tracker(store, "video").added] == [T0 + 2, T0 + 3, T0 + 4]
+    assert len(store.recent_windows(VIDEO)) == 5
+    assert store.stats()["windows_warm_up"] == 2
+    # A second path appearing later has its own warm-up; the first path's windows count on.
+    edge = PathKey("cnty1a", "edge", "video", "stamp")
+    store.ingest(batch(window(T0 + 5), window(T0 + 5, target="edge")), settled(T0 + 5))
+    assert len(path_tracker(store, VIDEO).added) == 4 and path_tracker(store, edge).added == []
+
+
+# -- a stall every agent shares -----------------------------------------------------------
+
+
+def test_a_stall_of_every_agent_at_once_leaves_no_gap_in_the_verdicts():
+    # Every agent on one machine held up for 3 intervals, then shipping what it kept: their
+    # windows still make whole intervals, instead of intervals closed empty by time.
+    store = recording_store(stall_intervals=5)
+    for seq in range(T0, T0 + 3):
+        store.ingest(batch(window(seq, source="a"), window(seq, source="b")), settled(seq))
+    store.advance(settled(T0 + 5))  # nobody shipped T0+3..T0+5 yet
+    for seq in range(T0 + 3, T0 + 6):
+        store.ingest(batch(window(seq, source="a"), window(seq, source="b")), settled(T0 + 5))
+    store.ingest(batch(window(T0 + 6, source="a"), window(T0 + 6, source="b")), settled(T0 + 6))
+    assert [s.paths for s in slice_tracker(store, "video").added] == [2] * 7
+    assert store.stats()["windows_late"] == 0
+
+
+def test_a_stall_longer_than_the_tolerance_closes_by_time():
+    store = recording_store(stall_intervals=5)
+    store.ingest(batch(window(T0, source="a"), window(T0, source="b")), settled(T0))
+    store.ingest(batch(window(T0 + 1, source="a"), window(T0 + 1, source="b")), settled(T0 + 1))
+    store.advance(settled(T0 + 4))
+    assert store.judged_through_ns == (T0 + 2) * W  # held: every agent is behind
+    store.advance(settled(T0 + 8))
+    assert store.judged_through_ns == (T0 + 7) * W  # everyone silent this long: the slots close empty
