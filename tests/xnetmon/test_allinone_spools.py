@@ -29,9 +29,9 @@ def test_the_spools_lie_on_tmpfs_and_each_agents_config_names_its_own(tmp_path):
     try:
         assert filesystem_of(spools) == "tmpfs"
         lab = Lab.from_name("small", StateStore(tmp_path / "state"))
-        token = tmp_path / "token"
+        pki = tmp_path / "bus"
         dirs = {
-            site: yaml.safe_load(agent_config(lab, site, LAB_SITES, "http://[::1]:1", token, spools))["analyzer"][
+            site: yaml.safe_load(agent_config(lab, site, LAB_SITES, "tls://[::1]:1", pki, tmp_path, spools))["bus"][
                 "spool_dir"
             ]
             for site in LAB_SITES
