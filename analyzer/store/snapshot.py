@@ -61,10 +61,10 @@ def restore_snapshot(path: str | os.PathLike, policies: Mapping[str, object] | N
             f"{path}: saved with {saved_interval} s intervals, not {options['interval_s']} s; "
             "its verdicts cannot continue at another interval"
         )
-    store = WindowStore(policies, **options)
     try:
+        store = WindowStore(policies, **options)  # the saved interval_s may be damaged too
         _load(store, state)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ValueError(f"{path}: damaged snapshot ({type(exc).__name__}: {exc})") from None
     return store
 

@@ -10,6 +10,7 @@ totals on stderr. Exit status 0: no crash within the limits given (-runs=, -max_
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ def main(argv: list[str]) -> None:
     if len(argv) < 3 or argv[1] not in TARGETS:
         sys.exit(f"usage: {argv[0]} TARGET WORKDIR [libFuzzer flags]; targets: {', '.join(TARGETS)}")
     target, workdir = TARGETS[argv[1]], Path(argv[2])
+    logging.disable(logging.CRITICAL)  # decoders log what they skip; millions of lines would drown the run
     corpus = workdir / "corpus"
     corpus.mkdir(parents=True, exist_ok=True)
     # libFuzzer writes new inputs into the first corpus directory and only reads the others.
