@@ -49,8 +49,8 @@ def restore_snapshot(path: str | os.PathLike, policies: Mapping[str, object] | N
     Raises OSError or ValueError (with the file's name) if the file cannot be used."""
     try:
         state = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not a store snapshot ({exc})") from None
+    except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: JSON nested too deep
+        raise ValueError(f"{path}: not a store snapshot ({type(exc).__name__}: {exc})") from None
     if not isinstance(state, dict) or state.get("format") != SNAPSHOT_FORMAT:
         raise ValueError(f"{path}: not an xnetmon analyzer snapshot")
     if state.get("version") != SNAPSHOT_VERSION:

@@ -123,3 +123,12 @@ def test_a_damaged_interval_length_is_refused_naming_the_file(tmp_path, interval
     target.write_text(f'{{"format": "xnetmon-analyzer-store", "version": 1, "interval_s": {interval}, "paths": []}}')
     with pytest.raises(ValueError, match=r"state\.json: damaged snapshot"):
         restore_snapshot(target, {}, tracker_type=RecordingTracker)
+
+
+def test_json_nested_too_deep_is_refused_naming_the_file(tmp_path):
+    """Found with the snapshot fuzz target (tests/fuzz/corpus/snapshot/crash-nested): a file of
+    JSON nested 100,000 deep raised RecursionError, a traceback instead of a refusal."""
+    target = tmp_path / "state.json"
+    target.write_text("[" * 100_000)
+    with pytest.raises(ValueError, match=r"state\.json: not a store snapshot \(RecursionError"):
+        restore_snapshot(target, {}, tracker_type=RecordingTracker)
