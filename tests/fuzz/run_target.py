@@ -23,7 +23,7 @@ import atheris
 
 # Instrument the project's modules as they are imported: the targets import every decoder.
 with atheris.instrument_imports(include=["collector", "analyzer", "lab", "xnetmon"]):
-    from tests.fuzz.targets import TARGETS
+    from tests.fuzz.targets import SCRATCH_ENV, TARGETS
 
 
 def fuzz(name: str, workdir: Path, flags: list[str]) -> None:
@@ -31,6 +31,7 @@ def fuzz(name: str, workdir: Path, flags: list[str]) -> None:
     target = TARGETS[name]
     corpus = workdir / "corpus"
     corpus.mkdir(parents=True, exist_ok=True)
+    os.environ[SCRATCH_ENV] = str(workdir)  # files the targets write live and die with the run's directory
     logging.disable(logging.CRITICAL)  # decoders log what they skip; millions of lines would drown the run
     # libFuzzer writes new inputs into the first corpus directory and only reads the others.
     args = [sys.argv[0], f"-artifact_prefix={workdir}/", *flags, str(corpus), str(target.corpus)]

@@ -11,6 +11,7 @@ each datagram is preceded by its length as two octets, big-endian (`frames`, `fr
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import struct
@@ -95,15 +96,18 @@ def framed(*datagrams: bytes) -> bytes:
     return b"".join(struct.pack("!H", len(d)) + d for d in datagrams)
 
 
+SCRATCH_ENV = "XNETMON_FUZZ_SCRATCH"  # where the runner wants it (its work directory)
 _scratch: Path | None = None
 
 
 def scratch_dir() -> Path:
-    """A private directory for targets that read files, emptied before each input."""
+    """A private directory for targets that read files, emptied before each input, removed
+    at exit (libFuzzer's exit skips that: the runner puts it in its work directory)."""
     global _scratch
     if _scratch is None:
-        base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        base = os.environ.get(SCRATCH_ENV) or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
         _scratch = Path(tempfile.mkdtemp(prefix="xnetmon-fuzz-", dir=base))
+        atexit.register(shutil.rmtree, _scratch, True)
     for child in _scratch.iterdir():
         shutil.rmtree(child) if child.is_dir() else child.unlink()
     return _scratch
