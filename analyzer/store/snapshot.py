@@ -49,8 +49,8 @@ def restore_snapshot(path: str | os.PathLike, policies: Mapping[str, object] | N
     Raises OSError or ValueError (with the file's name) if the file cannot be used."""
     try:
         state = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not a store snapshot ({exc})") from None
+    except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: JSON nested too deep
+        raise ValueError(f"{path}: not a store snapshot ({type(exc).__name__}: {exc})") from None
     if not isinstance(state, dict) or state.get("format") != SNAPSHOT_FORMAT:
         raise ValueError(f"{path}: not an xnetmon analyzer snapshot")
     if state.get("version") != SNAPSHOT_VERSION:
@@ -61,10 +61,10 @@ def restore_snapshot(path: str | os.PathLike, policies: Mapping[str, object] | N
             f"{path}: saved with {saved_interval} s intervals, not {options['interval_s']} s; "
             "its verdicts cannot continue at another interval"
         )
-    store = WindowStore(policies, **options)
     try:
+        store = WindowStore(policies, **options)  # the saved interval_s may be damaged too
         _load(store, state)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ValueError(f"{path}: damaged snapshot ({type(exc).__name__}: {exc})") from None
     return store
 

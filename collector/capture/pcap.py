@@ -72,6 +72,9 @@ PCAPNG_OPTION_TSRESOL = 9
 PCAP_GLOBAL_HEADER_LEN = 24
 PCAP_RECORD_HEADER_LEN = 16
 MAX_PACKET_LEN = 262_144  # libpcap's own bound on a snapshot length
+# if_tsresol: ticks per second as 10^n or 2^n; beyond these the ticks no longer fit the int64
+# arithmetic (and no clock ticks that fast)
+MAX_TSRESOL_DECIMAL, MAX_TSRESOL_BINARY = 18, 62
 
 
 class CaptureFileError(ValueError):
@@ -252,6 +255,8 @@ def _interface(mapped: mmap.mmap, position: int, block_len: int, order: str) -> 
         if code == PCAPNG_OPTION_TSRESOL and length >= 1:
             resolution = mapped[option + 4]
             exponent = resolution & 0x7F
+            if exponent > (MAX_TSRESOL_BINARY if resolution & 0x80 else MAX_TSRESOL_DECIMAL):
+                return None  # finer than a 64-bit timestamp can count
             ticks = 2**exponent if resolution & 0x80 else 10**exponent
         option += 4 + (length + 3) // 4 * 4
     return linktype, snaplen, ticks

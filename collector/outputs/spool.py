@@ -252,7 +252,7 @@ class WindowSpool:
                 return next_id, skip
         except FileNotFoundError:
             return 0, 0
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):  # RecursionError: JSON nested deep
             pass
         # Starting over re-sends what is left; receivers drop the repeats.
         log.warning("spool %s: unreadable %s; delivering every spooled batch again", self.directory, CURSOR_NAME)
@@ -317,7 +317,7 @@ def _parse_line(line: bytes) -> tuple[int, int, bytes] | None:
         return None
     try:
         header = json.loads(line[:cut] + b"}")
-    except ValueError:
+    except (ValueError, RecursionError):  # garbage, or JSON nested too deep for the parser
         return None
     if not isinstance(header, dict):
         return None

@@ -113,3 +113,22 @@ def test_a_snapshot_of_another_interval_length_is_refused(tmp_path):
     save_snapshot(store, tmp_path / "state.json")
     with pytest.raises(ValueError, match=r"saved with 10\.0 s intervals, not 5\.0 s"):
         restore_snapshot(tmp_path / "state.json", store.policies, tracker_type=RecordingTracker, interval_s=5.0)
+
+
+@pytest.mark.parametrize("interval", ["null", '"ten"', "1e400", "-10"])
+def test_a_damaged_interval_length_is_refused_naming_the_file(tmp_path, interval):
+    """Found by fuzzing (tests/fuzz/corpus/snapshot/crash-interval-missing): a snapshot without
+    a usable interval_s raised a TypeError (OverflowError for 1e400) from the store's constructor."""
+    target = tmp_path / "state.json"
+    target.write_text(f'{{"format": "xnetmon-analyzer-store", "version": 1, "interval_s": {interval}, "paths": []}}')
+    with pytest.raises(ValueError, match=r"state\.json: damaged snapshot"):
+        restore_snapshot(target, {}, tracker_type=RecordingTracker)
+
+
+def test_json_nested_too_deep_is_refused_naming_the_file(tmp_path):
+    """Found with the snapshot fuzz target (tests/fuzz/corpus/snapshot/crash-nested): a file of
+    JSON nested 100,000 deep raised RecursionError, a traceback instead of a refusal."""
+    target = tmp_path / "state.json"
+    target.write_text("[" * 100_000)
+    with pytest.raises(ValueError, match=r"state\.json: not a store snapshot \(RecursionError"):
+        restore_snapshot(target, {}, tracker_type=RecordingTracker)

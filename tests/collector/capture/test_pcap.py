@@ -285,3 +285,22 @@ def test_pcapng_sections_in_both_byte_orders_and_every_packet_block(tmp_path: Pa
     result = read_flows(path, FlowAggregator("x"))
     assert (result.ip_packets, dict(result.malformed)) == (3, {"truncated": 1})  # the Simple block lost its ports
     assert [(r.packets, r.slice) for r in result.records] == [(3, "video")]
+
+
+@pytest.mark.parametrize("resolution", [19, 53, 0x80 | 63, 0xFF])
+def test_a_timestamp_resolution_beyond_64_bits_is_a_bad_interface_block(tmp_path: Path, resolution: int) -> None:
+    """Found by fuzzing (tests/fuzz/corpus/pcap/crash-pcapng-tsresol-10e53): 10^53 ticks per
+    second overflowed the int64 arithmetic. Such an interface is counted as damaged, like any
+    other, and its packets are skipped rather than timed wrongly."""
+    frame = bytes(Ether(src=MAC_A, dst=MAC_B) / IPv6(src="fd00::1", dst="fd00::2") / UDP(sport=1, dport=2))
+    ticks = T0 * 10**6 + 7
+    path = tmp_path / "fine.pcapng"
+    path.write_bytes(
+        _block("<", 0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+        + _block("<", 1, struct.pack("<HHI", 1, 0, 0) + struct.pack("<HHB3x", 9, 1, resolution) + bytes(4))
+        + _block("<", 6, struct.pack("<IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF, len(frame), len(frame)) + frame)
+    )
+    index = index_capture(path)
+    assert (index.ts_ns.tolist(), dict(+index.malformed)) == ([ticks * 1000], {"bad-interface-block": 1})
+    result = read_flows(path, FlowAggregator("x"))
+    assert (result.packets, result.ip_packets, dict(result.skipped)) == (1, 0, {"unsupported-linktype": 1})

@@ -164,3 +164,17 @@ def test_a_directory_that_cannot_be_created_is_named(tmp_path):
     blocker.write_text("")
     with pytest.raises(SpoolError, match=str(blocker)):
         WindowSpool(blocker / "spool", max_windows=10)
+
+
+def test_deeply_nested_garbage_is_skipped_and_counted_not_fatal(open_spool, tmp_path):
+    """Found by fuzzing (tests/fuzz/corpus/spool/crash-nested-*): a line or a cursor of JSON
+    nested 100,000 deep raised RecursionError from the spool's constructor, so the agent could
+    not start until the file was removed by hand."""
+    spool = open_spool(100)
+    add(spool, 1)
+    spool.close()
+    segment = next(tmp_path.glob("*.jsonl"))
+    segment.write_bytes(b"[" * 100_000 + b',"batch":{}}\n' + segment.read_bytes())
+    (tmp_path / CURSOR_NAME).write_bytes(b"[" * 100_000)
+    spool = open_spool(100)
+    assert (drain(spool), spool.corrupt_records_total) == ([1], 1)

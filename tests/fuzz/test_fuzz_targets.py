@@ -1,0 +1,72 @@
+"""Every decoder of network and disk input under its fuzz target (tests/fuzz/targets.py).
+
+The committed corpus (seeds from real packets and files, and every input that once crashed
+a target) is replayed in-process: each input must be taken or refused with the decoder's
+documented error. Then each target runs briefly under atheris, coverage-guided, from that
+corpus; a longer campaign is `python -m bench.fuzz`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.fuzz.seeds import BUILDERS
+from tests.fuzz.targets import TARGETS, framed, frames
+from tests.support import REPO
+
+SECONDS_PER_TARGET = 2  # 18 targets: about 40 s of fuzzing in all, after one import
+RUNS_PER_TARGET = 5000
+
+
+def test_every_target_has_seeds_built_from_real_input():
+    assert set(BUILDERS) == set(TARGETS)
+    empty = [name for name, target in TARGETS.items() if not any(target.corpus.glob("seed-*"))]
+    assert not empty, f"targets without seeds (run python -m tests.fuzz.seeds): {empty}"
+
+
+def test_framing_gives_back_the_datagrams_and_cuts_a_short_last_one():
+    assert list(frames(framed(b"abc", b"", b"de"))) == [b"abc", b"", b"de"]
+    assert list(frames(b"\x00\x05ab\x01")) == [b"ab\x01"]
+    assert list(frames(b"\x00\x01a\x07")) == [b"a"]  # a lone octet is no length
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_the_corpus_is_taken_or_refused(name):
+    target = TARGETS[name]
+    inputs = sorted(target.corpus.iterdir())
+    crashed = []
+    for path in inputs:
+        try:
+            target.run(path.read_bytes())
+        except Exception as exc:  # anything the target does not refuse is a crash
+            crashed.append(f"{path.name}: {type(exc).__name__}: {exc}")
+    assert inputs and not crashed, "\n".join(crashed)
+
+
+def test_every_target_survives_a_short_fuzzing_run(tmp_path):
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.fuzz.run_target",
+            ",".join(TARGETS),
+            str(tmp_path),
+            f"-max_total_time={SECONDS_PER_TARGET}",
+            f"-runs={RUNS_PER_TARGET}",
+            "-print_final_stats=1",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    failed = {}
+    for name in TARGETS:
+        log = (tmp_path / name / "fuzz.log").read_text()
+        crashes = sorted(p.name for p in (tmp_path / name).glob("crash-*"))
+        if crashes or f"{name}: exit status 0" not in run.stderr or "stat::number_of_executed_units:" not in log:
+            failed[name] = f"{crashes}\n{log[-4000:]}"
+    assert run.returncode == 0 and not failed, "\n\n".join(f"== {n}: {text}" for n, text in failed.items())
