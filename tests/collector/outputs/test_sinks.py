@@ -21,7 +21,7 @@ from collector.contract.records import FlowId, PathObservation
 from collector.contract.shipment import ShipmentBatch
 from collector.outputs.sinks import Backoff, HttpSink, InProcessSink, Outcome, WindowSink, classify
 from tests.analyzer_support import W, window
-from tests.support import CountingBackoff, Stopwatch, wait_until
+from tests.support import CountingBackoff, Stopwatch, fill_filesystem, small_filesystem, wait_until
 
 TOKEN = "s3cret"
 FAST = Backoff(initial_s=0.01, cap_s=0.05)  # keeps outage tests quick
@@ -115,10 +115,10 @@ def receiver():
 def make_sink(tmp_path):
     sinks: list[HttpSink] = []
 
-    def make(url: str, token: str = TOKEN, max_windows: int = 1000, **options) -> HttpSink:
+    def make(url: str, token: str = TOKEN, max_windows: int = 1000, *, spool_dir=None, **options) -> HttpSink:
         options.setdefault("backoff", FAST)
         options.setdefault("timeout_s", 2.0)
-        sink = HttpSink(url, token, tmp_path / "spool", max_windows, **options)
+        sink = HttpSink(url, token, spool_dir or tmp_path / "spool", max_windows, **options)
         sinks.append(sink)
         return sink
 
@@ -321,3 +321,21 @@ def test_a_big_batch_goes_out_as_several_posts(receiver, make_sink):
     assert [len(b["observations"]) for b in receiver.accepted] == [1, 0, 0]
     assert [b["health"] is not None for b in receiver.accepted] == [True, False, False]
     assert receiver.window_ids == [("core", s) for s in range(10)]
+
+
+@pytest.mark.root
+def test_a_full_disk_drops_counted_batches_and_the_sink_recovers_when_space_returns(receiver, make_sink, tmp_path):
+    with small_filesystem(tmp_path / "disk") as disk:
+        sink = make_sink(receiver.url, spool_dir=disk / "spool", segment_bytes=1)  # analyzer away
+        sink.submit(batch(1))
+        wait_until(lambda: list((disk / "spool").glob("*.jsonl")))  # on disk, not only handed over
+        filler = fill_filesystem(disk)
+        sink.submit(batch(2, 3))
+        wait_until(lambda: sink.dropped_total == 2)  # refused by the disk: counted, not silent
+        filler.unlink()
+        sink.submit(batch(4))
+        receiver.start()
+        wait_until(lambda: sink.delivered_total == 2)
+        assert receiver.window_ids == [("core", 1), ("core", 4)]
+        assert (sink.dropped_total, sink.spool_depth) == (2, 0)
+        sink.close(timeout=0)
