@@ -73,6 +73,7 @@ class AgentCollector(Collector):
         yield build
         yield from _path_families(snapshot)
         yield from _collector_families(snapshot)
+        yield from _ship_failure_families(snapshot)
         yield from _reflector_families(snapshot)
         yield from _flow_and_malformed_families(snapshot, self._flows, self._captures)
 
@@ -214,6 +215,22 @@ def _collector_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
     yield from (family for family, _ in counter_families.values())
     yield sessions
     yield spool
+
+
+def _ship_failure_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
+    if not snapshot.ship_failures:
+        return  # no sink to the analyzer (or not yet reported)
+    failures = CounterMetricFamily(
+        "xnet_collector_ship_failures_total",
+        "Shipments to the analyzer that failed, by reason: auth (the analyzer refused the agent's "
+        "token; the windows stay spooled and are retried), rejected (refused for good), unavailable "
+        "(the analyzer said come back later), network (no answer).",
+        labels=["src", "reason"],
+    )
+    for site, by_reason in sorted(snapshot.ship_failures.items()):
+        for reason, count in sorted(by_reason.items()):
+            failures.add_metric([site, reason], count)
+    yield failures
 
 
 def _reflector_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:

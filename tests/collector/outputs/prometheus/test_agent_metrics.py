@@ -199,6 +199,17 @@ def test_collector_health_and_last_window_time():
     assert value(state, "xnet_collector_spool_windows", **site) == 5
 
 
+def test_ship_failures_are_copied_when_set_and_shown_by_reason():
+    state = MetricsState()
+    assert value(state, "xnet_collector_ship_failures_total", src="bj-core", reason="auth") is None
+    failures = {"auth": 3, "rejected": 0, "unavailable": 1, "network": 2}
+    state.set_ship_failures("bj-core", failures)
+    failures["auth"] += 100  # later changes show only at the next set_ship_failures
+    assert value(state, "xnet_collector_ship_failures_total", src="bj-core", reason="auth") == 3
+    assert value(state, "xnet_collector_ship_failures_total", src="bj-core", reason="rejected") == 0
+    assert value(state, "xnet_collector_ship_failures_total", src="bj-core", reason="network") == 2
+
+
 def test_reflector_counters_are_copied_when_set():
     stats = ReflectorStats(received=20, reflected=14, refused_not_allowed=2, refused_rate_limited=1, send_errors=1)
     stats.malformed["short"] += 1
