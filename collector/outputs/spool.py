@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import BinaryIO, TypeGuard
 
 from collector.contract.codec import dumps
+from collector.system.files import fsync_directory
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ class WindowSpool:
         # that a failed write leaves nothing in a buffer to be flushed behind our back.
         self._writer = open(path, "xb", buffering=0)  # noqa: SIM115
         self._writer_path, self._writer_size = path, 0
-        _fsync_directory(self.directory)  # the new name itself must survive a power loss
+        fsync_directory(self.directory)  # the new name itself must survive a power loss
         return self._writer
 
     def _take_back_failed_line(self) -> None:
@@ -358,11 +359,3 @@ def _write_fully(writer: BinaryIO, line: bytes) -> None:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         view = view[written:]
     os.fsync(writer.fileno())
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
