@@ -24,7 +24,7 @@ from netaddr.core import AddrFormatError
 
 from collector.system import measurement_sockets, mmsg
 from collector.system.clock import ClockStatus, read_clock_status
-from collector.wire.stamp import AUTH_BASE_LEN, BASE_LEN, STAMP_PORT
+from collector.wire.stamp import AUTH_BASE_LEN, BASE_LEN, STAMP_PORT, check_key
 from collector.wire.stamp_reflect import (
     NO_DSCP_REQUEST,
     ReceivedContext,
@@ -68,6 +68,12 @@ class ReflectorConfig:
                 raise ValueError(f"allow: {prefix!r} is not an IP prefix ({exc})") from None
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port: {self.port} is not a UDP port")
+        for name, key in (("auth_key", self.auth_key), ("hmac_tlv_key", self.hmac_tlv_key)):
+            if key is not None:
+                try:
+                    check_key(key)
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
 
 
 @dataclass

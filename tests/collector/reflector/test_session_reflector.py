@@ -268,3 +268,10 @@ def test_ipv4_binding_answers_ipv4_senders(reflector_factory):
 def test_config_errors_name_the_key():
     with pytest.raises(ValueError, match="allow: 'not-a-prefix'"):
         ReflectorConfig(allow=("not-a-prefix",))
+
+
+@pytest.mark.parametrize("field", ["auth_key", "hmac_tlv_key"])
+def test_a_key_too_short_to_resist_forgery_is_refused(field):
+    with pytest.raises(ValueError, match=rf"{field}: a STAMP key needs at least 16 bytes, got 1"):
+        ReflectorConfig(**{field: b"k"})
+    ReflectorConfig(**{field: b"k" * 16})
