@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import queue
 import socket
+import subprocess
 import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector.agent.plan import load_plan
@@ -121,6 +123,7 @@ class _TokenlessAnalyzer(ThreadingHTTPServer):
         threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
 
 
+@pytest.mark.tool("promtool")
 def test_a_refused_token_keeps_windows_spooled_and_shows_on_metrics(tmp_path):
     port, metrics_port = free_udp_port(), free_udp_port()
     analyzer = _TokenlessAnalyzer()
@@ -135,12 +138,14 @@ def test_a_refused_token_keeps_windows_spooled_and_shows_on_metrics(tmp_path):
         )
     agent = Agent(load_plan(config), clock=shared_host_clock())
     failures: dict[str, float] = {}
+    scraped: list[str] = []
 
     def refused_twice() -> bool:
         if agent.server is None:
             return False  # not serving /metrics yet
         with urllib.request.urlopen(f"http://[::1]:{metrics_port}/metrics", timeout=DEADLINE_S) as response:
             text = response.read().decode()
+        scraped.append(text)
         for family in text_string_to_metric_families(text):
             if family.name == "xnet_collector_ship_failures":
                 failures.update({s.labels["reason"]: s.value for s in family.samples if s.labels["src"] == "here"})
@@ -155,3 +160,6 @@ def test_a_refused_token_keeps_windows_spooled_and_shows_on_metrics(tmp_path):
     assert agent.sink.rejected_total == 0 and agent.sink.dropped_total == 0
     assert agent.sink.spool_depth >= 1  # the windows wait for the token to be fixed
     assert failures["rejected"] == 0 and failures["network"] == 0
+    # The agent's whole /metrics, as served, is valid for Prometheus' own checker.
+    checked = subprocess.run(["promtool", "check", "metrics"], input=scraped[-1], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+import subprocess
 import threading
 import urllib.request
 
@@ -287,6 +288,19 @@ def test_snapshots_stay_whole_and_unchanged_while_windows_are_applied():
         final.paths[KEY] = None  # read-only mapping
     with pytest.raises(dataclasses.FrozenInstanceError):
         final.paths[keys[0]].sent = 0
+
+
+@pytest.mark.tool("promtool")
+def test_the_whole_agent_exposition_passes_promtool_check_metrics():
+    state = MetricsState()
+    state.apply([window()], now_ns=T0 + 10 * S)
+    state.set_health(health())
+    state.set_reflector(ReflectorCounters())
+    state.set_ship_failures("bj-core", {"auth": 1, "rejected": 0, "unavailable": 0, "network": 2})
+    text = generate_latest(agent_registry(state)).decode()  # with the process_* families
+    assert "xnet_collector_scheduling_lag_seconds" in text and "xnet_collector_ship_failures_total" in text
+    checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_serve_metrics_on_ipv6_loopback_and_stop():
