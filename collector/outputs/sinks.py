@@ -9,6 +9,10 @@ for `CollectorHealth`:
 - `dropped_total`    discarded by the agent (spool full, or the spool could not be written)
 - `spool_depth`      waiting to be delivered
 
+A sink that ships over the network also counts its failed POSTs by reason
+(`ReportsShipFailures.ship_failures`: auth, rejected, unavailable, network), for
+`xnet_collector_ship_failures_total`.
+
 The HTTP wire format is described in `collector.contract.codec`.
 """
 
