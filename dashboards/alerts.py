@@ -626,6 +626,19 @@ def health_alerts(config: MixinConfig) -> list[AlertRule]:
             {"src": "cnty1a"},
         ),
         HealthAlert(
+            "XnetCollectorTokenRefused",
+            'sum by (src) (increase(xnet_collector_ship_failures_total{reason="auth"}[10m]))',
+            "> 0",
+            "warning",
+            "5m",
+            "The analyzer refuses the token of agent {{ $labels.src }}",
+            "The analyzer answers 401/403 to site {{ $labels.src }}: its token file is missing or differs "
+            "from the agent's. The windows wait in the agent's spool until the tokens agree.",
+            {'xnet_collector_ship_failures_total{src="cnty1a",reason="auth"}': "0+1x40"},
+            {'xnet_collector_ship_failures_total{src="cnty1a",reason="auth"}': "3x40"},
+            {"src": "cnty1a"},
+        ),
+        HealthAlert(
             "XnetCollectorWindowsDropped",
             f"sum by (src) ({counter_rate('xnet_collector_windows_dropped_total', '10m', 'increase')})",
             "> 0",

@@ -13,9 +13,9 @@ from enum import Enum
 from importlib import resources
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from collector.system.config_files import ConfigError, describe_errors, load_yaml
 from lab.addressing import AddressPlan, AddressPlanError
 
 # Interface names are `to-<peer>` and Linux allows 15 characters, hence 12 for a site.
@@ -283,26 +283,17 @@ def from_model(model: TopologyModel) -> LabTopology:
 def parse(text: str, source: str = "<topology>") -> LabTopology:
     """Validate a topology given as YAML text; errors name `source` and the key."""
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise TopologyError(f"{source}: not valid YAML: {exc}") from None
+        data = load_yaml(text, source)
+    except ConfigError as exc:  # names the file, the line and what is wrong
+        raise TopologyError(str(exc)) from None
     if not isinstance(data, dict):
         raise TopologyError(f"{source}: expected a mapping with name, addressing, sites, links, slices")
     try:
         return from_model(TopologyModel.model_validate(data))
     except ValidationError as exc:
-        raise TopologyError(f"{source}: {_describe(exc)}") from None
+        raise TopologyError(f"{source}: {'; '.join(describe_errors(exc, TopologyModel))}") from None
     except ValueError as exc:
         raise TopologyError(f"{source}: {exc}") from None
-
-
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"])
-        message = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{where}: {message}" if where else message)
-    return "; ".join(parts)
 
 
 def builtin_names() -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import signal
 import socket
@@ -220,3 +221,30 @@ def network_namespace() -> Iterator[str]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGKILL)
         subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@contextlib.contextmanager
+def small_filesystem(mountpoint: Path, size: str = "64k") -> Iterator[Path]:
+    """A tmpfs of `size` mounted on `mountpoint` (needs root), unmounted afterwards: a disk
+    that really fills up."""
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(mountpoint)], check=True)
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "--lazy", str(mountpoint)], check=False)
+
+
+def fill_filesystem(directory: Path) -> Path:
+    """Write a file in `directory` until the filesystem refuses another byte (ENOSPC);
+    returns it, so that deleting it gives the space back."""
+    filler = directory / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        for chunk in (4096, 1):
+            try:
+                while True:
+                    f.write(b"\0" * chunk)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+    return filler

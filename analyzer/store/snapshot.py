@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +31,9 @@ log = logging.getLogger(__name__)
 
 SNAPSHOT_FORMAT = "xnetmon-analyzer-store"
 SNAPSHOT_VERSION = 1
+# What a part of the wrong shape raises while it is read (a list where a mapping belongs,
+# a word where a number does, a key to a path the file does not hold...).
+_DAMAGE = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, ZeroDivisionError)
 
 
 def save_snapshot(store: WindowStore, path: str | os.PathLike) -> int:
@@ -48,23 +52,29 @@ def restore_snapshot(path: str | os.PathLike, policies: Mapping[str, object] | N
     since); a tracker whose state no longer fits its policy starts afresh, logged.
     Raises OSError or ValueError (with the file's name) if the file cannot be used."""
     try:
-        state = json.loads(Path(path).read_text())
-    except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: JSON nested too deep
+        state = json.loads(Path(path).read_bytes())
+    except (ValueError, RecursionError) as exc:  # not JSON, not text, or nested past the parser
         raise ValueError(f"{path}: not a store snapshot ({type(exc).__name__}: {exc})") from None
     if not isinstance(state, dict) or state.get("format") != SNAPSHOT_FORMAT:
         raise ValueError(f"{path}: not an xnetmon analyzer snapshot")
     if state.get("version") != SNAPSHOT_VERSION:
         raise ValueError(f"{path}: snapshot version {state.get('version')}, this analyzer reads {SNAPSHOT_VERSION}")
     saved_interval = state.get("interval_s")
+    if (
+        isinstance(saved_interval, bool)
+        or not isinstance(saved_interval, int | float)
+        or not 0 < saved_interval < math.inf
+    ):
+        raise ValueError(f"{path}: damaged snapshot (interval_s: expected a positive number, got {saved_interval!r})")
     if options.setdefault("interval_s", saved_interval) != saved_interval:
         raise ValueError(
             f"{path}: saved with {saved_interval} s intervals, not {options['interval_s']} s; "
             "its verdicts cannot continue at another interval"
         )
     try:
-        store = WindowStore(policies, **options)  # the saved interval_s may be damaged too
+        store = WindowStore(policies, **options)
         _load(store, state)
-    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+    except _DAMAGE as exc:
         raise ValueError(f"{path}: damaged snapshot ({type(exc).__name__}: {exc})") from None
     return store
 

@@ -27,7 +27,7 @@ from collector.bus.subjects import BadSubject, check_site
 from collector.contract.records import Slice, Target
 from collector.probes.registry import PROBERS
 from collector.reflector.session_reflector import ReflectorConfig
-from collector.wire.stamp import STAMP_PORT
+from collector.wire.stamp import STAMP_PORT, check_key
 
 if TYPE_CHECKING:  # imported when a plan has a flows or capture section: they pull in numpy
     from collector.capture.agent_captures import CaptureSettings
@@ -184,6 +184,12 @@ def _reflector(config: AgentConfig, problems: list[str]) -> ReflectorConfig | No
     key = None
     if settings.auth_key_file is not None:
         key = _read_secret(config, "reflector.auth_key_file", settings.auth_key_file, problems)
+        try:
+            if key is not None:
+                check_key(key)
+        except ValueError as exc:
+            problems.append(f"reflector.auth_key_file: {exc}")
+            return None
     try:
         return ReflectorConfig(
             bind=tuple(settings.bind),

@@ -22,7 +22,7 @@ from collector.contract.records import CollectorHealth, PathObservation, PathWin
 from collector.contract.shipment import ShipmentBatch
 from collector.outputs.prometheus.agent import MetricsServer, serve_metrics
 from collector.outputs.prometheus.state import MetricsState
-from collector.outputs.sinks import HttpSink, WindowSink
+from collector.outputs.sinks import HttpSink, ReportsShipFailures, WindowSink
 from collector.reflector.session_reflector import Reflector
 from collector.system import selfstats
 from collector.system.clock import ClockStatus
@@ -84,6 +84,8 @@ class Agent:
             spool_depth=self.sink.spool_depth if self.sink is not None else 0,
         )
         self.metrics.set_health(health)
+        if isinstance(self.sink, ReportsShipFailures):
+            self.metrics.set_ship_failures(self.plan.site, self.sink.ship_failures)
         if self.reflector is not None:
             self.metrics.set_reflector(self.reflector.stats)
         return health

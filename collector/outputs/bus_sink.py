@@ -94,11 +94,12 @@ class BusSink(SpoolingSink):
             duplicate = future.result(timeout + 1.0)
         except MaxPayloadError:
             log.error("bus refused a body of %d bytes as too large: lower max_windows_per_post", len(body))
+            self.ship_failures["rejected"] += 1
             self.rejected_total += windows
             return Outcome.REJECTED, 0.0
         except Exception as exc:  # unreachable, no ack in time, no stream yet: all worth a retry
             future.cancel()
-            self._note_away(f"{type(exc).__name__}: {exc}")
+            self._note_away("network", f"{type(exc).__name__}: {exc}")
             return Outcome.RETRY, 0.0
         self._note_back()
         self.delivered_total += windows

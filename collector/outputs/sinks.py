@@ -5,9 +5,13 @@ shutdown; sinks know nothing of probes. Counters are in windows, for the exporte
 for `CollectorHealth`:
 
 - `delivered_total`  accepted by the analyzer
-- `rejected_total`   refused for good by the analyzer (HTTP 4xx), never retried
+- `rejected_total`   refused for good by the analyzer (HTTP 4xx but 401/403), never retried
 - `dropped_total`    discarded by the agent (spool full, or the spool could not be written)
 - `spool_depth`      waiting to be delivered
+
+A sink that ships over the network also counts its failed sends by reason
+(`ReportsShipFailures.ship_failures`: auth, rejected, unavailable, network), for
+`xnet_collector_ship_failures_total`.
 
 The HTTP wire format is described in `collector.contract.codec`.
 """
@@ -21,7 +25,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -127,14 +131,30 @@ class Outcome(enum.Enum):
     RETRY = "retry"
 
 
+AUTH_STATUSES = (401, 403)
+# Why a send did not deliver: the credentials were refused, the batch was refused for good,
+# the destination answered "later" (408, 429, 5xx, anything odd), or no answer came at all.
+SHIP_FAILURE_REASONS = ("auth", "rejected", "unavailable", "network")
+
+
 def classify(status: int) -> Outcome:
-    """2xx delivered; 408 and 429 (come back later) and 5xx retried; any other 4xx rejected.
-    Anything else (1xx, a redirect) is a misconfiguration worth retrying: the spool is bounded."""
+    """2xx delivered; 408 and 429 (come back later) and 5xx retried; 401 and 403 retried too:
+    a refused token is an operator's mistake (an analyzer started without its token file),
+    not a verdict on the data. Any other 4xx rejected. Anything else (1xx, a redirect) is a
+    misconfiguration worth retrying: the spool is bounded."""
     if 200 <= status < 300:
         return Outcome.DELIVERED
-    if 400 <= status < 500 and status not in (408, 429):
+    if 400 <= status < 500 and status not in (408, 429, *AUTH_STATUSES):
         return Outcome.REJECTED
     return Outcome.RETRY
+
+
+@runtime_checkable
+class ReportsShipFailures(Protocol):
+    """A sink that counts its failed deliveries by reason (one of `SHIP_FAILURE_REASONS`)."""
+
+    @property
+    def ship_failures(self) -> Mapping[str, int]: ...
 
 
 _CLOSE = object()  # wakes the shipping thread when close() is called
@@ -175,6 +195,7 @@ class SpoolingSink:
         self.max_windows_per_post = max_windows_per_post
         self.delivered_total = 0
         self.rejected_total = 0
+        self.ship_failures = dict.fromkeys(SHIP_FAILURE_REASONS, 0)  # sends, not windows
         self._spool = WindowSpool(spool_dir, max_windows, segment_bytes=segment_bytes)
         self._unspooled_dropped = 0  # windows lost because the spool could not be written
         self._handoff: queue.SimpleQueue = queue.SimpleQueue()
@@ -183,6 +204,7 @@ class SpoolingSink:
         self._closing = threading.Event()
         self._deadline = float("inf")
         self._away_since: float | None = None  # monotonic time the destination stopped answering
+        self._away_reason: str | None = None  # the latest logged of SHIP_FAILURE_REASONS
 
     def _start(self) -> None:
         """Called by a destination's __init__ once it can send."""
@@ -328,10 +350,17 @@ class SpoolingSink:
                     time.sleep(0)  # let the event loop run
             yield assemble_body(batch, encoded, with_extras=start == 0), len(encoded)
 
-    def _note_away(self, reason: str) -> None:
+    def _note_away(self, reason: str, detail: str, level: int = logging.WARNING) -> None:
+        """Count a failed send by `reason`; log why once per episode and reason (not per
+        retry): the windows stay spooled."""
+        self.ship_failures[reason] += 1
         if self._away_since is None:
             self._away_since = time.monotonic()
-            log.warning("%s unavailable (%s); windows wait in spool %s", self.endpoint, reason, self._spool.directory)
+        if reason != self._away_reason:
+            self._away_reason = reason
+            log.log(
+                level, "%s not taking windows (%s); they wait in spool %s", self.endpoint, detail, self._spool.directory
+            )
 
     def _note_back(self) -> None:
         if self._away_since is not None:
@@ -342,6 +371,7 @@ class SpoolingSink:
                 self._spool.pending_windows,
             )
             self._away_since = None
+        self._away_reason = None
 
 
 class HttpSink(SpoolingSink):
@@ -393,40 +423,34 @@ class HttpSink(SpoolingSink):
         try:
             response = self._client.post(self.endpoint, content=body, timeout=timeout)
         except httpx.HTTPError as exc:
-            self._note_away(f"{type(exc).__name__}: {exc}")
+            self._note_away("network", f"{type(exc).__name__}: {exc}")
             return Outcome.RETRY, 0.0
         outcome = classify(response.status_code)
         if outcome is Outcome.DELIVERED:
             self._note_back()
             self.delivered_total += windows
+        elif response.status_code in AUTH_STATUSES:
+            self._note_away(
+                "auth",
+                f"it refused the agent's token (HTTP {response.status_code}): check the analyzer token in the "
+                f"agent's config. Analyzer said: {response.text[:MAX_LOGGED_BODY]}",
+                level=logging.ERROR,
+            )
         elif outcome is Outcome.RETRY:
-            self._note_away(f"HTTP {response.status_code}")
+            self._note_away("unavailable", f"HTTP {response.status_code}")
             return outcome, _retry_after_seconds(response)
         else:
+            self.ship_failures["rejected"] += 1
             self._note_back()
             self.rejected_total += windows
-            self._log_rejection(response, windows)
-        return outcome, 0.0
-
-    def _log_rejection(self, response: httpx.Response, windows: int) -> None:
-        text = response.text[:MAX_LOGGED_BODY]
-        if response.status_code in (401, 403):
-            log.error(
-                "analyzer %s refused the agent's token (HTTP %d): check the analyzer token in the "
-                "agent's config; dropped a batch of %d window(s). Analyzer said: %s",
-                self.endpoint,
-                response.status_code,
-                windows,
-                text,
-            )
-        else:
             log.error(
                 "analyzer %s rejected a batch of %d window(s) with HTTP %d; dropped, not retried. Analyzer said: %s",
                 self.endpoint,
                 windows,
                 response.status_code,
-                text,
+                response.text[:MAX_LOGGED_BODY],
             )
+        return outcome, 0.0
 
 
 def _retry_after_seconds(response: httpx.Response) -> float:

@@ -23,7 +23,9 @@ The body (see collector.contract.codec) is stored as the exact bytes to POST, wi
 them, so delivery and restart read a record back without parsing it. A crash mid-write
 leaves a truncated last line; a damaged disk may leave garbage. Such lines are skipped and
 counted (`corrupt_records_total`), and new records always go to a new segment, so they are
-never glued to a broken line.
+never glued to a broken line. A write the disk refuses (ENOSPC) is taken back whole (the
+part written is cut off, an empty new segment removed) and raised to the caller, who counts
+the batch as dropped; the next append works as soon as space returns, without a restart.
 
 Bound: when more than `max_windows` windows (or records) wait, the oldest windows go
 first, window by window (`dropped_windows_total`); a record whose windows are all dropped
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -45,6 +48,7 @@ from pathlib import Path
 from typing import BinaryIO, TypeGuard
 
 from collector.contract.codec import dumps
+from collector.system.files import fsync_directory
 
 log = logging.getLogger(__name__)
 
@@ -100,16 +104,15 @@ class WindowSpool:
 
     def append(self, body: bytes, windows: int) -> int:
         """Spool one wire body holding `windows` windows, durably; returns how many old
-        windows the bound dropped to make room."""
+        windows the bound dropped to make room. An OSError (a full disk) leaves the spool as
+        it was: the caller counts the batch as lost, and the next append starts afresh."""
         header = f'{{"id":{self._next_id},"windows":{windows},"crc32":{zlib.crc32(body)},"batch":'
         line = header.encode() + body + b"}\n"
-        writer = self._writer_for_next_line()
         try:
-            writer.write(line)
-            writer.flush()
-            os.fsync(writer.fileno())
+            writer = self._writer_for_next_line()
+            _write_fully(writer, line)
         except OSError:
-            self._close_writer()  # a half-written line must not be continued by the next record
+            self._take_back_failed_line()
             raise
         assert self._writer_path is not None  # set with the writer
         self._records.append(_Record(self._next_id, self._writer_path, self._writer_size, len(line), windows))
@@ -120,16 +123,29 @@ class WindowSpool:
         self.dropped_windows_total += dropped
         return dropped
 
-    def _writer_for_next_line(self):
+    def _writer_for_next_line(self) -> BinaryIO:
         if self._writer is not None and self._writer_size < self.segment_bytes:
             return self._writer
         self._close_writer()
         path = self.directory / f"{self._next_id:020d}{SEGMENT_SUFFIX}"
-        # Kept open across appends; ids only grow, so a name is never reused.
-        self._writer = open(path, "xb")  # noqa: SIM115
+        # Kept open across appends; ids only grow, so a name is never reused. Unbuffered, so
+        # that a failed write leaves nothing in a buffer to be flushed behind our back.
+        self._writer = open(path, "xb", buffering=0)  # noqa: SIM115
         self._writer_path, self._writer_size = path, 0
-        _fsync_directory(self.directory)  # the new name itself must survive a power loss
+        fsync_directory(self.directory)  # the new name itself must survive a power loss
         return self._writer
+
+    def _take_back_failed_line(self) -> None:
+        """Cut off what a failed write left of its line (a full disk leaves part of one), and
+        remove a segment that holds nothing else, so its name is free for the next append."""
+        writer, path = self._writer, self._writer_path
+        if writer is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(writer.fileno(), self._writer_size)
+        if path is not None and self._writer_size == 0:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        self._close_writer()  # later records go to a new segment, never after a cut line
 
     def _close_writer(self) -> None:
         if self._writer is not None:
@@ -334,9 +350,12 @@ def _is_count(value: object) -> TypeGuard[int]:
     return type(value) is int and value >= 0
 
 
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _write_fully(writer: BinaryIO, line: bytes) -> None:
+    """Write and fsync all of `line`; an unbuffered write may take only part of it."""
+    view = memoryview(line)
+    while view:
+        written = writer.write(view)
+        if not written:  # None: cannot happen on a blocking file; 0: the disk took nothing
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
+    os.fsync(writer.fileno())

@@ -32,6 +32,7 @@ from collector.wire.stamp import (
     SenderPacket,
     TimestampFormat,
     base_hmac_ok,
+    check_key,
     decode_reflector,
     decode_timestamp,
     encode_sender,
@@ -69,6 +70,10 @@ class SenderSettings:
     timestamp_format: TimestampFormat = TimestampFormat.NTP
     error_estimate: ErrorEstimate = ErrorEstimate()
     stateful_reflector: bool = False  # trust the reflector's sequence numbers for direction
+
+    def __post_init__(self) -> None:
+        if self.auth_key is not None:
+            check_key(self.auth_key)
 
     @property
     def authenticated(self) -> bool:

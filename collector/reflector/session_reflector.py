@@ -35,6 +35,7 @@ from collector.wire.stamp import (
     SENDER_AUTH,
     STAMP_PORT,
     base_hmac_ok,
+    check_key,
     ntp_to_ns,
     ptp_to_ns,
 )
@@ -92,6 +93,12 @@ class ReflectorConfig:
             raise ValueError(f"port: {self.port} is not a UDP port")
         if not 0 < self.replay_max_age_s <= 86_400:
             raise ValueError(f"replay_max_age_s: expected 0..86400 seconds, got {self.replay_max_age_s}")
+        for name, key in (("auth_key", self.auth_key), ("hmac_tlv_key", self.hmac_tlv_key)):
+            if key is not None:
+                try:
+                    check_key(key)
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
         self.rate_limits()
         self.session_limits()
 

@@ -39,8 +39,28 @@ def read_config_text(path: Path) -> str:
 # YAML: a key given twice is a mistake, not the last one winning.
 
 
+MAX_NESTING = 100  # levels of lists and mappings; no configuration needs a tenth of that
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last), and
+    nesting deeper than `MAX_NESTING`, which would otherwise exhaust Python's recursion
+    limit (a RecursionError traceback instead of a line naming the file)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested too deeply (more than {MAX_NESTING} levels)", self.peek_event().start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:

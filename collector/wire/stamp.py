@@ -34,6 +34,9 @@ STAMP_PORT = 862
 BASE_LEN = 44  # unauthenticated sender and reflector base packets are both 44 octets
 AUTH_BASE_LEN = 112  # authenticated base packets are both 112 octets
 AUTH_HMAC_OFFSET = 96  # the base packet's HMAC covers the 96 octets in front of it
+# Authenticated STAMP uses HMAC-SHA-256 (RFC 8762 section 4.4): a key shorter than the
+# 16-octet tag it produces is easier to guess than the tag itself (RFC 2104 section 3).
+MIN_KEY_LEN = 16
 TWAMP_LIGHT_MIN_LEN = 14  # sequence number, timestamp, error estimate (RFC 5357 sender)
 TWAMP_REFLECTOR_LEN = 41  # RFC 5357 reflector fields end with the sender TTL octet
 NTP_UNIX_OFFSET_S = 2_208_988_800  # seconds from 1900-01-01 (NTP era 0) to 1970-01-01
@@ -181,6 +184,15 @@ class ReflectorPacket:
     def tlv(self, cls: type[_T]) -> _T | None:
         """The first TLV of type `cls`."""
         return next((t for t in self.tlvs if isinstance(t, cls)), None)
+
+
+def check_key(key: bytes) -> None:
+    """Raise ValueError, in words, when `key` is too short to be an HMAC key."""
+    if len(key) < MIN_KEY_LEN:
+        raise ValueError(
+            f"a STAMP key needs at least {MIN_KEY_LEN} bytes, got {len(key)} "
+            "(RFC 8762 HMAC-SHA-256; e.g. head -c 32 /dev/urandom > KEYFILE)"
+        )
 
 
 def seal(buf: bytearray, length: int, key: bytes, *, authenticated: bool) -> None:

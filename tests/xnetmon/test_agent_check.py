@@ -186,3 +186,11 @@ def test_a_bad_config_never_reaches_run_agent(fake_run_loop, tmp_path, capsys):
         f'xnetmon agent: {config}: metrics.listen: expected "[ADDRESS]:PORT" such as "[::1]:9862",'
         " got 'localhost:9862'\n"
     )
+
+
+def test_check_of_yaml_thousands_deep_is_one_clear_line_naming_the_file(tmp_path):
+    deep = tmp_path / "agent.yaml"
+    deep.write_text("site:\n  name: " + "[" * 5000 + "]" * 5000 + "\n")
+    done = xnetmon("agent", "--config", str(deep), "--check")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert f"{deep}:2:" in done.stderr and "invalid YAML: nested too deeply" in done.stderr, done.stderr

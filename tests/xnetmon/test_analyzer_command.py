@@ -88,6 +88,29 @@ def test_mistakes_are_one_clear_line(args, message):
     assert len(lines) == 1 and lines[0].startswith("xnetmon analyzer: ") and message in lines[0], result.stderr
 
 
+@pytest.mark.parametrize("option", ["--policies", "--topology"])
+def test_yaml_thousands_deep_is_one_clear_line_naming_the_file(tmp_path, option):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("[" * 5000 + "]" * 5000)
+    result = xnetmon("analyzer", option, str(deep), timeout=30)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{deep}:1:101: invalid YAML: nested too deeply" in lines[0], result.stderr
+
+
+def test_topology_mistakes_are_said_in_words(tmp_path):
+    topology = tmp_path / "net.yaml"
+    small = (REPO / "lab" / "topologies" / "small.yaml").read_text()
+    topology.write_text(small.replace("bandwidth_mbit: 100\n", "bandwidth_mbit: lots\nsurprise: 1\n", 1))
+    result = xnetmon("analyzer", "--topology", str(topology), timeout=30)
+    assert result.returncode == 2
+    line = result.stderr.strip()
+    assert "bandwidth_mbit: expected a valid number, got 'lots'" in line, line
+    assert "unknown key 'surprise'" in line, line
+    assert "Input should be" not in line and "Extra inputs" not in line, line
+
+
 def test_a_damaged_snapshot_is_reported_not_overwritten(tmp_path):
     state = tmp_path / "state"
     state.mkdir()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from collector.contract.slice_catalog import UnknownSliceError, slice_by_name
 from collector.system.listen_address import parse_listen
+from collector.wire.stamp import check_key
 from xnetmon.errors import UsageError
 
 
@@ -38,6 +39,10 @@ def read_key_file(path: str) -> bytes:
         raise UsageError(f"cannot read key file {path}: {exc.strerror}") from None
     if not key:
         raise UsageError(f"key file {path} is empty")
+    try:
+        check_key(key)
+    except ValueError as exc:
+        raise UsageError(f"key file {path}: {exc}") from None
     return key
 
 

@@ -73,6 +73,7 @@ class AgentCollector(Collector):
         yield build
         yield from _path_families(snapshot)
         yield from _collector_families(snapshot)
+        yield from _ship_failure_families(snapshot)
         yield from _reflector_families(snapshot)
         yield from _flow_and_malformed_families(snapshot, self._flows, self._captures)
 
@@ -160,11 +161,13 @@ def _collector_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
     yield last_window
     if not snapshot.health:
         return
-    lag = GaugeMetricFamily(
+    # A summary of quantiles alone (the latest window's p99 and maximum): a gauge may not
+    # carry a `quantile` label (`promtool check metrics`), and _sum/_count are optional.
+    lag = Metric(
         "xnet_collector_scheduling_lag_seconds",
         "How late probes left compared with their schedule during the latest window, in seconds "
         "(quantile 1 is the maximum). High values mean the agent, not the network, is slow.",
-        labels=["src", "quantile"],
+        "summary",
     )
     counters = {  # metric -> (help, CollectorHealth field); full names, so a metric can be searched for
         "xnet_collector_probes_sent_total": ("Probe packets the agent sent, all paths together.", "probes_sent_total"),
@@ -204,8 +207,8 @@ def _collector_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
         labels=["src"],
     )
     for site, health in sorted(snapshot.health.items()):
-        lag.add_metric([site, "0.99"], health.scheduling_lag_p99_ns / 1e9)
-        lag.add_metric([site, "1"], health.scheduling_lag_max_ns / 1e9)
+        lag.add_sample(lag.name, {"src": site, "quantile": "0.99"}, health.scheduling_lag_p99_ns / 1e9)
+        lag.add_sample(lag.name, {"src": site, "quantile": "1"}, health.scheduling_lag_max_ns / 1e9)
         for family, field in counter_families.values():
             family.add_metric([site], getattr(health, field))
         sessions.add_metric([site], health.sessions)
@@ -214,6 +217,22 @@ def _collector_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
     yield from (family for family, _ in counter_families.values())
     yield sessions
     yield spool
+
+
+def _ship_failure_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
+    if not snapshot.ship_failures:
+        return  # no sink to the analyzer (or not yet reported)
+    failures = CounterMetricFamily(
+        "xnet_collector_ship_failures_total",
+        "Shipments to the analyzer that failed, by reason: auth (the analyzer refused the agent's "
+        "token; the windows stay spooled and are retried), rejected (refused for good), unavailable "
+        "(the analyzer said come back later), network (no answer).",
+        labels=["src", "reason"],
+    )
+    for site, by_reason in sorted(snapshot.ship_failures.items()):
+        for reason, count in sorted(by_reason.items()):
+            failures.add_metric([site, reason], count)
+    yield failures
 
 
 def _reflector_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:

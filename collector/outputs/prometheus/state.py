@@ -115,6 +115,7 @@ class MetricsSnapshot:
     health: Mapping[str, CollectorHealth] = field(default_factory=_empty)  # by site
     reflector: ReflectorCounters | None = None  # None: this agent runs no reflector
     last_window_end_ns: Mapping[str, int] = field(default_factory=_empty)  # by source site
+    ship_failures: Mapping[str, Mapping[str, int]] = field(default_factory=_empty)  # site -> reason -> POSTs
 
 
 class MetricsState:
@@ -169,6 +170,14 @@ class MetricsState:
             health_by_site = dict(old.health)
             health_by_site[health.site] = health
             self._swap(old, health=MappingProxyType(health_by_site))
+
+    def set_ship_failures(self, site: str, failures: Mapping[str, int]) -> None:
+        """Record the sink's failed deliveries by reason (copied now)."""
+        with self._lock:
+            old = self._snapshot
+            by_site = dict(old.ship_failures)
+            by_site[site] = MappingProxyType(dict(failures))
+            self._swap(old, ship_failures=MappingProxyType(by_site))
 
     def set_reflector(self, stats: ReflectorStats | ReflectorCounters) -> None:
         """Record the reflector's counters: a `ReflectorStats` (copied now) or `ReflectorCounters`."""

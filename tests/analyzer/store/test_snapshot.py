@@ -93,6 +93,52 @@ def test_a_damaged_snapshot_is_refused_naming_the_file(tmp_path):
         restore_snapshot(target, {}, tracker_type=RecordingTracker)
 
 
+def _reshaped(state: dict, change: str) -> bytes:
+    """The saved `state` with one part given a shape the reader does not expect."""
+    if change == "counters-a-list":
+        state["counters"] = ["windows_ingested"]
+    elif change == "observations-a-mapping":
+        state["observations"] = {"a": 1}
+    elif change == "interval-a-word":
+        state["interval_s"] = "ten"
+    elif change == "interval-zero":
+        state["interval_s"] = 0
+    elif change == "paths-of-lists":
+        state["paths"] = [[1, 2]]
+    elif change == "pending-of-unknown-path":
+        stranger = {**state["paths"][0]["key"], "target": "x"}
+        state["slices"][0]["pending"] = [dict(state["paths"][0]["latest"], key=stranger)]
+    elif change == "deeply-nested":
+        return b'{"format": "xnetmon-analyzer-store", "version": 1, "paths": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    elif change == "not-text":
+        return b"\xff\xfe\x00{"
+    return json.dumps(state).encode()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "counters-a-list",
+        "observations-a-mapping",
+        "interval-a-word",
+        "interval-zero",
+        "paths-of-lists",
+        "pending-of-unknown-path",
+        "deeply-nested",
+        "not-text",
+    ],
+)
+def test_a_snapshot_of_the_wrong_shape_is_refused_naming_the_file(tmp_path, change):
+    store = recording_store()
+    feed(store, range(T0, T0 + 2))
+    target = tmp_path / "state.json"
+    save_snapshot(store, target)
+    target.write_bytes(_reshaped(json.loads(target.read_text()), change))
+    with pytest.raises(ValueError, match=r"state\.json: (damaged|not a store) snapshot") as refused:
+        restore_snapshot(target, store.policies, tracker_type=RecordingTracker)
+    assert type(refused.value) is ValueError  # not a stray subclass with a decoder's wording alone
+
+
 def test_a_window_in_a_snapshot_is_checked_as_a_shipped_one_is(tmp_path):
     store = recording_store()
     feed(store, range(T0, T0 + 2))

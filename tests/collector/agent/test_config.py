@@ -101,7 +101,7 @@ def test_own_slices_replace_the_catalogue():
 
 
 def test_reflector_analyzer_and_metrics_settings(tmp_path):
-    (tmp_path / "reflector.key").write_bytes(b"s3cret\n")
+    (tmp_path / "reflector.key").write_bytes(b"reflector-key-0123456789\n")
     (tmp_path / "token").write_text("  abc123  \n")
     plan = plan_of(
         """\
@@ -122,7 +122,7 @@ def test_reflector_analyzer_and_metrics_settings(tmp_path):
         allow=("fd00::/8",),
         rate_limit_pps=0.0,
         global_rate_limit_pps=5000.0,
-        auth_key=b"s3cret",
+        auth_key=b"reflector-key-0123456789",
     )
     assert plan.metrics_listen == ("127.0.0.1", 0)
     assert plan.analyzer_url == "https://analyzer.example:8443/v1"
@@ -542,3 +542,12 @@ def test_the_lab_example_probes_every_other_small_site_by_its_loopback():
     assert all(t.address == lab.address(t.name) for t in targets)
     assert [s.name for s in lab.topology.slices] == [s.name for s in DEFAULT_SLICES]
     assert {(p.slice.name, p.slice.dscp) for p in plan.probes} == {(s.name, s.dscp) for s in lab.topology.slices}
+
+
+def test_a_reflector_key_too_short_to_resist_forgery_is_refused(tmp_path):
+    (tmp_path / "reflector.key").write_bytes(b"k\n")
+    (tmp_path / "agent.yaml").write_text(
+        "site: {name: here}\ntargets: []\nreflector: {enabled: true, auth_key_file: reflector.key}\n"
+    )
+    with pytest.raises(ConfigError, match=r"reflector\.auth_key_file: a STAMP key needs at least 16 bytes, got 1"):
+        load_plan(tmp_path / "agent.yaml")

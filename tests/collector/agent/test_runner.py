@@ -4,8 +4,15 @@ a reload keeps running schedules and refuses a broken file."""
 from __future__ import annotations
 
 import queue
+import socket
+import subprocess
+import threading
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from collector.agent.plan import load_plan
 from collector.agent.runner import Agent
@@ -93,3 +100,66 @@ def test_reload_keeps_running_schedules_and_refuses_a_broken_file(tmp_path):
     slices = {s.probe.slice.name: s for s in agent.scheduler._schedules.values()}
     assert set(slices) == {"video", "data"}
     assert slices["video"].target.session is video_session  # kept, with its sequence numbers
+
+
+class _TokenlessAnalyzer(ThreadingHTTPServer):
+    """An analyzer restarted without its token file: every shipment gets 403."""
+
+    address_family = socket.AF_INET6
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        class Refuse(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                self.send_response(403)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        super().__init__(("::1", 0), Refuse)
+        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+
+
+@pytest.mark.tool("promtool")
+def test_a_refused_token_keeps_windows_spooled_and_shows_on_metrics(tmp_path):
+    port, metrics_port = free_udp_port(), free_udp_port()
+    analyzer = _TokenlessAnalyzer()
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    config = tmp_path / "agent.yaml"
+    write_config(config, port, metrics_port, "video")
+    with config.open("a") as f:
+        f.write(
+            f'analyzer: {{url: "http://[::1]:{analyzer.server_address[1]}", token_file: "{token}", '
+            f'spool_dir: "{tmp_path / "spool"}"}}\n'
+        )
+    agent = Agent(load_plan(config), clock=shared_host_clock())
+    failures: dict[str, float] = {}
+    scraped: list[str] = []
+
+    def refused_twice() -> bool:
+        if agent.server is None:
+            return False  # not serving /metrics yet
+        with urllib.request.urlopen(f"http://[::1]:{metrics_port}/metrics", timeout=DEADLINE_S) as response:
+            text = response.read().decode()
+        scraped.append(text)
+        for family in text_string_to_metric_families(text):
+            if family.name == "xnet_collector_ship_failures":
+                failures.update({s.labels["reason"]: s.value for s in family.samples if s.labels["src"] == "here"})
+        return failures.get("auth", 0) >= 2
+
+    try:
+        run_until(agent.run, agent.stop, refused_twice)
+    finally:
+        analyzer.shutdown()
+        analyzer.server_close()
+    assert agent.sink is not None
+    assert agent.sink.rejected_total == 0 and agent.sink.dropped_total == 0
+    assert agent.sink.spool_depth >= 1  # the windows wait for the token to be fixed
+    assert failures["rejected"] == 0 and failures["network"] == 0
+    # The agent's whole /metrics, as served, is valid for Prometheus' own checker.
+    checked = subprocess.run(["promtool", "check", "metrics"], input=scraped[-1], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -21,7 +21,7 @@ from collector.contract.records import FlowId, PathObservation
 from collector.contract.shipment import ShipmentBatch
 from collector.outputs.sinks import Backoff, HttpSink, InProcessSink, Outcome, WindowSink, classify
 from tests.analyzer_support import W, window
-from tests.support import CountingBackoff, Stopwatch, wait_until
+from tests.support import CountingBackoff, Stopwatch, fill_filesystem, small_filesystem, wait_until
 
 TOKEN = "s3cret"
 FAST = Backoff(initial_s=0.01, cap_s=0.05)  # keeps outage tests quick
@@ -57,6 +57,7 @@ class Receiver:
         self.script: collections.deque[int] = collections.deque()
         self.requests: list[tuple[int, dict, dict]] = []  # (status, headers, body)
         self.accepted: list[dict] = []
+        self.token = TOKEN  # the one it accepts: changed to play an analyzer started with another
         self._server: _Server | None = None
 
     @property
@@ -74,7 +75,7 @@ class Receiver:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 if self.path != "/v1/windows":
                     status, reply = 404, {"error": "no such endpoint"}
-                elif self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                elif self.headers.get("Authorization") != f"Bearer {receiver.token}":
                     status, reply = 401, {"error": "invalid bearer token"}
                 else:
                     status = receiver.script.popleft() if receiver.script else 200
@@ -115,10 +116,10 @@ def receiver():
 def make_sink(tmp_path):
     sinks: list[HttpSink] = []
 
-    def make(url: str, token: str = TOKEN, max_windows: int = 1000, **options) -> HttpSink:
+    def make(url: str, token: str = TOKEN, max_windows: int = 1000, *, spool_dir=None, **options) -> HttpSink:
         options.setdefault("backoff", FAST)
         options.setdefault("timeout_s", 2.0)
-        sink = HttpSink(url, token, tmp_path / "spool", max_windows, **options)
+        sink = HttpSink(url, token, spool_dir or tmp_path / "spool", max_windows, **options)
         sinks.append(sink)
         return sink
 
@@ -132,8 +133,8 @@ def make_sink(tmp_path):
 
 def test_response_policy():
     assert [classify(s) for s in (200, 202, 204)] == [Outcome.DELIVERED] * 3
-    assert [classify(s) for s in (400, 401, 403, 404, 413, 422)] == [Outcome.REJECTED] * 6
-    assert [classify(s) for s in (408, 429, 500, 502, 503, 301)] == [Outcome.RETRY] * 6
+    assert [classify(s) for s in (400, 404, 413, 422)] == [Outcome.REJECTED] * 4
+    assert [classify(s) for s in (401, 403, 408, 429, 500, 502, 503, 301)] == [Outcome.RETRY] * 8
 
 
 def test_backoff_grows_with_jitter_up_to_a_cap():
@@ -247,16 +248,37 @@ def test_400_is_rejected_not_retried_and_counted(receiver, make_sink, caplog):
     assert "HTTP 400" in caplog.text and "malformed window: seq missing" in caplog.text
 
 
-def test_a_bad_token_is_rejected_with_a_clear_message(receiver, make_sink, caplog):
+def test_a_refused_token_keeps_the_spool_and_retries_until_the_analyzer_takes_it(receiver, make_sink, caplog):
+    receiver.token = "the analyzer lost its token file"
     receiver.start()
-    sink = make_sink(receiver.url, token="wrong")
+    sink = make_sink(receiver.url)
     with caplog.at_level(logging.ERROR, logger="collector.outputs.sinks"):
-        sink.submit(batch(1))
-        wait_until(lambda: sink.rejected_total == 1)
-    assert len(receiver.requests) == 1 and receiver.accepted == []
+        for seq in range(0, 50, 5):
+            sink.submit(batch(*range(seq, seq + 5)))
+        wait_until(lambda: sink.ship_failures["auth"] >= 3)  # retried, with backoff
+    assert (sink.rejected_total, sink.dropped_total, sink.delivered_total) == (0, 0, 0)
+    assert sink.spool_depth == 50  # nothing thrown away: the token is the operator's mistake
+    assert sink.ship_failures["rejected"] == 0
     assert "refused the agent's token (HTTP 401)" in caplog.text
     assert "invalid bearer token" in caplog.text
-    assert "wrong" not in caplog.text  # the token itself never reaches a log
+    assert TOKEN not in caplog.text  # the token itself never reaches a log
+    assert caplog.text.count("refused the agent's token") == 1  # once per episode, not per retry
+
+    receiver.token = TOKEN  # the operator fixed it
+    wait_until(lambda: sink.delivered_total == 50)
+    assert receiver.window_ids == [("core", s) for s in range(50)]
+    assert sink.spool_depth == 0
+
+
+def test_ship_failures_are_counted_by_reason(receiver, make_sink):
+    sink = make_sink(receiver.url)  # receiver down: the network fails
+    sink.submit(batch(1))
+    wait_until(lambda: sink.ship_failures["network"] >= 1)
+    receiver.answer(503, 400)
+    receiver.start()
+    wait_until(lambda: sink.ship_failures["rejected"] == 1)
+    assert sink.ship_failures["unavailable"] == 1
+    assert set(sink.ship_failures) == {"auth", "rejected", "unavailable", "network"}
 
 
 def test_a_full_spool_drops_the_oldest_windows_and_delivers_the_rest_in_order(receiver, make_sink):
@@ -321,3 +343,21 @@ def test_a_big_batch_goes_out_as_several_posts(receiver, make_sink):
     assert [len(b["observations"]) for b in receiver.accepted] == [1, 0, 0]
     assert [b["health"] is not None for b in receiver.accepted] == [True, False, False]
     assert receiver.window_ids == [("core", s) for s in range(10)]
+
+
+@pytest.mark.root
+def test_a_full_disk_drops_counted_batches_and_the_sink_recovers_when_space_returns(receiver, make_sink, tmp_path):
+    with small_filesystem(tmp_path / "disk") as disk:
+        sink = make_sink(receiver.url, spool_dir=disk / "spool", segment_bytes=1)  # analyzer away
+        sink.submit(batch(1))
+        wait_until(lambda: list((disk / "spool").glob("*.jsonl")))  # on disk, not only handed over
+        filler = fill_filesystem(disk)
+        sink.submit(batch(2, 3))
+        wait_until(lambda: sink.dropped_total == 2)  # refused by the disk: counted, not silent
+        filler.unlink()
+        sink.submit(batch(4))
+        receiver.start()
+        wait_until(lambda: sink.delivered_total == 2)
+        assert receiver.window_ids == [("core", 1), ("core", 4)]
+        assert (sink.dropped_total, sink.spool_depth) == (2, 0)
+        sink.close(timeout=0)

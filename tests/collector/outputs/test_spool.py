@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 
 import pytest
 
 from collector.outputs.spool import CURSOR_NAME, SpoolError, WindowSpool
+from tests.support import fill_filesystem, small_filesystem
 
 
 def add(spool: WindowSpool, *seqs: int) -> int:
@@ -178,3 +180,59 @@ def test_deeply_nested_garbage_is_skipped_and_counted_not_fatal(open_spool, tmp_
     (tmp_path / CURSOR_NAME).write_bytes(b"[" * 100_000)
     spool = open_spool(100)
     assert (drain(spool), spool.corrupt_records_total) == ([1], 1)
+
+
+# -- a full disk ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A real 64 KiB filesystem, mounted for the test."""
+    with small_filesystem(tmp_path / "disk") as disk:
+        yield disk
+
+
+@pytest.mark.root
+def test_a_full_disk_at_a_new_segment_costs_only_the_refused_batch(full_disk):
+    spool = WindowSpool(full_disk / "spool", 100, segment_bytes=1)  # every record opens a segment
+    try:
+        add(spool, 1)
+        filler = fill_filesystem(full_disk)
+        with pytest.raises(OSError) as refused:
+            add(spool, 2)
+        assert refused.value.errno == errno.ENOSPC
+        filler.unlink()  # space returns: the next append must work without a restart
+        add(spool, 3)
+        add(spool, 4)
+        assert (len(spool), spool.pending_windows) == (3, 3)
+    finally:
+        spool.close()
+    again = WindowSpool(full_disk / "spool", 100)
+    try:
+        assert drain(again) == [1, 3, 4]
+        assert again.corrupt_records_total == 0  # no half-written line left behind
+    finally:
+        again.close()
+
+
+@pytest.mark.root
+def test_a_line_cut_short_by_a_full_disk_is_taken_back(full_disk):
+    spool = WindowSpool(full_disk / "spool", 100)  # one segment for every record
+    try:
+        add(spool, 1)
+        filler = fill_filesystem(full_disk)
+        filler.write_bytes(b"\0" * (len(filler.read_bytes()) - 8192))  # leaves two pages free
+        big = {"site": "cnty1a", "windows": [{"seq": 2, "pad": "x" * 20_000}], "observations": [], "health": None}
+        with pytest.raises(OSError) as refused:
+            spool.append(json.dumps(big).encode(), 1)  # part of the line fits, not all of it
+        assert refused.value.errno == errno.ENOSPC
+        filler.unlink()
+        add(spool, 3)
+    finally:
+        spool.close()
+    again = WindowSpool(full_disk / "spool", 100)
+    try:
+        assert drain(again) == [1, 3]
+        assert again.corrupt_records_total == 0
+    finally:
+        again.close()

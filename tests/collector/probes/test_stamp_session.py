@@ -150,3 +150,8 @@ def test_icmp_error_settles_the_request_at_once_with_its_reason():
     [r] = session.on_icmp_error(seq, "port unreachable from ::1")
     assert r.lost and r.loss is LossDirection.FORWARD and r.icmp_error == "port unreachable from ::1"
     assert session.outstanding == 0
+
+
+def test_a_sender_key_too_short_to_resist_forgery_is_refused():
+    with pytest.raises(ValueError, match="a STAMP key needs at least 16 bytes, got 1"):
+        SenderSettings("t", "video", auth_key=b"k")

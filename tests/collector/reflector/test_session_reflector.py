@@ -431,3 +431,10 @@ def test_a_failure_while_sealing_a_reply_is_counted_and_the_reflector_keeps_answ
     assert r.stats.malformed["internal"] == 1
     reply = decode_reflector(client.ask(request(2, key=KEY, authenticated=True))[0], authenticated=True)
     assert reply.sender_seq == 2
+
+
+@pytest.mark.parametrize("field", ["auth_key", "hmac_tlv_key"])
+def test_a_key_too_short_to_resist_forgery_is_refused(field):
+    with pytest.raises(ValueError, match=rf"{field}: a STAMP key needs at least 16 bytes, got 1"):
+        ReflectorConfig(**{field: b"k"})
+    ReflectorConfig(**{field: b"k" * 16})

@@ -153,3 +153,13 @@ def test_a_wrong_type_or_range_says_what_was_expected_and_what_came_cut_to_sixty
 
 def test_a_problem_with_the_whole_file_has_no_key_path():
     assert problems([1]) == ["expected a mapping (key: value lines), got a list"]
+
+
+@pytest.mark.parametrize(
+    "nested, where",
+    [("[" * 5000 + "]" * 5000, "1:101"), ("".join(" " * i + "k:\n" for i in range(5000)), "100:100")],
+)
+def test_yaml_nested_thousands_deep_is_one_clear_problem(nested, where):
+    with pytest.raises(ConfigError) as refused:
+        load_yaml(nested, "deep.yaml")
+    assert refused.value.problems == (f"deep.yaml:{where}: invalid YAML: nested too deeply (more than 100 levels)",)

@@ -24,7 +24,7 @@ def report(text: str, tmp_path) -> list[str]:
 
 
 def test_an_authenticated_open_reflector_and_a_token_read_as_such(tmp_path):
-    (tmp_path / "key").write_text("k3y\n")
+    (tmp_path / "key").write_text("agent-reflector-key-0123\n")
     (tmp_path / "token").write_text("t0ken\n")
     lines = report(
         """\

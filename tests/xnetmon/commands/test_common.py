@@ -75,11 +75,14 @@ def test_targets_resolve_to_addresses_preferring_ipv6():
 
 
 def test_a_key_file_loses_its_trailing_newline_and_must_hold_something(tmp_path):
-    (tmp_path / "key").write_bytes(b"s3cret\r\n")
+    (tmp_path / "key").write_bytes(b"reflector-key-0123456789\r\n")
     (tmp_path / "empty").write_bytes(b"\n")
-    assert read_key_file(str(tmp_path / "key")) == b"s3cret"
+    assert read_key_file(str(tmp_path / "key")) == b"reflector-key-0123456789"
     with pytest.raises(UsageError, match="is empty"):
         read_key_file(str(tmp_path / "empty"))
+    (tmp_path / "short").write_bytes(b"k\n")  # one byte: an HMAC anyone could forge
+    with pytest.raises(UsageError, match=r"key file .*short: a STAMP key needs at least 16 bytes, got 1"):
+        read_key_file(str(tmp_path / "short"))
     with pytest.raises(UsageError, match=r"cannot read key file .*: No such file or directory"):
         read_key_file(str(tmp_path / "missing"))
 

@@ -29,7 +29,7 @@ def test_the_summary_counts_every_fate_and_names_malformed_kinds():
 
 def test_the_banner_names_the_mode_and_every_address_and_the_summary_follows_the_stop(tmp_path):
     key = tmp_path / "key"
-    key.write_text("s3cret\n")
+    key.write_text("reflector-key-0123456789\n")
     proc = subprocess.Popen(
         [
             *XNETMON,
@@ -57,7 +57,7 @@ def test_the_banner_names_the_mode_and_every_address_and_the_summary_follows_the
             banner,
         )
         assert found, banner
-        assert reflector_answers(int(found.group(1)), key=b"s3cret")
+        assert reflector_answers(int(found.group(1)), key=b"reflector-key-0123456789")
     finally:
         stop_process(proc)  # SIGTERM as soon as the reply is in: the summary still counts it
     assert proc.returncode == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+import subprocess
 import threading
 import urllib.request
 
@@ -199,6 +200,17 @@ def test_collector_health_and_last_window_time():
     assert value(state, "xnet_collector_spool_windows", **site) == 5
 
 
+def test_ship_failures_are_copied_when_set_and_shown_by_reason():
+    state = MetricsState()
+    assert value(state, "xnet_collector_ship_failures_total", src="bj-core", reason="auth") is None
+    failures = {"auth": 3, "rejected": 0, "unavailable": 1, "network": 2}
+    state.set_ship_failures("bj-core", failures)
+    failures["auth"] += 100  # later changes show only at the next set_ship_failures
+    assert value(state, "xnet_collector_ship_failures_total", src="bj-core", reason="auth") == 3
+    assert value(state, "xnet_collector_ship_failures_total", src="bj-core", reason="rejected") == 0
+    assert value(state, "xnet_collector_ship_failures_total", src="bj-core", reason="network") == 2
+
+
 def test_reflector_counters_are_copied_when_set():
     stats = ReflectorStats(received=20, reflected=14, refused_not_allowed=2, refused_rate_limited=1, send_errors=1)
     stats.refused_global_rate_limited, stats.refused_replay, stats.refused_stale = 3, 4, 5
@@ -280,6 +292,19 @@ def test_snapshots_stay_whole_and_unchanged_while_windows_are_applied():
         final.paths[KEY] = None  # read-only mapping
     with pytest.raises(dataclasses.FrozenInstanceError):
         final.paths[keys[0]].sent = 0
+
+
+@pytest.mark.tool("promtool")
+def test_the_whole_agent_exposition_passes_promtool_check_metrics():
+    state = MetricsState()
+    state.apply([window()], now_ns=T0 + 10 * S)
+    state.set_health(health())
+    state.set_reflector(ReflectorCounters())
+    state.set_ship_failures("bj-core", {"auth": 1, "rejected": 0, "unavailable": 0, "network": 2})
+    text = generate_latest(agent_registry(state)).decode()  # with the process_* families
+    assert "xnet_collector_scheduling_lag_seconds" in text and "xnet_collector_ship_failures_total" in text
+    checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_serve_metrics_on_ipv6_loopback_and_stop():
