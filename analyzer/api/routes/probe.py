@@ -9,8 +9,11 @@ from starlette.concurrency import run_in_threadpool
 
 from analyzer.api import models as m
 from analyzer.api.auth import WRITE_ERRORS, require_token
+from analyzer.api.bodies import read_model
 from analyzer.api.context import ApiContext
 from analyzer.api.views import listed
+
+MAX_PROBE_BODY_BYTES = 4096  # a probe request is a few short fields
 
 
 def router(api: ApiContext) -> APIRouter:
@@ -23,11 +26,19 @@ def router(api: ApiContext) -> APIRouter:
         responses={
             **WRITE_ERRORS,
             400: {"model": m.Problem, "description": "bad request"},
+            413: {"model": m.Problem, "description": "body too large"},
             503: {"model": m.Problem, "description": "no agent can run probes from this analyzer"},
         },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": m.ProbeRequest.model_json_schema()}},
+            }
+        },
     )
-    async def post_probe(request: Request, probe: m.ProbeRequest) -> m.ProbeResponse:
-        require_token(request, api.token)
+    async def post_probe(request: Request) -> m.ProbeResponse:
+        require_token(request, api.token)  # before the body is read: strangers cost nothing
+        probe = await read_model(request, m.ProbeRequest, MAX_PROBE_BODY_BYTES)
         prober = api.prober
         if prober is None:
             raise HTTPException(

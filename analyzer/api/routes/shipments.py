@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from analyzer.api import models as m
 from analyzer.api.auth import WRITE_ERRORS, require_token
+from analyzer.api.bodies import read_body
 from analyzer.api.context import ApiContext
 from analyzer.store.memory import WindowStore
 from collector.contract.codec import MalformedShipment, ShipmentParser
@@ -40,7 +41,7 @@ def router(api: ApiContext) -> APIRouter:
     async def post_windows(request: Request) -> m.WindowsAccepted:
         try:
             require_token(request, api.token)
-            body = await _read_body(request, api.max_body_bytes)
+            body = await read_body(request, api.max_body_bytes)
             result = await run_in_threadpool(_parse_and_ingest, parser, api.store, body, api.clock)
         except HTTPException:
             api.store.note_rejected()
@@ -48,20 +49,6 @@ def router(api: ApiContext) -> APIRouter:
         return m.WindowsAccepted(**asdict(result))
 
     return routes
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(
-            413, f"body of {declared} bytes is over the limit of {limit} bytes: send fewer windows per request"
-        )
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise HTTPException(413, f"body over the limit of {limit} bytes: send fewer windows per request")
-    return bytes(body)
 
 
 def _parse_and_ingest(parser: ShipmentParser, store: WindowStore, body: bytes, clock: Callable[[], int]):
