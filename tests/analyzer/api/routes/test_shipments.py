@@ -81,3 +81,43 @@ def test_fields_a_newer_agent_added_are_ignored():
     body["windows"][0]["next_year_field"] = 1
     body["future"] = True
     assert api.post("/v1/windows", content=json.dumps(body), headers=AUTH).json()["accepted"] == 1
+
+
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        (b'{"site": "cnty1a", "windows": [], "created_ns": ' + b"7" * 4_301 + b"}", "not JSON this analyzer takes"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deep"),
+    ],
+)
+def test_json_python_cannot_take_is_400_not_500(body, reason):
+    response = Api().post("/v1/windows", content=body, headers=AUTH)
+    assert response.status_code == 400 and reason in response.json()["detail"]
+
+
+def test_a_refused_batch_changes_nothing_and_its_corrected_retry_is_taken():
+    api = Api()
+    good, bad = window(T0), window(T0, target="edge")
+    body = json.loads(encode_body(batch(good, bad)))
+    body["windows"][1]["rtt_buckets"][3] = 10**309  # once closed, a float of it overflowed
+    response = api.post("/v1/windows", content=json.dumps(body), headers=AUTH)
+    assert response.status_code == 400 and "windows[1].rtt_buckets" in response.json()["detail"]
+    assert api.store.stats()["windows_ingested"] == 0 and api.store.path_keys() == []
+    retry = api.ship(batch(good, bad))
+    assert retry.json()["accepted"] == 2 and retry.json()["duplicates"] == 0
+
+
+def test_windows_at_every_bound_close_into_verdicts_without_overflow():
+    from collector.contract.codec import MAX_COUNT
+    from tests.analyzer_support import W
+
+    api = Api()
+    for seq in range(T0, T0 + 4):
+        body = json.loads(encode_body(batch(*(window(seq, target=f"t{i}") for i in range(3)))))
+        for w in body["windows"]:
+            w.update(sent=MAX_COUNT, received=MAX_COUNT, rtt_sum_ns=2**63 - 1, rtt_p99_ns=2**63 - 1)
+            w["rtt_buckets"] = [0] * 12 + [MAX_COUNT]
+        api.now = (seq + 3) * W
+        assert api.post("/v1/windows", content=json.dumps(body), headers=AUTH).status_code == 200
+    assert api.get("/slices/video").json()["verdict"]["status"] in ("ok", "at-risk", "breached")
+    assert api.get("/metrics").status_code == 200
