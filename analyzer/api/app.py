@@ -34,6 +34,7 @@ from fastapi.responses import JSONResponse
 
 from analyzer.api.context import ApiContext
 from analyzer.api.routes import RESOURCES
+from analyzer.loop_errors import LoopErrors
 from analyzer.store.memory import WindowStore
 from analyzer.traced_links import by_canonical_address
 
@@ -49,6 +50,7 @@ def create_app(
     clock: Callable[[], int] = time.time_ns,
     max_body_bytes: int = MAX_BODY_BYTES,
     site_names: Mapping[str, str] | None = None,
+    errors: LoopErrors | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="xnetmon analyzer",
@@ -64,6 +66,7 @@ def create_app(
         hints=hints,
         site_names=by_canonical_address(site_names),
         max_body_bytes=max_body_bytes,
+        errors=errors if errors is not None else LoopErrors(),
     )
     for resource in RESOURCES:
         app.include_router(resource.router(api))
