@@ -62,7 +62,8 @@ class AnalyzerCollector(Collector):
             yield family
         refused = CounterMetricFamily(
             "xnet_analyzer_windows_refused_total",
-            "Path windows refused on their way in, by reason (a path source other than the sending site, malformed).",
+            "Path windows refused on their way in, by reason: source-mismatch (a path source other than the sending "
+            "site), malformed, unknown-slice (no SLA policy names it), too-many-paths (the store's bound).",
             labels=["reason"],
         )
         for reason, counter in REFUSAL_COUNTERS.items():

@@ -45,6 +45,9 @@ class WindowsAccepted(BaseModel):
     future: int = Field(
         description="starting more than 5 minutes after the analyzer's clock (a wrong agent clock) and ignored"
     )
+    refused: int = Field(
+        description="of a slice without an SLA policy, or of a new path beyond the store's bound: refused, counted"
+    )
     observations: int
     health: bool = Field(description="whether the shipment carried the agent's health")
 

@@ -23,6 +23,7 @@ def test_a_shipment_is_taken_and_counted_and_a_resend_is_not():
         "stale": 0,
         "late": 0,
         "future": 0,
+        "refused": 0,
         "observations": 0,
         "health": False,
     }
