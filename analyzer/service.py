@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -301,7 +301,7 @@ class AnalyzerService:
     `state_dir` (none without one), a StoreFeeder when `feed` (an agent in this process
     ships through its queue), root-cause inference naming traced hops after
     `declared_names` (address -> site), and the API app (writes need `token`; `prober`
-    answers POST /probe).
+    answers POST /probe; `api_options` go to analyzer.api.app.create_app).
 
     Raises ValueError when the snapshot cannot be read and OSError when `listen` cannot be
     bound, both before any thread starts."""
@@ -316,6 +316,7 @@ class AnalyzerService:
         token: str | None = None,
         prober: Callable | None = None,
         feed: bool = False,
+        api_options: Mapping[str, Any] | None = None,
         **store_options,
     ) -> None:
         self.store = open_store(state_dir, policies, **store_options)
@@ -331,6 +332,7 @@ class AnalyzerService:
             hints=self.inference.hints,
             site_names=declared_names,
             errors=self.errors,
+            **dict(api_options or {}),  # site_tokens, read_token, openapi, probe_targets: analyzer.api.app
         )
         self._server: ApiServer | None = None
 

@@ -7,6 +7,8 @@ paths, hints, topology, health, metrics).
 - Read-only by default: every GET is open; writes (`POST /v1/windows`, `POST /probe`)
   need `Authorization: Bearer TOKEN`, and without a token configured they are refused
   with 403 (no token can be right), so an analyzer started without one only shows.
+  `site_tokens` ({site: token}) bind shipments to their site; `token`, the shared one, then
+  only asks for probes (analyzer.api.tokens).
 - Bad input gets a 4xx whose `detail` names the field or value: 400 malformed (also for
   query and body validation, where FastAPI would say 422), 401 missing or wrong token,
   404 unknown slice, 413 body over `max_body_bytes`.
@@ -34,6 +36,7 @@ from fastapi.responses import JSONResponse
 
 from analyzer.api.context import ApiContext
 from analyzer.api.routes import RESOURCES
+from analyzer.api.tokens import WriteTokens
 from analyzer.loop_errors import LoopErrors
 from analyzer.store.memory import WindowStore
 from analyzer.traced_links import by_canonical_address
@@ -45,6 +48,7 @@ def create_app(
     store: WindowStore,
     *,
     token: str | None,
+    site_tokens: Mapping[str, str] | None = None,
     prober: Callable | None = None,
     hints: Callable[[], Iterable] | None = None,
     clock: Callable[[], int] = time.time_ns,
@@ -60,7 +64,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _bad_request)
     api = ApiContext(
         store=store,
-        token=token,
+        tokens=WriteTokens(shared=token, by_site=dict(site_tokens or {})),
         clock=clock,
         prober=prober,
         hints=hints,

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from analyzer.api import models as m
+from analyzer.api.tokens import WriteTokens
 from analyzer.loop_errors import LoopErrors
 from analyzer.store.memory import WindowStore
 
@@ -13,7 +14,7 @@ from analyzer.store.memory import WindowStore
 @dataclass(frozen=True, slots=True)
 class ApiContext:
     store: WindowStore
-    token: str | None  # None: writes are refused
+    tokens: WriteTokens  # none configured: writes are refused
     clock: Callable[[], int]
     prober: Callable | None  # runs POST /probe; None: no agent beside this analyzer
     hints: Callable[[], Iterable] | None  # the current root-cause hints; None: inference does not run

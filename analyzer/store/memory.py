@@ -96,6 +96,7 @@ SHARED_STALL_INTERVALS = 5  # how long deployments wait out a stall of every age
 MAX_PATHS = 200_000  # ~3 GB at ~15 KB a path: beyond, new paths are refused (reason too-many-paths)
 UNKNOWN_SLICE = "unknown-slice"
 TOO_MANY_PATHS = "too-many-paths"
+SOURCE_MISMATCH = "source-mismatch"  # a site's window for another site's path (counted by the intake)
 
 
 @dataclass(slots=True)

@@ -122,3 +122,21 @@ def test_bus_options_go_together(tmp_path):
     assert alone.returncode == 2 and "--bus and --bus-dir go together" in alone.stderr
     empty = xnetmon("analyzer", "--bus", "tls://127.0.0.1:4222", "--bus-dir", str(tmp_path))
     assert empty.returncode == 2 and "xnetmon bus init" in empty.stderr
+
+
+def test_site_tokens_bind_shipments_to_their_site(tmp_path):
+    tokens = tmp_path / "site-tokens"
+    tokens.mkdir()
+    (tokens / "cnty1a").write_text("cnty1a-token-0123456789\n")
+    port = free_tcp_port()
+    proc = start("--listen", f"[::1]:{port}", "--site-tokens", str(tokens))
+    url = f"http://[::1]:{port}"
+    try:
+        forged = encode_body(batch(window(T0), window(T0, source="cnty2a", target="edge")))
+        auth = {"Authorization": "Bearer cnty1a-token-0123456789"}
+        taken = httpx.post(f"{url}/v1/windows", content=forged, headers=auth, timeout=10).json()
+        assert (taken["accepted"] + taken["stale"], taken["refused"]) == (1, 1)
+        metrics = httpx.get(f"{url}/metrics", timeout=10).text
+        assert 'xnet_analyzer_windows_refused_total{reason="source-mismatch"} 1.0' in metrics
+    finally:
+        stop_process(proc, timeout=15)

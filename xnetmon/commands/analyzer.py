@@ -41,6 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="bearer token agents and operators must send to write; without it the API is read-only",
     )
+    p.add_argument(
+        "--site-tokens",
+        metavar="FILE|DIR",
+        help="per-site bearer tokens ('SITE TOKEN' lines, or one file per site named after it): a site's "
+        "shipments are bound to it (another site's paths refused and counted); the --token-file token then "
+        "only asks for probes",
+    )
     p.add_argument("--policies", metavar="FILE", help="SLA policies (YAML; default: the built-in ones)")
     p.add_argument("--state-dir", metavar="DIR", help="keep snapshots here, so a restart is not an outage")
     p.add_argument(
@@ -86,6 +93,24 @@ def read_token(path: str) -> str:
     return token
 
 
+def read_site_tokens(path: str) -> dict[str, str]:
+    from analyzer.api.tokens import load_site_tokens
+
+    try:
+        return load_site_tokens(path)
+    except ValueError as exc:
+        raise UsageError(f"--site-tokens: {exc}") from None
+
+
+def writes_words(token: str | None, site_tokens: dict[str, str] | None) -> str:
+    if site_tokens:
+        probes = "probes need the --token-file token" if token else "no probes (no --token-file)"
+        return f"shipments need each site's own token ({len(site_tokens)} sites), {probes}"
+    if token:
+        return "writes need the shared token (any site may ship any path: --site-tokens binds them)"
+    return "read-only (no --token-file or --site-tokens)"
+
+
 def run(args: argparse.Namespace) -> int:
     host, port = listen_address(args.listen, "--listen", DEFAULT_LISTEN)
     if bool(args.bus) != bool(args.bus_dir):
@@ -93,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
     if args.bus_dir and not (Path(args.bus_dir) / "analyzer.pem").exists():
         raise UsageError(f"--bus-dir {args.bus_dir} has no analyzer.pem: run `xnetmon bus init {args.bus_dir}`")
     token = read_token(args.token_file) if args.token_file else None
+    site_tokens = read_site_tokens(args.site_tokens) if args.site_tokens else None
     # FastAPI, uvicorn and the SLA code load only when the analyzer runs.
     from analyzer.service import AnalyzerService
     from analyzer.sla.verdicts import default_policies, load_policies
@@ -122,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
             state_dir=args.state_dir or None,
             declared_names=declared,
             token=token,
+            api_options={"site_tokens": site_tokens},
             interval_s=args.interval,
             warm_up_windows=PATH_WARM_UP_WINDOWS,
             stall_intervals=SHARED_STALL_INTERVALS,
@@ -134,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     bound_port = service.socket.getsockname()[1]
     print(
         f"xnetmon analyzer: API on http://{shown}:{bound_port} (docs /docs), slices {', '.join(sorted(policies))}; "
-        f"{'writes need the token' if token else 'read-only (no --token-file)'}; "
+        f"{writes_words(token, site_tokens)}; "
         f"{'state in ' + args.state_dir if args.state_dir else 'no --state-dir: a restart starts empty'}. "
         "Ctrl-C stops.",
         flush=True,

@@ -19,7 +19,7 @@ def router(api: ApiContext) -> APIRouter:
         errors = api.errors.latest()
         return m.Health(
             status="degraded" if errors else "ok",
-            writes=api.token is not None,
+            writes=api.tokens.configured,
             errors={name: m.LoopError(count=e.count, last_ns=e.last_ns, last=e.last) for name, e in errors.items()},
             store=store.stats(),
             agents=[

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from analyzer.api import models as m
-from analyzer.api.auth import WRITE_ERRORS, require_token
+from analyzer.api.auth import WRITE_ERRORS, require_writer
 from analyzer.api.bodies import read_model
 from analyzer.api.context import ApiContext
 from analyzer.api.views import listed
@@ -37,7 +37,9 @@ def router(api: ApiContext) -> APIRouter:
         },
     )
     async def post_probe(request: Request) -> m.ProbeResponse:
-        require_token(request, api.token)  # before the body is read: strangers cost nothing
+        writer = require_writer(request, api.tokens)  # before the body is read: strangers cost nothing
+        if writer.site is not None:
+            raise HTTPException(403, f"probes need the operator's shared token, not site {writer.site!r}'s")
         probe = await read_model(request, m.ProbeRequest, MAX_PROBE_BODY_BYTES)
         prober = api.prober
         if prober is None:

@@ -56,3 +56,11 @@ def test_bad_probe_requests_are_400_naming_the_field(change, reason):
     api = Api(prober=lambda request: {})
     response = api.post("/probe", json={**PROBE, **change}, headers=AUTH)
     assert response.status_code == 400 and response.json()["detail"] == reason
+
+
+def test_probes_need_the_operators_token_not_a_sites():
+    site_token = "cnty1a-token-0123456789"
+    api = Api(prober=lambda request: {}, site_tokens={"cnty1a": site_token})
+    response = api.post("/probe", json=PROBE, headers={"Authorization": f"Bearer {site_token}"})
+    assert response.status_code == 403 and "probes need the operator's shared token" in response.json()["detail"]
+    assert api.post("/probe", json=PROBE, headers=AUTH).status_code == 200

@@ -122,3 +122,47 @@ def test_windows_at_every_bound_close_into_verdicts_without_overflow():
         assert api.post("/v1/windows", content=json.dumps(body), headers=AUTH).status_code == 200
     assert api.get("/slices/video").json()["verdict"]["status"] in ("ok", "at-risk", "breached")
     assert api.get("/metrics").status_code == 200
+
+
+# -- per-site tokens: a site ships only its own paths ------------------------------------------
+
+SITE_TOKENS = {"cnty1a": "cnty1a-token-0123456789", "cnty2a": "cnty2a-token-0123456789"}
+
+
+def as_site(site: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {SITE_TOKENS[site]}"}
+
+
+def test_a_site_token_takes_its_own_paths_and_refuses_and_counts_another_sites():
+    api = Api(site_tokens=SITE_TOKENS)
+    forged = batch(window(T0), window(T0, source="cnty2a", target="edge"))
+    response = api.ship(forged, headers=as_site("cnty1a"))
+    assert response.status_code == 200 and (response.json()["accepted"], response.json()["refused"]) == (1, 1)
+    assert api.store.refused_counts() == {"source-mismatch": 1}
+    assert [k.source for k in api.store.path_keys()] == ["cnty1a"]
+    assert 'xnet_analyzer_windows_refused_total{reason="source-mismatch"} 1.0' in api.get("/metrics").text
+
+
+def test_a_site_token_cannot_ship_a_batch_in_another_sites_name():
+    api = Api(site_tokens=SITE_TOKENS)
+    response = api.ship(batch(window(T0, source="cnty2a"), site="cnty2a"), headers=as_site("cnty1a"))
+    assert response.status_code == 403 and "the token is site 'cnty1a''s" in response.json()["detail"]
+    assert api.store.path_keys() == []
+
+
+def test_with_site_tokens_the_shared_token_no_longer_ships():
+    api = Api(site_tokens=SITE_TOKENS)
+    response = api.ship(batch(window(T0)))
+    assert response.status_code == 403 and "ship with the site's own token" in response.json()["detail"]
+
+
+def test_a_far_future_sequence_cannot_make_later_real_windows_stale():
+    api = Api(site_tokens=SITE_TOKENS)
+    body = json.loads(encode_body(batch(window(T0))))
+    body["windows"][0]["seq"] = T0 + 8_640  # a day ahead, in a window of now
+    response = api.post("/v1/windows", content=json.dumps(body), headers=as_site("cnty1a"))
+    assert response.status_code == 400 and "windows[0].seq" in response.json()["detail"]
+    ahead = api.post("/v1/windows", content=encode_body(batch(window(T0 + 8_640))), headers=as_site("cnty1a"))
+    assert ahead.json()["future"] == 1  # its time is a day ahead too: refused as future
+    later = api.ship(batch(window(T0 + 1)), headers=as_site("cnty1a")).json()
+    assert (later["accepted"], later["stale"]) == (1, 0)
