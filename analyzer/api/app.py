@@ -22,19 +22,22 @@ paths, hints, topology, health, metrics).
   the address, else by address.
 - `POST /probe` runs `prober(request)` (sync or async; it returns a JSON-ready dict and
   raises ValueError for a request it cannot run) when the analyzer runs next to an agent;
-  otherwise 503.
+  otherwise 503. Only to an agent's target or an address in `probe_targets` (403), at most
+  `max_probes_in_flight` at once (429), on threads apart from the reads'
+  (analyzer.api.probe_runs).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from analyzer.api.context import ApiContext
+from analyzer.api.probe_runs import MAX_IN_FLIGHT, ProbeRuns
 from analyzer.api.routes import RESOURCES
 from analyzer.api.tokens import WriteTokens
 from analyzer.loop_errors import LoopErrors
@@ -55,6 +58,8 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     site_names: Mapping[str, str] | None = None,
     errors: LoopErrors | None = None,
+    probe_targets: Collection[str] = (),
+    max_probes_in_flight: int = MAX_IN_FLIGHT,
 ) -> FastAPI:
     app = FastAPI(
         title="xnetmon analyzer",
@@ -66,7 +71,9 @@ def create_app(
         store=store,
         tokens=WriteTokens(shared=token, by_site=dict(site_tokens or {})),
         clock=clock,
-        prober=prober,
+        probes=None
+        if prober is None
+        else ProbeRuns(prober, store.target_addresses, probe_targets, max_probes_in_flight),
         hints=hints,
         site_names=by_canonical_address(site_names),
         max_body_bytes=max_body_bytes,

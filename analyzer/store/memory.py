@@ -528,6 +528,11 @@ class WindowStore:
             keys = self._paths if slice_name is None else self.path_keys(slice_name)
             return [w for w in (self._paths[k].latest for k in keys) if w is not None]
 
+    def target_addresses(self) -> set[str]:
+        """The addresses the agents probe (their windows' target_address)."""
+        with self._lock:
+            return {p.latest.target_address for p in self._paths.values() if p.latest is not None}
+
     def recent_windows(self, key: PathKey) -> list[PathWindow]:
         """The path's last `history` windows, oldest first."""
         with self._lock:
