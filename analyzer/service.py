@@ -20,9 +20,11 @@ import collections
 import logging
 import queue
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -236,9 +238,33 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def uvicorn_server(app, log_level: str = "warning") -> uvicorn.Server:
-    """uvicorn as the analyzer runs it: no access log, no lifespan events."""
-    return uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off"))
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """The API's certificate chain and private key (PEM files): served over HTTPS."""
+
+    cert: Path
+    key: Path
+
+    def check(self) -> None:
+        """Raises ValueError naming the files when they do not make a server certificate."""
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(self.cert, self.key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"cannot use certificate {self.cert} with key {self.key}: {exc}") from None
+
+
+def uvicorn_server(app, log_level: str = "warning", tls: TlsFiles | None = None) -> uvicorn.Server:
+    """uvicorn as the analyzer runs it: no access log, no lifespan events, HTTPS with `tls`."""
+    return uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_level=log_level,
+            access_log=False,
+            lifespan="off",
+            ssl_certfile=None if tls is None else str(tls.cert),
+            ssl_keyfile=None if tls is None else str(tls.key),
+        )
+    )
 
 
 class ApiServer:
@@ -252,12 +278,14 @@ class ApiServer:
         *,
         log_level: str = "warning",
         extra_sockets: Sequence[socket.socket] = (),
+        tls: TlsFiles | None = None,
     ) -> None:
         """`extra_sockets`: more listening sockets served by the same app, e.g. one opened
         inside a lab site's namespace so that agents there can ship to this analyzer."""
         self.socket = listen if isinstance(listen, socket.socket) else listening_socket(*listen)
         self.extra_sockets = list(extra_sockets)
-        self.server = uvicorn_server(app, log_level)
+        self.scheme = "http" if tls is None else "https"
+        self.server = uvicorn_server(app, log_level, tls)
         self.thread = threading.Thread(
             target=self.server.run,
             kwargs={"sockets": [self.socket, *self.extra_sockets]},
@@ -279,7 +307,7 @@ class ApiServer:
     @property
     def url(self) -> str:
         host, port = self.address
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        return f"{self.scheme}://[{host}]:{port}" if ":" in host else f"{self.scheme}://{host}:{port}"
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -317,6 +345,7 @@ class AnalyzerService:
         prober: Callable | None = None,
         feed: bool = False,
         api_options: Mapping[str, Any] | None = None,
+        tls: TlsFiles | None = None,
         **store_options,
     ) -> None:
         self.store = open_store(state_dir, policies, **store_options)
@@ -334,17 +363,18 @@ class AnalyzerService:
             errors=self.errors,
             **dict(api_options or {}),  # site_tokens, read_token, openapi, probe_targets: analyzer.api.app
         )
+        self.tls = tls
         self._server: ApiServer | None = None
 
     def serve_in_thread(self, *, extra_sockets: Sequence[socket.socket] = ()) -> ApiServer:
         """The API from a daemon thread, on its socket and `extra_sockets`, until `stop()`."""
-        self._server = ApiServer(self.app, self.socket, extra_sockets=extra_sockets)
+        self._server = ApiServer(self.app, self.socket, extra_sockets=extra_sockets, tls=self.tls)
         return self._server
 
     def serve(self) -> None:
         """The API in this thread until Ctrl-C or SIGTERM: uvicorn finishes the requests under
         way, then raises the signal again (KeyboardInterrupt) for the caller."""
-        uvicorn_server(self.app).run(sockets=[self.socket])
+        uvicorn_server(self.app, tls=self.tls).run(sockets=[self.socket])
 
     def stop(self) -> None:
         """The API first (no new batches), then inference, the batches still queued, and the

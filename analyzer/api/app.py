@@ -4,6 +4,9 @@
 assembled from one router per resource (analyzer/api/routes/: shipments, probe, slices,
 paths, hints, topology, health, metrics).
 
+- The OpenAPI document and its pages (/openapi.json, /docs, /redoc) only when `openapi`: they
+  map the API for anyone who can reach it.
+- With `read_token`, every GET needs it as a bearer token too (401 without; constant-time).
 - Read-only by default: every GET is open; writes (`POST /v1/windows`, `POST /probe`)
   need `Authorization: Bearer TOKEN`, and without a token configured they are refused
   with 403 (no token can be right), so an analyzer started without one only shows.
@@ -36,6 +39,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from analyzer.api.auth import ReadTokenGate
 from analyzer.api.context import ApiContext
 from analyzer.api.probe_runs import MAX_IN_FLIGHT, ProbeRuns
 from analyzer.api.routes import RESOURCES
@@ -60,12 +64,19 @@ def create_app(
     errors: LoopErrors | None = None,
     probe_targets: Collection[str] = (),
     max_probes_in_flight: int = MAX_IN_FLIGHT,
+    read_token: str | None = None,
+    openapi: bool = False,
 ) -> FastAPI:
     app = FastAPI(
         title="xnetmon analyzer",
         summary="Per-slice SLA verdicts of an IPv6 extranet from the agents' path windows.",
         version="1",
+        openapi_url="/openapi.json" if openapi else None,
+        docs_url="/docs" if openapi else None,
+        redoc_url="/redoc" if openapi else None,
     )
+    if read_token is not None:
+        app.add_middleware(ReadTokenGate, token=read_token)
     app.add_exception_handler(RequestValidationError, _bad_request)
     api = ApiContext(
         store=store,

@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import HTTPException, Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from analyzer.api import models as m
 from analyzer.api.tokens import Writer, WriteTokens
@@ -34,6 +36,25 @@ def wrong_token() -> HTTPException:
 def require_token(request: Request, token: str | None) -> None:
     """One token (constant-time); None configured: every write refused with 403."""
     require_writer(request, WriteTokens(shared=token))
+
+
+class ReadTokenGate:
+    """ASGI middleware: every GET and HEAD (the OpenAPI documents included) needs `token`, compared
+    in constant time; 401 without it. Writes pass on to their own check."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.tokens = WriteTokens(shared=token)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            try:
+                if self.tokens.writer(bearer(Request(scope))) is None:
+                    raise wrong_token()
+            except HTTPException as exc:
+                await JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def require_writer(request: Request, tokens: WriteTokens) -> Writer:

@@ -205,3 +205,43 @@ def test_the_service_shows_loop_errors_in_healthz_and_metrics(tmp_path):
         assert "xnet_build_info{" in metrics
     finally:
         service.stop()
+
+
+def test_the_api_serves_https_with_its_certificate_and_a_read_token(tmp_path):
+    import ssl
+
+    from analyzer.service import TlsFiles
+    from tests.api_support import write_self_signed_cert
+
+    cert, key = write_self_signed_cert(tmp_path)
+    tls = TlsFiles(cert, key)
+    tls.check()
+    service = AnalyzerService(
+        default_policies(), ("::1", 0), api_options={"read_token": "r3ad-t0ken-0123456789"}, tls=tls
+    )
+    server = service.serve_in_thread()
+    try:
+        assert server.url.startswith("https://[::1]:")
+        trusted = ssl.create_default_context(cafile=str(cert))
+        with httpx.Client(verify=trusted, timeout=10) as client:
+            assert client.get(f"{server.url}/healthz").status_code == 401
+            reading = {"Authorization": "Bearer r3ad-t0ken-0123456789"}
+            assert client.get(f"{server.url}/healthz", headers=reading).json()["status"] == "ok"
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            httpx.get(f"{server.url}/healthz", timeout=10)  # not trusted without the CA
+        with pytest.raises(httpx.RemoteProtocolError):
+            httpx.get(server.url.replace("https", "http") + "/healthz", timeout=10)  # no clear text
+    finally:
+        service.stop()
+
+
+def test_tls_files_that_do_not_fit_are_refused_naming_them(tmp_path):
+    from analyzer.service import TlsFiles
+    from tests.api_support import write_self_signed_cert
+
+    cert, _ = write_self_signed_cert(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    _, other_key = write_self_signed_cert(other)
+    with pytest.raises(ValueError, match=f"cannot use certificate {cert} with key {other_key}"):
+        TlsFiles(cert, other_key).check()

@@ -76,7 +76,7 @@ def test_it_says_where_it_serves_and_what_it_took_when_stopped(tmp_path):
     finally:
         stop_process(proc, timeout=15)
     assert re.match(
-        r"xnetmon analyzer: API on http://\[::1\]:\d+ \(docs /docs\), "
+        r"xnetmon analyzer: API on http://\[::1\]:\d+, "
         r"slices best-effort, data, egov, video; writes need the shared token \(any site may ship any path: "
         r"--site-tokens binds them\); state in ",
         banner,
