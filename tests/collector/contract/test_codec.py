@@ -181,7 +181,7 @@ def test_window_fields_are_bounded(field, value, match):
 def test_a_bucket_count_of_ten_to_the_309_is_refused():
     body = wire(batch(window(T0)))
     body["windows"][0]["rtt_buckets"][3] = 10**309
-    refused(body, r"windows\[0\]\.rtt_buckets: expected a list of 13 integers from 0 to 4294967296")
+    refused(body, r"windows\[0\]\.rtt_buckets: the histogram holds 1000000000.*\(310 characters\) replies, not the 10")
 
 
 def test_a_path_name_longer_than_the_bound_is_refused():
