@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from analyzer.rootcause.hints import hint_rows
 from analyzer.store.memory import REFUSAL_COUNTERS
+from collector.system.build_info import build_info_family
 
 STATES = ("ok", "at-risk", "breached", "no-data")
 
@@ -27,6 +28,7 @@ class AnalyzerSnapshot:
     verdicts: Sequence = ()
     counters: Mapping[str, int] = field(default_factory=dict)  # e.g. windows_ingested -> n
     hints: Sequence = ()  # root-cause hints: objects with kind, suspects, slices, confidence
+    errors: Mapping[str, int] = field(default_factory=dict)  # background component -> errors survived
 
 
 COUNTERS = {  # store counter -> (metric, help); full names, so a metric can be searched for
@@ -51,6 +53,7 @@ class AnalyzerCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self._snapshot()
+        yield build_info_family()
         yield from _slice_families(snapshot.verdicts)
         yield _hint_family(snapshot.hints)
         for counter, (metric, help_text) in COUNTERS.items():
@@ -59,12 +62,22 @@ class AnalyzerCollector(Collector):
             yield family
         refused = CounterMetricFamily(
             "xnet_analyzer_windows_refused_total",
-            "Path windows refused on their way in, by reason (a path source other than the sending site, malformed).",
+            "Path windows refused on their way in, by reason: source-mismatch (a path source other than the sending "
+            "site), malformed, unknown-slice (no SLA policy names it), too-many-paths (the store's bound).",
             labels=["reason"],
         )
         for reason, counter in REFUSAL_COUNTERS.items():
             refused.add_metric([reason], snapshot.counters.get(counter, 0))
         yield refused
+        errors = CounterMetricFamily(
+            "xnet_analyzer_errors_total",
+            "Errors a background loop of the analyzer met and survived, by component (snapshot, intervals, "
+            "rootcause, feeder, ...); /healthz shows the latest one's words.",
+            labels=["component"],
+        )
+        for component, count in sorted(snapshot.errors.items()):
+            errors.add_metric([component], count)
+        yield errors
 
 
 def _slice_families(verdicts: Sequence) -> Iterator[Metric]:

@@ -20,15 +20,18 @@ import collections
 import logging
 import queue
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
 from analyzer.api.app import create_app
+from analyzer.loop_errors import LoopErrors
 from analyzer.store.memory import WindowStore
 from analyzer.store.snapshot import restore_snapshot, save_snapshot
 
@@ -59,16 +62,22 @@ def open_store(state_dir: str | Path | None, policies: Mapping[str, object], **o
 
 class SnapshotKeeper:
     """Writes the store's snapshot every `every_s` seconds from a thread, and once more at
-    `stop()`; also advances the store's clock so that verdicts move while no agent reports."""
+    `stop()`; also advances the store's clock so that verdicts move while no agent reports.
+    An error in either is counted in `errors` (`snapshot`, `intervals`) and the thread goes on."""
 
     def __init__(
-        self, store: WindowStore, state_dir: str | Path, every_s: float = SNAPSHOT_EVERY_S, tick_s: float = 1.0
+        self,
+        store: WindowStore,
+        state_dir: str | Path,
+        every_s: float = SNAPSHOT_EVERY_S,
+        tick_s: float = 1.0,
+        errors: LoopErrors | None = None,
     ) -> None:
         self.store = store
         self.path = Path(state_dir) / SNAPSHOT_NAME
         self.every_s = every_s
         self.tick_s = tick_s
-        self.failures = 0
+        self.errors = errors if errors is not None else LoopErrors()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="xnetmon-analyzer-snapshots", daemon=True)
         self._thread.start()
@@ -76,17 +85,20 @@ class SnapshotKeeper:
     def _run(self) -> None:
         next_snapshot = time.monotonic() + self.every_s
         while not self._stop.wait(self.tick_s):
-            self.store.advance(time.time_ns())
+            with self.errors.survive("intervals", "closing intervals on the clock"):
+                self.store.advance(time.time_ns())
             if time.monotonic() >= next_snapshot:
                 self.save()
                 next_snapshot = time.monotonic() + self.every_s
 
+    @property
+    def failures(self) -> int:
+        return self.errors.counts().get("snapshot", 0)
+
     def save(self) -> None:
-        try:
+        # A full disk, or anything else, must not stop the analyzer; the next try may work.
+        with self.errors.survive("snapshot", f"writing the analyzer snapshot {self.path}"):
             save_snapshot(self.store, self.path)
-        except OSError as exc:  # a full disk must not stop the analyzer; the next try may work
-            self.failures += 1
-            log.error("could not write the analyzer snapshot %s: %s", self.path, exc)
 
     def stop(self) -> None:
         self._stop.set()
@@ -112,6 +124,7 @@ class RootCauseRunner:
         declared_names: Mapping[str, str] | None = None,
         diagnose: Callable | None = None,
         poll_s: float | None = None,
+        errors: LoopErrors | None = None,
     ) -> None:
         from analyzer.rootcause.evidence import EvidenceBuilder
         from analyzer.rootcause.hints import HintTracker
@@ -126,7 +139,7 @@ class RootCauseRunner:
         self.diagnose = diagnose
         self.poll_s = poll_s if poll_s is not None else min(0.5, store.interval_s / 10)
         self.epochs = 0
-        self.failures = 0
+        self.errors = errors if errors is not None else LoopErrors()
         self.last_seconds = 0.0
         self.worst_seconds = 0.0
         self.recent: collections.deque = collections.deque(maxlen=self.RECENT_EPOCHS)
@@ -141,22 +154,25 @@ class RootCauseRunner:
     def _run(self) -> None:
         done_through = 0
         while not self._stop.wait(self.poll_s):
-            self.store.advance(time.time_ns())
+            with self.errors.survive("intervals", "closing intervals on the clock"):
+                self.store.advance(time.time_ns())
             through = self.store.judged_through_ns
             if through > done_through:
                 done_through = through
                 self.run_once(through)
 
+    @property
+    def failures(self) -> int:
+        return self.errors.counts().get("rootcause", 0)
+
     def run_once(self, at_ns: int) -> None:
         started = time.perf_counter()
-        diagnoses = ()
-        try:
+        diagnoses: tuple = ()
+        # A bad epoch must not end inference: the next interval is another try.
+        with self.errors.survive("rootcause", f"root-cause inference for the interval ending at {at_ns}"):
             epoch = self.last_epoch = self.builder.build(at_ns)
             diagnoses = tuple(self.diagnose(epoch))
             self.tracker.update(diagnoses, at_ns)
-        except Exception:  # a bad epoch must not end inference: the next interval is another try
-            self.failures += 1
-            log.exception("root-cause inference failed for the interval ending at %d", at_ns)
         self.epochs += 1
         self.last_seconds = time.perf_counter() - started
         self.worst_seconds = max(self.worst_seconds, self.last_seconds)
@@ -172,23 +188,27 @@ class StoreFeeder:
     `collector.outputs.sinks.InProcessSink`) and a thread of their own ingests them, so the probe
     loop never waits for the store. A full queue makes the sink drop and count batches."""
 
-    def __init__(self, store: WindowStore, max_batches: int = 1000, clock=time.time_ns) -> None:
+    def __init__(
+        self, store: WindowStore, max_batches: int = 1000, clock=time.time_ns, errors: LoopErrors | None = None
+    ) -> None:
         self.store = store
         self.queue: queue.Queue = queue.Queue(maxsize=max_batches)
-        self.failures = 0
+        self.errors = errors if errors is not None else LoopErrors()
         self._clock = clock
         self._thread = threading.Thread(target=self._run, name="xnetmon-analyzer-feeder", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while (batch := self.queue.get()) is not None:
-            try:
-                self.store.ingest(batch, self._clock())
-            except Exception:  # one bad batch must not stop the analyzer
-                self.failures += 1
-                log.exception("the analyzer could not take a batch from %s", batch.site)
+            try:  # one bad batch must not stop the analyzer
+                with self.errors.survive("feeder", f"taking a batch from {batch.site}"):
+                    self.store.ingest(batch, self._clock())
             finally:
                 self.queue.task_done()
+
+    @property
+    def failures(self) -> int:
+        return self.errors.counts().get("feeder", 0)
 
     def join(self) -> None:
         """Wait until every batch queued so far is in the store."""
@@ -218,9 +238,33 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def uvicorn_server(app, log_level: str = "warning") -> uvicorn.Server:
-    """uvicorn as the analyzer runs it: no access log, no lifespan events."""
-    return uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off"))
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """The API's certificate chain and private key (PEM files): served over HTTPS."""
+
+    cert: Path
+    key: Path
+
+    def check(self) -> None:
+        """Raises ValueError naming the files when they do not make a server certificate."""
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(self.cert, self.key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"cannot use certificate {self.cert} with key {self.key}: {exc}") from None
+
+
+def uvicorn_server(app, log_level: str = "warning", tls: TlsFiles | None = None) -> uvicorn.Server:
+    """uvicorn as the analyzer runs it: no access log, no lifespan events, HTTPS with `tls`."""
+    return uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_level=log_level,
+            access_log=False,
+            lifespan="off",
+            ssl_certfile=None if tls is None else str(tls.cert),
+            ssl_keyfile=None if tls is None else str(tls.key),
+        )
+    )
 
 
 class ApiServer:
@@ -234,12 +278,14 @@ class ApiServer:
         *,
         log_level: str = "warning",
         extra_sockets: Sequence[socket.socket] = (),
+        tls: TlsFiles | None = None,
     ) -> None:
         """`extra_sockets`: more listening sockets served by the same app, e.g. one opened
         inside a lab site's namespace so that agents there can ship to this analyzer."""
         self.socket = listen if isinstance(listen, socket.socket) else listening_socket(*listen)
         self.extra_sockets = list(extra_sockets)
-        self.server = uvicorn_server(app, log_level)
+        self.scheme = "http" if tls is None else "https"
+        self.server = uvicorn_server(app, log_level, tls)
         self.thread = threading.Thread(
             target=self.server.run,
             kwargs={"sockets": [self.socket, *self.extra_sockets]},
@@ -261,7 +307,7 @@ class ApiServer:
     @property
     def url(self) -> str:
         host, port = self.address
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        return f"{self.scheme}://[{host}]:{port}" if ":" in host else f"{self.scheme}://{host}:{port}"
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -283,7 +329,7 @@ class AnalyzerService:
     `state_dir` (none without one), a StoreFeeder when `feed` (an agent in this process
     ships through its queue), root-cause inference naming traced hops after
     `declared_names` (address -> site), and the API app (writes need `token`; `prober`
-    answers POST /probe).
+    answers POST /probe; `api_options` go to analyzer.api.app.create_app).
 
     Raises ValueError when the snapshot cannot be read and OSError when `listen` cannot be
     bound, both before any thread starts."""
@@ -298,27 +344,37 @@ class AnalyzerService:
         token: str | None = None,
         prober: Callable | None = None,
         feed: bool = False,
+        api_options: Mapping[str, Any] | None = None,
+        tls: TlsFiles | None = None,
         **store_options,
     ) -> None:
         self.store = open_store(state_dir, policies, **store_options)
         self.socket = listening_socket(*listen)
-        self.keeper = SnapshotKeeper(self.store, state_dir) if state_dir is not None else None
-        self.feeder = StoreFeeder(self.store) if feed else None
-        self.inference = RootCauseRunner(self.store, declared_names=declared_names)
+        self.errors = LoopErrors()  # every background loop's, shown by /healthz and /metrics
+        self.keeper = SnapshotKeeper(self.store, state_dir, errors=self.errors) if state_dir is not None else None
+        self.feeder = StoreFeeder(self.store, errors=self.errors) if feed else None
+        self.inference = RootCauseRunner(self.store, declared_names=declared_names, errors=self.errors)
         self.app = create_app(
-            self.store, token=token, prober=prober, hints=self.inference.hints, site_names=declared_names
+            self.store,
+            token=token,
+            prober=prober,
+            hints=self.inference.hints,
+            site_names=declared_names,
+            errors=self.errors,
+            **dict(api_options or {}),  # site_tokens, read_token, openapi, probe_targets: analyzer.api.app
         )
+        self.tls = tls
         self._server: ApiServer | None = None
 
     def serve_in_thread(self, *, extra_sockets: Sequence[socket.socket] = ()) -> ApiServer:
         """The API from a daemon thread, on its socket and `extra_sockets`, until `stop()`."""
-        self._server = ApiServer(self.app, self.socket, extra_sockets=extra_sockets)
+        self._server = ApiServer(self.app, self.socket, extra_sockets=extra_sockets, tls=self.tls)
         return self._server
 
     def serve(self) -> None:
         """The API in this thread until Ctrl-C or SIGTERM: uvicorn finishes the requests under
         way, then raises the signal again (KeyboardInterrupt) for the caller."""
-        uvicorn_server(self.app).run(sockets=[self.socket])
+        uvicorn_server(self.app, tls=self.tls).run(sockets=[self.socket])
 
     def stop(self) -> None:
         """The API first (no new batches), then inference, the batches still queued, and the

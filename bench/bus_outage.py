@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import _common as c
 
 from analyzer.bus_intake import BusIntake
+from analyzer.sla.verdicts import default_policies
 from analyzer.store.memory import WindowStore
 from collector.bus.connection import BusEndpoint
 from collector.bus.stream import STREAM_NAME
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace, outage_s: float, root: Path) -> dict:
         bus_setup.add_site(pki, site)
     backoff = Backoff(initial_s=0.1, cap_s=2.0)
     with NatsServer(pki, root / "server") as server:
-        store = WindowStore()
+        store = WindowStore(default_policies())  # only slices with a policy are taken
         endpoint = bus_setup.analyzer_endpoint(pki, (server.url,))
         intake = BusIntake(store, endpoint, "bench")
         intake.connected.wait(30)

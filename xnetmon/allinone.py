@@ -198,6 +198,7 @@ def lab_deployment(
         declared_names=sites_by_address(lab.topology),
         token=token_file.read_text(),
         prober=CommandProber(sites, lab.exec_argv, LAB_STAMP_PORT),
+        api_options={"openapi": True},  # the operator's API on [::1]: run prints its /docs
         interval_s=LAB_INTERVAL_S,
         catch_up_s=FRESH_CATCH_UP_INTERVALS * LAB_INTERVAL_S,
         warm_up_windows=PATH_WARM_UP_WINDOWS,
@@ -371,6 +372,7 @@ def loopback_deployment(config: Path, workdir: Path, *, clock=None) -> Iterator[
         feed=True,
         token=token_file.read_text(),
         prober=CommandProber((plan.site,), lambda _site, argv: argv, stamp_port),
+        api_options={"openapi": True},
         interval_s=plan.window_s,
         catch_up_s=FRESH_CATCH_UP_INTERVALS * plan.window_s,
         warm_up_windows=PATH_WARM_UP_WINDOWS,

@@ -4,9 +4,14 @@
 assembled from one router per resource (analyzer/api/routes/: shipments, probe, slices,
 paths, hints, topology, health, metrics).
 
+- The OpenAPI document and its pages (/openapi.json, /docs, /redoc) only when `openapi`: they
+  map the API for anyone who can reach it.
+- With `read_token`, every GET needs it as a bearer token too (401 without; constant-time).
 - Read-only by default: every GET is open; writes (`POST /v1/windows`, `POST /probe`)
   need `Authorization: Bearer TOKEN`, and without a token configured they are refused
   with 403 (no token can be right), so an analyzer started without one only shows.
+  `site_tokens` ({site: token}) bind shipments to their site; `token`, the shared one, then
+  only asks for probes (analyzer.api.tokens).
 - Bad input gets a 4xx whose `detail` names the field or value: 400 malformed (also for
   query and body validation, where FastAPI would say 422), 401 missing or wrong token,
   404 unknown slice, 413 body over `max_body_bytes`.
@@ -20,20 +25,26 @@ paths, hints, topology, health, metrics).
   the address, else by address.
 - `POST /probe` runs `prober(request)` (sync or async; it returns a JSON-ready dict and
   raises ValueError for a request it cannot run) when the analyzer runs next to an agent;
-  otherwise 503.
+  otherwise 503. Only to an agent's target or an address in `probe_targets` (403), at most
+  `max_probes_in_flight` at once (429), on threads apart from the reads'
+  (analyzer.api.probe_runs).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from analyzer.api.auth import ReadTokenGate
 from analyzer.api.context import ApiContext
+from analyzer.api.probe_runs import MAX_IN_FLIGHT, ProbeRuns
 from analyzer.api.routes import RESOURCES
+from analyzer.api.tokens import WriteTokens
+from analyzer.loop_errors import LoopErrors
 from analyzer.store.memory import WindowStore
 from analyzer.traced_links import by_canonical_address
 
@@ -44,26 +55,40 @@ def create_app(
     store: WindowStore,
     *,
     token: str | None,
+    site_tokens: Mapping[str, str] | None = None,
     prober: Callable | None = None,
     hints: Callable[[], Iterable] | None = None,
     clock: Callable[[], int] = time.time_ns,
     max_body_bytes: int = MAX_BODY_BYTES,
     site_names: Mapping[str, str] | None = None,
+    errors: LoopErrors | None = None,
+    probe_targets: Collection[str] = (),
+    max_probes_in_flight: int = MAX_IN_FLIGHT,
+    read_token: str | None = None,
+    openapi: bool = False,
 ) -> FastAPI:
     app = FastAPI(
         title="xnetmon analyzer",
         summary="Per-slice SLA verdicts of an IPv6 extranet from the agents' path windows.",
         version="1",
+        openapi_url="/openapi.json" if openapi else None,
+        docs_url="/docs" if openapi else None,
+        redoc_url="/redoc" if openapi else None,
     )
+    if read_token is not None:
+        app.add_middleware(ReadTokenGate, token=read_token)
     app.add_exception_handler(RequestValidationError, _bad_request)
     api = ApiContext(
         store=store,
-        token=token,
+        tokens=WriteTokens(shared=token, by_site=dict(site_tokens or {})),
         clock=clock,
-        prober=prober,
+        probes=None
+        if prober is None
+        else ProbeRuns(prober, store.target_addresses, probe_targets, max_probes_in_flight),
         hints=hints,
         site_names=by_canonical_address(site_names),
         max_body_bytes=max_body_bytes,
+        errors=errors if errors is not None else LoopErrors(),
     )
     for resource in RESOURCES:
         app.include_router(resource.router(api))

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from analyzer.api import models as m
+from analyzer.api.probe_runs import ProbeRuns
+from analyzer.api.tokens import WriteTokens
+from analyzer.loop_errors import LoopErrors
 from analyzer.store.memory import WindowStore
 
 
 @dataclass(frozen=True, slots=True)
 class ApiContext:
     store: WindowStore
-    token: str | None  # None: writes are refused
+    tokens: WriteTokens  # none configured: writes are refused
     clock: Callable[[], int]
-    prober: Callable | None  # runs POST /probe; None: no agent beside this analyzer
+    probes: ProbeRuns | None  # runs POST /probe; None: no agent beside this analyzer
     hints: Callable[[], Iterable] | None  # the current root-cause hints; None: inference does not run
     site_names: Mapping[str, str]  # address -> site, keyed by analyzer.traced_links.by_canonical_address
     max_body_bytes: int
+    errors: LoopErrors = field(default_factory=LoopErrors)  # the background loops' errors, by component
 
     def current_hints(self) -> list[m.Hint]:
         return [m.Hint.model_validate(h, from_attributes=True) for h in (self.hints() if self.hints else ())]

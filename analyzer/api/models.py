@@ -45,6 +45,9 @@ class WindowsAccepted(BaseModel):
     future: int = Field(
         description="starting more than 5 minutes after the analyzer's clock (a wrong agent clock) and ignored"
     )
+    refused: int = Field(
+        description="of a slice without an SLA policy, or of a new path beyond the store's bound: refused, counted"
+    )
     observations: int
     health: bool = Field(description="whether the shipment carried the agent's health")
 
@@ -222,11 +225,20 @@ class AgentHealth(BaseModel):
     health: dict | None = Field(description="its latest CollectorHealth (collector/contract/records.py)")
 
 
+class LoopError(BaseModel):
+    count: int = Field(description="errors this background component met and survived")
+    last_ns: int = Field(description="when the latest happened")
+    last: str = Field(description="the latest error's type and words")
+
+
 class Health(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "degraded"] = Field(description="degraded: a background loop met errors (see errors)")
     writes: bool = Field(description="whether shipments and probes are accepted (a token is configured)")
     store: dict[str, int]
     agents: list[AgentHealth]
+    errors: dict[str, LoopError] = Field(
+        default_factory=dict, description="by component (snapshot, intervals, rootcause, feeder, ...)"
+    )
 
 
 class ProbeRequest(BaseModel):

@@ -49,13 +49,15 @@ def path_summary(w: PathWindow) -> m.PathSummary:
     return m.PathSummary(path=path_ref(w.key), target_address=w.target_address, latest=window_summary(w))
 
 
-def path_detail(store: WindowStore, key: PathKey, now: int) -> m.PathDetail:
+def path_detail(store: WindowStore, key: PathKey, now: int, judged: object = None) -> m.PathDetail:
+    """The path as /paths shows it; `judged` is its verdict when the caller judged every path at
+    once (store.path_verdicts), else it is asked for here."""
     latest = store.latest_window(key)
     traced = store.observation(key.source, key.target, key.slice)
     return m.PathDetail(
         path=path_ref(key),
         target_address=None if latest is None else latest.target_address,
-        verdict=verdict(store.path_verdict(key, now)),
+        verdict=verdict(judged if judged is not None else store.path_verdict(key, now)),
         latest=None if latest is None else window_summary(latest),
         fingerprint=traced.fingerprint if traced else (latest.path_fingerprint if latest else None),
         traced_ns=traced.observed_ns if traced else None,

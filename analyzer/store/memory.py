@@ -33,17 +33,23 @@
   an agent's 30 s retry cap) so that agents draining their spools after an analyzer
   outage all get their windows into the intervals they belong to; meanwhile intervals
   close as they complete.
-- Slices without a policy (none given for that name) are tracked (paths, windows,
-  topology) but get no verdict: `slice_verdict()` is None and the API says "no-policy".
-  Inventing a permissive SLA would show "ok" for something nobody promised.
+- Only slices that have a policy are taken: a window of any other slice is refused and
+  counted (`refused_counts()`, reason `unknown-slice`), and so is its observation. Inventing a
+  permissive SLA would show "ok" for something nobody promised, and a stranger's made-up slice
+  names would otherwise grow every read. A new path beyond `max_paths` is refused the same way
+  (reason `too-many-paths`). `note_refused` counts refusals made before the store (an intake
+  that binds windows to their site counts `source-mismatch`).
 
 Bounded memory. Per path: its state (~0.3 KB), the last `history` windows (~0.8 KB each;
 default 12, two minutes, for /paths and worst paths), its SLA tracker (~5 KB, see
 analyzer.sla.verdicts) and references in the open intervals: ~15 KB a path in all, measured in
 tests/analyzer/store/test_memory.py (so 100,000 paths take ~1.5 GB). Per slice: at most
 `MAX_OPEN_INTERVALS` open intervals (then the oldest closes). Paths silent for
-`forget_after_s` (default 1 day) are forgotten. Observations: the latest per (source,
-target, slice); health: the latest per site.
+`forget_after_s` (default 1 day) are forgotten, and so are observations and agents not heard of
+for as long. Observations: the latest per (source, target, slice); health: the latest per site.
+
+Reads that judge many slices or paths (`slice_verdicts`, `slice_verdict_map`, `path_verdicts`)
+close what is due once and then evaluate each tracker once: a request costs one pass.
 
 Thread safety: one lock around every method, so an in-process agent thread may ingest
 while the API reads. Reads return fresh containers of immutable records.
@@ -68,6 +74,8 @@ from collector.contract.shipment import ShipmentBatch
 REFUSAL_COUNTERS = {
     "source-mismatch": "windows_refused_source_mismatch",  # a path source other than the sending site
     "malformed": "windows_refused_malformed",  # a body the codec refuses
+    "unknown-slice": "windows_refused_unknown_slice",  # no SLA policy names its slice
+    "too-many-paths": "windows_refused_too_many_paths",  # a new path beyond the store's max_paths
 }
 
 
@@ -85,6 +93,10 @@ HISTORY_WINDOWS = 12
 MAX_OPEN_INTERVALS = 64
 PATH_WARM_UP_WINDOWS = 2  # what deployments leave out of a new path's verdicts (the store's default is 0)
 SHARED_STALL_INTERVALS = 5  # how long deployments wait out a stall of every agent (the store's default is 0)
+MAX_PATHS = 200_000  # ~3 GB at ~15 KB a path: beyond, new paths are refused (reason too-many-paths)
+UNKNOWN_SLICE = "unknown-slice"
+TOO_MANY_PATHS = "too-many-paths"
+SOURCE_MISMATCH = "source-mismatch"  # a site's window for another site's path (counted by the intake)
 
 
 @dataclass(slots=True)
@@ -97,6 +109,7 @@ class IngestResult:
     late: int = 0  # accepted after their slice interval closed: in path views, not the slice verdict
     future: int = 0  # starting implausibly far ahead of the analyzer's clock: dropped
     warm_up: int = 0  # a new path's first windows: in path views, not in verdicts
+    refused: int = 0  # of a slice without a policy, or a new path beyond the bound: dropped, counted by reason
     observations: int = 0
     health: bool = False
 
@@ -169,6 +182,7 @@ class WindowStore:
         max_ahead_s: float = 300.0,
         warm_up_windows: int = 0,
         stall_intervals: int = 0,
+        max_paths: int = MAX_PATHS,
         tracker_type: TrackerType | None = None,
     ) -> None:
         if tracker_type is None:
@@ -183,6 +197,7 @@ class WindowStore:
         self.history = history
         self.forget_after_ns = round(forget_after_s * 1e9)
         self.max_ahead_ns = round(max_ahead_s * 1e9)
+        self.max_paths = max_paths
         self.tracker_type = tracker_type
         self.warm_up_windows = warm_up_windows
         self.stall_intervals = stall_intervals
@@ -207,6 +222,7 @@ class WindowStore:
         self._paths: dict[PathKey, _PathState] = {}
         self._slices: dict[str, _SliceState] = {}
         self._observations: dict[tuple[str, str, str], PathObservation] = {}
+        self._observation_seen_ns: dict[tuple[str, str, str], int] = {}  # store clock, for forgetting
         self._agents: dict[str, AgentSeen] = {}
         self._time_closing_from_ns: int | None = None  # set by the first call that tells the time
         # Trackers judge "now" as the end of the newest closed interval, not the wall clock:
@@ -221,8 +237,11 @@ class WindowStore:
         with self._lock:
             result = self._add_windows(batch.windows, now_ns)
             for observation in batch.observations:
-                self._observations[(observation.source, observation.target, observation.slice)] = observation
-            result.observations = len(batch.observations)
+                if observation.slice in self.policies:
+                    key = (observation.source, observation.target, observation.slice)
+                    self._observations[key] = observation
+                    self._observation_seen_ns[key] = now_ns
+                    result.observations += 1
             previous = self._agents.get(batch.site)
             health = batch.health if batch.health is not None else (previous.health if previous is not None else None)
             self._agents[batch.site] = AgentSeen(batch.site, now_ns, health)
@@ -248,6 +267,11 @@ class WindowStore:
         with self._lock:
             self.counters["batches_rejected"] += 1
 
+    def refused_counts(self) -> dict[str, int]:
+        """Windows refused so far, by reason (xnet_analyzer_windows_refused_total)."""
+        with self._lock:
+            return {reason: self.counters[counter] for reason, counter in REFUSAL_COUNTERS.items()}
+
     def _add_windows(self, windows: Iterable[PathWindow], now_ns: int) -> IngestResult:
         result = IngestResult()
         paths = self._paths
@@ -259,6 +283,11 @@ class WindowStore:
                 continue
             path = paths.get(window.key)
             if path is None:
+                refusal = self._refusal(window.key)
+                if refusal is not None:
+                    self.counters[REFUSAL_COUNTERS[refusal]] += 1
+                    result.refused += 1
+                    continue
                 path = self._new_path(window.key)
             seq = window.seq
             behind = path.max_seq - seq
@@ -307,6 +336,14 @@ class WindowStore:
         counters["windows_future"] += result.future
         counters["windows_warm_up"] += result.warm_up
         return result
+
+    def _refusal(self, key: PathKey) -> str | None:
+        """Why a window of a path not yet known is refused, or None to take it."""
+        if key.slice not in self.policies:
+            return UNKNOWN_SLICE
+        if len(self._paths) >= self.max_paths:
+            return TOO_MANY_PATHS
+        return None
 
     def _new_path(self, key: PathKey) -> _PathState:
         slice_state = self._slice(key.slice)
@@ -398,7 +435,9 @@ class WindowStore:
             path.fed = number
 
     def _forget_silent_paths(self, now_ns: int) -> None:
-        silent = [key for key, path in self._paths.items() if now_ns - path.last_seen_ns > self.forget_after_ns]
+        """Paths, observations and agents not heard of for `forget_after_s`."""
+        oldest_ns = now_ns - self.forget_after_ns
+        silent = [key for key, path in self._paths.items() if path.last_seen_ns < oldest_ns]
         for key in silent:
             path = self._paths.pop(key)
             slice_state = self._slices[key.slice]
@@ -406,11 +445,16 @@ class WindowStore:
             slice_state.expected = slice_state.expected - {path}
             slice_state.watched = None  # recount what the oldest open interval waits for
         self.counters["paths_forgotten"] += len(silent)
+        seen = self._observation_seen_ns
+        for traced in [k for k in self._observations if seen.setdefault(k, now_ns) < oldest_ns]:
+            del self._observations[traced], seen[traced]
+        for site in [site for site, agent in self._agents.items() if agent.last_batch_ns < oldest_ns]:
+            del self._agents[site]
 
     # -- reads ------------------------------------------------------------------------------
 
     def slice_names(self) -> list[str]:
-        """Slices that have a policy or have been seen, sorted."""
+        """Slices that have a policy (or, after a restore under other policies, were seen), sorted."""
         with self._lock:
             return sorted(set(self._slices) | set(self.policies))
 
@@ -420,33 +464,46 @@ class WindowStore:
         trackers expect), after closing what `now_ns` makes due."""
         with self._lock:
             self._advance(now_ns)
-            slice_state = self._slices.get(name)
-            if slice_state is None:
-                policy = self.policies.get(name)
-                # A slice with a policy but no window yet: a fresh tracker says "no-data".
-                if policy is None:
-                    return None
-                return self.tracker_type(policy, self.interval_s).verdict(self._judged_through_ns)
-            return None if slice_state.tracker is None else slice_state.tracker.verdict(self._judged_through_ns)
+            return self._slice_verdict(name)
+
+    def _slice_verdict(self, name: str):
+        slice_state = self._slices.get(name)
+        if slice_state is None:
+            policy = self.policies.get(name)
+            # A slice with a policy but no window yet: a fresh tracker says "no-data".
+            if policy is None:
+                return None
+            return self.tracker_type(policy, self.interval_s).verdict(self._judged_through_ns)
+        return None if slice_state.tracker is None else slice_state.tracker.verdict(self._judged_through_ns)
+
+    def slice_verdict_map(self, now_ns: int) -> dict[str, object]:
+        """Slice name -> SlaVerdict or None, for every slice of `slice_names()`, in one pass."""
+        with self._lock:
+            self._advance(now_ns)
+            return {name: self._slice_verdict(name) for name in self.slice_names()}
 
     def slice_verdicts(self, now_ns: int) -> list:
         """Every slice with a policy: its SlaVerdict (what the Prometheus exporter shows)."""
-        with self._lock:
-            verdicts = (self.slice_verdict(name, now_ns) for name in self.slice_names())
-            return [v for v in verdicts if v is not None]
+        return [v for v in self.slice_verdict_map(now_ns).values() if v is not None]
 
     def path_verdict(self, key: PathKey, now_ns: int):
+        return self.path_verdicts([key], now_ns)[key]
+
+    def path_verdicts(self, keys: Iterable[PathKey], now_ns: int) -> dict[PathKey, object]:
+        """Path -> SlaVerdict or None (unknown path, or no policy), in one pass."""
         with self._lock:
             self._advance(now_ns)
-            path = self._paths.get(key)
-            return None if path is None or path.tracker is None else path.tracker.verdict(self._judged_through_ns)
+            through = self._judged_through_ns
+            found = {}
+            for key in keys:
+                path = self._paths.get(key)
+                found[key] = None if path is None or path.tracker is None else path.tracker.verdict(through)
+            return found
 
     def verdicts(self, now_ns: int) -> tuple[dict[str, object], dict[PathKey, object]]:
         """(slice name -> SlaVerdict or None, path -> SlaVerdict or None) for everything known."""
         with self._lock:
-            slices = {name: self.slice_verdict(name, now_ns) for name in self.slice_names()}
-            paths = {key: self.path_verdict(key, now_ns) for key in self._paths}
-            return slices, paths
+            return self.slice_verdict_map(now_ns), self.path_verdicts(list(self._paths), now_ns)
 
     @property
     def judged_through_ns(self) -> int:
@@ -470,6 +527,11 @@ class WindowStore:
         with self._lock:
             keys = self._paths if slice_name is None else self.path_keys(slice_name)
             return [w for w in (self._paths[k].latest for k in keys) if w is not None]
+
+    def target_addresses(self) -> set[str]:
+        """The addresses the agents probe (their windows' target_address)."""
+        with self._lock:
+            return {p.latest.target_address for p in self._paths.values() if p.latest is not None}
 
     def recent_windows(self, key: PathKey) -> list[PathWindow]:
         """The path's last `history` windows, oldest first."""
@@ -500,6 +562,7 @@ class WindowStore:
                 "open_intervals": sum(len(s.pending) for s in self._slices.values()),
                 "observations": len(self._observations),
                 "agents": len(self._agents),
+                "windows_refused": sum(self.counters[c] for c in REFUSAL_COUNTERS.values()),
                 **self.counters,
             }
 

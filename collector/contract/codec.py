@@ -22,6 +22,15 @@ grouped by type once, at import; builds windows by writing their slots
 windows it decodes (less memory in the store, cheaper dictionary look-ups). Fields may grow:
 it ignores fields it does not know (a newer agent's), and a field of a type it cannot check
 stops the import rather than pass unchecked.
+
+Every input has a bound, so that nothing it lets in can fail later (an integer too large for
+a float, a list too long to sum in time): counts at most `MAX_COUNT`, other integers within
+64 bits, names at most `MAX_NAME` characters, at most `MAX_WINDOWS` windows and
+`MAX_OBSERVATIONS` observations a body, `MAX_HOPS` hops a trace, finite numbers only; JSON
+too deep or with integers too long for Python is refused like any other malformed body. The
+counts must add up: received and losses within sent, the RTT histogram holding exactly the
+replies, reordered and remarked replies among them, and `seq` numbering the window's place in
+time (start = seq x length) as every agent numbers it.
 """
 
 from __future__ import annotations
@@ -47,6 +56,16 @@ from collector.contract.shipment import ShipmentBatch
 
 BUCKETS = len(RTT_BUCKETS_NS) + 1  # the finite buckets and +Inf
 MAX_KEYS_REMEMBERED = 1_000_000  # distinct paths whose PathKey object is shared; then start afresh
+# Bounds of what a body may hold. An agent posts at most 5,000 windows a body
+# (collector/outputs/sinks.py); a count of 2**32 packets in one window is far beyond any link,
+# and sums of such counts over a million paths stay exact in a float.
+MAX_WINDOWS = 10_000
+MAX_OBSERVATIONS = 10_000
+MAX_HOPS = 255  # the IPv6 hop limit
+MAX_NAME = 255  # characters of a site, target, slice, kind, address or fingerprint
+MAX_COUNT = 2**32
+MAX_INT = 2**63 - 1  # times in ns and delays fit in 64 bits, as everywhere else
+MAX_WINDOW_NS = 86_400 * 10**9  # a window is at most a day long
 
 # -- encoding ---------------------------------------------------------------------------------
 
@@ -177,6 +196,7 @@ _key_parts = operator.itemgetter(*_KEY_FIELDS)
 (_F_STRINGS, _F_INTS) = _names_by_type(FlowId, str, int)
 _HEALTH_TYPES = _declared_types(CollectorHealth, str, int, float)
 
+_INT = {int}
 _build_window = builder(PathWindow)  # fields checked by ShipmentParser.window: see fast_records
 
 
@@ -189,9 +209,11 @@ class ShipmentParser:
 
     def parse(self, body: bytes | str) -> ShipmentBatch:
         try:
-            data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise MalformedShipment("", f"the body is not JSON ({exc})") from None
+            data = json.loads(body, parse_constant=_no_constant)
+        except RecursionError:
+            raise MalformedShipment("", "the body is JSON nested too deep") from None
+        except ValueError as exc:  # not JSON, not UTF-8, NaN, or an integer over Python's 4,300 digits
+            raise MalformedShipment("", f"the body is not JSON this analyzer takes ({exc})") from None
         return self.from_dict(data)
 
     def from_dict(self, data: object) -> ShipmentBatch:
@@ -199,17 +221,17 @@ class ShipmentParser:
         if type(data) is not dict:
             raise MalformedShipment("", "expected a JSON object with site, created_ns, windows, observations, health")
         site = data.get("site")
-        if type(site) is not str or not site:
-            raise MalformedShipment("site", "expected the agent's site name (a non-empty string)")
+        if type(site) is not str or not site or len(site) > MAX_NAME:
+            raise MalformedShipment("site", f"expected the agent's site name (1 to {MAX_NAME} characters)")
         created_ns = data.get("created_ns", 0)
-        if type(created_ns) is not int:
+        if type(created_ns) is not int or not 0 <= created_ns <= MAX_INT:
             raise MalformedShipment("created_ns", "expected an integer (ns since the epoch)")
         windows = data.get("windows")
-        if type(windows) is not list:
-            raise MalformedShipment("windows", "expected a list of path windows")
+        if type(windows) is not list or len(windows) > MAX_WINDOWS:
+            raise MalformedShipment("windows", f"expected a list of at most {MAX_WINDOWS} path windows")
         observations = data.get("observations") or []
-        if type(observations) is not list:
-            raise MalformedShipment("observations", "expected a list of path observations")
+        if type(observations) is not list or len(observations) > MAX_OBSERVATIONS:
+            raise MalformedShipment("observations", f"expected a list of at most {MAX_OBSERVATIONS} observations")
         health = data.get("health")
         return ShipmentBatch(
             site=site,
@@ -227,35 +249,47 @@ class ShipmentParser:
             data = _known_fields(data, _WINDOW_FIELDS, where)
         for name in _W_COUNTS:
             value = data[name]
-            if type(value) is not int or value < 0:
-                raise MalformedShipment(f"{where}.{name}", f"expected a non-negative integer, got {value!r}")
+            if type(value) is not int or not 0 <= value <= MAX_COUNT:
+                raise MalformedShipment(
+                    f"{where}.{name}", f"expected a non-negative integer up to 2**32, got {_shown(value)}"
+                )
         for name in _W_INTS:
-            if type(data[name]) is not int:
-                raise MalformedShipment(f"{where}.{name}", f"expected an integer, got {data[name]!r}")
+            value = data[name]
+            if type(value) is not int or not 0 <= value <= MAX_INT:
+                raise MalformedShipment(
+                    f"{where}.{name}", f"expected a non-negative integer up to 2**63-1, got {_shown(value)}"
+                )
         for name in _W_OPTIONAL_INTS:
             value = data[name]
-            if value is not None and type(value) is not int:
-                raise MalformedShipment(f"{where}.{name}", f"expected an integer or null, got {value!r}")
-        if data["end_ns"] <= data["start_ns"]:
-            raise MalformedShipment(f"{where}.end_ns", "expected a window end after its start")
+            if value is not None and (type(value) is not int or not -MAX_INT <= value <= MAX_INT):
+                raise MalformedShipment(f"{where}.{name}", f"expected a 64-bit integer or null, got {_shown(value)}")
+        if not 0 < data["end_ns"] - data["start_ns"] <= MAX_WINDOW_NS:
+            raise MalformedShipment(f"{where}.end_ns", "expected a window end after its start, at most a day later")
         for name in _W_BUCKETS:
             buckets = data[name]
+            # Types and the lower bound here, in C loops (this runs per window); the upper bound
+            # follows from the histogram summing to `received` (_check_window_arithmetic).
             if (
                 type(buckets) is not list
                 or len(buckets) != BUCKETS
-                or any(type(b) is not int or b < 0 for b in buckets)
+                or set(map(type, buckets)) != _INT
+                or min(buckets) < 0
             ):
                 raise MalformedShipment(
                     f"{where}.{name}", f"expected a list of {BUCKETS} non-negative integers (RTT_BUCKETS_S and +Inf)"
                 )
             data[name] = tuple(buckets)
         for name in _W_STRINGS:
-            if type(data[name]) is not str:
-                raise MalformedShipment(f"{where}.{name}", "expected a string")
+            value = data[name]
+            if type(value) is not str or len(value) > MAX_NAME:
+                raise MalformedShipment(f"{where}.{name}", f"expected a string of at most {MAX_NAME} characters")
         for name in _W_OPTIONAL_STRINGS:
             value = data[name]
-            if value is not None and type(value) is not str:
-                raise MalformedShipment(f"{where}.{name}", "expected a string or null")
+            if value is not None and (type(value) is not str or len(value) > MAX_NAME):
+                raise MalformedShipment(
+                    f"{where}.{name}", f"expected null or a string of at most {MAX_NAME} characters"
+                )
+        _check_window_arithmetic(data, where)
         for name in _W_KEYS:
             data[name] = self.key(data[name], where, name)
         return _build_window(data)
@@ -273,14 +307,51 @@ class ShipmentParser:
         key = self._keys.get(parts)
         if key is None:
             for part, value in zip(_KEY_FIELDS, parts):
-                if type(value) is not str or not value:
+                if type(value) is not str or not value or len(value) > MAX_NAME:
                     raise MalformedShipment(
-                        f"{_place(where, name)}.{part}", f"expected a non-empty string, got {value!r}"
+                        f"{_place(where, name)}.{part}", f"expected 1 to {MAX_NAME} characters, got {_shown(value)}"
                     )
             if len(self._keys) >= MAX_KEYS_REMEMBERED:
                 self._keys.clear()
             key = self._keys[parts] = PathKey(*parts)
         return key
+
+
+def _check_window_arithmetic(data: dict, where: str) -> None:
+    """The counts of one window must add up as an agent's do (collector/agent/windows.py)."""
+    sent, received = data["sent"], data["received"]
+    lost = data["lost_forward"] + data["lost_reverse"] + data["lost_unknown"]
+    if received + lost > sent:
+        raise MalformedShipment(
+            f"{where}.received", f"received ({received}) and lost ({lost}) add up to more than sent ({sent})"
+        )
+    in_histogram = sum(data["rtt_buckets"])
+    if in_histogram != received:
+        raise MalformedShipment(
+            f"{where}.rtt_buckets", f"the histogram holds {_shown(in_histogram)} replies, not the {received} received"
+        )
+    for name in ("reordered", "dscp_remarked"):
+        if data[name] > received:
+            raise MalformedShipment(f"{where}.{name}", f"{data[name]} is more than the {received} replies received")
+    if data["icmp_errors"] > sent:
+        raise MalformedShipment(f"{where}.icmp_errors", f"{data['icmp_errors']} is more than the {sent} probes sent")
+    start, length = data["start_ns"], data["end_ns"] - data["start_ns"]
+    if data["seq"] * length != start:
+        raise MalformedShipment(
+            f"{where}.seq",
+            f"window {data['seq']} of {length} ns does not start at {start}: seq numbers the window's interval "
+            "(start_ns / length)",
+        )
+
+
+def _shown(value: object) -> str:
+    """A refused value as an error shows it: never the whole of a huge one."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:40]}... ({len(text)} characters)"
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a number")
 
 
 def _place(where: str, name: str | None) -> str:
@@ -298,18 +369,22 @@ def _known_fields(data: dict, names: Collection[str], where: str) -> dict:
 def observation(data: object, where: str) -> PathObservation:
     """One PathObservation from its JSON object; `where` names it in errors."""
     data = _object(data, PathObservation, where)
-    _check_strings_and_ints(data, where, _O_STRINGS, _O_INTS)
+    _check_strings_and_ints(data, where, _O_STRINGS, _O_INTS, (0, MAX_INT))
     for name in _O_BOOLS:
         if type(data[name]) is not bool:
             raise MalformedShipment(f"{where}.{name}", "expected true or false")
     for name in _O_HOPS:
         hops = data[name]
-        if type(hops) is not list or any(h is not None and type(h) is not str for h in hops):
-            raise MalformedShipment(f"{where}.{name}", "expected a list of addresses or nulls")
+        if (
+            type(hops) is not list
+            or len(hops) > MAX_HOPS
+            or any(h is not None and (type(h) is not str or len(h) > MAX_NAME) for h in hops)
+        ):
+            raise MalformedShipment(f"{where}.{name}", f"expected a list of at most {MAX_HOPS} addresses or nulls")
         data[name] = tuple(hops)
     for name in _O_FLOWS:
         flow = _object(data[name], FlowId, f"{where}.{name}")
-        _check_strings_and_ints(flow, f"{where}.{name}", _F_STRINGS, _F_INTS)
+        _check_strings_and_ints(flow, f"{where}.{name}", _F_STRINGS, _F_INTS, (0, 0xFFFFF))  # ports, flow label
         data[name] = FlowId(**flow)
     decoded = PathObservation(**data)
     try:
@@ -326,13 +401,18 @@ def _object(data: object, record_type: type, where: str) -> dict:
     return _known_fields(data, [f.name for f in fields(record_type)], where)
 
 
-def _check_strings_and_ints(data: dict, where: str, strings: tuple[str, ...], ints: tuple[str, ...]) -> None:
+def _check_strings_and_ints(
+    data: dict, where: str, strings: tuple[str, ...], ints: tuple[str, ...], int_range: tuple[int, int]
+) -> None:
     for name in strings:
-        if type(data[name]) is not str:
-            raise MalformedShipment(f"{where}.{name}", "expected a string")
+        value = data[name]
+        if type(value) is not str or len(value) > MAX_NAME:
+            raise MalformedShipment(f"{where}.{name}", f"expected a string of at most {MAX_NAME} characters")
+    low, high = int_range
     for name in ints:
-        if type(data[name]) is not int:
-            raise MalformedShipment(f"{where}.{name}", "expected an integer")
+        value = data[name]
+        if type(value) is not int or not low <= value <= high:
+            raise MalformedShipment(f"{where}.{name}", f"expected an integer from {low} to {high}")
 
 
 def collector_health(data: object, where: str) -> CollectorHealth:
@@ -343,11 +423,12 @@ def collector_health(data: object, where: str) -> CollectorHealth:
     for name, value in data.items():
         declared = _HEALTH_TYPES[name]
         if declared is str:
-            ok = type(value) is str
-        elif declared is float:
-            ok = type(value) in (int, float)
+            ok = type(value) is str and len(value) <= MAX_NAME
+        elif declared is float:  # json.loads was told to refuse NaN and Infinity
+            ok = (type(value) is float and 0.0 <= value <= MAX_INT) or (type(value) is int and 0 <= value <= MAX_INT)
         else:
-            ok = type(value) is int
+            ok = type(value) is int and 0 <= value <= MAX_INT
         if not ok:
-            raise MalformedShipment(f"{where}.{name}", f"expected {'a string' if declared is str else 'a number'}")
+            wanted = f"a string of at most {MAX_NAME} characters" if declared is str else "a number from 0 to 2**63-1"
+            raise MalformedShipment(f"{where}.{name}", f"expected {wanted}")
     return CollectorHealth(**data)

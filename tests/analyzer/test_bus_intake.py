@@ -12,6 +12,7 @@ from prometheus_client import generate_latest
 
 from analyzer.bus_intake import BusIntake
 from analyzer.exporter import AnalyzerSnapshot, analyzer_registry
+from analyzer.sla.verdicts import default_policies
 from analyzer.store.memory import WindowStore
 from collector.bus.subjects import message_id, subject
 from collector.contract.codec import encode_body
@@ -56,7 +57,7 @@ def publish_as(bus, site: str, on_site: str, body: bytes) -> None:
 
 def test_a_sites_windows_reach_the_store_through_the_bus(bus, tmp_path):
     pki, server = bus
-    store = WindowStore()
+    store = WindowStore(default_policies())
     intake = intake_for(bus, store)
     sink = BusSink(
         bus_setup.site_endpoint(pki, "cnty1a", (server.url,)), "cnty1a", tmp_path / "spool", backoff=Backoff(0.05, 0.2)
@@ -72,7 +73,7 @@ def test_a_sites_windows_reach_the_store_through_the_bus(bus, tmp_path):
 
 
 def test_a_forged_path_source_on_the_sites_own_subject_is_refused_and_counted(bus):
-    store = WindowStore()
+    store = WindowStore(default_policies())
     intake = intake_for(bus, store)
     forged = encode_body(ShipmentBatch("cnty1a", (window(T0, source="cnty2b"), window(T0 + 1, source="cnty2b"))))
     publish_as(bus, "cnty1a", "cnty1a", forged)
@@ -93,13 +94,13 @@ def test_a_forged_path_source_on_the_sites_own_subject_is_refused_and_counted(bu
 
 
 def test_a_restarted_intake_resumes_from_its_durable_position(bus):
-    store = WindowStore()
+    store = WindowStore(default_policies())
     intake = intake_for(bus, store)
     publish_as(bus, "cnty1a", "cnty1a", encode_body(ShipmentBatch("cnty1a", (window(T0),))))
     wait_until(lambda: store.counters["windows_ingested"] == 1, what="the first window")
     intake.stop()
     publish_as(bus, "cnty1a", "cnty1a", encode_body(ShipmentBatch("cnty1a", (window(T0 + 1),))))
-    fresh = WindowStore()  # a duplicate would show here as an ingest of seq T0
+    fresh = WindowStore(default_policies())  # a duplicate would show here as an ingest of seq T0
     intake = intake_for(bus, fresh)
     wait_until(lambda: fresh.counters["windows_ingested"] == 1, what="the window published meanwhile")
     intake.stop()
@@ -107,7 +108,7 @@ def test_a_restarted_intake_resumes_from_its_durable_position(bus):
 
 
 def test_each_replica_consumer_sees_every_window(bus):
-    first, second = WindowStore(), WindowStore()
+    first, second = WindowStore(default_policies()), WindowStore(default_policies())
     intakes = [intake_for(bus, first, "analyzer-a"), intake_for(bus, second, "analyzer-b")]
     publish_as(bus, "cnty2b", "cnty2b", encode_body(ShipmentBatch("cnty2b", (window(T0, source="cnty2b"),))))
     for store in (first, second):

@@ -153,3 +153,95 @@ def test_a_damaged_snapshot_or_a_taken_port_fails_before_any_thread_starts(tmp_p
         taken.close()
     assert set(threading.enumerate()) == before
     assert (tmp_path / SNAPSHOT_NAME).read_text() == "{broken"  # left for the operator to look at
+
+
+def poisoned_window(seq: int):
+    """A window whose interval cannot be closed: a float of its histogram overflows. Intake over
+    HTTP refuses it (collector.contract.codec bounds); an in-process agent could still hand it over."""
+    import dataclasses
+
+    good = window(seq)
+    buckets = list(good.rtt_buckets)
+    buckets[3] = 10**309
+    return dataclasses.replace(good, sent=10**309, received=10**309, rtt_buckets=tuple(buckets))
+
+
+def test_background_loops_survive_an_interval_that_cannot_close_and_say_so(tmp_path):
+    from analyzer.loop_errors import LoopErrors
+    from analyzer.service import RootCauseRunner
+
+    store = new_store()
+    seq = time.time_ns() // W - 3  # due at once on the real clock
+    store.ingest(batch(poisoned_window(seq)), seq * W)  # still open: its interval closes in a thread
+    errors = LoopErrors()
+    keeper = SnapshotKeeper(store, tmp_path, every_s=0.0, tick_s=0.01, errors=errors)
+    runner = RootCauseRunner(store, poll_s=0.01, errors=errors)
+    try:
+        wait_until(lambda: errors.counts().get("intervals", 0) >= 1, what="the failed close counted")
+        assert "OverflowError" in errors.latest()["intervals"].last
+        (tmp_path / SNAPSHOT_NAME).unlink(missing_ok=True)
+        wait_until((tmp_path / SNAPSHOT_NAME).exists, what="a snapshot after the error")
+        epochs = runner.epochs
+        store.ingest(batch(window(seq + 1)), time.time_ns())
+        wait_until(lambda: runner.epochs > epochs, what="inference after the error")
+        assert keeper._thread.is_alive() and runner._thread.is_alive()
+    finally:
+        keeper.stop()
+        runner.stop()
+
+
+def test_the_service_shows_loop_errors_in_healthz_and_metrics(tmp_path):
+    service = AnalyzerService(default_policies(), ("::1", 0), state_dir=tmp_path, catch_up_s=0)
+    server = service.serve_in_thread()
+    try:
+        seq = time.time_ns() // W - 3
+        service.store.ingest(batch(poisoned_window(seq)), seq * W)
+        wait_until(lambda: service.errors.counts().get("intervals", 0) >= 1)
+        health = httpx.get(f"{server.url}/healthz", timeout=10).json()
+        assert health["status"] == "degraded" and health["errors"]["intervals"]["count"] >= 1
+        assert "OverflowError" in health["errors"]["intervals"]["last"]
+        metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+        assert 'xnet_analyzer_errors_total{component="intervals"}' in metrics
+        assert "xnet_build_info{" in metrics
+    finally:
+        service.stop()
+
+
+def test_the_api_serves_https_with_its_certificate_and_a_read_token(tmp_path):
+    import ssl
+
+    from analyzer.service import TlsFiles
+    from tests.api_support import write_self_signed_cert
+
+    cert, key = write_self_signed_cert(tmp_path)
+    tls = TlsFiles(cert, key)
+    tls.check()
+    service = AnalyzerService(
+        default_policies(), ("::1", 0), api_options={"read_token": "r3ad-t0ken-0123456789"}, tls=tls
+    )
+    server = service.serve_in_thread()
+    try:
+        assert server.url.startswith("https://[::1]:")
+        trusted = ssl.create_default_context(cafile=str(cert))
+        with httpx.Client(verify=trusted, timeout=10) as client:
+            assert client.get(f"{server.url}/healthz").status_code == 401
+            reading = {"Authorization": "Bearer r3ad-t0ken-0123456789"}
+            assert client.get(f"{server.url}/healthz", headers=reading).json()["status"] == "ok"
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            httpx.get(f"{server.url}/healthz", timeout=10)  # not trusted without the CA
+        with pytest.raises(httpx.RemoteProtocolError):
+            httpx.get(server.url.replace("https", "http") + "/healthz", timeout=10)  # no clear text
+    finally:
+        service.stop()
+
+
+def test_tls_files_that_do_not_fit_are_refused_naming_them(tmp_path):
+    from analyzer.service import TlsFiles
+    from tests.api_support import write_self_signed_cert
+
+    cert, _ = write_self_signed_cert(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    _, other_key = write_self_signed_cert(other)
+    with pytest.raises(ValueError, match=f"cannot use certificate {cert} with key {other_key}"):
+        TlsFiles(cert, other_key).check()

@@ -79,6 +79,12 @@ def test_without_a_token_file_it_serves_read_only(tmp_path):
         (["--token-file", "/nonexistent/token"], "cannot read token file /nonexistent/token"),
         (["--policies", "/nonexistent/policies.yaml"], "/nonexistent/policies.yaml"),
         (["--topology", "/nonexistent/net.yaml"], "--topology: /nonexistent/net.yaml: cannot read"),
+        (["--tls-cert", "/nonexistent/x.crt"], "--tls-cert and --tls-key go together"),
+        (
+            ["--tls-cert", "/nonexistent/x.crt", "--tls-key", "/nonexistent/x.key"],
+            "cannot use certificate /nonexistent/x.crt",
+        ),
+        (["--site-tokens", "/nonexistent/tokens"], "--site-tokens: cannot read /nonexistent/tokens"),
     ],
 )
 def test_mistakes_are_one_clear_line(args, message):
@@ -145,3 +151,60 @@ def test_bus_options_go_together(tmp_path):
     assert alone.returncode == 2 and "--bus and --bus-dir go together" in alone.stderr
     empty = xnetmon("analyzer", "--bus", "tls://127.0.0.1:4222", "--bus-dir", str(tmp_path))
     assert empty.returncode == 2 and "xnetmon bus init" in empty.stderr
+
+
+def test_site_tokens_bind_shipments_to_their_site(tmp_path):
+    tokens = tmp_path / "site-tokens"
+    tokens.mkdir()
+    (tokens / "cnty1a").write_text("cnty1a-token-0123456789\n")
+    port = free_tcp_port()
+    proc = start("--listen", f"[::1]:{port}", "--site-tokens", str(tokens))
+    url = f"http://[::1]:{port}"
+    try:
+        forged = encode_body(batch(window(T0), window(T0, source="cnty2a", target="edge")))
+        auth = {"Authorization": "Bearer cnty1a-token-0123456789"}
+        taken = httpx.post(f"{url}/v1/windows", content=forged, headers=auth, timeout=10).json()
+        assert (taken["accepted"] + taken["stale"], taken["refused"]) == (1, 1)
+        metrics = httpx.get(f"{url}/metrics", timeout=10).text
+        assert 'xnet_analyzer_windows_refused_total{reason="source-mismatch"} 1.0' in metrics
+    finally:
+        stop_process(proc, timeout=15)
+
+
+def test_tls_read_token_and_openapi_from_the_command_line(tmp_path):
+    import ssl
+
+    from tests.api_support import write_self_signed_cert
+
+    cert, key = write_self_signed_cert(tmp_path)
+    (tmp_path / "read").write_text("r3ad-t0ken-0123456789\n")
+    port = free_tcp_port()
+    proc = subprocess.Popen(
+        [
+            *XNETMON,
+            "analyzer",
+            "--listen",
+            f"[::1]:{port}",
+            "--tls-cert",
+            str(cert),
+            "--tls-key",
+            str(key),
+            "--read-token-file",
+            str(tmp_path / "read"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        banner = proc.stdout.readline()
+        assert f"API on https://[::1]:{port}, slices" in banner and "reads need the read token" in banner, banner
+        with httpx.Client(verify=ssl.create_default_context(cafile=str(cert)), timeout=10) as client:
+            url = f"https://[::1]:{port}"
+            assert client.get(f"{url}/slices").status_code == 401
+            reading = {"Authorization": "Bearer r3ad-t0ken-0123456789"}
+            assert client.get(f"{url}/slices", headers=reading).status_code == 200
+            assert client.get(f"{url}/docs", headers=reading).status_code == 404  # no --openapi
+    finally:
+        stop_process(proc, timeout=15)

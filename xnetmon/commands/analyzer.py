@@ -1,9 +1,11 @@
 """`xnetmon analyzer`: the central analyzer — agents' shipments in, SLA verdicts and the API out.
 
-Serves the API (analyzer/api/app.py; OpenAPI docs at /docs) with uvicorn. With `--token-file`
-agents may post windows and operators may ask for probes; without it the analyzer is
-read-only. With `--state-dir` the store is restored at start and saved every 30 s and at
-exit, so a restart keeps the verdicts (status, error budget, since) and the deduplication.
+Serves the API (analyzer/api/app.py; OpenAPI docs at /docs with `--openapi`) with uvicorn, over
+HTTPS with `--tls-cert` and `--tls-key`. With `--token-file` agents may post windows and operators
+may ask for probes (`--site-tokens` binds each site's shipments to it); without either the analyzer
+is read-only. `--read-token-file` makes every GET need its token too. With `--state-dir` the
+store is restored at start and saved every 30 s and at exit, so a restart keeps the verdicts
+(status, error budget, since) and the deduplication.
 Root-cause hints (GET /hints, on the slices, and xnet_rootcause_hint) are inferred once per
 closed interval; `--topology FILE` (the lab's topology format) names traced hop addresses
 after their sites, so hints and GET /topology say "prov2>city2a" rather than addresses.
@@ -28,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "analyzer",
         help="run the central analyzer: windows from agents, SLA verdicts, the HTTP API",
         description="Take path windows from agents (POST /v1/windows), judge every slice against its "
-        "SLA and serve verdicts, paths and topology over HTTP (docs at /docs). Ctrl-C stops.",
+        "SLA and serve verdicts, paths and topology over HTTP or HTTPS (docs at /docs with --openapi). Ctrl-C stops.",
     )
     p.add_argument(
         "--listen",
@@ -41,6 +43,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="bearer token agents and operators must send to write; without it the API is read-only",
     )
+    p.add_argument(
+        "--site-tokens",
+        metavar="FILE|DIR",
+        help="per-site bearer tokens ('SITE TOKEN' lines, or one file per site named after it): a site's "
+        "shipments are bound to it (another site's paths refused and counted); the --token-file token then "
+        "only asks for probes",
+    )
+    p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate chain (PEM; needs --tls-key)")
+    p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
+    p.add_argument(
+        "--read-token-file",
+        metavar="FILE",
+        help="bearer token every GET must send (Prometheus: authorization in the scrape config); "
+        "without it reads are open",
+    )
+    p.add_argument("--openapi", action="store_true", help="serve the OpenAPI document and its pages (/docs)")
     p.add_argument("--policies", metavar="FILE", help="SLA policies (YAML; default: the built-in ones)")
     p.add_argument("--state-dir", metavar="DIR", help="keep snapshots here, so a restart is not an outage")
     p.add_argument(
@@ -86,6 +104,40 @@ def read_token(path: str) -> str:
     return token
 
 
+def read_site_tokens(path: str) -> dict[str, str]:
+    from analyzer.api.tokens import load_site_tokens
+
+    try:
+        return load_site_tokens(path)
+    except ValueError as exc:
+        raise UsageError(f"--site-tokens: {exc}") from None
+
+
+def tls_files(cert: str | None, key: str | None):
+    """The API's TLS files when both are given; a UsageError when only one is, or they do not fit."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise UsageError("--tls-cert and --tls-key go together")
+    from analyzer.service import TlsFiles
+
+    tls = TlsFiles(Path(cert), Path(key))
+    try:
+        tls.check()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return tls
+
+
+def writes_words(token: str | None, site_tokens: dict[str, str] | None) -> str:
+    if site_tokens:
+        probes = "probes need the --token-file token" if token else "no probes (no --token-file)"
+        return f"shipments need each site's own token ({len(site_tokens)} sites), {probes}"
+    if token:
+        return "writes need the shared token (any site may ship any path: --site-tokens binds them)"
+    return "read-only (no --token-file or --site-tokens)"
+
+
 def run(args: argparse.Namespace) -> int:
     host, port = listen_address(args.listen, "--listen", DEFAULT_LISTEN)
     if bool(args.bus) != bool(args.bus_dir):
@@ -93,6 +145,9 @@ def run(args: argparse.Namespace) -> int:
     if args.bus_dir and not (Path(args.bus_dir) / "analyzer.pem").exists():
         raise UsageError(f"--bus-dir {args.bus_dir} has no analyzer.pem: run `xnetmon bus init {args.bus_dir}`")
     token = read_token(args.token_file) if args.token_file else None
+    site_tokens = read_site_tokens(args.site_tokens) if args.site_tokens else None
+    read_token_value = read_token(args.read_token_file) if args.read_token_file else None
+    tls = tls_files(args.tls_cert, args.tls_key)
     # FastAPI, uvicorn and the SLA code load only when the analyzer runs.
     from analyzer.service import AnalyzerService
     from analyzer.sla.verdicts import default_policies, load_policies
@@ -122,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
             state_dir=args.state_dir or None,
             declared_names=declared,
             token=token,
+            api_options={"site_tokens": site_tokens, "read_token": read_token_value, "openapi": args.openapi},
+            tls=tls,
             interval_s=args.interval,
             warm_up_windows=PATH_WARM_UP_WINDOWS,
             stall_intervals=SHARED_STALL_INTERVALS,
@@ -133,8 +190,9 @@ def run(args: argparse.Namespace) -> int:
     shown = f"[{host}]" if ":" in host else host
     bound_port = service.socket.getsockname()[1]
     print(
-        f"xnetmon analyzer: API on http://{shown}:{bound_port} (docs /docs), slices {', '.join(sorted(policies))}; "
-        f"{'writes need the token' if token else 'read-only (no --token-file)'}; "
+        f"xnetmon analyzer: API on {'http' if tls is None else 'https'}://{shown}:{bound_port}"
+        f"{' (docs /docs)' if args.openapi else ''}, slices {', '.join(sorted(policies))}; "
+        f"{writes_words(token, site_tokens)}{'; reads need the read token' if read_token_value else ''}; "
         f"{'state in ' + args.state_dir if args.state_dir else 'no --state-dir: a restart starts empty'}. "
         "Ctrl-C stops.",
         flush=True,

@@ -16,9 +16,11 @@ def router(api: ApiContext) -> APIRouter:
 
     @routes.get("/healthz", response_model=m.Health, summary="Liveness, store figures, agents seen and their health")
     def healthz() -> m.Health:
+        errors = api.errors.latest()
         return m.Health(
-            status="ok",
-            writes=api.token is not None,
+            status="degraded" if errors else "ok",
+            writes=api.tokens.configured,
+            errors={name: m.LoopError(count=e.count, last_ns=e.last_ns, last=e.last) for name, e in errors.items()},
             store=store.stats(),
             agents=[
                 m.AgentHealth(

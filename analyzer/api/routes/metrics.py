@@ -20,6 +20,7 @@ def router(api: ApiContext) -> APIRouter:
             verdicts=[v for v in store.slice_verdicts(api.clock()) if v is not None],
             counters=store.stats(),
             hints=list(api.hints()) if api.hints is not None else [],
+            errors=api.errors.counts(),
         )
 
     registry = analyzer_registry(snapshot)

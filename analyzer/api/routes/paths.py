@@ -44,6 +44,8 @@ def router(api: ApiContext) -> APIRouter:
             key=lambda k: (k.slice, k.source, k.target, k.kind),
         )
         now = api.clock()
-        return m.PathList(total=len(chosen), paths=[path_detail(store, k, now) for k in chosen[:limit]])
+        shown = chosen[:limit]
+        judged = store.path_verdicts(shown, now)  # every verdict in one pass
+        return m.PathList(total=len(chosen), paths=[path_detail(store, k, now, judged[k]) for k in shown])
 
     return routes

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import inspect
-
 from fastapi import APIRouter, HTTPException, Request
-from starlette.concurrency import run_in_threadpool
 
 from analyzer.api import models as m
-from analyzer.api.auth import WRITE_ERRORS, require_token
+from analyzer.api.auth import WRITE_ERRORS, require_writer
+from analyzer.api.bodies import read_model
 from analyzer.api.context import ApiContext
+from analyzer.api.probe_runs import TargetNotAllowed, TooManyProbes
 from analyzer.api.views import listed
+
+MAX_PROBE_BODY_BYTES = 4096  # a probe request is a few short fields
 
 
 def router(api: ApiContext) -> APIRouter:
@@ -23,13 +24,25 @@ def router(api: ApiContext) -> APIRouter:
         responses={
             **WRITE_ERRORS,
             400: {"model": m.Problem, "description": "bad request"},
+            403: {"model": m.Problem, "description": "not an agent's target nor allowed, or not the operator's token"},
+            413: {"model": m.Problem, "description": "body too large"},
+            429: {"model": m.Problem, "description": "every probe slot is taken: try again later"},
             503: {"model": m.Problem, "description": "no agent can run probes from this analyzer"},
         },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": m.ProbeRequest.model_json_schema()}},
+            }
+        },
     )
-    async def post_probe(request: Request, probe: m.ProbeRequest) -> m.ProbeResponse:
-        require_token(request, api.token)
-        prober = api.prober
-        if prober is None:
+    async def post_probe(request: Request) -> m.ProbeResponse:
+        writer = require_writer(request, api.tokens)  # before the body is read: strangers cost nothing
+        if writer.site is not None:
+            raise HTTPException(403, f"probes need the operator's shared token, not site {writer.site!r}'s")
+        probe = await read_model(request, m.ProbeRequest, MAX_PROBE_BODY_BYTES)
+        runs = api.probes
+        if runs is None:
             raise HTTPException(
                 503, "no agent can run probes from this analyzer (only the all-in-one monitor, xnetmon run, has one)"
             )
@@ -37,10 +50,12 @@ def router(api: ApiContext) -> APIRouter:
         if known and probe.slice not in known:
             raise HTTPException(400, f"slice: unknown slice {probe.slice!r} (slices are: {listed(known)})")
         try:
-            if inspect.iscoroutinefunction(prober):
-                result = await prober(probe)
-            else:
-                result = await run_in_threadpool(prober, probe)
+            runs.check_target(probe.target)
+            result = await runs.run(probe)
+        except TargetNotAllowed as exc:
+            raise HTTPException(403, str(exc)) from None
+        except TooManyProbes as exc:
+            raise HTTPException(429, str(exc), headers={"Retry-After": "5"}) from None
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from None
         return m.ProbeResponse(request=probe, result=dict(result))

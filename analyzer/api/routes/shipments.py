@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from analyzer.api import models as m
-from analyzer.api.auth import WRITE_ERRORS, require_token
+from analyzer.api.auth import WRITE_ERRORS, require_writer
+from analyzer.api.bodies import read_body
 from analyzer.api.context import ApiContext
-from analyzer.store.memory import WindowStore
+from analyzer.store.memory import SOURCE_MISMATCH, IngestResult, WindowStore
 from collector.contract.codec import MalformedShipment, ShipmentParser
 
 
@@ -39,9 +40,11 @@ def router(api: ApiContext) -> APIRouter:
     )
     async def post_windows(request: Request) -> m.WindowsAccepted:
         try:
-            require_token(request, api.token)
-            body = await _read_body(request, api.max_body_bytes)
-            result = await run_in_threadpool(_parse_and_ingest, parser, api.store, body, api.clock)
+            writer = require_writer(request, api.tokens)
+            if writer.site is None and api.tokens.by_site:
+                raise HTTPException(403, "this analyzer binds shipments to sites: ship with the site's own token")
+            body = await read_body(request, api.max_body_bytes)
+            result = await run_in_threadpool(_parse_and_ingest, parser, api.store, body, api.clock, writer.site)
         except HTTPException:
             api.store.note_rejected()
             raise
@@ -50,23 +53,22 @@ def router(api: ApiContext) -> APIRouter:
     return routes
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(
-            413, f"body of {declared} bytes is over the limit of {limit} bytes: send fewer windows per request"
-        )
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise HTTPException(413, f"body over the limit of {limit} bytes: send fewer windows per request")
-    return bytes(body)
-
-
-def _parse_and_ingest(parser: ShipmentParser, store: WindowStore, body: bytes, clock: Callable[[], int]):
+def _parse_and_ingest(
+    parser: ShipmentParser, store: WindowStore, body: bytes, clock: Callable[[], int], site: str | None
+) -> IngestResult:
+    """Decode, bind to the token's `site` (None: the shared token, any site), then ingest."""
     try:
         batch = parser.parse(body)
     except MalformedShipment as exc:
         raise HTTPException(400, f"malformed shipment: {exc}") from None
-    return store.ingest(batch, clock())
+    if site is None:
+        return store.ingest(batch, clock())
+    if batch.site != site:
+        raise HTTPException(403, f"site: the token is site {site!r}'s; it cannot ship for {batch.site!r}")
+    own = tuple(w for w in batch.windows if w.key.source == site)
+    foreign = len(batch.windows) - len(own)
+    if foreign:
+        store.note_refused(SOURCE_MISMATCH, foreign)
+    result = store.ingest(replace(batch, windows=own), clock())
+    result.refused += foreign
+    return result

@@ -8,11 +8,9 @@ docs/architecture.md; every path carries exactly `SERIES_PER_PATH` series, the c
 
 from __future__ import annotations
 
-import platform
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from importlib import metadata
 from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIServer
 
@@ -29,6 +27,7 @@ from prometheus_client.utils import floatToGoString
 
 from collector.contract.records import RTT_BUCKETS_S
 from collector.outputs.prometheus.state import MetricsSnapshot, MetricsState
+from collector.system.build_info import build_info_family
 
 if TYPE_CHECKING:  # flow receiver and captures are optional: imported only by agents that run them
     from collector.capture.agent_captures import AgentCaptures
@@ -41,13 +40,6 @@ SERIES_PER_PATH = 7 + (len(RTT_BUCKETS_S) + 1 + 2) + 2 + 1
 _LE = [floatToGoString(b) for b in RTT_BUCKETS_S] + ["+Inf"]
 
 
-def _version() -> str:
-    try:
-        return metadata.version("xnetmon")
-    except metadata.PackageNotFoundError:  # running from a checkout that was never installed
-        return "unknown"
-
-
 class AgentCollector(Collector):
     """Renders whatever snapshot `state` holds at the moment of the scrape."""
 
@@ -57,20 +49,13 @@ class AgentCollector(Collector):
         self._state = state
         self._flows = flows
         self._captures = captures
-        self._build = (_version(), platform.python_version())
 
     def describe(self) -> list[Metric]:
         return []  # dynamic series: nothing to pre-register, and no collect() at registration
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self._state.snapshot  # one read: the whole scrape sees one picture
-        build = GaugeMetricFamily(
-            "xnet_build_info",
-            "Always 1; the labels name the running xnetmon and Python versions.",
-            labels=["version", "python"],
-        )
-        build.add_metric(list(self._build), 1)
-        yield build
+        yield build_info_family()
         yield from _path_families(snapshot)
         yield from _collector_families(snapshot)
         yield from _ship_failure_families(snapshot)

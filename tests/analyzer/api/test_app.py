@@ -5,6 +5,8 @@ router, in tests/analyzer/api/routes/."""
 
 from __future__ import annotations
 
+import pytest
+
 from analyzer.api.app import create_app
 from analyzer.sla.verdicts import default_policies
 from analyzer.store.snapshot import restore_snapshot, save_snapshot
@@ -31,7 +33,7 @@ def test_invalid_input_is_a_400_naming_the_field_where_fastapi_would_answer_422(
 
 
 def test_the_openapi_document_describes_every_endpoint():
-    api = Api()
+    api = Api(openapi=True)
     document = api.get("/openapi.json").json()
     paths = document["paths"]
     for path, method in [
@@ -63,3 +65,27 @@ def test_verdicts_survive_a_store_restored_behind_a_new_app(tmp_path):
     again.now = api.now
     assert again.get("/slices/video").json() == before
     assert PathKey("cnty1a", "core", "video", "stamp") in again.store.path_keys("video")
+
+
+def test_the_openapi_document_and_pages_are_off_unless_asked_for():
+    api = Api()
+    assert [api.get(path).status_code for path in ("/openapi.json", "/docs", "/redoc")] == [404, 404, 404]
+
+
+READ = "r3ad-t0ken"
+
+
+@pytest.mark.parametrize("path", ["/slices", "/slices/video", "/paths", "/hints", "/topology", "/healthz", "/metrics"])
+def test_with_a_read_token_every_get_needs_it(path):
+    api = Api(read_token=READ)
+    assert api.get(path).status_code == 401
+    wrong = api.get(path, headers={"Authorization": "Bearer r3ad-t0keN"})
+    assert wrong.status_code == 401 and wrong.json()["detail"] == "wrong bearer token"
+    assert api.get(path, headers={"Authorization": f"Bearer {READ}"}).status_code == 200
+
+
+def test_with_a_read_token_the_openapi_document_needs_it_too_and_writes_keep_their_own_token():
+    api = Api(read_token=READ, openapi=True)
+    assert api.get("/openapi.json").status_code == 401
+    assert api.get("/openapi.json", headers={"Authorization": f"Bearer {READ}"}).status_code == 200
+    assert api.ship(batch(window(T0))).status_code == 200  # the write token, not the read token

@@ -56,12 +56,12 @@ def test_without_a_token_configured_every_write_is_403(authorization):
     assert (status, challenge) == (403, None)
     assert detail == (
         "writes are disabled: this analyzer runs without a token "
-        "(start it with --token-file to accept shipments and probes)"
+        "(start it with --token-file or --site-tokens to accept shipments and probes)"
     )
 
 
 def test_the_openapi_document_names_both_refusals():
     responses = call(writable(TOKEN), "GET", "/openapi.json").json()["paths"]["/write"]["post"]["responses"]
     assert responses["401"]["description"] == "missing or wrong bearer token"
-    assert responses["403"]["description"] == "writes are disabled: no token configured"
+    assert responses["403"]["description"] == "writes are disabled (no token configured), or not this token's"
     assert responses["401"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Problem"}

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from analyzer.api import models as m
 from analyzer.api.context import ApiContext
+from analyzer.api.tokens import WriteTokens
 from analyzer.rootcause.hints import HintTracker
 from analyzer.rootcause.model import Diagnosis
 from analyzer.store.memory import WindowStore
@@ -17,7 +18,13 @@ from analyzer.store.memory import WindowStore
 
 def context(hints=None) -> ApiContext:
     return ApiContext(
-        store=WindowStore({}), token=None, clock=lambda: 0, prober=None, hints=hints, site_names={}, max_body_bytes=1000
+        store=WindowStore({}),
+        tokens=WriteTokens(),
+        clock=lambda: 0,
+        probes=None,
+        hints=hints,
+        site_names={},
+        max_body_bytes=1000,
     )
 
 
@@ -51,4 +58,4 @@ def test_a_hint_the_api_cannot_show_is_refused_not_passed_on():
 
 def test_the_context_is_fixed_once_made():
     with pytest.raises(dataclasses.FrozenInstanceError):
-        context().token = "s3cret"
+        context().tokens = WriteTokens(shared="s3cret")

@@ -10,6 +10,7 @@ import pytest
 
 from analyzer.rootcause import evidence as ev
 from analyzer.rootcause.evidence import EvidenceBuilder
+from analyzer.sla.verdicts import default_policies
 from analyzer.store.memory import WindowStore
 from collector.contract.records import PathKey
 from lab.topology import load
@@ -49,7 +50,7 @@ class Feed:
     """A store fed interval by interval, and the builder over it."""
 
     def __init__(self, names=NAMES) -> None:
-        self.store = WindowStore({}, interval_s=W / 1e9, catch_up_s=0)
+        self.store = WindowStore(default_policies(), interval_s=W / 1e9, catch_up_s=0)
         self.now = settled(T0)
         self.builder = EvidenceBuilder(self.store, names, clock=lambda: self.now)
 
@@ -274,7 +275,7 @@ def test_a_forgotten_path_leaves_the_builder_memory(monkeypatch):
     feed.ship("cnty1a", w(T0), observations=[traced()])
     feed.epoch(T0)
     assert PathKey("cnty1a", "core", "video", "stamp") in feed.builder._memory
-    feed.store = feed.builder.store = WindowStore({}, interval_s=W / 1e9, catch_up_s=0)
+    feed.store = feed.builder.store = WindowStore(default_policies(), interval_s=W / 1e9, catch_up_s=0)
     feed.epoch(T0 + 1)
     assert feed.builder._memory == {}
 

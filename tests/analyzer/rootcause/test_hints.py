@@ -11,6 +11,7 @@ import pytest
 from analyzer.api.models import Hint as HintModel
 from analyzer.rootcause.hints import CLEAR_AFTER_EPOCHS, HintRow, HintTracker, hint_rows
 from analyzer.rootcause.model import Diagnosis, Epoch, PathEvidence
+from analyzer.sla.verdicts import default_policies
 
 S = 1_000_000_000
 
@@ -111,7 +112,7 @@ def test_the_runner_infers_once_per_closed_interval_in_its_own_thread_and_surviv
     from tests.analyzer_support import batch, observation, window
     from tests.support import wait_until
 
-    store = WindowStore({}, interval_s=0.2, catch_up_s=0)
+    store = WindowStore(default_policies(), interval_s=0.2, catch_up_s=0)
     interval_ns = store.interval_ns
     calls = []
 

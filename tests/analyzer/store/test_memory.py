@@ -150,13 +150,61 @@ def test_interval_sums_use_the_policy_unavailability_level():
     assert slice_tracker(store, "video").added[0].unavailable_paths == 1
 
 
-def test_a_slice_without_policy_is_kept_without_verdict():
+def test_a_slice_without_policy_is_refused_and_counted_and_leaves_nothing_behind():
     store = recording_store()
-    store.ingest(batch(window(T0, slice_="lab-experiment")), settled(T0))
-    assert "lab-experiment" in store.slice_names()
+    result = store.ingest(
+        batch(window(T0, slice_="lab-experiment"), window(T0), observations=(observation(slice_="lab-experiment"),)),
+        settled(T0),
+    )
+    assert (result.accepted, result.refused, result.observations) == (1, 1, 0)
+    assert store.slice_names() == ["egov", "video"] and store.observations() == []
+    assert store.refused_counts()["unknown-slice"] == 1 and store.stats()["windows_refused"] == 1
     assert store.slice_verdict("lab-experiment", settled(T0)) is None
     assert store.path_verdict(PathKey("cnty1a", "core", "lab-experiment", "stamp"), settled(T0)) is None
-    assert store.latest_windows("lab-experiment")[0].seq == T0
+
+
+def test_twenty_thousand_made_up_slices_leave_the_store_as_it_was():
+    store = recording_store()
+    store.ingest(batch(*(window(T0, slice_=f"bogus{i}") for i in range(20_000))), settled(T0))
+    assert store.stats()["slices"] == 0 and store.stats()["paths"] == 0
+    assert store.refused_counts()["unknown-slice"] == 20_000
+
+
+def test_new_paths_beyond_the_bound_are_refused_and_counted():
+    store = recording_store(max_paths=2)
+    result = store.ingest(batch(*(window(T0, target=f"t{i}") for i in range(3))), settled(T0))
+    assert (result.accepted, result.refused) == (2, 1) and store.refused_counts()["too-many-paths"] == 1
+    assert store.ingest(batch(window(T0 + 1, target="t0")), settled(T0 + 1)).accepted == 1  # known paths go on
+
+
+def test_refusals_made_before_the_store_are_counted_by_reason():
+    store = recording_store()
+    store.note_refused("source-mismatch", 3)
+    store.note_refused("source-mismatch", 2)
+    assert store.refused_counts()["source-mismatch"] == 5
+
+
+def test_observations_and_agents_not_heard_of_are_forgotten_with_their_paths():
+    store = recording_store(forget_after_s=60)
+    store.ingest(batch(window(T0), observations=(observation(),), site="cnty1a"), settled(T0))
+    store.ingest(batch(window(T0, source="cnty2a"), site="cnty2a"), settled(T0))
+    later = settled(T0) + 61 * 10**9
+    store.ingest(batch(window(T0 + 7, source="cnty2a"), site="cnty2a"), later)
+    store.advance(later + W)
+    assert [a.site for a in store.agents()] == ["cnty2a"]
+    assert store.observations() == [] and [k.source for k in store.path_keys()] == ["cnty2a"]
+
+
+def test_a_read_of_every_verdict_closes_what_is_due_once_and_asks_each_tracker_once():
+    store = recording_store()
+    for i in range(50):
+        store.ingest(batch(window(T0, target=f"t{i}"), window(T0, target=f"t{i}", slice_="egov")), settled(T0))
+    advances = []
+    original = store._advance
+    store._advance = lambda now_ns: advances.append(now_ns) or original(now_ns)  # type: ignore[method-assign]
+    slices, paths = store.verdicts(settled(T0 + 1))
+    assert len(slices) == 2 and len(paths) == 100
+    assert len(advances) == 2  # once for the slices, once for the paths: not once per slice or path
 
 
 def test_a_slice_with_a_policy_and_no_windows_reads_no_data():

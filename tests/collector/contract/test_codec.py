@@ -135,3 +135,95 @@ def test_a_field_of_a_type_the_codec_cannot_check_is_refused_at_import():
 
     with pytest.raises(TypeError, match=r"Grown\.tags"):
         _declared_types(Grown, int)
+
+
+# -- bounds: nothing let in can fail later -----------------------------------------------------
+
+
+def refused(body: dict | bytes | str, match: str) -> None:
+    raw = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    with pytest.raises(MalformedShipment, match=match):
+        ShipmentParser().parse(raw)
+
+
+def test_an_integer_too_long_for_python_is_refused_as_malformed():
+    refused('{"site": "a", "windows": [], "created_ns": ' + "9" * 5000 + "}", "not JSON this analyzer takes")
+
+
+def test_json_nested_too_deep_is_refused_as_malformed():
+    refused("[" * 100_000 + "]" * 100_000, "nested too deep")
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_numbers_are_refused(constant):
+    body = json.dumps(wire(batch(window(T0), health=health()))).replace(
+        '"cpu_seconds_total":', f'"cpu_seconds_total": {constant}, "x":'
+    )
+    refused(body, f"{constant} is not a number")
+
+
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("sent", 10**309, r"windows\[0\]\.sent: expected a non-negative integer up to 2\*\*32"),
+        ("rtt_sum_ns", 2**64, r"windows\[0\]\.rtt_sum_ns: expected a non-negative integer up to 2\*\*63-1"),
+        ("rtt_p99_ns", -(2**70), r"windows\[0\]\.rtt_p99_ns: expected a 64-bit integer or null"),
+        ("target_address", "f" * 256, r"windows\[0\]\.target_address: expected a string of at most 255"),
+        ("path_fingerprint", "f" * 256, r"windows\[0\]\.path_fingerprint: expected null or a string of at most 255"),
+    ],
+)
+def test_window_fields_are_bounded(field, value, match):
+    body = wire(batch(window(T0)))
+    body["windows"][0][field] = value
+    refused(body, match)
+
+
+def test_a_bucket_count_of_ten_to_the_309_is_refused():
+    body = wire(batch(window(T0)))
+    body["windows"][0]["rtt_buckets"][3] = 10**309
+    refused(body, r"windows\[0\]\.rtt_buckets: the histogram holds 1000000000.*\(310 characters\) replies, not the 10")
+
+
+def test_a_path_name_longer_than_the_bound_is_refused():
+    body = wire(batch(window(T0)))
+    body["windows"][0]["key"]["target"] = "t" * 256
+    refused(body, r"windows\[0\]\.key\.target: expected 1 to 255 characters")
+
+
+def test_lists_are_bounded():
+    body = wire(batch(window(T0)))
+    body["windows"] = body["windows"] * 10_001
+    refused(body, "windows: expected a list of at most 10000 path windows")
+    body = wire(batch(window(T0), observations=(OBSERVATION,)))
+    body["observations"][0]["hops"] = ["fd00::1"] * 256
+    refused(body, r"observations\[0\]\.hops: expected a list of at most 255")
+
+
+def test_a_flow_label_beyond_twenty_bits_is_refused():
+    body = wire(batch(window(T0), observations=(OBSERVATION,)))
+    body["observations"][0]["flow"]["flow_label"] = 1 << 20
+    refused(body, r"observations\[0\]\.flow\.flow_label: expected an integer from 0 to 1048575")
+
+
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"lost_forward": 100_000}, r"windows\[0\]\.received: received \(10\) and lost \(100000\) add up to more"),
+        ({"received": 11}, r"windows\[0\]\.received: received \(11\) and lost \(0\) add up to more than sent \(10\)"),
+        ({"reordered": 11}, r"windows\[0\]\.reordered: 11 is more than the 10 replies received"),
+        ({"dscp_remarked": 11}, r"windows\[0\]\.dscp_remarked"),
+        ({"icmp_errors": 11}, r"windows\[0\]\.icmp_errors: 11 is more than the 10 probes sent"),
+        ({"seq": T0 + 100_000}, r"windows\[0\]\.seq: window 170100000 of 10000000000 ns does not start at"),
+        ({"end_ns": T0 * 10**10 + 2 * 86_400 * 10**9}, r"windows\[0\]\.end_ns: expected a window end after its start"),
+    ],
+)
+def test_counts_that_do_not_add_up_are_refused(changes, match):
+    body = wire(batch(window(T0)))
+    body["windows"][0].update(changes)
+    refused(body, match)
+
+
+def test_a_histogram_that_does_not_hold_the_replies_is_refused():
+    body = wire(batch(window(T0)))
+    body["windows"][0]["rtt_buckets"][0] += 1
+    refused(body, r"windows\[0\]\.rtt_buckets: the histogram holds 11 replies, not the 10 received")

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.support import REPO, XNETMON, stop_process
-from xnetmon.commands.analyzer import DEFAULT_LISTEN, read_token
+from xnetmon.commands.analyzer import DEFAULT_LISTEN, read_site_tokens, read_token, writes_words
 from xnetmon.commands.common import listen_address
 from xnetmon.errors import UsageError
 
@@ -76,9 +76,23 @@ def test_it_says_where_it_serves_and_what_it_took_when_stopped(tmp_path):
     finally:
         stop_process(proc, timeout=15)
     assert re.match(
-        r"xnetmon analyzer: API on http://\[::1\]:\d+ \(docs /docs\), "
-        r"slices best-effort, data, egov, video; writes need the token; state in ",
+        r"xnetmon analyzer: API on http://\[::1\]:\d+, "
+        r"slices best-effort, data, egov, video; writes need the shared token \(any site may ship any path: "
+        r"--site-tokens binds them\); state in ",
         banner,
     ), banner
     assert proc.stdout.read() == "xnetmon analyzer: stopped; 0 windows taken, 0 duplicates ignored\n"
     assert (tmp_path / "state" / "analyzer-store.json").exists()  # the snapshot at exit
+
+
+def test_site_tokens_that_cannot_be_used_are_a_usage_error_naming_the_line(tmp_path):
+    (tmp_path / "tokens").write_text("cnty1a short\n")
+    with pytest.raises(UsageError, match=r"--site-tokens: .*tokens:1: the token of site 'cnty1a' must be 16\+"):
+        read_site_tokens(str(tmp_path / "tokens"))
+
+
+def test_the_banner_says_who_may_write():
+    sites = {"cnty1a": "x" * 16}
+    assert writes_words(None, sites) == "shipments need each site's own token (1 sites), no probes (no --token-file)"
+    assert writes_words("t", sites).endswith("probes need the --token-file token")
+    assert writes_words(None, None) == "read-only (no --token-file or --site-tokens)"

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.analyzer_support import T0, batch, window
 from tests.api_support import AUTH, Api
 
+ALLOWED = ("fd00::/64",)  # the test probes' target, fd00::1, inside
 PROBE = {"agent": "cnty1a", "target": "fd00::1", "kind": "stamp", "slice": "video", "count": 5}
 
 
@@ -17,7 +19,7 @@ def test_probe_runs_the_prober_when_there_is_one():
         seen.append(request)
         return {"sent": request.count, "received": request.count}
 
-    api = Api(prober=prober)
+    api = Api(prober=prober, probe_targets=ALLOWED)
     response = api.post("/probe", json=PROBE, headers=AUTH)
     assert response.status_code == 200 and response.json()["result"] == {"sent": 5, "received": 5}
     assert seen[0].target == "fd00::1"
@@ -27,7 +29,7 @@ def test_probe_accepts_an_async_prober_and_reports_its_refusal():
     async def prober(request):
         raise ValueError(f"no agent named {request.agent!r} here")
 
-    response = Api(prober=prober).post("/probe", json=PROBE, headers=AUTH)
+    response = Api(prober=prober, probe_targets=ALLOWED).post("/probe", json=PROBE, headers=AUTH)
     assert response.status_code == 400 and response.json()["detail"] == "no agent named 'cnty1a' here"
 
 
@@ -53,6 +55,25 @@ def test_probe_needs_the_token():
     ],
 )
 def test_bad_probe_requests_are_400_naming_the_field(change, reason):
-    api = Api(prober=lambda request: {})
+    api = Api(prober=lambda request: {}, probe_targets=ALLOWED)
     response = api.post("/probe", json={**PROBE, **change}, headers=AUTH)
     assert response.status_code == 400 and response.json()["detail"] == reason
+
+
+def test_probes_need_the_operators_token_not_a_sites():
+    site_token = "cnty1a-token-0123456789"
+    api = Api(prober=lambda request: {}, site_tokens={"cnty1a": site_token}, probe_targets=ALLOWED)
+    response = api.post("/probe", json=PROBE, headers={"Authorization": f"Bearer {site_token}"})
+    assert response.status_code == 403 and "probes need the operator's shared token" in response.json()["detail"]
+    assert api.post("/probe", json=PROBE, headers=AUTH).status_code == 200
+
+
+def test_only_an_agents_target_or_an_allowed_address_is_probed():
+    api = Api(prober=lambda request: {"probed": request.target})
+    refused = api.post("/probe", json={**PROBE, "target": "2001:db8::66"}, headers=AUTH)
+    assert refused.status_code == 403 and "2001:db8::66 is not a target of any agent here" in refused.json()["detail"]
+    assert api.post("/probe", json=PROBE, headers=AUTH).status_code == 403  # no agent has reported fd00::1 yet
+    api.ship(batch(window(T0)))  # an agent probes fd00::1 (its window says so)
+    assert api.post("/probe", json=PROBE, headers=AUTH).json()["result"] == {"probed": "fd00::1"}
+    allowed = Api(prober=lambda request: {}, probe_targets=["2001:db8::/32"])
+    assert allowed.post("/probe", json={**PROBE, "target": "2001:db8::66"}, headers=AUTH).status_code == 200

@@ -10,6 +10,7 @@ from analyzer.api.app import create_app
 from analyzer.rootcause.engine import diagnose
 from analyzer.rootcause.evidence import EvidenceBuilder
 from analyzer.rootcause.hints import HintTracker
+from analyzer.sla.verdicts import default_policies
 from analyzer.store.memory import WindowStore
 from lab.topology import load
 from tests.analyzer_support import T0, W, batch, observation, settled, window
@@ -54,7 +55,7 @@ def test_topology_links_consecutive_hops_and_names_the_paths_over_them():
 
 
 def test_the_apis_links_and_a_hints_suspects_name_the_same_traced_path_alike():
-    store = WindowStore({}, interval_s=W / 1e9, catch_up_s=0)
+    store = WindowStore(default_policies(), interval_s=W / 1e9, catch_up_s=0)
     now = settled(T0)
     builder = EvidenceBuilder(store, NAMES, clock=lambda: now)
     tracker = HintTracker()

@@ -23,13 +23,21 @@ def test_slices_lists_every_policy_slice_with_status_budget_and_worst_path():
     assert slices["egov"]["status"] == "ok" and slices["data"]["status"] == "no-data"
 
 
-def test_a_slice_without_policy_reads_no_policy():
+def test_a_slice_without_policy_is_refused_and_counted():
     api = Api()
-    api.ship(batch(window(T0, slice_="lab-experiment")))
-    (entry,) = [s for s in api.get("/slices").json() if s["name"] == "lab-experiment"]
-    assert entry["status"] == "no-policy" and entry["paths"] == 1
-    detail = api.get("/slices/lab-experiment").json()
-    assert detail["verdict"]["status"] == "no-policy" and "no SLA policy" in detail["verdict"]["reason"]
+    assert api.ship(batch(window(T0, slice_="lab-experiment"), window(T0))).json()["refused"] == 1
+    assert [s["name"] for s in api.get("/slices").json()] == ["best-effort", "data", "egov", "video"]
+    assert api.get("/slices/lab-experiment").status_code == 404
+    assert 'xnet_analyzer_windows_refused_total{reason="unknown-slice"} 1.0' in api.get("/metrics").text
+
+
+def test_twenty_thousand_made_up_slices_do_not_reach_the_reads():
+    api = Api()
+    for part in range(4):
+        response = api.ship(batch(*(window(T0, slice_=f"bogus{part}-{i}") for i in range(5_000))))
+        assert response.json()["refused"] == 5_000
+    assert len(api.get("/slices").json()) == 4 and api.get("/paths").json()["total"] == 0
+    assert 'xnet_analyzer_windows_refused_total{reason="unknown-slice"} 20000.0' in api.get("/metrics").text
 
 
 def test_one_slice_shows_its_objectives_and_worst_paths():
