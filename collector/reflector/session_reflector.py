@@ -83,6 +83,7 @@ class ReflectorConfig:
     max_new_sessions: int = 50_000  # sessions on probation; the oldest evicted beyond it
     replay_max_age_s: float = 60.0  # authenticated requests older than this are stale (both clocks synced)
     clock: ClockStatus | None = None  # None: read the kernel's NTP state at start
+    reuse_port: bool = False  # SO_REUSEPORT: several worker processes share the port (workers.py)
 
     def __post_init__(self) -> None:
         for prefix in self.allow:
@@ -256,6 +257,8 @@ class Reflector:
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            if self.config.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             measurement_sockets.enable_receive_metadata(sock, packet_info=wildcard)
             measurement_sockets.set_hop_limit(sock, REPLY_HOP_LIMIT)
             sock.bind((address, self.config.port))
