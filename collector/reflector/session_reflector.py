@@ -299,10 +299,11 @@ class Reflector:
         read_ancillary = self._ancillary.fields
         # Nothing to admit and no state: the commonest request is answered right here, without
         # the calls of the general path (the profile's largest share after the system calls).
-        lean = self._plain and self._allow is None and self._limiter is None
+        lean = not self._authenticated and self._allow is None and self._limiter is None
+        stateful = self._stateful
         error_estimate, family = self._error_estimate, endpoint.family
         wildcard = endpoint.wildcard
-        seal_all = self._key is not None or self._stateful
+        seal_all = self._key is not None or stateful
         while not self._stopping:  # a flood must not hold off a stop
             try:
                 count = batch.receive(fd)
@@ -318,8 +319,16 @@ class Reflector:
                 ancillary = read_ancillary(control_area, i * control_size, control_length)
                 if lean and length == BASE_LEN and not flags & _MSG_TRUNC:
                     kernel_ns, hop_limit, traffic_class, destination = ancillary
+                    session = None
                     try:
-                        reflect_base_in_place(slot, kernel_ns or time.time_ns(), error_estimate, hop_limit or 0)
+                        receive_ns = kernel_ns or time.time_ns()
+                        if stateful:
+                            _family, source, port = batch.source(i)
+                            session = self._session(source, port, slot, length, receive_ns)
+                            reflect_base_in_place(slot, receive_ns, error_estimate, hop_limit or 0, session.counters)
+                            session.waiting, session.waiting_length = slot, length
+                        else:
+                            reflect_base_in_place(slot, receive_ns, error_estimate, hop_limit or 0)
                         control = self._control(family, (traffic_class or 0) >> 2, destination if wildcard else None)
                     except StampDecodeError as exc:
                         stats.malformed[exc.kind] += 1
@@ -327,7 +336,7 @@ class Reflector:
                     except Exception:
                         self._internal_error("reflecting a datagram")
                         continue
-                    replies.append((i, slot, length, None, control.packed))
+                    replies.append((i, slot, length, session, control.packed))
                     continue
                 _family, source, port = batch.source(i)
                 reply = self._handle(endpoint, slot, length, ancillary, flags, source, port)
@@ -426,13 +435,8 @@ class Reflector:
         received_dscp = (traffic_class or 0) >> 2
         session = found
         if session is None and self._stateful:
-            # RFC 8972 section 3: a session is the SSID together with the sender's address and port.
-            session = self.sessions.get(
-                (source, port, int.from_bytes(buf[14:16], "big") if length >= 16 else 0), receive_ns, False
-            )
-        if session is not None and session.waiting is not None:
-            # The session's previous request came in the same burst: its reply takes its
-            # number first, so that this one takes the next.
+            session = self._session(source, port, buf, length, receive_ns)
+        elif session is not None and session.waiting is not None:
             self._stamp_waiting(session, time.time_ns())
         if length == BASE_LEN and not self._authenticated:  # no TLVs: the lean rewrite
             reflect_base_in_place(
@@ -471,6 +475,16 @@ class Reflector:
         if session is not None:  # last: a request that raised leaves nothing waiting
             session.waiting, session.waiting_length = buf, length
         return _Reply(session, control)
+
+    def _session(self, source: bytes, port: int, buf, length: int, receive_ns: int) -> Session:
+        """The unauthenticated request's session, ready for its rewrite."""
+        # RFC 8972 section 3: a session is the SSID together with the sender's address and port.
+        session = self.sessions.get((source, port, buf[14] << 8 | buf[15] if length >= 16 else 0), receive_ns, False)
+        if session.waiting is not None:
+            # The session's previous request came in the same burst: its reply takes its
+            # number first, so that this one takes the next.
+            self._stamp_waiting(session, time.time_ns())
+        return session
 
     def _finish(self, buf, length: int, session: Session | None, transmit_ns: int) -> None:
         """Write T3 (taken as late as possible), and seal. A stateful reply that a later

@@ -125,8 +125,12 @@ class _Layout(NamedTuple):
     unpack: struct.Struct
     headers: operator.itemgetter  # the (len, level, type) of every item, checked against `expected`
     expected: tuple
-    extract: operator.itemgetter | None  # the fields wanted, in the order of `present`
-    present: frozenset[str]  # which of "time", "hop", "class", "destination" the items hold
+    # Where the unpacked values hold each field, or None: the receive time's seconds (its
+    # nanoseconds follow), hop limit, traffic class, destination address.
+    seconds: int | None
+    hop: int | None
+    traffic_class: int | None
+    destination: int | None
 
 
 class AncillaryReader:
@@ -150,15 +154,13 @@ class AncillaryReader:
         values = layout.unpack.unpack_from(data, offset)
         if layout.headers(values) != layout.expected:
             return ancillary_fields(_items(data, offset, length))
-        if layout.extract is None:
-            return None, None, None, None
-        it = iter(layout.extract(values))
-        present = layout.present
-        kernel_ns = next(it) * 1_000_000_000 + next(it) if "time" in present else None
-        hop_limit = next(it) if "hop" in present else None
-        traffic_class = next(it) if "class" in present else None
-        destination = next(it) if "destination" in present else None
-        return kernel_ns, hop_limit, traffic_class, destination
+        seconds, hop, traffic_class, destination = layout[3:]
+        return (
+            None if seconds is None else values[seconds] * 1_000_000_000 + values[seconds + 1],
+            None if hop is None else values[hop],
+            None if traffic_class is None else values[traffic_class],
+            None if destination is None else values[destination],
+        )
 
     def _learn(self, data: memoryview, offset: int, length: int) -> _Layout | None:
         """The layout of these items, remembered; None when there are none, when they overrun
@@ -194,23 +196,20 @@ class AncillaryReader:
             position += padded
         if not headers:
             return None
-        picks = [index for name in _FIELDS if name in wanted for index in wanted[name]]
+        first = {name: at[0] for name, at in wanted.items()}
         layout = _Layout(
             struct.Struct("".join(layout_format)),
             operator.itemgetter(*headers),
             tuple(expected),
-            operator.itemgetter(slice(picks[0], picks[0] + 1))
-            if len(picks) == 1
-            else (operator.itemgetter(*picks) if picks else None),
-            frozenset(wanted),
+            first.get("time"),
+            first.get("hop"),
+            first.get("class"),
+            first.get("destination"),
         )
         if len(self._layouts) >= LAYOUT_CACHE_SIZE:
             self._layouts.clear()
         self._layouts[length] = layout
         return layout
-
-
-_FIELDS = ("time", "hop", "class", "destination")
 
 
 # The control items `ancillary_fields` reads, in their usual size: (level, type) -> (field, octets,
