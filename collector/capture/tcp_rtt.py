@@ -3,13 +3,20 @@
 The method is pping's (Kathleen Nichols): every TCP segment with the timestamp option
 (RFC 7323) carries TSval, the sender's clock, and TSecr, the latest TSval it received. The
 first time a TSval is seen in one direction its capture time is kept; the first segment in
-the opposite direction whose TSecr echoes it closes the sample. One sample per TSval: a
-TSval seen again (several segments sent in one clock tick, retransmissions, duplicates) is
-ignored, and so is a TSecr that was already matched (duplicate ACKs).
+the opposite direction whose TSecr echoes it closes the sample. A TSval seen again (several
+segments sent in one clock tick, retransmissions, duplicates) is not timed again, and a
+TSecr that was already matched (duplicate ACKs) closes nothing, with one exception: the
+data segments of the burst that closed a sample (same TSecr and same TSval: sent in one
+clock tick in answer to one segment, not retransmitted) are each a sample from the same
+echoed segment. They wait one behind the other in a queue beyond the capture point, and
+the sender's kernel times each of them; timing only the burst's head, which waits least,
+read 25% below the sender's `ss -ti` across a 20 Mbit/s bottleneck.
 
 What a sample measures: the time from the capture point to the host that echoes and back,
 so the part of the path *beyond* the capture point as seen from the TSval's sender, plus
-the echoing host's delayed-ACK wait. Queues before the capture point are not in it. A
+the echoing host's delayed-ACK wait. Queues before the capture point are not in it. The
+two directions of a connection time the two sides of the capture point: their mean RTTs
+added up are the connection's round trip as its endpoints' kernels see it. A
 sample is filed under the slice of the timed segment (the one carrying the TSval) and the
 remote prefix of the echoing host (/48 for IPv6, /24 for IPv4 by default).
 
@@ -144,7 +151,7 @@ def _seconds(value_ns: int | None) -> float | None:
 class _Direction:
     """What one direction of one connection has shown so far."""
 
-    __slots__ = ("distribution", "pending", "newest_tsval", "ranges", "last_seq", "last_seen_ns")
+    __slots__ = ("distribution", "pending", "newest_tsval", "ranges", "last_seq", "last_seen_ns", "burst")
 
     def __init__(self, distribution: _Distribution, ts_ns: int) -> None:
         self.distribution = distribution  # where this direction's samples and retransmissions go
@@ -153,6 +160,9 @@ class _Direction:
         self.ranges: list[list[int]] = []  # seen sequence space, unwrapped, sorted [start, end)
         self.last_seq: int | None = None  # unwrapped, to unwrap the next one
         self.last_seen_ns = ts_ns
+        # (TSecr, own TSval, capture time of the echoed TSval) of the data segment that last
+        # closed a sample: the rest of its burst times the same echo again.
+        self.burst: tuple[int, int, int] | None = None
 
     def record_tsval(self, tsval: int, ts_ns: int) -> None:
         newest = self.newest_tsval
@@ -274,8 +284,10 @@ class PassiveTcpRtt:
         if direction is None:
             direction = self._new_direction(key, ts_ns, packet, offset)
         direction.last_seen_ns = ts_ns
-        occupied = ip_end - tcp - header_length + (1 if flags & _SYN else 0) + (1 if flags & _FIN else 0)
-        if occupied > 0 and direction.is_retransmission(seq, occupied):
+        payload = ip_end - tcp - header_length
+        occupied = payload + (1 if flags & _SYN else 0) + (1 if flags & _FIN else 0)
+        retransmitted = occupied > 0 and direction.is_retransmission(seq, occupied)
+        if retransmitted:
             direction.distribution.retransmissions += 1
         if timestamps is None:
             return
@@ -285,6 +297,16 @@ class PassiveTcpRtt:
             reverse = self._directions.get((destination, source, destination_port, source_port))
             if reverse is not None:
                 sent_ns = reverse.match_tsecr(tsecr)
+                if sent_ns is not None:
+                    direction.burst = (tsecr, tsval, sent_ns) if payload > 0 else None
+                elif payload > 0 and not retransmitted and direction.burst is not None:
+                    # Every data segment of the burst the echoed segment set off: sent in the
+                    # same clock tick (same TSval) in answer to the same segment (same TSecr).
+                    # Each waited its own turn in the queues beyond the capture point, as the
+                    # sender's kernel times each of them; the first alone is the burst's head.
+                    echoed, burst_tsval, burst_sent_ns = direction.burst
+                    if echoed == tsecr and burst_tsval == tsval:
+                        sent_ns = burst_sent_ns
                 if sent_ns is not None and ts_ns >= sent_ns:
                     reverse.distribution.add(ts_ns - sent_ns)
 

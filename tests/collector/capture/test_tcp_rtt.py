@@ -91,6 +91,26 @@ def test_one_sample_per_tsval_from_its_first_occurrence():
     assert (summary.min_s, summary.max_s) == (pytest.approx(0.010), pytest.approx(0.012))
 
 
+def test_every_data_segment_of_a_burst_times_the_echo_that_set_it_off():
+    # The server's ACK leaves the capture point; the client answers it with a burst of three
+    # segments sent in one clock tick, which reach the capture point one after the other
+    # (queued beyond it): each is a sample, as the client's kernel times each one.
+    data = b"d" * 100
+    packets = handshake() + [
+        (20.0, down("A", seq=5000, ack=1000, tsval=7000, tsecr=101)),
+        (30.0, up("A", seq=1000, ack=5000, tsval=300, tsecr=7000, payload=data)),
+        (31.0, up("A", seq=1100, ack=5000, tsval=300, tsecr=7000, payload=data)),
+        (32.0, up("A", seq=1200, ack=5000, tsval=300, tsecr=7000, payload=data)),
+        (33.0, up("A", seq=1100, ack=5000, tsval=300, tsecr=7000, payload=data)),  # retransmission: no sample
+        (40.0, up("A", seq=1300, ack=5000, tsval=301, tsecr=7000, payload=data)),  # a later tick: not the burst
+        (41.0, up("A", seq=1400, ack=5000, tsval=301, tsecr=7000)),  # no data: no sample
+    ]
+    summary = feed(PassiveTcpRtt(), packets).by_prefix[("best-effort", CLIENT_PREFIX)]
+    # the handshake's 0.25 ms, then the burst's 10, 11 and 12 ms
+    assert summary.samples == 4
+    assert summary.sum_s == pytest.approx(0.00025 + 0.010 + 0.011 + 0.012)
+
+
 def test_an_older_tsval_is_not_timed_again():
     packets = handshake() + [
         (20.0, up("A", seq=1000, ack=5000, tsval=300, tsecr=5000, payload=b"a")),
