@@ -14,8 +14,15 @@ Target (from the project's performance goals): stateless reflector >= 0.7 x the 
 The generator's and each server's CPU use are recorded, so a reader can check that the
 server was the saturated side.
 
+With `--scaling`, each repetition also runs the stateless reflector with one worker
+pinned to SERVER_CPU and with `--workers 2` on SCALING_CPUS (SO_REUSEPORT), loaded by
+several generators at once (one socket each, so the kernel's hash spreads them), and
+reports the ratio of total replies/s (target >= 1.8). The generators run on the same
+CPUs: on a 2-core machine the figure is a rough one.
+
     sudo .venv/bin/python bench/reflector_throughput.py                  # 5 x 3 s per server
     sudo .venv/bin/python bench/reflector_throughput.py --reps 1 --seconds 0.5
+    sudo .venv/bin/python bench/reflector_throughput.py --scaling --scaling-cpus 0,1
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c
 
 TARGET_RATIO = 0.7
+TARGET_SCALING = 1.8
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -50,6 +59,57 @@ def cpu_seconds(pid: int) -> float:
     """User + system time of a process and all its threads."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """`cpu_seconds` of a process and its direct children (the reflector's worker processes)."""
+    try:
+        children = [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        children = []
+    total = 0.0
+    for member in (pid, *children):
+        try:
+            total += cpu_seconds(member)
+        except OSError:  # a worker that ended
+            pass
+    return total
+
+
+def scaling_run(blaster: str, address: str, workers: int, cpus: str, senders: int, args) -> dict:
+    """Stateless replies/s with `workers` processes on `cpus`, `senders` generators at once."""
+    port = c.free_udp_port(address=address)
+    argv = ["taskset", "-c", cpus, c.XNETMON, "reflect", "--bind", address, "--port", str(port)]
+    argv += ["--rate-limit", "0", "--global-rate-limit", "0", "--workers", str(workers)]
+    server = c.Server(argv, name=f"reflector ({workers} workers)").start()
+    assert server.proc is not None
+    try:
+        before = tree_cpu_seconds(server.proc.pid)
+        generators = [
+            subprocess.Popen(
+                [blaster, address, str(port), "-s", str(args.seconds), "-W", str(args.warmup), "-w", str(args.window)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(senders)
+        ]
+        results = []
+        for generator in generators:
+            out, _ = generator.communicate(timeout=args.seconds + args.warmup + 30)
+            results.append(json.loads(out.strip().splitlines()[-1]))
+        spent = tree_cpu_seconds(server.proc.pid) - before
+    finally:
+        server.stop()
+    pps = sum(r["pps"] for r in results)
+    replies = sum(r["replies"] for r in results)
+    return {
+        "workers": workers,
+        "cpus": cpus,
+        "pps": round(pps, 1),
+        "server_cpu_seconds": round(spent, 3),
+        "replies_per_server_cpu_second": round(replies / spent, 1) if spent > 0 else None,
+        "senders_answered": sum(1 for r in results if r["replies"] > 0),
+    }
 
 
 def servers(address: str, cpu: int) -> tuple[dict[str, c.Server], dict[str, int]]:
@@ -121,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-cpu", type=int, default=1)
     parser.add_argument("--generator-cpu", type=int, default=0)
     parser.add_argument("--output", help="JSON result file (default: bench/results/reflector_throughput-TIME.json)")
+    parser.add_argument("--scaling", action="store_true", help="also measure 2 workers against 1 (SO_REUSEPORT)")
+    parser.add_argument("--scaling-cpus", default="0,1", help="CPUs of the 2-worker reflector")
+    parser.add_argument("--scaling-senders", type=int, default=4, help="generators at once in the scaling runs")
     parser.add_argument("-q", "--quiet", action="store_true", help="no per-measurement lines")
     args = parser.parse_args(argv)
     if args.reps < 1 or args.seconds <= 0 or args.window < 1:
@@ -154,6 +217,12 @@ def main(argv: list[str] | None = None) -> int:
                         args.window,
                         procs[name].proc.pid,
                     )
+                if args.scaling:
+                    pair = [(1, str(args.server_cpu)), (2, args.scaling_cpus)]
+                    for workers, cpus in pair if rep % 2 == 0 else pair[::-1]:
+                        entry[f"workers{workers}"] = scaling_run(
+                            blaster, args.address, workers, cpus, args.scaling_senders, args
+                        )
                 runs.append(entry)
                 if not args.quiet:
                     print(
@@ -196,6 +265,22 @@ def main(argv: list[str] | None = None) -> int:
             "unanswered": sum(max(0, r[name]["sent"] - r[name]["replies"]) for r in runs),
         }
     stateless = summary["stateless"]["ratio_to_echo"]
+    scaling = None
+    if args.scaling:
+        one, two = [r["workers1"]["pps"] for r in runs], [r["workers2"]["pps"] for r in runs]
+        scaling = {
+            "median_pps_1_worker": c.median(one),
+            "median_pps_2_workers": c.median(two),
+            "ratio": c.median([x for x in (c.ratio(b, a) for a, b in zip(one, two)) if x is not None] or [0.0]),
+            **{
+                f"median_replies_per_cpu_second_{n}": _median_or_none(
+                    [r[f"workers{n}"]["replies_per_server_cpu_second"] for r in runs]
+                )
+                for n in (1, 2)
+            },
+            "target": TARGET_SCALING,
+            "note": "generators share the CPUs with the reflector: a rough figure on a 2-core machine",
+        }
     payload = {
         "benchmark": "reflector_throughput",
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
@@ -215,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         "environment": c.environment(),
         "servers": summary,
         "stateless_within_target": None if stateless is None else stateless >= TARGET_RATIO,
+        "scaling": scaling,
         "runs": runs,
         "server_stats": server_output,
     }
@@ -275,7 +361,16 @@ def render(payload: dict) -> str:
         "server cpu / gen cpu: CPU time over wall time during the measurement (1 CPU = 100%);\n"
         "stalls: times the whole window went unanswered for 20 ms (drops) and was sent again."
     )
-    return f"{head}\n\n{body}\n\n{note}"
+    text = f"{head}\n\n{body}\n\n{note}"
+    scaling = payload.get("scaling")
+    if scaling:
+        text += (
+            f"\n\nScaling (stateless, SO_REUSEPORT): 1 worker {scaling['median_pps_1_worker']:,.0f} pps, "
+            f"2 workers {scaling['median_pps_2_workers']:,.0f} pps, ratio {scaling['ratio']:.2f} "
+            f"(target >= {TARGET_SCALING:g}; replies per CPU-second {scaling['median_replies_per_cpu_second_1']} "
+            f"vs {scaling['median_replies_per_cpu_second_2']}); {scaling['note']}"
+        )
+    return text
 
 
 def _median_or_none(values: list) -> float | None:

@@ -8,9 +8,12 @@ here once, with their values from the kernel headers.
 from __future__ import annotations
 
 import ipaddress
+import operator
 import socket
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 SCM_TIMESTAMPNS = SO_TIMESTAMPNS
@@ -84,7 +87,7 @@ def parse_ancillary(ancdata: list[tuple[int, int, bytes]]) -> DatagramMeta:
 
 
 def ancillary_fields(
-    ancdata: list[tuple[int, int, bytes]],
+    ancdata: Iterable[tuple[int, int, bytes | memoryview]],
 ) -> tuple[int | None, int | None, int | None, bytes | None]:
     """(kernel receive ns, hop limit, traffic class, destination) without building an object,
     for the reflector's per-datagram path."""
@@ -109,6 +112,131 @@ def ancillary_fields(
             elif kind == IP_PKTINFO:
                 destination = bytes(data[8:12])  # struct in_pktinfo: ifindex, spec_dst, addr
     return kernel_ns, hop_limit, traffic_class, destination
+
+
+_CMSG_HEADER_FORMAT = "Qii"  # cmsg_len, cmsg_level, cmsg_type (LP64)
+_CMSG_HEADER = struct.Struct("@" + _CMSG_HEADER_FORMAT)
+LAYOUT_CACHE_SIZE = 16  # control-data layouts remembered per reader; a socket shows one or two
+
+
+class _Layout(NamedTuple):
+    """How to read one arrangement of control items with a single unpack."""
+
+    unpack: struct.Struct
+    headers: operator.itemgetter  # the (len, level, type) of every item, checked against `expected`
+    expected: tuple
+    # Where the unpacked values hold each field, or None: the receive time's seconds (its
+    # nanoseconds follow), hop limit, traffic class, destination address.
+    seconds: int | None
+    hop: int | None
+    traffic_class: int | None
+    destination: int | None
+
+
+class AncillaryReader:
+    """`ancillary_fields` on raw control data as recvmmsg(2) leaves it, for a hot loop.
+
+    A socket's options fix which items the kernel writes and in what order, so the walk
+    over the items is done once per layout (known by the data's length) and afterwards
+    one `unpack_from` reads every field. The item headers are checked on every datagram;
+    a different arrangement of the same length is walked item by item.
+    """
+
+    def __init__(self) -> None:
+        self._layouts: dict[int, _Layout] = {}
+
+    def fields(
+        self, data: memoryview, offset: int, length: int
+    ) -> tuple[int | None, int | None, int | None, bytes | None]:
+        layout = self._layouts.get(length) or self._learn(data, offset, length)
+        if layout is None:
+            return ancillary_fields(_items(data, offset, length))
+        values = layout.unpack.unpack_from(data, offset)
+        if layout.headers(values) != layout.expected:
+            return ancillary_fields(_items(data, offset, length))
+        seconds, hop, traffic_class, destination = layout[3:]
+        return (
+            None if seconds is None else values[seconds] * 1_000_000_000 + values[seconds + 1],
+            None if hop is None else values[hop],
+            None if traffic_class is None else values[traffic_class],
+            None if destination is None else values[destination],
+        )
+
+    def _learn(self, data: memoryview, offset: int, length: int) -> _Layout | None:
+        """The layout of these items, remembered; None when there are none, when they overrun
+        the data, or when one is of an unusual size or repeated."""
+        layout_format = ["="]
+        headers: list[int] = []
+        expected: list[int] = []
+        wanted: dict[str, list[int]] = {}
+        count = 0  # values the format yields so far
+        position = 0
+        while position + _CMSG_HEADER.size <= length:
+            cmsg_len, level, kind = _CMSG_HEADER.unpack_from(data, offset + position)
+            if cmsg_len < _CMSG_HEADER.size or position + cmsg_len > length:
+                return None
+            headers += [count, count + 1, count + 2]
+            expected += [cmsg_len, level, kind]
+            layout_format.append(_CMSG_HEADER_FORMAT)
+            count += 3
+            size = cmsg_len - _CMSG_HEADER.size
+            known = _KNOWN_ITEMS.get((level, kind))
+            if known is None:
+                layout_format.append(f"{size}x")
+            else:
+                name, usual_size, item_format, values = known
+                if size != usual_size or name in wanted:  # odd items are for the item-by-item walk
+                    return None
+                wanted[name] = list(range(count, count + values))
+                layout_format.append(item_format)
+                count += values
+            padded = min((cmsg_len + 7) & ~7, length - position)
+            if padded > cmsg_len:
+                layout_format.append(f"{padded - cmsg_len}x")
+            position += padded
+        if not headers:
+            return None
+        first = {name: at[0] for name, at in wanted.items()}
+        layout = _Layout(
+            struct.Struct("".join(layout_format)),
+            operator.itemgetter(*headers),
+            tuple(expected),
+            first.get("time"),
+            first.get("hop"),
+            first.get("class"),
+            first.get("destination"),
+        )
+        if len(self._layouts) >= LAYOUT_CACHE_SIZE:
+            self._layouts.clear()
+        self._layouts[length] = layout
+        return layout
+
+
+# The control items `ancillary_fields` reads, in their usual size: (level, type) -> (field, octets,
+# struct format, values it yields). Others are skipped by both.
+_KNOWN_ITEMS = {
+    (socket.SOL_SOCKET, SCM_TIMESTAMPNS): ("time", 16, "qq", 2),
+    (socket.IPPROTO_IPV6, IPV6_HOPLIMIT): ("hop", 4, "i", 1),
+    (socket.IPPROTO_IPV6, IPV6_TCLASS): ("class", 4, "i", 1),
+    (socket.IPPROTO_IPV6, IPV6_PKTINFO): ("destination", 20, "16s4x", 1),
+    (socket.IPPROTO_IP, IP_TTL): ("hop", 4, "i", 1),
+    (socket.IPPROTO_IP, IP_TOS): ("class", 1, "B", 1),
+    (socket.IPPROTO_IP, IP_PKTINFO): ("destination", 12, "8x4s", 1),
+}
+
+
+def _items(data: memoryview, offset: int, length: int) -> list[tuple[int, int, memoryview]]:
+    """Raw control data as the (level, type, data) items `socket.recvmsg` gives."""
+    items = []
+    position = 0
+    while position + _CMSG_HEADER.size <= length:
+        cmsg_len, level, kind = _CMSG_HEADER.unpack_from(data, offset + position)
+        if cmsg_len < _CMSG_HEADER.size:
+            break
+        start = offset + position + _CMSG_HEADER.size
+        items.append((level, kind, data[start : offset + position + cmsg_len]))
+        position += (cmsg_len + 7) & ~7
+    return items
 
 
 def traffic_class_cmsg(family: int, traffic_class: int) -> tuple[int, int, bytes]:

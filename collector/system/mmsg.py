@@ -30,7 +30,15 @@ _U32 = struct.Struct("@I")
 _U64 = struct.Struct("@Q")
 _INT = struct.Struct("@i")
 _SOCKADDR_SIZE = 28  # sockaddr_in6; sockaddr_in fits too
+# One received mmsghdr as (msg_controllen, msg_flags, msg_len): a burst's headers in one unpack.
+_RX_HEADER = struct.Struct("=40xQi4xI4x")
+assert _RX_HEADER.size == _MMSGHDR_SIZE
 _MSG_DONTWAIT = int(socket.MSG_DONTWAIT)
+_AF_INET6 = int(socket.AF_INET6)
+_SOURCE6 = struct.Struct("!2xH4x16s")  # sockaddr_in6: family, port, flow info, address
+_SOURCE4 = struct.Struct("!2xH4s")  # sockaddr_in: family, port, address
+# A reply's mmsghdr up to its control length: name, namelen, iov, iovlen, control, controllen.
+_TX_HEADER = struct.Struct("=QI4xQQQQ")
 
 
 def _align(n: int) -> int:
@@ -117,6 +125,8 @@ class DatagramBatch:
         self._tx_addr = ctypes.addressof(self._tx)
         self._names_addr = names
         self._data_addr = data
+        self._tx_iov_addr = tx_iov
+        self._tx_control_addr = tx_control
         self._pending = 0  # replies queued for the next send()
 
     # -- receiving -----------------------------------------------------------------------
@@ -132,6 +142,16 @@ class DatagramBatch:
             raise OSError(err, os.strerror(err))
         return count
 
+    def headers(self, count: int) -> list[tuple[int, int, int]]:
+        """(control length, flags, length) of the first `count` datagrams received, read at once:
+        cheaper per datagram than `length`, `flags` and the control data's length one by one."""
+        return list(_RX_HEADER.iter_unpack(self._rx_view[: count * _MMSGHDR_SIZE]))
+
+    @property
+    def control_area(self) -> memoryview:
+        """The raw control data of every slot: slot i's starts at i * control_size."""
+        return self._rx_control_view
+
     def length(self, i: int) -> int:
         return _U32.unpack_from(self._rx_view, i * _MMSGHDR_SIZE + _MSG_LEN_OFFSET)[0]
 
@@ -143,10 +163,11 @@ class DatagramBatch:
         base = i * _SOCKADDR_SIZE
         names = self._names_view
         family = names[base] | names[base + 1] << 8
-        port = names[base + 2] << 8 | names[base + 3]
-        if family == socket.AF_INET6:
-            return family, bytes(names[base + 8 : base + 24]), port
-        return family, bytes(names[base + 4 : base + 8]), port
+        if family == _AF_INET6:
+            port, address = _SOURCE6.unpack_from(names, base)
+        else:
+            port, address = _SOURCE4.unpack_from(names, base)
+        return family, address, port
 
     def address(self, i: int) -> memoryview:
         """Datagram i's sender as the raw sockaddr (of whatever family the socket has)."""
@@ -172,24 +193,29 @@ class DatagramBatch:
 
     def queue_reply(self, i: int, length: int, cmsgs: list[tuple[int, int, bytes]]) -> None:
         """Send slot i's first `length` octets back to its sender at the next `send()`."""
+        self.queue_packed_reply(i, length, pack_control(cmsgs))
+
+    def queue_packed_reply(self, i: int, length: int, control: bytes) -> None:
+        """`queue_reply` with the ancillary data packed already (`pack_control`), as a caller
+        that sends the same few kinds of reply over and over can keep it."""
         n = self._pending
-        offset = n * _MMSGHDR_SIZE
-        tx = self._tx_view
-        # Point reply n at slot i's data and sender address.
-        _U64.pack_into(tx, offset, self._names_addr + i * _SOCKADDR_SIZE)
-        _U32.pack_into(
-            tx, offset + _NAMELEN_OFFSET, _U32.unpack_from(self._rx_view, i * _MMSGHDR_SIZE + _NAMELEN_OFFSET)[0]
+        control_length = len(control)
+        if control_length > self.control_size:
+            raise ValueError(f"{control_length} octets of ancillary data, room for {self.control_size}")
+        # Reply n: slot i's sender address, its data, and the control data copied to reply n's area.
+        control_base = n * self.control_size
+        _TX_HEADER.pack_into(
+            self._tx_view,
+            n * _MMSGHDR_SIZE,
+            self._names_addr + i * _SOCKADDR_SIZE,
+            _U32.unpack_from(self._rx_view, i * _MMSGHDR_SIZE + _NAMELEN_OFFSET)[0],
+            self._tx_iov_addr + n * _IOVEC.size,
+            1,
+            self._tx_control_addr + control_base,
+            control_length,
         )
         _IOVEC.pack_into(self._tx_iov_view, n * _IOVEC.size, self._data_addr + i * self.size, length)
-        control_base = n * self.control_size
-        used = 0
-        for level, kind, data in cmsgs:
-            cmsg_len = _CMSG_HEADER.size + len(data)
-            _CMSG_HEADER.pack_into(self._tx_control_view, control_base + used, cmsg_len, level, kind)
-            start = control_base + used + _CMSG_HEADER.size
-            self._tx_control_view[start : start + len(data)] = data
-            used += _align(cmsg_len)
-        _U64.pack_into(tx, offset + _CONTROLLEN_OFFSET, used)
+        self._tx_control_view[control_base : control_base + control_length] = control
         self._pending = n + 1
 
     def send(self, fd: int) -> tuple[int, int]:
@@ -205,3 +231,13 @@ class DatagramBatch:
                 failed += 1
                 index += 1
         return sent, failed
+
+
+def pack_control(cmsgs: list[tuple[int, int, bytes]]) -> bytes:
+    """Ancillary items (level, type, data) laid out as a msg_control buffer."""
+    out = bytearray()
+    for level, kind, data in cmsgs:
+        cmsg_len = _CMSG_HEADER.size + len(data)
+        out += _CMSG_HEADER.pack(cmsg_len, level, kind) + bytes(data)
+        out += bytes(_align(cmsg_len) - cmsg_len)
+    return bytes(out)

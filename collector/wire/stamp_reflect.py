@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac as hmac_lib
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from collector.wire.stamp import (
     AUTH_BASE_LEN,
@@ -132,8 +133,8 @@ def reflect_in_place(
     Returns the DSCP the sender asked for in a Class of Service TLV (when permitted),
     else NO_DSCP_REQUEST. Raises StampDecodeError for a request that gets no reply.
     """
-    if not authenticated and length == BASE_LEN and session is None:
-        reflect_base_in_place(buf, receive_ns, error_estimate, hop_limit)
+    if not authenticated and length == BASE_LEN:
+        reflect_base_in_place(buf, receive_ns, error_estimate, hop_limit, session)
         return NO_DSCP_REQUEST
     if authenticated:
         if length < AUTH_BASE_LEN:
@@ -190,17 +191,45 @@ def reflect_in_place(
     return reply_dscp
 
 
-def reflect_base_in_place(buf: bytearray, receive_ns: int, error_estimate: int, hop_limit: int) -> None:
+def reflect_base_in_place(
+    buf: bytearray | memoryview,
+    receive_ns: int,
+    error_estimate: int,
+    hop_limit: int,
+    session: SessionCounters | None = None,
+) -> None:
     """`reflect_in_place` for the commonest request: unauthenticated, exactly the 44-octet
-    base, answered statelessly. Positional arguments and no TLV walk keep it cheap."""
+    base, so no TLVs. Positional arguments and no TLV walk keep it cheap."""
     sseq, sts, serr, ssid = SENDER_BASE.unpack_from(buf)
     if not serr & 0xFF:
         raise StampDecodeError("error-estimate", "the sender's multiplier is zero")
     z = serr & _Z_FLAG
     rx_raw = ns_to_ptp(receive_ns) if z else ns_to_ntp(receive_ns)
-    REFLECTOR_BASE.pack_into(
-        buf, 0, sseq, 0, (error_estimate & ~_Z_FLAG) | z, ssid, rx_raw, sseq, sts, serr, 0, hop_limit
-    )
+    if session is None:
+        seq = sseq
+    else:
+        seq = session.next_seq
+        session.received += 1
+    err = (error_estimate & ~_Z_FLAG) | z
+    REFLECTOR_BASE.pack_into(buf, 0, seq, 0, err, ssid, rx_raw, sseq, sts, serr, 0, hop_limit)
+
+
+class TransmitTime(NamedTuple):
+    """One transmit time in both timestamp formats, converted once for a burst of replies."""
+
+    ntp: int
+    ptp: int
+
+    @classmethod
+    def of(cls, transmit_ns: int) -> TransmitTime:
+        return cls(ns_to_ntp(transmit_ns), ns_to_ptp(transmit_ns))
+
+
+def stamp_base_transmit_time(buf: bytearray | memoryview, length: int, transmit: TransmitTime) -> None:
+    """`stamp_transmit_time` for an unauthenticated stateless reply that no key seals:
+    T3 in the format the reply's Error Estimate names."""
+    if length >= 14:
+        _U64.pack_into(buf, 4, transmit.ptp if _U16.unpack_from(buf, 12)[0] & _Z_FLAG else transmit.ntp)
 
 
 def stamp_transmit_time(

@@ -79,7 +79,8 @@ def test_stamp_rtt_smoke(tmp_path: Path) -> None:
 def test_reflector_throughput_smoke(tmp_path: Path) -> None:
     out = tmp_path / "throughput.json"
     blasters_before = set(_processes_with("udp_blaster"))  # another run's, if any, are not ours to judge
-    done = _run("reflector_throughput.py", "--reps", "1", "--seconds", "0.5", "--warmup", "0.2", "--output", str(out))
+    tiny = ["--reps", "1", "--seconds", "0.5", "--warmup", "0.2", "--scaling"]
+    done = _run("reflector_throughput.py", *tiny, "--output", str(out))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "x echo" in done.stdout
     result = json.loads(out.read_text())
@@ -95,6 +96,10 @@ def test_reflector_throughput_smoke(tmp_path: Path) -> None:
         assert run[name]["replies"] > 0 and run[name]["bad_replies"] == 0
         assert run[name]["sent"] >= run[name]["replies"]
     assert isinstance(result["stateless_within_target"], bool)
+    for workers in (1, 2):  # the scaling runs: every generator answered
+        assert run[f"workers{workers}"]["pps"] > 0
+        assert run[f"workers{workers}"]["senders_answered"] == 4
+    assert result["scaling"]["ratio"] > 0
     for port in result["parameters"]["ports"].values():
         assert not _processes_with(f"--port {port}"), port
     assert not set(_processes_with("udp_blaster")) - blasters_before

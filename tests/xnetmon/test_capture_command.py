@@ -44,7 +44,8 @@ def capture_file(tmp_path_factory) -> Path:
         packets.append(IPv6(src=A, dst=B, tc=34 << 2) / UDP(sport=5000, dport=862) / (b"v" * 60))
         packets.append(IPv6(src=A, dst=B, tc=26 << 2) / UDP(sport=5001, dport=862) / (b"e" * 160))
     packets.append(IPv6(src=A, dst=B) / TCP(sport=40000, dport=443, flags="S", options=[("Timestamp", (100, 0))]))
-    packets.append(IPv6(src=B, dst=A) / TCP(sport=443, dport=40000, flags="SA", options=[("Timestamp", (900, 100))]))
+    answer = TCP(sport=443, dport=40000, flags="SA", ack=1, options=[("Timestamp", (900, 100))])  # acknowledges the SYN
+    packets.append(IPv6(src=B, dst=A) / answer)
     mark = (7 << 12 | 1 << 11).to_bytes(4, "big")
     for _ in range(3):
         packets.append(

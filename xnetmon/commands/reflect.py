@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from collector.reflector.session_reflector import Reflector, ReflectorConfig, ReflectorStats
+from collector.reflector.workers import MAX_WORKERS, ReflectorPool
 from collector.wire.stamp import STAMP_PORT
 from xnetmon.commands.common import dscp, port_number, read_key_file
 from xnetmon.errors import UsageError
@@ -52,6 +53,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DSCP",
         help="DSCPs a sender may ask for in replies (repeatable; default: any)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="reflector processes sharing the port with SO_REUSEPORT, one per core to use (default 1); "
+        "a sender's requests all reach one of them, rate limits are split evenly",
+    )
     p.set_defaults(handler=run)
 
 
@@ -69,14 +78,17 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    reflector = Reflector(config)
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise UsageError(f"--workers: expected 1..{MAX_WORKERS}, got {args.workers}")
+    reflector: Reflector | ReflectorPool
+    reflector = Reflector(config) if args.workers == 1 else ReflectorPool(config, args.workers)
     try:
         reflector.start()
     except OSError as exc:
         raise UsageError(f"cannot listen on port {args.port}: {exc.strerror or exc}") from None
     try:
         # From the banner on, a stop (Ctrl-C, SIGTERM), whenever it comes, ends with the summary.
-        print(describe_banner(config, reflector.addresses), flush=True)
+        print(describe_banner(config, reflector.addresses, args.workers), flush=True)
         reflector.serve_forever()
     except KeyboardInterrupt:
         pass
@@ -86,11 +98,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def describe_banner(config: ReflectorConfig, addresses: list[tuple]) -> str:
+def describe_banner(config: ReflectorConfig, addresses: list[tuple], workers: int = 1) -> str:
     mode = "stateful" if config.stateful else "stateless"
     auth = ", authenticated" if config.auth_key else ""
+    processes = f", {workers} workers" if workers > 1 else ""
     where = ", ".join(f"[{a[0]}]:{a[1]}" for a in addresses)
-    return f"STAMP reflector ({mode}{auth}) listening on {where}"
+    return f"STAMP reflector ({mode}{auth}{processes}) listening on {where}"
 
 
 def describe_stats(stats: ReflectorStats) -> str:

@@ -91,12 +91,53 @@ def test_one_sample_per_tsval_from_its_first_occurrence():
     assert (summary.min_s, summary.max_s) == (pytest.approx(0.010), pytest.approx(0.012))
 
 
-def test_an_older_tsval_is_not_timed_again():
+def test_every_data_segment_of_a_burst_times_the_echo_that_set_it_off():
+    # The server's ACK leaves the capture point; the client answers it with a burst of three
+    # segments sent in one clock tick, which reach the capture point one after the other
+    # (queued beyond it): each is a sample, as the client's kernel times each one.
+    data = b"d" * 100
     packets = handshake() + [
-        (20.0, up("A", seq=1000, ack=5000, tsval=300, tsecr=5000, payload=b"a")),
-        (21.0, up("A", seq=1001, ack=5000, tsval=250, tsecr=5000, payload=b"b")),  # clock went back
-        (30.0, down("A", seq=5000, ack=1002, tsval=5002, tsecr=250)),
-        (31.0, down("A", seq=5000, ack=1002, tsval=5003, tsecr=300)),
+        (20.0, down("A", seq=5000, ack=1000, tsval=7000, tsecr=101)),
+        (30.0, up("A", seq=1000, ack=5000, tsval=300, tsecr=7000, payload=data)),
+        (31.0, up("A", seq=1100, ack=5000, tsval=300, tsecr=7000, payload=data)),
+        (32.0, up("A", seq=1200, ack=5000, tsval=300, tsecr=7000, payload=data)),
+        (33.0, up("A", seq=1100, ack=5000, tsval=300, tsecr=7000, payload=data)),  # retransmission: no sample
+        (40.0, up("A", seq=1300, ack=5000, tsval=301, tsecr=7000, payload=data)),  # a later tick: not the burst
+        (41.0, up("A", seq=1400, ack=5000, tsval=301, tsecr=7000)),  # no data: no sample
+    ]
+    summary = feed(PassiveTcpRtt(), packets).by_prefix[("best-effort", CLIENT_PREFIX)]
+    # the handshake's 0.25 ms, then the burst's 10, 11 and 12 ms
+    assert summary.samples == 4
+    assert summary.sum_s == pytest.approx(0.00025 + 0.010 + 0.011 + 0.012)
+
+
+def test_data_is_timed_by_its_acknowledgment_from_the_oldest_segment_it_covers():
+    # As the sender's kernel times it, so that a capture point next to the sender sees what
+    # the sender does: four segments sent at once, each pair acknowledged together.
+    data = b"d" * 100
+    packets = handshake() + [
+        (20.0, up("A", seq=1000, ack=5000, tsval=300, tsecr=5000, payload=data)),
+        (20.1, up("A", seq=1100, ack=5000, tsval=300, tsecr=5000, payload=data)),
+        (20.2, up("A", seq=1200, ack=5000, tsval=300, tsecr=5000, payload=data)),
+        (20.3, up("A", seq=1300, ack=5000, tsval=300, tsecr=5000, payload=data)),
+        (40.0, down("A", seq=5000, ack=1200, tsval=6000, tsecr=300)),  # from the older of two: 20 ms
+        (45.0, down("A", seq=5000, ack=1400, tsval=6005, tsecr=300)),  # 24.8 ms
+        (46.0, down("A", seq=5000, ack=1400, tsval=6006, tsecr=300)),  # duplicate: covers nothing new
+        (50.0, up("A", seq=1400, ack=5000, tsval=301, tsecr=6006, payload=data)),
+        (60.0, up("A", seq=1400, ack=5000, tsval=311, tsecr=6006, payload=data)),  # retransmitted
+        (70.0, down("A", seq=5000, ack=1500, tsval=6010, tsecr=311)),  # which one it answers is unknown (Karn)
+    ]
+    summary = feed(PassiveTcpRtt(), packets).by_prefix[("video", SERVER_PREFIX)]
+    assert summary.samples == 3  # the SYN's 10 ms, then 20 and 24.8 ms
+    assert summary.sum_s == pytest.approx(0.010 + 0.020 + 0.0248)
+
+
+def test_an_older_tsval_is_not_timed_again():
+    packets = handshake() + [  # pure ACKs, timed by their TSvals
+        (20.0, up("A", seq=1000, ack=5000, tsval=300, tsecr=5000)),
+        (21.0, up("A", seq=1000, ack=5000, tsval=250, tsecr=5000)),  # clock went back
+        (30.0, down("A", seq=5000, ack=1000, tsval=5002, tsecr=250, payload=b"a")),
+        (31.0, down("A", seq=5001, ack=1000, tsval=5003, tsecr=300, payload=b"b")),
     ]
     summary = feed(PassiveTcpRtt(), packets).by_prefix[("video", SERVER_PREFIX)]
     assert summary.samples == 2 and summary.max_s == pytest.approx(0.011)
@@ -104,10 +145,10 @@ def test_an_older_tsval_is_not_timed_again():
 
 def test_echo_of_a_tsval_retires_older_unanswered_ones():
     packets = handshake() + [
-        (20.0, up("A", seq=1000, ack=5000, tsval=400, tsecr=5000, payload=b"a")),
-        (21.0, up("A", seq=1001, ack=5000, tsval=401, tsecr=5000, payload=b"b")),
-        (30.0, down("A", seq=5000, ack=1002, tsval=5004, tsecr=401)),
-        (31.0, down("A", seq=5000, ack=1002, tsval=5005, tsecr=400)),  # too late to be a sample
+        (20.0, up("A", seq=1000, ack=5000, tsval=400, tsecr=5000)),
+        (21.0, up("A", seq=1000, ack=5000, tsval=401, tsecr=5000)),
+        (30.0, down("A", seq=5000, ack=1000, tsval=5004, tsecr=401, payload=b"a")),
+        (31.0, down("A", seq=5001, ack=1000, tsval=5005, tsecr=400, payload=b"b")),  # too late to be a sample
     ]
     summary = feed(PassiveTcpRtt(), packets).by_prefix[("video", SERVER_PREFIX)]
     assert summary.samples == 2 and summary.min_s == pytest.approx(0.009)  # the handshake, and 401

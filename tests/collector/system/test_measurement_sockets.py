@@ -6,13 +6,21 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
+import struct
 import time
 from collections.abc import Iterator
 
 import pytest
 
+from collector.system import mmsg
 from collector.system.measurement_sockets import (
+    IP_TTL,
     IPV6_FL_S_USER,
+    IPV6_HOPLIMIT,
+    IPV6_TCLASS,
+    SCM_TIMESTAMPNS,
+    AncillaryReader,
+    ancillary_fields,
     enable_icmp_errors,
     enable_receive_metadata,
     enable_tx_timestamps,
@@ -125,3 +133,44 @@ def test_an_icmp_error_and_transmit_times_arrive_on_the_error_queue(host, descri
 def test_addresses_tell_their_family_and_pack_without_a_scope():
     assert (family_of("fe80::1%lo"), family_of("192.0.2.1")) == (socket.AF_INET6, socket.AF_INET)
     assert packed("fe80::1%eth0") == socket.inet_pton(socket.AF_INET6, "fe80::1")
+
+
+@pytest.mark.parametrize("packet_info", [False, True], ids=["bound", "wildcard"])
+@pytest.mark.parametrize("family,host", [(socket.AF_INET6, "::1"), (socket.AF_INET, "127.0.0.1")], ids=["v6", "v4"])
+def test_the_layout_reader_gives_what_the_item_walk_gives(family, host, packet_info):
+    server = socket.socket(family, socket.SOCK_DGRAM)
+    client = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        server.bind((host, 0))
+        enable_receive_metadata(server, packet_info=packet_info)
+        set_traffic_class(client, 26 << 2)
+        for _ in range(3):
+            client.sendto(b"x" * 10, server.getsockname())
+        batch = mmsg.DatagramBatch(capacity=4, size=64)
+        assert select.select([server], [], [], 5)[0]  # loopback queues each datagram within its sendto
+        count = batch.receive(server.fileno())
+        assert count == 3
+        reader = AncillaryReader()
+        for i, (control_length, _flags, length) in enumerate(batch.headers(count)):
+            assert length == 10
+            fields = reader.fields(batch.control_area, i * batch.control_size, control_length)
+            assert fields == ancillary_fields(batch.control(i))  # the first learns the layout, the rest reuse it
+            assert fields[1:3] == (64, 26 << 2) and (fields[3] is not None) == packet_info
+    finally:
+        server.close()
+        client.close()
+
+
+def test_an_unusual_arrangement_of_the_same_length_is_read_item_by_item():
+    timestamp = struct.pack("@Qii", 32, socket.SOL_SOCKET, SCM_TIMESTAMPNS) + struct.pack("@qq", 5, 6)
+    hop = struct.pack("@Qii", 20, socket.IPPROTO_IPV6, IPV6_HOPLIMIT) + struct.pack("@i", 9) + bytes(4)
+    tclass = struct.pack("@Qii", 20, socket.IPPROTO_IPV6, IPV6_TCLASS) + struct.pack("@i", 7) + bytes(4)
+    reader = AncillaryReader()
+    first, swapped = timestamp + hop, timestamp + tclass
+    assert reader.fields(memoryview(first), 0, len(first)) == (5_000_000_006, 9, None, None)
+    assert reader.fields(memoryview(swapped), 0, len(swapped)) == (5_000_000_006, None, 7, None)
+    # An item of an odd size is left to the walk, which reads it the same way.
+    short_ttl = struct.pack("@Qii", 17, socket.IPPROTO_IP, IP_TTL) + bytes([33]) + bytes(7)
+    assert reader.fields(memoryview(short_ttl), 0, len(short_ttl)) == ancillary_fields(
+        [(socket.IPPROTO_IP, IP_TTL, bytes([33]))]
+    )

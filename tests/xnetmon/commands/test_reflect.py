@@ -64,6 +64,26 @@ def test_the_banner_names_the_mode_and_every_address_and_the_summary_follows_the
     assert proc.stdout.read() == "1 received, 1 reflected, 0 malformed, refused: 0 not allowed, 0 over rate\n"
 
 
+def test_workers_share_the_port_and_the_summary_adds_up_their_counters():
+    proc = subprocess.Popen(
+        [*XNETMON, "reflect", "--bind", "::1", "--port", "0", "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        banner = proc.stdout.readline()
+        found = re.fullmatch(r"STAMP reflector \(stateless, 2 workers\) listening on \[::1\]:(\d+)\n", banner)
+        assert found, banner
+        # One socket per request: the kernel's hash spreads them over the workers.
+        assert all(reflector_answers(int(found.group(1))) for _ in range(8))
+    finally:
+        stop_process(proc)
+    assert proc.returncode == 0
+    assert proc.stdout.read() == "8 received, 8 reflected, 0 malformed, refused: 0 not allowed, 0 over rate\n"
+
+
 def test_a_sigterm_as_the_banner_goes_out_still_ends_with_the_summary(monkeypatch, capsys):
     # The command's own print sends the signal once the banner is written, so it lands at that
     # moment every time: before the command is waiting for one.
@@ -96,6 +116,7 @@ def test_what_keeps_it_from_starting_is_one_line(tmp_path):
             ("--auth-key-file", str(tmp_path / "empty")): f"xnetmon reflect: key file {tmp_path / 'empty'} is empty",
             ("--port", "70000"): "is not a UDP port",
             ("--permit-dscp", "64"): "DSCP 64 is not in 0..63",
+            ("--workers", "0"): "--workers: expected 1..64, got 0",
         }
         for argv, message in cases.items():
             done = xnetmon("reflect", *argv)

@@ -28,7 +28,9 @@ def test_passive_rtt_histogram_and_retransmissions_per_slice():
     for at_ms, packet in handshake() + [
         (20.0, up("A", seq=1000, ack=5000, tsval=300, tsecr=5000, payload=b"x" * 10)),
         (20.5, up("A", seq=1000, ack=5000, tsval=301, tsecr=5000, payload=b"x" * 10)),  # retransmission
-        (42.0, down("A", seq=5000, ack=1010, tsval=5009, tsecr=300)),
+        (42.0, down("A", seq=5000, ack=1010, tsval=5009, tsecr=300)),  # answers which one? no sample
+        (50.0, up("A", seq=1010, ack=5000, tsval=310, tsecr=5009, payload=b"x" * 10)),
+        (72.0, down("A", seq=5000, ack=1020, tsval=5039, tsecr=310)),
     ]:
         meter.observe(round(at_ms * MS), packet)
     samples = scrape(PassiveCollector(meter))
