@@ -64,9 +64,7 @@ def top_talkers_answer(receiver: TrafficSource, query: str) -> tuple[int, dict]:
     }
 
 
-def metrics_and_top_app(registry: CollectorRegistry, receiver: TrafficSource) -> Callable:
-    metrics_app = make_wsgi_app(registry)
-
+def metrics_and_top_app(metrics_app: Callable, receiver: TrafficSource) -> Callable:
     def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != TOP_PATH:
             return metrics_app(environ, start_response)
@@ -88,16 +86,26 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def serve_metrics_and_top(
-    registry: CollectorRegistry, receiver: TrafficSource, listen: tuple[str, int]
+    registry: CollectorRegistry,
+    receiver: TrafficSource,
+    listen: tuple[str, int],
+    *,
+    metrics_app: Callable | None = None,
 ) -> tuple[WSGIServer, threading.Thread]:
-    """Serve /metrics and /flows/top on HOST:PORT (IPv6 or IPv4) from a daemon thread."""
+    """Serve /metrics (`metrics_app`, else prometheus_client's over `registry`) and
+    /flows/top on HOST:PORT (IPv6 or IPv4) from a daemon thread."""
+    return serve_wsgi(metrics_and_top_app(metrics_app or make_wsgi_app(registry), receiver), listen)
+
+
+def serve_wsgi(app: Callable, listen: tuple[str, int]) -> tuple[WSGIServer, threading.Thread]:
+    """Serve a WSGI app on HOST:PORT (IPv6 or IPv4, bracketed or not) from a daemon thread."""
     host, port = listen
     host = host.strip("[]")
 
     class Server(ThreadingWSGIServer):
         address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
 
-    httpd = make_server(host, port, metrics_and_top_app(registry, receiver), Server, handler_class=_QuietHandler)
+    httpd = make_server(host, port, app, Server, handler_class=_QuietHandler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     return httpd, thread

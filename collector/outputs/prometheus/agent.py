@@ -4,28 +4,36 @@ Each scrape reads one immutable `MetricsSnapshot` and yields fresh metric famili
 from it (prometheus.io, "Writing exporters"): no global metric objects, so a path that
 leaves the snapshot leaves /metrics. The names and labels are the metric contract of
 docs/architecture.md; every path carries exactly `SERIES_PER_PATH` series, the cardinality budget.
+/metrics answers in the text format 0.0.4 with the per-path families from `path_text`'s
+cache (`AgentCollector.text`, the same bytes as `generate_latest`, at a fraction of the CPU);
+requests that filter by `name[]` go to prometheus_client's own app.
 """
 
 from __future__ import annotations
 
+import gzip
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import start_http_server
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest, make_wsgi_app
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.exposition import gzip_accepted
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
 from collector.contract.records import RTT_BUCKETS_S
+from collector.outputs.http import serve_metrics_and_top, serve_wsgi
+from collector.outputs.prometheus.path_text import PathFamiliesText
 from collector.outputs.prometheus.state import MetricsSnapshot, MetricsState
 from collector.system.build_info import build_info_family
 
@@ -49,6 +57,7 @@ class AgentCollector(Collector):
         self._state = state
         self._flows = flows
         self._captures = captures
+        self._path_text = PathFamiliesText(_path_families(MetricsSnapshot()), _LE)
 
     def describe(self) -> list[Metric]:
         return []  # dynamic series: nothing to pre-register, and no collect() at registration
@@ -57,10 +66,36 @@ class AgentCollector(Collector):
         snapshot = self._state.snapshot  # one read: the whole scrape sees one picture
         yield build_info_family()
         yield from _path_families(snapshot)
+        yield from self._site_families(snapshot)
+
+    def text(self) -> bytes:
+        """`generate_latest` of this collector, byte for byte, with the per-path families
+        (nearly all of it) from the cached renderer."""
+        snapshot = self._state.snapshot
+        return b"".join(
+            (
+                generate_latest(_Families([build_info_family()])),
+                self._path_text.render(snapshot.paths),
+                generate_latest(_Families(self._site_families(snapshot))),
+            )
+        )
+
+    def _site_families(self, snapshot: MetricsSnapshot) -> Iterator[Metric]:
+        """Everything after the per-path families: a handful of series per site."""
         yield from _collector_families(snapshot)
         yield from _ship_failure_families(snapshot)
         yield from _reflector_families(snapshot)
         yield from _flow_and_malformed_families(snapshot, self._flows, self._captures)
+
+
+class _Families(Collector):
+    """Families already built, for `generate_latest` to format."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families
 
 
 def _path_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
@@ -293,6 +328,42 @@ def _traffic_families(flows: FlowReceiver | None, captures: AgentCaptures | None
 # -- serving -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class AgentMetrics:
+    """The agent's collector and the registry that holds it (with the process metrics)."""
+
+    collector: AgentCollector
+    registry: CollectorRegistry
+    process: CollectorRegistry | None  # the process_* families alone, written after the agent's
+
+    def text(self) -> bytes:
+        """`generate_latest(self.registry)`, byte for byte, from the cached renderer."""
+        tail = generate_latest(self.process) if self.process is not None else b""
+        return self.collector.text() + tail
+
+
+def agent_metrics(
+    state: MetricsState,
+    *,
+    process_metrics: bool = True,
+    flows: FlowReceiver | None = None,
+    captures: AgentCaptures | None = None,
+) -> AgentMetrics:
+    """A registry of its own (never the global one) holding the agent's collector.
+
+    `process_*` metrics are kept by default: resident memory tracks the memory per
+    (target, slice) pair, and start time explains a reset of every counter at once.
+    """
+    collector = AgentCollector(state, flows, captures)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    process = None
+    if process_metrics:
+        process = CollectorRegistry()
+        registry.register(ProcessCollector(registry=process))
+    return AgentMetrics(collector, registry, process)
+
+
 def agent_registry(
     state: MetricsState,
     *,
@@ -300,16 +371,34 @@ def agent_registry(
     flows: FlowReceiver | None = None,
     captures: AgentCaptures | None = None,
 ) -> CollectorRegistry:
-    """A registry of its own (never the global one) holding the agent's collector.
+    """The registry of `agent_metrics`, for prometheus_client's own renderers."""
+    return agent_metrics(state, process_metrics=process_metrics, flows=flows, captures=captures).registry
 
-    `process_*` metrics are kept by default: resident memory tracks the memory per
-    (target, slice) pair, and start time explains a reset of every counter at once.
-    """
-    registry = CollectorRegistry()
-    registry.register(AgentCollector(state, flows, captures))
-    if process_metrics:
-        ProcessCollector(registry=registry)
-    return registry
+
+def metrics_app(metrics: AgentMetrics) -> Callable:
+    """The WSGI app of /metrics: GET answers the text format 0.0.4 (which Prometheus accepts
+    whatever else it prefers) from the cached renderer; `name[]` filters, other methods and
+    /favicon.ico go to prometheus_client's app over the same registry."""
+    fallback = make_wsgi_app(metrics.registry)
+
+    def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if (
+            environ.get("REQUEST_METHOD") != "GET"
+            or environ.get("PATH_INFO") == "/favicon.ico"
+            or "name[]" in parse_qs(environ.get("QUERY_STRING", ""))
+        ):
+            return fallback(environ, start_response)
+        body = metrics.text()
+        headers = [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)]
+        if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
+            # Level 1: at 40,000 paths the page is ~100 MB, and level 9 would cost seconds
+            # to save a few percent more.
+            body = gzip.compress(body, compresslevel=1)
+            headers.append(("Content-Encoding", "gzip"))
+        start_response("200 OK", headers)
+        return [body]
+
+    return app
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,11 +445,9 @@ def serve_metrics(
     serves the top talkers (of both: they share one set of counters)."""
     host, port = listen
     host = host.strip("[]")
-    registry = agent_registry(state, process_metrics=process_metrics, flows=flows, captures=captures)
+    metrics = agent_metrics(state, process_metrics=process_metrics, flows=flows, captures=captures)
+    app = metrics_app(metrics)
     traffic = flows if flows is not None else captures
     if traffic is not None:
-        from collector.outputs.http import serve_metrics_and_top
-
-        return MetricsServer(*serve_metrics_and_top(registry, traffic, (host, port)))
-    httpd, thread = start_http_server(port, addr=host, registry=registry)
-    return MetricsServer(httpd, thread)
+        return MetricsServer(*serve_metrics_and_top(metrics.registry, traffic, (host, port), metrics_app=app))
+    return MetricsServer(*serve_wsgi(app, (host, port)))

@@ -4,6 +4,7 @@ the per-path series budget, label escaping, stale paths, and snapshots under con
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import socket
 import subprocess
 import threading
@@ -321,3 +322,28 @@ def test_serve_metrics_on_ipv6_loopback_and_stop():
         server.stop()
     with pytest.raises(OSError), socket.create_connection(("::1", port), timeout=1):
         pass
+
+
+def test_served_metrics_are_generate_latests_text_plain_gzipped_or_filtered():
+    state = MetricsState()
+    state.apply([window(), window(PathKey("bj-core", "gz-core", "egov", "icmp"))], now_ns=T0 + 10 * S)
+    state.set_health(health())
+    with serve_metrics(state, ("::1", 0), process_metrics=False) as server:
+        expected = generate_latest(registry_of(state))
+        with urllib.request.urlopen(server.url, timeout=5) as plain:
+            assert plain.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+            assert plain.read() == expected
+        # What Prometheus asks for: OpenMetrics preferred, the text format accepted, gzip.
+        request = urllib.request.Request(
+            server.url,
+            headers={
+                "Accept": "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+                "Accept-Encoding": "gzip",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=5) as zipped:
+            assert zipped.headers["Content-Encoding"] == "gzip"
+            assert gzip.decompress(zipped.read()) == expected
+        # A name filter is prometheus_client's to answer, as before.
+        with urllib.request.urlopen(server.url + "?name[]=xnet_build_info", timeout=5) as filtered:
+            assert filtered.read() == generate_latest(registry_of(state).restricted_registry(["xnet_build_info"]))
