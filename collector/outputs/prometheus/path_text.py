@@ -52,30 +52,54 @@ def header(family: Metric) -> str:
 
 
 class _PathTemplates:
-    """One path's lines with its label text escaped once and `%s` where the values go.
+    """One path's lines with its label text escaped once and %-placeholders where the values
+    go: counts as `%d.0` (formatted in C, what `number` writes below 1e6), gauges as `%s`.
     Labels are written sorted by name: `address`, `direction` before `dst`; `fingerprint`,
     `le` between `dst` and `probe`; `type` last."""
 
-    __slots__ = ("sent", "received", "lost", "duplicates", "reordered", "rtt", "ipdv", "pdv_p99", "info", "_info")
+    __slots__ = (
+        "key",
+        "le",
+        "sent",
+        "received",
+        "lost",
+        "duplicates",
+        "reordered",
+        "rtt",
+        "ipdv",
+        "pdv_p99",
+        "info",
+        "_info",
+        "_wide",
+    )
 
-    def __init__(self, key: PathKey, le: Iterable[str]) -> None:
+    def __init__(self, key: PathKey, le: tuple[str, ...], count: str = "%d.0") -> None:
+        self.key, self.le = key, le
         dst = _template(f'dst="{_escape(key.target)}"')
         rest = _template(f'probe="{_escape(key.kind)}",slice="{_escape(key.slice)}",src="{_escape(key.source)}"')
         base = f"{dst},{rest}"
-        self.sent = f"xnet_probe_sent_total{{{base}}} %s\n"
-        self.received = f"xnet_probe_received_total{{{base}}} %s\n"
-        self.lost = "".join(f'xnet_probe_lost_total{{direction="{d}",{base}}} %s\n' for d in _DIRECTIONS)
-        self.duplicates = f"xnet_probe_duplicates_total{{{base}}} %s\n"
-        self.reordered = f"xnet_probe_reordered_total{{{base}}} %s\n"
+        self.sent = f"xnet_probe_sent_total{{{base}}} {count}\n"
+        self.received = f"xnet_probe_received_total{{{base}}} {count}\n"
+        self.lost = "".join(f'xnet_probe_lost_total{{direction="{d}",{base}}} {count}\n' for d in _DIRECTIONS)
+        self.duplicates = f"xnet_probe_duplicates_total{{{base}}} {count}\n"
+        self.reordered = f"xnet_probe_reordered_total{{{base}}} {count}\n"
         self.rtt = (
-            "".join(f'xnet_rtt_seconds_bucket{{{dst},le="{b}",{rest}}} %s\n' for b in le)
-            + f"xnet_rtt_seconds_count{{{base}}} %s\n"
+            "".join(f'xnet_rtt_seconds_bucket{{{dst},le="{b}",{rest}}} {count}\n' for b in le)
+            + f"xnet_rtt_seconds_count{{{base}}} {count}\n"
             + f"xnet_rtt_seconds_sum{{{base}}} %s\n"
         )
         self.ipdv = f'xnet_delay_variation_seconds{{{base},type="ipdv"}} %s\n'
         self.pdv_p99 = f'xnet_delay_variation_seconds{{{base},type="pdv_p99"}} %s\n'
         self.info = f'xnet_path_info{{address="%s",{dst},fingerprint="%s",{rest}}} 1.0\n'
         self._info: tuple[str, str, bytes] = ("", "", b"")  # (address, fingerprint, line) last written
+        self._wide: _PathTemplates | None = None
+
+    def wide(self) -> _PathTemplates:
+        """The same lines with every count as `%s`, for counts `number` writes otherwise
+        (1e6 and above in Go's exponent form); made when a path first needs it."""
+        if self._wide is None:
+            self._wide = _PathTemplates(self.key, self.le, "%s")
+        return self._wide
 
     def info_line(self, address: str, fingerprint: str) -> bytes:
         last = self._info
@@ -122,12 +146,11 @@ class PathFamiliesText:
 
 
 def _path_lines(p: _PathTemplates, t: PathTotals) -> tuple[bytes, ...]:
-    counts: tuple[int, ...] = (t.sent, t.received, t.lost_forward, t.lost_reverse, t.lost_unknown, t.duplicates)
-    counts += (t.reordered, *accumulate(t.rtt_buckets))  # the histogram's buckets are cumulative
-    if max(counts) < 1_000_000 and min(counts) >= 0:  # the common case, as `number` writes it
-        v = [f"{n}.0" for n in counts]
-    else:
-        v = [number(n) for n in counts]
+    ints: tuple[int, ...] = (t.sent, t.received, t.lost_forward, t.lost_reverse, t.lost_unknown, t.duplicates)
+    ints += (t.reordered, *accumulate(t.rtt_buckets))  # the histogram's buckets are cumulative
+    counts: tuple[int | str, ...] = ints
+    if not 0 <= min(ints) <= max(ints) < 1_000_000:
+        p, counts = p.wide(), tuple(number(n) for n in ints)
     variation = ""
     if t.ipdv_ns is not None:
         variation = p.ipdv % number(t.ipdv_ns / 1e9)
@@ -135,12 +158,12 @@ def _path_lines(p: _PathTemplates, t: PathTotals) -> tuple[bytes, ...]:
         variation += p.pdv_p99 % number(t.pdv_p99_ns / 1e9)
     # Each chunk encoded on its own: ASCII mostly, so cheap, and the page is joined as bytes once.
     return (
-        (p.sent % v[0]).encode(),
-        (p.received % v[1]).encode(),
-        (p.lost % (v[2], v[3], v[4])).encode(),
-        (p.duplicates % v[5]).encode(),
-        (p.reordered % v[6]).encode(),
-        (p.rtt % (*v[7:], v[-1], number(t.rtt_sum_ns / 1e9))).encode(),  # _count is the +Inf bucket
+        (p.sent % counts[0]).encode(),
+        (p.received % counts[1]).encode(),
+        (p.lost % counts[2:5]).encode(),
+        (p.duplicates % counts[5]).encode(),
+        (p.reordered % counts[6]).encode(),
+        (p.rtt % (*counts[7:], counts[-1], number(t.rtt_sum_ns / 1e9))).encode(),  # _count is the +Inf bucket
         variation.encode(),
         p.info_line(t.address, t.fingerprint),
     )
