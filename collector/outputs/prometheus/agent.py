@@ -68,15 +68,17 @@ class AgentCollector(Collector):
         yield from _path_families(snapshot)
         yield from self._site_families(snapshot)
 
-    def text(self) -> bytes:
+    def text(self, tail: bytes = b"") -> bytes:
         """`generate_latest` of this collector, byte for byte, with the per-path families
-        (nearly all of it) from the cached renderer."""
+        (nearly all of it) from the cached renderer; `tail` follows (the page is ~100 MB at
+        40,000 paths: joined once, never copied again)."""
         snapshot = self._state.snapshot
         return b"".join(
             (
                 generate_latest(_Families([build_info_family()])),
-                self._path_text.render(snapshot.paths),
+                *self._path_text.render(snapshot.paths),
                 generate_latest(_Families(self._site_families(snapshot))),
+                tail,
             )
         )
 
@@ -338,8 +340,7 @@ class AgentMetrics:
 
     def text(self) -> bytes:
         """`generate_latest(self.registry)`, byte for byte, from the cached renderer."""
-        tail = generate_latest(self.process) if self.process is not None else b""
-        return self.collector.text() + tail
+        return self.collector.text(generate_latest(self.process) if self.process is not None else b"")
 
 
 def agent_metrics(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from itertools import accumulate
 
 from prometheus_client.metrics_core import Metric
@@ -112,6 +113,15 @@ class _PathTemplates:
 _DIRECTIONS = ("forward", "reverse", "unknown")
 
 
+@dataclass(slots=True)
+class _Cached:
+    """One path's templates, and its lines as last rendered from `totals`."""
+
+    templates: _PathTemplates
+    totals: PathTotals
+    lines: tuple[bytes, ...]
+
+
 class PathFamiliesText:
     """Renders the per-path families (in `agent.path_families` order) of one snapshot's paths."""
 
@@ -121,28 +131,30 @@ class PathFamiliesText:
         if len(self._headers) != 8:
             raise ValueError(f"expected the 8 per-path families, got {len(self._headers)}")
         self._le = tuple(le)
-        self._templates: dict[PathKey, _PathTemplates] = {}
-        self._lines: dict[PathKey, tuple[PathTotals, tuple[bytes, ...]]] = {}
+        self._paths: dict[PathKey, _Cached] = {}
         self._lock = threading.Lock()  # concurrent scrapes render once each, never interleaved
 
-    def render(self, paths: Mapping[PathKey, PathTotals]) -> bytes:
+    def render(self, paths: Mapping[PathKey, PathTotals]) -> list[bytes]:
+        """The families' text, in pieces for the caller to join once with what surrounds it."""
         with self._lock:
-            old_lines, old_templates = self._lines, self._templates
-            lines: dict[PathKey, tuple[PathTotals, tuple[bytes, ...]]] = {}
-            templates: dict[PathKey, _PathTemplates] = {}
+            old = self._paths
+            cache: dict[PathKey, _Cached] = {}
             for key, totals in paths.items():
-                cached = old_lines.get(key)
-                template = templates[key] = old_templates.get(key) or _PathTemplates(key, self._le)
-                if cached is None or cached[0] is not totals:
-                    cached = (totals, _path_lines(template, totals))
-                lines[key] = cached
+                cached = old.get(key)
+                if cached is None:
+                    templates = _PathTemplates(key, self._le)
+                    cached = _Cached(templates, totals, _path_lines(templates, totals))
+                elif cached.totals is not totals:
+                    cached.totals, cached.lines = totals, _path_lines(cached.templates, totals)
+                cache[key] = cached
             # Paths that left the snapshot leave the cache too: it never outgrows one snapshot.
-            self._lines, self._templates = lines, templates
+            self._paths = cache
+            rows = [cached.lines for cached in cache.values()]
         parts = []
-        for index, head in enumerate(self._headers):
+        for head, column in zip(self._headers, zip(*rows) if rows else ((),) * len(self._headers)):
             parts.append(head)
-            parts.extend(chunks[index] for _totals, chunks in lines.values())
-        return b"".join(parts)
+            parts += column
+        return parts
 
 
 def _path_lines(p: _PathTemplates, t: PathTotals) -> tuple[bytes, ...]:
