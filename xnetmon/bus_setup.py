@@ -4,7 +4,8 @@ write them into one directory an operator deploys by hand or with configuration 
     ca.pem             0644  the CA every party trusts (self-signed)
     ca-key.pem         0600  signs the others; keep it off the servers
     server.pem/-key    0644/0600  nats-server's identity (names given at init)
-    analyzer.pem/-key  0644/0600  the analyzers' identity: subscribe, consumer API, acks
+    analyzer.pem/-key  0644/0600  the analyzers' identity: subscribe, consumer API, acks,
+                                 checkpoints (object store XNET_ANALYZERS)
     sites/SITE.pem/-key.pem      one per site: publish on its own subjects only
     nats-server.conf   0600  TLS with client certificates mapped to users (verify_and_map:
                              the certificate's subject is the user), per-user permissions,
@@ -28,6 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from analyzer.bus_checkpoint import CHECKPOINT_SUBJECTS
 from collector.bus.connection import BusEndpoint, inbox_prefix, site_identity
 from collector.bus.subjects import check_site, site_subjects
 
@@ -127,8 +129,9 @@ def server_config(
         {
             "user": user_of(ANALYZER),
             "permissions": {
-                # the consumer API (stream and consumer creation, fetch) and acks, nothing else
-                "publish": {"allow": ["$JS.API.>", "$JS.ACK.>"]},
+                # the consumer API (stream and consumer creation, fetch), acks, and the
+                # replicas' checkpoints in their object store bucket, nothing else
+                "publish": {"allow": ["$JS.API.>", "$JS.ACK.>", *CHECKPOINT_SUBJECTS]},
                 "subscribe": {"allow": [inbox_prefix(ANALYZER) + ".>"]},
             },
         }

@@ -32,9 +32,11 @@ def bus(tmp_path):
         yield running
 
 
-def intake_for(bus, store: WindowStore, durable: str = "analyzer") -> BusIntake:
+def intake_for(bus, store: WindowStore, durable: str = "analyzer", **options) -> BusIntake:
     pki, server = bus
-    intake = BusIntake(store, bus_setup.analyzer_endpoint(pki, (server.url,)), durable, clock=lambda: (T0 + 5) * W)
+    intake = BusIntake(
+        store, bus_setup.analyzer_endpoint(pki, (server.url,)), durable, clock=lambda: (T0 + 5) * W, **options
+    )
     wait_until(intake.connected.is_set, what="the intake's consumer")
     return intake
 
@@ -92,18 +94,41 @@ def test_a_forged_path_source_on_the_sites_own_subject_is_refused_and_counted(bu
     assert 'xnet_analyzer_windows_refused_total{reason="malformed"} 1.0' in text
 
 
-def test_a_restarted_intake_resumes_from_its_durable_position(bus):
+def test_a_restarted_intake_restores_its_checkpoint_and_resumes_after_it(bus):
     store = WindowStore()
     intake = intake_for(bus, store)
     publish_as(bus, "cnty1a", "cnty1a", encode_body(ShipmentBatch("cnty1a", (window(T0),))))
     wait_until(lambda: store.counters["windows_ingested"] == 1, what="the first window")
+    intake.stop()  # with its last checkpoint
+    assert intake.checkpoints_total == 1 and intake.checkpoint_failures == 0
+    publish_as(bus, "cnty1a", "cnty1a", encode_body(ShipmentBatch("cnty1a", (window(T0 + 1),))))
+    fresh = WindowStore()
+    intake = intake_for(bus, fresh)
+    assert intake.restored_seq == 1  # the checkpoint covered the first message
+    wait_until(lambda: fresh.counters["windows_ingested"] == 2, what="the window published meanwhile")
+    intake.stop()
+    assert [w.seq for w in fresh.recent_windows(fresh.path_keys()[0])] == [T0, T0 + 1]
+    assert fresh.counters["windows_duplicate"] == 0  # the checkpointed message was not delivered again
+
+
+def test_windows_taken_after_the_last_checkpoint_are_taken_again_after_a_restart(bus):
+    store = WindowStore()
+    intake = intake_for(bus, store, checkpoint_every_s=3600)
+    publish_as(bus, "cnty1a", "cnty1a", encode_body(ShipmentBatch("cnty1a", (window(T0),))))
+    wait_until(lambda: store.counters["windows_ingested"] == 1, what="the first window")
     intake.stop()
     publish_as(bus, "cnty1a", "cnty1a", encode_body(ShipmentBatch("cnty1a", (window(T0 + 1),))))
-    fresh = WindowStore()  # a duplicate would show here as an ingest of seq T0
-    intake = intake_for(bus, fresh)
-    wait_until(lambda: fresh.counters["windows_ingested"] == 1, what="the window published meanwhile")
+    second = WindowStore()
+    intake = intake_for(bus, second, checkpoint_every_s=3600)
+    wait_until(lambda: second.counters["windows_ingested"] == 2, what="the second window")
+    intake._loop.call_soon_threadsafe(intake._task.cancel)  # as if killed: no last checkpoint
+    intake._thread.join(10)  # while its consumer has acked seq 2
+    third = WindowStore()
+    intake = intake_for(bus, third)
+    assert intake.restored_seq == 1
+    wait_until(lambda: third.counters["windows_ingested"] == 2, what="the window acked after the checkpoint")
     intake.stop()
-    assert [w.seq for w in fresh.latest_windows()] == [T0 + 1]
+    assert [w.seq for w in third.recent_windows(third.path_keys()[0])] == [T0, T0 + 1]
 
 
 def test_each_replica_consumer_sees_every_window(bus):

@@ -9,7 +9,7 @@ import pytest
 
 from analyzer.sla.verdicts import default_policies
 from analyzer.store.memory import WindowStore
-from analyzer.store.snapshot import restore_snapshot, save_snapshot
+from analyzer.store.snapshot import restore_into, restore_snapshot, save_snapshot, snapshot_text
 from collector.contract.records import PathKey
 from tests.analyzer_support import (
     T0,
@@ -113,3 +113,18 @@ def test_a_snapshot_of_another_interval_length_is_refused(tmp_path):
     save_snapshot(store, tmp_path / "state.json")
     with pytest.raises(ValueError, match=r"saved with 10\.0 s intervals, not 5\.0 s"):
         restore_snapshot(tmp_path / "state.json", store.policies, tracker_type=RecordingTracker, interval_s=5.0)
+
+
+def test_restore_into_fills_an_empty_store_and_refuses_one_that_holds_windows():
+    policies = default_policies()
+    store = WindowStore(policies, catch_up_s=0)
+    feed(store, range(T0, T0 + 3))
+    text = snapshot_text(store)
+    empty = WindowStore(policies, catch_up_s=0)
+    restore_into(empty, text, "checkpoint X")
+    assert empty.latest_windows() == store.latest_windows()
+    assert empty.counters == store.counters
+    with pytest.raises(ValueError, match="checkpoint X: the store holds windows already"):
+        restore_into(empty, text, "checkpoint X")
+    with pytest.raises(ValueError, match=r"checkpoint Y: saved with 10\.0 s intervals, not 5\.0 s"):
+        restore_into(WindowStore(policies, interval_s=5.0), text, "checkpoint Y")
