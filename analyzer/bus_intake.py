@@ -41,7 +41,7 @@ from analyzer.store.memory import WindowStore
 from analyzer.store.snapshot import restore_into, snapshot_text
 from collector.bus.connection import BusEndpoint
 from collector.bus.stream import STREAM_NAME, StreamLimits, stream_config
-from collector.bus.subjects import PREFIX, BadSubject, parse_subject
+from collector.bus.subjects import PREFIX, BadSubject, parse_subject, partition_filter
 from collector.contract.codec import MalformedShipment, ShipmentParser
 from collector.contract.shipment import ShipmentBatch
 
@@ -69,10 +69,12 @@ class BusIntake:
         clock: Callable[[], int] = time.time_ns,
         in_thread: Callable[[], None] | None = None,
         checkpoint_every_s: float = CHECKPOINT_EVERY_S,
+        partition: int | None = None,
     ) -> None:
         """`in_thread` runs first in the intake's thread, before any socket is opened (the
         all-in-one moves the thread into the lab's namespace, where the bus is). `store`
-        must be empty: it gets the replica's checkpoint once connected."""
+        must be empty: it gets the replica's checkpoint once connected. `partition`: read
+        only that partition of a partitioned stream (`durable` names the partition's replica)."""
         self.store = store
         self.bus = endpoint
         self.durable = durable
@@ -81,6 +83,7 @@ class BusIntake:
         self.errors_total = 0  # failures of the loop itself (lost connection, a store bug)
         self.refusals_logged = 0  # the first MAX_ERRORS_LOGGED refusals are logged, all are counted
         self.checkpoint_every_s = checkpoint_every_s
+        self.partition = partition
         self.restored_seq: int | None = None  # the sequence of the checkpoint restored at start
         self.through_seq = 0  # the newest stream sequence taken (ingested or refused)
         self.checkpoints_total = 0
@@ -167,7 +170,7 @@ class BusIntake:
         with contextlib.suppress(NotFoundError):
             await js.delete_consumer(STREAM_NAME, self.durable)
         return await js.pull_subscribe(
-            f"{PREFIX}.>",
+            f"{PREFIX}.>" if self.partition is None else partition_filter(self.partition),
             durable=self.durable,
             stream=STREAM_NAME,
             config=ConsumerConfig(
@@ -194,7 +197,7 @@ class BusIntake:
         return seq
 
     async def _ensure_stream(self, js) -> None:
-        config = stream_config(self.limits)
+        config = stream_config(self.limits, partitioned=self.partition is not None)
         try:
             await js.add_stream(config)
         except BadRequestError:  # it exists with other limits: the operator's are kept

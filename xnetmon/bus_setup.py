@@ -31,7 +31,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from analyzer.bus_checkpoint import CHECKPOINT_SUBJECTS
 from collector.bus.connection import BusEndpoint, inbox_prefix, site_identity
-from collector.bus.subjects import check_site, site_subjects
+from collector.bus.subjects import check_site, partition_mapping, site_subjects
 
 ANALYZER = "analyzer"
 VALID_DAYS = 825  # what clients accept for leaf certificates
@@ -121,9 +121,13 @@ def analyzer_endpoint(directory: str | Path, servers: tuple[str, ...]) -> BusEnd
 
 
 def server_config(
-    directory: str | Path, ports: ServerPorts = ServerPorts(), store_dir: str | Path | None = None
+    directory: str | Path,
+    ports: ServerPorts = ServerPorts(),
+    store_dir: str | Path | None = None,
+    partitions: int | None = None,
 ) -> str:
-    """nats-server's configuration (its format takes JSON values)."""
+    """nats-server's configuration (its format takes JSON values); `partitions`: the sites'
+    subjects mapped into that many partitions (collector.bus.subjects.partition_mapping)."""
     root = Path(directory).resolve()
     users = [
         {
@@ -141,7 +145,7 @@ def server_config(
             {
                 "user": user_of(site_identity(site)),
                 "permissions": {
-                    "publish": {"allow": list(site_subjects(site))},
+                    "publish": {"allow": list(site_subjects(site, partitioned=bool(partitions)))},
                     "subscribe": {"allow": [inbox_prefix(site_identity(site)) + ".>"]},
                 },
             }
@@ -163,6 +167,7 @@ def server_config(
                 }
             ),
             "authorization: " + json.dumps({"users": users}, indent=2),
+            *([f"mappings: {json.dumps(partition_mapping(partitions))}"] if partitions else []),
             "",
         ]
     )

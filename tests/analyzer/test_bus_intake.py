@@ -139,3 +139,29 @@ def test_each_replica_consumer_sees_every_window(bus):
         wait_until(lambda store=store: store.counters["windows_ingested"] == 1, what="the window in each replica")
     for intake in intakes:
         intake.stop()
+
+
+def test_partitions_split_the_sites_between_their_consumers(tmp_path):
+    sites = tuple(f"site{i}" for i in range(8))
+    with running_bus(tmp_path, sites, partitions=2) as (pki, server):
+        stores = [WindowStore(), WindowStore()]
+        intakes = [intake_for((pki, server), store, f"p{i}", partition=i) for i, store in enumerate(stores)]
+        sinks = [
+            BusSink(
+                bus_setup.site_endpoint(pki, site, (server.url,)), site, tmp_path / site, backoff=Backoff(0.05, 0.2)
+            )
+            for site in sites
+        ]
+        for site, sink in zip(sites, sinks, strict=True):
+            sink.submit(ShipmentBatch(site, (window(T0, source=site), window(T0 + 1, source=site))))
+        wait_until(
+            lambda: sum(s.counters["windows_ingested"] for s in stores) == 2 * len(sites),
+            what="every site's windows in one partition or the other",
+        )
+        for sink in sinks:
+            sink.close()
+        for intake in intakes:
+            intake.stop()
+    held = [{k.source for k in store.path_keys()} for store in stores]
+    assert held[0] and held[1] and not held[0] & held[1] and held[0] | held[1] == set(sites)
+    assert all(store.counters["windows_refused_malformed"] == 0 for store in stores)
