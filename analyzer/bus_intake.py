@@ -86,6 +86,7 @@ class BusIntake:
         self.partition = partition
         self.restored_seq: int | None = None  # the sequence of the checkpoint restored at start
         self.through_seq = 0  # the newest stream sequence taken (ingested or refused)
+        self._failed_seq: int | None = None  # the oldest message a store failure left to come again
         self.checkpoints_total = 0
         self.checkpoint_failures = 0  # saves or a restore that failed (logged); the next save is another try
         self.connected = threading.Event()
@@ -184,7 +185,9 @@ class BusIntake:
 
     async def _checkpoint(self, objects, saved_seq: int) -> int:
         """Save the store with the sequence it covers; the sequence now saved."""
-        seq = self.through_seq  # read before the state: the state covers at least this much
+        # Read before the state, so the state covers at least this much; never past a message
+        # still to come again.
+        seq = self.through_seq if self._failed_seq is None else min(self.through_seq, self._failed_seq - 1)
         try:
             text = await asyncio.get_running_loop().run_in_executor(None, snapshot_text, self.store)
             await save_checkpoint(objects, self.durable, Checkpoint(seq, text))
@@ -208,9 +211,14 @@ class BusIntake:
         try:
             batch = self._accept(message.subject, message.data)
         except Exception as exc:  # a store bug must not stop the intake: the message comes again
+            seq = message.metadata.sequence.stream
+            self._failed_seq = seq if self._failed_seq is None else min(self._failed_seq, seq)
             await self._on_error(exc)
             return
-        self.through_seq = message.metadata.sequence.stream
+        seq = message.metadata.sequence.stream
+        if seq == self._failed_seq:
+            self._failed_seq = None  # taken at its redelivery
+        self.through_seq = max(self.through_seq, seq)
         if batch is None:
             await message.term()
         else:

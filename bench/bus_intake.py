@@ -135,11 +135,13 @@ def run_bus(batches: list[ShipmentBatch], workdir: Path, pki: Path, total: int) 
     return {"seconds": seconds, "cpu_seconds": cpu, "server_cpu_seconds": server_cpu, "windows": taken(store)}
 
 
-def partition_worker(pki: Path, url: str, index: int, windows, agents, stop) -> None:
+def partition_worker(pki: Path, url: str, index: int, windows, agents, connected, stop) -> None:
     """One partition's analyzer, in a process of its own: its counts go to shared values."""
     store = WindowStore(default_policies())
     endpoint = bus_setup.analyzer_endpoint(pki, (url,))
     intake = BusIntake(store, endpoint, f"bench-p{index}", partition=index, checkpoint_every_s=DEADLINE_S)
+    intake.connected.wait(DEADLINE_S)
+    connected.release()  # the stream exists: the sinks may publish
     while not stop.wait(0.005):
         windows.value, agents.value = taken(store), len(store.agents())
     intake.stop()
@@ -149,14 +151,17 @@ def run_partitioned(batches: list[ShipmentBatch], workdir: Path, pki: Path, tota
     sites = sorted({b.site for b in batches})
     context = multiprocessing.get_context("spawn")  # no fork of a process with threads
     with NatsServer(pki, workdir / "server", partitions=partitions) as server:
-        stop = context.Event()
+        stop, connected = context.Event(), context.Semaphore(0)
         counts = [(context.Value("q", 0, lock=False), context.Value("q", 0, lock=False)) for _ in range(partitions)]
         workers = [
-            context.Process(target=partition_worker, args=(pki, server.url, i, windows, agents, stop))
+            context.Process(target=partition_worker, args=(pki, server.url, i, windows, agents, connected, stop))
             for i, (windows, agents) in enumerate(counts)
         ]
         for worker in workers:
             worker.start()
+        for _ in workers:
+            if not connected.acquire(timeout=DEADLINE_S):
+                raise RuntimeError("a partition's analyzer did not connect")
         sinks = {
             site: BusSink(
                 bus_setup.site_endpoint(pki, site, (server.url,)), site, workdir / f"spool-{site}", backoff=FAST
