@@ -89,3 +89,19 @@ def test_starving_one_slice_on_one_link_breaches_only_that_slice_and_its_paths_t
         recovery_s = time.monotonic() - healed
     # The lab policies' ticket lookback is 30 s and the hysteresis 3 intervals.
     assert recovery_s > 3
+
+
+def test_two_replicas_on_the_lab_judge_the_same_windows_alike(lab, tmp_path):
+    with lab_deployment(lab, tmp_path, api_port=0, replicas=2) as deployment:
+        urls = (deployment.api_url, *deployment.replica_urls)
+        assert len(set(urls)) == 2
+        for url in urls:
+            wait_for_statuses(
+                url, lambda s: set(s) == set(SLICES) and all(v == "ok" for v in s.values()), f"every slice ok at {url}"
+            )
+        fault = lab.fault_slice_starve("core-prov2", "video")
+        try:
+            for url in urls:  # each replica consumes every window itself
+                wait_for_statuses(url, lambda s: s["video"] == "breached", f"video breaching at {url}")
+        finally:
+            lab.heal(fault)
