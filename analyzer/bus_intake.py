@@ -7,8 +7,16 @@ subject is the site's identity; a body naming another source is a forgery or a b
 into the store and only then acknowledged: an analyzer that dies before the ack gets the
 message again, and the store drops windows it already holds by (path key, seq). Refused
 messages are terminated (never redelivered) and their windows counted by reason
-(`xnet_analyzer_windows_refused_total`). The consumer's position lives in the server under
-its durable name, so a restarted analyzer resumes where it stopped.
+(`xnet_analyzer_windows_refused_total`).
+
+State and position agree through a checkpoint on the bus (`analyzer.bus_checkpoint`): every
+`checkpoint_every_s` the store's snapshot is saved with the stream sequence it covers, and
+at each start the intake restores the replica's checkpoint into its (empty) store and
+re-creates its durable consumer to deliver from that sequence + 1 (from the stream's start
+without a checkpoint). Acks only pace delivery within a run (ack wait, max pending); the
+position a restarted replica resumes from is its checkpoint's, so windows taken after the
+last checkpoint are taken again rather than missing from the restored state, and the
+store's (path key, seq) dedup drops what the checkpoint held already.
 
 nats-py is asyncio: the intake runs its own event loop on a thread of its own; ingest
 happens on that thread, under the store's lock.
@@ -26,12 +34,14 @@ from collections.abc import Callable
 import nats
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, NotFoundError
 
+from analyzer.bus_checkpoint import CHECKPOINT_BUCKET, Checkpoint, checkpoint_store, load_checkpoint, save_checkpoint
 from analyzer.store.memory import WindowStore
+from analyzer.store.snapshot import restore_into, snapshot_text
 from collector.bus.connection import BusEndpoint
 from collector.bus.stream import STREAM_NAME, StreamLimits, stream_config
-from collector.bus.subjects import PREFIX, BadSubject, parse_subject
+from collector.bus.subjects import PREFIX, BadSubject, parse_subject, partition_filter
 from collector.contract.codec import MalformedShipment, ShipmentParser
 from collector.contract.shipment import ShipmentBatch
 
@@ -43,6 +53,7 @@ BACKLOG_WAIT_S = 0.02  # a pull for many: how long it may hold what arrives afte
 ACK_WAIT_S = 60.0  # a message not acked within this is delivered again
 MAX_ACK_PENDING = 4096
 MAX_ERRORS_LOGGED = 20
+CHECKPOINT_EVERY_S = 10.0  # what a restarted replica replays at most, beyond its catch-up
 
 
 class BusIntake:
@@ -57,9 +68,13 @@ class BusIntake:
         limits: StreamLimits = StreamLimits(),
         clock: Callable[[], int] = time.time_ns,
         in_thread: Callable[[], None] | None = None,
+        checkpoint_every_s: float = CHECKPOINT_EVERY_S,
+        partition: int | None = None,
     ) -> None:
         """`in_thread` runs first in the intake's thread, before any socket is opened (the
-        all-in-one moves the thread into the lab's namespace, where the bus is)."""
+        all-in-one moves the thread into the lab's namespace, where the bus is). `store`
+        must be empty: it gets the replica's checkpoint once connected. `partition`: read
+        only that partition of a partitioned stream (`durable` names the partition's replica)."""
         self.store = store
         self.bus = endpoint
         self.durable = durable
@@ -67,6 +82,13 @@ class BusIntake:
         self.messages_total = 0  # messages taken from the stream, refused ones included
         self.errors_total = 0  # failures of the loop itself (lost connection, a store bug)
         self.refusals_logged = 0  # the first MAX_ERRORS_LOGGED refusals are logged, all are counted
+        self.checkpoint_every_s = checkpoint_every_s
+        self.partition = partition
+        self.restored_seq: int | None = None  # the sequence of the checkpoint restored at start
+        self.through_seq = 0  # the newest stream sequence taken (ingested or refused)
+        self._failed_seq: int | None = None  # the oldest message a store failure left to come again
+        self.checkpoints_total = 0
+        self.checkpoint_failures = 0  # saves or a restore that failed (logged); the next save is another try
         self.connected = threading.Event()
         self._clock = clock
         self._in_thread = in_thread
@@ -96,20 +118,17 @@ class BusIntake:
         try:
             js = client.jetstream()
             await self._ensure_stream(js)
-            subscription = await js.pull_subscribe(
-                f"{PREFIX}.>",
-                durable=self.durable,
-                stream=STREAM_NAME,
-                config=ConsumerConfig(
-                    ack_policy=AckPolicy.EXPLICIT,
-                    deliver_policy=DeliverPolicy.ALL,
-                    ack_wait=ACK_WAIT_S,
-                    max_ack_pending=MAX_ACK_PENDING,
-                ),
-            )
+            objects = await checkpoint_store(js)
+            start_seq = await self._restore(objects)
+            subscription = await self._consumer_from(js, start_seq + 1)
             self.connected.set()
             size = 1
+            saved_seq, next_save = start_seq, time.monotonic() + self.checkpoint_every_s
             while not self._stop.is_set():
+                if time.monotonic() >= next_save:
+                    if self.through_seq != saved_seq:
+                        saved_seq = await self._checkpoint(objects, saved_seq)
+                    next_save = time.monotonic() + self.checkpoint_every_s
                 # A pull for many waits out its whole timeout once the backlog is taken, holding
                 # the messages that arrive meanwhile; so idle waits pull one (back at once), and
                 # pulls for many follow while a backlog lasts, with a short wait.
@@ -125,11 +144,63 @@ class BusIntake:
                 size = FETCH_BATCH
                 for message in messages:
                     await self._take(message)
+            if self.through_seq != saved_seq:
+                await self._checkpoint(objects, saved_seq)  # the last one, so a restart replays nothing
         finally:
             await client.close()
 
+    async def _restore(self, objects) -> int:
+        """Load this replica's checkpoint into the store; the sequence it covers (0: none)."""
+        name = f"checkpoint {CHECKPOINT_BUCKET}/{self.durable}"
+        try:
+            checkpoint = await load_checkpoint(objects, self.durable)
+            if checkpoint is None:
+                return 0
+            restore_into(self.store, checkpoint.snapshot, name)
+        except ValueError as exc:  # replaying the whole stream rebuilds what the stream still holds
+            self.checkpoint_failures += 1
+            log.error("%s cannot be used (%s); the stream is taken from its start", name, exc)
+            return 0
+        self.restored_seq = self.through_seq = checkpoint.seq
+        log.info("analyzer state restored from %s, stream sequence %d", name, checkpoint.seq)
+        return checkpoint.seq
+
+    async def _consumer_from(self, js, start_seq: int):
+        """The durable consumer, made anew to deliver from `start_seq`: the position the
+        restored state needs, whatever was acked after its checkpoint."""
+        with contextlib.suppress(NotFoundError):
+            await js.delete_consumer(STREAM_NAME, self.durable)
+        return await js.pull_subscribe(
+            f"{PREFIX}.>" if self.partition is None else partition_filter(self.partition),
+            durable=self.durable,
+            stream=STREAM_NAME,
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start_seq > 1 else DeliverPolicy.ALL,
+                opt_start_seq=start_seq if start_seq > 1 else None,
+                ack_wait=ACK_WAIT_S,
+                max_ack_pending=MAX_ACK_PENDING,
+            ),
+        )
+
+    async def _checkpoint(self, objects, saved_seq: int) -> int:
+        """Save the store with the sequence it covers; the sequence now saved."""
+        # Read before the state, so the state covers at least this much; never past a message
+        # still to come again.
+        seq = self.through_seq if self._failed_seq is None else min(self.through_seq, self._failed_seq - 1)
+        try:
+            text = await asyncio.get_running_loop().run_in_executor(None, snapshot_text, self.store)
+            await save_checkpoint(objects, self.durable, Checkpoint(seq, text))
+        except Exception as exc:  # the bus or the store away: the next save is another try
+            self.checkpoint_failures += 1
+            if self.checkpoint_failures <= MAX_ERRORS_LOGGED:
+                log.warning("checkpoint of %s not saved: %s: %s", self.durable, type(exc).__name__, exc)
+            return saved_seq
+        self.checkpoints_total += 1
+        return seq
+
     async def _ensure_stream(self, js) -> None:
-        config = stream_config(self.limits)
+        config = stream_config(self.limits, partitioned=self.partition is not None)
         try:
             await js.add_stream(config)
         except BadRequestError:  # it exists with other limits: the operator's are kept
@@ -140,8 +211,14 @@ class BusIntake:
         try:
             batch = self._accept(message.subject, message.data)
         except Exception as exc:  # a store bug must not stop the intake: the message comes again
+            seq = message.metadata.sequence.stream
+            self._failed_seq = seq if self._failed_seq is None else min(self._failed_seq, seq)
             await self._on_error(exc)
             return
+        seq = message.metadata.sequence.stream
+        if seq == self._failed_seq:
+            self._failed_seq = None  # taken at its redelivery
+        self.through_seq = max(self.through_seq, seq)
         if batch is None:
             await message.term()
         else:

@@ -14,13 +14,22 @@ the bus nats-server's CPU seconds; the order alternates between repetitions.
 
     .venv/bin/python bench/bus_intake.py                                 # 20 sites x 500 paths x 6 intervals, 3 reps
     .venv/bin/python bench/bus_intake.py --sites 4 --paths 50 --intervals 2 --reps 1
+    .venv/bin/python bench/bus_intake.py --partitions 2     # also: the bus into 2 partition processes
 
-No root needed. The target (issue 14): the bus at least as fast as HTTP.
+With `--partitions N` a third path runs beside them: the server maps the sites into N
+partitions (collector.bus.subjects.partition_mapping) and N analyzer processes each consume
+one (BusIntake(partition=i)) into a store of their own; its clock runs until the N stores
+together hold every window, and its CPU seconds are this process's, the N analyzers' and
+nats-server's.
+
+No root needed. The targets (issue 14): the bus at least as fast as HTTP; at least 50,000
+windows/s into a partitioned analysis on this machine's two cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -126,6 +135,72 @@ def run_bus(batches: list[ShipmentBatch], workdir: Path, pki: Path, total: int) 
     return {"seconds": seconds, "cpu_seconds": cpu, "server_cpu_seconds": server_cpu, "windows": taken(store)}
 
 
+def partition_worker(pki: Path, url: str, index: int, windows, agents, connected, stop) -> None:
+    """One partition's analyzer, in a process of its own: its counts go to shared values."""
+    store = WindowStore(default_policies())
+    endpoint = bus_setup.analyzer_endpoint(pki, (url,))
+    intake = BusIntake(store, endpoint, f"bench-p{index}", partition=index, checkpoint_every_s=DEADLINE_S)
+    intake.connected.wait(DEADLINE_S)
+    connected.release()  # the stream exists: the sinks may publish
+    while not stop.wait(0.005):
+        windows.value, agents.value = taken(store), len(store.agents())
+    intake.stop()
+
+
+def run_partitioned(batches: list[ShipmentBatch], workdir: Path, pki: Path, total: int, partitions: int) -> dict:
+    sites = sorted({b.site for b in batches})
+    context = multiprocessing.get_context("spawn")  # no fork of a process with threads
+    with NatsServer(pki, workdir / "server", partitions=partitions) as server:
+        stop, connected = context.Event(), context.Semaphore(0)
+        counts = [(context.Value("q", 0, lock=False), context.Value("q", 0, lock=False)) for _ in range(partitions)]
+        workers = [
+            context.Process(target=partition_worker, args=(pki, server.url, i, windows, agents, connected, stop))
+            for i, (windows, agents) in enumerate(counts)
+        ]
+        for worker in workers:
+            worker.start()
+        for _ in workers:
+            if not connected.acquire(timeout=DEADLINE_S):
+                raise RuntimeError("a partition's analyzer did not connect")
+        sinks = {
+            site: BusSink(
+                bus_setup.site_endpoint(pki, site, (server.url,)), site, workdir / f"spool-{site}", backoff=FAST
+            )
+            for site in sites
+        }
+        for site, sink in sinks.items():  # connected before the clock starts, as in run_bus
+            sink.submit(ShipmentBatch(site, (), health=example_health(site)))
+        wait_counts(lambda: sum(a.value for _, a in counts), len(sites), "the sinks' health in the partitions")
+        pids = [server.pid, *(w.pid for w in workers)]
+        cpu0, others0, t0 = process_cpu(), [process_cpu(pid) for pid in pids], time.perf_counter()
+        for batch in batches:
+            sinks[batch.site].submit(batch)
+        wait_counts(lambda: sum(w.value for w, _ in counts), total, "every window in the partitions")
+        seconds = time.perf_counter() - t0
+        cpu = process_cpu() - cpu0
+        others = [process_cpu(pid) - before for pid, before in zip(pids, others0, strict=True)]
+        for sink in sinks.values():
+            sink.close()
+        stop.set()
+        for worker in workers:
+            worker.join(60)
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu + sum(others[1:]),
+        "server_cpu_seconds": others[0],
+        "windows": sum(w.value for w, _ in counts),
+        "per_partition": [w.value for w, _ in counts],
+    }
+
+
+def wait_counts(count, total: int, what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while count() < total:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: {count()} of {total} in {DEADLINE_S:g} s")
+        time.sleep(0.002)
+
+
 def run_http(batches: list[ShipmentBatch], workdir: Path, total: int) -> dict:
     sites = sorted({b.site for b in batches})
     store = WindowStore(default_policies())
@@ -149,22 +224,30 @@ def main() -> int:
     parser.add_argument("--paths", type=int, default=500, help="paths per site")
     parser.add_argument("--intervals", type=int, default=6)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--partitions", type=int, default=0, help="also run the bus into N partition processes")
     parser.add_argument("--output")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
     batches = make_batches(args.sites, args.paths, args.intervals)
     total = sum(len(b.windows) for b in batches)
     rounds: dict[str, list[dict]] = {"bus": [], "http": []}
+    if args.partitions:
+        rounds["partitioned"] = []
     with tempfile.TemporaryDirectory(prefix="xnetmon-bench-bus-") as tmp:
         root = Path(tmp)
         pki = bus_setup.init(root / "pki")
         for site in sorted({b.site for b in batches}):
             bus_setup.add_site(pki, site)
         for rep in range(args.reps):
-            order = ("bus", "http") if rep % 2 == 0 else ("http", "bus")
+            order = tuple(rounds) if rep % 2 == 0 else tuple(reversed(rounds))
             for path in order:
                 workdir = root / f"{path}-{rep}"
-                result = run_bus(batches, workdir, pki, total) if path == "bus" else run_http(batches, workdir, total)
+                if path == "bus":
+                    result = run_bus(batches, workdir, pki, total)
+                elif path == "http":
+                    result = run_http(batches, workdir, total)
+                else:
+                    result = run_partitioned(batches, workdir, pki, total, args.partitions)
                 result["windows_per_second"] = total / result["seconds"]
                 # the machines are shared: CPU seconds (ours and nats-server's) are the steadier figure
                 result["windows_per_cpu_second"] = total / (result["cpu_seconds"] + result["server_cpu_seconds"])
@@ -186,6 +269,7 @@ def main() -> int:
             "paths": args.paths,
             "intervals": args.intervals,
             "reps": args.reps,
+            "partitions": args.partitions,
             "windows_per_rep": total,
         },
         "rounds": rounds,
@@ -194,6 +278,10 @@ def main() -> int:
         "bus_over_http_per_cpu_second": bus_over_http_cpu,
         "target": {"what": "bus windows/s >= HTTP windows/s", "met": bool(bus_over_http and bus_over_http >= 1.0)},
     }
+    if args.partitions:
+        partitioned = medians["partitioned"]["windows_per_second"]
+        payload["partitioned_over_bus"] = c.ratio(partitioned, medians["bus"]["windows_per_second"])
+        payload["partitioned_target"] = {"what": "partitioned windows/s >= 50,000", "met": partitioned >= 50_000}
     path = c.write_result("bus_intake", payload, args.output)
     if not args.quiet:
         rows = [
@@ -213,6 +301,8 @@ def main() -> int:
             f"bus / http windows/s: {bus_over_http:.2f}, per CPU second: {bus_over_http_cpu:.2f}  "
             f"({total} windows a repetition; result {path})"
         )
+        if args.partitions:
+            print(f"partitioned ({args.partitions}) / bus windows/s: {payload['partitioned_over_bus']:.2f}")
     return 0
 
 

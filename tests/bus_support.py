@@ -20,12 +20,14 @@ SITES = ("cnty1a", "cnty2b")
 
 
 @contextlib.contextmanager
-def running_bus(directory: Path, sites: tuple[str, ...] = SITES) -> Iterator[tuple[Path, NatsServer]]:
+def running_bus(
+    directory: Path, sites: tuple[str, ...] = SITES, partitions: int | None = None
+) -> Iterator[tuple[Path, NatsServer]]:
     """(the PKI directory, the running server)."""
     pki = bus_setup.init(directory / "pki")
     for site in sites:
         bus_setup.add_site(pki, site)
-    server = NatsServer(pki, directory / "server")
+    server = NatsServer(pki, directory / "server", partitions=partitions)
     try:
         yield pki, server
     finally:

@@ -77,6 +77,7 @@ class Deployment:
     flows: str = "no flow exports"  # where flow exports go, or why there are none, for the operator
     exporters: SoftflowdFleet | None = None  # the softflowd processes (CPU per site, for tests)
     bus: str = "none: windows go to the analyzer in this process"  # where the bus is, for the operator
+    replica_urls: tuple[str, ...] = ()  # the APIs of further analyzer replicas (`xnetmon run --replicas`)
 
     @property
     def metrics_url(self) -> str:
@@ -178,7 +179,7 @@ class CommandProber:
 
 @contextlib.contextmanager
 def lab_deployment(
-    lab, workdir: Path, sites: Sequence[str] = LAB_SITES, api_port: int = API_PORT
+    lab, workdir: Path, sites: Sequence[str] = LAB_SITES, api_port: int = API_PORT, replicas: int = 1
 ) -> Iterator[Deployment]:
     """Reflectors and agents on `sites` of an up lab, the bus and the analyzer, until the block
     ends. The operator's API listens on [::1]:`api_port` (0: any free port, for tests running
@@ -187,7 +188,9 @@ def lab_deployment(
     BUS_MONITOR_PORT), with a throwaway CA and one certificate per site in `workdir`/bus:
     each agent publishes with its own identity, the analyzer consumes from a thread inside
     the core namespace. The analyzer's snapshots and the bus's store go to `workdir` (a new
-    directory: the analyzer starts empty)."""
+    directory: the analyzer starts empty). `replicas` > 1 runs further analyzers judging the
+    same windows, each its own durable consumer (`replica_name`) and its API on the next
+    port (any free one when `api_port` is 0)."""
     token_file = workdir / "token"
     token_file.write_text(secrets.token_urlsafe(24))
     in_lab = listening_socket_in(lab.namespace("core"), lab.address("core"), API_PORT)
@@ -205,18 +208,37 @@ def lab_deployment(
         stall_intervals=SHARED_STALL_INTERVALS,
     )
     server = service.serve_in_thread(extra_sockets=[in_lab])
+    peers = [
+        AnalyzerService(
+            load_policies(LAB_POLICY_FILE),
+            ("::1", api_port + i if api_port else 0),
+            declared_names=sites_by_address(lab.topology),
+            token=token_file.read_text(),
+            prober=CommandProber(sites, lab.exec_argv, LAB_STAMP_PORT),
+            interval_s=LAB_INTERVAL_S,
+            catch_up_s=FRESH_CATCH_UP_INTERVALS * LAB_INTERVAL_S,
+            warm_up_windows=PATH_WARM_UP_WINDOWS,
+            stall_intervals=SHARED_STALL_INTERVALS,
+        )
+        for i in range(1, replicas)
+    ]
+    peer_urls = tuple(peer.serve_in_thread().url for peer in peers)
     processes: list[subprocess.Popen] = []  # reflectors first: they answer before any agent probes
     exporters = SoftflowdFleet(workdir)
     bus_server: NatsServer | None = None
-    intake: BusIntake | None = None
+    intakes: list[BusIntake] = []
     spools = _spool_root()
     try:
         bus_server, pki = _start_lab_bus(lab, sites, workdir)
-        intake = BusIntake(
-            service.store,
-            bus_setup.analyzer_endpoint(pki, (bus_server.url,)),
-            in_thread=lambda: enter_namespace(lab.namespace("core")),
-        )
+        for i, analyzer in enumerate([service, *peers]):
+            intakes.append(
+                BusIntake(
+                    analyzer.store,
+                    bus_setup.analyzer_endpoint(pki, (bus_server.url,)),
+                    replica_name(i),
+                    in_thread=lambda: enter_namespace(lab.namespace("core")),
+                )
+            )
         for site in sites:
             with (workdir / f"reflector-{site}.log").open("w") as log:
                 processes.append(
@@ -247,6 +269,7 @@ def lab_deployment(
             flows,
             exporters,
             bus_note,
+            peer_urls,
         )
     finally:
         exporters.stop()  # first: it exports what it holds while the agents still listen
@@ -259,12 +282,18 @@ def lab_deployment(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        if intake is not None:
+        for intake in intakes:
             intake.stop()
         if bus_server is not None:
             bus_server.stop()
-        service.stop()
+        for analyzer in [*peers, service]:
+            analyzer.stop()
         shutil.rmtree(spools, ignore_errors=True)
+
+
+def replica_name(index: int) -> str:
+    """The durable consumer of the all-in-one's analyzer `index` (0: the first, as ever)."""
+    return "analyzer" if index == 0 else f"analyzer-{index + 1}"
 
 
 def _spool_root() -> Path:

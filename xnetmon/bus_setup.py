@@ -4,7 +4,8 @@ write them into one directory an operator deploys by hand or with configuration 
     ca.pem             0644  the CA every party trusts (self-signed)
     ca-key.pem         0600  signs the others; keep it off the servers
     server.pem/-key    0644/0600  nats-server's identity (names given at init)
-    analyzer.pem/-key  0644/0600  the analyzers' identity: subscribe, consumer API, acks
+    analyzer.pem/-key  0644/0600  the analyzers' identity: subscribe, consumer API, acks,
+                                 checkpoints (object store XNET_ANALYZERS)
     sites/SITE.pem/-key.pem      one per site: publish on its own subjects only
     nats-server.conf   0600  TLS with client certificates mapped to users (verify_and_map:
                              the certificate's subject is the user), per-user permissions,
@@ -28,8 +29,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from analyzer.bus_checkpoint import CHECKPOINT_SUBJECTS
 from collector.bus.connection import BusEndpoint, inbox_prefix, site_identity
-from collector.bus.subjects import check_site, site_subjects
+from collector.bus.subjects import check_site, partition_mapping, site_subjects
 
 ANALYZER = "analyzer"
 VALID_DAYS = 825  # what clients accept for leaf certificates
@@ -119,16 +121,21 @@ def analyzer_endpoint(directory: str | Path, servers: tuple[str, ...]) -> BusEnd
 
 
 def server_config(
-    directory: str | Path, ports: ServerPorts = ServerPorts(), store_dir: str | Path | None = None
+    directory: str | Path,
+    ports: ServerPorts = ServerPorts(),
+    store_dir: str | Path | None = None,
+    partitions: int | None = None,
 ) -> str:
-    """nats-server's configuration (its format takes JSON values)."""
+    """nats-server's configuration (its format takes JSON values); `partitions`: the sites'
+    subjects mapped into that many partitions (collector.bus.subjects.partition_mapping)."""
     root = Path(directory).resolve()
     users = [
         {
             "user": user_of(ANALYZER),
             "permissions": {
-                # the consumer API (stream and consumer creation, fetch) and acks, nothing else
-                "publish": {"allow": ["$JS.API.>", "$JS.ACK.>"]},
+                # the consumer API (stream and consumer creation, fetch), acks, and the
+                # replicas' checkpoints in their object store bucket, nothing else
+                "publish": {"allow": ["$JS.API.>", "$JS.ACK.>", *CHECKPOINT_SUBJECTS]},
                 "subscribe": {"allow": [inbox_prefix(ANALYZER) + ".>"]},
             },
         }
@@ -138,7 +145,7 @@ def server_config(
             {
                 "user": user_of(site_identity(site)),
                 "permissions": {
-                    "publish": {"allow": list(site_subjects(site))},
+                    "publish": {"allow": list(site_subjects(site, partitioned=bool(partitions)))},
                     "subscribe": {"allow": [inbox_prefix(site_identity(site)) + ".>"]},
                 },
             }
@@ -160,6 +167,7 @@ def server_config(
                 }
             ),
             "authorization: " + json.dumps({"users": users}, indent=2),
+            *([f"mappings: {json.dumps(partition_mapping(partitions))}"] if partitions else []),
             "",
         ]
     )

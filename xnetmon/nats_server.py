@@ -32,9 +32,11 @@ class NatsServer:
         *,
         ports: ServerPorts | None = None,
         wrap: Callable[[list[str]], list[str]] = list,
+        partitions: int | None = None,
     ) -> None:
         """`ports`: free ones on `host` unless given; `wrap` turns the command into the one
-        to run (the all-in-one runs it inside the lab's core namespace)."""
+        to run (the all-in-one runs it inside the lab's core namespace); `partitions`: the
+        sites' subjects mapped into that many partitions."""
         binary = shutil.which(NATS_SERVER) or shutil.which(NATS_SERVER, path="/usr/sbin:/usr/bin")
         if binary is None:
             raise FileNotFoundError("nats-server is not installed (Debian package nats-server)")
@@ -44,6 +46,7 @@ class NatsServer:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.ports = ports or ServerPorts(host, _free_port(host), host, _free_port(host))
         self.wrap = wrap
+        self.partitions = partitions
         self.pki_dir = Path(pki_dir)
         self.config_file = self.work_dir / "nats-server.conf"
         self._write_config()
@@ -65,7 +68,9 @@ class NatsServer:
         return f"http://{_bracketed(self.host)}:{self.ports.monitor_port}"
 
     def _write_config(self) -> None:
-        self.config_file.write_text(server_config(self.pki_dir, self.ports, self.work_dir / "jetstream"))
+        self.config_file.write_text(
+            server_config(self.pki_dir, self.ports, self.work_dir / "jetstream", self.partitions)
+        )
         self.config_file.chmod(0o600)
 
     def reload(self) -> None:

@@ -38,12 +38,17 @@ _DAMAGE = (KeyError, TypeError, ValueError, AttributeError, IndexError, Overflow
 
 def save_snapshot(store: WindowStore, path: str | os.PathLike) -> int:
     """Write `store`'s state to `path`; returns the bytes written."""
-    with store._lock:
-        state = _state(store)
-    # Encoding and writing happen outside the lock: ingest goes on meanwhile.
-    text = dumps(state)
+    text = snapshot_text(store)
     write_atomically(path, text)
     return len(text)
+
+
+def snapshot_text(store: WindowStore) -> str:
+    """`store`'s state in the snapshot format (a file's content, or a bus checkpoint's)."""
+    with store._lock:
+        state = _state(store)
+    # Encoding happens outside the lock: ingest goes on meanwhile.
+    return dumps(state)
 
 
 def restore_snapshot(path: str | os.PathLike, policies: Mapping[str, object] | None = None, **options) -> WindowStore:
@@ -51,32 +56,67 @@ def restore_snapshot(path: str | os.PathLike, policies: Mapping[str, object] | N
     the `WindowStore` constructor). Trackers continue where they were (status, budget,
     since); a tracker whose state no longer fits its policy starts afresh, logged.
     Raises OSError or ValueError (with the file's name) if the file cannot be used."""
+    name = str(path)
+    state = _parsed(Path(path).read_bytes(), name)
+    options.setdefault("interval_s", _saved_interval(state, name))
+    _check_interval(state, options["interval_s"], name)
     try:
-        state = json.loads(Path(path).read_bytes())
+        store = WindowStore(policies, **options)  # the saved interval_s may be damaged too
+    except _DAMAGE as exc:
+        raise ValueError(f"{name}: damaged snapshot ({type(exc).__name__}: {exc})") from None
+    _load_named(store, state, name)
+    return store
+
+
+def restore_into(store: WindowStore, text: str | bytes, name: str) -> None:
+    """Load a snapshot's `text` into `store`, which must hold nothing yet (an analyzer whose
+    state comes from the bus once it has connected, while its API already answers).
+    Raises ValueError naming `name` if the snapshot cannot be used; `store` is then unchanged."""
+    state = _parsed(text, name)
+    _check_interval(state, store.interval_s, name)
+    with store._lock:
+        if store._paths or store._agents or store._observations:
+            raise ValueError(f"{name}: the store holds windows already; a snapshot goes into an empty one")
+        _load_named(store, state, name)
+
+
+def _parsed(text: str | bytes, name: str) -> dict:
+    try:
+        state = json.loads(text)
     except (ValueError, RecursionError) as exc:  # not JSON, not text, or nested past the parser
-        raise ValueError(f"{path}: not a store snapshot ({type(exc).__name__}: {exc})") from None
+        raise ValueError(f"{name}: not a store snapshot ({type(exc).__name__}: {exc})") from None
     if not isinstance(state, dict) or state.get("format") != SNAPSHOT_FORMAT:
-        raise ValueError(f"{path}: not an xnetmon analyzer snapshot")
+        raise ValueError(f"{name}: not an xnetmon analyzer snapshot")
     if state.get("version") != SNAPSHOT_VERSION:
-        raise ValueError(f"{path}: snapshot version {state.get('version')}, this analyzer reads {SNAPSHOT_VERSION}")
+        raise ValueError(f"{name}: snapshot version {state.get('version')}, this analyzer reads {SNAPSHOT_VERSION}")
+    return state
+
+
+def _saved_interval(state: dict, name: str) -> float:
     saved_interval = state.get("interval_s")
     if (
         isinstance(saved_interval, bool)
         or not isinstance(saved_interval, int | float)
         or not 0 < saved_interval < math.inf
     ):
-        raise ValueError(f"{path}: damaged snapshot (interval_s: expected a positive number, got {saved_interval!r})")
-    if options.setdefault("interval_s", saved_interval) != saved_interval:
+        raise ValueError(f"{name}: damaged snapshot (interval_s: expected a positive number, got {saved_interval!r})")
+    return saved_interval
+
+
+def _check_interval(state: dict, interval_s: float, name: str) -> None:
+    saved_interval = _saved_interval(state, name)
+    if interval_s != saved_interval:
         raise ValueError(
-            f"{path}: saved with {saved_interval} s intervals, not {options['interval_s']} s; "
+            f"{name}: saved with {saved_interval} s intervals, not {interval_s} s; "
             "its verdicts cannot continue at another interval"
         )
+
+
+def _load_named(store: WindowStore, state: dict, name: str) -> None:
     try:
-        store = WindowStore(policies, **options)
         _load(store, state)
     except _DAMAGE as exc:
-        raise ValueError(f"{path}: damaged snapshot ({type(exc).__name__}: {exc})") from None
-    return store
+        raise ValueError(f"{name}: damaged snapshot ({type(exc).__name__}: {exc})") from None
 
 
 def _state(store: WindowStore) -> dict:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
-from collector.bus.subjects import STREAM_SUBJECTS
+from collector.bus.subjects import PARTITIONED_STREAM_SUBJECTS, STREAM_SUBJECTS
 
 STREAM_NAME = "XNET"
 
@@ -30,10 +30,11 @@ class StreamLimits:
     replicas: int = 1
 
 
-def stream_config(limits: StreamLimits = StreamLimits()) -> StreamConfig:
+def stream_config(limits: StreamLimits = StreamLimits(), *, partitioned: bool = False) -> StreamConfig:
+    """`partitioned`: the server maps sites' subjects into partitions (`partition_mapping`)."""
     return StreamConfig(
         name=STREAM_NAME,
-        subjects=list(STREAM_SUBJECTS),
+        subjects=list(PARTITIONED_STREAM_SUBJECTS if partitioned else STREAM_SUBJECTS),
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         discard=DiscardPolicy.OLD,

@@ -33,9 +33,11 @@ def bus(tmp_path):
         yield running
 
 
-def intake_for(bus, store: WindowStore, durable: str = "analyzer") -> BusIntake:
+def intake_for(bus, store: WindowStore, durable: str = "analyzer", **options) -> BusIntake:
     pki, server = bus
-    intake = BusIntake(store, bus_setup.analyzer_endpoint(pki, (server.url,)), durable, clock=lambda: (T0 + 5) * W)
+    intake = BusIntake(
+        store, bus_setup.analyzer_endpoint(pki, (server.url,)), durable, clock=lambda: (T0 + 5) * W, **options
+    )
     wait_until(intake.connected.is_set, what="the intake's consumer")
     return intake
 
@@ -93,18 +95,41 @@ def test_a_forged_path_source_on_the_sites_own_subject_is_refused_and_counted(bu
     assert 'xnet_analyzer_windows_refused_total{reason="malformed"} 1.0' in text
 
 
-def test_a_restarted_intake_resumes_from_its_durable_position(bus):
+def test_a_restarted_intake_restores_its_checkpoint_and_resumes_after_it(bus):
     store = WindowStore(default_policies())
     intake = intake_for(bus, store)
     publish_as(bus, "cnty1a", "cnty1a", encode_body(ShipmentBatch("cnty1a", (window(T0),))))
     wait_until(lambda: store.counters["windows_ingested"] == 1, what="the first window")
+    intake.stop()  # with its last checkpoint
+    assert intake.checkpoints_total == 1 and intake.checkpoint_failures == 0
+    publish_as(bus, "cnty1a", "cnty1a", encode_body(ShipmentBatch("cnty1a", (window(T0 + 1),))))
+    fresh = WindowStore(default_policies())
+    intake = intake_for(bus, fresh)
+    assert intake.restored_seq == 1  # the checkpoint covered the first message
+    wait_until(lambda: fresh.counters["windows_ingested"] == 2, what="the window published meanwhile")
+    intake.stop()
+    assert [w.seq for w in fresh.recent_windows(fresh.path_keys()[0])] == [T0, T0 + 1]
+    assert fresh.counters["windows_duplicate"] == 0  # the checkpointed message was not delivered again
+
+
+def test_windows_taken_after_the_last_checkpoint_are_taken_again_after_a_restart(bus):
+    store = WindowStore(default_policies())
+    intake = intake_for(bus, store, checkpoint_every_s=3600)
+    publish_as(bus, "cnty1a", "cnty1a", encode_body(ShipmentBatch("cnty1a", (window(T0),))))
+    wait_until(lambda: store.counters["windows_ingested"] == 1, what="the first window")
     intake.stop()
     publish_as(bus, "cnty1a", "cnty1a", encode_body(ShipmentBatch("cnty1a", (window(T0 + 1),))))
-    fresh = WindowStore(default_policies())  # a duplicate would show here as an ingest of seq T0
-    intake = intake_for(bus, fresh)
-    wait_until(lambda: fresh.counters["windows_ingested"] == 1, what="the window published meanwhile")
+    second = WindowStore(default_policies())
+    intake = intake_for(bus, second, checkpoint_every_s=3600)
+    wait_until(lambda: second.counters["windows_ingested"] == 2, what="the second window")
+    intake._loop.call_soon_threadsafe(intake._task.cancel)  # as if killed: no last checkpoint
+    intake._thread.join(10)  # while its consumer has acked seq 2
+    third = WindowStore(default_policies())
+    intake = intake_for(bus, third)
+    assert intake.restored_seq == 1
+    wait_until(lambda: third.counters["windows_ingested"] == 2, what="the window acked after the checkpoint")
     intake.stop()
-    assert [w.seq for w in fresh.latest_windows()] == [T0 + 1]
+    assert [w.seq for w in third.recent_windows(third.path_keys()[0])] == [T0, T0 + 1]
 
 
 def test_each_replica_consumer_sees_every_window(bus):
@@ -115,3 +140,29 @@ def test_each_replica_consumer_sees_every_window(bus):
         wait_until(lambda store=store: store.counters["windows_ingested"] == 1, what="the window in each replica")
     for intake in intakes:
         intake.stop()
+
+
+def test_partitions_split_the_sites_between_their_consumers(tmp_path):
+    sites = tuple(f"site{i}" for i in range(8))
+    with running_bus(tmp_path, sites, partitions=2) as (pki, server):
+        stores = [WindowStore(default_policies()), WindowStore(default_policies())]
+        intakes = [intake_for((pki, server), store, f"p{i}", partition=i) for i, store in enumerate(stores)]
+        sinks = [
+            BusSink(
+                bus_setup.site_endpoint(pki, site, (server.url,)), site, tmp_path / site, backoff=Backoff(0.05, 0.2)
+            )
+            for site in sites
+        ]
+        for site, sink in zip(sites, sinks, strict=True):
+            sink.submit(ShipmentBatch(site, (window(T0, source=site), window(T0 + 1, source=site))))
+        wait_until(
+            lambda: sum(s.counters["windows_ingested"] for s in stores) == 2 * len(sites),
+            what="every site's windows in one partition or the other",
+        )
+        for sink in sinks:
+            sink.close()
+        for intake in intakes:
+            intake.stop()
+    held = [{k.source for k in store.path_keys()} for store in stores]
+    assert held[0] and held[1] and not held[0] & held[1] and held[0] | held[1] == set(sites)
+    assert all(store.counters["windows_refused_malformed"] == 0 for store in stores)

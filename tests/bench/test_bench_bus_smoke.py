@@ -1,5 +1,6 @@
 """Smoke test of bench/bus_intake.py: a tiny run through a real nats-server and a real HTTP
-intake writes a result of the documented shape with every window delivered on both paths.
+intake writes a result of the documented shape with every window delivered on each path,
+the partitioned one (two partition processes) included.
 Structure and sanity only, never the target (that comes from a full run, see bench/README.md)."""
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 @pytest.mark.tool("nats-server")
 def test_bus_intake_smoke(tmp_path: Path) -> None:
     output = tmp_path / "result.json"
-    argv = ["--sites", "3", "--paths", "20", "--intervals", "2", "--reps", "1", "--output", str(output), "--quiet"]
+    argv = ["--sites", "3", "--paths", "20", "--intervals", "2", "--reps", "1", "--partitions", "2"]
+    argv += ["--output", str(output), "--quiet"]
     result = subprocess.run(
         [sys.executable, str(BENCH / "bus_intake.py"), *argv],
         capture_output=True,
@@ -32,3 +34,6 @@ def test_bus_intake_smoke(tmp_path: Path) -> None:
         assert data["medians"][path]["windows_per_second"] > 0
     assert data["medians"]["bus"]["server_cpu_seconds"] >= 0 and data["medians"]["http"]["windows_per_cpu_second"] > 0
     assert isinstance(data["target"]["met"], bool) and data["bus_over_http"] > 0
+    partitioned = data["rounds"]["partitioned"][0]
+    assert partitioned["windows"] == 120 and sum(partitioned["per_partition"]) == 120
+    assert data["partitioned_over_bus"] > 0 and isinstance(data["partitioned_target"]["met"], bool)

@@ -64,7 +64,7 @@ def test_starving_one_slice_on_one_link_breaches_only_that_slice_and_its_paths_t
         assert refused.status_code == 401
         fault = lab.fault_slice_starve("core-prov2", "video")
         try:
-            seen = wait_for_statuses(url, lambda s: s["video"] == "breached", "video breaching")
+            wait_for_statuses(url, lambda s: s["video"] == "breached", "video breaching")
             others = [s for s in fetch(url) if s["name"] != "video"]
             assert all(s["status"] == "ok" for s in others), json.dumps(others, indent=1)[:6000]
             # The slice breaches with its first path; each path has its own hysteresis, so a
@@ -91,3 +91,19 @@ def test_starving_one_slice_on_one_link_breaches_only_that_slice_and_its_paths_t
         recovery_s = time.monotonic() - healed
     # The lab policies' ticket lookback is 30 s and the hysteresis 3 intervals.
     assert recovery_s > 3
+
+
+def test_two_replicas_on_the_lab_judge_the_same_windows_alike(lab, tmp_path):
+    with lab_deployment(lab, tmp_path, api_port=0, replicas=2) as deployment:
+        urls = (deployment.api_url, *deployment.replica_urls)
+        assert len(set(urls)) == 2
+        for url in urls:
+            wait_for_statuses(
+                url, lambda s: set(s) == set(SLICES) and all(v == "ok" for v in s.values()), f"every slice ok at {url}"
+            )
+        fault = lab.fault_slice_starve("core-prov2", "video")
+        try:
+            for url in urls:  # each replica consumes every window itself
+                wait_for_statuses(url, lambda s: s["video"] == "breached", f"video breaching at {url}")
+        finally:
+            lab.heal(fault)

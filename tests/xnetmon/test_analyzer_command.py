@@ -3,17 +3,27 @@ keeps its state across a restart, and says what is wrong in one line."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 import socket
 import subprocess
+import threading
+import time
 
 import httpx
+import nats
 import pytest
 
+from analyzer.bus_checkpoint import checkpoint_store, load_checkpoint
 from collector.contract.codec import encode_body
+from collector.contract.examples import example_window
+from collector.contract.records import PathKey
+from collector.contract.shipment import ShipmentBatch
 from collector.outputs.bus_sink import BusSink
+from collector.outputs.sinks import Backoff
 from tests.analyzer_support import T0, batch, window
-from tests.bus_support import running_bus
+from tests.bus_support import SITES, connect_options, running_bus
 from tests.support import REPO, XNETMON, stop_process, wait_until, xnetmon
 from xnetmon import bus_setup
 
@@ -208,3 +218,148 @@ def test_tls_read_token_and_openapi_from_the_command_line(tmp_path):
             assert client.get(f"{url}/docs", headers=reading).status_code == 404  # no --openapi
     finally:
         stop_process(proc, timeout=15)
+
+
+def test_bus_and_state_dir_do_not_go_together(tmp_path):
+    both = xnetmon(
+        "analyzer",
+        "--bus",
+        "tls://[::1]:4222",
+        "--bus-dir",
+        str(bus_setup.init(tmp_path / "pki")),
+        "--state-dir",
+        str(tmp_path / "state"),
+    )
+    assert both.returncode == 2 and "with --bus the state is checkpointed on the bus" in both.stderr
+
+
+SECOND_NS = 1_000_000_000
+SLICES = {"video": 0, "egov": 6}  # slice -> packets lost of 10 per window: one healthy, one breaching
+
+
+class SyntheticAgents:
+    """Each of SITES ships its windows of the interval that just ended, once a second, through
+    its own BusSink, as an agent with 1 s windows does."""
+
+    def __init__(self, pki, url: str, spool_dir) -> None:
+        self.sinks = {
+            site: BusSink(
+                bus_setup.site_endpoint(pki, site, (url,)), site, spool_dir / site, backoff=Backoff(0.05, 0.5)
+            )
+            for site in SITES
+        }
+        self.shipped = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        number = time.time_ns() // SECOND_NS
+        while not self._stop.wait((number + 1) * SECOND_NS / 1e9 - time.time()):  # the next boundary
+            for site, sink in self.sinks.items():
+                windows = tuple(
+                    example_window(
+                        PathKey(site, "core", name, "stamp"),
+                        number,
+                        interval_ns=SECOND_NS,
+                        lost_forward=lost,
+                        received=10 - lost,
+                        sent=10,
+                    )
+                    for name, lost in SLICES.items()
+                )
+                sink.submit(ShipmentBatch(site, windows, created_ns=(number + 1) * SECOND_NS))
+                self.shipped += len(windows)
+            number += 1
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        for sink in self.sinks.values():
+            sink.close()
+
+
+def replica(pki, server, name: str, port: int) -> subprocess.Popen:
+    proc = start(
+        "--listen",
+        f"[::1]:{port}",
+        "--bus",
+        server.url,
+        "--bus-dir",
+        str(pki),
+        "--replica",
+        name,
+        "--interval",
+        "1",
+        "--checkpoint-every",
+        "1",
+    )
+    assert "consuming the bus" in proc.stdout.readline()
+    return proc
+
+
+def statuses(port: int) -> dict[str, str]:
+    """The statuses of the slices the agents report on (the others are no-data in both)."""
+    found = httpx.get(f"http://[::1]:{port}/slices", timeout=5).json()
+    return {s["name"]: s["status"] for s in found if s["name"] in SLICES}
+
+
+def taken(port: int) -> dict[str, int]:
+    return httpx.get(f"http://[::1]:{port}/healthz", timeout=5).json()["store"]
+
+
+def checkpoint_seq(pki, server, name: str) -> int:
+    async def read() -> int:
+        client = await nats.connect(**connect_options(bus_setup.analyzer_endpoint(pki, (server.url,))))
+        try:
+            found = await load_checkpoint(await checkpoint_store(client.jetstream()), name)
+            return 0 if found is None else found.seq
+        finally:
+            await client.close()
+
+    return asyncio.run(read())
+
+
+@pytest.mark.tool("nats-server")
+def test_a_replica_killed_costs_its_peer_no_verdict_and_catches_up_from_its_checkpoint(tmp_path):
+    expected = {"video": "ok", "egov": "breached"}
+    with running_bus(tmp_path) as (pki, server):
+        port_a, port_b = free_tcp_port(), free_tcp_port()
+        a, b = replica(pki, server, "a", port_a), replica(pki, server, "b", port_b)
+        agents = SyntheticAgents(pki, server.url, tmp_path / "spools")
+        seen_by_b: list[dict[str, str]] = []
+        watching = threading.Event()
+
+        def watch_b() -> None:  # b's verdicts, as often as a dashboard could ask, while a is away
+            while not watching.wait(0.1):
+                seen_by_b.append(statuses(port_b))
+
+        try:
+            for port in (port_a, port_b):
+                wait_until(lambda port=port: statuses(port) == expected, what=f"the verdicts of :{port}")
+            wait_until(lambda: checkpoint_seq(pki, server, "a") > 0, what="a checkpoint of replica a")
+            watcher = threading.Thread(target=watch_b, daemon=True)
+            watcher.start()
+            a.send_signal(signal.SIGKILL)
+            a.wait()
+            before = taken(port_b)["windows_ingested"]
+            wait_until(  # a few intervals without a
+                lambda: taken(port_b)["windows_ingested"] >= before + 3 * len(SITES) * len(SLICES),
+                what="three more intervals in replica b",
+            )
+            a = replica(pki, server, "a", port_a)
+            wait_until(lambda: statuses(port_a) == statuses(port_b) == expected, what="a's verdicts equal b's again")
+            watching.set()
+            watcher.join(10)
+            agents.close()
+            wait_until(
+                lambda: taken(port_a)["windows_ingested"] == taken(port_b)["windows_ingested"] == agents.shipped,
+                what=lambda: f"every window in both replicas: a {taken(port_a)}, b {taken(port_b)}, {agents.shipped}",
+            )
+            assert taken(port_a)["windows_duplicate"] == 0  # resumed after its checkpoint, not before
+        finally:
+            watching.set()
+            agents.close()
+            stop_process(a)
+            stop_process(b)
+    assert seen_by_b and all(seen == expected for seen in seen_by_b), seen_by_b

@@ -49,7 +49,12 @@ def test_re_running_keeps_keys_and_writes_the_configuration_from_the_sites_prese
         "xnet.observations.cnty2b",
         "xnet.health.cnty2b",
     ]
-    assert by_user["CN=xnet-analyzer"]["publish"]["allow"] == ["$JS.API.>", "$JS.ACK.>"]
+    assert by_user["CN=xnet-analyzer"]["publish"]["allow"] == [
+        "$JS.API.>",
+        "$JS.ACK.>",
+        "$O.XNET_ANALYZERS.>",
+        "$JS.FC.OBJ_XNET_ANALYZERS.>",
+    ]
 
 
 def test_add_site_needs_a_ca_first(tmp_path):

@@ -11,7 +11,9 @@ closed interval; `--topology FILE` (the lab's topology format) names traced hop 
 after their sites, so hints and GET /topology say "prov2>city2a" rather than addresses.
 With `--bus URL --bus-dir DIR` it also consumes the NATS JetStream bus (analyzer/bus_intake.py)
 with the analyzer certificate of `xnetmon bus init DIR`, as the durable consumer `--replica`:
-each replica of a pair has its own name and sees every window.
+each replica of a pair has its own name and sees every window. Its state is then checkpointed
+on the bus (analyzer/bus_checkpoint.py, every `--checkpoint-every` seconds) rather than in
+`--state-dir`: a restarted replica restores its checkpoint and replays the stream after it.
 """
 
 from __future__ import annotations
@@ -89,6 +91,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="this analyzer's durable consumer on the bus (default analyzer; one name per replica)",
     )
+    p.add_argument(
+        "--checkpoint-every",
+        type=positive_float,
+        metavar="SECONDS",
+        help="with --bus: save the state to the bus this often (default: analyzer.bus_intake's, 10 s); "
+        "a restart replays what came after the last save",
+    )
     p.set_defaults(handler=run)
 
 
@@ -144,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--bus and --bus-dir go together: the servers, and the certificates to reach them")
     if args.bus_dir and not (Path(args.bus_dir) / "analyzer.pem").exists():
         raise UsageError(f"--bus-dir {args.bus_dir} has no analyzer.pem: run `xnetmon bus init {args.bus_dir}`")
+    if args.bus and args.state_dir:
+        raise UsageError("--state-dir is for the HTTP intake: with --bus the state is checkpointed on the bus")
     token = read_token(args.token_file) if args.token_file else None
     site_tokens = read_site_tokens(args.site_tokens) if args.site_tokens else None
     read_token_value = read_token(args.read_token_file) if args.read_token_file else None
@@ -226,6 +237,7 @@ def _bus_intake(args: argparse.Namespace, store):
         check_site(args.replica)  # a consumer name is one subject token too
     except BadSubject as exc:
         raise UsageError(f"--replica: {exc}") from None
-    intake = BusIntake(store, bus_setup.analyzer_endpoint(args.bus_dir, tuple(args.bus)), args.replica)
+    every = {} if args.checkpoint_every is None else {"checkpoint_every_s": args.checkpoint_every}
+    intake = BusIntake(store, bus_setup.analyzer_endpoint(args.bus_dir, tuple(args.bus)), args.replica, **every)
     print(f"xnetmon analyzer: consuming the bus at {', '.join(args.bus)} as {args.replica}", flush=True)
     return intake

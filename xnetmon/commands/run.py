@@ -22,6 +22,14 @@ from xnetmon.commands.common import positive_float
 from xnetmon.errors import UsageError
 
 EMBEDDED_CONFIG = Path(collector.__file__).parent / "examples" / "embedded.yaml"
+MAX_REPLICAS = 4  # each is a store and a consumer more on a machine that runs the whole lab
+
+
+def replica_count(value: str) -> int:
+    number = int(value)
+    if not 1 <= number <= MAX_REPLICAS:
+        raise argparse.ArgumentTypeError(f"{value} is not in 1..{MAX_REPLICAS}")
+    return number
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,6 +42,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--loopback", action="store_true", help="monitor this machine over loopback, not the lab")
     p.add_argument("--config", help="an agent configuration to run in this process (implies --loopback)")
     p.add_argument("--duration", type=positive_float, help="stop after this many seconds")
+    p.add_argument(
+        "--replicas",
+        type=replica_count,
+        default=1,
+        metavar="N",
+        help="on the lab: N analyzers judging the same windows from the bus, APIs on consecutive ports",
+    )
     p.add_argument(
         "--report-every",
         type=positive_float,
@@ -61,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
             f"{deployment.interval_s:g} s intervals"
         )
         console.print(f"  API      {deployment.api_url}/slices  (docs: {deployment.api_url}/docs)")
+        for number, url in enumerate(deployment.replica_urls, start=2):
+            console.print(f"  API      {url}/slices  (replica {number}, its own consumer of the bus)")
         console.print(f"  metrics  {deployment.metrics_url}")
         console.print(f"  token    {deployment.token_file} (for POST /probe: an on-demand probe from an agent)")
         console.print(f"  flows    {deployment.flows}")
@@ -80,7 +97,9 @@ def _deploy(args, workdir: Path, stack: contextlib.ExitStack, console):
 
     lab = None if (args.loopback or args.config) else _lab_or_none(stack, console)
     if lab is not None:
-        return stack.enter_context(lab_deployment(lab, workdir))
+        return stack.enter_context(lab_deployment(lab, workdir, replicas=args.replicas))
+    if args.replicas > 1:
+        raise UsageError("--replicas needs the lab (root): on loopback windows go in-process to one analyzer")
     config = Path(args.config) if args.config else EMBEDDED_CONFIG
     # On loopback, sender and reflector read one clock: one-way delays are exact.
     clock = None if args.config else shared_host_clock()

@@ -9,7 +9,7 @@ import pytest
 
 from analyzer.sla.verdicts import default_policies
 from analyzer.store.memory import WindowStore
-from analyzer.store.snapshot import restore_snapshot, save_snapshot
+from analyzer.store.snapshot import restore_into, restore_snapshot, save_snapshot, snapshot_text
 from collector.contract.records import PathKey
 from tests.analyzer_support import (
     T0,
@@ -178,3 +178,18 @@ def test_json_nested_too_deep_is_refused_naming_the_file(tmp_path):
     target.write_text("[" * 100_000)
     with pytest.raises(ValueError, match=r"state\.json: not a store snapshot \(RecursionError"):
         restore_snapshot(target, {}, tracker_type=RecordingTracker)
+
+
+def test_restore_into_fills_an_empty_store_and_refuses_one_that_holds_windows():
+    policies = default_policies()
+    store = WindowStore(policies, catch_up_s=0)
+    feed(store, range(T0, T0 + 3))
+    text = snapshot_text(store)
+    empty = WindowStore(policies, catch_up_s=0)
+    restore_into(empty, text, "checkpoint X")
+    assert empty.latest_windows() == store.latest_windows()
+    assert empty.counters == store.counters
+    with pytest.raises(ValueError, match="checkpoint X: the store holds windows already"):
+        restore_into(empty, text, "checkpoint X")
+    with pytest.raises(ValueError, match=r"checkpoint Y: saved with 10\.0 s intervals, not 5\.0 s"):
+        restore_into(WindowStore(policies, interval_s=5.0), text, "checkpoint Y")

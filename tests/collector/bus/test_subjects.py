@@ -10,6 +10,8 @@ from collector.bus.subjects import (
     check_site,
     message_id,
     parse_subject,
+    partition_filter,
+    partition_mapping,
     site_subjects,
     subject,
 )
@@ -45,3 +47,17 @@ def test_the_message_id_is_the_same_for_the_same_body_only():
     assert message_id("windows", "cnty1a", body).startswith("cnty1a:windows:")
     assert message_id("windows", "cnty1a", body) != message_id("windows", "cnty1a", body + b" ")
     assert message_id("windows", "cnty1a", body) != message_id("health", "cnty1a", body)
+
+
+def test_a_partitioned_subject_keeps_the_site_last():
+    assert parse_subject("xnet.windows.3.cnty1a") == ("windows", "cnty1a")
+    assert partition_mapping(4) == {"xnet.*.*": "xnet.{{wildcard(1)}}.{{partition(4,2)}}.{{wildcard(2)}}"}
+    assert partition_filter(3) == "xnet.*.3.*"
+    assert site_subjects("cnty1a", partitioned=True)[3:] == (
+        "xnet.windows.*.cnty1a",
+        "xnet.observations.*.cnty1a",
+        "xnet.health.*.cnty1a",
+    )
+    for wrong in (0, 1025):
+        with pytest.raises(BadSubject, match="partitions: from 1 to 1024"):
+            partition_mapping(wrong)

@@ -71,3 +71,22 @@ def test_a_port_another_monitor_holds_is_a_usage_error_not_a_traceback():
     assert done.returncode == 2, done.stderr
     assert "cannot start the monitor: Address already in use" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_replicas_are_bounded_and_need_the_lab():
+    assert run_command.replica_count("2") == 2
+    for wrong in ("0", str(run_command.MAX_REPLICAS + 1)):
+        try:
+            run_command.replica_count(wrong)
+        except argparse.ArgumentTypeError as exc:
+            assert f"is not in 1..{run_command.MAX_REPLICAS}" in str(exc)
+        else:
+            raise AssertionError(f"--replicas {wrong} was taken")
+    done = subprocess.run(
+        [*XNETMON, "run", "--loopback", "--replicas", "2", "--duration", "5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert done.returncode == 2 and "--replicas needs the lab (root)" in done.stderr, done.stderr

@@ -1,0 +1,70 @@
+"""An analyzer replica's state kept on the bus: the store's snapshot (the format of
+`analyzer.store.snapshot`) with the stream sequence it covers, as one object per replica in
+the JetStream object store `CHECKPOINT_BUCKET`.
+
+An object store, not a key-value bucket: a KV value must fit in one message (nats-server's
+`max_payload`, 1 MiB by default) and a national analyzer's snapshot is tens of MB; the object
+store chunks it. The sequence travels in the object's own metadata (header
+`CHECKPOINT_SEQ_HEADER`), written in the same put as the snapshot, so the two never disagree.
+
+What "covers" means: every message up to `seq` is in the snapshot's state; some after it may
+be too (the sequence is read before the state is taken). Replaying from `seq + 1` is then
+exact, as the store drops windows it holds already by (path key, seq).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.js.api import ObjectMeta, ObjectStoreConfig, StorageType
+from nats.js.errors import BucketNotFoundError, ObjectNotFoundError
+
+CHECKPOINT_BUCKET = "XNET_ANALYZERS"
+CHECKPOINT_SEQ_HEADER = "Xnet-Stream-Seq"
+# Publish subjects an analyzer needs for its checkpoints: the chunks and metadata of the
+# bucket's objects, and the flow control replies of the ordered consumer that reads one back.
+CHECKPOINT_SUBJECTS = (f"$O.{CHECKPOINT_BUCKET}.>", f"$JS.FC.OBJ_{CHECKPOINT_BUCKET}.>")
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    seq: int  # the stream sequence the snapshot covers (0: none yet)
+    snapshot: str  # analyzer.store.snapshot's text
+
+
+async def checkpoint_store(js):
+    """The bucket, created (file storage) the first time an analyzer asks for it."""
+    try:
+        return await js.object_store(CHECKPOINT_BUCKET)
+    except BucketNotFoundError:
+        return await js.create_object_store(
+            CHECKPOINT_BUCKET,
+            ObjectStoreConfig(description="xnetmon analyzer replicas' checkpoints", storage=StorageType.FILE),
+        )
+
+
+async def load_checkpoint(objects, replica: str) -> Checkpoint | None:
+    """`replica`'s last checkpoint, None when it has none. Raises ValueError when the object
+    is there but its sequence cannot be read."""
+    try:
+        result = await objects.get(replica)
+    except ObjectNotFoundError:
+        return None
+    headers = result.info.headers or {}
+    raw = headers.get(CHECKPOINT_SEQ_HEADER)
+    value = raw[0] if isinstance(raw, list) and raw else raw
+    try:
+        seq = int(str(value))
+    except ValueError:
+        raise ValueError(f"checkpoint {CHECKPOINT_BUCKET}/{replica}: no stream sequence ({raw!r})") from None
+    if seq < 0:
+        raise ValueError(f"checkpoint {CHECKPOINT_BUCKET}/{replica}: stream sequence {seq}")
+    return Checkpoint(seq, result.data.decode())
+
+
+async def save_checkpoint(objects, replica: str, checkpoint: Checkpoint) -> int:
+    """Replace `replica`'s checkpoint; returns the snapshot's bytes."""
+    data = checkpoint.snapshot.encode()
+    meta = ObjectMeta(name=replica, headers={CHECKPOINT_SEQ_HEADER: [str(checkpoint.seq)]})
+    await objects.put(replica, data, meta=meta)
+    return len(data)
