@@ -69,13 +69,19 @@ _HEALTH = CollectorHealth(
 def example_window(
     key: PathKey | None = None, seq: int = 0, *, interval_ns: int = 10_000_000_000, **fields: Any
 ) -> PathWindow:
-    """Window `seq` of path `key` (EXAMPLE_KEY if None), aligned on `interval_ns`, with `fields` overridden."""
+    """Window `seq` of path `key` (EXAMPLE_KEY if None), aligned on `interval_ns`, with `fields` overridden.
+    When `received` is overridden and the histogram is not, the histogram and the RTT sum follow
+    it, so the window's counts still add up as intake checks them."""
     aligned: dict[str, Any] = {
         "key": EXAMPLE_KEY if key is None else key,
         "seq": seq,
         "start_ns": seq * interval_ns,
         "end_ns": (seq + 1) * interval_ns,
     }
+    received = fields.get("received")
+    if received is not None and "rtt_buckets" not in fields:
+        aligned["rtt_buckets"] = tuple(received if i == _REPLIES_BUCKET else 0 for i in range(len(RTT_BUCKETS_NS) + 1))
+        aligned["rtt_sum_ns"] = received * (_WINDOW.rtt_sum_ns // _WINDOW.received)
     return replace(_WINDOW, **(aligned | fields))
 
 

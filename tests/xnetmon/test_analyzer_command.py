@@ -16,6 +16,7 @@ import nats
 import pytest
 
 from analyzer.bus_checkpoint import checkpoint_store, load_checkpoint
+from analyzer.sla.policies import LAB_POLICY_FILE
 from collector.contract.codec import encode_body
 from collector.contract.examples import example_window
 from collector.contract.records import PathKey
@@ -293,6 +294,8 @@ def replica(pki, server, name: str, port: int) -> subprocess.Popen:
         "1",
         "--checkpoint-every",
         "1",
+        "--policies",  # seconds-long lookbacks: a breach shows within the test's patience
+        str(LAB_POLICY_FILE),
     )
     assert "consuming the bus" in proc.stdout.readline()
     return proc
@@ -336,7 +339,10 @@ def test_a_replica_killed_costs_its_peer_no_verdict_and_catches_up_from_its_chec
 
         try:
             for port in (port_a, port_b):
-                wait_until(lambda port=port: statuses(port) == expected, what=f"the verdicts of :{port}")
+                wait_until(
+                    lambda port=port: statuses(port) == expected,
+                    what=lambda port=port: f"the verdicts of :{port} ({statuses(port)}, store {taken(port)})",
+                )
             wait_until(lambda: checkpoint_seq(pki, server, "a") > 0, what="a checkpoint of replica a")
             watcher = threading.Thread(target=watch_b, daemon=True)
             watcher.start()
