@@ -77,10 +77,56 @@ class Deployment:
     flows: str = "no flow exports"  # where flow exports go, or why there are none, for the operator
     exporters: SoftflowdFleet | None = None  # the softflowd processes (CPU per site, for tests)
     bus: str = "none: windows go to the analyzer in this process"  # where the bus is, for the operator
+    restarts: Restarts | None = None  # lab shape: stop and start an agent or the analyzer (soak tests)
 
     @property
     def metrics_url(self) -> str:
         return f"{self.api_url}/metrics"
+
+
+class Restarts:
+    """The lab deployment's agents and analyzer, each of which can be stopped and started
+    again alone, as an operator or a crash would (the soak, bench/soak, restarts them at
+    random). Agents are processes: a signal, then the same command again. The analyzer runs
+    in this process: "SIGTERM" is its orderly stop (final snapshot), "SIGKILL" leaves its
+    state as a crash would (nothing since the last periodic snapshot is kept); either way its
+    bus intake stops first and a new analyzer starts on the same sockets from the snapshot
+    on disk, with a new intake."""
+
+    def __init__(self, workdir: Path, processes: list[subprocess.Popen], first_agent: int, sites, analyzer, start):
+        self._workdir = workdir
+        self._processes = processes  # shared with lab_deployment, which stops whatever is in it
+        self._index = {site: first_agent + i for i, site in enumerate(sites)}
+        self._argv = {site: [str(arg) for arg in processes[i].args] for site, i in self._index.items()}  # type: ignore[union-attr]
+        self.analyzer, self.intake = analyzer  # the AnalyzerService and its BusIntake running now
+        self._start_analyzer = start  # port -> a new (AnalyzerService, BusIntake), serving
+        self._port = self.analyzer.socket.getsockname()[1]
+
+    def agent_pid(self, site: str) -> int:
+        return self._processes[self._index[site]].pid
+
+    def restart_agent(self, site: str, signum: int, timeout: float = 15.0) -> int | None:
+        """Signal the site's agent, wait for it to end (SIGKILL after `timeout`), start it
+        again; returns the old process's exit status."""
+        proc = self._processes[self._index[site]]
+        _resume(proc)
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signum)
+        try:
+            status = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            status = proc.wait()
+        with (self._workdir / f"agent-{site}.log").open("a") as log:
+            self._processes[self._index[site]] = subprocess.Popen(
+                self._argv[site], stdout=log, stderr=subprocess.STDOUT
+            )
+        return status
+
+    def restart_analyzer(self, signum: int) -> None:
+        self.intake.stop()
+        self.analyzer.stop(final_snapshot=signum != signal.SIGKILL)
+        self.analyzer, self.intake = self._start_analyzer(self._port)
 
 
 def agent_config(
@@ -190,32 +236,40 @@ def lab_deployment(
     directory: the analyzer starts empty)."""
     token_file = workdir / "token"
     token_file.write_text(secrets.token_urlsafe(24))
-    in_lab = listening_socket_in(lab.namespace("core"), lab.address("core"), API_PORT)
-    service = AnalyzerService(
-        load_policies(LAB_POLICY_FILE),
-        ("::1", api_port),
-        state_dir=workdir,
-        declared_names=sites_by_address(lab.topology),
-        token=token_file.read_text(),
-        prober=CommandProber(sites, lab.exec_argv, LAB_STAMP_PORT),
-        interval_s=LAB_INTERVAL_S,
-        catch_up_s=FRESH_CATCH_UP_INTERVALS * LAB_INTERVAL_S,
-        warm_up_windows=PATH_WARM_UP_WINDOWS,
-        stall_intervals=SHARED_STALL_INTERVALS,
-    )
-    server = service.serve_in_thread(extra_sockets=[in_lab])
+
+    def start_analyzer(port: int) -> AnalyzerService:
+        in_lab = listening_socket_in(lab.namespace("core"), lab.address("core"), API_PORT)
+        started = AnalyzerService(
+            load_policies(LAB_POLICY_FILE),
+            ("::1", port),
+            state_dir=workdir,
+            declared_names=sites_by_address(lab.topology),
+            token=token_file.read_text(),
+            prober=CommandProber(sites, lab.exec_argv, LAB_STAMP_PORT),
+            interval_s=LAB_INTERVAL_S,
+            catch_up_s=FRESH_CATCH_UP_INTERVALS * LAB_INTERVAL_S,
+            warm_up_windows=PATH_WARM_UP_WINDOWS,
+            stall_intervals=SHARED_STALL_INTERVALS,
+        )
+        started.serve_in_thread(extra_sockets=[in_lab])
+        return started
+
+    service = start_analyzer(api_port)
+    url = f"http://[::1]:{service.socket.getsockname()[1]}"
     processes: list[subprocess.Popen] = []  # reflectors first: they answer before any agent probes
     exporters = SoftflowdFleet(workdir)
     bus_server: NatsServer | None = None
     intake: BusIntake | None = None
     spools = _spool_root()
+    control: Restarts | None = None
     try:
         bus_server, pki = _start_lab_bus(lab, sites, workdir)
-        intake = BusIntake(
-            service.store,
-            bus_setup.analyzer_endpoint(pki, (bus_server.url,)),
-            in_thread=lambda: enter_namespace(lab.namespace("core")),
-        )
+        endpoint = bus_setup.analyzer_endpoint(pki, (bus_server.url,))
+
+        def start_intake(store) -> BusIntake:
+            return BusIntake(store, endpoint, in_thread=lambda: enter_namespace(lab.namespace("core")))
+
+        intake = start_intake(service.store)
         for site in sites:
             with (workdir / f"reflector-{site}.log").open("w") as log:
                 processes.append(
@@ -232,6 +286,12 @@ def lab_deployment(
             log.close()
         agents = dict(zip(sites, processes[len(sites) :]))
         flows = _start_site_exporters(lab, agents, exporters)
+
+        def restart_analyzer(port: int) -> tuple[AnalyzerService, BusIntake]:
+            started = start_analyzer(port)
+            return started, start_intake(started.store)
+
+        control = Restarts(workdir, processes, len(sites), sites, (service, intake), restart_analyzer)
         bus_note = (
             f"{bus_server.url} in namespace {lab.namespace('core')}, monitoring {bus_server.monitor_url}/jsz "
             f"(ip netns exec {lab.namespace('core')} curl ...); certificates in {pki}"
@@ -239,13 +299,14 @@ def lab_deployment(
         yield Deployment(
             "lab small",
             tuple(sites),
-            server.url,
+            url,
             LAB_INTERVAL_S,
             token_file,
             service.inference,
             flows,
             exporters,
             bus_note,
+            control,
         )
     finally:
         exporters.stop()  # first: it exports what it holds while the agents still listen
@@ -258,6 +319,8 @@ def lab_deployment(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        if control is not None:  # the analyzer running now, which a restart may have replaced
+            service, intake = control.analyzer, control.intake
         if intake is not None:
             intake.stop()
         if bus_server is not None:
