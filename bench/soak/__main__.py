@@ -252,11 +252,10 @@ class Soak:
 def summarise(soak: Soak, args, spools: dict, seed: int, env: dict) -> dict:
     ledger = soak.ledger
     gaps = ledger.gaps(soak.agent_restarts, LAB_INTERVAL_S, args.settle)
-    unmatched = [
-        found
-        for site, totals, since, at in soak.readings
-        for found in ledger.unmatched(site, totals, since, at, LAB_INTERVAL_S)
+    checks = [
+        ledger.check_reading(site, totals, since, at, LAB_INTERVAL_S) for site, totals, since, at in soak.readings
     ]
+    unmatched = [found for _, _, mismatches in checks for found in mismatches]
     unread = sorted({site for site, totals, _, _ in soak.readings if not totals})
     forgotten = sum(r.get("windows_forgotten", 0) for r in soak.restart_log)
     dropped = sum(s["windows_dropped_total"] or 0 for s in spools.values())
@@ -308,6 +307,8 @@ def summarise(soak: Soak, args, spools: dict, seed: int, env: dict) -> dict:
             "gaps": gaps,
             "agent_readings": len(soak.readings),
             "agents_unread": unread,
+            "paths_checked_exact": sum(exact for exact, _, _ in checks),
+            "paths_checked_after_agent_counter_reset": sum(reset for _, reset, _ in checks),
             "made_but_not_offered": unmatched,
             "missing_in_gaps": sum(g["windows"] for g in gaps),
             "paths": len(ledger.seqs),

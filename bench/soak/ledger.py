@@ -100,31 +100,40 @@ class Ledger:
                 )
         return found
 
-    def unmatched(self, site: str, sent_totals: dict[tuple, float], since_s: float, at_s: float, interval_s: float):
-        """Paths of one agent's incarnation (started at `since_s`, its counters read at `at_s`)
-        whose probes sent, by its own counter, are not the sum over the windows the analyzer
-        was offered up to then: windows made and lost on the way. The window that ended just
-        before the reading may still have been open, so a few cut-off points are tried."""
-        found = []
+    def check_reading(self, site: str, sent_totals: dict[tuple, float], since_s: float, at_s: float, interval_s: float):
+        """One reading of an agent's counters (its incarnation started at `since_s`, read at
+        `at_s`) against the windows the analyzer was offered from it: per path "exact" (the
+        counter is the sum over every window up to a cut-off just before the reading: the
+        window that ended last may still have been open), "after-reset" (the sum over the
+        windows since some point only: the agent's /metrics drops a path that closed no window
+        for 3 window lengths and counts it from zero again, so windows before that point
+        cannot be checked), or a mismatch (windows made and lost on the way)."""
+        exact, after_reset, mismatches = 0, 0, []
         with self.lock:
             paths = {key: dict(seqs) for (s, key), seqs in self.seqs.items() if s == site}
         for labels, total in sent_totals.items():
             key = next((k for k in paths if (k.source, k.target, k.slice, k.kind) == labels), None)
             windows = sorted((seq, sent) for seq, sent in (paths.get(key) or {}).items() if seq * interval_s >= since_s)
-            sums = {
-                sum(sent for seq, sent in windows if (seq + 1) * interval_s <= at_s - back * interval_s)
-                for back in range(4)
+            prefix = [0]
+            for _seq, sent in windows:
+                prefix.append(prefix[-1] + sent)
+            cuts = {
+                sum(1 for seq, _ in windows if (seq + 1) * interval_s <= at_s - back * interval_s) for back in range(4)
             }
-            if int(total) not in sums:
-                found.append(
+            if any(prefix[cut] == total for cut in cuts):
+                exact += 1
+            elif any(prefix[cut] - total in set(prefix[: cut + 1]) for cut in cuts):
+                after_reset += 1
+            else:
+                mismatches.append(
                     {
                         "site": site,
                         "path": " ".join(labels),
                         "since": since_s,
                         "at": at_s,
                         "agent_sent": int(total),
-                        "offered_sent": sorted(sums),
+                        "offered_sent": sorted(prefix[cut] for cut in cuts),
                         "offered_seqs": [windows[0][0], windows[-1][0], len(windows)] if windows else [],
                     }
                 )
-        return found
+        return exact, after_reset, mismatches
