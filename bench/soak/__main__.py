@@ -82,7 +82,12 @@ def restart_plan(
     targets = list(targets)
     rng.shuffle(targets)
     first = rng.randrange(len(signals))
-    return [(t, targets[i % len(targets)], signals[(first + i) % len(signals)]) for i, t in enumerate(times)]
+    # The signal moves on once more after each round of targets, so that every target gets
+    # every signal in turn even when there are as many targets as signals times a whole number.
+    return [
+        (t, targets[i % len(targets)], signals[(first + i + i // len(targets)) % len(signals)])
+        for i, t in enumerate(times)
+    ]
 
 
 class Soak:
