@@ -100,10 +100,11 @@ class SnapshotKeeper:
         with self.errors.survive("snapshot", f"writing the analyzer snapshot {self.path}"):
             save_snapshot(self.store, self.path)
 
-    def stop(self) -> None:
+    def stop(self, *, final_snapshot: bool = True) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-        self.save()
+        if final_snapshot:
+            self.save()
 
 
 class RootCauseRunner:
@@ -376,9 +377,10 @@ class AnalyzerService:
         way, then raises the signal again (KeyboardInterrupt) for the caller."""
         uvicorn_server(self.app, tls=self.tls).run(sockets=[self.socket])
 
-    def stop(self) -> None:
+    def stop(self, *, final_snapshot: bool = True) -> None:
         """The API first (no new batches), then inference, the batches still queued, and the
-        last snapshot."""
+        last snapshot. Without `final_snapshot` the store is left as a crash would leave it:
+        what came since the last periodic snapshot is not saved (for soak tests of restarts)."""
         if self._server is not None:
             self._server.stop()
         else:
@@ -387,4 +389,4 @@ class AnalyzerService:
         if self.feeder is not None:
             self.feeder.stop()
         if self.keeper is not None:
-            self.keeper.stop()
+            self.keeper.stop(final_snapshot=final_snapshot)

@@ -78,10 +78,56 @@ class Deployment:
     exporters: SoftflowdFleet | None = None  # the softflowd processes (CPU per site, for tests)
     bus: str = "none: windows go to the analyzer in this process"  # where the bus is, for the operator
     replica_urls: tuple[str, ...] = ()  # the APIs of further analyzer replicas (`xnetmon run --replicas`)
+    restarts: Restarts | None = None  # lab shape: stop and start an agent or the analyzer (soak tests)
 
     @property
     def metrics_url(self) -> str:
         return f"{self.api_url}/metrics"
+
+
+class Restarts:
+    """The lab deployment's agents and analyzer, each of which can be stopped and started
+    again alone, as an operator or a crash would (the soak, bench/soak, restarts them at
+    random). Agents are processes: a signal, then the same command again. The analyzer runs
+    in this process: "SIGTERM" is its orderly stop (final snapshot), "SIGKILL" leaves its
+    state as a crash would (nothing since the last periodic snapshot is kept); either way its
+    bus intake stops first and a new analyzer starts on the same sockets from the snapshot
+    on disk, with a new intake."""
+
+    def __init__(self, workdir: Path, processes: list[subprocess.Popen], first_agent: int, sites, analyzer, start):
+        self._workdir = workdir
+        self._processes = processes  # shared with lab_deployment, which stops whatever is in it
+        self._index = {site: first_agent + i for i, site in enumerate(sites)}
+        self._argv = {site: [str(arg) for arg in processes[i].args] for site, i in self._index.items()}  # type: ignore[union-attr]
+        self.analyzer, self.intake = analyzer  # the AnalyzerService and its BusIntake running now
+        self._start_analyzer = start  # port -> a new (AnalyzerService, BusIntake), serving
+        self._port = self.analyzer.socket.getsockname()[1]
+
+    def agent_pid(self, site: str) -> int:
+        return self._processes[self._index[site]].pid
+
+    def restart_agent(self, site: str, signum: int, timeout: float = 15.0) -> int | None:
+        """Signal the site's agent, wait for it to end (SIGKILL after `timeout`), start it
+        again; returns the old process's exit status."""
+        proc = self._processes[self._index[site]]
+        _resume(proc)
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signum)
+        try:
+            status = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            status = proc.wait()
+        with (self._workdir / f"agent-{site}.log").open("a") as log:
+            self._processes[self._index[site]] = subprocess.Popen(
+                self._argv[site], stdout=log, stderr=subprocess.STDOUT
+            )
+        return status
+
+    def restart_analyzer(self, signum: int) -> None:
+        self.intake.stop()
+        self.analyzer.stop(final_snapshot=signum != signal.SIGKILL)
+        self.analyzer, self.intake = self._start_analyzer(self._port)
 
 
 def agent_config(
@@ -193,52 +239,49 @@ def lab_deployment(
     port (any free one when `api_port` is 0)."""
     token_file = workdir / "token"
     token_file.write_text(secrets.token_urlsafe(24))
-    in_lab = listening_socket_in(lab.namespace("core"), lab.address("core"), API_PORT)
-    service = AnalyzerService(
-        load_policies(LAB_POLICY_FILE),
-        ("::1", api_port),
-        state_dir=workdir,
-        declared_names=sites_by_address(lab.topology),
-        token=token_file.read_text(),
-        prober=CommandProber(sites, lab.exec_argv, LAB_STAMP_PORT),
-        api_options={"openapi": True},  # the operator's API on [::1]: run prints its /docs
-        interval_s=LAB_INTERVAL_S,
-        catch_up_s=FRESH_CATCH_UP_INTERVALS * LAB_INTERVAL_S,
-        warm_up_windows=PATH_WARM_UP_WINDOWS,
-        stall_intervals=SHARED_STALL_INTERVALS,
-    )
-    server = service.serve_in_thread(extra_sockets=[in_lab])
-    peers = [
-        AnalyzerService(
+
+    def start_analyzer(port: int, first: bool = True) -> AnalyzerService:
+        """The first analyzer keeps snapshots in `workdir`, serves its /docs and answers
+        inside the lab too; its replicas only judge and answer on [::1]."""
+        started = AnalyzerService(
             load_policies(LAB_POLICY_FILE),
-            ("::1", api_port + i if api_port else 0),
+            ("::1", port),
+            state_dir=workdir if first else None,
             declared_names=sites_by_address(lab.topology),
             token=token_file.read_text(),
             prober=CommandProber(sites, lab.exec_argv, LAB_STAMP_PORT),
+            api_options={"openapi": True} if first else None,  # the operator's API on [::1]: run prints its /docs
             interval_s=LAB_INTERVAL_S,
             catch_up_s=FRESH_CATCH_UP_INTERVALS * LAB_INTERVAL_S,
             warm_up_windows=PATH_WARM_UP_WINDOWS,
             stall_intervals=SHARED_STALL_INTERVALS,
         )
-        for i in range(1, replicas)
-    ]
-    peer_urls = tuple(peer.serve_in_thread().url for peer in peers)
+        in_lab = [listening_socket_in(lab.namespace("core"), lab.address("core"), API_PORT)] if first else []
+        started.serve_in_thread(extra_sockets=in_lab)
+        return started
+
+    service = start_analyzer(api_port)
+    url = f"http://[::1]:{service.socket.getsockname()[1]}"
+    peers = [start_analyzer(api_port + i if api_port else 0, first=False) for i in range(1, replicas)]
+    peer_urls = tuple(f"http://[::1]:{peer.socket.getsockname()[1]}" for peer in peers)
     processes: list[subprocess.Popen] = []  # reflectors first: they answer before any agent probes
     exporters = SoftflowdFleet(workdir)
     bus_server: NatsServer | None = None
-    intakes: list[BusIntake] = []
+    intake: BusIntake | None = None
+    peer_intakes: list[BusIntake] = []
     spools = _spool_root()
+    control: Restarts | None = None
     try:
         bus_server, pki = _start_lab_bus(lab, sites, workdir)
-        for i, analyzer in enumerate([service, *peers]):
-            intakes.append(
-                BusIntake(
-                    analyzer.store,
-                    bus_setup.analyzer_endpoint(pki, (bus_server.url,)),
-                    replica_name(i),
-                    in_thread=lambda: enter_namespace(lab.namespace("core")),
-                )
+        endpoint = bus_setup.analyzer_endpoint(pki, (bus_server.url,))
+
+        def start_intake(store, index: int = 0) -> BusIntake:
+            return BusIntake(
+                store, endpoint, replica_name(index), in_thread=lambda: enter_namespace(lab.namespace("core"))
             )
+
+        intake = start_intake(service.store)
+        peer_intakes = [start_intake(peer.store, i) for i, peer in enumerate(peers, start=1)]
         for site in sites:
             with (workdir / f"reflector-{site}.log").open("w") as log:
                 processes.append(
@@ -255,6 +298,12 @@ def lab_deployment(
             log.close()
         agents = dict(zip(sites, processes[len(sites) :]))
         flows = _start_site_exporters(lab, agents, exporters)
+
+        def restart_analyzer(port: int) -> tuple[AnalyzerService, BusIntake]:
+            started = start_analyzer(port)
+            return started, start_intake(started.store)
+
+        control = Restarts(workdir, processes, len(sites), sites, (service, intake), restart_analyzer)
         bus_note = (
             f"{bus_server.url} in namespace {lab.namespace('core')}, monitoring {bus_server.monitor_url}/jsz "
             f"(ip netns exec {lab.namespace('core')} curl ...); certificates in {pki}"
@@ -262,7 +311,7 @@ def lab_deployment(
         yield Deployment(
             "lab small",
             tuple(sites),
-            server.url,
+            url,
             LAB_INTERVAL_S,
             token_file,
             service.inference,
@@ -270,6 +319,7 @@ def lab_deployment(
             exporters,
             bus_note,
             peer_urls,
+            control,
         )
     finally:
         exporters.stop()  # first: it exports what it holds while the agents still listen
@@ -282,8 +332,11 @@ def lab_deployment(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        for intake in intakes:
-            intake.stop()
+        if control is not None:  # the analyzer running now, which a restart may have replaced
+            service, intake = control.analyzer, control.intake
+        for running in (intake, *peer_intakes):
+            if running is not None:
+                running.stop()
         if bus_server is not None:
             bus_server.stop()
         for analyzer in [*peers, service]:

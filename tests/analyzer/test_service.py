@@ -42,6 +42,16 @@ def test_a_store_is_new_without_a_snapshot_and_restored_from_one(tmp_path):
     assert restored.stats()["windows_ingested"] == 2
 
 
+def test_a_stop_without_the_final_snapshot_leaves_the_store_as_a_crash_would(tmp_path):
+    store = new_store(tmp_path)
+    store.ingest(batch(window(T0)), (T0 + 1) * W)
+    keeper = SnapshotKeeper(store, tmp_path, every_s=3600, tick_s=3600)
+    keeper.save()  # a periodic snapshot: one window
+    store.ingest(batch(window(T0 + 1)), (T0 + 2) * W)
+    keeper.stop(final_snapshot=False)
+    assert new_store(tmp_path).stats()["windows_ingested"] == 1  # the second is lost, as in a crash
+
+
 def test_a_snapshot_that_cannot_be_read_stops_the_start_naming_the_file(tmp_path):
     (tmp_path / SNAPSHOT_NAME).mkdir()
     with pytest.raises(ValueError, match=f"cannot read {tmp_path / SNAPSHOT_NAME}: Is a directory"):

@@ -1,0 +1,139 @@
+"""Every window the analyzer was offered, from a tap on `WindowStore.ingest`: none lost,
+none counted twice.
+
+The tap sits on the class, so it sees every store, including one started after a restart,
+from its first batch. Per batch it compares what the store accepted with the windows the
+soak had never seen before (by path key and seq): accepted beyond the new ones were counted
+twice, new ones not accepted were refused (stale or "future"), both losses of accounting.
+At the end, `gaps` lists the seqs missing inside each path's run that no restart of its
+agent explains, and `unmatched` tells a window the agent made and the analyzer never saw
+from one the agent never made: an agent's xnet_probe_sent_total is the sum of the `sent` of
+the windows it closed, so it must equal the sum over the windows offered to the analyzer.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from analyzer.store.memory import WindowStore
+
+
+@dataclass(slots=True)
+class Ledger:
+    seqs: dict[tuple, dict[int, int]] = field(default_factory=lambda: defaultdict(dict))  # (site, key) -> seq -> sent
+    offered: int = 0  # windows in batches, repeats included
+    new: int = 0  # distinct (key, seq) first offered
+    accepted: int = 0  # what the stores said they took
+    doubled: int = 0  # accepted although offered and accepted before
+    refused_new: int = 0  # new, but not accepted
+    reaccepted_after_crash: int = 0  # accepted again by a store restored from an older snapshot
+    crash_allowance: int = 0  # windows a crash made the store forget: they may be accepted again
+    ingest_errors: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    original: Callable | None = None  # WindowStore.ingest before the tap
+
+    def install(self) -> None:
+        original = WindowStore.ingest
+        ledger = self
+
+        def ingest(store, batch, now_ns):
+            with ledger.lock:  # the check and the ingest together: concurrent repeats stay exact
+                fresh = {(w.key, w.seq, w.sent) for w in batch.windows if w.seq not in ledger.seqs[(batch.site, w.key)]}
+                try:
+                    result = original(store, batch, now_ns)
+                except Exception:
+                    ledger.ingest_errors += 1
+                    raise
+                ledger.record(batch, fresh, result.accepted)
+            return result
+
+        WindowStore.ingest = ingest  # type: ignore[method-assign]
+        self.original = original
+
+    def uninstall(self) -> None:
+        WindowStore.ingest = self.original  # type: ignore[method-assign]
+
+    def record(self, batch, fresh: set, accepted: int) -> None:
+        self.offered += len(batch.windows)
+        self.new += len(fresh)
+        self.accepted += accepted
+        for key, seq, sent in fresh:
+            self.seqs[(batch.site, key)][seq] = sent
+        excess = accepted - len(fresh)
+        if excess > 0:
+            again = min(excess, self.crash_allowance)
+            self.crash_allowance -= again
+            self.reaccepted_after_crash += again
+            self.doubled += excess - again
+        elif excess < 0:
+            self.refused_new += -excess
+
+    def forgotten(self, windows: int) -> None:
+        """A crash lost `windows` the store had accepted: agents may not send them again, but
+        if they do (a batch in flight), accepting them once more is not a double count."""
+        with self.lock:
+            self.crash_allowance += windows
+
+    def gaps(self, restarts: dict[str, list[float]], interval_s: float, settle_s: float) -> list[dict]:
+        """Seqs missing inside each path's run, except next to a restart of its agent (the
+        windows a stopped agent never closed) and the last `settle_s` (still in flight)."""
+        found = []
+        for (site, key), seqs in self.seqs.items():
+            ordered = sorted(seqs)  # the seqs
+            last = ordered[-1] - settle_s / interval_s
+            for before, after in zip(ordered, ordered[1:]):
+                if after - before <= 1 or after > last:
+                    continue
+                start_s, end_s = (before + 1) * interval_s, after * interval_s
+                if any(start_s - 3 * interval_s <= t <= end_s + interval_s for t in restarts.get(site, ())):
+                    continue
+                found.append(
+                    {
+                        "site": site,
+                        "path": f"{key.source}>{key.target} {key.slice} {key.kind}",
+                        "missing_seqs": [before + 1, after - 1],
+                        "windows": after - before - 1,
+                    }
+                )
+        return found
+
+    def check_reading(self, site: str, sent_totals: dict[tuple, float], since_s: float, at_s: float, interval_s: float):
+        """One reading of an agent's counters (its incarnation started at `since_s`, read at
+        `at_s`) against the windows the analyzer was offered from it: per path "exact" (the
+        counter is the sum over every window up to a cut-off just before the reading: the
+        window that ended last may still have been open), "after-reset" (the sum over the
+        windows since some point only: the agent's /metrics drops a path that closed no window
+        for 3 window lengths and counts it from zero again, so windows before that point
+        cannot be checked), or a mismatch (windows made and lost on the way)."""
+        exact, after_reset, mismatches = 0, 0, []
+        with self.lock:
+            paths = {key: dict(seqs) for (s, key), seqs in self.seqs.items() if s == site}
+        for labels, total in sent_totals.items():
+            key = next((k for k in paths if (k.source, k.target, k.slice, k.kind) == labels), None)
+            windows = sorted((seq, sent) for seq, sent in (paths.get(key) or {}).items() if seq * interval_s >= since_s)
+            prefix = [0]
+            for _seq, sent in windows:
+                prefix.append(prefix[-1] + sent)
+            cuts = {
+                sum(1 for seq, _ in windows if (seq + 1) * interval_s <= at_s - back * interval_s) for back in range(4)
+            }
+            if any(prefix[cut] == total for cut in cuts):
+                exact += 1
+            elif any(prefix[cut] - total in set(prefix[: cut + 1]) for cut in cuts):
+                after_reset += 1
+            else:
+                mismatches.append(
+                    {
+                        "site": site,
+                        "path": " ".join(labels),
+                        "since": since_s,
+                        "at": at_s,
+                        "agent_sent": int(total),
+                        "offered_sent": sorted(prefix[cut] for cut in cuts),
+                        "offered_seqs": [windows[0][0], windows[-1][0], len(windows)] if windows else [],
+                    }
+                )
+        return exact, after_reset, mismatches
