@@ -627,7 +627,9 @@ def health_alerts(config: MixinConfig) -> list[AlertRule]:
         ),
         HealthAlert(
             "XnetCollectorTokenRefused",
-            'sum by (src) (increase(xnet_collector_ship_failures_total{reason="auth"}[10m]))',
+            "sum by (src) ("
+            + counter_rate('xnet_collector_ship_failures_total{reason="auth"}', "10m", "increase")
+            + ")",
             "> 0",
             "warning",
             "5m",

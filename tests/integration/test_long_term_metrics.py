@@ -155,6 +155,8 @@ def samples_at(t: int, start: int, path_change: int) -> list[tuple[str, Labels, 
         out.append(_sample("xnet_collector_socket_drops_total", 0.02 * age, **key))
         out.append(_sample("xnet_collector_cpu_seconds_total", 0.05 * age, **key))
         out.append(_sample("xnet_collector_windows_dropped_total", (0.1 if silent else 0) * age, **key))
+        refused = 0.05 if site == "cnty1a" else 0  # cnty1a's token is refused: its windows wait
+        out.append(_sample("xnet_collector_ship_failures_total", refused * age, **key, reason="auth"))
         out.append(_sample("xnet_collector_sessions", 4, **key))
         out.append(_sample("xnet_collector_spool_windows", 20 + 0.05 * age if silent else 0, **key))
         out.append(_sample("xnet_reflector_packets_total", 3 * age, **key, result="reflected"))
