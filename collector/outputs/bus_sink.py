@@ -17,7 +17,6 @@ import asyncio
 import json
 import logging
 import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -86,9 +85,7 @@ class BusSink(SpoolingSink):
     def _post(self, body: bytes) -> tuple[Outcome, float]:
         windows = self._spool.head_windows
         kind = "windows" if windows else ("observations" if json.loads(body)["observations"] else "health")
-        timeout = self.timeout_s
-        if self._closing.is_set():
-            timeout = max(0.1, min(timeout, self._deadline - time.monotonic()))
+        timeout = self._send_timeout()
         future = asyncio.run_coroutine_threadsafe(self._publish(kind, body, timeout), self._loop)
         try:
             duplicate = future.result(timeout + 1.0)

@@ -218,6 +218,12 @@ class SpoolingSink:
     def _close_transport(self) -> None:
         """Release the destination's connection; called once by the shipping thread."""
 
+    def _send_timeout(self) -> float:
+        """How long one send may take: `timeout_s`, cut to what is left of close()'s deadline."""
+        if self._closing.is_set():
+            return max(0.1, min(self.timeout_s, self._deadline - time.monotonic()))
+        return self.timeout_s
+
     # -- counters ---------------------------------------------------------------------------
 
     @property
@@ -417,9 +423,7 @@ class HttpSink(SpoolingSink):
     def _post(self, body: bytes) -> tuple[Outcome, float]:
         """POST one body; returns the outcome and the analyzer's Retry-After in seconds (or 0)."""
         windows = self._spool.head_windows
-        timeout = self.timeout_s
-        if self._closing.is_set():
-            timeout = max(0.1, min(timeout, self._deadline - time.monotonic()))
+        timeout = self._send_timeout()
         try:
             response = self._client.post(self.endpoint, content=body, timeout=timeout)
         except httpx.HTTPError as exc:
