@@ -360,8 +360,8 @@ class SpoolingSink:
                     self.errors_total["ship"] += 1
                     log.exception("sink to %s could not read its spool %s", self.endpoint, self._spool.directory)
                     body = None
-                if body is not None:
-                    return self._spool.head_id, body, self._spool.head_windows
+                if body is not None and (record_id := self._spool.head_id) is not None:
+                    return record_id, body, self._spool.head_windows
                 timeout = None if not self._closing.is_set() else self._deadline - time.monotonic()
                 self._spool_changed.wait(timeout if timeout is None else max(0.0, timeout))
 
