@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from analyzer.api.app import create_app
+from analyzer.api.guarded_h11 import uvicorn_options
 from analyzer.loop_errors import LoopErrors
 from analyzer.store.memory import WindowStore
 from analyzer.store.snapshot import restore_snapshot, save_snapshot
@@ -255,7 +256,8 @@ class TlsFiles:
 
 
 def uvicorn_server(app, log_level: str = "warning", tls: TlsFiles | None = None) -> uvicorn.Server:
-    """uvicorn as the analyzer runs it: no access log, no lifespan events, HTTPS with `tls`."""
+    """uvicorn as the analyzer runs it: no access log, no lifespan events, HTTPS with `tls`,
+    every client held to the default `collector.system.http_limits.HttpLimits`."""
     return uvicorn.Server(
         uvicorn.Config(
             app,
@@ -264,6 +266,7 @@ def uvicorn_server(app, log_level: str = "warning", tls: TlsFiles | None = None)
             lifespan="off",
             ssl_certfile=None if tls is None else str(tls.cert),
             ssl_keyfile=None if tls is None else str(tls.key),
+            **uvicorn_options(),
         )
     )
 
