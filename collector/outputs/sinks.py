@@ -290,15 +290,14 @@ class SpoolingSink:
             self._spool_changed.notify_all()
 
     def _spool_batch(self, batch: ShipmentBatch) -> None:
-        # Leave the hand-off count first: spool_depth may read low for an instant, never
-        # high, so it never shows windows the bound has already dropped.
-        with self._handoff_lock:
-            self._handoff_windows -= len(batch.windows)
+        # Each body leaves the hand-off count once it is in the spool (or dropped): spool_depth
+        # may read high for an instant, never low, so a window is never shown as gone early.
         spooled = 0
         try:
             for body, windows in self._bodies(batch):
                 with self._spool_changed:
                     self._spool.append(body, windows)
+                    self._leave_handoff(windows)
                     self._spool_changed.notify_all()
                 spooled += windows
         except Exception as exc:  # a full disk must not stop delivery of what is spooled
@@ -310,6 +309,11 @@ class SpoolingSink:
                 len(batch.windows) - spooled,
             )
             self._unspooled_dropped += len(batch.windows) - spooled
+            self._leave_handoff(len(batch.windows) - spooled)
+
+    def _leave_handoff(self, windows: int) -> None:
+        with self._handoff_lock:
+            self._handoff_windows -= windows
 
     # -- the shipping thread ----------------------------------------------------------------
 
