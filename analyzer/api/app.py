@@ -41,6 +41,7 @@ from fastapi.responses import JSONResponse
 
 from analyzer.api.auth import ReadTokenGate
 from analyzer.api.context import ApiContext
+from analyzer.api.openapi_doc import complete_openapi
 from analyzer.api.probe_runs import MAX_IN_FLIGHT, ProbeRuns
 from analyzer.api.routes import RESOURCES
 from analyzer.api.tokens import WriteTokens
@@ -92,6 +93,7 @@ def create_app(
     )
     for resource in RESOURCES:
         app.include_router(resource.router(api))
+    complete_openapi(app, reads_need_token=read_token is not None)
     return app
 
 

@@ -34,7 +34,7 @@ def router(api: ApiContext) -> APIRouter:
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": m.ShipmentBody.model_json_schema()}},
+                "content": {"application/json": {"schema": m.ShipmentBody.model_json_schema()}},  # $defs: openapi_doc
             }
         },
     )
