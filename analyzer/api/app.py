@@ -46,6 +46,7 @@ from analyzer.api.probe_runs import MAX_IN_FLIGHT, ProbeRuns
 from analyzer.api.routes import RESOURCES
 from analyzer.api.tokens import WriteTokens
 from analyzer.loop_errors import LoopErrors
+from analyzer.store.journal import IntakeJournal
 from analyzer.store.memory import WindowStore
 from analyzer.traced_links import by_canonical_address
 
@@ -67,6 +68,7 @@ def create_app(
     max_probes_in_flight: int = MAX_IN_FLIGHT,
     read_token: str | None = None,
     openapi: bool = False,
+    journal: IntakeJournal | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="xnetmon analyzer",
@@ -90,6 +92,7 @@ def create_app(
         site_names=by_canonical_address(site_names),
         max_body_bytes=max_body_bytes,
         errors=errors if errors is not None else LoopErrors(),
+        journal=journal,
     )
     for resource in RESOURCES:
         app.include_router(resource.router(api))

@@ -25,7 +25,7 @@ from collector.outputs.bus_sink import BusSink
 from collector.outputs.sinks import Backoff
 from tests.analyzer_support import T0, batch, window
 from tests.bus_support import SITES, connect_options, running_bus
-from tests.support import REPO, XNETMON, stop_process, wait_until, xnetmon
+from tests.support import DEADLINE_S, REPO, XNETMON, stop_process, wait_until, xnetmon
 from xnetmon import bus_setup
 
 
@@ -67,6 +67,35 @@ def test_serves_takes_shipments_and_keeps_state_across_a_restart(tmp_path):
         again = httpx.post(f"{url}/v1/windows", content=body, headers={"Authorization": "Bearer t0ken"}, timeout=5)
         assert again.json()["duplicates"] == 3  # the restarted analyzer remembers what it had
         assert httpx.get(f"{url}/healthz", timeout=5).json()["store"]["windows_ingested"] == 3
+    finally:
+        stop_process(proc)
+
+
+def test_a_sigkill_before_the_next_snapshot_loses_no_acknowledged_window(tmp_path):
+    """The 200 means durable: the agent deletes those windows from its spool. Killed before
+    its 30 s snapshot, the restarted analyzer still has them (from its intake journal) and
+    takes them again as duplicates. (Before the journal they were gone, and taken anew.)"""
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    port = free_tcp_port()
+    args = ("--listen", f"[::1]:{port}", "--token-file", str(token), "--state-dir", str(tmp_path / "state"))
+    url, auth = f"http://[::1]:{port}", {"Authorization": "Bearer t0ken"}
+    body = encode_body(batch(*(window(seq) for seq in range(T0, T0 + 3))))
+    proc = start(*args)
+    try:
+        response = httpx.post(f"{url}/v1/windows", content=body, headers=auth, timeout=DEADLINE_S)
+        assert response.status_code == 200 and response.json()["accepted"] == 3
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(DEADLINE_S)
+    finally:
+        stop_process(proc)
+    assert not (tmp_path / "state" / "analyzer-store.json").exists()  # no snapshot came before the kill
+
+    proc = start(*args)
+    try:
+        again = httpx.post(f"{url}/v1/windows", content=body, headers=auth, timeout=DEADLINE_S)
+        assert again.json()["duplicates"] == 3 and again.json()["accepted"] == 0
+        assert httpx.get(f"{url}/healthz", timeout=DEADLINE_S).json()["store"]["windows_ingested"] == 3
     finally:
         stop_process(proc)
 
