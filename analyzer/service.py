@@ -32,10 +32,10 @@ import uvicorn
 
 from analyzer.api.app import create_app
 from analyzer.api.guarded_h11 import uvicorn_options
-from analyzer.loop_errors import LoopErrors
 from analyzer.store.journal import IntakeJournal, replay
 from analyzer.store.memory import WindowStore
 from analyzer.store.snapshot import restore_snapshot, save_snapshot
+from collector.system.loop_errors import LoopErrors
 
 if TYPE_CHECKING:
     from analyzer.rootcause.model import Epoch

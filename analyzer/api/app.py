@@ -45,10 +45,10 @@ from analyzer.api.openapi_doc import complete_openapi
 from analyzer.api.probe_runs import MAX_IN_FLIGHT, ProbeRuns
 from analyzer.api.routes import RESOURCES
 from analyzer.api.tokens import WriteTokens
-from analyzer.loop_errors import LoopErrors
 from analyzer.store.journal import IntakeJournal
 from analyzer.store.memory import WindowStore
 from analyzer.traced_links import by_canonical_address
+from collector.system.loop_errors import LoopErrors
 
 MAX_BODY_BYTES = 32 << 20  # an agent posts at most 5,000 windows (~4 MB) at a time
 

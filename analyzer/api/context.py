@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from analyzer.api import models as m
 from analyzer.api.probe_runs import ProbeRuns
 from analyzer.api.tokens import WriteTokens
-from analyzer.loop_errors import LoopErrors
 from analyzer.store.journal import IntakeJournal
 from analyzer.store.memory import WindowStore
+from collector.system.loop_errors import LoopErrors
 
 
 @dataclass(frozen=True, slots=True)

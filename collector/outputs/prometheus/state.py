@@ -118,6 +118,7 @@ class MetricsSnapshot:
     reflector: ReflectorCounters | None = None  # None: this agent runs no reflector
     last_window_end_ns: Mapping[str, int] = field(default_factory=_empty)  # by source site
     ship_failures: Mapping[str, Mapping[str, int]] = field(default_factory=_empty)  # site -> reason -> POSTs
+    errors: Mapping[str, Mapping[str, int]] = field(default_factory=_empty)  # site -> component -> errors survived
 
 
 class MetricsState:
@@ -180,6 +181,14 @@ class MetricsState:
             by_site = dict(old.ship_failures)
             by_site[site] = MappingProxyType(dict(failures))
             self._swap(old, ship_failures=MappingProxyType(by_site))
+
+    def set_errors(self, site: str, errors: Mapping[str, int]) -> None:
+        """Record the errors the agent's background loops survived, by component (copied now)."""
+        with self._lock:
+            old = self._snapshot
+            by_site = dict(old.errors)
+            by_site[site] = MappingProxyType(dict(errors))
+            self._swap(old, errors=MappingProxyType(by_site))
 
     def set_reflector(self, stats: ReflectorStats | ReflectorCounters) -> None:
         """Record the reflector's counters: a `ReflectorStats` (copied now) or `ReflectorCounters`."""

@@ -207,6 +207,16 @@ def test_ship_failures_are_copied_when_set_and_shown_by_reason():
     assert value(state, "xnet_collector_ship_failures_total", src="bj-core", reason="network") == 2
 
 
+def test_errors_the_loops_survived_are_shown_by_component():
+    state = MetricsState()
+    assert value(state, "xnet_collector_errors_total", src="bj-core", component="ship") is None
+    errors = {"discovery": 2, "spool": 0, "ship": 1}
+    state.set_errors("bj-core", errors)
+    errors["ship"] += 100  # later changes show only at the next set_errors
+    assert value(state, "xnet_collector_errors_total", src="bj-core", component="ship") == 1
+    assert value(state, "xnet_collector_errors_total", src="bj-core", component="discovery") == 2
+
+
 def test_reflector_counters_are_copied_when_set():
     stats = ReflectorStats(received=20, reflected=14, refused_not_allowed=2, refused_rate_limited=1, send_errors=1)
     stats.refused_global_rate_limited, stats.refused_replay, stats.refused_stale = 3, 4, 5
