@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from analyzer.sla.verdicts import default_policies
+from analyzer.store.journal import IntakeJournal
 from analyzer.store.memory import WindowStore
 from analyzer.store.snapshot import save_snapshot
 from collector.capture.altmark import AltMark
@@ -269,6 +270,16 @@ def snapshots() -> list[bytes]:
         return [path.read_bytes()]
 
 
+def journals() -> list[bytes]:
+    with tempfile.TemporaryDirectory() as directory:
+        journal = IntakeJournal(directory)
+        for body in shipments():
+            journal.record(body)
+        journal.close()
+        (segment,) = Path(directory).glob("*.journal")
+        return [segment.read_bytes()]
+
+
 def _files(*names: str) -> Callable[[], list[bytes]]:
     return lambda: [(REPO / name).read_bytes() for name in names]
 
@@ -289,6 +300,7 @@ BUILDERS: dict[str, Callable[[], list[bytes]]] = {
     "shipment": shipments,
     "spool": spool_files,
     "snapshot": snapshots,
+    "journal": journals,
     "agent_config": _files(
         "collector/examples/agent-reference.yaml",
         "collector/examples/agent-loopback.yaml",
