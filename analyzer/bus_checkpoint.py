@@ -32,14 +32,16 @@ class Checkpoint:
     snapshot: str  # analyzer.store.snapshot's text
 
 
-async def checkpoint_store(js):
-    """The bucket, created (file storage) the first time an analyzer asks for it."""
+async def checkpoint_store(js, replicas: int = 1):
+    """The bucket, created (file storage, `replicas` as the stream's) the first time an analyzer asks for it."""
     try:
         return await js.object_store(CHECKPOINT_BUCKET)
     except BucketNotFoundError:
         return await js.create_object_store(
             CHECKPOINT_BUCKET,
-            ObjectStoreConfig(description="xnetmon analyzer replicas' checkpoints", storage=StorageType.FILE),
+            ObjectStoreConfig(
+                description="xnetmon analyzer replicas' checkpoints", storage=StorageType.FILE, replicas=replicas
+            ),
         )
 
 

@@ -118,7 +118,7 @@ class BusIntake:
         try:
             js = client.jetstream()
             await self._ensure_stream(js)
-            objects = await checkpoint_store(js)
+            objects = await checkpoint_store(js, self.limits.replicas)
             start_seq = await self._restore(objects)
             subscription = await self._consumer_from(js, start_seq + 1)
             self.connected.set()

@@ -14,7 +14,7 @@ import nats.js.errors
 from collector.bus.connection import BusEndpoint
 from collector.bus.stream import STREAM_NAME, StreamLimits, stream_config
 from xnetmon import bus_setup
-from xnetmon.nats_server import NatsServer
+from xnetmon.nats_server import NatsCluster, NatsServer
 
 SITES = ("cnty1a", "cnty2b")
 
@@ -32,6 +32,31 @@ def running_bus(
         yield pki, server
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def running_cluster(
+    directory: Path, sites: tuple[str, ...] = SITES, size: int = 3
+) -> Iterator[tuple[Path, NatsCluster]]:
+    """(the PKI directory, the running cluster with a meta leader)."""
+    pki = bus_setup.init(directory / "pki")
+    for site in sites:
+        bus_setup.add_site(pki, site)
+    with NatsCluster(pki, directory / "cluster", size) as cluster:
+        yield pki, cluster
+
+
+def stream_info(endpoint: BusEndpoint, name: str = STREAM_NAME):
+    """nats-py's StreamInfo of the stream: its state, and on a cluster its leader and replicas."""
+
+    async def read():
+        client = await nats.connect(**connect_options(endpoint))
+        try:
+            return await client.jetstream().stream_info(name)
+        finally:
+            await client.close()
+
+    return asyncio.run(read())
 
 
 def connect_options(endpoint: BusEndpoint, errors: list[str] | None = None) -> dict:

@@ -7,7 +7,8 @@ Limits (`StreamLimits`, defaults sized for the national extranet):
   past it the oldest messages go (discard old), as the agents' spools do;
 - `duplicate_window` 10 min: an agent re-sends after a lost ack as soon as the bus answers
   again; a later repeat is caught by the analyzer's dedup by (path key, seq);
-- `max_msg_size` 8 MiB: a body of 5,000 windows is ~3 MiB.
+- `max_msg_size` 8 MiB: a body of 5,000 windows is ~3 MiB;
+- `replicas`: 3 on a cluster (`replicas_for`), so a server down loses nothing and stops nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from collector.bus.subjects import PARTITIONED_STREAM_SUBJECTS, STREAM_SUBJECTS
 
 STREAM_NAME = "XNET"
+CLUSTER_REPLICAS = 3  # a quorum of 2 survives one server down
+
+
+def replicas_for(servers: int) -> int:
+    """The stream's replicas on a bus reached by `servers` URLs: a cluster is given by all
+    its nodes (xnetmon bus init --node), so three or more URLs mean R3, fewer one server."""
+    return CLUSTER_REPLICAS if servers >= CLUSTER_REPLICAS else 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,3 +97,35 @@ def test_a_client_without_a_valid_certificate_is_refused(tmp_path):
 
         assert asyncio.run(accepted())
         assert "TLS handshake error" in server.log_file.read_text()
+
+
+def test_a_cluster_has_a_certificate_and_a_configuration_per_node(tmp_path):
+    nodes = tuple(bus_setup.ClusterNode(f"n{i}", f"bus{i}.example.net") for i in (1, 2, 3))
+    pki = bus_setup.init(tmp_path, nodes=nodes)
+    bus_setup.add_site(pki, "cnty1a")
+    assert bus_setup.cluster_nodes(pki) == nodes
+    assert bus_setup.server_urls(pki) == tuple(f"tls://bus{i}.example.net:4222" for i in (1, 2, 3))
+    for node in nodes:
+        cert = x509.load_pem_x509_certificate((pki / f"nodes/{node.name}.pem").read_bytes())
+        assert cert.subject.rfc4514_string() == bus_setup.ROUTE_USER
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert node.host in names.get_values_for_type(x509.DNSName)
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        assert {u._name for u in usages} == {"serverAuth", "clientAuth"}  # routes dial out as well
+        assert mode(pki / f"nodes/{node.name}-key.pem") == 0o600 and mode(pki / f"nodes/{node.name}.conf") == 0o600
+    conf = (pki / "nodes/n2.conf").read_text()
+    block = json.loads(re.search(r"^cluster: (\{.*?^\})", conf, re.S | re.M)[1])
+    assert block["routes"] == ["nats-route://bus1.example.net:6222", "nats-route://bus3.example.net:6222"]
+    assert block["authorization"] == {"user": "CN=xnet-bus-server"} and block["tls"]["verify_and_map"]
+    assert 'server_name: "n2"' in conf and "xnet.windows.cnty1a" in conf
+    kept = (pki / "nodes/n1-key.pem").read_bytes()
+    bus_setup.init(pki)  # re-run without nodes: still the cluster, its keys kept
+    assert (pki / "nodes/n1-key.pem").read_bytes() == kept and not (pki / "server.pem").exists()
+
+
+def test_a_cluster_needs_three_distinct_nodes(tmp_path):
+    with pytest.raises(ValueError, match="at least 3"):
+        bus_setup.init(tmp_path, nodes=(bus_setup.ClusterNode("a", "h1"), bus_setup.ClusterNode("b", "h2")))
+    same = tuple(bus_setup.ClusterNode(f"n{i}", "bus.example.net") for i in range(3))
+    with pytest.raises(ValueError, match="share a host"):
+        bus_setup.init(tmp_path, nodes=same)

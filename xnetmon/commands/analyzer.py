@@ -80,7 +80,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--bus",
         action="append",
         metavar="URL",
-        help="consume windows from the bus at tls://HOST:PORT (repeatable: the servers of a cluster)",
+        help="consume windows from the bus at tls://HOST:PORT (repeatable: every server of a cluster; "
+        "three or more make the stream and checkpoints it creates replicated three times)",
     )
     p.add_argument(
         "--bus-dir", metavar="DIR", help="the directory of `xnetmon bus init`: ca.pem, analyzer.pem/-key.pem"
@@ -230,6 +231,7 @@ def _bus_intake(args: argparse.Namespace, store):
     if not args.bus:
         return None
     from analyzer.bus_intake import BusIntake
+    from collector.bus.stream import StreamLimits, replicas_for
     from collector.bus.subjects import BadSubject, check_site
     from xnetmon import bus_setup
 
@@ -238,6 +240,8 @@ def _bus_intake(args: argparse.Namespace, store):
     except BadSubject as exc:
         raise UsageError(f"--replica: {exc}") from None
     every = {} if args.checkpoint_every is None else {"checkpoint_every_s": args.checkpoint_every}
-    intake = BusIntake(store, bus_setup.analyzer_endpoint(args.bus_dir, tuple(args.bus)), args.replica, **every)
+    endpoint = bus_setup.analyzer_endpoint(args.bus_dir, tuple(args.bus))
+    limits = StreamLimits(replicas=replicas_for(len(args.bus)))  # the stream, if this analyzer makes it
+    intake = BusIntake(store, endpoint, args.replica, limits=limits, **every)
     print(f"xnetmon analyzer: consuming the bus at {', '.join(args.bus)} as {args.replica}", flush=True)
     return intake

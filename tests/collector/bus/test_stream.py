@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nats.js.api import DiscardPolicy, StorageType
 
-from collector.bus.stream import STREAM_NAME, StreamLimits, stream_config
+from collector.bus.stream import STREAM_NAME, StreamLimits, replicas_for, stream_config
 
 
 def test_the_stream_keeps_every_kind_on_file_within_its_limits():
@@ -20,3 +20,7 @@ def test_limits_can_be_chosen():
     config = stream_config(StreamLimits(max_age_s=60, max_bytes=1 << 20, duplicate_window_s=5, replicas=3))
     assert (config.max_age, config.max_bytes, config.duplicate_window, config.num_replicas) == (60, 1 << 20, 5, 3)
     assert config.as_dict()["max_age"] == 60 * 10**9  # nanoseconds on the wire
+
+
+def test_a_bus_of_three_or_more_servers_replicates_the_stream_three_times():
+    assert [replicas_for(n) for n in (1, 2, 3, 5)] == [1, 1, 3, 3]
