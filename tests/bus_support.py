@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import nats
-import nats.js.errors
 
 from collector.bus.connection import BusEndpoint
 from collector.bus.stream import STREAM_NAME, StreamLimits, stream_config
@@ -70,18 +70,24 @@ def connect_options(endpoint: BusEndpoint, errors: list[str] | None = None) -> d
 
 
 def stream_messages(endpoint: BusEndpoint) -> list[tuple[str, bytes, str]]:
-    """(subject, body, message id) of every message in the stream, in stream order."""
+    """(subject, body, message id) of every message in the stream, in stream order: read by a
+    consumer of its own (what an analyzer may do; it may not get messages by sequence)."""
 
     async def read() -> list[tuple[str, bytes, str]]:
         client = await nats.connect(**connect_options(endpoint))
+        durable = f"inspect-{uuid.uuid4().hex[:12]}"
         try:
             js = client.jetstream()
             last = (await js.stream_info(STREAM_NAME)).state.last_seq
-            found = []
-            for seq in range(1, last + 1):
-                with contextlib.suppress(nats.js.errors.NotFoundError):
-                    message = await js.get_msg(STREAM_NAME, seq)
+            subscription = await js.pull_subscribe("xnet.>", durable=durable, stream=STREAM_NAME)
+            found: list[tuple[str, bytes, str]] = []
+            seq = 0
+            while seq < last:
+                for message in await subscription.fetch(256, timeout=5):
+                    seq = message.metadata.sequence.stream
                     found.append((message.subject, message.data or b"", (message.headers or {}).get("Nats-Msg-Id", "")))
+                    await message.ack()
+            await js.delete_consumer(STREAM_NAME, durable)
             return found
         finally:
             await client.close()

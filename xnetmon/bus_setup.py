@@ -41,6 +41,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from analyzer.bus_checkpoint import CHECKPOINT_SUBJECTS
 from collector.bus.connection import BusEndpoint, inbox_prefix, site_identity
+from collector.bus.stream import reader_subjects
 from collector.bus.subjects import check_site, partition_mapping, site_subjects
 
 ANALYZER = "analyzer"
@@ -235,9 +236,10 @@ def server_config(
         {
             "user": user_of(ANALYZER),
             "permissions": {
-                # the consumer API (stream and consumer creation, fetch), acks, and the
-                # replicas' checkpoints in their object store bucket, nothing else
-                "publish": {"allow": ["$JS.API.>", "$JS.ACK.>", *CHECKPOINT_SUBJECTS]},
+                # its consumers on the stream (create, info, delete, pulls, acks), the stream's
+                # creation and info, and the replicas' checkpoints in their object store
+                # bucket: nothing else, so not a stream's deletion nor a window's publication
+                "publish": {"allow": [*reader_subjects(), *CHECKPOINT_SUBJECTS]},
                 "subscribe": {"allow": [inbox_prefix(ANALYZER) + ".>"]},
             },
         }

@@ -38,6 +38,21 @@ class StreamLimits:
     replicas: int = 1
 
 
+def reader_subjects(durable: str = "*") -> tuple[str, ...]:
+    """What a reader of the stream publishes, and no more (an analyzer's permission): the
+    stream made when missing (an existing one is never changed by a create) and its info, its
+    durable consumer made anew, looked up and deleted (`durable`: one name, or `*` for any of
+    the stream's), pulls and acks. Not: delete, purge or update the stream, or publish into it."""
+    api = "$JS.API"
+    return (
+        f"{api}.STREAM.CREATE.{STREAM_NAME}",
+        f"{api}.STREAM.INFO.{STREAM_NAME}",
+        f"{api}.CONSUMER.CREATE.{STREAM_NAME}.{durable}.>",  # the name, then the filter subject
+        *(f"{api}.CONSUMER.{verb}.{STREAM_NAME}.{durable}" for verb in ("INFO", "DELETE", "MSG.NEXT")),
+        f"$JS.ACK.{STREAM_NAME}.{durable}.>",
+    )
+
+
 def stream_config(limits: StreamLimits = StreamLimits(), *, partitioned: bool = False) -> StreamConfig:
     """`partitioned`: the server maps sites' subjects into partitions (`partition_mapping`)."""
     return StreamConfig(

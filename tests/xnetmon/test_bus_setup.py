@@ -4,16 +4,19 @@ real nats-server that takes the certificates it issued and refuses any other cli
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import stat
 
 import nats
+import nats.errors
 import pytest
 from cryptography import x509
 
 from collector.bus.connection import BusEndpoint
-from tests.bus_support import connect_options, running_bus
+from collector.bus.stream import STREAM_NAME, StreamLimits, stream_config
+from tests.bus_support import connect_options, create_stream, running_bus, stream_info
 from xnetmon import bus_setup
 
 
@@ -49,12 +52,9 @@ def test_re_running_keeps_keys_and_writes_the_configuration_from_the_sites_prese
         "xnet.observations.cnty2b",
         "xnet.health.cnty2b",
     ]
-    assert by_user["CN=xnet-analyzer"]["publish"]["allow"] == [
-        "$JS.API.>",
-        "$JS.ACK.>",
-        "$O.XNET_ANALYZERS.>",
-        "$JS.FC.OBJ_XNET_ANALYZERS.>",
-    ]
+    analyzer = by_user["CN=xnet-analyzer"]["publish"]["allow"]
+    assert not any(name.startswith(("$JS.API.>", "xnet.")) for name in analyzer)
+    assert "$JS.API.CONSUMER.MSG.NEXT.XNET.*" in analyzer and "$O.XNET_ANALYZERS.>" in analyzer
 
 
 def test_add_site_needs_a_ca_first(tmp_path):
@@ -129,3 +129,49 @@ def test_a_cluster_needs_three_distinct_nodes(tmp_path):
     same = tuple(bus_setup.ClusterNode(f"n{i}", "bus.example.net") for i in range(3))
     with pytest.raises(ValueError, match="share a host"):
         bus_setup.init(tmp_path, nodes=same)
+
+
+def denied(endpoint: BusEndpoint, act) -> list[str]:
+    """The server's errors while `act(client, js)` runs on a connection of `endpoint`; a
+    request the server refuses gets no answer, so its own timeout (short) is expected."""
+    errors: list[str] = []
+
+    async def attempt() -> None:
+        client = await nats.connect(**connect_options(endpoint, errors))
+        try:
+            with contextlib.suppress(nats.errors.TimeoutError, TimeoutError):
+                await act(client, client.jetstream(timeout=1.0))
+            await client.flush()
+        finally:
+            await client.close()
+
+    asyncio.run(attempt())
+    return errors
+
+
+@pytest.mark.tool("nats-server")
+def test_an_analyzer_cannot_delete_the_stream_nor_publish_windows_and_a_site_cannot_read_consumers(tmp_path):
+    with running_bus(tmp_path) as (pki, server):
+        analyzer = bus_setup.analyzer_endpoint(pki, (server.url,))
+        site = bus_setup.site_endpoint(pki, "cnty1a", (server.url,))
+        create_stream(analyzer)  # as BusIntake makes it: allowed
+        info = stream_info(analyzer)
+        for act in (
+            lambda client, js: js.delete_stream(STREAM_NAME),
+            lambda client, js: js.purge_stream(STREAM_NAME),
+            lambda client, js: js.update_stream(stream_config(StreamLimits(max_bytes=1 << 20))),
+            lambda client, js: client.publish("xnet.windows.cnty1a", b"{}"),
+            lambda client, js: js.publish("xnet.windows.cnty1a", b"{}"),
+        ):
+            errors = denied(analyzer, act)
+            assert any("permissions violation for publish" in e for e in errors), errors
+        after = stream_info(analyzer)
+        assert after.state.messages == 0 and after.created == info.created
+        assert after.config.max_bytes == info.config.max_bytes
+        for act in (
+            lambda client, js: js.consumer_info(STREAM_NAME, "analyzer"),
+            lambda client, js: js.add_consumer(STREAM_NAME, durable_name="spy"),
+            lambda client, js: js.stream_info(STREAM_NAME),
+            lambda client, js: js.get_msg(STREAM_NAME, 1),
+        ):
+            assert any("permissions violation for publish" in e for e in denied(site, act))
