@@ -31,6 +31,7 @@ import datetime
 import ipaddress
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -169,14 +170,21 @@ def _sans(names: tuple[str, ...]) -> list[x509.GeneralName]:
 
 def add_site(directory: str | Path, site: str) -> Path:
     """The site's certificate and key (kept when present) and its permission entry."""
+    return add_sites(directory, (site,))[0]
+
+
+def add_sites(directory: str | Path, names: Iterable[str]) -> list[Path]:
+    """`add_site` for many sites, the server configuration written once (thousands of sites:
+    every name checked before any file is written)."""
     root = Path(directory)
     if not (root / "ca.pem").exists():
         raise FileNotFoundError(f"{root} has no CA: run `xnetmon bus init {root}` first")
-    base = root / "sites" / check_site(site)
-    if not base.with_suffix(".pem").exists():
-        _issue(root, base, f"xnet-{site_identity(site)}", [ExtendedKeyUsageOID.CLIENT_AUTH], [])
+    bases = [root / "sites" / check_site(site) for site in names]
+    for base in bases:
+        if not base.with_suffix(".pem").exists():
+            _issue(root, base, f"xnet-{site_identity(base.name)}", [ExtendedKeyUsageOID.CLIENT_AUTH], [])
     write_server_config(root)
-    return base.with_suffix(".pem")
+    return [base.with_suffix(".pem") for base in bases]
 
 
 def sites(directory: str | Path) -> list[str]:

@@ -37,9 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "by (repeat for each, at least 3; nodes n1, n2, ... in this order, ports 4222, routes 6222)",
     )
     init.set_defaults(handler=run_init)
-    add = commands.add_parser("add-site", help="a site's certificate and key, and its permissions")
+    add = commands.add_parser("add-site", help="sites' certificates and keys, and their permissions")
     add.add_argument("directory", metavar="DIR")
-    add.add_argument("site", metavar="SITE")
+    add.add_argument("sites", nargs="+", metavar="SITE", help="one or more sites (the configuration is written once)")
     add.set_defaults(handler=run_add_site)
 
 
@@ -74,10 +74,11 @@ def run_add_site(args: argparse.Namespace) -> int:
 
     root = Path(args.directory)
     try:
-        cert = bus_setup.add_site(root, args.site)
+        certs = bus_setup.add_sites(root, args.sites)
     except (BadSubject, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
-    print(f"site {args.site}: {cert} and {cert.with_name(args.site + '-key.pem')} (give both and ca.pem to the site)")
+    for site, cert in zip(args.sites, certs, strict=True):
+        print(f"site {site}: {cert} and {cert.with_name(site + '-key.pem')} (give both and ca.pem to the site)")
     configs = [root / "nodes" / f"{n.name}.conf" for n in bus_setup.cluster_nodes(root)] or [root / "nats-server.conf"]
     print(f"server configuration updated: {', '.join(map(str, configs))} (deploy, then reload nats-server)")
     return 0

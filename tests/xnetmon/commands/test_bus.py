@@ -40,3 +40,11 @@ def test_a_cluster_of_two_is_a_usage_error(tmp_path):
     two = xnetmon("bus", "init", str(tmp_path), "--node", "a", "--node", "b")
     assert two.returncode == 2 and "at least 3 nodes" in two.stderr
     assert not (tmp_path / "ca.pem").exists()
+
+
+def test_add_site_takes_many_sites_at_once(tmp_path):
+    xnetmon("bus", "init", str(tmp_path))
+    added = xnetmon("bus", "add-site", str(tmp_path), "cnty1a", "cnty2b", "cnty3c")
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.count("give both and ca.pem") == 3
+    assert all(f"xnet.windows.{s}" in (tmp_path / "nats-server.conf").read_text() for s in ("cnty1a", "cnty3c"))
