@@ -93,6 +93,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="this analyzer's durable consumer on the bus (default analyzer; one name per replica)",
     )
     p.add_argument(
+        "--stream-sites",
+        type=int,
+        metavar="N",
+        help="with --bus: size the stream this analyzer creates for N sites (its byte limit then holds "
+        "--stream-hours of their windows; default: 10 GiB and 24 h, ~60 sites at 10 s windows)",
+    )
+    p.add_argument(
+        "--stream-hours", type=positive_float, default=24.0, metavar="H", help="with --stream-sites: hours kept (24)"
+    )
+    p.add_argument(
+        "--stream-window",
+        type=positive_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="with --stream-sites: the agents' window length (10, their default)",
+    )
+    p.add_argument(
         "--checkpoint-every",
         type=positive_float,
         metavar="SECONDS",
@@ -241,7 +258,13 @@ def _bus_intake(args: argparse.Namespace, store):
         raise UsageError(f"--replica: {exc}") from None
     every = {} if args.checkpoint_every is None else {"checkpoint_every_s": args.checkpoint_every}
     endpoint = bus_setup.analyzer_endpoint(args.bus_dir, tuple(args.bus))
-    limits = StreamLimits(replicas=replicas_for(len(args.bus)))  # the stream, if this analyzer makes it
+    replicas = replicas_for(len(args.bus))  # the stream and checkpoints, if this analyzer makes them
+    if args.stream_sites is None:
+        limits = StreamLimits(replicas=replicas)
+    elif args.stream_sites < 1:
+        raise UsageError(f"--stream-sites {args.stream_sites}: at least 1")
+    else:
+        limits = StreamLimits.for_sites(args.stream_sites, args.stream_hours, args.stream_window, replicas=replicas)
     intake = BusIntake(store, endpoint, args.replica, limits=limits, **every)
     print(f"xnetmon analyzer: consuming the bus at {', '.join(args.bus)} as {args.replica}", flush=True)
     return intake
