@@ -52,9 +52,8 @@ class NatsServer:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.node = node
         self.pki_dir = Path(pki_dir)
-        layout = {n.name: n for n in bus_setup.cluster_nodes(self.pki_dir)}
-        if ports is None and node is not None:
-            ports = layout[node].ports
+        if ports is None and node is not None:  # an unknown node: server_config names the known ones
+            ports = next((n.ports for n in bus_setup.cluster_nodes(self.pki_dir) if n.name == node), None)
         self.ports = ports or ServerPorts(host, _free_port(host), host, _free_port(host))
         self.wrap = wrap
         self.partitions = partitions
