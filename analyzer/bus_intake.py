@@ -118,7 +118,7 @@ class BusIntake:
         try:
             js = client.jetstream()
             await self._ensure_stream(js)
-            objects = await checkpoint_store(js)
+            objects = await checkpoint_store(js, self.limits.replicas)
             start_seq = await self._restore(objects)
             subscription = await self._consumer_from(js, start_seq + 1)
             self.connected.set()
@@ -203,8 +203,8 @@ class BusIntake:
         config = stream_config(self.limits, partitioned=self.partition is not None)
         try:
             await js.add_stream(config)
-        except BadRequestError:  # it exists with other limits: the operator's are kept
-            log.info("stream %s exists with other limits; kept as it is", STREAM_NAME)
+        except BadRequestError as exc:  # it exists with other limits (the operator's are kept), or no room
+            log.warning("stream %s not created with these limits (%s); an existing one is kept", STREAM_NAME, exc)
 
     async def _take(self, message) -> None:
         self.messages_total += 1
