@@ -10,9 +10,10 @@ a point where the flow leaves site A onto link L is followed by the point where 
 from L at the other site B; a point where it arrives at B is followed by the one where it
 leaves B onto another link. Between the two ends of a link the segment is the link (`A>B`,
 kind `link`); between arriving at and leaving B it is the node (`B`, kind `node`); the first
-point to the last is the flow's end-to-end figure (kind `end-to-end`). A flow whose points do
-not chain into one line (a path change while blocks were in flight) gives the segments of
-each piece it does chain into.
+point to the last is the flow's end-to-end figure (kind `end-to-end`). Where a site on the
+path counts only one way (or not at all), the pieces that chain are put in line by when they
+saw the same blocks (`join_by_time`) and the gap between two pieces is a span (`A>C`, kind
+`span`, or `A>B` when it runs from leaving A to leaving B: a link and the node behind it).
 
 Per segment and block: upstream packets - downstream packets is the loss (reordering was
 already absorbed by the points, `collector.capture.altmark`); the D-marked packets' times
@@ -87,7 +88,7 @@ def successor(point: Point, points: Iterable[Point]) -> Point | None:
 
 
 def chains(points: Iterable[Point]) -> list[list[Point]]:
-    """The flow's points in path order: one list per piece that chains (usually one)."""
+    """The flow's points in path order, one list per piece that chains by declared links."""
     remaining = set(points)
     following = {p: successor(p, remaining) for p in remaining}
     followed = {q for q in following.values() if q is not None}
@@ -108,6 +109,27 @@ def segment_of(up: Point, down: Point) -> tuple[str, str]:
     if up[2] == "in" and down[2] == "out" and up[0] == down[0]:
         return up[0], "node"
     return f"{up[0]}>{down[0]}", "span"
+
+
+def join_by_time(pieces: list[list[Point]], blocks: dict[Point, deque[MarkedBlock]]) -> list[Point]:
+    """Pieces that do not chain by declared links (no counting point at one end of a link)
+    put in one line by when their first points saw the same blocks: the median offset of
+    paired blocks from the first piece's first point. Needs the points' clock error below the
+    latency between them (in the lab every point reads one host clock)."""
+    if len(pieces) == 1:
+        return pieces[0]
+    reference = tuple(blocks[pieces[0][0]])
+
+    def offset(piece: list[Point]) -> float:
+        other = tuple(blocks[piece[0]])
+        starts = {(b.flow_mon_id, b.sequence): b.first_ns for b in other}
+        gaps = sorted(
+            starts[(pair.flow_mon_id, pair.downstream_sequence)] - pair.first_ns
+            for pair in block_loss(reference, other)
+        )
+        return gaps[len(gaps) // 2] if gaps else float("inf")
+
+    return [point for piece in sorted(pieces, key=offset) for point in piece]
 
 
 class _Flow:
@@ -163,36 +185,35 @@ class SegmentStore:
 
     def _pair(self, flow_mon_id: int, flow: _Flow, now_ns: int) -> list[SegmentBlock]:
         found = []
-        for piece in chains(flow.blocks):
-            pairs = list(zip(piece, piece[1:]))
-            if len(piece) > 2:
-                pairs.append((piece[0], piece[-1]))
-            for index, (up, down) in enumerate(pairs):
-                name, kind = segment_of(up, down) if index < len(piece) - 1 else (f"{up[0]}>{down[0]}", "end-to-end")
-                reported = flow.reported.setdefault((up, down), set())
-                for loss in block_loss(tuple(flow.blocks[up]), tuple(flow.blocks[down])):
-                    if loss.upstream_sequence in reported:
-                        continue
-                    reported.add(loss.upstream_sequence)
-                    segment = SegmentBlock(
-                        flow.slice,
-                        flow_mon_id,
-                        name,
-                        kind,
-                        point_name(up),
-                        point_name(down),
-                        loss.first_ns,
-                        loss.upstream_packets,
-                        loss.downstream_packets,
-                        loss.mean_delay_ns,
-                        loss.delay_samples,
-                        now_ns,
-                    )
-                    self._count(segment)
-                    found.append(segment)
-                if len(reported) > 4 * self._max_blocks:  # older sequences can no longer come back
-                    floor = sorted(reported)[-2 * self._max_blocks]
-                    flow.reported[(up, down)] = {s for s in reported if s >= floor}
+        line = join_by_time(chains(flow.blocks), flow.blocks)
+        pairs = [(up, down, *segment_of(up, down)) for up, down in zip(line, line[1:])]
+        if len(line) > 2:
+            pairs.append((line[0], line[-1], f"{line[0][0]}>{line[-1][0]}", "end-to-end"))
+        for up, down, name, kind in pairs:
+            reported = flow.reported.setdefault((up, down), set())
+            for loss in block_loss(tuple(flow.blocks[up]), tuple(flow.blocks[down])):
+                if loss.upstream_sequence in reported:
+                    continue
+                reported.add(loss.upstream_sequence)
+                segment = SegmentBlock(
+                    flow.slice,
+                    flow_mon_id,
+                    name,
+                    kind,
+                    point_name(up),
+                    point_name(down),
+                    loss.first_ns,
+                    loss.upstream_packets,
+                    loss.downstream_packets,
+                    loss.mean_delay_ns,
+                    loss.delay_samples,
+                    now_ns,
+                )
+                self._count(segment)
+                found.append(segment)
+            if len(reported) > 4 * self._max_blocks:  # older sequences can no longer come back
+                floor = sorted(reported)[-2 * self._max_blocks]
+                flow.reported[(up, down)] = {s for s in reported if s >= floor}
         return found
 
     def _count(self, segment: SegmentBlock) -> None:

@@ -80,3 +80,18 @@ def test_flows_and_blocks_are_bounded_and_what_is_refused_is_counted():
     assert store.dropped == 7
     assert {s.flow_mon_id for s in store.recent()} == {0, 1, 2}
     assert len(store._flows) == 2  # the least recently heard flow was forgotten
+
+
+def test_points_that_do_not_chain_by_links_are_put_in_line_by_time():
+    """No point where the flow enters city1a: out of cnty1a, then out of city1a and into prov1,
+    joined by when they saw each block; the gap is a span from leaving cnty1a to leaving city1a."""
+    points = (PATH[0], PATH[2], PATH[3])
+    store = SegmentStore()
+    found = store.add(path_blocks([[100, 100], [98, 100], [98, 99]], points=points), T0)
+    assert sorted({(s.segment, s.kind) for s in found}) == [
+        ("city1a>prov1", "link"),
+        ("cnty1a>city1a", "span"),
+        ("cnty1a>prov1", "end-to-end"),
+    ]
+    assert store.totals()[("video", "cnty1a>city1a", "span")].lost == 2
+    assert store.totals()[("video", "city1a>prov1", "link")].lost == 1
