@@ -92,7 +92,27 @@ def sender_argv(lab, seconds: float) -> list[str]:
     return lab.exec_argv(INGRESS, [sys.executable, "-c", script])
 
 
-def test_segment_loss_lands_on_the_lossy_link_and_equals_the_rules_counter(lab, tmp_path):
+class InsituLab:
+    """The analyzer's API, as the test reads it, and the marker's output."""
+
+    def __init__(self, local: str, marker_lines: LineReader, sender: subprocess.Popen) -> None:
+        self.local = local
+        self.marker_lines = marker_lines
+        self.sender = sender
+
+    def segments(self, **params) -> dict:
+        return httpx.get(f"{self.local}/segments", params=params, timeout=30).json()
+
+    def totals(self) -> dict[tuple[str, str], dict]:
+        return {(s["segment"], s["kind"]): s for s in self.segments(slice="video", limit=0)["segments"]}
+
+    def hints(self) -> list[dict]:
+        return httpx.get(f"{self.local}/hints", params={"slice": "video"}, timeout=30).json()
+
+
+@contextlib.contextmanager
+def insitu_lab(lab, tmp_path, seconds: float) -> Iterator[InsituLab]:
+    """Analyzer, agents, marker and a `seconds`-long marked flow, with a few clean blocks paired."""
     assert lab.path(INGRESS, EGRESS) == (INGRESS, MIDDLE, EGRESS)
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
@@ -101,7 +121,6 @@ def test_segment_loss_lands_on_the_lossy_link_and_equals_the_rules_counter(lab, 
     service.serve_in_thread(extra_sockets=[in_lab])
     local = f"http://[::1]:{service.socket.getsockname()[1]}"
     api = f"http://[{lab.address('core')}]:{API_PORT}"
-    fault = None
     try:
         with contextlib.ExitStack() as stack:
             for site in POINTS:
@@ -126,24 +145,26 @@ def test_segment_loss_lands_on_the_lossy_link_and_equals_the_rules_counter(lab, 
             marker_lines = LineReader(marker.stdout)
             stack.callback(stop_process, marker)
             marker_lines.wait_for(lambda line: '"ready"' in line)
-            sender = stack.enter_context(running(sender_argv(lab, 40.0), tmp_path / "sender.log"))
-
-            def segments(**params) -> dict:
-                return httpx.get(f"{local}/segments", params=params, timeout=30).json()
-
-            def totals() -> dict[tuple[str, str], dict]:
-                return {(s["segment"], s["kind"]): s for s in segments(slice="video", limit=0)["segments"]}
-
+            sender = stack.enter_context(running(sender_argv(lab, seconds), tmp_path / "sender.log"))
+            insitu = InsituLab(local, marker_lines, sender)
             # a few clean blocks first: every segment paired, none losing
-            wait_until(lambda: sum(s["blocks"] for s in totals().values()) >= 12, what="clean blocks paired")
-            clean = totals()
+            wait_until(lambda: sum(s["blocks"] for s in insitu.totals().values()) >= 12, what="clean blocks paired")
+            clean = insitu.totals()
             assert all(s["lost"] == 0 for s in clean.values()), clean
+            yield insitu
+    finally:
+        service.stop()
+
+
+def test_segment_loss_lands_on_the_lossy_link_and_equals_the_rules_counter(lab, tmp_path):
+    fault = None
+    try:
+        with insitu_lab(lab, tmp_path, 40.0) as insitu:
             fault = lab.fault_loss(LOSSY_LINK, 0.005, from_site=INGRESS, slice="video")
             fault_at_ns = time.time_ns()
 
             def hint() -> dict | None:
-                hints = httpx.get(f"{local}/hints", params={"slice": "video"}, timeout=30).json()
-                return next((h for h in hints if h["suspects"] == [f"{INGRESS}>{MIDDLE}"]), None)
+                return next((h for h in insitu.hints() if h["suspects"] == [f"{INGRESS}>{MIDDLE}"]), None)
 
             found = wait_until(hint, interval=0.2, what="an in-situ hint naming the lossy link")
             hinted_ns = time.time_ns()
@@ -163,17 +184,16 @@ def test_segment_loss_lands_on_the_lossy_link_and_equals_the_rules_counter(lab, 
 
             def all_counted() -> bool:
                 nonlocal seen
-                seen = totals()
+                seen = insitu.totals()
                 return seen.get(span, {}).get("lost", 0) >= dropped
 
             wait_until(all_counted, interval=0.5, what=lambda: f"{dropped} drops counted on the span ({seen})")
-            assert sender.poll() is None, "the flow must outlast the fault: its last blocks become final after it"
-            report = segments(slice="video", link=span[0], limit=5000)
+            assert insitu.sender.poll() is None, "the flow must outlast the fault (its last blocks finish after)"
+            report = insitu.segments(slice="video", link=span[0], limit=5000)
     finally:
         if fault is not None:
             lab.heal(fault)
-        service.stop()
-    marker_report = json.loads(marker_lines.wait_for(lambda line: '"marked"' in line)[0])
+    marker_report = json.loads(insitu.marker_lines.wait_for(lambda line: '"marked"' in line)[0])
 
     assert seen[span]["lost"] == dropped  # exactly what the rule dropped, no more
     others = {key: s["lost"] for key, s in seen.items() if key != span and s["kind"] != "end-to-end"}
@@ -190,3 +210,36 @@ def test_segment_loss_lands_on_the_lossy_link_and_equals_the_rules_counter(lab, 
     assert latency_blocks <= 3, latency_blocks
     assert marker_report["kernel_queue_dropped"] == 0 and marker_report["skipped"]["flow-limit"] == 0
     assert all(b["delay_ns"] is None or 0 < b["delay_ns"] < 50e6 for b in report["blocks"])
+
+
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def test_a_delay_fault_raises_one_segments_one_way_delay_by_the_set_delay(lab, tmp_path):
+    """20 ms on prov1-city1a from city1a for video. The lab holds a delayed link's packets at
+    the sender's egress (lab/delay.py), before city1a's capture sees them leave, so the delay
+    lands on the span that ends where the flow leaves city1a; the link behind it is unchanged."""
+    set_ms = 20.0
+    span, link = f"{INGRESS}>{MIDDLE}", f"{MIDDLE}>{EGRESS}"
+    fault = None
+    try:
+        with insitu_lab(lab, tmp_path, 30.0) as insitu:
+
+            def delays(segment: str, after_ns: int = 0) -> list[float]:
+                blocks = insitu.segments(slice="video", link=segment, limit=5000)["blocks"]
+                return [b["delay_ns"] for b in blocks if b["delay_ns"] is not None and b["first_ns"] >= after_ns]
+
+            before = {segment: median(delays(segment)) for segment in (span, link)}
+            fault = lab.fault_delay(NEXT_LINK, set_ms, from_site=MIDDLE, slice="video")
+            settled_ns = time.time_ns() + int(BLOCK_S * 1e9)  # blocks wholly after the fault began
+            wait_until(lambda: len(delays(span, settled_ns)) >= 4, interval=0.5, what="4 delayed blocks paired")
+            after = {segment: median(delays(segment, settled_ns)) for segment in (span, link)}
+    finally:
+        if fault is not None:
+            lab.heal(fault)
+    rise_ms = {segment: (after[segment] - before[segment]) / 1e6 for segment in (span, link)}
+    print(f"one-way delay rise: {rise_ms} (set {set_ms} ms); before {before}")
+    # lab/delay.py: the set delay plus the delay line's wake-up, a few ms at most on a loaded host
+    assert set_ms - 1 <= rise_ms[span] <= set_ms + 10, rise_ms
+    assert abs(rise_ms[link]) < 2, rise_ms
