@@ -71,7 +71,10 @@ class CountingPoint(MarkingPoint):
             if facts is None:
                 continue
             newest = self._taken.get(flow_mon_id, -1)
-            fresh = [b for b in self.blocks(flow_mon_id) if b.sequence > newest]
+            final = self.blocks(flow_mon_id)
+            if final and final[-1].sequence < newest:  # the point forgot the flow and met it again
+                newest = -1
+            fresh = [b for b in final if b.sequence > newest]
             if not fresh:
                 continue
             self.blocks_dropped += fresh[0].sequence - newest - 1  # fell out of the bounded history

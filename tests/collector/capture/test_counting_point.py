@@ -68,3 +68,12 @@ def test_packets_seen_without_a_direction_are_counted_but_not_shipped():
         point.observe(block * 1000 * MS, marked(0x303, block % 2, 34), 0)
     assert sum(point.packets.values()) == 4
     assert point.take_final("a") == []
+
+
+def test_a_flow_the_point_forgot_and_met_again_ships_from_its_new_first_block():
+    point = CountingPoint("a-b", CLASSIFIER, max_flows=1)
+    feed(point, 0x101, 34, outgoing=True, blocks=4)
+    assert [b.sequence for b in point.take_final("a")] == [0, 1]
+    feed(point, 0x202, 34, outgoing=True, blocks=1)  # evicts 0x101
+    feed(point, 0x101, 34, outgoing=True, blocks=3)  # evicts 0x202; 0x101 numbers from 0 again
+    assert [(b.flow_mon_id, b.sequence) for b in point.take_final("a")] == [(0x101, 0)]
