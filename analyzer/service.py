@@ -32,6 +32,7 @@ import uvicorn
 
 from analyzer.api.app import create_app
 from analyzer.api.guarded_h11 import uvicorn_options
+from analyzer.insitu.diagnosis import segment_diagnoses
 from analyzer.store.journal import IntakeJournal, replay
 from analyzer.store.memory import WindowStore
 from analyzer.store.snapshot import restore_snapshot, save_snapshot
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 SNAPSHOT_NAME = "analyzer-store.json"
 JOURNAL_NAME = "intake-journal"  # analyzer.store.journal: shipments taken since the snapshot
 SNAPSHOT_EVERY_S = 30.0
+INSITU_LOOKBACK_INTERVALS = 3  # in-situ segment blocks paired this recently feed each epoch's hints
 
 
 def open_store(state_dir: str | Path | None, policies: Mapping[str, object], **options) -> WindowStore:
@@ -153,6 +155,7 @@ class RootCauseRunner:
         self.worst_seconds = 0.0
         self.recent: collections.deque = collections.deque(maxlen=self.RECENT_EPOCHS)
         self.last_epoch: Epoch | None = None
+        self.insitu_lookback_ns = INSITU_LOOKBACK_INTERVALS * store.interval_ns
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="xnetmon-analyzer-rootcause", daemon=True)
         self._thread.start()
@@ -180,7 +183,8 @@ class RootCauseRunner:
         # A bad epoch must not end inference: the next interval is another try.
         with self.errors.survive("rootcause", f"root-cause inference for the interval ending at {at_ns}"):
             epoch = self.last_epoch = self.builder.build(at_ns)
-            diagnoses = tuple(self.diagnose(epoch))
+            # in-situ segments first: direct localisation, kept over an engine hint of the same key
+            diagnoses = (*segment_diagnoses(self.store.segments, at_ns, self.insitu_lookback_ns), *self.diagnose(epoch))
             self.tracker.update(diagnoses, at_ns)
         self.epochs += 1
         self.last_seconds = time.perf_counter() - started

@@ -277,3 +277,44 @@ class ProbeRequest(BaseModel):
 class ProbeResponse(BaseModel):
     request: ProbeRequest
     result: dict = Field(description="what the agent's probe reported (its summary)")
+
+
+class SegmentBlockView(BaseModel):
+    """One block of one marked flow across one segment (analyzer.insitu.segments)."""
+
+    slice: str
+    flow_mon_id: int
+    segment: str = Field(description="a>b for a link, span or end-to-end; the site for a node")
+    kind: Literal["link", "node", "span", "end-to-end"]
+    upstream: str = Field(description="the upstream counting point, site/link/direction")
+    downstream: str
+    first_ns: int = Field(description="the block's first packet at the upstream point")
+    upstream_packets: int
+    downstream_packets: int
+    lost: int = Field(description="upstream - downstream (negative: duplicated on the way)")
+    delay_ns: float | None = Field(description="mean one-way delay of the block's D-marked packets")
+    delay_samples: int
+    seen_ns: int = Field(description="when the analyzer paired the block")
+
+
+class SegmentSummary(BaseModel):
+    """A segment's totals over the flows of one slice, since the analyzer started."""
+
+    slice: str
+    segment: str
+    kind: Literal["link", "node", "span", "end-to-end"]
+    packets: int
+    lost: int
+    duplicated: int
+    blocks: int
+    loss_ratio: float
+    last_delay_ns: float | None
+    clock_note: str = Field(
+        "one-way delays assume the two points' clocks agree: exact in the lab (one host clock), "
+        "elsewhere off by the sum of both agents' clock errors"
+    )
+
+
+class Segments(BaseModel):
+    segments: list[SegmentSummary]
+    blocks: list[SegmentBlockView] = Field(description="the newest matching blocks, oldest first")

@@ -32,6 +32,7 @@ HINT_KINDS = (
     "probe-host",
     "reflector-down",
     "one-direction",
+    "node-loss",
 )
 
 

@@ -65,6 +65,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from analyzer.insitu.segments import SegmentStore
 from analyzer.sla.series import IntervalStats, resolved_p99
 from collector.contract.fast_records import builder
 from collector.contract.records import CollectorHealth, PathKey, PathObservation, PathWindow
@@ -229,6 +230,7 @@ class WindowStore:
         # an interval still being shipped must not count as missing (see analyzer.sla.verdicts).
         self._judged_through_ns = 0
         self._next_forget_ns = 0
+        self.segments = SegmentStore()  # in-situ flow telemetry: marked blocks paired into segments
 
     # -- ingest -----------------------------------------------------------------------------
 
@@ -236,6 +238,8 @@ class WindowStore:
         """Take one agent batch; `now_ns` is the analyzer's wall clock."""
         with self._lock:
             result = self._add_windows(batch.windows, now_ns)
+            if batch.marked_blocks:
+                self.segments.add(batch.marked_blocks, now_ns)
             for observation in batch.observations:
                 if observation.slice in self.policies:
                     key = (observation.source, observation.target, observation.slice)

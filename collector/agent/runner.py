@@ -67,7 +67,10 @@ class Agent:
             self.discovery.note_windows(windows)
         health = self._refresh_health()
         if self.sink is not None:
-            batch = ShipmentBatch(self.plan.site, tuple(windows), tuple(self._observations), health, time.time_ns())
+            marked = tuple(self.captures.marked_blocks(self.plan.site)) if self.captures is not None else ()
+            batch = ShipmentBatch(
+                self.plan.site, tuple(windows), tuple(self._observations), health, time.time_ns(), marked
+            )
             self._observations = []
             self.sink.submit(batch)
 

@@ -25,6 +25,7 @@ from collector.capture.altmark import MarkingPoint
 from collector.capture.live import CaptureStats, LiveCapture
 from collector.capture.points import CaptureMeters, CaptureOptions, open_live_capture
 from collector.capture.tcp_rtt import PassiveTcpRtt
+from collector.contract.marked_blocks import MarkedBlock
 from collector.contract.records import FlowRecord
 from collector.traffic.classifier import SliceClassifier
 from collector.traffic.counters import TrafficCounters, TrafficTotals
@@ -214,5 +215,14 @@ class AgentCaptures:
         """The passive TCP RTT meters and alternate-marking points of the running captures."""
         running = list(self._running.values())
         tcp = [r.meters.tcp_rtt for r in running if r.meters.tcp_rtt is not None]
-        points = [r.meters.marking for r in running if r.meters.marking is not None]
+        points: list[MarkingPoint] = [r.meters.marking for r in running if r.meters.marking is not None]
         return tcp, points
+
+    def marked_blocks(self, site: str) -> list[MarkedBlock]:
+        """Alternate-marking blocks the counting points finished since the last call, to ship."""
+        return [
+            block
+            for r in list(self._running.values())
+            if r.meters.marking is not None
+            for block in r.meters.marking.take_final(site)
+        ]

@@ -22,7 +22,8 @@ Choices:
   mistaken for loss (RFC 9341 reads the counters in the middle of the next block for the
   same reason). Later ones start a new block. `flush()` finalises the open blocks when a
   measurement ends.
-- Blocks of two points are paired per FlowMonID by colour and time: a downstream block
+- Blocks of two points are paired (`collector.contract.marked_blocks`, shared with the
+  analyzer) per FlowMonID by colour and time: a downstream block
   goes with the upstream block of its colour whose middle is nearest to its own, among
   those that overlap it within `max_delay_ns`. Same-colour blocks are two periods apart,
   so this is unambiguous while the delay between points is below one block period.
@@ -36,18 +37,27 @@ Choices:
 
 from __future__ import annotations
 
-import bisect
 import struct
 from collections import deque
 from dataclasses import dataclass
 
+from collector.contract.marked_blocks import MAX_DELAY_MARKS, Block, BlockLoss, block_loss
 from collector.wire.ipv6_ext import EXTENSION_HEADERS, MalformedPacket, walk_extension_headers
 
 ALTMARK_OPTION = 0x12  # IANA: skip if unknown (00), may not change en route (0)
 ALTMARK_DATA_LEN = 4
 MAX_FLOW_MON_ID = (1 << 20) - 1
-MAX_DELAY_MARKS = 64
 COLOURS = (0, 1)
+__all__ = [
+    "MAX_DELAY_MARKS",
+    "AltMark",
+    "Block",
+    "BlockLoss",
+    "MarkingPoint",
+    "SegmentLoss",
+    "block_loss",
+    "find_altmark",
+]
 
 _DATA = struct.Struct("!I")
 
@@ -90,19 +100,6 @@ def find_altmark(packet: bytes | memoryview, offset: int = 0) -> AltMark | None:
         if option_type == ALTMARK_OPTION:
             return decode_altmark(data)
     return None
-
-
-@dataclass(frozen=True, slots=True)
-class Block:
-    """One block of one FlowMonID at one point."""
-
-    flow_mon_id: int
-    sequence: int  # 0 for the first block this point saw of the FlowMonID
-    colour: int
-    packets: int
-    first_ns: int
-    last_ns: int
-    delay_marks_ns: tuple[int, ...]  # capture times of the D-marked packets, in arrival order
 
 
 class _OpenBlock:
@@ -221,83 +218,6 @@ class MarkingPoint:
 
     def flow_mon_ids(self) -> tuple[int, ...]:
         return tuple(self._flows)
-
-
-@dataclass(frozen=True, slots=True)
-class BlockLoss:
-    """One block seen at both points."""
-
-    flow_mon_id: int
-    colour: int
-    upstream_sequence: int
-    downstream_sequence: int
-    first_ns: int  # upstream's first packet of the block
-    upstream_packets: int
-    downstream_packets: int
-    mean_delay_ns: float | None  # over the D-marked packets; None when they cannot be paired
-    delay_samples: int
-
-    @property
-    def lost(self) -> int:
-        """Packets lost between the points (negative if the path duplicated some)."""
-        return self.upstream_packets - self.downstream_packets
-
-
-def block_loss(
-    upstream: MarkingPoint | tuple[Block, ...],
-    downstream: MarkingPoint | tuple[Block, ...],
-    *,
-    max_delay_ns: int = 1_000_000_000,
-) -> list[BlockLoss]:
-    """Pair the final blocks of two points (or two block lists) and give each pair's loss and delay."""
-    up_blocks = upstream.blocks() if isinstance(upstream, MarkingPoint) else upstream
-    down_blocks = downstream.blocks() if isinstance(downstream, MarkingPoint) else downstream
-    by_colour: dict[tuple[int, int], tuple[list[float], list[Block]]] = {}
-    for block in sorted(up_blocks, key=_middle):
-        middles, blocks = by_colour.setdefault((block.flow_mon_id, block.colour), ([], []))
-        middles.append(_middle(block))
-        blocks.append(block)
-    pairs: dict[tuple[int, int], tuple[Block, Block]] = {}
-    for down in down_blocks:
-        middles, blocks = by_colour.get((down.flow_mon_id, down.colour), ([], []))
-        index = bisect.bisect_left(middles, _middle(down))
-        candidates = [
-            blocks[i]
-            for i in (index - 1, index)
-            if 0 <= i < len(blocks)
-            and blocks[i].first_ns - max_delay_ns <= down.last_ns
-            and down.first_ns <= blocks[i].last_ns + max_delay_ns
-        ]
-        if not candidates:
-            continue
-        up = min(candidates, key=lambda b: abs(_middle(b) - _middle(down)))
-        key = (up.flow_mon_id, up.sequence)
-        kept = pairs.get(key)
-        if kept is None or abs(_middle(down) - _middle(up)) < abs(_middle(kept[1]) - _middle(up)):
-            pairs[key] = (up, down)
-    return [_pair(up, down) for up, down in sorted(pairs.values(), key=lambda p: (p[0].flow_mon_id, p[0].sequence))]
-
-
-def _middle(block: Block) -> float:
-    return (block.first_ns + block.last_ns) / 2
-
-
-def _pair(up: Block, down: Block) -> BlockLoss:
-    marks = len(up.delay_marks_ns)
-    delay = None
-    if marks and marks == len(down.delay_marks_ns):
-        delay = sum(d - u for u, d in zip(up.delay_marks_ns, down.delay_marks_ns)) / marks
-    return BlockLoss(
-        up.flow_mon_id,
-        up.colour,
-        up.sequence,
-        down.sequence,
-        up.first_ns,
-        up.packets,
-        down.packets,
-        delay,
-        marks if delay is not None else 0,
-    )
 
 
 class SegmentLoss:

@@ -115,6 +115,9 @@ class LiveCapture:
         if self.sampler.rate != aggregator.sampling_rate:
             raise ValueError("the sampler's rate and the aggregator's must be the same")
         self.observers = observers
+        # counting points need the direction a packet crossed the interface
+        self._directed = tuple(o for o in observers if hasattr(o, "observe_directed"))
+        self._undirected = tuple(o for o in observers if not hasattr(o, "observe_directed"))
         self.slice_option_type = slice_option_type
         self.stats = CaptureStats()
         self.records: list[FlowRecord] = []  # finished records, in the order they ended
@@ -198,7 +201,8 @@ class LiveCapture:
         observers = self.observers
         loopback = self._loopback
         for i in range(count):
-            if loopback and batch.address(i)[_SLL_PKTTYPE_OFFSET] == PACKET_OUTGOING:
+            outgoing = batch.address(i)[_SLL_PKTTYPE_OFFSET] == PACKET_OUTGOING
+            if loopback and outgoing:
                 continue
             length = batch.length(i)
             stats.packets += 1
@@ -206,18 +210,20 @@ class LiveCapture:
             sampled = take()
             if not (sampled or observers):
                 continue
-            self._dissect(batch.slots[i][:length], _timestamp(batch.control(i)), sampled)
+            self._dissect(batch.slots[i][:length], _timestamp(batch.control(i)), sampled, outgoing)
         return count
 
-    def _dissect(self, frame: memoryview, ts_ns: int, sampled: bool) -> None:
+    def _dissect(self, frame: memoryview, ts_ns: int, sampled: bool, outgoing: bool = False) -> None:
         stats = self.stats
         try:
             offset = 0 if self._raw_ip else ip_offset_in_ethernet(frame)
             if offset is None:
                 stats.not_ip += sampled
                 return
-            for observer in self.observers:
+            for observer in self._undirected:
                 observer.observe(ts_ns, frame, offset)
+            for observer in self._directed:
+                observer.observe_directed(ts_ns, frame, offset, outgoing)
             if sampled:
                 stats.sampled += 1
                 self.aggregator.add(ts_ns, dissect_ip(frame, offset, slice_option_type=self.slice_option_type))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from collector.capture.aggregate import DEFAULT_ACTIVE_TIMEOUT_S, DEFAULT_IDLE_TIMEOUT_S, FlowAggregator
-from collector.capture.altmark import MarkingPoint
+from collector.capture.counting_point import CountingPoint
 from collector.capture.live import LiveCapture, Sampler
 from collector.capture.tcp_rtt import PassiveTcpRtt
 from collector.traffic.classifier import SliceClassifier
@@ -22,7 +22,7 @@ from collector.wire.dissect import DEFAULT_SLICE_OPTION
 class CaptureOptions:
     sampling_rate: int = 1  # 1:N
     tcp_rtt: bool = False
-    altmark_point: str | None = None  # the measurement point's name; None: no marking counters
+    altmark_point: str | None = None  # the counting point's name (its link's); None: no marking counters
     slice_option_type: int = DEFAULT_SLICE_OPTION
     active_timeout_s: float = DEFAULT_ACTIVE_TIMEOUT_S
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
@@ -32,7 +32,7 @@ class CaptureOptions:
 class CaptureMeters:
     aggregator: FlowAggregator
     tcp_rtt: PassiveTcpRtt | None
-    marking: MarkingPoint | None
+    marking: CountingPoint | None
 
     @property
     def observers(self) -> tuple:
@@ -52,7 +52,7 @@ def capture_meters(exporter: str, classifier: SliceClassifier, options: CaptureO
     return CaptureMeters(
         aggregator,
         PassiveTcpRtt(classifier) if options.tcp_rtt else None,
-        MarkingPoint(options.altmark_point) if options.altmark_point else None,
+        CountingPoint(options.altmark_point, classifier) if options.altmark_point else None,
     )
 
 

@@ -6,7 +6,8 @@ object of its fields by name, and so is every record in it (nested records neste
 as arrays); `collector.contract.records` and `collector.contract.shipment` define them all:
 
     {"site": "cnty1a", "windows": [PathWindow...], "observations": [PathObservation...],
-     "health": CollectorHealth | null, "created_ns": 1700000000000000000}
+     "health": CollectorHealth | null, "created_ns": 1700000000000000000,
+     "marked_blocks": [MarkedBlock...]}
 
 Encoding goes at the agent's pace: windows are encoded one by one (`window_json`) and the
 body assembled from them (`assemble_body`), so that no single call holds the GIL for long
@@ -26,7 +27,8 @@ stops the import rather than pass unchecked.
 Every input has a bound, so that nothing it lets in can fail later (an integer too large for
 a float, a list too long to sum in time): counts at most `MAX_COUNT`, other integers within
 64 bits, names at most `MAX_NAME` characters, at most `MAX_WINDOWS` windows and
-`MAX_OBSERVATIONS` observations a body, `MAX_HOPS` hops a trace, finite numbers only; JSON
+`MAX_OBSERVATIONS` observations and `MAX_MARKED_BLOCKS` marked blocks a body (each with at
+most `MAX_DELAY_MARKS` D timestamps), `MAX_HOPS` hops a trace, finite numbers only; JSON
 too deep or with integers too long for Python is refused like any other malformed body. The
 counts must add up: received and losses within sent, the RTT histogram holding exactly the
 replies, reordered and remarked replies among them, and `seq` numbering the window's place in
@@ -43,6 +45,7 @@ from types import NoneType, UnionType
 from typing import cast, get_args, get_origin, get_type_hints
 
 from collector.contract.fast_records import builder
+from collector.contract.marked_blocks import DIRECTIONS, MAX_DELAY_MARKS, MarkedBlock
 from collector.contract.records import (
     RTT_BUCKETS_NS,
     CollectorHealth,
@@ -61,6 +64,7 @@ MAX_KEYS_REMEMBERED = 1_000_000  # distinct paths whose PathKey object is shared
 # and sums of such counts over a million paths stay exact in a float.
 MAX_WINDOWS = 10_000
 MAX_OBSERVATIONS = 10_000
+MAX_MARKED_BLOCKS = 10_000
 MAX_HOPS = 255  # the IPv6 hop limit
 MAX_NAME = 255  # characters of a site, target, slice, kind, address or fingerprint
 MAX_COUNT = 2**32
@@ -137,7 +141,7 @@ def assemble_body(batch: ShipmentBatch, windows_json: Sequence[str], *, with_ext
     `window_json`. `with_extras=False` leaves observations and health out, for the later
     parts of a batch cut into several bodies."""
     if not with_extras:
-        batch = replace(batch, observations=(), health=None)
+        batch = replace(batch, observations=(), health=None, marked_blocks=())
     members = []
     for name, encode in _BATCH_FIELDS:
         if name == "windows":
@@ -195,6 +199,7 @@ _key_parts = operator.itemgetter(*_KEY_FIELDS)
 )
 (_F_STRINGS, _F_INTS) = _names_by_type(FlowId, str, int)
 _HEALTH_TYPES = _declared_types(CollectorHealth, str, int, float)
+(_B_STRINGS, _B_INTS, _B_COUNTS, _B_MARKS) = _names_by_type(MarkedBlock, str, int, Count, tuple[int, ...])
 
 _INT = {int}
 _build_window = builder(PathWindow)  # fields checked by ShipmentParser.window: see fast_records
@@ -233,12 +238,16 @@ class ShipmentParser:
         if type(observations) is not list or len(observations) > MAX_OBSERVATIONS:
             raise MalformedShipment("observations", f"expected a list of at most {MAX_OBSERVATIONS} observations")
         health = data.get("health")
+        blocks = data.get("marked_blocks") or []  # absent from agents before in-situ telemetry
+        if type(blocks) is not list or len(blocks) > MAX_MARKED_BLOCKS:
+            raise MalformedShipment("marked_blocks", f"expected a list of at most {MAX_MARKED_BLOCKS} marked blocks")
         return ShipmentBatch(
             site=site,
             windows=tuple(self.window(w, f"windows[{i}]") for i, w in enumerate(windows)),
             observations=tuple(observation(o, f"observations[{i}]") for i, o in enumerate(observations)),
             health=None if health is None else collector_health(health, "health"),
             created_ns=created_ns,
+            marked_blocks=tuple(marked_block(b, f"marked_blocks[{i}]") for i, b in enumerate(blocks)),
         )
 
     def window(self, data: object, where: str) -> PathWindow:
@@ -432,3 +441,28 @@ def collector_health(data: object, where: str) -> CollectorHealth:
             wanted = f"a string of at most {MAX_NAME} characters" if declared is str else "a number from 0 to 2**63-1"
             raise MalformedShipment(f"{where}.{name}", f"expected {wanted}")
     return CollectorHealth(**data)
+
+
+def marked_block(data: object, where: str) -> MarkedBlock:
+    """One MarkedBlock from its JSON object; `where` names it in errors."""
+    data = _object(data, MarkedBlock, where)
+    _check_strings_and_ints(data, where, _B_STRINGS, _B_INTS, (0, MAX_INT))
+    _check_strings_and_ints(data, where, (), _B_COUNTS, (0, MAX_COUNT))
+    for name in _B_MARKS:
+        marks = data[name]
+        if (
+            type(marks) is not list
+            or len(marks) > MAX_DELAY_MARKS
+            or any(type(t) is not int or not 0 <= t <= MAX_INT for t in marks)
+        ):
+            raise MalformedShipment(f"{where}.{name}", f"expected a list of at most {MAX_DELAY_MARKS} times in ns")
+        data[name] = tuple(marks)
+    if data["direction"] not in DIRECTIONS:
+        raise MalformedShipment(f"{where}.direction", f"expected one of {', '.join(DIRECTIONS)}")
+    if data["colour"] > 1:
+        raise MalformedShipment(f"{where}.colour", "expected 0 or 1")
+    if data["flow_mon_id"] >= 1 << 20:
+        raise MalformedShipment(f"{where}.flow_mon_id", "expected a FlowMonID of 20 bits")
+    if not data["first_ns"] <= data["last_ns"]:
+        raise MalformedShipment(f"{where}.last_ns", "expected the block's last packet at or after its first")
+    return MarkedBlock(**data)

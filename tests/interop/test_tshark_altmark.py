@@ -18,6 +18,7 @@ from scapy.utils import rdpcap
 
 from collector.capture.altmark import AltMark, find_altmark
 from collector.capture.altmark_sender import Marker
+from tests.altmark_support import ADDR_B, PORT, marked_pair, send_udp
 from tests.support import REPO, network_namespace, stop_process
 
 pytestmark = [pytest.mark.root, pytest.mark.tool("tshark")]
@@ -125,3 +126,48 @@ def test_tshark_reads_the_marks_we_send(tmp_path):
         assert find_altmark(frame, 14) == theirs
     colours = [rfc9343_fields(line.split("\t")[4]).loss_flag for line in fields[:PER_HEADER]]
     assert colours == [0, 0, 0, 1, 1, 1, 0, 0, 0, 1]
+
+
+INGRESS_FIELDS = ["ipv6.nxt", "ipv6.hopopts.nxt", "ipv6.opt.type", "ipv6.opt.length", "ipv6.opt.unknown",
+                  "udp.dstport", "udp.checksum.status", "udp.length"]  # fmt: skip
+
+
+@pytest.mark.tool("ip6tables")
+def test_tshark_reads_packets_the_ingress_marker_rewrote_as_valid_ipv6(tmp_path):
+    """Real datagrams marked by the NFQUEUE stage on their way out of a namespace: tshark sees
+    IPv6 with a Hop-by-Hop header whose option is type 0x12 with 4 octets of data (6 in all),
+    the FlowMonID of the marker's site in its raw bytes, and UDP behind it with its checksum
+    verified good (the insertion changes nothing the pseudo-header covers)."""
+    pcap = tmp_path / "ingress.pcap"
+    count = 12
+    with marked_pair(dscp=34) as pair:
+        tshark = subprocess.Popen(
+            ["ip", "netns", "exec", pair.ns_b, "tshark", "-i", pair.if_b, "-F", "pcap", "-w", str(pcap),
+             "-f", "ip6 and not icmp6", "-c", str(count)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            for line in tshark.stderr:
+                if "Capturing on" in line:
+                    break
+            send_udp(pair.ns_a, ADDR_B, PORT, count=count, dscp=34)
+            tshark.wait(timeout=60)
+        finally:
+            if tshark.poll() is None:
+                stop_process(tshark)
+    lines = subprocess.run(
+        ["tshark", "-r", str(pcap), "-o", "udp.check_checksum:TRUE", "-T", "fields", "-E", "separator=\t",
+         *[arg for field in INGRESS_FIELDS for arg in ("-e", field)]],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    frames = [bytes(frame) for frame in rdpcap(str(pcap))]
+    assert len(lines) == len(frames) == count
+    for line, frame in zip(lines, frames):
+        nxt, hop_by_hop_next, option_type, length, payload, port, checksum, udp_length = line.split("\t")
+        assert (nxt, hop_by_hop_next, int(option_type, 16), int(length)) == ("0", "17", 0x12, 4)
+        assert (int(port), checksum, int(udp_length)) == (PORT, "1", 8 + 64)  # 1: Good
+        option = frame[14 + 40 + 2 : 14 + 40 + 8]  # after Next Header and Hdr Ext Len
+        assert option[:2] == b"\x12\x04" and option[2:].hex() == payload
+        mark = rfc9343_fields(payload)
+        assert mark.flow_mon_id >> 8 == pair.site_index  # the site's index leads its FlowMonIDs
+        assert find_altmark(frame, 14) == mark

@@ -225,7 +225,7 @@ def _report(args: argparse.Namespace, summary: dict, records: list, observers: t
         counters.add(record)
     slices = {name: asdict(totals) for name, totals in sorted(counters.by_slice().items())}
     flows = sorted(records, key=lambda r: (-r.bytes, r.start_ns))
-    extras = {type(o).__name__: _observer_report(o) for o in observers}
+    extras = {_meter_name(o): _observer_report(o) for o in observers}
     if args.json:
         document = {**summary, "slices": slices, "flows": [_flow_dict(r) for r in flows]}
         document.update({_JSON_KEYS[name]: value for name, value in extras.items()})
@@ -236,6 +236,13 @@ def _report(args: argparse.Namespace, summary: dict, records: list, observers: t
 
 
 _JSON_KEYS = {"PassiveTcpRtt": "tcp_rtt", "MarkingPoint": "altmark"}
+
+
+def _meter_name(observer) -> str:
+    """The meter's kind: a counting point (the capture's marking meter) reports as a MarkingPoint."""
+    from collector.capture.altmark import MarkingPoint
+
+    return "MarkingPoint" if isinstance(observer, MarkingPoint) else type(observer).__name__
 
 
 def _flow_dict(record) -> dict:

@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from analyzer.api.context import ApiContext
 from analyzer.exporter import AnalyzerSnapshot, analyzer_registry
+from analyzer.insitu.exporter import SegmentCollector
 
 
 def router(api: ApiContext) -> APIRouter:
@@ -24,6 +25,7 @@ def router(api: ApiContext) -> APIRouter:
         )
 
     registry = analyzer_registry(snapshot)
+    registry.register(SegmentCollector(store.segments))
 
     @routes.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

@@ -35,7 +35,7 @@ def wire(shipment) -> dict:
 def test_a_batch_round_trips_through_json():
     original = batch(window(T0 + 1), window(T0 + 2), observations=(OBSERVATION,), health=health())
     body = wire(original)
-    assert set(body) == {"site", "created_ns", "windows", "observations", "health"}
+    assert set(body) == {"site", "created_ns", "windows", "observations", "health", "marked_blocks"}
     assert body["observations"][0]["hops"] == ["fd00::1", None, "fd00::2"]
     assert ShipmentParser().from_dict(body) == original
 

@@ -59,3 +59,28 @@ def test_the_first_hint_comes_with_some_evidence_and_the_others_follow():
     assert lines[1].startswith("Most likely: congestion on link prov1>core (confidence 0.70)")
     assert lines[2 : 2 + EVIDENCE_SHOWN] == [f"Evidence: sentence {n}" for n in range(EVIDENCE_SHOWN)]
     assert lines[-1].startswith("Also: link a>b down (confidence 0.40)") and len(lines) == 3 + EVIDENCE_SHOWN
+
+
+SEGMENTS = [
+    {"segment": "cnty1a>city1a", "kind": "span", "lost": 41, "packets": 8012, "loss_ratio": 41 / 8012,
+     "last_delay_ns": 250_000.0},
+    {"segment": "city1a>prov1", "kind": "link", "lost": 0, "packets": 7971, "loss_ratio": 0.0, "last_delay_ns": None},
+    {"segment": "cnty1a>prov1", "kind": "end-to-end", "lost": 41, "packets": 8012, "loss_ratio": 41 / 8012,
+     "last_delay_ns": 400_000.0},
+]  # fmt: skip
+
+
+def test_in_situ_segments_follow_with_the_losing_ones_first_and_end_to_end():
+    lines = explain(detail("breached", hints=[HINT]), SEGMENTS).splitlines()
+    assert lines[-1] == (
+        "In-situ segments (marked flows): cnty1a>city1a span lost 41 of 8,012 (0.51%), delay 0.2 ms; "
+        "cnty1a>prov1 end-to-end lost 41 of 8,012 (0.51%), delay 0.4 ms."
+    )
+
+
+def test_a_clean_slice_shows_one_segment_and_end_to_end_and_none_without_marking():
+    clean = [{**s, "lost": 0, "loss_ratio": 0.0} for s in SEGMENTS]
+    last = explain(detail("ok"), clean).splitlines()[-1]
+    assert last.startswith("In-situ segments (marked flows): cnty1a>city1a span lost 0 of 8,012 (0.00%)")
+    assert "end-to-end" in last
+    assert "In-situ" not in explain(detail("ok"), [])

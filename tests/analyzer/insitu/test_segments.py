@@ -1,0 +1,123 @@
+"""Segments of marked flows: points ordered along the path from what they declare, loss per
+link and node and end to end, delay from D packets, each block reported once, bounds."""
+
+from __future__ import annotations
+
+import random
+
+from scapy.layers.inet import UDP
+from scapy.layers.inet6 import IPv6
+
+from analyzer.insitu.segments import SegmentStore, chains, segment_of
+from collector.capture.altmark import AltMark
+from collector.capture.altmark_ingress import insert_altmark
+from collector.capture.counting_point import CountingPoint
+from collector.traffic.classifier import SliceClassifier
+from tests.analyzer.insitu.insitu_support import MS, PATH, path_blocks
+from tests.analyzer_support import T0
+
+
+def test_points_chain_along_the_path_whatever_order_they_come_in():
+    shuffled = list(PATH)
+    random.Random(4).shuffle(shuffled)
+    assert chains(shuffled) == [list(PATH)]
+    assert [segment_of(a, b) for a, b in zip(PATH, PATH[1:])] == [
+        ("cnty1a>city1a", "link"),
+        ("city1a", "node"),
+        ("city1a>prov1", "link"),
+    ]
+
+
+def test_a_missing_point_leaves_a_span_and_separate_pieces_stay_apart():
+    without_city_out = [PATH[0], PATH[1], PATH[3]]
+    assert chains(without_city_out) == [[PATH[0], PATH[1]], [PATH[3]]]
+    assert segment_of(PATH[0], PATH[3]) == ("cnty1a>prov1", "span")
+
+
+def test_loss_lands_on_the_segment_that_lost_and_end_to_end_sums_it():
+    store = SegmentStore()
+    counts = [[100, 100, 100], [100, 97, 100], [100, 97, 100], [100, 96, 99]]
+    found = store.add(path_blocks(counts), T0)
+    by_segment = {}
+    for s in found:
+        by_segment.setdefault(s.segment, []).append(s.lost)
+    assert by_segment == {
+        "cnty1a>city1a": [0, 3, 0],
+        "city1a": [0, 0, 0],
+        "city1a>prov1": [0, 1, 1],
+        "cnty1a>prov1": [0, 4, 1],  # end to end
+    }
+    totals = store.totals()
+    assert totals[("video", "cnty1a>city1a", "link")].lost == 3
+    assert totals[("video", "cnty1a>prov1", "end-to-end")].lost == 5
+    assert totals[("video", "city1a>prov1", "link")].packets == 297
+    assert all(s.delay_ns == 1 * MS for s in found if s.kind != "end-to-end")
+    assert {s.delay_ns for s in found if s.kind == "end-to-end"} == {3 * MS}
+
+
+def test_each_block_is_reported_once_as_agents_ship_in_any_order():
+    counts = [[50] * 6, [50] * 6, [50] * 6, [50, 49, 50, 50, 48, 50]]
+    blocks = path_blocks(counts)
+    random.Random(7).shuffle(blocks)
+    store = SegmentStore()
+    found = []
+    for start in range(0, len(blocks), 5):  # a few blocks per batch, points interleaved
+        found += store.add(blocks[start : start + 5], T0)
+    found += store.add(blocks[:3], T0)  # a batch delivered again
+    assert sorted((s.segment, s.first_ns) for s in found) == sorted(set((s.segment, s.first_ns) for s in found))
+    assert store.totals()[("video", "city1a>prov1", "link")].lost == 3
+    assert store.totals()[("video", "city1a>prov1", "link")].blocks == 6
+
+
+def test_recent_blocks_filter_by_slice_flow_and_segment():
+    store = SegmentStore()
+    store.add(path_blocks([[10], [10], [10], [9]], flow=1), T0)
+    store.add(path_blocks([[10], [10], [10], [10]], flow=2, slice_name="egov"), T0 + 5)
+    assert {s.flow_mon_id for s in store.recent(slice_name="egov")} == {2}
+    assert [s.lost for s in store.recent(flow_mon_id=1, segment="city1a>prov1")] == [1]
+    assert store.recent(since_ns=T0 + 6) == []
+
+
+def test_flows_and_blocks_are_bounded_and_what_is_refused_is_counted():
+    store = SegmentStore(max_flows=2, max_blocks=3, max_points=2)
+    for flow in range(3):
+        store.add(path_blocks([[5] * 4, [5] * 4], flow=flow, points=PATH[:2]), T0)
+    assert store.dropped == 3 * 2  # 4 blocks into 3 places, at 2 points, for each flow
+    store.add(path_blocks([[5]], flow=2, points=PATH[2:3]), T0)  # a third point of flow 2
+    assert store.dropped == 7
+    assert {s.flow_mon_id for s in store.recent()} == {0, 1, 2}
+    assert len(store._flows) == 2  # the least recently heard flow was forgotten
+
+
+def test_points_that_do_not_chain_by_links_are_put_in_line_by_time():
+    """No point where the flow enters city1a: out of cnty1a, then out of city1a and into prov1,
+    joined by when they saw each block; the gap is a span from leaving cnty1a to leaving city1a."""
+    points = (PATH[0], PATH[2], PATH[3])
+    store = SegmentStore()
+    found = store.add(path_blocks([[100, 100], [98, 100], [98, 99]], points=points), T0)
+    assert sorted({(s.segment, s.kind) for s in found}) == [
+        ("city1a>prov1", "link"),
+        ("cnty1a>city1a", "span"),
+        ("cnty1a>prov1", "end-to-end"),
+    ]
+    assert store.totals()[("video", "cnty1a>city1a", "span")].lost == 2
+    assert store.totals()[("video", "city1a>prov1", "link")].lost == 1
+
+
+def test_packets_reordered_across_a_block_boundary_make_no_phantom_loss():
+    """Real counting points, one seeing a flow in order and the next with the last packets of
+    every block overtaken by the first of the next: every segment block loses nothing."""
+    classifier = SliceClassifier.from_rules([{"slice": "video", "dscp": 34}])
+    plain = bytes(IPv6(src="fd00::1", dst="fd00::2", tc=34 << 2) / UDP(sport=1, dport=2) / b"x")
+    sent = [(T0 + i * MS, insert_altmark(plain, AltMark(0x77, (i // 100) % 2, i % 100 == 50))) for i in range(1000)]
+    arrived = list(sent)
+    for boundary in range(100, 1000, 100):  # the block's last 3 packets overtaken by the next block's first 2
+        arrived[boundary - 3 : boundary + 2] = arrived[boundary : boundary + 2] + arrived[boundary - 3 : boundary]
+    upstream, downstream = CountingPoint("a-b", classifier), CountingPoint("a-b", classifier)
+    for ts, packet in sent:
+        upstream.observe_directed(ts, packet, 0, True)
+    for ts, packet in arrived:
+        downstream.observe_directed(ts + 2 * MS, packet, 0, False)
+    store = SegmentStore()
+    found = store.add([*upstream.take_final("a"), *downstream.take_final("b")], T0)
+    assert len(found) == 8 and all(s.lost == 0 for s in found)  # 10 blocks, the last two not final yet

@@ -1,0 +1,79 @@
+"""A counting point: blocks per FlowMonID with the direction and slice of the flow, taken
+once each for shipping, and what fell out of the bounded history counted."""
+
+from __future__ import annotations
+
+from scapy.layers.inet import UDP
+from scapy.layers.inet6 import IPv6
+
+from collector.capture.altmark import AltMark
+from collector.capture.altmark_ingress import insert_altmark
+from collector.capture.counting_point import CountingPoint
+from collector.traffic.classifier import SliceClassifier
+
+CLASSIFIER = SliceClassifier.from_rules([{"slice": "video", "dscp": 34}, {"slice": "egov", "dscp": 26}])
+MS = 1_000_000
+
+
+def marked(flow_mon_id: int, colour: int, dscp: int, delay: bool = False) -> bytes:
+    packet = bytes(IPv6(src="fd00::1", dst="fd00::2", tc=dscp << 2) / UDP(sport=1, dport=2) / b"x")
+    return insert_altmark(packet, AltMark(flow_mon_id, colour, delay))
+
+
+def feed(point: CountingPoint, flow_mon_id: int, dscp: int, outgoing: bool, blocks: int, per_block: int = 10) -> None:
+    for block in range(blocks):
+        for i in range(per_block):
+            ts = (block * 1000 + i * 10) * MS
+            point.observe_directed(ts, marked(flow_mon_id, block % 2, dscp, i == 5), 0, outgoing)
+
+
+def test_blocks_leave_once_with_their_flows_direction_and_slice():
+    point = CountingPoint("a-b", CLASSIFIER)
+    feed(point, 0x101, 34, outgoing=True, blocks=4)
+    feed(point, 0x202, 26, outgoing=False, blocks=3)
+    first = point.take_final("a")
+    # a block is final once the colour flipped twice past it: 4 blocks give 2, 3 give 1
+    assert [(b.flow_mon_id, b.sequence, b.direction, b.slice, b.packets) for b in first] == [
+        (0x101, 0, "out", "video", 10),
+        (0x101, 1, "out", "video", 10),
+        (0x202, 0, "in", "egov", 10),
+    ]
+    assert all(b.site == "a" and b.link == "a-b" and len(b.delay_marks_ns) == 1 for b in first)
+    assert point.take_final("a") == []
+    point.flush()
+    flushed = [(b.flow_mon_id, b.sequence) for b in point.take_final("a")]
+    assert flushed == [(0x101, 2), (0x101, 3), (0x202, 1), (0x202, 2)]
+    assert point.blocks_dropped == 0
+
+
+def test_blocks_that_fell_out_before_shipping_are_counted():
+    point = CountingPoint("a-b", CLASSIFIER, max_blocks=3)
+    feed(point, 0x101, 34, outgoing=True, blocks=10)
+    taken = point.take_final("a")
+    assert [b.sequence for b in taken] == [5, 6, 7]  # 8 final, the 3 newest kept
+    assert point.blocks_dropped == 5
+
+
+def test_at_most_max_take_blocks_leave_per_call_and_the_rest_wait():
+    point = CountingPoint("a-b", CLASSIFIER, max_take=2)
+    feed(point, 0x101, 34, outgoing=True, blocks=6)
+    assert [b.sequence for b in point.take_final("a")] == [0, 1]
+    assert [b.sequence for b in point.take_final("a")] == [2, 3]
+    assert point.blocks_dropped == 0
+
+
+def test_packets_seen_without_a_direction_are_counted_but_not_shipped():
+    point = CountingPoint("a-b", CLASSIFIER)
+    for block in range(4):
+        point.observe(block * 1000 * MS, marked(0x303, block % 2, 34), 0)
+    assert sum(point.packets.values()) == 4
+    assert point.take_final("a") == []
+
+
+def test_a_flow_the_point_forgot_and_met_again_ships_from_its_new_first_block():
+    point = CountingPoint("a-b", CLASSIFIER, max_flows=1)
+    feed(point, 0x101, 34, outgoing=True, blocks=4)
+    assert [b.sequence for b in point.take_final("a")] == [0, 1]
+    feed(point, 0x202, 34, outgoing=True, blocks=1)  # evicts 0x101
+    feed(point, 0x101, 34, outgoing=True, blocks=3)  # evicts 0x202; 0x101 numbers from 0 again
+    assert [(b.flow_mon_id, b.sequence) for b in point.take_final("a")] == [(0x101, 0)]
