@@ -238,7 +238,9 @@ class ShipmentParser:
         if type(observations) is not list or len(observations) > MAX_OBSERVATIONS:
             raise MalformedShipment("observations", f"expected a list of at most {MAX_OBSERVATIONS} observations")
         health = data.get("health")
-        blocks = data.get("marked_blocks") or []  # absent from agents before in-situ telemetry
+        blocks = data.get(
+            "marked_blocks", []
+        )  # absent from agents before in-situ telemetry; anything but a list is refused
         if type(blocks) is not list or len(blocks) > MAX_MARKED_BLOCKS:
             raise MalformedShipment("marked_blocks", f"expected a list of at most {MAX_MARKED_BLOCKS} marked blocks")
         return ShipmentBatch(

@@ -101,12 +101,13 @@ def test_an_observation_with_a_hop_that_is_not_an_address_is_refused():
         ShipmentParser().from_dict(body)
 
 
-@pytest.mark.parametrize("observations", [{}, None, "", 0])
-def test_observations_that_are_not_a_list_are_refused_even_when_empty(observations):
-    """An empty object was taken for no observations (found by schemathesis)."""
+@pytest.mark.parametrize("field", ["observations", "marked_blocks"])
+@pytest.mark.parametrize("value", [{}, None, "", 0])
+def test_record_lists_that_are_not_a_list_are_refused_even_when_empty(field, value):
+    """An empty object was taken for no records (found by schemathesis)."""
     body = wire(batch(window(T0)))
-    body["observations"] = observations
-    with pytest.raises(MalformedShipment, match="observations"):
+    body[field] = value
+    with pytest.raises(MalformedShipment, match=field):
         ShipmentParser().from_dict(body)
 
 
