@@ -13,7 +13,7 @@ request nobody answers now is worth nothing later, and nothing is stored.
   reason; nothing follows), then one `line` per line the probe command prints (stdout or
   stderr, as it prints it), then `end` with the command's exit status. The summary is the
   last lines, exactly as the local command prints them.
-- A `ProbeCancel` with the same id on the same request subject stops the probe as Ctrl-C
+- A `ProbeCancel` with the same id and reply subject on the same request subject stops the probe as Ctrl-C
   stops the local command: its summary lines and `end` still come.
 
 The reply subject's second token names the requester: a client may subscribe only under its
@@ -72,7 +72,7 @@ KIND_OPTIONS: dict[str, tuple[str, ...]] = {
     "trace": (*COMMON_OPTIONS, "port", "proto", "flows", "queries", "first_hop", "max_hops", "sim_queries")
     + ("multipath", "report"),
 }
-TARGET_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:_%-]{0,252}$")  # an address or a DNS name, never an option
+TARGET_PATTERN = re.compile(r"^[A-Za-z0-9:][A-Za-z0-9.:_%-]{0,252}$")  # an address or a DNS name, never an option
 
 
 class BadProbeMessage(ValueError):
