@@ -48,6 +48,7 @@ from collector.bus.probe_requests import (
     request_subject,
     requester_of,
 )
+from collector.contract.records import Target
 from collector.outputs.prometheus.state import MetricsState, OnDemandCounters
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class OnDemandProbes:
         site: str,
         endpoint: BusEndpoint,
         limits: OnDemandLimits,
-        targets: Iterable[str] = (),
+        targets: Iterable[Target] = (),
         metrics: MetricsState | None = None,
         command: tuple[str, ...] = PROBE_COMMAND,
     ) -> None:
@@ -119,13 +120,15 @@ class OnDemandProbes:
         self._thread: threading.Thread | None = None
         self._publish()
 
-    def set_targets(self, targets: Iterable[str]) -> None:
-        """This agent's configured target addresses (again at a reload)."""
-        known = set()
+    def set_targets(self, targets: Iterable[Target]) -> None:
+        """This agent's configured targets (again at a reload): their addresses may be probed,
+        and a request may name one by its name."""
+        addresses: dict[str, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
         for target in targets:
             with contextlib.suppress(ValueError):
-                known.add(ipaddress.ip_address(target))
-        self._targets = frozenset(known)
+                addresses[target.name] = ipaddress.ip_address(target.address)
+        self._names = MappingProxyType(addresses)
+        self._targets = frozenset(addresses.values())
 
     # -- running -------------------------------------------------------------------------
 
@@ -220,7 +223,9 @@ class OnDemandProbes:
             log.warning("probe request from %s refused: %s", requester or "?", refusal)
             self._count(kind, refusal.outcome)
             if requester is not None:
-                await self._reply(client, message.reply, Refused(str(refusal)))
+                await self._reply(
+                    client, message.reply, Refused(str(refusal), refusal.outcome.removeprefix("refused_"))
+                )
         except Exception:
             log.exception("probe request from %s", requester or "?")
             self._counts.errors += 1
@@ -264,6 +269,9 @@ class OnDemandProbes:
                     "refused_limits",
                     f"count x interval is {duration:g} s, over this agent's bound of {limits.max_duration_s:g} s",
                 )
+        named = self._names.get(request.target)
+        if named is not None:  # one of this agent's targets by its name: probed at its address
+            return request.model_copy(update={"target": named.compressed})
         await self._check_target(request.target)
         return request
 

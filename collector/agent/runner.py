@@ -105,7 +105,7 @@ class Agent:
         if self.discovery is not None:
             self.discovery.update(plan.probes)
         if self.on_demand is not None:
-            self.on_demand.set_targets(p.target.address for p in plan.probes)
+            self.on_demand.set_targets(p.target for p in plan.probes)
         if self.captures is not None:
             self.captures.reload(plan.capture)
         elif plan.capture is not None:
@@ -178,8 +178,7 @@ def _flow_receiver(plan: AgentPlan):
 def _on_demand(plan: AgentPlan, metrics: MetricsState) -> OnDemandProbes | None:
     if plan.bus is None or plan.on_demand is None:
         return None
-    targets = (p.target.address for p in plan.probes)
-    return OnDemandProbes(plan.site, plan.bus, plan.on_demand, targets, metrics)
+    return OnDemandProbes(plan.site, plan.bus, plan.on_demand, (p.target for p in plan.probes), metrics)
 
 
 def _captures(plan: AgentPlan, flows):

@@ -189,9 +189,13 @@ class Accepted:
     type: Literal["accepted"] = "accepted"
 
 
+REFUSAL_CODES = ("target", "busy", "limits", "invalid")
+
+
 @dataclass(frozen=True, slots=True)
 class Refused:
     reason: str
+    code: str = "invalid"  # one of REFUSAL_CODES: what an API answers it with (403, 429, 400)
     type: Literal["refused"] = "refused"
 
 
@@ -217,7 +221,7 @@ def encode_reply(reply: ProbeReply) -> bytes:
     if isinstance(reply, Accepted):
         fields: dict = {"type": reply.type, "site": reply.site}
     elif isinstance(reply, Refused):
-        fields = {"type": reply.type, "reason": reply.reason}
+        fields = {"type": reply.type, "reason": reply.reason, "code": reply.code}
     elif isinstance(reply, Line):
         fields = {"type": reply.type, "stream": reply.stream, "text": reply.text[:MAX_LINE_CHARS]}
     else:
@@ -232,7 +236,10 @@ def decode_reply(data: bytes) -> ProbeReply:
         if kind == "accepted":
             return Accepted(str(fields["site"]))
         if kind == "refused":
-            return Refused(str(fields["reason"]))
+            code = fields["code"]
+            if code not in REFUSAL_CODES:
+                raise ValueError(code)
+            return Refused(str(fields["reason"]), code)
         if kind == "line":
             stream = fields["stream"]
             if stream not in ("stdout", "stderr"):

@@ -17,6 +17,7 @@ from collector.agent.on_demand import OnDemandLimits, OnDemandProbes
 from collector.bus.connection import operator_identity
 from collector.bus.probe_client import RemoteProbe, new_request_id
 from collector.bus.probe_requests import Accepted, End, Line, ProbeStart, Refused
+from collector.contract.records import Target
 from collector.outputs.prometheus.state import MetricsState
 from tests.bus_support import connect_options, running_bus
 from tests.support import DEADLINE_S, wait_until
@@ -39,7 +40,7 @@ def agent(bus):
         "cnty1a",
         bus_setup.site_endpoint(pki, "cnty1a", (server.url,)),
         OnDemandLimits(allowed_prefixes=(ipaddress.ip_network("::1/128"),), max_count=500),
-        targets=("fd00::7",),
+        targets=(Target("far", "fd00::7"),),
         metrics=metrics,
     )
     probes.start(ready_timeout_s=DEADLINE_S)
@@ -101,10 +102,14 @@ def test_refusals_give_their_reason_and_are_counted(bus, agent):
     )
     assert isinstance(outside[0], Refused) and len(outside) == 1
     assert "fd00::99" in outside[0].reason and "allowed prefixes (::1/128)" in outside[0].reason
+    assert outside[0].code == "target" and too_many[0].code == "limits"
     assert isinstance(too_many[0], Refused) and "count 501 is over this agent's bound of 500" in too_many[0].reason
     # a configured target is allowed without a prefix: fd00::7 is accepted (and unreachable here)
-    [configured] = ask(bus, ping(target="fd00::7", count=1, timeout=0.2))
+    [configured, by_name] = ask(
+        bus, ping(target="fd00::7", count=1, timeout=0.2), ping(target="far", count=1, timeout=0.2)
+    )
     assert configured[0] == Accepted("cnty1a") and isinstance(configured[-1], End)
+    assert by_name[0] == Accepted("cnty1a") and "PING fd00::7 (fd00::7)" in by_name[1].text
     counts = agent[1].snapshot.on_demand.requests
     assert counts[("icmp", "refused_target")] == 1 and counts[("icmp", "refused_limits")] == 1
     assert trace[0] == Accepted("cnty1a") and trace[-1] == End(0, False)  # a trace is bounded by its hops
@@ -150,6 +155,7 @@ def test_the_eleventh_concurrent_request_is_refused(bus, agent):
     assert all(first == Accepted("cnty1a") for first in firsts)
     assert len(eleventh) == 1 and isinstance(eleventh[0], Refused)
     assert "10 on-demand probes are running on cnty1a, at most 10" in eleventh[0].reason
+    assert eleventh[0].code == "busy"
     wait_until(lambda: metrics.snapshot.on_demand.requests.get(("icmp", "cancelled")) == 10)
     assert metrics.snapshot.on_demand.requests[("icmp", "refused_busy")] == 1
     assert probes.in_flight == 0

@@ -84,7 +84,8 @@ def test_a_request_is_bounded_in_size_and_must_be_json():
 
 
 @pytest.mark.parametrize(
-    "reply", [Accepted("cnty1a"), Refused("no"), Line("64 bytes"), Line("x", "stderr"), End(1, True)]
+    "reply",
+    [Accepted("cnty1a"), Refused("no"), Refused("full", "busy"), Line("64 bytes"), Line("x", "stderr"), End(1, True)],
 )
 def test_a_reply_comes_back_as_it_went(reply):
     assert decode_reply(encode_reply(reply)) == reply
@@ -92,7 +93,13 @@ def test_a_reply_comes_back_as_it_went(reply):
 
 def test_a_long_line_is_cut_and_a_bad_reply_refused():
     assert decode_reply(encode_reply(Line("x" * (MAX_LINE_CHARS + 5)))).text == "x" * MAX_LINE_CHARS
-    for data in (b"{}", b'{"type": "line", "stream": "tty", "text": ""}', b'{"type": "other"}', b"[1"):
+    for data in (
+        b"{}",
+        b'{"type": "line", "stream": "tty", "text": ""}',
+        b'{"type": "other"}',
+        b'{"type": "refused", "reason": "", "code": "x"}',
+        b"[1",
+    ):
         with pytest.raises(BadProbeMessage):
             decode_reply(data)
 
