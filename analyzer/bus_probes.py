@@ -87,6 +87,8 @@ def _refusal(site: str, refused: Refused) -> Exception:
         return TargetNotAllowed(reason)
     if refused.code == "busy":
         return TooManyProbes(reason)
+    if refused.code == "failed":
+        return AgentUnreachable(reason)
     return ValueError(reason)
 
 

@@ -112,7 +112,8 @@ class OnDemandProbes:
         self.command = command
         self.metrics = metrics
         self.set_targets(targets)
-        self._running: dict[str, _Running] = {}
+        self._running: dict[str, _Running] = {}  # by request id, once its process runs
+        self._slots: set[str] = set()  # request ids admitted and not yet ended
         self._counts = _Counts()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -149,7 +150,7 @@ class OnDemandProbes:
 
     @property
     def in_flight(self) -> int:
-        return len(self._running)
+        return len(self._slots)
 
     def _run_thread(self) -> None:
         try:
@@ -218,7 +219,11 @@ class OnDemandProbes:
                 return
             kind = control.kind
             request = await self._admit(control)
-            await self._run(client, message.reply, request, requester)
+            try:
+                await self._run(client, message.reply, request, requester)
+            finally:
+                self._slots.discard(request.id)
+                self._publish()
         except Refusal as refusal:
             log.warning("probe request from %s refused: %s", requester or "?", refusal)
             self._count(kind, refusal.outcome)
@@ -243,14 +248,6 @@ class OnDemandProbes:
     async def _admit(self, request: ProbeStart) -> ProbeStart:
         """The request as it will run (its count bounded), or Refusal."""
         limits = self.limits
-        if len(self._running) >= limits.max_concurrent:
-            raise Refusal(
-                "refused_busy",
-                f"{len(self._running)} on-demand probes are running on {self.site}, "
-                f"at most {limits.max_concurrent}: try again when one has finished",
-            )
-        if request.id in self._running:
-            raise Refusal("refused_invalid", f"probe {request.id} is already running")
         count = request.count
         if count is None and request.kind != "trace":
             count = limits.max_count  # the local command's "until Ctrl-C", bounded
@@ -271,9 +268,23 @@ class OnDemandProbes:
                 )
         named = self._names.get(request.target)
         if named is not None:  # one of this agent's targets by its name: probed at its address
-            return request.model_copy(update={"target": named.compressed})
-        await self._check_target(request.target)
+            request = request.model_copy(update={"target": named.compressed})
+        else:
+            await self._check_target(request.target)
+        self._reserve(request.id)  # after the last await: no other request can slip in between
         return request
+
+    def _reserve(self, request_id: str) -> None:
+        if len(self._slots) >= self.limits.max_concurrent:
+            raise Refusal(
+                "refused_busy",
+                f"{len(self._slots)} on-demand probes are running on {self.site}, "
+                f"at most {self.limits.max_concurrent}: try again when one has finished",
+            )
+        if request_id in self._slots:
+            raise Refusal("refused_invalid", f"probe {request_id} is already running")
+        self._slots.add(request_id)
+        self._publish()
 
     async def _check_target(self, target: str) -> None:
         loop = asyncio.get_running_loop()
@@ -296,17 +307,19 @@ class OnDemandProbes:
 
     async def _run(self, client, reply: str, request: ProbeStart, requester: str) -> None:
         argv = [*self.command, *command_args(request)]
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,  # a Ctrl-C at the agent's terminal is not the requester's
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},  # each line leaves as it is printed
-        )
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,  # a Ctrl-C at the agent's terminal is not the requester's
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},  # each line leaves as it is printed
+            )
+        except OSError as exc:
+            raise Refusal("refused_failed", f"cannot start the probe on {self.site}: {exc}") from None
         running = _Running(request, requester, process)
         self._running[request.id] = running
-        self._publish()
         log.info(
             "probe %s from %s started: xnetmon probe %s", request.id, requester, " ".join(argv[len(self.command) :])
         )
@@ -360,7 +373,7 @@ class OnDemandProbes:
         self._publish()
 
     def counters(self) -> OnDemandCounters:
-        return OnDemandCounters(MappingProxyType(dict(self._counts.requests)), len(self._running), self._counts.errors)
+        return OnDemandCounters(MappingProxyType(dict(self._counts.requests)), len(self._slots), self._counts.errors)
 
     def _publish(self) -> None:
         if self.metrics is not None:

@@ -189,13 +189,13 @@ class Accepted:
     type: Literal["accepted"] = "accepted"
 
 
-REFUSAL_CODES = ("target", "busy", "limits", "invalid")
+REFUSAL_CODES = ("target", "busy", "limits", "invalid", "failed")
 
 
 @dataclass(frozen=True, slots=True)
 class Refused:
     reason: str
-    code: str = "invalid"  # one of REFUSAL_CODES: what an API answers it with (403, 429, 400)
+    code: str = "invalid"  # one of REFUSAL_CODES: what an API answers it with (403, 429, 400, 503)
     type: Literal["refused"] = "refused"
 
 

@@ -267,7 +267,8 @@ def _on_demand_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
         "Probe requests from operators over the bus, by probe kind and outcome: completed, "
         "cancelled (by the requester), failed (the probe exited non-zero or overran its time), "
         "refused_target (outside the allowed prefixes), refused_busy (every slot taken), "
-        "refused_limits (count, rate or duration over the bounds), refused_invalid (not a request).",
+        "refused_limits (count, rate or duration over the bounds), refused_invalid (not a request), "
+        "refused_failed (the probe command could not start).",
         labels=["kind", "outcome"],
     )
     for (kind, outcome), count in sorted(counters.requests.items()):
