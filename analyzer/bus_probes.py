@@ -64,16 +64,16 @@ class BusProber:
             client = await nats.connect(**options)
         except Exception as exc:
             raise AgentUnreachable(f"the bus is not reachable: {exc}") from None
-        lines: list[str] = []
+        printed: list[str] = []
         try:
             async with RemoteProbe(client, self.endpoint.identity, site, start, errors=errors) as probe:
                 async for reply in probe.replies():
                     if isinstance(reply, Refused):
                         raise _refusal(site, reply)
-                    if isinstance(reply, Line):
-                        lines.append(reply.text)
+                    if isinstance(reply, Line) and reply.stream == "stdout":
+                        printed.append(reply.text + reply.end)
                     elif isinstance(reply, End):
-                        return _summary(site, lines)
+                        return _summary(site, "".join(printed).splitlines())
         except NoAnswer as exc:
             raise AgentUnreachable(f"agent {site}: {exc}") from None
         finally:

@@ -34,6 +34,7 @@ import nats
 
 from collector.bus.connection import BusEndpoint
 from collector.bus.probe_requests import (
+    MAX_LINE_CHARS,
     Accepted,
     BadProbeMessage,
     End,
@@ -60,6 +61,7 @@ END_GRACE_S = 30.0  # past its duration bound (plus timeouts) a probe gets SIGIN
 KILL_AFTER_S = 5.0
 STOP_TIMEOUT_S = 10.0
 RECONNECT_WAIT_S = 2.0
+READ_BYTES = 65536
 DEFAULT_INTERVAL_S = {"icmp": 1.0, "stamp": 1.0, "trace": 0.25}  # the commands' own defaults
 
 
@@ -324,6 +326,7 @@ class OnDemandProbes:
             "probe %s from %s started: xnetmon probe %s", request.id, requester, " ".join(argv[len(self.command) :])
         )
         outcome = "failed"
+        ended = False
         try:
             await self._reply(client, reply, Accepted(self.site))
             overrun = asyncio.get_running_loop().call_later(self._deadline_s(request), self._overrun, running)
@@ -337,11 +340,14 @@ class OnDemandProbes:
                 overrun.cancel()
             outcome = "cancelled" if running.cancelled else ("completed" if code == 0 else "failed")
             await self._reply(client, reply, End(code, running.cancelled))
+            ended = True
             log.info("probe %s from %s ended: %s, exit status %d", request.id, requester, outcome, code)
         finally:
             if process.returncode is None:
                 _signal(process, signal.SIGKILL)
                 await process.wait()
+            if not ended:  # whatever went wrong here, the requester is not left waiting
+                await self._reply(client, reply, End(process.returncode or 1, running.cancelled))
             del self._running[request.id]
             self._count(request.kind, outcome)
 
@@ -355,8 +361,17 @@ class OnDemandProbes:
         self._loop.call_later(KILL_AFTER_S, _signal, running.process, signal.SIGKILL)
 
     async def _forward(self, client, reply: str, stream, name) -> None:
-        while line := await stream.readline():
-            await self._reply(client, reply, Line(line.decode(errors="replace").rstrip("\n"), name))
+        """Each line as it is printed; one longer than MAX_LINE_CHARS in parts (`Line.more`)."""
+        pending = b""
+        while chunk := await stream.read(READ_BYTES):
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                await self._reply(client, reply, Line(line.decode(errors="replace"), name))
+            while len(pending) >= MAX_LINE_CHARS:
+                part, pending = pending[:MAX_LINE_CHARS], pending[MAX_LINE_CHARS:]
+                await self._reply(client, reply, Line(part.decode(errors="replace"), name, more=True))
+        if pending:  # the last line had no newline
+            await self._reply(client, reply, Line(pending.decode(errors="replace"), name))
 
     async def _reply(self, client, reply: str, message: ProbeReply) -> None:
         try:

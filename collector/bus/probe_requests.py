@@ -35,7 +35,7 @@ REQUEST_ROOT = "xnetprobe"
 REPLY_ROOT = "_XNET_PROBE"
 REQUEST_SUBJECTS = f"{REQUEST_ROOT}.*"  # what an operator may publish to
 MAX_REQUEST_BYTES = 4096
-MAX_LINE_CHARS = 8192  # a longer printed line is cut: a reply stays one small message
+MAX_LINE_CHARS = 32768  # a longer printed line (a trace's --json) goes in parts: `Line.more`
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 PROBE_KINDS = ("icmp", "trace", "stamp")
 
@@ -203,7 +203,13 @@ class Refused:
 class Line:
     text: str
     stream: Literal["stdout", "stderr"] = "stdout"
+    more: bool = False  # the line goes on in the next Line of this stream (it was too long for one)
     type: Literal["line"] = "line"
+
+    @property
+    def end(self) -> str:
+        """What follows `text` when it is printed."""
+        return "" if self.more else "\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +230,8 @@ def encode_reply(reply: ProbeReply) -> bytes:
         fields = {"type": reply.type, "reason": reply.reason, "code": reply.code}
     elif isinstance(reply, Line):
         fields = {"type": reply.type, "stream": reply.stream, "text": reply.text[:MAX_LINE_CHARS]}
+        if reply.more:
+            fields["more"] = True
     else:
         fields = {"type": reply.type, "exit_code": reply.exit_code, "cancelled": reply.cancelled}
     return json.dumps(fields).encode()
@@ -244,7 +252,7 @@ def decode_reply(data: bytes) -> ProbeReply:
             stream = fields["stream"]
             if stream not in ("stdout", "stderr"):
                 raise ValueError(stream)
-            return Line(str(fields["text"]), stream)
+            return Line(str(fields["text"]), stream, bool(fields.get("more", False)))
         if kind == "end":
             return End(int(fields["exit_code"]), bool(fields["cancelled"]))
     except (ValueError, KeyError, TypeError) as exc:

@@ -137,7 +137,8 @@ async def _ask(endpoint: BusEndpoint, site: str, request: ProbeStart) -> int:
             try:
                 async for reply in probe.replies():
                     if isinstance(reply, Line):
-                        print(reply.text, file=sys.stdout if reply.stream == "stdout" else sys.stderr, flush=True)
+                        out = sys.stdout if reply.stream == "stdout" else sys.stderr
+                        print(reply.text, end=reply.end, file=out, flush=True)
                     elif isinstance(reply, Refused):
                         raise UsageError(f"{site} refused: {reply.reason}")
                     elif isinstance(reply, End):

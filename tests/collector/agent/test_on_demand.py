@@ -159,3 +159,23 @@ def test_the_eleventh_concurrent_request_is_refused(bus, agent):
     wait_until(lambda: metrics.snapshot.on_demand.requests.get(("icmp", "cancelled")) == 10)
     assert metrics.snapshot.on_demand.requests[("icmp", "refused_busy")] == 1
     assert probes.in_flight == 0
+
+
+def test_a_line_longer_than_a_reply_comes_in_parts_that_join_up(bus):
+    pki, server = bus
+    printer = (sys.executable, "-c", "print('x' * 100_000); print('end')")  # the request's arguments follow
+    agent = OnDemandProbes(
+        "cnty1a",
+        bus_setup.site_endpoint(pki, "cnty1a", (server.url,)),
+        OnDemandLimits(allowed_prefixes=(ipaddress.ip_network("::1/128"),)),
+        command=printer,
+    )
+    agent.start(ready_timeout_s=DEADLINE_S)
+    try:
+        [replies] = ask(bus, ping())
+    finally:
+        agent.stop()
+    lines = [r for r in replies if isinstance(r, Line)]
+    assert len(lines) > 3 and all(line.more for line in lines[:-2]) and not lines[-2].more
+    assert "".join(line.text + line.end for line in lines) == "x" * 100_000 + "\nend\n"
+    assert replies[-1] == End(0, False)

@@ -85,7 +85,15 @@ def test_a_request_is_bounded_in_size_and_must_be_json():
 
 @pytest.mark.parametrize(
     "reply",
-    [Accepted("cnty1a"), Refused("no"), Refused("full", "busy"), Line("64 bytes"), Line("x", "stderr"), End(1, True)],
+    [
+        Accepted("cnty1a"),
+        Refused("no"),
+        Refused("full", "busy"),
+        Line("64 bytes"),
+        Line("x", "stderr"),
+        Line("{", more=True),
+        End(1, True),
+    ],
 )
 def test_a_reply_comes_back_as_it_went(reply):
     assert decode_reply(encode_reply(reply)) == reply
