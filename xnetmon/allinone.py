@@ -313,7 +313,9 @@ def lab_deployment(
         control = Restarts(workdir, processes, len(sites), sites, (service, intake), restart_analyzer)
         bus_note = (
             f"{bus_server.url} in namespace {lab.namespace('core')}, monitoring {bus_server.monitor_url}/jsz "
-            f"(ip netns exec {lab.namespace('core')} curl ...); certificates in {pki}"
+            f"(ip netns exec {lab.namespace('core')} curl ...); certificates in {pki}; probes from a site: "
+            f"ip netns exec {lab.namespace('core')} xnetmon probe ping TARGET --from SITE --bus {bus_server.url} "
+            f"--bus-dir {pki}"
         )
         yield Deployment(
             "lab small",

