@@ -250,6 +250,8 @@ class OnDemandProbes:
     async def _admit(self, request: ProbeStart) -> ProbeStart:
         """The request as it will run (its count bounded), or Refusal."""
         limits = self.limits
+        if len(self._slots) >= limits.max_concurrent:  # refused before any work; _reserve decides
+            self._reserve(request.id)
         count = request.count
         if count is None and request.kind != "trace":
             count = limits.max_count  # the local command's "until Ctrl-C", bounded
@@ -366,12 +368,19 @@ class OnDemandProbes:
         while chunk := await stream.read(READ_BYTES):
             *lines, pending = (pending + chunk).split(b"\n")
             for line in lines:
+                while len(line) > MAX_LINE_CHARS:
+                    line = await self._send_part(client, reply, line, name)
                 await self._reply(client, reply, Line(line.decode(errors="replace"), name))
             while len(pending) >= MAX_LINE_CHARS:
-                part, pending = pending[:MAX_LINE_CHARS], pending[MAX_LINE_CHARS:]
-                await self._reply(client, reply, Line(part.decode(errors="replace"), name, more=True))
+                pending = await self._send_part(client, reply, pending, name)
         if pending:  # the last line had no newline
             await self._reply(client, reply, Line(pending.decode(errors="replace"), name))
+
+    async def _send_part(self, client, reply: str, line: bytes, name) -> bytes:
+        """Send the first MAX_LINE_CHARS of `line` as a part; the rest."""
+        part = Line(line[:MAX_LINE_CHARS].decode(errors="replace"), name, more=True)
+        await self._reply(client, reply, part)
+        return line[MAX_LINE_CHARS:]
 
     async def _reply(self, client, reply: str, message: ProbeReply) -> None:
         try:
