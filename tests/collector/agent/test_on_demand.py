@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import subprocess
 import sys
 
 import nats
 import pytest
 
-from collector.agent.on_demand import OnDemandLimits, OnDemandProbes
+from collector.agent.on_demand import NICE_INCREMENT, OnDemandLimits, OnDemandProbes
 from collector.bus.connection import operator_identity
 from collector.bus.probe_client import RemoteProbe, new_request_id
 from collector.bus.probe_requests import Accepted, End, Line, ProbeStart, Refused
@@ -181,3 +182,21 @@ def test_a_line_longer_than_a_reply_comes_in_parts_that_join_up(bus):
     assert len(lines) > 5 and not lines[-1].more
     assert "".join(line.text + line.end for line in lines) == "x" * 100_000 + "\n" + "y" * 40_000 + "\nend\n"
     assert replies[-1] == End(0, False)
+
+
+def test_the_on_demand_thread_and_its_probes_run_nicer_than_the_agent(bus):
+    pki, server = bus
+    code = "import os; print(os.getpriority(os.PRIO_PROCESS, 0))"
+    agent = OnDemandProbes(
+        "cnty1a",
+        bus_setup.site_endpoint(pki, "cnty1a", (server.url,)),
+        OnDemandLimits(allowed_prefixes=(ipaddress.ip_network("::1/128"),)),
+        command=(sys.executable, "-c", code),
+    )
+    agent.start(ready_timeout_s=DEADLINE_S)
+    try:
+        [replies] = ask(bus, ping())
+    finally:
+        agent.stop()
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    assert [r.text for r in replies if isinstance(r, Line)] == [str(min(19, own + NICE_INCREMENT))]
