@@ -5,8 +5,8 @@ the very code and output of a probe run by hand at the site, and none of the sch
 time (another process, not another thread of this one), so scheduled probing keeps its lag.
 Every line it prints goes back as it comes; a cancel is the Ctrl-C of the local command
 (SIGINT), so its summary still prints. All of it runs on one thread of its own with its own
-event loop and bus connection, niced below the agent (as are the probes it starts), so that
-when CPU is short the scheduled probing goes first.
+event loop and bus connection; the probes it starts run niced below the agent, so that when
+CPU is short the scheduled probing goes first.
 
 Who may ask is the bus's business (only operators publish on `xnetprobe.SITE`, and this
 agent subscribes to its own subject only); what may be asked is this module's: the target
@@ -63,7 +63,7 @@ KILL_AFTER_S = 5.0
 STOP_TIMEOUT_S = 10.0
 RECONNECT_WAIT_S = 2.0
 READ_BYTES = 65536
-NICE_INCREMENT = 10  # on-demand work runs this much nicer than the agent
+NICE_INCREMENT = 10  # on-demand probes run this much nicer than the agent
 DEFAULT_INTERVAL_S = {"icmp": 1.0, "stamp": 1.0, "trace": 0.25}  # the commands' own defaults
 
 
@@ -157,11 +157,6 @@ class OnDemandProbes:
         return len(self._slots)
 
     def _run_thread(self) -> None:
-        # Below the scheduler in the CPU's queue: this thread and the probes it starts (a
-        # child takes its parent thread's nice value) yield to scheduled probing when CPU is short.
-        with contextlib.suppress(OSError):
-            own = os.getpriority(os.PRIO_PROCESS, 0)
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, own + NICE_INCREMENT))
         try:
             asyncio.run(self._main())
         finally:
@@ -329,6 +324,11 @@ class OnDemandProbes:
             )
         except OSError as exc:
             raise Refusal("refused_failed", f"cannot start the probe on {self.site}: {exc}") from None
+        # Below the scheduler in the CPU's queue: the probe yields to scheduled probing when CPU
+        # is short. Not this thread: it answers at once, and relaying lines costs it little.
+        with contextlib.suppress(OSError):
+            own = os.getpriority(os.PRIO_PROCESS, 0)
+            os.setpriority(os.PRIO_PROCESS, process.pid, min(19, own + NICE_INCREMENT))
         running = _Running(request, requester, process)
         self._running[request.id] = running
         log.info(

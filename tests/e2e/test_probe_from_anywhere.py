@@ -206,9 +206,12 @@ def test_scheduled_probing_keeps_its_lag_while_ten_on_demand_probes_run_flat_out
     argv = remote_argv(lab, workdir, "ping", FAR, "--slice", "video", "-i", "0.03", "-c", "1000")
     running = [lab.popen("core", argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(10)]
     try:
-        readers = [LineReader(p.stdout) for p in running]
-        for reader in readers:
-            reader.wait_for(lambda line: "bytes from" in line)
+        readers, errors = [LineReader(p.stdout) for p in running], [LineReader(p.stderr) for p in running]
+        for process, reader, error in zip(running, readers, errors):
+            wait_until(
+                lambda r=reader, p=process: r.matching(lambda line: "bytes from" in line) or p.poll() is not None
+            )
+            assert reader.matching(lambda line: "bytes from" in line), "".join(error.lines)
         during = [s for s in window_samples(lab, WINDOWS) if s[2] == 10]  # windows with all ten running
     finally:
         for process in running:

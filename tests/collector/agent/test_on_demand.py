@@ -184,7 +184,7 @@ def test_a_line_longer_than_a_reply_comes_in_parts_that_join_up(bus):
     assert replies[-1] == End(0, False)
 
 
-def test_the_on_demand_thread_and_its_probes_run_nicer_than_the_agent(bus):
+def test_on_demand_probes_run_nicer_than_the_agent(bus):
     pki, server = bus
     code = "import os; print(os.getpriority(os.PRIO_PROCESS, 0))"
     agent = OnDemandProbes(
