@@ -22,3 +22,13 @@ def test_a_bad_site_name_or_a_missing_ca_is_a_usage_error(tmp_path):
     bad = xnetmon("bus", "add-site", str(tmp_path), "cnty.1a")
     assert bad.returncode == 2 and "subject token" in bad.stderr
     assert not list(tmp_path.glob("sites/cnty*"))
+
+
+def test_add_operator_tells_what_it_wrote_and_refuses_a_bad_name(tmp_path):
+    assert xnetmon("bus", "add-operator", str(tmp_path), "noc").returncode == 2  # no CA yet
+    assert xnetmon("bus", "init", str(tmp_path)).returncode == 0
+    done = xnetmon("bus", "add-operator", str(tmp_path), "noc")
+    assert done.returncode == 0 and f"operator noc: {tmp_path}/operators/noc.pem" in done.stdout
+    assert (tmp_path / "operators" / "noc-key.pem").exists()
+    bad = xnetmon("bus", "add-operator", str(tmp_path), "a.b")
+    assert bad.returncode == 2 and "cannot be a bus subject token" in bad.stderr
