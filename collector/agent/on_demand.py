@@ -312,7 +312,9 @@ class OnDemandProbes:
         return address in self._targets or any(address in net for net in self.limits.allowed_prefixes)
 
     async def _run(self, client, reply: str, request: ProbeStart, requester: str) -> None:
-        argv = [*self.command, *command_args(request)]
+        # Below the scheduler in the CPU's queue (nice(1) execs the probe: signals reach it): the
+        # probe yields to scheduled probing when CPU is short. Not this thread: it answers at once.
+        argv = ["nice", "-n", str(NICE_INCREMENT), *self.command, *command_args(request)]
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv,
@@ -324,16 +326,9 @@ class OnDemandProbes:
             )
         except OSError as exc:
             raise Refusal("refused_failed", f"cannot start the probe on {self.site}: {exc}") from None
-        # Below the scheduler in the CPU's queue: the probe yields to scheduled probing when CPU
-        # is short. Not this thread: it answers at once, and relaying lines costs it little.
-        with contextlib.suppress(OSError):
-            own = os.getpriority(os.PRIO_PROCESS, 0)
-            os.setpriority(os.PRIO_PROCESS, process.pid, min(19, own + NICE_INCREMENT))
         running = _Running(request, requester, process)
         self._running[request.id] = running
-        log.info(
-            "probe %s from %s started: xnetmon probe %s", request.id, requester, " ".join(argv[len(self.command) :])
-        )
+        log.info("probe %s from %s started: xnetmon probe %s", request.id, requester, " ".join(command_args(request)))
         outcome = "failed"
         ended = False
         try:
