@@ -21,12 +21,14 @@ SITES = ("cnty1a", "cnty2b")
 
 @contextlib.contextmanager
 def running_bus(
-    directory: Path, sites: tuple[str, ...] = SITES, partitions: int | None = None
+    directory: Path, sites: tuple[str, ...] = SITES, partitions: int | None = None, operators: tuple[str, ...] = ()
 ) -> Iterator[tuple[Path, NatsServer]]:
     """(the PKI directory, the running server)."""
     pki = bus_setup.init(directory / "pki")
     for site in sites:
         bus_setup.add_site(pki, site)
+    for operator in operators:
+        bus_setup.add_operator(pki, operator)
     server = NatsServer(pki, directory / "server", partitions=partitions)
     try:
         yield pki, server

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analyzer.bus_intake import BusIntake
+from analyzer.bus_probes import BusProber
 from analyzer.service import AnalyzerService, RootCauseRunner
 from analyzer.sla.policies import LAB_POLICY_FILE
 from analyzer.sla.verdicts import default_policies, load_policies
@@ -53,6 +54,7 @@ API_PORT = 9863
 AGENT_METRICS_PORT = 9862
 LAB_STAMP_PORT = 8620
 BUS_PORT = 4222  # nats-server inside the lab's core site
+LAB_OPERATOR = "lab"  # the bus identity the host side asks agents to probe with
 BUS_MONITOR_PORT = 8222
 LAB_SITES = ("core", "cnty1a", "cnty1b", "cnty2a", "cnty2b")  # every county pair crosses the core
 LAB_INTERVAL_S = 1.0  # the lab policies judge seconds-long lookbacks
@@ -163,6 +165,7 @@ flows: {{listen: ['[{lab.address(site)}]:{FLOW_PORT}'], state_dir: '{workdir / (
 capture: {{interfaces: [{captures}]}}
 bus: {{servers: ['{bus_url}'], ca_file: '{pki / "ca.pem"}', cert_file: '{pki / "sites" / (site + ".pem")}',
       key_file: '{pki / "sites" / (site + "-key.pem")}', spool_dir: '{spool_dir}'}}
+on_demand: {{allowed_prefixes: ['{lab.topology.plan.prefix}']}}
 """
 
 
@@ -249,7 +252,11 @@ def lab_deployment(
             state_dir=workdir if first else None,
             declared_names=sites_by_address(lab.topology),
             token=token_file.read_text(),
-            prober=CommandProber(sites, lab.exec_argv, LAB_STAMP_PORT),
+            prober=BusProber(  # asks the agents over the bus as the lab's operator
+                bus_setup.operator_endpoint(workdir / "bus", LAB_OPERATOR, (lab_bus_url(lab),)),
+                stamp_port=LAB_STAMP_PORT,
+                in_thread=lambda: enter_namespace(lab.namespace("core")),
+            ),
             api_options={"openapi": True} if first else None,  # the operator's API on [::1]: run prints its /docs
             interval_s=LAB_INTERVAL_S,
             catch_up_s=FRESH_CATCH_UP_INTERVALS * LAB_INTERVAL_S,
@@ -306,7 +313,9 @@ def lab_deployment(
         control = Restarts(workdir, processes, len(sites), sites, (service, intake), restart_analyzer)
         bus_note = (
             f"{bus_server.url} in namespace {lab.namespace('core')}, monitoring {bus_server.monitor_url}/jsz "
-            f"(ip netns exec {lab.namespace('core')} curl ...); certificates in {pki}"
+            f"(ip netns exec {lab.namespace('core')} curl ...); certificates in {pki}; probes from a site: "
+            f"ip netns exec {lab.namespace('core')} xnetmon probe ping TARGET --from SITE --bus {bus_server.url} "
+            f"--bus-dir {pki}"
         )
         yield Deployment(
             "lab small",
@@ -358,12 +367,18 @@ def _spool_root() -> Path:
     return Path(tempfile.mkdtemp(prefix="xnetmon-spools-", dir=shared_memory if shared_memory.is_dir() else None))
 
 
+def lab_bus_url(lab) -> str:
+    """Where the lab's bus listens: nats-server on the core site's loopback (`_start_lab_bus`)."""
+    return f"tls://[{lab.address('core')}]:{BUS_PORT}"
+
+
 def _start_lab_bus(lab, sites: Sequence[str], workdir: Path) -> tuple[NatsServer, Path]:
     """nats-server inside the core site with a throwaway CA and a certificate per site."""
     core = lab.address("core")
     pki = bus_setup.init(workdir / "bus", names=(core,))
     for site in sites:
         bus_setup.add_site(pki, site)
+    bus_setup.add_operator(pki, LAB_OPERATOR)  # the host side's: POST /probe, xnetmon probe --from
     ports = bus_setup.ServerPorts(core, BUS_PORT, core, BUS_MONITOR_PORT)
     server = NatsServer(pki, workdir / "bus-server", core, ports=ports, wrap=lambda argv: lab.exec_argv("core", argv))
     return server, pki

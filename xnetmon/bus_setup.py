@@ -6,7 +6,10 @@ write them into one directory an operator deploys by hand or with configuration 
     server.pem/-key    0644/0600  nats-server's identity (names given at init)
     analyzer.pem/-key  0644/0600  the analyzers' identity: subscribe, consumer API, acks,
                                  checkpoints (object store XNET_ANALYZERS)
-    sites/SITE.pem/-key.pem      one per site: publish on its own subjects only
+    sites/SITE.pem/-key.pem      one per site: publish on its own subjects only, read its
+                                 own probe requests, answer on probe reply subjects
+    operators/NAME.pem/-key.pem  one per operator: ask any site to probe, read the replies
+                                 to its own requests (collector/bus/probe_requests.py)
     nats-server.conf   0600  TLS with client certificates mapped to users (verify_and_map:
                              the certificate's subject is the user), per-user permissions,
                              JetStream with its store directory
@@ -41,7 +44,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from analyzer.bus_checkpoint import CHECKPOINT_SUBJECTS
-from collector.bus.connection import BusEndpoint, inbox_prefix, site_identity
+from collector.bus.connection import BusEndpoint, inbox_prefix, operator_identity, site_identity
+from collector.bus.probe_requests import REPLY_ROOT, REQUEST_SUBJECTS, reply_subjects, request_subject
 from collector.bus.stream import reader_subjects
 from collector.bus.subjects import check_site, partition_mapping, site_subjects
 
@@ -187,8 +191,30 @@ def add_sites(directory: str | Path, names: Iterable[str]) -> list[Path]:
     return [base.with_suffix(".pem") for base in bases]
 
 
+def add_operator(directory: str | Path, name: str) -> Path:
+    """An operator's certificate and key (kept when present) and its permission entry: it may
+    publish probe requests to any site and read the replies to its own."""
+    root = Path(directory)
+    if not (root / "ca.pem").exists():
+        raise FileNotFoundError(f"{root} has no CA: run `xnetmon bus init {root}` first")
+    (root / "operators").mkdir(exist_ok=True)
+    base = root / "operators" / check_site(name)
+    if not base.with_suffix(".pem").exists():
+        _issue(root, base, f"xnet-{operator_identity(name)}", [ExtendedKeyUsageOID.CLIENT_AUTH], [])
+    write_server_config(root)
+    return base.with_suffix(".pem")
+
+
 def sites(directory: str | Path) -> list[str]:
-    return sorted(p.stem for p in (Path(directory) / "sites").glob("*.pem") if not p.stem.endswith("-key"))
+    return _names(Path(directory) / "sites")
+
+
+def operators(directory: str | Path) -> list[str]:
+    return _names(Path(directory) / "operators")
+
+
+def _names(directory: Path) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.pem") if not p.stem.endswith("-key"))
 
 
 def site_endpoint(directory: str | Path, site: str, servers: tuple[str, ...]) -> BusEndpoint:
@@ -199,6 +225,17 @@ def site_endpoint(directory: str | Path, site: str, servers: tuple[str, ...]) ->
         ca_file=root / "ca.pem",
         cert_file=root / "sites" / f"{site}.pem",
         key_file=root / "sites" / f"{site}-key.pem",
+    )
+
+
+def operator_endpoint(directory: str | Path, name: str, servers: tuple[str, ...]) -> BusEndpoint:
+    root = Path(directory)
+    return BusEndpoint(
+        servers,
+        operator_identity(name),
+        ca_file=root / "ca.pem",
+        cert_file=root / "operators" / f"{name}.pem",
+        key_file=root / "operators" / f"{name}-key.pem",
     )
 
 
@@ -257,8 +294,21 @@ def server_config(
             {
                 "user": user_of(site_identity(site)),
                 "permissions": {
-                    "publish": {"allow": list(site_subjects(site, partitioned=bool(partitions)))},
-                    "subscribe": {"allow": [inbox_prefix(site_identity(site)) + ".>"]},
+                    # its own subjects, and answers to probe requests (never a JetStream inbox)
+                    "publish": {"allow": [*site_subjects(site, partitioned=bool(partitions)), f"{REPLY_ROOT}.*.*"]},
+                    # its acks, and the probe requests addressed to it alone
+                    "subscribe": {"allow": [inbox_prefix(site_identity(site)) + ".>", request_subject(site)]},
+                },
+            }
+        )
+    for name in operators(root):
+        identity = operator_identity(name)
+        users.append(
+            {
+                "user": user_of(identity),
+                "permissions": {
+                    "publish": {"allow": [REQUEST_SUBJECTS]},
+                    "subscribe": {"allow": [reply_subjects(identity), inbox_prefix(identity) + ".>"]},
                 },
             }
         )

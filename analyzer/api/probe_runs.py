@@ -28,6 +28,10 @@ class TooManyProbes(Exception):
     """Every probe slot is taken."""
 
 
+class AgentUnreachable(Exception):
+    """The named agent cannot be asked now (no bus, or no answer on it)."""
+
+
 class TargetNotAllowed(ValueError):
     """The address is neither an agent's target nor in the allow-list."""
 

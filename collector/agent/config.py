@@ -332,6 +332,18 @@ class BusModel(_Strict):
         return _no_repeats(value)
 
 
+class OnDemandModel(_Strict):
+    """Probes operators ask for over the bus (`xnetmon probe KIND TARGET --from SITE`); only
+    with `bus:`. Targets: this agent's configured targets and `allowed_prefixes`."""
+
+    enabled: bool = True
+    allowed_prefixes: list[NetworkText] = Field(default_factory=list)  # the extranet's prefixes
+    max_concurrent: StrictInt = Field(default=10, ge=1, le=100)
+    max_count: StrictInt = Field(default=1000, ge=1, le=100_000)  # packets (or --report rounds) per probe
+    min_interval_s: float = Field(default=0.01, gt=0)
+    max_duration_s: float = Field(default=600.0, gt=0, le=86_400)
+
+
 class FlowsModel(_Strict):
     """The flow export receiver (IPFIX, NetFlow v9, sFlow): counters on the agent's /metrics."""
 
@@ -403,6 +415,7 @@ class AgentConfig(_Strict):
     metrics: MetricsModel = Field(default_factory=MetricsModel)
     analyzer: AnalyzerModel | None = None
     bus: BusModel | None = None
+    on_demand: OnDemandModel = Field(default_factory=OnDemandModel)
     flows: FlowsModel | None = None
     capture: CaptureModel | None = None
 

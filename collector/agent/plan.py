@@ -9,6 +9,7 @@ Every problem found on the way is reported at once in one `ConfigError`.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from collector.agent.config import (
     TargetModel,
     load_config,
 )
+from collector.agent.on_demand import OnDemandLimits
 from collector.agent.target_sources import expand
 from collector.bus.connection import BusEndpoint, site_identity
 from collector.bus.subjects import BadSubject, check_site
@@ -72,6 +74,7 @@ class AgentPlan:
     flows: ReceiverSettings | None = None  # the flow export receiver, when configured
     capture: CaptureSettings | None = None  # packet sampling from interfaces, when configured
     bus: BusEndpoint | None = None  # the bus instead of analyzer_url, when configured
+    on_demand: OnDemandLimits | None = None  # probe requests over the bus; None: not answered
 
 
 def load_plan(path: str | Path) -> AgentPlan:
@@ -109,6 +112,7 @@ def resolve_plan(config: AgentConfig) -> AgentPlan:
         flows=_flows(config),
         capture=capture,
         bus=bus,
+        on_demand=_on_demand(config) if bus is not None else None,
     )
 
 
@@ -211,6 +215,19 @@ def _analyzer_token(config: AgentConfig, problems: list[str]) -> str | None:
         return None
     secret = _read_secret(config, "analyzer.token_file", analyzer.token_file, problems)
     return secret.decode(errors="replace").strip() if secret is not None else None
+
+
+def _on_demand(config: AgentConfig) -> OnDemandLimits | None:
+    model = config.on_demand
+    if not model.enabled:
+        return None
+    return OnDemandLimits(
+        allowed_prefixes=tuple(ipaddress.ip_network(p) for p in model.allowed_prefixes),
+        max_concurrent=model.max_concurrent,
+        max_count=model.max_count,
+        min_interval_s=model.min_interval_s,
+        max_duration_s=model.max_duration_s,
+    )
 
 
 def _bus(config: AgentConfig, problems: list[str]) -> BusEndpoint | None:

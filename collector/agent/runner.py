@@ -16,6 +16,7 @@ import time
 
 from collector.agent.config import ConfigError
 from collector.agent.discovery import PathDiscovery
+from collector.agent.on_demand import OnDemandProbes
 from collector.agent.plan import AgentPlan, load_plan
 from collector.agent.scheduler import Scheduler
 from collector.contract.records import CollectorHealth, PathObservation, PathWindow
@@ -51,6 +52,7 @@ class Agent:
             if plan.trace_enabled
             else None
         )
+        self.on_demand = _on_demand(plan, self.metrics)
         self.flows = _flow_receiver(plan)
         self.captures = _captures(plan, self.flows)
         self.server: MetricsServer | None = None
@@ -116,6 +118,8 @@ class Agent:
         added, removed = self.scheduler.reload(plan.probes)
         if self.discovery is not None:
             self.discovery.update(plan.probes)
+        if self.on_demand is not None:
+            self.on_demand.set_targets(p.target for p in plan.probes)
         if self.captures is not None:
             self.captures.reload(plan.capture)
         elif plan.capture is not None:
@@ -138,6 +142,8 @@ class Agent:
                 self.flows.start()
             if self.captures is not None:
                 self.captures.start()
+            if self.on_demand is not None:
+                await loop.run_in_executor(None, self.on_demand.start)
             self.server = serve_metrics(
                 self.metrics, self.plan.metrics_listen, flows=self.flows, captures=self.captures
             )
@@ -152,6 +158,8 @@ class Agent:
             await asyncio.gather(*tasks)
         finally:
             self.scheduler.close()
+            if self.on_demand is not None:
+                await loop.run_in_executor(None, self.on_demand.stop)
             if self.server is not None:
                 self.server.stop()
             if self.reflector is not None:
@@ -180,6 +188,12 @@ def _flow_receiver(plan: AgentPlan):
 
     # With captures too, one classifier: their records and the exports count in the same slices.
     return FlowReceiver(plan.flows, classifier=plan.capture.classifier if plan.capture is not None else None)
+
+
+def _on_demand(plan: AgentPlan, metrics: MetricsState) -> OnDemandProbes | None:
+    if plan.bus is None or plan.on_demand is None:
+        return None
+    return OnDemandProbes(plan.site, plan.bus, plan.on_demand, (p.target for p in plan.probes), metrics)
 
 
 def _captures(plan: AgentPlan, flows):

@@ -20,6 +20,11 @@ def site_identity(site: str) -> str:
     return f"site-{site}"
 
 
+def operator_identity(name: str) -> str:
+    """An operator's identity on the bus (`xnetmon bus add-operator`): may ask sites to probe."""
+    return f"operator-{name}"
+
+
 def inbox_prefix(identity: str) -> str:
     return f"{INBOX_PREFIX}.{identity}"
 

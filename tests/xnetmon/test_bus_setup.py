@@ -51,6 +51,7 @@ def test_re_running_keeps_keys_and_writes_the_configuration_from_the_sites_prese
         "xnet.windows.cnty2b",
         "xnet.observations.cnty2b",
         "xnet.health.cnty2b",
+        "_XNET_PROBE.*.*",
     ]
     analyzer = by_user["CN=xnet-analyzer"]["publish"]["allow"]
     assert not any(name.startswith(("$JS.API.>", "xnet.")) for name in analyzer)
@@ -175,3 +176,51 @@ def test_an_analyzer_cannot_delete_the_stream_nor_publish_windows_and_a_site_can
             lambda client, js: js.get_msg(STREAM_NAME, 1),
         ):
             assert any("permissions violation for publish" in e for e in denied(site, act))
+
+
+def test_add_operator_writes_its_identity_and_its_probe_permissions(tmp_path):
+    pki = bus_setup.init(tmp_path)
+    bus_setup.add_site(pki, "cnty1a")
+    cert = bus_setup.add_operator(pki, "noc")
+    assert cert == pki / "operators/noc.pem" and mode(pki / "operators/noc-key.pem") == 0o600
+    subject = x509.load_pem_x509_certificate(cert.read_bytes()).subject.rfc4514_string()
+    assert subject == bus_setup.user_of("operator-noc") == "CN=xnet-operator-noc"
+    users = json.loads(re.search(r"authorization: (\{.*\})", (pki / "nats-server.conf").read_text(), re.S)[1])
+    by_user = {u["user"]: u["permissions"] for u in users["users"]}
+    assert by_user["CN=xnet-operator-noc"]["publish"]["allow"] == ["xnetprobe.*"]
+    assert by_user["CN=xnet-operator-noc"]["subscribe"]["allow"][0] == "_XNET_PROBE.operator-noc.>"
+    assert "xnetprobe.cnty1a" in by_user["CN=xnet-site-cnty1a"]["subscribe"]["allow"]
+    assert not any(s.startswith("xnetprobe") for s in by_user["CN=xnet-site-cnty1a"]["publish"]["allow"])
+
+
+@pytest.mark.tool("nats-server")
+def test_only_an_operator_may_ask_and_a_site_hears_only_its_own_requests(tmp_path):
+    """The server enforces who asks: a site cannot publish a probe request (to another site or
+    itself) nor subscribe to another site's requests; an operator's request reaches the site."""
+
+    async def check(pki, server) -> tuple[list[str], bytes]:
+        site_errors: list[str] = []
+        site = await nats.connect(**connect_options(bus_setup.site_endpoint(pki, "cnty1a", (server.url,)), site_errors))
+        operator = await nats.connect(**connect_options(bus_setup.operator_endpoint(pki, "noc", (server.url,))))
+        try:
+            own = await site.subscribe("xnetprobe.cnty1a")
+            await site.subscribe("xnetprobe.cnty2b")
+            await site.publish("xnetprobe.cnty2b", b"from a site")
+            await site.publish("xnetprobe.cnty1a", b"from itself")
+            await site.flush()
+            await operator.publish("xnetprobe.cnty1a", b"from the operator")
+            await operator.flush()
+            message = await own.next_msg(timeout=30)
+            await site.flush()
+            return site_errors, message.data
+        finally:
+            await site.close()
+            await operator.close()
+
+    with running_bus(tmp_path, operators=("noc",)) as (pki, server):
+        errors, first = asyncio.run(check(pki, server))
+    assert first == b"from the operator"  # the site's own publish never arrived before it
+    text = " ".join(errors).lower()
+    assert 'permissions violation for subscription to "xnetprobe.cnty2b"' in text, errors
+    assert 'permissions violation for publish to "xnetprobe.cnty2b"' in text, errors
+    assert 'permissions violation for publish to "xnetprobe.cnty1a"' in text, errors

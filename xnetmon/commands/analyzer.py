@@ -110,6 +110,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="with --stream-sites: the agents' window length (10, their default)",
     )
     p.add_argument(
+        "--probe-operator",
+        metavar="NAME",
+        help="with --bus: POST /probe asks the named site's agent over the bus as this operator "
+        "(--bus-dir/operators/NAME.pem, from `xnetmon bus add-operator`)",
+    )
+    p.add_argument(
         "--checkpoint-every",
         type=positive_float,
         metavar="SECONDS",
@@ -171,6 +177,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--bus and --bus-dir go together: the servers, and the certificates to reach them")
     if args.bus_dir and not (Path(args.bus_dir) / "analyzer.pem").exists():
         raise UsageError(f"--bus-dir {args.bus_dir} has no analyzer.pem: run `xnetmon bus init {args.bus_dir}`")
+    if args.probe_operator and not args.bus_dir:
+        raise UsageError("--probe-operator asks agents over the bus: give --bus and --bus-dir too")
+    if args.probe_operator and not (Path(args.bus_dir) / "operators" / f"{args.probe_operator}.pem").exists():
+        raise UsageError(
+            f"--bus-dir {args.bus_dir} has no operator {args.probe_operator!r}: "
+            f"run `xnetmon bus add-operator {args.bus_dir} {args.probe_operator}`"
+        )
     if args.bus and args.state_dir:
         raise UsageError("--state-dir is for the HTTP intake: with --bus the state is checkpointed on the bus")
     token = read_token(args.token_file) if args.token_file else None
@@ -206,6 +219,7 @@ def run(args: argparse.Namespace) -> int:
             state_dir=args.state_dir or None,
             declared_names=declared,
             token=token,
+            prober=_bus_prober(args),
             api_options={"site_tokens": site_tokens, "read_token": read_token_value, "openapi": args.openapi},
             tls=tls,
             interval_s=args.interval,
@@ -242,6 +256,15 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     return 0
+
+
+def _bus_prober(args: argparse.Namespace):
+    if not args.probe_operator:
+        return None
+    from analyzer.bus_probes import BusProber
+    from xnetmon import bus_setup
+
+    return BusProber(bus_setup.operator_endpoint(args.bus_dir, args.probe_operator, tuple(args.bus)))
 
 
 def _bus_intake(args: argparse.Namespace, store):

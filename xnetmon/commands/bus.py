@@ -41,6 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("directory", metavar="DIR")
     add.add_argument("sites", nargs="+", metavar="SITE", help="one or more sites (the configuration is written once)")
     add.set_defaults(handler=run_add_site)
+    operator = commands.add_parser(
+        "add-operator", help="an operator's certificate and key: may ask any site's agent to probe"
+    )
+    operator.add_argument("directory", metavar="DIR")
+    operator.add_argument("name", metavar="NAME")
+    operator.set_defaults(handler=run_add_operator)
 
 
 def run_init(args: argparse.Namespace) -> int:
@@ -81,4 +87,19 @@ def run_add_site(args: argparse.Namespace) -> int:
         print(f"site {site}: {cert} and {cert.with_name(site + '-key.pem')} (give both and ca.pem to the site)")
     configs = [root / "nodes" / f"{n.name}.conf" for n in bus_setup.cluster_nodes(root)] or [root / "nats-server.conf"]
     print(f"server configuration updated: {', '.join(map(str, configs))} (deploy, then reload nats-server)")
+    return 0
+
+
+def run_add_operator(args: argparse.Namespace) -> int:
+    from collector.bus.subjects import BadSubject
+    from xnetmon import bus_setup
+
+    try:
+        cert = bus_setup.add_operator(args.directory, args.name)
+    except (BadSubject, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+    print(
+        f"operator {args.name}: {cert} and {cert.with_name(args.name + '-key.pem')} (with ca.pem: xnetmon probe --from)"
+    )
+    print(f"server configuration updated: {cert.parent.parent / 'nats-server.conf'} (reload nats-server)")
     return 0

@@ -6,6 +6,7 @@ import argparse
 import importlib
 
 from collector.probes.registry import KINDS
+from xnetmon.commands.probe_remote import add_remote_arguments, local_or_remote
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -14,3 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     # Each kind of the registry lives in xnetmon/commands/probe_<kind>.py with its own register(kinds).
     for kind in KINDS:
         importlib.import_module(f"xnetmon.commands.probe_{kind}").register(kinds)
+        # Every kind also runs at a site's agent over the bus (--from SITE), same options.
+        parser = kinds.choices[kind]
+        add_remote_arguments(parser)
+        parser.set_defaults(handler=local_or_remote(kind, parser.get_default("handler")))

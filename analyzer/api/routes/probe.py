@@ -8,7 +8,7 @@ from analyzer.api import models as m
 from analyzer.api.auth import WRITE_ERRORS, require_writer
 from analyzer.api.bodies import read_model
 from analyzer.api.context import ApiContext
-from analyzer.api.probe_runs import TargetNotAllowed, TooManyProbes
+from analyzer.api.probe_runs import AgentUnreachable, TargetNotAllowed, TooManyProbes
 from analyzer.api.views import listed
 
 MAX_PROBE_BODY_BYTES = 4096  # a probe request is a few short fields
@@ -27,7 +27,10 @@ def router(api: ApiContext) -> APIRouter:
             403: {"model": m.Problem, "description": "not an agent's target nor allowed, or not the operator's token"},
             413: {"model": m.Problem, "description": "body too large"},
             429: {"model": m.Problem, "description": "every probe slot is taken: try again later"},
-            503: {"model": m.Problem, "description": "no agent can run probes from this analyzer"},
+            503: {
+                "model": m.Problem,
+                "description": "no agent can run probes from this analyzer, or it did not answer",
+            },
         },
         openapi_extra={
             "requestBody": {
@@ -44,7 +47,9 @@ def router(api: ApiContext) -> APIRouter:
         runs = api.probes
         if runs is None:
             raise HTTPException(
-                503, "no agent can run probes from this analyzer (only the all-in-one monitor, xnetmon run, has one)"
+                503,
+                "no agent can run probes from this analyzer (it needs the bus and an operator's identity: "
+                "xnetmon analyzer --bus ... --probe-operator NAME, or the all-in-one monitor, xnetmon run)",
             )
         known = api.store.slice_names()
         if known and probe.slice not in known:
@@ -56,6 +61,8 @@ def router(api: ApiContext) -> APIRouter:
             raise HTTPException(403, str(exc)) from None
         except TooManyProbes as exc:
             raise HTTPException(429, str(exc), headers={"Retry-After": "5"}) from None
+        except AgentUnreachable as exc:
+            raise HTTPException(503, str(exc)) from None
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from None
         return m.ProbeResponse(request=probe, result=dict(result))

@@ -88,6 +88,7 @@ class AgentCollector(Collector):
         yield from _ship_failure_families(snapshot)
         yield from _error_families(snapshot)
         yield from _reflector_families(snapshot)
+        yield from _on_demand_families(snapshot)
         yield from _flow_and_malformed_families(snapshot, self._flows, self._captures)
 
 
@@ -271,6 +272,30 @@ def _error_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
         for component, count in sorted(by_component.items()):
             errors.add_metric([site, component], count)
     yield errors
+
+
+def _on_demand_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
+    counters = snapshot.on_demand
+    if counters is None:
+        return
+    requests = CounterMetricFamily(
+        "xnet_agent_on_demand_requests_total",
+        "Probe requests from operators over the bus, by probe kind and outcome: completed, "
+        "cancelled (by the requester), failed (the probe exited non-zero or overran its time), "
+        "refused_target (outside the allowed prefixes), refused_busy (every slot taken), "
+        "refused_limits (count, rate or duration over the bounds), refused_invalid (not a request), "
+        "refused_failed (the probe command could not start).",
+        labels=["kind", "outcome"],
+    )
+    for (kind, outcome), count in sorted(counters.requests.items()):
+        requests.add_metric([kind, outcome], count)
+    yield requests
+    yield GaugeMetricFamily("xnet_agent_on_demand_in_flight", "On-demand probes running now.", value=counters.in_flight)
+    yield CounterMetricFamily(
+        "xnet_agent_on_demand_errors_total",
+        "Errors the on-demand probe thread met and carried on after (a reply not sent, a probe not started).",
+        value=counters.errors,
+    )
 
 
 def _reflector_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:

@@ -110,6 +110,16 @@ class ReflectorCounters:
 
 
 @dataclass(frozen=True, slots=True)
+class OnDemandCounters:
+    """The on-demand probes' counters (`collector.agent.on_demand`): requests finished by
+    (kind, outcome), those running now, and errors its thread carried on after."""
+
+    requests: Mapping[tuple[str, str], int] = field(default_factory=_empty)
+    in_flight: int = 0
+    errors: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsSnapshot:
     """Everything one scrape renders. Never mutated: the state swaps in a new one."""
 
@@ -119,6 +129,7 @@ class MetricsSnapshot:
     last_window_end_ns: Mapping[str, int] = field(default_factory=_empty)  # by source site
     ship_failures: Mapping[str, Mapping[str, int]] = field(default_factory=_empty)  # site -> reason -> POSTs
     errors: Mapping[str, Mapping[str, int]] = field(default_factory=_empty)  # site -> component -> errors survived
+    on_demand: OnDemandCounters | None = None  # None: this agent answers no probe requests
 
 
 class MetricsState:
@@ -196,6 +207,10 @@ class MetricsState:
         with self._lock:
             old = self._snapshot
             self._swap(old, reflector=counters)
+
+    def set_on_demand(self, counters: OnDemandCounters) -> None:
+        with self._lock:
+            self._swap(self._snapshot, on_demand=counters)
 
     def _stale(self, totals: PathTotals, schedule_ns: int) -> bool:
         return schedule_ns - totals.last_end_ns > self.stale_after_windows * max(totals.window_ns, 1)

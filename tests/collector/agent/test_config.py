@@ -260,7 +260,7 @@ ERROR_CASES = {
         "site: {name: a}\nsinks: {}\n",
         [
             "agent.yaml: sinks: unknown key 'sinks' (keys here are: site, slices, targets, probing, reflector, metrics,"
-            " analyzer, bus, flows, capture)"
+            " analyzer, bus, on_demand, flows, capture)"
         ],
     ),
     "missing site": ("targets: []\n", ["agent.yaml: site: required key is missing"]),

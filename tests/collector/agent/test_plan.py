@@ -116,6 +116,22 @@ def test_the_bus_section_becomes_the_sites_bus_identity_relative_to_the_file(tmp
     assert plan.spool_dir == f"{DEFAULT_SPOOL_ROOT}/cnty1a"
 
 
+def test_on_demand_probes_are_answered_only_with_a_bus_and_take_their_bounds(tmp_path):
+    for name in ("ca.pem", "s.pem", "s-key.pem"):
+        (tmp_path / name).write_text("x")
+    assert plan_of("site: {name: cnty1a}\n").on_demand is None  # nobody can ask without a bus
+    plan = plan_of("site: {name: cnty1a}\n" + BUS, base_dir=tmp_path)
+    assert plan.on_demand is not None and plan.on_demand.max_concurrent == 10 and plan.on_demand.allowed_prefixes == ()
+    tuned = plan_of(
+        "site: {name: cnty1a}\n" + BUS + "on_demand: {allowed_prefixes: ['fd78::/32'], max_concurrent: 3}\n",
+        base_dir=tmp_path,
+    )
+    assert tuned.on_demand is not None and tuned.on_demand.max_concurrent == 3
+    assert [str(p) for p in tuned.on_demand.allowed_prefixes] == ["fd78::/32"]
+    off = plan_of("site: {name: cnty1a}\n" + BUS + "on_demand: {enabled: false}\n", base_dir=tmp_path)
+    assert off.on_demand is None
+
+
 def test_a_bus_without_readable_files_or_beside_an_analyzer_is_refused(tmp_path):
     with pytest.raises(ConfigError) as missing:
         plan_of("site: {name: cnty1a}\n" + BUS, base_dir=tmp_path)

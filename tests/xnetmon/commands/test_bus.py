@@ -48,3 +48,13 @@ def test_add_site_takes_many_sites_at_once(tmp_path):
     assert added.returncode == 0, added.stderr
     assert added.stdout.count("give both and ca.pem") == 3
     assert all(f"xnet.windows.{s}" in (tmp_path / "nats-server.conf").read_text() for s in ("cnty1a", "cnty3c"))
+
+
+def test_add_operator_tells_what_it_wrote_and_refuses_a_bad_name(tmp_path):
+    assert xnetmon("bus", "add-operator", str(tmp_path), "noc").returncode == 2  # no CA yet
+    assert xnetmon("bus", "init", str(tmp_path)).returncode == 0
+    done = xnetmon("bus", "add-operator", str(tmp_path), "noc")
+    assert done.returncode == 0 and f"operator noc: {tmp_path}/operators/noc.pem" in done.stdout
+    assert (tmp_path / "operators" / "noc-key.pem").exists()
+    bad = xnetmon("bus", "add-operator", str(tmp_path), "a.b")
+    assert bad.returncode == 2 and "cannot be a bus subject token" in bad.stderr

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import threading
 import urllib.request
+from types import MappingProxyType
 
 import pytest
 from prometheus_client import generate_latest
@@ -17,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from collector.contract.examples import example_window
 from collector.contract.records import RTT_BUCKETS_S, CollectorHealth, PathKey, PathWindow
 from collector.outputs.prometheus.agent import SERIES_PER_PATH, AgentCollector, agent_registry, serve_metrics
-from collector.outputs.prometheus.state import MetricsState, ReflectorCounters
+from collector.outputs.prometheus.state import MetricsState, OnDemandCounters, ReflectorCounters
 from collector.reflector.session_reflector import ReflectorStats
 
 S = 1_000_000_000  # ns per second
@@ -352,3 +353,15 @@ def test_served_metrics_are_generate_latests_text_plain_gzipped_or_filtered():
         # A name filter is prometheus_client's to answer, as before.
         with urllib.request.urlopen(server.url + "?name[]=xnet_build_info", timeout=5) as filtered:
             assert filtered.read() == generate_latest(registry_of(state).restricted_registry(["xnet_build_info"]))
+
+
+def test_on_demand_counters_show_by_kind_and_outcome_once_set():
+    state = MetricsState()
+    assert value(state, "xnet_agent_on_demand_in_flight") is None  # an agent that answers no requests
+    state.set_on_demand(
+        OnDemandCounters(MappingProxyType({("icmp", "cancelled"): 2, ("trace", "refused_busy"): 1}), 3, 4)
+    )
+    assert value(state, "xnet_agent_on_demand_requests_total", kind="icmp", outcome="cancelled") == 2
+    assert value(state, "xnet_agent_on_demand_requests_total", kind="trace", outcome="refused_busy") == 1
+    assert value(state, "xnet_agent_on_demand_in_flight") == 3
+    assert value(state, "xnet_agent_on_demand_errors_total") == 4

@@ -1,0 +1,99 @@
+"""POST /probe on an analyzer with a bus: the probe runs at the named site's agent, asked over
+the bus (`collector.bus.probe_client`) with an operator's identity.
+
+The analyzer's own identity asks nothing: a deployment lets its API start probes by giving
+it an operator's certificate (`xnetmon analyzer --probe-operator NAME`, the all-in-one's
+`lab` operator), so who may probe stays one list, the bus's operators. The agent runs the
+local command with `--json` and the answer is its summary line, as the all-in-one's
+in-namespace prober returns it. Each call runs on a thread of `analyzer.api.probe_runs`,
+with its own event loop and connection (a probe is rare; a handshake is cheap beside it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+
+import nats
+
+from analyzer.api.probe_runs import AgentUnreachable, TargetNotAllowed, TooManyProbes
+from collector.bus.connection import BusEndpoint
+from collector.bus.probe_client import NoAnswer, RemoteProbe, new_request_id
+from collector.bus.probe_requests import End, Line, ProbeStart, Refused
+
+API_INTERVAL_S = 0.1  # as the all-in-one's in-namespace prober: a count of 10 answers in a second
+
+
+class BusProber:
+    """`prober(request)` for `analyzer.api.app.create_app`: an `analyzer.api.models.ProbeRequest`
+    in, the agent's probe summary out (`{"summary": {...}}`)."""
+
+    def __init__(
+        self, endpoint: BusEndpoint, *, stamp_port: int | None = None, in_thread: Callable[[], None] | None = None
+    ) -> None:
+        """`stamp_port`: the reflectors' port when not STAMP's own; `in_thread`: run first on the
+        calling thread (the all-in-one joins the namespace where the bus is)."""
+        self.endpoint = endpoint
+        self.stamp_port = stamp_port
+        self.in_thread = in_thread
+
+    def __call__(self, request) -> dict:
+        if self.in_thread is not None:
+            self.in_thread()
+        start = ProbeStart(
+            id=new_request_id(),
+            kind=request.kind,
+            target=request.target,
+            slice=request.slice,
+            count=request.count,
+            interval=API_INTERVAL_S,
+            port=self.stamp_port if request.kind == "stamp" else None,
+            json_output=True,
+        ).check_kind()
+        return asyncio.run(self._ask(request.agent, start))
+
+    async def _ask(self, site: str, start: ProbeStart) -> dict:
+        errors: list[str] = []
+
+        async def record(exc: Exception) -> None:
+            errors.append(str(exc))
+
+        options = self.endpoint.connect_options() | {"allow_reconnect": False, "error_cb": record}
+        try:
+            client = await nats.connect(**options)
+        except Exception as exc:
+            raise AgentUnreachable(f"the bus is not reachable: {exc}") from None
+        printed: list[str] = []
+        try:
+            async with RemoteProbe(client, self.endpoint.identity, site, start, errors=errors) as probe:
+                async for reply in probe.replies():
+                    if isinstance(reply, Refused):
+                        raise _refusal(site, reply)
+                    if isinstance(reply, Line) and reply.stream == "stdout":
+                        printed.append(reply.text + reply.end)
+                    elif isinstance(reply, End):
+                        return _summary(site, "".join(printed).splitlines())
+        except NoAnswer as exc:
+            raise AgentUnreachable(f"agent {site}: {exc}") from None
+        finally:
+            await client.close()
+        raise AgentUnreachable(f"agent {site} ended without a summary")
+
+
+def _refusal(site: str, refused: Refused) -> Exception:
+    reason = f"agent {site} refused: {refused.reason}"
+    if refused.code == "target":
+        return TargetNotAllowed(reason)
+    if refused.code == "busy":
+        return TooManyProbes(reason)
+    if refused.code == "failed":
+        return AgentUnreachable(reason)
+    return ValueError(reason)
+
+
+def _summary(site: str, lines: list[str]) -> dict:
+    for line in reversed(lines):
+        if line.startswith("{") and '"summary"' in line:
+            return json.loads(line)
+    raise ValueError(f"agent {site}'s probe printed no summary: {lines[-1] if lines else 'nothing'}")

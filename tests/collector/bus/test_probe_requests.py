@@ -1,0 +1,122 @@
+"""The probe request and reply messages: round trips, the bounds a request is refused at
+with a reason, and the command line a request stands for."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from collector.bus.probe_requests import (
+    MAX_LINE_CHARS,
+    MAX_REQUEST_BYTES,
+    Accepted,
+    BadProbeMessage,
+    End,
+    Line,
+    ProbeCancel,
+    ProbeStart,
+    Refused,
+    command_args,
+    decode_control,
+    decode_reply,
+    encode_control,
+    encode_reply,
+    reply_subject,
+    request_subject,
+    requester_of,
+)
+from collector.bus.subjects import BadSubject
+
+ID = "a1b2c3d4e5f6"
+
+
+def start(**fields) -> ProbeStart:
+    return ProbeStart(id=ID, **({"kind": "icmp", "target": "fd00::1"} | fields))
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        start(slice="video", count=3, interval=0.2),
+        start(kind="trace", target="cnty2b", report=True, count=5, proto="icmp", max_hops=8),
+        start(kind="stamp", port=8620, ssid=7, timestamp_format="ptp", json_output=True),
+        ProbeCancel(id=ID),
+    ],
+)
+def test_a_control_message_comes_back_as_it_went(message):
+    assert decode_control(encode_control(message)) == message
+
+
+def test_command_args_are_the_local_commands_options_with_the_target_last():
+    request = start(kind="trace", target="cnty2b", slice="video", report=True, count=5, json_output=True)
+    assert command_args(request) == ["trace", "--slice", "video", "-c", "5", "--report", "--json", "--", "cnty2b"]
+    assert command_args(start()) == ["icmp", "--", "fd00::1"]
+
+
+@pytest.mark.parametrize(
+    "fields, reason",
+    [
+        ({"target": "-c1"}, "target"),
+        ({"target": "fd00::1 --json"}, "target"),
+        ({"id": "short"}, "id"),
+        ({"proto": "udp"}, "icmp probes take no proto"),
+        ({"kind": "stamp", "report": True}, "stamp probes take no report"),
+        ({"slice": "video", "dscp": 34}, "slice or dscp"),
+        ({"dscp": 64}, "dscp"),
+        ({"count": 0}, "count"),
+        ({"interval": 0}, "interval"),
+        ({"kind": "whois"}, "kind"),
+        ({"unknown": 1}, "unknown"),
+    ],
+)
+def test_a_bad_request_is_refused_with_a_reason_naming_it(fields, reason):
+    body = {"op": "start", "id": ID, "kind": "icmp", "target": "fd00::1"} | fields
+    with pytest.raises(BadProbeMessage, match=reason):
+        decode_control(json.dumps(body).encode())
+
+
+def test_a_request_is_bounded_in_size_and_must_be_json():
+    with pytest.raises(BadProbeMessage, match=str(MAX_REQUEST_BYTES)):
+        decode_control(b" " * (MAX_REQUEST_BYTES + 1))
+    with pytest.raises(BadProbeMessage):
+        decode_control(b"\xff not json")
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Accepted("cnty1a"),
+        Refused("no"),
+        Refused("full", "busy"),
+        Line("64 bytes"),
+        Line("x", "stderr"),
+        Line("{", more=True),
+        End(1, True),
+    ],
+)
+def test_a_reply_comes_back_as_it_went(reply):
+    assert decode_reply(encode_reply(reply)) == reply
+
+
+def test_a_long_line_is_cut_and_a_bad_reply_refused():
+    assert decode_reply(encode_reply(Line("x" * (MAX_LINE_CHARS + 5)))).text == "x" * MAX_LINE_CHARS
+    for data in (
+        b"{}",
+        b'{"type": "line", "stream": "tty", "text": ""}',
+        b'{"type": "other"}',
+        b'{"type": "refused", "reason": "", "code": "x"}',
+        b"[1",
+    ):
+        with pytest.raises(BadProbeMessage):
+            decode_reply(data)
+
+
+def test_subjects_name_the_site_and_the_requester():
+    assert request_subject("cnty1a") == "xnetprobe.cnty1a"
+    with pytest.raises(BadSubject):
+        request_subject("cnty1a.>")
+    reply = reply_subject("operator-noc", ID)
+    assert requester_of(reply) == "operator-noc"
+    assert requester_of("_XNET_INBOX.analyzer.x") is None
+    assert requester_of("_XNET_PROBE.operator-noc.short") is None

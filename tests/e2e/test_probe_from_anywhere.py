@@ -1,0 +1,245 @@
+"""Probes from anywhere on the lab: the all-in-one with its bus (nats-server in the core
+site), an agent per site in its namespace, and `xnetmon probe ... --from SITE` run at the
+centre as the lab's operator. Each remote probe is compared with the same probe run inside
+the site (our local command, or Debian's traceroute); the refusals, the bound on concurrent
+probes and Ctrl-C are shown at the agent's log and metrics."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support import DEADLINE_S, LineReader, wait_until
+from xnetmon.allinone import AGENT_METRICS_PORT, LAB_INTERVAL_S, lab_bus_url, lab_deployment
+
+pytestmark = [pytest.mark.root, pytest.mark.lab]
+
+SOURCE, FAR = "cnty1a", "cnty2b"  # cnty1a -> cnty2b crosses the core: city1a, prov1, core, prov2, city2b
+
+
+@pytest.fixture(scope="module")
+def deployment(small_lab, tmp_path_factory) -> Iterator:
+    workdir = tmp_path_factory.mktemp("probe-from-anywhere")
+    with lab_deployment(small_lab, workdir, api_port=0) as running:
+        yield small_lab, workdir, running
+
+
+def remote_argv(lab, workdir, kind: str, target: str, *args: str, site: str = SOURCE) -> list[str]:
+    bus = ["--bus", lab_bus_url(lab), "--bus-dir", str(workdir / "bus")]
+    return [sys.executable, "-m", "xnetmon", "probe", kind, target, "--from", site, *bus, *args]
+
+
+def remote(lab, workdir, kind: str, target: str, *args: str, site: str = SOURCE) -> subprocess.CompletedProcess:
+    """The probe asked from the centre (the core site, where the bus is)."""
+    return lab.exec("core", remote_argv(lab, workdir, kind, target, *args, site=site), timeout=DEADLINE_S)
+
+
+def local(lab, kind: str, target: str, *args: str) -> subprocess.CompletedProcess:
+    return lab.exec(SOURCE, [sys.executable, "-m", "xnetmon", "probe", kind, target, *args], timeout=DEADLINE_S)
+
+
+def agent_metrics_text(lab) -> str:
+    url = f"http://[{lab.address(SOURCE)}]:{AGENT_METRICS_PORT}/metrics"
+    code = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=10).read().decode())"
+    return lab.exec(SOURCE, [sys.executable, "-c", code], timeout=DEADLINE_S).stdout
+
+
+def metric_in(text: str, name: str, **labels: str) -> float | None:
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{wanted}}} ") or (not labels and line.startswith(f"{name} ")):
+            return float(line.split()[-1])
+    return None
+
+
+def agent_metric(lab, name: str, **labels: str) -> float | None:
+    return metric_in(agent_metrics_text(lab), name, **labels)
+
+
+def traceroute_hops(lab) -> list[str | None]:
+    """Debian traceroute -6 inside the site: the first address of each hop line."""
+    done = lab.exec(SOURCE, ["traceroute", "-6", "-n", "-q", "3", "-w", "1", "-m", "12", lab.address(FAR)])
+    assert done.returncode == 0, done.stderr
+    hops = []
+    for line in done.stdout.splitlines()[1:]:
+        addresses = [token for token in line.split()[1:] if ":" in token]
+        hops.append(addresses[0] if addresses else None)
+    return hops
+
+
+@pytest.mark.tool("traceroute")
+def test_trace_from_a_site_gives_the_hop_list_traceroute_gives_there(deployment):
+    lab, workdir, _ = deployment
+    done = remote(lab, workdir, "trace", FAR, "--slice", "video", "--json")
+    assert done.returncode == 0, done.stderr
+    path = json.loads(done.stdout)["flows"][0]["path"]
+    expected = [lab.address(site) for site in lab.path(SOURCE, FAR)[1:]]
+    assert path["hops"] == traceroute_hops(lab) == expected
+    text = remote(lab, workdir, "trace", FAR, "--slice", "video")
+    assert text.returncode == 0 and f"({lab.address(FAR)})" in text.stdout.splitlines()[0], text.stdout
+
+
+def loss_percent(output: str) -> float:
+    return float(re.search(r"([\d.]+)% packet loss", output)[1])
+
+
+def test_ping_and_stamp_from_a_site_match_the_local_commands(deployment):
+    lab, workdir, _ = deployment
+    target = lab.address(FAR)
+    args = ["--slice", "egov", "-c", "40", "-i", "0.02"]
+    asked, there = remote(lab, workdir, "ping", target, *args), local(lab, "ping", target, *args)
+    assert asked.returncode == there.returncode == 0, asked.stderr
+    assert asked.stdout.splitlines()[0] == there.stdout.splitlines()[0]  # the same header, same marking
+    assert "40 packets transmitted" in asked.stdout and "40 packets transmitted" in there.stdout
+    assert abs(loss_percent(asked.stdout) - loss_percent(there.stdout)) <= 10.0
+    args = ["-p", "8620", "--ssid", "7", *args]
+    stamped = remote(lab, workdir, "stamp", target, *args), local(lab, "stamp", target, *args)
+    assert [done.returncode for done in stamped] == [0, 0], stamped[0].stderr
+    assert stamped[0].stdout.splitlines()[0] == stamped[1].stdout.splitlines()[0]
+    as_json = remote(lab, workdir, "stamp", target, *args, "--json"), local(lab, "stamp", target, *args, "--json")
+    summaries = [json.loads(done.stdout.splitlines()[-1])["summary"] for done in as_json]
+    assert [s["sent"] for s in summaries] == [40, 40]
+    assert abs(summaries[0]["loss_ratio"] - summaries[1]["loss_ratio"]) <= 0.1
+
+
+def test_a_loss_fault_shows_in_the_remote_ping_and_from_the_right_hop_in_the_report(deployment):
+    lab, workdir, _ = deployment
+    fault = lab.fault_loss("prov1-core", 0.3)
+    try:
+        pinged = remote(lab, workdir, "ping", FAR, "--slice", "video", "-c", "60", "-i", "0.02", "-W", "0.5")
+        report = remote(
+            lab, workdir, "trace", FAR, "--report", "-c", "30", "-i", "0.02", "-W", "0.5", "-m", "8", "--json"
+        )
+    finally:
+        lab.heal(fault)
+    assert loss_percent(pinged.stdout) >= 20.0, pinged.stdout  # ~51% (30% each way)
+    rows = json.loads(report.stdout)["report"]
+    losses = [r["loss_ratio"] for r in rows]
+    assert losses[:2] == [0.0, 0.0] and all(loss >= 0.15 for loss in losses[2:]), losses
+
+
+def test_refusals_a_site_cannot_ask_and_a_target_outside_is_refused(deployment):
+    lab, workdir, _ = deployment
+    outside = remote(lab, workdir, "ping", "2001:db8::1", "-c", "1")
+    assert outside.returncode == 2
+    assert (
+        f"{SOURCE} refused: target 2001:db8::1 (2001:db8::1) is neither a target of {SOURCE}'s agent" in outside.stderr
+    )
+    sites = workdir / "bus" / "sites"
+    as_site = [sys.executable, "-m", "xnetmon", "probe", "ping", lab.address(SOURCE), "-c", "1", "--from", FAR]
+    as_site += ["--bus", lab_bus_url(lab), "--operator", "x", "--ca-file", str(workdir / "bus" / "ca.pem")]
+    as_site += ["--cert-file", str(sites / f"{SOURCE}.pem"), "--key-file", str(sites / f"{SOURCE}-key.pem")]
+    done = lab.exec("core", as_site, timeout=DEADLINE_S)
+    assert done.returncode == 1
+    assert "permissions violation" in done.stderr.lower() and f"no agent answered on xnetprobe.{FAR}" in done.stderr
+
+
+def test_the_eleventh_is_refused_and_ctrl_c_ends_the_remote_probes(deployment):
+    lab, workdir, _ = deployment
+    cancelled_before = agent_metric(lab, "xnet_agent_on_demand_requests_total", kind="icmp", outcome="cancelled") or 0
+    argv = remote_argv(lab, workdir, "ping", FAR, "--slice", "video", "-i", "0.05")
+    running = [lab.popen("core", argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(10)]
+    try:
+        readers = [LineReader(p.stdout) for p in running]
+        for reader in readers:
+            reader.wait_for(lambda line: "bytes from" in line)
+        assert agent_metric(lab, "xnet_agent_on_demand_in_flight") == 10
+        eleventh = remote(lab, workdir, "ping", FAR, "-c", "1")
+        assert eleventh.returncode == 2
+        assert f"10 on-demand probes are running on {SOURCE}, at most 10" in eleventh.stderr
+        for process in running:
+            process.send_signal(signal.SIGINT)  # Ctrl-C
+        assert [p.wait(DEADLINE_S) for p in running] == [0] * 10
+        assert all("ping statistics ---" in reader.text() for reader in readers)
+    finally:
+        for process in running:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    wait_until(
+        lambda: (
+            agent_metric(lab, "xnet_agent_on_demand_requests_total", kind="icmp", outcome="cancelled")
+            == cancelled_before + 10
+        )
+    )
+    assert agent_metric(lab, "xnet_agent_on_demand_in_flight") == 0
+    assert agent_metric(lab, "xnet_agent_on_demand_requests_total", kind="icmp", outcome="refused_busy") >= 1
+    log = (workdir / f"agent-{SOURCE}.log").read_text()
+    assert log.count("cancelled by operator-lab") >= 10 and "ended: cancelled" in log
+
+
+def window_samples(lab, windows: int) -> list[tuple[float, float, float, float]]:
+    """(scheduling lag p99, probes sent, on-demand probes in flight, when) of `windows`
+    windows of the agent (one a second here; a slow scrape may step over some), each read
+    from one scrape."""
+    samples: list[tuple[float, float, float, float]] = []
+
+    def next_window() -> bool:
+        text = agent_metrics_text(lab)
+        sent = metric_in(text, "xnet_collector_probes_sent_total", src=SOURCE) or 0.0
+        if samples and sent == samples[-1][1]:
+            return False
+        lag = metric_in(text, "xnet_collector_scheduling_lag_seconds", src=SOURCE, quantile="0.99") or 0.0
+        samples.append((lag, sent, metric_in(text, "xnet_agent_on_demand_in_flight") or 0.0, time.monotonic()))
+        return True
+
+    for _ in range(windows):
+        wait_until(next_window, interval=0.3)
+    return samples
+
+
+WINDOWS = 8  # measured before, and while the on-demand probes run
+
+
+def test_scheduled_probing_keeps_its_pace_while_ten_on_demand_probes_run_flat_out(deployment):
+    lab, workdir, _ = deployment
+    before = window_samples(lab, WINDOWS)
+    # At the agent's bound on count (1000), each at 33 packets/s, so that they outlast the
+    # measurement on this shared machine.
+    argv = remote_argv(lab, workdir, "ping", FAR, "--slice", "video", "-i", "0.03", "-c", "1000")
+    running = [lab.popen("core", argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(10)]
+    try:
+        readers, errors = [LineReader(p.stdout) for p in running], [LineReader(p.stderr) for p in running]
+        for process, reader, error in zip(running, readers, errors):
+            wait_until(
+                lambda r=reader, p=process: r.matching(lambda line: "bytes from" in line) or p.poll() is not None
+            )
+            assert reader.matching(lambda line: "bytes from" in line), "".join(error.lines)
+        during = [s for s in window_samples(lab, WINDOWS) if s[2] == 10]  # windows with all ten running
+    finally:
+        for process in running:
+            process.send_signal(signal.SIGINT)
+        for process in running:
+            try:
+                process.wait(DEADLINE_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    assert len(during) >= WINDOWS // 2, during
+
+    def lag_median(samples) -> float:
+        return sorted(s[0] for s in samples)[len(samples) // 2]
+
+    def sent_per_second(samples) -> float:
+        return (samples[-1][1] - samples[0][1]) / (samples[-1][3] - samples[0][3])
+
+    lag = {"before": lag_median(before), "during": lag_median(during)}
+    rate = {"before": sent_per_second(before), "during": sent_per_second(during)}
+    print(
+        f"scheduling lag p99, median of windows: before {lag['before'] * 1e3:.3f} ms, "
+        f"during {lag['during'] * 1e3:.3f} ms"
+    )
+    print(f"scheduled probes sent per second: before {rate['before']:.1f}, during {rate['during']:.1f}")
+    # Every schedule kept its pace (the scrapes' times are a window's length apart at worst),
+    # and no probe left a window late. The lag itself is printed, not bounded tighter: on this
+    # shared 2-core machine (load 30-50) ten more processes take CPU from the agent however
+    # nice they are, and its p99 rose from ~8-200 ms to ~100-330 ms in the runs so far.
+    assert rate["during"] >= 0.8 * rate["before"], rate
+    assert lag["during"] < LAB_INTERVAL_S, lag
