@@ -37,6 +37,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError, NotFoundError
 
 from analyzer.bus_checkpoint import CHECKPOINT_BUCKET, Checkpoint, checkpoint_store, load_checkpoint, save_checkpoint
+from analyzer.partials import PartialsOutbox, partials_stream_config, partials_subject
 from analyzer.store.memory import WindowStore
 from analyzer.store.snapshot import restore_into, snapshot_text
 from collector.bus.connection import BusEndpoint
@@ -70,11 +71,14 @@ class BusIntake:
         in_thread: Callable[[], None] | None = None,
         checkpoint_every_s: float = CHECKPOINT_EVERY_S,
         partition: int | None = None,
+        partials: PartialsOutbox | None = None,
     ) -> None:
         """`in_thread` runs first in the intake's thread, before any socket is opened (the
         all-in-one moves the thread into the lab's namespace, where the bus is). `store`
         must be empty: it gets the replica's checkpoint once connected. `partition`: read
-        only that partition of a partitioned stream (`durable` names the partition's replica)."""
+        only that partition of a partitioned stream (`durable` names the partition's replica);
+        `partials`: the outbox `store` closes its slice intervals into (`slice_closed`), put on
+        the bus for the combiner (analyzer.partials) after each batch taken and when idle."""
         self.store = store
         self.bus = endpoint
         self.durable = durable
@@ -84,6 +88,8 @@ class BusIntake:
         self.refusals_logged = 0  # the first MAX_ERRORS_LOGGED refusals are logged, all are counted
         self.checkpoint_every_s = checkpoint_every_s
         self.partition = partition
+        self.partials = partials
+        self.partials_published = 0  # reports put on the bus
         self.restored_seq: int | None = None  # the sequence of the checkpoint restored at start
         self.through_seq = 0  # the newest stream sequence taken (ingested or refused)
         self._failed_seq: int | None = None  # the oldest message a store failure left to come again
@@ -117,10 +123,12 @@ class BusIntake:
         client = await nats.connect(**self.bus.connect_options(), error_cb=self._on_error)
         try:
             js = client.jetstream()
-            await self._ensure_stream(js)
+            whole = await self._ensure_stream(js)
+            if self.partials is not None:
+                await ensure_stream(js, partials_stream_config())
             objects = await checkpoint_store(js)
             start_seq = await self._restore(objects)
-            subscription = await self._consumer_from(js, start_seq + 1)
+            subscription = await self._consumer_from(js, start_seq + 1, whole)
             self.connected.set()
             size = 1
             saved_seq, next_save = start_seq, time.monotonic() + self.checkpoint_every_s
@@ -136,6 +144,7 @@ class BusIntake:
                     messages = await subscription.fetch(size, timeout=IDLE_WAIT_S if size == 1 else BACKLOG_WAIT_S)
                 except (TimeoutError, NatsTimeout):  # nothing new within the wait
                     size = 1
+                    await self._publish_partials(js)  # intervals closed by time
                     continue
                 except Exception as exc:  # the connection is away: the client reconnects
                     await self._on_error(exc)
@@ -144,6 +153,8 @@ class BusIntake:
                 size = FETCH_BATCH
                 for message in messages:
                     await self._take(message)
+                await self._publish_partials(js)
+            await self._publish_partials(js)
             if self.through_seq != saved_seq:
                 await self._checkpoint(objects, saved_seq)  # the last one, so a restart replays nothing
         finally:
@@ -165,13 +176,14 @@ class BusIntake:
         log.info("analyzer state restored from %s, stream sequence %d", name, checkpoint.seq)
         return checkpoint.seq
 
-    async def _consumer_from(self, js, start_seq: int):
+    async def _consumer_from(self, js, start_seq: int, whole: str):
         """The durable consumer, made anew to deliver from `start_seq`: the position the
-        restored state needs, whatever was acked after its checkpoint."""
+        restored state needs, whatever was acked after its checkpoint. `whole`: the filter of
+        the whole stream, when no partition is asked for."""
         with contextlib.suppress(NotFoundError):
             await js.delete_consumer(STREAM_NAME, self.durable)
         return await js.pull_subscribe(
-            f"{PREFIX}.>" if self.partition is None else partition_filter(self.partition),
+            whole if self.partition is None else partition_filter(self.partition),
             durable=self.durable,
             stream=STREAM_NAME,
             config=ConsumerConfig(
@@ -199,12 +211,28 @@ class BusIntake:
         self.checkpoints_total += 1
         return seq
 
-    async def _ensure_stream(self, js) -> None:
-        config = stream_config(self.limits, partitioned=self.partition is not None)
-        try:
-            await js.add_stream(config)
-        except BadRequestError:  # it exists with other limits: the operator's are kept
-            log.info("stream %s exists with other limits; kept as it is", STREAM_NAME)
+    async def _publish_partials(self, js) -> None:
+        """What the store closed since the last report, to the combiner; kept for the next try
+        when the bus does not take it."""
+        if self.partials is None or self.partition is None:
+            return
+        self.store.advance(self._clock())  # intervals due by time close even while nothing comes
+        while (report := self.partials.report(self.store)) is not None:
+            try:
+                await js.publish(partials_subject(self.partition), report.encode())
+            except Exception as exc:  # the bus away: the outbox keeps them (bounded)
+                await self._on_error(exc)
+                return
+            self.partials.sent(report)
+            self.partials_published += 1
+
+    async def _ensure_stream(self, js) -> str:
+        """The stream made if need be; the consumer filter of all of it. nats-server 2.9 takes
+        only a filter within one of the stream's subjects: a partitioned stream's one subject
+        (an analyzer of every partition beside partition analyzers), else `xnet.>`."""
+        await ensure_stream(js, stream_config(self.limits, partitioned=self.partition is not None))
+        subjects = (await js.stream_info(STREAM_NAME)).config.subjects or []
+        return subjects[0] if len(subjects) == 1 else f"{PREFIX}.>"
 
     async def _take(self, message) -> None:
         self.messages_total += 1
@@ -257,3 +285,11 @@ class BusIntake:
         self.errors_total += 1
         if self.errors_total <= MAX_ERRORS_LOGGED:
             log.warning("bus intake %s: %s: %s", self.durable, type(exc).__name__, exc)
+
+
+async def ensure_stream(js, config) -> None:
+    """The stream, created unless it exists (then the operator's limits are kept)."""
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        log.info("stream %s exists with other limits; kept as it is", config.name)

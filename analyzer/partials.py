@@ -190,8 +190,8 @@ class PartialsOutbox:
             taken = [self._waiting[i] for i in range(min(len(self._waiting), MAX_REPORT_INTERVALS))]
             intervals = tuple(interval for _, interval in taken)
             self._reported_through = taken[-1][0] if taken else self._serial
-            if len(taken) < len(self._waiting):
-                marks = ({name: -1 for name in marks[0]}, 0)  # the rest first; no watermark meanwhile
+            if len(taken) < len(self._waiting):  # the rest first; the watermarks wait for them
+                marks = self._last_marks or ({name: -1 for name in marks[0]}, 0)
         if not intervals and marks == self._last_marks:
             return None
         return PartitionReport.model_construct(
@@ -208,8 +208,7 @@ class PartialsOutbox:
         with self._lock:
             while self._waiting and self._waiting[0][0] <= self._reported_through:
                 self._waiting.popleft()
-            if any(mark >= 0 for mark in report.closed_through.values()) or report.judged_through_ns:
-                self._last_marks = (dict(report.closed_through), report.judged_through_ns)
+            self._last_marks = (dict(report.closed_through), report.judged_through_ns)
 
     def __len__(self) -> int:
         with self._lock:

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from analyzer.bus_checkpoint import CHECKPOINT_SUBJECTS
+from analyzer.partials import PARTIALS_SUBJECTS
 from collector.bus.connection import BusEndpoint, inbox_prefix, site_identity
 from collector.bus.subjects import check_site, partition_mapping, site_subjects
 
@@ -134,8 +135,9 @@ def server_config(
             "user": user_of(ANALYZER),
             "permissions": {
                 # the consumer API (stream and consumer creation, fetch), acks, and the
-                # replicas' checkpoints in their object store bucket, nothing else
-                "publish": {"allow": ["$JS.API.>", "$JS.ACK.>", *CHECKPOINT_SUBJECTS]},
+                # replicas' checkpoints in their object store bucket, the partitions' reports
+                # to their combiner, nothing else
+                "publish": {"allow": ["$JS.API.>", "$JS.ACK.>", *CHECKPOINT_SUBJECTS, *PARTIALS_SUBJECTS]},
                 "subscribe": {"allow": [inbox_prefix(ANALYZER) + ".>"]},
             },
         }

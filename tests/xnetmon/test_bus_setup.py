@@ -54,6 +54,7 @@ def test_re_running_keeps_keys_and_writes_the_configuration_from_the_sites_prese
         "$JS.ACK.>",
         "$O.XNET_ANALYZERS.>",
         "$JS.FC.OBJ_XNET_ANALYZERS.>",
+        "xnet-partials.*",  # a partition's reports to its combiner
     ]
 
 
