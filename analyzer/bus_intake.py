@@ -49,6 +49,11 @@ from collector.contract.shipment import ShipmentBatch
 log = logging.getLogger(__name__)
 
 FETCH_BATCH = 256  # messages per pull while a backlog lasts: each is up to one spooled body
+# Bytes one pull may ask for (judged by the largest message of the last one): what the server
+# writes to an analyzer that its CPU is starved of must drain within nats-server's write
+# deadline (10 s), or the server drops it as a slow consumer and every message comes again
+# after the ack wait. 256 bodies of 500 windows are ~90 MB; this keeps a pull to a few MB.
+PULL_BYTES = 4 << 20
 IDLE_WAIT_S = 0.5  # a pull for one message: returns as soon as it arrives
 BACKLOG_WAIT_S = 0.02  # a pull for many: how long it may hold what arrives after the backlog
 ACK_WAIT_S = 60.0  # a message not acked within this is delivered again
@@ -150,7 +155,7 @@ class BusIntake:
                     await self._on_error(exc)
                     await asyncio.sleep(0.5)
                     continue
-                size = FETCH_BATCH
+                size = pull_size(messages)
                 for message in messages:
                     await self._take(message)
                 await self._publish_partials(js)
@@ -285,6 +290,13 @@ class BusIntake:
         self.errors_total += 1
         if self.errors_total <= MAX_ERRORS_LOGGED:
             log.warning("bus intake %s: %s: %s", self.durable, type(exc).__name__, exc)
+
+
+def pull_size(messages) -> int:
+    """How many messages the next pull asks for, after `messages`: a backlog's batch, fewer
+    when its bodies are large (PULL_BYTES)."""
+    largest = max((len(m.data) for m in messages), default=0)
+    return max(1, min(FETCH_BATCH, PULL_BYTES // max(1, largest)))
 
 
 async def ensure_stream(js, config) -> None:
