@@ -163,7 +163,7 @@ class BusIntake:
             if self.through_seq != saved_seq:
                 await self._checkpoint(objects, saved_seq)  # the last one, so a restart replays nothing
         finally:
-            await client.close()
+            await close_quietly(client)
 
     async def _restore(self, objects) -> int:
         """Load this replica's checkpoint into the store; the sequence it covers (0: none)."""
@@ -290,6 +290,15 @@ class BusIntake:
         self.errors_total += 1
         if self.errors_total <= MAX_ERRORS_LOGGED:
             log.warning("bus intake %s: %s: %s", self.durable, type(exc).__name__, exc)
+
+
+async def close_quietly(client) -> None:
+    """Close the connection; a TLS transport the server already tore down (nats-py then
+    fails inside close) leaves nothing to close."""
+    try:
+        await client.close()
+    except (AttributeError, OSError) as exc:
+        log.debug("closing the bus connection: %s: %s", type(exc).__name__, exc)
 
 
 def pull_size(messages) -> int:

@@ -23,7 +23,15 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from analyzer.bus_intake import ACK_WAIT_S, BACKLOG_WAIT_S, FETCH_BATCH, IDLE_WAIT_S, MAX_ERRORS_LOGGED, ensure_stream
+from analyzer.bus_intake import (
+    ACK_WAIT_S,
+    BACKLOG_WAIT_S,
+    FETCH_BATCH,
+    IDLE_WAIT_S,
+    MAX_ERRORS_LOGGED,
+    close_quietly,
+    ensure_stream,
+)
 from analyzer.combiner import PartialsCombiner
 from analyzer.partials import PARTIALS_PREFIX, PARTIALS_STREAM, MalformedReport, PartitionReport, partials_stream_config
 from collector.bus.connection import BusEndpoint
@@ -104,7 +112,7 @@ class CombinerIntake:
                 for message in messages:
                     await self._take(message)
         finally:
-            await client.close()
+            await close_quietly(client)
 
     def _advance(self) -> None:
         try:
