@@ -18,9 +18,12 @@ the bus nats-server's CPU seconds; the order alternates between repetitions.
 
 With `--partitions N` a third path runs beside them: the server maps the sites into N
 partitions (collector.bus.subjects.partition_mapping) and N analyzer processes each consume
-one (BusIntake(partition=i)) into a store of their own; its clock runs until the N stores
-together hold every window, and its CPU seconds are this process's, the N analyzers' and
-nats-server's.
+one (BusIntake(partition=i)) into a store of their own, publishing their slices' partial sums
+to a combiner in this process (analyzer.combiner_intake), as deployed; its clock runs until
+the N stores together hold every window, and its CPU seconds are this process's, the N
+analyzers' and nats-server's. `windows_per_partition_cpu_second` is what the partitions
+alone take per CPU second: with the sites publishing from their own machines, what a core of
+partitions carries.
 
 No root needed. The targets (issue 14): the bus at least as fast as HTTP; at least 50,000
 windows/s into a partitioned analysis on this machine's two cores.
