@@ -26,6 +26,7 @@ GRACE_S = 15.0  # how long an interval waits for a partition that has not passed
 @dataclass(slots=True)
 class _Waiting:
     first_heard_ns: int
+    first_seq: int  # the stream sequence of the oldest report holding a part (0: not from a stream)
     parts: dict[int, IntervalStats] = field(default_factory=dict)  # partition -> its sums
 
 
@@ -45,8 +46,9 @@ class PartialsCombiner:
         self._waiting: dict[str, dict[int, _Waiting]] = {}  # slice -> interval number -> its parts
         self._closed: dict[str, int] = {}  # slice -> the newest interval number closed here
 
-    def add(self, report: PartitionReport, now_ns: int) -> bool:
-        """Take one report; False (and counted) when it does not belong to this analysis."""
+    def add(self, report: PartitionReport, now_ns: int, seq: int = 0) -> bool:
+        """Take one report (`seq`: its stream sequence, for `oldest_waiting_seq`); False (and
+        counted) when it does not belong to this analysis."""
         self.reports_total += 1
         if report.partitions != self.partitions or report.interval_ns != self.store.interval_ns:
             self.reports_refused += 1
@@ -62,7 +64,7 @@ class PartialsCombiner:
             waiting = self._waiting.setdefault(item.slice, {})
             interval = waiting.get(number)
             if interval is None:
-                interval = waiting[number] = _Waiting(now_ns)
+                interval = waiting[number] = _Waiting(now_ns, seq)
             interval.parts[report.partition] = item.stats.stats()
         marks = self._marks[report.partition]
         for name, through in report.closed_through.items():
@@ -86,6 +88,12 @@ class PartialsCombiner:
                 self._closed[name] = number
                 if self.store.add_slice_interval(name, IntervalStats.merged(interval.parts.values())):
                     self.intervals_combined += 1
+
+    def oldest_waiting_seq(self) -> int | None:
+        """The stream sequence of the oldest report a waiting interval holds a part of: a
+        checkpoint of the store covers the stream only up to before it."""
+        seqs = [w.first_seq for waiting in self._waiting.values() for w in waiting.values()]
+        return min(seqs) if seqs else None
 
     def waiting(self) -> int:
         """Slice intervals waiting for a partition."""

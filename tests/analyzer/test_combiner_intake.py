@@ -58,6 +58,8 @@ def test_two_partitions_and_their_combiner_give_the_slice_verdicts_of_one_analyz
             BusIntake(store, endpoint, f"partition-{i}", partition=i, partials=outbox, **clock)
             for i, (store, outbox) in enumerate(zip(stores, outboxes, strict=True))
         ]
+        for intake in intakes:  # the partitioned stream made before the analyzer of every partition reads it
+            wait_until(intake.connected.is_set, what=f"{intake.durable} connected")
         single = WindowStore(default_policies())
         intakes.append(BusIntake(single, endpoint, "single", **clock))
         combined = WindowStore(default_policies())
@@ -72,12 +74,21 @@ def test_two_partitions_and_their_combiner_give_the_slice_verdicts_of_one_analyz
             wait_until(
                 lambda step=step: (
                     single.counters["windows_ingested"] == (step + 1) * per_interval
-                    and combiner.intervals_combined == single.counters["intervals_closed"]
+                    and combined.counters["intervals_closed"] == single.counters["intervals_closed"]
                 ),
                 what=f"interval {step} judged by the single analyzer and the combiner",
             )
             expected = single.slice_verdict_map(NOW_NS)
             assert combined.slice_verdict_map(NOW_NS) == expected, f"interval {step}"
+            if step == INTERVALS // 2:  # a combiner restarted: its checkpoint, then the reports after it
+                combiner_intake.stop()
+                assert combiner_intake.checkpoints_total >= 1 and combiner_intake.checkpoint_failures == 0
+                combined = WindowStore(default_policies())
+                combiner = PartialsCombiner(combined, PARTITIONS)
+                combiner_intake = CombinerIntake(combiner, endpoint, **clock)
+                wait_until(combiner_intake.connected.is_set, what="the restarted combiner connected")
+                assert combiner_intake.restored_seq
+                assert combined.slice_verdict_map(NOW_NS) == expected, "restored from the checkpoint"
             statuses |= {v.status for v in expected.values() if v is not None}
         publish(pki, server, [("cnty0", b'{"partition": 7}')], as_analyzer=True)
         wait_until(lambda: combiner_intake.refused_total == 1, what="the bad report refused")
@@ -86,6 +97,6 @@ def test_two_partitions_and_their_combiner_give_the_slice_verdicts_of_one_analyz
     assert statuses - {"ok", "no-data"}  # the verdicts compared were not all alike
     assert {k.source for k in stores[0].path_keys()}.isdisjoint({k.source for k in stores[1].path_keys()})
     assert all(store.counters["windows_ingested"] for store in stores)  # both partitions had sites
-    assert combiner.intervals_combined == len(SLICES) * INTERVALS
+    assert combined.counters["intervals_closed"] == len(SLICES) * INTERVALS
     assert combiner.intervals_by_grace == 0 and combiner.partials_late == 0
     assert combiner_intake.errors_total == 0 and all(i.errors_total == 0 for i in intakes)

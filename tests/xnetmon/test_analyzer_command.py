@@ -175,7 +175,7 @@ def test_two_partitions_and_a_combiner_from_the_command_line_judge_every_slice(t
         try:
             banners = [proc.stdout.readline() for proc in procs]
             assert "as analyzer-p0 (partition 0 of 2)" in banners[0] and "as analyzer-p1" in banners[1]
-            assert "(the combiner of 2 partitions)" in banners[2]
+            assert "as analyzer-combiner (the combiner of 2 partitions)" in banners[2]
             for seq in range(T0, T0 + 4):
                 for site, sink in zip(sites, sinks, strict=True):
                     sink.submit(batch(window(seq, source=site, sent=200), site=site))

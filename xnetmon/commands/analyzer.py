@@ -283,20 +283,25 @@ def _bus_intake(args: argparse.Namespace, store, outbox, role: str):
     from collector.bus.subjects import BadSubject, check_site
     from xnetmon import bus_setup
 
-    # partitions share the stream: each partition's replicas need names of their own
-    durable = args.replica if args.partition is None else f"{args.replica}-p{args.partition}"
+    # partitions share the stream, and checkpoints one bucket: each role's replicas need names of their own
+    durable = args.replica
+    if args.partition is not None:
+        durable = f"{args.replica}-p{args.partition}"
+    elif args.combiner:
+        durable = f"{args.replica}-combiner"
     try:
         check_site(durable)  # a consumer name is one subject token too
     except BadSubject as exc:
         raise UsageError(f"--replica: {exc}") from None
     endpoint = bus_setup.analyzer_endpoint(args.bus_dir, tuple(args.bus))
+    every = {} if args.checkpoint_every is None else {"checkpoint_every_s": args.checkpoint_every}
     if args.combiner:
         from analyzer.combiner import PartialsCombiner
         from analyzer.combiner_intake import CombinerIntake
 
-        intake: CombinerIntake | BusIntake = CombinerIntake(PartialsCombiner(store, args.partitions), endpoint, durable)
+        combiner = PartialsCombiner(store, args.partitions)
+        intake: CombinerIntake | BusIntake = CombinerIntake(combiner, endpoint, durable, **every)
     else:
-        every = {} if args.checkpoint_every is None else {"checkpoint_every_s": args.checkpoint_every}
         intake = BusIntake(store, endpoint, durable, partition=args.partition, partials=outbox, **every)
     shown = f" ({role})" if role else ""
     print(f"xnetmon analyzer: consuming the bus at {', '.join(args.bus)} as {durable}{shown}", flush=True)
