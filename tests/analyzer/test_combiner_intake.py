@@ -72,7 +72,7 @@ def test_two_partitions_and_their_combiner_give_the_slice_verdicts_of_one_analyz
         for step, seq in enumerate(range(T0, T0 + INTERVALS)):
             publish(pki, server, [(site, encode_body(site_batch(site, seq))) for site in SITES])
             wait_until(
-                lambda step=step: (
+                lambda step=step, combined=combined: (
                     single.counters["windows_ingested"] == (step + 1) * per_interval
                     and combined.counters["intervals_closed"] == single.counters["intervals_closed"]
                 ),
