@@ -21,9 +21,19 @@ from nats.js.errors import BucketNotFoundError, ObjectNotFoundError
 
 CHECKPOINT_BUCKET = "XNET_ANALYZERS"
 CHECKPOINT_SEQ_HEADER = "Xnet-Stream-Seq"
-# Publish subjects an analyzer needs for its checkpoints: the chunks and metadata of the
-# bucket's objects, and the flow control replies of the ordered consumer that reads one back.
-CHECKPOINT_SUBJECTS = (f"$O.{CHECKPOINT_BUCKET}.>", f"$JS.FC.OBJ_{CHECKPOINT_BUCKET}.>")
+# Publish subjects an analyzer needs for its checkpoints, and no more: the bucket's stream
+# made, looked up and its old chunks purged on a put, the chunks and metadata of its objects,
+# the last metadata read and the ordered consumer (with its flow control replies) that reads
+# an object back.
+_BUCKET_STREAM = f"OBJ_{CHECKPOINT_BUCKET}"
+CHECKPOINT_SUBJECTS = (
+    *(f"$JS.API.STREAM.{verb}.{_BUCKET_STREAM}" for verb in ("CREATE", "INFO", "MSG.GET", "PURGE")),
+    "$JS.API.STREAM.NAMES",  # the ordered consumer finds its stream by subject
+    f"$JS.API.CONSUMER.CREATE.{_BUCKET_STREAM}",
+    f"$JS.API.CONSUMER.CREATE.{_BUCKET_STREAM}.>",
+    f"$O.{CHECKPOINT_BUCKET}.>",
+    f"$JS.FC.{_BUCKET_STREAM}.>",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,14 +42,16 @@ class Checkpoint:
     snapshot: str  # analyzer.store.snapshot's text
 
 
-async def checkpoint_store(js):
-    """The bucket, created (file storage) the first time an analyzer asks for it."""
+async def checkpoint_store(js, replicas: int = 1):
+    """The bucket, created (file storage, `replicas` as the stream's) the first time an analyzer asks for it."""
     try:
         return await js.object_store(CHECKPOINT_BUCKET)
     except BucketNotFoundError:
         return await js.create_object_store(
             CHECKPOINT_BUCKET,
-            ObjectStoreConfig(description="xnetmon analyzer replicas' checkpoints", storage=StorageType.FILE),
+            ObjectStoreConfig(
+                description="xnetmon analyzer replicas' checkpoints", storage=StorageType.FILE, replicas=replicas
+            ),
         )
 
 

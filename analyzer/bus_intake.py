@@ -131,7 +131,7 @@ class BusIntake:
             whole = await self._ensure_stream(js)
             if self.partials is not None:
                 await ensure_stream(js, partials_stream_config())
-            objects = await checkpoint_store(js)
+            objects = await checkpoint_store(js, self.limits.replicas)
             start_seq = await self._restore(objects)
             subscription = await self._consumer_from(js, start_seq + 1, whole)
             self.connected.set()
@@ -312,5 +312,5 @@ async def ensure_stream(js, config) -> None:
     """The stream, created unless it exists (then the operator's limits are kept)."""
     try:
         await js.add_stream(config)
-    except BadRequestError:
-        log.info("stream %s exists with other limits; kept as it is", config.name)
+    except BadRequestError as exc:  # it exists with other limits (the operator's are kept), or no room
+        log.warning("stream %s not created with these limits (%s); an existing one is kept", config.name, exc)

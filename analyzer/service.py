@@ -31,9 +31,11 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from analyzer.api.app import create_app
-from analyzer.loop_errors import LoopErrors
+from analyzer.api.guarded_h11 import uvicorn_options
+from analyzer.store.journal import IntakeJournal, replay
 from analyzer.store.memory import WindowStore
 from analyzer.store.snapshot import restore_snapshot, save_snapshot
+from collector.system.loop_errors import LoopErrors
 
 if TYPE_CHECKING:
     from analyzer.rootcause.model import Epoch
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SNAPSHOT_NAME = "analyzer-store.json"
+JOURNAL_NAME = "intake-journal"  # analyzer.store.journal: shipments taken since the snapshot
 SNAPSHOT_EVERY_S = 30.0
 
 
@@ -72,8 +75,10 @@ class SnapshotKeeper:
         every_s: float = SNAPSHOT_EVERY_S,
         tick_s: float = 1.0,
         errors: LoopErrors | None = None,
+        journal: IntakeJournal | None = None,
     ) -> None:
         self.store = store
+        self.journal = journal  # truncated by each snapshot
         self.path = Path(state_dir) / SNAPSHOT_NAME
         self.every_s = every_s
         self.tick_s = tick_s
@@ -98,7 +103,10 @@ class SnapshotKeeper:
     def save(self) -> None:
         # A full disk, or anything else, must not stop the analyzer; the next try may work.
         with self.errors.survive("snapshot", f"writing the analyzer snapshot {self.path}"):
+            covered = self.journal.rotate() if self.journal is not None else None
             save_snapshot(self.store, self.path)
+            if self.journal is not None and covered is not None:
+                self.journal.drop_through(covered)
 
     def stop(self, *, final_snapshot: bool = True) -> None:
         self._stop.set()
@@ -255,7 +263,8 @@ class TlsFiles:
 
 
 def uvicorn_server(app, log_level: str = "warning", tls: TlsFiles | None = None) -> uvicorn.Server:
-    """uvicorn as the analyzer runs it: no access log, no lifespan events, HTTPS with `tls`."""
+    """uvicorn as the analyzer runs it: no access log, no lifespan events, HTTPS with `tls`,
+    every client held to the default `collector.system.http_limits.HttpLimits`."""
     return uvicorn.Server(
         uvicorn.Config(
             app,
@@ -264,6 +273,7 @@ def uvicorn_server(app, log_level: str = "warning", tls: TlsFiles | None = None)
             lifespan="off",
             ssl_certfile=None if tls is None else str(tls.cert),
             ssl_keyfile=None if tls is None else str(tls.key),
+            **uvicorn_options(),
         )
     )
 
@@ -350,9 +360,16 @@ class AnalyzerService:
         **store_options,
     ) -> None:
         self.store = open_store(state_dir, policies, **store_options)
+        self.journal = IntakeJournal(Path(state_dir) / JOURNAL_NAME) if state_dir is not None else None
+        if self.journal is not None:
+            replay(self.journal, self.store, time.time_ns())
         self.socket = listening_socket(*listen)
         self.errors = LoopErrors()  # every background loop's, shown by /healthz and /metrics
-        self.keeper = SnapshotKeeper(self.store, state_dir, errors=self.errors) if state_dir is not None else None
+        self.keeper = (
+            SnapshotKeeper(self.store, state_dir, errors=self.errors, journal=self.journal)
+            if state_dir is not None
+            else None
+        )
         self.feeder = StoreFeeder(self.store, errors=self.errors) if feed else None
         self.inference = RootCauseRunner(self.store, declared_names=declared_names, errors=self.errors)
         self.app = create_app(
@@ -362,6 +379,7 @@ class AnalyzerService:
             hints=self.inference.hints,
             site_names=declared_names,
             errors=self.errors,
+            journal=self.journal,
             **dict(api_options or {}),  # site_tokens, read_token, openapi, probe_targets: analyzer.api.app
         )
         self.tls = tls
@@ -390,3 +408,5 @@ class AnalyzerService:
             self.feeder.stop()
         if self.keeper is not None:
             self.keeper.stop(final_snapshot=final_snapshot)
+        if self.journal is not None:
+            self.journal.close()

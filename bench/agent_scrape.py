@@ -42,8 +42,7 @@ def build(targets: int, slices: int):
     from collector.outputs.prometheus.agent import agent_metrics
     from collector.outputs.prometheus.state import MetricsState
 
-    now = [T0]
-    state = MetricsState(clock=lambda: now[0])
+    state = MetricsState()
     keys = [
         PathKey("site-a", f"fd00:5ca1::{t:x}", SLICES[s % len(SLICES)] + ("" if s < len(SLICES) else f"-{s}"), "stamp")
         for t in range(1, targets + 1)
@@ -52,7 +51,6 @@ def build(targets: int, slices: int):
 
     def fold(seq: int) -> None:
         start = T0 + (seq - 1) * WINDOW_NS
-        now[0] = start + WINDOW_NS
         windows = [
             example_window(
                 key,

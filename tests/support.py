@@ -248,3 +248,28 @@ def fill_filesystem(directory: Path) -> Path:
                 if exc.errno != errno.ENOSPC:
                     raise
     return filler
+
+
+def dribble_until_cut_off(address: tuple[str, int], still_served: Callable[[], object]) -> float:
+    """A slowloris client: opens a connection to `address`, sends a request line and then a
+    header a byte at a time (far below any bound on a head's size or line count), until the
+    server closes the connection; `still_served()` (another request, asserting its answer)
+    runs between bytes. Returns how long the server let it dribble."""
+    with socket.create_connection(address, timeout=DEADLINE_S) as slow:
+        slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: xnetmon\r\nX-Dribble: ")
+        started = time.monotonic()
+        slow.setblocking(False)
+
+        def cut_off() -> bool:
+            try:
+                slow.sendall(b"a")
+                closed = slow.recv(1024) == b""
+            except BlockingIOError:
+                closed = False  # nothing to read: still connected
+            except OSError:
+                closed = True  # reset, or the write side shut
+            still_served()
+            return closed
+
+        wait_until(cut_off, interval=0.5, what="the slow client cut off")
+        return time.monotonic() - started

@@ -11,6 +11,16 @@ write them into one directory an operator deploys by hand or with configuration 
                              the certificate's subject is the user), per-user permissions,
                              JetStream with its store directory
 
+A three-server cluster (`init(nodes=...)`, `xnetmon bus init --node HOST` three times)
+replaces server.pem and nats-server.conf with one set per node, each deployed on its machine:
+
+    cluster.json          0644  the nodes: name, host, client, route and monitoring ports
+    nodes/NODE.pem/-key   0644/0600  the node's identity, valid for its host: the server
+                                 side to clients, and both sides of the routes between nodes
+    nodes/NODE.conf       0600  as nats-server.conf, plus its server_name and a `cluster {}`
+                                block: routes to the other nodes over TLS, where only a node's
+                                certificate (ROUTE_USER) is accepted
+
 Everything is re-runnable: what exists is kept (a site's key is not replaced, the CA is
 not re-made), and the server configuration is written again from the sites present.
 """
@@ -21,7 +31,8 @@ import datetime
 import ipaddress
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -30,14 +41,20 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from analyzer.bus_checkpoint import CHECKPOINT_SUBJECTS
-from analyzer.partials import PARTIALS_SUBJECTS
+from analyzer.partials import PARTIALS_PERMISSIONS
 from collector.bus.connection import BusEndpoint, inbox_prefix, site_identity
+from collector.bus.stream import reader_subjects
 from collector.bus.subjects import check_site, partition_mapping, site_subjects
 
 ANALYZER = "analyzer"
 VALID_DAYS = 825  # what clients accept for leaf certificates
 CA_VALID_DAYS = 3650
 DEFAULT_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+CLUSTER_NAME = "xnet"
+CLUSTER_FILE = "cluster.json"
+MIN_CLUSTER_NODES = 3  # JetStream's meta group and an R3 stream keep a quorum with one node down
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,14 +65,42 @@ class ServerPorts:
     monitor_port: int = 8222
 
 
+@dataclass(frozen=True, slots=True)
+class ClusterNode:
+    """One server of a JetStream cluster: `name` is its server_name and names its files
+    under nodes/; `host` is what clients and the other nodes reach it by (in its certificate)."""
+
+    name: str
+    host: str
+    ports: ServerPorts = ServerPorts()
+    cluster_port: int = 6222
+
+    @property
+    def url(self) -> str:
+        return f"tls://{_host_port(self.host, self.ports.port)}"
+
+    @property
+    def route_url(self) -> str:
+        return f"nats-route://{_host_port(self.host, self.cluster_port)}"
+
+
 def user_of(identity: str) -> str:
     """The user nats-server maps a certificate to: its subject (RFC 2253)."""
     return f"CN=xnet-{identity}"
 
 
-def init(directory: str | Path, names: tuple[str, ...] = DEFAULT_NAMES) -> Path:
-    """The CA, the server's and the analyzers' certificates, and the server configuration."""
+# Every node's certificate carries this subject; the routes accept no other, so a site's or
+# an analyzer's certificate (the same CA) cannot join the cluster as a server.
+SERVER_IDENTITY = "bus-server"
+ROUTE_USER = user_of(SERVER_IDENTITY)
+
+
+def init(directory: str | Path, names: tuple[str, ...] = DEFAULT_NAMES, nodes: tuple[ClusterNode, ...] = ()) -> Path:
+    """The CA, the server's and the analyzers' certificates, and the server configuration;
+    with `nodes`, a cluster: one certificate and configuration per node instead of the server's."""
     root = Path(directory)
+    if nodes:
+        _check_cluster(nodes)
     root.mkdir(parents=True, exist_ok=True)
     (root / "sites").mkdir(exist_ok=True)
     if not (root / "ca.pem").exists():
@@ -68,30 +113,79 @@ def init(directory: str | Path, names: tuple[str, ...] = DEFAULT_NAMES) -> Path:
             .sign(key, hashes.SHA256())
         )
         _write(root / "ca.pem", cert.public_bytes(serialization.Encoding.PEM), 0o644)
-    if not (root / "server.pem").exists():
-        sans: list[x509.GeneralName] = []
-        for n in names:
-            try:
-                sans.append(x509.IPAddress(ipaddress.ip_address(n)))
-            except ValueError:
-                sans.append(x509.DNSName(n))
-        _issue(root, root / "server", "xnet-bus-server", ExtendedKeyUsageOID.SERVER_AUTH, sans)
+    if nodes:
+        _write(root / CLUSTER_FILE, json.dumps([asdict(n) for n in nodes], indent=2).encode() + b"\n", 0o644)
+    layout = cluster_nodes(root)
+    if layout:
+        (root / "nodes").mkdir(exist_ok=True)
+        for node in layout:
+            if not (root / "nodes" / f"{node.name}.pem").exists():
+                usage = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]  # routes dial out too
+                _issue(root, root / "nodes" / node.name, f"xnet-{SERVER_IDENTITY}", usage, _sans((node.host, *names)))
+    elif not (root / "server.pem").exists():
+        _issue(root, root / "server", f"xnet-{SERVER_IDENTITY}", [ExtendedKeyUsageOID.SERVER_AUTH], _sans(names))
     if not (root / f"{ANALYZER}.pem").exists():
-        _issue(root, root / ANALYZER, f"xnet-{ANALYZER}", ExtendedKeyUsageOID.CLIENT_AUTH, [])
+        _issue(root, root / ANALYZER, f"xnet-{ANALYZER}", [ExtendedKeyUsageOID.CLIENT_AUTH], [])
     write_server_config(root)
     return root
 
 
+def cluster_nodes(directory: str | Path) -> tuple[ClusterNode, ...]:
+    """The cluster's nodes as `init` wrote them; () for a single server."""
+    path = Path(directory) / CLUSTER_FILE
+    if not path.exists():
+        return ()
+    return tuple(
+        ClusterNode(n["name"], n["host"], ServerPorts(**n["ports"]), n["cluster_port"])
+        for n in json.loads(path.read_text())
+    )
+
+
+def server_urls(directory: str | Path) -> tuple[str, ...]:
+    """What agents and analyzers are given: every node of a cluster (the client moves to
+    another when its server goes), () for a single server, whose address the operator knows."""
+    return tuple(node.url for node in cluster_nodes(directory))
+
+
+def _check_cluster(nodes: tuple[ClusterNode, ...]) -> None:
+    if len(nodes) < MIN_CLUSTER_NODES:
+        raise ValueError(
+            f"a cluster needs at least {MIN_CLUSTER_NODES} nodes (one down keeps a quorum), got {len(nodes)}"
+        )
+    for label, values in (("name", [n.name for n in nodes]), ("host and port", [n.url for n in nodes])):
+        if len(set(values)) != len(values):
+            raise ValueError(f"two cluster nodes share a {label}: {', '.join(values)}")
+    for node in nodes:
+        check_site(node.name)  # one token: a file name and a server_name
+
+
+def _sans(names: tuple[str, ...]) -> list[x509.GeneralName]:
+    sans: list[x509.GeneralName] = []
+    for n in dict.fromkeys(names):
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(n)))
+        except ValueError:
+            sans.append(x509.DNSName(n))
+    return sans
+
+
 def add_site(directory: str | Path, site: str) -> Path:
     """The site's certificate and key (kept when present) and its permission entry."""
+    return add_sites(directory, (site,))[0]
+
+
+def add_sites(directory: str | Path, names: Iterable[str]) -> list[Path]:
+    """`add_site` for many sites, the server configuration written once (thousands of sites:
+    every name checked before any file is written)."""
     root = Path(directory)
     if not (root / "ca.pem").exists():
         raise FileNotFoundError(f"{root} has no CA: run `xnetmon bus init {root}` first")
-    base = root / "sites" / check_site(site)
-    if not base.with_suffix(".pem").exists():
-        _issue(root, base, f"xnet-{site_identity(site)}", ExtendedKeyUsageOID.CLIENT_AUTH, [])
+    bases = [root / "sites" / check_site(site) for site in names]
+    for base in bases:
+        if not base.with_suffix(".pem").exists():
+            _issue(root, base, f"xnet-{site_identity(base.name)}", [ExtendedKeyUsageOID.CLIENT_AUTH], [])
     write_server_config(root)
-    return base.with_suffix(".pem")
+    return [base.with_suffix(".pem") for base in bases]
 
 
 def sites(directory: str | Path) -> list[str]:
@@ -123,21 +217,39 @@ def analyzer_endpoint(directory: str | Path, servers: tuple[str, ...]) -> BusEnd
 
 def server_config(
     directory: str | Path,
-    ports: ServerPorts = ServerPorts(),
+    ports: ServerPorts | None = None,
     store_dir: str | Path | None = None,
     partitions: int | None = None,
+    node: str | None = None,
 ) -> str:
     """nats-server's configuration (its format takes JSON values); `partitions`: the sites'
-    subjects mapped into that many partitions (collector.bus.subjects.partition_mapping)."""
+    subjects mapped into that many partitions (collector.bus.subjects.partition_mapping);
+    `node`: the configuration of that node of the directory's cluster (its ports by default)."""
     root = Path(directory).resolve()
+    me = None
+    if node is not None:
+        layout = cluster_nodes(root)
+        me = next((n for n in layout if n.name == node), None)
+        if me is None:
+            raise ValueError(f"{root} has no cluster node {node!r}: its nodes are {[n.name for n in layout]}")
+    ports = ports or (me.ports if me is not None else ServerPorts())
+    cert_base = root / "nodes" / me.name if me is not None else root / "server"
+    tls = {
+        "cert_file": f"{cert_base}.pem",
+        "key_file": f"{cert_base}-key.pem",
+        "ca_file": str(root / "ca.pem"),
+        "verify_and_map": True,
+        "timeout": 5,
+    }
     users = [
         {
             "user": user_of(ANALYZER),
             "permissions": {
-                # the consumer API (stream and consumer creation, fetch), acks, and the
-                # replicas' checkpoints in their object store bucket, the partitions' reports
-                # to their combiner, nothing else
-                "publish": {"allow": ["$JS.API.>", "$JS.ACK.>", *CHECKPOINT_SUBJECTS, *PARTIALS_SUBJECTS]},
+                # its consumers on the stream (create, info, delete, pulls, acks), the stream's
+                # creation and info, and the replicas' checkpoints in their object store
+                # bucket, the partitions' reports to their combiner: nothing else, so not a
+                # stream's deletion nor a window's publication
+                "publish": {"allow": [*reader_subjects(), *CHECKPOINT_SUBJECTS, *PARTIALS_PERMISSIONS]},
                 "subscribe": {"allow": [inbox_prefix(ANALYZER) + ".>"]},
             },
         }
@@ -153,21 +265,29 @@ def server_config(
             }
         )
     store = Path(store_dir) if store_dir is not None else root / "jetstream"
+    cluster = []
+    if me is not None:
+        cluster = [
+            f"server_name: {json.dumps(me.name)}",
+            "cluster: "
+            + json.dumps(
+                {
+                    "name": CLUSTER_NAME,
+                    "listen": _host_port(ports.listen_host, me.cluster_port),
+                    "routes": [n.route_url for n in cluster_nodes(root) if n.name != me.name],
+                    "tls": tls,  # a route's certificate maps to its user: only ROUTE_USER's
+                    "authorization": {"user": ROUTE_USER},
+                },
+                indent=2,
+            ),
+        ]
     return "\n".join(
         [
+            *cluster,
             f"listen: {json.dumps(_host_port(ports.listen_host, ports.port))}",
             f"http: {json.dumps(_host_port(ports.monitor_host, ports.monitor_port))}",
             f"jetstream: {{store_dir: {json.dumps(str(store))}}}",
-            "tls: "
-            + json.dumps(
-                {
-                    "cert_file": str(root / "server.pem"),
-                    "key_file": str(root / "server-key.pem"),
-                    "ca_file": str(root / "ca.pem"),
-                    "verify_and_map": True,
-                    "timeout": 5,
-                }
-            ),
+            "tls: " + json.dumps(tls),
             "authorization: " + json.dumps({"users": users}, indent=2),
             *([f"mappings: {json.dumps(partition_mapping(partitions))}"] if partitions else []),
             "",
@@ -175,17 +295,21 @@ def server_config(
     )
 
 
-def write_server_config(directory: str | Path, ports: ServerPorts = ServerPorts()) -> Path:
-    path = Path(directory) / "nats-server.conf"
-    _write(path, server_config(directory, ports).encode(), 0o600)
-    return path
+def write_server_config(directory: str | Path) -> list[Path]:
+    """nats-server.conf, or each cluster node's nodes/NODE.conf."""
+    root = Path(directory)
+    single: list[tuple[Path, str | None]] = [(root / "nats-server.conf", None)]
+    targets = [(root / "nodes" / f"{n.name}.conf", n.name) for n in cluster_nodes(root)] or single
+    for path, node in targets:
+        _write(path, server_config(root, node=node).encode(), 0o600)
+    return [path for path, _ in targets]
 
 
 def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _issue(root: Path, base: Path, common_name: str, usage, sans: list[x509.GeneralName]) -> None:
+def _issue(root: Path, base: Path, common_name: str, usage: list, sans: list[x509.GeneralName]) -> None:
     ca_key = serialization.load_pem_private_key((root / "ca-key.pem").read_bytes(), None)
     ca = x509.load_pem_x509_certificate((root / "ca.pem").read_bytes())
     key = _new_key(base.parent / f"{base.name}-key.pem")
@@ -195,7 +319,7 @@ def _issue(root: Path, base: Path, common_name: str, usage, sans: list[x509.Gene
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(*_usage(signature=True)), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usage), critical=False)
     )
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)

@@ -1,20 +1,24 @@
 """nats-server with JetStream, started by this process on free ports: for the all-in-one
 deployment and for tests. Its configuration comes from `xnetmon.bus_setup` (TLS with
-client certificates, per-site permissions); `stop()` and `start()` again keep the ports
-and the store, as a restarted server would.
+client certificates, per-site permissions); `stop()` (or `kill()`) and `start()` again keep
+the ports and the store, as a restarted server would. `NatsCluster` runs a cluster of them
+(routes over TLS, JetStream on each) and waits for its JetStream meta leader.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from xnetmon.bus_setup import ServerPorts, server_config
+from xnetmon import bus_setup
+from xnetmon.bus_setup import ClusterNode, ServerPorts, server_config
 
 NATS_SERVER = "nats-server"
 READY_TIMEOUT_S = 30.0
@@ -33,10 +37,12 @@ class NatsServer:
         ports: ServerPorts | None = None,
         wrap: Callable[[list[str]], list[str]] = list,
         partitions: int | None = None,
+        node: str | None = None,
     ) -> None:
         """`ports`: free ones on `host` unless given; `wrap` turns the command into the one
         to run (the all-in-one runs it inside the lab's core namespace); `partitions`: the
-        sites' subjects mapped into that many partitions."""
+        sites' subjects mapped into that many partitions; `node`: run as that node of the
+        PKI directory's cluster (`bus_setup.cluster_nodes`), on its ports."""
         binary = shutil.which(NATS_SERVER) or shutil.which(NATS_SERVER, path="/usr/sbin:/usr/bin")
         if binary is None:
             raise FileNotFoundError("nats-server is not installed (Debian package nats-server)")
@@ -44,10 +50,13 @@ class NatsServer:
         self.host = host
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.node = node
+        self.pki_dir = Path(pki_dir)
+        if ports is None and node is not None:  # an unknown node: server_config names the known ones
+            ports = next((n.ports for n in bus_setup.cluster_nodes(self.pki_dir) if n.name == node), None)
         self.ports = ports or ServerPorts(host, _free_port(host), host, _free_port(host))
         self.wrap = wrap
         self.partitions = partitions
-        self.pki_dir = Path(pki_dir)
         self.config_file = self.work_dir / "nats-server.conf"
         self._write_config()
         self.log_file = self.work_dir / "nats-server.log"
@@ -69,7 +78,7 @@ class NatsServer:
 
     def _write_config(self) -> None:
         self.config_file.write_text(
-            server_config(self.pki_dir, self.ports, self.work_dir / "jetstream", self.partitions)
+            server_config(self.pki_dir, self.ports, self.work_dir / "jetstream", self.partitions, self.node)
         )
         self.config_file.chmod(0o600)
 
@@ -102,6 +111,13 @@ class NatsServer:
             log.seek(offset)
             return READY_LINE in log.read()
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash or a power cut: no shutdown, no flush beyond what was synced."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
@@ -113,6 +129,67 @@ class NatsServer:
         self._process = None
 
     def __enter__(self) -> NatsServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class NatsCluster:
+    """`size` nats-servers on `host`'s free ports, a JetStream cluster over TLS routes: the
+    PKI directory gets the cluster's nodes (`bus_setup.init(nodes=...)`), each node its
+    store under `work_dir/NODE`. Ready once its JetStream meta group has a leader."""
+
+    def __init__(
+        self, pki_dir: str | Path, work_dir: str | Path, size: int = 3, host: str = "127.0.0.1", **options
+    ) -> None:
+        """`options`: NatsServer's (partitions)."""
+        nodes = tuple(
+            ClusterNode(f"n{i}", host, ServerPorts(host, _free_port(host), host, _free_port(host)), _free_port(host))
+            for i in range(1, size + 1)
+        )
+        self.pki_dir = bus_setup.init(pki_dir, nodes=nodes)
+        self.nodes = nodes
+        self.servers: list[NatsServer] = []
+        try:
+            for node in nodes:
+                self.servers.append(NatsServer(pki_dir, Path(work_dir) / node.name, host, node=node.name, **options))
+            self.wait_for_leader()
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return tuple(server.url for server in self.servers)
+
+    def jsz(self, index: int) -> dict:
+        """A running node's JetStream monitoring page (`/jsz`)."""
+        with urllib.request.urlopen(self.servers[index].monitor_url + "/jsz", timeout=5) as answer:
+            return json.load(answer)
+
+    def wait_for_leader(self, timeout: float = READY_TIMEOUT_S) -> str:
+        """The meta leader's name, once every running node knows one."""
+        deadline = time.monotonic() + timeout
+        while True:
+            leaders = set()
+            for i, server in enumerate(self.servers):
+                if server.pid is not None:
+                    try:
+                        leaders.add(self.jsz(i).get("meta_cluster", {}).get("leader") or "")
+                    except OSError:
+                        leaders.add("")
+            if len(leaders) == 1 and "" not in leaders:
+                return leaders.pop()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no JetStream meta leader in the cluster within {timeout:g} s: {leaders}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+    def __enter__(self) -> NatsCluster:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -41,12 +41,14 @@ from fastapi.responses import JSONResponse
 
 from analyzer.api.auth import ReadTokenGate
 from analyzer.api.context import ApiContext
+from analyzer.api.openapi_doc import complete_openapi
 from analyzer.api.probe_runs import MAX_IN_FLIGHT, ProbeRuns
 from analyzer.api.routes import RESOURCES
 from analyzer.api.tokens import WriteTokens
-from analyzer.loop_errors import LoopErrors
+from analyzer.store.journal import IntakeJournal
 from analyzer.store.memory import WindowStore
 from analyzer.traced_links import by_canonical_address
+from collector.system.loop_errors import LoopErrors
 
 MAX_BODY_BYTES = 32 << 20  # an agent posts at most 5,000 windows (~4 MB) at a time
 
@@ -66,6 +68,7 @@ def create_app(
     max_probes_in_flight: int = MAX_IN_FLIGHT,
     read_token: str | None = None,
     openapi: bool = False,
+    journal: IntakeJournal | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="xnetmon analyzer",
@@ -89,9 +92,11 @@ def create_app(
         site_names=by_canonical_address(site_names),
         max_body_bytes=max_body_bytes,
         errors=errors if errors is not None else LoopErrors(),
+        journal=journal,
     )
     for resource in RESOURCES:
         app.include_router(resource.router(api))
+    complete_openapi(app, reads_need_token=read_token is not None)
     return app
 
 

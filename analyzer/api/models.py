@@ -12,6 +12,7 @@ the import.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import json
 from collections.abc import Mapping, Sequence
@@ -53,9 +54,10 @@ class WindowsAccepted(BaseModel):
 
 
 def _json_type(hint: Any) -> Any:
-    """A contract type as the API documents it: records are JSON objects, tuples arrays."""
+    """A contract type as the API documents it: records are JSON objects of their fields
+    (`record_model`), tuples arrays."""
     if dataclasses.is_dataclass(hint):
-        return dict
+        return record_model(hint)  # type: ignore[arg-type]  # a record class, not an instance
     origin, args = get_origin(hint), get_args(hint)
     if origin is tuple:
         return list[_json_type(args[0])]  # type: ignore[misc]  # built at run time, for pydantic
@@ -81,6 +83,17 @@ def contract_fields(
             Field(... if default is dataclasses.MISSING else default, description=descriptions.get(name)),
         )
     return definitions
+
+
+@functools.cache
+def record_model(record_type: type) -> type[BaseModel]:
+    """A contract record as a model of all its fields, records within it nested the same
+    way, named after the record, so the OpenAPI document describes every field of a body."""
+    return create_model(
+        record_type.__name__,
+        __doc__=f"`{record_type.__name__}` of collector/contract/, an object of its fields by name.",
+        **contract_fields(record_type),
+    )
 
 
 # The OpenAPI example of a body: one window and the agent's health, as an agent ships them.

@@ -18,6 +18,7 @@ from collector.agent.plan import PlannedProbe
 from collector.contract.records import PathObservation, PathWindow
 from collector.probes.trace import TraceEndpoint, trace
 from collector.probes.trace_session import TraceSettings
+from collector.system.loop_errors import LoopErrors
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,9 @@ class PathDiscovery:
         protocol: str,
         on_observation: ObservationHandler,
         source: str | None = None,
+        errors: LoopErrors | None = None,
     ) -> None:
+        self.errors = errors if errors is not None else LoopErrors()
         self.period_ns = int(period_s * 1e9)
         self.protocol = protocol
         self.on_observation = on_observation
@@ -98,7 +101,8 @@ class PathDiscovery:
             due = [p for p in self._paths.values() if p.next_due_ns <= now]
             if due:
                 path = min(due, key=lambda p: p.next_due_ns)
-                await self._trace(path)
+                with self.errors.survive("discovery", f"tracing {path.target} in {path.slice}"):
+                    await self._trace(path)
                 path.next_due_ns = time.time_ns() + self.period_ns
                 continue
             wait_ns = min((p.next_due_ns for p in self._paths.values()), default=now + self.period_ns) - now

@@ -22,10 +22,11 @@ from collector.contract.records import CollectorHealth, PathObservation, PathWin
 from collector.contract.shipment import ShipmentBatch
 from collector.outputs.prometheus.agent import MetricsServer, serve_metrics
 from collector.outputs.prometheus.state import MetricsState
-from collector.outputs.sinks import HttpSink, ReportsShipFailures, WindowSink
+from collector.outputs.sinks import HttpSink, ReportsShipFailures, SpoolingSink, WindowSink
 from collector.reflector.session_reflector import Reflector
 from collector.system import selfstats
 from collector.system.clock import ClockStatus
+from collector.system.loop_errors import LoopErrors
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +35,19 @@ class Agent:
     def __init__(self, plan: AgentPlan, *, sink: WindowSink | None = None, clock: ClockStatus | None = None) -> None:
         self.plan = plan
         self.metrics = MetricsState()
+        self.errors = LoopErrors()  # what the agent's loops survived: xnet_collector_errors_total
         self.sink = sink if sink is not None else _sink_for(plan)
         self.reflector = Reflector(plan.reflector) if plan.reflector is not None else None
         self.scheduler = Scheduler(plan.site, plan.probes, plan.window_s, self._on_windows, plan.source_address, clock)
         self.discovery = (
-            PathDiscovery(plan.probes, plan.trace_period_s, plan.trace_proto, self._on_observation, plan.source_address)
+            PathDiscovery(
+                plan.probes,
+                plan.trace_period_s,
+                plan.trace_proto,
+                self._on_observation,
+                plan.source_address,
+                errors=self.errors,
+            )
             if plan.trace_enabled
             else None
         )
@@ -86,6 +95,8 @@ class Agent:
         self.metrics.set_health(health)
         if isinstance(self.sink, ReportsShipFailures):
             self.metrics.set_ship_failures(self.plan.site, self.sink.ship_failures)
+        sink_errors = self.sink.errors_total if isinstance(self.sink, SpoolingSink) else {}
+        self.metrics.set_errors(self.plan.site, {**self.errors.counts(), **sink_errors})
         if self.reflector is not None:
             self.metrics.set_reflector(self.reflector.stats)
         return health
@@ -155,7 +166,8 @@ class Agent:
             try:
                 await asyncio.wait_for(self._stop.wait(), self.plan.window_s)
             except TimeoutError:
-                self._refresh_health()
+                with self.errors.survive("health", "refreshing the agent's own figures"):
+                    self._refresh_health()
 
 
 def _flow_receiver(plan: AgentPlan):

@@ -32,6 +32,7 @@ from collector.traffic.counters import TrafficCounters, TrafficTotals
 log = logging.getLogger(__name__)
 
 JOIN_TIMEOUT_S = 5.0  # a capture notices stop() within its 1 s expiry tick
+RESTART_PAUSE_S = 1.0  # before a capture that failed runs again
 
 
 class CaptureError(RuntimeError):
@@ -77,13 +78,22 @@ class _Running:
         self.settings = settings
         self.capture = capture
         self.meters = meters
+        self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(deliver,), name=settings.exporter, daemon=True)
 
     def _run(self, deliver) -> None:
+        """The capture until stop(); an error it did not handle itself is counted in its
+        `errors` and the capture runs again after a pause, so the thread never ends early."""
         try:
-            self.capture.run(on_records=deliver)
-        except Exception:  # the agent keeps probing; the stopped counters show the capture ended
-            log.exception("capture on %s ended", self.settings.interface)
+            while True:
+                try:
+                    self.capture.run(on_records=deliver)
+                    return  # stopped
+                except Exception:
+                    self.capture.stats.errors += 1
+                    log.exception("capture on %s failed; starting it again", self.settings.interface)
+                if self.stopped.wait(RESTART_PAUSE_S):
+                    return
         finally:
             self.capture.close()
 
@@ -91,6 +101,7 @@ class _Running:
 def _stop_all(running: list[_Running]) -> None:
     """Ask every capture to stop, then wait: they notice within one poll tick together."""
     for r in running:
+        r.stopped.set()
         r.capture.stop()
     for r in running:
         r.thread.join(JOIN_TIMEOUT_S)

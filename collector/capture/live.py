@@ -25,6 +25,7 @@ Choices:
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import select
@@ -40,6 +41,8 @@ from collector.system.mmsg import DatagramBatch
 from collector.wire.dissect import DEFAULT_SLICE_OPTION, dissect_ip, ip_offset_in_ethernet, malformed_kind
 from collector.wire.ipv6_ext import MalformedPacket
 
+log = logging.getLogger(__name__)
+
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
 PACKET_STATISTICS = 6
@@ -52,6 +55,7 @@ LOOPBACK_DEVICE_TYPE = 772  # ARPHRD_LOOPBACK
 PACKET_OUTGOING = 4  # sll_pkttype of a packet this host sent
 _SLL_PKTTYPE_OFFSET = 10  # in struct sockaddr_ll
 MAX_FRAME = 65536  # a GRO super-packet on a veth can exceed the MTU
+ERROR_PAUSE_S = 0.1  # after a receive error: an error that repeats must not spin a core
 
 
 class Sampler:
@@ -89,6 +93,7 @@ class CaptureStats:
     not_ip: int = 0  # sampled packets that carried no IP
     malformed: dict[str, int] = field(default_factory=dict)  # kind -> sampled packets dropped
     kernel_drops: int = 0  # packets the kernel could not queue for us
+    errors: int = 0  # receive errors survived (the interface went down: ENETDOWN), and restarts of the loop
 
 
 class LiveCapture:
@@ -155,6 +160,7 @@ class LiveCapture:
         fd = self._sock.fileno()
         poller = select.poll()
         poller.register(fd, select.POLLIN)
+        failing = False
         try:
             while not self._stopping:
                 now = time.monotonic()
@@ -162,8 +168,15 @@ class LiveCapture:
                     break
                 wait = min(next_expiry, deadline if deadline is not None else next_expiry) - now
                 if poller.poll(max(0, int(wait * 1000) + 1)):
-                    while self._receive_burst(fd):
-                        pass
+                    try:
+                        while self._receive_burst(fd):
+                            failing = False
+                    except OSError as exc:  # the interface went down (ENETDOWN): it may come back up
+                        self.stats.errors += 1
+                        if not failing:  # once per run of errors, not per retry
+                            log.warning("capture on %s: %s; capturing on", self.interface, exc.strerror or exc)
+                        failing = True
+                        time.sleep(ERROR_PAUSE_S)
                 if time.monotonic() >= next_expiry:
                     next_expiry = time.monotonic() + expire_every_s
                     self._read_kernel_drops()  # a long-running capture reports its drops as they happen

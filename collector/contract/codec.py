@@ -229,7 +229,7 @@ class ShipmentParser:
         windows = data.get("windows")
         if type(windows) is not list or len(windows) > MAX_WINDOWS:
             raise MalformedShipment("windows", f"expected a list of at most {MAX_WINDOWS} path windows")
-        observations = data.get("observations") or []
+        observations = data.get("observations", [])  # absent: none; anything but a list is refused
         if type(observations) is not list or len(observations) > MAX_OBSERVATIONS:
             raise MalformedShipment("observations", f"expected a list of at most {MAX_OBSERVATIONS} observations")
         health = data.get("health")

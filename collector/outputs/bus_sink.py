@@ -82,8 +82,7 @@ class BusSink(SpoolingSink):
         if batch.health is not None:
             yield encode_body(replace(batch, windows=(), observations=())), 0
 
-    def _post(self, body: bytes) -> tuple[Outcome, float]:
-        windows = self._spool.head_windows
+    def _post(self, body: bytes, windows: int) -> tuple[Outcome, float]:
         kind = "windows" if windows else ("observations" if json.loads(body)["observations"] else "health")
         timeout = self._send_timeout()
         future = asyncio.run_coroutine_threadsafe(self._publish(kind, body, timeout), self._loop)

@@ -12,6 +12,7 @@ prometheus_client's /metrics app, so one port serves both. Answers:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -25,6 +26,7 @@ from prometheus_client import make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import CollectorRegistry
 
+from collector.system.http_limits import DEFAULT_HTTP_LIMITS, HttpLimits
 from collector.traffic.classifier import SliceClassifier
 from collector.traffic.counters import TrafficCounters
 
@@ -80,9 +82,66 @@ def metrics_and_top_app(metrics_app: Callable, receiver: TrafficSource) -> Calla
     return app
 
 
-class _QuietHandler(WSGIRequestHandler):
+class _GuardedHandler(WSGIRequestHandler):
+    """One request per connection (HTTP/1.0, so no keep-alive to bound), whose request line
+    and headers must arrive within the server's `header_timeout_s`: a client that dribbles
+    them is cut off and its request never reaches the app."""
+
+    server: _GuardedServer
+
+    def setup(self) -> None:
+        super().setup()
+        self._too_slow = False
+        self._head_timer = threading.Timer(self.server.limits.header_timeout_s, self._cut_off)
+        self._head_timer.daemon = True
+        self._head_timer.start()
+
+    def _cut_off(self) -> None:
+        self._too_slow = True
+        with contextlib.suppress(OSError):  # the client may have gone already
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()  # reads the headers
+        self._head_timer.cancel()
+        return parsed and not self._too_slow
+
+    def finish(self) -> None:
+        self._head_timer.cancel()
+        with contextlib.suppress(OSError):  # a client cut off leaves nothing to flush to
+            super().finish()
+
     def log_message(self, format: str, *args: object) -> None:  # scrapes are not news
         pass
+
+
+class _GuardedServer(ThreadingWSGIServer):
+    """A thread per connection, at most `limits.max_connections` at once: beyond, a new
+    connection is closed at once (counted in `refused_total`) and those served go on."""
+
+    limits: HttpLimits
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        self.refused_total = 0
+        self._slots = threading.BoundedSemaphore(self.limits.max_connections)
+
+    def process_request(self, request, client_address) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused_total += 1
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 def serve_metrics_and_top(
@@ -97,15 +156,19 @@ def serve_metrics_and_top(
     return serve_wsgi(metrics_and_top_app(metrics_app or make_wsgi_app(registry), receiver), listen)
 
 
-def serve_wsgi(app: Callable, listen: tuple[str, int]) -> tuple[WSGIServer, threading.Thread]:
-    """Serve a WSGI app on HOST:PORT (IPv6 or IPv4, bracketed or not) from a daemon thread."""
+def serve_wsgi(
+    app: Callable, listen: tuple[str, int], limits: HttpLimits = DEFAULT_HTTP_LIMITS
+) -> tuple[WSGIServer, threading.Thread]:
+    """Serve a WSGI app on HOST:PORT (IPv6 or IPv4, bracketed or not) from a daemon thread,
+    every client held to `limits` (collector.system.http_limits)."""
     host, port = listen
     host = host.strip("[]")
 
-    class Server(ThreadingWSGIServer):
+    class Server(_GuardedServer):
         address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
 
-    httpd = make_server(host, port, app, Server, handler_class=_QuietHandler)
+    Server.limits = limits
+    httpd = make_server(host, port, app, Server, handler_class=_GuardedHandler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     return httpd, thread

@@ -157,7 +157,8 @@ class ReportsShipFailures(Protocol):
     def ship_failures(self) -> Mapping[str, int]: ...
 
 
-_CLOSE = object()  # wakes the shipping thread when close() is called
+_CLOSE = object()  # ends the spooling thread, after every batch submitted before close()
+SINK_THREADS = ("spool", "ship")  # a SpoolingSink's two threads, as its errors_total counts them
 
 
 class SpoolingSink:
@@ -165,14 +166,21 @@ class SpoolingSink:
     `collector.outputs.bus_sink.BusSink` are its two destinations, which say how a batch
     becomes bodies (`_bodies`), how one body is sent (`_post`) and what to close.
 
-    `submit()` hands the batch to a background thread, which appends it to the spool in
-    `spool_dir` (see `collector.outputs.spool` for the durability trade-off) and then sends the
-    oldest spooled body until the destination takes it. When the destination is away, bodies
-    wait in the spool, at most `max_windows` windows (the oldest go first, counted in
+    Two threads share the spool in `spool_dir` under one lock. The spooling thread appends
+    each submitted batch as soon as it comes (fsync'd: see `collector.outputs.spool`); the
+    shipping thread sends the oldest spooled body until the destination takes it. They are
+    apart so that a send that hangs (an analyzer that accepts and never answers, for up to
+    `timeout_s`) never keeps batches waiting in memory: what a SIGKILL may lose is bounded
+    by the batches handed over and not yet fsync'd, normally the interval just closed,
+    never the intervals behind a hanging send. When the destination is away, bodies wait in
+    the spool, at most `max_windows` windows (the oldest go first, counted in
     `dropped_total`), and are delivered in order when it returns, including by a new sink
     on the same `spool_dir` after a restart. Batches larger than `max_windows_per_post` are
     cut into several bodies. Encoding yields the GIL every `WINDOWS_PER_GIL_SLICE` windows,
     so a large batch never stalls the probe loop for long.
+
+    An error either thread meets is logged, counted (`errors_total` by thread) and survived:
+    the thread carries on with the next batch or send.
 
     Opening the spool reads what a previous run left, so construct the sink before the
     event loop gets busy (or in `asyncio.to_thread`).
@@ -196,23 +204,30 @@ class SpoolingSink:
         self.delivered_total = 0
         self.rejected_total = 0
         self.ship_failures = dict.fromkeys(SHIP_FAILURE_REASONS, 0)  # sends, not windows
+        self.errors_total = dict.fromkeys(SINK_THREADS, 0)  # errors each thread survived
         self._spool = WindowSpool(spool_dir, max_windows, segment_bytes=segment_bytes)
+        self._spool_changed = threading.Condition()  # guards the spool; notified on append and close
         self._unspooled_dropped = 0  # windows lost because the spool could not be written
         self._handoff: queue.SimpleQueue = queue.SimpleQueue()
         self._handoff_windows = 0
         self._handoff_lock = threading.Lock()
         self._closing = threading.Event()
+        self._spooling_done = threading.Event()  # every batch submitted before close() is on disk
         self._deadline = float("inf")
         self._away_since: float | None = None  # monotonic time the destination stopped answering
         self._away_reason: str | None = None  # the latest logged of SHIP_FAILURE_REASONS
 
     def _start(self) -> None:
         """Called by a destination's __init__ once it can send."""
-        self._thread = threading.Thread(target=self._run, name=f"xnetmon-{type(self).__name__}", daemon=True)
+        name = type(self).__name__
+        self._spooler = threading.Thread(target=self._spool_loop, name=f"xnetmon-{name}-spool", daemon=True)
+        self._thread = threading.Thread(target=self._ship_loop, name=f"xnetmon-{name}", daemon=True)
+        self._spooler.start()
         self._thread.start()
 
-    def _post(self, body: bytes) -> tuple[Outcome, float]:
-        """Send one body; the outcome and how long the destination asked to wait (or 0)."""
+    def _post(self, body: bytes, windows: int) -> tuple[Outcome, float]:
+        """Send one body of `windows` windows; the outcome and how long the destination
+        asked to wait (or 0)."""
         raise NotImplementedError
 
     def _close_transport(self) -> None:
@@ -261,78 +276,29 @@ class SpoolingSink:
                 "sink to %s still busy after %.1f s; it stops after the current request", self.endpoint, timeout
             )
 
-    # -- the shipping thread ----------------------------------------------------------------
+    # -- the spooling thread ----------------------------------------------------------------
 
-    def _run(self) -> None:
-        attempt = 0
-        try:
-            while True:
-                self._spool_handoffs()
-                if self._closing.is_set() and (not self._spool or time.monotonic() >= self._deadline):
-                    break
-                body = self._spool.head()
-                if body is None:
-                    self._wait(None)
-                    continue
-                outcome, retry_after = self._post(body)
-                if outcome is Outcome.RETRY:
-                    self._wait(max(self.backoff.delay(attempt), min(retry_after, self.backoff.cap_s)))
-                    attempt += 1
-                else:
-                    attempt = 0
-                    self._spool.pop_head()
-        except Exception:
-            log.exception("sink to %s stopped; spooled windows wait for the next start", self.endpoint)
-        finally:
-            self._spool_handoffs()  # whatever was submitted waits on disk for the next start
-            if self._spool:
-                log.info(
-                    "sink to %s stopped with %d window(s) in spool %s",
-                    self.endpoint,
-                    self._spool.pending_windows,
-                    self._spool.directory,
-                )
-            self._spool.close()
-            self._close_transport()
-
-    def _wait(self, seconds: float | None) -> None:
-        """Sleep `seconds` (None: until a batch arrives), spooling batches as they arrive,
-        so that they are durable and the bound holds even while a retry waits."""
-        end = None if seconds is None else time.monotonic() + seconds
-        while True:
-            if self._closing.is_set():
-                end = self._deadline if end is None else min(end, self._deadline)
-            remaining = None if end is None else end - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return
+    def _spool_loop(self) -> None:
+        while (item := self._handoff.get()) is not _CLOSE:
             try:
-                item = self._handoff.get(timeout=remaining)
-            except queue.Empty:
-                return
-            if item is _CLOSE:
-                return
-            self._spool_batch(item)
-            if seconds is None:
-                return
-
-    def _spool_handoffs(self) -> None:
-        while True:
-            try:
-                item = self._handoff.get_nowait()
-            except queue.Empty:
-                return
-            if item is not _CLOSE:
                 self._spool_batch(item)
+            except Exception:  # a bug in encoding one batch must not stop the spooling of the next
+                self.errors_total["spool"] += 1
+                log.exception("sink to %s could not spool a batch from %s; dropped", self.endpoint, item.site)
+        self._spooling_done.set()
+        with self._spool_changed:
+            self._spool_changed.notify_all()
 
     def _spool_batch(self, batch: ShipmentBatch) -> None:
-        # Leave the hand-off count first: spool_depth may read low for an instant, never
-        # high, so it never shows windows the bound has already dropped.
-        with self._handoff_lock:
-            self._handoff_windows -= len(batch.windows)
+        # Each body leaves the hand-off count once it is in the spool (or dropped): spool_depth
+        # may read high for an instant, never low, so a window is never shown as gone early.
         spooled = 0
         try:
             for body, windows in self._bodies(batch):
-                self._spool.append(body, windows)
+                with self._spool_changed:
+                    self._spool.append(body, windows)
+                    self._leave_handoff(windows)
+                    self._spool_changed.notify_all()
                 spooled += windows
         except Exception as exc:  # a full disk must not stop delivery of what is spooled
             log.error(
@@ -343,6 +309,72 @@ class SpoolingSink:
                 len(batch.windows) - spooled,
             )
             self._unspooled_dropped += len(batch.windows) - spooled
+            self._leave_handoff(len(batch.windows) - spooled)
+
+    def _leave_handoff(self, windows: int) -> None:
+        with self._handoff_lock:
+            self._handoff_windows -= windows
+
+    # -- the shipping thread ----------------------------------------------------------------
+
+    def _ship_loop(self) -> None:
+        attempt = 0
+        try:
+            while (head := self._next_head()) is not None:
+                record_id, body, windows = head
+                try:
+                    outcome, retry_after = self._post(body, windows)
+                except Exception:  # a destination's bug: the body stays spooled and is tried again
+                    self.errors_total["ship"] += 1
+                    log.exception("sink to %s failed sending a body; retried", self.endpoint)
+                    outcome, retry_after = Outcome.RETRY, 0.0
+                if outcome is Outcome.RETRY:
+                    self._pause(max(self.backoff.delay(attempt), min(retry_after, self.backoff.cap_s)))
+                    attempt += 1
+                else:
+                    attempt = 0
+                    with self._spool_changed:
+                        self._spool.pop_head(record_id)
+        finally:
+            self._spooling_done.wait(max(0.0, self._deadline - time.monotonic()) + 1.0)
+            with self._spool_changed:
+                if self._spool:
+                    log.info(
+                        "sink to %s stopped with %d window(s) in spool %s",
+                        self.endpoint,
+                        self._spool.pending_windows,
+                        self._spool.directory,
+                    )
+                self._spool.close()
+            self._close_transport()
+
+    def _next_head(self) -> tuple[int, bytes, int] | None:
+        """(record id, body, windows) of the oldest spooled body, waiting for one to come;
+        None once closing and the spool is empty (every submitted batch on disk) or
+        close()'s deadline has passed."""
+        with self._spool_changed:
+            while True:
+                if self._closing.is_set() and (
+                    time.monotonic() >= self._deadline or (not self._spool and self._spooling_done.is_set())
+                ):
+                    return None
+                try:
+                    body = self._spool.head()
+                except Exception:  # an unreadable spool: counted, and tried again after a pause
+                    self.errors_total["ship"] += 1
+                    log.exception("sink to %s could not read its spool %s", self.endpoint, self._spool.directory)
+                    body = None
+                if body is not None and (record_id := self._spool.head_id) is not None:
+                    return record_id, body, self._spool.head_windows
+                timeout = None if not self._closing.is_set() else self._deadline - time.monotonic()
+                self._spool_changed.wait(timeout if timeout is None else max(0.0, timeout))
+
+    def _pause(self, seconds: float) -> None:
+        """Wait `seconds` before the next try, cut short to close()'s deadline."""
+        end = time.monotonic() + seconds
+        if not self._closing.wait(seconds):
+            return
+        time.sleep(max(0.0, min(end, self._deadline) - time.monotonic()))
 
     def _bodies(self, batch: ShipmentBatch):
         """(wire body, window count) parts of at most `max_windows_per_post` windows, in order;
@@ -420,9 +452,8 @@ class HttpSink(SpoolingSink):
     def _close_transport(self) -> None:
         self._client.close()
 
-    def _post(self, body: bytes) -> tuple[Outcome, float]:
+    def _post(self, body: bytes, windows: int) -> tuple[Outcome, float]:
         """POST one body; returns the outcome and the analyzer's Retry-After in seconds (or 0)."""
-        windows = self._spool.head_windows
         timeout = self._send_timeout()
         try:
             response = self._client.post(self.endpoint, content=body, timeout=timeout)

@@ -12,8 +12,9 @@ Layout of a spool directory:
 Durability: every append is fsync'd (per batch, not per segment) before it counts as
 spooled. An agent spools about one batch per interval (10 s by default), so that is one disk
 flush per interval, and in exchange a spooled batch survives a crash or a power loss; only
-batches still in the sink's memory hand-off can be lost (normally milliseconds' worth; at
-most one request timeout's worth while a POST hangs). Fsync per segment would save flushes
+batches still in the sink's memory hand-off can be lost: the sink spools on a thread of its
+own, never held up by a send, so a SIGKILL loses at most the batches handed over and not yet
+fsync'd, normally the one interval being closed. Fsync per segment would save flushes
 only at batch rates an agent never reaches, and would put a whole segment at risk.
 The cursor is replaced atomically but not fsync'd: after a power loss it may point back a
 little, which re-sends a few batches, and receivers deduplicate windows by (key, seq).
@@ -29,8 +30,8 @@ the batch as dropped; the next append works as soon as space returns, without a 
 
 Bound: when more than `max_windows` windows (or records) wait, the oldest windows go
 first, window by window (`dropped_windows_total`); a record whose windows are all dropped
-goes with its observations and health. The spool belongs to one thread; other threads
-may read its counters.
+goes with its observations and health. Whoever uses it from several threads holds one lock
+around every call (the sink does); other threads may read its counters.
 """
 
 from __future__ import annotations
@@ -175,12 +176,21 @@ class WindowSpool:
         return None
 
     @property
+    def head_id(self) -> int | None:
+        """The id of the record `head()` reads, or None: an empty spool."""
+        return self._records[0].id if self._records else None
+
+    @property
     def head_windows(self) -> int:
         """How many windows `head()` holds."""
         return self._records[0].windows - self._skip_windows if self._records else 0
 
-    def pop_head(self) -> None:
-        """Forget the oldest batch: delivered, or refused for good."""
+    def pop_head(self, record_id: int | None = None) -> None:
+        """Forget the oldest batch: delivered, or refused for good. With `record_id` (the
+        `head_id` it was read as), only while it is still the oldest: the bound may have
+        dropped it meanwhile, and then the new oldest must stay."""
+        if record_id is not None and self.head_id != record_id:
+            return
         record = self._records.popleft()
         self.pending_windows -= record.windows - self._skip_windows
         self._skip_windows = 0

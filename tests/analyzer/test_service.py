@@ -177,8 +177,8 @@ def poisoned_window(seq: int):
 
 
 def test_background_loops_survive_an_interval_that_cannot_close_and_say_so(tmp_path):
-    from analyzer.loop_errors import LoopErrors
     from analyzer.service import RootCauseRunner
+    from collector.system.loop_errors import LoopErrors
 
     store = new_store()
     seq = time.time_ns() // W - 3  # due at once on the real clock

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from analyzer.partials import PartialsOutbox
 from analyzer.sla.verdicts import default_policies
+from analyzer.store.journal import IntakeJournal
 from analyzer.store.memory import WindowStore
 from analyzer.store.snapshot import save_snapshot
 from collector.capture.altmark import AltMark
@@ -278,6 +279,16 @@ def partition_reports() -> list[bytes]:
     return [outbox.report(store).encode(), PartialsOutbox(0, 1).report(WindowStore(default_policies())).encode()]
 
 
+def journals() -> list[bytes]:
+    with tempfile.TemporaryDirectory() as directory:
+        journal = IntakeJournal(directory)
+        for body in shipments():
+            journal.record(body)
+        journal.close()
+        (segment,) = Path(directory).glob("*.journal")
+        return [segment.read_bytes()]
+
+
 def _files(*names: str) -> Callable[[], list[bytes]]:
     return lambda: [(REPO / name).read_bytes() for name in names]
 
@@ -299,6 +310,7 @@ BUILDERS: dict[str, Callable[[], list[bytes]]] = {
     "spool": spool_files,
     "snapshot": snapshots,
     "partials": partition_reports,
+    "journal": journals,
     "agent_config": _files(
         "collector/examples/agent-reference.yaml",
         "collector/examples/agent-loopback.yaml",

@@ -24,6 +24,9 @@ import numpy as np
 
 from analyzer.partials import MalformedReport, PartitionReport
 from analyzer.sla.policies import load_policies
+from analyzer.sla.verdicts import default_policies
+from analyzer.store.journal import IntakeJournal, replay
+from analyzer.store.memory import WindowStore
 from analyzer.store.snapshot import restore_snapshot
 from collector.agent.config import load_config
 from collector.capture.aggregate import FlowAggregator
@@ -323,6 +326,18 @@ def snapshot(data: bytes) -> None:
     restore_snapshot(_scratch_file("snapshot.json", data))
 
 
+def journal(data: bytes) -> None:
+    """An intake journal segment left by a killed analyzer, replayed into a fresh store."""
+    directory = scratch_dir() / "journal"
+    directory.mkdir()
+    (directory / "00000000000000000000.journal").write_bytes(data)
+    left = IntakeJournal(directory)
+    try:
+        replay(left, WindowStore(default_policies(), catch_up_s=0), 0)
+    finally:
+        left.close()
+
+
 def agent_config(data: bytes) -> None:
     load_config(_scratch_file("agent.yaml", data))
 
@@ -354,6 +369,7 @@ TARGETS: dict[str, FuzzTarget] = {
         FuzzTarget("spool", spool, (), "spool segments and cursors (collector/outputs/spool.py)"),
         FuzzTarget("snapshot", snapshot, (ValueError,), "analyzer snapshots (analyzer/store/snapshot.py)"),
         FuzzTarget("partials", partition_report, (MalformedReport,), "partition reports (analyzer/partials.py)"),
+        FuzzTarget("journal", journal, (), "the HTTP intake's journal (analyzer/store/journal.py)"),
         FuzzTarget("agent_config", agent_config, (ConfigError,), "agent configuration (collector/agent/config.py)"),
         FuzzTarget("policies", policies, (ConfigError,), "SLA policies (analyzer/sla/policies.py)"),
         FuzzTarget("topology", topology, (ValueError,), "topology files (lab/topology.py, xnetmon/lab_sites.py)"),

@@ -13,10 +13,12 @@ import time
 
 import httpx
 import nats
+import nats.js.errors
 import pytest
 
-from analyzer.bus_checkpoint import checkpoint_store, load_checkpoint
+from analyzer.bus_checkpoint import CHECKPOINT_BUCKET, checkpoint_store, load_checkpoint
 from analyzer.sla.policies import LAB_POLICY_FILE
+from collector.bus.stream import STREAM_NAME, StreamLimits
 from collector.contract.codec import encode_body
 from collector.contract.examples import example_window
 from collector.contract.records import PathKey
@@ -24,8 +26,8 @@ from collector.contract.shipment import ShipmentBatch
 from collector.outputs.bus_sink import BusSink
 from collector.outputs.sinks import Backoff
 from tests.analyzer_support import T0, batch, window
-from tests.bus_support import SITES, connect_options, running_bus
-from tests.support import REPO, XNETMON, stop_process, wait_until, xnetmon
+from tests.bus_support import SITES, connect_options, running_bus, running_cluster, stream_info
+from tests.support import DEADLINE_S, REPO, XNETMON, stop_process, wait_until, xnetmon
 from xnetmon import bus_setup
 
 
@@ -67,6 +69,35 @@ def test_serves_takes_shipments_and_keeps_state_across_a_restart(tmp_path):
         again = httpx.post(f"{url}/v1/windows", content=body, headers={"Authorization": "Bearer t0ken"}, timeout=5)
         assert again.json()["duplicates"] == 3  # the restarted analyzer remembers what it had
         assert httpx.get(f"{url}/healthz", timeout=5).json()["store"]["windows_ingested"] == 3
+    finally:
+        stop_process(proc)
+
+
+def test_a_sigkill_before_the_next_snapshot_loses_no_acknowledged_window(tmp_path):
+    """The 200 means durable: the agent deletes those windows from its spool. Killed before
+    its 30 s snapshot, the restarted analyzer still has them (from its intake journal) and
+    takes them again as duplicates. (Before the journal they were gone, and taken anew.)"""
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    port = free_tcp_port()
+    args = ("--listen", f"[::1]:{port}", "--token-file", str(token), "--state-dir", str(tmp_path / "state"))
+    url, auth = f"http://[::1]:{port}", {"Authorization": "Bearer t0ken"}
+    body = encode_body(batch(*(window(seq) for seq in range(T0, T0 + 3))))
+    proc = start(*args)
+    try:
+        response = httpx.post(f"{url}/v1/windows", content=body, headers=auth, timeout=DEADLINE_S)
+        assert response.status_code == 200 and response.json()["accepted"] == 3
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(DEADLINE_S)
+    finally:
+        stop_process(proc)
+    assert not (tmp_path / "state" / "analyzer-store.json").exists()  # no snapshot came before the kill
+
+    proc = start(*args)
+    try:
+        again = httpx.post(f"{url}/v1/windows", content=body, headers=auth, timeout=DEADLINE_S)
+        assert again.json()["duplicates"] == 3 and again.json()["accepted"] == 0
+        assert httpx.get(f"{url}/healthz", timeout=DEADLINE_S).json()["store"]["windows_ingested"] == 3
     finally:
         stop_process(proc)
 
@@ -426,3 +457,30 @@ def test_a_replica_killed_costs_its_peer_no_verdict_and_catches_up_from_its_chec
             stop_process(a)
             stop_process(b)
     assert seen_by_b and all(seen == expected for seen in seen_by_b), seen_by_b
+
+
+@pytest.mark.tool("nats-server")
+def test_an_analyzer_given_a_clusters_three_servers_makes_a_stream_r3_sized_for_its_sites(tmp_path):
+    with running_cluster(tmp_path) as (pki, cluster):
+        bus = [arg for url in cluster.urls for arg in ("--bus", url)]
+        sizing = ["--stream-sites", "100", "--stream-hours", "2", "--stream-window", "10"]  # a disk's room, x3
+        proc = start("--listen", f"[::1]:{free_tcp_port()}", *bus, "--bus-dir", str(pki), *sizing)
+        try:
+            assert "consuming the bus" in proc.stdout.readline()
+            endpoint = bus_setup.analyzer_endpoint(pki, cluster.urls)
+            info = wait_until(lambda: _stream_or_none(endpoint, STREAM_NAME), what="the stream the analyzer creates")
+            bucket = wait_until(
+                lambda: _stream_or_none(endpoint, f"OBJ_{CHECKPOINT_BUCKET}"), what="its checkpoint bucket"
+            )
+        finally:
+            stop_process(proc, timeout=15)
+    assert info.config.num_replicas == 3 and bucket.config.num_replicas == 3
+    assert info.config.max_bytes == StreamLimits.for_sites(100, 2, 10).max_bytes
+    assert info.config.max_age == 7200
+
+
+def _stream_or_none(endpoint, name: str):
+    try:
+        return stream_info(endpoint, name)
+    except nats.js.errors.NotFoundError:
+        return None

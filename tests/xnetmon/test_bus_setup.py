@@ -4,16 +4,19 @@ real nats-server that takes the certificates it issued and refuses any other cli
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import stat
 
 import nats
+import nats.errors
 import pytest
 from cryptography import x509
 
 from collector.bus.connection import BusEndpoint
-from tests.bus_support import connect_options, running_bus
+from collector.bus.stream import STREAM_NAME, StreamLimits, stream_config
+from tests.bus_support import connect_options, create_stream, running_bus, stream_info
 from xnetmon import bus_setup
 
 
@@ -49,13 +52,10 @@ def test_re_running_keeps_keys_and_writes_the_configuration_from_the_sites_prese
         "xnet.observations.cnty2b",
         "xnet.health.cnty2b",
     ]
-    assert by_user["CN=xnet-analyzer"]["publish"]["allow"] == [
-        "$JS.API.>",
-        "$JS.ACK.>",
-        "$O.XNET_ANALYZERS.>",
-        "$JS.FC.OBJ_XNET_ANALYZERS.>",
-        "xnet-partials.*",  # a partition's reports to its combiner
-    ]
+    analyzer = by_user["CN=xnet-analyzer"]["publish"]["allow"]
+    assert not any(name.startswith(("$JS.API.>", "xnet.")) for name in analyzer)
+    assert "$JS.API.CONSUMER.MSG.NEXT.XNET.*" in analyzer and "$O.XNET_ANALYZERS.>" in analyzer
+    assert "xnet-partials.*" in analyzer  # a partition's reports to its combiner
 
 
 def test_add_site_needs_a_ca_first(tmp_path):
@@ -98,3 +98,81 @@ def test_a_client_without_a_valid_certificate_is_refused(tmp_path):
 
         assert asyncio.run(accepted())
         assert "TLS handshake error" in server.log_file.read_text()
+
+
+def test_a_cluster_has_a_certificate_and_a_configuration_per_node(tmp_path):
+    nodes = tuple(bus_setup.ClusterNode(f"n{i}", f"bus{i}.example.net") for i in (1, 2, 3))
+    pki = bus_setup.init(tmp_path, nodes=nodes)
+    bus_setup.add_site(pki, "cnty1a")
+    assert bus_setup.cluster_nodes(pki) == nodes
+    assert bus_setup.server_urls(pki) == tuple(f"tls://bus{i}.example.net:4222" for i in (1, 2, 3))
+    for node in nodes:
+        cert = x509.load_pem_x509_certificate((pki / f"nodes/{node.name}.pem").read_bytes())
+        assert cert.subject.rfc4514_string() == bus_setup.ROUTE_USER
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert node.host in names.get_values_for_type(x509.DNSName)
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        assert {u._name for u in usages} == {"serverAuth", "clientAuth"}  # routes dial out as well
+        assert mode(pki / f"nodes/{node.name}-key.pem") == 0o600 and mode(pki / f"nodes/{node.name}.conf") == 0o600
+    conf = (pki / "nodes/n2.conf").read_text()
+    block = json.loads(re.search(r"^cluster: (\{.*?^\})", conf, re.S | re.M)[1])
+    assert block["routes"] == ["nats-route://bus1.example.net:6222", "nats-route://bus3.example.net:6222"]
+    assert block["authorization"] == {"user": "CN=xnet-bus-server"} and block["tls"]["verify_and_map"]
+    assert 'server_name: "n2"' in conf and "xnet.windows.cnty1a" in conf
+    kept = (pki / "nodes/n1-key.pem").read_bytes()
+    bus_setup.init(pki)  # re-run without nodes: still the cluster, its keys kept
+    assert (pki / "nodes/n1-key.pem").read_bytes() == kept and not (pki / "server.pem").exists()
+
+
+def test_a_cluster_needs_three_distinct_nodes(tmp_path):
+    with pytest.raises(ValueError, match="at least 3"):
+        bus_setup.init(tmp_path, nodes=(bus_setup.ClusterNode("a", "h1"), bus_setup.ClusterNode("b", "h2")))
+    same = tuple(bus_setup.ClusterNode(f"n{i}", "bus.example.net") for i in range(3))
+    with pytest.raises(ValueError, match="share a host"):
+        bus_setup.init(tmp_path, nodes=same)
+
+
+def denied(endpoint: BusEndpoint, act) -> list[str]:
+    """The server's errors while `act(client, js)` runs on a connection of `endpoint`; a
+    request the server refuses gets no answer, so its own timeout (short) is expected."""
+    errors: list[str] = []
+
+    async def attempt() -> None:
+        client = await nats.connect(**connect_options(endpoint, errors))
+        try:
+            with contextlib.suppress(nats.errors.TimeoutError, TimeoutError):
+                await act(client, client.jetstream(timeout=1.0))
+            await client.flush()
+        finally:
+            await client.close()
+
+    asyncio.run(attempt())
+    return errors
+
+
+@pytest.mark.tool("nats-server")
+def test_an_analyzer_cannot_delete_the_stream_nor_publish_windows_and_a_site_cannot_read_consumers(tmp_path):
+    with running_bus(tmp_path) as (pki, server):
+        analyzer = bus_setup.analyzer_endpoint(pki, (server.url,))
+        site = bus_setup.site_endpoint(pki, "cnty1a", (server.url,))
+        create_stream(analyzer)  # as BusIntake makes it: allowed
+        info = stream_info(analyzer)
+        for act in (
+            lambda client, js: js.delete_stream(STREAM_NAME),
+            lambda client, js: js.purge_stream(STREAM_NAME),
+            lambda client, js: js.update_stream(stream_config(StreamLimits(max_bytes=1 << 20))),
+            lambda client, js: client.publish("xnet.windows.cnty1a", b"{}"),
+            lambda client, js: js.publish("xnet.windows.cnty1a", b"{}"),
+        ):
+            errors = denied(analyzer, act)
+            assert any("permissions violation for publish" in e for e in errors), errors
+        after = stream_info(analyzer)
+        assert after.state.messages == 0 and after.created == info.created
+        assert after.config.max_bytes == info.config.max_bytes
+        for act in (
+            lambda client, js: js.consumer_info(STREAM_NAME, "analyzer"),
+            lambda client, js: js.add_consumer(STREAM_NAME, durable_name="spy"),
+            lambda client, js: js.stream_info(STREAM_NAME),
+            lambda client, js: js.get_msg(STREAM_NAME, 1),
+        ):
+            assert any("permissions violation for publish" in e for e in denied(site, act))

@@ -85,7 +85,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--bus",
         action="append",
         metavar="URL",
-        help="consume windows from the bus at tls://HOST:PORT (repeatable: the servers of a cluster)",
+        help="consume windows from the bus at tls://HOST:PORT (repeatable: every server of a cluster; "
+        "three or more make the stream and checkpoints it creates replicated three times)",
     )
     p.add_argument(
         "--bus-dir", metavar="DIR", help="the directory of `xnetmon bus init`: ca.pem, analyzer.pem/-key.pem"
@@ -95,6 +96,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="analyzer",
         metavar="NAME",
         help="this analyzer's durable consumer on the bus (default analyzer; one name per replica)",
+    )
+    p.add_argument(
+        "--stream-sites",
+        type=int,
+        metavar="N",
+        help="with --bus: size the stream this analyzer creates for N sites (its byte limit then holds "
+        "--stream-hours of their windows; default: 10 GiB and 24 h, ~60 sites at 10 s windows)",
+    )
+    p.add_argument(
+        "--stream-hours", type=positive_float, default=24.0, metavar="H", help="with --stream-sites: hours kept (24)"
+    )
+    p.add_argument(
+        "--stream-window",
+        type=positive_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="with --stream-sites: the agents' window length (10, their default)",
     )
     p.add_argument(
         "--checkpoint-every",
@@ -280,6 +298,7 @@ def _bus_intake(args: argparse.Namespace, store, outbox, role: str):
     if not args.bus:
         return None
     from analyzer.bus_intake import BusIntake
+    from collector.bus.stream import StreamLimits, replicas_for
     from collector.bus.subjects import BadSubject, check_site
     from xnetmon import bus_setup
 
@@ -295,6 +314,13 @@ def _bus_intake(args: argparse.Namespace, store, outbox, role: str):
         raise UsageError(f"--replica: {exc}") from None
     endpoint = bus_setup.analyzer_endpoint(args.bus_dir, tuple(args.bus))
     every = {} if args.checkpoint_every is None else {"checkpoint_every_s": args.checkpoint_every}
+    replicas = replicas_for(len(args.bus))  # the stream and checkpoints, if this analyzer makes them
+    if args.stream_sites is None:
+        limits = StreamLimits(replicas=replicas)
+    elif args.stream_sites < 1:
+        raise UsageError(f"--stream-sites {args.stream_sites}: at least 1")
+    else:
+        limits = StreamLimits.for_sites(args.stream_sites, args.stream_hours, args.stream_window, replicas=replicas)
     if args.combiner:
         from analyzer.combiner import PartialsCombiner
         from analyzer.combiner_intake import CombinerIntake
@@ -302,7 +328,7 @@ def _bus_intake(args: argparse.Namespace, store, outbox, role: str):
         combiner = PartialsCombiner(store, args.partitions)
         intake: CombinerIntake | BusIntake = CombinerIntake(combiner, endpoint, durable, **every)
     else:
-        intake = BusIntake(store, endpoint, durable, partition=args.partition, partials=outbox, **every)
+        intake = BusIntake(store, endpoint, durable, limits=limits, partition=args.partition, partials=outbox, **every)
     shown = f" ({role})" if role else ""
     print(f"xnetmon analyzer: consuming the bus at {', '.join(args.bus)} as {durable}{shown}", flush=True)
     return intake

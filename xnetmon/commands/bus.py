@@ -1,9 +1,11 @@
-"""`xnetmon bus init DIR` and `xnetmon bus add-site DIR SITE`: the bus's CA, certificates and
-nats-server configuration, for an operator to deploy (see xnetmon/bus_setup.py)."""
+"""`xnetmon bus init DIR [--node HOST]...` and `xnetmon bus add-site DIR SITE`: the bus's CA,
+certificates and nats-server configuration (one server, or one per node of a cluster), for an
+operator to deploy (see xnetmon/bus_setup.py)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from xnetmon.errors import UsageError
 
@@ -26,10 +28,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="a DNS name or address clients reach the server by (repeatable; default localhost, 127.0.0.1, ::1)",
     )
+    init.add_argument(
+        "--node",
+        action="append",
+        dest="nodes",
+        metavar="HOST",
+        help="a server of a JetStream cluster, by the name or address the others and the clients reach it "
+        "by (repeat for each, at least 3; nodes n1, n2, ... in this order, ports 4222, routes 6222)",
+    )
     init.set_defaults(handler=run_init)
-    add = commands.add_parser("add-site", help="a site's certificate and key, and its permissions")
+    add = commands.add_parser("add-site", help="sites' certificates and keys, and their permissions")
     add.add_argument("directory", metavar="DIR")
-    add.add_argument("site", metavar="SITE")
+    add.add_argument("sites", nargs="+", metavar="SITE", help="one or more sites (the configuration is written once)")
     add.set_defaults(handler=run_add_site)
 
 
@@ -37,9 +47,24 @@ def run_init(args: argparse.Namespace) -> int:
     from xnetmon import bus_setup
 
     names = tuple(args.names) if args.names else bus_setup.DEFAULT_NAMES
-    root = bus_setup.init(args.directory, names)
-    print(f"bus PKI in {root}: ca.pem, server.pem, analyzer.pem; server configuration {root / 'nats-server.conf'}")
-    print(f"next: xnetmon bus add-site {root} SITE, then nats-server -c {root / 'nats-server.conf'}")
+    nodes = tuple(bus_setup.ClusterNode(f"n{i}", host) for i, host in enumerate(args.nodes or (), start=1))
+    try:
+        root = bus_setup.init(args.directory, names, nodes)
+    except ValueError as exc:
+        raise UsageError(f"--node: {exc}") from None
+    layout = bus_setup.cluster_nodes(root)
+    if not layout:
+        print(f"bus PKI in {root}: ca.pem, server.pem, analyzer.pem; server configuration {root / 'nats-server.conf'}")
+        print(f"next: xnetmon bus add-site {root} SITE, then nats-server -c {root / 'nats-server.conf'}")
+        return 0
+    print(f"bus PKI in {root} for a cluster of {len(layout)} servers: ca.pem, analyzer.pem, and per node:")
+    for node in layout:
+        conf = root / "nodes" / f"{node.name}.conf"
+        print(f"  {node.name} on {node.host}: {node.name}.pem, {node.name}-key.pem; nats-server -c {conf}")
+    print(f"copy {root} to each node's machine (the same path; keep ca-key.pem off them), then start every node")
+    urls = " ".join(bus_setup.server_urls(root))
+    print(f"agents (bus.servers) and analyzers (--bus, once each) take every node: {urls}")
+    print(f"next: xnetmon bus add-site {root} SITE, then the node configurations go to every node again")
     return 0
 
 
@@ -47,10 +72,13 @@ def run_add_site(args: argparse.Namespace) -> int:
     from collector.bus.subjects import BadSubject
     from xnetmon import bus_setup
 
+    root = Path(args.directory)
     try:
-        cert = bus_setup.add_site(args.directory, args.site)
+        certs = bus_setup.add_sites(root, args.sites)
     except (BadSubject, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
-    print(f"site {args.site}: {cert} and {cert.with_name(args.site + '-key.pem')} (give both and ca.pem to the site)")
-    print(f"server configuration updated: {cert.parent.parent / 'nats-server.conf'} (reload nats-server)")
+    for site, cert in zip(args.sites, certs, strict=True):
+        print(f"site {site}: {cert} and {cert.with_name(site + '-key.pem')} (give both and ca.pem to the site)")
+    configs = [root / "nodes" / f"{n.name}.conf" for n in bus_setup.cluster_nodes(root)] or [root / "nats-server.conf"]
+    print(f"server configuration updated: {', '.join(map(str, configs))} (deploy, then reload nats-server)")
     return 0

@@ -86,6 +86,7 @@ class AgentCollector(Collector):
         """Everything after the per-path families: a handful of series per site."""
         yield from _collector_families(snapshot)
         yield from _ship_failure_families(snapshot)
+        yield from _error_families(snapshot)
         yield from _reflector_families(snapshot)
         yield from _flow_and_malformed_families(snapshot, self._flows, self._captures)
 
@@ -255,6 +256,21 @@ def _ship_failure_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
         for reason, count in sorted(by_reason.items()):
             failures.add_metric([site, reason], count)
     yield failures
+
+
+def _error_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
+    if not snapshot.errors:
+        return
+    errors = CounterMetricFamily(
+        "xnet_collector_errors_total",
+        "Errors a background loop of the agent met and survived, by component: discovery (a trace), "
+        "health (its own figures), spool and ship (its sink's threads).",
+        labels=["src", "component"],
+    )
+    for site, by_component in sorted(snapshot.errors.items()):
+        for component, count in sorted(by_component.items()):
+            errors.add_metric([site, component], count)
+    yield errors
 
 
 def _reflector_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:

@@ -119,7 +119,8 @@ def _altmark_families(points: Sequence[MarkingPoint], segments: Sequence[Segment
 
 
 def capture_families(captures: Sequence[tuple[str, CaptureStats]]) -> Iterator[Metric]:
-    """Packets each capture (exporter `capture:IFACE`) received, sampled and lost in the kernel."""
+    """Packets each capture (exporter `capture:IFACE`) received, sampled and lost in the
+    kernel, and the errors it survived."""
     packets = CounterMetricFamily(
         "xnet_capture_packets",
         "Packets a capture received on its interface, sampled or not (exporter = capture:IFACE).",
@@ -135,8 +136,14 @@ def capture_families(captures: Sequence[tuple[str, CaptureStats]]) -> Iterator[M
         "Packets the kernel could not queue for the capture (its socket was full): traffic the flow counters miss.",
         labels=["exporter"],
     )
+    errors = CounterMetricFamily(
+        "xnet_capture_errors",
+        "Errors a capture met and survived (its interface went down, its loop failed and was started again).",
+        labels=["exporter"],
+    )
     for exporter, stats in captures:
         packets.add_metric([exporter], stats.packets)
         sampled.add_metric([exporter], stats.sampled)
         drops.add_metric([exporter], stats.kernel_drops)
-    yield from (packets, sampled, drops)
+        errors.add_metric([exporter], stats.errors)
+    yield from (packets, sampled, drops, errors)

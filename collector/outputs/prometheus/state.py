@@ -7,14 +7,16 @@ consistent picture without taking a lock, and a slow scrape never holds up the a
 
 Paths that stop reporting are dropped after `stale_after_windows` of their own window
 lengths (default 3: a removed target leaves /metrics within 30 s at the default 10 s
-interval, while one late or missing window does not reset a path's counters).
+interval, while one late or missing window does not reset a path's counters). Staleness is
+judged on the schedule, not the clock: a path is stale when the newest window the agent
+closed on any path ended that long after the path's own newest. Under load windows close
+late, all of them together; judged against the wall clock, every path would go at once.
 """
 
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING
@@ -116,17 +118,17 @@ class MetricsSnapshot:
     reflector: ReflectorCounters | None = None  # None: this agent runs no reflector
     last_window_end_ns: Mapping[str, int] = field(default_factory=_empty)  # by source site
     ship_failures: Mapping[str, Mapping[str, int]] = field(default_factory=_empty)  # site -> reason -> POSTs
+    errors: Mapping[str, Mapping[str, int]] = field(default_factory=_empty)  # site -> component -> errors survived
 
 
 class MetricsState:
     """Folds windows and telemetry into snapshots. Writers may call from any thread; they
     serialise on a lock. Readers take `snapshot` and never lock."""
 
-    def __init__(self, *, stale_after_windows: int = 3, clock: Callable[[], int] = time.time_ns) -> None:
+    def __init__(self, *, stale_after_windows: int = 3) -> None:
         if stale_after_windows < 1:
             raise ValueError(f"stale_after_windows: expected at least 1, got {stale_after_windows}")
         self.stale_after_windows = stale_after_windows
-        self._clock = clock  # wall clock, the time base windows are aligned on
         self._lock = threading.Lock()
         self._snapshot = MetricsSnapshot()
 
@@ -134,9 +136,10 @@ class MetricsState:
     def snapshot(self) -> MetricsSnapshot:
         return self._snapshot
 
-    def apply(self, windows: Iterable[PathWindow], now_ns: int | None = None) -> None:
+    def apply(self, windows: Iterable[PathWindow]) -> None:
         """Fold one batch of windows (one interval's, ideally: each call copies the path
-        table once) into the totals, then drop paths that have gone quiet. A window whose
+        table once) into the totals, then drop paths that have gone quiet: whose newest
+        window ended `stale_after_windows` windows before the newest of all. A window whose
         `seq` is not above the last one folded for its path is a repeat and is ignored."""
         windows = list(windows)
         for window in windows:
@@ -159,8 +162,8 @@ class MetricsState:
                     continue
                 source = window.key.source
                 last_end[source] = max(last_end.get(source, 0), window.end_ns)
-            now = self._clock() if now_ns is None else now_ns
-            paths = {key: t for key, t in paths.items() if not self._stale(t, now)}
+            schedule_ns = max((t.last_end_ns for t in paths.values()), default=0)
+            paths = {key: t for key, t in paths.items() if not self._stale(t, schedule_ns)}
             self._swap(old, paths=MappingProxyType(paths), last_window_end_ns=MappingProxyType(last_end))
 
     def set_health(self, health: CollectorHealth) -> None:
@@ -179,6 +182,14 @@ class MetricsState:
             by_site[site] = MappingProxyType(dict(failures))
             self._swap(old, ship_failures=MappingProxyType(by_site))
 
+    def set_errors(self, site: str, errors: Mapping[str, int]) -> None:
+        """Record the errors the agent's background loops survived, by component (copied now)."""
+        with self._lock:
+            old = self._snapshot
+            by_site = dict(old.errors)
+            by_site[site] = MappingProxyType(dict(errors))
+            self._swap(old, errors=MappingProxyType(by_site))
+
     def set_reflector(self, stats: ReflectorStats | ReflectorCounters) -> None:
         """Record the reflector's counters: a `ReflectorStats` (copied now) or `ReflectorCounters`."""
         counters = stats if isinstance(stats, ReflectorCounters) else ReflectorCounters.of(stats)
@@ -186,8 +197,8 @@ class MetricsState:
             old = self._snapshot
             self._swap(old, reflector=counters)
 
-    def _stale(self, totals: PathTotals, now_ns: int) -> bool:
-        return now_ns - totals.last_end_ns > self.stale_after_windows * max(totals.window_ns, 1)
+    def _stale(self, totals: PathTotals, schedule_ns: int) -> bool:
+        return schedule_ns - totals.last_end_ns > self.stale_after_windows * max(totals.window_ns, 1)
 
     def _swap(self, old: MetricsSnapshot, **changes) -> None:
         self._snapshot = replace(old, **changes)  # one reference store: readers see old or new

@@ -8,8 +8,8 @@ clean egov), so the read operations answer with real verdicts, paths and hints. 
 operation are bounded so that the whole run stays well under two minutes.
 
 Left out: schemathesis's "schema-valid request accepted" check. The document describes less
-than the API checks (a window is a free-form object, a probe target any string, a hint kind
-any string, `dst` any name), so a request the document allows may rightly get a 400.
+than the API checks (a window's counts must add up, a probe target is any string, a hint
+kind any string, `dst` any name), so a request the document allows may rightly get a 400.
 """
 
 from __future__ import annotations

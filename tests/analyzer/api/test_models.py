@@ -66,7 +66,8 @@ def test_the_shipment_body_has_the_batch_fields():
     assert list(m.ShipmentBody.model_fields) == [f.name for f in fields(ShipmentBatch)]
     schema = m.ShipmentBody.model_json_schema()
     assert schema["required"] == ["site", "windows"]
-    assert schema["properties"]["windows"]["items"]["type"] == "object"
+    assert schema["properties"]["windows"]["items"] == {"$ref": "#/$defs/PathWindow"}
+    assert list(schema["$defs"]["PathWindow"]["properties"]) == [f.name for f in fields(PathWindow)]
     assert schema["properties"]["health"]["anyOf"][1] == {"type": "null"}
 
 

@@ -10,6 +10,7 @@ from collections import Counter
 from collector.agent.discovery import PathDiscovery
 from collector.agent.plan import PlannedProbe
 from collector.contract.records import PathObservation, Slice, Target
+from collector.system.loop_errors import LoopErrors
 from tests.analyzer_support import window
 
 HOUR_S = 3600.0  # no periodic trace comes due while a test runs
@@ -118,5 +119,27 @@ def test_a_trace_that_cannot_run_is_counted_and_reported_nowhere():
 
         await running(discovery, failed)
         assert (discovery.trace_failures, discovery.traces_run, traced.observations) == (1, 0, [])
+
+    asyncio.run(scenario())
+
+
+def test_an_unexpected_error_in_a_trace_is_counted_and_discovery_goes_on():
+    """Before, any error but OSError and ValueError ended the discovery task, and with it the
+    agent (its tasks are gathered)."""
+
+    class FailingOnce(Traced):
+        def __call__(self, observation: PathObservation) -> None:
+            if not self.observations and not getattr(self, "failed", False):
+                self.failed = True
+                raise RuntimeError("a bug handling an observation")
+            super().__call__(observation)
+
+    async def scenario():
+        traced = FailingOnce()
+        errors = LoopErrors()
+        discovery = PathDiscovery([planned("a", "::1"), planned("b", "::1")], HOUR_S, "udp", traced, errors=errors)
+        await running(discovery, lambda: traced.until(1))
+        assert errors.counts() == {"discovery": 1}
+        assert [o.target for o in traced.observations] == ["b"]
 
     asyncio.run(scenario())

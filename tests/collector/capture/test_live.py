@@ -138,3 +138,64 @@ def test_sampler_rate_and_independence() -> None:
     assert all(Sampler(1).take() for _ in range(100))
     with pytest.raises(ValueError):
         Sampler(0)
+
+
+SURVIVOR = textwrap.dedent("""
+    import json, sys, threading
+    from collector.capture.aggregate import FlowAggregator
+    from collector.capture.live import LiveCapture
+    interface = sys.argv[1]
+    capture = LiveCapture(interface, FlowAggregator("capture:" + interface))
+    ended = []
+    thread = threading.Thread(target=lambda: (capture.run(), ended.append("returned")), daemon=True)
+    thread.start()
+    print("ready", flush=True)
+    for line in sys.stdin:  # "stats": the counters so far; "stop": stop and report
+        if line.strip() == "stop":
+            capture.stop()
+            thread.join(30)
+        print(json.dumps({"packets": capture.stats.packets, "errors": capture.stats.errors,
+                          "alive": thread.is_alive(), "ended": ended}), flush=True)
+        if line.strip() == "stop":
+            break
+""")
+
+
+@pytest.mark.root
+def test_a_capture_survives_its_interface_going_down_and_counts_again_once_up() -> None:
+    """In the soak, a fault that set a link down ended that capture's thread for good (an
+    ENETDOWN from recvmmsg): the agent's flow counters froze until its restart."""
+    with network_namespace() as ns_a, network_namespace() as ns_b:
+        _veth_pair(ns_a, ns_b)
+        capturer = subprocess.Popen(
+            ["ip", "netns", "exec", ns_b, sys.executable, "-c", SURVIVOR, "xc-b"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+
+        def stats() -> dict:
+            capturer.stdin.write("stats\n")
+            capturer.stdin.flush()
+            line = capturer.stdout.readline()
+            assert line, capturer.stderr.read()
+            return json.loads(line)
+
+        def send() -> None:
+            subprocess.run(["ip", "netns", "exec", ns_a, sys.executable, "-c", SENDER, B, "20"], check=True, timeout=60)
+
+        try:
+            assert capturer.stdout.readline().strip() == "ready", capturer.stderr.read()
+            subprocess.run(["ip", "-n", ns_b, "link", "set", "xc-b", "down"], check=True)
+            wait_until(lambda: stats()["errors"] >= 1, what="the capture told of its interface going down")
+            subprocess.run(["ip", "-n", ns_b, "link", "set", "xc-b", "up"], check=True)
+            before = stats()["packets"]
+            wait_until(lambda: send() or stats()["packets"] > before, what="packets counted after the link came up")
+            capturer.stdin.write("stop\n")
+            capturer.stdin.flush()
+            final = json.loads(capturer.stdout.readline())
+        finally:
+            stop_process(capturer)
+        assert final["ended"] == ["returned"] and not final["alive"]  # it ran until stopped, no error ended it

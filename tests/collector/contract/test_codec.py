@@ -101,6 +101,15 @@ def test_an_observation_with_a_hop_that_is_not_an_address_is_refused():
         ShipmentParser().from_dict(body)
 
 
+@pytest.mark.parametrize("observations", [{}, None, "", 0])
+def test_observations_that_are_not_a_list_are_refused_even_when_empty(observations):
+    """An empty object was taken for no observations (found by schemathesis)."""
+    body = wire(batch(window(T0)))
+    body["observations"] = observations
+    with pytest.raises(MalformedShipment, match="observations"):
+        ShipmentParser().from_dict(body)
+
+
 def test_a_window_boolean_is_not_taken_for_a_count():
     body = wire(batch(window(T0)))
     body["windows"][0]["sent"] = True

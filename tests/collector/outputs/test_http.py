@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, make_wsgi_app
 
 from collector.contract.records import FlowRecord
-from collector.outputs.http import MAX_LIMIT, TOP_PATH, serve_metrics_and_top
+from collector.outputs.http import MAX_LIMIT, TOP_PATH, serve_metrics_and_top, serve_wsgi
+from collector.system.http_limits import DEFAULT_HTTP_LIMITS, HttpLimits
 from collector.traffic.classifier import SliceClassifier
 from collector.traffic.counters import TrafficCounters
+from tests.support import DEADLINE_S, dribble_until_cut_off, wait_until
 
 
 class CountedTraffic:
@@ -117,3 +120,35 @@ def test_every_other_path_is_the_registrys_metrics_on_the_same_port_over_ipv4_to
         body = client.get("/metrics").text
     assert "xnet_test_scrapes_total 3.0" in body.splitlines()
     assert traffic.reads == 0
+
+
+def test_a_client_dribbling_its_headers_is_cut_off_while_metrics_answers(traffic):
+    with serving(traffic) as (client, _registry):
+
+        def metrics() -> None:
+            assert client.get("/metrics").status_code == 200
+
+        address = ("::1", int(str(client.base_url).rsplit(":", 1)[1].strip("/")))
+        dribbled_s = dribble_until_cut_off(address, metrics)
+    assert dribbled_s >= DEFAULT_HTTP_LIMITS.header_timeout_s - 0.5
+
+
+def test_connections_beyond_the_bound_are_closed_and_those_served_go_on():
+    limits = HttpLimits(header_timeout_s=DEADLINE_S, max_connections=2)
+    httpd, thread = serve_wsgi(make_wsgi_app(CollectorRegistry()), ("::1", 0), limits)
+    try:
+        held = [socket.create_connection(("::1", httpd.server_port), timeout=DEADLINE_S) for _ in range(2)]
+        for sock in held:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\n")  # heads begun, not ended: both slots taken
+        with socket.create_connection(("::1", httpd.server_port), timeout=DEADLINE_S) as extra:
+            assert extra.recv(1024) == b""  # closed at once
+        assert httpd.refused_total == 1
+        held[0].sendall(b"\r\n")  # its head ends: answered, and its slot freed
+        assert held[0].recv(1024).startswith(b"HTTP/1.0 200 ")
+        wait_until(lambda: httpx.get(f"http://[::1]:{httpd.server_port}/metrics", timeout=DEADLINE_S).is_success)
+        for sock in held:
+            sock.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)

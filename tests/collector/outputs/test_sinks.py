@@ -10,9 +10,13 @@ import json
 import logging
 import queue
 import socket
+import subprocess
+import textwrap
 import threading
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 
 from collector.contract.codec import ShipmentParser
@@ -20,8 +24,22 @@ from collector.contract.examples import example_health
 from collector.contract.records import FlowId, PathObservation
 from collector.contract.shipment import ShipmentBatch
 from collector.outputs.sinks import Backoff, HttpSink, InProcessSink, Outcome, WindowSink, classify
+from collector.outputs.spool import WindowSpool
 from tests.analyzer_support import W, window
-from tests.support import CountingBackoff, Stopwatch, fill_filesystem, small_filesystem, wait_until
+from tests.prometheus_support import free_tcp_port
+from tests.support import (
+    DEADLINE_S,
+    REPO,
+    XNETMON,
+    CountingBackoff,
+    LineReader,
+    Stopwatch,
+    fill_filesystem,
+    free_udp_port,
+    small_filesystem,
+    stop_process,
+    wait_until,
+)
 
 TOKEN = "s3cret"
 FAST = Backoff(initial_s=0.01, cap_s=0.05)  # keeps outage tests quick
@@ -345,6 +363,32 @@ def test_a_big_batch_goes_out_as_several_posts(receiver, make_sink):
     assert receiver.window_ids == [("core", s) for s in range(10)]
 
 
+class FailingOnce(httpx.HTTPTransport):
+    """A real transport whose first request meets an error no destination expects (a bug)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("a bug in the transport")
+        return super().handle_request(request)
+
+
+def test_an_unexpected_error_while_sending_is_counted_and_the_body_sent_again(receiver, make_sink):
+    """Before, the shipping thread ended on it for good: nothing more left the spool."""
+    receiver.start()
+    sink = make_sink(receiver.url, transport=FailingOnce())
+    sink.submit(batch(1))
+    wait_until(lambda: sink.delivered_total == 1)
+    assert sink.errors_total == {"spool": 0, "ship": 1}
+    sink.submit(batch(2))
+    wait_until(lambda: sink.delivered_total == 2)
+    assert receiver.window_ids == [("core", 1), ("core", 2)]
+
+
 @pytest.mark.root
 def test_a_full_disk_drops_counted_batches_and_the_sink_recovers_when_space_returns(receiver, make_sink, tmp_path):
     with small_filesystem(tmp_path / "disk") as disk:
@@ -361,3 +405,66 @@ def test_a_full_disk_drops_counted_batches_and_the_sink_recovers_when_space_retu
         assert receiver.window_ids == [("core", 1), ("core", 4)]
         assert (sink.dropped_total, sink.spool_depth) == (2, 0)
         sink.close(timeout=0)
+
+
+def test_a_sigkilled_agent_has_spooled_every_window_but_the_one_being_closed(tmp_path):
+    """A real `xnetmon agent` ships to an analyzer that takes the connection and never
+    answers, so its sends hang for their whole timeout; windows keep closing meanwhile. After
+    a SIGKILL its spool holds every window /metrics had counted, but at most the one interval
+    that was being closed. (When batches were spooled by the thread that also sends, they
+    waited in memory behind the hanging send, and the kill lost them all.)"""
+    reflector_port, metrics_port = free_udp_port(), free_tcp_port("::1")
+    silent = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)  # connections queue, never answered
+    silent.bind(("::1", 0))
+    silent.listen(64)
+    (tmp_path / "token").write_text(TOKEN)
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        textwrap.dedent(f"""\
+        site: {{name: here}}
+        reflector: {{bind: ["::1"], port: {reflector_port}}}
+        metrics: {{listen: "[::1]:{metrics_port}"}}
+        probing: {{interval_s: 0.2, window_s: 1, timeout_s: 0.5, trace: {{enabled: false}}}}
+        targets: [{{name: self, address: "::1", port: {reflector_port}, slices: [video]}}]
+        analyzer: {{url: "http://[::1]:{silent.getsockname()[1]}", token_file: token, spool_dir: spool}}
+    """)
+    )
+    proc = subprocess.Popen([*XNETMON, "agent", "--config", str(config)], stderr=subprocess.PIPE, text=True, cwd=REPO)
+    stderr = LineReader(proc.stderr)
+    try:
+        # Four windows counted: the first body's send hangs for 10 s from the first window on.
+        counted = wait_until(
+            lambda: (sent := probes_sent(metrics_port, "here", "self")) >= 20 and sent,
+            what=lambda: f"four windows on /metrics; agent said: {''.join(stderr.lines)[-1500:]}",
+        )
+        proc.kill()
+        proc.wait(DEADLINE_S)
+    finally:
+        stop_process(proc)
+        silent.close()
+    windows = spooled_windows(tmp_path / "spool")
+    assert windows, "nothing spooled"
+    one_interval = max(w["sent"] for w in windows)
+    assert sum(w["sent"] for w in windows) >= counted - one_interval, (counted, windows)
+    seqs = sorted(w["seq"] for w in windows)
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs  # none missing in between
+
+
+def probes_sent(metrics_port: int, src: str, dst: str) -> float:
+    """The agent's xnet_probe_sent_total for the path, 0 until it is shown."""
+    try:
+        text = urllib.request.urlopen(f"http://[::1]:{metrics_port}/metrics", timeout=10).read().decode()
+    except OSError:
+        return 0.0  # not listening yet
+    prefix = f'xnet_probe_sent_total{{dst="{dst}",probe="stamp",slice="video",src="{src}"}} '
+    return next((float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix)), 0.0)
+
+
+def spooled_windows(directory) -> list[dict]:
+    """Every window a spool directory holds, oldest first (read by a spool of its own)."""
+    windows = []
+    with WindowSpool(directory, max_windows=1_000_000) as spool:
+        while (body := spool.head()) is not None:
+            windows.extend(json.loads(body)["windows"])
+            spool.pop_head()
+    return windows

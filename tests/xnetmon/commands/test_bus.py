@@ -22,3 +22,29 @@ def test_a_bad_site_name_or_a_missing_ca_is_a_usage_error(tmp_path):
     bad = xnetmon("bus", "add-site", str(tmp_path), "cnty.1a")
     assert bad.returncode == 2 and "subject token" in bad.stderr
     assert not list(tmp_path.glob("sites/cnty*"))
+
+
+def test_init_with_nodes_writes_a_cluster_and_names_every_url(tmp_path):
+    nodes = ("bus1.example.net", "bus2.example.net", "2001:db8::3")
+    init = xnetmon("bus", "init", str(tmp_path), *(arg for host in nodes for arg in ("--node", host)))
+    assert init.returncode == 0, init.stderr
+    assert "tls://bus1.example.net:4222 tls://bus2.example.net:4222 tls://[2001:db8::3]:4222" in init.stdout
+    assert sorted(p.name for p in tmp_path.glob("nodes/*.conf")) == ["n1.conf", "n2.conf", "n3.conf"]
+    assert not (tmp_path / "server.pem").exists() and not (tmp_path / "nats-server.conf").exists()
+    added = xnetmon("bus", "add-site", str(tmp_path), "cnty1a")
+    assert added.returncode == 0 and "n3.conf" in added.stdout
+    assert all("xnet.windows.cnty1a" in p.read_text() for p in tmp_path.glob("nodes/*.conf"))
+
+
+def test_a_cluster_of_two_is_a_usage_error(tmp_path):
+    two = xnetmon("bus", "init", str(tmp_path), "--node", "a", "--node", "b")
+    assert two.returncode == 2 and "at least 3 nodes" in two.stderr
+    assert not (tmp_path / "ca.pem").exists()
+
+
+def test_add_site_takes_many_sites_at_once(tmp_path):
+    xnetmon("bus", "init", str(tmp_path))
+    added = xnetmon("bus", "add-site", str(tmp_path), "cnty1a", "cnty2b", "cnty3c")
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.count("give both and ca.pem") == 3
+    assert all(f"xnet.windows.{s}" in (tmp_path / "nats-server.conf").read_text() for s in ("cnty1a", "cnty3c"))

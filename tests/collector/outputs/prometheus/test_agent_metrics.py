@@ -85,14 +85,9 @@ def samples(state: MetricsState):
 
 def test_windows_fold_into_counters():
     state = MetricsState()
-    state.apply([window(seq=1)], now_ns=T0 + 10 * S)
+    state.apply([window(seq=1)])
     state.apply(
-        [
-            window(
-                seq=2, sent=20, received=17, lost_forward=0, lost_reverse=3, lost_unknown=0, duplicates=0, reordered=1
-            )
-        ],
-        now_ns=T0 + 20 * S,
+        [window(seq=2, sent=20, received=17, lost_forward=0, lost_reverse=3, lost_unknown=0, duplicates=0, reordered=1)]
     )
     p = path_labels()
     assert value(state, "xnet_probe_sent_total", **p) == 30
@@ -106,14 +101,14 @@ def test_windows_fold_into_counters():
 
 def test_a_repeated_window_is_not_counted_twice():
     state = MetricsState()
-    state.apply([window(seq=1), window(seq=1)], now_ns=T0 + 10 * S)
-    state.apply([window(seq=1)], now_ns=T0 + 10 * S)
+    state.apply([window(seq=1), window(seq=1)])
+    state.apply([window(seq=1)])
     assert value(state, "xnet_probe_sent_total", **path_labels()) == 10
 
 
 def test_rtt_histogram_is_cumulative_on_the_contract_bounds():
     state = MetricsState()
-    state.apply([window(seq=1), window(seq=2)], now_ns=T0 + 20 * S)
+    state.apply([window(seq=1), window(seq=2)])
     p = path_labels()
     buckets = [
         (s.labels["le"], s.value)
@@ -130,8 +125,8 @@ def test_rtt_histogram_is_cumulative_on_the_contract_bounds():
 
 def test_delay_variation_comes_from_the_latest_window_and_is_absent_without_replies():
     state = MetricsState()
-    state.apply([window(seq=1)], now_ns=T0 + 10 * S)
-    state.apply([window(seq=2, ipdv_mean_abs_ns=1_000_000, pdv_p99_ns=None)], now_ns=T0 + 20 * S)
+    state.apply([window(seq=1)])
+    state.apply([window(seq=2, ipdv_mean_abs_ns=1_000_000, pdv_p99_ns=None)])
     p = path_labels()
     assert value(state, "xnet_delay_variation_seconds", **p, type="ipdv") == 0.001
     assert value(state, "xnet_delay_variation_seconds", **p, type="pdv_p99") is None
@@ -140,7 +135,7 @@ def test_delay_variation_comes_from_the_latest_window_and_is_absent_without_repl
 def test_each_path_carries_exactly_the_series_budget():
     keys = [KEY, PathKey("bj-core", "gz-core", "egov", "icmp"), PathKey("sh-core", "bj-core", "video", "stamp")]
     state = MetricsState()
-    state.apply([window(key) for key in keys], now_ns=T0 + 10 * S)
+    state.apply([window(key) for key in keys])
     state.set_health(health())
     state.set_reflector(ReflectorCounters(reflected=5))
     every = samples(state)
@@ -152,8 +147,8 @@ def test_each_path_carries_exactly_the_series_budget():
 
 def test_path_info_holds_the_address_and_fingerprint_and_nothing_else_does():
     state = MetricsState()
-    state.apply([window(seq=1)], now_ns=T0 + 10 * S)
-    state.apply([window(seq=2, path_fingerprint=None)], now_ns=T0 + 20 * S)  # no new trace
+    state.apply([window(seq=1)])
+    state.apply([window(seq=2, path_fingerprint=None)])  # no new trace
     info = [s for s in samples(state) if s.name == "xnet_path_info"]
     assert len(info) == 1 and info[0].value == 1
     assert info[0].labels["address"] == "fd00:1::2" and info[0].labels["fingerprint"] == "0123456789abcdef"
@@ -163,7 +158,7 @@ def test_path_info_holds_the_address_and_fingerprint_and_nothing_else_does():
 def test_label_values_are_escaped_and_read_back_intact():
     awkward = PathKey('site "a"', "back\\slash\nnewline", "video", "stamp")
     state = MetricsState()
-    state.apply([window(awkward)], now_ns=T0 + 10 * S)
+    state.apply([window(awkward)])
     text = generate_latest(registry_of(state)).decode()
     assert 'src="site \\"a\\""' in text and 'dst="back\\\\slash\\nnewline"' in text
     sent = [s for s in samples(state) if s.name == "xnet_probe_sent_total"]
@@ -173,19 +168,19 @@ def test_label_values_are_escaped_and_read_back_intact():
 def test_paths_that_stop_reporting_leave_after_three_windows():
     gone = PathKey("bj-core", "removed-target", "video", "stamp")
     state = MetricsState(stale_after_windows=3)
-    state.apply([window(KEY, 1), window(gone, 1)], now_ns=T0 + 10 * S)
-    state.apply([window(KEY, 4)], now_ns=T0 + 40 * S)  # 3 windows after `gone` last ended: kept
+    state.apply([window(KEY, 1), window(gone, 1)])
+    state.apply([window(KEY, 4)])  # 3 windows after `gone` last ended: kept
     assert gone in state.snapshot.paths
-    state.apply([window(KEY, 5)], now_ns=T0 + 50 * S)
+    state.apply([window(KEY, 5)])
     assert gone not in state.snapshot.paths and KEY in state.snapshot.paths
     assert all(s.labels.get("dst") != "removed-target" for s in samples(state))
-    state.apply([window(gone, 9)], now_ns=T0 + 90 * S)  # back again: counters start over
+    state.apply([window(gone, 9)])  # back again: counters start over
     assert value(state, "xnet_probe_sent_total", **path_labels(gone)) == 10
 
 
 def test_collector_health_and_last_window_time():
     state = MetricsState()
-    state.apply([window(seq=1)], now_ns=T0 + 10 * S)
+    state.apply([window(seq=1)])
     state.set_health(health())
     site = {"src": "bj-core"}
     assert value(state, "xnet_collector_last_window_timestamp_seconds", **site) == (T0 + 10 * S) / 1e9
@@ -212,6 +207,16 @@ def test_ship_failures_are_copied_when_set_and_shown_by_reason():
     assert value(state, "xnet_collector_ship_failures_total", src="bj-core", reason="network") == 2
 
 
+def test_errors_the_loops_survived_are_shown_by_component():
+    state = MetricsState()
+    assert value(state, "xnet_collector_errors_total", src="bj-core", component="ship") is None
+    errors = {"discovery": 2, "spool": 0, "ship": 1}
+    state.set_errors("bj-core", errors)
+    errors["ship"] += 100  # later changes show only at the next set_errors
+    assert value(state, "xnet_collector_errors_total", src="bj-core", component="ship") == 1
+    assert value(state, "xnet_collector_errors_total", src="bj-core", component="discovery") == 2
+
+
 def test_reflector_counters_are_copied_when_set():
     stats = ReflectorStats(received=20, reflected=14, refused_not_allowed=2, refused_rate_limited=1, send_errors=1)
     stats.refused_global_rate_limited, stats.refused_replay, stats.refused_stale = 3, 4, 5
@@ -233,7 +238,7 @@ def test_reflector_counters_are_copied_when_set():
 
 def test_every_metric_is_documented_and_named_by_the_conventions():
     state = MetricsState()
-    state.apply([window()], now_ns=T0 + 10 * S)
+    state.apply([window()])
     state.set_health(health())
     state.set_reflector(ReflectorCounters())
     families = list(AgentCollector(state).collect())
@@ -264,7 +269,7 @@ def test_snapshots_stay_whole_and_unchanged_while_windows_are_applied():
 
     def writer() -> None:
         for seq in range(1, rounds + 1):
-            state.apply([window(key, seq) for key in keys], now_ns=T0 + seq * 10 * S)
+            state.apply([window(key, seq) for key in keys])
         stop.set()
 
     def reader() -> None:
@@ -298,7 +303,7 @@ def test_snapshots_stay_whole_and_unchanged_while_windows_are_applied():
 @pytest.mark.tool("promtool")
 def test_the_whole_agent_exposition_passes_promtool_check_metrics():
     state = MetricsState()
-    state.apply([window()], now_ns=T0 + 10 * S)
+    state.apply([window()])
     state.set_health(health())
     state.set_reflector(ReflectorCounters())
     state.set_ship_failures("bj-core", {"auth": 1, "rejected": 0, "unavailable": 0, "network": 2})
@@ -310,7 +315,7 @@ def test_the_whole_agent_exposition_passes_promtool_check_metrics():
 
 def test_serve_metrics_on_ipv6_loopback_and_stop():
     state = MetricsState()
-    state.apply([window()], now_ns=T0 + 10 * S)
+    state.apply([window()])
     server = serve_metrics(state, ("[::1]", 0))
     try:
         host, port = server.address
@@ -326,7 +331,7 @@ def test_serve_metrics_on_ipv6_loopback_and_stop():
 
 def test_served_metrics_are_generate_latests_text_plain_gzipped_or_filtered():
     state = MetricsState()
-    state.apply([window(), window(PathKey("bj-core", "gz-core", "egov", "icmp"))], now_ns=T0 + 10 * S)
+    state.apply([window(), window(PathKey("bj-core", "gz-core", "egov", "icmp"))])
     state.set_health(health())
     with serve_metrics(state, ("::1", 0), process_metrics=False) as server:
         expected = generate_latest(registry_of(state))

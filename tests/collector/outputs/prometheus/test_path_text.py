@@ -58,8 +58,7 @@ def scraped(state: MetricsState) -> tuple[bytes, bytes]:
 
 
 def test_the_text_is_generate_latests_byte_for_byte_through_changes():
-    now = [T0 + WINDOW]
-    state = MetricsState(clock=lambda: now[0])
+    state = MetricsState()
     metrics = agent_metrics(state, process_metrics=False)
 
     def same() -> bytes:
@@ -73,7 +72,6 @@ def test_the_text_is_generate_latests_byte_for_byte_through_changes():
     assert b'src="quote\\"site"' in first and b'dst="back\\\\slash"' in first and b'slice="new\\nline"' in first
     # Large counts (Go's exponent form from 1e6 on), a second delay-variation gauge, a new
     # address and fingerprint, and a path whose gauges are absent.
-    now[0] += WINDOW
     state.apply(
         [
             window(KEYS[0], 2, sent=2_500_000, received=999_999, pdv_p99_ns=7_000_000, path_fingerprint="feedface"),
@@ -83,16 +81,14 @@ def test_the_text_is_generate_latests_byte_for_byte_through_changes():
     )
     second = same()
     assert b"} 2.50001e+06\n" in second and b"} 1.000007e+06\n" in second
-    # A new path in the middle of the table, and one left behind until it goes stale.
-    now[0] += 4 * WINDOW
-    state.apply([window(PathKey("bj-core", "gz-core", "video", "stamp"), 5), window(KEYS[0], 5)])
+    # A new path in the middle of the table, and the ones left behind more than three windows go.
+    state.apply([window(PathKey("bj-core", "gz-core", "video", "stamp"), 6), window(KEYS[0], 6)])
     third = same()
     assert b"sh-core" in third and b"egov" not in third and b"gz-core" in third
 
 
 def test_a_path_is_rendered_again_only_when_its_totals_changed(monkeypatch: pytest.MonkeyPatch):
-    now = [T0 + WINDOW]
-    state = MetricsState(clock=lambda: now[0])
+    state = MetricsState()
     metrics = agent_metrics(state, process_metrics=False)
     rendered: list[PathKey] = []
     real = path_text._path_lines
@@ -108,7 +104,6 @@ def test_a_path_is_rendered_again_only_when_its_totals_changed(monkeypatch: pyte
     rendered.clear()
     unchanged = metrics.text()
     assert rendered == [] and unchanged == generate_latest(metrics.registry)
-    now[0] += WINDOW
     state.apply([window(KEYS[3], 2)])
     assert metrics.text() == generate_latest(metrics.registry)
     assert rendered == [KEYS[3]]
@@ -116,7 +111,7 @@ def test_a_path_is_rendered_again_only_when_its_totals_changed(monkeypatch: pyte
 
 def test_every_scrape_of_many_paths_is_the_same_as_generate_latest():
     keys = [PathKey("s", f"fd00::{i:x}", f"slice-{i % 4}", ("stamp", "icmp")[i % 2]) for i in range(400)]
-    state = MetricsState(clock=lambda: T0 + WINDOW)
+    state = MetricsState()
     state.apply([window(k, 1, rtt_sum_ns=i * 1_000_003, sent=i * 4_999) for i, k in enumerate(keys)])
     ours, theirs = scraped(state)
     assert ours == theirs
@@ -135,7 +130,7 @@ def test_a_number_is_written_as_prometheus_client_writes_it(value: float):
 
 @pytest.mark.tool("promtool")
 def test_promtool_finds_nothing_to_lint_in_the_text():
-    state = MetricsState(clock=lambda: T0 + WINDOW)
+    state = MetricsState()
     state.apply([window(key, 1) for key in KEYS])
     done = subprocess.run(
         ["promtool", "check", "metrics"],

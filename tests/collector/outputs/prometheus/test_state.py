@@ -4,6 +4,7 @@ health per site, reflector counters, and snapshots that never change once publis
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
@@ -32,25 +33,36 @@ def test_totals_add_counts_and_keep_the_latest_gauges():
 
 
 def test_a_repeated_or_older_window_leaves_the_totals_alone():
-    state = MetricsState(clock=lambda: (T0 + 3) * W)
+    state = MetricsState()
     state.apply([window(T0 + 1), window(T0 + 1), window(T0)])
     assert state.snapshot.paths[KEY].sent == 10
     assert state.snapshot.last_window_end_ns == {"cnty1a": (T0 + 2) * W}
 
 
 def test_a_quiet_path_leaves_after_its_own_windows_and_returns_from_zero():
-    now = [(T0 + 1) * W]
-    state = MetricsState(stale_after_windows=2, clock=lambda: now[0])
+    state = MetricsState(stale_after_windows=2)
     quiet = window(T0, target="quiet")
     state.apply([window(T0), quiet])
-    now[0] = (T0 + 3) * W  # two windows after the quiet path's last end: still kept
-    state.apply([window(T0 + 2)])
+    state.apply([window(T0 + 2)])  # two windows after the quiet path's last end: still kept
     assert set(state.snapshot.paths) == {KEY, quiet.key}
-    now[0] += 1
-    state.apply([])
+    state.apply([window(T0 + 3)])
     assert set(state.snapshot.paths) == {KEY}
-    state.apply([window(T0 + 3, target="quiet")])
+    state.apply([window(T0 + 4, target="quiet")])
     assert state.snapshot.paths[quiet.key].sent == 10
+
+
+def test_windows_closed_late_keep_every_path():
+    """Under load an interval closes seconds late, every path's window at once: the paths are
+    as current as the schedule allows, and none may leave /metrics for it. These windows
+    ended years before the wall clock's now, the extreme of a late close; judged against the
+    clock, a close more than three windows late dropped every path."""
+    state = MetricsState(stale_after_windows=3)
+    targets = ("t0", "t1", "t2")
+    assert time.time_ns() - (T0 + 1) * W > 3 * W
+    for seq in range(T0, T0 + 4):
+        state.apply([window(seq, target=target) for target in targets])
+        assert {key.target for key in state.snapshot.paths} == set(targets)
+    assert all(t.sent == 40 for t in state.snapshot.paths.values())
 
 
 def test_windows_with_the_wrong_bucket_count_are_refused():
@@ -78,7 +90,7 @@ def test_reflector_counters_are_a_sorted_copy():
 
 
 def test_a_published_snapshot_never_changes():
-    state = MetricsState(clock=lambda: (T0 + 1) * W)
+    state = MetricsState()
     state.apply([window(T0)])
     before = state.snapshot
     state.apply([window(T0 + 1, target="other")])

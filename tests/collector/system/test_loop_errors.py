@@ -1,9 +1,9 @@
-"""analyzer.loop_errors: a block that raises is counted by component with its words, and the
+"""collector.system.loop_errors: a block that raises is counted by component with its words, and the
 code after it runs on."""
 
 from __future__ import annotations
 
-from analyzer.loop_errors import MAX_ERROR_TEXT, LoopErrors
+from collector.system.loop_errors import MAX_ERROR_TEXT, LoopErrors
 
 
 def test_survive_counts_the_error_and_lets_the_loop_go_on():

@@ -1,10 +1,9 @@
-"""Errors of the analyzer's background loops, counted by component so that a loop that meets
-one carries on and an operator still sees it (`xnet_analyzer_errors_total{component}` and
-`/healthz`).
-
-Components: `snapshot` (writing the store's snapshot), `intervals` (closing intervals on the
-clock), `rootcause` (inference), `feeder` (in-process batches into the store); an intake
-that another part adds names its own.
+"""Errors of background loops, counted by component so that a loop that meets one carries on
+and an operator still sees it: the analyzer's (`xnet_analyzer_errors_total{component}` and
+`/healthz`: `snapshot` writing the store's snapshot, `intervals` closing intervals on the
+clock, `rootcause` inference, `feeder` in-process batches into the store, `journal`; an intake
+that another part adds names its own) and the agent's (`xnet_collector_errors_total{component}`:
+`discovery` traces, `health` its own figures, `spool` and `ship` its sink's two threads).
 """
 
 from __future__ import annotations
