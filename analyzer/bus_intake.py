@@ -37,6 +37,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError, NotFoundError
 
 from analyzer.bus_checkpoint import CHECKPOINT_BUCKET, Checkpoint, checkpoint_store, load_checkpoint, save_checkpoint
+from analyzer.partials import PartialsOutbox, partials_stream_config, partials_subject
 from analyzer.store.memory import WindowStore
 from analyzer.store.snapshot import restore_into, snapshot_text
 from collector.bus.connection import BusEndpoint
@@ -48,6 +49,11 @@ from collector.contract.shipment import ShipmentBatch
 log = logging.getLogger(__name__)
 
 FETCH_BATCH = 256  # messages per pull while a backlog lasts: each is up to one spooled body
+# Bytes one pull may ask for (judged by the largest message of the last one): what the server
+# writes to an analyzer that its CPU is starved of must drain within nats-server's write
+# deadline (10 s), or the server drops it as a slow consumer and every message comes again
+# after the ack wait. 256 bodies of 500 windows are ~90 MB; this keeps a pull to a few MB.
+PULL_BYTES = 4 << 20
 IDLE_WAIT_S = 0.5  # a pull for one message: returns as soon as it arrives
 BACKLOG_WAIT_S = 0.02  # a pull for many: how long it may hold what arrives after the backlog
 ACK_WAIT_S = 60.0  # a message not acked within this is delivered again
@@ -70,11 +76,14 @@ class BusIntake:
         in_thread: Callable[[], None] | None = None,
         checkpoint_every_s: float = CHECKPOINT_EVERY_S,
         partition: int | None = None,
+        partials: PartialsOutbox | None = None,
     ) -> None:
         """`in_thread` runs first in the intake's thread, before any socket is opened (the
         all-in-one moves the thread into the lab's namespace, where the bus is). `store`
         must be empty: it gets the replica's checkpoint once connected. `partition`: read
-        only that partition of a partitioned stream (`durable` names the partition's replica)."""
+        only that partition of a partitioned stream (`durable` names the partition's replica);
+        `partials`: the outbox `store` closes its slice intervals into (`slice_closed`), put on
+        the bus for the combiner (analyzer.partials) after each batch taken and when idle."""
         self.store = store
         self.bus = endpoint
         self.durable = durable
@@ -84,6 +93,8 @@ class BusIntake:
         self.refusals_logged = 0  # the first MAX_ERRORS_LOGGED refusals are logged, all are counted
         self.checkpoint_every_s = checkpoint_every_s
         self.partition = partition
+        self.partials = partials
+        self.partials_published = 0  # reports put on the bus
         self.restored_seq: int | None = None  # the sequence of the checkpoint restored at start
         self.through_seq = 0  # the newest stream sequence taken (ingested or refused)
         self._failed_seq: int | None = None  # the oldest message a store failure left to come again
@@ -117,10 +128,12 @@ class BusIntake:
         client = await nats.connect(**self.bus.connect_options(), error_cb=self._on_error)
         try:
             js = client.jetstream()
-            await self._ensure_stream(js)
+            whole = await self._ensure_stream(js)
+            if self.partials is not None:
+                await ensure_stream(js, partials_stream_config())
             objects = await checkpoint_store(js, self.limits.replicas)
             start_seq = await self._restore(objects)
-            subscription = await self._consumer_from(js, start_seq + 1)
+            subscription = await self._consumer_from(js, start_seq + 1, whole)
             self.connected.set()
             size = 1
             saved_seq, next_save = start_seq, time.monotonic() + self.checkpoint_every_s
@@ -136,18 +149,21 @@ class BusIntake:
                     messages = await subscription.fetch(size, timeout=IDLE_WAIT_S if size == 1 else BACKLOG_WAIT_S)
                 except (TimeoutError, NatsTimeout):  # nothing new within the wait
                     size = 1
+                    await self._publish_partials(js)  # intervals closed by time
                     continue
                 except Exception as exc:  # the connection is away: the client reconnects
                     await self._on_error(exc)
                     await asyncio.sleep(0.5)
                     continue
-                size = FETCH_BATCH
+                size = pull_size(messages)
                 for message in messages:
                     await self._take(message)
+                await self._publish_partials(js)
+            await self._publish_partials(js)
             if self.through_seq != saved_seq:
                 await self._checkpoint(objects, saved_seq)  # the last one, so a restart replays nothing
         finally:
-            await client.close()
+            await close_quietly(client)
 
     async def _restore(self, objects) -> int:
         """Load this replica's checkpoint into the store; the sequence it covers (0: none)."""
@@ -165,13 +181,14 @@ class BusIntake:
         log.info("analyzer state restored from %s, stream sequence %d", name, checkpoint.seq)
         return checkpoint.seq
 
-    async def _consumer_from(self, js, start_seq: int):
+    async def _consumer_from(self, js, start_seq: int, whole: str):
         """The durable consumer, made anew to deliver from `start_seq`: the position the
-        restored state needs, whatever was acked after its checkpoint."""
+        restored state needs, whatever was acked after its checkpoint. `whole`: the filter of
+        the whole stream, when no partition is asked for."""
         with contextlib.suppress(NotFoundError):
             await js.delete_consumer(STREAM_NAME, self.durable)
         return await js.pull_subscribe(
-            f"{PREFIX}.>" if self.partition is None else partition_filter(self.partition),
+            whole if self.partition is None else partition_filter(self.partition),
             durable=self.durable,
             stream=STREAM_NAME,
             config=ConsumerConfig(
@@ -199,12 +216,28 @@ class BusIntake:
         self.checkpoints_total += 1
         return seq
 
-    async def _ensure_stream(self, js) -> None:
-        config = stream_config(self.limits, partitioned=self.partition is not None)
-        try:
-            await js.add_stream(config)
-        except BadRequestError as exc:  # it exists with other limits (the operator's are kept), or no room
-            log.warning("stream %s not created with these limits (%s); an existing one is kept", STREAM_NAME, exc)
+    async def _publish_partials(self, js) -> None:
+        """What the store closed since the last report, to the combiner; kept for the next try
+        when the bus does not take it."""
+        if self.partials is None or self.partition is None:
+            return
+        self.store.advance(self._clock())  # intervals due by time close even while nothing comes
+        while (report := self.partials.report(self.store)) is not None:
+            try:
+                await js.publish(partials_subject(self.partition), report.encode())
+            except Exception as exc:  # the bus away: the outbox keeps them (bounded)
+                await self._on_error(exc)
+                return
+            self.partials.sent(report)
+            self.partials_published += 1
+
+    async def _ensure_stream(self, js) -> str:
+        """The stream made if need be; the consumer filter of all of it. nats-server 2.9 takes
+        only a filter within one of the stream's subjects: a partitioned stream's one subject
+        (an analyzer of every partition beside partition analyzers), else `xnet.>`."""
+        await ensure_stream(js, stream_config(self.limits, partitioned=self.partition is not None))
+        subjects = (await js.stream_info(STREAM_NAME)).config.subjects or []
+        return subjects[0] if len(subjects) == 1 else f"{PREFIX}.>"
 
     async def _take(self, message) -> None:
         self.messages_total += 1
@@ -257,3 +290,27 @@ class BusIntake:
         self.errors_total += 1
         if self.errors_total <= MAX_ERRORS_LOGGED:
             log.warning("bus intake %s: %s: %s", self.durable, type(exc).__name__, exc)
+
+
+async def close_quietly(client) -> None:
+    """Close the connection; a TLS transport the server already tore down (nats-py then
+    fails inside close) leaves nothing to close."""
+    try:
+        await client.close()
+    except (AttributeError, OSError) as exc:
+        log.debug("closing the bus connection: %s: %s", type(exc).__name__, exc)
+
+
+def pull_size(messages) -> int:
+    """How many messages the next pull asks for, after `messages`: a backlog's batch, fewer
+    when its bodies are large (PULL_BYTES)."""
+    largest = max((len(m.data) for m in messages), default=0)
+    return max(1, min(FETCH_BATCH, PULL_BYTES // max(1, largest)))
+
+
+async def ensure_stream(js, config) -> None:
+    """The stream, created unless it exists (then the operator's limits are kept)."""
+    try:
+        await js.add_stream(config)
+    except BadRequestError as exc:  # it exists with other limits (the operator's are kept), or no room
+        log.warning("stream %s not created with these limits (%s); an existing one is kept", config.name, exc)

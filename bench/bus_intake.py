@@ -18,9 +18,12 @@ the bus nats-server's CPU seconds; the order alternates between repetitions.
 
 With `--partitions N` a third path runs beside them: the server maps the sites into N
 partitions (collector.bus.subjects.partition_mapping) and N analyzer processes each consume
-one (BusIntake(partition=i)) into a store of their own; its clock runs until the N stores
-together hold every window, and its CPU seconds are this process's, the N analyzers' and
-nats-server's.
+one (BusIntake(partition=i)) into a store of their own, publishing their slices' partial sums
+to a combiner in this process (analyzer.combiner_intake), as deployed; its clock runs until
+the N stores together hold every window, and its CPU seconds are this process's, the N
+analyzers' and nats-server's. `windows_per_partition_cpu_second` is what the partitions
+alone take per CPU second: with the sites publishing from their own machines, what a core of
+partitions carries.
 
 No root needed. The targets (issue 14): the bus at least as fast as HTTP; at least 50,000
 windows/s into a partitioned analysis on this machine's two cores.
@@ -42,6 +45,9 @@ import _common as c
 
 from analyzer.api.app import create_app
 from analyzer.bus_intake import BusIntake
+from analyzer.combiner import PartialsCombiner
+from analyzer.combiner_intake import CombinerIntake
+from analyzer.partials import PartialsOutbox
 from analyzer.service import ApiServer
 from analyzer.sla.verdicts import default_policies
 from analyzer.store.memory import WindowStore
@@ -135,11 +141,15 @@ def run_bus(batches: list[ShipmentBatch], workdir: Path, pki: Path, total: int) 
     return {"seconds": seconds, "cpu_seconds": cpu, "server_cpu_seconds": server_cpu, "windows": taken(store)}
 
 
-def partition_worker(pki: Path, url: str, index: int, windows, agents, connected, stop) -> None:
-    """One partition's analyzer, in a process of its own: its counts go to shared values."""
-    store = WindowStore(default_policies())
+def partition_worker(pki: Path, url: str, index: int, partitions: int, windows, agents, connected, stop) -> None:
+    """One partition's analyzer, in a process of its own, publishing its partial sums for the
+    combiner as `xnetmon analyzer --partition` does: its counts go to shared values."""
+    outbox = PartialsOutbox(index, partitions)
+    store = WindowStore(default_policies(), slice_closed=outbox)
     endpoint = bus_setup.analyzer_endpoint(pki, (url,))
-    intake = BusIntake(store, endpoint, f"bench-p{index}", partition=index, checkpoint_every_s=DEADLINE_S)
+    intake = BusIntake(
+        store, endpoint, f"bench-p{index}", partition=index, partials=outbox, checkpoint_every_s=DEADLINE_S
+    )
     intake.connected.wait(DEADLINE_S)
     connected.release()  # the stream exists: the sinks may publish
     while not stop.wait(0.005):
@@ -154,7 +164,9 @@ def run_partitioned(batches: list[ShipmentBatch], workdir: Path, pki: Path, tota
         stop, connected = context.Event(), context.Semaphore(0)
         counts = [(context.Value("q", 0, lock=False), context.Value("q", 0, lock=False)) for _ in range(partitions)]
         workers = [
-            context.Process(target=partition_worker, args=(pki, server.url, i, windows, agents, connected, stop))
+            context.Process(
+                target=partition_worker, args=(pki, server.url, i, partitions, windows, agents, connected, stop)
+            )
             for i, (windows, agents) in enumerate(counts)
         ]
         for worker in workers:
@@ -162,6 +174,9 @@ def run_partitioned(batches: list[ShipmentBatch], workdir: Path, pki: Path, tota
         for _ in workers:
             if not connected.acquire(timeout=DEADLINE_S):
                 raise RuntimeError("a partition's analyzer did not connect")
+        combiner = PartialsCombiner(WindowStore(default_policies()), partitions)
+        combiner_intake = CombinerIntake(combiner, bus_setup.analyzer_endpoint(pki, (server.url,)), "bench-combiner")
+        combiner_intake.connected.wait(DEADLINE_S)
         sinks = {
             site: BusSink(
                 bus_setup.site_endpoint(pki, site, (server.url,)), site, workdir / f"spool-{site}", backoff=FAST
@@ -179,13 +194,20 @@ def run_partitioned(batches: list[ShipmentBatch], workdir: Path, pki: Path, tota
         seconds = time.perf_counter() - t0
         cpu = process_cpu() - cpu0
         others = [process_cpu(pid) - before for pid, before in zip(pids, others0, strict=True)]
+        # every interval but the newest closes as soon as the next one is in (the newest waits for its grace)
+        closing = len(SLICES) * (len({b.created_ns for b in batches}) - 1)
+        wait_counts(lambda: combiner.intervals_combined, closing, "the combiner's slice intervals")
         for sink in sinks.values():
             sink.close()
+        combiner_intake.stop()
         stop.set()
         for worker in workers:
             worker.join(60)
     return {
         "seconds": seconds,
+        "analysis_cpu_seconds": sum(others[1:]),  # the partition processes alone
+        "per_partition_cpu_seconds": others[1:],
+        "intervals_combined": combiner.intervals_combined,
         "cpu_seconds": cpu + sum(others[1:]),
         "server_cpu_seconds": others[0],
         "windows": sum(w.value for w, _ in counts),
@@ -282,6 +304,10 @@ def main() -> int:
         partitioned = medians["partitioned"]["windows_per_second"]
         payload["partitioned_over_bus"] = c.ratio(partitioned, medians["bus"]["windows_per_second"])
         payload["partitioned_target"] = {"what": "partitioned windows/s >= 50,000", "met": partitioned >= 50_000}
+        # What the partitions alone could take on this machine's cores, were the publishers and
+        # the server elsewhere (as the sites are): windows per CPU second of the partition processes.
+        analysis = c.median([r["analysis_cpu_seconds"] for r in rounds["partitioned"]])
+        payload["windows_per_partition_cpu_second"] = total / analysis if analysis else None
     path = c.write_result("bus_intake", payload, args.output)
     if not args.quiet:
         rows = [
@@ -302,7 +328,10 @@ def main() -> int:
             f"({total} windows a repetition; result {path})"
         )
         if args.partitions:
-            print(f"partitioned ({args.partitions}) / bus windows/s: {payload['partitioned_over_bus']:.2f}")
+            print(
+                f"partitioned ({args.partitions}) / bus windows/s: {payload['partitioned_over_bus']:.2f}; "
+                f"the partitions alone: {payload['windows_per_partition_cpu_second']:,.0f} windows per CPU second"
+            )
     return 0
 
 

@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from analyzer.bus_checkpoint import CHECKPOINT_SUBJECTS
+from analyzer.partials import PARTIALS_PERMISSIONS
 from collector.bus.connection import BusEndpoint, inbox_prefix, operator_identity, site_identity
 from collector.bus.probe_requests import REPLY_ROOT, REQUEST_SUBJECTS, reply_subjects, request_subject
 from collector.bus.stream import reader_subjects
@@ -283,8 +284,9 @@ def server_config(
             "permissions": {
                 # its consumers on the stream (create, info, delete, pulls, acks), the stream's
                 # creation and info, and the replicas' checkpoints in their object store
-                # bucket: nothing else, so not a stream's deletion nor a window's publication
-                "publish": {"allow": [*reader_subjects(), *CHECKPOINT_SUBJECTS]},
+                # bucket, the partitions' reports to their combiner: nothing else, so not a
+                # stream's deletion nor a window's publication
+                "publish": {"allow": [*reader_subjects(), *CHECKPOINT_SUBJECTS, *PARTIALS_PERMISSIONS]},
                 "subscribe": {"allow": [inbox_prefix(ANALYZER) + ".>"]},
             },
         }

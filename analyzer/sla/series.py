@@ -87,3 +87,31 @@ class IntervalStats(LossCounts):
             worst_clock_error_ns=_max(w.clock_error_ns for w in windows),
             unavailable_paths=sum(1 for w in windows if w.sent and w.loss_ratio > unavailable_loss),
         )
+
+    @classmethod
+    def merged(cls, parts: Iterable[IntervalStats]) -> IntervalStats:
+        """One interval's stats from stats of disjoint sets of its windows (the partitions of
+        a partitioned analysis): equal to `of` over all the windows at once, as every field
+        is a sum, a bound of the interval or a worst value."""
+        parts = list(parts)
+        if not parts:
+            raise ValueError("an interval needs at least one part")
+        if len(parts) == 1:
+            return parts[0]
+        return cls(
+            start_ns=min(p.start_ns for p in parts),
+            end_ns=max(p.end_ns for p in parts),
+            paths=sum(p.paths for p in parts),
+            sent=sum(p.sent for p in parts),
+            received=sum(p.received for p in parts),
+            lost_forward=sum(p.lost_forward for p in parts),
+            lost_reverse=sum(p.lost_reverse for p in parts),
+            lost_unknown=sum(p.lost_unknown for p in parts),
+            rtt_buckets=tuple(map(sum, zip(*(p.rtt_buckets for p in parts), strict=True))),
+            worst_ipdv_mean_abs_ns=_max(p.worst_ipdv_mean_abs_ns for p in parts),
+            worst_pdv_p99_ns=_max(p.worst_pdv_p99_ns for p in parts),
+            worst_forward_owd_p99_ns=_max(p.worst_forward_owd_p99_ns for p in parts),
+            worst_reverse_owd_p99_ns=_max(p.worst_reverse_owd_p99_ns for p in parts),
+            worst_clock_error_ns=_max(p.worst_clock_error_ns for p in parts),
+            unavailable_paths=sum(p.unavailable_paths for p in parts),
+        )

@@ -362,6 +362,12 @@ class SlaTracker:
     # -- the pieces of a verdict ----------------------------------------------------------
 
     def _raw_status(self, now_ns: int, latest_bad: bool) -> str:
+        if self._compliance.total_bad == 0 and all(lookback.total_bad == 0 for lookback in self._burn.values()):
+            # No bad interval held anywhere (a healthy path, nearly always): every burn rate is
+            # 0 and the budget whole, so only availability can move the status.
+            if self._availability(now_ns)[1] is False:
+                return "breached"
+            return "at-risk" if latest_bad else "ok"
         ticket = False
         for long, short, factor, page in self._alarms:
             if self._burn_rate(long, now_ns) > factor and self._burn_rate(short, now_ns) > factor:

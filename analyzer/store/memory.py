@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -185,6 +185,7 @@ class WindowStore:
         stall_intervals: int = 0,
         max_paths: int = MAX_PATHS,
         tracker_type: TrackerType | None = None,
+        slice_closed: Callable[[str, IntervalStats], None] | None = None,
     ) -> None:
         if tracker_type is None:
             from analyzer.sla.verdicts import SlaTracker
@@ -202,6 +203,9 @@ class WindowStore:
         self.tracker_type = tracker_type
         self.warm_up_windows = warm_up_windows
         self.stall_intervals = stall_intervals
+        # Told each slice interval as it closes (under the lock): a partition of a partitioned
+        # analysis passes its partial sums on (analyzer.partials).
+        self.slice_closed = slice_closed
         self._newest_interval = -1  # the newest interval any path has reported in
         self.counters: dict[str, int] = dict.fromkeys(
             (
@@ -416,7 +420,10 @@ class WindowStore:
         for n in sorted(n for n in slice_state.pending if n <= number):
             windows, paths = slice_state.pending.pop(n)
             if slice_state.tracker is not None:
-                slice_state.tracker.add(IntervalStats.of(windows, _unavailable_loss(slice_state.policy)))
+                stats = IntervalStats.of(windows, _unavailable_loss(slice_state.policy))
+                slice_state.tracker.add(stats)
+                if self.slice_closed is not None:
+                    self.slice_closed(slice_state.name, stats)
             by_path: dict[_PathState, list[PathWindow]] = {}
             for window, path in zip(windows, paths):
                 by_path.setdefault(path, []).append(window)
@@ -426,6 +433,33 @@ class WindowStore:
             self.counters["intervals_closed"] += 1
         slice_state.closed_upto = max(slice_state.closed_upto, number)
         self._judged_through_ns = max(self._judged_through_ns, (number + 1) * self.interval_ns)
+
+    def add_slice_interval(self, name: str, stats: IntervalStats) -> bool:
+        """One closed interval of a slice summed elsewhere (a combiner's merge of its
+        partitions' partial sums): into the slice's tracker as if its windows had closed here.
+        False when the slice has no policy or the interval is not after the last one closed."""
+        with self._lock:
+            if name not in self.policies:
+                return False
+            slice_state = self._slice(name)
+            number = stats.start_ns // self.interval_ns
+            if number <= slice_state.closed_upto or slice_state.tracker is None:
+                return False
+            slice_state.tracker.add(stats)
+            slice_state.closed_upto = number
+            self._judged_through_ns = max(self._judged_through_ns, (number + 1) * self.interval_ns)
+            self.counters["intervals_closed"] += 1
+            return True
+
+    def closed_through(self) -> dict[str, int]:
+        """Per slice with a policy, the interval number up to which it is closed: no window
+        will feed its verdict up to there any more. A slice without a window yet is closed as
+        far as the newest closed interval of any slice."""
+        with self._lock:
+            frontier = self._judged_through_ns // self.interval_ns - 1
+            return {
+                name: state.closed_upto if (state := self._slices.get(name)) else frontier for name in self.policies
+            }
 
     @staticmethod
     def _feed_path(path: _PathState, number: int, windows: list[PathWindow], policy) -> None:

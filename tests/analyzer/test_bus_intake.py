@@ -10,7 +10,7 @@ import nats
 import pytest
 from prometheus_client import generate_latest
 
-from analyzer.bus_intake import BusIntake
+from analyzer.bus_intake import FETCH_BATCH, PULL_BYTES, BusIntake, pull_size
 from analyzer.exporter import AnalyzerSnapshot, analyzer_registry
 from analyzer.sla.verdicts import default_policies
 from analyzer.store.memory import WindowStore
@@ -166,3 +166,14 @@ def test_partitions_split_the_sites_between_their_consumers(tmp_path):
     held = [{k.source for k in store.path_keys()} for store in stores]
     assert held[0] and held[1] and not held[0] & held[1] and held[0] | held[1] == set(sites)
     assert all(store.counters["windows_refused_malformed"] == 0 for store in stores)
+
+
+def test_a_pull_asks_for_fewer_messages_when_they_are_large():
+    class Message:
+        def __init__(self, size: int) -> None:
+            self.data = bytes(size)
+
+    assert pull_size([Message(2_000)]) == FETCH_BATCH  # a site's body of a few windows
+    assert pull_size([Message(1_000), Message(400_000)]) == PULL_BYTES // 400_000  # 500 windows a body
+    assert pull_size([Message(8 << 20)]) == 1
+    assert pull_size([]) == FETCH_BATCH

@@ -37,3 +37,6 @@ def test_bus_intake_smoke(tmp_path: Path) -> None:
     partitioned = data["rounds"]["partitioned"][0]
     assert partitioned["windows"] == 120 and sum(partitioned["per_partition"]) == 120
     assert data["partitioned_over_bus"] > 0 and isinstance(data["partitioned_target"]["met"], bool)
+    # the partitions' partial sums reached the combiner: every slice's first interval, at least
+    assert partitioned["intervals_combined"] >= 4 and len(partitioned["per_partition_cpu_seconds"]) == 2
+    assert data["windows_per_partition_cpu_second"] > 0

@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from analyzer.partials import PartialsOutbox
 from analyzer.sla.verdicts import default_policies
 from analyzer.store.journal import IntakeJournal
 from analyzer.store.memory import WindowStore
@@ -270,6 +271,14 @@ def snapshots() -> list[bytes]:
         return [path.read_bytes()]
 
 
+def partition_reports() -> list[bytes]:
+    outbox = PartialsOutbox(1, 2)
+    store = WindowStore(default_policies(), catch_up_s=0, slice_closed=outbox)
+    for seq in range(T0, T0 + 3):
+        store.ingest(batch(window(seq, lost=seq % 3), window(seq, target="edge")), settled(seq))
+    return [outbox.report(store).encode(), PartialsOutbox(0, 1).report(WindowStore(default_policies())).encode()]
+
+
 def journals() -> list[bytes]:
     with tempfile.TemporaryDirectory() as directory:
         journal = IntakeJournal(directory)
@@ -300,6 +309,7 @@ BUILDERS: dict[str, Callable[[], list[bytes]]] = {
     "shipment": shipments,
     "spool": spool_files,
     "snapshot": snapshots,
+    "partials": partition_reports,
     "journal": journals,
     "agent_config": _files(
         "collector/examples/agent-reference.yaml",

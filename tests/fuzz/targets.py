@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from analyzer.partials import MalformedReport, PartitionReport
 from analyzer.sla.policies import load_policies
 from analyzer.sla.verdicts import default_policies
 from analyzer.store.journal import IntakeJournal, replay
@@ -317,6 +318,10 @@ def spool(data: bytes) -> None:
                 queue.pop_head()
 
 
+def partition_report(data: bytes) -> None:
+    PartitionReport.decode(data)
+
+
 def snapshot(data: bytes) -> None:
     restore_snapshot(_scratch_file("snapshot.json", data))
 
@@ -363,6 +368,7 @@ TARGETS: dict[str, FuzzTarget] = {
         FuzzTarget("shipment", shipment, (MalformedShipment,), "shipment bodies (collector/contract/codec.py)"),
         FuzzTarget("spool", spool, (), "spool segments and cursors (collector/outputs/spool.py)"),
         FuzzTarget("snapshot", snapshot, (ValueError,), "analyzer snapshots (analyzer/store/snapshot.py)"),
+        FuzzTarget("partials", partition_report, (MalformedReport,), "partition reports (analyzer/partials.py)"),
         FuzzTarget("journal", journal, (), "the HTTP intake's journal (analyzer/store/journal.py)"),
         FuzzTarget("agent_config", agent_config, (ConfigError,), "agent configuration (collector/agent/config.py)"),
         FuzzTarget("policies", policies, (ConfigError,), "SLA policies (analyzer/sla/policies.py)"),

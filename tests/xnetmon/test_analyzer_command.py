@@ -188,6 +188,63 @@ def test_consumes_the_bus_as_its_replica(tmp_path):
         assert proc.returncode == 0 and "3 windows taken" in proc.stdout.read()
 
 
+def test_two_partitions_and_a_combiner_from_the_command_line_judge_every_slice(tmp_path):
+    sites = tuple(f"site{i}" for i in range(6))
+    with running_bus(tmp_path, sites, partitions=2) as (pki, server):
+        bus = ("--bus", server.url, "--bus-dir", str(pki))
+        ports = [free_tcp_port() for _ in range(3)]
+        procs = [
+            start("--listen", f"[::1]:{ports[i]}", *bus, "--partitions", "2", "--partition", str(i)) for i in (0, 1)
+        ]
+        procs.append(start("--listen", f"[::1]:{ports[2]}", *bus, "--partitions", "2", "--combiner"))
+        sinks = [
+            BusSink(
+                bus_setup.site_endpoint(pki, site, (server.url,)), site, tmp_path / site, backoff=Backoff(0.05, 0.2)
+            )
+            for site in sites
+        ]
+        try:
+            banners = [proc.stdout.readline() for proc in procs]
+            assert "as analyzer-p0 (partition 0 of 2)" in banners[0] and "as analyzer-p1" in banners[1]
+            assert "as analyzer-combiner (the combiner of 2 partitions)" in banners[2]
+            for seq in range(T0, T0 + 4):
+                for site, sink in zip(sites, sinks, strict=True):
+                    sink.submit(batch(window(seq, source=site, sent=200), site=site))
+
+            def video() -> dict:
+                return httpx.get(f"http://[::1]:{ports[2]}/slices/video", timeout=5).json()["verdict"]
+
+            def partition_paths(port: int) -> int:
+                return httpx.get(f"http://[::1]:{port}/healthz", timeout=5).json()["store"]["paths"]
+
+            # each path's first two windows are its warm-up: the third interval is the first judged
+            wait_until(lambda: video()["intervals"] >= 1, what="the combiner's verdict on the video slice")
+            assert partition_paths(ports[0]) and partition_paths(ports[1])
+            assert partition_paths(ports[0]) + partition_paths(ports[1]) == len(sites)
+        finally:
+            for sink in sinks:
+                sink.close()
+            for proc in procs:
+                stop_process(proc)
+        assert all(proc.returncode == 0 for proc in procs)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--partitions", "2", "--partition", "0"], "--partitions is for an analysis over the bus"),
+        (["--partition", "0"], "--partition and --combiner need --partitions P"),
+        (["--bus", "tls://127.0.0.1:4222", "--partitions", "2"], "--partitions needs a role"),
+        (["--bus", "tls://127.0.0.1:4222", "--partitions", "2", "--partition", "2"], "--partition 2: from 0 to 1"),
+    ],
+)
+def test_partition_options_that_do_not_fit_are_one_clear_line(tmp_path, args, message):
+    pki = bus_setup.init(tmp_path / "pki")
+    with_dir = ["--bus-dir", str(pki)] if "--bus" in args else []
+    result = xnetmon("analyzer", *args, *with_dir, timeout=30)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
 def test_bus_options_go_together(tmp_path):
     alone = xnetmon("analyzer", "--bus", "tls://127.0.0.1:4222")
     assert alone.returncode == 2 and "--bus and --bus-dir go together" in alone.stderr

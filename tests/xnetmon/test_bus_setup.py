@@ -56,6 +56,7 @@ def test_re_running_keeps_keys_and_writes_the_configuration_from_the_sites_prese
     analyzer = by_user["CN=xnet-analyzer"]["publish"]["allow"]
     assert not any(name.startswith(("$JS.API.>", "xnet.")) for name in analyzer)
     assert "$JS.API.CONSUMER.MSG.NEXT.XNET.*" in analyzer and "$O.XNET_ANALYZERS.>" in analyzer
+    assert "xnet-partials.*" in analyzer  # a partition's reports to its combiner
 
 
 def test_add_site_needs_a_ca_first(tmp_path):

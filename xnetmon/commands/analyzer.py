@@ -14,6 +14,10 @@ with the analyzer certificate of `xnetmon bus init DIR`, as the durable consumer
 each replica of a pair has its own name and sees every window. Its state is then checkpointed
 on the bus (analyzer/bus_checkpoint.py, every `--checkpoint-every` seconds) rather than in
 `--state-dir`: a restarted replica restores its checkpoint and replays the stream after it.
+A partitioned analysis (`xnetmon bus init --partitions P`): `--partition I --partitions P`
+judges the paths of partition I's sites only and publishes its slices' partial sums
+(analyzer/partials.py); `--combiner --partitions P` merges them (analyzer/combiner.py) and
+answers /slices and /metrics for every slice as one analyzer would.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from collector.bus.subjects import MAX_PARTITIONS
 from xnetmon.commands.common import listen_address, positive_float
 from xnetmon.errors import UsageError
 
@@ -122,7 +127,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="with --bus: save the state to the bus this often (default: analyzer.bus_intake's, 10 s); "
         "a restart replays what came after the last save",
     )
+    p.add_argument(
+        "--partitions",
+        type=int,
+        metavar="P",
+        help="with --bus: the analysis is split over P partition analyzers (the bus's --partitions)",
+    )
+    role = p.add_mutually_exclusive_group()
+    role.add_argument(
+        "--partition",
+        type=int,
+        metavar="I",
+        help="with --partitions: judge partition I's sites (0 to P-1) and publish its slices' partial sums",
+    )
+    role.add_argument(
+        "--combiner",
+        action="store_true",
+        help="with --partitions: combine the partitions' partial sums into every slice's verdict",
+    )
     p.set_defaults(handler=run)
+
+
+def partition_role(args: argparse.Namespace) -> str:
+    """A UsageError unless --partition/--combiner/--partitions fit together; their words."""
+    if args.partitions is None:
+        if args.partition is not None or args.combiner:
+            raise UsageError("--partition and --combiner need --partitions P (the bus's partition count)")
+        return ""
+    if not args.bus:
+        raise UsageError("--partitions is for an analysis over the bus: give --bus and --bus-dir")
+    if not 1 <= args.partitions <= MAX_PARTITIONS:
+        raise UsageError(f"--partitions: from 1 to {MAX_PARTITIONS}")
+    if args.combiner:
+        return f"the combiner of {args.partitions} partitions"
+    if args.partition is None:
+        raise UsageError("--partitions needs a role: --partition I (0 to P-1) or --combiner")
+    if not 0 <= args.partition < args.partitions:
+        raise UsageError(f"--partition {args.partition}: from 0 to {args.partitions - 1}")
+    return f"partition {args.partition} of {args.partitions}"
 
 
 def read_token(path: str) -> str:
@@ -186,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.bus and args.state_dir:
         raise UsageError("--state-dir is for the HTTP intake: with --bus the state is checkpointed on the bus")
+    role = partition_role(args)
     token = read_token(args.token_file) if args.token_file else None
     site_tokens = read_site_tokens(args.site_tokens) if args.site_tokens else None
     read_token_value = read_token(args.read_token_file) if args.read_token_file else None
@@ -212,6 +255,11 @@ def run(args: argparse.Namespace) -> int:
             Path(args.state_dir).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"cannot use state directory {args.state_dir}: {exc.strerror}") from None
+    outbox = None
+    if args.partition is not None:
+        from analyzer.partials import PartialsOutbox
+
+        outbox = PartialsOutbox(args.partition, args.partitions)
     try:
         service = AnalyzerService(
             policies,
@@ -225,6 +273,7 @@ def run(args: argparse.Namespace) -> int:
             interval_s=args.interval,
             warm_up_windows=PATH_WARM_UP_WINDOWS,
             stall_intervals=SHARED_STALL_INTERVALS,
+            slice_closed=outbox,
         )
     except ValueError as exc:
         raise UsageError(f"{exc}; move the file away to start with an empty store") from None
@@ -240,7 +289,7 @@ def run(args: argparse.Namespace) -> int:
         "Ctrl-C stops.",
         flush=True,
     )
-    intake = _bus_intake(args, service.store)
+    intake = _bus_intake(args, service.store, outbox, role)
     try:
         service.serve()
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stopped as asked
@@ -267,7 +316,8 @@ def _bus_prober(args: argparse.Namespace):
     return BusProber(bus_setup.operator_endpoint(args.bus_dir, args.probe_operator, tuple(args.bus)))
 
 
-def _bus_intake(args: argparse.Namespace, store):
+def _bus_intake(args: argparse.Namespace, store, outbox, role: str):
+    """The bus intake of this analyzer's role: every window, a partition's, or the combiner's reports."""
     if not args.bus:
         return None
     from analyzer.bus_intake import BusIntake
@@ -275,12 +325,18 @@ def _bus_intake(args: argparse.Namespace, store):
     from collector.bus.subjects import BadSubject, check_site
     from xnetmon import bus_setup
 
+    # partitions share the stream, and checkpoints one bucket: each role's replicas need names of their own
+    durable = args.replica
+    if args.partition is not None:
+        durable = f"{args.replica}-p{args.partition}"
+    elif args.combiner:
+        durable = f"{args.replica}-combiner"
     try:
-        check_site(args.replica)  # a consumer name is one subject token too
+        check_site(durable)  # a consumer name is one subject token too
     except BadSubject as exc:
         raise UsageError(f"--replica: {exc}") from None
-    every = {} if args.checkpoint_every is None else {"checkpoint_every_s": args.checkpoint_every}
     endpoint = bus_setup.analyzer_endpoint(args.bus_dir, tuple(args.bus))
+    every = {} if args.checkpoint_every is None else {"checkpoint_every_s": args.checkpoint_every}
     replicas = replicas_for(len(args.bus))  # the stream and checkpoints, if this analyzer makes them
     if args.stream_sites is None:
         limits = StreamLimits(replicas=replicas)
@@ -288,6 +344,14 @@ def _bus_intake(args: argparse.Namespace, store):
         raise UsageError(f"--stream-sites {args.stream_sites}: at least 1")
     else:
         limits = StreamLimits.for_sites(args.stream_sites, args.stream_hours, args.stream_window, replicas=replicas)
-    intake = BusIntake(store, endpoint, args.replica, limits=limits, **every)
-    print(f"xnetmon analyzer: consuming the bus at {', '.join(args.bus)} as {args.replica}", flush=True)
+    if args.combiner:
+        from analyzer.combiner import PartialsCombiner
+        from analyzer.combiner_intake import CombinerIntake
+
+        combiner = PartialsCombiner(store, args.partitions)
+        intake: CombinerIntake | BusIntake = CombinerIntake(combiner, endpoint, durable, **every)
+    else:
+        intake = BusIntake(store, endpoint, durable, limits=limits, partition=args.partition, partials=outbox, **every)
+    shown = f" ({role})" if role else ""
+    print(f"xnetmon analyzer: consuming the bus at {', '.join(args.bus)} as {durable}{shown}", flush=True)
     return intake

@@ -67,3 +67,17 @@ def test_without_replies_there_is_no_fraction_and_without_windows_no_interval():
     assert IntervalStats.of([window(T0, sent=5, lost=5)]).fraction_within(RTT_BUCKETS_NS[0]) is None
     with pytest.raises(ValueError, match="at least one window"):
         IntervalStats.of([])
+
+
+def test_stats_merged_from_disjoint_parts_equal_the_stats_of_all_windows_at_once():
+    windows = [
+        window(T0, target="a", lost=3, rtt_bucket=2),
+        replace(window(T0, target="b", sent=200, rtt_bucket=5), pdv_p99_ns=9_000_000, clock_error_ns=40_000),
+        window(T0, target="c", sent=10, lost=9),  # unavailable
+        replace(window(T0, target="d", sent=300, lost=1, rtt_bucket=7), forward_owd_p99_ns=7_000_000),
+    ]
+    whole = IntervalStats.of(windows, 0.75)
+    for cut in ([windows[:1], windows[1:]], [windows[:2], windows[2:3], windows[3:]], [windows]):
+        assert IntervalStats.merged(IntervalStats.of(part, 0.75) for part in cut) == whole
+    with pytest.raises(ValueError):
+        IntervalStats.merged([])

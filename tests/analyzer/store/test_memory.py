@@ -352,3 +352,25 @@ def test_a_stall_longer_than_the_tolerance_closes_by_time():
     assert store.judged_through_ns == (T0 + 2) * W  # held: every agent is behind
     store.advance(settled(T0 + 8))
     assert store.judged_through_ns == (T0 + 7) * W  # everyone silent this long: the slots close empty
+
+
+def test_a_partition_store_tells_each_closed_slice_interval_and_how_far_each_slice_is_closed():
+    told = []
+    store = WindowStore(default_policies(), slice_closed=lambda name, stats: told.append((name, stats.start_ns)))
+    now = (T0 + 10) * W
+    assert store.closed_through() == dict.fromkeys(default_policies(), -1)
+    for seq in (T0, T0 + 1):
+        store.ingest(batch(window(seq)), now)
+    assert told == [("video", T0 * W), ("video", (T0 + 1) * W)]
+    marks = store.closed_through()
+    assert marks["video"] == T0 + 1 and marks["egov"] == T0 + 1  # a slice without windows: the frontier
+
+
+def test_a_combined_slice_interval_feeds_the_slice_tracker_once_and_in_order():
+    store = WindowStore(default_policies())
+    stats = IntervalStats.of([window(T0)])
+    assert store.add_slice_interval("video", stats)
+    assert not store.add_slice_interval("video", stats)  # not after the last one closed
+    assert not store.add_slice_interval("no-such-slice", stats)
+    assert store.judged_through_ns == (T0 + 1) * W
+    assert store.slice_verdict("video", (T0 + 2) * W).intervals == 1
