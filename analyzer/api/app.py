@@ -20,6 +20,8 @@ paths, hints, topology, health, metrics).
 - `GET /hints` answers what `hints()` returns (objects with the fields of `api_models.Hint`,
   e.g. analyzer.service.RootCauseRunner.hints); without it the list is empty. `/slices` and
   `/slices/{name}` carry the hints that affect each slice.
+- `GET /map` (the console's map) merges `declared_topology` (sites' roles, physical links) with the
+  traced links; the console itself is served at /ui/ (analyzer.api.console_files).
 - `GET /topology` names traced hops as the hints do (analyzer.traced_links): after their sites
   where `site_names` ({address: site}) or a target probed under an agent's site name tells
   the address, else by address.
@@ -40,10 +42,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from analyzer.api.auth import ReadTokenGate
+from analyzer.api.console_files import mount_console
 from analyzer.api.context import ApiContext
 from analyzer.api.probe_runs import MAX_IN_FLIGHT, ProbeRuns
 from analyzer.api.routes import RESOURCES
 from analyzer.api.tokens import WriteTokens
+from analyzer.declared_topology import DeclaredTopology
 from analyzer.loop_errors import LoopErrors
 from analyzer.store.memory import WindowStore
 from analyzer.traced_links import by_canonical_address
@@ -66,6 +70,7 @@ def create_app(
     max_probes_in_flight: int = MAX_IN_FLIGHT,
     read_token: str | None = None,
     openapi: bool = False,
+    declared_topology: DeclaredTopology | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="xnetmon analyzer",
@@ -89,9 +94,11 @@ def create_app(
         site_names=by_canonical_address(site_names),
         max_body_bytes=max_body_bytes,
         errors=errors if errors is not None else LoopErrors(),
+        declared=declared_topology,
     )
     for resource in RESOURCES:
         app.include_router(resource.router(api))
+    mount_console(app)
     return app
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from analyzer.api import models as m
 from analyzer.api.probe_runs import ProbeRuns
 from analyzer.api.tokens import WriteTokens
+from analyzer.declared_topology import DeclaredTopology
 from analyzer.loop_errors import LoopErrors
 from analyzer.store.memory import WindowStore
 
@@ -22,6 +23,7 @@ class ApiContext:
     site_names: Mapping[str, str]  # address -> site, keyed by analyzer.traced_links.by_canonical_address
     max_body_bytes: int
     errors: LoopErrors = field(default_factory=LoopErrors)  # the background loops' errors, by component
+    declared: DeclaredTopology | None = None  # sites' roles and physical links, for the console's map
 
     def current_hints(self) -> list[m.Hint]:
         return [m.Hint.model_validate(h, from_attributes=True) for h in (self.hints() if self.hints else ())]

@@ -219,6 +219,26 @@ class TopologyResponse(BaseModel):
     observations: int = Field(description="traced paths the picture is made of")
 
 
+class MapNode(BaseModel):
+    id: str = Field(description="a site name (as root-cause hints name it) or a hop address")
+    role: str = Field(description="core | province | city | county where declared, else site | router | target")
+    declared: bool = Field(description="in the declared topology")
+    traced: bool = Field(description="on a traced path")
+
+
+class MapLink(BaseModel):
+    a: str = Field(description="the end first by name: a physical link has no direction")
+    b: str
+    declared: bool = Field(description="in the declared topology (else seen only on traced paths)")
+    hidden_hops: int = Field(description="silent hops (*) between a and b on the traces")
+    paths: list[PathUse] = Field(description="traced paths crossing the link, either direction")
+
+
+class MapResponse(BaseModel):
+    nodes: list[MapNode]
+    links: list[MapLink]
+
+
 class AgentHealth(BaseModel):
     site: str
     last_batch_ns: int = Field(description="when this analyzer last received a shipment from it")
