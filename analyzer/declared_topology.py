@@ -13,13 +13,13 @@ ROLES = ("core", "province", "city", "county")  # centre outwards: the console d
 @dataclass(frozen=True, slots=True)
 class DeclaredTopology:
     roles: tuple[tuple[str, str], ...]  # (site, role), role one of ROLES
-    links: tuple[tuple[str, str], ...]  # (a, b): one physical link, either direction
+    links: tuple[tuple[str, str, int], ...]  # (a, b, cost): one physical link, either direction; lower cost preferred
 
     def __post_init__(self) -> None:
         unknown = sorted({role for _, role in self.roles} - set(ROLES))
         if unknown:
             raise ValueError(f"unknown site role(s) {unknown} (roles are: {', '.join(ROLES)})")
         sites = {site for site, _ in self.roles}
-        strays = sorted({end for link in self.links for end in link} - sites)
+        strays = sorted({end for a, b, _ in self.links for end in (a, b)} - sites)
         if strays:
             raise ValueError(f"links name undeclared site(s) {strays}")

@@ -39,5 +39,5 @@ def declared_topology(topology: lab.topology.LabTopology) -> DeclaredTopology:
     """The lab's sites with their roles and its links, for the console's map (GET /map)."""
     return DeclaredTopology(
         roles=tuple((site.name, site.role.value) for site in topology.sites),
-        links=tuple((link.a, link.b) for link in topology.links),
+        links=tuple((link.a, link.b, link.cost) for link in topology.links),
     )

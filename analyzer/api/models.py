@@ -230,13 +230,22 @@ class MapLink(BaseModel):
     a: str = Field(description="the end first by name: a physical link has no direction")
     b: str
     declared: bool = Field(description="in the declared topology (else seen only on traced paths)")
+    cost: int | None = Field(description="the declared cost (routing prefers the lowest); null when not declared")
     hidden_hops: int = Field(description="silent hops (*) between a and b on the traces")
     paths: list[PathUse] = Field(description="traced paths crossing the link, either direction")
+
+
+class MapRoute(BaseModel):
+    source: str
+    target: str
+    slice: str
+    hops: list[str] = Field(description="the traced path's nodes from its source, named; * for a silent hop")
 
 
 class MapResponse(BaseModel):
     nodes: list[MapNode]
     links: list[MapLink]
+    routes: list[MapRoute] = Field(description="each traced path, hop by hop")
 
 
 class AgentHealth(BaseModel):

@@ -2,7 +2,7 @@
 export const LABELS = {
   en: {
     title: 'xnetmon operations console', slice: 'Slice', province: 'Province', all: 'all', theme: 'Theme',
-    language: '中文', dark: 'dark', light: 'light', map: 'Map', parts: 'Links and sites', slices: 'Slices',
+    language: '中文 (zh)', dark: 'dark', light: 'light', map: 'Map', parts: 'Links and sites', slices: 'Slices',
     details: 'Details', hints: 'Root-cause hints', evidence: 'Evidence', hops: 'Traced hops', paths: 'Paths through it',
     status: 'status', budget: 'error budget', burn: 'burn rates', objectives: 'Objectives', objective: 'objective',
     bound: 'bound', observed: 'observed', met: 'met', range: 'Range', probe: 'Probe', site: 'from site',
@@ -14,7 +14,7 @@ export const LABELS = {
   },
   zh: {
     title: 'xnetmon 运维控制台', slice: '切片', province: '省份', all: '全部', theme: '主题',
-    language: 'English', dark: '深色', light: '浅色', map: '拓扑图', parts: '链路与站点', slices: '切片',
+    language: 'English (en)', dark: '深色', light: '浅色', map: '拓扑图', parts: '链路与站点', slices: '切片',
     details: '详情', hints: '根因提示', evidence: '证据', hops: '路由跳', paths: '经过的路径',
     status: '状态', budget: '错误预算', burn: '消耗速率', objectives: '目标', objective: '目标',
     bound: '界限', observed: '观测值', met: '达标', range: '时间范围', probe: '探测', site: '源站点',

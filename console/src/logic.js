@@ -40,13 +40,19 @@ export function pathState(path) {
   return 'ok';
 }
 
-// A part's state from the paths over it, as boolean tomography reads them: a part on any
-// good path is good; it shows loss (or delay) only when every path over it with data does.
+// A part's state from the paths over it: loss (or delay) when at least LOSSY_SHARE of the
+// paths over it with data show it. Most paths over a faulty part do; one good path over it
+// (a window without a lost probe, likely at a few percent of loss) does not clear it, and a
+// fault elsewhere that a minority of its paths cross does not paint it.
+export const LOSSY_SHARE = 0.75;
+
 export function partState(paths) {
   const states = paths.map(pathState).filter((s) => s !== 'no-data');
   if (states.length === 0) return 'no-data';
-  if (states.includes('ok')) return 'ok';
-  return states.every((s) => s === 'loss') ? 'loss' : 'delay';
+  const share = (wanted) => states.filter((s) => wanted.includes(s)).length / states.length;
+  if (share(['loss']) >= LOSSY_SHARE) return 'loss';
+  if (share(['loss', 'delay']) >= LOSSY_SHARE) return 'delay';
+  return 'ok';
 }
 
 // Every link's and site's state in `slice`: {links: {id: state}, nodes: {id: state}}.
@@ -65,10 +71,19 @@ export function paint(map, paths, slice) {
     const pairs = new Set(link.paths.map((u) => `${u.source}>${u.target}`));
     links[linkId(link.a, link.b)] = partState([...pairs].flatMap((k) => bySourceTarget.get(k) ?? []));
   }
+  // A site's paths: those it probes or answers, and those over its links (a router's).
+  const through = new Map(map.nodes.map((n) => [n.id, new Set()]));
+  for (const link of map.links) {
+    for (const u of link.paths) {
+      through.get(link.a)?.add(`${u.source}>${u.target}`);
+      through.get(link.b)?.add(`${u.source}>${u.target}`);
+    }
+  }
   const nodes = {};
   for (const node of map.nodes) {
-    const own = paths.filter((p) => p.path.slice === slice && (p.path.source === node.id || p.path.target === node.id));
-    nodes[node.id] = partState(own);
+    const own = [...bySourceTarget.values()].flat().filter((p) => p.path.source === node.id || p.path.target === node.id);
+    const over = [...through.get(node.id)].flatMap((k) => bySourceTarget.get(k) ?? []);
+    nodes[node.id] = partState([...new Set([...own, ...over])]);
   }
   return { links, nodes };
 }
@@ -163,12 +178,17 @@ function adjacency(map) {
   return neighbours;
 }
 
-// Each node's parent: its neighbour one ring in, first by name (a tree over the rings).
+// Each node's parent: its neighbour one ring in over the cheapest declared link (the primary
+// uplink), then first by name: a tree over the rings that does not move with the traffic.
 export function parents(map, rank = ranks(map)) {
   const neighbours = adjacency(map);
+  const cost = new Map(map.links.map((l) => [linkId(l.a, l.b), l.cost ?? Infinity]));
   const parent = {};
   for (const node of map.nodes) {
-    const up = neighbours.get(node.id).filter((n) => rank[n] === rank[node.id] - 1);
+    const up = neighbours
+      .get(node.id)
+      .filter((n) => rank[n] === rank[node.id] - 1)
+      .sort((x, y) => cost.get(linkId(node.id, x)) - cost.get(linkId(node.id, y)) || (x < y ? -1 : 1));
     parent[node.id] = up.length ? up[0] : null;
   }
   return parent;
@@ -225,6 +245,7 @@ export function filterByProvince(map, province) {
     if (at === province || rank[node.id] === 0) keep.add(node.id);
   }
   return {
+    ...map,
     nodes: map.nodes.filter((n) => keep.has(n.id)),
     links: map.links.filter((l) => keep.has(l.a) && keep.has(l.b)),
   };
@@ -242,23 +263,8 @@ export function pathsThrough(map, paths, elementId, slice) {
   );
 }
 
-// The hop list a traced path crossed, in order, from the map's links that carry it.
-export function hopList(map, source, target) {
-  const next = new Map();
-  for (const link of map.links) {
-    if (link.paths.some((u) => u.source === source && u.target === target)) {
-      next.set(link.a, [...(next.get(link.a) ?? []), link.b]);
-      next.set(link.b, [...(next.get(link.b) ?? []), link.a]);
-    }
-  }
-  const hops = [source];
-  const seen = new Set(hops);
-  for (let at = source; ; ) {
-    const step = (next.get(at) ?? []).find((n) => !seen.has(n));
-    if (!step) break;
-    hops.push(step);
-    seen.add(step);
-    at = step;
-  }
-  return hops;
+// The hop list a traced path crossed (GET /map's routes; * for a silent hop), else [].
+export function hopList(map, source, target, slice) {
+  const routes = (map.routes ?? []).filter((r) => r.source === source && r.target === target);
+  return (routes.find((r) => r.slice === slice) ?? routes[0])?.hops ?? [];
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   STATE_STYLE, describeHint, filterByProvince, hintsByElement, hopList, layoutByRole, linkId, paint, partState,
-  pathState, pathsThrough, ranks, styleFor, suspectElement,
+  parents, pathState, pathsThrough, ranks, styleFor, suspectElement,
 } from './logic.js';
 
 const objectives = [
@@ -28,6 +28,10 @@ const MAP = {
     { a: 'c2', b: 'p2', paths: [use('c2', 'core')] },
     { a: 'c1', b: 'k1', paths: [use('k1', 'core'), use('core', 'k1')] },
   ],
+  routes: [
+    { source: 'k1', target: 'core', slice: 'video', hops: ['k1', 'c1', '*', 'core'] },
+    { source: 'k1', target: 'core', slice: 'egov', hops: ['k1', 'c1', 'p1', 'core'] },
+  ],
 };
 
 describe('state of a path and of a part', () => {
@@ -38,10 +42,13 @@ describe('state of a path and of a part', () => {
     expect(pathState(path('a', 'b', { sent: 0, received: 0 }))).toBe('no-data');
     expect(pathState({ ...path('a', 'b'), latest: null })).toBe('no-data');
   });
-  it('a part on any good path is good; loss only when every path over it loses', () => {
-    expect(partState([path('a', 'b', { received: 5 }), path('b', 'a', { received: 5 })])).toBe('loss');
-    expect(partState([path('a', 'b', { received: 5 }), path('b', 'a')])).toBe('ok');
-    expect(partState([path('a', 'b', { received: 5 }), path('b', 'a', { p99: 1 })])).toBe('delay');
+  it('shows loss when three in four paths over it lose, not for one lossy path among several', () => {
+    const lossy = path('a', 'b', { received: 5 });
+    expect(partState([lossy, lossy, lossy, path('b', 'a')])).toBe('loss');
+    expect(partState([lossy, path('b', 'a'), path('c', 'a'), path('d', 'a')])).toBe('ok');
+    const slow = path('b', 'a', { p99: 1 });
+    expect(partState([lossy, lossy, slow, slow])).toBe('delay');
+    expect(partState([lossy, lossy, path('b', 'a'), path('b', 'a')])).toBe('ok');
     expect(partState([])).toBe('no-data');
   });
 });
@@ -65,6 +72,8 @@ describe('painting a slice on the map', () => {
     expect(painted.links[linkId('core', 'p2')]).toBe('ok');
     expect(painted.links[linkId('p1', 'p2')]).toBe('no-data');
     expect(painted.nodes.k1).toBe('loss');
+    expect(painted.nodes.c1).toBe('loss'); // a router: the paths over its links
+    expect(painted.nodes.p2).toBe('ok');
     expect(paint(MAP, paths, 'egov').links[linkId('c1', 'k1')]).toBe('ok');
   });
 });
@@ -99,6 +108,11 @@ describe('layout by role', () => {
     const shuffled = { ...MAP, nodes: [...MAP.nodes].reverse(), links: [...MAP.links].reverse() };
     expect(layoutByRole(shuffled)).toEqual(layoutByRole(MAP));
   });
+  it('hangs a site under its cheapest uplink, whatever the names say', () => {
+    const dual = { ...MAP, links: [...MAP.links.map((l) => ({ ...l, cost: 10 })), { a: 'c2', b: 'p1', cost: 40, paths: [] }] };
+    expect(parents(dual).c2).toBe('p2');
+    expect(parents({ ...dual, links: dual.links.map((l) => (l.b === 'p1' && l.a === 'c2' ? { ...l, cost: 5 } : l)) }).c2).toBe('p1');
+  });
   it('ranks undeclared hops one past their nearest declared neighbour', () => {
     const withRouter = { nodes: [...MAP.nodes, { id: 'fd00::9', role: 'router' }], links: [...MAP.links, { a: 'k1', b: 'fd00::9', paths: [] }] };
     expect(ranks(withRouter)['fd00::9']).toBe(4);
@@ -119,6 +133,9 @@ describe('paths and hops', () => {
     const paths = [path('k1', 'core'), path('c2', 'core'), path('core', 'k1')];
     expect(pathsThrough(MAP, paths, linkId('core', 'p1'), 'video').map((p) => p.path.source)).toEqual(['k1', 'core']);
     expect(pathsThrough(MAP, paths, 'c2', 'video').length).toBe(1);
-    expect(hopList(MAP, 'k1', 'core')).toEqual(['k1', 'c1', 'p1', 'core']);
+    expect(hopList(MAP, 'k1', 'core', 'egov')).toEqual(['k1', 'c1', 'p1', 'core']);
+    expect(hopList(MAP, 'k1', 'core', 'video')).toEqual(['k1', 'c1', '*', 'core']);
+    expect(hopList(MAP, 'k1', 'core', 'data')).toEqual(['k1', 'c1', '*', 'core']); // another slice's trace
+    expect(hopList(MAP, 'c2', 'core', 'video')).toEqual([]);
   });
 });

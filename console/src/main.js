@@ -308,7 +308,7 @@ function pathTable(paths) {
         el('td', { class: `state-${st}` }, `${styleFor(st).mark} ${t(st)} / ${p.verdict.status}`),
         el('td', {}, p.latest ? `${p.latest.sent - p.latest.received}/${p.latest.sent}` : '-'),
         el('td', {}, ms(p.latest?.rtt_p50_s)), el('td', {}, ms(p.latest?.rtt_p99_s)),
-        el('td', { class: 'hops' }, hopList(state.map, p.path.source, p.path.target).join(' › ')));
+        el('td', { class: 'hops' }, hopList(state.map, p.path.source, p.path.target, p.path.slice).join(' › ') || '-'));
     })));
 }
 

@@ -8,8 +8,8 @@ from analyzer.declared_topology import ROLES, DeclaredTopology
 
 
 def test_a_consistent_declaration_is_kept_as_given():
-    declared = DeclaredTopology(roles=(("core", "core"), ("p1", "province")), links=(("core", "p1"),))
-    assert declared.links == (("core", "p1"),)
+    declared = DeclaredTopology(roles=(("core", "core"), ("p1", "province")), links=(("core", "p1", 10),))
+    assert declared.links == (("core", "p1", 10),)
     assert ROLES[0] == "core"
 
 
@@ -20,4 +20,4 @@ def test_an_unknown_role_is_refused_with_the_known_ones():
 
 def test_a_link_to_an_undeclared_site_is_refused_naming_it():
     with pytest.raises(ValueError, match=r"undeclared site\(s\) \['ghost'\]"):
-        DeclaredTopology(roles=(("core", "core"),), links=(("core", "ghost"),))
+        DeclaredTopology(roles=(("core", "core"),), links=(("core", "ghost", 10),))

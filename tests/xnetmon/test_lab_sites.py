@@ -32,4 +32,4 @@ def test_the_declared_topology_has_every_site_with_its_role_and_every_link():
     declared = declared_topology(SMALL)
     assert dict(declared.roles) == {site.name: site.role.value for site in SMALL.sites}
     assert dict(declared.roles)["cnty2b"] == "county"
-    assert declared.links == tuple(link.ends for link in SMALL.links)
+    assert declared.links == tuple((link.a, link.b, link.cost) for link in SMALL.links)
