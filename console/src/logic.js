@@ -71,7 +71,7 @@ export function paint(map, paths, slice) {
     const pairs = new Set(link.paths.map((u) => `${u.source}>${u.target}`));
     links[linkId(link.a, link.b)] = partState([...pairs].flatMap((k) => bySourceTarget.get(k) ?? []));
   }
-  // A site's paths: those it probes or answers, and those over its links (a router's).
+  // A site's paths: those over its links (a router's) and those it probes or answers.
   const through = new Map(map.nodes.map((n) => [n.id, new Set()]));
   for (const link of map.links) {
     for (const u of link.paths) {
@@ -79,12 +79,13 @@ export function paint(map, paths, slice) {
       through.get(link.b)?.add(`${u.source}>${u.target}`);
     }
   }
-  const nodes = {};
-  for (const node of map.nodes) {
-    const own = [...bySourceTarget.values()].flat().filter((p) => p.path.source === node.id || p.path.target === node.id);
-    const over = [...through.get(node.id)].flatMap((k) => bySourceTarget.get(k) ?? []);
-    nodes[node.id] = partState([...new Set([...own, ...over])]);
+  for (const key of bySourceTarget.keys()) {
+    const [source, target] = key.split('>');
+    through.get(source)?.add(key);
+    through.get(target)?.add(key);
   }
+  const nodes = {};
+  for (const node of map.nodes) nodes[node.id] = partState([...through.get(node.id)].flatMap((k) => bySourceTarget.get(k) ?? []));
   return { links, nodes };
 }
 
@@ -214,7 +215,9 @@ export function layoutByRole(map, ringGap = 160) {
   const place = (id, from, to) => {
     const r = rank[id] * ringGap;
     const angle = (from + to) / 2;
-    positions[id] = rank[id] === 0 && roots.length === 1 ? { x: 0, y: 0 } : { x: r * Math.cos(angle), y: r * Math.sin(angle) };
+    // Several cores share the centre on a small ring of their own.
+    const radius = rank[id] === 0 ? (roots.length > 1 ? ringGap / 2 : 0) : r;
+    positions[id] = { x: radius * Math.cos(angle), y: radius * Math.sin(angle) };
     let start = from;
     for (const child of children.get(id)) {
       const span = ((to - from) * leaves[child]) / leaves[id];

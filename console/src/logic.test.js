@@ -104,6 +104,14 @@ describe('layout by role', () => {
     expect(radius('core')).toBe(0);
     expect([radius('p1'), radius('p2'), radius('c1'), radius('k1')]).toEqual([100, 100, 200, 300]);
   });
+  it('puts several cores on a small ring of their own in the centre', () => {
+    const twoCores = { nodes: [{ id: 'a', role: 'core' }, { id: 'b', role: 'core' }, { id: 'p', role: 'province' }], links: [{ a: 'a', b: 'b', paths: [] }, { a: 'a', b: 'p', paths: [] }] };
+    const positions = layoutByRole(twoCores, 100);
+    expect(Math.round(Math.hypot(positions.a.x, positions.a.y))).toBe(50);
+    expect(Math.round(Math.hypot(positions.b.x, positions.b.y))).toBe(50);
+    expect(positions.a).not.toEqual(positions.b);
+    expect(Math.round(Math.hypot(positions.p.x, positions.p.y))).toBe(100);
+  });
   it('is the same on every visit, whatever order the nodes come in', () => {
     const shuffled = { ...MAP, nodes: [...MAP.nodes].reverse(), links: [...MAP.links].reverse() };
     expect(layoutByRole(shuffled)).toEqual(layoutByRole(MAP));

@@ -14,6 +14,7 @@ import {
 const params = new URLSearchParams(location.search);
 const POLL_MS = Math.max(500, Number(params.get('poll')) || 2000);
 const HISTORY_POINTS = 24 * 3600; // per series at most: a day of one-second intervals
+const LIST_ALL_UP_TO = 400; // parts listed one by one below the map
 const RANGES = { '1h': 3600, '6h': 6 * 3600, '24h': 24 * 3600 };
 const API = new URL('..', location.href).pathname; // the analyzer serving /ui/
 
@@ -25,6 +26,7 @@ const state = {
 };
 let token = null; // asked once for probes, kept in memory only, never shown back
 let cy = null;
+const timings = { opened: null, filtered: null }; // ms: the page to a drawn map; a province filter
 const charts = [];
 
 const $ = (id) => document.getElementById(id);
@@ -48,7 +50,7 @@ function shell() {
     el('header', {},
       el('h1', {}, t('title')),
       el('label', {}, t('slice'), ' ', el('select', { id: 'slice', onchange: (e) => { state.slice = e.target.value; render(); } })),
-      el('label', {}, t('province'), ' ', el('select', { id: 'province', onchange: (e) => { state.province = e.target.value; state.topologyKey = ''; render(); } })),
+      el('label', {}, t('province'), ' ', el('select', { id: 'province', onchange: (e) => filterTo(e.target.value) })),
       el('button', { id: 'theme', type: 'button', onclick: toggleTheme }, `${t('theme')}: ${t(state.theme)}`),
       el('button', { id: 'language', type: 'button', onclick: toggleLanguage }, t('language')),
     ),
@@ -67,6 +69,14 @@ function shell() {
   cy = null;
   state.topologyKey = '';
   probeForm();
+}
+
+// Redraws the map for one province and says how long it took (window.__xnetmon.timings).
+function filterTo(province) {
+  const started = performance.now();
+  state.province = province;
+  render();
+  timings.filtered = performance.now() - started;
 }
 
 function toggleTheme() {
@@ -136,6 +146,7 @@ function render() {
   const painted = paint(shown, state.paths, state.slice);
   const drawn = hintsByElement(state.hints, state.slice);
   drawMap(shown, painted, drawn);
+  if (timings.opened === null && shown.nodes.length) timings.opened = performance.now(); // since navigation
   partsList(shown, painted, drawn);
   legend();
   details();
@@ -187,16 +198,16 @@ function drawMap(shown, painted, drawn) {
       container: $('map'), elements, layout: { name: 'preset' }, wheelSensitivity: 0.3,
       textureOnViewport: shown.nodes.length > 1000, hideEdgesOnViewport: shown.nodes.length > 1000,
       style: [
-        { selector: 'node', style: { label: 'data(label)', 'background-color': 'data(colour)', shape: 'data(shape)', color: dark ? '#e6e6e6' : '#1d1d1f', 'font-size': 11, 'text-valign': 'bottom', 'text-margin-y': 3, width: 18, height: 18 } },
+        { selector: 'node', style: { 'min-zoomed-font-size': 9, label: 'data(label)', 'background-color': 'data(colour)', shape: 'data(shape)', color: dark ? '#e6e6e6' : '#1d1d1f', 'font-size': 11, 'text-valign': 'bottom', 'text-margin-y': 3, width: 18, height: 18 } },
         { selector: 'node[role = "core"]', style: { width: 30, height: 30 } },
-        { selector: 'edge', style: { 'line-color': 'data(colour)', 'line-style': 'data(line)', width: 2.5, label: 'data(label)', 'font-size': 10, color: dark ? '#f0c0c0' : '#7a1010', 'text-rotation': 'autorotate' } },
+        { selector: 'edge', style: { 'min-zoomed-font-size': 9, 'line-color': 'data(colour)', 'line-style': 'data(line)', width: 2.5, label: 'data(label)', 'font-size': 10, color: dark ? '#f0c0c0' : '#7a1010', 'text-rotation': 'autorotate' } },
         { selector: '.hinted', style: { width: 7, 'border-width': 4, 'border-color': '#ff4d4f' } },
         { selector: ':selected', style: { 'overlay-color': '#4d8dff', 'overlay-opacity': 0.25 } },
       ],
     });
     cy.on('tap', 'node, edge', (e) => select({ kind: e.target.isNode() ? 'node' : 'link', id: e.target.id() }));
     state.topologyKey = key;
-    window.__xnetmon = { cy, state };
+    window.__xnetmon = { cy, state, timings };
   }
   cy.batch(() => {
     for (const n of shown.nodes) {
@@ -224,7 +235,8 @@ function partsList(shown, painted, drawn) {
     ...shown.links.map((l) => ['link', linkId(l.a, l.b), painted.links[linkId(l.a, l.b)]]),
     ...shown.nodes.map((n) => ['node', n.id, painted.nodes[n.id]]),
   ];
-  const shownItems = items.length > 400 ? items.filter(([, id, st]) => st !== 'ok' || drawn[id]) : items; // large maps: what needs a look
+  // A large map lists what needs a look: loss, delay and hints.
+  const shownItems = items.length > LIST_ALL_UP_TO ? items.filter(([, id, st]) => st === 'loss' || st === 'delay' || drawn[id]) : items;
   $('parts').replaceChildren(
     ...shownItems.map(([kind, id, st]) =>
       el('li', {},
