@@ -76,7 +76,7 @@ function filterTo(province) {
   const started = performance.now();
   state.province = province;
   render();
-  timings.filtered = performance.now() - started;
+  cy.one('render', () => (timings.filtered = performance.now() - started)); // drawn, not only built
 }
 
 function toggleTheme() {
@@ -145,8 +145,9 @@ function render() {
   const shown = filterByProvince(state.map, state.province);
   const painted = paint(shown, state.paths, state.slice);
   const drawn = hintsByElement(state.hints, state.slice);
+  const first = !cy && shown.nodes.length;
   drawMap(shown, painted, drawn);
-  if (timings.opened === null && shown.nodes.length) timings.opened = performance.now(); // since navigation
+  if (first) cy.one('render', () => (timings.opened ??= performance.now())); // since navigation, drawn
   partsList(shown, painted, drawn);
   legend();
   details();
@@ -184,19 +185,45 @@ function partLabel(kind, id, st, hints) {
   return `${style.mark} ${name}: ${t(st)}${hinted}`;
 }
 
+// What a site or link shows: colour, shape or line style, and a text mark or the hint's kind.
+// A large map labels only what needs a look (loss, delay, hints): thousands of labels would
+// cost seconds to measure; the list beside it names the rest.
+function quiet(st, hints, large) {
+  return large && !hints && (st === 'ok' || st === 'no-data');
+}
+
+function nodeLook(n, painted, drawn, large) {
+  const st = painted.nodes[n.id];
+  const style = styleFor(st);
+  const hints = drawn[n.id];
+  const label = quiet(st, hints, large) ? '' : `${style.mark} ${n.id}${hints ? ` ⚠ ${hints[0].kind}` : ''}`;
+  return { colour: style.colour, shape: style.shape, state: st, label };
+}
+
+function linkLook(l, painted, drawn, large) {
+  const id = linkId(l.a, l.b);
+  const st = painted.links[id];
+  const style = styleFor(st);
+  const hints = drawn[id];
+  const label = hints ? `⚠ ${hints[0].kind}` : st === 'ok' || quiet(st, hints, large) ? '' : style.mark;
+  return { colour: style.colour, line: style.line, state: st, label };
+}
+
 function drawMap(shown, painted, drawn) {
   const key = JSON.stringify([shown.nodes.map((n) => n.id), shown.links.map((l) => linkId(l.a, l.b))]);
+  const large = shown.nodes.length > LIST_ALL_UP_TO;
   if (!cy || state.topologyKey !== key) {
     const positions = layoutByRole(shown);
+    // Every element carries the data its style maps from when it is made.
     const elements = [
-      ...shown.nodes.map((n) => ({ group: 'nodes', data: { id: n.id, role: n.role }, position: positions[n.id] })),
-      ...shown.links.map((l) => ({ group: 'edges', data: { id: linkId(l.a, l.b), source: l.a, target: l.b } })),
+      ...shown.nodes.map((n) => ({ group: 'nodes', data: { id: n.id, role: n.role, ...nodeLook(n, painted, drawn, large) }, position: positions[n.id], classes: drawn[n.id] ? 'hinted' : '' })),
+      ...shown.links.map((l) => ({ group: 'edges', data: { id: linkId(l.a, l.b), source: l.a, target: l.b, ...linkLook(l, painted, drawn, large) }, classes: drawn[linkId(l.a, l.b)] ? 'hinted' : '' })),
     ];
     cy?.destroy();
     const dark = state.theme === 'dark';
     cy = cytoscape({
       container: $('map'), elements, layout: { name: 'preset' }, wheelSensitivity: 0.3,
-      textureOnViewport: shown.nodes.length > 1000, hideEdgesOnViewport: shown.nodes.length > 1000,
+      textureOnViewport: large, hideEdgesOnViewport: large, pixelRatio: large ? 1 : 'auto',
       style: [
         { selector: 'node', style: { 'min-zoomed-font-size': 9, label: 'data(label)', 'background-color': 'data(colour)', shape: 'data(shape)', color: dark ? '#e6e6e6' : '#1d1d1f', 'font-size': 11, 'text-valign': 'bottom', 'text-margin-y': 3, width: 18, height: 18 } },
         { selector: 'node[role = "core"]', style: { width: 30, height: 30 } },
@@ -208,24 +235,20 @@ function drawMap(shown, painted, drawn) {
     cy.on('tap', 'node, edge', (e) => select({ kind: e.target.isNode() ? 'node' : 'link', id: e.target.id() }));
     state.topologyKey = key;
     window.__xnetmon = { cy, state, timings };
+    return;
   }
   cy.batch(() => {
     for (const n of shown.nodes) {
-      const st = painted.nodes[n.id];
-      const style = styleFor(st);
-      const hints = drawn[n.id];
       const node = cy.getElementById(n.id);
-      node.data({ colour: style.colour, shape: style.shape, state: st, label: `${style.mark} ${n.id}${hints ? ` ⚠ ${hints[0].kind}` : ''}` });
-      node.toggleClass('hinted', Boolean(hints));
+      const look = nodeLook(n, painted, drawn, large);
+      if (node.data('label') !== look.label || node.data('state') !== look.state) node.data(look);
+      node.toggleClass('hinted', Boolean(drawn[n.id]));
     }
     for (const l of shown.links) {
-      const id = linkId(l.a, l.b);
-      const st = painted.links[id];
-      const style = styleFor(st);
-      const hints = drawn[id];
-      const edge = cy.getElementById(id);
-      edge.data({ colour: style.colour, line: style.line, state: st, label: hints ? `⚠ ${hints[0].kind}` : st === 'ok' ? '' : style.mark });
-      edge.toggleClass('hinted', Boolean(hints));
+      const edge = cy.getElementById(linkId(l.a, l.b));
+      const look = linkLook(l, painted, drawn, large);
+      if (edge.data('label') !== look.label || edge.data('state') !== look.state) edge.data(look);
+      edge.toggleClass('hinted', Boolean(drawn[linkId(l.a, l.b)]));
     }
   });
 }
