@@ -32,6 +32,7 @@ import uvicorn
 
 from analyzer.api.app import create_app
 from analyzer.loop_errors import LoopErrors
+from analyzer.slice_history import HistorySampler, SliceHistory
 from analyzer.store.memory import WindowStore
 from analyzer.store.snapshot import restore_snapshot, save_snapshot
 
@@ -329,7 +330,8 @@ class AnalyzerService:
     catch_up_s go to it), the socket its API listens on, a SnapshotKeeper writing to
     `state_dir` (none without one), a StoreFeeder when `feed` (an agent in this process
     ships through its queue), root-cause inference naming traced hops after
-    `declared_names` (address -> site), and the API app (writes need `token`; `prober`
+    `declared_names` (address -> site), each slice's verdicts sampled into a day's history
+    (analyzer.slice_history) for GET /slices/{name}/history, and the API app (writes need `token`; `prober`
     answers POST /probe; `api_options` go to analyzer.api.app.create_app).
 
     Raises ValueError when the snapshot cannot be read and OSError when `listen` cannot be
@@ -355,6 +357,9 @@ class AnalyzerService:
         self.keeper = SnapshotKeeper(self.store, state_dir, errors=self.errors) if state_dir is not None else None
         self.feeder = StoreFeeder(self.store, errors=self.errors) if feed else None
         self.inference = RootCauseRunner(self.store, declared_names=declared_names, errors=self.errors)
+        self.history = SliceHistory(self.store.interval_s)
+        self.history_sampler = HistorySampler(self.history, self.store.slice_verdict_map, self.errors)
+        self.history_sampler.start()
         self.app = create_app(
             self.store,
             token=token,
@@ -362,6 +367,7 @@ class AnalyzerService:
             hints=self.inference.hints,
             site_names=declared_names,
             errors=self.errors,
+            history=self.history,
             **dict(api_options or {}),  # site_tokens, read_token, openapi, probe_targets: analyzer.api.app
         )
         self.tls = tls
@@ -386,6 +392,7 @@ class AnalyzerService:
         else:
             self.socket.close()
         self.inference.stop()
+        self.history_sampler.stop()
         if self.feeder is not None:
             self.feeder.stop()
         if self.keeper is not None:

@@ -21,7 +21,8 @@ paths, hints, topology, health, metrics).
   e.g. analyzer.service.RootCauseRunner.hints); without it the list is empty. `/slices` and
   `/slices/{name}` carry the hints that affect each slice.
 - `GET /map` (the console's map) merges `declared_topology` (sites' roles, physical links) with the
-  traced links; the console itself is served at /ui/ (analyzer.api.console_files).
+  traced links; `GET /slices/{name}/history` reads `history` (analyzer.slice_history); the
+  console itself is served at /ui/ (analyzer.api.console_files).
 - `GET /topology` names traced hops as the hints do (analyzer.traced_links): after their sites
   where `site_names` ({address: site}) or a target probed under an agent's site name tells
   the address, else by address.
@@ -49,6 +50,7 @@ from analyzer.api.routes import RESOURCES
 from analyzer.api.tokens import WriteTokens
 from analyzer.declared_topology import DeclaredTopology
 from analyzer.loop_errors import LoopErrors
+from analyzer.slice_history import SliceHistory
 from analyzer.store.memory import WindowStore
 from analyzer.traced_links import by_canonical_address
 
@@ -71,6 +73,7 @@ def create_app(
     read_token: str | None = None,
     openapi: bool = False,
     declared_topology: DeclaredTopology | None = None,
+    history: SliceHistory | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="xnetmon analyzer",
@@ -95,6 +98,7 @@ def create_app(
         max_body_bytes=max_body_bytes,
         errors=errors if errors is not None else LoopErrors(),
         declared=declared_topology,
+        history=history,
     )
     for resource in RESOURCES:
         app.include_router(resource.router(api))

@@ -10,6 +10,7 @@ from analyzer.api.probe_runs import ProbeRuns
 from analyzer.api.tokens import WriteTokens
 from analyzer.declared_topology import DeclaredTopology
 from analyzer.loop_errors import LoopErrors
+from analyzer.slice_history import SliceHistory
 from analyzer.store.memory import WindowStore
 
 
@@ -24,6 +25,7 @@ class ApiContext:
     max_body_bytes: int
     errors: LoopErrors = field(default_factory=LoopErrors)  # the background loops' errors, by component
     declared: DeclaredTopology | None = None  # sites' roles and physical links, for the console's map
+    history: SliceHistory | None = None  # each slice's verdicts over the last day; None: not kept
 
     def current_hints(self) -> list[m.Hint]:
         return [m.Hint.model_validate(h, from_attributes=True) for h in (self.hints() if self.hints else ())]

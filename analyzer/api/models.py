@@ -219,6 +219,21 @@ class TopologyResponse(BaseModel):
     observations: int = Field(description="traced paths the picture is made of")
 
 
+class SliceHistoryPoint(BaseModel):
+    at_ns: int
+    status: Status
+    error_budget_remaining: float | None
+    burn_rates: dict[str, float] = Field(description="lookback window -> burn rate")
+    observed: dict[str, float | None] = Field(description="objective -> its latest observed value")
+
+
+class SliceHistory(BaseModel):
+    name: str
+    range: str
+    step_s: float = Field(description="at most one point per step")
+    points: list[SliceHistoryPoint] = Field(description="oldest first")
+
+
 class MapNode(BaseModel):
     id: str = Field(description="a site name (as root-cause hints name it) or a hop address")
     role: str = Field(description="core | province | city | county where declared, else site | router | target")
