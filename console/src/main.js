@@ -22,7 +22,7 @@ const state = {
   map: { nodes: [], links: [] }, paths: [], hints: [], slices: [], slice: params.get('slice') || '',
   province: '', selected: null, language: localStorage.getItem('xnetmon-language') || 'en',
   theme: localStorage.getItem('xnetmon-theme') || 'dark', range: '1h', lastOk: null, failure: null,
-  sliceDetail: null, history: new Map(), sliceHistory: new Map(), topologyKey: '',
+  sliceDetail: null, sliceHistory: null, history: new Map(), topologyKey: '',
 };
 let token = null; // asked once for probes, kept in memory only, never shown back
 let cy = null;
@@ -107,6 +107,7 @@ async function poll() {
     Object.assign(state, { map, paths: paths.paths, hints, slices, lastOk: Date.now(), failure: null });
     if (!state.slice || !slices.some((s) => s.name === state.slice)) state.slice = slices.find((s) => s.paths)?.name ?? slices[0]?.name ?? '';
     state.sliceDetail = state.slice ? await get(`slices/${encodeURIComponent(state.slice)}`) : null;
+    state.sliceHistory = state.slice ? await sliceHistory(state.slice, state.range) : null;
     remember();
   } catch (error) {
     state.failure = String(error.message || error);
@@ -121,18 +122,22 @@ function push(series, point) {
   if (series.length > HISTORY_POINTS) series.splice(0, series.length - HISTORY_POINTS);
 }
 
-// Each path's windows and each slice's budget as they arrive: the charts' data.
+// The analyzer's own history of the slice (GET /slices/NAME/history); null where it keeps none.
+async function sliceHistory(name, range) {
+  try {
+    return await get(`slices/${encodeURIComponent(name)}/history?range=${range}`);
+  } catch {
+    return null;
+  }
+}
+
+// Each path's windows as they arrive, since the page opened: the path charts' data.
 function remember() {
   for (const p of state.paths) {
     if (!p.latest) continue;
     const key = `${p.path.slice}|${p.path.source}|${p.path.target}|${p.path.kind}`;
     if (!state.history.has(key)) state.history.set(key, []);
     push(state.history.get(key), { t: p.latest.end_ns / 1e9, p50: p.latest.rtt_p50_s, p99: p.latest.rtt_p99_s, loss: p.latest.loss_ratio });
-  }
-  const now = Date.now() / 1000;
-  for (const s of state.slices) {
-    if (!state.sliceHistory.has(s.name)) state.sliceHistory.set(s.name, []);
-    push(state.sliceHistory.get(s.name), { t: now, budget: s.error_budget_remaining, worstLoss: s.worst_path?.latest.loss_ratio ?? null });
   }
 }
 
@@ -374,11 +379,13 @@ function sliceView() {
   const s = state.slices.find((x) => x.name === state.slice);
   const box = $('slice-view');
   if (!s) { box.replaceChildren(el('h2', {}, t('slices'))); return; }
-  const history = (state.sliceHistory.get(s.name) ?? []).filter((x) => x.t >= Date.now() / 1000 - RANGES[state.range]);
-  const plot = el('div', { class: 'chart' });
-  if (history.length >= 2) {
-    queueMicrotask(() => charts.push(new uPlot({ title: t('budget'), width: 420, height: 140, series: [{}, { label: t('budget'), stroke: '#4d8dff' }, { label: 'worst loss', stroke: '#d0312d' }] },
-      [history.map((x) => x.t), history.map((x) => x.budget), history.map((x) => x.worstLoss)], plot)));
+  const points = state.sliceHistory?.name === s.name && state.sliceHistory.range === state.range ? state.sliceHistory.points : [];
+  const plot = el('div', { class: 'chart', id: 'slice-chart', 'data-points': points.length });
+  if (points.length >= 2) {
+    const loss = (p) => p.observed['two-way-packet-loss'] ?? null;
+    const series = [{}, { label: t('budget'), stroke: '#4d8dff', scale: 'share' }, { label: `${t('loss')} (${t('observed')})`, stroke: '#d0312d', scale: 'share' }];
+    queueMicrotask(() => charts.push(new uPlot({ title: `${t('budget')} / ${t('loss')} (${state.range})`, width: 420, height: 160, series },
+      [points.map((p) => p.at_ns / 1e9), points.map((p) => p.error_budget_remaining), points.map(loss)], plot)));
   }
   box.replaceChildren(
     el('h2', {}, `${t('slices')}: ${s.name}`),
@@ -386,7 +393,7 @@ function sliceView() {
     el('p', {}, `${t('budget')}: ${fmt(s.error_budget_remaining)}`),
     el('p', {}, `${t('burn')}: ${Object.entries(s.burn_rates).map(([k, v]) => `${k} ${v.toFixed(1)}`).join('  ')}`),
     objectives(),
-    el('label', {}, t('range'), ' ', el('select', { id: 'range', onchange: (e) => { state.range = e.target.value; render(); } }, ...Object.keys(RANGES).map((r) => el('option', { value: r, selected: r === state.range }, r)))),
+    el('label', {}, t('range'), ' ', el('select', { id: 'range', onchange: async (e) => { state.range = e.target.value; state.sliceHistory = await sliceHistory(state.slice, state.range); render(); } }, ...Object.keys(RANGES).map((r) => el('option', { value: r, selected: r === state.range }, r)))),
     plot,
   );
 }

@@ -2,11 +2,13 @@
 against the lab's all-in-one deployment: the map shows every lab site and link; a loss fault on
 a county's uplink turns that link to the loss state in the video slice with the root-cause hint
 drawn on it; clicking the hint shows its evidence in `xnetmon why`'s words; healing brings the
-link back; no JavaScript error reaches the console. Screenshots of the map, the slice and the
+link back; no JavaScript error reaches the console; a probe run from the console's form asks for the
+token once and never shows it back. Screenshots of the map, the slice and the
 hint's evidence go to build/console-screenshots/."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -29,8 +31,13 @@ def link_id(a: str, b: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def deployment(small_lab, tmp_path_factory):
-    with lab_deployment(small_lab, tmp_path_factory.mktemp("console"), api_port=0) as deployed:
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("console")
+
+
+@pytest.fixture(scope="module")
+def deployment(small_lab, workdir):
+    with lab_deployment(small_lab, workdir, api_port=0) as deployed:
         url = deployed.api_url
 
         def every_agent_ships_and_video_is_ok() -> bool:
@@ -78,10 +85,15 @@ def test_the_map_follows_a_loss_fault_and_its_hint_and_shows_the_evidence(deploy
     fault = lab.fault_loss("city1a-cnty1a", 0.10)
     page.wait_for_function(part_shows(faulty, "loss", hinted=True), timeout=WAIT_MS, polling=200)
     page.screenshot(path=str(SCREENSHOTS / "map-loss.png"), full_page=True)
+    # The analyzer's own history (a point every 10 s here) charts the slice.
+    page.wait_for_function("Number(document.querySelector('#slice-chart')?.dataset.points) >= 2", timeout=WAIT_MS)
     page.locator("#slice-view").screenshot(path=str(SCREENSHOTS / "slice.png"))
 
-    page.locator(f'button.part[data-id="{faulty}"]').click()
-    page.locator("#hint-list button.hint").first.click()
+    # By keyboard: the link's row, then the hint on it.
+    page.locator(f'button.part[data-id="{faulty}"]').focus()
+    page.keyboard.press("Enter")
+    page.locator("#hint-list button.hint").first.focus()
+    page.keyboard.press("Enter")
     evidence = page.locator("#hint-evidence")
     evidence.wait_for(timeout=WAIT_MS)
     assert evidence.locator(".most-likely").inner_text().startswith("Most likely: ")
@@ -92,4 +104,34 @@ def test_the_map_follows_a_loss_fault_and_its_hint_and_shows_the_evidence(deploy
 
     lab.heal(fault)
     page.wait_for_function(part_shows(faulty, "ok"), timeout=WAIT_MS, polling=200)
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_a_probe_from_the_console_asks_the_token_once_and_never_shows_it(deployment, workdir, page):
+    core = next(
+        p["target_address"]
+        for p in httpx.get(f"{deployment.api_url}/paths", params={"src": "cnty1a"}, timeout=5).json()["paths"]
+        if p["path"]["target"] == "core"
+    )
+    token = (workdir / "token").read_text()
+    form = page.locator("#probe-form")
+    form.locator("[name=agent]").fill("cnty1a")
+    form.locator("[name=target]").fill(core)
+    form.locator("[name=slice]").fill("video")
+    form.locator("[name=count]").fill("5")
+    form.locator("[name=token]").fill(token)
+    form.locator("button[type=submit]").click()
+    result = page.locator("#probe-result")
+    page.wait_for_function(
+        "!['', '\u2026'].includes(document.querySelector('#probe-result').textContent)", timeout=WAIT_MS
+    )
+    answer = json.loads(result.inner_text())  # the probe's summary, not an error
+    assert answer, result.inner_text()
+    assert form.locator(".token-row").is_hidden()
+    assert token not in page.content()
+    form.locator("button[type=submit]").click()  # again, without asking for the token
+    page.wait_for_function(
+        "!['', '\u2026'].includes(document.querySelector('#probe-result').textContent)", timeout=WAIT_MS
+    )
+    assert json.loads(result.inner_text())
     assert page.errors == []  # type: ignore[attr-defined]
