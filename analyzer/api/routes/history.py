@@ -23,6 +23,7 @@ def router(api: ApiContext) -> APIRouter:
         response_model=m.SliceHistory,
         summary="One slice's status, budget, burn rates and objectives over a range",
         responses={
+            400: {"model": m.Problem, "description": "unknown range (1h, 6h or 24h)"},
             404: {"model": m.Problem, "description": "unknown slice; the known ones are listed"},
             503: {"model": m.Problem, "description": "this analyzer keeps no history"},
         },
