@@ -25,6 +25,7 @@ DEBIAN_PACKAGES=(
   nats-server    # the bus (NATS JetStream) between agents and analyzers; tests start their own
   victoria-metrics  # long-term metrics: Prometheus remote-writes to it; tests start their own
   chromium       # headless: the console's end-to-end tests drive it through Playwright (no downloaded browser)
+  fonts-wqy-zenhei  # a CJK font, so the console's Chinese labels render in headless Chromium's screenshots
 )
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

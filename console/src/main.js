@@ -7,7 +7,7 @@ import 'uplot/dist/uPlot.min.css';
 import './style.css';
 import { labels } from './i18n.js';
 import {
-  describeHint, filterByProvince, hintsByElement, hopList, layoutByRole, linkId, paint, pathState,
+  clockTime, describeHint, filterByProvince, hintsByElement, hopList, layoutByRole, linkId, paint, pathState,
   pathsThrough, ranks, styleFor, suspectElement,
 } from './logic.js';
 
@@ -389,7 +389,7 @@ function sliceView() {
   }
   box.replaceChildren(
     el('h2', {}, `${t('slices')}: ${s.name}`),
-    el('p', { id: 'slice-status', 'data-status': s.status }, `${t('status')}: ${s.status} ${t('since')} ${new Date((s.since_ns || 0) / 1e6).toLocaleTimeString()}`),
+    el('p', { id: 'slice-status', 'data-status': s.status }, `${t('status')}: ${s.status} ${t('since')} ${clockTime(s.since_ns)}`),
     el('p', {}, `${t('budget')}: ${fmt(s.error_budget_remaining)}`),
     el('p', {}, `${t('burn')}: ${Object.entries(s.burn_rates).map(([k, v]) => `${k} ${v.toFixed(1)}`).join('  ')}`),
     objectives(),
