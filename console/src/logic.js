@@ -55,6 +55,23 @@ export function partState(paths) {
   return 'ok';
 }
 
+// How old the newest window is, in seconds, when older than STALE_WINDOWS windows (the agents
+// or the intake stopped while the analyzer still answers); null while fresh or without windows.
+export const STALE_WINDOWS = 5;
+
+export function staleFor(paths, nowMs) {
+  let newest = 0;
+  let windowMs = 1000;
+  for (const p of paths) {
+    if (p.latest && p.latest.end_ns > newest) {
+      newest = p.latest.end_ns;
+      windowMs = Math.max(1000, (p.latest.end_ns - p.latest.start_ns) / 1e6);
+    }
+  }
+  const age = nowMs - newest / 1e6;
+  return newest && age > STALE_WINDOWS * windowMs ? Math.round(age / 1000) : null;
+}
+
 // Every link's and site's state in `slice`: {links: {id: state}, nodes: {id: state}}.
 // A link's paths are the traced (source, target) pairs over it, in any slice (routes do not
 // depend on the slice), judged by the selected slice's windows.

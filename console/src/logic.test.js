@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   STATE_STYLE, describeHint, filterByProvince, hintsByElement, hopList, layoutByRole, linkId, paint, partState,
-  parents, pathState, pathsThrough, ranks, styleFor, suspectElement,
+  parents, pathState, pathsThrough, ranks, staleFor, styleFor, suspectElement,
 } from './logic.js';
 
 const objectives = [
@@ -145,5 +145,14 @@ describe('paths and hops', () => {
     expect(hopList(MAP, 'k1', 'core', 'video')).toEqual(['k1', 'c1', '*', 'core']);
     expect(hopList(MAP, 'k1', 'core', 'data')).toEqual(['k1', 'c1', '*', 'core']); // another slice's trace
     expect(hopList(MAP, 'c2', 'core', 'video')).toEqual([]);
+  });
+});
+
+describe('stale data', () => {
+  it('says how old the newest window is once it is older than five windows', () => {
+    const at = (endS) => ({ ...path('a', 'b'), latest: { ...path('a', 'b').latest, start_ns: (endS - 1) * 1e9, end_ns: endS * 1e9 } });
+    expect(staleFor([at(100), at(97)], 104_000)).toBeNull();
+    expect(staleFor([at(100), at(97)], 112_000)).toBe(12);
+    expect(staleFor([], 112_000)).toBeNull();
   });
 });

@@ -8,7 +8,7 @@ import './style.css';
 import { labels } from './i18n.js';
 import {
   clockTime, describeHint, filterByProvince, hintsByElement, hopList, layoutByRole, linkId, paint, pathState,
-  pathsThrough, ranks, styleFor, suspectElement,
+  pathsThrough, ranks, staleFor, styleFor, suspectElement,
 } from './logic.js';
 
 const params = new URLSearchParams(location.search);
@@ -170,14 +170,10 @@ function options(select, pairs, value) {
 
 function banner() {
   const node = $('banner');
+  const stale = state.failure ? null : staleFor(state.paths, Date.now());
   let text = '';
   if (state.failure) text = `${t('unreachable')} (${state.failure}).`;
-  else {
-    const newest = Math.max(0, ...state.paths.map((p) => p.latest?.end_ns ?? 0)) / 1e6;
-    const windowMs = Math.max(1000, ...state.paths.slice(0, 1).map((p) => (p.latest ? (p.latest.end_ns - p.latest.start_ns) / 1e6 : 0)));
-    const age = Date.now() - newest;
-    if (newest && age > 5 * windowMs) text = `${t('stale')} ${Math.round(age / 1000)} ${t('seconds')}.`;
-  }
+  else if (stale !== null) text = `${t('stale')} ${stale} ${t('seconds')}.`;
   node.textContent = text;
   node.className = text ? 'warn' : '';
   node.hidden = !text;
