@@ -10,7 +10,7 @@ export const LABELS = {
     unreachable: 'The analyzer is unreachable: showing the last data received', stale: 'Data is stale: no new window for',
     updated: 'updated', none: 'none', ok: 'ok', loss: 'loss', delay: 'delay', 'no-data': 'no data',
     link: 'link', node: 'site', rtt: 'RTT p50 / p99 (ms)', lossChart: 'loss (%)', choose: 'Select a link, site or hint',
-    since: 'since', seconds: 's',
+    since: 'since', seconds: 's', ended: 'This hint is no longer active: shown as last seen.',
   },
   zh: {
     title: 'xnetmon 运维控制台', slice: '切片', province: '省份', all: '全部', theme: '主题',
@@ -22,7 +22,7 @@ export const LABELS = {
     unreachable: '分析器无法访问：显示最后收到的数据', stale: '数据已过期：无新窗口已',
     updated: '更新于', none: '无', ok: '正常', loss: '丢包', delay: '时延', 'no-data': '无数据',
     link: '链路', node: '站点', rtt: '往返时延 p50 / p99 (毫秒)', lossChart: '丢包率 (%)', choose: '选择链路、站点或提示',
-    since: '自', seconds: '秒',
+    since: '自', seconds: '秒', ended: '该提示已不再活跃：显示最后一次所见内容。',
   },
 };
 

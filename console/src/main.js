@@ -141,7 +141,15 @@ function remember() {
   }
 }
 
+// Each poll redraws the lists and panels; the control that had the keyboard focus gets it back
+// (by its data-focus-key), so keyboard users are not thrown out once a second.
 function render() {
+  const focused = document.activeElement?.dataset?.focusKey;
+  draw();
+  if (focused) [...document.querySelectorAll('[data-focus-key]')].find((e) => e.dataset.focusKey === focused)?.focus();
+}
+
+function draw() {
   banner();
   options($('slice'), state.slices.map((s) => [s.name, `${s.name} (${t(s.status) ?? s.status})`]), state.slice);
   const rank = ranks(state.map);
@@ -264,7 +272,7 @@ function partsList(shown, painted, drawn) {
   $('parts').replaceChildren(
     ...shownItems.map(([kind, id, st]) =>
       el('li', {},
-        el('button', { type: 'button', class: `part state-${st}`, 'data-kind': kind, 'data-id': id, 'data-state': st, 'aria-pressed': String(state.selected?.id === id), onclick: () => select({ kind, id }) },
+        el('button', { type: 'button', class: `part state-${st}`, 'data-kind': kind, 'data-id': id, 'data-focus-key': `part:${id}`, 'data-state': st, 'aria-pressed': String(state.selected?.id === id), onclick: () => select({ kind, id }) },
           partLabel(kind, id, st, drawn[id])))),
   );
 }
@@ -292,8 +300,9 @@ function details() {
     return;
   }
   if (chosen.kind === 'hint') {
-    const hint = state.hints.find((h) => hintKey(h) === chosen.id);
-    box.replaceChildren(el('h2', {}, t('evidence')), hint ? hintView(hint) : el('p', {}, t('none')));
+    // A hint that has since cleared stays on screen as it was last seen, and says so.
+    const current = state.hints.find((h) => hintKey(h) === chosen.id);
+    box.replaceChildren(el('h2', {}, t('evidence')), ...(current ? [] : [el('p', { class: 'ended' }, t('ended'))]), hintView(current ?? chosen.hint));
     return;
   }
   const painted = paint(state.map, state.paths, state.slice);
@@ -319,7 +328,7 @@ function hintList(hints) {
   return el('div', { id: 'hint-list' },
     el('h3', {}, t('hints')),
     hints.length
-      ? el('ul', {}, ...hints.map((h) => el('li', {}, el('button', { type: 'button', class: 'hint', 'data-kind': h.kind, onclick: () => select({ kind: 'hint', id: hintKey(h) }) }, `⚠ ${describeHint(h)}`))))
+      ? el('ul', {}, ...hints.map((h) => el('li', {}, el('button', { type: 'button', class: 'hint', 'data-kind': h.kind, 'data-focus-key': `hint:${hintKey(h)}`, onclick: () => select({ kind: 'hint', id: hintKey(h), hint: h }) }, `⚠ ${describeHint(h)}`))))
       : el('p', {}, t('none')));
 }
 
@@ -328,7 +337,7 @@ function hintView(hint) {
   return el('div', { id: 'hint-evidence' },
     el('p', { class: 'most-likely' }, `Most likely: ${describeHint(hint)}.`),
     el('ul', {}, ...hint.evidence.map((line) => el('li', { class: 'evidence' }, `Evidence: ${line}`))),
-    el('p', {}, ...hint.suspects.map((s) => el('button', { type: 'button', onclick: () => select(suspectElement(s)) }, s))),
+    el('p', {}, ...hint.suspects.map((s) => el('button', { type: 'button', 'data-focus-key': `suspect:${s}`, onclick: () => select(suspectElement(s)) }, s))),
     el('h3', {}, t('paths')),
     pathTable([...new Set(paths)]));
 }
@@ -389,7 +398,7 @@ function sliceView() {
     el('p', {}, `${t('budget')}: ${fmt(s.error_budget_remaining)}`),
     el('p', {}, `${t('burn')}: ${Object.entries(s.burn_rates).map(([k, v]) => `${k} ${v.toFixed(1)}`).join('  ')}`),
     objectives(),
-    el('label', {}, t('range'), ' ', el('select', { id: 'range', onchange: async (e) => { state.range = e.target.value; state.sliceHistory = await sliceHistory(state.slice, state.range); render(); } }, ...Object.keys(RANGES).map((r) => el('option', { value: r, selected: r === state.range }, r)))),
+    el('label', {}, t('range'), ' ', el('select', { id: 'range', 'data-focus-key': 'range', onchange: async (e) => { state.range = e.target.value; state.sliceHistory = await sliceHistory(state.slice, state.range); render(); } }, ...Object.keys(RANGES).map((r) => el('option', { value: r, selected: r === state.range }, r)))),
     plot,
   );
 }
