@@ -223,10 +223,11 @@ function drawMap(shown, painted, drawn) {
   const large = shown.nodes.length > LIST_ALL_UP_TO;
   if (!cy || state.topologyKey !== key) {
     const positions = layoutByRole(shown);
+    const rank = ranks(shown);
     // Every element carries the data its style maps from when it is made.
     const elements = [
       ...shown.nodes.map((n) => ({ group: 'nodes', data: { id: n.id, role: n.role, ...nodeLook(n, painted, drawn, large) }, position: positions[n.id], classes: drawn[n.id] ? 'hinted' : '' })),
-      ...shown.links.map((l) => ({ group: 'edges', data: { id: linkId(l.a, l.b), source: l.a, target: l.b, ...linkLook(l, painted, drawn, large) }, classes: drawn[linkId(l.a, l.b)] ? 'hinted' : '' })),
+      ...shown.links.map((l) => ({ group: 'edges', data: { id: linkId(l.a, l.b), source: l.a, target: l.b, ring: rank[l.a] === rank[l.b] ? 1 : 0, ...linkLook(l, painted, drawn, large) }, classes: drawn[linkId(l.a, l.b)] ? 'hinted' : '' })),
     ];
     cy?.destroy();
     const dark = state.theme === 'dark';
@@ -237,6 +238,8 @@ function drawMap(shown, painted, drawn) {
         { selector: 'node', style: { 'min-zoomed-font-size': 9, label: 'data(label)', 'background-color': 'data(colour)', shape: 'data(shape)', color: dark ? '#e6e6e6' : '#1d1d1f', 'font-size': 11, 'text-valign': 'bottom', 'text-margin-y': 3, width: 18, height: 18 } },
         { selector: 'node[role = "core"]', style: { width: 30, height: 30 } },
         { selector: 'edge', style: { 'min-zoomed-font-size': 9, 'line-color': 'data(colour)', 'line-style': 'data(line)', width: 2.5, label: 'data(label)', 'font-size': 10, color: dark ? '#f0c0c0' : '#7a1010', 'text-rotation': 'autorotate' } },
+        // A link within one ring (a backup between provinces) bends, not across the centre's links.
+        { selector: 'edge[ring = 1]', style: { 'curve-style': 'unbundled-bezier', 'control-point-distances': 80, 'control-point-weights': 0.5 } },
         { selector: '.hinted', style: { width: 7, 'border-width': 4, 'border-color': '#ff4d4f' } },
         { selector: ':selected', style: { 'overlay-color': '#4d8dff', 'overlay-opacity': 0.25 } },
       ],
