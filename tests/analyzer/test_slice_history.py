@@ -7,8 +7,8 @@ import math
 import threading
 
 from analyzer.loop_errors import LoopErrors
-from analyzer.slice_history import MAX_POINTS, HistorySampler, SliceHistory
 from analyzer.sla.verdicts import ObjectiveVerdict, SlaVerdict
+from analyzer.slice_history import MAX_POINTS, HistorySampler, SliceHistory
 from tests.support import wait_until
 
 S = 1_000_000_000
