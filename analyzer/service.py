@@ -33,6 +33,7 @@ import uvicorn
 from analyzer.api.app import create_app
 from analyzer.api.guarded_h11 import uvicorn_options
 from analyzer.insitu.diagnosis import segment_diagnoses
+from analyzer.slice_history import HistorySampler, SliceHistory
 from analyzer.store.journal import IntakeJournal, replay
 from analyzer.store.memory import WindowStore
 from analyzer.store.snapshot import restore_snapshot, save_snapshot
@@ -343,7 +344,8 @@ class AnalyzerService:
     catch_up_s go to it), the socket its API listens on, a SnapshotKeeper writing to
     `state_dir` (none without one), a StoreFeeder when `feed` (an agent in this process
     ships through its queue), root-cause inference naming traced hops after
-    `declared_names` (address -> site), and the API app (writes need `token`; `prober`
+    `declared_names` (address -> site), each slice's verdicts sampled into a day's history
+    (analyzer.slice_history) for GET /slices/{name}/history, and the API app (writes need `token`; `prober`
     answers POST /probe; `api_options` go to analyzer.api.app.create_app).
 
     Raises ValueError when the snapshot cannot be read and OSError when `listen` cannot be
@@ -376,6 +378,9 @@ class AnalyzerService:
         )
         self.feeder = StoreFeeder(self.store, errors=self.errors) if feed else None
         self.inference = RootCauseRunner(self.store, declared_names=declared_names, errors=self.errors)
+        self.history = SliceHistory(self.store.interval_s)
+        self.history_sampler = HistorySampler(self.history, self.store.slice_verdict_map, self.errors)
+        self.history_sampler.start()
         self.app = create_app(
             self.store,
             token=token,
@@ -384,6 +389,7 @@ class AnalyzerService:
             site_names=declared_names,
             errors=self.errors,
             journal=self.journal,
+            history=self.history,
             **dict(api_options or {}),  # site_tokens, read_token, openapi, probe_targets: analyzer.api.app
         )
         self.tls = tls
@@ -408,6 +414,7 @@ class AnalyzerService:
         else:
             self.socket.close()
         self.inference.stop()
+        self.history_sampler.stop()
         if self.feeder is not None:
             self.feeder.stop()
         if self.keeper is not None:

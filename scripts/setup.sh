@@ -24,6 +24,8 @@ DEBIAN_PACKAGES=(
   stress-ng      # the CPU hog of `make test-under-load`: the suite must pass beside it
   nats-server    # the bus (NATS JetStream) between agents and analyzers; tests start their own
   victoria-metrics  # long-term metrics: Prometheus remote-writes to it; tests start their own
+  chromium       # headless: the console's end-to-end tests drive it through Playwright (no downloaded browser)
+  fonts-wqy-zenhei  # a CJK font, so the console's Chinese labels render in headless Chromium's screenshots
 )
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -68,4 +70,13 @@ if [ ! -f "$stamp" ] || [ requirements.lock -nt "$stamp" ] || [ pyproject.toml -
   "$VENV/bin/pip" install -q --require-hashes -r requirements.lock
   "$VENV/bin/pip" install -q --no-deps -e .
   touch "$stamp"
+fi
+
+# The operations console (console/): its npm packages from the lock file and its build into
+# console/dist, which the analyzer serves at /ui/. The build is committed too, so an analyzer
+# host without Node.js still serves the console; with npm (Node.js 20 or later) it is rebuilt here.
+if command -v npm >/dev/null 2>&1; then
+  (cd console && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build >/dev/null)
+else
+  echo "setup: npm not found: the console is served from its committed build (console/dist)"
 fi

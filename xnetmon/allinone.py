@@ -45,7 +45,7 @@ from analyzer.sla.policies import LAB_POLICY_FILE
 from analyzer.sla.verdicts import default_policies, load_policies
 from analyzer.store.memory import PATH_WARM_UP_WINDOWS, SHARED_STALL_INTERVALS
 from xnetmon import bus_setup
-from xnetmon.lab_sites import sites_by_address
+from xnetmon.lab_sites import declared_topology, sites_by_address
 from xnetmon.nats_server import NatsServer
 from xnetmon.netns_sockets import enter_namespace, listening_socket_in
 from xnetmon.softflowd import FLOW_PORT, SoftflowdFleet, softflowd_available, wait_until_bound
@@ -257,7 +257,8 @@ def lab_deployment(
                 stamp_port=LAB_STAMP_PORT,
                 in_thread=lambda: enter_namespace(lab.namespace("core")),
             ),
-            api_options={"openapi": True} if first else None,  # the operator's API on [::1]: run prints its /docs
+            # the operator's API on [::1]: run prints its /docs and the console's /ui/
+            api_options={"openapi": True, "declared_topology": declared_topology(lab.topology)} if first else None,
             interval_s=LAB_INTERVAL_S,
             catch_up_s=FRESH_CATCH_UP_INTERVALS * LAB_INTERVAL_S,
             warm_up_windows=PATH_WARM_UP_WINDOWS,

@@ -20,6 +20,9 @@ paths, hints, topology, health, metrics).
 - `GET /hints` answers what `hints()` returns (objects with the fields of `api_models.Hint`,
   e.g. analyzer.service.RootCauseRunner.hints); without it the list is empty. `/slices` and
   `/slices/{name}` carry the hints that affect each slice.
+- `GET /map` (the console's map) merges `declared_topology` (sites' roles, physical links) with the
+  traced links; `GET /slices/{name}/history` reads `history` (analyzer.slice_history); the
+  console itself is served at /ui/ (analyzer.api.console_files).
 - `GET /topology` names traced hops as the hints do (analyzer.traced_links): after their sites
   where `site_names` ({address: site}) or a target probed under an agent's site name tells
   the address, else by address.
@@ -40,11 +43,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from analyzer.api.auth import ReadTokenGate
+from analyzer.api.console_files import mount_console
 from analyzer.api.context import ApiContext
 from analyzer.api.openapi_doc import complete_openapi
 from analyzer.api.probe_runs import MAX_IN_FLIGHT, ProbeRuns
 from analyzer.api.routes import RESOURCES
 from analyzer.api.tokens import WriteTokens
+from analyzer.declared_topology import DeclaredTopology
+from analyzer.slice_history import SliceHistory
 from analyzer.store.journal import IntakeJournal
 from analyzer.store.memory import WindowStore
 from analyzer.traced_links import by_canonical_address
@@ -69,6 +75,8 @@ def create_app(
     read_token: str | None = None,
     openapi: bool = False,
     journal: IntakeJournal | None = None,
+    declared_topology: DeclaredTopology | None = None,
+    history: SliceHistory | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="xnetmon analyzer",
@@ -93,10 +101,13 @@ def create_app(
         max_body_bytes=max_body_bytes,
         errors=errors if errors is not None else LoopErrors(),
         journal=journal,
+        declared=declared_topology,
+        history=history,
     )
     for resource in RESOURCES:
         app.include_router(resource.router(api))
     complete_openapi(app, reads_need_token=read_token is not None)
+    mount_console(app)
     return app
 
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from analyzer.api import models as m
 from analyzer.api.probe_runs import ProbeRuns
 from analyzer.api.tokens import WriteTokens
+from analyzer.declared_topology import DeclaredTopology
+from analyzer.slice_history import SliceHistory
 from analyzer.store.journal import IntakeJournal
 from analyzer.store.memory import WindowStore
 from collector.system.loop_errors import LoopErrors
@@ -24,6 +26,8 @@ class ApiContext:
     max_body_bytes: int
     errors: LoopErrors = field(default_factory=LoopErrors)  # the background loops' errors, by component
     journal: IntakeJournal | None = None  # shipments recorded before their 200; None: no state directory
+    declared: DeclaredTopology | None = None  # sites' roles and physical links, for the console's map
+    history: SliceHistory | None = None  # each slice's verdicts over the last day; None: not kept
 
     def current_hints(self) -> list[m.Hint]:
         return [m.Hint.model_validate(h, from_attributes=True) for h in (self.hints() if self.hints else ())]

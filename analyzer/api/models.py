@@ -232,6 +232,50 @@ class TopologyResponse(BaseModel):
     observations: int = Field(description="traced paths the picture is made of")
 
 
+class SliceHistoryPoint(BaseModel):
+    at_ns: int
+    status: Status
+    error_budget_remaining: float | None
+    burn_rates: dict[str, float] = Field(description="lookback window -> burn rate")
+    observed: dict[str, float | None] = Field(description="objective -> its latest observed value")
+
+
+class SliceHistory(BaseModel):
+    name: str
+    range: str
+    step_s: float = Field(description="at most one point per step")
+    points: list[SliceHistoryPoint] = Field(description="oldest first")
+
+
+class MapNode(BaseModel):
+    id: str = Field(description="a site name (as root-cause hints name it) or a hop address")
+    role: str = Field(description="core | province | city | county where declared, else site | router | target")
+    declared: bool = Field(description="in the declared topology")
+    traced: bool = Field(description="on a traced path")
+
+
+class MapLink(BaseModel):
+    a: str = Field(description="the end first by name: a physical link has no direction")
+    b: str
+    declared: bool = Field(description="in the declared topology (else seen only on traced paths)")
+    cost: int | None = Field(description="the declared cost (routing prefers the lowest); null when not declared")
+    hidden_hops: int = Field(description="silent hops (*) between a and b on the traces")
+    paths: list[PathUse] = Field(description="traced paths crossing the link, either direction")
+
+
+class MapRoute(BaseModel):
+    source: str
+    target: str
+    slice: str
+    hops: list[str] = Field(description="the traced path's nodes from its source, named; * for a silent hop")
+
+
+class MapResponse(BaseModel):
+    nodes: list[MapNode]
+    links: list[MapLink]
+    routes: list[MapRoute] = Field(description="each traced path, hop by hop")
+
+
 class AgentHealth(BaseModel):
     site: str
     last_batch_ns: int = Field(description="when this analyzer last received a shipment from it")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lab.topology import load
-from xnetmon.lab_sites import load_sites_by_address, sites_by_address
+from xnetmon.lab_sites import declared_topology, load_sites_by_address, sites_by_address
 
 SMALL = load("small")
 
@@ -26,3 +26,10 @@ def test_declared_topology_file_errors_name_the_file(tmp_path):
     with pytest.raises(ValueError, match=r"net\.yaml"):
         load_sites_by_address(str(bad))
     assert load_sites_by_address("small")[SMALL.loopback("prov2")] == "prov2"
+
+
+def test_the_declared_topology_has_every_site_with_its_role_and_every_link():
+    declared = declared_topology(SMALL)
+    assert dict(declared.roles) == {site.name: site.role.value for site in SMALL.sites}
+    assert dict(declared.roles)["cnty2b"] == "county"
+    assert declared.links == tuple((link.a, link.b, link.cost) for link in SMALL.links)

@@ -238,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
     from analyzer.sla.verdicts import default_policies, load_policies
     from analyzer.store.memory import PATH_WARM_UP_WINDOWS, SHARED_STALL_INTERVALS
     from collector.system.config_files import ConfigError
-    from xnetmon.lab_sites import load_sites_by_address
+    from xnetmon.lab_sites import declared_topology, load_lab_topology, sites_by_address
 
     try:
         policies = load_policies(args.policies) if args.policies else default_policies()
@@ -247,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot read policies {args.policies}: {exc.strerror}") from None
     try:
-        declared = load_sites_by_address(args.topology) if args.topology else None
+        lab_topology = load_lab_topology(args.topology) if args.topology else None
     except ValueError as exc:  # lab.topology.TopologyError names the file and the key
         raise UsageError(f"--topology: {exc}") from None
     if args.state_dir:
@@ -265,10 +265,15 @@ def run(args: argparse.Namespace) -> int:
             policies,
             (host, port),
             state_dir=args.state_dir or None,
-            declared_names=declared,
+            declared_names=sites_by_address(lab_topology) if lab_topology else None,
             token=token,
             prober=_bus_prober(args),
-            api_options={"site_tokens": site_tokens, "read_token": read_token_value, "openapi": args.openapi},
+            api_options={
+                "site_tokens": site_tokens,
+                "read_token": read_token_value,
+                "openapi": args.openapi,
+                "declared_topology": declared_topology(lab_topology) if lab_topology else None,
+            },
             tls=tls,
             interval_s=args.interval,
             warm_up_windows=PATH_WARM_UP_WINDOWS,

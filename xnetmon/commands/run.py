@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
             f"{deployment.interval_s:g} s intervals"
         )
         console.print(f"  API      {deployment.api_url}/slices  (docs: {deployment.api_url}/docs)")
+        console.print(f"  console  {deployment.api_url}/ui/")
         for number, url in enumerate(deployment.replica_urls, start=2):
             console.print(f"  API      {url}/slices  (replica {number}, its own consumer of the bus)")
         console.print(f"  metrics  {deployment.metrics_url}")

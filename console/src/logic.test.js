@@ -1,0 +1,158 @@
+import { describe, expect, it } from 'vitest';
+import {
+  STATE_STYLE, describeHint, filterByProvince, hintsByElement, hopList, layoutByRole, linkId, paint, partState,
+  parents, pathState, pathsThrough, ranks, staleFor, styleFor, suspectElement,
+} from './logic.js';
+
+const objectives = [
+  { name: 'two-way-packet-loss', bound: 0.001, observed: 0, met: true },
+  { name: 'two-way-delay-percentile', bound: 0.15, percentile: 99, observed: 0.01, met: true },
+];
+const path = (source, target, { slice = 'video', sent = 10, received = 10, p99 = 0.01 } = {}) => ({
+  path: { source, target, slice, kind: 'stamp' },
+  verdict: { status: 'ok', objectives },
+  latest: { sent, received, loss_ratio: (sent - received) / (sent || 1), rtt_p50_s: p99 / 2, rtt_p99_s: p99, start_ns: 0, end_ns: 1e9 },
+});
+const use = (source, target) => ({ source, target, slice: 'video', fingerprint: 'f' });
+// core - p1 - c1 - k1, core - p2 - c2; p1 - p2 backup
+const MAP = {
+  nodes: [
+    { id: 'core', role: 'core' }, { id: 'p1', role: 'province' }, { id: 'p2', role: 'province' },
+    { id: 'c1', role: 'city' }, { id: 'c2', role: 'city' }, { id: 'k1', role: 'county' },
+  ],
+  links: [
+    { a: 'core', b: 'p1', paths: [use('k1', 'core'), use('core', 'k1')] },
+    { a: 'core', b: 'p2', paths: [use('c2', 'core')] },
+    { a: 'p1', b: 'p2', paths: [] },
+    { a: 'c1', b: 'p1', paths: [use('k1', 'core'), use('core', 'k1')] },
+    { a: 'c2', b: 'p2', paths: [use('c2', 'core')] },
+    { a: 'c1', b: 'k1', paths: [use('k1', 'core'), use('core', 'k1')] },
+  ],
+  routes: [
+    { source: 'k1', target: 'core', slice: 'video', hops: ['k1', 'c1', '*', 'core'] },
+    { source: 'k1', target: 'core', slice: 'egov', hops: ['k1', 'c1', 'p1', 'core'] },
+  ],
+};
+
+describe('state of a path and of a part', () => {
+  it('reads loss and delay against the slice bounds, and no data without probes', () => {
+    expect(pathState(path('a', 'b'))).toBe('ok');
+    expect(pathState(path('a', 'b', { received: 9 }))).toBe('loss');
+    expect(pathState(path('a', 'b', { p99: 0.2 }))).toBe('delay');
+    expect(pathState(path('a', 'b', { sent: 0, received: 0 }))).toBe('no-data');
+    expect(pathState({ ...path('a', 'b'), latest: null })).toBe('no-data');
+  });
+  it('shows loss when three in four paths over it lose, not for one lossy path among several', () => {
+    const lossy = path('a', 'b', { received: 5 });
+    expect(partState([lossy, lossy, lossy, path('b', 'a')])).toBe('loss');
+    expect(partState([lossy, path('b', 'a'), path('c', 'a'), path('d', 'a')])).toBe('ok');
+    const slow = path('b', 'a', { p99: 1 });
+    expect(partState([lossy, lossy, slow, slow])).toBe('delay');
+    expect(partState([lossy, lossy, path('b', 'a'), path('b', 'a')])).toBe('ok');
+    expect(partState([])).toBe('no-data');
+  });
+});
+
+describe('state to style', () => {
+  it('every state has a colour, a line style and a text mark, all different', () => {
+    for (const key of ['colour', 'line', 'mark', 'shape']) {
+      const values = Object.values(STATE_STYLE).map((s) => s[key]);
+      if (key !== 'line') expect(new Set(values).size).toBe(values.length);
+    }
+    expect(styleFor('loss').mark).toBe('✗');
+    expect(() => styleFor('bogus')).toThrow(/unknown state bogus/);
+  });
+});
+
+describe('painting a slice on the map', () => {
+  it('marks the links of lossy paths, leaves untraced links without data and ignores other slices', () => {
+    const paths = [path('k1', 'core', { received: 6 }), path('core', 'k1', { received: 7 }), path('c2', 'core'), path('k1', 'core', { slice: 'egov' })];
+    const painted = paint(MAP, paths, 'video');
+    expect(painted.links[linkId('c1', 'k1')]).toBe('loss');
+    expect(painted.links[linkId('core', 'p2')]).toBe('ok');
+    expect(painted.links[linkId('p1', 'p2')]).toBe('no-data');
+    expect(painted.nodes.k1).toBe('loss');
+    expect(painted.nodes.c1).toBe('loss'); // a router: the paths over its links
+    expect(painted.nodes.p2).toBe('ok');
+    expect(paint(MAP, paths, 'egov').links[linkId('c1', 'k1')]).toBe('ok');
+  });
+});
+
+describe('hints on the map', () => {
+  const hint = { kind: 'link-loss', suspects: ['c1>k1', 'host:k1'], slices: ['video'], confidence: 0.9, evidence: ['e'], first_seen_ns: 0 };
+  it('a link suspect is drawn on the undirected link, a host or service on its site', () => {
+    expect(suspectElement('k1>c1')).toEqual({ kind: 'link', id: linkId('c1', 'k1') });
+    expect(suspectElement('service:core')).toEqual({ kind: 'node', id: 'core' });
+    const drawn = hintsByElement([hint], 'video');
+    expect(drawn[linkId('c1', 'k1')]).toEqual([hint]);
+    expect(drawn.k1).toEqual([hint]);
+    expect(hintsByElement([hint], 'egov')).toEqual({});
+  });
+  it('is worded as `xnetmon why` words it', () => {
+    const one = { ...hint, suspects: ['prov2>city2a'], slices: ['video', 'egov'], first_seen_ns: 0 };
+    expect(describeHint(one)).toBe('loss on link prov2>city2a (confidence 0.90), affecting video, egov, since -');
+    expect(describeHint({ ...hint, kind: 'probe-host', suspects: ['host:a', 'b'] })).toMatch(
+      /^trouble of one of the probing agent on a, node b \(the probes cannot tell them apart\)/,
+    );
+  });
+});
+
+describe('layout by role', () => {
+  it('puts the core in the centre and each role one ring further out', () => {
+    const positions = layoutByRole(MAP, 100);
+    const radius = (id) => Math.round(Math.hypot(positions[id].x, positions[id].y));
+    expect(radius('core')).toBe(0);
+    expect([radius('p1'), radius('p2'), radius('c1'), radius('k1')]).toEqual([100, 100, 200, 300]);
+  });
+  it('puts several cores on a small ring of their own in the centre', () => {
+    const twoCores = { nodes: [{ id: 'a', role: 'core' }, { id: 'b', role: 'core' }, { id: 'p', role: 'province' }], links: [{ a: 'a', b: 'b', paths: [] }, { a: 'a', b: 'p', paths: [] }] };
+    const positions = layoutByRole(twoCores, 100);
+    expect(Math.round(Math.hypot(positions.a.x, positions.a.y))).toBe(50);
+    expect(Math.round(Math.hypot(positions.b.x, positions.b.y))).toBe(50);
+    expect(positions.a).not.toEqual(positions.b);
+    expect(Math.round(Math.hypot(positions.p.x, positions.p.y))).toBe(100);
+  });
+  it('is the same on every visit, whatever order the nodes come in', () => {
+    const shuffled = { ...MAP, nodes: [...MAP.nodes].reverse(), links: [...MAP.links].reverse() };
+    expect(layoutByRole(shuffled)).toEqual(layoutByRole(MAP));
+  });
+  it('hangs a site under its cheapest uplink, whatever the names say', () => {
+    const dual = { ...MAP, links: [...MAP.links.map((l) => ({ ...l, cost: 10 })), { a: 'c2', b: 'p1', cost: 40, paths: [] }] };
+    expect(parents(dual).c2).toBe('p2');
+    expect(parents({ ...dual, links: dual.links.map((l) => (l.b === 'p1' && l.a === 'c2' ? { ...l, cost: 5 } : l)) }).c2).toBe('p1');
+  });
+  it('ranks undeclared hops one past their nearest declared neighbour', () => {
+    const withRouter = { nodes: [...MAP.nodes, { id: 'fd00::9', role: 'router' }], links: [...MAP.links, { a: 'k1', b: 'fd00::9', paths: [] }] };
+    expect(ranks(withRouter)['fd00::9']).toBe(4);
+  });
+});
+
+describe('filtering by province', () => {
+  it('keeps the province, what hangs under it and the core', () => {
+    const kept = filterByProvince(MAP, 'p1');
+    expect(kept.nodes.map((n) => n.id).sort()).toEqual(['c1', 'core', 'k1', 'p1']);
+    expect(kept.links.map((l) => linkId(l.a, l.b)).sort()).toEqual([linkId('c1', 'k1'), linkId('c1', 'p1'), linkId('core', 'p1')].sort());
+    expect(filterByProvince(MAP, '')).toBe(MAP);
+  });
+});
+
+describe('paths and hops', () => {
+  it('lists the paths over a link or from and to a site, and a traced path hop by hop', () => {
+    const paths = [path('k1', 'core'), path('c2', 'core'), path('core', 'k1')];
+    expect(pathsThrough(MAP, paths, linkId('core', 'p1'), 'video').map((p) => p.path.source)).toEqual(['k1', 'core']);
+    expect(pathsThrough(MAP, paths, 'c2', 'video').length).toBe(1);
+    expect(hopList(MAP, 'k1', 'core', 'egov')).toEqual(['k1', 'c1', 'p1', 'core']);
+    expect(hopList(MAP, 'k1', 'core', 'video')).toEqual(['k1', 'c1', '*', 'core']);
+    expect(hopList(MAP, 'k1', 'core', 'data')).toEqual(['k1', 'c1', '*', 'core']); // another slice's trace
+    expect(hopList(MAP, 'c2', 'core', 'video')).toEqual([]);
+  });
+});
+
+describe('stale data', () => {
+  it('says how old the newest window is once it is older than five windows', () => {
+    const at = (endS) => ({ ...path('a', 'b'), latest: { ...path('a', 'b').latest, start_ns: (endS - 1) * 1e9, end_ns: endS * 1e9 } });
+    expect(staleFor([at(100), at(97)], 104_000)).toBeNull();
+    expect(staleFor([at(100), at(97)], 112_000)).toBe(12);
+    expect(staleFor([], 112_000)).toBeNull();
+  });
+});
