@@ -32,7 +32,10 @@
 - After a start or restore, closing by time waits `catch_up_s` (default 45 s, longer than
   an agent's 30 s retry cap) so that agents draining their spools after an analyzer
   outage all get their windows into the intervals they belong to; meanwhile intervals
-  close as they complete.
+  close as they complete. The same holds while the windows' only way in is cut (the bus
+  intake lost its server: `suspend_time_closing`): what does not arrive then waits in the
+  agents' spools and is not missing, so closing by time stops until the way is back and
+  then waits a catch-up again (`resume_time_closing`).
 - Only slices that have a policy are taken: a window of any other slice is refused and
   counted (`refused_counts()`, reason `unknown-slice`), and so is its observation. Inventing a
   permissive SLA would show "ok" for something nobody promised, and a stranger's made-up slice
@@ -230,6 +233,7 @@ class WindowStore:
         self._observation_seen_ns: dict[tuple[str, str, str], int] = {}  # store clock, for forgetting
         self._agents: dict[str, AgentSeen] = {}
         self._time_closing_from_ns: int | None = None  # set by the first call that tells the time
+        self._time_closing_suspended = False  # the windows' way in is cut: nothing is missing
         # Trackers judge "now" as the end of the newest closed interval, not the wall clock:
         # an interval still being shipped must not count as missing (see analyzer.sla.verdicts).
         self._judged_through_ns = 0
@@ -372,6 +376,21 @@ class WindowStore:
 
     # -- closing intervals ------------------------------------------------------------------
 
+    def suspend_time_closing(self) -> None:
+        """The windows' only way in is cut (the bus intake lost its server): agents keep
+        what they close meanwhile, so an interval without windows now is late, not empty.
+        Until `resume_time_closing`, intervals close only as they complete."""
+        with self._lock:
+            self._time_closing_suspended = True
+
+    def resume_time_closing(self, now_ns: int, catch_up_s: float) -> None:
+        """The way in is back: closing by time waits `catch_up_s` more, as after a start,
+        so that the windows the agents kept meanwhile enter the intervals they belong to."""
+        with self._lock:
+            self._time_closing_suspended = False
+            catch_up_from_ns = now_ns + round(catch_up_s * 1e9)
+            self._time_closing_from_ns = max(self._time_closing_from_ns or 0, catch_up_from_ns)
+
     def advance(self, now_ns: int) -> None:
         """Close the intervals whose time is up. `ingest` and the verdict reads call it; a
         service also calls it periodically so that verdicts move when no agent reports."""
@@ -381,7 +400,7 @@ class WindowStore:
     def _advance(self, now_ns: int) -> None:
         if self._time_closing_from_ns is None:
             self._time_closing_from_ns = now_ns + self.catch_up_ns
-        by_time = now_ns >= self._time_closing_from_ns
+        by_time = not self._time_closing_suspended and now_ns >= self._time_closing_from_ns
         # Interval n ends at (n + 1) * interval; it is due once its grace has passed too.
         due = (now_ns - self.grace_ns) // self.interval_ns - 1
         if 0 <= self._newest_interval < due < self._newest_interval + self.stall_intervals:

@@ -125,6 +125,26 @@ def test_after_a_start_time_alone_closes_nothing_until_the_catch_up_has_passed()
     assert [s.paths for s in added] == [2, 2, 1]
 
 
+def test_while_the_way_in_is_cut_time_closes_nothing_and_then_waits_a_catch_up_again():
+    # The bus intake lost its server: the agents spool, so the intervals are late, not empty.
+    store = recording_store(catch_up_s=0)
+    store.ingest(batch(window(T0, source="a"), window(T0, source="b")), settled(T0))
+    store.ingest(batch(window(T0 + 1, source="a"), window(T0 + 1, source="b")), settled(T0 + 1))
+    added = slice_tracker(store, "video").added
+    assert len(added) == 2
+    store.suspend_time_closing()
+    store.advance(settled(T0 + 30))
+    assert len(added) == 2 and store.judged_through_ns == (T0 + 2) * W
+    store.resume_time_closing(settled(T0 + 30), catch_up_s=45)
+    store.ingest(batch(*(window(T0 + i, source="a") for i in range(2, 30))), settled(T0 + 30))
+    assert len(added) == 2  # T0+2 waits for b, whose spool drains later
+    store.ingest(batch(*(window(T0 + i, source="b") for i in range(2, 30))), settled(T0 + 30) + W)
+    assert [s.paths for s in added] == [2] * 30 and store.counters["windows_late"] == 0
+    store.ingest(batch(window(T0 + 30, source="a")), settled(T0 + 31))
+    store.advance(settled(T0 + 31) + 46 * 10**9)  # b is gone now: time closes again after the catch-up
+    assert [s.paths for s in added][-1] == 1
+
+
 def test_slice_and_path_trackers_get_their_own_sums_in_time_order():
     store = recording_store()
     for seq in range(T0, T0 + 4):
