@@ -19,7 +19,9 @@ until every agent's spool is empty and `--after` seconds more. Then:
   analyzer's settings) fed each window just after its interval ends. Both stores are tapped
   where an interval closes (`ClosedIntervals`): which windows each closed interval gave its
   slice's tracker. "Equal" means, per slice and interval from `--before`/2 seconds before the
-  outage to the newest interval both closed: the same windows (by path and seq) and the
+  outage to the newest interval both closed (the peer given the live analyzer's intervals
+  before that, so that both trackers start there alike: a budget remembers the whole run,
+  and start-up is not under test): the same windows (by path and seq) and the
   same SlaVerdict evaluated at the interval's end (status, objectives, budget, burn rates,
   since, intervals seen, warming), the verdict computed from each tap by a tracker fed the
   intervals in order, as the analyzer's API shows it once that interval is the newest
@@ -205,6 +207,15 @@ def uninterrupted(batches: list[StreamBatch], like: WindowStore) -> ClosedInterv
     return tap
 
 
+def spliced(history: ClosedIntervals, rest: ClosedIntervals, from_n: int) -> ClosedIntervals:
+    """`history`'s intervals before `from_n`, then `rest`'s: a peer that had the same past."""
+    joined = ClosedIntervals(rest.interval_s, rest.policies)
+    for name in set(history.closed) | set(rest.closed):
+        before = {n: w for n, w in history.closed.get(name, {}).items() if n < from_n}
+        joined.closed[name] = before | {n: w for n, w in rest.closed.get(name, {}).items() if n >= from_n}
+    return joined
+
+
 def compare(live: ClosedIntervals, peer: ClosedIntervals, from_n: int, to_n: int) -> dict:
     """Per slice, the intervals from `from_n` to `to_n` that both closed: how many, and
     those whose windows or verdicts differ (the first few, for the report)."""
@@ -215,9 +226,12 @@ def compare(live: ClosedIntervals, peer: ClosedIntervals, from_n: int, to_n: int
         keys = {n: {(w.key, w.seq) for w in live.closed[name][n]} for n in common}
         windows_differ = [n for n in common if keys[n] != {(w.key, w.seq) for w in peer.closed[name][n]}]
         verdicts_differ = [n for n in common if ours[n] != theirs[n]]
+        counts = {n: (len(live.closed[name][n]), len(peer.closed[name][n])) for n in windows_differ}
         found[name] = {
             "intervals_compared": len(common),
             "windows_differ": len(windows_differ),
+            # the first few: (interval - from_n, windows live, windows uninterrupted)
+            "windows_differ_at": [(n - from_n, *counts[n]) for n in windows_differ[:10]],
             "verdicts_differ": len(verdicts_differ),
             "first_differences": [
                 {"interval": n, "live": _brief(ours[n]), "uninterrupted": _brief(theirs[n])}
@@ -325,7 +339,9 @@ def run_outage(
         exact, after_reset, mismatches = exact + e, after_reset + r, mismatches + m
     outage_n = stopped_ns // store.interval_ns
     from_n = outage_n - round(before_s / 2 / deployment.interval_s)
-    peer = uninterrupted(batches, store)
+    # The peer has the live analyzer's past before the comparison starts: a verdict's budget
+    # remembers the whole run, and what the start-up did is not under test here.
+    peer = spliced(live, uninterrupted(batches, store), from_n)
     # To the newest interval the analyzer had closed once it was through the stream read,
     # and none whose windows may still have been on their way when it was read.
     verdicts = compare(live, peer, from_n, min(through_n, read_n - SHIPPED_WITHIN_INTERVALS))
