@@ -18,10 +18,12 @@ until every agent's spool is empty and `--after` seconds more. Then:
 - Verdicts: the peer is the same windows in an uninterrupted run, a fresh store (the live
   analyzer's settings) fed each window just after its interval ends. Both stores are tapped
   where an interval closes (`ClosedIntervals`): which windows each closed interval gave its
-  slice's tracker. "Equal" means, per slice and interval from `--before`/2 seconds before the
-  outage to the newest interval both closed (the peer given the live analyzer's intervals
-  before that, so that both trackers start there alike: a budget remembers the whole run,
-  and start-up is not under test): the same windows (by path and seq) and the
+  slice's tracker. "Equal" means, per slice and interval from the outage's start to the
+  newest interval both closed, with the peer's intervals put in for the live run's from the
+  stop until the spools drained (elsewhere both are the live run's: a window late under
+  load outside the outage is not the outage's doing, and a budget would remember it for
+  the whole run; such windows are counted apart, `windows_differ_outside_outage`, from half
+  of `--before` before the outage): the same windows (by path and seq) and the
   same SlaVerdict evaluated at the interval's end (status, objectives, budget, burn rates,
   since, intervals seen, warming), the verdict computed from each tap by a tracker fed the
   intervals in order, as the analyzer's API shows it once that interval is the newest
@@ -212,12 +214,13 @@ def uninterrupted(batches: list[StreamBatch], like: WindowStore) -> ClosedInterv
     return tap
 
 
-def spliced(history: ClosedIntervals, rest: ClosedIntervals, from_n: int) -> ClosedIntervals:
-    """`history`'s intervals before `from_n`, then `rest`'s: a peer that had the same past."""
-    joined = ClosedIntervals(rest.interval_s, rest.policies)
-    for name in set(history.closed) | set(rest.closed):
-        before = {n: w for n, w in history.closed.get(name, {}).items() if n < from_n}
-        joined.closed[name] = before | {n: w for n, w in rest.closed.get(name, {}).items() if n >= from_n}
+def spliced(live: ClosedIntervals, peer: ClosedIntervals, span: range) -> ClosedIntervals:
+    """`peer`'s intervals in `span`, `live`'s elsewhere: the live run as it would have been
+    had only the intervals of `span` been judged as the peer judged them."""
+    joined = ClosedIntervals(peer.interval_s, peer.policies)
+    for name in set(live.closed) | set(peer.closed):
+        outside = {n: w for n, w in live.closed.get(name, {}).items() if n not in span}
+        joined.closed[name] = outside | {n: w for n, w in peer.closed.get(name, {}).items() if n in span}
     return joined
 
 
@@ -323,6 +326,7 @@ def run_outage(
         restarted_ns = time.time_ns()
         say("nats-server started again; waiting for the spools to drain")
         drained_s = _wait(lambda: all(v == 0 for v in spooled(read_agent, sites).values()), "every spool empty")
+        drained_n = time.time_ns() // store.interval_ns
         caught_up_s = (
             _wait(lambda: store.judged_through_ns >= restarted_ns, "the analyzer judging past the restart", 0.2)
             + drained_s
@@ -350,13 +354,20 @@ def run_outage(
         e, r, m = ledger.check_reading(site, sent_totals(text), 0.0, at, deployment.interval_s)
         exact, after_reset, mismatches = exact + e, after_reset + r, mismatches + m
     outage_n = stopped_ns // store.interval_ns
-    from_n = outage_n - round(before_s / 2 / deployment.interval_s)
-    # The peer has the live analyzer's past before the comparison starts: a verdict's budget
-    # remembers the whole run, and what the start-up did is not under test here.
-    peer = spliced(live, uninterrupted(batches, store), from_n)
+    # The intervals whose windows the outage held back: from the stop until the spools drained.
+    held_back = range(outage_n, drained_n + SHIPPED_WITHIN_INTERVALS + 1)
     # To the newest interval the analyzer had closed once it was through the stream read,
     # and none whose windows may still have been on their way when it was read.
-    verdicts = compare(live, peer, from_n, min(through_n, read_n - SHIPPED_WITHIN_INTERVALS))
+    to_n = min(through_n, read_n - SHIPPED_WITHIN_INTERVALS)
+    peer = uninterrupted(batches, store)
+    # The outage's own effect: the peer judges the held-back intervals, the rest is the live
+    # run's own (windows late under load elsewhere, counted apart, are not the outage's; a
+    # budget remembers them for the whole run).
+    verdicts = compare(live, spliced(live, peer, held_back), outage_n, to_n)
+    from_n = outage_n - round(before_s / 2 / deployment.interval_s)
+    elsewhere = compare(live, peer, from_n, to_n)
+    for name, found in verdicts.items():
+        found["windows_differ_outside_outage"] = elsewhere[name]["windows_differ"] - found["windows_differ"]
     return {
         "outage_s": outage_s,
         "outage_intervals": [outage_n, restarted_ns // store.interval_ns],
