@@ -3,8 +3,9 @@
 for 30 s (long enough that every agent spools and the analyzer's stall wait runs out) and
 started again on the same store. Every window the agents closed is in the stream exactly
 once and in order per path (the agents' own per-path probe counts agree with the stream),
-the analyzer took none twice, and its slice verdicts per interval, from before the outage
-to the end, equal those of a fresh store fed the same windows without an outage
+the analyzer refused none as too old, and its slice verdicts per interval, from the
+outage's start to the end, equal those it would have shown had the intervals the outage
+held back been judged as a fresh store fed the same windows without an outage judges them
 (bench/lab_bus_outage.py defines the comparison; `python -m bench.lab_bus_outage` is the
 5-minute version)."""
 
