@@ -72,6 +72,7 @@ from xnetmon.netns_sockets import enter_namespace
 DEADLINE_S = 900.0  # each wait: agents up, spools drained, the analyzer through the stream
 SPOOL_LINE = re.compile(r'^xnet_collector_spool_windows\{src="(?P<site>[^"]*)"\} (?P<value>\S+)$', re.MULTILINE)
 DROPPED_LINE = re.compile(r'^xnet_collector_windows_dropped_total\{src="[^"]*"\} (?P<value>\S+)$', re.MULTILINE)
+READ_TIMEOUT_S = 60.0  # one stream read request; a loaded server answers in seconds
 SHIPPED_WITHIN_INTERVALS = 5  # an interval's windows are in the stream this long after it ends
 ReadAgent = Callable[[str], str | None]  # site -> its agent's /metrics text, None when unreadable
 
@@ -96,7 +97,7 @@ def read_window_batches(endpoint: BusEndpoint, namespace: str | None = None) -> 
         client = await nats.connect(**endpoint.connect_options() | {"allow_reconnect": False})
         parser = ShipmentParser()
         try:
-            js = client.jetstream()
+            js = client.jetstream(timeout=READ_TIMEOUT_S)
             last = (await js.stream_info(STREAM_NAME)).state.last_seq
             for seq in range(1, last + 1):
                 try:
