@@ -61,7 +61,7 @@ from bench._common import environment, require_root, table, write_result
 from bench.soak.ledger import Ledger, sent_totals
 from collector.bus.connection import BusEndpoint
 from collector.bus.stream import STREAM_NAME
-from collector.bus.subjects import parse_subject
+from collector.bus.subjects import PREFIX, parse_subject
 from collector.contract.codec import ShipmentParser
 from collector.contract.records import PathWindow
 from collector.contract.shipment import ShipmentBatch
@@ -72,6 +72,9 @@ from xnetmon.netns_sockets import enter_namespace
 DEADLINE_S = 900.0  # each wait: agents up, spools drained, the analyzer through the stream
 SPOOL_LINE = re.compile(r'^xnet_collector_spool_windows\{src="(?P<site>[^"]*)"\} (?P<value>\S+)$', re.MULTILINE)
 DROPPED_LINE = re.compile(r'^xnet_collector_windows_dropped_total\{src="[^"]*"\} (?P<value>\S+)$', re.MULTILINE)
+READER = "bench-outage-reader"  # the durable consumer that reads the stream back
+FETCH_BATCH = 256
+FETCH_WAIT_S = 5.0  # a pull that brings nothing this long: the windows up to the end are read
 READ_TIMEOUT_S = 60.0  # one stream read request; a loaded server answers in seconds
 SHIPPED_WITHIN_INTERVALS = 5  # an interval's windows are in the stream this long after it ends
 ReadAgent = Callable[[str], str | None]  # site -> its agent's /metrics text, None when unreadable
@@ -97,16 +100,25 @@ def read_window_batches(endpoint: BusEndpoint, namespace: str | None = None) -> 
         client = await nats.connect(**endpoint.connect_options() | {"allow_reconnect": False})
         parser = ShipmentParser()
         try:
+            # A consumer of its own, as the analyzer reads: its identity may not get messages by sequence.
             js = client.jetstream(timeout=READ_TIMEOUT_S)
             last = (await js.stream_info(STREAM_NAME)).state.last_seq
-            for seq in range(1, last + 1):
-                try:
-                    message = await js.get_msg(STREAM_NAME, seq)
-                except nats.js.errors.NotFoundError:
-                    continue
-                kind, site = parse_subject(message.subject)
-                if kind == "windows":
-                    found.append(StreamBatch(seq, site, parser.parse(message.data or b"")))
+            reader = await js.pull_subscribe(f"{PREFIX}.windows.>", durable=READER, stream=STREAM_NAME)
+            try:
+                seq = 0
+                while seq < last:
+                    try:
+                        messages = await reader.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
+                    except (TimeoutError, nats.errors.TimeoutError):
+                        break  # no windows message up to `last` is left
+                    for message in messages:
+                        seq = message.metadata.sequence.stream
+                        if seq <= last:
+                            _, site = parse_subject(message.subject)
+                            found.append(StreamBatch(seq, site, parser.parse(message.data or b"")))
+                        await message.ack()
+            finally:
+                await js.delete_consumer(STREAM_NAME, READER)
         finally:
             await client.close()
 
