@@ -18,6 +18,11 @@ position a restarted replica resumes from is its checkpoint's, so windows taken 
 last checkpoint are taken again rather than missing from the restored state, and the
 store's (path key, seq) dedup drops what the checkpoint held already.
 
+While the intake has lost its server, the agents keep their windows in their spools (or
+the stream holds them): the store stops closing intervals by time (they are not empty,
+only late) and, once the intake is connected again, waits `reconnect_catch_up_s` for them
+before it closes by time again (`WindowStore.suspend_time_closing`).
+
 nats-py is asyncio: the intake runs its own event loop on a thread of its own; ingest
 happens on that thread, under the store's lock.
 """
@@ -60,6 +65,9 @@ ACK_WAIT_S = 60.0  # a message not acked within this is delivered again
 MAX_ACK_PENDING = 4096
 MAX_ERRORS_LOGGED = 20
 CHECKPOINT_EVERY_S = 10.0  # what a restarted replica replays at most, beyond its catch-up
+# After the bus returns, agents retry within their backoff's cap (30 s) and a send's
+# timeout (10 s): their spooled windows are in by then.
+RECONNECT_CATCH_UP_S = 45.0
 
 
 class BusIntake:
@@ -77,6 +85,7 @@ class BusIntake:
         checkpoint_every_s: float = CHECKPOINT_EVERY_S,
         partition: int | None = None,
         partials: PartialsOutbox | None = None,
+        reconnect_catch_up_s: float = RECONNECT_CATCH_UP_S,
     ) -> None:
         """`in_thread` runs first in the intake's thread, before any socket is opened (the
         all-in-one moves the thread into the lab's namespace, where the bus is). `store`
@@ -95,6 +104,8 @@ class BusIntake:
         self.partition = partition
         self.partials = partials
         self.partials_published = 0  # reports put on the bus
+        self.reconnect_catch_up_s = reconnect_catch_up_s
+        self.disconnections_total = 0  # times the connection to the bus was lost
         self.restored_seq: int | None = None  # the sequence of the checkpoint restored at start
         self.through_seq = 0  # the newest stream sequence taken (ingested or refused)
         self._failed_seq: int | None = None  # the oldest message a store failure left to come again
@@ -125,7 +136,12 @@ class BusIntake:
         self._thread.join(timeout)
 
     async def _run(self) -> None:
-        client = await nats.connect(**self.bus.connect_options(), error_cb=self._on_error)
+        client = await nats.connect(
+            **self.bus.connect_options(),
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+        )
         try:
             js = client.jetstream()
             whole = await self._ensure_stream(js)
@@ -283,6 +299,15 @@ class BusIntake:
             return None
         self.store.ingest(batch, self._clock())
         return batch
+
+    async def _on_disconnected(self) -> None:
+        if self._stop.is_set():
+            return  # closing
+        self.disconnections_total += 1
+        self.store.suspend_time_closing()
+
+    async def _on_reconnected(self) -> None:
+        self.store.resume_time_closing(self._clock(), self.reconnect_catch_up_s)
 
     async def _on_error(self, exc: Exception) -> None:
         if self._stop.is_set():

@@ -81,6 +81,7 @@ class Deployment:
     bus: str = "none: windows go to the analyzer in this process"  # where the bus is, for the operator
     replica_urls: tuple[str, ...] = ()  # the APIs of further analyzer replicas (`xnetmon run --replicas`)
     restarts: Restarts | None = None  # lab shape: stop and start an agent or the analyzer (soak tests)
+    bus_server: NatsServer | None = None  # lab shape: the bus, to stop and start (outage tests)
 
     @property
     def metrics_url(self) -> str:
@@ -330,6 +331,7 @@ def lab_deployment(
             bus_note,
             peer_urls,
             control,
+            bus_server,
         )
     finally:
         exporters.stop()  # first: it exports what it holds while the agents still listen

@@ -32,7 +32,12 @@
 - After a start or restore, closing by time waits `catch_up_s` (default 45 s, longer than
   an agent's 30 s retry cap) so that agents draining their spools after an analyzer
   outage all get their windows into the intervals they belong to; meanwhile intervals
-  close as they complete.
+  close as they complete. The same holds while the windows' only way in is cut (the bus
+  intake lost its server: `suspend_time_closing`): what does not arrive then waits in the
+  agents' spools and is not missing, so closing by time stops until the way is back and
+  then waits a catch-up again (`resume_time_closing`), renewed by every batch that brings
+  windows from before the way came back: a long outage's spools take longer to drain than
+  one catch-up, and an agent still draining is not gone.
 - Only slices that have a policy are taken: a window of any other slice is refused and
   counted (`refused_counts()`, reason `unknown-slice`), and so is its observation. Inventing a
   permissive SLA would show "ok" for something nobody promised, and a stranger's made-up slice
@@ -44,7 +49,9 @@ Bounded memory. Per path: its state (~0.3 KB), the last `history` windows (~0.8 
 default 12, two minutes, for /paths and worst paths), its SLA tracker (~5 KB, see
 analyzer.sla.verdicts) and references in the open intervals: ~15 KB a path in all, measured in
 tests/analyzer/store/test_memory.py (so 100,000 paths take ~1.5 GB). Per slice: at most
-`MAX_OPEN_INTERVALS` open intervals (then the oldest closes). Paths silent for
+`MAX_OPEN_S` seconds of open intervals, and at least `MAX_OPEN_INTERVALS` (then the oldest
+closes): after a bus outage the agent that drained first has every interval of it open
+until the slowest one has drained too. Paths silent for
 `forget_after_s` (default 1 day) are forgotten, and so are observations and agents not heard of
 for as long. Observations: the latest per (source, target, slice); health: the latest per site.
 
@@ -92,6 +99,7 @@ DEDUP_HORIZON = 64  # seqs below a path's newest that are remembered (bits of th
 _MASK = (1 << DEDUP_HORIZON) - 1
 HISTORY_WINDOWS = 12
 MAX_OPEN_INTERVALS = 64
+MAX_OPEN_S = 640.0  # 64 intervals of 10 s: a bus outage of ten minutes, less its catch-up
 PATH_WARM_UP_WINDOWS = 2  # what deployments leave out of a new path's verdicts (the store's default is 0)
 SHARED_STALL_INTERVALS = 5  # how long deployments wait out a stall of every agent (the store's default is 0)
 MAX_PATHS = 200_000  # ~3 GB at ~15 KB a path: beyond, new paths are refused (reason too-many-paths)
@@ -230,6 +238,10 @@ class WindowStore:
         self._observation_seen_ns: dict[tuple[str, str, str], int] = {}  # store clock, for forgetting
         self._agents: dict[str, AgentSeen] = {}
         self._time_closing_from_ns: int | None = None  # set by the first call that tells the time
+        self._time_closing_suspended = False  # the windows' way in is cut: nothing is missing
+        self._kept_before_ns: int | None = None  # windows older than this were kept while it was cut
+        self._kept_catch_up_ns = 0  # how long closing by time waits after each batch of them
+        self.max_open_intervals = max(MAX_OPEN_INTERVALS, -(-round(MAX_OPEN_S * 1e9) // self.interval_ns))
         # Trackers judge "now" as the end of the newest closed interval, not the wall clock:
         # an interval still being shipped must not count as missing (see analyzer.sla.verdicts).
         self._judged_through_ns = 0
@@ -244,6 +256,9 @@ class WindowStore:
             result = self._add_windows(batch.windows, now_ns)
             if batch.marked_blocks:
                 self.segments.add(batch.marked_blocks, now_ns)
+            if self._kept_before_ns is not None and any(w.start_ns < self._kept_before_ns for w in batch.windows):
+                # an agent is still draining what it kept: it is not gone
+                self._time_closing_from_ns = max(self._time_closing_from_ns or 0, now_ns + self._kept_catch_up_ns)
             for observation in batch.observations:
                 if observation.slice in self.policies:
                     key = (observation.source, observation.target, observation.slice)
@@ -372,6 +387,23 @@ class WindowStore:
 
     # -- closing intervals ------------------------------------------------------------------
 
+    def suspend_time_closing(self) -> None:
+        """The windows' only way in is cut (the bus intake lost its server): agents keep
+        what they close meanwhile, so an interval without windows now is late, not empty.
+        Until `resume_time_closing`, intervals close only as they complete."""
+        with self._lock:
+            self._time_closing_suspended = True
+
+    def resume_time_closing(self, now_ns: int, catch_up_s: float) -> None:
+        """The way in is back: closing by time waits `catch_up_s` more, as after a start,
+        so that the windows the agents kept meanwhile enter the intervals they belong to; each
+        batch that brings some of them renews the wait."""
+        with self._lock:
+            self._time_closing_suspended = False
+            self._kept_before_ns = now_ns
+            self._kept_catch_up_ns = round(catch_up_s * 1e9)
+            self._time_closing_from_ns = max(self._time_closing_from_ns or 0, now_ns + self._kept_catch_up_ns)
+
     def advance(self, now_ns: int) -> None:
         """Close the intervals whose time is up. `ingest` and the verdict reads call it; a
         service also calls it periodically so that verdicts move when no agent reports."""
@@ -381,7 +413,7 @@ class WindowStore:
     def _advance(self, now_ns: int) -> None:
         if self._time_closing_from_ns is None:
             self._time_closing_from_ns = now_ns + self.catch_up_ns
-        by_time = now_ns >= self._time_closing_from_ns
+        by_time = not self._time_closing_suspended and now_ns >= self._time_closing_from_ns
         # Interval n ends at (n + 1) * interval; it is due once its grace has passed too.
         due = (now_ns - self.grace_ns) // self.interval_ns - 1
         if 0 <= self._newest_interval < due < self._newest_interval + self.stall_intervals:
@@ -389,9 +421,10 @@ class WindowStore:
         for slice_state in self._slices.values():
             if by_time and slice_state.closed_upto < due:
                 self._close_through(slice_state, due)
-            while len(slice_state.pending) > MAX_OPEN_INTERVALS:
+            while len(slice_state.pending) > self.max_open_intervals:
                 self._close_through(slice_state, min(slice_state.pending))
         if by_time:
+            self._kept_before_ns = None  # the catch-up is over: whatever comes now is late
             self._judged_through_ns = max(self._judged_through_ns, (due + 1) * self.interval_ns)
         if now_ns >= self._next_forget_ns:
             self._forget_silent_paths(now_ns)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import re
 import signal
 import statistics
 import sys
@@ -30,15 +29,13 @@ import httpx
 
 from bench._common import environment, require_root, table, write_result
 from bench.soak import faults
-from bench.soak.ledger import Ledger
+from bench.soak.ledger import Ledger, sent_totals
 from bench.soak.sampler import Sampler
 from lab.testing import heal_everything, running_lab
 from xnetmon.allinone import AGENT_METRICS_PORT, LAB_INTERVAL_S, LAB_SITES, lab_deployment
 
 SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM}
 TICK_S = 0.5  # the scheduler's turn: faults, heals, restarts and samples fall on these
-SENT_LINE = re.compile(r"^xnet_probe_sent_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$", re.MULTILINE)
-LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -164,11 +161,7 @@ class Soak:
         if done.returncode != 0:
             self.readings.append((site, {}, self.since[site], at))  # unreadable: reported, not judged
             return
-        totals = {}
-        for match in SENT_LINE.finditer(done.stdout):
-            labels = dict(LABEL.findall(match["labels"]))
-            totals[(labels["src"], labels["dst"], labels["slice"], labels["probe"])] = float(match["value"])
-        self.readings.append((site, totals, self.since[site], at))
+        self.readings.append((site, sent_totals(done.stdout), self.since[site], at))
 
     def hints_touching(self, touched) -> list[dict]:
         hints = self.get("/hints")

@@ -13,12 +13,25 @@ the windows it closed, so it must equal the sum over the windows offered to the 
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from analyzer.store.memory import WindowStore
+
+SENT_LINE = re.compile(r"^xnet_probe_sent_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$", re.MULTILINE)
+LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def sent_totals(metrics_text: str) -> dict[tuple[str, str, str, str], float]:
+    """An agent's xnet_probe_sent_total per path (src, dst, slice, probe), from its /metrics."""
+    totals = {}
+    for match in SENT_LINE.finditer(metrics_text):
+        labels = dict(LABEL.findall(match["labels"]))
+        totals[(labels["src"], labels["dst"], labels["slice"], labels["probe"])] = float(match["value"])
+    return totals
 
 
 @dataclass(slots=True)

@@ -132,6 +132,41 @@ def test_windows_taken_after_the_last_checkpoint_are_taken_again_after_a_restart
     assert [w.seq for w in third.recent_windows(third.path_keys()[0])] == [T0, T0 + 1]
 
 
+def test_intervals_the_bus_was_away_for_are_judged_with_their_windows_once_it_returns(bus, tmp_path):
+    """While nats-server is down the site's windows wait in its spool: the store must not
+    close those intervals by time as empty (their windows would come late, into no slice
+    verdict), but judge each with its windows once the spool drains."""
+    pki, server = bus
+    now = [(T0 + 3) * W]
+    store = WindowStore(default_policies(), interval_s=W / 1e9, catch_up_s=0, stall_intervals=5)
+    intake = BusIntake(store, bus_setup.analyzer_endpoint(pki, (server.url,)), clock=lambda: now[0])
+    wait_until(intake.connected.is_set, what="the intake's consumer")
+    sink = BusSink(
+        bus_setup.site_endpoint(pki, "cnty1a", (server.url,)), "cnty1a", tmp_path / "spool", backoff=Backoff(0.05, 0.2)
+    )
+    targets = ("core", "cnty2b")
+
+    def ship(seqs: range) -> None:
+        for seq in seqs:
+            sink.submit(ShipmentBatch("cnty1a", tuple(window(seq, target=t) for t in targets), created_ns=seq * W))
+
+    ship(range(T0, T0 + 3))
+    wait_until(lambda: store.counters["windows_ingested"] == 6, what="the windows before the outage")
+    server.stop()
+    wait_until(lambda: intake.disconnections_total == 1, what="the intake to see the bus go")
+    now[0] = (T0 + 20) * W  # far beyond the grace and the shared-stall wait
+    store.advance(now[0])
+    ship(range(T0 + 3, T0 + 18))
+    wait_until(lambda: sink.spool_depth == 30, what="the windows spooled at the site")
+    server.start()
+    wait_until(lambda: store.counters["windows_ingested"] == 36, what="the spooled windows")
+    sink.close()
+    intake.stop()
+    assert store.counters["windows_late"] == 0
+    verdict = store.slice_verdict("video", now[0])
+    assert verdict.intervals == 18  # every interval, each with its windows
+
+
 def test_each_replica_consumer_sees_every_window(bus):
     first, second = WindowStore(default_policies()), WindowStore(default_policies())
     intakes = [intake_for(bus, first, "analyzer-a"), intake_for(bus, second, "analyzer-b")]

@@ -125,6 +125,52 @@ def test_after_a_start_time_alone_closes_nothing_until_the_catch_up_has_passed()
     assert [s.paths for s in added] == [2, 2, 1]
 
 
+def test_while_the_way_in_is_cut_time_closes_nothing_and_then_waits_a_catch_up_again():
+    # The bus intake lost its server: the agents spool, so the intervals are late, not empty.
+    store = recording_store(catch_up_s=0)
+    store.ingest(batch(window(T0, source="a"), window(T0, source="b")), settled(T0))
+    store.ingest(batch(window(T0 + 1, source="a"), window(T0 + 1, source="b")), settled(T0 + 1))
+    added = slice_tracker(store, "video").added
+    assert len(added) == 2
+    store.suspend_time_closing()
+    store.advance(settled(T0 + 30))
+    assert len(added) == 2 and store.judged_through_ns == (T0 + 2) * W
+    store.resume_time_closing(settled(T0 + 30), catch_up_s=45)
+    store.ingest(batch(*(window(T0 + i, source="a") for i in range(2, 30))), settled(T0 + 30))
+    assert len(added) == 2  # T0+2 waits for b, whose spool drains later
+    store.ingest(batch(*(window(T0 + i, source="b") for i in range(2, 30))), settled(T0 + 30) + W)
+    assert [s.paths for s in added] == [2] * 30 and store.counters["windows_late"] == 0
+    store.ingest(batch(window(T0 + 30, source="a")), settled(T0 + 31))
+    store.advance(settled(T0 + 31) + 46 * 10**9)  # b is gone now: time closes again after the catch-up
+    assert [s.paths for s in added][-1] == 1
+
+
+def test_an_agent_still_draining_what_it_kept_renews_the_catch_up():
+    # After a long outage the spools take longer to drain than one catch-up.
+    store = recording_store(catch_up_s=0)
+    store.ingest(batch(window(T0, source="a"), window(T0, source="b")), settled(T0))
+    store.suspend_time_closing()
+    back = settled(T0 + 30)
+    store.resume_time_closing(back, catch_up_s=45)
+    for step in range(3):  # a drains for 90 s, a third at a time
+        store.ingest(
+            batch(*(window(T0 + i, source="a") for i in range(1 + 10 * step, 11 + 10 * step))), back + step * 40 * 10**9
+        )
+    store.advance(back + 120 * 10**9)  # 45 s after the last batch of a's kept windows, not after the return
+    added = slice_tracker(store, "video").added
+    assert added == []  # every kept interval still waits for b
+    store.ingest(batch(*(window(T0 + i, source="b") for i in range(1, 31))), back + 120 * 10**9)
+    assert [s.paths for s in added] == [2] * 31 and store.counters["windows_late"] == 0
+    store.ingest(batch(window(T0 + 31, source="b")), back + 121 * 10**9)  # b's own present: not kept
+    store.advance(back + 170 * 10**9)
+    assert len(added) > 31  # time closes again once nobody drains
+
+
+def test_open_intervals_are_bounded_in_time_as_well_as_in_number():
+    assert WindowStore(interval_s=10).max_open_intervals == MAX_OPEN_INTERVALS
+    assert WindowStore(interval_s=1).max_open_intervals == 640  # a 5-minute outage at 1 s intervals fits
+
+
 def test_slice_and_path_trackers_get_their_own_sums_in_time_order():
     store = recording_store()
     for seq in range(T0, T0 + 4):
