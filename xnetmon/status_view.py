@@ -74,6 +74,7 @@ KIND_WORDS = {
     "probe-host": "trouble of {}",
     "reflector-down": "{} not answering",
     "one-direction": "a fault in one direction on {}",
+    "congestion|slice-isolation": "congestion or the slice starved on {} (the probes cannot tell which)",
 }
 
 
