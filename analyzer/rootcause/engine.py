@@ -103,8 +103,11 @@ class EngineConfig:
     min_failed_share: float = 0.5
     # good rows a hard-failure class may lie on (0: strict Tomo; raise for flapping routes)
     good_tolerance: int = 0
-    # gray loss: significance per component (about 1e4 components: ~1e-2 false alarms per epoch at most)
+    # gray loss: significance per component at most (the lab's hundred components: 1e-4 per epoch)
     alpha: float = 1e-6
+    # gray loss: chance of a false finding per healthy epoch, shared among the components tested
+    # (the national ~20,000 components: 1e-8 each; at 1e-6 each, 3.8 healthy epochs in 1,000 alarmed)
+    epoch_alpha: float = 2e-4
     # gray loss: smallest excess loss ratio, and smallest number of excess losses, worth a diagnosis
     min_loss_rate: float = 2e-4
     min_excess_losses: float = 4.0
@@ -418,7 +421,13 @@ class _Context:
         obs, config = self.observations, self.config
         alone = np.isin(obs.slice_of_row, sorted(limited))
         findings = localise_gray(
-            obs, active & ~alone, config.alpha, config.min_loss_rate, config.min_excess_losses, self.allowed
+            obs,
+            active & ~alone,
+            config.alpha,
+            config.min_loss_rate,
+            config.min_excess_losses,
+            self.allowed,
+            config.epoch_alpha,
         )
         for slice_id in sorted(limited):
             for finding in localise_gray(
@@ -428,6 +437,7 @@ class _Context:
                 config.min_loss_rate,
                 config.min_excess_losses,
                 self.allowed,
+                config.epoch_alpha,
             ):
                 # scoped against every slice through the class, as the pooled findings are
                 through = obs.rows_of(finding.columns[0])
