@@ -26,7 +26,8 @@ Stages, each over the rows of `observations` (a STAMP path split by direction is
 4. Delay steps: the same Boolean cover (across slices, then per slice) over round-trip rows (RTT crosses both
    directions), bad when the median RTT rose by `delay_step_s` (or `delay_jitter_factor`
    baseline jitters) above its baseline, good when it stayed within half of that. A delay
-   class that overlaps a loss finding is that finding's delay (congestion), not a second fault.
+   class that overlaps a loss finding is that finding's delay (congestion), not a second fault,
+   and so is the delay of a path through a loss finding in one of its slices (left out).
 5. Path changes: the greedy cover again, over the changed paths with the components each
    left (from `previous_forward` / `previous_reverse`); without them, the changed paths'
    sources are named.
@@ -583,6 +584,7 @@ class _Context:
         known = ~np.isnan(excess)
         if self.excluded.any():
             known &= ~np.bincount(self.observations.path[self.excluded], minlength=len(self.paths)).astype(bool)
+        known &= ~self._through_findings(loss_findings)
         slow_paths = known & (excess >= threshold)
         if slow_paths.sum() < self.config.min_delay_paths:
             return []
@@ -599,6 +601,22 @@ class _Context:
             if diagnosis is not None:
                 found.append(diagnosis)
         return found
+
+    def _through_findings(self, findings: list[Diagnosis]) -> np.ndarray:
+        """Per path: it crosses a loss finding's suspects in one of the finding's slices. Its delay
+        is that finding's (a full queue delays what it does not drop), not a second fault: left
+        out of the delay stage, else the cover pins it on whatever smaller class those slow
+        paths share."""
+        obs = self.observations
+        through = np.zeros(len(self.paths), dtype=bool)
+        for finding in findings:
+            slice_ids = [i for i, name in enumerate(obs.slices) if name in finding.slices]
+            for name in finding.suspects:
+                column = obs.column_of(name)
+                if column is not None:
+                    rows = obs.rows_of(column)
+                    through[obs.path[rows[np.isin(obs.slice_of_row[rows], slice_ids)]]] = True
+        return through
 
     def _delay_diagnosis(self, rtt: Observations, names, columns, slow, normal, excess) -> Diagnosis | None:
         through = rtt.rows_of(columns[0])

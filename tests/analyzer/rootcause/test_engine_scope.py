@@ -155,3 +155,21 @@ def test_a_starved_slice_losing_part_of_its_probes_the_other_way_is_fitted_on_it
         ("slice-isolation", ("c1>p1",), ("best-effort",)),
         ("slice-isolation", ("p1>c1",), ("best-effort",)),
     ]
+
+
+def test_the_queue_delay_of_a_starved_slices_paths_is_not_a_second_fault_further_along() -> None:
+    # best-effort starved on p2>r (its queue full): its paths through there towards b1 wait
+    # 200 ms, the rest of b1's best-effort paths a little. Those slow paths share b1's link,
+    # which no best-effort path crosses at its usual delay: the delay is the starved queue's,
+    # not a second hint on b1 (the lab's congest case on a loaded machine)
+    paths = mesh(slices=("video", "egov", "data")) + mesh(slices=("best-effort",), loss={"p2>r": 0.05})
+    out = []
+    for p in paths:
+        up = 0.0
+        if p.slice == "best-effort" and (crosses(p, "p2>r", "r>p2") or "b1" in (p.source, p.target)):
+            up = 0.2 if p.target == "b1" and crosses(p, "r>p2") else 0.002
+        out.append(replace(p, delay_s=BASE_RTT + up, baseline_delay_s=BASE_RTT, jitter_s=0.0005))
+    diagnoses = diagnose(Epoch(tuple(out)))
+    assert [(d.kind, d.suspects, d.slices) for d in diagnoses] == [
+        ("slice-isolation", ("p2>r", "r>c2"), ("best-effort",))
+    ]
