@@ -55,7 +55,7 @@ class FaultTime:
 
 
 def watch_fault(deployment, lab, kind: str, rng: random.Random, round_: int, watch_s: float, poll_s: float):
-    from tests.e2e.test_rootcause_lab import is_right, make_fault
+    from tests.e2e.test_rootcause_lab import make_fault
     from xnetmon.allinone import LAB_INTERVAL_S
 
     url = deployment.api_url
@@ -67,22 +67,44 @@ def watch_fault(deployment, lab, kind: str, rng: random.Random, round_: int, wat
     try:
         while time.monotonic() - started < watch_s and (result.hint_s is None or result.status_s is None):
             now = time.monotonic() - started
-            if result.hint_s is None:
-                right = next((h for h in httpx.get(f"{url}/hints", timeout=10).json() if is_right(case, h)), None)
-                if right is not None:
-                    made_interval_end = (made_ns // interval_ns + 1) * interval_ns
-                    result.hint_s = round(now, 2)
-                    result.hint_intervals = round((right["first_seen_ns"] - made_interval_end) / interval_ns, 1)
-                    result.hint = f"{right['kind']} {','.join(right['suspects'])}"
-            if result.status_s is None:
-                statuses = {s["name"]: s["status"] for s in httpx.get(f"{url}/slices", timeout=10).json()}
-                bad = sorted(f"{name} {status}" for name, status in statuses.items() if status not in QUIET_STATUSES)
-                if bad:
-                    result.status_s, result.status = round(now, 2), ", ".join(bad)
+            try:
+                poll_once(url, case, result, now, made_ns, interval_ns)
+            except httpx.TimeoutException:
+                pass  # the analyzer slow to answer on a loaded machine: the next poll sees it
             time.sleep(poll_s)
     finally:
         lab.heal(case.fault_id)
     return result
+
+
+def poll_once(url: str, case, result: FaultTime, now: float, made_ns: int, interval_ns: int) -> None:
+    """One look at /hints and /slices, noting the first right hint and the first slice at-risk or breached."""
+    from tests.e2e.test_rootcause_lab import is_right
+
+    if result.hint_s is None:
+        right = next((h for h in httpx.get(f"{url}/hints", timeout=10).json() if is_right(case, h)), None)
+        if right is not None:
+            made_interval_end = (made_ns // interval_ns + 1) * interval_ns
+            result.hint_s = round(now, 2)
+            result.hint_intervals = round((right["first_seen_ns"] - made_interval_end) / interval_ns, 1)
+            result.hint = f"{right['kind']} {','.join(right['suspects'])}"
+    if result.status_s is None:
+        statuses = {s["name"]: s["status"] for s in httpx.get(f"{url}/slices", timeout=10).json()}
+        bad = sorted(f"{name} {status}" for name, status in statuses.items() if status not in QUIET_STATUSES)
+        if bad:
+            result.status_s, result.status = round(now, 2), ", ".join(bad)
+
+
+def settle(deployment, wait_steady, attempts: int = 3) -> None:
+    """The test's wait for a steady deployment, tried again when the analyzer is too slow to
+    answer one of its polls (a loaded machine), which is no reason to give up the run."""
+    for attempt in range(attempts):
+        try:
+            wait_steady(deployment)
+            return
+        except httpx.TimeoutException:
+            if attempt == attempts - 1:
+                raise
 
 
 def summary_rows(results: list[FaultTime]) -> list[list[object]]:
@@ -131,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         with running_lab("small") as lab:
             heal_everything(lab)
             with lab_deployment(lab, workdir, api_port=0) as deployment:
-                wait_steady(deployment)
+                settle(deployment, wait_steady)
                 for round_ in range(args.rounds):
                     for kind in kinds:
                         wait_quiet(deployment)
