@@ -75,6 +75,7 @@ KIND_WORDS = {
     "reflector-down": "{} not answering",
     "one-direction": "a fault in one direction on {}",
     "node-loss": "loss inside {}",
+    "congestion|slice-isolation": "congestion or the slice starved on {} (the probes cannot tell which)",
 }
 
 

@@ -26,7 +26,8 @@ Stages, each over the rows of `observations` (a STAMP path split by direction is
 4. Delay steps: the same Boolean cover (across slices, then per slice) over round-trip rows (RTT crosses both
    directions), bad when the median RTT rose by `delay_step_s` (or `delay_jitter_factor`
    baseline jitters) above its baseline, good when it stayed within half of that. A delay
-   class that overlaps a loss finding is that finding's delay (congestion), not a second fault.
+   class that overlaps a loss finding is that finding's delay (congestion), not a second fault,
+   and so is the delay of a path through a loss finding in one of its slices (left out).
 5. Path changes: the greedy cover again, over the changed paths with the components each
    left (from `previous_forward` / `previous_reverse`); without them, the changed paths'
    sources are named.
@@ -44,8 +45,10 @@ links is classified by its nodes and links, the pseudo members kept because no p
 them off, as its evidence says: a county cut off behind its only link loses its reflector's
 answers with it); degraded in some slices while the other slices through the same class show
 RTT or jitter up without loss is `congestion` (the link's queue is full and the scheduler
-protects some slices' shares, not their delay), degraded in some slices while the others are
-healthy in loss and delay is `slice-isolation`; a hard failure of a class with a
+protects some slices' shares, not their delay) when that rise stands out from the paths
+elsewhere, degraded in some slices while the others are healthy in loss and delay is
+`slice-isolation`, and when the others' delay is up through the class but no more than
+elsewhere the evidence cannot tell the two: `congestion|slice-isolation`; a hard failure of a class with a
 node in it is `node-down`, else `link-down`; gray loss with RTT and jitter up on the same
 paths is `congestion`; gray loss on directed links whose opposite directions are probed and
 clean is `one-direction`; other gray loss is `link-loss`; a delay step alone `latency-shift`.
@@ -69,7 +72,7 @@ from scipy import stats
 
 from analyzer.rootcause.boolean import cover_all_then_per_slice
 from analyzer.rootcause.lossrate import GrayFinding, localise_gray
-from analyzer.rootcause.model import Diagnosis, Epoch, PathEvidence
+from analyzer.rootcause.model import CONGESTION_OR_ISOLATION, Diagnosis, Epoch, PathEvidence
 from analyzer.rootcause.observations import (
     BOTH,
     FORWARD,
@@ -101,8 +104,11 @@ class EngineConfig:
     min_failed_share: float = 0.5
     # good rows a hard-failure class may lie on (0: strict Tomo; raise for flapping routes)
     good_tolerance: int = 0
-    # gray loss: significance per component (about 1e4 components: ~1e-2 false alarms per epoch at most)
+    # gray loss: significance per component at most (the lab's hundred components: 1e-4 per epoch)
     alpha: float = 1e-6
+    # gray loss: chance of a false finding per healthy epoch, shared among the components tested
+    # (the national ~20,000 components: 1e-8 each; at 1e-6 each, 3.8 healthy epochs in 1,000 alarmed)
+    epoch_alpha: float = 2e-4
     # gray loss: smallest excess loss ratio, and smallest number of excess losses, worth a diagnosis
     min_loss_rate: float = 2e-4
     min_excess_losses: float = 4.0
@@ -120,6 +126,8 @@ class EngineConfig:
     # the protected slices' RTT median did not move and their PDV p99 rose 2-10x on only a
     # quarter to a half of their paths per interval (10 probes a path)
     congestion_share: float = 0.25
+    # ... and more of them than of the paths elsewhere, at this significance (Fisher, one-sided)
+    congestion_alpha: float = 0.01
     # a pseudo-component's counterpart paths are unhealthy when their losses are this unlikely
     # under background, or when this share of them is slower than their baseline
     counterpart_alpha: float = 1e-3
@@ -136,6 +144,7 @@ _PRECEDENCE = (
     "node-down",
     "link-down",
     "congestion",
+    CONGESTION_OR_ISOLATION,
     "one-direction",
     "link-loss",
     "latency-shift",
@@ -268,36 +277,45 @@ class _Context:
             )
         return allowed
 
-    def _link_wide_delay(self, through: np.ndarray, degraded: set[int]) -> tuple[bool, str | None]:
-        """Whether the slices through a class that lost nothing still queue there: RTT or
-        jitter up against their baseline on at least `congestion_share` of their paths, and
-        on clearly more of them than of the paths elsewhere. That is a full link whose
-        scheduler protects those slices' shares but not their delay; a starved slice class
-        leaves the other slices' delay alone. When delay is up as much elsewhere (a loaded
-        probing host slows every path), the queue cannot be told from it: the class is then
-        slice isolation, and its evidence says congestion is not ruled out."""
+    def _queue_kind(self, through: np.ndarray, degraded: set[int]) -> tuple[str, str | None]:
+        """A class that degrades some slices while the others through it lost nothing: is it a
+        full link, or one slice's class starved? A full link's scheduler protects the other
+        slices' shares, not their delay: their RTT or jitter rises against their baseline on at
+        least `congestion_share` of their paths through the class. A starved class leaves the
+        other slices' delay alone (`slice-isolation`). Congestion needs that rise to stand out
+        from the paths elsewhere, clearly (by `congestion_share`) and significantly (one-sided
+        Fisher test below `congestion_alpha`): a loaded probing host slows every path, and a
+        few paths of either kind up by chance prove nothing. When the other slices' delay is up
+        through the class but not told apart from elsewhere, the probes cannot tell the two:
+        the kind is then both (`CONGESTION_OR_ISOLATION`), never a guess that flips from one
+        interval to the next."""
         obs, config = self.observations, self.config
         excess, _, _, _ = self._delay_arrays()
         paths = np.unique(obs.path[through[~np.isin(obs.slice_of_row[through], list(degraded))]])
         known = paths[~np.isnan(excess[paths])]
         if len(known) == 0:
-            return False, None
+            return "slice-isolation", None
         up = self._delay_up(known)
         if up.sum() < max(config.min_delay_paths, config.congestion_share * len(known)):
-            return False, None
+            return "slice-isolation", None
         elsewhere = np.setdiff1d(np.flatnonzero(~np.isnan(excess)), np.unique(obs.path[through]))
-        share, share_elsewhere = float(up.mean()), float(self._delay_up(elsewhere).mean()) if len(elsewhere) else 0.0
-        if share - share_elsewhere < config.congestion_share:
-            return False, (
-                f"{int(up.sum())} of {len(known)} paths of the other slices through the same components show "
-                f"RTT or jitter up, but so do {share_elsewhere:.0%} of the paths elsewhere: congestion is not "
-                f"ruled out, nor told apart from a loaded probing host"
-            )
-        return True, (
-            f"{int(up.sum())} of {len(known)} paths of the other slices through the same components "
-            f"show RTT (median +{float(np.median(excess[known])) * 1e3:.1f} ms) or jitter up "
-            f"without loss ({share_elsewhere:.0%} of the paths elsewhere): the link's queue, not one slice's share"
+        up_elsewhere = self._delay_up(elsewhere)
+        share, share_elsewhere = float(up.mean()), float(up_elsewhere.mean()) if len(elsewhere) else 0.0
+        _, p_value = stats.fisher_exact(
+            np.asarray([[up.sum(), (~up).sum()], [up_elsewhere.sum(), (~up_elsewhere).sum()]], dtype=np.int64),
+            alternative="greater",
         )
+        counts = (
+            f"{int(up.sum())} of {len(known)} paths of the other slices through the same components show "
+            f"RTT (median +{float(np.median(excess[known])) * 1e3:.1f} ms) or jitter up without loss, "
+            f"{int(up_elsewhere.sum())} of {len(elsewhere)} paths elsewhere ({_p_value(float(p_value))})"
+        )
+        if share - share_elsewhere < config.congestion_share or p_value >= config.congestion_alpha:
+            return CONGESTION_OR_ISOLATION, (
+                f"{counts}: not clearly more than elsewhere, so the link's queue cannot be told from a starved "
+                "slice class (nor from a loaded probing host): congestion or slice isolation"
+            )
+        return "congestion", f"{counts}: the link's queue, not one slice's share"
 
     def _delay_up(self, paths: np.ndarray) -> np.ndarray:
         """Per path (of known delay): slower than its baseline, or jitterier."""
@@ -333,7 +351,7 @@ class _Context:
             # every row of a hit slice through a down class is its doing, whatever the row lost
             self.explained[in_hit_slices] = True
             diagnosis = self._hard_diagnosis(columns, rows, slice_ids, good)
-            if diagnosis.kind in ("slice-isolation", "congestion"):
+            if diagnosis.kind in ("slice-isolation", "congestion", CONGESTION_OR_ISOLATION):
                 self.slice_limited |= slice_ids
             found.append(diagnosis)
         return found
@@ -350,8 +368,7 @@ class _Context:
         queue_sentence = None
         if kind is None:
             if healthy_slices:
-                congested, queue_sentence = self._link_wide_delay(through, slice_ids)
-                kind = "congestion" if congested else "slice-isolation"
+                kind, queue_sentence = self._queue_kind(through, slice_ids)
             elif any(_is_node(n) for n in names):
                 kind = "node-down"
             else:
@@ -405,7 +422,13 @@ class _Context:
         obs, config = self.observations, self.config
         alone = np.isin(obs.slice_of_row, sorted(limited))
         findings = localise_gray(
-            obs, active & ~alone, config.alpha, config.min_loss_rate, config.min_excess_losses, self.allowed
+            obs,
+            active & ~alone,
+            config.alpha,
+            config.min_loss_rate,
+            config.min_excess_losses,
+            self.allowed,
+            config.epoch_alpha,
         )
         for slice_id in sorted(limited):
             for finding in localise_gray(
@@ -415,6 +438,7 @@ class _Context:
                 config.min_loss_rate,
                 config.min_excess_losses,
                 self.allowed,
+                config.epoch_alpha,
             ):
                 # scoped against every slice through the class, as the pooled findings are
                 through = obs.rows_of(finding.columns[0])
@@ -432,8 +456,7 @@ class _Context:
             congested, delay_sentence = self._congested(finding.rows)
             if healthy:
                 # checked before slice-isolation: a full link delays the slices it does not drop
-                congested, delay_sentence = self._link_wide_delay(finding.rows, degraded)
-                kind = "congestion" if congested else "slice-isolation"
+                kind, delay_sentence = self._queue_kind(finding.rows, degraded)
             elif congested:
                 kind = "congestion"
             elif self._one_direction(names, finding.rows, active, found_names):
@@ -561,6 +584,7 @@ class _Context:
         known = ~np.isnan(excess)
         if self.excluded.any():
             known &= ~np.bincount(self.observations.path[self.excluded], minlength=len(self.paths)).astype(bool)
+        known &= ~self._through_findings(loss_findings)
         slow_paths = known & (excess >= threshold)
         if slow_paths.sum() < self.config.min_delay_paths:
             return []
@@ -577,6 +601,22 @@ class _Context:
             if diagnosis is not None:
                 found.append(diagnosis)
         return found
+
+    def _through_findings(self, findings: list[Diagnosis]) -> np.ndarray:
+        """Per path: it crosses a loss finding's suspects in one of the finding's slices. Its delay
+        is that finding's (a full queue delays what it does not drop), not a second fault: left
+        out of the delay stage, else the cover pins it on whatever smaller class those slow
+        paths share."""
+        obs = self.observations
+        through = np.zeros(len(self.paths), dtype=bool)
+        for finding in findings:
+            slice_ids = [i for i, name in enumerate(obs.slices) if name in finding.slices]
+            for name in finding.suspects:
+                column = obs.column_of(name)
+                if column is not None:
+                    rows = obs.rows_of(column)
+                    through[obs.path[rows[np.isin(obs.slice_of_row[rows], slice_ids)]]] = True
+        return through
 
     def _delay_diagnosis(self, rtt: Observations, names, columns, slow, normal, excess) -> Diagnosis | None:
         through = rtt.rows_of(columns[0])

@@ -9,6 +9,11 @@ window with no loss out of a 20%-loss link happens), and goes at the `CLEAR_AFTE
 consecutive epoch without it: 2 intervals, so a healed fault leaves the list in about two
 intervals (2 s on the lab, 20 s with 10 s intervals).
 
+A diagnosis whose kinds overlap a tracked hint's on the same suspects (`congestion|slice-isolation`
+after `slice-isolation`, or back, as the evidence of a starved slice firms up or blurs) is the
+same fault told more or less surely: it takes the tracked hint's place and its first seen
+time, rather than showing as a second hint while the first lingers.
+
 `hints()` answers objects with the fields of `analyzer.api.models.Hint`; `hint_rows()` flattens
 them into one row per (slice, kind, suspect), the labels of `xnet_rootcause_hint` (value: the
 confidence, the highest when two hints share a row). Thread-safe: the inference thread feeds,
@@ -20,6 +25,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from analyzer.rootcause.model import kind_parts
 
 CLEAR_AFTER_EPOCHS = 2
 
@@ -70,7 +77,7 @@ class HintTracker:
                 if key in seen:  # the engine named it twice: keep the first (its most confident)
                     continue
                 seen.add(key)
-                before = self._tracked.get(key)
+                before = self._tracked.get(key) or self._take_overlapping(key)
                 first = before.hint.first_seen_ns if before is not None else at_ns
                 self._tracked[key] = _Tracked(
                     Hint(
@@ -95,6 +102,14 @@ class HintTracker:
                 )
             )
             return self._current
+
+    def _take_overlapping(self, key: tuple[str, tuple[str, ...]]) -> _Tracked | None:
+        """The tracked hint on the same suspects whose kinds overlap this one's, taken out."""
+        kinds = set(kind_parts(key[0]))
+        for other in self._tracked:
+            if other[1] == key[1] and kinds & set(kind_parts(other[0])):
+                return self._tracked.pop(other)
+        return None
 
     def hints(self) -> tuple[Hint, ...]:
         """The current hints, most confident first."""

@@ -33,7 +33,17 @@ HINT_KINDS = (
     "reflector-down",
     "one-direction",
     "node-loss",
+    "congestion|slice-isolation",
 )
+# A full link and a starved slice class look alike when the other slices' delay rose through
+# the link no more clearly than elsewhere (a loaded probing host slows every path): one hint
+# says both, rather than flipping between them from one interval to the next.
+CONGESTION_OR_ISOLATION = "congestion|slice-isolation"
+
+
+def kind_parts(kind: str) -> tuple[str, ...]:
+    """The kinds a hint's kind names: one, or the alternatives the evidence left open."""
+    return tuple(kind.split("|"))
 
 
 def link_name(a: str, b: str) -> str:
@@ -91,7 +101,7 @@ class Epoch:
 class Diagnosis:
     """One conclusion: a RootCauseHint without its first/last-seen times."""
 
-    kind: str  # one of HINT_KINDS
+    kind: str  # one of HINT_KINDS ("a|b": either, the evidence cannot tell; `kind_parts`)
     suspects: tuple[str, ...]  # one component, or the equivalence class probes cannot split
     slices: tuple[str, ...]  # affected slices
     confidence: float  # 0..1

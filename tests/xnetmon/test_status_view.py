@@ -88,6 +88,10 @@ def test_components_and_hints_read_as_words():
     several = {**HINT, "kind": "node-down", "suspects": ["r", "r>b"]}
     assert describe_hint(several).startswith("one of node r, link r>b (the probes cannot tell them apart) down")
     assert describe_hint({**HINT, "kind": "gremlins"}).startswith("gremlins at link prov2>city2a")
+    either = {**HINT, "kind": "congestion|slice-isolation"}
+    assert describe_hint(either).startswith(
+        "congestion or the slice starved on link prov2>city2a (the probes cannot tell which)"
+    )
 
 
 def test_the_slice_table_shows_age_budget_page_pair_worst_path_and_hints_under_their_slice():

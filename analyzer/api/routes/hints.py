@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from analyzer.api import models as m
 from analyzer.api.context import ApiContext
+from analyzer.rootcause.model import kind_parts
 
 
 def router(api: ApiContext) -> APIRouter:
@@ -20,7 +21,11 @@ def router(api: ApiContext) -> APIRouter:
     )
     def list_hints(
         slice: str | None = Query(None, description="only hints affecting this slice"),
-        kind: str | None = Query(None, description=f"one of: {', '.join(m.HINT_KINDS)}"),
+        kind: str | None = Query(
+            None,
+            description=f"one of: {', '.join(m.HINT_KINDS)} (a kind also matches the hints that name it as one "
+            "of two the evidence cannot tell apart)",
+        ),
         since: int | None = Query(None, description="only hints last seen at or after this time (ns)"),
     ) -> list[m.Hint]:
         if kind is not None and kind not in m.HINT_KINDS:
@@ -30,7 +35,7 @@ def router(api: ApiContext) -> APIRouter:
                 h
                 for h in api.current_hints()
                 if (slice is None or slice in h.slices)
-                and (kind is None or h.kind == kind)
+                and (kind is None or h.kind == kind or kind in kind_parts(h.kind))
                 and (since is None or h.last_seen_ns >= since)
             ),
             key=lambda h: h.last_seen_ns,

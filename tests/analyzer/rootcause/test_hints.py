@@ -145,3 +145,17 @@ def test_the_runner_infers_once_per_closed_interval_in_its_own_thread_and_surviv
     at_ns, diagnoses, _ = runner.recent[-1]
     assert at_ns == runner.last_epoch.at_ns and diagnoses
     assert runner.last_epoch.paths[0].path_id == "cnty1a>core/video/stamp"
+
+
+def test_a_starved_slice_told_less_surely_keeps_its_hint_and_first_seen_instead_of_a_second_one():
+    def starved(kind: str) -> Diagnosis:
+        return Diagnosis(kind, ("p2>r",), ("best-effort",), 0.8, ("best-effort lost 5%",))
+
+    tracker = HintTracker()
+    tracker.update([starved("slice-isolation")], 1 * S)
+    [hint] = tracker.update([starved("congestion|slice-isolation")], 2 * S)
+    assert (hint.kind, hint.first_seen_ns, hint.last_seen_ns) == ("congestion|slice-isolation", 1 * S, 2 * S)
+    [hint] = tracker.update([starved("slice-isolation")], 3 * S)
+    assert (hint.kind, hint.first_seen_ns) == ("slice-isolation", 1 * S)
+    # a different fault on the same link is a hint of its own
+    assert len(tracker.update([starved("slice-isolation"), loss(suspects=("p2>r",))], 4 * S)) == 2
