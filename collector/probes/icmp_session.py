@@ -17,7 +17,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from collector.contract.records import LossDirection, ProbeResult
-from collector.probes.stamp_session import ReplyFacts
+from collector.probes.stamp_session import ReplyFacts, kernel_t1
 from collector.wire.icmp6 import (
     ECHO_REPLY,
     ECHO_REQUEST,
@@ -54,7 +54,8 @@ class EchoTarget:
 class _Pending:
     index: int  # which target
     seq: int  # the target's own count, from 1 (the wire carries it modulo 2**16)
-    sent_ns: int  # T1: the kernel's transmit time once known
+    sent_ns: int  # T1 read before sending
+    kernel_sent_ns: int | None = None  # the kernel's transmit time, once reported
 
 
 class EchoSession:
@@ -111,11 +112,11 @@ class EchoSession:
         return seq, key, bytes(self._template)
 
     def on_transmitted(self, key: Key, kernel_send_ns: int) -> None:
-        """T1 becomes the kernel's transmit time: the interpreter and the system call are not
-        part of the round trip."""
+        """T1 becomes the kernel's transmit time, when its reply shows it plausible (`kernel_t1`):
+        the interpreter and the system call are not part of the round trip."""
         pending = self._outstanding.get(key)
         if pending is not None:
-            pending.sent_ns = kernel_send_ns
+            pending.kernel_sent_ns = kernel_send_ns
 
     def on_send_error(self, key: Key, description: str) -> list[ProbeResult]:
         """The request never left (e.g. no route): lost now, with the reason."""
@@ -185,12 +186,13 @@ class EchoSession:
 
     def _answer(self, pending: _Pending, facts: ReplyFacts, duplicate: bool = False) -> ProbeResult:
         target = self.targets[pending.index]
+        t1 = kernel_t1(pending.sent_ns, pending.kernel_sent_ns, facts.receive_ns)
         return ProbeResult(
             target=target.name,
             slice=target.slice,
             seq=pending.seq,
-            sent_ns=pending.sent_ns,
-            rtt_ns=facts.receive_ns - pending.sent_ns,
+            sent_ns=t1,
+            rtt_ns=facts.receive_ns - t1,
             loss=LossDirection.NONE,
             reply_hop_limit=facts.hop_limit,
             reply_dscp=facts.dscp,

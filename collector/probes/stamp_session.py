@@ -97,6 +97,17 @@ class ReplyFacts:
     dscp: int | None
 
 
+def kernel_t1(read_before_send_ns: int, kernel_send_ns: int | None, receive_ns: int) -> int:
+    """T1 of an answered probe: the kernel's transmit time when it lies between the clock read
+    before the send and the reply's arrival, else the clock read. Transmit timestamps are
+    matched to sends by the kernel's count of them, and a send the kernel counted but then
+    refused (a full queue) shifts every later match onto the next datagram: such a time can
+    come after the reply, and a negative round trip would make the agent's window refused."""
+    if kernel_send_ns is not None and read_before_send_ns <= kernel_send_ns <= receive_ns:
+        return kernel_send_ns
+    return read_before_send_ns
+
+
 class StampSession:
     """One session's sequence numbers, outstanding requests and results."""
 
@@ -109,7 +120,8 @@ class StampSession:
         self.settings = settings
         self.ssid = settings.ssid or random.randint(1, 0xFFFF)
         self.next_seq = 0
-        self._outstanding: OrderedDict[int, int] = OrderedDict()  # seq -> T1 (ns)
+        self._outstanding: OrderedDict[int, int] = OrderedDict()  # seq -> T1 read before sending (ns)
+        self._kernel_sent: dict[int, int] = {}  # seq -> the kernel's transmit time, while outstanding
         self._answered: OrderedDict[int, int] = OrderedDict()  # recent seq -> T1, for duplicates
         self._expired: list[tuple[int, int]] = []  # (seq, T1) lost, direction not yet known
         self._forward_lost_assigned = 0
@@ -154,15 +166,17 @@ class StampSession:
         return seq, bytes(buf)
 
     def on_transmitted(self, seq: int, kernel_send_ns: int) -> None:
-        """The kernel's transmit timestamp for `seq` replaces the one read before sending:
-        T1 then excludes the time spent in the interpreter and the system call."""
+        """The kernel's transmit timestamp for `seq` replaces the one read before sending, so
+        T1 excludes the time spent in the interpreter and the system call, once its reply shows
+        it is plausible (`kernel_t1`)."""
         if seq in self._outstanding:
-            self._outstanding[seq] = kernel_send_ns
+            self._kernel_sent[seq] = kernel_send_ns
 
     def on_icmp_error(self, seq: int, description: str) -> list[ProbeResult]:
         """An ICMP error about request `seq` (e.g. no reflector on that port): lost on the
         way there, with the reason, reported at once rather than at the timeout."""
         send_ns = self._outstanding.pop(seq, None)
+        self._kernel_sent.pop(seq, None)
         if send_ns is None:
             return []
         s = self.settings
@@ -190,6 +204,8 @@ class StampSession:
             return []
         seq = reply.sender_seq
         send_ns = self._outstanding.pop(seq, None)
+        if send_ns is not None:
+            send_ns = kernel_t1(send_ns, self._kernel_sent.pop(seq, None), facts.receive_ns)
         if send_ns is None:
             if seq in self._answered:
                 return [self._result(seq, self._answered[seq], reply, facts, duplicate=True)]
@@ -221,6 +237,7 @@ class StampSession:
             if now_ns - send_ns < timeout:
                 break
             del self._outstanding[seq]
+            self._kernel_sent.pop(seq, None)
             self._expired.append((seq, send_ns))
         settled = self._settle_pending()  # a later reply may already have told the direction
         overdue = [(s, t) for s, t in self._expired if now_ns - t >= 2 * timeout]
@@ -234,6 +251,7 @@ class StampSession:
         for seq, send_ns in self._outstanding.items():
             self._expired.append((seq, send_ns))
         self._outstanding.clear()
+        self._kernel_sent.clear()
         results = [self._lost(seq, send_ns, LossDirection.UNKNOWN) for seq, send_ns in self._expired]
         self._expired.clear()
         return results

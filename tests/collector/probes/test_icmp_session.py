@@ -77,3 +77,15 @@ def test_duplicates_are_recognised_only_within_the_bounded_memory():
     assert again.duplicate and again.target == "edge"
     assert session.on_reply(SOURCE, reply_to(first), facts(T0 + 2 * MS)) == []  # forgotten: late
     assert session.late_replies == 1
+
+
+def test_a_transmit_time_later_than_the_reply_is_another_datagrams_and_not_taken():
+    session = one_target()
+    _, key, octets = session.request(0, T0)
+    session.on_transmitted(key, T0 + 8 * MS)  # a shifted match: the next datagram's time
+    [r] = session.on_reply(SOURCE, reply_to(octets), facts(T0 + MS))
+    assert r.rtt_ns == MS and r.sent_ns == T0
+    _, key, octets = session.request(0, T0 + 10 * MS)
+    session.on_transmitted(key, T0 + 10 * MS + 20_000)  # a plausible one is taken
+    [r] = session.on_reply(SOURCE, reply_to(octets), facts(T0 + 11 * MS))
+    assert r.rtt_ns == MS - 20_000

@@ -155,3 +155,22 @@ def test_icmp_error_settles_the_request_at_once_with_its_reason():
 def test_a_sender_key_too_short_to_resist_forgery_is_refused():
     with pytest.raises(ValueError, match="a STAMP key needs at least 16 bytes, got 1"):
         SenderSettings("t", "video", auth_key=b"k")
+
+
+def test_a_transmit_time_of_another_datagram_never_makes_a_negative_round_trip():
+    """A send the kernel counted but refused shifts transmit timestamps onto the next
+    datagram, whose time can come after this one's reply (the analyzer then refused the
+    agent's whole body over a negative RTT sum)."""
+    session = StampSession(SenderSettings("t", "s", ssid=5))
+    seq, octets = session.request(T0)
+    session.on_transmitted(seq, T0 + 8_000_000)  # the next datagram's, 8 ms on
+    [r] = session.on_reply(reflect(octets, receive_ns=T0 + 40_000, transmit_ns=T0 + 50_000), facts(T0 + 100_000))
+    assert r.rtt_ns == 90_000 and r.sent_ns == T0  # the clock read before the send, less the residence
+
+
+def test_a_transmit_time_before_the_send_is_not_taken():
+    session = StampSession(SenderSettings("t", "s", ssid=5))
+    seq, octets = session.request(T0)
+    session.on_transmitted(seq, T0 - 1_000)
+    [r] = session.on_reply(reflect(octets, receive_ns=T0 + 40_000, transmit_ns=T0 + 50_000), facts(T0 + 100_000))
+    assert r.sent_ns == T0
