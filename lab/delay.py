@@ -6,7 +6,8 @@ small program, running in the sending site's namespace, holds each packet's verd
 the set delay.
 Only packet metadata crosses to userspace (copy mode META), the packet itself waits in
 the kernel, and since every packet waits the same time they leave in arrival order, so a
-single batch verdict ("accept everything up to id N") releases all that are due.
+single batch verdict ("accept everything up to id N") releases all that are due. The
+netlink side is `collector.capture.nfqueue`, the marker's own.
 
 Precision: the added delay is the set value plus the time to wake this process and
 deliver the verdict; lab/README.md gives the figures measured on the lab machines.
@@ -18,61 +19,19 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import errno
 import gc
 import os
 import select
 import signal
-import socket
-import struct
 import sys
 import time
 from collections import deque
 from pathlib import Path
 
-NETLINK_NETFILTER = 12
-NFNL_SUBSYS_QUEUE = 3
-NFQNL_MSG_PACKET = 0
-NFQNL_MSG_VERDICT_BATCH = 3
-NFQNL_MSG_CONFIG = 2
-NFQA_PACKET_HDR = 1
-NFQA_VERDICT_HDR = 2
-NFQA_CFG_CMD = 1
-NFQA_CFG_PARAMS = 2
-NFQA_CFG_QUEUE_MAXLEN = 3
-NFQNL_CFG_CMD_BIND = 1
-NFQNL_CFG_CMD_UNBIND = 2
-NFQNL_COPY_META = 1
-NF_ACCEPT = 1
-NLM_F_REQUEST = 0x1
-NLM_F_ACK = 0x4
-NLMSG_ERROR = 0x2
-NLMSG_HEADER = struct.Struct("=IHHII")
-NLA_HEADER = struct.Struct("=HH")
+from collector.capture.nfqueue import NfQueue, NfQueueError
+
 QUEUE_MAXLEN = 20000  # packets; about 1 s of a 200 Mbit/s link at 1500 bytes
 PR_SET_TIMERSLACK = 29
-
-
-def _attr(kind: int, payload: bytes) -> bytes:
-    length = NLA_HEADER.size + len(payload)
-    return NLA_HEADER.pack(length, kind) + payload + b"\0" * (-length % 4)
-
-
-def _message(kind: int, queue: int, attrs: bytes, seq: int, flags: int = NLM_F_REQUEST) -> bytes:
-    nfgen = struct.pack("=BB", socket.AF_UNSPEC, 0) + struct.pack(">H", queue)
-    body = nfgen + attrs
-    return NLMSG_HEADER.pack(NLMSG_HEADER.size + len(body), (NFNL_SUBSYS_QUEUE << 8) | kind, flags, seq, 0) + body
-
-
-def _attrs(data: bytes) -> dict[int, bytes]:
-    found, offset = {}, 0
-    while offset + NLA_HEADER.size <= len(data):
-        length, kind = NLA_HEADER.unpack_from(data, offset)
-        if length < NLA_HEADER.size:
-            break
-        found[kind & 0x3FFF] = data[offset + NLA_HEADER.size : offset + length]
-        offset += (length + 3) & ~3
-    return found
 
 
 class Stopped(Exception):
@@ -80,62 +39,25 @@ class Stopped(Exception):
 
 
 class DelayLine:
+    """Holds every packet of `queue` for `delay` seconds. Metadata only, and no fail-open:
+    a full queue drops, as a full link would, rather than let packets skip the delay."""
+
     def __init__(self, queue: int, delay: float):
-        self.queue = queue
         self.delay = delay
-        self.seq = 0
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-        self.sock.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE: bursts must not overflow
-        self.sock.bind((0, 0))
+        self.queue = NfQueue(queue, max_length=QUEUE_MAXLEN, copy_packets=False, fail_open=False)
+        self.queue.settimeout(0)  # drained until empty after each select()
         self.pending: deque[tuple[float, int]] = deque()
         self.last_seen: int | None = None
-
-    def _request(self, kind: int, attrs: bytes) -> None:
-        self.seq += 1
-        self.sock.send(_message(kind, self.queue, attrs, self.seq, NLM_F_REQUEST | NLM_F_ACK))
-        reply = self.sock.recv(65536)
-        _length, kind_, _, _, _ = NLMSG_HEADER.unpack_from(reply)
-        if kind_ == NLMSG_ERROR:
-            code = -struct.unpack_from("=i", reply, NLMSG_HEADER.size)[0]
-            if code:
-                raise OSError(code, f"NFQUEUE {self.queue}: {os.strerror(code)}")
-
-    def bind(self) -> None:
-        self._request(NFQNL_MSG_CONFIG, _attr(NFQA_CFG_CMD, struct.pack(">BBH", NFQNL_CFG_CMD_BIND, 0, 0)))
-        params = struct.pack(">IB", 0, NFQNL_COPY_META)
-        config = _attr(NFQA_CFG_PARAMS, params) + _attr(NFQA_CFG_QUEUE_MAXLEN, struct.pack(">I", QUEUE_MAXLEN))
-        self._request(NFQNL_MSG_CONFIG, config)
-        self.sock.setblocking(False)
 
     def _receive(self) -> None:
         while True:
             try:
-                data = self.sock.recv(1 << 20)
+                packet = self.queue.receive()
             except BlockingIOError:
                 return
-            except OSError as exc:
-                if exc.errno == errno.ENOBUFS:  # the kernel dropped what it could not deliver
-                    continue
-                raise
-            now = time.monotonic()
-            offset = 0
-            while offset + NLMSG_HEADER.size <= len(data):
-                length, kind, _, _, _ = NLMSG_HEADER.unpack_from(data, offset)
-                if length < NLMSG_HEADER.size:
-                    break
-                if kind == (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET:
-                    attrs = _attrs(data[offset + NLMSG_HEADER.size + 4 : offset + length])
-                    header = attrs.get(NFQA_PACKET_HDR)
-                    if header is not None:
-                        packet_id = struct.unpack_from(">I", header)[0]
-                        self.pending.append((now + self.delay, packet_id))
-                        self.last_seen = packet_id
-                offset += (length + 3) & ~3
-
-    def _accept_through(self, packet_id: int) -> None:
-        self.seq += 1
-        verdict = _attr(NFQA_VERDICT_HDR, struct.pack(">II", NF_ACCEPT, packet_id))
-        self.sock.send(_message(NFQNL_MSG_VERDICT_BATCH, self.queue, verdict, self.seq))
+            if packet is not None:
+                self.pending.append((time.monotonic() + self.delay, packet.packet_id))
+                self.last_seen = packet.packet_id
 
     def release_due(self) -> None:
         now = time.monotonic()
@@ -143,13 +65,13 @@ class DelayLine:
         while self.pending and self.pending[0][0] <= now:
             last = self.pending.popleft()[1]
         if last is not None:
-            self._accept_through(last)
+            self.queue.verdict_batch(last)
 
     def run(self) -> None:
         """Serve until a signal raises Stopped."""
         while True:
             timeout = None if not self.pending else max(0.0, self.pending[0][0] - time.monotonic())
-            ready, _, _ = select.select([self.sock], [], [], timeout)
+            ready, _, _ = select.select([self.queue], [], [], timeout)
             if ready:
                 self._receive()
             self.release_due()
@@ -157,13 +79,11 @@ class DelayLine:
     def close(self) -> None:
         # Let everything still held go now, rather than have the kernel drop it on close.
         if self.last_seen is not None:
-            self._accept_through(self.last_seen)
-        try:
-            self.sock.setblocking(True)
-            self._request(NFQNL_MSG_CONFIG, _attr(NFQA_CFG_CMD, struct.pack(">BBH", NFQNL_CFG_CMD_UNBIND, 0, 0)))
-        except OSError:
-            pass
-        self.sock.close()
+            try:
+                self.queue.verdict_batch(self.last_seen)
+            except OSError:
+                pass
+        self.queue.close()
 
 
 def _tight_timers() -> None:
@@ -196,8 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     _tight_timers()
-    line = DelayLine(args.queue, args.delay_ms / 1000.0)
-    line.bind()
+    try:
+        line = DelayLine(args.queue, args.delay_ms / 1000.0)
+    except NfQueueError as exc:
+        print(f"NFQUEUE {args.queue}: {exc.strerror}", file=sys.stderr)
+        return 1
     if args.ready_file:
         args.ready_file.write_text(str(os.getpid()))
     try:

@@ -15,7 +15,11 @@ Choices:
 - Without `NFQA_CFG_F_GSO` the kernel segments GSO packets and resolves partial checksums
   before queueing, so what arrives is a whole, checksummed IP packet per message.
 - Verdicts are sent one per packet, in arrival order; the socket's receive buffer is large
-  so a burst waits in the kernel rather than being refused (ENOBUFS is counted).
+  (forced past net.core.rmem_max, which CAP_NET_ADMIN allows) so a burst waits in the
+  kernel rather than being refused (ENOBUFS is counted).
+- A user that only holds packets (the lab's delay line) binds with `copy_packets=False`
+  (metadata only: the packet stays in the kernel) and without fail-open, and releases
+  packets in order with one batch verdict (`verdict_batch`).
 """
 
 from __future__ import annotations
@@ -31,8 +35,10 @@ NFNL_SUBSYS_QUEUE = 3
 NFQNL_MSG_PACKET = 0
 NFQNL_MSG_VERDICT = 1
 NFQNL_MSG_CONFIG = 2
+NFQNL_MSG_VERDICT_BATCH = 3
 NFQNL_CFG_CMD_BIND = 1
 NFQNL_CFG_CMD_UNBIND = 2
+NFQNL_COPY_META = 1
 NFQNL_COPY_PACKET = 2
 NFQA_CFG_CMD = 1
 NFQA_CFG_PARAMS = 2
@@ -50,6 +56,7 @@ NLMSG_DONE = 3
 NLM_F_REQUEST = 1
 NLM_F_ACK = 4
 SOL_NETLINK = 270
+SO_RCVBUFFORCE = 33
 MAX_PACKET = 65535
 RECEIVE_BUFFER = 8 << 20
 
@@ -70,7 +77,7 @@ class NfQueueError(OSError):
 class QueuedPacket:
     packet_id: int
     hook: int
-    payload: bytes  # the IP packet
+    payload: bytes  # the IP packet (empty when bound with copy_packets=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +106,13 @@ def _attrs(buffer: memoryview, offset: int, end: int) -> dict[int, memoryview]:
 
 
 class NfQueue:
-    """Queue `number`, bound in this process's network namespace (needs CAP_NET_ADMIN)."""
+    """Queue `number`, bound in this process's network namespace (needs CAP_NET_ADMIN).
+    `copy_packets`: each message carries the packet's bytes (else metadata only);
+    `fail_open`: a full queue passes packets instead of dropping them."""
 
-    def __init__(self, number: int, *, max_length: int = 4096) -> None:
+    def __init__(
+        self, number: int, *, max_length: int = 4096, copy_packets: bool = True, fail_open: bool = True
+    ) -> None:
         if not 0 <= number <= 0xFFFF:
             raise ValueError(f"queue number must be 0..65535, got {number}")
         self.number = number
@@ -110,18 +121,26 @@ class NfQueue:
         self.overruns = 0  # ENOBUFS: the kernel had to drop messages for this socket
         self._buffer = bytearray(MAX_PACKET + 4096)
         try:
-            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            self._set_receive_buffer()
             self._socket.bind((0, 0))
             self._configure(_attr(NFQA_CFG_CMD, struct.pack("!BxH", NFQNL_CFG_CMD_BIND, 0)))
+            copy = (MAX_PACKET, NFQNL_COPY_PACKET) if copy_packets else (0, NFQNL_COPY_META)
+            flags = NFQA_CFG_F_FAIL_OPEN if fail_open else 0
             self._configure(
-                _attr(NFQA_CFG_PARAMS, struct.pack("!IB", MAX_PACKET, NFQNL_COPY_PACKET))
+                _attr(NFQA_CFG_PARAMS, struct.pack("!IB", *copy))
                 + _attr(NFQA_CFG_QUEUE_MAXLEN, struct.pack("!I", max_length))
-                + _attr(NFQA_CFG_FLAGS, struct.pack("!I", NFQA_CFG_F_FAIL_OPEN))
+                + _attr(NFQA_CFG_FLAGS, struct.pack("!I", flags))
                 + _attr(NFQA_CFG_MASK, struct.pack("!I", NFQA_CFG_F_FAIL_OPEN))
             )
         except BaseException:
             self._socket.close()
             raise
+
+    def _set_receive_buffer(self) -> None:
+        try:
+            self._socket.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
+        except PermissionError:  # CAP_NET_ADMIN in a user namespace only: the capped buffer
+            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
 
     def _message(self, kind: int, body: bytes, flags: int = NLM_F_REQUEST) -> bytes:
         self._sequence += 1
@@ -155,7 +174,8 @@ class NfQueue:
 
     def receive(self) -> QueuedPacket | None:
         """The next queued packet; None for a message that is not one (an ack, an error).
-        TimeoutError after the socket's timeout; an overrun is counted and returns None."""
+        TimeoutError after the socket's timeout (BlockingIOError with a timeout of 0: nothing
+        waiting); an overrun is counted and returns None."""
         try:
             size = self._socket.recv_into(self._buffer)
         except OSError as exc:
@@ -171,10 +191,10 @@ class NfQueue:
             return None
         attrs = _attrs(view, _HEADERS, length)
         header, payload = attrs.get(NFQA_PACKET_HDR), attrs.get(NFQA_PAYLOAD)
-        if header is None or payload is None or len(header) < _PACKET_HDR.size:
+        if header is None or len(header) < _PACKET_HDR.size:
             return None
         packet_id, _protocol, hook = _PACKET_HDR.unpack_from(header, 0)
-        return QueuedPacket(packet_id, hook, bytes(payload))
+        return QueuedPacket(packet_id, hook, b"" if payload is None else bytes(payload))
 
     def verdict(self, packet_id: int, verdict: int = NF_ACCEPT, payload: bytes | None = None) -> None:
         """Accept or drop a packet; with `payload`, the kernel sends those bytes instead."""
@@ -182,6 +202,11 @@ class NfQueue:
         if payload is not None:
             body += _attr(NFQA_PAYLOAD, payload)
         self._socket.send(self._message(NFQNL_MSG_VERDICT, body))
+
+    def verdict_batch(self, last_id: int, verdict: int = NF_ACCEPT) -> None:
+        """The same verdict for every packet still queued up to and including `last_id`."""
+        body = _attr(NFQA_VERDICT_HDR, _VERDICT_HDR.pack(verdict, last_id))
+        self._socket.send(self._message(NFQNL_MSG_VERDICT_BATCH, body))
 
     def close(self) -> None:
         """Unbind (queued packets without a verdict are then dropped by the kernel) and close."""

@@ -89,3 +89,37 @@ def test_a_queue_bound_twice_is_refused_with_the_kernels_reason():
                 created_in(ns, lambda: NfQueue(4))
         finally:
             first.close()
+
+
+@pytest.mark.root
+@pytest.mark.tool("ip6tables")
+def test_a_metadata_queue_holds_packets_until_one_batch_verdict_releases_them_in_order():
+    """copy_packets=False: messages carry no bytes, the packets wait in the kernel, and one
+    batch verdict for the last id lets all three through."""
+    with network_namespace() as ns:
+        subprocess.run(
+            ["ip", "netns", "exec", ns, "ip6tables", "-w", "-A", "OUTPUT", "-p", "udp", "--dport", "9",
+             "-j", "NFQUEUE", "--queue-num", "5"],
+            check=True,
+        )  # fmt: skip
+        queue = created_in(ns, lambda: NfQueue(5, copy_packets=False, fail_open=False))
+        receiver = created_in(ns, lambda: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM))
+        sender = created_in(ns, lambda: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM))
+        try:
+            receiver.bind(("::1", 9))
+            queue.settimeout(DEADLINE_S)
+            for word in (b"one", b"two", b"three"):
+                sender.sendto(word, ("::1", 9))
+            queued = [queue.receive() for _ in range(3)]
+            receiver.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                receiver.recv(100)  # all three still held
+            queue.verdict_batch(queued[-1].packet_id)
+            receiver.settimeout(DEADLINE_S)
+            received = [receiver.recv(100) for _ in range(3)]
+        finally:
+            queue.close()
+            receiver.close()
+            sender.close()
+    assert [packet.payload for packet in queued] == [b"", b"", b""]
+    assert received == [b"one", b"two", b"three"]
