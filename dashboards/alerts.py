@@ -12,6 +12,9 @@ Slice alerts are generated per slice from its SLA policy (`dashboards.config`):
   the loss and delay parts. `XnetAnalyzerDown` covers the cost: no analyzer, no burn rate.
   `for` is 40% of the short window, so one evaluation blip does not page.
 - `XnetPathLossHigh` / `XnetPathLatencyHigh`: one path above the slice's loss or delay bound.
+- `XnetSegmentLossHigh`: one in-situ segment (a link, node or span between two counting
+  points) losing more of the slice's marked traffic than the slice's loss bound; the
+  end-to-end figure is left out, the path alerts and the segments that make it up cover it.
 Plus `XnetSliceDown` (every probe of some site pair in a slice lost over three scrapes,
 no `for`: the three-scrape lookback is the debounce), `XnetNodeDown` from the root-cause
 hints, `XnetPathChanged`, and the agents' and analyzer's own health.
@@ -351,6 +354,78 @@ def path_alerts(config: MixinConfig) -> list[AlertRule]:
                 )
             )
     return alerts
+
+
+def segment_loss_alerts(config: MixinConfig) -> list[AlertRule]:
+    """One rule per slice with a loss bound. The bound is the slice's two-way one: a single
+    segment of one direction losing more already breaks it."""
+    name = "XnetSegmentLossHigh"
+    alerts = []
+    for slice_name in config.policies:
+        bound = config.loss_bound(slice_name)
+        if bound is None:
+            continue
+        signal = one_replica(f'{rules.SEGMENT_LOSS}{{slice="{slice_name}", kind!="end-to-end"}}')
+        summary = "Segment {segment} in slice " + slice_name + " loses more than the slice's bound"
+        description = (
+            "Segment {segment} ({kind}) in slice " + slice_name + " lost {value} of its marked packets over 5m "
+            f"(bound: {bound:.2%} loss). Root-cause hint: {{hint}}."
+        )
+        link = {"segment": "city1a>core", "kind": "link"}
+        labels = {"severity": "warning", "scope": "path", "slice": slice_name, **link}
+        cases = (
+            firing_case(
+                f"{slice_name}: a link's segment over the bound for 10m",
+                _segment_series(slice_name, link, 3 * bound),
+                "20m",
+                labels,
+                interval="1m",
+                summary=summary.format(**link),
+                description=description.format(**link, value=_humanize_percentage(3 * bound), hint=rendered_hint()),
+                runbook_url=config.runbook_url(name),
+            ),
+            Case(
+                f"{slice_name}: a segment under the bound stays silent",
+                _segment_series(slice_name, link, bound / 3),
+                "20m",
+                interval="1m",
+            ),
+            Case(
+                f"{slice_name}: the end-to-end figure over the bound stays silent",
+                _segment_series(slice_name, {"segment": "cnty1a>cnty2b", "kind": "end-to-end"}, 3 * bound),
+                "20m",
+                interval="1m",
+            ),
+        )
+        alerts.append(
+            AlertRule(
+                name,
+                f"{signal} > {bound:g}",
+                "warning",
+                "path",
+                summary.format(segment="{{ $labels.segment }}"),
+                description.format(
+                    segment="{{ $labels.segment }}",
+                    kind="{{ $labels.kind }}",
+                    value="{{ $value | humanizePercentage }}",
+                    hint=hint_of(f'"{slice_name}"'),
+                ),
+                signals=(signal,),
+                for_="5m",
+                labels={"slice": slice_name},
+                cases=cases,
+            )
+        )
+    return alerts
+
+
+def _segment_series(slice_name: str, segment: dict[str, str], loss: float) -> dict[str, str]:
+    """The analyzer's segment counters: 1000 marked packets a minute, `loss` of them lost."""
+    key = f'job="xnet-analyzer",slice="{slice_name}",segment="{segment["segment"]}",kind="{segment["kind"]}"'
+    return {
+        f"xnet_segment_packets_total{{{key}}}": "0+1000x80",
+        f"xnet_segment_lost_packets_total{{{key}}}": f"0+{round(1000 * loss)}x80",
+    }
 
 
 def _slow_share(slice_name: str, bound: float) -> str:
@@ -733,6 +808,7 @@ def alert_rules(config: MixinConfig) -> list[AlertRule]:
         *burn_rate_alerts(config),
         node_down(config),
         *path_alerts(config),
+        *segment_loss_alerts(config),
         path_changed(config),
         *health_alerts(config),
     ]

@@ -1,5 +1,5 @@
 """Recording rules: the loss ratios, RTT percentiles and top root-cause hint that the
-alerts and the dashboards' summary panels read.
+alerts and the dashboards' summary panels read, and the in-situ segments' loss ratios.
 
 Names follow Prometheus' `level:metric:operations` convention. Loss is derived from the
 agents' counters (docs/architecture.md: ratios live in recording rules), summed before dividing so
@@ -30,6 +30,7 @@ def slice_rtt(percentile: float) -> str:
 
 
 PATH_RTT_P99 = "slice_src_dst:xnet_rtt_seconds:p99_rate5m"
+SEGMENT_LOSS = "slice_segment_kind:xnet_segment_loss:ratio_rate5m"
 
 
 def loss_ratio(by: str, window: str) -> str:
@@ -38,6 +39,16 @@ def loss_ratio(by: str, window: str) -> str:
     return (
         f"clamp_max(\n  sum by ({by}) ({counter_rate('xnet_probe_lost_total', window)})\n"
         f"  / sum by ({by}) ({counter_rate('xnet_probe_sent_total', window)}),\n  1\n)"
+    )
+
+
+def segment_loss_ratio(window: str) -> str:
+    # Both counters move together, when a block is paired at both ends of the segment, so
+    # unlike the probes' ratio this one cannot pass 1 and needs no clamp.
+    by = "slice, segment, kind"
+    return (
+        f"sum by ({by}) ({counter_rate('xnet_segment_lost_packets_total', window)})\n"
+        f"/ sum by ({by}) ({counter_rate('xnet_segment_packets_total', window)})"
     )
 
 
@@ -68,8 +79,10 @@ def recording_groups(config: MixinConfig) -> list[dict]:
     agents = [
         {"record": LAST_WINDOW_AGE, "expr": "time() - max by (src) (xnet_collector_last_window_timestamp_seconds)"}
     ]
+    segments = [{"record": SEGMENT_LOSS, "expr": segment_loss_ratio("5m")}]
     return [
         {"name": "xnet-paths.rules", "rules": paths},
         {"name": "xnet-slices.rules", "rules": slices},
         {"name": "xnet-agents.rules", "rules": agents},
+        {"name": "xnet-segments.rules", "rules": segments},
     ]

@@ -66,3 +66,15 @@ def test_every_alert_has_its_cases_and_lands_in_one_group():
 def test_a_hint_reads_kind_suspect_and_confidence_or_none_yet():
     assert rendered_hint() == "none yet"
     assert rendered_hint("link-loss", "core>prov2", "80%") == "link-loss at core>prov2 (confidence 80%)"
+
+
+def test_segment_loss_alerts_follow_each_slices_loss_bound_and_leave_out_end_to_end():
+    config = load_config()
+    segments = [a for a in alert_rules(config) if a.name == "XnetSegmentLossHigh"]
+    bounded = {name for name in config.policies if config.loss_bound(name) is not None}
+    assert {a.labels["slice"] for a in segments} == bounded and len(segments) == len(bounded)
+    for alert in segments:
+        bound = config.loss_bound(alert.labels["slice"])
+        assert alert.expr.endswith(f" > {bound:g}") and 'kind!="end-to-end"' in alert.expr
+        assert "slice_segment_kind:xnet_segment_loss:ratio_rate5m" in alert.signals[0]
+        assert (alert.scope, alert.severity) == ("path", "warning")

@@ -41,6 +41,10 @@ MAY_BE_EMPTY = {
     "xnet_passive_rtt_seconds": ('{__name__=~"xnet_passive_rtt_seconds.*"}', PASSIVE),
     "xnet_tcp_retransmissions_total": ("xnet_tcp_retransmissions_total", PASSIVE),
     "xnet_altmark_": ('{__name__=~"xnet_altmark_.*"}', ALTMARK),
+    "xnet_segment_": (
+        '{__name__=~"xnet_segment_.*"}',
+        "in-situ segments exist only once marked flows have crossed two counting points",
+    ),
     "xnet_rootcause_hint": ("xnet_rootcause_hint", "a healthy lab has no root-cause hint (faults make them)"),
     "xnet_reflector_packets_total": ("xnet_reflector_packets_total", REFLECTOR),
     "xnet_malformed_packets_total": (
