@@ -15,12 +15,14 @@ from dashboards.grafana import (
     SLICE,
     Panel,
     Query,
+    Row,
     dashboard,
     loss_by_direction,
     loss_ratio,
     percentiles,
     rate,
     rtt_quantile,
+    segment_loss_ratio,
     summed,
 )
 
@@ -136,7 +138,7 @@ def overview() -> dict:
 
 
 def slice_detail() -> dict:
-    panels = [
+    panels: list[Panel | Row] = [
         Panel(
             "Round-trip time percentiles",
             "p50, p90 and p99 of the probes' round-trip time per slice, from the RTT histograms of all selected paths.",
@@ -224,15 +226,42 @@ def slice_detail() -> dict:
             type="table",
             options=TABLE,
         ),
+        *segment_row(),
     ]
     return dashboard(
         "xnet-slice",
         "xnetmon / Slice detail",
-        "Latency, loss, jitter and each SLA objective of the selected slices, with burn rates and a "
-        "per-site breakdown.",
+        "Latency, loss, jitter and each SLA objective of the selected slices, with burn rates, a "
+        "per-site breakdown and, per slice, loss and delay of each in-situ segment along the path.",
         panels,
         tags=("slice",),
     )
+
+
+def segment_row() -> list[Panel | Row]:
+    """One row per selected slice (Grafana repeats it, $slice set to that slice alone): loss
+    and one-way delay of each segment between two counting points of the slice's marked
+    flows, from in-situ flow telemetry (xnet_segment_*), with the end-to-end figure beside."""
+    legend = "{{segment}} ({{kind}})"
+    return [
+        Row("In-situ segments: $slice", repeat="slice"),
+        Panel(
+            "Segment loss along the path",
+            "Share of the slice's marked packets lost on each segment between two counting points "
+            "(a link a>b, the node at a site, a span over a site that counts nothing) and end to end: "
+            "upstream count minus downstream count of the same blocks (RFC 9341 alternate marking). "
+            "A link's segment losing alone is that link, without tomography.",
+            "percentunit",
+            (Query(segment_loss_ratio("segment, kind", SLICE), legend),),
+        ),
+        Panel(
+            "Segment one-way delay along the path",
+            "One-way delay across each segment of the latest block's D-marked packets, and end to end "
+            "(both counting points' clock errors included; exact in the lab, one clock).",
+            "s",
+            (Query(f"max by (segment, kind) (xnet_segment_delay_seconds{{{SLICE}}})", legend),),
+        ),
+    ]
 
 
 def path_detail() -> dict:

@@ -1,13 +1,16 @@
 """Small builders for Grafana dashboard JSON (the classic dashboard model, schemaVersion 39).
 
 Every panel gets the templated datasource (`${datasource}`, never a UID), a title, a
-description and a unit; panels are laid out left to right in rows of 24 grid units. The
-template variables follow the grafana dashboard-linter: `datasource`, `job`, then the
-metric contract's `slice`, `src` and `dst`.
+description and a unit; panels are laid out left to right in rows of 24 grid units. A `Row`
+starts a new line with a row header; with `repeat` Grafana draws it and the panels after it
+(up to the next row) once per selected value of that variable. The template variables
+follow the grafana dashboard-linter: `datasource`, `job`, then the metric contract's
+`slice`, `src` and `dst`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from dashboards.promql import counter_rate
@@ -15,6 +18,7 @@ from dashboards.promql import counter_rate
 SCHEMA_VERSION = 39
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 PANEL_HEIGHT = 8
+ROW_HEIGHT = 1
 
 # Selectors every query uses, so the variables always apply.
 JOB = 'job=~"$job"'
@@ -42,6 +46,12 @@ class Panel:
     options: dict = field(default_factory=dict)
     field_config: dict = field(default_factory=dict)  # merged into fieldConfig.defaults
     transformations: tuple[dict, ...] = ()
+
+
+@dataclass(frozen=True)
+class Row:
+    title: str  # may quote the repeated variable, e.g. "Segments: $slice"
+    repeat: str | None = None  # a template variable's name
 
 
 def _variable(name: str, label: str, query: str, *, multi: bool = True) -> dict:
@@ -123,17 +133,36 @@ def _panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict:
     }
 
 
+def _row_json(row: Row, panel_id: int, y: int) -> dict:
+    built = {
+        "id": panel_id,
+        "type": "row",
+        "title": row.title,
+        "collapsed": False,
+        "gridPos": {"h": ROW_HEIGHT, "w": 24, "x": 0, "y": y},
+        "panels": [],  # an open row's panels follow it in the dashboard's list
+    }
+    if row.repeat is not None:
+        built["repeat"] = row.repeat
+    return built
+
+
 def dashboard(
     uid: str,
     title: str,
     description: str,
-    panels: list[Panel],
+    panels: Sequence[Panel | Row],
     *,
     single_path: bool = False,
     tags: tuple[str, ...] = (),
 ) -> dict:
     laid_out, x, y = [], 0, 0
     for panel_id, panel in enumerate(panels, start=1):
+        if isinstance(panel, Row):
+            y += PANEL_HEIGHT if x else 0
+            laid_out.append(_row_json(panel, panel_id, y))
+            x, y = 0, y + ROW_HEIGHT
+            continue
         if x + panel.width > 24:
             x, y = 0, y + PANEL_HEIGHT
         laid_out.append(_panel_json(panel, panel_id, x, y))
@@ -183,6 +212,14 @@ def loss_ratio(by: str, selector: str) -> str:
     return (
         f"sum by ({by}) ({rate('xnet_probe_lost_total', selector)})\n"
         f"/ sum by ({by}) ({rate('xnet_probe_sent_total', selector)})"
+    )
+
+
+def segment_loss_ratio(by: str, selector: str) -> str:
+    """In-situ segments: marked packets lost over marked packets that entered, summed by `by`."""
+    return (
+        f"sum by ({by}) ({rate('xnet_segment_lost_packets_total', selector)})\n"
+        f"/ sum by ({by}) ({rate('xnet_segment_packets_total', selector)})"
     )
 
 

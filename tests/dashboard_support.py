@@ -20,10 +20,15 @@ def dashboards() -> list[dict]:
     return [json.loads(path.read_text()) for path in sorted(DASHBOARD_DIR.glob("*.json"))]
 
 
+def data_panels(board: dict) -> list[dict]:
+    """The board's panels without its row headers (which hold no query)."""
+    return [panel for panel in board["panels"] if panel["type"] != "row"]
+
+
 def panel_queries() -> Iterator[tuple[str, str, str]]:
     """(dashboard uid, panel title, expr) for every query of every panel."""
     for board in dashboards():
-        for panel in board["panels"]:
+        for panel in data_panels(board):
             for target in panel["targets"]:
                 yield board["uid"], panel["title"], target["expr"]
 

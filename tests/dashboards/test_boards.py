@@ -23,7 +23,7 @@ import pytest
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tests.dashboard_support import dashboards, panel_queries, runnable
+from tests.dashboard_support import dashboards, data_panels, panel_queries, runnable
 
 DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
 # Grafana's unit ids (packages/grafana-data valueFormats) the dashboards may use.
@@ -89,6 +89,18 @@ class Panel(_Model):
         return targets
 
 
+class RowPanel(_Model):
+    """A row header: no query; `repeat` names a template variable."""
+
+    id: int = Field(gt=0)
+    type: Literal["row"]
+    title: str = Field(min_length=1)
+    collapsed: bool
+    gridPos: GridPos
+    panels: list[dict]
+    repeat: str | None = None
+
+
 class Variable(_Model):
     name: str = Field(pattern=r"^[a-z_]+$")
     type: Literal["query", "datasource", "custom", "constant", "interval", "textbox"]
@@ -113,7 +125,7 @@ class DashboardModel(_Model):
     time: TimeRange
     templating: Templating
     annotations: dict
-    panels: list[Panel] = Field(min_length=1)
+    panels: list[RowPanel | Panel] = Field(min_length=1)
     tags: list[str]
 
     @model_validator(mode="after")
@@ -122,6 +134,8 @@ class DashboardModel(_Model):
         assert len(ids) == len(set(ids)), "panel ids repeat"
         names = [v.name for v in self.templating.list]
         assert len(names) == len(set(names)), "variable names repeat"
+        repeats = {p.repeat for p in self.panels if isinstance(p, RowPanel) and p.repeat is not None}
+        assert repeats <= set(names), f"rows repeat over undefined variables: {repeats - set(names)}"
         cells = set()
         for panel in self.panels:
             g = panel.gridPos
@@ -143,7 +157,7 @@ def test_the_five_dashboards_are_generated():
 def test_dashboard_matches_grafanas_dashboard_model(board):
     model = DashboardModel.model_validate(board)
     for panel in model.panels:
-        assert panel.type in PANEL_TYPES, panel.type
+        assert isinstance(panel, RowPanel) or panel.type in PANEL_TYPES, panel.type
 
 
 def test_the_schema_check_refuses_a_broken_dashboard():
@@ -156,6 +170,17 @@ def test_the_schema_check_refuses_a_broken_dashboard():
     )
     with pytest.raises(ValueError):
         DashboardModel.model_validate(overlapping)
+
+
+def test_the_slice_board_repeats_a_row_of_segment_loss_and_delay_per_slice():
+    [board] = [b for b in BOARDS if b["uid"] == "xnet-slice"]
+    [row] = [p for p in board["panels"] if p["type"] == "row"]
+    assert row["repeat"] == "slice" and "$slice" in row["title"]
+    under = [p for p in board["panels"] if p["gridPos"]["y"] > row["gridPos"]["y"]]
+    exprs = [t["expr"] for p in under for t in p["targets"]]
+    assert [p["fieldConfig"]["defaults"]["unit"] for p in under] == ["percentunit", "s"]
+    assert "xnet_segment_lost_packets_total" in exprs[0] and "xnet_segment_packets_total" in exprs[0]
+    assert "xnet_segment_delay_seconds" in exprs[1]
 
 
 @pytest.mark.parametrize("board", BOARDS, ids=BOARD_IDS)
@@ -174,7 +199,7 @@ def test_template_variables(board):
 
 @pytest.mark.parametrize("board", BOARDS, ids=BOARD_IDS)
 def test_panels_have_title_description_unit_and_the_templated_datasource(board):
-    for panel in board["panels"]:
+    for panel in data_panels(board):
         where = f"{board['uid']}: {panel['title']!r}"
         assert panel["title"].strip() and panel["description"].strip(), where
         assert panel["fieldConfig"]["defaults"].get("unit") in KNOWN_UNITS, where

@@ -7,8 +7,10 @@ from dashboards.grafana import (
     DATASOURCE,
     PANEL_HEIGHT,
     PATH,
+    ROW_HEIGHT,
     Panel,
     Query,
+    Row,
     dashboard,
     percentiles,
     summed,
@@ -30,6 +32,16 @@ def test_panels_fill_rows_of_24_left_to_right_and_wrap_when_full():
         ("c", 0, PANEL_HEIGHT),
         ("d", 0, 2 * PANEL_HEIGHT),
     ]
+    assert [p["id"] for p in board["panels"]] == [1, 2, 3, 4]
+
+
+def test_a_row_starts_a_new_line_of_its_own_and_names_the_variable_it_repeats_over():
+    board = dashboard("u", "T", "D", [panel("a", 12), Row("Per $slice", repeat="slice"), panel("b", 12), Row("Plain")])
+    _a, row, b, plain = board["panels"]
+    assert row["gridPos"] == {"h": ROW_HEIGHT, "w": 24, "x": 0, "y": PANEL_HEIGHT}
+    assert (row["type"], row["repeat"], row["collapsed"]) == ("row", "slice", False)
+    assert (b["gridPos"]["x"], b["gridPos"]["y"]) == (0, PANEL_HEIGHT + ROW_HEIGHT)
+    assert plain["gridPos"]["y"] == 2 * PANEL_HEIGHT + ROW_HEIGHT and "repeat" not in plain
     assert [p["id"] for p in board["panels"]] == [1, 2, 3, 4]
 
 
