@@ -200,7 +200,8 @@ function draw() {
   const shown = filterByProvince(state.map, state.province);
   const painted = paint(shown, state.paths, state.slice);
   const drawn = hintsByElement(state.hints, state.slice);
-  const first = !cy && shown.nodes.length;
+  // The first map with sites (an empty one is drawn while the page waits for data or a token).
+  const first = timings.opened === null && shown.nodes.length;
   drawMap(shown, painted, drawn);
   if (first) cy.one('render', () => (timings.opened ??= performance.now())); // since navigation, drawn
   partsList(shown, painted, drawn);
