@@ -4,30 +4,28 @@ the bus (`collector.bus.probe_client`) with an operator's identity.
 The analyzer's own identity asks nothing: a deployment lets its API start probes by giving
 it an operator's certificate (`xnetmon analyzer --probe-operator NAME`, the all-in-one's
 `lab` operator), so who may probe stays one list, the bus's operators. The agent runs the
-local command with `--json` and the answer is its summary line, as the all-in-one's
-in-namespace prober returns it. Each call runs on a thread of `analyzer.api.probe_runs`,
+local command with `--json` (`analyzer.api.probe_exchange`: the same options and answer as
+the all-in-one's in-namespace prober). Each call runs on a thread of `analyzer.api.probe_runs`,
 with its own event loop and connection (a probe is rare; a handshake is cheap beside it).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 
 import nats
 
+from analyzer.api.probe_exchange import probe_answer, probe_start
 from analyzer.api.probe_runs import AgentUnreachable, TargetNotAllowed, TooManyProbes
 from collector.bus.connection import BusEndpoint
 from collector.bus.probe_client import NoAnswer, RemoteProbe, new_request_id
 from collector.bus.probe_requests import End, Line, ProbeStart, Refused
 
-API_INTERVAL_S = 0.1  # as the all-in-one's in-namespace prober: a count of 10 answers in a second
-
 
 class BusProber:
     """`prober(request)` for `analyzer.api.app.create_app`: an `analyzer.api.models.ProbeRequest`
-    in, the agent's probe summary out (`{"summary": {...}}`)."""
+    in, the agent's probe summary out (`{"summary": {...}}`, a trace's `{"trace": {...}}`)."""
 
     def __init__(
         self, endpoint: BusEndpoint, *, stamp_port: int | None = None, in_thread: Callable[[], None] | None = None
@@ -41,17 +39,7 @@ class BusProber:
     def __call__(self, request) -> dict:
         if self.in_thread is not None:
             self.in_thread()
-        start = ProbeStart(
-            id=new_request_id(),
-            kind=request.kind,
-            target=request.target,
-            slice=request.slice,
-            count=request.count,
-            interval=API_INTERVAL_S,
-            port=self.stamp_port if request.kind == "stamp" else None,
-            json_output=True,
-        ).check_kind()
-        return asyncio.run(self._ask(request.agent, start))
+        return asyncio.run(self._ask(request.agent, probe_start(request, new_request_id(), self.stamp_port)))
 
     async def _ask(self, site: str, start: ProbeStart) -> dict:
         errors: list[str] = []
@@ -73,7 +61,7 @@ class BusProber:
                     if isinstance(reply, Line) and reply.stream == "stdout":
                         printed.append(reply.text + reply.end)
                     elif isinstance(reply, End):
-                        return _summary(site, "".join(printed).splitlines())
+                        return _answer(site, start.kind, "".join(printed).splitlines())
         except NoAnswer as exc:
             raise AgentUnreachable(f"agent {site}: {exc}") from None
         finally:
@@ -92,8 +80,8 @@ def _refusal(site: str, refused: Refused) -> Exception:
     return ValueError(reason)
 
 
-def _summary(site: str, lines: list[str]) -> dict:
-    for line in reversed(lines):
-        if line.startswith("{") and '"summary"' in line:
-            return json.loads(line)
-    raise ValueError(f"agent {site}'s probe printed no summary: {lines[-1] if lines else 'nothing'}")
+def _answer(site: str, kind: str, lines: list[str]) -> dict:
+    answer = probe_answer(kind, lines)
+    if answer is None:
+        raise ValueError(f"agent {site}'s probe printed no summary: {lines[-1] if lines else 'nothing'}")
+    return answer

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import os
 import secrets
 import shutil
@@ -38,12 +37,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from analyzer.api.probe_exchange import probe_answer, probe_start
 from analyzer.bus_intake import BusIntake
 from analyzer.bus_probes import BusProber
 from analyzer.service import AnalyzerService, RootCauseRunner
 from analyzer.sla.policies import LAB_POLICY_FILE
 from analyzer.sla.verdicts import default_policies, load_policies
 from analyzer.store.memory import PATH_WARM_UP_WINDOWS, SHARED_STALL_INTERVALS
+from collector.bus.probe_client import new_request_id
+from collector.bus.probe_requests import command_args
 from xnetmon import bus_setup
 from xnetmon.lab_sites import declared_topology, sites_by_address
 from xnetmon.nats_server import NatsServer
@@ -188,8 +190,9 @@ def reflector_argv(lab, site: str) -> list[str]:
 
 
 class CommandProber:
-    """`POST /probe` for the all-in-one: runs `xnetmon probe stamp|icmp --json` from the named
-    agent's site (inside its namespace on the lab) and returns the probe's summary."""
+    """`POST /probe` for the all-in-one: runs `xnetmon probe stamp|icmp|trace --json` from the
+    named agent's site (inside its namespace on the lab) and returns the probe's result
+    (analyzer.api.probe_exchange: the same options and answer as over the bus)."""
 
     def __init__(self, sites: Sequence[str], argv_in_site, stamp_port: int) -> None:
         self.sites = tuple(sites)
@@ -199,32 +202,17 @@ class CommandProber:
     def __call__(self, request) -> dict:
         if request.agent not in self.sites:
             raise ValueError(f"no agent on {request.agent!r} here (agents: {', '.join(self.sites)})")
-        port_args = ["-p", str(self.stamp_port)] if request.kind == "stamp" else []
-        argv = [
-            sys.executable,
-            "-m",
-            "xnetmon",
-            "probe",
-            request.kind,
-            *port_args,
-            request.target,
-            "--slice",
-            request.slice,
-            "-c",
-            str(request.count),
-            "-i",
-            "0.1",
-            "--json",
-        ]
+        start = probe_start(request, new_request_id(), self.stamp_port)
+        argv = [sys.executable, "-m", "xnetmon", "probe", *command_args(start)]
         done = subprocess.run(
             self.argv_in_site(request.agent, argv), capture_output=True, text=True, timeout=60 + request.count
         )
-        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-        if not lines or '"summary"' not in lines[-1]:
+        answer = probe_answer(request.kind, done.stdout.splitlines())
+        if answer is None:
             raise ValueError(
                 done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "the probe printed nothing"
             )
-        return json.loads(lines[-1])  # {"summary": {...}}; the API echoes the request beside it
+        return answer  # the API echoes the request beside it
 
 
 @contextlib.contextmanager

@@ -6,7 +6,8 @@ paths, hints, topology, health, metrics).
 
 - The OpenAPI document and its pages (/openapi.json, /docs, /redoc) only when `openapi`: they
   map the API for anyone who can reach it.
-- With `read_token`, every GET needs it as a bearer token too (401 without; constant-time).
+- With `read_token`, every GET needs it as a bearer token too (401 without; constant-time),
+  but the console's static files under /ui/.
 - Read-only by default: every GET is open; writes (`POST /v1/windows`, `POST /probe`)
   need `Authorization: Bearer TOKEN`, and without a token configured they are refused
   with 403 (no token can be right), so an analyzer started without one only shows.
@@ -43,7 +44,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from analyzer.api.auth import ReadTokenGate
-from analyzer.api.console_files import mount_console
+from analyzer.api.console_files import is_console_file, mount_console
 from analyzer.api.context import ApiContext
 from analyzer.api.openapi_doc import complete_openapi
 from analyzer.api.probe_runs import MAX_IN_FLIGHT, ProbeRuns
@@ -87,7 +88,7 @@ def create_app(
         redoc_url="/redoc" if openapi else None,
     )
     if read_token is not None:
-        app.add_middleware(ReadTokenGate, token=read_token)
+        app.add_middleware(ReadTokenGate, token=read_token, is_open=is_console_file)
     app.add_exception_handler(RequestValidationError, _bad_request)
     api = ApiContext(
         store=store,

@@ -4,6 +4,7 @@ they read a byte of the body."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import HTTPException, Request
@@ -40,14 +41,17 @@ def require_token(request: Request, token: str | None) -> None:
 
 class ReadTokenGate:
     """ASGI middleware: every GET and HEAD (the OpenAPI documents included) needs `token`, compared
-    in constant time; 401 without it. Writes pass on to their own check."""
+    in constant time; 401 without it. Writes pass on to their own check. Paths `is_open` says
+    yes to pass without it (the console's static files, which hold no data: the page asks for
+    the token and sends it on its own reads)."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, token: str, is_open: Callable[[str], bool] = lambda path: False) -> None:
         self.app = app
         self.tokens = WriteTokens(shared=token)
+        self.is_open = is_open
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and not self.is_open(scope["path"]):
             try:
                 if self.tokens.writer(bearer(Request(scope))) is None:
                     raise wrong_token()

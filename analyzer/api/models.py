@@ -305,9 +305,11 @@ class ProbeRequest(BaseModel):
 
     agent: str = Field(min_length=1, description="the site whose agent sends the probes")
     target: str = Field(description="the address to probe (an IP address, not a name)")
-    kind: Literal["stamp", "icmp"] = "stamp"
+    kind: Literal["stamp", "icmp", "trace"] = Field(
+        "stamp", description="stamp or icmp (echo): `count` probes; trace: an mtr-style report of one flow"
+    )
     slice: str = Field(min_length=1, description="the slice whose marking the probes carry")
-    count: int = Field(10, ge=1, le=1000, description="probe packets to send")
+    count: int = Field(10, ge=1, le=1000, description="probe packets to send; for trace, rounds of its report")
 
     @field_validator("target")
     @classmethod
@@ -320,7 +322,9 @@ class ProbeRequest(BaseModel):
 
 class ProbeResponse(BaseModel):
     request: ProbeRequest
-    result: dict = Field(description="what the agent's probe reported (its summary)")
+    result: dict = Field(
+        description="what the agent's probe reported: {summary: ...} for stamp and icmp, {trace: ...} for trace"
+    )
 
 
 class SegmentBlockView(BaseModel):

@@ -288,3 +288,65 @@ export function hopList(map, source, target, slice) {
   const routes = (map.routes ?? []).filter((r) => r.source === source && r.target === target);
   return (routes.find((r) => r.slice === slice) ?? routes[0])?.hops ?? [];
 }
+
+// The read token (`--read-token-file`) as the page keeps it: asked once when a read answers 401,
+// kept for the tab (sessionStorage; memory alone where storage is off), sent on every GET and
+// never written into the page.
+export const READ_TOKEN_KEY = 'xnetmon-read-token';
+
+export function readTokenKeeper(storage) {
+  let token = null;
+  try {
+    token = storage?.getItem(READ_TOKEN_KEY) || null;
+  } catch {
+    // storage refused (a locked-down browser): the token lives in memory only
+  }
+  return {
+    get: () => token,
+    set(value) {
+      token = value || null;
+      try {
+        if (token) storage?.setItem(READ_TOKEN_KEY, token);
+        else storage?.removeItem(READ_TOKEN_KEY);
+      } catch {
+        // as above: memory only
+      }
+    },
+  };
+}
+
+// The headers of every read: the bearer token once there is one.
+export function readHeaders(token) {
+  return token ? { Accept: 'application/json', Authorization: `Bearer ${token}` } : { Accept: 'application/json' };
+}
+
+// What a read's status says of the read token: 'ok', 'needed' (401, none sent) or 'wrong'
+// (401 for the one sent).
+export function readAccess(status, sentToken) {
+  if (status !== 401) return 'ok';
+  return sentToken ? 'wrong' : 'needed';
+}
+
+// An on-demand probe's result as the form shows it: a trace's report hop by hop as mtr prints
+// it, a stamp or icmp summary as the JSON it is.
+export function probeResultText(result) {
+  const trace = result?.trace;
+  if (!trace) return JSON.stringify(result, null, 2);
+  const ms = (ns) => (ns === null || ns === undefined ? '-' : (ns / 1e6).toFixed(1));
+  return [
+    `trace ${trace.target} (${trace.address}), slice ${trace.slice} (DSCP ${trace.dscp}), ${trace.rounds} rounds`,
+    'hop  address                                  loss%   sent   avg ms  best ms  worst ms',
+    ...trace.report.map((row) =>
+      [
+        `${String(row.hop).padStart(3)}.`,
+        (row.address ?? '???').padEnd(40),
+        (row.loss_ratio * 100).toFixed(1).padStart(5),
+        String(row.sent).padStart(6),
+        ms(row.avg_ns).padStart(8),
+        ms(row.best_ns).padStart(8),
+        ms(row.worst_ns).padStart(9),
+      ].join(' '),
+    ),
+    trace.path?.reached ? 'destination reached' : 'destination not reached',
+  ].join('\n');
+}

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import {
-  STATE_STYLE, describeHint, filterByProvince, hintsByElement, hopList, layoutByRole, linkId, paint, partState,
-  parents, pathState, pathsThrough, ranks, staleFor, styleFor, suspectElement,
+  READ_TOKEN_KEY, STATE_STYLE, describeHint, filterByProvince, hintsByElement, hopList, layoutByRole, linkId, paint,
+  partState, parents, pathState, pathsThrough, probeResultText, ranks, readAccess, readHeaders, readTokenKeeper,
+  staleFor, styleFor, suspectElement,
 } from './logic.js';
 
 const objectives = [
@@ -154,5 +155,57 @@ describe('stale data', () => {
     expect(staleFor([at(100), at(97)], 104_000)).toBeNull();
     expect(staleFor([at(100), at(97)], 112_000)).toBe(12);
     expect(staleFor([], 112_000)).toBeNull();
+  });
+});
+
+describe('the read token', () => {
+  // sessionStorage's interface over a Map (node has no sessionStorage)
+  const storage = () => {
+    const kept = new Map();
+    return { getItem: (k) => kept.get(k) ?? null, setItem: (k, v) => kept.set(k, String(v)), removeItem: (k) => kept.delete(k), kept };
+  };
+  it('is asked for when a read answers 401 without one, and said wrong when the one sent is refused', () => {
+    expect(readAccess(200, null)).toBe('ok');
+    expect(readAccess(503, 'abc')).toBe('ok');
+    expect(readAccess(401, null)).toBe('needed');
+    expect(readAccess(401, 'abc')).toBe('wrong');
+  });
+  it('goes as the bearer header on every read once there is one', () => {
+    expect(readHeaders(null)).toEqual({ Accept: 'application/json' });
+    expect(readHeaders('abc')).toEqual({ Accept: 'application/json', Authorization: 'Bearer abc' });
+  });
+  it('is kept for the tab and forgotten when cleared', () => {
+    const tab = storage();
+    readTokenKeeper(tab).set('abc');
+    expect(tab.kept.get(READ_TOKEN_KEY)).toBe('abc');
+    const reopened = readTokenKeeper(tab); // a reload of the page in the same tab
+    expect(reopened.get()).toBe('abc');
+    reopened.set('');
+    expect(reopened.get()).toBeNull();
+    expect(tab.kept.has(READ_TOKEN_KEY)).toBe(false);
+  });
+  it('lives in memory where the browser refuses storage', () => {
+    const refusing = { getItem: () => { throw new Error('denied'); }, setItem: () => { throw new Error('denied'); }, removeItem: () => {} };
+    const keeper = readTokenKeeper(refusing);
+    expect(keeper.get()).toBeNull();
+    keeper.set('abc');
+    expect(keeper.get()).toBe('abc');
+    expect(readTokenKeeper(undefined).get()).toBeNull();
+  });
+});
+
+describe('a probe result', () => {
+  it('shows a summary as its JSON and a trace hop by hop with each hop\'s loss', () => {
+    const summary = { summary: { sent: 3, received: 3 } };
+    expect(JSON.parse(probeResultText(summary))).toEqual(summary);
+    const row = (hop, address, received) => ({ hop, address, sent: 10, received, loss_ratio: (10 - received) / 10, avg_ns: 1.5e6, best_ns: 1e6, worst_ns: 3e6 });
+    const trace = { target: 'fd00::9', address: 'fd00::9', slice: 'video', dscp: 34, rounds: 10, report: [row(1, 'fd00::1', 10), row(2, null, 0), row(3, 'fd00::9', 7)], path: { reached: true } };
+    const lines = probeResultText({ trace }).split('\n');
+    expect(lines[0]).toBe('trace fd00::9 (fd00::9), slice video (DSCP 34), 10 rounds');
+    expect(lines[2]).toMatch(/^ {2}1\. fd00::1 +0\.0 +10 +1\.5 +1\.0 +3\.0$/);
+    expect(lines[3]).toMatch(/^ {2}2\. \?\?\? +100\.0 /);
+    expect(lines[4]).toMatch(/^ {2}3\. fd00::9 +30\.0 /);
+    expect(lines.at(-1)).toBe('destination reached');
+    expect(probeResultText({ trace: { ...trace, report: [], path: { reached: false } } }).split('\n').at(-1)).toBe('destination not reached');
   });
 });

@@ -8,7 +8,7 @@ import './style.css';
 import { labels } from './i18n.js';
 import {
   clockTime, describeHint, filterByProvince, hintsByElement, hopList, layoutByRole, linkId, paint, pathState,
-  pathsThrough, ranks, staleFor, styleFor, suspectElement,
+  pathsThrough, probeResultText, ranks, readAccess, readHeaders, readTokenKeeper, staleFor, styleFor, suspectElement,
 } from './logic.js';
 
 const params = new URLSearchParams(location.search);
@@ -22,12 +22,22 @@ const state = {
   map: { nodes: [], links: [] }, paths: [], hints: [], slices: [], slice: params.get('slice') || '',
   province: '', selected: null, language: localStorage.getItem('xnetmon-language') || 'en',
   theme: localStorage.getItem('xnetmon-theme') || 'dark', range: '1h', lastOk: null, failure: null,
-  sliceDetail: null, sliceHistory: null, history: new Map(), topologyKey: '',
+  sliceDetail: null, sliceHistory: null, history: new Map(), topologyKey: '', access: 'ok',
 };
-let token = null; // asked once for probes, kept in memory only, never shown back
+let operatorToken = null; // asked once for probes, kept in memory only, never shown back
+const readToken = readTokenKeeper(tabStorage()); // asked once when a read answers 401
+let pollTimer = null;
 let cy = null;
 const timings = { opened: null, filtered: null }; // ms: the page to a drawn map; a province filter
 const charts = [];
+
+function tabStorage() {
+  try {
+    return window.sessionStorage;
+  } catch {
+    return undefined; // storage off: readTokenKeeper keeps the token in memory
+  }
+}
 
 const $ = (id) => document.getElementById(id);
 const el = (tag, attrs = {}, ...children) => {
@@ -55,6 +65,7 @@ function shell() {
       el('button', { id: 'language', type: 'button', onclick: toggleLanguage }, t('language')),
     ),
     el('div', { id: 'banner', role: 'status', 'aria-live': 'polite' }),
+    readTokenForm(),
     el('main', {},
       el('section', { id: 'map-section', 'aria-label': t('map') },
         el('div', { id: 'map', role: 'img', 'aria-label': t('map') }),
@@ -93,27 +104,58 @@ function toggleLanguage() {
   render();
 }
 
+// Asked for when a read answers 401: the token goes to readToken, never back into the page.
+function readTokenForm() {
+  const form = el('form', { id: 'read-token-form', hidden: state.access === 'ok', onsubmit: (e) => {
+    e.preventDefault();
+    const input = form.querySelector('[name=read-token]');
+    readToken.set(input.value.trim());
+    input.value = '';
+    form.hidden = true;
+    poll();
+  } },
+    el('label', {}, t('readToken'), ' ', el('input', { name: 'read-token', type: 'password', autocomplete: 'off', required: true, 'data-focus-key': 'read-token' })),
+    ' ', el('button', { type: 'submit' }, t('useToken')));
+  return form;
+}
+
+class ReadRefused extends Error {
+  constructor(access) {
+    super(access);
+    this.access = access; // 'needed' or 'wrong' (logic.readAccess)
+  }
+}
+
 async function get(path) {
-  const response = await fetch(API + path, { headers: { Accept: 'application/json' } });
+  const sent = readToken.get();
+  const response = await fetch(API + path, { headers: readHeaders(sent) });
+  const access = readAccess(response.status, sent);
+  if (access !== 'ok') {
+    if (access === 'wrong' && readToken.get() === sent) readToken.set(null); // not one entered since
+    throw new ReadRefused(access);
+  }
   if (!response.ok) throw new Error(`${path}: ${response.status}`);
   return response.json();
 }
 
 async function poll() {
+  clearTimeout(pollTimer);
   try {
     const [map, paths, hints, slices] = await Promise.all([
       get('map'), get('paths?limit=100000'), get('hints'), get('slices'),
     ]);
-    Object.assign(state, { map, paths: paths.paths, hints, slices, lastOk: Date.now(), failure: null });
+    Object.assign(state, { map, paths: paths.paths, hints, slices, lastOk: Date.now(), failure: null, access: 'ok' });
     if (!state.slice || !slices.some((s) => s.name === state.slice)) state.slice = slices.find((s) => s.paths)?.name ?? slices[0]?.name ?? '';
     state.sliceDetail = state.slice ? await get(`slices/${encodeURIComponent(state.slice)}`) : null;
     state.sliceHistory = state.slice ? await sliceHistory(state.slice, state.range) : null;
     remember();
   } catch (error) {
-    state.failure = String(error.message || error);
+    if (error instanceof ReadRefused) Object.assign(state, { access: error.access, failure: null });
+    else state.failure = String(error.message || error);
   }
   render();
-  setTimeout(poll, POLL_MS);
+  clearTimeout(pollTimer); // one poll pending at most, also when a token's entry polled at once
+  pollTimer = setTimeout(poll, POLL_MS);
 }
 
 function push(series, point) {
@@ -158,7 +200,8 @@ function draw() {
   const shown = filterByProvince(state.map, state.province);
   const painted = paint(shown, state.paths, state.slice);
   const drawn = hintsByElement(state.hints, state.slice);
-  const first = !cy && shown.nodes.length;
+  // The first map with sites (an empty one is drawn while the page waits for data or a token).
+  const first = timings.opened === null && shown.nodes.length;
   drawMap(shown, painted, drawn);
   if (first) cy.one('render', () => (timings.opened ??= performance.now())); // since navigation, drawn
   partsList(shown, painted, drawn);
@@ -180,7 +223,10 @@ function banner() {
   const node = $('banner');
   const stale = state.failure ? null : staleFor(state.paths, Date.now());
   let text = '';
-  if (state.failure) text = `${t('unreachable')} (${state.failure}).`;
+  $('read-token-form').hidden = state.access === 'ok';
+  if (state.access === 'needed') text = t('readTokenNeeded');
+  else if (state.access === 'wrong') text = t('readTokenWrong');
+  else if (state.failure) text = `${t('unreachable')} (${state.failure}).`;
   else if (stale !== null) text = `${t('stale')} ${stale} ${t('seconds')}.`;
   node.textContent = text;
   node.className = text ? 'warn' : '';
@@ -422,29 +468,29 @@ function probeForm() {
   const form = el('form', { id: 'probe-form', onsubmit: async (e) => {
     e.preventDefault();
     const data = new FormData(form);
-    if (!token) {
-      token = data.get('token') || null;
+    if (!operatorToken) {
+      operatorToken = data.get('token') || null;
       form.querySelector('[name=token]').value = '';
     }
-    if (!token) { result.textContent = t('token'); return; }
+    if (!operatorToken) { result.textContent = t('token'); return; }
     const body = { agent: data.get('agent'), target: data.get('target'), slice: data.get('slice') || state.slice, kind: data.get('kind'), count: Number(data.get('count')) };
     result.textContent = '…';
     try {
-      const response = await fetch(API + 'probe', { method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` }, body: JSON.stringify(body) });
+      const response = await fetch(API + 'probe', { method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${operatorToken}` }, body: JSON.stringify(body) });
       const answer = await response.json();
-      if (response.status === 401) token = null; // ask again
-      result.textContent = response.ok ? JSON.stringify(answer.result, null, 2) : `${response.status}: ${answer.detail}`;
+      if (response.status === 401) operatorToken = null; // ask again
+      result.textContent = response.ok ? probeResultText(answer.result) : `${response.status}: ${answer.detail}`;
     } catch (error) {
       result.textContent = String(error);
     }
-    form.querySelector('.token-row').hidden = Boolean(token);
+    form.querySelector('.token-row').hidden = Boolean(operatorToken);
   } },
     field(t('site'), el('input', { name: 'agent', required: true, size: 10 })),
     field(t('target'), el('input', { name: 'target', required: true, size: 24 })),
     field(t('slice'), el('input', { name: 'slice', size: 10, placeholder: state.slice })),
-    field(t('kind'), el('select', { name: 'kind' }, el('option', { value: 'stamp' }, 'stamp'), el('option', { value: 'icmp' }, 'icmp'))),
+    field(t('kind'), el('select', { name: 'kind' }, el('option', { value: 'stamp' }, 'stamp'), el('option', { value: 'icmp' }, 'icmp'), el('option', { value: 'trace' }, 'trace'))),
     field(t('count'), el('input', { name: 'count', type: 'number', min: 1, max: 1000, value: 10 })),
-    el('div', { class: 'token-row', hidden: Boolean(token) }, field(t('token'), el('input', { name: 'token', type: 'password', autocomplete: 'off' }))),
+    el('div', { class: 'token-row', hidden: Boolean(operatorToken) }, field(t('token'), el('input', { name: 'token', type: 'password', autocomplete: 'off' }))),
     el('button', { type: 'submit' }, t('run')));
   $('probe').replaceChildren(el('h2', {}, t('probe')), form, result);
 }

@@ -1,5 +1,5 @@
 """POST /probe's prober over the bus, against a real nats-server and an agent's on-demand
-probes: the agent's summary comes back; its refusals become the API's errors (403, 429); an
+probes: the agent's summary (a trace's report) comes back; its refusals become the API's errors (403, 429); an
 agent that does not answer is AgentUnreachable (503)."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from xnetmon import bus_setup
 
 @pytest.mark.root
 @pytest.mark.tool("nats-server")
-def test_the_agents_summary_comes_back_and_refusals_are_the_apis_errors(tmp_path):
+def test_the_agents_summary_or_trace_comes_back_and_refusals_are_the_apis_errors(tmp_path):
     with running_bus(tmp_path, operators=("api",)) as (pki, server):
         limits = OnDemandLimits(allowed_prefixes=(ipaddress.ip_network("::1/128"),))
         agent = OnDemandProbes("cnty1a", bus_setup.site_endpoint(pki, "cnty1a", (server.url,)), limits)
@@ -29,6 +29,9 @@ def test_the_agents_summary_comes_back_and_refusals_are_the_apis_errors(tmp_path
             prober = BusProber(bus_setup.operator_endpoint(pki, "api", (server.url,)))
             answer = prober(ProbeRequest(agent="cnty1a", target="::1", kind="icmp", slice="video", count=3))
             assert answer["summary"]["sent"] == 3 and answer["summary"]["received"] == 3
+            traced = prober(ProbeRequest(agent="cnty1a", target="::1", kind="trace", slice="video", count=2))
+            report = traced["trace"]
+            assert report["rounds"] == 2 and [row["address"] for row in report["report"]] == ["::1"]
             with pytest.raises(TargetNotAllowed, match="agent cnty1a refused: target fd00::1"):
                 prober(ProbeRequest(agent="cnty1a", target="fd00::1", kind="icmp", slice="video", count=1))
             with pytest.raises(AgentUnreachable, match=r"agent cnty2b: no agent answered on xnetprobe\.cnty2b"):

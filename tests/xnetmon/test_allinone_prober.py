@@ -28,3 +28,12 @@ def test_an_icmp_probe_runs_the_command_of_that_kind():
     prober = CommandProber(("local",), lambda _site, argv: argv, 9)
     answer = prober(ProbeRequest(agent="local", target="::1", kind="icmp", slice="video", count=2))
     assert answer["summary"]["sent"] == 2 and answer["summary"]["received"] == 2
+
+
+def test_a_trace_answers_its_report_hop_by_hop():
+    prober = CommandProber(("local",), lambda _site, argv: argv, 9)
+    answer = prober(ProbeRequest(agent="local", target="::1", kind="trace", slice="video", count=3))
+    report = answer["trace"]
+    assert report["address"] == "::1" and report["rounds"] == 3 and report["slice"] == "video"
+    assert [row["address"] for row in report["report"]] == ["::1"] and report["path"]["reached"]
+    assert report["report"][0]["sent"] == 3 and report["report"][0]["received"] == 3

@@ -31,7 +31,7 @@ def test_a_probe_request_writes_its_target_address_in_canonical_form_with_defaul
         ({"count": 0}, "greater than or equal to 1"),
         ({"count": 1001}, "less than or equal to 1000"),
         ({"agent": ""}, "at least 1 character"),
-        ({"kind": "trace"}, "'stamp' or 'icmp'"),
+        ({"kind": "udp"}, "'stamp', 'icmp' or 'trace'"),
         ({"when": "now"}, "Extra inputs are not permitted"),
     ],
 )

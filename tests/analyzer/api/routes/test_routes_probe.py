@@ -25,6 +25,16 @@ def test_probe_runs_the_prober_when_there_is_one():
     assert seen[0].target == "fd00::1"
 
 
+def test_a_trace_is_asked_of_the_prober_and_its_report_answered():
+    def prober(request):
+        return {"trace": {"kind": request.kind, "rounds": request.count}}
+
+    api = Api(prober=prober, probe_targets=ALLOWED)
+    response = api.post("/probe", json={**PROBE, "kind": "trace", "count": 3}, headers=AUTH)
+    assert response.status_code == 200 and response.json()["result"] == {"trace": {"kind": "trace", "rounds": 3}}
+    assert response.json()["request"]["kind"] == "trace"
+
+
 def test_probe_accepts_an_async_prober_and_reports_its_refusal():
     async def prober(request):
         raise ValueError(f"no agent named {request.agent!r} here")
@@ -48,7 +58,7 @@ def test_probe_needs_the_token():
     "change, reason",
     [
         ({"target": "core.example"}, "target: Value error, 'core.example' is not an IP address"),
-        ({"kind": "udp"}, "kind: Input should be 'stamp' or 'icmp'"),
+        ({"kind": "udp"}, "kind: Input should be 'stamp', 'icmp' or 'trace'"),
         ({"count": 0}, "count: Input should be greater than or equal to 1"),
         ({"slice": "vidoe"}, "slice: unknown slice 'vidoe' (slices are: best-effort, data, egov, video)"),
         ({"extra": 1}, "extra: Extra inputs are not permitted"),
