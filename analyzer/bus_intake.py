@@ -21,7 +21,11 @@ store's (path key, seq) dedup drops what the checkpoint held already.
 While the intake has lost its server, the agents keep their windows in their spools (or
 the stream holds them): the store stops closing intervals by time (they are not empty,
 only late) and, once the intake is connected again, waits `reconnect_catch_up_s` for them
-before it closes by time again (`WindowStore.suspend_time_closing`).
+before it closes by time again (`WindowStore.suspend_time_closing`). The loss is seen in the
+client's state after each pull, not only in nats-py's `disconnected_cb`: a server that stops
+answering is left after its pings go unanswered (collector.bus.connection), but over TLS the
+callback comes only once the close of the connection has waited out asyncio's 30 s for the
+server's close_notify. `link()` is what /metrics shows of it (xnet_analyzer_bus_connected).
 
 nats-py is asyncio: the intake runs its own event loop on a thread of its own; ingest
 happens on that thread, under the store's lock.
@@ -42,6 +46,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError, NotFoundError
 
 from analyzer.bus_checkpoint import CHECKPOINT_BUCKET, Checkpoint, checkpoint_store, load_checkpoint, save_checkpoint
+from analyzer.exporter import BusLink
 from analyzer.partials import PartialsOutbox, partials_stream_config, partials_subject
 from analyzer.store.memory import WindowStore
 from analyzer.store.snapshot import restore_into, snapshot_text
@@ -106,6 +111,7 @@ class BusIntake:
         self.partials_published = 0  # reports put on the bus
         self.reconnect_catch_up_s = reconnect_catch_up_s
         self.disconnections_total = 0  # times the connection to the bus was lost
+        self._link_up = False  # the consumer is made and the connection up now
         self.restored_seq: int | None = None  # the sequence of the checkpoint restored at start
         self.through_seq = 0  # the newest stream sequence taken (ingested or refused)
         self._failed_seq: int | None = None  # the oldest message a store failure left to come again
@@ -150,6 +156,7 @@ class BusIntake:
             objects = await checkpoint_store(js, self.limits.replicas)
             start_seq = await self._restore(objects)
             subscription = await self._consumer_from(js, start_seq + 1, whole)
+            self._link_up = True
             self.connected.set()
             size = 1
             saved_seq, next_save = start_seq, time.monotonic() + self.checkpoint_every_s
@@ -163,11 +170,13 @@ class BusIntake:
                 # pulls for many follow while a backlog lasts, with a short wait.
                 try:
                     messages = await subscription.fetch(size, timeout=IDLE_WAIT_S if size == 1 else BACKLOG_WAIT_S)
-                except (TimeoutError, NatsTimeout):  # nothing new within the wait
+                except (TimeoutError, NatsTimeout):  # nothing new within the wait, or the server away
+                    await self._see_link(client.is_connected)
                     size = 1
                     await self._publish_partials(js)  # intervals closed by time
                     continue
                 except Exception as exc:  # the connection is away: the client reconnects
+                    await self._see_link(client.is_connected)
                     await self._on_error(exc)
                     await asyncio.sleep(0.5)
                     continue
@@ -300,14 +309,28 @@ class BusIntake:
         self.store.ingest(batch, self._clock())
         return batch
 
+    def link(self) -> BusLink | None:
+        """The connection's state for /metrics; None before the consumer was first made."""
+        if not self.connected.is_set():
+            return None
+        return BusLink(self._link_up, self.disconnections_total)
+
+    async def _see_link(self, up: bool) -> None:
+        """The connection found up or down, by a callback or by the loop: each change once."""
+        if up == self._link_up or not self.connected.is_set() or self._stop.is_set():
+            return  # no change, still starting, or closing
+        self._link_up = up
+        if up:
+            self.store.resume_time_closing(self._clock(), self.reconnect_catch_up_s)
+        else:
+            self.disconnections_total += 1
+            self.store.suspend_time_closing()
+
     async def _on_disconnected(self) -> None:
-        if self._stop.is_set():
-            return  # closing
-        self.disconnections_total += 1
-        self.store.suspend_time_closing()
+        await self._see_link(False)
 
     async def _on_reconnected(self) -> None:
-        self.store.resume_time_closing(self._clock(), self.reconnect_catch_up_s)
+        await self._see_link(True)
 
     async def _on_error(self, exc: Exception) -> None:
         if self._stop.is_set():

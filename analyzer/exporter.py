@@ -21,6 +21,14 @@ from collector.system.build_info import build_info_family
 STATES = ("ok", "at-risk", "breached", "no-data")
 
 
+@dataclass(frozen=True, slots=True)
+class BusLink:
+    """An analyzer's connection to the bus (analyzer.bus_intake.BusIntake.link)."""
+
+    connected: bool
+    disconnections: int  # times it was lost since the start
+
+
 @dataclass(frozen=True)
 class AnalyzerSnapshot:
     """What one scrape shows: slice verdicts (analyzer.sla.verdicts.SlaVerdict, path None) and counters."""
@@ -29,6 +37,7 @@ class AnalyzerSnapshot:
     counters: Mapping[str, int] = field(default_factory=dict)  # e.g. windows_ingested -> n
     hints: Sequence = ()  # root-cause hints: objects with kind, suspects, slices, confidence
     errors: Mapping[str, int] = field(default_factory=dict)  # background component -> errors survived
+    bus: BusLink | None = None  # None: no bus intake (HTTP only), or its consumer not made yet
 
 
 COUNTERS = {  # store counter -> (metric, help); full names, so a metric can be searched for
@@ -78,6 +87,24 @@ class AnalyzerCollector(Collector):
         for component, count in sorted(snapshot.errors.items()):
             errors.add_metric([component], count)
         yield errors
+        if snapshot.bus is not None:
+            yield from _bus_families(snapshot.bus)
+
+
+def _bus_families(link: BusLink) -> Iterator[Metric]:
+    connected = GaugeMetricFamily(
+        "xnet_analyzer_bus_connected",
+        "1 while the analyzer's bus intake is connected to nats-server, 0 while it is not (intervals then "
+        "wait for the windows the agents keep, rather than close empty).",
+    )
+    connected.add_metric([], 1.0 if link.connected else 0.0)
+    yield connected
+    lost = CounterMetricFamily(
+        "xnet_analyzer_bus_disconnections_total",
+        "Times the analyzer's bus intake lost its connection to nats-server (closed, or silent to pings).",
+    )
+    lost.add_metric([], link.disconnections)
+    yield lost
 
 
 def _slice_families(verdicts: Sequence) -> Iterator[Metric]:

@@ -32,6 +32,7 @@ import uvicorn
 
 from analyzer.api.app import create_app
 from analyzer.api.guarded_h11 import uvicorn_options
+from analyzer.exporter import BusLink
 from analyzer.insitu.diagnosis import segment_diagnoses
 from analyzer.slice_history import HistorySampler, SliceHistory
 from analyzer.store.journal import IntakeJournal, replay
@@ -390,10 +391,13 @@ class AnalyzerService:
             errors=self.errors,
             journal=self.journal,
             history=self.history,
+            bus_link=lambda: self.bus_link() if self.bus_link is not None else None,
             **dict(api_options or {}),  # site_tokens, read_token, openapi, probe_targets: analyzer.api.app
         )
         self.tls = tls
         self._server: ApiServer | None = None
+        # the connection of the bus intake feeding the store, for /metrics (BusIntake.link)
+        self.bus_link: Callable[[], BusLink | None] | None = None
 
     def serve_in_thread(self, *, extra_sockets: Sequence[socket.socket] = ()) -> ApiServer:
         """The API from a daemon thread, on its socket and `extra_sockets`, until `stop()`."""

@@ -272,13 +272,15 @@ def lab_deployment(
         bus_server, pki = _start_lab_bus(lab, sites, workdir)
         endpoint = bus_setup.analyzer_endpoint(pki, (bus_server.url,))
 
-        def start_intake(store, index: int = 0) -> BusIntake:
-            return BusIntake(
-                store, endpoint, replica_name(index), in_thread=lambda: enter_namespace(lab.namespace("core"))
+        def start_intake(analyzer: AnalyzerService, index: int = 0) -> BusIntake:
+            started = BusIntake(
+                analyzer.store, endpoint, replica_name(index), in_thread=lambda: enter_namespace(lab.namespace("core"))
             )
+            analyzer.bus_link = started.link  # its connection on the analyzer's /metrics
+            return started
 
-        intake = start_intake(service.store)
-        peer_intakes = [start_intake(peer.store, i) for i, peer in enumerate(peers, start=1)]
+        intake = start_intake(service)
+        peer_intakes = [start_intake(peer, i) for i, peer in enumerate(peers, start=1)]
         for site in sites:
             with (workdir / f"reflector-{site}.log").open("w") as log:
                 processes.append(
@@ -298,7 +300,7 @@ def lab_deployment(
 
         def restart_analyzer(port: int) -> tuple[AnalyzerService, BusIntake]:
             started = start_analyzer(port)
-            return started, start_intake(started.store)
+            return started, start_intake(started)
 
         control = Restarts(workdir, processes, len(sites), sites, (service, intake), restart_analyzer)
         bus_note = (

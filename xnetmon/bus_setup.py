@@ -13,6 +13,10 @@ write them into one directory an operator deploys by hand or with configuration 
     nats-server.conf   0600  TLS with client certificates mapped to users (verify_and_map:
                              the certificate's subject is the user), per-user permissions,
                              JetStream with its store directory
+    partitions.json    0644  only for a partitioned analysis (`init(partitions=P)`, `xnetmon
+                             bus init --partitions P`): P, so that every configuration written
+                             later (add-site, add-operator) keeps the sites' mapping into the
+                             P partitions
 
 A three-server cluster (`init(nodes=...)`, `xnetmon bus init --node HOST` three times)
 replaces server.pem and nats-server.conf with one set per node, each deployed on its machine:
@@ -48,7 +52,7 @@ from analyzer.partials import PARTIALS_PERMISSIONS
 from collector.bus.connection import BusEndpoint, inbox_prefix, operator_identity, site_identity
 from collector.bus.probe_requests import REPLY_ROOT, REQUEST_SUBJECTS, reply_subjects, request_subject
 from collector.bus.stream import reader_subjects
-from collector.bus.subjects import check_site, partition_mapping, site_subjects
+from collector.bus.subjects import check_partitions, check_site, partition_mapping, site_subjects
 
 ANALYZER = "analyzer"
 VALID_DAYS = 825  # what clients accept for leaf certificates
@@ -58,6 +62,7 @@ DEFAULT_NAMES = ("localhost", "127.0.0.1", "::1")
 
 CLUSTER_NAME = "xnet"
 CLUSTER_FILE = "cluster.json"
+PARTITIONS_FILE = "partitions.json"
 MIN_CLUSTER_NODES = 3  # JetStream's meta group and an R3 stream keep a quorum with one node down
 
 
@@ -99,12 +104,21 @@ SERVER_IDENTITY = "bus-server"
 ROUTE_USER = user_of(SERVER_IDENTITY)
 
 
-def init(directory: str | Path, names: tuple[str, ...] = DEFAULT_NAMES, nodes: tuple[ClusterNode, ...] = ()) -> Path:
+def init(
+    directory: str | Path,
+    names: tuple[str, ...] = DEFAULT_NAMES,
+    nodes: tuple[ClusterNode, ...] = (),
+    partitions: int | None = None,
+) -> Path:
     """The CA, the server's and the analyzers' certificates, and the server configuration;
-    with `nodes`, a cluster: one certificate and configuration per node instead of the server's."""
+    with `nodes`, a cluster: one certificate and configuration per node instead of the server's;
+    with `partitions`, the sites' subjects mapped into that many partitions (kept by later
+    runs that do not name it). Raises ValueError (nothing written) for a bad cluster or count."""
     root = Path(directory)
     if nodes:
         _check_cluster(nodes)
+    if partitions is not None:
+        check_partitions(partitions)
     root.mkdir(parents=True, exist_ok=True)
     (root / "sites").mkdir(exist_ok=True)
     if not (root / "ca.pem").exists():
@@ -119,6 +133,8 @@ def init(directory: str | Path, names: tuple[str, ...] = DEFAULT_NAMES, nodes: t
         _write(root / "ca.pem", cert.public_bytes(serialization.Encoding.PEM), 0o644)
     if nodes:
         _write(root / CLUSTER_FILE, json.dumps([asdict(n) for n in nodes], indent=2).encode() + b"\n", 0o644)
+    if partitions is not None:
+        _write(root / PARTITIONS_FILE, json.dumps({"partitions": partitions}).encode() + b"\n", 0o644)
     layout = cluster_nodes(root)
     if layout:
         (root / "nodes").mkdir(exist_ok=True)
@@ -143,6 +159,14 @@ def cluster_nodes(directory: str | Path) -> tuple[ClusterNode, ...]:
         ClusterNode(n["name"], n["host"], ServerPorts(**n["ports"]), n["cluster_port"])
         for n in json.loads(path.read_text())
     )
+
+
+def configured_partitions(directory: str | Path) -> int | None:
+    """The partition count `init` was given for the directory; None: not partitioned."""
+    path = Path(directory) / PARTITIONS_FILE
+    if not path.exists():
+        return None
+    return check_partitions(int(json.loads(path.read_text())["partitions"]))
 
 
 def server_urls(directory: str | Path) -> tuple[str, ...]:
@@ -260,9 +284,12 @@ def server_config(
     node: str | None = None,
 ) -> str:
     """nats-server's configuration (its format takes JSON values); `partitions`: the sites'
-    subjects mapped into that many partitions (collector.bus.subjects.partition_mapping);
-    `node`: the configuration of that node of the directory's cluster (its ports by default)."""
+    subjects mapped into that many partitions (collector.bus.subjects.partition_mapping; by
+    default the directory's, `configured_partitions`); `node`: the configuration of that node
+    of the directory's cluster (its ports by default)."""
     root = Path(directory).resolve()
+    if partitions is None:
+        partitions = configured_partitions(root)
     me = None
     if node is not None:
         layout = cluster_nodes(root)

@@ -51,6 +51,7 @@ from analyzer.api.probe_runs import MAX_IN_FLIGHT, ProbeRuns
 from analyzer.api.routes import RESOURCES
 from analyzer.api.tokens import WriteTokens
 from analyzer.declared_topology import DeclaredTopology
+from analyzer.exporter import BusLink
 from analyzer.slice_history import SliceHistory
 from analyzer.store.journal import IntakeJournal
 from analyzer.store.memory import WindowStore
@@ -78,6 +79,7 @@ def create_app(
     journal: IntakeJournal | None = None,
     declared_topology: DeclaredTopology | None = None,
     history: SliceHistory | None = None,
+    bus_link: Callable[[], BusLink | None] = lambda: None,
 ) -> FastAPI:
     app = FastAPI(
         title="xnetmon analyzer",
@@ -104,6 +106,7 @@ def create_app(
         journal=journal,
         declared=declared_topology,
         history=history,
+        bus_link=bus_link,
     )
     for resource in RESOURCES:
         app.include_router(resource.router(api))

@@ -9,6 +9,7 @@ from analyzer.api import models as m
 from analyzer.api.probe_runs import ProbeRuns
 from analyzer.api.tokens import WriteTokens
 from analyzer.declared_topology import DeclaredTopology
+from analyzer.exporter import BusLink
 from analyzer.slice_history import SliceHistory
 from analyzer.store.journal import IntakeJournal
 from analyzer.store.memory import WindowStore
@@ -28,6 +29,7 @@ class ApiContext:
     journal: IntakeJournal | None = None  # shipments recorded before their 200; None: no state directory
     declared: DeclaredTopology | None = None  # sites' roles and physical links, for the console's map
     history: SliceHistory | None = None  # each slice's verdicts over the last day; None: not kept
+    bus_link: Callable[[], BusLink | None] = lambda: None  # the bus intake's connection; None: none
 
     def current_hints(self) -> list[m.Hint]:
         return [m.Hint.model_validate(h, from_attributes=True) for h in (self.hints() if self.hints else ())]

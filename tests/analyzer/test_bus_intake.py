@@ -5,15 +5,19 @@ intake resumes from its durable position without taking a window twice."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import time
 
 import nats
 import pytest
 from prometheus_client import generate_latest
 
 from analyzer.bus_intake import FETCH_BATCH, PULL_BYTES, BusIntake, pull_size
-from analyzer.exporter import AnalyzerSnapshot, analyzer_registry
+from analyzer.exporter import AnalyzerSnapshot, BusLink, analyzer_registry
 from analyzer.sla.verdicts import default_policies
 from analyzer.store.memory import WindowStore
+from collector.bus.connection import MAX_OUTSTANDING_PINGS, PING_INTERVAL_S
 from collector.bus.subjects import message_id, subject
 from collector.contract.codec import encode_body
 from collector.contract.shipment import ShipmentBatch
@@ -165,6 +169,42 @@ def test_intervals_the_bus_was_away_for_are_judged_with_their_windows_once_it_re
     assert store.counters["windows_late"] == 0
     verdict = store.slice_verdict("video", now[0])
     assert verdict.intervals == 18  # every interval, each with its windows
+
+
+def test_a_frozen_server_is_noticed_within_its_pings_and_intervals_wait_for_it(bus):
+    """A SIGSTOP'd nats-server keeps its sockets open and answers nothing: only the client's
+    pings tell. The intake must see it go within the pings' bound, long before nats-py's
+    default (up to 6 min), show it on /metrics, and have the store stop closing by time."""
+    pki, server = bus
+    now = [(T0 + 3) * W]
+    store = WindowStore(default_policies(), interval_s=W / 1e9, catch_up_s=0)
+    endpoint = bus_setup.analyzer_endpoint(pki, (server.url,))
+    intake = BusIntake(store, endpoint, clock=lambda: now[0], reconnect_catch_up_s=0)
+    wait_until(intake.connected.is_set, what="the intake's consumer")
+    store.ingest(ShipmentBatch("cnty1a", tuple(window(seq) for seq in range(T0, T0 + 3))), now[0])
+    registry = analyzer_registry(lambda: AnalyzerSnapshot(bus=intake.link()))
+    assert "xnet_analyzer_bus_connected 1.0" in generate_latest(registry).decode()
+    bound_s = PING_INTERVAL_S * (MAX_OUTSTANDING_PINGS + 1) + 5  # the pings, a pull's wait, a loaded machine
+    assert server.pid is not None
+    frozen_at = time.monotonic()
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: intake.disconnections_total == 1, timeout=bound_s + 60, what="the frozen server noticed")
+        noticed_s = time.monotonic() - frozen_at
+        text = generate_latest(registry).decode()
+        # the intervals of the outage stay open however late it is: their windows are late, not missing
+        before = store.closed_through()
+        now[0] = (T0 + 30) * W
+        store.advance(now[0])
+        assert store.closed_through() == before
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+    assert noticed_s < bound_s, f"noticed after {noticed_s:.1f} s"
+    assert "xnet_analyzer_bus_connected 0.0" in text and "xnet_analyzer_bus_disconnections_total 1.0" in text
+    wait_until(lambda: intake.link() == BusLink(True, 1), what="the intake back on the thawed server")
+    store.advance(now[0])  # no catch-up asked for: closing by time goes on at once
+    intake.stop()
+    assert all(store.closed_through()[name] > before[name] for name in before)
 
 
 def test_each_replica_consumer_sees_every_window(bus):

@@ -7,7 +7,7 @@ import math
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from analyzer.exporter import AnalyzerSnapshot, analyzer_registry
+from analyzer.exporter import AnalyzerSnapshot, BusLink, analyzer_registry
 from analyzer.rootcause.hints import Hint
 from analyzer.sla.verdicts import ObjectiveVerdict, SlaVerdict
 
@@ -90,3 +90,11 @@ def test_root_cause_hints_give_one_series_per_slice_kind_and_suspect_and_counter
     assert got[("xnet_analyzer_windows_ingested_total", ())] == 120
     assert got[("xnet_analyzer_windows_duplicate_total", ())] == 3
     assert got[("xnet_analyzer_batches_rejected_total", ())] == 0
+
+
+def test_the_bus_connection_shows_only_where_there_is_a_bus_intake():
+    assert not any(name.startswith("xnet_analyzer_bus_") for name, _ in samples(AnalyzerSnapshot()))
+    got = samples(AnalyzerSnapshot(bus=BusLink(connected=False, disconnections=2)))
+    assert got[("xnet_analyzer_bus_connected", ())] == 0
+    assert got[("xnet_analyzer_bus_disconnections_total", ())] == 2
+    assert samples(AnalyzerSnapshot(bus=BusLink(True, 0)))[("xnet_analyzer_bus_connected", ())] == 1

@@ -182,6 +182,9 @@ def test_consumes_the_bus_as_its_replica(tmp_path):
                 return httpx.get(f"http://[::1]:{port}/healthz", timeout=5).json()["store"]["windows_ingested"]
 
             wait_until(lambda: taken() == 3, what="the windows from the bus in the analyzer")
+            metrics = httpx.get(f"http://[::1]:{port}/metrics", timeout=10).text
+            assert "xnet_analyzer_bus_connected 1.0" in metrics  # the intake's connection, wired
+            assert "xnet_analyzer_bus_disconnections_total 0.0" in metrics
         finally:
             sink.close()
             stop_process(proc)

@@ -294,7 +294,7 @@ def run(args: argparse.Namespace) -> int:
         "Ctrl-C stops.",
         flush=True,
     )
-    intake = _bus_intake(args, service.store, outbox, role)
+    intake = _bus_intake(args, service, outbox, role)
     try:
         service.serve()
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stopped as asked
@@ -321,8 +321,9 @@ def _bus_prober(args: argparse.Namespace):
     return BusProber(bus_setup.operator_endpoint(args.bus_dir, args.probe_operator, tuple(args.bus)))
 
 
-def _bus_intake(args: argparse.Namespace, store, outbox, role: str):
-    """The bus intake of this analyzer's role: every window, a partition's, or the combiner's reports."""
+def _bus_intake(args: argparse.Namespace, service, outbox, role: str):
+    """The bus intake of this analyzer's role: every window, a partition's, or the combiner's
+    reports, feeding `service`'s store; a window intake's connection shows on its /metrics."""
     if not args.bus:
         return None
     from analyzer.bus_intake import BusIntake
@@ -353,10 +354,13 @@ def _bus_intake(args: argparse.Namespace, store, outbox, role: str):
         from analyzer.combiner import PartialsCombiner
         from analyzer.combiner_intake import CombinerIntake
 
-        combiner = PartialsCombiner(store, args.partitions)
+        combiner = PartialsCombiner(service.store, args.partitions)
         intake: CombinerIntake | BusIntake = CombinerIntake(combiner, endpoint, durable, **every)
     else:
-        intake = BusIntake(store, endpoint, durable, limits=limits, partition=args.partition, partials=outbox, **every)
+        intake = BusIntake(
+            service.store, endpoint, durable, limits=limits, partition=args.partition, partials=outbox, **every
+        )
+        service.bus_link = intake.link
     shown = f" ({role})" if role else ""
     print(f"xnetmon analyzer: consuming the bus at {', '.join(args.bus)} as {durable}{shown}", flush=True)
     return intake

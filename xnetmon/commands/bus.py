@@ -1,6 +1,7 @@
-"""`xnetmon bus init DIR [--node HOST]...` and `xnetmon bus add-site DIR SITE`: the bus's CA,
-certificates and nats-server configuration (one server, or one per node of a cluster), for an
-operator to deploy (see xnetmon/bus_setup.py)."""
+"""`xnetmon bus init DIR [--node HOST]... [--partitions P]` and `xnetmon bus add-site DIR
+SITE`: the bus's CA, certificates and nats-server configuration (one server, or one per node
+of a cluster; the sites' subjects mapped into P partitions), for an operator to deploy (see
+xnetmon/bus_setup.py)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a server of a JetStream cluster, by the name or address the others and the clients reach it "
         "by (repeat for each, at least 3; nodes n1, n2, ... in this order, ports 4222, routes 6222)",
     )
+    init.add_argument(
+        "--partitions",
+        type=int,
+        metavar="P",
+        help="split the analysis over P partition analyzers: the server maps each site's subjects into one of "
+        "P partitions (kept when re-run without it; analyzers: xnetmon analyzer --partitions P)",
+    )
     init.set_defaults(handler=run_init)
     add = commands.add_parser("add-site", help="sites' certificates and keys, and their permissions")
     add.add_argument("directory", metavar="DIR")
@@ -50,14 +58,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_init(args: argparse.Namespace) -> int:
+    from collector.bus.subjects import BadSubject, check_partitions
     from xnetmon import bus_setup
 
     names = tuple(args.names) if args.names else bus_setup.DEFAULT_NAMES
     nodes = tuple(bus_setup.ClusterNode(f"n{i}", host) for i, host in enumerate(args.nodes or (), start=1))
+    if args.partitions is not None:
+        try:
+            check_partitions(args.partitions)
+        except BadSubject as exc:
+            raise UsageError(f"--partitions: {exc}") from None
     try:
-        root = bus_setup.init(args.directory, names, nodes)
+        root = bus_setup.init(args.directory, names, nodes, args.partitions)
     except ValueError as exc:
         raise UsageError(f"--node: {exc}") from None
+    partitions = bus_setup.configured_partitions(root)
+    if partitions is not None:
+        print(
+            f"sites' subjects mapped into {partitions} partitions ({root / bus_setup.PARTITIONS_FILE}); analyzers: "
+            f"xnetmon analyzer --bus URL --bus-dir {root} --partitions {partitions} --partition I (0 to "
+            f"{partitions - 1}), and one with --combiner"
+        )
     layout = bus_setup.cluster_nodes(root)
     if not layout:
         print(f"bus PKI in {root}: ca.pem, server.pem, analyzer.pem; server configuration {root / 'nats-server.conf'}")

@@ -22,6 +22,7 @@ def router(api: ApiContext) -> APIRouter:
             counters=store.stats(),
             hints=list(api.hints()) if api.hints is not None else [],
             errors=api.errors.counts(),
+            bus=api.bus_link(),
         )
 
     registry = analyzer_registry(snapshot)

@@ -58,3 +58,22 @@ def test_add_operator_tells_what_it_wrote_and_refuses_a_bad_name(tmp_path):
     assert (tmp_path / "operators" / "noc-key.pem").exists()
     bad = xnetmon("bus", "add-operator", str(tmp_path), "a.b")
     assert bad.returncode == 2 and "cannot be a bus subject token" in bad.stderr
+
+
+def test_init_with_partitions_maps_the_sites_and_add_site_keeps_the_mapping(tmp_path):
+    init = xnetmon("bus", "init", str(tmp_path), "--partitions", "4")
+    assert init.returncode == 0, init.stderr
+    assert "--partitions 4 --partition I (0 to 3)" in init.stdout
+    mapping = '"xnet.*.*": "xnet.{{wildcard(1)}}.{{partition(4,2)}}.{{wildcard(2)}}"'
+    assert mapping in (tmp_path / "nats-server.conf").read_text()
+    assert xnetmon("bus", "add-site", str(tmp_path), "cnty1a").returncode == 0
+    assert xnetmon("bus", "init", str(tmp_path)).returncode == 0  # re-run without it: kept
+    conf = (tmp_path / "nats-server.conf").read_text()
+    assert mapping in conf and "xnet.windows.*.cnty1a" in conf  # the site may publish its mapped subjects
+
+
+def test_a_partition_count_out_of_range_is_a_usage_error(tmp_path):
+    for bad in ("0", "1025"):
+        refused = xnetmon("bus", "init", str(tmp_path), "--partitions", bad)
+        assert refused.returncode == 2 and "--partitions" in refused.stderr and "from 1 to 1024" in refused.stderr
+    assert not (tmp_path / "ca.pem").exists()
