@@ -70,6 +70,7 @@ ACK_WAIT_S = 60.0  # a message not acked within this is delivered again
 MAX_ACK_PENDING = 4096
 MAX_ERRORS_LOGGED = 20
 CHECKPOINT_EVERY_S = 10.0  # what a restarted replica replays at most, beyond its catch-up
+SET_UP_RETRY_S = 1.0  # between tries to make the stream, the object store or the consumer
 # After the bus returns, agents retry within their backoff's cap (30 s) and a send's
 # timeout (10 s): their spooled windows are in by then.
 RECONNECT_CATCH_UP_S = 45.0
@@ -150,12 +151,9 @@ class BusIntake:
         )
         try:
             js = client.jetstream()
-            whole = await self._ensure_stream(js)
-            if self.partials is not None:
-                await ensure_stream(js, partials_stream_config())
-            objects = await checkpoint_store(js, self.limits.replicas)
+            whole, objects = await self._until_done(lambda: self._streams(js))
             start_seq = await self._restore(objects)
-            subscription = await self._consumer_from(js, start_seq + 1, whole)
+            subscription = await self._until_done(lambda: self._consumer_from(js, start_seq + 1, whole))
             self._link_up = True
             self.connected.set()
             size = 1
@@ -189,6 +187,27 @@ class BusIntake:
                 await self._checkpoint(objects, saved_seq)  # the last one, so a restart replays nothing
         finally:
             await close_quietly(client)
+
+    async def _streams(self, js):
+        """The stream's consumer filter (`_ensure_stream`) and the checkpoints' object store,
+        made if need be."""
+        whole = await self._ensure_stream(js)
+        if self.partials is not None:
+            await ensure_stream(js, partials_stream_config())
+        return whole, await checkpoint_store(js, self.limits.replicas)
+
+    async def _until_done(self, step):
+        """`step()`'s result, tried again until it comes: JetStream may not answer yet (a
+        cluster still electing its leaders, a server starting), and an intake that gave up
+        then would never consume. Each failure is counted; a stop cancels the wait."""
+        while True:
+            try:
+                return await step()
+            except Exception as exc:
+                if self._stop.is_set():
+                    raise
+                await self._on_error(exc)
+                await asyncio.sleep(SET_UP_RETRY_S)
 
     async def _restore(self, objects) -> int:
         """Load this replica's checkpoint into the store; the sequence it covers (0: none)."""

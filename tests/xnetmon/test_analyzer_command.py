@@ -485,5 +485,5 @@ def test_an_analyzer_given_a_clusters_three_servers_makes_a_stream_r3_sized_for_
 def _stream_or_none(endpoint, name: str):
     try:
         return stream_info(endpoint, name)
-    except nats.js.errors.NotFoundError:
+    except (nats.js.errors.NotFoundError, TimeoutError):  # not made yet, or a cluster still electing
         return None
