@@ -76,6 +76,11 @@ REL_TOLERANCE = 1e-9
 # answer nothing in both).
 EMPTY_HERE = {
     "XnetAnalyzerDown": "the analyzer job is scraped: absent() has nothing to say",
+    # The data here carries no in-situ telemetry (no xnet_segment_* series).
+    "XnetSegmentLossHigh": "no marked traffic in this data",
+    "xnet_segment_loss": "no marked traffic in this data",
+    "Segment loss along the path": "no marked traffic in this data",
+    "Segment one-way delay along the path": "no marked traffic in this data",
 }
 
 Labels = tuple[tuple[str, str], ...]
