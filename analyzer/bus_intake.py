@@ -151,9 +151,20 @@ class BusIntake:
         )
         try:
             js = client.jetstream()
-            whole, objects = await self._until_done(lambda: self._streams(js))
+            whole, objects = await until_done(lambda: self._streams(js), self._on_error, self._stop)
             start_seq = await self._restore(objects)
-            subscription = await self._until_done(lambda: self._consumer_from(js, start_seq + 1, whole))
+            subscription = await until_done(
+                lambda: durable_consumer(
+                    js,
+                    STREAM_NAME,
+                    whole if self.partition is None else partition_filter(self.partition),
+                    self.durable,
+                    start_seq + 1,
+                    max_ack_pending=MAX_ACK_PENDING,
+                ),
+                self._on_error,
+                self._stop,
+            )
             self._link_up = True
             self.connected.set()
             size = 1
@@ -196,19 +207,6 @@ class BusIntake:
             await ensure_stream(js, partials_stream_config())
         return whole, await checkpoint_store(js, self.limits.replicas)
 
-    async def _until_done(self, step):
-        """`step()`'s result, tried again until it comes: JetStream may not answer yet (a
-        cluster still electing its leaders, a server starting), and an intake that gave up
-        then would never consume. Each failure is counted; a stop cancels the wait."""
-        while True:
-            try:
-                return await step()
-            except Exception as exc:
-                if self._stop.is_set():
-                    raise
-                await self._on_error(exc)
-                await asyncio.sleep(SET_UP_RETRY_S)
-
     async def _restore(self, objects) -> int:
         """Load this replica's checkpoint into the store; the sequence it covers (0: none)."""
         name = f"checkpoint {CHECKPOINT_BUCKET}/{self.durable}"
@@ -224,25 +222,6 @@ class BusIntake:
         self.restored_seq = self.through_seq = checkpoint.seq
         log.info("analyzer state restored from %s, stream sequence %d", name, checkpoint.seq)
         return checkpoint.seq
-
-    async def _consumer_from(self, js, start_seq: int, whole: str):
-        """The durable consumer, made anew to deliver from `start_seq`: the position the
-        restored state needs, whatever was acked after its checkpoint. `whole`: the filter of
-        the whole stream, when no partition is asked for."""
-        with contextlib.suppress(NotFoundError):
-            await js.delete_consumer(STREAM_NAME, self.durable)
-        return await js.pull_subscribe(
-            whole if self.partition is None else partition_filter(self.partition),
-            durable=self.durable,
-            stream=STREAM_NAME,
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start_seq > 1 else DeliverPolicy.ALL,
-                opt_start_seq=start_seq if start_seq > 1 else None,
-                ack_wait=ACK_WAIT_S,
-                max_ack_pending=MAX_ACK_PENDING,
-            ),
-        )
 
     async def _checkpoint(self, objects, saved_seq: int) -> int:
         """Save the store with the sequence it covers; the sequence now saved."""
@@ -373,6 +352,39 @@ def pull_size(messages) -> int:
     when its bodies are large (PULL_BYTES)."""
     largest = max((len(m.data) for m in messages), default=0)
     return max(1, min(FETCH_BATCH, PULL_BYTES // max(1, largest)))
+
+
+async def until_done(step, on_error, stopping: threading.Event):
+    """`step()`'s result, tried again until it comes: JetStream may not answer yet (a cluster
+    still electing its leaders, a server starting), and an intake that gave up then would never
+    consume. Each failure goes to `on_error` (counted); once `stopping`, a failure ends it."""
+    while True:
+        try:
+            return await step()
+        except Exception as exc:
+            if stopping.is_set():
+                raise
+            await on_error(exc)
+            await asyncio.sleep(SET_UP_RETRY_S)
+
+
+async def durable_consumer(js, stream: str, subject: str, durable: str, start_seq: int, **config):
+    """The durable pull consumer of `stream`, made anew to deliver from `start_seq`: the
+    position a restored checkpoint needs, whatever was acked after it."""
+    with contextlib.suppress(NotFoundError):
+        await js.delete_consumer(stream, durable)
+    return await js.pull_subscribe(
+        subject,
+        durable=durable,
+        stream=stream,
+        config=ConsumerConfig(
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start_seq > 1 else DeliverPolicy.ALL,
+            opt_start_seq=start_seq if start_seq > 1 else None,
+            ack_wait=ACK_WAIT_S,
+            **config,
+        ),
+    )
 
 
 async def ensure_stream(js, config) -> None:

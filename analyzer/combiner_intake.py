@@ -23,19 +23,18 @@ from collections.abc import Callable
 
 import nats
 from nats.errors import TimeoutError as NatsTimeout
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
 
 from analyzer.bus_checkpoint import CHECKPOINT_BUCKET, Checkpoint, checkpoint_store, load_checkpoint, save_checkpoint
 from analyzer.bus_intake import (
-    ACK_WAIT_S,
     BACKLOG_WAIT_S,
     CHECKPOINT_EVERY_S,
     FETCH_BATCH,
     IDLE_WAIT_S,
     MAX_ERRORS_LOGGED,
     close_quietly,
+    durable_consumer,
     ensure_stream,
+    until_done,
 )
 from analyzer.combiner import PartialsCombiner
 from analyzer.partials import PARTIALS_PREFIX, PARTIALS_STREAM, MalformedReport, PartitionReport, partials_stream_config
@@ -97,21 +96,12 @@ class CombinerIntake:
         client = await nats.connect(**self.bus.connect_options(), error_cb=self._on_error)
         try:
             js = client.jetstream()
-            await ensure_stream(js, partials_stream_config())
-            objects = await checkpoint_store(js)
+            objects = await until_done(lambda: self._streams(js), self._on_error, self._stop)
             start = await self._restore(objects) + 1
-            with contextlib.suppress(NotFoundError):  # the checkpoint's position, not an ack floor
-                await js.delete_consumer(PARTIALS_STREAM, self.durable)
-            subscription = await js.pull_subscribe(
-                f"{PARTIALS_PREFIX}.*",
-                durable=self.durable,
-                stream=PARTIALS_STREAM,
-                config=ConsumerConfig(
-                    ack_policy=AckPolicy.EXPLICIT,
-                    deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start > 1 else DeliverPolicy.ALL,
-                    opt_start_seq=start if start > 1 else None,
-                    ack_wait=ACK_WAIT_S,
-                ),
+            subscription = await until_done(
+                lambda: durable_consumer(js, PARTIALS_STREAM, f"{PARTIALS_PREFIX}.*", self.durable, start),
+                self._on_error,
+                self._stop,
             )
             self.connected.set()
             size = 1
@@ -136,6 +126,11 @@ class CombinerIntake:
             await self._checkpoint(objects)  # the last one, so a restart replays little
         finally:
             await close_quietly(client)
+
+    async def _streams(self, js):
+        """The partials stream and the checkpoints' object store, made if need be."""
+        await ensure_stream(js, partials_stream_config())
+        return await checkpoint_store(js)
 
     async def _restore(self, objects) -> int:
         """This combiner's checkpoint into its store; the stream sequence it covers (0: none)."""

@@ -260,9 +260,10 @@ def test_a_set_up_step_jetstream_does_not_answer_yet_is_tried_again_and_counted(
     """A cluster still electing its leaders times out the stream's creation: the intake tried
     once, ended, and never consumed (found by a three-server test)."""
     monkeypatch.setattr(bus_intake, "SET_UP_RETRY_S", 0.0)
-    intake = BusIntake.__new__(BusIntake)  # the retry alone, without a connection
-    intake._stop, intake.errors_total, intake.durable = threading.Event(), 0, "analyzer"
-    tries = []
+    stopping, errors, tries = threading.Event(), [], []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(exc)
 
     async def step():
         tries.append(1)
@@ -270,9 +271,9 @@ def test_a_set_up_step_jetstream_does_not_answer_yet_is_tried_again_and_counted(
             raise TimeoutError("no answer from JetStream")
         return "made"
 
-    assert asyncio.run(intake._until_done(step)) == "made"
-    assert len(tries) == 3 and intake.errors_total == 2
-    intake._stop.set()  # stopping: the failure ends the set-up
+    assert asyncio.run(bus_intake.until_done(step, on_error, stopping)) == "made"
+    assert len(tries) == 3 and len(errors) == 2
+    stopping.set()  # stopping: the failure ends the set-up
     tries.clear()
     with pytest.raises(TimeoutError):
-        asyncio.run(intake._until_done(step))
+        asyncio.run(bus_intake.until_done(step, on_error, stopping))
