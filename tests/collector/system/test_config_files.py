@@ -95,6 +95,16 @@ def test_a_key_twice_in_a_nested_mapping_is_refused_and_one_key_in_two_mappings_
     assert load_yaml("", "x.yaml") is None
 
 
+@pytest.mark.parametrize("text", ["? {a: 1}\n: b\n", "x:\n  ? [1, 2]\n  : y\n"])
+def test_a_list_or_mapping_as_a_key_is_refused_with_its_place(text):
+    with pytest.raises(ConfigError) as caught:
+        load_yaml(text, "x.yaml")
+    (problem,) = caught.value.problems
+    assert problem.startswith("x.yaml:") and problem.endswith(
+        "a key must be a plain value such as a name or a number, not a list or mapping"
+    )
+
+
 def test_yaml_builds_no_python_objects():
     with pytest.raises(ConfigError) as caught:
         load_yaml("x: !!python/object/apply:os.system ['true']\n", "x.yaml")
