@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from lab.lab import Lab
 
 RULE_TAG = "xnetmon:"  # ip6tables comment prefix, so our rules are recognisable
+ND_TYPES = ("neighbour-solicitation", "neighbour-advertisement")  # spared by loss faults
 TABLE_BASE = 1000  # policy-routing table and rule preference of reroute fault N: 1000 + N
 QUEUE_BASE = 100  # NFQUEUE number of delay fault N: 100 + N
 PORT_BASE = 5300  # iperf3 port of congest fault N: 5300 + N
@@ -126,6 +127,15 @@ def loss(lab: Lab, fault: Fault, link: str, rate: float, from_site: str | None, 
     dscp = _slice_dscp(topology, slice_name)
     dirs = directions(topology, link, from_site)
     for d in dirs:
+        # Neighbour Discovery passes first: the fault is loss of what the link carries, and
+        # a lost Neighbor Advertisement would stall the receiver's own sends into the other
+        # direction (queued, then dropped, while it resolves the sender again), so a one-way
+        # fault would no longer be one way.
+        for nd_type in ND_TYPES:
+            spec = ["-t", "raw", "PREROUTING", "-i", d.link.interface(d.receiver), "-p", "ipv6-icmp"]
+            spec += ["--icmpv6-type", nd_type, "-m", "comment", "--comment", RULE_TAG + fault.id, "-j", "ACCEPT"]
+            lab.run(lab.exec_argv(d.receiver, ["ip6tables", "-w", *_table_and_chain("-A", spec)]))
+            fault.undo.append(lab.exec_argv(d.receiver, ["ip6tables", "-w", *_table_and_chain("-D", spec)]))
         # Dropped on arrival (raw PREROUTING of the receiver), which catches both packets
         # for the receiver itself and packets it forwards, with a single rule.
         spec = ["-t", "raw", "PREROUTING", "-i", d.link.interface(d.receiver)]

@@ -483,7 +483,8 @@ class Lab:
     # One method per fault kind: the Python API that tests and benchmarks use.
 
     def fault_loss(self, link: str, rate: float, *, from_site: str | None = None, slice: str | None = None) -> str:
-        """Random loss of `rate` (0..1) on a link, both directions unless `from_site`, all slices unless `slice`."""
+        """Random loss of `rate` (0..1) on a link, both directions unless `from_site`, all slices
+        unless `slice`. Neighbour Discovery is spared, so that a one-way fault stays one way."""
         return self._inject("loss", _faults.loss, link, rate, from_site, slice)
 
     def fault_down(self, target: str) -> str:
