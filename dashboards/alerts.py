@@ -17,7 +17,9 @@ Slice alerts are generated per slice from its SLA policy (`dashboards.config`):
   end-to-end figure is left out, the path alerts and the segments that make it up cover it.
 Plus `XnetSliceDown` (every probe of some site pair in a slice lost over three scrapes,
 no `for`: the three-scrape lookback is the debounce), `XnetNodeDown` from the root-cause
-hints, `XnetPathChanged`, and the agents' and analyzer's own health.
+hints, `XnetPathChanged`, and the agents' and analyzer's own health (`XnetAnalyzerDown`, and
+`XnetAnalyzerBusLost` for an analyzer that runs but has been cut off from its bus for 2 minutes:
+longer than a server restart or a stream leader moving, which the agents' spools ride out).
 
 Every alert has labels `severity` (critical pages, warning makes a ticket, info is for the
 dashboard) and `scope` (slice, node, path, collector: what Alertmanager inhibits by), and
@@ -633,6 +635,7 @@ def health_alerts(config: MixinConfig) -> list[AlertRule]:
     agent = config.agent_job
     lag = 'xnet_collector_scheduling_lag_seconds{src="cnty1a",quantile="0.99"}'
     spool = 'xnet_collector_spool_windows{src="cnty1a"}'
+    bus = f'xnet_analyzer_bus_connected{{job="{config.analyzer_job}",instance="a:9863"}}'
     specs = [
         HealthAlert(
             "XnetAnalyzerDown",
@@ -646,6 +649,20 @@ def health_alerts(config: MixinConfig) -> list[AlertRule]:
             {f'up{{job="{config.analyzer_job}",instance="a:9863"}}': "0x20"},
             {f'up{{job="{config.analyzer_job}",instance="a:9863"}}': "1x20"},
             {},
+        ),
+        HealthAlert(
+            "XnetAnalyzerBusLost",
+            one_replica(f'xnet_analyzer_bus_connected{{job="{config.analyzer_job}"}}'),
+            "== 0",
+            "critical",
+            "2m",
+            "Analyzer {{ $labels.instance }} has lost the bus",
+            "The analyzer at {{ $labels.instance }} has been without its nats-server for 2 minutes: it judges "
+            "no new interval, so its verdicts and burn rates stand still while the agents spool their windows.",
+            {bus: "0x20"},
+            # Lost 75 s before the evaluation (a server restart, a leader moving): still pending.
+            {bus: "1x10 0x9"},
+            {"job": config.analyzer_job, "instance": "a:9863"},
         ),
         HealthAlert(
             "XnetAgentDown",

@@ -542,6 +542,16 @@ def collector_health() -> dict:
             ),
         ),
         Panel(
+            "Analyzer bus connection",
+            "1 while each analyzer's bus intake is connected to nats-server, 0 while it is cut off (its "
+            "verdicts then stand still and the agents spool); and how often it lost the server.",
+            "none",
+            (
+                Query(f"max by (instance) (xnet_analyzer_bus_connected{{{JOB}}})", "{{instance}} connected"),
+                summed("xnet_analyzer_bus_disconnections_total", "instance", JOB, "{{instance}} losses/s"),
+            ),
+        ),
+        Panel(
             "Versions",
             "The xnetmon and Python versions each scraped process runs.",
             "none",

@@ -229,6 +229,9 @@ def samples_at(t: int, start: int, path_change: int) -> list[tuple[str, Labels, 
         out.append(_sample("xnet_analyzer_windows_ingested_total", 50 * age, **key))
         out.append(_sample("xnet_analyzer_windows_duplicate_total", 1 * age, **key))
         out.append(_sample("xnet_analyzer_batches_rejected_total", 0.1 * age, **key))
+        cut_off = instance == ANALYZERS[1]  # the second replica has lost the bus: its alert fires
+        out.append(_sample("xnet_analyzer_bus_connected", float(not cut_off), **key))
+        out.append(_sample("xnet_analyzer_bus_disconnections_total", (0.01 if cut_off else 0) * age, **key))
         out.append(_sample("xnet_build_info", 1, **key, version="1.0", python="3.11"))
     return out
 
