@@ -24,8 +24,9 @@ only late) and, once the intake is connected again, waits `reconnect_catch_up_s`
 before it closes by time again (`WindowStore.suspend_time_closing`). The loss is seen in the
 client's state after each pull, not only in nats-py's `disconnected_cb`: a server that stops
 answering is left after its pings go unanswered (collector.bus.connection), but over TLS the
-callback comes only once the close of the connection has waited out asyncio's 30 s for the
-server's close_notify. `link()` is what /metrics shows of it (xnet_analyzer_bus_connected).
+callback comes only once the close of the connection has waited for the server's close_notify
+(`TLS_SHUTDOWN_TIMEOUT_S` in the intake's `bus_event_loop`; asyncio's own 30 s elsewhere).
+`link()` is what /metrics shows of it (xnet_analyzer_bus_connected).
 
 nats-py is asyncio: the intake runs its own event loop on a thread of its own; ingest
 happens on that thread, under the store's lock.
@@ -50,7 +51,7 @@ from analyzer.exporter import BusLink
 from analyzer.partials import PartialsOutbox, partials_stream_config, partials_subject
 from analyzer.store.memory import WindowStore
 from analyzer.store.snapshot import restore_into, snapshot_text
-from collector.bus.connection import BusEndpoint
+from collector.bus.connection import BusEndpoint, bus_event_loop
 from collector.bus.stream import STREAM_NAME, StreamLimits, stream_config
 from collector.bus.subjects import PREFIX, BadSubject, parse_subject, partition_filter
 from collector.contract.codec import MalformedShipment, ShipmentParser
@@ -123,7 +124,7 @@ class BusIntake:
         self._in_thread = in_thread
         self._parser = ShipmentParser()
         self._stop = threading.Event()
-        self._loop = asyncio.new_event_loop()
+        self._loop = bus_event_loop()
         self._task = self._loop.create_task(self._run())
         self._thread = threading.Thread(target=self._serve, name=f"xnetmon-bus-intake-{durable}", daemon=True)
         self._thread.start()

@@ -39,7 +39,7 @@ from analyzer.bus_intake import (
 from analyzer.combiner import PartialsCombiner
 from analyzer.partials import PARTIALS_PREFIX, PARTIALS_STREAM, MalformedReport, PartitionReport, partials_stream_config
 from analyzer.store.snapshot import restore_into, snapshot_text
-from collector.bus.connection import BusEndpoint
+from collector.bus.connection import BusEndpoint, bus_event_loop
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class CombinerIntake:
         self._clock = clock
         self._in_thread = in_thread
         self._stop = threading.Event()
-        self._loop = asyncio.new_event_loop()
+        self._loop = bus_event_loop()
         self._task = self._loop.create_task(self._run())
         self._thread = threading.Thread(target=self._serve, name=f"xnetmon-combiner-{durable}", daemon=True)
         self._thread.start()

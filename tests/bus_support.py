@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import signal
+import socket
+import threading
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +40,67 @@ def running_bus(
         yield pki, server
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def running_servers(
+    directory: Path, count: int, sites: tuple[str, ...] = SITES
+) -> Iterator[tuple[Path, list[NatsServer]]]:
+    """(the PKI directory, `count` servers apart, not a cluster, that know the same sites): a
+    client's list of servers to move between."""
+    pki = bus_setup.init(directory / "pki")
+    for site in sites:
+        bus_setup.add_site(pki, site)
+    with contextlib.ExitStack() as stack:
+        yield pki, [stack.enter_context(NatsServer(pki, directory / f"server{i}")) for i in range(count)]
+
+
+def client_connections(server: NatsServer) -> int:
+    """Clients connected to `server` now, from its monitoring endpoint."""
+    with urllib.request.urlopen(f"{server.monitor_url}/varz", timeout=10) as answer:
+        return int(json.load(answer)["connections"])
+
+
+@contextlib.contextmanager
+def frozen(server: NatsServer) -> Iterator[None]:
+    """`server` stopped by SIGSTOP: its kernel keeps the sockets open and takes new connections,
+    the server answers nothing. Thawed on leaving."""
+    assert server.pid is not None
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+
+
+@contextlib.contextmanager
+def frozen_listener(greeting: bytes = b"") -> Iterator[str]:
+    """A loopback listener that accepts every connection, sends `greeting` and then nothing,
+    as a frozen server does; yields its tls:// URL. Its connections close on leaving."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)  # the accepting thread looks for `closing` this often
+    held: list[socket.socket] = []
+    closing = threading.Event()
+
+    def accept() -> None:
+        while not closing.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            held.append(connection)
+            connection.sendall(greeting)
+
+    thread = threading.Thread(target=accept, name="frozen-listener", daemon=True)
+    thread.start()
+    try:
+        yield f"tls://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        closing.set()
+        thread.join(5)
+        listener.close()
+        for connection in held:
+            connection.close()
 
 
 @contextlib.contextmanager

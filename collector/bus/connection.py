@@ -8,6 +8,7 @@ CA file checks the server. Each site subscribes only under its own inbox prefix
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +17,14 @@ INBOX_PREFIX = "_XNET_INBOX"
 # A server that stops answering (frozen, or its host gone without a reset) is noticed only by
 # pings: nats-py's default (2 min, 2 outstanding) takes up to 6 min, while the analyzer closes
 # intervals as empty. Pinging every 3 s, a server silent for 3 pings (6-9 s) is left and the
-# client reconnects (over TLS only once asyncio has waited 30 s for the frozen server's
-# close_notify; the analyzer's intake sees the loss at once, analyzer.bus_intake); at 2,800
-# sites that is ~930 pings/s at the server, nothing to it.
+# client reconnects (over TLS once the close has waited TLS_SHUTDOWN_TIMEOUT_S, below, for the
+# frozen server's close_notify); at 2,800 sites that is ~930 pings/s at the server, nothing to it.
 PING_INTERVAL_S = 3.0
 MAX_OUTSTANDING_PINGS = 2
+# Leaving a server over TLS closes the connection with a close_notify and waits for the
+# server's; asyncio waits 30 s by default, and nats-py tries no other server meanwhile. A
+# live server answers in milliseconds, a frozen one never: 2 s, then the socket is dropped.
+TLS_SHUTDOWN_TIMEOUT_S = 2.0
 
 
 def site_identity(site: str) -> str:
@@ -78,3 +82,47 @@ class BusEndpoint:
         if context is not None:
             options["tls"] = context
         return options
+
+
+class BusEventLoop(asyncio.SelectorEventLoop):
+    """The event loop bus clients run in, where a frozen server costs seconds over TLS.
+
+    nats-py upgrades its socket with `loop.start_tls` after the server's INFO and bounds the
+    handshake itself (`connect_timeout`), but not the close: TLS connections here close within
+    TLS_SHUTDOWN_TIMEOUT_S. And a handshake given up (timed out, cancelled) closes the socket
+    under the TLS protocol asyncio put in its place, so nats-py's stream writer, which waits
+    for that close before the next server is tried, would wait for ever: the socket gets its
+    first protocol back before the close reaches it."""
+
+    async def start_tls(
+        self,
+        transport: asyncio.BaseTransport,
+        protocol: asyncio.BaseProtocol,
+        sslcontext: ssl.SSLContext,
+        *,
+        server_side: bool = False,
+        server_hostname: str | None = None,
+        ssl_handshake_timeout: float | None = None,
+        ssl_shutdown_timeout: float | None = None,
+    ) -> asyncio.Transport | None:
+        plain = transport.get_protocol()
+        try:
+            return await super().start_tls(
+                transport,
+                protocol,
+                sslcontext,
+                server_side=server_side,
+                server_hostname=server_hostname,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT_S if ssl_shutdown_timeout is None else ssl_shutdown_timeout,
+            )
+        except BaseException:
+            # asyncio has closed the socket; its connection_lost, still to come, goes to `plain`
+            transport.set_protocol(plain)
+            raise
+
+
+def bus_event_loop() -> asyncio.AbstractEventLoop:
+    """A new loop for a thread that holds bus connections (`asyncio.Runner(loop_factory=...)`
+    takes it too)."""
+    return BusEventLoop()

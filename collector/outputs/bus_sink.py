@@ -24,7 +24,7 @@ import nats
 from nats.aio.client import Client
 from nats.errors import MaxPayloadError
 
-from collector.bus.connection import BusEndpoint
+from collector.bus.connection import BusEndpoint, bus_event_loop
 from collector.bus.subjects import check_site, message_id, subject
 from collector.contract.codec import encode_body
 from collector.contract.shipment import ShipmentBatch
@@ -64,7 +64,7 @@ class BusSink(SpoolingSink):
         self.bus = endpoint
         self.duplicates_total = 0  # bodies the stream already held (an ack lost earlier)
         self.server_errors_total = 0  # errors the server reported on the connection
-        self._loop = asyncio.new_event_loop()
+        self._loop = bus_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever, name="xnetmon-bus-loop", daemon=True)
         self._loop_thread.start()
         self._client: Client | None = None

@@ -19,14 +19,14 @@ from analyzer.bus_intake import FETCH_BATCH, PULL_BYTES, BusIntake, pull_size
 from analyzer.exporter import AnalyzerSnapshot, BusLink, analyzer_registry
 from analyzer.sla.verdicts import default_policies
 from analyzer.store.memory import WindowStore
-from collector.bus.connection import MAX_OUTSTANDING_PINGS, PING_INTERVAL_S
+from collector.bus.connection import MAX_OUTSTANDING_PINGS, PING_INTERVAL_S, TLS_SHUTDOWN_TIMEOUT_S
 from collector.bus.subjects import message_id, subject
 from collector.contract.codec import encode_body
 from collector.contract.shipment import ShipmentBatch
 from collector.outputs.bus_sink import BusSink
 from collector.outputs.sinks import Backoff
 from tests.analyzer_support import T0, W, health, observation, window
-from tests.bus_support import connect_options, running_bus
+from tests.bus_support import client_connections, connect_options, create_stream, frozen, running_bus, running_servers
 from tests.support import wait_until
 from xnetmon import bus_setup
 
@@ -207,6 +207,30 @@ def test_a_frozen_server_is_noticed_within_its_pings_and_intervals_wait_for_it(b
     store.advance(now[0])  # no catch-up asked for: closing by time goes on at once
     intake.stop()
     assert all(store.closed_through()[name] > before[name] for name in before)
+
+
+def test_an_intake_leaves_a_frozen_server_for_the_next_within_seconds(tmp_path):
+    """Over TLS, leaving a frozen server waits for its close_notify: TLS_SHUTDOWN_TIMEOUT_S in
+    the intake's loop, where asyncio's 30 s kept it from the next server for ~40 s."""
+    with running_servers(tmp_path, 2) as (pki, servers):
+        urls = tuple(s.url for s in servers)
+        for url in urls:
+            create_stream(bus_setup.analyzer_endpoint(pki, (url,)))
+        store = WindowStore(default_policies())
+        endpoint = bus_setup.analyzer_endpoint(pki, urls)
+        intake = BusIntake(store, endpoint, clock=lambda: (T0 + 5) * W)
+        wait_until(intake.connected.is_set, what="the intake's consumer")
+        wait_until(lambda: sorted(client_connections(s) for s in servers) == [0, 1], what="one connection")
+        serving = next(s for s in servers if client_connections(s) == 1)
+        with frozen(serving):
+            started = time.monotonic()
+            wait_until(lambda: intake.link() == BusLink(True, 1), timeout=120, what="the intake on the next server")
+            took_s = time.monotonic() - started
+        intake.stop()
+    pings_s = PING_INTERVAL_S * (MAX_OUTSTANDING_PINGS + 1)
+    bound_s = pings_s + TLS_SHUTDOWN_TIMEOUT_S + endpoint.connect_timeout_s + 8.0  # a pull's wait, load
+    assert bound_s < 2 * PING_INTERVAL_S + 30.0  # asyncio's own TLS close would not fit
+    assert took_s < bound_s, f"on the next server after {took_s:.1f} s"
 
 
 def test_each_replica_consumer_sees_every_window(bus):

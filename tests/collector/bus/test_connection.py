@@ -1,10 +1,26 @@
-"""Connection options: plain without a CA, TLS with the client's certificate with one."""
+"""Connection options: plain without a CA, TLS with the client's certificate with one; a frozen
+server (a real listener that accepts and stays silent, a real nats-server stopped) costs seconds."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+import time
+from dataclasses import replace
 
-from collector.bus.connection import MAX_OUTSTANDING_PINGS, PING_INTERVAL_S, BusEndpoint, inbox_prefix
+import nats
+import pytest
+
+from collector.bus.connection import (
+    MAX_OUTSTANDING_PINGS,
+    PING_INTERVAL_S,
+    TLS_SHUTDOWN_TIMEOUT_S,
+    BusEndpoint,
+    BusEventLoop,
+    bus_event_loop,
+    inbox_prefix,
+)
+from tests.bus_support import frozen, frozen_listener, running_bus, running_servers
 from xnetmon import bus_setup
 
 
@@ -33,3 +49,78 @@ def test_with_a_ca_the_client_presents_its_certificate(tmp_path):
     assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname
     assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
     assert len(context.get_ca_certs()) == 1
+
+
+FROZEN_INFO = b'INFO {"server_id":"frozen","version":"2.9.10","tls_required":true,"max_payload":1048576}\r\n'
+
+
+async def connect_past(endpoint: BusEndpoint, errors: list[str]) -> tuple[float, str]:
+    """Connect with the servers tried in their order: (seconds until connected, the server's URL)."""
+
+    async def record(exc: Exception) -> None:
+        errors.append(type(exc).__name__)
+
+    started = time.monotonic()
+    client = await nats.connect(**endpoint.connect_options() | {"dont_randomize": True, "error_cb": record})
+    try:
+        return time.monotonic() - started, str(client.connected_url.geturl() if client.connected_url else "")
+    finally:
+        await client.close()
+
+
+@pytest.mark.tool("nats-server")
+@pytest.mark.parametrize("greeting", [b"", FROZEN_INFO], ids=["silent", "frozen-in-tls-handshake"])
+def test_a_listener_that_accepts_and_stays_silent_costs_one_connect_timeout(tmp_path, greeting):
+    """A frozen server's kernel still accepts: the client waits for its INFO, or after an INFO
+    asking for TLS for its handshake, no longer than `connect_timeout_s`, then takes the next
+    (in asyncio's own loop a handshake given up left nats-py waiting for ever on the close)."""
+    with running_bus(tmp_path) as (pki, server), frozen_listener(greeting) as silent:
+        endpoint = replace(bus_setup.analyzer_endpoint(pki, (silent, server.url)), connect_timeout_s=1.0)
+        errors: list[str] = []
+        with asyncio.Runner(loop_factory=bus_event_loop) as runner:
+            took_s, url = runner.run(connect_past(endpoint, errors))
+    assert url == server.url and errors == ["TimeoutError"]
+    assert took_s < 1.0 + 5.0, f"connected after {took_s:.1f} s"  # the timeout, and a loaded machine
+
+
+@pytest.mark.tool("nats-server")
+def test_a_frozen_server_is_left_for_the_next_within_seconds_over_tls(tmp_path):
+    """A connection up over TLS when its server freezes: the pings leave it after 6-9 s, and
+    the close waits TLS_SHUTDOWN_TIMEOUT_S for the server's close_notify, not asyncio's 30 s,
+    before the client takes the next server (39 s in all with asyncio's default)."""
+    with running_servers(tmp_path, 2) as (pki, (first, second)):
+        endpoint = bus_setup.analyzer_endpoint(pki, (first.url, second.url))
+        moved = asyncio.Event()
+
+        async def watch() -> tuple[str, float, str]:
+            async def reconnected() -> None:
+                moved.set()
+
+            client = await nats.connect(
+                **endpoint.connect_options() | {"dont_randomize": True, "reconnected_cb": reconnected}
+            )
+            try:
+                before = str(client.connected_url.geturl() if client.connected_url else "")
+                with frozen(first):
+                    started = time.monotonic()
+                    await asyncio.wait_for(moved.wait(), 120)
+                    took_s = time.monotonic() - started
+                return before, took_s, str(client.connected_url.geturl() if client.connected_url else "")
+            finally:
+                await client.close()
+
+        with asyncio.Runner(loop_factory=bus_event_loop) as runner:
+            before, took_s, after = runner.run(watch())
+    assert (before, after) == (first.url, second.url)
+    pings_s = PING_INTERVAL_S * (MAX_OUTSTANDING_PINGS + 1)
+    bound_s = pings_s + TLS_SHUTDOWN_TIMEOUT_S + endpoint.connect_timeout_s + 8.0  # a loaded machine's delays
+    assert bound_s < pings_s + 30.0  # asyncio's own TLS close alone would not fit
+    assert took_s < bound_s, f"on the next server after {took_s:.1f} s"
+
+
+def test_bus_clients_run_in_a_loop_that_bounds_the_tls_close():
+    loop = bus_event_loop()
+    try:
+        assert isinstance(loop, BusEventLoop)
+    finally:
+        loop.close()

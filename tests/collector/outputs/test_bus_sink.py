@@ -11,14 +11,22 @@ import time
 import nats
 import pytest
 
-from collector.bus.connection import BusEndpoint
+from collector.bus.connection import MAX_OUTSTANDING_PINGS, PING_INTERVAL_S, TLS_SHUTDOWN_TIMEOUT_S, BusEndpoint
 from collector.bus.subjects import message_id, subject
 from collector.contract.codec import ShipmentParser, encode_body
 from collector.contract.shipment import ShipmentBatch
 from collector.outputs.bus_sink import BusSink
 from collector.outputs.sinks import Backoff
 from tests.analyzer_support import W, health, observation, window
-from tests.bus_support import connect_options, create_stream, running_bus, stream_messages
+from tests.bus_support import (
+    client_connections,
+    connect_options,
+    create_stream,
+    frozen,
+    running_bus,
+    running_servers,
+    stream_messages,
+)
 from tests.support import wait_until
 from xnetmon import bus_setup
 
@@ -44,7 +52,7 @@ def sink_for(bus, tmp_path, site: str = "cnty1a", name: str = "spool", **options
     return BusSink(bus_setup.site_endpoint(pki, site, (server.url,)), site, tmp_path / name, backoff=FAST, **options)
 
 
-def windows_in_stream(bus) -> list[tuple[str, int]]:
+def windows_in_stream(bus: tuple) -> list[tuple[str, int]]:
     """(path target, seq) of every window in the stream, in stream order."""
     pki, server = bus
     parser = ShipmentParser()
@@ -164,3 +172,29 @@ def test_a_site_unknown_to_the_server_waits_in_its_spool_until_the_server_knows_
     wait_until(lambda: sink.delivered_total == 2, what="the spooled windows delivered after the reload")
     sink.close()
     assert windows_in_stream(bus) == [("core", 7), ("cnty2b", 7)]
+
+
+def test_a_sink_leaves_a_frozen_server_for_the_next_within_seconds(tmp_path):
+    """Its server frozen (SIGSTOP: the sockets stay open, nothing answers), the sink's publish
+    goes unanswered, its pings leave the server, the TLS close waits TLS_SHUTDOWN_TIMEOUT_S
+    for a close_notify, not asyncio's 30 s, and the body goes to the next server."""
+    with running_servers(tmp_path, 2) as (pki, servers):
+        for server in servers:
+            create_stream(bus_setup.analyzer_endpoint(pki, (server.url,)))
+        endpoint = bus_setup.site_endpoint(pki, "cnty1a", tuple(s.url for s in servers))
+        sink = BusSink(endpoint, "cnty1a", tmp_path / "spool", backoff=FAST, timeout_s=3.0)
+        sink.submit(batch(1))
+        wait_until(lambda: sink.delivered_total == 2, what="the first batch published")
+        serving = next(s for s in servers if client_connections(s) == 1)
+        other = next(s for s in servers if s is not serving)
+        with frozen(serving):
+            started = time.monotonic()
+            sink.submit(batch(2))
+            wait_until(lambda: sink.delivered_total == 4, timeout=120, what="the next batch on the next server")
+            took_s = time.monotonic() - started
+        sink.close()
+        assert windows_in_stream((pki, other)) == [("core", 2), ("cnty2b", 2)]
+    pings_s = PING_INTERVAL_S * (MAX_OUTSTANDING_PINGS + 1)
+    bound_s = pings_s + TLS_SHUTDOWN_TIMEOUT_S + endpoint.connect_timeout_s + sink.timeout_s + 8.0  # load
+    assert bound_s < 2 * PING_INTERVAL_S + 30.0  # asyncio's own TLS close would not fit
+    assert took_s < bound_s, f"delivered after {took_s:.1f} s"
