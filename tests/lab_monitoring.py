@@ -1,7 +1,12 @@
 """The all-in-one monitor on the lab, watched by a real Prometheus (and Alertmanager) that
 run inside the core site's namespace, where every agent's /metrics and the analyzer are
 routed. Prometheus loads the mixin built for the lab: the lab SLA policies (seconds-long
-burn windows) and a 5 s scrape interval, as an operator would build it for their own."""
+burn windows) and a 5 s scrape interval, as an operator would build it for their own.
+
+Rules are evaluated, and the analyzer scraped, once a lab interval (1 s): the lab's page
+alerts hold for 2 s and 4 s, which a 5 s evaluation stretched to 5 s and 10 s, and an
+evaluation fell ~4.7 s after the analyzer's scrape in every round measured; the burn rates
+change once an interval, so a slower scrape only adds its wait (bench/alert_delay.py)."""
 
 from __future__ import annotations
 
@@ -14,9 +19,11 @@ from analyzer.sla.policies import LAB_POLICY_FILE
 from dashboards.build import build, write
 from dashboards.config import MixinConfig, load_config
 from tests.prometheus_support import _get, free_tcp_port, query, running_prometheus, serving, wait_for
-from xnetmon.allinone import AGENT_METRICS_PORT, API_PORT, LAB_SITES, lab_deployment
+from xnetmon.allinone import AGENT_METRICS_PORT, API_PORT, LAB_INTERVAL_S, LAB_SITES, lab_deployment
 
 SCRAPE_INTERVAL_S = 5
+EVALUATION_INTERVAL_S = LAB_INTERVAL_S
+ANALYZER_SCRAPE_INTERVAL_S = LAB_INTERVAL_S
 
 
 @dataclass(frozen=True)
@@ -49,7 +56,16 @@ def lab_mixin(out: Path) -> MixinConfig:
     return config
 
 
-def prometheus_config(lab, mixin_dir: Path, config: MixinConfig, alertmanager: str | None) -> str:
+def prometheus_config(
+    lab,
+    mixin_dir: Path,
+    config: MixinConfig,
+    alertmanager: str | None,
+    *,
+    scrape_s: float = SCRAPE_INTERVAL_S,
+    evaluation_s: float = EVALUATION_INTERVAL_S,
+    analyzer_scrape_s: float = ANALYZER_SCRAPE_INTERVAL_S,
+) -> str:
     agents = ", ".join(f"'[{lab.address(site)}]:{AGENT_METRICS_PORT}'" for site in LAB_SITES)
     alerting = (
         "alerting: {alertmanagers: [{static_configs: [{targets: ['%s']}]}]}\n" % alertmanager.removeprefix("http://")
@@ -57,10 +73,10 @@ def prometheus_config(lab, mixin_dir: Path, config: MixinConfig, alertmanager: s
         else ""
     )
     return (
-        f"global: {{scrape_interval: {SCRAPE_INTERVAL_S}s, evaluation_interval: {SCRAPE_INTERVAL_S}s}}\n"
+        f"global: {{scrape_interval: {scrape_s:g}s, evaluation_interval: {evaluation_s:g}s}}\n"
         f"rule_files: ['{mixin_dir / 'rules.yml'}', '{mixin_dir / 'alerts.yml'}']\n" + alerting + "scrape_configs:\n"
         f"  - job_name: {config.agent_job}\n    static_configs: [{{targets: [{agents}]}}]\n"
-        f"  - job_name: {config.analyzer_job}\n"
+        f"  - job_name: {config.analyzer_job}\n    scrape_interval: {analyzer_scrape_s:g}s\n"
         f"    static_configs: [{{targets: ['[{lab.address('core')}]:{API_PORT}']}}]\n"
     )
 

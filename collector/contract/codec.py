@@ -42,9 +42,9 @@ import operator
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import fields, is_dataclass, replace
 from types import NoneType, UnionType
-from typing import cast, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, cast, get_args, get_origin, get_type_hints
 
-from collector.contract.fast_records import builder
+from collector.contract.fast_records import builder, copier
 from collector.contract.marked_blocks import DIRECTIONS, MAX_DELAY_MARKS, MarkedBlock
 from collector.contract.records import (
     RTT_BUCKETS_NS,
@@ -203,26 +203,107 @@ _HEALTH_TYPES = _declared_types(CollectorHealth, str, int, float)
 
 _INT = {int}
 _build_window = builder(PathWindow)  # fields checked by ShipmentParser.window: see fast_records
+_copy_window = copier(PathWindow)  # the same from msgspec's checked wire window (`_wire_schema`)
+_set_key = {name: getattr(PathWindow, name).__set__ for name in _W_KEYS}  # its wire key -> the shared PathKey
+
+
+def _wire_schema(msgspec) -> tuple[object, Callable[[object], tuple]]:
+    """msgspec's decoder of a whole body, its windows typed and bounded as `ShipmentParser.window`
+    checks them (built from the same groups of field names, so a new field of a type neither
+    knows stops the import); the rest of the body stays raw JSON for the pure-Python checks.
+    With it, the function that reads a wire key's parts."""
+    meta = msgspec.Meta
+    name = Annotated[str, meta(max_length=MAX_NAME)]
+    count = Annotated[int, meta(ge=0, le=MAX_COUNT)]
+    kinds: dict[tuple[str, ...], object] = {
+        _W_COUNTS: count,
+        _W_INTS: Annotated[int, meta(ge=0, le=MAX_INT)],
+        _W_OPTIONAL_INTS: Annotated[int, meta(ge=-MAX_INT, le=MAX_INT)] | None,
+        _W_BUCKETS: Annotated[tuple[Annotated[int, meta(ge=0)], ...], meta(min_length=BUCKETS, max_length=BUCKETS)],
+        _W_STRINGS: name,
+        _W_OPTIONAL_STRINGS: name | None,
+    }
+    key = msgspec.defstruct(
+        "_WireKey", [(part, Annotated[str, meta(min_length=1, max_length=MAX_NAME)]) for part in _KEY_FIELDS], gc=False
+    )
+    kinds[_W_KEYS] = key
+    typed = {field: kind for names, kind in kinds.items() for field in names}
+    window = msgspec.defstruct("_WireWindow", [(f.name, typed[f.name]) for f in fields(PathWindow)], gc=False)
+    body = msgspec.defstruct(
+        "_WireBody",
+        [
+            ("site", name),
+            ("windows", Annotated[list[window], meta(max_length=MAX_WINDOWS)]),  # type: ignore[valid-type]
+            ("created_ns", int, 0),  # bounded by ShipmentParser._batch, as the rest below
+            ("observations", msgspec.Raw, msgspec.Raw()),  # empty: absent
+            ("health", msgspec.Raw, msgspec.Raw()),
+            ("marked_blocks", msgspec.Raw, msgspec.Raw()),
+        ],
+    )
+    return msgspec.json.Decoder(body), msgspec.structs.astuple
+
+
+_wire_decoder: Any = None  # msgspec's, when it is installed
+_wire_key_parts: Callable[[Any], tuple] = tuple
+try:
+    import msgspec as _msgspec
+except ImportError:  # the pure-Python way alone: the same batches and errors, slower
+    pass
+else:
+    _wire_decoder, _wire_key_parts = _wire_schema(_msgspec)
+
+
+def _loads(body: bytes | str) -> object:
+    try:
+        return json.loads(body, parse_constant=_no_constant)
+    except RecursionError:
+        raise MalformedShipment("", "the body is JSON nested too deep") from None
+    except ValueError as exc:  # not JSON, not UTF-8, NaN, or an integer over Python's 4,300 digits
+        raise MalformedShipment("", f"the body is not JSON this analyzer takes ({exc})") from None
 
 
 class ShipmentParser:
     """Decodes bodies and records. One per analyzer (and one per snapshot read), so that every
     window of a path shares its PathKey."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, fast: bool = True) -> None:
         self._keys: dict[tuple, PathKey] = {}
+        # msgspec checks the windows when it is installed; fast=False keeps to pure Python (tests)
+        self._fast = fast and _wire_decoder is not None
 
     def parse(self, body: bytes | str) -> ShipmentBatch:
+        if self._fast:
+            batch = self._parse_fast(body)
+            if batch is not None:
+                return batch
+        return self.from_dict(_loads(body))
+
+    def _parse_fast(self, body: bytes | str) -> ShipmentBatch | None:
+        """The body through msgspec, which checks the windows' types and bounds in C; None
+        when it refuses the body, which then goes the pure-Python way: that way names the
+        field in its error, or takes what msgspec is stricter about (a lone surrogate)."""
         try:
-            data = json.loads(body, parse_constant=_no_constant)
-        except RecursionError:
-            raise MalformedShipment("", "the body is JSON nested too deep") from None
-        except ValueError as exc:  # not JSON, not UTF-8, NaN, or an integer over Python's 4,300 digits
-            raise MalformedShipment("", f"the body is not JSON this analyzer takes ({exc})") from None
-        return self.from_dict(data)
+            wire = _wire_decoder.decode(body)
+        except (_msgspec.DecodeError, ValueError):  # not UTF-8 raises a bare UnicodeDecodeError
+            return None
+        envelope = {
+            "site": wire.site,
+            "created_ns": wire.created_ns,
+            "windows": wire.windows,
+            "observations": _loads(bytes(wire.observations)) if wire.observations else [],
+            "health": _loads(bytes(wire.health)) if wire.health else None,
+            "marked_blocks": _loads(bytes(wire.marked_blocks)) if wire.marked_blocks else [],
+        }
+        return self._batch(envelope, self._checked_windows)
+
+    def _checked_windows(self, windows: list) -> tuple[PathWindow, ...]:
+        return tuple(self._wire_window(w, f"windows[{i}]") for i, w in enumerate(windows))
 
     def from_dict(self, data: object) -> ShipmentBatch:
         """A decoded JSON body (a wire body after `json.loads`) -> batch."""
+        return self._batch(data, lambda windows: tuple(self.window(w, f"windows[{i}]") for i, w in enumerate(windows)))
+
+    def _batch(self, data: object, decode_windows: Callable[[list], tuple[PathWindow, ...]]) -> ShipmentBatch:
         if type(data) is not dict:
             raise MalformedShipment("", "expected a JSON object with site, created_ns, windows, observations, health")
         site = data.get("site")
@@ -245,7 +326,7 @@ class ShipmentParser:
             raise MalformedShipment("marked_blocks", f"expected a list of at most {MAX_MARKED_BLOCKS} marked blocks")
         return ShipmentBatch(
             site=site,
-            windows=tuple(self.window(w, f"windows[{i}]") for i, w in enumerate(windows)),
+            windows=decode_windows(windows),
             observations=tuple(observation(o, f"observations[{i}]") for i, o in enumerate(observations)),
             health=None if health is None else collector_health(health, "health"),
             created_ns=created_ns,
@@ -274,8 +355,6 @@ class ShipmentParser:
             value = data[name]
             if value is not None and (type(value) is not int or not -MAX_INT <= value <= MAX_INT):
                 raise MalformedShipment(f"{where}.{name}", f"expected a 64-bit integer or null, got {_shown(value)}")
-        if not 0 < data["end_ns"] - data["start_ns"] <= MAX_WINDOW_NS:
-            raise MalformedShipment(f"{where}.end_ns", "expected a window end after its start, at most a day later")
         for name in _W_BUCKETS:
             buckets = data[name]
             # Types and the lower bound here, in C loops (this runs per window); the upper bound
@@ -300,10 +379,28 @@ class ShipmentParser:
                 raise MalformedShipment(
                     f"{where}.{name}", f"expected null or a string of at most {MAX_NAME} characters"
                 )
-        _check_window_arithmetic(data, where)
+        _check_window_arithmetic(data.__getitem__, where)
         for name in _W_KEYS:
             data[name] = self.key(data[name], where, name)
         return _build_window(data)
+
+    def _wire_window(self, wire, where: str) -> PathWindow:
+        """A window msgspec has checked field by field (`_wire_schema`): the checks across
+        its fields, then the record, with the path's shared key."""
+        _check_window_arithmetic(wire.__getattribute__, where)
+        window = _copy_window(wire)
+        for name in _W_KEYS:
+            _set_key[name](window, self._shared_key(_wire_key_parts(getattr(wire, name))))
+        return window
+
+    def _shared_key(self, parts: tuple) -> PathKey:
+        """The one PathKey of these (checked) parts."""
+        key = self._keys.get(parts)
+        if key is None:
+            if len(self._keys) >= MAX_KEYS_REMEMBERED:
+                self._keys.clear()
+            key = self._keys[parts] = PathKey(*parts)
+        return key
 
     def key(self, data: object, where: str, name: str | None = None) -> PathKey:
         """A PathKey from its JSON object at `where` (in its field `name`, if given): the same
@@ -322,35 +419,38 @@ class ShipmentParser:
                     raise MalformedShipment(
                         f"{_place(where, name)}.{part}", f"expected 1 to {MAX_NAME} characters, got {_shown(value)}"
                     )
-            if len(self._keys) >= MAX_KEYS_REMEMBERED:
-                self._keys.clear()
-            key = self._keys[parts] = PathKey(*parts)
+            key = self._shared_key(parts)
         return key
 
 
-def _check_window_arithmetic(data: dict, where: str) -> None:
-    """The counts of one window must add up as an agent's do (collector/agent/windows.py)."""
-    sent, received = data["sent"], data["received"]
-    lost = data["lost_forward"] + data["lost_reverse"] + data["lost_unknown"]
+def _check_window_arithmetic(value: Callable[[str], object], where: str) -> None:
+    """The counts of one window must add up as an agent's do (collector/agent/windows.py).
+    `value(name)` is a field's value, already of its type and within its bounds."""
+    get = cast(Callable[[str], int], value)
+    start, end = get("start_ns"), get("end_ns")
+    if not 0 < end - start <= MAX_WINDOW_NS:
+        raise MalformedShipment(f"{where}.end_ns", "expected a window end after its start, at most a day later")
+    sent, received = get("sent"), get("received")
+    lost = get("lost_forward") + get("lost_reverse") + get("lost_unknown")
     if received + lost > sent:
         raise MalformedShipment(
             f"{where}.received", f"received ({received}) and lost ({lost}) add up to more than sent ({sent})"
         )
-    in_histogram = sum(data["rtt_buckets"])
+    in_histogram = sum(cast(tuple[int, ...], value("rtt_buckets")))
     if in_histogram != received:
         raise MalformedShipment(
             f"{where}.rtt_buckets", f"the histogram holds {_shown(in_histogram)} replies, not the {received} received"
         )
     for name in ("reordered", "dscp_remarked"):
-        if data[name] > received:
-            raise MalformedShipment(f"{where}.{name}", f"{data[name]} is more than the {received} replies received")
-    if data["icmp_errors"] > sent:
-        raise MalformedShipment(f"{where}.icmp_errors", f"{data['icmp_errors']} is more than the {sent} probes sent")
-    start, length = data["start_ns"], data["end_ns"] - data["start_ns"]
-    if data["seq"] * length != start:
+        if get(name) > received:
+            raise MalformedShipment(f"{where}.{name}", f"{get(name)} is more than the {received} replies received")
+    if get("icmp_errors") > sent:
+        raise MalformedShipment(f"{where}.icmp_errors", f"{get('icmp_errors')} is more than the {sent} probes sent")
+    length, seq = end - start, get("seq")
+    if seq * length != start:
         raise MalformedShipment(
             f"{where}.seq",
-            f"window {data['seq']} of {length} ns does not start at {start}: seq numbers the window's interval "
+            f"window {seq} of {length} ns does not start at {start}: seq numbers the window's interval "
             "(start_ns / length)",
         )
 

@@ -190,12 +190,13 @@ class FlowReceiver:
     def _count(self, flows: DecodedFlows) -> int:
         c = flows.columns
         classify = self.classifier.classify
+        # map over the columns: no tuple per record to pack and unpack again
         if c.active_sid is None and c.slice_id is None:
-            slices = [classify(*fields) for fields in zip(c.source, c.destination, c.dscp, c.flow_label)]
+            slices = list(map(classify, c.source, c.destination, c.dscp, c.flow_label))
         else:
-            slices = [
-                classify(*fields)
-                for fields in zip(
+            slices = list(
+                map(
+                    classify,
                     c.source,
                     c.destination,
                     c.dscp,
@@ -203,7 +204,7 @@ class FlowReceiver:
                     c.active_sid or [None] * len(c),
                     c.slice_id or [None] * len(c),
                 )
-            ]
+            )
         packets, octets = c.packets, c.octets
         if flows.rates is not None:
             packets = [round(n * r) for n, r in zip(packets, flows.rates)]

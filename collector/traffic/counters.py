@@ -15,11 +15,13 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass
+from operator import itemgetter
 
 from collector.contract.records import FlowRecord
 
 DEFAULT_TALKER_CAPACITY = 1000
 _V4_MAPPED = bytes(10) + b"\xff\xff"
+_COUNT = itemgetter(1)  # of a (key, count) item: sorts in C, not through a lambda per item
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,7 @@ class SpaceSaving:
         self.total += sum(weights)
 
     def _evict(self) -> None:
-        ranked = sorted(self._counts.items(), key=lambda item: item[1], reverse=True)
+        ranked = sorted(self._counts.items(), key=_COUNT, reverse=True)
         kept, dropped = ranked[: self.capacity], ranked[self.capacity :]
         if dropped:
             self.floor = max(self.floor, dropped[0][1])
@@ -96,7 +98,7 @@ class SpaceSaving:
         return len(self._counts)
 
     def top(self, limit: int) -> list[tuple[bytes, int, int]]:
-        ranked = sorted(self._counts.items(), key=lambda item: item[1], reverse=True)[:limit]
+        ranked = sorted(self._counts.items(), key=_COUNT, reverse=True)[:limit]
         return [(key, count, self._errors[key]) for key, count in ranked]
 
 

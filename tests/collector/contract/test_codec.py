@@ -1,5 +1,6 @@
 """The contract's one JSON codec: bodies and records round-trip exactly, every field is
-checked by its declared type, and a newer agent's extra fields are ignored."""
+checked by its declared type, and a newer agent's extra fields are ignored. Every test runs
+twice: with msgspec checking the windows, and the pure-Python way alone (no msgspec)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass, fields
 
 import pytest
 
+from collector.contract import codec
 from collector.contract.codec import (
     MalformedShipment,
     ShipmentParser,
@@ -26,6 +28,14 @@ from tests.analyzer_support import T0, batch, health, window
 from tests.analyzer_support import observation as an_observation
 
 OBSERVATION = an_observation(hops=("fd00::1", None, "fd00::2"))
+
+
+@pytest.fixture(autouse=True, params=["msgspec", "pure-python"])
+def decoder(request, monkeypatch) -> str:
+    assert codec._wire_decoder is not None, "msgspec is in requirements.lock: the fast way must be there"
+    if request.param == "pure-python":
+        monkeypatch.setattr(codec, "_wire_decoder", None)
+    return request.param
 
 
 def wire(shipment) -> dict:
@@ -237,3 +247,31 @@ def test_a_histogram_that_does_not_hold_the_replies_is_refused():
     body = wire(batch(window(T0)))
     body["windows"][0]["rtt_buckets"][0] += 1
     refused(body, r"windows\[0\]\.rtt_buckets: the histogram holds 11 replies, not the 10 received")
+
+
+# -- the two ways agree ------------------------------------------------------------------------
+
+
+def test_the_fast_way_is_taken_when_msgspec_is_there(decoder):
+    assert ShipmentParser()._fast is (decoder == "msgspec")
+    assert ShipmentParser(fast=False)._fast is False
+
+
+def test_both_ways_give_equal_batches_sharing_keys():
+    shipment = batch(*(window(T0 + i, lost=i % 2) for i in range(3)), health=health())
+    body = encode_body(shipment)
+    parser = ShipmentParser()
+    assert parser.parse(body) == ShipmentParser(fast=False).parse(body) == shipment
+    again = parser.parse(body)
+    assert again.windows[0].key is again.windows[1].key is parser.parse(body).windows[2].key
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(encode_body(batch(window(T0))).decode().encode("utf-16"), id="utf-16"),
+        pytest.param(encode_body(batch(window(T0))).replace(b'"site":"', b'"site":"\\ud800'), id="lone-surrogate"),
+    ],
+)
+def test_what_msgspec_refuses_but_json_takes_goes_the_python_way(body):
+    assert ShipmentParser().parse(body) == ShipmentParser(fast=False).parse(body)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import pytest
 
 from collector.contract.codec import record_dict
-from collector.contract.fast_records import builder
+from collector.contract.fast_records import builder, copier
 from collector.contract.records import PathKey, PathWindow
 from tests.analyzer_support import T0, window
 
@@ -56,3 +57,10 @@ def test_records_without_slots_and_plain_classes_are_refused():
         builder(Unslotted)
     with pytest.raises(TypeError, match="dict is not a slotted dataclass"):
         builder(dict)
+
+
+def test_a_copier_builds_the_record_from_attributes_of_the_same_names():
+    original = window(T0)
+    source = SimpleNamespace(**{f.name: getattr(original, f.name) for f in dataclasses.fields(original)})
+    copied = copier(PathWindow)(source)
+    assert copied == original and hash(copied) == hash(original)
