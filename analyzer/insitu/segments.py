@@ -226,12 +226,13 @@ class SegmentStore:
         """Each block not yet settled: the points that saw it, once every other point is known
         to have missed it, are its path, and their segments are reported."""
         found = []
+        matches: dict[tuple[Point, Point], dict[int, int]] = {}  # sequences paired between two points
         for point, history in flow.blocks.items():
             settled = flow.settled.setdefault(point, set())
             for block in tuple(history):
                 if block.sequence in settled:
                     continue
-                path = self._path_of(flow, point, block, now_ns)
+                path = self._path_of(flow, point, block, now_ns, matches)
                 if path is None:
                     continue  # a point may still ship its part of the block
                 for on_path, seen in path.items():
@@ -242,16 +243,29 @@ class SegmentStore:
                 flow.settled[point] = {s for s in settled if s >= oldest}
         return found
 
-    def _path_of(self, flow: _Flow, point: Point, block: MarkedBlock, now_ns: int) -> dict[Point, MarkedBlock] | None:
+    def _path_of(
+        self,
+        flow: _Flow,
+        point: Point,
+        block: MarkedBlock,
+        now_ns: int,
+        matches: dict[tuple[Point, Point], dict[int, int]],
+    ) -> dict[Point, MarkedBlock] | None:
         """The points that saw `block` (of `point`) with their blocks of it; None while a point
-        neither saw it nor is known to have missed it."""
+        neither saw it nor is known to have missed it. Whole histories are paired (`matches`
+        keeps them for the call): a block alone would take a same-colour block two periods
+        away at a point that has not shipped its own yet."""
         path = {point: block}
         for other, history in flow.blocks.items():
             if other == point:
                 continue
-            pairs = block_loss((block,), tuple(history))
-            if pairs:
-                path[other] = next(b for b in history if b.sequence == pairs[0].downstream_sequence)
+            matched = matches.get((point, other))
+            if matched is None:
+                pairs = block_loss(tuple(flow.blocks[point]), tuple(history))
+                matched = matches[(point, other)] = {p.upstream_sequence: p.downstream_sequence for p in pairs}
+            sequence = matched.get(block.sequence)
+            if sequence is not None:
+                path[other] = next(b for b in history if b.sequence == sequence)
             elif not passed_by(history, block, now_ns - flow.heard_ns[other], self._stale_ns):
                 return None
         return path
