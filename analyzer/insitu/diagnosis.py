@@ -2,8 +2,8 @@
 link (or the node between two segments) directly, without tomography's ambiguity.
 
 Over the segment blocks the analyzer paired in the last `lookback_ns`, every link, span or
-node segment that lost more than a healthy link would becomes one diagnosis (more than
-`NOISE_FLOOR` of its packets by three standard deviations: every link loses a little, and a
+node segment that lost more than a healthy link would, in all or in one block, becomes one
+diagnosis (more than `NOISE_FLOOR` of its packets by three standard deviations: every link loses a little, and a
 national extranet with thousands of marked flows would otherwise name every link that
 dropped one packet; the floor is half the smallest gray loss the hints must find, five
 times a healthy link's): kind `link-loss` for a link (its
@@ -42,7 +42,8 @@ def segment_diagnoses(store: SegmentStore, now_ns: int, lookback_ns: int) -> lis
     for (name, kind), blocks in sorted(losing.items()):
         lost = sum(max(b.lost, 0) for b in blocks)
         packets = sum(b.upstream_packets for b in blocks)
-        if not significant(lost, packets):
+        # in all, or in one block: a fault that began in the last block is not diluted by the clean ones before
+        if not (significant(lost, packets) or any(significant(b.lost, b.upstream_packets) for b in blocks)):
             continue
         slices = tuple(sorted({b.slice for b in blocks}))
         flows = len({b.flow_mon_id for b in blocks})

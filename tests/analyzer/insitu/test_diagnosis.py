@@ -43,3 +43,11 @@ def test_a_links_background_loss_is_not_a_fault_but_a_gray_loss_is():
     assert diagnosis.suspects == ("city1a>prov1",) and "20 of 9999 marked packets" in diagnosis.evidence[0]
     assert not significant(1, 10_000) and not significant(11, 10_000) and significant(12, 10_000)
     assert significant(1, 100) and not significant(0, 100)
+
+
+def test_a_loss_that_began_in_the_last_block_is_not_diluted_by_the_clean_ones_before():
+    store = SegmentStore()
+    store.add(path_blocks([[1000] * 3, [1000] * 3, [1000] * 3, [1000, 1000, 996]]), T0)
+    assert not significant(4, 3000) and significant(4, 1000)
+    (diagnosis,) = segment_diagnoses(store, T0, 3 * S)
+    assert diagnosis.suspects == ("city1a>prov1",)
