@@ -2,7 +2,11 @@
 link (or the node between two segments) directly, without tomography's ambiguity.
 
 Over the segment blocks the analyzer paired in the last `lookback_ns`, every link, span or
-node segment with lost packets becomes one diagnosis: kind `link-loss` for a link (its
+node segment that lost more than a healthy link would, in all or in one block, becomes one
+diagnosis (more than `NOISE_FLOOR` of its packets by three standard deviations: every link loses a little, and a
+national extranet with thousands of marked flows would otherwise name every link that
+dropped one packet; the floor is half the smallest gray loss the hints must find, five
+times a healthy link's): kind `link-loss` for a link (its
 directed name `a>b`, the name hints give links) or a span between points with sites
 between them (`a>c`: the loss is somewhere on it), `node-loss` for a node; the slices its
 flows belong to; confidence 0.95 (counted, not inferred: what remains uncertain is only a
@@ -12,11 +16,21 @@ it rests on in-situ flow telemetry, with the numbers.
 
 from __future__ import annotations
 
+import math
+
 from analyzer.insitu.segments import SegmentBlock, SegmentStore
 from analyzer.rootcause.model import Diagnosis
 
 CONFIDENCE = 0.95
 EVIDENCE_SOURCE = "in-situ flow telemetry (alternate marking, RFC 9341)"
+NOISE_FLOOR = 0.0005  # loss ratio a healthy link stays under (0.05%)
+
+
+def significant(lost: int, packets: int) -> bool:
+    """Whether `lost` of `packets` is more than a link losing `NOISE_FLOOR` would lose, by
+    three standard deviations (the count is nearly Poisson at such small ratios)."""
+    expected = NOISE_FLOOR * packets
+    return lost > expected + 3 * math.sqrt(expected)
 
 
 def segment_diagnoses(store: SegmentStore, now_ns: int, lookback_ns: int) -> list[Diagnosis]:
@@ -27,9 +41,10 @@ def segment_diagnoses(store: SegmentStore, now_ns: int, lookback_ns: int) -> lis
     diagnoses = []
     for (name, kind), blocks in sorted(losing.items()):
         lost = sum(max(b.lost, 0) for b in blocks)
-        if not lost:
-            continue
         packets = sum(b.upstream_packets for b in blocks)
+        # in all, or in one block: a fault that began in the last block is not diluted by the clean ones before
+        if not (significant(lost, packets) or any(significant(b.lost, b.upstream_packets) for b in blocks)):
+            continue
         slices = tuple(sorted({b.slice for b in blocks}))
         flows = len({b.flow_mon_id for b in blocks})
         where = {"link": "on link", "span": "between counting points on", "node": "inside node"}[kind]

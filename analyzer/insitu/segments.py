@@ -15,6 +15,16 @@ path counts only one way (or not at all), the pieces that chain are put in line 
 saw the same blocks (`join_by_time`) and the gap between two pieces is a span (`A>C`, kind
 `span`, or `A>B` when it runs from leaving A to leaving B: a link and the node behind it).
 
+Path per block: the points that counted a block (its blocks paired with each other) are the
+block's path, settled once every other point of the flow is known to have missed it (it
+counted the blocks on either side, began later, or fell silent for `stale_s`: the flow moved
+away from it). So when a flow's path changes, the blocks after the change are paired along
+the new path, never across the two; and the block the change fell in, counted partly on
+each path (two points of one site counting it the same way), gives only the pieces that
+chain by declared links (each counted the same part), not the node or the ends, which would
+count the other path's part as lost (`blocks_split`). The points a flow left ship that
+block once the flow is silent there (`collector.capture.counting_point`).
+
 Per segment and block: upstream packets - downstream packets is the loss (reordering was
 already absorbed by the points, `collector.capture.altmark`); the D-marked packets' times
 give the one-way delay, exact in the lab where every point reads one host clock, elsewhere
@@ -22,9 +32,9 @@ off by the two agents' clock errors added. Each pair is reported once, into the 
 (slice, segment, kind) that /metrics exposes and into a bounded list of recent blocks that
 `GET /segments` and root-cause inference read.
 
-Bounds: `max_flows` FlowMonIDs (the least recently heard forgotten first), `max_blocks`
-blocks per flow and point, `max_recent` recent segment blocks; blocks refused for a bound
-are counted in `dropped`.
+Bounds: `max_flows` FlowMonIDs (the least recently heard forgotten first), `max_points`
+points per flow, `max_blocks` blocks per flow and point, `max_recent` recent segment blocks;
+blocks refused for a bound are counted in `dropped`.
 """
 
 from __future__ import annotations
@@ -133,27 +143,55 @@ def join_by_time(pieces: list[list[Point]], blocks: dict[Point, deque[MarkedBloc
 
 
 class _Flow:
-    __slots__ = ("slice", "blocks", "reported")
+    __slots__ = ("slice", "blocks", "reported", "settled", "heard_ns")
 
     def __init__(self, slice_name: str) -> None:
         self.slice = slice_name
         self.blocks: dict[Point, deque[MarkedBlock]] = {}
         self.reported: dict[tuple[Point, Point], set[int]] = {}  # upstream sequences reported per pair
+        self.settled: dict[Point, set[int]] = {}  # sequences per point whose block's path was settled
+        self.heard_ns: dict[Point, int] = {}  # when a block of each point last arrived (analyzer's clock)
+
+
+def _middle(block: MarkedBlock) -> float:
+    return (block.first_ns + block.last_ns) / 2
+
+
+def passed_by(history: deque[MarkedBlock], block: MarkedBlock, quiet_ns: int, stale_ns: int) -> bool:
+    """Whether a point that has no block pairing with `block` (of another point) saw none of
+    its packets: it counted consecutive blocks on either side of it, began after it, or has
+    been silent for `stale_ns` (the flow left it: a path change, or its agent is gone)."""
+    middle = _middle(block)
+    before = [b.sequence for b in history if _middle(b) < middle]
+    after = [b.sequence for b in history if _middle(b) > middle]
+    if after and before:
+        return min(after) == max(before) + 1
+    if after:
+        return min(after) == 0 or len(history) == history.maxlen
+    return quiet_ns > stale_ns
 
 
 class SegmentStore:
     def __init__(
-        self, *, max_flows: int = 65_536, max_blocks: int = 64, max_recent: int = 20_000, max_points: int = 64
+        self,
+        *,
+        max_flows: int = 65_536,
+        max_blocks: int = 64,
+        max_recent: int = 20_000,
+        max_points: int = 64,
+        stale_s: float = 30.0,
     ) -> None:
         self._max_flows = max_flows
         self._max_blocks = max_blocks
         self._max_points = max_points
+        self._stale_ns = int(stale_s * 1e9)  # three of an agent's default 10 s windows
         self._lock = threading.Lock()
         self._flows: OrderedDict[int, _Flow] = OrderedDict()
         self._recent: deque[SegmentBlock] = deque(maxlen=max_recent)
         self._totals: dict[tuple[str, str, str], SegmentTotals] = {}
         self.dropped = 0
         self.blocks_received = 0
+        self.blocks_split = 0  # blocks whose flow took two paths (a path change inside the block)
 
     def add(self, blocks: Iterable[MarkedBlock], now_ns: int) -> list[SegmentBlock]:
         """Keep the blocks and pair what they complete; returns the segment blocks found now."""
@@ -177,6 +215,7 @@ class SegmentStore:
                 if len(history) == history.maxlen:
                     self.dropped += 1  # the oldest leaves unpaired if it was not yet
                 history.append(block)
+                flow.heard_ns[block.point] = now_ns
                 touched.add(block.flow_mon_id)
             found = []
             for flow_mon_id in sorted(touched):
@@ -184,16 +223,73 @@ class SegmentStore:
             return found
 
     def _pair(self, flow_mon_id: int, flow: _Flow, now_ns: int) -> list[SegmentBlock]:
+        """Each block not yet settled: the points that saw it, once every other point is known
+        to have missed it, are its path, and their segments are reported."""
         found = []
-        line = join_by_time(chains(flow.blocks), flow.blocks)
-        pairs = [(up, down, *segment_of(up, down)) for up, down in zip(line, line[1:])]
-        if len(line) > 2:
-            pairs.append((line[0], line[-1], f"{line[0][0]}>{line[-1][0]}", "end-to-end"))
+        matches: dict[tuple[Point, Point], dict[int, int]] = {}  # sequences paired between two points
+        for point, history in flow.blocks.items():
+            settled = flow.settled.setdefault(point, set())
+            for block in tuple(history):
+                if block.sequence in settled:
+                    continue
+                path = self._path_of(flow, point, block, now_ns, matches)
+                if path is None:
+                    continue  # a point may still ship its part of the block
+                for on_path, seen in path.items():
+                    flow.settled.setdefault(on_path, set()).add(seen.sequence)
+                found.extend(self._report(flow_mon_id, flow, path, now_ns))
+            if len(settled) > 2 * self._max_blocks:  # sequences older than the history cannot come back
+                oldest = min(b.sequence for b in history)
+                flow.settled[point] = {s for s in settled if s >= oldest}
+        return found
+
+    def _path_of(
+        self,
+        flow: _Flow,
+        point: Point,
+        block: MarkedBlock,
+        now_ns: int,
+        matches: dict[tuple[Point, Point], dict[int, int]],
+    ) -> dict[Point, MarkedBlock] | None:
+        """The points that saw `block` (of `point`) with their blocks of it; None while a point
+        neither saw it nor is known to have missed it. Whole histories are paired (`matches`
+        keeps them for the call): a block alone would take a same-colour block two periods
+        away at a point that has not shipped its own yet."""
+        path = {point: block}
+        for other, history in flow.blocks.items():
+            if other == point:
+                continue
+            matched = matches.get((point, other))
+            if matched is None:
+                pairs = block_loss(tuple(flow.blocks[point]), tuple(history))
+                matched = matches[(point, other)] = {p.upstream_sequence: p.downstream_sequence for p in pairs}
+            sequence = matched.get(block.sequence)
+            if sequence is not None:
+                path[other] = next(b for b in history if b.sequence == sequence)
+            elif not passed_by(history, block, now_ns - flow.heard_ns[other], self._stale_ns):
+                return None
+        return path
+
+    def _report(self, flow_mon_id: int, flow: _Flow, path: dict[Point, MarkedBlock], now_ns: int) -> list[SegmentBlock]:
+        """The segments of one block along the points that saw it. Where the block took two
+        paths (two points of a site counting it the same way: the path changed inside the
+        block), only the pieces chained by declared links are reported: joining them, or the
+        two ends, would count the part that took the other path as lost."""
+        pieces = chains(path)
+        if len({(site, direction) for site, _, direction in path}) < len(path):
+            self.blocks_split += 1
+            pairs = [(up, down, *segment_of(up, down)) for piece in pieces for up, down in zip(piece, piece[1:])]
+        else:
+            line = join_by_time(pieces, flow.blocks)
+            pairs = [(up, down, *segment_of(up, down)) for up, down in zip(line, line[1:])]
+            if len(line) > 2:
+                pairs.append((line[0], line[-1], f"{line[0][0]}>{line[-1][0]}", "end-to-end"))
+        found = []
         for up, down, name, kind in pairs:
             reported = flow.reported.setdefault((up, down), set())
-            for loss in block_loss(tuple(flow.blocks[up]), tuple(flow.blocks[down])):
-                if loss.upstream_sequence in reported:
-                    continue
+            if path[up].sequence in reported:
+                continue
+            for loss in block_loss((path[up],), (path[down],)):
                 reported.add(loss.upstream_sequence)
                 segment = SegmentBlock(
                     flow.slice,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -224,5 +225,5 @@ class AgentCaptures:
             block
             for r in list(self._running.values())
             if r.meters.marking is not None
-            for block in r.meters.marking.take_final(site)
+            for block in r.meters.marking.take_final(site, time.time_ns())
         ]

@@ -33,6 +33,10 @@ Choices:
   they need PTP or NTP and the error of the sync adds to the delay.
 - Memory is bounded: `max_flows` FlowMonIDs per point and `max_blocks` final blocks per
   FlowMonID, oldest dropped first; D timestamps are kept up to `MAX_DELAY_MARKS` per block.
+- A flow silent for `idle_ns` (when set) has its open blocks read as final (`idle_blocks`):
+  after a path change the point it left sees no flip to end them, and the part of the block
+  it counted must still reach the analyzer. A packet after such a silence starts a new block,
+  at every point alike, since the rule reads only the packets' own times.
 """
 
 from __future__ import annotations
@@ -148,10 +152,11 @@ class _Flow:
 class MarkingPoint:
     """Counters of one measurement point: feed it every IPv6 packet seen there."""
 
-    def __init__(self, name: str, *, max_flows: int = 4096, max_blocks: int = 4096) -> None:
+    def __init__(self, name: str, *, max_flows: int = 4096, max_blocks: int = 4096, idle_ns: int | None = None) -> None:
         self.name = name
         self._max_flows = max_flows
         self._max_blocks = max_blocks
+        self._idle_ns = idle_ns
         self._flows: dict[int, _Flow] = {}
         self.packets: dict[tuple[int, int], int] = {}  # (FlowMonID, colour) -> packets, ever
         self.malformed = 0
@@ -178,6 +183,9 @@ class MarkingPoint:
         key = (mark.flow_mon_id, mark.loss_flag)
         self.packets[key] = self.packets.get(key, 0) + 1
         current = flow.current
+        if current is not None and self._idle_ns is not None and ts_ns - current.last_ns > self._idle_ns:
+            self._finish(mark.flow_mon_id, flow)
+            current = None
         if current is None:
             flow.current = current = flow.new_block(mark.loss_flag, ts_ns)
         elif mark.loss_flag != current.colour:
@@ -204,10 +212,25 @@ class MarkingPoint:
     def flush(self) -> None:
         """End the measurement: the open blocks become final."""
         for flow_mon_id, flow in self._flows.items():
-            for block in (flow.previous, flow.current):
-                if block is not None:
-                    flow.closed.append(block.final(flow_mon_id))
-            flow.previous = flow.current = None
+            self._finish(flow_mon_id, flow)
+
+    @staticmethod
+    def _finish(flow_mon_id: int, flow: _Flow) -> None:
+        for block in (flow.previous, flow.current):
+            if block is not None:
+                flow.closed.append(block.final(flow_mon_id))
+        flow.previous = flow.current = None
+
+    def idle_blocks(self, flow_mon_id: int, now_ns: int) -> tuple[Block, ...]:
+        """The open blocks of a flow silent for `idle_ns` at `now_ns`, as final (the flow keeps
+        them open: the capture thread may be counting, and its next packet starts a new block)."""
+        flow = self._flows.get(flow_mon_id)
+        if flow is None or self._idle_ns is None:
+            return ()
+        previous, current = flow.previous, flow.current  # read once: the capture thread may replace them
+        if current is None or now_ns - current.last_ns <= self._idle_ns:
+            return ()
+        return tuple(b.final(flow_mon_id) for b in (previous, current) if b is not None)
 
     def blocks(self, flow_mon_id: int | None = None) -> tuple[Block, ...]:
         """Final blocks, of one FlowMonID or all, oldest first per FlowMonID."""

@@ -11,6 +11,10 @@ blocks finished since the last call as the contract's `MarkedBlock`s.
 Bounds: the `MarkingPoint`'s (`max_flows` FlowMonIDs, `max_blocks` finished blocks each,
 oldest dropped first); blocks that fell out before they were taken are counted in
 `blocks_dropped`, and at most `max_take` blocks leave per call (the rest wait their turn).
+
+A flow silent for `idle_s` (longer than a block period: the marker flips at least that often)
+ships its open blocks too, once: a path change leaves the point it left with a block that no
+flip will end, holding the part of the block that went this way.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collector.traffic.classifier import SliceClassifier
 
 DEFAULT_MAX_BLOCKS = 64  # a minute of 1 s blocks per flow waiting to be shipped
 DEFAULT_MAX_TAKE = 5_000  # half a shipment body's bound
+DEFAULT_IDLE_S = 3.0  # three of the marker's default 1 s blocks
 
 
 class CountingPoint(MarkingPoint):
@@ -32,8 +37,9 @@ class CountingPoint(MarkingPoint):
         max_flows: int = 4096,
         max_blocks: int = DEFAULT_MAX_BLOCKS,
         max_take: int = DEFAULT_MAX_TAKE,
+        idle_s: float = DEFAULT_IDLE_S,
     ) -> None:
-        super().__init__(link, max_flows=max_flows, max_blocks=max_blocks)
+        super().__init__(link, max_flows=max_flows, max_blocks=max_blocks, idle_ns=int(idle_s * 1e9))
         self.link = link
         self._classifier = classifier
         self._max_take = max_take
@@ -63,8 +69,10 @@ class CountingPoint(MarkingPoint):
         )
         self._flow_facts[flow_mon_id] = ("out" if outgoing else "in", slice_name)
 
-    def take_final(self, site: str) -> list[MarkedBlock]:
-        """Blocks finished since the last call (of flows whose direction is known), oldest first per flow."""
+    def take_final(self, site: str, now_ns: int | None = None) -> list[MarkedBlock]:
+        """Blocks finished since the last call (of flows whose direction is known), oldest first
+        per flow; with `now_ns` (the capture's clock), also the open blocks of flows silent since
+        `idle_s` before it."""
         taken: list[MarkedBlock] = []
         for flow_mon_id in self.flow_mon_ids():
             facts = self._flow_facts.get(flow_mon_id)
@@ -72,6 +80,8 @@ class CountingPoint(MarkingPoint):
                 continue
             newest = self._taken.get(flow_mon_id, -1)
             final = self.blocks(flow_mon_id)
+            if now_ns is not None:
+                final += self.idle_blocks(flow_mon_id, now_ns)
             if final and final[-1].sequence < newest:  # the point forgot the flow and met it again
                 newest = -1
             fresh = [b for b in final if b.sequence > newest]

@@ -4,14 +4,14 @@ every recording rule, alert expression and dashboard query answers the same from
 VictoriaMetrics as from one Prometheus over the same data: same label sets, same values.
 
 The data: a fixed extranet (paths losing and slow by slice, agents lagging, silent or spooling,
-flows, two analyzer replicas judging alike), every counter growing linearly in time and every
-sample on a 15 s grid. 75 minutes of history (reaching a minute past the start, so the live
-scrapes continue it without a gap) are backfilled into both Prometheus servers
-(promtool's blocks) and imported into VictoriaMetrics under each replica's label; the live
-part is scraped by both Prometheus servers (timestamps honoured, so both scrape the same grid)
-and remote-written. Expressions are evaluated halfway between grid points, so no sample sits
-on a window's edge (Prometheus 2.42 closes ranges on the left, VictoriaMetrics does not) and a
-counter's rate is its slope in both: Prometheus extrapolates to the window's edges,
+flows, in-situ segments of marked flows, two analyzer replicas judging alike), every counter
+growing linearly in time and every sample on a 15 s grid. 75 minutes of history (reaching a
+minute past the start, so the live scrapes continue it without a gap) are backfilled into both
+Prometheus servers (promtool's blocks) and imported into VictoriaMetrics under each replica's
+label; the live part is scraped by both Prometheus servers (timestamps honoured, so both scrape
+the same grid) and remote-written. Expressions are evaluated halfway between grid points, so no
+sample sits on a window's edge (Prometheus 2.42 closes ranges on the left, VictoriaMetrics does
+not) and a counter's rate is its slope in both: Prometheus extrapolates to the window's edges,
 VictoriaMetrics reads from the sample before the window, and on linear data both are exact.
 
 VictoriaMetrics sees both replicas' copies of every series; the expressions merge the `replica`
@@ -76,11 +76,6 @@ REL_TOLERANCE = 1e-9
 # answer nothing in both).
 EMPTY_HERE = {
     "XnetAnalyzerDown": "the analyzer job is scraped: absent() has nothing to say",
-    # The data here carries no in-situ telemetry (no xnet_segment_* series).
-    "XnetSegmentLossHigh": "no marked traffic in this data",
-    "xnet_segment_loss": "no marked traffic in this data",
-    "Segment loss along the path": "no marked traffic in this data",
-    "Segment one-way delay along the path": "no marked traffic in this data",
 }
 
 Labels = tuple[tuple[str, str], ...]
@@ -115,6 +110,28 @@ SLICE_STATE = {"video": "breached", "egov": "at-risk", "data": "ok", "best-effor
 BURN = {"video": 20.0, "egov": 7.0, "data": 0.5, "best-effort": 1.5}
 POLICIES = load_config().policies
 HINTS = (("video", "node-down", "city2b", 0.9), ("egov", "link-loss", "core>prov2", 0.6))
+
+
+@dataclass(frozen=True)
+class Segment:
+    slice: str
+    name: str  # `a>b` for a link, span or end-to-end, the site for a node
+    kind: str
+    packets: float  # marked packets per second entering it
+    lost: float  # share of them lost; none is a slice's bound, so no alert sits on its edge
+    delay_s: float
+
+
+# In-situ segments of marked flows as the analyzer exports them: video loses over its bound
+# (0.1%) on one link, so XnetSegmentLossHigh has something to say; egov's loss stays under.
+SEGMENTS = (
+    Segment("video", "cnty1a>city1a", "link", 200, 0.0, 0.0012),
+    Segment("video", "city1a", "node", 200, 0.0, 0.00003),
+    Segment("video", "city1a>core", "link", 200, 0.004, 0.0031),
+    Segment("video", "cnty1a>core", "end-to-end", 200, 0.004, 0.00433),
+    Segment("egov", "cnty2b>core", "span", 40, 0.002, 0.0052),
+    Segment("egov", "cnty2b>core", "end-to-end", 40, 0.002, 0.0052),
+)
 
 
 def _sample(name: str, value: float, **labels: str) -> tuple[str, Labels, float]:
@@ -226,6 +243,12 @@ def samples_at(t: int, start: int, path_change: int) -> list[tuple[str, Labels, 
             out.append(_sample("xnet_slice_state_since_timestamp_seconds", start, **key, slice=slice_name))
         for slice_name, kind, suspect, confidence in HINTS:
             out.append(_sample("xnet_rootcause_hint", confidence, **key, slice=slice_name, kind=kind, suspect=suspect))
+        for seg in SEGMENTS:
+            labels = {**key, "slice": seg.slice, "segment": seg.name, "kind": seg.kind}
+            out.append(_sample("xnet_segment_packets_total", seg.packets * age, **labels))
+            out.append(_sample("xnet_segment_lost_packets_total", seg.lost * seg.packets * age, **labels))
+            out.append(_sample("xnet_segment_blocks_total", age / 10, **labels))  # 10 s blocks
+            out.append(_sample("xnet_segment_delay_seconds", seg.delay_s, **labels))
         out.append(_sample("xnet_analyzer_windows_ingested_total", 50 * age, **key))
         out.append(_sample("xnet_analyzer_windows_duplicate_total", 1 * age, **key))
         out.append(_sample("xnet_analyzer_batches_rejected_total", 0.1 * age, **key))

@@ -3,7 +3,7 @@ that says it is in-situ; nothing from segments that lose nothing or only long ag
 
 from __future__ import annotations
 
-from analyzer.insitu.diagnosis import segment_diagnoses
+from analyzer.insitu.diagnosis import segment_diagnoses, significant
 from analyzer.insitu.segments import SegmentStore
 from tests.analyzer.insitu.insitu_support import path_blocks
 from tests.analyzer_support import T0
@@ -33,3 +33,21 @@ def test_no_loss_or_old_loss_gives_no_diagnosis():
     assert segment_diagnoses(store, T0, 3 * S) == []
     store.add(path_blocks([[100], [99], [99], [99]], flow=7), T0)
     assert segment_diagnoses(store, T0 + 10 * S, 3 * S) == []
+
+
+def test_a_links_background_loss_is_not_a_fault_but_a_gray_loss_is():
+    """10,000 marked packets a block: one lost is a healthy link's 0.01%; 20 lost is 0.2%."""
+    store = SegmentStore()
+    store.add(path_blocks([[10_000], [9_999], [9_999], [9_979]]), T0)
+    (diagnosis,) = segment_diagnoses(store, T0, 3 * S)
+    assert diagnosis.suspects == ("city1a>prov1",) and "20 of 9999 marked packets" in diagnosis.evidence[0]
+    assert not significant(1, 10_000) and not significant(11, 10_000) and significant(12, 10_000)
+    assert significant(1, 100) and not significant(0, 100)
+
+
+def test_a_loss_that_began_in_the_last_block_is_not_diluted_by_the_clean_ones_before():
+    store = SegmentStore()
+    store.add(path_blocks([[1000] * 3, [1000] * 3, [1000] * 3, [1000, 1000, 996]]), T0)
+    assert not significant(4, 3000) and significant(4, 1000)
+    (diagnosis,) = segment_diagnoses(store, T0, 3 * S)
+    assert diagnosis.suspects == ("city1a>prov1",)

@@ -121,3 +121,57 @@ def test_packets_reordered_across_a_block_boundary_make_no_phantom_loss():
     store = SegmentStore()
     found = store.add([*upstream.take_final("a"), *downstream.take_final("b")], T0)
     assert len(found) == 8 and all(s.lost == 0 for s in found)  # 10 blocks, the last two not final yet
+
+
+LOSING = (("prov2>prov1", "link"), ("cnty1a>prov1", "end-to-end"))
+
+
+def test_a_path_change_inside_a_block_makes_no_phantom_loss_and_segments_follow_the_new_path():
+    """Real counting points at every hop of cnty1a -> city1a -> prov1; in the middle of block 4
+    the flow moves to cnty1a -> city1a -> prov2 -> prov1, where prov2>prov1 loses 3 packets.
+    The agents ship as they would: every point its finished blocks each second, a point the
+    flow left its open blocks once silent. Block 4 took two paths: its pieces are reported,
+    not the node or the ends that would count the other path's part as lost; the points the
+    flow left are set aside once silent past the store's staleness, and the new path is paired."""
+    classifier = SliceClassifier.from_rules([{"slice": "video", "dscp": 34}])
+    plain = bytes(IPv6(src="fd00::1", dst="fd00::2", tc=34 << 2) / UDP(sport=1, dport=2) / b"x")
+    old = [
+        ("cnty1a", "city1a-cnty1a"),
+        ("city1a", "city1a-cnty1a"),
+        ("city1a", "prov1-city1a"),
+        ("prov1", "prov1-city1a"),
+    ]
+    new = [
+        *old[:2],
+        ("city1a", "prov2-city1a"),
+        ("prov2", "prov2-city1a"),
+        ("prov2", "prov1-prov2"),
+        ("prov1", "prov1-prov2"),
+    ]
+    points = {key: CountingPoint(key[1], classifier, idle_s=2.0) for key in {*old, *new}}
+    lost = {810, 1020, 1230}  # on prov2>prov1, after the change: blocks 8, 10, 12
+    per_block, blocks, moved_at = 100, 16, 450  # 10 ms apart: 1 s blocks; the move at 4.5 s
+    store, found = SegmentStore(stale_s=5.0), []
+    shipped_s = 0
+    for i in range(blocks * per_block):
+        packet = insert_altmark(plain, AltMark(0x55, (i // per_block) % 2, i % per_block == 50))
+        sent_ns = T0 + i * 10 * MS
+        for hop, (site, link) in enumerate(old if i < moved_at else new):
+            if hop == 5 and i in lost:
+                break
+            points[(site, link)].observe_directed(sent_ns + hop * MS, packet, 0, hop % 2 == 0)
+        while (sent_ns - T0) // 1_000_000_000 > shipped_s:  # every second each agent ships
+            shipped_s += 1
+            now = T0 + shipped_s * 1_000_000_000
+            found += store.add([b for (site, _), p in points.items() for b in p.take_final(site, now)], now)
+    assert store.blocks_split == 1
+    losing = {(s.segment, s.kind, (s.first_ns - T0) // 10**9, s.lost) for s in found if s.lost != 0}
+    assert losing == {(name, kind, block, 1) for block in (8, 10, 12) for name, kind in LOSING}
+    blocks_of: dict[tuple[str, str], list[int]] = {}
+    for s in found:
+        blocks_of.setdefault((s.segment, s.kind), []).append((s.first_ns - T0) // 10**9)
+    assert max(blocks_of[("city1a>prov1", "link")]) == 4  # the old link carries blocks up to the change
+    assert min(blocks_of[("city1a>prov2", "link")]) == 4 and min(blocks_of[("prov2", "node")]) == 4
+    assert 4 not in blocks_of[("city1a", "node")] + blocks_of[("cnty1a>prov1", "end-to-end")]
+    # the new path's whole line, once the points the flow left fell silent
+    assert set(blocks_of[("city1a", "node")]) == set(range(14)) - {4}  # 14, 15 not final yet

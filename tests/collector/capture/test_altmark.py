@@ -230,3 +230,18 @@ def test_a_block_sent_in_a_burst_does_not_swallow_the_next_one():
     feed(point, timeline)
     point.flush()
     assert [b.packets for b in point.blocks()] == [10, 10, 10]
+
+
+def test_a_silent_flows_open_blocks_read_as_final_and_its_next_packet_starts_a_new_block():
+    """The flow left this point mid-block (a path change): no flip ends its last two blocks."""
+    point = MarkingPoint("h", idle_ns=50 * MS)
+    feed(point, blocks_of([(0, 10), (1, 10), (0, 4)]))
+    assert [b.packets for b in point.blocks()] == [10]
+    assert point.idle_blocks(7, 23 * MS + 50 * MS) == ()  # silent exactly idle_ns: not yet
+    idle = point.idle_blocks(7, 24 * MS + 50 * MS)
+    assert [(b.sequence, b.colour, b.packets) for b in idle] == [(1, 1, 10), (2, 0, 4)]
+    assert [b.packets for b in point.blocks()] == [10]  # still open: nothing changed
+    # The flow comes back after the silence in the same colour: a new block, not block 2's tail.
+    feed(point, blocks_of([(0, 3), (1, 3), (0, 1)], start_ms=200))
+    assert [(b.sequence, b.packets) for b in point.blocks()] == [(0, 10), (1, 10), (2, 4), (3, 3)]
+    assert MarkingPoint("i").idle_blocks(7, 10**12) == ()  # no idle time set, or no such flow

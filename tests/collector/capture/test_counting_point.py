@@ -77,3 +77,17 @@ def test_a_flow_the_point_forgot_and_met_again_ships_from_its_new_first_block():
     feed(point, 0x202, 34, outgoing=True, blocks=1)  # evicts 0x101
     feed(point, 0x101, 34, outgoing=True, blocks=3)  # evicts 0x202; 0x101 numbers from 0 again
     assert [(b.flow_mon_id, b.sequence) for b in point.take_final("a")] == [(0x101, 0)]
+
+
+def test_a_flow_gone_silent_ships_its_open_blocks_once_and_then_only_new_ones():
+    """The flow's path moved away from this interface mid-block: the part it counted still leaves."""
+    point = CountingPoint("a-b", CLASSIFIER, idle_s=2.0)
+    feed(point, 0x101, 34, outgoing=True, blocks=4)  # blocks 0, 1 final; 2, 3 open; last packet at 3.09 s
+    assert [b.sequence for b in point.take_final("a", now_ns=4000 * MS)] == [0, 1]  # silent 0.91 s
+    silent = point.take_final("a", now_ns=5100 * MS)
+    assert [(b.sequence, b.packets) for b in silent] == [(2, 10), (3, 10)]
+    assert point.take_final("a", now_ns=6000 * MS) == []
+    for i in range(25):  # the flow comes back 3 s later, past its old blocks
+        point.observe_directed((8000 + i * 40) * MS, marked(0x101, (i // 10) % 2, 34), 0, True)
+    assert [b.sequence for b in point.take_final("a", now_ns=9000 * MS)] == [4]
+    assert point.blocks_dropped == 0
