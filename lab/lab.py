@@ -449,6 +449,16 @@ class Lab:
         netns.stop_all([(p.pid, p.started) for p in fault.processes])
         return problems
 
+    def loss_drops(self, site: str, fault_id: str) -> int:
+        """Packets a loss fault's rule has dropped on arrival at `site` (its DROP counter;
+        the Neighbour Discovery ACCEPTs beside it are not counted)."""
+        listing = self.exec(site, ["ip6tables", "-w", "-t", "raw", "-L", "PREROUTING", "-v", "-x", "-n"], check=True)
+        tag = f"/* {_faults.RULE_TAG}{fault_id} */"  # whole, so loss-1 is not loss-10
+        counters = [int(line.split()[0]) for line in listing.stdout.splitlines() if tag in line and " DROP " in line]
+        if len(counters) != 1:
+            raise LabError(f"{site}: expected one DROP rule of fault {fault_id!r}, found {len(counters)}")
+        return counters[0]
+
     def heal(self, fault_id: str) -> None:
         """Undo one fault exactly; raises LabError naming the active faults if it is unknown."""
         with self.store.locked():

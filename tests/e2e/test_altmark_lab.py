@@ -30,14 +30,6 @@ PACKETS, BLOCK = 3000, 150
 VIDEO_DSCP = 34
 
 
-def rule_drops(lab, fault_id: str) -> int:
-    """The packet counter of the fault's ip6tables rule in the middle site."""
-    listing = lab.exec(MIDDLE, ["ip6tables", "-w", "-t", "raw", "-L", "PREROUTING", "-v", "-x", "-n"], check=True)
-    counters = [int(line.split()[0]) for line in listing.stdout.splitlines() if f"xnetmon:{fault_id}" in line]
-    assert len(counters) == 1, listing.stdout
-    return counters[0]
-
-
 def send_marked(lab, header: str) -> dict:
     argv = [
         sys.executable,
@@ -88,14 +80,14 @@ def test_block_loss_sums_to_the_packets_the_fault_dropped(lab, header):
         """Every packet of ours left upstream, and downstream has all the rule let through.
         The rule may also have dropped others; then this holds at most that many packets
         early, which the rule's count still covers (total_lost <= dropped_by_rule below)."""
-        return ours(upstream) >= PACKETS and ours(downstream) + rule_drops(lab, fault) >= PACKETS
+        return ours(upstream) >= PACKETS and ours(downstream) + lab.loss_drops(MIDDLE, fault) >= PACKETS
 
     try:
         sent = send_marked(lab, header)
         wait_until(crossed, interval=0.1, what="our packets crossing the lab")
     finally:
         dropped_by_kernel = [capture.stop() for capture in captures]
-    dropped_by_rule = rule_drops(lab, fault)
+    dropped_by_rule = lab.loss_drops(MIDDLE, fault)
     lab.heal(fault)
     upstream.flush()
     downstream.flush()

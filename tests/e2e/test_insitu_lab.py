@@ -70,16 +70,6 @@ def running(argv: list[str], log_path) -> Iterator[subprocess.Popen]:
         stop_process(proc)
 
 
-def rule_drops(lab, fault_id: str) -> int:
-    listing = lab.exec(MIDDLE, ["ip6tables", "-w", "-t", "raw", "-L", "PREROUTING", "-v", "-x", "-n"], check=True)
-    # the fault's DROP (its ACCEPTs above it let Neighbour Discovery pass)
-    counters = [
-        int(line.split()[0]) for line in listing.stdout.splitlines() if f"xnetmon:{fault_id}" in line and "DROP" in line
-    ]
-    assert len(counters) == 1, listing.stdout
-    return counters[0]
-
-
 def sender_argv(lab, seconds: float) -> list[str]:
     script = (
         "import socket,time\n"
@@ -172,13 +162,13 @@ def test_segment_loss_lands_on_the_lossy_link_and_equals_the_rules_counter(lab, 
 
             found = wait_until(hint, interval=0.2, what="an in-situ hint naming the lossy link")
             hinted_ns = time.time_ns()
-            wait_until(lambda: rule_drops(lab, fault) >= 40, interval=0.5, what="the fault dropping 40 packets")
+            wait_until(lambda: lab.loss_drops(MIDDLE, fault) >= 40, interval=0.5, what="the fault dropping 40 packets")
             # Freeze the rule's counter before reading it: an ACCEPT above it ends the raw chain
             # for the slice, so nothing more is dropped between the reading and the heal.
             accept = ["PREROUTING", "-m", "dscp", "--dscp", str(VIDEO_DSCP), "-j", "ACCEPT"]
             freeze = ["ip6tables", "-w", "-t", "raw", "-I", accept[0], "1", *accept[1:]]
             lab.exec(MIDDLE, freeze, check=True)
-            dropped = rule_drops(lab, fault)
+            dropped = lab.loss_drops(MIDDLE, fault)
             lab.heal(fault)
             lab.exec(MIDDLE, ["ip6tables", "-w", "-t", "raw", "-D", *accept], check=True)
             fault = None

@@ -64,10 +64,26 @@ def test_loss_matches_the_set_rate_in_one_direction(lab):
     stats = ping(lab, "cnty1a", "city1a", count=400, interval=0.002)
     low, high = binomial_bounds(0.2, 400)
     assert low <= stats.loss <= high
+    assert lab.loss_drops("city1a", fault) == round(stats.loss * 400)  # requests dropped on arrival
     # Only one direction was made lossy, and only that link: the rest stays clean.
     assert ping(lab, "city1a", "prov1", count=100, interval=0.002).loss == 0
     lab.heal(fault)
     assert ping(lab, "cnty1a", "city1a", count=100, interval=0.002).loss == 0
+
+
+def test_a_one_way_loss_spares_neighbour_discovery_so_the_other_way_stays_clean(lab):
+    """Everything from cnty1a to city1a is lost, Neighbor Advertisements excepted: city1a still
+    resolves cnty1a, so its own sends the other way go out (a lost advertisement would leave
+    them queued, then dropped)."""
+    fault = lab.fault_loss("city1a-cnty1a", 1.0, from_site="cnty1a")
+    try:
+        lab.exec("city1a", ["ip", "-6", "neigh", "flush", "dev", "to-cnty1a"], check=True)
+        assert ping(lab, "city1a", "cnty1a", count=20, interval=0.01).loss == 1.0  # the replies are lost
+        neighbours = lab.exec("city1a", ["ip", "-6", "neigh", "show", "dev", "to-cnty1a"], check=True).stdout
+        assert "lladdr" in neighbours and "FAILED" not in neighbours, neighbours
+        assert lab.loss_drops("city1a", fault) >= 20  # the echo replies, dropped on arrival
+    finally:
+        lab.heal(fault)
 
 
 def test_loss_of_one_slice_spares_the_others(lab):
