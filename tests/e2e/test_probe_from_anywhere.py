@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests.support import DEADLINE_S, LineReader, wait_until
-from xnetmon.allinone import AGENT_METRICS_PORT, LAB_INTERVAL_S, lab_bus_url, lab_deployment
+from xnetmon.allinone import AGENT_METRICS_PORT, lab_bus_url, lab_deployment
 
 pytestmark = [pytest.mark.root, pytest.mark.lab]
 
@@ -302,37 +302,18 @@ class Phases:
 
 
 CPU_BOUND = 0.03  # of a core: what answering ten probes may cost the agent beyond their traffic
-LAG_RATIO_BOUND = 2.0
-MAX_ROUNDS = 2 * ROUNDS  # rounds the host stalled in are measured again, this many at most
-
-
-def stalled(round_: list[list[Window]]) -> bool:
-    """The whole host stalled in a window of the round: a lag past the window's length (the
-    analyzer then logs every agent silent at once), which no probe of ours can cause."""
-    return any(w.lag_p99_s >= LAB_INTERVAL_S for phase in round_ for w in phase)
+LAG_RATIO_BOUND = 2.0  # phase medians move by more than this between phases of one kind here
 
 
 def test_scheduled_probing_keeps_its_lag_and_loses_nothing_while_ten_on_demand_probes_run_flat_out(deployment):
     lab, workdir, _ = deployment
     phases = Phases()
-    measured = stalls = 0
-    while measured < ROUNDS and measured + stalls < MAX_ROUNDS:  # alternating, so that the
-        # shared machine's load weighs on each kind alike
-        round_ = [
-            window_samples(lab, WINDOWS),
-            windows_while(lab, pings_by_hand(lab, workdir)),
-            windows_while(lab, pings_on_demand(lab, workdir)),
-        ]
-        assert sum(w.on_demand == ON_DEMAND for w in round_[2]) >= WINDOWS // 2, round_[2]
+    for _ in range(ROUNDS):  # alternating, so that the shared machine's load weighs on each kind alike
+        phases.kinds["none"].append(window_samples(lab, WINDOWS))
+        phases.kinds["hand"].append(windows_while(lab, pings_by_hand(lab, workdir)))
+        phases.kinds["demand"].append(windows_while(lab, pings_on_demand(lab, workdir)))
+        assert sum(w.on_demand == ON_DEMAND for w in phases.kinds["demand"][-1]) >= WINDOWS // 2
         wait_until(lambda: agent_metric(lab, "xnet_agent_on_demand_in_flight") == 0)
-        if stalled(round_):
-            stalls += 1
-            print(f"host stalled in a round: measured again ({[[round(w.lag_p99_s, 2) for w in p] for p in round_]})")
-            continue
-        measured += 1
-        for kind, windows in zip(("none", "hand", "demand"), round_):
-            phases.kinds[kind].append(windows)
-    assert measured == ROUNDS, f"the host stalled in {stalls} rounds"
     kinds = tuple(phases.kinds)
     lag = {kind: phases.lag_median_s(kind) for kind in kinds}
     rate = {kind: phases.per_second(kind, "sent") for kind in kinds}
@@ -351,8 +332,7 @@ def test_scheduled_probing_keeps_its_lag_and_loses_nothing_while_ten_on_demand_p
     # What the agent spends on answering ten probes, beyond what their traffic costs it (its
     # captures dissect every packet of the site's links here: sample 1).
     assert cpu["demand"] - cpu["hand"] <= CPU_BOUND, cpu
-    # Scheduled probing keeps its lag and loses nothing beyond what the machine's load does to
-    # it without on-demand probes (none, or the same pings by hand at the site): on this
-    # shared 2-core machine a phase's median moves several-fold from one round to the next.
-    assert lag["demand"] <= LAG_RATIO_BOUND * max(lag["none"], lag["hand"]), lag
-    assert lost["demand"] <= lost["none"] + lost["hand"], lost
+    # Scheduled probing keeps its lag and loses nothing beyond what the same probes run by
+    # hand at the site cost it.
+    assert lag["demand"] <= LAG_RATIO_BOUND * lag["hand"], lag
+    assert lost["demand"] <= lost["hand"] + lost["none"], lost
