@@ -11,8 +11,9 @@ from collector.bus.probe_requests import (
     Accepted,
     BadProbeMessage,
     End,
+    Line,
+    Lines,
     ProbeCancel,
-    ProbeReply,
     ProbeStart,
     Refused,
     decode_reply,
@@ -35,9 +36,13 @@ def new_request_id() -> str:
     return secrets.token_hex(16)
 
 
+ShownReply = Accepted | Refused | Line | End
+
+
 class RemoteProbe:
     """`async with RemoteProbe(client, identity, site, request) as probe:` sends the request;
-    `probe.replies()` yields every reply up to the last (`End` or `Refused`)."""
+    `probe.replies()` yields every reply up to the last (`End` or `Refused`), each printed
+    line of a `Lines` batch on its own, in order."""
 
     def __init__(
         self,
@@ -81,7 +86,7 @@ class RemoteProbe:
         await self.client.publish(self.subject, encode_control(ProbeCancel(id=self.request.id)), reply=self.reply)
         await self.client.flush()
 
-    async def replies(self) -> AsyncIterator[ProbeReply]:
+    async def replies(self) -> AsyncIterator[ShownReply]:
         assert self._subscription is not None, "use RemoteProbe in `async with`"
         while not self.ended:
             timeout = self.idle_timeout_s if self.accepted else self.first_reply_timeout_s
@@ -93,6 +98,10 @@ class RemoteProbe:
                 reply = decode_reply(message.data)
             except BadProbeMessage:
                 continue  # not an agent's reply: nothing to show
+            if isinstance(reply, Lines):
+                for line in reply.lines:
+                    yield line
+                continue
             if isinstance(reply, Accepted):
                 self.accepted = True
             self.ended = isinstance(reply, End | Refused)

@@ -10,9 +10,12 @@ request nobody answers now is worth nothing later, and nothing is stored.
   only. The root is not `xnet.`: the windows' stream (and its partition mapping) takes
   `xnet.*.*` and `xnet.*.*.*`, and a probe must never be stored.
 - The agent answers on the reply subject, in order: `accepted` or `refused` (with its
-  reason; nothing follows), then one `line` per line the probe command prints (stdout or
-  stderr, as it prints it), then `end` with the command's exit status. The summary is the
-  last lines, exactly as the local command prints them.
+  reason; nothing follows), then `lines`: batches of the lines the probe command prints
+  (stdout or stderr, in the order each stream printed them), one batch per stream read,
+  at most every `LINES_EVERY_S`, then `end` with the command's exit status. The summary is
+  the last lines, exactly as the local command prints them. A batch, not a message per
+  line: a probe printing 33 lines a second, ten at once, would otherwise cost the agent a
+  publish (and its socket write) per line, time its scheduled probing shares.
 - A `ProbeCancel` with the same id and reply subject on the same request subject stops the probe as Ctrl-C
   stops the local command: its summary lines and `end` still come.
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -36,6 +40,9 @@ REPLY_ROOT = "_XNET_PROBE"
 REQUEST_SUBJECTS = f"{REQUEST_ROOT}.*"  # what an operator may publish to
 MAX_REQUEST_BYTES = 4096
 MAX_LINE_CHARS = 32768  # a longer printed line (a trace's --json) goes in parts: `Line.more`
+MAX_BATCH_CHARS = 65536  # the text of one `lines` reply (a single part may be up to MAX_LINE_CHARS)
+MAX_BATCH_LINES = 1000
+LINES_EVERY_S = 0.1  # how long a printed line may wait at the agent for others to join its batch
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 PROBE_KINDS = ("icmp", "trace", "stamp")
 
@@ -201,15 +208,38 @@ class Refused:
 
 @dataclass(frozen=True, slots=True)
 class Line:
+    """One printed line (or part of one), an item of a `Lines` reply."""
+
     text: str
     stream: Literal["stdout", "stderr"] = "stdout"
     more: bool = False  # the line goes on in the next Line of this stream (it was too long for one)
-    type: Literal["line"] = "line"
 
     @property
     def end(self) -> str:
         """What follows `text` when it is printed."""
         return "" if self.more else "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Lines:
+    """Lines printed since the previous batch, in order (a line in parts is consecutive)."""
+
+    lines: tuple[Line, ...]
+    type: Literal["lines"] = "lines"
+
+
+def batches(lines: Iterable[Line]) -> Iterator[Lines]:
+    """`lines` in as few replies as their bounds allow (MAX_BATCH_CHARS, MAX_BATCH_LINES)."""
+    batch: list[Line] = []
+    chars = 0
+    for line in lines:
+        if batch and (chars + len(line.text) > MAX_BATCH_CHARS or len(batch) == MAX_BATCH_LINES):
+            yield Lines(tuple(batch))
+            batch, chars = [], 0
+        batch.append(line)
+        chars += len(line.text)
+    if batch:
+        yield Lines(tuple(batch))
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +249,7 @@ class End:
     type: Literal["end"] = "end"
 
 
-ProbeReply = Accepted | Refused | Line | End
+ProbeReply = Accepted | Refused | Lines | End  # on the wire; a client reads `Lines` as its Line items
 FINAL_REPLIES = (Refused, End)
 
 
@@ -228,13 +258,25 @@ def encode_reply(reply: ProbeReply) -> bytes:
         fields: dict = {"type": reply.type, "site": reply.site}
     elif isinstance(reply, Refused):
         fields = {"type": reply.type, "reason": reply.reason, "code": reply.code}
-    elif isinstance(reply, Line):
-        fields = {"type": reply.type, "stream": reply.stream, "text": reply.text[:MAX_LINE_CHARS]}
-        if reply.more:
-            fields["more"] = True
+    elif isinstance(reply, Lines):
+        fields = {"type": reply.type, "lines": [_line_fields(line) for line in reply.lines[:MAX_BATCH_LINES]]}
     else:
         fields = {"type": reply.type, "exit_code": reply.exit_code, "cancelled": reply.cancelled}
     return json.dumps(fields).encode()
+
+
+def _line_fields(line: Line) -> dict:
+    fields: dict = {"stream": line.stream, "text": line.text[:MAX_LINE_CHARS]}
+    if line.more:
+        fields["more"] = True
+    return fields
+
+
+def _line_of(fields: dict) -> Line:
+    stream = fields["stream"]
+    if stream not in ("stdout", "stderr"):
+        raise ValueError(stream)
+    return Line(str(fields["text"]), stream, bool(fields.get("more", False)))
 
 
 def decode_reply(data: bytes) -> ProbeReply:
@@ -248,11 +290,11 @@ def decode_reply(data: bytes) -> ProbeReply:
             if code not in REFUSAL_CODES:
                 raise ValueError(code)
             return Refused(str(fields["reason"]), code)
-        if kind == "line":
-            stream = fields["stream"]
-            if stream not in ("stdout", "stderr"):
-                raise ValueError(stream)
-            return Line(str(fields["text"]), stream, bool(fields.get("more", False)))
+        if kind == "lines":
+            items = fields["lines"]
+            if not isinstance(items, list) or len(items) > MAX_BATCH_LINES:
+                raise ValueError("lines")
+            return Lines(tuple(_line_of(item) for item in items))
         if kind == "end":
             return End(int(fields["exit_code"]), bool(fields["cancelled"]))
     except (ValueError, KeyError, TypeError) as exc:

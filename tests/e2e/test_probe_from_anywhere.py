@@ -9,15 +9,17 @@ from __future__ import annotations
 import json
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import pytest
 
 from tests.support import DEADLINE_S, LineReader, wait_until
-from xnetmon.allinone import AGENT_METRICS_PORT, LAB_INTERVAL_S, lab_bus_url, lab_deployment
+from xnetmon.allinone import AGENT_METRICS_PORT, lab_bus_url, lab_deployment
 
 pytestmark = [pytest.mark.root, pytest.mark.lab]
 
@@ -175,19 +177,56 @@ def test_the_eleventh_is_refused_and_ctrl_c_ends_the_remote_probes(deployment):
     assert log.count("cancelled by operator-lab") >= 10 and "ended: cancelled" in log
 
 
-def window_samples(lab, windows: int) -> list[tuple[float, float, float, float]]:
-    """(scheduling lag p99, probes sent, on-demand probes in flight, when) of `windows`
-    windows of the agent (one a second here; a slow scrape may step over some), each read
-    from one scrape."""
-    samples: list[tuple[float, float, float, float]] = []
+def metric_total(text: str, name: str, **labels: str) -> float:
+    """The sum of `name`'s samples that carry `labels` (among others)."""
+    wanted = [f'{k}="{v}"' for k, v in labels.items()]
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith((f"{name}{{", f"{name} ")) and all(label in line for label in wanted):
+            total += float(line.split()[-1])
+    return total
+
+
+SCHEDULED_LOSSES = (  # what scheduled probing can lose, one way or another
+    "xnet_probe_lost_total",
+    "xnet_collector_send_errors_total",
+    "xnet_collector_receive_errors_total",
+    "xnet_collector_socket_drops_total",
+    "xnet_collector_windows_dropped_total",
+)
+
+
+@dataclass(frozen=True)
+class Window:
+    """One window of the agent at SOURCE, read from one scrape."""
+
+    lag_p99_s: float
+    sent: float  # scheduled probes sent so far
+    lost: float  # scheduled probes lost so far (SCHEDULED_LOSSES)
+    cpu_s: float  # the agent's CPU time so far
+    on_demand: float  # on-demand probes running
+    at: float  # time.monotonic() of the scrape
+
+
+def window_samples(lab, windows: int) -> list[Window]:
+    """The agent's next `windows` windows (one a second here; a slow scrape may step over some)."""
+    samples: list[Window] = []
 
     def next_window() -> bool:
         text = agent_metrics_text(lab)
         sent = metric_in(text, "xnet_collector_probes_sent_total", src=SOURCE) or 0.0
-        if samples and sent == samples[-1][1]:
+        if samples and sent == samples[-1].sent:
             return False
-        lag = metric_in(text, "xnet_collector_scheduling_lag_seconds", src=SOURCE, quantile="0.99") or 0.0
-        samples.append((lag, sent, metric_in(text, "xnet_agent_on_demand_in_flight") or 0.0, time.monotonic()))
+        samples.append(
+            Window(
+                metric_in(text, "xnet_collector_scheduling_lag_seconds", src=SOURCE, quantile="0.99") or 0.0,
+                sent,
+                sum(metric_total(text, name, src=SOURCE) for name in SCHEDULED_LOSSES),
+                metric_in(text, "xnet_collector_cpu_seconds_total", src=SOURCE) or 0.0,
+                metric_in(text, "xnet_agent_on_demand_in_flight") or 0.0,
+                time.monotonic(),
+            )
+        )
         return True
 
     for _ in range(windows):
@@ -195,16 +234,27 @@ def window_samples(lab, windows: int) -> list[tuple[float, float, float, float]]
     return samples
 
 
-WINDOWS = 8  # measured before, and while the on-demand probes run
+ON_DEMAND = 10  # the agent's bound, each at its maximum rate (33 pings a second)
+ROUNDS = 3  # of three phases each: none, ten by hand, ten on demand
+WINDOWS = 5  # per phase
+PING = ("ping", "--slice", "video", "-i", "0.03", "-c", "1000")  # the agent's bound on count: they outlast a phase
 
 
-def test_scheduled_probing_keeps_its_pace_while_ten_on_demand_probes_run_flat_out(deployment):
-    lab, workdir, _ = deployment
-    before = window_samples(lab, WINDOWS)
-    # At the agent's bound on count (1000), each at 33 packets/s, so that they outlast the
-    # measurement on this shared machine.
-    argv = remote_argv(lab, workdir, "ping", FAR, "--slice", "video", "-i", "0.03", "-c", "1000")
-    running = [lab.popen("core", argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(10)]
+def pings_by_hand(lab, workdir) -> list[subprocess.Popen]:
+    """Ten pings run inside the site, niced as the agent's on-demand probes run: the same
+    traffic and CPU, without the agent."""
+    argv = ["nice", "-n", "10", sys.executable, "-m", "xnetmon", "probe", PING[0], lab.address(FAR), *PING[1:]]
+    return [lab.popen(SOURCE, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(10)]
+
+
+def pings_on_demand(lab, workdir) -> list[subprocess.Popen]:
+    """Ten pings asked of the agent over the bus."""
+    argv = remote_argv(lab, workdir, PING[0], FAR, *PING[1:])
+    return [lab.popen("core", argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(10)]
+
+
+def windows_while(lab, running: list[subprocess.Popen]) -> list[Window]:
+    """The agent's windows once every ping of `running` has its first reply; then Ctrl-C."""
     try:
         readers, errors = [LineReader(p.stdout) for p in running], [LineReader(p.stderr) for p in running]
         for process, reader, error in zip(running, readers, errors):
@@ -212,34 +262,77 @@ def test_scheduled_probing_keeps_its_pace_while_ten_on_demand_probes_run_flat_ou
                 lambda r=reader, p=process: r.matching(lambda line: "bytes from" in line) or p.poll() is not None
             )
             assert reader.matching(lambda line: "bytes from" in line), "".join(error.lines)
-        during = [s for s in window_samples(lab, WINDOWS) if s[2] == 10]  # windows with all ten running
-    finally:
+        return window_samples(lab, WINDOWS)
+    finally:  # Ctrl-C and its summary are the eleventh's test: here a slow start on a loaded
+        # machine may bring a ping to its count's end just as Ctrl-C comes, which it dies of
         for process in running:
-            process.send_signal(signal.SIGINT)
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
         for process in running:
             try:
                 process.wait(DEADLINE_S)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-    assert len(during) >= WINDOWS // 2, during
 
-    def lag_median(samples) -> float:
-        return sorted(s[0] for s in samples)[len(samples) // 2]
 
-    def sent_per_second(samples) -> float:
-        return (samples[-1][1] - samples[0][1]) / (samples[-1][3] - samples[0][3])
+@dataclass
+class Phases:
+    """Windows phase by phase, by kind: `none` without pings, `hand` with ten by hand at the
+    site, `demand` with ten on-demand probes."""
 
-    lag = {"before": lag_median(before), "during": lag_median(during)}
-    rate = {"before": sent_per_second(before), "during": sent_per_second(during)}
-    print(
-        f"scheduling lag p99, median of windows: before {lag['before'] * 1e3:.3f} ms, "
-        f"during {lag['during'] * 1e3:.3f} ms"
-    )
-    print(f"scheduled probes sent per second: before {rate['before']:.1f}, during {rate['during']:.1f}")
-    # Every schedule kept its pace (the scrapes' times are a window's length apart at worst),
-    # and no probe left a window late. The lag itself is printed, not bounded tighter: on this
-    # shared 2-core machine (load 30-50) ten more processes take CPU from the agent however
-    # nice they are, and its p99 rose from ~8-200 ms to ~100-330 ms in the runs so far.
-    assert rate["during"] >= 0.8 * rate["before"], rate
-    assert lag["during"] < LAB_INTERVAL_S, lag
+    kinds: dict[str, list[list[Window]]] = field(default_factory=lambda: {"none": [], "hand": [], "demand": []})
+
+    def lag_median_s(self, kind: str) -> float:
+        windows = [w for phase in self.kinds[kind] for w in phase]
+        if kind == "demand":  # those with all ten running
+            windows = [w for w in windows if w.on_demand == ON_DEMAND]
+        return statistics.median(w.lag_p99_s for w in windows)
+
+    def phase_lags_ms(self, kind: str) -> list[float]:
+        return [round(statistics.median(w.lag_p99_s for w in phase) * 1e3, 1) for phase in self.kinds[kind]]
+
+    def per_second(self, kind: str, what: str) -> float:
+        phases = self.kinds[kind]
+        gained = sum(getattr(p[-1], what) - getattr(p[0], what) for p in phases)
+        return gained / sum(p[-1].at - p[0].at for p in phases)
+
+    def lost(self, kind: str) -> float:
+        return sum(p[-1].lost - p[0].lost for p in self.kinds[kind])
+
+
+CPU_BOUND = 0.03  # of a core: what answering ten probes may cost the agent beyond their traffic
+LAG_RATIO_BOUND = 2.0  # phase medians move by more than this between phases of one kind here
+
+
+def test_scheduled_probing_keeps_its_lag_and_loses_nothing_while_ten_on_demand_probes_run_flat_out(deployment):
+    lab, workdir, _ = deployment
+    phases = Phases()
+    for _ in range(ROUNDS):  # alternating, so that the shared machine's load weighs on each kind alike
+        phases.kinds["none"].append(window_samples(lab, WINDOWS))
+        phases.kinds["hand"].append(windows_while(lab, pings_by_hand(lab, workdir)))
+        phases.kinds["demand"].append(windows_while(lab, pings_on_demand(lab, workdir)))
+        assert sum(w.on_demand == ON_DEMAND for w in phases.kinds["demand"][-1]) >= WINDOWS // 2
+        wait_until(lambda: agent_metric(lab, "xnet_agent_on_demand_in_flight") == 0)
+    kinds = tuple(phases.kinds)
+    lag = {kind: phases.lag_median_s(kind) for kind in kinds}
+    rate = {kind: phases.per_second(kind, "sent") for kind in kinds}
+    cpu = {kind: phases.per_second(kind, "cpu_s") for kind in kinds}
+    lost = {kind: phases.lost(kind) for kind in kinds}
+    print("scheduling lag p99, median of windows (and of each phase's):")
+    for kind in kinds:
+        print(f"  {kind:6s} {lag[kind] * 1e3:8.2f} ms {phases.phase_lags_ms(kind)}")
+    ratios = lag["demand"] / lag["none"], lag["demand"] / lag["hand"]
+    print(f"  ratios: on demand / none {ratios[0]:.2f}, on demand / by hand {ratios[1]:.2f}")
+    print("scheduled probes sent per second: " + ", ".join(f"{k} {v:.1f}" for k, v in rate.items()))
+    print("scheduled probes lost: " + ", ".join(f"{k} {v:.0f}" for k, v in lost.items()))
+    print("agent CPU, share of a core: " + ", ".join(f"{k} {v:.3f}" for k, v in cpu.items()))
+    # Every schedule kept its pace.
+    assert rate["demand"] >= 0.9 * rate["none"], rate
+    # What the agent spends on answering ten probes, beyond what their traffic costs it (its
+    # captures dissect every packet of the site's links here: sample 1).
+    assert cpu["demand"] - cpu["hand"] <= CPU_BOUND, cpu
+    # Scheduled probing keeps its lag and loses nothing beyond what the same probes run by
+    # hand at the site cost it.
+    assert lag["demand"] <= LAG_RATIO_BOUND * lag["hand"], lag
+    assert lost["demand"] <= lost["hand"] + lost["none"], lost

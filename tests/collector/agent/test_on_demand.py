@@ -17,7 +17,7 @@ import pytest
 from collector.agent.on_demand import NICE_INCREMENT, OnDemandLimits, OnDemandProbes
 from collector.bus.connection import operator_identity
 from collector.bus.probe_client import RemoteProbe, new_request_id
-from collector.bus.probe_requests import Accepted, End, Line, ProbeStart, Refused
+from collector.bus.probe_requests import Accepted, End, Line, Lines, ProbeStart, Refused, decode_reply, reply_subject
 from collector.contract.records import Target
 from collector.outputs.prometheus.state import MetricsState
 from tests.bus_support import connect_options, running_bus
@@ -200,3 +200,41 @@ def test_on_demand_probes_run_nicer_than_the_agent(bus):
         agent.stop()
     own = os.getpriority(os.PRIO_PROCESS, 0)
     assert [r.text for r in replies if isinstance(r, Line)] == [str(min(19, own + NICE_INCREMENT))]
+
+
+def test_lines_printed_within_a_tick_travel_together(bus):
+    """A probe printing faster than LINES_EVERY_S costs the agent a message per tick, not per line."""
+    pki, server = bus
+    code = "import sys, time\nfor n in range(40):\n    print(n, flush=True)\n    time.sleep(0.01)"
+    agent = OnDemandProbes(
+        "cnty1a",
+        bus_setup.site_endpoint(pki, "cnty1a", (server.url,)),
+        OnDemandLimits(allowed_prefixes=(ipaddress.ip_network("::1/128"),)),
+        command=(sys.executable, "-c", code),
+    )
+    agent.start(ready_timeout_s=DEADLINE_S)
+
+    async def main() -> tuple[list, list[bytes]]:
+        client = await nats.connect(**connect_options(bus_setup.operator_endpoint(pki, "noc", (server.url,))))
+        try:
+            request = ping()
+            on_the_wire: list[bytes] = []
+            seen = await client.subscribe(reply_subject(operator_identity("noc"), request.id))
+            async with RemoteProbe(
+                client, operator_identity("noc"), "cnty1a", request, first_reply_timeout_s=DEADLINE_S
+            ) as probe:
+                replies = [r async for r in probe.replies()]
+            while len(on_the_wire) < 2 or not isinstance(decode_reply(on_the_wire[-1]), End):
+                on_the_wire.append((await seen.next_msg(timeout=DEADLINE_S)).data)
+            return replies, on_the_wire
+        finally:
+            await client.close()
+
+    try:
+        replies, on_the_wire = asyncio.run(main())
+    finally:
+        agent.stop()
+    assert [r.text for r in replies if isinstance(r, Line)] == [str(n) for n in range(40)]
+    batches = [decode_reply(data) for data in on_the_wire[1:-1]]
+    assert all(isinstance(b, Lines) for b in batches)
+    assert len(batches) < 20, [len(b.lines) for b in batches]  # 40 lines over >= 0.4 s: ~4-5 batches

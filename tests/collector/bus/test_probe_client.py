@@ -14,6 +14,7 @@ from collector.bus.probe_requests import (
     Accepted,
     End,
     Line,
+    Lines,
     ProbeStart,
     decode_control,
     encode_reply,
@@ -40,7 +41,7 @@ def test_replies_come_in_order_up_to_the_end_and_strangers_are_skipped(tmp_path)
             for reply in (
                 b"not json",
                 encode_reply(Accepted("cnty1a")),
-                encode_reply(Line("one")),
+                encode_reply(Lines((Line("one"), Line("two", "stderr")))),
                 encode_reply(End(0)),
             ):
                 await site.publish(message.reply, reply)
@@ -56,7 +57,7 @@ def test_replies_come_in_order_up_to_the_end_and_strangers_are_skipped(tmp_path)
 
     with running_bus(tmp_path, operators=("noc",)) as (pki, server):
         replies, seen = asyncio.run(main(pki, server))
-    assert replies == [Accepted("cnty1a"), Line("one"), End(0)]
+    assert replies == [Accepted("cnty1a"), Line("one"), Line("two", "stderr"), End(0)]
     assert len(seen) == 1 and seen[0].target == "::1"
 
 

@@ -8,15 +8,19 @@ import json
 import pytest
 
 from collector.bus.probe_requests import (
+    MAX_BATCH_CHARS,
+    MAX_BATCH_LINES,
     MAX_LINE_CHARS,
     MAX_REQUEST_BYTES,
     Accepted,
     BadProbeMessage,
     End,
     Line,
+    Lines,
     ProbeCancel,
     ProbeStart,
     Refused,
+    batches,
     command_args,
     decode_control,
     decode_reply,
@@ -89,9 +93,8 @@ def test_a_request_is_bounded_in_size_and_must_be_json():
         Accepted("cnty1a"),
         Refused("no"),
         Refused("full", "busy"),
-        Line("64 bytes"),
-        Line("x", "stderr"),
-        Line("{", more=True),
+        Lines((Line("64 bytes"),)),
+        Lines((Line("x", "stderr"), Line("{", more=True), Line("}"), Line("", "stderr"))),
         End(1, True),
     ],
 )
@@ -100,16 +103,32 @@ def test_a_reply_comes_back_as_it_went(reply):
 
 
 def test_a_long_line_is_cut_and_a_bad_reply_refused():
-    assert decode_reply(encode_reply(Line("x" * (MAX_LINE_CHARS + 5)))).text == "x" * MAX_LINE_CHARS
+    [line] = decode_reply(encode_reply(Lines((Line("x" * (MAX_LINE_CHARS + 5)),)))).lines
+    assert line.text == "x" * MAX_LINE_CHARS
     for data in (
         b"{}",
-        b'{"type": "line", "stream": "tty", "text": ""}',
+        b'{"type": "lines", "lines": [{"stream": "tty", "text": ""}]}',
+        b'{"type": "lines", "lines": {"stream": "stdout", "text": ""}}',
+        b'{"type": "line", "stream": "stdout", "text": ""}',
+        json.dumps({"type": "lines", "lines": [{"stream": "stdout", "text": ""}] * (MAX_BATCH_LINES + 1)}).encode(),
         b'{"type": "other"}',
         b'{"type": "refused", "reason": "", "code": "x"}',
         b"[1",
     ):
         with pytest.raises(BadProbeMessage):
             decode_reply(data)
+
+
+def test_lines_go_in_as_few_batches_as_their_bounds_allow_and_keep_their_order():
+    printed = [Line(str(n), "stderr" if n % 7 == 0 else "stdout") for n in range(2 * MAX_BATCH_LINES + 1)]
+    sent = list(batches(printed))
+    assert [len(b.lines) for b in sent] == [MAX_BATCH_LINES, MAX_BATCH_LINES, 1]
+    assert [line for b in sent for line in b.lines] == printed
+    parts = [Line("x" * MAX_LINE_CHARS, more=True)] * 3 + [Line("end")]
+    sent = list(batches(parts))
+    assert all(sum(len(line.text) for line in b.lines) <= MAX_BATCH_CHARS for b in sent)
+    assert [line for b in sent for line in b.lines] == parts and len(sent) == 2
+    assert list(batches([])) == []
 
 
 def test_subjects_name_the_site_and_the_requester():
