@@ -18,7 +18,7 @@ import nats
 
 from analyzer.api.probe_exchange import probe_answer, probe_start
 from analyzer.api.probe_runs import AgentUnreachable, TargetNotAllowed, TooManyProbes
-from collector.bus.connection import BusEndpoint
+from collector.bus.connection import BusEndpoint, bus_event_loop
 from collector.bus.probe_client import NoAnswer, RemoteProbe, new_request_id
 from collector.bus.probe_requests import End, Line, ProbeStart, Refused
 
@@ -39,7 +39,8 @@ class BusProber:
     def __call__(self, request) -> dict:
         if self.in_thread is not None:
             self.in_thread()
-        return asyncio.run(self._ask(request.agent, probe_start(request, new_request_id(), self.stamp_port)))
+        with asyncio.Runner(loop_factory=bus_event_loop) as runner:
+            return runner.run(self._ask(request.agent, probe_start(request, new_request_id(), self.stamp_port)))
 
     async def _ask(self, site: str, start: ProbeStart) -> dict:
         errors: list[str] = []

@@ -37,7 +37,7 @@ from types import MappingProxyType
 import nats
 
 from collector.agent.probe_output import OutputPipe
-from collector.bus.connection import BusEndpoint
+from collector.bus.connection import BusEndpoint, bus_event_loop
 from collector.bus.probe_requests import (
     LINES_EVERY_S,
     Accepted,
@@ -162,7 +162,8 @@ class OnDemandProbes:
 
     def _run_thread(self) -> None:
         try:
-            asyncio.run(self._main())
+            with asyncio.Runner(loop_factory=bus_event_loop) as runner:
+                runner.run(self._main())
         finally:
             self._ready.set()
 

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from collector.bus.connection import BusEndpoint, operator_identity
+from collector.bus.connection import BusEndpoint, bus_event_loop, operator_identity
 from collector.bus.probe_client import NoAnswer, RemoteProbe, new_request_id
 from collector.bus.probe_requests import (
     ARGPARSE_DEST,
@@ -111,7 +111,8 @@ def _common_name(cert: Path) -> str:
 def run_remote(kind: str, args: argparse.Namespace) -> int:
     request = request_of(kind, args)
     endpoint = endpoint_of(args)
-    return asyncio.run(_ask(endpoint, args.from_site, request))
+    with asyncio.Runner(loop_factory=bus_event_loop) as runner:
+        return runner.run(_ask(endpoint, args.from_site, request))
 
 
 async def _ask(endpoint: BusEndpoint, site: str, request: ProbeStart) -> int:
