@@ -24,11 +24,11 @@ from collector.system.http_limits import DEFAULT_HTTP_LIMITS, HttpLimits
 
 class GuardedH11Protocol(H11Protocol):
     limits = DEFAULT_HTTP_LIMITS  # set per server by `uvicorn_options`
+    _head_deadline: asyncio.TimerHandle | None = None
+    _body_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._head_deadline: asyncio.TimerHandle | None = None
-        self._body_deadline: asyncio.TimerHandle | None = None
         self._body_started = 0.0
         self._body_received = 0
         self._arm_head_deadline()
@@ -36,7 +36,7 @@ class GuardedH11Protocol(H11Protocol):
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         if self.conn.their_state is not h11.IDLE:  # the request's head is in
-            self._disarm_head_deadline()
+            self._head_deadline = _cancelled(self._head_deadline)
         if self._body_deadline is not None:
             self._body_received += len(data)
         self._watch_body()
@@ -48,18 +48,13 @@ class GuardedH11Protocol(H11Protocol):
         self._watch_body()  # a pipelined request's head may have been read just now
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_head_deadline()
-        self._disarm_body_deadline()
+        self._head_deadline = _cancelled(self._head_deadline)
+        self._body_deadline = _cancelled(self._body_deadline)
         super().connection_lost(exc)
 
     def _arm_head_deadline(self) -> None:
-        self._disarm_head_deadline()
+        _cancelled(self._head_deadline)
         self._head_deadline = self.loop.call_later(self.limits.header_timeout_s, self._head_too_slow)
-
-    def _disarm_head_deadline(self) -> None:
-        if getattr(self, "_head_deadline", None) is not None:
-            self._head_deadline.cancel()  # type: ignore[union-attr]
-            self._head_deadline = None
 
     def _head_too_slow(self) -> None:
         self._head_deadline = None
@@ -70,18 +65,13 @@ class GuardedH11Protocol(H11Protocol):
         """Times a body from its head on (the octets that came with the head count for
         nothing: they were no wait), and stops once it has all come in."""
         if self.conn.their_state is not h11.SEND_BODY:
-            self._disarm_body_deadline()
+            self._body_deadline = _cancelled(self._body_deadline)
         elif self._body_deadline is None and not self.transport.is_closing():
             self._body_started, self._body_received = self.loop.time(), 0
             self._body_deadline = self.loop.call_at(self._body_due(), self._body_too_slow)
 
     def _body_due(self) -> float:
         return self._body_started + self.limits.body_time_s(self._body_received)
-
-    def _disarm_body_deadline(self) -> None:
-        if getattr(self, "_body_deadline", None) is not None:
-            self._body_deadline.cancel()  # type: ignore[union-attr]
-            self._body_deadline = None
 
     def _body_too_slow(self) -> None:
         self._body_deadline = None
@@ -112,6 +102,13 @@ class GuardedH11Protocol(H11Protocol):
         ]
         for event in (h11.Response(status_code=408, headers=headers), h11.Data(data=body), h11.EndOfMessage()):
             self.transport.write(self.conn.send(event))
+
+
+def _cancelled(deadline: asyncio.TimerHandle | None) -> asyncio.TimerHandle | None:
+    """Cancels `deadline` if there is one; None, for the attribute that held it."""
+    if deadline is not None:
+        deadline.cancel()
+    return None
 
 
 def uvicorn_options(limits: HttpLimits = DEFAULT_HTTP_LIMITS) -> dict[str, Any]:
