@@ -255,21 +255,38 @@ def dribble_until_cut_off(address: tuple[str, int], still_served: Callable[[], o
     header a byte at a time (far below any bound on a head's size or line count), until the
     server closes the connection; `still_served()` (another request, asserting its answer)
     runs between bytes. Returns how long the server let it dribble."""
+    return dribble(address, b"GET /healthz HTTP/1.1\r\nHost: xnetmon\r\nX-Dribble: ", still_served, 0.5)[0]
+
+
+def dribble(
+    address: tuple[str, int], opening: bytes, still_served: Callable[[], object], interval: float
+) -> tuple[float, bytes]:
+    """Opens a connection to `address`, sends `opening` and then one byte every `interval`
+    seconds until the server closes the connection, running `still_served()` (another
+    request, asserting its answer) between bytes. Returns how long the server let it dribble
+    after the opening, and everything the server sent meanwhile."""
+    answer = bytearray()
     with socket.create_connection(address, timeout=DEADLINE_S) as slow:
-        slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: xnetmon\r\nX-Dribble: ")
+        slow.sendall(opening)
         started = time.monotonic()
         slow.setblocking(False)
 
         def cut_off() -> bool:
-            try:
-                slow.sendall(b"a")
-                closed = slow.recv(1024) == b""
+            try:  # read first: a byte sent after the server closed would be answered by a reset
+                while chunk := slow.recv(65536):
+                    answer.extend(chunk)
+                closed = True  # end of stream
             except BlockingIOError:
-                closed = False  # nothing to read: still connected
+                closed = False  # nothing (more) to read: still connected
             except OSError:
-                closed = True  # reset, or the write side shut
+                closed = True  # reset
+            if not closed:
+                try:
+                    slow.sendall(b"a")
+                except OSError:
+                    closed = True  # the write side shut
             still_served()
             return closed
 
-        wait_until(cut_off, interval=0.5, what="the slow client cut off")
-        return time.monotonic() - started
+        wait_until(cut_off, interval=interval, what="the slow client cut off")
+        return time.monotonic() - started, bytes(answer)

@@ -1,7 +1,8 @@
 """Request bodies read with a bound: streamed, and given up as soon as they pass their limit.
 
 Every write route checks the token first and reads its body only then, through `read_body`,
-so an anonymous or oversized body is answered without being held in memory.
+so an anonymous or oversized body is answered without being held in memory. A body that
+trickles in is cut off by the server (analyzer/api/guarded_h11.py), which answers 408 itself.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import TypeVar
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -27,10 +29,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise too_large(limit, declared)
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large(limit)
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise too_large(limit)
+    except ClientDisconnect:  # gone, or cut off for being too slow: a refusal like any other, not a 500
+        raise HTTPException(408, "the connection ended before the body did") from None
     return bytes(body)
 
 

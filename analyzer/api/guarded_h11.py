@@ -1,16 +1,19 @@
-"""uvicorn's h11 protocol with a deadline on a request's head, and the uvicorn settings of
-`collector.system.http_limits.HttpLimits`.
+"""uvicorn's h11 protocol with deadlines on a request's head and on its body, and the uvicorn
+settings of `collector.system.http_limits.HttpLimits`.
 
 uvicorn closes a connection idle between requests (`timeout_keep_alive`) but waits forever
-for a request line and headers that come a byte at a time: a few hundred such clients hold
-every connection the concurrency limit allows, and /healthz then answers 503. Here a
-connection whose head has not fully arrived `header_timeout_s` after it opened, or after its
-previous response, is closed.
+for a request line and headers that come a byte at a time, and for a body that does: a few
+hundred such clients hold every connection the concurrency limit allows, and /healthz then
+answers 503. Here a connection whose head has not fully arrived `header_timeout_s` after it
+opened, or after its previous response, is closed; a body that falls behind
+`HttpLimits.body_time_s` is answered 408 (or, when the answer already went out, as when the
+token was refused before the body, just cut off) and its connection closed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import h11
@@ -20,45 +23,97 @@ from collector.system.http_limits import DEFAULT_HTTP_LIMITS, HttpLimits
 
 
 class GuardedH11Protocol(H11Protocol):
-    header_timeout_s = 10.0  # set per server by `uvicorn_options`
+    limits = DEFAULT_HTTP_LIMITS  # set per server by `uvicorn_options`
+    _head_deadline: asyncio.TimerHandle | None = None
+    _body_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._head_deadline: asyncio.TimerHandle | None = None
+        self._body_started = 0.0
+        self._body_received = 0
         self._arm_head_deadline()
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self.conn.their_state is not h11.IDLE:  # the request's head is in: its body may take its time
-            self._disarm_head_deadline()
+        if self.conn.their_state is not h11.IDLE:  # the request's head is in
+            self._head_deadline = _cancelled(self._head_deadline)
+        if self._body_deadline is not None:
+            self._body_received += len(data)
+        self._watch_body()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if not self.transport.is_closing() and self.conn.their_state in (h11.IDLE, h11.DONE):
             self._arm_head_deadline()  # the next request's head, if any, is timed afresh
+        self._watch_body()  # a pipelined request's head may have been read just now
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_head_deadline()
+        self._head_deadline = _cancelled(self._head_deadline)
+        self._body_deadline = _cancelled(self._body_deadline)
         super().connection_lost(exc)
 
     def _arm_head_deadline(self) -> None:
-        self._disarm_head_deadline()
-        self._head_deadline = self.loop.call_later(self.header_timeout_s, self._head_too_slow)
-
-    def _disarm_head_deadline(self) -> None:
-        if getattr(self, "_head_deadline", None) is not None:
-            self._head_deadline.cancel()  # type: ignore[union-attr]
-            self._head_deadline = None
+        _cancelled(self._head_deadline)
+        self._head_deadline = self.loop.call_later(self.limits.header_timeout_s, self._head_too_slow)
 
     def _head_too_slow(self) -> None:
         self._head_deadline = None
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
             self.transport.close()
 
+    def _watch_body(self) -> None:
+        """Times a body from its head on (the octets that came with the head count for
+        nothing: they were no wait), and stops once it has all come in."""
+        if self.conn.their_state is not h11.SEND_BODY:
+            self._body_deadline = _cancelled(self._body_deadline)
+        elif self._body_deadline is None and not self.transport.is_closing():
+            self._body_started, self._body_received = self.loop.time(), 0
+            self._body_deadline = self.loop.call_at(self._body_due(), self._body_too_slow)
+
+    def _body_due(self) -> float:
+        return self._body_started + self.limits.body_time_s(self._body_received)
+
+    def _body_too_slow(self) -> None:
+        self._body_deadline = None
+        if self.conn.their_state is not h11.SEND_BODY or self.transport.is_closing():
+            return
+        if self.loop.time() < self._body_due():  # what came since the deadline was set bought more time
+            self._body_deadline = self.loop.call_at(self._body_due(), self._body_too_slow)
+            return
+        cycle = self.cycle
+        if cycle is not None:
+            if not cycle.response_started:
+                self._answer_408()
+            cycle.disconnected = True  # the app's receive() now says so; its send() writes nothing
+            cycle.message_event.set()
+        self.transport.close()
+
+    def _answer_408(self) -> None:
+        limits = self.limits
+        reason = (
+            f"the request body came in slower than {limits.min_body_rate} bytes/s after a grace of "
+            f"{limits.body_grace_s:g} s: send it at once"
+        )
+        body = json.dumps({"detail": reason}).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        for event in (h11.Response(status_code=408, headers=headers), h11.Data(data=body), h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event))
+
+
+def _cancelled(deadline: asyncio.TimerHandle | None) -> asyncio.TimerHandle | None:
+    """Cancels `deadline` if there is one; None, for the attribute that held it."""
+    if deadline is not None:
+        deadline.cancel()
+    return None
+
 
 def uvicorn_options(limits: HttpLimits = DEFAULT_HTTP_LIMITS) -> dict[str, Any]:
     """uvicorn.Config keyword arguments that hold clients to `limits`."""
-    protocol = type("GuardedH11", (GuardedH11Protocol,), {"header_timeout_s": limits.header_timeout_s})
+    protocol = type("GuardedH11", (GuardedH11Protocol,), {"limits": limits})
     return {
         "http": protocol,
         "timeout_keep_alive": limits.keep_alive_s,

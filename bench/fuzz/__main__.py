@@ -10,9 +10,12 @@ crashes, grouped by where they were raised.
     PYTHONPATH=$PWD .venv/bin/python -m bench.fuzz --minutes 10                  # every target
     PYTHONPATH=$PWD .venv/bin/python -m bench.fuzz --minutes 2 --targets ipfix,pcap --jobs 2
 
-The result goes to bench/results/fuzz-TIMESTAMP.json (`--output FILE` elsewhere); crashing
-inputs to `--workdir` (default bench/results/fuzz-work/), to be added to the target's corpus
-as `crash-<what>` with a regression test once fixed.
+The result goes to bench/results/fuzz-TIMESTAMP.json (`--output FILE` elsewhere), written
+again as each target finishes (`"complete": false` until the last), so a campaign cut short
+keeps what it did; crashing inputs to `--workdir` (default bench/results/fuzz-work/), to be
+added to the target's corpus as `crash-<what>` with a regression test once fixed. An input
+that runs longer than `--input-timeout` seconds (a hang: a decoder a hostile sender can stall)
+is a crash too, its signature `Timeout at` where it was running.
 """
 
 from __future__ import annotations
@@ -31,9 +34,13 @@ from bench._common import PYTHON, REPO, RESULTS_DIR, environment, table, write_r
 from tests.fuzz.targets import TARGETS
 
 MAX_RESTARTS = 50  # a target that crashes this often in one campaign has one bug to fix first
+INPUT_TIMEOUT_S = 25  # libFuzzer's own default, 1200 s, would outlast a target's whole run
 _STATUS = re.compile(r"cov: (\d+) ft: (\d+) corp: (\d+)/")
 _EXECUTED = re.compile(r"stat::number_of_executed_units: (\d+)")
-_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
+_FRAME = re.compile(r'File "([^"]+)", line (\d+),? in (\S+)')  # a traceback's, or faulthandler's
+_UNCAUGHT = "=== Uncaught Python exception: ==="
+_TIMEOUT = "=== Timeout:"
+_ARTIFACTS = ("crash-*", "timeout-*", "oom-*")
 
 
 @dataclass
@@ -60,18 +67,32 @@ class TargetResult:
 
 
 def crash_signature(stderr: str) -> str:
-    """`ExceptionType at module.py:line in function`: the deepest frame of the project."""
-    tail = stderr[stderr.rfind("=== Uncaught Python exception: ===") :]
-    frames = [m for m in _FRAME.finditer(tail) if str(REPO) in m.group(1) and "/tests/fuzz/" not in m.group(1)]
+    """`ExceptionType at module.py:line in function`: the deepest frame of the project (for
+    a hang, `Timeout at` the frame it was running; for memory, `OutOfMemory`)."""
+    if "libFuzzer: out-of-memory" in stderr:
+        return "OutOfMemory"
+    if "libFuzzer: timeout" in stderr:
+        frames = _project_frames(stderr[stderr.rfind(_TIMEOUT) :])
+        return _at("Timeout", frames[0] if frames else None)  # faulthandler lists the newest first
+    tail = stderr[stderr.rfind(_UNCAUGHT) :]
     lines = [line for line in tail.splitlines() if line and not line.startswith((" ", "Traceback", "==="))]
     exception = lines[0].split(":")[0] if lines else "crash"
-    if not frames:
-        return exception
-    path, line, function = frames[-1].groups()
-    return f"{exception} at {Path(path).relative_to(REPO)}:{line} in {function}"
+    frames = _project_frames(tail)
+    return _at(exception, frames[-1] if frames else None)
 
 
-def fuzz_target(name: str, seconds: float, workdir: Path) -> TargetResult:
+def _project_frames(text: str) -> list[re.Match]:
+    return [m for m in _FRAME.finditer(text) if str(REPO) in m.group(1) and "/tests/fuzz/" not in m.group(1)]
+
+
+def _at(what: str, frame: re.Match | None) -> str:
+    if frame is None:
+        return what
+    path, line, function = frame.groups()
+    return f"{what} at {Path(path).relative_to(REPO)}:{line} in {function}"
+
+
+def fuzz_target(name: str, seconds: float, workdir: Path, input_timeout_s: int = INPUT_TIMEOUT_S) -> TargetResult:
     result = TargetResult(name)
     target_dir = workdir / name
     target_dir.mkdir(parents=True, exist_ok=True)
@@ -80,21 +101,16 @@ def fuzz_target(name: str, seconds: float, workdir: Path) -> TargetResult:
         left = seconds - (time.monotonic() - started)
         if left < 1:
             break
-        run = subprocess.run(
-            [
-                PYTHON,
-                "-m",
-                "tests.fuzz.run_target",
-                name,
-                str(target_dir),
-                f"-max_total_time={int(left)}",
-                "-print_final_stats=1",
-            ],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=left + 120,
-        )
+        command = [PYTHON, "-m", "tests.fuzz.run_target", name, str(target_dir)]
+        flags = [f"-max_total_time={int(left)}", f"-timeout={input_timeout_s}", "-print_final_stats=1"]
+        try:
+            run = subprocess.run(
+                command + flags, cwd=REPO, capture_output=True, text=True, timeout=left + 2 * input_timeout_s + 120
+            )
+        except subprocess.TimeoutExpired:  # past libFuzzer's own timeout: the target is done for this campaign
+            result.runs += 1
+            result.crashes.append(Crash("hung past its time, libFuzzer's timeout did not fire", ""))
+            break
         result.runs += 1
         executed = _EXECUTED.findall(run.stderr)
         result.executions += int(executed[-1]) if executed else _last_execution_count(run.stderr)
@@ -116,10 +132,12 @@ def _last_execution_count(stderr: str) -> int:
 
 def _note_crash(result: TargetResult, stderr: str, target_dir: Path) -> None:
     signature = crash_signature(stderr)
-    inputs = sorted(target_dir.glob("crash-*"), key=lambda p: p.stat().st_mtime)
+    inputs = sorted((p for pattern in _ARTIFACTS for p in target_dir.glob(pattern)), key=lambda p: p.stat().st_mtime)
+    inputs = [p for p in inputs if p.suffix != ".txt"]
     kept = str(inputs[-1]) if inputs else ""
     if kept:
-        Path(kept + ".txt").write_text(stderr[stderr.rfind("=== Uncaught Python exception: ===") :])
+        start = max(stderr.rfind(_UNCAUGHT), stderr.rfind(_TIMEOUT), 0)
+        Path(kept + ".txt").write_text(stderr[start:])
     for crash in result.crashes:
         if crash.signature == signature:
             crash.count += 1
@@ -135,27 +153,47 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=RESULTS_DIR / "fuzz-work")
     parser.add_argument("--fresh", action="store_true", help="forget what earlier campaigns grew in --workdir")
     parser.add_argument("--output")
+    parser.add_argument(
+        "--input-timeout",
+        type=int,
+        default=INPUT_TIMEOUT_S,
+        help=f"seconds one input may take (default {INPUT_TIMEOUT_S})",
+    )
     args = parser.parse_args(argv)
     names = [n for n in args.targets.split(",") if n]
     unknown = [n for n in names if n not in TARGETS]
-    if unknown or not names or args.minutes <= 0 or args.jobs < 1:
-        parser.error(f"unknown targets {unknown}" if unknown else "give targets, --minutes > 0 and --jobs >= 1")
+    if unknown or not names or args.minutes <= 0 or args.jobs < 1 or args.input_timeout < 1:
+        parser.error(
+            f"unknown targets {unknown}" if unknown else "give targets, --minutes > 0, --jobs and --input-timeout >= 1"
+        )
     if args.fresh:
         shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    results: list[TargetResult] = []
+    output = args.output
     with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda n: fuzz_target(n, args.minutes * 60, args.workdir), names))
+        for result in pool.map(lambda n: fuzz_target(n, args.minutes * 60, args.workdir, args.input_timeout), names):
+            results.append(result)
+            payload = _payload(args, results, started, complete=len(results) == len(names))
+            output = str(write_result("fuzz", payload, output))  # each target as it ends: a cut keeps them
     rows = [[r.target, r.seconds, r.executions, r.coverage, r.features, r.corpus, r.crash_count] for r in results]
     print(table(["target", "seconds", "executions", "cov", "ft", "corpus", "crashes"], rows))
     for r in results:
         for crash in r.crashes:
             print(f"{r.target}: {crash.count} x {crash.signature}  ({crash.input})")
-    payload = {
+    print(f"result: {output}")
+    return 1 if payload["totals"]["crashes"] else 0
+
+
+def _payload(args: argparse.Namespace, results: list[TargetResult], started: float, complete: bool) -> dict:
+    return {
         "benchmark": "fuzz",
         "environment": environment(),
         "minutes_per_target": args.minutes,
+        "input_timeout_s": args.input_timeout,
         "jobs": args.jobs,
+        "complete": complete,
         "wall_seconds": round(time.time() - started, 1),
         "targets": [asdict(r) | {"crash_count": r.crash_count} for r in results],
         "totals": {
@@ -163,9 +201,6 @@ def main(argv: list[str] | None = None) -> int:
             "crashes": sum(r.crash_count for r in results),
         },
     }
-    path = write_result("fuzz", payload, args.output)
-    print(f"result: {path}")
-    return 1 if payload["totals"]["crashes"] else 0
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ Layout of a spool directory:
     00000000000000000107.jsonl   append-only, one JSON line per record:
                                  {"id":107,"windows":5,"crc32":2841739,"batch":<wire body>}
     cursor.json                  {"next_id": 97, "skip_windows": 3}: where delivery resumes
-    lock                         flock'd while a spool is open, so two agents never share one
+    lock                         held while a spool is open, so two agents never share one
+                                 (collector/system/dir_lock.py; it names its holder's pid)
 
 Durability: every append is fsync'd (per batch, not per segment) before it counts as
 spooled. An agent spools about one batch per interval (10 s by default), so that is one disk
@@ -39,7 +40,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
-import fcntl
 import json
 import logging
 import os
@@ -49,13 +49,13 @@ from pathlib import Path
 from typing import BinaryIO, TypeGuard
 
 from collector.contract.codec import dumps
+from collector.system.dir_lock import DirectoryInUse, DirectoryLock, hold_directory
 from collector.system.files import fsync_directory
 
 log = logging.getLogger(__name__)
 
 SEGMENT_SUFFIX = ".jsonl"
 CURSOR_NAME = "cursor.json"
-LOCK_NAME = "lock"
 DEFAULT_SEGMENT_BYTES = 4 << 20
 
 
@@ -307,25 +307,22 @@ class WindowSpool:
 
     # -- ownership ------------------------------------------------------------------------
 
-    def _lock_directory(self):
+    def _lock_directory(self) -> DirectoryLock:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            lock_file = open(self.directory / LOCK_NAME, "a")  # noqa: SIM115 - held for the spool's lifetime
+            return hold_directory(self.directory)
+        except DirectoryInUse as exc:
+            raise SpoolError(
+                f"spool directory {self.directory} is in use by another sink, {exc.holder} "
+                "(each agent needs its own spool_dir)"
+            ) from None
         except OSError as exc:
             raise SpoolError(f"cannot use spool directory {self.directory}: {exc}") from exc
-        try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock_file.close()
-            raise SpoolError(
-                f"spool directory {self.directory} is in use by another sink (each agent needs its own spool_dir)"
-            ) from None
-        return lock_file
 
     def close(self) -> None:
         """Release the directory; what is left is delivered by the next spool opened on it."""
         self._close_writer()
-        self._lock_file.close()
+        self._lock_file.release()
 
     def __enter__(self) -> WindowSpool:
         return self

@@ -10,6 +10,11 @@ connection for a bounded time and never the server:
   or closes the new connection at once (wsgiref), and what is served goes on.
 - `max_header_bytes`: request line and headers together (uvicorn answers 400 beyond it;
   wsgiref keeps the standard library's own bounds: 64 KiB a line, 100 header lines).
+- `body_grace_s`, `min_body_rate`: once the head is in, the body must have arrived
+  `body_grace_s` plus one second per `min_body_rate` bytes received after the head: a body
+  that trickles in (slow POST) is answered 408 and cut off, one that keeps up that average
+  may take as long as its size needs. (The body limit is the route's; the agent's server
+  reads no bodies: it answers from the head and closes.)
 """
 
 from __future__ import annotations
@@ -23,12 +28,18 @@ class HttpLimits:
     keep_alive_s: float = 5.0
     max_connections: int = 256
     max_header_bytes: int = 16 << 10
+    body_grace_s: float = 10.0
+    min_body_rate: int = 500  # bytes/s, as Apache's mod_reqtimeout: far below any real link
 
     def __post_init__(self) -> None:
-        if not (self.header_timeout_s > 0 and self.keep_alive_s > 0):
+        if not (self.header_timeout_s > 0 and self.keep_alive_s > 0 and self.body_grace_s > 0):
             raise ValueError(f"HTTP timeouts must be positive: {self}")
-        if self.max_connections < 1 or self.max_header_bytes < 1024:
+        if self.max_connections < 1 or self.max_header_bytes < 1024 or self.min_body_rate < 1:
             raise ValueError(f"HTTP limits too small to serve anyone: {self}")
+
+    def body_time_s(self, received: int) -> float:
+        """How long after its head a body may have taken once `received` of its bytes are in."""
+        return self.body_grace_s + received / self.min_body_rate
 
 
 DEFAULT_HTTP_LIMITS = HttpLimits()

@@ -7,14 +7,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import threading
 import time
 
 import nats
 import pytest
 from prometheus_client import generate_latest
 
-from analyzer import bus_intake
 from analyzer.bus_intake import FETCH_BATCH, PULL_BYTES, BusIntake, pull_size
 from analyzer.exporter import AnalyzerSnapshot, BusLink, analyzer_registry
 from analyzer.sla.verdicts import default_policies
@@ -278,26 +276,3 @@ def test_a_pull_asks_for_fewer_messages_when_they_are_large():
     assert pull_size([Message(1_000), Message(400_000)]) == PULL_BYTES // 400_000  # 500 windows a body
     assert pull_size([Message(8 << 20)]) == 1
     assert pull_size([]) == FETCH_BATCH
-
-
-def test_a_set_up_step_jetstream_does_not_answer_yet_is_tried_again_and_counted(monkeypatch):
-    """A cluster still electing its leaders times out the stream's creation: the intake tried
-    once, ended, and never consumed (found by a three-server test)."""
-    monkeypatch.setattr(bus_intake, "SET_UP_RETRY_S", 0.0)
-    stopping, errors, tries = threading.Event(), [], []
-
-    async def on_error(exc: Exception) -> None:
-        errors.append(exc)
-
-    async def step():
-        tries.append(1)
-        if len(tries) < 3:
-            raise TimeoutError("no answer from JetStream")
-        return "made"
-
-    assert asyncio.run(bus_intake.until_done(step, on_error, stopping)) == "made"
-    assert len(tries) == 3 and len(errors) == 2
-    stopping.set()  # stopping: the failure ends the set-up
-    tries.clear()
-    with pytest.raises(TimeoutError):
-        asyncio.run(bus_intake.until_done(step, on_error, stopping))

@@ -159,6 +159,39 @@ def test_topology_mistakes_are_said_in_words(tmp_path):
     assert "Input should be" not in line and "Extra inputs" not in line, line
 
 
+def test_a_second_analyzer_on_the_same_state_dir_is_refused_naming_the_holder_before_it_touches_anything(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    state = tmp_path / "state"
+    port = free_tcp_port()
+    first = start("--listen", f"[::1]:{port}", "--token-file", str(token), "--state-dir", str(state))
+    try:
+        body = encode_body(batch(window(T0)))
+        posted = httpx.post(
+            f"http://[::1]:{port}/v1/windows", content=body, headers={"Authorization": "Bearer t0ken"}, timeout=5
+        )
+        assert posted.status_code == 200
+        before = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in state.rglob("*")}
+        second = xnetmon(
+            "analyzer",
+            "--listen",
+            f"[::1]:{free_tcp_port()}",
+            "--token-file",
+            str(token),
+            "--state-dir",
+            str(state),
+            timeout=60,
+        )
+        assert second.returncode == 2, second.stderr
+        assert f"state directory {state} is in use by pid {first.pid}" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in state.rglob("*")} == before
+        assert httpx.get(f"http://[::1]:{port}/healthz", timeout=5).json()["store"]["windows_ingested"] == 1
+    finally:
+        stop_process(first)
+    assert first.returncode == 0
+
+
 def test_a_damaged_snapshot_is_reported_not_overwritten(tmp_path):
     state = tmp_path / "state"
     state.mkdir()

@@ -5,7 +5,9 @@ HTTPS with `--tls-cert` and `--tls-key`. With `--token-file` agents may post win
 may ask for probes (`--site-tokens` binds each site's shipments to it); without either the analyzer
 is read-only. `--read-token-file` makes every GET need its token too. With `--state-dir` the
 store is restored at start and saved every 30 s and at exit, so a restart keeps the verdicts
-(status, error budget, since) and the deduplication.
+(status, error budget, since) and the deduplication; the directory is held while the analyzer
+runs (collector/system/dir_lock.py), and a second analyzer given it exits with status 2,
+naming the holder's pid.
 Root-cause hints (GET /hints, on the slices, and xnet_rootcause_hint) are inferred once per
 closed interval; `--topology FILE` (the lab's topology format) names traced hop addresses
 after their sites, so hints and GET /topology say "prov2>city2a" rather than addresses.
@@ -26,6 +28,7 @@ import argparse
 from pathlib import Path
 
 from collector.bus.subjects import MAX_PARTITIONS
+from collector.system.dir_lock import DirectoryInUse, DirectoryLock, hold_directory
 from xnetmon.commands.common import listen_address, positive_float
 from xnetmon.errors import UsageError
 
@@ -250,11 +253,7 @@ def run(args: argparse.Namespace) -> int:
         lab_topology = load_lab_topology(args.topology) if args.topology else None
     except ValueError as exc:  # lab.topology.TopologyError names the file and the key
         raise UsageError(f"--topology: {exc}") from None
-    if args.state_dir:
-        try:
-            Path(args.state_dir).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(f"cannot use state directory {args.state_dir}: {exc.strerror}") from None
+    state_hold = _hold_state_dir(args.state_dir) if args.state_dir else None
     outbox = None
     if args.partition is not None:
         from analyzer.partials import PartialsOutbox
@@ -303,6 +302,8 @@ def run(args: argparse.Namespace) -> int:
         if intake is not None:
             intake.stop()
         service.stop()  # with the final snapshot
+        if state_hold is not None:
+            state_hold.release()
     stats = service.store.stats()
     print(
         f"xnetmon analyzer: stopped; {stats['windows_ingested']} windows taken, "
@@ -310,6 +311,20 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     return 0
+
+
+def _hold_state_dir(state_dir: str) -> DirectoryLock:
+    """The state directory, made if missing, held for as long as this analyzer runs: a second
+    analyzer given it is refused before it reads or writes a byte there."""
+    try:
+        Path(state_dir).mkdir(parents=True, exist_ok=True)
+        return hold_directory(state_dir)
+    except DirectoryInUse as exc:
+        raise UsageError(
+            f"state directory {state_dir} is in use by {exc.holder}: each analyzer needs its own --state-dir"
+        ) from None
+    except OSError as exc:
+        raise UsageError(f"cannot use state directory {state_dir}: {exc.strerror}") from None
 
 
 def _bus_prober(args: argparse.Namespace):

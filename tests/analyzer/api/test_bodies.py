@@ -14,7 +14,7 @@ from analyzer.service import ApiServer
 from analyzer.sla.verdicts import default_policies
 from analyzer.store.memory import WindowStore
 from tests.api_support import AUTH, TOKEN, Api
-from tests.support import DEADLINE_S
+from tests.support import DEADLINE_S, wait_until
 
 HUGE = 200 << 20  # 200 MiB announced, never sent
 
@@ -77,3 +77,13 @@ def test_a_probe_body_over_its_limit_is_refused_while_it_streams():
     assert (
         response.status_code == 413 and f"over the limit of {MAX_PROBE_BODY_BYTES} bytes" in response.json()["detail"]
     )
+
+
+def test_a_client_gone_before_its_body_ended_is_a_refused_shipment_not_a_server_error(caplog):
+    store = WindowStore(default_policies())
+    with ApiServer(create_app(store, token=TOKEN), ("::1", 0)) as server:
+        with socket.create_connection(server.address[:2], timeout=DEADLINE_S) as conn:
+            head = f"POST /v1/windows HTTP/1.1\r\nHost: analyzer\r\nAuthorization: Bearer {TOKEN}\r\n"
+            conn.sendall(f"{head}Content-Type: application/json\r\nContent-Length: 4096\r\n\r\n{{".encode())
+        wait_until(lambda: store.counters["batches_rejected"] == 1, what="the broken shipment counted as refused")
+    assert not [r for r in caplog.records if "Exception in ASGI application" in r.getMessage()]

@@ -16,7 +16,7 @@ from collector.outputs.http import MAX_LIMIT, TOP_PATH, serve_metrics_and_top, s
 from collector.system.http_limits import DEFAULT_HTTP_LIMITS, HttpLimits
 from collector.traffic.classifier import SliceClassifier
 from collector.traffic.counters import TrafficCounters
-from tests.support import DEADLINE_S, dribble_until_cut_off, wait_until
+from tests.support import DEADLINE_S, dribble, dribble_until_cut_off, wait_until
 
 
 class CountedTraffic:
@@ -131,6 +131,21 @@ def test_a_client_dribbling_its_headers_is_cut_off_while_metrics_answers(traffic
         address = ("::1", int(str(client.base_url).rsplit(":", 1)[1].strip("/")))
         dribbled_s = dribble_until_cut_off(address, metrics)
     assert dribbled_s >= DEFAULT_HTTP_LIMITS.header_timeout_s - 0.5
+
+
+def test_a_body_trickling_in_holds_nothing_the_server_answers_from_the_head_and_closes(traffic):
+    """The agent's server reads no bodies: a slow POST gets its answer at once and its
+    connection closed, with no body deadline needed."""
+    with serving(traffic) as (client, _registry):
+
+        def metrics() -> None:
+            assert client.get("/metrics").status_code == 200
+
+        address = ("::1", int(str(client.base_url).rsplit(":", 1)[1].strip("/")))
+        head = f"POST {TOP_PATH} HTTP/1.1\r\nHost: agent\r\nContent-Length: 4096\r\n\r\n".encode()
+        trickled_s, answer = dribble(address, head, metrics, interval=1.0)
+    assert answer.startswith(b"HTTP/1.0 405 ") and b"only GET" in answer
+    assert trickled_s < DEFAULT_HTTP_LIMITS.body_grace_s
 
 
 def test_connections_beyond_the_bound_are_closed_and_those_served_go_on():

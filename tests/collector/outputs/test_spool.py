@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 
 import pytest
 
@@ -155,7 +156,7 @@ def test_an_unreadable_cursor_means_sending_again_not_losing(open_spool, tmp_pat
 
 def test_one_directory_serves_one_spool_at_a_time(open_spool):
     first = open_spool(10)
-    with pytest.raises(SpoolError, match="in use by another sink"):
+    with pytest.raises(SpoolError, match=f"in use by another sink, pid {os.getpid()}"):
         open_spool(10)
     first.close()
     open_spool(10).close()

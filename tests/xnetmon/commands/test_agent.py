@@ -14,7 +14,7 @@ import pytest
 from collector.agent.config import ConfigError, parse_config
 from collector.agent.plan import resolve_plan
 from tests.prometheus_support import free_tcp_port
-from tests.support import REPO, XNETMON, free_udp_port, stop_process
+from tests.support import REPO, XNETMON, free_udp_port, stop_process, wait_until, xnetmon
 from xnetmon.commands.agent import _problem_list, describe_plan
 
 
@@ -91,3 +91,31 @@ def test_an_agent_runs_from_its_file_and_shows_its_probes_on_metrics(tmp_path):
     assert sent in body, proc.stderr.read()[-2000:]
     assert 'xnet_probe_lost_total{direction="forward",dst="self",probe="stamp",slice="video",src="here"} 0.0' in body
     assert proc.returncode == 0
+
+
+def test_a_second_agent_on_the_same_spool_is_refused_naming_the_holder(tmp_path):
+    def agent_file(name: str) -> str:
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(
+            textwrap.dedent(f"""\
+            site: {{name: here}}
+            metrics: {{listen: "[::1]:{free_tcp_port("::1")}"}}
+            probing: {{trace: {{enabled: false}}}}
+            analyzer: {{url: "http://[::1]:{free_tcp_port("::1")}/v1", spool_dir: spool}}
+        """)
+        )
+        return str(config)
+
+    first_file = agent_file("first")
+    first = subprocess.Popen(
+        [*XNETMON, "agent", "--config", first_file], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO
+    )
+    try:
+        wait_until(lambda: (tmp_path / "spool" / "lock").exists() or first.poll() is not None, what="the first agent")
+        wait_until(lambda: (tmp_path / "spool" / "lock").read_text().strip(), what="the first agent's pid in the lock")
+        second = xnetmon("agent", "--config", agent_file("second"), timeout=60)
+        assert first.poll() is None
+    finally:
+        stop_process(first, timeout=15)
+    assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr
+    assert f"spool directory {tmp_path / 'spool'} is in use by another sink, pid {first.pid}" in second.stderr
