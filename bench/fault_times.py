@@ -96,9 +96,10 @@ def poll_once(url: str, case, result: FaultTime, now: float, made_ns: int, inter
 
 
 def settle(deployment, wait_steady, attempts: int = 3) -> None:
-    """The test's wait for a steady deployment, tried again when it runs out (a loaded machine
-    starves the lab's agents and reflectors: real loss until it eases) or the analyzer is too
-    slow to answer one of its polls; neither is a reason to give up the run."""
+    """The test's wait for a steady deployment (or for quiet after a heal), tried again when it
+    runs out (a loaded machine starves the lab's agents and reflectors: real loss, or a lagging
+    agent's probe-host hint, until it eases) or the analyzer is too slow to answer one of its
+    polls; neither is a reason to give up the run."""
     for attempt in range(attempts):
         try:
             wait_steady(deployment)
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                 settle(deployment, wait_steady)
                 for round_ in range(args.rounds):
                     for kind in kinds:
-                        wait_quiet(deployment)
+                        settle(deployment, wait_quiet)
                         rng = random.Random(f"{args.seed + round_}-{kind}")
                         result = watch_fault(deployment, lab, kind, rng, round_, args.watch, args.poll)
                         results.append(result)

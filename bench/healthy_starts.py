@@ -12,7 +12,8 @@ Counted per start, after the start (a healthy lab should show none of them):
 - `bad`: polls at which a slice read anything but `no-data` or `ok` (`at-risk`, `breached`);
 - `dropped`: polls at which a slice read `no-data` after it had read `ok` (a stall turning
   slices no-data);
-- `hints`: distinct root-cause hints (kind and suspects) shown at any poll.
+- `hints`: distinct root-cause hints (kind and suspects) shown at any poll;
+- `unanswered`: polls the API did not answer within 10 s (counted, not fatal: a loaded machine).
 Also the time from the start until every slice read `ok` (median per condition, and its
 ratio hog/quiet), and inference's worst time per interval.
 
@@ -44,6 +45,7 @@ class StartResult:
     polls: int = 0
     bad: int = 0
     dropped: int = 0
+    unanswered: int = 0  # polls the API did not answer within 10 s
     hints: list[str] = field(default_factory=list)
     seen: dict[str, list[str]] = field(default_factory=dict)  # slice -> statuses in order, repeats folded
     all_ok_s: float | None = None
@@ -55,9 +57,13 @@ def poll_start(url: str, seconds: float, poll_s: float, result: StartResult) -> 
     was_ok: set[str] = set()
     hints: set[str] = set()
     while time.monotonic() - started < seconds:
-        slices = {s["name"]: s["status"] for s in httpx.get(f"{url}/slices", timeout=10).json()}
-        for hint in httpx.get(f"{url}/hints", timeout=10).json():
-            hints.add(f"{hint['kind']} {','.join(hint['suspects'])}")
+        try:
+            slices = {s["name"]: s["status"] for s in httpx.get(f"{url}/slices", timeout=10).json()}
+            for hint in httpx.get(f"{url}/hints", timeout=10).json():
+                hints.add(f"{hint['kind']} {','.join(hint['suspects'])}")
+        except httpx.TimeoutException:  # a machine so loaded the API did not answer in 10 s
+            result.unanswered += 1
+            continue
         result.polls += 1
         for name, status in slices.items():
             statuses = result.seen.setdefault(name, [])
@@ -148,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(result)
                 print(
                     f"start {len(results)} ({condition}): {result.bad} bad polls, {result.dropped} dropped, "
+                    f"{result.unanswered} unanswered, load {os.getloadavg()[0]:.1f}, "
                     f"hints {result.hints or '-'}, all ok after {result.all_ok_s}",
                     flush=True,
                 )

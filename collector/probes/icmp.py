@@ -375,6 +375,9 @@ class IcmpProber:
     def expire(self, now_ns: int) -> None:
         if self.echo is None:
             return
+        # Replies that arrived while the loop was held up (a busy host) wait in the socket:
+        # read them first, or the agent's own delay would expire them as losses.
+        self._drain()
         self._hand_out(self.echo.session.expire(now_ns))
         self._hand_out(self.echo.take_results())
 

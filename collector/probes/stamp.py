@@ -301,7 +301,11 @@ class _StampTarget:
     sessions: dict[int, _StampTarget]  # its prober's, left on stop
 
     def send(self, now_ns: int) -> None:
-        # Expire here: each session is visited once per step, which bounds the work.
+        # Expire here: each session is visited once per step, which bounds the work. Replies
+        # that arrived while this loop was held up (a busy host) wait in the socket: read them
+        # first, or the agent's own delay would expire them as losses on the way back.
+        if self.session.overdue(now_ns):
+            self.socket.drain()
         for result in self.session.expire(now_ns):
             self.on_result(result)
         self.socket.send(self.session)

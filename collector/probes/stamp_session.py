@@ -226,6 +226,11 @@ class StampSession:
         assert key is not None
         return base_hmac_ok(data, key) and hmac_tlv_ok(data, key, AUTH_BASE_LEN) is not False
 
+    def overdue(self, now_ns: int) -> bool:
+        """Whether `expire(now_ns)` would time out a request."""
+        oldest = next(iter(self._outstanding.values()), None)
+        return oldest is not None and now_ns - oldest >= self.settings.timeout_ns
+
     def expire(self, now_ns: int) -> list[ProbeResult]:
         """Requests past their timeout become losses. Each gets its direction from the
         latest reply that reported the reflector's count (now, or when one arrives); with

@@ -7,19 +7,23 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import select
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
-from collector.contract.records import LossDirection
-from collector.probes.icmp import EchoProber, EchoSettings, SocketKind, echo_reply_filter
+from collector.contract.records import LossDirection, ProbeResult, Slice, Target
+from collector.probes.base import ProberContext, ProbeSpec
+from collector.probes.icmp import EchoProber, EchoSettings, IcmpProber, SocketKind, echo_reply_filter
 from collector.probes.icmp_session import EchoSession, EchoTarget
 from collector.probes.stamp_session import ReplyFacts
+from collector.system.clock import shared_host_clock
 from collector.wire.icmp6 import ECHO_REPLY, ECHO_REQUEST, Echo, decode_echo, encode_echo, make_payload
-from tests.support import REPO, in_netns, network_namespace
+from tests.support import DEADLINE_S, REPO, in_netns, network_namespace
 
 T0 = 1_700_000_000_000_000_000
 MS = 1_000_000
@@ -262,3 +266,27 @@ def test_ping_socket_is_preferred_where_allowed_and_its_identifier_is_the_port()
     assert out["socket"] == "ping"
     assert out["identifier"] == out["port"]
     assert sorted(map(tuple, out["replies"])) == [(a, s) for a in ("::1", "fd00:cafe::2") for s in (1, 2, 3)]
+
+
+def test_a_reply_waiting_in_the_socket_is_read_before_its_request_expires():
+    """An agent held up past a request's timeout (a busy host) finds the reply already in its
+    socket at its next housekeeping: the reply arrived in time, so it is no loss."""
+    settled: list[ProbeResult] = []
+    timeout_ns = 100_000_000
+    prober = IcmpProber(ProberContext(source_address=None, clock=shared_host_clock()))
+    try:
+        spec = ProbeSpec(Target("loopback", "::1"), Slice("best-effort", 0), None, None, timeout_ns)
+        probe = prober.add(spec, settled.append)
+        probe.send(time.time_ns())
+        assert prober.echo is not None
+        poller = select.poll()
+        poller.register(prober.echo.fileno(), select.POLLIN)
+        deadline = time.monotonic() + DEADLINE_S
+        # POLLERR (the kernel's transmit timestamp) wakes it too: wait for the reply itself
+        while not any(events & select.POLLIN for _fd, events in poller.poll(100)):
+            assert time.monotonic() < deadline, f"no reply within {DEADLINE_S} s"
+        prober.expire(time.time_ns() + 2 * timeout_ns)  # the loop comes back only after the timeout
+    finally:
+        prober.close()
+    assert len(settled) == 1 and not settled[0].lost, settled
+    assert settled[0].rtt_ns is not None and settled[0].rtt_ns < timeout_ns

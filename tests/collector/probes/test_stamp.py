@@ -11,13 +11,15 @@ import time
 
 import pytest
 
-from collector.contract.records import LossDirection, ProbeResult
-from collector.probes.stamp import StampEndpoint, StampProbe, StampSocket
+from collector.contract.records import LossDirection, ProbeResult, Slice, Target
+from collector.probes.base import ProberContext, ProbeSpec
+from collector.probes.stamp import StampEndpoint, StampProbe, StampProber, StampSocket
 from collector.probes.stamp_session import SenderSettings, StampSession
 from collector.reflector.session_reflector import Reflector, ReflectorConfig
 from collector.system.clock import shared_host_clock
 from collector.wire.stamp import ErrorEstimate
 from tests.stamp_support import reflect_request
+from tests.support import DEADLINE_S
 
 
 def reflector(stateful: bool = True) -> Reflector:
@@ -81,6 +83,32 @@ def test_sessions_sharing_one_socket_each_get_their_own_replies():
         "egov": [(0, 26), (1, 26)],
         "data": [(0, 18), (1, 18)],
     }
+
+
+def test_a_reply_waiting_in_the_socket_is_read_before_its_request_times_out():
+    """An agent held up past a request's timeout (a busy host) finds the reply already in its
+    socket when it next sends: the reply arrived in time, so it is a reply, not a loss on the
+    way back (a stalled agent lost every path's replies that way, all at once)."""
+    settled: list[ProbeResult] = []
+    timeout_ns = 100_000_000
+    with reflector() as server:
+        prober = StampProber(ProberContext(source_address=None, clock=shared_host_clock()))
+        try:
+            spec = ProbeSpec(Target("reflector", "::1", server.port), Slice("video", 34), None, None, timeout_ns)
+            probe = prober.add(spec, settled.append)
+            probe.send(time.time_ns())
+            poller = select.poll()
+            poller.register(probe.socket.fileno(), select.POLLIN)
+            deadline = time.monotonic() + DEADLINE_S
+            # POLLERR (the kernel's transmit timestamp) wakes it too: wait for the reply itself
+            while not any(events & select.POLLIN for _fd, events in poller.poll(100)):
+                assert time.monotonic() < deadline, f"no reply within {DEADLINE_S} s"
+            probe.send(time.time_ns() + timeout_ns)  # the loop comes back only after the timeout
+        finally:
+            prober.close()
+    first = [r for r in settled if r.seq == 0]
+    assert len(first) == 1 and not first[0].lost, first
+    assert first[0].rtt_ns is not None and first[0].rtt_ns < timeout_ns
 
 
 def test_a_reply_with_a_zeroed_ssid_reaches_the_only_session_to_that_reflector():
