@@ -330,8 +330,9 @@ def test_scheduled_probing_keeps_its_pace_while_ten_on_demand_probes_run_flat_ou
     print("scheduled probes sent per second: " + ", ".join(f"{k} {v:.1f}" for k, v in rate.items()))
     print("scheduled probes lost: " + ", ".join(f"{k} {v:.0f}" for k, v in lost.items()))
     print("agent CPU, share of a core: " + ", ".join(f"{k} {v:.3f}" for k, v in cpu.items()))
-    # Every schedule kept its pace.
-    assert rate["demand"] >= 0.9 * rate["none"], rate
+    # Every schedule kept its pace against the same pings run by hand at the site (their
+    # traffic alone slows a loaded two-core machine: 0.90x the no-ping phase in one CI run).
+    assert rate["demand"] >= 0.9 * rate["hand"], rate
     # What the agent spends on answering ten probes, beyond what their traffic costs it (its
     # captures dissect every packet of the site's links here: sample 1).
     assert cpu["demand"] - cpu["hand"] <= CPU_BOUND, cpu
