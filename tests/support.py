@@ -207,6 +207,12 @@ def stop_process(proc: subprocess.Popen, timeout: float = 60) -> None:
         proc.wait()
 
 
+def namespaces() -> set[str]:
+    """The names of the network namespaces that exist now (`ip netns list`)."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
 @contextlib.contextmanager
 def network_namespace() -> Iterator[str]:
     """A fresh namespace with loopback up, removed afterwards."""

@@ -15,13 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import namespaces
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 TARGETS, DURATION = 50, 2
-
-
-def _namespaces() -> set[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
 @pytest.mark.root
@@ -78,4 +75,4 @@ def test_agent_scale_smoke(tmp_path: Path) -> None:
     for name in ("icmp/smokeping", "stamp/smokeping"):
         assert result["ratios"][name]["rss"] > 0
         assert result["ratios"][name]["received_ratio"] > 0
-    assert not set(result["namespaces"]) & _namespaces()  # and with them every process that ran inside
+    assert not set(result["namespaces"]) & namespaces()  # and with them every process that ran inside

@@ -12,12 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import namespaces
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _namespaces() -> set[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
 @pytest.mark.root
@@ -43,4 +40,4 @@ def test_alert_delay_smoke(tmp_path: Path) -> None:
     assert round_["total_s"] >= round_["for_s"]
     assert data["parameters"]["evaluation"] == 1.0 and data["aim_s"] == round_["for_s"] + 5
     assert [row["stage"] for row in data["summary"]][-1] == "fault -> firing"
-    assert not [ns for ns in _namespaces() if ns.startswith(f"xl{bench.pid}-")]  # its lab is down
+    assert not [ns for ns in namespaces() if ns.startswith(f"xl{bench.pid}-")]  # its lab is down

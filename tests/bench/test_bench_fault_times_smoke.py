@@ -11,12 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import namespaces
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _namespaces() -> set[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
 @pytest.mark.root
@@ -38,4 +35,4 @@ def test_fault_times_smoke(tmp_path: Path) -> None:
     assert fault["kind"] == "reflector" and fault["hint"].startswith("reflector-down service:")
     assert 0 < fault["hint_s"] <= data["parameters"]["watch"]
     assert [row["fault"] for row in data["summary"]] == ["reflector"]
-    assert not [ns for ns in _namespaces() if ns.startswith(f"xl{bench.pid}-")]  # its lab is down
+    assert not [ns for ns in namespaces() if ns.startswith(f"xl{bench.pid}-")]  # its lab is down

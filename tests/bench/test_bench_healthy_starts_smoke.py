@@ -12,12 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import namespaces
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _namespaces() -> set[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
 @pytest.mark.root
@@ -42,4 +39,4 @@ def test_healthy_starts_smoke(tmp_path: Path) -> None:
         assert start["bad"] >= 0 and start["dropped"] >= 0 and isinstance(start["hints"], list)
         assert set(start["seen"]) == {"best-effort", "data", "egov", "video"}
     assert {row["condition"] for row in data["summary"]} == {"quiet", "hog"}
-    assert not [ns for ns in _namespaces() if ns.startswith(f"xl{bench.pid}-")]  # its lab is down
+    assert not [ns for ns in namespaces() if ns.startswith(f"xl{bench.pid}-")]  # its lab is down

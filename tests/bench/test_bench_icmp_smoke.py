@@ -11,12 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import namespaces
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-def _namespaces() -> set[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
 @pytest.mark.root
@@ -60,4 +57,4 @@ def test_icmp_echo_scale_smoke(tmp_path: Path) -> None:
     assert result["tools"]["xnetmon"]["median_cpu_probing_s_per_1000_probes"] > 0
     assert result["ratios"]["cpu_per_probe"] > 0
     assert result["ratios"]["rtt_spread"] is None or result["ratios"]["rtt_spread"] >= 0
-    assert not set(result["namespaces"]) & _namespaces()
+    assert not set(result["namespaces"]) & namespaces()

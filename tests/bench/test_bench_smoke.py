@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import namespaces
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
@@ -24,11 +26,6 @@ def _run(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedP
         text=True,
         timeout=timeout,
     )
-
-
-def _namespaces() -> set[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
 def _processes_with(fragment: str) -> list[str]:
@@ -68,7 +65,7 @@ def test_stamp_rtt_smoke(tmp_path: Path) -> None:
         assert cmp["spread_ratio"] is None or cmp["spread_ratio"] >= 0
         assert len(path["rounds"]) == 1
         # cleaned up: the namespaces are gone and no reflector on the run's port survives
-        assert not set(path["namespaces"]) & _namespaces()
+        assert not set(path["namespaces"]) & namespaces()
         assert not [p for p in _processes_with(f"--port {path['port']}") if " reflect " in p]
 
 
