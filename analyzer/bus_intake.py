@@ -50,6 +50,7 @@ from analyzer.bus_consumer import (
     ensure_stream,
 )
 from analyzer.exporter import BusLink
+from analyzer.partial_evidence import EVIDENCE_HEADER, EvidenceOutbox
 from analyzer.partials import PartialsOutbox, partials_stream_config, partials_subject
 from analyzer.store.memory import WindowStore
 from collector.bus.connection import BusEndpoint
@@ -89,6 +90,7 @@ class BusIntake(BusConsumer):
         checkpoint_every_s: float = CHECKPOINT_EVERY_S,
         partition: int | None = None,
         partials: PartialsOutbox | None = None,
+        evidence: EvidenceOutbox | None = None,
         reconnect_catch_up_s: float = RECONNECT_CATCH_UP_S,
     ) -> None:
         """`in_thread` runs first in the intake's thread, before any socket is opened (the
@@ -96,13 +98,16 @@ class BusIntake(BusConsumer):
         must be empty: it gets the replica's checkpoint once connected. `partition`: read
         only that partition of a partitioned stream (`durable` names the partition's replica);
         `partials`: the outbox `store` closes its slice intervals into (`slice_closed`), put on
-        the bus for the combiner (analyzer.partials) after each batch taken and when idle."""
+        the bus for the combiner (analyzer.partials) after each batch taken and when idle;
+        `evidence`: the partition's root-cause epochs (analyzer.partial_evidence), sent after them."""
         self.store = store
         self.limits = limits
         self.refusals_logged = 0  # the first MAX_ERRORS_LOGGED refusals are logged, all are counted
         self.partition = partition
         self.partials = partials
         self.partials_published = 0  # reports put on the bus
+        self.evidence = evidence
+        self.evidence_published = 0  # epochs put on the bus
         self.reconnect_catch_up_s = reconnect_catch_up_s
         self.disconnections_total = 0  # times the connection to the bus was lost
         self._link_up = False  # the consumer is made and the connection up now
@@ -161,6 +166,15 @@ class BusIntake(BusConsumer):
                 return
             self.partials.sent(report)
             self.partials_published += 1
+        while self.evidence is not None and (epoch := self.evidence.take()) is not None:
+            at_ns, message = epoch
+            try:
+                await self._js.publish(partials_subject(self.partition), message, headers={EVIDENCE_HEADER: str(at_ns)})
+            except Exception as exc:  # the bus away: the outbox keeps them (bounded)
+                await self._on_error(exc)
+                return
+            self.evidence.sent(at_ns)
+            self.evidence_published += 1
 
     async def _ensure_stream(self, js) -> str:
         """The stream made if need be; the consumer filter of all of it. nats-server 2.9 takes

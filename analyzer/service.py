@@ -347,7 +347,9 @@ class AnalyzerService:
     ships through its queue), root-cause inference naming traced hops after
     `declared_names` (address -> site), each slice's verdicts sampled into a day's history
     (analyzer.slice_history) for GET /slices/{name}/history, and the API app (writes need `token`; `prober`
-    answers POST /probe; `api_options` go to analyzer.api.app.create_app).
+    answers POST /probe; `api_options` go to analyzer.api.app.create_app). `diagnose` replaces
+    the engine of the root-cause runner (a partition's: analyzer.partial_evidence.EvidenceOutbox);
+    `hints_source`, set later, replaces what /hints serves (a combiner's combined inference).
 
     Raises ValueError when the snapshot cannot be read and OSError when `listen` cannot be
     bound, both before any thread starts."""
@@ -364,6 +366,7 @@ class AnalyzerService:
         feed: bool = False,
         api_options: Mapping[str, Any] | None = None,
         tls: TlsFiles | None = None,
+        diagnose: Callable | None = None,
         **store_options,
     ) -> None:
         self.store = open_store(state_dir, policies, **store_options)
@@ -378,7 +381,11 @@ class AnalyzerService:
             else None
         )
         self.feeder = StoreFeeder(self.store, errors=self.errors) if feed else None
-        self.inference = RootCauseRunner(self.store, declared_names=declared_names, errors=self.errors)
+        self.inference = RootCauseRunner(
+            self.store, declared_names=declared_names, diagnose=diagnose, errors=self.errors
+        )
+        # what /hints serves when not this store's inference (a partitioned analysis' combiner)
+        self.hints_source: Callable[[], Any] | None = None
         self.history = SliceHistory(self.store.interval_s)
         self.history_sampler = HistorySampler(self.history, self.store.slice_verdict_map, self.errors)
         self.history_sampler.start()
@@ -386,7 +393,7 @@ class AnalyzerService:
             self.store,
             token=token,
             prober=prober,
-            hints=self.inference.hints,
+            hints=lambda: (self.hints_source or self.inference.hints)(),
             site_names=declared_names,
             errors=self.errors,
             journal=self.journal,

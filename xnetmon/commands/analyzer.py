@@ -18,8 +18,10 @@ on the bus (analyzer/bus_checkpoint.py, every `--checkpoint-every` seconds) rath
 `--state-dir`: a restarted replica restores its checkpoint and replays the stream after it.
 A partitioned analysis (`xnetmon bus init --partitions P`): `--partition I --partitions P`
 judges the paths of partition I's sites only and publishes its slices' partial sums
-(analyzer/partials.py); `--combiner --partitions P` merges them (analyzer/combiner.py) and
-answers /slices and /metrics for every slice as one analyzer would.
+(analyzer/partials.py) and its root-cause evidence (analyzer/partial_evidence.py; it runs no
+engine of its own, so its /hints hold in-situ segment hints only); `--combiner --partitions P`
+merges them (analyzer/combiner.py, analyzer/combiner_epochs.py) and answers /slices, /hints
+and /metrics for every slice and path as one analyzer would.
 """
 
 from __future__ import annotations
@@ -254,11 +256,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # lab.topology.TopologyError names the file and the key
         raise UsageError(f"--topology: {exc}") from None
     state_hold = _hold_state_dir(args.state_dir) if args.state_dir else None
-    outbox = None
+    outbox = evidence = None
     if args.partition is not None:
+        from analyzer.partial_evidence import EvidenceOutbox
         from analyzer.partials import PartialsOutbox
 
         outbox = PartialsOutbox(args.partition, args.partitions)
+        evidence = EvidenceOutbox(args.partition, args.partitions, round(args.interval * 1e9))
     try:
         service = AnalyzerService(
             policies,
@@ -278,6 +282,7 @@ def run(args: argparse.Namespace) -> int:
             warm_up_windows=PATH_WARM_UP_WINDOWS,
             stall_intervals=SHARED_STALL_INTERVALS,
             slice_closed=outbox,
+            diagnose=evidence,
         )
     except ValueError as exc:
         raise UsageError(f"{exc}; move the file away to start with an empty store") from None
@@ -293,7 +298,7 @@ def run(args: argparse.Namespace) -> int:
         "Ctrl-C stops.",
         flush=True,
     )
-    intake = _bus_intake(args, service, outbox, role)
+    intake = _bus_intake(args, service, outbox, evidence, role)
     try:
         service.serve()
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stopped as asked
@@ -336,7 +341,7 @@ def _bus_prober(args: argparse.Namespace):
     return BusProber(bus_setup.operator_endpoint(args.bus_dir, args.probe_operator, tuple(args.bus)))
 
 
-def _bus_intake(args: argparse.Namespace, service, outbox, role: str):
+def _bus_intake(args: argparse.Namespace, service, outbox, evidence, role: str):
     """The bus intake of this analyzer's role: every window, a partition's, or the combiner's
     reports, feeding `service`'s store; a window intake's connection shows on its /metrics."""
     if not args.bus:
@@ -367,13 +372,23 @@ def _bus_intake(args: argparse.Namespace, service, outbox, role: str):
         limits = StreamLimits.for_sites(args.stream_sites, args.stream_hours, args.stream_window, replicas=replicas)
     if args.combiner:
         from analyzer.combiner import PartialsCombiner
+        from analyzer.combiner_epochs import CombinedInference, EpochAssembler
         from analyzer.combiner_intake import CombinerIntake
 
         combiner = PartialsCombiner(service.store, args.partitions)
-        intake: CombinerIntake | BusIntake = CombinerIntake(combiner, endpoint, durable, **every)
+        inference = CombinedInference(EpochAssembler(args.partitions, service.store.interval_ns), errors=service.errors)
+        service.hints_source = inference.hints
+        intake: CombinerIntake | BusIntake = CombinerIntake(combiner, endpoint, durable, inference=inference, **every)
     else:
         intake = BusIntake(
-            service.store, endpoint, durable, limits=limits, partition=args.partition, partials=outbox, **every
+            service.store,
+            endpoint,
+            durable,
+            limits=limits,
+            partition=args.partition,
+            partials=outbox,
+            evidence=evidence,
+            **every,
         )
         service.bus_link = intake.link
     shown = f" ({role})" if role else ""
