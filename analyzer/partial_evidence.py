@@ -13,17 +13,20 @@ On the bus: one `PartitionEvidence` a message on the partition's reports subject
 header `EVIDENCE_HEADER` (so one durable consumer of the combiner reads both, in the order
 the partition sent them), published by the partition's intake beside its reports.
 
-Compact JSON: every component, site and slice name once in a per-message table `names`, a
-path a row of indices and numbers (`PathRow`), a host a row too (`HostRow`); validated with
-pydantic at the combiner (the bus is an edge): every index within the table, every count
-bounded and adding up (losses within sent), delays finite and within an hour, at most
-`MAX_PATHS` paths, `MAX_NAMES` names and `MAX_ROUTE` components a route. Floats go as JSON
-numbers, which round-trip exactly, so the combiner's engine sees the partition's figures.
+Deflated JSON (zlib, level 1: a quarter of the JSON's bytes for ~1.5 ms per 1,000 paths;
+inflated at the combiner to at most `MAX_INFLATED` bytes): every component, site and slice
+name once in a per-message table `names`, a path a row of indices and numbers (`PathRow`),
+a host a row too (`HostRow`). Validated with pydantic at the combiner (the bus is an edge):
+every index within the table, every count bounded and adding up (losses within sent),
+delays finite and within an hour, at most `MAX_PATHS` paths, `MAX_NAMES` names and
+`MAX_ROUTE` components a route. Floats go as JSON numbers, which round-trip exactly, so the
+combiner's engine sees the partition's figures.
 """
 
 from __future__ import annotations
 
 import threading
+import zlib
 from collections import deque
 from collections.abc import Sequence
 from typing import Annotated, Self
@@ -41,6 +44,7 @@ MAX_ROUTE = 256  # components of one route, pseudo-components included
 MAX_HOSTS = 16_384
 MAX_REASON = 1_024
 MAX_SECONDS = 3_600.0
+MAX_INFLATED = 64 << 20  # MAX_PATHS rows of ~500 B
 MAX_OUTBOX_EPOCHS = 8  # epochs waiting for the bus; beyond, the oldest go (counted)
 
 Index = Annotated[int, Field(ge=0, lt=MAX_NAMES)]
@@ -196,12 +200,19 @@ class PartitionEvidence(BaseModel):
         return Epoch(paths, hosts, self.at_ns)
 
     def encode(self) -> bytes:
-        return self.model_dump_json().encode()
+        return zlib.compress(self.model_dump_json().encode(), 1)
 
     @classmethod
     def decode(cls, data: bytes) -> PartitionEvidence:
+        inflater = zlib.decompressobj()
         try:
-            return cls.model_validate_json(data)
+            text = inflater.decompress(data, MAX_INFLATED)
+        except zlib.error as exc:
+            raise MalformedReport(f"evidence: not deflated ({exc})") from None
+        if not inflater.eof:
+            raise MalformedReport(f"evidence: truncated, or beyond {MAX_INFLATED} bytes inflated")
+        try:
+            return cls.model_validate_json(text)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"])

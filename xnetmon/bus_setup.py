@@ -276,6 +276,9 @@ def analyzer_endpoint(directory: str | Path, servers: tuple[str, ...]) -> BusEnd
     )
 
 
+MAX_PAYLOAD = 8 << 20  # a message's bytes at most (the default 1 MB is near a partition's epoch)
+
+
 def server_config(
     directory: str | Path,
     ports: ServerPorts | None = None,
@@ -363,6 +366,9 @@ def server_config(
             *cluster,
             f"listen: {json.dumps(_host_port(ports.listen_host, ports.port))}",
             f"http: {json.dumps(_host_port(ports.monitor_host, ports.monitor_port))}",
+            # a partition's root-cause epoch (analyzer.partial_evidence) is ~0.8 MB at national
+            # scale, near the default 1 MB; the streams' largest message is 8 MiB
+            f"max_payload: {MAX_PAYLOAD}",
             f"jetstream: {{store_dir: {json.dumps(str(store))}}}",
             "tls: " + json.dumps(tls),
             "authorization: " + json.dumps({"users": users}, indent=2),

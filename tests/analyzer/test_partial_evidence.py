@@ -6,10 +6,11 @@ epochs in order until sent and drops the oldest beyond its bound, counted."""
 from __future__ import annotations
 
 import json
+import zlib
 
 import pytest
 
-from analyzer.partial_evidence import MAX_ROUTE, EvidenceOutbox, PartitionEvidence
+from analyzer.partial_evidence import MAX_INFLATED, MAX_ROUTE, EvidenceOutbox, PartitionEvidence
 from analyzer.partials import MalformedReport
 from analyzer.rootcause.model import Epoch, HostHealth, PathEvidence
 
@@ -42,10 +43,16 @@ BARE = PathEvidence(
 EPOCH = Epoch((FULL, BARE), (HostHealth("cnty1a", True), HostHealth("cnty9", False, "no shipment for 31.0 s")), AT)
 
 
+def fields() -> dict:
+    return json.loads(zlib.decompress(PartitionEvidence.of(EPOCH, 1, 2, W).encode()))
+
+
+def deflated(data: dict | bytes) -> bytes:
+    return zlib.compress(data if isinstance(data, bytes) else json.dumps(data).encode())
+
+
 def message(**changes) -> bytes:
-    data = json.loads(PartitionEvidence.of(EPOCH, 1, 2, W).encode())
-    data.update(changes)
-    return json.dumps(data).encode()
+    return deflated(fields() | changes)
 
 
 def test_an_epoch_comes_back_field_for_field_with_each_name_sent_once():
@@ -54,7 +61,7 @@ def test_an_epoch_comes_back_field_for_field_with_each_name_sent_once():
     assert back.epoch() == EPOCH
     assert (back.partition, back.partitions, back.interval_ns, back.at_ns) == (1, 2, W, AT)
     assert len(back.names) == len(set(back.names))
-    assert data.count(b'"city1a>cnty1a"') == 1  # a name is in the table once, the routes hold indices
+    assert zlib.decompress(data).count(b'"city1a>cnty1a"') == 1  # once in the table, the routes hold indices
 
 
 @pytest.mark.parametrize(
@@ -73,9 +80,9 @@ def test_a_message_that_does_not_add_up_is_refused_naming_why(change, words):
 
 
 def row_changed(position: int, value) -> bytes:
-    data = json.loads(message())
+    data = fields()
     data["paths"][0][position] = value
-    return json.dumps(data).encode()
+    return deflated(data)
 
 
 @pytest.mark.parametrize(
@@ -96,11 +103,17 @@ def test_a_path_row_out_of_bounds_is_refused(position, value, where):
         PartitionEvidence.decode(row_changed(position, value))
 
 
-def test_not_json_and_not_finite_numbers_are_refused():
+def test_not_deflated_truncated_too_large_not_json_and_not_finite_numbers_are_refused():
+    with pytest.raises(MalformedReport, match="not deflated"):
+        PartitionEvidence.decode(b'{"partition": 0}')
+    with pytest.raises(MalformedReport, match="truncated"):
+        PartitionEvidence.decode(message()[:-8])
+    with pytest.raises(MalformedReport, match="beyond"):
+        PartitionEvidence.decode(zlib.compress(b" " * (MAX_INFLATED + 1)))
     with pytest.raises(MalformedReport):
-        PartitionEvidence.decode(b"\xff not json")
+        PartitionEvidence.decode(deflated(b"\xff not json"))
     with pytest.raises(MalformedReport, match=r"paths\.0\.12"):
-        PartitionEvidence.decode(message().replace(b"0.0031", b"NaN"))
+        PartitionEvidence.decode(deflated(zlib.decompress(message()).replace(b"0.0031", b"NaN")))
 
 
 def test_the_outbox_keeps_epochs_in_order_until_sent_and_drops_the_oldest_beyond_its_bound():
