@@ -76,10 +76,22 @@ def union_epoch(parts: Iterable[Epoch], at_ns: int) -> Epoch:
     return Epoch(tuple(filled), tuple(hosts[site] for site in sorted(hosts)), at_ns)
 
 
+@dataclass(frozen=True, slots=True)
+class CompleteEpoch:
+    """The partitions' epochs of one interval, as decoded: the union is built by whoever
+    infers it (`epoch()`), so the intake's thread does not, nor for an epoch skipped."""
+
+    at_ns: int
+    parts: tuple[PartitionEvidence, ...]  # in partition order
+
+    def epoch(self) -> Epoch:
+        return union_epoch((part.epoch() for part in self.parts), self.at_ns)
+
+
 @dataclass(slots=True)
 class _Waiting:
     first_heard_ns: int
-    parts: dict[int, Epoch] = field(default_factory=dict)  # partition -> its epoch
+    parts: dict[int, PartitionEvidence] = field(default_factory=dict)  # partition -> its epoch
 
 
 class EpochAssembler:
@@ -99,7 +111,7 @@ class EpochAssembler:
         self._waiting: dict[int, _Waiting] = {}  # epoch end -> its parts
         self._done_through = -1
 
-    def add(self, evidence: PartitionEvidence, now_ns: int) -> list[Epoch]:
+    def add(self, evidence: PartitionEvidence, now_ns: int) -> list[CompleteEpoch]:
         """Take one partition's epoch; the epochs it completes, oldest first. Raises
         MalformedReport when it does not belong to this analysis."""
         if evidence.partitions != self.partitions or evidence.interval_ns != self.interval_ns:
@@ -115,11 +127,11 @@ class EpochAssembler:
         waiting = self._waiting.get(at_ns)
         if waiting is None:
             waiting = self._waiting[at_ns] = _Waiting(now_ns)
-        waiting.parts[evidence.partition] = evidence.epoch()
+        waiting.parts[evidence.partition] = evidence
         self._newest[evidence.partition] = max(self._newest[evidence.partition], at_ns)
         return self.advance(now_ns)
 
-    def advance(self, now_ns: int) -> list[Epoch]:
+    def advance(self, now_ns: int) -> list[CompleteEpoch]:
         """The epochs complete now, in order (past their grace, or beyond the bound, too)."""
         done = []
         while self._waiting:
@@ -132,7 +144,7 @@ class EpochAssembler:
                 self.by_grace += 1
             del self._waiting[at_ns]
             self._done_through = at_ns
-            done.append(union_epoch((waiting.parts[i] for i in sorted(waiting.parts)), at_ns))
+            done.append(CompleteEpoch(at_ns, tuple(waiting.parts[i] for i in sorted(waiting.parts))))
         return done
 
     def waiting(self) -> int:
@@ -168,7 +180,7 @@ class CombinedInference:
         self.worst_seconds = 0.0
         self.last_epoch: Epoch | None = None
         self.recent: collections.deque = collections.deque(maxlen=self.RECENT_EPOCHS)
-        self._next: Epoch | None = None
+        self._next: CompleteEpoch | None = None
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
         self._stopping = False
@@ -185,7 +197,7 @@ class CombinedInference:
     def advance(self, now_ns: int) -> None:
         self._hand_over(self.assembler.advance(now_ns))
 
-    def _hand_over(self, epochs: list[Epoch]) -> None:
+    def _hand_over(self, epochs: list[CompleteEpoch]) -> None:
         if not epochs:
             return
         with self._ready:
@@ -198,23 +210,24 @@ class CombinedInference:
             with self._ready:
                 while self._next is None and not self._stopping:
                     self._ready.wait()
-                epoch, self._next = self._next, None
-                if self._stopping or epoch is None:
+                complete, self._next = self._next, None
+                if self._stopping or complete is None:
                     return
-            self.run_once(epoch)
+            self.run_once(complete)
 
-    def run_once(self, epoch: Epoch) -> None:
+    def run_once(self, complete: CompleteEpoch) -> None:
+        """The union of `complete` built and inferred; `last_seconds` times both."""
         started = time.perf_counter()
         diagnoses: tuple = ()
         # A bad epoch must not end inference: the next interval is another try.
-        with self.errors.survive("rootcause", f"combined inference for the interval ending at {epoch.at_ns}"):
-            self.last_epoch = epoch
+        with self.errors.survive("rootcause", f"combined inference for the interval ending at {complete.at_ns}"):
+            epoch = self.last_epoch = complete.epoch()
             diagnoses = tuple(self.diagnose(epoch))
             self.tracker.update(diagnoses, epoch.at_ns)
         self.epochs += 1
         self.last_seconds = time.perf_counter() - started
         self.worst_seconds = max(self.worst_seconds, self.last_seconds)
-        self.recent.append((epoch.at_ns, diagnoses, self.last_seconds))
+        self.recent.append((complete.at_ns, diagnoses, self.last_seconds))
 
     def stop(self) -> None:
         with self._ready:

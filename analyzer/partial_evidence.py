@@ -173,26 +173,17 @@ class PartitionEvidence(BaseModel):
             return None if indices is None else tuple(names[i] for i in indices)
 
         paths = tuple(
-            PathEvidence(
-                path_id=names[row[0]],
-                source=names[row[1]],
-                target=names[row[2]],
-                target_site=None if row[3] < 0 else names[row[3]],
-                slice=names[row[4]],
-                forward=tuple(names[i] for i in row[5]),
-                reverse=route(row[6]),
-                sent=row[7],
-                lost=row[8],
-                forward_lost=row[9],
-                reverse_lost=row[10],
-                delay_s=row[11],
-                baseline_delay_s=row[12],
-                jitter_s=row[13],
-                baseline_jitter_s=row[14],
-                path_changed=row[15],
-                delay_delta_s=row[16],
-                previous_forward=route(row[17]),
-                previous_reverse=route(row[18]),
+            PathEvidence(  # positional, in PathRow's order: a national epoch is ~67,000 of them
+                names[row[0]],
+                names[row[1]],
+                names[row[2]],
+                None if row[3] < 0 else names[row[3]],
+                names[row[4]],
+                tuple(names[i] for i in row[5]),
+                route(row[6]),
+                *row[7:17],
+                route(row[17]),
+                route(row[18]),
             )
             for row in self.paths
         )

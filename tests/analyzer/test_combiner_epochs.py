@@ -80,7 +80,7 @@ def test_an_epoch_completes_once_every_partition_sent_it_or_a_later_one():
     assembler = EpochAssembler(2, W)
     assert assembler.add(evidence(CNTY, 0), NOW) == [] and assembler.waiting() == 1
     (done,) = assembler.add(evidence(CORE, 1), NOW)
-    assert done.at_ns == AT and len(done.paths) == 2
+    assert done.at_ns == AT and done.epoch() == union_epoch([CNTY, CORE], AT)
     # partition 1 skipped an interval (its runner took the newest closed one): its later epoch says so
     assembler.add(evidence(CNTY, 0, at_ns=AT + W), NOW)
     assert assembler.add(evidence(CORE, 1, at_ns=AT + 2 * W), NOW)[0].at_ns == AT + W
@@ -93,7 +93,7 @@ def test_a_silent_partition_costs_its_paths_after_the_grace_and_the_wait_is_boun
     assembler.add(evidence(CNTY, 0), NOW)
     assert assembler.advance(NOW + 14 * 10**9) == []
     (done,) = assembler.advance(NOW + 15 * 10**9)
-    assert [p.source for p in done.paths] == ["cnty1a"] and assembler.by_grace == 1
+    assert [p.source for p in done.epoch().paths] == ["cnty1a"] and assembler.by_grace == 1
     for k in range(1, 4):
         done = assembler.add(evidence(CNTY, 0, at_ns=AT + k * W), NOW)
     assert [e.at_ns for e in done] == [AT + W] and assembler.waiting() == 2
