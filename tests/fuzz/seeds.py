@@ -279,6 +279,24 @@ def partition_reports() -> list[bytes]:
     return [outbox.report(store).encode(), PartialsOutbox(0, 1).report(WindowStore(default_policies())).encode()]
 
 
+def partition_epochs() -> list[bytes]:
+    """A partition's epochs of the small lab's agents, healthy and with a lossy link."""
+    from analyzer.partial_evidence import PartitionEvidence
+    from analyzer.rootcause.evidence import EvidenceBuilder
+    from tests.analyzer.partition_support import AGENTS, LAB_NAMES, traced_batch
+
+    store = WindowStore(default_policies(), catch_up_s=0)
+    now = [settled(T0)]
+    builder = EvidenceBuilder(store, LAB_NAMES, clock=lambda: now[0])
+    epochs = []
+    for seq in range(T0, T0 + 4):
+        now[0] = settled(seq)
+        for site in AGENTS:
+            store.ingest(traced_batch(site, seq, faulty=seq > T0 + 1), settled(seq))
+        epochs.append(PartitionEvidence.of(builder.build(), 1, 2, store.interval_ns).encode())
+    return epochs[-2:]
+
+
 def journals() -> list[bytes]:
     with tempfile.TemporaryDirectory() as directory:
         journal = IntakeJournal(directory)
@@ -310,6 +328,7 @@ BUILDERS: dict[str, Callable[[], list[bytes]]] = {
     "spool": spool_files,
     "snapshot": snapshots,
     "partials": partition_reports,
+    "evidence": partition_epochs,
     "journal": journals,
     "agent_config": _files(
         "collector/examples/agent-reference.yaml",

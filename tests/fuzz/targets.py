@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from analyzer.partial_evidence import PartitionEvidence
 from analyzer.partials import MalformedReport, PartitionReport
 from analyzer.sla.policies import load_policies
 from analyzer.sla.verdicts import default_policies
@@ -322,6 +323,11 @@ def partition_report(data: bytes) -> None:
     PartitionReport.decode(data)
 
 
+def partition_evidence(data: bytes) -> None:
+    """A partition's root-cause epoch: refused, or one the combiner can build."""
+    PartitionEvidence.decode(data).epoch()
+
+
 def snapshot(data: bytes) -> None:
     restore_snapshot(_scratch_file("snapshot.json", data))
 
@@ -369,6 +375,9 @@ TARGETS: dict[str, FuzzTarget] = {
         FuzzTarget("spool", spool, (), "spool segments and cursors (collector/outputs/spool.py)"),
         FuzzTarget("snapshot", snapshot, (ValueError,), "analyzer snapshots (analyzer/store/snapshot.py)"),
         FuzzTarget("partials", partition_report, (MalformedReport,), "partition reports (analyzer/partials.py)"),
+        FuzzTarget(
+            "evidence", partition_evidence, (MalformedReport,), "partition epochs (analyzer/partial_evidence.py)"
+        ),
         FuzzTarget("journal", journal, (), "the HTTP intake's journal (analyzer/store/journal.py)"),
         FuzzTarget("agent_config", agent_config, (ConfigError,), "agent configuration (collector/agent/config.py)"),
         FuzzTarget("policies", policies, (ConfigError,), "SLA policies (analyzer/sla/policies.py)"),
