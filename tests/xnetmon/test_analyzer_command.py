@@ -257,12 +257,16 @@ def test_two_partitions_and_a_combiner_from_the_command_line_judge_every_slice(t
             wait_until(lambda: video()["intervals"] >= 1, what="the combiner's verdict on the video slice")
             assert partition_paths(ports[0]) and partition_paths(ports[1])
             assert partition_paths(ports[0]) + partition_paths(ports[1]) == len(sites)
+            # root-cause hints come from the combiner (these windows carry no traces: none)
+            assert httpx.get(f"http://[::1]:{ports[2]}/hints", timeout=5).json() == []
         finally:
             for sink in sinks:
                 sink.close()
             for proc in procs:
                 stop_process(proc)
         assert all(proc.returncode == 0 for proc in procs)
+        # the partitions' epochs, one an interval each, were all taken
+        assert "refused" not in procs[2].stderr.read()
 
 
 @pytest.mark.parametrize(
