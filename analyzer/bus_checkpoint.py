@@ -14,6 +14,7 @@ exact, as the store drops windows it holds already by (path key, seq).
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 
 from nats.js.api import ObjectMeta, ObjectStoreConfig, StorageType
@@ -26,14 +27,29 @@ CHECKPOINT_SEQ_HEADER = "Xnet-Stream-Seq"
 # the last metadata read and the ordered consumer (with its flow control replies) that reads
 # an object back.
 _BUCKET_STREAM = f"OBJ_{CHECKPOINT_BUCKET}"
-CHECKPOINT_SUBJECTS = (
-    *(f"$JS.API.STREAM.{verb}.{_BUCKET_STREAM}" for verb in ("CREATE", "INFO", "MSG.GET", "PURGE")),
-    "$JS.API.STREAM.NAMES",  # the ordered consumer finds its stream by subject
-    f"$JS.API.CONSUMER.CREATE.{_BUCKET_STREAM}",
-    f"$JS.API.CONSUMER.CREATE.{_BUCKET_STREAM}.>",
-    f"$O.{CHECKPOINT_BUCKET}.>",
-    f"$JS.FC.{_BUCKET_STREAM}.>",
-)
+
+
+def checkpoint_subjects(objects: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """What a replica publishes for its checkpoints: the bucket's stream (made, read, purged
+    of an object's old chunks), its ordered consumer and, of the objects, every one or only
+    the metadata of `objects` (chunks are named by a random id: any chunk, but an object is
+    its metadata)."""
+    if objects is None:
+        writes: tuple[str, ...] = (f"$O.{CHECKPOINT_BUCKET}.>",)
+    else:
+        metadata = (base64.urlsafe_b64encode(name.encode()).decode() for name in objects)
+        writes = (f"$O.{CHECKPOINT_BUCKET}.C.>", *(f"$O.{CHECKPOINT_BUCKET}.M.{m}" for m in metadata))
+    return (
+        *(f"$JS.API.STREAM.{verb}.{_BUCKET_STREAM}" for verb in ("CREATE", "INFO", "MSG.GET", "PURGE")),
+        "$JS.API.STREAM.NAMES",  # the ordered consumer finds its stream by subject
+        f"$JS.API.CONSUMER.CREATE.{_BUCKET_STREAM}",
+        f"$JS.API.CONSUMER.CREATE.{_BUCKET_STREAM}.>",
+        *writes,
+        f"$JS.FC.{_BUCKET_STREAM}.>",
+    )
+
+
+CHECKPOINT_SUBJECTS = checkpoint_subjects()  # the shared analyzer identity's: every object
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,17 +39,24 @@ PARTIALS_STREAM = "XNET_PARTIALS"
 PARTIALS_PREFIX = "xnet-partials"  # not under `xnet.`: the sites' partition mapping covers `xnet.*.*`
 PARTIALS_SUBJECTS = (f"{PARTIALS_PREFIX}.*",)  # the stream's: what partition analyzers publish on
 _API = "$JS.API"
-# What an analyzer publishes for the partitions' reports, and no more (beside the windows
-# stream's `collector.bus.stream.reader_subjects`): the reports, the stream made when missing
-# and its info, a combiner's durable consumer made anew, looked up and deleted, pulls and acks.
-PARTIALS_PERMISSIONS = (
-    *PARTIALS_SUBJECTS,
-    f"{_API}.STREAM.CREATE.{PARTIALS_STREAM}",
-    f"{_API}.STREAM.INFO.{PARTIALS_STREAM}",
-    f"{_API}.CONSUMER.CREATE.{PARTIALS_STREAM}.*.>",
-    *(f"{_API}.CONSUMER.{verb}.{PARTIALS_STREAM}.*" for verb in ("INFO", "DELETE", "MSG.NEXT")),
-    f"$JS.ACK.{PARTIALS_STREAM}.*.>",
-)
+
+
+def partials_permissions(durable: str = "*") -> tuple[str, ...]:
+    """What an analyzer publishes for the partitions' reports, and no more (beside the windows
+    stream's `collector.bus.stream.reader_subjects`): the reports, the stream made when
+    missing and its info, a combiner's durable consumer (`durable`: one name, or `*` for any)
+    made anew, looked up and deleted, pulls and acks."""
+    return (
+        *PARTIALS_SUBJECTS,
+        f"{_API}.STREAM.CREATE.{PARTIALS_STREAM}",
+        f"{_API}.STREAM.INFO.{PARTIALS_STREAM}",
+        f"{_API}.CONSUMER.CREATE.{PARTIALS_STREAM}.{durable}.>",
+        *(f"{_API}.CONSUMER.{verb}.{PARTIALS_STREAM}.{durable}" for verb in ("INFO", "DELETE", "MSG.NEXT")),
+        f"$JS.ACK.{PARTIALS_STREAM}.{durable}.>",
+    )
+
+
+PARTIALS_PERMISSIONS = partials_permissions()  # the shared analyzer identity's: any combiner's consumer
 MAX_REPORT_INTERVALS = 2_048  # per message: ~1 MB at most
 MAX_OUTBOX_INTERVALS = 100_000  # closed intervals waiting for the bus; beyond, the oldest go (counted)
 MAX_SLICES = 1_024

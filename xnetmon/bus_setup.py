@@ -47,8 +47,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from analyzer.bus_checkpoint import CHECKPOINT_SUBJECTS
-from analyzer.partials import PARTIALS_PERMISSIONS
+from analyzer.bus_checkpoint import CHECKPOINT_SUBJECTS, checkpoint_subjects
+from analyzer.partials import PARTIALS_PERMISSIONS, partials_permissions
 from collector.bus.connection import BusEndpoint, inbox_prefix, operator_identity, site_identity
 from collector.bus.probe_requests import REPLY_ROOT, REQUEST_SUBJECTS, reply_subjects, request_subject
 from collector.bus.stream import reader_subjects
@@ -230,6 +230,56 @@ def add_operator(directory: str | Path, name: str) -> Path:
     return base.with_suffix(".pem")
 
 
+def add_analyzer(directory: str | Path, name: str) -> Path:
+    """An analyzer replica's own certificate and key (kept when present) and its permission
+    entry: its durable consumers (`replica_durables`) and their checkpoint objects only."""
+    root = Path(directory)
+    if not (root / "ca.pem").exists():
+        raise FileNotFoundError(f"{root} has no CA: run `xnetmon bus init {root}` first")
+    (root / "analyzers").mkdir(exist_ok=True)
+    base = root / "analyzers" / check_site(name)
+    if not base.with_suffix(".pem").exists():
+        _issue(root, base, f"xnet-{replica_identity(name)}", [ExtendedKeyUsageOID.CLIENT_AUTH], [])
+    write_server_config(root)
+    return base.with_suffix(".pem")
+
+
+def replica_identity(name: str) -> str:
+    return f"{ANALYZER}-{name}"
+
+
+def replica_durable(replica: str, partition: int | None = None, combiner: bool = False) -> str:
+    """The durable consumer (and checkpoint object) of `replica` in its role: the name itself,
+    `NAME-pI` for partition I, `NAME-combiner`: partitions share the stream and checkpoints
+    one bucket, so each role's replicas need names of their own."""
+    if combiner:
+        return f"{replica}-combiner"
+    return replica if partition is None else f"{replica}-p{partition}"
+
+
+def replica_durables(replica: str, partitions: int | None) -> tuple[str, ...]:
+    """Every durable `replica` may use: each role of a partitioned analysis of `partitions`."""
+    roles = [replica_durable(replica)]
+    if partitions:
+        roles += [replica_durable(replica, combiner=True), *(replica_durable(replica, i) for i in range(partitions))]
+    return tuple(roles)
+
+
+def replica_permissions(replica: str, partitions: int | None) -> list[str]:
+    """What a replica with its own identity publishes: `reader_subjects`,
+    `partials_permissions` and `checkpoint_subjects` narrowed to its own durables."""
+    durables = replica_durables(replica, partitions)
+    subjects = [subject for durable in durables for subject in reader_subjects(durable)]
+    if partitions:
+        subjects += partials_permissions(replica_durable(replica, combiner=True))
+    subjects += checkpoint_subjects(durables)
+    return list(dict.fromkeys(subjects))
+
+
+def analyzers(directory: str | Path) -> list[str]:
+    return _names(Path(directory) / "analyzers")
+
+
 def sites(directory: str | Path) -> list[str]:
     return _names(Path(directory) / "sites")
 
@@ -264,9 +314,18 @@ def operator_endpoint(directory: str | Path, name: str, servers: tuple[str, ...]
     )
 
 
-def analyzer_endpoint(directory: str | Path, servers: tuple[str, ...]) -> BusEndpoint:
-    """Every analyzer replica shares this identity; each has its own durable consumer."""
+def analyzer_endpoint(directory: str | Path, servers: tuple[str, ...], replica: str | None = None) -> BusEndpoint:
+    """`replica`'s own identity when `add_analyzer` made one, else the one every analyzer
+    replica shares (each with its own durable consumer)."""
     root = Path(directory)
+    if replica is not None and (root / "analyzers" / f"{replica}.pem").exists():
+        return BusEndpoint(
+            servers,
+            replica_identity(replica),
+            ca_file=root / "ca.pem",
+            cert_file=root / "analyzers" / f"{replica}.pem",
+            key_file=root / "analyzers" / f"{replica}-key.pem",
+        )
     return BusEndpoint(
         servers,
         ANALYZER,
@@ -321,6 +380,17 @@ def server_config(
             },
         }
     ]
+    for replica in analyzers(root):
+        identity = replica_identity(replica)
+        users.append(
+            {
+                "user": user_of(identity),
+                "permissions": {
+                    "publish": {"allow": replica_permissions(replica, partitions)},
+                    "subscribe": {"allow": [inbox_prefix(identity) + ".>"]},
+                },
+            }
+        )
     for site in sites(root):
         users.append(
             {

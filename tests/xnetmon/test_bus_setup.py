@@ -15,10 +15,14 @@ import nats.errors
 import pytest
 from cryptography import x509
 
+from analyzer.bus_checkpoint import Checkpoint, checkpoint_store, load_checkpoint, save_checkpoint
+from analyzer.bus_intake import BusIntake
+from analyzer.sla.verdicts import default_policies
+from analyzer.store.memory import WindowStore
 from collector.bus.connection import BusEndpoint
 from collector.bus.stream import STREAM_NAME, StreamLimits, stream_config
 from tests.bus_support import connect_options, create_stream, running_bus, stream_info, stream_messages
-from tests.support import wait_until_async
+from tests.support import wait_until, wait_until_async
 from xnetmon import bus_setup
 from xnetmon.nats_server import NatsServer
 
@@ -265,3 +269,47 @@ def test_a_partitioned_directory_gives_its_server_the_sites_mapping(tmp_path):
         asyncio.run(publish())
         [(name, _, _)] = stream_messages(analyzer)
     assert re.fullmatch(r"xnet\.windows\.[01]\.cnty1a", name)
+
+
+@pytest.mark.tool("nats-server")
+def test_a_replica_with_its_own_identity_uses_only_its_own_consumers_and_checkpoints(tmp_path):
+    pki = bus_setup.init(tmp_path / "pki", partitions=2)
+    bus_setup.add_site(pki, "cnty1a")
+    cert = bus_setup.add_analyzer(pki, "east")
+    assert cert == pki / "analyzers/east.pem" and mode(pki / "analyzers/east-key.pem") == 0o600
+    assert x509.load_pem_x509_certificate(cert.read_bytes()).subject.rfc4514_string() == "CN=xnet-analyzer-east"
+    assert bus_setup.replica_durables("east", 2) == ("east", "east-combiner", "east-p0", "east-p1")
+    server = NatsServer(pki, tmp_path / "server")
+    try:
+        east = bus_setup.analyzer_endpoint(pki, (server.url,), "east")
+        assert east.identity == "analyzer-east"
+        assert bus_setup.analyzer_endpoint(pki, (server.url,), "west").identity == "analyzer"  # no own certificate
+        # its own partition consumer and checkpoint: made, saved, read back, no error
+        intake = BusIntake(WindowStore(default_policies()), east, "east-p1", partition=1)
+        try:
+            wait_until(intake.connected.is_set, what="east-p1 connected")
+        finally:
+            intake.stop()
+        assert intake.errors_total == 0 and intake.checkpoint_failures == 0
+
+        async def own_checkpoint() -> Checkpoint | None:
+            client = await nats.connect(**connect_options(east))
+            try:
+                objects = await checkpoint_store(client.jetstream())
+                await save_checkpoint(objects, "east-p1", Checkpoint(7, "{}"))
+                await save_checkpoint(objects, "east-p1", Checkpoint(8, "{}"))  # the old chunks purged
+                return await load_checkpoint(objects, "east-p1")
+            finally:
+                await client.close()
+
+        assert asyncio.run(own_checkpoint()) == Checkpoint(8, "{}")
+        # another replica's consumer and checkpoint object: refused by the bus
+        for act in (
+            lambda client, js: js.add_consumer(STREAM_NAME, durable_name="west", filter_subject="xnet.*.0.*"),
+            lambda client, js: js.delete_consumer(STREAM_NAME, "analyzer-p0"),
+            lambda client, js: client.publish("$O.XNET_ANALYZERS.M.d2VzdA==", b"{}"),  # object "west"
+        ):
+            errors = denied(east, act)
+            assert any("permissions violation for publish" in e for e in errors), errors
+    finally:
+        server.stop()

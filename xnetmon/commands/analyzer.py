@@ -13,7 +13,9 @@ closed interval; `--topology FILE` (the lab's topology format) names traced hop 
 after their sites, so hints and GET /topology say "prov2>city2a" rather than addresses.
 With `--bus URL --bus-dir DIR` it also consumes the NATS JetStream bus (analyzer/bus_intake.py)
 with the analyzer certificate of `xnetmon bus init DIR`, as the durable consumer `--replica`:
-each replica of a pair has its own name and sees every window. Its state is then checkpointed
+each replica of a pair has its own name and sees every window; with a certificate of its own
+(`xnetmon bus add-analyzer DIR NAME`, used when `--replica NAME` has one) the bus lets it
+use only its own durable consumers and checkpoint objects. Its state is then checkpointed
 on the bus (analyzer/bus_checkpoint.py, every `--checkpoint-every` seconds) rather than in
 `--state-dir`: a restarted replica restores its checkpoint and replays the stream after it.
 A partitioned analysis (`xnetmon bus init --partitions P`): `--partition I --partitions P`
@@ -351,17 +353,12 @@ def _bus_intake(args: argparse.Namespace, service, outbox, evidence, role: str):
     from collector.bus.subjects import BadSubject, check_site
     from xnetmon import bus_setup
 
-    # partitions share the stream, and checkpoints one bucket: each role's replicas need names of their own
-    durable = args.replica
-    if args.partition is not None:
-        durable = f"{args.replica}-p{args.partition}"
-    elif args.combiner:
-        durable = f"{args.replica}-combiner"
+    durable = bus_setup.replica_durable(args.replica, args.partition, args.combiner)
     try:
         check_site(durable)  # a consumer name is one subject token too
     except BadSubject as exc:
         raise UsageError(f"--replica: {exc}") from None
-    endpoint = bus_setup.analyzer_endpoint(args.bus_dir, tuple(args.bus))
+    endpoint = bus_setup.analyzer_endpoint(args.bus_dir, tuple(args.bus), args.replica)
     every = {} if args.checkpoint_every is None else {"checkpoint_every_s": args.checkpoint_every}
     replicas = replicas_for(len(args.bus))  # the stream and checkpoints, if this analyzer makes them
     if args.stream_sites is None:
@@ -392,5 +389,9 @@ def _bus_intake(args: argparse.Namespace, service, outbox, evidence, role: str):
         )
         service.bus_link = intake.link
     shown = f" ({role})" if role else ""
-    print(f"xnetmon analyzer: consuming the bus at {', '.join(args.bus)} as {durable}{shown}", flush=True)
+    print(
+        f"xnetmon analyzer: consuming the bus at {', '.join(args.bus)} as {durable}{shown}, "
+        f"identity {endpoint.identity}",
+        flush=True,
+    )
     return intake

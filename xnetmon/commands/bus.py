@@ -55,6 +55,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     operator.add_argument("directory", metavar="DIR")
     operator.add_argument("name", metavar="NAME")
     operator.set_defaults(handler=run_add_operator)
+    replica = commands.add_parser(
+        "add-analyzer",
+        help="an analyzer replica's own certificate and key: only its own consumers and checkpoints",
+    )
+    replica.add_argument("directory", metavar="DIR")
+    replica.add_argument("name", metavar="NAME", help="the replica's name (xnetmon analyzer --replica NAME)")
+    replica.set_defaults(handler=run_add_analyzer)
 
 
 def run_init(args: argparse.Namespace) -> int:
@@ -108,6 +115,22 @@ def run_add_site(args: argparse.Namespace) -> int:
         print(f"site {site}: {cert} and {cert.with_name(site + '-key.pem')} (give both and ca.pem to the site)")
     configs = [root / "nodes" / f"{n.name}.conf" for n in bus_setup.cluster_nodes(root)] or [root / "nats-server.conf"]
     print(f"server configuration updated: {', '.join(map(str, configs))} (deploy, then reload nats-server)")
+    return 0
+
+
+def run_add_analyzer(args: argparse.Namespace) -> int:
+    from collector.bus.subjects import BadSubject
+    from xnetmon import bus_setup
+
+    try:
+        cert = bus_setup.add_analyzer(args.directory, args.name)
+    except (BadSubject, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+    print(
+        f"analyzer replica {args.name}: {cert} and {cert.with_name(args.name + '-key.pem')} "
+        f"(with ca.pem: xnetmon analyzer --replica {args.name})"
+    )
+    print(f"server configuration updated: {cert.parent.parent / 'nats-server.conf'} (reload nats-server)")
     return 0
 
 

@@ -60,6 +60,19 @@ def test_add_operator_tells_what_it_wrote_and_refuses_a_bad_name(tmp_path):
     assert bad.returncode == 2 and "cannot be a bus subject token" in bad.stderr
 
 
+def test_add_analyzer_gives_a_replica_its_own_identity_limited_to_its_own_consumers(tmp_path):
+    assert xnetmon("bus", "add-analyzer", str(tmp_path), "east").returncode == 2  # no CA yet
+    assert xnetmon("bus", "init", str(tmp_path), "--partitions", "2").returncode == 0
+    done = xnetmon("bus", "add-analyzer", str(tmp_path), "east")
+    assert done.returncode == 0 and f"analyzer replica east: {tmp_path}/analyzers/east.pem" in done.stdout
+    assert "xnetmon analyzer --replica east" in done.stdout and (tmp_path / "analyzers" / "east-key.pem").exists()
+    conf = (tmp_path / "nats-server.conf").read_text()
+    assert '"CN=xnet-analyzer-east"' in conf and "$JS.API.CONSUMER.CREATE.XNET.east-p1.>" in conf
+    assert "$JS.ACK.XNET_PARTIALS.east-combiner.>" in conf and "_XNET_INBOX.analyzer-east.>" in conf
+    bad = xnetmon("bus", "add-analyzer", str(tmp_path), "a.b")
+    assert bad.returncode == 2 and "cannot be a bus subject token" in bad.stderr
+
+
 def test_init_with_partitions_maps_the_sites_and_add_site_keeps_the_mapping(tmp_path):
     init = xnetmon("bus", "init", str(tmp_path), "--partitions", "4")
     assert init.returncode == 0, init.stderr
