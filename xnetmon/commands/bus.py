@@ -1,7 +1,8 @@
 """`xnetmon bus init DIR [--node HOST]... [--partitions P]` and `xnetmon bus add-site DIR
 SITE`: the bus's CA, certificates and nats-server configuration (one server, or one per node
 of a cluster; the sites' subjects mapped into P partitions), for an operator to deploy (see
-xnetmon/bus_setup.py)."""
+xnetmon/bus_setup.py); `add-operator DIR NAME` and `add-analyzer DIR NAME` (an analyzer
+replica's own identity, limited to its own consumers and checkpoints)."""
 
 from __future__ import annotations
 
