@@ -12,6 +12,7 @@ import time
 import httpx
 import pytest
 
+from analyzer.rootcause.hints import Hint
 from analyzer.service import (
     SNAPSHOT_NAME,
     AnalyzerService,
@@ -255,3 +256,21 @@ def test_tls_files_that_do_not_fit_are_refused_naming_them(tmp_path):
     _, other_key = write_self_signed_cert(other)
     with pytest.raises(ValueError, match=f"cannot use certificate {cert} with key {other_key}"):
         TlsFiles(cert, other_key).check()
+
+
+def test_a_combiner_serves_the_hints_of_its_combined_inference_and_a_partition_sends_its_epochs(tmp_path):
+    epochs = []
+    partition = AnalyzerService(default_policies(), ("::1", 0), diagnose=lambda e: epochs.append(e) or (), catch_up_s=0)
+    combiner = AnalyzerService(default_policies(), ("::1", 0), catch_up_s=0)
+    try:
+        seen = Hint("link-loss", ("prov1>core",), ("video",), 0.9, ("2 paths lost 15%",), T0 * W, (T0 + 1) * W)
+        combiner.hints_source = lambda: (seen,)
+        url = combiner.serve_in_thread().url
+        (hint,) = httpx.get(f"{url}/hints", timeout=5).json()
+        assert (hint["kind"], hint["suspects"]) == ("link-loss", ["prov1>core"])
+        assert 'suspect="prov1>core"' in httpx.get(f"{url}/metrics", timeout=5).text
+        partition.inference.run_once(W)  # an interval closed: its epoch goes to `diagnose`, no hint comes
+        assert epochs[-1].at_ns == W and partition.inference.hints() == ()
+    finally:
+        partition.stop()
+        combiner.stop()
