@@ -83,7 +83,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from analyzer.sla.hysteresis import Hysteresis
-from analyzer.sla.lookback import Lookback
+from analyzer.sla.lookback import Lookback, count_interval
 from analyzer.sla.policies import (
     AVAILABILITY,
     DEFAULT_BURN_WINDOWS,
@@ -391,8 +391,7 @@ class SlaTracker:
             if self._first_start_ns is None:
                 self._first_start_ns = stats.start_ns
         unavailable = unavailable_share(self.policy, stats)
-        for lookback in self._lookbacks:
-            lookback.add(stats.start_ns, judged, bad_intervals, unavailable)
+        count_interval(self._lookbacks, stats.start_ns, judged, bad_intervals, unavailable)
         self._latest, self._latest_judged_on = None, (stats, events)
         self._last_start_ns = stats.start_ns
         self._last_end_ns = max(stats.end_ns, stats.start_ns + 1)
@@ -422,7 +421,7 @@ class SlaTracker:
     # -- the pieces of a verdict ----------------------------------------------------------
 
     def _raw_status(self, now_ns: int, latest_bad: bool) -> str:
-        if self._compliance.total_bad == 0 and all(lookback.total_bad == 0 for lookback in self._burn.values()):
+        if not any(lookback.total_bad for lookback in self._lookbacks):
             # No bad interval held anywhere (a healthy path, nearly always): every burn rate is
             # 0 and the budget whole, so only availability can move the status.
             if self._availability(now_ns)[1] is False:

@@ -343,7 +343,7 @@ class WindowStore:
             number = window.start_ns // interval_ns
             if number <= slice_state.closed_upto:
                 result.late += 1
-                self._feed_path(path, number, [window], slice_state.policy)
+                self._feed_path(path, number, [window], _unavailable_loss(slice_state.policy))
                 continue
             pending = slice_state.pending.get(number)
             if pending is None:
@@ -457,12 +457,20 @@ class WindowStore:
                 slice_state.tracker.add(stats)
                 if self.slice_closed is not None:
                     self.slice_closed(slice_state.name, stats)
-            by_path: dict[_PathState, list[PathWindow]] = {}
-            for window, path in zip(windows, paths):
-                by_path.setdefault(path, []).append(window)
-            for path, path_windows in by_path.items():
-                self._feed_path(path, n, path_windows, slice_state.policy)
-            slice_state.expected = frozenset(by_path)
+            unavailable_loss = _unavailable_loss(slice_state.policy)
+            expected = frozenset(paths)
+            if len(expected) == len(windows):  # one window a path, as agents ship them
+                for window, path in zip(windows, paths):
+                    if path.tracker is not None and n > path.fed:
+                        path.tracker.add(window_stats(window, unavailable_loss))
+                        path.fed = n
+            else:
+                by_path: dict[_PathState, list[PathWindow]] = {}
+                for window, path in zip(windows, paths):
+                    by_path.setdefault(path, []).append(window)
+                for path, path_windows in by_path.items():
+                    self._feed_path(path, n, path_windows, unavailable_loss)
+            slice_state.expected = expected
             self.counters["intervals_closed"] += 1
         slice_state.closed_upto = max(slice_state.closed_upto, number)
         self._judged_through_ns = max(self._judged_through_ns, (number + 1) * self.interval_ns)
@@ -495,9 +503,8 @@ class WindowStore:
             }
 
     @staticmethod
-    def _feed_path(path: _PathState, number: int, windows: list[PathWindow], policy) -> None:
+    def _feed_path(path: _PathState, number: int, windows: list[PathWindow], unavailable_loss: float) -> None:
         if path.tracker is not None and number > path.fed:
-            unavailable_loss = _unavailable_loss(policy)
             if len(windows) == 1:
                 stats = window_stats(windows[0], unavailable_loss)
             else:
