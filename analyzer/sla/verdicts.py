@@ -534,7 +534,9 @@ class SlaTracker:
         tracker._events_bad = state.get("events_bad", False)
         pooled = state.get("pooled")
         if pooled is not None:
-            tracker._pooled_count, tracker._pooled = pooled[0], PooledEvents(*pooled[1:6], tuple(pooled[6]))
+            count, sent, received, lost_forward, lost_reverse, lost_unknown, buckets = pooled
+            losses = (lost_forward, lost_reverse, lost_unknown)
+            tracker._pooled_count, tracker._pooled = count, PooledEvents(sent, received, *losses, tuple(buckets))
         return tracker
 
     def nbytes(self) -> int:
