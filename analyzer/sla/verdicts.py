@@ -423,8 +423,9 @@ class SlaTracker:
     def _raw_status(self, now_ns: int, latest_bad: bool) -> str:
         if not any(lookback.total_bad for lookback in self._lookbacks):
             # No bad interval held anywhere (a healthy path, nearly always): every burn rate is
-            # 0 and the budget whole, so only availability can move the status.
-            if self._availability(now_ns)[1] is False:
+            # 0 and the budget whole, so only availability can move the status, and only when
+            # the compliance window holds some unavailability.
+            if self._compliance.total_unavailable and self._availability(now_ns)[1] is False:
                 return "breached"
             return "at-risk" if latest_bad else "ok"
         ticket = False
