@@ -57,20 +57,7 @@ class Lookback:
     def add(self, start_ns: int, judged: bool, bad: int, unavailable: float) -> None:
         """Count one interval (intervals come in time order); `bad` is how many bad intervals
         it settles (more than 1 for an interval judged with unresolved ones before it)."""
-        bucket = start_ns // self.slot_ns
-        if bucket != self.head:
-            self._advance(bucket)
-        if not judged:
-            return
-        i = bucket % self.slots
-        self.judged[i] += 1
-        self.total_judged += 1
-        if bad:
-            self.bad[i] += bad
-            self.total_bad += bad
-        if self.unavailable is not None and unavailable:
-            self.unavailable[i] += unavailable
-            self.total_unavailable += unavailable
+        count_interval((self,), start_ns, judged, bad, unavailable)
 
     def totals(self, now_ns: int) -> tuple[int, int, float]:
         """(judged, bad, unavailable share summed) over the lookback ending at `now_ns`."""
@@ -144,3 +131,23 @@ class Lookback:
         # The running totals themselves, not re-summed: a restored tracker continues bit for bit.
         self.total_judged, self.total_bad, self.total_unavailable = state["totals"]
         return True
+
+
+def count_interval(lookbacks: tuple[Lookback, ...], start_ns: int, judged: bool, bad: int, unavailable: float) -> None:
+    """`Lookback.add` on each of `lookbacks` in one call: a tracker counts every interval in
+    all of its lookbacks, once per path and interval."""
+    for lookback in lookbacks:
+        bucket = start_ns // lookback.slot_ns
+        if bucket != lookback.head:
+            lookback._advance(bucket)
+        if not judged:
+            continue
+        i = bucket % lookback.slots
+        lookback.judged[i] += 1
+        lookback.total_judged += 1
+        if bad:
+            lookback.bad[i] += bad
+            lookback.total_bad += bad
+        if unavailable and lookback.unavailable is not None:
+            lookback.unavailable[i] += unavailable
+            lookback.total_unavailable += unavailable

@@ -79,11 +79,11 @@ about 9 us on one core of the development machine.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 from analyzer.sla.hysteresis import Hysteresis
-from analyzer.sla.lookback import Lookback
+from analyzer.sla.lookback import Lookback, count_interval
 from analyzer.sla.policies import (
     AVAILABILITY,
     DEFAULT_BURN_WINDOWS,
@@ -102,7 +102,7 @@ from analyzer.sla.policies import (
 )
 from analyzer.sla.resolution import shows_excess
 from analyzer.sla.series import IntervalStats
-from collector.contract.records import RTT_BUCKETS_NS, PathKey
+from collector.contract.records import RTT_BUCKETS_NS, LossCounts, PathKey
 
 __all__ = [
     "DEFAULT_BURN_WINDOWS",
@@ -152,13 +152,51 @@ class SlaVerdict:
     warming: bool = False
 
 
+class PooledEvents(LossCounts):
+    """The events (probes, replies) of unresolved intervals added together: what loss and
+    two-way delay are judged on with the next interval (a plain slotted record: one is made
+    per pooled interval, and a frozen IntervalStats costs several times more to build)."""
+
+    __slots__ = ("sent", "received", "lost_forward", "lost_reverse", "lost_unknown", "rtt_buckets")
+
+    def __init__(
+        self,
+        sent: int,
+        received: int,
+        lost_forward: int,
+        lost_reverse: int,
+        lost_unknown: int,
+        rtt_buckets: tuple[int, ...],
+    ) -> None:
+        self.sent = sent
+        self.received = received
+        self.lost_forward = lost_forward
+        self.lost_reverse = lost_reverse
+        self.lost_unknown = lost_unknown
+        self.rtt_buckets = rtt_buckets
+
+    def plus(self, stats: IntervalStats) -> PooledEvents:
+        """These events and the interval's."""
+        return PooledEvents(
+            self.sent + stats.sent,
+            self.received + stats.received,
+            self.lost_forward + stats.lost_forward,
+            self.lost_reverse + stats.lost_reverse,
+            self.lost_unknown + stats.lost_unknown,
+            tuple(a + b for a, b in zip(self.rtt_buckets, stats.rtt_buckets)),
+        )
+
+
+Events = IntervalStats | PooledEvents  # what loss and two-way delay are judged on
+
+
 # ---------------------------------------------------------------------------------------
 # One interval
 
 
 def interval_compliance(policy: SlaPolicy, stats: IntervalStats) -> tuple[ObjectiveVerdict, ...]:
     """Each objective of `policy` judged on one interval, in the policy's order."""
-    return tuple(_judge(policy, objective, stats) for objective in policy.objectives)
+    return tuple(_judge(policy, objective, stats, stats) for objective in policy.objectives)
 
 
 def unavailable_share(policy: SlaPolicy, stats: IntervalStats) -> float:
@@ -171,19 +209,30 @@ def unavailable_share(policy: SlaPolicy, stats: IntervalStats) -> float:
     return min(1.0, stats.unavailable_paths / stats.paths)
 
 
-def _judge(
-    policy: SlaPolicy, objective: Objective, stats: IntervalStats, pooled: IntervalStats | None = None
-) -> ObjectiveVerdict:
-    """One objective on one interval; loss and two-way delay on `pooled` (the interval with
-    the unresolved intervals before it, analyzer.sla.resolution) when given."""
+def _judge(policy: SlaPolicy, objective: Objective, stats: IntervalStats, events: Events) -> ObjectiveVerdict:
+    """One objective on one interval; loss and two-way delay on `events` (the interval's, or
+    the interval's with those of the unresolved intervals before it, analyzer.sla.resolution)."""
+    return ObjectiveVerdict(
+        objective.name, objective.bound, objective.percentile, *_observed(policy, objective, stats, events)
+    )
+
+
+def _observed(
+    policy: SlaPolicy, objective: Objective, stats: IntervalStats, events: Events
+) -> tuple[float | None, bool | None]:
+    """(observed, met) of one objective on one interval, as `_judge` reports them."""
     observed: float | None = None
     met: bool | None = None
     name, bound = objective.name, objective.bound
-    events = stats if pooled is None else pooled
     if stats.sent > 0:
         if name == TWO_WAY_DELAY:
-            observed, met = _delay_percentile(events.rtt_buckets, objective.percentile, bound)
-        elif name == ONE_WAY_DELAY:
+            return _delay_percentile(events.rtt_buckets, objective.percentile, bound)
+        if name == LOSS:
+            observed = events.loss_ratio
+            return observed, True if observed <= bound else (
+                False if shows_excess(events.lost, events.sent, bound) else None
+            )
+        if name == ONE_WAY_DELAY:
             error = stats.worst_clock_error_ns
             if error is not None and error <= policy.max_clock_error_s * 1e9:
                 delays = [d for d in (stats.worst_forward_owd_p99_ns, stats.worst_reverse_owd_p99_ns) if d is not None]
@@ -192,14 +241,11 @@ def _judge(
         elif name == DELAY_VARIATION:
             if stats.worst_pdv_p99_ns is not None:
                 observed = stats.worst_pdv_p99_ns / 1e9
-        elif name == LOSS:
-            observed = events.loss_ratio
-            met = True if observed <= bound else (False if shows_excess(events.lost, events.sent, bound) else None)
         elif name == AVAILABILITY:
             observed = 1.0 - unavailable_share(policy, stats)
-        if observed is not None and met is None and name not in EVENT_OBJECTIVES:
+        if observed is not None:
             met = observed >= bound if name == AVAILABILITY else observed <= bound
-    return ObjectiveVerdict(name, bound, objective.percentile, observed, met)
+    return observed, met
 
 
 def _delay_percentile(
@@ -256,6 +302,7 @@ class SlaTracker:
         "_availability_bound",
         "_hysteresis",
         "_latest",
+        "_latest_judged_on",
         "_last_start_ns",
         "_last_end_ns",
         "_intervals",
@@ -265,6 +312,7 @@ class SlaTracker:
         "_pooled_count",
         "_pool_limit",
         "_events_bad",
+        "_lookbacks",
     )
 
     def __init__(self, policy: SlaPolicy, interval_s: float, path: PathKey | None = None) -> None:
@@ -291,18 +339,22 @@ class SlaTracker:
         availability = policy.objective(AVAILABILITY)
         self._availability_bound = None if availability is None else availability.bound
         self._hysteresis = Hysteresis(policy.hysteresis_intervals)
+        # The newest interval's objective verdicts, built when first read: (stats, events) they
+        # are judged on until then (add() decides bad or not without building them).
         self._latest: tuple[ObjectiveVerdict, ...] | None = None
+        self._latest_judged_on: tuple[IntervalStats, Events] | None = None
         self._last_start_ns: int | None = None
         self._last_end_ns: int | None = None
         self._intervals = 0
         self._first_start_ns: int | None = None
         self._warm_ns = round(policy.burn_windows[0].long_s * 1e9) if policy.burn_windows else 0
         # the unresolved intervals' events (analyzer.sla.resolution), judged with the next one
-        self._pooled: IntervalStats | None = None
+        self._pooled: PooledEvents | None = None
         self._pooled_count = 0
         shortest = min(policy.lookbacks_s, default=0.0)
         self._pool_limit = max(MIN_POOLED_INTERVALS, round(shortest / interval_s))
         self._events_bad = False  # the latest resolved judgement of loss or delay was a violation
+        self._lookbacks = (*self._burn.values(), self._compliance)  # each counts every interval
 
     def add(self, stats: IntervalStats) -> None:
         """Count one interval; an interval not newer than the last one is ignored."""
@@ -311,14 +363,23 @@ class SlaTracker:
         if self._last_end_ns is not None and stats.start_ns - self._last_end_ns >= self.interval_ns:
             self._step_missing(self._hysteresis, stats.start_ns)
         judged = stats.sent > 0 and stats.paths > 0
-        pooled = stats if self._pooled is None or not judged else _pooled_with(self._pooled, stats)
-        objectives = tuple(_judge(self.policy, o, stats, pooled) for o in self.policy.objectives)
-        bad = judged and any(o.met is False for o in objectives)
-        bad_intervals = int(bad)
+        pooled = self._pooled
+        events: Events = stats if pooled is None or not judged else pooled.plus(stats)
+        bad = False
+        bad_intervals = 0
         if judged:
-            unresolved = any(o.met is None and o.observed is not None for o in objectives if o.name in EVENT_OBJECTIVES)
+            policy = self.policy
+            events_bad = unresolved = False
+            for objective in policy.objectives:  # met or not, without building the verdicts
+                observed, met = _observed(policy, objective, stats, events)
+                if met is False:
+                    bad = True
+                    events_bad = events_bad or objective.name in EVENT_OBJECTIVES
+                elif met is None and observed is not None and objective.name in EVENT_OBJECTIVES:
+                    unresolved = True
+            bad_intervals = int(bad)
             self._pooled_count += 1
-            if any(o.met is False for o in objectives if o.name in EVENT_OBJECTIVES):
+            if events_bad:
                 bad_intervals = self._pooled_count  # the extended interval was bad: every interval of it
                 self._events_bad = True
             elif not unresolved:
@@ -326,14 +387,12 @@ class SlaTracker:
             if not unresolved or self._pooled_count >= self._pool_limit:
                 self._pooled, self._pooled_count = None, 0
             else:
-                self._pooled = pooled
+                self._pooled = events if type(events) is PooledEvents else _events_of(stats)
             if self._first_start_ns is None:
                 self._first_start_ns = stats.start_ns
         unavailable = unavailable_share(self.policy, stats)
-        for lookback in self._burn.values():
-            lookback.add(stats.start_ns, judged, bad_intervals, unavailable)
-        self._compliance.add(stats.start_ns, judged, bad_intervals, unavailable)
-        self._latest = objectives
+        count_interval(self._lookbacks, stats.start_ns, judged, bad_intervals, unavailable)
+        self._latest, self._latest_judged_on = None, (stats, events)
         self._last_start_ns = stats.start_ns
         self._last_end_ns = max(stats.end_ns, stats.start_ns + 1)
         self._intervals += 1
@@ -362,10 +421,11 @@ class SlaTracker:
     # -- the pieces of a verdict ----------------------------------------------------------
 
     def _raw_status(self, now_ns: int, latest_bad: bool) -> str:
-        if self._compliance.total_bad == 0 and all(lookback.total_bad == 0 for lookback in self._burn.values()):
+        if not any(lookback.total_bad for lookback in self._lookbacks):
             # No bad interval held anywhere (a healthy path, nearly always): every burn rate is
-            # 0 and the budget whole, so only availability can move the status.
-            if self._availability(now_ns)[1] is False:
+            # 0 and the budget whole, so only availability can move the status, and only when
+            # the compliance window holds some unavailability.
+            if self._compliance.total_unavailable and self._availability(now_ns)[1] is False:
                 return "breached"
             return "at-risk" if latest_bad else "ok"
         ticket = False
@@ -398,7 +458,7 @@ class SlaTracker:
         return share, share >= self._availability_bound
 
     def _objectives(self, now_ns: int) -> tuple[ObjectiveVerdict, ...]:
-        latest = self._latest or tuple(
+        latest = self._latest_objectives() or tuple(
             ObjectiveVerdict(o.name, o.bound, o.percentile, None, None) for o in self.policy.objectives
         )
         observed, met = self._availability(now_ns)
@@ -406,6 +466,14 @@ class SlaTracker:
             ObjectiveVerdict(v.name, v.bound, v.percentile, observed, met) if v.name == AVAILABILITY else v
             for v in latest
         )
+
+    def _latest_objectives(self) -> tuple[ObjectiveVerdict, ...] | None:
+        """The newest interval's objective verdicts (None before any interval)."""
+        if self._latest is None and self._latest_judged_on is not None:
+            stats, events = self._latest_judged_on
+            self._latest = tuple(_judge(self.policy, o, stats, events) for o in self.policy.objectives)
+            self._latest_judged_on = None
+        return self._latest
 
     def _step_missing(self, machine: Hysteresis, until_ns: int) -> None:
         """Feed `no-data` for the interval slots between the newest interval and `until_ns`."""
@@ -430,8 +498,8 @@ class SlaTracker:
             "last_start_ns": self._last_start_ns,
             "last_end_ns": self._last_end_ns,
             "latest": None
-            if self._latest is None
-            else [[v.name, v.bound, v.percentile, _encode(v.observed), v.met] for v in self._latest],
+            if (latest := self._latest_objectives()) is None
+            else [[v.name, v.bound, v.percentile, _encode(v.observed), v.met] for v in latest],
             "hysteresis": self._hysteresis.to_state(),
             "burn": {label: lookback.to_state() for label, lookback in self._burn.items()},
             "compliance": self._compliance.to_state(),
@@ -467,7 +535,9 @@ class SlaTracker:
         tracker._events_bad = state.get("events_bad", False)
         pooled = state.get("pooled")
         if pooled is not None:
-            tracker._pooled_count, tracker._pooled = pooled[0], _from_event_counts(*pooled[1:])
+            count, sent, received, lost_forward, lost_reverse, lost_unknown, buckets = pooled
+            losses = (lost_forward, lost_reverse, lost_unknown)
+            tracker._pooled_count, tracker._pooled = count, PooledEvents(sent, received, *losses, tuple(buckets))
         return tracker
 
     def nbytes(self) -> int:
@@ -475,29 +545,15 @@ class SlaTracker:
         return sum(lookback.nbytes() for lookback in self._burn.values()) + self._compliance.nbytes()
 
 
-def _pooled_with(pooled: IntervalStats, stats: IntervalStats) -> IntervalStats:
-    """`stats` with the events of `pooled` added (what loss and two-way delay are judged on)."""
-    return replace(
-        stats,
-        sent=pooled.sent + stats.sent,
-        received=pooled.received + stats.received,
-        lost_forward=pooled.lost_forward + stats.lost_forward,
-        lost_reverse=pooled.lost_reverse + stats.lost_reverse,
-        lost_unknown=pooled.lost_unknown + stats.lost_unknown,
-        rtt_buckets=tuple(a + b for a, b in zip(pooled.rtt_buckets, stats.rtt_buckets)),
+def _events_of(stats: IntervalStats) -> PooledEvents:
+    return PooledEvents(
+        stats.sent, stats.received, stats.lost_forward, stats.lost_reverse, stats.lost_unknown, stats.rtt_buckets
     )
 
 
-def _event_counts(stats: IntervalStats) -> list:
-    losses = [stats.lost_forward, stats.lost_reverse, stats.lost_unknown]
-    return [stats.sent, stats.received, *losses, list(stats.rtt_buckets)]
-
-
-def _from_event_counts(
-    sent: int, received: int, lost_forward: int, lost_reverse: int, lost_unknown: int, buckets: list[int]
-) -> IntervalStats:
-    losses = (lost_forward, lost_reverse, lost_unknown)
-    return IntervalStats(0, 1, 1, sent, received, *losses, tuple(buckets), None, None, None, None, None, 0)
+def _event_counts(events: PooledEvents) -> list:
+    losses = [events.lost_forward, events.lost_reverse, events.lost_unknown]
+    return [events.sent, events.received, *losses, list(events.rtt_buckets)]
 
 
 def _encode(value: float | None) -> float | Literal["inf"] | None:

@@ -605,3 +605,48 @@ def test_a_fresh_trackers_burn_counts_the_whole_lookback_and_says_it_is_warming(
     assert verdict.status == "at-risk" and verdict.warming  # not a whole window's burn: no page
     end = feed(tracker, "g" * 60, 1)
     assert not tracker.verdict(end * S).warming
+
+
+def test_add_counts_an_interval_bad_exactly_when_its_objective_verdicts_read_violated():
+    # add() decides met or violated without building the objective verdicts, which are built
+    # when first read: on random intervals (pooled, slow, lossy, without clocks), the budget
+    # drops exactly when the verdicts read at once show a violation, and a tracker read after
+    # every interval ends in the same state as one never read.
+    p = policy(
+        Objective(TWO_WAY, 0.05, 99.0),
+        Objective(ONE_WAY, 0.02, 99.0),
+        Objective(PDV, 0.01, 99.0),
+        Objective(LOSS, 0.001),
+        Objective(AVAIL, 0.99),
+        objective_ratio=0.9,
+        compliance_window_s=100_000,
+        hysteresis_intervals=2,
+    )
+    rng = random.Random(11)
+    read, unread = SlaTracker(p, 1), SlaTracker(p, 1)
+    bad_seen = 0
+    for i in range(800):
+        sent = rng.choice((0, 10, 160, 1000))
+        lost = min(sent, rng.choice((0, 0, 0, 1, 2, 5, sent)))
+        slow = rng.randint(0, sent - lost) if rng.random() < 0.2 else 0
+        s = stats(
+            i,
+            sent=sent,
+            lost=lost,
+            buckets=hist(b0_01=sent - lost - slow, b0_1=slow),
+            pdv_s=rng.choice((None, 0.005, 0.02)),
+            fwd_s=rng.choice((None, 0.01, 0.03)),
+            clock_s=rng.choice((None, 0.0005, 0.01)),
+        )
+        budget = read.verdict(i * S).error_budget_remaining
+        read.add(s)
+        unread.add(s)
+        verdict = read.verdict((i + 1) * S)
+        per_interval = {v.name: v.met for v in interval_compliance(p, s)}  # availability of this interval
+        shown = {v.name: v.met for v in verdict.objectives} | {AVAIL: per_interval[AVAIL]}
+        bad = sent > 0 and False in shown.values()
+        assert (verdict.error_budget_remaining < budget) == bad, (i, s, verdict)
+        bad_seen += bad
+    assert 50 < bad_seen < 700
+    assert json.dumps(read.to_state()) == json.dumps(unread.to_state())
+    assert read.verdict(800 * S) == unread.verdict(800 * S)

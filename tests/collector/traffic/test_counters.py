@@ -42,3 +42,25 @@ def test_space_saving_finds_heavy_hitters_in_bounded_memory():
     assert len(sketch) < 40  # bounded: twice the capacity at most
     for key, count, error in top:
         assert count - error <= exact[key] <= count  # the guarantee of the sketch
+
+
+def test_counting_columns_equals_counting_record_by_record():
+    # the receiver's column form against `count` per record, over data sets of one slice and
+    # of several, both directions, and sketches small enough to evict
+    rng = random.Random(3)
+    by_columns, by_records = TrafficCounters(talker_capacity=8), TrafficCounters(talker_capacity=8)
+    for _ in range(300):
+        size = rng.randrange(1, 30)
+        slices = [rng.choice(("video", "egov", "data")) for _ in range(size)] if rng.random() < 0.7 else ["egov"] * size
+        directions = [rng.choice(("in", "out", "unknown")) for _ in range(size)]
+        packets = [rng.randrange(1, 100) for _ in range(size)]
+        octets = [rng.randrange(40, 150_000) for _ in range(size)]
+        sources = [address_octets(f"2001:db8::{rng.randrange(1, 60):x}") for _ in range(size)]
+        exporter = rng.choice(("2001:db8::e", "192.0.2.9"))
+        by_columns.count_columns(slices, exporter, directions, packets, octets, sources)
+        for row in zip(slices, directions, packets, octets, sources):
+            name, direction, n_packets, n_octets, source = row
+            by_records.count(name, exporter, direction, n_packets, n_octets, source)
+    assert by_columns.totals() == by_records.totals() and len(by_columns.totals()) > 6
+    for name in ("video", "egov", "data"):
+        assert by_columns.top_talkers(name, 20) == by_records.top_talkers(name, 20) != []
