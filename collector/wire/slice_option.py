@@ -12,7 +12,7 @@ at the 4-octet alignment a 32-bit field wants.
 
 from __future__ import annotations
 
-from collector.wire.ipv6_ext import MalformedPacket
+from collector.wire.ipv6_ext import HOP_BY_HOP, MalformedPacket, options_header
 
 DEFAULT_SLICE_OPTION = 0x1E
 SLICE_ID_LEN = 4
@@ -33,3 +33,9 @@ def decode_slice_id(data: bytes | memoryview) -> int:
     if len(data) != SLICE_ID_LEN:
         raise MalformedPacket(f"slice-ID option of {len(data)} octets, expected {SLICE_ID_LEN}")
     return int.from_bytes(data, "big")
+
+
+def slice_hop_by_hop(slice_id: int, option_type: int = DEFAULT_SLICE_OPTION) -> bytes:
+    """A Hop-by-Hop header holding only the option (8 octets), as a socket's IPV6_HOPOPTS
+    takes it: the kernel fills in the Next Header."""
+    return options_header(HOP_BY_HOP, [encode_slice_option(slice_id, option_type)])

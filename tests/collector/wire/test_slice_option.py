@@ -9,7 +9,7 @@ from scapy.layers.inet6 import IPv6
 
 from collector.wire.dissect import dissect_ip
 from collector.wire.ipv6_ext import HOP_BY_HOP, MalformedPacket, options_header, walk_extension_headers
-from collector.wire.slice_option import DEFAULT_SLICE_OPTION, decode_slice_id, encode_slice_option
+from collector.wire.slice_option import DEFAULT_SLICE_OPTION, decode_slice_id, encode_slice_option, slice_hop_by_hop
 
 
 def with_hop_by_hop(options: list[bytes]) -> bytes:
@@ -39,3 +39,8 @@ def test_what_the_option_cannot_carry_is_refused():
         encode_slice_option(1, option_type=1)  # PadN
     with pytest.raises(MalformedPacket, match="expected 4"):
         decode_slice_id(b"\x01\x02")
+
+
+def test_a_hop_by_hop_header_of_the_option_alone_is_eight_octets():
+    header = slice_hop_by_hop(9, 0x3E)
+    assert header == bytes((HOP_BY_HOP, 0, 0x3E, 4, 0, 0, 0, 9))
