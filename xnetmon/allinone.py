@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ from analyzer.store.memory import PATH_WARM_UP_WINDOWS, SHARED_STALL_INTERVALS
 from collector.bus.probe_client import new_request_id
 from collector.bus.probe_requests import command_args
 from xnetmon import bus_setup
+from xnetmon.lab_business import running_business
 from xnetmon.lab_sites import declared_topology, sites_by_address
 from xnetmon.nats_server import NatsServer
 from xnetmon.netns_sockets import enter_namespace, listening_socket_in
@@ -66,6 +68,7 @@ LAB_TRACE_PERIOD_S = 2.0
 AGENT_START_DELAY_S = 4.0  # every site's reflector is up before any site probes
 # A fresh analyzer has no spools to wait for: close intervals by time after two of them.
 FRESH_CATCH_UP_INTERVALS = 2
+AGENTS_UP_S = 60.0  # agents start in their namespaces; on a loaded machine that takes a while
 
 
 @dataclass(frozen=True)
@@ -136,18 +139,26 @@ class Restarts:
 
 
 def agent_config(
-    lab, site: str, sites: Sequence[str], bus_url: str, pki: Path, workdir: Path, spools: Path | None = None
+    lab,
+    site: str,
+    sites: Sequence[str],
+    bus_url: str,
+    pki: Path,
+    workdir: Path,
+    spools: Path | None = None,
+    counting: bool = False,
 ) -> str:
     """An agent on `site` that probes every other site's loopback in every slice; the site's
     reflector is a process of its own (`reflector_argv`). Its spool lies in `spools` (default:
     `workdir`). Its flow receiver keeps softflowd's templates on disk, so an agent a fault
     restarts decodes the next export at once, and it samples its own links' packets too
     (exporter "capture:IFACE"). It publishes to the bus at `bus_url` with the site's own
-    certificate from `pki`."""
+    certificate from `pki`. With `counting`, each capture is also the link's in-situ counting point."""
     # Every packet of the site's links, classified by its DSCP (softflowd's IPFIX carries no
     # traffic class, so its records all land in best-effort), with passive TCP RTT on.
     captures = ", ".join(
-        f"{{interface: {link.interface(site)}, sample: 1, tcp_rtt: true, idle_timeout_s: 5, active_timeout_s: 10}}"
+        f"{{interface: {link.interface(site)}, sample: 1, tcp_rtt: true, idle_timeout_s: 5, active_timeout_s: 10"
+        + (f", altmark_point: {link.name}}}" if counting else "}")
         for link in lab.topology.links_of(site)
     )
     spool_dir = (spools or workdir) / f"spool-{site}"
@@ -217,7 +228,12 @@ class CommandProber:
 
 @contextlib.contextmanager
 def lab_deployment(
-    lab, workdir: Path, sites: Sequence[str] = LAB_SITES, api_port: int = API_PORT, replicas: int = 1
+    lab,
+    workdir: Path,
+    sites: Sequence[str] = LAB_SITES,
+    api_port: int = API_PORT,
+    replicas: int = 1,
+    business_traffic: bool = False,
 ) -> Iterator[Deployment]:
     """Reflectors and agents on `sites` of an up lab, the bus and the analyzer, until the block
     ends. The operator's API listens on [::1]:`api_port` (0: any free port, for tests running
@@ -228,7 +244,9 @@ def lab_deployment(
     the core namespace. The analyzer's snapshots and the bus's store go to `workdir` (a new
     directory: the analyzer starts empty). `replicas` > 1 runs further analyzers judging the
     same windows, each its own durable consumer (`replica_name`) and its API on the next
-    port (any free one when `api_port` is 0)."""
+    port (any free one when `api_port` is 0). `business_traffic` (what `xnetmon run` does) runs
+    marked business flows between county sites across the core (`xnetmon.lab_business`) and
+    makes every agent's captures counting points, so /segments has segments from the start."""
     token_file = workdir / "token"
     token_file.write_text(secrets.token_urlsafe(24))
 
@@ -268,6 +286,7 @@ def lab_deployment(
     peer_intakes: list[BusIntake] = []
     spools = _spool_root()
     control: Restarts | None = None
+    business = contextlib.ExitStack()
     try:
         bus_server, pki = _start_lab_bus(lab, sites, workdir)
         endpoint = bus_setup.analyzer_endpoint(pki, (bus_server.url,))
@@ -290,13 +309,15 @@ def lab_deployment(
                 )
         for site in sites:
             config = workdir / f"agent-{site}.yaml"
-            config.write_text(agent_config(lab, site, sites, bus_server.url, pki, workdir, spools))
+            config.write_text(agent_config(lab, site, sites, bus_server.url, pki, workdir, spools, business_traffic))
             log = (workdir / f"agent-{site}.log").open("w")
             argv = lab.exec_argv(site, [sys.executable, "-m", "xnetmon", "agent", "--config", str(config)])
             processes.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
             log.close()
         agents = dict(zip(sites, processes[len(sites) :]))
         flows = _start_site_exporters(lab, agents, exporters)
+        if business_traffic:
+            business.enter_context(running_business(lab, workdir, lambda: _agents_serving(lab, sites)))
 
         def restart_analyzer(port: int) -> tuple[AnalyzerService, BusIntake]:
             started = start_analyzer(port)
@@ -324,6 +345,7 @@ def lab_deployment(
             bus_server,
         )
     finally:
+        business.close()  # its markers remove their ip6tables rules
         exporters.stop()  # first: it exports what it holds while the agents still listen
         for proc in processes:
             _resume(proc)  # a fault may have stopped it (SIGSTOP): it must see the SIGTERM
@@ -344,6 +366,20 @@ def lab_deployment(
         for analyzer in [*peers, service]:
             analyzer.stop()
         shutil.rmtree(spools, ignore_errors=True)
+
+
+def _agents_serving(lab, sites: Sequence[str], timeout: float = AGENTS_UP_S) -> None:
+    """Until every agent serves its /metrics (its captures, counting points among them, start
+    before it), or `timeout` passed: marked traffic that began earlier would count as lost
+    at the points that were not counting yet."""
+    deadline = time.monotonic() + timeout
+    waiting = list(sites)
+    while waiting and time.monotonic() < deadline:
+        url = f"http://[{lab.address(waiting[0])}]:{AGENT_METRICS_PORT}/metrics"
+        if lab.exec(waiting[0], ["curl", "-sf", "-o", "/dev/null", "-m", "2", url]).returncode == 0:
+            waiting.pop(0)
+        else:
+            time.sleep(0.2)
 
 
 def replica_name(index: int) -> str:

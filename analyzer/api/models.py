@@ -343,6 +343,10 @@ class SegmentBlockView(BaseModel):
     delay_ns: float | None = Field(description="mean one-way delay of the block's D-marked packets")
     delay_samples: int
     seen_ns: int = Field(description="when the analyzer paired the block")
+    loss_known: bool = Field(
+        description="false: a counting point's capture socket dropped packets during the block, so its loss "
+        "and delay are unknown (not in the segment's totals)"
+    )
 
 
 class SegmentSummary(BaseModel):
@@ -355,6 +359,9 @@ class SegmentSummary(BaseModel):
     lost: int
     duplicated: int
     blocks: int
+    unknown_blocks: int = Field(
+        description="blocks left out of the figures above: a counting point's capture dropped packets in them"
+    )
     loss_ratio: float
     last_delay_ns: float | None
     clock_note: str = Field(

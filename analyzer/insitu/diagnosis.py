@@ -9,8 +9,8 @@ dropped one packet; the floor is half the smallest gray loss the hints must find
 times a healthy link's): kind `link-loss` for a link (its
 directed name `a>b`, the name hints give links) or a span between points with sites
 between them (`a>c`: the loss is somewhere on it), `node-loss` for a node; the slices its
-flows belong to; confidence 0.95 (counted, not inferred: what remains uncertain is only a
-counting point's own miss, which its kernel-drop counter would show); and evidence that says
+flows belong to; confidence 0.95 (counted, not inferred: a counting point's own misses, which
+its kernel-drop counter shows, leave their blocks out); and evidence that says
 it rests on in-situ flow telemetry, with the numbers.
 """
 
@@ -36,7 +36,7 @@ def significant(lost: int, packets: int) -> bool:
 def segment_diagnoses(store: SegmentStore, now_ns: int, lookback_ns: int) -> list[Diagnosis]:
     losing: dict[tuple[str, str], list[SegmentBlock]] = {}
     for segment in store.recent(since_ns=now_ns - lookback_ns):
-        if segment.kind != "end-to-end":
+        if segment.kind != "end-to-end" and segment.loss_known:
             losing.setdefault((segment.segment, segment.kind), []).append(segment)
     diagnoses = []
     for (name, kind), blocks in sorted(losing.items()):

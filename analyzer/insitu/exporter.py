@@ -39,6 +39,12 @@ class SegmentCollector(Collector):
         blocks = CounterMetricFamily(
             "xnet_segment_blocks_total", "Blocks of marked flows paired across the segment.", labels=LABELS
         )
+        unknown = CounterMetricFamily(
+            "xnet_segment_unknown_blocks_total",
+            "Blocks paired across the segment whose loss is unknown: a counting point's capture socket dropped "
+            "packets during the block (left out of the packet, loss and block counters).",
+            labels=LABELS,
+        )
         delay = GaugeMetricFamily(
             "xnet_segment_delay_seconds",
             "One-way delay across the segment of the latest block's D-marked packets (clock error of both "
@@ -50,6 +56,7 @@ class SegmentCollector(Collector):
             packets.add_metric(labels, totals.packets)
             lost.add_metric(labels, totals.lost)
             blocks.add_metric(labels, totals.blocks)
+            unknown.add_metric(labels, totals.unknown_blocks)
             if totals.last_delay_ns is not None:
                 delay.add_metric(labels, totals.last_delay_ns / 1e9)
-        yield from (packets, lost, blocks, delay)
+        yield from (packets, lost, blocks, unknown, delay)

@@ -32,6 +32,11 @@ off by the two agents' clock errors added. Each pair is reported once, into the 
 (slice, segment, kind) that /metrics exposes and into a bounded list of recent blocks that
 `GET /segments` and root-cause inference read.
 
+A block a counting point counted while its capture socket dropped packets
+(`MarkedBlock.capture_dropped`) still settles the path, but on the segments it ends its loss
+and delay are unknown: listed with `loss_known` false, counted apart (`unknown_blocks`), never
+added to a segment's loss nor read by root-cause inference.
+
 Bounds: `max_flows` FlowMonIDs (the least recently heard forgotten first), `max_points`
 points per flow, `max_blocks` blocks per flow and point, `max_recent` recent segment blocks;
 blocks refused for a bound are counted in `dropped`.
@@ -66,6 +71,7 @@ class SegmentBlock:
     delay_ns: float | None  # mean one-way delay of the D-marked packets; None: not pairable
     delay_samples: int
     seen_ns: int  # when the analyzer paired it
+    loss_known: bool = True  # False: a point's capture dropped packets during the block
 
     @property
     def lost(self) -> int:
@@ -81,6 +87,7 @@ class SegmentTotals:
     duplicated: int = 0  # (...and count here)
     blocks: int = 0
     last_delay_ns: float | None = None
+    unknown_blocks: int = 0  # paired, but a point's capture dropped packets: loss unknown, not counted above
 
 
 def point_name(point: Point) -> str:
@@ -304,6 +311,7 @@ class SegmentStore:
                     loss.mean_delay_ns,
                     loss.delay_samples,
                     now_ns,
+                    loss.loss_known,
                 )
                 self._count(segment)
                 found.append(segment)
@@ -315,6 +323,9 @@ class SegmentStore:
     def _count(self, segment: SegmentBlock) -> None:
         self._recent.append(segment)
         totals = self._totals.setdefault((segment.slice, segment.segment, segment.kind), SegmentTotals())
+        if not segment.loss_known:
+            totals.unknown_blocks += 1
+            return
         totals.packets += segment.upstream_packets
         totals.lost += max(segment.lost, 0)
         totals.duplicated += max(-segment.lost, 0)
@@ -326,7 +337,7 @@ class SegmentStore:
         """(slice, segment, kind) -> a copy of its totals."""
         with self._lock:
             return {
-                key: SegmentTotals(t.packets, t.lost, t.duplicated, t.blocks, t.last_delay_ns)
+                key: SegmentTotals(t.packets, t.lost, t.duplicated, t.blocks, t.last_delay_ns, t.unknown_blocks)
                 for key, t in self._totals.items()
             }
 

@@ -36,6 +36,7 @@ from collector.contract.slice_catalog import DEFAULT_SLICES
 from collector.probes.registry import PROBERS
 from collector.system.config_files import ConfigError, describe_errors, load_yaml, read_config_text
 from collector.system.listen_address import parse_listen
+from collector.wire.slice_option import DEFAULT_SLICE_OPTION
 from collector.wire.stamp import STAMP_PORT
 
 PROBE_KINDS = tuple(PROBERS)  # what `targets[].probes` may name
@@ -261,6 +262,9 @@ class ProbingModel(_Strict):
     # together (a lab, a site's boot) then probe reflectors that are already listening.
     start_delay_s: float = Field(default=0.0, ge=0.0, le=3600.0)
     trace: TraceModel = Field(default_factory=TraceModel)
+    # STAMP probes of a slice with a `slice_id` carry it in a Hop-by-Hop option (needs CAP_NET_RAW)
+    slice_id_option: bool = False
+    slice_option_type: StrictInt = Field(default=DEFAULT_SLICE_OPTION, ge=2, le=255)
 
     @field_validator("window_s")
     @classmethod

@@ -75,6 +75,7 @@ class AgentPlan:
     capture: CaptureSettings | None = None  # packet sampling from interfaces, when configured
     bus: BusEndpoint | None = None  # the bus instead of analyzer_url, when configured
     on_demand: OnDemandLimits | None = None  # probe requests over the bus; None: not answered
+    slice_option_type: int | None = None  # STAMP probes carry their slice's ID in this option; None: not
 
 
 def load_plan(path: str | Path) -> AgentPlan:
@@ -113,6 +114,7 @@ def resolve_plan(config: AgentConfig) -> AgentPlan:
         capture=capture,
         bus=bus,
         on_demand=_on_demand(config) if bus is not None else None,
+        slice_option_type=config.probing.slice_option_type if config.probing.slice_id_option else None,
     )
 
 

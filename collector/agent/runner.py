@@ -39,7 +39,15 @@ class Agent:
         self.errors = LoopErrors()  # what the agent's loops survived: xnet_collector_errors_total
         self.sink = sink if sink is not None else _sink_for(plan)
         self.reflector = Reflector(plan.reflector) if plan.reflector is not None else None
-        self.scheduler = Scheduler(plan.site, plan.probes, plan.window_s, self._on_windows, plan.source_address, clock)
+        self.scheduler = Scheduler(
+            plan.site,
+            plan.probes,
+            plan.window_s,
+            self._on_windows,
+            plan.source_address,
+            clock,
+            slice_option_type=plan.slice_option_type,
+        )
         self.discovery = (
             PathDiscovery(
                 plan.probes,

@@ -91,6 +91,7 @@ class Scheduler:
         *,
         probers: Mapping[str, Callable[[ProberContext], Prober]] = PROBERS,
         observer: SchedulerObserver | None = None,
+        slice_option_type: int | None = None,
     ) -> None:
         self.site = site
         self.window_ns = int(window_s * 1e9)
@@ -100,7 +101,7 @@ class Scheduler:
         self.telemetry = SchedulerTelemetry()
         self.observer = observer
         # One prober per kind; each opens its sockets only with its first target.
-        context = ProberContext(source_address, self.clock)
+        context = ProberContext(source_address, self.clock, slice_option_type)
         self.probers: dict[str, Prober] = {kind: make(context) for kind, make in probers.items()}
         self._schedules: dict[tuple, _Schedule] = {}
         self._heap: list[tuple[int, int, _Schedule]] = []

@@ -7,7 +7,10 @@ An ip6tables rule in the ingress site's network namespace (mangle POSTROUTING: w
 sends and what it forwards) selects the monitored traffic by DSCP, destination prefixes,
 protocol and ports and hands it to NFQUEUE (`collector.capture.nfqueue`); `IngressMarker`
 gives each new flow (5-tuple) a FlowMonID, inserts the RFC 9343 option in a new Hop-by-Hop
-header right after the IPv6 header, and the packet is reinjected.
+header right after the IPv6 header (or, with `--header destination`, a Destination Options
+header: read by the destination only, counted by the counting points alike), with the
+slice ID option (`--slice-id`, `collector.wire.slice_option`) beside it in the Hop-by-Hop
+header when configured, and the packet is reinjected.
 
 Choices:
 - FlowMonIDs are unique across the extranet without coordination: the 20 bits are the
@@ -43,10 +46,11 @@ from dataclasses import dataclass
 
 from collector.capture.altmark import AltMark, encode_altmark
 from collector.capture.nfqueue import NfQueue, kernel_counters
-from collector.wire.ipv6_ext import EXTENSION_HEADERS, HOP_BY_HOP, IPV6_HEADER_LEN
+from collector.wire.ipv6_ext import DESTINATION_OPTIONS, EXTENSION_HEADERS, HOP_BY_HOP, IPV6_HEADER_LEN, options_header
+from collector.wire.slice_option import DEFAULT_SLICE_OPTION, encode_slice_option
 
 FLOW_MON_ID_BITS = 20
-HOP_BY_HOP_LEN = 8  # next header, length 0, the 6-octet option: no padding needed
+HEADERS = {"hop-by-hop": HOP_BY_HOP, "destination": DESTINATION_OPTIONS}  # where the RFC 9343 option goes
 PORT_PROTOCOLS = {6: "tcp", 17: "udp"}
 SKIP_REASONS = ("extension-headers", "too-big", "flow-limit", "not-ipv6")
 
@@ -70,19 +74,32 @@ class FlowMonIds:
         self._free.append(flow_mon_id & self._local_mask)
 
 
-def insert_altmark(packet: bytes, mark: AltMark) -> bytes:
-    """The IPv6 packet with a Hop-by-Hop header holding only the option, right after the
-    fixed header; the payload length grows by 8. The packet must have no extension headers."""
-    next_header = packet[6]
-    payload_length = int.from_bytes(packet[4:6], "big") + HOP_BY_HOP_LEN
+def marking_headers(upper: int, mark: AltMark, header: str = "hop-by-hop", slice_option: bytes = b"") -> bytes:
+    """The extension headers a marked packet gains, in order, the last followed by `upper`:
+    the RFC 9343 option in a Hop-by-Hop header (8 octets) or a Destination Options header
+    (8 octets); the slice ID option (`collector.wire.slice_option`), when given, in the
+    Hop-by-Hop header (beside the mark: 16 octets, padded) or one of its own before the
+    Destination Options header (RFC 8200 order)."""
+    altmark = encode_altmark(mark)
+    if header == "hop-by-hop":
+        return options_header(upper, [altmark, slice_option] if slice_option else [altmark])
+    destination = options_header(upper, [altmark])
+    return options_header(DESTINATION_OPTIONS, [slice_option]) + destination if slice_option else destination
+
+
+def insert_altmark(packet: bytes, mark: AltMark, header: str = "hop-by-hop", slice_option: bytes = b"") -> bytes:
+    """The IPv6 packet with its `marking_headers` right after the fixed header and its payload
+    length grown by theirs. The packet must have no extension headers."""
+    added = marking_headers(packet[6], mark, header, slice_option)
+    payload_length = int.from_bytes(packet[4:6], "big") + len(added)
+    first = HOP_BY_HOP if header == "hop-by-hop" or slice_option else DESTINATION_OPTIONS
     return b"".join(
         (
             packet[:4],
             payload_length.to_bytes(2, "big"),
-            bytes((HOP_BY_HOP,)),
+            bytes((first,)),
             packet[7:IPV6_HEADER_LEN],
-            bytes((next_header, 0)),
-            encode_altmark(mark),
+            added,
             packet[IPV6_HEADER_LEN:],
         )
     )
@@ -130,9 +147,17 @@ class IngressMarker:
         max_flows: int = 16,
         idle_s: float = 10.0,
         mtu: int = 1500,
+        header: str = "hop-by-hop",
+        slice_id: int | None = None,
+        slice_option_type: int = DEFAULT_SLICE_OPTION,
     ) -> None:
         if block_s <= 0 or delay_marks < 0 or max_flows < 1 or idle_s <= 0 or mtu < 1280:
             raise ValueError("block_s and idle_s must be > 0, delay_marks >= 0, max_flows >= 1, mtu >= 1280")
+        if header not in HEADERS:
+            raise ValueError(f"header must be one of {', '.join(HEADERS)}")
+        self._header = header
+        self._slice_option = b"" if slice_id is None else encode_slice_option(slice_id, slice_option_type)
+        self._added = len(marking_headers(0, AltMark(0, 0, False), header, self._slice_option))
         self._ids = flow_mon_ids
         self.block_ns = int(block_s * 1e9)
         self._delay_at_ns = [self.block_ns * (i + 1) // (delay_marks + 1) for i in range(delay_marks)]
@@ -157,7 +182,7 @@ class IngressMarker:
         if packet[6] in EXTENSION_HEADERS:
             skipped["extension-headers"] += 1
             return None
-        if len(packet) + HOP_BY_HOP_LEN > self._mtu:
+        if len(packet) + self._added > self._mtu:
             skipped["too-big"] += 1
             return None
         if now_ns >= self._next_expiry_ns:
@@ -181,7 +206,7 @@ class IngressMarker:
             flow.next_delay = sum(1 for at in self._delay_at_ns if into_block >= at)
             self.counters.delay_marked += 1
         self.counters.marked += 1
-        return insert_altmark(packet, AltMark(flow.flow_mon_id, block & 1, delay))
+        return insert_altmark(packet, AltMark(flow.flow_mon_id, block & 1, delay), self._header, self._slice_option)
 
     def _expire(self, now_ns: int) -> None:
         for key in [key for key, flow in self._flows.items() if now_ns - flow.last_ns > self._idle_ns]:
@@ -296,6 +321,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--delay-marks", type=int, default=2)
     parser.add_argument("--idle-s", type=float, default=10.0)
     parser.add_argument("--mtu", type=int, default=1500)
+    parser.add_argument("--header", choices=sorted(HEADERS), default="hop-by-hop", help="where the option goes")
+    parser.add_argument("--slice-id", type=int, help="32-bit slice/NRP ID, in the Hop-by-Hop header too")
+    parser.add_argument("--slice-option-type", type=lambda v: int(v, 0), default=DEFAULT_SLICE_OPTION)
     parser.add_argument("--install-rule", action="store_true", help="add the ip6tables rule now, remove it at exit")
     args = parser.parse_args(argv)
     try:
@@ -307,6 +335,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_flows=args.max_flows,
             idle_s=args.idle_s,
             mtu=args.mtu,
+            header=args.header,
+            slice_id=args.slice_id,
+            slice_option_type=args.slice_option_type,
         )
         queue = NfQueue(args.queue)
     except (ValueError, OSError) as exc:

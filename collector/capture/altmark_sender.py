@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 
 from collector.capture.altmark import AltMark, encode_altmark
+from collector.wire.ipv6_ext import options_header as ipv6_options_header
 
 HEADERS = {"hop-by-hop": socket.IPV6_HOPOPTS, "destination": socket.IPV6_DSTOPTS}
 PAYLOAD_MAGIC = b"XAM"  # leads every payload, followed by the packet's sequence number
@@ -64,7 +65,7 @@ class Marker:
 def options_header(mark: AltMark) -> bytes:
     """A Hop-by-Hop or Destination Options header holding only the option: 8 octets, no padding.
     The kernel fills in its Next Header."""
-    return b"\x00\x00" + encode_altmark(mark)
+    return ipv6_options_header(0, [encode_altmark(mark)])
 
 
 @dataclass

@@ -15,17 +15,30 @@ oldest dropped first); blocks that fell out before they were taken are counted i
 A flow silent for `idle_s` (longer than a block period: the marker flips at least that often)
 ships its open blocks too, once: a path change leaves the point it left with a block that no
 flip will end, holding the part of the block that went this way.
+
+Capture drops: the live capture tells the point each time it reads its socket's kernel drop
+counter (`note_drops`): how many packets the kernel dropped since its previous reading, which
+arrived after the first packet it received since then (drops need a full buffer, and that
+packet was the oldest in it) and before this reading. A block whose reach (from the end of
+the block before it to the start of the one after it or its own last packet, whichever is
+later: the times its dropped packets could have had) meets such a spell ships with
+`capture_dropped` (drops also move packets between blocks: a block left short takes the
+next block's first packets as late ones of the block before it), and the analyzer does not read its
+missing packets as loss. A block leaves only once the counter was read past its reach.
 """
 
 from __future__ import annotations
 
+from collections import deque
+
 from collector.capture.altmark import AltMark, MarkingPoint
-from collector.contract.marked_blocks import MarkedBlock
+from collector.contract.marked_blocks import Block, MarkedBlock
 from collector.traffic.classifier import SliceClassifier
 
 DEFAULT_MAX_BLOCKS = 64  # a minute of 1 s blocks per flow waiting to be shipped
 DEFAULT_MAX_TAKE = 5_000  # half a shipment body's bound
 DEFAULT_IDLE_S = 3.0  # three of the marker's default 1 s blocks
+MAX_DROP_SPELLS = 1024  # spells of capture drops remembered (consecutive readings with drops make one)
 
 
 class CountingPoint(MarkingPoint):
@@ -47,6 +60,45 @@ class CountingPoint(MarkingPoint):
         self._taken: dict[int, int] = {}  # FlowMonID -> newest sequence taken
         self._packet: tuple[memoryview | bytes, int, bool] | None = None
         self.blocks_dropped = 0
+        self._drop_spells: deque[tuple[int, int]] = deque(maxlen=MAX_DROP_SPELLS)  # (after ns, by ns)
+        self._drops_forgotten_ns: int | None = None  # spells ending before this fell out of the bounded list
+        self.drops_read_ns: int | None = None  # the capture's last reading of its drop counter; None: it reports none
+        self.capture_drops = 0  # packets the capture socket dropped while this point counted
+
+    def note_drops(self, after_ns: int, read_ns: int, dropped: int) -> None:
+        """The capture read its kernel drop counter at `read_ns`: `dropped` packets were lost
+        there since its previous reading, all arriving after `after_ns`."""
+        if dropped:
+            self.capture_drops += dropped
+            spells = self._drop_spells
+            if spells and spells[-1][1] >= after_ns:  # one spell over consecutive readings
+                spells[-1] = (spells[-1][0], read_ns)
+            else:
+                if len(spells) == spells.maxlen:
+                    self._drops_forgotten_ns = spells[0][1]
+                spells.append((after_ns, read_ns))
+        self.drops_read_ns = read_ns
+
+    def _dropped_within(self, start_ns: int, end_ns: int) -> bool:
+        if self._drops_forgotten_ns is not None and start_ns < self._drops_forgotten_ns:
+            return True
+        return any(after < end_ns and by > start_ns for after, by in tuple(self._drop_spells))
+
+    def _reaches(self, flow_mon_id: int, final: tuple[Block, ...]) -> list[tuple[int, int]]:
+        """Per block of `final` (in sequence order), the span its packets could have arrived in:
+        from the block before it to the block after it (open ones included), or as far as the
+        block lasted where it has no neighbour."""
+        flow = self._flows.get(flow_mon_id)
+        opened = [] if flow is None else [(b.sequence, b.first_ns) for b in (flow.previous, flow.current) if b]
+        reaches: list[tuple[int, int]] = []
+        for i, block in enumerate(final):
+            span = max(block.last_ns - block.first_ns, 1)
+            start = min(final[i - 1].last_ns, block.first_ns) if i else block.first_ns - span
+            neighbours = [(b.sequence, b.first_ns) for b in final[i + 1 : i + 2]] + opened
+            later = [first_ns for sequence, first_ns in neighbours if sequence > block.sequence]
+            # a block takes late packets of its colour after the next began (`MarkingPoint._is_late`)
+            reaches.append((start, max(min(later), block.last_ns) if later else block.last_ns + span))
+        return reaches
 
     def observe_directed(self, ts_ns: int, packet: memoryview | bytes, offset: int, outgoing: bool) -> None:
         self._packet = (packet, offset, outgoing)
@@ -84,10 +136,17 @@ class CountingPoint(MarkingPoint):
                 final += self.idle_blocks(flow_mon_id, now_ns)
             if final and final[-1].sequence < newest:  # the point forgot the flow and met it again
                 newest = -1
-            fresh = [b for b in final if b.sequence > newest]
+            read_ns = self.drops_read_ns
+            fresh = []
+            for block, (start, end) in zip(final, self._reaches(flow_mon_id, final)):
+                if block.sequence <= newest:
+                    continue
+                if read_ns is not None and end > read_ns:
+                    break  # the drops of its reach are not read yet: it waits
+                fresh.append((block, self._dropped_within(start, end)))
             if not fresh:
                 continue
-            self.blocks_dropped += fresh[0].sequence - newest - 1  # fell out of the bounded history
+            self.blocks_dropped += fresh[0][0].sequence - newest - 1  # fell out of the bounded history
             fresh = fresh[: self._max_take - len(taken)]
             direction, slice_name = facts
             taken.extend(
@@ -103,10 +162,11 @@ class CountingPoint(MarkingPoint):
                     b.first_ns,
                     b.last_ns,
                     b.delay_marks_ns,
+                    dropped,
                 )
-                for b in fresh
+                for b, dropped in fresh
             )
-            self._taken[flow_mon_id] = fresh[-1].sequence
+            self._taken[flow_mon_id] = fresh[-1][0].sequence
             if len(taken) >= self._max_take:
                 break
         if len(self._taken) > 2 * self._max_flows:

@@ -108,6 +108,7 @@ class LiveCapture:
         observers: tuple = (),
         slice_option_type: int = DEFAULT_SLICE_OPTION,
         batch: int = 64,
+        receive_buffer_bytes: int = 8 << 20,
     ) -> None:
         self.interface = interface
         self.aggregator = aggregator
@@ -118,6 +119,10 @@ class LiveCapture:
         # counting points need the direction a packet crossed the interface
         self._directed = tuple(o for o in observers if hasattr(o, "observe_directed"))
         self._undirected = tuple(o for o in observers if not hasattr(o, "observe_directed"))
+        # counting points learn when the socket dropped packets, read after every drained burst
+        self._drop_watchers = tuple(o for o in observers if hasattr(o, "note_drops"))
+        self._first_since_read_ns: int | None = None  # the oldest packet received since the last reading
+        self._last_read_ns = time.time_ns()
         self.slice_option_type = slice_option_type
         self.stats = CaptureStats()
         self.records: list[FlowRecord] = []  # finished records, in the order they ended
@@ -128,7 +133,7 @@ class LiveCapture:
         self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         try:
             self._sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer_bytes)
             self._sock.bind((interface, ETH_P_ALL))
             self._batch = DatagramBatch(capacity=batch, size=MAX_FRAME, control=64)
         except BaseException:
@@ -174,6 +179,8 @@ class LiveCapture:
                     try:
                         while self._receive_burst(fd):
                             failing = False
+                        if self._drop_watchers:
+                            self._read_kernel_drops()
                     except OSError as exc:  # the interface went down (ENETDOWN): it may come back up
                         self.stats.errors += 1
                         if not failing:  # once per run of errors, not per retry
@@ -215,6 +222,8 @@ class LiveCapture:
 
     def _dissect(self, frame: memoryview, ts_ns: int, sampled: bool, outgoing: bool = False) -> None:
         stats = self.stats
+        if self._first_since_read_ns is None:
+            self._first_since_read_ns = ts_ns
         try:
             offset = 0 if self._raw_ip else ip_offset_in_ethernet(frame)
             if offset is None:
@@ -237,7 +246,15 @@ class LiveCapture:
             raw = self._sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, _PACKET_STATS.size)
         except OSError:
             return
-        self.stats.kernel_drops += _PACKET_STATS.unpack(raw)[1]  # reading resets the kernel's counters
+        dropped = _PACKET_STATS.unpack(raw)[1]  # reading resets the kernel's counters
+        self.stats.kernel_drops += dropped
+        now_ns = time.time_ns()
+        # a drop needs a full buffer, which held the oldest packet received since the last reading
+        after_ns = self._last_read_ns if self._first_since_read_ns is None else self._first_since_read_ns
+        for watcher in self._drop_watchers:
+            watcher.note_drops(after_ns, now_ns, dropped)
+        self._first_since_read_ns = None
+        self._last_read_ns = now_ns
 
 
 def _timestamp(control: list[tuple[int, int, memoryview]]) -> int:

@@ -40,7 +40,7 @@ from __future__ import annotations
 import json
 import operator
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import fields, is_dataclass, replace
+from dataclasses import MISSING, fields, is_dataclass, replace
 from types import NoneType, UnionType
 from typing import Annotated, Any, cast, get_args, get_origin, get_type_hints
 
@@ -199,7 +199,11 @@ _key_parts = operator.itemgetter(*_KEY_FIELDS)
 )
 (_F_STRINGS, _F_INTS) = _names_by_type(FlowId, str, int)
 _HEALTH_TYPES = _declared_types(CollectorHealth, str, int, float)
-(_B_STRINGS, _B_INTS, _B_COUNTS, _B_MARKS) = _names_by_type(MarkedBlock, str, int, Count, tuple[int, ...])
+(_B_STRINGS, _B_INTS, _B_COUNTS, _B_MARKS, _B_BOOLS) = _names_by_type(
+    MarkedBlock, str, int, Count, tuple[int, ...], bool
+)
+# fields an older agent does not send, and what they mean when absent
+_B_DEFAULTS = {f.name: f.default for f in fields(MarkedBlock) if f.default is not MISSING}
 
 _INT = {int}
 _build_window = builder(PathWindow)  # fields checked by ShipmentParser.window: see fast_records
@@ -547,6 +551,8 @@ def collector_health(data: object, where: str) -> CollectorHealth:
 
 def marked_block(data: object, where: str) -> MarkedBlock:
     """One MarkedBlock from its JSON object; `where` names it in errors."""
+    if type(data) is dict and not _B_DEFAULTS.keys() <= data.keys():
+        data = {**_B_DEFAULTS, **data}
     data = _object(data, MarkedBlock, where)
     _check_strings_and_ints(data, where, _B_STRINGS, _B_INTS, (0, MAX_INT))
     _check_strings_and_ints(data, where, (), _B_COUNTS, (0, MAX_COUNT))
@@ -559,6 +565,9 @@ def marked_block(data: object, where: str) -> MarkedBlock:
         ):
             raise MalformedShipment(f"{where}.{name}", f"expected a list of at most {MAX_DELAY_MARKS} times in ns")
         data[name] = tuple(marks)
+    for name in _B_BOOLS:
+        if type(data[name]) is not bool:
+            raise MalformedShipment(f"{where}.{name}", "expected true or false")
     if data["direction"] not in DIRECTIONS:
         raise MalformedShipment(f"{where}.direction", f"expected one of {', '.join(DIRECTIONS)}")
     if data["colour"] > 1:

@@ -14,6 +14,10 @@ are two periods apart, so this is unambiguous while the delay between points is 
 block period; packets reordered across a boundary were already counted into their block by
 the point (`MarkingPoint`), so they are not loss. D-marked packets are paired by their order
 within a block, and only when both points saw the same number of them.
+
+A block a point counted while its capture socket was dropping packets (`capture_dropped`)
+still pairs, so the flow's path stays known; its loss against the other point is unknown
+(`BlockLoss.loss_known`), and its delay too (a D-marked packet may be among those dropped).
 """
 
 from __future__ import annotations
@@ -63,6 +67,9 @@ class MarkedBlock:
     first_ns: int
     last_ns: int
     delay_marks_ns: tuple[int, ...]
+    # the point's capture socket dropped packets (its kernel drop counter rose) while this block
+    # passed: its count may lack packets the path delivered, so its loss against another point is unknown
+    capture_dropped: bool = False
 
     @property
     def point(self) -> tuple[str, str, str]:
@@ -82,6 +89,7 @@ class BlockLoss:
     downstream_packets: int
     mean_delay_ns: float | None  # over the D-marked packets; None when they cannot be paired
     delay_samples: int
+    loss_known: bool = True  # False: a point's capture dropped packets during the block
 
     @property
     def lost(self) -> int:
@@ -129,10 +137,15 @@ def _middle(block: Block | MarkedBlock) -> float:
     return (block.first_ns + block.last_ns) / 2
 
 
+def _capture_dropped(block: Block | MarkedBlock) -> bool:
+    return getattr(block, "capture_dropped", False)  # a point's own Block: its capture is the caller's
+
+
 def _pair(up: Block | MarkedBlock, down: Block | MarkedBlock) -> BlockLoss:
     marks = len(up.delay_marks_ns)
     delay = None
-    if marks and marks == len(down.delay_marks_ns):
+    known = not (_capture_dropped(up) or _capture_dropped(down))
+    if known and marks and marks == len(down.delay_marks_ns):
         delay = sum(d - u for u, d in zip(up.delay_marks_ns, down.delay_marks_ns)) / marks
     return BlockLoss(
         up.flow_mon_id,
@@ -144,4 +157,5 @@ def _pair(up: Block | MarkedBlock, down: Block | MarkedBlock) -> BlockLoss:
         down.packets,
         delay,
         marks if delay is not None else 0,
+        known,
     )

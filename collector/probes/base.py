@@ -25,6 +25,9 @@ class ProberContext:
 
     source_address: str | None  # the site's probe source; None: the kernel chooses
     clock: ClockStatus  # how far the host clock may be off, for timestamps that say so
+    # probes of a slice with a slice ID carry it in a Hop-by-Hop option of this type
+    # (collector.wire.slice_option); None: they carry none
+    slice_option_type: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ import dataclasses
 import random
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -25,6 +25,7 @@ from collector.contract.records import ProbeResult
 from collector.probes.base import ProberContext, ProbeSpec, ResultHandler
 from collector.probes.stamp_session import ReplyFacts, SenderSettings, StampSession
 from collector.system import measurement_sockets
+from collector.wire.slice_option import slice_hop_by_hop
 
 RECEIVE_BUFFER = 65535
 _TX_MEMORY = 65536  # send-order indexes kept waiting for their kernel timestamp
@@ -79,7 +80,9 @@ class StampSocket:
 
     # -- sessions ------------------------------------------------------------------------
 
-    def open_session(self, endpoint: StampEndpoint, settings: SenderSettings) -> StampSession:
+    def open_session(
+        self, endpoint: StampEndpoint, settings: SenderSettings, extra_cmsgs: Sequence[tuple[int, int, bytes]] = ()
+    ) -> StampSession:
         """A new session towards `endpoint`, with an SSID no other session to it uses."""
         if endpoint.flow_label and self.family != socket.AF_INET6:
             raise ValueError("a flow label needs an IPv6 target")
@@ -97,7 +100,9 @@ class StampSocket:
             destination = (endpoint.address, endpoint.port)
         key = (packed, endpoint.port, ssid)
         self._routes[key] = _Route(
-            session, destination, [measurement_sockets.traffic_class_cmsg(self.family, settings.dscp << 2)]
+            session,
+            destination,
+            [measurement_sockets.traffic_class_cmsg(self.family, settings.dscp << 2), *extra_cmsgs],
         )
         self._by_session[id(session)] = key
         self._by_address.setdefault(packed, []).append(key)
@@ -258,7 +263,12 @@ class StampProber:
             error_estimate=self.context.clock.error_estimate(),
         )
         endpoint = StampEndpoint(spec.target.address, spec.target.port, None, spec.flow_label)
-        session = sock.open_session(endpoint, settings)
+        option_type, slice_id = self.context.slice_option_type, spec.slice.slice_id
+        extra = []
+        if option_type is not None and slice_id is not None and family == socket.AF_INET6:
+            # the slice ID in a Hop-by-Hop header (the kernel fills in its Next Header)
+            extra.append((socket.IPPROTO_IPV6, socket.IPV6_HOPOPTS, slice_hop_by_hop(slice_id, option_type)))
+        session = sock.open_session(endpoint, settings, extra)
         target = self._targets[id(session)] = _StampTarget(sock, session, on_result, self._targets)
         return target
 

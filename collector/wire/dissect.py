@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from collector.wire.ipv6_ext import MalformedPacket, walk_extension_headers
+from collector.wire.slice_option import DEFAULT_SLICE_OPTION, decode_slice_id
 
-DEFAULT_SLICE_OPTION = 0x1E
 JUMBO_PAYLOAD_OPTION = 0xC2
 
 ETHERTYPE_IPV4 = 0x0800
@@ -135,9 +135,7 @@ def _dissect_ipv6(packet: bytes | memoryview, offset: int, slice_option_type: in
         protocol, upper = chain.upper_protocol, chain.upper_offset
         for option_type, data in chain.hop_by_hop:
             if option_type == slice_option_type:
-                if len(data) != 4:
-                    raise MalformedPacket(f"slice-ID option of {len(data)} octets, expected 4")
-                slice_id = int.from_bytes(data, "big")
+                slice_id = decode_slice_id(data)
             elif option_type == JUMBO_PAYLOAD_OPTION and payload_length == 0 and len(data) == 4:
                 length = 40 + int.from_bytes(data, "big")
         if chain.segments:

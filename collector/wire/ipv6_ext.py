@@ -24,6 +24,7 @@ Choices:
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 HOP_BY_HOP = 0
@@ -48,6 +49,16 @@ IPV6_HEADER_LEN = 40
 _SEGMENT_LEN = 16
 _SRH_FIXED_LEN = 8
 _FRAGMENT_LEN = 8
+
+
+def options_header(next_header: int, options: Sequence[bytes]) -> bytes:
+    """A Hop-by-Hop or Destination Options header (RFC 8200 sections 4.3, 4.6) holding
+    `options` (each encoded whole: type, length, data) in order, padded with Pad1 or PadN to
+    a multiple of 8 octets; `next_header` is the header that follows it."""
+    body = b"".join(options)
+    pad = -(2 + len(body)) % 8
+    padding = bytes((PAD1,)) if pad == 1 else bytes((PADN, pad - 2)) + bytes(pad - 2) if pad else b""
+    return bytes((next_header, (2 + len(body) + pad) // 8 - 1)) + body + padding
 
 
 class MalformedPacket(ValueError):

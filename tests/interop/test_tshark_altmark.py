@@ -5,7 +5,8 @@ no Alternate Marking dissector: it shows option 0x12 as an unknown option of the
 or Destination Options header, with its type, length and payload. The test reads
 FlowMonID, L and D out of tshark's payload by the bit layout of RFC 9343 section 3, and
 checks that they equal both what the sender meant to send and what `find_altmark` reads
-from the same frames.
+from the same frames. The ingress marker's packets likewise, in either header and with the
+slice ID option.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ import subprocess
 import sys
 
 import pytest
-from scapy.utils import rdpcap
+from scapy.layers.inet import UDP
+from scapy.layers.inet6 import IPv6
+from scapy.utils import rdpcap, wrpcap
 
 from collector.capture.altmark import AltMark, find_altmark
+from collector.capture.altmark_ingress import FlowMonIds, IngressMarker
 from collector.capture.altmark_sender import Marker
 from tests.altmark_support import ADDR_B, PORT, marked_pair, send_udp
 from tests.support import REPO, network_namespace, stop_process
@@ -171,3 +175,40 @@ def test_tshark_reads_packets_the_ingress_marker_rewrote_as_valid_ipv6(tmp_path)
         mark = rfc9343_fields(payload)
         assert mark.flow_mon_id >> 8 == pair.site_index  # the site's index leads its FlowMonIDs
         assert find_altmark(frame, 14) == mark
+
+
+MARKED_FIELDS = [
+    "ipv6.nxt", "ipv6.hopopts.nxt", "ipv6.dstopts.nxt", "ipv6.opt.type", "ipv6.opt.length", "ipv6.opt.unknown",
+    "ipv6.opt.experimental", "udp.srcport", "udp.dstport", "udp.length", "udp.checksum.status",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("header", "slice_id", "expected"),
+    [
+        # IPv6 next header, HBH next, DstOpts next, option types (PadN 0x01), lengths
+        ("hop-by-hop", None, ["0", "17", "", "0x12", "4"]),
+        ("hop-by-hop", 0xC0FFEE01, ["0", "17", "", "0x12,0x1e,0x01", "4,4,0"]),
+        ("destination", None, ["60", "", "17", "0x12", "4"]),
+        ("destination", 0xC0FFEE01, ["0", "60", "17", "0x1e,0x12", "4,4"]),
+    ],
+)
+def test_tshark_reads_the_ingress_markers_packets_as_valid_ipv6_with_the_options_as_set(
+    tmp_path, header, slice_id, expected
+):
+    """The marker's own output (`IngressMarker.mark`, as the NFQUEUE stage reinjects it):
+    the RFC 9343 option in the configured header, the slice ID option (tshark calls type
+    0x1E "Experimental") with its 32 bits, and the UDP header and checksum still right."""
+    marker = IngressMarker(FlowMonIds(3), header=header, slice_id=slice_id)
+    plain = bytes(IPv6(src="2001:db8::1", dst="2001:db8::2", tc=34 << 2) / UDP(sport=4000, dport=5004) / (b"x" * 20))
+    marked = marker.mark(plain, 5 * 10**9)  # block 5: colour 1
+    pcap = tmp_path / "ingress.pcap"
+    wrpcap(str(pcap), [IPv6(marked)])
+    argv = ["tshark", "-r", str(pcap), "-o", "udp.check_checksum:TRUE", "-T", "fields", "-E", "occurrence=a"]
+    argv += ["-E", "separator=\t", *[arg for field in MARKED_FIELDS for arg in ("-e", field)]]
+    (line,) = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.splitlines()
+    fields = dict(zip(MARKED_FIELDS, line.split("\t")))
+    assert [fields[name] for name in MARKED_FIELDS[:5]] == expected
+    assert rfc9343_fields(fields["ipv6.opt.unknown"]) == AltMark(3 << 8, 1, False) == find_altmark(marked)
+    assert fields["ipv6.opt.experimental"] == ("" if slice_id is None else f"{slice_id:08x}")
+    assert [fields[name] for name in MARKED_FIELDS[7:]] == ["4000", "5004", "28", "1"]  # checksum status 1: good

@@ -98,7 +98,7 @@ def _deploy(args, workdir: Path, stack: contextlib.ExitStack, console):
 
     lab = None if (args.loopback or args.config) else _lab_or_none(stack, console)
     if lab is not None:
-        return stack.enter_context(lab_deployment(lab, workdir, replicas=args.replicas))
+        return stack.enter_context(lab_deployment(lab, workdir, replicas=args.replicas, business_traffic=True))
     if args.replicas > 1:
         raise UsageError("--replicas needs the lab (root): on loopback windows go in-process to one analyzer")
     config = Path(args.config) if args.config else EMBEDDED_CONFIG

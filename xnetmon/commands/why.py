@@ -114,7 +114,9 @@ def segment_words(segments: list[dict]) -> str:
             f"{segment['segment']} {segment['kind']} lost {segment['lost']:,} of {segment['packets']:,} "
             f"({segment['loss_ratio']:.2%})"
         )
-        return words + (f", delay {delay / 1e6:.1f} ms" if delay is not None else "")
+        words += f", delay {delay / 1e6:.1f} ms" if delay is not None else ""
+        unknown = segment.get("unknown_blocks", 0)  # an older analyzer does not say
+        return words + (f", {unknown:,} block(s) unknown (a counting point's capture dropped)" if unknown else "")
 
     more = len(losing) + len(ends) - SEGMENTS_SHOWN
     return "; ".join(one(s) for s in shown[:SEGMENTS_SHOWN]) + (f"; {more} more" if more > 0 else "")

@@ -37,6 +37,7 @@ def router(api: ApiContext) -> APIRouter:
                 lost=t.lost,
                 duplicated=t.duplicated,
                 blocks=t.blocks,
+                unknown_blocks=t.unknown_blocks,
                 loss_ratio=t.lost / t.packets if t.packets else 0.0,
                 last_delay_ns=t.last_delay_ns,
             )

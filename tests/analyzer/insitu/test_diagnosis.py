@@ -3,6 +3,8 @@ that says it is in-situ; nothing from segments that lose nothing or only long ag
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from analyzer.insitu.diagnosis import segment_diagnoses, significant
 from analyzer.insitu.segments import SegmentStore
 from tests.analyzer.insitu.insitu_support import path_blocks
@@ -51,3 +53,16 @@ def test_a_loss_that_began_in_the_last_block_is_not_diluted_by_the_clean_ones_be
     assert not significant(4, 3000) and significant(4, 1000)
     (diagnosis,) = segment_diagnoses(store, T0, 3 * S)
     assert diagnosis.suspects == ("city1a>prov1",)
+
+
+def test_missing_packets_of_a_block_a_capture_dropped_in_are_no_diagnosis():
+    blocks = path_blocks([[1000] * 3, [1000, 900, 1000], [1000] * 3, [1000] * 3])
+    unflagged = SegmentStore()
+    unflagged.add(blocks, T0)
+    assert [d.suspects for d in segment_diagnoses(unflagged, T0, 60 * S)] == [("cnty1a>city1a",)]
+    dropping = ("city1a", "in", 1)  # city1a's capture dropped packets of block 1 arriving
+    blocks = [replace(b, capture_dropped=(b.site, b.direction, b.sequence) == dropping) for b in blocks]
+    store = SegmentStore()
+    store.add(blocks, T0)
+    assert segment_diagnoses(store, T0, 60 * S) == []
+    assert store.totals()[("video", "cnty1a>city1a", "link")].unknown_blocks == 1

@@ -4,6 +4,7 @@ link and node and end to end, delay from D packets, each block reported once, bo
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 from scapy.layers.inet import UDP
 from scapy.layers.inet6 import IPv6
@@ -175,3 +176,24 @@ def test_a_path_change_inside_a_block_makes_no_phantom_loss_and_segments_follow_
     assert 4 not in blocks_of[("city1a", "node")] + blocks_of[("cnty1a>prov1", "end-to-end")]
     # the new path's whole line, once the points the flow left fell silent
     assert set(blocks_of[("city1a", "node")]) == set(range(14)) - {4}  # 14, 15 not final yet
+
+
+def test_a_block_a_capture_dropped_packets_in_settles_the_path_but_its_loss_is_unknown():
+    """city1a's capture dropped 30 packets of block 1 arriving: neither the link into it nor
+    the node after it nor the end-to-end figure reads them as loss; the segments away from it do."""
+    blocks = path_blocks([[100, 100, 100], [100, 70, 100], [100, 100, 100], [100, 98, 100]])
+    blocks = [
+        replace(b, capture_dropped=True) if (b.site, b.direction, b.sequence) == ("city1a", "in", 1) else b
+        for b in blocks
+    ]
+    store = SegmentStore()
+    store.add(blocks, T0)
+    totals = store.totals()
+    link_in = totals[("video", "cnty1a>city1a", "link")]
+    assert (link_in.packets, link_in.lost, link_in.blocks, link_in.unknown_blocks) == (200, 0, 2, 1)
+    assert totals[("video", "city1a", "node")].unknown_blocks == 1
+    assert totals[("video", "cnty1a>prov1", "end-to-end")].unknown_blocks == 0  # its ends counted whole
+    assert totals[("video", "cnty1a>prov1", "end-to-end")].lost == 2
+    assert totals[("video", "city1a>prov1", "link")].lost == 2  # the loss away from the dropping point stays
+    unknown = [s for s in store.recent() if not s.loss_known]
+    assert {(s.segment, s.delay_ns) for s in unknown} == {("cnty1a>city1a", None), ("city1a", None)}

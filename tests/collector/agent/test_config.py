@@ -551,3 +551,11 @@ def test_a_reflector_key_too_short_to_resist_forgery_is_refused(tmp_path):
     )
     with pytest.raises(ConfigError, match=r"reflector\.auth_key_file: a STAMP key needs at least 16 bytes, got 1"):
         load_plan(tmp_path / "agent.yaml")
+
+
+def test_probes_carry_the_slice_id_option_only_when_probing_asks():
+    assert plan_of("site: {name: a}\n").slice_option_type is None
+    asked = plan_of("site: {name: a}\nprobing: {slice_id_option: true}\n")
+    assert asked.slice_option_type == 0x1E
+    other = plan_of("site: {name: a}\nprobing: {slice_id_option: true, slice_option_type: 0x3E}\n")
+    assert other.slice_option_type == 0x3E

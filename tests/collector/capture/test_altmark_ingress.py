@@ -9,7 +9,7 @@ import sys
 
 import pytest
 from scapy.layers.inet import UDP
-from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrHopByHop
 
 from collector.capture.altmark import AltMark, MarkingPoint, find_altmark
 from collector.capture.altmark_ingress import (
@@ -20,6 +20,7 @@ from collector.capture.altmark_ingress import (
     insert_altmark,
     rule_command,
 )
+from collector.wire.dissect import dissect_ip
 from tests.altmark_support import ADDR_B, PORT, marked_pair, send_udp
 from tests.capture_support import Capture
 from tests.support import wait_until
@@ -150,3 +151,34 @@ def test_the_command_refuses_bad_arguments_with_a_clear_error():
         text=True,
     )
     assert done.returncode == 2 and "site index" in done.stderr
+
+
+@pytest.mark.parametrize("header", ["hop-by-hop", "destination"])
+@pytest.mark.parametrize("slice_id", [None, 0xC0FFEE01])
+def test_the_option_in_either_header_and_the_slice_id_leave_a_valid_packet_a_point_counts(header, slice_id):
+    marker = IngressMarker(FlowMonIds(3), header=header, slice_id=slice_id, mtu=1280)
+    original = udp_packet()
+    marked = marker.mark(original, 5 * BLOCK_NS)
+    added = {("hop-by-hop", None): 8, ("destination", None): 8}.get((header, slice_id), 16)
+    assert marked is not None and len(marked) == len(original) + added
+    parsed = IPv6(marked)
+    assert parsed.plen == len(marked) - 40
+    hop_by_hop = parsed.getlayer(IPv6ExtHdrHopByHop)
+    destination = parsed.getlayer(IPv6ExtHdrDestOpt)
+    carrier = hop_by_hop if header == "hop-by-hop" else destination
+    assert carrier is not None and next(o.otype for o in carrier.options if o.otype > 1) == 0x12
+    if slice_id is None:
+        assert (hop_by_hop is None) == (header == "destination")
+    else:  # the slice ID rides in the Hop-by-Hop header, first in the chain
+        assert parsed.nh == 0
+        assert dissect_ip(marked).slice_id == slice_id
+    udp = parsed[UDP]
+    checksum = udp.chksum
+    del udp.chksum
+    assert IPv6(bytes(parsed))[UDP].chksum == checksum and bytes(udp.payload) == b"x" * 20
+    point = MarkingPoint("a-b")
+    point.observe(0, marked)
+    assert point.packets == {(3 << 8, 1): 1}
+    # the MTU counts what this configuration adds
+    assert marker.mark(udp_packet(payload=bytes(1280 - 48 - added + 1)), 5 * BLOCK_NS) is None
+    assert marker.mark(udp_packet(payload=bytes(1280 - 48 - added)), 5 * BLOCK_NS) is not None

@@ -91,3 +91,30 @@ def test_a_flow_gone_silent_ships_its_open_blocks_once_and_then_only_new_ones():
         point.observe_directed((8000 + i * 40) * MS, marked(0x101, (i // 10) % 2, 34), 0, True)
     assert [b.sequence for b in point.take_final("a", now_ns=9000 * MS)] == [4]
     assert point.blocks_dropped == 0
+
+
+def test_blocks_whose_packets_could_have_been_among_the_captures_drops_are_flagged():
+    """Blocks at i*1000 ms + 0..90 ms: drops read after a packet at 2050 ms fall in block 2;
+    drops between blocks 3 and 4 may have been either's last or first packets."""
+    point = CountingPoint("a-b", CLASSIFIER)
+    feed(point, 0x101, 34, outgoing=True, blocks=7)  # blocks 0..4 final
+    point.note_drops(1500 * MS, 2060 * MS, 0)  # a reading without drops
+    point.note_drops(2050 * MS, 2070 * MS, 5)
+    # read up to 2070 ms: block 2 (reaching up to block 3's start) waits for a later reading
+    assert [(b.sequence, b.capture_dropped) for b in point.take_final("a")] == [(0, False), (1, False)]
+    point.note_drops(3100 * MS, 3200 * MS, 2)
+    point.note_drops(3200 * MS, 3300 * MS, 1)  # the same spell goes on
+    point.note_drops(3300 * MS, 6100 * MS, 0)
+    taken = point.take_final("a")
+    assert [(b.sequence, b.capture_dropped) for b in taken] == [(2, True), (3, True), (4, True)]
+    assert point.capture_drops == 8
+
+
+def test_a_block_clear_of_every_drop_spell_is_not_flagged():
+    point = CountingPoint("a-b", CLASSIFIER)
+    feed(point, 0x101, 34, outgoing=True, blocks=5)  # blocks 0..2 final
+    point.note_drops(3000 * MS, 3050 * MS, 4)  # inside block 3, open still
+    point.note_drops(3050 * MS, 9000 * MS, 0)
+    assert [(b.sequence, b.capture_dropped) for b in point.take_final("a")] == [(0, False), (1, False), (2, False)]
+    point.flush()
+    assert [(b.sequence, b.capture_dropped) for b in point.take_final("a")] == [(3, True), (4, False)]

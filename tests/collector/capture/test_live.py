@@ -1,6 +1,7 @@
 """Live AF_PACKET capture on a veth between two namespaces this test creates: known UDP
 traffic in every slice; per-slice totals equal what was sent at 1:1, and are within the
-sampling error at 1:N. Also the sampler on its own."""
+sampling error at 1:N. Also the sampler on its own, and a counting point told of the blocks
+its capture socket dropped packets in."""
 
 from __future__ import annotations
 
@@ -159,6 +160,87 @@ SURVIVOR = textwrap.dedent("""
         if line.strip() == "stop":
             break
 """)
+
+
+DROPPING = textwrap.dedent("""
+    import json, socket, threading, time
+    from collector.capture.aggregate import FlowAggregator
+    from collector.capture.altmark_sender import AltMarkSender, Marker
+    from collector.capture.counting_point import CountingPoint
+    from collector.capture.live import LiveCapture
+    from collector.traffic.classifier import SliceClassifier
+    from tests.support import DEADLINE_S, wait_until
+
+    BLOCK = 100
+
+    class Gate:
+        # holds the capture thread on a packet while shut: a busy capture whose socket fills up
+        def __init__(self):
+            self.open, self.held = threading.Event(), threading.Event()
+            self.open.set()
+        def observe(self, ts_ns, frame, offset):
+            if not self.open.is_set():
+                self.held.set()
+                self.open.wait(DEADLINE_S)
+
+    point = CountingPoint("lo", SliceClassifier.from_rules([{"slice": "video", "dscp": 34}]))
+    gate = Gate()
+    # one packet taken per receive and a receive buffer of a few dozen: a burst overflows it
+    capture = LiveCapture("lo", FlowAggregator("capture:lo"), observers=(gate, point), batch=1,
+                          receive_buffer_bytes=16384)
+    sink = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    sink.bind(("::1", 0))
+    sender = AltMarkSender("::1", sink.getsockname()[1], Marker(0x77, block_packets=BLOCK), dscp=34)
+    runner = threading.Thread(target=capture.run, daemon=True)
+    runner.start()
+    counted = lambda: sum(point.packets.values())
+
+    def paced(blocks):  # five packets at a time, each five counted and the drop counter read before the next
+        for _ in range(blocks * BLOCK // 5):
+            before, sent_ns = counted(), time.time_ns()
+            sender.send(5)
+            wait_until(lambda: counted() >= before + 5 and (point.drops_read_ns or 0) > sent_ns, interval=0.002,
+                       what="five packets counted")
+
+    paced(2)  # blocks 0 and 1
+    gate.open.clear()
+    sender.send(BLOCK)  # block 2 in one burst while the capture is held
+    assert gate.held.wait(DEADLINE_S)
+    gate.open.set()
+    wait_until(lambda: point.capture_drops, interval=0.002, what="the drops read")
+    paced(3)  # blocks 3, 4, 5
+    capture.stop()
+    runner.join(DEADLINE_S)
+    point.flush()
+    print(json.dumps({"blocks": [[b.sequence, b.packets, b.capture_dropped] for b in point.take_final("lo")],
+                      "kernel_drops": capture.stats.kernel_drops, "point_drops": point.capture_drops}))
+""")
+
+
+@pytest.mark.root
+def test_blocks_counted_while_the_capture_socket_dropped_packets_are_flagged() -> None:
+    """A real capture socket on a namespace's loopback, held busy while a block arrives in
+    one burst: the kernel drops what its small buffer cannot hold, and that block (and the
+    next, whose first packets could have been among them) ships flagged; the blocks counted
+    whole away from the drops do not."""
+    with network_namespace() as ns:
+        run = subprocess.run(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", DROPPING],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=300,
+        )
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    blocks = result["blocks"]
+    assert [b[0] for b in blocks] == [0, 1, 2, 3, 4, 5]
+    assert [(b[1], b[2]) for b in blocks if b[0] in (0, 4, 5)] == [(100, False)] * 3  # counted whole, clear
+    assert blocks[2][1] < 100 and blocks[2][2]
+    # a block left short lets the next block's first packets count as late ones of the block
+    # before it: every block whose count the drops changed is flagged
+    assert all(flagged for _, packets, flagged in blocks if packets != 100)
+    assert result["kernel_drops"] == result["point_drops"] > 0
 
 
 @pytest.mark.root

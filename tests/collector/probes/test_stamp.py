@@ -149,3 +149,30 @@ def test_a_flow_label_needs_an_ipv6_target():
             shared.open_session(StampEndpoint("127.0.0.1", 862, flow_label=0x12345), SenderSettings("t", "video"))
     finally:
         shared.close()
+
+
+def test_probes_of_a_slice_with_an_id_carry_it_in_a_hop_by_hop_option_when_asked():
+    """A receiver asking for Hop-by-Hop headers (IPV6_RECVHOPOPTS) gets the slice ID option
+    as the probes left the agent: the configured type, 4 octets, the slice's ID."""
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(("::1", 0))
+        receiver.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPOPTS, 1)
+        receiver.settimeout(DEADLINE_S)
+        seen = []
+        for option_type, slice_ in (
+            (0x3E, Slice("video", 34, 0xC0FFEE01)),
+            (0x3E, Slice("egov", 26)),
+            (None, Slice("data", 18, 7)),
+        ):
+            prober = StampProber(ProberContext(None, shared_host_clock(), option_type))
+            try:
+                spec = ProbeSpec(Target("r", "::1", receiver.getsockname()[1]), slice_, None, None, 10**9)
+                prober.add(spec, lambda result: None).send(time.time_ns())
+                _, ancillary, _, _ = receiver.recvmsg(2048, 256)
+            finally:
+                prober.close()
+            headers = [
+                data for level, kind, data in ancillary if (level, kind) == (socket.IPPROTO_IPV6, socket.IPV6_HOPOPTS)
+            ]
+            seen.append([bytes(header[2:8]) for header in headers])  # the option, behind Next Header and length
+    assert seen == [[bytes((0x3E, 4)) + (0xC0FFEE01).to_bytes(4, "big")], [], []]

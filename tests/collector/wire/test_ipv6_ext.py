@@ -25,6 +25,7 @@ from collector.wire.ipv6_ext import (
     MAX_EXTENSION_HEADERS,
     ExtensionChain,
     MalformedPacket,
+    options_header,
     walk_extension_headers,
 )
 
@@ -219,3 +220,14 @@ def test_random_prefixes_and_offsets_only_raise_malformed(data, offset):
         walk_extension_headers(b"\x60" + data, offset)
     except MalformedPacket:
         pass
+
+
+@pytest.mark.parametrize("option_lengths", [[6], [6, 6], [4], [5], [1], []])
+def test_an_options_header_is_padded_to_eight_octets_and_walks_back_to_its_options(option_lengths):
+    options = [bytes((0x1E + i, n - 2)) + bytes(range(n - 2)) for i, n in enumerate(option_lengths) if n >= 2]
+    header = options_header(17, options)
+    assert len(header) % 8 == 0 and header[0] == 17 and header[1] == len(header) // 8 - 1
+    packet = bytes(IPv6(src=SRC, dst=DST, nh=0, plen=len(header) + 8)) + header + bytes(8)
+    chain = walk_extension_headers(packet)
+    assert chain.upper_protocol == 17 and chain.upper_offset == 40 + len(header)
+    assert list(chain.hop_by_hop) == [(o[0], bytes(o[2:])) for o in options]

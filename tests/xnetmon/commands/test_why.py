@@ -84,3 +84,9 @@ def test_a_clean_slice_shows_one_segment_and_end_to_end_and_none_without_marking
     assert last.startswith("In-situ segments (marked flows): cnty1a>city1a span lost 0 of 8,012 (0.00%)")
     assert "end-to-end" in last
     assert "In-situ" not in explain(detail("ok"), [])
+
+
+def test_blocks_a_capture_dropped_in_are_said_to_be_unknown():
+    flagged = [{**SEGMENTS[0], "unknown_blocks": 3}, *SEGMENTS[1:]]
+    last = explain(detail("breached", hints=[HINT]), flagged).splitlines()[-1]
+    assert "(0.51%), delay 0.2 ms, 3 block(s) unknown (a counting point's capture dropped); cnty1a>prov1" in last
