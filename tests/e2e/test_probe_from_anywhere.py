@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from collector.agent.on_demand import BELOW_THE_AGENT
 from tests.support import DEADLINE_S, LineReader, wait_until
 from xnetmon.allinone import AGENT_METRICS_PORT, lab_bus_url, lab_deployment
 
@@ -241,15 +242,18 @@ PING = ("ping", "--slice", "video", "-i", "0.03", "-c", "1000")  # the agent's b
 
 
 def pings_by_hand(lab, workdir) -> list[subprocess.Popen]:
-    """Ten pings run inside the site, niced as the agent's on-demand probes run: the same
+    """Ten pings run inside the site, below the agent as its on-demand probes run: the same
     traffic and CPU, without the agent."""
-    argv = ["nice", "-n", "10", sys.executable, "-m", "xnetmon", "probe", PING[0], lab.address(FAR), *PING[1:]]
+    argv = [*BELOW_THE_AGENT, sys.executable, "-m", "xnetmon", "probe", PING[0], lab.address(FAR), *PING[1:]]
     return [lab.popen(SOURCE, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(10)]
 
 
 def pings_on_demand(lab, workdir) -> list[subprocess.Popen]:
-    """Ten pings asked of the agent over the bus."""
-    argv = remote_argv(lab, workdir, PING[0], FAR, *PING[1:])
+    """Ten pings asked of the agent over the bus. The asking processes stand in for an
+    operator's machine elsewhere: here they share the agent's two cores, which a real
+    deployment's agent would not, so they run at nice 19 and do not stand in for CPU the
+    agent's host would have to give them."""
+    argv = ["nice", "-n", "19", *remote_argv(lab, workdir, PING[0], FAR, *PING[1:])]
     return [lab.popen("core", argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(10)]
 
 
@@ -302,13 +306,13 @@ class Phases:
 
 
 CPU_BOUND = 0.03  # of a core: what answering ten probes may cost the agent beyond their traffic
+LAG_BOUND = 1.5  # on demand / by hand, scheduling lag p99 (medians of windows over alternating phases)
 
 
 def test_scheduled_probing_keeps_its_pace_while_ten_on_demand_probes_run_flat_out(deployment):
-    """Asserts the pace and what answering costs the agent; prints the lag and the losses of
-    each phase. The lag is not asserted: with the asking processes and the bus server on the
-    same two cores as the agent, it moved 4x against the same pings run by hand at the site
-    (the figures go in the notes; the requirement that it not move is open)."""
+    """Asserts the lag, the losses, the pace and what answering costs the agent against the
+    same ten pings run by hand at the site (their traffic and CPU alone move the lag on two
+    shared cores: what the agent may not add is its own); prints each phase's figures."""
     lab, workdir, _ = deployment
     phases = Phases()
     for _ in range(ROUNDS):  # alternating, so that the shared machine's load weighs on each kind alike
@@ -330,6 +334,12 @@ def test_scheduled_probing_keeps_its_pace_while_ten_on_demand_probes_run_flat_ou
     print("scheduled probes sent per second: " + ", ".join(f"{k} {v:.1f}" for k, v in rate.items()))
     print("scheduled probes lost: " + ", ".join(f"{k} {v:.0f}" for k, v in lost.items()))
     print("agent CPU, share of a core: " + ", ".join(f"{k} {v:.3f}" for k, v in cpu.items()))
+    # Scheduled probing kept its lag: answering costs it at most LAG_BOUND times what the same
+    # pings run by hand cost it (0.64x measured at a load of 10-35; the noise of a shared machine
+    # moves a phase's median 2-4x between rounds, hence the margin)...
+    assert ratios[1] <= LAG_BOUND, lag
+    # ...and lost nothing the no-ping phase did not.
+    assert lost["demand"] <= lost["none"], lost
     # Every schedule kept its pace against the same pings run by hand at the site (their
     # traffic alone slows a loaded two-core machine: 0.90x the no-ping phase in one CI run).
     assert rate["demand"] >= 0.9 * rate["hand"], rate
