@@ -6,7 +6,9 @@ probes and Ctrl-C are shown at the agent's log and metrics."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import signal
 import statistics
@@ -15,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -249,16 +252,27 @@ def pings_by_hand(lab, workdir) -> list[subprocess.Popen]:
 
 
 def pings_on_demand(lab, workdir) -> list[subprocess.Popen]:
-    """Ten pings asked of the agent over the bus. The asking processes stand in for an
-    operator's machine elsewhere: here they share the agent's two cores, which a real
-    deployment's agent would not, so they run at nice 19 and do not stand in for CPU the
-    agent's host would have to give them."""
-    argv = ["nice", "-n", "19", *remote_argv(lab, workdir, PING[0], FAR, *PING[1:])]
+    """Ten pings asked of the agent over the bus (`windows_while` lowers them to nice 19 once
+    they run)."""
+    argv = remote_argv(lab, workdir, PING[0], FAR, *PING[1:])
     return [lab.popen("core", argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(10)]
 
 
-def windows_while(lab, running: list[subprocess.Popen]) -> list[Window]:
-    """The agent's windows once every ping of `running` has its first reply; then Ctrl-C."""
+def nice_19(process: subprocess.Popen) -> None:
+    """Every thread of `process` (`ip netns exec` execs the command in place) at nice 19."""
+    for task in Path(f"/proc/{process.pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):
+            os.setpriority(os.PRIO_PROCESS, int(task.name), 19)
+
+
+def windows_while(lab, running: list[subprocess.Popen], asking: bool = False) -> list[Window]:
+    """The agent's windows once every ping of `running` has its first reply; then Ctrl-C.
+
+    Processes `asking` the agent stand in for an operator's machine elsewhere: here they share
+    the agent's two cores, which a real deployment's agent would not, so once they run (they
+    start at the test's priority: started at nice 19 on a loaded machine, the last began when
+    the first had ended) they go to nice 19 and do not stand in for CPU the agent's host would
+    have to give them."""
     try:
         readers, errors = [LineReader(p.stdout) for p in running], [LineReader(p.stderr) for p in running]
         for process, reader, error in zip(running, readers, errors):
@@ -266,6 +280,8 @@ def windows_while(lab, running: list[subprocess.Popen]) -> list[Window]:
                 lambda r=reader, p=process: r.matching(lambda line: "bytes from" in line) or p.poll() is not None
             )
             assert reader.matching(lambda line: "bytes from" in line), "".join(error.lines)
+            if asking:
+                nice_19(process)
         return window_samples(lab, WINDOWS)
     finally:  # Ctrl-C and its summary are the eleventh's test: here a slow start on a loaded
         # machine may bring a ping to its count's end just as Ctrl-C comes, which it dies of
@@ -318,7 +334,7 @@ def test_scheduled_probing_keeps_its_pace_while_ten_on_demand_probes_run_flat_ou
     for _ in range(ROUNDS):  # alternating, so that the shared machine's load weighs on each kind alike
         phases.kinds["none"].append(window_samples(lab, WINDOWS))
         phases.kinds["hand"].append(windows_while(lab, pings_by_hand(lab, workdir)))
-        phases.kinds["demand"].append(windows_while(lab, pings_on_demand(lab, workdir)))
+        phases.kinds["demand"].append(windows_while(lab, pings_on_demand(lab, workdir), asking=True))
         assert sum(w.on_demand == ON_DEMAND for w in phases.kinds["demand"][-1]) >= WINDOWS // 2
         wait_until(lambda: agent_metric(lab, "xnet_agent_on_demand_in_flight") == 0)
     kinds = tuple(phases.kinds)
