@@ -335,7 +335,8 @@ def test_scheduled_probing_keeps_its_pace_while_ten_on_demand_probes_run_flat_ou
         phases.kinds["none"].append(window_samples(lab, WINDOWS))
         phases.kinds["hand"].append(windows_while(lab, pings_by_hand(lab, workdir)))
         phases.kinds["demand"].append(windows_while(lab, pings_on_demand(lab, workdir), asking=True))
-        assert sum(w.on_demand == ON_DEMAND for w in phases.kinds["demand"][-1]) >= WINDOWS // 2
+        demand = phases.kinds["demand"][-1]
+        assert sum(w.on_demand == ON_DEMAND for w in demand) >= WINDOWS // 2, [(w.on_demand, w.at) for w in demand]
         wait_until(lambda: agent_metric(lab, "xnet_agent_on_demand_in_flight") == 0)
     kinds = tuple(phases.kinds)
     lag = {kind: phases.lag_median_s(kind) for kind in kinds}
@@ -351,8 +352,8 @@ def test_scheduled_probing_keeps_its_pace_while_ten_on_demand_probes_run_flat_ou
     print("scheduled probes lost: " + ", ".join(f"{k} {v:.0f}" for k, v in lost.items()))
     print("agent CPU, share of a core: " + ", ".join(f"{k} {v:.3f}" for k, v in cpu.items()))
     # Scheduled probing kept its lag: answering costs it at most LAG_BOUND times what the same
-    # pings run by hand cost it (0.64x measured at a load of 10-35; the noise of a shared machine
-    # moves a phase's median 2-4x between rounds, hence the margin)...
+    # pings run by hand cost it (0.64x measured at a load of 10-35, 0.35x at 50; at a load of
+    # 60 on two cores one phase's median moves 10x between rounds, and no bound holds)...
     assert ratios[1] <= LAG_BOUND, lag
     # ...and lost nothing the no-ping phase did not.
     assert lost["demand"] <= lost["none"], lost
