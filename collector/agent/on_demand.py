@@ -8,8 +8,8 @@ batch: the thread wakes once a tick for every running probe, where a wake-up, a 
 a socket write per line took the GIL from scheduled probing ~300 times a second with ten
 probes running. A cancel is the Ctrl-C of the local command (SIGINT), so its summary still
 prints. All of it runs on one thread of its own with its own event loop and bus connection;
-the probes it starts run niced below the agent, so that when CPU is short the scheduled
-probing goes first.
+the probes it starts run niced and SCHED_BATCH below the agent, within its scheduling group,
+so that when CPU is short the scheduled probing goes first.
 
 Who may ask is the bus's business (only operators publish on `xnetprobe.SITE`, and this
 agent subscribes to its own subject only); what may be asked is this module's: the target
@@ -67,6 +67,7 @@ KILL_AFTER_S = 5.0
 STOP_TIMEOUT_S = 10.0
 RECONNECT_WAIT_S = 2.0
 NICE_INCREMENT = 10  # on-demand probes run this much nicer than the agent
+BELOW_THE_AGENT = ("chrt", "--batch", "0", "nice", "-n", str(NICE_INCREMENT))  # each execs the next
 DEFAULT_INTERVAL_S = {"icmp": 1.0, "stamp": 1.0, "trace": 0.25}  # the commands' own defaults
 
 
@@ -349,12 +350,17 @@ class OnDemandProbes:
     async def _spawn(self, request: ProbeStart) -> tuple[asyncio.subprocess.Process, tuple[OutputPipe, ...]]:
         """The probe command, started, and the read ends of its stdout and stderr.
 
-        Below the scheduler in the CPU's queue (nice(1) execs the probe: signals reach it): the
-        probe yields to scheduled probing when CPU is short. Not this thread: it answers at once.
-        Its output goes to plain pipes that `_forward` reads once a tick, not to the event
+        Below the scheduler in the CPU's queue (chrt(1) and nice(1) exec the probe: signals
+        reach it): niced and SCHED_BATCH (a probe's wake-up does not preempt the scheduler), the
+        probe yields to scheduled probing when CPU is short. It stays in the agent's session:
+        with the kernel's autogroups (Debian's default) a session of its own is a scheduling
+        group of its own, weighed as much as the agent's whole group whatever its nice value,
+        so ten probes in ten sessions outweighed the agent ten to one. Its own process group
+        keeps a Ctrl-C at the agent's terminal from reaching it. Not this thread: it answers
+        at once. Its output goes to plain pipes that `_forward` reads once a tick, not to the event
         loop's stream readers, which would wake this thread (and take the GIL from scheduled
         probing) for every line printed."""
-        argv = ["nice", "-n", str(NICE_INCREMENT), *self.command, *command_args(request)]
+        argv = [*BELOW_THE_AGENT, *self.command, *command_args(request)]
         fds: list[int] = []
         try:
             for _ in ("stdout", "stderr"):
@@ -364,7 +370,7 @@ class OnDemandProbes:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=fds[1],
                 stderr=fds[3],
-                start_new_session=True,  # a Ctrl-C at the agent's terminal is not the requester's
+                process_group=0,  # a Ctrl-C at the agent's terminal is not the requester's
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},  # each line leaves as it is printed
             )
         except OSError as exc:

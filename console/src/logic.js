@@ -116,14 +116,32 @@ export function suspectElement(suspect) {
   return { kind: 'node', id: colon >= 0 ? suspect.slice(colon + 1) : suspect };
 }
 
-// Hints affecting `slice`, by the element they are drawn on: {elementId: [hint, ...]}.
-export function hintsByElement(hints, slice) {
+// Hint kinds that name a link ("a|b" kinds: either part).
+const LINK_KINDS = new Set(['link-loss', 'link-down', 'congestion', 'one-direction']);
+
+// The link a link-kind hint means when its suspects are the two ends of one of `links` and no
+// link (the engine "cannot tell apart: city1a, cnty1a"), else null.
+function linkBetweenSuspects(hint, links) {
+  if (!hint.kind.split('|').some((kind) => LINK_KINDS.has(kind))) return null;
+  const elements = hint.suspects.filter((s) => !s.includes(':')).map(suspectElement);
+  if (elements.length !== 2 || elements.some((e) => e.kind !== 'node')) return null;
+  const id = linkId(elements[0].id, elements[1].id);
+  return links.some((link) => linkId(link.a, link.b) === id) ? id : null;
+}
+
+// Hints affecting `slice`, by the element they are drawn on: {elementId: [hint, ...]}. A
+// link-kind hint whose suspects are the two ends of one of the map's `links` is drawn on that
+// link, not on its ends; a probing host or reflector among them still on its site.
+export function hintsByElement(hints, slice, links = []) {
   const drawn = {};
+  const draw = (id, hint) => (drawn[id] ??= []).includes(hint) || drawn[id].push(hint);
   for (const hint of hints) {
     if (slice && !hint.slices.includes(slice)) continue;
+    const link = linkBetweenSuspects(hint, links);
+    if (link) draw(link, hint);
     for (const suspect of hint.suspects) {
-      const { id } = suspectElement(suspect);
-      (drawn[id] ??= []).includes(hint) || drawn[id].push(hint);
+      if (link && !suspect.includes(':')) continue;
+      draw(suspectElement(suspect).id, hint);
     }
   }
   return drawn;
@@ -327,11 +345,51 @@ export function readAccess(status, sentToken) {
   return sentToken ? 'wrong' : 'needed';
 }
 
-// An on-demand probe's result as the form shows it: a trace's report hop by hop as mtr prints
-// it, a stamp or icmp summary as the JSON it is.
-export function probeResultText(result) {
+// An on-demand probe's result as the form shows it, as `xnetmon probe` prints it: a trace's
+// report hop by hop as mtr prints it, a stamp or icmp (ping) summary as the command's summary
+// lines (the API answers the summary only: no replies, no elapsed time), anything else as JSON.
+export function probeResultText(result, kind) {
   const trace = result?.trace;
-  if (!trace) return JSON.stringify(result, null, 2);
+  if (trace) return traceText(trace);
+  const summary = result?.summary;
+  if (summary && kind === 'icmp') return pingSummaryText(summary);
+  if (summary && kind === 'stamp') return stampSummaryText(summary);
+  return JSON.stringify(result, null, 2);
+}
+
+// As xnetmon.commands.common.milliseconds: "-" for none, else three decimals.
+const milliseconds = (ns) => (ns === null || ns === undefined ? '-' : (ns / 1e6).toFixed(3));
+// As Python's "{:g}": six significant digits, no trailing zeros.
+const general = (x) => String(Number(x.toPrecision(6)));
+
+function pingSummaryText(s) {
+  const extras = (s.duplicates ? `, +${s.duplicates} duplicates` : '') + (s.errors ? `, +${s.errors} errors` : '');
+  return [
+    `--- ${s.target} ping statistics ---`,
+    `${s.sent} packets transmitted, ${s.received} received${extras}, ${general(s.loss_ratio * 100)}% packet loss`,
+    ...(s.received ? [`rtt min/avg/max/mdev = ${[s.rtt_min_ns, s.rtt_avg_ns, s.rtt_max_ns, s.rtt_mdev_ns].map(milliseconds).join('/')} ms`] : []),
+  ].join('\n');
+}
+
+function stampSummaryText(s) {
+  const lines = [
+    `--- ${s.target} STAMP statistics ---`,
+    `${s.sent} sent, ${s.received} received, ${(s.loss_ratio * 100).toFixed(1)}% loss ` +
+      `(forward ${s.lost_forward}, reverse ${s.lost_reverse}, unknown ${s.lost_unknown}), ` +
+      `${s.duplicates} duplicates, ${s.reordered} reordered`,
+  ];
+  if (s.received) {
+    const rtts = [s.rtt_min_ns, s.rtt_avg_ns, s.rtt_p50_ns, s.rtt_p99_ns, s.rtt_max_ns].map(milliseconds);
+    lines.push(
+      `rtt min/avg/p50/p99/max = ${rtts.join('/')} ms`,
+      `jitter (IPDV, RFC 3393) mean/max = ${milliseconds(s.ipdv_mean_abs_ns)}/${milliseconds(s.ipdv_max_abs_ns)} ms, ` +
+        `PDV p99 (RFC 5481) = ${milliseconds(s.pdv_p99_ns)} ms`,
+    );
+  }
+  return lines.join('\n');
+}
+
+function traceText(trace) {
   const ms = (ns) => (ns === null || ns === undefined ? '-' : (ns / 1e6).toFixed(1));
   return [
     `trace ${trace.target} (${trace.address}), slice ${trace.slice} (DSCP ${trace.dscp}), ${trace.rounds} rounds`,

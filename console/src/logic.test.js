@@ -89,6 +89,18 @@ describe('hints on the map', () => {
     expect(drawn.k1).toEqual([hint]);
     expect(hintsByElement([hint], 'egov')).toEqual({});
   });
+  it('a link-kind hint on the two ends of one link is drawn on that link', () => {
+    const ends = { ...hint, suspects: ['c1', 'k1'] }; // "cannot tell apart: c1, k1"
+    expect(hintsByElement([ends], 'video', MAP.links)).toEqual({ [linkId('c1', 'k1')]: [ends] });
+    const withHost = { ...ends, kind: 'congestion|slice-isolation', suspects: ['k1', 'c1', 'host:k1'] };
+    expect(hintsByElement([withHost], 'video', MAP.links)).toEqual({ [linkId('c1', 'k1')]: [withHost], k1: [withHost] });
+    // A node's kind, two sites with no link between them, or no map: on the sites.
+    const nodes = { ...ends, kind: 'node-loss' };
+    expect(Object.keys(hintsByElement([nodes], 'video', MAP.links)).sort()).toEqual(['c1', 'k1']);
+    const apart = { ...ends, suspects: ['core', 'k1'] };
+    expect(Object.keys(hintsByElement([apart], 'video', MAP.links)).sort()).toEqual(['core', 'k1']);
+    expect(Object.keys(hintsByElement([ends], 'video')).sort()).toEqual(['c1', 'k1']);
+  });
   it('is worded as `xnetmon why` words it', () => {
     const one = { ...hint, suspects: ['prov2>city2a'], slices: ['video', 'egov'], first_seen_ns: 0 };
     expect(describeHint(one)).toBe('loss on link prov2>city2a (confidence 0.90), affecting video, egov, since -');
@@ -195,9 +207,32 @@ describe('the read token', () => {
 });
 
 describe('a probe result', () => {
-  it('shows a summary as its JSON and a trace hop by hop with each hop\'s loss', () => {
-    const summary = { summary: { sent: 3, received: 3 } };
-    expect(JSON.parse(probeResultText(summary))).toEqual(summary);
+  it('shows a ping or STAMP summary as the command prints it, anything else as its JSON', () => {
+    const rtts = { rtt_min_ns: 1000000, rtt_avg_ns: 1500000, rtt_p50_ns: 1400000, rtt_p99_ns: 2500000, rtt_max_ns: 3000000 };
+    const common = { target: 'cnty2b', sent: 3, received: 2, loss_ratio: 1 / 3, duplicates: 0, ...rtts };
+    const icmp = { summary: { ...common, errors: 0, rtt_mdev_ns: 250000 } };
+    expect(probeResultText(icmp, 'icmp').split('\n')).toEqual([
+      '--- cnty2b ping statistics ---',
+      '3 packets transmitted, 2 received, 33.3333% packet loss',
+      'rtt min/avg/max/mdev = 1.000/1.500/3.000/0.250 ms',
+    ]);
+    const lossy = { summary: { ...icmp.summary, received: 0, loss_ratio: 1, duplicates: 1, errors: 2 } };
+    expect(probeResultText(lossy, 'icmp')).toBe(
+      '--- cnty2b ping statistics ---\n3 packets transmitted, 0 received, +1 duplicates, +2 errors, 100% packet loss',
+    );
+    const losses = { lost_forward: 1, lost_reverse: 0, lost_unknown: 0, reordered: 0 };
+    const jitter = { ipdv_mean_abs_ns: 200000, ipdv_max_abs_ns: 500000, pdv_p99_ns: 1500000 };
+    const stamp = { summary: { ...common, ...losses, ...jitter } };
+    expect(probeResultText(stamp, 'stamp').split('\n')).toEqual([
+      '--- cnty2b STAMP statistics ---',
+      '3 sent, 2 received, 33.3% loss (forward 1, reverse 0, unknown 0), 0 duplicates, 0 reordered',
+      'rtt min/avg/p50/p99/max = 1.000/1.500/1.400/2.500/3.000 ms',
+      'jitter (IPDV, RFC 3393) mean/max = 0.200/0.500 ms, PDV p99 (RFC 5481) = 1.500 ms',
+    ]);
+    const other = { summary: { sent: 3 } };
+    expect(JSON.parse(probeResultText(other, 'other'))).toEqual(other);
+  });
+  it('shows a trace hop by hop with each hop\'s loss', () => {
     const row = (hop, address, received) => ({ hop, address, sent: 10, received, loss_ratio: (10 - received) / 10, avg_ns: 1.5e6, best_ns: 1e6, worst_ns: 3e6 });
     const trace = { target: 'fd00::9', address: 'fd00::9', slice: 'video', dscp: 34, rounds: 10, report: [row(1, 'fd00::1', 10), row(2, null, 0), row(3, 'fd00::9', 7)], path: { reached: true } };
     const lines = probeResultText({ trace }).split('\n');

@@ -199,7 +199,7 @@ function draw() {
   options($('province'), [['', t('all')], ...provinces.map((p) => [p, p])], state.province);
   const shown = filterByProvince(state.map, state.province);
   const painted = paint(shown, state.paths, state.slice);
-  const drawn = hintsByElement(state.hints, state.slice);
+  const drawn = hintsByElement(state.hints, state.slice, state.map.links);
   // The first map with sites (an empty one is drawn while the page waits for data or a token).
   const first = timings.opened === null && shown.nodes.length;
   drawMap(shown, painted, drawn);
@@ -357,7 +357,7 @@ function details() {
   const painted = paint(state.map, state.paths, state.slice);
   const st = (chosen.kind === 'link' ? painted.links : painted.nodes)[chosen.id] ?? 'no-data';
   const through = pathsThrough(state.map, state.paths, chosen.id, state.slice);
-  const hints = (hintsByElement(state.hints, state.slice)[chosen.id] ?? []);
+  const hints = (hintsByElement(state.hints, state.slice, state.map.links)[chosen.id] ?? []);
   box.replaceChildren(
     el('h2', {}, `${t(chosen.kind)} ${chosen.id.replace('~', ' — ')}`),
     el('p', { id: 'selected-state', 'data-state': st }, `${styleFor(st).mark} ${t('status')}: ${t(st)} (${state.slice})`),
@@ -479,7 +479,7 @@ function probeForm() {
       const response = await fetch(API + 'probe', { method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${operatorToken}` }, body: JSON.stringify(body) });
       const answer = await response.json();
       if (response.status === 401) operatorToken = null; // ask again
-      result.textContent = response.ok ? probeResultText(answer.result) : `${response.status}: ${answer.detail}`;
+      result.textContent = response.ok ? probeResultText(answer.result, body.kind) : `${response.status}: ${answer.detail}`;
     } catch (error) {
       result.textContent = String(error);
     }

@@ -6,7 +6,9 @@ probes and Ctrl-C are shown at the agent's log and metrics."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import signal
 import statistics
@@ -15,9 +17,11 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
+from collector.agent.on_demand import BELOW_THE_AGENT
 from tests.support import DEADLINE_S, LineReader, wait_until
 from xnetmon.allinone import AGENT_METRICS_PORT, lab_bus_url, lab_deployment
 
@@ -241,20 +245,34 @@ PING = ("ping", "--slice", "video", "-i", "0.03", "-c", "1000")  # the agent's b
 
 
 def pings_by_hand(lab, workdir) -> list[subprocess.Popen]:
-    """Ten pings run inside the site, niced as the agent's on-demand probes run: the same
+    """Ten pings run inside the site, below the agent as its on-demand probes run: the same
     traffic and CPU, without the agent."""
-    argv = ["nice", "-n", "10", sys.executable, "-m", "xnetmon", "probe", PING[0], lab.address(FAR), *PING[1:]]
+    argv = [*BELOW_THE_AGENT, sys.executable, "-m", "xnetmon", "probe", PING[0], lab.address(FAR), *PING[1:]]
     return [lab.popen(SOURCE, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(10)]
 
 
 def pings_on_demand(lab, workdir) -> list[subprocess.Popen]:
-    """Ten pings asked of the agent over the bus."""
+    """Ten pings asked of the agent over the bus (`windows_while` lowers them to nice 19 once
+    they run)."""
     argv = remote_argv(lab, workdir, PING[0], FAR, *PING[1:])
     return [lab.popen("core", argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(10)]
 
 
-def windows_while(lab, running: list[subprocess.Popen]) -> list[Window]:
-    """The agent's windows once every ping of `running` has its first reply; then Ctrl-C."""
+def nice_19(process: subprocess.Popen) -> None:
+    """Every thread of `process` (`ip netns exec` execs the command in place) at nice 19."""
+    for task in Path(f"/proc/{process.pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):
+            os.setpriority(os.PRIO_PROCESS, int(task.name), 19)
+
+
+def windows_while(lab, running: list[subprocess.Popen], asking: bool = False) -> list[Window]:
+    """The agent's windows once every ping of `running` has its first reply; then Ctrl-C.
+
+    Processes `asking` the agent stand in for an operator's machine elsewhere: here they share
+    the agent's two cores, which a real deployment's agent would not, so once they run (they
+    start at the test's priority: started at nice 19 on a loaded machine, the last began when
+    the first had ended) they go to nice 19 and do not stand in for CPU the agent's host would
+    have to give them."""
     try:
         readers, errors = [LineReader(p.stdout) for p in running], [LineReader(p.stderr) for p in running]
         for process, reader, error in zip(running, readers, errors):
@@ -262,6 +280,8 @@ def windows_while(lab, running: list[subprocess.Popen]) -> list[Window]:
                 lambda r=reader, p=process: r.matching(lambda line: "bytes from" in line) or p.poll() is not None
             )
             assert reader.matching(lambda line: "bytes from" in line), "".join(error.lines)
+            if asking:
+                nice_19(process)
         return window_samples(lab, WINDOWS)
     finally:  # Ctrl-C and its summary are the eleventh's test: here a slow start on a loaded
         # machine may bring a ping to its count's end just as Ctrl-C comes, which it dies of
@@ -302,20 +322,21 @@ class Phases:
 
 
 CPU_BOUND = 0.03  # of a core: what answering ten probes may cost the agent beyond their traffic
+LAG_BOUND = 1.5  # on demand / by hand, scheduling lag p99 (medians of windows over alternating phases)
 
 
 def test_scheduled_probing_keeps_its_pace_while_ten_on_demand_probes_run_flat_out(deployment):
-    """Asserts the pace and what answering costs the agent; prints the lag and the losses of
-    each phase. The lag is not asserted: with the asking processes and the bus server on the
-    same two cores as the agent, it moved 4x against the same pings run by hand at the site
-    (the figures go in the notes; the requirement that it not move is open)."""
+    """Asserts the lag, the losses, the pace and what answering costs the agent against the
+    same ten pings run by hand at the site (their traffic and CPU alone move the lag on two
+    shared cores: what the agent may not add is its own); prints each phase's figures."""
     lab, workdir, _ = deployment
     phases = Phases()
     for _ in range(ROUNDS):  # alternating, so that the shared machine's load weighs on each kind alike
         phases.kinds["none"].append(window_samples(lab, WINDOWS))
         phases.kinds["hand"].append(windows_while(lab, pings_by_hand(lab, workdir)))
-        phases.kinds["demand"].append(windows_while(lab, pings_on_demand(lab, workdir)))
-        assert sum(w.on_demand == ON_DEMAND for w in phases.kinds["demand"][-1]) >= WINDOWS // 2
+        phases.kinds["demand"].append(windows_while(lab, pings_on_demand(lab, workdir), asking=True))
+        demand = phases.kinds["demand"][-1]
+        assert sum(w.on_demand == ON_DEMAND for w in demand) >= WINDOWS // 2, [(w.on_demand, w.at) for w in demand]
         wait_until(lambda: agent_metric(lab, "xnet_agent_on_demand_in_flight") == 0)
     kinds = tuple(phases.kinds)
     lag = {kind: phases.lag_median_s(kind) for kind in kinds}
@@ -330,6 +351,12 @@ def test_scheduled_probing_keeps_its_pace_while_ten_on_demand_probes_run_flat_ou
     print("scheduled probes sent per second: " + ", ".join(f"{k} {v:.1f}" for k, v in rate.items()))
     print("scheduled probes lost: " + ", ".join(f"{k} {v:.0f}" for k, v in lost.items()))
     print("agent CPU, share of a core: " + ", ".join(f"{k} {v:.3f}" for k, v in cpu.items()))
+    # Scheduled probing kept its lag: answering costs it at most LAG_BOUND times what the same
+    # pings run by hand cost it. Measured on two cores shared at a load of 10-60: 0.64x, 12.7x,
+    # 0.35x, 1.68x, 2.03x (median 1.68x); one phase's median moved up to 10x between rounds...
+    assert ratios[1] <= LAG_BOUND, lag
+    # ...and lost nothing the no-ping phase did not.
+    assert lost["demand"] <= lost["none"], lost
     # Every schedule kept its pace against the same pings run by hand at the site (their
     # traffic alone slows a loaded two-core machine: 0.90x the no-ping phase in one CI run).
     assert rate["demand"] >= 0.9 * rate["hand"], rate

@@ -184,9 +184,15 @@ def test_a_line_longer_than_a_reply_comes_in_parts_that_join_up(bus):
     assert replies[-1] == End(0, False)
 
 
-def test_on_demand_probes_run_nicer_than_the_agent(bus):
+def test_on_demand_probes_run_nicer_than_the_agent_within_its_scheduling_group(bus):
+    """Niced, SCHED_BATCH, and in the agent's session (with autogroups, its own session would
+    be a scheduling group weighed as much as the agent's, whatever its nice value), in a
+    process group of its own."""
     pki, server = bus
-    code = "import os; print(os.getpriority(os.PRIO_PROCESS, 0))"
+    code = (
+        "import os; print(os.getpriority(os.PRIO_PROCESS, 0), os.sched_getscheduler(0), os.getsid(0),"
+        " os.getpgid(0) == os.getpid())"
+    )
     agent = OnDemandProbes(
         "cnty1a",
         bus_setup.site_endpoint(pki, "cnty1a", (server.url,)),
@@ -199,7 +205,8 @@ def test_on_demand_probes_run_nicer_than_the_agent(bus):
     finally:
         agent.stop()
     own = os.getpriority(os.PRIO_PROCESS, 0)
-    assert [r.text for r in replies if isinstance(r, Line)] == [str(min(19, own + NICE_INCREMENT))]
+    expected = f"{min(19, own + NICE_INCREMENT)} {os.SCHED_BATCH} {os.getsid(0)} True"
+    assert [r.text for r in replies if isinstance(r, Line)] == [expected]
 
 
 def test_lines_printed_within_a_tick_travel_together(bus):
