@@ -33,6 +33,7 @@ import uvicorn
 from analyzer.api.app import create_app
 from analyzer.api.guarded_h11 import uvicorn_options
 from analyzer.exporter import BusLink
+from analyzer.gc_tuning import freeze_restored, tune_for_long_lived_store
 from analyzer.insitu.diagnosis import segment_diagnoses
 from analyzer.slice_history import HistorySampler, SliceHistory
 from analyzer.store.journal import IntakeJournal, replay
@@ -369,10 +370,12 @@ class AnalyzerService:
         diagnose: Callable | None = None,
         **store_options,
     ) -> None:
+        tune_for_long_lived_store()
         self.store = open_store(state_dir, policies, **store_options)
         self.journal = IntakeJournal(Path(state_dir) / JOURNAL_NAME) if state_dir is not None else None
         if self.journal is not None:
             replay(self.journal, self.store, time.time_ns())
+        freeze_restored()
         self.socket = listening_socket(*listen)
         self.errors = LoopErrors()  # every background loop's, shown by /healthz and /metrics
         self.keeper = (

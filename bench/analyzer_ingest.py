@@ -14,7 +14,9 @@ are shared: wall time would count the neighbours), medians over repetitions:
 - store:       `WindowStore.ingest` of parsed batches: dedup, interval closing, IntervalStats
                and the real `analyzer.sla.verdicts` trackers per slice and per path ("first sight":
                the first interval, which also creates every path's tracker)
-- parse+store: what `POST /v1/windows` does per body, less HTTP
+- parse+store: what `POST /v1/windows` does per body, less HTTP, with the analyzer's
+               garbage-collector thresholds (analyzer.gc_tuning), as every stage
+- parse+store, default gc: the same with CPython's default thresholds
 - parse+store, slice verdicts only: the same without per-path trackers (their share)
 - resend:      parse+store of the same bodies again: every window a duplicate
 
@@ -27,6 +29,7 @@ No root needed. The target (issue 6) is 50,000 windows/s per core for parse+stor
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import random
 import sys
@@ -37,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import _common as c
 
+from analyzer.gc_tuning import THRESHOLDS, tune_for_long_lived_store
 from analyzer.sla.verdicts import SlaTracker, default_policies
 from analyzer.store.memory import WindowStore
 from collector.contract.codec import ShipmentParser, encode_body
@@ -48,6 +52,7 @@ SLICES = ("video", "egov", "data", "best-effort")
 INTERVAL_NS = 10_000_000_000
 FIRST = 170_000_000  # an interval number in 2023
 TARGET = 50_000
+DEFAULT_GC_THRESHOLDS = (700, 10, 10)  # CPython's, for the row that shows what the tuning gains
 
 
 def make_window(key: PathKey, seq: int, rng: random.Random) -> PathWindow:
@@ -132,14 +137,20 @@ def run_stages(bodies: list[tuple[int, bytes]], agents: int, paths: int) -> dict
     figures["store, first sight"] = paths / cpu(lambda: [store.ingest(b, now) for now, b in batches[:agents]])
     figures["store"] = steady / cpu(lambda: [store.ingest(b, now) for now, b in batches[agents:]])
     assert store.stats()["windows_ingested"] == windows
-    for name, tracker_type in (("parse+store", SlaTracker), ("parse+store, slice verdicts only", slice_verdicts_only)):
+    for name, tracker_type, thresholds in (
+        ("parse+store", SlaTracker, THRESHOLDS),
+        ("parse+store, default gc", SlaTracker, DEFAULT_GC_THRESHOLDS),
+        ("parse+store, slice verdicts only", slice_verdicts_only, THRESHOLDS),
+    ):
         store = WindowStore(policies, catch_up_s=0, tracker_type=tracker_type)
         parser = ShipmentParser()
         for now, b in first:
             store.ingest(parser.parse(b), now)
+        gc.set_threshold(*thresholds)
         figures[name] = steady / cpu(
             lambda store=store, parser=parser: [store.ingest(parser.parse(b), now) for now, b in rest]
         )
+        gc.set_threshold(*THRESHOLDS)
         stats = store.stats()
         assert stats["windows_late"] == 0 and stats["intervals_closed"] >= len(SLICES) * (len(bodies) // agents - 1)
     figures["resend"] = windows / cpu(lambda: [store.ingest(parser.parse(b), now) for now, b in bodies])
@@ -158,6 +169,7 @@ def main() -> int:
     parser.add_argument("--quiet", action="store_true", help="no table on stdout")
     args = parser.parse_args()
 
+    tune_for_long_lived_store()  # as the analyzer process runs (analyzer.service)
     bodies = make_bodies(args.paths, args.agents, args.intervals)
     windows = args.paths * args.intervals
     reps = [run_stages(bodies, args.agents, args.paths) for _ in range(args.reps)]

@@ -44,6 +44,7 @@ def test_analyzer_ingest_smoke(tmp_path: Path) -> None:
         "store, first sight",
         "store",
         "parse+store",
+        "parse+store, default gc",
         "parse+store, slice verdicts only",
         "resend",
     }
