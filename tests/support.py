@@ -9,6 +9,7 @@ import errno
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -299,17 +300,22 @@ def dribble(
 
 
 def read_slowly(
-    address: tuple[str, int], request: bytes, still_served: Callable[[], object], interval: float = 1.0
+    address: tuple[str, int],
+    request: bytes,
+    still_served: Callable[[], object],
+    interval: float = 1.0,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[float, int]:
-    """Opens a connection with a small receive buffer to `address`, sends `request` and then
-    reads the answer one byte every `interval` seconds until the server ends the connection,
-    running `still_served()` between bytes. Returns how long the server let it read and how
-    many bytes it got."""
+    """Opens a connection with a small receive buffer to `address` (in TLS with `tls`), sends
+    `request` and then reads the answer one byte every `interval` seconds until the server
+    ends the connection, running `still_served()` between bytes. Returns how long the server
+    let it read and how many bytes it got."""
     got = 0
-    with socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET, socket.SOCK_STREAM) as slow:
-        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: the window stays small
-        slow.settimeout(DEADLINE_S)
-        slow.connect(address)
+    with socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET, socket.SOCK_STREAM) as raw:
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: the window stays small
+        raw.settimeout(DEADLINE_S)
+        raw.connect(address)
+        slow = tls.wrap_socket(raw, server_hostname=address[0]) if tls is not None else raw
         slow.sendall(request)
         started = time.monotonic()
 

@@ -42,7 +42,7 @@ class GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         # Paused (and timed) as soon as a byte waits: the app's next send waits for the client.
-        transport.set_write_buffer_limits(high=0, low=0)
+        transport.set_write_buffer_limits(high=1, low=0)  # high=0 would pause a TLS transport while empty
         self._body_started = 0.0
         self._body_received = 0
         self._send_started = 0.0
