@@ -38,6 +38,7 @@ class AnalyzerSnapshot:
     hints: Sequence = ()  # root-cause hints: objects with kind, suspects, slices, confidence
     errors: Mapping[str, int] = field(default_factory=dict)  # background component -> errors survived
     bus: BusLink | None = None  # None: no bus intake (HTTP only), or its consumer not made yet
+    responses_cut_off: int = 0  # by the process's HTTP servers: a client did not read them
 
 
 COUNTERS = {  # store counter -> (metric, help); full names, so a metric can be searched for
@@ -87,6 +88,13 @@ class AnalyzerCollector(Collector):
         for component, count in sorted(snapshot.errors.items()):
             errors.add_metric([component], count)
         yield errors
+        cut_off = CounterMetricFamily(
+            "xnet_analyzer_http_responses_cut_off_total",
+            "Responses of the API cut off because the client did not read them at the server's send bounds "
+            "(collector/system/http_limits.py).",
+        )
+        cut_off.add_metric([], snapshot.responses_cut_off)
+        yield cut_off
         if snapshot.bus is not None:
             yield from _bus_families(snapshot.bus)
 

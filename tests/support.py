@@ -9,6 +9,7 @@ import errno
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -296,3 +297,39 @@ def dribble(
 
         wait_until(cut_off, interval=interval, what="the slow client cut off")
         return time.monotonic() - started, bytes(answer)
+
+
+def read_slowly(
+    address: tuple[str, int],
+    request: bytes,
+    still_served: Callable[[], object],
+    interval: float = 1.0,
+    tls: ssl.SSLContext | None = None,
+) -> tuple[float, int]:
+    """Opens a connection with a small receive buffer to `address` (in TLS with `tls`), sends
+    `request` and then reads the answer one byte every `interval` seconds until the server
+    ends the connection, running `still_served()` between bytes. Returns how long the server
+    let it read and how many bytes it got."""
+    got = 0
+    with socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET, socket.SOCK_STREAM) as raw:
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: the window stays small
+        raw.settimeout(DEADLINE_S)
+        raw.connect(address)
+        slow = tls.wrap_socket(raw, server_hostname=address[0]) if tls is not None else raw
+        slow.sendall(request)
+        started = time.monotonic()
+
+        def cut_off() -> bool:
+            nonlocal got
+            if slow.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                return True  # reset: what is left in the receive queue would still read for ages
+            try:
+                byte = slow.recv(1)
+            except OSError:
+                return True
+            got += len(byte)
+            still_served()
+            return not byte  # end of stream
+
+        wait_until(cut_off, interval=interval, what="the slow reader cut off")
+        return time.monotonic() - started, got

@@ -8,29 +8,45 @@ answers 503. Here a connection whose head has not fully arrived `header_timeout_
 opened, or after its previous response, is closed; a body that falls behind
 `HttpLimits.body_time_s` is answered 408 (or, when the answer already went out, as when the
 token was refused before the body, just cut off) and its connection closed.
+
+On the way out asyncio buffers whatever the kernel does not take, without limit and for as
+long as the client does not read: a client that asks for /metrics and reads it a byte a
+second would hold its connection and the whole buffered response for ever (and, in numbers,
+every connection). So writing pauses as soon as anything waits in the buffer, and while it
+waits the client must take it at `HttpLimits.send_time_s`; one that falls behind has its
+connection aborted, the buffer dropped and the cut counted in `RESPONSES_CUT_OFF`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import struct
 from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from collector.system.http_limits import DEFAULT_HTTP_LIMITS, HttpLimits
+from collector.system.http_limits import DEFAULT_HTTP_LIMITS, RESPONSES_CUT_OFF, HttpLimits
+
+LINGER_NONE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets and drops what is unsent
 
 
 class GuardedH11Protocol(H11Protocol):
     limits = DEFAULT_HTTP_LIMITS  # set per server by `uvicorn_options`
     _head_deadline: asyncio.TimerHandle | None = None
     _body_deadline: asyncio.TimerHandle | None = None
+    _send_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # Paused (and timed) as soon as a byte waits: the app's next send waits for the client.
+        transport.set_write_buffer_limits(high=1, low=0)  # high=0 would pause a TLS transport while empty
         self._body_started = 0.0
         self._body_received = 0
+        self._send_started = 0.0
+        self._send_backlog = 0
         self._arm_head_deadline()
 
     def data_received(self, data: bytes) -> None:
@@ -50,7 +66,40 @@ class GuardedH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._head_deadline = _cancelled(self._head_deadline)
         self._body_deadline = _cancelled(self._body_deadline)
+        self._send_deadline = _cancelled(self._send_deadline)
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._send_deadline is None:
+            self._send_started = self.loop.time()
+            self._send_backlog = self.transport.get_write_buffer_size()
+            self._send_deadline = self.loop.call_at(self._send_due(), self._send_too_slow)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()  # the buffer is empty: the client took all it was given
+        self._send_deadline = _cancelled(self._send_deadline)
+
+    def _send_due(self) -> float:
+        waiting = self.transport.get_write_buffer_size()
+        self._send_backlog = max(self._send_backlog, waiting)  # the end of a response may join
+        return self._send_started + self.limits.send_time_s(self._send_backlog - waiting)
+
+    def _send_too_slow(self) -> None:
+        """Also when the connection is closing: a close waits for the buffer to be sent."""
+        self._send_deadline = None
+        if self.transport.get_write_buffer_size() == 0:
+            return
+        if self.loop.time() < self._send_due():  # what the client took bought more time
+            self._send_deadline = self.loop.call_at(self._send_due(), self._send_too_slow)
+            return
+        RESPONSES_CUT_OFF.add()
+        if self.cycle is not None:
+            self.cycle.disconnected = True  # the app's send() now writes nothing
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:  # a reset, not a FIN behind what the kernel still holds for the client
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_NONE)
+        self.transport.abort()  # the buffered response goes; connection_lost follows
 
     def _arm_head_deadline(self) -> None:
         _cancelled(self._head_deadline)

@@ -87,6 +87,9 @@ def restart_plan(
     ]
 
 
+ANALYZER_ROLE = "analyzer (this process)"
+
+
 class Soak:
     def __init__(self, args, lab, deployment, ledger: Ledger, rng: random.Random) -> None:
         self.args, self.lab, self.deployment, self.ledger, self.rng = args, lab, deployment, ledger, rng
@@ -113,7 +116,7 @@ class Soak:
             return None
 
     def pids(self) -> dict[str, int]:
-        found = {"analyzer (this process)": os.getpid()}
+        found = {ANALYZER_ROLE: os.getpid()}
         for site in self.deployment.sites:
             found[f"agent:{site}"] = self.restarts.agent_pid(site)
             for pid, _argv, _cwd in self.lab.processes_matching(site, "xnetmon reflect"):
@@ -121,7 +124,7 @@ class Soak:
         return found
 
     def sample(self) -> None:
-        self.sampler.sample(self.elapsed(), self.pids())
+        self.sampler.sample(self.elapsed(), self.pids(), {ANALYZER_ROLE: self.ledger.footprint_mib()})
         self.load.append([round(self.elapsed(), 1), *os.getloadavg()])
 
     def wait_agents(self, timeout: float = 300.0) -> bool:
@@ -275,7 +278,8 @@ def summarise(soak: Soak, args, spools: dict, seed: int, env: dict) -> dict:
         "no_thread_lost": not soak.sampler.analyzer_threads_missing and not any(m["threads_lost"] for m in memory),
         # Gaps the agents' own counters account for were never made (an agent stalled for a
         # whole window): reported, but not a loss between agent and analyzer.
-        "no_window_lost": not unmatched and ledger.refused_new == 0 and forgotten == 0 and dropped == 0,
+        # A crash's forgotten windows are lost only if no store took them again since.
+        "no_window_lost": not unmatched and ledger.refused_new == 0 and ledger.lost_to_crashes == 0 and dropped == 0,
         "no_window_doubled": ledger.doubled == 0,
         "every_hint_cleared": all(f["cleared"] is not False for f in soak.fault_log),
         "every_window_ingested_without_error": ledger.ingest_errors == 0,
@@ -300,6 +304,7 @@ def summarise(soak: Soak, args, spools: dict, seed: int, env: dict) -> dict:
             "doubled": ledger.doubled,
             "refused_new": ledger.refused_new,
             "forgotten_by_analyzer_crash": forgotten,
+            "lost_to_analyzer_crashes": ledger.lost_to_crashes,
             "reaccepted_after_crash": ledger.reaccepted_after_crash,
             "dropped_by_agent_spools": dropped,
             "gaps": gaps,
@@ -328,8 +333,8 @@ def print_summary(result: dict, path: Path) -> None:
     print(
         f"windows: {w['distinct']} distinct in {w['paths']} paths, {w['accepted']} accepted, {w['doubled']} doubled, "
         f"{w['missing_in_gaps']} missing in {len(w['gaps'])} gaps, {w['refused_new']} refused, "
-        f"{w['forgotten_by_analyzer_crash']} forgotten by analyzer crashes, "
-        f"{w['dropped_by_agent_spools']} dropped by spools"
+        f"{w['forgotten_by_analyzer_crash']} forgotten by analyzer crashes "
+        f"({w['lost_to_analyzer_crashes']} never taken again), {w['dropped_by_agent_spools']} dropped by spools"
     )
     rows = [
         [k, v["faults"], v["not_cleared"], v["clear_s_median"], v["clear_s_max"]]

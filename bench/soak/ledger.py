@@ -14,6 +14,7 @@ the windows it closed, so it must equal the sum over the windows offered to the 
 from __future__ import annotations
 
 import re
+import sys
 import threading
 from collections import defaultdict
 from collections.abc import Callable
@@ -89,6 +90,23 @@ class Ledger:
         if they do (a batch in flight), accepting them once more is not a double count."""
         with self.lock:
             self.crash_allowance += windows
+
+    @property
+    def lost_to_crashes(self) -> int:
+        """Windows a crashed analyzer forgot and no store took again since (the bus's replay
+        or an agent's resend brings them back): those alone are lost."""
+        return self.crash_allowance
+
+    def footprint_mib(self) -> float:
+        """What the ledger itself holds, in MiB (dicts, their int keys and values): it lives in
+        the analyzer's process and grows with every window, so the analyzer's memory is judged
+        without it."""
+        with self.lock:
+            total = sys.getsizeof(self.seqs)
+            for seqs in self.seqs.values():
+                total += sys.getsizeof(seqs) + sum(sys.getsizeof(seq) for seq in seqs)
+                total += sum(sys.getsizeof(sent) for sent in seqs.values() if not -5 <= sent <= 256)  # others shared
+        return total / (1 << 20)
 
     def gaps(self, restarts: dict[str, list[float]], interval_s: float, settle_s: float) -> list[dict]:
         """Seqs missing inside each path's run, except next to a restart of its agent (the

@@ -29,6 +29,7 @@ class Incarnation:
     pid: int
     started_s: float
     samples: list[tuple[float, float, int]] = field(default_factory=list)  # (t, MiB, threads)
+    excluded_mib: float = 0.0  # at the latest sample: what of its memory was the soak's own (not judged)
 
     def after(self, warmup_s: float) -> list[tuple[float, float, int]]:
         return [s for s in self.samples if s[0] - self.started_s >= warmup_s]
@@ -47,6 +48,7 @@ class Incarnation:
             "rss_max_mib": round(max((m for _, m, _ in self.samples), default=0.0), 1),
             "rss_first_after_warmup_mib": round(steady[0][1], 1) if steady else None,
             "rss_last_mib": round(self.samples[-1][1], 1) if self.samples else None,
+            "soak_own_mib_excluded": round(self.excluded_mib, 1),
             "rss_slope_mib_per_hour": round(slope, 2) if slope is not None else None,
             "slope_judged": judged,
             "slope_ok": (slope <= max_slope) if judged else None,
@@ -75,13 +77,17 @@ class Sampler:
         self.incarnations: dict[tuple[str, int], Incarnation] = {}
         self.analyzer_threads_missing: list[dict] = []
 
-    def sample(self, now_s: float, pids: dict[str, int]) -> None:
+    def sample(self, now_s: float, pids: dict[str, int], excluded_mib: dict[str, float] | None = None) -> None:
+        """`excluded_mib`: per role, memory of that process that is the soak's own (the
+        ledger, in the analyzer's process), taken off its resident size."""
         for role, pid in pids.items():
             status = proc_status(pid)
             if status is None:
                 continue
             incarnation = self.incarnations.setdefault((role, pid), Incarnation(role, pid, now_s))
-            incarnation.samples.append((now_s, status[0], status[1]))
+            excluded = (excluded_mib or {}).get(role, 0.0)
+            incarnation.samples.append((now_s, status[0] - excluded, status[1]))
+            incarnation.excluded_mib = excluded
         alive = {t.name for t in threading.enumerate()}
         missing = sorted(ANALYZER_THREADS - alive)
         if missing:

@@ -18,6 +18,9 @@ and logged once per protocol), and an error in the thread's own loop is counted 
 `errors["receive"]` and the loop carries on. Templates and learnt sampling rates are saved
 in `state_dir` (templates.json, sampling.json) by a thread of their own (state_saver.py),
 never under the lock during I/O; a failed save is counted in `errors["state-save"]`.
+The state directory is held (collector/system/dir_lock.py) from the constructor, before a
+byte of it is read, until `stop()`: a second receiver given it is refused with
+`ReceiverStateError`, which names the holder's pid, and leaves its files as they were.
 
 Everything the thread changes is guarded by one lock, held per datagram; readers
 (/metrics scrapes, the top-talkers endpoint, the command's table) take it briefly to copy.
@@ -53,6 +56,7 @@ from collector.flow_export.templates import (
     DEFAULT_TEMPLATE_TIMEOUT_S,
     TemplateCache,
 )
+from collector.system.dir_lock import DirectoryInUse, DirectoryLock, hold_directory
 from collector.traffic.classifier import SliceClassifier
 from collector.traffic.counters import TrafficCounters, address_text
 
@@ -62,6 +66,10 @@ RECEIVE_BUFFER = 8 << 20  # exporters send in bursts at the end of each expiry i
 MAX_DATAGRAM = 65535
 HOUSEKEEPING_S = 1.0
 DEFAULT_MAX_EXPORTERS = 1024
+
+
+class ReceiverStateError(RuntimeError):
+    """The state directory cannot be held: another receiver has it, or it cannot be made."""
 
 
 @dataclass
@@ -107,6 +115,7 @@ class FlowReceiver:
         self.allow_list = ExporterAllowList(self.settings.exporters)
         self._exporters: set[str] = set()  # admitted exporter addresses
         state_dir = self.settings.state_dir
+        self._state_hold = _hold_state_dir(state_dir) if state_dir else None
         sampling_path = state_dir / "sampling.json" if state_dir else None
         templates = TemplateCache(
             state_dir / "templates.json" if state_dir else None,
@@ -301,7 +310,10 @@ class FlowReceiver:
             self._thread.join(timeout=5)
             self._thread = None
         self.close_sockets()
-        self.saver.stop()
+        self.saver.stop()  # with its last save: only then may another receiver have the directory
+        if self._state_hold is not None:
+            self._state_hold.release()
+            self._state_hold = None
 
     def close_sockets(self) -> None:
         for sock in self._sockets:
@@ -320,6 +332,18 @@ class FlowReceiver:
     def reading(self) -> Iterator[FlowReceiver]:
         with self.lock:
             yield self
+
+
+def _hold_state_dir(state_dir: Path) -> DirectoryLock:
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        return hold_directory(state_dir)
+    except DirectoryInUse as exc:
+        raise ReceiverStateError(
+            f"flow state directory {state_dir} is in use by {exc.holder}: each receiver needs its own state_dir"
+        ) from None
+    except OSError as exc:
+        raise ReceiverStateError(f"cannot use flow state directory {state_dir}: {exc.strerror or exc}") from None
 
 
 def flow_records(flows: DecodedFlows, classifier: SliceClassifier) -> list[FlowRecord]:

@@ -13,9 +13,12 @@ prometheus_client's /metrics app, so one port serves both. Answers:
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import socket
+import struct
 import threading
+import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from typing import Protocol
@@ -26,7 +29,7 @@ from prometheus_client import make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import CollectorRegistry
 
-from collector.system.http_limits import DEFAULT_HTTP_LIMITS, HttpLimits
+from collector.system.http_limits import DEFAULT_HTTP_LIMITS, RESPONSES_CUT_OFF, HttpLimits
 from collector.traffic.classifier import SliceClassifier
 from collector.traffic.counters import TrafficCounters
 
@@ -82,15 +85,70 @@ def metrics_and_top_app(metrics_app: Callable, receiver: TrafficSource) -> Calla
     return app
 
 
+LINGER_NONE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets and drops what is unsent
+
+
+class _DeadlineWriter(io.BufferedIOBase):
+    """The handler's output. Once the kernel's buffer is full (the client is not taking what
+    was sent), the client must take the rest at `HttpLimits.send_time_s`, counted from that
+    moment over what it took since; else the response is cut off: counted in
+    RESPONSES_CUT_OFF, the connection set to reset on close, and ConnectionAbortedError
+    raised, which wsgiref takes as a client gone. A plain sendall would wait for ever on a
+    client that reads a byte a second, holding a thread and a connection slot."""
+
+    def __init__(self, sock: socket.socket, limits: HttpLimits) -> None:
+        self._sock = sock
+        self._limits = limits
+        self._waiting_since: float | None = None  # of the connection's one response (HTTP/1.0)
+        self._taken_since = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        sent = 0
+        while sent < len(view):
+            if self._waiting_since is None:
+                self._sock.settimeout(0)
+            else:
+                left = self._waiting_since + self._limits.send_time_s(self._taken_since) - time.monotonic()
+                if left <= 0:
+                    self._cut_off()
+                self._sock.settimeout(left)
+            try:
+                taken = self._sock.send(view[sent:])
+            except (BlockingIOError, TimeoutError):  # nothing taken
+                taken = 0
+            sent += taken
+            if self._waiting_since is None:
+                if sent < len(view):  # the kernel's buffer is full: from now on the client is timed
+                    self._waiting_since = time.monotonic()
+            else:
+                self._taken_since += taken
+        return sent
+
+    def _cut_off(self) -> None:
+        RESPONSES_CUT_OFF.add()
+        with contextlib.suppress(OSError):
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_NONE)
+        raise ConnectionAbortedError("the client did not read its response")
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+
 class _GuardedHandler(WSGIRequestHandler):
     """One request per connection (HTTP/1.0, so no keep-alive to bound), whose request line
-    and headers must arrive within the server's `header_timeout_s`: a client that dribbles
-    them is cut off and its request never reaches the app."""
+    and headers must arrive within the server's `header_timeout_s` (a client that dribbles
+    them is cut off and its request never reaches the app), and whose response must be read
+    at the server's send bounds (`_DeadlineWriter`)."""
 
     server: _GuardedServer
 
     def setup(self) -> None:
         super().setup()
+        self.wfile = _DeadlineWriter(self.connection, self.server.limits)
         self._too_slow = False
         self._head_timer = threading.Timer(self.server.limits.header_timeout_s, self._cut_off)
         self._head_timer.daemon = True

@@ -15,10 +15,17 @@ connection for a bounded time and never the server:
   that trickles in (slow POST) is answered 408 and cut off, one that keeps up that average
   may take as long as its size needs. (The body limit is the route's; the agent's server
   reads no bodies: it answers from the head and closes.)
+- `send_grace_s`, `min_send_rate`: the same bound on the way out. Once a response's bytes
+  wait for a client that does not take them (the server's buffer or the kernel's is full),
+  the client must take them within `send_grace_s` plus one second per `min_send_rate` bytes
+  taken since: one that reads a byte a second is cut off (the connection aborted, its
+  buffered response dropped, counted in `RESPONSES_CUT_OFF`), one that keeps up that
+  average may take as long as the response's size needs.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 
@@ -30,16 +37,41 @@ class HttpLimits:
     max_header_bytes: int = 16 << 10
     body_grace_s: float = 10.0
     min_body_rate: int = 500  # bytes/s, as Apache's mod_reqtimeout: far below any real link
+    send_grace_s: float = 10.0
+    min_send_rate: int = 500  # bytes/s, as for bodies
 
     def __post_init__(self) -> None:
-        if not (self.header_timeout_s > 0 and self.keep_alive_s > 0 and self.body_grace_s > 0):
+        if not (
+            self.header_timeout_s > 0 and self.keep_alive_s > 0 and self.body_grace_s > 0 and self.send_grace_s > 0
+        ):
             raise ValueError(f"HTTP timeouts must be positive: {self}")
-        if self.max_connections < 1 or self.max_header_bytes < 1024 or self.min_body_rate < 1:
+        if self.max_connections < 1 or self.max_header_bytes < 1024 or min(self.min_body_rate, self.min_send_rate) < 1:
             raise ValueError(f"HTTP limits too small to serve anyone: {self}")
 
     def body_time_s(self, received: int) -> float:
         """How long after its head a body may have taken once `received` of its bytes are in."""
         return self.body_grace_s + received / self.min_body_rate
 
+    def send_time_s(self, taken: int) -> float:
+        """How long a client may keep a response waiting once `taken` of its waiting bytes are out."""
+        return self.send_grace_s + taken / self.min_send_rate
+
+
+class CutOffResponses:
+    """Responses cut off because their client did not read them; servers in several threads add."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._total = 0
+
+    def add(self) -> None:
+        with self._lock:
+            self._total += 1
+
+    @property
+    def total(self) -> int:
+        return self._total
+
 
 DEFAULT_HTTP_LIMITS = HttpLimits()
+RESPONSES_CUT_OFF = CutOffResponses()  # by every server of this process: its /metrics shows it

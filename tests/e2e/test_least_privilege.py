@@ -1,5 +1,5 @@
 """Least privilege: the agent probes as an unprivileged user holding only CAP_NET_RAW, a
-reflector on a port >= 1024 and the analyzer need no privilege at all, and the systemd
+reflector on a port >= 1024, the analyzer and the flow receiver need no privilege at all, and the systemd
 units in deploy/systemd/ that run them so are valid."""
 
 from __future__ import annotations
@@ -147,10 +147,29 @@ def test_the_analyzer_runs_as_nobody_without_any_capability():
             assert httpx.get(f"http://[::1]:{port}/healthz", timeout=5).status_code == 200
 
 
+@pytest.mark.root
+@pytest.mark.tool("setpriv")
+def test_the_flow_receiver_runs_as_nobody_without_any_capability():
+    port = free_udp_port()
+    with shared_directory() as directory:
+        state = directory / "state"
+        argv = as_nobody([*XNETMON, "flows", "collect", "--listen", f"[::1]:{port}", "--state-dir", str(state)])
+        with running(argv) as receiver:
+            banner = receiver.stdout.readline()
+            assert f"receiving flow exports on [::1]:{port}" in banner, banner + receiver.stderr.read()
+            assert process_identity(receiver.pid) == (65534, 0)
+            assert (state / "lock").stat().st_uid == 65534
+
+
 @pytest.mark.tool("systemd-analyze")
 def test_the_systemd_units_are_valid_and_grant_no_more_than_needed(tmp_path):
     units = sorted(UNITS.glob("*.service"))
-    assert [u.name for u in units] == ["xnetmon-agent.service", "xnetmon-analyzer.service", "xnetmon-reflect.service"]
+    assert [u.name for u in units] == [  # one for each command that runs until stopped
+        "xnetmon-agent.service",
+        "xnetmon-analyzer.service",
+        "xnetmon-flows.service",
+        "xnetmon-reflect.service",
+    ]
     for unit in units:
         text = unit.read_text()
         for setting in ("NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes"):

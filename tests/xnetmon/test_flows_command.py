@@ -9,6 +9,7 @@ import subprocess
 import urllib.error
 import urllib.request
 
+from collector.flow_export.receiver import FlowReceiver, ReceiverSettings
 from tests.flow_export_support import V6_FIELDS, data_set, ipfix_message, ipfix_template_set, record, v6_values
 from tests.support import REPO, XNETMON, free_udp_port, stop_process, wait_until, xnetmon
 
@@ -89,3 +90,34 @@ def test_bad_arguments_are_usage_errors():
     assert result.returncode == 2 and "--listen" in result.stderr
     result = xnetmon("flows", "collect", "--listen", "[::1]:0", "--default-sampling", "x=3", "--duration", "0.1")
     assert result.returncode == 2 and "EXPORTER_ADDRESS=N" in result.stderr
+
+
+def test_a_second_receiver_on_the_same_state_dir_exits_2_naming_the_holder_and_leaves_the_files(tmp_path):
+    state = tmp_path / "state"
+    seeded = FlowReceiver(ReceiverSettings(listen=[], state_dir=state))  # a template learnt by an earlier run
+    seeded.handle_datagram(ipfix_message([ipfix_template_set(256, V6_FIELDS)]), "2001:db8::e", 4739)
+    seeded.stop()
+    port = free_udp_port()
+    first = subprocess.Popen(
+        [*XNETMON, "flows", "collect", "--listen", f"[::1]:{port}", "--state-dir", str(state), "--interval", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        banner = first.stdout.readline()
+        assert "receiving flow exports on [::1]" in banner, banner + first.stderr.read()
+        before = {p.name: p.read_bytes() for p in state.iterdir()}
+        second = xnetmon("flows", "collect", "--listen", "[::1]:0", "--state-dir", str(state), "--duration", "5")
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert second.stderr.splitlines() == [
+            f"xnetmon flows: flow state directory {state} is in use by pid {first.pid}: "
+            "each receiver needs its own state_dir"
+        ]
+        assert {p.name: p.read_bytes() for p in state.iterdir()} == before
+        assert first.poll() is None
+    finally:
+        stop_process(first)
+    assert first.returncode == 0
+    assert json.loads((state / "templates.json").read_text())["templates"][0]["id"] == 256

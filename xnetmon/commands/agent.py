@@ -39,11 +39,12 @@ def run(args: argparse.Namespace) -> int:
         print(describe_plan(config, plan))
         return 0
     from collector.agent.runner import run_agent  # the run loop: sockets, scheduler, exporter
+    from collector.flow_export.receiver import ReceiverStateError
     from collector.outputs.spool import SpoolError
 
     try:
         return run_agent(plan)
-    except SpoolError as exc:  # raised only as the spool opens, first of all: nothing was sent or bound
+    except (SpoolError, ReceiverStateError) as exc:  # raised only as the agent is built: nothing was sent or bound
         raise UsageError(str(exc)) from None
 
 

@@ -99,7 +99,7 @@ def _classifier(path: Path | None):
 
 
 def run_collect(args: argparse.Namespace) -> int:
-    from collector.flow_export.receiver import FlowReceiver, ReceiverSettings
+    from collector.flow_export.receiver import FlowReceiver, ReceiverSettings, ReceiverStateError
     from collector.outputs.prometheus.flows import flow_registry
 
     settings = ReceiverSettings(
@@ -108,7 +108,10 @@ def run_collect(args: argparse.Namespace) -> int:
         default_sampling=parse_sampling(args.default_sampling),
         exporters=parse_exporters(args.exporter),
     )
-    receiver = FlowReceiver(settings, _classifier(args.slices))
+    try:
+        receiver = FlowReceiver(settings, _classifier(args.slices))
+    except ReceiverStateError as exc:  # before anything was read from the directory or bound
+        raise UsageError(str(exc)) from None
     try:
         receiver.start()
     except OSError as exc:

@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from analyzer.api.context import ApiContext
 from analyzer.exporter import AnalyzerSnapshot, analyzer_registry
 from analyzer.insitu.exporter import SegmentCollector
+from collector.system.http_limits import RESPONSES_CUT_OFF
 
 
 def router(api: ApiContext) -> APIRouter:
@@ -23,6 +24,7 @@ def router(api: ApiContext) -> APIRouter:
             hints=list(api.hints()) if api.hints is not None else [],
             errors=api.errors.counts(),
             bus=api.bus_link(),
+            responses_cut_off=RESPONSES_CUT_OFF.total,
         )
 
     registry = analyzer_registry(snapshot)

@@ -3,11 +3,12 @@ every protocol, binding failures, and the state it keeps across a restart."""
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
 
-from collector.flow_export.receiver import FlowReceiver, ReceiverSettings
+from collector.flow_export.receiver import FlowReceiver, ReceiverSettings, ReceiverStateError
 from tests.flow_export_support import (
     V6_FIELDS,
     data_set,
@@ -89,10 +90,20 @@ def test_learnt_sampling_and_templates_are_kept_across_a_restart(tmp_path):
         4739,
     )
     first.stop()
-    assert {p.name for p in tmp_path.iterdir()} == {"sampling.json", "templates.json"}
+    assert {p.name for p in tmp_path.iterdir()} == {"sampling.json", "templates.json", "lock"}
     second = FlowReceiver(settings)
     assert second.handle_datagram(ipfix_message([data_set(256, [ROW])]), "2001:db8::e", 4739) == 1
     assert second.counters.by_slice()["video"].bytes == 100 * 1000  # the rate learnt before the restart
+    second.stop()
+
+
+def test_a_second_receiver_on_a_held_state_dir_is_refused_until_the_first_stops(tmp_path):
+    settings = ReceiverSettings(listen=[], state_dir=tmp_path / "state")
+    first = FlowReceiver(settings)
+    with pytest.raises(ReceiverStateError, match=rf"{tmp_path / 'state'} is in use by pid {os.getpid()}"):
+        FlowReceiver(settings)
+    first.stop()
+    FlowReceiver(settings).stop()  # the hold went with the first one's stop
 
 
 def test_data_whose_template_never_came_is_counted_once_it_expires():

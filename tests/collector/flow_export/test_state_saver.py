@@ -4,6 +4,7 @@ the receiver goes on receiving, and no save holds the receiver's lock while it w
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 
@@ -50,6 +51,7 @@ def test_a_save_that_fails_at_stop_is_counted_not_raised(tmp_path):
     state = tmp_path / "state"
     receiver = FlowReceiver(ReceiverSettings(listen=[], state_dir=state))
     receiver.handle_datagram(ipfix_message([ipfix_template_set(256, V6_FIELDS)]), "2001:db8::e", 4739)
+    shutil.rmtree(state)  # made (and held) by the receiver as it started
     state.write_text("not a directory")
     receiver.stop()
     assert receiver.errors["state-save"] == 2  # templates and rates, each counted

@@ -13,10 +13,10 @@ from prometheus_client import CollectorRegistry, Counter, make_wsgi_app
 
 from collector.contract.records import FlowRecord
 from collector.outputs.http import MAX_LIMIT, TOP_PATH, serve_metrics_and_top, serve_wsgi
-from collector.system.http_limits import DEFAULT_HTTP_LIMITS, HttpLimits
+from collector.system.http_limits import DEFAULT_HTTP_LIMITS, RESPONSES_CUT_OFF, HttpLimits
 from collector.traffic.classifier import SliceClassifier
 from collector.traffic.counters import TrafficCounters
-from tests.support import DEADLINE_S, dribble, dribble_until_cut_off, wait_until
+from tests.support import DEADLINE_S, dribble, dribble_until_cut_off, read_slowly, wait_until
 
 
 class CountedTraffic:
@@ -167,3 +167,30 @@ def test_connections_beyond_the_bound_are_closed_and_those_served_go_on():
         httpd.shutdown()
         httpd.server_close()
         thread.join(5)
+
+
+def test_a_client_reading_a_big_response_a_byte_a_second_is_cut_off_and_counted_while_others_are_served():
+    big = b"m" * (16 << 20)  # beyond what the kernel's buffers on both ends take
+
+    def app(environ: dict, start_response) -> list[bytes]:
+        body = big if environ["PATH_INFO"] == "/big" else b"ok"
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    cut_before = RESPONSES_CUT_OFF.total
+    httpd, thread = serve_wsgi(app, ("::1", 0))
+    url = f"http://[::1]:{httpd.server_port}"
+    try:
+
+        def small() -> None:
+            assert httpx.get(f"{url}/small", timeout=DEADLINE_S).text == "ok"
+
+        read_s, got = read_slowly(("::1", httpd.server_port), b"GET /big HTTP/1.0\r\n\r\n", small)
+        assert RESPONSES_CUT_OFF.total == cut_before + 1
+        assert len(httpx.get(f"{url}/big", timeout=DEADLINE_S).content) == len(big)  # a reader that keeps up
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+    assert got < len(big)
+    assert DEFAULT_HTTP_LIMITS.send_grace_s - 1 <= read_s < DEFAULT_HTTP_LIMITS.send_grace_s + DEADLINE_S / 2

@@ -1,0 +1,54 @@
+"""The soak's bookkeeping (bench/soak/ledger.py, sampler.py) on real stores: windows a
+crashed analyzer forgot are lost only if no store takes them again (the bus replays them),
+and the analyzer's memory is judged without the ledger that shares its process."""
+
+from __future__ import annotations
+
+import os
+
+from analyzer.sla.verdicts import default_policies
+from analyzer.store.memory import WindowStore
+from bench.soak.ledger import Ledger
+from bench.soak.sampler import Sampler
+from tests.analyzer_support import T0, batch, window
+
+
+def tapped() -> Ledger:
+    ledger = Ledger()
+    ledger.install()
+    return ledger
+
+
+def test_windows_a_crash_forgot_are_lost_only_until_a_store_takes_them_again():
+    ledger = tapped()
+    try:
+        shipped = batch(window(T0), window(T0 + 1), window(T0 + 2))
+        now_ns = window(T0 + 3).end_ns
+        assert WindowStore(default_policies()).ingest(shipped, now_ns).accepted == 3
+        ledger.forgotten(3)  # the analyzer died before its snapshot: a new store knows none of them
+        assert ledger.lost_to_crashes == 3
+        restored = WindowStore(default_policies())
+        assert restored.ingest(batch(window(T0), window(T0 + 1)), now_ns).accepted == 2  # replayed from the bus
+        assert (ledger.lost_to_crashes, ledger.reaccepted_after_crash, ledger.doubled) == (1, 2, 0)
+        assert restored.ingest(batch(window(T0 + 2)), now_ns).accepted == 1
+        assert (ledger.lost_to_crashes, ledger.doubled) == (0, 0)
+    finally:
+        ledger.uninstall()
+
+
+def test_the_analyzer_memory_is_judged_without_the_ledger_it_holds():
+    ledger = tapped()
+    try:
+        empty = ledger.footprint_mib()
+        store, now_ns = WindowStore(default_policies()), window(T0 + 20_000).end_ns
+        for first in range(T0, T0 + 20_000, 500):
+            store.ingest(batch(*(window(seq) for seq in range(first, first + 500))), now_ns)
+        grown = ledger.footprint_mib() - empty
+        assert 20_000 * 50 / (1 << 20) < grown < 20_000 * 400 / (1 << 20)  # tens to hundreds of bytes a window
+    finally:
+        ledger.uninstall()
+    sampler = Sampler()
+    sampler.sample(0.0, {"analyzer": os.getpid()})
+    sampler.sample(1.0, {"analyzer": os.getpid()}, {"analyzer": grown})
+    (_, whole, _), (_, judged, _) = sampler.incarnations[("analyzer", os.getpid())].samples
+    assert whole - judged > grown * 0.9  # the resident size less the ledger (the process may grow meanwhile)
