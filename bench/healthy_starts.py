@@ -47,6 +47,7 @@ class StartResult:
     dropped: int = 0
     unanswered: int = 0  # polls the API did not answer within 10 s
     hints: list[str] = field(default_factory=list)
+    hint_evidence: dict[str, str] = field(default_factory=dict)  # hint -> its first evidence line when first seen
     seen: dict[str, list[str]] = field(default_factory=dict)  # slice -> statuses in order, repeats folded
     all_ok_s: float | None = None
     worst_inference_ms: float = 0.0
@@ -55,12 +56,13 @@ class StartResult:
 def poll_start(url: str, seconds: float, poll_s: float, result: StartResult) -> None:
     started = time.monotonic()
     was_ok: set[str] = set()
-    hints: set[str] = set()
     while time.monotonic() - started < seconds:
         try:
             slices = {s["name"]: s["status"] for s in httpx.get(f"{url}/slices", timeout=10).json()}
             for hint in httpx.get(f"{url}/hints", timeout=10).json():
-                hints.add(f"{hint['kind']} {','.join(hint['suspects'])}")
+                # which rule fired, not only that one did: the first evidence line says it
+                evidence = hint["evidence"][0] if hint["evidence"] else ""
+                result.hint_evidence.setdefault(f"{hint['kind']} {','.join(hint['suspects'])}", evidence)
         except httpx.TimeoutException:  # a machine so loaded the API did not answer in 10 s
             result.unanswered += 1
             continue
@@ -78,7 +80,7 @@ def poll_start(url: str, seconds: float, poll_s: float, result: StartResult) -> 
         if result.all_ok_s is None and slices and set(slices.values()) == {"ok"}:
             result.all_ok_s = time.monotonic() - started
         time.sleep(poll_s)
-    result.hints = sorted(hints)
+    result.hints = sorted(result.hint_evidence)
 
 
 def one_start(lab, condition: str, seconds: float, poll_s: float) -> StartResult:
@@ -155,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"start {len(results)} ({condition}): {result.bad} bad polls, {result.dropped} dropped, "
                     f"{result.unanswered} unanswered, load {os.getloadavg()[0]:.1f}, "
-                    f"hints {result.hints or '-'}, all ok after {result.all_ok_s}",
+                    f"hints {result.hints or '-'}, all ok after {result.all_ok_s}"
+                    + "".join(f"\n  {hint}: {evidence}" for hint, evidence in sorted(result.hint_evidence.items())),
                     flush=True,
                 )
     headers = ["condition", "starts", "starts with a bad status", "bad polls", "no-data after ok", "hints",

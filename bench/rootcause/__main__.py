@@ -78,6 +78,7 @@ def run(
     workers: int,
     progress=None,
     budget_s: float | None = None,
+    first_trial: int = 0,
 ) -> dict:
     global _WORLD, _DRAWER
     started = time.perf_counter()
@@ -86,7 +87,7 @@ def run(
     build_seconds = time.perf_counter() - started
     METHODS["ours"](_WORLD.epoch(Impairments(), np.random.default_rng(0)))  # warm the route cache, untimed
     # trial-major order: a run stopped by its time budget has (nearly) as many trials of every class
-    jobs = [(seed, c, t, tuple(methods)) for t in range(trials) for c in classes]
+    jobs = [(seed, c, t, tuple(methods)) for t in range(first_trial, first_trial + trials) for c in classes]
     per_class = {c: {m: Tally() for m in methods} for c in classes}
     deadline = None if budget_s is None else time.monotonic() + budget_s
     if workers > 1:
@@ -111,6 +112,7 @@ def run(
         "benchmark": "rootcause",
         "parameters": {
             "trials_per_class": trials,
+            "first_trial": first_trial,
             "seed": seed,
             "scale": scale,
             "classes": classes,
@@ -230,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classes", default=",".join(CLASSES), help=f"comma-separated, from {','.join(CLASSES)}")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated: ours,007,tomo,netbouncer")
     parser.add_argument("--scale", type=float, default=1.0, help="network size (1.0: the national extranet)")
+    parser.add_argument(
+        "--first-trial", type=int, default=0, help="index of the first trial: a run continues another's (0)"
+    )
     parser.add_argument("--workers", type=int, default=1, help="processes (each runs whole trials, one core each)")
     parser.add_argument("--budget-minutes", type=float, help="stop after this long and report the trials done")
     parser.add_argument("--json", help="result file (default bench/results/rootcause-TIMESTAMP.json)")
@@ -246,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {done}/{total} trials", file=sys.stderr, flush=True)
 
     budget = None if args.budget_minutes is None else args.budget_minutes * 60.0
-    result = run(args.trials, args.seed, classes, methods, args.scale, args.workers, progress, budget)
+    result = run(args.trials, args.seed, classes, methods, args.scale, args.workers, progress, budget, args.first_trial)
     result["environment"] = environment()
     path = write_result("rootcause", result, args.json)
     if not args.quiet:

@@ -14,10 +14,12 @@ right when one of the first k diagnoses is right (lenient); trials without fault
 count. Kind and slice scope: over every (diagnosis, fault) pair where the diagnosis's class
 contains one of the fault's components, the share with the fault's kind, and with exactly
 the fault's slices. False alarms: healthy epochs with any diagnosis, per 1,000.
+The kinds of the diagnoses made on healthy epochs are counted too (`false_alarm_kinds`).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from analyzer.rootcause.model import Diagnosis
@@ -43,6 +45,7 @@ class Tally:
     slice_right: int = 0
     healthy_trials: int = 0
     healthy_alarms: int = 0
+    healthy_alarm_kinds: list[str] = field(default_factory=list)  # every diagnosis made on a healthy epoch
     seconds: list[float] = field(default_factory=list)
 
     def add(self, truths: list[Truth], diagnoses: list[Diagnosis], seconds: float) -> None:
@@ -72,6 +75,7 @@ class Tally:
         else:
             self.healthy_trials += 1
             self.healthy_alarms += bool(diagnoses)
+            self.healthy_alarm_kinds += [d.kind for d in diagnoses]
 
     def merge(self, other: Tally) -> None:
         for name in self.__dataclass_fields__:
@@ -99,6 +103,7 @@ class Tally:
             "false_alarms_per_1000_healthy": (
                 1000.0 * self.healthy_alarms / self.healthy_trials if self.healthy_trials else None
             ),
+            "false_alarm_kinds": dict(sorted(Counter(self.healthy_alarm_kinds).items())),
             "seconds_median": percentile(ordered, 50) if ordered else None,
             "seconds_p95": percentile(ordered, 95) if ordered else None,
         }

@@ -75,6 +75,7 @@ class Agent:
         self.metrics.apply(windows)
         if self.discovery is not None:
             self.discovery.note_windows(windows)
+        self.scheduler.telemetry.take_lag()  # the lag since the last shipment, shipped with it
         health = self._refresh_health()
         if self.sink is not None:
             marked = tuple(self.captures.marked_blocks(self.plan.site)) if self.captures is not None else ()
@@ -89,8 +90,9 @@ class Agent:
         self._observations.append(observation)
 
     def _refresh_health(self) -> CollectorHealth:
+        """Counters read afresh; the lag summary is the one the last shipment took (the health
+        loop's refreshes in between ship nothing, so they must not swallow a stall's lag)."""
         telemetry = self.scheduler.telemetry
-        telemetry.take_lag()
         health = CollectorHealth(
             site=self.plan.site,
             observed_ns=time.time_ns(),

@@ -194,6 +194,7 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         for prober in self.probers.values():
             prober.attach(loop)
+        self._skip_missed(time.time_ns())
         next_housekeeping = time.time_ns() + HOUSEKEEPING_NS
         try:
             while not stop.is_set():
@@ -218,6 +219,18 @@ class Scheduler:
             for prober in self.probers.values():
                 prober.detach(loop)
         self._shutdown()
+
+    def _skip_missed(self, now: int) -> None:
+        """Move every schedule's first probe to its next place at or after `now`. Schedules are
+        placed when the plan is read, and the agent starts probing later (its start delay, its
+        reflector and servers): probes planned before probing began were never due, so they
+        are neither sent in a catch-up burst nor counted as scheduling lag."""
+        for _due, _n, schedule in self._heap:
+            if schedule.next_due_ns < now:
+                behind = now - schedule.next_due_ns
+                schedule.next_due_ns += -(-behind // schedule.step_ns) * schedule.step_ns
+        self._heap = [(s.next_due_ns, n, s) for _due, n, s in self._heap]
+        heapq.heapify(self._heap)
 
     def _fire_due(self, now: int) -> None:
         heap = self._heap

@@ -37,6 +37,7 @@ def test_healthy_starts_smoke(tmp_path: Path) -> None:
     for start in data["starts"]:
         assert start["polls"] >= 4
         assert start["bad"] >= 0 and start["dropped"] >= 0 and isinstance(start["hints"], list)
+        assert set(start["hint_evidence"]) == set(start["hints"])  # each hint says which rule fired
         assert set(start["seen"]) == {"best-effort", "data", "egov", "video"}
     assert {row["condition"] for row in data["summary"]} == {"quiet", "hog"}
     assert not [ns for ns in namespaces() if ns.startswith(f"xl{bench.pid}-")]  # its lab is down

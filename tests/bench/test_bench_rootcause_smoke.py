@@ -62,5 +62,10 @@ def test_rootcause_bench_smoke(tmp_path: Path) -> None:
             assert figures["seconds_median"] > 0
     ours = data["pooled"]["all classes"]["ours"]
     assert 0.0 <= ours["lenient"]["f1"] <= 1.0 and 0.0 <= ours["kind_accuracy"] <= 1.0
-    assert data["per_class"]["healthy"]["ours"]["healthy_epochs"] == 2
+    healthy = data["per_class"]["healthy"]["ours"]
+    assert healthy["healthy_epochs"] == 2
+    # every alarmed healthy epoch made at least one diagnosis, and its kind is counted
+    assert sum(healthy["false_alarm_kinds"].values()) >= healthy["false_alarms_per_1000_healthy"] * 2 / 1000
+    # a faulty epoch's diagnoses are not false alarms
+    assert all(f["false_alarm_kinds"] == {} for c, m in data["per_class"].items() if c != "healthy" for f in m.values())
     assert isinstance(data["targets"]["beats_every_baseline_lenient_f1"]["met"], bool)

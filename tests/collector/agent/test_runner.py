@@ -71,6 +71,34 @@ def test_agent_ships_windows_health_and_paths_and_serves_metrics(tmp_path):
     assert 'xnet_collector_sessions{src="here"} 2.0' in scraped[0]
 
 
+def test_a_lag_between_two_shipments_reaches_the_next_one_whatever_refreshed_in_between(tmp_path):
+    """The health loop refreshes the agent's figures between window closes and ships nothing:
+    the lag summary it took was lost, so whether an agent's stall (or, before probing skipped
+    the probes planned before it began, its start) reached the analyzer depended on where in
+    the window it fell."""
+    port, metrics_port = free_udp_port(), free_udp_port()
+    config = tmp_path / "agent.yaml"
+    write_config(config, port, metrics_port, "video")
+    shipped: list = []
+    agent = Agent(load_plan(config), sink=InProcessSink(shipped.append), clock=shared_host_clock())
+    stall_ns = 3_000_000_000
+    marked = []
+
+    def stall_then_health_loop_refresh() -> None:
+        marked.append(len(shipped))
+        agent.scheduler.telemetry.lag_samples.append(stall_ns)  # a probe that left 3 s late
+        agent._refresh_health()  # what the health loop does between two window closes
+
+    run_until(
+        agent.run,
+        agent.stop,
+        lambda: marked and len(shipped) > marked[0],
+        during=(lambda: len(shipped) >= 1, stall_then_health_loop_refresh),
+    )
+    after = [b.health for b in shipped[marked[0] :]]
+    assert after[0] is not None and after[0].scheduling_lag_max_ns >= stall_ns, after[0]
+
+
 def test_reload_keeps_running_schedules_and_refuses_a_broken_file(tmp_path):
     port, metrics_port = free_udp_port(), free_udp_port()
     config = tmp_path / "agent.yaml"

@@ -57,6 +57,31 @@ def test_every_path_gets_consecutive_windows_with_its_probes():
     assert scheduler.telemetry.lag_p99_ns < 50_000_000 + waited
 
 
+def test_probing_that_starts_after_the_plan_was_read_neither_bursts_nor_reports_lag():
+    """The agent reads its plan, then starts its reflector, its servers and waits its start
+    delay before probing: the probes planned for that time were never due. Counting them as
+    late read as a second's scheduling lag at every start, an unhealthy host to root-cause
+    inference, and sending them at once was a burst of every schedule's missed probes."""
+    start_delay_s = 1.5
+    config = ReflectorConfig(bind=("::1",), port=0, stateful=True, rate_limit_pps=0, clock=shared_host_clock())
+    with Reflector(config) as reflector:
+        probes = [planned(f"t{i}", reflector.port, s) for i in range(3) for s in (VIDEO, EGOV)]
+        scheduler = Scheduler("here", probes, 0.5, lambda w: None, clock=shared_host_clock())
+        time.sleep(start_delay_s)  # the agent's start delay: the condition under test, not a wait
+        waited = support.cpu_wait_ns()
+        started = time.monotonic()
+        try:  # 0.5 s worth of probes at 20 probes/s per schedule
+            run_until(scheduler, lambda: scheduler.telemetry.probes_sent >= 6 * 10)
+        finally:
+            took = time.monotonic() - started
+            waited = support.cpu_wait_ns() - waited
+            scheduler.close()
+    # A catch-up would have sent 6 x 30 missed probes at once, within the first turns of the loop.
+    assert took > 0.4 - waited / 1e9, took
+    scheduler.telemetry.take_lag()
+    assert scheduler.telemetry.lag_p99_ns < 50_000_000 + waited
+
+
 def test_schedules_are_spread_over_their_interval():
     probes = [planned(f"t{i}", 9, VIDEO, interval_s=1.0) for i in range(50)]
     scheduler = Scheduler("here", probes, 10, lambda w: None, clock=shared_host_clock())
