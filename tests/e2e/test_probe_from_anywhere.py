@@ -353,7 +353,8 @@ def test_scheduled_probing_keeps_its_pace_while_ten_on_demand_probes_run_flat_ou
     print("agent CPU, share of a core: " + ", ".join(f"{k} {v:.3f}" for k, v in cpu.items()))
     # Scheduled probing kept its lag: answering costs it at most LAG_BOUND times what the same
     # pings run by hand cost it. Measured on two cores shared at a load of 10-60: 0.64x, 12.7x,
-    # 0.35x, 1.68x, 2.03x (median 1.68x); one phase's median moved up to 10x between rounds...
+    # 0.35x, 1.68x, 2.03x (median 1.68x); one phase's median moved up to 10x between rounds;
+    # at a load of 3-16 (the lab and a fuzzing campaign): 0.53x, 0.98x, 1.43x...
     assert ratios[1] <= LAG_BOUND, lag
     # ...and lost nothing the no-ping phase did not.
     assert lost["demand"] <= lost["none"], lost
@@ -361,5 +362,9 @@ def test_scheduled_probing_keeps_its_pace_while_ten_on_demand_probes_run_flat_ou
     # traffic alone slows a loaded two-core machine: 0.90x the no-ping phase in one CI run).
     assert rate["demand"] >= 0.9 * rate["hand"], rate
     # What the agent spends on answering ten probes, beyond what their traffic costs it (its
-    # captures dissect every packet of the site's links here: sample 1).
-    assert cpu["demand"] - cpu["hand"] <= CPU_BOUND, cpu
+    # captures dissect every packet of the site's links here: sample 1). The by-hand phase's
+    # CPU is scaled to the on-demand phase's scheduled sends: a phase that caught a trace round
+    # sent up to 1.7x more (115-192 a second between phases of one run) and spent with it.
+    beyond = cpu["demand"] - cpu["hand"] * rate["demand"] / rate["hand"]
+    print(f"agent CPU beyond the by-hand phase's, per scheduled send: {beyond:.3f}")
+    assert beyond <= CPU_BOUND, (cpu, rate)
