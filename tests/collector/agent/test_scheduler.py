@@ -127,9 +127,7 @@ def test_icmp_echo_schedules_share_one_socket():
     probes = [planned("lo", 0, s, kind="icmp") for s in (VIDEO, EGOV)]
     scheduler = Scheduler("here", probes, 0.5, windows.extend, clock=shared_host_clock())
     try:  # 1.5 s worth of echo requests, and their replies read (a loaded machine reads them late)
-        run_until(
-            scheduler, lambda: scheduler.telemetry.probes_sent >= 2 * 30 and support.nothing_in_flight(scheduler)
-        )
+        run_until(scheduler, lambda: scheduler.telemetry.probes_sent >= 2 * 30 and support.nothing_in_flight(scheduler))
     finally:
         scheduler.close()
     received = {}
