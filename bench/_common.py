@@ -179,6 +179,17 @@ def require_root(what: str) -> None:
         sys.exit(f"{what} needs root (network namespaces, ping intervals below 0.2 s, CPU pinning)")
 
 
+def unwind_on_termination() -> None:
+    """SIGTERM and SIGHUP raise SystemExit, so that the `finally` blocks that remove a
+    benchmark's namespaces and processes run (their default action ends the process at once)."""
+
+    def terminate(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGHUP, terminate)
+
+
 # -- two namespaces joined by a veth pair --------------------------------------------------
 
 

@@ -837,10 +837,6 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
-def _terminate(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the `finally` that removes the namespaces
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--targets", type=int, default=10000)
@@ -877,8 +873,7 @@ def main(argv: list[str] | None = None) -> int:
     args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     if not args.tools or set(args.tools) - set(TOOLS):
         parser.error(f"--tools: a subset of {','.join(TOOLS)}")
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGHUP, _terminate)
+    c.unwind_on_termination()  # the `finally` that removes the namespaces runs
     env = c.environment()
     smokeping = smokeping_binary()
     if smokeping:

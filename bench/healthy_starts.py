@@ -34,7 +34,7 @@ from pathlib import Path
 
 import httpx
 
-from bench._common import environment, median, ratio, table, write_result
+from bench._common import environment, median, ratio, table, unwind_on_termination, write_result
 
 OK_STATUSES = {"no-data", "ok"}
 
@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("the hog condition needs stress-ng on PATH")
     from lab.testing import running_lab
 
+    unwind_on_termination()  # a stopped run removes its lab, deployment and hog as a finished one does
     results: list[StartResult] = []
     with running_lab("small") as lab:
         for index in range(args.starts):
