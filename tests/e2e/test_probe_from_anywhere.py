@@ -126,6 +126,7 @@ def test_a_loss_fault_shows_in_the_remote_ping_and_from_the_right_hop_in_the_rep
     finally:
         lab.heal(fault)
     assert loss_percent(pinged.stdout) >= 20.0, pinged.stdout  # ~51% (30% each way)
+    assert report.returncode == 0 and report.stdout, (report.returncode, report.stderr)
     rows = json.loads(report.stdout)["report"]
     losses = [r["loss_ratio"] for r in rows]
     assert losses[:2] == [0.0, 0.0] and all(loss >= 0.15 for loss in losses[2:]), losses
