@@ -219,27 +219,24 @@ def add_sites(directory: str | Path, names: Iterable[str]) -> list[Path]:
 def add_operator(directory: str | Path, name: str) -> Path:
     """An operator's certificate and key (kept when present) and its permission entry: it may
     publish probe requests to any site and read the replies to its own."""
-    root = Path(directory)
-    if not (root / "ca.pem").exists():
-        raise FileNotFoundError(f"{root} has no CA: run `xnetmon bus init {root}` first")
-    (root / "operators").mkdir(exist_ok=True)
-    base = root / "operators" / check_site(name)
-    if not base.with_suffix(".pem").exists():
-        _issue(root, base, f"xnet-{operator_identity(name)}", [ExtendedKeyUsageOID.CLIENT_AUTH], [])
-    write_server_config(root)
-    return base.with_suffix(".pem")
+    return _add_client(Path(directory), "operators", name, operator_identity(name))
 
 
 def add_analyzer(directory: str | Path, name: str) -> Path:
     """An analyzer replica's own certificate and key (kept when present) and its permission
     entry: its durable consumers (`replica_durables`) and their checkpoint objects only."""
-    root = Path(directory)
+    return _add_client(Path(directory), "analyzers", name, replica_identity(name))
+
+
+def _add_client(root: Path, folder: str, name: str, identity: str) -> Path:
+    """A client certificate and key for `name` under `root/folder` (kept when present), issued
+    to CN=xnet-IDENTITY, and the server configuration written again with its permission."""
     if not (root / "ca.pem").exists():
         raise FileNotFoundError(f"{root} has no CA: run `xnetmon bus init {root}` first")
-    (root / "analyzers").mkdir(exist_ok=True)
-    base = root / "analyzers" / check_site(name)
+    (root / folder).mkdir(exist_ok=True)
+    base = root / folder / check_site(name)
     if not base.with_suffix(".pem").exists():
-        _issue(root, base, f"xnet-{replica_identity(name)}", [ExtendedKeyUsageOID.CLIENT_AUTH], [])
+        _issue(root, base, f"xnet-{identity}", [ExtendedKeyUsageOID.CLIENT_AUTH], [])
     write_server_config(root)
     return base.with_suffix(".pem")
 
