@@ -31,9 +31,9 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from analyzer.partials import MAX_INT, MalformedReport
+from analyzer.partials import MAX_INT, MalformedReport, validated
 from analyzer.rootcause.model import Epoch, HostHealth, PathEvidence
 from collector.bus.subjects import MAX_PARTITIONS
 
@@ -202,12 +202,7 @@ class PartitionEvidence(BaseModel):
             raise MalformedReport(f"evidence: not deflated ({exc})") from None
         if not inflater.eof:
             raise MalformedReport(f"evidence: truncated, or beyond {MAX_INFLATED} bytes inflated")
-        try:
-            return cls.model_validate_json(text)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            raise MalformedReport(f"{where or 'evidence'}: {first['msg']}") from None
+        return validated(cls, text, "evidence")
 
 
 class EvidenceOutbox:

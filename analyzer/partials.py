@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Annotated, Self
+from typing import Annotated, Self, TypeVar
 
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -87,8 +87,21 @@ def partials_stream_config() -> StreamConfig:
     )
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
 class MalformedReport(ValueError):
     """A partials message the combiner refuses (and counts)."""
+
+
+def validated(model: type[M], text: bytes, what: str) -> M:
+    """`text` as a `model`, or MalformedReport naming the first field that is wrong."""
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise MalformedReport(f"{where or what}: {first['msg']}") from None
 
 
 class PartialStats(BaseModel):
@@ -165,12 +178,7 @@ class PartitionReport(BaseModel):
 
     @classmethod
     def decode(cls, data: bytes) -> PartitionReport:
-        try:
-            return cls.model_validate_json(data)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            raise MalformedReport(f"{where or 'report'}: {first['msg']}") from None
+        return validated(cls, data, "report")
 
 
 class PartialsOutbox:
