@@ -56,7 +56,7 @@ from collector.flow_export.templates import (
     DEFAULT_TEMPLATE_TIMEOUT_S,
     TemplateCache,
 )
-from collector.system.dir_lock import DirectoryInUse, DirectoryLock, hold_directory
+from collector.system.dir_lock import DirectoryLock, StateDirectoryUnusable, hold_state_directory
 from collector.traffic.classifier import SliceClassifier
 from collector.traffic.counters import TrafficCounters, address_text
 
@@ -336,14 +336,9 @@ class FlowReceiver:
 
 def _hold_state_dir(state_dir: Path) -> DirectoryLock:
     try:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        return hold_directory(state_dir)
-    except DirectoryInUse as exc:
-        raise ReceiverStateError(
-            f"flow state directory {state_dir} is in use by {exc.holder}: each receiver needs its own state_dir"
-        ) from None
-    except OSError as exc:
-        raise ReceiverStateError(f"cannot use flow state directory {state_dir}: {exc.strerror or exc}") from None
+        return hold_state_directory(state_dir, "flow state directory", "each receiver needs its own state_dir")
+    except StateDirectoryUnusable as exc:
+        raise ReceiverStateError(str(exc)) from None
 
 
 def flow_records(flows: DecodedFlows, classifier: SliceClassifier) -> list[FlowRecord]:

@@ -59,6 +59,23 @@ def hold_directory(directory: str | os.PathLike) -> DirectoryLock:
     return DirectoryLock(path, fd)
 
 
+class StateDirectoryUnusable(Exception):
+    """`hold_state_directory` could not make or hold the directory; the message says why."""
+
+
+def hold_state_directory(directory: str | os.PathLike, called: str, each_needs: str) -> DirectoryLock:
+    """`directory` made if missing, then held. Raises StateDirectoryUnusable worded for the
+    operator: what the directory is `called` ("state directory") and what `each_needs` ("each
+    analyzer needs its own --state-dir") when another process holds it."""
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        return hold_directory(directory)
+    except DirectoryInUse as exc:
+        raise StateDirectoryUnusable(f"{called} {directory} is in use by {exc.holder}: {each_needs}") from None
+    except OSError as exc:
+        raise StateDirectoryUnusable(f"cannot use {called} {directory}: {exc.strerror or exc}") from None
+
+
 def _holder_pid(fd: int) -> int | None:
     written = os.pread(fd, _PID_BYTES, 0).strip()
     return int(written) if written.isdigit() else None

@@ -32,7 +32,7 @@ import argparse
 from pathlib import Path
 
 from collector.bus.subjects import MAX_PARTITIONS
-from collector.system.dir_lock import DirectoryInUse, DirectoryLock, hold_directory
+from collector.system.dir_lock import DirectoryLock, StateDirectoryUnusable, hold_state_directory
 from xnetmon.commands.common import listen_address, positive_float
 from xnetmon.errors import UsageError
 
@@ -324,14 +324,9 @@ def _hold_state_dir(state_dir: str) -> DirectoryLock:
     """The state directory, made if missing, held for as long as this analyzer runs: a second
     analyzer given it is refused before it reads or writes a byte there."""
     try:
-        Path(state_dir).mkdir(parents=True, exist_ok=True)
-        return hold_directory(state_dir)
-    except DirectoryInUse as exc:
-        raise UsageError(
-            f"state directory {state_dir} is in use by {exc.holder}: each analyzer needs its own --state-dir"
-        ) from None
-    except OSError as exc:
-        raise UsageError(f"cannot use state directory {state_dir}: {exc.strerror}") from None
+        return hold_state_directory(state_dir, "state directory", "each analyzer needs its own --state-dir")
+    except StateDirectoryUnusable as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _bus_prober(args: argparse.Namespace):
