@@ -124,7 +124,8 @@ class RootCauseRunner:
     """Root-cause inference once per closed interval, in a thread of its own so that ingest
     never waits for it: when the store's `judged_through_ns` moves, the evidence of that
     interval (analyzer.rootcause.evidence) goes to `diagnose` (default: the engine's) and
-    the diagnoses to a HintTracker, whose current hints `hints()` answers. `last_seconds`
+    the diagnoses to a HintTracker, whose current hints `hints()` answers; between epochs,
+    in-situ segments paired since the last look are diagnosed at once (`note_segments`). `last_seconds`
     and `worst_seconds` time one interval's evidence and inference. To see why a hint came or
     did not: `recent` keeps the last `RECENT_EPOCHS` (interval end, diagnoses, seconds) and
     `last_epoch` the latest evidence (only one: at 100,000 paths an epoch holds some 60 MB)."""
@@ -159,6 +160,7 @@ class RootCauseRunner:
         self.recent: collections.deque = collections.deque(maxlen=self.RECENT_EPOCHS)
         self.last_epoch: Epoch | None = None
         self.insitu_lookback_ns = INSITU_LOOKBACK_INTERVALS * store.interval_ns
+        self._segments_seen = 0  # the segment store's count of paired blocks at the last look
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="xnetmon-analyzer-rootcause", daemon=True)
         self._thread.start()
@@ -175,6 +177,22 @@ class RootCauseRunner:
             if through > done_through:
                 done_through = through
                 self.run_once(through)
+            else:
+                self.note_segments(time.time_ns())
+
+    def note_segments(self, now_ns: int) -> None:
+        """In-situ evidence between epochs: segments name their link directly, so a losing one
+        is raised as its blocks are paired, not at the next interval's close (up to an
+        interval later: 10 s by default, against blocks of a second)."""
+        segments = self.store.segments
+        found = segments.segments_found
+        if found == self._segments_seen:
+            return
+        self._segments_seen = found
+        with self.errors.survive("rootcause", "in-situ diagnosis between epochs"):
+            diagnoses = segment_diagnoses(segments, now_ns, self.insitu_lookback_ns)
+            if diagnoses:
+                self.tracker.note(diagnoses, now_ns)
 
     @property
     def failures(self) -> int:

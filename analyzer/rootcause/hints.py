@@ -71,37 +71,53 @@ class HintTracker:
         """Feed one epoch's diagnoses (analyzer.rootcause.model.Diagnosis), in epoch order;
         returns the hints current after it."""
         with self._lock:
-            seen = set()
-            for d in diagnoses:
-                key = (d.kind, tuple(sorted(d.suspects)))
-                if key in seen:  # the engine named it twice: keep the first (its most confident)
-                    continue
-                seen.add(key)
-                before = self._tracked.get(key) or self._take_overlapping(key)
-                first = before.hint.first_seen_ns if before is not None else at_ns
-                self._tracked[key] = _Tracked(
-                    Hint(
-                        d.kind,
-                        tuple(d.suspects),
-                        tuple(sorted(d.slices)),
-                        round(float(d.confidence), 3),
-                        tuple(d.evidence),
-                        first,
-                        at_ns,
-                    )
-                )
+            seen = self._raise(diagnoses, at_ns)
             for key in [k for k in self._tracked if k not in seen]:
                 tracked = self._tracked[key]
                 tracked.missing += 1
                 if tracked.missing >= self.clear_after_epochs:
                     del self._tracked[key]
-            self._current = tuple(
-                sorted(
-                    (t.hint for t in self._tracked.values()),
-                    key=lambda h: (-h.confidence, h.first_seen_ns, h.kind, h.suspects),
+            return self._publish()
+
+    def note(self, diagnoses: Iterable, at_ns: int) -> tuple[Hint, ...]:
+        """Diagnoses that came between epochs (in-situ segments, read as their blocks arrive):
+        each is raised or refreshed at once. Nothing else ages: only an epoch clears a hint."""
+        with self._lock:
+            self._raise(diagnoses, at_ns)
+            return self._publish()
+
+    def _raise(self, diagnoses: Iterable, at_ns: int) -> set[tuple[str, tuple[str, ...]]]:
+        seen = set()
+        for d in diagnoses:
+            key = (d.kind, tuple(sorted(d.suspects)))
+            if key in seen:  # the engine named it twice: keep the first (its most confident)
+                continue
+            seen.add(key)
+            before = self._tracked.get(key) or self._take_overlapping(key)
+            first = before.hint.first_seen_ns if before is not None else at_ns
+            # a note between epochs is stamped now, the epoch after it with its interval's end
+            last = max(at_ns, before.hint.last_seen_ns) if before is not None else at_ns
+            self._tracked[key] = _Tracked(
+                Hint(
+                    d.kind,
+                    tuple(d.suspects),
+                    tuple(sorted(d.slices)),
+                    round(float(d.confidence), 3),
+                    tuple(d.evidence),
+                    first,
+                    last,
                 )
             )
-            return self._current
+        return seen
+
+    def _publish(self) -> tuple[Hint, ...]:
+        self._current = tuple(
+            sorted(
+                (t.hint for t in self._tracked.values()),
+                key=lambda h: (-h.confidence, h.first_seen_ns, h.kind, h.suspects),
+            )
+        )
+        return self._current
 
     def _take_overlapping(self, key: tuple[str, tuple[str, ...]]) -> _Tracked | None:
         """The tracked hint on the same suspects whose kinds overlap this one's, taken out."""

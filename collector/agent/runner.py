@@ -31,6 +31,8 @@ from collector.system.loop_errors import LoopErrors
 
 log = logging.getLogger(__name__)
 
+MARKED_BLOCKS_POLL_S = 0.1  # how often ended in-situ blocks are looked for (each look is a few dict reads)
+
 
 class Agent:
     def __init__(self, plan: AgentPlan, *, sink: WindowSink | None = None, clock: ClockStatus | None = None) -> None:
@@ -163,6 +165,8 @@ class Agent:
                 except TimeoutError:
                     pass
             tasks = [asyncio.create_task(self.scheduler.run(self._stop)), asyncio.create_task(self._health_loop())]
+            if self.captures is not None and self.sink is not None:
+                tasks.append(asyncio.create_task(self._marked_blocks_loop()))
             if self.discovery is not None:
                 tasks.append(asyncio.create_task(self.discovery.run(self._stop)))
             await asyncio.gather(*tasks)
@@ -180,6 +184,24 @@ class Agent:
                 self.captures.stop()
             if self.sink is not None:
                 await loop.run_in_executor(None, self.sink.close)
+
+    async def _marked_blocks_loop(self) -> None:
+        """In-situ blocks leave as soon as their counting point ends them, in a shipment of
+        their own: waiting for the next window would add up to a window to fault demarcation
+        (a block ends half a block period after its flip; windows close once a window_s)."""
+        while not self._stop.is_set():
+            try:
+                await asyncio.wait_for(self._stop.wait(), MARKED_BLOCKS_POLL_S)
+            except TimeoutError:
+                with self.errors.survive("insitu", "shipping in-situ blocks"):
+                    self._ship_marked_blocks()
+
+    def _ship_marked_blocks(self) -> None:
+        assert self.captures is not None and self.sink is not None
+        marked = tuple(self.captures.marked_blocks(self.plan.site))
+        if marked:
+            health = self._refresh_health()
+            self.sink.submit(ShipmentBatch(self.plan.site, (), (), health, time.time_ns(), marked))
 
     async def _health_loop(self) -> None:
         """Health and reflector counters refresh every window even when no path closes one."""

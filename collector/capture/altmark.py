@@ -21,7 +21,10 @@ Choices:
   count into it: packets reordered across the boundary or late on a slower path are not
   mistaken for loss (RFC 9341 reads the counters in the middle of the next block for the
   same reason). Later ones start a new block. `flush()` finalises the open blocks when a
-  measurement ends.
+  measurement ends. A live point need not wait for the second flip: once every packet
+  stamped before the current block turned half a block old has been counted
+  (`close_ended`), no packet can join the block before it, which is final then, by the
+  same rule and so alike at every point; half a block after its end, not a whole one.
 - Blocks of two points are paired (`collector.contract.marked_blocks`, shared with the
   analyzer) per FlowMonID by colour and time: a downstream block
   goes with the upstream block of its colour whose middle is nearest to its own, among
@@ -106,6 +109,15 @@ def find_altmark(packet: bytes | memoryview, offset: int = 0) -> AltMark | None:
     return None
 
 
+_NEVER = 1 << 63
+
+
+def _late_until(previous: _OpenBlock, current: _OpenBlock) -> int:
+    """The first time stamp at which a packet of `previous`'s colour is no longer late for it
+    (`MarkingPoint._is_late`'s time test, solved for the time)."""
+    return current.first_ns + (current.first_ns - previous.first_ns + 1) // 2
+
+
 class _OpenBlock:
     __slots__ = ("sequence", "colour", "packets", "first_ns", "last_ns", "delay_marks_ns")
 
@@ -160,6 +172,7 @@ class MarkingPoint:
         self._flows: dict[int, _Flow] = {}
         self.packets: dict[tuple[int, int], int] = {}  # (FlowMonID, colour) -> packets, ever
         self.malformed = 0
+        self._next_end_ns = _NEVER  # the earliest time a previous block stops taking late packets
 
     def observe(self, ts_ns: int, packet: bytes | memoryview, offset: int = 0) -> None:
         """One IP packet starting at `offset`, seen at `ts_ns`; unmarked ones are ignored."""
@@ -197,6 +210,7 @@ class MarkingPoint:
                 flow.closed.append(previous.final(mark.flow_mon_id))
             flow.previous = current
             flow.current = current = flow.new_block(mark.loss_flag, ts_ns)
+            self._next_end_ns = min(self._next_end_ns, _late_until(flow.previous, current))
         current.add(ts_ns, mark.delay_flag)
 
     @staticmethod
@@ -208,6 +222,26 @@ class MarkingPoint:
             2 * (ts_ns - current.first_ns) < current.first_ns - previous.first_ns
             and 2 * current.packets < previous.packets
         )
+
+    def close_ended(self, counted_through_ns: int) -> None:
+        """Make final each block before a current one that no packet can join any more: every
+        packet stamped before `counted_through_ns` has been counted, and none stamped later is
+        late enough for it (`_is_late` fails once the current block is half a block old). For
+        the thread that counts, since it ends blocks; a sweep only when one is due."""
+        if counted_through_ns < self._next_end_ns:
+            return
+        next_end = _NEVER
+        for flow_mon_id, flow in self._flows.items():
+            previous, current = flow.previous, flow.current
+            if previous is None or current is None:
+                continue
+            ends = _late_until(previous, current)
+            if ends <= counted_through_ns:
+                flow.closed.append(previous.final(flow_mon_id))
+                flow.previous = None
+            else:
+                next_end = min(next_end, ends)
+        self._next_end_ns = next_end
 
     def flush(self) -> None:
         """End the measurement: the open blocks become final."""

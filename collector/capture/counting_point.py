@@ -16,6 +16,11 @@ A flow silent for `idle_s` (longer than a block period: the marker flips at leas
 ships its open blocks too, once: a path change leaves the point it left with a block that no
 flip will end, holding the part of the block that went this way.
 
+Blocks end half a block after the flip, not at the next one: each reading of the drop
+counter follows a drained socket, so every packet stamped before it (less a margin for a
+packet still on its way into the socket) has been counted, and the point ends the blocks
+no later packet may join (`MarkingPoint.close_ended`).
+
 Capture drops: the live capture tells the point each time it reads its socket's kernel drop
 counter (`note_drops`): how many packets the kernel dropped since its previous reading, which
 arrived after the first packet it received since then (drops need a full buffer, and that
@@ -38,6 +43,7 @@ from collector.traffic.classifier import SliceClassifier
 DEFAULT_MAX_BLOCKS = 64  # a minute of 1 s blocks per flow waiting to be shipped
 DEFAULT_MAX_TAKE = 5_000  # half a shipment body's bound
 DEFAULT_IDLE_S = 3.0  # three of the marker's default 1 s blocks
+STAMP_TO_SOCKET_NS = 5_000_000  # a packet's way from its kernel time stamp into the capture's socket, bounded
 MAX_DROP_SPELLS = 1024  # spells of capture drops remembered (consecutive readings with drops make one)
 
 
@@ -78,6 +84,8 @@ class CountingPoint(MarkingPoint):
                     self._drops_forgotten_ns = spells[0][1]
                 spells.append((after_ns, read_ns))
         self.drops_read_ns = read_ns
+        # the capture drained its socket before this reading: what was stamped before is counted
+        self.close_ended(read_ns - STAMP_TO_SOCKET_NS)
 
     def _dropped_within(self, start_ns: int, end_ns: int) -> bool:
         if self._drops_forgotten_ns is not None and start_ns < self._drops_forgotten_ns:

@@ -74,13 +74,16 @@ class BusSink(SpoolingSink):
 
     def _bodies(self, batch: ShipmentBatch):
         """Window bodies, then the observations and the health, each a body of its own: a
-        subject carries one kind."""
+        subject carries one kind. The in-situ blocks ride with the first of them, once."""
+        marked = batch.marked_blocks
         if batch.windows:
             yield from super()._bodies(replace(batch, observations=(), health=None))
+            marked = ()
         if batch.observations:
-            yield encode_body(replace(batch, windows=(), health=None)), 0
-        if batch.health is not None:
-            yield encode_body(replace(batch, windows=(), observations=())), 0
+            yield encode_body(replace(batch, windows=(), health=None, marked_blocks=marked)), 0
+            marked = ()
+        if batch.health is not None or marked:
+            yield encode_body(replace(batch, windows=(), observations=(), marked_blocks=marked)), 0
 
     def _post(self, body: bytes, windows: int) -> tuple[Outcome, float]:
         kind = "windows" if windows else ("observations" if json.loads(body)["observations"] else "health")

@@ -103,6 +103,39 @@ def test_fed_by_a_stand_in_engine_the_tracker_follows_a_fault_and_its_healing():
     assert hint.first_seen_ns == 9 * S and hint.suspects == ("city1a",)  # a new fault: a new first seen
 
 
+def test_a_note_between_epochs_raises_at_once_and_ages_nothing():
+    tracker = HintTracker()
+    tracker.update([loss(suspects=("a>b",))], 10 * S)
+    tracker.update([], 11 * S)  # a>b missed one epoch
+    [new, old] = tracker.note([loss(suspects=("c>d",), confidence=0.95)], 11 * S + S // 2)
+    assert new.suspects == ("c>d",) and new.first_seen_ns == new.last_seen_ns == 11 * S + S // 2
+    assert old.suspects == ("a>b",)  # a note is no epoch: a>b has not missed another
+    # the next epoch, stamped with its interval's end, still diagnoses c>d: seen last no earlier
+    [kept] = tracker.update([loss(suspects=("c>d",))], 11 * S + S // 4)
+    assert (kept.first_seen_ns, kept.last_seen_ns) == (11 * S + S // 2, 11 * S + S // 2)
+    assert tracker.update([], 12 * S) and tracker.update([], 13 * S) == ()
+
+
+def test_the_runner_names_a_losing_segment_as_its_blocks_are_paired_without_waiting_for_an_epoch():
+    from analyzer.service import RootCauseRunner
+    from analyzer.store.memory import WindowStore
+    from tests.analyzer.insitu.insitu_support import path_blocks
+    from tests.support import wait_until
+
+    store = WindowStore(default_policies(), interval_s=3600)  # no interval closes during the test
+    runner = RootCauseRunner(store, diagnose=lambda epoch: [], poll_s=0.01)
+    try:
+        store.segments.add(path_blocks([[1000], [1000], [1000], [1000]]), time.time_ns())
+        wait_until(lambda: runner._segments_seen == store.segments.segments_found, what="the clean block looked at")
+        assert runner.hints() == ()
+        store.segments.add(path_blocks([[1000], [990], [990], [990]], flow=7), time.time_ns())
+        wait_until(runner.hints, what="a hint from the losing segment")
+        [hint] = runner.hints()
+    finally:
+        runner.stop()
+    assert (hint.kind, hint.suspects) == ("link-loss", ("cnty1a>city1a",)) and runner.epochs == 0
+
+
 def test_the_runner_infers_once_per_closed_interval_in_its_own_thread_and_survives_a_failing_engine():
     from dataclasses import replace
 

@@ -245,3 +245,41 @@ def test_a_silent_flows_open_blocks_read_as_final_and_its_next_packet_starts_a_n
     feed(point, blocks_of([(0, 3), (1, 3), (0, 1)], start_ms=200))
     assert [(b.sequence, b.packets) for b in point.blocks()] == [(0, 10), (1, 10), (2, 4), (3, 3)]
     assert MarkingPoint("i").idle_blocks(7, 10**12) == ()  # no idle time set, or no such flow
+
+
+def test_a_block_ends_once_the_next_is_half_a_block_old_and_everything_before_was_counted():
+    point = MarkingPoint("j")
+    feed(point, blocks_of([(0, 10), (1, 6)]))  # block 1 began at 10 ms: block 0 takes late packets until 15 ms
+    point.close_ended(15 * MS - 1)
+    assert point.blocks() == ()
+    point.close_ended(15 * MS)
+    assert [(b.sequence, b.colour, b.packets) for b in point.blocks()] == [(0, 0, 10)]
+    point.close_ended(10**12)  # nothing more to end: block 1 is the current one
+    feed(point, [(16.0, 7, 0, False)])  # colour 0 again after the half: a new block, as without the early end
+    feed(point, blocks_of([(1, 3)], start_ms=20))
+    point.flush()
+    assert [(b.sequence, b.colour, b.packets) for b in point.blocks()] == [(0, 0, 10), (1, 1, 6), (2, 0, 1), (3, 1, 3)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    sizes=st.lists(st.integers(min_value=2, max_value=30), min_size=1, max_size=12),
+    swaps=st.lists(st.integers(min_value=0, max_value=400), max_size=20),
+)
+def test_ending_blocks_early_gives_the_blocks_the_second_flip_gives(sizes, swaps):
+    """A live point, told after every packet that all before it was counted, ends the same
+    blocks as one that waits for flips: packets reordered across boundaries included."""
+    timeline = blocks_of([(i % 2, size) for i, size in enumerate(sizes)])
+    for i in swaps:  # neighbours swap colours, keeping the arrival times in order
+        if i + 1 < len(timeline):
+            (a, *rest_a), (b, *rest_b) = timeline[i], timeline[i + 1]
+            timeline[i], timeline[i + 1] = (a, *rest_b), (b, *rest_a)
+    waiting, live = MarkingPoint("w"), MarkingPoint("l")
+    for at_ms, flow, colour, delay in timeline:
+        ts = round(at_ms * MS)
+        waiting.count(ts, AltMark(flow, colour, delay))
+        live.close_ended(ts)  # every packet stamped before this one's time was counted
+        live.count(ts, AltMark(flow, colour, delay))
+    waiting.flush()
+    live.flush()
+    assert live.blocks() == waiting.blocks()

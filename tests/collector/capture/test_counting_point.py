@@ -8,7 +8,7 @@ from scapy.layers.inet6 import IPv6
 
 from collector.capture.altmark import AltMark
 from collector.capture.altmark_ingress import insert_altmark
-from collector.capture.counting_point import CountingPoint
+from collector.capture.counting_point import STAMP_TO_SOCKET_NS, CountingPoint
 from collector.traffic.classifier import SliceClassifier
 
 CLASSIFIER = SliceClassifier.from_rules([{"slice": "video", "dscp": 34}, {"slice": "egov", "dscp": 26}])
@@ -114,7 +114,24 @@ def test_a_block_clear_of_every_drop_spell_is_not_flagged():
     point = CountingPoint("a-b", CLASSIFIER)
     feed(point, 0x101, 34, outgoing=True, blocks=5)  # blocks 0..2 final
     point.note_drops(3000 * MS, 3050 * MS, 4)  # inside block 3, open still
-    point.note_drops(3050 * MS, 9000 * MS, 0)
-    assert [(b.sequence, b.capture_dropped) for b in point.take_final("a")] == [(0, False), (1, False), (2, False)]
+    point.note_drops(3050 * MS, 9000 * MS, 0)  # read long after block 4 began: block 3 is final too
+    taken = [(b.sequence, b.capture_dropped) for b in point.take_final("a")]
+    assert taken == [(0, False), (1, False), (2, False), (3, True)]
     point.flush()
-    assert [(b.sequence, b.capture_dropped) for b in point.take_final("a")] == [(3, True), (4, False)]
+    assert [(b.sequence, b.capture_dropped) for b in point.take_final("a")] == [(4, False)]
+
+
+def test_a_reading_of_the_drop_counter_ends_the_blocks_no_later_packet_can_join():
+    """The capture drained its socket before each reading: a block leaves half a block after
+    its flip, not at the next flip."""
+    point = CountingPoint("a-b", CLASSIFIER)
+    feed(point, 0x101, 34, outgoing=True, blocks=2)  # block 1 began at 1000 ms
+    point.note_drops(0, 1500 * MS, 0)  # read at 1.5 s: packets stamped within the margin may still come
+    assert point.take_final("a") == []
+    point.note_drops(1500 * MS, 1500 * MS + STAMP_TO_SOCKET_NS, 0)
+    assert [(b.sequence, b.packets) for b in point.take_final("a")] == [(0, 10)]
+    for i in range(10):  # block 2, colour 0 again: a block of its own
+        point.observe_directed((2000 + i * 10) * MS, marked(0x101, 0, 34), 0, True)
+    point.flush()
+    point.note_drops(1500 * MS, 3000 * MS, 0)  # the capture's last reading, as it ends
+    assert [(b.sequence, b.colour, b.packets) for b in point.take_final("a")] == [(1, 1, 10), (2, 0, 10)]

@@ -17,6 +17,7 @@ from collector.contract.codec import ShipmentParser, encode_body
 from collector.contract.shipment import ShipmentBatch
 from collector.outputs.bus_sink import BusSink
 from collector.outputs.sinks import Backoff
+from tests.analyzer.insitu.insitu_support import PATH, path_blocks
 from tests.analyzer_support import W, health, observation, window
 from tests.bus_support import (
     client_connections,
@@ -77,6 +78,24 @@ def test_windows_observations_and_health_go_to_their_subjects(bus, tmp_path):
     assert health_only.health == health() and not health_only.windows
     kinds = ("windows", "observations", "health")
     assert [m[2] for m in messages] == [message_id(k, "cnty1a", m[1]) for k, m in zip(kinds, messages, strict=True)]
+
+
+def test_in_situ_blocks_ride_once_with_the_first_body_or_alone_with_the_health(bus, tmp_path):
+    blocks = tuple(path_blocks([[1000, 1000]], points=PATH[:1]))
+    sink = sink_for(bus, tmp_path)
+    sink.submit(batch(1, observations=(observation(),), health=health(), marked_blocks=blocks))
+    sink.submit(ShipmentBatch("cnty1a", (), (), health(), 3 * W, blocks[1:]))  # the agent's blocks-only shipment
+    wait_until(lambda: sink.delivered_total == 2 and sink.spool_depth == 0, what="both batches published")
+    sink.close()
+    pki, server = bus
+    messages = stream_messages(bus_setup.analyzer_endpoint(pki, (server.url,)))
+    parsed = [(name, ShipmentParser().parse(body).marked_blocks) for name, body, _ in messages]
+    assert parsed == [
+        ("xnet.windows.cnty1a", blocks),
+        ("xnet.observations.cnty1a", ()),
+        ("xnet.health.cnty1a", ()),
+        ("xnet.health.cnty1a", blocks[1:]),
+    ]
 
 
 def test_a_body_sent_again_is_stored_once(bus, tmp_path):
