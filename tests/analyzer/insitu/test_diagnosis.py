@@ -55,6 +55,18 @@ def test_a_loss_that_began_in_the_last_block_is_not_diluted_by_the_clean_ones_be
     assert diagnosis.suspects == ("city1a>prov1",)
 
 
+def test_a_loss_too_thin_for_any_one_block_shows_in_the_flows_newest_blocks_together():
+    store = SegmentStore()
+    store.add(path_blocks([[1000] * 6, [1000] * 6, [1000] * 6, [1000] * 3 + [998] * 3]), T0)
+    assert not significant(2, 1000) and not significant(6, 6000) and significant(6, 3000)
+    (diagnosis,) = segment_diagnoses(store, T0, 10 * S)
+    assert diagnosis.suspects == ("city1a>prov1",)
+    other_flow = SegmentStore()  # the same losses over two flows' blocks: no one flow lost lately enough
+    other_flow.add(path_blocks([[1000] * 6, [1000] * 6, [1000] * 6, [1000] * 4 + [998] * 2]), T0)
+    other_flow.add(path_blocks([[1000] * 6, [1000] * 6, [1000] * 6, [1000] * 5 + [998]], flow=7), T0)
+    assert segment_diagnoses(other_flow, T0, 10 * S) == []
+
+
 def test_missing_packets_of_a_block_a_capture_dropped_in_are_no_diagnosis():
     blocks = path_blocks([[1000] * 3, [1000, 900, 1000], [1000] * 3, [1000] * 3])
     unflagged = SegmentStore()
