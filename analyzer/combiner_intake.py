@@ -98,8 +98,7 @@ class CombinerIntake(BusConsumer):
         try:
             report = PartitionReport.decode(message.data)
         except MalformedReport as exc:
-            self._refused(message.subject, exc)
-            await message.term()
+            await self._refuse(message, exc)
             return
         try:
             seq = message.metadata.sequence.stream
@@ -109,8 +108,7 @@ class CombinerIntake(BusConsumer):
             return
         self.through_seq = max(self.through_seq, seq)
         if not taken:
-            self._refused(message.subject, f"partition {report.partition} of {report.partitions}")
-            await message.term()
+            await self._refuse(message, f"partition {report.partition} of {report.partitions}")
             return
         await message.ack()
 
@@ -118,23 +116,23 @@ class CombinerIntake(BusConsumer):
         try:
             evidence = PartitionEvidence.decode(message.data)
         except MalformedReport as exc:
-            self._refused(message.subject, exc)
-            await message.term()
+            await self._refuse(message, exc)
             return
         self.through_seq = max(self.through_seq, message.metadata.sequence.stream)
         if self.inference is not None:
             try:
                 self.inference.add(evidence, self._clock())
             except MalformedReport as exc:
-                self._refused(message.subject, exc)
-                await message.term()
+                await self._refuse(message, exc)
                 return
             except Exception as exc:  # a bug must not stop the intake; counted, the epoch is lost
                 self._count_error(exc)
         self.evidence_total += 1
         await message.ack()
 
-    def _refused(self, subject: str, why: object) -> None:
+    async def _refuse(self, message, why: object) -> None:
+        """Count and log a message the combiner cannot take, and end it: it would never fit."""
         self.refused_total += 1
         if self.refused_total <= MAX_ERRORS_LOGGED:
-            log.warning("refused a partition report on %s: %s", subject, why)
+            log.warning("refused a partition report on %s: %s", message.subject, why)
+        await message.term()

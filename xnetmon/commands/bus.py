@@ -120,31 +120,24 @@ def run_add_site(args: argparse.Namespace) -> int:
 
 
 def run_add_analyzer(args: argparse.Namespace) -> int:
-    from collector.bus.subjects import BadSubject
-    from xnetmon import bus_setup
-
-    try:
-        cert = bus_setup.add_analyzer(args.directory, args.name)
-    except (BadSubject, FileNotFoundError) as exc:
-        raise UsageError(str(exc)) from None
-    print(
-        f"analyzer replica {args.name}: {cert} and {cert.with_name(args.name + '-key.pem')} "
-        f"(with ca.pem: xnetmon analyzer --replica {args.name})"
-    )
-    print(f"server configuration updated: {cert.parent.parent / 'nats-server.conf'} (reload nats-server)")
-    return 0
+    return _add_client(args, "analyzer", f"analyzer replica {args.name}", f"xnetmon analyzer --replica {args.name}")
 
 
 def run_add_operator(args: argparse.Namespace) -> int:
+    return _add_client(args, "operator", f"operator {args.name}", "xnetmon probe --from")
+
+
+def _add_client(args: argparse.Namespace, role: str, who: str, used_by: str) -> int:
+    """Issue a client identity of `role` (`bus_setup.add_analyzer` or `add_operator`) and say
+    where its files went and what uses them."""
     from collector.bus.subjects import BadSubject
     from xnetmon import bus_setup
 
+    add = bus_setup.add_analyzer if role == "analyzer" else bus_setup.add_operator
     try:
-        cert = bus_setup.add_operator(args.directory, args.name)
+        cert = add(args.directory, args.name)
     except (BadSubject, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
-    print(
-        f"operator {args.name}: {cert} and {cert.with_name(args.name + '-key.pem')} (with ca.pem: xnetmon probe --from)"
-    )
+    print(f"{who}: {cert} and {cert.with_name(args.name + '-key.pem')} (with ca.pem: {used_by})")
     print(f"server configuration updated: {cert.parent.parent / 'nats-server.conf'} (reload nats-server)")
     return 0
