@@ -35,7 +35,11 @@ def fuzz(name: str, workdir: Path, flags: list[str]) -> None:
     logging.disable(logging.CRITICAL)  # decoders log what they skip; millions of lines would drown the run
     # libFuzzer writes new inputs into the first corpus directory and only reads the others.
     args = [sys.argv[0], f"-artifact_prefix={workdir}/", *flags, str(corpus), str(target.corpus)]
-    atheris.Setup(args, target.run)
+    if target.mutator is None:
+        atheris.Setup(args, target.run)
+    else:
+        # looked up at each call: Fuzz() binds atheris.Mutate to libFuzzer's once it starts
+        atheris.Setup(args, target.run, custom_mutator=target.mutator(lambda data, size: atheris.Mutate(data, size)))
     atheris.Fuzz()
 
 

@@ -16,6 +16,7 @@ import os
 import shutil
 import struct
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,9 @@ class FuzzTarget:
     decode: Callable[[bytes], None]
     refused: tuple[type[Exception], ...]  # what the receiver counts and drops; () = must return
     what: str
+    # a structure-aware mutator (libFuzzer's custom mutator, atheris' `custom_mutator`): given
+    # the fuzzer's own mutation, (data, max_size, seed) -> new input; None: plain bytes
+    mutator: Callable[[Mutation], Callable[[bytes, int, int], bytes]] | None = None
 
     def run(self, data: bytes) -> None:
         """One input: returns when the decoder took or refused it; raises on a crash."""
@@ -85,6 +89,27 @@ class FuzzTarget:
     @property
     def corpus(self) -> Path:
         return CORPUS / self.name
+
+
+Mutation = Callable[[bytes, int], bytes]  # libFuzzer's mutation of bytes within a size: atheris.Mutate
+INFLATED_PER_DEFLATED = 8  # how much larger a deflated input's content may grow than the input's bound
+
+
+def deflated(mutate: Mutation) -> Callable[[bytes, int, int], bytes]:
+    """Mutate what a zlib stream holds, not its compressed octets: almost every mutation of
+    deflated bytes fails at inflating, and the decoder behind it is never reached. An input
+    that does not inflate starts over from an empty JSON object; a mutation that no longer
+    fits `max_size` once deflated gives the input back unchanged."""
+
+    def mutator(data: bytes, max_size: int, seed: int) -> bytes:
+        try:
+            content = zlib.decompress(data)
+        except zlib.error:
+            content = b"{}"
+        packed = zlib.compress(mutate(content, max_size * INFLATED_PER_DEFLATED), 1)
+        return packed if len(packed) <= max_size else data
+
+    return mutator
 
 
 def frames(data: bytes) -> Iterator[bytes]:
@@ -376,7 +401,11 @@ TARGETS: dict[str, FuzzTarget] = {
         FuzzTarget("snapshot", snapshot, (ValueError,), "analyzer snapshots (analyzer/store/snapshot.py)"),
         FuzzTarget("partials", partition_report, (MalformedReport,), "partition reports (analyzer/partials.py)"),
         FuzzTarget(
-            "evidence", partition_evidence, (MalformedReport,), "partition epochs (analyzer/partial_evidence.py)"
+            "evidence",
+            partition_evidence,
+            (MalformedReport,),
+            "partition epochs (analyzer/partial_evidence.py)",
+            deflated,
         ),
         FuzzTarget("journal", journal, (), "the HTTP intake's journal (analyzer/store/journal.py)"),
         FuzzTarget("agent_config", agent_config, (ConfigError,), "agent configuration (collector/agent/config.py)"),

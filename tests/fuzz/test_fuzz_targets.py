@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import zlib
 
 import pytest
 
 from tests.fuzz.seeds import BUILDERS
-from tests.fuzz.targets import TARGETS, framed, frames
+from tests.fuzz.targets import TARGETS, deflated, framed, frames
 from tests.support import REPO
 
 SECONDS_PER_TARGET = 2  # 19 targets: about 40 s of fuzzing in all, after one import
@@ -44,6 +45,15 @@ def test_the_corpus_is_taken_or_refused(name):
         except Exception as exc:  # anything the target does not refuse is a crash
             crashed.append(f"{path.name}: {type(exc).__name__}: {exc}")
     assert inputs and not crashed, "\n".join(crashed)
+
+
+def test_a_deflated_inputs_mutation_changes_its_content_and_stays_deflated():
+    mutator = deflated(lambda content, max_size: content.replace(b"1", b"2")[:max_size])
+    seed = zlib.compress(b'{"at_ns": 1}')
+    assert zlib.decompress(mutator(seed, 100, 0)) == b'{"at_ns": 2}'
+    assert zlib.decompress(mutator(b"not deflated", 100, 0)) == b"{}"  # starts over from an empty object
+    grown = deflated(lambda content, max_size: bytes(range(256)) * 4)
+    assert grown(seed, 64, 0) == seed  # past the size bound once deflated: the input unchanged
 
 
 def test_every_target_survives_a_short_fuzzing_run(tmp_path):
