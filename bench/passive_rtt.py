@@ -36,6 +36,7 @@ Needs root (namespaces, AF_PACKET) and tshark.
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import statistics
 import struct
@@ -156,7 +157,12 @@ def one_run(family: str, transfer: int, rate: str, pcaps: Path, index: int) -> d
     if received != [transfer] or any(dropped) or len(kernel) < 3:
         raise SystemExit(f"run {index}: received {received}, capture drops {dropped}, {len(kernel)} ss readings")
     prefix_len = 128 if family == "ipv6" else 32
-    result: dict = {"ss_ms": statistics.median(kernel[1:]), "ss_readings": len(kernel) - 1, "points": {}}
+    result: dict = {
+        "ss_ms": statistics.median(kernel[1:]),
+        "ss_readings": len(kernel) - 1,
+        "load_1m": os.getloadavg()[0],  # the machine is shared: a starved sender reads differently
+        "points": {},
+    }
     for name, point in points.items():
         pcap = pcaps / f"run{index}-{name}.pcap"
         point.write_pcap(pcap)
@@ -213,7 +219,10 @@ def main() -> None:
             "ours_round_trip_vs_ss": _ratio(round_trip, ss_ms),
             "tshark_vs_ss": _ratio(tshark, ss_ms),
         }
-    print(f"{args.runs} run(s), {args.family}, {args.transfer_mib} MiB through a {args.rate} bucket; medians over runs")
+    print(f"{args.runs} run(s), {args.family}, {args.transfer_mib} MiB through a {args.rate} bucket, per run (ms):")
+    headers = ["run", "load", "ss", *(f"{point}: {key}" for point in ("sender", "receiver") for key in RUN_COLUMNS)]
+    print(table(headers, per_run_rows(runs)))
+    print("medians over runs:")
     print(table(["figure", "mean ms", "/ ss", "/ tshark"], rows))
     payload = {
         "benchmark": "passive_rtt",
@@ -223,6 +232,19 @@ def main() -> None:
         "summary": summary,
     }
     print(f"result: {write_result('passive_rtt', payload, args.output)}")
+
+
+RUN_COLUMNS = {"data->ack": "ours_data_ack_ms", "echo": "ours_echo_ms", "tshark": "tshark_ack_rtt_ms"}
+
+
+def per_run_rows(runs: list[dict]) -> list[list[object]]:
+    """Each run's figures: a run whose sender was short of CPU shows a long echo at the sender
+    (its answer to an ACK waited) and an ss below the queue's depth (the queue never filled)."""
+    rows = []
+    for index, run in enumerate(runs):
+        figures = [run["points"][point][key] for point in POINTS for key in RUN_COLUMNS.values()]
+        rows.append([index, run["load_1m"], run["ss_ms"], *figures])
+    return rows
 
 
 def _ratio(value: float | None, reference: float | None) -> float | None:
