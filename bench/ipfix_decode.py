@@ -199,6 +199,7 @@ def main() -> None:
         medians["nfcapd"] = stored / cpu if cpu else None
     rows = [[name, value, ratio(medians["ours-decode"], value) if value else None] for name, value in medians.items()]
     print(table(["decoder", "records/s (median)", "ours-decode / this"], rows))
+    print(f"ours-receiver / netflow: {ratio(medians['ours-receiver'], medians['netflow']):.2f}")
     if nfcapd is not None:
         print(f"nfcapd stored {nfcapd[1]} of {expected * args.nfcapd_repeat} records using {nfcapd[0]:.3f} CPU s")
     payload = {

@@ -22,8 +22,20 @@ What a sample measures: the time from the capture point to the host that echoes 
 so the part of the path *beyond* the capture point as seen from the TSval's sender, plus
 the echoing host's delayed-ACK wait. Queues before the capture point are not in it. The
 two directions of a connection time the two sides of the capture point: their mean RTTs
-added up are the connection's round trip as its endpoints' kernels see it. A
-sample is filed under the slice of the timed segment (the one carrying the TSval) and the
+added up are the connection's round trip as its endpoints' kernels see it. Two peers
+define their figure differently (`bench/passive_rtt.py` measures both beside ours):
+- tshark's `tcp.analysis.ack_rtt` times an ACK from the segment that ends exactly at its
+  acknowledgment number, the newest one it covers; ours, as the kernel, from the oldest it
+  newly covers. Behind a receiver that acknowledges every second segment the two differ by
+  one segment's spacing: after a 20 Mbit/s queue, one 1,514-octet frame's 0.6 ms.
+- The sender's `ss -ti` rtt is its kernel's per-ACK sample smoothed by 7/8 per ACK, taken
+  from the segment's transmission at the TCP layer to the ACK's processing: it includes
+  the sender's own stack (its qdisc, and ACKs waiting in the socket's backlog while the
+  application holds the socket in a send), which no capture point sees.
+- The echo of a TSval includes the echoing host's answer time: its delayed-ACK wait, or,
+  for a sender echoing in data, the time until it sends again, which is long when it is
+  short of data or CPU; the round trip added up from the two sides then reads high.
+A sample is filed under the slice of the timed segment (the one carrying the TSval) and the
 remote prefix of the echoing host (/48 for IPv6, /24 for IPv4 by default).
 
 A retransmission is a segment that occupies sequence space (payload, SYN or FIN) of which

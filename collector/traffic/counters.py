@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from operator import itemgetter
 
 from collector.contract.records import FlowRecord
@@ -46,60 +48,53 @@ class SpaceSaving:
     reaches twice the capacity, one sort keeps the `capacity` heaviest and raises `floor`.
     Counts never underestimate, and overestimate by at most their `error`; a key heavier
     than total / capacity is never evicted. One sort per `capacity` new keys costs less
-    than a heap operation per key."""
+    than a heap operation per key.
+
+    A key's error is the floor when it came in, and the floor only moves at an eviction:
+    keys that came in since the last one have the current floor as their error, so only
+    the survivors of an eviction have theirs written down, and adding a key is one dict
+    update."""
 
     __slots__ = ("capacity", "_counts", "_errors", "floor", "total")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._counts: dict[bytes, int] = {}
-        self._errors: dict[bytes, int] = {}
+        self._errors: dict[bytes, int] = {}  # of the keys that survived an eviction
         self.floor = 0
         self.total = 0
 
     def add(self, key: bytes, weight: int) -> None:
-        self.total += weight
-        counts = self._counts
-        count = counts.get(key)
-        if count is not None:
-            counts[key] = count + weight
-            return
-        counts[key] = self.floor + weight
-        self._errors[key] = self.floor
-        if len(counts) >= 2 * self.capacity:
-            self._evict()
+        self.add_many((key,), (weight,))
 
-    def add_many(self, keys: list[bytes], weights: list[int]) -> None:
-        """`add` for each (key, weight), in one loop with local names."""
-        counts, errors, floor = self._counts, self._errors, self.floor
+    def add_many(self, keys: Sequence[bytes], weights: Sequence[int]) -> None:
+        """`add` for each (key, weight) in turn, in one loop with local names."""
+        counts, floor = self._counts, self.floor
         limit = 2 * self.capacity
         for key, weight in zip(keys, weights):
-            count = counts.get(key)
-            if count is not None:
-                counts[key] = count + weight
-                continue
-            counts[key] = floor + weight
-            errors[key] = floor
-            if len(counts) >= limit:
+            counts[key] = counts.get(key, floor) + weight
+            if len(counts) >= limit:  # only a new key grows it, and the eviction halves it
                 self._evict()
-                counts, errors, floor = self._counts, self._errors, self.floor
+                counts, floor = self._counts, self.floor
         self.total += sum(weights)
 
     def _evict(self) -> None:
+        floor, capacity = self.floor, self.capacity
         ranked = sorted(self._counts.items(), key=_COUNT, reverse=True)
-        kept, dropped = ranked[: self.capacity], ranked[self.capacity :]
-        if dropped:
-            self.floor = max(self.floor, dropped[0][1])
-        errors = self._errors
-        self._counts = dict(kept)
-        self._errors = {key: errors[key] for key, _ in kept}
+        if len(ranked) > capacity:
+            self.floor = max(floor, ranked[capacity][1])
+            del ranked[capacity:]
+        self._counts = kept = dict(ranked)
+        # the survivors that came in since the last eviction carry the floor of then
+        self._errors = dict(zip(kept, map(self._errors.get, kept, repeat(floor))))
 
     def __len__(self) -> int:
         return len(self._counts)
 
     def top(self, limit: int) -> list[tuple[bytes, int, int]]:
         ranked = sorted(self._counts.items(), key=_COUNT, reverse=True)[:limit]
-        return [(key, count, self._errors[key]) for key, count in ranked]
+        errors, floor = self._errors, self.floor
+        return [(key, count, errors.get(key, floor)) for key, count in ranked]
 
 
 def address_text(address: bytes) -> str:
@@ -129,9 +124,7 @@ class TrafficCounters:
 
     def count(self, slice_name: str, exporter: str, direction: str, packets: int, octets: int, source: bytes) -> None:
         """The hot-path form of `add`: the source as 16 octets (IPv4 as IPv4-mapped)."""
-        totals = self._totals.get((slice_name, exporter, direction))
-        if totals is None:
-            totals = self._totals[(slice_name, exporter, direction)] = [0, 0, 0]
+        totals = self._totals_of((slice_name, exporter, direction))
         totals[0] += octets
         totals[1] += packets
         totals[2] += 1
@@ -149,28 +142,49 @@ class TrafficCounters:
         octets: list[int],
         sources: list[bytes],
     ) -> None:
-        """`count` for a whole decoded data set at once (equal-length lists): one loop with
-        local names for the totals, one `add_many` per slice for the talkers."""
-        totals = self._totals
-        for name, direction, n_packets, n_octets in zip(slices, directions, packets, octets):
-            key = (name, exporter, direction)
-            values = totals.get(key)
-            if values is None:
-                values = totals[key] = [0, 0, 0]
-            values[0] += n_octets
-            values[1] += n_packets
-            values[2] += 1
-        names = set(slices)
-        for name in names:
-            sketch = self._talkers.get(name)
+        """`count` for a whole decoded data set at once (equal-length lists). The records are
+        split by slice in one pass (none when all share one, the usual case), each slice's
+        totals summed in C when all share one direction, and its sources go to its talkers
+        in one `add_many`, in their order in the data set."""
+        if not slices:
+            return
+        groups: dict[str, tuple[list[int], list[int], list[bytes]]]
+        if slices.count(slices[0]) == len(slices):
+            groups = {slices[0]: (packets, octets, sources)}
+        else:
+            groups = {}
+            for name, n_packets, n_octets, source in zip(slices, packets, octets, sources):
+                group = groups.get(name)
+                if group is None:
+                    group = groups[name] = ([], [], [])
+                group[0].append(n_packets)
+                group[1].append(n_octets)
+                group[2].append(source)
+        if directions.count(directions[0]) == len(directions):
+            for name, (in_packets, in_octets, _) in groups.items():
+                values = self._totals_of((name, exporter, directions[0]))
+                values[0] += sum(in_octets)
+                values[1] += sum(in_packets)
+                values[2] += len(in_octets)
+        else:
+            for name, direction, n_packets, n_octets in zip(slices, directions, packets, octets):
+                values = self._totals_of((name, exporter, direction))
+                values[0] += n_octets
+                values[1] += n_packets
+                values[2] += 1
+        talkers = self._talkers
+        for name, (_, in_octets, in_sources) in groups.items():
+            sketch = talkers.get(name)
             if sketch is None:
-                sketch = self._talkers[name] = SpaceSaving(self.talker_capacity)
-            if len(names) == 1:
-                sketch.add_many(sources, octets)
-            else:
-                sketch.add_many(
-                    [s for s, n in zip(sources, slices) if n == name], [o for o, n in zip(octets, slices) if n == name]
-                )
+                sketch = talkers[name] = SpaceSaving(self.talker_capacity)
+            sketch.add_many(in_sources, in_octets)
+
+    def _totals_of(self, key: tuple[str, str, str]) -> list[int]:
+        """[bytes, packets, flows] of (slice, exporter, direction), made on first use."""
+        values = self._totals.get(key)
+        if values is None:
+            values = self._totals[key] = [0, 0, 0]
+        return values
 
     def totals(self) -> dict[tuple[str, str, str], TrafficTotals]:
         """(slice, exporter, direction) -> totals so far."""

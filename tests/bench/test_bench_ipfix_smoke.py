@@ -38,5 +38,6 @@ def test_ipfix_decode_benchmark_reports_ratios(tmp_path):
     assert result["records"] == 3000
     assert set(result["medians_records_per_s"]) == {"ours-decode", "ours-receiver", "netflow", "nfcapd"}
     assert result["ratios"]["ours_decode_vs_netflow"] > 0
+    assert "ours-receiver / netflow: " in run.stdout
     assert result["nfcapd"]["records"] == 6000
     assert "ours-decode" in run.stdout

@@ -64,7 +64,7 @@ def sender_retransmissions(sock: socket.socket) -> tuple[int] | None:
     return None if unacked else (total_retrans,)
 
 
-def wire(sender: str, router: str, receiver: str, family: str) -> tuple[str, str]:
+def wire(sender: str, router: str, receiver: str, family: str, rate: str = RATE) -> tuple[str, str]:
     """sender --veth-- router --veth-- receiver, the router's way to the receiver through a
     token bucket; returns the sender's and the receiver's addresses."""
     sender_net, receiver_net, length = SUBNETS[family]
@@ -97,7 +97,7 @@ def wire(sender: str, router: str, receiver: str, family: str) -> tuple[str, str
             "root",
             "tbf",
             "rate",
-            RATE,
+            rate,
             "burst",
             "16kb",
             "latency",
@@ -154,7 +154,7 @@ def test_passive_rtt_agrees_with_the_senders_kernel(family):
         client = created_in(sender, connect)
         peer, _ = server.accept()
         received = []
-        reader = threading.Thread(target=lambda: received.append(_drain(peer)))
+        reader = threading.Thread(target=lambda: received.append(drain(peer)))
         reader.start()
         kernel, done = [], threading.Event()
 
@@ -203,7 +203,7 @@ def test_passive_rtt_agrees_with_the_senders_kernel(family):
     assert report.by_slice["best-effort"].retransmissions <= retransmitted
 
 
-def _drain(sock) -> int:
+def drain(sock) -> int:
     total = 0
     while chunk := sock.recv(1 << 16):
         total += len(chunk)
