@@ -165,7 +165,7 @@ class SpoolingSink:
 
     `submit` encodes the batch and writes it to the spool in `spool_dir` before it returns
     (no fsync: see `collector.outputs.spool`), so an accepted batch survives a SIGKILL of the
-    agent; it costs the caller ~16 us a window and one write to the page cache. Two threads
+    agent; it costs the caller ~10 us a window and one write to the page cache. Two threads
     share the spool with it under one lock: the spooling thread flushes what was written to
     the disk (fsync, for a power loss; never under the lock, so a slow disk never holds up
     `submit`), and the shipping thread sends the oldest spooled body until the destination
