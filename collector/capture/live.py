@@ -177,8 +177,14 @@ class LiveCapture:
                 wait = min(next_expiry, deadline if deadline is not None else next_expiry) - now
                 if poller.poll(max(0, int(wait * 1000) + 1)):
                     try:
+                        # A busy interface keeps the socket from ever running dry: the bursts
+                        # stop for the expiry, the deadline and stop(), or records would pile
+                        # up unreported (and a stop never be seen) for as long as traffic lasts.
+                        turn_ends = next_expiry if deadline is None else min(next_expiry, deadline)
                         while self._receive_burst(fd):
                             failing = False
+                            if self._stopping or time.monotonic() >= turn_ends:
+                                break
                         if self._drop_watchers:
                             self._read_kernel_drops()
                     except OSError as exc:  # the interface went down (ENETDOWN): it may come back up

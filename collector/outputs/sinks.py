@@ -39,9 +39,6 @@ from collector.outputs.spool import DEFAULT_SEGMENT_BYTES, WindowSpool
 log = logging.getLogger(__name__)
 
 WINDOWS_PATH = "/v1/windows"
-# Windows encoded between two voluntary releases of the GIL (~1 ms of work), so that the
-# shipping thread never keeps the probe loop waiting longer than that.
-WINDOWS_PER_GIL_SLICE = 100
 MAX_LOGGED_BODY = 500  # characters of an analyzer's refusal worth putting in a log line
 
 
@@ -62,7 +59,8 @@ class WindowSink(Protocol):
     def spool_depth(self) -> int: ...
 
     def submit(self, batch: ShipmentBatch) -> None:
-        """Take a batch and return at once: no network or disk I/O in the caller's thread."""
+        """Take a batch without waiting on the network; a spooling sink has written it to its
+        spool when this returns, so it survives the agent being killed."""
 
     def close(self, timeout: float = 5.0) -> None:
         """Deliver what can be delivered within `timeout` seconds, then stop."""
@@ -157,7 +155,6 @@ class ReportsShipFailures(Protocol):
     def ship_failures(self) -> Mapping[str, int]: ...
 
 
-_CLOSE = object()  # ends the spooling thread, after every batch submitted before close()
 SINK_THREADS = ("spool", "ship")  # a SpoolingSink's two threads, as its errors_total counts them
 
 
@@ -166,21 +163,20 @@ class SpoolingSink:
     `collector.outputs.bus_sink.BusSink` are its two destinations, which say how a batch
     becomes bodies (`_bodies`), how one body is sent (`_post`) and what to close.
 
-    Two threads share the spool in `spool_dir` under one lock. The spooling thread appends
-    each submitted batch as soon as it comes (fsync'd: see `collector.outputs.spool`); the
-    shipping thread sends the oldest spooled body until the destination takes it. They are
-    apart so that a send that hangs (an analyzer that accepts and never answers, for up to
-    `timeout_s`) never keeps batches waiting in memory: what a SIGKILL may lose is bounded
-    by the batches handed over and not yet fsync'd, normally the interval just closed,
-    never the intervals behind a hanging send. When the destination is away, bodies wait in
-    the spool, at most `max_windows` windows (the oldest go first, counted in
-    `dropped_total`), and are delivered in order when it returns, including by a new sink
-    on the same `spool_dir` after a restart. Batches larger than `max_windows_per_post` are
-    cut into several bodies. Encoding yields the GIL every `WINDOWS_PER_GIL_SLICE` windows,
-    so a large batch never stalls the probe loop for long.
+    `submit` encodes the batch and writes it to the spool in `spool_dir` before it returns
+    (no fsync: see `collector.outputs.spool`), so an accepted batch survives a SIGKILL of the
+    agent; it costs the caller ~10 us a window and one write to the page cache. Two threads
+    share the spool with it under one lock: the spooling thread flushes what was written to
+    the disk (fsync, for a power loss; never under the lock, so a slow disk never holds up
+    `submit`), and the shipping thread sends the oldest spooled body until the destination
+    takes it. When the destination is away, bodies wait in the spool, at most `max_windows`
+    windows (the oldest go first, counted in `dropped_total`), and are delivered in order
+    when it returns, including by a new sink on the same `spool_dir` after a restart.
+    Batches larger than `max_windows_per_post` are cut into several bodies.
 
-    An error either thread meets is logged, counted (`errors_total` by thread) and survived:
-    the thread carries on with the next batch or send.
+    An error `submit` or either thread meets is logged, counted (`errors_total`: `spool` for
+    writing and flushing, `ship` for sending) and survived: a batch that could not be written
+    is counted in `dropped_total`, and the thread carries on with the next flush or send.
 
     Opening the spool reads what a previous run left, so construct the sink before the
     event loop gets busy (or in `asyncio.to_thread`).
@@ -208,11 +204,9 @@ class SpoolingSink:
         self._spool = WindowSpool(spool_dir, max_windows, segment_bytes=segment_bytes)
         self._spool_changed = threading.Condition()  # guards the spool; notified on append and close
         self._unspooled_dropped = 0  # windows lost because the spool could not be written
-        self._handoff: queue.SimpleQueue = queue.SimpleQueue()
-        self._handoff_windows = 0
-        self._handoff_lock = threading.Lock()
         self._closing = threading.Event()
-        self._spooling_done = threading.Event()  # every batch submitted before close() is on disk
+        self._written = threading.Event()  # set by submit and close: the spooling thread has work
+        self._flushing_done = threading.Event()  # every batch submitted before close() is flushed
         self._deadline = float("inf")
         self._away_since: float | None = None  # monotonic time the destination stopped answering
         self._away_reason: str | None = None  # the latest logged of SHIP_FAILURE_REASONS
@@ -220,7 +214,7 @@ class SpoolingSink:
     def _start(self) -> None:
         """Called by a destination's __init__ once it can send."""
         name = type(self).__name__
-        self._spooler = threading.Thread(target=self._spool_loop, name=f"xnetmon-{name}-spool", daemon=True)
+        self._spooler = threading.Thread(target=self._flush_loop, name=f"xnetmon-{name}-spool", daemon=True)
         self._thread = threading.Thread(target=self._ship_loop, name=f"xnetmon-{name}", daemon=True)
         self._spooler.start()
         self._thread.start()
@@ -247,7 +241,7 @@ class SpoolingSink:
 
     @property
     def spool_depth(self) -> int:
-        return self._spool.pending_windows + self._handoff_windows
+        return self._spool.pending_windows
 
     @property
     def corrupt_total(self) -> int:
@@ -259,9 +253,28 @@ class SpoolingSink:
     def submit(self, batch: ShipmentBatch) -> None:
         if self._closing.is_set():
             raise RuntimeError("submit() on a closed sink")
-        with self._handoff_lock:
-            self._handoff_windows += len(batch.windows)
-        self._handoff.put(batch)
+        spooled = 0
+        try:
+            for body, windows in self._bodies(batch):
+                with self._spool_changed:
+                    self._spool.append(body, windows)
+                    self._spool_changed.notify_all()
+                spooled += windows
+        except Exception as exc:  # a full disk, or a bug in encoding: the probes go on
+            if not isinstance(exc, OSError):
+                self.errors_total["spool"] += 1
+            log.error(
+                "could not spool a batch from %s in %s (%s: %s); dropped %d window(s)",
+                batch.site,
+                self._spool.directory,
+                type(exc).__name__,
+                exc,
+                len(batch.windows) - spooled,
+                exc_info=not isinstance(exc, OSError),
+            )
+            self._unspooled_dropped += len(batch.windows) - spooled
+        finally:
+            self._written.set()
 
     def close(self, timeout: float = 5.0) -> None:
         """Deliver what can be delivered within `timeout` seconds, then stop. What is left
@@ -269,7 +282,7 @@ class SpoolingSink:
         if not self._closing.is_set():
             self._deadline = time.monotonic() + timeout
             self._closing.set()
-            self._handoff.put(_CLOSE)
+            self._written.set()
         self._thread.join(timeout + 1.0)
         if self._thread.is_alive():
             log.warning(
@@ -278,42 +291,25 @@ class SpoolingSink:
 
     # -- the spooling thread ----------------------------------------------------------------
 
-    def _spool_loop(self) -> None:
-        while (item := self._handoff.get()) is not _CLOSE:
+    def _flush_loop(self) -> None:
+        """fsync what submit wrote, as it comes; one flush covers every batch written since
+        the last. A last flush once closing."""
+        while True:
+            self._written.wait()
+            self._written.clear()
+            closing = self._closing.is_set()
             try:
-                self._spool_batch(item)
-            except Exception:  # a bug in encoding one batch must not stop the spooling of the next
+                with self._spool_changed:
+                    pending = self._spool.unsynced()
+                pending.flush()
+            except Exception:  # a disk error: the records stay written, the next flush tries again
                 self.errors_total["spool"] += 1
-                log.exception("sink to %s could not spool a batch from %s; dropped", self.endpoint, item.site)
-        self._spooling_done.set()
+                log.exception("sink to %s could not flush its spool %s", self.endpoint, self._spool.directory)
+            if closing:
+                break
+        self._flushing_done.set()
         with self._spool_changed:
             self._spool_changed.notify_all()
-
-    def _spool_batch(self, batch: ShipmentBatch) -> None:
-        # Each body leaves the hand-off count once it is in the spool (or dropped): spool_depth
-        # may read high for an instant, never low, so a window is never shown as gone early.
-        spooled = 0
-        try:
-            for body, windows in self._bodies(batch):
-                with self._spool_changed:
-                    self._spool.append(body, windows)
-                    self._leave_handoff(windows)
-                    self._spool_changed.notify_all()
-                spooled += windows
-        except Exception as exc:  # a full disk must not stop delivery of what is spooled
-            log.error(
-                "could not spool a batch from %s in %s (%s); dropped %d window(s)",
-                batch.site,
-                self._spool.directory,
-                exc,
-                len(batch.windows) - spooled,
-            )
-            self._unspooled_dropped += len(batch.windows) - spooled
-            self._leave_handoff(len(batch.windows) - spooled)
-
-    def _leave_handoff(self, windows: int) -> None:
-        with self._handoff_lock:
-            self._handoff_windows -= windows
 
     # -- the shipping thread ----------------------------------------------------------------
 
@@ -336,7 +332,7 @@ class SpoolingSink:
                     with self._spool_changed:
                         self._spool.pop_head(record_id)
         finally:
-            self._spooling_done.wait(max(0.0, self._deadline - time.monotonic()) + 1.0)
+            self._flushing_done.wait(max(0.0, self._deadline - time.monotonic()) + 1.0)
             with self._spool_changed:
                 if self._spool:
                     log.info(
@@ -350,13 +346,10 @@ class SpoolingSink:
 
     def _next_head(self) -> tuple[int, bytes, int] | None:
         """(record id, body, windows) of the oldest spooled body, waiting for one to come;
-        None once closing and the spool is empty (every submitted batch on disk) or
-        close()'s deadline has passed."""
+        None once closing and the spool is empty or close()'s deadline has passed."""
         with self._spool_changed:
             while True:
-                if self._closing.is_set() and (
-                    time.monotonic() >= self._deadline or (not self._spool and self._spooling_done.is_set())
-                ):
+                if self._closing.is_set() and (time.monotonic() >= self._deadline or not self._spool):
                     return None
                 try:
                     body = self._spool.head()
@@ -381,11 +374,7 @@ class SpoolingSink:
         observations and health ride with the first part."""
         step = self.max_windows_per_post
         for start in range(0, max(len(batch.windows), 1), step):
-            encoded = []
-            for window in batch.windows[start : start + step]:
-                encoded.append(window_json(window))
-                if len(encoded) % WINDOWS_PER_GIL_SLICE == 0:
-                    time.sleep(0)  # let the event loop run
+            encoded = [window_json(window) for window in batch.windows[start : start + step]]
             yield assemble_body(batch, encoded, with_extras=start == 0), len(encoded)
 
     def _note_away(self, reason: str, detail: str, level: int = logging.WARNING) -> None:

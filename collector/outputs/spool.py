@@ -10,13 +10,17 @@ Layout of a spool directory:
     lock                         held while a spool is open, so two agents never share one
                                  (collector/system/dir_lock.py; it names its holder's pid)
 
-Durability: every append is fsync'd (per batch, not per segment) before it counts as
-spooled. An agent spools about one batch per interval (10 s by default), so that is one disk
-flush per interval, and in exchange a spooled batch survives a crash or a power loss; only
-batches still in the sink's memory hand-off can be lost: the sink spools on a thread of its
-own, never held up by a send, so a SIGKILL loses at most the batches handed over and not yet
-fsync'd, normally the one interval being closed. Fsync per segment would save flushes
-only at batch rates an agent never reaches, and would put a whole segment at risk.
+Durability comes in two steps. `append` writes the record to its segment (one unbuffered
+write, no fsync) before it returns: from then on the record survives the death of the
+process, SIGKILL included, since the kernel holds the written bytes. `unsynced()` then hands
+over what appends wrote since its last call (duplicates of the segments' descriptors, and
+whether a new segment name is to be made durable), and `PendingSync.flush()` fsyncs them,
+outside the caller's lock: the sink does it on a thread of its own, so an fsync that takes a
+second on a busy disk never holds up an append. Only a power loss or a kernel crash can take
+records written and not yet flushed, normally those of the one fsync under way. An agent
+spools one batch per interval (10 s by default, 1 s on the lab). Measured on the lab's
+disk: an append (the write) 0.03 ms for 20 windows, 0.8 ms for 1,000; its flush 0.7 ms and
+2-3 ms; encoding the body, which the caller does, ~10 us a window (0.2 ms, 10 ms).
 The cursor is replaced atomically but not fsync'd: after a power loss it may point back a
 little, which re-sends a few batches, and receivers deduplicate windows by (key, seq).
 Delivery is therefore at least once.
@@ -94,6 +98,9 @@ class WindowSpool:
         self._writer: BinaryIO | None = None
         self._writer_path: Path | None = None
         self._writer_size = 0
+        self._writer_dirty = False  # written since the last unsynced()
+        self._unflushed: list[int] = []  # descriptors of segments written and not yet flushed
+        self._new_names = False  # a segment was made since the last unsynced()
         self._lock_file = self._lock_directory()
         self._recover()
         self.dropped_windows_total += self._enforce_bound()
@@ -104,9 +111,11 @@ class WindowSpool:
     # -- writing ---------------------------------------------------------------------------
 
     def append(self, body: bytes, windows: int) -> int:
-        """Spool one wire body holding `windows` windows, durably; returns how many old
-        windows the bound dropped to make room. An OSError (a full disk) leaves the spool as
-        it was: the caller counts the batch as lost, and the next append starts afresh."""
+        """Spool one wire body holding `windows` windows: written when this returns (it
+        survives the process being killed), flushed to the disk by `unsynced().flush()`.
+        Returns how many old windows the bound dropped to make room. An OSError (a full
+        disk) leaves the spool as it was: the caller counts the batch as lost, and the next
+        append starts afresh."""
         header = f'{{"id":{self._next_id},"windows":{windows},"crc32":{zlib.crc32(body)},"batch":'
         line = header.encode() + body + b"}\n"
         try:
@@ -118,6 +127,7 @@ class WindowSpool:
         assert self._writer_path is not None  # set with the writer
         self._records.append(_Record(self._next_id, self._writer_path, self._writer_size, len(line), windows))
         self._writer_size += len(line)
+        self._writer_dirty = True
         self._next_id += 1
         self.pending_windows += windows
         dropped = self._enforce_bound()
@@ -133,7 +143,7 @@ class WindowSpool:
         # that a failed write leaves nothing in a buffer to be flushed behind our back.
         self._writer = open(path, "xb", buffering=0)  # noqa: SIM115
         self._writer_path, self._writer_size = path, 0
-        fsync_directory(self.directory)  # the new name itself must survive a power loss
+        self._new_names = True  # the name itself must survive a power loss: flushed with the data
         return self._writer
 
     def _take_back_failed_line(self) -> None:
@@ -150,9 +160,26 @@ class WindowSpool:
 
     def _close_writer(self) -> None:
         if self._writer is not None:
+            self._keep_for_flush()
             with contextlib.suppress(OSError):
                 self._writer.close()
         self._writer, self._writer_path, self._writer_size = None, None, 0
+
+    def _keep_for_flush(self) -> None:
+        """A descriptor of the current segment for the next flush, if appends wrote to it
+        since the last one: the segment may be closed (rolled over) before that flush."""
+        if self._writer is not None and self._writer_dirty:
+            with contextlib.suppress(OSError):  # out of descriptors: the next flush misses it
+                self._unflushed.append(os.dup(self._writer.fileno()))
+        self._writer_dirty = False
+
+    def unsynced(self) -> PendingSync:
+        """What appends wrote since the last call, to be flushed (by `PendingSync.flush`,
+        without holding the caller's lock)."""
+        self._keep_for_flush()
+        pending = PendingSync(tuple(self._unflushed), self.directory if self._new_names else None)
+        self._unflushed, self._new_names = [], False
+        return pending
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -320,15 +347,47 @@ class WindowSpool:
             raise SpoolError(f"cannot use spool directory {self.directory}: {exc}") from exc
 
     def close(self) -> None:
-        """Release the directory; what is left is delivered by the next spool opened on it."""
+        """Flush, then release the directory; what is left is delivered by the next spool
+        opened on it."""
         self._close_writer()
-        self._lock_file.release()
+        try:
+            self.unsynced().flush()
+        finally:
+            self._lock_file.release()
 
     def __enter__(self) -> WindowSpool:
         return self
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+@dataclass(frozen=True, slots=True)
+class PendingSync:
+    """Segments written and not yet flushed (descriptors this object owns) and the
+    directory, when it has a new segment's name to flush."""
+
+    descriptors: tuple[int, ...]
+    directory: Path | None
+
+    def flush(self) -> None:
+        """fsync each; the descriptors are closed whatever happens. The first error is
+        raised once all were tried."""
+        failure: OSError | None = None
+        for fd in self.descriptors:
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                failure = failure or exc
+            finally:
+                os.close(fd)
+        if self.directory is not None:
+            try:
+                fsync_directory(self.directory)
+            except OSError as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
 
 def _parse_line(line: bytes) -> tuple[int, int, bytes] | None:
@@ -358,11 +417,10 @@ def _is_count(value: object) -> TypeGuard[int]:
 
 
 def _write_fully(writer: BinaryIO, line: bytes) -> None:
-    """Write and fsync all of `line`; an unbuffered write may take only part of it."""
+    """Write all of `line`; an unbuffered write may take only part of it."""
     view = memoryview(line)
     while view:
         written = writer.write(view)
         if not written:  # None: cannot happen on a blocking file; 0: the disk took nothing
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         view = view[written:]
-    os.fsync(writer.fileno())

@@ -55,7 +55,13 @@ _U64 = struct.Struct("!Q")
 _CLASS_OF_SERVICE_LEN = 8
 _DIRECT_MEASUREMENT_LEN = 16
 _HMAC_TLV_LEN = 20
-_DUPLICATE_MEMORY = 4096  # answered sequence numbers remembered to recognise duplicates
+# Answered sequence numbers are remembered to recognise duplicates, at most this many and
+# for at most `DUPLICATE_HORIZON_TIMEOUTS` timeouts after they were sent: a network's copy
+# arrives close behind the original, and a count alone kept 4,096 per session for ever (about
+# 0.6 MiB; an agent's sessions took 20 minutes to fill theirs at the lab's rate and grew
+# until then). A copy arriving later is counted as a late reply.
+_DUPLICATE_MEMORY = 4096
+DUPLICATE_HORIZON_TIMEOUTS = 2
 
 
 @dataclass(frozen=True)
@@ -214,12 +220,22 @@ class StampSession:
             else:
                 self.foreign_replies += 1
             return []
-        self._answered[seq] = send_ns
-        if len(self._answered) > _DUPLICATE_MEMORY:
-            self._answered.popitem(last=False)
+        self._remember_answered(seq, send_ns)
         results = self._resolve_directions(seq, reply)
         results.append(self._result(seq, send_ns, reply, facts))
         return results
+
+    def _remember_answered(self, seq: int, send_ns: int) -> None:
+        answered = self._answered
+        answered[seq] = send_ns
+        horizon = send_ns - DUPLICATE_HORIZON_TIMEOUTS * self.settings.timeout_ns
+        while len(answered) > _DUPLICATE_MEMORY or next(iter(answered.values())) < horizon:
+            answered.popitem(last=False)
+
+    @property
+    def remembered_answers(self) -> int:
+        """Answered sequence numbers held for recognising duplicates."""
+        return len(self._answered)
 
     def _authentic(self, data: bytes) -> bool:
         key = self.settings.auth_key

@@ -21,12 +21,17 @@ connection for a bounded time and never the server:
   taken since: one that reads a byte a second is cut off (the connection aborted, its
   buffered response dropped, counted in `RESPONSES_CUT_OFF`), one that keeps up that
   average may take as long as the response's size needs.
+
+`responses_cut_off_family` is the one definition of `xnet_collector_http_responses_cut_off_total`,
+which every collector-side /metrics renders (the agent's, `xnetmon flows collect`'s).
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+
+from prometheus_client.core import CounterMetricFamily
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +80,13 @@ class CutOffResponses:
 
 DEFAULT_HTTP_LIMITS = HttpLimits()
 RESPONSES_CUT_OFF = CutOffResponses()  # by every server of this process: its /metrics shows it
+
+
+def responses_cut_off_family() -> CounterMetricFamily:
+    family = CounterMetricFamily(
+        "xnet_collector_http_responses_cut_off_total",
+        "Responses of this process's HTTP server (/metrics, /flows/top) cut off because the client did not read "
+        "them at the server's send bounds (collector/system/http_limits.py).",
+    )
+    family.add_metric([], RESPONSES_CUT_OFF.total)
+    return family

@@ -69,6 +69,7 @@ def test_collect_counts_slices_and_serves_metrics_and_top_talkers(tmp_path):
         assert 'xnet_flow_bytes_total{direction="in",exporter="::1",slice="video"} 2600.0' in text
         assert 'xnet_flow_sampling_rate{exporter="::1"} 2.0' in text
         assert 'xnet_flow_templates{exporter="::1"} 1.0' in text
+        assert "\nxnet_collector_http_responses_cut_off_total 0.0\n" in text  # as the agent shows it
         status, top = fetch(f"http://[::1]:{metrics_port}/flows/top?slice=video&limit=1")
         assert status == 200
         assert json.loads(top)["talkers"] == [{"address": "2001:db8::1", "bytes": 2000, "error": 0}]

@@ -36,7 +36,7 @@ from collector.outputs.http import serve_metrics_and_top, serve_wsgi
 from collector.outputs.prometheus.path_text import PathFamiliesText
 from collector.outputs.prometheus.state import MetricsSnapshot, MetricsState
 from collector.system.build_info import build_info_family
-from collector.system.http_limits import RESPONSES_CUT_OFF
+from collector.system.http_limits import responses_cut_off_family
 
 if TYPE_CHECKING:  # flow receiver and captures are optional: imported only by agents that run them
     from collector.capture.agent_captures import AgentCaptures
@@ -88,7 +88,7 @@ class AgentCollector(Collector):
         yield from _collector_families(snapshot)
         yield from _ship_failure_families(snapshot)
         yield from _error_families(snapshot)
-        yield _cut_off_family()
+        yield responses_cut_off_family()
         yield from _reflector_families(snapshot)
         yield from _on_demand_families(snapshot)
         yield from _flow_and_malformed_families(snapshot, self._flows, self._captures)
@@ -274,16 +274,6 @@ def _error_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
         for component, count in sorted(by_component.items()):
             errors.add_metric([site, component], count)
     yield errors
-
-
-def _cut_off_family() -> Metric:
-    cut_off = CounterMetricFamily(
-        "xnet_collector_http_responses_cut_off_total",
-        "Responses of the agent's HTTP server (/metrics, /flows/top) cut off because the client did not read "
-        "them at the server's send bounds (collector/system/http_limits.py).",
-    )
-    cut_off.add_metric([], RESPONSES_CUT_OFF.total)
-    return cut_off
 
 
 def _on_demand_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:

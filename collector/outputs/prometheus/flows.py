@@ -6,7 +6,8 @@ x 3 directions for the traffic counters, one series per exporter for the gauges.
 
 `xnet_malformed_packets_total` is shared with the agent's STAMP reflector; the agent's
 collector renders one family from both (`malformed_counts`), `FlowCollector` alone
-renders it for `xnetmon flows collect`.
+renders it for `xnetmon flows collect`, with the responses its HTTP server cut off (as the
+agent's /metrics shows them).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from collector.flow_export.receiver import FlowReceiver
+from collector.system.http_limits import responses_cut_off_family
 from collector.traffic.counters import TrafficTotals
 
 MALFORMED_HELP = "Packets dropped because they could not be decoded, by protocol and what was wrong with them."
@@ -121,6 +123,7 @@ class FlowCollector(Collector):
         for (protocol, kind), count in malformed_counts(self._receiver):
             malformed.add_metric([protocol, kind], count)
         yield malformed
+        yield responses_cut_off_family()
 
 
 def flow_registry(receiver: FlowReceiver) -> CollectorRegistry:

@@ -281,3 +281,50 @@ def test_a_capture_survives_its_interface_going_down_and_counts_again_once_up() 
         finally:
             stop_process(capturer)
         assert final["ended"] == ["returned"] and not final["alive"]  # it ran until stopped, no error ended it
+
+
+FLOODED = textwrap.dedent("""
+    import json, subprocess, sys, threading, time
+    from collector.capture.aggregate import FlowAggregator
+    from collector.capture.live import LiveCapture
+    BLAST = "import socket\\ns = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\\n" \\
+            "while True: s.sendto(b'x', ('::1', 9))"
+    deadline_s = float(sys.argv[1])
+    # Every packet ends the record before it (no idle time allowed): records end all the time.
+    capture = LiveCapture("lo", FlowAggregator("capture:lo", idle_timeout_s=0))
+    delivered = []
+    runner = threading.Thread(target=capture.run, kwargs={"on_records": delivered.append, "expire_every_s": 0.2})
+    runner.start()
+    blasters = [subprocess.Popen([sys.executable, "-c", BLAST]) for _ in range(2)]
+    started = time.monotonic()
+    while capture.stats.packets < 100_000 and time.monotonic() - started < deadline_s:
+        time.sleep(0.01)  # a poll of the condition: the flood under way
+    flooded_at = capture.stats.packets
+    while not delivered and time.monotonic() - started < deadline_s:
+        time.sleep(0.01)
+    reported = bool(delivered)
+    capture.stop()
+    runner.join(deadline_s)
+    print(json.dumps({"flooded": flooded_at >= 100_000, "reported": reported, "stopped": not runner.is_alive(),
+                      "still_blasting": all(b.poll() is None for b in blasters)}), flush=True)
+    for b in blasters:
+        b.kill()
+""")
+
+
+@pytest.mark.root
+def test_a_flooded_capture_still_reports_its_records_and_stops() -> None:
+    """Before, the capture read bursts for as long as the socket had packets: on a busy
+    interface it never got to its expiry, so ended records piled up unreported in memory (the
+    soak's core agent held thousands), and stop() was never seen."""
+    with network_namespace() as ns:
+        run = subprocess.run(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", FLOODED, "30"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=120,
+        )
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result == {"flooded": True, "reported": True, "stopped": True, "still_blasting": True}, run.stderr

@@ -11,6 +11,7 @@ import logging
 import queue
 import socket
 import subprocess
+import sys
 import textwrap
 import threading
 import urllib.request
@@ -448,6 +449,56 @@ def test_a_sigkilled_agent_has_spooled_every_window_but_the_one_being_closed(tmp
     assert sum(w["sent"] for w in windows) >= counted - one_interval, (counted, windows)
     seqs = sorted(w["seq"] for w in windows)
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs  # none missing in between
+
+
+# The sink in a child process on a disk whose fsync takes a second (a disk other writers keep
+# busy): it prints the seq of each batch once submit() has returned, until it is killed.
+SUBMITTING_CHILD = """
+import os, sys, time
+from collector.contract.shipment import ShipmentBatch
+from collector.outputs.sinks import Backoff, HttpSink
+from tests.analyzer_support import W, window
+
+flush = os.fsync
+os.fsync = lambda fd: (time.sleep(1.0), flush(fd))[1]
+sink = HttpSink(sys.argv[1], "t", sys.argv[2], backoff=Backoff(initial_s=0.05, cap_s=0.1))
+for seq in range(1, 10_000):
+    sink.submit(ShipmentBatch("cnty1a", (window(seq),), created_ns=17 * W))
+    print(seq, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_every_batch_a_sink_accepted_survives_a_sigkill_and_ships_once_after_a_restart(receiver, make_sink, tmp_path):
+    """Before, submit() handed batches to a thread that appended and fsync'd them one by one:
+    behind a slow fsync they waited in memory, and a SIGKILL lost every one of them."""
+    spool = tmp_path / "spool"
+    absent = f"http://[::1]:{free_tcp_port('::1')}"  # nothing listens: every send is retried
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SUBMITTING_CHILD, absent, str(spool)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    accepted = LineReader(proc.stdout)
+    try:
+        accepted.wait_for(lambda line: line.strip() == "10")
+        proc.kill()
+        proc.wait(DEADLINE_S)
+    finally:
+        stop_process(proc)
+    seqs = [int(line) for line in accepted.text().split()]
+    assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= 10, seqs
+
+    receiver.start()
+    sink = make_sink(receiver.url, spool_dir=spool)
+    wait_until(lambda: sink.spool_depth == 0)  # everything the spool held, delivered
+    shipped = [seq for _, seq in receiver.window_ids]
+    # Every accepted batch, once and in order; at most one more, submitted as the kill came.
+    assert shipped[: len(seqs)] == seqs and len(shipped) - len(seqs) in (0, 1), (seqs, shipped)
+    assert shipped == list(range(1, len(shipped) + 1))
 
 
 def probes_sent(metrics_port: int, src: str, dst: str) -> float:

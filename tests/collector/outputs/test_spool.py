@@ -111,6 +111,32 @@ def test_segments_roll_and_go_once_delivered(open_spool, tmp_path):
     assert drain(spool) == [6]
 
 
+def test_appends_are_flushed_later_every_segment_written_once_even_when_rolled_over(open_spool, tmp_path, monkeypatch):
+    """append writes and does not fsync; unsynced() hands over one descriptor per segment
+    written since the last call (rolled-over ones too) and the directory for their new
+    names; flush() fsyncs and closes them."""
+    flushed: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (flushed.append(fd), real_fsync(fd))[1])
+    spool = open_spool(100, segment_bytes=1)  # a segment a record
+    for seq in range(3):
+        add(spool, seq)
+    assert flushed == []  # written, not yet flushed
+    assert len(segments(tmp_path)) == 3
+    pending = spool.unsynced()
+    assert (len(pending.descriptors), pending.directory) == (3, tmp_path)
+    pending.flush()
+    assert flushed[:3] == list(pending.descriptors) and len(flushed) == 4  # and the directory
+    for fd in pending.descriptors:
+        with pytest.raises(OSError):
+            os.fstat(fd)  # closed by flush
+    assert spool.unsynced().descriptors == ()  # nothing written since
+    add(spool, 3)
+    pending = spool.unsynced()
+    pending.flush()
+    assert len(pending.descriptors) == 1 and drain(spool) == [0, 1, 2, 3]
+
+
 def test_truncated_and_garbage_lines_are_skipped_and_counted(open_spool, tmp_path):
     spool = open_spool(100)
     add(spool, 0)

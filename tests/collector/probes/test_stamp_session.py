@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from collector.contract.records import LossDirection
-from collector.probes.stamp_session import ReplyFacts, SenderSettings, StampSession
+from collector.probes.stamp_session import DUPLICATE_HORIZON_TIMEOUTS, ReplyFacts, SenderSettings, StampSession
 from collector.wire.stamp import ErrorEstimate, decode_sender, ns_to_ntp
 from collector.wire.stamp_reflect import SessionCounters
 from collector.wire.stamp_tlv import ClassOfService, DirectMeasurement, ExtraPadding, TlvFlag
@@ -97,6 +97,26 @@ def test_duplicate_reply_is_flagged_and_foreign_ssid_ignored():
     _, foreign = other.request(T0)
     assert session.on_reply(reflect(foreign, receive_ns=T0, transmit_ns=T0), facts(T0)) == []
     assert session.foreign_replies == 1
+
+
+def test_answers_are_remembered_for_duplicates_only_within_two_timeouts():
+    """Before, a session kept its last 4,096 answered seqs whatever their age: at a probe
+    every 100 ms it held 4,096 after 7 minutes, and every session of an agent grew until then."""
+    settings = SenderSettings("t", "s", ssid=5, timeout_ns=1_000_000_000)
+    session = StampSession(settings)
+    interval = 100_000_000
+    first = None
+    for i in range(10_000):  # 1,000 s of probes, each answered 1 ms later
+        _, octets = session.request(T0 + i * interval)
+        reply = reflect(octets, receive_ns=T0 + i * interval, transmit_ns=T0 + i * interval)
+        first = first or reply
+        assert not session.on_reply(reply, facts(T0 + i * interval + 1_000_000))[0].duplicate
+        held = DUPLICATE_HORIZON_TIMEOUTS * settings.timeout_ns // interval + 1
+        assert session.remembered_answers <= held
+    assert session.remembered_answers == held
+    last = T0 + 9_999 * interval
+    assert session.on_reply(reply, facts(last + 2_000_000))[0].duplicate  # a copy close behind: still known
+    assert session.on_reply(first, facts(last + 3_000_000)) == [] and session.late_replies == 1
 
 
 def test_garbage_reply_is_counted_not_raised():

@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collector.flow_export.receiver import FlowReceiver, ReceiverSettings
 from collector.outputs.prometheus.flows import FlowFigures, flow_families, flow_registry
+from collector.system.http_limits import RESPONSES_CUT_OFF
 from collector.traffic.counters import TrafficTotals
 from tests.flow_export_support import (
     V6_FIELDS,
@@ -101,6 +102,7 @@ def test_family_types_are_counters_and_gauges_as_named():
         "xnet_flow_refused": "counter",
         "xnet_flow_receiver_errors": "counter",
         "xnet_malformed_packets": "counter",
+        "xnet_collector_http_responses_cut_off": "counter",
     }
 
 
@@ -114,6 +116,16 @@ def test_each_scrape_reads_the_counters_as_they_are_now():
     after = samples(generate_latest(registry).decode())["xnet_flow_datagrams"]
     key = (("exporter", UNSAMPLED), ("protocol", "netflow9"))
     assert (before[key], after[key]) == (1.0, 2.0)
+
+
+def test_responses_the_process_cut_off_are_shown_as_they_are_now():
+    """`xnetmon flows collect --metrics-listen` showed no count of them, the agent did."""
+    registry = flow_registry(fed_receiver())
+    before = samples(generate_latest(registry).decode())["xnet_collector_http_responses_cut_off"][()]
+    assert before == RESPONSES_CUT_OFF.total
+    RESPONSES_CUT_OFF.add()  # as a server of this process does when it cuts a slow reader off
+    after = samples(generate_latest(registry).decode())["xnet_collector_http_responses_cut_off"][()]
+    assert after == before + 1
 
 
 def test_figures_without_traffic_render_every_family_with_no_series():
