@@ -37,13 +37,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import struct
 import subprocess
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 from bench._common import environment, median, ratio, require_root, table, unwind_on_termination, write_result
@@ -94,67 +91,24 @@ def mean_ms(summary: RttSummary | None) -> float | None:
 
 
 def one_run(family: str, transfer: int, rate: str, pcaps: Path, index: int) -> dict:
-    from tests.capture_support import Capture, created_in
+    from tests.capture_support import Capture
     from tests.e2e import test_tcp_rtt_netns as lab
-    from tests.support import DEADLINE_S, network_namespace, wait_until
+    from tests.support import network_namespace
 
-    af = socket.AF_INET6 if family == "ipv6" else socket.AF_INET
     window = [float("inf"), float("inf")]  # capture times, ns
     points = {name: Point(window) for name in POINTS}
     with network_namespace() as receiver, network_namespace() as router, network_namespace() as sender:
         sender_address, receiver_address = lab.wire(sender, router, receiver, family, rate)
-
-        def listen() -> socket.socket:
-            sock = socket.socket(af, socket.SOCK_STREAM)
-            sock.bind((receiver_address, lab.PORT))
-            sock.listen(1)
-            return sock
-
-        def connect() -> socket.socket:
-            sock = socket.socket(af, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, lab.IN_FLIGHT)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"cubic")
-            sock.connect((receiver_address, lab.PORT))
-            return sock
-
         captures = [
             Capture(sender, "tx0", "both", points["sender-side"].observe),
             Capture(receiver, "rx0", "both", points["receiver-side"].observe),
         ]
-        server = created_in(receiver, listen)
-        client = created_in(sender, connect)
-        peer, _ = server.accept()
-        received: list[int] = []
-        reader = threading.Thread(target=lambda: received.append(lab.drain(peer)))
-        reader.start()
-        kernel: list[float] = []
-        done = threading.Event()
-
-        def poll_kernel() -> None:
-            while not done.is_set():
-                value = lab.kernel_rtt_ms(sender, receiver_address)
-                if value is not None:
-                    kernel.append(value)
-                    if len(kernel) == 2:
-                        window[0] = time.time_ns()
-                done.wait(0.1)
-
-        poller = threading.Thread(target=poll_kernel)
-        poller.start()
         try:
-            client.sendall(b"\x00" * transfer)
-            window[1] = time.time_ns()
-            done.set()
-            client.shutdown(socket.SHUT_WR)
-            wait_until(lambda: lab.sender_retransmissions(client), what="the sender's data and FIN acknowledged")
+            server, client = lab.connected_pair(sender, receiver, family, receiver_address)
+            sent = lab.timed_transfer(sender, receiver_address, server, client, transfer, window)
         finally:
-            done.set()
-            poller.join()
-            client.close()
-            reader.join(timeout=DEADLINE_S)
-            peer.close()
-            server.close()
             dropped = [capture.stop() for capture in captures]
+    received, kernel = sent.received, sent.kernel_ms
     if received != [transfer] or any(dropped) or len(kernel) < 3:
         raise SystemExit(f"run {index}: received {received}, capture drops {dropped}, {len(kernel)} ss readings")
     prefix_len = 128 if family == "ipv6" else 32

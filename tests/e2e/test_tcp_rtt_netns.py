@@ -25,6 +25,7 @@ import struct
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 
 import pytest
 
@@ -121,23 +122,8 @@ def wire(sender: str, router: str, receiver: str, family: str, rate: str = RATE)
 
 @pytest.mark.parametrize("family", ["ipv6", "ipv4"])
 def test_passive_rtt_agrees_with_the_senders_kernel(family):
-    af = socket.AF_INET6 if family == "ipv6" else socket.AF_INET
     with network_namespace() as receiver, network_namespace() as router, network_namespace() as sender:
         sender_address, receiver_address = wire(sender, router, receiver, family)
-
-        def listen():
-            sock = socket.socket(af, socket.SOCK_STREAM)
-            sock.bind((receiver_address, PORT))
-            sock.listen(1)
-            return sock
-
-        def connect():
-            sock = socket.socket(af, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, IN_FLIGHT)
-            # cubic keeps the window (here: the send buffer) in flight; bbr would cycle the queue
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"cubic")
-            sock.connect((receiver_address, PORT))
-            return sock
 
         meter = PassiveTcpRtt(remote_prefix_len=128, remote_prefix_len_v4=32)
         # Packets captured while the kernel's RTT is read in steady state (from its second
@@ -150,42 +136,13 @@ def test_passive_rtt_agrees_with_the_senders_kernel(family):
                 meter.observe(ts_ns, frame, offset)
 
         capture = Capture(receiver, "rx0", "both", observe_steady)
-        server = created_in(receiver, listen)
-        client = created_in(sender, connect)
-        peer, _ = server.accept()
-        received = []
-        reader = threading.Thread(target=lambda: received.append(drain(peer)))
-        reader.start()
-        kernel, done = [], threading.Event()
-
-        def poll_kernel():
-            while not done.is_set():
-                value = kernel_rtt_ms(sender, receiver_address)
-                if value is not None:
-                    kernel.append(value)
-                    if len(kernel) == 2:
-                        window[0] = time.time_ns()
-                time.sleep(0.1)
-
-        poller = threading.Thread(target=poll_kernel)
-        poller.start()
         try:
-            client.sendall(b"\x00" * TRANSFER)
-            window[1] = time.time_ns()
-            done.set()  # the queue drains from here: no kernel RTT of the tail
-            client.shutdown(socket.SHUT_WR)
-            [retransmitted] = wait_until(
-                lambda: sender_retransmissions(client), what="the sender's data and FIN acknowledged"
-            )
+            server, client = connected_pair(sender, receiver, family, receiver_address)
+            transfer = timed_transfer(sender, receiver_address, server, client, TRANSFER, window)
         finally:
-            done.set()
-            poller.join()
-            client.close()
-            reader.join(timeout=DEADLINE_S)
-            peer.close()
-            server.close()
             dropped = capture.stop()
 
+    received, kernel, retransmitted = transfer.received, transfer.kernel_ms, transfer.retransmitted
     assert dropped == 0 and received == [TRANSFER]
     report = meter.report()
     prefix_len = 128 if family == "ipv6" else 32
@@ -201,6 +158,80 @@ def test_passive_rtt_agrees_with_the_senders_kernel(family):
     # The bucket queues, it never drops here; but a loaded machine can hold an ACK past the
     # sender's timeout, and the sender retransmits. The capture counts none it did not make.
     assert report.by_slice["best-effort"].retransmissions <= retransmitted
+
+
+def connected_pair(
+    sender: str, receiver: str, family: str, receiver_address: str
+) -> tuple[socket.socket, socket.socket]:
+    """A listening socket in `receiver` and a client in `sender` connected to it, with
+    `IN_FLIGHT` of send buffer and cubic (which keeps the window in flight; bbr would cycle
+    the queue)."""
+    af = socket.AF_INET6 if family == "ipv6" else socket.AF_INET
+
+    def listen() -> socket.socket:
+        sock = socket.socket(af, socket.SOCK_STREAM)
+        sock.bind((receiver_address, PORT))
+        sock.listen(1)
+        return sock
+
+    def connect() -> socket.socket:
+        sock = socket.socket(af, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, IN_FLIGHT)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"cubic")
+        sock.connect((receiver_address, PORT))
+        return sock
+
+    return created_in(receiver, listen), created_in(sender, connect)
+
+
+@dataclass
+class Transfer:
+    received: list[int]  # octets the receiver read, once it ended
+    kernel_ms: list[float]  # the sender kernel's RTT, read every 0.1 s while it sent
+    retransmitted: int  # the sender's retransmissions, once all was acknowledged
+
+
+def timed_transfer(
+    sender: str, receiver_address: str, server: socket.socket, client: socket.socket, size: int, window: list[float]
+) -> Transfer:
+    """Send `size` octets from `client` to `server`'s peer while reading the sender kernel's
+    RTT; `window` gets the capture times of the steady state: from the kernel's second
+    reading until the last write (the queue drains from there: no kernel RTT of the tail).
+    Closes all three sockets."""
+    peer, _ = server.accept()
+    received: list[int] = []
+    reader = threading.Thread(target=lambda: received.append(drain(peer)))
+    reader.start()
+    kernel: list[float] = []
+    done = threading.Event()
+
+    def poll_kernel() -> None:
+        while not done.is_set():
+            value = kernel_rtt_ms(sender, receiver_address)
+            if value is not None:
+                kernel.append(value)
+                if len(kernel) == 2:
+                    window[0] = time.time_ns()
+            done.wait(0.1)
+
+    poller = threading.Thread(target=poll_kernel)
+    poller.start()
+    try:
+        client.sendall(b"\x00" * size)
+        window[1] = time.time_ns()
+        done.set()
+        client.shutdown(socket.SHUT_WR)
+        [retransmitted] = wait_until(
+            lambda: sender_retransmissions(client), what="the sender's data and FIN acknowledged"
+        )
+    finally:
+        done.set()
+        poller.join()
+        client.close()
+        reader.join(timeout=DEADLINE_S)
+        peer.close()
+        server.close()
+    return Transfer(received, kernel, retransmitted)
 
 
 def drain(sock) -> int:
