@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from bench.heap_growth import compare, snapshots_by_pid
 from tests.support import DEADLINE_S, REPO
@@ -21,31 +22,22 @@ while len(list(out.glob("*.snap"))) < 3:
 """
 
 
-def test_a_growing_line_is_named_with_its_slope(tmp_path):
-    script, out = tmp_path / "grower.py", tmp_path / "heap"
-    script.write_text(GROWER)
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.heap_growth",
-            "run",
-            "--out",
-            str(out),
-            "--every",
-            "0.3",
-            "--roles",
-            "grower",
-            "--",
-            sys.executable,
-            str(script),
-            str(out),
-        ],
+def heap_growth_run(out: Path, every: float, roles: str, *argv: str) -> subprocess.CompletedProcess:
+    """`python -m bench.heap_growth run` over a command."""
+    command = ["run", "--out", str(out), "--every", str(every), "--roles", roles, "--", *argv]
+    return subprocess.run(
+        [sys.executable, "-m", "bench.heap_growth", *command],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=DEADLINE_S,
     )
+
+
+def test_a_growing_line_is_named_with_its_slope(tmp_path):
+    script, out = tmp_path / "grower.py", tmp_path / "heap"
+    script.write_text(GROWER)
+    run = heap_growth_run(out, 0.3, "grower", sys.executable, str(script), str(out))
     assert run.returncode == 0, run.stdout + run.stderr
     ((pid, snaps),) = snapshots_by_pid(out).items()
     assert len(snaps) >= 3 and snaps[0][0] == 0
@@ -57,27 +49,7 @@ def test_a_growing_line_is_named_with_its_slope(tmp_path):
 
 def test_a_process_without_a_role_is_left_untraced(tmp_path):
     out = tmp_path / "heap"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.heap_growth",
-            "run",
-            "--out",
-            str(out),
-            "--every",
-            "0.1",
-            "--roles",
-            "nothing",
-            "--",
-            sys.executable,
-            "-c",
-            "import tracemalloc; assert not tracemalloc.is_tracing()",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE_S,
-    )
+    check = "import tracemalloc; assert not tracemalloc.is_tracing()"
+    run = heap_growth_run(out, 0.1, "nothing", sys.executable, "-c", check)
     assert run.returncode == 0, run.stdout + run.stderr
     assert list(out.iterdir()) == []
