@@ -199,7 +199,7 @@ class SegmentStore:
         self.dropped = 0
         self.blocks_received = 0
         self.blocks_split = 0  # blocks whose flow took two paths (a path change inside the block)
-        self.segments_found = 0  # segment blocks paired, ever: a reader sees that new ones came
+        self.losing_found = 0  # segment blocks paired that lost packets, ever: a reader sees new losses came
 
     def add(self, blocks: Iterable[MarkedBlock], now_ns: int) -> list[SegmentBlock]:
         """Keep the blocks and pair what they complete; returns the segment blocks found now."""
@@ -323,11 +323,12 @@ class SegmentStore:
 
     def _count(self, segment: SegmentBlock) -> None:
         self._recent.append(segment)
-        self.segments_found += 1
         totals = self._totals.setdefault((segment.slice, segment.segment, segment.kind), SegmentTotals())
         if not segment.loss_known:
             totals.unknown_blocks += 1
             return
+        if segment.lost > 0:
+            self.losing_found += 1
         totals.packets += segment.upstream_packets
         totals.lost += max(segment.lost, 0)
         totals.duplicated += max(-segment.lost, 0)
