@@ -207,6 +207,7 @@ class RootCauseRunner:
         with self.errors.survive("rootcause", f"root-cause inference for the interval ending at {at_ns}"):
             epoch = self.last_epoch = self.builder.build(at_ns)
             # in-situ segments first: direct localisation, kept over an engine hint of the same key
+            self._segments_seen = self.store.segments.losing_found  # read before the segments it diagnoses
             diagnoses = (*segment_diagnoses(self.store.segments, at_ns, self.insitu_lookback_ns), *self.diagnose(epoch))
             self.tracker.update(diagnoses, at_ns)
         self.epochs += 1

@@ -327,7 +327,7 @@ class SegmentStore:
         if not segment.loss_known:
             totals.unknown_blocks += 1
             return
-        if segment.lost > 0:
+        if segment.lost > 0 and segment.kind != "end-to-end":  # what a diagnosis can name
             self.losing_found += 1
         totals.packets += segment.upstream_packets
         totals.lost += max(segment.lost, 0)

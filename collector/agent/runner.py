@@ -193,8 +193,9 @@ class Agent:
             try:
                 await asyncio.wait_for(self._stop.wait(), MARKED_BLOCKS_POLL_S)
             except TimeoutError:
-                with self.errors.survive("insitu", "shipping in-situ blocks"):
-                    self._ship_marked_blocks()
+                pass
+            with self.errors.survive("insitu", "shipping in-situ blocks"):
+                self._ship_marked_blocks()  # also once more as the agent stops: none ended is left behind
 
     def _ship_marked_blocks(self) -> None:
         assert self.captures is not None and self.sink is not None

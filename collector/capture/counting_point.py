@@ -16,10 +16,11 @@ A flow silent for `idle_s` (longer than a block period: the marker flips at leas
 ships its open blocks too, once: a path change leaves the point it left with a block that no
 flip will end, holding the part of the block that went this way.
 
-Blocks end half a block after the flip, not at the next one: each reading of the drop
-counter follows a drained socket, so every packet stamped before it (less a margin for a
-packet still on its way into the socket) has been counted, and the point ends the blocks
-no later packet may join (`MarkingPoint.close_ended`).
+Blocks end half a block after the flip, not at the next one: with each reading of the drop
+counter the capture says when a receive last found its socket empty; every packet stamped
+before then (less `STAMP_TO_SOCKET_NS`, a packet still on its way into the socket) has been
+counted, and the point ends the blocks no later packet may join (`MarkingPoint.close_ended`).
+A turn of bursts that ends with packets still queued (a flooded socket) moves nothing.
 
 Capture drops: the live capture tells the point each time it reads its socket's kernel drop
 counter (`note_drops`): how many packets the kernel dropped since its previous reading, which
@@ -43,7 +44,9 @@ from collector.traffic.classifier import SliceClassifier
 DEFAULT_MAX_BLOCKS = 64  # a minute of 1 s blocks per flow waiting to be shipped
 DEFAULT_MAX_TAKE = 5_000  # half a shipment body's bound
 DEFAULT_IDLE_S = 3.0  # three of the marker's default 1 s blocks
-STAMP_TO_SOCKET_NS = 5_000_000  # a packet's way from its kernel time stamp into the capture's socket, bounded
+# A packet's way from its kernel time stamp (taken as it is queued for the stack) into the
+# capture's socket: the softirq that delivers it may wait for ksoftirqd on a loaded host.
+STAMP_TO_SOCKET_NS = 50_000_000
 MAX_DROP_SPELLS = 1024  # spells of capture drops remembered (consecutive readings with drops make one)
 
 
@@ -71,9 +74,10 @@ class CountingPoint(MarkingPoint):
         self.drops_read_ns: int | None = None  # the capture's last reading of its drop counter; None: it reports none
         self.capture_drops = 0  # packets the capture socket dropped while this point counted
 
-    def note_drops(self, after_ns: int, read_ns: int, dropped: int) -> None:
+    def note_drops(self, after_ns: int, read_ns: int, dropped: int, drained_ns: int | None = None) -> None:
         """The capture read its kernel drop counter at `read_ns`: `dropped` packets were lost
-        there since its previous reading, all arriving after `after_ns`."""
+        there since its previous reading, all arriving after `after_ns`; and it last found its
+        socket empty at `drained_ns` (None: never yet)."""
         if dropped:
             self.capture_drops += dropped
             spells = self._drop_spells
@@ -84,8 +88,8 @@ class CountingPoint(MarkingPoint):
                     self._drops_forgotten_ns = spells[0][1]
                 spells.append((after_ns, read_ns))
         self.drops_read_ns = read_ns
-        # the capture drained its socket before this reading: what was stamped before is counted
-        self.close_ended(read_ns - STAMP_TO_SOCKET_NS)
+        if drained_ns is not None:  # what was stamped before it (less the way into the socket) is counted
+            self.close_ended(drained_ns - STAMP_TO_SOCKET_NS)
 
     def _dropped_within(self, start_ns: int, end_ns: int) -> bool:
         if self._drops_forgotten_ns is not None and start_ns < self._drops_forgotten_ns:

@@ -119,10 +119,14 @@ class LiveCapture:
         # counting points need the direction a packet crossed the interface
         self._directed = tuple(o for o in observers if hasattr(o, "observe_directed"))
         self._undirected = tuple(o for o in observers if not hasattr(o, "observe_directed"))
-        # counting points learn when the socket dropped packets, read after every drained burst
+        # counting points learn when the socket dropped packets and how far it was read, after
+        # every turn of bursts
         self._drop_watchers = tuple(o for o in observers if hasattr(o, "note_drops"))
         self._first_since_read_ns: int | None = None  # the oldest packet received since the last reading
         self._last_read_ns = time.time_ns()
+        # when a receive last found the socket empty: every packet queued before then has been
+        # read (a turn that ends with packets still queued leaves it as it was)
+        self._drained_ns: int | None = None
         self.slice_option_type = slice_option_type
         self.stats = CaptureStats()
         self.records: list[FlowRecord] = []  # finished records, in the order they ended
@@ -181,7 +185,11 @@ class LiveCapture:
                         # stop for the expiry, the deadline and stop(), or records would pile
                         # up unreported (and a stop never be seen) for as long as traffic lasts.
                         turn_ends = next_expiry if deadline is None else min(next_expiry, deadline)
-                        while self._receive_burst(fd):
+                        while True:
+                            before_ns = time.time_ns()
+                            if not self._receive_burst(fd):
+                                self._drained_ns = before_ns  # every packet queued before it was read
+                                break
                             failing = False
                             if self._stopping or time.monotonic() >= turn_ends:
                                 break
@@ -258,7 +266,7 @@ class LiveCapture:
         # a drop needs a full buffer, which held the oldest packet received since the last reading
         after_ns = self._last_read_ns if self._first_since_read_ns is None else self._first_since_read_ns
         for watcher in self._drop_watchers:
-            watcher.note_drops(after_ns, now_ns, dropped)
+            watcher.note_drops(after_ns, now_ns, dropped, self._drained_ns)
         self._first_since_read_ns = None
         self._last_read_ns = now_ns
 

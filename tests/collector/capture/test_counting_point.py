@@ -114,24 +114,26 @@ def test_a_block_clear_of_every_drop_spell_is_not_flagged():
     point = CountingPoint("a-b", CLASSIFIER)
     feed(point, 0x101, 34, outgoing=True, blocks=5)  # blocks 0..2 final
     point.note_drops(3000 * MS, 3050 * MS, 4)  # inside block 3, open still
-    point.note_drops(3050 * MS, 9000 * MS, 0)  # read long after block 4 began: block 3 is final too
-    taken = [(b.sequence, b.capture_dropped) for b in point.take_final("a")]
-    assert taken == [(0, False), (1, False), (2, False), (3, True)]
+    point.note_drops(3050 * MS, 9000 * MS, 0)
+    assert [(b.sequence, b.capture_dropped) for b in point.take_final("a")] == [(0, False), (1, False), (2, False)]
     point.flush()
-    assert [(b.sequence, b.capture_dropped) for b in point.take_final("a")] == [(4, False)]
+    assert [(b.sequence, b.capture_dropped) for b in point.take_final("a")] == [(3, True), (4, False)]
 
 
-def test_a_reading_of_the_drop_counter_ends_the_blocks_no_later_packet_can_join():
-    """The capture drained its socket before each reading: a block leaves half a block after
-    its flip, not at the next flip."""
+def test_a_block_ends_once_the_capture_found_its_socket_empty_past_half_the_next_block():
+    """Each reading of the drop counter says when a receive last found the socket empty: a
+    block leaves half a block after its flip, not at the next flip; a reading after a turn
+    that left packets queued moves nothing."""
     point = CountingPoint("a-b", CLASSIFIER)
     feed(point, 0x101, 34, outgoing=True, blocks=2)  # block 1 began at 1000 ms
-    point.note_drops(0, 1500 * MS, 0)  # read at 1.5 s: packets stamped within the margin may still come
+    point.note_drops(0, 1600 * MS, 0, None)  # a flooded turn: never found empty
     assert point.take_final("a") == []
-    point.note_drops(1500 * MS, 1500 * MS + STAMP_TO_SOCKET_NS, 0)
+    point.note_drops(0, 1600 * MS, 0, 1500 * MS)  # empty at 1.5 s: packets stamped within the margin may still come
+    assert point.take_final("a") == []
+    point.note_drops(1500 * MS, 1600 * MS, 0, 1500 * MS + STAMP_TO_SOCKET_NS)
     assert [(b.sequence, b.packets) for b in point.take_final("a")] == [(0, 10)]
     for i in range(10):  # block 2, colour 0 again: a block of its own
         point.observe_directed((2000 + i * 10) * MS, marked(0x101, 0, 34), 0, True)
     point.flush()
-    point.note_drops(1500 * MS, 3000 * MS, 0)  # the capture's last reading, as it ends
+    point.note_drops(1500 * MS, 3000 * MS, 0, 3000 * MS)  # the capture's last reading, as it ends
     assert [(b.sequence, b.colour, b.packets) for b in point.take_final("a")] == [(1, 1, 10), (2, 0, 10)]

@@ -328,3 +328,61 @@ def test_a_flooded_capture_still_reports_its_records_and_stops() -> None:
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result == {"flooded": True, "reported": True, "stopped": True, "still_blasting": True}, run.stderr
+
+
+SCRIPTED_TURNS = textwrap.dedent("""
+    import json, socket, threading, time
+    from collector.capture.aggregate import FlowAggregator
+    from collector.capture.live import LiveCapture
+
+    class Watcher:
+        def __init__(self):
+            self.drained = []
+        def observe(self, ts_ns, frame, offset):
+            pass
+        def note_drops(self, after_ns, read_ns, dropped, drained_ns):
+            self.drained.append(drained_ns)
+
+    watcher = Watcher()
+    capture = LiveCapture("lo", FlowAggregator("capture:lo"), observers=(watcher,))
+    # one datagram nothing reads keeps the socket readable; the receives are scripted
+    sender = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    sender.sendto(b"x", ("::1", 9))
+    flooded = True
+    def receive(fd):
+        time.sleep(0.001)
+        return 1 if flooded else 0
+    capture._receive_burst = receive
+    runner = threading.Thread(target=capture.run, kwargs={"expire_every_s": 0.05})
+    runner.start()
+    def wait(condition):
+        deadline = time.monotonic() + 30
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.01)  # a poll of the condition
+    wait(lambda: len(watcher.drained) >= 3)
+    during_flood = set(watcher.drained)
+    emptied_after = time.time_ns()
+    flooded = False
+    wait(lambda: watcher.drained[-1] is not None)
+    capture.stop()
+    runner.join(30)
+    print(json.dumps({"during_flood": sorted(map(str, during_flood)),
+                      "drained_after_the_flood": watcher.drained[-1] >= emptied_after}), flush=True)
+""")
+
+
+@pytest.mark.root
+def test_a_turn_that_leaves_packets_queued_tells_the_counting_points_nothing_was_drained() -> None:
+    """Counting points end blocks by the time a receive last found the socket empty: a flooded
+    turn, cut short with packets still queued, must not move it."""
+    with network_namespace() as ns:
+        run = subprocess.run(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", SCRIPTED_TURNS],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=120,
+        )
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result == {"during_flood": ["None"], "drained_after_the_flood": True}, run.stderr
