@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import UDP
 from scapy.layers.inet6 import IPv6
 
@@ -197,3 +199,38 @@ def test_a_block_a_capture_dropped_packets_in_settles_the_path_but_its_loss_is_u
     assert totals[("video", "city1a>prov1", "link")].lost == 2  # the loss away from the dropping point stays
     unknown = [s for s in store.recent() if not s.loss_known]
     assert {(s.segment, s.delay_ns) for s in unknown} == {("cnty1a>city1a", None), ("city1a", None)}
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    per_shipment=st.integers(1, 12),
+    lost_points=st.integers(0, 3),
+    hop_ms=st.integers(1, 900),
+)
+def test_pairing_around_the_unsettled_blocks_gives_what_pairing_whole_histories_gives(
+    seed, per_shipment, lost_points, hop_ms
+):
+    """Agents ship a few blocks at a time, points in any order, some blocks missing at some
+    points (losses, a point that has not shipped yet), points up to 0.9 s apart: the segments
+    found are the same as when every point's whole history is paired each time."""
+    rng = random.Random(seed)
+    counts = [[1000 - rng.randrange(0, 3) * (p >= lost_points) for _ in range(40)] for p in range(len(PATH))]
+    blocks = [b for b in path_blocks(counts, hop_ms=hop_ms) if rng.random() > 0.1]  # some never shipped
+    order = sorted(blocks, key=lambda b: (b.sequence + rng.random() * 3, rng.random()))
+
+    def run(store: SegmentStore) -> list:
+        for start in range(0, len(order), per_shipment):
+            store.add(order[start : start + per_shipment], T0 + start * MS)
+        return [(s.segment, s.kind, s.first_ns, s.upstream_packets, s.downstream_packets) for s in store.recent()]
+
+    import analyzer.insitu.segments as segments
+
+    windowed = run(SegmentStore())
+    real = segments._near_unsettled
+    segments._near_unsettled = lambda flow: {point: tuple(history) for point, history in flow.blocks.items()}
+    try:
+        whole = run(SegmentStore())
+    finally:
+        segments._near_unsettled = real
+    assert windowed == whole and windowed
