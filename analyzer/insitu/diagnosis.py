@@ -27,11 +27,15 @@ EVIDENCE_SOURCE = "in-situ flow telemetry (alternate marking, RFC 9341)"
 NOISE_FLOOR = 0.0005  # loss ratio a healthy link stays under (0.05%)
 
 
+MIN_LOST = 2  # one lost packet names nothing: thousands of small flows would each show one
+
+
 def significant(lost: int, packets: int) -> bool:
     """Whether `lost` of `packets` is more than a link losing `NOISE_FLOOR` would lose, by
-    three standard deviations (the count is nearly Poisson at such small ratios)."""
+    three standard deviations (the count is nearly Poisson at such small ratios), and at
+    least `MIN_LOST` (below ~180 packets the deviations allow one)."""
     expected = NOISE_FLOOR * packets
-    return lost > expected + 3 * math.sqrt(expected)
+    return lost >= MIN_LOST and lost > expected + 3 * math.sqrt(expected)
 
 
 def lately_losing(blocks: list[SegmentBlock]) -> bool:

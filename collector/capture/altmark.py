@@ -44,6 +44,7 @@ Choices:
 
 from __future__ import annotations
 
+import heapq
 import struct
 from collections import deque
 from dataclasses import dataclass
@@ -109,9 +110,6 @@ def find_altmark(packet: bytes | memoryview, offset: int = 0) -> AltMark | None:
     return None
 
 
-_NEVER = 1 << 63
-
-
 def _late_until(previous: _OpenBlock, current: _OpenBlock) -> int:
     """The first time stamp at which a packet of `previous`'s colour is no longer late for it
     (`MarkingPoint._is_late`'s time test, solved for the time)."""
@@ -172,7 +170,9 @@ class MarkingPoint:
         self._flows: dict[int, _Flow] = {}
         self.packets: dict[tuple[int, int], int] = {}  # (FlowMonID, colour) -> packets, ever
         self.malformed = 0
-        self._next_end_ns = _NEVER  # the earliest time a previous block stops taking late packets
+        # (time the block before a flow's current one stops taking late packets, FlowMonID, its
+        # sequence), kept once `close_ended` is called (a live point): each flip adds one
+        self._ends: list[tuple[int, int, int]] | None = None
 
     def observe(self, ts_ns: int, packet: bytes | memoryview, offset: int = 0) -> None:
         """One IP packet starting at `offset`, seen at `ts_ns`; unmarked ones are ignored."""
@@ -210,7 +210,9 @@ class MarkingPoint:
                 flow.closed.append(previous.final(mark.flow_mon_id))
             flow.previous = current
             flow.current = current = flow.new_block(mark.loss_flag, ts_ns)
-            self._next_end_ns = min(self._next_end_ns, _late_until(flow.previous, current))
+            if self._ends is not None:
+                ended = flow.previous  # the block the flip ended: late packets may still join it
+                heapq.heappush(self._ends, (_late_until(ended, current), mark.flow_mon_id, ended.sequence))
         current.add(ts_ns, mark.delay_flag)
 
     @staticmethod
@@ -227,21 +229,22 @@ class MarkingPoint:
         """Make final each block before a current one that no packet can join any more: every
         packet stamped before `counted_through_ns` has been counted, and none stamped later is
         late enough for it (`_is_late` fails once the current block is half a block old). For
-        the thread that counts, since it ends blocks; a sweep only when one is due."""
-        if counted_through_ns < self._next_end_ns:
-            return
-        next_end = _NEVER
-        for flow_mon_id, flow in self._flows.items():
-            previous, current = flow.previous, flow.current
-            if previous is None or current is None:
-                continue
-            ends = _late_until(previous, current)
-            if ends <= counted_through_ns:
-                flow.closed.append(previous.final(flow_mon_id))
-                flow.previous = None
-            else:
-                next_end = min(next_end, ends)
-        self._next_end_ns = next_end
+        the thread that counts, since it ends blocks. The first call looks at every flow;
+        later ones pop only the blocks due from a heap that each flip feeds."""
+        ends = self._ends
+        if ends is None:
+            ends = self._ends = [
+                (_late_until(flow.previous, flow.current), flow_mon_id, flow.previous.sequence)
+                for flow_mon_id, flow in self._flows.items()
+                if flow.previous is not None and flow.current is not None
+            ]
+            heapq.heapify(ends)
+        while ends and ends[0][0] <= counted_through_ns:
+            _, flow_mon_id, sequence = heapq.heappop(ends)
+            flow = self._flows.get(flow_mon_id)
+            if flow is not None and flow.previous is not None and flow.previous.sequence == sequence:
+                flow.closed.append(flow.previous.final(flow_mon_id))
+                flow.previous = None  # (an entry for a block ended since, or a flow evicted, is stale)
 
     def flush(self) -> None:
         """End the measurement: the open blocks become final."""
