@@ -223,16 +223,7 @@ def test_blocks_counted_while_the_capture_socket_dropped_packets_are_flagged() -
     one burst: the kernel drops what its small buffer cannot hold, and that block (and the
     next, whose first packets could have been among them) ships flagged; the blocks counted
     whole away from the drops do not."""
-    with network_namespace() as ns:
-        run = subprocess.run(
-            ["ip", "netns", "exec", ns, sys.executable, "-c", DROPPING],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            timeout=300,
-        )
-    assert run.returncode == 0, run.stderr
-    result = json.loads(run.stdout)
+    result = script_in_a_namespace(DROPPING, timeout=300)
     blocks = result["blocks"]
     assert [b[0] for b in blocks] == [0, 1, 2, 3, 4, 5]
     assert [(b[1], b[2]) for b in blocks if b[0] in (0, 4, 5)] == [(100, False)] * 3  # counted whole, clear
@@ -317,17 +308,8 @@ def test_a_flooded_capture_still_reports_its_records_and_stops() -> None:
     """Before, the capture read bursts for as long as the socket had packets: on a busy
     interface it never got to its expiry, so ended records piled up unreported in memory (the
     soak's core agent held thousands), and stop() was never seen."""
-    with network_namespace() as ns:
-        run = subprocess.run(
-            ["ip", "netns", "exec", ns, sys.executable, "-c", FLOODED, "30"],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            timeout=120,
-        )
-    assert run.returncode == 0, run.stderr
-    result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert result == {"flooded": True, "reported": True, "stopped": True, "still_blasting": True}, run.stderr
+    result = script_in_a_namespace(FLOODED, "30")
+    assert result == {"flooded": True, "reported": True, "stopped": True, "still_blasting": True}
 
 
 SCRIPTED_TURNS = textwrap.dedent("""
@@ -375,14 +357,19 @@ SCRIPTED_TURNS = textwrap.dedent("""
 def test_a_turn_that_leaves_packets_queued_tells_the_counting_points_nothing_was_drained() -> None:
     """Counting points end blocks by the time a receive last found the socket empty: a flooded
     turn, cut short with packets still queued, must not move it."""
+    result = script_in_a_namespace(SCRIPTED_TURNS)
+    assert result == {"during_flood": ["None"], "drained_after_the_flood": True}
+
+
+def script_in_a_namespace(script: str, *args: str, timeout: float = 120) -> dict:
+    """Run `script` in a fresh network namespace; what its last line printed, as JSON."""
     with network_namespace() as ns:
         run = subprocess.run(
-            ["ip", "netns", "exec", ns, sys.executable, "-c", SCRIPTED_TURNS],
+            ["ip", "netns", "exec", ns, sys.executable, "-c", script, *args],
             capture_output=True,
             text=True,
             cwd=REPO,
-            timeout=120,
+            timeout=timeout,
         )
     assert run.returncode == 0, run.stderr
-    result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert result == {"during_flood": ["None"], "drained_after_the_flood": True}, run.stderr
+    return json.loads(run.stdout.strip().splitlines()[-1])
