@@ -179,7 +179,10 @@ class LiveCapture:
                 if deadline is not None and now >= deadline:
                     break
                 wait = min(next_expiry, deadline if deadline is not None else next_expiry) - now
-                if poller.poll(max(0, int(wait * 1000) + 1)):
+                polled_ns = time.time_ns()
+                if not poller.poll(max(0, int(wait * 1000) + 1)):
+                    self._drained_ns = polled_ns  # nothing came all along: the socket was empty
+                else:
                     try:
                         # A busy interface keeps the socket from ever running dry: the bursts
                         # stop for the expiry, the deadline and stop(), or records would pile
