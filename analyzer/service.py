@@ -125,7 +125,7 @@ class RootCauseRunner:
     never waits for it: when the store's `judged_through_ns` moves, the evidence of that
     interval (analyzer.rootcause.evidence) goes to `diagnose` (default: the engine's) and
     the diagnoses to a HintTracker, whose current hints `hints()` answers; between epochs,
-    in-situ segments paired since the last look are diagnosed at once (`note_segments`). `last_seconds`
+    a newly paired in-situ segment that lost packets is diagnosed at once (`note_segments`). `last_seconds`
     and `worst_seconds` time one interval's evidence and inference. To see why a hint came or
     did not: `recent` keeps the last `RECENT_EPOCHS` (interval end, diagnoses, seconds) and
     `last_epoch` the latest evidence (only one: at 100,000 paths an epoch holds some 60 MB)."""

@@ -49,7 +49,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from collector.contract.marked_blocks import MarkedBlock, block_loss
+from collector.contract.marked_blocks import PAIRING_MAX_DELAY_NS, MarkedBlock, block_loss
 
 Point = tuple[str, str, str]  # (site, link, direction)
 KINDS = ("link", "node", "span", "end-to-end")
@@ -199,9 +199,6 @@ def passed_by(history: deque[MarkedBlock], block: MarkedBlock, quiet_ns: int, st
     if after:
         return min(after) == 0 or len(history) == history.maxlen
     return quiet_ns > stale_ns
-
-
-PAIRING_MAX_DELAY_NS = 1_000_000_000  # blocks of two points pair only when they overlap within this
 
 
 class SegmentStore:

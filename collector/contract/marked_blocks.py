@@ -97,11 +97,14 @@ class BlockLoss:
         return self.upstream_packets - self.downstream_packets
 
 
+PAIRING_MAX_DELAY_NS = 1_000_000_000  # blocks of two points pair only when they overlap within this
+
+
 def block_loss(
     upstream: Sequence[Block] | Sequence[MarkedBlock] | _HasBlocks,
     downstream: Sequence[Block] | Sequence[MarkedBlock] | _HasBlocks,
     *,
-    max_delay_ns: int = 1_000_000_000,
+    max_delay_ns: int = PAIRING_MAX_DELAY_NS,
 ) -> list[BlockLoss]:
     """Pair the final blocks of two points (block lists, or points with a `blocks()` method)
     and give each pair's loss and delay."""
