@@ -45,6 +45,7 @@ from collector.wire.stamp_reflect import (
     ReflectorPolicy,
     TlvStats,
     TransmitTime,
+    number_reply,
     reflect_base_in_place,
     reflect_in_place,
     stamp_base_transmit_time,
@@ -198,6 +199,9 @@ class Reflector:
         # The common request (44 octets, no TLVs) takes the lean path when nothing else applies.
         self._plain = not self._authenticated and not config.stateful
         self._stateful = config.stateful
+        # Ids of numbered replies a later request of their session had to stamp before the
+        # burst's T3 (see _drain_batch); emptied every burst.
+        self._stamped_early: set[int] = set()
         self._stopping = False
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -311,6 +315,11 @@ class Reflector:
         error_estimate, family = self._error_estimate, endpoint.family
         wildcard = endpoint.wildcard
         seal_all = self._key is not None or stateful
+        # A stateful lean reply takes its number as it is rewritten and its T3 with the burst's,
+        # so the requests behind it in its session read no clock (nothing seals it).
+        numbering = stateful and self._key is None
+        sessions_get = self.sessions.get
+        stamped_early = self._stamped_early
         while not self._stopping:  # a flood must not hold off a stop
             try:
                 count = batch.receive(fd)
@@ -320,7 +329,7 @@ class Reflector:
             if count == 0:
                 return
             stats.received += count
-            replies: list[tuple[int, memoryview, int, Session | None, bytes]] = []
+            replies: list[tuple[int, memoryview, int, Session | None, bool, bytes]] = []
             for i, (control_length, flags, length) in enumerate(batch.headers(count)):
                 slot = slots[i]
                 ancillary = read_ancillary(control_area, i * control_size, control_length)
@@ -329,11 +338,20 @@ class Reflector:
                     session = None
                     try:
                         receive_ns = kernel_ns or time.time_ns()
-                        if stateful:
+                        if numbering:
+                            _family, source, port = batch.source(i)
+                            session = sessions_get((source, port, slot[14] << 8 | slot[15]), receive_ns, False)
+                            if session.waiting is not None and not session.waiting_numbered:
+                                self._stamp_waiting(session, time.time_ns())
+                            reflect_base_in_place(slot, receive_ns, error_estimate, hop_limit or 0, session.counters)
+                            number_reply(session.counters)
+                            session.waiting, session.waiting_length, session.waiting_numbered = slot, length, True
+                        elif stateful:
                             _family, source, port = batch.source(i)
                             session = self._session(source, port, slot, length, receive_ns)
                             reflect_base_in_place(slot, receive_ns, error_estimate, hop_limit or 0, session.counters)
                             session.waiting, session.waiting_length = slot, length
+                            session.waiting_numbered = False
                         else:
                             reflect_base_in_place(slot, receive_ns, error_estimate, hop_limit or 0)
                         control = self._control(family, (traffic_class or 0) >> 2, destination if wildcard else None)
@@ -343,20 +361,26 @@ class Reflector:
                     except Exception:
                         self._internal_error("reflecting a datagram")
                         continue
-                    replies.append((i, slot, length, session, control.packed))
+                    replies.append((i, slot, length, session, numbering, control.packed))
                     continue
                 _family, source, port = batch.source(i)
                 reply = self._handle(endpoint, slot, length, ancillary, flags, source, port)
                 if reply is not None:
-                    replies.append((i, slot, length, reply.session, reply.control.packed))
+                    replies.append((i, slot, length, reply.session, False, reply.control.packed))
             # T3, read once for the burst just before it leaves, so no reply carries the time
             # spent handling the requests behind it; only a stateful reply followed in the burst
             # by its session's next request is stamped before that request takes the next number.
             transmit_ns = time.time_ns()
             transmit = TransmitTime.of(transmit_ns)
-            for i, slot, length, session, packed in replies:
+            for i, slot, length, session, numbered, packed in replies:
                 try:
-                    if seal_all:
+                    if numbered and session is not None:
+                        if not stamped_early or id(slot) not in stamped_early:
+                            raw = stamp_base_transmit_time(slot, length, transmit)
+                            if session.waiting is slot:
+                                session.waiting = None
+                                session.counters.last_tx_timestamp = raw
+                    elif seal_all:
                         self._finish(slot, length, session, transmit_ns)
                     else:
                         stamp_base_transmit_time(slot, length, transmit)
@@ -364,6 +388,7 @@ class Reflector:
                     self._internal_error("sealing a reply")
                     continue
                 batch.queue_packed_reply(i, length, packed)
+            stamped_early.clear()
             sent, failed = batch.send(fd)
             stats.reflected += sent
             stats.send_errors += failed
@@ -480,7 +505,7 @@ class Reflector:
             reply_dscp = requested if requested != NO_DSCP_REQUEST else received_dscp
         control = self._control(endpoint.family, reply_dscp, destination if endpoint.wildcard else None)
         if session is not None:  # last: a request that raised leaves nothing waiting
-            session.waiting, session.waiting_length = buf, length
+            session.waiting, session.waiting_length, session.waiting_numbered = buf, length, False
         return _Reply(session, control)
 
     def _session(self, source: bytes, port: int, buf, length: int, receive_ns: int) -> Session:
@@ -505,9 +530,13 @@ class Reflector:
             self._stamp_waiting(session, transmit_ns)
 
     def _stamp_waiting(self, session: Session, transmit_ns: int) -> None:
-        """T3 and seal for the session's waiting reply, if any, which advances its counters."""
+        """T3 and seal for the session's waiting reply, if any, which advances its counters
+        unless the reply took its number already (then the burst must not stamp it again)."""
         waiting, session.waiting = session.waiting, None  # first: a failure must not leave it waiting
-        if waiting is not None:
+        if waiting is not None and session.waiting_numbered:
+            self._stamped_early.add(id(waiting))
+            session.counters.last_tx_timestamp = stamp_transmit_time(waiting, session.waiting_length, transmit_ns)
+        elif waiting is not None:
             stamp_transmit_time(
                 waiting,
                 session.waiting_length,

@@ -24,12 +24,14 @@ class Session:
     """A session's counters, its replay window, and its reply that waits for T3 in the current burst.
 
     `stamp_transmit_time` gives a reply its number as it writes T3, so a session's next
-    request may be rewritten only once the reply before it is stamped."""
+    request may be rewritten only once the reply before it is stamped; a lean stateful reply
+    takes its number as it is rewritten (`waiting_numbered`) and its T3 with its burst."""
 
     counters: SessionCounters = field(default_factory=SessionCounters)
     replay: ReplayWindow = field(default_factory=ReplayWindow)
     waiting: Any = None  # the buffer (bytearray or batch slot) of the reply not stamped yet
     waiting_length: int = 0
+    waiting_numbered: bool = False  # the waiting reply took its number already (lean stateful)
     requests: int = 0  # while on probation
     last_ns: int = 0
 

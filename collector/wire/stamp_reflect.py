@@ -225,11 +225,22 @@ class TransmitTime(NamedTuple):
         return cls(ns_to_ntp(transmit_ns), ns_to_ptp(transmit_ns))
 
 
-def stamp_base_transmit_time(buf: bytearray | memoryview, length: int, transmit: TransmitTime) -> None:
-    """`stamp_transmit_time` for an unauthenticated stateless reply that no key seals:
-    T3 in the format the reply's Error Estimate names."""
-    if length >= 14:
-        _U64.pack_into(buf, 4, transmit.ptp if _U16.unpack_from(buf, 12)[0] & _Z_FLAG else transmit.ntp)
+def stamp_base_transmit_time(buf: bytearray | memoryview, length: int, transmit: TransmitTime) -> int:
+    """`stamp_transmit_time` for an unauthenticated reply that no key seals and whose number
+    is written already: T3 in the format the reply's Error Estimate names; returns it raw."""
+    if length < 14:
+        return 0
+    raw = transmit.ptp if _U16.unpack_from(buf, 12)[0] & _Z_FLAG else transmit.ntp
+    _U64.pack_into(buf, 4, raw)
+    return raw
+
+
+def number_reply(session: SessionCounters) -> None:
+    """Give a stateful reply the number `reflect_base_in_place` wrote into it, before its T3:
+    the reply that follows it in a burst takes the next one without reading the clock."""
+    session.last_tx_seq = session.next_seq
+    session.next_seq = (session.next_seq + 1) & 0xFFFFFFFF
+    session.transmitted += 1
 
 
 def stamp_transmit_time(
@@ -240,8 +251,9 @@ def stamp_transmit_time(
     session: SessionCounters | None = None,
     authenticated: bool = False,
     key: bytes | None = None,
-) -> None:
-    """Write T3 into a prepared reply, seal it, and advance a stateful session's counters."""
+) -> int:
+    """Write T3 into a prepared reply, seal it, and advance a stateful session's counters;
+    returns T3 as written (raw 64 bits, 0 when the reply is too short to hold it)."""
     offset = 16 if authenticated else 4
     if length >= offset + 10:  # the timestamp and the error estimate behind it fit
         (err,) = _U16.unpack_from(buf, offset + 8)
@@ -252,10 +264,9 @@ def stamp_transmit_time(
     if key is not None:
         seal(buf, length, key, authenticated=authenticated)
     if session is not None:
-        session.last_tx_seq = session.next_seq
+        number_reply(session)
         session.last_tx_timestamp = raw
-        session.next_seq = (session.next_seq + 1) & 0xFFFFFFFF
-        session.transmitted += 1
+    return raw
 
 
 def _reflect_tlvs(

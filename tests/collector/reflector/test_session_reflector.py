@@ -114,18 +114,16 @@ def queued_memory(sock: socket.socket) -> int:
 
 
 def send_burst(client: socket.socket, server: socket.socket, requests: list[bytes]) -> None:
-    """Send equal-sized requests and return once all of them wait in the server's queue: each
-    one adds the same memory to it, measured on the first."""
+    """Send the requests and return once all of them wait in the server's queue: each one,
+    whatever its size, adds to the memory the queue holds."""
     address = server.getsockname()[:2]
-    client.sendto(requests[0], address)
-    assert select.select([server], [], [], 5)[0]
-    unit = queued_memory(server)
-    for octets in requests[1:]:
+    for octets in requests:
+        before = queued_memory(server)
         client.sendto(octets, address)
-    deadline = time.monotonic() + 5
-    while queued_memory(server) < unit * len(requests):
-        assert time.monotonic() < deadline, "the burst did not arrive"
-        time.sleep(0.001)
+        deadline = time.monotonic() + DEADLINE_S
+        while queued_memory(server) <= before:
+            assert time.monotonic() < deadline, "the burst did not arrive"
+            time.sleep(0.001)
 
 
 class CountingBatch(mmsg.DatagramBatch):
@@ -140,44 +138,78 @@ class CountingBatch(mmsg.DatagramBatch):
         return self.counts[-1]
 
 
-@pytest.mark.skipif(not mmsg.available(), reason="recvmmsg/sendmmsg need Linux on a 64-bit ABI")
-@pytest.mark.parametrize("ssids", [(9,) * 6, (9, 10) * 3], ids=["one session", "two sessions interleaved"])
-def test_requests_of_a_session_received_in_one_batch_take_consecutive_numbers(ssids):
-    # The reflector's batch function, driven directly on a real socket, so that the whole burst
-    # is waiting before the first receive: as a sender probing every millisecond sees it.
-    reflector = Reflector(ReflectorConfig(bind=("::1",), port=0, stateful=True, rate_limit_pps=0))
+def reflect_one_burst(requests: list[bytes]) -> tuple[list[int], list]:
+    """The stateful reflector's batch function, driven directly on a real socket, so that the
+    whole burst is waiting before the first receive (as a sender probing every millisecond
+    sees it): the batch sizes received, and the decoded replies in order. No limits, so plain
+    requests take the lean path."""
+    config = ReflectorConfig(bind=("::1",), port=0, stateful=True, rate_limit_pps=0, global_rate_limit_pps=0)
+    reflector = Reflector(config)
     server = reflector._open("::1")
     client = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     client.settimeout(1.0)
     batch = CountingBatch(size=MAX_DATAGRAM)
-    # The n-th request of its session (from 0), for each request of the burst.
-    nth = [ssids[:i].count(ssid) for i, ssid in enumerate(ssids)]
     try:
-        send_burst(
-            client,
-            server,
-            [
-                request(100 + i, ssid=ssid, tlvs=[DirectMeasurement(sender_tx=nth[i] + 1), FollowUpTelemetry()])
-                for i, ssid in enumerate(ssids)
-            ],
-        )
+        send_burst(client, server, requests)
         reflector._drain_batch(_Endpoint.of(server, "::1"), batch)
-        replies = [decode_reflector(client.recv(4096)) for _ in ssids]
+        return batch.counts, [decode_reflector(client.recv(4096)) for _ in requests]
     finally:
         client.close()
         server.close()
         reflector.stop()
-    assert batch.counts == [len(ssids), 0]  # one batch held the whole burst
-    assert [(r.sender_seq, r.ssid) for r in replies] == [(100 + i, ssid) for i, ssid in enumerate(ssids)]
+
+
+def assert_numbered_and_followed_up(ssids, replies) -> None:
+    """Each session's replies take 0, 1, 2, ... in order, and a reply's Follow-up Telemetry
+    (where it asked for one) names its session's reply before it, with that reply's T3."""
+    nth = [ssids[:i].count(ssid) for i, ssid in enumerate(ssids)]
     assert [r.seq for r in replies] == nth
+    for i, reply in enumerate(replies):
+        assert reply.timestamp >= reply.receive_timestamp  # T3 is never before T2
+        follow_up = reply.tlv(FollowUpTelemetry) if reply.tlvs else None
+        if follow_up is not None:
+            previous = [r for r in replies[:i] if r.ssid == reply.ssid]
+            expected = (previous[-1].seq, previous[-1].timestamp) if previous else (0, 0)
+            assert (follow_up.sequence_number, follow_up.timestamp) == expected
+
+
+@pytest.mark.skipif(not mmsg.available(), reason="recvmmsg/sendmmsg need Linux on a 64-bit ABI")
+@pytest.mark.parametrize("ssids", [(9,) * 6, (9, 10) * 3], ids=["one session", "two sessions interleaved"])
+def test_requests_of_a_session_received_in_one_batch_take_consecutive_numbers(ssids):
+    nth = [ssids[:i].count(ssid) for i, ssid in enumerate(ssids)]
+    counts, replies = reflect_one_burst(
+        [
+            request(100 + i, ssid=ssid, tlvs=[DirectMeasurement(sender_tx=nth[i] + 1), FollowUpTelemetry()])
+            for i, ssid in enumerate(ssids)
+        ]
+    )
+    assert counts == [len(ssids), 0]  # one batch held the whole burst
+    assert [(r.sender_seq, r.ssid) for r in replies] == [(100 + i, ssid) for i, ssid in enumerate(ssids)]
     counters = [r.tlv(DirectMeasurement) for r in replies]
     assert [(dm.reflector_rx, dm.reflector_tx) for dm in counters] == [(n + 1, n + 1) for n in nth]
-    # Each reply names its session's reply before it as the last one sent, with that reply's T3.
-    for i, reply in enumerate(replies):
-        previous = [r for r in replies[:i] if r.ssid == reply.ssid]
-        follow_up = reply.tlv(FollowUpTelemetry)
-        expected = (previous[-1].seq, previous[-1].timestamp) if previous else (0, 0)
-        assert (follow_up.sequence_number, follow_up.timestamp) == expected
+    assert_numbered_and_followed_up(ssids, replies)
+
+
+@pytest.mark.skipif(not mmsg.available(), reason="recvmmsg/sendmmsg need Linux on a 64-bit ABI")
+@pytest.mark.parametrize(
+    "with_tlvs",
+    [(False,) * 6, (False, False, True, False, True, False), (True, False, False, True, True, False)],
+    ids=["plain requests", "plain then follow-up", "follow-up first"],
+)
+def test_plain_requests_take_their_numbers_in_the_burst_and_a_later_follow_up_names_the_last_reply(with_tlvs):
+    # Plain 44-octet requests take the lean path, which numbers a reply as it is rewritten and
+    # stamps T3 with the burst's; a follow-up request behind one must still see its number and
+    # the T3 that reply leaves with.
+    ssids = (9, 10) * 3
+    counts, replies = reflect_one_burst(
+        [
+            request(100 + i, ssid=ssid, tlvs=[FollowUpTelemetry()] if tlvs else [])
+            for i, (ssid, tlvs) in enumerate(zip(ssids, with_tlvs, strict=True))
+        ]
+    )
+    assert counts == [len(ssids), 0]
+    assert [(r.sender_seq, r.ssid) for r in replies] == [(100 + i, ssid) for i, ssid in enumerate(ssids)]
+    assert_numbered_and_followed_up(ssids, replies)
 
 
 def test_direct_measurement_counts_the_sessions_packets(reflector_factory):
