@@ -26,10 +26,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="plain-socket UDP echo loop")
     parser.add_argument("--bind", default="::1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT: several loops share the port")
     args = parser.parse_args()
     family = socket.AF_INET6 if ":" in args.bind else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)  # as the reflector does
+    if args.reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((args.bind, args.port))
     signal.signal(signal.SIGTERM, _interrupt)
     print(f"echo floor listening on [{args.bind}]:{args.port}", flush=True)

@@ -368,8 +368,9 @@ class Reflector:
                 if reply is not None:
                     replies.append((i, slot, length, reply.session, False, reply.control.packed))
             # T3, read once for the burst just before it leaves, so no reply carries the time
-            # spent handling the requests behind it; only a stateful reply followed in the burst
-            # by its session's next request is stamped before that request takes the next number.
+            # spent handling the requests behind it. A stateful reply is stamped earlier only when
+            # a later request of its session in the burst takes the general path (which numbers a
+            # reply as it stamps it, and whose Follow-up Telemetry names the previous T3).
             transmit_ns = time.time_ns()
             transmit = TransmitTime.of(transmit_ns)
             for i, slot, length, session, numbered, packed in replies:
