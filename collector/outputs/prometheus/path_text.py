@@ -137,24 +137,35 @@ class PathFamiliesText:
     def render(self, paths: Mapping[PathKey, PathTotals]) -> list[bytes]:
         """The families' text, in pieces for the caller to join once with what surrounds it."""
         with self._lock:
-            old = self._paths
-            cache: dict[PathKey, _Cached] = {}
+            cache = self._paths
+            rows = []
+            found = 0
             for key, totals in paths.items():
-                cached = old.get(key)
+                cached = cache.get(key)
                 if cached is None:
-                    templates = _PathTemplates(key, self._le)
-                    cached = _Cached(templates, totals, _path_lines(templates, totals))
-                elif cached.totals is not totals:
+                    continue
+                found += 1
+                if cached.totals is not totals:
                     cached.totals, cached.lines = totals, _path_lines(cached.templates, totals)
-                cache[key] = cached
-            # Paths that left the snapshot leave the cache too: it never outgrows one snapshot.
-            self._paths = cache
-            rows = [cached.lines for cached in cache.values()]
+                rows.append(cached.lines)
+            if found != len(paths) or found != len(cache):
+                # Paths came or went (rare): the cache is made again in the snapshot's order,
+                # so it never outgrows one snapshot.
+                cache = self._paths = {key: self._cached(key, totals, cache.get(key)) for key, totals in paths.items()}
+                rows = [cached.lines for cached in cache.values()]
         parts = []
         for head, column in zip(self._headers, zip(*rows) if rows else ((),) * len(self._headers)):
             parts.append(head)
             parts += column
         return parts
+
+    def _cached(self, key: PathKey, totals: PathTotals, cached: _Cached | None) -> _Cached:
+        if cached is None:
+            templates = _PathTemplates(key, self._le)
+            return _Cached(templates, totals, _path_lines(templates, totals))
+        if cached.totals is not totals:  # updated in the first pass already, unless it was new
+            cached.totals, cached.lines = totals, _path_lines(cached.templates, totals)
+        return cached
 
 
 def _path_lines(p: _PathTemplates, t: PathTotals) -> tuple[bytes, ...]:
