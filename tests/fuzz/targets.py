@@ -12,7 +12,10 @@ each datagram is preceded by its length as two octets, big-endian (`frames`, `fr
 from __future__ import annotations
 
 import atexit
+import functools
+import json
 import os
+import random
 import shutil
 import struct
 import tempfile
@@ -20,9 +23,11 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from analyzer.combiner import PartialsCombiner
 from analyzer.partial_evidence import PartitionEvidence
 from analyzer.partials import MalformedReport, PartitionReport
 from analyzer.sla.policies import load_policies
@@ -110,6 +115,52 @@ def deflated(mutate: Mutation) -> Callable[[bytes, int, int], bytes]:
         return packed if len(packed) <= max_size else data
 
     return mutator
+
+
+# What a JSON leaf may become: the bounds the edges check, and values just past them.
+_JSON_EDGES = (0, -1, 1, 2**31, 2**53, 2**63 - 1, 2**63, 10**30, 0.5, -0.0, 1e308, "", "video", None, True, [], {})
+
+
+def json_leaves(mutate: Mutation) -> Callable[[bytes, int, int], bytes]:
+    """Mutate a JSON input's structure (a leaf replaced by an edge value or a neighbour of
+    its own, an item dropped or repeated) as often as its octets: octet mutations of JSON
+    mostly end at the parser, and pydantic's validation behind it, compiled, gives the fuzzer
+    no coverage to steer by. Input that does not parse gets octet mutations only."""
+
+    def mutator(data: bytes, max_size: int, seed: int) -> bytes:
+        rng = random.Random(seed)
+        try:
+            document = json.loads(data)
+        except ValueError:
+            return mutate(data, max_size)
+        if rng.random() < 0.5:
+            return mutate(data, max_size)
+        slots = list(_json_slots(document))
+        if not slots:
+            return mutate(data, max_size)
+        holder, key = rng.choice(slots)
+        value = holder[key]
+        choice = rng.random()
+        if choice < 0.15:
+            del holder[key]
+        elif choice < 0.3 and isinstance(holder, list):
+            holder.insert(key, value)
+        elif isinstance(value, int) and not isinstance(value, bool) and choice < 0.6:
+            holder[key] = value + rng.choice((-1, 1, value, -2 * value))
+        else:
+            holder[key] = rng.choice(_JSON_EDGES)
+        out = json.dumps(document, separators=(",", ":")).encode()
+        return out if len(out) <= max_size else data
+
+    return mutator
+
+
+def _json_slots(node: object) -> Iterator[tuple[Any, Any]]:
+    """(container, key or index) of every value in a parsed JSON document, depth first."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in list(items):
+        yield node, key
+        yield from _json_slots(value)
 
 
 def frames(data: bytes) -> Iterator[bytes]:
@@ -345,7 +396,19 @@ def spool(data: bytes) -> None:
 
 
 def partition_report(data: bytes) -> None:
-    PartitionReport.decode(data)
+    """A partition's report: refused, or taken by a combiner of two partitions, whose slice
+    intervals are then closed (past their grace) into a store and judged."""
+    report = PartitionReport.decode(data)
+    store = WindowStore(_policies(), catch_up_s=0)
+    combiner = PartialsCombiner(store, partitions=2)
+    if combiner.add(report, 0):
+        combiner.advance(combiner.grace_ns)
+        store.slice_verdicts(store.judged_through_ns)
+
+
+@functools.cache
+def _policies():
+    return default_policies()
 
 
 def partition_evidence(data: bytes) -> None:
@@ -399,7 +462,13 @@ TARGETS: dict[str, FuzzTarget] = {
         FuzzTarget("shipment", shipment, (MalformedShipment,), "shipment bodies (collector/contract/codec.py)"),
         FuzzTarget("spool", spool, (), "spool segments and cursors (collector/outputs/spool.py)"),
         FuzzTarget("snapshot", snapshot, (ValueError,), "analyzer snapshots (analyzer/store/snapshot.py)"),
-        FuzzTarget("partials", partition_report, (MalformedReport,), "partition reports (analyzer/partials.py)"),
+        FuzzTarget(
+            "partials",
+            partition_report,
+            (MalformedReport,),
+            "partition reports (analyzer/partials.py) into a combiner (analyzer/combiner.py)",
+            json_leaves,
+        ),
         FuzzTarget(
             "evidence",
             partition_evidence,

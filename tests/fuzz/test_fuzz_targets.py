@@ -8,14 +8,16 @@ corpus; a longer campaign is `python -m bench.fuzz`.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import zlib
 
 import pytest
 
+from analyzer.store.memory import WindowStore
 from tests.fuzz.seeds import BUILDERS
-from tests.fuzz.targets import TARGETS, deflated, framed, frames
+from tests.fuzz.targets import TARGETS, deflated, framed, frames, json_leaves
 from tests.support import REPO
 
 SECONDS_PER_TARGET = 2  # 19 targets: about 40 s of fuzzing in all, after one import
@@ -54,6 +56,33 @@ def test_a_deflated_inputs_mutation_changes_its_content_and_stays_deflated():
     assert zlib.decompress(mutator(b"not deflated", 100, 0)) == b"{}"  # starts over from an empty object
     grown = deflated(lambda content, max_size: bytes(range(256)) * 4)
     assert grown(seed, 64, 0) == seed  # past the size bound once deflated: the input unchanged
+
+
+def octets_only(data: bytes, max_size: int) -> bytes:
+    return b"octets:" + data[: max_size - 7]
+
+
+def test_json_mutations_change_the_structure_and_leave_octet_mutations_to_the_fuzzer():
+    mutator = json_leaves(octets_only)
+    document = {"partition": 1, "closed_through": {"video": 7}, "intervals": [{"sent": 20}, {"sent": 3}]}
+    seed = json.dumps(document).encode()
+    outputs = [mutator(seed, 4096, n) for n in range(200)]
+    structural = {out for out in outputs if not out.startswith(b"octets:")}
+    assert len(structural) > 20  # many distinct documents, each still JSON
+    assert all(isinstance(json.loads(out), dict) for out in structural)
+    assert any(out.startswith(b"octets:") for out in outputs)  # half the time the fuzzer's own
+    assert mutator(b"{not json", 4096, 1) == b"octets:{not json"
+    assert all(len(mutator(seed, len(seed), n)) <= len(seed) for n in range(50))  # the size bound
+
+
+def test_a_partition_report_reaches_the_combined_slice_verdicts(monkeypatch):
+    combined = []
+    real = WindowStore.add_slice_interval
+    monkeypatch.setattr(WindowStore, "add_slice_interval", lambda self, *a: combined.append(a[0]) or real(self, *a))
+    target = TARGETS["partials"]
+    for path in sorted(target.corpus.glob("seed-*")):
+        target.run(path.read_bytes())
+    assert "video" in combined  # the two-partition seed's intervals were closed and judged
 
 
 def test_every_target_survives_a_short_fuzzing_run(tmp_path):
