@@ -323,6 +323,7 @@ def run_ours(
         "rss_per_pair_idle_bytes": (child["rss_after_build_bytes"] - child["rss_baseline_bytes"]) / targets,
         "socket_drops": child["socket_drops"],
         "housekeeping": child["housekeeping"],
+        "gc": child["gc"],
         "pairs": targets,
         "plan_build_s": child["plan_build_s"],
         "windows": child["windows"],
@@ -472,6 +473,7 @@ def _wait_metrics(bed: ScaleTestbed, proc: subprocess.Popen, timeout: float) -> 
 
 def child(kind: str, targets_file: Path, port: int, window_s: float, profile: Path | None) -> int:
     import asyncio
+    import gc
 
     def vmrss() -> int:
         return rss_bytes("self")
@@ -492,6 +494,7 @@ def child(kind: str, targets_file: Path, port: int, window_s: float, profile: Pa
         "t1": 0,
         "sent0": 0,
         "sent1": 0,
+        "gc_started": 0,
     }
 
     from collector.agent.plan import PlannedProbe
@@ -522,6 +525,15 @@ def child(kind: str, targets_file: Path, port: int, window_s: float, profile: Pa
             if state["measuring"] and len(housekeeping) < 100_000:
                 housekeeping.append((duration_ns, windows))
 
+    gc_pauses: list[tuple[int, int]] = []  # (generation, ns) of each collection measured
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            state["gc_started"] = time.perf_counter_ns()
+        elif state["measuring"] and len(gc_pauses) < 1_000_000:
+            gc_pauses.append((info["generation"], time.perf_counter_ns() - state["gc_started"]))
+
+    gc.callbacks.append(on_gc)
     addresses = targets_file.read_text().split()
     rss_baseline = vmrss()
 
@@ -597,6 +609,7 @@ def child(kind: str, targets_file: Path, port: int, window_s: float, profile: Pa
                     "rss_after_build_bytes": rss_built,
                     "socket_drops": drops,
                     "housekeeping": _housekeeping_summary(housekeeping),
+                    "gc": _gc_summary(gc_pauses),
                     "plan_build_s": build_s,
                     "windows": state["windows"],
                     "socket": socket_kind,
@@ -644,6 +657,17 @@ def _housekeeping_summary(passes: list[tuple[int, int]]) -> dict:
             "closing_max_ms": max(closing),
             "windows_per_closing_pass": sum(w for _d, w in passes if w) / len(closing),
         }
+    return out
+
+
+def _gc_summary(pauses: list[tuple[int, int]]) -> dict:
+    """The interpreter's garbage collections in the measured interval, by generation: each
+    one holds the event loop (a full one scans every container object the process holds)."""
+    out: dict = {}
+    for generation in (0, 1, 2):
+        ms = [ns / 1e6 for g, ns in pauses if g == generation]
+        if ms:
+            out[f"gen{generation}"] = {"count": len(ms), "p50_ms": c.median(ms), "max_ms": max(ms)}
     return out
 
 
@@ -757,9 +781,14 @@ def _progress(rep: int, tool: str, r: dict) -> None:
     print(
         f"rep {rep + 1} {tool:9s} cpu {r['cpu_per_wall_s']:.3f} s/s, lag p99/max {lag} us, "
         f"RTT p50 {_num(r['rtt_p50_us'])} us spread {_num(r['rtt_spread_us'])} us, "
-        f"received {r['received_ratio']:.1%}, RSS {r['rss_bytes'] / 2**20:.1f} MiB",
+        f"received {r['received_ratio']:.1%}, RSS {r['rss_bytes'] / 2**20:.1f} MiB{_per_probe(r)}",
         flush=True,
     )
+
+
+def _per_probe(r: dict) -> str:
+    """Ours: CPU per probe sent (smokeping_prober's sends are not counted)."""
+    return f", {r['cpu_s'] / r['sent'] * 1e6:.1f} us CPU/probe" if r.get("sent") else ""
 
 
 def _num(value: float | None) -> str:
