@@ -16,6 +16,7 @@ handed to `on_windows` once settled.
 from __future__ import annotations
 
 import asyncio
+import gc
 import heapq
 import time
 import zlib
@@ -156,6 +157,7 @@ class Scheduler:
         for probe in added:
             self._add(probe)
         if self._timer is not None:
+            gc.freeze()  # the new schedules, as at the start of the run
             self._timer.arm(0)  # new schedules may be due before the time the timer has
         return len(added), len(removed)
 
@@ -216,6 +218,10 @@ class Scheduler:
         now = time.time_ns()
         self._skip_missed(now)
         self._next_housekeeping_ns = now + HOUSEKEEPING_NS
+        # The plan's objects (schedules, sessions, window builders: most of what an agent with
+        # 10,000 targets holds) live as long as the run: frozen, a full garbage collection no
+        # longer walks them all, which held the loop ~90 ms at 10,000 STAMP targets.
+        gc.freeze()
         self._failure = loop.create_future()
         stopping = asyncio.ensure_future(stop.wait())
         with WakeupTimer() as timer:
@@ -230,6 +236,7 @@ class Scheduler:
                 self._timer = None
                 for prober in self.probers.values():
                     prober.detach(loop)
+        gc.unfreeze()
         if self._failure.done():
             self._failure.result()  # a turn failed: the run ends with its error
         self._shutdown()
@@ -271,24 +278,24 @@ class Scheduler:
         """Send what is due; True if more is due than one turn sends."""
         heap = self._heap
         horizon = now + EARLY_NS
+        telemetry = self.telemetry
         fired = 0
         while heap and heap[0][0] <= horizon:
             if fired == FIRE_BATCH:  # bounded, so replies are read in between
                 return True
-            due, _n, schedule = heapq.heappop(heap)
+            due, _n, schedule = heap[0]
             if schedule.retired:
+                heapq.heappop(heap)
                 continue
-            self._fire(schedule, due)
+            sent_ns = time.time_ns()
+            telemetry.lag_samples.append(max(0, sent_ns - due))
+            telemetry.probes_sent += 1
+            schedule.target.send(sent_ns)
             schedule.next_due_ns = due + schedule.step_ns
-            self._push(schedule)
+            self._counter += 1
+            heapq.heapreplace(heap, (schedule.next_due_ns, self._counter, schedule))  # one sift, not two
             fired += 1
         return False
-
-    def _fire(self, schedule: _Schedule, due_ns: int) -> None:
-        now = time.time_ns()
-        self.telemetry.lag_samples.append(max(0, now - due_ns))
-        self.telemetry.probes_sent += 1
-        schedule.target.send(now)
 
     def _close_windows(self, now: int) -> bool:
         """Hand out settled windows: one pass over every builder per window length (windows
