@@ -258,11 +258,14 @@ class Scheduler:
             if self._failure is not None and not self._failure.done():
                 self._failure.set_exception(exc)
             return
-        if behind or closing:
+        if behind:
             self._timer.arm(0)  # again at once, after the replies waiting meanwhile are read
             return
         next_due = self._heap[0][0] - EARLY_NS if self._heap else now + HOUSEKEEPING_NS
-        wake_ns = max(min(next_due, self._next_housekeeping_ns, self._next_close_ns), now + TICK_NS)
+        # A closing pass goes on a tick later: at most half the loop's time, the rest is
+        # left to replies.
+        next_close = now if closing else self._next_close_ns
+        wake_ns = max(min(next_due, self._next_housekeeping_ns, next_close), now + TICK_NS)
         self._timer.arm(wake_ns - time.time_ns())
 
     def _skip_missed(self, now: int) -> None:
