@@ -132,6 +132,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def run_queue_seconds(pid: int) -> float:
+    """How long the process's main thread waited for a CPU while runnable (/proc/PID/schedstat):
+    the machine's share of a scheduling lag, none of it our code's."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
 def rss_bytes(pid: int | str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -276,10 +282,12 @@ def run_ours(
         prober.wait_ready(timeout=120)
         time.sleep(warmup)
         t0, cpu0 = _sample(prober.pid)
+        waited0 = run_queue_seconds(prober.pid)
         refl0 = cpu_seconds(reflector_pid) if reflector_pid else None
         os.kill(prober.pid, signal.SIGUSR1)  # measure from here
         time.sleep(duration)
         t1, cpu1 = _sample(prober.pid)
+        waited1 = run_queue_seconds(prober.pid)
         refl1 = cpu_seconds(reflector_pid) if reflector_pid else None
         rss = rss_bytes(prober.pid)
         os.kill(prober.pid, signal.SIGUSR2)  # up to here, then report and exit
@@ -301,6 +309,8 @@ def run_ours(
         "wall_s": round(wall, 3),
         "cpu_s": round(cpu1 - cpu0, 3),
         "cpu_per_wall_s": (cpu1 - cpu0) / wall,
+        "run_queue_per_wall_s": (waited1 - waited0) / wall,
+        "cpu_per_probe_us": (cpu1 - cpu0) / child["probes_sent"] * 1e6 if child["probes_sent"] else None,
         "sent": child["probes_sent"],
         "expected": round(expected),
         "received": child["received"],
@@ -748,6 +758,8 @@ def _summarise(results: list[dict]) -> dict:
         f"median_{key}": med(key)
         for key in (
             "cpu_per_wall_s",
+            "cpu_per_probe_us",
+            "run_queue_per_wall_s",
             "lag_p99_us",
             "lag_max_us",
             "rtt_p50_us",
@@ -787,8 +799,11 @@ def _progress(rep: int, tool: str, r: dict) -> None:
 
 
 def _per_probe(r: dict) -> str:
-    """Ours: CPU per probe sent (smokeping_prober's sends are not counted)."""
-    return f", {r['cpu_s'] / r['sent'] * 1e6:.1f} us CPU/probe" if r.get("sent") else ""
+    """Ours: CPU per probe sent (smokeping_prober's sends are not counted), and the time the
+    machine kept the child runnable but off every CPU."""
+    if r.get("cpu_per_probe_us") is None:
+        return ""
+    return f", {r['cpu_per_probe_us']:.1f} us CPU/probe, waited for a CPU {r['run_queue_per_wall_s']:.3f} s/s"
 
 
 def _num(value: float | None) -> str:
@@ -859,6 +874,13 @@ def report(result: dict, targets: int) -> str:
     if "stamp" in result["tools"] and result["tools"]["stamp"]["median_reflector_cpu_per_wall_s"] is not None:
         reflector = result["tools"]["stamp"]["median_reflector_cpu_per_wall_s"]
         lines.append(f"reflector CPU during the stamp runs: {reflector:.3f} s/s")
+    for tool in ("icmp", "stamp"):
+        s = result["tools"].get(tool)
+        if s and s["median_cpu_per_probe_us"] is not None:
+            lines.append(
+                f"xnetmon {tool}: {s['median_cpu_per_probe_us']:.1f} us CPU per probe sent; waited for a CPU "
+                f"{s['median_run_queue_per_wall_s']:.3f} s/s while runnable (the machine's, not ours)"
+            )
     return "\n".join(lines)
 
 
