@@ -18,9 +18,9 @@ from collections.abc import Iterable
 from collector.contract.records import RTT_BUCKETS_NS, PathKey, PathWindow, ProbeResult
 from collector.probes.summary import ProbeSummary, SummaryTally, percentile
 
-# What a window takes over from its probes' ProbeSummary: the fields both records have
-# (counts, RTT percentiles, delay variation), which mean the same in both.
-_FROM_SUMMARY = tuple(name for name in PathWindow.__dataclass_fields__ if name in ProbeSummary.__dataclass_fields__)
+# A window takes over its probes' ProbeSummary statistics (counts, RTT percentiles, delay
+# variation: the fields both records have, which mean the same in both) but these.
+_SUMMARY_ONLY = tuple(name for name in ProbeSummary.__dataclass_fields__ if name not in PathWindow.__dataclass_fields__)
 
 
 class WindowTally(SummaryTally):
@@ -76,14 +76,16 @@ class WindowTally(SummaryTally):
         self, key: PathKey, target_address: str, number: int, window_ns: int, fingerprint: str | None
     ) -> PathWindow:
         rtts = self.sorted_rtts()
-        summary = self.summary(rtts)
+        statistics = self.statistics(rtts)
+        for name in _SUMMARY_ONLY:
+            del statistics[name]
         buckets = [0] * (len(RTT_BUCKETS_NS) + 1)
         for rtt in rtts:
             buckets[bisect.bisect_left(RTT_BUCKETS_NS, rtt)] += 1  # a bound is inclusive (le)
-        forward = sorted(self._forward) if self._forward is not None else []
-        reverse = sorted(self._reverse) if self._reverse is not None else []
+        forward_p50, forward_p99 = _median_and_p99(self._forward)
+        reverse_p50, reverse_p99 = _median_and_p99(self._reverse)
         return PathWindow(
-            **{name: getattr(summary, name) for name in _FROM_SUMMARY},
+            **statistics,  # type: ignore[arg-type]
             key=key,
             target_address=target_address,
             seq=number,
@@ -91,10 +93,10 @@ class WindowTally(SummaryTally):
             end_ns=(number + 1) * window_ns,
             rtt_buckets=tuple(buckets),
             rtt_sum_ns=sum(rtts),
-            forward_owd_p50_ns=percentile(forward, 0.5),
-            reverse_owd_p50_ns=percentile(reverse, 0.5),
-            forward_owd_p99_ns=percentile(forward, 0.99),
-            reverse_owd_p99_ns=percentile(reverse, 0.99),
+            forward_owd_p50_ns=forward_p50,
+            reverse_owd_p50_ns=reverse_p50,
+            forward_owd_p99_ns=forward_p99,
+            reverse_owd_p99_ns=reverse_p99,
             clock_error_ns=self._clock_error_ns,
             dscp_remarked=self._remarked,
             reflector_hop_limit=self._hop_limits[0],
@@ -102,6 +104,13 @@ class WindowTally(SummaryTally):
             path_fingerprint=fingerprint,
             icmp_errors=self._icmp_errors,
         )
+
+
+def _median_and_p99(values: array[int] | None) -> tuple[int | None, int | None]:
+    if not values:
+        return None, None
+    ordered = sorted(values)
+    return percentile(ordered, 0.5), percentile(ordered, 0.99)
 
 
 class WindowBuilder:

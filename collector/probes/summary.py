@@ -98,32 +98,43 @@ class SummaryTally:
     def sorted_rtts(self) -> list[int]:
         return sorted(self._answers[1::2])
 
-    def summary(self, rtts: list[int] | None = None) -> ProbeSummary:
-        """`rtts`: this tally's sorted_rtts(), if the caller has them already."""
-        if rtts is None:
-            rtts = self.sorted_rtts()
+    def summary(self) -> ProbeSummary:
+        return ProbeSummary(**self.statistics(self.sorted_rtts()))  # type: ignore[arg-type]
+
+    def statistics(self, rtts: list[int]) -> dict[str, int | None]:
+        """Every ProbeSummary field by name, from this tally and its sorted_rtts()."""
         answers = self._answers
         pairs = zip(answers[::2], answers[1::2])
         by_seq = sorted(pairs) if self.reordered else list(pairs)  # no reordering: in seq order
         ipdv = [abs(b[1] - a[1]) for a, b in zip(by_seq, by_seq[1:]) if b[0] == a[0] + 1]
-        rtt_min = rtts[0] if rtts else None
-        rtt_p99 = percentile(rtts, 0.99)
-        return ProbeSummary(
-            sent=self.sent,
-            received=len(rtts),
-            duplicates=self.duplicates,
-            lost_forward=self.lost_forward,
-            lost_reverse=self.lost_reverse,
-            lost_unknown=self.lost_unknown,
-            reordered=self.reordered,
-            rtt_min_ns=rtt_min,
-            rtt_avg_ns=sum(rtts) // len(rtts) if rtts else None,
-            rtt_p50_ns=percentile(rtts, 0.50),
-            rtt_p90_ns=percentile(rtts, 0.90),
-            rtt_p99_ns=rtt_p99,
-            rtt_max_ns=rtts[-1] if rtts else None,
-            ipdv_mean_abs_ns=sum(ipdv) // len(ipdv) if ipdv else None,
-            ipdv_max_abs_ns=max(ipdv) if ipdv else None,
-            # the p99 of (RTT - min) is the p99 RTT less the min: subtracting keeps the order
-            pdv_p99_ns=None if rtt_p99 is None or rtt_min is None else rtt_p99 - rtt_min,
-        )
+        count = len(rtts)
+        if count:
+            rtt_min, rtt_p99 = rtts[0], percentile(rtts, 0.99)
+            assert rtt_p99 is not None  # not empty
+            delays: dict[str, int | None] = {
+                "rtt_min_ns": rtt_min,
+                "rtt_avg_ns": sum(rtts) // count,
+                "rtt_p50_ns": percentile(rtts, 0.50),
+                "rtt_p90_ns": percentile(rtts, 0.90),
+                "rtt_p99_ns": rtt_p99,
+                "rtt_max_ns": rtts[-1],
+                # the p99 of (RTT - min) is the p99 RTT less the min: subtracting keeps the order
+                "pdv_p99_ns": rtt_p99 - rtt_min,
+            }
+        else:
+            delays = dict.fromkeys(_DELAYS)
+        return {
+            "sent": self.sent,
+            "received": count,
+            "duplicates": self.duplicates,
+            "lost_forward": self.lost_forward,
+            "lost_reverse": self.lost_reverse,
+            "lost_unknown": self.lost_unknown,
+            "reordered": self.reordered,
+            "ipdv_mean_abs_ns": sum(ipdv) // len(ipdv) if ipdv else None,
+            "ipdv_max_abs_ns": max(ipdv) if ipdv else None,
+            **delays,
+        }
+
+
+_DELAYS = ("rtt_min_ns", "rtt_avg_ns", "rtt_p50_ns", "rtt_p90_ns", "rtt_p99_ns", "rtt_max_ns", "pdv_p99_ns")
