@@ -148,11 +148,11 @@ class EchoSession:
                 return [self._answer(_Pending(*answered), facts, duplicate=True)]
             self.late_replies += 1
             return []
-        answered = self._answered
-        answered[key] = (pending.index, pending.seq, pending.sent_ns, pending.kernel_sent_ns)
+        remembered = self._answered
+        remembered[key] = (pending.index, pending.seq, pending.sent_ns, pending.kernel_sent_ns)
         horizon = pending.sent_ns - DUPLICATE_HORIZON_TIMEOUTS * self.timeout_ns
-        while len(answered) > _DUPLICATE_MEMORY or next(iter(answered.values()))[2] < horizon:
-            answered.popitem(last=False)
+        while len(remembered) > _DUPLICATE_MEMORY or next(iter(remembered.values()))[2] < horizon:
+            remembered.popitem(last=False)
         return [self._answer(pending, facts)]
 
     def on_error(self, destination: bytes, quoted: Echo, description: str) -> list[ProbeResult]:
