@@ -654,8 +654,8 @@ def _socket_drops() -> int:
 
 
 def _housekeeping_summary(passes: list[tuple[int, int]]) -> dict:
-    """The scheduler's window-closing passes (a chunk of builders per loop turn, once per
-    window length): how long each held the event loop, in ms."""
+    """The scheduler's turns that handed out windows (a closing pass runs once per window
+    length, a time slice of it per turn): how long each held the event loop, in ms."""
     plain = [d / 1e6 for d, w in passes if not w]
     closing = [d / 1e6 for d, w in passes if w]
     out: dict = {"passes": len(passes), "closing_passes": len(closing)}
