@@ -126,7 +126,7 @@ class Scheduler:
         self._next_housekeeping_ns = 0
         self._retired_builders: list[WindowBuilder] = []
         # Windows end together (wall-clock aligned), so builders are checked once per window,
-        # when the slowest to settle is due, a chunk per loop turn.
+        # when the slowest to settle is due, a time slice per turn.
         self._next_close_ns = 0
         self._closing: list[WindowBuilder] = []  # this pass's builders still to check, last first
         self._closed: list[PathWindow] = []  # this pass's windows not handed out yet
