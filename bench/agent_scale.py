@@ -132,6 +132,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def run_queue_seconds(pid: int) -> float:
+    """How long the process's main thread waited for a CPU while runnable (/proc/PID/schedstat):
+    the machine's share of a scheduling lag, none of it our code's."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
 def rss_bytes(pid: int | str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -276,10 +282,12 @@ def run_ours(
         prober.wait_ready(timeout=120)
         time.sleep(warmup)
         t0, cpu0 = _sample(prober.pid)
+        waited0 = run_queue_seconds(prober.pid)
         refl0 = cpu_seconds(reflector_pid) if reflector_pid else None
         os.kill(prober.pid, signal.SIGUSR1)  # measure from here
         time.sleep(duration)
         t1, cpu1 = _sample(prober.pid)
+        waited1 = run_queue_seconds(prober.pid)
         refl1 = cpu_seconds(reflector_pid) if reflector_pid else None
         rss = rss_bytes(prober.pid)
         os.kill(prober.pid, signal.SIGUSR2)  # up to here, then report and exit
@@ -301,6 +309,8 @@ def run_ours(
         "wall_s": round(wall, 3),
         "cpu_s": round(cpu1 - cpu0, 3),
         "cpu_per_wall_s": (cpu1 - cpu0) / wall,
+        "run_queue_per_wall_s": (waited1 - waited0) / wall,
+        "cpu_per_probe_us": (cpu1 - cpu0) / child["probes_sent"] * 1e6 if child["probes_sent"] else None,
         "sent": child["probes_sent"],
         "expected": round(expected),
         "received": child["received"],
@@ -323,6 +333,7 @@ def run_ours(
         "rss_per_pair_idle_bytes": (child["rss_after_build_bytes"] - child["rss_baseline_bytes"]) / targets,
         "socket_drops": child["socket_drops"],
         "housekeeping": child["housekeeping"],
+        "gc": child["gc"],
         "pairs": targets,
         "plan_build_s": child["plan_build_s"],
         "windows": child["windows"],
@@ -472,6 +483,7 @@ def _wait_metrics(bed: ScaleTestbed, proc: subprocess.Popen, timeout: float) -> 
 
 def child(kind: str, targets_file: Path, port: int, window_s: float, profile: Path | None) -> int:
     import asyncio
+    import gc
 
     def vmrss() -> int:
         return rss_bytes("self")
@@ -492,6 +504,7 @@ def child(kind: str, targets_file: Path, port: int, window_s: float, profile: Pa
         "t1": 0,
         "sent0": 0,
         "sent1": 0,
+        "gc_started": 0,
     }
 
     from collector.agent.plan import PlannedProbe
@@ -522,6 +535,15 @@ def child(kind: str, targets_file: Path, port: int, window_s: float, profile: Pa
             if state["measuring"] and len(housekeeping) < 100_000:
                 housekeeping.append((duration_ns, windows))
 
+    gc_pauses: list[tuple[int, int]] = []  # (generation, ns) of each collection measured
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            state["gc_started"] = time.perf_counter_ns()
+        elif state["measuring"] and len(gc_pauses) < 1_000_000:
+            gc_pauses.append((info["generation"], time.perf_counter_ns() - state["gc_started"]))
+
+    gc.callbacks.append(on_gc)
     addresses = targets_file.read_text().split()
     rss_baseline = vmrss()
 
@@ -597,6 +619,7 @@ def child(kind: str, targets_file: Path, port: int, window_s: float, profile: Pa
                     "rss_after_build_bytes": rss_built,
                     "socket_drops": drops,
                     "housekeeping": _housekeeping_summary(housekeeping),
+                    "gc": _gc_summary(gc_pauses),
                     "plan_build_s": build_s,
                     "windows": state["windows"],
                     "socket": socket_kind,
@@ -607,7 +630,7 @@ def child(kind: str, targets_file: Path, port: int, window_s: float, profile: Pa
     if profile is not None:
         import cProfile
 
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.process_time)  # CPU time: waiting for a CPU is charged to no function
         profiler.enable()
         asyncio.run(main())
         profiler.disable()
@@ -631,8 +654,8 @@ def _socket_drops() -> int:
 
 
 def _housekeeping_summary(passes: list[tuple[int, int]]) -> dict:
-    """The scheduler's window-closing passes (a chunk of builders per loop turn, once per
-    window length): how long each held the event loop, in ms."""
+    """The scheduler's turns that handed out windows (a closing pass runs once per window
+    length, a time slice of it per turn): how long each held the event loop, in ms."""
     plain = [d / 1e6 for d, w in passes if not w]
     closing = [d / 1e6 for d, w in passes if w]
     out: dict = {"passes": len(passes), "closing_passes": len(closing)}
@@ -644,6 +667,17 @@ def _housekeeping_summary(passes: list[tuple[int, int]]) -> dict:
             "closing_max_ms": max(closing),
             "windows_per_closing_pass": sum(w for _d, w in passes if w) / len(closing),
         }
+    return out
+
+
+def _gc_summary(pauses: list[tuple[int, int]]) -> dict:
+    """The interpreter's garbage collections in the measured interval, by generation: each
+    one holds the event loop (a full one scans every container object the process holds)."""
+    out: dict = {}
+    for generation in (0, 1, 2):
+        ms = [ns / 1e6 for g, ns in pauses if g == generation]
+        if ms:
+            out[f"gen{generation}"] = {"count": len(ms), "p50_ms": c.median(ms), "max_ms": max(ms)}
     return out
 
 
@@ -724,6 +758,8 @@ def _summarise(results: list[dict]) -> dict:
         f"median_{key}": med(key)
         for key in (
             "cpu_per_wall_s",
+            "cpu_per_probe_us",
+            "run_queue_per_wall_s",
             "lag_p99_us",
             "lag_max_us",
             "rtt_p50_us",
@@ -757,9 +793,17 @@ def _progress(rep: int, tool: str, r: dict) -> None:
     print(
         f"rep {rep + 1} {tool:9s} cpu {r['cpu_per_wall_s']:.3f} s/s, lag p99/max {lag} us, "
         f"RTT p50 {_num(r['rtt_p50_us'])} us spread {_num(r['rtt_spread_us'])} us, "
-        f"received {r['received_ratio']:.1%}, RSS {r['rss_bytes'] / 2**20:.1f} MiB",
+        f"received {r['received_ratio']:.1%}, RSS {r['rss_bytes'] / 2**20:.1f} MiB{_per_probe(r)}",
         flush=True,
     )
+
+
+def _per_probe(r: dict) -> str:
+    """Ours: CPU per probe sent (smokeping_prober's sends are not counted), and the time the
+    machine kept the child runnable but off every CPU."""
+    if r.get("cpu_per_probe_us") is None:
+        return ""
+    return f", {r['cpu_per_probe_us']:.1f} us CPU/probe, waited for a CPU {r['run_queue_per_wall_s']:.3f} s/s"
 
 
 def _num(value: float | None) -> str:
@@ -830,6 +874,13 @@ def report(result: dict, targets: int) -> str:
     if "stamp" in result["tools"] and result["tools"]["stamp"]["median_reflector_cpu_per_wall_s"] is not None:
         reflector = result["tools"]["stamp"]["median_reflector_cpu_per_wall_s"]
         lines.append(f"reflector CPU during the stamp runs: {reflector:.3f} s/s")
+    for tool in ("icmp", "stamp"):
+        s = result["tools"].get(tool)
+        if s and s["median_cpu_per_probe_us"] is not None:
+            lines.append(
+                f"xnetmon {tool}: {s['median_cpu_per_probe_us']:.1f} us CPU per probe sent; waited for a CPU "
+                f"{s['median_run_queue_per_wall_s']:.3f} s/s while runnable (the machine's, not ours)"
+            )
     return "\n".join(lines)
 
 

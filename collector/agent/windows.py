@@ -5,23 +5,118 @@ window is closed once every probe in it has had time to settle (its end plus the
 delay: the timeout and the time loss direction may wait for a later reply). Windows are
 aligned on wall-clock multiples of their length and numbered by that multiple, so all
 agents' windows line up and a window's number is the same after an agent restarts.
+Results are folded into their window's tally as they settle (`WindowTally`: counts and
+compact arrays of the values the percentiles need), so an open window holds no ProbeResult.
 """
 
 from __future__ import annotations
 
 import bisect
+from array import array
 from collections.abc import Iterable
 
 from collector.contract.records import RTT_BUCKETS_NS, PathKey, PathWindow, ProbeResult
-from collector.probes.summary import ProbeSummary, percentile
+from collector.probes.summary import ProbeSummary, SummaryTally, percentile
 
-# What a window takes over from its probes' ProbeSummary: the fields both records have
-# (counts, RTT percentiles, delay variation), which mean the same in both.
-_FROM_SUMMARY = tuple(name for name in PathWindow.__dataclass_fields__ if name in ProbeSummary.__dataclass_fields__)
+# A window takes over its probes' ProbeSummary statistics (counts, RTT percentiles, delay
+# variation: the fields both records have, which mean the same in both) but these.
+_SUMMARY_ONLY = tuple(name for name in ProbeSummary.__dataclass_fields__ if name not in PathWindow.__dataclass_fields__)
+
+
+class WindowTally(SummaryTally):
+    """One open window, folded as its results settle: a SummaryTally plus what only a window
+    reports (one-way delays, clock error, remarking, the latest hop limits, ICMP errors)."""
+
+    __slots__ = (
+        "_forward",
+        "_reverse",
+        "_clock_error_ns",
+        "_remarked",
+        "_latest_sent_ns",
+        "_hop_limits",
+        "_icmp_errors",
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._forward: array[int] | None = None  # one-way delays: STAMP with synchronised clocks only
+        self._reverse: array[int] | None = None
+        self._clock_error_ns: int | None = None
+        self._remarked = 0
+        self._latest_sent_ns = -1
+        self._hop_limits: tuple[int | None, int | None] = (None, None)  # reflector's, reply's
+        self._icmp_errors = 0
+
+    def add_to_window(self, result: ProbeResult, slice_dscp: int) -> None:
+        self.add(result)
+        if result.icmp_error:
+            self._icmp_errors += 1
+        if result.rtt_ns is None or result.duplicate:
+            return
+        if result.forward_owd_ns is not None:
+            if self._forward is None:
+                self._forward = array("q")
+            self._forward.append(result.forward_owd_ns)
+        if result.reverse_owd_ns is not None:
+            if self._reverse is None:
+                self._reverse = array("q")
+            self._reverse.append(result.reverse_owd_ns)
+        error = result.clock_error_ns
+        if error is not None and (self._clock_error_ns is None or error > self._clock_error_ns):
+            self._clock_error_ns = error
+        if (result.reflector_dscp is not None and result.reflector_dscp != slice_dscp) or (
+            result.reply_dscp is not None and result.reply_dscp != slice_dscp
+        ):
+            self._remarked += 1
+        if result.sent_ns > self._latest_sent_ns:  # the first of equals, as max() would pick
+            self._latest_sent_ns = result.sent_ns
+            self._hop_limits = (result.reflector_hop_limit, result.reply_hop_limit)
+
+    def window(
+        self, key: PathKey, target_address: str, number: int, window_ns: int, fingerprint: str | None
+    ) -> PathWindow:
+        rtts = self.sorted_rtts()
+        statistics = self.statistics(rtts)
+        for name in _SUMMARY_ONLY:
+            del statistics[name]
+        buckets = [0] * (len(RTT_BUCKETS_NS) + 1)
+        for rtt in rtts:
+            buckets[bisect.bisect_left(RTT_BUCKETS_NS, rtt)] += 1  # a bound is inclusive (le)
+        forward_p50, forward_p99 = _median_and_p99(self._forward)
+        reverse_p50, reverse_p99 = _median_and_p99(self._reverse)
+        return PathWindow(
+            **statistics,  # type: ignore[arg-type]
+            key=key,
+            target_address=target_address,
+            seq=number,
+            start_ns=number * window_ns,
+            end_ns=(number + 1) * window_ns,
+            rtt_buckets=tuple(buckets),
+            rtt_sum_ns=sum(rtts),
+            forward_owd_p50_ns=forward_p50,
+            reverse_owd_p50_ns=reverse_p50,
+            forward_owd_p99_ns=forward_p99,
+            reverse_owd_p99_ns=reverse_p99,
+            clock_error_ns=self._clock_error_ns,
+            dscp_remarked=self._remarked,
+            reflector_hop_limit=self._hop_limits[0],
+            reply_hop_limit=self._hop_limits[1],
+            path_fingerprint=fingerprint,
+            icmp_errors=self._icmp_errors,
+        )
+
+
+def _median_and_p99(values: array[int] | None) -> tuple[int | None, int | None]:
+    if not values:
+        return None, None
+    ordered = sorted(values)
+    return percentile(ordered, 0.5), percentile(ordered, 0.99)
 
 
 class WindowBuilder:
-    """Collects one path's results into windows and hands out the ones that are settled."""
+    """Folds one path's results into its open windows and hands out the ones that are settled."""
+
+    __slots__ = ("key", "target_address", "window_ns", "settle_ns", "slice_dscp", "fingerprint", "_open")
 
     def __init__(self, key: PathKey, target_address: str, window_ns: int, settle_ns: int, slice_dscp: int) -> None:
         self.key = key
@@ -30,10 +125,14 @@ class WindowBuilder:
         self.settle_ns = settle_ns
         self.slice_dscp = slice_dscp
         self.fingerprint: str | None = None
-        self._open: dict[int, list[ProbeResult]] = {}  # window number -> results
+        self._open: dict[int, WindowTally] = {}  # window number -> its tally
 
     def add(self, result: ProbeResult) -> None:
-        self._open.setdefault(result.sent_ns // self.window_ns, []).append(result)
+        number = result.sent_ns // self.window_ns
+        tally = self._open.get(number)
+        if tally is None:
+            tally = self._open[number] = WindowTally()
+        tally.add_to_window(result, self.slice_dscp)
 
     def add_all(self, results: Iterable[ProbeResult]) -> None:
         for result in results:
@@ -41,62 +140,14 @@ class WindowBuilder:
 
     def close_ready(self, now_ns: int) -> list[PathWindow]:
         """Windows whose end plus the settle delay has passed, oldest first."""
-        ready = sorted(n for n in self._open if (n + 1) * self.window_ns + self.settle_ns <= now_ns)
-        return [self._summarise(n, self._open.pop(n)) for n in ready]
+        last_ready = (now_ns - self.settle_ns) // self.window_ns - 1  # (n + 1) * window + settle <= now
+        ready = sorted(n for n in self._open if n <= last_ready)
+        return [self._window(n) for n in ready]
 
     def close_all(self) -> list[PathWindow]:
         """Everything still open (at shutdown, after the sessions were flushed)."""
-        return [self._summarise(n, self._open.pop(n)) for n in sorted(self._open)]
+        return [self._window(n) for n in sorted(self._open)]
 
-    def _summarise(self, number: int, results: list[ProbeResult]) -> PathWindow:
-        return summarise(
-            self.key, self.target_address, number, self.window_ns, results, self.slice_dscp, self.fingerprint
-        )
-
-
-def summarise(
-    key: PathKey,
-    target_address: str,
-    number: int,
-    window_ns: int,
-    results: list[ProbeResult],
-    slice_dscp: int,
-    fingerprint: str | None,
-) -> PathWindow:
-    """One window from its results (in arrival order, which reordering counts need)."""
-    summary = ProbeSummary.from_results(results)
-    answered = [r for r in results if not r.lost and not r.duplicate]
-    buckets = [0] * (len(RTT_BUCKETS_NS) + 1)
-    for r in answered:
-        assert r.rtt_ns is not None  # answered: not lost
-        buckets[bisect.bisect_left(RTT_BUCKETS_NS, r.rtt_ns)] += 1  # a bound is inclusive (le)
-    forward = sorted(r.forward_owd_ns for r in answered if r.forward_owd_ns is not None)
-    reverse = sorted(r.reverse_owd_ns for r in answered if r.reverse_owd_ns is not None)
-    clock_errors = [r.clock_error_ns for r in answered if r.clock_error_ns is not None]
-    remarked = sum(
-        1
-        for r in answered
-        if (r.reflector_dscp is not None and r.reflector_dscp != slice_dscp)
-        or (r.reply_dscp is not None and r.reply_dscp != slice_dscp)
-    )
-    latest = max(answered, key=lambda r: r.sent_ns, default=None)
-    return PathWindow(
-        **{name: getattr(summary, name) for name in _FROM_SUMMARY},
-        key=key,
-        target_address=target_address,
-        seq=number,
-        start_ns=number * window_ns,
-        end_ns=(number + 1) * window_ns,
-        rtt_buckets=tuple(buckets),
-        rtt_sum_ns=sum(r.rtt_ns for r in answered),  # type: ignore[misc]
-        forward_owd_p50_ns=percentile(forward, 0.5),
-        reverse_owd_p50_ns=percentile(reverse, 0.5),
-        forward_owd_p99_ns=percentile(forward, 0.99),
-        reverse_owd_p99_ns=percentile(reverse, 0.99),
-        clock_error_ns=max(clock_errors) if clock_errors else None,
-        dscp_remarked=remarked,
-        reflector_hop_limit=latest.reflector_hop_limit if latest else None,
-        reply_hop_limit=latest.reply_hop_limit if latest else None,
-        path_fingerprint=fingerprint,
-        icmp_errors=sum(1 for r in results if r.icmp_error),
-    )
+    def _window(self, number: int) -> PathWindow:
+        tally = self._open.pop(number)
+        return tally.window(self.key, self.target_address, number, self.window_ns, self.fingerprint)

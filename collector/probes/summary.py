@@ -9,6 +9,7 @@ sequence number is below one already received).
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -45,47 +46,95 @@ class ProbeSummary(LossCounts):
 
     @classmethod
     def from_results(cls, results: Iterable[ProbeResult]) -> ProbeSummary:
-        firsts: dict[int, ProbeResult] = {}
-        duplicates = reordered = 0
-        lost = {LossDirection.FORWARD: 0, LossDirection.REVERSE: 0, LossDirection.UNKNOWN: 0}
-        highest_seq = -1
+        tally = SummaryTally()
         for result in results:
-            if result.duplicate:
-                duplicates += 1
-                continue
-            if result.lost:
-                lost[result.loss] += 1
-                firsts.setdefault(result.seq, result)
-                continue
-            firsts[result.seq] = result
-            if result.seq < highest_seq:
-                reordered += 1
-            highest_seq = max(highest_seq, result.seq)
-        received = [r for r in firsts.values() if not r.lost]
-        rtts = sorted(r.rtt_ns for r in received if r.rtt_ns is not None)
-        by_seq = sorted(received, key=lambda r: r.seq)
-        ipdv = [
-            abs(b.rtt_ns - a.rtt_ns)  # type: ignore[operator]
-            for a, b in zip(by_seq, by_seq[1:])
-            if b.seq == a.seq + 1
-        ]
-        rtt_min = rtts[0] if rtts else None
-        pdv = [v - rtts[0] for v in rtts] if rtts else []
-        return cls(
-            sent=len(firsts),
-            received=len(received),
-            duplicates=duplicates,
-            lost_forward=lost[LossDirection.FORWARD],
-            lost_reverse=lost[LossDirection.REVERSE],
-            lost_unknown=lost[LossDirection.UNKNOWN],
-            reordered=reordered,
-            rtt_min_ns=rtt_min,
-            rtt_avg_ns=sum(rtts) // len(rtts) if rtts else None,
-            rtt_p50_ns=percentile(rtts, 0.50),
-            rtt_p90_ns=percentile(rtts, 0.90),
-            rtt_p99_ns=percentile(rtts, 0.99),
-            rtt_max_ns=rtts[-1] if rtts else None,
-            ipdv_mean_abs_ns=sum(ipdv) // len(ipdv) if ipdv else None,
-            ipdv_max_abs_ns=max(ipdv) if ipdv else None,
-            pdv_p99_ns=percentile(pdv, 0.99),
-        )
+            tally.add(result)
+        return tally.summary()
+
+
+class SummaryTally:
+    """A ProbeSummary folded one result at a time: counts, and the (seq, RTT) of each answer
+    in one compact array, what the percentiles and IPDV need, not the results themselves.
+
+    Each probe settles once; a later reply to it comes flagged `duplicate` (the probers'
+    sessions keep that promise), so an answer's sequence number is not seen twice.
+    """
+
+    __slots__ = ("duplicates", "lost_forward", "lost_reverse", "lost_unknown", "reordered", "_highest_seq", "_answers")
+
+    def __init__(self) -> None:
+        self.duplicates = self.lost_forward = self.lost_reverse = self.lost_unknown = self.reordered = 0
+        self._highest_seq = -1
+        self._answers = array("q")  # seq, RTT, seq, RTT, ... in arrival order
+
+    @property
+    def received(self) -> int:
+        return len(self._answers) >> 1
+
+    @property
+    def sent(self) -> int:
+        return self.received + self.lost_forward + self.lost_reverse + self.lost_unknown
+
+    def add(self, result: ProbeResult) -> None:
+        if result.duplicate:
+            self.duplicates += 1
+        elif result.rtt_ns is None:
+            loss = result.loss
+            if loss is LossDirection.FORWARD:
+                self.lost_forward += 1
+            elif loss is LossDirection.REVERSE:
+                self.lost_reverse += 1
+            else:
+                self.lost_unknown += 1
+        else:
+            seq = result.seq
+            if seq < self._highest_seq:
+                self.reordered += 1
+            else:
+                self._highest_seq = seq
+            self._answers.append(seq)
+            self._answers.append(result.rtt_ns)
+
+    def sorted_rtts(self) -> list[int]:
+        return sorted(self._answers[1::2])
+
+    def summary(self) -> ProbeSummary:
+        return ProbeSummary(**self.statistics(self.sorted_rtts()))  # type: ignore[arg-type]
+
+    def statistics(self, rtts: list[int]) -> dict[str, int | None]:
+        """Every ProbeSummary field by name, from this tally and its sorted_rtts()."""
+        answers = self._answers
+        pairs = zip(answers[::2], answers[1::2])
+        by_seq = sorted(pairs) if self.reordered else list(pairs)  # no reordering: in seq order
+        ipdv = [abs(b[1] - a[1]) for a, b in zip(by_seq, by_seq[1:]) if b[0] == a[0] + 1]
+        count = len(rtts)
+        if count:
+            rtt_min, rtt_p99 = rtts[0], percentile(rtts, 0.99)
+            assert rtt_p99 is not None  # not empty
+            delays: dict[str, int | None] = {
+                "rtt_min_ns": rtt_min,
+                "rtt_avg_ns": sum(rtts) // count,
+                "rtt_p50_ns": percentile(rtts, 0.50),
+                "rtt_p90_ns": percentile(rtts, 0.90),
+                "rtt_p99_ns": rtt_p99,
+                "rtt_max_ns": rtts[-1],
+                # the p99 of (RTT - min) is the p99 RTT less the min: subtracting keeps the order
+                "pdv_p99_ns": rtt_p99 - rtt_min,
+            }
+        else:
+            delays = dict.fromkeys(_DELAYS)
+        return {
+            "sent": self.sent,
+            "received": count,
+            "duplicates": self.duplicates,
+            "lost_forward": self.lost_forward,
+            "lost_reverse": self.lost_reverse,
+            "lost_unknown": self.lost_unknown,
+            "reordered": self.reordered,
+            "ipdv_mean_abs_ns": sum(ipdv) // len(ipdv) if ipdv else None,
+            "ipdv_max_abs_ns": max(ipdv) if ipdv else None,
+            **delays,
+        }
+
+
+_DELAYS = ("rtt_min_ns", "rtt_avg_ns", "rtt_p50_ns", "rtt_p90_ns", "rtt_p99_ns", "rtt_max_ns", "pdv_p99_ns")

@@ -69,6 +69,9 @@ def test_agent_scale_smoke(tmp_path: Path) -> None:
         assert r["sent"] > 0 and r["lag_samples"] > 0
         assert r["lag_p99_us"] is not None and r["lag_max_us"] >= 0
         assert r["rss_per_pair_bytes"] is not None
+        assert r["cpu_per_probe_us"] > 0 and r["run_queue_per_wall_s"] >= 0
+        assert set(r["gc"]) <= {"gen0", "gen1", "gen2"}  # the collections that held the loop, if any
+        assert all(g["count"] > 0 and g["max_ms"] >= g["p50_ms"] >= 0 for g in r["gc"].values())
         assert result["tools"][tool]["median_lag_p99_us"] is not None
     assert run["smokeping"]["lag_p99_us"] is None  # it has no scheduling telemetry
     assert run["stamp"]["reflector_cpu_per_wall_s"] >= 0

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from collector.agent import scheduler as scheduler_module
 from collector.agent.plan import PlannedProbe
 from collector.agent.scheduler import Scheduler
 from collector.contract.records import PathWindow, ProbeResult, Slice, Target
@@ -158,3 +159,54 @@ def test_an_observer_sees_every_result_and_every_closing_pass():
     assert [n for n, _ in observer.passes] == [len(b) for b in batches[:-1]]
     assert all(duration > 0 for _, duration in observer.passes)
     assert len(observer.results) == sum(w.sent for b in batches for w in b) == scheduler.telemetry.probes_sent
+
+
+def test_a_closing_pass_is_cut_into_turns_and_lets_the_loop_run_between_them(monkeypatch):
+    # Every clock read is past the slice: a turn closes CLOSE_CLOCK_EVERY builders, then
+    # yields; with a batch of 1 each turn hands its windows out at once.
+    monkeypatch.setattr(scheduler_module, "CLOSE_SLICE_NS", 0)
+    monkeypatch.setattr(scheduler_module, "CLOSE_BATCH", 1)
+    names = [f"t{i}" for i in range(5 * scheduler_module.CLOSE_CLOCK_EVERY)]
+    batches: list[list[PathWindow]] = []
+    loop_ran_between: list[bool] = []
+    ran = [True]
+
+    def on_windows(windows: list[PathWindow]) -> None:
+        batches.append(windows)
+        loop_ran_between.append(ran[0])
+        ran[0] = False
+        asyncio.get_running_loop().call_soon(ran.__setitem__, 0, True)
+
+    scheduler = scheduler_of([planned(n) for n in names], on_windows)
+    try:
+        run(scheduler, lambda: sends_until(scheduler.probers["loopback"], lambda: len(batches) >= 2 * 5))
+    finally:
+        scheduler.close()
+    closing = batches[: len(batches) - 1]  # the last came from the shutdown
+    assert all(len(b) <= scheduler_module.CLOSE_CLOCK_EVERY for b in closing)
+    assert all(loop_ran_between[: len(closing)])  # other callbacks ran between two slices
+    by_path: dict[str, list[int]] = {}
+    for window in (w for b in batches for w in b):
+        by_path.setdefault(window.key.target, []).append(window.seq)
+    assert sorted(by_path) == sorted(names)
+    for seqs in by_path.values():  # every path's windows, each once, one after another
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+
+
+def test_an_error_in_a_turn_ends_the_run_with_it():
+    scheduler = scheduler_of([planned("a")], lambda windows: None)
+    target = scheduler.probers["loopback"].targets["a"]
+
+    def broken_send(now_ns: int) -> None:
+        raise RuntimeError("the prober broke")
+
+    target.send = broken_send  # type: ignore[method-assign]
+
+    async def main() -> None:
+        await asyncio.wait_for(scheduler.run(asyncio.Event()), 10)
+
+    try:
+        with pytest.raises(RuntimeError, match="the prober broke"):
+            asyncio.run(main())
+    finally:
+        scheduler.close()

@@ -1,11 +1,18 @@
-"""Window arithmetic against hand-computed cases."""
+"""Window arithmetic against hand-computed cases, and the folded tally against the list-based
+summary it replaced, field by field."""
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import json
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from collector.agent.windows import WindowBuilder
-from collector.contract.records import RTT_BUCKETS_NS, LossDirection, PathKey, ProbeResult
+from collector.contract.records import RTT_BUCKETS_NS, LossDirection, PathKey, PathWindow, ProbeResult
+from collector.probes.summary import percentile
 
 KEY = PathKey("cnty1a", "core", "video", "stamp")
 W = 10_000_000_000  # 10 s
@@ -120,3 +127,135 @@ def test_window_round_trips_through_its_json():
     b.add_all([ok(0, T + 1, 100), lost(1, T + 2, LossDirection.FORWARD)])
     [w] = b.close_all()
     assert ShipmentParser().window(json.loads(window_json(w)), "window") == w
+
+
+# -- the tally against the list-based summary it replaced --------------------------------
+
+
+def listed_window(results: list[ProbeResult], number: int, slice_dscp: int, fingerprint: str | None):
+    """The window as it was computed from the list of its results, kept here as the reference."""
+    firsts: dict[int, ProbeResult] = {}
+    duplicates = reordered = 0
+    lost_by = {LossDirection.FORWARD: 0, LossDirection.REVERSE: 0, LossDirection.UNKNOWN: 0}
+    highest_seq = -1
+    for r in results:
+        if r.duplicate:
+            duplicates += 1
+            continue
+        if r.lost:
+            lost_by[r.loss] += 1
+            firsts.setdefault(r.seq, r)
+            continue
+        firsts[r.seq] = r
+        if r.seq < highest_seq:
+            reordered += 1
+        highest_seq = max(highest_seq, r.seq)
+    received = [r for r in firsts.values() if not r.lost]
+    rtts = sorted(r.rtt_ns for r in received)
+    by_seq = sorted(received, key=lambda r: r.seq)
+    ipdv = [abs(b.rtt_ns - a.rtt_ns) for a, b in zip(by_seq, by_seq[1:]) if b.seq == a.seq + 1]
+    answered = [r for r in results if not r.lost and not r.duplicate]
+    buckets = [0] * (len(RTT_BUCKETS_NS) + 1)
+    for r in answered:
+        buckets[bisect.bisect_left(RTT_BUCKETS_NS, r.rtt_ns)] += 1
+    forward = sorted(r.forward_owd_ns for r in answered if r.forward_owd_ns is not None)
+    reverse = sorted(r.reverse_owd_ns for r in answered if r.reverse_owd_ns is not None)
+    clock_errors = [r.clock_error_ns for r in answered if r.clock_error_ns is not None]
+    latest = max(answered, key=lambda r: r.sent_ns, default=None)
+    return PathWindow(
+        sent=len(firsts),
+        received=len(received),
+        duplicates=duplicates,
+        lost_forward=lost_by[LossDirection.FORWARD],
+        lost_reverse=lost_by[LossDirection.REVERSE],
+        lost_unknown=lost_by[LossDirection.UNKNOWN],
+        reordered=reordered,
+        key=KEY,
+        target_address="fd00::1",
+        seq=number,
+        start_ns=number * W,
+        end_ns=(number + 1) * W,
+        rtt_buckets=tuple(buckets),
+        rtt_sum_ns=sum(r.rtt_ns for r in answered),
+        rtt_min_ns=rtts[0] if rtts else None,
+        rtt_p50_ns=percentile(rtts, 0.5),
+        rtt_p90_ns=percentile(rtts, 0.9),
+        rtt_p99_ns=percentile(rtts, 0.99),
+        rtt_max_ns=rtts[-1] if rtts else None,
+        ipdv_mean_abs_ns=sum(ipdv) // len(ipdv) if ipdv else None,
+        pdv_p99_ns=percentile([v - rtts[0] for v in rtts], 0.99) if rtts else None,
+        forward_owd_p50_ns=percentile(forward, 0.5),
+        reverse_owd_p50_ns=percentile(reverse, 0.5),
+        forward_owd_p99_ns=percentile(forward, 0.99),
+        reverse_owd_p99_ns=percentile(reverse, 0.99),
+        clock_error_ns=max(clock_errors) if clock_errors else None,
+        dscp_remarked=sum(
+            1
+            for r in answered
+            if (r.reflector_dscp is not None and r.reflector_dscp != slice_dscp)
+            or (r.reply_dscp is not None and r.reply_dscp != slice_dscp)
+        ),
+        reflector_hop_limit=latest.reflector_hop_limit if latest else None,
+        reply_hop_limit=latest.reply_hop_limit if latest else None,
+        path_fingerprint=fingerprint,
+        icmp_errors=sum(1 for r in results if r.icmp_error),
+    )
+
+
+_maybe_ns = st.one_of(st.none(), st.integers(0, 2_000_000_000))
+_maybe_dscp = st.one_of(st.none(), st.sampled_from([0, 34, 46]))
+_maybe_hops = st.one_of(st.none(), st.integers(0, 255))
+# RTTs on and beside the bucket bounds as well as anywhere
+_rtt = st.one_of(
+    st.integers(1, 3_000_000_000), st.sampled_from(RTT_BUCKETS_NS), st.sampled_from([b + 1 for b in RTT_BUCKETS_NS])
+)
+
+
+@st.composite
+def settled_results(draw) -> list[ProbeResult]:
+    """One window's results as a session settles them: each sequence number once (answered,
+    or lost in some direction, perhaps with an ICMP error), some answers repeated as
+    duplicates, in any arrival order."""
+    results = []
+    for seq in draw(st.lists(st.integers(0, 200), unique=True, max_size=40)):
+        sent_ns = T + draw(st.integers(0, 3)) * 1000  # equal send times: the first of them is the latest
+        fate = draw(st.sampled_from(["answered", "answered", "forward", "reverse", "unknown"]))
+        if fate != "answered":
+            direction = LossDirection(fate)
+            error = draw(st.one_of(st.none(), st.just("port unreachable from ::1")))
+            results.append(lost(seq, sent_ns, direction, icmp_error=error))
+            continue
+        answer = ProbeResult(
+            "core",
+            "video",
+            seq,
+            sent_ns,
+            draw(_rtt),
+            forward_owd_ns=draw(_maybe_ns),
+            reverse_owd_ns=draw(_maybe_ns),
+            reflector_hop_limit=draw(_maybe_hops),
+            reflector_dscp=draw(_maybe_dscp),
+            reply_hop_limit=draw(_maybe_hops),
+            reply_dscp=draw(_maybe_dscp),
+            clock_error_ns=draw(_maybe_ns),
+        )
+        results.append(answer)
+        for _ in range(draw(st.integers(0, 2))):
+            results.append(dataclasses.replace(answer, rtt_ns=draw(_rtt), duplicate=True))
+    return draw(st.permutations(results))
+
+
+@settings(max_examples=300, deadline=None)
+@given(settled_results(), st.one_of(st.none(), st.just("abcdef0123456789")))
+def test_the_tally_gives_the_window_the_list_of_results_gave(results, fingerprint):
+    b = builder()
+    b.fingerprint = fingerprint
+    b.add_all(results)
+    windows = b.close_all()
+    if not results:
+        assert windows == []
+        return
+    [w] = windows
+    expected = listed_window(results, T // W, 34, fingerprint)
+    for field in dataclasses.fields(PathWindow):
+        assert getattr(w, field.name) == getattr(expected, field.name), field.name

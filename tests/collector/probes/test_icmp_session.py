@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 
 from collector.probes.icmp_session import _DUPLICATE_MEMORY, EchoSession, EchoTarget
-from collector.probes.stamp_session import ReplyFacts
+from collector.probes.stamp_session import DUPLICATE_HORIZON_TIMEOUTS, ReplyFacts
 from collector.wire.icmp6 import ECHO_REPLY, Echo, decode_echo, encode_echo
 
 T0 = 1_700_000_000_000_000_000
@@ -76,6 +76,21 @@ def test_duplicates_are_recognised_only_within_the_bounded_memory():
     [again] = session.on_reply(socket.inet_pton(socket.AF_INET6, "fd00::2"), reply_to(octets), facts(T0 + 2 * MS))
     assert again.duplicate and again.target == "edge"
     assert session.on_reply(SOURCE, reply_to(first), facts(T0 + 2 * MS)) == []  # forgotten: late
+    assert session.late_replies == 1
+
+
+def test_answers_are_remembered_for_duplicates_two_timeouts_after_they_were_sent():
+    session = one_target(timeout_ns=100 * MS)
+    _, _, first = session.request(0, T0)
+    session.on_reply(SOURCE, reply_to(first), facts(T0 + MS))
+    held = DUPLICATE_HORIZON_TIMEOUTS * 100 * MS
+    _, _, within = session.request(0, T0 + held)  # the first is exactly at the horizon: kept
+    session.on_reply(SOURCE, reply_to(within), facts(T0 + held + MS))
+    [copy] = session.on_reply(SOURCE, reply_to(first), facts(T0 + held + 2 * MS))
+    assert copy.duplicate
+    _, _, later = session.request(0, T0 + held + 1)  # one nanosecond on: the first is forgotten
+    session.on_reply(SOURCE, reply_to(later), facts(T0 + held + 3 * MS))
+    assert session.on_reply(SOURCE, reply_to(first), facts(T0 + held + 4 * MS)) == []
     assert session.late_replies == 1
 
 
