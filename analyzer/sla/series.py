@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from collector.contract.fast_records import builder
 from collector.contract.records import RTT_BUCKETS_NS, LossCounts, PathWindow
 
 MIN_P99_REPLIES = 100
@@ -115,3 +116,35 @@ class IntervalStats(LossCounts):
             worst_clock_error_ns=_max(p.worst_clock_error_ns for p in parts),
             unavailable_paths=sum(p.unavailable_paths for p in parts),
         )
+
+
+_build_stats = builder(IntervalStats)
+
+
+def window_stats(w: PathWindow, unavailable_loss: float = 0.75) -> IntervalStats:
+    """`IntervalStats.of([w], unavailable_loss)` in a fifth of the time: one per path per
+    interval is the store's hottest call (tests check both give equal results, so the p99s
+    and the loss ratio are spelled out here rather than called)."""
+    sent, received = w.sent, w.received
+    p99s_count = received >= MIN_P99_REPLIES  # resolved_p99
+    return _build_stats(
+        {
+            "start_ns": w.start_ns,
+            "end_ns": w.end_ns,
+            "paths": 1,
+            "sent": sent,
+            "received": received,
+            "lost_forward": w.lost_forward,
+            "lost_reverse": w.lost_reverse,
+            "lost_unknown": w.lost_unknown,
+            "rtt_buckets": w.rtt_buckets,
+            "worst_ipdv_mean_abs_ns": w.ipdv_mean_abs_ns,
+            "worst_pdv_p99_ns": w.pdv_p99_ns if p99s_count else None,
+            "worst_forward_owd_p99_ns": w.forward_owd_p99_ns if p99s_count else None,
+            "worst_reverse_owd_p99_ns": w.reverse_owd_p99_ns if p99s_count else None,
+            "worst_clock_error_ns": w.clock_error_ns,
+            "unavailable_paths": 1
+            if sent and (w.lost_forward + w.lost_reverse + w.lost_unknown) / sent > unavailable_loss
+            else 0,
+        }
+    )
