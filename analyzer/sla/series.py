@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from operator import attrgetter
 
 from collector.contract.fast_records import builder
 from collector.contract.records import RTT_BUCKETS_NS, LossCounts, PathWindow
@@ -25,6 +26,14 @@ MIN_P99_REPLIES = 100
 def resolved_p99(value: int | None, received: int) -> int | None:
     """A window's p99 (delay variation, one-way delay), or None when too few replies make it."""
     return value if received >= MIN_P99_REPLIES else None
+
+
+_START, _END = attrgetter("start_ns"), attrgetter("end_ns")
+_SENT, _RECEIVED = attrgetter("sent"), attrgetter("received")
+_LOST_FORWARD, _LOST_REVERSE = attrgetter("lost_forward"), attrgetter("lost_reverse")
+_LOST_UNKNOWN = attrgetter("lost_unknown")
+_IPDV, _PDV_P99, _CLOCK_ERROR = attrgetter("ipdv_mean_abs_ns"), attrgetter("pdv_p99_ns"), attrgetter("clock_error_ns")
+_FORWARD_OWD_P99, _REVERSE_OWD_P99 = attrgetter("forward_owd_p99_ns"), attrgetter("reverse_owd_p99_ns")
 
 
 def _max(values: Iterable[int | None]) -> int | None:
@@ -67,25 +76,26 @@ class IntervalStats(LossCounts):
         windows = list(windows)
         if not windows:
             raise ValueError("an interval needs at least one window")
-        buckets = [0] * (len(RTT_BUCKETS_NS) + 1)
-        for w in windows:
-            for i, count in enumerate(w.rtt_buckets):
-                buckets[i] += count
+        # Sums by map and zip rather than loops of attribute reads: a slice interval sums
+        # every path's window, once per window in the store.
+        buckets = list(map(sum, zip(*(w.rtt_buckets for w in windows), strict=True)))
+        buckets += [0] * (len(RTT_BUCKETS_NS) + 1 - len(buckets))
+        resolved = [w for w in windows if w.received >= MIN_P99_REPLIES]  # resolved_p99
         return cls(
-            start_ns=min(w.start_ns for w in windows),
-            end_ns=max(w.end_ns for w in windows),
+            start_ns=min(map(_START, windows)),
+            end_ns=max(map(_END, windows)),
             paths=len(windows),
-            sent=sum(w.sent for w in windows),
-            received=sum(w.received for w in windows),
-            lost_forward=sum(w.lost_forward for w in windows),
-            lost_reverse=sum(w.lost_reverse for w in windows),
-            lost_unknown=sum(w.lost_unknown for w in windows),
+            sent=sum(map(_SENT, windows)),
+            received=sum(map(_RECEIVED, windows)),
+            lost_forward=sum(map(_LOST_FORWARD, windows)),
+            lost_reverse=sum(map(_LOST_REVERSE, windows)),
+            lost_unknown=sum(map(_LOST_UNKNOWN, windows)),
             rtt_buckets=tuple(buckets),
-            worst_ipdv_mean_abs_ns=_max(w.ipdv_mean_abs_ns for w in windows),
-            worst_pdv_p99_ns=_max(resolved_p99(w.pdv_p99_ns, w.received) for w in windows),
-            worst_forward_owd_p99_ns=_max(resolved_p99(w.forward_owd_p99_ns, w.received) for w in windows),
-            worst_reverse_owd_p99_ns=_max(resolved_p99(w.reverse_owd_p99_ns, w.received) for w in windows),
-            worst_clock_error_ns=_max(w.clock_error_ns for w in windows),
+            worst_ipdv_mean_abs_ns=_max(map(_IPDV, windows)),
+            worst_pdv_p99_ns=_max(map(_PDV_P99, resolved)),
+            worst_forward_owd_p99_ns=_max(map(_FORWARD_OWD_P99, resolved)),
+            worst_reverse_owd_p99_ns=_max(map(_REVERSE_OWD_P99, resolved)),
+            worst_clock_error_ns=_max(map(_CLOCK_ERROR, windows)),
             unavailable_paths=sum(1 for w in windows if w.sent and w.loss_ratio > unavailable_loss),
         )
 
