@@ -46,9 +46,10 @@
   that binds windows to their site counts `source-mismatch`).
 
 Bounded memory. Per path: its state (~0.3 KB), the last `history` windows (~0.8 KB each;
-default 12, two minutes, for /paths and worst paths), its SLA tracker (~5 KB, see
-analyzer.sla.verdicts) and references in the open intervals: ~15 KB a path in all, measured in
-tests/analyzer/store/test_memory.py (so 100,000 paths take ~1.5 GB). Per slice: at most
+default 12, two minutes, for /paths and worst paths), its SLA tracker (a row of its slice's
+columns, ~1 KB, analyzer.sla.path_trackers; ~5 KB more while a violation keeps it an object)
+and references in the open intervals: ~10 KB a path in all, measured in
+tests/analyzer/store/test_memory.py (so 100,000 paths take ~1 GB). Per slice: at most
 `MAX_OPEN_S` seconds of open intervals, and at least `MAX_OPEN_INTERVALS` (then the oldest
 closes): after a bus outage the agent that drained first has every interval of it open
 until the slowest one has drained too. Paths silent for
