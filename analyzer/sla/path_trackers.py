@@ -124,6 +124,7 @@ class PathTrackers:
 
     def __init__(self, policy: SlaPolicy, interval_s: float) -> None:
         template = SlaTracker(policy, interval_s)  # the geometry and constants, defined once
+        self._template = template  # never fed: each row's tracker object is made `fresh` from it
         self.policy = policy
         self.interval_s = interval_s
         self.interval_ns = template.interval_ns
@@ -393,7 +394,7 @@ class PathTrackers:
         return tracker
 
     def _built(self, row: int) -> SlaTracker:
-        tracker = SlaTracker(self.policy, self.interval_s, self.paths[row])
+        tracker = self._template.fresh(self.paths[row])
         tracker._intervals = int(self.intervals[row])
         tracker._last_start_ns = _optional(self.last_start[row])
         tracker._last_end_ns = _optional(self.last_end[row])
@@ -419,7 +420,7 @@ class PathTrackers:
         )
         for lookback, counts in zip(tracker._lookbacks, self._counts):
             lookback.head = _optional(counts.head[row])
-            lookback.judged = array(counts.typecode, counts.judged[row].tolist())
+            lookback.judged = array(counts.typecode, counts.judged[row].tobytes())  # same item size
             lookback.total_judged = int(counts.total[row])
         return tracker
 
