@@ -12,11 +12,14 @@ are shared: wall time would count the neighbours), medians over repetitions:
                checked and the records built, without the JSON parsing
 - parse:       `ShipmentParser.parse` of the bodies: json and decode together, as the analyzer does
 - store:       `WindowStore.ingest` of parsed batches: dedup, interval closing, IntervalStats
-               and the real `analyzer.sla.verdicts` trackers per slice and per path ("first sight":
+               and the real SLA trackers per slice and per path (`analyzer.sla.path_trackers`'
+               columns, with `analyzer.sla.verdicts`' verdicts) ("first sight":
                the first interval, which also creates every path's tracker)
 - parse+store: what `POST /v1/windows` does per body, less HTTP, with the analyzer's
                garbage-collector thresholds (analyzer.gc_tuning), as every stage
 - parse+store, default gc: the same with CPython's default thresholds
+- parse+store, tracker objects: the same with one `SlaTracker` object per path, fed one by
+               one (the store's path trackers before `analyzer.sla.path_trackers`' columns)
 - parse+store, slice verdicts only: the same without per-path trackers (their share)
 - resend:      parse+store of the same bodies again: every window a duplicate
 
@@ -138,8 +141,9 @@ def run_stages(bodies: list[tuple[int, bytes]], agents: int, paths: int) -> dict
     figures["store"] = steady / cpu(lambda: [store.ingest(b, now) for now, b in batches[agents:]])
     assert store.stats()["windows_ingested"] == windows
     for name, tracker_type, thresholds in (
-        ("parse+store", SlaTracker, THRESHOLDS),
-        ("parse+store, default gc", SlaTracker, DEFAULT_GC_THRESHOLDS),
+        ("parse+store", None, THRESHOLDS),
+        ("parse+store, default gc", None, DEFAULT_GC_THRESHOLDS),
+        ("parse+store, tracker objects", SlaTracker, THRESHOLDS),
         ("parse+store, slice verdicts only", slice_verdicts_only, THRESHOLDS),
     ):
         store = WindowStore(policies, catch_up_s=0, tracker_type=tracker_type)

@@ -308,6 +308,10 @@ def main() -> int:
         # the server elsewhere (as the sites are): windows per CPU second of the partition processes.
         analysis = c.median([r["analysis_cpu_seconds"] for r in rounds["partitioned"]])
         payload["windows_per_partition_cpu_second"] = total / analysis if analysis else None
+        # as many cores as partitions, given wholly to them: the rate they would carry
+        payload["dedicated_cores_windows_per_second"] = (
+            args.partitions * payload["windows_per_partition_cpu_second"] if analysis else None
+        )
     path = c.write_result("bus_intake", payload, args.output)
     if not args.quiet:
         rows = [
@@ -330,7 +334,9 @@ def main() -> int:
         if args.partitions:
             print(
                 f"partitioned ({args.partitions}) / bus windows/s: {payload['partitioned_over_bus']:.2f}; "
-                f"the partitions alone: {payload['windows_per_partition_cpu_second']:,.0f} windows per CPU second"
+                f"the partitions alone: {payload['windows_per_partition_cpu_second']:,.0f} windows per CPU second "
+                f"({analysis:.2f} CPU s a repetition over {args.partitions}; on {args.partitions} cores of their own "
+                f"~{payload['dedicated_cores_windows_per_second']:,.0f} windows/s)"
             )
     return 0
 

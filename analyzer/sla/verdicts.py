@@ -356,6 +356,28 @@ class SlaTracker:
         self._events_bad = False  # the latest resolved judgement of loss or delay was a violation
         self._lookbacks = (*self._burn.values(), self._compliance)  # each counts every interval
 
+    def fresh(self, path: PathKey | None) -> SlaTracker:
+        """A new tracker like this one when it was made (same policy and interval), for
+        `path`: what the constructor makes, without deriving the policy's figures again (a
+        path's columns build one for every read, analyzer.sla.path_trackers)."""
+        tracker = SlaTracker.__new__(SlaTracker)
+        for name in SlaTracker.__slots__:
+            setattr(tracker, name, getattr(self, name))
+        tracker.path = path
+        renewed = {id(lookback): lookback.fresh() for lookback in self._lookbacks}
+        tracker._burn = {label: renewed[id(lookback)] for label, lookback in self._burn.items()}
+        tracker._compliance = renewed[id(self._compliance)]
+        tracker._lookbacks = tuple(renewed[id(lookback)] for lookback in self._lookbacks)
+        tracker._alarms = tuple(
+            (renewed[id(long)], renewed[id(short)], factor, page) for long, short, factor, page in self._alarms
+        )
+        tracker._hysteresis = Hysteresis(self.policy.hysteresis_intervals)
+        tracker._latest = tracker._latest_judged_on = None
+        tracker._last_start_ns = tracker._last_end_ns = tracker._first_start_ns = tracker._pooled = None
+        tracker._intervals = tracker._pooled_count = 0
+        tracker._events_bad = False
+        return tracker
+
     def add(self, stats: IntervalStats) -> None:
         """Count one interval; an interval not newer than the last one is ignored."""
         if self._last_start_ns is not None and stats.start_ns <= self._last_start_ns:

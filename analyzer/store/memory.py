@@ -46,9 +46,10 @@
   that binds windows to their site counts `source-mismatch`).
 
 Bounded memory. Per path: its state (~0.3 KB), the last `history` windows (~0.8 KB each;
-default 12, two minutes, for /paths and worst paths), its SLA tracker (~5 KB, see
-analyzer.sla.verdicts) and references in the open intervals: ~15 KB a path in all, measured in
-tests/analyzer/store/test_memory.py (so 100,000 paths take ~1.5 GB). Per slice: at most
+default 12, two minutes, for /paths and worst paths), its SLA tracker (a row of its slice's
+columns, ~1 KB, analyzer.sla.path_trackers; ~5 KB more while a violation keeps it an object)
+and references in the open intervals: ~10 KB a path in all, measured in
+tests/analyzer/store/test_memory.py (so 100,000 paths take ~1 GB). Per slice: at most
 `MAX_OPEN_S` seconds of open intervals, and at least `MAX_OPEN_INTERVALS` (then the oldest
 closes): after a bus outage the agent that drained first has every interval of it open
 until the slowest one has drained too. Paths silent for
@@ -73,8 +74,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from analyzer.insitu.segments import SegmentStore
-from analyzer.sla.series import MIN_P99_REPLIES, IntervalStats
-from collector.contract.fast_records import builder
+from analyzer.sla.path_trackers import PathTrackers
+from analyzer.sla.series import IntervalStats, window_stats
 from collector.contract.records import CollectorHealth, PathKey, PathObservation, PathWindow
 from collector.contract.shipment import ShipmentBatch
 
@@ -158,12 +159,26 @@ class _PathState:
 
 
 class _SliceState:
-    __slots__ = ("name", "policy", "tracker", "paths", "pending", "expected", "closed_upto", "watched", "passed")
+    __slots__ = (
+        "name",
+        "policy",
+        "tracker",
+        "path_trackers",
+        "paths",
+        "pending",
+        "expected",
+        "closed_upto",
+        "watched",
+        "passed",
+    )
 
-    def __init__(self, name: str, policy, tracker) -> None:
+    def __init__(self, name: str, policy, tracker, path_trackers: PathTrackers | None) -> None:
         self.name = name
         self.policy = policy
         self.tracker = tracker
+        # The paths' trackers as columns (analyzer.sla.path_trackers), fed an interval at a
+        # time; None when the store was given a tracker type (one object per path).
+        self.path_trackers = path_trackers
         # Sets of path states, not PathKeys: identity hashing is cheaper than hashing the key's
         # four strings, and this runs several times per window.
         self.paths: set[_PathState] = set()
@@ -177,7 +192,9 @@ class _SliceState:
 
 class WindowStore:
     """See the module docstring. `policies` maps slice name -> SlaPolicy. `tracker_type`
-    is `analyzer.sla.verdicts.SlaTracker` unless given (tests give stand-ins)."""
+    is `analyzer.sla.verdicts.SlaTracker` unless given (tests give stand-ins); unless given,
+    the paths' trackers of a slice are columns (`analyzer.sla.path_trackers.PathTrackers`)
+    with the same verdicts, else one `tracker_type` object per path."""
 
     def __init__(
         self,
@@ -195,6 +212,7 @@ class WindowStore:
         tracker_type: TrackerType | None = None,
         slice_closed: Callable[[str, IntervalStats], None] | None = None,
     ) -> None:
+        self.path_columns = tracker_type is None
         if tracker_type is None:
             from analyzer.sla.verdicts import SlaTracker
 
@@ -371,7 +389,12 @@ class WindowStore:
     def _new_path(self, key: PathKey) -> _PathState:
         slice_state = self._slice(key.slice)
         policy = slice_state.policy
-        tracker = None if policy is None else self.tracker_type(policy, self.interval_s, path=key)
+        if policy is None:
+            tracker = None
+        elif slice_state.path_trackers is not None:
+            tracker = slice_state.path_trackers.new(key)
+        else:
+            tracker = self.tracker_type(policy, self.interval_s, path=key)
         path = self._paths[key] = _PathState(key, self.history, tracker)
         slice_state.paths.add(path)
         return path
@@ -382,7 +405,8 @@ class WindowStore:
         if slice_state is None:
             policy = self.policies.get(name)
             tracker = None if policy is None else self.tracker_type(policy, self.interval_s)
-            slice_state = self._slices[name] = _SliceState(name, policy, tracker)
+            columns = PathTrackers(policy, self.interval_s) if policy is not None and self.path_columns else None  # type: ignore[arg-type]
+            slice_state = self._slices[name] = _SliceState(name, policy, tracker, columns)
         return slice_state
 
     # -- closing intervals ------------------------------------------------------------------
@@ -459,7 +483,15 @@ class WindowStore:
                     self.slice_closed(slice_state.name, stats)
             unavailable_loss = _unavailable_loss(slice_state.policy)
             expected = frozenset(paths)
-            if len(expected) == len(windows):  # one window a path, as agents ship them
+            if len(expected) == len(windows) and slice_state.path_trackers is not None:
+                fed_rows, fed_windows = [], []  # one window a path, as agents ship them
+                for window, path in zip(windows, paths):
+                    if path.tracker is not None and n > path.fed:
+                        fed_rows.append(path.tracker.row)
+                        fed_windows.append(window)
+                        path.fed = n
+                slice_state.path_trackers.add_interval(fed_rows, fed_windows)
+            elif len(expected) == len(windows):
                 for window, path in zip(windows, paths):
                     if path.tracker is not None and n > path.fed:
                         path.tracker.add(window_stats(window, unavailable_loss))
@@ -519,6 +551,8 @@ class WindowStore:
         for key in silent:
             path = self._paths.pop(key)
             slice_state = self._slices[key.slice]
+            if slice_state.path_trackers is not None and path.tracker is not None:
+                path.tracker.release()
             slice_state.paths.discard(path)
             slice_state.expected = slice_state.expected - {path}
             slice_state.watched = None  # recount what the oldest open interval waits for
@@ -648,35 +682,3 @@ class WindowStore:
 def _unavailable_loss(policy) -> float:
     """The loss above which a path's interval counts as unavailable, as the policy says."""
     return getattr(policy, "unavailable_loss", 0.75)
-
-
-_build_stats = builder(IntervalStats)
-
-
-def window_stats(w: PathWindow, unavailable_loss: float = 0.75) -> IntervalStats:
-    """`IntervalStats.of([w], unavailable_loss)` in a fifth of the time: one per path per
-    interval is the store's hottest call (tests check both give equal results, so the p99s
-    and the loss ratio are spelled out here rather than called)."""
-    sent, received = w.sent, w.received
-    p99s_count = received >= MIN_P99_REPLIES  # resolved_p99
-    return _build_stats(
-        {
-            "start_ns": w.start_ns,
-            "end_ns": w.end_ns,
-            "paths": 1,
-            "sent": sent,
-            "received": received,
-            "lost_forward": w.lost_forward,
-            "lost_reverse": w.lost_reverse,
-            "lost_unknown": w.lost_unknown,
-            "rtt_buckets": w.rtt_buckets,
-            "worst_ipdv_mean_abs_ns": w.ipdv_mean_abs_ns,
-            "worst_pdv_p99_ns": w.pdv_p99_ns if p99s_count else None,
-            "worst_forward_owd_p99_ns": w.forward_owd_p99_ns if p99s_count else None,
-            "worst_reverse_owd_p99_ns": w.reverse_owd_p99_ns if p99s_count else None,
-            "worst_clock_error_ns": w.clock_error_ns,
-            "unavailable_paths": 1
-            if sent and (w.lost_forward + w.lost_reverse + w.lost_unknown) / sent > unavailable_loss
-            else 0,
-        }
-    )

@@ -22,6 +22,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from analyzer.sla.path_trackers import PathTracker
 from analyzer.store.memory import AgentSeen, WindowStore
 from collector.contract.codec import ShipmentParser, collector_health, dumps, observation, record_dict
 from collector.contract.records import PathKey
@@ -208,6 +209,9 @@ def _restored_tracker(store: WindowStore, fresh, saved: dict | None, policy, key
     if policy is None or saved is None:
         return fresh
     try:
+        if isinstance(fresh, PathTracker):  # a row of its slice's columns
+            fresh.restore(saved)
+            return fresh
         return store.tracker_type.from_state(saved, policy)
     except (KeyError, TypeError, ValueError) as exc:
         log.warning("SLA state of %s does not fit its policy any more (%s); it starts afresh", key or policy, exc)

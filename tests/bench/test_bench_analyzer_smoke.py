@@ -45,6 +45,7 @@ def test_analyzer_ingest_smoke(tmp_path: Path) -> None:
         "store",
         "parse+store",
         "parse+store, default gc",
+        "parse+store, tracker objects",
         "parse+store, slice verdicts only",
         "resend",
     }

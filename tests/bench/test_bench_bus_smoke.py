@@ -40,3 +40,4 @@ def test_bus_intake_smoke(tmp_path: Path) -> None:
     # the partitions' partial sums reached the combiner: every slice's first interval, at least
     assert partitioned["intervals_combined"] >= 4 and len(partitioned["per_partition_cpu_seconds"]) == 2
     assert data["windows_per_partition_cpu_second"] > 0
+    assert data["dedicated_cores_windows_per_second"] == 2 * data["windows_per_partition_cpu_second"]

@@ -108,3 +108,11 @@ def test_totals_equal_a_plain_count_of_the_buckets_the_lookback_covers(steps, la
     newest = (now - 1) // lookback.slot_ns
     covered = [(j, b) for t, j, b in added if newest - lookback.slots < t // lookback.slot_ns <= newest and j]
     assert lookback.totals(now)[:2] == (len(covered), sum(b for _, b in covered))
+
+
+def test_a_fresh_lookback_has_the_geometry_and_none_of_the_counts():
+    used = Lookback(300 * 10**9, 10 * 10**9, track_unavailable=True)
+    used.add(10**12, True, 1, 0.5)
+    fresh = used.fresh()
+    assert fresh.to_state() == Lookback(300 * 10**9, 10 * 10**9, track_unavailable=True).to_state()
+    assert used.totals(10**12 + 1) == (1, 1, 0.5)

@@ -650,3 +650,18 @@ def test_add_counts_an_interval_bad_exactly_when_its_objective_verdicts_read_vio
     assert 50 < bad_seen < 700
     assert json.dumps(read.to_state()) == json.dumps(unread.to_state())
     assert read.verdict(800 * S) == unread.verdict(800 * S)
+
+
+def test_a_fresh_tracker_made_from_another_is_a_new_one_and_shares_no_counts():
+    policy = default_policies()["video"]
+    fed = SlaTracker(policy, 10.0)
+    key = PathKey("cnty1a", "core", "video", "stamp")
+    fresh = fed.fresh(key)
+    fed.add(IntervalStats.of([example_window(key, 170_000_000, sent=10, received=2, lost_forward=8)]))
+    new = SlaTracker(policy, 10.0, key)
+    assert json.dumps(fresh.to_state()) == json.dumps(new.to_state())
+    assert fresh.verdict(1_700_000_010 * S) == new.verdict(1_700_000_010 * S)
+    window = example_window(key, 170_000_001)
+    fresh.add(IntervalStats.of([window]))
+    new.add(IntervalStats.of([window]))
+    assert json.dumps(fresh.to_state()) == json.dumps(new.to_state())

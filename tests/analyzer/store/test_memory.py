@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import random
 import sys
 import tracemalloc
 
@@ -9,8 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from analyzer.sla.series import IntervalStats
-from analyzer.sla.verdicts import default_policies
+from analyzer.sla.verdicts import SlaTracker, default_policies
 from analyzer.store.memory import DEDUP_HORIZON, MAX_OPEN_INTERVALS, WindowStore, window_stats
+from analyzer.store.snapshot import snapshot_text
 from collector.contract.codec import record_dict
 from collector.contract.records import RTT_BUCKETS_NS, PathKey, PathWindow
 from tests.analyzer_support import (
@@ -420,3 +423,35 @@ def test_a_combined_slice_interval_feeds_the_slice_tracker_once_and_in_order():
     assert not store.add_slice_interval("no-such-slice", stats)
     assert store.judged_through_ns == (T0 + 1) * W
     assert store.slice_verdict("video", (T0 + 2) * W).intervals == 1
+
+
+def test_path_trackers_as_columns_judge_as_tracker_objects_through_the_store():
+    """The store's default path trackers (analyzer.sla.path_trackers) against one SlaTracker
+    object per path, on the same batches: lossy, silent, late, missing and doubled windows,
+    forgotten paths; every verdict and the snapshots equal."""
+    rng = random.Random(11)
+    options = {"catch_up_s": 0, "forget_after_s": 120}
+    columns = WindowStore(default_policies(), **options)
+    objects = WindowStore(default_policies(), tracker_type=SlaTracker, **options)
+    targets = [f"t{i}" for i in range(12)]
+    late = []
+    for seq in range(T0, T0 + 60):
+        windows = []
+        for i, target in enumerate(targets[: 12 if seq < T0 + 40 else 6]):  # half go silent: forgotten
+            draw = rng.random()
+            if draw < 0.05:
+                continue  # missing: its interval closes by time
+            sent = 10 * (draw > 0.08)  # now and then a window without probes
+            lost = rng.choice((0,) * 30 + (1, 3, 9, 10)) if i % 3 and sent else 0  # a third never lossy
+            made = window(seq, target=target, slice_=("video", "egov")[i % 2], lost=lost, sent=sent)
+            (late if draw > 0.97 else windows).append(made)
+        for store in (columns, objects):
+            store.ingest(batch(*windows), settled(seq))
+            if seq % 7 == 0 and late:
+                store.ingest(batch(*late), settled(seq))
+        if seq % 7 == 0:
+            late = []
+        now = settled(seq)
+        assert columns.verdicts(now) == objects.verdicts(now)
+    assert columns.stats() == objects.stats() and columns.stats()["paths_forgotten"] == 6
+    assert json.loads(snapshot_text(columns))["paths"] == json.loads(snapshot_text(objects))["paths"]

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from analyzer.sla.verdicts import default_policies
+from analyzer.sla.verdicts import SlaTracker, default_policies
 from analyzer.store.memory import WindowStore
 from analyzer.store.snapshot import restore_into, restore_snapshot, save_snapshot, snapshot_text
 from collector.contract.records import PathKey
@@ -193,3 +193,21 @@ def test_restore_into_fills_an_empty_store_and_refuses_one_that_holds_windows():
         restore_into(empty, text, "checkpoint X")
     with pytest.raises(ValueError, match=r"checkpoint Y: saved with 10\.0 s intervals, not 5\.0 s"):
         restore_into(WindowStore(policies, interval_s=5.0), text, "checkpoint Y")
+
+
+def test_a_snapshot_of_tracker_objects_restores_into_columns_and_goes_on_alike(tmp_path):
+    """A snapshot written by a store with one SlaTracker object per path (as before the
+    columns) restores into the default store, whose verdicts then go on as the objects' do."""
+    policies = default_policies()
+    objects = WindowStore(policies, tracker_type=SlaTracker, catch_up_s=0)
+    feed(objects, range(T0, T0 + 10), lost=8)
+    save_snapshot(objects, tmp_path / "state.json")
+    columns = restore_snapshot(tmp_path / "state.json", policies, catch_up_s=0)
+    assert columns._slices["video"].path_trackers is not None
+    for seq in range(T0 + 10, T0 + 16):
+        feed(objects, [seq], lost=seq % 3)
+        feed(columns, [seq], lost=seq % 3)
+        assert columns.verdicts(settled(seq)) == objects.verdicts(settled(seq))
+    restored, kept = json.loads(snapshot_text(columns)), json.loads(snapshot_text(objects))
+    assert restored["paths"] == kept["paths"]  # (a slice's expected paths are a set: any order)
+    assert [s["tracker"] for s in restored["slices"]] == [s["tracker"] for s in kept["slices"]]
