@@ -37,7 +37,8 @@ import httpx
 
 from collector.contract.codec import assemble_body, window_json
 from collector.contract.shipment import ShipmentBatch
-from collector.outputs.spool import DEFAULT_BLOCKS_ONLY_BYTES, DEFAULT_SEGMENT_BYTES, WindowSpool
+from collector.outputs.spool import DEFAULT_BLOCKS_ONLY_BYTES, DEFAULT_SEGMENT_BYTES, SyncFailed, WindowSpool
+from collector.system.loop_errors import LoopErrors
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +176,7 @@ class Body:
 
 
 SINK_THREADS = ("spool", "ship")  # a SpoolingSink's two threads, as its errors_total counts them
+FLUSH_RETRY_S = 1.0  # after a failed fsync: tried again this often until it succeeds
 
 
 class SpoolingSink:
@@ -194,8 +196,12 @@ class SpoolingSink:
     Batches larger than `max_windows_per_post` are cut into several bodies.
 
     An error `submit` or either thread meets is logged, counted (`errors_total`: `spool` for
-    writing and flushing, `ship` for sending) and survived: a batch that could not be written
-    is counted in `dropped_total`, and the thread carries on with the next flush or send.
+    writing and flushing, `ship` for sending; counted under a lock, as `submit` and the
+    spooling thread both count `spool`) and survived: a batch that could not be written
+    is counted in `dropped_total`, and the thread carries on with the next flush or send. A
+    flush whose fsync failed keeps what it could not sync and tries it again every
+    `FLUSH_RETRY_S` until it succeeds (each failure counted); the records stay spooled and
+    are delivered meanwhile.
 
     Opening the spool reads what a previous run left, so construct the sink before the
     event loop gets busy (or in `asyncio.to_thread`).
@@ -220,7 +226,7 @@ class SpoolingSink:
         self.delivered_total = 0
         self.rejected_total = 0
         self.ship_failures = dict.fromkeys(SHIP_FAILURE_REASONS, 0)  # sends, not windows
-        self.errors_total = dict.fromkeys(SINK_THREADS, 0)  # errors each thread survived
+        self._errors = LoopErrors()  # errors each thread survived, by SINK_THREADS
         self._spool = WindowSpool(
             spool_dir, max_windows, segment_bytes=segment_bytes, max_blocks_only_bytes=max_blocks_only_bytes
         )
@@ -259,6 +265,11 @@ class SpoolingSink:
     # -- counters ---------------------------------------------------------------------------
 
     @property
+    def errors_total(self) -> dict[str, int]:
+        """Errors each of `SINK_THREADS` survived (a copy)."""
+        return {**dict.fromkeys(SINK_THREADS, 0), **self._errors.counts()}
+
+    @property
     def dropped_total(self) -> int:
         return self._spool.dropped_windows_total + self._unspooled_dropped
 
@@ -290,7 +301,7 @@ class SpoolingSink:
                 spooled_blocks += body.blocks
         except Exception as exc:  # a full disk, or a bug in encoding: the probes go on
             if not isinstance(exc, OSError):
-                self.errors_total["spool"] += 1
+                self._errors.note("spool", exc)
             log.error(
                 "could not spool a batch from %s in %s (%s: %s); dropped %d window(s)",
                 batch.site,
@@ -322,17 +333,30 @@ class SpoolingSink:
 
     def _flush_loop(self) -> None:
         """fsync what submit wrote, as it comes; one flush covers every batch written since
-        the last. A last flush once closing."""
+        the last. What a flush could not sync is tried again after `FLUSH_RETRY_S`, new
+        writes or not. A last flush once closing."""
+        failing = False
         while True:
-            self._written.wait()
+            self._written.wait(FLUSH_RETRY_S if failing else None)
             self._written.clear()
             closing = self._closing.is_set()
             try:
                 with self._spool_changed:
                     pending = self._spool.unsynced()
                 pending.flush()
-            except Exception:  # a disk error: the records stay written, the next flush tries again
-                self.errors_total["spool"] += 1
+                if failing:
+                    log.info("sink to %s flushed its spool %s again", self.endpoint, self._spool.directory)
+                failing = False
+            except SyncFailed as exc:  # the records stay written and spooled; their sync is tried again
+                with self._spool_changed:
+                    self._spool.retry_sync(exc.unsynced)
+                self._errors.note("spool", exc)
+                if not failing:  # once per run of failures, not every retry
+                    spool = self._spool.directory
+                    log.error("sink to %s could not flush its spool %s: %s; retrying", self.endpoint, spool, exc)
+                failing = True
+            except Exception as exc:  # a bug: counted, and the next write flushes again
+                self._errors.note("spool", exc)
                 log.exception("sink to %s could not flush its spool %s", self.endpoint, self._spool.directory)
             if closing:
                 break
@@ -349,8 +373,8 @@ class SpoolingSink:
                 record_id, body, windows, kind = head
                 try:
                     outcome, retry_after = self._post(body, windows, kind)
-                except Exception:  # a destination's bug: the body stays spooled and is tried again
-                    self.errors_total["ship"] += 1
+                except Exception as exc:  # a destination's bug: the body stays spooled and is tried again
+                    self._errors.note("ship", exc)
                     log.exception("sink to %s failed sending a body; retried", self.endpoint)
                     outcome, retry_after = Outcome.RETRY, 0.0
                 if outcome is Outcome.RETRY:
@@ -382,8 +406,8 @@ class SpoolingSink:
                     return None
                 try:
                     body = self._spool.head()
-                except Exception:  # an unreadable spool: counted, and tried again after a pause
-                    self.errors_total["ship"] += 1
+                except Exception as exc:  # an unreadable spool: counted, and tried again after a pause
+                    self._errors.note("ship", exc)
                     log.exception("sink to %s could not read its spool %s", self.endpoint, self._spool.directory)
                     body = None
                 if body is not None and (record_id := self._spool.head_id) is not None:

@@ -15,12 +15,15 @@ write, no fsync) before it returns: from then on the record survives the death o
 process, SIGKILL included, since the kernel holds the written bytes. `unsynced()` then hands
 over what appends wrote since its last call (duplicates of the segments' descriptors, and
 whether a new segment name is to be made durable), and `PendingSync.flush()` fsyncs them,
-outside the caller's lock: the sink does it on a thread of its own, so an fsync that takes a
-second on a busy disk never holds up an append. Only a power loss or a kernel crash can take
-records written and not yet flushed, normally those of the one fsync under way. An agent
-spools one batch per interval (10 s by default, 1 s on the lab). Measured on the lab's
-disk: an append (the write) 0.03 ms for 20 windows, 0.8 ms for 1,000; its flush 0.7 ms and
-2-3 ms; encoding the body, which the caller does, ~10 us a window (0.2 ms, 10 ms).
+outside the caller's lock (an fsync that fails keeps its descriptor open: `SyncFailed` hands
+it back, and `retry_sync` keeps it, one per file, for the next flush to try again; the
+records stay in the spool all along, readable and delivered as any): the sink does it on a
+thread of its own, so an fsync that takes a second on a busy disk never holds up an append.
+Only a power loss or a kernel crash can take records written and not yet flushed, normally
+those of the one fsync under way. An agent spools one batch per interval (10 s by default,
+1 s on the lab). Measured on the lab's disk: an append (the write) 0.03 ms for 20 windows,
+0.8 ms for 1,000; its flush 0.7 ms and 2-3 ms; encoding the body, which the caller does,
+~10 us a window (0.2 ms, 10 ms).
 The cursor is replaced atomically but not fsync'd: after a power loss it may point back a
 little, which re-sends a few batches, and receivers deduplicate windows by (key, seq).
 Delivery is therefore at least once.
@@ -77,6 +80,15 @@ MAX_KIND = 32  # characters of a record's kind: a longer one is a damaged line
 
 class SpoolError(RuntimeError):
     """The spool directory cannot be used (permissions, or another agent holds it)."""
+
+
+class SyncFailed(OSError):
+    """A flush could not fsync everything: `unsynced` is what is left to try again (its
+    descriptors still open), the exception's own errno and words the first failure's."""
+
+    def __init__(self, first: OSError, unsynced: PendingSync) -> None:
+        super().__init__(first.errno, first.strerror or str(first))
+        self.unsynced = unsynced
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,9 +222,17 @@ class WindowSpool:
         """What appends wrote since the last call, to be flushed (by `PendingSync.flush`,
         without holding the caller's lock)."""
         self._keep_for_flush()
-        pending = PendingSync(tuple(self._unflushed), self.directory if self._new_names else None)
+        pending = PendingSync(tuple(_one_per_file(self._unflushed)), self.directory if self._new_names else None)
         self._unflushed, self._new_names = [], False
         return pending
+
+    def retry_sync(self, failed: PendingSync) -> None:
+        """Take back what a flush could not fsync (`SyncFailed.unsynced`): the next
+        `unsynced()` hands it over again. One descriptor per file is kept (a failing disk
+        must not pile them up, one per flush), none of a file removed meanwhile (delivered:
+        nothing of it is left to keep)."""
+        self._unflushed = _one_per_file([*self._unflushed, *failed.descriptors])
+        self._new_names = self._new_names or failed.directory is not None
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -418,10 +438,13 @@ class WindowSpool:
 
     def close(self) -> None:
         """Flush, then release the directory; what is left is delivered by the next spool
-        opened on it."""
+        opened on it. A flush that fails is raised, its descriptors closed."""
         self._close_writer()
         try:
             self.unsynced().flush()
+        except SyncFailed as exc:
+            exc.unsynced.discard()
+            raise
         finally:
             self._lock_file.release()
 
@@ -441,23 +464,35 @@ class PendingSync:
     directory: Path | None
 
     def flush(self) -> None:
-        """fsync each; the descriptors are closed whatever happens. The first error is
-        raised once all were tried."""
+        """fsync each, and close it once synced. When any fails, `SyncFailed` is raised once
+        all were tried, holding those that failed, still open (an fsync error says the written
+        pages may not be on the disk: closing the descriptor would drop the one handle that
+        can try again, and the next flush would not know)."""
         failure: OSError | None = None
+        failed: list[int] = []
         for fd in self.descriptors:
             try:
                 os.fsync(fd)
             except OSError as exc:
                 failure = failure or exc
-            finally:
+                failed.append(fd)
+            else:
                 os.close(fd)
-        if self.directory is not None:
+        directory = self.directory
+        if directory is not None:
             try:
-                fsync_directory(self.directory)
+                fsync_directory(directory)
+                directory = None
             except OSError as exc:
                 failure = failure or exc
         if failure is not None:
-            raise failure
+            raise SyncFailed(failure, PendingSync(tuple(failed), directory))
+
+    def discard(self) -> None:
+        """Close the descriptors without flushing (a spool closing after a failed flush)."""
+        for fd in self.descriptors:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,6 +502,23 @@ class _Line:
     blocks: int
     kind: str
     body: bytes
+
+
+def _one_per_file(descriptors: list[int]) -> list[int]:
+    """The first descriptor of each file still linked; the others closed (one fsync covers a
+    file, whichever descriptor makes it, and a removed file has nothing left to keep)."""
+    kept: dict[tuple[int, int], int] = {}
+    for fd in descriptors:
+        try:
+            status = os.fstat(fd)
+            if status.st_nlink and (status.st_dev, status.st_ino) not in kept:
+                kept[status.st_dev, status.st_ino] = fd
+                continue
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    return list(kept.values())
 
 
 def _parse_line(line: bytes) -> _Line | None:

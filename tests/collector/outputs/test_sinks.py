@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import json
 import logging
+import os
 import queue
 import socket
 import subprocess
@@ -454,6 +456,30 @@ def test_a_full_disk_drops_counted_batches_and_the_sink_recovers_when_space_retu
         assert receiver.window_ids == [("core", 1), ("core", 4)]
         assert (sink.dropped_total, sink.spool_depth) == (2, 0)
         sink.close(timeout=0)
+
+
+def test_a_failed_fsync_is_counted_and_tried_again_until_the_disk_takes_it(receiver, make_sink, monkeypatch):
+    """The spooling thread used to close the descriptors whose fsync failed: counted once,
+    the records' sync was never tried again (and the count raced submit's)."""
+    synced: list[int] = []
+    failures = [2]  # the segment's fsync and the directory's, in the first flush
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if failures[0] > 0:
+            failures[0] -= 1
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_fsync(fd)
+        synced.append(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    sink = make_sink(receiver.url)  # analyzer away
+    sink.submit(batch(1))
+    wait_until(lambda: len(synced) == 2, what="the segment and the directory synced by a retry, with no new write")
+    assert sink.errors_total == {"spool": 1, "ship": 0}  # one failed flush
+    receiver.start()
+    wait_until(lambda: sink.delivered_total == 1, what="the batch delivered")
+    assert receiver.window_ids == [("core", 1)] and sink.dropped_total == 0
 
 
 def test_a_sigkilled_agent_has_spooled_every_window_but_the_one_being_closed(tmp_path):

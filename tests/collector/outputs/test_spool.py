@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from collector.outputs.spool import CURSOR_NAME, SpoolError, WindowSpool
+from collector.outputs.spool import CURSOR_NAME, SpoolError, SyncFailed, WindowSpool
 from tests.support import fill_filesystem, small_filesystem
 
 
@@ -210,6 +210,61 @@ def test_appends_are_flushed_later_every_segment_written_once_even_when_rolled_o
     pending = spool.unsynced()
     pending.flush()
     assert len(pending.descriptors) == 1 and drain(spool) == [0, 1, 2, 3]
+
+
+def failing_fsync(monkeypatch, failures: int) -> list[int]:
+    """os.fsync refuses its first `failures` calls with EIO (a disk's write-back error);
+    returns the descriptors it synced."""
+    synced: list[int] = []
+    real_fsync = os.fsync
+    left = [failures]
+
+    def fsync(fd: int) -> None:
+        if left[0] > 0:
+            left[0] -= 1
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_fsync(fd)
+        synced.append(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced
+
+
+def test_a_failed_fsync_keeps_its_descriptor_for_the_next_flush_one_per_file(open_spool, tmp_path, monkeypatch):
+    """flush() used to close every descriptor whatever its fsync said: a failed sync was
+    counted once and then forgotten, its records never made durable."""
+    synced = failing_fsync(monkeypatch, failures=3)
+    spool = open_spool(100)
+    add(spool, 1)
+    with pytest.raises(SyncFailed) as failed:
+        spool.unsynced().flush()  # the segment's fsync fails, then the directory's
+    assert failed.value.errno == errno.EIO
+    [fd] = failed.value.unsynced.descriptors
+    os.fstat(fd)  # still open
+    assert failed.value.unsynced.directory == tmp_path
+    spool.retry_sync(failed.value.unsynced)
+    add(spool, 2)  # the same segment again: one descriptor for it, not two
+    with pytest.raises(SyncFailed) as again:
+        spool.unsynced().flush()  # the third failure, the segment's; the directory synced
+    spool.retry_sync(again.value.unsynced)
+    pending = spool.unsynced()
+    assert len(pending.descriptors) == 1 and pending.directory is None
+    pending.flush()  # the disk is back: synced at last, and closed
+    assert len(synced) == 2  # the directory, then the segment
+    with pytest.raises(OSError):
+        os.fstat(pending.descriptors[0])
+    assert drain(spool) == [1, 2]  # written all along: nothing was lost
+
+
+def test_a_file_removed_while_its_sync_failed_is_not_tried_again(open_spool, monkeypatch):
+    failing_fsync(monkeypatch, failures=2)
+    spool = open_spool(100)
+    add(spool, 1)
+    with pytest.raises(SyncFailed) as failed:
+        spool.unsynced().flush()
+    assert drain(spool) == [1]  # delivered: its segment removed
+    spool.retry_sync(failed.value.unsynced)
+    assert spool.unsynced().descriptors == ()
 
 
 def test_truncated_and_garbage_lines_are_skipped_and_counted(open_spool, tmp_path):
