@@ -194,7 +194,15 @@ class RootCauseRunner:
         with self.errors.survive("rootcause", "in-situ diagnosis between epochs"):
             diagnoses = segment_diagnoses(segments, now_ns, self.insitu_lookback_ns)
             if diagnoses:
-                self.tracker.note(diagnoses, now_ns)
+                self.tracker.note(diagnoses, self.open_interval_end(now_ns))
+
+    def open_interval_end(self, now_ns: int) -> int:
+        """The end of the interval `now_ns` falls in: a note between epochs is stamped as the
+        epoch that closes that interval will stamp it, so that every hint time is an interval
+        end (the wall clock runs up to an interval and the lateness grace ahead of the newest
+        closed one), and first and last seen compare across notes and epochs."""
+        interval_ns = self.store.interval_ns
+        return (now_ns // interval_ns + 1) * interval_ns
 
     @property
     def failures(self) -> int:

@@ -489,9 +489,12 @@ def collector_health() -> dict:
         ),
         Panel(
             "Windows dropped",
-            "Path windows discarded per second because the spool was full.",
+            "Path windows, and in-situ blocks, discarded per second because the spool was full.",
             "ops",
-            (by_site("xnet_collector_windows_dropped_total"),),
+            (
+                by_site("xnet_collector_windows_dropped_total"),
+                by_site("xnet_collector_marked_blocks_dropped_total", "{{src}} in-situ blocks"),
+            ),
         ),
         Panel(
             "Malformed packets",

@@ -14,6 +14,11 @@ after `slice-isolation`, or back, as the evidence of a starved slice firms up or
 same fault told more or less surely: it takes the tracked hint's place and its first seen
 time, rather than showing as a second hint while the first lingers.
 
+Times are interval ends (ns), one base for both feeds: an epoch is stamped with its
+interval's end, and a note between epochs with the end of the interval it falls in
+(`analyzer.service.RootCauseRunner.open_interval_end`), the stamp the epoch closing that
+interval gives it; so first seen is never after last seen, and hints compare by either.
+
 `hints()` answers objects with the fields of `analyzer.api.models.Hint`; `hint_rows()` flattens
 them into one row per (slice, kind, suspect), the labels of `xnet_rootcause_hint` (value: the
 confidence, the highest when two hints share a row). Thread-safe: the inference thread feeds,
@@ -80,8 +85,9 @@ class HintTracker:
             return self._publish()
 
     def note(self, diagnoses: Iterable, at_ns: int) -> tuple[Hint, ...]:
-        """Diagnoses that came between epochs (in-situ segments, read as their blocks arrive):
-        each is raised or refreshed at once. Nothing else ages: only an epoch clears a hint."""
+        """Diagnoses that came between epochs (in-situ segments, read as their blocks arrive),
+        `at_ns` the end of the interval they fall in: each is raised or refreshed at once.
+        Nothing else ages: only an epoch clears a hint."""
         with self._lock:
             self._raise(diagnoses, at_ns)
             return self._publish()
@@ -95,7 +101,7 @@ class HintTracker:
             seen.add(key)
             before = self._tracked.get(key) or self._take_overlapping(key)
             first = before.hint.first_seen_ns if before is not None else at_ns
-            # a note between epochs is stamped now, the epoch after it with its interval's end
+            # never earlier than seen already: a late block's note may name an older interval
             last = max(at_ns, before.hint.last_seen_ns) if before is not None else at_ns
             self._tracked[key] = _Tracked(
                 Hint(

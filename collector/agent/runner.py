@@ -112,6 +112,8 @@ class Agent:
             spool_depth=self.sink.spool_depth if self.sink is not None else 0,
         )
         self.metrics.set_health(health)
+        if self.sink is not None:
+            self.metrics.set_marked_blocks_dropped(self.plan.site, self.sink.marked_blocks_dropped_total)
         if isinstance(self.sink, ReportsShipFailures):
             self.metrics.set_ship_failures(self.plan.site, self.sink.ship_failures)
         sink_errors = self.sink.errors_total if isinstance(self.sink, SpoolingSink) else {}

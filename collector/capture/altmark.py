@@ -110,10 +110,11 @@ def find_altmark(packet: bytes | memoryview, offset: int = 0) -> AltMark | None:
     return None
 
 
-def _late_until(previous: _OpenBlock, current: _OpenBlock) -> int:
-    """The first time stamp at which a packet of `previous`'s colour is no longer late for it
-    (`MarkingPoint._is_late`'s time test, solved for the time)."""
-    return current.first_ns + (current.first_ns - previous.first_ns + 1) // 2
+def late_until(previous_first_ns: int, current_first_ns: int) -> int:
+    """The first time stamp at which a packet of the previous block's colour is no longer late
+    for it, the blocks having begun at these times (`MarkingPoint._is_late`'s time test,
+    solved for the time): a packet stamped before may still join the previous block."""
+    return current_first_ns + (current_first_ns - previous_first_ns + 1) // 2
 
 
 class _OpenBlock:
@@ -212,7 +213,8 @@ class MarkingPoint:
             flow.current = current = flow.new_block(mark.loss_flag, ts_ns)
             if self._ends is not None:
                 ended = flow.previous  # the block the flip ended: late packets may still join it
-                heapq.heappush(self._ends, (_late_until(ended, current), mark.flow_mon_id, ended.sequence))
+                due_ns = late_until(ended.first_ns, current.first_ns)
+                heapq.heappush(self._ends, (due_ns, mark.flow_mon_id, ended.sequence))
         current.add(ts_ns, mark.delay_flag)
 
     @staticmethod
@@ -234,7 +236,7 @@ class MarkingPoint:
         ends = self._ends
         if ends is None:
             ends = self._ends = [
-                (_late_until(flow.previous, flow.current), flow_mon_id, flow.previous.sequence)
+                (late_until(flow.previous.first_ns, flow.current.first_ns), flow_mon_id, flow.previous.sequence)
                 for flow_mon_id, flow in self._flows.items()
                 if flow.previous is not None and flow.current is not None
             ]

@@ -26,8 +26,9 @@ Capture drops: the live capture tells the point each time it reads its socket's 
 counter (`note_drops`): how many packets the kernel dropped since its previous reading, which
 arrived after the first packet it received since then (drops need a full buffer, and that
 packet was the oldest in it) and before this reading. A block whose reach (from the end of
-the block before it to the start of the one after it or its own last packet, whichever is
-later: the times its dropped packets could have had) meets such a spell ships with
+the block before it to the end of its late window, while the one after it is less than half
+a block old, or its own last packet, whichever is later: the times its dropped packets could
+have had) meets such a spell ships with
 `capture_dropped` (drops also move packets between blocks: a block left short takes the
 next block's first packets as late ones of the block before it), and the analyzer does not read its
 missing packets as loss. A block leaves only once the counter was read past its reach.
@@ -37,7 +38,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from collector.capture.altmark import AltMark, MarkingPoint
+from collector.capture.altmark import AltMark, MarkingPoint, late_until
 from collector.contract.marked_blocks import Block, MarkedBlock
 from collector.traffic.classifier import SliceClassifier
 
@@ -98,8 +99,8 @@ class CountingPoint(MarkingPoint):
 
     def _reaches(self, flow_mon_id: int, final: tuple[Block, ...]) -> list[tuple[int, int]]:
         """Per block of `final` (in sequence order), the span its packets could have arrived in:
-        from the block before it to the block after it (open ones included), or as far as the
-        block lasted where it has no neighbour."""
+        from the block before it to the end of its late window after the block after it began
+        (open ones included), or as far as the block lasted where it has no neighbour."""
         flow = self._flows.get(flow_mon_id)
         opened = [] if flow is None else [(b.sequence, b.first_ns) for b in (flow.previous, flow.current) if b]
         reaches: list[tuple[int, int]] = []
@@ -108,8 +109,10 @@ class CountingPoint(MarkingPoint):
             start = min(final[i - 1].last_ns, block.first_ns) if i else block.first_ns - span
             neighbours = [(b.sequence, b.first_ns) for b in final[i + 1 : i + 2]] + opened
             later = [first_ns for sequence, first_ns in neighbours if sequence > block.sequence]
-            # a block takes late packets of its colour after the next began (`MarkingPoint._is_late`)
-            reaches.append((start, max(min(later), block.last_ns) if later else block.last_ns + span))
+            # a block takes late packets of its colour until the next is half a block old
+            # (`MarkingPoint._is_late`): packets dropped that long after the next began were its own
+            end = max(late_until(block.first_ns, min(later)), block.last_ns) if later else block.last_ns + span
+            reaches.append((start, end))
         return reaches
 
     def observe_directed(self, ts_ns: int, packet: memoryview | bytes, offset: int, outgoing: bool) -> None:

@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,8 +29,8 @@ from collector.bus.connection import BusEndpoint, bus_event_loop
 from collector.bus.subjects import check_site, message_id, subject
 from collector.contract.codec import encode_body
 from collector.contract.shipment import ShipmentBatch
-from collector.outputs.sinks import Backoff, Outcome, SpoolingSink
-from collector.outputs.spool import DEFAULT_SEGMENT_BYTES
+from collector.outputs.sinks import Backoff, Body, Outcome, SpoolingSink
+from collector.outputs.spool import DEFAULT_BLOCKS_ONLY_BYTES, DEFAULT_SEGMENT_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class BusSink(SpoolingSink):
         backoff: Backoff = Backoff(),
         max_windows_per_post: int = 5_000,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        max_blocks_only_bytes: int = DEFAULT_BLOCKS_ONLY_BYTES,
     ) -> None:
         self.site = check_site(site)  # before the spool is opened: a bad name leaves nothing behind
         super().__init__(
@@ -60,6 +62,7 @@ class BusSink(SpoolingSink):
             backoff=backoff,
             max_windows_per_post=max_windows_per_post,
             segment_bytes=segment_bytes,
+            max_blocks_only_bytes=max_blocks_only_bytes,
         )
         self.bus = endpoint
         self.duplicates_total = 0  # bodies the stream already held (an ack lost earlier)
@@ -72,21 +75,24 @@ class BusSink(SpoolingSink):
         self._spool_closed = False
         self._start()
 
-    def _bodies(self, batch: ShipmentBatch):
+    def _bodies(self, batch: ShipmentBatch) -> Iterator[Body]:
         """Window bodies, then the observations and the health, each a body of its own: a
-        subject carries one kind. The in-situ blocks ride with the first of them, once."""
+        subject carries one kind, which each body's record keeps. The in-situ blocks ride with
+        the first of them, once."""
         marked = batch.marked_blocks
         if batch.windows:
             yield from super()._bodies(replace(batch, observations=(), health=None))
             marked = ()
         if batch.observations:
-            yield encode_body(replace(batch, windows=(), health=None, marked_blocks=marked)), 0
+            body = encode_body(replace(batch, windows=(), health=None, marked_blocks=marked))
+            yield Body(body, 0, len(marked), "observations")
             marked = ()
         if batch.health is not None or marked:
-            yield encode_body(replace(batch, windows=(), observations=(), marked_blocks=marked)), 0
+            body = encode_body(replace(batch, windows=(), observations=(), marked_blocks=marked))
+            yield Body(body, 0, len(marked), "health")
 
-    def _post(self, body: bytes, windows: int) -> tuple[Outcome, float]:
-        kind = "windows" if windows else ("observations" if json.loads(body)["observations"] else "health")
+    def _post(self, body: bytes, windows: int, kind: str) -> tuple[Outcome, float]:
+        kind = kind or _spooled_kind(body, windows)
         timeout = self._send_timeout()
         future = asyncio.run_coroutine_threadsafe(self._publish(kind, body, timeout), self._loop)
         try:
@@ -149,3 +155,8 @@ class BusSink(SpoolingSink):
             log.warning("closing the bus connection of site %s: %s", self.site, exc)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._loop_thread.join(5.0)
+
+
+def _spooled_kind(body: bytes, windows: int) -> str:
+    """The subject kind of a body an older agent spooled without one: read from the body."""
+    return "windows" if windows else ("observations" if json.loads(body)["observations"] else "health")

@@ -9,6 +9,9 @@ for `CollectorHealth`:
 - `dropped_total`    discarded by the agent (spool full, or the spool could not be written)
 - `spool_depth`      waiting to be delivered
 
+and, in in-situ blocks, `marked_blocks_dropped_total`: discarded by the agent the same ways
+(or by the spool's own bound on records of blocks alone).
+
 A sink that ships over the network also counts its failed sends by reason
 (`ReportsShipFailures.ship_failures`: auth, rejected, unavailable, network), for
 `xnet_collector_ship_failures_total`.
@@ -25,7 +28,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -34,7 +37,8 @@ import httpx
 
 from collector.contract.codec import assemble_body, window_json
 from collector.contract.shipment import ShipmentBatch
-from collector.outputs.spool import DEFAULT_SEGMENT_BYTES, WindowSpool
+from collector.outputs.spool import DEFAULT_BLOCKS_ONLY_BYTES, DEFAULT_SEGMENT_BYTES, SyncFailed, WindowSpool
+from collector.system.loop_errors import LoopErrors
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,9 @@ class WindowSink(Protocol):
 
     @property
     def spool_depth(self) -> int: ...
+
+    @property
+    def marked_blocks_dropped_total(self) -> int: ...
 
     def submit(self, batch: ShipmentBatch) -> None:
         """Take a batch without waiting on the network; a spooling sink has written it to its
@@ -81,6 +88,7 @@ class InProcessSink:
         self.delivered_total = 0
         self.dropped_total = 0
         self.rejected_total = 0
+        self.marked_blocks_dropped_total = 0
         self._closed = False
 
     def submit(self, batch: ShipmentBatch) -> None:
@@ -93,6 +101,7 @@ class InProcessSink:
             except (queue.Full, asyncio.QueueFull):
                 log.warning("analyzer queue full: dropped a batch of %d windows from %s", windows, batch.site)
                 self.dropped_total += windows
+                self.marked_blocks_dropped_total += len(batch.marked_blocks)
                 return
         else:
             try:
@@ -155,7 +164,19 @@ class ReportsShipFailures(Protocol):
     def ship_failures(self) -> Mapping[str, int]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Body:
+    """One wire body of a batch as it is spooled: its windows and in-situ blocks counted, and
+    its kind (what a destination needs to send it, say a subject, without parsing it)."""
+
+    data: bytes
+    windows: int
+    blocks: int
+    kind: str
+
+
 SINK_THREADS = ("spool", "ship")  # a SpoolingSink's two threads, as its errors_total counts them
+FLUSH_RETRY_S = 1.0  # after a failed fsync: tried again this often until it succeeds
 
 
 class SpoolingSink:
@@ -175,8 +196,12 @@ class SpoolingSink:
     Batches larger than `max_windows_per_post` are cut into several bodies.
 
     An error `submit` or either thread meets is logged, counted (`errors_total`: `spool` for
-    writing and flushing, `ship` for sending) and survived: a batch that could not be written
-    is counted in `dropped_total`, and the thread carries on with the next flush or send.
+    writing and flushing, `ship` for sending; counted under a lock, as `submit` and the
+    spooling thread both count `spool`) and survived: a batch that could not be written
+    is counted in `dropped_total`, and the thread carries on with the next flush or send. A
+    flush whose fsync failed keeps what it could not sync and tries it again every
+    `FLUSH_RETRY_S` until it succeeds (each failure counted); the records stay spooled and
+    are delivered meanwhile.
 
     Opening the spool reads what a previous run left, so construct the sink before the
     event loop gets busy (or in `asyncio.to_thread`).
@@ -192,6 +217,7 @@ class SpoolingSink:
         backoff: Backoff = Backoff(),
         max_windows_per_post: int = 5_000,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        max_blocks_only_bytes: int = DEFAULT_BLOCKS_ONLY_BYTES,
     ) -> None:
         self.endpoint = endpoint  # where the bodies go, for log lines
         self.timeout_s = timeout_s
@@ -200,10 +226,13 @@ class SpoolingSink:
         self.delivered_total = 0
         self.rejected_total = 0
         self.ship_failures = dict.fromkeys(SHIP_FAILURE_REASONS, 0)  # sends, not windows
-        self.errors_total = dict.fromkeys(SINK_THREADS, 0)  # errors each thread survived
-        self._spool = WindowSpool(spool_dir, max_windows, segment_bytes=segment_bytes)
+        self._errors = LoopErrors()  # errors each thread survived, by SINK_THREADS
+        self._spool = WindowSpool(
+            spool_dir, max_windows, segment_bytes=segment_bytes, max_blocks_only_bytes=max_blocks_only_bytes
+        )
         self._spool_changed = threading.Condition()  # guards the spool; notified on append and close
         self._unspooled_dropped = 0  # windows lost because the spool could not be written
+        self._unspooled_blocks_dropped = 0  # and in-situ blocks
         self._closing = threading.Event()
         self._written = threading.Event()  # set by submit and close: the spooling thread has work
         self._flushing_done = threading.Event()  # every batch submitted before close() is flushed
@@ -219,9 +248,9 @@ class SpoolingSink:
         self._spooler.start()
         self._thread.start()
 
-    def _post(self, body: bytes, windows: int) -> tuple[Outcome, float]:
-        """Send one body of `windows` windows; the outcome and how long the destination
-        asked to wait (or 0)."""
+    def _post(self, body: bytes, windows: int, kind: str) -> tuple[Outcome, float]:
+        """Send one body of `windows` windows, of `kind` (as `_bodies` gave it; "" from an
+        older spool); the outcome and how long the destination asked to wait (or 0)."""
         raise NotImplementedError
 
     def _close_transport(self) -> None:
@@ -236,12 +265,21 @@ class SpoolingSink:
     # -- counters ---------------------------------------------------------------------------
 
     @property
+    def errors_total(self) -> dict[str, int]:
+        """Errors each of `SINK_THREADS` survived (a copy)."""
+        return {**dict.fromkeys(SINK_THREADS, 0), **self._errors.counts()}
+
+    @property
     def dropped_total(self) -> int:
         return self._spool.dropped_windows_total + self._unspooled_dropped
 
     @property
     def spool_depth(self) -> int:
         return self._spool.pending_windows
+
+    @property
+    def marked_blocks_dropped_total(self) -> int:
+        return self._spool.dropped_blocks_total + self._unspooled_blocks_dropped
 
     @property
     def corrupt_total(self) -> int:
@@ -253,16 +291,17 @@ class SpoolingSink:
     def submit(self, batch: ShipmentBatch) -> None:
         if self._closing.is_set():
             raise RuntimeError("submit() on a closed sink")
-        spooled = 0
+        spooled = spooled_blocks = 0
         try:
-            for body, windows in self._bodies(batch):
+            for body in self._bodies(batch):
                 with self._spool_changed:
-                    self._spool.append(body, windows)
+                    self._spool.append(body.data, body.windows, blocks=body.blocks, kind=body.kind)
                     self._spool_changed.notify_all()
-                spooled += windows
+                spooled += body.windows
+                spooled_blocks += body.blocks
         except Exception as exc:  # a full disk, or a bug in encoding: the probes go on
             if not isinstance(exc, OSError):
-                self.errors_total["spool"] += 1
+                self._errors.note("spool", exc)
             log.error(
                 "could not spool a batch from %s in %s (%s: %s); dropped %d window(s)",
                 batch.site,
@@ -273,6 +312,7 @@ class SpoolingSink:
                 exc_info=not isinstance(exc, OSError),
             )
             self._unspooled_dropped += len(batch.windows) - spooled
+            self._unspooled_blocks_dropped += len(batch.marked_blocks) - spooled_blocks
         finally:
             self._written.set()
 
@@ -293,17 +333,30 @@ class SpoolingSink:
 
     def _flush_loop(self) -> None:
         """fsync what submit wrote, as it comes; one flush covers every batch written since
-        the last. A last flush once closing."""
+        the last. What a flush could not sync is tried again after `FLUSH_RETRY_S`, new
+        writes or not. A last flush once closing."""
+        failing = False
         while True:
-            self._written.wait()
+            self._written.wait(FLUSH_RETRY_S if failing else None)
             self._written.clear()
             closing = self._closing.is_set()
             try:
                 with self._spool_changed:
                     pending = self._spool.unsynced()
                 pending.flush()
-            except Exception:  # a disk error: the records stay written, the next flush tries again
-                self.errors_total["spool"] += 1
+                if failing:
+                    log.info("sink to %s flushed its spool %s again", self.endpoint, self._spool.directory)
+                failing = False
+            except SyncFailed as exc:  # the records stay written and spooled; their sync is tried again
+                with self._spool_changed:
+                    self._spool.retry_sync(exc.unsynced)
+                self._errors.note("spool", exc)
+                if not failing:  # once per run of failures, not every retry
+                    spool = self._spool.directory
+                    log.error("sink to %s could not flush its spool %s: %s; retrying", self.endpoint, spool, exc)
+                failing = True
+            except Exception as exc:  # a bug: counted, and the next write flushes again
+                self._errors.note("spool", exc)
                 log.exception("sink to %s could not flush its spool %s", self.endpoint, self._spool.directory)
             if closing:
                 break
@@ -317,11 +370,11 @@ class SpoolingSink:
         attempt = 0
         try:
             while (head := self._next_head()) is not None:
-                record_id, body, windows = head
+                record_id, body, windows, kind = head
                 try:
-                    outcome, retry_after = self._post(body, windows)
-                except Exception:  # a destination's bug: the body stays spooled and is tried again
-                    self.errors_total["ship"] += 1
+                    outcome, retry_after = self._post(body, windows, kind)
+                except Exception as exc:  # a destination's bug: the body stays spooled and is tried again
+                    self._errors.note("ship", exc)
                     log.exception("sink to %s failed sending a body; retried", self.endpoint)
                     outcome, retry_after = Outcome.RETRY, 0.0
                 if outcome is Outcome.RETRY:
@@ -344,8 +397,8 @@ class SpoolingSink:
                 self._spool.close()
             self._close_transport()
 
-    def _next_head(self) -> tuple[int, bytes, int] | None:
-        """(record id, body, windows) of the oldest spooled body, waiting for one to come;
+    def _next_head(self) -> tuple[int, bytes, int, str] | None:
+        """(record id, body, windows, kind) of the oldest spooled body, waiting for one to come;
         None once closing and the spool is empty or close()'s deadline has passed."""
         with self._spool_changed:
             while True:
@@ -353,12 +406,12 @@ class SpoolingSink:
                     return None
                 try:
                     body = self._spool.head()
-                except Exception:  # an unreadable spool: counted, and tried again after a pause
-                    self.errors_total["ship"] += 1
+                except Exception as exc:  # an unreadable spool: counted, and tried again after a pause
+                    self._errors.note("ship", exc)
                     log.exception("sink to %s could not read its spool %s", self.endpoint, self._spool.directory)
                     body = None
                 if body is not None and (record_id := self._spool.head_id) is not None:
-                    return record_id, body, self._spool.head_windows
+                    return record_id, body, self._spool.head_windows, self._spool.head_kind
                 timeout = None if not self._closing.is_set() else self._deadline - time.monotonic()
                 self._spool_changed.wait(timeout if timeout is None else max(0.0, timeout))
 
@@ -369,13 +422,15 @@ class SpoolingSink:
             return
         time.sleep(max(0.0, min(end, self._deadline) - time.monotonic()))
 
-    def _bodies(self, batch: ShipmentBatch):
-        """(wire body, window count) parts of at most `max_windows_per_post` windows, in order;
-        observations and health ride with the first part."""
+    def _bodies(self, batch: ShipmentBatch) -> Iterator[Body]:
+        """Parts of at most `max_windows_per_post` windows, in order, of kind "windows";
+        observations, health and in-situ blocks ride with the first part."""
         step = self.max_windows_per_post
         for start in range(0, max(len(batch.windows), 1), step):
             encoded = [window_json(window) for window in batch.windows[start : start + step]]
-            yield assemble_body(batch, encoded, with_extras=start == 0), len(encoded)
+            first = start == 0
+            blocks = len(batch.marked_blocks) if first else 0
+            yield Body(assemble_body(batch, encoded, with_extras=first), len(encoded), blocks, "windows")
 
     def _note_away(self, reason: str, detail: str, level: int = logging.WARNING) -> None:
         """Count a failed send by `reason`; log why once per episode and reason (not per
@@ -416,6 +471,7 @@ class HttpSink(SpoolingSink):
         backoff: Backoff = Backoff(),
         max_windows_per_post: int = 5_000,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        max_blocks_only_bytes: int = DEFAULT_BLOCKS_ONLY_BYTES,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         super().__init__(
@@ -426,6 +482,7 @@ class HttpSink(SpoolingSink):
             backoff=backoff,
             max_windows_per_post=max_windows_per_post,
             segment_bytes=segment_bytes,
+            max_blocks_only_bytes=max_blocks_only_bytes,
         )
         self._client = httpx.Client(
             timeout=timeout_s,
@@ -441,8 +498,9 @@ class HttpSink(SpoolingSink):
     def _close_transport(self) -> None:
         self._client.close()
 
-    def _post(self, body: bytes, windows: int) -> tuple[Outcome, float]:
-        """POST one body; returns the outcome and the analyzer's Retry-After in seconds (or 0)."""
+    def _post(self, body: bytes, windows: int, kind: str) -> tuple[Outcome, float]:
+        """POST one body (every kind to the same endpoint); returns the outcome and the
+        analyzer's Retry-After in seconds (or 0)."""
         timeout = self._send_timeout()
         try:
             response = self._client.post(self.endpoint, content=body, timeout=timeout)

@@ -5,7 +5,7 @@ Layout of a spool directory:
 
     00000000000000000042.jsonl   segments, named after the id of their first record;
     00000000000000000107.jsonl   append-only, one JSON line per record:
-                                 {"id":107,"windows":5,"crc32":2841739,"batch":<wire body>}
+                                 {"id":107,"windows":5,"blocks":2,"kind":"windows","crc32":2841739,"batch":<wire body>}
     cursor.json                  {"next_id": 97, "skip_windows": 3}: where delivery resumes
     lock                         held while a spool is open, so two agents never share one
                                  (collector/system/dir_lock.py; it names its holder's pid)
@@ -15,12 +15,15 @@ write, no fsync) before it returns: from then on the record survives the death o
 process, SIGKILL included, since the kernel holds the written bytes. `unsynced()` then hands
 over what appends wrote since its last call (duplicates of the segments' descriptors, and
 whether a new segment name is to be made durable), and `PendingSync.flush()` fsyncs them,
-outside the caller's lock: the sink does it on a thread of its own, so an fsync that takes a
-second on a busy disk never holds up an append. Only a power loss or a kernel crash can take
-records written and not yet flushed, normally those of the one fsync under way. An agent
-spools one batch per interval (10 s by default, 1 s on the lab). Measured on the lab's
-disk: an append (the write) 0.03 ms for 20 windows, 0.8 ms for 1,000; its flush 0.7 ms and
-2-3 ms; encoding the body, which the caller does, ~10 us a window (0.2 ms, 10 ms).
+outside the caller's lock (an fsync that fails keeps its descriptor open: `SyncFailed` hands
+it back, and `retry_sync` keeps it, one per file, for the next flush to try again; the
+records stay in the spool all along, readable and delivered as any): the sink does it on a
+thread of its own, so an fsync that takes a second on a busy disk never holds up an append.
+Only a power loss or a kernel crash can take records written and not yet flushed, normally
+those of the one fsync under way. An agent spools one batch per interval (10 s by default,
+1 s on the lab). Measured on the lab's disk: an append (the write) 0.03 ms for 20 windows,
+0.8 ms for 1,000; its flush 0.7 ms and 2-3 ms; encoding the body, which the caller does,
+~10 us a window (0.2 ms, 10 ms).
 The cursor is replaced atomically but not fsync'd: after a power loss it may point back a
 little, which re-sends a few batches, and receivers deduplicate windows by (key, seq).
 Delivery is therefore at least once.
@@ -33,10 +36,18 @@ never glued to a broken line. A write the disk refuses (ENOSPC) is taken back wh
 part written is cut off, an empty new segment removed) and raised to the caller, who counts
 the batch as dropped; the next append works as soon as space returns, without a restart.
 
-Bound: when more than `max_windows` windows (or records) wait, the oldest windows go
+A record says how many windows and in-situ blocks (`blocks`) its body holds, and its `kind`
+(the sink's word for what the body is, so that sending it needs no parse); lines of an older
+spool without them read as 0 blocks and kind "".
+
+Bounds: when more than `max_windows` windows (or records) wait, the oldest windows go
 first, window by window (`dropped_windows_total`); a record whose windows are all dropped
-goes with its observations and health. Whoever uses it from several threads holds one lock
-around every call (the sink does); other threads may read its counters.
+goes with its observations, health and blocks. Records of blocks alone (no window: the
+agent ships ended blocks as they come, many a window) have a bound of their own, in bytes:
+beyond `max_blocks_only_bytes` of them the oldest go first, wherever they are in the queue,
+so blocks never push windows out. Blocks gone either way are counted (`dropped_blocks_total`).
+Whoever uses it from several threads holds one lock around every call (the sink does);
+other threads may read its counters.
 """
 
 from __future__ import annotations
@@ -61,10 +72,23 @@ log = logging.getLogger(__name__)
 SEGMENT_SUFFIX = ".jsonl"
 CURSOR_NAME = "cursor.json"
 DEFAULT_SEGMENT_BYTES = 4 << 20
+# Spooled records of in-situ blocks alone: ~50,000 blocks, minutes of a busy site's while the
+# destination is away; older blocks are past any pairing by then (the analyzer's in-situ lookback).
+DEFAULT_BLOCKS_ONLY_BYTES = 16 << 20
+MAX_KIND = 32  # characters of a record's kind: a longer one is a damaged line
 
 
 class SpoolError(RuntimeError):
     """The spool directory cannot be used (permissions, or another agent holds it)."""
+
+
+class SyncFailed(OSError):
+    """A flush could not fsync everything: `unsynced` is what is left to try again (its
+    descriptors still open), the exception's own errno and words the first failure's."""
+
+    def __init__(self, first: OSError, unsynced: PendingSync) -> None:
+        super().__init__(first.errno, first.strerror or str(first))
+        self.unsynced = unsynced
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,21 +100,37 @@ class _Record:
     offset: int
     length: int
     windows: int
+    blocks: int  # in-situ blocks its body holds
+    kind: str
+
+    @property
+    def blocks_only(self) -> bool:
+        return self.windows == 0 and self.blocks > 0
 
 
 class WindowSpool:
     """First in, first out; `head()` is the oldest batch, `pop_head()` removes it."""
 
     def __init__(
-        self, directory: str | os.PathLike, max_windows: int, *, segment_bytes: int = DEFAULT_SEGMENT_BYTES
+        self,
+        directory: str | os.PathLike,
+        max_windows: int,
+        *,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        max_blocks_only_bytes: int = DEFAULT_BLOCKS_ONLY_BYTES,
     ) -> None:
         if max_windows < 1:
             raise ValueError(f"max_windows must be at least 1, not {max_windows}")
+        if max_blocks_only_bytes < 1:
+            raise ValueError(f"max_blocks_only_bytes must be at least 1, not {max_blocks_only_bytes}")
         self.directory = Path(directory)
         self.max_windows = max_windows
+        self.max_blocks_only_bytes = max_blocks_only_bytes
         self.segment_bytes = segment_bytes
         self.pending_windows = 0
+        self.blocks_only_bytes = 0  # of the records of blocks alone waiting
         self.dropped_windows_total = 0
+        self.dropped_blocks_total = 0
         self.corrupt_records_total = 0
         self._records: collections.deque[_Record] = collections.deque()
         self._skip_windows = 0  # of the head record: dropped by the bound, not to be sent
@@ -103,20 +143,25 @@ class WindowSpool:
         self._new_names = False  # a segment was made since the last unsynced()
         self._lock_file = self._lock_directory()
         self._recover()
-        self.dropped_windows_total += self._enforce_bound()
+        self._enforce_bound()
 
     def __len__(self) -> int:
         return len(self._records)
 
     # -- writing ---------------------------------------------------------------------------
 
-    def append(self, body: bytes, windows: int) -> int:
-        """Spool one wire body holding `windows` windows: written when this returns (it
-        survives the process being killed), flushed to the disk by `unsynced().flush()`.
-        Returns how many old windows the bound dropped to make room. An OSError (a full
-        disk) leaves the spool as it was: the caller counts the batch as lost, and the next
-        append starts afresh."""
-        header = f'{{"id":{self._next_id},"windows":{windows},"crc32":{zlib.crc32(body)},"batch":'
+    def append(self, body: bytes, windows: int, *, blocks: int = 0, kind: str = "") -> int:
+        """Spool one wire body holding `windows` windows and `blocks` in-situ blocks, of `kind`:
+        written when this returns (it survives the process being killed), flushed to the disk
+        by `unsynced().flush()`. Returns how many old windows the bound dropped to make room.
+        An OSError (a full disk) leaves the spool as it was: the caller counts the batch as
+        lost, and the next append starts afresh."""
+        if len(kind) > MAX_KIND or not kind.isascii() or '"' in kind or "\\" in kind:
+            raise ValueError(f"a record's kind is up to {MAX_KIND} plain characters, not {kind!r}")
+        header = (
+            f'{{"id":{self._next_id},"windows":{windows},"blocks":{blocks},"kind":"{kind}",'
+            f'"crc32":{zlib.crc32(body)},"batch":'
+        )
         line = header.encode() + body + b"}\n"
         try:
             writer = self._writer_for_next_line()
@@ -125,14 +170,14 @@ class WindowSpool:
             self._take_back_failed_line()
             raise
         assert self._writer_path is not None  # set with the writer
-        self._records.append(_Record(self._next_id, self._writer_path, self._writer_size, len(line), windows))
+        record = _Record(self._next_id, self._writer_path, self._writer_size, len(line), windows, blocks, kind)
+        self._records.append(record)
         self._writer_size += len(line)
         self._writer_dirty = True
         self._next_id += 1
         self.pending_windows += windows
-        dropped = self._enforce_bound()
-        self.dropped_windows_total += dropped
-        return dropped
+        self.blocks_only_bytes += record.length if record.blocks_only else 0
+        return self._enforce_bound()
 
     def _writer_for_next_line(self) -> BinaryIO:
         if self._writer is not None and self._writer_size < self.segment_bytes:
@@ -177,9 +222,17 @@ class WindowSpool:
         """What appends wrote since the last call, to be flushed (by `PendingSync.flush`,
         without holding the caller's lock)."""
         self._keep_for_flush()
-        pending = PendingSync(tuple(self._unflushed), self.directory if self._new_names else None)
+        pending = PendingSync(tuple(_one_per_file(self._unflushed)), self.directory if self._new_names else None)
         self._unflushed, self._new_names = [], False
         return pending
+
+    def retry_sync(self, failed: PendingSync) -> None:
+        """Take back what a flush could not fsync (`SyncFailed.unsynced`): the next
+        `unsynced()` hands it over again. One descriptor per file is kept (a failing disk
+        must not pile them up, one per flush), none of a file removed meanwhile (delivered:
+        nothing of it is left to keep)."""
+        self._unflushed = _one_per_file([*self._unflushed, *failed.descriptors])
+        self._new_names = self._new_names or failed.directory is not None
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -208,6 +261,11 @@ class WindowSpool:
         return self._records[0].id if self._records else None
 
     @property
+    def head_kind(self) -> str:
+        """The kind of the record `head()` reads ("" for an empty spool or an older record)."""
+        return self._records[0].kind if self._records else ""
+
+    @property
     def head_windows(self) -> int:
         """How many windows `head()` holds."""
         return self._records[0].windows - self._skip_windows if self._records else 0
@@ -220,6 +278,7 @@ class WindowSpool:
             return
         record = self._records.popleft()
         self.pending_windows -= record.windows - self._skip_windows
+        self.blocks_only_bytes -= record.length if record.blocks_only else 0
         self._skip_windows = 0
         self._save_cursor()
         if not self._records or self._records[0].segment != record.segment:
@@ -232,13 +291,14 @@ class WindowSpool:
                 parsed = _parse_line(f.read(record.length))
         except OSError:
             return None
-        if parsed is None or parsed[:2] != (record.id, record.windows):
+        if parsed is None or (parsed.id, parsed.windows, parsed.blocks) != (record.id, record.windows, record.blocks):
             return None
-        return parsed[2]
+        return parsed.body
 
     # -- the bound ------------------------------------------------------------------------
 
     def _enforce_bound(self) -> int:
+        """Both bounds; counts what they dropped and returns the windows."""
         dropped = 0
         while self._records and (self.pending_windows > self.max_windows or len(self._records) > self.max_windows):
             remaining = self._records[0].windows - self._skip_windows
@@ -250,8 +310,35 @@ class WindowSpool:
                 self._save_cursor()
             else:
                 dropped += remaining
+                self.dropped_blocks_total += self._records[0].blocks
                 self.pop_head()
+        self.dropped_windows_total += dropped
+        if self.blocks_only_bytes > self.max_blocks_only_bytes:
+            self._drop_oldest_blocks_only()
         return dropped
+
+    def _drop_oldest_blocks_only(self) -> None:
+        """The oldest records of blocks alone go until those left fit their bound; records with
+        windows stay where they are (one walk of the queue, however many go)."""
+        kept: collections.deque[_Record] = collections.deque()
+        emptied: list[Path] = []
+        head_went = False
+        while self._records and self.blocks_only_bytes > self.max_blocks_only_bytes:
+            record = self._records.popleft()
+            if not record.blocks_only:
+                kept.append(record)
+                continue
+            head_went = head_went or not kept
+            self.blocks_only_bytes -= record.length
+            self.dropped_blocks_total += record.blocks
+            neighbours = (kept[-1] if kept else None, self._records[0] if self._records else None)
+            if all(n is None or n.segment != record.segment for n in neighbours):
+                emptied.append(record.segment)  # its last record: the segment goes with it
+        self._records.extendleft(reversed(kept))
+        if head_went:  # the head (a record of blocks alone, no windows skipped) went: resume at the new one
+            self._save_cursor()
+        for segment in emptied:
+            self._remove_segment(segment)
 
     # -- restart ------------------------------------------------------------------------------
 
@@ -267,10 +354,13 @@ class WindowSpool:
                     if parsed is None:
                         self.corrupt_records_total += 1
                     else:
-                        record_id, windows, _ = parsed
-                        highest = max(highest, record_id)
-                        if record_id >= next_id and (not self._records or record_id > self._records[-1].id):
-                            self._records.append(_Record(record_id, segment, offset, len(line), windows))
+                        highest = max(highest, parsed.id)
+                        if parsed.id >= next_id and (not self._records or parsed.id > self._records[-1].id):
+                            record = _Record(
+                                parsed.id, segment, offset, len(line), parsed.windows, parsed.blocks, parsed.kind
+                            )
+                            self._records.append(record)
+                            self.blocks_only_bytes += record.length if record.blocks_only else 0
                             kept = True
                     offset += len(line)
             if not kept:
@@ -348,10 +438,13 @@ class WindowSpool:
 
     def close(self) -> None:
         """Flush, then release the directory; what is left is delivered by the next spool
-        opened on it."""
+        opened on it. A flush that fails is raised, its descriptors closed."""
         self._close_writer()
         try:
             self.unsynced().flush()
+        except SyncFailed as exc:
+            exc.unsynced.discard()
+            raise
         finally:
             self._lock_file.release()
 
@@ -371,27 +464,65 @@ class PendingSync:
     directory: Path | None
 
     def flush(self) -> None:
-        """fsync each; the descriptors are closed whatever happens. The first error is
-        raised once all were tried."""
+        """fsync each, and close it once synced. When any fails, `SyncFailed` is raised once
+        all were tried, holding those that failed, still open (an fsync error says the written
+        pages may not be on the disk: closing the descriptor would drop the one handle that
+        can try again, and the next flush would not know)."""
         failure: OSError | None = None
+        failed: list[int] = []
         for fd in self.descriptors:
             try:
                 os.fsync(fd)
             except OSError as exc:
                 failure = failure or exc
-            finally:
+                failed.append(fd)
+            else:
                 os.close(fd)
-        if self.directory is not None:
+        directory = self.directory
+        if directory is not None:
             try:
-                fsync_directory(self.directory)
+                fsync_directory(directory)
+                directory = None
             except OSError as exc:
                 failure = failure or exc
         if failure is not None:
-            raise failure
+            raise SyncFailed(failure, PendingSync(tuple(failed), directory))
+
+    def discard(self) -> None:
+        """Close the descriptors without flushing (a spool closing after a failed flush)."""
+        for fd in self.descriptors:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
-def _parse_line(line: bytes) -> tuple[int, int, bytes] | None:
-    """(id, windows, body) of an intact record line; None for a truncated or damaged one."""
+@dataclass(frozen=True, slots=True)
+class _Line:
+    id: int
+    windows: int
+    blocks: int
+    kind: str
+    body: bytes
+
+
+def _one_per_file(descriptors: list[int]) -> list[int]:
+    """The first descriptor of each file still linked; the others closed (one fsync covers a
+    file, whichever descriptor makes it, and a removed file has nothing left to keep)."""
+    kept: dict[tuple[int, int], int] = {}
+    for fd in descriptors:
+        try:
+            status = os.fstat(fd)
+            if status.st_nlink and (status.st_dev, status.st_ino) not in kept:
+                kept[status.st_dev, status.st_ino] = fd
+                continue
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    return list(kept.values())
+
+
+def _parse_line(line: bytes) -> _Line | None:
+    """An intact record line read; None for a truncated or damaged one."""
     if not line.endswith(b"}\n"):
         return None  # cut short by a crash mid-write
     cut = line.find(b',"batch":')
@@ -404,12 +535,15 @@ def _parse_line(line: bytes) -> tuple[int, int, bytes] | None:
     if not isinstance(header, dict):
         return None
     record_id, windows, crc = header.get("id"), header.get("windows"), header.get("crc32")
-    if not (_is_count(record_id) and _is_count(windows) and _is_count(crc)):
+    blocks, kind = header.get("blocks", 0), header.get("kind", "")  # absent from an older spool's lines
+    if not (_is_count(record_id) and _is_count(windows) and _is_count(crc) and _is_count(blocks)):
+        return None
+    if not (isinstance(kind, str) and len(kind) <= MAX_KIND):
         return None
     body = line[cut + len(b',"batch":') : -2]
     if zlib.crc32(body) != crc:
         return None
-    return record_id, windows, body
+    return _Line(record_id, windows, blocks, kind, body)
 
 
 def _is_count(value: object) -> TypeGuard[int]:

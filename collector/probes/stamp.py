@@ -17,6 +17,7 @@ import dataclasses
 import random
 import socket
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -28,7 +29,9 @@ from collector.system import measurement_sockets
 from collector.wire.slice_option import slice_hop_by_hop
 
 RECEIVE_BUFFER = 65535
-_TX_MEMORY = 65536  # send-order indexes kept waiting for their kernel timestamp
+# A transmit report comes within milliseconds of its send; one still missing after this will
+# not come (the datagram was dropped before the device), and its send is forgotten.
+TX_REPORT_WAIT_NS = 2_000_000_000
 _SSID_OFFSET = 14  # unauthenticated sender packets (RFC 8972 section 3)
 
 SessionResultHandler = Callable[[StampSession, list[ProbeResult]], None]
@@ -61,7 +64,8 @@ class StampSocket:
         self._routes: dict[tuple[bytes, int, int], _Route] = {}  # (address, port, SSID)
         self._by_session: dict[int, tuple[bytes, int, int]] = {}
         self._by_address: dict[bytes, list[tuple[bytes, int, int]]] = {}  # for errors and SSID 0
-        self._sent: dict[int, tuple[StampSession, int]] = {}  # kernel send index -> (session, seq)
+        # kernel send index -> (session, seq, monotonic ns of the send), in send order
+        self._sent: OrderedDict[int, tuple[StampSession, int, int]] = OrderedDict()
         self._send_index = 0
         self._leased_labels: set[int] = set()
         self._sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -141,12 +145,17 @@ class StampSocket:
             self.send_errors += 1
             self.last_send_error = f"{exc.strerror or exc}"
             return seq
-        self._sent[self._send_index] = (session, seq)
+        now_ns = time.monotonic_ns()
+        self._sent[self._send_index] = (session, seq, now_ns)
         self._send_index += 1
-        if len(self._sent) > _TX_MEMORY:  # reports that never came (a datagram dropped locally)
-            for index in sorted(self._sent)[: _TX_MEMORY // 2]:
-                del self._sent[index]
+        while self._sent and now_ns - next(iter(self._sent.values()))[2] > TX_REPORT_WAIT_NS:
+            self._sent.popitem(last=False)  # its report is not coming
         return seq
+
+    @property
+    def transmit_reports_pending(self) -> int:
+        """Sends still waiting for the kernel's transmit timestamp."""
+        return len(self._sent)
 
     # -- receiving -----------------------------------------------------------------------
 
@@ -186,6 +195,13 @@ class StampSocket:
             sent = self._sent.pop(index, None)
             if sent is not None:
                 sent[0].on_transmitted(sent[1], kernel_ns)
+            elif index >= self._send_index:
+                # The kernel numbered a send this count missed (refused after it was numbered:
+                # a full queue's ENOBUFS), so no later report would match its send again, and
+                # every send would wait for one. Most likely this reports the newest send:
+                # count on from it; the pending ones are numbered wrongly and go.
+                self._send_index = index + 1
+                self._sent.clear()
         for error in icmp_errors:
             route = self._route_of_error(error)
             if route is not None:

@@ -87,6 +87,7 @@ class AgentCollector(Collector):
         """Everything after the per-path families: a handful of series per site."""
         yield from _collector_families(snapshot)
         yield from _ship_failure_families(snapshot)
+        yield from _marked_blocks_dropped_families(snapshot)
         yield from _error_families(snapshot)
         yield responses_cut_off_family()
         yield from _reflector_families(snapshot)
@@ -259,6 +260,20 @@ def _ship_failure_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
         for reason, count in sorted(by_reason.items()):
             failures.add_metric([site, reason], count)
     yield failures
+
+
+def _marked_blocks_dropped_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
+    if not snapshot.marked_blocks_dropped:
+        return  # no sink (or not yet reported)
+    dropped = CounterMetricFamily(
+        "xnet_collector_marked_blocks_dropped_total",
+        "In-situ (alternate-marking) blocks the agent discarded before shipping: the spool's bound "
+        "on shipments of blocks alone, a full spool, or a spool that could not be written.",
+        labels=["src"],
+    )
+    for site, count in sorted(snapshot.marked_blocks_dropped.items()):
+        dropped.add_metric([site], count)
+    yield dropped
 
 
 def _error_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:

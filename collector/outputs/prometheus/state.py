@@ -129,6 +129,7 @@ class MetricsSnapshot:
     last_window_end_ns: Mapping[str, int] = field(default_factory=_empty)  # by source site
     ship_failures: Mapping[str, Mapping[str, int]] = field(default_factory=_empty)  # site -> reason -> POSTs
     errors: Mapping[str, Mapping[str, int]] = field(default_factory=_empty)  # site -> component -> errors survived
+    marked_blocks_dropped: Mapping[str, int] = field(default_factory=_empty)  # site -> in-situ blocks the sink dropped
     on_demand: OnDemandCounters | None = None  # None: this agent answers no probe requests
 
 
@@ -192,6 +193,12 @@ class MetricsState:
             by_site = dict(old.ship_failures)
             by_site[site] = MappingProxyType(dict(failures))
             self._swap(old, ship_failures=MappingProxyType(by_site))
+
+    def set_marked_blocks_dropped(self, site: str, dropped: int) -> None:
+        """Record how many in-situ blocks the sink has dropped (spool bounds, unwritable spool)."""
+        with self._lock:
+            old = self._snapshot
+            self._swap(old, marked_blocks_dropped=MappingProxyType({**old.marked_blocks_dropped, site: dropped}))
 
     def set_errors(self, site: str, errors: Mapping[str, int]) -> None:
         """Record the errors the agent's background loops survived, by component (copied now)."""

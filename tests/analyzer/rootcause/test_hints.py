@@ -107,13 +107,17 @@ def test_a_note_between_epochs_raises_at_once_and_ages_nothing():
     tracker = HintTracker()
     tracker.update([loss(suspects=("a>b",))], 10 * S)
     tracker.update([], 11 * S)  # a>b missed one epoch
-    [new, old] = tracker.note([loss(suspects=("c>d",), confidence=0.95)], 11 * S + S // 2)
-    assert new.suspects == ("c>d",) and new.first_seen_ns == new.last_seen_ns == 11 * S + S // 2
+    # stamped with the end of the interval it falls in (the open one, ending at 12 s)
+    [new, old] = tracker.note([loss(suspects=("c>d",), confidence=0.95)], 12 * S)
+    assert new.suspects == ("c>d",) and new.first_seen_ns == new.last_seen_ns == 12 * S
     assert old.suspects == ("a>b",)  # a note is no epoch: a>b has not missed another
-    # the next epoch, stamped with its interval's end, still diagnoses c>d: seen last no earlier
-    [kept] = tracker.update([loss(suspects=("c>d",))], 11 * S + S // 4)
-    assert (kept.first_seen_ns, kept.last_seen_ns) == (11 * S + S // 2, 11 * S + S // 2)
-    assert tracker.update([], 12 * S) and tracker.update([], 13 * S) == ()
+    # the epoch closing that interval still diagnoses c>d, with the same stamp
+    [kept] = tracker.update([loss(suspects=("c>d",))], 12 * S)
+    assert (kept.first_seen_ns, kept.last_seen_ns) == (12 * S, 12 * S)
+    # a late block's note naming an older interval moves last seen back never
+    [kept] = tracker.note([loss(suspects=("c>d",))], 10 * S)
+    assert (kept.first_seen_ns, kept.last_seen_ns) == (12 * S, 12 * S)
+    assert tracker.update([], 13 * S) and tracker.update([], 14 * S) == ()
 
 
 def test_the_runner_names_a_losing_segment_as_its_blocks_are_paired_without_waiting_for_an_epoch():
@@ -133,6 +137,39 @@ def test_the_runner_names_a_losing_segment_as_its_blocks_are_paired_without_wait
     finally:
         runner.stop()
     assert (hint.kind, hint.suspects) == ("link-loss", ("cnty1a>city1a",)) and runner.epochs == 0
+
+
+def test_hint_times_of_notes_and_epochs_are_interval_ends_monotonic_and_comparable():
+    """A note between epochs used to be stamped with the wall clock, the epochs with their
+    interval's end: a noted hint was first seen after the epoch that confirmed it, and its
+    last seen stood still while epochs went on."""
+    from analyzer.service import RootCauseRunner
+    from analyzer.store.memory import WindowStore
+    from tests.analyzer.insitu.insitu_support import path_blocks
+    from tests.support import wait_until
+
+    store = WindowStore(default_policies(), interval_s=3600)  # no interval closes during the test
+    interval_ns = store.interval_ns
+    runner = RootCauseRunner(store, diagnose=lambda epoch: [], poll_s=0.01)
+    try:
+        before_ns = time.time_ns()
+        store.segments.add(path_blocks([[1000], [990], [990], [990]], flow=7), time.time_ns())
+        wait_until(runner.hints, what="a hint from the losing segment")
+        after_ns = time.time_ns()
+    finally:
+        runner.stop()
+    [noted] = runner.hints()
+    ends = {(t // interval_ns + 1) * interval_ns for t in (before_ns, after_ns)}
+    assert noted.first_seen_ns == noted.last_seen_ns and noted.first_seen_ns in ends
+    seen = [(noted.first_seen_ns, noted.last_seen_ns)]
+    for at_ns in (noted.first_seen_ns, noted.first_seen_ns + interval_ns):  # the epochs closing it and the next
+        runner.run_once(at_ns)
+        [hint] = runner.hints()
+        seen.append((hint.first_seen_ns, hint.last_seen_ns))
+        assert hint.first_seen_ns <= at_ns == hint.last_seen_ns
+    assert all(first <= last and first % interval_ns == last % interval_ns == 0 for first, last in seen)
+    assert [last for _, last in seen] == sorted(last for _, last in seen)
+    assert {first for first, _ in seen} == {noted.first_seen_ns}
 
 
 def test_the_runner_infers_once_per_closed_interval_in_its_own_thread_and_survives_a_failing_engine():

@@ -94,30 +94,50 @@ def test_a_flow_gone_silent_ships_its_open_blocks_once_and_then_only_new_ones():
 
 
 def test_blocks_whose_packets_could_have_been_among_the_captures_drops_are_flagged():
-    """Blocks at i*1000 ms + 0..90 ms: drops read after a packet at 2050 ms fall in block 2;
-    drops between blocks 3 and 4 may have been either's last or first packets."""
+    """Blocks at i*1000 ms + 0..90 ms: drops read after a packet at 2050 ms fall in block 2,
+    and in block 1's late window (to 2500 ms); drops between blocks 3 and 4 may have been
+    either's last or first packets."""
     point = CountingPoint("a-b", CLASSIFIER)
     feed(point, 0x101, 34, outgoing=True, blocks=7)  # blocks 0..4 final
-    point.note_drops(1500 * MS, 2060 * MS, 0)  # a reading without drops
+    point.note_drops(1400 * MS, 2060 * MS, 0)  # a reading without drops
     point.note_drops(2050 * MS, 2070 * MS, 5)
-    # read up to 2070 ms: block 2 (reaching up to block 3's start) waits for a later reading
-    assert [(b.sequence, b.capture_dropped) for b in point.take_final("a")] == [(0, False), (1, False)]
+    # read up to 2070 ms: block 1 (reaching to 2500 ms, its late window) waits for a later reading
+    assert [(b.sequence, b.capture_dropped) for b in point.take_final("a")] == [(0, False)]
     point.note_drops(3100 * MS, 3200 * MS, 2)
     point.note_drops(3200 * MS, 3300 * MS, 1)  # the same spell goes on
     point.note_drops(3300 * MS, 6100 * MS, 0)
     taken = point.take_final("a")
-    assert [(b.sequence, b.capture_dropped) for b in taken] == [(2, True), (3, True), (4, True)]
+    assert [(b.sequence, b.capture_dropped) for b in taken] == [(1, True), (2, True), (3, True), (4, True)]
     assert point.capture_drops == 8
 
 
 def test_a_block_clear_of_every_drop_spell_is_not_flagged():
     point = CountingPoint("a-b", CLASSIFIER)
     feed(point, 0x101, 34, outgoing=True, blocks=5)  # blocks 0..2 final
-    point.note_drops(3000 * MS, 3050 * MS, 4)  # inside block 3, open still
+    point.note_drops(3000 * MS, 3050 * MS, 4)  # inside block 3, open still, and block 2's late window
     point.note_drops(3050 * MS, 9000 * MS, 0)
-    assert [(b.sequence, b.capture_dropped) for b in point.take_final("a")] == [(0, False), (1, False), (2, False)]
+    assert [(b.sequence, b.capture_dropped) for b in point.take_final("a")] == [(0, False), (1, False), (2, True)]
     point.flush()
     assert [(b.sequence, b.capture_dropped) for b in point.take_final("a")] == [(3, True), (4, False)]
+
+
+def test_drops_in_a_blocks_late_window_flag_it():
+    """Block 0 (0..90 ms) takes late packets of its colour until block 1 (from 1000 ms) is half
+    a block old, 1500 ms: its packets dropped at 1200-1300 ms were missing from it, and the
+    analyzer must not read them as loss. Its reach used to stop where block 1 began."""
+    point = CountingPoint("a-b", CLASSIFIER)
+    feed(point, 0x101, 34, outgoing=True, blocks=4)  # blocks 0, 1 final
+    point.note_drops(1200 * MS, 1300 * MS, 3)
+    point.note_drops(1300 * MS, 4000 * MS, 0)
+    assert [(b.sequence, b.capture_dropped) for b in point.take_final("a")] == [(0, True), (1, True)]
+
+
+def test_drops_past_a_blocks_late_window_do_not_flag_it():
+    point = CountingPoint("a-b", CLASSIFIER)
+    feed(point, 0x101, 34, outgoing=True, blocks=4)
+    point.note_drops(1600 * MS, 1700 * MS, 3)  # in block 1's reach only: block 0 took no packet after 1500 ms
+    point.note_drops(1700 * MS, 4000 * MS, 0)
+    assert [(b.sequence, b.capture_dropped) for b in point.take_final("a")] == [(0, False), (1, True)]
 
 
 def test_a_block_ends_once_the_capture_found_its_socket_empty_past_half_the_next_block():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import zlib
 
 import nats
 import pytest
@@ -17,6 +18,7 @@ from collector.contract.codec import ShipmentParser, encode_body
 from collector.contract.shipment import ShipmentBatch
 from collector.outputs.bus_sink import BusSink
 from collector.outputs.sinks import Backoff
+from collector.outputs.spool import WindowSpool
 from tests.analyzer.insitu.insitu_support import PATH, path_blocks
 from tests.analyzer_support import W, health, observation, window
 from tests.bus_support import (
@@ -169,6 +171,38 @@ def test_the_bound_holds_while_the_bus_is_away(tmp_path):
     wait_until(lambda: sink.dropped_total == 4, what="the oldest windows dropped at the bound")
     assert sink.spool_depth == 6 and sink.delivered_total == 0
     sink.close(timeout=0.5)
+
+
+def test_each_spooled_body_keeps_its_kind_and_blocks_so_sending_parses_nothing(tmp_path):
+    """The shipping thread used to parse every body without windows to pick its subject."""
+    pki = bus_setup.init(tmp_path / "pki")
+    bus_setup.add_site(pki, "cnty1a")
+    endpoint = bus_setup.site_endpoint(pki, "cnty1a", ("tls://127.0.0.1:9",))  # no server: all stays spooled
+    blocks = tuple(path_blocks([[1000, 1000]], points=PATH[:1]))
+    sink = BusSink(endpoint, "cnty1a", tmp_path / "spool", backoff=FAST, timeout_s=0.2)
+    sink.submit(batch(1, observations=(observation(),), health=health(), marked_blocks=blocks))
+    sink.submit(ShipmentBatch("cnty1a", (), (), health(), 3 * W, blocks[1:]))
+    sink.close(timeout=0.5)
+    found = []
+    with WindowSpool(tmp_path / "spool", 100) as spool:
+        while spool.head() is not None:
+            found.append((spool.head_kind, spool.head_windows))
+            spool.pop_head()
+        assert spool.dropped_blocks_total == 0
+    assert found == [("windows", 2), ("observations", 0), ("health", 0), ("health", 0)]
+
+
+def test_a_body_an_older_agent_spooled_without_a_kind_goes_to_its_subject(bus, tmp_path):
+    body = encode_body(ShipmentBatch("cnty1a", (), (observation(),), None, 2 * W))
+    line = b'{"id":0,"windows":0,"crc32":%d,"batch":%s}\n' % (zlib.crc32(body), body)
+    (tmp_path / "spool").mkdir()
+    (tmp_path / "spool" / f"{0:020d}.jsonl").write_bytes(line)
+    sink = sink_for(bus, tmp_path)
+    pki, server = bus
+    analyzer = bus_setup.analyzer_endpoint(pki, (server.url,))
+    wait_until(lambda: stream_messages(analyzer), what="the old body published")
+    sink.close()
+    assert [m[0] for m in stream_messages(analyzer)] == ["xnet.observations.cnty1a"]
 
 
 def test_a_site_name_that_is_no_subject_token_is_refused(tmp_path):

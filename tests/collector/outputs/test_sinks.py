@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import json
 import logging
+import os
 import queue
 import socket
 import subprocess
@@ -20,8 +22,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from collector.contract.codec import ShipmentParser
+from collector.contract.codec import ShipmentParser, encode_body
 from collector.contract.examples import example_health
+from collector.contract.marked_blocks import MarkedBlock
 from collector.contract.records import FlowId, PathObservation
 from collector.contract.shipment import ShipmentBatch
 from collector.outputs.sinks import Backoff, HttpSink, InProcessSink, Outcome, WindowSink, classify
@@ -48,6 +51,13 @@ FAST = Backoff(initial_s=0.01, cap_s=0.05)  # keeps outage tests quick
 
 def batch(*seqs: int, **extra) -> ShipmentBatch:
     return ShipmentBatch("cnty1a", tuple(window(s) for s in seqs), created_ns=17 * W, **extra)
+
+
+def blocks(count: int) -> tuple[MarkedBlock, ...]:
+    return tuple(
+        MarkedBlock("cnty1a", "cnty1a-core", "out", "video", 7, i, i % 2, 100, i * W, i * W + W // 2, ())
+        for i in range(count)
+    )
 
 
 OBSERVATION = PathObservation(
@@ -197,6 +207,14 @@ def test_in_process_sink_feeds_a_queue_and_drops_when_full():
         sink.submit(batch(4))
 
 
+def test_in_process_sink_counts_the_in_situ_blocks_of_a_batch_it_drops():
+    q: queue.Queue = queue.Queue(maxsize=1)
+    sink = InProcessSink(q)
+    sink.submit(batch(1))
+    sink.submit(batch(marked_blocks=blocks(3)))
+    assert (sink.dropped_total, sink.marked_blocks_dropped_total) == (0, 3)
+
+
 def test_in_process_sink_feeds_an_asyncio_queue():
     q: asyncio.Queue = asyncio.Queue()
     InProcessSink(q).submit(batch(1))
@@ -312,6 +330,38 @@ def test_a_full_spool_drops_the_oldest_windows_and_delivers_the_rest_in_order(re
     assert sink.dropped_total == 7
 
 
+def test_shipments_of_blocks_alone_are_bounded_in_bytes_counted_and_never_push_windows_out(receiver, make_sink):
+    """The agent ships ended in-situ blocks every quarter second in shipments of their own:
+    with the analyzer away they used to pile up to max_windows records whatever their size,
+    and those dropped went uncounted."""
+    line = len(encode_body(batch(marked_blocks=blocks(4)))) + 100  # a spool line: the body and its header
+    sink = make_sink(receiver.url, max_windows=1000, max_blocks_only_bytes=10 * line)  # receiver not started yet
+    sink.submit(batch(1))
+    for _ in range(40):
+        sink.submit(batch(marked_blocks=blocks(4)))
+    sink.submit(batch(2))
+    wait_until(lambda: sink.marked_blocks_dropped_total > 0, what="blocks past the bound dropped")
+    dropped = sink.marked_blocks_dropped_total
+    assert dropped % 4 == 0 and 100 <= dropped < 160 and sink.dropped_total == 0
+    receiver.start()
+    wait_until(lambda: sink.delivered_total == 2, what="both windows delivered")
+    wait_until(lambda: sink.spool_depth == 0 and len(receiver.accepted) == 2 + 40 - dropped // 4)
+    assert receiver.window_ids == [("core", 1), ("core", 2)]
+    shipped = sum(len(body.get("marked_blocks", [])) for body in receiver.accepted)
+    assert shipped + dropped == 160  # every block delivered or counted
+
+
+def test_a_full_disk_counts_the_in_situ_blocks_it_refused(receiver, make_sink, tmp_path):
+    with small_filesystem(tmp_path / "disk") as disk:
+        sink = make_sink(receiver.url, spool_dir=disk / "spool", segment_bytes=1)  # analyzer away
+        sink.submit(batch(1))
+        filler = fill_filesystem(disk)
+        sink.submit(batch(marked_blocks=blocks(5)))
+        assert sink.marked_blocks_dropped_total == 5  # refused by the disk: counted, not silent
+        filler.unlink()
+        sink.close(timeout=0)
+
+
 def test_a_new_sink_delivers_what_a_stopped_one_left_in_order(receiver, make_sink):
     first = make_sink(receiver.url)  # receiver down
     for seq in range(5):
@@ -406,6 +456,30 @@ def test_a_full_disk_drops_counted_batches_and_the_sink_recovers_when_space_retu
         assert receiver.window_ids == [("core", 1), ("core", 4)]
         assert (sink.dropped_total, sink.spool_depth) == (2, 0)
         sink.close(timeout=0)
+
+
+def test_a_failed_fsync_is_counted_and_tried_again_until_the_disk_takes_it(receiver, make_sink, monkeypatch):
+    """The spooling thread used to close the descriptors whose fsync failed: counted once,
+    the records' sync was never tried again (and the count raced submit's)."""
+    synced: list[int] = []
+    failures = [2]  # the segment's fsync and the directory's, in the first flush
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if failures[0] > 0:
+            failures[0] -= 1
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_fsync(fd)
+        synced.append(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    sink = make_sink(receiver.url)  # analyzer away
+    sink.submit(batch(1))
+    wait_until(lambda: len(synced) == 2, what="the segment and the directory synced by a retry, with no new write")
+    assert sink.errors_total == {"spool": 1, "ship": 0}  # one failed flush
+    receiver.start()
+    wait_until(lambda: sink.delivered_total == 1, what="the batch delivered")
+    assert receiver.window_ids == [("core", 1)] and sink.dropped_total == 0
 
 
 def test_a_sigkilled_agent_has_spooled_every_window_but_the_one_being_closed(tmp_path):

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from collector.outputs.spool import CURSOR_NAME, SpoolError, WindowSpool
+from collector.outputs.spool import CURSOR_NAME, SpoolError, SyncFailed, WindowSpool
 from tests.support import fill_filesystem, small_filesystem
 
 
@@ -90,6 +90,81 @@ def test_the_bound_also_limits_batches_without_windows(open_spool):
     assert len(spool) == 3 and spool.dropped_windows_total == 0
 
 
+def add_blocks(spool: WindowSpool, tag: int, blocks: int = 3) -> None:
+    """Spool a body of in-situ blocks alone, as the agent ships ended blocks between windows."""
+    body = {"site": "cnty1a", "windows": [], "marked_blocks": [{"tag": tag, "n": i} for i in range(blocks)]}
+    spool.append(json.dumps(body).encode(), 0, blocks=blocks, kind="health")
+
+
+def drain_bodies(spool: WindowSpool) -> list[tuple[str, object]]:
+    """("w", seqs) or ("b", tag) per body left, oldest first, popping as a sink would."""
+    found: list[tuple[str, object]] = []
+    while (head := spool.head()) is not None:
+        data = json.loads(head)
+        found.append(
+            ("w", [w["seq"] for w in data["windows"]]) if data["windows"] else ("b", data["marked_blocks"][0]["tag"])
+        )
+        spool.pop_head()
+    return found
+
+
+def test_records_of_blocks_alone_have_a_byte_bound_of_their_own_and_their_drops_are_counted(open_spool, tmp_path):
+    """Shipments of blocks alone used to be bounded only as records (max_windows of them,
+    whatever their size) and their blocks went uncounted; now the oldest go past their byte
+    bound, windows stay, and every block dropped is counted."""
+    probe = open_spool(100)
+    add_blocks(probe, 0)
+    size = probe.blocks_only_bytes + 10  # one record's line, and room for longer ids and tags
+    probe.close()
+    for path in tmp_path.glob("*.jsonl"):
+        path.unlink()
+    (tmp_path / CURSOR_NAME).unlink(missing_ok=True)
+
+    spool = open_spool(100, max_blocks_only_bytes=2 * size, segment_bytes=1)  # a segment a record
+    add(spool, 1)
+    add_blocks(spool, 10)
+    add_blocks(spool, 11)
+    add(spool, 2)
+    add_blocks(spool, 12)  # three of blocks alone: one too many, the oldest goes
+    add_blocks(spool, 13)
+    assert spool.dropped_blocks_total == 6 and spool.dropped_windows_total == 0
+    assert spool.blocks_only_bytes <= 2 * size and spool.pending_windows == 2
+    assert len(segments(tmp_path)) == 4  # the segments of the records that went, gone at once
+    spool.close()
+    again = open_spool(100, max_blocks_only_bytes=2 * size, segment_bytes=1)
+    assert drain_bodies(again) == [("w", [1]), ("w", [2]), ("b", 12), ("b", 13)]
+    assert segments(tmp_path) == []  # no segment left behind by the records that went
+
+
+def test_blocks_of_a_record_the_window_bound_drops_are_counted(open_spool):
+    spool = open_spool(2)
+    body = {"site": "cnty1a", "windows": [{"seq": 0}], "marked_blocks": [{}, {}]}
+    spool.append(json.dumps(body).encode(), 1, blocks=2, kind="windows")
+    add(spool, 1, 2)  # three windows: the first record goes, with its blocks
+    assert (spool.dropped_windows_total, spool.dropped_blocks_total) == (1, 2)
+    assert drain_bodies(spool) == [("w", [1, 2])]
+    for tag in range(3):  # the record bound (max_windows records) drops blocks alone too
+        add_blocks(spool, tag)
+    assert spool.dropped_blocks_total == 5 and drain_bodies(spool) == [("b", 1), ("b", 2)]
+
+
+def test_a_record_keeps_its_kind_and_an_older_spools_lines_read_as_kind_unknown(open_spool, tmp_path):
+    spool = open_spool(100)
+    add_blocks(spool, 1)
+    assert spool.head_kind == "health"
+    spool.close()
+    body = b'{"site":"cnty1a","windows":[{"seq":5}]}'
+    old_line = b'{"id":1,"windows":1,"crc32":%d,"batch":%s}\n' % (__import__("zlib").crc32(body), body)
+    with open(sorted(tmp_path.glob("*.jsonl"))[-1], "ab") as f:
+        f.write(old_line)  # as an agent before kinds wrote it
+    again = open_spool(100)
+    assert again.head_kind == "health"
+    again.pop_head()
+    assert (again.head(), again.head_kind, again.head_windows) == (body, "", 1)
+    with pytest.raises(ValueError, match="kind"):
+        again.append(b"{}", 0, kind='bad"kind')
+
+
 def test_a_smaller_bound_after_a_restart_applies_at_once(open_spool):
     spool = open_spool(100)
     for seq in range(6):
@@ -135,6 +210,61 @@ def test_appends_are_flushed_later_every_segment_written_once_even_when_rolled_o
     pending = spool.unsynced()
     pending.flush()
     assert len(pending.descriptors) == 1 and drain(spool) == [0, 1, 2, 3]
+
+
+def failing_fsync(monkeypatch, failures: int) -> list[int]:
+    """os.fsync refuses its first `failures` calls with EIO (a disk's write-back error);
+    returns the descriptors it synced."""
+    synced: list[int] = []
+    real_fsync = os.fsync
+    left = [failures]
+
+    def fsync(fd: int) -> None:
+        if left[0] > 0:
+            left[0] -= 1
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_fsync(fd)
+        synced.append(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced
+
+
+def test_a_failed_fsync_keeps_its_descriptor_for_the_next_flush_one_per_file(open_spool, tmp_path, monkeypatch):
+    """flush() used to close every descriptor whatever its fsync said: a failed sync was
+    counted once and then forgotten, its records never made durable."""
+    synced = failing_fsync(monkeypatch, failures=3)
+    spool = open_spool(100)
+    add(spool, 1)
+    with pytest.raises(SyncFailed) as failed:
+        spool.unsynced().flush()  # the segment's fsync fails, then the directory's
+    assert failed.value.errno == errno.EIO
+    [fd] = failed.value.unsynced.descriptors
+    os.fstat(fd)  # still open
+    assert failed.value.unsynced.directory == tmp_path
+    spool.retry_sync(failed.value.unsynced)
+    add(spool, 2)  # the same segment again: one descriptor for it, not two
+    with pytest.raises(SyncFailed) as again:
+        spool.unsynced().flush()  # the third failure, the segment's; the directory synced
+    spool.retry_sync(again.value.unsynced)
+    pending = spool.unsynced()
+    assert len(pending.descriptors) == 1 and pending.directory is None
+    pending.flush()  # the disk is back: synced at last, and closed
+    assert len(synced) == 2  # the directory, then the segment
+    with pytest.raises(OSError):
+        os.fstat(pending.descriptors[0])
+    assert drain(spool) == [1, 2]  # written all along: nothing was lost
+
+
+def test_a_file_removed_while_its_sync_failed_is_not_tried_again(open_spool, monkeypatch):
+    failing_fsync(monkeypatch, failures=2)
+    spool = open_spool(100)
+    add(spool, 1)
+    with pytest.raises(SyncFailed) as failed:
+        spool.unsynced().flush()
+    assert drain(spool) == [1]  # delivered: its segment removed
+    spool.retry_sync(failed.value.unsynced)
+    assert spool.unsynced().descriptors == ()
 
 
 def test_truncated_and_garbage_lines_are_skipped_and_counted(open_spool, tmp_path):

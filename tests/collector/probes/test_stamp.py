@@ -85,6 +85,45 @@ def test_sessions_sharing_one_socket_each_get_their_own_replies():
     }
 
 
+def test_transmit_reports_match_sends_again_after_the_kernel_numbered_a_send_the_socket_did_not_count():
+    """A send refused after the kernel numbered it (a full queue's ENOBUFS) used to shift
+    every later report off its send for good: kernel times were never used again and every
+    send waited for its report, 65,536 of them (~20 MiB) before half were let go."""
+    results: list[ProbeResult] = []
+    with reflector(stateful=False) as server:
+        shared = StampSocket(socket.AF_INET6, None, lambda session, found: results.extend(found))
+        try:
+            session = shared.open_session(StampEndpoint("::1", server.port), SenderSettings("core", "video"))
+            # a datagram the kernel numbers and this socket's count does not, as a refused send's
+            shared._sock.sendto(bytes(44), ("::1", server.port))
+            poller = readable(shared)
+            for count in range(1, 21):
+                shared.send(session)
+                deadline = time.monotonic() + DEADLINE_S
+                while len(results) < count and time.monotonic() < deadline and poller.poll(1000):
+                    shared.drain()
+            pending = shared.transmit_reports_pending
+        finally:
+            shared.close()
+    assert len(results) == 20 and not any(r.lost for r in results)
+    assert pending <= 1  # every report found its send again
+
+
+def test_a_send_whose_transmit_report_never_comes_is_forgotten(monkeypatch):
+    import collector.probes.stamp as stamp
+
+    monkeypatch.setattr(stamp, "TX_REPORT_WAIT_NS", 0)  # any report not read before the next send is late
+    with reflector(stateful=False) as server:
+        shared = StampSocket(socket.AF_INET6, None, lambda session, found: None)
+        try:
+            session = shared.open_session(StampEndpoint("::1", server.port), SenderSettings("core", "video"))
+            for _ in range(50):
+                shared.send(session)  # never drained: no report is read
+            assert shared.transmit_reports_pending <= 1
+        finally:
+            shared.close()
+
+
 def test_a_reply_waiting_in_the_socket_is_read_before_its_request_times_out():
     """An agent held up past a request's timeout (a busy host) finds the reply already in its
     socket when it next sends: the reply arrived in time, so it is a reply, not a loss on the

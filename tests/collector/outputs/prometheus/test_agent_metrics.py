@@ -208,6 +208,15 @@ def test_ship_failures_are_copied_when_set_and_shown_by_reason():
     assert value(state, "xnet_collector_ship_failures_total", src="bj-core", reason="network") == 2
 
 
+def test_in_situ_blocks_the_sink_dropped_are_shown_per_site():
+    state = MetricsState()
+    assert value(state, "xnet_collector_marked_blocks_dropped_total", src="bj-core") is None  # no sink
+    state.set_marked_blocks_dropped("bj-core", 0)
+    assert value(state, "xnet_collector_marked_blocks_dropped_total", src="bj-core") == 0
+    state.set_marked_blocks_dropped("bj-core", 12)
+    assert value(state, "xnet_collector_marked_blocks_dropped_total", src="bj-core") == 12
+
+
 def test_errors_the_loops_survived_are_shown_by_component():
     state = MetricsState()
     assert value(state, "xnet_collector_errors_total", src="bj-core", component="ship") is None
