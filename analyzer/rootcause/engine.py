@@ -158,14 +158,28 @@ def diagnose(epoch: Epoch, config: EngineConfig = EngineConfig()) -> list[Diagno
     unhealthy = {h.site: h for h in epoch.hosts if not h.healthy}
     diagnoses += _host_diagnoses(paths, unhealthy, len(epoch.hosts))
     if paths:
-        observations = loss_observations(paths, config.background_loss_per_link)
-        excluded = _rows_from(observations, paths, unhealthy)
-        context = _Context(paths, observations, excluded, config)
+        context = _context(paths, unhealthy, config)
         loss_findings = context.hard_failures() + context.gray_losses()
         diagnoses += loss_findings
         diagnoses += context.delay_steps(loss_findings)
         diagnoses += path_change_diagnoses(paths, unhealthy)
     return sorted(diagnoses, key=lambda d: (-d.confidence, _PRECEDENCE.index(d.kind), d.suspects))
+
+
+def gray_losses(epoch: Epoch, config: EngineConfig = EngineConfig()) -> list[Diagnosis]:
+    """Stage 3 alone, over what stage 2 (hard failures) left: the partial-loss findings of an
+    epoch whose counts were pooled over several intervals (analyzer.rootcause.pooling). Hard
+    failures, delay steps and path changes are the single interval's to tell."""
+    if not epoch.paths:
+        return []
+    context = _context(epoch.paths, {h.site for h in epoch.hosts if not h.healthy}, config)
+    context.hard_failures()  # marks the rows they explain, so the gray stage leaves them alone
+    return context.gray_losses()
+
+
+def _context(paths: tuple[PathEvidence, ...], unhealthy_sites, config: EngineConfig) -> _Context:
+    observations = loss_observations(paths, config.background_loss_per_link)
+    return _Context(paths, observations, _rows_from(observations, paths, unhealthy_sites), config)
 
 
 SHARED_STALL_CONFIDENCE = 0.5
@@ -201,7 +215,7 @@ def _host_diagnoses(paths: tuple[PathEvidence, ...], unhealthy: dict, hosts: int
     return found
 
 
-def _rows_from(observations: Observations, paths: tuple[PathEvidence, ...], sites: dict) -> np.ndarray:
+def _rows_from(observations: Observations, paths: tuple[PathEvidence, ...], sites) -> np.ndarray:
     if not sites:
         return np.zeros(len(observations.sent), dtype=bool)
     from_site = np.fromiter((p.source in sites for p in paths), dtype=bool, count=len(paths))
