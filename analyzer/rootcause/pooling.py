@@ -109,11 +109,11 @@ class PooledDiagnoser:
 
     def __init__(
         self,
-        config: EngineConfig = EngineConfig(),
+        config: EngineConfig | None = None,
         pool: PoolConfig = PoolConfig(),
         single: Callable[[Epoch, EngineConfig], list[Diagnosis]] = diagnose,
     ) -> None:
-        self.config = config
+        self.config = config = config if config is not None else EngineConfig()
         self.pool = pool
         self.pooled_config = replace(config, epoch_alpha=pool.epoch_alpha)
         self.single = single
