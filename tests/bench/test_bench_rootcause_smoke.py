@@ -69,3 +69,45 @@ def test_rootcause_bench_smoke(tmp_path: Path) -> None:
     # a faulty epoch's diagnoses are not false alarms
     assert all(f["false_alarm_kinds"] == {} for c, m in data["per_class"].items() if c != "healthy" for f in m.values())
     assert isinstance(data["targets"]["beats_every_baseline_lenient_f1"]["met"], bool)
+
+
+def test_rootcause_bench_multi_epoch_smoke(tmp_path: Path) -> None:
+    """Trials as sequences of epochs: ours pools over them, ours-unpooled judges the last alone."""
+    output = tmp_path / "result.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.rootcause",
+            "--trials",
+            "2",
+            "--scale",
+            "0.05",
+            "--seed",
+            "3",
+            "--epochs",
+            "3",
+            "--classes",
+            "gray-loss,healthy",
+            "--methods",
+            "ours,ours-unpooled",
+            "--json",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "3 epochs per trial" in result.stdout and "ours-unpooled" in result.stdout
+    data = json.loads(output.read_text())
+    assert data["parameters"]["epochs_per_trial"] == 3
+    for per_method in data["per_class"].values():
+        assert set(per_method) == {"ours", "ours-unpooled"}
+        assert all(figures["trials"] == 2 for figures in per_method.values())
+    assert data["per_class"]["healthy"]["ours"]["healthy_epochs"] == 2  # scored on the last epoch only
+    refused = subprocess.run(
+        [sys.executable, "-m", "bench.rootcause", "--epochs", "0"], capture_output=True, text=True, cwd=REPO
+    )
+    assert refused.returncode == 2 and "--epochs must be at least 1" in refused.stderr
