@@ -46,6 +46,7 @@ from analyzer.rootcause.engine import EngineConfig, diagnose, gray_losses
 from analyzer.rootcause.model import Diagnosis, Epoch, PathEvidence
 
 POOL_EPOCHS = 6
+_NOT_LOSS = ("latency-shift", "path-change")  # single-interval kinds that explain no loss
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +126,15 @@ class PooledDiagnoser:
         if deepest < 2:
             return found
         named = {s for d in found for s in d.suspects}
-        pooled_epoch = Epoch(tuple(pooled_paths), epoch.hosts, epoch.at_ns)
+        # paths through a loss the single interval explained are its: pooled, they would pin a
+        # second finding on the culprit's neighbours
+        lossy = {s for d in found if d.kind not in _NOT_LOSS for s in d.suspects}
+        unexplained = tuple(
+            pooled
+            for p, pooled in zip(epoch.paths, pooled_paths)
+            if not lossy or (lossy.isdisjoint(p.forward) and lossy.isdisjoint(p.reverse or ()))
+        )
+        pooled_epoch = Epoch(unexplained, epoch.hosts, epoch.at_ns)
         for d in gray_losses(pooled_epoch, self.pooled_config):
             if named.intersection(d.suspects):
                 continue  # the single interval tells it, with today's evidence

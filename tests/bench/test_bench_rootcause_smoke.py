@@ -57,7 +57,7 @@ def test_rootcause_bench_smoke(tmp_path: Path) -> None:
         assert set(per_method) == METHODS
         for figures in per_method.values():
             # the county split is the gray-loss trials whose link has a county end
-            assert figures["trials"] == 2 or fault_class == "gray-loss county" and figures["trials"] <= 2
+            assert figures["trials"] == 2 or (fault_class == "gray-loss county" and figures["trials"] <= 2)
             for scoring in ("strict", "lenient"):
                 f1 = figures[scoring]["f1"]
                 assert f1 is None or 0.0 <= f1 <= 1.0
