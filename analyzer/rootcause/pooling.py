@@ -68,12 +68,15 @@ class PoolConfig:
 class _PathPool:
     """One path's counts over its last intervals on one route, with their running sums."""
 
-    __slots__ = ("route", "entries", "sent", "lost", "forward_lost", "reverse_lost", "unsplit")
+    __slots__ = ("route", "entries", "sent", "lost", "forward_lost", "reverse_lost", "unsplit", "_made")
 
     def __init__(self, route: tuple) -> None:
         self.route = route
         self.entries: deque[tuple[int, int, int, int, bool]] = deque()
         self.sent = self.lost = self.forward_lost = self.reverse_lost = self.unsplit = 0
+        # the last pooled evidence made, with what it was made from: a path whose evidence and
+        # sums did not change (most of a quiet epoch's paths, once the pool is full) reuses it
+        self._made: tuple[PathEvidence, tuple[int, ...], PathEvidence] | None = None
 
     def add(self, p: PathEvidence, depth: int) -> None:
         split = p.forward_lost is not None and p.reverse_lost is not None
@@ -95,14 +98,19 @@ class _PathPool:
         """The path with its pooled counts (the latest interval's delay and route)."""
         if len(self.entries) < 2:
             return p
+        sums = (self.sent, self.lost, self.forward_lost, self.reverse_lost, self.unsplit)
+        if self._made is not None and self._made[0] is p and self._made[1] == sums:
+            return self._made[2]
         split = self.unsplit == 0
-        return replace(
+        pooled = replace(
             p,
             sent=self.sent,
             lost=self.lost,
             forward_lost=self.forward_lost if split else None,
             reverse_lost=self.reverse_lost if split else None,
         )
+        self._made = (p, sums, pooled)
+        return pooled
 
 
 class PooledDiagnoser:
