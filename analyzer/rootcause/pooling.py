@@ -13,9 +13,11 @@ What a path's pool holds, and when it restarts:
 - only intervals over the same route: a changed hop list (`path_changed`, or forward or
   reverse components unlike the pool's) restarts it, and a path missing from an interval
   loses its pool (its route may have moved meanwhile);
-- not an interval in which the path lost `strong_loss` or more, nor one in which its agent
-  reported itself unhealthy: those are the single interval's (a down link, a stalled host),
-  and pooled they would linger as partial loss after the repair;
+- not an interval in which the path lost `strong_loss` or more, nor one in which the agent
+  at either end reported itself unhealthy (its host's reflector answers from the same
+  stalled machine): those are the single interval's (a down link, a stalled host), and
+  pooled they would linger as partial loss after the repair, or add a loaded host's drops
+  up into a finding on the links near it;
 - the pools of the paths through a pooled finding restart when the latest interval alone
   contradicts the pooled loss rate (its losses are below the rate's lower tail at
   `heal_alpha`): a fault that healed clears at once when it was strong enough to tell.
@@ -166,7 +168,7 @@ class PooledDiagnoser:
             pool = self._pools.get(p.path_id)
             if pool is None or p.path_changed or (pool.route is not route and pool.route != route):
                 pool = _PathPool(route)
-            if p.source in unhealthy or p.loss >= self.pool.strong_loss:
+            if p.source in unhealthy or p.target_site in unhealthy or p.loss >= self.pool.strong_loss:
                 pool = _PathPool(route)
                 paths.append(p)
             else:

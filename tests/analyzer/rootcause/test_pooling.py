@@ -110,6 +110,16 @@ def test_an_unhealthy_agents_intervals_are_not_pooled() -> None:
     assert pooled(drawn_epoch(rng, {})) == []  # recovered: its stalled intervals' losses are not pooled
 
 
+def test_intervals_of_paths_towards_an_unhealthy_agents_site_are_not_pooled() -> None:
+    """Its reflector answers from the same stalled machine: a few drops each interval there."""
+    rng = np.random.default_rng(9)
+    pooled = PooledDiagnoser(pool=PoolConfig(heal_alpha=0.0))  # this rule alone, without the repair test
+    stalled = (HostHealth("b1", healthy=False, reason="scheduling lag 2.0 s"),)
+    for _ in range(POOL_EPOCHS - 1):
+        pooled(replace(drawn_epoch(rng, {"p2>b1": 0.004}), hosts=stalled))
+    assert naming(pooled(drawn_epoch(rng, {})), "p2>b1") == []
+
+
 def test_pooling_off_is_the_engine_alone() -> None:
     rng = np.random.default_rng(11)
     pooled = PooledDiagnoser(pool=PoolConfig(epochs=1))
