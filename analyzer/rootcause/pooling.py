@@ -61,6 +61,10 @@ class PoolConfig:
     heal_alpha: float = 1e-3
     # a path losing this share in one interval is the single interval's finding: its pool restarts
     strong_loss: float = 0.5
+    # a pooled finding explains at least this many lost probes beyond background: a loaded host's
+    # bursts of drops on two or three paths add up to a handful over the pool (the lab's 10 probes
+    # a path make them significant), a faint link loss nationally to tens
+    min_excess_losses: float = 10.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -126,7 +130,11 @@ class PooledDiagnoser:
     ) -> None:
         self.config = config = config if config is not None else EngineConfig()
         self.pool = pool
-        self.pooled_config = replace(config, epoch_alpha=pool.epoch_alpha)
+        self.pooled_config = replace(
+            config,
+            epoch_alpha=pool.epoch_alpha,
+            min_excess_losses=max(config.min_excess_losses, pool.min_excess_losses),
+        )
         self.single = single
         self._pools: dict[str, _PathPool] = {}
 

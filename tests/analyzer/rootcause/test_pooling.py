@@ -131,3 +131,22 @@ def test_pooling_off_is_the_engine_alone() -> None:
 def test_a_pool_of_no_intervals_is_refused() -> None:
     with pytest.raises(ValueError, match="epochs must be at least 1"):
         PoolConfig(epochs=0)
+
+
+def test_a_few_paths_bursts_of_drops_are_no_pooled_finding() -> None:
+    """Two paths dropping a probe or two an interval (a loaded host), 10 probes a path as on the
+    lab: significant pooled, but too few losses to be a link's."""
+    rng = np.random.default_rng(12)
+    bursty = {"a1>b1/video/stamp": 1, "a1>b2/video/stamp": 1}
+    for minimum, expected in ((PoolConfig().min_excess_losses, []), (4.0, ["a1>p1"])):
+        pooled = PooledDiagnoser(pool=PoolConfig(min_excess_losses=minimum))
+        for _ in range(POOL_EPOCHS):
+            epoch = drawn_epoch(rng, {}, sent=10)
+            paths = tuple(
+                replace(p, lost=p.lost + bursty[p.path_id], forward_lost=p.forward_lost + bursty[p.path_id])
+                if p.path_id in bursty
+                else p
+                for p in epoch.paths
+            )
+            found = pooled(replace(epoch, paths=paths))
+        assert [s for d in found for s in d.suspects if s == "a1>p1"] == expected
