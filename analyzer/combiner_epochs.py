@@ -167,9 +167,9 @@ class CombinedInference:
         errors: LoopErrors | None = None,
     ) -> None:
         if diagnose is None:
-            from analyzer.rootcause.engine import diagnose as engine_diagnose
+            from analyzer.rootcause.pooling import PooledDiagnoser
 
-            diagnose = engine_diagnose
+            diagnose = PooledDiagnoser()  # one per stream of intervals: it pools their counts
         self.assembler = assembler
         self.diagnose = diagnose
         self.tracker = HintTracker()

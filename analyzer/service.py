@@ -123,7 +123,8 @@ class SnapshotKeeper:
 class RootCauseRunner:
     """Root-cause inference once per closed interval, in a thread of its own so that ingest
     never waits for it: when the store's `judged_through_ns` moves, the evidence of that
-    interval (analyzer.rootcause.evidence) goes to `diagnose` (default: the engine's) and
+    interval (analyzer.rootcause.evidence) goes to `diagnose` (default: the engine's, with gray loss also
+    tested over counts pooled across intervals: analyzer.rootcause.pooling) and
     the diagnoses to a HintTracker, whose current hints `hints()` answers; between epochs,
     a newly paired in-situ segment that lost packets is diagnosed at once (`note_segments`). `last_seconds`
     and `worst_seconds` time one interval's evidence and inference. To see why a hint came or
@@ -145,9 +146,9 @@ class RootCauseRunner:
         from analyzer.rootcause.hints import HintTracker
 
         if diagnose is None:
-            from analyzer.rootcause.engine import diagnose as engine_diagnose
+            from analyzer.rootcause.pooling import PooledDiagnoser
 
-            diagnose = engine_diagnose
+            diagnose = PooledDiagnoser()  # one per stream of intervals: it pools their counts
         self.store = store
         self.builder = EvidenceBuilder(store, declared_names)
         self.tracker = HintTracker()

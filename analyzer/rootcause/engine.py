@@ -158,14 +158,28 @@ def diagnose(epoch: Epoch, config: EngineConfig = EngineConfig()) -> list[Diagno
     unhealthy = {h.site: h for h in epoch.hosts if not h.healthy}
     diagnoses += _host_diagnoses(paths, unhealthy, len(epoch.hosts))
     if paths:
-        observations = loss_observations(paths, config.background_loss_per_link)
-        excluded = _rows_from(observations, paths, unhealthy)
-        context = _Context(paths, observations, excluded, config)
+        context = _context(paths, unhealthy, config)
         loss_findings = context.hard_failures() + context.gray_losses()
         diagnoses += loss_findings
         diagnoses += context.delay_steps(loss_findings)
         diagnoses += path_change_diagnoses(paths, unhealthy)
     return sorted(diagnoses, key=lambda d: (-d.confidence, _PRECEDENCE.index(d.kind), d.suspects))
+
+
+def gray_losses(epoch: Epoch, config: EngineConfig = EngineConfig()) -> list[Diagnosis]:
+    """Stage 3 alone, over what stage 2 (hard failures) left: the partial-loss findings of an
+    epoch whose counts were pooled over several intervals (analyzer.rootcause.pooling). Hard
+    failures, delay steps and path changes are the single interval's to tell."""
+    if not epoch.paths:
+        return []
+    context = _context(epoch.paths, {h.site for h in epoch.hosts if not h.healthy}, config)
+    context.hard_failures()  # marks the rows they explain, so the gray stage leaves them alone
+    return context.gray_losses()
+
+
+def _context(paths: tuple[PathEvidence, ...], unhealthy_sites, config: EngineConfig) -> _Context:
+    observations = loss_observations(paths, config.background_loss_per_link)
+    return _Context(paths, observations, _rows_from(observations, paths, unhealthy_sites), config)
 
 
 SHARED_STALL_CONFIDENCE = 0.5
@@ -201,7 +215,7 @@ def _host_diagnoses(paths: tuple[PathEvidence, ...], unhealthy: dict, hosts: int
     return found
 
 
-def _rows_from(observations: Observations, paths: tuple[PathEvidence, ...], sites: dict) -> np.ndarray:
+def _rows_from(observations: Observations, paths: tuple[PathEvidence, ...], sites) -> np.ndarray:
     if not sites:
         return np.zeros(len(observations.sent), dtype=bool)
     from_site = np.fromiter((p.source in sites for p in paths), dtype=bool, count=len(paths))
@@ -257,24 +271,28 @@ class _Context:
             since.setdefault(p.source, []).append(i)
             if p.target_site is not None and p.target_site != p.source:
                 towards.setdefault(p.target_site, []).append(i)
+        slice_count = int(slice_of_path.max()) + 1
+        # every pseudo-component's per-slice sums, tested in one call (thousands at national scale)
+        owners, lost_sums, expected_sums = [], [], []
         for column, name in pseudo:
             site = name.split(":", 1)[1]
             counterparts = np.asarray((towards if name.startswith("host:") else since).get(site, ()), dtype=np.int64)
             if len(counterparts) == 0 or (worst[counterparts] >= config.good_loss).any():
                 allowed[column] = False
                 continue
+            measured = int(known[counterparts].sum())
+            if measured and int(slow[counterparts].sum()) >= config.counterpart_slow_share * measured:
+                allowed[column] = False
+                continue
             # slice by slice: a loss of one slice near S is not cleared by the other slices' health
             slice_of = slice_of_path[counterparts]
-            slice_ids = np.unique(slice_of)
-            tails = poisson_tail(
-                np.asarray([lost[counterparts][slice_of == s].sum() for s in slice_ids]),
-                np.asarray([expected[counterparts][slice_of == s].sum() for s in slice_ids]),
-            )
-            measured = int(known[counterparts].sum())
-            slower = int(slow[counterparts].sum())
-            allowed[column] = bool((tails >= config.counterpart_alpha).all()) and not (
-                measured and slower >= config.counterpart_slow_share * measured
-            )
+            present = np.bincount(slice_of, minlength=slice_count) > 0
+            lost_sums.append(np.bincount(slice_of, lost[counterparts], slice_count)[present])
+            expected_sums.append(np.bincount(slice_of, expected[counterparts], slice_count)[present])
+            owners.append(np.full(int(present.sum()), column))
+        if owners:
+            tails = poisson_tail(np.concatenate(lost_sums), np.concatenate(expected_sums))
+            allowed[np.concatenate(owners)[tails < config.counterpart_alpha]] = False
         return allowed
 
     def _queue_kind(self, through: np.ndarray, degraded: set[int]) -> tuple[str, str | None]:

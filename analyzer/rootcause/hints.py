@@ -7,7 +7,9 @@ and evidence are the latest epoch's. It stays while it is diagnosed and for
 `CLEAR_AFTER_EPOCHS - 1` epochs without it (one quiet interval is not a healed fault: a
 window with no loss out of a 20%-loss link happens), and goes at the `CLEAR_AFTER_EPOCHS`-th
 consecutive epoch without it: 2 intervals, so a healed fault leaves the list in about two
-intervals (2 s on the lab, 20 s with 10 s intervals).
+intervals (2 s on the lab, 20 s with 10 s intervals); a faint gray loss found only over
+pooled intervals can be diagnosed for up to K - 1 intervals after its repair, so its hint
+goes at most K + 1 intervals after it (analyzer.rootcause.pooling).
 
 A diagnosis whose kinds overlap a tracked hint's on the same suspects (`congestion|slice-isolation`
 after `slice-isolation`, or back, as the evidence of a starved slice firms up or blurs) is the

@@ -30,8 +30,8 @@ from analyzer.insitu.segments import SegmentStore
 from analyzer.rootcause.engine import diagnose
 from analyzer.rootcause.model import Diagnosis, link_name
 from bench._common import environment, table, write_result
-from bench.rootcause.__main__ import build_world
-from bench.rootcause.faults import CLASSES, FaultDrawer, Truth
+from bench.rootcause.__main__ import COUNTY_GRAY, build_world, on_county_link
+from bench.rootcause.faults import CLASSES, FaultDrawer
 from bench.rootcause.score import Tally
 from bench.rootcause.simulate import BACKGROUND_LOSS, Impairments, World
 from collector.contract.marked_blocks import MarkedBlock
@@ -40,7 +40,7 @@ NOW_NS = 1_800_000_000 * 10**9  # the epoch's end on the analyzer's clock
 BLOCK_NS = 10 * 10**9  # one block per epoch
 HOP_NS = 1_000_000
 RUNS = ("probes", "probes+insitu")
-CLASSES_HERE = ("gray-loss", "gray-loss county", "healthy")
+CLASSES_HERE = ("gray-loss", COUNTY_GRAY, "healthy")
 
 
 def marked_paths(world: World, share: float, seed: int) -> list[int]:
@@ -84,11 +84,6 @@ def insitu_diagnoses(
     return segment_diagnoses(store, NOW_NS, BLOCK_NS)
 
 
-def on_county_link(world: World, truths: list[Truth]) -> bool:
-    level = world.network.level
-    return any(level[n] == "county" for t in truths for c in t.components for n in c.split(">"))
-
-
 def run(trials: int, seed: int, scale: float, share: float, packets: int) -> dict:
     started = time.perf_counter()
     world = build_world(seed, scale)
@@ -107,7 +102,7 @@ def run(trials: int, seed: int, scale: float, share: float, packets: int) -> dic
             clock = time.process_time()
             both = [*insitu_diagnoses(world, marked, impairments, insitu_rng, packets), *probes]
             both_s = probes_s + time.process_time() - clock
-            classes = [fault_class] + (["gray-loss county"] if truths and on_county_link(world, truths) else [])
+            classes = [fault_class] + ([COUNTY_GRAY] if truths and on_county_link(world, truths) else [])
             for name in classes:
                 tallies[name]["probes"].add(truths, probes, probes_s)
                 tallies[name]["probes+insitu"].add(truths, both, both_s)

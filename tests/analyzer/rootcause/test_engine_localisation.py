@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from analyzer.rootcause.engine import EngineConfig, diagnose
+from analyzer.rootcause.engine import EngineConfig, diagnose, gray_losses
 from analyzer.rootcause.lossrate import component_alpha
 from analyzer.rootcause.model import Epoch
 from tests.analyzer.rootcause.engine_topology import mesh
@@ -118,3 +118,10 @@ def test_losses_one_component_in_a_million_shows_by_chance_are_no_finding_among_
     assert national == []
     assert component_alpha(20_000, EngineConfig().alpha, EngineConfig().epoch_alpha) == 1e-8
     assert component_alpha(100, EngineConfig().alpha, EngineConfig().epoch_alpha) == EngineConfig().alpha
+
+
+def test_the_gray_stage_alone_leaves_hard_failures_to_the_full_engine() -> None:
+    epoch = Epoch(tuple(mesh(loss={"p1>c1": 0.03, "d1>p3": 1.0})))
+    assert any("d1>p3" in d.suspects and d.kind == "node-down" for d in diagnose(epoch))  # a leaf: d1 with it
+    found = gray_losses(epoch)
+    assert [d.suspects for d in found] == [("p1>c1",)]  # the down link's rows were explained, not refitted
