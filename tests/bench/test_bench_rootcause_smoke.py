@@ -13,27 +13,21 @@ REPO = Path(__file__).resolve().parents[2]
 METHODS = {"ours", "007", "tomo", "netbouncer"}
 
 
-def test_rootcause_bench_smoke(tmp_path: Path) -> None:
-    output = tmp_path / "result.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.rootcause",
-            "--trials",
-            "2",
-            "--scale",
-            "0.05",
-            "--seed",
-            "3",
-            "--json",
-            str(output),
-        ],
+def run_small(output: Path, *more: str) -> subprocess.CompletedProcess:
+    """bench.rootcause at a twentieth of the national scale, two trials a class, seed 3."""
+    return subprocess.run(
+        [sys.executable, "-m", "bench.rootcause", "--trials", "2", "--scale", "0.05", "--seed", "3"]
+        + [*more, "--json", str(output)],
         capture_output=True,
         text=True,
         timeout=300,
         cwd=REPO,
     )
+
+
+def test_rootcause_bench_smoke(tmp_path: Path) -> None:
+    output = tmp_path / "result.json"
+    result = run_small(output)
     assert result.returncode == 0, result.stderr
     assert "F1 lenient" in result.stdout and "netbouncer" in result.stdout
     data = json.loads(output.read_text())
@@ -76,31 +70,7 @@ def test_rootcause_bench_smoke(tmp_path: Path) -> None:
 def test_rootcause_bench_multi_epoch_smoke(tmp_path: Path) -> None:
     """Trials as sequences of epochs: ours pools over them, ours-unpooled judges the last alone."""
     output = tmp_path / "result.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.rootcause",
-            "--trials",
-            "2",
-            "--scale",
-            "0.05",
-            "--seed",
-            "3",
-            "--epochs",
-            "3",
-            "--classes",
-            "gray-loss,healthy",
-            "--methods",
-            "ours,ours-unpooled",
-            "--json",
-            str(output),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO,
-    )
+    result = run_small(output, "--epochs", "3", "--classes", "gray-loss,healthy", "--methods", "ours,ours-unpooled")
     assert result.returncode == 0, result.stderr
     assert "3 epochs per trial" in result.stdout and "ours-unpooled" in result.stdout
     data = json.loads(output.read_text())
