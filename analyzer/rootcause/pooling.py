@@ -18,6 +18,9 @@ What a path's pool holds, and when it restarts:
   stalled machine): those are the single interval's (a down link, a stalled host), and
   pooled they would linger as partial loss after the repair, or add a loaded host's drops
   up into a finding on the links near it;
+- not an interval in which the path crosses a loss the single interval named: the fault is
+  the single interval's then, and its intervals left in the pools would keep it alive after
+  its repair (a loss of ~0.3% is named in some intervals and not others);
 - the pools of the paths through a pooled finding restart when the latest interval alone
   contradicts the pooled loss rate (its losses are below the rate's lower tail at
   `heal_alpha`): a fault that healed clears at once when it was strong enough to tell.
@@ -140,18 +143,15 @@ class PooledDiagnoser:
 
     def __call__(self, epoch: Epoch) -> list[Diagnosis]:
         found = list(self.single(epoch, self.config))
-        pooled_paths, deepest = self._pool(epoch)
+        # Paths through a loss the single interval explained are its: pooled, they would pin a
+        # second finding on the culprit's neighbours, and once it is repaired their pools would
+        # still hold its intervals and keep it alive. Their pools restart.
+        lossy = {s for d in found if d.kind not in _NOT_LOSS for s in d.suspects}
+        pooled_paths, deepest = self._pool(epoch, lossy)
         if deepest < 2:
             return found
         named = {s for d in found for s in d.suspects}
-        # paths through a loss the single interval explained are its: pooled, they would pin a
-        # second finding on the culprit's neighbours
-        lossy = {s for d in found if d.kind not in _NOT_LOSS for s in d.suspects}
-        unexplained = tuple(
-            pooled
-            for p, pooled in zip(epoch.paths, pooled_paths)
-            if not lossy or (lossy.isdisjoint(p.forward) and lossy.isdisjoint(p.reverse or ()))
-        )
+        unexplained = tuple(pooled for p, pooled in zip(epoch.paths, pooled_paths) if not _through(p, lossy))
         pooled_epoch = Epoch(unexplained, epoch.hosts, epoch.at_ns)
         for d in gray_losses(pooled_epoch, self.pooled_config):
             if named.intersection(d.suspects):
@@ -164,8 +164,9 @@ class PooledDiagnoser:
             found.append(replace(d, evidence=(sentence + d.evidence[0], *d.evidence[1:])))
         return sorted(found, key=lambda d: -d.confidence)
 
-    def _pool(self, epoch: Epoch) -> tuple[list[PathEvidence], int]:
-        """Every path of the interval with its pooled counts, and the deepest pool."""
+    def _pool(self, epoch: Epoch, lossy: set[str]) -> tuple[list[PathEvidence], int]:
+        """Every path of the interval with its pooled counts, and the deepest pool; the pools
+        of paths through `lossy` components restart."""
         unhealthy = {h.site for h in epoch.hosts if not h.healthy}
         depth = self.pool.epochs
         pools: dict[str, _PathPool] = {}
@@ -176,7 +177,12 @@ class PooledDiagnoser:
             pool = self._pools.get(p.path_id)
             if pool is None or p.path_changed or (pool.route is not route and pool.route != route):
                 pool = _PathPool(route)
-            if p.source in unhealthy or p.target_site in unhealthy or p.loss >= self.pool.strong_loss:
+            if (
+                p.source in unhealthy
+                or p.target_site in unhealthy
+                or p.loss >= self.pool.strong_loss
+                or _through(p, lossy)
+            ):
                 pool = _PathPool(route)
                 paths.append(p)
             else:
@@ -201,6 +207,10 @@ class PooledDiagnoser:
             pool = self._pools[p.path_id] = _PathPool(self._pools[p.path_id].route)
             pool.add(p, self.pool.epochs)
         return True
+
+
+def _through(p: PathEvidence, components: set[str]) -> bool:
+    return bool(components) and not (components.isdisjoint(p.forward) and components.isdisjoint(p.reverse or ()))
 
 
 def _crosses(p: PathEvidence, component: str) -> bool:

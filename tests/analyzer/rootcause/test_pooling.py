@@ -101,6 +101,21 @@ def test_a_faint_finding_is_gone_within_the_pool_after_repair() -> None:
     assert all(later == [] for earlier, later in zip(after, after[1:]) if earlier == [])  # no return once gone
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_a_loss_the_single_interval_names_now_and_then_is_gone_right_after_repair(seed: int) -> None:
+    # At ~0.3% the single interval names the link in some intervals and not in others: the
+    # pools of its paths must not keep the fault's intervals once it is repaired.
+    rng = np.random.default_rng(seed)
+    pooled = PooledDiagnoser()
+    faulty = [drawn_epoch(rng, {FAINT: 0.003}) for _ in range(POOL_EPOCHS)]
+    named_alone = [bool(naming(diagnose(e), FAINT)) for e in faulty]
+    assert any(named_alone)  # the case: a fault the single interval sees
+    for epoch in faulty:
+        pooled(epoch)
+    after = [naming(pooled(drawn_epoch(rng, {})), FAINT) for _ in range(POOL_EPOCHS)]
+    assert after[1:] == [[]] * (POOL_EPOCHS - 1), after  # at most the first healed interval
+
+
 def test_an_unhealthy_agents_intervals_are_not_pooled() -> None:
     rng = np.random.default_rng(8)
     pooled = PooledDiagnoser(pool=PoolConfig(heal_alpha=0.0))  # this rule alone, without the repair test
