@@ -177,6 +177,12 @@ class PathTrackers:
 
     def release(self, row: int) -> None:
         """The row's path is forgotten: the row is cleared for another."""
+        self._reset(row)
+        self.paths[row] = None
+        self._free.append(row)
+
+    def _reset(self, row: int) -> None:
+        """The row as a new path's: nothing counted, not promoted."""
         self.promoted.pop(row, None)
         for counts in self._counts:
             counts.clear(row)
@@ -185,8 +191,7 @@ class PathTrackers:
         for column in (self.intervals, self.pooled_count, self.since, self.run_kind, self.run_start, self.run_count):
             column[row] = 0
         self.status[row], self.run_status[row] = NO_DATA, NO_RUN
-        self.pooled[row] = self.latest[row] = self.paths[row] = None
-        self._free.append(row)
+        self.pooled[row] = self.latest[row] = None
 
     def _grow(self, rows: int) -> None:
         extra = rows - len(self.last_start)
@@ -385,7 +390,11 @@ class PathTrackers:
         tracker = SlaTracker.from_state(state, self.policy)
         tracker.path = self.paths[row]
         self.promoted[row] = tracker
-        self._demote_if_clean(row, tracker)
+        try:
+            self._demote_if_clean(row, tracker)
+        except (KeyError, OverflowError, TypeError, ValueError) as exc:  # a value the columns cannot hold
+            self._reset(row)  # not half written: the path starts afresh
+            raise ValueError(f"a state the path's columns cannot hold: {exc!r}") from exc
 
     def _promote(self, row: int) -> SlaTracker:
         tracker = self.promoted.get(row)

@@ -183,6 +183,29 @@ def test_a_state_that_does_not_fit_raises_and_leaves_the_row_fresh():
     assert handle.to_state() == SlaTracker(SHORT, 1.0, PathKey("cnty1a", "t0", "short", "stamp")).to_state()
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda hysteresis: hysteresis.update(status="weird"),  # no such status: no column code
+        lambda hysteresis: hysteresis.update(since_ns=2**70),  # past the column's 64 bits
+    ],
+    ids=["unknown status", "too large"],
+)
+def test_a_state_the_columns_cannot_hold_raises_and_leaves_the_row_fresh(damage):
+    key = PathKey("cnty1a", "t0", "short", "stamp")
+    tracker = SlaTracker(SHORT, 1.0, key)
+    for seq in range(T0, T0 + 5):
+        tracker.add(window_stats(lossy(key, seq, 0), SHORT.unavailable_loss))
+    state = tracker.to_state()
+    damage(state["hysteresis"])
+    columns = PathTrackers(SHORT, 1.0)
+    handle = columns.new(key)
+    with pytest.raises(ValueError, match="cannot hold"):
+        handle.restore(state)
+    assert handle.to_state() == SlaTracker(SHORT, 1.0, key).to_state()
+    assert not columns.promoted
+
+
 def test_a_column_row_takes_less_memory_than_a_tracker_object():
     columns = PathTrackers(default_policies()["video"], 10.0)
     for i in range(1024):
