@@ -114,7 +114,11 @@ class QueueReplay:
             sock.bind((address, 0))
             sock.setblocking(False)
             self.clients.append(sock)
-        self.by_pid = self._map()
+        try:
+            self.by_pid = self._map()
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         for sock in self.clients:
@@ -148,16 +152,18 @@ class QueueReplay:
         if len(self.pids) == 1:
             return {self.pids[0]: list(self.clients)}
         self._signal(signal.SIGSTOP)
-        for sock in self.clients:
-            sock.sendto(REQUEST, self.address)
         mapping: dict[int, list[socket.socket]] = {}
-        for pid in self.pids:
-            os.kill(pid, signal.SIGCONT)
-            time.sleep(_QUIET_S)  # no event tells that a process has nothing more to answer
-            answered = [sock for sock in self.clients if self._drain_one(sock)]
-            os.kill(pid, signal.SIGSTOP)
-            mapping[pid] = answered
-        self._signal(signal.SIGCONT)
+        try:
+            for sock in self.clients:
+                sock.sendto(REQUEST, self.address)
+            for pid in self.pids:
+                os.kill(pid, signal.SIGCONT)
+                time.sleep(_QUIET_S)  # no event tells that a process has nothing more to answer
+                answered = [sock for sock in self.clients if self._drain_one(sock)]
+                os.kill(pid, signal.SIGSTOP)
+                mapping[pid] = answered
+        finally:
+            self._signal(signal.SIGCONT)  # never left stopped
         missing = [pid for pid, socks in mapping.items() if not socks]
         if missing:
             raise RuntimeError(f"no client of {len(self.clients)} reached process(es) {missing}")

@@ -160,6 +160,7 @@ class Scheduler:
         for probe in added:
             self._add(probe)
         if self._timer is not None:
+            gc.collect()  # what the reload left unreachable is freed, not frozen with the rest
             gc.freeze()  # the new schedules, as at the start of the run
             self._timer.arm(0)  # new schedules may be due before the time the timer has
         return len(added), len(removed)
@@ -223,7 +224,9 @@ class Scheduler:
         self._next_housekeeping_ns = now + HOUSEKEEPING_NS
         # The plan's objects (schedules, sessions, window builders: most of what an agent with
         # 10,000 targets holds) live as long as the run: frozen, a full garbage collection no
-        # longer walks them all, which held the loop ~90 ms at 10,000 STAMP targets.
+        # longer walks them all, which held the loop ~90 ms at 10,000 STAMP targets. Garbage of
+        # the start-up is collected first, so none of it is frozen.
+        gc.collect()
         gc.freeze()
         self._failure = loop.create_future()
         stopping = asyncio.ensure_future(stop.wait())
@@ -239,7 +242,7 @@ class Scheduler:
                 self._timer = None
                 for prober in self.probers.values():
                     prober.detach(loop)
-        gc.unfreeze()
+                gc.unfreeze()  # also when the run is cancelled
         if self._failure.done():
             self._failure.result()  # a turn failed: the run ends with its error
         self._shutdown()
@@ -306,8 +309,8 @@ class Scheduler:
     def _close_windows(self, now: int) -> bool:
         """Hand out settled windows: one pass over every builder per window length (windows
         end together, on the wall clock), CLOSE_SLICE_NS of it per turn, so that no turn holds
-        the loop longer than that; windows go to `on_windows` CLOSE_BATCH at a time, the rest
-        when the pass ends. True while the pass goes on."""
+        the loop longer than that; windows go to `on_windows` once CLOSE_BATCH (or more) have
+        gathered, the rest when the pass ends. True while the pass goes on."""
         if not self._closing and now < self._next_close_ns:
             return False
         started_ns = time.perf_counter_ns()

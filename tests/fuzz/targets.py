@@ -131,11 +131,11 @@ def json_leaves(mutate: Mutation) -> Callable[[bytes, int, int], bytes]:
         rng = random.Random(seed)
         try:
             document = json.loads(data)
-        except ValueError:
+            slots = list(_json_slots(document))
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than Python recurses
             return mutate(data, max_size)
         if rng.random() < 0.5:
             return mutate(data, max_size)
-        slots = list(_json_slots(document))
         if not slots:
             return mutate(data, max_size)
         holder, key = rng.choice(slots)

@@ -72,6 +72,8 @@ def test_json_mutations_change_the_structure_and_leave_octet_mutations_to_the_fu
     assert all(isinstance(json.loads(out), dict) for out in structural)
     assert any(out.startswith(b"octets:") for out in outputs)  # half the time the fuzzer's own
     assert mutator(b"{not json", 4096, 1) == b"octets:{not json"
+    deep = b"[" * 100_000 + b"]" * 100_000
+    assert mutator(deep, 300_000, 1).startswith(b"octets:")  # too deep to walk: octets only
     assert all(len(mutator(seed, len(seed), n)) <= len(seed) for n in range(50))  # the size bound
 
 
