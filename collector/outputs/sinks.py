@@ -394,7 +394,11 @@ class SpoolingSink:
                         self._spool.pending_windows,
                         self._spool.directory,
                     )
-                self._spool.close()
+                try:
+                    self._spool.close()
+                except Exception as exc:  # e.g. a last fsync the disk refused: counted; the transport still closes
+                    self._errors.note("spool", exc)
+                    log.error("sink to %s could not close its spool %s: %s", self.endpoint, self._spool.directory, exc)
             self._close_transport()
 
     def _next_head(self) -> tuple[int, bytes, int, str] | None:

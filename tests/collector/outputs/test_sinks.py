@@ -482,6 +482,26 @@ def test_a_failed_fsync_is_counted_and_tried_again_until_the_disk_takes_it(recei
     assert receiver.window_ids == [("core", 1)] and sink.dropped_total == 0
 
 
+def test_a_failed_fsync_at_close_is_counted_and_the_connection_still_closed(receiver, make_sink, monkeypatch):
+    """The spool's close raises the last flush's failure: it used to escape the shipping
+    thread's finally, so the thread died with a traceback and never closed the transport."""
+    sink = make_sink(receiver.url)  # analyzer away: the batch stays spooled
+    sink.submit(batch(1))
+    wait_until(lambda: sink.spool_depth == 1, what="the batch spooled")
+
+    def fsync(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    died: list[threading.ExceptHookArgs] = []
+    monkeypatch.setattr(threading, "excepthook", died.append)
+    sink.submit(batch(2))  # written, never synced
+    sink.close(timeout=0)
+    assert not sink._thread.is_alive() and not died, died
+    assert sink._client.is_closed, "the HTTP client was left open"
+    assert sink.errors_total["spool"] >= 2  # the spooling thread's last flush, then the close's
+
+
 def test_a_sigkilled_agent_has_spooled_every_window_but_the_one_being_closed(tmp_path):
     """A real `xnetmon agent` ships to an analyzer that takes the connection and never
     answers, so its sends hang for their whole timeout; windows keep closing meanwhile. After
