@@ -458,7 +458,7 @@ def test_a_full_disk_drops_counted_batches_and_the_sink_recovers_when_space_retu
         sink.close(timeout=0)
 
 
-def test_a_failed_fsync_is_counted_and_tried_again_until_the_disk_takes_it(receiver, make_sink, monkeypatch):
+def test_a_failed_fsync_is_counted_and_flushed_again_until_an_fsync_succeeds(receiver, make_sink, monkeypatch):
     """The spooling thread used to close the descriptors whose fsync failed: counted once,
     the records' sync was never tried again (and the count raced submit's)."""
     synced: list[int] = []
