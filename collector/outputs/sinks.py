@@ -176,7 +176,7 @@ class Body:
 
 
 SINK_THREADS = ("spool", "ship")  # a SpoolingSink's two threads, as its errors_total counts them
-FLUSH_RETRY_S = 1.0  # after a failed fsync: tried again this often until it succeeds
+FLUSH_RETRY_S = 1.0  # after a failed fsync: flushed again this often until an fsync succeeds
 
 
 class SpoolingSink:
@@ -199,9 +199,11 @@ class SpoolingSink:
     writing and flushing, `ship` for sending; counted under a lock, as `submit` and the
     spooling thread both count `spool`) and survived: a batch that could not be written
     is counted in `dropped_total`, and the thread carries on with the next flush or send. A
-    flush whose fsync failed keeps what it could not sync and tries it again every
-    `FLUSH_RETRY_S` until it succeeds (each failure counted); the records stay spooled and
-    are delivered meanwhile.
+    flush whose fsync failed is counted and logged, and flushed again every `FLUSH_RETRY_S`
+    until an fsync succeeds; the records stay spooled and are delivered from the spool. A
+    retry does not make durable the records written before the error (Linux reports an
+    fsync error once and usually marks the failed pages clean; see
+    `collector.outputs.spool`): a power loss may take those not yet delivered.
 
     Opening the spool reads what a previous run left, so construct the sink before the
     event loop gets busy (or in `asyncio.to_thread`).
@@ -333,8 +335,10 @@ class SpoolingSink:
 
     def _flush_loop(self) -> None:
         """fsync what submit wrote, as it comes; one flush covers every batch written since
-        the last. What a flush could not sync is tried again after `FLUSH_RETRY_S`, new
-        writes or not. A last flush once closing."""
+        the last. After a failed fsync (counted, logged once per run of failures) the flush
+        is made again every `FLUSH_RETRY_S`, new writes or not, until one succeeds; that
+        syncs later writes, not the records written before the error, which stay spooled
+        and are delivered from the spool. A last flush once closing."""
         failing = False
         while True:
             self._written.wait(FLUSH_RETRY_S if failing else None)
@@ -347,13 +351,19 @@ class SpoolingSink:
                 if failing:
                     log.info("sink to %s flushed its spool %s again", self.endpoint, self._spool.directory)
                 failing = False
-            except SyncFailed as exc:  # the records stay written and spooled; their sync is tried again
+            except SyncFailed as exc:  # the records stay spooled and are delivered; flushed again later
                 with self._spool_changed:
                     self._spool.retry_sync(exc.unsynced)
                 self._errors.note("spool", exc)
                 if not failing:  # once per run of failures, not every retry
                     spool = self._spool.directory
-                    log.error("sink to %s could not flush its spool %s: %s; retrying", self.endpoint, spool, exc)
+                    log.error(
+                        "sink to %s could not flush its spool %s: %s; its records stay spooled and are delivered, "
+                        "but those written before the error may not survive a power loss",
+                        self.endpoint,
+                        spool,
+                        exc,
+                    )
                 failing = True
             except Exception as exc:  # a bug: counted, and the next write flushes again
                 self._errors.note("spool", exc)
@@ -394,7 +404,11 @@ class SpoolingSink:
                         self._spool.pending_windows,
                         self._spool.directory,
                     )
-                self._spool.close()
+                try:
+                    self._spool.close()
+                except Exception as exc:  # e.g. a last fsync the disk refused: counted; the transport still closes
+                    self._errors.note("spool", exc)
+                    log.error("sink to %s could not close its spool %s: %s", self.endpoint, self._spool.directory, exc)
             self._close_transport()
 
     def _next_head(self) -> tuple[int, bytes, int, str] | None:

@@ -458,7 +458,7 @@ def test_a_full_disk_drops_counted_batches_and_the_sink_recovers_when_space_retu
         sink.close(timeout=0)
 
 
-def test_a_failed_fsync_is_counted_and_tried_again_until_the_disk_takes_it(receiver, make_sink, monkeypatch):
+def test_a_failed_fsync_is_counted_and_flushed_again_until_an_fsync_succeeds(receiver, make_sink, monkeypatch):
     """The spooling thread used to close the descriptors whose fsync failed: counted once,
     the records' sync was never tried again (and the count raced submit's)."""
     synced: list[int] = []
@@ -480,6 +480,26 @@ def test_a_failed_fsync_is_counted_and_tried_again_until_the_disk_takes_it(recei
     receiver.start()
     wait_until(lambda: sink.delivered_total == 1, what="the batch delivered")
     assert receiver.window_ids == [("core", 1)] and sink.dropped_total == 0
+
+
+def test_a_failed_fsync_at_close_is_counted_and_the_connection_still_closed(receiver, make_sink, monkeypatch):
+    """The spool's close raises the last flush's failure: it used to escape the shipping
+    thread's finally, so the thread died with a traceback and never closed the transport."""
+    sink = make_sink(receiver.url)  # analyzer away: the batch stays spooled
+    sink.submit(batch(1))
+    wait_until(lambda: sink.spool_depth == 1, what="the batch spooled")
+
+    def fsync(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    died: list[threading.ExceptHookArgs] = []
+    monkeypatch.setattr(threading, "excepthook", died.append)
+    sink.submit(batch(2))  # written, never synced
+    sink.close(timeout=0)
+    assert not sink._thread.is_alive() and not died, died
+    assert sink._client.is_closed, "the HTTP client was left open"
+    assert sink.errors_total["spool"] >= 2  # the spooling thread's last flush, then the close's
 
 
 def test_a_sigkilled_agent_has_spooled_every_window_but_the_one_being_closed(tmp_path):

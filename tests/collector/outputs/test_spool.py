@@ -136,6 +136,44 @@ def test_records_of_blocks_alone_have_a_byte_bound_of_their_own_and_their_drops_
     assert segments(tmp_path) == []  # no segment left behind by the records that went
 
 
+def test_records_of_blocks_alone_dropped_behind_a_window_stay_dropped_after_a_restart(open_spool, tmp_path):
+    """Records of blocks alone dropped from the middle of the queue share their segment with
+    records that stay: a restart used to take them back from it, and the bound dropped (and
+    counted) them again, or a larger bound delivered blocks already counted as dropped."""
+    probe = open_spool(100)
+    add_blocks(probe, 0)
+    size = probe.blocks_only_bytes + 10
+    probe.close()
+    for path in tmp_path.glob("*.jsonl"):
+        path.unlink()
+    (tmp_path / CURSOR_NAME).unlink(missing_ok=True)
+
+    spool = open_spool(100, max_blocks_only_bytes=3 * size)  # the default segment: one for all
+    add(spool, 1)
+    for tag in range(10, 13):
+        add_blocks(spool, tag)
+    add(spool, 2)
+    for tag in range(13, 16):
+        add_blocks(spool, tag)
+    assert (spool.dropped_blocks_total, len(spool), len(segments(tmp_path))) == (9, 5, 1)
+    spool.close()
+
+    again = open_spool(100, max_blocks_only_bytes=3 * size)
+    assert (again.dropped_blocks_total, len(again)) == (0, 5)
+    again.close()
+    larger = open_spool(100, max_blocks_only_bytes=100 * size)
+    assert drain_bodies(larger) == [("w", [1]), ("w", [2]), ("b", 13), ("b", 14), ("b", 15)]
+
+
+def test_a_cursor_of_an_older_spool_without_dropped_records_is_read(open_spool, tmp_path):
+    spool = open_spool(100)
+    for seq in range(3):
+        add(spool, seq)
+    spool.close()
+    (tmp_path / CURSOR_NAME).write_text('{"next_id": 1, "skip_windows": 0}')
+    assert drain(open_spool(100)) == [1, 2]
+
+
 def test_blocks_of_a_record_the_window_bound_drops_are_counted(open_spool):
     spool = open_spool(2)
     body = {"site": "cnty1a", "windows": [{"seq": 0}], "marked_blocks": [{}, {}]}
