@@ -31,6 +31,7 @@ from collector.contract.records import ProbeResult
 from collector.probes.base import ProberContext, ProbeSpec, ResultHandler
 from collector.probes.icmp_session import EchoSession, EchoTarget, Key
 from collector.probes.stamp_session import ReplyFacts
+from collector.probes.transmit_reports import TransmitReports
 from collector.system import measurement_sockets
 from collector.wire.icmp6 import (
     COOKIE_LEN,
@@ -45,7 +46,6 @@ from collector.wire.icmp6 import (
 RECEIVE_BUFFER = 65535
 ICMP6_FILTER = 1  # linux/icmpv6.h, at level IPPROTO_ICMPV6
 PERMISSION_HINT = "run as root, or allow ping sockets: sysctl -w net.ipv4.ping_group_range='0 2147483647'"
-_SENT_KEYS_LIMIT = 65536  # transmit reports that never came (a dropped send) are forgotten past this
 # Results are handed to the consumer on this tick rather than one wake-up per reply: at
 # thousands of replies a second that halves the event loop's turns, and the round trips do
 # not care, their times come from the kernel.
@@ -116,8 +116,7 @@ class EchoProber:
         except BaseException:
             self._sock.close()
             raise
-        self._sent_keys: dict[int, Key] = {}  # kernel send index -> request
-        self._send_index = 0
+        self._sent: TransmitReports[Key] = TransmitReports()
         self._ready: deque[ProbeResult] = deque()
         self._failure: Exception | None = None
         self.send_errors = 0
@@ -183,9 +182,13 @@ class EchoProber:
             self.last_send_error = exc.strerror or str(exc)
             self._deliver(self.session.on_send_error(key, f"send failed: {self.last_send_error}"))
         else:
-            self._sent_keys[self._send_index] = key
-            self._send_index += 1
+            self._sent.sent(key, time.monotonic_ns())
         return seq
+
+    @property
+    def transmit_reports_pending(self) -> int:
+        """Sends still waiting for the kernel's transmit timestamp."""
+        return len(self._sent)
 
     def _deliver(self, results: list[ProbeResult]) -> None:
         self._ready.extend(results)
@@ -194,12 +197,9 @@ class EchoProber:
         stamps, errors = measurement_sockets.read_error_queue(self._sock)
         session = self.session
         for index, kernel_ns in stamps:
-            key = self._sent_keys.pop(index, None)
+            key = self._sent.reported(index)
             if key is not None:
                 session.on_transmitted(key, kernel_ns)
-        if len(self._sent_keys) > _SENT_KEYS_LIMIT:
-            for index in sorted(self._sent_keys)[: _SENT_KEYS_LIMIT // 2]:
-                del self._sent_keys[index]
         for error in errors:  # ping sockets: the payload is our request from its ICMPv6 header on
             if error.destination is None:
                 continue

@@ -17,7 +17,6 @@ import dataclasses
 import random
 import socket
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -25,13 +24,11 @@ from typing import ClassVar
 from collector.contract.records import ProbeResult
 from collector.probes.base import ProberContext, ProbeSpec, ResultHandler
 from collector.probes.stamp_session import ReplyFacts, SenderSettings, StampSession
+from collector.probes.transmit_reports import TransmitReports
 from collector.system import measurement_sockets
 from collector.wire.slice_option import slice_hop_by_hop
 
 RECEIVE_BUFFER = 65535
-# A transmit report comes within milliseconds of its send; one still missing after this will
-# not come (the datagram was dropped before the device), and its send is forgotten.
-TX_REPORT_WAIT_NS = 2_000_000_000
 _SSID_OFFSET = 14  # unauthenticated sender packets (RFC 8972 section 3)
 
 SessionResultHandler = Callable[[StampSession, list[ProbeResult]], None]
@@ -64,9 +61,7 @@ class StampSocket:
         self._routes: dict[tuple[bytes, int, int], _Route] = {}  # (address, port, SSID)
         self._by_session: dict[int, tuple[bytes, int, int]] = {}
         self._by_address: dict[bytes, list[tuple[bytes, int, int]]] = {}  # for errors and SSID 0
-        # kernel send index -> (session, seq, monotonic ns of the send), in send order
-        self._sent: OrderedDict[int, tuple[StampSession, int, int]] = OrderedDict()
-        self._send_index = 0
+        self._sent: TransmitReports[tuple[StampSession, int]] = TransmitReports()  # (session, seq)
         self._leased_labels: set[int] = set()
         self._sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
@@ -145,11 +140,7 @@ class StampSocket:
             self.send_errors += 1
             self.last_send_error = f"{exc.strerror or exc}"
             return seq
-        now_ns = time.monotonic_ns()
-        self._sent[self._send_index] = (session, seq, now_ns)
-        self._send_index += 1
-        while self._sent and now_ns - next(iter(self._sent.values()))[2] > TX_REPORT_WAIT_NS:
-            self._sent.popitem(last=False)  # its report is not coming
+        self._sent.sent((session, seq), time.monotonic_ns())
         return seq
 
     @property
@@ -192,16 +183,9 @@ class StampSocket:
     def _read_error_queue(self) -> None:
         stamps, icmp_errors = measurement_sockets.read_error_queue(self._sock)
         for index, kernel_ns in stamps:
-            sent = self._sent.pop(index, None)
+            sent = self._sent.reported(index)
             if sent is not None:
                 sent[0].on_transmitted(sent[1], kernel_ns)
-            elif index >= self._send_index:
-                # The kernel numbered a send this count missed (refused after it was numbered:
-                # a full queue's ENOBUFS), so no later report would match its send again, and
-                # every send would wait for one. Most likely this reports the newest send:
-                # count on from it; the pending ones are numbered wrongly and go.
-                self._send_index = index + 1
-                self._sent.clear()
         for error in icmp_errors:
             route = self._route_of_error(error)
             if route is not None:

@@ -107,9 +107,9 @@ def kernel_t1(read_before_send_ns: int, kernel_send_ns: int | None, receive_ns: 
     """T1 of an answered probe: the kernel's transmit time when it lies between the clock read
     before the send and the reply's arrival, else the clock read. Transmit timestamps are
     matched to sends by the kernel's count of them, and a send the kernel counted but then
-    refused (a full queue) shifts later matches until the socket counts on from the kernel's
-    (`StampSocket`): such a time can come after the reply, and a negative round trip would
-    make the agent's window refused."""
+    refused (a full queue) shifts later matches until the count realigns on a report numbered
+    past it (`transmit_reports`): such a time can come after the reply or belong to another
+    probe, and a negative round trip would make the agent's window refused."""
     if kernel_send_ns is not None and read_before_send_ns <= kernel_send_ns <= receive_ns:
         return kernel_send_ns
     return read_before_send_ns

@@ -290,3 +290,26 @@ def test_a_reply_waiting_in_the_socket_is_read_before_its_request_expires():
         prober.close()
     assert len(settled) == 1 and not settled[0].lost, settled
     assert settled[0].rtt_ns is not None and settled[0].rtt_ns < timeout_ns
+
+
+def test_transmit_reports_match_sends_again_after_the_kernel_numbered_a_send_the_prober_did_not_count():
+    """A send refused after the kernel numbered it (a full queue's ENOBUFS) used to shift every
+    later report onto the next send for good: kernel T1 was rejected, or taken for the wrong
+    request while the queue stayed backed up, and every send waited for its report."""
+    results: list[ProbeResult] = []
+    with EchoProber(EchoSettings(timeout_ns=DEADLINE_S * 1_000_000_000)) as prober:
+        prober.add_target(EchoTarget("loopback", "::1", "best-effort", 0))
+        # a datagram the kernel numbers and the prober's count does not, as a refused send's
+        stray = encode_echo(Echo(ECHO_REQUEST, prober.session.identifier, 0xFFFF, make_payload(0, 8)))
+        prober._sock.sendto(stray, ("::1", 0))
+        poller = select.poll()
+        poller.register(prober.fileno(), select.POLLIN | select.POLLERR)
+        for count in range(1, 21):
+            prober.send(0)
+            deadline = time.monotonic() + DEADLINE_S
+            while len(results) < count and time.monotonic() < deadline and poller.poll(1000):
+                prober.drain()
+                results += prober.take_results()
+        pending = prober.transmit_reports_pending
+    assert len(results) == 20 and not any(r.lost for r in results), results
+    assert pending <= 1  # every report found its send again

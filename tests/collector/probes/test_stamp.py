@@ -110,9 +110,9 @@ def test_transmit_reports_match_sends_again_after_the_kernel_numbered_a_send_the
 
 
 def test_a_send_whose_transmit_report_never_comes_is_forgotten(monkeypatch):
-    import collector.probes.stamp as stamp
+    import collector.probes.transmit_reports as transmit_reports
 
-    monkeypatch.setattr(stamp, "TX_REPORT_WAIT_NS", 0)  # any report not read before the next send is late
+    monkeypatch.setattr(transmit_reports, "TX_REPORT_WAIT_NS", 0)  # any report not read before the next send is late
     with reflector(stateful=False) as server:
         shared = StampSocket(socket.AF_INET6, None, lambda session, found: None)
         try:
