@@ -160,7 +160,7 @@ class Scheduler:
         for probe in added:
             self._add(probe)
         if self._timer is not None:
-            gc.collect()  # what the reload left unreachable is freed, not frozen with the rest
+            gc.collect()  # young garbage is freed, not frozen (frozen objects are not walked: cheap)
             gc.freeze()  # the new schedules, as at the start of the run
             self._timer.arm(0)  # new schedules may be due before the time the timer has
         return len(added), len(removed)
@@ -219,15 +219,16 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         for prober in self.probers.values():
             prober.attach(loop)
-        now = time.time_ns()
-        self._skip_missed(now)
-        self._next_housekeeping_ns = now + HOUSEKEEPING_NS
         # The plan's objects (schedules, sessions, window builders: most of what an agent with
         # 10,000 targets holds) live as long as the run: frozen, a full garbage collection no
         # longer walks them all, which held the loop ~90 ms at 10,000 STAMP targets. Garbage of
-        # the start-up is collected first, so none of it is frozen.
+        # the start-up is collected first, so none of it is frozen, and before the schedules
+        # are placed, so that pause is no probe's lag.
         gc.collect()
         gc.freeze()
+        now = time.time_ns()
+        self._skip_missed(now)
+        self._next_housekeeping_ns = now + HOUSEKEEPING_NS
         self._failure = loop.create_future()
         stopping = asyncio.ensure_future(stop.wait())
         with WakeupTimer() as timer:
