@@ -23,7 +23,10 @@ to a combiner in this process (analyzer.combiner_intake), as deployed; its clock
 the N stores together hold every window, and its CPU seconds are this process's, the N
 analyzers' and nats-server's. `windows_per_partition_cpu_second` is what the partitions
 alone take per CPU second: with the sites publishing from their own machines, what a core of
-partitions carries.
+partitions carries. With `--prefilled` the partitions are stopped (SIGSTOP) while the sites
+publish into the stream, and the clock runs from their continuing until they hold every
+window: the sites' publishing, elsewhere in a deployment, is then not on this machine's cores
+while the partitions and nats-server take the windows (the other paths are unchanged).
 
 No root needed. The targets (issue 14): the bus at least as fast as HTTP; at least 50,000
 windows/s into a partitioned analysis on this machine's two cores.
@@ -34,6 +37,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -157,7 +161,13 @@ def partition_worker(pki: Path, url: str, index: int, partitions: int, windows, 
     intake.stop()
 
 
-def run_partitioned(batches: list[ShipmentBatch], workdir: Path, pki: Path, total: int, partitions: int) -> dict:
+def run_partitioned(
+    batches: list[ShipmentBatch], workdir: Path, pki: Path, total: int, partitions: int, prefilled: bool = False
+) -> dict:
+    """The bus into `partitions` partition processes. `prefilled`: the partitions are stopped
+    (SIGSTOP) while the sites publish, and the clock runs from their continuing until they
+    hold every window, so the publishers' CPU (elsewhere in a deployment) is not on the
+    machine while the partitions and nats-server take the stream."""
     sites = sorted({b.site for b in batches})
     context = multiprocessing.get_context("spawn")  # no fork of a process with threads
     with NatsServer(pki, workdir / "server", partitions=partitions) as server:
@@ -187,9 +197,19 @@ def run_partitioned(batches: list[ShipmentBatch], workdir: Path, pki: Path, tota
             sink.submit(ShipmentBatch(site, (), health=example_health(site)))
         wait_counts(lambda: sum(a.value for _, a in counts), len(sites), "the sinks' health in the partitions")
         pids = [server.pid, *(w.pid for w in workers)]
+        if prefilled:
+            for worker in workers:
+                os.kill(worker.pid, signal.SIGSTOP)
+            for batch in batches:
+                sinks[batch.site].submit(batch)
+            wait_counts(lambda: sum(s.delivered_total for s in sinks.values()), total, "every window in the stream")
         cpu0, others0, t0 = process_cpu(), [process_cpu(pid) for pid in pids], time.perf_counter()
-        for batch in batches:
-            sinks[batch.site].submit(batch)
+        if prefilled:
+            for worker in workers:
+                os.kill(worker.pid, signal.SIGCONT)
+        else:
+            for batch in batches:
+                sinks[batch.site].submit(batch)
         wait_counts(lambda: sum(w.value for w, _ in counts), total, "every window in the partitions")
         seconds = time.perf_counter() - t0
         cpu = process_cpu() - cpu0
@@ -212,6 +232,7 @@ def run_partitioned(batches: list[ShipmentBatch], workdir: Path, pki: Path, tota
         "server_cpu_seconds": others[0],
         "windows": sum(w.value for w, _ in counts),
         "per_partition": [w.value for w, _ in counts],
+        "prefilled": prefilled,
     }
 
 
@@ -247,6 +268,9 @@ def main() -> int:
     parser.add_argument("--intervals", type=int, default=6)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--partitions", type=int, default=0, help="also run the bus into N partition processes")
+    parser.add_argument(
+        "--prefilled", action="store_true", help="the partitions take a stream the sites filled while they were stopped"
+    )
     parser.add_argument("--output")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
@@ -269,7 +293,7 @@ def main() -> int:
                 elif path == "http":
                     result = run_http(batches, workdir, total)
                 else:
-                    result = run_partitioned(batches, workdir, pki, total, args.partitions)
+                    result = run_partitioned(batches, workdir, pki, total, args.partitions, args.prefilled)
                 result["windows_per_second"] = total / result["seconds"]
                 # the machines are shared: CPU seconds (ours and nats-server's) are the steadier figure
                 result["windows_per_cpu_second"] = total / (result["cpu_seconds"] + result["server_cpu_seconds"])
@@ -292,6 +316,7 @@ def main() -> int:
             "intervals": args.intervals,
             "reps": args.reps,
             "partitions": args.partitions,
+            "prefilled": args.prefilled,
             "windows_per_rep": total,
         },
         "rounds": rounds,

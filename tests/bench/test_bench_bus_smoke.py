@@ -16,10 +16,11 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 @pytest.mark.tool("nats-server")
-def test_bus_intake_smoke(tmp_path: Path) -> None:
+@pytest.mark.parametrize("prefilled", [False, True], ids=["live", "prefilled"])
+def test_bus_intake_smoke(tmp_path: Path, prefilled: bool) -> None:
     output = tmp_path / "result.json"
     argv = ["--sites", "3", "--paths", "20", "--intervals", "2", "--reps", "1", "--partitions", "2"]
-    argv += ["--output", str(output), "--quiet"]
+    argv += ["--output", str(output), "--quiet", *(["--prefilled"] if prefilled else [])]
     result = subprocess.run(
         [sys.executable, str(BENCH / "bus_intake.py"), *argv],
         capture_output=True,
@@ -35,6 +36,7 @@ def test_bus_intake_smoke(tmp_path: Path) -> None:
     assert data["medians"]["bus"]["server_cpu_seconds"] >= 0 and data["medians"]["http"]["windows_per_cpu_second"] > 0
     assert isinstance(data["target"]["met"], bool) and data["bus_over_http"] > 0
     partitioned = data["rounds"]["partitioned"][0]
+    assert partitioned["prefilled"] is prefilled and data["parameters"]["prefilled"] is prefilled
     assert partitioned["windows"] == 120 and sum(partitioned["per_partition"]) == 120
     assert data["partitioned_over_bus"] > 0 and isinstance(data["partitioned_target"]["met"], bool)
     # the partitions' partial sums reached the combiner: every slice's first interval, at least
