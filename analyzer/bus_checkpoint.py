@@ -18,7 +18,7 @@ import base64
 from dataclasses import dataclass
 
 from nats.js.api import ObjectMeta, ObjectStoreConfig, StorageType
-from nats.js.errors import BucketNotFoundError, ObjectNotFoundError
+from nats.js.errors import BadRequestError, BucketNotFoundError, ObjectNotFoundError
 
 CHECKPOINT_BUCKET = "XNET_ANALYZERS"
 CHECKPOINT_SEQ_HEADER = "Xnet-Stream-Seq"
@@ -63,12 +63,16 @@ async def checkpoint_store(js, replicas: int = 1):
     try:
         return await js.object_store(CHECKPOINT_BUCKET)
     except BucketNotFoundError:
+        pass
+    try:
         return await js.create_object_store(
             CHECKPOINT_BUCKET,
             ObjectStoreConfig(
                 description="xnetmon analyzer replicas' checkpoints", storage=StorageType.FILE, replicas=replicas
             ),
         )
+    except BadRequestError:  # another analyzer made it meanwhile (analyzers start together): use that one
+        return await js.object_store(CHECKPOINT_BUCKET)
 
 
 async def load_checkpoint(objects, replica: str) -> Checkpoint | None:

@@ -39,3 +39,25 @@ def test_a_checkpoint_beyond_one_message_round_trips_per_replica(tmp_path):
     assert first == big
     assert second == Checkpoint(7, "{}")
     assert not [e for e in errors if "Permissions Violation" in e]
+
+
+def test_analyzers_that_start_together_share_one_bucket(tmp_path):
+    """Replicas and partitions start at once: each may find no bucket and make it, and the
+    one that comes second takes the first one's instead of failing."""
+    errors: list[str] = []
+
+    async def exercise(url: str):
+        clients = [
+            await nats.connect(**connect_options(bus_setup.analyzer_endpoint(pki, (url,)), errors)) for _ in range(6)
+        ]
+        try:
+            stores = await asyncio.gather(*(checkpoint_store(client.jetstream()) for client in clients))
+            await save_checkpoint(stores[0], "analyzer-a", Checkpoint(3, "{}"))
+            return [await load_checkpoint(objects, "analyzer-a") for objects in stores]
+        finally:
+            for client in clients:
+                await client.close()
+
+    with running_bus(tmp_path) as (pki, server):
+        seen = asyncio.run(exercise(server.url))
+    assert seen == [Checkpoint(3, "{}")] * 6
