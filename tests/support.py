@@ -339,3 +339,21 @@ def read_slowly(
 
         wait_until(cut_off, interval=interval, what="the slow reader cut off")
         return time.monotonic() - started, got
+
+
+def failing_fsync(monkeypatch, failures: int) -> list[int]:
+    """os.fsync refuses its first `failures` calls with EIO (a disk's write-back error);
+    returns the descriptors it synced."""
+    synced: list[int] = []
+    real_fsync = os.fsync
+    left = [failures]
+
+    def fsync(fd: int) -> None:
+        if left[0] > 0:
+            left[0] -= 1
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_fsync(fd)
+        synced.append(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced

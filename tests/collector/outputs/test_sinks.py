@@ -38,6 +38,7 @@ from tests.support import (
     CountingBackoff,
     LineReader,
     Stopwatch,
+    failing_fsync,
     fill_filesystem,
     free_udp_port,
     small_filesystem,
@@ -461,18 +462,7 @@ def test_a_full_disk_drops_counted_batches_and_the_sink_recovers_when_space_retu
 def test_a_failed_fsync_is_counted_and_flushed_again_until_an_fsync_succeeds(receiver, make_sink, monkeypatch):
     """The spooling thread used to close the descriptors whose fsync failed: counted once,
     the records' sync was never tried again (and the count raced submit's)."""
-    synced: list[int] = []
-    failures = [2]  # the segment's fsync and the directory's, in the first flush
-    real_fsync = os.fsync
-
-    def fsync(fd: int) -> None:
-        if failures[0] > 0:
-            failures[0] -= 1
-            raise OSError(errno.EIO, os.strerror(errno.EIO))
-        real_fsync(fd)
-        synced.append(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
+    synced = failing_fsync(monkeypatch, failures=2)  # the segment's fsync and the directory's, in the first flush
     sink = make_sink(receiver.url)  # analyzer away
     sink.submit(batch(1))
     wait_until(lambda: len(synced) == 2, what="the segment and the directory synced by a retry, with no new write")

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from collector.outputs.spool import CURSOR_NAME, SpoolError, SyncFailed, WindowSpool
-from tests.support import fill_filesystem, small_filesystem
+from tests.support import failing_fsync, fill_filesystem, small_filesystem
 
 
 def add(spool: WindowSpool, *seqs: int) -> int:
@@ -248,24 +248,6 @@ def test_appends_are_flushed_later_every_segment_written_once_even_when_rolled_o
     pending = spool.unsynced()
     pending.flush()
     assert len(pending.descriptors) == 1 and drain(spool) == [0, 1, 2, 3]
-
-
-def failing_fsync(monkeypatch, failures: int) -> list[int]:
-    """os.fsync refuses its first `failures` calls with EIO (a disk's write-back error);
-    returns the descriptors it synced."""
-    synced: list[int] = []
-    real_fsync = os.fsync
-    left = [failures]
-
-    def fsync(fd: int) -> None:
-        if left[0] > 0:
-            left[0] -= 1
-            raise OSError(errno.EIO, os.strerror(errno.EIO))
-        real_fsync(fd)
-        synced.append(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    return synced
 
 
 def test_a_failed_fsync_keeps_its_descriptor_for_the_next_flush_one_per_file(open_spool, tmp_path, monkeypatch):
