@@ -151,7 +151,8 @@ class PathFamiliesText:
             if found != len(paths) or found != len(cache):
                 # Paths came or went (rare): the cache is made again in the snapshot's order,
                 # so it never outgrows one snapshot.
-                cache = self._paths = {key: self._cached(key, totals, cache.get(key)) for key, totals in paths.items()}
+                # (the paths already cached were brought up to date by the pass above)
+                cache = self._paths = {key: cache.get(key) or self._new(key, totals) for key, totals in paths.items()}
                 rows = [cached.lines for cached in cache.values()]
         parts = []
         for head, column in zip(self._headers, zip(*rows) if rows else ((),) * len(self._headers)):
@@ -159,13 +160,9 @@ class PathFamiliesText:
             parts += column
         return parts
 
-    def _cached(self, key: PathKey, totals: PathTotals, cached: _Cached | None) -> _Cached:
-        if cached is None:
-            templates = _PathTemplates(key, self._le)
-            return _Cached(templates, totals, _path_lines(templates, totals))
-        if cached.totals is not totals:  # updated in the first pass already, unless it was new
-            cached.totals, cached.lines = totals, _path_lines(cached.templates, totals)
-        return cached
+    def _new(self, key: PathKey, totals: PathTotals) -> _Cached:
+        templates = _PathTemplates(key, self._le)
+        return _Cached(templates, totals, _path_lines(templates, totals))
 
 
 def _path_lines(p: _PathTemplates, t: PathTotals) -> tuple[bytes, ...]:
