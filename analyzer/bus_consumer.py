@@ -79,6 +79,7 @@ class BusConsumer:
         self._clock = clock
         self._in_thread = in_thread
         self._stop = threading.Event()
+        self._final_checkpoint = True
         self._loop = bus_event_loop()  # a frozen server's TLS close bounded (collector.bus.connection)
         self._task = self._loop.create_task(self._run())
         name = f"xnetmon-{self.role.replace(' ', '-')}-{durable}"
@@ -92,8 +93,11 @@ class BusConsumer:
             self._loop.run_until_complete(self._task)
         self._loop.close()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Finish the messages fetched, then close; a connection still being tried is given up."""
+    def stop(self, timeout: float = 10.0, final_checkpoint: bool = True) -> None:
+        """Finish the messages fetched, save a last checkpoint (unless not `final_checkpoint`:
+        a crash, which leaves the last periodic one), then close; a connection still being
+        tried is given up."""
+        self._final_checkpoint = final_checkpoint
         self._stop.set()
         if not self.connected.is_set():
             self._loop.call_soon_threadsafe(self._task.cancel)
@@ -177,7 +181,7 @@ class BusConsumer:
                     await self._take(message)
                 await self._after_taking()
             await self._after_taking()
-            if self._checkpoint_due(saved_seq):
+            if self._final_checkpoint and self._checkpoint_due(saved_seq):
                 await self._checkpoint(objects, saved_seq)  # the last one, so a restart replays little
         finally:
             await close_quietly(client)

@@ -64,8 +64,8 @@ class CombinerIntake(BusConsumer):
             combiner.store, endpoint, durable, clock=clock, in_thread=in_thread, checkpoint_every_s=checkpoint_every_s
         )
 
-    def stop(self, timeout: float = 10.0) -> None:
-        super().stop(timeout)
+    def stop(self, timeout: float = 10.0, final_checkpoint: bool = True) -> None:
+        super().stop(timeout, final_checkpoint)
         if self.inference is not None:
             self.inference.stop()
 

@@ -97,10 +97,10 @@ class Restarts:
     """The lab deployment's agents and analyzer, each of which can be stopped and started
     again alone, as an operator or a crash would (the soak, bench/soak, restarts them at
     random). Agents are processes: a signal, then the same command again. The analyzer runs
-    in this process: "SIGTERM" is its orderly stop (final snapshot), "SIGKILL" leaves its
-    state as a crash would (nothing since the last periodic snapshot is kept); either way its
-    bus intake stops first and a new analyzer starts on the same sockets from the snapshot
-    on disk, with a new intake."""
+    in this process: "SIGTERM" is its orderly stop (its intake saves a last checkpoint),
+    "SIGKILL" leaves its state as a crash would (the last periodic checkpoint); either way
+    its bus intake stops first and a new analyzer starts empty on the same sockets, and its
+    new intake restores the checkpoint from the bus and replays the stream after it."""
 
     def __init__(self, workdir: Path, processes: list[subprocess.Popen], first_agent: int, sites, analyzer, start):
         self._workdir = workdir
@@ -133,8 +133,8 @@ class Restarts:
         return status
 
     def restart_analyzer(self, signum: int) -> None:
-        self.intake.stop()
-        self.analyzer.stop(final_snapshot=signum != signal.SIGKILL)
+        self.intake.stop(final_checkpoint=signum != signal.SIGKILL)
+        self.analyzer.stop()
         self.analyzer, self.intake = self._start_analyzer(self._port)
 
 
@@ -241,22 +241,23 @@ def lab_deployment(
     The bus is nats-server with JetStream inside the core site (BUS_PORT, monitoring on
     BUS_MONITOR_PORT), with a throwaway CA and one certificate per site in `workdir`/bus:
     each agent publishes with its own identity, the analyzer consumes from a thread inside
-    the core namespace. The analyzer's snapshots and the bus's store go to `workdir` (a new
-    directory: the analyzer starts empty). `replicas` > 1 runs further analyzers judging the
-    same windows, each its own durable consumer (`replica_name`) and its API on the next
-    port (any free one when `api_port` is 0). `business_traffic` (what `xnetmon run` does) runs
+    the core namespace. The bus's store goes to `workdir` (a new directory: the analyzer
+    starts empty); the analyzer's state is checkpointed on the bus, as `analyzer --bus`
+    does. `replicas` > 1 runs further analyzers judging the same windows, each its own
+    durable consumer (`replica_name`) and its API on the next port (any free one when
+    `api_port` is 0). `business_traffic` (what `xnetmon run` does) runs
     marked business flows between county sites across the core (`xnetmon.lab_business`) and
     makes every agent's captures counting points, so /segments has segments from the start."""
     token_file = workdir / "token"
     token_file.write_text(secrets.token_urlsafe(24))
 
     def start_analyzer(port: int, first: bool = True) -> AnalyzerService:
-        """The first analyzer keeps snapshots in `workdir`, serves its /docs and answers
-        inside the lab too; its replicas only judge and answer on [::1]."""
+        """The first analyzer serves its /docs and answers inside the lab too; its replicas
+        only judge and answer on [::1]."""
         started = AnalyzerService(
             load_policies(LAB_POLICY_FILE),
             ("::1", port),
-            state_dir=workdir if first else None,
+            state_dir=None,  # its state is the bus intake's checkpoint, as with `analyzer --bus`
             declared_names=sites_by_address(lab.topology),
             token=token_file.read_text(),
             prober=BusProber(  # asks the agents over the bus as the lab's operator

@@ -142,10 +142,8 @@ class Soak:
         if target == "analyzer":
             old = self.restarts.analyzer
             self.restarts.restart_analyzer(SIGNALS[signame])
-            before = old.store.stats()["windows_ingested"]  # final: its API has stopped
-            after = self.restarts.analyzer.store.stats()["windows_ingested"]  # restored from the snapshot
-            entry["windows_forgotten"] = before - after
-            self.ledger.forgotten(max(0, before - after))
+            entry["windows_taken"] = old.store.stats()["windows_ingested"]  # final: its intake has stopped
+            self.ledger.replaced(entry["windows_taken"])  # its successor's checkpoint is restored later
         else:
             self.read_agent(target)
             self.agent_restarts[target].append(time.time())
@@ -258,7 +256,7 @@ def summarise(soak: Soak, args, spools: dict, seed: int, env: dict) -> dict:
     ]
     unmatched = [found for _, _, mismatches in checks for found in mismatches]
     unread = sorted({site for site, totals, _, _ in soak.readings if not totals})
-    forgotten = sum(r.get("windows_forgotten", 0) for r in soak.restart_log)
+    forgotten = ledger.forgotten_total
     dropped = sum(s["windows_dropped_total"] or 0 for s in spools.values())
     memory = soak.sampler.summaries(args.warmup, args.judge_span, args.max_slope)
     by_kind: dict[str, dict] = {}

@@ -45,6 +45,9 @@ class Ledger:
     refused_new: int = 0  # new, but not accepted
     reaccepted_after_crash: int = 0  # accepted again by a store restored from an older snapshot
     crash_allowance: int = 0  # windows a crash made the store forget: they may be accepted again
+    forgotten_total: int = 0  # windows analyzer restarts made a store forget, in all
+    replaced_holding: int | None = None  # windows the store a restart replaced had taken, until its successor ingests
+    stores: set[int] = field(default_factory=set)  # id() of every store seen ingesting
     ingest_errors: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     original: Callable | None = None  # WindowStore.ingest before the tap
@@ -55,6 +58,7 @@ class Ledger:
 
         def ingest(store, batch, now_ns):
             with ledger.lock:  # the check and the ingest together: concurrent repeats stay exact
+                ledger.first_ingest(store)
                 fresh = {(w.key, w.seq, w.sent) for w in batch.windows if w.seq not in ledger.seqs[(batch.site, w.key)]}
                 try:
                     result = original(store, batch, now_ns)
@@ -90,6 +94,26 @@ class Ledger:
         if they do (a batch in flight), accepting them once more is not a double count."""
         with self.lock:
             self.crash_allowance += windows
+            self.forgotten_total += windows
+
+    def replaced(self, windows_taken: int) -> None:
+        """A restart replaced a store that had taken `windows_taken` (its windows_ingested).
+        Its successor is restored from the bus's checkpoint in its intake's thread, before it
+        ingests anything: what it forgot is known at its first ingest (`first_ingest`)."""
+        with self.lock:
+            self.replaced_holding = windows_taken
+
+    def first_ingest(self, store: WindowStore) -> None:
+        """Called under the lock before each ingest: a store seen for the first time after a
+        restart holds what its checkpoint restored; the rest was forgotten."""
+        if id(store) in self.stores:
+            return
+        self.stores.add(id(store))
+        if self.replaced_holding is not None:
+            forgotten = max(0, self.replaced_holding - store.counters["windows_ingested"])
+            self.crash_allowance += forgotten
+            self.forgotten_total += forgotten
+            self.replaced_holding = None
 
     @property
     def lost_to_crashes(self) -> int:

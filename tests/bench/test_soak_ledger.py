@@ -8,6 +8,7 @@ import os
 
 from analyzer.sla.verdicts import default_policies
 from analyzer.store.memory import WindowStore
+from analyzer.store.snapshot import restore_into, snapshot_text
 from bench.soak.ledger import Ledger
 from bench.soak.sampler import Sampler
 from tests.analyzer_support import T0, batch, window
@@ -32,6 +33,30 @@ def test_windows_a_crash_forgot_are_lost_only_until_a_store_takes_them_again():
         assert (ledger.lost_to_crashes, ledger.reaccepted_after_crash, ledger.doubled) == (1, 2, 0)
         assert restored.ingest(batch(window(T0 + 2)), now_ns).accepted == 1
         assert (ledger.lost_to_crashes, ledger.doubled) == (0, 0)
+    finally:
+        ledger.uninstall()
+
+
+def test_a_restart_forgets_what_its_successor_s_checkpoint_does_not_hold():
+    """The soak's analyzer restart: the successor is restored from the bus's checkpoint in
+    its intake's thread, and the bus replays what came after; only that is re-accepted."""
+    ledger = tapped()
+    try:
+        now_ns = window(T0 + 4).end_ns
+        old = WindowStore(default_policies())
+        assert old.ingest(batch(window(T0), window(T0 + 1)), now_ns).accepted == 2
+        checkpoint = snapshot_text(old)  # the last periodic checkpoint
+        assert old.ingest(batch(window(T0 + 2), window(T0 + 3)), now_ns).accepted == 2  # then the crash
+        ledger.replaced(old.stats()["windows_ingested"])
+        successor = WindowStore(default_policies())
+        restore_into(successor, checkpoint, "checkpoint")
+        replay = batch(window(T0 + 1), window(T0 + 2), window(T0 + 3))  # from the checkpoint's sequence
+        assert successor.ingest(replay, now_ns).accepted == 2
+        assert (ledger.forgotten_total, ledger.reaccepted_after_crash, ledger.doubled) == (2, 2, 0)
+        assert ledger.lost_to_crashes == 0
+        assert successor.ingest(batch(window(T0 + 3)), now_ns).accepted == 0  # and no allowance is left over
+        assert successor.ingest(batch(window(T0 + 4)), window(T0 + 5).end_ns).accepted == 1
+        assert (ledger.forgotten_total, ledger.doubled, ledger.refused_new) == (2, 0, 0)
     finally:
         ledger.uninstall()
 
