@@ -7,7 +7,9 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ANALYZER_THREADS = frozenset({"xnetmon-analyzer-api", "xnetmon-analyzer-rootcause", "xnetmon-analyzer-snapshots"})
+# The lab's analyzer consumes the bus: its state is its intake's checkpoint, saved from the
+# intake's own thread (no snapshot thread, as with `analyzer --bus`).
+ANALYZER_THREADS = frozenset({"xnetmon-analyzer-api", "xnetmon-analyzer-rootcause", "xnetmon-bus-intake-analyzer"})
 
 
 def proc_status(pid: int) -> tuple[float, int] | None:

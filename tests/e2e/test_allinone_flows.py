@@ -70,14 +70,21 @@ def test_agents_receive_softflowd_exports_of_their_probe_traffic(lab, tmp_path):
                 what=f"{site}'s exports covering its {sent[site]:.0f} probes",
             )
 
-        for site in sites:
+        for site in sites:  # each link's capture counts from its first block's end, softflowd on its own time
+            links = {f"capture:{link.interface(site)}" for link in lab.topology.links_of(site)}
+            wait_until(
+                lambda site=site, links=links: (
+                    links <= {s.labels["exporter"] for s in samples(lab, site, "xnet_flow_bytes_total")}
+                ),
+                interval=1,
+                what=f"{site}'s captures of {sorted(links)} counting flows",
+            )
             series = samples(lab, site, "xnet_flow_bytes_total")
             exported = [s for s in series if s.labels["exporter"] == lab.address(site)]
             assert {s.labels["direction"] for s in exported} == {"in", "out"}
             # No DSCP in softflowd's IPv6 records: the probes of every slice count as best-effort.
             assert {s.labels["slice"] for s in exported} == {"best-effort"}, exported
             # The agent's own capture of its links sees the DSCP: every probed slice has flows.
-            links = {f"capture:{link.interface(site)}" for link in lab.topology.links_of(site)}
             assert {s.labels["exporter"] for s in series} == {lab.address(site)} | links, series
             captured_slices = {s.labels["slice"] for s in series if s.labels["exporter"] in links and s.value > 0}
             assert captured_slices == {"video", "egov", "data", "best-effort"}, (site, captured_slices)
