@@ -100,7 +100,8 @@ class Soak:
         self.restart_log: list[dict] = []
         self.agent_restarts: dict[str, list[float]] = defaultdict(list)  # site -> wall-clock s
         self.since = dict.fromkeys(deployment.sites, 0.0)  # site -> wall-clock start of its agent
-        self.readings: list[tuple[str, dict, float, float]] = []  # (site, sent totals, since, at)
+        # (site, sent totals, since, (asked at, answer read at)): the agent answered in between
+        self.readings: list[tuple[str, dict, float, tuple[float, float]]] = []
         self.load: list[list[float]] = []
         self.started = time.monotonic()
         self.api_errors = 0
@@ -156,9 +157,10 @@ class Soak:
     def read_agent(self, site: str) -> None:
         """The agent's probes sent per path, from its /metrics inside its site, for the
         windows' check once everything has reached the analyzer (Ledger.unmatched)."""
-        at = time.time()
+        asked = time.time()
         url = f"http://[{self.lab.address(site)}]:{AGENT_METRICS_PORT}/metrics"
         done = self.lab.exec(site, ["curl", "-sf", "-m", "20", url], timeout=30)
+        at = (asked, time.time())  # starting curl in the site takes seconds on a loaded machine
         if done.returncode != 0:
             self.readings.append((site, {}, self.since[site], at))  # unreadable: reported, not judged
             return

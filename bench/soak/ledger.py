@@ -155,14 +155,17 @@ class Ledger:
                 )
         return found
 
-    def check_reading(self, site: str, sent_totals: dict[tuple, float], since_s: float, at_s: float, interval_s: float):
-        """One reading of an agent's counters (its incarnation started at `since_s`, read at
-        `at_s`) against the windows the analyzer was offered from it: per path "exact" (the
-        counter is the sum over every window up to a cut-off just before the reading: the
-        window that ended last may still have been open), "after-reset" (the sum over the
-        windows since some point only: the agent's /metrics drops a path that closed no window
-        for 3 window lengths and counts it from zero again, so windows before that point
-        cannot be checked), or a mismatch (windows made and lost on the way)."""
+    def check_reading(
+        self, site: str, sent_totals: dict[tuple, float], since_s: float, at_s: tuple[float, float], interval_s: float
+    ):
+        """One reading of an agent's counters (its incarnation started at `since_s`, read
+        between `at_s`'s two times: the agent answered at some moment in between) against the
+        windows the analyzer was offered from it: per path "exact" (the counter is the sum over
+        every window up to a cut-off around the reading: the window that ended last may still
+        have been open), "after-reset" (the sum over the windows since some point only: the
+        agent's /metrics drops a path that closed no window for 3 window lengths and counts it
+        from zero again, so windows before that point cannot be checked), or a mismatch
+        (windows made and lost on the way)."""
         exact, after_reset, mismatches = 0, 0, []
         with self.lock:
             paths = {key: dict(seqs) for (s, key), seqs in self.seqs.items() if s == site}
@@ -172,9 +175,10 @@ class Ledger:
             prefix = [0]
             for _seq, sent in windows:
                 prefix.append(prefix[-1] + sent)
-            cuts = {
-                sum(1 for seq, _ in windows if (seq + 1) * interval_s <= at_s - back * interval_s) for back in range(4)
-            }
+            asked_s, answered_s = at_s
+            ends = [asked_s - back * interval_s for back in range(3, 0, -1)]  # still open, settling
+            ends += [asked_s + step * interval_s for step in range(int((answered_s - asked_s) / interval_s) + 1)]
+            cuts = {sum(1 for seq, _ in windows if (seq + 1) * interval_s <= end) for end in [*ends, answered_s]}
             if any(prefix[cut] == total for cut in cuts):
                 exact += 1
             elif any(prefix[cut] - total in set(prefix[: cut + 1]) for cut in cuts):
@@ -185,7 +189,7 @@ class Ledger:
                         "site": site,
                         "path": " ".join(labels),
                         "since": since_s,
-                        "at": at_s,
+                        "at": list(at_s),
                         "agent_sent": int(total),
                         "offered_sent": sorted(prefix[cut] for cut in cuts),
                         "offered_seqs": [windows[0][0], windows[-1][0], len(windows)] if windows else [],

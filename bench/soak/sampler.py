@@ -50,6 +50,7 @@ class Incarnation:
             "rss_max_mib": round(max((m for _, m, _ in self.samples), default=0.0), 1),
             "rss_first_after_warmup_mib": round(steady[0][1], 1) if steady else None,
             "rss_last_mib": round(self.samples[-1][1], 1) if self.samples else None,
+            "rss_series": [[round(t, 1), round(mib, 1)] for t, mib, _ in self.samples],  # steps or slope
             "soak_own_mib_excluded": round(self.excluded_mib, 1),
             "rss_slope_mib_per_hour": round(slope, 2) if slope is not None else None,
             "slope_judged": judged,

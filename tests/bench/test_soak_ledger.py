@@ -11,7 +11,7 @@ from analyzer.store.memory import WindowStore
 from analyzer.store.snapshot import restore_into, snapshot_text
 from bench.soak.ledger import Ledger
 from bench.soak.sampler import Sampler
-from tests.analyzer_support import T0, batch, window
+from tests.analyzer_support import T0, W, batch, window
 
 
 def tapped() -> Ledger:
@@ -57,6 +57,25 @@ def test_a_restart_forgets_what_its_successor_s_checkpoint_does_not_hold():
         assert successor.ingest(batch(window(T0 + 3)), now_ns).accepted == 0  # and no allowance is left over
         assert successor.ingest(batch(window(T0 + 4)), window(T0 + 5).end_ns).accepted == 1
         assert (ledger.forgotten_total, ledger.doubled, ledger.refused_new) == (2, 0, 0)
+    finally:
+        ledger.uninstall()
+
+
+def test_an_agent_s_reading_counts_the_windows_closed_until_it_answered():
+    """A reading is asked at one time and answered later (curl started in the site, seconds on
+    a loaded machine): windows that ended meanwhile are in the agent's counter."""
+    ledger = tapped()
+    try:
+        store, now_ns = WindowStore(default_policies()), window(T0 + 20).end_ns
+        store.ingest(batch(*(window(seq) for seq in range(T0, T0 + 10))), now_ns)
+        key = window(T0).key
+        labels = (key.source, key.target, key.slice, key.kind)
+        interval_s, sent = W / 1e9, window(T0).sent
+        asked, answered = (T0 + 5) * interval_s, (T0 + 8) * interval_s
+        assert ledger.check_reading(key.source, {labels: 8 * sent}, 0.0, (asked, answered), interval_s)[0] == 1
+        assert ledger.check_reading(key.source, {labels: 5 * sent}, 0.0, (asked, answered), interval_s)[0] == 1
+        lost = ledger.check_reading(key.source, {labels: 10 * sent}, 0.0, (asked, answered), interval_s)
+        assert lost[0] == 0 and lost[2][0]["agent_sent"] == 10 * sent  # two windows past the answer: not yet
     finally:
         ledger.uninstall()
 
