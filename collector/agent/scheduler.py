@@ -288,15 +288,17 @@ class Scheduler:
         placed when the plan is read, and the agent starts probing later (its start delay, its
         reflector and servers): probes planned before probing began were never due, so they
         are neither sent in a catch-up burst nor counted as scheduling lag."""
-        slots = self._slots
+        heap = []
         for entry in self._heap:
-            schedule = slots[entry & SLOT_MASK]
+            slot = entry & SLOT_MASK
+            schedule = self._slots[slot]
             assert schedule is not None  # a slot is free only once its entry is gone
             if schedule.next_due_ns < now:
                 behind = now - schedule.next_due_ns
                 schedule.next_due_ns += -(-behind // schedule.step_ns) * schedule.step_ns
-        self._heap = [slots[e & SLOT_MASK].next_due_ns << SLOT_BITS | e & SLOT_MASK for e in self._heap]  # type: ignore[union-attr]
-        heapq.heapify(self._heap)
+            heap.append(schedule.next_due_ns << SLOT_BITS | slot)
+        heapq.heapify(heap)
+        self._heap = heap
 
     def _fire_due(self, now: int) -> bool:
         """Send what is due; True if more is due than one turn sends."""
