@@ -16,7 +16,6 @@ handed to `on_windows` once settled.
 from __future__ import annotations
 
 import asyncio
-import gc
 import heapq
 import time
 import zlib
@@ -24,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from collector.agent.gc_pacing import CollectionPacer
 from collector.agent.plan import PlannedProbe
 from collector.agent.wakeup import WakeupTimer
 from collector.agent.windows import WindowBuilder
@@ -48,6 +48,11 @@ FIRE_BATCH = 256  # probes sent per turn at most, so that replies are read betwe
 CLOSE_SLICE_NS = 250_000
 CLOSE_CLOCK_EVERY = 8
 CLOSE_BATCH = 500  # windows per `on_windows` call (the agent ships each call as one batch)
+# A heap entry is one int, (due ns << SLOT_BITS) | the schedule's slot: a tuple holding the
+# schedule would be a tracked object, and 10,000 of them, each replaced every second, kept
+# the garbage collector's young and middle generations full (collector.agent.gc_pacing).
+SLOT_BITS = 24
+SLOT_MASK = (1 << SLOT_BITS) - 1
 WindowHandler = Callable[[list[PathWindow]], None]
 
 
@@ -75,6 +80,7 @@ class _Schedule:
     step_ns: int  # between two probes of this schedule
     next_due_ns: int
     target: ProbeTarget  # its share of its kind's prober
+    slot: int  # its place in the scheduler's slots, the low bits of its heap entry
     retired: bool = False
 
 
@@ -119,8 +125,10 @@ class Scheduler:
         context = ProberContext(source_address, self.clock, slice_option_type)
         self.probers: dict[str, Prober] = {kind: make(context) for kind, make in probers.items()}
         self._schedules: dict[tuple, _Schedule] = {}
-        self._heap: list[tuple[int, int, _Schedule]] = []
-        self._counter = 0  # heap tie-breaker
+        self._heap: list[int] = []  # (due ns << SLOT_BITS) | slot
+        self._slots: list[_Schedule | None] = []
+        self._free_slots: list[int] = []  # of retired schedules whose heap entry has gone
+        self._collections = CollectionPacer()
         self._timer: WakeupTimer | None = None  # while running
         self._failure: asyncio.Future[None] | None = None  # while running: a turn's error
         self._next_housekeeping_ns = 0
@@ -160,8 +168,7 @@ class Scheduler:
         for probe in added:
             self._add(probe)
         if self._timer is not None:
-            gc.collect()  # young garbage is freed, not frozen (frozen objects are not walked: cheap)
-            gc.freeze()  # the new schedules, as at the start of the run
+            self._collections.refreeze()  # the new schedules, as at the start of the run
             self._timer.arm(0)  # new schedules may be due before the time the timer has
         return len(added), len(removed)
 
@@ -184,9 +191,17 @@ class Scheduler:
             first_due += step_ns
         spec = ProbeSpec(probe.target, probe.slice, probe.size, probe.flow_label, timeout_ns)
         target = prober.add(spec, self._result_handler(builder))
-        schedule = _Schedule(probe, key, builder, step_ns, first_due, target)
+        if self._free_slots:
+            slot = self._free_slots.pop()
+        elif len(self._slots) <= SLOT_MASK:
+            slot = len(self._slots)
+            self._slots.append(None)
+        else:
+            raise ValueError(f"more than {SLOT_MASK + 1} schedules")
+        schedule = _Schedule(probe, key, builder, step_ns, first_due, target, slot)
+        self._slots[slot] = schedule
         self._schedules[schedule_key(probe)] = schedule
-        self._push(schedule)
+        heapq.heappush(self._heap, first_due << SLOT_BITS | slot)
 
     def _result_handler(self, builder: WindowBuilder) -> ResultHandler:
         observer = self.observer
@@ -204,10 +219,6 @@ class Scheduler:
         schedule.target.stop()
         self._retired_builders.append(schedule.builder)
 
-    def _push(self, schedule: _Schedule) -> None:
-        self._counter += 1
-        heapq.heappush(self._heap, (schedule.next_due_ns, self._counter, schedule))
-
     # -- running -------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -223,9 +234,8 @@ class Scheduler:
         # 10,000 targets holds) live as long as the run: frozen, a full garbage collection no
         # longer walks them all, which held the loop ~90 ms at 10,000 STAMP targets. Garbage of
         # the start-up is collected first, so none of it is frozen, and before the schedules
-        # are placed, so that pause is no probe's lag.
-        gc.collect()
-        gc.freeze()
+        # are placed, so that pause is no probe's lag. From then on the turns pace collection.
+        self._collections.start(time.time_ns())
         now = time.time_ns()
         self._skip_missed(now)
         self._next_housekeeping_ns = now + HOUSEKEEPING_NS
@@ -243,7 +253,7 @@ class Scheduler:
                 self._timer = None
                 for prober in self.probers.values():
                     prober.detach(loop)
-                gc.unfreeze()  # also when the run is cancelled
+                self._collections.stop()  # also when the run is cancelled
         if self._failure.done():
             self._failure.result()  # a turn failed: the run ends with its error
         self._shutdown()
@@ -256,6 +266,7 @@ class Scheduler:
             if now >= self._next_housekeeping_ns:
                 for prober in self.probers.values():
                     prober.expire(now)
+                self._collections.young()
                 self._next_housekeeping_ns = now + HOUSEKEEPING_NS
             closing = self._close_windows(now)
         except Exception as exc:  # a bug: end the run with it rather than stop probing silently
@@ -265,7 +276,7 @@ class Scheduler:
         if behind:
             self._timer.arm(0)  # again at once, after the replies waiting meanwhile are read
             return
-        next_due = self._heap[0][0] - EARLY_NS if self._heap else now + HOUSEKEEPING_NS
+        next_due = (self._heap[0] >> SLOT_BITS) - EARLY_NS if self._heap else now + HOUSEKEEPING_NS
         # A closing pass goes on a tick later: at most half the loop's time, the rest is
         # left to replies.
         next_close = now if closing else self._next_close_ns
@@ -277,33 +288,43 @@ class Scheduler:
         placed when the plan is read, and the agent starts probing later (its start delay, its
         reflector and servers): probes planned before probing began were never due, so they
         are neither sent in a catch-up burst nor counted as scheduling lag."""
-        for _due, _n, schedule in self._heap:
+        heap = []
+        for entry in self._heap:
+            slot = entry & SLOT_MASK
+            schedule = self._slots[slot]
+            assert schedule is not None  # a slot is free only once its entry is gone
             if schedule.next_due_ns < now:
                 behind = now - schedule.next_due_ns
                 schedule.next_due_ns += -(-behind // schedule.step_ns) * schedule.step_ns
-        self._heap = [(s.next_due_ns, n, s) for _due, n, s in self._heap]
-        heapq.heapify(self._heap)
+            heap.append(schedule.next_due_ns << SLOT_BITS | slot)
+        heapq.heapify(heap)
+        self._heap = heap
 
     def _fire_due(self, now: int) -> bool:
         """Send what is due; True if more is due than one turn sends."""
-        heap = self._heap
-        horizon = now + EARLY_NS
+        heap, slots = self._heap, self._slots
+        horizon = (now + EARLY_NS) << SLOT_BITS | SLOT_MASK
         telemetry = self.telemetry
         fired = 0
-        while heap and heap[0][0] <= horizon:
+        while heap and heap[0] <= horizon:
             if fired == FIRE_BATCH:  # bounded, so replies are read in between
                 return True
-            due, _n, schedule = heap[0]
+            entry = heap[0]
+            slot = entry & SLOT_MASK
+            schedule = slots[slot]
+            assert schedule is not None  # a slot is free only once its entry is gone
             if schedule.retired:
                 heapq.heappop(heap)
+                slots[slot] = None
+                self._free_slots.append(slot)
                 continue
+            due = entry >> SLOT_BITS
             sent_ns = time.time_ns()
             telemetry.lag_samples.append(max(0, sent_ns - due))
             telemetry.probes_sent += 1
             schedule.target.send(sent_ns)
             schedule.next_due_ns = due + schedule.step_ns
-            self._counter += 1
-            heapq.heapreplace(heap, (schedule.next_due_ns, self._counter, schedule))  # one sift, not two
+            heapq.heapreplace(heap, schedule.next_due_ns << SLOT_BITS | slot)  # one sift, not two
             fired += 1
         return False
 
@@ -337,6 +358,10 @@ class Scheduler:
             self.on_windows(closed)
             if self.observer is not None:
                 self.observer.on_windows_closed(len(closed), time.perf_counter_ns() - started_ns)
+        if not closing and self._collections.running:
+            # The pass is over and its windows handed out: the heap holds the least it will
+            # hold until the next pass, when a full collection has least to walk.
+            self._collections.full(now)
         return bool(closing)
 
     def _shutdown(self) -> None:

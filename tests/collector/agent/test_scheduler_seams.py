@@ -4,6 +4,7 @@ runs on the same ticks and windows, and an observer sees every result and closin
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -210,3 +211,53 @@ def test_an_error_in_a_turn_ends_the_run_with_it():
             asyncio.run(main())
     finally:
         scheduler.close()
+
+
+def test_while_it_runs_the_scheduler_paces_the_collector_and_its_heap_holds_nothing_tracked():
+    """At 10,000 targets CPython's own pacing walked tens of thousands of young objects at a
+    time and set the scheduling lag's p99; the turns collect the young generation instead."""
+    collections: list[int] = []
+
+    def note(phase: str, info: dict) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    scheduler = scheduler_of([planned(f"t{i}") for i in range(50)], lambda windows: None)
+    prober = scheduler.probers["loopback"]
+    enabled_while_running: list[bool] = []
+
+    async def script() -> None:
+        await sends_until(prober, lambda: prober.targets["t0"].sends >= 5)
+        collections.clear()
+        await sends_until(prober, lambda: collections.count(0) >= 3)  # young steps, from the turns
+        enabled_while_running.append(gc.isenabled())
+        heap = scheduler._heap
+        assert heap and not any(gc.is_tracked(entry) for entry in heap)
+
+    gc.callbacks.append(note)
+    try:
+        run(scheduler, script)
+    finally:
+        gc.callbacks.remove(note)
+    assert enabled_while_running == [False]
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_a_retired_schedule_s_slot_goes_to_a_later_one_and_each_keeps_its_own_probes():
+    scheduler = scheduler_of([planned("a"), planned("b")], lambda windows: None)
+    prober = scheduler.probers["loopback"]
+
+    async def script() -> None:
+        a = prober.targets["a"]
+        await sends_until(prober, lambda: a.sends >= 3)
+        scheduler.reload([planned("a")])  # b retires; its slot is free once its entry comes up
+        await sends_until(prober, lambda: a.sends >= 10)
+        scheduler.reload([planned("a"), planned("c")])
+        c = prober.targets["c"]
+        await sends_until(prober, lambda: c.sends >= 5)
+        sent_b = prober.targets["b"].sends
+        await sends_until(prober, lambda: c.sends >= 10 and a.sends >= 20)
+        assert prober.targets["b"].sends == sent_b and prober.targets["b"].sends_after_stop == 0
+        assert len(scheduler._slots) == 2  # c took b's slot
+
+    run(scheduler, script)

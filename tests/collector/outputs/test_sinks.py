@@ -557,22 +557,26 @@ def test_every_batch_a_sink_accepted_survives_a_sigkill_and_ships_once_after_a_r
     """Before, submit() handed batches to a thread that appended and fsync'd them one by one:
     behind a slow fsync they waited in memory, and a SIGKILL lost every one of them."""
     spool = tmp_path / "spool"
-    absent = f"http://[::1]:{free_tcp_port('::1')}"  # nothing listens: every send is retried
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SUBMITTING_CHILD, absent, str(spool)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
-    accepted = LineReader(proc.stdout)
-    try:
-        accepted.wait_for(lambda line: line.strip() == "10")
-        proc.kill()
-        proc.wait(DEADLINE_S)
-    finally:
-        stop_process(proc)
+    # Bound and not listening, so every send is refused and retried: a port found free and
+    # let go was once taken meanwhile by another test's server, which took 393 batches.
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as refusing:
+        refusing.bind(("::1", 0))
+        absent = f"http://[::1]:{refusing.getsockname()[1]}"
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SUBMITTING_CHILD, absent, str(spool)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        accepted = LineReader(proc.stdout)
+        try:
+            accepted.wait_for(lambda line: line.strip() == "10")
+            proc.kill()
+            proc.wait(DEADLINE_S)
+        finally:
+            stop_process(proc)
     seqs = [int(line) for line in accepted.text().split()]
     assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= 10, seqs
 

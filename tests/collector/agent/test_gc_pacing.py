@@ -1,0 +1,71 @@
+"""The collector paced by the scheduler: automatic collection off while it runs, young
+steps with a middle one every MIDDLE_EVERY, a full one at most every FULL_EVERY_NS, and
+CPython's own pacing back afterwards with nothing left frozen."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import pytest
+
+from collector.agent.gc_pacing import FULL_EVERY_NS, MIDDLE_EVERY, CollectionPacer
+
+
+@pytest.fixture
+def collections() -> Iterator[list[int]]:
+    """The generation of every collection while the test runs."""
+    seen: list[int] = []
+
+    def note(phase: str, info: dict) -> None:
+        if phase == "start":
+            seen.append(info["generation"])
+
+    gc.callbacks.append(note)
+    try:
+        yield seen
+    finally:
+        gc.callbacks.remove(note)
+        gc.unfreeze()
+        gc.enable()
+
+
+def test_while_running_only_the_pacer_collects_and_afterwards_cpython_does_again(collections):
+    pacer = CollectionPacer()
+    pacer.start(now_ns=0)
+    assert not gc.isenabled() and gc.get_freeze_count() > 0  # what start-up left alive is frozen
+    assert collections == [2]  # start-up's garbage collected before the freeze
+    collections.clear()
+    garbage = [[] for _ in range(10_000)]
+    for item in garbage:
+        item.append(item)  # cycles: only a collection frees them
+    del garbage
+    assert collections == []  # ten thousand allocations started none
+    for _ in range(2 * MIDDLE_EVERY):
+        pacer.young()
+    assert collections == ([0] * (MIDDLE_EVERY - 1) + [1]) * 2
+    pacer.stop()
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_a_full_collection_comes_at_most_every_full_every_ns(collections):
+    pacer = CollectionPacer()
+    pacer.start(now_ns=0)
+    collections.clear()
+    pacer.full(FULL_EVERY_NS - 1)
+    assert collections == []
+    pacer.full(FULL_EVERY_NS)
+    pacer.full(FULL_EVERY_NS + 1)
+    assert collections == [2]
+    pacer.full(2 * FULL_EVERY_NS)
+    assert collections == [2, 2]
+    pacer.stop()
+
+
+def test_stop_leaves_automatic_collection_off_if_it_was_off_before(collections):
+    gc.disable()
+    pacer = CollectionPacer()
+    pacer.start(now_ns=0)
+    pacer.stop()
+    pacer.stop()  # a second stop changes nothing
+    assert not gc.isenabled() and gc.get_freeze_count() == 0
