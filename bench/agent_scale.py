@@ -43,11 +43,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c
+import queue_replay
 
 TARGET_PREFIX = "fd00:5ca1::"
 TARGET_NET = "fd00:5ca1::/112"
 LINK_P, LINK_T = "fd00:5ca0::1", "fd00:5ca0::2"
 STAMP_PORT = 8620
+# --pin: a deployed agent's reflectors are on other machines; here the STAMP reflector would
+# otherwise take turns on the prober's CPU, and its turns would show as our scheduling lag
+PROBER_CPU, REFLECTOR_CPU = 0, 1
 SMOKEPING_PORT = 9374
 TOOLS = ("icmp", "smokeping", "stamp")
 # Histogram bounds (seconds) given to smokeping_prober; our RTTs are also put on them so that
@@ -261,6 +265,7 @@ def run_ours(
     window_s: float,
     reflector_pid: int | None,
     profile: Path | None = None,
+    cpus: list[int] | None = None,
 ) -> dict:
     argv = bed.exec(
         bed.prober_ns,
@@ -280,6 +285,8 @@ def run_ours(
     prober = Measured(argv, ready="running")
     try:
         prober.wait_ready(timeout=120)
+        if cpus:
+            queue_replay.pin([prober.pid], cpus)
         time.sleep(warmup)
         t0, cpu0 = _sample(prober.pid)
         waited0 = run_queue_seconds(prober.pid)
@@ -704,6 +711,8 @@ def measure(args: argparse.Namespace, smokeping: str | None, verbose: bool) -> d
                 bed.target_ns, c.XNETMON, "reflect", "--bind", "::", "--port", str(STAMP_PORT), "--rate-limit", "0"
             )
             reflector = c.Server(argv, ready="listening", name="reflector").start()
+            if args.pin and reflector.proc is not None:
+                queue_replay.pin([reflector.proc.pid], [REFLECTOR_CPU])
         try:
             for rep in range(args.reps):
                 order = tools[rep % len(tools) :] + tools[: rep % len(tools)]
@@ -719,7 +728,15 @@ def measure(args: argparse.Namespace, smokeping: str | None, verbose: bool) -> d
                         pid = reflector.proc.pid if tool == "stamp" and reflector and reflector.proc else None
                         profile = args.profile_dir / f"{tool}-{rep + 1}.prof" if args.profile_dir else None
                         run[tool] = run_ours(
-                            bed, tool, targets_file, args.warmup, args.duration, args.window, pid, profile
+                            bed,
+                            tool,
+                            targets_file,
+                            args.warmup,
+                            args.duration,
+                            args.window,
+                            pid,
+                            profile,
+                            [PROBER_CPU] if args.pin else None,
                         )
                     if verbose:
                         _progress(rep, tool, run[tool])
@@ -903,6 +920,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--window", type=float, default=10.0, help="our PathWindow length, seconds")
     parser.add_argument("--privileged", action="store_true", help="smokeping_prober on raw sockets (--privileged)")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help=f"our prober on CPU {PROBER_CPU}, the STAMP reflector on CPU {REFLECTOR_CPU} (a far site's when deployed)",
+    )
     parser.add_argument(
         "--profile-dir",
         type=Path,
