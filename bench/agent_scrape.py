@@ -50,7 +50,8 @@ def build(targets: int, slices: int, counts_from: int = 0):
     ]
 
     def fold(seq: int, extra: int = 0) -> None:
-        """Window `seq` of every path, `extra` more probes sent and answered (in 2-5 ms)."""
+        """Window `seq` of every path; with `extra`, path i has `extra` + 7 i more probes sent
+        and answered (in 2-5 ms): no two paths share a count, as when they started apart."""
         start = T0 + (seq - 1) * WINDOW_NS
         windows = [
             example_window(
@@ -59,14 +60,15 @@ def build(targets: int, slices: int, counts_from: int = 0):
                 start_ns=start,
                 end_ns=start + WINDOW_NS,
                 target_address=key.target,
-                sent=10 + extra,
-                received=9 + (i + seq) % 2 + extra,
-                rtt_buckets=(3, 2, 2, 1 + extra, 1, (i + seq) % 2, 0, 0, 0, 0, 0, 0, 0),
-                rtt_sum_ns=4_321_000 + i * 7 + seq + extra * 3_000_000,
+                sent=10 + more,
+                received=9 + (i + seq) % 2 + more,
+                rtt_buckets=(3, 2, 2, 1 + more, 1, (i + seq) % 2, 0, 0, 0, 0, 0, 0, 0),
+                rtt_sum_ns=4_321_000 + i * 7 + seq + more * 3_000_000,
                 ipdv_mean_abs_ns=12_345 + i,
                 pdv_p99_ns=67_890 + seq,
             )
             for i, key in enumerate(keys)
+            for more in [extra + 7 * i if extra else 0]
         ]
         state.apply(windows)
 
@@ -142,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         "--counts-from",
         type=int,
         default=0,
-        help="probes every path has sent and had answered before the first repetition (default 0); "
-        "from 1,000,000 on the counts are written in Go's exponent form, as after ~12 days at one probe a second",
+        help="probes every path has sent and had answered before the first repetition, and 7 more for each "
+        "path before it (default 0); from 1,000,000 on the counts are written in Go's exponent form, as after "
+        "~12 days at one probe a second",
     )
     parser.add_argument("--output", help="result file (default bench/results/agent_scrape-TIME.json)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no per-repetition lines")
