@@ -36,7 +36,7 @@ WINDOW_NS = 10_000_000_000
 T0 = 1_800_000_000 * 1_000_000_000
 
 
-def build(targets: int, slices: int):
+def build(targets: int, slices: int, counts_from: int = 0):
     from collector.contract.examples import example_window
     from collector.contract.records import PathKey
     from collector.outputs.prometheus.agent import agent_metrics
@@ -49,7 +49,9 @@ def build(targets: int, slices: int):
         for s in range(slices)
     ]
 
-    def fold(seq: int) -> None:
+    def fold(seq: int, extra: int = 0) -> None:
+        """Window `seq` of every path; with `extra`, path i has `extra` + 7 i more probes sent
+        and answered (in 2-5 ms): no two paths share a count, as when they started apart."""
         start = T0 + (seq - 1) * WINDOW_NS
         windows = [
             example_window(
@@ -58,17 +60,20 @@ def build(targets: int, slices: int):
                 start_ns=start,
                 end_ns=start + WINDOW_NS,
                 target_address=key.target,
-                sent=10,
-                received=9 + (i + seq) % 2,
-                rtt_buckets=(3, 2, 2, 1, 1, (i + seq) % 2, 0, 0, 0, 0, 0, 0, 0),
-                rtt_sum_ns=4_321_000 + i * 7 + seq,
+                sent=10 + more,
+                received=9 + (i + seq) % 2 + more,
+                rtt_buckets=(3, 2, 2, 1 + more, 1, (i + seq) % 2, 0, 0, 0, 0, 0, 0, 0),
+                rtt_sum_ns=4_321_000 + i * 7 + seq + more * 3_000_000,
                 ipdv_mean_abs_ns=12_345 + i,
                 pdv_p99_ns=67_890 + seq,
             )
             for i, key in enumerate(keys)
+            for more in [extra + 7 * i if extra else 0]
         ]
         state.apply(windows)
 
+    if counts_from:
+        fold(0, counts_from)
     return agent_metrics(state, process_metrics=False), fold, len(keys)
 
 
@@ -78,10 +83,10 @@ def cpu(call) -> tuple[float, object]:
     return time.process_time() - start, out
 
 
-def measure(targets: int, slices: int, reps: int, verbose: bool) -> dict:
+def measure(targets: int, slices: int, reps: int, verbose: bool, counts_from: int = 0) -> dict:
     from prometheus_client import generate_latest
 
-    metrics, fold, paths = build(targets, slices)
+    metrics, fold, paths = build(targets, slices, counts_from)
     runs = []
     for rep in range(reps):
         fold(rep + 1)
@@ -135,16 +140,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", type=int, default=10000)
     parser.add_argument("--slices", type=int, default=4)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument(
+        "--counts-from",
+        type=int,
+        default=0,
+        help="probes every path has sent and had answered before the first repetition, and 7 more for each "
+        "path before it (default 0); from 1,000,000 on the counts are written in Go's exponent form, as after "
+        "~12 days at one probe a second",
+    )
     parser.add_argument("--output", help="result file (default bench/results/agent_scrape-TIME.json)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no per-repetition lines")
     args = parser.parse_args(argv)
     if args.targets < 1 or args.slices < 1 or args.reps < 1:
         parser.error("--targets, --slices and --reps must be at least 1")
+    if args.counts_from < 0:
+        parser.error("--counts-from must not be negative")
     sys.path.insert(0, str(c.REPO))
-    result = measure(args.targets, args.slices, args.reps, not args.quiet)
+    result = measure(args.targets, args.slices, args.reps, not args.quiet, args.counts_from)
     payload = {
         "benchmark": "agent_scrape",
-        "parameters": {"targets": args.targets, "slices": args.slices, "reps": args.reps},
+        "parameters": {
+            "targets": args.targets,
+            "slices": args.slices,
+            "reps": args.reps,
+            "counts_from": args.counts_from,
+        },
         "environment": c.environment(),
         **result,
     }

@@ -5,7 +5,7 @@ from it (prometheus.io, "Writing exporters"): no global metric objects, so a pat
 leaves the snapshot leaves /metrics. The names and labels are the metric contract of
 docs/architecture.md; every path carries exactly `SERIES_PER_PATH` series, the cardinality budget.
 /metrics answers in the text format 0.0.4 with the per-path families from `path_text`'s
-cache (`AgentCollector.text`, the same bytes as `generate_latest`, at a fraction of the CPU);
+template (`AgentCollector.text`, the same bytes as `generate_latest`, at a fraction of the CPU);
 requests that filter by `name[]` go to prometheus_client's own app.
 """
 
@@ -71,16 +71,13 @@ class AgentCollector(Collector):
 
     def text(self, tail: bytes = b"") -> bytes:
         """`generate_latest` of this collector, byte for byte, with the per-path families
-        (nearly all of it) from the cached renderer; `tail` follows (the page is ~100 MB at
-        40,000 paths: joined once, never copied again)."""
+        (nearly all of it) from the template renderer; `tail` follows (the page is ~100 MB at
+        40,000 paths: written once, in one piece)."""
         snapshot = self._state.snapshot
-        return b"".join(
-            (
-                generate_latest(_Families([build_info_family()])),
-                *self._path_text.render(snapshot.paths),
-                generate_latest(_Families(self._site_families(snapshot))),
-                tail,
-            )
+        return self._path_text.page(
+            snapshot.paths,
+            before=generate_latest(_Families([build_info_family()])),
+            after=generate_latest(_Families(self._site_families(snapshot))) + tail,
         )
 
     def _site_families(self, snapshot: MetricsSnapshot) -> Iterator[Metric]:
@@ -397,7 +394,7 @@ class AgentMetrics:
     process: CollectorRegistry | None  # the process_* families alone, written after the agent's
 
     def text(self) -> bytes:
-        """`generate_latest(self.registry)`, byte for byte, from the cached renderer."""
+        """`generate_latest(self.registry)`, byte for byte, from the template renderer."""
         return self.collector.text(generate_latest(self.process) if self.process is not None else b"")
 
 
@@ -436,7 +433,7 @@ def agent_registry(
 
 def metrics_app(metrics: AgentMetrics) -> Callable:
     """The WSGI app of /metrics: GET answers the text format 0.0.4 (which Prometheus accepts
-    whatever else it prefers) from the cached renderer; `name[]` filters, other methods and
+    whatever else it prefers) from the template renderer; `name[]` filters, other methods and
     /favicon.ico go to prometheus_client's app over the same registry."""
     fallback = make_wsgi_app(metrics.registry)
 
