@@ -99,7 +99,7 @@ def test_reload_keeps_staying_schedules_and_closes_removed_ones():
     with Reflector(ReflectorConfig(bind=("::1",), port=0, rate_limit_pps=0)) as reflector:
         keep, drop, new = (planned(n, reflector.port, VIDEO) for n in ("keep", "drop", "new"))
         scheduler = Scheduler("here", [keep, drop], 0.5, windows.extend, clock=shared_host_clock())
-        kept_session = next(s for s in scheduler._schedules.values() if s.probe is keep).target.session
+        kept_session = next(s for s in scheduler._schedules.values() if s.probe is keep).target
         changes = []
         try:  # reload once both first schedules have probed; stop once every target's windows are out
             run_until(
@@ -113,9 +113,7 @@ def test_reload_keeps_staying_schedules_and_closes_removed_ones():
         finally:
             scheduler.close()
     assert changes == [(1, 1)]
-    assert (
-        next(s for s in scheduler._schedules.values() if s.probe.target.name == "keep").target.session is kept_session
-    )
+    assert next(s for s in scheduler._schedules.values() if s.probe.target.name == "keep").target is kept_session
     targets = {w.key.target for w in windows}
     assert targets == {"keep", "drop", "new"}
     last_drop = max(w.end_ns for w in windows if w.key.target == "drop")
