@@ -28,7 +28,7 @@ from collector.agent.plan import PlannedProbe
 from collector.agent.wakeup import WakeupTimer
 from collector.agent.windows import WindowBuilder
 from collector.contract.records import PathKey, PathWindow, ProbeResult
-from collector.probes.base import Prober, ProberContext, ProbeSpec, ProbeTarget, ResultHandler
+from collector.probes.base import Prober, ProberContext, ProbeSpec, ProbeTarget
 from collector.probes.registry import PROBERS
 from collector.probes.summary import percentile
 from collector.system.clock import ClockStatus, read_clock_status
@@ -67,15 +67,41 @@ def schedule_key(probe: PlannedProbe) -> tuple:
     return (t.name, t.address, t.port, probe.slice.name, probe.kind)
 
 
-@dataclass(eq=False, slots=True)
-class _Schedule:
-    probe: PlannedProbe
-    key: PathKey
-    builder: WindowBuilder
-    step_ns: int  # between two probes of this schedule
-    next_due_ns: int
-    target: ProbeTarget  # its share of its kind's prober
-    retired: bool = False
+class _Schedule(WindowBuilder):
+    """One probe schedule: its planned probe, when it is due next, its share of its kind's
+    prober, and, as the WindowBuilder it is, its path's open windows (the prober hands it
+    each settled result)."""
+
+    __slots__ = ("probe", "step_ns", "next_due_ns", "target", "retired")
+
+    target: ProbeTarget  # set once its prober has taken it
+
+    def __init__(
+        self, probe: PlannedProbe, key: PathKey, window_ns: int, settle_ns: int, step_ns: int, first_due_ns: int
+    ) -> None:
+        super().__init__(key, probe.target.address, window_ns, settle_ns, probe.slice.dscp)
+        self.probe = probe
+        self.step_ns = step_ns  # between two probes of this schedule
+        self.next_due_ns = first_due_ns
+        self.retired = False
+
+    def __lt__(self, other: _Schedule) -> bool:
+        """The heap's order between two schedules due at the same nanosecond."""
+        return id(self) < id(other)
+
+
+class _ObservedSchedule(_Schedule):
+    """A schedule whose results a benchmark watches on their way to its windows."""
+
+    __slots__ = ("observer",)
+
+    observer: SchedulerObserver
+
+    def add(self, result: ProbeResult) -> None:
+        self.observer.on_result(result)
+        super().add(result)
+
+    __call__ = add
 
 
 @dataclass
@@ -118,20 +144,22 @@ class Scheduler:
         # One prober per kind; each opens its sockets only with its first target.
         context = ProberContext(source_address, self.clock, slice_option_type)
         self.probers: dict[str, Prober] = {kind: make(context) for kind, make in probers.items()}
-        self._schedules: dict[tuple, _Schedule] = {}
-        self._heap: list[tuple[int, int, _Schedule]] = []
-        self._counter = 0  # heap tie-breaker
+        self._schedules: list[_Schedule] = []  # in the order they were added
+        self._heap: list[tuple[int, _Schedule]] = []  # (due, schedule)
+        # One int object per value that many schedules share (intervals, timeouts, settle
+        # delays): 10,000 schedules of one interval hold one, not 10,000.
+        self._ints: dict[int, int] = {}
         self._timer: WakeupTimer | None = None  # while running
         self._failure: asyncio.Future[None] | None = None  # while running: a turn's error
         self._next_housekeeping_ns = 0
-        self._retired_builders: list[WindowBuilder] = []
+        self._retired: list[_Schedule] = []  # their windows are still to be handed out
         # Windows end together (wall-clock aligned), so builders are checked once per window,
         # when the slowest to settle is due, a time slice per turn.
         self._next_close_ns = 0
-        self._closing: list[WindowBuilder] = []  # this pass's builders still to check, last first
+        self._closing: list[_Schedule] = []  # this pass's schedules still to check, last first
         self._closed: list[PathWindow] = []  # this pass's windows not handed out yet
         self._max_settle_ns = 0
-        for probe in probes:
+        for probe in {schedule_key(p): p for p in probes}.values():  # one schedule per key, as a reload keeps
             self._add(probe)
 
     # -- the plan ------------------------------------------------------------------------
@@ -153,10 +181,12 @@ class Scheduler:
         """Apply a new plan: schedules that stay keep their sessions and open windows;
         removed ones stop and their windows are closed out. Returns (added, removed)."""
         wanted = {schedule_key(p): p for p in probes}
-        removed = [k for k in self._schedules if k not in wanted]
-        for key in removed:
-            self._retire(self._schedules.pop(key))
-        added = [p for k, p in wanted.items() if k not in self._schedules]
+        current = {schedule_key(s.probe): s for s in self._schedules}
+        removed = [s for k, s in current.items() if k not in wanted]
+        for schedule in removed:
+            self._retire(schedule)
+        self._schedules = [s for s in self._schedules if not s.retired]
+        added = [p for k, p in wanted.items() if k not in current]
         for probe in added:
             self._add(probe)
         if self._timer is not None:
@@ -169,44 +199,35 @@ class Scheduler:
         prober = self.probers.get(probe.kind)
         if prober is None:
             raise ValueError(f"unknown probe kind {probe.kind!r}")
-        step_ns = max(1, int(probe.interval_s * 1e9 / max(1, probe.packets_per_interval)))
-        timeout_ns = int(probe.timeout_s * 1e9)
+        step_ns = self._shared(max(1, int(probe.interval_s * 1e9 / max(1, probe.packets_per_interval))))
+        timeout_ns = self._shared(int(probe.timeout_s * 1e9))
         key = PathKey(self.site, probe.target.name, probe.slice.name, probe.kind)
         # Every probe settles within: its timeout, the wait for a later reply to tell the
         # loss direction (one more timeout), and our own check granularity (one step).
-        settle_ns = 2 * timeout_ns + step_ns + HOUSEKEEPING_NS
-        builder = WindowBuilder(key, probe.target.address, self.window_ns, settle_ns, probe.slice.dscp)
+        settle_ns = self._shared(2 * timeout_ns + step_ns + HOUSEKEEPING_NS)
         self._max_settle_ns = max(self._max_settle_ns, settle_ns)
         spread = zlib.crc32(repr(schedule_key(probe)).encode()) % step_ns
         now = time.time_ns()
         first_due = now - now % step_ns + spread
         if first_due < now:
             first_due += step_ns
+        if self.observer is None:
+            schedule = _Schedule(probe, key, self.window_ns, settle_ns, step_ns, first_due)
+        else:
+            schedule = _ObservedSchedule(probe, key, self.window_ns, settle_ns, step_ns, first_due)
+            schedule.observer = self.observer
         spec = ProbeSpec(probe.target, probe.slice, probe.size, probe.flow_label, timeout_ns)
-        target = prober.add(spec, self._result_handler(builder))
-        schedule = _Schedule(probe, key, builder, step_ns, first_due, target)
-        self._schedules[schedule_key(probe)] = schedule
-        self._push(schedule)
+        schedule.target = prober.add(spec, schedule)  # the schedule takes its results
+        self._schedules.append(schedule)
+        heapq.heappush(self._heap, (schedule.next_due_ns, schedule))
 
-    def _result_handler(self, builder: WindowBuilder) -> ResultHandler:
-        observer = self.observer
-        if observer is None:
-            return builder.add
-
-        def observed(result: ProbeResult) -> None:
-            observer.on_result(result)
-            builder.add(result)
-
-        return observed
+    def _shared(self, value: int) -> int:
+        return self._ints.setdefault(value, value)
 
     def _retire(self, schedule: _Schedule) -> None:
         schedule.retired = True  # its heap entry is skipped when it comes up
         schedule.target.stop()
-        self._retired_builders.append(schedule.builder)
-
-    def _push(self, schedule: _Schedule) -> None:
-        self._counter += 1
-        heapq.heappush(self._heap, (schedule.next_due_ns, self._counter, schedule))
+        self._retired.append(schedule)
 
     # -- running -------------------------------------------------------------------------
 
@@ -277,11 +298,11 @@ class Scheduler:
         placed when the plan is read, and the agent starts probing later (its start delay, its
         reflector and servers): probes planned before probing began were never due, so they
         are neither sent in a catch-up burst nor counted as scheduling lag."""
-        for _due, _n, schedule in self._heap:
+        for _due, schedule in self._heap:
             if schedule.next_due_ns < now:
                 behind = now - schedule.next_due_ns
                 schedule.next_due_ns += -(-behind // schedule.step_ns) * schedule.step_ns
-        self._heap = [(s.next_due_ns, n, s) for _due, n, s in self._heap]
+        self._heap = [(s.next_due_ns, s) for _due, s in self._heap]
         heapq.heapify(self._heap)
 
     def _fire_due(self, now: int) -> bool:
@@ -293,7 +314,7 @@ class Scheduler:
         while heap and heap[0][0] <= horizon:
             if fired == FIRE_BATCH:  # bounded, so replies are read in between
                 return True
-            due, _n, schedule = heap[0]
+            due, schedule = heap[0]
             if schedule.retired:
                 heapq.heappop(heap)
                 continue
@@ -302,8 +323,7 @@ class Scheduler:
             telemetry.probes_sent += 1
             schedule.target.send(sent_ns)
             schedule.next_due_ns = due + schedule.step_ns
-            self._counter += 1
-            heapq.heapreplace(heap, (schedule.next_due_ns, self._counter, schedule))  # one sift, not two
+            heapq.heapreplace(heap, (schedule.next_due_ns, schedule))  # one sift, not two
             fired += 1
         return False
 
@@ -316,8 +336,7 @@ class Scheduler:
             return False
         started_ns = time.perf_counter_ns()
         if not self._closing:
-            self._closing = [s.builder for s in self._schedules.values()]
-            self._closing.reverse()  # taken from the end: in the order the schedules were added
+            self._closing = self._schedules[::-1]  # taken from the end: in the order the schedules were added
             # Windows become ready at (end of a window) + settle: the first such time after
             # now (settle may be longer than a window, so count from now - settle).
             settle = self._max_settle_ns
@@ -329,9 +348,9 @@ class Scheduler:
             if len(closing) % CLOSE_CLOCK_EVERY == 0 and time.perf_counter_ns() >= deadline_ns:
                 break
         if not closing:
-            for builder in self._retired_builders:
-                closed += builder.close_all()
-            self._retired_builders.clear()
+            for schedule in self._retired:
+                closed += schedule.close_all()
+            self._retired.clear()
         if len(closed) >= CLOSE_BATCH or (closed and not closing):
             self._closed = []
             self.on_windows(closed)
@@ -344,18 +363,18 @@ class Scheduler:
         self._closing = []  # a pass cut short by the stop: its builders are closed below
         for prober in self.probers.values():
             prober.flush()
-        for schedule in self._schedules.values():
-            windows += schedule.builder.close_all()
-        for builder in self._retired_builders:
-            windows += builder.close_all()
+        for schedule in self._schedules:
+            windows += schedule.close_all()
+        for schedule in self._retired:
+            windows += schedule.close_all()
         if windows:
             self.on_windows(windows)
 
     def set_fingerprint(self, target: str, slice_name: str, fingerprint: str) -> None:
         """The latest trace of a (target, slice): its windows carry the fingerprint."""
-        for schedule in self._schedules.values():
+        for schedule in self._schedules:
             if schedule.probe.target.name == target and schedule.probe.slice.name == slice_name:
-                schedule.builder.fingerprint = fingerprint
+                schedule.fingerprint = fingerprint
 
     def close(self) -> None:
         for prober in self.probers.values():

@@ -28,23 +28,27 @@ class WindowTally(SummaryTally):
     reports (one-way delays, clock error, remarking, the latest hop limits, ICMP errors)."""
 
     __slots__ = (
+        "number",
         "_forward",
         "_reverse",
         "_clock_error_ns",
         "_remarked",
         "_latest_sent_ns",
-        "_hop_limits",
+        "_reflector_hop_limit",
+        "_reply_hop_limit",
         "_icmp_errors",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, number: int) -> None:
         super().__init__()
+        self.number = number  # the window's: its start over the window length
         self._forward: array[int] | None = None  # one-way delays: STAMP with synchronised clocks only
         self._reverse: array[int] | None = None
         self._clock_error_ns: int | None = None
         self._remarked = 0
         self._latest_sent_ns = -1
-        self._hop_limits: tuple[int | None, int | None] = (None, None)  # reflector's, reply's
+        self._reflector_hop_limit: int | None = None  # of the latest probe sent
+        self._reply_hop_limit: int | None = None
         self._icmp_errors = 0
 
     def add_to_window(self, result: ProbeResult, slice_dscp: int) -> None:
@@ -70,11 +74,10 @@ class WindowTally(SummaryTally):
             self._remarked += 1
         if result.sent_ns > self._latest_sent_ns:  # the first of equals, as max() would pick
             self._latest_sent_ns = result.sent_ns
-            self._hop_limits = (result.reflector_hop_limit, result.reply_hop_limit)
+            self._reflector_hop_limit = result.reflector_hop_limit
+            self._reply_hop_limit = result.reply_hop_limit
 
-    def window(
-        self, key: PathKey, target_address: str, number: int, window_ns: int, fingerprint: str | None
-    ) -> PathWindow:
+    def window(self, key: PathKey, target_address: str, window_ns: int, fingerprint: str | None) -> PathWindow:
         rtts = self.sorted_rtts()
         statistics = self.statistics(rtts)
         for name in _SUMMARY_ONLY:
@@ -88,9 +91,9 @@ class WindowTally(SummaryTally):
             **statistics,  # type: ignore[arg-type]
             key=key,
             target_address=target_address,
-            seq=number,
-            start_ns=number * window_ns,
-            end_ns=(number + 1) * window_ns,
+            seq=self.number,
+            start_ns=self.number * window_ns,
+            end_ns=(self.number + 1) * window_ns,
             rtt_buckets=tuple(buckets),
             rtt_sum_ns=sum(rtts),
             forward_owd_p50_ns=forward_p50,
@@ -99,8 +102,8 @@ class WindowTally(SummaryTally):
             reverse_owd_p99_ns=reverse_p99,
             clock_error_ns=self._clock_error_ns,
             dscp_remarked=self._remarked,
-            reflector_hop_limit=self._hop_limits[0],
-            reply_hop_limit=self._hop_limits[1],
+            reflector_hop_limit=self._reflector_hop_limit,
+            reply_hop_limit=self._reply_hop_limit,
             path_fingerprint=fingerprint,
             icmp_errors=self._icmp_errors,
         )
@@ -114,7 +117,9 @@ def _median_and_p99(values: array[int] | None) -> tuple[int | None, int | None]:
 
 
 class WindowBuilder:
-    """Folds one path's results into its open windows and hands out the ones that are settled."""
+    """Folds one path's results into its open windows and hands out the ones that are settled.
+    A builder is its path's result handler (calling it adds a result), so a path keeps no
+    bound method for it."""
 
     __slots__ = ("key", "target_address", "window_ns", "settle_ns", "slice_dscp", "fingerprint", "_open")
 
@@ -125,14 +130,30 @@ class WindowBuilder:
         self.settle_ns = settle_ns
         self.slice_dscp = slice_dscp
         self.fingerprint: str | None = None
-        self._open: dict[int, WindowTally] = {}  # window number -> its tally
+        # Oldest first: the window being probed and those still settling, a few at most.
+        self._open: list[WindowTally] = []
 
     def add(self, result: ProbeResult) -> None:
         number = result.sent_ns // self.window_ns
-        tally = self._open.get(number)
-        if tally is None:
-            tally = self._open[number] = WindowTally()
+        open_ = self._open
+        if open_ and open_[-1].number == number:
+            tally = open_[-1]
+        else:
+            tally = self._tally(number)
         tally.add_to_window(result, self.slice_dscp)
+
+    __call__ = add
+
+    def _tally(self, number: int) -> WindowTally:
+        open_ = self._open
+        for tally in open_:
+            if tally.number == number:
+                return tally
+        tally = WindowTally(number)
+        open_.append(tally)
+        if len(open_) > 1 and open_[-2].number > number:  # a result of a window before the latest
+            open_.sort(key=_window_number)
+        return tally
 
     def add_all(self, results: Iterable[ProbeResult]) -> None:
         for result in results:
@@ -141,13 +162,23 @@ class WindowBuilder:
     def close_ready(self, now_ns: int) -> list[PathWindow]:
         """Windows whose end plus the settle delay has passed, oldest first."""
         last_ready = (now_ns - self.settle_ns) // self.window_ns - 1  # (n + 1) * window + settle <= now
-        ready = sorted(n for n in self._open if n <= last_ready)
-        return [self._window(n) for n in ready]
+        open_ = self._open
+        ready = 0
+        while ready < len(open_) and open_[ready].number <= last_ready:
+            ready += 1
+        windows = [self._window(tally) for tally in open_[:ready]]
+        del open_[:ready]
+        return windows
 
     def close_all(self) -> list[PathWindow]:
         """Everything still open (at shutdown, after the sessions were flushed)."""
-        return [self._window(n) for n in sorted(self._open)]
+        windows = [self._window(tally) for tally in self._open]
+        self._open.clear()
+        return windows
 
-    def _window(self, number: int) -> PathWindow:
-        tally = self._open.pop(number)
-        return tally.window(self.key, self.target_address, number, self.window_ns, self.fingerprint)
+    def _window(self, tally: WindowTally) -> PathWindow:
+        return tally.window(self.key, self.target_address, self.window_ns, self.fingerprint)
+
+
+def _window_number(tally: WindowTally) -> int:
+    return tally.number
