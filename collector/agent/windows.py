@@ -29,6 +29,7 @@ class WindowTally(SummaryTally):
 
     __slots__ = (
         "number",
+        "earlier",
         "_forward",
         "_reverse",
         "_clock_error_ns",
@@ -42,6 +43,7 @@ class WindowTally(SummaryTally):
     def __init__(self, number: int) -> None:
         super().__init__()
         self.number = number  # the window's: its start over the window length
+        self.earlier: WindowTally | None = None  # the path's open window before this one
         self._forward: array[int] | None = None  # one-way delays: STAMP with synchronised clocks only
         self._reverse: array[int] | None = None
         self._clock_error_ns: int | None = None
@@ -121,7 +123,7 @@ class WindowBuilder:
     A builder is its path's result handler (calling it adds a result), so a path keeps no
     bound method for it."""
 
-    __slots__ = ("key", "target_address", "window_ns", "settle_ns", "slice_dscp", "fingerprint", "_open")
+    __slots__ = ("key", "target_address", "window_ns", "settle_ns", "slice_dscp", "fingerprint", "_latest")
 
     def __init__(self, key: PathKey, target_address: str, window_ns: int, settle_ns: int, slice_dscp: int) -> None:
         self.key = key
@@ -130,30 +132,32 @@ class WindowBuilder:
         self.settle_ns = settle_ns
         self.slice_dscp = slice_dscp
         self.fingerprint: str | None = None
-        # Oldest first: the window being probed and those still settling, a few at most.
-        self._open: list[WindowTally] = []
+        # The newest open window, linked to the earlier ones still settling (a few at most).
+        self._latest: WindowTally | None = None
 
     def add(self, result: ProbeResult) -> None:
         number = result.sent_ns // self.window_ns
-        open_ = self._open
-        if open_ and open_[-1].number == number:
-            tally = open_[-1]
-        else:
+        tally = self._latest
+        if tally is None or tally.number != number:
             tally = self._tally(number)
         tally.add_to_window(result, self.slice_dscp)
 
     __call__ = add
 
     def _tally(self, number: int) -> WindowTally:
-        open_ = self._open
-        for tally in open_:
-            if tally.number == number:
-                return tally
-        tally = WindowTally(number)
-        open_.append(tally)
-        if len(open_) > 1 and open_[-2].number > number:  # a result of a window before the latest
-            open_.sort(key=_window_number)
-        return tally
+        """The open window `number`, opened now if it was not."""
+        newer, tally = None, self._latest
+        while tally is not None and tally.number > number:
+            newer, tally = tally, tally.earlier
+        if tally is not None and tally.number == number:
+            return tally
+        opened = WindowTally(_shared_number(number))
+        opened.earlier = tally
+        if newer is None:
+            self._latest = opened
+        else:
+            newer.earlier = opened
+        return opened
 
     def add_all(self, results: Iterable[ProbeResult]) -> None:
         for result in results:
@@ -162,23 +166,41 @@ class WindowBuilder:
     def close_ready(self, now_ns: int) -> list[PathWindow]:
         """Windows whose end plus the settle delay has passed, oldest first."""
         last_ready = (now_ns - self.settle_ns) // self.window_ns - 1  # (n + 1) * window + settle <= now
-        open_ = self._open
-        ready = 0
-        while ready < len(open_) and open_[ready].number <= last_ready:
-            ready += 1
-        windows = [self._window(tally) for tally in open_[:ready]]
-        del open_[:ready]
-        return windows
+        newer, tally = None, self._latest
+        while tally is not None and tally.number > last_ready:
+            newer, tally = tally, tally.earlier
+        if tally is None:
+            return []
+        if newer is None:
+            self._latest = None
+        else:
+            newer.earlier = None
+        return self._windows(tally)
 
     def close_all(self) -> list[PathWindow]:
         """Everything still open (at shutdown, after the sessions were flushed)."""
-        windows = [self._window(tally) for tally in self._open]
-        self._open.clear()
+        latest, self._latest = self._latest, None
+        return self._windows(latest)
+
+    def _windows(self, latest: WindowTally | None) -> list[PathWindow]:
+        """The windows of `latest` and those before it, oldest first."""
+        windows = []
+        while latest is not None:
+            windows.append(latest.window(self.key, self.target_address, self.window_ns, self.fingerprint))
+            latest = latest.earlier
+        windows.reverse()
         return windows
 
-    def _window(self, tally: WindowTally) -> PathWindow:
-        return tally.window(self.key, self.target_address, self.window_ns, self.fingerprint)
+
+# One int object per window number, shared by every path's tally of that window; the few
+# latest are enough, since paths open the same windows at about the same time.
+_window_numbers: dict[int, int] = {}
 
 
-def _window_number(tally: WindowTally) -> int:
-    return tally.number
+def _shared_number(number: int) -> int:
+    shared = _window_numbers.get(number)
+    if shared is None:
+        if len(_window_numbers) >= 16:
+            _window_numbers.clear()
+        shared = _window_numbers[number] = number
+    return shared
