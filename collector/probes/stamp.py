@@ -13,7 +13,6 @@ on its own socket, for the `probe stamp` command.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import random
 import socket
 import time
@@ -27,7 +26,6 @@ from collector.probes.stamp_session import ReplyFacts, SenderSettings, StampSess
 from collector.probes.transmit_reports import TransmitReports
 from collector.system import measurement_sockets
 from collector.wire.slice_option import slice_hop_by_hop
-from collector.wire.stamp import ErrorEstimate
 
 RECEIVE_BUFFER = 65535
 _SSID_OFFSET = 14  # unauthenticated sender packets (RFC 8972 section 3)
@@ -90,7 +88,12 @@ class StampSocket:
 
     @overload
     def open_session(
-        self, endpoint: StampEndpoint, settings: SenderSettings, extra_cmsgs: Sequence[Ancillary] = ()
+        self,
+        endpoint: StampEndpoint,
+        settings: SenderSettings,
+        extra_cmsgs: Sequence[Ancillary] = (),
+        *,
+        target: str | None = None,
     ) -> SocketSession: ...
 
     @overload
@@ -100,6 +103,8 @@ class StampSocket:
         settings: SenderSettings,
         extra_cmsgs: Sequence[Ancillary],
         session_type: type[Session],
+        *,
+        target: str | None = None,
     ) -> Session: ...
 
     def open_session(
@@ -108,16 +113,19 @@ class StampSocket:
         settings: SenderSettings,
         extra_cmsgs: Sequence[Ancillary] = (),
         session_type: type[SocketSession] = SocketSession,
+        *,
+        target: str | None = None,
     ) -> SocketSession:
-        """A new session towards `endpoint`, with an SSID no other session to it uses;
-        `session_type` may be a subclass that carries what its owner needs besides."""
+        """A new session towards `endpoint`, with an SSID no other session to it uses, its
+        results naming `target` (else `settings.target`); `session_type` may be a subclass
+        that carries what its owner needs besides."""
         if endpoint.flow_label and self.family != socket.AF_INET6:
             raise ValueError("a flow label needs an IPv6 target")
         packed = socket.inet_pton(self.family, endpoint.address)
         ssid = settings.ssid
         if not ssid or (packed, endpoint.port, ssid) in self._routes:
             ssid = self._free_ssid(packed, endpoint.port)
-        session = session_type(dataclasses.replace(settings, ssid=ssid))
+        session = session_type(settings, target=target, ssid=ssid)
         if endpoint.flow_label and endpoint.flow_label not in self._leased_labels:
             measurement_sockets.lease_flow_label(self._sock, endpoint.address, endpoint.flow_label)
             self._leased_labels.add(endpoint.flow_label)
@@ -278,7 +286,9 @@ class StampProber:
     def __init__(self, context: ProberContext) -> None:
         self.context = context
         self._sockets: dict[int, StampSocket] = {}  # by address family, opened with its first target
-        self._error_estimate: ErrorEstimate | None = None  # the clock's latest, shared by the sessions
+        # Settings by (slice, DSCP, size, timeout, clock error), shared by the sessions alike
+        # (each names its own target).
+        self._settings: dict[tuple, SenderSettings] = {}
         self._loop: asyncio.AbstractEventLoop | None = None  # while attached: a socket opened later joins it
 
     @property
@@ -299,24 +309,21 @@ class StampProber:
             sock = self._sockets[family] = StampSocket(family, source, self._on_results)
             if self._loop is not None:  # a reload brought the first target of this family
                 sock.attach(self._loop)
-        estimate = self.context.clock.error_estimate()
-        if estimate != self._error_estimate:
-            self._error_estimate = estimate
-        settings = SenderSettings(
-            target=spec.target.name,
-            slice=spec.slice.name,
-            dscp=spec.slice.dscp,
-            size=spec.size,
-            timeout_ns=spec.timeout_ns,
-            error_estimate=self._error_estimate,
-        )
+        slice_ = spec.slice
+        alike = (slice_.name, slice_.dscp, spec.size, spec.timeout_ns, self.context.clock.error_estimate())
+        settings = self._settings.get(alike)
+        if settings is None:
+            name, dscp, size, timeout_ns, estimate = alike
+            settings = self._settings[alike] = SenderSettings(
+                "", name, dscp=dscp, size=size, timeout_ns=timeout_ns, error_estimate=estimate
+            )
         endpoint = StampEndpoint(spec.target.address, spec.target.port, None, spec.flow_label)
         option_type, slice_id = self.context.slice_option_type, spec.slice.slice_id
         extra = []
         if option_type is not None and slice_id is not None and family == socket.AF_INET6:
             # the slice ID in a Hop-by-Hop header (the kernel fills in its Next Header)
             extra.append((socket.IPPROTO_IPV6, socket.IPV6_HOPOPTS, slice_hop_by_hop(slice_id, option_type)))
-        target = sock.open_session(endpoint, settings, extra, _StampTarget)
+        target = sock.open_session(endpoint, settings, extra, _StampTarget, target=spec.target.name)
         target.socket = sock
         target.on_result = on_result
         return target

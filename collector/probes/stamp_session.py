@@ -168,6 +168,7 @@ class StampSession(RequestLog):
 
     __slots__ = (
         "settings",
+        "target",
         "ssid",
         "_prepared",
         "_timed_out",
@@ -179,7 +180,10 @@ class StampSession(RequestLog):
         "foreign_replies",
     )
 
-    def __init__(self, settings: SenderSettings) -> None:
+    def __init__(self, settings: SenderSettings, *, target: str | None = None, ssid: int = 0) -> None:
+        """`target` names the results instead of `settings.target` and `ssid` (non-zero) is the
+        session's instead of `settings.ssid`, so that sessions to many targets may share one
+        settings."""
         size = settings.size
         if size is not None and size < settings.minimum_size():
             raise ValueError(
@@ -187,7 +191,8 @@ class StampSession(RequestLog):
             )
         super().__init__()
         self.settings = settings
-        self.ssid = settings.ssid or random.randint(1, 0xFFFF)
+        self.target = settings.target if target is None else target
+        self.ssid = ssid or settings.ssid or random.randint(1, 0xFFFF)
         self._prepared = _prepared(dataclasses.replace(settings, target="", slice="", ssid=0))
         self._timed_out = 0  # requests past their timeout whose loss waits for a direction
         self._forward_lost_assigned = 0
@@ -233,7 +238,9 @@ class StampSession(RequestLog):
         self.settle(at, SETTLED)
         s = self.settings
         return [
-            ProbeResult(s.target, s.slice, seq, self.entries[at], None, LossDirection.FORWARD, icmp_error=description)
+            ProbeResult(
+                self.target, s.slice, seq, self.entries[at], None, LossDirection.FORWARD, icmp_error=description
+            )
         ]
 
     # -- replies -------------------------------------------------------------------------
@@ -351,7 +358,7 @@ class StampSession(RequestLog):
         self._timed_out -= 1
         s = self.settings
         seq = (self.first + at // STRIDE) & SEQ_MASK
-        return ProbeResult(s.target, s.slice, seq, self.entries[at], None, direction)
+        return ProbeResult(self.target, s.slice, seq, self.entries[at], None, direction)
 
     def _reflector_count(self, seq: int, reply: ReflectorPacket) -> int | None:
         """How many of our packets up to `seq` the reflector received, if it tells us."""
@@ -382,7 +389,7 @@ class StampSession(RequestLog):
         cos = reply.tlv(ClassOfService)
         reflector_dscp = cos.dscp2 if cos is not None and not cos.flags & TlvFlag.UNRECOGNIZED else None
         return ProbeResult(
-            target=s.target,
+            target=self.target,
             slice=s.slice,
             seq=seq,
             sent_ns=t1,

@@ -70,7 +70,7 @@ def test_sessions_sharing_one_socket_each_get_their_own_replies():
                 shared.open_session(StampEndpoint("::1", server.port), SenderSettings("core", name, dscp))
                 for name, dscp in (("video", 34), ("egov", 26), ("data", 18))
             ]
-            assert shared.session_count == 3 and len({s.settings.ssid for s in sessions}) == 3
+            assert shared.session_count == 3 and len({s.ssid for s in sessions}) == 3
             for session in sessions * 2:
                 shared.send(session)
             poller = readable(shared)
