@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import bisect
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from collector.contract.records import RTT_BUCKETS_NS, PathKey, PathWindow, ProbeResult
 from collector.probes.summary import ProbeSummary, SummaryTally, percentile
 
+_NO_DELAY = -(1 << 63)  # in place of a one-way delay a result lacks (no delay is that negative)
 # A window takes over its probes' ProbeSummary statistics (counts, RTT percentiles, delay
 # variation: the fields both records have, which mean the same in both) but these.
 _SUMMARY_ONLY = tuple(name for name in ProbeSummary.__dataclass_fields__ if name not in PathWindow.__dataclass_fields__)
@@ -30,8 +31,7 @@ class WindowTally(SummaryTally):
     __slots__ = (
         "number",
         "earlier",
-        "_forward",
-        "_reverse",
+        "_one_way",
         "_clock_error_ns",
         "_remarked",
         "_latest_sent_ns",
@@ -44,8 +44,9 @@ class WindowTally(SummaryTally):
         super().__init__()
         self.number = number  # the window's: its start over the window length
         self.earlier: WindowTally | None = None  # the path's open window before this one
-        self._forward: array[int] | None = None  # one-way delays: STAMP with synchronised clocks only
-        self._reverse: array[int] | None = None
+        # One-way delays, forward and reverse of each answer in turn (_NO_DELAY where one is
+        # missing): STAMP with synchronised clocks only, which gives both at once.
+        self._one_way: array[int] | None = None
         self._clock_error_ns: int | None = None
         self._remarked = 0
         self._latest_sent_ns = -1
@@ -59,14 +60,12 @@ class WindowTally(SummaryTally):
             self._icmp_errors += 1
         if result.rtt_ns is None or result.duplicate:
             return
-        if result.forward_owd_ns is not None:
-            if self._forward is None:
-                self._forward = array("q")
-            self._forward.append(result.forward_owd_ns)
-        if result.reverse_owd_ns is not None:
-            if self._reverse is None:
-                self._reverse = array("q")
-            self._reverse.append(result.reverse_owd_ns)
+        forward, reverse = result.forward_owd_ns, result.reverse_owd_ns
+        if forward is not None or reverse is not None:
+            if self._one_way is None:
+                self._one_way = array("q")
+            self._one_way.append(_NO_DELAY if forward is None else forward)
+            self._one_way.append(_NO_DELAY if reverse is None else reverse)
         error = result.clock_error_ns
         if error is not None and (self._clock_error_ns is None or error > self._clock_error_ns):
             self._clock_error_ns = error
@@ -87,8 +86,9 @@ class WindowTally(SummaryTally):
         buckets = [0] * (len(RTT_BUCKETS_NS) + 1)
         for rtt in rtts:
             buckets[bisect.bisect_left(RTT_BUCKETS_NS, rtt)] += 1  # a bound is inclusive (le)
-        forward_p50, forward_p99 = _median_and_p99(self._forward)
-        reverse_p50, reverse_p99 = _median_and_p99(self._reverse)
+        one_way = self._one_way or ()
+        forward_p50, forward_p99 = _median_and_p99(one_way[0::2])
+        reverse_p50, reverse_p99 = _median_and_p99(one_way[1::2])
         return PathWindow(
             **statistics,  # type: ignore[arg-type]
             key=key,
@@ -111,10 +111,10 @@ class WindowTally(SummaryTally):
         )
 
 
-def _median_and_p99(values: array[int] | None) -> tuple[int | None, int | None]:
-    if not values:
+def _median_and_p99(values: Sequence[int]) -> tuple[int | None, int | None]:
+    ordered = sorted(v for v in values if v != _NO_DELAY)
+    if not ordered:
         return None, None
-    ordered = sorted(values)
     return percentile(ordered, 0.5), percentile(ordered, 0.99)
 
 
