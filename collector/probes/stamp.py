@@ -49,7 +49,7 @@ class SocketSession(StampSession):
 
     destination: tuple  # sendto address, flowinfo included
     cmsgs: list[Ancillary]  # its traffic class (and slice option), shared by every session marked alike
-    route: tuple[bytes, int, int]  # (packed reflector address, port, SSID): how replies find it
+    route: tuple[str, int, int]  # (reflector address as replies name it, port, SSID): how replies find it
 
 
 Session = TypeVar("Session", bound=SocketSession)
@@ -64,9 +64,9 @@ class StampSocket:
         self.send_errors = 0
         self.last_send_error: str | None = None
         self.malformed_replies = 0
-        self._routes: dict[tuple[bytes, int, int], SocketSession] = {}  # by (address, port, SSID)
+        self._routes: dict[tuple[str, int, int], SocketSession] = {}  # by (address, port, SSID)
         # for errors and SSID 0: the session to each address, a list when there are several
-        self._by_address: dict[bytes, SocketSession | list[SocketSession]] = {}
+        self._by_address: dict[str, SocketSession | list[SocketSession]] = {}
         self._cmsgs: dict[tuple[int, tuple[Ancillary, ...]], list[Ancillary]] = {}  # by (DSCP, extra ones)
         self._sent: TransmitReports[tuple[StampSession, int]] = TransmitReports()  # (session, seq)
         self._leased_labels: set[int] = set()
@@ -121,58 +121,62 @@ class StampSocket:
         that carries what its owner needs besides."""
         if endpoint.flow_label and self.family != socket.AF_INET6:
             raise ValueError("a flow label needs an IPv6 target")
-        packed = socket.inet_pton(self.family, endpoint.address)
+        # The address as the kernel names a reply's source (one string with the endpoint's
+        # when it is written so already).
+        address = socket.inet_ntop(self.family, socket.inet_pton(self.family, endpoint.address))
+        if address == endpoint.address:
+            address = endpoint.address
         ssid = settings.ssid
-        if not ssid or (packed, endpoint.port, ssid) in self._routes:
-            ssid = self._free_ssid(packed, endpoint.port)
+        if not ssid or (address, endpoint.port, ssid) in self._routes:
+            ssid = self._free_ssid(address, endpoint.port)
         session = session_type(settings, target=target, ssid=ssid)
         if endpoint.flow_label and endpoint.flow_label not in self._leased_labels:
             measurement_sockets.lease_flow_label(self._sock, endpoint.address, endpoint.flow_label)
             self._leased_labels.add(endpoint.flow_label)
         if self.family == socket.AF_INET6:
-            session.destination = (endpoint.address, endpoint.port, endpoint.flow_label or 0, 0)
+            session.destination = (address, endpoint.port, endpoint.flow_label or 0, 0)
         else:
-            session.destination = (endpoint.address, endpoint.port)
+            session.destination = (address, endpoint.port)
         marking = (settings.dscp, tuple(extra_cmsgs))
         cmsgs = self._cmsgs.get(marking)
         if cmsgs is None:
             tclass = measurement_sockets.traffic_class_cmsg(self.family, settings.dscp << 2)
             cmsgs = self._cmsgs[marking] = [tclass, *extra_cmsgs]
         session.cmsgs = cmsgs
-        session.route = (packed, endpoint.port, session.ssid)
+        session.route = (address, endpoint.port, session.ssid)
         self._routes[session.route] = session
-        others = self._by_address.get(packed)
+        others = self._by_address.get(address)
         if others is None:
-            self._by_address[packed] = session
+            self._by_address[address] = session
         elif isinstance(others, list):
             others.append(session)
         else:
-            self._by_address[packed] = [others, session]
+            self._by_address[address] = [others, session]
         return session
 
     def close_session(self, session: SocketSession) -> None:
         if self._routes.get(session.route) is not session:
             return
         del self._routes[session.route]
-        packed = session.route[0]
-        others = self._by_address[packed]
+        address = session.route[0]
+        others = self._by_address[address]
         if isinstance(others, list):
             others.remove(session)
             if len(others) == 1:
-                self._by_address[packed] = others[0]
+                self._by_address[address] = others[0]
         else:
-            del self._by_address[packed]
+            del self._by_address[address]
 
-    def _sessions_to(self, packed: bytes) -> Sequence[SocketSession]:
-        found = self._by_address.get(packed)
+    def _sessions_to(self, address: str) -> Sequence[SocketSession]:
+        found = self._by_address.get(address)
         if found is None:
             return ()
         return found if isinstance(found, list) else (found,)
 
-    def _free_ssid(self, packed: bytes, port: int) -> int:
+    def _free_ssid(self, address: str, port: int) -> int:
         while True:
             ssid = random.randint(1, 0xFFFF)
-            if (packed, port, ssid) not in self._routes:
+            if (address, port, ssid) not in self._routes:
                 return ssid
 
     @property
@@ -251,13 +255,15 @@ class StampSocket:
                     self.on_results(session, results)
 
     def _session_of_reply(self, data: bytes, address: tuple) -> SocketSession | None:
-        packed = socket.inet_pton(self.family, address[0].split("%")[0])
+        source = address[0]
+        if "%" in source:  # a link-local source's scope
+            source = source.split("%")[0]
         ssid = int.from_bytes(data[14:16], "big") if len(data) >= _SSID_OFFSET + 2 else 0
-        session = self._routes.get((packed, address[1], ssid))
+        session = self._routes.get((source, address[1], ssid))
         if session is None and ssid == 0:
             # A reflector without RFC 8972 (or a TWAMP-Light one) returns a zeroed SSID:
             # unambiguous only when we run a single session to that reflector.
-            sessions = [s for s in self._sessions_to(packed) if s.route[1] == address[1]]
+            sessions = [s for s in self._sessions_to(source) if s.route[1] == address[1]]
             session = sessions[0] if len(sessions) == 1 else None
         return session
 
@@ -265,9 +271,9 @@ class StampSocket:
         """The session a quoted request belongs to: by its destination and SSID."""
         if len(error.payload) < _SSID_OFFSET + 2 or not error.destination:
             return None
-        packed = socket.inet_pton(self.family, error.destination.split("%")[0])
+        destination = error.destination.split("%")[0]
         ssid = int.from_bytes(error.payload[14:16], "big")
-        return next((s for s in self._sessions_to(packed) if s.ssid == ssid), None)
+        return next((s for s in self._sessions_to(destination) if s.ssid == ssid), None)
 
     def close(self) -> None:
         self._sock.close()

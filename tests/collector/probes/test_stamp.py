@@ -85,6 +85,24 @@ def test_sessions_sharing_one_socket_each_get_their_own_replies():
     }
 
 
+def test_a_reflector_address_written_longhand_gets_its_replies():
+    """Replies are found by their source address as the kernel writes it: a target written
+    another way is named so when its session opens."""
+    results: list[ProbeResult] = []
+    with reflector(stateful=False) as server:
+        shared = StampSocket(socket.AF_INET6, None, lambda session, found: results.extend(found))
+        try:
+            session = shared.open_session(StampEndpoint("0:0:0:0:0:0:0:1", server.port), SenderSettings("lo", "video"))
+            shared.send(session)
+            poller = readable(shared)
+            deadline = time.monotonic() + DEADLINE_S
+            while not results and time.monotonic() < deadline and poller.poll(1000):
+                shared.drain()
+        finally:
+            shared.close()
+    assert [(r.target, r.lost) for r in results] == [("lo", False)] and shared.malformed_replies == 0
+
+
 def test_transmit_reports_match_sends_again_after_the_kernel_numbered_a_send_the_socket_did_not_count():
     """A send refused after the kernel numbered it (a full queue's ENOBUFS) used to shift
     every later report off its send for good: kernel times were never used again and every
