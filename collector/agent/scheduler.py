@@ -26,7 +26,7 @@ from typing import Protocol
 
 from collector.agent.plan import PlannedProbe
 from collector.agent.wakeup import WakeupTimer
-from collector.agent.windows import WindowBuilder
+from collector.agent.windows import PathWindows
 from collector.contract.records import PathKey, PathWindow, ProbeResult
 from collector.probes.base import Prober, ProberContext, ProbeSpec, ProbeTarget
 from collector.probes.registry import PROBERS
@@ -67,23 +67,29 @@ def schedule_key(probe: PlannedProbe) -> tuple:
     return (t.name, t.address, t.port, probe.slice.name, probe.kind)
 
 
-class _Schedule(WindowBuilder):
+class _Schedule(PathWindows):
     """One probe schedule: its planned probe, when it is due next, its share of its kind's
-    prober, and, as the WindowBuilder it is, its path's open windows (the prober hands it
-    each settled result)."""
+    prober, and, as the PathWindows it is, its path's open windows (the prober hands it each
+    settled result)."""
 
-    __slots__ = ("probe", "step_ns", "next_due_ns", "target", "retired")
+    __slots__ = ("site", "probe", "step_ns", "next_due_ns", "target", "retired")
 
     target: ProbeTarget  # set once its prober has taken it
 
     def __init__(
-        self, probe: PlannedProbe, key: PathKey, window_ns: int, settle_ns: int, step_ns: int, first_due_ns: int
+        self, site: str, probe: PlannedProbe, window_ns: int, settle_ns: int, step_ns: int, first_due_ns: int
     ) -> None:
-        super().__init__(key, probe.target.address, window_ns, settle_ns, probe.slice.dscp)
+        super().__init__(probe.target.address, window_ns, settle_ns, probe.slice.dscp)
+        self.site = site
         self.probe = probe
         self.step_ns = step_ns  # between two probes of this schedule
         self.next_due_ns = first_due_ns
         self.retired = False
+
+    def path_key(self) -> PathKey:
+        """Made when windows close (once a window), not kept: a PathKey per pair is 64 bytes."""
+        probe = self.probe
+        return PathKey(self.site, probe.target.name, probe.slice.name, probe.kind)
 
     def __lt__(self, other: _Schedule) -> bool:
         """The heap's order between two schedules due at the same nanosecond."""
@@ -201,7 +207,6 @@ class Scheduler:
             raise ValueError(f"unknown probe kind {probe.kind!r}")
         step_ns = self._shared(max(1, int(probe.interval_s * 1e9 / max(1, probe.packets_per_interval))))
         timeout_ns = self._shared(int(probe.timeout_s * 1e9))
-        key = PathKey(self.site, probe.target.name, probe.slice.name, probe.kind)
         # Every probe settles within: its timeout, the wait for a later reply to tell the
         # loss direction (one more timeout), and our own check granularity (one step).
         settle_ns = self._shared(2 * timeout_ns + step_ns + HOUSEKEEPING_NS)
@@ -212,9 +217,9 @@ class Scheduler:
         if first_due < now:
             first_due += step_ns
         if self.observer is None:
-            schedule = _Schedule(probe, key, self.window_ns, settle_ns, step_ns, first_due)
+            schedule = _Schedule(self.site, probe, self.window_ns, settle_ns, step_ns, first_due)
         else:
-            schedule = _ObservedSchedule(probe, key, self.window_ns, settle_ns, step_ns, first_due)
+            schedule = _ObservedSchedule(self.site, probe, self.window_ns, settle_ns, step_ns, first_due)
             schedule.observer = self.observer
         spec = ProbeSpec(probe.target, probe.slice, probe.size, probe.flow_label, timeout_ns)
         schedule.target = prober.add(spec, schedule)  # the schedule takes its results

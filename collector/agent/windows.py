@@ -118,15 +118,14 @@ def _median_and_p99(values: Sequence[int]) -> tuple[int | None, int | None]:
     return percentile(ordered, 0.5), percentile(ordered, 0.99)
 
 
-class WindowBuilder:
+class PathWindows:
     """Folds one path's results into its open windows and hands out the ones that are settled.
-    A builder is its path's result handler (calling it adds a result), so a path keeps no
-    bound method for it."""
+    It is its path's result handler (calling it adds a result), so a path keeps no bound
+    method for it. What names the path is the subclass's (`path_key`)."""
 
-    __slots__ = ("key", "target_address", "window_ns", "settle_ns", "slice_dscp", "fingerprint", "_latest")
+    __slots__ = ("target_address", "window_ns", "settle_ns", "slice_dscp", "fingerprint", "_latest")
 
-    def __init__(self, key: PathKey, target_address: str, window_ns: int, settle_ns: int, slice_dscp: int) -> None:
-        self.key = key
+    def __init__(self, target_address: str, window_ns: int, settle_ns: int, slice_dscp: int) -> None:
         self.target_address = target_address
         self.window_ns = window_ns
         self.settle_ns = settle_ns
@@ -182,14 +181,33 @@ class WindowBuilder:
         latest, self._latest = self._latest, None
         return self._windows(latest)
 
+    def path_key(self) -> PathKey:
+        raise NotImplementedError
+
     def _windows(self, latest: WindowTally | None) -> list[PathWindow]:
         """The windows of `latest` and those before it, oldest first."""
+        if latest is None:
+            return []
+        key = self.path_key()
         windows = []
         while latest is not None:
-            windows.append(latest.window(self.key, self.target_address, self.window_ns, self.fingerprint))
+            windows.append(latest.window(key, self.target_address, self.window_ns, self.fingerprint))
             latest = latest.earlier
         windows.reverse()
         return windows
+
+
+class WindowBuilder(PathWindows):
+    """The open windows of the path `key`."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: PathKey, target_address: str, window_ns: int, settle_ns: int, slice_dscp: int) -> None:
+        super().__init__(target_address, window_ns, settle_ns, slice_dscp)
+        self.key = key
+
+    def path_key(self) -> PathKey:
+        return self.key
 
 
 # One int object per window number, shared by every path's tally of that window; the few
