@@ -65,12 +65,10 @@ class RequestLog:
                 break
         if drop:
             del entries[:drop]
-            self.checked = max(0, self.checked - drop)
+            self.checked = self.checked - drop if self.checked > drop else 0
             self.first += drop // STRIDE
         number = self.first + len(entries) // STRIDE
-        entries.append(sent_ns)
-        entries.append(NO_KERNEL_TIME)
-        entries.append(OUTSTANDING)
+        entries.extend((sent_ns, NO_KERNEL_TIME, OUTSTANDING))
         self.outstanding += 1
         return number
 

@@ -122,11 +122,11 @@ def kernel_t1(read_before_send_ns: int, kernel_send_ns: int | None, receive_ns: 
 
 @dataclass(frozen=True, slots=True)
 class _Prepared:
-    """What every session with the same settings (but target, slice and SSID) shares: one
-    request, rewritten in place for each (every field that differs is written each time,
-    and the caller gets a copy), and the constants of its bookkeeping."""
+    """What every session with the same settings (but target, slice and SSID) shares: the
+    request each copies and fills in (sessions may run on several threads: the analyzer's
+    probes), and the constants of its bookkeeping."""
 
-    request: bytearray
+    request: bytes
     header: struct.Struct  # seq, timestamp, error estimate, SSID
     error_estimate: int  # as the wire carries it
     sender_count_offset: int  # S_TxC of the Direct Measurement TLV
@@ -149,8 +149,8 @@ def _prepared(settings: SenderSettings) -> _Prepared:
             tlvs.pop(0)
     if s.authenticated:
         tlvs.append(HmacTlv())
-    request = bytearray(
-        encode_sender(SenderPacket(0, 0, s.error_estimate, 0, tuple(tlvs)), s.auth_key, authenticated=s.authenticated)
+    request = encode_sender(
+        SenderPacket(0, 0, s.error_estimate, 0, tuple(tlvs)), s.auth_key, authenticated=s.authenticated
     )
     counter = len(request) - _DIRECT_MEASUREMENT_LEN - (_HMAC_TLV_LEN if s.authenticated else 0) + TLV_HEADER_LEN
     return _Prepared(
@@ -214,7 +214,7 @@ class StampSession(RequestLog):
         """The next request, stamped with T1 = send_ns. Returns (seq, octets)."""
         prepared = self._prepared
         seq = self.add(send_ns, prepared.duplicate_horizon_ns) & SEQ_MASK
-        buf = prepared.request
+        buf = bytearray(prepared.request)
         timestamp = encode_timestamp(send_ns, self.settings.timestamp_format)
         prepared.header.pack_into(buf, 0, seq, timestamp, prepared.error_estimate, self.ssid)
         # S_TxC: packets sent in this session, this one included.
@@ -259,14 +259,14 @@ class StampSession(RequestLog):
             self.foreign_replies += 1
             return []
         seq = reply.sender_seq
-        at = self.offset(seq, SEQ_MASK)
-        if at < 0:
+        entries = self.entries
+        at = ((seq - self.first) & SEQ_MASK) * STRIDE  # as offset() finds it, inline: once a reply
+        if at >= len(entries):
             if seq < self.next_seq:
                 self.late_replies += 1  # forgotten: it was settled long ago
             else:
                 self.foreign_replies += 1
             return []
-        entries = self.entries
         state = entries[at + 2]
         if state == ANSWERED:
             return [self._result(seq, entries[at], reply, facts, duplicate=True)]
@@ -274,7 +274,8 @@ class StampSession(RequestLog):
             self.late_replies += 1  # after its timeout: it stays lost (RFC 7680)
             return []
         send_ns = entries[at] = kernel_t1(entries[at], entries[at + 1] or None, facts.receive_ns)
-        self.settle(at, ANSWERED)
+        entries[at + 2] = ANSWERED
+        self.outstanding -= 1
         results = self._resolve_directions(seq, reply)
         results.append(self._result(seq, send_ns, reply, facts))
         return results
