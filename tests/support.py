@@ -108,15 +108,15 @@ def run_until(
 
 def nothing_in_flight(scheduler) -> bool:
     """No STAMP or echo probe of a collector.agent.scheduler.Scheduler awaits its reply: a stop
-    now counts none as lost for having been stopped. (A STAMP schedule's target holds its
-    session; an echo schedule's, the shared echo prober whose session it is.)"""
+    now counts none as lost for having been stopped. (A STAMP schedule's target is its
+    session; an echo schedule's holds the shared echo prober whose session it is.)"""
 
     def session(target):
         echo = getattr(target, "echo", None)
-        return echo.session if echo is not None else getattr(target, "session", None)
+        return echo.session if echo is not None else target
 
-    sessions = (session(s.target) for s in scheduler._schedules.values())
-    return all(session.outstanding == 0 for session in sessions if session is not None)
+    sessions = (session(s.target) for s in scheduler._schedules)
+    return all(getattr(session, "outstanding", 0) == 0 for session in sessions)
 
 
 class CountingBackoff:

@@ -26,9 +26,9 @@ from typing import Protocol
 from collector.agent.gc_pacing import CollectionPacer
 from collector.agent.plan import PlannedProbe
 from collector.agent.wakeup import WakeupTimer
-from collector.agent.windows import WindowBuilder
+from collector.agent.windows import PathWindows
 from collector.contract.records import PathKey, PathWindow, ProbeResult
-from collector.probes.base import Prober, ProberContext, ProbeSpec, ProbeTarget, ResultHandler
+from collector.probes.base import Prober, ProberContext, ProbeSpec, ProbeTarget
 from collector.probes.registry import PROBERS
 from collector.probes.summary import percentile
 from collector.system.clock import ClockStatus, read_clock_status
@@ -72,16 +72,51 @@ def schedule_key(probe: PlannedProbe) -> tuple:
     return (t.name, t.address, t.port, probe.slice.name, probe.kind)
 
 
-@dataclass(eq=False, slots=True)
-class _Schedule:
-    probe: PlannedProbe
-    key: PathKey
-    builder: WindowBuilder
-    step_ns: int  # between two probes of this schedule
-    next_due_ns: int
-    target: ProbeTarget  # its share of its kind's prober
-    slot: int  # its place in the scheduler's slots, the low bits of its heap entry
-    retired: bool = False
+class _Schedule(PathWindows):
+    """One probe schedule: its planned probe, when it is due next, its share of its kind's
+    prober, and, as the PathWindows it is, its path's open windows (the prober hands it each
+    settled result)."""
+
+    __slots__ = ("site", "probe", "step_ns", "next_due_ns", "slot", "target", "retired")
+
+    target: ProbeTarget  # set once its prober has taken it
+
+    def __init__(
+        self,
+        site: str,
+        probe: PlannedProbe,
+        window_ns: int,
+        settle_ns: int,
+        step_ns: int,
+        first_due_ns: int,
+        slot: int,
+    ) -> None:
+        super().__init__(probe.target.address, window_ns, settle_ns, probe.slice.dscp)
+        self.site = site
+        self.probe = probe
+        self.step_ns = step_ns  # between two probes of this schedule
+        self.next_due_ns = first_due_ns
+        self.slot = slot  # its place in the scheduler's slots, the low bits of its heap entry
+        self.retired = False
+
+    def path_key(self) -> PathKey:
+        """Made when windows close (once a window), not kept: a PathKey per pair is 64 bytes."""
+        probe = self.probe
+        return PathKey(self.site, probe.target.name, probe.slice.name, probe.kind)
+
+
+class _ObservedSchedule(_Schedule):
+    """A schedule whose results a benchmark watches on their way to its windows."""
+
+    __slots__ = ("observer",)
+
+    observer: SchedulerObserver
+
+    def add(self, result: ProbeResult) -> None:
+        self.observer.on_result(result)
+        super().add(result)
+
+    __call__ = add
 
 
 @dataclass
@@ -124,22 +159,25 @@ class Scheduler:
         # One prober per kind; each opens its sockets only with its first target.
         context = ProberContext(source_address, self.clock, slice_option_type)
         self.probers: dict[str, Prober] = {kind: make(context) for kind, make in probers.items()}
-        self._schedules: dict[tuple, _Schedule] = {}
+        self._schedules: list[_Schedule] = []  # in the order they were added
         self._heap: list[int] = []  # (due ns << SLOT_BITS) | slot
         self._slots: list[_Schedule | None] = []
         self._free_slots: list[int] = []  # of retired schedules whose heap entry has gone
+        # One int object per value that many schedules share (intervals, timeouts, settle
+        # delays): 10,000 schedules of one interval hold one, not 10,000.
+        self._ints: dict[int, int] = {}
         self._collections = CollectionPacer()
         self._timer: WakeupTimer | None = None  # while running
         self._failure: asyncio.Future[None] | None = None  # while running: a turn's error
         self._next_housekeeping_ns = 0
-        self._retired_builders: list[WindowBuilder] = []
+        self._retired: list[_Schedule] = []  # their windows are still to be handed out
         # Windows end together (wall-clock aligned), so builders are checked once per window,
         # when the slowest to settle is due, a time slice per turn.
         self._next_close_ns = 0
-        self._closing: list[WindowBuilder] = []  # this pass's builders still to check, last first
+        self._closing: list[_Schedule] = []  # this pass's schedules still to check, last first
         self._closed: list[PathWindow] = []  # this pass's windows not handed out yet
         self._max_settle_ns = 0
-        for probe in probes:
+        for probe in {schedule_key(p): p for p in probes}.values():  # one schedule per key, as a reload keeps
             self._add(probe)
 
     # -- the plan ------------------------------------------------------------------------
@@ -161,10 +199,12 @@ class Scheduler:
         """Apply a new plan: schedules that stay keep their sessions and open windows;
         removed ones stop and their windows are closed out. Returns (added, removed)."""
         wanted = {schedule_key(p): p for p in probes}
-        removed = [k for k in self._schedules if k not in wanted]
-        for key in removed:
-            self._retire(self._schedules.pop(key))
-        added = [p for k, p in wanted.items() if k not in self._schedules]
+        current = {schedule_key(s.probe): s for s in self._schedules}
+        removed = [s for k, s in current.items() if k not in wanted]
+        for schedule in removed:
+            self._retire(schedule)
+        self._schedules = [s for s in self._schedules if not s.retired]
+        added = [p for k, p in wanted.items() if k not in current]
         for probe in added:
             self._add(probe)
         if self._timer is not None:
@@ -176,21 +216,17 @@ class Scheduler:
         prober = self.probers.get(probe.kind)
         if prober is None:
             raise ValueError(f"unknown probe kind {probe.kind!r}")
-        step_ns = max(1, int(probe.interval_s * 1e9 / max(1, probe.packets_per_interval)))
-        timeout_ns = int(probe.timeout_s * 1e9)
-        key = PathKey(self.site, probe.target.name, probe.slice.name, probe.kind)
+        step_ns = self._shared(max(1, int(probe.interval_s * 1e9 / max(1, probe.packets_per_interval))))
+        timeout_ns = self._shared(int(probe.timeout_s * 1e9))
         # Every probe settles within: its timeout, the wait for a later reply to tell the
         # loss direction (one more timeout), and our own check granularity (one step).
-        settle_ns = 2 * timeout_ns + step_ns + HOUSEKEEPING_NS
-        builder = WindowBuilder(key, probe.target.address, self.window_ns, settle_ns, probe.slice.dscp)
+        settle_ns = self._shared(2 * timeout_ns + step_ns + HOUSEKEEPING_NS)
         self._max_settle_ns = max(self._max_settle_ns, settle_ns)
         spread = zlib.crc32(repr(schedule_key(probe)).encode()) % step_ns
         now = time.time_ns()
         first_due = now - now % step_ns + spread
         if first_due < now:
             first_due += step_ns
-        spec = ProbeSpec(probe.target, probe.slice, probe.size, probe.flow_label, timeout_ns)
-        target = prober.add(spec, self._result_handler(builder))
         if self._free_slots:
             slot = self._free_slots.pop()
         elif len(self._slots) <= SLOT_MASK:
@@ -198,26 +234,24 @@ class Scheduler:
             self._slots.append(None)
         else:
             raise ValueError(f"more than {SLOT_MASK + 1} schedules")
-        schedule = _Schedule(probe, key, builder, step_ns, first_due, target, slot)
+        if self.observer is None:
+            schedule = _Schedule(self.site, probe, self.window_ns, settle_ns, step_ns, first_due, slot)
+        else:
+            schedule = _ObservedSchedule(self.site, probe, self.window_ns, settle_ns, step_ns, first_due, slot)
+            schedule.observer = self.observer
+        spec = ProbeSpec(probe.target, probe.slice, probe.size, probe.flow_label, timeout_ns)
+        schedule.target = prober.add(spec, schedule)  # the schedule takes its results
+        self._schedules.append(schedule)
         self._slots[slot] = schedule
-        self._schedules[schedule_key(probe)] = schedule
         heapq.heappush(self._heap, first_due << SLOT_BITS | slot)
 
-    def _result_handler(self, builder: WindowBuilder) -> ResultHandler:
-        observer = self.observer
-        if observer is None:
-            return builder.add
-
-        def observed(result: ProbeResult) -> None:
-            observer.on_result(result)
-            builder.add(result)
-
-        return observed
+    def _shared(self, value: int) -> int:
+        return self._ints.setdefault(value, value)
 
     def _retire(self, schedule: _Schedule) -> None:
         schedule.retired = True  # its heap entry is skipped when it comes up
         schedule.target.stop()
-        self._retired_builders.append(schedule.builder)
+        self._retired.append(schedule)
 
     # -- running -------------------------------------------------------------------------
 
@@ -337,8 +371,7 @@ class Scheduler:
             return False
         started_ns = time.perf_counter_ns()
         if not self._closing:
-            self._closing = [s.builder for s in self._schedules.values()]
-            self._closing.reverse()  # taken from the end: in the order the schedules were added
+            self._closing = self._schedules[::-1]  # taken from the end: in the order the schedules were added
             # Windows become ready at (end of a window) + settle: the first such time after
             # now (settle may be longer than a window, so count from now - settle).
             settle = self._max_settle_ns
@@ -350,9 +383,9 @@ class Scheduler:
             if len(closing) % CLOSE_CLOCK_EVERY == 0 and time.perf_counter_ns() >= deadline_ns:
                 break
         if not closing:
-            for builder in self._retired_builders:
-                closed += builder.close_all()
-            self._retired_builders.clear()
+            for schedule in self._retired:
+                closed += schedule.close_all()
+            self._retired.clear()
         if len(closed) >= CLOSE_BATCH or (closed and not closing):
             self._closed = []
             self.on_windows(closed)
@@ -369,18 +402,18 @@ class Scheduler:
         self._closing = []  # a pass cut short by the stop: its builders are closed below
         for prober in self.probers.values():
             prober.flush()
-        for schedule in self._schedules.values():
-            windows += schedule.builder.close_all()
-        for builder in self._retired_builders:
-            windows += builder.close_all()
+        for schedule in self._schedules:
+            windows += schedule.close_all()
+        for schedule in self._retired:
+            windows += schedule.close_all()
         if windows:
             self.on_windows(windows)
 
     def set_fingerprint(self, target: str, slice_name: str, fingerprint: str) -> None:
         """The latest trace of a (target, slice): its windows carry the fingerprint."""
-        for schedule in self._schedules.values():
+        for schedule in self._schedules:
             if schedule.probe.target.name == target and schedule.probe.slice.name == slice_name:
-                schedule.builder.fingerprint = fingerprint
+                schedule.fingerprint = fingerprint
 
     def close(self) -> None:
         for prober in self.probers.values():

@@ -50,6 +50,7 @@ PERMISSION_HINT = "run as root, or allow ping sockets: sysctl -w net.ipv4.ping_g
 # thousands of replies a second that halves the event loop's turns, and the round trips do
 # not care, their times come from the kernel.
 RESULT_TICK_S = 0.01
+_NO_HANDLERS: dict[str, ResultHandler] = {}
 
 
 class SocketKind(str, Enum):
@@ -109,7 +110,8 @@ class EchoProber:
             cookie = settings.cookie if settings.cookie is not None else random.getrandbits(32)
             self.session = EchoSession(identifier, cookie, settings.size, settings.timeout_ns)
             self._destinations: list[tuple[str, int, int, int]] = []
-            self._cmsgs: list[list[tuple[int, int, bytes]]] = []
+            self._cmsgs: list[list[tuple[int, int, bytes]]] = []  # per target, shared by targets of one DSCP
+            self._cmsgs_of_dscp: dict[int, list[tuple[int, int, bytes]]] = {}
             self._leased: set[int] = set()
             for target in targets:
                 self.add_target(target)
@@ -157,8 +159,13 @@ class EchoProber:
                 )
                 self._leased.add(target.flow_label)
         index = self.session.add_target(target)
-        self._destinations.append((destination[0], 0, target.flow_label or 0, destination[3]))
-        self._cmsgs.append([measurement_sockets.traffic_class_cmsg(self._sock.family, target.dscp << 2)])
+        address = target.address if destination[0] == target.address else destination[0]  # one string, not two
+        self._destinations.append((address, 0, target.flow_label or 0, destination[3]))
+        cmsgs = self._cmsgs_of_dscp.get(target.dscp)
+        if cmsgs is None:
+            tclass = measurement_sockets.traffic_class_cmsg(self._sock.family, target.dscp << 2)
+            cmsgs = self._cmsgs_of_dscp[target.dscp] = [tclass]
+        self._cmsgs.append(cmsgs)
         return index
 
     def close(self) -> None:
@@ -331,7 +338,8 @@ class IcmpProber:
     def __init__(self, context: ProberContext) -> None:
         self.context = context
         self.echo: EchoProber | None = None
-        self._handlers: dict[tuple[str, str], ResultHandler] = {}  # by (target, slice), as results name them
+        # by slice, then target, as results name them (no key object per target)
+        self._handlers: dict[str, dict[str, ResultHandler]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None  # while attached: a socket opened later joins it
 
     @property
@@ -353,9 +361,9 @@ class IcmpProber:
                 self._loop.add_reader(self.echo.fileno(), self._drain)
         target = EchoTarget(spec.target.name, spec.target.address, spec.slice.name, spec.slice.dscp, spec.flow_label)
         index = self.echo.add_target(target)
-        key = (spec.target.name, spec.slice.name)
-        self._handlers[key] = on_result
-        return _EchoSchedule(self.echo, index, key, self._handlers)
+        of_slice = self._handlers.setdefault(spec.slice.name, {})
+        of_slice[spec.target.name] = on_result
+        return _EchoSchedule(self.echo, index, spec.target.name, of_slice)
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -390,7 +398,7 @@ class IcmpProber:
     def _hand_out(self, results: list[ProbeResult]) -> None:
         handlers = self._handlers
         for result in results:
-            handler = handlers.get((result.target, result.slice))
+            handler = handlers.get(result.slice, _NO_HANDLERS).get(result.target)
             if handler is not None:
                 handler(result)
 
@@ -405,12 +413,12 @@ class _EchoSchedule:
 
     echo: EchoProber
     index: int  # in the echo session's targets
-    key: tuple[str, str]
-    handlers: dict[tuple[str, str], ResultHandler]  # its prober's, left on stop
+    name: str
+    handlers: dict[str, ResultHandler]  # its prober's, of its slice: left on stop
 
     def send(self, now_ns: int) -> None:
         self.echo.send(self.index)
 
     def stop(self) -> None:
         # The session keeps the target's slot (indexes are positions); its late results go nowhere.
-        self.handlers.pop(self.key, None)
+        self.handlers.pop(self.name, None)

@@ -8,15 +8,19 @@ echo replies that belong to someone else but happen to carry the same identifier
 Echo cannot tell which way a probe was lost, so every loss is LossDirection.UNKNOWN; an
 ICMPv6 error about a request (e.g. "address unreachable from a router") settles it at once
 with the reason. Round trip = kernel receive time - kernel transmit time (RFC 2681).
+
+Each target's recent requests are a `RequestLog`; one queue of target indexes in send order
+serves every target's timeouts, so a request costs the queue one reference.
 """
 
 from __future__ import annotations
 
 import socket
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass
 
 from collector.contract.records import LossDirection, ProbeResult
+from collector.probes.request_log import ANSWERED, OUTSTANDING, SETTLED, STRIDE, RequestLog
 from collector.probes.stamp_session import DUPLICATE_HORIZON_TIMEOUTS, ReplyFacts, kernel_t1
 from collector.wire.icmp6 import (
     ECHO_REPLY,
@@ -30,12 +34,10 @@ from collector.wire.icmp6 import (
     make_payload,
 )
 
-# Answered (target, sequence) pairs are remembered to recognise duplicates, at most this many
-# and, as STAMP's, for at most DUPLICATE_HORIZON_TIMEOUTS timeouts after they were sent: the
-# count alone kept 65,536 whatever the rate (16 MiB, most of an agent's memory at 1,000 targets).
-_DUPLICATE_MEMORY = 65536
+WIRE_SEQUENCE = 0xFFFF  # the wire carries a target's sequence number modulo 2**16
+_ANY_NUMBER = (1 << 63) - 1
 
-Key = tuple[bytes, int]  # (packed target address, 16-bit sequence number on the wire)
+Key = tuple[int, int]  # (target index, the target's sequence number): one request
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +55,11 @@ class EchoTarget:
         return socket.inet_pton(socket.AF_INET6, self.address.split("%")[0])
 
 
-@dataclass(slots=True)
-class _Pending:
-    index: int  # which target
-    seq: int  # the target's own count, from 1 (the wire carries it modulo 2**16)
-    sent_ns: int  # T1 read before sending
-    kernel_sent_ns: int | None = None  # the kernel's transmit time, once reported
+class _EchoLog(RequestLog):
+    """One target's requests, numbered from 1 as iputils does (so we compare line by line)."""
+
+    __slots__ = ()
+    forgets_unchecked = False  # the session's queue reaches each request's timeout in send order
 
 
 class EchoSession:
@@ -68,15 +69,14 @@ class EchoSession:
         self.cookie = cookie & 0xFFFFFFFF
         self.payload_size = payload_size
         self.timeout_ns = timeout_ns
+        self._horizon_ns = DUPLICATE_HORIZON_TIMEOUTS * timeout_ns
         self._payload = make_payload(self.cookie, payload_size)
         self.targets: list[EchoTarget] = []
-        self._packed: list[bytes] = []
-        self._next_seq: list[int] = []
-        self._outstanding: dict[Key, _Pending] = {}
-        self._deadlines: deque[tuple[int, Key, int]] = deque()  # (send ns, key, seq) in send order
-        # A _Pending's fields as a tuple of ints: the garbage collector stops tracking such a
-        # tuple, so its 65,536 entries, which live seconds at 10,000 targets, cost no collection.
-        self._answered: OrderedDict[Key, tuple[int, int, int, int | None]] = OrderedDict()
+        self._logs: list[_EchoLog] = []
+        # packed address -> its target's index, a list of them when several slices share it
+        self._by_address: dict[bytes, int | list[int]] = {}
+        self._deadlines: deque[int] = deque()  # each request's target index, in send order
+        self._outstanding = 0
         self.identifier = identifier
         self.malformed_replies = 0
         self.foreign_replies = 0  # someone else's echo replies (identifier or cookie differ)
@@ -93,40 +93,55 @@ class EchoSession:
         self._template = bytearray(echo_request(self._identifier, 0, self._payload))
 
     def add_target(self, target: EchoTarget) -> int:
+        index = len(self.targets)
         self.targets.append(target)
-        self._packed.append(target.packed)
-        self._next_seq.append(1)  # iputils numbers from 1; so do we, to compare line by line
-        return len(self.targets) - 1
+        self._logs.append(_EchoLog(first=1))
+        packed = target.packed
+        others = self._by_address.get(packed)
+        if others is None:
+            self._by_address[packed] = index
+        elif isinstance(others, list):
+            others.append(index)
+        else:
+            self._by_address[packed] = [others, index]
+        return index
+
+    def _targets_at(self, packed: bytes) -> tuple[int, ...] | list[int]:
+        found = self._by_address.get(packed)
+        if found is None:
+            return ()
+        return found if isinstance(found, list) else (found,)
 
     @property
     def outstanding(self) -> int:
-        return len(self._outstanding)
+        return self._outstanding
 
     # -- requests --------------------------------------------------------------------------
 
     def request(self, index: int, send_ns: int) -> tuple[int, Key, bytes]:
         """The next request to target `index`, sent at about `send_ns`: (sequence number,
         key for matching, octets)."""
-        seq = self._next_seq[index]
-        self._next_seq[index] = seq + 1
-        wire_seq = seq & 0xFFFF
-        key = (self._packed[index], wire_seq)
-        HEADER.pack_into(self._template, 0, ECHO_REQUEST, 0, 0, self._identifier, wire_seq)
-        self._outstanding[key] = _Pending(index, seq, send_ns)
-        self._deadlines.append((send_ns, key, seq))
-        return seq, key, bytes(self._template)
+        seq = self._logs[index].add(send_ns, self._horizon_ns)
+        self._outstanding += 1
+        self._deadlines.append(index)
+        HEADER.pack_into(self._template, 0, ECHO_REQUEST, 0, 0, self._identifier, seq & WIRE_SEQUENCE)
+        return seq, (index, seq), bytes(self._template)
 
     def on_transmitted(self, key: Key, kernel_send_ns: int) -> None:
         """T1 becomes the kernel's transmit time, when its reply shows it plausible (`kernel_t1`):
         the interpreter and the system call are not part of the round trip."""
-        pending = self._outstanding.get(key)
-        if pending is not None:
-            pending.kernel_sent_ns = kernel_send_ns
+        index, seq = key
+        log = self._logs[index]
+        log.transmitted(log.offset(seq, _ANY_NUMBER), kernel_send_ns)
 
     def on_send_error(self, key: Key, description: str) -> list[ProbeResult]:
         """The request never left (e.g. no route): lost now, with the reason."""
-        pending = self._outstanding.pop(key, None)
-        return [] if pending is None else [self._lost(pending, description)]
+        index, seq = key
+        log = self._logs[index]
+        at = log.offset(seq, _ANY_NUMBER)
+        if at < 0 or log.entries[at + 2] != OUTSTANDING:
+            return []
+        return [self._lose(index, at, description)]
 
     # -- replies and errors ----------------------------------------------------------------
 
@@ -140,64 +155,88 @@ class EchoSession:
         if echo.type != ECHO_REPLY or echo.identifier != self._identifier or not has_cookie(echo.payload, self.cookie):
             self.foreign_replies += 1
             return []
-        key = (source, echo.sequence)
-        pending = self._outstanding.pop(key, None)
-        if pending is None:
-            answered = self._answered.get(key)
-            if answered is not None:
-                return [self._answer(_Pending(*answered), facts, duplicate=True)]
-            self.late_replies += 1
-            return []
-        remembered = self._answered
-        remembered[key] = (pending.index, pending.seq, pending.sent_ns, pending.kernel_sent_ns)
-        horizon = pending.sent_ns - DUPLICATE_HORIZON_TIMEOUTS * self.timeout_ns
-        while len(remembered) > _DUPLICATE_MEMORY or next(iter(remembered.values()))[2] < horizon:
-            remembered.popitem(last=False)
-        return [self._answer(pending, facts)]
+        answered: tuple[int, int] | None = None  # a target that had this one answered already
+        for index in self._targets_at(source):
+            log = self._logs[index]
+            at = log.offset(echo.sequence, WIRE_SEQUENCE)
+            if at < 0:
+                continue
+            entries = log.entries
+            state = entries[at + 2]
+            if state == OUTSTANDING:
+                entries[at] = kernel_t1(entries[at], entries[at + 1] or None, facts.receive_ns)
+                log.settle(at, ANSWERED)
+                self._outstanding -= 1
+                return [self._answer(index, at, facts)]
+            if state == ANSWERED and answered is None:
+                answered = (index, at)
+        if answered is not None:
+            return [self._answer(*answered, facts, duplicate=True)]
+        self.late_replies += 1
+        return []
 
     def on_error(self, destination: bytes, quoted: Echo, description: str) -> list[ProbeResult]:
         """An ICMPv6 error that quotes our request to `destination` (packed)."""
         if quoted.identifier != self._identifier or not has_cookie(quoted.payload, self.cookie):
             return []
-        pending = self._outstanding.pop((destination, quoted.sequence), None)
-        return [] if pending is None else [self._lost(pending, description)]
+        for index in self._targets_at(destination):
+            log = self._logs[index]
+            at = log.offset(quoted.sequence, WIRE_SEQUENCE)
+            if at >= 0 and log.entries[at + 2] == OUTSTANDING:
+                return [self._lose(index, at, description)]
+        return []
 
     # -- timeouts --------------------------------------------------------------------------
 
     def expire(self, now_ns: int) -> list[ProbeResult]:
         """Requests past the timeout become losses (their replies, if late, stay lost)."""
         results = []
-        deadlines = self._deadlines
-        while deadlines and now_ns - deadlines[0][0] >= self.timeout_ns:
-            _sent, key, seq = deadlines.popleft()
-            pending = self._outstanding.get(key)
-            if pending is not None and pending.seq == seq:
-                del self._outstanding[key]
-                results.append(self._lost(pending, None))
+        deadlines, logs, timeout = self._deadlines, self._logs, self.timeout_ns
+        while deadlines:
+            index = deadlines[0]
+            log = logs[index]
+            at = log.checked  # the request this deadline is for: one each, in send order
+            if now_ns - log.entries[at] < timeout:
+                break
+            deadlines.popleft()
+            log.checked = at + STRIDE
+            if log.entries[at + 2] == OUTSTANDING:
+                results.append(self._lose(index, at, None))
         return results
 
     def flush(self) -> list[ProbeResult]:
         """At the end: every request still unanswered is lost."""
-        results = [self._lost(p, None) for p in self._outstanding.values()]
-        self._outstanding.clear()
+        results = []
+        for index, log in enumerate(self._logs):
+            entries = log.entries
+            for at in range(log.checked, len(entries), STRIDE):
+                if entries[at + 2] == OUTSTANDING:
+                    results.append(self._lose(index, at, None))
+            log.checked = len(entries)
         self._deadlines.clear()
         return results
 
     # -- results ---------------------------------------------------------------------------
 
-    def _lost(self, pending: _Pending, reason: str | None) -> ProbeResult:
-        target = self.targets[pending.index]
+    def _lose(self, index: int, at: int, reason: str | None) -> ProbeResult:
+        """The outstanding request at `at` of target `index`, lost."""
+        log = self._logs[index]
+        log.settle(at, SETTLED)
+        self._outstanding -= 1
+        target = self.targets[index]
+        seq = log.first + at // STRIDE
         return ProbeResult(
-            target.name, target.slice, pending.seq, pending.sent_ns, None, LossDirection.UNKNOWN, icmp_error=reason
+            target.name, target.slice, seq, log.entries[at], None, LossDirection.UNKNOWN, icmp_error=reason
         )
 
-    def _answer(self, pending: _Pending, facts: ReplyFacts, duplicate: bool = False) -> ProbeResult:
-        target = self.targets[pending.index]
-        t1 = kernel_t1(pending.sent_ns, pending.kernel_sent_ns, facts.receive_ns)
+    def _answer(self, index: int, at: int, facts: ReplyFacts, duplicate: bool = False) -> ProbeResult:
+        log = self._logs[index]
+        target = self.targets[index]
+        t1 = log.entries[at]  # the kernel's transmit time where it was plausible
         return ProbeResult(
             target=target.name,
             slice=target.slice,
-            seq=pending.seq,
+            seq=log.first + at // STRIDE,
             sent_ns=t1,
             rtt_ns=facts.receive_ns - t1,
             loss=LossDirection.NONE,

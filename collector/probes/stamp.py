@@ -13,13 +13,12 @@ on its own socket, for the `probe stamp` command.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import random
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar, cast, overload
 
 from collector.contract.records import ProbeResult
 from collector.probes.base import ProberContext, ProbeSpec, ResultHandler
@@ -31,7 +30,8 @@ from collector.wire.slice_option import slice_hop_by_hop
 RECEIVE_BUFFER = 65535
 _SSID_OFFSET = 14  # unauthenticated sender packets (RFC 8972 section 3)
 
-SessionResultHandler = Callable[[StampSession, list[ProbeResult]], None]
+SessionResultHandler = Callable[["SocketSession", list[ProbeResult]], None]
+Ancillary = tuple[int, int, bytes]  # (level, type, data) of one sendmsg control message
 
 
 @dataclass(frozen=True)
@@ -42,11 +42,17 @@ class StampEndpoint:
     flow_label: int | None = None  # IPv6 flow label, leased from the kernel
 
 
-@dataclass(slots=True)
-class _Route:
-    session: StampSession
+class SocketSession(StampSession):
+    """A session on a `StampSocket`: where its requests go and how they are marked."""
+
+    __slots__ = ("destination", "cmsgs", "route")
+
     destination: tuple  # sendto address, flowinfo included
-    cmsgs: list  # the session's traffic class, as ancillary data
+    cmsgs: list[Ancillary]  # its traffic class (and slice option), shared by every session marked alike
+    route: tuple[str, int, int]  # (reflector address as replies name it, port, SSID): how replies find it
+
+
+Session = TypeVar("Session", bound=SocketSession)
 
 
 class StampSocket:
@@ -58,9 +64,10 @@ class StampSocket:
         self.send_errors = 0
         self.last_send_error: str | None = None
         self.malformed_replies = 0
-        self._routes: dict[tuple[bytes, int, int], _Route] = {}  # (address, port, SSID)
-        self._by_session: dict[int, tuple[bytes, int, int]] = {}
-        self._by_address: dict[bytes, list[tuple[bytes, int, int]]] = {}  # for errors and SSID 0
+        self._routes: dict[tuple[str, int, int], SocketSession] = {}  # by (address, port, SSID)
+        # for errors and SSID 0: the session to each address, a list when there are several
+        self._by_address: dict[str, SocketSession | list[SocketSession]] = {}
+        self._cmsgs: dict[tuple[int, tuple[Ancillary, ...]], list[Ancillary]] = {}  # by (DSCP, extra ones)
         self._sent: TransmitReports[tuple[StampSession, int]] = TransmitReports()  # (session, seq)
         self._leased_labels: set[int] = set()
         self._sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -79,48 +86,102 @@ class StampSocket:
 
     # -- sessions ------------------------------------------------------------------------
 
+    @overload
     def open_session(
-        self, endpoint: StampEndpoint, settings: SenderSettings, extra_cmsgs: Sequence[tuple[int, int, bytes]] = ()
-    ) -> StampSession:
-        """A new session towards `endpoint`, with an SSID no other session to it uses."""
+        self,
+        endpoint: StampEndpoint,
+        settings: SenderSettings,
+        extra_cmsgs: Sequence[Ancillary] = (),
+        *,
+        target: str | None = None,
+    ) -> SocketSession: ...
+
+    @overload
+    def open_session(
+        self,
+        endpoint: StampEndpoint,
+        settings: SenderSettings,
+        extra_cmsgs: Sequence[Ancillary],
+        session_type: type[Session],
+        *,
+        target: str | None = None,
+    ) -> Session: ...
+
+    def open_session(
+        self,
+        endpoint: StampEndpoint,
+        settings: SenderSettings,
+        extra_cmsgs: Sequence[Ancillary] = (),
+        session_type: type[SocketSession] = SocketSession,
+        *,
+        target: str | None = None,
+    ) -> SocketSession:
+        """A new session towards `endpoint`, with an SSID no other session to it uses, its
+        results naming `target` (else `settings.target`); `session_type` may be a subclass
+        that carries what its owner needs besides."""
         if endpoint.flow_label and self.family != socket.AF_INET6:
             raise ValueError("a flow label needs an IPv6 target")
-        packed = socket.inet_pton(self.family, endpoint.address)
+        # The address as the kernel names a reply's source (one string with the endpoint's
+        # when it is written so already).
+        address = socket.inet_ntop(self.family, socket.inet_pton(self.family, endpoint.address))
+        if address == endpoint.address:
+            address = endpoint.address
         ssid = settings.ssid
-        if not ssid or (packed, endpoint.port, ssid) in self._routes:
-            ssid = self._free_ssid(packed, endpoint.port)
-        session = StampSession(dataclasses.replace(settings, ssid=ssid))
+        if not ssid or (address, endpoint.port, ssid) in self._routes:
+            ssid = self._free_ssid(address, endpoint.port)
+        session = session_type(settings, target=target, ssid=ssid)
         if endpoint.flow_label and endpoint.flow_label not in self._leased_labels:
             measurement_sockets.lease_flow_label(self._sock, endpoint.address, endpoint.flow_label)
             self._leased_labels.add(endpoint.flow_label)
         if self.family == socket.AF_INET6:
-            destination: tuple = (endpoint.address, endpoint.port, endpoint.flow_label or 0, 0)
+            session.destination = (address, endpoint.port, endpoint.flow_label or 0, 0)
         else:
-            destination = (endpoint.address, endpoint.port)
-        key = (packed, endpoint.port, ssid)
-        self._routes[key] = _Route(
-            session,
-            destination,
-            [measurement_sockets.traffic_class_cmsg(self.family, settings.dscp << 2), *extra_cmsgs],
-        )
-        self._by_session[id(session)] = key
-        self._by_address.setdefault(packed, []).append(key)
+            session.destination = (address, endpoint.port)
+        marking = (settings.dscp, tuple(extra_cmsgs))
+        cmsgs = self._cmsgs.get(marking)
+        if cmsgs is None:
+            tclass = measurement_sockets.traffic_class_cmsg(self.family, settings.dscp << 2)
+            cmsgs = self._cmsgs[marking] = [tclass, *extra_cmsgs]
+        session.cmsgs = cmsgs
+        session.route = (address, endpoint.port, session.ssid)
+        self._routes[session.route] = session
+        others = self._by_address.get(address)
+        if others is None:
+            self._by_address[address] = session
+        elif isinstance(others, list):
+            others.append(session)
+        else:
+            self._by_address[address] = [others, session]
         return session
 
-    def close_session(self, session: StampSession) -> None:
-        key = self._by_session.pop(id(session), None)
-        if key is not None:
-            del self._routes[key]
-            keys = self._by_address[key[0]]
-            keys.remove(key)
-            if not keys:
-                del self._by_address[key[0]]
+    def close_session(self, session: SocketSession) -> None:
+        if self._routes.get(session.route) is not session:
+            return
+        del self._routes[session.route]
+        address = session.route[0]
+        others = self._by_address[address]
+        if isinstance(others, list):
+            others.remove(session)
+            if len(others) == 1:
+                self._by_address[address] = others[0]
+        else:
+            del self._by_address[address]
 
-    def _free_ssid(self, packed: bytes, port: int) -> int:
+    def _sessions_to(self, address: str) -> Sequence[SocketSession]:
+        found = self._by_address.get(address)
+        if found is None:
+            return ()
+        return found if isinstance(found, list) else (found,)
+
+    def _free_ssid(self, address: str, port: int) -> int:
         while True:
             ssid = random.randint(1, 0xFFFF)
-            if (packed, port, ssid) not in self._routes:
+            if (address, port, ssid) not in self._routes:
                 return ssid
+
+    @property
+    def sessions(self) -> list[SocketSession]:
+        return list(self._routes.values())
 
     @property
     def session_count(self) -> int:
@@ -128,12 +189,11 @@ class StampSocket:
 
     # -- sending -------------------------------------------------------------------------
 
-    def send(self, session: StampSession) -> int:
+    def send(self, session: SocketSession) -> int:
         """Send the session's next request now; returns its sequence number."""
-        route = self._routes[self._by_session[id(session)]]
         seq, octets = session.request(time.time_ns())
         try:
-            self._sock.sendmsg([octets], route.cmsgs, 0, route.destination)
+            self._sock.sendmsg([octets], session.cmsgs, 0, session.destination)
         except OSError as exc:
             # Refused before a datagram existed (no route, for example): the kernel counted
             # no send, so the send-order index stays as it is.
@@ -170,15 +230,15 @@ class StampSocket:
             except OSError:  # a queued ICMP error surfaced here; its details are on the error queue
                 self._read_error_queue()
                 continue
-            route = self._route_of_reply(data, address)
-            if route is None:
+            session = self._session_of_reply(data, address)
+            if session is None:
                 self.malformed_replies += 1  # not for any session of ours (or too short to tell)
                 continue
             meta = measurement_sockets.parse_ancillary(ancdata)
             facts = ReplyFacts(meta.kernel_ns or time.time_ns(), meta.hop_limit, meta.dscp)
-            results = route.session.on_reply(data, facts)
+            results = session.on_reply(data, facts)
             if results:
-                self.on_results(route.session, results)
+                self.on_results(session, results)
 
     def _read_error_queue(self) -> None:
         stamps, icmp_errors = measurement_sockets.read_error_queue(self._sock)
@@ -187,34 +247,33 @@ class StampSocket:
             if sent is not None:
                 sent[0].on_transmitted(sent[1], kernel_ns)
         for error in icmp_errors:
-            route = self._route_of_error(error)
-            if route is not None:
+            session = self._session_of_error(error)
+            if session is not None:
                 seq = int.from_bytes(error.payload[:4], "big")
-                results = route.session.on_icmp_error(seq, error.describe())
+                results = session.on_icmp_error(seq, error.describe())
                 if results:
-                    self.on_results(route.session, results)
+                    self.on_results(session, results)
 
-    def _route_of_reply(self, data: bytes, address: tuple) -> _Route | None:
-        packed = socket.inet_pton(self.family, address[0].split("%")[0])
+    def _session_of_reply(self, data: bytes, address: tuple) -> SocketSession | None:
+        source = address[0]
+        if "%" in source:  # a link-local source's scope
+            source = source.split("%")[0]
         ssid = int.from_bytes(data[14:16], "big") if len(data) >= _SSID_OFFSET + 2 else 0
-        route = self._routes.get((packed, address[1], ssid))
-        if route is None and ssid == 0:
+        session = self._routes.get((source, address[1], ssid))
+        if session is None and ssid == 0:
             # A reflector without RFC 8972 (or a TWAMP-Light one) returns a zeroed SSID:
             # unambiguous only when we run a single session to that reflector.
-            keys = [k for k in self._by_address.get(packed, ()) if k[1] == address[1]]
-            route = self._routes[keys[0]] if len(keys) == 1 else None
-        return route
+            sessions = [s for s in self._sessions_to(source) if s.route[1] == address[1]]
+            session = sessions[0] if len(sessions) == 1 else None
+        return session
 
-    def _route_of_error(self, error: measurement_sockets.IcmpError) -> _Route | None:
+    def _session_of_error(self, error: measurement_sockets.IcmpError) -> SocketSession | None:
         """The session a quoted request belongs to: by its destination and SSID."""
         if len(error.payload) < _SSID_OFFSET + 2 or not error.destination:
             return None
-        packed = socket.inet_pton(self.family, error.destination.split("%")[0])
+        destination = error.destination.split("%")[0]
         ssid = int.from_bytes(error.payload[14:16], "big")
-        for key in self._by_address.get(packed, ()):
-            if key[2] == ssid:
-                return self._routes[key]
-        return None
+        return next((s for s in self._sessions_to(destination) if s.ssid == ssid), None)
 
     def close(self) -> None:
         self._sock.close()
@@ -233,7 +292,9 @@ class StampProber:
     def __init__(self, context: ProberContext) -> None:
         self.context = context
         self._sockets: dict[int, StampSocket] = {}  # by address family, opened with its first target
-        self._targets: dict[int, _StampTarget] = {}  # by id() of the session
+        # Settings by (slice, DSCP, size, timeout, clock error), shared by the sessions alike
+        # (each names its own target).
+        self._settings: dict[tuple, SenderSettings] = {}
         self._loop: asyncio.AbstractEventLoop | None = None  # while attached: a socket opened later joins it
 
     @property
@@ -254,29 +315,29 @@ class StampProber:
             sock = self._sockets[family] = StampSocket(family, source, self._on_results)
             if self._loop is not None:  # a reload brought the first target of this family
                 sock.attach(self._loop)
-        settings = SenderSettings(
-            target=spec.target.name,
-            slice=spec.slice.name,
-            dscp=spec.slice.dscp,
-            size=spec.size,
-            timeout_ns=spec.timeout_ns,
-            error_estimate=self.context.clock.error_estimate(),
-        )
+        slice_ = spec.slice
+        alike = (slice_.name, slice_.dscp, spec.size, spec.timeout_ns, self.context.clock.error_estimate())
+        settings = self._settings.get(alike)
+        if settings is None:
+            name, dscp, size, timeout_ns, estimate = alike
+            settings = self._settings[alike] = SenderSettings(
+                "", name, dscp=dscp, size=size, timeout_ns=timeout_ns, error_estimate=estimate
+            )
         endpoint = StampEndpoint(spec.target.address, spec.target.port, None, spec.flow_label)
         option_type, slice_id = self.context.slice_option_type, spec.slice.slice_id
         extra = []
         if option_type is not None and slice_id is not None and family == socket.AF_INET6:
             # the slice ID in a Hop-by-Hop header (the kernel fills in its Next Header)
             extra.append((socket.IPPROTO_IPV6, socket.IPV6_HOPOPTS, slice_hop_by_hop(slice_id, option_type)))
-        session = sock.open_session(endpoint, settings, extra)
-        target = self._targets[id(session)] = _StampTarget(sock, session, on_result, self._targets)
+        target = sock.open_session(endpoint, settings, extra, _StampTarget, target=spec.target.name)
+        target.socket = sock
+        target.on_result = on_result
         return target
 
-    def _on_results(self, session: StampSession, results: list[ProbeResult]) -> None:
-        target = self._targets.get(id(session))
-        if target is not None:
-            for result in results:
-                target.on_result(result)
+    def _on_results(self, session: SocketSession, results: list[ProbeResult]) -> None:
+        on_result = cast(_StampTarget, session).on_result  # every session on our sockets is one
+        for result in results:
+            on_result(result)
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -292,39 +353,37 @@ class StampProber:
         """Nothing to do: each session expires its requests when it is next sent."""
 
     def flush(self) -> None:
-        for target in self._targets.values():
-            for result in target.session.flush():
-                target.on_result(result)
+        for sock in self._sockets.values():
+            for session in sock.sessions:
+                self._on_results(session, session.flush())
 
     def close(self) -> None:
         for sock in self._sockets.values():
             sock.close()
 
 
-@dataclass(slots=True, eq=False)
-class _StampTarget:
-    """One STAMP session of the scheduler's."""
+class _StampTarget(SocketSession):
+    """One STAMP session of the scheduler's, on its prober's shared socket."""
+
+    __slots__ = ("socket", "on_result")
 
     socket: StampSocket
-    session: StampSession
     on_result: ResultHandler
-    sessions: dict[int, _StampTarget]  # its prober's, left on stop
 
     def send(self, now_ns: int) -> None:
         # Expire here: each session is visited once per step, which bounds the work. Replies
         # that arrived while this loop was held up (a busy host) wait in the socket: read them
         # first, or the agent's own delay would expire them as losses on the way back.
-        if self.session.overdue(now_ns):
+        if self.overdue(now_ns):
             self.socket.drain()
-        for result in self.session.expire(now_ns):
+        for result in self.expire(now_ns):
             self.on_result(result)
-        self.socket.send(self.session)
+        self.socket.send(self)
 
     def stop(self) -> None:
-        for result in self.session.flush():
+        for result in self.flush():
             self.on_result(result)
-        self.socket.close_session(self.session)
-        del self.sessions[id(self.session)]
+        self.socket.close_session(self)
 
 
 class StampProbe:
@@ -362,7 +421,7 @@ class StampProbe:
         """Send the next request now; returns its sequence number."""
         return self._socket.send(self.session)
 
-    def _collect(self, _session: StampSession, results: list[ProbeResult]) -> None:
+    def _collect(self, _session: SocketSession, results: list[ProbeResult]) -> None:
         assert self._results is not None
         for result in results:
             self._results.put_nowait(result)

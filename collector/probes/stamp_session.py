@@ -18,12 +18,14 @@ says the reflector is stateful. Otherwise the direction is unknown.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import random
 import struct
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from collector.contract.records import LossDirection, ProbeResult
+from collector.probes.request_log import ANSWERED, OUTSTANDING, SETTLED, STRIDE, TIMED_OUT, RequestLog
 from collector.wire.stamp import (
     AUTH_BASE_LEN,
     BASE_LEN,
@@ -51,20 +53,23 @@ from collector.wire.stamp_tlv import (
 )
 
 _U32 = struct.Struct("!I")
-_U64 = struct.Struct("!Q")
+# seq, timestamp, error estimate and SSID at the front of a request (RFC 8762 4.2, RFC 8972 3)
+_HEADER = struct.Struct("!IQHH")
+_AUTH_HEADER = struct.Struct("!I12xQHH")
 _CLASS_OF_SERVICE_LEN = 8
 _DIRECT_MEASUREMENT_LEN = 16
 _HMAC_TLV_LEN = 20
-# Answered sequence numbers are remembered to recognise duplicates, at most this many and
-# for at most `DUPLICATE_HORIZON_TIMEOUTS` timeouts after they were sent: a network's copy
-# arrives close behind the original, and a count alone kept 4,096 per session for ever (about
-# 0.6 MiB; an agent's sessions took 20 minutes to fill theirs at the lab's rate and grew
-# until then). A copy arriving later is counted as a late reply.
-_DUPLICATE_MEMORY = 4096
+SEQ_MASK = 0xFFFFFFFF
+# Answered sequence numbers are remembered to recognise duplicates for at most
+# `DUPLICATE_HORIZON_TIMEOUTS` timeouts after they were sent (and at most
+# `request_log.MOST_REMEMBERED`): a network's copy arrives close behind the original, and a
+# count alone kept 4,096 per session for ever (about 0.6 MiB; an agent's sessions took 20
+# minutes to fill theirs at the lab's rate and grew until then). A copy arriving later is
+# counted as a late reply.
 DUPLICATE_HORIZON_TIMEOUTS = 2
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SenderSettings:
     target: str  # target name, for results
     slice: str  # slice name, for results
@@ -115,84 +120,128 @@ def kernel_t1(read_before_send_ns: int, kernel_send_ns: int | None, receive_ns: 
     return read_before_send_ns
 
 
-class StampSession:
-    """One session's sequence numbers, outstanding requests and results."""
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """What every session with the same settings (but target, slice and SSID) shares: the
+    request each copies and fills in (sessions may run on several threads: the analyzer's
+    probes), and the constants of its bookkeeping."""
 
-    def __init__(self, settings: SenderSettings) -> None:
+    request: bytes
+    header: struct.Struct  # seq, timestamp, error estimate, SSID
+    error_estimate: int  # as the wire carries it
+    sender_count_offset: int  # S_TxC of the Direct Measurement TLV
+    duplicate_horizon_ns: int
+
+
+@functools.lru_cache(maxsize=64)
+def _prepared(settings: SenderSettings) -> _Prepared:
+    """The shared request of `settings` (with target, slice and SSID blanked out)."""
+    s = settings
+    tlvs: list = [ClassOfService(dscp1=s.dscp), DirectMeasurement()]
+    fixed = s.base_len + _CLASS_OF_SERVICE_LEN + _DIRECT_MEASUREMENT_LEN
+    if s.authenticated:
+        fixed += _HMAC_TLV_LEN
+    if s.size is not None and s.size > fixed:
+        # Extra Padding may follow the HMAC TLV, but keeping it first keeps it covered.
+        pad = max(0, s.size - fixed - TLV_HEADER_LEN)
+        tlvs.insert(0, ExtraPadding(pad))
+        if pad == 0:  # fewer than 4 spare octets: no room for a padding TLV
+            tlvs.pop(0)
+    if s.authenticated:
+        tlvs.append(HmacTlv())
+    request = encode_sender(
+        SenderPacket(0, 0, s.error_estimate, 0, tuple(tlvs)), s.auth_key, authenticated=s.authenticated
+    )
+    counter = len(request) - _DIRECT_MEASUREMENT_LEN - (_HMAC_TLV_LEN if s.authenticated else 0) + TLV_HEADER_LEN
+    return _Prepared(
+        request,
+        _AUTH_HEADER if s.authenticated else _HEADER,
+        s.error_estimate.encode(),
+        counter,
+        DUPLICATE_HORIZON_TIMEOUTS * s.timeout_ns,
+    )
+
+
+class StampSession(RequestLog):
+    """One session's sequence numbers, outstanding requests and results: its requests are a
+    `RequestLog` numbered by sequence number."""
+
+    __slots__ = (
+        "settings",
+        "target",
+        "ssid",
+        "_prepared",
+        "_timed_out",
+        "_forward_lost_assigned",
+        "_latest_seq",
+        "_latest_forward_total",
+        "late_replies",
+        "malformed_replies",
+        "foreign_replies",
+    )
+
+    def __init__(self, settings: SenderSettings, *, target: str | None = None, ssid: int = 0) -> None:
+        """`target` names the results instead of `settings.target` and `ssid` (non-zero) is the
+        session's instead of `settings.ssid`, so that sessions to many targets may share one
+        settings."""
         size = settings.size
         if size is not None and size < settings.minimum_size():
             raise ValueError(
                 f"size {size} is below the smallest request with its TLVs ({settings.minimum_size()} octets)"
             )
+        super().__init__()
         self.settings = settings
-        self.ssid = settings.ssid or random.randint(1, 0xFFFF)
-        self.next_seq = 0
-        self._outstanding: OrderedDict[int, int] = OrderedDict()  # seq -> T1 read before sending (ns)
-        self._kernel_sent: dict[int, int] = {}  # seq -> the kernel's transmit time, while outstanding
-        self._answered: OrderedDict[int, int] = OrderedDict()  # recent seq -> T1, for duplicates
-        self._expired: list[tuple[int, int]] = []  # (seq, T1) lost, direction not yet known
+        self.target = settings.target if target is None else target
+        self.ssid = ssid or settings.ssid or random.randint(1, 0xFFFF)
+        self._prepared = _prepared(dataclasses.replace(settings, target="", slice="", ssid=0))
+        self._timed_out = 0  # requests past their timeout whose loss waits for a direction
         self._forward_lost_assigned = 0
-        self._latest_count: tuple[int, int] | None = None  # (seq, our packets the reflector missed)
-        self._template = self._build_template()
-        self._ts_offset = 16 if settings.authenticated else 4
+        # The latest reply that reported the reflector's count: its seq (-1: none yet) and
+        # how many of our packets up to it the reflector missed.
+        self._latest_seq = -1
+        self._latest_forward_total = 0
         self.late_replies = 0
         self.malformed_replies = 0
         self.foreign_replies = 0  # replies of another session (SSID or unknown seq)
 
-    # -- requests ------------------------------------------------------------------------
+    @property
+    def next_seq(self) -> int:
+        return self.next_number & SEQ_MASK
 
-    def _build_template(self) -> bytearray:
-        s = self.settings
-        tlvs: list = [ClassOfService(dscp1=s.dscp), DirectMeasurement()]
-        fixed = s.base_len + _CLASS_OF_SERVICE_LEN + _DIRECT_MEASUREMENT_LEN
-        if s.authenticated:
-            fixed += _HMAC_TLV_LEN
-        if s.size is not None and s.size > fixed:
-            # Extra Padding may follow the HMAC TLV, but keeping it first keeps it covered.
-            pad = max(0, s.size - fixed - TLV_HEADER_LEN)
-            tlvs.insert(0, ExtraPadding(pad))
-            if pad == 0:  # fewer than 4 spare octets: no room for a padding TLV
-                tlvs.pop(0)
-        if s.authenticated:
-            tlvs.append(HmacTlv())
-        packet = SenderPacket(0, 0, s.error_estimate, self.ssid, tuple(tlvs))
-        raw = encode_sender(packet, s.auth_key, authenticated=s.authenticated)
-        return bytearray(raw)
+    # -- requests ------------------------------------------------------------------------
 
     def request(self, send_ns: int) -> tuple[int, bytes]:
         """The next request, stamped with T1 = send_ns. Returns (seq, octets)."""
-        seq = self.next_seq
-        self.next_seq = (seq + 1) & 0xFFFFFFFF
-        buf = self._template
-        _U32.pack_into(buf, 0, seq)
-        _U64.pack_into(buf, self._ts_offset, encode_timestamp(send_ns, self.settings.timestamp_format))
-        self._stamp_direct_measurement(buf, seq)
+        prepared = self._prepared
+        seq = self.add(send_ns, prepared.duplicate_horizon_ns) & SEQ_MASK
+        buf = bytearray(prepared.request)
+        timestamp = encode_timestamp(send_ns, self.settings.timestamp_format)
+        prepared.header.pack_into(buf, 0, seq, timestamp, prepared.error_estimate, self.ssid)
+        # S_TxC: packets sent in this session, this one included.
+        _U32.pack_into(buf, prepared.sender_count_offset, (seq + 1) & SEQ_MASK)
         if self.settings.auth_key is not None:
             seal(buf, len(buf), self.settings.auth_key, authenticated=True)
-        self._outstanding[seq] = send_ns
         return seq, bytes(buf)
 
     def on_transmitted(self, seq: int, kernel_send_ns: int) -> None:
         """The kernel's transmit timestamp for `seq` replaces the one read before sending, so
         T1 excludes the time spent in the interpreter and the system call, once its reply shows
         it is plausible (`kernel_t1`)."""
-        if seq in self._outstanding:
-            self._kernel_sent[seq] = kernel_send_ns
+        self.transmitted(self.offset(seq, SEQ_MASK), kernel_send_ns)
 
     def on_icmp_error(self, seq: int, description: str) -> list[ProbeResult]:
         """An ICMP error about request `seq` (e.g. no reflector on that port): lost on the
         way there, with the reason, reported at once rather than at the timeout."""
-        send_ns = self._outstanding.pop(seq, None)
-        self._kernel_sent.pop(seq, None)
-        if send_ns is None:
+        at = self.offset(seq, SEQ_MASK)
+        if at < 0 or self.entries[at + 2] != OUTSTANDING:
             return []
+        self.settle(at, SETTLED)
         s = self.settings
-        return [ProbeResult(s.target, s.slice, seq, send_ns, None, LossDirection.FORWARD, icmp_error=description)]
-
-    def _stamp_direct_measurement(self, buf: bytearray, seq: int) -> None:
-        # S_TxC: packets sent in this session, this one included.
-        offset = len(buf) - _DIRECT_MEASUREMENT_LEN - (_HMAC_TLV_LEN if self.settings.authenticated else 0)
-        _U32.pack_into(buf, offset + TLV_HEADER_LEN, seq + 1)
+        return [
+            ProbeResult(
+                self.target, s.slice, seq, self.entries[at], None, LossDirection.FORWARD, icmp_error=description
+            )
+        ]
 
     # -- replies -------------------------------------------------------------------------
 
@@ -210,33 +259,26 @@ class StampSession:
             self.foreign_replies += 1
             return []
         seq = reply.sender_seq
-        send_ns = self._outstanding.pop(seq, None)
-        if send_ns is not None:
-            send_ns = kernel_t1(send_ns, self._kernel_sent.pop(seq, None), facts.receive_ns)
-        if send_ns is None:
-            if seq in self._answered:
-                return [self._result(seq, self._answered[seq], reply, facts, duplicate=True)]
+        entries = self.entries
+        at = ((seq - self.first) & SEQ_MASK) * STRIDE  # as offset() finds it, inline: once a reply
+        if at >= len(entries):
             if seq < self.next_seq:
-                self.late_replies += 1  # after its timeout: it stays lost (RFC 7680)
+                self.late_replies += 1  # forgotten: it was settled long ago
             else:
                 self.foreign_replies += 1
             return []
-        self._remember_answered(seq, send_ns)
+        state = entries[at + 2]
+        if state == ANSWERED:
+            return [self._result(seq, entries[at], reply, facts, duplicate=True)]
+        if state != OUTSTANDING:
+            self.late_replies += 1  # after its timeout: it stays lost (RFC 7680)
+            return []
+        send_ns = entries[at] = kernel_t1(entries[at], entries[at + 1] or None, facts.receive_ns)
+        entries[at + 2] = ANSWERED
+        self.outstanding -= 1
         results = self._resolve_directions(seq, reply)
         results.append(self._result(seq, send_ns, reply, facts))
         return results
-
-    def _remember_answered(self, seq: int, send_ns: int) -> None:
-        answered = self._answered
-        answered[seq] = send_ns
-        horizon = send_ns - DUPLICATE_HORIZON_TIMEOUTS * self.settings.timeout_ns
-        while len(answered) > _DUPLICATE_MEMORY or next(iter(answered.values())) < horizon:
-            answered.popitem(last=False)
-
-    @property
-    def remembered_answers(self) -> int:
-        """Answered sequence numbers held for recognising duplicates."""
-        return len(self._answered)
 
     def _authentic(self, data: bytes) -> bool:
         key = self.settings.auth_key
@@ -245,8 +287,7 @@ class StampSession:
 
     def overdue(self, now_ns: int) -> bool:
         """Whether `expire(now_ns)` would time out a request."""
-        oldest = next(iter(self._outstanding.values()), None)
-        return oldest is not None and now_ns - oldest >= self.settings.timeout_ns
+        return self.any_overdue(now_ns, self.settings.timeout_ns)
 
     def expire(self, now_ns: int) -> list[ProbeResult]:
         """Requests past their timeout become losses. Each gets its direction from the
@@ -254,57 +295,71 @@ class StampSession:
         none within one more timeout it is reported as direction unknown, so that a dead
         path still shows its losses on time."""
         timeout = self.settings.timeout_ns
-        while self._outstanding:
-            seq, send_ns = next(iter(self._outstanding.items()))
-            if now_ns - send_ns < timeout:
-                break
-            del self._outstanding[seq]
-            self._kernel_sent.pop(seq, None)
-            self._expired.append((seq, send_ns))
+        entries = self.entries
+        at, end = self.checked, len(entries)
+        while at < end and now_ns - entries[at] >= timeout:
+            if entries[at + 2] == OUTSTANDING:
+                self.settle(at, TIMED_OUT)
+                self._timed_out += 1
+            at += STRIDE
+        self.checked = at
+        if not self._timed_out:
+            return []
         settled = self._settle_pending()  # a later reply may already have told the direction
-        overdue = [(s, t) for s, t in self._expired if now_ns - t >= 2 * timeout]
-        if overdue:
-            self._expired = [(s, t) for s, t in self._expired if now_ns - t < 2 * timeout]
-            settled += [self._lost(s, t, LossDirection.UNKNOWN) for s, t in overdue]
+        for at in self._timed_out_offsets():
+            if now_ns - entries[at] >= 2 * timeout:
+                settled.append(self._give_up(at, LossDirection.UNKNOWN))
         return settled
 
     def flush(self) -> list[ProbeResult]:
         """At the end: everything still unanswered is lost, direction unknown if unresolved."""
-        for seq, send_ns in self._outstanding.items():
-            self._expired.append((seq, send_ns))
-        self._outstanding.clear()
-        self._kernel_sent.clear()
-        results = [self._lost(seq, send_ns, LossDirection.UNKNOWN) for seq, send_ns in self._expired]
-        self._expired.clear()
+        entries = self.entries
+        results = []
+        for at in range(0, len(entries), STRIDE):
+            state = entries[at + 2]
+            if state == OUTSTANDING:
+                self.settle(at, TIMED_OUT)
+                self._timed_out += 1
+                state = TIMED_OUT
+            if state == TIMED_OUT:
+                results.append(self._give_up(at, LossDirection.UNKNOWN))
         return results
-
-    @property
-    def outstanding(self) -> int:
-        return len(self._outstanding)
 
     def _resolve_directions(self, seq: int, reply: ReflectorPacket) -> list[ProbeResult]:
         """Note what this reply says about forward loss, then settle earlier losses with it."""
         received_by_reflector = self._reflector_count(seq, reply)
         if received_by_reflector is not None:
             # Our packets up to `seq` that the reflector never saw, counted so far.
-            self._latest_count = (seq, (seq + 1) - received_by_reflector)
+            self._latest_seq = seq
+            self._latest_forward_total = (seq + 1) - received_by_reflector
         return self._settle_pending()
 
     def _settle_pending(self) -> list[ProbeResult]:
         """Give a direction to the losses below the latest reply that reported a count."""
-        if self._latest_count is None or not self._expired:
+        if self._latest_seq < 0 or not self._timed_out:
             return []
-        latest_seq, forward_total = self._latest_count
-        earlier = [(s, t) for s, t in self._expired if s < latest_seq]
+        latest_seq, first = self._latest_seq, self.first
+        earlier = [at for at in self._timed_out_offsets() if (first + at // STRIDE) & SEQ_MASK < latest_seq]
         if not earlier:
             return []
-        self._expired = [(s, t) for s, t in self._expired if s >= latest_seq]
-        forward_here = max(0, min(len(earlier), forward_total - self._forward_lost_assigned))
+        forward_here = max(0, min(len(earlier), self._latest_forward_total - self._forward_lost_assigned))
         self._forward_lost_assigned += forward_here
         return [
-            self._lost(s, t, LossDirection.FORWARD if i < forward_here else LossDirection.REVERSE)
-            for i, (s, t) in enumerate(earlier)
+            self._give_up(at, LossDirection.FORWARD if i < forward_here else LossDirection.REVERSE)
+            for i, at in enumerate(earlier)
         ]
+
+    def _timed_out_offsets(self) -> list[int]:
+        entries = self.entries
+        return [at for at in range(0, self.checked, STRIDE) if entries[at + 2] == TIMED_OUT]
+
+    def _give_up(self, at: int, direction: LossDirection) -> ProbeResult:
+        """The timed-out request at `at`, reported lost."""
+        self.entries[at + 2] = SETTLED
+        self._timed_out -= 1
+        s = self.settings
+        seq = (self.first + at // STRIDE) & SEQ_MASK
+        return ProbeResult(self.target, s.slice, seq, self.entries[at], None, direction)
 
     def _reflector_count(self, seq: int, reply: ReflectorPacket) -> int | None:
         """How many of our packets up to `seq` the reflector received, if it tells us."""
@@ -316,10 +371,6 @@ class StampSession:
         return None
 
     # -- results -------------------------------------------------------------------------
-
-    def _lost(self, seq: int, send_ns: int, direction: LossDirection) -> ProbeResult:
-        s = self.settings
-        return ProbeResult(s.target, s.slice, seq, send_ns, None, direction)
 
     def _result(
         self, seq: int, t1: int, reply: ReflectorPacket, facts: ReplyFacts, duplicate: bool = False
@@ -339,7 +390,7 @@ class StampSession:
         cos = reply.tlv(ClassOfService)
         reflector_dscp = cos.dscp2 if cos is not None and not cos.flags & TlvFlag.UNRECOGNIZED else None
         return ProbeResult(
-            target=s.target,
+            target=self.target,
             slice=s.slice,
             seq=seq,
             sent_ns=t1,

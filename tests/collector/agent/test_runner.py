@@ -104,7 +104,7 @@ def test_reload_keeps_running_schedules_and_refuses_a_broken_file(tmp_path):
     config = tmp_path / "agent.yaml"
     write_config(config, port, metrics_port, "video")
     agent = Agent(load_plan(config), sink=InProcessSink(queue.Queue()), clock=shared_host_clock())
-    video_session = next(iter(agent.scheduler._schedules.values())).target.session
+    video_session = agent.scheduler._schedules[0].target
     outcomes, probes_at_reload = [], []
 
     def probes_sent() -> int:
@@ -125,9 +125,9 @@ def test_reload_keeps_running_schedules_and_refuses_a_broken_file(tmp_path):
         during=(lambda: probes_sent() >= 10, edit_and_reload),
     )
     assert outcomes == [False, True]
-    slices = {s.probe.slice.name: s for s in agent.scheduler._schedules.values()}
+    slices = {s.probe.slice.name: s for s in agent.scheduler._schedules}
     assert set(slices) == {"video", "data"}
-    assert slices["video"].target.session is video_session  # kept, with its sequence numbers
+    assert slices["video"].target is video_session  # kept, with its sequence numbers
 
 
 class _TokenlessAnalyzer(ThreadingHTTPServer):

@@ -86,7 +86,7 @@ def test_schedules_are_spread_over_their_interval():
     probes = [planned(f"t{i}", 9, VIDEO, interval_s=1.0) for i in range(50)]
     scheduler = Scheduler("here", probes, 10, lambda w: None, clock=shared_host_clock())
     try:
-        offsets = sorted(s.next_due_ns % 1_000_000_000 for s in scheduler._schedules.values())
+        offsets = sorted(s.next_due_ns % 1_000_000_000 for s in scheduler._schedules)
     finally:
         scheduler.close()
     # 50 schedules on one 1 s interval: no two within 1 us of each other, and spanning it.
@@ -99,7 +99,7 @@ def test_reload_keeps_staying_schedules_and_closes_removed_ones():
     with Reflector(ReflectorConfig(bind=("::1",), port=0, rate_limit_pps=0)) as reflector:
         keep, drop, new = (planned(n, reflector.port, VIDEO) for n in ("keep", "drop", "new"))
         scheduler = Scheduler("here", [keep, drop], 0.5, windows.extend, clock=shared_host_clock())
-        kept_session = next(s for s in scheduler._schedules.values() if s.probe is keep).target.session
+        kept_session = next(s for s in scheduler._schedules if s.probe is keep).target
         changes = []
         try:  # reload once both first schedules have probed; stop once every target's windows are out
             run_until(
@@ -113,9 +113,7 @@ def test_reload_keeps_staying_schedules_and_closes_removed_ones():
         finally:
             scheduler.close()
     assert changes == [(1, 1)]
-    assert (
-        next(s for s in scheduler._schedules.values() if s.probe.target.name == "keep").target.session is kept_session
-    )
+    assert next(s for s in scheduler._schedules if s.probe.target.name == "keep").target is kept_session
     targets = {w.key.target for w in windows}
     assert targets == {"keep", "drop", "new"}
     last_drop = max(w.end_ns for w in windows if w.key.target == "drop")

@@ -67,7 +67,7 @@ def test_request_carries_identifier_per_target_sequence_and_cookie():
     _, _, a2 = session.request(0, T0)
     seq_b, key_b, b1 = session.request(1, T0)
     assert (seq_a, seq_b) == (1, 1)  # each target numbers its own requests, from 1 like ping
-    assert key_a == (packed("fd00::1"), 1) and key_b == (packed("fd00::2"), 1)
+    assert key_a == (0, 1) and key_b == (1, 1)
     assert [(decode_echo(o).type, decode_echo(o).identifier, decode_echo(o).sequence) for o in (a1, a2, b1)] == [
         (ECHO_REQUEST, 0x4242, 1),
         (ECHO_REQUEST, 0x4242, 2),
@@ -165,9 +165,9 @@ def test_send_error_is_a_loss_with_the_reason():
 
 def test_sequence_wraps_on_the_wire_but_not_in_results():
     session = session_with("fd00::1")
-    session._next_seq[0] = 65537
+    session._logs[0].first = 65537
     seq, key, octets = session.request(0, T0)
-    assert seq == 65537 and key[1] == 1 and decode_echo(octets).sequence == 1
+    assert seq == 65537 and key == (0, 65537) and decode_echo(octets).sequence == 1
     [result] = session.on_reply(packed("fd00::1"), reply_to(octets), facts(T0 + MS))
     assert result.seq == 65537
 

@@ -1,12 +1,13 @@
 """The echo session's bookkeeping beyond matching (which tests/collector/probes/test_icmp.py
 covers): an identifier learnt after bind, scoped addresses, a sequence number reused after
-wrapping, and the bounded memory of answered requests."""
+wrapping, slices sharing an address, and the bounded memory of answered requests."""
 
 from __future__ import annotations
 
 import socket
 
-from collector.probes.icmp_session import _DUPLICATE_MEMORY, EchoSession, EchoTarget
+from collector.probes.icmp_session import EchoSession, EchoTarget
+from collector.probes.request_log import MOST_REMEMBERED
 from collector.probes.stamp_session import DUPLICATE_HORIZON_TIMEOUTS, ReplyFacts
 from collector.wire.icmp6 import ECHO_REPLY, Echo, decode_echo, encode_echo
 
@@ -48,9 +49,9 @@ def test_an_old_deadline_does_not_expire_a_newer_request_reusing_its_wire_sequen
     session = one_target(timeout_ns=100 * MS)
     _, old_key, _ = session.request(0, T0)
     session.on_send_error(old_key, "send failed")
-    session._next_seq[0] = 65537  # the next request carries sequence 1 on the wire again
+    session._logs[0].first = 65537 - 1  # the next request carries sequence 1 on the wire again
     _, new_key, octets = session.request(0, T0 + 50 * MS)
-    assert new_key == old_key
+    assert new_key == (0, 65537)
     assert session.expire(T0 + 100 * MS) == []  # the first request's deadline: not the new one's
     [result] = session.on_reply(SOURCE, reply_to(octets), facts(T0 + 60 * MS))
     assert result.seq == 65537 and not result.lost
@@ -67,16 +68,30 @@ def test_settled_requests_ignore_later_transmit_times_and_send_errors():
 
 def test_duplicates_are_recognised_only_within_the_bounded_memory():
     session = one_target()
-    other = session.add_target(EchoTarget("edge", "fd00::2"))
     _, _, first = session.request(0, T0)
     session.on_reply(SOURCE, reply_to(first), facts(T0 + MS))
-    for _ in range(_DUPLICATE_MEMORY):  # as many answered requests again, to another target
-        _, _, octets = session.request(other, T0)
-        session.on_reply(socket.inet_pton(socket.AF_INET6, "fd00::2"), reply_to(octets), facts(T0 + MS))
-    [again] = session.on_reply(socket.inet_pton(socket.AF_INET6, "fd00::2"), reply_to(octets), facts(T0 + 2 * MS))
-    assert again.duplicate and again.target == "edge"
-    assert session.on_reply(SOURCE, reply_to(first), facts(T0 + 2 * MS)) == []  # forgotten: late
+    session.expire(T0 + 100 * MS)  # its timeout checked: it may be forgotten
+    for _ in range(MOST_REMEMBERED):  # as many answered requests again, within the horizon
+        _, _, octets = session.request(0, T0 + 100 * MS)
+        session.on_reply(SOURCE, reply_to(octets), facts(T0 + 101 * MS))
+        session.expire(T0 + 200 * MS)
+    [again] = session.on_reply(SOURCE, reply_to(octets), facts(T0 + 102 * MS))
+    assert again.duplicate and again.target == "core"
+    assert session.on_reply(SOURCE, reply_to(first), facts(T0 + 102 * MS)) == []  # forgotten: late
     assert session.late_replies == 1
+
+
+def test_slices_probing_one_address_each_get_their_own_replies():
+    """Each target numbers its own requests, so two slices to one address send the same
+    sequence numbers: a reply goes to the one still waiting for it (one slice's reply used to
+    settle the other's request when both were outstanding)."""
+    session = one_target()
+    other = session.add_target(EchoTarget("core", ADDRESS, "video", 34))
+    _, _, egov = session.request(0, T0)
+    _, _, video = session.request(other, T0 + MS)
+    [first] = session.on_reply(SOURCE, reply_to(video), facts(T0 + 2 * MS))
+    [second] = session.on_reply(SOURCE, reply_to(egov), facts(T0 + 3 * MS))
+    assert {first.slice, second.slice} == {"egov", "video"} and session.outstanding == 0
 
 
 def test_answers_are_remembered_for_duplicates_two_timeouts_after_they_were_sent():
@@ -84,6 +99,7 @@ def test_answers_are_remembered_for_duplicates_two_timeouts_after_they_were_sent
     _, _, first = session.request(0, T0)
     session.on_reply(SOURCE, reply_to(first), facts(T0 + MS))
     held = DUPLICATE_HORIZON_TIMEOUTS * 100 * MS
+    session.expire(T0 + held)
     _, _, within = session.request(0, T0 + held)  # the first is exactly at the horizon: kept
     session.on_reply(SOURCE, reply_to(within), facts(T0 + held + MS))
     [copy] = session.on_reply(SOURCE, reply_to(first), facts(T0 + held + 2 * MS))

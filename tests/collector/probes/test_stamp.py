@@ -70,7 +70,7 @@ def test_sessions_sharing_one_socket_each_get_their_own_replies():
                 shared.open_session(StampEndpoint("::1", server.port), SenderSettings("core", name, dscp))
                 for name, dscp in (("video", 34), ("egov", 26), ("data", 18))
             ]
-            assert shared.session_count == 3 and len({s.settings.ssid for s in sessions}) == 3
+            assert shared.session_count == 3 and len({s.ssid for s in sessions}) == 3
             for session in sessions * 2:
                 shared.send(session)
             poller = readable(shared)
@@ -83,6 +83,24 @@ def test_sessions_sharing_one_socket_each_get_their_own_replies():
         "egov": [(0, 26), (1, 26)],
         "data": [(0, 18), (1, 18)],
     }
+
+
+def test_a_reflector_address_written_longhand_gets_its_replies():
+    """Replies are found by their source address as the kernel writes it: a target written
+    another way is named so when its session opens."""
+    results: list[ProbeResult] = []
+    with reflector(stateful=False) as server:
+        shared = StampSocket(socket.AF_INET6, None, lambda session, found: results.extend(found))
+        try:
+            session = shared.open_session(StampEndpoint("0:0:0:0:0:0:0:1", server.port), SenderSettings("lo", "video"))
+            shared.send(session)
+            poller = readable(shared)
+            deadline = time.monotonic() + DEADLINE_S
+            while not results and time.monotonic() < deadline and poller.poll(1000):
+                shared.drain()
+        finally:
+            shared.close()
+    assert [(r.target, r.lost) for r in results] == [("lo", False)] and shared.malformed_replies == 0
 
 
 def test_transmit_reports_match_sends_again_after_the_kernel_numbered_a_send_the_socket_did_not_count():
