@@ -314,6 +314,13 @@ def _wait(condition: Callable[[], bool], what: str, poll_s: float = 1.0) -> floa
 # -- one run -------------------------------------------------------------------------------
 
 
+def _reading(read_agent, site: str) -> tuple[str | None, tuple[float, float]]:
+    """The agent's /metrics, and when it was asked and answered (the ledger's reading times)."""
+    asked = time.time()
+    text = read_agent(site)
+    return text, (asked, time.time())
+
+
 def run_outage(
     lab, workdir: Path, outage_s: float, before_s: float, after_s: float, say: Callable[[str], None] = print
 ) -> dict:
@@ -345,7 +352,7 @@ def run_outage(
             + drained_s
         )
         time.sleep(after_s)  # the load after the catch-up: a duration under test
-        readings = {site: (read_agent(site), time.time()) for site in sites}
+        readings = {site: _reading(read_agent, site) for site in sites}
         time.sleep(3 * deployment.interval_s)  # the windows open at the reading are closed and shipped
         endpoint = bus_setup.analyzer_endpoint(workdir / "bus", (server.url,))
         read_n = time.time_ns() // store.interval_ns

@@ -22,6 +22,7 @@ def test_lab_bus_outage_bench_smoke(tmp_path: Path) -> None:
     argv += ["--output", str(output), "--workdir", str(tmp_path / "work")]
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out, _ = proc.communicate(timeout=900)  # bounds a hang only
+    assert output.exists(), out  # a run that failed before its result says why
     data = json.loads(output.read_text())
     assert proc.returncode == (0 if data["ok"] else 1), out
     assert data["ok"], data["checks"]
