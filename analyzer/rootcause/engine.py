@@ -112,6 +112,9 @@ class EngineConfig:
     # gray loss: smallest excess loss ratio, and smallest number of excess losses, worth a diagnosis
     min_loss_rate: float = 2e-4
     min_excess_losses: float = 4.0
+    # gray loss: test each link over both its directions' rows too (lossrate's 5.); the pooled
+    # test does, where a faint loss on both directions is too weak in each alone
+    pair_links: bool = False
     # delay step: RTT median above baseline by this much (or this many baseline jitters, if larger)
     delay_step_s: float = 0.003
     delay_jitter_factor: float = 4.0
@@ -439,6 +442,7 @@ class _Context:
     def _fit_gray(self, active: np.ndarray, limited: set[int]) -> list[GrayFinding]:
         obs, config = self.observations, self.config
         alone = np.isin(obs.slice_of_row, sorted(limited))
+        opposite = obs.opposite_columns() if config.pair_links else None
         findings = localise_gray(
             obs,
             active & ~alone,
@@ -447,6 +451,7 @@ class _Context:
             config.min_excess_losses,
             self.allowed,
             config.epoch_alpha,
+            opposite,
         )
         for slice_id in sorted(limited):
             for finding in localise_gray(
@@ -457,6 +462,7 @@ class _Context:
                 config.min_excess_losses,
                 self.allowed,
                 config.epoch_alpha,
+                opposite,
             ):
                 # scoped against every slice through the class, as the pooled findings are
                 through = obs.rows_of(finding.columns[0])

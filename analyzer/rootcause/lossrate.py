@@ -22,7 +22,15 @@ and the rates are the non-negative least-squares solution of y = A x. Choices he
    against background plus what the other classes' rates predict). The least significant
    failing class is dropped and the fit redone until all pass (after `_MAX_REFITS` fits,
    all failing classes go at once, which bounds the time on a badly tangled epoch).
-5. At most `MAX_CANDIDATES` candidates, the most significant: a loss on a core link makes
+5. Both directions of a link (`opposite`, when given): a gray loss on a link usually hits
+   both directions alike, and rows through either direction together hold nearly twice the
+   excess of each alone against less than twice its background. Each link is then tested a
+   second time over the rows through either direction (one more test per link in the
+   Bonferroni count), and both directions are candidates when that is significant; in the
+   fit, a class whose opposite direction is kept passes on the two directions' rows together
+   (everything else explained away) when its own rows lean the same way (their tail below
+   `PAIR_SUPPORT_ALPHA`), so the clean direction of a one-way loss is not named with it.
+6. At most `MAX_CANDIDATES` candidates, the most significant: a loss on a core link makes
    every component sharing many of its paths significant, and the culprit is always among
    the strongest.
 """
@@ -32,7 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize
+from scipy import optimize, sparse
 
 from analyzer.rootcause.boolean import equivalence_classes
 from analyzer.rootcause.observations import Observations
@@ -40,6 +48,8 @@ from analyzer.rootcause.significance import poisson_tail
 
 MAX_CANDIDATES = 300  # bounds the fit when a busy core link makes hundreds of neighbours significant
 _MAX_REFITS = 8  # then every class still failing is dropped at once
+# a direction passing on its link's two directions together must lean that way on its own rows
+PAIR_SUPPORT_ALPHA = 1e-2
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,27 +69,70 @@ def component_alpha(tested: int, alpha: float, epoch_alpha: float) -> float:
 
 
 def candidate_columns(
-    observations: Observations, active: np.ndarray, alpha: float, min_rate: float, min_excess: float, epoch_alpha: float
+    observations: Observations,
+    active: np.ndarray,
+    alpha: float,
+    min_rate: float,
+    min_excess: float,
+    epoch_alpha: float,
+    opposite: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
-    """Columns whose active rows lost significantly more than background, the most
+    """Columns whose active rows lost significantly more than background (or, with
+    `opposite`, whose link's rows in either direction did: see the module's 5.), the most
     significant `MAX_CANDIDATES` of them, and the per-component alpha they were held to."""
     weight = active.astype(np.float64)
+    lost_rows = observations.lost * weight
+    expected_rows = observations.sent * observations.background * weight
+    sent_rows = observations.sent * weight
     matrix_t = observations.matrix.T
-    lost = matrix_t @ (observations.lost * weight)
-    expected = matrix_t @ (observations.sent * observations.background * weight)
-    sent = matrix_t @ (observations.sent * weight)
-    alpha = component_alpha(int(np.count_nonzero(sent)), alpha, epoch_alpha)
-    excess = lost - expected
-    maybe = np.flatnonzero((excess >= min_excess) & (excess >= min_rate * sent))
-    if len(maybe) == 0:
-        return maybe, alpha
-    tails = poisson_tail(lost[maybe], expected[maybe])
-    significant = tails < alpha
-    maybe, tails = maybe[significant], tails[significant]
+    lost, expected, sent = matrix_t @ lost_rows, matrix_t @ expected_rows, matrix_t @ sent_rows
+    tested = int(np.count_nonzero(sent))
+    pairs = None
+    if opposite is not None:
+        first = np.flatnonzero(opposite > np.arange(len(opposite)))  # each link once
+        either = _either_direction(observations.matrix, first, opposite[first]).T
+        pair_lost, pair_expected, pair_sent = either @ lost_rows, either @ expected_rows, either @ sent_rows
+        tested += int(np.count_nonzero(pair_sent))
+        pairs = (first, opposite[first], pair_lost, pair_expected, pair_sent)
+    alpha = component_alpha(tested, alpha, epoch_alpha)
+    tail_of = dict(zip(*_significant(lost, expected, sent, min_rate, min_excess, alpha)))
+    if pairs is not None:
+        first, second, pair_lost, pair_expected, pair_sent = pairs
+        for link, tail in zip(*_significant(pair_lost, pair_expected, pair_sent, min_rate, min_excess, alpha)):
+            for column in (int(first[link]), int(second[link])):
+                if lost[column] > expected[column]:
+                    tail_of[column] = min(tail_of.get(column, 1.0), tail)
+    maybe = np.asarray(sorted(tail_of), dtype=np.int64)
     if len(maybe) > MAX_CANDIDATES:
+        tails = np.asarray([tail_of[c] for c in maybe.tolist()])
         keep = np.lexsort((maybe, tails))[:MAX_CANDIDATES]
         maybe = np.sort(maybe[keep])
     return maybe, alpha
+
+
+def _significant(
+    lost: np.ndarray, expected: np.ndarray, sent: np.ndarray, min_rate: float, min_excess: float, alpha: float
+) -> tuple[list[int], list[float]]:
+    """Indices whose losses exceed background by the minimum excess and rate, at `alpha`."""
+    excess = lost - expected
+    maybe = np.flatnonzero((excess >= min_excess) & (excess >= min_rate * sent))
+    if len(maybe) == 0:
+        return [], []
+    tails = poisson_tail(lost[maybe], expected[maybe])
+    significant = tails < alpha
+    return maybe[significant].tolist(), tails[significant].tolist()
+
+
+def _either_direction(matrix: sparse.csr_matrix, one: np.ndarray, other: np.ndarray) -> sparse.csr_matrix:
+    """Rows x links: 1 where the row crosses the link in either direction (`one`, `other`)."""
+    links = np.arange(len(one))
+    pick = sparse.csr_matrix(
+        (np.ones(2 * len(one)), (np.concatenate([one, other]), np.concatenate([links, links]))),
+        shape=(matrix.shape[1], len(one)),
+    )
+    either = (matrix @ pick).tocsr()
+    either.data[:] = 1.0
+    return either
 
 
 def localise_gray(
@@ -90,11 +143,13 @@ def localise_gray(
     min_excess: float,
     allowed: np.ndarray | None = None,
     epoch_alpha: float = 1.0,
+    opposite: np.ndarray | None = None,
 ) -> list[GrayFinding]:
     """Gray-loss findings; `allowed` (a boolean column mask) as in `boolean.greedy_cover`:
     a class is a candidate when any of its members is allowed. `alpha` caps the per-component
-    significance, `epoch_alpha` is shared among the components tested (see the module's 1.)."""
-    columns, alpha = candidate_columns(observations, active, alpha, min_rate, min_excess, epoch_alpha)
+    significance, `epoch_alpha` is shared among the components tested (see the module's 1.);
+    `opposite` (`Observations.opposite_columns`) tests links in both directions too (5.)."""
+    columns, alpha = candidate_columns(observations, active, alpha, min_rate, min_excess, epoch_alpha, opposite)
     if len(columns) == 0:
         return []
     classes = equivalence_classes(observations, columns)
@@ -102,6 +157,7 @@ def localise_gray(
         classes = [cls for cls in classes if allowed[list(cls)].any()]
         if not classes:
             return []
+    opposite_class = None if opposite is None else _opposite_classes(classes, opposite)
     representative = np.asarray([cls[0] for cls in classes])
     sub = observations.crossings[:, representative].tocsr()
     sub.sort_indices()
@@ -132,6 +188,9 @@ def localise_gray(
         if keep.any():
             x[keep], _ = optimize.nnls(design[:, keep] * weight[:, None], y * weight, maxiter=50 * len(classes))
         tails, own = _explained_away(design, x, sent, lost, background)
+        if opposite_class is not None:
+            both = _pair_tails(design, x, sent, lost, background, opposite_class)
+            tails = np.where(tails < PAIR_SUPPORT_ALPHA, np.minimum(tails, both), tails)
         failing = keep & ((x <= 0) | (tails >= alpha) | (own < min_rate))
         if not failing.any():
             break
@@ -155,6 +214,42 @@ def localise_gray(
             )
         )
     return findings
+
+
+def _opposite_classes(classes: list[tuple[int, ...]], opposite: np.ndarray) -> np.ndarray:
+    """Per class, the class holding the other direction of one of its links (-1: none)."""
+    class_of = {c: i for i, cls in enumerate(classes) for c in cls}
+    out = np.full(len(classes), -1, dtype=np.int64)
+    for i, cls in enumerate(classes):
+        for column in cls:
+            other = class_of.get(int(opposite[column]), i)
+            if other != i:
+                out[i] = other
+                break
+    return out
+
+
+def _pair_tails(
+    design: np.ndarray,
+    x: np.ndarray,
+    sent: np.ndarray,
+    lost: np.ndarray,
+    background: np.ndarray,
+    opposite_class: np.ndarray,
+) -> np.ndarray:
+    """Per class whose opposite direction is kept too: the tail probability of the losses on
+    rows through either, given everything but the two of them (1 elsewhere)."""
+    total = design @ x
+    tails = np.ones(len(x))
+    for i in np.flatnonzero((x > 0) & (opposite_class >= 0)):
+        j = opposite_class[i]
+        if x[j] <= 0:
+            continue
+        members = (design[:, i] > 0) | (design[:, j] > 0)
+        without = total[members] - design[members, i] * x[i] - design[members, j] * x[j]
+        expected = float(np.sum(sent[members] * (1 - (1 - background[members]) * np.exp(-without))))
+        tails[i] = float(poisson_tail(np.asarray([float(lost[members].sum())]), np.asarray([expected]))[0])
+    return tails
 
 
 def _explained_away(

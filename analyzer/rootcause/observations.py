@@ -124,6 +124,19 @@ class Observations:
         column = _INTERNER.columns.get(name)
         return column if column is not None and column < len(self.names) else None
 
+    def opposite_columns(self) -> np.ndarray:
+        """Per column, the column of the same link's other direction, -1 where there is none
+        (not a link, or its other direction never seen)."""
+        opposite = np.full(len(self.names), -1, dtype=np.int64)
+        columns = _INTERNER.columns
+        for column, name in enumerate(self.names):
+            if _INTERNER.is_link[column]:
+                a, b = name.split(">", 1)
+                other = columns.get(f"{b}>{a}")
+                if other is not None and other < len(self.names):
+                    opposite[column] = other
+        return opposite
+
     def column_key(self, column: int) -> bytes:
         """Identical keys: the components lie on exactly the same rows (an equivalence class)."""
         return self.rows_of(column).tobytes()

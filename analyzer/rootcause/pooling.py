@@ -5,9 +5,11 @@ A gray loss of 0.1-0.5% on a county link adds a handful of losses per interval a
 over six. `PooledDiagnoser` wraps the stateless engine: each interval it diagnoses that
 interval alone (unchanged: strong faults are found, classified and cleared as before), then
 runs the gray-loss stage (`engine.gray_losses`) again over every path's sent and lost counts
-summed over its last `PoolConfig.epochs` intervals (K). A pooled finding is reported only
-where the single interval found nothing on the same suspects, and its evidence says it was
-pooled and over how many intervals.
+summed over its last `PoolConfig.epochs` intervals (K), with each link tested over both its
+directions' rows together as well as one direction at a time (`EngineConfig.pair_links`,
+lossrate's 5.: a faint loss on both directions is twice the excess over less than twice the
+background). A pooled finding is reported only where the single interval found nothing on
+the same suspects, and its evidence says it was pooled and over how many intervals.
 
 What a path's pool holds, and when it restarts:
 - only intervals over the same route: a changed hop list (`path_changed`, or forward or
@@ -18,22 +20,25 @@ What a path's pool holds, and when it restarts:
   stalled machine): those are the single interval's (a down link, a stalled host), and
   pooled they would linger as partial loss after the repair, or add a loaded host's drops
   up into a finding on the links near it;
-- not an interval in which the path crosses a loss the single interval named: the fault is
-  the single interval's then, and its intervals left in the pools would keep it alive after
-  its repair (a loss of ~0.3% is named in some intervals and not others);
+- an interval in which the path crosses a loss the single interval named stays in its pool:
+  a loss of 0.2-0.5% is named in some intervals and not in others, and restarting the pools
+  there left one or two intervals pooled in the others, too few to name it (in that
+  interval the paths through it are the single interval's, left out of the pooled test);
 - the pools of the paths through a pooled finding restart when the latest interval alone
   contradicts the pooled loss rate (its losses are below the rate's lower tail at
   `heal_alpha`): a fault that healed clears at once when it was strong enough to tell.
 
 False alarms: the pooled test is a second test per interval, held to its own
-`epoch_alpha` (2e-4, as the single test's), so a healthy interval raises a finding with
+`epoch_alpha` (2e-4, as the single test's, shared among every component and every link's
+two-direction test), so a healthy interval raises a finding with
 probability at most the sum, 4e-4 (the aim is < 1 per 1,000).
 
-Clearing: a faint pooled finding the latest interval cannot contradict stays while its
-pooled counts are significant, at most K - 1 intervals after the fault healed (by then the
-pools hold only healthy intervals), and the hint tracker drops it `CLEAR_AFTER_EPOCHS` (2)
-intervals later: a pooled hint outlives its fault by at most K + 1 intervals (7, i.e. 70 s
-with 10 s intervals), against 2 for a single-interval hint.
+Clearing: a faint pooled finding the latest interval cannot contradict (one the single
+interval named now and then included) stays while its pooled counts are significant, at
+most K - 1 intervals after the fault healed (by then the pools hold only healthy
+intervals), and the hint tracker drops it `CLEAR_AFTER_EPOCHS` (2) intervals later: a
+pooled hint outlives its fault by at most K + 1 intervals (7, i.e. 70 s with 10 s
+intervals), against 2 for a single-interval hint.
 
 Stateful: one instance per stream of intervals (the analyzer's RootCauseRunner), fed in order
 from one thread.
@@ -137,17 +142,18 @@ class PooledDiagnoser:
             config,
             epoch_alpha=pool.epoch_alpha,
             min_excess_losses=max(config.min_excess_losses, pool.min_excess_losses),
+            pair_links=True,
         )
         self.single = single
         self._pools: dict[str, _PathPool] = {}
 
     def __call__(self, epoch: Epoch) -> list[Diagnosis]:
         found = list(self.single(epoch, self.config))
-        # Paths through a loss the single interval explained are its: pooled, they would pin a
-        # second finding on the culprit's neighbours, and once it is repaired their pools would
-        # still hold its intervals and keep it alive. Their pools restart.
+        # Paths through a loss the single interval explained are its in this interval: pooled,
+        # they would pin a second finding on the culprit's neighbours. Their pools keep the
+        # interval, for the intervals in which the single test misses the same loss.
         lossy = {s for d in found if d.kind not in _NOT_LOSS for s in d.suspects}
-        pooled_paths, deepest = self._pool(epoch, lossy)
+        pooled_paths, deepest = self._pool(epoch)
         if deepest < 2:
             return found
         named = {s for d in found for s in d.suspects}
@@ -160,13 +166,12 @@ class PooledDiagnoser:
             if not through or self._healed(epoch.paths, pooled_paths, through):
                 continue
             depth = max(len(self._pools[epoch.paths[i].path_id].entries) for i in through)
-            sentence = f"pooled over the last {depth} intervals on unchanged routes (none alone significant): "
+            sentence = f"pooled over the last {depth} intervals on unchanged routes (this one alone not significant): "
             found.append(replace(d, evidence=(sentence + d.evidence[0], *d.evidence[1:])))
         return sorted(found, key=lambda d: -d.confidence)
 
-    def _pool(self, epoch: Epoch, lossy: set[str]) -> tuple[list[PathEvidence], int]:
-        """Every path of the interval with its pooled counts, and the deepest pool; the pools
-        of paths through `lossy` components restart."""
+    def _pool(self, epoch: Epoch) -> tuple[list[PathEvidence], int]:
+        """Every path of the interval with its pooled counts, and the deepest pool."""
         unhealthy = {h.site for h in epoch.hosts if not h.healthy}
         depth = self.pool.epochs
         pools: dict[str, _PathPool] = {}
@@ -177,12 +182,7 @@ class PooledDiagnoser:
             pool = self._pools.get(p.path_id)
             if pool is None or p.path_changed or (pool.route is not route and pool.route != route):
                 pool = _PathPool(route)
-            if (
-                p.source in unhealthy
-                or p.target_site in unhealthy
-                or p.loss >= self.pool.strong_loss
-                or _through(p, lossy)
-            ):
+            if p.source in unhealthy or p.target_site in unhealthy or p.loss >= self.pool.strong_loss:
                 pool = _PathPool(route)
                 paths.append(p)
             else:
