@@ -202,6 +202,14 @@ def namespaces() -> set[str]:
     return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
+def pin(pids: list[int], cpus: list[int]) -> None:
+    """Every thread of the i-th process on the i-th CPU (round robin): a process woken by
+    SIGCONT next to another on one CPU would wait for the load balancer to move it."""
+    for i, pid in enumerate(pids):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            os.sched_setaffinity(int(task.name), {cpus[i % len(cpus)]})
+
+
 def in_namespace(ns: str, *argv: str) -> list[str]:
     return ["ip", "netns", "exec", ns, *argv]
 

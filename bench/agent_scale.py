@@ -42,8 +42,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Nothing of the project's packages is imported here: the child puts its own checkout first on
+# sys.path before it imports the scheduler, and a package imported earlier would have come from
+# wherever the venv's editable install points (another checkout's code, measured as this one's).
 import _common as c
-import queue_replay
 
 TARGET_PREFIX = "fd00:5ca1::"
 TARGET_NET = "fd00:5ca1::/112"
@@ -286,7 +288,7 @@ def run_ours(
     try:
         prober.wait_ready(timeout=120)
         if cpus:
-            queue_replay.pin([prober.pid], cpus)
+            c.pin([prober.pid], cpus)
         time.sleep(warmup)
         t0, cpu0 = _sample(prober.pid)
         waited0 = run_queue_seconds(prober.pid)
@@ -712,7 +714,7 @@ def measure(args: argparse.Namespace, smokeping: str | None, verbose: bool) -> d
             )
             reflector = c.Server(argv, ready="listening", name="reflector").start()
             if args.pin and reflector.proc is not None:
-                queue_replay.pin([reflector.proc.pid], [REFLECTOR_CPU])
+                c.pin([reflector.proc.pid], [REFLECTOR_CPU])
         try:
             for rep in range(args.reps):
                 order = tools[rep % len(tools) :] + tools[: rep % len(tools)]

@@ -84,14 +84,6 @@ def _lines(path: str) -> list[str]:
     return Path(path).read_text().splitlines()[1:]
 
 
-def pin(pids: list[int], cpus: list[int]) -> None:
-    """Every thread of the i-th process on the i-th CPU (round robin): a process woken by
-    SIGCONT next to another on one CPU would wait for the load balancer to move it."""
-    for i, pid in enumerate(pids):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            os.sched_setaffinity(int(task.name), {cpus[i % len(cpus)]})
-
-
 def _cmdline(pid: int) -> bytes:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes()

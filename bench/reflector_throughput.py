@@ -87,7 +87,7 @@ def scaling_run(address: str, workers: int, cpus: str, args) -> dict:
                 pids += replay.process_tree(server.proc.pid)
             if len(pids) != workers:
                 raise RuntimeError(f"{name}: {len(pids)} serving processes, expected {workers}")
-            replay.pin(pids, [int(cpu) for cpu in cpus.split(",")])
+            c.pin(pids, [int(cpu) for cpu in cpus.split(",")])
             before = sum(cpu_seconds(pid) for pid in pids)
             with replay.QueueReplay(address, port, pids) as queues:
                 drains = [queues.cycle(args.scaling_requests) for _ in range(args.scaling_cycles)]
