@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import sys
 import threading
+import weakref
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,7 +48,8 @@ class Ledger:
     crash_allowance: int = 0  # windows a crash made the store forget: they may be accepted again
     forgotten_total: int = 0  # windows analyzer restarts made a store forget, in all
     replaced_holding: int | None = None  # windows the store a restart replaced had taken, until its successor ingests
-    stores: set[int] = field(default_factory=set)  # id() of every store seen ingesting
+    # every store seen ingesting (weakly: an id() could be a freed store's, reused)
+    stores: weakref.WeakSet = field(default_factory=weakref.WeakSet)
     ingest_errors: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     original: Callable | None = None  # WindowStore.ingest before the tap
@@ -106,9 +108,9 @@ class Ledger:
     def first_ingest(self, store: WindowStore) -> None:
         """Called under the lock before each ingest: a store seen for the first time after a
         restart holds what its checkpoint restored; the rest was forgotten."""
-        if id(store) in self.stores:
+        if store in self.stores:
             return
-        self.stores.add(id(store))
+        self.stores.add(store)
         if self.replaced_holding is not None:
             forgotten = max(0, self.replaced_holding - store.counters["windows_ingested"])
             self.crash_allowance += forgotten

@@ -22,6 +22,8 @@ collection is process-wide.
 from __future__ import annotations
 
 import gc
+import time
+from collections.abc import Callable
 
 MIDDLE_EVERY = 10  # young collections per middle one, as CPython's own default threshold
 FULL_EVERY_NS = 60_000_000_000
@@ -30,22 +32,23 @@ FULL_EVERY_NS = 60_000_000_000
 class CollectionPacer:
     """Between `start` and `stop`, collections happen when this pacer is told to."""
 
-    __slots__ = ("_was_enabled", "_young_since_middle", "_next_full_ns", "running")
+    __slots__ = ("_clock", "_was_enabled", "_young_since_middle", "_next_full_ns", "running")
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], int] = time.monotonic_ns) -> None:
+        self._clock = clock  # monotonic: a clock stepped back must not hold full collections off
         self._was_enabled = gc.isenabled()
         self._young_since_middle = 0
         self._next_full_ns = 0
         self.running = False
 
-    def start(self, now_ns: int) -> None:
+    def start(self) -> None:
         """Collect what start-up left (so no garbage is frozen), freeze the survivors, and
         take collection over from the allocation count."""
         self._was_enabled = gc.isenabled()
         gc.collect()
         gc.freeze()
         gc.disable()
-        self._next_full_ns = now_ns + FULL_EVERY_NS
+        self._next_full_ns = self._clock() + FULL_EVERY_NS
         self.running = True
 
     def refreeze(self) -> None:
@@ -62,8 +65,9 @@ class CollectionPacer:
         else:
             gc.collect(0)
 
-    def full(self, now_ns: int) -> None:
+    def full(self) -> None:
         """The whole heap, if FULL_EVERY_NS has passed since the last time."""
+        now_ns = self._clock()
         if now_ns >= self._next_full_ns:
             gc.collect()
             self._young_since_middle = 0

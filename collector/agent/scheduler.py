@@ -269,25 +269,27 @@ class Scheduler:
         # longer walks them all, which held the loop ~90 ms at 10,000 STAMP targets. Garbage of
         # the start-up is collected first, so none of it is frozen, and before the schedules
         # are placed, so that pause is no probe's lag. From then on the turns pace collection.
-        self._collections.start(time.time_ns())
-        now = time.time_ns()
-        self._skip_missed(now)
-        self._next_housekeeping_ns = now + HOUSEKEEPING_NS
-        self._failure = loop.create_future()
-        stopping = asyncio.ensure_future(stop.wait())
-        with WakeupTimer() as timer:
-            self._timer = timer
-            loop.add_reader(timer.fileno(), self._turn)
-            timer.arm(0)
-            try:
-                await asyncio.wait((stopping, self._failure), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stopping.cancel()
-                loop.remove_reader(timer.fileno())
-                self._timer = None
-                for prober in self.probers.values():
-                    prober.detach(loop)
-                self._collections.stop()  # also when the run is cancelled
+        self._collections.start()
+        try:
+            now = time.time_ns()
+            self._skip_missed(now)
+            self._next_housekeeping_ns = now + HOUSEKEEPING_NS
+            self._failure = loop.create_future()
+            stopping = asyncio.ensure_future(stop.wait())
+            with WakeupTimer() as timer:
+                self._timer = timer
+                loop.add_reader(timer.fileno(), self._turn)
+                timer.arm(0)
+                try:
+                    await asyncio.wait((stopping, self._failure), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    stopping.cancel()
+                    loop.remove_reader(timer.fileno())
+                    self._timer = None
+                    for prober in self.probers.values():
+                        prober.detach(loop)
+        finally:
+            self._collections.stop()  # also when the run is cancelled or its set-up failed
         if self._failure.done():
             self._failure.result()  # a turn failed: the run ends with its error
         self._shutdown()
@@ -394,7 +396,7 @@ class Scheduler:
         if not closing and self._collections.running:
             # The pass is over and its windows handed out: the heap holds the least it will
             # hold until the next pass, when a full collection has least to walk.
-            self._collections.full(now)
+            self._collections.full()
         return bool(closing)
 
     def _shutdown(self) -> None:

@@ -16,6 +16,7 @@ serves every target's timeouts, so a request costs the queue one reference.
 from __future__ import annotations
 
 import socket
+import struct
 from collections import deque
 from dataclasses import dataclass
 
@@ -23,9 +24,11 @@ from collector.contract.records import LossDirection, ProbeResult
 from collector.probes.request_log import ANSWERED, OUTSTANDING, SETTLED, STRIDE, RequestLog
 from collector.probes.stamp_session import DUPLICATE_HORIZON_TIMEOUTS, ReplyFacts, kernel_t1
 from collector.wire.icmp6 import (
+    COOKIE_LEN,
     ECHO_REPLY,
     ECHO_REQUEST,
     HEADER,
+    HEADER_LEN,
     Echo,
     Icmp6DecodeError,
     decode_echo,
@@ -35,6 +38,11 @@ from collector.wire.icmp6 import (
 )
 
 WIRE_SEQUENCE = 0xFFFF  # the wire carries a target's sequence number modulo 2**16
+# Slices that probe one address number their requests alike, so a request also names its
+# target, right after the magic and cookie, where the payload has room for it (it has from
+# 12 octets; the default is 56): a reply then settles the request of that target only.
+TARGET_INDEX = struct.Struct("!I")
+_INDEX_AT = COOKIE_LEN  # in the payload
 _ANY_NUMBER = (1 << 63) - 1
 
 Key = tuple[int, int]  # (target index, the target's sequence number): one request
@@ -71,6 +79,7 @@ class EchoSession:
         self.timeout_ns = timeout_ns
         self._horizon_ns = DUPLICATE_HORIZON_TIMEOUTS * timeout_ns
         self._payload = make_payload(self.cookie, payload_size)
+        self._names_target = payload_size >= _INDEX_AT + TARGET_INDEX.size
         self.targets: list[EchoTarget] = []
         self._logs: list[_EchoLog] = []
         # packed address -> its target's index, a list of them when several slices share it
@@ -106,11 +115,18 @@ class EchoSession:
             self._by_address[packed] = [others, index]
         return index
 
-    def _targets_at(self, packed: bytes) -> tuple[int, ...] | list[int]:
+    def _targets_at(self, packed: bytes, payload: bytes) -> tuple[int, ...] | list[int]:
+        """The targets a message from (or about) `packed` may be for: the one its payload
+        names when several share the address and the payload names one, else every one."""
         found = self._by_address.get(packed)
         if found is None:
             return ()
-        return found if isinstance(found, list) else (found,)
+        if not isinstance(found, list):
+            return (found,)
+        if self._names_target and len(payload) >= _INDEX_AT + TARGET_INDEX.size:
+            named = TARGET_INDEX.unpack_from(payload, _INDEX_AT)[0]
+            return (named,) if named in found else ()
+        return found
 
     @property
     def outstanding(self) -> int:
@@ -125,6 +141,8 @@ class EchoSession:
         self._outstanding += 1
         self._deadlines.append(index)
         HEADER.pack_into(self._template, 0, ECHO_REQUEST, 0, 0, self._identifier, seq & WIRE_SEQUENCE)
+        if self._names_target:
+            TARGET_INDEX.pack_into(self._template, HEADER_LEN + _INDEX_AT, index)
         return seq, (index, seq), bytes(self._template)
 
     def on_transmitted(self, key: Key, kernel_send_ns: int) -> None:
@@ -156,7 +174,7 @@ class EchoSession:
             self.foreign_replies += 1
             return []
         answered: tuple[int, int] | None = None  # a target that had this one answered already
-        for index in self._targets_at(source):
+        for index in self._targets_at(source, echo.payload):
             log = self._logs[index]
             at = log.offset(echo.sequence, WIRE_SEQUENCE)
             if at < 0:
@@ -179,7 +197,7 @@ class EchoSession:
         """An ICMPv6 error that quotes our request to `destination` (packed)."""
         if quoted.identifier != self._identifier or not has_cookie(quoted.payload, self.cookie):
             return []
-        for index in self._targets_at(destination):
+        for index in self._targets_at(destination, quoted.payload):
             log = self._logs[index]
             at = log.offset(quoted.sequence, WIRE_SEQUENCE)
             if at >= 0 and log.entries[at + 2] == OUTSTANDING:

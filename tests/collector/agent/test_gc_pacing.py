@@ -32,7 +32,7 @@ def collections() -> Iterator[list[int]]:
 
 def test_while_running_only_the_pacer_collects_and_afterwards_cpython_does_again(collections):
     pacer = CollectionPacer()
-    pacer.start(now_ns=0)
+    pacer.start()
     assert not gc.isenabled() and gc.get_freeze_count() > 0  # what start-up left alive is frozen
     assert collections == [2]  # start-up's garbage collected before the freeze
     collections.clear()
@@ -48,16 +48,16 @@ def test_while_running_only_the_pacer_collects_and_afterwards_cpython_does_again
     assert gc.isenabled() and gc.get_freeze_count() == 0
 
 
-def test_a_full_collection_comes_at_most_every_full_every_ns(collections):
-    pacer = CollectionPacer()
-    pacer.start(now_ns=0)
+def test_a_full_collection_comes_at_most_every_full_every_ns_of_the_monotonic_clock(collections):
+    now = [0]
+    pacer = CollectionPacer(clock=lambda: now[0])
+    pacer.start()
     collections.clear()
-    pacer.full(FULL_EVERY_NS - 1)
-    assert collections == []
-    pacer.full(FULL_EVERY_NS)
-    pacer.full(FULL_EVERY_NS + 1)
+    for now[0] in (FULL_EVERY_NS - 1, FULL_EVERY_NS, FULL_EVERY_NS + 1):
+        pacer.full()
     assert collections == [2]
-    pacer.full(2 * FULL_EVERY_NS)
+    now[0] = 2 * FULL_EVERY_NS
+    pacer.full()
     assert collections == [2, 2]
     pacer.stop()
 
@@ -65,7 +65,7 @@ def test_a_full_collection_comes_at_most_every_full_every_ns(collections):
 def test_stop_leaves_automatic_collection_off_if_it_was_off_before(collections):
     gc.disable()
     pacer = CollectionPacer()
-    pacer.start(now_ns=0)
+    pacer.start()
     pacer.stop()
     pacer.stop()  # a second stop changes nothing
     assert not gc.isenabled() and gc.get_freeze_count() == 0

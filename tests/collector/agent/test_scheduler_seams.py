@@ -261,3 +261,21 @@ def test_a_retired_schedule_s_slot_goes_to_a_later_one_and_each_keeps_its_own_pr
         assert len(scheduler._slots) == 2  # c took b's slot
 
     run(scheduler, script)
+
+
+def test_a_run_whose_set_up_fails_leaves_the_collector_as_it_found_it(monkeypatch):
+    """The wake-up timer refused (no file descriptor left): the run ends with the error, and
+    automatic collection is on again, with nothing frozen, for the process that carries on."""
+
+    def refused() -> None:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(scheduler_module, "WakeupTimer", refused)
+    scheduler = scheduler_of([planned("a")], lambda windows: None)
+
+    async def main() -> None:
+        await scheduler.run(asyncio.Event())
+
+    with pytest.raises(OSError, match="Too many open files"):
+        asyncio.run(main())
+    assert gc.isenabled() and gc.get_freeze_count() == 0

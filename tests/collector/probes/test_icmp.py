@@ -73,7 +73,9 @@ def test_request_carries_identifier_per_target_sequence_and_cookie():
         (ECHO_REQUEST, 0x4242, 2),
         (ECHO_REQUEST, 0x4242, 1),
     ]
-    assert decode_echo(a1).payload == make_payload(COOKIE, 56)
+    payload = make_payload(COOKIE, 56)  # the run's cookie, then the target's index
+    assert decode_echo(a1).payload == payload[:8] + (0).to_bytes(4, "big") + payload[12:]
+    assert decode_echo(b1).payload == payload[:8] + (1).to_bytes(4, "big") + payload[12:]
     assert session.outstanding == 3
 
 

@@ -83,7 +83,7 @@ def test_duplicates_are_recognised_only_within_the_bounded_memory():
 
 def test_slices_probing_one_address_each_get_their_own_replies():
     """Each target numbers its own requests, so two slices to one address send the same
-    sequence numbers: a reply goes to the one still waiting for it (one slice's reply used to
+    sequence numbers: a reply goes to the target its request named (one slice's reply used to
     settle the other's request when both were outstanding)."""
     session = one_target()
     other = session.add_target(EchoTarget("core", ADDRESS, "video", 34))
@@ -91,7 +91,21 @@ def test_slices_probing_one_address_each_get_their_own_replies():
     _, _, video = session.request(other, T0 + MS)
     [first] = session.on_reply(SOURCE, reply_to(video), facts(T0 + 2 * MS))
     [second] = session.on_reply(SOURCE, reply_to(egov), facts(T0 + 3 * MS))
-    assert {first.slice, second.slice} == {"egov", "video"} and session.outstanding == 0
+    assert (first.slice, second.slice) == ("video", "egov") and session.outstanding == 0
+    assert (first.rtt_ns, second.rtt_ns) == (MS, 3 * MS)
+
+
+def test_one_slice_s_loss_stays_its_own_when_another_slice_to_the_address_is_answered():
+    """A DSCP drop on one slice: its request is never answered, the other slice's request of
+    the same number is; the loss is the first slice's, the answer the second's."""
+    session = one_target(timeout_ns=100 * MS)
+    other = session.add_target(EchoTarget("core", ADDRESS, "video", 34))
+    session.request(0, T0)  # egov, seq 1: dropped on the way
+    _, _, video = session.request(other, T0 + 30 * MS)  # video, seq 1 as well
+    [answered] = session.on_reply(SOURCE, reply_to(video), facts(T0 + 35 * MS))
+    assert (answered.slice, answered.rtt_ns) == ("video", 5 * MS)
+    [lost] = session.expire(T0 + 200 * MS)
+    assert lost.slice == "egov" and lost.rtt_ns is None
 
 
 def test_answers_are_remembered_for_duplicates_two_timeouts_after_they_were_sent():
