@@ -18,9 +18,11 @@ from __future__ import annotations
 import socket
 import struct
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from collector.contract.records import LossDirection, ProbeResult
+from collector.probes.multimap import OneOrMany
 from collector.probes.request_log import ANSWERED, OUTSTANDING, SETTLED, STRIDE, RequestLog
 from collector.probes.stamp_session import DUPLICATE_HORIZON_TIMEOUTS, ReplyFacts, kernel_t1
 from collector.wire.icmp6 import (
@@ -83,7 +85,7 @@ class EchoSession:
         self.targets: list[EchoTarget] = []
         self._logs: list[_EchoLog] = []
         # packed address -> its target's index, a list of them when several slices share it
-        self._by_address: dict[bytes, int | list[int]] = {}
+        self._by_address: OneOrMany[bytes, int] = OneOrMany()
         self._deadlines: deque[int] = deque()  # each request's target index, in send order
         self._outstanding = 0
         self.identifier = identifier
@@ -105,24 +107,15 @@ class EchoSession:
         index = len(self.targets)
         self.targets.append(target)
         self._logs.append(_EchoLog(first=1))
-        packed = target.packed
-        others = self._by_address.get(packed)
-        if others is None:
-            self._by_address[packed] = index
-        elif isinstance(others, list):
-            others.append(index)
-        else:
-            self._by_address[packed] = [others, index]
+        self._by_address.add(target.packed, index)
         return index
 
-    def _targets_at(self, packed: bytes, payload: bytes) -> tuple[int, ...] | list[int]:
+    def _targets_at(self, packed: bytes, payload: bytes) -> Sequence[int]:
         """The targets a message from (or about) `packed` may be for: the one its payload
         names when several share the address and the payload names one, else every one."""
         found = self._by_address.get(packed)
-        if found is None:
-            return ()
-        if not isinstance(found, list):
-            return (found,)
+        if len(found) < 2:
+            return found
         if self._names_target and len(payload) >= _INDEX_AT + TARGET_INDEX.size:
             named = TARGET_INDEX.unpack_from(payload, _INDEX_AT)[0]
             return (named,) if named in found else ()

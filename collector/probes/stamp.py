@@ -22,6 +22,7 @@ from typing import ClassVar, TypeVar, cast, overload
 
 from collector.contract.records import ProbeResult
 from collector.probes.base import ProberContext, ProbeSpec, ResultHandler
+from collector.probes.multimap import OneOrMany
 from collector.probes.stamp_session import ReplyFacts, SenderSettings, StampSession
 from collector.probes.transmit_reports import TransmitReports
 from collector.system import measurement_sockets
@@ -66,7 +67,7 @@ class StampSocket:
         self.malformed_replies = 0
         self._routes: dict[tuple[str, int, int], SocketSession] = {}  # by (address, port, SSID)
         # for errors and SSID 0: the session to each address, a list when there are several
-        self._by_address: dict[str, SocketSession | list[SocketSession]] = {}
+        self._by_address: OneOrMany[str, SocketSession] = OneOrMany()
         self._cmsgs: dict[tuple[int, tuple[Ancillary, ...]], list[Ancillary]] = {}  # by (DSCP, extra ones)
         self._sent: TransmitReports[tuple[StampSession, int]] = TransmitReports()  # (session, seq)
         self._leased_labels: set[int] = set()
@@ -145,33 +146,17 @@ class StampSocket:
         session.cmsgs = cmsgs
         session.route = (address, endpoint.port, session.ssid)
         self._routes[session.route] = session
-        others = self._by_address.get(address)
-        if others is None:
-            self._by_address[address] = session
-        elif isinstance(others, list):
-            others.append(session)
-        else:
-            self._by_address[address] = [others, session]
+        self._by_address.add(address, session)
         return session
 
     def close_session(self, session: SocketSession) -> None:
         if self._routes.get(session.route) is not session:
             return
         del self._routes[session.route]
-        address = session.route[0]
-        others = self._by_address[address]
-        if isinstance(others, list):
-            others.remove(session)
-            if len(others) == 1:
-                self._by_address[address] = others[0]
-        else:
-            del self._by_address[address]
+        self._by_address.remove(session.route[0], session)
 
     def _sessions_to(self, address: str) -> Sequence[SocketSession]:
-        found = self._by_address.get(address)
-        if found is None:
-            return ()
-        return found if isinstance(found, list) else (found,)
+        return self._by_address.get(address)
 
     def _free_ssid(self, address: str, port: int) -> int:
         while True:
