@@ -148,18 +148,36 @@ class QueueReplay:
         try:
             for sock in self.clients:
                 sock.sendto(REQUEST, self.address)
-            for pid in self.pids:
+            waiting = list(self.clients)
+            for i, pid in enumerate(self.pids):
                 os.kill(pid, signal.SIGCONT)
-                time.sleep(_QUIET_S)  # no event tells that a process has nothing more to answer
-                answered = [sock for sock in self.clients if self._drain_one(sock)]
+                mapping[pid] = self._answered_by_one(waiting, last=i == len(self.pids) - 1)
                 os.kill(pid, signal.SIGSTOP)
-                mapping[pid] = answered
         finally:
             self._signal(signal.SIGCONT)  # never left stopped
         missing = [pid for pid, socks in mapping.items() if not socks]
         if missing:
             raise RuntimeError(f"no client of {len(self.clients)} reached process(es) {missing}")
         return mapping
+
+    def _answered_by_one(self, waiting: list[socket.socket], last: bool) -> list[socket.socket]:
+        """The clients of `waiting` that the one process running answers (taken out of it).
+        A loaded machine may give it the CPU seconds late: its first answer is waited for,
+        then no new one for _QUIET_S says it is done, as no event tells that; the last
+        process answers every client still waiting."""
+        answered: list[socket.socket] = []
+        deadline = time.monotonic() + _CYCLE_DEADLINE_S
+        changed = time.monotonic()
+        while waiting and time.monotonic() < deadline:
+            got = [sock for sock in waiting if self._drain_one(sock)]
+            if got:
+                answered += got
+                waiting[:] = [sock for sock in waiting if sock not in got]
+                changed = time.monotonic()
+            elif answered and not last and time.monotonic() - changed > _QUIET_S:
+                break
+            time.sleep(0.005)
+        return answered
 
     def _signal(self, signum: int) -> None:
         for pid in self.pids:
