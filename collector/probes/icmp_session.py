@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from collector.contract.records import LossDirection, ProbeResult
 from collector.probes.multimap import OneOrMany
 from collector.probes.request_log import ANSWERED, OUTSTANDING, SETTLED, STRIDE, RequestLog
-from collector.probes.stamp_session import DUPLICATE_HORIZON_TIMEOUTS, ReplyFacts, kernel_t1
+from collector.probes.stamp_session import DUPLICATE_HORIZON_TIMEOUTS, ReplyFacts
 from collector.wire.icmp6 import (
     COOKIE_LEN,
     ECHO_REPLY,
@@ -139,7 +139,7 @@ class EchoSession:
         return seq, (index, seq), bytes(self._template)
 
     def on_transmitted(self, key: Key, kernel_send_ns: int) -> None:
-        """T1 becomes the kernel's transmit time, when its reply shows it plausible (`kernel_t1`):
+        """T1 becomes the kernel's transmit time, when its reply shows it plausible (`RequestLog.answer`):
         the interpreter and the system call are not part of the round trip."""
         index, seq = key
         log = self._logs[index]
@@ -175,8 +175,7 @@ class EchoSession:
             entries = log.entries
             state = entries[at + 2]
             if state == OUTSTANDING:
-                entries[at] = kernel_t1(entries[at], entries[at + 1] or None, facts.receive_ns)
-                log.settle(at, ANSWERED)
+                log.answer(at, facts.receive_ns)
                 self._outstanding -= 1
                 return [self._answer(index, at, facts)]
             if state == ANSWERED and answered is None:

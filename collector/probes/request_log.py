@@ -88,6 +88,22 @@ class RequestLog:
         self.entries[at + 2] = state
         self.outstanding -= 1
 
+    def answer(self, at: int, receive_ns: int) -> int:
+        """The outstanding request at `at` answered by a reply received at `receive_ns`; its
+        T1, kept in place of the clock read: the kernel's transmit time when it lies between
+        the clock read before the send and the reply's arrival, else the clock read.
+        Transmit timestamps are matched to sends by the kernel's count of them, and a send
+        the kernel counted but then refused (a full queue) shifts later matches until the
+        count realigns on a report numbered past it (`transmit_reports`): such a time can
+        come after the reply or belong to another probe, and a negative round trip would
+        make the agent's window refused."""
+        entries = self.entries
+        t1, kernel_sent_ns = entries[at], entries[at + 1]
+        if kernel_sent_ns != NO_KERNEL_TIME and t1 <= kernel_sent_ns <= receive_ns:
+            t1 = entries[at] = kernel_sent_ns
+        self.settle(at, ANSWERED)
+        return t1
+
     def any_overdue(self, now_ns: int, timeout_ns: int) -> bool:
         """Whether an outstanding request is past its timeout."""
         entries = self.entries

@@ -108,18 +108,6 @@ class ReplyFacts:
     dscp: int | None
 
 
-def kernel_t1(read_before_send_ns: int, kernel_send_ns: int | None, receive_ns: int) -> int:
-    """T1 of an answered probe: the kernel's transmit time when it lies between the clock read
-    before the send and the reply's arrival, else the clock read. Transmit timestamps are
-    matched to sends by the kernel's count of them, and a send the kernel counted but then
-    refused (a full queue) shifts later matches until the count realigns on a report numbered
-    past it (`transmit_reports`): such a time can come after the reply or belong to another
-    probe, and a negative round trip would make the agent's window refused."""
-    if kernel_send_ns is not None and read_before_send_ns <= kernel_send_ns <= receive_ns:
-        return kernel_send_ns
-    return read_before_send_ns
-
-
 @dataclass(frozen=True, slots=True)
 class _Prepared:
     """What every session with the same settings (but target, slice and SSID) shares: the
@@ -226,7 +214,7 @@ class StampSession(RequestLog):
     def on_transmitted(self, seq: int, kernel_send_ns: int) -> None:
         """The kernel's transmit timestamp for `seq` replaces the one read before sending, so
         T1 excludes the time spent in the interpreter and the system call, once its reply shows
-        it is plausible (`kernel_t1`)."""
+        it is plausible (`RequestLog.answer`)."""
         self.transmitted(self.offset(seq, SEQ_MASK), kernel_send_ns)
 
     def on_icmp_error(self, seq: int, description: str) -> list[ProbeResult]:
@@ -273,9 +261,7 @@ class StampSession(RequestLog):
         if state != OUTSTANDING:
             self.late_replies += 1  # after its timeout: it stays lost (RFC 7680)
             return []
-        send_ns = entries[at] = kernel_t1(entries[at], entries[at + 1] or None, facts.receive_ns)
-        entries[at + 2] = ANSWERED
-        self.outstanding -= 1
+        send_ns = self.answer(at, facts.receive_ns)
         results = self._resolve_directions(seq, reply)
         results.append(self._result(seq, send_ns, reply, facts))
         return results

@@ -97,3 +97,19 @@ def test_a_target_probed_once_a_second_holds_a_few_hundred_octets():
         tracemalloc.stop()
     assert all(entries.entries[2::STRIDE].count(OUTSTANDING) == 0 for entries in logs)
     assert grown / len(logs) < 400
+
+
+def test_an_answer_keeps_the_kernel_s_transmit_time_only_between_the_clock_read_and_the_reply():
+    log = RequestLog()
+    for sent_ns in (1_000, 2_000, 3_000, 4_000):
+        log.add(sent_ns, horizon_ns=10**9)
+    log.transmitted(0, 1_050)  # plausible: kept as T1
+    log.transmitted(STRIDE, 9_000)  # after the reply: another send's report, the clock read stands
+    log.transmitted(2 * STRIDE, 2_500)  # before the clock read: the same
+    assert [log.answer(at, receive_ns=5_000) for at in (0, STRIDE, 2 * STRIDE, 3 * STRIDE)] == [
+        1_050,
+        2_000,
+        3_000,
+        4_000,
+    ]
+    assert log.outstanding == 0 and log.entries[2::STRIDE].tolist() == [ANSWERED] * 4
