@@ -247,8 +247,7 @@ def _pair_tails(
             continue
         members = (design[:, i] > 0) | (design[:, j] > 0)
         without = total[members] - design[members, i] * x[i] - design[members, j] * x[j]
-        expected = float(np.sum(sent[members] * (1 - (1 - background[members]) * np.exp(-without))))
-        tails[i] = float(poisson_tail(np.asarray([float(lost[members].sum())]), np.asarray([expected]))[0])
+        tails[i] = _losses_beyond(members, without, sent, lost, background)[0]
     return tails
 
 
@@ -262,9 +261,17 @@ def _explained_away(
     own = np.zeros(len(x))
     for i in np.flatnonzero(x > 0):
         members = design[:, i] > 0
-        without = total[members] - x[i]
-        expected = float(np.sum(sent[members] * (1 - (1 - background[members]) * np.exp(-without))))
-        observed = float(lost[members].sum())
-        tails[i] = float(poisson_tail(np.asarray([observed]), np.asarray([expected]))[0])
-        own[i] = (observed - expected) / float(sent[members].sum())
+        tails[i], excess = _losses_beyond(members, total[members] - x[i], sent, lost, background)
+        own[i] = excess / float(sent[members].sum())
     return tails, own
+
+
+def _losses_beyond(
+    members: np.ndarray, without: np.ndarray, sent: np.ndarray, lost: np.ndarray, background: np.ndarray
+) -> tuple[float, float]:
+    """The `members` rows' losses against what background and the loss rates `without` (per
+    member row: the rates of the classes still counted) predict: the tail probability of
+    as many, and the losses beyond the prediction."""
+    expected = float(np.sum(sent[members] * (1 - (1 - background[members]) * np.exp(-without))))
+    observed = float(lost[members].sum())
+    return float(poisson_tail(np.asarray([observed]), np.asarray([expected]))[0]), observed - expected
