@@ -364,7 +364,7 @@ def run_outage(
     ledger = Ledger()
     for entry in batches:
         for window in entry.batch.windows:
-            ledger.seqs[(entry.site, window.key)][window.seq] = window.sent
+            ledger.note(entry.site, window.key, window.seq, window.sent)
     exact, after_reset, mismatches, dropped = 0, 0, [], 0.0
     for site, (text, at) in readings.items():
         if text is None:

@@ -17,8 +17,9 @@ import re
 import sys
 import threading
 import weakref
+from array import array
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from analyzer.store.memory import WindowStore
@@ -36,9 +37,54 @@ def sent_totals(metrics_text: str) -> dict[tuple[str, str, str, str], float]:
     return totals
 
 
+CHUNK_SEQS = 4096  # seqs per block of a path's record: 32 KiB, an hour of 1 s windows
+NOT_SEEN = -1
+
+
+class SentBySeq:
+    """One path's windows, seq -> sent, in blocks of plain int64 slots (NOT_SEEN where no
+    window came). The ledger shares the analyzer's process: a dict of int objects would keep
+    one small object per window alive amid the decoder's short-lived ones, pinning
+    allocator pools the analyzer's own memory is then judged by. Blocks are big, few and
+    counted exactly (`nbytes`)."""
+
+    __slots__ = ("_blocks", "_count")
+
+    def __init__(self) -> None:
+        self._blocks: dict[int, array] = {}
+        self._count = 0
+
+    def __contains__(self, seq: int) -> bool:
+        block = self._blocks.get(seq // CHUNK_SEQS)
+        return block is not None and block[seq % CHUNK_SEQS] != NOT_SEEN
+
+    def __setitem__(self, seq: int, sent: int) -> None:
+        block = self._blocks.get(seq // CHUNK_SEQS)
+        if block is None:
+            block = self._blocks[seq // CHUNK_SEQS] = array("q", [NOT_SEEN]) * CHUNK_SEQS
+        self._count += block[seq % CHUNK_SEQS] == NOT_SEEN
+        block[seq % CHUNK_SEQS] = sent
+
+    def __len__(self) -> int:
+        return self._count
+
+    def items(self) -> Iterator[tuple[int, int]]:
+        """(seq, sent), in seq order."""
+        for number in sorted(self._blocks):
+            base = number * CHUNK_SEQS
+            yield from ((base + i, sent) for i, sent in enumerate(self._blocks[number]) if sent != NOT_SEEN)
+
+    def __iter__(self) -> Iterator[int]:
+        return (seq for seq, _ in self.items())
+
+    @property
+    def nbytes(self) -> int:
+        return sys.getsizeof(self._blocks) + sum(sys.getsizeof(block) for block in self._blocks.values())
+
+
 @dataclass(slots=True)
 class Ledger:
-    seqs: dict[tuple, dict[int, int]] = field(default_factory=lambda: defaultdict(dict))  # (site, key) -> seq -> sent
+    seqs: dict[tuple, SentBySeq] = field(default_factory=lambda: defaultdict(SentBySeq))  # (site, key) -> seq -> sent
     offered: int = 0  # windows in batches, repeats included
     new: int = 0  # distinct (key, seq) first offered
     accepted: int = 0  # what the stores said they took
@@ -123,15 +169,15 @@ class Ledger:
         or an agent's resend brings them back): those alone are lost."""
         return self.crash_allowance
 
+    def note(self, site: str, key, seq: int, sent: int) -> None:
+        """A window seen outside the tap (a reading of the stream after the run)."""
+        self.seqs[(site, key)][seq] = sent
+
     def footprint_mib(self) -> float:
-        """What the ledger itself holds, in MiB (dicts, their int keys and values): it lives in
-        the analyzer's process and grows with every window, so the analyzer's memory is judged
-        without it."""
+        """What the ledger itself holds, in MiB: it lives in the analyzer's process and grows
+        with every window, so the analyzer's memory is judged without it."""
         with self.lock:
-            total = sys.getsizeof(self.seqs)
-            for seqs in self.seqs.values():
-                total += sys.getsizeof(seqs) + sum(sys.getsizeof(seq) for seq in seqs)
-                total += sum(sys.getsizeof(sent) for sent in seqs.values() if not -5 <= sent <= 256)  # others shared
+            total = sys.getsizeof(self.seqs) + sum(seqs.nbytes for seqs in self.seqs.values())
         return total / (1 << 20)
 
     def gaps(self, restarts: dict[str, list[float]], interval_s: float, settle_s: float) -> list[dict]:
@@ -139,7 +185,7 @@ class Ledger:
         windows a stopped agent never closed) and the last `settle_s` (still in flight)."""
         found = []
         for (site, key), seqs in self.seqs.items():
-            ordered = sorted(seqs)  # the seqs
+            ordered = list(seqs)  # in order
             last = ordered[-1] - settle_s / interval_s
             for before, after in zip(ordered, ordered[1:]):
                 if after - before <= 1 or after > last:
@@ -170,7 +216,7 @@ class Ledger:
         (windows made and lost on the way)."""
         exact, after_reset, mismatches = 0, 0, []
         with self.lock:
-            paths = {key: dict(seqs) for (s, key), seqs in self.seqs.items() if s == site}
+            paths = {key: dict(seqs.items()) for (s, key), seqs in self.seqs.items() if s == site}
         for labels, total in sent_totals.items():
             key = next((k for k in paths if (k.source, k.target, k.slice, k.kind) == labels), None)
             windows = sorted((seq, sent) for seq, sent in (paths.get(key) or {}).items() if seq * interval_s >= since_s)

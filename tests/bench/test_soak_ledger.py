@@ -5,11 +5,12 @@ and the analyzer's memory is judged without the ledger that shares its process."
 from __future__ import annotations
 
 import os
+import tracemalloc
 
 from analyzer.sla.verdicts import default_policies
 from analyzer.store.memory import WindowStore
 from analyzer.store.snapshot import restore_into, snapshot_text
-from bench.soak.ledger import Ledger
+from bench.soak.ledger import CHUNK_SEQS, Ledger, SentBySeq
 from bench.soak.sampler import Sampler
 from tests.analyzer_support import T0, W, batch, window
 
@@ -88,7 +89,8 @@ def test_the_analyzer_memory_is_judged_without_the_ledger_it_holds():
         for first in range(T0, T0 + 20_000, 500):
             store.ingest(batch(*(window(seq) for seq in range(first, first + 500))), now_ns)
         grown = ledger.footprint_mib() - empty
-        assert 20_000 * 50 / (1 << 20) < grown < 20_000 * 400 / (1 << 20)  # tens to hundreds of bytes a window
+        blocks = -(-20_000 // CHUNK_SEQS) + 1  # the run may straddle one more block
+        assert 20_000 * 8 / (1 << 20) < grown < (blocks * CHUNK_SEQS * 8 + 4096) / (1 << 20)
     finally:
         ledger.uninstall()
     sampler = Sampler()
@@ -96,3 +98,30 @@ def test_the_analyzer_memory_is_judged_without_the_ledger_it_holds():
     sampler.sample(1.0, {"analyzer": os.getpid()}, {"analyzer": grown})
     (_, whole, _), (_, judged, _) = sampler.incarnations[("analyzer", os.getpid())].samples
     assert whole - judged > grown * 0.9  # the resident size less the ledger (the process may grow meanwhile)
+
+
+def test_a_path_s_record_answers_like_a_dict_of_seqs():
+    record, model = SentBySeq(), {}
+    for seq, sent in [(T0 + 5, 10), (T0, 0), (T0 + CHUNK_SEQS * 3, 7), (T0 + 5, 11), (T0 - 1, 300)]:
+        record[seq], model[seq] = sent, sent
+    assert list(record.items()) == sorted(model.items())
+    assert list(record) == sorted(model) and len(record) == len(model) == 4
+    assert T0 + 5 in record and T0 + 6 not in record and T0 + CHUNK_SEQS * 2 not in record
+
+
+def test_the_ledger_keeps_no_object_per_window():
+    """It shares the analyzer's process: one small object kept per window, amid the decoder's
+    short-lived ones, would pin allocator pools and show as the analyzer's growth."""
+    ledger, key = Ledger(), window(T0).key
+    ledger.note("s", key, T0, 1)  # the path's blocks, made before the count
+    ledger.note("s", key, T0 + 3000, 1)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for seq in range(T0 + 1, T0 + 3000):
+            ledger.note("s", key, seq, 1000 + seq % 7)  # fresh int objects, as decoded
+        grown = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(before, "filename"))
+    finally:
+        tracemalloc.stop()
+    assert len(ledger.seqs[("s", key)]) == 3001
+    assert grown < 3000  # nothing a window, where a dict of ints kept ~60 bytes

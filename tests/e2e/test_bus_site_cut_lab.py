@@ -157,7 +157,7 @@ def test_a_site_cut_off_from_the_bus_delivers_every_window_once_after_the_heal(l
     ledger = Ledger()
     for entry in batches:
         for window in entry.batch.windows:
-            ledger.seqs[(entry.site, window.key)][window.seq] = window.sent
+            ledger.note(entry.site, window.key, window.seq, window.sent)
     exact, after_reset, mismatches = 0, 0, []
     for site, (text, at) in readings.items():
         assert text is not None, f"{site}'s /metrics did not answer"
