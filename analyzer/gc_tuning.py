@@ -6,9 +6,12 @@ tracker's lookbacks, interval statistics, pooled events). With CPython's default
 keep walking the whole store, which cost 15-35% of parse + store in
 `bench/analyzer_ingest.py` (its `parse+store, default gc` row). Reference cycles are rare
 here (a forgotten path's objects go by reference counting), so a far larger first threshold
-keeps the collector for them at a fraction of the cost. What the process restored at start
-(snapshot, journal) lives as long as the process: `freeze_restored` takes it out of every
-later collection.
+keeps the collector for them at a fraction of the cost. What the `analyzer` command's process
+restored at start (snapshot, journal) lives as long as the process: `freeze_restored` takes
+it out of every later collection. Only that command freezes: a frozen object in a reference
+cycle is never collected, and a service is one (its API app's closures hold it), so a
+service made and stopped inside a longer-lived process (the lab all-in-one's analyzer
+restarts, tests) would stay in memory for good.
 """
 
 from __future__ import annotations

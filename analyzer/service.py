@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from analyzer.api.app import create_app
+from analyzer.api.app import create_app, release
 from analyzer.api.guarded_h11 import uvicorn_options
 from analyzer.exporter import BusLink
-from analyzer.gc_tuning import freeze_restored, tune_for_long_lived_store
+from analyzer.gc_tuning import tune_for_long_lived_store
 from analyzer.insitu.diagnosis import segment_diagnoses
 from analyzer.slice_history import HistorySampler, SliceHistory
 from analyzer.store.journal import IntakeJournal, replay
@@ -405,7 +405,6 @@ class AnalyzerService:
         self.journal = IntakeJournal(Path(state_dir) / JOURNAL_NAME) if state_dir is not None else None
         if self.journal is not None:
             replay(self.journal, self.store, time.time_ns())
-        freeze_restored()
         self.socket = listening_socket(*listen)
         self.errors = LoopErrors()  # every background loop's, shown by /healthz and /metrics
         self.keeper = (
@@ -457,6 +456,7 @@ class AnalyzerService:
             self._server.stop()
         else:
             self.socket.close()
+        release(self.app)  # nothing served any more: FastAPI's caches must not keep the store
         self.inference.stop()
         self.history_sampler.stop()
         if self.feeder is not None:

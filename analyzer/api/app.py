@@ -42,6 +42,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 from analyzer.api.auth import ReadTokenGate
 from analyzer.api.console_files import is_console_file, mount_console
@@ -108,11 +109,28 @@ def create_app(
         history=history,
         bus_link=bus_link,
     )
-    for resource in RESOURCES:
-        app.include_router(resource.router(api))
+    app.state.routers = tuple(resource.router(api) for resource in RESOURCES)  # for `release`
+    for router in app.state.routers:
+        app.include_router(router)
     complete_openapi(app, reads_need_token=read_token is not None)
     mount_console(app)
     return app
+
+
+def release(app: FastAPI) -> None:
+    """Let a stopped app's endpoints go of what they serve from. FastAPI classifies every
+    endpoint and dependency in process-wide caches (4,096 entries each) that keep the
+    functions, and ours are closures over the store and the analyzer's parts: a service made
+    and stopped inside a longer-lived process (the lab all-in-one restarts its analyzer)
+    would stay in memory with its whole store, once per restart. Emptying the closures'
+    cells leaves the cached functions holding nothing; the app must not serve again."""
+    routes = [*app.routes, *(route for router in app.state.routers for route in router.routes)]
+    pending = [route.dependant for route in routes if isinstance(route, APIRoute)]
+    while pending:
+        dependant = pending.pop()
+        pending.extend(dependant.dependencies)
+        for cell in getattr(dependant.call, "__closure__", None) or ():
+            cell.cell_contents = None
 
 
 async def _bad_request(request: Request, exc: Exception) -> JSONResponse:

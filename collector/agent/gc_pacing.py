@@ -52,7 +52,10 @@ class CollectionPacer:
         self.running = True
 
     def refreeze(self) -> None:
-        """After the plan grew (a reload): its new objects frozen as the first were."""
+        """After a reload: the new plan's objects frozen as the first were. Unfrozen first, so
+        that the schedules the reload retired (frozen with the old plan, and in reference
+        cycles with their sessions) are collected instead of kept for good."""
+        gc.unfreeze()
         gc.collect()
         gc.freeze()
 

@@ -276,3 +276,19 @@ def test_a_pull_asks_for_fewer_messages_when_they_are_large():
     assert pull_size([Message(1_000), Message(400_000)]) == PULL_BYTES // 400_000  # 500 windows a body
     assert pull_size([Message(8 << 20)]) == 1
     assert pull_size([]) == FETCH_BATCH
+
+
+@pytest.mark.parametrize("final_checkpoint", [True, False])
+def test_a_stopped_intake_and_its_store_are_collected(bus, final_checkpoint):
+    """The lab all-in-one restarts its analyzer inside one process (a crash-like stop too):
+    nothing of the connection, its loop or its thread may keep the old store."""
+    import gc
+    import weakref
+
+    store = WindowStore(default_policies())
+    intake = intake_for(bus, store)
+    intake.stop(final_checkpoint=final_checkpoint)
+    gone, store_gone = weakref.ref(intake), weakref.ref(store)
+    del intake, store
+    gc.collect()
+    assert gone() is None and store_gone() is None

@@ -4,6 +4,7 @@ and what it restored at start is out of later collections."""
 from __future__ import annotations
 
 import gc
+import weakref
 
 from analyzer.gc_tuning import THRESHOLDS, freeze_restored, tune_for_long_lived_store
 from analyzer.service import AnalyzerService
@@ -36,3 +37,17 @@ def test_what_was_restored_is_frozen_and_new_objects_are_not():
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_a_stopped_service_is_collected():
+    """The lab all-in-one restarts its analyzer inside one process: the old service and its
+    store must go. A service is a reference cycle (its API app's closures hold it), and a
+    service frozen at construction would be kept for good."""
+    service = AnalyzerService(default_policies(), ("::1", 0), catch_up_s=0)
+    service.stop()
+    gone, store_gone = weakref.ref(service), weakref.ref(service.store)
+    frozen = gc.get_freeze_count()
+    del service
+    gc.collect()
+    assert gone() is None and store_gone() is None
+    assert gc.get_freeze_count() == frozen

@@ -241,6 +241,7 @@ def run(args: argparse.Namespace) -> int:
     read_token_value = read_token(args.read_token_file) if args.read_token_file else None
     tls = tls_files(args.tls_cert, args.tls_key)
     # FastAPI, uvicorn and the SLA code load only when the analyzer runs.
+    from analyzer.gc_tuning import freeze_restored
     from analyzer.service import AnalyzerService
     from analyzer.sla.verdicts import default_policies, load_policies
     from analyzer.store.memory import PATH_WARM_UP_WINDOWS, SHARED_STALL_INTERVALS
@@ -300,6 +301,7 @@ def run(args: argparse.Namespace) -> int:
         "Ctrl-C stops.",
         flush=True,
     )
+    freeze_restored()  # this process's one analyzer: what it restored lives as long as the process
     intake = _bus_intake(args, service, outbox, evidence, role)
     try:
         service.serve()

@@ -5,6 +5,7 @@ CPython's own pacing back afterwards with nothing left frozen."""
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -69,3 +70,22 @@ def test_stop_leaves_automatic_collection_off_if_it_was_off_before(collections):
     pacer.stop()
     pacer.stop()  # a second stop changes nothing
     assert not gc.isenabled() and gc.get_freeze_count() == 0
+
+
+class _Schedule:
+    """A plan's object in a reference cycle, as a schedule is with its session."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_a_reload_lets_the_schedules_it_retired_be_collected(collections):
+    retired = _Schedule()
+    gone = weakref.ref(retired)
+    pacer = CollectionPacer()
+    pacer.start()  # the first plan, frozen
+    del retired  # the reload retires it: garbage, in a cycle
+    pacer.refreeze()
+    assert gone() is None  # frozen garbage would be kept for good
+    assert gc.get_freeze_count() > 0  # the new plan frozen
+    pacer.stop()
