@@ -21,7 +21,6 @@ import struct
 _MSGHDR = struct.Struct("@PI4xPQPQi4x")  # name, namelen, iov, iovlen, control, controllen, flags
 _MMSGHDR_SIZE = 64
 _MSG_LEN_OFFSET = 56
-_NAMELEN_OFFSET = 8
 _CONTROLLEN_OFFSET = 40
 _FLAGS_OFFSET = 48
 _IOVEC = struct.Struct("@PQ")
@@ -37,8 +36,16 @@ _MSG_DONTWAIT = int(socket.MSG_DONTWAIT)
 _AF_INET6 = int(socket.AF_INET6)
 _SOURCE6 = struct.Struct("!2xH4x16s")  # sockaddr_in6: family, port, flow info, address
 _SOURCE4 = struct.Struct("!2xH4s")  # sockaddr_in: family, port, address
-# A reply's mmsghdr up to its control length: name, namelen, iov, iovlen, control, controllen.
-_TX_HEADER = struct.Struct("=QI4xQQQQ")
+# The same over a whole burst's names, one sockaddr slot apiece: (port, address) per datagram.
+_SOURCES = {
+    _AF_INET6: struct.Struct(f"!2xH4x16s{_SOCKADDR_SIZE - 24}x"),
+    int(socket.AF_INET): struct.Struct(f"!2xH4s{_SOCKADDR_SIZE - 8}x"),
+}
+_RX_NAMELEN = struct.Struct(f"=8xI{_MMSGHDR_SIZE - 12}x")  # a received mmsghdr's msg_namelen
+# A reply's mmsghdr: name, namelen, iov, iovlen, control, controllen, then flags and msg_len
+# (which the kernel writes) skipped.
+_TX_HEADER_FORMAT = "QI4xQQQQ16x"
+_IOVEC_FORMAT = "QQ"
 
 
 def _align(n: int) -> int:
@@ -128,6 +135,14 @@ class DatagramBatch:
         self._tx_iov_addr = tx_iov
         self._tx_control_addr = tx_control
         self._pending = 0  # replies queued for the next send()
+        # Addresses by slot and by reply, and one struct per count of replies, so a burst's
+        # replies are laid out with two packs instead of several calls per reply.
+        self._name_addresses = [names + i * _SOCKADDR_SIZE for i in range(capacity)]
+        self._data_addresses = [data + i * size for i in range(capacity)]
+        self._tx_iov_addresses = [tx_iov + n * _IOVEC.size for n in range(capacity)]
+        self._tx_control_offsets = [n * control for n in range(capacity)]
+        self._tx_headers = [struct.Struct("=" + _TX_HEADER_FORMAT * n) for n in range(capacity + 1)]
+        self._tx_iovecs = [struct.Struct("=" + _IOVEC_FORMAT * n) for n in range(capacity + 1)]
 
     # -- receiving -----------------------------------------------------------------------
 
@@ -169,6 +184,11 @@ class DatagramBatch:
             port, address = _SOURCE4.unpack_from(names, base)
         return family, address, port
 
+    def sources(self, count: int, family: int) -> list[tuple[int, bytes]]:
+        """(port, packed address) of the first `count` senders, read at once: for a socket of
+        `family` (an IPv6 socket bound V6ONLY, as the reflector's are, hears only IPv6)."""
+        return list(_SOURCES[family].iter_unpack(self._names_view[: count * _SOCKADDR_SIZE]))
+
     def address(self, i: int) -> memoryview:
         """Datagram i's sender as the raw sockaddr (of whatever family the socket has)."""
         return self._names_view[i * _SOCKADDR_SIZE : (i + 1) * _SOCKADDR_SIZE]
@@ -198,25 +218,39 @@ class DatagramBatch:
     def queue_packed_reply(self, i: int, length: int, control: bytes) -> None:
         """`queue_reply` with the ancillary data packed already (`pack_control`), as a caller
         that sends the same few kinds of reply over and over can keep it."""
-        n = self._pending
-        control_length = len(control)
-        if control_length > self.control_size:
-            raise ValueError(f"{control_length} octets of ancillary data, room for {self.control_size}")
-        # Reply n: slot i's sender address, its data, and the control data copied to reply n's area.
-        control_base = n * self.control_size
-        _TX_HEADER.pack_into(
-            self._tx_view,
-            n * _MMSGHDR_SIZE,
-            self._names_addr + i * _SOCKADDR_SIZE,
-            _U32.unpack_from(self._rx_view, i * _MMSGHDR_SIZE + _NAMELEN_OFFSET)[0],
-            self._tx_iov_addr + n * _IOVEC.size,
-            1,
-            self._tx_control_addr + control_base,
-            control_length,
-        )
-        _IOVEC.pack_into(self._tx_iov_view, n * _IOVEC.size, self._data_addr + i * self.size, length)
-        self._tx_control_view[control_base : control_base + control_length] = control
-        self._pending = n + 1
+        self.queue_packed_replies([(i, length, control)])
+
+    def queue_packed_replies(self, replies: list[tuple[int, int, bytes]]) -> None:
+        """`queue_packed_reply` for each (slot, length, packed control) in turn, laid out at once.
+        Consecutive replies with the same control object share one copy of it."""
+        first = self._pending
+        count = len(replies)
+        if first + count > self.capacity:
+            raise ValueError(f"{first + count} replies queued, room for {self.capacity}")
+        names, data = self._name_addresses, self._data_addresses
+        iovs, control_offsets = self._tx_iov_addresses, self._tx_control_offsets
+        control_view, control_address, control_size = self._tx_control_view, self._tx_control_addr, self.control_size
+        namelens = _RX_NAMELEN.iter_unpack(self._rx_view[: self.capacity * _MMSGHDR_SIZE])
+        namelen = [value for (value,) in namelens]
+        headers: list[int] = []
+        iovecs: list[int] = []
+        last: bytes | None = None
+        at = control_length = 0
+        n = first
+        for i, length, control in replies:
+            if control is not last:
+                control_length = len(control)
+                if control_length > control_size:
+                    raise ValueError(f"{control_length} octets of ancillary data, room for {control_size}")
+                offset = control_offsets[n]
+                control_view[offset : offset + control_length] = control
+                last, at = control, control_address + offset
+            headers += (names[i], namelen[i], iovs[n], 1, at, control_length)
+            iovecs += (data[i], length)
+            n += 1
+        self._tx_headers[count].pack_into(self._tx_view, first * _MMSGHDR_SIZE, *headers)
+        self._tx_iovecs[count].pack_into(self._tx_iov_view, first * _IOVEC.size, *iovecs)
+        self._pending = n
 
     def send(self, fd: int) -> tuple[int, int]:
         """Send the queued replies and clear the queue; returns (sent, failed)."""

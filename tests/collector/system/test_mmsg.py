@@ -76,6 +76,54 @@ def test_replies_go_back_in_one_call_with_their_own_traffic_class(pair):
     assert replies == [(b"reply" + b"st-%d" % i, 10 + i) for i in range(3)]
 
 
+def test_a_bursts_senders_are_read_at_once_as_one_by_one(pair):
+    server, client = pair
+    other = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    other.bind(("::1", 0))
+    try:
+        for sender in (client, other, client):
+            sender.sendto(b"x", server.getsockname())
+        arrived(server)
+        batch = mmsg.DatagramBatch(capacity=4, size=64)
+        count = batch.receive(server.fileno())
+        ports = [client.getsockname()[1], other.getsockname()[1], client.getsockname()[1]]
+        assert count == 3 and ports[0] != ports[1]
+        loopback = socket.inet_pton(socket.AF_INET6, "::1")
+        assert batch.sources(count, socket.AF_INET6) == [(port, loopback) for port in ports]
+        assert [batch.source(i)[:0:-1] for i in range(count)] == [(port, loopback) for port in ports]
+    finally:
+        other.close()
+
+
+def test_replies_queued_at_once_keep_their_slot_length_and_class(pair):
+    server, client = pair
+    measurement_sockets.enable_receive_metadata(client)
+    for i in range(4):
+        client.sendto(b"request-%d" % i, server.getsockname())
+    arrived(server)
+    batch = mmsg.DatagramBatch(capacity=4, size=2048)
+    assert batch.receive(server.fileno()) == 4
+    control = {
+        dscp: mmsg.pack_control([measurement_sockets.traffic_class_cmsg(socket.AF_INET6, dscp << 2)])
+        for dscp in (10, 46)
+    }
+    # Out of slot order, shorter than received, and two consecutive replies sharing one control.
+    batch.queue_packed_replies([(3, 9, control[46]), (1, 8, control[46]), (0, 9, control[10])])
+    batch.queue_packed_reply(2, 9, control[46])
+    assert batch.send(server.fileno()) == (4, 0)
+    replies = []
+    for _ in range(4):
+        data, anc, _flags, _addr = client.recvmsg(100, 256)
+        replies.append((data, measurement_sockets.parse_ancillary(anc).dscp))
+    assert replies == [(b"request-3", 46), (b"request-", 46), (b"request-0", 10), (b"request-2", 46)]
+
+
+def test_more_replies_than_slots_are_refused(pair):
+    batch = mmsg.DatagramBatch(capacity=2, size=64)
+    with pytest.raises(ValueError, match="room for 2"):
+        batch.queue_packed_replies([(0, 1, b""), (1, 1, b""), (0, 1, b"")])
+
+
 def test_reflector_answers_the_same_without_batching(monkeypatch):
     monkeypatch.setattr(mmsg, "available", lambda: False)
     with Reflector(ReflectorConfig(bind=("::1",), port=0, stateful=True)) as reflector:
