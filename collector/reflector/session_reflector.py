@@ -307,7 +307,7 @@ class Reflector:
         fd = endpoint.sock.fileno()
         stats = self.stats
         slots, control_area, control_size = batch.slots, batch.control_area, batch.control_size
-        read_ancillary = self._ancillary.fields
+        read_ancillary = self._ancillary.burst
         # Nothing to admit and no state: the commonest request is answered right here, without
         # the calls of the general path (the profile's largest share after the system calls).
         lean = not self._authenticated and self._allow is None and self._limiter is None
@@ -336,9 +336,10 @@ class Reflector:
             stats.received += count
             sources: list[tuple[int, bytes]] | None = None  # (port, address) per datagram, once needed
             replies: list[tuple[int, memoryview, int, Session | None, bool, bytes]] = []
-            for i, (control_length, flags, length) in enumerate(batch.headers(count)):
+            headers = batch.headers(count)
+            ancillaries = read_ancillary(control_area, control_size, [header[0] for header in headers])
+            for i, ((_control_length, flags, length), ancillary) in enumerate(zip(headers, ancillaries, strict=True)):
                 slot = slots[i]
-                ancillary = read_ancillary(control_area, i * control_size, control_length)
                 if lean and length == BASE_LEN and not flags & _MSG_TRUNC:
                     kernel_ns, hop_limit, traffic_class, destination = ancillary
                     session = None

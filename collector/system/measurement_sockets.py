@@ -138,29 +138,54 @@ class AncillaryReader:
 
     A socket's options fix which items the kernel writes and in what order, so the walk
     over the items is done once per layout (known by the data's length) and afterwards
-    one `unpack_from` reads every field. The item headers are checked on every datagram;
+    one `unpack_from` reads every field; a burst whose control data all have one length
+    is read with one `iter_unpack`. The item headers are checked on every datagram;
     a different arrangement of the same length is walked item by item.
     """
 
     def __init__(self) -> None:
         self._layouts: dict[int, _Layout] = {}
+        self._strided: dict[tuple[int, int], struct.Struct] = {}  # (length, stride) -> a layout padded to stride
 
     def fields(
         self, data: memoryview, offset: int, length: int
     ) -> tuple[int | None, int | None, int | None, bytes | None]:
-        layout = self._layouts.get(length) or self._learn(data, offset, length)
+        return self.burst(data[offset : offset + length], length, [length])[0]
+
+    def burst(
+        self, data: memoryview, stride: int, lengths: list[int]
+    ) -> list[tuple[int | None, int | None, int | None, bytes | None]]:
+        """`fields` of consecutive control areas: the i-th starts at i * stride, lengths[i] long."""
+        count = len(lengths)
+        if not count:
+            return []
+        length = lengths[0]
+        if lengths.count(length) != count:  # mixed lengths: each is a burst of one
+            return [self.fields(data, i * stride, n) for i, n in enumerate(lengths)]
+        layout = self._layouts.get(length) or self._learn(data, 0, length)
         if layout is None:
-            return ancillary_fields(_items(data, offset, length))
-        values = layout.unpack.unpack_from(data, offset)
-        if layout.headers(values) != layout.expected:
-            return ancillary_fields(_items(data, offset, length))
+            return [ancillary_fields(_items(data, i * stride, length)) for i in range(count)]
+        strided = self._strided.get((length, stride))
+        if strided is None:
+            strided = self._strided[length, stride] = struct.Struct(
+                f"{layout.unpack.format}{stride - layout.unpack.size}x"
+            )
+        headers, expected = layout.headers, layout.expected
         seconds, hop, traffic_class, destination = layout[3:]
-        return (
-            None if seconds is None else values[seconds] * 1_000_000_000 + values[seconds + 1],
-            None if hop is None else values[hop],
-            None if traffic_class is None else values[traffic_class],
-            None if destination is None else values[destination],
-        )
+        read = []
+        for i, values in enumerate(strided.iter_unpack(data[: count * stride])):
+            if headers(values) != expected:
+                read.append(ancillary_fields(_items(data, i * stride, length)))
+                continue
+            read.append(
+                (
+                    None if seconds is None else values[seconds] * 1_000_000_000 + values[seconds + 1],
+                    None if hop is None else values[hop],
+                    None if traffic_class is None else values[traffic_class],
+                    None if destination is None else values[destination],
+                )
+            )
+        return read
 
     def _learn(self, data: memoryview, offset: int, length: int) -> _Layout | None:
         """The layout of these items, remembered; None when there are none, when they overrun
@@ -208,6 +233,7 @@ class AncillaryReader:
         )
         if len(self._layouts) >= LAYOUT_CACHE_SIZE:
             self._layouts.clear()
+            self._strided.clear()
         self._layouts[length] = layout
         return layout
 
