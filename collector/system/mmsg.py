@@ -42,10 +42,8 @@ _SOURCES = {
     int(socket.AF_INET): struct.Struct(f"!2xH4s{_SOCKADDR_SIZE - 8}x"),
 }
 _RX_NAMELEN = struct.Struct(f"=8xI{_MMSGHDR_SIZE - 12}x")  # a received mmsghdr's msg_namelen
-# A reply's mmsghdr: name, namelen, iov, iovlen, control, controllen, then flags and msg_len
-# (which the kernel writes) skipped.
-_TX_HEADER_FORMAT = "QI4xQQQQ16x"
-_IOVEC_FORMAT = "QQ"
+# A reply's mmsghdr up to its control length: name, namelen, iov, iovlen, control, controllen.
+_TX_HEADER = struct.Struct("=QI4xQQQQ")
 
 
 def _align(n: int) -> int:
@@ -135,14 +133,14 @@ class DatagramBatch:
         self._tx_iov_addr = tx_iov
         self._tx_control_addr = tx_control
         self._pending = 0  # replies queued for the next send()
-        # Addresses by slot and by reply, and one struct per count of replies, so a burst's
-        # replies are laid out with two packs instead of several calls per reply.
+        # Addresses by slot and by reply, and what each reply's header, iovec and control area
+        # were last laid out for: a burst like the one before (the same slots, lengths and
+        # ancillary data, as a steady stream gives) rewrites none of them.
         self._name_addresses = [names + i * _SOCKADDR_SIZE for i in range(capacity)]
         self._data_addresses = [data + i * size for i in range(capacity)]
         self._tx_iov_addresses = [tx_iov + n * _IOVEC.size for n in range(capacity)]
-        self._tx_control_offsets = [n * control for n in range(capacity)]
-        self._tx_headers = [struct.Struct("=" + _TX_HEADER_FORMAT * n) for n in range(capacity + 1)]
-        self._tx_iovecs = [struct.Struct("=" + _IOVEC_FORMAT * n) for n in range(capacity + 1)]
+        self._tx_laid_out: list[tuple[int, int, bytes] | None] = [None] * capacity
+        self._tx_namelen = [0] * capacity
 
     # -- receiving -----------------------------------------------------------------------
 
@@ -221,36 +219,42 @@ class DatagramBatch:
         self.queue_packed_replies([(i, length, control)])
 
     def queue_packed_replies(self, replies: list[tuple[int, int, bytes]]) -> None:
-        """`queue_packed_reply` for each (slot, length, packed control) in turn, laid out at once.
-        Consecutive replies with the same control object share one copy of it."""
+        """`queue_packed_reply` for each (slot, length, packed control) in turn."""
         first = self._pending
-        count = len(replies)
-        if first + count > self.capacity:
-            raise ValueError(f"{first + count} replies queued, room for {self.capacity}")
-        names, data = self._name_addresses, self._data_addresses
-        iovs, control_offsets = self._tx_iov_addresses, self._tx_control_offsets
-        control_view, control_address, control_size = self._tx_control_view, self._tx_control_addr, self.control_size
-        namelens = _RX_NAMELEN.iter_unpack(self._rx_view[: self.capacity * _MMSGHDR_SIZE])
-        namelen = [value for (value,) in namelens]
-        headers: list[int] = []
-        iovecs: list[int] = []
-        last: bytes | None = None
-        at = control_length = 0
+        if first + len(replies) > self.capacity:
+            raise ValueError(f"{first + len(replies)} replies queued, room for {self.capacity}")
+        namelens = [value for (value,) in _RX_NAMELEN.iter_unpack(self._rx_view[: self.capacity * _MMSGHDR_SIZE])]
+        laid_out, laid_namelen = self._tx_laid_out, self._tx_namelen
         n = first
-        for i, length, control in replies:
-            if control is not last:
-                control_length = len(control)
-                if control_length > control_size:
-                    raise ValueError(f"{control_length} octets of ancillary data, room for {control_size}")
-                offset = control_offsets[n]
-                control_view[offset : offset + control_length] = control
-                last, at = control, control_address + offset
-            headers += (names[i], namelen[i], iovs[n], 1, at, control_length)
-            iovecs += (data[i], length)
+        for reply in replies:
+            i = reply[0]
+            if laid_out[n] != reply or laid_namelen[n] != namelens[i]:
+                self._lay_out(n, reply, namelens[i])
             n += 1
-        self._tx_headers[count].pack_into(self._tx_view, first * _MMSGHDR_SIZE, *headers)
-        self._tx_iovecs[count].pack_into(self._tx_iov_view, first * _IOVEC.size, *iovecs)
         self._pending = n
+
+    def _lay_out(self, n: int, reply: tuple[int, int, bytes], namelen: int) -> None:
+        """Reply n: slot i's sender address, its first `length` octets, the control data copied to
+        reply n's area."""
+        i, length, control = reply
+        control_length = len(control)
+        if control_length > self.control_size:
+            raise ValueError(f"{control_length} octets of ancillary data, room for {self.control_size}")
+        self._tx_laid_out[n] = None  # until all of it is written
+        control_base = n * self.control_size
+        self._tx_control_view[control_base : control_base + control_length] = control
+        _TX_HEADER.pack_into(
+            self._tx_view,
+            n * _MMSGHDR_SIZE,
+            self._name_addresses[i],
+            namelen,
+            self._tx_iov_addresses[n],
+            1,
+            self._tx_control_addr + control_base,
+            control_length,
+        )
+        _IOVEC.pack_into(self._tx_iov_view, n * _IOVEC.size, self._data_addresses[i], length)
+        self._tx_laid_out[n], self._tx_namelen[n] = reply, namelen
 
     def send(self, fd: int) -> tuple[int, int]:
         """Send the queued replies and clear the queue; returns (sent, failed)."""

@@ -107,15 +107,26 @@ def test_replies_queued_at_once_keep_their_slot_length_and_class(pair):
         dscp: mmsg.pack_control([measurement_sockets.traffic_class_cmsg(socket.AF_INET6, dscp << 2)])
         for dscp in (10, 46)
     }
-    # Out of slot order, shorter than received, and two consecutive replies sharing one control.
-    batch.queue_packed_replies([(3, 9, control[46]), (1, 8, control[46]), (0, 9, control[10])])
-    batch.queue_packed_reply(2, 9, control[46])
-    assert batch.send(server.fileno()) == (4, 0)
-    replies = []
-    for _ in range(4):
-        data, anc, _flags, _addr = client.recvmsg(100, 256)
-        replies.append((data, measurement_sockets.parse_ancillary(anc).dscp))
-    assert replies == [(b"request-3", 46), (b"request-", 46), (b"request-0", 10), (b"request-2", 46)]
+
+    def answered(replies: list[tuple[int, int, bytes]]) -> list[tuple[bytes, int]]:
+        batch.queue_packed_replies(replies)
+        assert batch.send(server.fileno()) == (len(replies), 0)
+        received = [client.recvmsg(100, 256) for _ in replies]
+        return [(data, measurement_sockets.parse_ancillary(anc).dscp) for data, anc, _flags, _addr in received]
+
+    # Out of slot order, shorter than received, two consecutive replies with one control.
+    burst = [(3, 9, control[46]), (1, 8, control[46]), (0, 9, control[10]), (2, 9, control[46])]
+    expected = [(b"request-3", 46), (b"request-", 46), (b"request-0", 10), (b"request-2", 46)]
+    assert answered(burst) == expected
+    assert answered(burst) == expected  # the same burst again: laid out as it was
+    # Each reply changed in one thing only: its slot, its length, its control.
+    changed = [(2, 9, control[46]), (1, 9, control[46]), (0, 9, control[46]), (2, 9, control[10])]
+    assert answered(changed) == [(b"request-2", 46), (b"request-1", 46), (b"request-0", 46), (b"request-2", 10)]
+    assert answered(burst[:1]) == expected[:1]  # fewer replies than before
+    batch.queue_packed_reply(2, 4, control[10])  # one by one, after the burst
+    batch.queue_packed_reply(0, 9, control[10])
+    assert batch.send(server.fileno()) == (2, 0)
+    assert [client.recv(100) for _ in range(2)] == [b"requ", b"request-0"]
 
 
 def test_more_replies_than_slots_are_refused(pair):
