@@ -60,8 +60,7 @@ _FOLLOW_UP = struct.Struct("!IQB")
 _Z_FLAG = 1 << 14
 _NOT_Z_FLAG = ~_Z_FLAG
 _Z_OCTET = _Z_FLAG >> 8  # the Z flag within the Error Estimate's first octet
-# Bound once: looking a Struct's method up makes a new bound method per call, ~30 ns on the
-# per-request path.
+# Bound once: a global and an attribute lookup fewer for every request on the lean path.
 _unpack_sender_base = SENDER_BASE.unpack_from
 _pack_reflector_base = REFLECTOR_BASE.pack_into
 _pack_u64 = _U64.pack_into
