@@ -307,7 +307,7 @@ class Reflector:
         fd = endpoint.sock.fileno()
         stats = self.stats
         slots, control_area, control_size = batch.slots, batch.control_area, batch.control_size
-        read_ancillary = self._ancillary.fields
+        read_ancillary = self._ancillary.burst
         # Nothing to admit and no state: the commonest request is answered right here, without
         # the calls of the general path (the profile's largest share after the system calls).
         lean = not self._authenticated and self._allow is None and self._limiter is None
@@ -320,6 +320,11 @@ class Reflector:
         numbering = stateful and self._key is None
         sessions_get = self.sessions.get
         stamped_early = self._stamped_early
+        # The last lean reply's ancillary data, by the traffic class and destination it came
+        # with: a burst's requests mostly share both, and a comparison is cheaper than a lookup.
+        last_class: int | None = -1
+        last_destination: bytes | None = None
+        last_control = b""
         while not self._stopping:  # a flood must not hold off a stop
             try:
                 count = batch.receive(fd)
@@ -329,17 +334,21 @@ class Reflector:
             if count == 0:
                 return
             stats.received += count
+            sources: list[tuple[int, bytes]] | None = None  # (port, address) per datagram, once needed
             replies: list[tuple[int, memoryview, int, Session | None, bool, bytes]] = []
-            for i, (control_length, flags, length) in enumerate(batch.headers(count)):
+            headers = batch.headers(count)
+            ancillaries = read_ancillary(control_area, control_size, [header[0] for header in headers])
+            for i, ((_control_length, flags, length), ancillary) in enumerate(zip(headers, ancillaries, strict=True)):
                 slot = slots[i]
-                ancillary = read_ancillary(control_area, i * control_size, control_length)
                 if lean and length == BASE_LEN and not flags & _MSG_TRUNC:
                     kernel_ns, hop_limit, traffic_class, destination = ancillary
                     session = None
                     try:
                         receive_ns = kernel_ns or time.time_ns()
                         if numbering:
-                            _family, source, port = batch.source(i)
+                            if sources is None:
+                                sources = batch.sources(count, family)
+                            port, source = sources[i]
                             session = sessions_get((source, port, slot[14] << 8 | slot[15]), receive_ns, False)
                             if session.waiting is not None and not session.waiting_numbered:
                                 self._stamp_waiting(session, time.time_ns())
@@ -347,23 +356,31 @@ class Reflector:
                             number_reply(session.counters)
                             session.waiting, session.waiting_length, session.waiting_numbered = slot, length, True
                         elif stateful:
-                            _family, source, port = batch.source(i)
+                            if sources is None:
+                                sources = batch.sources(count, family)
+                            port, source = sources[i]
                             session = self._session(source, port, slot, length, receive_ns)
                             reflect_base_in_place(slot, receive_ns, error_estimate, hop_limit or 0, session.counters)
                             session.waiting, session.waiting_length = slot, length
                             session.waiting_numbered = False
                         else:
                             reflect_base_in_place(slot, receive_ns, error_estimate, hop_limit or 0)
-                        control = self._control(family, (traffic_class or 0) >> 2, destination if wildcard else None)
+                        if traffic_class != last_class or destination != last_destination:
+                            last_control = self._control(
+                                family, (traffic_class or 0) >> 2, destination if wildcard else None
+                            ).packed
+                            last_class, last_destination = traffic_class, destination
                     except StampDecodeError as exc:
                         stats.malformed[exc.kind] += 1
                         continue
                     except Exception:
                         self._internal_error("reflecting a datagram")
                         continue
-                    replies.append((i, slot, length, session, numbering, control.packed))
+                    replies.append((i, slot, length, session, numbering, last_control))
                     continue
-                _family, source, port = batch.source(i)
+                if sources is None:
+                    sources = batch.sources(count, family)
+                port, source = sources[i]
                 reply = self._handle(endpoint, slot, length, ancillary, flags, source, port)
                 if reply is not None:
                     replies.append((i, slot, length, reply.session, False, reply.control.packed))
@@ -373,6 +390,7 @@ class Reflector:
             # reply as it stamps it, and whose Follow-up Telemetry names the previous T3).
             transmit_ns = time.time_ns()
             transmit = TransmitTime.of(transmit_ns)
+            queued: list[tuple[int, int, bytes]] = []
             for i, slot, length, session, numbered, packed in replies:
                 try:
                     if numbered and session is not None:
@@ -388,8 +406,9 @@ class Reflector:
                 except Exception:  # the same guard as _handle's: this reply is dropped, the rest go
                     self._internal_error("sealing a reply")
                     continue
-                batch.queue_packed_reply(i, length, packed)
+                queued.append((i, length, packed))
             stamped_early.clear()
+            batch.queue_packed_replies(queued)
             sent, failed = batch.send(fd)
             stats.reflected += sent
             stats.send_errors += failed

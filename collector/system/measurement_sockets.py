@@ -8,7 +8,6 @@ here once, with their values from the kernel headers.
 from __future__ import annotations
 
 import ipaddress
-import operator
 import socket
 import struct
 from collections.abc import Iterable
@@ -120,12 +119,14 @@ LAYOUT_CACHE_SIZE = 16  # control-data layouts remembered per reader; a socket s
 
 
 class _Layout(NamedTuple):
-    """How to read one arrangement of control items with a single unpack."""
+    """How to read one arrangement of control items: two formats over the same octets, one that
+    yields only the item headers and one that yields only the fields."""
 
-    unpack: struct.Struct
-    headers: operator.itemgetter  # the (len, level, type) of every item, checked against `expected`
+    headers: str  # the (len, level, type) of every item, checked against `expected`
+    fields: str
+    size: int  # octets both formats cover
     expected: tuple
-    # Where the unpacked values hold each field, or None: the receive time's seconds (its
+    # Where the fields' values hold each field, or None: the receive time's seconds (its
     # nanoseconds follow), hop limit, traffic class, destination address.
     seconds: int | None
     hop: int | None
@@ -137,77 +138,111 @@ class AncillaryReader:
     """`ancillary_fields` on raw control data as recvmmsg(2) leaves it, for a hot loop.
 
     A socket's options fix which items the kernel writes and in what order, so the walk
-    over the items is done once per layout (known by the data's length) and afterwards
-    one `unpack_from` reads every field. The item headers are checked on every datagram;
-    a different arrangement of the same length is walked item by item.
+    over the items is done once per layout (known by the data's length); afterwards a burst
+    whose control data all have that length is read with two `iter_unpack`s, one of every
+    area's item headers, compared with the layout's at once, and one of their fields. An
+    area whose headers differ (another arrangement of the same length) is walked item by item.
     """
 
     def __init__(self) -> None:
         self._layouts: dict[int, _Layout] = {}
+        # (length, stride) -> the layout's two formats padded to the stride
+        self._strided: dict[tuple[int, int], tuple[struct.Struct, struct.Struct]] = {}
 
     def fields(
         self, data: memoryview, offset: int, length: int
     ) -> tuple[int | None, int | None, int | None, bytes | None]:
-        layout = self._layouts.get(length) or self._learn(data, offset, length)
+        return self.burst(data[offset : offset + length], length, [length])[0]
+
+    def burst(
+        self, data: memoryview, stride: int, lengths: list[int]
+    ) -> list[tuple[int | None, int | None, int | None, bytes | None]]:
+        """`fields` of consecutive control areas: the i-th starts at i * stride, lengths[i] long."""
+        count = len(lengths)
+        if not count:
+            return []
+        length = lengths[0]
+        if lengths.count(length) != count:  # mixed lengths: each is a burst of one
+            return [self.fields(data, i * stride, n) for i, n in enumerate(lengths)]
+        layout = self._layouts.get(length) or self._learn(data, 0, length)
         if layout is None:
-            return ancillary_fields(_items(data, offset, length))
-        values = layout.unpack.unpack_from(data, offset)
-        if layout.headers(values) != layout.expected:
-            return ancillary_fields(_items(data, offset, length))
-        seconds, hop, traffic_class, destination = layout[3:]
-        return (
-            None if seconds is None else values[seconds] * 1_000_000_000 + values[seconds + 1],
-            None if hop is None else values[hop],
-            None if traffic_class is None else values[traffic_class],
-            None if destination is None else values[destination],
-        )
+            return [ancillary_fields(_items(data, i * stride, length)) for i in range(count)]
+        strided = self._strided.get((length, stride))
+        if strided is None:
+            pad = f"{stride - layout.size}x"
+            strided = self._strided[length, stride] = (
+                struct.Struct(layout.headers + pad),
+                struct.Struct(layout.fields + pad),
+            )
+        window = data[: count * stride]
+        headers = list(strided[0].iter_unpack(window))
+        seconds, hop, traffic_class, destination = layout[4:]
+        read = [
+            (
+                None if seconds is None else values[seconds] * 1_000_000_000 + values[seconds + 1],
+                None if hop is None else values[hop],
+                None if traffic_class is None else values[traffic_class],
+                None if destination is None else values[destination],
+            )
+            for values in strided[1].iter_unpack(window)
+        ]
+        expected = layout.expected
+        if headers != [expected] * count:
+            read = [
+                fields if found == expected else ancillary_fields(_items(data, i * stride, length))
+                for i, (found, fields) in enumerate(zip(headers, read, strict=True))
+            ]
+        return read
 
     def _learn(self, data: memoryview, offset: int, length: int) -> _Layout | None:
         """The layout of these items, remembered; None when there are none, when they overrun
         the data, or when one is of an unusual size or repeated."""
-        layout_format = ["="]
-        headers: list[int] = []
+        header_format = ["="]
+        field_format = ["="]
         expected: list[int] = []
-        wanted: dict[str, list[int]] = {}
-        count = 0  # values the format yields so far
+        wanted: dict[str, int] = {}
+        count = 0  # values the field format yields so far
         position = 0
         while position + _CMSG_HEADER.size <= length:
             cmsg_len, level, kind = _CMSG_HEADER.unpack_from(data, offset + position)
             if cmsg_len < _CMSG_HEADER.size or position + cmsg_len > length:
                 return None
-            headers += [count, count + 1, count + 2]
             expected += [cmsg_len, level, kind]
-            layout_format.append(_CMSG_HEADER_FORMAT)
-            count += 3
+            header_format.append(_CMSG_HEADER_FORMAT)
+            field_format.append(f"{_CMSG_HEADER.size}x")
             size = cmsg_len - _CMSG_HEADER.size
             known = _KNOWN_ITEMS.get((level, kind))
             if known is None:
-                layout_format.append(f"{size}x")
+                field_format.append(f"{size}x")
             else:
                 name, usual_size, item_format, values = known
                 if size != usual_size or name in wanted:  # odd items are for the item-by-item walk
                     return None
-                wanted[name] = list(range(count, count + values))
-                layout_format.append(item_format)
+                wanted[name] = count
+                field_format.append(item_format)
                 count += values
+            header_format.append(f"{size}x")
             padded = min((cmsg_len + 7) & ~7, length - position)
             if padded > cmsg_len:
-                layout_format.append(f"{padded - cmsg_len}x")
+                header_format.append(f"{padded - cmsg_len}x")
+                field_format.append(f"{padded - cmsg_len}x")
             position += padded
-        if not headers:
+        if not expected:
             return None
-        first = {name: at[0] for name, at in wanted.items()}
+        headers = "".join(header_format)
         layout = _Layout(
-            struct.Struct("".join(layout_format)),
-            operator.itemgetter(*headers),
+            headers,
+            "".join(field_format),
+            struct.calcsize(headers),
             tuple(expected),
-            first.get("time"),
-            first.get("hop"),
-            first.get("class"),
-            first.get("destination"),
+            wanted.get("time"),
+            wanted.get("hop"),
+            wanted.get("class"),
+            wanted.get("destination"),
         )
         if len(self._layouts) >= LAYOUT_CACHE_SIZE:
             self._layouts.clear()
+            self._strided.clear()
         self._layouts[length] = layout
         return layout
 

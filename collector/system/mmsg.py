@@ -21,7 +21,6 @@ import struct
 _MSGHDR = struct.Struct("@PI4xPQPQi4x")  # name, namelen, iov, iovlen, control, controllen, flags
 _MMSGHDR_SIZE = 64
 _MSG_LEN_OFFSET = 56
-_NAMELEN_OFFSET = 8
 _CONTROLLEN_OFFSET = 40
 _FLAGS_OFFSET = 48
 _IOVEC = struct.Struct("@PQ")
@@ -37,6 +36,12 @@ _MSG_DONTWAIT = int(socket.MSG_DONTWAIT)
 _AF_INET6 = int(socket.AF_INET6)
 _SOURCE6 = struct.Struct("!2xH4x16s")  # sockaddr_in6: family, port, flow info, address
 _SOURCE4 = struct.Struct("!2xH4s")  # sockaddr_in: family, port, address
+# The same over a whole burst's names, one sockaddr slot apiece: (port, address) per datagram.
+_SOURCES = {
+    _AF_INET6: struct.Struct(f"!2xH4x16s{_SOCKADDR_SIZE - 24}x"),
+    int(socket.AF_INET): struct.Struct(f"!2xH4s{_SOCKADDR_SIZE - 8}x"),
+}
+_RX_NAMELEN = struct.Struct(f"=8xI{_MMSGHDR_SIZE - 12}x")  # a received mmsghdr's msg_namelen
 # A reply's mmsghdr up to its control length: name, namelen, iov, iovlen, control, controllen.
 _TX_HEADER = struct.Struct("=QI4xQQQQ")
 
@@ -128,6 +133,14 @@ class DatagramBatch:
         self._tx_iov_addr = tx_iov
         self._tx_control_addr = tx_control
         self._pending = 0  # replies queued for the next send()
+        # Addresses by slot and by reply, and what each reply's header, iovec and control area
+        # were last laid out for: a burst like the one before (the same slots, lengths and
+        # ancillary data, as a steady stream gives) rewrites none of them.
+        self._name_addresses = [names + i * _SOCKADDR_SIZE for i in range(capacity)]
+        self._data_addresses = [data + i * size for i in range(capacity)]
+        self._tx_iov_addresses = [tx_iov + n * _IOVEC.size for n in range(capacity)]
+        self._tx_laid_out: list[tuple[int, int, bytes] | None] = [None] * capacity
+        self._tx_namelen = [0] * capacity
 
     # -- receiving -----------------------------------------------------------------------
 
@@ -169,6 +182,11 @@ class DatagramBatch:
             port, address = _SOURCE4.unpack_from(names, base)
         return family, address, port
 
+    def sources(self, count: int, family: int) -> list[tuple[int, bytes]]:
+        """(port, packed address) of the first `count` senders, read at once: for a socket of
+        `family` (an IPv6 socket bound V6ONLY, as the reflector's are, hears only IPv6)."""
+        return list(_SOURCES[family].iter_unpack(self._names_view[: count * _SOCKADDR_SIZE]))
+
     def address(self, i: int) -> memoryview:
         """Datagram i's sender as the raw sockaddr (of whatever family the socket has)."""
         return self._names_view[i * _SOCKADDR_SIZE : (i + 1) * _SOCKADDR_SIZE]
@@ -198,25 +216,45 @@ class DatagramBatch:
     def queue_packed_reply(self, i: int, length: int, control: bytes) -> None:
         """`queue_reply` with the ancillary data packed already (`pack_control`), as a caller
         that sends the same few kinds of reply over and over can keep it."""
-        n = self._pending
+        self.queue_packed_replies([(i, length, control)])
+
+    def queue_packed_replies(self, replies: list[tuple[int, int, bytes]]) -> None:
+        """`queue_packed_reply` for each (slot, length, packed control) in turn."""
+        first = self._pending
+        if first + len(replies) > self.capacity:
+            raise ValueError(f"{first + len(replies)} replies queued, room for {self.capacity}")
+        namelens = [value for (value,) in _RX_NAMELEN.iter_unpack(self._rx_view[: self.capacity * _MMSGHDR_SIZE])]
+        laid_out, laid_namelen = self._tx_laid_out, self._tx_namelen
+        n = first
+        for reply in replies:
+            i = reply[0]
+            if laid_out[n] != reply or laid_namelen[n] != namelens[i]:
+                self._lay_out(n, reply, namelens[i])
+            n += 1
+        self._pending = n
+
+    def _lay_out(self, n: int, reply: tuple[int, int, bytes], namelen: int) -> None:
+        """Reply n: slot i's sender address, its first `length` octets, the control data copied to
+        reply n's area."""
+        i, length, control = reply
         control_length = len(control)
         if control_length > self.control_size:
             raise ValueError(f"{control_length} octets of ancillary data, room for {self.control_size}")
-        # Reply n: slot i's sender address, its data, and the control data copied to reply n's area.
+        self._tx_laid_out[n] = None  # until all of it is written
         control_base = n * self.control_size
+        self._tx_control_view[control_base : control_base + control_length] = control
         _TX_HEADER.pack_into(
             self._tx_view,
             n * _MMSGHDR_SIZE,
-            self._names_addr + i * _SOCKADDR_SIZE,
-            _U32.unpack_from(self._rx_view, i * _MMSGHDR_SIZE + _NAMELEN_OFFSET)[0],
-            self._tx_iov_addr + n * _IOVEC.size,
+            self._name_addresses[i],
+            namelen,
+            self._tx_iov_addresses[n],
             1,
             self._tx_control_addr + control_base,
             control_length,
         )
-        _IOVEC.pack_into(self._tx_iov_view, n * _IOVEC.size, self._data_addr + i * self.size, length)
-        self._tx_control_view[control_base : control_base + control_length] = control
-        self._pending = n + 1
+        _IOVEC.pack_into(self._tx_iov_view, n * _IOVEC.size, self._data_addresses[i], length)
+        self._tx_laid_out[n], self._tx_namelen[n] = reply, namelen
 
     def send(self, fd: int) -> tuple[int, int]:
         """Send the queued replies and clear the queue; returns (sent, failed)."""

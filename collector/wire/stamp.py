@@ -40,6 +40,7 @@ MIN_KEY_LEN = 16
 TWAMP_LIGHT_MIN_LEN = 14  # sequence number, timestamp, error estimate (RFC 5357 sender)
 TWAMP_REFLECTOR_LEN = 41  # RFC 5357 reflector fields end with the sender TTL octet
 NTP_UNIX_OFFSET_S = 2_208_988_800  # seconds from 1900-01-01 (NTP era 0) to 1970-01-01
+_NTP_UNIX_OFFSET_NS = NTP_UNIX_OFFSET_S * 1_000_000_000
 
 # Unauthenticated offsets.
 SENDER_BASE = struct.Struct("!IQHH28x")  # seq, timestamp, error estimate, ssid, MBZ
@@ -63,9 +64,9 @@ class TimestampFormat(IntEnum):
 
 
 def ns_to_ntp(ns: int) -> int:
-    seconds, rest = divmod(ns, 1_000_000_000)
-    fraction = (rest << 32) // 1_000_000_000
-    return (((seconds + NTP_UNIX_OFFSET_S) & 0xFFFFFFFF) << 32) | fraction
+    # One division: the seconds since 1900 scaled by 2^32 are whole, so flooring the scaled
+    # nanoseconds gives the seconds in the high half and the truncated fraction in the low.
+    return (((ns + _NTP_UNIX_OFFSET_NS) << 32) // 1_000_000_000) & 0xFFFFFFFFFFFFFFFF
 
 
 def ntp_to_ns(raw: int) -> int:

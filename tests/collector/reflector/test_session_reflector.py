@@ -212,6 +212,33 @@ def test_plain_requests_take_their_numbers_in_the_burst_and_a_later_follow_up_na
     assert_numbered_and_followed_up(ssids, replies)
 
 
+@pytest.mark.skipif(not mmsg.available(), reason="recvmmsg/sendmmsg need Linux on a 64-bit ABI")
+@pytest.mark.parametrize("stateful", [False, True], ids=["stateless", "stateful"])
+def test_plain_replies_of_one_burst_each_leave_in_their_requests_class(stateful):
+    # The lean path keeps the last reply's ancillary data while the class stays the same: a
+    # change of class within a burst must still give each reply its own.
+    config = ReflectorConfig(bind=("::1",), port=0, stateful=stateful, rate_limit_pps=0, global_rate_limit_pps=0)
+    reflector = Reflector(config)
+    server = reflector._open("::1")
+    clients = [Client(server.getsockname()[1]) for _ in range(2)]
+    for client, dscp in zip(clients, (26, 46), strict=True):
+        set_traffic_class(client.sock, dscp << 2)
+    try:
+        for k in range(6):  # 26, 26, 46, 46, 26, 26
+            sender = clients[(k // 2) % 2]
+            send_burst(sender.sock, server, [request(k, ssid=5)])
+        reflector._drain_batch(_Endpoint.of(server, "::1"), mmsg.DatagramBatch(size=MAX_DATAGRAM))
+        for client, dscp, seqs in zip(clients, (26, 46), ([0, 1, 4, 5], [2, 3]), strict=True):
+            replies = [client.sock.recvmsg(4096, 256) for _ in seqs]
+            assert [parse_ancillary(anc).dscp for _data, anc, _flags, _addr in replies] == [dscp] * len(seqs)
+            assert [decode_reflector(data).sender_seq for data, *_rest in replies] == seqs
+    finally:
+        for client in clients:
+            client.sock.close()
+        server.close()
+        reflector.stop()
+
+
 def test_direct_measurement_counts_the_sessions_packets(reflector_factory):
     client = Client(reflector_factory(stateful=True).port)
     for seq in range(3):

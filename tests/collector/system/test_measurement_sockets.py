@@ -156,6 +156,10 @@ def test_the_layout_reader_gives_what_the_item_walk_gives(family, host, packet_i
             fields = reader.fields(batch.control_area, i * batch.control_size, control_length)
             assert fields == ancillary_fields(batch.control(i))  # the first learns the layout, the rest reuse it
             assert fields[1:3] == (64, 26 << 2) and (fields[3] is not None) == packet_info
+        lengths = [header[0] for header in batch.headers(count)]
+        assert AncillaryReader().burst(batch.control_area, batch.control_size, lengths) == [
+            ancillary_fields(batch.control(i)) for i in range(count)
+        ]
     finally:
         server.close()
         client.close()
@@ -174,3 +178,21 @@ def test_an_unusual_arrangement_of_the_same_length_is_read_item_by_item():
     assert reader.fields(memoryview(short_ttl), 0, len(short_ttl)) == ancillary_fields(
         [(socket.IPPROTO_IP, IP_TTL, bytes([33]))]
     )
+
+
+def test_a_burst_is_read_at_once_and_an_odd_area_in_it_item_by_item():
+    timestamp = struct.pack("@Qii", 32, socket.SOL_SOCKET, SCM_TIMESTAMPNS) + struct.pack("@qq", 5, 6)
+    hop = struct.pack("@Qii", 20, socket.IPPROTO_IPV6, IPV6_HOPLIMIT) + struct.pack("@i", 9) + bytes(4)
+    tclass = struct.pack("@Qii", 20, socket.IPPROTO_IPV6, IPV6_TCLASS) + struct.pack("@i", 7) + bytes(4)
+    stride = 64
+    areas = [timestamp + hop, timestamp + tclass, timestamp + hop]  # one length, the middle arranged otherwise
+    data = memoryview(b"".join(area.ljust(stride, b"\xee") for area in areas))
+    with_hop, with_class = (5_000_000_006, 9, None, None), (5_000_000_006, None, 7, None)
+    assert AncillaryReader().burst(data, stride, [len(area) for area in areas]) == [with_hop, with_class, with_hop]
+    # Lengths that differ within the burst: each area is read on its own.
+    assert AncillaryReader().burst(data, stride, [len(timestamp), len(timestamp + hop), 0]) == [
+        (5_000_000_006, None, None, None),
+        with_class,
+        (None, None, None, None),
+    ]
+    assert AncillaryReader().burst(data, stride, []) == []

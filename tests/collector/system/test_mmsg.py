@@ -76,6 +76,65 @@ def test_replies_go_back_in_one_call_with_their_own_traffic_class(pair):
     assert replies == [(b"reply" + b"st-%d" % i, 10 + i) for i in range(3)]
 
 
+def test_a_bursts_senders_are_read_at_once_as_one_by_one(pair):
+    server, client = pair
+    other = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    other.bind(("::1", 0))
+    try:
+        for sender in (client, other, client):
+            sender.sendto(b"x", server.getsockname())
+        arrived(server)
+        batch = mmsg.DatagramBatch(capacity=4, size=64)
+        count = batch.receive(server.fileno())
+        ports = [client.getsockname()[1], other.getsockname()[1], client.getsockname()[1]]
+        assert count == 3 and ports[0] != ports[1]
+        loopback = socket.inet_pton(socket.AF_INET6, "::1")
+        assert batch.sources(count, socket.AF_INET6) == [(port, loopback) for port in ports]
+        assert [batch.source(i)[:0:-1] for i in range(count)] == [(port, loopback) for port in ports]
+    finally:
+        other.close()
+
+
+def test_replies_queued_at_once_keep_their_slot_length_and_class(pair):
+    server, client = pair
+    measurement_sockets.enable_receive_metadata(client)
+    for i in range(4):
+        client.sendto(b"request-%d" % i, server.getsockname())
+    arrived(server)
+    batch = mmsg.DatagramBatch(capacity=4, size=2048)
+    assert batch.receive(server.fileno()) == 4
+    control = {
+        dscp: mmsg.pack_control([measurement_sockets.traffic_class_cmsg(socket.AF_INET6, dscp << 2)])
+        for dscp in (10, 46)
+    }
+
+    def answered(replies: list[tuple[int, int, bytes]]) -> list[tuple[bytes, int]]:
+        batch.queue_packed_replies(replies)
+        assert batch.send(server.fileno()) == (len(replies), 0)
+        received = [client.recvmsg(100, 256) for _ in replies]
+        return [(data, measurement_sockets.parse_ancillary(anc).dscp) for data, anc, _flags, _addr in received]
+
+    # Out of slot order, shorter than received, two consecutive replies with one control.
+    burst = [(3, 9, control[46]), (1, 8, control[46]), (0, 9, control[10]), (2, 9, control[46])]
+    expected = [(b"request-3", 46), (b"request-", 46), (b"request-0", 10), (b"request-2", 46)]
+    assert answered(burst) == expected
+    assert answered(burst) == expected  # the same burst again: laid out as it was
+    # Each reply changed in one thing only: its slot, its length, its control.
+    changed = [(2, 9, control[46]), (1, 9, control[46]), (0, 9, control[46]), (2, 9, control[10])]
+    assert answered(changed) == [(b"request-2", 46), (b"request-1", 46), (b"request-0", 46), (b"request-2", 10)]
+    assert answered(burst[:1]) == expected[:1]  # fewer replies than before
+    batch.queue_packed_reply(2, 4, control[10])  # one by one, after the burst
+    batch.queue_packed_reply(0, 9, control[10])
+    assert batch.send(server.fileno()) == (2, 0)
+    assert [client.recv(100) for _ in range(2)] == [b"requ", b"request-0"]
+
+
+def test_more_replies_than_slots_are_refused(pair):
+    batch = mmsg.DatagramBatch(capacity=2, size=64)
+    with pytest.raises(ValueError, match="room for 2"):
+        batch.queue_packed_replies([(0, 1, b""), (1, 1, b""), (0, 1, b"")])
+
+
 def test_reflector_answers_the_same_without_batching(monkeypatch):
     monkeypatch.setattr(mmsg, "available", lambda: False)
     with Reflector(ReflectorConfig(bind=("::1",), port=0, stateful=True)) as reflector:

@@ -194,6 +194,9 @@ def test_twamp_light_sender_of_14_octets_decodes_without_ssid_or_tlvs():
         (500_000_000, (2_208_988_800 << 32) | 0x8000_0000),  # half a second = 2^31 fraction
         (1_250_000_000, ((2_208_988_801) << 32) | 0x4000_0000),
         (2_085_978_496 * 10**9, 0),  # 2036-02-07 06:28:16 UTC: NTP era 1 starts, seconds wrap to 0
+        (1, (2_208_988_800 << 32) | 4),  # the fraction is truncated: 1 ns is 4.29 units of 2^-32 s
+        (-1, (2_208_988_799 << 32) | 0xFFFF_FFFB),  # before 1970: the second before, nearly whole
+        (-2_208_988_801 * 10**9, 0xFFFF_FFFF << 32),  # before 1900 the seconds wrap back too
     ],
 )
 def test_ntp_known_values(ns, raw):

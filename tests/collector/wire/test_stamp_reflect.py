@@ -24,7 +24,10 @@ from collector.wire.stamp_reflect import (
     ReflectorPolicy,
     SessionCounters,
     TlvStats,
+    TransmitTime,
+    reflect_base_in_place,
     reflect_in_place,
+    stamp_base_transmit_time,
     stamp_transmit_time,
 )
 from collector.wire.stamp_tlv import (
@@ -122,6 +125,20 @@ def test_ptp_request_gets_ptp_reply_timestamps():
     assert reply.timestamp == ns_to_ptp(TX_NS)
     assert reply.sender_timestamp == ns_to_ptp(T1_NS)
     assert reply.sender_error_estimate.timestamp_format is TimestampFormat.PTP
+
+
+@pytest.mark.parametrize("fmt", list(TimestampFormat))
+def test_the_lean_rewrite_and_burst_stamp_write_the_requests_format(fmt):
+    # The reflector's lean path: the base rewrite, then T3 from one TransmitTime per burst.
+    ptp_reflector = ErrorEstimate(True, TimestampFormat.PTP, 4, 7).encode()
+    buf = bytearray(sender_bytes(5, fmt=fmt))
+    reflect_base_in_place(memoryview(buf), RX_NS, ptp_reflector, 61)
+    raw = stamp_base_transmit_time(memoryview(buf), BASE_LEN, TransmitTime.of(TX_NS))
+    reply = decode_reflector(bytes(buf))
+    convert = ns_to_ptp if fmt is TimestampFormat.PTP else ns_to_ntp
+    assert reply.error_estimate == ErrorEstimate(True, fmt, 4, 7)
+    assert (reply.receive_timestamp, reply.timestamp, raw) == (convert(RX_NS), convert(TX_NS), convert(TX_NS))
+    assert (reply.sender_timestamp, reply.sender_ttl) == (convert(T1_NS), 61)
 
 
 def test_ntp_request_gets_ntp_reply_even_if_reflector_is_configured_for_ptp():
