@@ -34,7 +34,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,7 +80,9 @@ class Deployment:
     api_url: str
     interval_s: float
     token_file: Path  # writes (POST /probe) need this bearer token
-    inference: RootCauseRunner | None = None  # root-cause hints (times per interval, for tests and benchmarks)
+    # The running analyzer's root-cause runner (hints, times per interval, for tests and
+    # benchmarks): asked each time, so that after a restart it is the new analyzer's.
+    current_inference: Callable[[], RootCauseRunner | None] = lambda: None
     flows: str = "no flow exports"  # where flow exports go, or why there are none, for the operator
     exporters: SoftflowdFleet | None = None  # the softflowd processes (CPU per site, for tests)
     bus: str = "none: windows go to the analyzer in this process"  # where the bus is, for the operator
@@ -91,6 +93,10 @@ class Deployment:
     @property
     def metrics_url(self) -> str:
         return f"{self.api_url}/metrics"
+
+    @property
+    def inference(self) -> RootCauseRunner | None:
+        return self.current_inference()
 
 
 class Restarts:
@@ -324,7 +330,8 @@ def lab_deployment(
             started = start_analyzer(port)
             return started, start_intake(started)
 
-        control = Restarts(workdir, processes, len(sites), sites, (service, intake), restart_analyzer)
+        control = restarts = Restarts(workdir, processes, len(sites), sites, (service, intake), restart_analyzer)
+        del service, intake  # from now on the running ones are `restarts`': a restart must free the first
         bus_note = (
             f"{bus_server.url} in namespace {lab.namespace('core')}, monitoring {bus_server.monitor_url}/jsz "
             f"(ip netns exec {lab.namespace('core')} curl ...); certificates in {pki}; probes from a site: "
@@ -337,7 +344,7 @@ def lab_deployment(
             url,
             LAB_INTERVAL_S,
             token_file,
-            service.inference,
+            lambda: restarts.analyzer.inference,  # the analyzer a restart started, not the first
             flows,
             exporters,
             bus_note,
@@ -516,7 +523,14 @@ def loopback_deployment(config: Path, workdir: Path, *, clock=None) -> Iterator[
         if flows_note is None:
             flows_note = _start_loopback_exporter(exporters, plan.metrics_listen)
         yield Deployment(
-            "loopback", (plan.site,), server.url, plan.window_s, token_file, service.inference, flows_note, exporters
+            "loopback",
+            (plan.site,),
+            server.url,
+            plan.window_s,
+            token_file,
+            lambda: service.inference,
+            flows_note,
+            exporters,
         )
     finally:
         exporters.stop()
