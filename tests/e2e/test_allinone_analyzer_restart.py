@@ -22,13 +22,15 @@ def test_a_restarted_analyzer_frees_the_one_it_replaced(lab, tmp_path, signum):
     with lab_deployment(lab, tmp_path, LAB_SITES, api_port=0) as deployment:
         restarts = deployment.restarts
         assert restarts is not None  # the lab shape
-        first = restarts.analyzer
-        wait_until(lambda: first.store.stats()["windows_ingested"] > 0, timeout=120, what="the first windows")
-        replaced, replaced_store = weakref.ref(first), weakref.ref(first.store)
-        del first
+
+        def taking() -> bool:  # the analyzer running now has taken windows
+            return restarts.analyzer.store.stats()["windows_ingested"] > 0
+
+        wait_until(taking, timeout=120, what="the first windows")
+        replaced, replaced_store = weakref.ref(restarts.analyzer), weakref.ref(restarts.analyzer.store)
         restarts.restart_analyzer(signum)
+        wait_until(taking, timeout=120, what="the new analyzer's windows")
         second = restarts.analyzer
-        wait_until(lambda: second.store.stats()["windows_ingested"] > 0, timeout=120, what="the new analyzer's windows")
         assert deployment.inference is second.inference
         gc.collect()
         assert replaced() is None and replaced_store() is None
