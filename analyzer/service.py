@@ -456,7 +456,8 @@ class AnalyzerService:
             self._server.stop()
         else:
             self.socket.close()
-        release(self.app)  # nothing served any more: FastAPI's caches must not keep the store
+        if self._server is None or not self._server.thread.is_alive():
+            release(self.app)  # nothing served any more: FastAPI's caches must not keep the store
         self.inference.stop()
         self.history_sampler.stop()
         if self.feeder is not None:
