@@ -327,16 +327,18 @@ class ApiServer:
         log_level: str = "warning",
         extra_sockets: Sequence[socket.socket] = (),
         tls: TlsFiles | None = None,
+        on_exit: Callable[[], None] = lambda: None,
     ) -> None:
         """`extra_sockets`: more listening sockets served by the same app, e.g. one opened
-        inside a lab site's namespace so that agents there can ship to this analyzer."""
+        inside a lab site's namespace so that agents there can ship to this analyzer.
+        `on_exit` runs in the server's thread once uvicorn has ended (every request done)."""
         self.socket = listen if isinstance(listen, socket.socket) else listening_socket(*listen)
         self.extra_sockets = list(extra_sockets)
         self.scheme = "http" if tls is None else "https"
         self.server = uvicorn_server(app, log_level, tls)
         self.thread = threading.Thread(
-            target=self.server.run,
-            kwargs={"sockets": [self.socket, *self.extra_sockets]},
+            target=self._serve,
+            args=([self.socket, *self.extra_sockets], on_exit),
             name="xnetmon-analyzer-api",
             daemon=True,
         )
@@ -346,6 +348,12 @@ class ApiServer:
             time.sleep(0.01)
         if not self.server.started:
             raise RuntimeError("the analyzer API did not start")
+
+    def _serve(self, sockets: list[socket.socket], on_exit: Callable[[], None]) -> None:
+        try:
+            self.server.run(sockets=sockets)
+        finally:
+            on_exit()
 
     @property
     def address(self) -> tuple[str, int]:
@@ -440,7 +448,10 @@ class AnalyzerService:
 
     def serve_in_thread(self, *, extra_sockets: Sequence[socket.socket] = ()) -> ApiServer:
         """The API from a daemon thread, on its socket and `extra_sockets`, until `stop()`."""
-        self._server = ApiServer(self.app, self.socket, extra_sockets=extra_sockets, tls=self.tls)
+        # FastAPI's caches must not keep the store once nothing is served any more
+        self._server = ApiServer(
+            self.app, self.socket, extra_sockets=extra_sockets, tls=self.tls, on_exit=lambda: release(self.app)
+        )
         return self._server
 
     def serve(self) -> None:
@@ -456,8 +467,8 @@ class AnalyzerService:
             self._server.stop()
         else:
             self.socket.close()
-        if self._server is None or not self._server.thread.is_alive():
-            release(self.app)  # nothing served any more: FastAPI's caches must not keep the store
+        if self._server is None:
+            release(self.app)  # never served (the server's thread releases it as it ends)
         self.inference.stop()
         self.history_sampler.stop()
         if self.feeder is not None:

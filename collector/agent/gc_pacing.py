@@ -53,8 +53,9 @@ class CollectionPacer:
 
     def refreeze(self) -> None:
         """After a reload: the new plan's objects frozen as the first were. Unfrozen first, so
-        that the schedules the reload retired (frozen with the old plan, and in reference
-        cycles with their sessions) are collected instead of kept for good."""
+        that garbage frozen with the old plan is collected now rather than kept for good (the
+        schedules a reload retires are still alive here: the scheduler breaks their cycle with
+        their sessions once their windows are out, and reference counting frees them)."""
         gc.unfreeze()
         gc.collect()
         gc.freeze()

@@ -387,6 +387,9 @@ class Scheduler:
         if not closing:
             for schedule in self._retired:
                 closed += schedule.close_all()
+                # Its session calls it back: without that cycle it goes by reference counting
+                # once its heap entry is popped, frozen or not (CollectionPacer).
+                del schedule.target
             self._retired.clear()
         if len(closed) >= CLOSE_BATCH or (closed and not closing):
             self._closed = []

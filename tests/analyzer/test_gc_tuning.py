@@ -43,10 +43,11 @@ def test_a_stopped_service_is_collected():
     """The lab all-in-one restarts its analyzer inside one process: the old service and its
     store must go. A service is a reference cycle (its API app's closures hold it), and a
     service frozen at construction would be kept for good."""
+    frozen = gc.get_freeze_count()
     service = AnalyzerService(default_policies(), ("::1", 0), catch_up_s=0)
+    service.serve_in_thread()
     service.stop()
     gone, store_gone = weakref.ref(service), weakref.ref(service.store)
-    frozen = gc.get_freeze_count()
     del service
     gc.collect()
     assert gone() is None and store_gone() is None

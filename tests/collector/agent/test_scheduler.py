@@ -100,11 +100,18 @@ def test_reload_keeps_staying_schedules_and_closes_removed_ones():
         keep, drop, new = (planned(n, reflector.port, VIDEO) for n in ("keep", "drop", "new"))
         scheduler = Scheduler("here", [keep, drop], 0.5, windows.extend, clock=shared_host_clock())
         kept_session = next(s for s in scheduler._schedules if s.probe is keep).target
+        dropped = next(s for s in scheduler._schedules if s.probe is drop)
         changes = []
+
+        def freed() -> bool:
+            """Its windows out, it no longer holds its session, which holds it: without the
+            cycle it goes by reference counting, although the plan it came with was frozen."""
+            return not hasattr(dropped, "target")
+
         try:  # reload once both first schedules have probed; stop once every target's windows are out
             run_until(
                 scheduler,
-                lambda: {w.key.target for w in windows} == {"keep", "drop", "new"},
+                lambda: {w.key.target for w in windows} == {"keep", "drop", "new"} and freed(),
                 during=(
                     lambda: scheduler.telemetry.probes_sent >= 2 * 10,
                     lambda: changes.append(scheduler.reload([keep, new])),
