@@ -56,16 +56,11 @@ def compile_blaster(workdir: str) -> str:
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time of a process's live threads, to the nanosecond (schedstat's time on a CPU): the
-    clock ticks of /proc/PID/stat are 10 ms, several per cent of what a starved server gets in
-    a measurement on a shared machine."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (FileNotFoundError, ProcessLookupError):  # a thread that ended meanwhile
-            continue
-    return total / 1e9
+    """CPU time of a live process, ended threads included, to the nanosecond: its CPU-time
+    clock (Linux encodes a process's as ((~pid) << 3) | 2). The clock ticks of /proc/PID/stat
+    are 10 ms, several per cent of what a starved server gets in a measurement on a shared
+    machine."""
+    return time.clock_gettime_ns(((~pid) << 3) | 2) / 1e9
 
 
 def scaling_run(address: str, workers: int, cpus: str, args) -> dict:
