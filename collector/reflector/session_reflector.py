@@ -334,7 +334,8 @@ class Reflector:
             if count == 0:
                 return
             stats.received += count
-            sources: list[tuple[int, bytes]] | None = None  # (port, address) per datagram, once needed
+            # (port, address) per datagram: read at once when sessions need them, else once needed
+            sources = batch.sources(count, family) if stateful or not lean else []
             replies: list[tuple[int, memoryview, int, Session | None, bool, bytes]] = []
             headers = batch.headers(count)
             ancillaries = read_ancillary(control_area, control_size, [header[0] for header in headers])
@@ -346,8 +347,6 @@ class Reflector:
                     try:
                         receive_ns = kernel_ns or time.time_ns()
                         if numbering:
-                            if sources is None:
-                                sources = batch.sources(count, family)
                             port, source = sources[i]
                             session = sessions_get((source, port, slot[14] << 8 | slot[15]), receive_ns, False)
                             if session.waiting is not None and not session.waiting_numbered:
@@ -356,8 +355,6 @@ class Reflector:
                             number_reply(session.counters)
                             session.waiting, session.waiting_length, session.waiting_numbered = slot, length, True
                         elif stateful:
-                            if sources is None:
-                                sources = batch.sources(count, family)
                             port, source = sources[i]
                             session = self._session(source, port, slot, length, receive_ns)
                             reflect_base_in_place(slot, receive_ns, error_estimate, hop_limit or 0, session.counters)
@@ -378,7 +375,7 @@ class Reflector:
                         continue
                     replies.append((i, slot, length, session, numbering, last_control))
                     continue
-                if sources is None:
+                if not sources:
                     sources = batch.sources(count, family)
                 port, source = sources[i]
                 reply = self._handle(endpoint, slot, length, ancillary, flags, source, port)
