@@ -87,7 +87,15 @@ def restart_plan(
     ]
 
 
-ANALYZER_ROLE = "analyzer (this process)"
+# The analyzer runs in this process and a restart starts a new one in it: its memory is judged
+# per incarnation, as an agent's is (what the replaced one freed, the allocator may keep for
+# the process, as it would not across a real process restart); the whole process's series is
+# reported beside it and not judged.
+ANALYZER_PROCESS_ROLE = "analyzer process (every incarnation)"
+
+
+def analyzer_role(incarnation: int) -> str:
+    return f"analyzer #{incarnation} (this process)"
 
 
 class Soak:
@@ -105,6 +113,7 @@ class Soak:
         self.load: list[list[float]] = []
         self.started = time.monotonic()
         self.api_errors = 0
+        self.analyzers = 1  # incarnations so far
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -117,7 +126,7 @@ class Soak:
             return None
 
     def pids(self) -> dict[str, int]:
-        found = {ANALYZER_ROLE: os.getpid()}
+        found = {ANALYZER_PROCESS_ROLE: os.getpid(), analyzer_role(self.analyzers): os.getpid()}
         for site in self.deployment.sites:
             found[f"agent:{site}"] = self.restarts.agent_pid(site)
             for pid, _argv, _cwd in self.lab.processes_matching(site, "xnetmon reflect"):
@@ -125,7 +134,9 @@ class Soak:
         return found
 
     def sample(self) -> None:
-        self.sampler.sample(self.elapsed(), self.pids(), {ANALYZER_ROLE: self.ledger.footprint_mib()})
+        ledger = self.ledger.footprint_mib()
+        excluded = {ANALYZER_PROCESS_ROLE: ledger, analyzer_role(self.analyzers): ledger}
+        self.sampler.sample(self.elapsed(), self.pids(), excluded)
         self.load.append([round(self.elapsed(), 1), *os.getloadavg()])
 
     def wait_agents(self, timeout: float = 300.0) -> bool:
@@ -145,6 +156,7 @@ class Soak:
             self.restarts.restart_analyzer(SIGNALS[signame])
             entry["windows_taken"] = old.store.stats()["windows_ingested"]  # final: its intake has stopped
             self.ledger.replaced(entry["windows_taken"])  # its successor's checkpoint is restored later
+            self.analyzers += 1
         else:
             self.read_agent(target)
             self.agent_restarts[target].append(time.time())
@@ -272,7 +284,7 @@ def summarise(soak: Soak, args, spools: dict, seed: int, env: dict) -> dict:
             "clear_s_median": round(statistics.median(clears), 1) if clears else None,
             "clear_s_max": max(clears) if clears else None,
         }
-    judged = [m for m in memory if m["slope_judged"]]
+    judged = [m for m in memory if m["slope_judged"] and m["role"] != ANALYZER_PROCESS_ROLE]
     invariants = {
         "memory_flat": all(m["slope_ok"] for m in judged) if judged else None,
         "no_thread_lost": not soak.sampler.analyzer_threads_missing and not any(m["threads_lost"] for m in memory),
