@@ -52,7 +52,10 @@ elsewhere the evidence cannot tell the two: `congestion|slice-isolation`; a hard
 node in it is `node-down`, else `link-down`; gray loss with RTT and jitter up on the same
 paths is `congestion`; gray loss on directed links whose opposite directions are probed and
 clean is `one-direction`; other gray loss is `link-loss`; a delay step alone `latency-shift`.
-One-direction is a kind of its own only for partial loss: a link that is down in one
+A gray-loss class of one node whose every row crosses one of the two directions of a link
+at it (a county probed only through its uplink) names that link's two directions with it:
+the same loss on both directions gives every row the same rate, and the fit, preferring one
+column to two, kept the node. One-direction is a kind of its own only for partial loss: a link that is down in one
 direction is still `link-down` (that is what needs acting on), with the direction named in
 the evidence.
 
@@ -472,6 +475,9 @@ class _Context:
     def _gray_diagnosis(self, finding: GrayFinding, active: np.ndarray, found_names: set[str]) -> Diagnosis:
         obs, config = self.observations, self.config
         names = tuple(obs.names[c] for c in finding.columns)
+        nodes = [c for c in finding.columns if _is_node(obs.names[c])]
+        uplink = obs.links_both_ways_alike(nodes[0]) if len(nodes) == 1 else ()
+        names += tuple(n for n in uplink if n not in names)  # the fit keeps the node (one column for both ways)
         degraded, healthy = self._slice_scope(finding)
         slices = self._slice_names(degraded)
         kind = _pseudo_kind(names)
@@ -499,6 +505,11 @@ class _Context:
             evidence.append(delay_sentence)
         elif healthy:
             evidence.append(f"healthy through the same components: {', '.join(self._slice_names(healthy))}")
+        if uplink:
+            evidence.append(
+                f"every probe through {obs.names[nodes[0]]} crosses {uplink[0]} or {uplink[1]}: the same loss "
+                "on both directions of that link explains the same probes"
+            )
         evidence += _class_sentence(names)
         strength = min(1.0, math.log10(max(finding.p_value, 1e-300)) / (2.0 * math.log10(config.alpha)))
         confidence = (0.5 + 0.5 * max(strength, 0.0)) * ambiguity(len(names))

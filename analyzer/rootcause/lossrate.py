@@ -28,8 +28,11 @@ and the rates are the non-negative least-squares solution of y = A x. Choices he
    second time over the rows through either direction (one more test per link in the
    Bonferroni count), and both directions are candidates when that is significant; in the
    fit, a class whose opposite direction is kept passes on the two directions' rows together
-   (everything else explained away) when its own rows lean the same way (their tail below
-   `PAIR_SUPPORT_ALPHA`), so the clean direction of a one-way loss is not named with it.
+   (everything else explained away) when its own rows lean the same way (the tail of its
+   rows, or of those not crossing the opposite, below `PAIR_SUPPORT_ALPHA`), so the clean
+   direction of a one-way loss is not named with it. Its rows not crossing the opposite
+   count on their own because the round-trip rows crossing both are explained by the
+   opposite's rate: a two-way loss seen more on one side had its other side dropped.
 6. At most `MAX_CANDIDATES` candidates, the most significant: a loss on a core link makes
    every component sharing many of its paths significant, and the culprit is always among
    the strongest.
@@ -189,8 +192,9 @@ def localise_gray(
             x[keep], _ = optimize.nnls(design[:, keep] * weight[:, None], y * weight, maxiter=50 * len(classes))
         tails, own = _explained_away(design, x, sent, lost, background)
         if opposite_class is not None:
-            both = _pair_tails(design, x, sent, lost, background, opposite_class)
-            tails = np.where(tails < PAIR_SUPPORT_ALPHA, np.minimum(tails, both), tails)
+            both, own_rows = _pair_tails(design, x, sent, lost, background, opposite_class)
+            leaning = np.minimum(tails, own_rows) < PAIR_SUPPORT_ALPHA
+            tails = np.where(leaning, np.minimum(tails, both), tails)
         failing = keep & ((x <= 0) | (tails >= alpha) | (own < min_rate))
         if not failing.any():
             break
@@ -236,11 +240,15 @@ def _pair_tails(
     lost: np.ndarray,
     background: np.ndarray,
     opposite_class: np.ndarray,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Per class whose opposite direction is kept too: the tail probability of the losses on
-    rows through either, given everything but the two of them (1 elsewhere)."""
+    rows through either, given everything but the two of them, and of the losses on its own
+    rows that do not cross the opposite (1 elsewhere). The second is how a direction leans
+    on its own: a round-trip row crosses both, and the opposite's rate explains its losses
+    away, so the tail over all its rows hid a weaker direction of a two-way loss."""
     total = design @ x
     tails = np.ones(len(x))
+    own_rows = np.ones(len(x))
     for i in np.flatnonzero((x > 0) & (opposite_class >= 0)):
         j = opposite_class[i]
         if x[j] <= 0:
@@ -248,7 +256,10 @@ def _pair_tails(
         members = (design[:, i] > 0) | (design[:, j] > 0)
         without = total[members] - design[members, i] * x[i] - design[members, j] * x[j]
         tails[i] = _losses_beyond(members, without, sent, lost, background)[0]
-    return tails
+        alone = (design[:, i] > 0) & (design[:, j] == 0)
+        if alone.any():
+            own_rows[i] = _losses_beyond(alone, total[alone] - design[alone, i] * x[i], sent, lost, background)[0]
+    return tails, own_rows
 
 
 def _explained_away(

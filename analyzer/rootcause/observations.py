@@ -137,6 +137,29 @@ class Observations:
                     opposite[column] = other
         return opposite
 
+    def links_both_ways_alike(self, node_column: int) -> tuple[str, ...]:
+        """The two directions of a link at this node whose rows together are exactly the
+        node's rows, by name (empty when none): a loss on the node and the same loss on both
+        directions of that link give every row the same rate, so no probe tells them apart
+        (a county whose every path, its own and those towards it, crosses its one uplink)."""
+        node = self.names[node_column]
+        rows = self.rows_of(node_column)
+        seen: set[str] = set()
+        for column in np.unique(self.matrix[rows].indices).tolist():
+            name = self.names[column]
+            if not _INTERNER.is_link[column] or name in seen:
+                continue
+            a, b = name.split(">", 1)
+            if node not in (a, b):
+                continue
+            other = self.column_of(f"{b}>{a}")
+            if other is None:
+                continue
+            seen |= {name, self.names[other]}
+            if np.array_equal(np.union1d(self.rows_of(column), self.rows_of(other)), np.unique(rows)):
+                return tuple(sorted((name, self.names[other])))
+        return ()
+
     def column_key(self, column: int) -> bytes:
         """Identical keys: the components lie on exactly the same rows (an equivalence class)."""
         return self.rows_of(column).tobytes()

@@ -125,3 +125,16 @@ def test_the_gray_stage_alone_leaves_hard_failures_to_the_full_engine() -> None:
     assert any("d1>p3" in d.suspects and d.kind == "node-down" for d in diagnose(epoch))  # a leaf: d1 with it
     found = gray_losses(epoch)
     assert [d.suspects for d in found] == [("p1>c1",)]  # the down link's rows were explained, not refitted
+
+
+def test_a_loss_both_ways_on_a_sites_only_link_names_its_router_and_the_link_both_ways() -> None:
+    # every probe through a1, its own and those towards it, crosses a1>p1 or p1>a1: the
+    # router and the link's two directions at the same rate are the same evidence
+    for loss in ({"a1>p1": 0.01, "p1>a1": 0.01}, {"a1": 0.01}):
+        diagnoses = diagnose(Epoch(tuple(mesh(loss=loss))))
+        assert [d.suspects for d in diagnoses] == [("a1", "a1>p1", "p1>a1")]
+        assert diagnoses[0].kind == "link-loss"
+        assert any("both directions of that link" in line for line in diagnoses[0].evidence)
+    # one direction alone is that direction's, and a transit router is not its links'
+    assert [d.suspects for d in diagnose(Epoch(tuple(mesh(loss={"a1>p1": 0.01}))))] == [("a1>p1",)]
+    assert [d.suspects for d in diagnose(Epoch(tuple(mesh(loss={"p1": 0.01}))))] == [("p1",)]
