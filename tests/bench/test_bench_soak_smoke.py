@@ -49,7 +49,12 @@ def test_soak_bench_smoke(tmp_path: Path) -> None:
     assert [(r["target"], r["signal"]) for r in data["restarts"]] == [("cnty2a", "KILL")]
     assert data["restarts"][0]["exit_status"] == -9
     roles = {m["role"] for m in data["memory"]}
-    assert {"analyzer (this process)", "agent:cnty2a", "reflector:core"} <= roles
+    assert {
+        "analyzer #1 (this process)",
+        "analyzer process (every incarnation)",
+        "agent:cnty2a",
+        "reflector:core",
+    } <= roles
     assert sum(1 for m in data["memory"] if m["role"] == "agent:cnty2a") == 2  # before and after the restart
     for m in data["memory"]:
         assert m["rss_max_mib"] > 0 and m["slope_judged"] is False
