@@ -331,7 +331,7 @@ def lab_deployment(
             return started, start_intake(started)
 
         control = restarts = Restarts(workdir, processes, len(sites), sites, (service, intake), restart_analyzer)
-        del service, intake  # from now on the running ones are `restarts`': a restart must free the first
+        del service, intake  # `restarts` holds the running analyzer now: a restart must free the first
         bus_note = (
             f"{bus_server.url} in namespace {lab.namespace('core')}, monitoring {bus_server.monitor_url}/jsz "
             f"(ip netns exec {lab.namespace('core')} curl ...); certificates in {pki}; probes from a site: "
