@@ -22,6 +22,17 @@ def arrived(server: socket.socket) -> None:
     wait_until(lambda: select.select([server], [], [], 0)[0], what="the burst at the receiver")
 
 
+def requests_received(server: socket.socket, client: socket.socket, count: int) -> mmsg.DatagramBatch:
+    """`count` requests from `client` (which reads its replies' metadata), in one batch of 4."""
+    measurement_sockets.enable_receive_metadata(client)
+    for i in range(count):
+        client.sendto(b"request-%d" % i, server.getsockname())
+    arrived(server)
+    batch = mmsg.DatagramBatch(capacity=4, size=2048)
+    assert batch.receive(server.fileno()) == count
+    return batch
+
+
 @pytest.fixture
 def pair():
     server = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
@@ -59,12 +70,8 @@ def test_a_burst_is_received_in_one_call_with_sender_and_metadata(pair):
 
 def test_replies_go_back_in_one_call_with_their_own_traffic_class(pair):
     server, client = pair
-    measurement_sockets.enable_receive_metadata(client)
-    for i in range(3):
-        client.sendto(b"request-%d" % i, server.getsockname())
-    arrived(server)
-    batch = mmsg.DatagramBatch(capacity=4, size=2048)
-    count = batch.receive(server.fileno())
+    batch = requests_received(server, client, 3)
+    count = 3
     for i in range(count):
         batch.slots[i][:5] = b"reply"
         batch.queue_reply(i, batch.length(i), [measurement_sockets.traffic_class_cmsg(socket.AF_INET6, (10 + i) << 2)])
@@ -97,12 +104,7 @@ def test_a_bursts_senders_are_read_at_once_as_one_by_one(pair):
 
 def test_replies_queued_at_once_keep_their_slot_length_and_class(pair):
     server, client = pair
-    measurement_sockets.enable_receive_metadata(client)
-    for i in range(4):
-        client.sendto(b"request-%d" % i, server.getsockname())
-    arrived(server)
-    batch = mmsg.DatagramBatch(capacity=4, size=2048)
-    assert batch.receive(server.fileno()) == 4
+    batch = requests_received(server, client, 4)
     control = {
         dscp: mmsg.pack_control([measurement_sockets.traffic_class_cmsg(socket.AF_INET6, dscp << 2)])
         for dscp in (10, 46)
