@@ -87,10 +87,10 @@ def restart_plan(
     ]
 
 
-# The analyzer runs in this process and a restart starts a new one in it: its memory is judged
-# per incarnation, as an agent's is (what the replaced one freed, the allocator may keep for
-# the process, as it would not across a real process restart); the whole process's series is
-# reported beside it and not judged.
+# The analyzer runs in this process and a restart starts a new one in it: its memory is shown
+# per incarnation, as an agent's is, and judged both per incarnation and over the whole
+# process (what a replaced analyzer freed, the allocator may keep for the process, which a
+# real process restart would give back; until that is shown, the process is judged too).
 ANALYZER_PROCESS_ROLE = "analyzer process (every incarnation)"
 
 
@@ -284,7 +284,7 @@ def summarise(soak: Soak, args, spools: dict, seed: int, env: dict) -> dict:
             "clear_s_median": round(statistics.median(clears), 1) if clears else None,
             "clear_s_max": max(clears) if clears else None,
         }
-    judged = [m for m in memory if m["slope_judged"] and m["role"] != ANALYZER_PROCESS_ROLE]
+    judged = [m for m in memory if m["slope_judged"]]
     invariants = {
         "memory_flat": all(m["slope_ok"] for m in judged) if judged else None,
         "no_thread_lost": not soak.sampler.analyzer_threads_missing and not any(m["threads_lost"] for m in memory),
