@@ -143,7 +143,7 @@ class Observations:
         directions of that link give every row the same rate, so no probe tells them apart
         (a county whose every path, its own and those towards it, crosses its one uplink)."""
         node = self.names[node_column]
-        rows = self.rows_of(node_column)
+        rows = np.unique(self.rows_of(node_column))
         seen: set[str] = set()
         for column in np.unique(self.matrix[rows].indices).tolist():
             name = self.names[column]
@@ -156,7 +156,7 @@ class Observations:
             if other is None:
                 continue
             seen |= {name, self.names[other]}
-            if np.array_equal(np.union1d(self.rows_of(column), self.rows_of(other)), np.unique(rows)):
+            if np.array_equal(np.union1d(self.rows_of(column), self.rows_of(other)), rows):
                 return tuple(sorted((name, self.names[other])))
         return ()
 
