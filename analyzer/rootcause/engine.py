@@ -55,9 +55,9 @@ clean is `one-direction`; other gray loss is `link-loss`; a delay step alone `la
 A gray-loss class of one node whose every row crosses one of the two directions of a link
 at it (a county probed only through its uplink) names that link's two directions with it:
 the same loss on both directions gives every row the same rate, and the fit, preferring one
-column to two, kept the node. One-direction is a kind of its own only for partial loss: a link that is down in one
-direction is still `link-down` (that is what needs acting on), with the direction named in
-the evidence.
+column to two, kept the node. One-direction is a kind of its own only for partial loss: a
+link that is down in one direction is still `link-down` (that is what needs acting on), with
+the direction named in the evidence.
 
 Confidence grows with the evidence (bad paths explained, or how far below `alpha` the loss
 test went) and shrinks with ambiguity (each extra member of the class costs a quarter).
