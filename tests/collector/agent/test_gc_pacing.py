@@ -72,19 +72,21 @@ def test_stop_leaves_automatic_collection_off_if_it_was_off_before(collections):
     assert not gc.isenabled() and gc.get_freeze_count() == 0
 
 
-class _Schedule:
-    """A plan's object in a reference cycle, as a schedule is with its session."""
+class _InCycle:
+    """An object of the old plan in a reference cycle."""
 
     def __init__(self) -> None:
         self.me = self
 
 
-def test_a_reload_lets_the_schedules_it_retired_be_collected(collections):
-    retired = _Schedule()
-    gone = weakref.ref(retired)
+def test_a_refreeze_collects_garbage_frozen_with_the_old_plan(collections):
+    """What the old plan froze and has become garbage since goes at the refreeze (the
+    scheduler's own retired schedules are freed by reference counting: test_scheduler)."""
+    old = _InCycle()
+    gone = weakref.ref(old)
     pacer = CollectionPacer()
     pacer.start()  # the first plan, frozen
-    del retired  # the reload retires it: garbage, in a cycle
+    del old  # garbage since, in a cycle
     pacer.refreeze()
     assert gone() is None  # frozen garbage would be kept for good
     assert gc.get_freeze_count() > 0  # the new plan frozen
