@@ -8,13 +8,13 @@ import json
 import re
 import statistics
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
-from tests.support import DEADLINE_S, in_netns, network_namespace, wait_until, xnetmon
+from tests.support import in_netns, network_namespace, wait_until, xnetmon
+from tests.tshark_support import TsharkCapture
 
 pytestmark = [pytest.mark.root, pytest.mark.tool("ping")]
 
@@ -102,51 +102,20 @@ def test_veth_rtt_agrees_with_iputils():
 
 @pytest.mark.tool("tshark")
 @pytest.mark.parametrize("socket_kind", ["raw", "ping"])
-def test_slice_dscp_and_flow_label_are_on_the_wire(socket_kind):
+def test_slice_dscp_and_flow_label_are_on_the_wire(socket_kind, tmp_path):
+    echoes = "icmp6 and (ip6[40] == 128 or ip6[40] == 129)"
     with veth_pair() as veth:
         if socket_kind == "ping":
             subprocess.run(in_netns(veth.near, ["sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"]), check=True)
-        capture = subprocess.Popen(
-            in_netns(
-                veth.far,
-                [
-                    "tshark",
-                    "-i",
-                    "far0",
-                    "-f",
-                    "icmp6 and (ip6[40] == 128 or ip6[40] == 129)",
-                    "-c",
-                    "6",
-                    "-l",
-                    "-T",
-                    "fields",
-                    "-e",
-                    "icmpv6.type",
-                    "-e",
-                    "ipv6.tclass",
-                    "-e",
-                    "ipv6.flow",
-                    "-e",
-                    "icmpv6.echo.sequence_number",
-                ],
-            ),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            deadline = time.monotonic() + DEADLINE_S
-            while "Capturing on" not in capture.stderr.readline():
-                assert time.monotonic() < deadline and capture.poll() is None, "tshark did not start"
+        with TsharkCapture(veth.far, "far0", echoes, tmp_path / "echo.pcap") as capture:
+            capture.prime(veth.near, FAR)
             results, summary = ours(
                 veth.near, FAR, "-c", "3", "-i", "0.1", "--slice", "video", "--flow-label", "0x12345"
             )
-            out, _ = capture.communicate(timeout=DEADLINE_S)
-        finally:
-            capture.kill()
+            capture.wait_for(6)
     assert summary["socket"] == socket_kind and summary["received"] == 3
     assert all(r["reply_dscp"] == 34 for r in results)  # the kernel answers in the request's class
-    rows = [line.split("\t") for line in out.strip().splitlines()]
+    rows = capture.fields("icmpv6.type", "ipv6.tclass", "ipv6.flow", "icmpv6.echo.sequence_number")
     requests = [r for r in rows if r[0] == "128"]
     assert [int(r[3]) for r in requests] == [1, 2, 3]
     assert all(int(r[1], 16) == 34 << 2 for r in requests)  # video's AF41

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 
 import pytest
 
-from tests.support import DEADLINE_S, in_netns, network_namespace, running_reflector, xnetmon
+from tests.support import in_netns, network_namespace, running_reflector, xnetmon
+from tests.tshark_support import TsharkCapture
 
 pytestmark = pytest.mark.root
 
@@ -80,46 +80,19 @@ def test_forward_and_reverse_loss_are_told_apart():
 
 
 @pytest.mark.tool("tshark")
-def test_slice_dscp_and_flow_label_are_on_the_wire_both_ways():
-    with network_namespace() as ns, running_reflector("--bind", "::1", "--port", "8621", netns=ns):
-        capture = subprocess.Popen(
-            in_netns(
-                ns,
-                [
-                    "tshark",
-                    "-i",
-                    "lo",
-                    "-f",
-                    "udp port 8621",
-                    "-c",
-                    "4",
-                    "-l",
-                    "-T",
-                    "fields",
-                    "-e",
-                    "udp.dstport",
-                    "-e",
-                    "ipv6.tclass",
-                    "-e",
-                    "ipv6.flow",
-                ],
-            ),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+def test_slice_dscp_and_flow_label_are_on_the_wire_both_ways(tmp_path):
+    with (
+        network_namespace() as ns,
+        running_reflector("--bind", "::1", "--port", "8621", netns=ns),
+        TsharkCapture(ns, "lo", "udp port 8621", tmp_path / "stamp.pcap") as capture,
+    ):
+        capture.prime(ns, "::1")
+        _results, summary = probe_json(
+            ns, "-p", "8621", "-c", "2", "-i", "0.1", "--slice", "video", "--flow-label", "0x12345"
         )
-        try:
-            deadline = time.monotonic() + DEADLINE_S
-            while "Capturing on" not in capture.stderr.readline():
-                assert time.monotonic() < deadline and capture.poll() is None, "tshark did not start"
-            _results, summary = probe_json(
-                ns, "-p", "8621", "-c", "2", "-i", "0.1", "--slice", "video", "--flow-label", "0x12345"
-            )
-            out, _ = capture.communicate(timeout=DEADLINE_S)
-        finally:
-            capture.kill()
+        capture.wait_for(4)
     assert summary["received"] == 2
-    rows = [line.split("\t") for line in out.strip().splitlines()]
+    rows = capture.fields("udp.dstport", "ipv6.tclass", "ipv6.flow")
     requests = [r for r in rows if r[0] == "8621"]
     replies = [r for r in rows if r[0] != "8621"]
     assert len(requests) == 2 and len(replies) == 2

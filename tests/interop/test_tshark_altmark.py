@@ -1,6 +1,7 @@
 """Packets our alternate-marking sender puts on the wire, as tshark decodes them.
 
-The sender runs in a namespace of its own and tshark captures its loopback. tshark 4.0 has
+The sender runs in a namespace of its own and tshark captures its loopback, once the capture
+is live (`tests.tshark_support`). tshark 4.0 has
 no Alternate Marking dissector: it shows option 0x12 as an unknown option of the Hop-by-Hop
 or Destination Options header, with its type, length and payload. The test reads
 FlowMonID, L and D out of tshark's payload by the bit layout of RFC 9343 section 3, and
@@ -23,7 +24,8 @@ from collector.capture.altmark import AltMark, find_altmark
 from collector.capture.altmark_ingress import FlowMonIds, IngressMarker
 from collector.capture.altmark_sender import Marker
 from tests.altmark_support import ADDR_B, PORT, marked_pair, send_udp
-from tests.support import REPO, network_namespace, stop_process
+from tests.support import REPO, network_namespace
+from tests.tshark_support import TsharkCapture
 
 pytestmark = [pytest.mark.root, pytest.mark.tool("tshark")]
 
@@ -46,59 +48,31 @@ def rfc9343_fields(payload_hex: str) -> AltMark:
 
 def test_tshark_reads_the_marks_we_send(tmp_path):
     pcap = tmp_path / "marked.pcap"
-    with network_namespace() as namespace:
-        # "ip6 and not icmp6": our packets (Next Header 0 or 60), not the port-unreachable replies
-        tshark = subprocess.Popen(
-            [
-                "ip",
-                "netns",
-                "exec",
-                namespace,
-                "tshark",
-                "-i",
-                "lo",
-                "-F",
-                "pcap",
-                "-w",
-                str(pcap),
-                "-f",
-                "ip6 and not icmp6",
-                "-c",
-                str(2 * PER_HEADER),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            for line in tshark.stderr:  # dumpcap says so once the filter is in place
-                if "Capturing on" in line:
-                    break
-            for header, flow_mon_id in FLOWS.items():
-                argv = [
-                    sys.executable,
-                    "-m",
-                    "collector.capture.altmark_sender",
-                    "::1",
-                    "--flow-mon-id",
-                    str(flow_mon_id),
-                    "--count",
-                    str(PER_HEADER),
-                    "--block-packets",
-                    str(BLOCK),
-                    "--interval-ms",
-                    "1",
-                    "--header",
-                    header,
-                ]
-                sent = subprocess.run(
-                    ["ip", "netns", "exec", namespace, *argv], capture_output=True, text=True, timeout=30, cwd=REPO
-                )
-                assert sent.returncode == 0, sent.stderr
-            tshark.wait(timeout=20)
-        finally:
-            if tshark.poll() is None:
-                stop_process(tshark)
+    # "ip6 and not icmp6": our packets (Next Header 0 or 60), not the port-unreachable replies
+    with network_namespace() as namespace, TsharkCapture(namespace, "lo", "ip6 and not icmp6", pcap) as capture:
+        capture.prime(namespace, "::1")
+        for header, flow_mon_id in FLOWS.items():
+            argv = [
+                sys.executable,
+                "-m",
+                "collector.capture.altmark_sender",
+                "::1",
+                "--flow-mon-id",
+                str(flow_mon_id),
+                "--count",
+                str(PER_HEADER),
+                "--block-packets",
+                str(BLOCK),
+                "--interval-ms",
+                "1",
+                "--header",
+                header,
+            ]
+            sent = subprocess.run(
+                ["ip", "netns", "exec", namespace, *argv], capture_output=True, text=True, timeout=30, cwd=REPO
+            )
+            assert sent.returncode == 0, sent.stderr
+        capture.wait_for(2 * PER_HEADER)
 
     fields = subprocess.run(
         [
@@ -144,21 +118,11 @@ def test_tshark_reads_packets_the_ingress_marker_rewrote_as_valid_ipv6(tmp_path)
     verified good (the insertion changes nothing the pseudo-header covers)."""
     pcap = tmp_path / "ingress.pcap"
     count = 12
-    with marked_pair(dscp=34) as pair:
-        tshark = subprocess.Popen(
-            ["ip", "netns", "exec", pair.ns_b, "tshark", "-i", pair.if_b, "-F", "pcap", "-w", str(pcap),
-             "-f", f"ip6 dst host {ADDR_B} and not icmp6", "-c", str(count)],  # not an MLD report (Hop-by-Hop too)
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        try:
-            for line in tshark.stderr:
-                if "Capturing on" in line:
-                    break
-            send_udp(pair.ns_a, ADDR_B, PORT, count=count, dscp=34)
-            tshark.wait(timeout=60)
-        finally:
-            if tshark.poll() is None:
-                stop_process(tshark)
+    only_ours = f"ip6 dst host {ADDR_B} and not icmp6"  # not an MLD report (Hop-by-Hop too)
+    with marked_pair(dscp=34) as pair, TsharkCapture(pair.ns_b, pair.if_b, only_ours, pcap) as capture:
+        capture.prime(pair.ns_a, ADDR_B)
+        send_udp(pair.ns_a, ADDR_B, PORT, count=count, dscp=34)
+        capture.wait_for(count)
     lines = subprocess.run(
         ["tshark", "-r", str(pcap), "-o", "udp.check_checksum:TRUE", "-T", "fields", "-E", "separator=\t",
          *[arg for field in INGRESS_FIELDS for arg in ("-e", field)]],
