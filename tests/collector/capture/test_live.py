@@ -38,9 +38,9 @@ SENDER = textwrap.dedent("""
 CAPTURER = textwrap.dedent("""
     import json, sys, threading
     from collector.capture.aggregate import FlowAggregator
-    from collector.capture.live import TsharkCapture, Sampler
+    from collector.capture.live import LiveCapture, Sampler
     interface, rate, source = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    capture = TsharkCapture(interface, FlowAggregator("capture:" + interface, sampling_rate=rate),
+    capture = LiveCapture(interface, FlowAggregator("capture:" + interface, sampling_rate=rate),
                           sampler=Sampler(rate, seed=11))
     print("ready", flush=True)
     threading.Thread(target=lambda: (sys.stdin.readline(), capture.stop()), daemon=True).start()
@@ -144,9 +144,9 @@ def test_sampler_rate_and_independence() -> None:
 SURVIVOR = textwrap.dedent("""
     import json, sys, threading
     from collector.capture.aggregate import FlowAggregator
-    from collector.capture.live import TsharkCapture
+    from collector.capture.live import LiveCapture
     interface = sys.argv[1]
-    capture = TsharkCapture(interface, FlowAggregator("capture:" + interface))
+    capture = LiveCapture(interface, FlowAggregator("capture:" + interface))
     ended = []
     thread = threading.Thread(target=lambda: (capture.run(), ended.append("returned")), daemon=True)
     thread.start()
@@ -167,7 +167,7 @@ DROPPING = textwrap.dedent("""
     from collector.capture.aggregate import FlowAggregator
     from collector.capture.altmark_sender import AltMarkSender, Marker
     from collector.capture.counting_point import CountingPoint
-    from collector.capture.live import TsharkCapture
+    from collector.capture.live import LiveCapture
     from collector.traffic.classifier import SliceClassifier
     from tests.support import DEADLINE_S, wait_until
 
@@ -186,7 +186,7 @@ DROPPING = textwrap.dedent("""
     point = CountingPoint("lo", SliceClassifier.from_rules([{"slice": "video", "dscp": 34}]))
     gate = Gate()
     # one packet taken per receive and a receive buffer of a few dozen: a burst overflows it
-    capture = TsharkCapture("lo", FlowAggregator("capture:lo"), observers=(gate, point), batch=1,
+    capture = LiveCapture("lo", FlowAggregator("capture:lo"), observers=(gate, point), batch=1,
                           receive_buffer_bytes=16384)
     sink = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     sink.bind(("::1", 0))
@@ -277,12 +277,12 @@ def test_a_capture_survives_its_interface_going_down_and_counts_again_once_up() 
 FLOODED = textwrap.dedent("""
     import json, subprocess, sys, threading, time
     from collector.capture.aggregate import FlowAggregator
-    from collector.capture.live import TsharkCapture
+    from collector.capture.live import LiveCapture
     BLAST = "import socket\\ns = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\\n" \\
             "while True: s.sendto(b'x', ('::1', 9))"
     deadline_s = float(sys.argv[1])
     # Every packet ends the record before it (no idle time allowed): records end all the time.
-    capture = TsharkCapture("lo", FlowAggregator("capture:lo", idle_timeout_s=0))
+    capture = LiveCapture("lo", FlowAggregator("capture:lo", idle_timeout_s=0))
     delivered = []
     runner = threading.Thread(target=capture.run, kwargs={"on_records": delivered.append, "expire_every_s": 0.2})
     runner.start()
@@ -315,7 +315,7 @@ def test_a_flooded_capture_still_reports_its_records_and_stops() -> None:
 SCRIPTED_TURNS = textwrap.dedent("""
     import json, socket, threading, time
     from collector.capture.aggregate import FlowAggregator
-    from collector.capture.live import TsharkCapture
+    from collector.capture.live import LiveCapture
 
     class Watcher:
         def __init__(self):
@@ -326,7 +326,7 @@ SCRIPTED_TURNS = textwrap.dedent("""
             self.drained.append(drained_ns)
 
     watcher = Watcher()
-    capture = TsharkCapture("lo", FlowAggregator("capture:lo"), observers=(watcher,))
+    capture = LiveCapture("lo", FlowAggregator("capture:lo"), observers=(watcher,))
     # one datagram nothing reads keeps the socket readable; the receives are scripted
     sender = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     sender.sendto(b"x", ("::1", 9))
