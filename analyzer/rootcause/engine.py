@@ -16,7 +16,9 @@ Stages, each over the rows of `observations` (a STAMP path split by direction is
    lost less than `good_loss` clear their components; rows in between are partial loss,
    left to the next stage, and so is a class that failed on fewer than half its rows. Per slice, so a component that
    blackholes one slice is not cleared by another slice's healthy rows; classes found in
-   several slices are merged afterwards.
+   several slices are merged afterwards. A link class is named both ways when the other
+   direction lies on every row it failed on and no good row of the slices hit clears it: a
+   probe that lost everything brought nothing back to split its loss by direction.
 3. Gray loss, all slices together: loss-rate tomography by non-negative least squares on
    -log(1 - loss) (NetBouncer, Tan et al., NSDI'19; `lossrate`) over the rows the hard stage
    did not explain, with a Poisson test against background loss for every candidate
@@ -372,20 +374,58 @@ class _Context:
             in_hit_slices = through[np.isin(obs.slice_of_row[through], list(slice_ids))]
             if len(rows) < config.min_failed_share * len(in_hit_slices):
                 continue  # mostly partial loss around it: the loss-rate stage explains it better
+            columns = self._with_other_directions_alike(columns, rows, slice_ids, good)
+            through = self._rows_through(columns)
             # every row of a hit slice through a down class is its doing, whatever the row lost
-            self.explained[in_hit_slices] = True
+            self.explained[through[np.isin(obs.slice_of_row[through], list(slice_ids))]] = True
             diagnosis = self._hard_diagnosis(columns, rows, slice_ids, good)
             if diagnosis.kind in ("slice-isolation", "congestion", CONGESTION_OR_ISOLATION):
                 self.slice_limited |= slice_ids
             found.append(diagnosis)
         return found
 
+    def _with_other_directions_alike(
+        self, columns: tuple[int, ...], failed_rows: np.ndarray, slice_ids: set[int], good: np.ndarray
+    ) -> tuple[int, ...]:
+        """A class of links with the other direction of each added where that direction lies
+        on every row the class failed on and no good row of the slices hit clears it. A probe
+        that lost everything brought nothing back to split its loss by direction, so its row
+        crosses both: one direction down and both down look the same, and naming one of the
+        two would be the cover's tie-break, not the evidence. The other slices' rows, split by
+        direction, are what set the two apart in the cover, and they say nothing about this
+        fault."""
+        obs = self.observations
+        if not all(_is_link(obs.names[c]) for c in columns):
+            return columns
+        added = []
+        for column in columns:
+            a, b = obs.names[column].split(">", 1)
+            other = obs.column_of(f"{b}>{a}")
+            if other is None or other in columns:
+                continue
+            rows = obs.rows_of(other)
+            if not np.isin(failed_rows, rows).all():
+                continue
+            in_hit_slices = rows[np.isin(obs.slice_of_row[rows], list(slice_ids))]
+            if good[in_hit_slices].sum() > self.config.good_tolerance:
+                continue
+            added.append(other)
+        return tuple(sorted({*columns, *added}, key=obs.names.__getitem__))
+
+    def _rows_through(self, columns: tuple[int, ...]) -> np.ndarray:
+        """Rows crossing any member of a class (a class widened by `_with_other_directions_alike`
+        is not one of equal rows)."""
+        obs = self.observations
+        if len(columns) == 1:
+            return obs.rows_of(columns[0])
+        return np.unique(np.concatenate([obs.rows_of(c) for c in columns]))
+
     def _hard_diagnosis(
         self, columns: tuple[int, ...], bad_rows: np.ndarray, slice_ids: set[int], good: np.ndarray
     ) -> Diagnosis:
         obs = self.observations
         names = tuple(obs.names[c] for c in columns)
-        through = obs.rows_of(columns[0])
+        through = self._rows_through(columns)
         healthy_slices = {int(s) for s in np.unique(obs.slice_of_row[through[good[through]]])} - slice_ids
         slices = self._slice_names(slice_ids)
         kind = _pseudo_kind(names)

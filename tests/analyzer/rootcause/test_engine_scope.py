@@ -9,7 +9,8 @@ from dataclasses import replace
 from analyzer.rootcause.engine import diagnose
 from analyzer.rootcause.model import CONGESTION_OR_ISOLATION, Epoch, kind_parts
 from analyzer.rootcause.pathchange import path_change_diagnoses
-from tests.analyzer.rootcause.engine_topology import mesh
+from tests.analyzer.rootcause.engine_support import probe
+from tests.analyzer.rootcause.engine_topology import mesh, route
 
 BASE_RTT = 0.010
 
@@ -115,6 +116,28 @@ def test_a_slice_blackholed_on_a_sites_link_is_not_put_on_its_host_or_reflector(
     diagnoses = diagnose(Epoch(tuple(paths)))
     assert [d.kind for d in diagnoses] == ["slice-isolation"]
     assert not any(name.startswith(("host:", "service:")) for name in named(diagnoses))
+
+
+def test_a_slice_blackholed_both_ways_on_a_link_names_the_link_both_ways() -> None:
+    # the slice's probes through p1-c1 lose everything, so none is split by direction: each
+    # row crosses both, while the other slices' split rows make the two directions two classes
+    healthy = mesh(slices=("video", "egov", "data"))
+    paths = healthy + mesh(slices=("best-effort",), loss={"c1>p1": 1.0, "p1>c1": 1.0})
+    diagnoses = diagnose(Epoch(tuple(paths)))
+    assert [(d.kind, d.suspects, d.slices) for d in diagnoses] == [
+        ("slice-isolation", ("c1>p1", "p1>c1"), ("best-effort",))
+    ]
+    assert any("cannot tell apart: c1>p1, p1>c1" in sentence for sentence in diagnoses[0].evidence)
+
+
+def test_a_slice_blackholed_one_way_names_one_direction_where_a_good_probe_crossed_the_other() -> None:
+    # a1's best-effort probe to e1 came back by a route we do not know: its forward row
+    # crosses p1>c1 and lost nothing, which clears that direction in the slice
+    back_unknown = replace(probe(route("a1", "e1"), "best-effort"), reverse=(), reverse_lost=None)
+    blackholed = mesh(slices=("best-effort",), loss={"c1>p1": 1.0})
+    paths = mesh(slices=("video", "egov", "data")) + [p for p in blackholed if p.path_id != back_unknown.path_id]
+    diagnoses = diagnose(Epoch((*paths, back_unknown)))
+    assert [(d.kind, d.suspects, d.slices) for d in diagnoses] == [("slice-isolation", ("c1>p1",), ("best-effort",))]
 
 
 def test_a_host_is_still_blamed_when_the_paths_towards_its_site_are_healthy() -> None:
