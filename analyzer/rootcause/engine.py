@@ -16,9 +16,9 @@ Stages, each over the rows of `observations` (a STAMP path split by direction is
    lost less than `good_loss` clear their components; rows in between are partial loss,
    left to the next stage, and so is a class that failed on fewer than half its rows. Per slice, so a component that
    blackholes one slice is not cleared by another slice's healthy rows; classes found in
-   several slices are merged afterwards. A link class is named both ways when the other
-   direction lies on every row it failed on and no good row of the slices hit clears it: a
-   probe that lost everything brought nothing back to split its loss by direction.
+   several slices are merged afterwards. A link class is named both ways when every probe
+   of the slices hit through the other direction crossed the class too and lost: a probe
+   that lost everything brought nothing back to split its loss by direction.
 3. Gray loss, all slices together: loss-rate tomography by non-negative least squares on
    -log(1 - loss) (NetBouncer, Tan et al., NSDI'19; `lossrate`) over the rows the hard stage
    did not explain, with a Poisson test against background loss for every candidate
@@ -374,46 +374,43 @@ class _Context:
             in_hit_slices = through[np.isin(obs.slice_of_row[through], list(slice_ids))]
             if len(rows) < config.min_failed_share * len(in_hit_slices):
                 continue  # mostly partial loss around it: the loss-rate stage explains it better
-            columns = self._with_other_directions_alike(columns, rows, slice_ids, good)
+            masked = self._other_directions_masked(columns, rows, slice_ids)
+            columns = tuple(sorted((*columns, *masked), key=obs.names.__getitem__))
             through = self._rows_through(columns)
             # every row of a hit slice through a down class is its doing, whatever the row lost
             self.explained[through[np.isin(obs.slice_of_row[through], list(slice_ids))]] = True
-            diagnosis = self._hard_diagnosis(columns, rows, slice_ids, good)
+            diagnosis = self._hard_diagnosis(columns, rows, slice_ids, good, masked)
             if diagnosis.kind in ("slice-isolation", "congestion", CONGESTION_OR_ISOLATION):
                 self.slice_limited |= slice_ids
             found.append(diagnosis)
         return found
 
-    def _with_other_directions_alike(
-        self, columns: tuple[int, ...], failed_rows: np.ndarray, slice_ids: set[int], good: np.ndarray
+    def _other_directions_masked(
+        self, columns: tuple[int, ...], failed_rows: np.ndarray, slice_ids: set[int]
     ) -> tuple[int, ...]:
-        """A class of links with the other direction of each added where that direction lies
-        on every row the class failed on and no good row of the slices hit clears it. A probe
-        that lost everything brought nothing back to split its loss by direction, so its row
-        crosses both: one direction down and both down look the same, and naming one of the
-        two would be the cover's tie-break, not the evidence. The other slices' rows, split by
-        direction, are what set the two apart in the cover, and they say nothing about this
-        fault."""
+        """For a class of links, the other directions that every probe of the slices hit
+        crossed only together with the class, and lost: a probe that lost everything brought
+        nothing back to split its loss by direction, so such a direction may be down too or
+        not, and no probe tells. Named with the class, as one link both ways, rather than
+        left out by the cover's tie-break (the other slices' rows, split by direction, are
+        what made the two directions two classes, and they say nothing about this fault)."""
         obs = self.observations
         if not all(_is_link(obs.names[c]) for c in columns):
-            return columns
-        added = []
+            return ()
+        masked = []
         for column in columns:
             a, b = obs.names[column].split(">", 1)
             other = obs.column_of(f"{b}>{a}")
             if other is None or other in columns:
                 continue
             rows = obs.rows_of(other)
-            if not np.isin(failed_rows, rows).all():
-                continue
             in_hit_slices = rows[np.isin(obs.slice_of_row[rows], list(slice_ids))]
-            if good[in_hit_slices].sum() > self.config.good_tolerance:
-                continue
-            added.append(other)
-        return tuple(sorted({*columns, *added}, key=obs.names.__getitem__))
+            if len(in_hit_slices) and np.isin(in_hit_slices, failed_rows).all():
+                masked.append(other)
+        return tuple(masked)
 
     def _rows_through(self, columns: tuple[int, ...]) -> np.ndarray:
-        """Rows crossing any member of a class (a class widened by `_with_other_directions_alike`
+        """Rows crossing any member of a class (a class widened by `_other_directions_masked`
         is not one of equal rows)."""
         obs = self.observations
         if len(columns) == 1:
@@ -421,7 +418,12 @@ class _Context:
         return np.unique(np.concatenate([obs.rows_of(c) for c in columns]))
 
     def _hard_diagnosis(
-        self, columns: tuple[int, ...], bad_rows: np.ndarray, slice_ids: set[int], good: np.ndarray
+        self,
+        columns: tuple[int, ...],
+        bad_rows: np.ndarray,
+        slice_ids: set[int],
+        good: np.ndarray,
+        masked: tuple[int, ...] = (),
     ) -> Diagnosis:
         obs = self.observations
         names = tuple(obs.names[c] for c in columns)
@@ -437,19 +439,27 @@ class _Context:
                 kind = "node-down"
             else:
                 kind = "link-down"
+        proper = tuple(c for c in columns if c not in masked)  # the class the cover chose
+        proper_names = tuple(obs.names[c] for c in proper)
         bad_paths = np.unique(obs.path[bad_rows])
-        all_paths = np.unique(obs.path[through])
+        all_paths = np.unique(obs.path[self._rows_through(proper)])
         loss = float(obs.lost[bad_rows].sum() / obs.sent[bad_rows].sum())
         evidence = [
-            f"{len(bad_paths)} of {len(all_paths)} paths through {describe(names)} lost {percent(loss)} "
+            f"{len(bad_paths)} of {len(all_paths)} paths through {describe(proper_names)} lost {percent(loss)} "
             f"({self._directions(bad_rows)}); {self._elsewhere(through)}"
         ]
         if queue_sentence:
             evidence.append(queue_sentence)
         elif healthy_slices:
             evidence.append(f"healthy through the same components: {', '.join(self._slice_names(healthy_slices))}")
-        evidence += _class_sentence(names)
-        confidence = (1.0 - 0.5 ** len(bad_paths)) * ambiguity(len(names))
+        if masked:
+            evidence.append(
+                f"{', '.join(obs.names[c] for c in masked)} named with it: every probe through "
+                f"{'them' if len(masked) > 1 else 'it'} in {', '.join(slices)} also crossed the other direction "
+                f"and lost everything, so none tells whether {'they are' if len(masked) > 1 else 'it is'} down too"
+            )
+        evidence += _class_sentence(proper_names)
+        confidence = (1.0 - 0.5 ** len(bad_paths)) * ambiguity(len(proper))
         return Diagnosis(kind, names, slices, round(confidence, 3), tuple(evidence))
 
     # -- stage 3: gray loss ----------------------------------------------------------------

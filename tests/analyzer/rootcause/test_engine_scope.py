@@ -120,14 +120,31 @@ def test_a_slice_blackholed_on_a_sites_link_is_not_put_on_its_host_or_reflector(
 
 def test_a_slice_blackholed_both_ways_on_a_link_names_the_link_both_ways() -> None:
     # the slice's probes through p1-c1 lose everything, so none is split by direction: each
-    # row crosses both, while the other slices' split rows make the two directions two classes
+    # row crosses both, while the other slices' split rows make the two directions two classes,
+    # and the cover needs only one of them
     healthy = mesh(slices=("video", "egov", "data"))
     paths = healthy + mesh(slices=("best-effort",), loss={"c1>p1": 1.0, "p1>c1": 1.0})
     diagnoses = diagnose(Epoch(tuple(paths)))
     assert [(d.kind, d.suspects, d.slices) for d in diagnoses] == [
         ("slice-isolation", ("c1>p1", "p1>c1"), ("best-effort",))
     ]
-    assert any("cannot tell apart: c1>p1, p1>c1" in sentence for sentence in diagnoses[0].evidence)
+    assert any("named with it: every probe through it in best-effort" in line for line in diagnoses[0].evidence)
+
+
+def test_a_slice_blackholed_both_ways_names_the_other_direction_its_probes_only_crossed_with_it() -> None:
+    # the replies to a1's and a2's probes come back around c1-p1 (via x), so p1>c1 fails more
+    # rows than c1>p1; every best-effort probe through c1>p1 also crossed p1>c1 and lost all
+    def around(parts: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(part for c in parts for part in (("c1>x", "x", "x>p1") if c == "c1>p1" else (c,)))
+
+    paths = mesh(slices=("video", "egov", "data")) + mesh(slices=("best-effort",), loss={"c1>p1": 1.0, "p1>c1": 1.0})
+    diagnoses = diagnose(
+        Epoch(tuple(replace(p, reverse=around(p.reverse)) if "p1>c1" in p.forward else p for p in paths))
+    )
+    assert [(d.kind, d.suspects, d.slices) for d in diagnoses] == [
+        ("slice-isolation", ("c1>p1", "p1>c1"), ("best-effort",))
+    ]
+    assert any(line.startswith("c1>p1 named with it") for line in diagnoses[0].evidence)
 
 
 def test_a_slice_blackholed_one_way_names_one_direction_where_a_good_probe_crossed_the_other() -> None:
