@@ -24,6 +24,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -91,7 +92,7 @@ def run_ours(path: Path_, count: int, interval: float) -> dict:
             summary = obj["summary"]
         elif obj.get("rtt_ns") is not None and not obj.get("duplicate"):
             rtts.append(obj["rtt_ns"] / 1000.0)
-    return {"rtt_us": rtts, "sent": summary.get("sent", count)}
+    return {"rtt_us": rtts, "sent": summary.get("sent", count), "said": _last_words(done)}
 
 
 def run_ping(path: Path_, count: int, interval: float) -> dict:
@@ -106,7 +107,12 @@ def run_ping(path: Path_, count: int, interval: float) -> dict:
         match = _PING_TIME.search(line)
         if match:
             rtts.append(float(match.group(1)) * 1000.0)
-    return {"rtt_us": rtts, "sent": count}
+    return {"rtt_us": rtts, "sent": count, "said": _last_words(done)}
+
+
+def _last_words(done: subprocess.CompletedProcess) -> str:
+    """A tool's closing lines (its summary, its errors), kept with a round that lost replies."""
+    return "\n".join((done.stdout.strip().splitlines() + done.stderr.strip().splitlines())[-4:])
 
 
 TOOLS = {"xnetmon": run_ours, "ping": run_ping}
@@ -157,6 +163,8 @@ def measure_path(path: Path_, rounds: int, count: int, interval: float, verbose:
                 got = TOOLS[name](path, count, interval)
                 samples[name].extend(got["rtt_us"])
                 entry[name] = describe(got["rtt_us"], got["sent"])
+                if entry[name]["lost"]:
+                    entry[name]["said"] = got["said"]
             per_round.append(entry)
             if verbose:
                 print(
