@@ -19,6 +19,7 @@ import os
 import random
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -171,9 +172,12 @@ class Soak:
         windows' check once everything has reached the analyzer (Ledger.unmatched)."""
         asked = time.time()
         url = f"http://[{self.lab.address(site)}]:{AGENT_METRICS_PORT}/metrics"
-        done = self.lab.exec(site, ["curl", "-sf", "-m", "20", url], timeout=30)
+        try:
+            done = self.lab.exec(site, ["curl", "-sf", "-m", "20", url], timeout=30)
+        except subprocess.TimeoutExpired:  # a starved machine: curl itself not run in time
+            done = None
         at = (asked, time.time())  # starting curl in the site takes seconds on a loaded machine
-        if done.returncode != 0:
+        if done is None or done.returncode != 0:
             self.readings.append((site, {}, self.since[site], at))  # unreadable: reported, not judged
             return
         self.readings.append((site, sent_totals(done.stdout), self.since[site], at))

@@ -1,15 +1,20 @@
 """The soak's bookkeeping (bench/soak/ledger.py, sampler.py) on real stores: windows a
 crashed analyzer forgot are lost only if no store takes them again (the bus replays them),
-and the analyzer's memory is judged without the ledger that shares its process."""
+and the analyzer's memory is judged without the ledger that shares its process; an agent
+that cannot be read in time is reported unreadable, not a crash of the soak."""
 
 from __future__ import annotations
 
 import os
+import random
+import subprocess
 import tracemalloc
+from types import SimpleNamespace
 
 from analyzer.sla.verdicts import default_policies
 from analyzer.store.memory import WindowStore
 from analyzer.store.snapshot import restore_into, snapshot_text
+from bench.soak.__main__ import Soak
 from bench.soak.ledger import CHUNK_SEQS, Ledger, SentBySeq
 from bench.soak.sampler import Sampler
 from tests.analyzer_support import T0, W, batch, window
@@ -125,3 +130,17 @@ def test_the_ledger_keeps_no_object_per_window():
         tracemalloc.stop()
     assert len(ledger.seqs[("s", key)]) == 3001
     assert grown < 3000  # nothing a window, where a dict of ints kept ~60 bytes
+
+
+def test_an_agent_whose_metrics_cannot_be_read_in_time_is_reported_unreadable_and_the_soak_goes_on():
+    class StarvedLab:  # a machine so loaded that curl inside the site does not run in time
+        def address(self, site: str) -> str:
+            return "fd00::1"
+
+        def exec(self, site: str, argv: list[str], timeout: float):
+            raise subprocess.TimeoutExpired(argv, timeout)
+
+    deployment = SimpleNamespace(restarts=None, api_url="http://[::1]:9", sites=["cnty1a"])
+    soak = Soak(SimpleNamespace(), StarvedLab(), deployment, Ledger(), random.Random(1))
+    soak.read_agent("cnty1a")
+    assert [reading[:3] for reading in soak.readings] == [("cnty1a", {}, 0.0)]
