@@ -222,9 +222,10 @@ class Soak:
                 self.lab.heal(made.fault_id)
                 entry["healed_s"] = round(self.elapsed(), 1)
                 watching, active = (made, entry, self.elapsed()), None
-            # a fault is made only with its whole period ahead, hold and clearing, as every other:
-            # one healed a few seconds before the end would be judged not cleared
-            if active is None and watching is None and now >= next_fault and now + args.fault_every <= duration:
+            # a fault is made only with its whole period ahead, hold and clearing, as every other
+            # (counted from its slot: the turn that makes it comes a tick later): one healed a
+            # few seconds before the end would be judged not cleared
+            if active is None and watching is None and now >= next_fault and next_fault + args.fault_every <= duration:
                 kind = kinds[number % len(kinds)]
                 number += 1
                 made = faults.make(kind, self.lab, self.deployment.sites, self.rng)
