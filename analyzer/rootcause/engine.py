@@ -371,15 +371,13 @@ class _Context:
             through = obs.rows_of(columns[0])
             rows = through[failed[through]]
             slice_ids = {int(s) for s in np.unique(obs.slice_of_row[rows])}
-            in_hit_slices = through[np.isin(obs.slice_of_row[through], list(slice_ids))]
-            if len(rows) < config.min_failed_share * len(in_hit_slices):
+            if len(rows) < config.min_failed_share * len(self._in_slices(through, slice_ids)):
                 continue  # mostly partial loss around it: the loss-rate stage explains it better
             masked = self._other_directions_masked(columns, rows, slice_ids)
-            columns = tuple(sorted((*columns, *masked), key=obs.names.__getitem__))
-            through = self._rows_through(columns)
-            # every row of a hit slice through a down class is its doing, whatever the row lost
-            self.explained[through[np.isin(obs.slice_of_row[through], list(slice_ids))]] = True
-            diagnosis = self._hard_diagnosis(columns, rows, slice_ids, good, masked)
+            # every row of a hit slice through a down class (or a direction named with it) is
+            # its doing, whatever the row lost
+            self.explained[self._in_slices(self._rows_with(through, masked), slice_ids)] = True
+            diagnosis = self._hard_diagnosis(columns, masked, rows, slice_ids, good)
             if diagnosis.kind in ("slice-isolation", "congestion", CONGESTION_OR_ISOLATION):
                 self.slice_limited |= slice_ids
             found.append(diagnosis)
@@ -399,35 +397,36 @@ class _Context:
             return ()
         masked = []
         for column in columns:
-            a, b = obs.names[column].split(">", 1)
-            other = obs.column_of(f"{b}>{a}")
+            other = obs.opposite_of(column)
             if other is None or other in columns:
                 continue
-            rows = obs.rows_of(other)
-            in_hit_slices = rows[np.isin(obs.slice_of_row[rows], list(slice_ids))]
+            in_hit_slices = self._in_slices(obs.rows_of(other), slice_ids)
             if len(in_hit_slices) and np.isin(in_hit_slices, failed_rows).all():
                 masked.append(other)
         return tuple(masked)
 
-    def _rows_through(self, columns: tuple[int, ...]) -> np.ndarray:
-        """Rows crossing any member of a class (a class widened by `_other_directions_masked`
-        is not one of equal rows)."""
-        obs = self.observations
-        if len(columns) == 1:
-            return obs.rows_of(columns[0])
-        return np.unique(np.concatenate([obs.rows_of(c) for c in columns]))
+    def _in_slices(self, rows: np.ndarray, slice_ids: set[int]) -> np.ndarray:
+        return rows[np.isin(self.observations.slice_of_row[rows], list(slice_ids))]
+
+    def _rows_with(self, class_rows: np.ndarray, masked: tuple[int, ...]) -> np.ndarray:
+        """A class's rows together with those of the other directions named with it."""
+        if not masked:
+            return class_rows
+        return np.unique(np.concatenate([class_rows, *(self.observations.rows_of(c) for c in masked)]))
 
     def _hard_diagnosis(
         self,
         columns: tuple[int, ...],
+        masked: tuple[int, ...],
         bad_rows: np.ndarray,
         slice_ids: set[int],
         good: np.ndarray,
-        masked: tuple[int, ...] = (),
     ) -> Diagnosis:
+        """`columns` the class the cover chose, `masked` the other directions named with it."""
         obs = self.observations
-        names = tuple(obs.names[c] for c in columns)
-        through = self._rows_through(columns)
+        names = tuple(sorted(obs.names[c] for c in (*columns, *masked)))
+        class_rows = obs.rows_of(columns[0])  # a class's members lie on the same rows
+        through = self._rows_with(class_rows, masked)
         healthy_slices = {int(s) for s in np.unique(obs.slice_of_row[through[good[through]]])} - slice_ids
         slices = self._slice_names(slice_ids)
         kind = _pseudo_kind(names)
@@ -439,13 +438,12 @@ class _Context:
                 kind = "node-down"
             else:
                 kind = "link-down"
-        proper = tuple(c for c in columns if c not in masked)  # the class the cover chose
-        proper_names = tuple(obs.names[c] for c in proper)
+        class_names = tuple(obs.names[c] for c in columns)
         bad_paths = np.unique(obs.path[bad_rows])
-        all_paths = np.unique(obs.path[self._rows_through(proper)])
+        all_paths = np.unique(obs.path[class_rows])
         loss = float(obs.lost[bad_rows].sum() / obs.sent[bad_rows].sum())
         evidence = [
-            f"{len(bad_paths)} of {len(all_paths)} paths through {describe(proper_names)} lost {percent(loss)} "
+            f"{len(bad_paths)} of {len(all_paths)} paths through {describe(class_names)} lost {percent(loss)} "
             f"({self._directions(bad_rows)}); {self._elsewhere(through)}"
         ]
         if queue_sentence:
@@ -458,8 +456,8 @@ class _Context:
                 f"{'them' if len(masked) > 1 else 'it'} in {', '.join(slices)} also crossed the other direction "
                 f"and lost everything, so none tells whether {'they are' if len(masked) > 1 else 'it is'} down too"
             )
-        evidence += _class_sentence(proper_names)
-        confidence = (1.0 - 0.5 ** len(bad_paths)) * ambiguity(len(proper))
+        evidence += _class_sentence(class_names)
+        confidence = (1.0 - 0.5 ** len(bad_paths)) * ambiguity(len(columns))
         return Diagnosis(kind, names, slices, round(confidence, 3), tuple(evidence))
 
     # -- stage 3: gray loss ----------------------------------------------------------------

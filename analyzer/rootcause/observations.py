@@ -124,17 +124,22 @@ class Observations:
         column = _INTERNER.columns.get(name)
         return column if column is not None and column < len(self.names) else None
 
+    def opposite_of(self, column: int) -> int | None:
+        """The column of the same link's other direction; None for a node or pseudo-component,
+        or when the other direction is not in this epoch's columns."""
+        if not _INTERNER.is_link[column]:
+            return None
+        a, b = self.names[column].split(">", 1)
+        return self.column_of(f"{b}>{a}")
+
     def opposite_columns(self) -> np.ndarray:
         """Per column, the column of the same link's other direction, -1 where there is none
         (not a link, or its other direction never seen)."""
         opposite = np.full(len(self.names), -1, dtype=np.int64)
-        columns = _INTERNER.columns
-        for column, name in enumerate(self.names):
-            if _INTERNER.is_link[column]:
-                a, b = name.split(">", 1)
-                other = columns.get(f"{b}>{a}")
-                if other is not None and other < len(self.names):
-                    opposite[column] = other
+        for column in range(len(self.names)):
+            other = self.opposite_of(column)
+            if other is not None:
+                opposite[column] = other
         return opposite
 
     def links_both_ways_alike(self, node_column: int) -> tuple[str, ...]:
@@ -147,12 +152,9 @@ class Observations:
         seen: set[str] = set()
         for column in np.unique(self.matrix[rows].indices).tolist():
             name = self.names[column]
-            if not _INTERNER.is_link[column] or name in seen:
+            if not _INTERNER.is_link[column] or name in seen or node not in name.split(">", 1):
                 continue
-            a, b = name.split(">", 1)
-            if node not in (a, b):
-                continue
-            other = self.column_of(f"{b}>{a}")
+            other = self.opposite_of(column)
             if other is None:
                 continue
             seen |= {name, self.names[other]}
