@@ -369,7 +369,7 @@ class Lab:
             commands = []
             for sender in fault.params["senders"]:
                 settings = _faults.end_settings(self.topology, state, link, sender)
-                lines = qos.change_lines(self.topology, link, sender, settings)
+                lines = qos.rebuild_lines(self.topology, link, sender, settings)
                 commands.append((netns.tc_batch_argv(self.namespace(sender)), build.batch(lines)))
             netns.run_all(commands)
 

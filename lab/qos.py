@@ -9,8 +9,13 @@ Layout on each veth (egress, so a link has one tree per direction):
     X:   a FIFO under each slice class (its length bounds the queueing delay)
 
 u32 filters match the DSCP in the IPv6 traffic-class byte. Faults change these numbers
-(congest cuts the link rate and bounds the queues, slice-starve cuts one class); healing
-re-applies the numbers computed from the faults that remain.
+(congest cuts the link rate and bounds the queues, slice-starve cuts one class): each fault
+made or healed builds the tree of every end it shapes again, with the numbers computed from
+the faults active then. A new tree, not `tc class change`: HTB keeps a class's token debt
+across a change of rate, and a class that ran one up at 8 kbit/s stays throttled after its
+rate comes back, its FIFO full and dropping, for as long as the debt (13 s after a 15 s
+starvation with probes crossing it). The packets queued at that end are dropped with the old
+tree: on a healthy link none or a few.
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ def _slice_rates(settings: EndSettings, slice_: Slice) -> tuple[int, int]:
     return max(8, int(settings.rate_kbit * slice_.share / 100)), settings.rate_kbit
 
 
-def _leaf(settings: EndSettings, device: str, slice_: Slice, verb: str) -> str:
+def _leaf(settings: EndSettings, device: str, slice_: Slice) -> str:
     minor = class_minor(slice_)
     if settings.queue_ms is None:
         fifo = f"pfifo limit {DEFAULT_FIFO_PACKETS}"
@@ -65,15 +70,14 @@ def _leaf(settings: EndSettings, device: str, slice_: Slice, verb: str) -> str:
         # byte limit, so that small probes are dropped as often as the load when it is full.
         limit = max(2, round(settings.rate_kbit * 1000 / 8 * settings.queue_ms / 1000 / LOAD_FRAME_BYTES))
         fifo = f"pfifo limit {limit}"
-    # `replace` cannot keep a handle across a change of FIFO kind, so only `add` names one.
-    handle = f" handle {minor:x}:" if verb == "add" else ""
-    return f"qdisc {verb} dev {device} parent 1:{minor:x}{handle} {fifo}"
+    return f"qdisc add dev {device} parent 1:{minor:x} handle {minor:x}: {fifo}"
 
 
-def setup_lines(topology: LabTopology, link: Link, site: str) -> list[str]:
-    """tc batch lines that build the tree on `site`'s end of `link`."""
+def setup_lines(topology: LabTopology, link: Link, site: str, settings: EndSettings | None = None) -> list[str]:
+    """tc batch lines that build the tree on `site`'s end of `link`, shaped as `settings`
+    (default: the link's own numbers)."""
     device = link.interface(site)
-    settings = base_settings(link)
+    settings = settings or base_settings(link)
     default = class_minor(topology.default_slice)
     lines = [
         f"qdisc add dev {device} root handle 1: htb default {default:x}",
@@ -85,7 +89,7 @@ def setup_lines(topology: LabTopology, link: Link, site: str) -> list[str]:
             f"class add dev {device} parent 1:1 classid {class_id(slice_)} htb"
             f" rate {rate}kbit ceil {ceil}kbit quantum {QUANTUM}"
         )
-        lines.append(_leaf(settings, device, slice_, "add"))
+        lines.append(_leaf(settings, device, slice_))
     for slice_ in topology.slices:
         if slice_.dscp == 0:
             continue  # the default class catches it
@@ -96,18 +100,7 @@ def setup_lines(topology: LabTopology, link: Link, site: str) -> list[str]:
     return lines
 
 
-def change_lines(topology: LabTopology, link: Link, site: str, settings: EndSettings) -> list[str]:
-    """tc batch lines that set an existing tree to `settings`."""
-    device = link.interface(site)
-    lines = [
-        f"class change dev {device} parent 1: classid 1:1 htb rate {settings.rate_kbit}kbit"
-        f" ceil {settings.rate_kbit}kbit"
-    ]
-    for slice_ in topology.slices:
-        rate, ceil = _slice_rates(settings, slice_)
-        lines.append(
-            f"class change dev {device} parent 1:1 classid {class_id(slice_)} htb"
-            f" rate {rate}kbit ceil {ceil}kbit quantum {QUANTUM}"
-        )
-        lines.append(_leaf(settings, device, slice_, "replace"))
-    return lines
+def rebuild_lines(topology: LabTopology, link: Link, site: str, settings: EndSettings) -> list[str]:
+    """tc batch lines that replace the tree on `site`'s end of `link` by one shaped as
+    `settings` (why a new tree: the module's docstring)."""
+    return [f"qdisc del dev {link.interface(site)} root", *setup_lines(topology, link, site, settings)]

@@ -185,9 +185,9 @@ def test_queue_settings_combine_the_active_faults_per_direction():
     assert faults.end_settings(small, state, link, "city1a") == qos.EndSettings(100_000, None, (("video", 8),))
     state.faults.remove(congest)  # healing one keeps the other
     assert faults.end_settings(small, state, link, "prov1") == qos.EndSettings(100_000, None, (("video", 8),))
-    lines = qos.change_lines(small, link, "prov1", faults.end_settings(small, state, link, "prov1"))
-    assert "class change dev to-city1a parent 1:1 classid 1:11 htb rate 8kbit ceil 8kbit quantum 1514" in lines
-    assert "class change dev to-city1a parent 1:1 classid 1:12 htb rate 30000kbit ceil 100000kbit quantum 1514" in lines
+    lines = qos.rebuild_lines(small, link, "prov1", faults.end_settings(small, state, link, "prov1"))
+    assert "class add dev to-city1a parent 1:1 classid 1:11 htb rate 8kbit ceil 8kbit quantum 1514" in lines
+    assert "class add dev to-city1a parent 1:1 classid 1:12 htb rate 30000kbit ceil 100000kbit quantum 1514" in lines
 
 
 def test_htb_tree_has_a_class_and_filter_per_slice():

@@ -3,7 +3,7 @@ link rate, and the numbers faults change."""
 
 from __future__ import annotations
 
-from lab.qos import QUANTUM, EndSettings, base_settings, change_lines, class_id, setup_lines
+from lab.qos import QUANTUM, EndSettings, base_settings, class_id, rebuild_lines, setup_lines
 from lab.topology import load
 
 TINY = load("tiny")
@@ -30,16 +30,23 @@ def test_a_tree_has_the_link_rate_a_class_per_slice_and_a_filter_per_marked_slic
 
 
 def test_a_congested_end_cuts_the_rate_and_bounds_every_queue():
-    lines = change_lines(TINY, LINK, SITE, EndSettings(rate_kbit=10_000, queue_ms=50))
-    assert lines[0].endswith("classid 1:1 htb rate 10000kbit ceil 10000kbit")
+    lines = rebuild_lines(TINY, LINK, SITE, EndSettings(rate_kbit=10_000, queue_ms=50))
+    assert lines[2].endswith("classid 1:1 htb rate 10000kbit ceil 10000kbit")
     # 50 ms at 10 Mbit/s is 62,500 bytes: 50 frames of the 1250-byte load
-    assert f"qdisc replace dev {DEVICE} parent 1:11 pfifo limit 50" in lines
-    assert not any(" handle " in line for line in lines if line.startswith("qdisc"))
+    assert f"qdisc add dev {DEVICE} parent 1:11 handle 11: pfifo limit 50" in lines
+
+
+def test_a_change_is_a_new_tree_so_no_class_keeps_the_token_debt_of_its_old_rate():
+    starved = EndSettings(rate_kbit=100_000, starved=(("egov", 64),))
+    healed = rebuild_lines(TINY, LINK, SITE, base_settings(LINK))
+    assert healed == [f"qdisc del dev {DEVICE} root", *setup_lines(TINY, LINK, SITE)]
+    assert rebuild_lines(TINY, LINK, SITE, starved)[1:] == setup_lines(TINY, LINK, SITE, starved)
+    assert not any(" change " in line or " replace " in line for line in healed)
 
 
 def test_a_starved_slice_is_held_to_its_rate_while_the_others_may_borrow():
     settings = EndSettings(rate_kbit=100_000, starved=(("egov", 64),))
-    lines = change_lines(TINY, LINK, SITE, settings)
+    lines = rebuild_lines(TINY, LINK, SITE, settings)
     egov, video = class_id(TINY.slice("egov")), class_id(TINY.slice("video"))
     assert any(f"classid {egov} htb rate 64kbit ceil 64kbit" in line for line in lines)
     assert any(f"classid {video} htb rate 30000kbit ceil 100000kbit" in line for line in lines)
