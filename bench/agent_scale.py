@@ -97,7 +97,6 @@ BUCKETS_S = [
 ]
 HIST_US = 100_000  # our histograms: 1 us bins up to 100 ms, then 1 ms bins up to 100 s (the max is kept exactly)
 COARSE_MS = 99_900
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # -- the two namespaces --------------------------------------------------------------------
@@ -129,13 +128,6 @@ class ScaleTestbed(c.NamespacePair):
 
 
 # -- what the parent reads of a process ------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc/PID/stat."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "; state is fields[0]
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def run_queue_seconds(pid: int) -> float:
@@ -255,7 +247,7 @@ class Measured:
 
 
 def _sample(pid: int) -> tuple[float, float]:
-    return time.monotonic(), cpu_seconds(pid)
+    return time.monotonic(), c.cpu_seconds(pid)
 
 
 def run_ours(
@@ -292,12 +284,12 @@ def run_ours(
         time.sleep(warmup)
         t0, cpu0 = _sample(prober.pid)
         waited0 = run_queue_seconds(prober.pid)
-        refl0 = cpu_seconds(reflector_pid) if reflector_pid else None
+        refl0 = c.cpu_seconds(reflector_pid) if reflector_pid else None
         os.kill(prober.pid, signal.SIGUSR1)  # measure from here
         time.sleep(duration)
         t1, cpu1 = _sample(prober.pid)
         waited1 = run_queue_seconds(prober.pid)
-        refl1 = cpu_seconds(reflector_pid) if reflector_pid else None
+        refl1 = c.cpu_seconds(reflector_pid) if reflector_pid else None
         rss = rss_bytes(prober.pid)
         os.kill(prober.pid, signal.SIGUSR2)  # up to here, then report and exit
         out, err = prober.proc.communicate(timeout=120)

@@ -111,14 +111,6 @@ def warm_up(sinks: dict, store: WindowStore) -> None:
         time.sleep(0.002)
 
 
-def process_cpu(pid: int | None = None) -> float:
-    if pid is None:
-        times = os.times()
-        return times.user + times.system
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def run_bus(batches: list[ShipmentBatch], workdir: Path, pki: Path, total: int) -> dict:
     sites = sorted({b.site for b in batches})
     with NatsServer(pki, workdir / "server") as server:
@@ -133,12 +125,12 @@ def run_bus(batches: list[ShipmentBatch], workdir: Path, pki: Path, total: int) 
         }
         warm_up(sinks, store)
         pid = server.pid
-        cpu0, server_cpu0, t0 = process_cpu(), process_cpu(pid), time.perf_counter()
+        cpu0, server_cpu0, t0 = c.cpu_seconds(), c.cpu_seconds(pid), time.perf_counter()
         for batch in batches:
             sinks[batch.site].submit(batch)
         wait_for(store, total)
         seconds = time.perf_counter() - t0
-        cpu, server_cpu = process_cpu() - cpu0, process_cpu(pid) - server_cpu0
+        cpu, server_cpu = c.cpu_seconds() - cpu0, c.cpu_seconds(pid) - server_cpu0
         for sink in sinks.values():
             sink.close()
         intake.stop()
@@ -203,7 +195,7 @@ def run_partitioned(
             for batch in batches:
                 sinks[batch.site].submit(batch)
             wait_counts(lambda: sum(s.delivered_total for s in sinks.values()), total, "every window in the stream")
-        cpu0, others0, t0 = process_cpu(), [process_cpu(pid) for pid in pids], time.perf_counter()
+        cpu0, others0, t0 = c.cpu_seconds(), [c.cpu_seconds(pid) for pid in pids], time.perf_counter()
         if prefilled:
             for worker in workers:
                 os.kill(worker.pid, signal.SIGCONT)
@@ -212,8 +204,8 @@ def run_partitioned(
                 sinks[batch.site].submit(batch)
         wait_counts(lambda: sum(w.value for w, _ in counts), total, "every window in the partitions")
         seconds = time.perf_counter() - t0
-        cpu = process_cpu() - cpu0
-        others = [process_cpu(pid) - before for pid, before in zip(pids, others0, strict=True)]
+        cpu = c.cpu_seconds() - cpu0
+        others = [c.cpu_seconds(pid) - before for pid, before in zip(pids, others0, strict=True)]
         # every interval but the newest closes as soon as the next one is in (the newest waits for its grace)
         closing = len(SLICES) * (len({b.created_ns for b in batches}) - 1)
         wait_counts(lambda: combiner.intervals_combined, closing, "the combiner's slice intervals")
@@ -250,12 +242,12 @@ def run_http(batches: list[ShipmentBatch], workdir: Path, total: int) -> dict:
     with ApiServer(create_app(store, token=TOKEN), ("::1", 0)) as server:
         sinks = {site: HttpSink(server.url, TOKEN, workdir / f"spool-{site}", backoff=FAST) for site in sites}
         warm_up(sinks, store)
-        cpu0, t0 = process_cpu(), time.perf_counter()
+        cpu0, t0 = c.cpu_seconds(), time.perf_counter()
         for batch in batches:
             sinks[batch.site].submit(batch)
         wait_for(store, total)
         seconds = time.perf_counter() - t0
-        cpu = process_cpu() - cpu0
+        cpu = c.cpu_seconds() - cpu0
         for sink in sinks.values():
             sink.close()
     return {"seconds": seconds, "cpu_seconds": cpu, "server_cpu_seconds": 0.0, "windows": taken(store)}

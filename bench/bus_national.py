@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import os
 import sys
 import tempfile
 import time
@@ -123,8 +122,7 @@ async def _publish(pki, urls, sites, args, ready, start_at, stop, results) -> No
 
 def proc_figures(pid: int) -> tuple[float, int, int]:
     """(CPU seconds so far, VmRSS bytes, VmHWM bytes) of a process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    cpu = c.cpu_seconds(pid)
     status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
     return cpu, int(status["VmRSS"].split()[0]) * 1024, int(status["VmHWM"].split()[0]) * 1024
 

@@ -25,7 +25,6 @@ Each Python decoder runs `--rounds` times, interleaved; medians and ratios are r
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import shutil
 import socket
@@ -37,7 +36,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, environment, free_udp_port, median, ratio, table, write_result
+from _common import REPO, cpu_seconds, environment, free_udp_port, median, ratio, table, write_result
 
 sys.path.insert(0, str(REPO))
 
@@ -132,11 +131,6 @@ def netflow_package(capture: list[bytes]) -> tuple[float, int]:
     return time.process_time() - start, count
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def nfcapd_run(capture: list[bytes], repeat: int) -> tuple[float, int] | None:
     """nfcapd's CPU seconds for the capture sent `repeat` times (its CPU time is counted in
     10 ms ticks: it needs many records) and the records it stored; None without nfcapd."""
@@ -151,16 +145,16 @@ def nfcapd_run(capture: list[bytes], repeat: int) -> tuple[float, int] | None:
         )
         try:
             time.sleep(1.0)  # it binds and sets up its file
-            before = _cpu_seconds(proc.pid)
+            before = cpu_seconds(proc.pid)
             with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
                 for index, datagram in enumerate(capture * repeat):
                     sock.sendto(datagram, ("::1", port))
                     if index % 200 == 199:
                         time.sleep(0.005)  # stay under its socket buffer: drops would flatter it
-            settled = _cpu_seconds(proc.pid)
+            settled = cpu_seconds(proc.pid)
             while True:  # until it stops using CPU
                 time.sleep(0.3)
-                now = _cpu_seconds(proc.pid)
+                now = cpu_seconds(proc.pid)
                 if now == settled:
                     break
                 settled = now

@@ -107,7 +107,7 @@ class BusEventLoop(asyncio.SelectorEventLoop):
     ) -> asyncio.Transport | None:
         plain = transport.get_protocol()
         try:
-            return await super().start_tls(
+            upgraded = await super().start_tls(
                 transport,
                 protocol,
                 sslcontext,
@@ -120,6 +120,13 @@ class BusEventLoop(asyncio.SelectorEventLoop):
             # asyncio has closed the socket; its connection_lost, still to come, goes to `plain`
             transport.set_protocol(plain)
             raise
+        if isinstance(protocol, asyncio.StreamReaderProtocol):
+            # What StreamWriter.start_tls does, which nats-py does not call: the stream now runs
+            # over TLS, where asking to keep a half-closed connection open (its eof_received's
+            # answer for plain sockets) has no effect, and asyncio logs a warning each time the
+            # server closes one if the protocol still asks.
+            protocol._over_ssl = True  # type: ignore[attr-defined]
+        return upgraded
 
 
 def bus_event_loop() -> asyncio.AbstractEventLoop:

@@ -118,6 +118,34 @@ def test_a_frozen_server_is_left_for_the_next_within_seconds_over_tls(tmp_path):
     assert took_s < bound_s, f"on the next server after {took_s:.1f} s"
 
 
+@pytest.mark.tool("nats-server")
+def test_a_server_closing_a_tls_connection_logs_no_asyncio_warning(tmp_path, caplog):
+    """nats-py upgrades its stream to TLS with `loop.start_tls`, which leaves the stream
+    believing it is plain: each server close logged "returning true from eof_received() has no
+    effect when using ssl" on every agent and analyzer, noise for the operator reading them."""
+    with running_bus(tmp_path) as (pki, server):
+        endpoint = bus_setup.analyzer_endpoint(pki, (server.url,))
+
+        async def connect_then_lose_the_server() -> None:
+            lost = asyncio.Event()
+
+            async def disconnected() -> None:
+                lost.set()
+
+            client = await nats.connect(
+                **endpoint.connect_options() | {"disconnected_cb": disconnected, "allow_reconnect": False}
+            )
+            try:
+                server.stop()
+                await asyncio.wait_for(lost.wait(), 60)
+            finally:
+                await client.close()
+
+        with caplog.at_level("WARNING", logger="asyncio"), asyncio.Runner(loop_factory=bus_event_loop) as runner:
+            runner.run(connect_then_lose_the_server())
+    assert not [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+
+
 def test_bus_clients_run_in_a_loop_that_bounds_the_tls_close():
     loop = bus_event_loop()
     try:
