@@ -217,8 +217,10 @@ class RootCauseRunner:
             epoch = self.last_epoch = self.builder.build(at_ns)
             # in-situ segments first: direct localisation, kept over an engine hint of the same key
             self._segments_seen = self.store.segments.losing_found  # read before the segments it diagnoses
-            diagnoses = (*segment_diagnoses(self.store.segments, at_ns, self.insitu_lookback_ns), *self.diagnose(epoch))
-            self.tracker.update(diagnoses, at_ns)
+            direct = segment_diagnoses(self.store.segments, at_ns, self.insitu_lookback_ns)
+            inferred = tuple(self.diagnose(epoch))
+            diagnoses = (*direct, *inferred)
+            self.tracker.update(inferred, at_ns, direct=direct)
         self.epochs += 1
         self.last_seconds = time.perf_counter() - started
         self.worst_seconds = max(self.worst_seconds, self.last_seconds)

@@ -11,6 +11,19 @@ intervals (2 s on the lab, 20 s with 10 s intervals); a faint gray loss found on
 pooled intervals can be diagnosed for up to K - 1 intervals after its repair, so its hint
 goes at most K + 1 intervals after it (analyzer.rootcause.pooling).
 
+A hint shows once `CONFIRM_EPOCHS` consecutive epochs inferred it (2): its first seen time is
+the first of them. The interval a fault begins or ends in holds only part of it, and one
+interval's evidence of a part-time fault can point at the wrong place: agents probe their
+targets at fixed moments of each interval, so the first losses of a fault that began late
+in one fall on the targets probed after it began, and fit a smaller class on the way to
+those targets better than the link at fault (in the lab, 10% loss on core-prov2 made its
+first interval name prov2>city2b for 5 probes lost out of those towards cnty2b, the next
+one core-prov2). Every wrong hint seen in the lab's root-cause tests was inferred in one
+epoch alone. A later epoch confirms a pending hint when it infers one whose kinds overlap
+and whose suspects share a part with it (the class a fault is told apart in may grow or
+shrink as its evidence firms up). Diagnoses that name their part directly (in-situ
+segments, `direct` and `note`) show at once.
+
 A diagnosis whose kinds overlap a tracked hint's on the same suspects (`congestion|slice-isolation`
 after `slice-isolation`, or back, as the evidence of a starved slice firms up or blurs) is the
 same fault told more or less surely: it takes the tracked hint's place and its first seen
@@ -32,10 +45,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from analyzer.rootcause.model import kind_parts
 
 CLEAR_AFTER_EPOCHS = 2
+CONFIRM_EPOCHS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,20 +80,42 @@ class _Tracked:
     missing: int = 0  # consecutive epochs without it
 
 
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A diagnosis inferred in the latest epochs and not shown yet."""
+
+    kinds: frozenset[str]
+    suspects: frozenset[str]
+    first_seen_ns: int
+    epochs: int  # consecutive epochs that inferred it
+
+    def continued_by(self, kinds: frozenset[str], suspects: frozenset[str]) -> bool:
+        return bool(self.kinds & kinds) and bool(self.suspects & suspects)
+
+
+Key = tuple[str, tuple[str, ...]]
+
+
 class HintTracker:
-    def __init__(self, clear_after_epochs: int = CLEAR_AFTER_EPOCHS) -> None:
+    def __init__(self, clear_after_epochs: int = CLEAR_AFTER_EPOCHS, confirm_epochs: int = CONFIRM_EPOCHS) -> None:
         if clear_after_epochs < 1:
             raise ValueError(f"clear_after_epochs must be at least 1, got {clear_after_epochs}")
+        if confirm_epochs < 1:
+            raise ValueError(f"confirm_epochs must be at least 1, got {confirm_epochs}")
         self.clear_after_epochs = clear_after_epochs
+        self.confirm_epochs = confirm_epochs
         self._lock = threading.Lock()
-        self._tracked: dict[tuple[str, tuple[str, ...]], _Tracked] = {}
+        self._tracked: dict[Key, _Tracked] = {}
+        self._pending: list[_Pending] = []
         self._current: tuple[Hint, ...] = ()
 
-    def update(self, diagnoses: Iterable, at_ns: int) -> tuple[Hint, ...]:
-        """Feed one epoch's diagnoses (analyzer.rootcause.model.Diagnosis), in epoch order;
-        returns the hints current after it."""
+    def update(self, diagnoses: Iterable, at_ns: int, direct: Iterable = ()) -> tuple[Hint, ...]:
+        """Feed one epoch's diagnoses (analyzer.rootcause.model.Diagnosis), in epoch order:
+        `diagnoses` inferred (shown once confirmed), `direct` naming their part directly
+        (shown at once); returns the hints current after it."""
         with self._lock:
-            seen = self._raise(diagnoses, at_ns)
+            # the direct ones first: kept over an inferred hint of the same key
+            seen = self._raise([*((d, at_ns) for d in direct), *self._confirmed(diagnoses, at_ns)], at_ns)
             for key in [k for k in self._tracked if k not in seen]:
                 tracked = self._tracked[key]
                 tracked.missing += 1
@@ -91,18 +128,41 @@ class HintTracker:
         `at_ns` the end of the interval they fall in: each is raised or refreshed at once.
         Nothing else ages: only an epoch clears a hint."""
         with self._lock:
-            self._raise(diagnoses, at_ns)
+            self._raise([(d, at_ns) for d in diagnoses], at_ns)
             return self._publish()
 
-    def _raise(self, diagnoses: Iterable, at_ns: int) -> set[tuple[str, tuple[str, ...]]]:
-        seen = set()
+    def _confirmed(self, diagnoses: Iterable, at_ns: int) -> list[tuple[Any, int]]:
+        """The inferred diagnoses that may show now, each with the first seen time of a hint
+        it would start: those of a shown hint (same suspects, overlapping kinds) and those
+        that a pending one continues for the `confirm_epochs`-th epoch. The others wait as
+        pending until the next epoch, which drops the ones it does not continue."""
+        shown, pending = [], []
         for d in diagnoses:
-            key = (d.kind, tuple(sorted(d.suspects)))
+            key = _key(d)
+            kinds, suspects = frozenset(kind_parts(d.kind)), frozenset(d.suspects)
+            if key in self._tracked or self._overlapping(key) is not None:
+                shown.append((d, at_ns))
+                continue
+            before = next((p for p in self._pending if p.continued_by(kinds, suspects)), None)
+            first = before.first_seen_ns if before is not None else at_ns
+            epochs = before.epochs + 1 if before is not None else 1
+            if epochs >= self.confirm_epochs:
+                shown.append((d, first))
+            else:
+                pending.append(_Pending(kinds, suspects, first, epochs))
+        self._pending = pending
+        return shown
+
+    def _raise(self, diagnoses: Iterable[tuple[Any, int]], at_ns: int) -> set[Key]:
+        """Raise or refresh a hint per (diagnosis, its first seen time if it is new)."""
+        seen = set()
+        for d, new_first in diagnoses:
+            key = _key(d)
             if key in seen:  # the engine named it twice: keep the first (its most confident)
                 continue
             seen.add(key)
             before = self._tracked.get(key) or self._take_overlapping(key)
-            first = before.hint.first_seen_ns if before is not None else at_ns
+            first = before.hint.first_seen_ns if before is not None else new_first
             # never earlier than seen already: a late block's note may name an older interval
             last = max(at_ns, before.hint.last_seen_ns) if before is not None else at_ns
             self._tracked[key] = _Tracked(
@@ -127,13 +187,15 @@ class HintTracker:
         )
         return self._current
 
-    def _take_overlapping(self, key: tuple[str, tuple[str, ...]]) -> _Tracked | None:
-        """The tracked hint on the same suspects whose kinds overlap this one's, taken out."""
+    def _overlapping(self, key: Key) -> Key | None:
+        """The tracked hint's key on the same suspects whose kinds overlap this one's."""
         kinds = set(kind_parts(key[0]))
-        for other in self._tracked:
-            if other[1] == key[1] and kinds & set(kind_parts(other[0])):
-                return self._tracked.pop(other)
-        return None
+        return next((o for o in self._tracked if o[1] == key[1] and kinds & set(kind_parts(o[0]))), None)
+
+    def _take_overlapping(self, key: Key) -> _Tracked | None:
+        """The tracked hint on the same suspects whose kinds overlap this one's, taken out."""
+        other = self._overlapping(key)
+        return self._tracked.pop(other) if other is not None else None
 
     def hints(self) -> tuple[Hint, ...]:
         """The current hints, most confident first."""
@@ -141,6 +203,10 @@ class HintTracker:
 
     def rows(self) -> list[HintRow]:
         return hint_rows(self._current)
+
+
+def _key(diagnosis) -> Key:
+    return (diagnosis.kind, tuple(sorted(diagnosis.suspects)))
 
 
 def hint_rows(hints: Iterable) -> list[HintRow]:

@@ -28,7 +28,7 @@ def analyzer():
     now = settled(T0 + 7)
     for seq in range(T0, T0 + 8):
         store.ingest(batch(window(seq, lost=8), window(seq, slice_="egov")), settled(seq))
-    tracker = HintTracker()
+    tracker = HintTracker(confirm_epochs=1)  # these hints are given, not inferred: shown at once
     tracker.update(
         [
             Diagnosis(

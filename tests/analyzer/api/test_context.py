@@ -33,7 +33,7 @@ def test_without_root_cause_analysis_there_are_no_hints():
 
 
 def test_the_trackers_hints_become_the_apis_hint_models_field_for_field():
-    tracker = HintTracker()
+    tracker = HintTracker(confirm_epochs=1)  # these hints are given, not inferred: shown at once
     tracker.update(
         [Diagnosis("link-loss", ("prov2>city2a",), ("egov", "video"), 0.9, ("4 of 6 paths lost 40%",))], 1_000
     )
@@ -50,7 +50,7 @@ def test_the_trackers_hints_become_the_apis_hint_models_field_for_field():
 
 
 def test_a_hint_the_api_cannot_show_is_refused_not_passed_on():
-    tracker = HintTracker()
+    tracker = HintTracker(confirm_epochs=1)  # these hints are given, not inferred: shown at once
     tracker.update([Diagnosis("gremlins", ("a>b",), ("video",), 0.5)], 1_000)
     with pytest.raises(ValidationError, match="kind"):
         context(tracker.hints).current_hints()

@@ -59,7 +59,7 @@ def test_an_unknown_slice_is_404_with_the_known_names():
 
 
 def test_slices_carry_the_hints_that_affect_them_most_confident_first():
-    tracker = HintTracker()
+    tracker = HintTracker(confirm_epochs=1)  # these hints are given, not inferred: shown at once
     tracker.update(
         [
             Diagnosis("link-loss", ("prov2>city2a",), ("egov", "video"), 0.9, ("4 of 6 paths lost 40%",)),
