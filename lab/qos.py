@@ -13,8 +13,9 @@ u32 filters match the DSCP in the IPv6 traffic-class byte. Faults change these n
 made or healed builds the tree of every end it shapes again, with the numbers computed from
 the faults active then. A new tree, not `tc class change`: HTB keeps a class's token debt
 across a change of rate, and a class that ran one up at 8 kbit/s stays throttled after its
-rate comes back, its FIFO full and dropping, for as long as the debt (13 s after a 15 s
-starvation with probes crossing it). The packets queued at that end are dropped with the old
+rate comes back, its FIFO full and dropping, for as long as the debt: one offloaded TCP
+packet of 64 kB is a minute of it at 8 kbit/s (13 s were left after a 15 s starvation that an
+agent's bus connection crossed). The packets queued at that end are dropped with the old
 tree: on a healthy link none or a few.
 """
 

@@ -45,9 +45,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-from analyzer.rootcause.model import kind_parts
+from analyzer.rootcause.model import Diagnosis, kind_parts
 
 CLEAR_AFTER_EPOCHS = 2
 CONFIRM_EPOCHS = 2
@@ -109,7 +108,7 @@ class HintTracker:
         self._pending: list[_Pending] = []
         self._current: tuple[Hint, ...] = ()
 
-    def update(self, diagnoses: Iterable, at_ns: int, direct: Iterable = ()) -> tuple[Hint, ...]:
+    def update(self, diagnoses: Iterable[Diagnosis], at_ns: int, direct: Iterable[Diagnosis] = ()) -> tuple[Hint, ...]:
         """Feed one epoch's diagnoses (analyzer.rootcause.model.Diagnosis), in epoch order:
         `diagnoses` inferred (shown once confirmed), `direct` naming their part directly
         (shown at once); returns the hints current after it."""
@@ -131,7 +130,7 @@ class HintTracker:
             self._raise([(d, at_ns) for d in diagnoses], at_ns)
             return self._publish()
 
-    def _confirmed(self, diagnoses: Iterable, at_ns: int) -> list[tuple[Any, int]]:
+    def _confirmed(self, diagnoses: Iterable[Diagnosis], at_ns: int) -> list[tuple[Diagnosis, int]]:
         """The inferred diagnoses that may show now, each with the first seen time of a hint
         it would start: those of a shown hint (same suspects, overlapping kinds) and those
         that a pending one continues for the `confirm_epochs`-th epoch. The others wait as
@@ -153,7 +152,7 @@ class HintTracker:
         self._pending = pending
         return shown
 
-    def _raise(self, diagnoses: Iterable[tuple[Any, int]], at_ns: int) -> set[Key]:
+    def _raise(self, diagnoses: Iterable[tuple[Diagnosis, int]], at_ns: int) -> set[Key]:
         """Raise or refresh a hint per (diagnosis, its first seen time if it is new)."""
         seen = set()
         for d, new_first in diagnoses:
@@ -205,7 +204,7 @@ class HintTracker:
         return hint_rows(self._current)
 
 
-def _key(diagnosis) -> Key:
+def _key(diagnosis: Diagnosis) -> Key:
     return (diagnosis.kind, tuple(sorted(diagnosis.suspects)))
 
 
