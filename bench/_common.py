@@ -129,10 +129,11 @@ def run(argv: list[str], timeout: float, check: bool = True) -> subprocess.Compl
 
 
 def cpu_seconds(pid: int | None = None) -> float:
-    """CPU seconds (user and system, every thread) a process has used, this one's when `pid`
-    is None. Read from the process's CPU-time clock, which counts nanoseconds (and still
-    answers for an exited child not yet reaped): /proc's 10 ms ticks read zero for a short
-    smoke round."""
+    """CPU seconds (user and system, every thread, ended ones included) a process has used,
+    this one's when `pid` is None. Read from the process's CPU-time clock, which counts
+    nanoseconds (and still answers for an exited child not yet reaped): /proc's 10 ms ticks
+    read zero for a short smoke round and are several per cent of what a starved server
+    gets in a measurement on a shared machine."""
     if pid is None:
         return time.process_time()
     return time.clock_gettime(((~pid) << 3) | 2)  # Linux's CPU clock of process `pid` (CPUCLOCK_SCHED)

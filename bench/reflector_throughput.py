@@ -55,14 +55,6 @@ def compile_blaster(workdir: str) -> str:
     return binary
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time of a live process, ended threads included, to the nanosecond: its CPU-time
-    clock (Linux encodes a process's as ((~pid) << 3) | 2). The clock ticks of /proc/PID/stat
-    are 10 ms, several per cent of what a starved server gets in a measurement on a shared
-    machine."""
-    return time.clock_gettime_ns(((~pid) << 3) | 2) / 1e9
-
-
 def scaling_run(address: str, workers: int, cpus: str, args) -> dict:
     """Replies/s of `workers` processes on `cpus` draining pre-filled queues (bench/queue_replay.py):
     the stateless reflector (`--workers`) beside the same number of echo loops sharing a port."""
@@ -89,10 +81,10 @@ def scaling_run(address: str, workers: int, cpus: str, args) -> dict:
             if len(pids) != workers:
                 raise RuntimeError(f"{name}: {len(pids)} serving processes, expected {workers}")
             c.pin(pids, [int(cpu) for cpu in cpus.split(",")])
-            before = sum(cpu_seconds(pid) for pid in pids)
+            before = sum(c.cpu_seconds(pid) for pid in pids)
             with replay.QueueReplay(address, port, pids) as queues:
                 drains = [queues.cycle(args.scaling_requests) for _ in range(args.scaling_cycles)]
-            spent = sum(cpu_seconds(pid) for pid in pids) - before
+            spent = sum(c.cpu_seconds(pid) for pid in pids) - before
         finally:
             for server in procs:
                 server.stop()
@@ -142,7 +134,7 @@ def blast(
     server_pid: int,
     nice: int,
 ) -> dict:
-    before = cpu_seconds(server_pid)
+    before = c.cpu_seconds(server_pid)
     done = c.run(
         [
             "setsid",
@@ -165,7 +157,7 @@ def blast(
         ],
         timeout=seconds + warmup + 30,
     )
-    after = cpu_seconds(server_pid)
+    after = c.cpu_seconds(server_pid)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["server_cpu_seconds"] = round(after - before, 3)
     wall = result["wall_seconds"] or 1.0
