@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from collector.system.measurement_sockets import SO_TIMESTAMPNS
+from lab import netns
 
 CLIENTS = 64
 REQUEST = struct.pack("!IQHH28x", 0, 0, 0x0001, 7)  # seq, T1, error estimate (multiplier 1), SSID
@@ -154,7 +155,7 @@ class QueueReplay:
             missing = [pid for pid, socks in mapping.items() if not socks]
             if not missing:
                 return mapping
-        states = {pid: _state(pid) for pid in self.pids}
+        states = {pid: _states(pid) for pid in self.pids}
         answered = {pid: len(socks) for pid, socks in mapping.items()}
         raise RuntimeError(
             f"no client of {len(self.clients)} reached process(es) {missing} in {_MAP_ATTEMPTS} attempts"
@@ -243,17 +244,13 @@ class QueueReplay:
             got = True
 
 
-def _state(pid: int) -> str:
-    """A process's state letter and its threads' (/proc), or why it cannot be read."""
+def _states(pid: int) -> str:
+    """The state letters of a process's threads, main thread first ('-' for one gone meanwhile)."""
     try:
-        threads = sorted(Path(f"/proc/{pid}/task").iterdir())
-        return "".join(_stat_state(t / "stat") for t in threads)
+        threads = sorted(int(t.name) for t in Path(f"/proc/{pid}/task").iterdir())
     except OSError as exc:
         return f"unreadable: {exc.strerror}"
-
-
-def _stat_state(path: Path) -> str:
-    return path.read_text().rsplit(")", 1)[1].split()[0]
+    return "".join(netns.state(pid, thread) or "-" for thread in threads)
 
 
 def _rmem(sock: socket.socket) -> int:

@@ -123,21 +123,33 @@ def cmdline(pid: int) -> list[str]:
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
-def start_time(pid: int) -> int | None:
-    """Clock ticks since boot when `pid` started: with the pid, it names one process for good."""
+def _stat_fields(path: str) -> list[str] | None:
+    """A /proc stat file's fields after the command name (the state letter first), None once
+    the process is gone. The command name (field 2) may contain spaces; fields after it are plain."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = Path(path).read_text()
     except OSError:
         return None
-    # The command name (field 2) may contain spaces; fields after it are plain.
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    return stat.rsplit(")", 1)[1].split()
+
+
+def start_time(pid: int) -> int | None:
+    """Clock ticks since boot when `pid` started: with the pid, it names one process for good."""
+    fields = _stat_fields(f"/proc/{pid}/stat")
+    return int(fields[19]) if fields is not None else None
+
+
+def state(pid: int, thread: int | None = None) -> str | None:
+    """The state letter of `pid` (its main thread), or of one of its threads: R running, S
+    sleeping, T stopped, Z zombie, ...; None once it is gone."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    fields = _stat_fields(path)
+    return fields[0] if fields is not None else None
 
 
 def alive(pid: int, started: int | None = None) -> bool:
     now = start_time(pid)
-    if now is None:
-        return False
-    if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+    if now is None or state(pid) in (None, "Z"):
         return False
     return started is None or now == started
 

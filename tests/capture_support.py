@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from lab import netns
 from tests.support import DEADLINE_S, wait_until
 from xnetmon.netns_sockets import NETNS_DIR, _setns
 
@@ -123,7 +124,6 @@ def wait_until_drained(pid: int, timeout: float = DEADLINE_S) -> None:
         mine = sockets()
         rows = [line.split() for line in Path(f"/proc/{pid}/net/packet").read_text().splitlines()[1:]]
         queued = sum(int(row[6]) for row in rows if row[8] in mine)  # Rmem, by Inode
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return queued == 0 and state == "S" and "poll" in Path(f"/proc/{pid}/wchan").read_text()
+        return queued == 0 and netns.state(pid) == "S" and "poll" in Path(f"/proc/{pid}/wchan").read_text()
 
     wait_until(drained, timeout, what=f"process {pid} reading all it captured")

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from lab import LabError
+from lab import LabError, netns
 from lab.measure import hops, ping
 from tests.support import wait_until
 
@@ -273,14 +273,9 @@ def test_kill_with_stop_is_undone_with_cont(lab):
     wait_until(lambda: lab.processes_matching("city2b", "sleep 3600.25"), what="the process started in city2b")
     fault = lab.fault_kill("city2b", "sleep 3600.25", signal="STOP")
     # a signal is acted on when the process next runs: it may read R for a moment
-    wait_until(lambda: _state_letter(pid) == "T", what="the process stopped")
+    wait_until(lambda: netns.state(pid) == "T", what="the process stopped")
     lab.heal(fault)
-    wait_until(lambda: _state_letter(pid) == "S", what="the process continued, back to its sleep")
-
-
-def _state_letter(pid: int) -> str:
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().rsplit(")", 1)[1].split()[0]
+    wait_until(lambda: netns.state(pid) == "S", what="the process continued, back to its sleep")
 
 
 def _raw_rules(lab) -> dict[str, str]:

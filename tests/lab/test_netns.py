@@ -3,6 +3,8 @@ concurrent batches, processes named by pid and start time, and namespaces (as ro
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -10,7 +12,7 @@ import time
 import pytest
 
 from lab import netns
-from tests.support import network_namespace
+from tests.support import network_namespace, wait_until
 
 IGNORES_SIGTERM = [
     sys.executable,
@@ -78,6 +80,22 @@ def test_a_process_is_named_by_pid_and_start_time_and_stopped_for_good():
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_process_state_letter_follows_its_signals_until_it_is_gone():
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        wait_until(lambda: netns.state(sleeper.pid) == "S", what="the sleeper asleep")
+        assert netns.state(sleeper.pid, sleeper.pid) == "S"  # its one thread, by the task's file
+        os.kill(sleeper.pid, signal.SIGSTOP)
+        wait_until(lambda: netns.state(sleeper.pid) == "T", what="the sleeper stopped")
+        sleeper.kill()
+        wait_until(lambda: netns.state(sleeper.pid) == "Z", what="the sleeper dead, not yet reaped")
+        assert not netns.alive(sleeper.pid)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert netns.state(sleeper.pid) is None
 
 
 def test_stopping_a_process_that_is_gone_or_another_is_harmless():
