@@ -18,6 +18,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from xnetmon.free_ports import free_port
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -53,10 +55,8 @@ def ratio(a: float, b: float) -> float | None:
 # -- child processes ------------------------------------------------------------------------
 
 
-def free_udp_port(family: int = socket.AF_INET6, address: str = "::1") -> int:
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.bind((address, 0))
-        return sock.getsockname()[1]
+def free_udp_port(address: str = "::1") -> int:
+    return free_port(address, socket.SOCK_DGRAM)
 
 
 class Server:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
-import socket
 import subprocess
 import threading
 import urllib.parse
@@ -17,14 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import DEADLINE_S, wait_until
-
-
-def free_tcp_port(host: str) -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+from tests.support import DEADLINE_S, free_tcp_port, wait_until
 
 
 @contextlib.contextmanager

@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import IO, TypeVar
 
+from xnetmon.free_ports import free_port
+
 XNETMON = [sys.executable, "-m", "xnetmon"]
 REPO = Path(__file__).resolve().parent.parent
 # How long a wait may take before the test fails. It only bounds a failure: a wait returns
@@ -172,10 +174,11 @@ class LineReader:
 
 
 def free_udp_port(host: str = "::1") -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    return free_port(host, socket.SOCK_DGRAM)
+
+
+def free_tcp_port(host: str = "::1") -> int:
+    return free_port(host, socket.SOCK_STREAM)
 
 
 def in_netns(netns: str | None, argv: list[str]) -> list[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from xnetmon import bus_setup
 from xnetmon.bus_setup import ClusterNode, ServerPorts, server_config
+from xnetmon.free_ports import free_port
 
 NATS_SERVER = "nats-server"
 READY_TIMEOUT_S = 30.0
@@ -54,7 +54,7 @@ class NatsServer:
         self.pki_dir = Path(pki_dir)
         if ports is None and node is not None:  # an unknown node: server_config names the known ones
             ports = next((n.ports for n in bus_setup.cluster_nodes(self.pki_dir) if n.name == node), None)
-        self.ports = ports or ServerPorts(host, _free_port(host), host, _free_port(host))
+        self.ports = ports or ServerPorts(host, free_port(host), host, free_port(host))
         self.wrap = wrap
         self.partitions = partitions
         self.config_file = self.work_dir / "nats-server.conf"
@@ -100,11 +100,24 @@ class NatsServer:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not self._ready(offset):
             if self._process.poll() is not None:
-                raise RuntimeError(f"nats-server exited with {self._process.returncode}; see {self.log_file}")
+                raise RuntimeError(
+                    f"nats-server exited with {self._process.returncode}; its log {self.log_file} ends:\n"
+                    + self._log_tail(offset)
+                )
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"nats-server not ready within {READY_TIMEOUT_S:g} s; see {self.log_file}")
+                raise RuntimeError(
+                    f"nats-server not ready within {READY_TIMEOUT_S:g} s; its log {self.log_file} ends:\n"
+                    + self._log_tail(offset)
+                )
             time.sleep(0.05)
+
+    def _log_tail(self, offset: int, lines: int = 5) -> str:
+        """The last lines this start wrote to the log: why it exited, in the error itself
+        (a test's temporary directory is gone when its failure is read)."""
+        with open(self.log_file, "rb") as log:
+            log.seek(offset)
+            return "\n".join(log.read().decode(errors="replace").splitlines()[-lines:])
 
     def _ready(self, offset: int) -> bool:
         with open(self.log_file, "rb") as log:
@@ -145,7 +158,7 @@ class NatsCluster:
     ) -> None:
         """`options`: NatsServer's (partitions)."""
         nodes = tuple(
-            ClusterNode(f"n{i}", host, ServerPorts(host, _free_port(host), host, _free_port(host)), _free_port(host))
+            ClusterNode(f"n{i}", host, ServerPorts(host, free_port(host), host, free_port(host)), free_port(host))
             for i in range(1, size + 1)
         )
         self.pki_dir = bus_setup.init(pki_dir, nodes=nodes)
@@ -198,10 +211,3 @@ class NatsCluster:
 
 def _bracketed(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-def _free_port(host: str) -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]

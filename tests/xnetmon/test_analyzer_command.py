@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -27,14 +26,8 @@ from collector.outputs.bus_sink import BusSink
 from collector.outputs.sinks import Backoff
 from tests.analyzer_support import T0, batch, window
 from tests.bus_support import SITES, connect_options, running_bus, running_cluster, stream_info
-from tests.support import DEADLINE_S, REPO, XNETMON, stop_process, wait_until, xnetmon
+from tests.support import DEADLINE_S, REPO, XNETMON, free_tcp_port, stop_process, wait_until, xnetmon
 from xnetmon import bus_setup
-
-
-def free_tcp_port() -> int:
-    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
-        sock.bind(("::1", 0))
-        return sock.getsockname()[1]
 
 
 def start(*args: str) -> subprocess.Popen:

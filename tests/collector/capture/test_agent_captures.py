@@ -24,7 +24,7 @@ from collector.agent.config import ConfigError
 from collector.agent.plan import load_plan
 from tests.capture_support import created_in
 from tests.flow_export_support import V6_FIELDS, data_set, ipfix_message, ipfix_template_set, record, v6_values
-from tests.support import DEADLINE_S, REPO, XNETMON, network_namespace, stop_process, wait_until
+from tests.support import DEADLINE_S, REPO, XNETMON, free_tcp_port, network_namespace, stop_process, wait_until
 
 A, B = "fd00:cafe:8::1", "fd00:cafe:8::2"
 IF_A, IF_B = "xac-a", "xac-b"
@@ -313,9 +313,3 @@ def test_an_interface_that_is_not_there_stops_the_agent_with_a_message(tmp_path:
     assert done.returncode == 1
     assert "capture on xnm-absent0: no interface 'xnm-absent0' in this network namespace" in done.stderr
     assert "Traceback" not in done.stderr
-
-
-def free_tcp_port() -> int:
-    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
-        sock.bind(("::1", 0))
-        return sock.getsockname()[1]
