@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import _common as c
 
+from collector.bus.connection import run_on_bus_loop
 from collector.bus.stream import StreamLimits, stream_config
 from collector.bus.subjects import subject
 from collector.contract.codec import encode_body
@@ -67,7 +68,7 @@ def bodies(site: str, paths: int, window_ns: int) -> tuple[bytes, bytes]:
 
 def publisher(pki: Path, urls: tuple[str, ...], sites: list[str], args, ready, start_at, stop, results) -> None:
     """One process: a connection per site, a body per site at every boundary until `stop`."""
-    asyncio.run(_publish(pki, urls, sites, args, ready, start_at, stop, results))
+    run_on_bus_loop(_publish(pki, urls, sites, args, ready, start_at, stop, results))
 
 
 async def _publish(pki, urls, sites, args, ready, start_at, stop, results) -> None:
@@ -137,7 +138,7 @@ def create_stream(pki: Path, urls: tuple[str, ...], limits: StreamLimits) -> Non
         finally:
             await client.close()
 
-    asyncio.run(create())
+    run_on_bus_loop(create())
 
 
 def run_mode(mode: str, pki: Path, workdir: Path, args) -> dict:

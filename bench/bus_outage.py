@@ -32,7 +32,7 @@ import _common as c
 from analyzer.bus_intake import BusIntake
 from analyzer.sla.verdicts import default_policies
 from analyzer.store.memory import WindowStore
-from collector.bus.connection import BusEndpoint
+from collector.bus.connection import BusEndpoint, run_on_bus_loop
 from collector.bus.stream import STREAM_NAME
 from collector.contract.codec import ShipmentParser
 from collector.contract.examples import example_window
@@ -48,7 +48,6 @@ DEADLINE_S = 900.0
 
 def stream_windows(endpoint: BusEndpoint) -> list[tuple[PathKey, int]]:
     """(path, seq) of every window in the stream, in stream order."""
-    import asyncio
 
     import nats
 
@@ -70,7 +69,7 @@ def stream_windows(endpoint: BusEndpoint) -> list[tuple[PathKey, int]]:
         finally:
             await client.close()
 
-    return asyncio.run(read())
+    return run_on_bus_loop(read())
 
 
 def run(args: argparse.Namespace, outage_s: float, root: Path) -> dict:

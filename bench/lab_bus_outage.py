@@ -41,7 +41,6 @@ Exit status 1 when a check fails. Needs root (the lab).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import re
 import sys
 import tempfile
@@ -59,7 +58,7 @@ from analyzer.sla.verdicts import SlaTracker
 from analyzer.store.memory import WindowStore
 from bench._common import environment, require_root, table, write_result
 from bench.soak.ledger import Ledger, sent_totals
-from collector.bus.connection import BusEndpoint
+from collector.bus.connection import BusEndpoint, run_on_bus_loop
 from collector.bus.stream import STREAM_NAME
 from collector.bus.subjects import PREFIX, parse_subject
 from collector.contract.codec import ShipmentParser
@@ -126,7 +125,7 @@ def read_window_batches(endpoint: BusEndpoint, namespace: str | None = None) -> 
         try:
             if namespace is not None:
                 enter_namespace(namespace)
-            asyncio.run(read())
+            run_on_bus_loop(read())
         except BaseException as exc:  # handed to the caller
             errors.append(exc)
 

@@ -3,7 +3,6 @@ the server on free loopback ports, stopped after the test."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import nats
 
-from collector.bus.connection import BusEndpoint
+from collector.bus.connection import BusEndpoint, run_on_bus_loop
 from collector.bus.stream import STREAM_NAME, StreamLimits, stream_config
 from xnetmon import bus_setup
 from xnetmon.nats_server import NatsCluster, NatsServer
@@ -125,7 +124,7 @@ def stream_info(endpoint: BusEndpoint, name: str = STREAM_NAME):
         finally:
             await client.close()
 
-    return asyncio.run(read())
+    return run_on_bus_loop(read())
 
 
 def connect_options(endpoint: BusEndpoint, errors: list[str] | None = None) -> dict:
@@ -161,7 +160,7 @@ def stream_messages(endpoint: BusEndpoint) -> list[tuple[str, bytes, str]]:
         finally:
             await client.close()
 
-    return asyncio.run(read())
+    return run_on_bus_loop(read())
 
 
 def create_stream(endpoint: BusEndpoint, limits: StreamLimits = StreamLimits()) -> None:
@@ -174,4 +173,4 @@ def create_stream(endpoint: BusEndpoint, limits: StreamLimits = StreamLimits()) 
         finally:
             await client.close()
 
-    asyncio.run(create())
+    run_on_bus_loop(create())

@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from asyncio import sslproto
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 INBOX_PREFIX = "_XNET_INBOX"
 # A server that stops answering (frozen, or its host gone without a reset) is noticed only by
@@ -118,6 +123,7 @@ class BusEventLoop(asyncio.SelectorEventLoop):
             )
         except BaseException:
             # asyncio has closed the socket; its connection_lost, still to come, goes to `plain`
+            _release_read_buffer(transport.get_protocol())
             transport.set_protocol(plain)
             raise
         if isinstance(protocol, asyncio.StreamReaderProtocol):
@@ -129,7 +135,24 @@ class BusEventLoop(asyncio.SelectorEventLoop):
         return upgraded
 
 
+def _release_read_buffer(given_up: asyncio.BaseProtocol) -> None:
+    """A TLS protocol whose handshake was given up never reads again, but it sits in reference
+    cycles with its transport and waiter until a full collection, holding its 256 KiB read
+    buffer: a client retrying a frozen server every few seconds piles them up (the analyzer
+    collects its old generation rarely, `analyzer/gc_tuning.py`). The buffer goes now."""
+    if isinstance(given_up, sslproto.SSLProtocol):
+        given_up._ssl_buffer = bytearray()  # type: ignore[attr-defined]
+        given_up._ssl_buffer_view = memoryview(given_up._ssl_buffer)  # type: ignore[attr-defined]
+
+
 def bus_event_loop() -> asyncio.AbstractEventLoop:
     """A new loop for a thread that holds bus connections (`asyncio.Runner(loop_factory=...)`
     takes it too)."""
     return BusEventLoop()
+
+
+def run_on_bus_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run` on a `BusEventLoop`, for a short-lived script or command that connects
+    to the bus and is done."""
+    with asyncio.Runner(loop_factory=bus_event_loop) as runner:
+        return runner.run(coroutine)
