@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import os
 import secrets
 import shutil
@@ -138,10 +139,18 @@ class Restarts:
             )
         return status
 
-    def restart_analyzer(self, signum: int) -> None:
+    def restart_analyzer(self, signum: int) -> dict[str, int]:
+        """Stop the analyzer and start a new one; the replaced store's final `stats()`."""
         self.intake.stop(final_checkpoint=signum != signal.SIGKILL)
         self.analyzer.stop()
+        stats = self.analyzer.store.stats()
         self.analyzer, self.intake = self._start_analyzer(self._port)
+        # The replaced analyzer lies in reference cycles (its bus client's callbacks, the
+        # tracebacks of its last waits), which a process's end would simply drop; the
+        # analyzer's garbage-collector thresholds (analyzer/gc_tuning.py) put the full
+        # collection that frees them hours away, so one store per restart stayed in memory.
+        gc.collect()
+        return stats
 
 
 def agent_config(

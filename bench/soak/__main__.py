@@ -153,9 +153,8 @@ class Soak:
         entry = {"t_s": round(self.elapsed(), 1), "at": round(time.time(), 3), "target": target, "signal": signame}
         took = time.monotonic()
         if target == "analyzer":
-            old = self.restarts.analyzer
-            self.restarts.restart_analyzer(SIGNALS[signame])
-            entry["windows_taken"] = old.store.stats()["windows_ingested"]  # final: its intake has stopped
+            replaced = self.restarts.restart_analyzer(SIGNALS[signame])  # the old store's, once stopped
+            entry["windows_taken"] = replaced["windows_ingested"]
             self.ledger.replaced(entry["windows_taken"])  # its successor's checkpoint is restored later
             self.analyzers += 1
         else:
