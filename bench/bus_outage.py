@@ -48,7 +48,6 @@ DEADLINE_S = 900.0
 
 def stream_windows(endpoint: BusEndpoint) -> list[tuple[PathKey, int]]:
     """(path, seq) of every window in the stream, in stream order."""
-
     import nats
 
     async def read() -> list[tuple[PathKey, int]]:
