@@ -148,10 +148,10 @@ def state(pid: int, thread: int | None = None) -> str | None:
 
 
 def alive(pid: int, started: int | None = None) -> bool:
-    now = start_time(pid)
-    if now is None or state(pid) in (None, "Z"):
+    fields = _stat_fields(f"/proc/{pid}/stat")  # one reading for the state and the start time
+    if fields is None or fields[0] == "Z":
         return False
-    return started is None or now == started
+    return started is None or int(fields[19]) == started
 
 
 def stop(pid: int, started: int | None = None, grace: float = 2.0) -> None:

@@ -30,7 +30,6 @@ from collector.contract.shipment import ShipmentBatch
 from collector.outputs.sinks import Backoff, HttpSink, InProcessSink, Outcome, WindowSink, classify
 from collector.outputs.spool import WindowSpool
 from tests.analyzer_support import W, window
-from tests.prometheus_support import free_tcp_port
 from tests.support import (
     DEADLINE_S,
     REPO,
@@ -40,6 +39,7 @@ from tests.support import (
     Stopwatch,
     failing_fsync,
     fill_filesystem,
+    free_tcp_port,
     free_udp_port,
     small_filesystem,
     stop_process,
@@ -80,9 +80,7 @@ class Receiver:
     every request and the windows of every batch it accepted."""
 
     def __init__(self) -> None:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_tcp_port("::1")
         self.url = f"http://[::1]:{self.port}"
         self.script: collections.deque[int] = collections.deque()
         self.requests: list[tuple[int, dict, dict]] = []  # (status, headers, body)

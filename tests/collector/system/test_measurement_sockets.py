@@ -34,6 +34,7 @@ from collector.system.measurement_sockets import (
     source_address_cmsg,
     traffic_class_cmsg,
 )
+from tests.support import free_udp_port
 
 IPV6_FLOWINFO = 11  # linux/in6.h: receive the flow information as ancillary data
 
@@ -44,12 +45,6 @@ def pair(family: socket.AddressFamily, host: str) -> Iterator[tuple[socket.socke
         receiver.bind((host, 0))
         receiver.settimeout(5)
         yield receiver, sender
-
-
-def closed_udp_port(host: str) -> int:
-    with socket.socket(family_of(host), socket.SOCK_DGRAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.parametrize("family, host", [(socket.AF_INET6, "::1"), (socket.AF_INET, "127.0.0.1")])
@@ -111,7 +106,7 @@ def test_a_shared_lease_is_open_to_every_socket_of_the_user_and_labels_stay_in_r
     "host, described", [("::1", "port unreachable from ::1"), ("127.0.0.1", "port unreachable from 127.0.0.1")]
 )
 def test_an_icmp_error_and_transmit_times_arrive_on_the_error_queue(host, described):
-    port = closed_udp_port(host)
+    port = free_udp_port(host)  # nobody listens on it
     with socket.socket(family_of(host), socket.SOCK_DGRAM) as sock:
         enable_icmp_errors(sock)
         enable_tx_timestamps(sock)
